@@ -1,0 +1,141 @@
+//! Guest-side hypercall wrappers (feature `guest`; the hypervisor never enables it).
+//!
+//! The raw `VMCALL` sequences are the only `unsafe` code here. The safe wrappers take
+//! Rust references, so the pointers they pass are always valid guest-virtual
+//! addresses of live, correctly sized objects.
+
+use crate::console::{CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
+use crate::errno::Errno;
+use crate::hypercall::Hypercall;
+use crate::sched::{SchedShutdown, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD};
+use crate::version::{AbiVersion, XenExtraversion, XenFeatureInfo};
+use crate::version::{XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_VERSION};
+
+/// The raw hypercall instruction sequences.
+pub mod raw {
+    /// Issue hypercall `nr` with up to five arguments; returns RAX.
+    ///
+    /// # Safety
+    /// The arguments are interpreted by the hypervisor according to `nr`; pointer
+    /// arguments must be valid for what that hypercall reads and writes.
+    #[inline(always)]
+    pub unsafe fn hypercall5(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
+        let ret: i64;
+        // SAFETY: the caller upholds the hypercall's contract; VMCALL preserves all
+        // registers but RAX.
+        unsafe {
+            core::arch::asm!(
+                "vmcall",
+                inlateout("rax") nr as i64 => ret,
+                in("rdi") a1,
+                in("rsi") a2,
+                in("rdx") a3,
+                in("r10") a4,
+                in("r8") a5,
+                options(nostack),
+            );
+        }
+        ret
+    }
+}
+
+/// Issue a hypercall whose arguments are plain integers (no pointers).
+///
+/// Safe because the hypervisor validates every argument: an integer argument can
+/// at worst fail with an error code. Hypercalls that take pointers have typed wrappers.
+pub fn hypercall_scalar(nr: Hypercall, args: [u64; 5]) -> i64 {
+    // SAFETY: no argument is dereferenced by the guest; the hypervisor checks any
+    // argument it interprets as a pointer (that is the point of Keel's copy checks).
+    unsafe { raw::hypercall5(nr.0, args[0], args[1], args[2], args[3], args[4]) }
+}
+
+/// `console_io(CONSOLEIO_write, len, buf)`: print bytes on the hypervisor console.
+pub fn console_write(buf: &[u8]) -> Result<(), Errno> {
+    for chunk in buf.chunks(CONSOLEIO_WRITE_MAX as usize) {
+        // SAFETY: `chunk` is a live slice of `chunk.len()` bytes the hypervisor only reads.
+        let r = unsafe {
+            raw::hypercall5(
+                Hypercall::CONSOLE_IO.0,
+                CONSOLEIO_WRITE,
+                chunk.len() as u64,
+                chunk.as_ptr() as u64,
+                0,
+                0,
+            )
+        };
+        Errno::from_return(r)?;
+    }
+    Ok(())
+}
+
+/// `xen_version(XENVER_version, NULL)`: the hypervisor's ABI version.
+pub fn xen_version() -> AbiVersion {
+    let r = hypercall_scalar(Hypercall::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]);
+    AbiVersion::decode(r as u32)
+}
+
+/// `xen_version(XENVER_extraversion, buf)`.
+pub fn xen_extraversion() -> Result<XenExtraversion, Errno> {
+    let mut v = XenExtraversion([0; 16]);
+    // SAFETY: `v` is a live, writable 16-byte object.
+    let r = unsafe {
+        raw::hypercall5(
+            Hypercall::XEN_VERSION.0,
+            XENVER_EXTRAVERSION,
+            &mut v as *mut _ as u64,
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::from_return(r).map(|_| v)
+}
+
+/// `xen_version(XENVER_get_features, &info)`: feature submap `idx`.
+pub fn xen_get_features(idx: u32) -> Result<u32, Errno> {
+    let mut info = XenFeatureInfo {
+        submap_idx: idx,
+        submap: 0,
+    };
+    // SAFETY: `info` is a live, writable 8-byte object.
+    let r = unsafe {
+        raw::hypercall5(
+            Hypercall::XEN_VERSION.0,
+            XENVER_GET_FEATURES,
+            &mut info as *mut _ as u64,
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::from_return(r).map(|_| info.submap)
+}
+
+/// `sched_op(SCHEDOP_yield)`.
+pub fn sched_yield() -> Result<(), Errno> {
+    Errno::from_return(hypercall_scalar(
+        Hypercall::SCHED_OP,
+        [SCHEDOP_YIELD, 0, 0, 0, 0],
+    ))
+    .map(|_| ())
+}
+
+/// `sched_op(SCHEDOP_shutdown, &{reason})`. Returns only if the hypervisor refused.
+pub fn sched_shutdown(reason: u32) -> Errno {
+    let arg = SchedShutdown { reason };
+    // SAFETY: `arg` is a live 4-byte object the hypervisor only reads.
+    let r = unsafe {
+        raw::hypercall5(
+            Hypercall::SCHED_OP.0,
+            SCHEDOP_SHUTDOWN,
+            &arg as *const _ as u64,
+            0,
+            0,
+            0,
+        )
+    };
+    match Errno::from_return(r) {
+        Err(e) => e,
+        Ok(_) => Errno::EINVAL,
+    }
+}

@@ -1,0 +1,152 @@
+//! Hypercall numbers: Xen's `__HYPERVISOR_*` values from `xen/include/public/xen.h`.
+//!
+//! Every number Xen defines is listed so that Keel can name it in diagnostics and
+//! answer it; [`Hypercall::implemented_since`] says which ones Keel implements and
+//! since which ABI version. Everything else returns `-ENOSYS`.
+
+use crate::version::AbiVersion;
+
+macro_rules! hypercalls {
+    ($($(#[$m:meta])* $name:ident = $v:expr, $doc_name:literal, $since:expr;)*) => {
+        /// A Xen hypercall number.
+        #[repr(transparent)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub struct Hypercall(pub u64);
+
+        impl Hypercall {
+            $($(#[$m])* pub const $name: Hypercall = Hypercall($v);)*
+
+            /// Xen's name for the hypercall (`"xen_version"`), if it is a known number.
+            pub const fn name(self) -> Option<&'static str> {
+                match self.0 {
+                    $($v => Some($doc_name),)*
+                    _ => None,
+                }
+            }
+
+            /// The Keel ABI version that implemented this hypercall, or `None` when
+            /// Keel answers it with `-ENOSYS`.
+            pub const fn implemented_since(self) -> Option<AbiVersion> {
+                match self.0 {
+                    $($v => $since,)*
+                    _ => None,
+                }
+            }
+        }
+
+        /// Every hypercall number Xen defines, ascending.
+        pub const ALL: &[Hypercall] = &[$(Hypercall::$name),*];
+    };
+}
+
+const V0_1: Option<AbiVersion> = Some(AbiVersion::V0_1);
+
+hypercalls! {
+    /// Install a virtual IDT (PV only; Keel guests own a real IDT).
+    SET_TRAP_TABLE = 0, "set_trap_table", None;
+    /// Validated page-table updates.
+    MMU_UPDATE = 1, "mmu_update", None;
+    /// Install a GDT (PV only; Keel guests own a real GDT).
+    SET_GDT = 2, "set_gdt", None;
+    /// Kernel stack switch (PV only).
+    STACK_SWITCH = 3, "stack_switch", None;
+    /// Event and failsafe callbacks (PV only).
+    SET_CALLBACKS = 4, "set_callbacks", None;
+    /// Lazy FPU switching.
+    FPU_TASKSWITCH = 5, "fpu_taskswitch", None;
+    /// Old scheduler interface.
+    SCHED_OP_COMPAT = 6, "sched_op_compat", None;
+    /// Platform operations (dom0 only).
+    PLATFORM_OP = 7, "platform_op", None;
+    /// Set a debug register.
+    SET_DEBUGREG = 8, "set_debugreg", None;
+    /// Read a debug register.
+    GET_DEBUGREG = 9, "get_debugreg", None;
+    /// Update a GDT/LDT descriptor.
+    UPDATE_DESCRIPTOR = 10, "update_descriptor", None;
+    /// Memory reservation and translation.
+    MEMORY_OP = 12, "memory_op", None;
+    /// Batch several hypercalls.
+    MULTICALL = 13, "multicall", None;
+    /// Update one PTE by virtual address.
+    UPDATE_VA_MAPPING = 14, "update_va_mapping", None;
+    /// One-shot timer, absolute system time.
+    SET_TIMER_OP = 15, "set_timer_op", None;
+    /// Old event-channel interface.
+    EVENT_CHANNEL_OP_COMPAT = 16, "event_channel_op_compat", None;
+    /// Version and feature queries.
+    XEN_VERSION = 17, "xen_version", V0_1;
+    /// Hypervisor console.
+    CONSOLE_IO = 18, "console_io", V0_1;
+    /// Old physdev interface.
+    PHYSDEV_OP_COMPAT = 19, "physdev_op_compat", None;
+    /// Grant tables.
+    GRANT_TABLE_OP = 20, "grant_table_op", None;
+    /// VM assists.
+    VM_ASSIST = 21, "vm_assist", None;
+    /// Update a PTE of another domain.
+    UPDATE_VA_MAPPING_OTHERDOMAIN = 22, "update_va_mapping_otherdomain", None;
+    /// Return from a PV exception frame.
+    IRET = 23, "iret", None;
+    /// Per-vCPU operations.
+    VCPU_OP = 24, "vcpu_op", None;
+    /// Set FS/GS bases (PV only).
+    SET_SEGMENT_BASE = 25, "set_segment_base", None;
+    /// Extended MMU operations: pinning, base pointer, TLB flushes.
+    MMUEXT_OP = 26, "mmuext_op", None;
+    /// XSM / Flask.
+    XSM_OP = 27, "xsm_op", None;
+    /// NMI callbacks.
+    NMI_OP = 28, "nmi_op", None;
+    /// Scheduler operations: yield, block, shutdown, poll.
+    SCHED_OP = 29, "sched_op", V0_1;
+    /// Callback registration.
+    CALLBACK_OP = 30, "callback_op", None;
+    /// Xenoprof.
+    XENOPROF_OP = 31, "xenoprof_op", None;
+    /// Event channels.
+    EVENT_CHANNEL_OP = 32, "event_channel_op", None;
+    /// Physical device operations.
+    PHYSDEV_OP = 33, "physdev_op", None;
+    /// HVM parameters (Keel uses HVM_PARAM_CALLBACK_IRQ for the upcall vector).
+    HVM_OP = 34, "hvm_op", None;
+    /// System control (toolstack).
+    SYSCTL = 35, "sysctl", None;
+    /// Domain control (toolstack).
+    DOMCTL = 36, "domctl", None;
+    /// Kexec.
+    KEXEC_OP = 37, "kexec_op", None;
+    /// Transcendent memory.
+    TMEM_OP = 38, "tmem_op", None;
+    /// Argo inter-domain messaging.
+    ARGO_OP = 39, "argo_op", None;
+    /// PMU.
+    XENPMU_OP = 40, "xenpmu_op", None;
+    /// Device-model operations.
+    DM_OP = 41, "dm_op", None;
+    /// Hypervisor file system.
+    HYPFS_OP = 42, "hypfs_op", None;
+}
+
+/// Arguments of one hypercall as they arrive in registers (RDI, RSI, RDX, R10, R8).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HypercallArgs {
+    /// The hypercall number (RAX).
+    pub nr: u64,
+    /// The five arguments.
+    pub args: [u64; 5],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_order() {
+        assert_eq!(Hypercall::XEN_VERSION.0, 17);
+        assert_eq!(Hypercall(17).name(), Some("xen_version"));
+        assert_eq!(Hypercall(11).name(), None);
+        assert_eq!(Hypercall(999).implemented_since(), None);
+        assert!(ALL.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+}

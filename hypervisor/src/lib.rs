@@ -1,0 +1,2 @@
+//! The Keel hypervisor.
+#![cfg_attr(not(test), no_std)]
