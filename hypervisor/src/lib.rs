@@ -1,2 +1,21 @@
-//! The Keel hypervisor.
+//! # The Keel hypervisor
+//!
+//! Read in this order (each file is one concept):
+//!
+//! 1. `arch/boot.rs`: multiboot headers and the 32-bit entry that switches to long mode.
+//! 2. `boot_info.rs`: what the boot loader told us (memory map, command line, modules).
+//! 3. `frames.rs`: the machine frame allocator, which never hands out reserved frames.
+//! 4. `arch/*`: GDT/IDT/TSS, exceptions, serial console, ACPI, power-off.
+//! 5. `vmx/caps.rs`, `vmx/controls.rs`: what the CPU offers, and the controls we derive from it.
+//! 6. `vmx/checks.rs`: the SDM's VM-entry checks, in software, before VMLAUNCH.
+//! 7. `elf.rs`, `domain/`: parsing a guest image and building a direct-paging domain.
+//! 8. `guest_mem.rs`: every access to guest memory, checked.
+//! 9. `hypercall.rs`: the hypercall table.
+//! 10. `vmx/hw.rs`, `vmx/exit.rs`: VMXON, the VMCS, the VM-exit path.
+//!
+//! Policy code (everything but `arch` and `vmx::hw`) is safe Rust and builds and is
+//! tested on the host. `unsafe` and assembly live only in `arch` and `vmx::hw`.
 #![cfg_attr(not(test), no_std)]
+
+pub mod addr;
+pub mod mem;
