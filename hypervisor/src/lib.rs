@@ -18,4 +18,6 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod addr;
+pub mod cpuid;
 pub mod mem;
+pub mod vmx;
