@@ -24,9 +24,13 @@ fn main() -> ExitCode {
             keel_loader::run(&guest, &machine, &mut out, &mut log).map(|r| r.exit_code)
         }
         Command::Test(t) => keel_loader::test(&t, &mut out, &mut log).map(|s| i32::from(!s.ok())),
-        Command::AbiDump | Command::AbiCheck => Err(keel_loader::error::Error::new(
-            "`abi dump|check` is not available yet: it needs keel_abi's layout API",
-        )),
+        Command::AbiDump => {
+            print!("{}", keel_loader::abi::dump());
+            Ok(0)
+        }
+        Command::AbiCheck => keel_loader::cargo::Workspace::locate()
+            .and_then(|ws| keel_loader::abi::check(&ws, &mut out))
+            .map(|ok| i32::from(!ok)),
     };
     let _ = out.flush();
     match result {
