@@ -18,4 +18,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod addr;
+pub mod arch;
+pub mod boot_info;
+pub mod frames;
 pub mod mem;
