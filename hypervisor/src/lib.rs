@@ -20,5 +20,7 @@
 pub mod addr;
 pub mod arch;
 pub mod boot_info;
+pub mod cpuid;
 pub mod frames;
 pub mod mem;
+pub mod vmx;
