@@ -273,7 +273,13 @@ fn write_dump(w: &mut impl Write, f: &ExceptionFrame) -> core::fmt::Result {
         "  RIP {:#018x}  CS {:#06x}  RFLAGS {:#010x}",
         f.rip, f.cs, f.rflags
     )?;
-    writeln!(w, "  RSP {:#018x}  SS {:#06x}", f.rsp, f.ss)?;
+    writeln!(
+        w,
+        "  RSP {:#018x}  SS {:#06x}  EFER {:#x}",
+        f.rsp,
+        f.ss,
+        super::cpu::rdmsr(super::cpu::IA32_EFER)
+    )?;
     writeln!(
         w,
         "  CR0 {:#018x}  CR2 {:#018x}  CR3 {:#018x}  CR4 {:#018x}",

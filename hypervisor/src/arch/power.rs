@@ -93,6 +93,7 @@ pub fn power_off(status: ExitStatus) -> ! {
         let _ = write!(w, "power off, status {} ({})", n, status.describe());
         w.finish_line();
     }
+    super::serial::flush();
 
     // 1. QEMU isa-debug-exit.
     outl(QEMU_DEBUG_EXIT_PORT, u32::from(n));

@@ -28,6 +28,7 @@ const LCR: u16 = 3; // line control
 const MCR: u16 = 4; // modem control
 const LSR: u16 = 5; // line status
 const LSR_THR_EMPTY: u8 = 1 << 5;
+const LSR_TRANSMITTER_EMPTY: u8 = 1 << 6;
 
 /// Whether `init` has programmed the UART (the emergency path works without it:
 /// emulators do not need the programming, and on hardware we lose nothing by trying).
@@ -57,6 +58,19 @@ fn put_byte(b: u8) {
         core::hint::spin_loop();
     }
     outb(COM1 + THR, b);
+}
+
+/// Wait (boundedly) until the UART has sent every byte, shift register included.
+/// The power-off path calls this before it stops the machine: an emulator that
+/// exits on a port write would otherwise lose the end of the last line (Bochs did:
+/// `status 6 (VMXON failed` without its closing parenthesis).
+pub fn flush() {
+    for _ in 0..1_000_000 {
+        if inb(COM1 + LSR) & LSR_TRANSMITTER_EMPTY != 0 {
+            return;
+        }
+        core::hint::spin_loop();
+    }
 }
 
 /// The raw UART: bytes out, as they are.
