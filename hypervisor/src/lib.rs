@@ -19,3 +19,8 @@
 
 pub mod addr;
 pub mod mem;
+
+pub mod domain;
+pub mod elf;
+pub mod guest_mem;
+pub mod hypercall;
