@@ -202,7 +202,11 @@ mod tests {
         assert_eq!(dw(56), LOAD + 32); // multiboot2 header_addr: that header is at 32
                                        // The string follows the code and the code points at it.
         let text_at = k.windows(3).position(|w| w == b"hi\n").unwrap() as u32;
-        assert_eq!(dw(CODE_OFFSET as usize + 1), LOAD + text_at);
+        let mov_esi: Vec<u8> = [0xbe]
+            .into_iter()
+            .chain((LOAD + text_at).to_le_bytes())
+            .collect();
+        assert!(k.windows(5).any(|w| w == mov_esi));
         // The status is the immediate of `mov al, 4` before the out to 0xf4.
         assert!(k
             .windows(7)

@@ -250,8 +250,9 @@ pub fn diagnostics(o: &Outcome) -> String {
             d += &format!("  | {l}\n");
         }
     }
+    // The hypervisor's last words, unless the tail above already shows them.
     let diag = console::hypervisor_lines(&o.console, 3);
-    if !diag.is_empty() {
+    if !diag.is_empty() && !diag.iter().all(|l| tail.lines().any(|t| t == *l)) {
         d += "hypervisor diagnostic:\n";
         for l in diag {
             d += &format!("  | {l}\n");
