@@ -24,3 +24,8 @@ pub mod cpuid;
 pub mod frames;
 pub mod mem;
 pub mod vmx;
+
+pub mod domain;
+pub mod elf;
+pub mod guest_mem;
+pub mod hypercall;
