@@ -692,17 +692,49 @@ pub fn parse_multiboot2(base: u64, block: &[u8]) -> Result<BootInfo, BootInfoErr
 // The hypervisor command line.
 // ------------------------------------------------------------------------------
 
-/// A fault to provoke deliberately after the exception handlers are installed, to
-/// check them on a real machine or emulator (`keel_selftest=...`). Each ends the run
-/// with a register dump and status 3 (hypervisor panic).
+/// A fault to provoke deliberately once the platform is up (exception handlers,
+/// page protections), to check the failure paths on a real machine or emulator:
+/// `keel_selftest=<name>`. Each ends the run with a report and status 3
+/// (hypervisor panic) instead of starting VMX. The boot tests use them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SelfTest {
-    /// Execute `ud2`: invalid opcode (#UD, vector 6).
+    /// `ud2`: execute `ud2`: invalid opcode (#UD, vector 6).
     Ud2,
-    /// Read an unmapped address: page fault (#PF, vector 14, CR2 set).
+    /// `pagefault`: read an unmapped address (#PF, vector 14, CR2 = the address).
     PageFault,
-    /// Call `panic!`: the panic handler's report.
+    /// `null`: read through a null pointer (page 0 is unmapped: #PF, CR2 = 0).
+    NullRead,
+    /// `wptext`: write to the hypervisor's own code (read-only: #PF, error code W|P).
+    WriteText,
+    /// `stack`: overflow the boot stack into its guard page: #PF on a dead stack
+    /// becomes #DF (vector 8), reported from its IST stack.
+    StackOverflow,
+    /// `panic`: call `panic!`: the panic handler's report.
     Panic,
+}
+
+impl SelfTest {
+    /// Every self-test with its command-line name (the table is the documentation).
+    pub const ALL: [(&'static str, SelfTest); 6] = [
+        ("ud2", SelfTest::Ud2),
+        ("pagefault", SelfTest::PageFault),
+        ("null", SelfTest::NullRead),
+        ("wptext", SelfTest::WriteText),
+        ("stack", SelfTest::StackOverflow),
+        ("panic", SelfTest::Panic),
+    ];
+
+    /// Look a self-test up by its command-line name.
+    pub fn from_name(name: &str) -> Option<SelfTest> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|&(_, t)| t)
+    }
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("?", |&(n, _)| n)
+    }
 }
 
 /// Options on the hypervisor command line, `key=value` words separated by spaces.
@@ -711,7 +743,7 @@ pub enum SelfTest {
 pub struct Options {
     /// `guest_mem=<MiB>`: memory for the guest (default 8).
     pub guest_mem_mib: u64,
-    /// `keel_selftest=ud2|pagefault|panic`: provoke a fault after boot (see [`SelfTest`]).
+    /// `keel_selftest=<name>`: provoke a fault after boot (see [`SelfTest::ALL`]).
     pub selftest: Option<SelfTest>,
     /// `loglevel=error|warn|info|debug|trace` (default info).
     pub log_level: log::LevelFilter,
@@ -746,11 +778,9 @@ impl Options {
                     Ok(m) if m > 0 && m <= 1 << 20 => o.guest_mem_mib = m,
                     _ => o.bad_values += 1,
                 },
-                "keel_selftest" => match value {
-                    "ud2" => o.selftest = Some(SelfTest::Ud2),
-                    "pagefault" => o.selftest = Some(SelfTest::PageFault),
-                    "panic" => o.selftest = Some(SelfTest::Panic),
-                    _ => o.bad_values += 1,
+                "keel_selftest" => match SelfTest::from_name(value) {
+                    Some(t) => o.selftest = Some(t),
+                    None => o.bad_values += 1,
                 },
                 "loglevel" => match value {
                     "error" => o.log_level = log::LevelFilter::Error,

@@ -16,7 +16,7 @@ mod bare {
     use keel_abi::platform::ExitStatus;
     use keel_hypervisor::arch;
     use keel_hypervisor::arch::power::power_off;
-    use keel_hypervisor::boot_info::{self, BootInfo, MachineRange, Options};
+    use keel_hypervisor::boot_info::{self, BootInfo, MachineRange, Options, SelfTest};
     use keel_hypervisor::frames::LOW_MEMORY_END;
     use keel_hypervisor::mem::FrameSource;
 
@@ -40,10 +40,6 @@ mod bare {
         let opts = Options::parse(bi.cmdline.as_str());
         log::set_max_level(opts.log_level);
         log_boot_info(&bi, &opts);
-        if let Some(t) = opts.selftest {
-            log::info!("selftest: provoking {t:?} (keel_selftest=)");
-            arch::idt::selftest(t);
-        }
 
         // ---- 3. frames and the direct map ------------------------------------------
         let (img_start, img_end) = arch::boot::image_range();
@@ -117,6 +113,24 @@ mod bare {
             Err(e) => log::warn!("acpi: tables unavailable ({e:?}); no ACPI power-off"),
         }
 
+        // Page 0 unmapped, image W^X, stack guard page (after ACPI: its BIOS scan
+        // reads page 0).
+        if let Err(e) = arch::mem::harden(&mut frames) {
+            log::error!("paging: cannot remap the first 4 MiB: {e:?}");
+            power_off(ExitStatus::OutOfMemory)
+        }
+        log::info!(
+            "paging: page 0 unmapped, image text read-only, data no-execute, stack guard page"
+        );
+        if let Some(t) = opts.selftest {
+            log::info!(
+                "selftest: provoking {} (keel_selftest={})",
+                vector_hint(t),
+                t.name()
+            );
+            arch::idt::selftest(t);
+        }
+
         // ---- 5. VMX and the guest --------------------------------------------------
         // TEMPORARY until `vmx::hw::enable` (worker "vmx") is merged: only the
         // CPUID check, so that the no-VT-x path can be proven end to end.
@@ -129,6 +143,16 @@ mod bare {
         }
         log::info!("vmx: VT-x present (CPUID.1:ECX.VMX = 1); VMX bring-up is not integrated yet");
         power_off(ExitStatus::VmxonFailed)
+    }
+
+    /// What a self-test should end in, for the log.
+    fn vector_hint(t: SelfTest) -> &'static str {
+        match t {
+            SelfTest::Ud2 => "#UD",
+            SelfTest::PageFault | SelfTest::NullRead | SelfTest::WriteText => "#PF",
+            SelfTest::StackOverflow => "#DF",
+            SelfTest::Panic => "a panic",
+        }
     }
 
     fn log_boot_info(bi: &BootInfo, opts: &Options) {

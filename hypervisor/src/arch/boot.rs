@@ -89,7 +89,12 @@ keel_boot_pdpt:
 keel_boot_pd:
     .skip 4 * 4096
 keel_boot_tables_end:
-    .balign 16
+    /* A page left unmapped by arch::mem::harden: a stack overflow faults here
+     * (and the #DF handler reports it from its IST stack) instead of silently
+     * overwriting the page tables above. */
+    .global keel_boot_stack_guard
+keel_boot_stack_guard:
+    .skip 4096
     .global keel_boot_stack_bottom
 keel_boot_stack_bottom:
     .skip {stack_size}
@@ -265,7 +270,10 @@ macro_rules! entry_point {
 
 unsafe extern "C" {
     static __keel_image_start: u8;
+    static __keel_text_end: u8;
+    static __keel_rodata_end: u8;
     static __keel_image_end: u8;
+    static keel_boot_stack_guard: u8;
     static keel_boot_stack_bottom: u8;
     static keel_boot_stack_top: u8;
 }
@@ -285,4 +293,32 @@ pub fn boot_stack() -> (u64, u64) {
         &raw const keel_boot_stack_bottom as u64,
         &raw const keel_boot_stack_top as u64,
     )
+}
+
+/// The image's layout, for page protections: `[start, text_end)` is code (and the
+/// multiboot headers), `[text_end, rodata_end)` read-only data, `[rodata_end, end)`
+/// writable data and `.bss`, with the stack guard page at `stack_guard`.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageLayout {
+    /// First byte of the image.
+    pub start: u64,
+    /// End of code (page-aligned).
+    pub text_end: u64,
+    /// End of read-only data (page-aligned).
+    pub rodata_end: u64,
+    /// End of the image (page-aligned).
+    pub end: u64,
+    /// The boot stack's guard page.
+    pub stack_guard: u64,
+}
+
+/// The image layout from the linker symbols.
+pub fn image_layout() -> ImageLayout {
+    ImageLayout {
+        start: &raw const __keel_image_start as u64,
+        text_end: &raw const __keel_text_end as u64,
+        rodata_end: &raw const __keel_rodata_end as u64,
+        end: &raw const __keel_image_end as u64,
+        stack_guard: &raw const keel_boot_stack_guard as u64,
+    }
 }

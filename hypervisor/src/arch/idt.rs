@@ -346,7 +346,8 @@ pub fn report_panic(info: &core::panic::PanicInfo<'_>) -> ! {
 }
 
 /// Provoke the fault `t` (the `keel_selftest=` command-line option): checks on a
-/// real machine or emulator that the handlers report and power off.
+/// real machine or emulator that the handlers report and power off. Call after
+/// `arch::mem::harden` (the null, text and stack tests rely on its protections).
 pub fn selftest(t: crate::boot_info::SelfTest) -> ! {
     use crate::boot_info::SelfTest;
     match t {
@@ -363,6 +364,33 @@ pub fn selftest(t: crate::boot_info::SelfTest) -> ! {
                 let v = unsafe { core::ptr::read_volatile(addr as *const u64) };
                 log::error!("selftest: read {v:#x} from an unmapped address?");
             }
+        }
+        SelfTest::NullRead => {
+            let v: u64;
+            // SAFETY: page 0 is unmapped after `harden`: #PF. (Through asm, because
+            // a null read in Rust is undefined behaviour, not a fault.)
+            unsafe { core::arch::asm!("mov {}, [0]", out(reg) v, options(nostack, readonly)) };
+            log::error!("selftest: read {v:#x} from address 0?");
+        }
+        SelfTest::WriteText => {
+            let target = super::boot::image_layout().start + 0x100;
+            // SAFETY: the image's code is mapped read-only after `harden` and CR0.WP
+            // is set: the write raises #PF before it changes anything.
+            unsafe {
+                core::arch::asm!("mov byte ptr [{}], 0xcc", in(reg) target, options(nostack))
+            };
+            log::error!("selftest: wrote to the hypervisor's code at {target:#x}?");
+        }
+        SelfTest::StackOverflow => {
+            let (bottom, top) = super::boot::boot_stack();
+            log::info!("selftest: boot stack [{bottom:#x}, {top:#x}), guard page below it");
+            // SAFETY: moves RSP to the boot stack's bottom and pushes: the push hits
+            // the unmapped guard page (#PF), delivering #PF needs the same dead
+            // stack (#DF), and #DF runs on its IST stack and reports. Nothing
+            // returns here, so the clobbered RSP is never used by Rust code.
+            unsafe {
+                core::arch::asm!("mov rsp, {}", "push rax", "push rax", in(reg) bottom, options(noreturn))
+            };
         }
         SelfTest::Panic => panic!("keel_selftest=panic"),
     }

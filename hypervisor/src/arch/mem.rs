@@ -7,9 +7,12 @@
 //! implementation policy code is written against) or, before the allocator exists,
 //! [`BootWindow`] (the boot information parser's view of memory).
 //!
-//! The whole direct map is writable and executable, MMIO included (its caching
-//! comes from the MTRRs, which firmware sets to UC for MMIO). Tightening this (NX
-//! for data, read-only text) is future work; nothing in 0.1 depends on it.
+//! After boot, [`harden`] remaps the first 4 MiB with 4 KiB pages: page 0 becomes
+//! unmapped (a null pointer faults), the image's code read-execute, its read-only
+//! data read-only and no-execute, its data no-execute, and the page below the boot
+//! stack unmapped (a stack overflow faults). The rest of the direct map stays
+//! writable (and executable when the CPU has no NX), MMIO included; its caching
+//! comes from the MTRRs, which firmware sets to UC for MMIO.
 
 use crate::addr::{MachineAddr, Mfn, PAGE_SIZE};
 use crate::boot_info::{BootMemory, MachineRange, MemRegion};
@@ -198,4 +201,66 @@ pub fn extend_direct_map(top: MachineAddr, frames: &mut impl FrameSource) -> Res
     }
     DIRECT_MAP_TOP.store(end, Ordering::Relaxed);
     Ok(end - start)
+}
+
+const EFER_NXE: u64 = 1 << 11;
+
+/// Remap `[0, 4 MiB)` with 4 KiB pages and protections (see the module comment).
+/// Call after everything that reads page 0 (the BIOS RSDP scan reads the EBDA
+/// pointer at 0x40E). The image must lie within `[2 MiB, 4 MiB)` (link.ld puts it
+/// at 2 MiB; checked here).
+pub fn harden(frames: &mut impl FrameSource) -> Result<(), MapError> {
+    let img = super::boot::image_layout();
+    assert!(
+        img.start == LARGE_PAGE && img.end <= 2 * LARGE_PAGE,
+        "the image must lie within [2 MiB, 4 MiB) for harden()"
+    );
+    let nx = if super::cpu::rdmsr(super::cpu::IA32_EFER) & EFER_NXE != 0 {
+        PageTableFlags::NO_EXECUTE
+    } else {
+        PageTableFlags::empty()
+    };
+    let p = PageTableFlags::PRESENT;
+    let w = PageTableFlags::WRITABLE;
+
+    let low = new_table(frames)?;
+    let image = new_table(frames)?;
+    // SAFETY: both frames are fresh (zeroed, not yet in the hierarchy) and mapped.
+    let (low_t, image_t) = unsafe { (table(low), table(image)) };
+    for i in 1..512u64 {
+        low_t[i as usize].set_addr(PhysAddr::new(i * PAGE_SIZE), p | w | nx);
+    }
+    for i in 0..512u64 {
+        let a = LARGE_PAGE + i * PAGE_SIZE;
+        let flags = if a == img.stack_guard {
+            continue;
+        } else if a >= img.start && a < img.text_end {
+            p
+        } else if a >= img.text_end && a < img.rodata_end {
+            p | nx
+        } else {
+            p | w | nx
+        };
+        image_t[i as usize].set_addr(PhysAddr::new(a), flags);
+    }
+
+    let pml4_frame = Mfn(super::cpu::read_cr3() >> 12 & ((1 << 40) - 1));
+    // SAFETY: the live hierarchy; one CPU; no other reference to the tables.
+    let pml4 = unsafe { table(pml4_frame) };
+    let pdpt_frame = Mfn(pml4[0].addr().as_u64() >> 12);
+    // SAFETY: as above.
+    let pdpt = unsafe { table(pdpt_frame) };
+    let pd_frame = Mfn(pdpt[0].addr().as_u64() >> 12);
+    // SAFETY: as above.
+    let pd = unsafe { table(pd_frame) };
+    // Each new table maps exactly what the 2 MiB page it replaces mapped (minus the
+    // pages made absent), so the code doing the switch stays mapped throughout.
+    pd[0].set_addr(PhysAddr::new(low.addr().0), p | w);
+    pd[1].set_addr(PhysAddr::new(image.addr().0), p | w);
+    // Reload CR3: drops every TLB entry (no global pages are used).
+    // SAFETY: same PML4; only the permissions and page sizes above changed.
+    unsafe {
+        core::arch::asm!("mov cr3, {}", in(reg) super::cpu::read_cr3(), options(nostack, preserves_flags))
+    };
+    Ok(())
 }
