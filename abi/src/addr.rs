@@ -5,10 +5,18 @@
 //! list in [`crate::start_info::StartInfo::mfn_list`]. Mixing the two is the classic
 //! PV bug, so neither is ever a bare `u64` in Keel code.
 
-/// log2 of the page size.
-pub const PAGE_SHIFT: u32 = 12;
-/// The only page size Keel guests may map (superpages are rejected; see `docs/abi/mmu.md`).
-pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+use crate::layout::{keel, Family};
+use crate::version::AbiVersion;
+
+abi_consts! {
+    family: Family::Addr, since: AbiVersion::V0_1;
+    /// log2 of the page size.
+    PAGE_SHIFT: u32 = 12 => keel();
+    /// The only page size Keel guests may map (superpages are rejected; see
+    /// `docs/abi/start_info.md`). Same as bare-metal x86's base page and as
+    /// `XENVER_pagesize` reports.
+    PAGE_SIZE: u64 = 1 << PAGE_SHIFT => keel();
+}
 
 macro_rules! frame_number {
     ($(#[$m:meta])* $name:ident) => {

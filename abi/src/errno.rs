@@ -7,9 +7,17 @@
 pub struct Errno(pub i32);
 
 macro_rules! errnos {
-    ($($(#[$m:meta])* $name:ident = $v:expr;)*) => {
+    ($($(#[doc = $doc:literal])* $name:ident = $v:expr;)*) => {
         impl Errno {
-            $($(#[$m])* pub const $name: Errno = Errno($v);)*
+            $($(#[doc = $doc])* pub const $name: Errno = Errno($v);)*
+
+            /// The one-line description (the constant's rustdoc), or `None` if unknown.
+            pub const fn description(self) -> Option<&'static str> {
+                match self.0 {
+                    $($v => Some(concat!($($doc),*)),)*
+                    _ => None,
+                }
+            }
 
             /// The symbolic name, for diagnostics ("ENOSYS"), or `None` if unknown.
             pub const fn name(self) -> Option<&'static str> {

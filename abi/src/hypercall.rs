@@ -7,14 +7,22 @@
 use crate::version::AbiVersion;
 
 macro_rules! hypercalls {
-    ($($(#[$m:meta])* $name:ident = $v:expr, $doc_name:literal, $since:expr;)*) => {
+    ($($(#[doc = $doc:literal])* $name:ident = $v:expr, $doc_name:literal, $since:expr;)*) => {
         /// A Xen hypercall number.
         #[repr(transparent)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub struct Hypercall(pub u64);
 
         impl Hypercall {
-            $($(#[$m])* pub const $name: Hypercall = Hypercall($v);)*
+            $($(#[doc = $doc])* pub const $name: Hypercall = Hypercall($v);)*
+
+            /// A one-line description (the constant's rustdoc), if it is a known number.
+            pub const fn description(self) -> Option<&'static str> {
+                match self.0 {
+                    $($v => Some(concat!($($doc),*)),)*
+                    _ => None,
+                }
+            }
 
             /// Xen's name for the hypercall (`"xen_version"`), if it is a known number.
             pub const fn name(self) -> Option<&'static str> {
@@ -126,6 +134,22 @@ hypercalls! {
     DM_OP = 41, "dm_op", None;
     /// Hypervisor file system.
     HYPFS_OP = 42, "hypfs_op", None;
+    /// Architecture-specific hypercall 0 (x86: machine-check handling, `mca`).
+    ARCH_0 = 48, "arch_0", None;
+    /// Architecture-specific hypercall 1 (x86: `paging_domctl_cont`).
+    ARCH_1 = 49, "arch_1", None;
+    /// Architecture-specific hypercall 2 (unused on x86).
+    ARCH_2 = 50, "arch_2", None;
+    /// Architecture-specific hypercall 3 (unused on x86).
+    ARCH_3 = 51, "arch_3", None;
+    /// Architecture-specific hypercall 4 (unused on x86).
+    ARCH_4 = 52, "arch_4", None;
+    /// Architecture-specific hypercall 5 (unused on x86).
+    ARCH_5 = 53, "arch_5", None;
+    /// Architecture-specific hypercall 6 (unused on x86).
+    ARCH_6 = 54, "arch_6", None;
+    /// Architecture-specific hypercall 7 (unused on x86).
+    ARCH_7 = 55, "arch_7", None;
 }
 
 /// Arguments of one hypercall as they arrive in registers (RDI, RSI, RDX, R10, R8).
