@@ -306,8 +306,15 @@ fn gen_call(cx: &mut Ctx) -> Call {
                         if idx == 0 {
                             Expect::Exactly(0)
                         } else {
-                            Expect::Either(0, e(Errno::EINVAL))
+                            Expect::Exactly(e(Errno::EINVAL))
                         },
+                    )
+                } else if c.readable() {
+                    // Read first (Xen semantics): a non-zero index found there is
+                    // -EINVAL before the refused write.
+                    (
+                        version::XENVER_GET_FEATURES,
+                        Expect::Either(e(Errno::EFAULT), e(Errno::EINVAL)),
                     )
                 } else {
                     (
@@ -316,7 +323,15 @@ fn gen_call(cx: &mut Ctx) -> Call {
                     )
                 }
             }
-            7 => (version::XENVER_PAGESIZE, Expect::Exactly(4096)),
+            // XENVER_pagesize takes NULL; anything else is -EINVAL (as Xen).
+            7 => (
+                version::XENVER_PAGESIZE,
+                if p == 0 {
+                    Expect::Exactly(4096)
+                } else {
+                    Expect::Exactly(e(Errno::EINVAL))
+                },
+            ),
             _ => {
                 let cmd = *cx.rng.pick(&[2u64, 3, 4, 5, 8, 9, 10, 11, 0x100, u64::MAX]);
                 let cmd = if cmd == u64::MAX {
