@@ -111,17 +111,6 @@ enum Class {
     Random,
 }
 
-impl Class {
-    /// Whether the guest can read `len` bytes there.
-    fn readable(self) -> bool {
-        matches!(self, Class::Scratch | Class::PageTable | Class::RoImage)
-    }
-    /// Whether the guest can write there.
-    fn writable(self) -> bool {
-        self == Class::Scratch
-    }
-}
-
 struct Ctx {
     rng: Rng,
     virt_base: u64,
@@ -135,6 +124,22 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// Whether the guest can (read, write) `len` bytes at `p` of class `c`.
+    fn access(&self, p: u64, c: Class, len: u64) -> (bool, bool) {
+        match c {
+            // Scratch pointers leave room for a 16-byte write; a longer read runs
+            // into the canary page, which is readable.
+            Class::Scratch => (true, p + len <= scratch_base() + PAGE_SIZE),
+            Class::PageTable | Class::RoImage => (true, false),
+            // The last page of the region is free memory: fine if it all fits.
+            Class::Straddle => {
+                let inside = p + len <= self.region_end;
+                (inside, inside)
+            }
+            _ => (false, false),
+        }
+    }
+
     fn ptr(&mut self, allow: &[Class]) -> (u64, Class) {
         let c = *self.rng.pick(allow);
         let r = &mut self.rng;
@@ -259,7 +264,7 @@ fn gen_call(cx: &mut Ctx) -> Call {
                 Expect::Either(0, e(Errno::EFAULT))
             } else if count > CONSOLEIO_WRITE_MAX {
                 Expect::Either(e(Errno::EINVAL), e(Errno::EFAULT))
-            } else if c.readable() {
+            } else if cx.access(p, c, count).0 {
                 Expect::Exactly(0)
             } else {
                 Expect::Exactly(e(Errno::EFAULT))
@@ -286,7 +291,7 @@ fn gen_call(cx: &mut Ctx) -> Call {
             ),
             1..=3 => (
                 version::XENVER_EXTRAVERSION,
-                if c.writable() {
+                if cx.access(p, c, 16).1 {
                     Expect::Exactly(0)
                 } else {
                     Expect::Exactly(e(Errno::EFAULT))
@@ -309,7 +314,13 @@ fn gen_call(cx: &mut Ctx) -> Call {
                             Expect::Exactly(e(Errno::EINVAL))
                         },
                     )
-                } else if c.readable() {
+                } else if cx.access(p, c, 8) == (true, true) {
+                    // Free memory at the end of the region: whatever index is there.
+                    (
+                        version::XENVER_GET_FEATURES,
+                        Expect::Either(0, e(Errno::EINVAL)),
+                    )
+                } else if cx.access(p, c, 8).0 {
                     // Read first (Xen semantics): a non-zero index found there is
                     // -EINVAL before the refused write.
                     (
