@@ -103,6 +103,10 @@ fn table_is_consistent_with_the_abi() {
         TABLE.len() + 1
     );
     assert!(md.contains("`console_io / CONSOLEIO_write`"));
+    // Every table line has exactly six unescaped cell separators.
+    for line in md.lines().filter(|l| l.starts_with("| ")) {
+        assert_eq!(line.replace("\\|", "").matches('|').count(), 6, "{line}");
+    }
 }
 
 #[test]
