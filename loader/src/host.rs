@@ -198,7 +198,11 @@ impl KvmProbe {
             return Err(format!("/dev/kvm is not usable ({e})"));
         }
         if !self.cpu_vmx {
-            return Err("the host CPU has no vmx flag in /proc/cpuinfo".into());
+            return Err(
+                "/dev/kvm is usable but the host CPU has no vmx flag in /proc/cpuinfo \
+                 (KVM could not offer VT-x to the hypervisor)"
+                    .into(),
+            );
         }
         match self.nested.as_deref() {
             None => {

@@ -103,3 +103,37 @@ fn no_vtx_under_qemu_tcg() {
     // The guest never ran.
     assert!(!lines.iter().any(|l| l.starts_with("(d1)")));
 }
+
+/// A hypervisor that dies under a test (here: its own `keel_selftest=ud2`, an
+/// invalid opcode after boot) never lets the guest print a verdict: the runner
+/// calls it CRASH and shows the hypervisor's report and power-off status.
+#[test]
+fn hypervisor_panic_under_a_test_is_a_crash_with_its_report() {
+    let mut machine = MachineOptions::new(Duration::from_secs(120)).on(Backend::Tcg);
+    machine.hv_args.push("keel_selftest=ud2".into());
+    let opts = keel_loader::TestOptions {
+        patterns: vec!["template".into()],
+        category: None,
+        machine,
+        jobs: Some(1),
+        junit: None,
+        seed: None,
+    };
+    let (mut out, mut log) = (Vec::new(), Vec::new());
+    let summary = keel_loader::test(&opts, &mut out, &mut log).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    eprintln!("{}{text}", String::from_utf8_lossy(&log));
+    assert_eq!(summary.results.len(), 1);
+    let r = &summary.results[0];
+    assert_eq!(r.verdict, keel_loader::console::Verdict::Crash);
+    assert!(
+        r.reason.contains("status 3 (hypervisor panic)"),
+        "{}",
+        r.reason
+    );
+    assert!(r.details.contains("FATAL: exception 6"), "{}", r.details);
+    assert!(r.details.contains("power-off status: 3"), "{}", r.details);
+    assert!(text.lines().next().unwrap().starts_with("CRASH   template"));
+    assert_eq!(text.lines().last(), Some("0 passed, 1 failed, 0 skipped"));
+    assert!(!summary.ok());
+}
