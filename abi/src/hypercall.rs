@@ -2,7 +2,12 @@
 //!
 //! Every number Xen defines is listed so that Keel can name it in diagnostics and
 //! answer it; [`Hypercall::implemented_since`] says which ones Keel implements and
-//! since which ABI version. Everything else returns `-ENOSYS`.
+//! since which ABI version, and [`IMPLEMENTED`] lists each implemented
+//! sub-command. Everything else returns `-ENOSYS` (reference: `docs/abi/README.md`).
+//!
+//! Bare-metal difference: there is no such interface on bare metal; a Keel guest
+//! reaches the hypervisor with `VMCALL` (number in RAX, arguments in RDI, RSI,
+//! RDX, R10, R8), not through Xen's hypercall page.
 
 use crate::version::AbiVersion;
 
