@@ -4,7 +4,7 @@
 //! to the hypervisor's serial console, prefixed per line with the domain. It returns
 //! 0 on success as Xen does. `CONSOLEIO_read` returns `-ENOSYS` (no console input).
 //! Bare-metal difference: there is no UART to program; a guest that does not know
-//! the PV interface may still print through an emulated COM1 (see `docs/abi/io.md`).
+//! the PV interface has no other output path in 0.1 (see `docs/abi/console.md`).
 
 use crate::layout::{differs, xen, Family};
 use crate::version::AbiVersion;

@@ -44,6 +44,8 @@ use crate::version::{AbiVersion, XenExtraversion, XenFeatureInfo};
 #[cfg(feature = "alloc")]
 mod check;
 #[cfg(feature = "alloc")]
+pub mod markdown;
+#[cfg(feature = "alloc")]
 pub use check::{check, check_against, dump, Problem, Violation};
 
 /// Every ABI version that has been released, oldest first. A released version has

@@ -164,7 +164,7 @@ pub mod features {
 abi_consts! {
     family: Family::Version, since: AbiVersion::V0_1, list: CPUID_CONSTS;
     /// The first hypervisor CPUID leaf: EAX = highest hypervisor leaf, EBX:ECX:EDX =
-    /// signature. On bare metal these leaves do not exist (CPUID.1:ECX[31], the
+    /// signature. On bare metal these leaves do not exist (`CPUID.1:ECX[31]`, the
     /// hypervisor bit, is clear); under Keel the bit is set.
     CPUID_LEAF_BASE: u32 = 0x4000_0000 => xen("XEN_CPUID_FIRST_LEAF");
     /// Leaf `0x4000_0001`: EAX = ABI version encoding, EBX = feature submap 0.
