@@ -41,7 +41,9 @@ mod reason {
     pub const EXTERNAL_INTERRUPT: u16 = 1;
     pub const TRIPLE_FAULT: u16 = 2;
     pub const CPUID: u16 = 10;
+    pub const GETSEC: u16 = 11;
     pub const HLT: u16 = 12;
+    pub const INVD: u16 = 13;
     pub const INVLPG: u16 = 14;
     pub const RDPMC: u16 = 15;
     pub const VMCALL: u16 = 18;
@@ -62,6 +64,7 @@ const VEC_UD: u8 = 6;
 const VEC_GP: u8 = 13;
 const RFLAGS_DF: u64 = 1 << 10;
 
+const IA32_EFER: u32 = 0xc000_0080;
 const IA32_FS_BASE: u32 = 0xc000_0100;
 const IA32_GS_BASE: u32 = 0xc000_0101;
 const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
@@ -152,7 +155,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             write(control::VMENTRY_EXCEPTION_ERR_CODE, ec.into());
         }
         write(control::VMENTRY_INTERRUPTION_INFO_FIELD, info.into());
-        log::debug!("vmx: injecting {} into domain {}", exception_name(vector), self.dom.id.0);
+        log::debug!(
+            "vmx: injecting {} into domain {}",
+            exception_name(vector),
+            self.dom.id.0
+        );
     }
 
     fn inject_gp(&mut self) {
@@ -175,7 +182,10 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         // entry field.
         let info = idt & !(1 << 12);
         if idt & (1 << 11) != 0 {
-            write(control::VMENTRY_EXCEPTION_ERR_CODE, vmread(ro::IDT_VECTORING_ERR_CODE));
+            write(
+                control::VMENTRY_EXCEPTION_ERR_CODE,
+                vmread(ro::IDT_VECTORING_ERR_CODE),
+            );
         }
         let ty = (idt >> 8) & 7;
         if matches!(
@@ -184,7 +194,10 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 | intr_type::PRIV_SOFTWARE_EXCEPTION
                 | intr_type::SOFTWARE_EXCEPTION
         ) {
-            write(control::VMENTRY_INSTRUCTION_LEN, vmread(ro::VMEXIT_INSTRUCTION_LEN));
+            write(
+                control::VMENTRY_INSTRUCTION_LEN,
+                vmread(ro::VMEXIT_INSTRUCTION_LEN),
+            );
         }
         write(control::VMENTRY_INTERRUPTION_INFO_FIELD, info.into());
     }
@@ -330,14 +343,17 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let result = match CrAccess::decode(q) {
             CrAccess::MovTo { cr: 0, gpr } => {
                 let v = self.gpr(g, gpr);
-                self.policy.write_cr0(self.cr0_now(), v).map(|w| self.apply_cr0(w))
+                self.policy
+                    .write_cr0(self.cr0_now(), v)
+                    .map(|w| self.apply_cr0(w))
             }
             CrAccess::MovTo { cr: 3, gpr } => {
                 let v = self.gpr(g, gpr);
                 match cr::mov_to_cr3(v, self.maxphyaddr) {
                     // 0.1: only a frame the domain owns as an L4 page table.
-                    Ok(l) if self.dom.frame_kind(&*self.mem, l.l4)
-                        == FrameKind::PageTable(Level::L4) =>
+                    Ok(l)
+                        if self.dom.frame_kind(&*self.mem, l.l4)
+                            == FrameKind::PageTable(Level::L4) =>
                     {
                         write(guest::CR3, l.real);
                         self.cr3 = l.l4;
@@ -439,7 +455,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         if self.caps.ins_outs_info {
             let asz = (vmread(ro::VMEXIT_INSTRUCTION_INFO) >> 7) & 7;
             if asz != 2 {
-                return self.crash(g, ExitReason { raw: 30 }, q, "string I/O with 16/32-bit addressing is not emulated");
+                return self.crash(
+                    g,
+                    ExitReason { raw: 30 },
+                    q,
+                    "string I/O with 16/32-bit addressing is not emulated",
+                );
             }
         }
         let count = if rep { g.rcx } else { 1 };
@@ -449,7 +470,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let down = vmread(guest::RFLAGS) & RFLAGS_DF != 0;
         if is_in {
             if down {
-                return self.crash(g, ExitReason { raw: 30 }, q, "INS with RFLAGS.DF set is not emulated");
+                return self.crash(
+                    g,
+                    ExitReason { raw: 30 },
+                    q,
+                    "INS with RFLAGS.DF set is not emulated",
+                );
             }
             // Fill the destination with ones, a chunk at a time, through the
             // guest's page tables with its permissions.
@@ -458,8 +484,21 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             while done < bytes {
                 let n = (bytes - done).min(ones.len() as u64);
                 let va = GuestVirt(g.rdi.wrapping_add(done));
-                if crate::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, self.cr3, va, &ones[..n as usize]).is_err() {
-                    return self.crash(g, ExitReason { raw: 30 }, q, "INS into memory the guest cannot write");
+                if crate::guest_mem::copy_to_guest(
+                    &*self.dom,
+                    &mut *self.mem,
+                    self.cr3,
+                    va,
+                    &ones[..n as usize],
+                )
+                .is_err()
+                {
+                    return self.crash(
+                        g,
+                        ExitReason { raw: 30 },
+                        q,
+                        "INS into memory the guest cannot write",
+                    );
                 }
                 done += n;
             }
@@ -477,8 +516,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     }
 
     /// RDMSR/WRMSR. 0.1 has no MSR table: everything that is not passed through
-    /// raises #GP(0). Without MSR bitmaps the three pass-through MSRs also exit and
-    /// are emulated here with the same effect.
+    /// raises #GP(0), except IA32_EFER, which reads back the guest's EFER (long
+    /// mode, as the contract promises) and accepts a write of its current value (so
+    /// a kernel's idempotent boot-time write works; any change is refused: #GP).
+    /// Without MSR bitmaps the three pass-through MSRs also exit and are emulated
+    /// here with the same effect.
     fn msr(&mut self, g: &mut GuestGprs, is_write: bool) -> Option<DomainEnd> {
         let msr = g.rcx as u32;
         let value = (g.rdx << 32) | (g.rax & 0xffff_ffff);
@@ -487,7 +529,23 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             IA32_GS_BASE => Some(guest::GS_BASE),
             _ => None,
         };
+        let efer = || {
+            if self.controls.load_efer {
+                vmread(guest::IA32_EFER_FULL)
+            } else {
+                // Without EFER switching the guest runs on the host's EFER (with
+                // LMA/LME from the entry controls, which the host has too).
+                crate::arch::cpu::rdmsr(IA32_EFER)
+            }
+        };
         let ok = match (msr, is_write) {
+            (IA32_EFER, false) => {
+                let v = efer();
+                g.rax = v & 0xffff_ffff;
+                g.rdx = v >> 32;
+                true
+            }
+            (IA32_EFER, true) => value == efer(),
             (IA32_FS_BASE | IA32_GS_BASE | IA32_KERNEL_GS_BASE, false) => {
                 let v = match field {
                     Some(f) => vmread(f),
@@ -550,7 +608,10 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     fn exception_or_nmi(&mut self, g: &GuestGprs) -> Option<DomainEnd> {
         let info = vmread(ro::VMEXIT_INTERRUPTION_INFO) as u32;
         if (info >> 8) & 7 == intr_type::NMI {
-            log::warn!("vmx: NMI while domain {} ran: ignored (0.1 has no NMI sources)", self.dom.id.0);
+            log::warn!(
+                "vmx: NMI while domain {} ran: ignored (0.1 has no NMI sources)",
+                self.dom.id.0
+            );
             self.reinject_idt_vectoring();
             return None;
         }
@@ -589,7 +650,13 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     }
 
     /// Kill the domain, printing everything a developer needs to see why.
-    fn crash(&mut self, g: &GuestGprs, reason: ExitReason, qual: u64, why: &str) -> Option<DomainEnd> {
+    fn crash(
+        &mut self,
+        g: &GuestGprs,
+        reason: ExitReason,
+        qual: u64,
+        why: &str,
+    ) -> Option<DomainEnd> {
         // Whatever the guest printed last may explain the crash.
         self.dom.console_flush(&mut *self.console);
         let id = self.dom.id.0;
@@ -611,23 +678,43 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         );
         log::error!(
             "vmx:   RAX {:#018x} RBX {:#018x} RCX {:#018x} RDX {:#018x}",
-            g.rax, g.rbx, g.rcx, g.rdx
+            g.rax,
+            g.rbx,
+            g.rcx,
+            g.rdx
         );
         log::error!(
             "vmx:   RSI {:#018x} RDI {:#018x} RBP {:#018x} R8  {:#018x}",
-            g.rsi, g.rdi, g.rbp, g.r8
+            g.rsi,
+            g.rdi,
+            g.rbp,
+            g.r8
         );
         log::error!(
             "vmx:   R9  {:#018x} R10 {:#018x} R11 {:#018x} R12 {:#018x}",
-            g.r9, g.r10, g.r11, g.r12
+            g.r9,
+            g.r10,
+            g.r11,
+            g.r12
         );
-        log::error!("vmx:   R13 {:#018x} R14 {:#018x} R15 {:#018x}", g.r13, g.r14, g.r15);
+        log::error!(
+            "vmx:   R13 {:#018x} R14 {:#018x} R15 {:#018x}",
+            g.r13,
+            g.r14,
+            g.r15
+        );
         // The instruction bytes at RIP, through the guest's own page tables (up to
         // 16, not past the end of RIP's page if the next one is unreadable).
         let mut buf = [0u8; 16];
         let to_page_end = (PAGE_SIZE - (rip & (PAGE_SIZE - 1))).min(16) as usize;
         let mut n = 16;
-        let mut res = crate::guest_mem::copy_from_guest(&*self.dom, &*self.mem, self.cr3, GuestVirt(rip), &mut buf);
+        let mut res = crate::guest_mem::copy_from_guest(
+            &*self.dom,
+            &*self.mem,
+            self.cr3,
+            GuestVirt(rip),
+            &mut buf,
+        );
         if res.is_err() && to_page_end < 16 {
             n = to_page_end;
             res = crate::guest_mem::copy_from_guest(
@@ -698,6 +785,14 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
                 "triple fault (an exception the guest could not deliver; before the guest loads its own IDT, every exception is one)",
             ),
             reason::INVLPG => self.invlpg(),
+            // INVD always exits (SDM 26.1.2). Discarding the caches without writing
+            // them back would destroy the host's data too; Keel has no non-coherent
+            // devices, so "write back and invalidate" (WBINVD) is what a guest can
+            // observe, and skipping the instruction is observably the same.
+            reason::INVD => {
+                self.skip_instruction();
+                None
+            }
             // The PMU is hidden: RDPMC of any counter faults.
             reason::RDPMC => {
                 self.inject_gp();
@@ -706,6 +801,7 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
             // VMX is hidden: VMX instructions are undefined for the guest. Likewise
             // MONITOR/MWAIT (hidden in CPUID) and XSETBV (XSAVE hidden).
             reason::VMCLEAR..=reason::VMXON
+            | reason::GETSEC
             | reason::INVEPT
             | reason::INVVPID
             | reason::MWAIT

@@ -294,9 +294,9 @@ impl VmxError {
             VmxError::DisabledByFirmware { .. } => S::VmxDisabledByFirmware,
             VmxError::Controls(_) => S::VmEntryFailed,
             VmxError::OutOfMemory => S::OutOfMemory,
-            VmxError::FixedBits { .. } | VmxError::UnsupportedVmcs { .. } | VmxError::VmxonFailed(_) => {
-                S::VmxonFailed
-            }
+            VmxError::FixedBits { .. }
+            | VmxError::UnsupportedVmcs { .. }
+            | VmxError::VmxonFailed(_) => S::VmxonFailed,
         }
     }
 }
@@ -377,10 +377,7 @@ pub fn enable(frames: &mut impl FrameSource) -> Result<VmxCpu, VmxError> {
     } else {
         // SAFETY: enabling VMX outside SMX and locking has no effect on running code.
         unsafe {
-            crate::arch::cpu::wrmsr(
-                msr::IA32_FEATURE_CONTROL,
-                fc | FC_LOCK | FC_VMX_OUTSIDE_SMX,
-            )
+            crate::arch::cpu::wrmsr(msr::IA32_FEATURE_CONTROL, fc | FC_LOCK | FC_VMX_OUTSIDE_SMX)
         };
         log::info!("vmx: IA32_FEATURE_CONTROL was unlocked ({fc:#x}): enabled VMX outside SMX and locked it");
     }
@@ -858,9 +855,18 @@ unsafe fn setup_vmcs(
     w(host::TR_BASE, host_tr_base(gdtr.base, tr))?;
     w(host::GDTR_BASE, gdtr.base)?;
     w(host::IDTR_BASE, idtr.base)?;
-    w(host::IA32_SYSENTER_CS, crate::arch::cpu::rdmsr(IA32_SYSENTER_CS))?;
-    w(host::IA32_SYSENTER_ESP, crate::arch::cpu::rdmsr(IA32_SYSENTER_ESP))?;
-    w(host::IA32_SYSENTER_EIP, crate::arch::cpu::rdmsr(IA32_SYSENTER_EIP))?;
+    w(
+        host::IA32_SYSENTER_CS,
+        crate::arch::cpu::rdmsr(IA32_SYSENTER_CS),
+    )?;
+    w(
+        host::IA32_SYSENTER_ESP,
+        crate::arch::cpu::rdmsr(IA32_SYSENTER_ESP),
+    )?;
+    w(
+        host::IA32_SYSENTER_EIP,
+        crate::arch::cpu::rdmsr(IA32_SYSENTER_EIP),
+    )?;
     if c.load_efer {
         w(host::IA32_EFER_FULL, crate::arch::cpu::rdmsr(IA32_EFER))?;
     }
@@ -897,18 +903,61 @@ unsafe fn setup_vmcs(
         w(limit, s.limit.into())?;
         w(ar, s.access.into())
     };
-    seg(guest::CS_SELECTOR, guest::CS_BASE, guest::CS_LIMIT, guest::CS_ACCESS_RIGHTS, guest_layout::CS)?;
+    seg(
+        guest::CS_SELECTOR,
+        guest::CS_BASE,
+        guest::CS_LIMIT,
+        guest::CS_ACCESS_RIGHTS,
+        guest_layout::CS,
+    )?;
     for (s, b, l, a) in [
-        (guest::SS_SELECTOR, guest::SS_BASE, guest::SS_LIMIT, guest::SS_ACCESS_RIGHTS),
-        (guest::DS_SELECTOR, guest::DS_BASE, guest::DS_LIMIT, guest::DS_ACCESS_RIGHTS),
-        (guest::ES_SELECTOR, guest::ES_BASE, guest::ES_LIMIT, guest::ES_ACCESS_RIGHTS),
-        (guest::FS_SELECTOR, guest::FS_BASE, guest::FS_LIMIT, guest::FS_ACCESS_RIGHTS),
-        (guest::GS_SELECTOR, guest::GS_BASE, guest::GS_LIMIT, guest::GS_ACCESS_RIGHTS),
+        (
+            guest::SS_SELECTOR,
+            guest::SS_BASE,
+            guest::SS_LIMIT,
+            guest::SS_ACCESS_RIGHTS,
+        ),
+        (
+            guest::DS_SELECTOR,
+            guest::DS_BASE,
+            guest::DS_LIMIT,
+            guest::DS_ACCESS_RIGHTS,
+        ),
+        (
+            guest::ES_SELECTOR,
+            guest::ES_BASE,
+            guest::ES_LIMIT,
+            guest::ES_ACCESS_RIGHTS,
+        ),
+        (
+            guest::FS_SELECTOR,
+            guest::FS_BASE,
+            guest::FS_LIMIT,
+            guest::FS_ACCESS_RIGHTS,
+        ),
+        (
+            guest::GS_SELECTOR,
+            guest::GS_BASE,
+            guest::GS_LIMIT,
+            guest::GS_ACCESS_RIGHTS,
+        ),
     ] {
         seg(s, b, l, a, guest_layout::DATA)?;
     }
-    seg(guest::TR_SELECTOR, guest::TR_BASE, guest::TR_LIMIT, guest::TR_ACCESS_RIGHTS, guest_layout::TR)?;
-    seg(guest::LDTR_SELECTOR, guest::LDTR_BASE, guest::LDTR_LIMIT, guest::LDTR_ACCESS_RIGHTS, guest_layout::LDTR)?;
+    seg(
+        guest::TR_SELECTOR,
+        guest::TR_BASE,
+        guest::TR_LIMIT,
+        guest::TR_ACCESS_RIGHTS,
+        guest_layout::TR,
+    )?;
+    seg(
+        guest::LDTR_SELECTOR,
+        guest::LDTR_BASE,
+        guest::LDTR_LIMIT,
+        guest::LDTR_ACCESS_RIGHTS,
+        guest_layout::LDTR,
+    )?;
     w(guest::GDTR_BASE, 0)?;
     w(guest::GDTR_LIMIT, 0)?;
     w(guest::IDTR_BASE, 0)?;
@@ -986,7 +1035,11 @@ fn read_state(cpu: &VmxCpu) -> VmcsState {
         host_idtr_base: r(host::IDTR_BASE),
         host_sysenter_esp: r(host::IA32_SYSENTER_ESP),
         host_sysenter_eip: r(host::IA32_SYSENTER_EIP),
-        host_pat: if c.load_pat { r(host::IA32_PAT_FULL) } else { 0 },
+        host_pat: if c.load_pat {
+            r(host::IA32_PAT_FULL)
+        } else {
+            0
+        },
         // Without "load IA32_EFER" on exit the check needs the CPU's own EFER.
         host_efer: if c.load_efer {
             r(host::IA32_EFER_FULL)
@@ -1001,16 +1054,64 @@ fn read_state(cpu: &VmxCpu) -> VmcsState {
         guest_debugctl: r(guest::IA32_DEBUGCTL_FULL),
         guest_sysenter_esp: r(guest::IA32_SYSENTER_ESP),
         guest_sysenter_eip: r(guest::IA32_SYSENTER_EIP),
-        guest_pat: if c.load_pat { r(guest::IA32_PAT_FULL) } else { 0 },
-        guest_efer: if c.load_efer { r(guest::IA32_EFER_FULL) } else { 0 },
-        guest_cs: seg(guest::CS_SELECTOR, guest::CS_BASE, guest::CS_LIMIT, guest::CS_ACCESS_RIGHTS),
-        guest_ss: seg(guest::SS_SELECTOR, guest::SS_BASE, guest::SS_LIMIT, guest::SS_ACCESS_RIGHTS),
-        guest_ds: seg(guest::DS_SELECTOR, guest::DS_BASE, guest::DS_LIMIT, guest::DS_ACCESS_RIGHTS),
-        guest_es: seg(guest::ES_SELECTOR, guest::ES_BASE, guest::ES_LIMIT, guest::ES_ACCESS_RIGHTS),
-        guest_fs: seg(guest::FS_SELECTOR, guest::FS_BASE, guest::FS_LIMIT, guest::FS_ACCESS_RIGHTS),
-        guest_gs: seg(guest::GS_SELECTOR, guest::GS_BASE, guest::GS_LIMIT, guest::GS_ACCESS_RIGHTS),
-        guest_ldtr: seg(guest::LDTR_SELECTOR, guest::LDTR_BASE, guest::LDTR_LIMIT, guest::LDTR_ACCESS_RIGHTS),
-        guest_tr: seg(guest::TR_SELECTOR, guest::TR_BASE, guest::TR_LIMIT, guest::TR_ACCESS_RIGHTS),
+        guest_pat: if c.load_pat {
+            r(guest::IA32_PAT_FULL)
+        } else {
+            0
+        },
+        guest_efer: if c.load_efer {
+            r(guest::IA32_EFER_FULL)
+        } else {
+            0
+        },
+        guest_cs: seg(
+            guest::CS_SELECTOR,
+            guest::CS_BASE,
+            guest::CS_LIMIT,
+            guest::CS_ACCESS_RIGHTS,
+        ),
+        guest_ss: seg(
+            guest::SS_SELECTOR,
+            guest::SS_BASE,
+            guest::SS_LIMIT,
+            guest::SS_ACCESS_RIGHTS,
+        ),
+        guest_ds: seg(
+            guest::DS_SELECTOR,
+            guest::DS_BASE,
+            guest::DS_LIMIT,
+            guest::DS_ACCESS_RIGHTS,
+        ),
+        guest_es: seg(
+            guest::ES_SELECTOR,
+            guest::ES_BASE,
+            guest::ES_LIMIT,
+            guest::ES_ACCESS_RIGHTS,
+        ),
+        guest_fs: seg(
+            guest::FS_SELECTOR,
+            guest::FS_BASE,
+            guest::FS_LIMIT,
+            guest::FS_ACCESS_RIGHTS,
+        ),
+        guest_gs: seg(
+            guest::GS_SELECTOR,
+            guest::GS_BASE,
+            guest::GS_LIMIT,
+            guest::GS_ACCESS_RIGHTS,
+        ),
+        guest_ldtr: seg(
+            guest::LDTR_SELECTOR,
+            guest::LDTR_BASE,
+            guest::LDTR_LIMIT,
+            guest::LDTR_ACCESS_RIGHTS,
+        ),
+        guest_tr: seg(
+            guest::TR_SELECTOR,
+            guest::TR_BASE,
+            guest::TR_LIMIT,
+            guest::TR_ACCESS_RIGHTS,
+        ),
         guest_gdtr_base: r(guest::GDTR_BASE),
         guest_gdtr_limit: r(guest::GDTR_LIMIT) as u32,
         guest_idtr_base: r(guest::IDTR_BASE),
@@ -1106,7 +1207,10 @@ pub fn run_domain(
     // SAFETY: `vmcs` is a zeroed frame we own, with the revision identifier.
     let loaded = unsafe { vmclear(vmcs.addr().0).and_then(|()| vmptrld(vmcs.addr().0)) };
     if let Err(e) = loaded {
-        log::error!("vmx: VMCLEAR/VMPTRLD of the VMCS at {:#x} failed: {e}", vmcs.addr().0);
+        log::error!(
+            "vmx: VMCLEAR/VMPTRLD of the VMCS at {:#x} failed: {e}",
+            vmcs.addr().0
+        );
         vf.free(frames);
         return DomainEnd::EntryFailed;
     }
@@ -1170,8 +1274,9 @@ pub fn run_domain(
     let mut vcpu = Vcpu::new(cpu, dom, mem, console, vpid);
     let env: &mut dyn ExitEnv = &mut vcpu;
     // SAFETY: only the lifetime changes; see above.
-    let env: NonNull<dyn ExitEnv> =
-        unsafe { core::mem::transmute::<NonNull<dyn ExitEnv + '_>, NonNull<dyn ExitEnv>>(NonNull::from(env)) };
+    let env: NonNull<dyn ExitEnv> = unsafe {
+        core::mem::transmute::<NonNull<dyn ExitEnv + '_>, NonNull<dyn ExitEnv>>(NonNull::from(env))
+    };
     // SAFETY: PERCPU is this CPU's and nothing else holds a reference to it now.
     unsafe {
         (*pcp).gprs = GuestGprs {
@@ -1189,7 +1294,7 @@ pub fn run_domain(
         (*pcp).env = None;
         ((*pcp).fail_rflags, (*pcp).end.take())
     };
-    drop(vcpu);
+    // `vcpu` (the handler's environment) stays alive until here, past the launch.
 
     let end = match code {
         LEAVE_DOMAIN_ENDED => end.unwrap_or(DomainEnd::Crashed),
