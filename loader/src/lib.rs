@@ -18,6 +18,8 @@
 //! ([`keel_abi::platform`]); that line is the authority on the result, and the
 //! emulator's exit code is checked against it ([`machine::Outcome::cross_check`]).
 
+#![deny(missing_docs)]
+
 pub mod abi;
 pub mod backend;
 pub mod bochs;
