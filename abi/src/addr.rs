@@ -4,6 +4,11 @@
 //! and the guest keeps its own pseudo-physical numbering (PFNs) through the frame
 //! list in [`crate::start_info::StartInfo::mfn_list`]. Mixing the two is the classic
 //! PV bug, so neither is ever a bare `u64` in Keel code.
+//!
+//! Bare-metal difference: on bare metal a kernel's page tables hold physical
+//! addresses it discovers from firmware; a Keel guest's hold *machine* frames the
+//! hypervisor lists for it, no frame it does not own, and only 4 KiB pages
+//! (reference: `docs/abi/start_info.md`).
 
 use crate::layout::{keel, Family};
 use crate::version::AbiVersion;

@@ -1,5 +1,10 @@
 //! Error codes: Xen's `xen/include/public/errno.h` values. A failing hypercall
-//! returns the negated value in RAX, exactly as on Xen.
+//! returns the negated value in RAX, exactly as on Xen (reference:
+//! `docs/abi/errno.md`).
+//!
+//! Bare-metal difference: hardware has no error codes; it faults. A Keel guest's
+//! hypercalls never fault for bad arguments: they return one of these codes, and
+//! a hypercall Keel does not implement returns `-ENOSYS`.
 
 /// A Xen errno value (positive; hypercalls return it negated).
 #[repr(transparent)]

@@ -53,6 +53,20 @@ pub use check::{check, check_against, dump, Problem, Violation};
 /// current crate against every one of them (see `docs/abi-versioning.md`).
 pub const RELEASED: &[AbiVersion] = &[AbiVersion::V0_1];
 
+/// The oldest released version of major version `major` (the version a guest
+/// declares when it wants to run on every hypervisor of that major version and
+/// detects newer features at run time, as the compatibility guest does).
+pub const fn oldest_release_of_major(major: u16) -> Option<AbiVersion> {
+    let mut i = 0;
+    while i < RELEASED.len() {
+        if RELEASED[i].major == major {
+            return Some(RELEASED[i]);
+        }
+        i += 1;
+    }
+    None
+}
+
 /// The part of the ABI an item belongs to. Each family has one page in
 /// `docs/abi/` ([`Family::doc_page`]) that must describe every item of the family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -649,6 +663,16 @@ pub fn write_fixture(w: &mut dyn fmt::Write) -> fmt::Result {
         if let Some(v) = h.implemented_since() {
             writeln!(w, "implemented {} since={v}", h.name().unwrap_or("?"))?;
         }
+    }
+    for s in crate::hypercall::IMPLEMENTED {
+        writeln!(
+            w,
+            "implemented {}/{} sub={} since={}",
+            s.hypercall.name().unwrap_or("?"),
+            s.name,
+            s.sub,
+            s.since
+        )?;
     }
     writeln!(
         w,

@@ -4,7 +4,11 @@
 //! against in its image (see [`crate::note`]); the hypervisor refuses a guest that
 //! needs a newer version than it implements, and always runs older ones.
 //! `xen_version(XENVER_version)` returns `(major << 16) | minor`, as Xen does for its
-//! own version, and CPUID leaf `0x4000_0001` returns the same value in EAX.
+//! own version, and CPUID leaf `0x4000_0001` returns the same value in EAX
+//! (reference: `docs/abi/version.md`; policy: `docs/abi-versioning.md`).
+//!
+//! Bare-metal difference: bare metal has no hypervisor leaves and no interface
+//! version to ask for; a Keel guest asks, and must, to run on older hypervisors.
 
 /// An ABI version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -75,7 +75,7 @@ fn home_of(id: &str) -> String {
         return f.doc_page().to_string();
     }
     match id {
-        "hypercall-index" | "divergences" => "README.md",
+        "hypercall-index" | "subcommands" | "divergences" => "README.md",
         "errno" => Family::Errno.doc_page(),
         "exit-status" => Family::Platform.doc_page(),
         "test-category" => Family::Note.doc_page(),

@@ -44,9 +44,11 @@ pub mod console;
 pub mod cpu;
 pub mod fault;
 pub mod note;
+pub mod pagetable;
 pub mod rand;
 pub mod report;
 pub mod start;
+pub mod targets;
 pub mod tsc;
 
 pub use fault::{Fault, Vector};

@@ -25,7 +25,9 @@
 //! stricter.
 
 use crate::addr::{GuestVirt, PAGE_SIZE};
-use keel_abi::note::{TestCategory, NOTE_NAME, NT_KEEL_ABI_VERSION, NT_KEEL_TEST};
+use keel_abi::note::{
+    parse_abi_version_desc, TestCategory, NOTE_NAME, NT_KEEL_ABI_VERSION, NT_KEEL_TEST,
+};
 use keel_abi::version::AbiVersion;
 
 /// The most `PT_LOAD` segments an image may have (Keel images have two or three).
@@ -471,9 +473,7 @@ fn parse_notes(
                     if abi.is_some() {
                         return Err(ElfError::DuplicateNote);
                     }
-                    let major = b.u16(desc_at).ok_or(ElfError::MalformedNote)?;
-                    let minor = b.u16(desc_at + 2).ok_or(ElfError::MalformedNote)?;
-                    *abi = Some(AbiVersion { major, minor });
+                    *abi = Some(parse_abi_version_desc(desc).ok_or(ElfError::MalformedNote)?);
                 }
                 NT_KEEL_TEST => {
                     if descsz < 4 {

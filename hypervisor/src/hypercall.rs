@@ -24,9 +24,10 @@ use crate::mem::{Console, PhysMem};
 use keel_abi::console::{CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
 use keel_abi::hypercall::Hypercall;
 pub use keel_abi::hypercall::HypercallArgs;
-use keel_abi::sched::{shutdown_reason_name, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD};
+use keel_abi::sched::{shutdown_reason_name, SchedShutdown, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD};
 use keel_abi::version::{
-    features, AbiVersion, XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_PAGESIZE, XENVER_VERSION,
+    features, AbiVersion, XenFeatureInfo, EXTRAVERSION, XENVER_EXTRAVERSION, XENVER_GET_FEATURES,
+    XENVER_PAGESIZE, XENVER_VERSION,
 };
 use keel_abi::Errno;
 
@@ -58,7 +59,9 @@ pub struct HypercallCtx<'a, M: PhysMem + ?Sized, C: Console + ?Sized> {
     pub mem: &'a mut M,
     /// The hypervisor console guest output goes to.
     pub console: &'a mut C,
-    /// The guest's CR3 at the time of the call (the L4 frame).
+    /// The guest's CR3 at the time of the call, as a frame: the caller takes
+    /// bits 12..51 of the VMCS guest CR3 (dropping PWT/PCD/PCID). Guest pointers
+    /// are translated through the tables rooted here.
     pub cr3: Mfn,
 }
 
@@ -187,11 +190,19 @@ pub fn write_markdown(out: &mut impl core::fmt::Write) -> core::fmt::Result {
     writeln!(out, "| nr | sub | hypercall | since | behaviour |")?;
     writeln!(out, "|----|-----|-----------|-------|-----------|")?;
     for r in TABLE {
-        writeln!(
+        write!(
             out,
-            "| {} | {} | `{}` | {} | {} |",
-            r.nr.0, r.sub, r.name, r.since, r.doc
+            "| {} | {} | `{}` | {} | ",
+            r.nr.0, r.sub, r.name, r.since
         )?;
+        // A `|` in the text would end the table cell: escape it.
+        for (i, part) in r.doc.split('|').enumerate() {
+            if i > 0 {
+                out.write_str("\\|")?;
+            }
+            out.write_str(part)?;
+        }
+        writeln!(out, " |")?;
     }
     writeln!(
         out,
@@ -237,15 +248,10 @@ fn version_version(_: &mut DynCtx<'_>, _: &HypercallArgs) -> Outcome {
     Outcome::Return(i64::from(AbiVersion::CURRENT.encode()))
 }
 
-/// The `XENVER_extraversion` string.
-pub const EXTRAVERSION: &[u8] = b"-keel";
-
+/// Writes [`EXTRAVERSION`] (`"-keel"`, NUL-padded to 16 bytes).
 fn version_extraversion(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    let mut s = [0u8; 16];
-    if let Some(dst) = s.get_mut(..EXTRAVERSION.len()) {
-        dst.copy_from_slice(EXTRAVERSION);
-    }
-    match guest_mem::copy_to_guest(ctx.dom, ctx.mem, ctx.cr3, GuestVirt(a.args[1]), &s) {
+    let va = GuestVirt(a.args[1]);
+    match guest_mem::copy_to_guest(ctx.dom, ctx.mem, ctx.cr3, va, &EXTRAVERSION.0) {
         Ok(()) => Outcome::Return(0),
         Err(e) => Outcome::err(e),
     }
@@ -256,17 +262,15 @@ fn version_extraversion(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
 /// write the whole struct back.
 fn version_get_features(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
     let va = GuestVirt(a.args[1]);
-    let mut fi = match guest_mem::read_bytes::<8, _>(ctx.dom, ctx.mem, ctx.cr3, va) {
-        Ok(b) => b,
+    let mut fi = match guest_mem::read_bytes(ctx.dom, ctx.mem, ctx.cr3, va) {
+        Ok(b) => XenFeatureInfo::decode(&b),
         Err(e) => return Outcome::err(e),
     };
-    let idx = u32::from_le_bytes([fi[0], fi[1], fi[2], fi[3]]);
-    let submap = match idx {
+    fi.submap = match fi.submap_idx {
         0 => features::SUBMAP0,
         _ => return Outcome::err(Errno::EINVAL),
     };
-    fi[4..8].copy_from_slice(&submap.to_le_bytes());
-    match guest_mem::copy_to_guest(ctx.dom, ctx.mem, ctx.cr3, va, &fi) {
+    match guest_mem::copy_to_guest(ctx.dom, ctx.mem, ctx.cr3, va, &fi.encode()) {
         Ok(()) => Outcome::Return(0),
         Err(e) => Outcome::err(e),
     }
@@ -287,11 +291,11 @@ fn sched_yield(_: &mut DynCtx<'_>, _: &HypercallArgs) -> Outcome {
 }
 
 fn sched_shutdown(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    let b = match guest_mem::read_bytes::<4, _>(ctx.dom, ctx.mem, ctx.cr3, GuestVirt(a.args[1])) {
-        Ok(b) => b,
+    let va = GuestVirt(a.args[1]);
+    let reason = match guest_mem::read_bytes(ctx.dom, ctx.mem, ctx.cr3, va) {
+        Ok(b) => SchedShutdown::decode(&b).reason,
         Err(e) => return Outcome::err(e),
     };
-    let reason = u32::from_le_bytes(b);
     if shutdown_reason_name(reason).is_none() {
         return Outcome::err(Errno::EINVAL);
     }

@@ -423,6 +423,50 @@ mod tests {
         assert_eq!(only(check_against(&with_bit, &d)).item, "features submap0");
     }
 
+    /// Exhaustively: changing the value of any single line of the fixture is
+    /// reported as exactly one violation naming that line's item. Deleting a line
+    /// from a fixture makes the current item look *added*: that is reported for
+    /// every kind that records its version (or belongs to a released parent), and
+    /// allowed for the kinds without one (error codes, hypercall numbers, exit
+    /// statuses, test categories), whose additions only the "frozen exactly" test
+    /// of a released current version restricts.
+    #[test]
+    fn every_single_line_mutation_is_named() {
+        let d = dump();
+        for (i, line) in d.lines().enumerate() {
+            if line.starts_with('#') {
+                continue;
+            }
+            let mut parts = line.splitn(3, ' ');
+            let key = format!("{} {}", parts.next().unwrap(), parts.next().unwrap());
+            let replace = |with: Option<String>| -> String {
+                let mut out = String::new();
+                for (j, l) in d.lines().enumerate() {
+                    if j != i {
+                        out.push_str(l);
+                        out.push('\n');
+                    } else if let Some(w) = &with {
+                        out.push_str(w);
+                        out.push('\n');
+                    }
+                }
+                out
+            };
+            let changed = replace(Some(format!("{line}9")));
+            let v = check(&changed).expect_err(line);
+            assert_eq!(v.len(), 1, "{line}: {v:?}");
+            assert_eq!(v[0].item, key, "{line}");
+            assert_eq!(v[0].line, i + 1, "{line}");
+            let kind = key.split(' ').next().unwrap();
+            let must = !matches!(
+                kind,
+                "errno" | "hypercall" | "exit-status" | "test-category"
+            );
+            let reported = check(&replace(None)).is_err_and(|v| v.iter().any(|v| v.item == key));
+            assert_eq!(reported, must, "deleting {line}");
+        }
+    }
+
     #[test]
     fn malformed_and_headerless_fixtures_fail() {
         let d = dump();

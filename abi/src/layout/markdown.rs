@@ -40,6 +40,7 @@ pub fn end_marker(id: &str) -> String {
 pub fn generated_block(id: &str) -> Option<String> {
     match id {
         "hypercall-index" => Some(hypercall_index()),
+        "subcommands" => Some(subcommand_table()),
         "errno" => Some(errno_table()),
         "divergences" => Some(divergence_table()),
         "exit-status" => Some(exit_status_table()),
@@ -64,6 +65,7 @@ pub fn generated_block(id: &str) -> Option<String> {
 pub fn all_block_ids() -> impl Iterator<Item = String> {
     let fixed = [
         "hypercall-index",
+        "subcommands",
         "errno",
         "divergences",
         "exit-status",
@@ -105,6 +107,28 @@ pub fn hypercall_index() -> String {
             "| {} | `{name}` | {status} | {page} | {} |",
             h.0,
             cell(h.description().unwrap_or(""))
+        );
+    }
+    s
+}
+
+/// Every implemented sub-command (`hypercall::IMPLEMENTED`); every other
+/// sub-command is `-ENOSYS`.
+pub fn subcommand_table() -> String {
+    let mut s = String::from(
+        "| Hypercall | Sub-command | Value | Since | Reference |\n|---|---|---:|---|---|\n",
+    );
+    for c in crate::hypercall::IMPLEMENTED {
+        let page = Family::of_hypercall(c.hypercall)
+            .map(|f| format!("[{}]({})", f.doc_page(), f.doc_page()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "| `{}` | `{}` | {} | {} | {page} |",
+            c.hypercall.name().unwrap_or("?"),
+            c.name,
+            c.sub,
+            c.since
         );
     }
     s

@@ -73,6 +73,13 @@ pub const fn pte_frame(pte: u64) -> Mfn {
     Mfn((pte & PTE_ADDR_MASK) >> 12)
 }
 
+/// The L4 frame named by a raw CR3 value (bits 12..51; PWT, PCD and a PCID in
+/// bits 0..11 are not part of the address). Use it to fill
+/// [`crate::hypercall::HypercallCtx::cr3`] from the VMCS guest CR3.
+pub const fn cr3_frame(cr3: u64) -> Mfn {
+    pte_frame(cr3)
+}
+
 /// Build an entry pointing at `mfn` with `flags`.
 pub const fn pte(mfn: Mfn, flags: u64) -> u64 {
     ((mfn.0 << 12) & PTE_ADDR_MASK) | flags
@@ -269,6 +276,8 @@ mod tests {
         assert_eq!(Level::from_number(5), None);
         assert_eq!(Level::L1.table_span_shift(), 21);
         assert_eq!(Level::L4.table_span_shift(), 48);
+        assert_eq!(cr3_frame(0x0000_0001_2345_6018), Mfn(0x0012_3456));
+        assert_eq!(cr3_frame(0x8000_0000_0000_1fff), Mfn(1));
         assert_eq!(bytes_to_page_end(GuestVirt(0x1fff)), 1);
         assert_eq!(bytes_to_page_end(GuestVirt(0x1000)), 4096);
     }

@@ -103,6 +103,10 @@ fn table_is_consistent_with_the_abi() {
         TABLE.len() + 1
     );
     assert!(md.contains("`console_io / CONSOLEIO_write`"));
+    // Every table line has exactly six unescaped cell separators.
+    for line in md.lines().filter(|l| l.starts_with("| ")) {
+        assert_eq!(line.replace("\\|", "").matches('|').count(), 6, "{line}");
+    }
 }
 
 #[test]
@@ -384,5 +388,49 @@ proptest! {
                 prop_assert!(writable.contains(f), "frame {f:#x} changed");
             }
         }
+    }
+}
+
+/// The ABI reference pages (`docs/abi/`, generated and checked by the abi crate)
+/// must describe exactly what the table implements: every row's sub-command is
+/// named on its family's page, and every sub-command a page lists as implemented
+/// ("since") in an argument table is a row.
+#[test]
+fn docs_match_the_table() {
+    use keel_abi::layout::Family;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/abi");
+    let page = |h: Hypercall| {
+        let f = Family::of_hypercall(h).unwrap();
+        std::fs::read_to_string(dir.join(f.doc_page())).unwrap()
+    };
+    for r in TABLE {
+        let sub_name = r.name.split(" / ").nth(1).unwrap();
+        let text = page(r.nr);
+        assert!(
+            text.contains(&std::format!("`{sub_name}`")),
+            "{sub_name} undocumented"
+        );
+    }
+    for h in [Hypercall::XEN_VERSION, Hypercall::SCHED_OP] {
+        let mut checked = 0;
+        for line in page(h)
+            .lines()
+            .filter(|l| l.starts_with("| `") && l.contains("| since "))
+        {
+            // "| `XENVER_pagesize` (7) | ... | since 0.1: ..."
+            let num: u64 = line
+                .split(['(', ')'])
+                .nth(1)
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no number in {line}"));
+            let row = lookup(h.0, num)
+                .unwrap_or_else(|| panic!("documented but not implemented: {line}"));
+            assert!(
+                line.contains(&std::format!("since {}", row.since)),
+                "{line}"
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, TABLE.iter().filter(|r| r.nr == h).count(), "{h:?}");
     }
 }

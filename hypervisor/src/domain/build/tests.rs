@@ -506,3 +506,29 @@ proptest! {
         prop_assert!(frames.outstanding.is_empty());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Mutated images the parser accepts are built (or refused) without a panic,
+    /// and a built domain satisfies the invariants.
+    #[test]
+    fn mutated_images_build_or_refuse(
+        edits in proptest::collection::vec((0usize..64 + 3 * 56, any::<u8>()), 1..6),
+        nr_pages in 1u64..200,
+    ) {
+        let mut bytes = typical();
+        for (i, v) in &edits {
+            bytes[*i] = *v;
+        }
+        let Ok(img) = GuestImage::parse(&bytes) else { return Ok(()) };
+        let c = cfg(nr_pages, true);
+        let mut mem = FakeMem::default();
+        let mut frames = FakeFrames::new(0x2000, nr_pages + 40);
+        if let Ok(dom) = build(&img, &bytes, &c, &mut mem, &mut frames) {
+            check_domain(&dom, &mem, &img, &bytes, &c);
+            dom.teardown(&mut mem, &mut frames);
+        }
+        prop_assert!(frames.outstanding.is_empty());
+    }
+}
