@@ -11,3 +11,8 @@ pub mod checks;
 pub mod controls;
 pub mod cr;
 pub mod names;
+
+#[cfg(target_os = "none")]
+pub mod exit;
+#[cfg(target_os = "none")]
+pub mod hw;
