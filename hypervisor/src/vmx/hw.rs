@@ -1251,13 +1251,15 @@ pub fn run_domain(
         return finish(vf, frames, DomainEnd::EntryFailed);
     }
     log::info!(
-        "vmx: VMCS for domain {} passes the software VM-entry checks (pin {:#x} proc {:#x} proc2 {:#x} exit {:#x} entry {:#x})",
+        "vmx: VMCS for domain {} passes the software VM-entry checks (pin {:#x} proc {:#x} proc2 {:#x} exit {:#x} entry {:#x}; host CR0 {:#x} CR4 {:#x})",
         dom.id.0,
         state.pin,
         state.proc,
         state.proc2,
         state.exit,
-        state.entry
+        state.entry,
+        state.host_cr0,
+        state.host_cr4
     );
 
     // An earlier domain may have used this VPID: drop its translations.
