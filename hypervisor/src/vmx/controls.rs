@@ -434,9 +434,16 @@ pub fn derive(caps: &VmxCaps) -> Result<Controls, ControlError> {
         proc |= proc::USE_MSR_BITMAPS;
     }
 
-    // --- Secondary controls, only if the CPU can activate them.
-    forbid(ControlField::Proc2, &caps.proc2, PROC2_FORBIDDEN)?;
-    let mut proc2 = caps.proc2.must_be_one;
+    // --- Secondary controls, only if the CPU can activate them (a CPU that cannot
+    // reports no IA32_VMX_PROCBASED_CTLS2 at all; `caps` says NONE then, but do not
+    // rely on it).
+    let caps2 = if caps.proc.can_set(proc::ACTIVATE_SECONDARY_CONTROLS) {
+        caps.proc2
+    } else {
+        AllowedBits::NONE
+    };
+    forbid(ControlField::Proc2, &caps2, PROC2_FORBIDDEN)?;
+    let mut proc2 = caps2.must_be_one;
     // VPID tags the guest's TLB entries so VM transitions need not flush them. Keel
     // uses it only if it can also *invalidate* them (INVVPID), which an emulated
     // CR3 load requires.
@@ -454,7 +461,7 @@ pub fn derive(caps: &VmxCaps) -> Result<Controls, ControlError> {
         None
     };
     let (vpid, tlb_flush) = match invvpid_kind {
-        Some(k) if caps.proc2.can_set(proc2::ENABLE_VPID) => {
+        Some(k) if caps2.can_set(proc2::ENABLE_VPID) => {
             proc2 |= proc2::ENABLE_VPID;
             (true, k)
         }
@@ -469,7 +476,7 @@ pub fn derive(caps: &VmxCaps) -> Result<Controls, ControlError> {
         });
     }
     // RDTSCP: without this control the guest's RDTSCP raises #UD, so CPUID hides it.
-    let rdtscp = caps.proc2.can_set(proc2::ENABLE_RDTSCP);
+    let rdtscp = caps2.can_set(proc2::ENABLE_RDTSCP);
     if rdtscp {
         proc2 |= proc2::ENABLE_RDTSCP;
     }
@@ -478,7 +485,15 @@ pub fn derive(caps: &VmxCaps) -> Result<Controls, ControlError> {
         // with it clear the CPU treats the secondary field as all zeroes (SDM 25.6.2).
         proc |= proc::ACTIVATE_SECONDARY_CONTROLS;
     }
-    let rdtscp = rdtscp && proc & proc::ACTIVATE_SECONDARY_CONTROLS != 0;
+    // Secondary controls that cannot be activated are not in effect (and a VPID
+    // that is not in effect needs no INVVPID).
+    let active2 = proc & proc::ACTIVATE_SECONDARY_CONTROLS != 0;
+    let rdtscp = rdtscp && active2;
+    let (vpid, tlb_flush) = if active2 {
+        (vpid, tlb_flush)
+    } else {
+        (false, TlbFlush::VmTransition)
+    };
 
     // --- VM-exit controls. The host is 64-bit: "host address-space size" is required.
     let mut exit = caps.exit.must_be_one
