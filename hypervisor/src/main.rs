@@ -14,11 +14,14 @@
 #[cfg(target_os = "none")]
 mod bare {
     use keel_abi::platform::ExitStatus;
+    use keel_abi::sched::{shutdown_reason_name, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF};
     use keel_hypervisor::arch;
     use keel_hypervisor::arch::power::power_off;
     use keel_hypervisor::boot_info::{self, BootInfo, MachineRange, Options, SelfTest};
     use keel_hypervisor::frames::LOW_MEMORY_END;
     use keel_hypervisor::mem::FrameSource;
+    use keel_hypervisor::vmx::hw::DomainEnd;
+    use keel_hypervisor::{domain, elf, vmx};
 
     keel_hypervisor::entry_point!(boot);
 
@@ -132,17 +135,87 @@ mod bare {
         }
 
         // ---- 5. VMX and the guest --------------------------------------------------
-        // TEMPORARY until `vmx::hw::enable` (worker "vmx") is merged: only the
-        // CPUID check, so that the no-VT-x path can be proven end to end.
-        let has_vmx = raw_cpuid::CpuId::new()
-            .get_feature_info()
-            .is_some_and(|f| f.has_vmx());
-        if !has_vmx {
-            log::error!("vmx: this CPU has no VT-x (CPUID.1:ECX.VMX[bit 5] = 0)");
-            power_off(ExitStatus::NoVmx)
+        let mut cpu = match vmx::hw::enable(&mut frames) {
+            Ok(cpu) => cpu,
+            Err(e) => {
+                log::error!("vmx: {e}");
+                power_off(e.status())
+            }
+        };
+        log::info!(
+            "vmx: VMX root operation on ({} frames free)",
+            frames.free_count()
+        );
+
+        // The first module is the guest; its command line is the guest's.
+        let Some(module) = bi.modules().first() else {
+            log::error!("domain: no guest image (the first boot module is the guest)");
+            power_off(ExitStatus::BadGuestImage)
+        };
+        let Some(bytes) = arch::mem::module_bytes(module) else {
+            log::error!(
+                "domain: guest module at {} is empty or unmapped",
+                module.range
+            );
+            power_off(ExitStatus::BadGuestImage)
+        };
+        let img = match elf::GuestImage::parse(bytes) {
+            Ok(img) => img,
+            Err(e) => {
+                log::error!("domain: bad guest image: {e}");
+                power_off(ExitStatus::BadGuestImage)
+            }
+        };
+        let cfg = domain::DomainConfig {
+            id: domain::DomainId(1),
+            nr_pages: opts.guest_mem_mib.saturating_mul(256),
+            cmd_line: module.cmdline.as_bytes(),
+            nx: arch::cpu::nx_enabled(),
+        };
+        let mut mem = arch::mem::DirectMap;
+        let mut dom = match domain::build(&img, bytes, &cfg, &mut mem, &mut frames) {
+            Ok(dom) => dom,
+            Err(e) => {
+                log::error!("domain: cannot build domain 1: {e}");
+                power_off(e.exit_status())
+            }
+        };
+        log::info!(
+            "domain 1: {} MiB, command line {:?}; {} frames left",
+            opts.guest_mem_mib,
+            module.cmdline.as_str(),
+            frames.free_count()
+        );
+        let mut console = arch::serial::SerialConsole;
+        let end = vmx::hw::run_domain(&mut cpu, &mut dom, &mut mem, &mut console, &mut frames);
+        let status = domain_end_status(end);
+        power_off(status)
+    }
+
+    /// The contract's mapping from how the domain ended to the power-off status;
+    /// prints `domain 1 shut down: <reason>`.
+    fn domain_end_status(end: DomainEnd) -> ExitStatus {
+        match end {
+            DomainEnd::Shutdown(r) => {
+                match shutdown_reason_name(r) {
+                    Some(name) => log::info!("domain 1 shut down: {name}"),
+                    None => log::info!("domain 1 shut down: unknown reason {r}"),
+                }
+                match r {
+                    SHUTDOWN_POWEROFF => ExitStatus::Success,
+                    SHUTDOWN_CRASH => ExitStatus::GuestCrash,
+                    _ => ExitStatus::GuestOtherShutdown,
+                }
+            }
+            DomainEnd::Crashed => {
+                log::info!("domain 1 shut down: crash (killed by the hypervisor)");
+                ExitStatus::GuestCrash
+            }
+            DomainEnd::EntryFailed => {
+                log::info!("domain 1 shut down: VM entry failed");
+                ExitStatus::VmEntryFailed
+            }
         }
-        log::info!("vmx: VT-x present (CPUID.1:ECX.VMX = 1); VMX bring-up is not integrated yet");
-        power_off(ExitStatus::VmxonFailed)
     }
 
     /// What a self-test should end in, for the log.

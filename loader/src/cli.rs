@@ -19,9 +19,10 @@ commands:
         stream the console; exits with the hypervisor's power-off status
         (124: timeout, 125: the machine stopped without a power-off line)
   test  [NAME|PATTERN ...] [--category C] [--jobs N] [--junit FILE] [--seed N]
-        [machine options]
+        [--list] [machine options]
         boot every test program (or those matching; * and ? are wildcards) in
-        a fresh hypervisor; exits 0 only when none failed
+        a fresh hypervisor; exits 0 only when none failed (--list: only list
+        them: name, category, title)
   abi   dump|check
         print the ABI layout in the fixture format / check it against the
         released fixtures
@@ -120,6 +121,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 jobs: None,
                 junit: None,
                 seed: None,
+                list: false,
             };
             let mut it = rest.iter();
             while let Some(a) = it.next() {
@@ -168,6 +170,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                     }
                     "--junit" if !is_run => t.junit = Some(PathBuf::from(value()?)),
                     "--seed" if !is_run => t.seed = Some(num(flag, &value()?)?),
+                    "--list" if !is_run => t.list = true,
                     f if f.starts_with('-') => {
                         return Err(format!("unknown option {f} for `{cmd}`\n\n{USAGE}"))
                     }
@@ -241,6 +244,11 @@ mod tests {
         assert_eq!(t.seed, Some(42));
         assert_eq!(t.machine.backend, BackendChoice::Fixed(Backend::Bochs));
         assert_eq!(t.machine.timeout, TEST_TIMEOUT);
+        assert!(!t.list);
+        let Ok(Command::Test(t)) = parse(&args("test --list")) else {
+            panic!()
+        };
+        assert!(t.list);
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! ([`keel_abi::platform`]); that line is the authority on the result, and the
 //! emulator's exit code is checked against it ([`machine::Outcome::cross_check`]).
 
+#![deny(missing_docs)]
+
 pub mod abi;
 pub mod backend;
 pub mod bochs;
@@ -224,6 +226,8 @@ pub struct TestOptions {
     pub junit: Option<PathBuf>,
     /// `seed=N` for every guest.
     pub seed: Option<u64>,
+    /// Only list the selected tests (name, category, title); boot nothing.
+    pub list: bool,
 }
 
 /// `cargo keel test`: build, discover, run, report (results on `out`, the tool's
@@ -241,6 +245,20 @@ pub fn test(
     let guests = ws.build_guests(true).context("building the guests")?;
     let all = runner::discover(&guests)?;
     let tests = runner::select(&all, &opts.patterns, opts.category)?;
+    if opts.list {
+        let width = tests.iter().map(|t| t.name.len()).max().unwrap_or(0);
+        for t in &tests {
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:<10}  {}",
+                t.name,
+                t.category.name(),
+                t.title
+            );
+        }
+        let _ = writeln!(out, "{} test(s)", tests.len());
+        return Ok(runner::Summary::default());
+    }
     let jobs = opts
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

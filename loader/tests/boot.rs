@@ -118,6 +118,7 @@ fn hypervisor_panic_under_a_test_is_a_crash_with_its_report() {
         jobs: Some(1),
         junit: None,
         seed: None,
+        list: false,
     };
     let (mut out, mut log) = (Vec::new(), Vec::new());
     let summary = keel_loader::test(&opts, &mut out, &mut log).unwrap();

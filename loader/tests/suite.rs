@@ -15,6 +15,7 @@ fn guest_suite_passes_under_bochs() {
         jobs: None,
         junit: None,
         seed: None,
+        list: false,
     };
     let (mut out, mut log) = (Vec::new(), Vec::new());
     let summary = keel_loader::test(&opts, &mut out, &mut log);

@@ -81,9 +81,36 @@ pub fn all_block_ids() -> impl Iterator<Item = String> {
     fixed.chain(structs).chain(consts)
 }
 
-/// First line of a rustdoc, trimmed, with `|` escaped for a table cell.
+/// Text for a table cell: whitespace collapsed, `|` escaped.
 fn cell(doc: &str) -> String {
-    doc.trim().replace('|', "\\|")
+    let mut s = String::new();
+    for w in doc.split_whitespace() {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        s.push_str(w);
+    }
+    s.replace('|', "\\|")
+}
+
+/// The first sentence of a rustdoc (given one string per line), for a table:
+/// the first paragraph's lines joined, cut after the first `". "`, with
+/// intra-doc link brackets removed (`` [`X`] `` becomes `` `X` ``).
+fn summary(lines: &[&str]) -> String {
+    let mut para = String::new();
+    for l in lines {
+        if l.trim().is_empty() {
+            break;
+        }
+        para.push(' ');
+        para.push_str(l.trim());
+    }
+    let para = para.replace("[`", "`").replace("`]", "`");
+    let first = match para.find(". ") {
+        Some(i) => &para[..=i],
+        None => para.as_str(),
+    };
+    cell(first)
 }
 
 /// The index of every Xen hypercall number with Keel's status.
@@ -106,7 +133,7 @@ pub fn hypercall_index() -> String {
             s,
             "| {} | `{name}` | {status} | {page} | {} |",
             h.0,
-            cell(h.description().unwrap_or(""))
+            summary(&[h.description().unwrap_or("")])
         );
     }
     s
@@ -187,7 +214,7 @@ pub fn constant_table(f: Family) -> String {
             super::ConstValue::Int(v) if v >= 256 => format!("`{v:#x}`"),
             v => format!("`{v}`"),
         };
-        let doc = c.doc.first().map(|d| cell(d)).unwrap_or_default();
+        let doc = summary(c.doc);
         let _ = writeln!(
             s,
             "| `{}` | {value} | {} | {} | {doc} |",
@@ -211,7 +238,7 @@ pub fn errno_table() -> String {
             e.0,
             e.as_return(),
             xen_cell(errno_xen(*e)),
-            cell(e.description().unwrap_or(""))
+            summary(&[e.description().unwrap_or("")])
         );
     }
     s
@@ -296,6 +323,20 @@ pub fn regenerate(page: &str) -> (String, alloc::vec::Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summaries_are_first_sentences_without_links() {
+        assert_eq!(
+            summary(&[
+                "Fills a [`XenFeatureInfo`] for",
+                "the submap. More text.",
+                "",
+                "x"
+            ]),
+            "Fills a `XenFeatureInfo` for the submap."
+        );
+        assert_eq!(summary(&[" a | b"]), "a \\| b");
+    }
 
     #[test]
     fn every_block_id_generates() {

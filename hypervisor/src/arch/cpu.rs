@@ -40,6 +40,12 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
     };
 }
 
+/// Whether no-execute pages are enabled (EFER.NXE; the boot code sets it exactly
+/// when CPUID reports NX). Guests get EFER.NXE under the same condition.
+pub fn nx_enabled() -> bool {
+    rdmsr(IA32_EFER) & (1 << 11) != 0
+}
+
 /// CR0.
 #[inline]
 pub fn read_cr0() -> u64 {

@@ -100,6 +100,22 @@ impl BootMemory for BootWindow {
     }
 }
 
+/// The bytes of a boot module (a guest image), read-only, for the rest of the run.
+///
+/// Module ranges are reserved from the frame allocator, so nothing ever writes
+/// them: a `'static` shared slice is sound. `None` if the range is empty or outside
+/// the direct map.
+pub fn module_bytes(m: &crate::boot_info::Module) -> Option<&'static [u8]> {
+    let (start, len) = (m.range.start.0, m.range.len());
+    let end = start.checked_add(len)?;
+    if start == 0 || len == 0 || end > DIRECT_MAP_TOP.load(Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: mapped (checked), reserved from the frame allocator (never written),
+    // loaded by the boot loader before we started.
+    Some(unsafe { core::slice::from_raw_parts(start as *const u8, len as usize) })
+}
+
 static BITMAP_TAKEN: AtomicBool = AtomicBool::new(false);
 
 /// Build the frame allocator for this memory map: find RAM below 4 GiB for its
@@ -200,6 +216,9 @@ pub fn extend_direct_map(top: MachineAddr, frames: &mut impl FrameSource) -> Res
         addr += LARGE_PAGE;
     }
     DIRECT_MAP_TOP.store(end, Ordering::Relaxed);
+    // Touch the last word of RAM through the new mapping: a mistake in the tables
+    // above faults here, at boot, with a register dump, not later in a domain.
+    core::hint::black_box(DirectMap.read_u64(MachineAddr((top.0 - 8) & !7)));
     Ok(end - start)
 }
 
