@@ -216,6 +216,9 @@ pub fn extend_direct_map(top: MachineAddr, frames: &mut impl FrameSource) -> Res
         addr += LARGE_PAGE;
     }
     DIRECT_MAP_TOP.store(end, Ordering::Relaxed);
+    // Touch the last word of RAM through the new mapping: a mistake in the tables
+    // above faults here, at boot, with a register dump, not later in a domain.
+    core::hint::black_box(DirectMap.read_u64(MachineAddr((top.0 - 8) & !7)));
     Ok(end - start)
 }
 
