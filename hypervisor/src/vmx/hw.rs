@@ -127,16 +127,18 @@ fn vm_result(rflags: u64) -> Result<(), VmFail> {
     }
 }
 
-/// VMREAD. Safe: reading the current VMCS cannot break memory safety; with no
-/// current VMCS or an unsupported field it fails and returns garbage (0 here), which
-/// callers only use for diagnostics or after a successful VMPTRLD.
+/// VMREAD. Safe: reading the current VMCS cannot break memory safety. With no
+/// current VMCS or a field the CPU does not implement it fails and returns 0;
+/// Keel reads optional fields only when their feature is enabled.
 #[inline(always)]
 pub fn vmread(field: u32) -> u64 {
     STATS.vmreads.fetch_add(1, Relaxed);
     let v: u64;
-    // SAFETY: VMREAD only reads the current VMCS into a register.
+    // SAFETY: VMREAD only reads the current VMCS into a register. A failed VMREAD
+    // leaves the destination unchanged: it starts at 0, so the result is then 0,
+    // not whatever the register held.
     unsafe {
-        asm!("vmread {v}, {f}", f = in(reg) u64::from(field), v = lateout(reg) v,
+        asm!("vmread {v}, {f}", f = in(reg) u64::from(field), v = inout(reg) 0u64 => v,
              options(nostack, nomem))
     };
     v
@@ -1007,7 +1009,12 @@ fn read_state(cpu: &VmxCpu) -> VmcsState {
         io_bitmap_a: r(control::IO_BITMAP_A_ADDR_FULL),
         io_bitmap_b: r(control::IO_BITMAP_B_ADDR_FULL),
         msr_bitmap: r(control::MSR_BITMAPS_ADDR_FULL),
-        virtual_apic: r(control::VIRT_APIC_ADDR_FULL),
+        // The field exists only on CPUs with "use TPR shadow"; Keel never sets it.
+        virtual_apic: if proc & super::controls::proc::USE_TPR_SHADOW != 0 {
+            r(control::VIRT_APIC_ADDR_FULL)
+        } else {
+            0
+        },
         vpid: if c.vpid { r(control::VPID) as u16 } else { 0 },
         exit_msr_store_count: r(control::VMEXIT_MSR_STORE_COUNT) as u32,
         exit_msr_store_addr: r(control::VMEXIT_MSR_STORE_ADDR_FULL),
@@ -1244,13 +1251,15 @@ pub fn run_domain(
         return finish(vf, frames, DomainEnd::EntryFailed);
     }
     log::info!(
-        "vmx: VMCS for domain {} passes the software VM-entry checks (pin {:#x} proc {:#x} proc2 {:#x} exit {:#x} entry {:#x})",
+        "vmx: VMCS for domain {} passes the software VM-entry checks (pin {:#x} proc {:#x} proc2 {:#x} exit {:#x} entry {:#x}; host CR0 {:#x} CR4 {:#x})",
         dom.id.0,
         state.pin,
         state.proc,
         state.proc2,
         state.exit,
-        state.entry
+        state.entry,
+        state.host_cr0,
+        state.host_cr4
     );
 
     // An earlier domain may have used this VPID: drop its translations.
