@@ -9,7 +9,7 @@
 //! contract — GDTR and IDTR with base 0 and limit 0: the segment registers hold
 //! valid hidden state, but any exception or segment reload before we install our own
 //! tables is a triple fault. So `_start` touches nothing that could fault before
-//! [`rust_start`] has loaded the GDT, TSS and IDT; the first fault-capable access is
+//! `rust_start` has loaded the GDT, TSS and IDT; the first fault-capable access is
 //! the read of start_info, after the IDT is live.
 //!
 //! `.bss` is cleared by `_start` even though the domain builder hands out zeroed
