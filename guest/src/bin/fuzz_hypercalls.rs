@@ -472,6 +472,33 @@ fn write_u32_scratch(p: u64, v: u32) {
     }
 }
 
+/// Hypercall arguments for messages: `[0x1, 0x2, ...]` on one line.
+struct Args([u64; 5]);
+
+impl core::fmt::Display for Args {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let a = &self.0;
+        write!(
+            f,
+            "[{:#x}, {:#x}, {:#x}, {:#x}, {:#x}]",
+            a[0], a[1], a[2], a[3], a[4]
+        )
+    }
+}
+
+/// A hypercall result for messages: `0`, or `-14 (-EFAULT)`.
+struct Ret(i64);
+
+impl core::fmt::Display for Ret {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.0 < 0 && self.0 >= i32::MIN as i64 {
+            write!(f, "{} ({})", self.0, Errno((-self.0) as i32))
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
 fn valid_result(r: i64) -> bool {
     r >= 0 || errno::ALL.iter().any(|x| x.as_return() == r)
 }
@@ -580,6 +607,8 @@ fn test_main() {
     let fail = |i: u64, args: core::fmt::Arguments<'_>| {
         failures.set(failures.get() + 1);
         if failures.get() <= 20 {
+            // End the line the fuzzed console writes were building first.
+            println!();
             failure!("call #{i} (seed={seed}): {args}");
         }
     };
@@ -597,12 +626,11 @@ fn test_main() {
             fail(
                 i,
                 format_args!(
-                    "hypercall {:#x} ({}) args {:#x?} returned {} ({}), want {:?}",
+                    "hypercall {:#x} ({}) args {} returned {}, want {:?}",
                     call.nr,
                     Hypercall(call.nr).name().unwrap_or("?"),
-                    call.args,
-                    r,
-                    Errno((-r) as i32),
+                    Args(call.args),
+                    Ret(r),
                     call.expect
                 ),
             );
@@ -611,8 +639,10 @@ fn test_main() {
             fail(
                 i,
                 format_args!(
-                    "canary at {addr:#x} overwritten ({v:#x}) by hypercall {:#x} args {:#x?} -> {r}",
-                    call.nr, call.args
+                    "canary at {addr:#x} overwritten ({v:#x}) by hypercall {:#x} args {} -> {}",
+                    call.nr,
+                    Args(call.args),
+                    Ret(r)
                 ),
             );
             fill_arena();
@@ -639,6 +669,8 @@ fn test_main() {
             fill_arena();
         }
         if (i + 1) % 5000 == 0 {
+            // End the line the fuzzed console writes were building first.
+            println!();
             println!(
                 "fuzz: {} calls, {ok_calls} succeeded, {} failures",
                 i + 1,
@@ -646,6 +678,7 @@ fn test_main() {
             );
         }
     }
+    println!();
     println!(
         "fuzz: done: {count} calls, {ok_calls} succeeded, {} invariant failures (seed={seed})",
         failures.get()
