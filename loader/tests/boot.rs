@@ -46,7 +46,10 @@ fn demo_on_bochs(model: &str) {
         "{model}: no greeting from the guest"
     );
     assert!(
-        console::lines(c).any(|l| l.starts_with("(d1) xen_version: Keel ABI 0.1")),
+        console::lines(c).any(|l| l.starts_with(&format!(
+            "(d1) xen_version: Keel ABI {}",
+            keel_abi::version::AbiVersion::CURRENT
+        ))),
         "{model}: no version line"
     );
     assert_eq!(
