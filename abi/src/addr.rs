@@ -4,11 +4,24 @@
 //! and the guest keeps its own pseudo-physical numbering (PFNs) through the frame
 //! list in [`crate::start_info::StartInfo::mfn_list`]. Mixing the two is the classic
 //! PV bug, so neither is ever a bare `u64` in Keel code.
+//!
+//! Bare-metal difference: on bare metal a kernel's page tables hold physical
+//! addresses it discovers from firmware; a Keel guest's hold *machine* frames the
+//! hypervisor lists for it, no frame it does not own, and only 4 KiB pages
+//! (reference: `docs/abi/start_info.md`).
 
-/// log2 of the page size.
-pub const PAGE_SHIFT: u32 = 12;
-/// The only page size Keel guests may map (superpages are rejected; see `docs/abi/mmu.md`).
-pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+use crate::layout::{keel, Family};
+use crate::version::AbiVersion;
+
+abi_consts! {
+    family: Family::Addr, since: AbiVersion::V0_1;
+    /// log2 of the page size.
+    PAGE_SHIFT: u32 = 12 => keel();
+    /// The only page size Keel guests may map (superpages are rejected; see
+    /// `docs/abi/start_info.md`). Same as bare-metal x86's base page and as
+    /// `XENVER_pagesize` reports.
+    PAGE_SIZE: u64 = 1 << PAGE_SHIFT => keel();
+}
 
 macro_rules! frame_number {
     ($(#[$m:meta])* $name:ident) => {

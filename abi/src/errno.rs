@@ -1,5 +1,10 @@
 //! Error codes: Xen's `xen/include/public/errno.h` values. A failing hypercall
-//! returns the negated value in RAX, exactly as on Xen.
+//! returns the negated value in RAX, exactly as on Xen (reference:
+//! `docs/abi/errno.md`).
+//!
+//! Bare-metal difference: hardware has no error codes; it faults. A Keel guest's
+//! hypercalls never fault for bad arguments: they return one of these codes, and
+//! a hypercall Keel does not implement returns `-ENOSYS`.
 
 /// A Xen errno value (positive; hypercalls return it negated).
 #[repr(transparent)]
@@ -7,9 +12,17 @@
 pub struct Errno(pub i32);
 
 macro_rules! errnos {
-    ($($(#[$m:meta])* $name:ident = $v:expr;)*) => {
+    ($($(#[doc = $doc:literal])* $name:ident = $v:expr;)*) => {
         impl Errno {
-            $($(#[$m])* pub const $name: Errno = Errno($v);)*
+            $($(#[doc = $doc])* pub const $name: Errno = Errno($v);)*
+
+            /// The one-line description (the constant's rustdoc), or `None` if unknown.
+            pub const fn description(self) -> Option<&'static str> {
+                match self.0 {
+                    $($v => Some(concat!($($doc),*)),)*
+                    _ => None,
+                }
+            }
 
             /// The symbolic name, for diagnostics ("ENOSYS"), or `None` if unknown.
             pub const fn name(self) -> Option<&'static str> {

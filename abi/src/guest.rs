@@ -111,6 +111,14 @@ pub fn xen_get_features(idx: u32) -> Result<u32, Errno> {
     Errno::from_return(r).map(|_| info.submap)
 }
 
+/// `xen_version(XENVER_pagesize, NULL)`: the page size (4096).
+pub fn xen_pagesize() -> Result<u64, Errno> {
+    Errno::from_return(hypercall_scalar(
+        Hypercall::XEN_VERSION,
+        [crate::version::XENVER_PAGESIZE, 0, 0, 0, 0],
+    ))
+}
+
 /// `sched_op(SCHEDOP_yield)`.
 pub fn sched_yield() -> Result<(), Errno> {
     Errno::from_return(hypercall_scalar(

@@ -2,19 +2,32 @@
 //!
 //! Every number Xen defines is listed so that Keel can name it in diagnostics and
 //! answer it; [`Hypercall::implemented_since`] says which ones Keel implements and
-//! since which ABI version. Everything else returns `-ENOSYS`.
+//! since which ABI version, and [`IMPLEMENTED`] lists each implemented
+//! sub-command. Everything else returns `-ENOSYS` (reference: `docs/abi/README.md`).
+//!
+//! Bare-metal difference: there is no such interface on bare metal; a Keel guest
+//! reaches the hypervisor with `VMCALL` (number in RAX, arguments in RDI, RSI,
+//! RDX, R10, R8), not through Xen's hypercall page.
 
 use crate::version::AbiVersion;
 
 macro_rules! hypercalls {
-    ($($(#[$m:meta])* $name:ident = $v:expr, $doc_name:literal, $since:expr;)*) => {
+    ($($(#[doc = $doc:literal])* $name:ident = $v:expr, $doc_name:literal, $since:expr;)*) => {
         /// A Xen hypercall number.
         #[repr(transparent)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub struct Hypercall(pub u64);
 
         impl Hypercall {
-            $($(#[$m])* pub const $name: Hypercall = Hypercall($v);)*
+            $($(#[doc = $doc])* pub const $name: Hypercall = Hypercall($v);)*
+
+            /// A one-line description (the constant's rustdoc), if it is a known number.
+            pub const fn description(self) -> Option<&'static str> {
+                match self.0 {
+                    $($v => Some(concat!($($doc),*)),)*
+                    _ => None,
+                }
+            }
 
             /// Xen's name for the hypercall (`"xen_version"`), if it is a known number.
             pub const fn name(self) -> Option<&'static str> {
@@ -126,6 +139,22 @@ hypercalls! {
     DM_OP = 41, "dm_op", None;
     /// Hypervisor file system.
     HYPFS_OP = 42, "hypfs_op", None;
+    /// Architecture-specific hypercall 0 (x86: machine-check handling, `mca`).
+    ARCH_0 = 48, "arch_0", None;
+    /// Architecture-specific hypercall 1 (x86: `paging_domctl_cont`).
+    ARCH_1 = 49, "arch_1", None;
+    /// Architecture-specific hypercall 2 (unused on x86).
+    ARCH_2 = 50, "arch_2", None;
+    /// Architecture-specific hypercall 3 (unused on x86).
+    ARCH_3 = 51, "arch_3", None;
+    /// Architecture-specific hypercall 4 (unused on x86).
+    ARCH_4 = 52, "arch_4", None;
+    /// Architecture-specific hypercall 5 (unused on x86).
+    ARCH_5 = 53, "arch_5", None;
+    /// Architecture-specific hypercall 6 (unused on x86).
+    ARCH_6 = 54, "arch_6", None;
+    /// Architecture-specific hypercall 7 (unused on x86).
+    ARCH_7 = 55, "arch_7", None;
 }
 
 /// Arguments of one hypercall as they arrive in registers (RDI, RSI, RDX, R10, R8).
@@ -137,9 +166,115 @@ pub struct HypercallArgs {
     pub args: [u64; 5],
 }
 
+/// One implemented sub-command of a hypercall: the finest unit of "what a
+/// hypervisor of version `v` promises". Every 0.1 hypercall takes its sub-command
+/// in the first argument (RDI).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubCommand {
+    /// The hypercall.
+    pub hypercall: Hypercall,
+    /// The sub-command number (first argument).
+    pub sub: u64,
+    /// Xen's name of the sub-command (`"XENVER_get_features"`).
+    pub name: &'static str,
+    /// The ABI version that implemented it.
+    pub since: AbiVersion,
+}
+
+/// Every implemented sub-command, by hypercall and sub-command number. Any
+/// (hypercall, sub-command) pair not listed here returns `-ENOSYS`. The
+/// hypervisor's dispatch table is tested against this list, the compatibility
+/// guest checks each entry a hypervisor's version promises and expects `-ENOSYS`
+/// for the newer ones, and the fixtures freeze it.
+pub const IMPLEMENTED: &[SubCommand] = {
+    use crate::console::CONSOLEIO_WRITE;
+    use crate::sched::{SCHEDOP_SHUTDOWN, SCHEDOP_YIELD};
+    use crate::version::{
+        XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_PAGESIZE, XENVER_VERSION,
+    };
+    const V: AbiVersion = AbiVersion::V0_1;
+    const fn s(
+        hypercall: Hypercall,
+        sub: u64,
+        name: &'static str,
+        since: AbiVersion,
+    ) -> SubCommand {
+        SubCommand {
+            hypercall,
+            sub,
+            name,
+            since,
+        }
+    }
+    &[
+        s(Hypercall::XEN_VERSION, XENVER_VERSION, "XENVER_version", V),
+        s(
+            Hypercall::XEN_VERSION,
+            XENVER_EXTRAVERSION,
+            "XENVER_extraversion",
+            V,
+        ),
+        s(
+            Hypercall::XEN_VERSION,
+            XENVER_GET_FEATURES,
+            "XENVER_get_features",
+            V,
+        ),
+        s(
+            Hypercall::XEN_VERSION,
+            XENVER_PAGESIZE,
+            "XENVER_pagesize",
+            V,
+        ),
+        s(Hypercall::CONSOLE_IO, CONSOLEIO_WRITE, "CONSOLEIO_write", V),
+        s(Hypercall::SCHED_OP, SCHEDOP_YIELD, "SCHEDOP_yield", V),
+        s(Hypercall::SCHED_OP, SCHEDOP_SHUTDOWN, "SCHEDOP_shutdown", V),
+    ]
+};
+
+/// The version that implemented sub-command `sub` of `hypercall`, or `None` when
+/// it is `-ENOSYS`.
+pub fn sub_implemented_since(hypercall: Hypercall, sub: u64) -> Option<AbiVersion> {
+    IMPLEMENTED
+        .iter()
+        .find(|s| s.hypercall == hypercall && s.sub == sub)
+        .map(|s| s.since)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn implemented_sub_commands_agree_with_their_hypercalls() {
+        for h in ALL {
+            let subs: std::vec::Vec<_> = IMPLEMENTED.iter().filter(|s| s.hypercall == *h).collect();
+            match h.implemented_since() {
+                // A hypercall is implemented since its first sub-command was.
+                Some(v) => assert_eq!(
+                    subs.iter().map(|s| s.since).min(),
+                    Some(v),
+                    "{:?}",
+                    h.name()
+                ),
+                None => assert!(subs.is_empty(), "{:?}", h.name()),
+            }
+        }
+        for (i, a) in IMPLEMENTED.iter().enumerate() {
+            for b in &IMPLEMENTED[i + 1..] {
+                assert!(
+                    (a.hypercall, a.sub) != (b.hypercall, b.sub),
+                    "{} twice",
+                    a.name
+                );
+            }
+        }
+        assert_eq!(
+            sub_implemented_since(Hypercall::SCHED_OP, 2),
+            Some(AbiVersion::V0_1)
+        );
+        assert_eq!(sub_implemented_since(Hypercall::SCHED_OP, 1), None);
+    }
 
     #[test]
     fn names_and_order() {

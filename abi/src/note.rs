@@ -7,13 +7,66 @@
 //!   whose version is newer than its own, or whose note is missing.
 //! - [`NT_KEEL_TEST`]: present in test programs: `category: u32` then the test's
 //!   title as UTF-8, NUL-terminated (read by `cargo keel test`).
+//!
+//! Bare-metal difference: a bare-metal kernel needs no such note; Xen PV kernels
+//! carry `XEN_ELFNOTE_*` notes of owner `"Xen"` instead, which Keel ignores.
 
-/// The note owner name (without its NUL).
-pub const NOTE_NAME: &[u8; 4] = b"Keel";
-/// Note type: ABI version the image was built against.
-pub const NT_KEEL_ABI_VERSION: u32 = 1;
-/// Note type: test metadata.
-pub const NT_KEEL_TEST: u32 = 2;
+use crate::layout::{keel, Family};
+use crate::version::AbiVersion;
+
+abi_consts! {
+    family: Family::Note, since: AbiVersion::V0_1;
+    /// The note owner name (without its NUL).
+    NOTE_NAME: &[u8; 4] = b"Keel" => @bytes keel();
+    /// Note type: ABI version the image was built against.
+    NT_KEEL_ABI_VERSION: u32 = 1 => keel();
+    /// Note type: test metadata.
+    NT_KEEL_TEST: u32 = 2 => keel();
+    /// Length of the whole ABI-version note ([`abi_version_note`]): a 12-byte header,
+    /// the name `"Keel\0"` padded to 8 bytes, the 4-byte descriptor.
+    ABI_VERSION_NOTE_LEN: usize = 24 => keel();
+}
+
+/// The descriptor of the [`NT_KEEL_ABI_VERSION`] note: `major: u16, minor: u16`,
+/// little endian.
+pub const fn abi_version_desc(v: AbiVersion) -> [u8; 4] {
+    let a = v.major.to_le_bytes();
+    let b = v.minor.to_le_bytes();
+    [a[0], a[1], b[0], b[1]]
+}
+
+/// Parse the descriptor of an [`NT_KEEL_ABI_VERSION`] note (`None` unless exactly 4 bytes).
+pub fn parse_abi_version_desc(desc: &[u8]) -> Option<AbiVersion> {
+    match desc {
+        [a, b, c, d] => Some(AbiVersion {
+            major: u16::from_le_bytes([*a, *b]),
+            minor: u16::from_le_bytes([*c, *d]),
+        }),
+        _ => None,
+    }
+}
+
+/// The complete ELF note declaring ABI version `v`, ready to be placed in a
+/// `PT_NOTE` segment: `namesz = 5`, `descsz = 4`, `type = NT_KEEL_ABI_VERSION`,
+/// `"Keel\0"` padded to 4-byte alignment, then [`abi_version_desc`]. A guest can
+/// embed it as a `static` in its note section.
+pub const fn abi_version_note(v: AbiVersion) -> [u8; ABI_VERSION_NOTE_LEN] {
+    let mut n = [0u8; ABI_VERSION_NOTE_LEN];
+    let namesz = 5u32.to_le_bytes();
+    let descsz = 4u32.to_le_bytes();
+    let ty = NT_KEEL_ABI_VERSION.to_le_bytes();
+    let desc = abi_version_desc(v);
+    let mut i = 0;
+    while i < 4 {
+        n[i] = namesz[i];
+        n[4 + i] = descsz[i];
+        n[8 + i] = ty[i];
+        n[12 + i] = NOTE_NAME[i];
+        n[20 + i] = desc[i];
+        i += 1;
+    }
+    n
+}
 
 /// The category of a guest test program (as XTF groups its tests).
 #[repr(u32)]
@@ -65,5 +118,31 @@ impl TestCategory {
     /// Parse a lowercase name.
     pub fn from_name(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_version_note_is_a_well_formed_elf_note() {
+        let v = AbiVersion {
+            major: 3,
+            minor: 0x0102,
+        };
+        let n = abi_version_note(v);
+        let word = |i: usize| u32::from_le_bytes(n[i..i + 4].try_into().unwrap());
+        assert_eq!(word(0), 5, "namesz counts the NUL");
+        assert_eq!(word(4), 4, "descsz");
+        assert_eq!(word(8), NT_KEEL_ABI_VERSION);
+        assert_eq!(&n[12..17], b"Keel\0");
+        assert_eq!(&n[17..20], &[0, 0, 0], "name padded to 4 bytes");
+        assert_eq!(parse_abi_version_desc(&n[20..24]), Some(v));
+        assert_eq!(parse_abi_version_desc(&n[20..23]), None);
+        for c in TestCategory::ALL {
+            assert_eq!(TestCategory::from_u32(c as u32), Some(c));
+            assert_eq!(TestCategory::from_name(c.name()), Some(c));
+        }
     }
 }

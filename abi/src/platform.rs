@@ -11,6 +11,10 @@
 //! (QEMU's isa-debug-exit with `N`, Bochs's shutdown port, ACPI S5). Emulators can
 //! only report a few exit codes, so the console line is the authority and the exit
 //! code a cross-check.
+//!
+//! It is frozen with the guest ABI all the same: compatibility testing boots the
+//! *frozen* hypervisor binary of every released version, and the host tool must
+//! still understand how that binary reports the end of a run.
 
 /// Why the machine powered off. The numeric values are stable.
 #[repr(u8)]
@@ -75,8 +79,17 @@ impl ExitStatus {
     }
 }
 
-/// The prefix of the hypervisor's last console line.
-pub const POWER_OFF_PREFIX: &str = "keel: power off, status ";
+use crate::layout::{keel, Family};
+use crate::version::AbiVersion;
+
+abi_consts! {
+    family: Family::Platform, since: AbiVersion::V0_1;
+    /// The prefix of the hypervisor's last console line.
+    POWER_OFF_PREFIX: &str = "keel: power off, status " => @str keel();
+    /// I/O port of QEMU's `isa-debug-exit` device (`-device isa-debug-exit,iobase=0xf4,iosize=4`);
+    /// QEMU exits with `(value << 1) | 1`.
+    QEMU_DEBUG_EXIT_PORT: u16 = 0xf4 => keel();
+}
 
 /// Parse a console line of the form `keel: power off, status N (...)`.
 pub fn parse_power_off_line(line: &str) -> Option<ExitStatus> {
@@ -84,10 +97,6 @@ pub fn parse_power_off_line(line: &str) -> Option<ExitStatus> {
     let num: &str = rest.split(|c: char| !c.is_ascii_digit()).next()?;
     ExitStatus::from_u8(num.parse().ok()?)
 }
-
-/// I/O port of QEMU's `isa-debug-exit` device (`-device isa-debug-exit,iobase=0xf4,iosize=4`);
-/// QEMU exits with `(value << 1) | 1`.
-pub const QEMU_DEBUG_EXIT_PORT: u16 = 0xf4;
 
 #[cfg(test)]
 mod tests {

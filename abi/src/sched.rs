@@ -1,21 +1,34 @@
 //! `sched_op` (hypercall 29): scheduler operations (`xen/include/public/sched.h`).
+//!
+//! `sched_op(cmd, arg)`. Keel 0.1 implements `SCHEDOP_yield` (returns 0: there is
+//! one vCPU and nothing else to run, so it is a no-op that still exits to the
+//! hypervisor) and `SCHEDOP_shutdown` (does not return: the domain ends with the
+//! given reason, which becomes the machine's power-off status). Every other
+//! command returns `-ENOSYS`. Bare-metal difference: a kernel on bare metal halts
+//! or powers off through ACPI; a Keel guest asks the hypervisor.
 
-/// Give up the CPU.
-pub const SCHEDOP_YIELD: u64 = 0;
-/// Block until an event is pending.
-pub const SCHEDOP_BLOCK: u64 = 1;
-/// Shut the domain down; argument: `*const SchedShutdown`.
-pub const SCHEDOP_SHUTDOWN: u64 = 2;
-/// Poll a set of event channels.
-pub const SCHEDOP_POLL: u64 = 3;
-/// Shut down another domain.
-pub const SCHEDOP_REMOTE_SHUTDOWN: u64 = 4;
-/// Set the shutdown code without shutting down.
-pub const SCHEDOP_SHUTDOWN_CODE: u64 = 5;
-/// Watchdog.
-pub const SCHEDOP_WATCHDOG: u64 = 6;
-/// Pin override.
-pub const SCHEDOP_PIN_OVERRIDE: u64 = 7;
+use crate::layout::{xen, Family};
+use crate::version::AbiVersion;
+
+abi_consts! {
+    family: Family::Sched, since: AbiVersion::V0_1;
+    /// Give up the CPU.
+    SCHEDOP_YIELD: u64 = 0 => xen("SCHEDOP_yield");
+    /// Block until an event is pending (Keel 0.1: `-ENOSYS`).
+    SCHEDOP_BLOCK: u64 = 1 => xen("SCHEDOP_block");
+    /// Shut the domain down; argument: `*const SchedShutdown`.
+    SCHEDOP_SHUTDOWN: u64 = 2 => xen("SCHEDOP_shutdown");
+    /// Poll a set of event channels (Keel 0.1: `-ENOSYS`).
+    SCHEDOP_POLL: u64 = 3 => xen("SCHEDOP_poll");
+    /// Shut down another domain (Keel 0.1: `-ENOSYS`).
+    SCHEDOP_REMOTE_SHUTDOWN: u64 = 4 => xen("SCHEDOP_remote_shutdown");
+    /// Set the shutdown code without shutting down (Keel 0.1: `-ENOSYS`).
+    SCHEDOP_SHUTDOWN_CODE: u64 = 5 => xen("SCHEDOP_shutdown_code");
+    /// Watchdog (Keel 0.1: `-ENOSYS`).
+    SCHEDOP_WATCHDOG: u64 = 6 => xen("SCHEDOP_watchdog");
+    /// Pin override (Keel 0.1: `-ENOSYS`).
+    SCHEDOP_PIN_OVERRIDE: u64 = 7 => xen("SCHEDOP_pin_override");
+}
 
 /// `struct sched_shutdown`.
 #[repr(C)]
@@ -24,20 +37,46 @@ pub struct SchedShutdown {
     /// One of the `SHUTDOWN_*` reasons.
     pub reason: u32,
 }
-const _: () = assert!(core::mem::size_of::<SchedShutdown>() == 4);
+const _: () = {
+    assert!(core::mem::size_of::<SchedShutdown>() == 4);
+    assert!(core::mem::align_of::<SchedShutdown>() == 4);
+    assert!(core::mem::offset_of!(SchedShutdown, reason) == 0);
+};
 
-/// Domain exited normally; power it off.
-pub const SHUTDOWN_POWEROFF: u32 = 0;
-/// Clean up, kill and restart.
-pub const SHUTDOWN_REBOOT: u32 = 1;
-/// Suspend.
-pub const SHUTDOWN_SUSPEND: u32 = 2;
-/// The domain crashed.
-pub const SHUTDOWN_CRASH: u32 = 3;
-/// Watchdog expired.
-pub const SHUTDOWN_WATCHDOG: u32 = 4;
-/// Soft reset.
-pub const SHUTDOWN_SOFT_RESET: u32 = 5;
+impl SchedShutdown {
+    /// Size of the structure in guest memory.
+    pub const SIZE: usize = core::mem::size_of::<SchedShutdown>();
+
+    /// The bytes as they lie in guest memory (little endian).
+    pub const fn encode(&self) -> [u8; Self::SIZE] {
+        self.reason.to_le_bytes()
+    }
+
+    /// Parse the bytes the hypervisor copied from the guest.
+    pub const fn decode(b: &[u8; Self::SIZE]) -> Self {
+        SchedShutdown {
+            reason: u32::from_le_bytes(*b),
+        }
+    }
+}
+
+abi_consts! {
+    family: Family::Sched, since: AbiVersion::V0_1, list: SHUTDOWN_CONSTS;
+    /// Domain exited normally; power it off. (Keel: the machine powers off with
+    /// status 0, `ExitStatus::Success`.)
+    SHUTDOWN_POWEROFF: u32 = 0 => xen("SHUTDOWN_poweroff");
+    /// Clean up, kill and restart. (Keel 0.1 has no restart: the machine powers off
+    /// with `ExitStatus::GuestOtherShutdown`.)
+    SHUTDOWN_REBOOT: u32 = 1 => xen("SHUTDOWN_reboot");
+    /// Suspend (Keel 0.1: treated as a final shutdown, `GuestOtherShutdown`).
+    SHUTDOWN_SUSPEND: u32 = 2 => xen("SHUTDOWN_suspend");
+    /// The domain crashed (Keel: `ExitStatus::GuestCrash`).
+    SHUTDOWN_CRASH: u32 = 3 => xen("SHUTDOWN_crash");
+    /// Watchdog expired (Keel: `GuestOtherShutdown`).
+    SHUTDOWN_WATCHDOG: u32 = 4 => xen("SHUTDOWN_watchdog");
+    /// Soft reset (Keel: `GuestOtherShutdown`).
+    SHUTDOWN_SOFT_RESET: u32 = 5 => xen("SHUTDOWN_soft_reset");
+}
 
 /// Xen's lowercase name of a shutdown reason, for diagnostics.
 pub const fn shutdown_reason_name(reason: u32) -> Option<&'static str> {
@@ -49,5 +88,21 @@ pub const fn shutdown_reason_name(reason: u32) -> Option<&'static str> {
         SHUTDOWN_WATCHDOG => Some("watchdog"),
         SHUTDOWN_SOFT_RESET => Some("soft_reset"),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_encoding_and_names() {
+        let s = SchedShutdown {
+            reason: SHUTDOWN_SOFT_RESET,
+        };
+        assert_eq!(s.encode(), [5, 0, 0, 0]);
+        assert_eq!(SchedShutdown::decode(&s.encode()), s);
+        assert_eq!(shutdown_reason_name(SHUTDOWN_CRASH), Some("crash"));
+        assert_eq!(shutdown_reason_name(6), None);
     }
 }

@@ -19,22 +19,32 @@
 //! `mfn_list`.
 
 use crate::addr::{GuestVirt, MachineAddr, Mfn};
+use crate::layout::{keel, xen, Family};
+use crate::version::AbiVersion;
 
-/// Length of the magic string field.
-pub const MAGIC_LEN: usize = 32;
-/// The magic Keel writes, as Xen's x86_64 domain builder does.
-pub const MAGIC: &[u8] = b"xen-3.0-x86_64";
-/// Length of the command line field.
-pub const MAX_GUEST_CMDLINE: usize = 1024;
-
-/// `SIF_PRIVILEGED`: the domain is privileged.
-pub const SIF_PRIVILEGED: u32 = 1 << 0;
-/// `SIF_INITDOMAIN`: the domain is the initial domain.
-pub const SIF_INITDOMAIN: u32 = 1 << 1;
-/// `SIF_MULTIBOOT_MOD`: `mod_start` is a multiboot module list.
-pub const SIF_MULTIBOOT_MOD: u32 = 1 << 2;
-/// `SIF_MOD_START_PFN`: `mod_start` is a PFN.
-pub const SIF_MOD_START_PFN: u32 = 1 << 3;
+abi_consts! {
+    family: Family::StartInfo, since: AbiVersion::V0_1;
+    /// Length of the magic string field.
+    MAGIC_LEN: usize = 32 => keel();
+    /// The magic Keel writes, as Xen's x86_64 domain builder does
+    /// (`"xen-<version>-<platform>"`; Keel always writes `"xen-3.0-x86_64"`).
+    MAGIC: &[u8] = b"xen-3.0-x86_64" => @bytes keel();
+    /// Length of the command line field.
+    MAX_GUEST_CMDLINE: usize = 1024 => xen("MAX_GUEST_CMDLINE");
+    /// `SIF_PRIVILEGED`: the domain is privileged (Keel 0.1: never set).
+    SIF_PRIVILEGED: u32 = 1 << 0 => xen("SIF_PRIVILEGED");
+    /// `SIF_INITDOMAIN`: the domain is the initial domain (Keel 0.1: never set).
+    SIF_INITDOMAIN: u32 = 1 << 1 => xen("SIF_INITDOMAIN");
+    /// `SIF_MULTIBOOT_MOD`: `mod_start` is a multiboot module list (Keel: never set).
+    SIF_MULTIBOOT_MOD: u32 = 1 << 2 => xen("SIF_MULTIBOOT_MOD");
+    /// `SIF_MOD_START_PFN`: `mod_start` is a PFN (Keel: never set).
+    SIF_MOD_START_PFN: u32 = 1 << 3 => xen("SIF_MOD_START_PFN");
+    /// `SIF_VIRT_P2M_4TOOLS`: the toolstack understands a virtually mapped P2M
+    /// (Keel: never set; there is no toolstack).
+    SIF_VIRT_P2M_4TOOLS: u32 = 1 << 4 => xen("SIF_VIRT_P2M_4TOOLS");
+    /// `SIF_PM_MASK`: a byte of flags reserved for power management (Keel: always 0).
+    SIF_PM_MASK: u32 = 0xff << 8 => xen("SIF_PM_MASK");
+}
 
 /// The domU console description (`start_info.console.domU`).
 #[repr(C)]
@@ -82,10 +92,17 @@ pub struct StartInfo {
     pub nr_p2m_frames: u64,
 }
 
+// Xen's x86_64 layout, asserted at compile time (and compared with Xen's own
+// headers, field by field, by `abi/tests/xen_cross_check.rs`).
 const _: () = {
-    use core::mem::{offset_of, size_of};
+    use core::mem::{align_of, offset_of, size_of};
     assert!(size_of::<ConsoleDomU>() == 16);
+    assert!(align_of::<ConsoleDomU>() == 8);
+    assert!(offset_of!(ConsoleDomU, mfn) == 0);
+    assert!(offset_of!(ConsoleDomU, evtchn) == 8);
     assert!(size_of::<StartInfo>() == 1168);
+    assert!(align_of::<StartInfo>() == 8);
+    assert!(offset_of!(StartInfo, magic) == 0);
     assert!(offset_of!(StartInfo, nr_pages) == 32);
     assert!(offset_of!(StartInfo, shared_info) == 40);
     assert!(offset_of!(StartInfo, flags) == 48);
@@ -149,52 +166,79 @@ impl StartInfo {
     }
 
     /// Serialise into the exact Xen byte layout (padding zeroed), for copying into
-    /// guest memory without reading uninitialised padding.
+    /// guest memory without reading uninitialised padding. Every field is written at
+    /// its `offset_of!`, so the encoding follows the `#[repr(C)]` layout by
+    /// construction (and the golden sample in `layout::GOLDEN` freezes the result).
     pub fn encode(&self) -> [u8; START_INFO_SIZE] {
+        use core::mem::offset_of;
         let mut b = [0u8; START_INFO_SIZE];
         let mut put = |off: usize, bytes: &[u8]| b[off..off + bytes.len()].copy_from_slice(bytes);
-        put(0, &self.magic);
-        put(32, &self.nr_pages.to_le_bytes());
-        put(40, &self.shared_info.0.to_le_bytes());
-        put(48, &self.flags.to_le_bytes());
-        put(56, &self.store_mfn.0.to_le_bytes());
-        put(64, &self.store_evtchn.to_le_bytes());
-        put(72, &self.console.mfn.0.to_le_bytes());
-        put(80, &self.console.evtchn.to_le_bytes());
-        put(88, &self.pt_base.0.to_le_bytes());
-        put(96, &self.nr_pt_frames.to_le_bytes());
-        put(104, &self.mfn_list.0.to_le_bytes());
-        put(112, &self.mod_start.0.to_le_bytes());
-        put(120, &self.mod_len.to_le_bytes());
-        put(128, &self.cmd_line);
-        put(1152, &self.first_p2m_pfn.to_le_bytes());
-        put(1160, &self.nr_p2m_frames.to_le_bytes());
+        put(offset_of!(Self, magic), &self.magic);
+        put(offset_of!(Self, nr_pages), &self.nr_pages.to_le_bytes());
+        put(
+            offset_of!(Self, shared_info),
+            &self.shared_info.0.to_le_bytes(),
+        );
+        put(offset_of!(Self, flags), &self.flags.to_le_bytes());
+        put(offset_of!(Self, store_mfn), &self.store_mfn.0.to_le_bytes());
+        put(
+            offset_of!(Self, store_evtchn),
+            &self.store_evtchn.to_le_bytes(),
+        );
+        put(
+            offset_of!(Self, console.mfn),
+            &self.console.mfn.0.to_le_bytes(),
+        );
+        put(
+            offset_of!(Self, console.evtchn),
+            &self.console.evtchn.to_le_bytes(),
+        );
+        put(offset_of!(Self, pt_base), &self.pt_base.0.to_le_bytes());
+        put(
+            offset_of!(Self, nr_pt_frames),
+            &self.nr_pt_frames.to_le_bytes(),
+        );
+        put(offset_of!(Self, mfn_list), &self.mfn_list.0.to_le_bytes());
+        put(offset_of!(Self, mod_start), &self.mod_start.0.to_le_bytes());
+        put(offset_of!(Self, mod_len), &self.mod_len.to_le_bytes());
+        put(offset_of!(Self, cmd_line), &self.cmd_line);
+        put(
+            offset_of!(Self, first_p2m_pfn),
+            &self.first_p2m_pfn.to_le_bytes(),
+        );
+        put(
+            offset_of!(Self, nr_p2m_frames),
+            &self.nr_p2m_frames.to_le_bytes(),
+        );
         b
     }
 
     /// Parse the Xen byte layout (the inverse of [`StartInfo::encode`]).
     pub fn decode(b: &[u8; START_INFO_SIZE]) -> Self {
+        use core::mem::offset_of;
         let u64_at = |off: usize| u64::from_le_bytes(b[off..off + 8].try_into().unwrap_or([0; 8]));
         let u32_at = |off: usize| u32::from_le_bytes(b[off..off + 4].try_into().unwrap_or([0; 4]));
         let mut s = StartInfo::new();
-        s.magic.copy_from_slice(&b[0..32]);
-        s.nr_pages = u64_at(32);
-        s.shared_info = MachineAddr(u64_at(40));
-        s.flags = u32_at(48);
-        s.store_mfn = Mfn(u64_at(56));
-        s.store_evtchn = u32_at(64);
+        let m = offset_of!(Self, magic);
+        s.magic.copy_from_slice(&b[m..m + MAGIC_LEN]);
+        s.nr_pages = u64_at(offset_of!(Self, nr_pages));
+        s.shared_info = MachineAddr(u64_at(offset_of!(Self, shared_info)));
+        s.flags = u32_at(offset_of!(Self, flags));
+        s.store_mfn = Mfn(u64_at(offset_of!(Self, store_mfn)));
+        s.store_evtchn = u32_at(offset_of!(Self, store_evtchn));
         s.console = ConsoleDomU {
-            mfn: Mfn(u64_at(72)),
-            evtchn: u32_at(80),
+            mfn: Mfn(u64_at(offset_of!(Self, console.mfn))),
+            evtchn: u32_at(offset_of!(Self, console.evtchn)),
         };
-        s.pt_base = GuestVirt(u64_at(88));
-        s.nr_pt_frames = u64_at(96);
-        s.mfn_list = GuestVirt(u64_at(104));
-        s.mod_start = GuestVirt(u64_at(112));
-        s.mod_len = u64_at(120);
-        s.cmd_line.copy_from_slice(&b[128..1152]);
-        s.first_p2m_pfn = u64_at(1152);
-        s.nr_p2m_frames = u64_at(1160);
+        s.pt_base = GuestVirt(u64_at(offset_of!(Self, pt_base)));
+        s.nr_pt_frames = u64_at(offset_of!(Self, nr_pt_frames));
+        s.mfn_list = GuestVirt(u64_at(offset_of!(Self, mfn_list)));
+        s.mod_start = GuestVirt(u64_at(offset_of!(Self, mod_start)));
+        s.mod_len = u64_at(offset_of!(Self, mod_len));
+        let c = offset_of!(Self, cmd_line);
+        s.cmd_line.copy_from_slice(&b[c..c + MAX_GUEST_CMDLINE]);
+        s.first_p2m_pfn = u64_at(offset_of!(Self, first_p2m_pfn));
+        s.nr_p2m_frames = u64_at(offset_of!(Self, nr_p2m_frames));
         s
     }
 

@@ -4,7 +4,11 @@
 //! against in its image (see [`crate::note`]); the hypervisor refuses a guest that
 //! needs a newer version than it implements, and always runs older ones.
 //! `xen_version(XENVER_version)` returns `(major << 16) | minor`, as Xen does for its
-//! own version, and CPUID leaf `0x4000_0001` returns the same value in EAX.
+//! own version, and CPUID leaf `0x4000_0001` returns the same value in EAX
+//! (reference: `docs/abi/version.md`; policy: `docs/abi-versioning.md`).
+//!
+//! Bare-metal difference: bare metal has no hypervisor leaves and no interface
+//! version to ask for; a Keel guest asks, and must, to run on older hypervisors.
 
 /// An ABI version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -45,34 +49,73 @@ impl core::fmt::Display for AbiVersion {
     }
 }
 
-/// `XENVER_version`: returns the version encoding in RAX; the argument is ignored.
-pub const XENVER_VERSION: u64 = 0;
-/// `XENVER_extraversion`: fills a [`XenExtraversion`].
-pub const XENVER_EXTRAVERSION: u64 = 1;
-/// `XENVER_compile_info` (Keel: `-ENOSYS`).
-pub const XENVER_COMPILE_INFO: u64 = 2;
-/// `XENVER_capabilities` (Keel: `-ENOSYS`).
-pub const XENVER_CAPABILITIES: u64 = 3;
-/// `XENVER_changeset` (Keel: `-ENOSYS`).
-pub const XENVER_CHANGESET: u64 = 4;
-/// `XENVER_platform_parameters` (Keel: `-ENOSYS`).
-pub const XENVER_PLATFORM_PARAMETERS: u64 = 5;
-/// `XENVER_get_features`: fills a [`XenFeatureInfo`] for the requested submap.
-pub const XENVER_GET_FEATURES: u64 = 6;
-/// `XENVER_pagesize`: returns 4096.
-pub const XENVER_PAGESIZE: u64 = 7;
-/// `XENVER_guest_handle` (Keel: `-ENOSYS`).
-pub const XENVER_GUEST_HANDLE: u64 = 8;
-/// `XENVER_commandline` (Keel: `-ENOSYS`).
-pub const XENVER_COMMANDLINE: u64 = 9;
-/// `XENVER_build_id` (Keel: `-ENOSYS`).
-pub const XENVER_BUILD_ID: u64 = 10;
+use crate::layout::{differs, keel, xen, Family};
+
+abi_consts! {
+    family: Family::Version, since: AbiVersion::V0_1;
+    /// `XENVER_version`: returns the version encoding in RAX; the argument is ignored.
+    /// Bare-metal/Xen difference: Keel reports its *ABI* version, not a product version.
+    XENVER_VERSION: u64 = 0 => xen("XENVER_version");
+    /// `XENVER_extraversion`: fills a [`XenExtraversion`] (Keel: [`EXTRAVERSION`]).
+    XENVER_EXTRAVERSION: u64 = 1 => xen("XENVER_extraversion");
+    /// `XENVER_compile_info` (Keel: `-ENOSYS`).
+    XENVER_COMPILE_INFO: u64 = 2 => xen("XENVER_compile_info");
+    /// `XENVER_capabilities` (Keel: `-ENOSYS`).
+    XENVER_CAPABILITIES: u64 = 3 => xen("XENVER_capabilities");
+    /// `XENVER_changeset` (Keel: `-ENOSYS`).
+    XENVER_CHANGESET: u64 = 4 => xen("XENVER_changeset");
+    /// `XENVER_platform_parameters` (Keel: `-ENOSYS`).
+    XENVER_PLATFORM_PARAMETERS: u64 = 5 => xen("XENVER_platform_parameters");
+    /// `XENVER_get_features`: fills a [`XenFeatureInfo`] for the requested submap.
+    XENVER_GET_FEATURES: u64 = 6 => xen("XENVER_get_features");
+    /// `XENVER_pagesize`: returns 4096.
+    XENVER_PAGESIZE: u64 = 7 => xen("XENVER_pagesize");
+    /// `XENVER_guest_handle` (Keel: `-ENOSYS`).
+    XENVER_GUEST_HANDLE: u64 = 8 => xen("XENVER_guest_handle");
+    /// `XENVER_commandline` (Keel: `-ENOSYS`).
+    XENVER_COMMANDLINE: u64 = 9 => xen("XENVER_commandline");
+    /// `XENVER_build_id` (Keel: `-ENOSYS`).
+    XENVER_BUILD_ID: u64 = 10 => xen("XENVER_build_id");
+    /// Length of the `XENVER_extraversion` buffer, `sizeof(xen_extraversion_t)`.
+    XEN_EXTRAVERSION_LEN: usize = 16 => xen("XEN_EXTRAVERSION_LEN");
+    /// The number of 32-bit feature submaps `XENVER_get_features` answers (index 0
+    /// only); a larger index returns `-EINVAL`.
+    FEATURE_SUBMAPS: u32 = 1 => xen("XENFEAT_NR_SUBMAPS");
+}
 
 /// `xen_extraversion_t`: `char[16]`, NUL-terminated.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XenExtraversion(pub [u8; 16]);
-const _: () = assert!(core::mem::size_of::<XenExtraversion>() == 16);
+const _: () = {
+    assert!(core::mem::size_of::<XenExtraversion>() == XEN_EXTRAVERSION_LEN);
+    assert!(core::mem::align_of::<XenExtraversion>() == 1);
+};
+
+impl XenExtraversion {
+    /// An extraversion holding `s` (at most 15 bytes, the rest NUL). Longer input
+    /// is truncated so that the string always stays NUL-terminated.
+    pub const fn new(s: &[u8]) -> Self {
+        let mut b = [0u8; XEN_EXTRAVERSION_LEN];
+        let mut i = 0;
+        while i < s.len() && i < XEN_EXTRAVERSION_LEN - 1 {
+            b[i] = s[i];
+            i += 1;
+        }
+        XenExtraversion(b)
+    }
+
+    /// The string up to its first NUL.
+    pub fn as_bytes(&self) -> &[u8] {
+        let end = self.0.iter().position(|&c| c == 0).unwrap_or(self.0.len());
+        &self.0[..end]
+    }
+}
+
+/// What Keel answers to `XENVER_extraversion`: `"-keel"`. (Xen answers its own
+/// extraversion such as `".0"`; a guest can tell it runs on Keel from this or from
+/// the CPUID signature.)
+pub const EXTRAVERSION: XenExtraversion = XenExtraversion::new(b"-keel");
 
 /// `struct xen_feature_info`.
 #[repr(C)]
@@ -83,20 +126,90 @@ pub struct XenFeatureInfo {
     /// OUT: 32-bit submap.
     pub submap: u32,
 }
-const _: () = assert!(core::mem::size_of::<XenFeatureInfo>() == 8);
-const _: () = assert!(core::mem::offset_of!(XenFeatureInfo, submap) == 4);
+const _: () = {
+    assert!(core::mem::size_of::<XenFeatureInfo>() == 8);
+    assert!(core::mem::align_of::<XenFeatureInfo>() == 4);
+    assert!(core::mem::offset_of!(XenFeatureInfo, submap_idx) == 0);
+    assert!(core::mem::offset_of!(XenFeatureInfo, submap) == 4);
+};
+
+impl XenFeatureInfo {
+    /// Size of the structure in guest memory.
+    pub const SIZE: usize = core::mem::size_of::<XenFeatureInfo>();
+
+    /// The bytes as they lie in guest memory (little endian).
+    pub const fn encode(&self) -> [u8; Self::SIZE] {
+        let i = self.submap_idx.to_le_bytes();
+        let m = self.submap.to_le_bytes();
+        [i[0], i[1], i[2], i[3], m[0], m[1], m[2], m[3]]
+    }
+
+    /// Parse the bytes copied from guest memory.
+    pub const fn decode(b: &[u8; Self::SIZE]) -> Self {
+        XenFeatureInfo {
+            submap_idx: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            submap: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+        }
+    }
+}
 
 /// Keel feature bits reported by `XENVER_get_features`, submap 0. Bits are
 /// Keel's own (Xen's `XENFEAT_*` numbering describes Xen PV/HVM modes that do not
 /// apply); see `docs/abi/version.md`. No feature bits are defined in 0.1.
+///
+/// A feature bit, once released, is never removed or renumbered: the fixture
+/// check lets the submap only gain bits. A guest tests a bit before using what it
+/// stands for, which is how a new guest runs on an old hypervisor.
 pub mod features {
     /// The features this build implements, submap 0.
     pub const SUBMAP0: u32 = 0;
 }
 
-/// The first hypervisor CPUID leaf: EAX = highest hypervisor leaf, EBX:ECX:EDX = signature.
-pub const CPUID_LEAF_BASE: u32 = 0x4000_0000;
-/// Leaf `0x4000_0001`: EAX = ABI version encoding, EBX = feature submap 0.
-pub const CPUID_LEAF_VERSION: u32 = 0x4000_0001;
-/// Keel's 12-byte CPUID signature, as it appears in EBX, ECX, EDX.
-pub const CPUID_SIGNATURE: &[u8; 12] = b"KeelKeelKeel";
+abi_consts! {
+    family: Family::Version, since: AbiVersion::V0_1, list: CPUID_CONSTS;
+    /// The first hypervisor CPUID leaf: EAX = highest hypervisor leaf, EBX:ECX:EDX =
+    /// signature. On bare metal these leaves do not exist (`CPUID.1:ECX[31]`, the
+    /// hypervisor bit, is clear); under Keel the bit is set.
+    CPUID_LEAF_BASE: u32 = 0x4000_0000 => xen("XEN_CPUID_FIRST_LEAF");
+    /// Leaf `0x4000_0001`: EAX = ABI version encoding, EBX = feature submap 0.
+    CPUID_LEAF_VERSION: u32 = 0x4000_0001 => differs(Some("XEN_CPUID_LEAF(1)"),
+        "same leaf and EAX encoding as Xen's version leaf, but EAX holds Keel's ABI \
+         version and EBX holds Keel's feature submap 0 (Xen: reserved)");
+    /// The highest hypervisor leaf in 0.1 (the value of EAX for leaf `0x4000_0000`).
+    CPUID_LEAF_MAX: u32 = 0x4000_0001 => keel();
+    /// Keel's 12-byte CPUID signature, as it appears in EBX, ECX, EDX.
+    CPUID_SIGNATURE: &[u8; 12] = b"KeelKeelKeel" => @bytes differs(
+        Some("XEN_CPUID_SIGNATURE_EBX"),
+        "Keel is not Xen: a guest must not mistake it for Xen and use Xen-only \
+         interfaces, so the signature is Keel's own (Xen: \"XenVMMXenVMM\")");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_round_trip() {
+        let v = AbiVersion { major: 1, minor: 7 };
+        assert_eq!(v.encode(), 0x0001_0007);
+        assert_eq!(AbiVersion::decode(v.encode()), v);
+        assert!(v.can_run(AbiVersion { major: 1, minor: 3 }));
+        assert!(!v.can_run(AbiVersion { major: 1, minor: 8 }));
+        assert!(!v.can_run(AbiVersion { major: 0, minor: 1 }));
+
+        let f = XenFeatureInfo {
+            submap_idx: 1,
+            submap: 0x8000_0001,
+        };
+        assert_eq!(f.encode(), [1, 0, 0, 0, 1, 0, 0, 0x80]);
+        assert_eq!(XenFeatureInfo::decode(&f.encode()), f);
+    }
+
+    #[test]
+    fn extraversion_is_nul_terminated() {
+        assert_eq!(EXTRAVERSION.as_bytes(), b"-keel");
+        let long = XenExtraversion::new(b"0123456789abcdefXYZ");
+        assert_eq!(long.as_bytes(), b"0123456789abcde");
+        assert_eq!(long.0[15], 0);
+    }
+}

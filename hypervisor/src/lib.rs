@@ -18,4 +18,14 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod addr;
+pub mod arch;
+pub mod boot_info;
+pub mod cpuid;
+pub mod frames;
 pub mod mem;
+pub mod vmx;
+
+pub mod domain;
+pub mod elf;
+pub mod guest_mem;
+pub mod hypercall;

@@ -1,3 +1,284 @@
+//! The Keel hypervisor binary: the boot flow, from the first Rust instruction to
+//! power-off. Every step logs one line; every failure ends in
+//! `keel: power off, status N (...)` with the status the contract gives it.
+//!
+//! 1. serial console and `log`; our own GDT/TSS/IDT (so any later fault is reported);
+//! 2. boot information (multiboot1 or 2) and the command line;
+//! 3. the frame allocator (all RAM minus image, boot data, modules, firmware);
+//!    the direct map extended to all RAM;
+//! 4. ACPI (CPUs, local APIC, S5 power-off);
+//! 5. VMX on; the first module becomes domain 1; run it; power off with the
+//!    status its end implies.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+mod bare {
+    use keel_abi::platform::ExitStatus;
+    use keel_abi::sched::{shutdown_reason_name, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF};
+    use keel_hypervisor::arch;
+    use keel_hypervisor::arch::power::power_off;
+    use keel_hypervisor::boot_info::{self, BootInfo, MachineRange, Options, SelfTest};
+    use keel_hypervisor::frames::LOW_MEMORY_END;
+    use keel_hypervisor::mem::FrameSource;
+    use keel_hypervisor::vmx::hw::DomainEnd;
+    use keel_hypervisor::{domain, elf, vmx};
+
+    keel_hypervisor::entry_point!(boot);
+
+    fn boot(magic: u32, info_addr: u32) -> ! {
+        arch::serial::init_logging(log::LevelFilter::Info);
+        log::info!("Keel hypervisor {}", env!("CARGO_PKG_VERSION"));
+        arch::gdt::init();
+        arch::idt::init();
+        log::info!("cpu: GDT, TSS (IST stacks for #DF/NMI/#MC) and IDT loaded");
+
+        // ---- 2. boot information ---------------------------------------------------
+        let bi = match boot_info::parse(magic, u64::from(info_addr), &arch::mem::BootWindow) {
+            Ok(bi) => bi,
+            Err(e) => {
+                log::error!("boot: {e}");
+                power_off(ExitStatus::HypervisorPanic)
+            }
+        };
+        let opts = Options::parse(bi.cmdline.as_str());
+        log::set_max_level(opts.log_level);
+        log_boot_info(&bi, &opts);
+
+        // ---- 3. frames and the direct map ------------------------------------------
+        let (img_start, img_end) = arch::boot::image_range();
+        let mut reserved =
+            [MachineRange::default(); 2 + boot_info::MAX_BOOT_DATA + boot_info::MAX_MODULES];
+        let mut n = 0;
+        let mut reserve = |r: MachineRange| {
+            if n < reserved.len() {
+                reserved[n] = r;
+                n += 1;
+            }
+        };
+        reserve(MachineRange::from_len(0, LOW_MEMORY_END));
+        reserve(MachineRange::from_len(img_start, img_end - img_start));
+        bi.boot_data().iter().copied().for_each(&mut reserve);
+        bi.modules().iter().map(|m| m.range).for_each(&mut reserve);
+        let (mut frames, bitmap) =
+            match arch::mem::build_frame_allocator(bi.regions(), &reserved[..n]) {
+                Ok(x) => x,
+                Err(e) => {
+                    log::error!("frames: {e}");
+                    power_off(ExitStatus::OutOfMemory)
+                }
+            };
+        log::info!(
+            "frames: {} free ({} MiB); image {}, bitmap {}",
+            frames.free_count(),
+            frames.free_count() >> 8,
+            MachineRange::from_len(img_start, img_end - img_start),
+            bitmap
+        );
+        match arch::mem::extend_direct_map(bi.ram_top(), &mut frames) {
+            Ok(0) => log::info!(
+                "direct map: identity, up to {:#x}",
+                arch::mem::direct_map_top().0
+            ),
+            Ok(added) => log::info!(
+                "direct map: identity, extended by {} MiB to {:#x}",
+                added >> 20,
+                arch::mem::direct_map_top().0
+            ),
+            Err(e) => {
+                log::error!("direct map: cannot map RAM above 4 GiB: {e:?}");
+                power_off(ExitStatus::OutOfMemory)
+            }
+        }
+
+        // ---- 4. ACPI ---------------------------------------------------------------
+        match arch::acpi::init(bi.rsdp) {
+            Ok(a) => {
+                log::info!(
+                    "acpi: RSDP at {:#x} ({}), revision {}; {} CPU(s), local APIC at {:#x}",
+                    a.rsdp.0,
+                    a.rsdp_source,
+                    a.revision,
+                    a.cpus,
+                    a.local_apic
+                );
+                match (a.s5, a.s5_missing) {
+                    (Some(s5), _) => log::info!(
+                        "acpi: S5 via PM1a_CNT {:#x}{}, SLP_TYP {}/{}",
+                        s5.pm1a_cnt,
+                        if s5.pm1b_cnt.is_some() { " + PM1b" } else { "" },
+                        s5.slp_typa,
+                        s5.slp_typb
+                    ),
+                    (None, why) => log::warn!("acpi: no S5 power-off: {}", why.unwrap_or("?")),
+                }
+            }
+            // Not fatal: Keel needs ACPI only for S5 power-off in 0.1.
+            Err(e) => log::warn!("acpi: tables unavailable ({e:?}); no ACPI power-off"),
+        }
+
+        // Page 0 unmapped, image W^X, stack guard page (after ACPI: its BIOS scan
+        // reads page 0).
+        if let Err(e) = arch::mem::harden(&mut frames) {
+            log::error!("paging: cannot remap the first 4 MiB: {e:?}");
+            power_off(ExitStatus::OutOfMemory)
+        }
+        log::info!(
+            "paging: page 0 unmapped, image text read-only, data no-execute, stack guard page"
+        );
+        if let Some(t) = opts.selftest {
+            log::info!(
+                "selftest: provoking {} (keel_selftest={})",
+                vector_hint(t),
+                t.name()
+            );
+            arch::idt::selftest(t);
+        }
+
+        // ---- 5. VMX and the guest --------------------------------------------------
+        let mut cpu = match vmx::hw::enable(&mut frames) {
+            Ok(cpu) => cpu,
+            Err(e) => {
+                log::error!("vmx: {e}");
+                power_off(e.status())
+            }
+        };
+        log::info!(
+            "vmx: VMX root operation on ({} frames free)",
+            frames.free_count()
+        );
+
+        // The first module is the guest; its command line is the guest's.
+        let Some(module) = bi.modules().first() else {
+            log::error!("domain: no guest image (the first boot module is the guest)");
+            power_off(ExitStatus::BadGuestImage)
+        };
+        let Some(bytes) = arch::mem::module_bytes(module) else {
+            log::error!(
+                "domain: guest module at {} is empty or unmapped",
+                module.range
+            );
+            power_off(ExitStatus::BadGuestImage)
+        };
+        let img = match elf::GuestImage::parse(bytes) {
+            Ok(img) => img,
+            Err(e) => {
+                log::error!("domain: bad guest image: {e}");
+                power_off(ExitStatus::BadGuestImage)
+            }
+        };
+        let cfg = domain::DomainConfig {
+            id: domain::DomainId(1),
+            nr_pages: opts.guest_mem_mib.saturating_mul(256),
+            cmd_line: module.cmdline.as_bytes(),
+            nx: arch::cpu::nx_enabled(),
+        };
+        let mut mem = arch::mem::DirectMap;
+        let mut dom = match domain::build(&img, bytes, &cfg, &mut mem, &mut frames) {
+            Ok(dom) => dom,
+            Err(e) => {
+                log::error!("domain: cannot build domain 1: {e}");
+                power_off(e.exit_status())
+            }
+        };
+        log::info!(
+            "domain 1: {} MiB, command line {:?}; {} frames left",
+            opts.guest_mem_mib,
+            module.cmdline.as_str(),
+            frames.free_count()
+        );
+        let mut console = arch::serial::SerialConsole;
+        let end = vmx::hw::run_domain(&mut cpu, &mut dom, &mut mem, &mut console, &mut frames);
+        let status = domain_end_status(end);
+        power_off(status)
+    }
+
+    /// The contract's mapping from how the domain ended to the power-off status;
+    /// prints `domain 1 shut down: <reason>`.
+    fn domain_end_status(end: DomainEnd) -> ExitStatus {
+        match end {
+            DomainEnd::Shutdown(r) => {
+                match shutdown_reason_name(r) {
+                    Some(name) => log::info!("domain 1 shut down: {name}"),
+                    None => log::info!("domain 1 shut down: unknown reason {r}"),
+                }
+                match r {
+                    SHUTDOWN_POWEROFF => ExitStatus::Success,
+                    SHUTDOWN_CRASH => ExitStatus::GuestCrash,
+                    _ => ExitStatus::GuestOtherShutdown,
+                }
+            }
+            DomainEnd::Crashed => {
+                log::info!("domain 1 shut down: crash (killed by the hypervisor)");
+                ExitStatus::GuestCrash
+            }
+            DomainEnd::EntryFailed => {
+                log::info!("domain 1 shut down: VM entry failed");
+                ExitStatus::VmEntryFailed
+            }
+        }
+    }
+
+    /// What a self-test should end in, for the log.
+    fn vector_hint(t: SelfTest) -> &'static str {
+        match t {
+            SelfTest::Ud2 => "#UD",
+            SelfTest::PageFault | SelfTest::NullRead | SelfTest::WriteText => "#PF",
+            SelfTest::StackOverflow => "#DF",
+            SelfTest::Panic => "a panic",
+        }
+    }
+
+    fn log_boot_info(bi: &BootInfo, opts: &Options) {
+        log::info!(
+            "boot: {:?} from {:?}, command line {:?}",
+            bi.protocol,
+            bi.loader_name.as_str(),
+            bi.cmdline.as_str()
+        );
+        if bi.cmdline.truncated() {
+            log::warn!(
+                "boot: command line truncated to {} bytes",
+                boot_info::CMDLINE_MAX
+            );
+        }
+        if opts.bad_values > 0 {
+            log::warn!(
+                "boot: {} command-line option(s) with a bad value ignored",
+                opts.bad_values
+            );
+        }
+        for r in bi.regions() {
+            log::info!("boot: memory {} {}", r.range, r.kind.name());
+        }
+        log::info!(
+            "boot: {} MiB usable RAM, top of RAM {:#x}",
+            bi.usable_bytes() >> 20,
+            bi.ram_top().0
+        );
+        for (i, m) in bi.modules().iter().enumerate() {
+            log::info!(
+                "boot: module {i} at {} ({} bytes), command line {:?}",
+                m.range,
+                m.range.len(),
+                m.cmdline.as_str()
+            );
+        }
+        if bi.dropped > 0 {
+            log::warn!(
+                "boot: {} boot-information entries did not fit and were dropped",
+                bi.dropped
+            );
+        }
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+        arch::idt::report_panic(info)
+    }
+}
+
 #[cfg(not(target_os = "none"))]
-fn main() {}
+fn main() {
+    eprintln!("keel-hypervisor is a bare-metal image: build and boot it with `cargo keel run`");
+    std::process::exit(2);
+}

@@ -1,0 +1,782 @@
+//! The ABI as data: a machine-readable description of everything in this crate
+//! that a guest or a frozen hypervisor binary depends on.
+//!
+//! Keel promises that a released ABI version never changes: a guest built against
+//! 0.1 runs on every later 0.x hypervisor, and the current guest copes with a 0.1
+//! hypervisor. A promise like that is only as good as its checking, so the ABI is
+//! described here *as data derived from the real types and constants*:
+//!
+//! - [`STRUCTS`]: each `#[repr(C)]` structure's size and alignment and each field's
+//!   offset and size, computed by `size_of`/`align_of`/`offset_of!` (the
+//!   `abi_struct!` macro also destructures the type without `..`, so a field added
+//!   to a structure and forgotten here is a compile error);
+//! - [`constants`]: every constant, registered by the same macro that defines it
+//!   (`abi_consts!` in `lib.rs`), so the number a program uses and the number
+//!   frozen in a fixture are one and the same;
+//! - the hypercall numbers and their implementation status
+//!   ([`crate::hypercall::ALL`]), the error codes ([`crate::errno::ALL`]), the
+//!   power-off statuses and test categories;
+//! - [`GOLDEN`]: byte encodings of sample arguments produced by the real encoders
+//!   ([`crate::start_info::StartInfo::encode`] and friends), which catch what a
+//!   layout cannot: an encoder that writes a field at the wrong offset.
+//!
+//! [`write_fixture`] renders all of it in the fixture format, one item per line
+//! (`abi/fixtures/<version>/layout.txt` is its output at release time), and, with
+//! the `alloc` feature, [`dump`] returns it as a `String` and [`check`] compares a
+//! released fixture with the current crate, naming every item that changed or
+//! vanished. `cargo keel abi dump|check` and this crate's tests call them.
+//!
+//! The data also says how each item relates to Xen ([`XenRelation`]):
+//! `ci/xen-abi-check` prints Xen's values from Debian's `libxen-dev` headers and a
+//! test compares every item that claims to be Xen's; deliberate differences are
+//! listed by [`divergences`] and documented in `docs/abi/`.
+
+use core::fmt;
+use core::mem::{align_of, offset_of, size_of};
+
+use crate::hypercall::Hypercall;
+use crate::note;
+use crate::platform::ExitStatus;
+use crate::sched::SchedShutdown;
+use crate::start_info::{ConsoleDomU, StartInfo};
+use crate::version::{AbiVersion, XenExtraversion, XenFeatureInfo};
+
+#[cfg(feature = "alloc")]
+mod check;
+#[cfg(feature = "alloc")]
+pub mod markdown;
+#[cfg(feature = "alloc")]
+pub use check::{check, check_against, dump, Problem, Violation};
+
+/// Every ABI version that has been released, oldest first. A released version has
+/// a frozen fixture directory `abi/fixtures/<version>/`; the crate's tests check the
+/// current crate against every one of them (see `docs/abi-versioning.md`).
+pub const RELEASED: &[AbiVersion] = &[AbiVersion::V0_1];
+
+/// The oldest released version of major version `major` (the version a guest
+/// declares when it wants to run on every hypervisor of that major version and
+/// detects newer features at run time, as the compatibility guest does).
+pub const fn oldest_release_of_major(major: u16) -> Option<AbiVersion> {
+    let mut i = 0;
+    while i < RELEASED.len() {
+        if RELEASED[i].major == major {
+            return Some(RELEASED[i]);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The part of the ABI an item belongs to. Each family has one page in
+/// `docs/abi/` ([`Family::doc_page`]) that must describe every item of the family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// Page size and address conventions ([`crate::addr`]).
+    Addr,
+    /// `console_io` ([`crate::console`]).
+    Console,
+    /// Error codes ([`crate::errno`]).
+    Errno,
+    /// Hypercall numbers ([`crate::hypercall`]).
+    Hypercall,
+    /// The guest image notes ([`crate::note`]).
+    Note,
+    /// The power-off protocol ([`crate::platform`]).
+    Platform,
+    /// `sched_op` ([`crate::sched`]).
+    Sched,
+    /// The start-of-day page ([`crate::start_info`]).
+    StartInfo,
+    /// `xen_version`, versioning and CPUID leaves ([`crate::version`]).
+    Version,
+}
+
+impl Family {
+    /// Every family.
+    pub const ALL: [Family; 9] = [
+        Family::Addr,
+        Family::Console,
+        Family::Errno,
+        Family::Hypercall,
+        Family::Note,
+        Family::Platform,
+        Family::Sched,
+        Family::StartInfo,
+        Family::Version,
+    ];
+
+    /// The module name, used as the prefix of item names in fixtures (`sched.SCHEDOP_YIELD`).
+    pub const fn module(self) -> &'static str {
+        match self {
+            Family::Addr => "addr",
+            Family::Console => "console",
+            Family::Errno => "errno",
+            Family::Hypercall => "hypercall",
+            Family::Note => "note",
+            Family::Platform => "platform",
+            Family::Sched => "sched",
+            Family::StartInfo => "start_info",
+            Family::Version => "version",
+        }
+    }
+
+    /// The page of `docs/abi/` that documents this family.
+    pub const fn doc_page(self) -> &'static str {
+        match self {
+            Family::Addr | Family::StartInfo => "start_info.md",
+            Family::Console => "console.md",
+            Family::Errno => "errno.md",
+            Family::Hypercall => "README.md",
+            Family::Note => "image.md",
+            Family::Platform => "platform.md",
+            Family::Sched => "sched.md",
+            Family::Version => "version.md",
+        }
+    }
+
+    /// The hypercall this family is the interface of, if any.
+    pub const fn hypercall(self) -> Option<Hypercall> {
+        match self {
+            Family::Console => Some(Hypercall::CONSOLE_IO),
+            Family::Sched => Some(Hypercall::SCHED_OP),
+            Family::Version => Some(Hypercall::XEN_VERSION),
+            _ => None,
+        }
+    }
+
+    /// The family whose page documents hypercall `h` in detail, if Keel implements it.
+    pub fn of_hypercall(h: Hypercall) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.hypercall() == Some(h))
+    }
+}
+
+/// How an item relates to Xen's public interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XenRelation {
+    /// The item *is* Xen's item of this name (Xen's spelling, e.g. `"SCHEDOP_yield"`
+    /// or `"start_info"`), with the same value or layout: `ci/xen-abi-check` and
+    /// `abi/tests/xen_cross_check.rs` verify it against Xen's headers.
+    Same(&'static str),
+    /// The item differs from Xen *on purpose*. `xen` names Xen's corresponding item
+    /// when there is one (the cross-check then verifies that it exists and shows both
+    /// values); `why` is the reason, repeated in the documentation.
+    Differs {
+        /// Xen's corresponding item, if any.
+        xen: Option<&'static str>,
+        /// Why Keel differs.
+        why: &'static str,
+    },
+    /// Keel's own item with no Xen counterpart (ELF notes, power-off protocol).
+    KeelOnly,
+}
+
+/// `=> xen("NAME")` in `abi_consts!`: the constant is Xen's `NAME`.
+pub(crate) const fn xen(name: &'static str) -> XenRelation {
+    XenRelation::Same(name)
+}
+/// `=> keel()` in `abi_consts!`: Keel's own constant.
+pub(crate) const fn keel() -> XenRelation {
+    XenRelation::KeelOnly
+}
+/// `=> differs(Some("XEN_NAME"), "why")` in `abi_consts!`: a deliberate difference.
+pub(crate) const fn differs(xen: Option<&'static str>, why: &'static str) -> XenRelation {
+    XenRelation::Differs { xen, why }
+}
+
+/// The value of a constant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConstValue {
+    /// An integer (every integer constant of the ABI is non-negative).
+    Int(u64),
+    /// A byte string (magic strings, signatures, note names).
+    Bytes(&'static [u8]),
+}
+
+impl fmt::Display for ConstValue {
+    /// Decimal for integers; `b"..."` with `\xNN` escapes for byte strings.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConstValue::Int(v) => write!(f, "{v}"),
+            ConstValue::Bytes(b) => {
+                f.write_str("b\"")?;
+                for &c in b.iter() {
+                    if c.is_ascii_graphic() && c != b'"' && c != b'\\' || c == b' ' {
+                        write!(f, "{}", c as char)?;
+                    } else {
+                        write!(f, "\\x{c:02x}")?;
+                    }
+                }
+                f.write_str("\"")
+            }
+        }
+    }
+}
+
+/// One constant of the ABI.
+#[derive(Clone, Copy, Debug)]
+pub struct Constant {
+    /// The Rust name (`"SCHEDOP_YIELD"`).
+    pub name: &'static str,
+    /// The family (and module) it belongs to.
+    pub family: Family,
+    /// Its value.
+    pub value: ConstValue,
+    /// Its relation to Xen.
+    pub xen: XenRelation,
+    /// The ABI version that introduced it.
+    pub since: AbiVersion,
+    /// Its rustdoc, one string per line.
+    pub doc: &'static [&'static str],
+}
+
+/// One field of a structure.
+#[derive(Clone, Copy, Debug)]
+pub struct FieldLayout {
+    /// The Rust field name (`"nr_pages"`, or `"0"` for a tuple struct).
+    pub name: &'static str,
+    /// Byte offset from the start of the structure (`offset_of!`).
+    pub offset: usize,
+    /// Size in bytes (`size_of` of the field's type).
+    pub size: usize,
+    /// Xen's name for the field, when the structure is Xen's
+    /// (`"console.domU"` for `StartInfo::console`); `None` when Xen has no such field.
+    pub xen: Option<&'static str>,
+}
+
+/// The layout of one `#[repr(C)]` structure.
+#[derive(Clone, Copy, Debug)]
+pub struct StructLayout {
+    /// The Rust type name (`"StartInfo"`).
+    pub name: &'static str,
+    /// The family (and module) it belongs to.
+    pub family: Family,
+    /// `size_of`.
+    pub size: usize,
+    /// `align_of`.
+    pub align: usize,
+    /// Every field, in declaration order.
+    pub fields: &'static [FieldLayout],
+    /// Its relation to Xen (for `Same`, Xen's type name, e.g. `"start_info"`).
+    pub xen: XenRelation,
+    /// The ABI version that introduced it.
+    pub since: AbiVersion,
+}
+
+/// `size_of` of a field's type, given a (never called) accessor: lets a `const`
+/// name a field's type without naming it, the way `offset_of!` names its offset.
+const fn field_size<T, F>(_accessor: fn(&T) -> &F) -> usize {
+    size_of::<F>()
+}
+
+/// Describe a `#[repr(C)]` structure from the real type.
+///
+/// `abi_struct!(Type in Family, since V, xen Relation, { field, field => Some("xen.name"), .. })`.
+/// The generated exhaustive destructuring (`let Type { a: _, b: _ } = ..`, no `..`)
+/// makes the build fail when the type gains a field this list does not mention.
+macro_rules! abi_struct {
+    ($ty:ident in $fam:expr, since $since:expr, xen $xen:expr,
+     { $($field:tt $(=> $xf:expr)?),* $(,)? }) => {{
+        const _: fn($ty) = |s| {
+            let $ty { $($field: _),* } = s;
+        };
+        StructLayout {
+            name: stringify!($ty),
+            family: $fam,
+            size: size_of::<$ty>(),
+            align: align_of::<$ty>(),
+            xen: $xen,
+            since: $since,
+            fields: &[$(FieldLayout {
+                name: stringify!($field),
+                offset: offset_of!($ty, $field),
+                size: field_size(|s: &$ty| &s.$field),
+                xen: abi_struct!(@xen $field $($xf)?),
+            }),*],
+        }
+    }};
+    (@xen $field:tt) => { Some(stringify!($field)) };
+    (@xen $field:tt $xf:expr) => { $xf };
+}
+
+const V0_1: AbiVersion = AbiVersion::V0_1;
+
+/// Every structure of the ABI.
+pub const STRUCTS: &[StructLayout] = &[
+    abi_struct!(StartInfo in Family::StartInfo, since V0_1, xen XenRelation::Same("start_info"), {
+        magic, nr_pages, shared_info, flags, store_mfn, store_evtchn,
+        console => Some("console.domU"),
+        pt_base, nr_pt_frames, mfn_list, mod_start, mod_len, cmd_line,
+        first_p2m_pfn, nr_p2m_frames,
+    }),
+    abi_struct!(ConsoleDomU in Family::StartInfo, since V0_1, xen XenRelation::Same("start_info.console.domU"), {
+        mfn, evtchn,
+    }),
+    abi_struct!(SchedShutdown in Family::Sched, since V0_1, xen XenRelation::Same("sched_shutdown"), {
+        reason,
+    }),
+    abi_struct!(XenFeatureInfo in Family::Version, since V0_1, xen XenRelation::Same("xen_feature_info"), {
+        submap_idx, submap,
+    }),
+    // `xen_extraversion_t` is a bare `char[16]` in C: no named field.
+    abi_struct!(XenExtraversion in Family::Version, since V0_1, xen XenRelation::Same("xen_extraversion_t"), {
+        0 => None,
+    }),
+];
+
+/// The per-module constant lists, in [`Family`] order.
+const CONSTANT_GROUPS: &[&[Constant]] = &[
+    crate::addr::ABI_CONSTS,
+    crate::console::ABI_CONSTS,
+    crate::note::ABI_CONSTS,
+    crate::platform::ABI_CONSTS,
+    crate::sched::ABI_CONSTS,
+    crate::sched::SHUTDOWN_CONSTS,
+    crate::start_info::ABI_CONSTS,
+    crate::version::ABI_CONSTS,
+    crate::version::CPUID_CONSTS,
+];
+
+/// Every constant of the ABI except error codes and hypercall numbers (which have
+/// their own lists, [`crate::errno::ALL`] and [`crate::hypercall::ALL`]).
+pub fn constants() -> impl Iterator<Item = &'static Constant> {
+    CONSTANT_GROUPS.iter().flat_map(|g| g.iter())
+}
+
+/// How an error code relates to Xen: all are Xen's values; `EINTR` is one Xen keeps
+/// inside the hypervisor (`#ifdef __XEN__` in `xen/errno.h`).
+pub fn errno_xen(e: crate::Errno) -> XenRelation {
+    match e {
+        crate::Errno::EINTR => XenRelation::Differs {
+            xen: Some("EINTR"),
+            why: "Xen defines EINTR (4) only inside the hypervisor and never returns it to \
+                  guests; Keel reserves the same number with the same meaning",
+        },
+        e => XenRelation::Same(e.name().unwrap_or("?")),
+    }
+}
+
+/// The largest golden sample, in bytes.
+pub const GOLDEN_MAX: usize = 2048;
+
+/// A golden sample: the bytes a real encoder produces for a fixed sample argument.
+#[derive(Clone, Copy, Debug)]
+pub struct Golden {
+    /// Name (`"start_info.StartInfo.sample"`).
+    pub name: &'static str,
+    /// The family it belongs to.
+    pub family: Family,
+    /// The ABI version that introduced it.
+    pub since: AbiVersion,
+    /// What the sample is.
+    pub doc: &'static str,
+    /// Run the encoder: write the bytes into the buffer and return their length.
+    pub encode: fn(&mut [u8; GOLDEN_MAX]) -> usize,
+}
+
+impl Golden {
+    /// Run the encoder and hand the bytes to `f`.
+    pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let mut buf = [0u8; GOLDEN_MAX];
+        let n = (self.encode)(&mut buf).min(GOLDEN_MAX);
+        f(&buf[..n])
+    }
+}
+
+/// Copy `bytes` to the front of `buf`; return the length.
+fn put(buf: &mut [u8; GOLDEN_MAX], bytes: &[u8]) -> usize {
+    let n = bytes.len().min(GOLDEN_MAX);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    n
+}
+
+/// The sample `start_info`: every field holds a different, recognisable value (the
+/// field's offset in its low byte), so an encoder that swaps or shifts two fields
+/// produces different bytes.
+pub fn sample_start_info() -> StartInfo {
+    use crate::addr::{GuestVirt, MachineAddr, Mfn};
+    let mut s = StartInfo::new();
+    s.nr_pages = 0x0820;
+    s.shared_info = MachineAddr(0x1111_2222_3333_4028);
+    s.flags = crate::start_info::SIF_PRIVILEGED | crate::start_info::SIF_INITDOMAIN;
+    s.store_mfn = Mfn(0x0a0b_0c38);
+    s.store_evtchn = 0x40;
+    s.console = ConsoleDomU {
+        mfn: Mfn(0x0d0e_0f48),
+        evtchn: 0x50,
+    };
+    s.pt_base = GuestVirt(0x0040_5058);
+    s.nr_pt_frames = 0x60;
+    s.mfn_list = GuestVirt(0x0040_3068);
+    s.mod_start = GuestVirt(0x0070_0070);
+    s.mod_len = 0x78;
+    s.set_cmd_line(b"console=com1 keel.sample=0x80");
+    s.first_p2m_pfn = 0x0480;
+    s.nr_p2m_frames = 0x0488;
+    s
+}
+
+/// Every golden sample of the ABI.
+pub const GOLDEN: &[Golden] = &[
+    Golden {
+        name: "start_info.StartInfo.sample",
+        family: Family::StartInfo,
+        since: V0_1,
+        doc: "StartInfo::encode of layout::sample_start_info()",
+        encode: |b| put(b, &sample_start_info().encode()),
+    },
+    Golden {
+        name: "sched.SchedShutdown.crash",
+        family: Family::Sched,
+        since: V0_1,
+        doc: "SchedShutdown { reason: SHUTDOWN_CRASH }.encode()",
+        encode: |b| {
+            put(
+                b,
+                &SchedShutdown {
+                    reason: crate::sched::SHUTDOWN_CRASH,
+                }
+                .encode(),
+            )
+        },
+    },
+    Golden {
+        name: "version.XenFeatureInfo.sample",
+        family: Family::Version,
+        since: V0_1,
+        doc: "XenFeatureInfo { submap_idx: 0x11223344, submap: 0x55667788 }.encode()",
+        encode: |b| {
+            put(
+                b,
+                &XenFeatureInfo {
+                    submap_idx: 0x1122_3344,
+                    submap: 0x5566_7788,
+                }
+                .encode(),
+            )
+        },
+    },
+    Golden {
+        name: "version.EXTRAVERSION",
+        family: Family::Version,
+        since: V0_1,
+        doc: "the XENVER_extraversion answer",
+        encode: |b| put(b, &crate::version::EXTRAVERSION.0),
+    },
+    Golden {
+        name: "version.AbiVersion.V0_1",
+        family: Family::Version,
+        since: V0_1,
+        doc: "AbiVersion::V0_1.encode() (the XENVER_version result), little endian",
+        encode: |b| put(b, &AbiVersion::V0_1.encode().to_le_bytes()),
+    },
+    Golden {
+        name: "note.abi_version_note.V0_1",
+        family: Family::Note,
+        since: V0_1,
+        doc: "note::abi_version_note(AbiVersion::V0_1): the whole ELF note",
+        encode: |b| put(b, &note::abi_version_note(AbiVersion::V0_1)),
+    },
+];
+
+/// One deliberate difference from Xen.
+#[derive(Clone, Copy, Debug)]
+pub struct Divergence {
+    /// The family of the Keel item.
+    pub family: Family,
+    /// The Keel name within the family.
+    pub name: &'static str,
+    /// Xen's corresponding item, if any.
+    pub xen: Option<&'static str>,
+    /// Why.
+    pub why: &'static str,
+}
+
+/// Xen items of a family Keel otherwise shares completely that Keel deliberately
+/// does *not* adopt, with the reason. The cross-check requires every other Xen
+/// `XENVER_*`, `SCHEDOP_*`, `SHUTDOWN_*`, `CONSOLEIO_*` and `SIF_*` constant to
+/// have a Keel counterpart.
+pub const XEN_NOT_ADOPTED: &[(&str, &str)] = &[(
+    "SHUTDOWN_MAX",
+    "a maximum that Xen raised when it added SHUTDOWN_soft_reset; a frozen ABI \
+     cannot promise a bound that grows, so Keel names only the reasons themselves",
+)];
+
+/// Differences from Xen that are not a single constant's value: how Keel uses a
+/// shared number or structure differently.
+pub const BEHAVIOUR_DIVERGENCES: &[Divergence] = &[
+    Divergence {
+        family: Family::Version,
+        name: "XENVER_VERSION",
+        xen: Some("XENVER_version"),
+        why: "same number and encoding ((major << 16) | minor), but Keel reports its ABI \
+              version, not a product version",
+    },
+    Divergence {
+        family: Family::Version,
+        name: "features::SUBMAP0",
+        xen: Some("XENFEAT_*"),
+        why: "XENVER_get_features answers Keel's own feature bits; Xen's XENFEAT_* \
+              numbering describes PV/HVM modes Keel does not have",
+    },
+    Divergence {
+        family: Family::StartInfo,
+        name: "StartInfo",
+        xen: Some("start_info"),
+        why: "same layout; Keel leaves shared_info, store_*, console and mod_* zero in 0.1 \
+              (no shared-info page, xenstore, console ring or module yet)",
+    },
+];
+
+/// Every item marked [`XenRelation::Differs`], then [`BEHAVIOUR_DIVERGENCES`]: the
+/// list of deliberate differences from Xen, for the cross-check and the documentation.
+pub fn divergences() -> impl Iterator<Item = Divergence> {
+    let consts = constants().filter_map(|c| match c.xen {
+        XenRelation::Differs { xen, why } => Some(Divergence {
+            family: c.family,
+            name: c.name,
+            xen,
+            why,
+        }),
+        _ => None,
+    });
+    let structs = STRUCTS.iter().filter_map(|s| match s.xen {
+        XenRelation::Differs { xen, why } => Some(Divergence {
+            family: s.family,
+            name: s.name,
+            xen,
+            why,
+        }),
+        _ => None,
+    });
+    let errnos = crate::errno::ALL
+        .iter()
+        .filter_map(|&e| match errno_xen(e) {
+            XenRelation::Differs { xen, why } => Some(Divergence {
+                family: Family::Errno,
+                name: e.name().unwrap_or("?"),
+                xen,
+                why,
+            }),
+            _ => None,
+        });
+    consts
+        .chain(structs)
+        .chain(errnos)
+        .chain(BEHAVIOUR_DIVERGENCES.iter().copied())
+}
+
+/// Write one golden sample as fixture lines: a header with its length, then one
+/// line of (up to) 32 bytes in hex per 32-byte chunk, keyed by offset, so that a
+/// change shows up as a one-line diff naming the offset. A run of all-zero chunks
+/// is one line (`@00a0-047f = zeros`); a byte that becomes non-zero makes that
+/// line vanish, which the check reports just the same.
+fn write_golden(w: &mut dyn fmt::Write, g: &Golden) -> fmt::Result {
+    g.with_bytes(|bytes| {
+        writeln!(w, "golden {} len={} since={}", g.name, bytes.len(), g.since)?;
+        let mut i = 0;
+        while i * 32 < bytes.len() {
+            let chunk = &bytes[i * 32..bytes.len().min(i * 32 + 32)];
+            let zero = |c: &[u8]| c.len() == 32 && c.iter().all(|&b| b == 0);
+            if zero(chunk) {
+                let first = i;
+                while (i + 1) * 32 < bytes.len()
+                    && zero(&bytes[(i + 1) * 32..bytes.len().min((i + 2) * 32)])
+                {
+                    i += 1;
+                }
+                writeln!(
+                    w,
+                    "golden {}@{:04x}-{:04x} = zeros",
+                    g.name,
+                    first * 32,
+                    i * 32 + 31
+                )?;
+            } else {
+                write!(w, "golden {}@{:04x} =", g.name, i * 32)?;
+                for b in chunk {
+                    write!(w, " {b:02x}")?;
+                }
+                writeln!(w)?;
+            }
+            i += 1;
+        }
+        Ok(())
+    })
+}
+
+/// The fixture format's first line.
+pub const FIXTURE_HEADER: &str =
+    "# Keel ABI description: generated by keel_abi::layout::dump(); a released fixture is never edited.";
+
+/// Write the whole ABI description in the fixture format (no allocation needed).
+///
+/// The format is line-oriented: `<kind> <name> <value>`, where the key
+/// `<kind> <name>` is unique. Kinds: `abi-version`, `struct`, `field`, `const`,
+/// `errno`, `hypercall` (the number), `implemented` (since which version Keel
+/// implements it), `features` (the feature bitmap, a set that may only grow),
+/// `exit-status`, `test-category`, `golden`. Lines starting with `#` are comments.
+pub fn write_fixture(w: &mut dyn fmt::Write) -> fmt::Result {
+    writeln!(w, "{FIXTURE_HEADER}")?;
+    writeln!(w, "abi-version keel {}", AbiVersion::CURRENT)?;
+    writeln!(w, "# structures: size, alignment, fields (offset, size)")?;
+    for s in STRUCTS {
+        let m = s.family.module();
+        writeln!(
+            w,
+            "struct {m}.{} size={} align={} since={}",
+            s.name, s.size, s.align, s.since
+        )?;
+        for f in s.fields {
+            writeln!(
+                w,
+                "field {m}.{}.{} offset={} size={}",
+                s.name, f.name, f.offset, f.size
+            )?;
+        }
+    }
+    writeln!(w, "# constants")?;
+    for c in constants() {
+        writeln!(
+            w,
+            "const {}.{} = {} since={}",
+            c.family.module(),
+            c.name,
+            c.value,
+            c.since
+        )?;
+    }
+    writeln!(
+        w,
+        "features submap0 = {:#010x} since={}",
+        crate::version::features::SUBMAP0,
+        V0_1
+    )?;
+    writeln!(w, "# error codes (hypercalls return them negated)")?;
+    for e in crate::errno::ALL {
+        writeln!(w, "errno {} = {}", e.name().unwrap_or("?"), e.0)?;
+    }
+    writeln!(w, "# hypercall numbers (Xen's), and which Keel implements")?;
+    for h in crate::hypercall::ALL {
+        writeln!(w, "hypercall {} = {}", h.name().unwrap_or("?"), h.0)?;
+    }
+    for h in crate::hypercall::ALL {
+        if let Some(v) = h.implemented_since() {
+            writeln!(w, "implemented {} since={v}", h.name().unwrap_or("?"))?;
+        }
+    }
+    for s in crate::hypercall::IMPLEMENTED {
+        writeln!(
+            w,
+            "implemented {}/{} sub={} since={}",
+            s.hypercall.name().unwrap_or("?"),
+            s.name,
+            s.sub,
+            s.since
+        )?;
+    }
+    writeln!(
+        w,
+        "# power-off statuses and test categories (host tool protocol)"
+    )?;
+    for s in ExitStatus::ALL {
+        writeln!(w, "exit-status {s:?} = {}", s as u8)?;
+    }
+    for c in note::TestCategory::ALL {
+        writeln!(w, "test-category {} = {}", c.name(), c as u32)?;
+    }
+    writeln!(w, "# golden encodings of sample arguments")?;
+    for g in GOLDEN {
+        write_golden(w, g)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn struct_data_matches_the_compile_time_assertions() {
+        let si = STRUCTS.iter().find(|s| s.name == "StartInfo").unwrap();
+        assert_eq!(si.size, 1168);
+        assert_eq!(si.align, 8);
+        let f = |n: &str| si.fields.iter().find(|f| f.name == n).unwrap();
+        assert_eq!((f("nr_pages").offset, f("nr_pages").size), (32, 8));
+        assert_eq!((f("console").offset, f("console").size), (72, 16));
+        assert_eq!((f("cmd_line").offset, f("cmd_line").size), (128, 1024));
+        assert_eq!(f("console").xen, Some("console.domU"));
+    }
+
+    #[test]
+    fn fields_are_ordered_disjoint_and_inside_the_struct() {
+        for s in STRUCTS {
+            let mut end = 0;
+            for f in s.fields {
+                assert!(f.offset >= end, "{}.{} overlaps", s.name, f.name);
+                end = f.offset + f.size;
+            }
+            assert!(end <= s.size, "{} fields run past its size", s.name);
+            assert_eq!(s.size % s.align, 0);
+        }
+    }
+
+    #[test]
+    fn constant_names_are_unique_within_a_family() {
+        let all: std::vec::Vec<_> = constants().collect();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert!(
+                    !(a.family == b.family && a.name == b.name),
+                    "{} registered twice",
+                    a.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_is_newer_than_the_current_version() {
+        for c in constants() {
+            assert!(c.since <= AbiVersion::CURRENT, "{}", c.name);
+        }
+        for s in STRUCTS {
+            assert!(s.since <= AbiVersion::CURRENT, "{}", s.name);
+        }
+        for g in GOLDEN {
+            assert!(g.since <= AbiVersion::CURRENT, "{}", g.name);
+        }
+        for h in crate::hypercall::ALL {
+            if let Some(v) = h.implemented_since() {
+                assert!(v <= AbiVersion::CURRENT);
+            }
+        }
+        assert!(RELEASED.windows(2).all(|w| w[0] < w[1]));
+        assert!(*RELEASED.last().unwrap() <= AbiVersion::CURRENT);
+    }
+
+    #[test]
+    fn golden_start_info_puts_each_field_at_its_offset() {
+        // The sample's low bytes are the field offsets: the encoder must agree with
+        // offset_of! for every integer field.
+        let si = STRUCTS.iter().find(|s| s.name == "StartInfo").unwrap();
+        GOLDEN[0].with_bytes(|b| {
+            assert_eq!(b.len(), si.size);
+            for f in si.fields {
+                if matches!(f.name, "magic" | "flags" | "cmd_line") {
+                    continue;
+                }
+                assert_eq!(b[f.offset], f.offset as u8, "{}", f.name);
+            }
+            assert_eq!(b[72 + 8], 80, "console.evtchn");
+        });
+    }
+
+    #[test]
+    fn every_implemented_hypercall_has_a_family() {
+        for h in crate::hypercall::ALL {
+            if h.implemented_since().is_some() {
+                assert!(Family::of_hypercall(*h).is_some(), "{:?}", h.name());
+            }
+        }
+    }
+}

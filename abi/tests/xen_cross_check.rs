@@ -1,0 +1,364 @@
+//! Keel's ABI against Xen's public headers, field by field.
+//!
+//! `ci/xen-abi-check/xen_abi_check.c` is compiled against Debian's `libxen-dev`
+//! headers (`/usr/include/xen`, or `$KEEL_XEN_INCLUDE/xen`) and prints Xen's
+//! layouts and numbers; this test compares them with the layout data of the
+//! crate ([`keel_abi::layout`]): every structure, field, constant, hypercall
+//! number and error code that claims to be Xen's ([`XenRelation::Same`]) must
+//! match, every claimed difference ([`XenRelation::Differs`]) must name a Xen
+//! item that exists, and the families Keel shares completely (hypercall numbers,
+//! `XENVER_*`, `SCHEDOP_*`, `SHUTDOWN_*`, `CONSOLEIO_*`, `SIF_*`) must have no Xen
+//! item without a Keel counterpart except those in `layout::XEN_NOT_ADOPTED`.
+//!
+//! Without the headers the test FAILS, naming the package to install; set
+//! `KEEL_SKIP_XEN_CHECK=1` to skip it deliberately (it then says so loudly).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use keel_abi::layout::{self, ConstValue, XenRelation};
+
+/// What the C program printed.
+#[derive(Default)]
+struct Xen {
+    interface: String,
+    structs: BTreeMap<String, (usize, usize)>,
+    fields: BTreeMap<(String, String), (usize, usize)>,
+    consts: BTreeMap<String, u64>,
+    hypercalls: BTreeMap<String, u64>,
+    errnos: BTreeMap<String, (i32, bool)>,
+}
+
+/// `key=value` -> value.
+fn kv(tok: &str, key: &str) -> usize {
+    tok.strip_prefix(key)
+        .and_then(|t| t.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("xen-abi-check: expected {key}=<n>, got {tok:?}"))
+}
+
+fn parse(out: &str) -> Xen {
+    let mut x = Xen::default();
+    for line in out.lines() {
+        let t: Vec<&str> = line.split(' ').collect();
+        match t.as_slice() {
+            ["interface", v] => x.interface = v.to_string(),
+            ["struct", name, size, align] => {
+                x.structs
+                    .insert(name.to_string(), (kv(size, "size"), kv(align, "align")));
+            }
+            ["field", s, f, off, size] => {
+                x.fields.insert(
+                    (s.to_string(), f.to_string()),
+                    (kv(off, "offset"), kv(size, "size")),
+                );
+            }
+            ["const", name, v] => {
+                x.consts.insert(name.to_string(), v.parse().unwrap());
+            }
+            ["hypercall", name, v] => {
+                x.hypercalls.insert(name.to_string(), v.parse().unwrap());
+            }
+            ["errno", name, v, rest @ ..] => {
+                let internal = rest == ["internal"];
+                x.errnos
+                    .insert(name.to_string(), (v.parse().unwrap(), internal));
+            }
+            _ => panic!("xen-abi-check printed an unexpected line: {line:?}"),
+        }
+    }
+    x
+}
+
+/// The C program's output, compiled and run once for all tests of this file
+/// (they run in parallel and would otherwise race on the executable).
+fn run_xen_abi_check() -> Option<String> {
+    static OUT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    OUT.get_or_init(compile_and_run).clone()
+}
+
+/// Compile and run the C program; `None` when the check is deliberately skipped.
+fn compile_and_run() -> Option<String> {
+    let include = std::env::var_os("KEEL_XEN_INCLUDE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/include"));
+    let skip = std::env::var("KEEL_SKIP_XEN_CHECK").as_deref() == Ok("1");
+    if !include.join("xen/xen.h").is_file() {
+        if skip {
+            eprintln!(
+                "SKIPPED: Xen ABI cross-check: {}/xen/xen.h is missing and \
+                 KEEL_SKIP_XEN_CHECK=1 is set. Nothing was compared.",
+                include.display()
+            );
+            return None;
+        }
+        panic!(
+            "the Xen ABI cross-check needs Xen's public headers, but {}/xen/xen.h does \
+             not exist. Install them (Debian/Ubuntu: `apt-get install libxen-dev`), or \
+             point KEEL_XEN_INCLUDE at a directory containing xen/, or set \
+             KEEL_SKIP_XEN_CHECK=1 to skip this check knowingly.",
+            include.display()
+        );
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/xen-abi-check/xen_abi_check.c");
+    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("xen-abi-check");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let out = Command::new(&cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(&include)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run the C compiler `{cc}` (set CC, or KEEL_SKIP_XEN_CHECK=1): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "compiling {} failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(&exe).output().expect("run xen-abi-check");
+    assert!(run.status.success(), "xen-abi-check failed");
+    Some(String::from_utf8(run.stdout).expect("ASCII output"))
+}
+
+/// The result of a comparison.
+struct Report {
+    errors: Vec<String>,
+    compared: usize,
+    differences: Vec<String>,
+}
+
+/// Compare everything keel-abi claims about Xen with what Xen's headers say.
+fn compare(xen: &Xen) -> Report {
+    let mut errors: Vec<String> = Vec::new();
+    let mut compared = 0usize;
+    let mut differences: Vec<String> = Vec::new();
+
+    // Structures and their fields, both ways.
+    for s in layout::STRUCTS {
+        let XenRelation::Same(xname) = s.xen else {
+            continue;
+        };
+        match xen.structs.get(xname) {
+            None => errors.push(format!(
+                "struct {} claims to be Xen's `{xname}`, which xen-abi-check does not print",
+                s.name
+            )),
+            Some(&(size, align)) => {
+                compared += 1;
+                if (size, align) != (s.size, s.align) {
+                    errors.push(format!(
+                        "struct {} (Xen `{xname}`): Keel size={} align={}, Xen size={size} align={align}",
+                        s.name, s.size, s.align
+                    ));
+                }
+            }
+        }
+        let mut claimed = BTreeSet::new();
+        for f in s.fields {
+            let Some(xf) = f.xen else { continue };
+            claimed.insert(xf);
+            match xen.fields.get(&(xname.to_string(), xf.to_string())) {
+                None => errors.push(format!(
+                    "field {}.{} claims to be Xen's `{xname}.{xf}`, which Xen does not have",
+                    s.name, f.name
+                )),
+                Some(&(off, size)) => {
+                    compared += 1;
+                    if (off, size) != (f.offset, f.size) {
+                        errors.push(format!(
+                            "field {}.{} (Xen `{xname}.{xf}`): Keel offset={} size={}, \
+                             Xen offset={off} size={size}",
+                            s.name, f.name, f.offset, f.size
+                        ));
+                    }
+                }
+            }
+        }
+        for (xs, xf) in xen.fields.keys() {
+            if xs == xname && !claimed.contains(xf.as_str()) {
+                errors.push(format!(
+                    "Xen's `{xname}` has a field `{xf}` that Keel's {} does not describe",
+                    s.name
+                ));
+            }
+        }
+    }
+
+    // Constants.
+    let mut claimed_consts = BTreeSet::new();
+    for c in layout::constants() {
+        match c.xen {
+            XenRelation::Same(xname) => {
+                claimed_consts.insert(xname);
+                let ConstValue::Int(v) = c.value else {
+                    errors.push(format!(
+                        "{}: only integer constants can be compared",
+                        c.name
+                    ));
+                    continue;
+                };
+                match xen.consts.get(xname) {
+                    None => errors.push(format!(
+                        "{} claims to be Xen's `{xname}`, which xen-abi-check does not print",
+                        c.name
+                    )),
+                    Some(&x) if x != v => errors.push(format!(
+                        "{} (Xen `{xname}`): Keel {v:#x}, Xen {x:#x}",
+                        c.name
+                    )),
+                    Some(_) => compared += 1,
+                }
+            }
+            XenRelation::Differs {
+                xen: Some(xname),
+                why,
+            } => {
+                claimed_consts.insert(xname);
+                match xen.consts.get(xname) {
+                    None => errors.push(format!(
+                        "{} is marked as differing from Xen's `{xname}`, which Xen does not have",
+                        c.name
+                    )),
+                    Some(&x) => differences.push(format!(
+                        "{}: Keel {}, Xen `{xname}` = {x:#x}: {why}",
+                        c.name, c.value
+                    )),
+                }
+            }
+            XenRelation::Differs { xen: None, why } => {
+                differences.push(format!("{}: Keel {} (no Xen item): {why}", c.name, c.value));
+            }
+            XenRelation::KeelOnly => {}
+        }
+    }
+    // The CPUID signature is three registers in Xen; Keel's single constant names
+    // the first, the other two belong to the same difference.
+    claimed_consts.insert("XEN_CPUID_SIGNATURE_ECX");
+    claimed_consts.insert("XEN_CPUID_SIGNATURE_EDX");
+    for name in xen.consts.keys() {
+        let shared_family = ["XENVER_", "SCHEDOP_", "SHUTDOWN_", "CONSOLEIO_", "SIF_"]
+            .iter()
+            .any(|p| name.starts_with(p));
+        let not_adopted = layout::XEN_NOT_ADOPTED.iter().any(|(n, _)| n == name);
+        if not_adopted {
+            differences.push(format!("Xen `{name}` not adopted"));
+        }
+        if shared_family && !not_adopted && !claimed_consts.contains(name.as_str()) {
+            errors.push(format!(
+                "Xen defines `{name}` but keel-abi has no constant for it \
+                 (add it, or list it in layout::XEN_NOT_ADOPTED with the reason)"
+            ));
+        }
+    }
+
+    // Hypercall numbers, both ways.
+    let keel_hc: BTreeMap<&str, u64> = keel_abi::hypercall::ALL
+        .iter()
+        .map(|h| (h.name().unwrap(), h.0))
+        .collect();
+    for (name, &nr) in &xen.hypercalls {
+        match keel_hc.get(name.as_str()) {
+            None => errors.push(format!(
+                "Xen hypercall `{name}` ({nr}) is missing from keel-abi"
+            )),
+            Some(&k) if k != nr => errors.push(format!("hypercall `{name}`: Keel {k}, Xen {nr}")),
+            Some(_) => compared += 1,
+        }
+    }
+    for name in keel_hc.keys() {
+        if !xen.hypercalls.contains_key(*name) {
+            errors.push(format!("keel-abi hypercall `{name}` is not one of Xen's"));
+        }
+    }
+
+    // Error codes: every Keel errno is Xen's, with Xen's value.
+    for e in keel_abi::errno::ALL {
+        let name = e.name().unwrap();
+        match (layout::errno_xen(*e), xen.errnos.get(name)) {
+            (_, None) => errors.push(format!("errno {name}: Xen has no such error code")),
+            (_, Some(&(v, _))) if v != e.0 => {
+                errors.push(format!("errno {name}: Keel {}, Xen {v}", e.0))
+            }
+            (XenRelation::Same(_), Some(&(_, true))) => errors.push(format!(
+                "errno {name} is internal to Xen (never returned to guests): mark it Differs"
+            )),
+            (XenRelation::Differs { why, .. }, Some(_)) => {
+                compared += 1;
+                differences.push(format!("errno {name} = {}: {why}", e.0));
+            }
+            _ => compared += 1,
+        }
+    }
+
+    Report {
+        errors,
+        compared,
+        differences,
+    }
+}
+
+#[test]
+fn keel_matches_xen_public_headers() {
+    let Some(out) = run_xen_abi_check() else {
+        return;
+    };
+    let xen = parse(&out);
+    let r = compare(&xen);
+    eprintln!(
+        "Xen ABI cross-check against headers of interface {}: {} items equal",
+        xen.interface, r.compared
+    );
+    eprintln!("deliberate differences ({}):", r.differences.len());
+    for d in &r.differences {
+        eprintln!("  {d}");
+    }
+    assert!(
+        r.errors.is_empty(),
+        "keel-abi disagrees with Xen's public headers:\n  {}",
+        r.errors.join("\n  ")
+    );
+    assert!(
+        r.compared > 100,
+        "suspiciously little was compared ({})",
+        r.compared
+    );
+}
+
+/// The comparison can fail: doctor single lines of Xen's real output and check
+/// that each doctored item is reported by name.
+#[test]
+fn a_doctored_xen_output_is_reported() {
+    let Some(out) = run_xen_abi_check() else {
+        return;
+    };
+    let cases = [
+        (
+            "field start_info flags offset=48 size=4",
+            "field start_info flags offset=52 size=4",
+            "StartInfo.flags",
+        ),
+        ("const SCHEDOP_poll 3", "const SCHEDOP_poll 4", "SCHEDOP_POLL"),
+        ("hypercall console_io 18", "hypercall console_io 19", "console_io"),
+        ("errno ENOSYS 38", "errno ENOSYS 40", "ENOSYS"),
+        ("const XENVER_build_id 10", "const XENVER_new_thing 11\nconst XENVER_build_id 10", "XENVER_new_thing"),
+        (
+            "field start_info nr_p2m_frames offset=1160 size=8",
+            "field start_info nr_p2m_frames offset=1160 size=8\nfield start_info extra offset=1168 size=8",
+            "extra",
+        ),
+    ];
+    for (line, doctored, item) in cases {
+        assert!(out.contains(line), "{line:?} not in the real output");
+        let r = compare(&parse(&out.replace(line, doctored)));
+        assert!(
+            r.errors.iter().any(|e| e.contains(item)),
+            "doctoring {line:?} was not reported: {:?}",
+            r.errors
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! The host stand-in for [`crate::arch`]: the same functions, for type-checking only.
+//!
+//! On the host a test program is a shim `main` that exits before any guest code runs
+//! (see [`crate::test!`]), and the library's host unit tests cover only the pure
+//! modules. Reaching one of these functions on the host is therefore a bug in the
+//! caller, and they say so.
+
+use crate::cpu::CpuidResult;
+use crate::fault::{Cr, Insn, VmxInsn};
+
+fn hosted(what: &str) -> ! {
+    panic!(
+        "keel-guest: {what} needs the bare-metal guest (x86_64-unknown-none); this is a host build"
+    )
+}
+
+/// See the bare-metal `arch`.
+pub fn rdtsc() -> u64 {
+    hosted("rdtsc")
+}
+/// See the bare-metal `arch`.
+pub fn rdtsc_ordered() -> u64 {
+    hosted("rdtsc")
+}
+/// See the bare-metal `arch`.
+pub fn cpuid(_leaf: u32, _subleaf: u32) -> CpuidResult {
+    hosted("cpuid")
+}
+/// See the bare-metal `arch`.
+pub fn read_cr(_cr: Cr) -> u64 {
+    hosted("control registers")
+}
+/// See the bare-metal `arch`.
+pub fn last_fault_cr2() -> u64 {
+    hosted("the exception table")
+}
+/// See the bare-metal `arch`.
+pub fn probe_read_u64(_addr: u64) -> (u64, u64) {
+    hosted("fault probes")
+}
+/// See the bare-metal `arch`.
+pub fn probe_rewrite_u64(_addr: u64) -> u64 {
+    hosted("fault probes")
+}
+/// See the bare-metal `arch`.
+pub fn probe_rdmsr(_msr: u32) -> (u64, u64) {
+    hosted("fault probes")
+}
+/// See the bare-metal `arch`.
+pub fn probe_wrmsr(_msr: u32, _value: u64) -> u64 {
+    hosted("fault probes")
+}
+/// See the bare-metal `arch`.
+pub fn probe_write_cr(_cr: Cr, _value: u64) -> u64 {
+    hosted("fault probes")
+}
+/// See the bare-metal `arch`.
+pub fn probe_vmx(_insn: VmxInsn) -> u64 {
+    hosted("fault probes")
+}
+/// See the bare-metal `arch`.
+pub fn probe_insn(_insn: Insn) -> u64 {
+    hosted("fault probes")
+}
+/// See the bare-metal `arch`.
+pub fn halt_forever() -> ! {
+    hosted("halt")
+}

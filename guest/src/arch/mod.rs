@@ -1,0 +1,658 @@
+//! The hardware layer: entry, descriptor tables, exception stubs and fault probes.
+//!
+//! This is the only module of keel-guest with `unsafe` code or assembly, and it
+//! exists only for `x86_64-unknown-none`.
+//!
+//! ## Start of day
+//! The hypervisor enters `_start` in 64-bit mode at CPL0 with RSP at the top of a
+//! boot stack, RSI = the start_info address, IF = 0, and — per the guest-facing
+//! contract — GDTR and IDTR with base 0 and limit 0: the segment registers hold
+//! valid hidden state, but any exception or segment reload before we install our own
+//! tables is a triple fault. So `_start` touches nothing that could fault before
+//! [`rust_start`] has loaded the GDT, TSS and IDT; the first fault-capable access is
+//! the read of start_info, after the IDT is live.
+//!
+//! `.bss` is cleared by `_start` even though the domain builder hands out zeroed
+//! frames: the image must not depend on that, and it is a few thousand instructions.
+//! We then move to a 64 KiB stack in `.bss`, so stack depth never depends on how
+//! much boot stack the builder chose.
+
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::abi::start_info::START_INFO_SIZE;
+use crate::abi::GuestVirt;
+use crate::cpu::CpuidResult;
+use crate::fault::{encode_exinfo, Cr, ExEntry, ExceptionState, Insn, VmxInsn};
+
+/// Size of the main stack.
+const STACK_SIZE: usize = 64 * 1024;
+/// Size of each IST stack (`#DF`, NMI).
+const IST_STACK_SIZE: usize = 8 * 1024;
+
+#[repr(C, align(16))]
+struct Stack<const N: usize>([u8; N]);
+
+static mut MAIN_STACK: Stack<STACK_SIZE> = Stack([0; STACK_SIZE]);
+static mut DF_STACK: Stack<IST_STACK_SIZE> = Stack([0; IST_STACK_SIZE]);
+static mut NMI_STACK: Stack<IST_STACK_SIZE> = Stack([0; IST_STACK_SIZE]);
+
+// ---------------------------------------------------------------------------
+// Entry.
+// ---------------------------------------------------------------------------
+
+global_asm!(
+    r#"
+    .section .text.entry, "ax"
+    .global _start
+    .type _start, @function
+_start:
+    /* RSI = start_info: keep it in a callee-saved register across the clear. */
+    movq %rsi, %r12
+    leaq __bss_start(%rip), %rdi
+    leaq __bss_end(%rip), %rcx
+    subq %rdi, %rcx
+    xorl %eax, %eax
+    cld
+    rep stosb
+    leaq {stack}+{stack_size}(%rip), %rsp
+    xorl %ebp, %ebp
+    movq %r12, %rdi
+    call {rust_start}
+    ud2
+    .size _start, . - _start
+    "#,
+    stack = sym MAIN_STACK,
+    stack_size = const STACK_SIZE,
+    rust_start = sym rust_start,
+    options(att_syntax)
+);
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+    static __ex_table_start: ExEntry;
+    static __ex_table_end: ExEntry;
+}
+
+extern "Rust" {
+    /// The test's entry, emitted by `keel_guest::test!` in the program.
+    fn __keel_guest_main() -> !;
+}
+
+/// Rust side of the entry: tables first, then start_info, then the test.
+extern "C" fn rust_start(start_info_va: u64) -> ! {
+    load_gdt_and_tss();
+    load_idt();
+
+    // SAFETY: the hypervisor guarantees RSI points at a mapped start_info page; if
+    // it does not, the read faults and our IDT (now live) reports the crash.
+    let raw = unsafe { &*(start_info_va as *const [u8; START_INFO_SIZE]) };
+    let info = crate::abi::start_info::StartInfo::decode(raw);
+    crate::start::init(crate::start::Boot {
+        info,
+        va: GuestVirt(start_info_va),
+        virt_base: GuestVirt(&raw const __image_start as u64),
+        image_end: GuestVirt(&raw const __image_end as u64),
+    });
+
+    // SAFETY: every test program defines `__keel_guest_main` through `test!`.
+    unsafe { __keel_guest_main() }
+}
+
+// ---------------------------------------------------------------------------
+// GDT and TSS.
+// ---------------------------------------------------------------------------
+
+/// Selectors: the same values the hypervisor's initial state uses (contract).
+const SEL_CODE: u16 = 0x08;
+const SEL_DATA: u16 = 0x10;
+const SEL_TSS: u16 = 0x18;
+
+/// 64-bit code, DPL0, present, readable (accessed bit preset: no write-back to a
+/// read-only GDT page is ever needed).
+const GDT_CODE64: u64 = 0x00af_9b00_0000_ffff;
+/// Data, DPL0, present, writable, accessed.
+const GDT_DATA: u64 = 0x00cf_9300_0000_ffff;
+
+/// GDT: null, code, data, TSS (two slots).
+static mut GDT: [u64; 5] = [0, GDT_CODE64, GDT_DATA, 0, 0];
+
+/// The 64-bit TSS (104 bytes) as 26 dwords: its u64 fields are only 4-aligned.
+static mut TSS: [u32; 26] = [0; 26];
+
+#[repr(C, packed)]
+struct DescriptorPointer {
+    limit: u16,
+    base: u64,
+}
+
+fn set_tss_u64(tss: *mut [u32; 26], byte_off: usize, v: u64) {
+    // SAFETY: called only during single-threaded setup with in-range offsets.
+    unsafe {
+        (*tss)[byte_off / 4] = v as u32;
+        (*tss)[byte_off / 4 + 1] = (v >> 32) as u32;
+    }
+}
+
+fn load_gdt_and_tss() {
+    let tss = &raw mut TSS;
+    // IST1 (offset 0x24) for #DF, IST2 (offset 0x2c) for NMI: a fresh stack even
+    // when the fault was caused by a broken RSP.
+    set_tss_u64(
+        tss,
+        0x24,
+        &raw const DF_STACK as u64 + IST_STACK_SIZE as u64,
+    );
+    set_tss_u64(
+        tss,
+        0x2c,
+        &raw const NMI_STACK as u64 + IST_STACK_SIZE as u64,
+    );
+    // I/O map base = limit + 1: no I/O permission bitmap.
+    // SAFETY: single-threaded setup.
+    unsafe { (*tss)[25] = 104 << 16 };
+
+    let base = tss as u64;
+    let limit = 103u64;
+    let low = (limit & 0xffff)
+        | ((base & 0xff_ffff) << 16)
+        | (0x89 << 40) // present, DPL0, available 64-bit TSS
+        | (((limit >> 16) & 0xf) << 48)
+        | (((base >> 24) & 0xff) << 56);
+    let gdt = &raw mut GDT;
+    // SAFETY: single-threaded setup; the GDT is not loaded yet.
+    unsafe {
+        (*gdt)[3] = low;
+        (*gdt)[4] = base >> 32;
+    }
+    let ptr = DescriptorPointer {
+        limit: (core::mem::size_of::<[u64; 5]>() - 1) as u16,
+        base: gdt as u64,
+    };
+    // SAFETY: the GDT is a static with valid descriptors for every selector we
+    // load; the far return reloads CS with the 64-bit code segment.
+    unsafe {
+        asm!(
+            "lgdt [{ptr}]",
+            "mov ds, {data:x}",
+            "mov es, {data:x}",
+            "mov ss, {data:x}",
+            "mov fs, {data:x}",
+            "mov gs, {data:x}",
+            "push {code}",
+            "lea {tmp}, [rip + 2f]",
+            "push {tmp}",
+            "retfq",
+            "2:",
+            "ltr {tss:x}",
+            ptr = in(reg) &ptr,
+            data = in(reg) SEL_DATA as u64,
+            code = in(reg) SEL_CODE as u64,
+            tss = in(reg) SEL_TSS as u64,
+            tmp = out(reg) _,
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// IDT and exception stubs.
+// ---------------------------------------------------------------------------
+
+static mut IDT: [u64; 512] = [0; 512];
+
+// 256 stubs. Each pushes a zero error code when the CPU does not push one (so
+// every frame has the same shape), pushes its vector, and jumps to the common path,
+// which saves the GPRs and calls `exception_handler` with a pointer to the frame.
+// The handler may edit the frame (RIP, R11) before the IRETQ. Each stub also
+// appends its own address to `keel_isr_table`, from which `load_idt` fills the IDT.
+global_asm!(
+    r#"
+    .pushsection .rodata.keel_isr_table, "a"
+    .balign 8
+    .global keel_isr_table
+keel_isr_table:
+    .popsection
+
+    .section .text.isr, "ax"
+    .set keel_vec, 0
+    .rept 256
+    .balign 16
+5:
+    .if (keel_vec == 8) || (keel_vec == 10) || (keel_vec == 11) || (keel_vec == 12) || (keel_vec == 13) || (keel_vec == 14) || (keel_vec == 17) || (keel_vec == 21) || (keel_vec == 29) || (keel_vec == 30)
+    .else
+    pushq $0
+    .endif
+    pushq $keel_vec
+    jmp keel_isr_common
+    .pushsection .rodata.keel_isr_table, "a"
+    .quad 5b
+    .popsection
+    .set keel_vec, keel_vec + 1
+    .endr
+
+keel_isr_common:
+    pushq %r15
+    pushq %r14
+    pushq %r13
+    pushq %r12
+    pushq %r11
+    pushq %r10
+    pushq %r9
+    pushq %r8
+    pushq %rbp
+    pushq %rdi
+    pushq %rsi
+    pushq %rdx
+    pushq %rcx
+    pushq %rbx
+    pushq %rax
+    movq %rsp, %rdi
+    cld
+    call {handler}
+    popq %rax
+    popq %rbx
+    popq %rcx
+    popq %rdx
+    popq %rsi
+    popq %rdi
+    popq %rbp
+    popq %r8
+    popq %r9
+    popq %r10
+    popq %r11
+    popq %r12
+    popq %r13
+    popq %r14
+    popq %r15
+    addq $16, %rsp
+    iretq
+    "#,
+    handler = sym exception_handler,
+    options(att_syntax)
+);
+
+extern "C" {
+    /// The 256 stub addresses, by vector.
+    static keel_isr_table: [u64; 256];
+}
+
+/// The stack frame the stubs build: GPRs (pushed by the common path), vector and
+/// error code (pushed by the stub), then the CPU's interrupt frame.
+#[repr(C)]
+struct Frame {
+    gpr: [u64; 15],
+    vector: u64,
+    error_code: u64,
+    rip: u64,
+    cs: u64,
+    rflags: u64,
+    rsp: u64,
+    ss: u64,
+}
+
+/// Index of R11 in [`Frame::gpr`]: the register a probe's fixup receives exinfo in.
+const GPR_R11: usize = 10;
+
+fn load_idt() {
+    // SAFETY: the stub assembly above defines exactly 256 entries.
+    let stubs: &[u64; 256] = unsafe { &keel_isr_table };
+    let idt = &raw mut IDT;
+    for v in 0..256u64 {
+        let off = stubs[v as usize];
+        let ist: u64 = match v {
+            8 => 1,
+            2 => 2,
+            _ => 0,
+        };
+        let low = (off & 0xffff)
+            | ((SEL_CODE as u64) << 16)
+            | (ist << 32)
+            | (0x8e << 40) // present, DPL0, 64-bit interrupt gate
+            | (((off >> 16) & 0xffff) << 48);
+        // SAFETY: single-threaded setup, index < 512.
+        unsafe {
+            (*idt)[2 * v as usize] = low;
+            (*idt)[2 * v as usize + 1] = off >> 32;
+        }
+    }
+    let ptr = DescriptorPointer {
+        limit: (core::mem::size_of::<[u64; 512]>() - 1) as u16,
+        base: idt as u64,
+    };
+    // SAFETY: the IDT is a static whose every gate points at a stub.
+    unsafe { asm!("lidt [{}]", in(reg) &ptr, options(nostack)) };
+}
+
+/// The exception table the linker collected.
+fn extable() -> &'static [ExEntry] {
+    let start = &raw const __ex_table_start;
+    let end = &raw const __ex_table_end;
+    let n = (end as usize - start as usize) / core::mem::size_of::<ExEntry>();
+    // SAFETY: the linker script brackets `.ex_table` with these symbols; it holds
+    // only 16-byte entries emitted by the probes below, 8-aligned.
+    unsafe { core::slice::from_raw_parts(start, n) }
+}
+
+/// CR2 of the last `#PF` a probe took.
+static LAST_CR2: AtomicU64 = AtomicU64::new(0);
+
+/// CR2 of the last expected `#PF`.
+pub fn last_fault_cr2() -> u64 {
+    LAST_CR2.load(Ordering::Relaxed)
+}
+
+extern "C" fn exception_handler(f: &mut Frame) {
+    let cr2 = read_cr2();
+    if f.vector < 32 {
+        if let Some(fixup) = crate::fault::lookup(extable(), f.rip) {
+            LAST_CR2.store(cr2, Ordering::Relaxed);
+            f.gpr[GPR_R11] = encode_exinfo(f.vector as u8, f.error_code as u32);
+            f.rip = fixup;
+            return;
+        }
+    }
+    let st = ExceptionState {
+        gpr: f.gpr,
+        vector: f.vector,
+        error_code: f.error_code,
+        rip: f.rip,
+        cs: f.cs,
+        rflags: f.rflags,
+        rsp: f.rsp,
+        ss: f.ss,
+        cr2,
+        cr3: read_cr(Cr::Cr3),
+    };
+    crate::fault::unexpected(&st)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    match info.location() {
+        Some(l) => crate::report::crash(format_args!(
+            "panic at {}:{}: {}",
+            l.file(),
+            l.line(),
+            info.message()
+        )),
+        None => crate::report::crash(format_args!("panic: {}", info.message())),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Plain instructions.
+// ---------------------------------------------------------------------------
+
+/// `RDTSC`.
+pub fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDTSC has no side effects (CR4.TSD is clear at CPL0 anyway).
+    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    ((hi as u64) << 32) | lo as u64
+}
+
+/// `LFENCE; RDTSC`.
+pub fn rdtsc_ordered() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: as `rdtsc`.
+    unsafe { asm!("lfence", "rdtsc", out("eax") lo, out("edx") hi, options(nostack)) };
+    ((hi as u64) << 32) | lo as u64
+}
+
+/// `CPUID`.
+pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+    let (eax, ebx, ecx, edx): (u32, u64, u32, u32);
+    // SAFETY: CPUID has no side effects; RBX is reserved by LLVM, so it is saved in
+    // a scratch register around the instruction.
+    unsafe {
+        asm!(
+            "mov {tmp}, rbx",
+            "cpuid",
+            "xchg {tmp}, rbx",
+            tmp = out(reg) ebx,
+            inout("eax") leaf => eax,
+            inout("ecx") subleaf => ecx,
+            out("edx") edx,
+            options(nostack, nomem),
+        )
+    };
+    CpuidResult {
+        eax,
+        ebx: ebx as u32,
+        ecx,
+        edx,
+    }
+}
+
+fn read_cr2() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR2 at CPL0 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Read CR0, CR3 or CR4.
+pub fn read_cr(cr: Cr) -> u64 {
+    let v: u64;
+    // SAFETY: reading control registers at CPL0 has no side effects.
+    unsafe {
+        match cr {
+            Cr::Cr0 => asm!("mov {}, cr0", out(reg) v, options(nomem, nostack)),
+            Cr::Cr3 => asm!("mov {}, cr3", out(reg) v, options(nomem, nostack)),
+            Cr::Cr4 => asm!("mov {}, cr4", out(reg) v, options(nomem, nostack)),
+        }
+    }
+    v
+}
+
+/// Spin forever (the runner's timeout ends the run).
+pub fn halt_forever() -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fault probes. Each emits its faulting instruction at a local label `2:` (and
+// `4:` for a second one), the resume point at `3:`, and the matching `.ex_table`
+// entries. R11 is zeroed first; on a fault the handler stores exinfo there. The
+// labels avoid 0 and 1, which Intel syntax would read as binary numbers.
+// ---------------------------------------------------------------------------
+
+macro_rules! extable {
+    ($($fault:literal => $fixup:literal),+) => {
+        concat!(
+            ".pushsection .ex_table, \"a\"\n",
+            ".balign 8\n",
+            $(".quad ", $fault, ", ", $fixup, "\n",)+
+            ".popsection\n"
+        )
+    };
+}
+
+/// Read 8 bytes at `addr`: (value, exinfo).
+pub fn probe_read_u64(addr: u64) -> (u64, u64) {
+    let (v, info): (u64, u64);
+    // SAFETY: a read has no side effect on memory; if `addr` is not readable the
+    // fault is caught by the exception table and reported in R11.
+    unsafe {
+        asm!(
+            "xor r11d, r11d",
+            "xor {v:e}, {v:e}",
+            "2: mov {v}, qword ptr [{a}]",
+            "3:",
+            extable!("2b" => "3b"),
+            a = in(reg) addr,
+            v = out(reg) v,
+            out("r11") info,
+            options(nostack, readonly),
+        )
+    };
+    (v, info)
+}
+
+/// Read the 8 bytes at `addr` and write them back: exinfo of the first fault.
+pub fn probe_rewrite_u64(addr: u64) -> u64 {
+    let info: u64;
+    // SAFETY: the value written is the value just read, so memory is unchanged even
+    // when the write succeeds (single CPU, interrupts off: nothing runs between).
+    unsafe {
+        asm!(
+            "xor r11d, r11d",
+            "2: mov {t}, qword ptr [{a}]",
+            "4: mov qword ptr [{a}], {t}",
+            "3:",
+            extable!("2b" => "3b", "4b" => "3b"),
+            a = in(reg) addr,
+            t = out(reg) _,
+            out("r11") info,
+            options(nostack),
+        )
+    };
+    info
+}
+
+/// `RDMSR`: (value, exinfo).
+pub fn probe_rdmsr(msr: u32) -> (u64, u64) {
+    let (lo, hi, info): (u32, u32, u64);
+    // SAFETY: RDMSR only reads; a refused MSR faults into the exception table.
+    unsafe {
+        asm!(
+            "xor r11d, r11d",
+            "xor eax, eax",
+            "xor edx, edx",
+            "2: rdmsr",
+            "3:",
+            extable!("2b" => "3b"),
+            in("ecx") msr,
+            out("eax") lo,
+            out("edx") hi,
+            out("r11") info,
+            options(nostack, nomem),
+        )
+    };
+    ((((hi as u64) << 32) | lo as u64), info)
+}
+
+/// `WRMSR`: exinfo.
+pub fn probe_wrmsr(msr: u32, value: u64) -> u64 {
+    let info: u64;
+    // SAFETY: the caller chose the MSR (see `fault::wrmsr`); a refused write faults
+    // into the exception table.
+    unsafe {
+        asm!(
+            "xor r11d, r11d",
+            "2: wrmsr",
+            "3:",
+            extable!("2b" => "3b"),
+            in("ecx") msr,
+            in("eax") value as u32,
+            in("edx") (value >> 32) as u32,
+            out("r11") info,
+            options(nostack),
+        )
+    };
+    info
+}
+
+/// `MOV CRn, value`: exinfo.
+pub fn probe_write_cr(cr: Cr, value: u64) -> u64 {
+    let info: u64;
+    // SAFETY: the caller chose the value (see `fault::write_cr`); a refused write
+    // faults into the exception table.
+    unsafe {
+        match cr {
+            Cr::Cr0 => asm!(
+                "xor r11d, r11d", "2: mov cr0, {v}", "3:", extable!("2b" => "3b"),
+                v = in(reg) value, out("r11") info, options(nostack)),
+            Cr::Cr3 => asm!(
+                "xor r11d, r11d", "2: mov cr3, {v}", "3:", extable!("2b" => "3b"),
+                v = in(reg) value, out("r11") info, options(nostack)),
+            Cr::Cr4 => asm!(
+                "xor r11d, r11d", "2: mov cr4, {v}", "3:", extable!("2b" => "3b"),
+                v = in(reg) value, out("r11") info, options(nostack)),
+        }
+    }
+    info
+}
+
+/// A VMX instruction: exinfo.
+pub fn probe_vmx(insn: VmxInsn) -> u64 {
+    // Memory operands: a zeroed 16-byte buffer on the stack (a VMCS pointer of 0, an
+    // INVEPT/INVVPID descriptor of zeroes). Nothing valid, so nothing can happen
+    // even on a CPU that executed them.
+    let mut m = [0u64; 2];
+    let p = m.as_mut_ptr();
+    let info: u64;
+    macro_rules! probe {
+        ($insn:literal $(, $($args:tt)*)?) => {
+            asm!(
+                "xor r11d, r11d", concat!("2: ", $insn), "3:", extable!("2b" => "3b"),
+                $($($args)*,)? out("r11") info, options(nostack)
+            )
+        };
+    }
+    // SAFETY: in VMX non-root mode each of these exits to the hypervisor; the
+    // operands point at our own zeroed buffer; a fault goes to the exception table.
+    unsafe {
+        match insn {
+            VmxInsn::Vmxon => probe!("vmxon qword ptr [{p}]", p = in(reg) p),
+            VmxInsn::Vmxoff => probe!("vmxoff"),
+            VmxInsn::Vmclear => probe!("vmclear qword ptr [{p}]", p = in(reg) p),
+            VmxInsn::Vmptrld => probe!("vmptrld qword ptr [{p}]", p = in(reg) p),
+            VmxInsn::Vmptrst => probe!("vmptrst qword ptr [{p}]", p = in(reg) p),
+            VmxInsn::Vmread => {
+                probe!("vmread {d}, {f}", d = out(reg) _, f = in(reg) 0u64)
+            }
+            VmxInsn::Vmwrite => {
+                probe!("vmwrite {f}, {v}", f = in(reg) 0u64, v = in(reg) 0u64)
+            }
+            VmxInsn::Vmlaunch => probe!("vmlaunch"),
+            VmxInsn::Vmresume => probe!("vmresume"),
+            VmxInsn::Invept => {
+                probe!("invept {t}, xmmword ptr [{p}]", t = in(reg) 1u64, p = in(reg) p)
+            }
+            VmxInsn::Invvpid => {
+                probe!("invvpid {t}, xmmword ptr [{p}]", t = in(reg) 1u64, p = in(reg) p)
+            }
+            VmxInsn::Vmfunc => probe!("vmfunc", in("eax") 0u32, in("ecx") 0u32),
+        }
+    }
+    let _ = m;
+    info
+}
+
+/// Another privileged or sensitive instruction: exinfo.
+pub fn probe_insn(insn: Insn) -> u64 {
+    let info: u64;
+    // SAFETY: each instruction either faults into the exception table or has no
+    // effect on memory the program uses (INVD on a guest with no dirty lines it
+    // needs: the hypervisor must not let it through anyway).
+    unsafe {
+        match insn {
+            Insn::Invd => asm!("xor r11d, r11d", "2: invd", "3:", extable!("2b" => "3b"),
+                out("r11") info, options(nostack)),
+            Insn::Wbinvd => asm!("xor r11d, r11d", "2: wbinvd", "3:", extable!("2b" => "3b"),
+                out("r11") info, options(nostack)),
+            Insn::Ud2 => asm!("xor r11d, r11d", "2: ud2", "3:", extable!("2b" => "3b"),
+                out("r11") info, options(nostack)),
+            // A trap: the saved RIP is the instruction after INT3, i.e. label 3.
+            Insn::Int3 => asm!("xor r11d, r11d", "int3", "3:", extable!("3b" => "3b"),
+                out("r11") info, options(nostack)),
+            Insn::XsetbvInvalid => {
+                asm!("xor r11d, r11d", "2: xsetbv", "3:", extable!("2b" => "3b"),
+                in("ecx") 0u32, in("eax") 0u32, in("edx") 0u32, out("r11") info, options(nostack))
+            }
+            Insn::Rdpmc => asm!("xor r11d, r11d", "2: rdpmc", "3:", extable!("2b" => "3b"),
+                in("ecx") 0u32, out("eax") _, out("edx") _, out("r11") info, options(nostack)),
+            // GETSEC[CAPABILITIES] takes EBX = 0; RBX belongs to LLVM, so it is
+            // saved around the probe (the fixup resumes before the restore).
+            Insn::Getsec => asm!("push rbx", "xor ebx, ebx", "xor r11d, r11d", "2: getsec", "3:",
+                "pop rbx", extable!("2b" => "3b"),
+                inout("eax") 0u32 => _, out("r11") info),
+        }
+    }
+    info
+}

@@ -1,0 +1,285 @@
+//! The direct map: machine memory mapped 1:1 (`HostVirt == MachineAddr`).
+//!
+//! The boot code maps the first 4 GiB with 2 MiB pages. [`extend_direct_map`]
+//! continues the same identity mapping up to the top of RAM once the frame
+//! allocator exists (its page tables come from it). Everything the hypervisor
+//! touches in machine memory goes through [`DirectMap`] (the `PhysMem`
+//! implementation policy code is written against) or, before the allocator exists,
+//! [`BootWindow`] (the boot information parser's view of memory).
+//!
+//! After boot, [`harden`] remaps the first 4 MiB with 4 KiB pages: page 0 becomes
+//! unmapped (a null pointer faults), the image's code read-execute, its read-only
+//! data read-only and no-execute, its data no-execute, and the page below the boot
+//! stack unmapped (a stack overflow faults). The rest of the direct map stays
+//! writable (and executable when the CPU has no NX), MMIO included; its caching
+//! comes from the MTRRs, which firmware sets to UC for MMIO.
+
+use crate::addr::{MachineAddr, Mfn, PAGE_SIZE};
+use crate::boot_info::{BootMemory, MachineRange, MemRegion};
+use crate::frames::{self, FrameAllocator, FramesError};
+use crate::mem::{FrameSource, PhysMem};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use x86_64::structures::paging::{PageTable, PageTableFlags};
+use x86_64::PhysAddr;
+
+/// What the boot page tables map.
+pub const BOOT_MAP_TOP: u64 = 4 << 30;
+const LARGE_PAGE: u64 = 2 << 20;
+
+/// The end of the direct map (exclusive). Grows once, in `extend_direct_map`.
+static DIRECT_MAP_TOP: AtomicU64 = AtomicU64::new(BOOT_MAP_TOP);
+
+/// The current end of the direct map.
+pub fn direct_map_top() -> MachineAddr {
+    MachineAddr(DIRECT_MAP_TOP.load(Ordering::Relaxed))
+}
+
+/// A pointer to machine address `ma` through the direct map, after checking that
+/// `[ma, ma + len)` is mapped and that `ma` is not 0 (a null pointer in Rust's
+/// eyes; frame 0 is never allocated, so a 0 here is a hypervisor bug).
+fn direct_ptr(ma: u64, len: usize) -> *mut u8 {
+    let end = ma.checked_add(len as u64);
+    assert!(
+        ma != 0 && end.is_some_and(|e| e <= DIRECT_MAP_TOP.load(Ordering::Relaxed)),
+        "direct map: machine range {ma:#x}+{len:#x} is not mapped"
+    );
+    ma as *mut u8
+}
+
+/// `PhysMem` over the direct map.
+///
+/// Callers (policy code) only name frames the hypervisor owns or has checked a
+/// domain owns; this type checks what it can check locally — the range is mapped
+/// and stays within one frame, as the `PhysMem` contract says — and panics
+/// (status 3) otherwise, because either would be a hypervisor bug.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DirectMap;
+
+fn check_one_frame(at: MachineAddr, len: usize) {
+    assert!(
+        at.page_offset() + len as u64 <= PAGE_SIZE,
+        "PhysMem access at {:#x}+{len:#x} crosses a frame",
+        at.0
+    );
+}
+
+impl PhysMem for DirectMap {
+    fn read(&self, at: MachineAddr, out: &mut [u8]) {
+        check_one_frame(at, out.len());
+        let src = direct_ptr(at.0, out.len());
+        // SAFETY: the range is mapped (checked) and is machine memory the caller
+        // may read; `out` is a distinct Rust buffer. Other CPUs/devices writing the
+        // same memory concurrently is not possible in 0.1 (one CPU, no DMA).
+        unsafe { core::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
+    }
+
+    fn write(&mut self, at: MachineAddr, data: &[u8]) {
+        check_one_frame(at, data.len());
+        let dst = direct_ptr(at.0, data.len());
+        // SAFETY: as for `read`; the caller owns the frame (it came from the frame
+        // allocator), so no Rust object of the hypervisor lives there.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+    }
+}
+
+/// The boot information parser's view of memory: the first 4 GiB, where multiboot
+/// loaders put everything they hand over.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BootWindow;
+
+impl BootMemory for BootWindow {
+    fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let end = addr.checked_add(len as u64)?;
+        if addr == 0 || end > BOOT_MAP_TOP {
+            return None;
+        }
+        // SAFETY: the range is identity-mapped by the boot page tables, and the
+        // loader's structures are not written while we parse them (nothing else
+        // runs). The slice is only read.
+        Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
+    }
+}
+
+/// The bytes of a boot module (a guest image), read-only, for the rest of the run.
+///
+/// Module ranges are reserved from the frame allocator, so nothing ever writes
+/// them: a `'static` shared slice is sound. `None` if the range is empty or outside
+/// the direct map.
+pub fn module_bytes(m: &crate::boot_info::Module) -> Option<&'static [u8]> {
+    let (start, len) = (m.range.start.0, m.range.len());
+    let end = start.checked_add(len)?;
+    if start == 0 || len == 0 || end > DIRECT_MAP_TOP.load(Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: mapped (checked), reserved from the frame allocator (never written),
+    // loaded by the boot loader before we started.
+    Some(unsafe { core::slice::from_raw_parts(start as *const u8, len as usize) })
+}
+
+static BITMAP_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Build the frame allocator for this memory map: find RAM below 4 GiB for its
+/// bitmap (clear of `reserved`), reserve that too, and construct it. Returns the
+/// allocator and where its bitmap lives. Only the first call can succeed (the
+/// `'static` bitmap must never be aliased); later calls return `AlreadyBuilt`.
+pub fn build_frame_allocator(
+    regions: &[MemRegion],
+    reserved: &[MachineRange],
+) -> Result<(FrameAllocator<'static>, MachineRange), FramesError> {
+    if BITMAP_TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(FramesError::AlreadyBuilt);
+    }
+    let words = frames::bitmap_words(regions);
+    let bytes = (words * 8) as u64;
+    let home = frames::find_bitmap_home(regions, reserved, bytes, BOOT_MAP_TOP)
+        .ok_or(FramesError::NoUsableMemory)?;
+    // SAFETY: `home` is usable RAM below 4 GiB (identity-mapped), clear of the
+    // image, boot data, modules and firmware regions; it is handed out once
+    // (BITMAP_TAKEN) and reserved in the allocator below, so nothing else will
+    // ever alias it. u64 alignment: `home` is page-aligned.
+    let storage: &'static mut [u64] = unsafe {
+        core::slice::from_raw_parts_mut(direct_ptr(home.start.0, bytes as usize).cast(), words)
+    };
+    let mut all_reserved = [MachineRange::default(); frames::MAX_RESERVED / 2];
+    let n = reserved.len().min(all_reserved.len() - 1);
+    all_reserved[..n].copy_from_slice(&reserved[..n]);
+    all_reserved[n] = home;
+    let fa = FrameAllocator::new(storage, regions, &all_reserved[..=n])?;
+    Ok((fa, home))
+}
+
+/// Why the direct map could not be extended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// No frame for a page table.
+    OutOfFrames,
+    /// A page-table frame came from memory not yet mapped (the allocator hands out
+    /// low frames first, so this means there is no free RAM below 4 GiB).
+    FrameNotMapped(Mfn),
+}
+
+fn new_table(frames: &mut impl FrameSource) -> Result<Mfn, MapError> {
+    let f = frames.alloc_frame().ok_or(MapError::OutOfFrames)?;
+    if f.addr().0 + PAGE_SIZE > DIRECT_MAP_TOP.load(Ordering::Relaxed) {
+        frames.free_frame(f);
+        return Err(MapError::FrameNotMapped(f));
+    }
+    DirectMap.zero_frame(f);
+    Ok(f)
+}
+
+/// The page table in frame `f`, through the direct map.
+///
+/// # Safety
+/// `f` must be a page-table frame of the live hierarchy (or a fresh one), mapped,
+/// and not otherwise referenced for the lifetime of the returned reference.
+unsafe fn table(f: Mfn) -> &'static mut PageTable {
+    // SAFETY: delegated to the caller.
+    unsafe { &mut *direct_ptr(f.addr().0, PAGE_SIZE as usize).cast::<PageTable>() }
+}
+
+/// Extend the identity map from 4 GiB to `top` (rounded up to 2 MiB), taking page
+/// tables from `frames`. Returns how many bytes were added.
+pub fn extend_direct_map(top: MachineAddr, frames: &mut impl FrameSource) -> Result<u64, MapError> {
+    let start = DIRECT_MAP_TOP.load(Ordering::Relaxed);
+    let end = top.0.div_ceil(LARGE_PAGE) * LARGE_PAGE;
+    if end <= start {
+        return Ok(0);
+    }
+    let table_flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+    let pml4_frame = Mfn(super::cpu::read_cr3() >> 12 & ((1 << 40) - 1));
+    let mut addr = start;
+    while addr < end {
+        let i4 = (addr >> 39 & 0x1ff) as usize;
+        let i3 = (addr >> 30 & 0x1ff) as usize;
+        let i2 = (addr >> 21 & 0x1ff) as usize;
+        // SAFETY: the PML4 is the live one (CR3); one CPU, and nothing else holds a
+        // reference to page tables while the direct map is being extended.
+        let pml4 = unsafe { table(pml4_frame) };
+        if pml4[i4].is_unused() {
+            let t = new_table(frames)?;
+            pml4[i4].set_addr(PhysAddr::new(t.addr().0), table_flags);
+        }
+        let pdpt_frame = Mfn(pml4[i4].addr().as_u64() >> 12);
+        // SAFETY: as above; the PDPT is part of the live hierarchy.
+        let pdpt = unsafe { table(pdpt_frame) };
+        if pdpt[i3].is_unused() {
+            let t = new_table(frames)?;
+            pdpt[i3].set_addr(PhysAddr::new(t.addr().0), table_flags);
+        }
+        let pd_frame = Mfn(pdpt[i3].addr().as_u64() >> 12);
+        // SAFETY: as above.
+        let pd = unsafe { table(pd_frame) };
+        // Identity: the 2 MiB page at `addr` maps machine address `addr`. Entries
+        // go from not-present to present, which needs no TLB flush.
+        pd[i2].set_addr(PhysAddr::new(addr), table_flags | PageTableFlags::HUGE_PAGE);
+        addr += LARGE_PAGE;
+    }
+    DIRECT_MAP_TOP.store(end, Ordering::Relaxed);
+    // Touch the last word of RAM through the new mapping: a mistake in the tables
+    // above faults here, at boot, with a register dump, not later in a domain.
+    core::hint::black_box(DirectMap.read_u64(MachineAddr((top.0 - 8) & !7)));
+    Ok(end - start)
+}
+
+const EFER_NXE: u64 = 1 << 11;
+
+/// Remap `[0, 4 MiB)` with 4 KiB pages and protections (see the module comment).
+/// Call after everything that reads page 0 (the BIOS RSDP scan reads the EBDA
+/// pointer at 0x40E). The image must lie within `[2 MiB, 4 MiB)` (link.ld puts it
+/// at 2 MiB; checked here).
+pub fn harden(frames: &mut impl FrameSource) -> Result<(), MapError> {
+    let img = super::boot::image_layout();
+    assert!(
+        img.start == LARGE_PAGE && img.end <= 2 * LARGE_PAGE,
+        "the image must lie within [2 MiB, 4 MiB) for harden()"
+    );
+    let nx = if super::cpu::rdmsr(super::cpu::IA32_EFER) & EFER_NXE != 0 {
+        PageTableFlags::NO_EXECUTE
+    } else {
+        PageTableFlags::empty()
+    };
+    let p = PageTableFlags::PRESENT;
+    let w = PageTableFlags::WRITABLE;
+
+    let low = new_table(frames)?;
+    let image = new_table(frames)?;
+    // SAFETY: both frames are fresh (zeroed, not yet in the hierarchy) and mapped.
+    let (low_t, image_t) = unsafe { (table(low), table(image)) };
+    for i in 1..512u64 {
+        low_t[i as usize].set_addr(PhysAddr::new(i * PAGE_SIZE), p | w | nx);
+    }
+    for i in 0..512u64 {
+        let a = LARGE_PAGE + i * PAGE_SIZE;
+        let flags = if a == img.stack_guard {
+            continue;
+        } else if a >= img.start && a < img.text_end {
+            p
+        } else if a >= img.text_end && a < img.rodata_end {
+            p | nx
+        } else {
+            p | w | nx
+        };
+        image_t[i as usize].set_addr(PhysAddr::new(a), flags);
+    }
+
+    let pml4_frame = Mfn(super::cpu::read_cr3() >> 12 & ((1 << 40) - 1));
+    // SAFETY: the live hierarchy; one CPU; no other reference to the tables.
+    let pml4 = unsafe { table(pml4_frame) };
+    let pdpt_frame = Mfn(pml4[0].addr().as_u64() >> 12);
+    // SAFETY: as above.
+    let pdpt = unsafe { table(pdpt_frame) };
+    let pd_frame = Mfn(pdpt[0].addr().as_u64() >> 12);
+    // SAFETY: as above.
+    let pd = unsafe { table(pd_frame) };
+    // Each new table maps exactly what the 2 MiB page it replaces mapped (minus the
+    // pages made absent), so the code doing the switch stays mapped throughout.
+    pd[0].set_addr(PhysAddr::new(low.addr().0), p | w);
+    pd[1].set_addr(PhysAddr::new(image.addr().0), p | w);
+    // Reload CR3: drops every TLB entry (no global pages are used).
+    // SAFETY: same PML4; only the permissions and page sizes above changed.
+    unsafe {
+        core::arch::asm!("mov cr3, {}", in(reg) super::cpu::read_cr3(), options(nostack, preserves_flags))
+    };
+    Ok(())
+}

@@ -1,0 +1,27 @@
+//! Everything that touches the hardware directly: boot code, CPU tables, the serial
+//! console, the direct map, ACPI and power-off. `unsafe` and assembly in the
+//! hypervisor live here and in `vmx::hw` only.
+//!
+//! The hardware modules exist only in the bare-metal build (`target_os = "none"`);
+//! `aml` is a pure byte scanner that is tested on the host.
+
+pub mod aml;
+
+#[cfg(target_os = "none")]
+pub mod acpi;
+#[cfg(target_os = "none")]
+pub mod boot;
+#[cfg(target_os = "none")]
+pub mod cpu;
+#[cfg(target_os = "none")]
+pub mod gdt;
+#[cfg(target_os = "none")]
+pub mod idt;
+#[cfg(target_os = "none")]
+pub mod mem;
+#[cfg(target_os = "none")]
+pub mod port;
+#[cfg(target_os = "none")]
+pub mod power;
+#[cfg(target_os = "none")]
+pub mod serial;

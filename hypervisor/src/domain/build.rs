@@ -1,0 +1,497 @@
+//! # The domain builder
+//!
+//! Turns a validated [`GuestImage`] into a runnable [`Domain`], laying out its
+//! memory exactly as `abi/src/start_info.rs` documents (the layout of Xen's PV
+//! domain builder, `xen/arch/x86/pv/dom0_build.c`, simplified):
+//!
+//! ```text
+//!  PFN 0                                                         nr_pages
+//!  | image ... | mfn_list | start_info | L4 L3.. L2.. L1.. | stack | free ... |
+//!  ^ virt_base                          ^ pt_base (read-only) ^ stack_top
+//! ```
+//!
+//! Every PFN `p` is mapped at `virt_base + p * 4096`, with 4 KiB pages only:
+//!
+//! | region        | RW | NX (if enabled)          | frame kind        |
+//! |---------------|----|--------------------------|-------------------|
+//! | image pages   | if a segment on it is `PF_W` | unless a segment on it is `PF_X` | `Writable` |
+//! | mfn_list      | yes | yes                     | `Writable`        |
+//! | start_info    | yes | yes                     | `Writable`        |
+//! | page tables   | **no** | yes                  | `PageTable(level)`|
+//! | stack, free   | yes | yes                     | `Writable`        |
+//!
+//! Pages of the image not covered by any segment (gaps between segments) are
+//! ordinary writable, non-executable memory. A page shared by two segments gets the
+//! union of their permissions.
+//!
+//! **NX assumption.** The NX bit is a *reserved* bit unless the guest runs with
+//! EFER.NXE=1, and a reserved bit in a page-table entry faults on every access. So
+//! the builder sets NX only when [`DomainConfig::nx`] says the guest's EFER.NXE will
+//! be set: the caller must set it to exactly what the VMX code puts in the guest's
+//! EFER (the vmx worker enables NXE when the CPU has it).
+//!
+//! The builder never writes outside the domain's own frames (and its hypervisor
+//! frame table), and the tables it builds reference only the domain's frames: the
+//! invariants issue 5's validation will enforce from then on.
+
+use super::frame_table::{FrameKind, FrameTable, FrameTableError, MAX_DOMAIN_PAGES};
+use super::pagetable::{entry_addr, pte, Level, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_RW};
+use super::{BootState, Domain, DomainId, CONSOLE_LINE_MAX, COUNTED_HYPERCALLS};
+use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn, PAGE_SIZE};
+use crate::elf::GuestImage;
+use crate::mem::{FrameSource, PhysMem};
+use keel_abi::platform::ExitStatus;
+use keel_abi::start_info::{StartInfo, MAX_GUEST_CMDLINE};
+use keel_abi::version::AbiVersion;
+
+/// The default guest memory: 8 MiB.
+pub const DEFAULT_NR_PAGES: u64 = 2048;
+/// Pages of boot stack.
+pub const BOOT_STACK_PAGES: u64 = 4;
+
+/// What to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainConfig<'a> {
+    /// The domain's identifier.
+    pub id: DomainId,
+    /// How many frames the domain gets (`start_info.nr_pages`).
+    pub nr_pages: u64,
+    /// The guest's command line (at most `MAX_GUEST_CMDLINE - 1` bytes, no NUL).
+    pub cmd_line: &'a [u8],
+    /// Whether the guest will run with EFER.NXE=1, so that the builder may set NX
+    /// on non-executable pages. See the module documentation.
+    pub nx: bool,
+}
+
+impl<'a> DomainConfig<'a> {
+    /// Defaults: 8 MiB, empty command line, no NX.
+    pub const fn new(id: DomainId) -> Self {
+        DomainConfig {
+            id,
+            nr_pages: DEFAULT_NR_PAGES,
+            cmd_line: b"",
+            nx: false,
+        }
+    }
+}
+
+/// Why a domain could not be built. Displayed as one line for the console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildError {
+    /// The image was built against an ABI this hypervisor does not implement.
+    AbiUnsupported {
+        /// The image's `NT_KEEL_ABI_VERSION`.
+        guest: AbiVersion,
+        /// [`AbiVersion::CURRENT`].
+        hypervisor: AbiVersion,
+    },
+    /// `nr_pages` is zero or above the maximum.
+    BadNrPages {
+        /// The requested number.
+        nr_pages: u64,
+    },
+    /// The command line does not fit `start_info.cmd_line`, or contains a NUL.
+    BadCmdLine {
+        /// Its length.
+        len: usize,
+    },
+    /// The bytes passed are not the image the [`GuestImage`] was parsed from
+    /// (a segment's file range lies outside them).
+    ImageMismatch,
+    /// The image, frame list, start_info, page tables and stack need more pages
+    /// than the domain has.
+    TooSmall {
+        /// Pages needed.
+        needed: u64,
+        /// Pages the domain has.
+        nr_pages: u64,
+    },
+    /// `virt_base + nr_pages * 4096` leaves the canonical half the image is in.
+    AddressSpace,
+    /// Not enough free machine frames.
+    OutOfMemory {
+        /// Pages requested.
+        nr_pages: u64,
+    },
+    /// The frame source returned a frame twice or beyond the architectural maximum.
+    BadFrame(Mfn),
+}
+
+impl BuildError {
+    /// The power-off status for this failure.
+    pub const fn exit_status(&self) -> ExitStatus {
+        match self {
+            BuildError::OutOfMemory { .. } => ExitStatus::OutOfMemory,
+            _ => ExitStatus::BadGuestImage,
+        }
+    }
+}
+
+impl core::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BuildError::AbiUnsupported { guest, hypervisor } => write!(
+                f,
+                "guest needs ABI {guest}, this hypervisor implements {hypervisor}"
+            ),
+            BuildError::BadNrPages { nr_pages } => write!(
+                f,
+                "bad guest memory size: {nr_pages} pages (1..={MAX_DOMAIN_PAGES})"
+            ),
+            BuildError::BadCmdLine { len } => write!(
+                f,
+                "guest command line of {len} bytes does not fit ({} max, no NUL)",
+                MAX_GUEST_CMDLINE - 1
+            ),
+            BuildError::ImageMismatch => write!(f, "image bytes do not match the parsed image"),
+            BuildError::TooSmall { needed, nr_pages } => write!(
+                f,
+                "guest needs at least {needed} pages ({} KiB) for its image and boot data, \
+                 the domain has {nr_pages}",
+                needed * 4
+            ),
+            BuildError::AddressSpace => write!(
+                f,
+                "guest memory mapped at the image base would leave the canonical address range"
+            ),
+            BuildError::OutOfMemory { nr_pages } => write!(
+                f,
+                "out of memory allocating {nr_pages} guest pages ({} KiB)",
+                nr_pages * 4
+            ),
+            BuildError::BadFrame(m) => {
+                write!(f, "frame allocator returned a bad frame {:#x}", m.0)
+            }
+        }
+    }
+}
+
+/// Where everything goes: the bootstrap layout, computed before any frame is
+/// allocated (so a guest that does not fit costs nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Where PFN 0 is mapped: the lowest loadable address, rounded down to a page.
+    pub virt_base: GuestVirt,
+    /// Total frames.
+    pub nr_pages: u64,
+    /// Image pages: PFN 0 .. image_pages.
+    pub image_pages: u64,
+    /// First PFN of the frame list.
+    pub mfn_list: Pfn,
+    /// Pages of the frame list (8 bytes per PFN).
+    pub mfn_list_pages: u64,
+    /// The start_info page.
+    pub start_info: Pfn,
+    /// The first page-table frame (the L4); then L3s, L2s, L1s.
+    pub page_tables: Pfn,
+    /// Number of L3 tables.
+    pub nr_l3: u64,
+    /// Number of L2 tables.
+    pub nr_l2: u64,
+    /// Number of L1 tables.
+    pub nr_l1: u64,
+    /// First stack page.
+    pub stack: Pfn,
+    /// First free page (nothing of the builder's after this).
+    pub first_free: Pfn,
+}
+
+impl Layout {
+    /// Compute the layout for `img` in `nr_pages` frames.
+    pub fn compute(img: &GuestImage, nr_pages: u64) -> Result<Layout, BuildError> {
+        if nr_pages == 0 || nr_pages > MAX_DOMAIN_PAGES {
+            return Err(BuildError::BadNrPages { nr_pages });
+        }
+        let virt_base = img.virt_base();
+        // The whole domain is mapped contiguously from virt_base: that range must
+        // be canonical and stay in one half (nr_pages <= 2^24, so no overflow in
+        // the multiplication).
+        let span = nr_pages * PAGE_SIZE;
+        let last = virt_base
+            .0
+            .checked_add(span - 1)
+            .ok_or(BuildError::AddressSpace)?;
+        if !GuestVirt(last).is_canonical() || (last >> 63) != (virt_base.0 >> 63) {
+            return Err(BuildError::AddressSpace);
+        }
+        // Tables needed to map [virt_base, last]: one per distinct index at each level.
+        let count = |shift: u32| (last >> shift) - (virt_base.0 >> shift) + 1;
+        let (nr_l3, nr_l2, nr_l1) = (count(39), count(30), count(21));
+
+        let image_pages = img.nr_image_pages();
+        let mfn_list_pages = (nr_pages * 8).div_ceil(PAGE_SIZE);
+        let mfn_list = Pfn(image_pages);
+        let start_info = Pfn(mfn_list.0 + mfn_list_pages);
+        let page_tables = Pfn(start_info.0 + 1);
+        let stack = Pfn(page_tables.0 + 1 + nr_l3 + nr_l2 + nr_l1);
+        let first_free = Pfn(stack.0 + BOOT_STACK_PAGES);
+        if first_free.0 > nr_pages {
+            return Err(BuildError::TooSmall {
+                needed: first_free.0,
+                nr_pages,
+            });
+        }
+        Ok(Layout {
+            virt_base,
+            nr_pages,
+            image_pages,
+            mfn_list,
+            mfn_list_pages,
+            start_info,
+            page_tables,
+            nr_l3,
+            nr_l2,
+            nr_l1,
+            stack,
+            first_free,
+        })
+    }
+
+    /// Where PFN `pfn` is mapped.
+    pub const fn va(&self, pfn: Pfn) -> GuestVirt {
+        GuestVirt(self.virt_base.0 + pfn.0 * PAGE_SIZE)
+    }
+    /// Number of bootstrap page-table frames (`start_info.nr_pt_frames`).
+    pub const fn nr_pt_frames(&self) -> u64 {
+        1 + self.nr_l3 + self.nr_l2 + self.nr_l1
+    }
+    /// The level of the bootstrap table at `pfn`, if it is one.
+    pub const fn table_level(&self, pfn: Pfn) -> Option<Level> {
+        let Some(i) = pfn.0.checked_sub(self.page_tables.0) else {
+            return None;
+        };
+        if i == 0 {
+            Some(Level::L4)
+        } else if i < 1 + self.nr_l3 {
+            Some(Level::L3)
+        } else if i < 1 + self.nr_l3 + self.nr_l2 {
+            Some(Level::L2)
+        } else if i < self.nr_pt_frames() {
+            Some(Level::L1)
+        } else {
+            None
+        }
+    }
+    /// The PFN of the bootstrap table at `level` that translates `va` (for L4,
+    /// the root).
+    fn table_for(&self, level: Level, va: GuestVirt) -> Pfn {
+        // Tables of one level are in address order: the j-th covers the j-th
+        // distinct value of va >> span_shift from virt_base on.
+        let j = |shift: u32| (va.0 >> shift) - (self.virt_base.0 >> shift);
+        let base = self.page_tables.0;
+        match level {
+            Level::L4 => Pfn(base),
+            Level::L3 => Pfn(base + 1 + j(Level::L3.table_span_shift())),
+            Level::L2 => Pfn(base + 1 + self.nr_l3 + j(Level::L2.table_span_shift())),
+            Level::L1 => Pfn(base + 1 + self.nr_l3 + self.nr_l2 + j(Level::L1.table_span_shift())),
+        }
+    }
+}
+
+/// Build a domain from `img` (parsed from `bytes`). On failure every frame taken
+/// is given back.
+pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
+    img: &GuestImage,
+    bytes: &[u8],
+    cfg: &DomainConfig<'_>,
+    mem: &mut M,
+    frames: &mut F,
+) -> Result<Domain, BuildError> {
+    // GuestImage::parse already refused an image without the ABI note; here the
+    // version decides (same major, minor not newer: `AbiVersion::can_run`).
+    if !AbiVersion::CURRENT.can_run(img.abi_version()) {
+        return Err(BuildError::AbiUnsupported {
+            guest: img.abi_version(),
+            hypervisor: AbiVersion::CURRENT,
+        });
+    }
+    if cfg.cmd_line.len() >= MAX_GUEST_CMDLINE || cfg.cmd_line.contains(&0) {
+        return Err(BuildError::BadCmdLine {
+            len: cfg.cmd_line.len(),
+        });
+    }
+    let in_bytes = |s: &crate::elf::Segment| {
+        s.offset
+            .checked_add(s.filesz)
+            .is_some_and(|e| e <= bytes.len() as u64)
+    };
+    if !img.segments().iter().all(in_bytes) {
+        return Err(BuildError::ImageMismatch);
+    }
+    let layout = Layout::compute(img, cfg.nr_pages)?;
+
+    let table = FrameTable::alloc(cfg.nr_pages, mem, frames).map_err(|e| match e {
+        FrameTableError::OutOfMemory => BuildError::OutOfMemory {
+            nr_pages: cfg.nr_pages,
+        },
+        FrameTableError::BadFrame(m) => BuildError::BadFrame(m),
+    })?;
+    // From here on nothing can fail: every PFN below nr_pages has a frame.
+    let mfn = |mem: &M, pfn: Pfn| table.mfn(mem, pfn).unwrap_or(Mfn(0));
+
+    load_segments(img, bytes, &layout, mem, &mfn);
+    write_mfn_list(&layout, mem, &mfn);
+    write_start_info(&layout, cfg.cmd_line, mem, &mfn);
+    build_page_tables(img, &layout, cfg.nx, mem, &mfn);
+    for pfn in layout.page_tables.0..layout.stack.0 {
+        if let Some(level) = layout.table_level(Pfn(pfn)) {
+            table.set_kind(mem, Pfn(pfn), FrameKind::PageTable(level));
+        }
+    }
+
+    let cr3 = mfn(mem, layout.page_tables);
+    Ok(Domain {
+        id: cfg.id,
+        boot: BootState {
+            entry: img.entry(),
+            // The top of the last stack page is page aligned, so 16-byte aligned.
+            stack_top: layout.va(layout.first_free),
+            start_info: layout.va(layout.start_info),
+            cr3,
+        },
+        layout,
+        nx: cfg.nx,
+        frames: table,
+        console_line: [0; CONSOLE_LINE_MAX],
+        console_len: 0,
+        hypercall_counts: [0; COUNTED_HYPERCALLS],
+        other_hypercalls: 0,
+    })
+}
+
+/// Copy each segment's file bytes into its frames, page by page (frames are
+/// already zero, which provides `.bss`).
+fn load_segments<M: PhysMem + ?Sized>(
+    img: &GuestImage,
+    bytes: &[u8],
+    layout: &Layout,
+    mem: &mut M,
+    mfn: &impl Fn(&M, Pfn) -> Mfn,
+) {
+    for s in img.segments() {
+        let mut done = 0u64;
+        while done < s.filesz {
+            let va = s.vaddr.0 + done;
+            let off_in_page = va % PAGE_SIZE;
+            let n = (PAGE_SIZE - off_in_page).min(s.filesz - done);
+            let pfn = Pfn((va - layout.virt_base.0) / PAGE_SIZE);
+            let src = usize::try_from(s.offset + done)
+                .ok()
+                .and_then(|a| Some((a, a.checked_add(usize::try_from(n).ok()?)?)))
+                .and_then(|(a, b)| bytes.get(a..b));
+            if let Some(src) = src {
+                let dst = mfn(mem, pfn);
+                mem.write(MachineAddr(dst.addr().0 + off_in_page), src);
+            }
+            done += n;
+        }
+    }
+}
+
+/// The guest's frame list: one little-endian MFN per PFN.
+fn write_mfn_list<M: PhysMem + ?Sized>(
+    layout: &Layout,
+    mem: &mut M,
+    mfn: &impl Fn(&M, Pfn) -> Mfn,
+) {
+    let per_page = PAGE_SIZE / 8;
+    for pfn in 0..layout.nr_pages {
+        let page = mfn(mem, Pfn(layout.mfn_list.0 + pfn / per_page));
+        let value = mfn(mem, Pfn(pfn)).0;
+        mem.write_u64(MachineAddr(page.addr().0 + (pfn % per_page) * 8), value);
+    }
+}
+
+fn write_start_info<M: PhysMem + ?Sized>(
+    layout: &Layout,
+    cmd_line: &[u8],
+    mem: &mut M,
+    mfn: &impl Fn(&M, Pfn) -> Mfn,
+) {
+    let mut si = StartInfo::new();
+    si.nr_pages = layout.nr_pages;
+    si.flags = 0;
+    si.pt_base = layout.va(layout.page_tables);
+    si.nr_pt_frames = layout.nr_pt_frames();
+    si.mfn_list = layout.va(layout.mfn_list);
+    si.set_cmd_line(cmd_line);
+    let page = mfn(mem, layout.start_info);
+    mem.write(page.addr(), &si.encode());
+}
+
+/// Fill the bootstrap tables: every PFN mapped at `virt_base + pfn * 4096`.
+fn build_page_tables<M: PhysMem + ?Sized>(
+    img: &GuestImage,
+    layout: &Layout,
+    nx: bool,
+    mem: &mut M,
+    mfn: &impl Fn(&M, Pfn) -> Mfn,
+) {
+    // Non-leaf entries allow everything; the leaf decides (the effective
+    // permission is the AND of all levels). A is preset so the CPU need not set it.
+    let nonleaf = PTE_P | PTE_RW | PTE_A;
+    for pfn in 0..layout.nr_pages {
+        let va = layout.va(Pfn(pfn));
+        // Link the upper levels the first time a table is reached, i.e. when va
+        // is the first address of the table below (or of the domain).
+        for (upper, lower) in [
+            (Level::L4, Level::L3),
+            (Level::L3, Level::L2),
+            (Level::L2, Level::L1),
+        ] {
+            let span = 1u64 << lower.table_span_shift();
+            if pfn == 0 || va.0.is_multiple_of(span) {
+                let t = mfn(mem, layout.table_for(upper, va));
+                let child = mfn(mem, layout.table_for(lower, va));
+                mem.write_u64(
+                    entry_addr(t, va.table_index(upper.number())),
+                    pte(child, nonleaf),
+                );
+            }
+        }
+        let (writable, exec) = page_permissions(img, layout, Pfn(pfn));
+        let mut flags = PTE_P | PTE_A;
+        if writable {
+            flags |= PTE_RW | PTE_D;
+        }
+        if nx && !exec {
+            flags |= PTE_NX;
+        }
+        let l1 = mfn(mem, layout.table_for(Level::L1, va));
+        mem.write_u64(
+            entry_addr(l1, va.table_index(1)),
+            pte(mfn(mem, Pfn(pfn)), flags),
+        );
+    }
+}
+
+/// (writable, executable) for the page at `pfn`.
+fn page_permissions(img: &GuestImage, layout: &Layout, pfn: Pfn) -> (bool, bool) {
+    if layout.table_level(pfn).is_some() {
+        return (false, false);
+    }
+    if pfn.0 >= layout.image_pages {
+        return (true, false);
+    }
+    let start = layout.va(pfn).0;
+    let end = start + PAGE_SIZE;
+    let mut covered = false;
+    let (mut w, mut x) = (false, false);
+    for s in img
+        .segments()
+        .iter()
+        .filter(|s| s.vaddr.0 < end && s.end() > start)
+    {
+        covered = true;
+        w |= s.writable();
+        x |= s.executable();
+    }
+    if covered {
+        (w, x)
+    } else {
+        (true, false)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,372 @@
+//! # The per-domain frame table: who owns a machine frame, and what it is
+//!
+//! Direct paging puts machine frame numbers in the guest's page tables, so every
+//! decision the hypervisor makes about guest memory ("may this entry point there?",
+//! "may this hypercall write there?") starts with two questions about a machine
+//! frame: does this domain own it, and what type is it? Xen answers them with
+//! `frame_table`, one `struct page_info` per machine frame (owner, type and count,
+//! reference count). Keel keeps the same information per *domain*, indexed by PFN,
+//! with a reverse index from MFN:
+//!
+//! - the **P2M** table: for each PFN, 16 bytes: the MFN, and an info word whose
+//!   low byte is the [`FrameKind`]; the rest of the word is reserved for issue 5's
+//!   type count, reference count, pinned and validated bits;
+//! - the **M2P** index: the domain's MFNs sorted, each packed with its PFN
+//!   (`mfn << 24 | pfn`), so MFN -> PFN is a binary search: O(log n) reads.
+//!
+//! There is no heap in the hypervisor, so both live in hypervisor-owned machine
+//! frames (taken from the [`FrameSource`], never mapped into the guest) and are read
+//! through [`PhysMem`]. This is also where issue 5's counts will live.
+
+use super::pagetable::Level;
+use crate::addr::{MachineAddr, Mfn, Pfn, PAGE_SIZE};
+use crate::mem::{FrameSource, PhysMem};
+
+/// Bytes per P2M entry: MFN, info word.
+const P2M_ENTRY: u64 = 16;
+/// Bytes per M2P entry.
+const M2P_ENTRY: u64 = 8;
+/// Bits of the packed PFN in an M2P entry.
+const M2P_PFN_BITS: u32 = 24;
+
+/// The most frames a domain may have (PFNs must fit the M2P packing): 2^24 frames,
+/// 64 GiB.
+pub const MAX_DOMAIN_PAGES: u64 = 1 << M2P_PFN_BITS;
+/// The highest MFN a domain frame may have (52-bit machine addresses, the
+/// architectural maximum).
+pub const MAX_MFN: u64 = (1 << 40) - 1;
+
+/// What a frame is, from the hypervisor's point of view (Xen's page type).
+///
+/// In 0.1 a frame's kind is fixed at build time: the bootstrap page tables are
+/// `PageTable`, everything else the domain owns is `Writable`. Issue 5 makes kinds
+/// change under type counts (a frame becomes a page table when pinned or
+/// referenced as one, and only while no writable mapping of it exists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FrameKind {
+    /// Not a frame of this domain.
+    NotOwned,
+    /// Ordinary memory: the guest may map it writable, hypercalls may write it.
+    Writable,
+    /// A page table of the given level: mapped read-only, never written by a
+    /// hypercall's copy to the guest.
+    PageTable(Level),
+}
+
+impl FrameKind {
+    /// The encoding in the low byte of a P2M info word.
+    const fn code(self) -> u64 {
+        match self {
+            FrameKind::NotOwned => 0,
+            FrameKind::Writable => 1,
+            FrameKind::PageTable(l) => 1 + l.number() as u64,
+        }
+    }
+    const fn from_code(c: u64) -> FrameKind {
+        match c & 0xff {
+            1 => FrameKind::Writable,
+            2 => FrameKind::PageTable(Level::L1),
+            3 => FrameKind::PageTable(Level::L2),
+            4 => FrameKind::PageTable(Level::L3),
+            5 => FrameKind::PageTable(Level::L4),
+            _ => FrameKind::NotOwned,
+        }
+    }
+}
+
+/// A run of hypervisor frames holding one of the tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Extent {
+    first: Mfn,
+    count: u64,
+}
+
+impl Extent {
+    fn alloc(frames: &mut (impl FrameSource + ?Sized), bytes: u64) -> Option<Extent> {
+        let count = bytes.div_ceil(PAGE_SIZE).max(1);
+        let first = frames.alloc_contiguous(count)?;
+        Some(Extent { first, count })
+    }
+    fn free(self, frames: &mut (impl FrameSource + ?Sized)) {
+        for i in 0..self.count {
+            frames.free_frame(self.first.add(i));
+        }
+    }
+    fn at(self, byte: u64) -> MachineAddr {
+        MachineAddr(self.first.addr().0 + byte)
+    }
+}
+
+/// The P2M table and M2P index of one domain. See the module documentation.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FrameTable {
+    nr_pages: u64,
+    p2m: Extent,
+    m2p: Extent,
+}
+
+/// Why a frame table could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameTableError {
+    /// The frame source ran dry (the table's own frames or the domain's).
+    OutOfMemory,
+    /// The frame source returned a frame twice, or one above [`MAX_MFN`].
+    BadFrame(Mfn),
+}
+
+impl FrameTable {
+    /// Allocate the table and `nr_pages` domain frames (zeroed), kind `Writable`.
+    /// On failure nothing stays allocated.
+    pub fn alloc<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
+        nr_pages: u64,
+        mem: &mut M,
+        frames: &mut F,
+    ) -> Result<FrameTable, FrameTableError> {
+        if nr_pages > MAX_DOMAIN_PAGES {
+            return Err(FrameTableError::OutOfMemory);
+        }
+        let p2m =
+            Extent::alloc(frames, nr_pages * P2M_ENTRY).ok_or(FrameTableError::OutOfMemory)?;
+        let Some(m2p) = Extent::alloc(frames, nr_pages * M2P_ENTRY) else {
+            p2m.free(frames);
+            return Err(FrameTableError::OutOfMemory);
+        };
+        let mut t = FrameTable {
+            nr_pages: 0,
+            p2m,
+            m2p,
+        };
+        // Domain frames one at a time: the guest must not rely on contiguity
+        // (its frame list says where each PFN is), and the allocator need not
+        // have nr_pages contiguous frames.
+        for pfn in 0..nr_pages {
+            let Some(mfn) = frames.alloc_frame() else {
+                t.free(mem, frames);
+                return Err(FrameTableError::OutOfMemory);
+            };
+            if mfn.0 > MAX_MFN {
+                frames.free_frame(mfn);
+                t.free(mem, frames);
+                return Err(FrameTableError::BadFrame(mfn));
+            }
+            // Whatever the frame held before (another domain's data, or ours) must
+            // not leak into this domain.
+            mem.zero_frame(mfn);
+            mem.write_u64(t.p2m.at(pfn * P2M_ENTRY), mfn.0);
+            mem.write_u64(t.p2m.at(pfn * P2M_ENTRY + 8), FrameKind::Writable.code());
+            mem.write_u64(t.m2p.at(pfn * M2P_ENTRY), (mfn.0 << M2P_PFN_BITS) | pfn);
+            t.nr_pages = pfn + 1;
+        }
+        t.sort_m2p(mem);
+        // A frame handed out twice would be mapped at two PFNs and freed twice.
+        // Mark every repeat (after the first) so that `free` frees each frame once.
+        let mut dup = None;
+        for i in 1..t.nr_pages {
+            let (a, b) = (t.m2p_entry(mem, i - 1), t.m2p_entry(mem, i));
+            if a >> M2P_PFN_BITS == b >> M2P_PFN_BITS {
+                let dup_pfn = b & ((1 << M2P_PFN_BITS) - 1);
+                mem.write_u64(t.p2m.at(dup_pfn * P2M_ENTRY), u64::MAX);
+                dup.get_or_insert(Mfn(b >> M2P_PFN_BITS));
+            }
+        }
+        if let Some(d) = dup {
+            t.free(mem, frames);
+            return Err(FrameTableError::BadFrame(d));
+        }
+        Ok(t)
+    }
+
+    /// Return the domain's frames (scrubbed) and the table's own frames.
+    pub fn free<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(self, mem: &mut M, frames: &mut F) {
+        for pfn in 0..self.nr_pages {
+            let raw = mem.read_u64(self.p2m.at(pfn * P2M_ENTRY));
+            // u64::MAX marks a slot whose frame is freed through another slot.
+            if raw != u64::MAX {
+                mem.zero_frame(Mfn(raw));
+                frames.free_frame(Mfn(raw));
+            }
+        }
+        self.p2m.free(frames);
+        self.m2p.free(frames);
+    }
+
+    /// Number of frames.
+    pub const fn nr_pages(&self) -> u64 {
+        self.nr_pages
+    }
+
+    /// The machine frame of `pfn`, if the domain has that PFN.
+    pub fn mfn<M: PhysMem + ?Sized>(&self, mem: &M, pfn: Pfn) -> Option<Mfn> {
+        (pfn.0 < self.nr_pages).then(|| Mfn(mem.read_u64(self.p2m.at(pfn.0 * P2M_ENTRY))))
+    }
+
+    /// The PFN of `mfn`, if the domain owns it: binary search of the M2P index.
+    pub fn pfn<M: PhysMem + ?Sized>(&self, mem: &M, mfn: Mfn) -> Option<Pfn> {
+        if mfn.0 > MAX_MFN {
+            return None;
+        }
+        let (mut lo, mut hi) = (0u64, self.nr_pages);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let e = self.m2p_entry(mem, mid);
+            let m = e >> M2P_PFN_BITS;
+            if m == mfn.0 {
+                return Some(Pfn(e & ((1 << M2P_PFN_BITS) - 1)));
+            }
+            if m < mfn.0 {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        None
+    }
+
+    /// The kind of `pfn` (`NotOwned` past the end).
+    pub fn kind_of_pfn<M: PhysMem + ?Sized>(&self, mem: &M, pfn: Pfn) -> FrameKind {
+        if pfn.0 >= self.nr_pages {
+            return FrameKind::NotOwned;
+        }
+        FrameKind::from_code(mem.read_u64(self.p2m.at(pfn.0 * P2M_ENTRY + 8)))
+    }
+
+    /// Set the kind of `pfn` (ignored past the end).
+    pub fn set_kind<M: PhysMem + ?Sized>(&self, mem: &mut M, pfn: Pfn, kind: FrameKind) {
+        if pfn.0 < self.nr_pages {
+            let at = self.p2m.at(pfn.0 * P2M_ENTRY + 8);
+            let info = mem.read_u64(at);
+            mem.write_u64(at, (info & !0xff) | kind.code());
+        }
+    }
+
+    fn m2p_entry<M: PhysMem + ?Sized>(&self, mem: &M, i: u64) -> u64 {
+        mem.read_u64(self.m2p.at(i * M2P_ENTRY))
+    }
+
+    /// Heapsort of the M2P index in place: O(n log n), no recursion, no memory.
+    fn sort_m2p<M: PhysMem + ?Sized>(&self, mem: &mut M) {
+        let n = self.nr_pages;
+        let at = |i: u64| self.m2p.at(i * M2P_ENTRY);
+        let sift_down = |mem: &mut M, mut root: u64, end: u64| loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                break;
+            }
+            if child + 1 < end && mem.read_u64(at(child)) < mem.read_u64(at(child + 1)) {
+                child += 1;
+            }
+            let (r, c) = (mem.read_u64(at(root)), mem.read_u64(at(child)));
+            if r >= c {
+                break;
+            }
+            mem.write_u64(at(root), c);
+            mem.write_u64(at(child), r);
+            root = child;
+        };
+        for start in (0..n / 2).rev() {
+            sift_down(mem, start, n);
+        }
+        for end in (1..n).rev() {
+            let (a, b) = (mem.read_u64(at(0)), mem.read_u64(at(end)));
+            mem.write_u64(at(0), b);
+            mem.write_u64(at(end), a);
+            sift_down(mem, 0, end);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::mem::fake::{FakeFrames, FakeMem};
+
+    /// Hands out frames in a scrambled order, optionally repeating one.
+    struct Scrambled {
+        inner: FakeFrames,
+        order: std::vec::Vec<u64>,
+        dup_at: Option<usize>,
+        handed: usize,
+    }
+    impl FrameSource for Scrambled {
+        fn alloc_frame(&mut self) -> Option<Mfn> {
+            let i = self.handed;
+            self.handed += 1;
+            if Some(i) == self.dup_at {
+                return Some(Mfn(self.order[0]));
+            }
+            let f = *self.order.get(i)?;
+            self.inner.outstanding.insert(f);
+            Some(Mfn(f))
+        }
+        fn alloc_contiguous(&mut self, n: u64) -> Option<Mfn> {
+            self.inner.alloc_contiguous(n)
+        }
+        fn free_frame(&mut self, f: Mfn) {
+            assert!(self.inner.outstanding.remove(&f.0), "double free {f:?}");
+        }
+        fn free_count(&self) -> u64 {
+            0
+        }
+    }
+
+    fn scrambled(n: u64, dup_at: Option<usize>) -> Scrambled {
+        let order = (0..n).map(|i| 5000 + (i * 7919) % n).collect();
+        Scrambled {
+            inner: FakeFrames::new(100, 64),
+            order,
+            dup_at,
+            handed: 0,
+        }
+    }
+
+    #[test]
+    fn p2m_m2p_round_trip_and_kinds() {
+        let mut mem = FakeMem::default();
+        let mut src = scrambled(1000, None);
+        let t = FrameTable::alloc(1000, &mut mem, &mut src).unwrap();
+        for pfn in 0..1000 {
+            let mfn = t.mfn(&mem, Pfn(pfn)).unwrap();
+            assert_eq!(t.pfn(&mem, mfn), Some(Pfn(pfn)));
+            assert_eq!(t.kind_of_pfn(&mem, Pfn(pfn)), FrameKind::Writable);
+        }
+        assert_eq!(t.mfn(&mem, Pfn(1000)), None);
+        assert_eq!(t.pfn(&mem, Mfn(4999)), None);
+        assert_eq!(t.pfn(&mem, Mfn(6000)), None);
+        assert_eq!(t.pfn(&mem, Mfn(u64::MAX)), None);
+        t.set_kind(&mut mem, Pfn(7), FrameKind::PageTable(Level::L3));
+        assert_eq!(t.kind_of_pfn(&mem, Pfn(7)), FrameKind::PageTable(Level::L3));
+        assert_eq!(t.kind_of_pfn(&mem, Pfn(5000)), FrameKind::NotOwned);
+        t.free(&mut mem, &mut src);
+        assert!(src.inner.outstanding.is_empty());
+    }
+
+    #[test]
+    fn failures_leave_nothing_allocated() {
+        let mut mem = FakeMem::default();
+        // Out of domain frames.
+        let mut src = scrambled(10, None);
+        assert_eq!(
+            FrameTable::alloc(20, &mut mem, &mut src),
+            Err(FrameTableError::OutOfMemory)
+        );
+        assert!(src.inner.outstanding.is_empty());
+        // Out of table frames.
+        let mut f = FakeFrames::new(0, 0);
+        assert_eq!(
+            FrameTable::alloc(20, &mut mem, &mut f),
+            Err(FrameTableError::OutOfMemory)
+        );
+        // A frame handed out twice.
+        let mut src = scrambled(10, Some(5));
+        assert_eq!(
+            FrameTable::alloc(8, &mut mem, &mut src),
+            Err(FrameTableError::BadFrame(Mfn(5000)))
+        );
+        assert!(src.inner.outstanding.is_empty());
+        for code in 0..=255u64 {
+            let k = FrameKind::from_code(code);
+            assert!(k == FrameKind::NotOwned || k.code() == code);
+        }
+    }
+}

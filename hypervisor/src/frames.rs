@@ -1,0 +1,672 @@
+//! The machine frame allocator.
+//!
+//! Every frame the hypervisor hands out (to its own page tables, the VMXON region
+//! and VMCS, a domain's memory) comes from here, and the one property that matters
+//! is negative: **it never hands out a frame that holds something else** — the
+//! hypervisor image, the boot information, the modules (the guest image is still to
+//! be read), the first MiB (real-mode IVT, BIOS data, EBDA, option ROMs, the BIOS),
+//! or anything the firmware's memory map does not call usable RAM (ACPI tables and
+//! NVS, MMIO, reserved, bad memory).
+//!
+//! The design is a bitmap over the span of usable RAM (bit set = frame free). The
+//! bitmap's storage is given to [`FrameAllocator::new`] by the caller: on hardware a
+//! range of RAM chosen by [`find_bitmap_home`] (and itself reserved), in tests a
+//! `Vec`. No heap, and no fixed limit on RAM size.
+//!
+//! The allocator also keeps the (page-rounded) usable and reserved ranges, so that
+//! [`FrameSource::free_frame`] can refuse a frame that was never allocatable: a
+//! buggy free of a reserved frame would otherwise put it into circulation. Refusals
+//! are counted and logged, not fatal (the caller cannot do anything better).
+//!
+//! Allocation is lowest-address-first. That keeps early allocations (the direct map's
+//! page tables, VMX structures) below 4 GiB, where the boot page tables already map
+//! everything.
+
+use crate::addr::{Mfn, PAGE_SIZE};
+use crate::boot_info::{MachineRange, MemRegion, RegionKind};
+use crate::mem::FrameSource;
+use core::fmt;
+
+/// The end of the first MiB: never allocated (BIOS data, EBDA, ROMs, real-mode
+/// structures the firmware may still reference, and the area ACPI's RSDP scan reads).
+pub const LOW_MEMORY_END: u64 = 0x10_0000;
+
+/// How many usable ranges the allocator remembers (after merging).
+pub const MAX_USABLE: usize = 128;
+/// How many reserved ranges the allocator remembers (memory-map holes, the image,
+/// boot data, modules, the bitmap itself...).
+pub const MAX_RESERVED: usize = 256;
+
+fn align_down(v: u64) -> u64 {
+    v & !(PAGE_SIZE - 1)
+}
+fn align_up(v: u64) -> u64 {
+    v.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1)
+}
+
+/// A half-open range of frame numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct FrameRange {
+    first: u64,
+    end: u64,
+}
+
+impl FrameRange {
+    /// The whole frames inside `r` (rounded inward): for usable memory, a partial
+    /// frame is not usable.
+    fn inward(r: &MachineRange) -> Self {
+        FrameRange {
+            first: align_up(r.start.0) / PAGE_SIZE,
+            end: align_down(r.end.0) / PAGE_SIZE,
+        }
+    }
+    /// Every frame `r` touches (rounded outward): for reserved memory, a partial
+    /// frame is reserved.
+    fn outward(r: &MachineRange) -> Self {
+        FrameRange {
+            first: align_down(r.start.0) / PAGE_SIZE,
+            end: align_up(r.end.0) / PAGE_SIZE,
+        }
+    }
+    fn contains(&self, f: u64) -> bool {
+        self.first <= f && f < self.end
+    }
+    fn is_empty(&self) -> bool {
+        self.end <= self.first
+    }
+}
+
+/// Why the allocator could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramesError {
+    /// The memory map has no usable RAM above the first MiB.
+    NoUsableMemory,
+    /// The bitmap storage is smaller than [`bitmap_words`] says it must be.
+    StorageTooSmall {
+        /// Words needed.
+        needed: usize,
+        /// Words given.
+        given: usize,
+    },
+    /// More usable or reserved ranges than the fixed capacity.
+    TooManyRanges,
+    /// The hardware allocator was already built (its bitmap storage is unique).
+    AlreadyBuilt,
+}
+
+impl fmt::Display for FramesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FramesError::NoUsableMemory => write!(f, "no usable RAM above 1 MiB in the memory map"),
+            FramesError::StorageTooSmall { needed, given } => {
+                write!(f, "frame bitmap needs {needed} words, got {given}")
+            }
+            FramesError::TooManyRanges => {
+                write!(f, "too many memory ranges for the frame allocator")
+            }
+            FramesError::AlreadyBuilt => write!(f, "the frame allocator was already built"),
+        }
+    }
+}
+
+/// The frames the bitmap must cover: from the lowest usable frame above the first
+/// MiB to the end of the highest usable frame.
+fn usable_span(regions: &[MemRegion]) -> Option<FrameRange> {
+    let mut span: Option<FrameRange> = None;
+    for r in regions.iter().filter(|r| r.kind == RegionKind::Usable) {
+        let mut fr = FrameRange::inward(&r.range);
+        fr.first = fr.first.max(LOW_MEMORY_END / PAGE_SIZE);
+        if fr.is_empty() {
+            continue;
+        }
+        span = Some(match span {
+            None => fr,
+            Some(s) => FrameRange {
+                first: s.first.min(fr.first),
+                end: s.end.max(fr.end),
+            },
+        });
+    }
+    span
+}
+
+/// How many `u64` words of bitmap storage [`FrameAllocator::new`] needs for this
+/// memory map (0 if it has no usable memory).
+pub fn bitmap_words(regions: &[MemRegion]) -> usize {
+    match usable_span(regions) {
+        Some(s) => (s.end - s.first).div_ceil(64) as usize,
+        None => 0,
+    }
+}
+
+/// Find a home for `bytes` of bitmap storage: a page-aligned range of usable RAM
+/// entirely below `below` (on hardware: what the boot page tables map), above the
+/// first MiB, that overlaps no reserved range and no non-usable region.
+pub fn find_bitmap_home(
+    regions: &[MemRegion],
+    reserved: &[MachineRange],
+    bytes: u64,
+    below: u64,
+) -> Option<MachineRange> {
+    let size = align_up(bytes.max(1));
+    for r in regions.iter().filter(|r| r.kind == RegionKind::Usable) {
+        let fr = FrameRange::inward(&r.range);
+        let mut start = (fr.first * PAGE_SIZE).max(LOW_MEMORY_END);
+        let end = (fr.end * PAGE_SIZE).min(below);
+        // Slide a window through the region, jumping past whatever it hits.
+        while start.checked_add(size).is_some_and(|e| e <= end) {
+            let cand = MachineRange::from_len(start, size);
+            match reserved
+                .iter()
+                .chain(
+                    regions
+                        .iter()
+                        .filter(|r| r.kind != RegionKind::Usable)
+                        .map(|r| &r.range),
+                )
+                .filter(|r| r.overlaps(&cand))
+                .map(|r| align_up(r.end.0))
+                .max()
+            {
+                None => return Some(cand),
+                Some(next) => start = next.max(start + PAGE_SIZE),
+            }
+        }
+    }
+    None
+}
+
+/// The frame allocator (see the module comment).
+pub struct FrameAllocator<'a> {
+    /// Bit `i` set: frame `base + i` is free.
+    bitmap: &'a mut [u64],
+    base: u64,
+    nframes: u64,
+    free: u64,
+    /// Search for single frames from here (all frames below are known in use).
+    hint: u64,
+    usable: [FrameRange; MAX_USABLE],
+    n_usable: usize,
+    reserved: [FrameRange; MAX_RESERVED],
+    n_reserved: usize,
+    rejected_frees: u64,
+}
+
+impl<'a> FrameAllocator<'a> {
+    /// Build the allocator: every frame of usable RAM in `regions` is free, except
+    /// the first MiB, every frame touched by a `reserved` range, and every frame
+    /// touched by a non-usable region of the map (maps may overlap; reserved wins).
+    ///
+    /// `storage` must have at least [`bitmap_words`]`(regions)` words; if it lives in
+    /// RAM, its range must be among `reserved`.
+    pub fn new(
+        storage: &'a mut [u64],
+        regions: &[MemRegion],
+        reserved: &[MachineRange],
+    ) -> Result<Self, FramesError> {
+        let span = usable_span(regions).ok_or(FramesError::NoUsableMemory)?;
+        let needed = (span.end - span.first).div_ceil(64) as usize;
+        if storage.len() < needed {
+            return Err(FramesError::StorageTooSmall {
+                needed,
+                given: storage.len(),
+            });
+        }
+        let bitmap = &mut storage[..needed];
+        bitmap.fill(0);
+        let mut fa = FrameAllocator {
+            bitmap,
+            base: span.first,
+            nframes: span.end - span.first,
+            free: 0,
+            hint: 0,
+            usable: [FrameRange::default(); MAX_USABLE],
+            n_usable: 0,
+            reserved: [FrameRange::default(); MAX_RESERVED],
+            n_reserved: 0,
+            rejected_frees: 0,
+        };
+        // The first MiB is reserved like everything else (one uniform check).
+        fa.push_reserved(FrameRange {
+            first: 0,
+            end: LOW_MEMORY_END / PAGE_SIZE,
+        })?;
+        for r in regions {
+            if r.kind == RegionKind::Usable {
+                let fr = FrameRange::inward(&r.range);
+                if !fr.is_empty() {
+                    if fa.n_usable == MAX_USABLE {
+                        return Err(FramesError::TooManyRanges);
+                    }
+                    fa.usable[fa.n_usable] = fr;
+                    fa.n_usable += 1;
+                }
+            } else {
+                fa.push_reserved(FrameRange::outward(&r.range))?;
+            }
+        }
+        for r in reserved {
+            fa.push_reserved(FrameRange::outward(r))?;
+        }
+        // Mark usable frames free, then clear every reserved frame: word-at-a-time
+        // work, so building is fast even for large memory under an emulator.
+        for i in 0..fa.n_usable {
+            let u = fa.usable[i];
+            fa.set_range(u.first, u.end, true);
+        }
+        for i in 0..fa.n_reserved {
+            let r = fa.reserved[i];
+            fa.set_range(r.first, r.end, false);
+        }
+        fa.free = fa.bitmap.iter().map(|w| u64::from(w.count_ones())).sum();
+        Ok(fa)
+    }
+
+    fn push_reserved(&mut self, fr: FrameRange) -> Result<(), FramesError> {
+        if fr.is_empty() {
+            return Ok(());
+        }
+        if self.n_reserved == MAX_RESERVED {
+            return Err(FramesError::TooManyRanges);
+        }
+        self.reserved[self.n_reserved] = fr;
+        self.n_reserved += 1;
+        Ok(())
+    }
+
+    /// Whether `f` may ever be handed out: inside usable RAM and outside every
+    /// reserved range.
+    pub fn is_allocatable(&self, f: Mfn) -> bool {
+        let f = f.0;
+        f >= self.base
+            && f - self.base < self.nframes
+            && self.usable[..self.n_usable].iter().any(|u| u.contains(f))
+            && !self.reserved[..self.n_reserved]
+                .iter()
+                .any(|r| r.contains(f))
+    }
+
+    /// Whether `f` is currently free.
+    pub fn is_free(&self, f: Mfn) -> bool {
+        f.0 >= self.base && f.0 - self.base < self.nframes && self.bit(f.0)
+    }
+
+    /// Frees refused because the frame was never allocatable or was already free.
+    pub fn rejected_frees(&self) -> u64 {
+        self.rejected_frees
+    }
+
+    /// The frames the bitmap covers: `[first, end)`.
+    pub fn span(&self) -> (Mfn, Mfn) {
+        (Mfn(self.base), Mfn(self.base + self.nframes))
+    }
+
+    /// Set or clear the bits of frames `[first, end)`, clipped to the span.
+    fn set_range(&mut self, first: u64, end: u64, free: bool) {
+        let lo = first.max(self.base) - self.base;
+        let hi = end.min(self.base + self.nframes).saturating_sub(self.base);
+        let mut i = lo;
+        while i < hi {
+            if i.is_multiple_of(64) && hi - i >= 64 {
+                self.bitmap[(i / 64) as usize] = if free { u64::MAX } else { 0 };
+                i += 64;
+            } else {
+                self.set_bit(self.base + i, free);
+                i += 1;
+            }
+        }
+    }
+
+    fn bit(&self, f: u64) -> bool {
+        let i = f - self.base;
+        self.bitmap[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+    fn set_bit(&mut self, f: u64, free: bool) {
+        let i = f - self.base;
+        let w = &mut self.bitmap[(i / 64) as usize];
+        if free {
+            *w |= 1 << (i % 64);
+        } else {
+            *w &= !(1 << (i % 64));
+        }
+    }
+}
+
+impl FrameSource for FrameAllocator<'_> {
+    fn alloc_frame(&mut self) -> Option<Mfn> {
+        let start_word = (self.hint / 64) as usize;
+        for wi in start_word..self.bitmap.len() {
+            let w = self.bitmap[wi];
+            if w != 0 {
+                let i = wi as u64 * 64 + u64::from(w.trailing_zeros());
+                let f = self.base + i;
+                self.set_bit(f, false);
+                self.free -= 1;
+                self.hint = i;
+                return Some(Mfn(f));
+            }
+        }
+        self.hint = self.nframes;
+        None
+    }
+
+    fn alloc_contiguous(&mut self, n: u64) -> Option<Mfn> {
+        if n == 0 || n > self.free {
+            return None;
+        }
+        if n == 1 {
+            return self.alloc_frame();
+        }
+        // First fit: scan for a run of `n` free bits, skipping all-zero words.
+        let mut run_start = 0u64;
+        let mut run_len = 0u64;
+        let mut i = self.hint - self.hint % 64;
+        while i < self.nframes {
+            if i.is_multiple_of(64) && self.bitmap[(i / 64) as usize] == 0 {
+                run_len = 0;
+                i += 64;
+                continue;
+            }
+            if self.bit(self.base + i) {
+                if run_len == 0 {
+                    run_start = i;
+                }
+                run_len += 1;
+                if run_len == n {
+                    for f in run_start..run_start + n {
+                        self.set_bit(self.base + f, false);
+                    }
+                    self.free -= n;
+                    return Some(Mfn(self.base + run_start));
+                }
+            } else {
+                run_len = 0;
+            }
+            i += 1;
+        }
+        None
+    }
+
+    fn free_frame(&mut self, f: Mfn) {
+        if !self.is_allocatable(f) || self.bit(f.0) {
+            // Never put a reserved frame into circulation; never count a frame twice.
+            self.rejected_frees += 1;
+            log::warn!(
+                "frames: refused to free frame {:#x} (reserved or already free)",
+                f.0
+            );
+            return;
+        }
+        self.set_bit(f.0, true);
+        self.free += 1;
+        self.hint = self.hint.min(f.0 - self.base);
+    }
+
+    fn free_count(&self) -> u64 {
+        self.free
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+    use std::vec::Vec;
+
+    fn region(start: u64, len: u64, kind: RegionKind) -> MemRegion {
+        MemRegion {
+            range: MachineRange::from_len(start, len),
+            kind,
+        }
+    }
+
+    /// The QEMU 128 MiB map.
+    fn qemu_map() -> Vec<MemRegion> {
+        std::vec![
+            region(0, 0x9fc00, RegionKind::Usable),
+            region(0x9fc00, 0x400, RegionKind::Reserved),
+            region(0xf0000, 0x10000, RegionKind::Reserved),
+            region(0x10_0000, 0x7ee_0000, RegionKind::Usable),
+            region(0x7fe_0000, 0x2_0000, RegionKind::Reserved),
+            region(0xfffc_0000, 0x4_0000, RegionKind::Reserved),
+        ]
+    }
+
+    fn build<'a>(
+        storage: &'a mut Vec<u64>,
+        map: &[MemRegion],
+        reserved: &[MachineRange],
+    ) -> FrameAllocator<'a> {
+        storage.resize(bitmap_words(map), 0);
+        FrameAllocator::new(storage, map, reserved).unwrap()
+    }
+
+    #[test]
+    fn qemu_map_counts_and_low_memory() {
+        let map = qemu_map();
+        let image = MachineRange::from_len(0x20_0000, 0x1_8000);
+        let mut st = Vec::new();
+        let mut fa = build(&mut st, &map, &[image]);
+        // Usable above 1 MiB: 0x100000..0x7fe0000 = 0x7ee0 frames, minus the image (0x18).
+        assert_eq!(fa.free_count(), 0x7ee0 - 0x18);
+        let first = fa.alloc_frame().unwrap();
+        assert_eq!(first, Mfn(0x100)); // lowest first, above 1 MiB
+        assert!(!fa.is_allocatable(Mfn(0x9f)));
+        assert!(!fa.is_allocatable(Mfn(0x200)));
+        assert!(!fa.is_allocatable(Mfn(0x7fe0)));
+        assert!(fa.is_allocatable(Mfn(0x218)));
+    }
+
+    #[test]
+    fn partial_frames() {
+        // Usable region starting/ending mid-frame: partial frames are not usable.
+        // A reserved range touching part of a frame reserves all of it.
+        let map = std::vec![region(0x10_0800, 0x3000, RegionKind::Usable)];
+        let res = [MachineRange::from_len(0x10_2ff0, 0x20)];
+        let mut st = Vec::new();
+        let mut fa = build(&mut st, &map, &res);
+        // Whole frames inside [0x100800, 0x103800): 0x101, 0x102. 0x102 is touched by `res`.
+        assert_eq!(fa.free_count(), 1);
+        assert_eq!(fa.alloc_frame(), Some(Mfn(0x101)));
+        assert_eq!(fa.alloc_frame(), None);
+    }
+
+    #[test]
+    fn overlapping_reserved_region_wins() {
+        let map = std::vec![
+            region(0x10_0000, 0x10_0000, RegionKind::Usable),
+            region(0x18_0000, 0x1000, RegionKind::AcpiNvs),
+        ];
+        let mut st = Vec::new();
+        let fa = build(&mut st, &map, &[]);
+        assert_eq!(fa.free_count(), 0xff);
+        assert!(!fa.is_allocatable(Mfn(0x180)));
+    }
+
+    #[test]
+    fn contiguous_and_free() {
+        let map = qemu_map();
+        let mut st = Vec::new();
+        let mut fa = build(&mut st, &map, &[MachineRange::from_len(0x10_3000, 0x1000)]);
+        // 0x100..0x103 free, 0x103 reserved: a run of 4 starts at 0x104.
+        let run = fa.alloc_contiguous(4).unwrap();
+        assert_eq!(run, Mfn(0x104));
+        let before = fa.free_count();
+        let a = fa.alloc_contiguous(3).unwrap();
+        assert_eq!(a, Mfn(0x100));
+        for f in 0..3 {
+            fa.free_frame(a.add(f));
+        }
+        assert_eq!(fa.free_count(), before);
+        assert_eq!(fa.rejected_frees(), 0);
+        // Freeing a reserved frame or a free frame is refused and counted.
+        fa.free_frame(Mfn(0x103));
+        fa.free_frame(Mfn(0x100));
+        fa.free_frame(Mfn(0x5));
+        fa.free_frame(Mfn(u64::MAX));
+        assert_eq!(fa.rejected_frees(), 4);
+        assert_eq!(fa.free_count(), before);
+        assert_eq!(fa.alloc_contiguous(0), None);
+        assert_eq!(fa.alloc_contiguous(1 << 40), None);
+    }
+
+    #[test]
+    fn exhaustion() {
+        let map = std::vec![region(0x10_0000, 0x8000, RegionKind::Usable)];
+        let mut st = Vec::new();
+        let mut fa = build(&mut st, &map, &[]);
+        let mut got = BTreeSet::new();
+        while let Some(f) = fa.alloc_frame() {
+            assert!(got.insert(f.0));
+        }
+        assert_eq!(got.len(), 8);
+        assert_eq!(fa.free_count(), 0);
+        fa.free_frame(Mfn(0x104));
+        assert_eq!(fa.alloc_frame(), Some(Mfn(0x104)));
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            FrameAllocator::new(&mut [], &[region(0, 0x9f000, RegionKind::Usable)], &[]).err(),
+            Some(FramesError::NoUsableMemory)
+        );
+        let map = qemu_map();
+        assert!(matches!(
+            FrameAllocator::new(&mut [0; 3], &map, &[]).err(),
+            Some(FramesError::StorageTooSmall { .. })
+        ));
+    }
+
+    #[test]
+    fn bitmap_home_avoids_reserved() {
+        let map = qemu_map();
+        let image = MachineRange::from_len(0x20_0000, 0x1_8000);
+        let mods = MachineRange::from_len(0x10_0000, 0x10_0000);
+        let home = find_bitmap_home(&map, &[image, mods], 0x1000, 1 << 32).unwrap();
+        assert_eq!(home, MachineRange::from_len(0x21_8000, 0x1000));
+        // Nothing fits below `below`.
+        assert_eq!(find_bitmap_home(&map, &[], 0x1000, 0x10_0000), None);
+        // Too big.
+        assert_eq!(find_bitmap_home(&map, &[], 1 << 30, 1 << 32), None);
+    }
+
+    fn arb_map() -> impl Strategy<Value = Vec<MemRegion>> {
+        proptest::collection::vec((0u64..0x4000, 1u64..0x800, 0u32..6), 1..8).prop_map(|v| {
+            v.into_iter()
+                .map(|(start, len, t)| MemRegion {
+                    // Byte-granular starts/lengths so partial frames are exercised.
+                    range: MachineRange::from_len(start * 0x3f1, len * 0x7e3),
+                    kind: RegionKind::from_raw(if t == 0 { 1 } else { t }),
+                })
+                .collect()
+        })
+    }
+
+    fn arb_reserved() -> impl Strategy<Value = Vec<MachineRange>> {
+        proptest::collection::vec((0u64..0x1000_0000, 0u64..0x40_0000), 0..6).prop_map(|v| {
+            v.into_iter()
+                .map(|(s, l)| MachineRange::from_len(s, l))
+                .collect()
+        })
+    }
+
+    /// Is frame `f` reserved according to the *inputs* (independent of the
+    /// allocator's own bookkeeping)?
+    fn reserved_by_inputs(f: u64, map: &[MemRegion], reserved: &[MachineRange]) -> bool {
+        let frame = MachineRange::from_len(f * PAGE_SIZE, PAGE_SIZE);
+        let in_usable = map.iter().any(|r| {
+            r.kind == RegionKind::Usable
+                && r.range.start.0 <= frame.start.0
+                && frame.end.0 <= r.range.end.0
+        });
+        !in_usable
+            || frame.start.0 < LOW_MEMORY_END
+            || reserved.iter().any(|r| r.overlaps(&frame))
+            || map
+                .iter()
+                .any(|r| r.kind != RegionKind::Usable && r.range.overlaps(&frame))
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Alloc,
+        AllocN(u64),
+        Free(usize),
+        FreeArbitrary(u64),
+    }
+
+    fn arb_ops() -> impl Strategy<Value = Vec<Op>> {
+        proptest::collection::vec(
+            prop_oneof![
+                4 => Just(Op::Alloc),
+                2 => (1u64..20).prop_map(Op::AllocN),
+                3 => any::<usize>().prop_map(Op::Free),
+                1 => (0u64..0x3000).prop_map(Op::FreeArbitrary),
+            ],
+            0..200,
+        )
+    }
+
+    proptest! {
+        /// Whatever the map, the reserved ranges and the sequence of operations
+        /// (including frees of arbitrary frames), the allocator never hands out a
+        /// reserved frame, never hands out a frame twice, and keeps an exact count.
+        #[test]
+        fn never_hands_out_reserved(map in arb_map(), reserved in arb_reserved(), ops in arb_ops()) {
+            let mut st = std::vec![0u64; bitmap_words(&map)];
+            let Ok(mut fa) = FrameAllocator::new(&mut st, &map, &reserved) else {
+                return Ok(());
+            };
+            // Initially free frames: exactly the non-reserved ones in the span.
+            let (first, end) = fa.span();
+            let expected_free = (first.0..end.0).filter(|&f| !reserved_by_inputs(f, &map, &reserved)).count() as u64;
+            prop_assert_eq!(fa.free_count(), expected_free);
+
+            let mut held: Vec<u64> = Vec::new();
+            let mut held_set = BTreeSet::new();
+            for op in ops {
+                match op {
+                    Op::Alloc => if let Some(f) = fa.alloc_frame() {
+                        prop_assert!(!reserved_by_inputs(f.0, &map, &reserved), "reserved frame {:#x}", f.0);
+                        prop_assert!(held_set.insert(f.0), "frame {:#x} handed out twice", f.0);
+                        held.push(f.0);
+                    },
+                    Op::AllocN(n) => if let Some(f) = fa.alloc_contiguous(n) {
+                        for g in f.0..f.0 + n {
+                            prop_assert!(!reserved_by_inputs(g, &map, &reserved), "reserved frame {:#x}", g);
+                            prop_assert!(held_set.insert(g), "frame {:#x} handed out twice", g);
+                            held.push(g);
+                        }
+                    },
+                    Op::Free(i) => if !held.is_empty() {
+                        let f = held.swap_remove(i % held.len());
+                        held_set.remove(&f);
+                        fa.free_frame(Mfn(f));
+                    },
+                    Op::FreeArbitrary(f) => if !held_set.contains(&f) {
+                        // Either a reserved frame (refused) or a free one (refused).
+                        let before = fa.free_count();
+                        fa.free_frame(Mfn(f));
+                        prop_assert_eq!(fa.free_count(), before);
+                    },
+                }
+                prop_assert_eq!(fa.free_count() + held.len() as u64, expected_free);
+            }
+        }
+
+        /// `find_bitmap_home` returns usable, unreserved RAM below the limit.
+        #[test]
+        fn bitmap_home_is_free_ram(map in arb_map(), reserved in arb_reserved(), bytes in 1u64..0x20000) {
+            if let Some(home) = find_bitmap_home(&map, &reserved, bytes, 0x800_0000) {
+                prop_assert!(home.len() >= bytes);
+                prop_assert!(home.end.0 <= 0x800_0000);
+                for f in home.start.0 / PAGE_SIZE..home.end.0 / PAGE_SIZE {
+                    prop_assert!(!reserved_by_inputs(f, &map, &reserved));
+                }
+            }
+        }
+    }
+}

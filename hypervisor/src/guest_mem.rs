@@ -1,0 +1,166 @@
+//! # Guest memory: every hypercall argument goes through here
+//!
+//! A hypercall argument is a guest-virtual address, and under direct paging the
+//! only correct meaning of a guest-virtual address is the one the guest's *current*
+//! page tables give it. So the hypervisor never dereferences guest pointers: it
+//! walks the tables from the guest's CR3 exactly as the CPU would, with the guest's
+//! permissions, and then applies its own rules on top:
+//!
+//! 1. the address is canonical and `va + len` does not wrap;
+//! 2. every table frame of the walk is owned by the domain (it is checked *before*
+//!    it is read, so a guest cannot make the hypervisor read a foreign frame or
+//!    MMIO by pointing CR3 or an entry at it);
+//! 3. every entry is present, has no reserved bit set (NX without EFER.NXE, PS in
+//!    an L4 entry) and no PS in L3/L2 (Keel has no superpages);
+//! 4. for writes, RW is set at every level (the guest runs with CR0.WP=1, so
+//!    that is what binds its own supervisor writes);
+//! 5. the final frame is owned by the domain, and for writes it is not a
+//!    page-table frame ([`FrameKind`]): a hypercall must never become a way around
+//!    the read-only mapping of page tables (Xen's `__copy_to_guest` gets the same
+//!    guarantee from running on the guest's tables with Xen's own page types).
+//!
+//! Anything else is `-EFAULT`. A copy spanning pages is done page by page; all
+//! pages are checked before the first byte is written, so a failed copy to the
+//! guest writes nothing. Accessed/dirty bits are not set (the builder presets
+//! them on its own tables).
+
+use crate::addr::{GuestVirt, MachineAddr, Mfn};
+use crate::domain::pagetable::{bytes_to_page_end, walk};
+use crate::domain::{Domain, FrameKind};
+use crate::mem::PhysMem;
+use keel_abi::Errno;
+
+/// The kind of access a copy makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The hypervisor reads guest memory (`copy_from_guest`).
+    Read,
+    /// The hypervisor writes guest memory (`copy_to_guest`).
+    Write,
+}
+
+/// Translate `va` for `access` under the rules in the module documentation.
+pub fn translate<M: PhysMem + ?Sized>(
+    dom: &Domain,
+    mem: &M,
+    cr3: Mfn,
+    va: GuestVirt,
+    access: Access,
+) -> Result<MachineAddr, Errno> {
+    let w = walk(mem, cr3, va, dom.nx_enabled(), |_, table| {
+        dom.owns(mem, table)
+    })
+    .map_err(|_| Errno::EFAULT)?;
+    if access == Access::Write && !w.writable {
+        return Err(Errno::EFAULT);
+    }
+    let ok = match (dom.frame_kind(mem, w.frame), access) {
+        (FrameKind::NotOwned, _) => false,
+        (FrameKind::Writable, _) => true,
+        (FrameKind::PageTable(_), Access::Read) => true,
+        (FrameKind::PageTable(_), Access::Write) => false,
+    };
+    if !ok {
+        return Err(Errno::EFAULT);
+    }
+    Ok(MachineAddr(w.frame.addr().0 + va.page_offset()))
+}
+
+/// Call `f(machine address, offset into the buffer, length)` for each page-sized
+/// piece of `va .. va + len`, after translating it. Stops at the first error.
+fn for_each_piece<M: PhysMem + ?Sized>(
+    dom: &Domain,
+    mem: &M,
+    cr3: Mfn,
+    va: GuestVirt,
+    len: usize,
+    access: Access,
+    mut f: impl FnMut(MachineAddr, usize, usize),
+) -> Result<(), Errno> {
+    let len64 = u64::try_from(len).map_err(|_| Errno::EFAULT)?;
+    // `va + len` may equal 2^64 only if the last byte is 2^64 - 1; reject a wrap.
+    if len64 > 0 && va.checked_add(len64 - 1).is_none() {
+        return Err(Errno::EFAULT);
+    }
+    let mut done = 0usize;
+    while done < len {
+        let cur = GuestVirt(va.0.wrapping_add(done as u64));
+        let n = (bytes_to_page_end(cur) as usize).min(len - done);
+        let ma = translate(dom, mem, cr3, cur, access)?;
+        f(ma, done, n);
+        done += n;
+    }
+    Ok(())
+}
+
+/// Check that `va .. va + len` is accessible for `access` (e.g. before a
+/// multi-step operation that must not fail half way).
+pub fn check_range<M: PhysMem + ?Sized>(
+    dom: &Domain,
+    mem: &M,
+    cr3: Mfn,
+    va: GuestVirt,
+    len: usize,
+    access: Access,
+) -> Result<(), Errno> {
+    for_each_piece(dom, mem, cr3, va, len, access, |_, _, _| {})
+}
+
+/// Copy `out.len()` bytes from guest-virtual `va` into `out`. On error `out` may
+/// hold part of the data.
+pub fn copy_from_guest<M: PhysMem + ?Sized>(
+    dom: &Domain,
+    mem: &M,
+    cr3: Mfn,
+    va: GuestVirt,
+    out: &mut [u8],
+) -> Result<(), Errno> {
+    let len = out.len();
+    for_each_piece(dom, mem, cr3, va, len, Access::Read, |ma, off, n| {
+        if let Some(dst) = out.get_mut(off..off + n) {
+            mem.read(ma, dst);
+        }
+    })
+}
+
+/// Copy `data` to guest-virtual `va`. Every page is checked first: on error
+/// nothing has been written.
+pub fn copy_to_guest<M: PhysMem + ?Sized>(
+    dom: &Domain,
+    mem: &mut M,
+    cr3: Mfn,
+    va: GuestVirt,
+    data: &[u8],
+) -> Result<(), Errno> {
+    check_range(dom, mem, cr3, va, data.len(), Access::Write)?;
+    // Second pass: translate again and write. The checks are repeated (a write
+    // could only change a translation by landing in a frame the guest uses as a
+    // table without it being typed as one, which issue 5's pinning rules out; in
+    // 0.1 it is still checked, at worst leaving a partial write).
+    let mut done = 0usize;
+    while done < data.len() {
+        let cur = GuestVirt(va.0.wrapping_add(done as u64));
+        let n = (bytes_to_page_end(cur) as usize).min(data.len() - done);
+        let ma = translate(dom, mem, cr3, cur, Access::Write)?;
+        if let Some(src) = data.get(done..done + n) {
+            mem.write(ma, src);
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Read a plain little-endian value of `N` bytes from the guest.
+pub fn read_bytes<const N: usize, M: PhysMem + ?Sized>(
+    dom: &Domain,
+    mem: &M,
+    cr3: Mfn,
+    va: GuestVirt,
+) -> Result<[u8; N], Errno> {
+    let mut b = [0u8; N];
+    copy_from_guest(dom, mem, cr3, va, &mut b)?;
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests;

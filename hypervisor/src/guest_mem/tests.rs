@@ -1,0 +1,309 @@
+//! Host tests of guest memory access: a real built domain, then every rule of the
+//! module documentation attacked, and random accesses over corrupted tables with a
+//! spy that records every frame the hypervisor touches.
+
+extern crate std;
+
+use super::*;
+use crate::addr::Pfn;
+use crate::domain::pagetable::{entry_addr, pte, pte_frame, PTE_NX, PTE_P, PTE_PS, PTE_RW};
+use crate::domain::{build, DomainConfig, DomainId};
+use crate::elf::testimg::typical;
+use crate::elf::GuestImage;
+use crate::mem::fake::{FakeFrames, FakeMem};
+use core::cell::RefCell;
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+use std::vec::Vec;
+
+/// Frames handed out by the fake allocator: [FIRST, FIRST + COUNT).
+const FIRST: u64 = 0x1000;
+const COUNT: u64 = 200;
+
+/// Memory that records which frames were read and written.
+#[derive(Default)]
+struct Spy {
+    inner: FakeMem,
+    reads: RefCell<BTreeSet<u64>>,
+    writes: BTreeSet<u64>,
+}
+
+impl PhysMem for Spy {
+    fn read(&self, at: MachineAddr, out: &mut [u8]) {
+        self.reads.borrow_mut().insert(at.frame().0);
+        self.inner.read(at, out)
+    }
+    fn write(&mut self, at: MachineAddr, data: &[u8]) {
+        self.writes.insert(at.frame().0);
+        self.inner.write(at, data)
+    }
+}
+
+fn setup(nx: bool) -> (Domain, Spy) {
+    let bytes = typical();
+    let img = GuestImage::parse(&bytes).unwrap();
+    let mut mem = Spy::default();
+    let mut frames = FakeFrames::new(FIRST, COUNT);
+    let cfg = DomainConfig {
+        nr_pages: 100,
+        nx,
+        ..DomainConfig::new(DomainId(1))
+    };
+    let dom = build(&img, &bytes, &cfg, &mut mem, &mut frames).unwrap();
+    mem.reads.borrow_mut().clear();
+    mem.writes.clear();
+    (dom, mem)
+}
+
+/// The machine address of the L1 entry mapping `va` in the bootstrap tables.
+fn l1_entry(dom: &Domain, mem: &Spy, va: u64) -> MachineAddr {
+    let l = dom.layout();
+    let l1_pfn =
+        Pfn(l.page_tables.0 + 1 + l.nr_l3 + l.nr_l2 + ((va >> 21) - (l.virt_base.0 >> 21)));
+    entry_addr(
+        dom.mfn_of(mem, l1_pfn).unwrap(),
+        GuestVirt(va).table_index(1),
+    )
+}
+
+const TEXT: u64 = 0x40_0000;
+const DATA: u64 = 0x40_3000;
+
+#[test]
+fn reads_and_writes_through_the_guest_tables() {
+    let (dom, mut mem) = setup(false);
+    let cr3 = dom.boot.cr3;
+    // Text bytes across a page boundary (the image has (i % 251) at text offset i).
+    let mut b = [0u8; 16];
+    copy_from_guest(&dom, &mem, cr3, GuestVirt(TEXT + 0xff8), &mut b).unwrap();
+    let want: Vec<u8> = (0xff8u32..0x1008).map(|i| (i % 251) as u8).collect();
+    assert_eq!(&b[..], &want[..]);
+    // start_info magic through its VA.
+    let magic: [u8; 14] = read_bytes(&dom, &mem, cr3, dom.boot.start_info).unwrap();
+    assert_eq!(&magic, b"xen-3.0-x86_64");
+    // Page tables are readable (the guest maps them read-only and may read them).
+    let l4 = dom.layout().va(dom.layout().page_tables);
+    let _: [u8; 8] = read_bytes(&dom, &mem, cr3, l4).unwrap();
+    // Write across the data/bss page boundary and read back.
+    let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+    copy_to_guest(&dom, &mut mem, cr3, GuestVirt(DATA + 0xf80), &data).unwrap();
+    let mut back = std::vec![0u8; 300];
+    copy_from_guest(&dom, &mem, cr3, GuestVirt(DATA + 0xf80), &mut back).unwrap();
+    assert_eq!(back, data);
+    // The stack and free memory are writable.
+    copy_to_guest(
+        &dom,
+        &mut mem,
+        cr3,
+        GuestVirt(dom.boot.stack_top.0 - 8),
+        &[1; 8],
+    )
+    .unwrap();
+    // Zero-length copies succeed without touching anything.
+    copy_to_guest(&dom, &mut mem, cr3, GuestVirt(1 << 63), &[]).unwrap();
+    copy_from_guest(&dom, &mem, cr3, GuestVirt(1 << 63), &mut []).unwrap();
+}
+
+#[test]
+fn refusals_are_efault() {
+    let (dom, mut mem) = setup(false);
+    let cr3 = dom.boot.cr3;
+    let ef = Err(Errno::EFAULT);
+    let mut b = [0u8; 8];
+    // Read-only text, read-only page tables.
+    assert_eq!(
+        copy_to_guest(&dom, &mut mem, cr3, GuestVirt(TEXT), &[0]),
+        ef
+    );
+    let l4 = dom.layout().va(dom.layout().page_tables);
+    assert_eq!(copy_to_guest(&dom, &mut mem, cr3, l4, &[0]), ef);
+    // Unmapped, non-canonical, wrapping.
+    assert_eq!(
+        copy_from_guest(&dom, &mem, cr3, GuestVirt(0x1000), &mut b),
+        ef
+    );
+    assert_eq!(
+        copy_from_guest(&dom, &mem, cr3, dom.layout().va(Pfn(100)), &mut b),
+        ef
+    );
+    assert_eq!(
+        copy_from_guest(&dom, &mem, cr3, GuestVirt(0x8000_0000_0000), &mut b),
+        ef
+    );
+    assert_eq!(
+        copy_from_guest(&dom, &mem, cr3, GuestVirt(u64::MAX - 3), &mut b),
+        ef
+    );
+    // A range that starts mapped and runs past the end of the domain.
+    let last = dom.layout().va(Pfn(99)).0 + 4092;
+    assert_eq!(
+        copy_from_guest(&dom, &mem, cr3, GuestVirt(last), &mut b),
+        ef
+    );
+    // A CR3 the domain does not own: refused before it is read.
+    mem.reads.borrow_mut().clear();
+    assert_eq!(
+        copy_from_guest(&dom, &mem, Mfn(0x10), GuestVirt(TEXT), &mut b),
+        ef
+    );
+    assert!(!mem.reads.borrow().contains(&0x10));
+    assert!(mem.writes.is_empty());
+}
+
+#[test]
+fn corrupted_entries_are_refused() {
+    let ef = Err(Errno::EFAULT);
+    let mut b = [0u8; 8];
+    // (entry value for the L1 slot of DATA, read ok?, write ok?)
+    let (dom, mem) = setup(false);
+    let data_mfn = dom.mfn_of(&mem, Pfn(3)).unwrap();
+    let table_mfn = dom.boot.cr3;
+    let cases = [
+        (pte(Mfn(0x10), PTE_P | PTE_RW), false, false), // foreign frame
+        (pte(table_mfn, PTE_P | PTE_RW), true, false), // writable alias of the L4: read yes, write never
+        (pte(data_mfn, PTE_P | PTE_RW | PTE_NX), false, false), // NX without NXE: reserved
+        (pte(data_mfn, PTE_P), true, false),           // read-only
+        (pte(data_mfn, PTE_RW), false, false),         // not present
+        (pte(data_mfn, PTE_P | PTE_RW), true, true),   // control
+    ];
+    for (e, r_ok, w_ok) in cases {
+        let (dom, mut mem) = setup(false);
+        let at = l1_entry(&dom, &mem, DATA);
+        mem.write_u64(at, e);
+        let cr3 = dom.boot.cr3;
+        assert_eq!(
+            copy_from_guest(&dom, &mem, cr3, GuestVirt(DATA), &mut b).is_ok(),
+            r_ok,
+            "{e:#x}"
+        );
+        mem.writes.clear();
+        assert_eq!(
+            copy_to_guest(&dom, &mut mem, cr3, GuestVirt(DATA), &[7; 8]).is_ok(),
+            w_ok,
+            "{e:#x}"
+        );
+        if !w_ok {
+            assert!(mem.writes.is_empty());
+        }
+        assert!(!mem.reads.borrow().contains(&0x10), "foreign frame read");
+    }
+    // An L2 entry with PS, and an L2 entry pointing at a foreign frame.
+    for (flags, target) in [
+        (PTE_P | PTE_RW | PTE_PS, None),
+        (PTE_P | PTE_RW, Some(Mfn(0x11))),
+    ] {
+        let (dom, mut mem) = setup(false);
+        let l = *dom.layout();
+        let l2 = dom.mfn_of(&mem, Pfn(l.page_tables.0 + 2)).unwrap();
+        let at = entry_addr(l2, GuestVirt(DATA).table_index(2));
+        let old = mem.read_u64(at);
+        mem.write_u64(at, pte(target.unwrap_or(pte_frame(old)), flags));
+        assert_eq!(
+            copy_from_guest(&dom, &mem, dom.boot.cr3, GuestVirt(DATA), &mut b),
+            ef
+        );
+        assert!(!mem.reads.borrow().contains(&0x11), "foreign table read");
+    }
+    // PS in the L4 entry is reserved.
+    let (dom, mut mem) = setup(false);
+    let at = entry_addr(dom.boot.cr3, GuestVirt(DATA).table_index(4));
+    let old = mem.read_u64(at);
+    mem.write_u64(at, old | PTE_PS);
+    assert_eq!(
+        copy_from_guest(&dom, &mem, dom.boot.cr3, GuestVirt(DATA), &mut b),
+        ef
+    );
+}
+
+#[test]
+fn nx_pages_are_readable_and_writable_with_nxe() {
+    let (dom, mut mem) = setup(true);
+    let cr3 = dom.boot.cr3;
+    copy_to_guest(&dom, &mut mem, cr3, GuestVirt(DATA), &[1, 2, 3]).unwrap();
+    let b: [u8; 3] = read_bytes(&dom, &mem, cr3, GuestVirt(DATA)).unwrap();
+    assert_eq!(b, [1, 2, 3]);
+}
+
+#[test]
+fn failed_cross_page_write_writes_nothing() {
+    let (dom, mut mem) = setup(false);
+    let cr3 = dom.boot.cr3;
+    // The page before the text is unmapped; the last page of data is followed by
+    // the mfn_list (writable), so use text: data page N-1 writable, then make the
+    // next one read-only.
+    let at = l1_entry(&dom, &mem, DATA + 0x1000);
+    let e = mem.read_u64(at);
+    mem.write_u64(at, e & !PTE_RW);
+    let before: [u8; 16] = read_bytes(&dom, &mem, cr3, GuestVirt(DATA + 0xff8)).unwrap();
+    mem.writes.clear();
+    assert_eq!(
+        copy_to_guest(&dom, &mut mem, cr3, GuestVirt(DATA + 0xff8), &[0xaa; 16]),
+        Err(Errno::EFAULT)
+    );
+    assert!(mem.writes.is_empty());
+    let after: [u8; 16] = read_bytes(&dom, &mem, cr3, GuestVirt(DATA + 0xff8)).unwrap();
+    assert_eq!(before, after);
+}
+
+/// Frames the hypervisor may legitimately write for the guest: owned, Writable.
+fn writable_frames(dom: &Domain, mem: &Spy) -> BTreeSet<u64> {
+    (0..dom.nr_pages())
+        .filter_map(|p| dom.mfn_of(mem, Pfn(p)))
+        .filter(|&m| dom.frame_kind(mem, m) == FrameKind::Writable)
+        .map(|m| m.0)
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Random table corruption, then random copies: the hypervisor never reads a
+    /// frame outside the ones it handed out (domain + its frame table), never
+    /// writes anything but the domain's Writable frames, and never panics.
+    #[test]
+    fn random_access_never_escapes(
+        corruptions in proptest::collection::vec((0u64..11, 0usize..512, any::<u64>(), any::<bool>()), 0..12),
+        ops in proptest::collection::vec((any::<bool>(), 0u64..0x7_0000, any::<u64>(), 0usize..9000, any::<bool>(), any::<bool>()), 1..24),
+        nx in any::<bool>(),
+    ) {
+        let (dom, mut mem) = setup(nx);
+        let l = *dom.layout();
+        let owned_writable = writable_frames(&dom, &mem);
+        // Corrupt random entries of the table frames with random values, half of
+        // them pointing at domain or foreign frames with plausible flags.
+        for (t, idx, v, plausible) in corruptions {
+            let pfn = Pfn(l.page_tables.0 + t % l.nr_pt_frames());
+            let table = dom.mfn_of(&mem, pfn).unwrap();
+            let v = if plausible { pte(Mfn(FIRST - 8 + v % (COUNT + 16)), v & 0x8000_0000_0000_00ff) } else { v };
+            mem.inner.write_u64(entry_addr(table, idx), v);
+        }
+        let table_bytes: Vec<Vec<u8>> = (l.page_tables.0..l.stack.0)
+            .map(|p| mem.inner.frames[&dom.mfn_of(&mem, Pfn(p)).unwrap().0].clone())
+            .collect();
+        mem.reads.borrow_mut().clear();
+        mem.writes.clear();
+        for (write, off, raw, len, near, wild_cr3) in ops {
+            // Mostly addresses near the domain; some anywhere.
+            let va = if near { GuestVirt(l.virt_base.0.wrapping_add(off).wrapping_sub(0x1000)) } else { GuestVirt(raw) };
+            let cr3 = if wild_cr3 { Mfn(FIRST - 4 + raw % (COUNT + 8)) } else { dom.boot.cr3 };
+            if write {
+                let data = std::vec![0x5a; len];
+                let _ = copy_to_guest(&dom, &mut mem, cr3, va, &data);
+            } else {
+                let mut out = std::vec![0; len];
+                let _ = copy_from_guest(&dom, &mem, cr3, va, &mut out);
+            }
+        }
+        for f in mem.reads.borrow().iter() {
+            prop_assert!((FIRST..FIRST + COUNT).contains(f), "read foreign frame {f:#x}");
+        }
+        for f in &mem.writes {
+            prop_assert!(owned_writable.contains(f), "wrote non-writable frame {f:#x}");
+        }
+        // Table frames are untouched.
+        for (i, p) in (l.page_tables.0..l.stack.0).enumerate() {
+            let now = &mem.inner.frames[&dom.mfn_of(&mem, Pfn(p)).unwrap().0];
+            prop_assert_eq!(now, &table_bytes[i]);
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! # The hypercall table
+//!
+//! A guest traps in with `VMCALL`; the VMX exit handler packs RAX and the argument
+//! registers into [`HypercallArgs`] and calls [`dispatch`], which looks the call up
+//! in [`TABLE`] and puts the [`Outcome`] back into RAX (or ends the domain).
+//!
+//! The table is data: one [`Row`] per implemented hypercall *and sub-command*
+//! (`console_io` / `CONSOLEIO_write` is a row; `CONSOLEIO_read` is not, so it is
+//! `-ENOSYS`). Everything not in the table answers `-ENOSYS`, as Xen does for
+//! hypercalls it does not implement. Because the table is data, the tests check it
+//! against the ABI crate's "implemented since" list, and [`write_markdown`] renders
+//! it for `docs/` so documentation cannot drift from the code.
+//!
+//! All three 0.1 hypercalls take the sub-command in the first argument (RDI) and a
+//! guest pointer or value in the second (RSI), as on Xen. Keel compares the full
+//! 64-bit register where Xen's C prototypes truncate to `int`/`unsigned int`; a
+//! guest that sets the upper half gets `-ENOSYS`/`-EINVAL` instead of an alias.
+//! Every guest pointer goes through [`crate::guest_mem`].
+
+use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
+use crate::domain::Domain;
+use crate::guest_mem::{self, Access};
+use crate::mem::{Console, PhysMem};
+use keel_abi::console::{CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
+use keel_abi::hypercall::Hypercall;
+pub use keel_abi::hypercall::HypercallArgs;
+use keel_abi::sched::{shutdown_reason_name, SchedShutdown, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD};
+use keel_abi::version::{
+    features, AbiVersion, XenFeatureInfo, EXTRAVERSION, XENVER_EXTRAVERSION, XENVER_GET_FEATURES,
+    XENVER_PAGESIZE, XENVER_VERSION,
+};
+use keel_abi::Errno;
+
+/// What the exit handler does after a hypercall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Put this value in RAX and resume the guest.
+    Return(i64),
+    /// The domain asked to shut down with this `SHUTDOWN_*` reason (a known one:
+    /// unknown reasons are refused with `-EINVAL`). Its partial console line has
+    /// been flushed.
+    Shutdown(u32),
+}
+
+impl Outcome {
+    fn err(e: Errno) -> Outcome {
+        Outcome::Return(e.as_return())
+    }
+}
+
+/// Everything a hypercall handler may touch: the calling domain, machine memory
+/// (only through [`crate::guest_mem`] and the domain's own methods), the console,
+/// and the guest's current CR3 (the root of the tables guest pointers are
+/// translated with).
+pub struct HypercallCtx<'a, M: PhysMem + ?Sized, C: Console + ?Sized> {
+    /// The calling domain.
+    pub dom: &'a mut Domain,
+    /// Machine memory.
+    pub mem: &'a mut M,
+    /// The hypervisor console guest output goes to.
+    pub console: &'a mut C,
+    /// The guest's CR3 at the time of the call, as a frame: the caller takes
+    /// bits 12..51 of the VMCS guest CR3 (dropping PWT/PCD/PCID). Guest pointers
+    /// are translated through the tables rooted here.
+    pub cr3: Mfn,
+}
+
+/// The context handlers see: type-erased so that the table can be a `static`.
+pub type DynCtx<'a> = HypercallCtx<'a, dyn PhysMem + 'a, dyn Console + 'a>;
+
+/// A handler: the context and the raw arguments in, the outcome out.
+pub type Handler = fn(&mut DynCtx<'_>, &HypercallArgs) -> Outcome;
+
+/// One implemented hypercall sub-command.
+#[derive(Clone, Copy)]
+pub struct Row {
+    /// The hypercall number (RAX).
+    pub nr: Hypercall,
+    /// The sub-command (first argument, RDI).
+    pub sub: u64,
+    /// `hypercall / SUBCOMMAND`, as Xen names them.
+    pub name: &'static str,
+    /// The ABI version that introduced it.
+    pub since: AbiVersion,
+    /// What it does, what it returns, its errors: one line for the docs.
+    pub doc: &'static str,
+    /// The implementation.
+    pub handler: Handler,
+}
+
+impl core::fmt::Debug for Row {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "Row({} = {}/{}, since {})",
+            self.name, self.nr.0, self.sub, self.since
+        )
+    }
+}
+
+/// Every implemented hypercall sub-command. Anything else is `-ENOSYS`.
+pub static TABLE: &[Row] = &[
+    Row {
+        nr: Hypercall::CONSOLE_IO,
+        sub: CONSOLEIO_WRITE,
+        name: "console_io / CONSOLEIO_write",
+        since: AbiVersion::V0_1,
+        doc: "console_io(CONSOLEIO_write, count, buf): print count bytes (<= 4096, else -EINVAL) \
+              line by line as `(dN) text`; 0, or -EFAULT (nothing printed) if buf is not readable",
+        handler: console_write,
+    },
+    Row {
+        nr: Hypercall::XEN_VERSION,
+        sub: XENVER_VERSION,
+        name: "xen_version / XENVER_version",
+        since: AbiVersion::V0_1,
+        doc: "xen_version(XENVER_version, _): the ABI version, (major << 16) | minor",
+        handler: version_version,
+    },
+    Row {
+        nr: Hypercall::XEN_VERSION,
+        sub: XENVER_EXTRAVERSION,
+        name: "xen_version / XENVER_extraversion",
+        since: AbiVersion::V0_1,
+        doc:
+            "xen_version(XENVER_extraversion, char[16]): writes \"-keel\" NUL-padded; 0 or -EFAULT",
+        handler: version_extraversion,
+    },
+    Row {
+        nr: Hypercall::XEN_VERSION,
+        sub: XENVER_GET_FEATURES,
+        name: "xen_version / XENVER_get_features",
+        since: AbiVersion::V0_1,
+        doc: "xen_version(XENVER_get_features, xen_feature_info*): submap 0 is Keel's feature \
+              bits; another submap_idx is -EINVAL (as Xen); 0 or -EFAULT",
+        handler: version_get_features,
+    },
+    Row {
+        nr: Hypercall::XEN_VERSION,
+        sub: XENVER_PAGESIZE,
+        name: "xen_version / XENVER_pagesize",
+        since: AbiVersion::V0_1,
+        doc: "xen_version(XENVER_pagesize, NULL): 4096; a non-NULL argument is -EINVAL (as Xen)",
+        handler: version_pagesize,
+    },
+    Row {
+        nr: Hypercall::SCHED_OP,
+        sub: SCHEDOP_YIELD,
+        name: "sched_op / SCHEDOP_yield",
+        since: AbiVersion::V0_1,
+        doc: "sched_op(SCHEDOP_yield, _): 0 (one vCPU: returns at once)",
+        handler: sched_yield,
+    },
+    Row {
+        nr: Hypercall::SCHED_OP,
+        sub: SCHEDOP_SHUTDOWN,
+        name: "sched_op / SCHEDOP_shutdown",
+        since: AbiVersion::V0_1,
+        doc: "sched_op(SCHEDOP_shutdown, sched_shutdown*): ends the domain with the reason; \
+              does not return; -EFAULT, or -EINVAL for an unknown reason",
+        handler: sched_shutdown,
+    },
+];
+
+/// The row for `nr` / `sub`, if implemented.
+pub fn lookup(nr: u64, sub: u64) -> Option<&'static Row> {
+    TABLE.iter().find(|r| r.nr.0 == nr && r.sub == sub)
+}
+
+/// Handle one hypercall from `ctx.dom`. Counts it, looks it up, runs it.
+pub fn dispatch<M: PhysMem, C: Console>(
+    ctx: &mut HypercallCtx<'_, M, C>,
+    args: HypercallArgs,
+) -> Outcome {
+    ctx.dom.count_hypercall(args.nr);
+    let Some(row) = lookup(args.nr, args.args[0]) else {
+        return Outcome::err(Errno::ENOSYS);
+    };
+    let mut dyn_ctx: DynCtx<'_> = HypercallCtx {
+        dom: &mut *ctx.dom,
+        mem: &mut *ctx.mem,
+        console: &mut *ctx.console,
+        cr3: ctx.cr3,
+    };
+    (row.handler)(&mut dyn_ctx, &args)
+}
+
+/// Render [`TABLE`] as a Markdown table (for `docs/`; a docs test can compare).
+pub fn write_markdown(out: &mut impl core::fmt::Write) -> core::fmt::Result {
+    writeln!(out, "| nr | sub | hypercall | since | behaviour |")?;
+    writeln!(out, "|----|-----|-----------|-------|-----------|")?;
+    for r in TABLE {
+        write!(
+            out,
+            "| {} | {} | `{}` | {} | ",
+            r.nr.0, r.sub, r.name, r.since
+        )?;
+        // A `|` in the text would end the table cell: escape it.
+        for (i, part) in r.doc.split('|').enumerate() {
+            if i > 0 {
+                out.write_str("\\|")?;
+            }
+            out.write_str(part)?;
+        }
+        writeln!(out, " |")?;
+    }
+    writeln!(
+        out,
+        "\nEvery other hypercall number or sub-command returns -ENOSYS."
+    )
+}
+
+// ---------------------------------------------------------------------------
+// console_io
+
+/// Copy the guest's buffer in chunks and feed it to the domain's line buffer.
+/// The whole range is checked first, so a bad buffer prints nothing.
+fn console_write(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    let (count, buf) = (a.args[1], GuestVirt(a.args[2]));
+    if count > CONSOLEIO_WRITE_MAX {
+        return Outcome::err(Errno::EINVAL);
+    }
+    // count <= 4096, so this cannot truncate.
+    let count = count as usize;
+    if let Err(e) = guest_mem::check_range(ctx.dom, ctx.mem, ctx.cr3, buf, count, Access::Read) {
+        return Outcome::err(e);
+    }
+    let mut chunk = [0u8; 256];
+    let mut done = 0usize;
+    while done < count {
+        let n = chunk.len().min(count - done);
+        let Some(dst) = chunk.get_mut(..n) else { break };
+        let va = GuestVirt(buf.0.wrapping_add(done as u64));
+        if let Err(e) = guest_mem::copy_from_guest(ctx.dom, ctx.mem, ctx.cr3, va, dst) {
+            // Unreachable after check_range with one vCPU; still an error, not a panic.
+            return Outcome::err(e);
+        }
+        ctx.dom.console_write(ctx.console, dst);
+        done += n;
+    }
+    Outcome::Return(0)
+}
+
+// ---------------------------------------------------------------------------
+// xen_version
+
+fn version_version(_: &mut DynCtx<'_>, _: &HypercallArgs) -> Outcome {
+    Outcome::Return(i64::from(AbiVersion::CURRENT.encode()))
+}
+
+/// Writes [`EXTRAVERSION`] (`"-keel"`, NUL-padded to 16 bytes).
+fn version_extraversion(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    let va = GuestVirt(a.args[1]);
+    match guest_mem::copy_to_guest(ctx.dom, ctx.mem, ctx.cr3, va, &EXTRAVERSION.0) {
+        Ok(()) => Outcome::Return(0),
+        Err(e) => Outcome::err(e),
+    }
+}
+
+/// Xen semantics: read the whole `xen_feature_info`, answer submap 0, refuse any
+/// other index with -EINVAL (guests loop over submaps until the call fails), and
+/// write the whole struct back.
+fn version_get_features(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    let va = GuestVirt(a.args[1]);
+    let mut fi = match guest_mem::read_bytes(ctx.dom, ctx.mem, ctx.cr3, va) {
+        Ok(b) => XenFeatureInfo::decode(&b),
+        Err(e) => return Outcome::err(e),
+    };
+    fi.submap = match fi.submap_idx {
+        0 => features::SUBMAP0,
+        _ => return Outcome::err(Errno::EINVAL),
+    };
+    match guest_mem::copy_to_guest(ctx.dom, ctx.mem, ctx.cr3, va, &fi.encode()) {
+        Ok(()) => Outcome::Return(0),
+        Err(e) => Outcome::err(e),
+    }
+}
+
+fn version_pagesize(_: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    if a.args[1] != 0 {
+        return Outcome::err(Errno::EINVAL);
+    }
+    Outcome::Return(PAGE_SIZE as i64)
+}
+
+// ---------------------------------------------------------------------------
+// sched_op
+
+fn sched_yield(_: &mut DynCtx<'_>, _: &HypercallArgs) -> Outcome {
+    Outcome::Return(0)
+}
+
+fn sched_shutdown(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    let va = GuestVirt(a.args[1]);
+    let reason = match guest_mem::read_bytes(ctx.dom, ctx.mem, ctx.cr3, va) {
+        Ok(b) => SchedShutdown::decode(&b).reason,
+        Err(e) => return Outcome::err(e),
+    };
+    if shutdown_reason_name(reason).is_none() {
+        return Outcome::err(Errno::EINVAL);
+    }
+    // The guest's last words must not be lost in the line buffer.
+    ctx.dom.console_flush(ctx.console);
+    Outcome::Shutdown(reason)
+}
+
+#[cfg(test)]
+mod tests;

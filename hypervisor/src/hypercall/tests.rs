@@ -1,0 +1,436 @@
+//! Every row of the table and every error path, on a real built domain in fake
+//! memory.
+
+extern crate std;
+
+use super::*;
+use crate::addr::Pfn;
+use crate::domain::{build, DomainConfig, DomainId, FrameKind};
+use crate::elf::testimg::typical;
+use crate::elf::GuestImage;
+use crate::mem::fake::{FakeConsole, FakeFrames, FakeMem};
+use keel_abi::console::CONSOLEIO_READ;
+use keel_abi::sched::{SCHEDOP_BLOCK, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, SHUTDOWN_SOFT_RESET};
+use keel_abi::version::XENVER_COMPILE_INFO;
+use proptest::prelude::*;
+use std::string::String;
+use std::vec::Vec;
+
+const TEXT: u64 = 0x40_0000;
+const DATA: u64 = 0x40_3000;
+
+struct World {
+    dom: Domain,
+    mem: FakeMem,
+    con: FakeConsole,
+}
+
+impl World {
+    fn new() -> World {
+        let bytes = typical();
+        let img = GuestImage::parse(&bytes).unwrap();
+        let mut mem = FakeMem::default();
+        let mut frames = FakeFrames::new(0x1000, 200);
+        let cfg = DomainConfig {
+            nr_pages: 64,
+            ..DomainConfig::new(DomainId(1))
+        };
+        let dom = build(&img, &bytes, &cfg, &mut mem, &mut frames).unwrap();
+        World {
+            dom,
+            mem,
+            con: FakeConsole::default(),
+        }
+    }
+    fn call(&mut self, nr: Hypercall, args: [u64; 5]) -> Outcome {
+        let cr3 = self.dom.boot.cr3;
+        let mut ctx = HypercallCtx {
+            dom: &mut self.dom,
+            mem: &mut self.mem,
+            console: &mut self.con,
+            cr3,
+        };
+        dispatch(&mut ctx, HypercallArgs { nr: nr.0, args })
+    }
+    fn poke(&mut self, va: u64, data: &[u8]) {
+        let cr3 = self.dom.boot.cr3;
+        guest_mem::copy_to_guest(&self.dom, &mut self.mem, cr3, GuestVirt(va), data).unwrap();
+    }
+    fn peek<const N: usize>(&self, va: u64) -> [u8; N] {
+        guest_mem::read_bytes(&self.dom, &self.mem, self.dom.boot.cr3, GuestVirt(va)).unwrap()
+    }
+    fn write(&mut self, text: &[u8]) -> Outcome {
+        self.poke(DATA, text);
+        self.call(
+            Hypercall::CONSOLE_IO,
+            [CONSOLEIO_WRITE, text.len() as u64, DATA, 0, 0],
+        )
+    }
+    fn out(&self) -> String {
+        String::from_utf8(self.con.out.clone()).unwrap()
+    }
+}
+
+fn ret(e: Errno) -> Outcome {
+    Outcome::Return(e.as_return())
+}
+
+#[test]
+fn table_is_consistent_with_the_abi() {
+    for (i, r) in TABLE.iter().enumerate() {
+        assert_eq!(r.nr.implemented_since(), Some(r.since), "{r:?}");
+        assert!(r.since <= AbiVersion::CURRENT);
+        assert!(r.name.starts_with(r.nr.name().unwrap()), "{r:?}");
+        assert!(
+            TABLE[..i].iter().all(|o| (o.nr, o.sub) != (r.nr, r.sub)),
+            "duplicate {r:?}"
+        );
+        assert!(std::ptr::eq(lookup(r.nr.0, r.sub).unwrap(), r));
+    }
+    for h in keel_abi::hypercall::ALL {
+        assert_eq!(
+            h.implemented_since().is_some(),
+            TABLE.iter().any(|r| r.nr == *h),
+            "{:?} {:?}",
+            h,
+            h.name()
+        );
+    }
+    let mut md = String::new();
+    write_markdown(&mut md).unwrap();
+    assert_eq!(
+        md.lines().filter(|l| l.starts_with("| ")).count(),
+        TABLE.len() + 1
+    );
+    assert!(md.contains("`console_io / CONSOLEIO_write`"));
+    // Every table line has exactly six unescaped cell separators.
+    for line in md.lines().filter(|l| l.starts_with("| ")) {
+        assert_eq!(line.replace("\\|", "").matches('|').count(), 6, "{line}");
+    }
+}
+
+#[test]
+fn console_write_lines_and_buffering() {
+    let mut w = World::new();
+    assert_eq!(w.write(b"hello\nwor"), Outcome::Return(0));
+    assert_eq!(w.out(), "(d1) hello\n");
+    assert_eq!(w.dom.console_pending(), b"wor");
+    assert_eq!(w.write(b"ld\n\n"), Outcome::Return(0));
+    assert_eq!(w.out(), "(d1) hello\n(d1) world\n");
+    // Empty lines print nothing; control characters are dropped, tab kept.
+    assert_eq!(w.write(b"a\x1b[2J\tb\r\n"), Outcome::Return(0));
+    assert!(w.out().ends_with("(d1) a[2J\tb\n"), "{}", w.out());
+    // Zero bytes: fine, nothing printed.
+    let before = w.out();
+    assert_eq!(
+        w.call(Hypercall::CONSOLE_IO, [CONSOLEIO_WRITE, 0, 0, 0, 0]),
+        Outcome::Return(0)
+    );
+    assert_eq!(w.out(), before);
+}
+
+#[test]
+fn console_write_long_lines_split() {
+    let mut w = World::new();
+    let long = [b'x'; crate::domain::CONSOLE_LINE_MAX + 10];
+    assert_eq!(w.write(&long), Outcome::Return(0));
+    assert_eq!(
+        w.out().len(),
+        "(d1) \n".len() + crate::domain::CONSOLE_LINE_MAX
+    );
+    assert_eq!(w.dom.console_pending().len(), 10);
+}
+
+#[test]
+fn console_write_errors() {
+    let mut w = World::new();
+    let max = CONSOLEIO_WRITE_MAX;
+    // Too long: -EINVAL, even with a good buffer; the maximum itself is fine
+    // (the data segment plus bss is 6 KiB of writable memory from DATA).
+    assert_eq!(
+        w.call(
+            Hypercall::CONSOLE_IO,
+            [CONSOLEIO_WRITE, max + 1, DATA, 0, 0]
+        ),
+        ret(Errno::EINVAL)
+    );
+    assert_eq!(
+        w.call(
+            Hypercall::CONSOLE_IO,
+            [CONSOLEIO_WRITE, u64::MAX, DATA, 0, 0]
+        ),
+        ret(Errno::EINVAL)
+    );
+    assert_eq!(
+        w.call(Hypercall::CONSOLE_IO, [CONSOLEIO_WRITE, max, DATA, 0, 0]),
+        Outcome::Return(0)
+    );
+    // Bad buffers: unmapped, non-canonical, running off the mapped range: -EFAULT,
+    // nothing printed, pending line untouched.
+    w.write(b"partial");
+    let out = w.out();
+    let end = w.dom.layout().va(Pfn(64)).0;
+    for (count, buf) in [
+        (4, 0x1000),
+        (4, 1u64 << 47),
+        (16, end - 8),
+        (8, u64::MAX - 3),
+    ] {
+        assert_eq!(
+            w.call(Hypercall::CONSOLE_IO, [CONSOLEIO_WRITE, count, buf, 0, 0]),
+            ret(Errno::EFAULT)
+        );
+    }
+    assert_eq!(w.out(), out);
+    assert_eq!(w.dom.console_pending(), b"partial");
+    // Reading from read-only text is fine (the buffer is only read).
+    assert_eq!(
+        w.call(Hypercall::CONSOLE_IO, [CONSOLEIO_WRITE, 4, TEXT, 0, 0]),
+        Outcome::Return(0)
+    );
+    // CONSOLEIO_read and unknown sub-commands.
+    for sub in [CONSOLEIO_READ, 2, 1 << 32, u64::MAX] {
+        assert_eq!(
+            w.call(Hypercall::CONSOLE_IO, [sub, 4, DATA, 0, 0]),
+            ret(Errno::ENOSYS)
+        );
+    }
+}
+
+#[test]
+fn xen_version_rows() {
+    let mut w = World::new();
+    assert_eq!(
+        w.call(Hypercall::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]),
+        Outcome::Return(1)
+    );
+    assert_eq!(
+        w.call(Hypercall::XEN_VERSION, [XENVER_VERSION, 0xdead, 0, 0, 0]),
+        Outcome::Return(i64::from(AbiVersion::CURRENT.encode()))
+    );
+    // extraversion
+    w.poke(DATA, &[0xff; 16]);
+    assert_eq!(
+        w.call(Hypercall::XEN_VERSION, [XENVER_EXTRAVERSION, DATA, 0, 0, 0]),
+        Outcome::Return(0)
+    );
+    assert_eq!(&w.peek::<16>(DATA), b"-keel\0\0\0\0\0\0\0\0\0\0\0");
+    assert_eq!(
+        w.call(Hypercall::XEN_VERSION, [XENVER_EXTRAVERSION, TEXT, 0, 0, 0]),
+        ret(Errno::EFAULT)
+    );
+    assert_eq!(
+        w.call(Hypercall::XEN_VERSION, [XENVER_EXTRAVERSION, 0, 0, 0, 0]),
+        ret(Errno::EFAULT)
+    );
+    let l4 = w.dom.layout().va(w.dom.layout().page_tables).0;
+    assert_eq!(
+        w.call(Hypercall::XEN_VERSION, [XENVER_EXTRAVERSION, l4, 0, 0, 0]),
+        ret(Errno::EFAULT)
+    );
+    // get_features
+    w.poke(DATA, &[0, 0, 0, 0, 0xaa, 0xbb, 0xcc, 0xdd]);
+    assert_eq!(
+        w.call(Hypercall::XEN_VERSION, [XENVER_GET_FEATURES, DATA, 0, 0, 0]),
+        Outcome::Return(0)
+    );
+    let fi = w.peek::<8>(DATA);
+    assert_eq!(
+        u32::from_le_bytes(fi[4..8].try_into().unwrap()),
+        features::SUBMAP0
+    );
+    assert_eq!(&fi[0..4], &[0, 0, 0, 0]);
+    for idx in [1u32, 2, u32::MAX] {
+        w.poke(DATA, &idx.to_le_bytes());
+        assert_eq!(
+            w.call(Hypercall::XEN_VERSION, [XENVER_GET_FEATURES, DATA, 0, 0, 0]),
+            ret(Errno::EINVAL)
+        );
+    }
+    // Readable (submap_idx 0: L4 entry 1 is empty) but not writable: -EFAULT.
+    assert_eq!(
+        w.call(
+            Hypercall::XEN_VERSION,
+            [XENVER_GET_FEATURES, l4 + 8, 0, 0, 0]
+        ),
+        ret(Errno::EFAULT)
+    );
+    assert_eq!(
+        w.call(Hypercall::XEN_VERSION, [XENVER_GET_FEATURES, 8, 0, 0, 0]),
+        ret(Errno::EFAULT)
+    );
+    // pagesize
+    assert_eq!(
+        w.call(Hypercall::XEN_VERSION, [XENVER_PAGESIZE, 0, 0, 0, 0]),
+        Outcome::Return(4096)
+    );
+    assert_eq!(
+        w.call(Hypercall::XEN_VERSION, [XENVER_PAGESIZE, DATA, 0, 0, 0]),
+        ret(Errno::EINVAL)
+    );
+    // Everything else.
+    for sub in [XENVER_COMPILE_INFO, 3, 4, 5, 8, 9, 10, 11, 1 << 32] {
+        assert_eq!(
+            w.call(Hypercall::XEN_VERSION, [sub, DATA, 0, 0, 0]),
+            ret(Errno::ENOSYS),
+            "{sub}"
+        );
+    }
+}
+
+#[test]
+fn sched_op_rows() {
+    let mut w = World::new();
+    assert_eq!(
+        w.call(Hypercall::SCHED_OP, [SCHEDOP_YIELD, 0, 0, 0, 0]),
+        Outcome::Return(0)
+    );
+    assert_eq!(
+        w.call(Hypercall::SCHED_OP, [SCHEDOP_BLOCK, 0, 0, 0, 0]),
+        ret(Errno::ENOSYS)
+    );
+    for sub in [3, 4, 5, 6, 7, 8, u64::MAX] {
+        assert_eq!(
+            w.call(Hypercall::SCHED_OP, [sub, DATA, 0, 0, 0]),
+            ret(Errno::ENOSYS)
+        );
+    }
+    // Bad pointer, unknown reasons.
+    assert_eq!(
+        w.call(Hypercall::SCHED_OP, [SCHEDOP_SHUTDOWN, 0, 0, 0, 0]),
+        ret(Errno::EFAULT)
+    );
+    for reason in [SHUTDOWN_SOFT_RESET + 1, 255, u32::MAX] {
+        w.poke(DATA, &reason.to_le_bytes());
+        assert_eq!(
+            w.call(Hypercall::SCHED_OP, [SCHEDOP_SHUTDOWN, DATA, 0, 0, 0]),
+            ret(Errno::EINVAL)
+        );
+    }
+    // Known reasons end the domain, flushing its last partial line.
+    w.write(b"bye");
+    w.poke(DATA + 0x100, &SHUTDOWN_POWEROFF.to_le_bytes());
+    assert_eq!(
+        w.call(
+            Hypercall::SCHED_OP,
+            [SCHEDOP_SHUTDOWN, DATA + 0x100, 0, 0, 0]
+        ),
+        Outcome::Shutdown(0)
+    );
+    assert_eq!(w.out(), "(d1) bye\n");
+    for reason in 0..=SHUTDOWN_SOFT_RESET {
+        w.poke(DATA, &reason.to_le_bytes());
+        assert_eq!(
+            w.call(Hypercall::SCHED_OP, [SCHEDOP_SHUTDOWN, DATA, 0, 0, 0]),
+            Outcome::Shutdown(reason)
+        );
+    }
+    // A struct readable from read-only memory is fine (text byte 3 is 3: crash).
+    assert_eq!(
+        w.call(Hypercall::SCHED_OP, [SCHEDOP_SHUTDOWN, TEXT + 3, 0, 0, 0]),
+        ret(Errno::EINVAL)
+    );
+    w.poke(DATA, &SHUTDOWN_CRASH.to_le_bytes());
+    assert_eq!(
+        w.call(Hypercall::SCHED_OP, [SCHEDOP_SHUTDOWN, DATA, 0, 0, 0]),
+        Outcome::Shutdown(SHUTDOWN_CRASH)
+    );
+}
+
+#[test]
+fn unknown_numbers_are_enosys_and_everything_is_counted() {
+    let mut w = World::new();
+    for nr in [0u64, 1, 11, 12, 26, 42, 43, 63, 64, 1000, u64::MAX] {
+        assert_eq!(w.call(Hypercall(nr), [0; 5]), ret(Errno::ENOSYS), "{nr}");
+    }
+    w.call(Hypercall::XEN_VERSION, [0; 5]);
+    w.call(Hypercall::XEN_VERSION, [0; 5]);
+    assert_eq!(w.dom.hypercall_count(17), 2);
+    assert_eq!(w.dom.hypercall_count(0), 1);
+    assert_eq!(w.dom.hypercall_count(26), 1);
+    assert_eq!(w.dom.hypercall_count(29), 0);
+    // 64, 1000 and u64::MAX share the overflow counter.
+    assert_eq!(w.dom.hypercall_count(64), 3);
+    assert_eq!(w.dom.hypercall_count(12345), 3);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Random hypercalls with random (often plausible) arguments never panic, only
+    /// return known errors or non-negative values, and never write anything but the
+    /// domain's writable frames.
+    #[test]
+    fn random_hypercalls_are_safe(calls in proptest::collection::vec(
+        (prop_oneof![Just(17u64), Just(18), Just(29), 0u64..70, any::<u64>()],
+         0u64..12, prop_oneof![Just(0u64), TEXT..TEXT + 0x10_0000, any::<u64>()], 0u64..5000, any::<u64>()),
+        1..20,
+    )) {
+        let mut w = World::new();
+        let writable: std::collections::BTreeSet<u64> = (0..64)
+            .filter_map(|p| w.dom.mfn_of(&w.mem, Pfn(p)))
+            .filter(|&m| w.dom.frame_kind(&w.mem, m) == FrameKind::Writable)
+            .map(|m| m.0)
+            .collect();
+        let before: std::collections::BTreeMap<u64, Vec<u8>> = w.mem.frames.clone();
+        for (nr, sub, p1, p2, p3) in calls {
+            let out = w.call(Hypercall(nr), [sub, p1, p2.max(p3 & 0xffff) & 0xffff_ffff_ffff, 0, 0]);
+            match out {
+                Outcome::Return(v) if v < 0 => {
+                    prop_assert!(keel_abi::errno::ALL.iter().any(|e| e.as_return() == v), "{v}");
+                }
+                Outcome::Return(_) => {}
+                Outcome::Shutdown(r) => prop_assert!(shutdown_reason_name(r).is_some()),
+            }
+        }
+        for (f, bytes) in &w.mem.frames {
+            if before.get(f) != Some(bytes) {
+                prop_assert!(writable.contains(f), "frame {f:#x} changed");
+            }
+        }
+    }
+}
+
+/// The ABI reference pages (`docs/abi/`, generated and checked by the abi crate)
+/// must describe exactly what the table implements: every row's sub-command is
+/// named on its family's page, and every sub-command a page lists as implemented
+/// ("since") in an argument table is a row.
+#[test]
+fn docs_match_the_table() {
+    use keel_abi::layout::Family;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/abi");
+    let page = |h: Hypercall| {
+        let f = Family::of_hypercall(h).unwrap();
+        std::fs::read_to_string(dir.join(f.doc_page())).unwrap()
+    };
+    for r in TABLE {
+        let sub_name = r.name.split(" / ").nth(1).unwrap();
+        let text = page(r.nr);
+        assert!(
+            text.contains(&std::format!("`{sub_name}`")),
+            "{sub_name} undocumented"
+        );
+    }
+    for h in [Hypercall::XEN_VERSION, Hypercall::SCHED_OP] {
+        let mut checked = 0;
+        for line in page(h)
+            .lines()
+            .filter(|l| l.starts_with("| `") && l.contains("| since "))
+        {
+            // "| `XENVER_pagesize` (7) | ... | since 0.1: ..."
+            let num: u64 = line
+                .split(['(', ')'])
+                .nth(1)
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no number in {line}"));
+            let row = lookup(h.0, num)
+                .unwrap_or_else(|| panic!("documented but not implemented: {line}"));
+            assert!(
+                line.contains(&std::format!("since {}", row.since)),
+                "{line}"
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, TABLE.iter().filter(|r| r.nr == h).count(), "{h:?}");
+    }
+}

@@ -1,0 +1,431 @@
+//! # Control registers: who owns which bit, and what a guest may write
+//!
+//! A Keel guest runs at CPL0 and may execute `MOV CR`. VMX lets the hypervisor own
+//! any subset of CR0/CR4 bits through the *guest/host masks* (SDM 25.6.6): for an
+//! owned bit, the guest reads the *read shadow* instead of the real register, and a
+//! write that would change an owned bit against its shadow causes a VM exit
+//! (SDM 26.1.3). Keel owns every bit of both registers except CR0.TS (which the
+//! guest flips for lazy FPU switching, and which the hypervisor never uses), so the
+//! policy below sees every other change.
+//!
+//! The policy, as pure functions:
+//! - CR0.PE, CR0.PG and CR0.WP can never be cleared: direct paging depends on the
+//!   guest running paged, in long mode, and honouring read-only mappings of its page
+//!   tables at CPL0. CR4.PAE likewise (long mode requires it).
+//! - CR4.VMXE is invisible: real 1 (VMX requires it, SDM 24.8), shadow 0, and a
+//!   guest write of 1 is refused with #GP, as on a CPU without VMX (CPUID hides it).
+//! - Other bits: a short list the guest may change (CR0.MP/EM/TS/AM; CR4.TSD/DE/PSE/
+//!   MCE/PGE/OSFXSR/OSXMMEXCPT), each also subject to the VMX fixed-bit MSRs. Any
+//!   other change (caching modes, SMEP/SMAP, PCIDE, OSXSAVE, LA57, ...) is refused
+//!   with #GP(0) in ABI 0.1; later ABI versions may open more.
+//! - A violation never kills the hypervisor: the exit handler injects #GP(0).
+
+use super::caps::VmxCaps;
+use crate::addr::Mfn;
+
+/// CR0 bits.
+pub mod cr0 {
+    /// Protection enable.
+    pub const PE: u64 = 1 << 0;
+    /// Monitor coprocessor.
+    pub const MP: u64 = 1 << 1;
+    /// Emulation.
+    pub const EM: u64 = 1 << 2;
+    /// Task switched.
+    pub const TS: u64 = 1 << 3;
+    /// Extension type (hardwired to 1).
+    pub const ET: u64 = 1 << 4;
+    /// Numeric error.
+    pub const NE: u64 = 1 << 5;
+    /// Write protect.
+    pub const WP: u64 = 1 << 16;
+    /// Alignment mask.
+    pub const AM: u64 = 1 << 18;
+    /// Not write-through.
+    pub const NW: u64 = 1 << 29;
+    /// Cache disable.
+    pub const CD: u64 = 1 << 30;
+    /// Paging.
+    pub const PG: u64 = 1 << 31;
+}
+
+/// CR4 bits.
+pub mod cr4 {
+    /// Time stamp disable.
+    pub const TSD: u64 = 1 << 2;
+    /// Debugging extensions.
+    pub const DE: u64 = 1 << 3;
+    /// Page size extensions.
+    pub const PSE: u64 = 1 << 4;
+    /// Physical address extension.
+    pub const PAE: u64 = 1 << 5;
+    /// Machine-check enable.
+    pub const MCE: u64 = 1 << 6;
+    /// Page global enable.
+    pub const PGE: u64 = 1 << 7;
+    /// OS FXSAVE/FXRSTOR support.
+    pub const OSFXSR: u64 = 1 << 9;
+    /// OS unmasked SIMD exception support.
+    pub const OSXMMEXCPT: u64 = 1 << 10;
+    /// VMX enable.
+    pub const VMXE: u64 = 1 << 13;
+}
+
+/// The guest-visible CR0 at entry (contract: PE|MP|ET|NE|WP|PG).
+pub const GUEST_CR0_INITIAL: u64 = cr0::PE | cr0::MP | cr0::ET | cr0::NE | cr0::WP | cr0::PG;
+/// The guest-visible CR4 at entry (contract: PAE; OSFXSR/OSXMMEXCPT so SSE works
+/// from the first instruction, as the x86-64 ABI expects).
+pub const GUEST_CR4_INITIAL: u64 = cr4::PAE | cr4::OSFXSR | cr4::OSXMMEXCPT;
+
+/// CR0 bits the guest owns outright (no exit, no shadow): only TS.
+pub const CR0_GUEST_OWNED: u64 = cr0::TS;
+/// CR0 bits the guest may change through an intercepted write.
+pub const CR0_GUEST_WRITABLE: u64 = cr0::MP | cr0::EM | cr0::TS | cr0::AM;
+/// CR0 bits that must stay 1.
+pub const CR0_PINNED: u64 = cr0::PE | cr0::PG | cr0::WP;
+/// CR4 bits the guest may change.
+pub const CR4_GUEST_WRITABLE: u64 =
+    cr4::TSD | cr4::DE | cr4::PSE | cr4::MCE | cr4::PGE | cr4::OSFXSR | cr4::OSXMMEXCPT;
+/// CR4 bits that must stay 1.
+pub const CR4_PINNED: u64 = cr4::PAE;
+
+/// The CR0 guest/host mask: Keel owns every bit except [`CR0_GUEST_OWNED`].
+pub const CR0_GUEST_HOST_MASK: u64 = !CR0_GUEST_OWNED;
+/// The CR4 guest/host mask: Keel owns every bit.
+pub const CR4_GUEST_HOST_MASK: u64 = !0;
+
+/// The fault a refused control-register access raises in the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrFault {
+    /// #GP(0).
+    GeneralProtection,
+}
+
+/// The result of an accepted CR0/CR4 write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrWrite {
+    /// What the guest now reads (the read shadow, for owned bits).
+    pub visible: u64,
+    /// What goes into the real register (the VMCS guest CR0/CR4 field).
+    pub real: u64,
+    /// The guest's TLB must be flushed, globals included (CR4.PGE or PSE changed).
+    pub flush_tlb: bool,
+}
+
+/// The control-register policy for one CPU: the fixed bits it imposes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrPolicy {
+    cr0_fixed0: u64,
+    cr0_fixed1: u64,
+    cr4_fixed0: u64,
+    cr4_fixed1: u64,
+}
+
+impl CrPolicy {
+    /// The policy under the CPU's VMX fixed-bit MSRs.
+    pub const fn new(caps: &VmxCaps) -> Self {
+        CrPolicy {
+            cr0_fixed0: caps.cr0_fixed0,
+            cr0_fixed1: caps.cr0_fixed1,
+            cr4_fixed0: caps.cr4_fixed0,
+            cr4_fixed1: caps.cr4_fixed1,
+        }
+    }
+
+    /// The real CR0 for a guest-visible value: fixed-1 bits forced on. `None` if the
+    /// CPU forbids one of the visible bits.
+    pub const fn real_cr0(&self, visible: u64) -> Option<u64> {
+        let real = visible | self.cr0_fixed0;
+        if real & !self.cr0_fixed1 != 0 {
+            None
+        } else {
+            Some(real)
+        }
+    }
+
+    /// The real CR4 for a guest-visible value: VMXE and other fixed-1 bits forced on.
+    pub const fn real_cr4(&self, visible: u64) -> Option<u64> {
+        let real = visible | self.cr4_fixed0;
+        if real & !self.cr4_fixed1 != 0 {
+            None
+        } else {
+            Some(real)
+        }
+    }
+
+    /// `MOV CR0, value` (or the effect of LMSW/CLTS) from guest-visible `current`.
+    pub fn write_cr0(&self, current: u64, value: u64) -> Result<CrWrite, CrFault> {
+        // Architectural #GP: bits 63:32 set, or NW without CD (SDM vol. 2, MOV CR).
+        if value >> 32 != 0 || (value & cr0::NW != 0 && value & cr0::CD == 0) {
+            return Err(CrFault::GeneralProtection);
+        }
+        // ET is hardwired to 1 on every CPU since the 486: writes do not change it.
+        let value = value | cr0::ET;
+        if value & CR0_PINNED != CR0_PINNED {
+            return Err(CrFault::GeneralProtection);
+        }
+        if (value ^ current) & !CR0_GUEST_WRITABLE != 0 {
+            return Err(CrFault::GeneralProtection);
+        }
+        let real = self.real_cr0(value).ok_or(CrFault::GeneralProtection)?;
+        Ok(CrWrite {
+            visible: value,
+            real,
+            flush_tlb: false,
+        })
+    }
+
+    /// `LMSW source`: loads CR0 bits 3:0, but can set PE and never clear it.
+    pub fn lmsw(&self, current: u64, source: u16) -> Result<CrWrite, CrFault> {
+        let src = u64::from(source) & 0xf;
+        let value = (current & !0xe) | src | (current & cr0::PE);
+        self.write_cr0(current, value)
+    }
+
+    /// `CLTS`: clears CR0.TS.
+    pub fn clts(&self, current: u64) -> Result<CrWrite, CrFault> {
+        self.write_cr0(current, current & !cr0::TS)
+    }
+
+    /// `MOV CR4, value` from guest-visible `current`.
+    pub fn write_cr4(&self, current: u64, value: u64) -> Result<CrWrite, CrFault> {
+        // VMXE: the guest sees a CPU without VMX; setting it is a #GP there.
+        if value & cr4::VMXE != 0 {
+            return Err(CrFault::GeneralProtection);
+        }
+        if value & CR4_PINNED != CR4_PINNED {
+            return Err(CrFault::GeneralProtection);
+        }
+        if (value ^ current) & !CR4_GUEST_WRITABLE != 0 {
+            return Err(CrFault::GeneralProtection);
+        }
+        let real = self.real_cr4(value).ok_or(CrFault::GeneralProtection)?;
+        Ok(CrWrite {
+            visible: value,
+            real,
+            // SDM 4.10.4.1: changing PGE (or PSE/PAE) invalidates all TLB entries,
+            // globals included. With VPID the VM exit does not do it for us.
+            flush_tlb: (value ^ current) & (cr4::PGE | cr4::PSE) != 0,
+        })
+    }
+}
+
+/// An accepted CR3 load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cr3Load {
+    /// The top-level page-table frame (L4); the caller checks the domain owns it
+    /// as a page table.
+    pub l4: Mfn,
+    /// The value for the real CR3 (frame plus PWT/PCD).
+    pub real: u64,
+}
+
+/// `MOV CR3, value` with CR4.PCIDE = 0 (Keel guests cannot set PCIDE): bits 3 and 4
+/// are PWT/PCD, bits 2:0 and 11:5 are ignored, and bits 63:MAXPHYADDR are reserved
+/// (#GP; SDM vol. 3A 4.5.2 and vol. 2, MOV CR).
+pub fn mov_to_cr3(value: u64, maxphyaddr: u8) -> Result<Cr3Load, CrFault> {
+    if maxphyaddr < 64 && value >> maxphyaddr != 0 {
+        return Err(CrFault::GeneralProtection);
+    }
+    let frame = value & !0xfff;
+    Ok(Cr3Load {
+        l4: Mfn(frame >> 12),
+        real: frame | (value & 0x18),
+    })
+}
+
+/// `MOV CR8, value`: the task-priority class, bits 3:0; bits 63:4 reserved (#GP).
+pub fn mov_to_cr8(value: u64) -> Result<u8, CrFault> {
+    if value >> 4 != 0 {
+        return Err(CrFault::GeneralProtection);
+    }
+    Ok(value as u8)
+}
+
+/// What a control-register-access VM exit was (exit qualification, SDM 28.2.1,
+/// table 28-3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrAccess {
+    /// `MOV CRn, reg`.
+    MovTo {
+        /// Control register number.
+        cr: u8,
+        /// General-purpose register index (0 = RAX ... 15 = R15; 4 = RSP).
+        gpr: u8,
+    },
+    /// `MOV reg, CRn`.
+    MovFrom {
+        /// Control register number.
+        cr: u8,
+        /// General-purpose register index.
+        gpr: u8,
+    },
+    /// `CLTS`.
+    Clts,
+    /// `LMSW`, with its 16-bit source operand.
+    Lmsw {
+        /// The source operand.
+        source: u16,
+    },
+}
+
+impl CrAccess {
+    /// Decode the exit qualification.
+    pub const fn decode(q: u64) -> CrAccess {
+        let cr = (q & 0xf) as u8;
+        let gpr = ((q >> 8) & 0xf) as u8;
+        match (q >> 4) & 3 {
+            0 => CrAccess::MovTo { cr, gpr },
+            1 => CrAccess::MovFrom { cr, gpr },
+            2 => CrAccess::Clts,
+            _ => CrAccess::Lmsw {
+                source: (q >> 16) as u16,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::caps::fixtures::{model, MODELS};
+    use super::*;
+    use proptest::prelude::*;
+
+    fn policy() -> CrPolicy {
+        CrPolicy::new(&model("corei7_skylake_x").caps())
+    }
+
+    #[test]
+    fn initial_values_are_legal_everywhere() {
+        for m in MODELS {
+            let caps = m.caps();
+            let p = CrPolicy::new(&caps);
+            let cr0 = p.real_cr0(GUEST_CR0_INITIAL).unwrap();
+            let cr4 = p.real_cr4(GUEST_CR4_INITIAL).unwrap();
+            assert!(caps.cr0_ok(cr0) && caps.cr4_ok(cr4), "{}", m.name);
+            assert!(cr4 & cr4::VMXE != 0);
+        }
+    }
+
+    #[test]
+    fn vmxe_is_invisible() {
+        let p = policy();
+        let w = p
+            .write_cr4(GUEST_CR4_INITIAL, GUEST_CR4_INITIAL | cr4::PGE)
+            .unwrap();
+        assert_eq!(w.visible & cr4::VMXE, 0);
+        assert_ne!(w.real & cr4::VMXE, 0);
+        assert!(w.flush_tlb);
+        assert_eq!(
+            p.write_cr4(GUEST_CR4_INITIAL, GUEST_CR4_INITIAL | cr4::VMXE),
+            Err(CrFault::GeneralProtection)
+        );
+    }
+
+    #[test]
+    fn pinned_bits_cannot_be_cleared() {
+        let p = policy();
+        for bit in [cr0::PE, cr0::PG, cr0::WP] {
+            assert_eq!(
+                p.write_cr0(GUEST_CR0_INITIAL, GUEST_CR0_INITIAL & !bit),
+                Err(CrFault::GeneralProtection)
+            );
+        }
+        assert_eq!(
+            p.write_cr4(GUEST_CR4_INITIAL, GUEST_CR4_INITIAL & !cr4::PAE),
+            Err(CrFault::GeneralProtection)
+        );
+        // LMSW cannot clear PE.
+        let w = p.lmsw(GUEST_CR0_INITIAL, 0).unwrap();
+        assert_ne!(w.visible & cr0::PE, 0);
+        assert_eq!(w.visible & (cr0::MP | cr0::EM | cr0::TS), 0);
+    }
+
+    #[test]
+    fn other_bits() {
+        let p = policy();
+        // Allowed: TS, EM, MP, AM.
+        assert!(p
+            .write_cr0(GUEST_CR0_INITIAL, GUEST_CR0_INITIAL | cr0::TS | cr0::AM)
+            .is_ok());
+        assert_eq!(
+            p.clts(GUEST_CR0_INITIAL | cr0::TS).unwrap().visible,
+            GUEST_CR0_INITIAL
+        );
+        // Refused: CD, NW without CD, NE, high bits.
+        for v in [
+            GUEST_CR0_INITIAL | cr0::CD,
+            GUEST_CR0_INITIAL | cr0::NW,
+            GUEST_CR0_INITIAL & !cr0::NE,
+            GUEST_CR0_INITIAL | (1 << 32),
+        ] {
+            assert_eq!(
+                p.write_cr0(GUEST_CR0_INITIAL, v),
+                Err(CrFault::GeneralProtection),
+                "{v:#x}"
+            );
+        }
+        // ET stays 1 even if the guest writes 0.
+        assert_eq!(
+            p.write_cr0(GUEST_CR0_INITIAL, GUEST_CR0_INITIAL & !cr0::ET)
+                .unwrap()
+                .visible,
+            GUEST_CR0_INITIAL
+        );
+        // CR4: SMEP (20), PCIDE (17), OSXSAVE (18) refused in 0.1.
+        for bit in [20, 17, 18] {
+            assert!(p
+                .write_cr4(GUEST_CR4_INITIAL, GUEST_CR4_INITIAL | (1 << bit))
+                .is_err());
+        }
+    }
+
+    #[test]
+    fn cr3_and_cr8() {
+        let l = mov_to_cr3(0x1234_5018, 40).unwrap();
+        assert_eq!(l.l4, Mfn(0x12345));
+        assert_eq!(l.real, 0x1234_5018);
+        assert_eq!(mov_to_cr3(0x1234_5fe7, 40).unwrap().real, 0x1234_5000);
+        assert!(mov_to_cr3(1 << 40, 40).is_err());
+        assert!(mov_to_cr3(1 << 63, 52).is_err());
+        assert_eq!(mov_to_cr8(15), Ok(15));
+        assert!(mov_to_cr8(16).is_err());
+        assert_eq!(
+            CrAccess::decode(0x0000_0303),
+            CrAccess::MovTo { cr: 3, gpr: 3 }
+        );
+        assert_eq!(
+            CrAccess::decode(0x0000_0c18),
+            CrAccess::MovFrom { cr: 8, gpr: 12 }
+        );
+        assert_eq!(CrAccess::decode(0x20), CrAccess::Clts);
+        assert_eq!(
+            CrAccess::decode(0x000b_0030),
+            CrAccess::Lmsw { source: 0xb }
+        );
+    }
+
+    proptest! {
+        /// Whatever the guest writes, an accepted value keeps the pinned bits, hides
+        /// VMXE, and satisfies the VMX fixed bits for real.
+        #[test]
+        fn accepted_writes_are_safe(v0 in any::<u64>(), v4 in any::<u64>(), src in any::<u16>()) {
+            for m in MODELS {
+                let caps = m.caps();
+                let p = CrPolicy::new(&caps);
+                for w in [p.write_cr0(GUEST_CR0_INITIAL, v0), p.lmsw(GUEST_CR0_INITIAL, src)].into_iter().flatten() {
+                    prop_assert_eq!(w.visible & CR0_PINNED, CR0_PINNED);
+                    prop_assert!(caps.cr0_ok(w.real));
+                }
+                if let Ok(w) = p.write_cr4(GUEST_CR4_INITIAL, v4) {
+                    prop_assert_eq!(w.visible & cr4::VMXE, 0);
+                    prop_assert_ne!(w.visible & cr4::PAE, 0);
+                    prop_assert!(caps.cr4_ok(w.real));
+                }
+                if let Ok(l) = mov_to_cr3(v0, 46) {
+                    prop_assert!(l.real >> 46 == 0);
+                }
+            }
+        }
+    }
+}

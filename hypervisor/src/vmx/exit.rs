@@ -1,0 +1,819 @@
+//! # VM-exit dispatch
+//!
+//! One function per exit reason Keel expects; everything else is a domain crash
+//! with a full diagnostic. The guest controls every input here (registers, exit
+//! qualifications, memory), so nothing on these paths may panic: refusals become
+//! injected exceptions (#GP(0), #UD) or a domain crash, never a hypervisor fault.
+//!
+//! The VMCALL path is the one that matters for speed (issue 8): it costs exactly
+//! four VMCS accesses: VMREAD of the exit reason, VMREAD of the instruction length,
+//! VMREAD + VMWRITE of the guest RIP. The guest's CR3 for the hypercall layer comes
+//! from Keel's own copy (every CR3 load exits, so the copy is exact).
+
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use x86::vmx::vmcs::{control, guest, ro};
+
+use super::caps::VmxCaps;
+use super::checks::intr_type;
+use super::controls::{exit as exit_ctl, Controls, TlbFlush};
+use super::cr::{self, CrAccess, CrPolicy};
+use super::hw::{
+    invvpid, report_entry_failure, vmread, vmwrite, DomainEnd, GuestGprs, InvvpidType, VmxCpu,
+    STATS,
+};
+use super::names::{exception_name, ExitReason};
+use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
+use crate::cpuid::{guest_cpuid, CpuidResult, GuestCpuFeatures};
+use crate::domain::{Domain, FrameKind, Level};
+use crate::hypercall::{self, HypercallArgs, HypercallCtx, Outcome};
+use crate::mem::{Console, PhysMem};
+
+/// What the exit stub calls: handle one exit; `None` resumes the guest.
+pub trait ExitEnv {
+    /// Handle the exit that just happened, with the guest's GPRs.
+    fn handle_exit(&mut self, gprs: &mut GuestGprs) -> Option<DomainEnd>;
+}
+
+/// Basic exit reasons Keel handles (SDM appendix C).
+mod reason {
+    pub const EXCEPTION_OR_NMI: u16 = 0;
+    pub const EXTERNAL_INTERRUPT: u16 = 1;
+    pub const TRIPLE_FAULT: u16 = 2;
+    pub const CPUID: u16 = 10;
+    pub const GETSEC: u16 = 11;
+    pub const HLT: u16 = 12;
+    pub const INVD: u16 = 13;
+    pub const INVLPG: u16 = 14;
+    pub const RDPMC: u16 = 15;
+    pub const VMCALL: u16 = 18;
+    pub const VMCLEAR: u16 = 19;
+    pub const VMXON: u16 = 27;
+    pub const CR_ACCESS: u16 = 28;
+    pub const IO: u16 = 30;
+    pub const RDMSR: u16 = 31;
+    pub const WRMSR: u16 = 32;
+    pub const MWAIT: u16 = 36;
+    pub const MONITOR: u16 = 39;
+    pub const INVEPT: u16 = 50;
+    pub const INVVPID: u16 = 53;
+    pub const XSETBV: u16 = 55;
+}
+
+const VEC_UD: u8 = 6;
+const VEC_GP: u8 = 13;
+const RFLAGS_DF: u64 = 1 << 10;
+
+const IA32_EFER: u32 = 0xc000_0080;
+const IA32_FS_BASE: u32 = 0xc000_0100;
+const IA32_GS_BASE: u32 = 0xc000_0101;
+const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
+
+/// One bit per I/O port: logged already.
+static PORTS_LOGGED: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
+/// One bit per host interrupt vector seen while a guest ran.
+static VECTORS_LOGGED: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+/// Set bit `i` of `map`; true if it was clear.
+fn first_time(map: &[AtomicU64], i: usize) -> bool {
+    match map.get(i / 64) {
+        Some(w) => w.fetch_or(1 << (i % 64), Relaxed) & (1 << (i % 64)) == 0,
+        None => false,
+    }
+}
+
+/// A VMWRITE on the exit path. The fields and the current VMCS are Keel's own; a
+/// failure would be a Keel bug, and the next entry's check would report it.
+fn write(field: u32, value: u64) {
+    // SAFETY: only guest-state and entry-control fields are written from the exit
+    // path, with values the policy produced; host state is never touched here.
+    let _ = unsafe { vmwrite(field, value) };
+}
+
+/// The virtual CPU of a running domain: the domain, the machine, and Keel's copy of
+/// the guest state it owns (visible CR0/CR4, CR3, CR8).
+pub struct Vcpu<'a, M: PhysMem, C: Console> {
+    dom: &'a mut Domain,
+    mem: &'a mut M,
+    console: &'a mut C,
+    controls: Controls,
+    caps: VmxCaps,
+    policy: CrPolicy,
+    maxphyaddr: u8,
+    vpid: u16,
+    /// The guest's L4 frame and the real CR3 value.
+    cr3: Mfn,
+    cr3_real: u64,
+    /// What the guest reads from CR0 (except TS, which is the guest's own) and CR4.
+    cr0_visible: u64,
+    cr4_visible: u64,
+    /// The guest's task-priority class (MOV CR8).
+    cr8: u8,
+}
+
+impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
+    /// The vCPU for `dom`'s first entry (state as `hw::setup_vmcs` writes it).
+    pub fn new(
+        cpu: &VmxCpu,
+        dom: &'a mut Domain,
+        mem: &'a mut M,
+        console: &'a mut C,
+        vpid: u16,
+    ) -> Self {
+        let cr3 = dom.boot.cr3;
+        Vcpu {
+            dom,
+            mem,
+            console,
+            controls: cpu.controls,
+            caps: cpu.caps,
+            policy: CrPolicy::new(&cpu.caps),
+            maxphyaddr: cpu.maxphyaddr,
+            vpid,
+            cr3,
+            cr3_real: cr3.addr().0,
+            cr0_visible: cr::GUEST_CR0_INITIAL,
+            cr4_visible: cr::GUEST_CR4_INITIAL,
+            cr8: 0,
+        }
+    }
+
+    /// Move RIP past the instruction that exited (SDM 28.2.5: the VM-exit
+    /// instruction-length field is valid for instruction exits).
+    fn skip_instruction(&mut self) {
+        let len = vmread(ro::VMEXIT_INSTRUCTION_LEN);
+        let rip = vmread(guest::RIP);
+        write(guest::RIP, rip.wrapping_add(len));
+    }
+
+    /// Inject a hardware exception on the next entry (SDM 27.6, event injection).
+    /// RIP is left at the faulting instruction, as the fault semantics require.
+    fn inject(&mut self, vector: u8, error_code: Option<u32>) {
+        let mut info = (1u32 << 31) | (intr_type::HARDWARE_EXCEPTION << 8) | u32::from(vector);
+        if let Some(ec) = error_code {
+            info |= 1 << 11;
+            write(control::VMENTRY_EXCEPTION_ERR_CODE, ec.into());
+        }
+        write(control::VMENTRY_INTERRUPTION_INFO_FIELD, info.into());
+        log::debug!(
+            "vmx: injecting {} into domain {}",
+            exception_name(vector),
+            self.dom.id.0
+        );
+    }
+
+    fn inject_gp(&mut self) {
+        self.inject(VEC_GP, Some(0));
+    }
+
+    fn inject_ud(&mut self) {
+        self.inject(VEC_UD, None);
+    }
+
+    /// An exit that interrupted the delivery of an event through the guest's IDT
+    /// (an external interrupt or NMI arriving mid-delivery, SDM 28.2.4) must not
+    /// lose that event: inject it again.
+    fn reinject_idt_vectoring(&mut self) {
+        let idt = vmread(ro::IDT_VECTORING_INFO) as u32;
+        if idt & (1 << 31) == 0 {
+            return;
+        }
+        // Bit 12 is undefined in IDT-vectoring information and reserved in the
+        // entry field.
+        let info = idt & !(1 << 12);
+        if idt & (1 << 11) != 0 {
+            write(
+                control::VMENTRY_EXCEPTION_ERR_CODE,
+                vmread(ro::IDT_VECTORING_ERR_CODE),
+            );
+        }
+        let ty = (idt >> 8) & 7;
+        if matches!(
+            ty,
+            intr_type::SOFTWARE_INTERRUPT
+                | intr_type::PRIV_SOFTWARE_EXCEPTION
+                | intr_type::SOFTWARE_EXCEPTION
+        ) {
+            write(
+                control::VMENTRY_INSTRUCTION_LEN,
+                vmread(ro::VMEXIT_INSTRUCTION_LEN),
+            );
+        }
+        write(control::VMENTRY_INTERRUPTION_INFO_FIELD, info.into());
+    }
+
+    /// Register `n` in the SDM's encoding (0 RAX, 1 RCX, 2 RDX, 3 RBX, 4 RSP,
+    /// 5 RBP, 6 RSI, 7 RDI, 8-15 R8-R15).
+    fn gpr(&self, g: &GuestGprs, n: u8) -> u64 {
+        match n {
+            0 => g.rax,
+            1 => g.rcx,
+            2 => g.rdx,
+            3 => g.rbx,
+            4 => vmread(guest::RSP),
+            5 => g.rbp,
+            6 => g.rsi,
+            7 => g.rdi,
+            8 => g.r8,
+            9 => g.r9,
+            10 => g.r10,
+            11 => g.r11,
+            12 => g.r12,
+            13 => g.r13,
+            14 => g.r14,
+            _ => g.r15,
+        }
+    }
+
+    fn set_gpr(&self, g: &mut GuestGprs, n: u8, v: u64) {
+        match n {
+            0 => g.rax = v,
+            1 => g.rcx = v,
+            2 => g.rdx = v,
+            3 => g.rbx = v,
+            4 => write(guest::RSP, v),
+            5 => g.rbp = v,
+            6 => g.rsi = v,
+            7 => g.rdi = v,
+            8 => g.r8 = v,
+            9 => g.r9 = v,
+            10 => g.r10 = v,
+            11 => g.r11 = v,
+            12 => g.r12 = v,
+            13 => g.r13 = v,
+            14 => g.r14 = v,
+            _ => g.r15 = v,
+        }
+    }
+
+    // --- The handlers -----------------------------------------------------------
+
+    /// VMCALL: a hypercall (contract: RAX nr; RDI, RSI, RDX, R10, R8; RAX result).
+    fn vmcall(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+        let args = HypercallArgs {
+            nr: g.rax,
+            args: [g.rdi, g.rsi, g.rdx, g.r10, g.r8],
+        };
+        let mut ctx = HypercallCtx {
+            dom: &mut *self.dom,
+            mem: &mut *self.mem,
+            console: &mut *self.console,
+            cr3: self.cr3,
+        };
+        match hypercall::dispatch(&mut ctx, args) {
+            Outcome::Return(v) => {
+                g.rax = v as u64;
+                self.skip_instruction();
+                None
+            }
+            Outcome::Shutdown(reason) => Some(DomainEnd::Shutdown(reason)),
+        }
+    }
+
+    /// CPUID: the host's answer, edited by `crate::cpuid`'s table.
+    fn cpuid(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+        let (leaf, sub) = (g.rax as u32, g.rcx as u32);
+        #[allow(unused_unsafe)]
+        // SAFETY: CPUID is always available in 64-bit mode.
+        let h = unsafe { core::arch::x86_64::__cpuid_count(leaf, sub) };
+        let host = CpuidResult {
+            eax: h.eax,
+            ebx: h.ebx,
+            ecx: h.ecx,
+            edx: h.edx,
+        };
+        let feat = GuestCpuFeatures {
+            rdtscp: self.controls.rdtscp,
+        };
+        let r = guest_cpuid(leaf, sub, host, &feat);
+        // CPUID writes 32-bit registers: the upper halves become 0.
+        g.rax = r.eax.into();
+        g.rbx = r.ebx.into();
+        g.rcx = r.ecx.into();
+        g.rdx = r.edx.into();
+        self.skip_instruction();
+        None
+    }
+
+    /// Invalidate the guest's TLB after an emulated CR3 load.
+    fn flush_after_cr3(&mut self) {
+        let ty = match self.controls.tlb_flush {
+            // VM entry flushes VPID-0 mappings anyway.
+            TlbFlush::VmTransition => return,
+            TlbFlush::InvvpidSingleContextRetainingGlobals => {
+                InvvpidType::SingleContextRetainingGlobals
+            }
+            TlbFlush::InvvpidSingleContext => InvvpidType::SingleContext,
+            TlbFlush::InvvpidAllContext => InvvpidType::AllContext,
+        };
+        if let Err(e) = invvpid(ty, self.vpid, 0) {
+            log::error!("vmx: INVVPID after a CR3 load failed: {e}");
+        }
+    }
+
+    /// Invalidate everything the guest has cached, globals included (CR4.PGE change).
+    fn flush_all(&mut self) {
+        if !self.controls.vpid {
+            return;
+        }
+        let ty = if self.caps.ept_vpid.invvpid_single_context() {
+            InvvpidType::SingleContext
+        } else {
+            InvvpidType::AllContext
+        };
+        if let Err(e) = invvpid(ty, self.vpid, 0) {
+            log::error!("vmx: INVVPID after a CR4 change failed: {e}");
+        }
+    }
+
+    /// The guest's view of CR0: Keel's copy, plus TS, which the guest owns.
+    fn cr0_now(&self) -> u64 {
+        (self.cr0_visible & !cr::CR0_GUEST_OWNED) | (vmread(guest::CR0) & cr::CR0_GUEST_OWNED)
+    }
+
+    fn apply_cr0(&mut self, w: cr::CrWrite) {
+        write(guest::CR0, w.real);
+        write(control::CR0_READ_SHADOW, w.visible);
+        self.cr0_visible = w.visible;
+    }
+
+    /// A control-register access (SDM 28.2.1, table 28-3), by the `vmx::cr` policy.
+    fn cr_access(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+        let q = vmread(ro::EXIT_QUALIFICATION);
+        let result = match CrAccess::decode(q) {
+            CrAccess::MovTo { cr: 0, gpr } => {
+                let v = self.gpr(g, gpr);
+                self.policy
+                    .write_cr0(self.cr0_now(), v)
+                    .map(|w| self.apply_cr0(w))
+            }
+            CrAccess::MovTo { cr: 3, gpr } => {
+                let v = self.gpr(g, gpr);
+                match cr::mov_to_cr3(v, self.maxphyaddr) {
+                    // 0.1: only a frame the domain owns as an L4 page table.
+                    Ok(l)
+                        if self.dom.frame_kind(&*self.mem, l.l4)
+                            == FrameKind::PageTable(Level::L4) =>
+                    {
+                        write(guest::CR3, l.real);
+                        self.cr3 = l.l4;
+                        self.cr3_real = l.real;
+                        self.flush_after_cr3();
+                        Ok(())
+                    }
+                    Ok(l) => {
+                        log::warn!(
+                            "vmx: domain {} loaded CR3 with frame {:#x}, which is not one of its L4 page tables: #GP",
+                            self.dom.id.0,
+                            l.l4.0
+                        );
+                        Err(cr::CrFault::GeneralProtection)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            CrAccess::MovTo { cr: 4, gpr } => {
+                let v = self.gpr(g, gpr);
+                self.policy.write_cr4(self.cr4_visible, v).map(|w| {
+                    write(guest::CR4, w.real);
+                    write(control::CR4_READ_SHADOW, w.visible);
+                    self.cr4_visible = w.visible;
+                    if w.flush_tlb {
+                        self.flush_all();
+                    }
+                })
+            }
+            CrAccess::MovTo { cr: 8, gpr } => {
+                let v = self.gpr(g, gpr);
+                cr::mov_to_cr8(v).map(|p| self.cr8 = p)
+            }
+            CrAccess::MovFrom { cr: 3, gpr } => {
+                // Only with CR3-store exiting, which CPUs without TRUE controls force.
+                self.set_gpr(g, gpr, self.cr3_real);
+                Ok(())
+            }
+            CrAccess::MovFrom { cr: 8, gpr } => {
+                self.set_gpr(g, gpr, self.cr8.into());
+                Ok(())
+            }
+            CrAccess::Clts => self.policy.clts(self.cr0_now()).map(|w| self.apply_cr0(w)),
+            CrAccess::Lmsw { source } => self
+                .policy
+                .lmsw(self.cr0_now(), source)
+                .map(|w| self.apply_cr0(w)),
+            other => {
+                return self.crash(
+                    g,
+                    ExitReason { raw: 28 },
+                    q,
+                    match other {
+                        CrAccess::MovTo { .. } => "MOV to an unexpected control register",
+                        _ => "MOV from an unexpected control register",
+                    },
+                )
+            }
+        };
+        match result {
+            Ok(()) => self.skip_instruction(),
+            Err(cr::CrFault::GeneralProtection) => self.inject_gp(),
+        }
+        None
+    }
+
+    /// Port I/O: 0.1 emulates no device. Reads return all ones (an empty bus),
+    /// writes are dropped, and each port is logged once.
+    fn io(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+        let q = vmread(ro::EXIT_QUALIFICATION);
+        let size = (q & 7) + 1; // 1, 2 or 4 bytes
+        let is_in = q & (1 << 3) != 0;
+        let string = q & (1 << 4) != 0;
+        let rep = q & (1 << 5) != 0;
+        let port = (q >> 16) as u16;
+        if first_time(&PORTS_LOGGED, usize::from(port)) {
+            log::info!(
+                "vmx: domain {} {} port {port:#x} ({size} byte{}): no device; {} (logged once per port)",
+                self.dom.id.0,
+                if is_in { "reads" } else { "writes" },
+                if size == 1 { "" } else { "s" },
+                if is_in { "reads return all ones" } else { "writes are dropped" }
+            );
+        }
+        if !string {
+            if is_in {
+                g.rax = match size {
+                    1 => g.rax | 0xff,
+                    2 => g.rax | 0xffff,
+                    // A 32-bit register write zero-extends.
+                    _ => 0xffff_ffff,
+                };
+            }
+            self.skip_instruction();
+            return None;
+        }
+        // INS/OUTS. The address size comes from the instruction-information field
+        // (SDM 28.2.5) where the CPU reports it; Keel emulates 64-bit addressing only.
+        if self.caps.ins_outs_info {
+            let asz = (vmread(ro::VMEXIT_INSTRUCTION_INFO) >> 7) & 7;
+            if asz != 2 {
+                return self.crash(
+                    g,
+                    ExitReason { raw: 30 },
+                    q,
+                    "string I/O with 16/32-bit addressing is not emulated",
+                );
+            }
+        }
+        let count = if rep { g.rcx } else { 1 };
+        let Some(bytes) = count.checked_mul(size) else {
+            return self.crash(g, ExitReason { raw: 30 }, q, "string I/O count overflows");
+        };
+        let down = vmread(guest::RFLAGS) & RFLAGS_DF != 0;
+        if is_in {
+            if down {
+                return self.crash(
+                    g,
+                    ExitReason { raw: 30 },
+                    q,
+                    "INS with RFLAGS.DF set is not emulated",
+                );
+            }
+            // Fill the destination with ones, a chunk at a time, through the
+            // guest's page tables with its permissions.
+            let ones = [0xffu8; 64];
+            let mut done = 0u64;
+            while done < bytes {
+                let n = (bytes - done).min(ones.len() as u64);
+                let va = GuestVirt(g.rdi.wrapping_add(done));
+                if crate::guest_mem::copy_to_guest(
+                    &*self.dom,
+                    &mut *self.mem,
+                    self.cr3,
+                    va,
+                    &ones[..n as usize],
+                )
+                .is_err()
+                {
+                    return self.crash(
+                        g,
+                        ExitReason { raw: 30 },
+                        q,
+                        "INS into memory the guest cannot write",
+                    );
+                }
+                done += n;
+            }
+            g.rdi = g.rdi.wrapping_add(bytes);
+        } else if down {
+            g.rsi = g.rsi.wrapping_sub(bytes);
+        } else {
+            g.rsi = g.rsi.wrapping_add(bytes);
+        }
+        if rep {
+            g.rcx = 0;
+        }
+        self.skip_instruction();
+        None
+    }
+
+    /// RDMSR/WRMSR. 0.1 has no MSR table: everything that is not passed through
+    /// raises #GP(0), except IA32_EFER, which reads back the guest's EFER (long
+    /// mode, as the contract promises) and accepts a write of its current value (so
+    /// a kernel's idempotent boot-time write works; any change is refused: #GP).
+    /// Without MSR bitmaps the three pass-through MSRs also exit and are emulated
+    /// here with the same effect.
+    fn msr(&mut self, g: &mut GuestGprs, is_write: bool) -> Option<DomainEnd> {
+        let msr = g.rcx as u32;
+        let value = (g.rdx << 32) | (g.rax & 0xffff_ffff);
+        let field = match msr {
+            IA32_FS_BASE => Some(guest::FS_BASE),
+            IA32_GS_BASE => Some(guest::GS_BASE),
+            _ => None,
+        };
+        let efer = || {
+            if self.controls.load_efer {
+                vmread(guest::IA32_EFER_FULL)
+            } else {
+                // Without EFER switching the guest runs on the host's EFER (with
+                // LMA/LME from the entry controls, which the host has too).
+                crate::arch::cpu::rdmsr(IA32_EFER)
+            }
+        };
+        let ok = match (msr, is_write) {
+            (IA32_EFER, false) => {
+                let v = efer();
+                g.rax = v & 0xffff_ffff;
+                g.rdx = v >> 32;
+                true
+            }
+            (IA32_EFER, true) => value == efer(),
+            (IA32_FS_BASE | IA32_GS_BASE | IA32_KERNEL_GS_BASE, false) => {
+                let v = match field {
+                    Some(f) => vmread(f),
+                    None => crate::arch::cpu::rdmsr(IA32_KERNEL_GS_BASE),
+                };
+                g.rax = v & 0xffff_ffff;
+                g.rdx = v >> 32;
+                true
+            }
+            (IA32_FS_BASE | IA32_GS_BASE | IA32_KERNEL_GS_BASE, true)
+                if super::checks::is_canonical(value) =>
+            {
+                match field {
+                    Some(f) => write(f, value),
+                    // SAFETY: KERNEL_GS_BASE only matters to SWAPGS, which the
+                    // host never executes; the value is canonical.
+                    None => unsafe { crate::arch::cpu::wrmsr(IA32_KERNEL_GS_BASE, value) },
+                }
+                true
+            }
+            _ => false,
+        };
+        if ok {
+            self.skip_instruction();
+        } else {
+            log::debug!(
+                "vmx: domain {} {} MSR {msr:#x}: #GP (0.1 has no MSR table)",
+                self.dom.id.0,
+                if is_write { "wrote" } else { "read" }
+            );
+            self.inject_gp();
+        }
+        None
+    }
+
+    /// A host interrupt arrived while the guest ran. Keel 0.1 has no interrupt
+    /// source of its own; with "acknowledge interrupt on exit" the CPU has already
+    /// taken the vector from the interrupt controller. Keel leaves it in service
+    /// (no EOI), which keeps that source and lower-priority ones quiet, logs the
+    /// vector once, and resumes the guest.
+    fn external_interrupt(&mut self, g: &GuestGprs) -> Option<DomainEnd> {
+        if self.controls.exit & exit_ctl::ACK_INTERRUPT_ON_EXIT == 0 {
+            return self.crash(
+                g,
+                ExitReason { raw: 1 },
+                0,
+                "host interrupt pending, and without \"acknowledge interrupt on exit\" Keel 0.1 cannot take it",
+            );
+        }
+        let info = vmread(ro::VMEXIT_INTERRUPTION_INFO);
+        let vector = (info & 0xff) as usize;
+        if first_time(&VECTORS_LOGGED, vector) {
+            log::warn!("vmx: host interrupt vector {vector:#x} arrived while domain {} ran: acknowledged and left in service (0.1 has no interrupt sources)", self.dom.id.0);
+        }
+        self.reinject_idt_vectoring();
+        None
+    }
+
+    /// An NMI (the exception bitmap is 0, so no guest exception exits here).
+    fn exception_or_nmi(&mut self, g: &GuestGprs) -> Option<DomainEnd> {
+        let info = vmread(ro::VMEXIT_INTERRUPTION_INFO) as u32;
+        if (info >> 8) & 7 == intr_type::NMI {
+            log::warn!(
+                "vmx: NMI while domain {} ran: ignored (0.1 has no NMI sources)",
+                self.dom.id.0
+            );
+            self.reinject_idt_vectoring();
+            return None;
+        }
+        self.crash(
+            g,
+            ExitReason { raw: 0 },
+            u64::from(info),
+            "unexpected exception exit (the exception bitmap is 0)",
+        )
+    }
+
+    /// INVLPG exiting is off where the TRUE controls exist; a CPU without them
+    /// forces it. Emulate: drop the page's translation for the guest's VPID.
+    fn invlpg(&mut self) -> Option<DomainEnd> {
+        let va = vmread(ro::EXIT_QUALIFICATION);
+        if self.controls.vpid {
+            let r = if self.caps.ept_vpid.invvpid_individual_address() {
+                invvpid(InvvpidType::IndividualAddress, self.vpid, va)
+            } else {
+                invvpid(
+                    if self.caps.ept_vpid.invvpid_single_context() {
+                        InvvpidType::SingleContext
+                    } else {
+                        InvvpidType::AllContext
+                    },
+                    self.vpid,
+                    0,
+                )
+            };
+            if let Err(e) = r {
+                log::error!("vmx: INVVPID for INVLPG failed: {e}");
+            }
+        }
+        self.skip_instruction();
+        None
+    }
+
+    /// Kill the domain, printing everything a developer needs to see why.
+    fn crash(
+        &mut self,
+        g: &GuestGprs,
+        reason: ExitReason,
+        qual: u64,
+        why: &str,
+    ) -> Option<DomainEnd> {
+        // Whatever the guest printed last may explain the crash.
+        self.dom.console_flush(&mut *self.console);
+        let id = self.dom.id.0;
+        let rip = vmread(guest::RIP);
+        log::error!("vmx: domain {id} crashed: {why}");
+        log::error!("vmx:   {reason}, exit qualification {qual:#x}");
+        log::error!(
+            "vmx:   RIP {rip:#018x} RSP {:#018x} RFLAGS {:#x}",
+            vmread(guest::RSP),
+            vmread(guest::RFLAGS)
+        );
+        log::error!(
+            "vmx:   CR0 {:#x} (guest sees {:#x}) CR3 {:#x} CR4 {:#x} (guest sees {:#x})",
+            vmread(guest::CR0),
+            self.cr0_now(),
+            vmread(guest::CR3),
+            vmread(guest::CR4),
+            self.cr4_visible
+        );
+        log::error!(
+            "vmx:   RAX {:#018x} RBX {:#018x} RCX {:#018x} RDX {:#018x}",
+            g.rax,
+            g.rbx,
+            g.rcx,
+            g.rdx
+        );
+        log::error!(
+            "vmx:   RSI {:#018x} RDI {:#018x} RBP {:#018x} R8  {:#018x}",
+            g.rsi,
+            g.rdi,
+            g.rbp,
+            g.r8
+        );
+        log::error!(
+            "vmx:   R9  {:#018x} R10 {:#018x} R11 {:#018x} R12 {:#018x}",
+            g.r9,
+            g.r10,
+            g.r11,
+            g.r12
+        );
+        log::error!(
+            "vmx:   R13 {:#018x} R14 {:#018x} R15 {:#018x}",
+            g.r13,
+            g.r14,
+            g.r15
+        );
+        // The instruction bytes at RIP, through the guest's own page tables (up to
+        // 16, not past the end of RIP's page if the next one is unreadable).
+        let mut buf = [0u8; 16];
+        let to_page_end = (PAGE_SIZE - (rip & (PAGE_SIZE - 1))).min(16) as usize;
+        let mut n = 16;
+        let mut res = crate::guest_mem::copy_from_guest(
+            &*self.dom,
+            &*self.mem,
+            self.cr3,
+            GuestVirt(rip),
+            &mut buf,
+        );
+        if res.is_err() && to_page_end < 16 {
+            n = to_page_end;
+            res = crate::guest_mem::copy_from_guest(
+                &*self.dom,
+                &*self.mem,
+                self.cr3,
+                GuestVirt(rip),
+                &mut buf[..n],
+            );
+        }
+        match res {
+            Ok(()) => {
+                let mut line = [0u8; 16 * 3];
+                let mut len = 0;
+                for b in &buf[..n] {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    if let Some(s) = line.get_mut(len..len + 3) {
+                        s.copy_from_slice(&[
+                            HEX[usize::from(b >> 4)],
+                            HEX[usize::from(b & 0xf)],
+                            b' ',
+                        ]);
+                        len += 3;
+                    }
+                }
+                log::error!(
+                    "vmx:   code at RIP: {}",
+                    core::str::from_utf8(&line[..len]).unwrap_or("?")
+                );
+            }
+            Err(e) => log::error!("vmx:   code at RIP: unreadable ({e:?})"),
+        }
+        Some(DomainEnd::Crashed)
+    }
+}
+
+impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
+    fn handle_exit(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+        let reason = ExitReason {
+            raw: vmread(ro::EXIT_REASON) as u32,
+        };
+        STATS.count_exit(reason.basic());
+        if reason.entry_failure() {
+            // SDM 27.8: VM entry failed after the control and host checks passed
+            // (invalid guest state, MSR loading, machine check).
+            report_entry_failure(reason, vmread(ro::EXIT_QUALIFICATION));
+            return Some(DomainEnd::EntryFailed);
+        }
+        match reason.basic() {
+            reason::VMCALL => self.vmcall(g),
+            reason::CPUID => self.cpuid(g),
+            reason::CR_ACCESS => self.cr_access(g),
+            reason::IO => self.io(g),
+            reason::RDMSR => self.msr(g, false),
+            reason::WRMSR => self.msr(g, true),
+            reason::HLT => self.crash(
+                g,
+                reason,
+                0,
+                "halted with no event source (0.1 has no event channels or timer: it would sleep forever)",
+            ),
+            reason::EXTERNAL_INTERRUPT => self.external_interrupt(g),
+            reason::EXCEPTION_OR_NMI => self.exception_or_nmi(g),
+            reason::TRIPLE_FAULT => self.crash(
+                g,
+                reason,
+                0,
+                "triple fault (an exception the guest could not deliver; before the guest loads its own IDT, every exception is one)",
+            ),
+            reason::INVLPG => self.invlpg(),
+            // INVD always exits (SDM 26.1.2). Discarding the caches without writing
+            // them back would destroy the host's data too; Keel has no non-coherent
+            // devices, so "write back and invalidate" (WBINVD) is what a guest can
+            // observe, and skipping the instruction is observably the same.
+            reason::INVD => {
+                self.skip_instruction();
+                None
+            }
+            // The PMU is hidden: RDPMC of any counter faults.
+            reason::RDPMC => {
+                self.inject_gp();
+                None
+            }
+            // VMX is hidden: VMX instructions are undefined for the guest. Likewise
+            // MONITOR/MWAIT (hidden in CPUID) and XSETBV (XSAVE hidden).
+            reason::VMCLEAR..=reason::VMXON
+            | reason::GETSEC
+            | reason::INVEPT
+            | reason::INVVPID
+            | reason::MWAIT
+            | reason::MONITOR
+            | reason::XSETBV => {
+                self.inject_ud();
+                None
+            }
+            _ => {
+                let q = vmread(ro::EXIT_QUALIFICATION);
+                self.crash(g, reason, q, "unexpected VM exit")
+            }
+        }
+    }
+}

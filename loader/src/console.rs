@@ -1,0 +1,207 @@
+//! Reading a machine's console: the power-off line, a test's verdict, the tail.
+//!
+//! The console (COM1) is the one channel every backend has, so it is the
+//! authority on how a run ended:
+//! - the hypervisor's last line is `keel: power off, status N (...)`
+//!   ([`keel_abi::platform::parse_power_off_line`]);
+//! - a test program's last line of its own is `Test result: VERDICT[: reason]`,
+//!   which the hypervisor prefixes with the domain tag, e.g. `(d1) Test result: SUCCESS`.
+//!
+//! Serial output arrives with `\r\n` line ends and, when something went badly
+//! wrong, with arbitrary bytes: everything here works on lossily decoded text and
+//! tolerates both.
+
+use keel_abi::platform::{parse_power_off_line, ExitStatus};
+use std::fmt;
+
+/// The console's lines, without line ends.
+pub fn lines(console: &str) -> impl DoubleEndedIterator<Item = &str> {
+    console.lines().map(|l| l.trim_end_matches('\r'))
+}
+
+/// The hypervisor's power-off status: from the last power-off line on the console.
+pub fn power_off_status(console: &str) -> Option<ExitStatus> {
+    lines(console).rev().find_map(parse_power_off_line)
+}
+
+/// The last `n` lines of the console, joined with `\n`.
+pub fn tail(console: &str, n: usize) -> String {
+    let all: Vec<&str> = lines(console).collect();
+    all[all.len().saturating_sub(n)..].join("\n")
+}
+
+/// A test's verdict, as XTF has them, from best to worst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    /// The test ran and everything held.
+    Success,
+    /// The test could not run here (a feature is missing); not a failure.
+    Skip,
+    /// The test itself went wrong (bad setup, unexpected environment).
+    Error,
+    /// The hypervisor did something it must not.
+    Failure,
+    /// The test never finished: hang, fault, hypervisor panic, timeout.
+    Crash,
+}
+
+impl Verdict {
+    /// Every verdict.
+    pub const ALL: [Verdict; 5] = [
+        Self::Success,
+        Self::Skip,
+        Self::Error,
+        Self::Failure,
+        Self::Crash,
+    ];
+
+    /// The upper-case name printed on the console.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Success => "SUCCESS",
+            Self::Skip => "SKIP",
+            Self::Error => "ERROR",
+            Self::Failure => "FAILURE",
+            Self::Crash => "CRASH",
+        }
+    }
+
+    /// Parse an upper-case verdict name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == s)
+    }
+
+    /// Does this verdict count as failed in the summary (ERROR, FAILURE, CRASH)?
+    pub const fn is_failure(self) -> bool {
+        matches!(self, Self::Error | Self::Failure | Self::Crash)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The marker of a test program's verdict line.
+pub const TEST_RESULT_MARKER: &str = "Test result: ";
+
+/// A verdict line as printed by a test program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportedResult {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The reason after the verdict (empty for a plain SUCCESS).
+    pub reason: String,
+}
+
+/// Parse one console line holding `Test result: VERDICT[: reason]` (after any prefix
+/// such as `(d1) `).
+pub fn parse_test_result_line(line: &str) -> Option<ReportedResult> {
+    let at = line.find(TEST_RESULT_MARKER)?;
+    let rest = line[at + TEST_RESULT_MARKER.len()..].trim_end();
+    let (name, reason) = match rest.split_once(':') {
+        Some((n, r)) => (n.trim(), r.trim()),
+        None => (rest.trim(), ""),
+    };
+    Some(ReportedResult {
+        verdict: Verdict::from_name(name)?,
+        reason: reason.to_string(),
+    })
+}
+
+/// The test program's verdict: the last verdict line on the console.
+pub fn test_result(console: &str) -> Option<ReportedResult> {
+    lines(console).rev().find_map(parse_test_result_line)
+}
+
+/// The hypervisor's own diagnostic lines (`keel: ...`) from the end of the console,
+/// at most `n`: for a crash, they say what the hypervisor saw (exit reason,
+/// registers, the failed check).
+pub fn hypervisor_lines(console: &str, n: usize) -> Vec<&str> {
+    let mut v: Vec<&str> = lines(console)
+        .rev()
+        .filter(|l| l.starts_with("keel:"))
+        .take(n)
+        .collect();
+    v.reverse();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONSOLE: &str = "keel: Keel 0.1 starting\r\n(d1) hello\r\n(d1) Test result: FAILURE: pin returned 0\r\nkeel: domain 1 shut down: poweroff\r\nkeel: power off, status 0 (guest powered off)\r\n";
+
+    #[test]
+    fn power_off_and_verdict() {
+        assert_eq!(power_off_status(CONSOLE), Some(ExitStatus::Success));
+        assert_eq!(
+            test_result(CONSOLE),
+            Some(ReportedResult {
+                verdict: Verdict::Failure,
+                reason: "pin returned 0".into()
+            })
+        );
+        assert_eq!(power_off_status("keel: starting\n"), None);
+        assert_eq!(test_result("(d1) hello\n"), None);
+    }
+
+    #[test]
+    fn last_line_wins() {
+        let c = "(d1) Test result: SUCCESS\n(d1) Test result: CRASH: page fault\nkeel: power off, status 4 (no VT-x)\nkeel: power off, status 1 (guest crashed)\n";
+        assert_eq!(test_result(c).unwrap().verdict, Verdict::Crash);
+        assert_eq!(test_result(c).unwrap().reason, "page fault");
+        assert_eq!(power_off_status(c), Some(ExitStatus::GuestCrash));
+    }
+
+    #[test]
+    fn verdict_lines() {
+        assert_eq!(
+            parse_test_result_line("Test result: SUCCESS"),
+            Some(ReportedResult {
+                verdict: Verdict::Success,
+                reason: String::new()
+            })
+        );
+        assert_eq!(
+            parse_test_result_line("(d1) Test result: SKIP: no EPT: here\r")
+                .unwrap()
+                .reason,
+            "no EPT: here"
+        );
+        assert_eq!(parse_test_result_line("(d1) Test result: MAYBE"), None);
+        assert_eq!(parse_test_result_line("(d1) Test: SUCCESS"), None);
+    }
+
+    #[test]
+    fn severity_order_and_failure_counting() {
+        assert!(Verdict::Success < Verdict::Skip && Verdict::Failure < Verdict::Crash);
+        let failed: Vec<_> = Verdict::ALL
+            .into_iter()
+            .filter(|v| v.is_failure())
+            .collect();
+        assert_eq!(failed, [Verdict::Error, Verdict::Failure, Verdict::Crash]);
+        for v in Verdict::ALL {
+            assert_eq!(Verdict::from_name(v.name()), Some(v));
+        }
+    }
+
+    #[test]
+    fn tail_and_diagnostics() {
+        assert_eq!(
+            tail(CONSOLE, 2),
+            "keel: domain 1 shut down: poweroff\nkeel: power off, status 0 (guest powered off)"
+        );
+        assert_eq!(tail("a\nb", 10), "a\nb");
+        assert_eq!(tail("", 3), "");
+        assert_eq!(
+            hypervisor_lines(CONSOLE, 2),
+            [
+                "keel: domain 1 shut down: poweroff",
+                "keel: power off, status 0 (guest powered off)"
+            ]
+        );
+    }
+}

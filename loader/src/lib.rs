@@ -1,0 +1,292 @@
+//! # keel, the host tool
+//!
+//! `cargo keel <command>` builds the hypervisor and its guests for bare metal,
+//! boots them on an emulator (or on KVM), and reports what happened:
+//!
+//! - `run`: boot one guest and stream the console live; the tool's exit status is
+//!   the hypervisor's power-off status;
+//! - `test`: boot every guest test program, each in a fresh hypervisor, and judge
+//!   it from its `Test result:` line;
+//! - `abi`: dump or check the ABI layout fixtures.
+//!
+//! Everything is in this library so the repository's boot tests
+//! (`loader/tests/`) drive exactly the code the command line does; `main.rs` only
+//! parses arguments.
+//!
+//! ## How a run ends
+//! The hypervisor's last console line is `keel: power off, status N (...)`
+//! ([`keel_abi::platform`]); that line is the authority on the result, and the
+//! emulator's exit code is checked against it ([`machine::Outcome::cross_check`]).
+
+#![deny(missing_docs)]
+
+pub mod abi;
+pub mod backend;
+pub mod bochs;
+pub mod cargo;
+pub mod cli;
+pub mod console;
+pub mod elfnote;
+pub mod error;
+pub mod fixture;
+pub mod host;
+pub mod json;
+pub mod junit;
+pub mod machine;
+pub mod qemu;
+pub mod runner;
+
+use backend::{Backend, BackendChoice};
+use error::{Context, Result};
+use keel_abi::note::TestCategory;
+use machine::{Boot, Machine};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The guest `cargo keel run` boots when none is named.
+pub const DEFAULT_GUEST: &str = "hello";
+
+/// Settings shared by `run` and `test`: which machine, and the command lines.
+#[derive(Clone, Debug)]
+pub struct MachineOptions {
+    /// Backend (default: auto).
+    pub backend: BackendChoice,
+    /// CPU model (default: the backend's).
+    pub cpu_model: Option<String>,
+    /// Machine memory in MiB (default [`machine::DEFAULT_MEM_MIB`]).
+    pub mem_mib: Option<u32>,
+    /// Guest memory in MiB (the hypervisor's `guest_mem=`; default: the hypervisor's).
+    pub guest_mem_mib: Option<u32>,
+    /// Bochs instructions per emulated second.
+    pub ips: Option<u64>,
+    /// Wall-clock limit of one boot.
+    pub timeout: Duration,
+    /// Extra guest command-line words.
+    pub guest_args: Vec<String>,
+    /// Extra hypervisor command-line words.
+    pub hv_args: Vec<String>,
+}
+
+impl MachineOptions {
+    /// Defaults: auto backend, the given timeout.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            backend: BackendChoice::Auto,
+            cpu_model: None,
+            mem_mib: None,
+            guest_mem_mib: None,
+            ips: None,
+            timeout,
+            guest_args: Vec::new(),
+            hv_args: Vec::new(),
+        }
+    }
+
+    /// With a fixed backend.
+    pub fn on(mut self, backend: Backend) -> Self {
+        self.backend = BackendChoice::Fixed(backend);
+        self
+    }
+
+    /// With a CPU model.
+    pub fn cpu(mut self, model: &str) -> Self {
+        self.cpu_model = Some(model.to_string());
+        self
+    }
+
+    /// The hypervisor's command line: the console, guest memory, then extras.
+    pub fn hv_cmdline(&self) -> Vec<String> {
+        let mut v = vec!["console=com1".to_string()];
+        if let Some(m) = self.guest_mem_mib {
+            v.push(format!("guest_mem={m}"));
+        }
+        v.extend(self.hv_args.iter().cloned());
+        v
+    }
+
+    /// Resolve the backend (saying which and why on `log`), make sure its host
+    /// tools are installed, and give the machine.
+    pub fn prepare(&self, log: &mut dyn Write) -> Result<Machine> {
+        let (backend, why) = self.backend.resolve(&host::KvmProbe::probe());
+        let _ = writeln!(log, "[keel] {why}");
+        host::ensure_tools(backend.tools(), log)?;
+        let mut m = Machine::new(backend, self.timeout);
+        if let Some(c) = &self.cpu_model {
+            m.cpu_model = c.clone();
+        }
+        if let Some(mem) = self.mem_mib {
+            m.mem_mib = mem;
+        }
+        if let Some(ips) = self.ips {
+            m.ips = ips;
+        }
+        Ok(m)
+    }
+}
+
+/// The result of `cargo keel run`.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The boot's outcome.
+    pub outcome: machine::Outcome,
+    /// The exit code for the tool ([`machine::Outcome::exit_code`]).
+    pub exit_code: i32,
+}
+
+/// `cargo keel run`: build, boot `guest`, stream its console to `out`, and report
+/// on `log`.
+pub fn run(
+    guest: &str,
+    opts: &MachineOptions,
+    out: &mut dyn Write,
+    log: &mut dyn Write,
+) -> Result<RunReport> {
+    let machine = opts.prepare(log)?;
+    let ws = cargo::Workspace::locate()?;
+    let t0 = Instant::now();
+    let hv = ws
+        .build_hypervisor(false)
+        .context("building the hypervisor")?;
+    let guests = ws.build_guests(false).context("building the guests")?;
+    let _ = writeln!(log, "[keel] built in {:.1}s", t0.elapsed().as_secs_f64());
+    let Some(g) = guests.iter().find(|g| g.name == guest) else {
+        let names: Vec<&str> = guests.iter().map(|g| g.name.as_str()).collect();
+        crate::bail!(
+            "no guest named {guest:?}; the guests are: {}",
+            names.join(", ")
+        );
+    };
+    let _ = writeln!(
+        log,
+        "[keel] booting {} with guest {guest} on {} (cpu {}, {} MiB, timeout {}s)",
+        hv.display(),
+        machine.backend,
+        machine.cpu_model,
+        machine.mem_mib,
+        machine.timeout.as_secs()
+    );
+    let hv_cmdline = opts.hv_cmdline();
+    let boot = Boot {
+        hypervisor: &hv,
+        guest: &g.path,
+        guest_name: &g.name,
+        guest_args: &opts.guest_args,
+        hv_cmdline: &hv_cmdline,
+    };
+    let outcome = machine::run(&machine, &boot, out)?;
+    let _ = out.flush();
+    match (&outcome.emulator, outcome.cross_check()) {
+        (machine::EmulatorEnd::TimedOut, _) => {
+            let _ = writeln!(
+                log,
+                "[keel] TIMEOUT: no power-off after {}s; the machine was stopped. Last console lines:\n{}",
+                machine.timeout.as_secs(),
+                console::tail(&outcome.console, 20)
+            );
+        }
+        (_, Ok(s)) => {
+            let _ = writeln!(
+                log,
+                "[keel] the hypervisor powered off with status {} ({}); {} agrees; {:.2}s",
+                s as u8,
+                s.describe(),
+                machine.backend,
+                outcome.wall.as_secs_f64()
+            );
+        }
+        (_, Err(why)) => {
+            let _ = writeln!(log, "[keel] WARNING: {why}");
+            if outcome.status.is_none() {
+                let _ = writeln!(
+                    log,
+                    "[keel] last console lines:\n{}\n[keel] emulator output:\n{}",
+                    console::tail(&outcome.console, 20),
+                    console::tail(&outcome.emulator_output, 10)
+                );
+            }
+        }
+    }
+    let exit_code = outcome.exit_code();
+    Ok(RunReport { outcome, exit_code })
+}
+
+/// What `cargo keel test` runs.
+#[derive(Clone, Debug)]
+pub struct TestOptions {
+    /// Names or glob patterns (none: every test).
+    pub patterns: Vec<String>,
+    /// Only this category.
+    pub category: Option<TestCategory>,
+    /// The machine.
+    pub machine: MachineOptions,
+    /// Parallel machines (default: the number of CPUs).
+    pub jobs: Option<usize>,
+    /// Write JUnit XML here.
+    pub junit: Option<PathBuf>,
+    /// `seed=N` for every guest.
+    pub seed: Option<u64>,
+    /// Only list the selected tests (name, category, title); boot nothing.
+    pub list: bool,
+}
+
+/// `cargo keel test`: build, discover, run, report (results on `out`, the tool's
+/// own messages on `log`). The summary says whether everything passed.
+pub fn test(
+    opts: &TestOptions,
+    out: &mut dyn Write,
+    log: &mut dyn Write,
+) -> Result<runner::Summary> {
+    let machine = opts.machine.prepare(log)?;
+    let ws = cargo::Workspace::locate()?;
+    let hv = ws
+        .build_hypervisor(true)
+        .context("building the hypervisor")?;
+    let guests = ws.build_guests(true).context("building the guests")?;
+    let all = runner::discover(&guests)?;
+    let tests = runner::select(&all, &opts.patterns, opts.category)?;
+    if opts.list {
+        let width = tests.iter().map(|t| t.name.len()).max().unwrap_or(0);
+        for t in &tests {
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:<10}  {}",
+                t.name,
+                t.category.name(),
+                t.title
+            );
+        }
+        let _ = writeln!(out, "{} test(s)", tests.len());
+        return Ok(runner::Summary::default());
+    }
+    let jobs = opts
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let _ = writeln!(
+        log,
+        "[keel] {} test(s) of {} on {} (cpu {}), {jobs} at a time{}",
+        tests.len(),
+        all.len(),
+        machine.backend,
+        machine.cpu_model,
+        opts.seed.map(|s| format!(", seed={s}")).unwrap_or_default()
+    );
+    let ropts = runner::Options {
+        machine,
+        jobs,
+        seed: opts.seed,
+        guest_args: opts.machine.guest_args.clone(),
+        hv_cmdline: opts.machine.hv_cmdline(),
+    };
+    let summary = runner::run_suite(&hv, &tests, &ropts, out);
+    let _ = writeln!(
+        log,
+        "[keel] suite wall time {:.2}s",
+        summary.wall.as_secs_f64()
+    );
+    if let Some(path) = &opts.junit {
+        std::fs::write(path, summary.junit())
+            .with_context(|| format!("writing JUnit XML to {}", path.display()))?;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,545 @@
+//! `cargo keel test`: find the guest test programs, boot each in a fresh
+//! hypervisor, judge them, and report.
+//!
+//! A test is a guest image with a Keel test note ([`crate::elfnote`]); the runner
+//! builds `keel-guest`'s bins and keeps those that have one, so adding a file under
+//! `guest/src/bin/` adds a test. Each test boots alone (its own hypervisor, its own
+//! run directory), up to `jobs` at once. Its verdict is the last
+//! `Test result: VERDICT[: reason]` line on the console, cross-checked with the
+//! hypervisor's power-off status; a console without a verdict line (a hang, a
+//! triple fault, a hypervisor panic, a timeout) is CRASH.
+
+use crate::cargo::Artifact;
+use crate::console::{self, Verdict};
+use crate::elfnote;
+use crate::error::{Context, Result};
+use crate::junit;
+use crate::machine::{self, Boot, EmulatorEnd, Machine, Outcome};
+use keel_abi::note::TestCategory;
+use keel_abi::platform::ExitStatus;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A test program: a guest image with a test note.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestProgram {
+    /// The bin name (`guest/src/bin/<name>.rs`).
+    pub name: String,
+    /// The built image.
+    pub path: PathBuf,
+    /// Its category.
+    pub category: TestCategory,
+    /// Its title.
+    pub title: String,
+}
+
+/// The test programs among the built guests (those with a test note), by name.
+pub fn discover(guests: &[Artifact]) -> Result<Vec<TestProgram>> {
+    let mut tests = Vec::new();
+    for g in guests {
+        let bytes =
+            std::fs::read(&g.path).with_context(|| format!("reading {}", g.path.display()))?;
+        let notes = elfnote::read_keel_notes(&bytes)
+            .map_err(|e| crate::error::Error::new(format!("guest image {}: {e}", g.name)))?;
+        if let Some(t) = notes.test {
+            tests.push(TestProgram {
+                name: g.name.clone(),
+                path: g.path.clone(),
+                category: t.category,
+                title: t.title,
+            });
+        }
+    }
+    tests.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(tests)
+}
+
+/// Shell-style matching: `*` any run of characters, `?` any one character,
+/// everything else itself. A pattern without wildcards is an exact name.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // Iterative matcher with backtracking to the last `*` (linear in practice).
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// The tests that match any of `patterns` (all when there are none) and the
+/// category. A pattern that matches no test at all is an error (a typo should not
+/// quietly run nothing).
+pub fn select(
+    tests: &[TestProgram],
+    patterns: &[String],
+    category: Option<TestCategory>,
+) -> Result<Vec<TestProgram>> {
+    for p in patterns {
+        if !tests.iter().any(|t| glob_match(p, &t.name)) {
+            let names: Vec<&str> = tests.iter().map(|t| t.name.as_str()).collect();
+            crate::bail!("no test matches {p:?}; the tests are: {}", names.join(", "));
+        }
+    }
+    Ok(tests
+        .iter()
+        .filter(|t| patterns.is_empty() || patterns.iter().any(|p| glob_match(p, &t.name)))
+        .filter(|t| category.is_none_or(|c| c == t.category))
+        .cloned()
+        .collect())
+}
+
+/// The verdict for a test's boot, and its reason.
+pub fn judge(o: &Outcome) -> (Verdict, String) {
+    let status = |s: ExitStatus| format!("status {} ({})", s as u8, s.describe());
+    let Some(reported) = console::test_result(&o.console) else {
+        let why = match (o.status, o.emulator) {
+            (Some(s), _) => format!("no verdict; the hypervisor powered off with {}", status(s)),
+            (None, EmulatorEnd::TimedOut) => {
+                format!("no verdict; timed out after {:.0}s", o.wall.as_secs_f64())
+            }
+            (None, e) => format!("no verdict and no power-off line; the emulator {e}"),
+        };
+        return (Verdict::Crash, why);
+    };
+    let v = reported.verdict;
+    match o.status {
+        None => (
+            Verdict::Crash,
+            format!(
+                "the guest reported {v} but the machine never powered off (the emulator {})",
+                o.emulator
+            ),
+        ),
+        // A passing guest must leave through a clean power-off.
+        Some(s) if matches!(v, Verdict::Success | Verdict::Skip) && s != ExitStatus::Success => (
+            Verdict::Crash,
+            format!(
+                "the guest reported {v} but the hypervisor powered off with {}",
+                status(s)
+            ),
+        ),
+        // After a verdict, the guest shuts down (poweroff or crash); anything else
+        // (hypervisor panic, failed VM entry, ...) means the hypervisor broke.
+        Some(s)
+            if !matches!(
+                s,
+                ExitStatus::Success | ExitStatus::GuestCrash | ExitStatus::GuestOtherShutdown
+            ) =>
+        {
+            (
+                Verdict::Crash,
+                format!(
+                    "the guest reported {v} but the hypervisor powered off with {}",
+                    status(s)
+                ),
+            )
+        }
+        Some(_) => (v, reported.reason),
+    }
+}
+
+/// How to run the suite.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The machine each test boots on.
+    pub machine: Machine,
+    /// At most this many machines at once.
+    pub jobs: usize,
+    /// Passed to every guest as `seed=N`.
+    pub seed: Option<u64>,
+    /// Extra guest arguments.
+    pub guest_args: Vec<String>,
+    /// The hypervisor's command line.
+    pub hv_cmdline: Vec<String>,
+}
+
+/// One test's result.
+#[derive(Clone, Debug)]
+pub struct TestResult {
+    /// The test.
+    pub test: TestProgram,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Why.
+    pub reason: String,
+    /// Wall time of its boot.
+    pub wall: Duration,
+    /// For failures: the console tail and the hypervisor's and emulator's diagnostics.
+    pub details: String,
+    /// The whole console.
+    pub console: String,
+}
+
+/// The results of a suite run, by test name.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// Every result.
+    pub results: Vec<TestResult>,
+    /// Wall time of the whole run.
+    pub wall: Duration,
+}
+
+impl Summary {
+    /// (passed, failed, skipped): failed counts ERROR, FAILURE and CRASH.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let n = |f: &dyn Fn(Verdict) -> bool| self.results.iter().filter(|r| f(r.verdict)).count();
+        (
+            n(&|v| v == Verdict::Success),
+            n(&|v| v.is_failure()),
+            n(&|v| v == Verdict::Skip),
+        )
+    }
+    /// The closing line: `N passed, N failed, N skipped`.
+    pub fn line(&self) -> String {
+        let (p, f, s) = self.counts();
+        format!("{p} passed, {f} failed, {s} skipped")
+    }
+    /// True when nothing failed, errored or crashed.
+    pub fn ok(&self) -> bool {
+        self.counts().1 == 0
+    }
+    /// The JUnit XML for this run.
+    pub fn junit(&self) -> String {
+        let cases: Vec<junit::Case<'_>> = self
+            .results
+            .iter()
+            .map(|r| junit::Case {
+                name: &r.test.name,
+                category: r.test.category.name(),
+                verdict: r.verdict,
+                reason: &r.reason,
+                seconds: r.wall.as_secs_f64(),
+                details: &r.details,
+                console: &r.console,
+            })
+            .collect();
+        junit::render(&cases)
+    }
+}
+
+/// Lines of console shown for a failed test.
+const TAIL_LINES: usize = 20;
+
+/// The diagnostic block for a failed test: console tail, the hypervisor's last
+/// words and power-off status, the emulator's end (and its own output when the
+/// console is silent).
+pub fn diagnostics(o: &Outcome) -> String {
+    let mut d = String::new();
+    let tail = console::tail(&o.console, TAIL_LINES);
+    if tail.is_empty() {
+        d += "console: (empty)\n";
+    } else {
+        d += &format!("console (last {TAIL_LINES} lines):\n");
+        for l in tail.lines() {
+            d += &format!("  | {l}\n");
+        }
+    }
+    // The hypervisor's last words, unless the tail above already shows them.
+    let diag = console::hypervisor_lines(&o.console, 3);
+    if !diag.is_empty() && !diag.iter().all(|l| tail.lines().any(|t| t == *l)) {
+        d += "hypervisor diagnostic:\n";
+        for l in diag {
+            d += &format!("  | {l}\n");
+        }
+    }
+    d += &match o.status {
+        Some(s) => format!("power-off status: {} ({})\n", s as u8, s.describe()),
+        None => "power-off status: none (no power-off line)\n".to_string(),
+    };
+    d += &format!("emulator: {} {}\n", o.backend, o.emulator);
+    if o.console.trim().is_empty() && !o.emulator_output.trim().is_empty() {
+        d += "emulator output (last lines):\n";
+        for l in console::tail(&o.emulator_output, 10).lines() {
+            d += &format!("  | {l}\n");
+        }
+    }
+    if let Some(p) = &o.kept_dir {
+        d += &format!("run directory: {}\n", p.display());
+    }
+    d
+}
+
+fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
+    let mut args = opts.guest_args.clone();
+    if let Some(s) = opts.seed {
+        args.push(format!("seed={s}"));
+    }
+    let boot = Boot {
+        hypervisor: hv,
+        guest: &t.path,
+        guest_name: &t.name,
+        guest_args: &args,
+        hv_cmdline: &opts.hv_cmdline,
+    };
+    let started = Instant::now();
+    match machine::run(&opts.machine, &boot, &mut std::io::sink()) {
+        Ok(o) => {
+            let (verdict, reason) = judge(&o);
+            let details = if verdict.is_failure() {
+                diagnostics(&o)
+            } else {
+                String::new()
+            };
+            TestResult {
+                test: t.clone(),
+                verdict,
+                reason,
+                wall: o.wall,
+                details,
+                console: o.console,
+            }
+        }
+        // The tool could not boot the test at all (an ISO that would not build,
+        // an emulator that would not start): the test did not run, an ERROR.
+        Err(e) => TestResult {
+            test: t.clone(),
+            verdict: Verdict::Error,
+            reason: format!("keel could not boot it: {e}"),
+            wall: started.elapsed(),
+            details: String::new(),
+            console: String::new(),
+        },
+    }
+}
+
+/// One result line: verdict, name, wall time, reason.
+pub fn result_line(r: &TestResult, name_width: usize) -> String {
+    let mut l = format!(
+        "{:<7} {:<w$} {:>7.2}s",
+        r.verdict.name(),
+        r.test.name,
+        r.wall.as_secs_f64(),
+        w = name_width
+    );
+    if !r.reason.is_empty() {
+        l += "  ";
+        l += &r.reason;
+    }
+    l
+}
+
+/// Run `tests` with the hypervisor image `hv`, printing one line per test as it
+/// finishes (plus diagnostics for failures) and the closing summary line to `out`.
+pub fn run_suite(hv: &Path, tests: &[TestProgram], opts: &Options, out: &mut dyn Write) -> Summary {
+    let started = Instant::now();
+    let width = tests.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    let next = AtomicUsize::new(0);
+    let jobs = opts.jobs.clamp(1, tests.len().max(1));
+    let mut results = Vec::with_capacity(tests.len());
+    std::thread::scope(|s| {
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            let next = &next;
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(t) = tests.get(i) else { break };
+                if tx.send(run_one(hv, t, opts)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        // Results arrive in completion order; print each as it comes.
+        for r in rx {
+            let _ = writeln!(out, "{}", result_line(&r, width));
+            if !r.details.is_empty() {
+                for l in r.details.lines() {
+                    let _ = writeln!(out, "        {l}");
+                }
+            }
+            let _ = out.flush();
+            results.push(r);
+        }
+    });
+    results.sort_by(|a, b| a.test.name.cmp(&b.test.name));
+    let summary = Summary {
+        results,
+        wall: started.elapsed(),
+    };
+    let _ = writeln!(out, "{}", summary.line());
+    summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+
+    fn program(name: &str, category: TestCategory) -> TestProgram {
+        TestProgram {
+            name: name.into(),
+            path: PathBuf::from(format!("/t/{name}")),
+            category,
+            title: format!("{name} title"),
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("mmu_*", "mmu_pin_l1"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("*pin*", "mmu_pin_l1"));
+        assert!(glob_match("h?llo", "hello"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("a*b*c", "axxbyy"));
+        assert!(glob_match("hello", "hello"));
+        assert!(!glob_match("hello", "hello2"));
+        assert!(!glob_match("mmu_*", "xmmu_pin"));
+        assert!(glob_match("**x", "x"));
+    }
+
+    #[test]
+    fn selection() {
+        let all = [
+            program("mmu_pin", TestCategory::Security),
+            program("mmu_update", TestCategory::Functional),
+            program("version", TestCategory::Abi),
+        ];
+        let names = |v: Vec<TestProgram>| v.into_iter().map(|t| t.name).collect::<Vec<_>>();
+        assert_eq!(names(select(&all, &[], None).unwrap()).len(), 3);
+        assert_eq!(
+            names(select(&all, &["mmu_*".into()], None).unwrap()),
+            ["mmu_pin", "mmu_update"]
+        );
+        assert_eq!(
+            names(select(&all, &["mmu_*".into()], Some(TestCategory::Security)).unwrap()),
+            ["mmu_pin"]
+        );
+        assert_eq!(
+            names(select(&all, &["version".into(), "mmu_pin".into()], None).unwrap()),
+            ["mmu_pin", "version"]
+        );
+        let err = select(&all, &["nope".into()], None).unwrap_err();
+        assert!(err.message().contains("mmu_pin, mmu_update, version"));
+    }
+
+    #[test]
+    fn discovery_keeps_only_programs_with_a_test_note() {
+        let dir = std::env::temp_dir().join(format!("keel-discover-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let test_elf = crate::elfnote::tests::test_program(1, "refuses writable L1");
+        let demo_elf = crate::elfnote::tests::elf_with_notes(&[]);
+        std::fs::write(dir.join("pin"), test_elf).unwrap();
+        std::fs::write(dir.join("hello"), demo_elf).unwrap();
+        let arts = [
+            Artifact {
+                name: "hello".into(),
+                path: dir.join("hello"),
+            },
+            Artifact {
+                name: "pin".into(),
+                path: dir.join("pin"),
+            },
+        ];
+        let found = discover(&arts).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].name, "pin");
+        assert_eq!(found[0].category, TestCategory::Security);
+        assert_eq!(found[0].title, "refuses writable L1");
+    }
+
+    fn outcome(console: &str, status: Option<ExitStatus>, emulator: EmulatorEnd) -> Outcome {
+        Outcome {
+            backend: Backend::Bochs,
+            console: console.into(),
+            status,
+            emulator,
+            emulator_output: "bochs says hi".into(),
+            wall: Duration::from_secs(3),
+            kept_dir: None,
+        }
+    }
+
+    #[test]
+    fn judging() {
+        let ok = "(d1) Test result: SUCCESS\nkeel: power off, status 0 (guest powered off)\n";
+        let o = outcome(ok, Some(ExitStatus::Success), EmulatorEnd::Exited(0));
+        assert_eq!(judge(&o), (Verdict::Success, String::new()));
+
+        let fail = "(d1) Test result: FAILURE: pin returned 0\nkeel: power off, status 1 (guest crashed)\n";
+        let o = outcome(fail, Some(ExitStatus::GuestCrash), EmulatorEnd::Exited(1));
+        assert_eq!(judge(&o), (Verdict::Failure, "pin returned 0".into()));
+
+        // No verdict: CRASH, saying what the hypervisor did.
+        let o = outcome(
+            "keel: EXCEPTION #PF\nkeel: power off, status 3 (hypervisor panic)\n",
+            Some(ExitStatus::HypervisorPanic),
+            EmulatorEnd::Exited(1),
+        );
+        let (v, why) = judge(&o);
+        assert_eq!(v, Verdict::Crash);
+        assert!(why.contains("status 3 (hypervisor panic)"), "{why}");
+
+        let o = outcome("(d1) working...\n", None, EmulatorEnd::TimedOut);
+        let (v, why) = judge(&o);
+        assert_eq!(v, Verdict::Crash);
+        assert!(why.contains("timed out"), "{why}");
+
+        // A SUCCESS that does not end in a clean power-off is not a pass.
+        let o = outcome(
+            "(d1) Test result: SUCCESS\nkeel: power off, status 7 (VM entry failed)\n",
+            Some(ExitStatus::VmEntryFailed),
+            EmulatorEnd::Exited(1),
+        );
+        assert_eq!(judge(&o).0, Verdict::Crash);
+        let o = outcome("(d1) Test result: SUCCESS\n", None, EmulatorEnd::TimedOut);
+        assert_eq!(judge(&o).0, Verdict::Crash);
+        let o = outcome(
+            "(d1) Test result: SKIP: no EPT\nkeel: power off, status 0 (guest powered off)\n",
+            Some(ExitStatus::Success),
+            EmulatorEnd::Exited(0),
+        );
+        assert_eq!(judge(&o), (Verdict::Skip, "no EPT".into()));
+    }
+
+    #[test]
+    fn summary_line_and_diagnostics() {
+        let r = |name: &str, v: Verdict| TestResult {
+            test: program(name, TestCategory::Functional),
+            verdict: v,
+            reason: String::new(),
+            wall: Duration::from_millis(1500),
+            details: String::new(),
+            console: String::new(),
+        };
+        let s = Summary {
+            results: vec![
+                r("a", Verdict::Success),
+                r("b", Verdict::Failure),
+                r("c", Verdict::Crash),
+                r("d", Verdict::Error),
+                r("e", Verdict::Skip),
+                r("f", Verdict::Success),
+            ],
+            wall: Duration::ZERO,
+        };
+        assert_eq!(s.line(), "2 passed, 3 failed, 1 skipped");
+        assert!(!s.ok());
+        assert!(Summary::default().ok());
+        assert_eq!(result_line(&s.results[0], 3), "SUCCESS a      1.50s");
+
+        let o = outcome("", None, EmulatorEnd::Exited(1));
+        let d = diagnostics(&o);
+        assert!(d.contains("console: (empty)"));
+        assert!(d.contains("no power-off line"));
+        assert!(d.contains("bochs says hi"));
+    }
+}
