@@ -91,6 +91,15 @@ pub fn _print(args: fmt::Arguments<'_>) {
     let _ = Writer(&mut buf).write_fmt(args);
 }
 
+/// End a partial line, if one is being built, so that what follows starts on a
+/// line of its own (verdict reports use it).
+pub fn start_line() {
+    let mut buf = CONSOLE.lock();
+    if buf.len > 0 {
+        buf.push(b"\n", &mut |line| emit(line));
+    }
+}
+
 /// Write out any partial line.
 pub fn flush() {
     if let Some(mut buf) = CONSOLE.try_lock() {

@@ -386,7 +386,9 @@ pub struct ExceptionState {
     pub cr3: u64,
 }
 
-const GPR_NAMES: [&str; 15] = [
+/// The general-purpose registers in the order the exception frame and
+/// [`crate::arch::vmcall_all_regs`] use.
+pub const GPR_NAMES: [&str; 15] = [
     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
     "r15",
 ];

@@ -195,6 +195,7 @@ static OUTCOME: Mutex<Outcome> = Mutex::new(Outcome::new());
 /// Report a verdict with a reason; prints `<Label>: <reason>` and records it.
 pub fn report(v: Verdict, args: fmt::Arguments<'_>) {
     let reason = Reason::format(args);
+    crate::console::start_line();
     crate::println!("{}: {}", v.label(), reason);
     OUTCOME.lock().record(v, reason);
 }

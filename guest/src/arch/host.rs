@@ -66,3 +66,7 @@ pub fn probe_insn(_insn: Insn) -> u64 {
 pub fn halt_forever() -> ! {
     hosted("halt")
 }
+/// See the bare-metal `arch`.
+pub fn vmcall_all_regs(_regs: [u64; 15]) -> [u64; 15] {
+    hosted("hypercalls")
+}

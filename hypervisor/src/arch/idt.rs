@@ -303,11 +303,73 @@ fn write_dump(w: &mut impl Write, f: &ExceptionFrame) -> core::fmt::Result {
         "  R8  {:#018x}  R9  {:#018x}  R10 {:#018x}  R11 {:#018x}",
         f.r8, f.r9, f.r10, f.r11
     )?;
-    write!(
+    writeln!(
         w,
         "  R12 {:#018x}  R13 {:#018x}  R14 {:#018x}  R15 {:#018x}",
         f.r12, f.r13, f.r14, f.r15
-    )
+    )?;
+    if f.vector == 14 {
+        writeln!(w, "  page fault: {}", PageFaultCode(f.error_code))?;
+    }
+    write_backtrace(w, f.rip, f.rbp)
+}
+
+/// The #PF error code, spelled out (SDM vol. 3, figure 4-12).
+struct PageFaultCode(u64);
+
+impl core::fmt::Display for PageFaultCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let e = self.0;
+        let bit = |n: u32| e & (1 << n) != 0;
+        write!(
+            f,
+            "{} {} in {} mode",
+            if bit(0) {
+                "protection violation"
+            } else {
+                "page not present"
+            },
+            if bit(4) {
+                "on instruction fetch"
+            } else if bit(1) {
+                "on write"
+            } else {
+                "on read"
+            },
+            if bit(2) { "user" } else { "supervisor" }
+        )?;
+        if bit(3) {
+            write!(f, ", reserved bit set in a paging entry")?;
+        }
+        Ok(())
+    }
+}
+
+/// Print the return addresses found by following the frame-pointer chain (the
+/// bare-metal build keeps frame pointers, see `.cargo/config.toml`). Only links
+/// that stay inside the boot stack are followed, so a corrupt RBP ends the walk
+/// instead of faulting. Symbolize with `addr2line -f -e keel-hypervisor ADDR...`.
+fn write_backtrace(w: &mut impl Write, rip: u64, mut rbp: u64) -> core::fmt::Result {
+    let (bottom, top) = super::boot::boot_stack();
+    write!(w, "  backtrace: {rip:#x}")?;
+    for _ in 0..16 {
+        if rbp < bottom || rbp > top - 16 || !rbp.is_multiple_of(8) {
+            break;
+        }
+        // SAFETY: `rbp` and `rbp + 8` lie within the boot stack (checked above),
+        // which is mapped, readable memory; a garbage value there is only printed.
+        let (next, ret) = unsafe { (*(rbp as *const u64), *((rbp + 8) as *const u64)) };
+        if ret == 0 {
+            break;
+        }
+        write!(w, " {ret:#x}")?;
+        if next <= rbp {
+            // Frames move towards the top of the stack; anything else is a loop.
+            break;
+        }
+        rbp = next;
+    }
+    Ok(())
 }
 
 /// Report a Rust panic: the message and the control registers, then power off
@@ -319,10 +381,11 @@ pub fn report_panic(info: &core::panic::PanicInfo<'_>) -> ! {
     if depth >= 2 {
         super::cpu::halt_forever();
     }
-    let rsp: u64;
-    // SAFETY: reads RSP into a register.
+    let (rsp, rbp): (u64, u64);
+    // SAFETY: copies RSP and RBP into registers.
     unsafe {
-        core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
+        core::arch::asm!("mov {}, rsp", "mov {}, rbp", out(reg) rsp, out(reg) rbp,
+                         options(nomem, nostack, preserves_flags))
     };
     let mut serial = emergency_writer();
     {
@@ -331,7 +394,7 @@ pub fn report_panic(info: &core::panic::PanicInfo<'_>) -> ! {
         if let Some(loc) = info.location() {
             let _ = writeln!(w, "  at {}:{}:{}", loc.file(), loc.line(), loc.column());
         }
-        let _ = write!(
+        let _ = writeln!(
             w,
             "  RSP {:#018x}  CR0 {:#018x}  CR2 {:#018x}  CR3 {:#018x}  CR4 {:#018x}",
             rsp,
@@ -340,6 +403,9 @@ pub fn report_panic(info: &core::panic::PanicInfo<'_>) -> ! {
             read_cr3(),
             read_cr4()
         );
+        // Start from this function's own frame: the first return address is the
+        // panic machinery's caller chain.
+        let _ = write_backtrace(&mut w, report_panic as *const () as u64, rbp);
         w.finish_line();
     }
     super::power::power_off(ExitStatus::HypervisorPanic)
