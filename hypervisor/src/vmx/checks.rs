@@ -74,7 +74,7 @@ impl Segment {
 /// (the physical-address width).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VmcsState {
-    /// CPUID.80000008H:EAX[7:0], MAXPHYADDR: the width of physical addresses.
+    /// CPUID.80000008H:EAX bits 7:0, MAXPHYADDR: the width of physical addresses.
     pub maxphyaddr: u8,
 
     // --- VM-execution, VM-exit and VM-entry controls (SDM 25.6 - 25.8).
