@@ -34,6 +34,7 @@
 use core::fmt;
 use core::mem::{align_of, offset_of, size_of};
 
+use crate::debug::PerfCounters;
 use crate::hypercall::Hypercall;
 use crate::note;
 use crate::platform::ExitStatus;
@@ -89,11 +90,13 @@ pub enum Family {
     StartInfo,
     /// `xen_version`, versioning and CPUID leaves ([`crate::version`]).
     Version,
+    /// `keel_debug_op`: the floor hypercall and the VMX counters ([`crate::debug`]).
+    Debug,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::Addr,
         Family::Console,
         Family::Errno,
@@ -103,6 +106,7 @@ impl Family {
         Family::Sched,
         Family::StartInfo,
         Family::Version,
+        Family::Debug,
     ];
 
     /// The module name, used as the prefix of item names in fixtures (`sched.SCHEDOP_YIELD`).
@@ -117,6 +121,7 @@ impl Family {
             Family::Sched => "sched",
             Family::StartInfo => "start_info",
             Family::Version => "version",
+            Family::Debug => "debug",
         }
     }
 
@@ -131,6 +136,7 @@ impl Family {
             Family::Platform => "platform.md",
             Family::Sched => "sched.md",
             Family::Version => "version.md",
+            Family::Debug => "debug.md",
         }
     }
 
@@ -299,6 +305,7 @@ macro_rules! abi_struct {
 }
 
 const V0_1: AbiVersion = AbiVersion::V0_1;
+const V0_2: AbiVersion = AbiVersion::V0_2;
 
 /// Every structure of the ABI.
 pub const STRUCTS: &[StructLayout] = &[
@@ -321,6 +328,9 @@ pub const STRUCTS: &[StructLayout] = &[
     abi_struct!(XenExtraversion in Family::Version, since V0_1, xen XenRelation::Same("xen_extraversion_t"), {
         0 => None,
     }),
+    abi_struct!(PerfCounters in Family::Debug, since V0_2, xen XenRelation::KeelOnly, {
+        vmreads => None, vmwrites => None, exits => None,
+    }),
 ];
 
 /// The per-module constant lists, in [`Family`] order.
@@ -334,6 +344,7 @@ const CONSTANT_GROUPS: &[&[Constant]] = &[
     crate::start_info::ABI_CONSTS,
     crate::version::ABI_CONSTS,
     crate::version::CPUID_CONSTS,
+    crate::debug::ABI_CONSTS,
 ];
 
 /// Every constant of the ABI except error codes and hypercall numbers (which have

@@ -78,6 +78,7 @@ macro_rules! abi_consts {
 
 pub mod addr;
 pub mod console;
+pub mod debug;
 pub mod errno;
 pub mod hypercall;
 pub mod layout;

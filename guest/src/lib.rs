@@ -43,6 +43,7 @@ pub mod arch;
 #[path = "arch/host.rs"]
 pub mod arch;
 
+pub mod bench;
 pub mod console;
 pub mod cpu;
 pub mod fault;

@@ -1,0 +1,263 @@
+//! Benchmark reporting: measure an operation on the TSC and on the hypervisor's
+//! counters, and print one machine-readable line per figure for `cargo keel bench`.
+//!
+//! A benchmark program (category `Bench`) makes a [`Bench`] and calls
+//! [`Bench::measure`] once per figure:
+//!
+//! ```ignore
+//! let mut b = Bench::new();
+//! b.measure("xen_version", 1, &mut samples, || { let _ = guest::xen_version(); });
+//! ```
+//!
+//! For each figure the operation runs `samples.len()` times, each timed on its own
+//! with `LFENCE; RDTSC` (the cost of an empty measurement subtracted, see
+//! [`crate::tsc::measure`]). Under Bochs one TSC tick is one emulated instruction,
+//! so the figures are exact and repeatable; on hardware they are reference cycles.
+//!
+//! Around the whole loop the program reads the hypervisor's VMX counters
+//! (`keel_debug_op(DEBUGOP_read_counters)`, `docs/abi/debug.md`) and reports how
+//! many VM exits, VMREADs and VMWRITEs the loop caused. Reading the counters is a
+//! hypercall itself, so [`Bench::new`] first reads them twice back to back: the
+//! difference is what one reading adds, and it is subtracted from every
+//! measurement. The loop between the readings does nothing else that exits (RDTSC
+//! and LFENCE do not), so what remains is the operation's own work. On a
+//! hypervisor without the interface (older than ABI 0.2: `-ENOSYS`) the counters
+//! are reported as absent and the TSC figures still are.
+//!
+//! ## The line
+//! One line per figure, on the console (so `(d1) ` precedes it there):
+//!
+//! ```text
+//! KEEL-BENCH v1 name=xen_version n=1000 per=1 min=170 p10=170 median=174 p90=174 max=300 exits=1000 vmreads=3000 vmwrites=1000 reasons=18:1000
+//! KEEL-BENCH v1 name=multicall_16 missing=multicall returned -ENOSYS
+//! ```
+//!
+//! - `n`: samples; `per`: operations per sample (a batch of 512 updates is one
+//!   sample with `per=512`), so the cost of one operation is `median / per`;
+//! - `min p10 median p90 max`: the distribution of the samples, in TSC ticks;
+//! - `exits vmreads vmwrites`: totals over all `n` samples (`-` without counters);
+//!   `reasons`: the exits by basic exit reason, `reason:count` pairs (`-` for none);
+//! - `missing=`: the figure could not be measured here; the rest of the line says why.
+//!
+//! `loader/src/bench.rs` parses exactly this; change both together.
+
+use crate::abi::debug::{self, PerfCounters, PERF_EXIT_SLOTS};
+use crate::abi::Errno;
+use crate::tsc;
+
+/// The marker that starts a benchmark line.
+pub const MARKER: &str = "KEEL-BENCH";
+/// The version of the line format.
+pub const FORMAT: &str = "v1";
+
+/// The counters' cost of one measurement, learned by reading them twice.
+#[derive(Clone, Copy)]
+struct Calibration {
+    overhead: PerfCounters,
+}
+
+/// Measures figures and prints their lines.
+pub struct Bench {
+    counters: Option<Calibration>,
+    figures: usize,
+}
+
+/// One measured figure (also printed as a line).
+#[derive(Clone, Copy, Debug)]
+pub struct Figure {
+    /// The TSC distribution.
+    pub stats: tsc::Stats,
+    /// 10th percentile.
+    pub p10: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// What the loop cost in exits and VMCS accesses (`None` without counters).
+    pub counters: Option<PerfCounters>,
+}
+
+impl Figure {
+    /// Total exits over the loop, if counted.
+    pub fn exits(&self) -> Option<u64> {
+        self.counters.map(|c| c.total_exits())
+    }
+}
+
+/// The value at fraction `num/den` of sorted `samples` (nearest rank).
+pub fn percentile(sorted: &[u64], num: usize, den: usize) -> u64 {
+    if sorted.is_empty() || den == 0 {
+        return 0;
+    }
+    let i = (sorted.len() * num / den).min(sorted.len() - 1);
+    sorted[i]
+}
+
+/// Is `name` usable as a figure name (non-empty, `[a-z0-9_.-]`)?
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+}
+
+fn read_counters() -> Result<PerfCounters, Errno> {
+    debug::guest::read_counters()
+}
+
+impl Bench {
+    /// Probe the counter interface and calibrate it. Prints one line saying
+    /// whether the counters are there.
+    pub fn new() -> Self {
+        let counters = match (read_counters(), read_counters()) {
+            (Ok(a), Ok(b)) => Some(Calibration {
+                overhead: b.since(&a),
+            }),
+            (Err(Errno::ENOSYS), _) => {
+                crate::println!(
+                    "bench: the hypervisor has no keel_debug_op counters (-ENOSYS): TSC figures only"
+                );
+                None
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                crate::error!("bench: reading the hypervisor's counters failed: {e}");
+                None
+            }
+        };
+        Bench {
+            counters,
+            figures: 0,
+        }
+    }
+
+    /// Whether the hypervisor's counters are available.
+    pub fn has_counters(&self) -> bool {
+        self.counters.is_some()
+    }
+
+    /// How many figures were reported (measured or missing).
+    pub fn figures(&self) -> usize {
+        self.figures
+    }
+
+    fn snapshot(&self) -> Option<PerfCounters> {
+        self.counters.and_then(|_| read_counters().ok())
+    }
+
+    /// Measure `op` `samples.len()` times (each sample doing `per` operations),
+    /// print the figure's line and return it. `None` (after reporting ERROR) for
+    /// a bad name or no samples.
+    pub fn measure(
+        &mut self,
+        name: &str,
+        per: u64,
+        samples: &mut [u64],
+        op: impl FnMut(),
+    ) -> Option<Figure> {
+        let fig = self.run(name, per, samples, op)?;
+        self.report(name, per, &fig);
+        Some(fig)
+    }
+
+    /// Measure like [`Self::measure`] but print nothing yet: for an operation that
+    /// leaves the console mid-line (print the figure with [`Self::report`] once the
+    /// line is finished).
+    pub fn run(
+        &mut self,
+        name: &str,
+        per: u64,
+        samples: &mut [u64],
+        op: impl FnMut(),
+    ) -> Option<Figure> {
+        if !valid_name(name) || samples.is_empty() || per == 0 {
+            crate::error!("bench: bad figure {name:?} (name, samples or per)");
+            return None;
+        }
+        let before = self.snapshot();
+        let stats = tsc::measure(samples, op)?;
+        let after = self.snapshot();
+        // `tsc::measure` leaves the samples sorted.
+        let (p10, p90) = (percentile(samples, 1, 10), percentile(samples, 9, 10));
+        let counters = match (before, after, self.counters) {
+            (Some(b), Some(a), Some(cal)) => Some(a.since(&b).saturating_sub(&cal.overhead)),
+            _ => None,
+        };
+        Some(Figure {
+            stats,
+            p10,
+            p90,
+            counters,
+        })
+    }
+
+    /// Print a measured figure's line.
+    pub fn report(&mut self, name: &str, per: u64, fig: &Figure) {
+        self.print(name, per, fig);
+        self.figures += 1;
+    }
+
+    /// Report a figure that cannot be measured here, and why (one line of text).
+    pub fn missing(&mut self, name: &str, why: core::fmt::Arguments<'_>) {
+        crate::console::start_line();
+        crate::println!("{MARKER} {FORMAT} name={name} missing={why}");
+        self.figures += 1;
+    }
+
+    fn print(&self, name: &str, per: u64, f: &Figure) {
+        let s = &f.stats;
+        crate::console::start_line();
+        crate::print!(
+            "{MARKER} {FORMAT} name={name} n={} per={per} min={} p10={} median={} p90={} max={}",
+            s.count,
+            s.min,
+            f.p10,
+            s.median,
+            f.p90,
+            s.max
+        );
+        match &f.counters {
+            Some(c) => {
+                crate::print!(
+                    " exits={} vmreads={} vmwrites={} reasons=",
+                    c.total_exits(),
+                    c.vmreads,
+                    c.vmwrites
+                );
+                let mut first = true;
+                for (reason, &n) in c.exits.iter().enumerate().take(PERF_EXIT_SLOTS) {
+                    if n != 0 {
+                        crate::print!("{}{reason}:{n}", if first { "" } else { "," });
+                        first = false;
+                    }
+                }
+                if first {
+                    crate::print!("-");
+                }
+                crate::println!();
+            }
+            None => crate::println!(" exits=- vmreads=- vmwrites=- reasons=-"),
+        }
+    }
+}
+
+impl Default for Bench {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_names() {
+        let s = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+        assert_eq!(percentile(&s, 1, 10), 2);
+        assert_eq!(percentile(&s, 9, 10), 10);
+        assert_eq!(percentile(&[5], 9, 10), 5);
+        assert_eq!(percentile(&[], 1, 2), 0);
+        assert!(valid_name("mmu_update.512"));
+        assert!(!valid_name("has space"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("x=y"));
+    }
+}

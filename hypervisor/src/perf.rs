@@ -1,0 +1,112 @@
+//! # `keel_debug_op`: the benchmark floor and the VMX counters
+//!
+//! Issue 8 wants every hypervisor path measured against the cheapest thing the
+//! hypervisor can do, and every figure to say how many VM exits and VMCS accesses
+//! it cost. Both come from one Keel-private hypercall, `keel_debug_op`
+//! (`keel_abi::debug`, `docs/abi/debug.md`):
+//!
+//! - `DEBUGOP_NOP` is the floor. The VMCALL handler in `vmx::exit` tests for
+//!   [`KEEL_DEBUG_OP`] before it does anything else a hypercall does (packing the
+//!   arguments, building the hypercall context, the table lookup, per-domain
+//!   accounting, MMU bookkeeping), so what remains is the irreducible part: the
+//!   exit, the exit stub's register save and restore, the VMREAD of the exit
+//!   reason, the exit counter, and advancing RIP (two VMREADs, one VMWRITE);
+//! - `DEBUGOP_READ_COUNTERS` copies a snapshot of `vmx::hw::STATS` (exits per
+//!   basic reason, VMREADs, VMWRITEs) to the guest, through the same checked
+//!   [`crate::guest_mem`] path as any other hypercall.
+//!
+//! This module is the policy, pure and host-tested: which sub-command does what,
+//! and what the guest gets back. Reading the counters and writing guest memory are
+//! passed in by the caller, so the module needs neither VMX nor a domain.
+//!
+//! Why not a row of `hypercall::TABLE`? The table is the Xen interface (the ABI's
+//! `hypercall::IMPLEMENTED`, checked both ways); `keel_debug_op` is not a Xen
+//! hypercall, and going through the table's lookup would make the floor measure
+//! the lookup too.
+
+use crate::addr::GuestVirt;
+use keel_abi::debug::{PerfCounters, DEBUGOP_NOP, DEBUGOP_READ_COUNTERS};
+use keel_abi::Errno;
+
+pub use keel_abi::debug::KEEL_DEBUG_OP;
+
+/// Handle `keel_debug_op(cmd, arg)` and give the value for RAX.
+///
+/// `snapshot` reads the counters (called only for `DEBUGOP_READ_COUNTERS`, so the
+/// snapshot is taken as late as possible); `copy_out` writes bytes to guest
+/// memory at a guest-virtual address with the guest's permissions.
+#[inline(always)]
+pub fn debug_op(
+    cmd: u64,
+    arg: u64,
+    snapshot: impl FnOnce() -> PerfCounters,
+    copy_out: impl FnOnce(GuestVirt, &[u8]) -> Result<(), Errno>,
+) -> i64 {
+    match cmd {
+        DEBUGOP_NOP => 0,
+        DEBUGOP_READ_COUNTERS => {
+            let mut bytes = [0u8; core::mem::size_of::<PerfCounters>()];
+            snapshot().encode(&mut bytes);
+            match copy_out(GuestVirt(arg), &bytes) {
+                Ok(()) => 0,
+                Err(e) => e.as_return(),
+            }
+        }
+        _ => Errno::ENOSYS.as_return(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    #[test]
+    fn nop_touches_nothing() {
+        let r = debug_op(
+            DEBUGOP_NOP,
+            0xdead,
+            || panic!("the floor must not read the counters"),
+            |_, _| panic!("the floor must not write guest memory"),
+        );
+        assert_eq!(r, 0);
+    }
+
+    #[test]
+    fn read_counters_copies_the_snapshot() {
+        let mut c = PerfCounters::zero();
+        c.vmreads = 7;
+        c.vmwrites = 2;
+        c.exits[18] = 3;
+        let mut got: Option<(GuestVirt, Vec<u8>)> = None;
+        let r = debug_op(
+            DEBUGOP_READ_COUNTERS,
+            0x40_1000,
+            || c,
+            |va, b| {
+                got = Some((va, b.to_vec()));
+                Ok(())
+            },
+        );
+        assert_eq!(r, 0);
+        let (va, bytes) = got.expect("copied");
+        assert_eq!(va, GuestVirt(0x40_1000));
+        assert_eq!(bytes.len(), core::mem::size_of::<PerfCounters>());
+        let mut want = [0u8; core::mem::size_of::<PerfCounters>()];
+        c.encode(&mut want);
+        assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn errors() {
+        let r = debug_op(DEBUGOP_READ_COUNTERS, 0, PerfCounters::zero, |_, _| {
+            Err(Errno::EFAULT)
+        });
+        assert_eq!(r, Errno::EFAULT.as_return());
+        for cmd in [2, 3, u64::MAX] {
+            let r = debug_op(cmd, 0, || panic!(), |_, _| panic!());
+            assert_eq!(r, Errno::ENOSYS.as_return());
+        }
+    }
+}
