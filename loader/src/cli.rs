@@ -4,7 +4,7 @@
 //! parsing library, and the usage text below is the one reference.
 
 use crate::backend::BackendChoice;
-use crate::{MachineOptions, TestOptions, DEFAULT_GUEST};
+use crate::{BenchOptions, MachineOptions, TestOptions, DEFAULT_GUEST};
 use keel_abi::note::TestCategory;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +23,15 @@ commands:
         boot every test program (or those matching; * and ? are wildcards) in
         a fresh hypervisor; exits 0 only when none failed, else 1 (--list:
         only list them: name, category, title)
+  bench [NAME|PATTERN ...] [--json FILE] [--check] [--update-baseline]
+        [--baseline FILE] [--runs N] [--jobs N] [machine options]
+        boot every benchmark program (category bench; or those whose program,
+        figure or program/figure matches) and print its figures: cost per
+        operation (Bochs: instructions; KVM: TSC cycles, median of --runs boots,
+        default 5), exits and VMCS accesses per operation, ratio to the floor.
+        --check compares with bench/baseline.json and exits 1 if any figure got
+        worse by more than 2%; --update-baseline records this run there (a
+        deliberate commit of its own)
   abi   dump|check
         print the ABI layout in the fixture format / check it against the
         released fixtures
@@ -55,6 +64,8 @@ pub enum Command {
     },
     /// `test`
     Test(TestOptions),
+    /// `bench`
+    Bench(BenchOptions),
     /// `abi dump`
     AbiDump,
     /// `abi check`
@@ -109,6 +120,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             [s] if s == "check" => Ok(Command::AbiCheck),
             _ => Err("usage: cargo keel abi dump|check".into()),
         },
+        "bench" => parse_bench(rest),
         "run" | "test" => {
             let is_run = cmd == "run";
             let timeout = if is_run { RUN_TIMEOUT } else { TEST_TIMEOUT };
@@ -189,6 +201,68 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     }
 }
 
+/// `bench` options: its own flags, then the machine options `run`/`test` share.
+fn parse_bench(rest: &[String]) -> Result<Command, String> {
+    let mut b = BenchOptions {
+        patterns: Vec::new(),
+        machine: MachineOptions::new(TEST_TIMEOUT),
+        json: None,
+        check: false,
+        update_baseline: false,
+        baseline: None,
+        runs: None,
+        jobs: None,
+    };
+    // Machine options are parsed by the `test` parser: hand them over.
+    let mut machine_args = vec!["test".to_string()];
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let mut value = || -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag {
+            "--json" => b.json = Some(PathBuf::from(value()?)),
+            "--baseline" => b.baseline = Some(PathBuf::from(value()?)),
+            "--check" => b.check = true,
+            "--update-baseline" => b.update_baseline = true,
+            "--runs" => {
+                let n: usize = num(flag, &value()?)?;
+                if n == 0 {
+                    return Err("--runs must be at least 1".into());
+                }
+                b.runs = Some(n);
+            }
+            "--jobs" | "-j" => b.jobs = Some(num::<usize>(flag, &value()?)?.max(1)),
+            "--backend" | "--cpu-model" | "--mem" | "--guest-mem" | "--ips" | "--timeout"
+            | "--cmdline" | "--hv-cmdline" => {
+                machine_args.push(flag.to_string());
+                machine_args.push(value()?);
+            }
+            f if f.starts_with('-') => {
+                return Err(format!("unknown option {f} for `bench`\n\n{USAGE}"))
+            }
+            _ => b.patterns.push(a.clone()),
+        }
+    }
+    if b.check && b.update_baseline {
+        return Err(
+            "--check and --update-baseline together: check first, then update deliberately".into(),
+        );
+    }
+    match parse(&machine_args)? {
+        Command::Test(t) => b.machine = t.machine,
+        _ => return Err("internal: machine options did not parse as test".into()),
+    }
+    Ok(Command::Bench(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +323,33 @@ mod tests {
             panic!()
         };
         assert!(t.list);
+    }
+
+    #[test]
+    fn bench_command() {
+        let Ok(Command::Bench(b)) = parse(&args(
+            "bench bench_hyper* floor --json out.json --check --backend bochs --cpu-model tigerlake --runs 3 -j 2",
+        )) else {
+            panic!("not parsed as bench")
+        };
+        assert_eq!(b.patterns, ["bench_hyper*", "floor"]);
+        assert_eq!(b.json, Some(PathBuf::from("out.json")));
+        assert!(b.check && !b.update_baseline);
+        assert_eq!(b.machine.backend, BackendChoice::Fixed(Backend::Bochs));
+        assert_eq!(b.machine.cpu_model.as_deref(), Some("tigerlake"));
+        assert_eq!((b.runs, b.jobs), (Some(3), Some(2)));
+        let Ok(Command::Bench(b)) = parse(&args("bench --update-baseline --baseline=b.json"))
+        else {
+            panic!()
+        };
+        assert!(b.update_baseline);
+        assert_eq!(b.baseline, Some(PathBuf::from("b.json")));
+        assert_eq!(b.runs, None);
+        assert!(parse(&args("bench --check --update-baseline")).is_err());
+        assert!(parse(&args("bench --runs 0")).is_err());
+        assert!(parse(&args("bench --json")).is_err());
+        assert!(parse(&args("bench --frob")).is_err());
+        assert!(parse(&args("bench --backend vmware")).is_err());
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!   the hypervisor's power-off status;
 //! - `test`: boot every guest test program, each in a fresh hypervisor, and judge
 //!   it from its `Test result:` line;
+//! - `bench`: boot every benchmark program, report their figures as a table
+//!   (and JSON), and compare them with the committed baseline ([`bench`]);
 //! - `abi`: dump or check the ABI layout fixtures.
 //!
 //! Everything is in this library so the repository's boot tests
@@ -22,6 +24,7 @@
 
 pub mod abi;
 pub mod backend;
+pub mod bench;
 pub mod bochs;
 pub mod cargo;
 pub mod cli;
@@ -289,4 +292,183 @@ pub fn test(
             .with_context(|| format!("writing JUnit XML to {}", path.display()))?;
     }
     Ok(summary)
+}
+
+/// What `cargo keel bench` runs and what it does with the figures.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Program names, figure names or `program/figure` keys, with wildcards
+    /// (none: every bench program).
+    pub patterns: Vec<String>,
+    /// The machine.
+    pub machine: MachineOptions,
+    /// Write the report as JSON here.
+    pub json: Option<PathBuf>,
+    /// Compare with the baseline; fail on a regression.
+    pub check: bool,
+    /// Record this run as the baseline (merged with the figures of programs not run).
+    pub update_baseline: bool,
+    /// The baseline file (default: [`bench::BASELINE_PATH`] in the workspace).
+    pub baseline: Option<PathBuf>,
+    /// Boots per program whose figures are combined by median (default: 1 on
+    /// Bochs, whose figures are exact; [`bench::DEFAULT_KVM_RUNS`] on KVM).
+    pub runs: Option<usize>,
+    /// Parallel machines (default: the number of CPUs).
+    pub jobs: Option<usize>,
+}
+
+/// `cargo keel bench`: build, boot every selected bench program (`runs` times),
+/// print the table on `out`, write JSON / the baseline, compare with the
+/// baseline. Returns whether everything passed (every program succeeded and, with
+/// `--check`, nothing got worse).
+pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> Result<bool> {
+    let machine = opts.machine.prepare(log)?;
+    let ws = cargo::Workspace::locate()?;
+    let hv = ws
+        .build_hypervisor(true)
+        .context("building the hypervisor")?;
+    let guests = ws.build_guests(true).context("building the guests")?;
+    let all = runner::discover(&guests)?;
+    let programs = bench::select_programs(&all, &opts.patterns);
+    if programs.is_empty() {
+        crate::bail!("no benchmark program (category bench) matches");
+    }
+    let runs = opts
+        .runs
+        .unwrap_or(if machine.backend == backend::Backend::Kvm {
+            bench::DEFAULT_KVM_RUNS
+        } else {
+            1
+        });
+    let jobs = opts
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let id = bench::MachineId {
+        backend: machine.backend.name().to_string(),
+        cpu_model: machine.cpu_model.clone(),
+        ips: if machine.backend == backend::Backend::Bochs {
+            machine.ips
+        } else {
+            0
+        },
+    };
+    let _ = writeln!(
+        log,
+        "[keel] bench: {} program(s) on {} (cpu {}), {runs} run(s) each, {jobs} at a time",
+        programs.len(),
+        machine.backend,
+        machine.cpu_model
+    );
+    let ropts = runner::Options {
+        machine,
+        jobs,
+        seed: None,
+        guest_args: opts.machine.guest_args.clone(),
+        hv_cmdline: opts.machine.hv_cmdline(),
+    };
+    let mut ok = true;
+    let mut per_run = Vec::new();
+    for run in 0..runs {
+        if runs > 1 {
+            let _ = writeln!(log, "[keel] bench: run {} of {runs}", run + 1);
+        }
+        let summary = runner::run_suite(&hv, &programs, &ropts, log);
+        let mut figures = Vec::new();
+        for r in &summary.results {
+            if r.verdict.is_failure() {
+                ok = false;
+                continue;
+            }
+            match bench::parse_console(&r.test.name, &r.console) {
+                Ok(f) if f.is_empty() && r.verdict == console::Verdict::Success => {
+                    let _ = writeln!(
+                        log,
+                        "[keel] bench: {} passed but reported no figure (no KEEL-BENCH line)",
+                        r.test.name
+                    );
+                    ok = false;
+                }
+                Ok(f) => figures.extend(f),
+                Err(e) => {
+                    let _ = writeln!(log, "[keel] bench: {e}");
+                    ok = false;
+                }
+            }
+        }
+        per_run.push(figures);
+    }
+    let mut figures = bench::combine_runs(&per_run);
+    figures.retain(|f| bench::keep_figure(f, &opts.patterns));
+    figures.sort_by(|a, b| a.program.cmp(&b.program));
+    let report = bench::Report {
+        machine: id,
+        runs,
+        figures,
+    };
+    let _ = write!(out, "{}", bench::table(&report));
+    if let Some(path) = &opts.json {
+        std::fs::write(path, bench::to_json(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+        let _ = writeln!(log, "[keel] bench: JSON written to {}", path.display());
+    }
+    let baseline_path = opts
+        .baseline
+        .clone()
+        .unwrap_or_else(|| ws.root().join(bench::BASELINE_PATH));
+    if opts.update_baseline {
+        if !ok {
+            crate::bail!("not updating the baseline: a benchmark program failed");
+        }
+        let old = std::fs::read_to_string(&baseline_path)
+            .ok()
+            .and_then(|t| bench::from_json(&t).ok());
+        let merged = bench::merge_baseline(old.as_ref(), &report);
+        if let Some(dir) = baseline_path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(&baseline_path, bench::to_json(&merged))
+            .with_context(|| format!("writing {}", baseline_path.display()))?;
+        let _ = writeln!(
+            out,
+            "baseline updated: {} ({} figures); review the diff and commit it on its own",
+            baseline_path.display(),
+            merged.figures.len()
+        );
+    }
+    if opts.check {
+        let text = std::fs::read_to_string(&baseline_path).with_context(|| {
+            format!(
+                "reading the baseline {} (make one with --update-baseline)",
+                baseline_path.display()
+            )
+        })?;
+        let base = bench::from_json(&text)
+            .map_err(|e| error::Error::new(format!("{}: {e}", baseline_path.display())))?;
+        if base.machine != report.machine {
+            crate::bail!(
+                "the baseline was measured on {} cpu {} (ips {}), this run on {} cpu {} (ips {}): figures are only comparable on the same machine; run with --backend {} --cpu-model {}",
+                base.machine.backend,
+                base.machine.cpu_model,
+                base.machine.ips,
+                report.machine.backend,
+                report.machine.cpu_model,
+                report.machine.ips,
+                base.machine.backend,
+                base.machine.cpu_model
+            );
+        }
+        let ran: Vec<&str> = programs.iter().map(|p| p.name.as_str()).collect();
+        let cmp = bench::compare(
+            &base,
+            &report,
+            |f| ran.contains(&f.program.as_str()) && bench::keep_figure(f, &opts.patterns),
+            bench::TOLERANCE,
+        );
+        let _ = write!(out, "{}", cmp.render());
+        ok &= cmp.ok();
+    }
+    if !ok {
+        let _ = writeln!(out, "bench: FAILED");
+    }
+    Ok(ok)
 }

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
             keel_loader::run(&guest, &machine, &mut out, &mut log).map(|r| r.exit_code)
         }
         Command::Test(t) => keel_loader::test(&t, &mut out, &mut log).map(|s| i32::from(!s.ok())),
+        Command::Bench(b) => keel_loader::bench(&b, &mut out, &mut log).map(|ok| i32::from(!ok)),
         Command::AbiDump => {
             print!("{}", keel_loader::abi::dump());
             Ok(0)

@@ -202,7 +202,7 @@ fn xen_version_rows() {
     let mut w = World::new();
     assert_eq!(
         w.call(Hypercall::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]),
-        Outcome::Return(1)
+        Outcome::Return(i64::from(AbiVersion::CURRENT.encode()))
     );
     assert_eq!(
         w.call(Hypercall::XEN_VERSION, [XENVER_VERSION, 0xdead, 0, 0, 0]),

@@ -1,0 +1,1209 @@
+//! `cargo keel bench`: Keel's performance picture, and the gate that keeps it.
+//!
+//! Every guest program of category `bench` measures something with the guest's TSC
+//! and prints one `KEEL-BENCH` line per figure (the guest side is
+//! `keel_guest::bench`; the format is described there and parsed by
+//! [`parse_line`]). This module runs those programs, turns their lines into
+//! figures, prints a table, writes JSON, and compares with a committed baseline.
+//!
+//! ## Why the numbers can be trusted to 2%
+//! Under Bochs the TSC advances exactly one tick per emulated instruction, and a
+//! run is byte-for-byte repeatable: a guest's RDTSC delta is an exact instruction
+//! count, the same on every machine and every run. So a baseline produced once
+//! (with the same Bochs CPU model, which decides what the guest and the hypervisor
+//! execute) is an exact expectation, and a 2% tolerance only absorbs deliberate
+//! small changes, never noise. On KVM (`--backend kvm`) the TSC counts real cycles;
+//! the tool then boots each program several times (`--runs`, default 5) and
+//! reports, for every figure, the median of the runs' medians.
+//!
+//! ## What a figure is
+//! A program reports, per figure, the distribution of `n` samples of `per`
+//! operations each, and the VM exits, VMREADs and VMWRITEs the hypervisor counted
+//! over all samples (`keel_debug_op`, `docs/abi/debug.md`). The tool derives the
+//! per-operation numbers: cost (median / per), exits per operation, VMCS accesses
+//! per operation and per exit, and the ratio to the floor (the figure named
+//! [`FLOOR`]). A figure may also be reported as missing (the hypervisor lacks
+//! what it measures), which the table shows and the gate tracks.
+//!
+//! ## The gate
+//! `--check` compares three numbers of every figure with the baseline: the cost,
+//! the exits per operation and the VMCS accesses per operation. Any of them worse
+//! by more than [`TOLERANCE`] fails the check; any better by more than that is
+//! listed as an improvement, with the suggestion to record it deliberately
+//! (`--update-baseline`, a reviewed commit of `bench/baseline.json`). A figure in
+//! the baseline that no longer appears (or is now missing) fails too: a benchmark
+//! that stopped measuring is not a pass. A new figure is reported, not failed.
+
+use crate::backend::Backend;
+use crate::json::{self, Value};
+use crate::runner::{self, TestProgram};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// The marker at the start of a figure line.
+pub const MARKER: &str = "KEEL-BENCH";
+/// The line format this parser reads.
+pub const LINE_FORMAT: &str = "v1";
+/// The JSON format this tool writes and reads (reports and the baseline).
+pub const JSON_FORMAT: &str = "keel-bench/1";
+/// The figure every other is compared with: the hypervisor's shortest path.
+pub const FLOOR: &str = "bench_hypercalls/floor";
+/// How much worse a figure may get before `--check` fails: 2%.
+pub const TOLERANCE: f64 = 0.02;
+/// Where the committed baseline lives, relative to the workspace root.
+pub const BASELINE_PATH: &str = "bench/baseline.json";
+/// Runs per program on a backend whose figures vary (KVM).
+pub const DEFAULT_KVM_RUNS: usize = 5;
+
+/// One measured figure, as a guest reported it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measured {
+    /// Samples.
+    pub n: u64,
+    /// Operations per sample.
+    pub per: u64,
+    /// Sample distribution (TSC ticks per sample).
+    pub min: f64,
+    /// 10th percentile.
+    pub p10: f64,
+    /// Median.
+    pub median: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// Largest sample.
+    pub max: f64,
+    /// Exits over all samples (`None`: the hypervisor has no counters).
+    pub exits: Option<f64>,
+    /// VMREADs over all samples.
+    pub vmreads: Option<f64>,
+    /// VMWRITEs over all samples.
+    pub vmwrites: Option<f64>,
+    /// Exits by basic exit reason over all samples.
+    pub reasons: BTreeMap<u32, f64>,
+}
+
+impl Measured {
+    /// Operations over all samples.
+    fn ops(&self) -> f64 {
+        (self.n as f64) * (self.per as f64)
+    }
+    /// TSC ticks per operation (median sample / per).
+    pub fn cost(&self) -> f64 {
+        self.median / self.per as f64
+    }
+    /// VM exits per operation.
+    pub fn exits_per_op(&self) -> Option<f64> {
+        self.exits.map(|e| e / self.ops())
+    }
+    /// VMREADs + VMWRITEs per operation.
+    pub fn vmcs_per_op(&self) -> Option<f64> {
+        Some((self.vmreads? + self.vmwrites?) / self.ops())
+    }
+    /// VMREADs + VMWRITEs per exit.
+    pub fn vmcs_per_exit(&self) -> Option<f64> {
+        let e = self.exits?;
+        (e > 0.0).then(|| (self.vmreads.unwrap_or(0.0) + self.vmwrites.unwrap_or(0.0)) / e)
+    }
+}
+
+/// What a guest said about a figure.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Measure {
+    /// Measured.
+    Measured(Measured),
+    /// Not measurable here, and why.
+    Missing(String),
+}
+
+/// A figure: which program, which name, what was measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Figure {
+    /// The program that reported it.
+    pub program: String,
+    /// Its name within the program.
+    pub name: String,
+    /// The measurement.
+    pub measure: Measure,
+}
+
+impl Figure {
+    /// `program/name`: unique across the suite, the key in the baseline.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.program, self.name)
+    }
+    /// The measurement, if measured.
+    pub fn measured(&self) -> Option<&Measured> {
+        match &self.measure {
+            Measure::Measured(m) => Some(m),
+            Measure::Missing(_) => None,
+        }
+    }
+}
+
+fn field<'a>(kv: &BTreeMap<&str, &'a str>, k: &str) -> Result<&'a str, String> {
+    kv.get(k).copied().ok_or_else(|| format!("no {k}="))
+}
+
+fn int(kv: &BTreeMap<&str, &str>, k: &str) -> Result<u64, String> {
+    let v = field(kv, k)?;
+    v.parse::<u64>()
+        .map_err(|_| format!("{k}={v:?} is not a number"))
+}
+
+fn counter(kv: &BTreeMap<&str, &str>, k: &str) -> Result<Option<f64>, String> {
+    match field(kv, k)? {
+        "-" => Ok(None),
+        _ => Ok(Some(int(kv, k)? as f64)),
+    }
+}
+
+/// Parse one console line. `None` when it is not a figure line; `Some(Err)` when
+/// it is one but malformed (a guest bug the tool reports, not skips).
+pub fn parse_line(line: &str) -> Option<Result<(String, Measure), String>> {
+    let at = line.find(MARKER)?;
+    let rest = line[at + MARKER.len()..].trim();
+    Some(parse_fields(rest))
+}
+
+fn parse_fields(rest: &str) -> Result<(String, Measure), String> {
+    let (version, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    if version != LINE_FORMAT {
+        return Err(format!(
+            "line format {version:?}, this tool reads {LINE_FORMAT}"
+        ));
+    }
+    let rest = rest.trim();
+    let name_part = rest.strip_prefix("name=").ok_or("no name=")?;
+    let (name, rest) = name_part.split_once(' ').unwrap_or((name_part, ""));
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+    {
+        return Err(format!("bad figure name {name:?}"));
+    }
+    let rest = rest.trim();
+    // `missing=` takes the rest of the line, spaces and all.
+    if let Some(why) = rest.strip_prefix("missing=") {
+        return Ok((name.to_string(), Measure::Missing(why.trim().to_string())));
+    }
+    let mut kv = BTreeMap::new();
+    for word in rest.split_whitespace() {
+        let (k, v) = word
+            .split_once('=')
+            .ok_or_else(|| format!("{word:?} is not key=value"))?;
+        kv.insert(k, v);
+    }
+    let mut reasons = BTreeMap::new();
+    match field(&kv, "reasons")? {
+        "-" => {}
+        list => {
+            for pair in list.split(',') {
+                let (r, c) = pair
+                    .split_once(':')
+                    .and_then(|(r, c)| Some((r.parse::<u32>().ok()?, c.parse::<u64>().ok()?)))
+                    .ok_or_else(|| format!("bad reasons entry {pair:?}"))?;
+                reasons.insert(r, c as f64);
+            }
+        }
+    }
+    let m = Measured {
+        n: int(&kv, "n")?,
+        per: int(&kv, "per")?,
+        min: int(&kv, "min")? as f64,
+        p10: int(&kv, "p10")? as f64,
+        median: int(&kv, "median")? as f64,
+        p90: int(&kv, "p90")? as f64,
+        max: int(&kv, "max")? as f64,
+        exits: counter(&kv, "exits")?,
+        vmreads: counter(&kv, "vmreads")?,
+        vmwrites: counter(&kv, "vmwrites")?,
+        reasons,
+    };
+    if m.n == 0 || m.per == 0 {
+        return Err("n and per must be positive".into());
+    }
+    if !(m.min <= m.p10 && m.p10 <= m.median && m.median <= m.p90 && m.p90 <= m.max) {
+        return Err("min <= p10 <= median <= p90 <= max does not hold".into());
+    }
+    Ok((name.to_string(), Measure::Measured(m)))
+}
+
+/// Every figure a program printed on `console`. A malformed line or a name
+/// reported twice is an error naming the program.
+pub fn parse_console(program: &str, console: &str) -> Result<Vec<Figure>, String> {
+    let mut figures: Vec<Figure> = Vec::new();
+    for line in crate::console::lines(console) {
+        let Some(parsed) = parse_line(line) else {
+            continue;
+        };
+        let (name, measure) = parsed.map_err(|e| format!("{program}: {e} in {line:?}"))?;
+        if figures.iter().any(|f| f.name == name) {
+            return Err(format!("{program}: figure {name} reported twice"));
+        }
+        figures.push(Figure {
+            program: program.to_string(),
+            name,
+            measure,
+        });
+    }
+    Ok(figures)
+}
+
+/// The median of `v` (the mean of the middle two for an even count); `None` if empty.
+pub fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    })
+}
+
+/// Combine the figures of repeated runs: per figure, the median over the runs of
+/// every number. A figure measured in some runs and missing in others is
+/// combined from the runs that measured it.
+pub fn combine_runs(runs: &[Vec<Figure>]) -> Vec<Figure> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for f in runs.iter().flatten() {
+        if !keys.iter().any(|(p, n)| *p == f.program && *n == f.name) {
+            keys.push((f.program.clone(), f.name.clone()));
+        }
+    }
+    keys.into_iter()
+        .map(|(program, name)| {
+            let all: Vec<&Figure> = runs
+                .iter()
+                .flatten()
+                .filter(|f| f.program == program && f.name == name)
+                .collect();
+            let ms: Vec<&Measured> = all.iter().filter_map(|f| f.measured()).collect();
+            let measure = if ms.is_empty() {
+                all[0].measure.clone()
+            } else {
+                let med = |g: &dyn Fn(&Measured) -> f64| {
+                    median(&mut ms.iter().map(|m| g(m)).collect::<Vec<_>>()).unwrap_or(0.0)
+                };
+                let med_opt = |g: &dyn Fn(&Measured) -> Option<f64>| {
+                    let mut v: Vec<f64> = ms.iter().filter_map(|m| g(m)).collect();
+                    median(&mut v)
+                };
+                let mut reasons = BTreeMap::new();
+                for r in ms.iter().flat_map(|m| m.reasons.keys()) {
+                    reasons.insert(
+                        *r,
+                        med(&|m: &Measured| m.reasons.get(r).copied().unwrap_or(0.0)),
+                    );
+                }
+                Measure::Measured(Measured {
+                    n: ms[0].n,
+                    per: ms[0].per,
+                    min: med(&|m| m.min),
+                    p10: med(&|m| m.p10),
+                    median: med(&|m| m.median),
+                    p90: med(&|m| m.p90),
+                    max: med(&|m| m.max),
+                    exits: med_opt(&|m| m.exits),
+                    vmreads: med_opt(&|m| m.vmreads),
+                    vmwrites: med_opt(&|m| m.vmwrites),
+                    reasons,
+                })
+            };
+            Figure {
+                program,
+                name,
+                measure,
+            }
+        })
+        .collect()
+}
+
+/// Where and how the figures were measured: decides their unit and whether a
+/// baseline applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachineId {
+    /// The backend (`bochs`, `kvm`).
+    pub backend: String,
+    /// The CPU model.
+    pub cpu_model: String,
+    /// Bochs instructions per emulated second (changes what waits on emulated
+    /// time cost, e.g. the UART); 0 when it does not apply.
+    pub ips: u64,
+}
+
+impl MachineId {
+    /// Is the TSC an instruction counter here (Bochs), or a clock?
+    pub fn counts_instructions(&self) -> bool {
+        self.backend == Backend::Bochs.name()
+    }
+    /// The unit of the figures, for the table and the JSON.
+    pub fn unit(&self) -> &'static str {
+        if self.counts_instructions() {
+            "instructions"
+        } else {
+            "cycles"
+        }
+    }
+    /// One sentence saying what the numbers are.
+    pub fn unit_sentence(&self, runs: usize) -> String {
+        if self.counts_instructions() {
+            format!(
+                "figures are Bochs instruction counts (cpu {}, ips {}): the guest's TSC advances one tick per emulated instruction (a VM exit and entry count 4), so they are exact and repeatable",
+                self.cpu_model, self.ips
+            )
+        } else {
+            format!(
+                "figures are hardware TSC cycles ({}, cpu {}): medians over {runs} run(s) of each program, each figure itself a median of its samples",
+                self.backend, self.cpu_model
+            )
+        }
+    }
+}
+
+/// A complete result: the machine, how many runs, the figures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// Where it was measured.
+    pub machine: MachineId,
+    /// Runs per program whose medians were combined.
+    pub runs: usize,
+    /// Every figure, by program then in the order reported.
+    pub figures: Vec<Figure>,
+}
+
+impl Report {
+    /// The figure with key `program/name`.
+    pub fn get(&self, key: &str) -> Option<&Figure> {
+        self.figures.iter().find(|f| f.key() == key)
+    }
+
+    /// The floor's cost, if measured.
+    pub fn floor(&self) -> Option<f64> {
+        self.get(FLOOR)?.measured().map(Measured::cost)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The table
+
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), num)
+}
+
+/// The table, one line per figure, with a header saying what the numbers are.
+pub fn table(r: &Report) -> String {
+    let mut s = String::new();
+    let unit = r.machine.unit();
+    let _ = writeln!(s, "{}", r.machine.unit_sentence(r.runs));
+    let w = r
+        .figures
+        .iter()
+        .map(|f| f.key().len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let _ = writeln!(
+        s,
+        "{:<w$}  {:>15}  {:>10}  {:>10}  {:>8}  {:>8}  {:>9}  {:>7}",
+        "figure",
+        format!("{unit}/op"),
+        "min/op",
+        "max/op",
+        "exits/op",
+        "VMCS/op",
+        "VMCS/exit",
+        "x floor"
+    );
+    let floor = r.floor();
+    for f in &r.figures {
+        match &f.measure {
+            Measure::Measured(m) => {
+                let per = m.per as f64;
+                let _ = writeln!(
+                    s,
+                    "{:<w$}  {:>15}  {:>10}  {:>10}  {:>8}  {:>8}  {:>9}  {:>7}",
+                    f.key(),
+                    num(m.cost()),
+                    num(m.min / per),
+                    num(m.max / per),
+                    opt(m.exits_per_op()),
+                    opt(m.vmcs_per_op()),
+                    opt(m.vmcs_per_exit()),
+                    floor
+                        .filter(|fl| *fl > 0.0)
+                        .map_or("-".into(), |fl| format!("{:.2}", m.cost() / fl)),
+                );
+            }
+            Measure::Missing(why) => {
+                let _ = writeln!(s, "{:<w$}  missing: {why}", f.key());
+            }
+        }
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------
+// JSON
+
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// A number in JSON: integers without a fraction, others with enough digits to
+/// read back exactly (Rust's shortest round-trip form).
+fn json_num(v: f64) -> String {
+    if !v.is_finite() {
+        "null".into()
+    } else if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+fn json_opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "null".into(), json_num)
+}
+
+/// The report as JSON (also the baseline's format). Stable key order, one figure
+/// per block, so a baseline update reads well in a diff.
+pub fn to_json(r: &Report) -> String {
+    let mut s = String::new();
+    let m = &r.machine;
+    let _ = writeln!(s, "{{");
+    let _ = writeln!(s, "  \"format\": {},", json_str(JSON_FORMAT));
+    let _ = writeln!(s, "  \"backend\": {},", json_str(&m.backend));
+    let _ = writeln!(s, "  \"cpu_model\": {},", json_str(&m.cpu_model));
+    let _ = writeln!(s, "  \"ips\": {},", m.ips);
+    let _ = writeln!(s, "  \"unit\": {},", json_str(m.unit()));
+    let _ = writeln!(s, "  \"runs\": {},", r.runs);
+    let _ = writeln!(s, "  \"figures\": [");
+    let floor = r.floor();
+    for (i, f) in r.figures.iter().enumerate() {
+        let _ = writeln!(s, "    {{");
+        let _ = writeln!(s, "      \"key\": {},", json_str(&f.key()));
+        let _ = writeln!(s, "      \"program\": {},", json_str(&f.program));
+        let _ = write!(s, "      \"name\": {}", json_str(&f.name));
+        match &f.measure {
+            Measure::Missing(why) => {
+                let _ = writeln!(s, ",\n      \"missing\": {}", json_str(why));
+            }
+            Measure::Measured(x) => {
+                let _ = writeln!(s, ",");
+                let rows = [
+                    ("n", json_num(x.n as f64)),
+                    ("per", json_num(x.per as f64)),
+                    ("cost", json_num(x.cost())),
+                    ("min", json_num(x.min)),
+                    ("p10", json_num(x.p10)),
+                    ("median", json_num(x.median)),
+                    ("p90", json_num(x.p90)),
+                    ("max", json_num(x.max)),
+                    ("exits", json_opt(x.exits)),
+                    ("vmreads", json_opt(x.vmreads)),
+                    ("vmwrites", json_opt(x.vmwrites)),
+                    ("exits_per_op", json_opt(x.exits_per_op())),
+                    ("vmcs_per_op", json_opt(x.vmcs_per_op())),
+                    ("vmcs_per_exit", json_opt(x.vmcs_per_exit())),
+                    (
+                        "vs_floor",
+                        json_opt(floor.filter(|fl| *fl > 0.0).map(|fl| x.cost() / fl)),
+                    ),
+                ];
+                for (k, v) in rows {
+                    let _ = writeln!(s, "      \"{k}\": {v},");
+                }
+                let reasons: Vec<String> = x
+                    .reasons
+                    .iter()
+                    .map(|(r, c)| format!("\"{r}\": {}", json_num(*c)))
+                    .collect();
+                let _ = writeln!(s, "      \"reasons\": {{{}}}", reasons.join(", "));
+            }
+        }
+        let _ = writeln!(
+            s,
+            "    }}{}",
+            if i + 1 < r.figures.len() { "," } else { "" }
+        );
+    }
+    let _ = writeln!(s, "  ]");
+    let _ = writeln!(s, "}}");
+    s
+}
+
+fn num_of(v: &Value, k: &str) -> Result<f64, String> {
+    match v.get(k) {
+        Some(Value::Number(n)) => Ok(*n),
+        _ => Err(format!("no number {k:?}")),
+    }
+}
+
+fn opt_num_of(v: &Value, k: &str) -> Result<Option<f64>, String> {
+    match v.get(k) {
+        Some(Value::Number(n)) => Ok(Some(*n)),
+        Some(Value::Null) | None => Ok(None),
+        _ => Err(format!("{k:?} is not a number")),
+    }
+}
+
+fn str_of<'a>(v: &'a Value, k: &str) -> Result<&'a str, String> {
+    v.get(k)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("no string {k:?}"))
+}
+
+/// Read a report (or the baseline) written by [`to_json`].
+pub fn from_json(text: &str) -> Result<Report, String> {
+    let v = json::parse(text)?;
+    let format = str_of(&v, "format")?;
+    if format != JSON_FORMAT {
+        return Err(format!(
+            "format {format:?}, this tool reads {JSON_FORMAT:?}"
+        ));
+    }
+    let machine = MachineId {
+        backend: str_of(&v, "backend")?.to_string(),
+        cpu_model: str_of(&v, "cpu_model")?.to_string(),
+        ips: num_of(&v, "ips")? as u64,
+    };
+    let runs = num_of(&v, "runs")? as usize;
+    let mut figures = Vec::new();
+    for f in v
+        .get("figures")
+        .and_then(Value::as_array)
+        .ok_or("no \"figures\" array")?
+    {
+        let program = str_of(f, "program")?.to_string();
+        let name = str_of(f, "name")?.to_string();
+        let ctx = |e: String| format!("figure {program}/{name}: {e}");
+        let measure = if let Some(why) = f.get("missing").and_then(Value::as_str) {
+            Measure::Missing(why.to_string())
+        } else {
+            let mut reasons = BTreeMap::new();
+            if let Some(Value::Object(m)) = f.get("reasons") {
+                for (k, c) in m {
+                    let r: u32 = k.parse().map_err(|_| ctx(format!("reason {k:?}")))?;
+                    if let Value::Number(c) = c {
+                        reasons.insert(r, *c);
+                    }
+                }
+            }
+            Measure::Measured(Measured {
+                n: num_of(f, "n").map_err(ctx)? as u64,
+                per: num_of(f, "per").map_err(ctx)? as u64,
+                min: num_of(f, "min").map_err(ctx)?,
+                p10: num_of(f, "p10").map_err(ctx)?,
+                median: num_of(f, "median").map_err(ctx)?,
+                p90: num_of(f, "p90").map_err(ctx)?,
+                max: num_of(f, "max").map_err(ctx)?,
+                exits: opt_num_of(f, "exits").map_err(ctx)?,
+                vmreads: opt_num_of(f, "vmreads").map_err(ctx)?,
+                vmwrites: opt_num_of(f, "vmwrites").map_err(ctx)?,
+                reasons,
+            })
+        };
+        figures.push(Figure {
+            program,
+            name,
+            measure,
+        });
+    }
+    Ok(Report {
+        machine,
+        runs,
+        figures,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The comparison
+
+/// One number of one figure that moved beyond the tolerance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// The figure's key.
+    pub key: String,
+    /// Which number: `cost`, `exits/op`, `VMCS/op`.
+    pub metric: &'static str,
+    /// The baseline's value.
+    pub baseline: f64,
+    /// The value now.
+    pub current: f64,
+}
+
+impl Change {
+    /// The relative change, in percent (infinite from a zero baseline).
+    pub fn percent(&self) -> f64 {
+        if self.baseline == 0.0 {
+            f64::INFINITY
+        } else {
+            (self.current - self.baseline) / self.baseline * 100.0
+        }
+    }
+}
+
+/// What `--check` found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Comparison {
+    /// Numbers worse by more than the tolerance: the check fails.
+    pub regressions: Vec<Change>,
+    /// Numbers better by more than the tolerance.
+    pub improvements: Vec<Change>,
+    /// Baseline figures that are gone or now missing, and why: the check fails.
+    pub lost: Vec<String>,
+    /// Figures the baseline does not have a measurement for.
+    pub new: Vec<String>,
+    /// Figures compared.
+    pub compared: usize,
+}
+
+impl Comparison {
+    /// True when nothing got worse and nothing was lost.
+    pub fn ok(&self) -> bool {
+        self.regressions.is_empty() && self.lost.is_empty()
+    }
+
+    /// A readable account (regressions first).
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let line = |s: &mut String, c: &Change| {
+            let pct = c.percent();
+            let _ = writeln!(
+                s,
+                "  {} {}: {} -> {} ({}{})",
+                c.key,
+                c.metric,
+                num(c.baseline),
+                num(c.current),
+                if pct.is_finite() && pct > 0.0 {
+                    "+"
+                } else {
+                    ""
+                },
+                if pct.is_finite() {
+                    format!("{pct:.1}%")
+                } else {
+                    "from zero".into()
+                }
+            );
+        };
+        if !self.regressions.is_empty() {
+            let _ = writeln!(
+                s,
+                "REGRESSIONS (worse than the baseline by more than {:.0}%):",
+                TOLERANCE * 100.0
+            );
+            for c in &self.regressions {
+                line(&mut s, c);
+            }
+        }
+        for l in &self.lost {
+            let _ = writeln!(s, "LOST: {l}");
+        }
+        if !self.improvements.is_empty() {
+            let _ = writeln!(
+                s,
+                "improvements (better than the baseline by more than {:.0}%):",
+                TOLERANCE * 100.0
+            );
+            for c in &self.improvements {
+                line(&mut s, c);
+            }
+        }
+        for n in &self.new {
+            let _ = writeln!(s, "new (not in the baseline): {n}");
+        }
+        if !self.improvements.is_empty() || !self.new.is_empty() {
+            let _ = writeln!(
+                s,
+                "to record these deliberately: cargo keel bench --update-baseline, and commit {BASELINE_PATH} on its own"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "{} figure(s) compared: {}",
+            self.compared,
+            if self.ok() {
+                "none worse than the baseline"
+            } else {
+                "CHECK FAILED"
+            }
+        );
+        s
+    }
+}
+
+/// The numbers `--check` holds a figure to.
+fn metrics(m: &Measured) -> [(&'static str, Option<f64>); 3] {
+    [
+        ("cost", Some(m.cost())),
+        ("exits/op", m.exits_per_op()),
+        ("VMCS/op", m.vmcs_per_op()),
+    ]
+}
+
+/// Compare `current` with `baseline`. Only baseline figures for which
+/// `in_scope(key)` holds are expected (the programs that ran); a number is worse
+/// when it exceeds the baseline by more than `tolerance` (any increase from 0).
+pub fn compare(
+    baseline: &Report,
+    current: &Report,
+    in_scope: impl Fn(&Figure) -> bool,
+    tolerance: f64,
+) -> Comparison {
+    let mut c = Comparison::default();
+    for b in baseline.figures.iter().filter(|f| in_scope(f)) {
+        let key = b.key();
+        let Some(now) = current.get(&key) else {
+            c.lost
+                .push(format!("{key} is in the baseline but was not reported"));
+            continue;
+        };
+        match (b.measured(), now.measured()) {
+            (Some(bm), Some(nm)) => {
+                c.compared += 1;
+                for ((metric, bv), (_, nv)) in metrics(bm).into_iter().zip(metrics(nm)) {
+                    let (Some(bv), Some(nv)) = (bv, nv) else {
+                        if bv.is_some() {
+                            c.lost.push(format!(
+                                "{key}: {metric} is in the baseline but not measured now (no counters?)"
+                            ));
+                        }
+                        continue;
+                    };
+                    let change = Change {
+                        key: key.clone(),
+                        metric,
+                        baseline: bv,
+                        current: nv,
+                    };
+                    if nv > bv * (1.0 + tolerance) && nv > bv {
+                        c.regressions.push(change);
+                    } else if nv < bv * (1.0 - tolerance) {
+                        c.improvements.push(change);
+                    }
+                }
+            }
+            (Some(_), None) => {
+                let why = match &now.measure {
+                    Measure::Missing(w) => w.as_str(),
+                    Measure::Measured(_) => "",
+                };
+                c.lost.push(format!(
+                    "{key} was measured in the baseline, now missing: {why}"
+                ));
+            }
+            (None, Some(_)) => c.new.push(format!("{key} (now measured)")),
+            (None, None) => {}
+        }
+    }
+    for f in &current.figures {
+        if baseline.get(&f.key()).is_none() {
+            c.new.push(f.key());
+        }
+    }
+    c
+}
+
+/// The baseline after `--update-baseline`: the figures just measured replace
+/// theirs; the others (programs not run this time) are kept.
+pub fn merge_baseline(old: Option<&Report>, now: &Report) -> Report {
+    let mut figures = now.figures.clone();
+    if let Some(old) = old.filter(|o| o.machine == now.machine) {
+        let ran: Vec<&str> = now.figures.iter().map(|f| f.program.as_str()).collect();
+        for f in &old.figures {
+            if !ran.contains(&f.program.as_str()) {
+                figures.push(f.clone());
+            }
+        }
+    }
+    figures.sort_by(|a, b| a.program.cmp(&b.program));
+    Report {
+        machine: now.machine.clone(),
+        runs: now.runs,
+        figures,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Choosing what to run
+
+/// The bench programs to boot for `patterns` (none: all). A pattern names a
+/// program (`bench_hypercalls`), a figure (`floor`) or a key
+/// (`bench_hypercalls/floor`), with `*`/`?` wildcards. A pattern that matches no
+/// program name may match a figure name: then every program runs and the
+/// figures are filtered afterwards ([`keep_figure`]).
+pub fn select_programs(all: &[TestProgram], patterns: &[String]) -> Vec<TestProgram> {
+    let bench: Vec<TestProgram> = all
+        .iter()
+        .filter(|t| t.category == keel_abi::note::TestCategory::Bench)
+        .cloned()
+        .collect();
+    if patterns.is_empty() {
+        return bench;
+    }
+    let prog_of = |p: &str| p.split_once('/').map_or(p, |(a, _)| a).to_string();
+    let by_program = |p: &String| {
+        bench
+            .iter()
+            .any(|t| runner::glob_match(&prog_of(p), &t.name))
+    };
+    if !patterns.iter().all(by_program) {
+        return bench;
+    }
+    bench
+        .into_iter()
+        .filter(|t| {
+            patterns
+                .iter()
+                .any(|p| runner::glob_match(&prog_of(p), &t.name))
+        })
+        .collect()
+}
+
+/// Does figure `f` match any of `patterns` (none: all)?
+pub fn keep_figure(f: &Figure, patterns: &[String]) -> bool {
+    patterns.is_empty()
+        || patterns.iter().any(|p| {
+            if p.contains('/') {
+                runner::glob_match(p, &f.key())
+            } else {
+                runner::glob_match(p, &f.program) || runner::glob_match(p, &f.name)
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = "(d1) KEEL-BENCH v1 name=xen_version n=1000 per=1 min=170 p10=171 median=174 p90=180 max=300 exits=1000 vmreads=3000 vmwrites=1000 reasons=18:1000";
+
+    fn measured(median: f64, exits: f64, vmcs: f64) -> Measure {
+        Measure::Measured(Measured {
+            n: 10,
+            per: 1,
+            min: median,
+            p10: median,
+            median,
+            p90: median,
+            max: median,
+            exits: Some(exits * 10.0),
+            vmreads: Some(vmcs * 10.0),
+            vmwrites: Some(0.0),
+            reasons: BTreeMap::from([(18, exits * 10.0)]),
+        })
+    }
+
+    fn fig(program: &str, name: &str, m: Measure) -> Figure {
+        Figure {
+            program: program.into(),
+            name: name.into(),
+            measure: m,
+        }
+    }
+
+    fn machine() -> MachineId {
+        MachineId {
+            backend: "bochs".into(),
+            cpu_model: "corei7_skylake_x".into(),
+            ips: 2_000_000,
+        }
+    }
+
+    fn report(figures: Vec<Figure>) -> Report {
+        Report {
+            machine: machine(),
+            runs: 1,
+            figures,
+        }
+    }
+
+    #[test]
+    fn parses_a_figure_line() {
+        let (name, m) = parse_line(LINE).unwrap().unwrap();
+        assert_eq!(name, "xen_version");
+        let Measure::Measured(m) = m else { panic!() };
+        assert_eq!((m.n, m.per, m.median, m.max), (1000, 1, 174.0, 300.0));
+        assert_eq!(m.exits_per_op(), Some(1.0));
+        assert_eq!(m.vmcs_per_op(), Some(4.0));
+        assert_eq!(m.vmcs_per_exit(), Some(4.0));
+        assert_eq!(m.reasons.get(&18), Some(&1000.0));
+        assert_eq!(m.cost(), 174.0);
+    }
+
+    #[test]
+    fn parses_missing_and_counterless_lines() {
+        let (name, m) = parse_line(
+            "(d1) KEEL-BENCH v1 name=multicall_16 missing=multicall returned -38 (ENOSYS)",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(name, "multicall_16");
+        assert_eq!(
+            m,
+            Measure::Missing("multicall returned -38 (ENOSYS)".into())
+        );
+        let (_, m) = parse_line("KEEL-BENCH v1 name=mmu_update_512 n=10 per=512 min=51200 p10=51200 median=51200 p90=51200 max=51200 exits=- vmreads=- vmwrites=- reasons=-")
+            .unwrap()
+            .unwrap();
+        let Measure::Measured(m) = m else { panic!() };
+        assert_eq!(m.cost(), 100.0);
+        assert_eq!(m.exits_per_op(), None);
+        assert_eq!(m.vmcs_per_exit(), None);
+    }
+
+    #[test]
+    fn rejects_malformed_lines_and_ignores_others() {
+        assert!(parse_line("(d1) hello").is_none());
+        for bad in [
+            "KEEL-BENCH v2 name=x n=1",
+            "KEEL-BENCH v1 n=1",
+            "KEEL-BENCH v1 name=Bad n=1 per=1 min=1 p10=1 median=1 p90=1 max=1 exits=- vmreads=- vmwrites=- reasons=-",
+            "KEEL-BENCH v1 name=x n=1 per=1 min=1 p10=1 median=1 p90=1 exits=- vmreads=- vmwrites=- reasons=-",
+            "KEEL-BENCH v1 name=x n=1 per=0 min=1 p10=1 median=1 p90=1 max=1 exits=- vmreads=- vmwrites=- reasons=-",
+            "KEEL-BENCH v1 name=x n=1 per=1 min=5 p10=1 median=1 p90=1 max=1 exits=- vmreads=- vmwrites=- reasons=-",
+            "KEEL-BENCH v1 name=x n=1 per=1 min=1 p10=1 median=1 p90=1 max=1 exits=- vmreads=- vmwrites=- reasons=18",
+            "KEEL-BENCH v1 name=x n=1 per=1 min=1 p10=1 median=x p90=1 max=1 exits=- vmreads=- vmwrites=- reasons=-",
+        ] {
+            assert!(parse_line(bad).unwrap().is_err(), "{bad}");
+        }
+        let twice = format!("{LINE}\n{LINE}\n");
+        assert!(parse_console("p", &twice).unwrap_err().contains("twice"));
+        let figs = parse_console("p", &format!("(d1) boot\r\n{LINE}\r\n")).unwrap();
+        assert_eq!(figs.len(), 1);
+        assert_eq!(figs[0].key(), "p/xen_version");
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let r = report(vec![
+            fig("bench_hypercalls", "floor", measured(131.0, 1.0, 4.0)),
+            fig("bench_hypercalls", "xen_version", measured(177.0, 1.0, 4.0)),
+            fig(
+                "bench_hypercalls",
+                "multicall_16",
+                Measure::Missing("not \"there\"\n".into()),
+            ),
+            fig(
+                "bench_mmu",
+                "update_512",
+                Measure::Measured(Measured {
+                    n: 3,
+                    per: 512,
+                    min: 1.0,
+                    p10: 2.0,
+                    median: 76801.0,
+                    p90: 76802.0,
+                    max: 1e9,
+                    exits: None,
+                    vmreads: None,
+                    vmwrites: None,
+                    reasons: BTreeMap::new(),
+                }),
+            ),
+        ]);
+        let text = to_json(&r);
+        assert!(text.contains("\"vs_floor\": 1.3511"), "{text}");
+        let back = from_json(&text).unwrap();
+        assert_eq!(back, r);
+        assert!(from_json("{}").is_err());
+        assert!(from_json(&text.replace(JSON_FORMAT, "other/9")).is_err());
+    }
+
+    #[test]
+    fn check_fails_on_a_regression_of_more_than_two_percent() {
+        let base = report(vec![
+            fig("b", "floor", measured(100.0, 1.0, 4.0)),
+            fig("b", "null", measured(200.0, 1.0, 4.0)),
+        ]);
+        // +2% exactly: within the tolerance.
+        let same = report(vec![
+            fig("b", "floor", measured(102.0, 1.0, 4.0)),
+            fig("b", "null", measured(200.0, 1.0, 4.0)),
+        ]);
+        let c = compare(&base, &same, |_| true, TOLERANCE);
+        assert!(c.ok(), "{}", c.render());
+        assert_eq!(c.compared, 2);
+        // +2.5%: fails, and says which figure and number.
+        let worse = report(vec![
+            fig("b", "floor", measured(100.0, 1.0, 4.0)),
+            fig("b", "null", measured(205.0, 1.0, 4.0)),
+        ]);
+        let c = compare(&base, &worse, |_| true, TOLERANCE);
+        assert!(!c.ok());
+        assert_eq!(c.regressions.len(), 1);
+        assert_eq!(c.regressions[0].key, "b/null");
+        assert_eq!(c.regressions[0].metric, "cost");
+        let text = c.render();
+        assert!(text.contains("REGRESSIONS"), "{text}");
+        assert!(text.contains("b/null cost: 200 -> 205 (+2.5%)"), "{text}");
+        assert!(text.contains("CHECK FAILED"), "{text}");
+        // More VMCS accesses at the same cost also fail; an exit where there was
+        // none fails whatever the tolerance.
+        let vmcs = report(vec![
+            fig("b", "floor", measured(100.0, 1.0, 5.0)),
+            fig("b", "null", measured(200.0, 1.0, 4.0)),
+        ]);
+        let c = compare(&base, &vmcs, |_| true, TOLERANCE);
+        assert_eq!(c.regressions[0].metric, "VMCS/op");
+        let zero = report(vec![fig("b", "pvclock", measured(50.0, 0.0, 0.0))]);
+        let one = report(vec![fig("b", "pvclock", measured(50.0, 0.01, 0.0))]);
+        let c = compare(&zero, &one, |_| true, TOLERANCE);
+        assert_eq!(c.regressions.len(), 1);
+        assert!(c.render().contains("from zero"));
+    }
+
+    #[test]
+    fn check_reports_improvements_new_and_lost_figures() {
+        let base = report(vec![
+            fig("b", "floor", measured(100.0, 1.0, 4.0)),
+            fig("b", "gone", measured(100.0, 1.0, 4.0)),
+            fig("b", "multi", Measure::Missing("ENOSYS".into())),
+            fig("c", "other", measured(100.0, 1.0, 4.0)),
+        ]);
+        let now = report(vec![
+            fig("b", "floor", measured(90.0, 1.0, 4.0)),
+            fig("b", "multi", measured(500.0, 1.0, 4.0)),
+            fig("b", "fresh", measured(10.0, 0.0, 0.0)),
+        ]);
+        // Program `c` did not run: its figures are out of scope.
+        let c = compare(&base, &now, |f| f.program == "b", TOLERANCE);
+        assert!(c.regressions.is_empty());
+        assert_eq!(c.improvements.len(), 1);
+        assert_eq!(c.lost.len(), 1, "{:?}", c.lost);
+        assert!(c.lost[0].contains("b/gone"));
+        assert_eq!(c.new, ["b/multi (now measured)", "b/fresh"]);
+        assert!(!c.ok());
+        let text = c.render();
+        assert!(text.contains("--update-baseline"), "{text}");
+        // A figure that became missing is lost too.
+        let missing = report(vec![fig("b", "floor", Measure::Missing("ENOSYS".into()))]);
+        let c = compare(&base, &missing, |f| f.name == "floor", TOLERANCE);
+        assert!(!c.ok());
+        assert!(c.lost[0].contains("now missing: ENOSYS"));
+    }
+
+    #[test]
+    fn repeated_runs_combine_by_median() {
+        let run = |m: f64| vec![fig("b", "x", measured(m, 1.0, 4.0))];
+        let combined = combine_runs(&[run(100.0), run(300.0), run(110.0)]);
+        assert_eq!(combined.len(), 1);
+        assert_eq!(combined[0].measured().unwrap().median, 110.0);
+        let mut even = [4.0, 1.0, 3.0, 2.0];
+        assert_eq!(median(&mut even), Some(2.5));
+        assert_eq!(median(&mut []), None);
+        let missing = combine_runs(&[vec![fig("b", "y", Measure::Missing("no".into()))]]);
+        assert_eq!(missing[0].measure, Measure::Missing("no".into()));
+    }
+
+    #[test]
+    fn table_states_the_unit_and_the_floor_ratio() {
+        let r = report(vec![
+            fig("bench_hypercalls", "floor", measured(100.0, 1.0, 4.0)),
+            fig("bench_hypercalls", "xen_version", measured(150.0, 1.0, 4.0)),
+            fig(
+                "bench_hypercalls",
+                "multicall_16",
+                Measure::Missing("ENOSYS".into()),
+            ),
+        ]);
+        let t = table(&r);
+        assert!(t.contains("Bochs instruction counts"), "{t}");
+        assert!(t.contains("instructions/op"), "{t}");
+        assert!(t.contains("1.50"), "{t}");
+        assert!(t.contains("missing: ENOSYS"), "{t}");
+        let mut kvm = r.clone();
+        kvm.machine.backend = "kvm".into();
+        kvm.runs = 5;
+        let t = table(&kvm);
+        assert!(t.contains("hardware TSC cycles"), "{t}");
+        assert!(t.contains("medians over 5 run(s)"), "{t}");
+        assert!(t.contains("cycles/op"), "{t}");
+    }
+
+    #[test]
+    fn baseline_merge_keeps_programs_not_run() {
+        let old = report(vec![
+            fig("a", "x", measured(1.0, 1.0, 1.0)),
+            fig("b", "y", measured(2.0, 1.0, 1.0)),
+        ]);
+        let now = report(vec![fig("a", "x", measured(5.0, 1.0, 1.0))]);
+        let m = merge_baseline(Some(&old), &now);
+        assert_eq!(m.figures.len(), 2);
+        assert_eq!(m.get("a/x").unwrap().measured().unwrap().median, 5.0);
+        assert!(m.get("b/y").is_some());
+        // Another machine's baseline is replaced, not merged.
+        let mut other = old.clone();
+        other.machine.cpu_model = "tigerlake".into();
+        assert_eq!(merge_baseline(Some(&other), &now).figures.len(), 1);
+    }
+
+    #[test]
+    fn selection_by_program_figure_or_key() {
+        use keel_abi::note::TestCategory;
+        let p = |name: &str, cat| TestProgram {
+            name: name.into(),
+            path: "/x".into(),
+            category: cat,
+            title: String::new(),
+        };
+        let all = [
+            p("bench_hypercalls", TestCategory::Bench),
+            p("bench_mmu", TestCategory::Bench),
+            p("hello", TestCategory::Functional),
+        ];
+        let names = |v: Vec<TestProgram>| v.into_iter().map(|t| t.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(select_programs(&all, &[])),
+            ["bench_hypercalls", "bench_mmu"]
+        );
+        assert_eq!(
+            names(select_programs(&all, &["bench_m*".into()])),
+            ["bench_mmu"]
+        );
+        assert_eq!(
+            names(select_programs(&all, &["bench_hypercalls/floor".into()])),
+            ["bench_hypercalls"]
+        );
+        // A figure name: every program runs, the figures are filtered.
+        assert_eq!(select_programs(&all, &["floor".into()]).len(), 2);
+        let f = fig("bench_hypercalls", "floor", Measure::Missing(String::new()));
+        assert!(keep_figure(&f, &["floor".into()]));
+        assert!(keep_figure(&f, &["bench_hyper*".into()]));
+        assert!(keep_figure(&f, &["*/floor".into()]));
+        assert!(!keep_figure(&f, &["xen_*".into()]));
+        assert!(keep_figure(&f, &[]));
+    }
+}
