@@ -175,9 +175,27 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             // RDTSCP), the values are valid, and the host does not use them.
             unsafe { crate::arch::cpu::wrmsr(index, value) };
         }
+        // XSAVE is offered when the host has it, runs with CR4.OSXSAVE (set by
+        // `hw::enable`), and the CPU lets the guest's CR4 carry OSXSAVE. The guest
+        // then owns XCR0 (not switched by VMX; the soft-float host never uses XSAVE
+        // state) and starts with its reset value, x87 only.
+        let base_policy = CrPolicy::new(&cpu.caps);
+        let xcr0_allowed = if crate::arch::cpu::read_cr4() & CR4_OSXSAVE != 0
+            && base_policy
+                .real_cr4(cr::GUEST_CR4_INITIAL | CR4_OSXSAVE)
+                .is_some()
+        {
+            crate::cpuid::xcr0_supported(&host_cpuid)
+        } else {
+            0
+        };
+        if xcr0_allowed != 0 {
+            // SAFETY: host CR4.OSXSAVE is set and x87 is always valid.
+            unsafe { super::hw::xsetbv(crate::cpuid::xcr0::X87) };
+        }
         let feat = GuestCpuFeatures {
             rdtscp: cpu.controls.rdtscp,
-            xcr0_allowed: 0,
+            xcr0_allowed,
             osxsave: false,
         };
         let id = dom.id.0;
@@ -187,7 +205,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             console,
             controls: cpu.controls,
             caps: cpu.caps,
-            policy: CrPolicy::new(&cpu.caps),
+            policy: base_policy.with_osxsave(xcr0_allowed != 0),
             maxphyaddr: cpu.maxphyaddr,
             vpid,
             cr3,
@@ -451,6 +469,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                     write(guest::CR4, w.real);
                     write(control::CR4_READ_SHADOW, w.visible);
                     self.cr4_visible = w.visible;
+                    // CPUID.1:ECX.OSXSAVE mirrors CR4.OSXSAVE.
+                    self.cpuid.set_osxsave(w.visible & CR4_OSXSAVE != 0);
                     if w.flush_tlb {
                         self.flush_all();
                     }

@@ -401,7 +401,17 @@ pub fn enable(frames: &mut impl FrameSource) -> Result<VmxCpu, VmxError> {
             bits: cr0 & !caps.cr0_fixed1,
         });
     }
-    let cr4_new = cr4 | caps.cr4_fixed0 | cr::cr4::VMXE;
+    // CR4.OSXSAVE when the CPU has XSAVE: Keel offers XSAVE to guests and
+    // emulates their XSETBV with its own, which needs it (`vmx::exit`). The
+    // soft-float host never touches extended state, so it changes nothing here.
+    let osxsave = if cpuid.get_feature_info().is_some_and(|f| f.has_xsave())
+        && caps.cr4_fixed1 & cr::cr4::OSXSAVE != 0
+    {
+        cr::cr4::OSXSAVE
+    } else {
+        0
+    };
+    let cr4_new = cr4 | caps.cr4_fixed0 | cr::cr4::VMXE | osxsave;
     if cr4_new & !caps.cr4_fixed1 != 0 {
         return Err(VmxError::FixedBits {
             reg: "CR4",
