@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn the_number_is_outside_xens_range() {
-        assert!(KEEL_DEBUG_OP > 0xffff);
+        const { assert!(KEEL_DEBUG_OP > 0xffff) };
         assert!(crate::hypercall::ALL.iter().all(|h| h.0 < 128));
         assert_eq!(&KEEL_DEBUG_OP.to_be_bytes()[4..], b"KEEL");
     }

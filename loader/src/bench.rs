@@ -229,12 +229,86 @@ fn parse_fields(rest: &str) -> Result<(String, Measure), String> {
     Ok((name.to_string(), Measure::Measured(m)))
 }
 
+/// The marker of the older, human-oriented figure line some bench programs print
+/// (`bench NAME median M min A max B ticks (n=N)`, as `bench_exits` once did).
+pub const LEGACY_MARKER: &str = "bench ";
+
+/// Parse an older-style line (`[(dN) ]bench NAME median M min A max B ticks
+/// (n=N)`), so that a bench program that does not use `keel_guest::bench` is
+/// still picked up: without counters, with p10/p90 unknown (reported as min and
+/// max), its name lower-cased with every other character made `_`.
+pub fn parse_legacy_line(line: &str) -> Option<Result<(String, Measure), String>> {
+    let text = match line.strip_prefix("(d") {
+        Some(rest) => rest.split_once(") ")?.1,
+        None => line,
+    };
+    let rest = text.strip_prefix(LEGACY_MARKER)?;
+    let (name, nums) = rest.split_once(" median ")?;
+    let mut clean = String::new();
+    for c in name.trim().chars() {
+        let c = c.to_ascii_lowercase();
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-' {
+            c
+        } else {
+            '_'
+        };
+        if !(c == '_' && (clean.is_empty() || clean.ends_with('_'))) {
+            clean.push(c);
+        }
+    }
+    let name = clean.trim_end_matches('_').to_string();
+    let words: Vec<&str> = nums.split_whitespace().collect();
+    let parsed = (|| -> Result<Measured, String> {
+        let n = |i: usize| -> Result<f64, String> {
+            words
+                .get(i)
+                .and_then(|w| w.parse::<u64>().ok())
+                .map(|v| v as f64)
+                .ok_or_else(|| format!("bad number at word {i} of {nums:?}"))
+        };
+        if words.get(1) != Some(&"min") || words.get(3) != Some(&"max") {
+            return Err(format!("not `median M min A max B`: {nums:?}"));
+        }
+        let count = words
+            .iter()
+            .find_map(|w| {
+                w.strip_prefix("(n=")?
+                    .strip_suffix(')')?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .ok_or("no (n=N)")?;
+        let (median, min, max) = (n(0)?, n(2)?, n(4)?);
+        Ok(Measured {
+            n: count,
+            per: 1,
+            min,
+            p10: min,
+            median,
+            p90: max,
+            max,
+            exits: None,
+            vmreads: None,
+            vmwrites: None,
+            reasons: BTreeMap::new(),
+        })
+    })();
+    Some(match parsed {
+        _ if name.is_empty() => Err("empty figure name".into()),
+        Ok(m) if m.n > 0 && m.min <= m.median && m.median <= m.max => {
+            Ok((name, Measure::Measured(m)))
+        }
+        Ok(_) => Err("min <= median <= max does not hold".into()),
+        Err(e) => Err(e),
+    })
+}
+
 /// Every figure a program printed on `console`. A malformed line or a name
 /// reported twice is an error naming the program.
 pub fn parse_console(program: &str, console: &str) -> Result<Vec<Figure>, String> {
     let mut figures: Vec<Figure> = Vec::new();
     for line in crate::console::lines(console) {
-        let Some(parsed) = parse_line(line) else {
+        let Some(parsed) = parse_line(line).or_else(|| parse_legacy_line(line)) else {
             continue;
         };
         let (name, measure) = parsed.map_err(|e| format!("{program}: {e} in {line:?}"))?;
@@ -1004,6 +1078,25 @@ mod tests {
         let figs = parse_console("p", &format!("(d1) boot\r\n{LINE}\r\n")).unwrap();
         assert_eq!(figs.len(), 1);
         assert_eq!(figs[0].key(), "p/xen_version");
+    }
+
+    #[test]
+    fn reads_older_style_lines_too() {
+        let c = "(d1) bench rdmsr FEATURE_CONTROL (emul)   median    210 min    209 max    400 ticks (n=400)\n(d1) bench console ......\n(d1) bench: no counters\n";
+        let figs = parse_console("bench_policy", c).unwrap();
+        assert_eq!(figs.len(), 1);
+        assert_eq!(figs[0].key(), "bench_policy/rdmsr_feature_control_emul");
+        let m = figs[0].measured().unwrap();
+        assert_eq!((m.median, m.min, m.max, m.n), (210.0, 209.0, 400.0, 400));
+        assert_eq!(m.exits, None);
+        assert!(
+            parse_legacy_line("bench x median 5 min 9 max 1 ticks (n=1)")
+                .unwrap()
+                .is_err()
+        );
+        assert!(parse_legacy_line("bench x median 5 min 1 max 9 ticks")
+            .unwrap()
+            .is_err());
     }
 
     #[test]
