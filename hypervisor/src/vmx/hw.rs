@@ -1220,7 +1220,7 @@ pub fn run_domain(
         io_bitmaps: None,
     };
     if cpu.controls.msr_bitmaps {
-        vf.msr_bitmap = build_msr_bitmap(frames, mem, &super::exit::msr_env(cpu, dom));
+        vf.msr_bitmap = build_msr_bitmap(frames, mem, &super::exit::msr_env(cpu));
     }
     if cpu.controls.io_bitmaps {
         vf.io_bitmaps = ones_frame(frames, mem).zip(ones_frame(frames, mem));
