@@ -60,6 +60,9 @@ const RFLAGS_TF: u64 = 1 << 8;
 /// Pending debug exceptions: BS, a single-step trap is pending.
 const PENDING_DBG_BS: u64 = 1 << 14;
 
+/// The most elements one exit emulates of a REP INS/OUTS.
+const STRING_IO_CHUNK: u64 = 4096;
+
 /// CR4.OSXSAVE.
 const CR4_OSXSAVE: u64 = 1 << 18;
 
@@ -568,7 +571,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 );
             }
         }
-        let count = if rep { g.rcx } else { 1 };
+        // A REP prefix with a huge RCX must not keep Keel in one exit for long
+        // (the guest may alias one page at many addresses): emulate at most
+        // STRING_IO_CHUNK elements, leave RIP on the instruction with RCX
+        // decremented, and let it exit again, as the CPU itself may interrupt a
+        // REP string instruction between iterations.
+        let count = if rep { g.rcx.min(STRING_IO_CHUNK) } else { 1 };
         let Some(bytes) = count.checked_mul(size) else {
             return self.crash(g, ExitReason { raw: 30 }, q, "string I/O count overflows");
         };
@@ -640,7 +648,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             g.rsi = g.rsi.wrapping_add(bytes);
         }
         if rep {
-            g.rcx = 0;
+            g.rcx -= count;
+            if g.rcx != 0 {
+                // Not done: execute it again (RIP unchanged).
+                return None;
+            }
         }
         self.complete_instruction();
         None
