@@ -5,6 +5,12 @@
 //! qualifications, memory), so nothing on these paths may panic: refusals become
 //! injected exceptions (#GP(0), #UD) or a domain crash, never a hypervisor fault.
 //!
+//! What the guest's CPU *is* (its CPUID, its MSRs, its I/O bus, what each
+//! sensitive instruction does) is not decided here: it is data in the pure policy
+//! tables `crate::cpuid`, `crate::msr`, `crate::io` and `crate::insns`, from which
+//! `docs/abi/{cpuid,msr,io,insns}.md` are generated. The handlers below only decode
+//! the exit, ask the table, and carry out its answer on the VMCS or the host.
+//!
 //! The VMCALL path is the one that matters for speed (issue 8): it costs exactly
 //! four VMCS accesses: VMREAD of the exit reason, VMREAD of the instruction length,
 //! VMREAD + VMWRITE of the guest RIP. The guest's CR3 for the hypercall layer comes
