@@ -29,3 +29,4 @@ pub mod domain;
 pub mod elf;
 pub mod guest_mem;
 pub mod hypercall;
+pub mod mm;
