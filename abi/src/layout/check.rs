@@ -366,8 +366,11 @@ mod tests {
             "implemented sched_op"
         );
         let mut grown = dump();
-        grown.push_str("implemented mmu_update since=0.2\n");
-        let grown = grown.replace("abi-version keel 0.1", "abi-version keel 0.2");
+        grown.push_str("implemented grant_table_op since=0.9\n");
+        let grown = grown.replace(
+            &format!("abi-version keel {}", AbiVersion::CURRENT),
+            "abi-version keel 0.9",
+        );
         assert_eq!(check_against(&dump(), &grown), Ok(()));
     }
 
@@ -388,7 +391,7 @@ mod tests {
     fn additions_need_a_later_version() {
         let d = dump();
         let mut cur = d.clone();
-        cur.push_str("const sched.SCHEDOP_NEW = 9 since=0.2\n");
+        cur.push_str("const sched.SCHEDOP_NEW = 9 since=0.9\n");
         assert_eq!(check_against(&d, &cur), Ok(()));
         let mut cur = d.clone();
         cur.push_str("const sched.SCHEDOP_NEW = 9 since=0.1\n");
@@ -405,9 +408,10 @@ mod tests {
     #[test]
     fn versions_and_features_may_only_grow() {
         let d = dump();
-        let newer = d.replace("abi-version keel 0.1", "abi-version keel 0.3");
+        let this = format!("abi-version keel {}", AbiVersion::CURRENT);
+        let newer = d.replace(&this, "abi-version keel 0.9");
         assert_eq!(check_against(&d, &newer), Ok(()));
-        let other_major = d.replace("abi-version keel 0.1", "abi-version keel 1.0");
+        let other_major = d.replace(&this, "abi-version keel 1.0");
         assert_eq!(
             only(check_against(&d, &other_major)).item,
             "abi-version keel"

@@ -61,6 +61,8 @@
 //! Every refusal is an [`MmError`], which the hypercall layer reports as
 //! `-EINVAL` (Xen's code for the same refusals).
 
+pub mod emulate;
+
 use crate::addr::{Mfn, Pfn};
 use crate::domain::frame_table::{FrameTable, PageInfo, PageType};
 use crate::domain::pagetable::{
