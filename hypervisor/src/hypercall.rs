@@ -410,8 +410,15 @@ fn write_done(ctx: &mut DynCtx<'_>, pdone: u64, done: u64) -> Result<(), Errno> 
 fn batch<const N: usize>(
     ctx: &mut DynCtx<'_>,
     a: &HypercallArgs,
-    mut one: impl FnMut(&mut DynCtx<'_>, &[u8; N]) -> Result<(), Errno>,
+    mut one_fn: impl FnMut(&mut DynCtx<'_>, &[u8; N]) -> Result<(), Errno>,
 ) -> Outcome {
+    fn one_req<const N: usize>(
+        ctx: &mut DynCtx<'_>,
+        req: &[u8; N],
+        f: &mut impl FnMut(&mut DynCtx<'_>, &[u8; N]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        f(ctx, req)
+    }
     let (list, count, pdone, fd) = (a.args[0], a.args[1], a.args[2], a.args[3]);
     if let Err(e) = check_foreigndom(ctx, fd) {
         return Outcome::err(e);
@@ -419,22 +426,53 @@ fn batch<const N: usize>(
     if count > MAX_BATCH {
         return Outcome::err(Errno::EINVAL);
     }
+    // Requests are copied in chunks: one page walk per chunk instead of one per
+    // request (the walk dominates the cost of a small request). A chunk that is
+    // not wholly readable is retried one request at a time, so the requests
+    // before an unreadable one still run, as Xen's loop does.
+    const CHUNK: usize = 32;
+    let mut buf = [[0u8; N]; CHUNK];
     let mut done = 0u64;
     let mut rc = Ok(());
-    while done < count {
+    'outer: while done < count {
+        let n = (count - done).min(CHUNK as u64) as usize;
         let va = GuestVirt(list.wrapping_add(done.wrapping_mul(N as u64)));
-        let req = match guest_mem::read_bytes::<N, _>(ctx.dom, ctx.mem, ctx.cr3, va) {
-            Ok(b) => b,
-            Err(e) => {
-                rc = Err(e);
-                break;
+        let mut flat = [0u8; 32 * 24];
+        let whole = flat
+            .get_mut(..n * N)
+            .map(|b| guest_mem::copy_from_guest(ctx.dom, ctx.mem, ctx.cr3, va, b).is_ok())
+            .unwrap_or(false);
+        for (k, slot) in buf.iter_mut().take(n).enumerate() {
+            if whole {
+                if let Some(src) = flat.get(k * N..(k + 1) * N) {
+                    slot.copy_from_slice(src);
+                }
+            } else {
+                let one = GuestVirt(va.0.wrapping_add((k * N) as u64));
+                match guest_mem::read_bytes::<N, _>(ctx.dom, ctx.mem, ctx.cr3, one) {
+                    Ok(b) => *slot = b,
+                    Err(e) => {
+                        // Run the readable ones first.
+                        for req in buf.iter().take(k) {
+                            if let Err(e) = one_req(ctx, req, &mut one_fn) {
+                                rc = Err(e);
+                                break 'outer;
+                            }
+                            done += 1;
+                        }
+                        rc = Err(e);
+                        break 'outer;
+                    }
+                }
             }
-        };
-        if let Err(e) = one(ctx, &req) {
-            rc = Err(e);
-            break;
         }
-        done += 1;
+        for req in buf.iter().take(n) {
+            if let Err(e) = one_req(ctx, req, &mut one_fn) {
+                rc = Err(e);
+                break 'outer;
+            }
+            done += 1;
+        }
     }
     let wrote = write_done(ctx, pdone, done);
     match rc.and(wrote) {

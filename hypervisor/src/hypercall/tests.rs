@@ -547,6 +547,43 @@ mod mmu {
     }
 
     #[test]
+    fn a_request_list_running_off_the_mapping_runs_the_readable_part() {
+        let mut w = World::new();
+        let end = w.dom.layout().va(Pfn(w.dom.nr_pages())).0; // first unmapped byte
+        let last = w.dom.nr_pages() - 1;
+        let (l1, idx) = l1_slot(&w, w.dom.layout().va(Pfn(last - 1)).0);
+        let ptr = entry_addr(l1, idx).0;
+        let orig = w.mem.read_u64(entry_addr(l1, idx));
+        // 40 requests, of which the first 2 are readable: one chunk, retried singly.
+        let mut bytes = Vec::new();
+        for v in [orig & !PTE_RW, orig] {
+            bytes.extend_from_slice(&MmuUpdate { ptr, val: v }.encode());
+        }
+        w.poke(end - 32, &bytes);
+        w.poke(DATA + 0x800, &[0xff; 4]);
+        let o = w.call(
+            Hypercall::MMU_UPDATE,
+            [end - 32, 40, DATA + 0x800, DOMID_SELF, 0],
+        );
+        assert_eq!(o, ret(Errno::EFAULT));
+        assert_eq!(u32::from_le_bytes(w.peek(DATA + 0x800)), 2);
+        assert_eq!(w.mem.read_u64(entry_addr(l1, idx)), orig);
+        // A long list (more than one chunk) in mapped memory.
+        let mut bytes = Vec::new();
+        for k in 0..70u64 {
+            let v = if k % 2 == 0 { orig & !PTE_RW } else { orig };
+            bytes.extend_from_slice(&MmuUpdate { ptr, val: v }.encode());
+        }
+        w.poke(DATA, &bytes);
+        let o = w.call(
+            Hypercall::MMU_UPDATE,
+            [DATA, 70, DATA + 0x800 + 0x400, DOMID_SELF, 0],
+        );
+        assert_eq!(o, Outcome::Return(0));
+        assert_eq!(u32::from_le_bytes(w.peek(DATA + 0xc00)), 70);
+    }
+
+    #[test]
     fn mmuext_pin_unpin_baseptr_flush() {
         let mut w = World::new();
         let l4 = w.dom.base();

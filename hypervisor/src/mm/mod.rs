@@ -239,6 +239,13 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// Take a plain reference on an owned frame (Xen's `get_page`).
     pub fn get_page(&mut self, mfn: Mfn) -> Result<(), MmError> {
         let pfn = self.pfn(mfn)?;
+        self.get_page_at(pfn, mfn)
+    }
+
+    // The `_at` forms take the PFN the caller already looked up: the M2P lookup
+    // is a binary search through machine memory, and an entry's references need
+    // it up to four times.
+    fn get_page_at(&mut self, pfn: Pfn, mfn: Mfn) -> Result<(), MmError> {
         let mut i = self.info(pfn);
         if i.ref_count >= MAX_REF_COUNT {
             return Err(MmError::Overflow(mfn));
@@ -251,10 +258,14 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// Drop a plain reference (Xen's `put_page`).
     pub fn put_page(&mut self, mfn: Mfn) {
         if let Ok(pfn) = self.pfn(mfn) {
-            let mut i = self.info(pfn);
-            i.ref_count = i.ref_count.saturating_sub(1);
-            self.ft.set_info(self.mem, pfn, i);
+            self.put_page_at(pfn);
         }
+    }
+
+    fn put_page_at(&mut self, pfn: Pfn) {
+        let mut i = self.info(pfn);
+        i.ref_count = i.ref_count.saturating_sub(1);
+        self.ft.set_info(self.mem, pfn, i);
     }
 
     /// Take a type reference of type `want` (Xen's `get_page_type`): count it if
@@ -262,6 +273,10 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// the type if its count is zero, validating a table type.
     pub fn get_type(&mut self, mfn: Mfn, want: PageType) -> Result<(), MmError> {
         let pfn = self.pfn(mfn)?;
+        self.get_type_at(pfn, mfn, want)
+    }
+
+    fn get_type_at(&mut self, pfn: Pfn, mfn: Mfn, want: PageType) -> Result<(), MmError> {
         let mut i = self.info(pfn);
         if i.type_count > 0 {
             if i.ty != want {
@@ -307,7 +322,12 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// Drop a type reference (Xen's `put_page_type`); the last reference of a
     /// table type devalidates it.
     pub fn put_type(&mut self, mfn: Mfn) {
-        let Ok(pfn) = self.pfn(mfn) else { return };
+        if let Ok(pfn) = self.pfn(mfn) {
+            self.put_type_at(pfn, mfn);
+        }
+    }
+
+    fn put_type_at(&mut self, pfn: Pfn, mfn: Mfn) {
         let mut i = self.info(pfn);
         i.type_count = i.type_count.saturating_sub(1);
         let devalidate = i.type_count == 0 && i.validated;
@@ -323,16 +343,17 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// The references a present entry of a table of `level` holds.
     fn get_entry_ref(&mut self, e: u64, level: Level) -> Result<(), MmError> {
         let mfn = check_entry(e, level, self.nx)?;
-        self.get_page(mfn)?;
+        let pfn = self.pfn(mfn)?;
+        self.get_page_at(pfn, mfn)?;
         let r = match level {
-            Level::L1 if e & PTE_RW != 0 => self.get_type(mfn, PageType::Writable),
+            Level::L1 if e & PTE_RW != 0 => self.get_type_at(pfn, mfn, PageType::Writable),
             Level::L1 => Ok(()),
-            Level::L2 => self.get_type(mfn, PageType::Table(Level::L1)),
-            Level::L3 => self.get_type(mfn, PageType::Table(Level::L2)),
-            Level::L4 => self.get_type(mfn, PageType::Table(Level::L3)),
+            Level::L2 => self.get_type_at(pfn, mfn, PageType::Table(Level::L1)),
+            Level::L3 => self.get_type_at(pfn, mfn, PageType::Table(Level::L2)),
+            Level::L4 => self.get_type_at(pfn, mfn, PageType::Table(Level::L3)),
         };
         if r.is_err() {
-            self.put_page(mfn);
+            self.put_page_at(pfn);
         }
         r
     }
@@ -340,11 +361,12 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// Drop what [`Self::get_entry_ref`] took for `e`.
     fn put_entry_ref(&mut self, e: u64, level: Level) {
         let mfn = pte_frame(e);
+        let Ok(pfn) = self.pfn(mfn) else { return };
         match level {
             Level::L1 if e & PTE_RW == 0 => {}
-            _ => self.put_type(mfn),
+            _ => self.put_type_at(pfn, mfn),
         }
-        self.put_page(mfn);
+        self.put_page_at(pfn);
     }
 
     fn entry(&self, table: Mfn, i: usize) -> u64 {

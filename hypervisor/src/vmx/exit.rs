@@ -392,7 +392,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         crate::guest_mem::copy_from_guest(&*self.dom, &*self.mem, self.cr3, GuestVirt(rip), bytes)
             .map_err(|_| "instruction unreadable")?;
         let store = decode_store(bytes).ok_or("not an emulated store (MOV r/m64, r64 or imm32)")?;
-        if cr2 % 8 != 0 {
+        if !cr2.is_multiple_of(8) {
             return Err("misaligned store");
         }
         let ma = crate::guest_mem::translate(
