@@ -323,6 +323,17 @@ pub enum Insn {
     Rdpmc,
     /// `GETSEC` (SMX is hidden: `#UD`).
     Getsec,
+    /// `DIV` by zero: `#DE`.
+    DivideByZero,
+    /// `ICEBP` (`INT1`, opcode F1): `#DB`, a trap. In VMX non-root mode it is a
+    /// "privileged software exception", which a hypervisor intercepting `#DB` must
+    /// re-inject as such.
+    Icebp,
+    /// `FNOP`: an x87 instruction, `#NM` while CR0.TS is set.
+    Fnop,
+    /// A load through RSP plus a non-canonical offset: `#SS(0)` (not `#GP`: the
+    /// stack segment is the one addressed).
+    StackNonCanonical,
 }
 
 /// Issue one of [`Insn`].

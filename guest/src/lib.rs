@@ -29,12 +29,15 @@
 //! host build of a test program is a stub `main` that exits 2 before any of it runs.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
+// Everything but `arch` is safe Rust; the compiler holds us to it.
+#![deny(unsafe_code)]
 
 /// The `abi` crate, re-exported so test programs need only this crate.
 pub use keel_abi as abi;
 
 #[cfg(target_os = "none")]
 #[path = "arch/mod.rs"]
+#[allow(unsafe_code)]
 pub mod arch;
 #[cfg(not(target_os = "none"))]
 #[path = "arch/host.rs"]

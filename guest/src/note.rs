@@ -98,40 +98,34 @@ impl<const N: usize> TestNote<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// View a note as the bytes the linker will place in the image.
-    fn bytes<T>(v: &T) -> &[u8] {
-        // SAFETY (test only): the note structs are plain `repr(C)` integers and byte
-        // arrays with no padding (every field is 4-aligned and a multiple of 4 long).
-        unsafe {
-            core::slice::from_raw_parts(v as *const T as *const u8, core::mem::size_of::<T>())
-        }
-    }
+    use core::mem::{offset_of, size_of};
 
     #[test]
     fn abi_note_layout() {
+        // The ELF note layout: three u32 words, the name padded to 8, the descriptor.
+        assert_eq!(size_of::<AbiNote>(), 24);
+        assert_eq!(offset_of!(AbiNote, ntype), 8);
+        assert_eq!(offset_of!(AbiNote, name), 12);
+        assert_eq!(offset_of!(AbiNote, desc), 20);
         let n = AbiNote::current();
-        let b = bytes(&n);
-        assert_eq!(b.len(), 24);
-        assert_eq!(&b[0..4], &5u32.to_le_bytes());
-        assert_eq!(&b[4..8], &4u32.to_le_bytes());
-        assert_eq!(&b[8..12], &NT_KEEL_ABI_VERSION.to_le_bytes());
-        assert_eq!(&b[12..17], b"Keel\0");
+        assert_eq!((n.namesz, n.descsz, n.ntype), (5, 4, NT_KEEL_ABI_VERSION));
+        assert_eq!(&n.name, b"Keel\0\0\0\0");
         let v = AbiVersion::CURRENT;
-        assert_eq!(&b[20..22], &v.major.to_le_bytes());
-        assert_eq!(&b[22..24], &v.minor.to_le_bytes());
+        assert_eq!(u16::from_le_bytes([n.desc[0], n.desc[1]]), v.major);
+        assert_eq!(u16::from_le_bytes([n.desc[2], n.desc[3]]), v.minor);
     }
 
     #[test]
     fn test_note_layout() {
         const T: &str = "hello";
-        let n: TestNote<{ title_space(T.len()) }> = TestNote::new(TestCategory::Security, T);
-        let b = bytes(&n);
-        assert_eq!(b.len() % 4, 0);
-        assert_eq!(&b[4..8], &(4 + 5 + 1u32).to_le_bytes());
-        assert_eq!(&b[8..12], &NT_KEEL_TEST.to_le_bytes());
-        assert_eq!(&b[20..24], &1u32.to_le_bytes());
-        assert_eq!(&b[24..30], b"hello\0");
+        type Note = TestNote<{ title_space(T.len()) }>;
+        assert_eq!(size_of::<Note>(), 24 + 8);
+        assert_eq!(offset_of!(Note, category), 20);
+        assert_eq!(offset_of!(Note, title), 24);
+        let n: Note = TestNote::new(TestCategory::Security, T);
+        assert_eq!((n.namesz, n.descsz, n.ntype), (5, 4 + 5 + 1, NT_KEEL_TEST));
+        assert_eq!(n.category, TestCategory::Security as u32);
+        assert_eq!(&n.title, b"hello\0\0\0");
         assert_eq!(title_space(0), 4);
         assert_eq!(title_space(3), 4);
         assert_eq!(title_space(4), 8);

@@ -12,7 +12,7 @@
 //!   Keel does not enable (INVPCID, WAITPKG; RDTSCP when the CPU cannot enable it),
 //!   or an APIC the guest cannot reach (x2APIC, TSC-deadline).
 //!
-//! and the hypervisor bit (leaf 1 ECX[31]) says "you are virtualized". The table is
+//! and the hypervisor bit (leaf 1 ECX bit 31) says "you are virtualized". The table is
 //! data: a later issue (the CPUID/MSR policy) extends it, and tests check every row.
 //! Keel's leaves come from the ABI crate: `0x4000_0000` gives the highest hypervisor
 //! leaf and the signature "KeelKeelKeel"; `0x4000_0001` the ABI version and feature

@@ -21,8 +21,8 @@ commands:
   test  [NAME|PATTERN ...] [--category C] [--jobs N] [--junit FILE] [--seed N]
         [--list] [machine options]
         boot every test program (or those matching; * and ? are wildcards) in
-        a fresh hypervisor; exits 0 only when none failed (--list: only list
-        them: name, category, title)
+        a fresh hypervisor; exits 0 only when none failed, else 1 (--list:
+        only list them: name, category, title)
   abi   dump|check
         print the ABI layout in the fixture format / check it against the
         released fixtures

@@ -164,7 +164,7 @@ pub fn run(
         machine.backend,
         machine.cpu_model,
         machine.mem_mib,
-        machine.timeout.as_secs()
+        machine.timeout.as_secs_f64()
     );
     let hv_cmdline = opts.hv_cmdline();
     let boot = Boot {
@@ -181,7 +181,7 @@ pub fn run(
             let _ = writeln!(
                 log,
                 "[keel] TIMEOUT: no power-off after {}s; the machine was stopped. Last console lines:\n{}",
-                machine.timeout.as_secs(),
+                machine.timeout.as_secs_f64(),
                 console::tail(&outcome.console, 20)
             );
         }

@@ -46,7 +46,10 @@ fn demo_on_bochs(model: &str) {
         "{model}: no greeting from the guest"
     );
     assert!(
-        console::lines(c).any(|l| l.starts_with("(d1) xen_version: Keel ABI 0.1")),
+        console::lines(c).any(|l| l.starts_with(&format!(
+            "(d1) xen_version: Keel ABI {}",
+            keel_abi::version::AbiVersion::CURRENT
+        ))),
         "{model}: no version line"
     );
     assert_eq!(
@@ -137,4 +140,38 @@ fn hypervisor_panic_under_a_test_is_a_crash_with_its_report() {
     assert!(text.lines().next().unwrap().starts_with("CRASH   template"));
     assert_eq!(text.lines().last(), Some("0 passed, 1 failed, 0 skipped"));
     assert!(!summary.ok());
+}
+
+/// `--seed N` reaches the guest's command line as `seed=N` (the fuzzer replays
+/// with it), after the guest's name.
+#[test]
+fn seed_reaches_the_guest_command_line() {
+    let opts = keel_loader::TestOptions {
+        patterns: vec!["template".into()],
+        category: None,
+        machine: MachineOptions::new(Duration::from_secs(300)).on(Backend::Bochs),
+        jobs: Some(1),
+        junit: None,
+        seed: Some(4242),
+        list: false,
+    };
+    let (mut out, mut log) = (Vec::new(), Vec::new());
+    let summary = keel_loader::test(&opts, &mut out, &mut log).unwrap();
+    eprintln!(
+        "{}{}",
+        String::from_utf8_lossy(&log),
+        String::from_utf8_lossy(&out)
+    );
+    let r = &summary.results[0];
+    assert_eq!(
+        r.verdict,
+        keel_loader::console::Verdict::Success,
+        "{}",
+        r.reason
+    );
+    assert!(
+        r.console.contains("command line \"template seed=4242\""),
+        "{}",
+        r.console
+    );
 }

@@ -300,6 +300,19 @@ mod tests {
         assert!(d.contains("implemented console_io since=0.1\n"));
     }
 
+    /// The next minor version after the current one (these tests must keep
+    /// working when `CURRENT` moves on).
+    fn next() -> AbiVersion {
+        AbiVersion {
+            minor: AbiVersion::CURRENT.minor + 1,
+            ..AbiVersion::CURRENT
+        }
+    }
+
+    fn version_line(v: AbiVersion) -> String {
+        format!("abi-version keel {v}")
+    }
+
     /// Replace the first line starting with `prefix` by `with`.
     fn mutate(text: &str, prefix: &str, with: Option<&str>) -> String {
         let mut done = false;
@@ -366,11 +379,8 @@ mod tests {
             "implemented sched_op"
         );
         let mut grown = dump();
-        grown.push_str("implemented grant_table_op since=0.9\n");
-        let grown = grown.replace(
-            &format!("abi-version keel {}", AbiVersion::CURRENT),
-            "abi-version keel 0.9",
-        );
+        grown.push_str(&format!("implemented grant_table_op since={}\n", next()));
+        let grown = grown.replace(&version_line(AbiVersion::CURRENT), &version_line(next()));
         assert_eq!(check_against(&dump(), &grown), Ok(()));
     }
 
@@ -391,10 +401,13 @@ mod tests {
     fn additions_need_a_later_version() {
         let d = dump();
         let mut cur = d.clone();
-        cur.push_str("const sched.SCHEDOP_NEW = 9 since=0.9\n");
+        cur.push_str(&format!("const sched.SCHEDOP_NEW = 9 since={}\n", next()));
         assert_eq!(check_against(&d, &cur), Ok(()));
         let mut cur = d.clone();
-        cur.push_str("const sched.SCHEDOP_NEW = 9 since=0.1\n");
+        cur.push_str(&format!(
+            "const sched.SCHEDOP_NEW = 9 since={}\n",
+            AbiVersion::CURRENT
+        ));
         let v = only(check_against(&d, &cur));
         assert!(matches!(v.problem, Problem::AddedToReleased { .. }));
         let mut cur = d.clone();
@@ -408,10 +421,20 @@ mod tests {
     #[test]
     fn versions_and_features_may_only_grow() {
         let d = dump();
-        let this = format!("abi-version keel {}", AbiVersion::CURRENT);
-        let newer = d.replace(&this, "abi-version keel 0.9");
+        let cur = version_line(AbiVersion::CURRENT);
+        let two_later = AbiVersion {
+            minor: next().minor + 1,
+            ..next()
+        };
+        let newer = d.replace(&cur, &version_line(two_later));
         assert_eq!(check_against(&d, &newer), Ok(()));
-        let other_major = d.replace(&this, "abi-version keel 1.0");
+        let other_major = d.replace(
+            &cur,
+            &version_line(AbiVersion {
+                major: AbiVersion::CURRENT.major + 1,
+                minor: 0,
+            }),
+        );
         assert_eq!(
             only(check_against(&d, &other_major)).item,
             "abi-version keel"
@@ -419,10 +442,13 @@ mod tests {
         // A fixture newer than the crate cannot be satisfied.
         assert!(check(&newer).is_err());
 
+        let bits = crate::version::features::SUBMAP0;
+        let unset = (0..32).map(|b| 1u32 << b).find(|b| bits & b == 0).unwrap();
         let with_bit = d.replace(
-            "features submap0 = 0x00000000",
-            "features submap0 = 0x00000004",
+            &format!("features submap0 = {bits:#010x}"),
+            &format!("features submap0 = {:#010x}", bits | unset),
         );
+        assert_ne!(with_bit, d);
         assert_eq!(check_against(&d, &with_bit), Ok(()));
         assert_eq!(only(check_against(&with_bit, &d)).item, "features submap0");
     }

@@ -9,7 +9,7 @@
 //! contract — GDTR and IDTR with base 0 and limit 0: the segment registers hold
 //! valid hidden state, but any exception or segment reload before we install our own
 //! tables is a triple fault. So `_start` touches nothing that could fault before
-//! [`rust_start`] has loaded the GDT, TSS and IDT; the first fault-capable access is
+//! `rust_start` has loaded the GDT, TSS and IDT; the first fault-capable access is
 //! the read of start_info, after the IDT is live.
 //!
 //! `.bss` is cleared by `_start` even though the domain builder hands out zeroed
@@ -669,6 +669,20 @@ pub fn probe_insn(insn: Insn) -> u64 {
             }
             Insn::Rdpmc => asm!("xor r11d, r11d", "2: rdpmc", "3:", extable!("2b" => "3b"),
                 in("ecx") 0u32, out("eax") _, out("edx") _, out("r11") info, options(nostack)),
+            Insn::DivideByZero => {
+                asm!("xor r11d, r11d", "xor eax, eax", "xor edx, edx", "xor ecx, ecx",
+                "2: div ecx", "3:", extable!("2b" => "3b"),
+                out("eax") _, out("ecx") _, out("edx") _, out("r11") info, options(nostack))
+            }
+            // A trap like INT3: the saved RIP is the next instruction, label 3.
+            Insn::Icebp => asm!("xor r11d, r11d", ".byte 0xf1", "3:", extable!("3b" => "3b"),
+                out("r11") info, options(nostack)),
+            Insn::Fnop => asm!("xor r11d, r11d", "2: fnop", "3:", extable!("2b" => "3b"),
+                out("r11") info, options(nostack)),
+            Insn::StackNonCanonical => asm!("xor r11d, r11d",
+                "2: mov {t}, qword ptr [rsp + {off}]", "3:", extable!("2b" => "3b"),
+                off = in(reg) 0x8000_0000_0000_0000u64, t = out(reg) _, out("r11") info,
+                options(nostack, readonly)),
             // GETSEC[CAPABILITIES] takes EBX = 0; RBX belongs to LLVM, so it is
             // saved around the probe (the fixup resumes before the restore).
             Insn::Getsec => asm!("push rbx", "xor ebx, ebx", "xor r11d, r11d", "2: getsec", "3:",

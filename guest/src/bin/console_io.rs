@@ -83,7 +83,8 @@ fn test_main() {
     );
     check_eq!(rbuf, [0u8; 16], "buffer after a refused CONSOLEIO_read");
 
-    for cmd in [2u64, 3, 0x100, u32::MAX as u64, u64::MAX] {
+    // Including CONSOLEIO_write with upper bits set: all 64 bits of the command count.
+    for cmd in [2u64, 3, 0x100, u32::MAX as u64, 1 << 32, u64::MAX] {
         check_eq!(
             console_io(cmd, 1, line.as_ptr() as u64),
             Errno::ENOSYS.as_return(),

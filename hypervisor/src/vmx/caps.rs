@@ -237,7 +237,7 @@ const PROC2_EPT_OR_VPID: u32 = (1 << 1) | (1 << 5);
 impl VmxCaps {
     /// Decode the capability MSRs, reading each through `read` (the hardware passes
     /// `rdmsr`). The caller must first have established that the CPU supports VMX
-    /// (CPUID.1:ECX.VMX[5] = 1), which is what makes `IA32_VMX_BASIC` and the fixed
+    /// (CPUID.1:ECX.VMX, bit 5, = 1), which is what makes `IA32_VMX_BASIC` and the fixed
     /// MSRs exist.
     pub fn from_msrs(read: impl Fn(u32) -> u64) -> VmxCaps {
         let basic = read(msr::VMX_BASIC);

@@ -74,7 +74,7 @@ impl Segment {
 /// (the physical-address width).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VmcsState {
-    /// CPUID.80000008H:EAX[7:0], MAXPHYADDR: the width of physical addresses.
+    /// CPUID.80000008H:EAX bits 7:0, MAXPHYADDR: the width of physical addresses.
     pub maxphyaddr: u8,
 
     // --- VM-execution, VM-exit and VM-entry controls (SDM 25.6 - 25.8).
@@ -1525,9 +1525,14 @@ mod tests {
             host_pat: 0x0007_0406_0007_0406,
             host_efer: 0xd01,
             host_rip: 0xffff_ffff_8010_0000,
-            guest_cr0: 0x8001_0033,
+            // Exactly what `vmx::hw` writes: the contract's values through the CR policy.
+            guest_cr0: super::super::cr::CrPolicy::new(caps)
+                .real_cr0(super::super::cr::GUEST_CR0_INITIAL)
+                .unwrap(),
             guest_cr3: 0x40_0000,
-            guest_cr4: 0x2020,
+            guest_cr4: super::super::cr::CrPolicy::new(caps)
+                .real_cr4(super::super::cr::GUEST_CR4_INITIAL)
+                .unwrap(),
             guest_dr7: 0x400,
             guest_pat: 0x0007_0406_0007_0406,
             guest_efer: 0xd01,

@@ -1,7 +1,7 @@
 //! # The VMX controls Keel asks for, derived from what the CPU offers
 //!
 //! Each control Keel cares about is either *required* (Keel cannot run a guest
-//! safely without it: [`derive`] fails and names it) or *wanted* (used when the CPU
+//! safely without it: [`derive()`] fails and names it) or *wanted* (used when the CPU
 //! offers it, with a fallback when it does not). On top of that, every bit the CPU
 //! reports as must-be-1 ("allowed 0-setting" = 1, SDM A.3) is set, whatever it is:
 //! the exit handler copes with the exits such bits cause (e.g. CR3-store exiting on

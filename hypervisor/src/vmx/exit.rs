@@ -71,6 +71,9 @@ const PFEC_MASK: u64 = 0b1_1111;
 /// Present and write: a write-protection fault at CPL0.
 const PFEC_MATCH: u64 = 0b0_0011;
 const RFLAGS_DF: u64 = 1 << 10;
+const RFLAGS_TF: u64 = 1 << 8;
+/// Pending debug exceptions: BS, a single-step trap is pending.
+const PENDING_DBG_BS: u64 = 1 << 14;
 
 const IA32_EFER: u32 = 0xc000_0080;
 const IA32_FS_BASE: u32 = 0xc000_0100;
@@ -159,6 +162,27 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let len = vmread(ro::VMEXIT_INSTRUCTION_LEN);
         let rip = vmread(guest::RIP);
         write(guest::RIP, rip.wrapping_add(len));
+    }
+
+    /// Finish emulating an instruction the way the CPU would have: move RIP past
+    /// it, end any interrupt shadow (blocking by STI or MOV SS lasts only until the
+    /// next instruction completes, SDM 26.3 / vol. 2 STI), and if the guest was
+    /// single-stepping (RFLAGS.TF), make the single-step #DB pending (the BS bit of
+    /// the pending-debug-exceptions field, delivered after VM entry, SDM 27.7.3).
+    ///
+    /// The VMCALL path uses the cheaper [`Self::skip_instruction`] (the four-access
+    /// budget): a 0.1 guest never single-steps a hypercall and has no interrupts
+    /// for a shadow to hold off.
+    fn complete_instruction(&mut self) {
+        self.skip_instruction();
+        let intr = vmread(guest::INTERRUPTIBILITY_STATE);
+        if intr & 3 != 0 {
+            write(guest::INTERRUPTIBILITY_STATE, intr & !3);
+        }
+        if vmread(guest::RFLAGS) & RFLAGS_TF != 0 {
+            let pending = vmread(guest::PENDING_DBG_EXCEPTIONS);
+            write(guest::PENDING_DBG_EXCEPTIONS, pending | PENDING_DBG_BS);
+        }
     }
 
     /// Inject a hardware exception on the next entry (SDM 27.6, event injection).
@@ -310,7 +334,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         g.rbx = r.ebx.into();
         g.rcx = r.ecx.into();
         g.rdx = r.edx.into();
-        self.skip_instruction();
+        self.complete_instruction();
         None
     }
 
@@ -537,7 +561,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             }
         };
         match result {
-            Ok(()) => self.skip_instruction(),
+            Ok(()) => self.complete_instruction(),
             Err(cr::CrFault::GeneralProtection) => self.inject_gp(),
         }
         None
@@ -570,7 +594,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                     _ => 0xffff_ffff,
                 };
             }
-            self.skip_instruction();
+            self.complete_instruction();
             return None;
         }
         // INS/OUTS. The address size comes from the instruction-information field
@@ -634,7 +658,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         if rep {
             g.rcx = 0;
         }
-        self.skip_instruction();
+        self.complete_instruction();
         None
     }
 
@@ -692,7 +716,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             _ => false,
         };
         if ok {
-            self.skip_instruction();
+            self.complete_instruction();
         } else {
             log::debug!(
                 "vmx: domain {} {} MSR {msr:#x}: #GP (0.1 has no MSR table)",
@@ -772,7 +796,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 log::error!("vmx: INVVPID for INVLPG failed: {e}");
             }
         }
-        self.skip_instruction();
+        self.complete_instruction();
         None
     }
 
@@ -917,7 +941,7 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
             // devices, so "write back and invalidate" (WBINVD) is what a guest can
             // observe, and skipping the instruction is observably the same.
             reason::INVD => {
-                self.skip_instruction();
+                self.complete_instruction();
                 None
             }
             // The PMU is hidden: RDPMC of any counter faults.

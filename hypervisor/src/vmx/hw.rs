@@ -4,17 +4,17 @@
 //! is the only VMX code allowed `unsafe` and assembly. The policy it applies comes
 //! from the pure modules: [`caps`](super::caps) says what the CPU offers,
 //! [`controls`](super::controls) what Keel turns on, [`checks`](super::checks)
-//! whether the VMCS will pass VM entry, [`cr`](super::cr) and [`crate::cpuid`] what
+//! whether the VMCS will pass VM entry, [`cr`] and `crate::cpuid` what
 //! the guest sees.
 //!
 //! ## The life of a VM exit
-//! The VMCS's host RIP is [`keel_vmx_exit_stub`] and its host RSP the top of a
+//! The VMCS's host RIP is `keel_vmx_exit_stub` and its host RSP the top of a
 //! dedicated per-CPU exit stack, whose top slot holds the CPU's [`PerCpu`] pointer.
 //! On an exit the stub saves the guest's general-purpose registers into
 //! `PerCpu::gprs` (RSP and RIP are in the VMCS), calls the Rust handler
-//! ([`keel_vmx_exit_handler`] -> `vmx::exit`), and either restores the registers and
+//! (`keel_vmx_exit_handler` -> `vmx::exit`), and either restores the registers and
 //! executes VMRESUME, or, when the domain has ended, switches back to the stack of
-//! [`keel_vmx_launch`]'s caller and returns from it. So `run_domain` calls
+//! `keel_vmx_launch`'s caller and returns from it. So `run_domain` calls
 //! `keel_vmx_launch` once and gets control back only when the domain is over.
 //!
 //! ## VMCS accesses are counted
