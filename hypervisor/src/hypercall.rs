@@ -86,9 +86,12 @@ pub struct Row {
     pub nr: Hypercall,
     /// The sub-command (first argument, RDI); unused when `whole`.
     pub sub: u64,
-    /// The row handles every call of the hypercall: its command is inside the
-    /// structures it points at (`mmu_update`, `mmuext_op`), or it has none
-    /// (`multicall`). The handler answers unknown commands with `-ENOSYS`.
+    /// The command is not in RDI but inside the structures the call points at
+    /// (`mmu_update`, `mmuext_op`; `multicall` has none): dispatch is by number
+    /// only, and every row of the hypercall names the same handler, which reads
+    /// each request's command and answers unknown ones with `-ENOSYS`. The rows
+    /// still list each implemented command (`sub` is the command), so the table
+    /// equals the ABI's promise (`keel_abi::hypercall::IMPLEMENTED`).
     pub whole: bool,
     /// `hypercall / SUBCOMMAND`, as Xen names them.
     pub name: &'static str,
@@ -181,36 +184,132 @@ pub static TABLE: &[Row] = &[
     },
     Row {
         nr: Hypercall::MMU_UPDATE,
-        sub: 0,
+        sub: MMU_NORMAL_PT_UPDATE,
         whole: true,
         name: "mmu_update / MMU_NORMAL_PT_UPDATE",
         since: AbiVersion::V0_2,
-        doc: "mmu_update(reqs, count, success_count, foreigndom): MMU_NORMAL_PT_UPDATE: validated \
-              *ptr = val; stops at the first failure (-EINVAL refused, -EFAULT unreadable request, \
-              -ENOSYS other command); writes the number done to *success_count (u32) if not NULL; \
-              foreigndom must be DOMID_SELF or the caller (-ESRCH)",
+        doc: "mmu_update(reqs, count, success_count, foreigndom): validated *ptr = val per request; stops at the \
+              first failure (-EINVAL refused, -EFAULT unreadable, -ENOSYS other commands); the number \
+              done goes to *success_count (u32) if not NULL; foreigndom DOMID_SELF or the caller (-ESRCH)",
         handler: mmu_update,
     },
     Row {
         nr: Hypercall::MULTICALL,
         sub: 0,
         whole: true,
-        name: "multicall / multicall_entry",
+        name: "multicall / multicall",
         since: AbiVersion::V0_2,
-        doc: "multicall(calls, nr_calls): runs each multicall_entry in order and writes its \
-              result back; 0, or -EFAULT (entry unreadable or result unwritable); a nested \
-              multicall's result is -EINVAL; a shutdown ends the batch",
+        doc: "multicall(calls, nr_calls): runs each multicall_entry in order, writing its result back; 0, or \
+              -EFAULT (entry unreadable, result unwritable); a nested multicall gets -EINVAL; a \
+              shutdown ends the batch",
         handler: multicall,
     },
     Row {
         nr: Hypercall::MMUEXT_OP,
-        sub: 0,
+        sub: MMUEXT_PIN_L1_TABLE as u64,
         whole: true,
-        name: "mmuext_op / mmuext_op",
+        name: "mmuext_op / MMUEXT_PIN_L1_TABLE",
         since: AbiVersion::V0_2,
-        doc: "mmuext_op(ops, count, success_count, foreigndom): PIN_L1..L4_TABLE, UNPIN_TABLE, \
-              NEW_BASEPTR (pinned L4 only), TLB_FLUSH_LOCAL/MULTI/ALL, INVLPG_LOCAL/MULTI/ALL; \
-              -EINVAL refused, -EFAULT, -ENOSYS other commands; *success_count as mmu_update",
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_PIN_L1_TABLE: pin arg1 as an L1 (validated); -EINVAL if refused or already pinned",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_PIN_L2_TABLE as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_PIN_L2_TABLE",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_PIN_L2_TABLE: pin arg1 as an L2 (validating the L1s below)",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_PIN_L3_TABLE as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_PIN_L3_TABLE",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_PIN_L3_TABLE: pin arg1 as an L3",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_PIN_L4_TABLE as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_PIN_L4_TABLE",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_PIN_L4_TABLE: pin arg1 as an L4",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_UNPIN_TABLE as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_UNPIN_TABLE",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_UNPIN_TABLE: drop the pin on arg1 (-EINVAL if not pinned); the last reference devalidates",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_NEW_BASEPTR as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_NEW_BASEPTR",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_NEW_BASEPTR: switch CR3 to arg1, a pinned validated L4 (-EINVAL otherwise); full TLB flush",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_TLB_FLUSH_LOCAL as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_TLB_FLUSH_LOCAL",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_TLB_FLUSH_LOCAL: flush this vCPU's TLB",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_INVLPG_LOCAL as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_INVLPG_LOCAL",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_INVLPG_LOCAL: flush the translation of linear address arg1",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_TLB_FLUSH_MULTI as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_TLB_FLUSH_MULTI",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_TLB_FLUSH_MULTI: flush if bit 0 (vCPU 0) of the bitmap at arg2 is set; -EFAULT if unreadable",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_INVLPG_MULTI as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_INVLPG_MULTI",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_INVLPG_MULTI: flush arg1 if bit 0 of the bitmap at arg2 is set; -EFAULT if unreadable",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_TLB_FLUSH_ALL as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_TLB_FLUSH_ALL",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_TLB_FLUSH_ALL: flush every vCPU's TLB (the one vCPU)",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_INVLPG_ALL as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_INVLPG_ALL",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_INVLPG_ALL: flush arg1 on every vCPU (the one vCPU)",
         handler: mmuext_op,
     },
 ];
@@ -254,7 +353,11 @@ pub fn write_markdown(out: &mut impl core::fmt::Write) -> core::fmt::Result {
     writeln!(out, "|----|-----|-----------|-------|-----------|")?;
     for r in TABLE {
         if r.whole {
-            write!(out, "| {} | any | `{}` | {} | ", r.nr.0, r.name, r.since)?;
+            write!(
+                out,
+                "| {} | {} (in the request) | `{}` | {} | ",
+                r.nr.0, r.sub, r.name, r.since
+            )?;
         } else {
             write!(
                 out,
