@@ -48,6 +48,7 @@ pub mod cpu;
 pub mod fault;
 pub mod note;
 pub mod pagetable;
+pub mod port;
 pub mod rand;
 pub mod report;
 pub mod start;
