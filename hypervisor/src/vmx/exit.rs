@@ -86,7 +86,7 @@ pub(super) fn host_cpuid(leaf: u32, sub: u32) -> CpuidResult {
 
 /// The facts the MSR policy needs for `dom` on `cpu` (also used to build the MSR
 /// bitmap, so the bitmap and the exit handler agree).
-pub(super) fn msr_env(cpu: &VmxCpu, dom: &Domain) -> MsrEnv {
+pub(super) fn msr_env(cpu: &VmxCpu) -> MsrEnv {
     let c = &cpu.controls;
     let base_mhz = if host_cpuid(0, 0).eax >= 0x16 {
         host_cpuid(0x16, 0).eax & 0xffff
@@ -95,7 +95,6 @@ pub(super) fn msr_env(cpu: &VmxCpu, dom: &Domain) -> MsrEnv {
     };
     MsrEnv {
         rdtscp: c.rdtscp,
-        nx: dom.nx_enabled(),
         load_efer: c.load_efer,
         load_pat: c.load_pat,
         debug_controls: c.exit & exit_ctl::SAVE_DEBUG_CONTROLS != 0,
@@ -182,7 +181,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         write(control::EXCEPTION_BITMAP, 1 << VEC_PF);
         write(control::PAGE_FAULT_ERR_CODE_MASK, PFEC_MASK);
         write(control::PAGE_FAULT_ERR_CODE_MATCH, PFEC_MATCH);
-        let msr_env = msr_env(cpu, dom);
+        let msr_env = msr_env(cpu);
         // The pass-through MSRs keep whatever was written last (VMX does not
         // switch them): give the guest defined values (`msr::initial_values`).
         for (index, value) in msr::initial_values(&msr_env) {
@@ -792,7 +791,9 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 }
                 Ok(WriteOp::Host(v)) => {
                     // SAFETY: a pass-through MSR (not switched by VMX, unused by the
-                    // host), with a value the policy validated as the CPU would.
+                    // host) or, without EFER switching, EFER with only SCE changed
+                    // (the host never executes SYSCALL); the policy validated the
+                    // value as the CPU would.
                     unsafe { crate::arch::cpu::wrmsr(index, v) };
                     true
                 }
