@@ -81,6 +81,7 @@ pub mod console;
 pub mod errno;
 pub mod hypercall;
 pub mod layout;
+pub mod mmu;
 pub mod note;
 pub mod platform;
 pub mod sched;
