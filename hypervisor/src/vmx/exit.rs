@@ -5,6 +5,12 @@
 //! qualifications, memory), so nothing on these paths may panic: refusals become
 //! injected exceptions (#GP(0), #UD) or a domain crash, never a hypervisor fault.
 //!
+//! What the guest's CPU *is* (its CPUID, its MSRs, its I/O bus, what each
+//! sensitive instruction does) is not decided here: it is data in the pure policy
+//! tables `crate::cpuid`, `crate::msr`, `crate::io` and `crate::insns`, from which
+//! `docs/abi/{cpuid,msr,io,insns}.md` are generated. The handlers below only decode
+//! the exit, ask the table, and carry out its answer on the VMCS or the host.
+//!
 //! The VMCALL path is the one that matters for speed (issue 8): it costs exactly
 //! four VMCS accesses: VMREAD of the exit reason, VMREAD of the instruction length,
 //! VMREAD + VMWRITE of the guest RIP. The guest's CR3 for the hypercall layer comes
@@ -67,6 +73,9 @@ const RFLAGS_DF: u64 = 1 << 10;
 const RFLAGS_TF: u64 = 1 << 8;
 /// Pending debug exceptions: BS, a single-step trap is pending.
 const PENDING_DBG_BS: u64 = 1 << 14;
+
+/// The most elements one exit emulates of a REP INS/OUTS.
+const STRING_IO_CHUNK: u64 = 4096;
 
 /// CR4.OSXSAVE.
 const CR4_OSXSAVE: u64 = 1 << 18;
@@ -678,7 +687,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 );
             }
         }
-        let count = if rep { g.rcx } else { 1 };
+        // A REP prefix with a huge RCX must not keep Keel in one exit for long
+        // (the guest may alias one page at many addresses): emulate at most
+        // STRING_IO_CHUNK elements, leave RIP on the instruction with RCX
+        // decremented, and let it exit again, as the CPU itself may interrupt a
+        // REP string instruction between iterations.
+        let count = if rep { g.rcx.min(STRING_IO_CHUNK) } else { 1 };
         let Some(bytes) = count.checked_mul(size) else {
             return self.crash(g, ExitReason { raw: 30 }, q, "string I/O count overflows");
         };
@@ -750,7 +764,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             g.rsi = g.rsi.wrapping_add(bytes);
         }
         if rep {
-            g.rcx = 0;
+            g.rcx -= count;
+            if g.rcx != 0 {
+                // Not done: execute it again (RIP unchanged).
+                return None;
+            }
         }
         self.complete_instruction();
         None
