@@ -31,6 +31,7 @@
 //! test compares every item that claims to be Xen's; deliberate differences are
 //! listed by [`divergences`] and documented in `docs/abi/`.
 
+use crate::mmu::{MmuUpdate, MmuextOp, MulticallEntry};
 use core::fmt;
 use core::mem::{align_of, offset_of, size_of};
 
@@ -90,13 +91,15 @@ pub enum Family {
     StartInfo,
     /// `xen_version`, versioning and CPUID leaves ([`crate::version`]).
     Version,
+    /// `mmu_update`, `mmuext_op`, `multicall` ([`crate::mmu`]).
+    Mmu,
     /// `keel_debug_op`: the floor hypercall and the VMX counters ([`crate::debug`]).
     Debug,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 11] = [
         Family::Addr,
         Family::Console,
         Family::Errno,
@@ -106,6 +109,7 @@ impl Family {
         Family::Sched,
         Family::StartInfo,
         Family::Version,
+        Family::Mmu,
         Family::Debug,
     ];
 
@@ -121,6 +125,7 @@ impl Family {
             Family::Sched => "sched",
             Family::StartInfo => "start_info",
             Family::Version => "version",
+            Family::Mmu => "mmu",
             Family::Debug => "debug",
         }
     }
@@ -136,6 +141,7 @@ impl Family {
             Family::Platform => "platform.md",
             Family::Sched => "sched.md",
             Family::Version => "version.md",
+            Family::Mmu => "mmu.md",
             Family::Debug => "debug.md",
         }
     }
@@ -146,12 +152,17 @@ impl Family {
             Family::Console => Some(Hypercall::CONSOLE_IO),
             Family::Sched => Some(Hypercall::SCHED_OP),
             Family::Version => Some(Hypercall::XEN_VERSION),
+            Family::Mmu => Some(Hypercall::MMU_UPDATE),
             _ => None,
         }
     }
 
     /// The family whose page documents hypercall `h` in detail, if Keel implements it.
     pub fn of_hypercall(h: Hypercall) -> Option<Family> {
+        // The MMU family documents three hypercalls on one page.
+        if h == Hypercall::MMUEXT_OP || h == Hypercall::MULTICALL {
+            return Some(Family::Mmu);
+        }
         Family::ALL.into_iter().find(|f| f.hypercall() == Some(h))
     }
 }
@@ -328,6 +339,15 @@ pub const STRUCTS: &[StructLayout] = &[
     abi_struct!(XenExtraversion in Family::Version, since V0_1, xen XenRelation::Same("xen_extraversion_t"), {
         0 => None,
     }),
+    abi_struct!(MmuUpdate in Family::Mmu, since V0_2, xen XenRelation::Same("mmu_update"), {
+        ptr, val,
+    }),
+    abi_struct!(MmuextOp in Family::Mmu, since V0_2, xen XenRelation::Same("mmuext_op"), {
+        cmd, pad => None, arg1, arg2,
+    }),
+    abi_struct!(MulticallEntry in Family::Mmu, since V0_2, xen XenRelation::Same("multicall_entry"), {
+        op, result, args,
+    }),
     abi_struct!(PerfCounters in Family::Debug, since V0_2, xen XenRelation::KeelOnly, {
         vmreads => None, vmwrites => None, exits => None,
     }),
@@ -344,6 +364,7 @@ const CONSTANT_GROUPS: &[&[Constant]] = &[
     crate::start_info::ABI_CONSTS,
     crate::version::ABI_CONSTS,
     crate::version::CPUID_CONSTS,
+    crate::mmu::ABI_CONSTS,
     crate::debug::ABI_CONSTS,
 ];
 

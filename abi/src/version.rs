@@ -22,7 +22,9 @@ pub struct AbiVersion {
 impl AbiVersion {
     /// 0.1: boot, console, version queries, shutdown.
     pub const V0_1: AbiVersion = AbiVersion { major: 0, minor: 1 };
-    /// 0.2: additions (among them `keel_debug_op`, Keel's benchmark interface).
+    /// 0.2: the PV MMU (`mmu_update`, `mmuext_op`, `multicall`): direct paging
+    /// with validated page-table updates; and `keel_debug_op`, Keel's benchmark
+    /// interface (`crate::debug`).
     pub const V0_2: AbiVersion = AbiVersion { major: 0, minor: 2 };
     /// The version this crate describes.
     pub const CURRENT: AbiVersion = Self::V0_2;

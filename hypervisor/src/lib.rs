@@ -34,6 +34,7 @@ pub mod domain;
 pub mod elf;
 pub mod guest_mem;
 pub mod hypercall;
+pub mod mm;
 pub mod perf;
 
 #[cfg(test)]

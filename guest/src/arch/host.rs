@@ -43,6 +43,10 @@ pub fn probe_rewrite_u64(_addr: u64) -> u64 {
     hosted("fault probes")
 }
 /// See the bare-metal `arch`.
+pub fn probe_write_u64(_addr: u64, _value: u64) -> u64 {
+    hosted("fault probes")
+}
+/// See the bare-metal `arch`.
 pub fn probe_rdmsr(_msr: u32) -> (u64, u64) {
     hosted("fault probes")
 }
@@ -100,5 +104,13 @@ pub fn port_outs(_port: u16, _bytes: &[u8]) {
 }
 /// See the bare-metal `arch`.
 pub fn port_ins(_port: u16, _buf: &mut [u8]) {
+    hosted("port I/O")
+}
+/// See the bare-metal `arch`.
+pub fn port_outs_down(_port: u16, _bytes: &[u8]) -> u64 {
+    hosted("port I/O")
+}
+/// See the bare-metal `arch`.
+pub fn port_ins_down(_port: u16, _buf: &mut [u8]) -> u64 {
     hosted("port I/O")
 }

@@ -514,6 +514,28 @@ pub fn probe_rewrite_u64(addr: u64) -> u64 {
     info
 }
 
+/// Store `value` at `addr` with one `MOV qword [addr], reg` (`REX.W 89 /r`, the
+/// store the hypervisor emulates on page-table frames): exinfo of the fault.
+pub fn probe_write_u64(addr: u64, value: u64) -> u64 {
+    let info: u64;
+    // SAFETY: the caller chose to change this memory (a test's own page, or a
+    // page-table entry the hypervisor validates); a refused store faults into
+    // the exception table.
+    unsafe {
+        asm!(
+            "xor r11d, r11d",
+            "2: mov qword ptr [{a}], {v}",
+            "3:",
+            extable!("2b" => "3b"),
+            a = in(reg) addr,
+            v = in(reg) value,
+            out("r11") info,
+            options(nostack),
+        )
+    };
+    info
+}
+
 /// `RDMSR`: (value, exinfo).
 pub fn probe_rdmsr(msr: u32) -> (u64, u64) {
     let (lo, hi, info): (u32, u32, u64);
@@ -789,6 +811,34 @@ pub fn port_ins(port: u16, buf: &mut [u8]) {
         asm!("rep insb", in("dx") port, inout("rdi") buf.as_mut_ptr() => _,
             inout("rcx") buf.len() => _, options(nostack))
     };
+}
+
+/// `STD; REP OUTSB; CLD` from the last byte of `bytes` down to the first: returns
+/// RSI afterwards (one below `bytes`).
+pub fn port_outs_down(port: u16, bytes: &[u8]) -> u64 {
+    let rsi: u64;
+    // SAFETY: OUTS reads `bytes` backwards (RSI from its last byte, RCX = its
+    // length) and touches nothing else; DF is set only around the instruction.
+    unsafe {
+        asm!("std", "rep outsb", "cld", in("dx") port,
+            inout("rsi") bytes.as_ptr().wrapping_add(bytes.len().saturating_sub(1)) => rsi,
+            inout("rcx") bytes.len() => _, options(nostack, readonly))
+    };
+    rsi
+}
+
+/// `STD; REP INSB; CLD` into `buf` from its last byte down to the first: returns
+/// RDI afterwards (one below `buf`).
+pub fn port_ins_down(port: u16, buf: &mut [u8]) -> u64 {
+    let rdi: u64;
+    // SAFETY: INS writes `buf` backwards (RDI from its last byte, RCX = its length)
+    // and nothing else; DF is set only around the instruction.
+    unsafe {
+        asm!("std", "rep insb", "cld", in("dx") port,
+            inout("rdi") buf.as_mut_ptr().wrapping_add(buf.len().saturating_sub(1)) => rdi,
+            inout("rcx") buf.len() => _, options(nostack))
+    };
+    rdi
 }
 
 // ---------------------------------------------------------------------------

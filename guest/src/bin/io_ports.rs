@@ -4,7 +4,9 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-use keel_guest::port::{self, inb, inb_rax, inl, insb, inw, outb, outl, outsb, outw, COM1};
+use keel_guest::port::{
+    self, inb, inb_rax, inl, insb, insb_down, inw, outb, outl, outsb, outsb_down, outw, COM1,
+};
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -54,5 +56,23 @@ fn test_main() {
     let mut buf = [0u8; 9];
     insb(0x71, &mut buf);
     check_eq!(buf, [0xff; 9], "REP INSB from an empty port");
+    // REP string I/O longer than one exit emulates (4096 elements): the
+    // instruction is resumed until RCX reaches 0.
+    let mut big = [0u8; 5000];
+    insb(0x2e8, &mut big);
+    check!(big.iter().all(|&b| b == 0xff), "REP INSB of 5000 bytes");
+    outsb(0x2e8, &big);
+    // RFLAGS.DF = 1: the strings run downwards.
+    let text = b"\nnwod sffo";
+    let rsi = outsb_down(COM1, text);
+    check_eq!(rsi, text.as_ptr() as u64 - 1, "RSI after STD; REP OUTSB");
+    let mut sentinel = [0x11u8; 6];
+    let rdi = insb_down(0x2e8, &mut sentinel[1..5]);
+    check_eq!(rdi, sentinel.as_ptr() as u64, "RDI after STD; REP INSB");
+    check_eq!(
+        sentinel,
+        [0x11, 0xff, 0xff, 0xff, 0xff, 0x11],
+        "STD; REP INSB"
+    );
     success();
 }
