@@ -24,11 +24,15 @@
 //! hypervisor without the interface (older than ABI 0.2: `-ENOSYS`) the counters
 //! are reported as absent and the TSC figures still are.
 //!
-//! ## The line
-//! One line per figure, on the console (so `(d1) ` precedes it there):
+//! ## The lines
+//! Up to three lines per figure, on the console (so `(d1) ` precedes them there),
+//! each naming the figure; the hypervisor cuts console lines at 160 bytes
+//! (`CONSOLE_LINE_MAX`), so the fields are spread over short lines:
 //!
 //! ```text
-//! KEEL-BENCH v1 name=xen_version n=1000 per=1 min=170 p10=170 median=174 p90=174 max=300 exits=1000 vmreads=3000 vmwrites=1000 reasons=18:1000
+//! KEEL-BENCH v1 name=xen_version n=1000 per=1 min=170 p10=170 median=174 p90=174 max=300
+//! KEEL-BENCH v1 name=xen_version exits=1000 vmreads=3000 vmwrites=1000
+//! KEEL-BENCH v1 name=xen_version reasons=18:1000
 //! KEEL-BENCH v1 name=multicall_16 missing=multicall returned -ENOSYS
 //! ```
 //!
@@ -36,7 +40,8 @@
 //!   sample with `per=512`), so the cost of one operation is `median / per`;
 //! - `min p10 median p90 max`: the distribution of the samples, in TSC ticks;
 //! - `exits vmreads vmwrites`: totals over all `n` samples (`-` without counters);
-//!   `reasons`: the exits by basic exit reason, `reason:count` pairs (`-` for none);
+//! - `reasons`: the exits by basic exit reason, `reason:count` pairs, on as many
+//!   lines as it takes (none without counters or exits);
 //! - `missing=`: the figure could not be measured here; the rest of the line says why.
 //!
 //! `loader/src/bench.rs` parses exactly this; change both together.
@@ -97,6 +102,35 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+}
+
+/// The cost of two back-to-back ordered TSC reads (the smallest of 16), as
+/// [`tsc::measure`] subtracts it.
+fn empty_measurement() -> u64 {
+    let mut overhead = u64::MAX;
+    for _ in 0..16 {
+        let t0 = tsc::rdtsc_ordered();
+        let t1 = tsc::rdtsc_ordered();
+        overhead = overhead.min(t1.wrapping_sub(t0));
+    }
+    overhead
+}
+
+/// Counter-wise sum (wrapping), for accumulating per-sample deltas.
+trait Plus {
+    fn plus(&self, other: &Self) -> Self;
+}
+
+impl Plus for PerfCounters {
+    fn plus(&self, o: &PerfCounters) -> PerfCounters {
+        let mut d = *self;
+        d.vmreads = d.vmreads.wrapping_add(o.vmreads);
+        d.vmwrites = d.vmwrites.wrapping_add(o.vmwrites);
+        for (a, b) in d.exits.iter_mut().zip(o.exits.iter()) {
+            *a = a.wrapping_add(*b);
+        }
+        d
+    }
 }
 
 fn read_counters() -> Result<PerfCounters, Errno> {
@@ -188,6 +222,53 @@ impl Bench {
         })
     }
 
+    /// Measure an operation that needs the state `setup` leaves (installing
+    /// entries needs them removed first): before every sample `setup` runs,
+    /// untimed and uncounted, then `op` is timed. The counters are read around
+    /// each sample (not around the loop), so `setup`'s own exits are not charged
+    /// to `op`. Prints the line like [`Self::measure`].
+    pub fn measure_with_setup(
+        &mut self,
+        name: &str,
+        per: u64,
+        samples: &mut [u64],
+        mut setup: impl FnMut(),
+        mut op: impl FnMut(),
+    ) -> Option<Figure> {
+        if !valid_name(name) || samples.is_empty() || per == 0 {
+            crate::error!("bench: bad figure {name:?} (name, samples or per)");
+            return None;
+        }
+        let overhead = empty_measurement();
+        let mut total = self.counters.map(|_| PerfCounters::zero());
+        for s in samples.iter_mut() {
+            setup();
+            let before = self.snapshot();
+            let t0 = tsc::rdtsc_ordered();
+            op();
+            let t1 = tsc::rdtsc_ordered();
+            let after = self.snapshot();
+            *s = t1.wrapping_sub(t0).saturating_sub(overhead);
+            total = match (total, before, after, self.counters) {
+                (Some(t), Some(b), Some(a), Some(cal)) => {
+                    let d = a.since(&b).saturating_sub(&cal.overhead);
+                    Some(d.plus(&t))
+                }
+                _ => None,
+            };
+        }
+        let stats = tsc::Stats::of(samples)?;
+        let (p10, p90) = (percentile(samples, 1, 10), percentile(samples, 9, 10));
+        let fig = Figure {
+            stats,
+            p10,
+            p90,
+            counters: total,
+        };
+        self.report(name, per, &fig);
+        Some(fig)
+    }
+
     /// Print a measured figure's line.
     pub fn report(&mut self, name: &str, per: u64, fig: &Figure) {
         self.print(name, per, fig);
@@ -204,7 +285,7 @@ impl Bench {
     fn print(&self, name: &str, per: u64, f: &Figure) {
         let s = &f.stats;
         crate::console::start_line();
-        crate::print!(
+        crate::println!(
             "{MARKER} {FORMAT} name={name} n={} per={per} min={} p10={} median={} p90={} max={}",
             s.count,
             s.min,
@@ -213,27 +294,35 @@ impl Bench {
             f.p90,
             s.max
         );
-        match &f.counters {
-            Some(c) => {
-                crate::print!(
-                    " exits={} vmreads={} vmwrites={} reasons=",
-                    c.total_exits(),
-                    c.vmreads,
-                    c.vmwrites
-                );
-                let mut first = true;
-                for (reason, &n) in c.exits.iter().enumerate().take(PERF_EXIT_SLOTS) {
-                    if n != 0 {
-                        crate::print!("{}{reason}:{n}", if first { "" } else { "," });
-                        first = false;
-                    }
-                }
-                if first {
-                    crate::print!("-");
-                }
-                crate::println!();
+        let Some(c) = &f.counters else {
+            crate::println!("{MARKER} {FORMAT} name={name} exits=- vmreads=- vmwrites=-");
+            return;
+        };
+        crate::println!(
+            "{MARKER} {FORMAT} name={name} exits={} vmreads={} vmwrites={}",
+            c.total_exits(),
+            c.vmreads,
+            c.vmwrites
+        );
+        // Four `reason:count` pairs per line keep every line far below 160 bytes.
+        let mut on_line = 0;
+        for (reason, &n) in c.exits.iter().enumerate().take(PERF_EXIT_SLOTS) {
+            if n == 0 {
+                continue;
             }
-            None => crate::println!(" exits=- vmreads=- vmwrites=- reasons=-"),
+            if on_line == 0 {
+                crate::print!("{MARKER} {FORMAT} name={name} reasons={reason}:{n}");
+            } else {
+                crate::print!(",{reason}:{n}");
+            }
+            on_line += 1;
+            if on_line == 4 {
+                crate::println!();
+                on_line = 0;
+            }
+        }
+        if on_line != 0 {
+            crate::println!();
         }
     }
 }

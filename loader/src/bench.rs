@@ -140,32 +140,24 @@ impl Figure {
     }
 }
 
-fn field<'a>(kv: &BTreeMap<&str, &'a str>, k: &str) -> Result<&'a str, String> {
-    kv.get(k).copied().ok_or_else(|| format!("no {k}="))
-}
-
-fn int(kv: &BTreeMap<&str, &str>, k: &str) -> Result<u64, String> {
-    let v = field(kv, k)?;
-    v.parse::<u64>()
-        .map_err(|_| format!("{k}={v:?} is not a number"))
-}
-
-fn counter(kv: &BTreeMap<&str, &str>, k: &str) -> Result<Option<f64>, String> {
-    match field(kv, k)? {
-        "-" => Ok(None),
-        _ => Ok(Some(int(kv, k)? as f64)),
-    }
+/// What one `KEEL-BENCH` line says about its figure.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LineBody {
+    /// `missing=<why>`.
+    Missing(String),
+    /// `key=value` fields (a figure's fields may be spread over several lines).
+    Fields(Vec<(String, String)>),
 }
 
 /// Parse one console line. `None` when it is not a figure line; `Some(Err)` when
 /// it is one but malformed (a guest bug the tool reports, not skips).
-pub fn parse_line(line: &str) -> Option<Result<(String, Measure), String>> {
+pub fn parse_line(line: &str) -> Option<Result<(String, LineBody), String>> {
     let at = line.find(MARKER)?;
     let rest = line[at + MARKER.len()..].trim();
     Some(parse_fields(rest))
 }
 
-fn parse_fields(rest: &str) -> Result<(String, Measure), String> {
+fn parse_fields(rest: &str) -> Result<(String, LineBody), String> {
     let (version, rest) = rest.split_once(' ').unwrap_or((rest, ""));
     if version != LINE_FORMAT {
         return Err(format!(
@@ -185,48 +177,121 @@ fn parse_fields(rest: &str) -> Result<(String, Measure), String> {
     let rest = rest.trim();
     // `missing=` takes the rest of the line, spaces and all.
     if let Some(why) = rest.strip_prefix("missing=") {
-        return Ok((name.to_string(), Measure::Missing(why.trim().to_string())));
+        return Ok((name.to_string(), LineBody::Missing(why.trim().to_string())));
     }
-    let mut kv = BTreeMap::new();
+    let mut fields = Vec::new();
     for word in rest.split_whitespace() {
         let (k, v) = word
             .split_once('=')
             .ok_or_else(|| format!("{word:?} is not key=value"))?;
-        kv.insert(k, v);
+        fields.push((k.to_string(), v.to_string()));
     }
-    let mut reasons = BTreeMap::new();
-    match field(&kv, "reasons")? {
-        "-" => {}
-        list => {
-            for pair in list.split(',') {
-                let (r, c) = pair
-                    .split_once(':')
-                    .and_then(|(r, c)| Some((r.parse::<u32>().ok()?, c.parse::<u64>().ok()?)))
-                    .ok_or_else(|| format!("bad reasons entry {pair:?}"))?;
-                reasons.insert(r, c as f64);
+    if fields.is_empty() {
+        return Err("no fields".into());
+    }
+    Ok((name.to_string(), LineBody::Fields(fields)))
+}
+
+/// A figure's fields, collected from its lines.
+#[derive(Default)]
+struct Collected {
+    missing: Option<String>,
+    fields: BTreeMap<String, String>,
+    reasons: BTreeMap<u32, f64>,
+}
+
+impl Collected {
+    fn add(&mut self, body: LineBody) -> Result<(), String> {
+        match body {
+            LineBody::Missing(why) => {
+                if self.missing.is_some() || !self.fields.is_empty() {
+                    return Err("reported twice".into());
+                }
+                self.missing = Some(why);
+            }
+            LineBody::Fields(fs) => {
+                if self.missing.is_some() {
+                    return Err("both measured and missing".into());
+                }
+                for (k, v) in fs {
+                    if k == "reasons" {
+                        for pair in v.split(',') {
+                            let (r, c) = pair
+                                .split_once(':')
+                                .and_then(|(r, c)| {
+                                    Some((r.parse::<u32>().ok()?, c.parse::<u64>().ok()?))
+                                })
+                                .ok_or_else(|| format!("bad reasons entry {pair:?}"))?;
+                            if self.reasons.insert(r, c as f64).is_some() {
+                                return Err(format!("exit reason {r} reported twice"));
+                            }
+                        }
+                    } else if self.fields.insert(k.clone(), v).is_some() {
+                        return Err(format!("{k}= reported twice"));
+                    }
+                }
             }
         }
+        Ok(())
     }
-    let m = Measured {
-        n: int(&kv, "n")?,
-        per: int(&kv, "per")?,
-        min: int(&kv, "min")? as f64,
-        p10: int(&kv, "p10")? as f64,
-        median: int(&kv, "median")? as f64,
-        p90: int(&kv, "p90")? as f64,
-        max: int(&kv, "max")? as f64,
-        exits: counter(&kv, "exits")?,
-        vmreads: counter(&kv, "vmreads")?,
-        vmwrites: counter(&kv, "vmwrites")?,
-        reasons,
-    };
-    if m.n == 0 || m.per == 0 {
-        return Err("n and per must be positive".into());
+
+    fn int(&self, k: &str) -> Result<u64, String> {
+        let v = self.fields.get(k).ok_or_else(|| format!("no {k}="))?;
+        v.parse::<u64>()
+            .map_err(|_| format!("{k}={v:?} is not a number"))
     }
-    if !(m.min <= m.p10 && m.p10 <= m.median && m.median <= m.p90 && m.p90 <= m.max) {
-        return Err("min <= p10 <= median <= p90 <= max does not hold".into());
+
+    /// A counter: absent or `-` is "no counters".
+    fn counter(&self, k: &str) -> Result<Option<f64>, String> {
+        match self.fields.get(k).map(String::as_str) {
+            None | Some("-") => Ok(None),
+            Some(_) => Ok(Some(self.int(k)? as f64)),
+        }
     }
-    Ok((name.to_string(), Measure::Measured(m)))
+
+    fn finish(self) -> Result<Measure, String> {
+        if let Some(why) = self.missing {
+            return Ok(Measure::Missing(why));
+        }
+        for k in self.fields.keys() {
+            if ![
+                "n", "per", "min", "p10", "median", "p90", "max", "exits", "vmreads", "vmwrites",
+            ]
+            .contains(&k.as_str())
+            {
+                return Err(format!("unknown field {k}="));
+            }
+        }
+        let m = Measured {
+            n: self.int("n")?,
+            per: self.int("per")?,
+            min: self.int("min")? as f64,
+            p10: self.int("p10")? as f64,
+            median: self.int("median")? as f64,
+            p90: self.int("p90")? as f64,
+            max: self.int("max")? as f64,
+            exits: self.counter("exits")?,
+            vmreads: self.counter("vmreads")?,
+            vmwrites: self.counter("vmwrites")?,
+            reasons: self.reasons,
+        };
+        if m.n == 0 || m.per == 0 {
+            return Err("n and per must be positive".into());
+        }
+        if !(m.min <= m.p10 && m.p10 <= m.median && m.median <= m.p90 && m.p90 <= m.max) {
+            return Err("min <= p10 <= median <= p90 <= max does not hold".into());
+        }
+        Ok(Measure::Measured(m))
+    }
+}
+
+/// Parse the figure lines of one figure (for tests and simple callers).
+pub fn parse_figure(lines: &[&str]) -> Result<(String, Measure), String> {
+    let figs = parse_console("-", &lines.join("\n"))?;
+    match figs.as_slice() {
+        [f] => Ok((f.name.clone(), f.measure.clone())),
+        _ => Err(format!("{} figures, not one", figs.len())),
+    }
 }
 
 /// The marker of the older, human-oriented figure line some bench programs print
@@ -303,18 +368,44 @@ pub fn parse_legacy_line(line: &str) -> Option<Result<(String, Measure), String>
     })
 }
 
-/// Every figure a program printed on `console`. A malformed line or a name
-/// reported twice is an error naming the program.
+/// Every figure a program printed on `console`, in the order first reported. A
+/// malformed line, a field reported twice or an incomplete figure is an error
+/// naming the program.
 pub fn parse_console(program: &str, console: &str) -> Result<Vec<Figure>, String> {
-    let mut figures: Vec<Figure> = Vec::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut collected: BTreeMap<String, Collected> = BTreeMap::new();
+    let mut legacy: Vec<(String, Measure)> = Vec::new();
     for line in crate::console::lines(console) {
-        let Some(parsed) = parse_line(line).or_else(|| parse_legacy_line(line)) else {
-            continue;
-        };
-        let (name, measure) = parsed.map_err(|e| format!("{program}: {e} in {line:?}"))?;
+        if let Some(parsed) = parse_line(line) {
+            let (name, body) = parsed.map_err(|e| format!("{program}: {e} in {line:?}"))?;
+            if !collected.contains_key(&name) {
+                order.push(name.clone());
+            }
+            collected
+                .entry(name.clone())
+                .or_default()
+                .add(body)
+                .map_err(|e| format!("{program}: figure {name}: {e}"))?;
+        } else if let Some(parsed) = parse_legacy_line(line) {
+            let (name, m) = parsed.map_err(|e| format!("{program}: {e} in {line:?}"))?;
+            order.push(name.clone());
+            legacy.push((name, m));
+        }
+    }
+    let mut figures: Vec<Figure> = Vec::new();
+    for name in order {
         if figures.iter().any(|f| f.name == name) {
             return Err(format!("{program}: figure {name} reported twice"));
         }
+        let measure = match collected.remove(&name) {
+            Some(c) => c
+                .finish()
+                .map_err(|e| format!("{program}: figure {name}: {e}"))?,
+            None => match legacy.iter().position(|(n, _)| *n == name) {
+                Some(i) => legacy.remove(i).1,
+                None => return Err(format!("{program}: figure {name} reported twice")),
+            },
+        };
         figures.push(Figure {
             program: program.to_string(),
             name,
@@ -469,6 +560,9 @@ fn num(v: f64) -> String {
         format!("{v:.0}")
     } else if v.abs() >= 100.0 {
         format!("{v:.1}")
+    } else if v.abs() < 0.1 {
+        // One exit per 512-entry batch is 0.00195 per entry: keep it visible.
+        format!("{v:.4}")
     } else {
         format!("{v:.2}")
     }
@@ -982,7 +1076,7 @@ pub fn keep_figure(f: &Figure, patterns: &[String]) -> bool {
 mod tests {
     use super::*;
 
-    const LINE: &str = "(d1) KEEL-BENCH v1 name=xen_version n=1000 per=1 min=170 p10=171 median=174 p90=180 max=300 exits=1000 vmreads=3000 vmwrites=1000 reasons=18:1000";
+    const LINE: &str = "(d1) KEEL-BENCH v1 name=xen_version n=1000 per=1 min=170 p10=171 median=174 p90=180 max=300\r\n(d1) KEEL-BENCH v1 name=xen_version exits=1000 vmreads=3000 vmwrites=1000\r\n(d1) KEEL-BENCH v1 name=xen_version reasons=18:990,0:5\n(d1) KEEL-BENCH v1 name=xen_version reasons=30:5\n";
 
     fn measured(median: f64, exits: f64, vmcs: f64) -> Measure {
         Measure::Measured(Measured {
@@ -1025,33 +1119,45 @@ mod tests {
     }
 
     #[test]
-    fn parses_a_figure_line() {
-        let (name, m) = parse_line(LINE).unwrap().unwrap();
-        assert_eq!(name, "xen_version");
-        let Measure::Measured(m) = m else { panic!() };
+    fn parses_a_figure_from_its_lines() {
+        let figs = parse_console("bench_hypercalls", LINE).unwrap();
+        assert_eq!(figs.len(), 1);
+        assert_eq!(figs[0].key(), "bench_hypercalls/xen_version");
+        let m = figs[0].measured().unwrap();
         assert_eq!((m.n, m.per, m.median, m.max), (1000, 1, 174.0, 300.0));
         assert_eq!(m.exits_per_op(), Some(1.0));
         assert_eq!(m.vmcs_per_op(), Some(4.0));
         assert_eq!(m.vmcs_per_exit(), Some(4.0));
-        assert_eq!(m.reasons.get(&18), Some(&1000.0));
+        assert_eq!(
+            m.reasons,
+            BTreeMap::from([(0, 5.0), (18, 990.0), (30, 5.0)])
+        );
         assert_eq!(m.cost(), 174.0);
+        // Lines of other figures may come in between.
+        let (name, _) = parse_figure(&[
+            "KEEL-BENCH v1 name=a n=1 per=1 min=1 p10=1 median=1 p90=1 max=1",
+            "KEEL-BENCH v1 name=a exits=- vmreads=- vmwrites=-",
+        ])
+        .unwrap();
+        assert_eq!(name, "a");
     }
 
     #[test]
-    fn parses_missing_and_counterless_lines() {
-        let (name, m) = parse_line(
+    fn parses_missing_and_counterless_figures() {
+        let (name, m) = parse_figure(&[
             "(d1) KEEL-BENCH v1 name=multicall_16 missing=multicall returned -38 (ENOSYS)",
-        )
-        .unwrap()
+        ])
         .unwrap();
         assert_eq!(name, "multicall_16");
         assert_eq!(
             m,
             Measure::Missing("multicall returned -38 (ENOSYS)".into())
         );
-        let (_, m) = parse_line("KEEL-BENCH v1 name=mmu_update_512 n=10 per=512 min=51200 p10=51200 median=51200 p90=51200 max=51200 exits=- vmreads=- vmwrites=- reasons=-")
-            .unwrap()
-            .unwrap();
+        let (_, m) = parse_figure(&[
+            "KEEL-BENCH v1 name=mmu_update_512 n=10 per=512 min=51200 p10=51200 median=51200 p90=51200 max=51200",
+            "KEEL-BENCH v1 name=mmu_update_512 exits=- vmreads=- vmwrites=-",
+        ])
+        .unwrap();
         let Measure::Measured(m) = m else { panic!() };
         assert_eq!(m.cost(), 100.0);
         assert_eq!(m.exits_per_op(), None);
@@ -1059,25 +1165,40 @@ mod tests {
     }
 
     #[test]
-    fn rejects_malformed_lines_and_ignores_others() {
+    fn rejects_malformed_figures_and_ignores_other_lines() {
         assert!(parse_line("(d1) hello").is_none());
         for bad in [
             "KEEL-BENCH v2 name=x n=1",
             "KEEL-BENCH v1 n=1",
-            "KEEL-BENCH v1 name=Bad n=1 per=1 min=1 p10=1 median=1 p90=1 max=1 exits=- vmreads=- vmwrites=- reasons=-",
-            "KEEL-BENCH v1 name=x n=1 per=1 min=1 p10=1 median=1 p90=1 exits=- vmreads=- vmwrites=- reasons=-",
-            "KEEL-BENCH v1 name=x n=1 per=0 min=1 p10=1 median=1 p90=1 max=1 exits=- vmreads=- vmwrites=- reasons=-",
-            "KEEL-BENCH v1 name=x n=1 per=1 min=5 p10=1 median=1 p90=1 max=1 exits=- vmreads=- vmwrites=- reasons=-",
-            "KEEL-BENCH v1 name=x n=1 per=1 min=1 p10=1 median=1 p90=1 max=1 exits=- vmreads=- vmwrites=- reasons=18",
-            "KEEL-BENCH v1 name=x n=1 per=1 min=1 p10=1 median=x p90=1 max=1 exits=- vmreads=- vmwrites=- reasons=-",
+            "KEEL-BENCH v1 name=x",
+            "KEEL-BENCH v1 name=Bad n=1 per=1 min=1 p10=1 median=1 p90=1 max=1",
+            "KEEL-BENCH v1 name=x n=1 per=1 min=1 p10=1 median=1 p90=1 max=1 junk",
         ] {
             assert!(parse_line(bad).unwrap().is_err(), "{bad}");
+        }
+        let full = "KEEL-BENCH v1 name=x n=1 per=1 min=1 p10=1 median=1 p90=1 max=1";
+        for bad in [
+            // max missing
+            vec!["KEEL-BENCH v1 name=x n=1 per=1 min=1 p10=1 median=1 p90=1"],
+            vec!["KEEL-BENCH v1 name=x n=1 per=0 min=1 p10=1 median=1 p90=1 max=1"],
+            vec!["KEEL-BENCH v1 name=x n=1 per=1 min=5 p10=1 median=1 p90=1 max=1"],
+            vec!["KEEL-BENCH v1 name=x n=1 per=1 min=1 p10=1 median=x p90=1 max=1"],
+            vec![full, "KEEL-BENCH v1 name=x reasons=18"],
+            vec![
+                full,
+                "KEEL-BENCH v1 name=x reasons=18:1",
+                "KEEL-BENCH v1 name=x reasons=18:1",
+            ],
+            vec![full, "KEEL-BENCH v1 name=x median=2"],
+            vec![full, "KEEL-BENCH v1 name=x colour=blue"],
+            vec![full, "KEEL-BENCH v1 name=x missing=no"],
+        ] {
+            assert!(parse_figure(&bad).is_err(), "{bad:?}");
         }
         let twice = format!("{LINE}\n{LINE}\n");
         assert!(parse_console("p", &twice).unwrap_err().contains("twice"));
         let figs = parse_console("p", &format!("(d1) boot\r\n{LINE}\r\n")).unwrap();
         assert_eq!(figs.len(), 1);
-        assert_eq!(figs[0].key(), "p/xen_version");
     }
 
     #[test]

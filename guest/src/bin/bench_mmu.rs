@@ -8,6 +8,10 @@
 //! - the same 512 updates as direct stores, each trapped and emulated, per entry;
 //! - `MMUEXT_NEW_BASEPTR` and MOV to CR3 between two pinned L4s, per switch.
 //!
+//! Each figure is printed in the `cargo keel bench` line format
+//! (`keel_guest::bench`) with `per` set to the unit (tables, entries, switches),
+//! so the tool reports the cost, exits and VMCS accesses per unit.
+//!
 //! It fails if any measured operation fails (the number would measure an error
 //! path).
 #![no_std]
@@ -18,34 +22,17 @@ mod mmu_util;
 
 use keel_guest::abi::guest::mmu_update;
 use keel_guest::abi::mmu::{MmuUpdate, MMUEXT_NEW_BASEPTR};
+use keel_guest::bench::Bench;
 use keel_guest::fault::Cr;
 use keel_guest::pagetable::{cr3_mfn, PTE_P, PTE_RW};
 use keel_guest::prelude::*;
 use keel_guest::start::pfn_to_mfn;
-use keel_guest::tsc::{self, Stats};
 use mmu_util::*;
 
 keel_guest::test! {
     title: "Benchmark: pinning 4 MiB, 512-entry mmu_update, 512 emulated PTE stores, NEW_BASEPTR",
     category: Bench,
     main: test_main,
-}
-
-fn report(name: &str, s: Option<Stats>, per: u64, unit: &str) {
-    match s {
-        Some(s) => {
-            println!(
-                "bench {name:<34} median {:>9} min {:>9} max {:>9} ticks (n={}); {:>6} ticks per {unit}",
-                s.median,
-                s.min,
-                s.max,
-                s.count,
-                s.median / per.max(1)
-            );
-            check!(s.min > 0, "{name}: measured 0 ticks");
-        }
-        None => keel_guest::error!("{name}: no samples"),
-    }
 }
 
 fn test_main() {
@@ -91,30 +78,45 @@ fn test_main() {
     count(fill(&l3, 0, entry(l2.mfn, PTE_P | PTE_RW)));
     count(fill(&l4, 0, entry(l3.mfn, PTE_P | PTE_RW)));
 
-    // 1. Pin (validating 5 tables, 1027 entries) and unpin (devalidating).
-    let mut samples = [0u64; 16];
-    let mut unpin_samples = [0u64; 16];
-    for k in 0..samples.len() {
-        let t0 = tsc::rdtsc_ordered();
+    let mut bench = Bench::new();
+
+    // 1. Pin (validating 5 tables, 1027 entries) and unpin (devalidating): each
+    //    measured from the state the other leaves.
+    let pinned = core::cell::Cell::new(false);
+    let do_pin = || {
         count(pin(4, l4.mfn));
-        let t1 = tsc::rdtsc_ordered();
+        pinned.set(true);
+    };
+    let do_unpin = || {
         count(unpin(l4.mfn));
-        let t2 = tsc::rdtsc_ordered();
-        samples[k] = t1 - t0;
-        unpin_samples[k] = t2 - t1;
+        pinned.set(false);
+    };
+    let mut samples = [0u64; 16];
+    bench.measure_with_setup(
+        "pin_l4_4mib_5_tables",
+        5,
+        &mut samples,
+        || {
+            if pinned.get() {
+                do_unpin()
+            }
+        },
+        do_pin,
+    );
+    bench.measure_with_setup(
+        "unpin_l4_4mib_5_tables",
+        5,
+        &mut samples,
+        || {
+            if !pinned.get() {
+                do_pin()
+            }
+        },
+        do_unpin,
+    );
+    if pinned.get() {
+        do_unpin();
     }
-    report(
-        "pin L4 of a 4 MiB space (5 tables)",
-        Stats::of(&mut samples),
-        5,
-        "table",
-    );
-    report(
-        "unpin it (devalidate 5 tables)",
-        Stats::of(&mut unpin_samples),
-        5,
-        "table",
-    );
 
     // 2. 512 updates in one mmu_update, on a pinned L1.
     let u = table_frame();
@@ -131,92 +133,76 @@ fn test_main() {
             val: 0,
         };
     }
-    let mut s_set = [0u64; 16];
-    let mut s_clear = [0u64; 16];
-    for k in 0..s_set.len() {
-        let t0 = tsc::rdtsc_ordered();
-        let (d1, r1) = mmu_update(&set);
-        let t1 = tsc::rdtsc_ordered();
-        let (d2, r2) = mmu_update(&clear);
-        let t2 = tsc::rdtsc_ordered();
-        count(r1);
-        count(r2);
-        if d1 != 512 || d2 != 512 {
+    let batch = |reqs: &[MmuUpdate]| {
+        let (d, r) = mmu_update(reqs);
+        count(r);
+        if d != 512 {
             fail();
         }
-        s_set[k] = t1 - t0;
-        s_clear[k] = t2 - t1;
-    }
-    report(
-        "mmu_update 512 entries (install)",
-        Stats::of(&mut s_set),
+    };
+    bench.measure_with_setup(
+        "mmu_update_512_install",
         512,
-        "entry",
+        &mut samples,
+        || batch(&clear),
+        || batch(&set),
     );
-    report(
-        "mmu_update 512 entries (remove)",
-        Stats::of(&mut s_clear),
+    bench.measure_with_setup(
+        "mmu_update_512_remove",
         512,
-        "entry",
+        &mut samples,
+        || batch(&set),
+        || batch(&clear),
     );
+    batch(&clear);
 
     // 3. The same, as direct stores through the read-only mapping (each one a #PF
     // exit, decoded, validated and emulated).
-    let mut e_set = [0u64; 8];
-    let mut e_clear = [0u64; 8];
-    for k in 0..e_set.len() {
-        let t0 = tsc::rdtsc_ordered();
+    let stores = |install: bool| {
         for (j, m) in mfns.iter().take(512).enumerate() {
-            if fault::write_u64(GuestVirt(u.va.0 + 8 * j as u64), entry(*m, PTE_P)).is_err() {
+            let v = if install { entry(*m, PTE_P) } else { 0 };
+            if fault::write_u64(GuestVirt(u.va.0 + 8 * j as u64), v).is_err() {
                 fail();
             }
         }
-        let t1 = tsc::rdtsc_ordered();
-        for j in 0..512 {
-            if fault::write_u64(GuestVirt(u.va.0 + 8 * j as u64), 0).is_err() {
-                fail();
-            }
-        }
-        let t2 = tsc::rdtsc_ordered();
-        e_set[k] = t1 - t0;
-        e_clear[k] = t2 - t1;
-    }
-    report(
-        "512 emulated PTE stores (install)",
-        Stats::of(&mut e_set),
+    };
+    let mut few = [0u64; 8];
+    bench.measure_with_setup(
+        "pte_store_512_install",
         512,
-        "entry",
+        &mut few,
+        || stores(false),
+        || stores(true),
     );
-    report(
-        "512 emulated PTE stores (remove)",
-        Stats::of(&mut e_clear),
+    bench.measure_with_setup(
+        "pte_store_512_remove",
         512,
-        "entry",
+        &mut few,
+        || stores(true),
+        || stores(false),
     );
+    stores(false);
     count(unpin(u.mfn));
 
     // 4. Switching between two pinned L4s.
     let orig = cr3_mfn();
     let copy = copy_of_l4();
     count(pin(4, copy.mfn));
-    let mut s_base = [0u64; 64];
-    let r = tsc::measure(&mut s_base, || {
+    let mut s_switch = [0u64; 64];
+    bench.measure("new_baseptr_switch", 2, &mut s_switch, || {
         let a = ext(MMUEXT_NEW_BASEPTR, copy.mfn);
         let b = ext(MMUEXT_NEW_BASEPTR, orig);
         if a.is_err() || b.is_err() {
             fail();
         }
     });
-    report("NEW_BASEPTR (there and back)", r, 2, "switch");
-    let mut s_cr3 = [0u64; 64];
-    let r = tsc::measure(&mut s_cr3, || {
+    bench.measure("mov_cr3_switch", 2, &mut s_switch, || {
         let a = fault::write_cr(Cr::Cr3, copy.mfn.0 << 12);
         let b = fault::write_cr(Cr::Cr3, orig.0 << 12);
         if a.is_err() || b.is_err() {
             fail();
         }
     });
-    report("MOV CR3 (there and back)", r, 2, "switch");
     count(unpin(copy.mfn));
     check_eq!(cr3_mfn(), orig, "CR3 at the end");
     check_eq!(errors.get(), 0, "failed operations while measuring");
