@@ -114,7 +114,11 @@ impl core::fmt::Debug for Row {
 }
 
 /// Every implemented hypercall sub-command. Anything else is `-ENOSYS`.
-pub static TABLE: &[Row] = &[
+pub static TABLE: &[Row] = ROWS;
+
+/// The rows, as a constant so that [`INDEX`] can be computed from them at
+/// compile time.
+const ROWS: &[Row] = &[
     Row {
         nr: Hypercall::CONSOLE_IO,
         sub: CONSOLEIO_WRITE,
@@ -314,9 +318,50 @@ pub static TABLE: &[Row] = &[
     },
 ];
 
+/// Hypercall numbers covered by [`INDEX`]: Xen's hypercall page has 64 slots.
+const INDEXED: usize = 64;
+
+/// For each hypercall number below [`INDEXED`], the span of [`ROWS`] holding its
+/// rows (`start..end`, empty when it has none), computed at compile time.
+///
+/// Why: every hypercall is looked up on every call, and a scan of the whole
+/// table made each call pay for every row before its own (and an `-ENOSYS`
+/// answer for all of them): the cost grew with each hypercall added (issue 8
+/// measures it: `bench_exits/enosys`). With the span, a call scans only its own
+/// number's rows, and an unimplemented number none.
+static INDEX: [(u8, u8); INDEXED] = index(ROWS);
+
+const fn index(rows: &[Row]) -> [(u8, u8); INDEXED] {
+    assert!(
+        rows.len() <= u8::MAX as usize,
+        "the index holds row numbers in a u8"
+    );
+    let mut idx = [(0u8, 0u8); INDEXED];
+    let mut i = 0;
+    while i < rows.len() {
+        let nr = rows[i].nr.0;
+        assert!(
+            (nr as usize) < INDEXED,
+            "a row's hypercall number is past the index"
+        );
+        let (start, end) = idx[nr as usize];
+        idx[nr as usize] = if start == end {
+            (i as u8, i as u8 + 1)
+        } else {
+            // Rows of one number need not be adjacent: the span covers them all,
+            // and `lookup` still compares the number.
+            (start, i as u8 + 1)
+        };
+        i += 1;
+    }
+    idx
+}
+
 /// The row for `nr` / `sub`, if implemented.
 pub fn lookup(nr: u64, sub: u64) -> Option<&'static Row> {
+    let &(start, end) = INDEX.get(usize::try_from(nr).ok()?)?;
     TABLE
+        .get(usize::from(start)..usize::from(end))?
         .iter()
         .find(|r| r.nr.0 == nr && (r.whole || r.sub == sub))
 }

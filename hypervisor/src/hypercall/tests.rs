@@ -698,3 +698,25 @@ mod mmu {
         );
     }
 }
+
+/// The compile-time index finds exactly what a scan of the whole table finds,
+/// for every number (including ones far past the index) and sub-command.
+#[test]
+fn indexed_lookup_equals_a_full_scan() {
+    let scan = |nr: u64, sub: u64| {
+        TABLE
+            .iter()
+            .find(|r| r.nr.0 == nr && (r.whole || r.sub == sub))
+            .map(|r| r.name)
+    };
+    let subs: std::vec::Vec<u64> = TABLE
+        .iter()
+        .map(|r| r.sub)
+        .chain([0, 1, 2, 99, u64::MAX])
+        .collect();
+    for nr in (0..80).chain([u64::from(u32::MAX), u64::MAX, 0x4b45_454c]) {
+        for &sub in &subs {
+            assert_eq!(lookup(nr, sub).map(|r| r.name), scan(nr, sub), "{nr}/{sub}");
+        }
+    }
+}
