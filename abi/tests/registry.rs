@@ -29,6 +29,10 @@ const NOT_REGISTERED: &[(&str, &str)] = &[
         "V0_1",
         "AbiVersion::V0_1: the `abi-version` line and every `since=`",
     ),
+    (
+        "V0_2",
+        "AbiVersion::V0_2: the `abi-version` line and every `since=`",
+    ),
     ("CURRENT", "AbiVersion::CURRENT: the `abi-version` line"),
     (
         "EXTRAVERSION",
