@@ -19,12 +19,24 @@
 
 use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::domain::Domain;
+use crate::event::EventState;
 use crate::guest_mem::{self, Access};
 use crate::mem::{Console, PhysMem};
 use keel_abi::console::{CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
+use keel_abi::event::{
+    EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
+    EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK, HVMOP_SET_PARAM,
+};
 use keel_abi::hypercall::Hypercall;
 pub use keel_abi::hypercall::HypercallArgs;
-use keel_abi::sched::{shutdown_reason_name, SchedShutdown, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD};
+use keel_abi::sched::{
+    shutdown_reason_name, SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN,
+    SCHEDOP_YIELD,
+};
+use keel_abi::time::{
+    VCPUOP_SET_PERIODIC_TIMER, VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER,
+    VCPUOP_STOP_SINGLESHOT_TIMER,
+};
 use keel_abi::version::{
     features, AbiVersion, XenFeatureInfo, EXTRAVERSION, XENVER_EXTRAVERSION, XENVER_GET_FEATURES,
     XENVER_PAGESIZE, XENVER_VERSION,
@@ -40,6 +52,9 @@ pub enum Outcome {
     /// unknown reasons are refused with `-EINVAL`). Its partial console line has
     /// been flushed.
     Shutdown(u32),
+    /// Put 0 in RAX, move past the VMCALL, and block the vCPU until what
+    /// `EventState::blocked` describes (`SCHEDOP_block`, `SCHEDOP_poll`).
+    Block,
 }
 
 impl Outcome {
@@ -63,6 +78,10 @@ pub struct HypercallCtx<'a, M: PhysMem + ?Sized, C: Console + ?Sized> {
     /// bits 12..51 of the VMCS guest CR3 (dropping PWT/PCD/PCID). Guest pointers
     /// are translated through the tables rooted here.
     pub cr3: Mfn,
+    /// The domain's event channels, timers and clock.
+    pub ev: &'a mut EventState,
+    /// The TSC when the exit happened (system time for timer hypercalls).
+    pub tsc: u64,
 }
 
 /// The context handlers see: type-erased so that the table can be a `static`.
@@ -160,11 +179,149 @@ pub static TABLE: &[Row] = &[
               does not return; -EFAULT, or -EINVAL for an unknown reason",
         handler: sched_shutdown,
     },
+    Row {
+        nr: Hypercall::SCHED_OP,
+        sub: SCHEDOP_BLOCK,
+        name: "sched_op / SCHEDOP_block",
+        since: AbiVersion::V0_2,
+        doc: "sched_op(SCHEDOP_block, _): clears evtchn_upcall_mask and blocks until an event needs delivery (0 at once if one does); a vCPU that could never wake is killed",
+        handler: events::sched_block,
+    },
+    Row {
+        nr: Hypercall::SCHED_OP,
+        sub: SCHEDOP_POLL,
+        name: "sched_op / SCHEDOP_poll",
+        since: AbiVersion::V0_2,
+        doc: "sched_op(SCHEDOP_poll, sched_poll*): blocks until a listed port is pending, an event needs delivery or the timeout; 0, -EFAULT, -EINVAL (> 128 ports, bad port)",
+        handler: events::sched_poll,
+    },
+    Row {
+        nr: Hypercall::SET_TIMER_OP,
+        sub: 0,
+        name: "set_timer_op / set_timer_op",
+        since: AbiVersion::V0_2,
+        doc: "set_timer_op(timeout_ns): arms the single-shot timer (absolute system time; 0 stops it; a past deadline fires at once); 0",
+        handler: events::set_timer_op,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_BIND_VIRQ,
+        name: "event_channel_op / EVTCHNOP_bind_virq",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_bind_virq, arg*): bind a VIRQ: 0 and port, -EINVAL, -ENOENT, -EEXIST, -ENOSPC, -EFAULT",
+        handler: events::evtchn_bind_virq,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_CLOSE,
+        name: "event_channel_op / EVTCHNOP_close",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_close, arg*): close a port: 0, -EINVAL, -EFAULT",
+        handler: events::evtchn_close,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_SEND,
+        name: "event_channel_op / EVTCHNOP_send",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_send, arg*): send on an IPI (pending) or unbound (dropped) port: 0, -EINVAL, -EFAULT",
+        handler: events::evtchn_send,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_STATUS,
+        name: "event_channel_op / EVTCHNOP_status",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_status, arg*): port status: 0, -ESRCH, -EINVAL, -EFAULT",
+        handler: events::evtchn_status,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_ALLOC_UNBOUND,
+        name: "event_channel_op / EVTCHNOP_alloc_unbound",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_alloc_unbound, arg*): unbound port for DOMID_SELF: 0 and port, -ESRCH, -ENOSPC, -EFAULT",
+        handler: events::evtchn_alloc_unbound,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_BIND_IPI,
+        name: "event_channel_op / EVTCHNOP_bind_ipi",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_bind_ipi, arg*): IPI port: 0 and port, -ENOENT, -ENOSPC, -EFAULT",
+        handler: events::evtchn_bind_ipi,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_BIND_VCPU,
+        name: "event_channel_op / EVTCHNOP_bind_vcpu",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_bind_vcpu, arg*): notify vCPU: 0, -ENOENT, -EINVAL, -EFAULT",
+        handler: events::evtchn_bind_vcpu,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_UNMASK,
+        name: "event_channel_op / EVTCHNOP_unmask",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_unmask, arg*): clear the mask, re-deliver if pending: 0, -EINVAL, -EFAULT",
+        handler: events::evtchn_unmask,
+    },
+    Row {
+        nr: Hypercall::VCPU_OP,
+        sub: VCPUOP_SET_PERIODIC_TIMER,
+        name: "vcpu_op / VCPUOP_set_periodic_timer",
+        since: AbiVersion::V0_2,
+        doc: "vcpu_op(VCPUOP_set_periodic_timer, vcpu, arg*): VIRQ_TIMER every period_ns (>= 1 ms, else -EINVAL); -ENOENT for a vCPU but 0; -EFAULT",
+        handler: events::vcpu_set_periodic,
+    },
+    Row {
+        nr: Hypercall::VCPU_OP,
+        sub: VCPUOP_STOP_PERIODIC_TIMER,
+        name: "vcpu_op / VCPUOP_stop_periodic_timer",
+        since: AbiVersion::V0_2,
+        doc: "vcpu_op(VCPUOP_stop_periodic_timer, vcpu, arg*): stop the periodic timer; -ENOENT",
+        handler: events::vcpu_stop_periodic,
+    },
+    Row {
+        nr: Hypercall::VCPU_OP,
+        sub: VCPUOP_SET_SINGLESHOT_TIMER,
+        name: "vcpu_op / VCPUOP_set_singleshot_timer",
+        since: AbiVersion::V0_2,
+        doc: "vcpu_op(VCPUOP_set_singleshot_timer, vcpu, arg*): single-shot deadline (absolute ns); -ETIME if VCPU_SSHOTTMR_future and past; -ENOENT; -EFAULT",
+        handler: events::vcpu_set_singleshot,
+    },
+    Row {
+        nr: Hypercall::VCPU_OP,
+        sub: VCPUOP_STOP_SINGLESHOT_TIMER,
+        name: "vcpu_op / VCPUOP_stop_singleshot_timer",
+        since: AbiVersion::V0_2,
+        doc: "vcpu_op(VCPUOP_stop_singleshot_timer, vcpu, arg*): stop the single-shot timer; -ENOENT",
+        handler: events::vcpu_stop_singleshot,
+    },
+    Row {
+        nr: Hypercall::HVM_OP,
+        sub: HVMOP_SET_PARAM,
+        name: "hvm_op / HVMOP_set_param",
+        since: AbiVersion::V0_2,
+        doc: "hvm_op(HVMOP_set_param, xen_hvm_param*): HVM_PARAM_CALLBACK_IRQ of the vector type (vector >= 0x10) or 0; -ESRCH, -EINVAL, -EFAULT",
+        handler: events::hvm_set_param,
+    },
 ];
 
 /// The row for `nr` / `sub`, if implemented.
 pub fn lookup(nr: u64, sub: u64) -> Option<&'static Row> {
     TABLE.iter().find(|r| r.nr.0 == nr && r.sub == sub)
+}
+
+/// The sub-command of a call: the first argument, except for hypercalls that
+/// have none (`set_timer_op(timeout)`: its table row is sub-command 0).
+pub fn sub_command(args: &HypercallArgs) -> u64 {
+    if args.nr == Hypercall::SET_TIMER_OP.0 {
+        0
+    } else {
+        args.args[0]
+    }
 }
 
 /// Handle one hypercall from `ctx.dom`. Counts it, looks it up, runs it.
@@ -173,7 +330,7 @@ pub fn dispatch<M: PhysMem, C: Console>(
     args: HypercallArgs,
 ) -> Outcome {
     ctx.dom.count_hypercall(args.nr);
-    let Some(row) = lookup(args.nr, args.args[0]) else {
+    let Some(row) = lookup(args.nr, sub_command(&args)) else {
         return Outcome::err(Errno::ENOSYS);
     };
     let mut dyn_ctx: DynCtx<'_> = HypercallCtx {
@@ -181,6 +338,8 @@ pub fn dispatch<M: PhysMem, C: Console>(
         mem: &mut *ctx.mem,
         console: &mut *ctx.console,
         cr3: ctx.cr3,
+        ev: &mut *ctx.ev,
+        tsc: ctx.tsc,
     };
     (row.handler)(&mut dyn_ctx, &args)
 }
@@ -304,5 +463,9 @@ fn sched_shutdown(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
     Outcome::Shutdown(reason)
 }
 
+mod events;
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_events;

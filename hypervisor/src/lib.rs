@@ -11,7 +11,8 @@
 //! 7. `elf.rs`, `domain/`: parsing a guest image and building a direct-paging domain.
 //! 8. `guest_mem.rs`: every access to guest memory, checked.
 //! 9. `hypercall.rs`: the hypercall table.
-//! 10. `vmx/hw.rs`, `vmx/exit.rs`: VMXON, the VMCS, the VM-exit path.
+//! 10. `time.rs`, `event/`: system time, event channels, timers, the shared_info page.
+//! 11. `vmx/hw.rs`, `vmx/exit.rs`: VMXON, the VMCS, the VM-exit path.
 //!
 //! Policy code (everything but `arch` and `vmx::hw`) is safe Rust and builds and is
 //! tested on the host. `unsafe` and assembly live only in `arch` and `vmx::hw`.
@@ -27,5 +28,7 @@ pub mod vmx;
 
 pub mod domain;
 pub mod elf;
+pub mod event;
 pub mod guest_mem;
 pub mod hypercall;
+pub mod time;
