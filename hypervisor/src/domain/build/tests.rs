@@ -334,7 +334,10 @@ fn refusals() {
     );
     assert_eq!(
         std::format!("{e}"),
-        "guest needs ABI 0.3, this hypervisor implements 0.1"
+        std::format!(
+            "guest needs ABI 0.3, this hypervisor implements {}",
+            AbiVersion::CURRENT
+        )
     );
     assert_eq!(e.exit_status(), ExitStatus::BadGuestImage);
     let major = build_elf(
