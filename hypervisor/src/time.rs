@@ -87,7 +87,38 @@ impl Clock {
     /// The first TSC value at which system time is at least `ns` (so a timer
     /// programmed for it cannot fire early).
     pub fn tsc_at(&self, ns: u64) -> u64 {
-        // Binary search for the least TSC with ns_at(t) >= ns: ns_at is monotonic.
+        // Invert the scale with the same numbers (one division), then step to
+        // the exact least TSC: the estimate is off by a tick or two at most.
+        let mul = u128::from(self.scale.mul.max(1));
+        let q = (u128::from(ns) << 32).div_ceil(mul);
+        let d = if self.scale.shift >= 0 {
+            q >> self.scale.shift
+        } else {
+            q << (-i32::from(self.scale.shift))
+        };
+        let mut t = self.tsc0.saturating_add(d.min(u128::from(u64::MAX)) as u64);
+        for _ in 0..16 {
+            if self.ns_at(t) >= ns {
+                break;
+            }
+            t = t.saturating_add(1);
+        }
+        for _ in 0..16 {
+            if t > self.tsc0 && self.ns_at(t - 1) >= ns {
+                t -= 1;
+            } else {
+                break;
+            }
+        }
+        if self.ns_at(t) >= ns && (t == self.tsc0 || self.ns_at(t - 1) < ns) {
+            return t;
+        }
+        self.tsc_at_slow(ns)
+    }
+
+    /// Binary search for the least TSC with `ns_at(t) >= ns` (the fallback of
+    /// [`Clock::tsc_at`]; `ns_at` is monotonic).
+    fn tsc_at_slow(&self, ns: u64) -> u64 {
         let approx = (u128::from(ns) * u128::from(self.hz) / u128::from(NS_PER_SEC))
             .min(u128::from(u64::MAX / 4)) as u64;
         let (mut lo, mut hi) = (

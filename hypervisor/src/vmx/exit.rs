@@ -775,10 +775,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// when no timer is armed and no upcall is wanted: the VMCALL fast path keeps
     /// its four accesses.
     fn before_entry(&mut self) {
-        let deadline = self.ev.timers.next_deadline();
-        let mut tsc = 0;
-        if deadline.is_some() {
-            tsc = crate::arch::timer::rdtsc();
+        if self.ev.timers.next_deadline().is_some() {
+            let tsc = crate::arch::timer::rdtsc();
             self.ev.expire_timers(&*self.dom, &mut *self.mem, tsc);
         }
         match self.ev.upcall_wanted(&*self.dom, &mut *self.mem) {
@@ -802,9 +800,9 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let Some(rate) = self.preempt else { return };
         match self.ev.wake_deadline_tsc() {
             Some(d) => {
-                if tsc == 0 {
-                    tsc = crate::arch::timer::rdtsc();
-                }
+                // Read the TSC as late as possible: the timer counts from the
+                // entry, so every tick spent after this read makes it late.
+                let tsc = crate::arch::timer::rdtsc();
                 let ticks = d.saturating_sub(tsc);
                 // Round up: the exit must not come before the deadline (it would
                 // only cost one more exit, but keep it exact).
