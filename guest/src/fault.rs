@@ -324,9 +324,32 @@ pub enum Insn {
     Icebp,
     /// `FNOP`: an x87 instruction, `#NM` while CR0.TS is set.
     Fnop,
+    /// `MONITOR` (RAX = a stack address, ECX = EDX = 0).
+    Monitor,
+    /// `MWAIT` (EAX = ECX = 0).
+    Mwait,
+    /// `RDTSCP`.
+    Rdtscp,
     /// A load through RSP plus a non-canonical offset: `#SS(0)` (not `#GP`: the
     /// stack segment is the one addressed).
     StackNonCanonical,
+}
+
+/// `XSETBV`: load XCR `xcr` (0 is XCR0) with `value`.
+pub fn xsetbv(xcr: u32, value: u64) -> Result<(), Fault> {
+    result(arch::probe_xsetbv(xcr, value))
+}
+
+/// `XGETBV`: read XCR `xcr`.
+pub fn xgetbv(xcr: u32) -> Result<u64, Fault> {
+    let (v, info) = arch::probe_xgetbv(xcr);
+    result(info).map(|_| v)
+}
+
+/// Write `value` to DR0 (or DR7) and read it back.
+pub fn write_read_dr(dr7: bool, value: u64) -> Result<u64, Fault> {
+    let (v, info) = arch::probe_dr(dr7, value);
+    result(info).map(|_| v)
 }
 
 /// Issue one of [`Insn`].

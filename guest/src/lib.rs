@@ -49,6 +49,7 @@ pub mod events;
 pub mod fault;
 pub mod note;
 pub mod pagetable;
+pub mod port;
 pub mod rand;
 pub mod report;
 pub mod start;

@@ -11,8 +11,10 @@
 //! 7. `elf.rs`, `domain/`: parsing a guest image and building a direct-paging domain.
 //! 8. `guest_mem.rs`: every access to guest memory, checked.
 //! 9. `hypercall.rs`: the hypercall table.
-//! 10. `time.rs`, `event/`: system time, event channels, timers, the shared_info page.
-//! 11. `vmx/hw.rs`, `vmx/exit.rs`: VMXON, the VMCS, the VM-exit path.
+//! 10. `cpuid.rs`, `msr.rs`, `io.rs`, `insns.rs`: the trap-and-emulate policy tables
+//!     (what CPUID, RDMSR/WRMSR, port I/O and other sensitive instructions do).
+//! 11. `time.rs`, `event/`: system time, event channels, timers, the shared_info page.
+//! 12. `vmx/hw.rs`, `vmx/exit.rs`: VMXON, the VMCS, the VM-exit path.
 //!
 //! Policy code (everything but `arch` and `vmx::hw`) is safe Rust and builds and is
 //! tested on the host. `unsafe` and assembly live only in `arch` and `vmx::hw`.
@@ -23,7 +25,10 @@ pub mod arch;
 pub mod boot_info;
 pub mod cpuid;
 pub mod frames;
+pub mod insns;
+pub mod io;
 pub mod mem;
+pub mod msr;
 pub mod vmx;
 
 pub mod domain;
@@ -32,3 +37,6 @@ pub mod event;
 pub mod guest_mem;
 pub mod hypercall;
 pub mod time;
+
+#[cfg(test)]
+mod policy_docs;

@@ -7,6 +7,10 @@
 //!    the frozen `keel-hypervisor.elf` of each released version must pass, by
 //!    detecting what that hypervisor lacks rather than failing.
 //!
+//! 3. the other half of the ELF note contract: a guest declaring a *newer* ABI
+//!    than the hypervisor's is refused before it runs, with a message naming
+//!    both versions and status 8 (bad guest image).
+//!
 //! Each boot must end with the hypervisor's `keel: power off, status 0` (which
 //! Bochs's exit code must confirm) and the guest's `Test result: SUCCESS`. A
 //! released version whose images are still pending (its `RELEASE.txt` says so)
@@ -45,8 +49,8 @@ fn frozen_versions(root: &Path) -> (Vec<(String, PathBuf)>, Vec<String>) {
     (frozen, pending)
 }
 
-/// Boot `guest` on `hypervisor` and require a clean pass.
-fn must_pass(what: &str, hypervisor: &Path, guest: &Path) {
+/// Boot `guest` on `hypervisor` under Bochs; print the console's tail.
+fn boot(what: &str, hypervisor: &Path, guest: &Path) -> machine::Outcome {
     let opts = MachineOptions::new(Duration::from_secs(300)).on(Backend::Bochs);
     let mut log = Vec::new();
     let m = opts
@@ -67,6 +71,12 @@ fn must_pass(what: &str, hypervisor: &Path, guest: &Path) {
         o.wall.as_secs_f64(),
         console::tail(&o.console, 40)
     );
+    o
+}
+
+/// Boot `guest` on `hypervisor` and require a clean pass.
+fn must_pass(what: &str, hypervisor: &Path, guest: &Path) {
+    let o = boot(what, hypervisor, guest);
     assert_eq!(o.cross_check(), Ok(ExitStatus::Success), "{what}");
     let result = console::test_result(&o.console);
     assert_eq!(
@@ -108,4 +118,53 @@ fn compatibility_both_ways_with_every_frozen_release() {
             &compat.path,
         );
     }
+}
+
+#[test]
+fn a_guest_needing_a_newer_abi_is_refused() {
+    use keel_abi::note::abi_version_note;
+    use keel_abi::version::AbiVersion;
+    let ws = Workspace::locate().expect("the Keel workspace");
+    let hv = ws.build_hypervisor(true).expect("building the hypervisor");
+    let guests = ws.build_guests(true).expect("building the guests");
+    let compat = guests
+        .iter()
+        .find(|g| g.name == "abi_compat")
+        .expect("the abi_compat guest");
+    // Rewrite the image's ABI note (found by its exact bytes) to declare the
+    // version after the hypervisor's.
+    let image = std::fs::read(&compat.path).unwrap();
+    let newer = AbiVersion {
+        minor: AbiVersion::CURRENT.minor + 1,
+        ..AbiVersion::CURRENT
+    };
+    let declared = keel_abi::layout::oldest_release_of_major(AbiVersion::CURRENT.major)
+        .expect("a released version");
+    let (old, new) = (abi_version_note(declared), abi_version_note(newer));
+    let at: Vec<usize> = image
+        .windows(old.len())
+        .enumerate()
+        .filter(|(_, w)| *w == old)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "the ABI note must occur exactly once");
+    let mut patched = image.clone();
+    patched[at[0]..at[0] + new.len()].copy_from_slice(&new);
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("abi_compat_newer.elf");
+    std::fs::write(&path, &patched).unwrap();
+
+    let o = boot(&format!("a guest declaring ABI {newer}"), &hv, &path);
+    assert_eq!(o.cross_check(), Ok(ExitStatus::BadGuestImage));
+    let want = format!(
+        "guest needs ABI {newer}, this hypervisor implements {}",
+        AbiVersion::CURRENT
+    );
+    assert!(
+        console::lines(&o.console).any(|l| l.contains(&want)),
+        "no refusal naming both versions ({want:?})"
+    );
+    assert!(
+        !o.console.contains("(d1)"),
+        "the refused guest must not have run"
+    );
 }

@@ -13,16 +13,23 @@ use keel_loader::runner;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Write a stand-in kernel to a scratch file unique to this test.
-fn kernel_file(tag: &str, text: &str, end: End) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("keel-fixture-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(tag);
-    std::fs::write(&p, fixture::kernel(text, end)).unwrap();
-    p
+/// A stand-in kernel in a scratch file of this test's own, removed on drop.
+struct KernelFile(PathBuf);
+
+impl Drop for KernelFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
-fn boot(backend: Backend, kernel: &Path, timeout: Duration) -> Outcome {
+fn kernel_file(tag: &str, text: &str, end: End) -> KernelFile {
+    let p = std::env::temp_dir().join(format!("keel-fixture-{}-{tag}", std::process::id()));
+    std::fs::write(&p, fixture::kernel(text, end)).unwrap();
+    KernelFile(p)
+}
+
+fn boot(backend: Backend, kernel: &KernelFile, timeout: Duration) -> Outcome {
+    let kernel: &Path = &kernel.0;
     host::ensure_tools(backend.tools(), &mut std::io::stderr()).unwrap();
     let m = Machine::new(backend, timeout);
     let args = vec!["seed=7".to_string()];

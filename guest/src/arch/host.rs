@@ -102,3 +102,35 @@ pub fn shared_u8(_va: u64) -> &'static core::sync::atomic::AtomicU8 {
 pub fn fn_u32_from_addr(_a: u64) -> fn(u32) {
     hosted("fn_u32_from_addr")
 }
+/// See the bare-metal `arch`.
+pub fn probe_xsetbv(_xcr: u32, _value: u64) -> u64 {
+    hosted("fault probes")
+}
+/// See the bare-metal `arch`.
+pub fn probe_xgetbv(_xcr: u32) -> (u64, u64) {
+    hosted("fault probes")
+}
+/// See the bare-metal `arch`.
+pub fn probe_dr(_dr7: bool, _value: u64) -> (u64, u64) {
+    hosted("fault probes")
+}
+/// See the bare-metal `arch`.
+pub fn port_in(_port: u16, _size: u8) -> u32 {
+    hosted("port I/O")
+}
+/// See the bare-metal `arch`.
+pub fn port_in8_rax(_port: u16, _rax: u64) -> u64 {
+    hosted("port I/O")
+}
+/// See the bare-metal `arch`.
+pub fn port_out(_port: u16, _size: u8, _value: u32) {
+    hosted("port I/O")
+}
+/// See the bare-metal `arch`.
+pub fn port_outs(_port: u16, _bytes: &[u8]) {
+    hosted("port I/O")
+}
+/// See the bare-metal `arch`.
+pub fn port_ins(_port: u16, _buf: &mut [u8]) {
+    hosted("port I/O")
+}

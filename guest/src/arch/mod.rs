@@ -729,12 +729,132 @@ pub fn probe_insn(insn: Insn) -> u64 {
                 options(nostack, readonly)),
             // GETSEC[CAPABILITIES] takes EBX = 0; RBX belongs to LLVM, so it is
             // saved around the probe (the fixup resumes before the restore).
+            // MONITOR takes its address in RAX (a harmless stack address).
+            Insn::Monitor => asm!("xor r11d, r11d", "2: monitor", "3:", extable!("2b" => "3b"),
+                in("rax") &insn as *const Insn, in("ecx") 0u32, in("edx") 0u32, out("r11") info,
+                options(nostack)),
+            Insn::Mwait => asm!("xor r11d, r11d", "2: mwait", "3:", extable!("2b" => "3b"),
+                in("eax") 0u32, in("ecx") 0u32, out("r11") info, options(nostack)),
+            Insn::Rdtscp => asm!("xor r11d, r11d", "2: rdtscp", "3:", extable!("2b" => "3b"),
+                out("eax") _, out("ecx") _, out("edx") _, out("r11") info, options(nostack, nomem)),
             Insn::Getsec => asm!("push rbx", "xor ebx, ebx", "xor r11d, r11d", "2: getsec", "3:",
                 "pop rbx", extable!("2b" => "3b"),
                 inout("eax") 0u32 => _, out("r11") info),
         }
     }
     info
+}
+
+/// `XSETBV` with ECX = `xcr`: exinfo.
+pub fn probe_xsetbv(xcr: u32, value: u64) -> u64 {
+    let info: u64;
+    // SAFETY: the caller chose the value; a refused one faults into the exception
+    // table. Loading XCR0 changes which state XSAVE covers, not memory.
+    unsafe {
+        asm!("xor r11d, r11d", "2: xsetbv", "3:", extable!("2b" => "3b"),
+            in("ecx") xcr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+            out("r11") info, options(nostack, nomem))
+    };
+    info
+}
+
+/// `XGETBV` with ECX = `xcr`: (value, exinfo).
+pub fn probe_xgetbv(xcr: u32) -> (u64, u64) {
+    let (lo, hi, info): (u32, u32, u64);
+    // SAFETY: XGETBV only reads; #UD (CR4.OSXSAVE clear) goes to the exception table.
+    unsafe {
+        asm!("xor r11d, r11d", "xor eax, eax", "xor edx, edx", "2: xgetbv", "3:",
+            extable!("2b" => "3b"), in("ecx") xcr, out("eax") lo, out("edx") hi,
+            out("r11") info, options(nostack, nomem))
+    };
+    ((u64::from(hi) << 32) | u64::from(lo), info)
+}
+
+/// `MOV DR0, value` then `MOV value, DR0`, or the same with DR7: (value read back,
+/// exinfo).
+pub fn probe_dr(dr7: bool, value: u64) -> (u64, u64) {
+    let (v, info): (u64, u64);
+    // SAFETY: DR0 holds an address (no breakpoint fires while DR7 leaves it
+    // disabled); DR7 is written by tests with values that enable nothing. A
+    // refused access faults into the exception table.
+    unsafe {
+        if dr7 {
+            asm!("xor r11d, r11d", "mov {v}, {w}", "2: mov dr7, {w}", "4: mov {v}, dr7", "3:",
+                extable!("2b" => "3b", "4b" => "3b"), w = in(reg) value, v = out(reg) v,
+                out("r11") info, options(nostack, nomem))
+        } else {
+            asm!("xor r11d, r11d", "mov {v}, {w}", "2: mov dr0, {w}", "4: mov {v}, dr0", "3:",
+                extable!("2b" => "3b", "4b" => "3b"), w = in(reg) value, v = out(reg) v,
+                out("r11") info, options(nostack, nomem))
+        }
+    };
+    (v, info)
+}
+
+// ---------------------------------------------------------------------------
+// Port I/O (at CPL0 it never faults; in a Keel guest every access exits).
+// ---------------------------------------------------------------------------
+
+/// `IN` of 1, 2 or 4 bytes (any other size reads 4).
+pub fn port_in(port: u16, size: u8) -> u32 {
+    let v: u32;
+    // SAFETY: port I/O has no effect on memory.
+    unsafe {
+        match size {
+            1 => {
+                let b: u8;
+                asm!("in al, dx", in("dx") port, out("al") b, options(nomem, nostack));
+                v = u32::from(b) | 0xffff_ff00;
+            }
+            2 => {
+                let w: u16;
+                asm!("in ax, dx", in("dx") port, out("ax") w, options(nomem, nostack));
+                v = u32::from(w) | 0xffff_0000;
+            }
+            _ => asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack)),
+        }
+    }
+    v
+}
+
+/// `IN AL, DX` with AL preset to `al`: the whole of RAX afterwards (the upper
+/// bytes must be unchanged by an 8-bit IN).
+pub fn port_in8_rax(port: u16, rax: u64) -> u64 {
+    let v: u64;
+    // SAFETY: port I/O has no effect on memory.
+    unsafe { asm!("in al, dx", in("dx") port, inout("rax") rax => v, options(nomem, nostack)) };
+    v
+}
+
+/// `OUT` of 1, 2 or 4 bytes (any other size writes 4).
+pub fn port_out(port: u16, size: u8, value: u32) {
+    // SAFETY: port I/O has no effect on memory.
+    unsafe {
+        match size {
+            1 => asm!("out dx, al", in("dx") port, in("al") value as u8, options(nomem, nostack)),
+            2 => asm!("out dx, ax", in("dx") port, in("ax") value as u16, options(nomem, nostack)),
+            _ => asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack)),
+        }
+    }
+}
+
+/// `REP OUTSB`: every byte of `bytes` to `port`.
+pub fn port_outs(port: u16, bytes: &[u8]) {
+    // SAFETY: OUTS reads `bytes` (RSI, RCX) and touches nothing else; DF is clear
+    // (the ABI guarantees it at every call).
+    unsafe {
+        asm!("rep outsb", in("dx") port, inout("rsi") bytes.as_ptr() => _,
+            inout("rcx") bytes.len() => _, options(nostack, readonly))
+    };
+}
+
+/// `REP INSB`: fill `buf` from `port`.
+pub fn port_ins(port: u16, buf: &mut [u8]) {
+    // SAFETY: INS writes `buf` (RDI, RCX) and nothing else; DF is clear.
+    unsafe {
+        asm!("rep insb", in("dx") port, inout("rdi") buf.as_mut_ptr() => _,
+            inout("rcx") buf.len() => _, options(nostack))
+    };
 }
 
 // ---------------------------------------------------------------------------

@@ -69,6 +69,8 @@ pub mod cr4 {
     pub const OSXMMEXCPT: u64 = 1 << 10;
     /// VMX enable.
     pub const VMXE: u64 = 1 << 13;
+    /// XSAVE and processor extended states enable.
+    pub const OSXSAVE: u64 = 1 << 18;
 }
 
 /// The guest-visible CR0 at entry (contract: PE|MP|ET|NE|WP|PG).
@@ -119,6 +121,8 @@ pub struct CrPolicy {
     cr0_fixed1: u64,
     cr4_fixed0: u64,
     cr4_fixed1: u64,
+    /// CR4.OSXSAVE is guest-writable (Keel offers XSAVE: `crate::cpuid`).
+    osxsave: bool,
 }
 
 impl CrPolicy {
@@ -129,7 +133,21 @@ impl CrPolicy {
             cr0_fixed1: caps.cr0_fixed1,
             cr4_fixed0: caps.cr4_fixed0,
             cr4_fixed1: caps.cr4_fixed1,
+            osxsave: false,
         }
+    }
+
+    /// Let the guest set CR4.OSXSAVE: only when Keel offers XSAVE (CPUID leaf 1
+    /// ECX.XSAVE and leaf 0xD, see `crate::cpuid`) and validates XSETBV
+    /// (`crate::insns::xsetbv`). The fixed-bit MSRs still apply.
+    pub const fn with_osxsave(mut self, on: bool) -> Self {
+        self.osxsave = on;
+        self
+    }
+
+    /// Whether the guest may set CR4.OSXSAVE.
+    pub const fn osxsave(&self) -> bool {
+        self.osxsave
     }
 
     /// The real CR0 for a guest-visible value: fixed-1 bits forced on. `None` if the
@@ -196,7 +214,8 @@ impl CrPolicy {
         if value & CR4_PINNED != CR4_PINNED {
             return Err(CrFault::GeneralProtection);
         }
-        if (value ^ current) & !CR4_GUEST_WRITABLE != 0 {
+        let writable = CR4_GUEST_WRITABLE | if self.osxsave { cr4::OSXSAVE } else { 0 };
+        if (value ^ current) & !writable != 0 {
             return Err(CrFault::GeneralProtection);
         }
         let real = self.real_cr4(value).ok_or(CrFault::GeneralProtection)?;
@@ -427,5 +446,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn osxsave_only_when_offered() {
+        let caps = VmxCaps {
+            cr4_fixed1: !0,
+            ..VmxCaps::default()
+        };
+        let off = CrPolicy::new(&caps);
+        let v = GUEST_CR4_INITIAL;
+        assert_eq!(
+            off.write_cr4(v, v | cr4::OSXSAVE),
+            Err(CrFault::GeneralProtection)
+        );
+        let on = off.with_osxsave(true);
+        let w = on.write_cr4(v, v | cr4::OSXSAVE).unwrap();
+        assert_ne!(w.visible & cr4::OSXSAVE, 0);
+        assert_ne!(w.real & cr4::OSXSAVE, 0);
+        assert_eq!(on.write_cr4(v | cr4::OSXSAVE, v).unwrap().visible, v);
+        // The fixed bits still rule: a CPU whose FIXED1 forbids it refuses it.
+        let strict = CrPolicy::new(&VmxCaps {
+            cr4_fixed1: !cr4::OSXSAVE,
+            ..VmxCaps::default()
+        })
+        .with_osxsave(true);
+        assert_eq!(
+            strict.write_cr4(v, v | cr4::OSXSAVE),
+            Err(CrFault::GeneralProtection)
+        );
     }
 }

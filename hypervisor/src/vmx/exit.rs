@@ -24,11 +24,14 @@ use super::hw::{
 };
 use super::names::{exception_name, ExitReason};
 use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
-use crate::cpuid::{guest_cpuid, CpuidResult, GuestCpuFeatures};
+use crate::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures};
 use crate::domain::{Domain, FrameKind, Level};
 use crate::event::{Blocked, EventState};
 use crate::hypercall::{self, HypercallArgs, HypercallCtx, Outcome};
+use crate::insns::{self, XsetbvFault};
+use crate::io::IoBus;
 use crate::mem::{Console, PhysMem};
+use crate::msr::{self, MsrEnv, ReadOp, VmcsMsr, WriteOp};
 
 /// What the exit stub calls: handle one exit; `None` resumes the guest.
 pub trait ExitEnv {
@@ -43,23 +46,13 @@ mod reason {
     pub const INTERRUPT_WINDOW: u16 = 7;
     pub const TRIPLE_FAULT: u16 = 2;
     pub const CPUID: u16 = 10;
-    pub const GETSEC: u16 = 11;
     pub const HLT: u16 = 12;
-    pub const INVD: u16 = 13;
     pub const INVLPG: u16 = 14;
-    pub const RDPMC: u16 = 15;
     pub const VMCALL: u16 = 18;
-    pub const VMCLEAR: u16 = 19;
-    pub const VMXON: u16 = 27;
     pub const CR_ACCESS: u16 = 28;
     pub const IO: u16 = 30;
     pub const RDMSR: u16 = 31;
     pub const WRMSR: u16 = 32;
-    pub const MWAIT: u16 = 36;
-    pub const MONITOR: u16 = 39;
-    pub const INVEPT: u16 = 50;
-    pub const INVVPID: u16 = 53;
-    pub const XSETBV: u16 = 55;
     pub const PREEMPTION_TIMER: u16 = 52;
 }
 
@@ -70,10 +63,54 @@ const RFLAGS_TF: u64 = 1 << 8;
 /// Pending debug exceptions: BS, a single-step trap is pending.
 const PENDING_DBG_BS: u64 = 1 << 14;
 
-const IA32_EFER: u32 = 0xc000_0080;
-const IA32_FS_BASE: u32 = 0xc000_0100;
-const IA32_GS_BASE: u32 = 0xc000_0101;
-const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
+/// CR4.OSXSAVE.
+const CR4_OSXSAVE: u64 = 1 << 18;
+
+/// The host's CPUID (always available in 64-bit mode).
+pub(super) fn host_cpuid(leaf: u32, sub: u32) -> CpuidResult {
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID has no side effects.
+    let h = unsafe { core::arch::x86_64::__cpuid_count(leaf, sub) };
+    CpuidResult {
+        eax: h.eax,
+        ebx: h.ebx,
+        ecx: h.ecx,
+        edx: h.edx,
+    }
+}
+
+/// The facts the MSR policy needs for `dom` on `cpu` (also used to build the MSR
+/// bitmap, so the bitmap and the exit handler agree).
+pub(super) fn msr_env(cpu: &VmxCpu, dom: &Domain) -> MsrEnv {
+    let c = &cpu.controls;
+    let base_mhz = if host_cpuid(0, 0).eax >= 0x16 {
+        host_cpuid(0x16, 0).eax & 0xffff
+    } else {
+        0
+    };
+    MsrEnv {
+        rdtscp: c.rdtscp,
+        nx: dom.nx_enabled(),
+        load_efer: c.load_efer,
+        load_pat: c.load_pat,
+        debug_controls: c.exit & exit_ctl::SAVE_DEBUG_CONTROLS != 0,
+        platform_info: MsrEnv::platform_info_from_base_mhz(base_mhz),
+    }
+}
+
+/// The VMCS guest field holding a VMCS-managed MSR.
+fn vmcs_field(m: VmcsMsr) -> u32 {
+    match m {
+        VmcsMsr::Efer => guest::IA32_EFER_FULL,
+        VmcsMsr::Pat => guest::IA32_PAT_FULL,
+        VmcsMsr::SysenterCs => guest::IA32_SYSENTER_CS,
+        VmcsMsr::SysenterEsp => guest::IA32_SYSENTER_ESP,
+        VmcsMsr::SysenterEip => guest::IA32_SYSENTER_EIP,
+        VmcsMsr::DebugCtl => guest::IA32_DEBUGCTL_FULL,
+        VmcsMsr::FsBase => guest::FS_BASE,
+        VmcsMsr::GsBase => guest::GS_BASE,
+    }
+}
 
 /// One bit per I/O port: logged already.
 static PORTS_LOGGED: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
@@ -125,6 +162,12 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     /// Interrupt-window exiting can be used / is on now.
     window_ok: bool,
     window_on: bool,
+    /// The CPUID policy folded for this vCPU (`crate::cpuid`).
+    cpuid: CpuidPolicy,
+    /// What the MSR policy depends on (`crate::msr`).
+    msr_env: MsrEnv,
+    /// The guest's I/O bus (`crate::io`): COM1 and an empty rest.
+    bus: IoBus,
 }
 
 /// The preemption-timer value that means "no timer": about 2^32 << rate TSC
@@ -152,13 +195,45 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             .caps
             .proc
             .can_set(super::controls::proc::INTERRUPT_WINDOW_EXITING);
+        let msr_env = msr_env(cpu, dom);
+        // The pass-through MSRs keep whatever was written last (VMX does not
+        // switch them): give the guest defined values (`msr::initial_values`).
+        for (index, value) in msr::initial_values(&msr_env) {
+            // SAFETY: these MSRs exist (the table includes TSC_AUX only with
+            // RDTSCP), the values are valid, and the host does not use them.
+            unsafe { crate::arch::cpu::wrmsr(index, value) };
+        }
+        // XSAVE is offered when the host has it, runs with CR4.OSXSAVE (set by
+        // `hw::enable`), and the CPU lets the guest's CR4 carry OSXSAVE. The guest
+        // then owns XCR0 (not switched by VMX; the soft-float host never uses XSAVE
+        // state) and starts with its reset value, x87 only.
+        let base_policy = CrPolicy::new(&cpu.caps);
+        let xcr0_allowed = if crate::arch::cpu::read_cr4() & CR4_OSXSAVE != 0
+            && base_policy
+                .real_cr4(cr::GUEST_CR4_INITIAL | CR4_OSXSAVE)
+                .is_some()
+        {
+            crate::cpuid::xcr0_supported(&host_cpuid)
+        } else {
+            0
+        };
+        if xcr0_allowed != 0 {
+            // SAFETY: host CR4.OSXSAVE is set and x87 is always valid.
+            unsafe { super::hw::xsetbv(crate::cpuid::xcr0::X87) };
+        }
+        let feat = GuestCpuFeatures {
+            rdtscp: cpu.controls.rdtscp,
+            xcr0_allowed,
+            osxsave: false,
+        };
+        let id = dom.id.0;
         Vcpu {
             dom,
             mem,
             console,
             controls: cpu.controls,
             caps: cpu.caps,
-            policy: CrPolicy::new(&cpu.caps),
+            policy: base_policy.with_osxsave(xcr0_allowed != 0),
             maxphyaddr: cpu.maxphyaddr,
             vpid,
             cr3,
@@ -171,6 +246,9 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             preempt_idle: true,
             window_ok,
             window_on: false,
+            cpuid: CpuidPolicy::new(&host_cpuid, feat),
+            msr_env,
+            bus: IoBus::new(id),
         }
     }
 
@@ -334,22 +412,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
     }
 
-    /// CPUID: the host's answer, edited by `crate::cpuid`'s table.
+    /// CPUID: the host's answer, edited by `crate::cpuid`'s tables.
     fn cpuid(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
-        let (leaf, sub) = (g.rax as u32, g.rcx as u32);
-        #[allow(unused_unsafe)]
-        // SAFETY: CPUID is always available in 64-bit mode.
-        let h = unsafe { core::arch::x86_64::__cpuid_count(leaf, sub) };
-        let host = CpuidResult {
-            eax: h.eax,
-            ebx: h.ebx,
-            ecx: h.ecx,
-            edx: h.edx,
-        };
-        let feat = GuestCpuFeatures {
-            rdtscp: self.controls.rdtscp,
-        };
-        let r = guest_cpuid(leaf, sub, host, &feat);
+        let r = self
+            .cpuid
+            .guest_cpuid(g.rax as u32, g.rcx as u32, &host_cpuid);
         // CPUID writes 32-bit registers: the upper halves become 0.
         g.rax = r.eax.into();
         g.rbx = r.ebx.into();
@@ -442,6 +509,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                     write(guest::CR4, w.real);
                     write(control::CR4_READ_SHADOW, w.visible);
                     self.cr4_visible = w.visible;
+                    // CPUID.1:ECX.OSXSAVE mirrors CR4.OSXSAVE.
+                    self.cpuid.set_osxsave(w.visible & CR4_OSXSAVE != 0);
                     if w.flush_tlb {
                         self.flush_all();
                     }
@@ -484,8 +553,23 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         None
     }
 
-    /// Port I/O: 0.1 emulates no device. Reads return all ones (an empty bus),
-    /// writes are dropped, and each port is logged once.
+    /// Log a port with no device behind it, once per port.
+    fn log_unhandled(&self, port: Option<u16>, is_in: bool, size: u64) {
+        if let Some(port) = port {
+            if first_time(&PORTS_LOGGED, usize::from(port)) {
+                log::info!(
+                    "vmx: domain {} {} port {port:#x} ({size} byte{}): no device; {} (logged once per port)",
+                    self.dom.id.0,
+                    if is_in { "reads" } else { "writes" },
+                    if size == 1 { "" } else { "s" },
+                    if is_in { "reads return all ones" } else { "writes are dropped" }
+                );
+            }
+        }
+    }
+
+    /// Port I/O (SDM 28.2.1, table 28-5), on the bus of `crate::io`: COM1 is a
+    /// second console, port 0x80 is ignored, every other port is empty.
     fn io(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
         let q = vmread(ro::EXIT_QUALIFICATION);
         let size = (q & 7) + 1; // 1, 2 or 4 bytes
@@ -493,23 +577,21 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let string = q & (1 << 4) != 0;
         let rep = q & (1 << 5) != 0;
         let port = (q >> 16) as u16;
-        if first_time(&PORTS_LOGGED, usize::from(port)) {
-            log::info!(
-                "vmx: domain {} {} port {port:#x} ({size} byte{}): no device; {} (logged once per port)",
-                self.dom.id.0,
-                if is_in { "reads" } else { "writes" },
-                if size == 1 { "" } else { "s" },
-                if is_in { "reads return all ones" } else { "writes are dropped" }
-            );
-        }
         if !string {
             if is_in {
+                let a = self.bus.read(port, size as u8);
+                self.log_unhandled(a.unhandled, true, size);
                 g.rax = match size {
-                    1 => g.rax | 0xff,
-                    2 => g.rax | 0xffff,
+                    1 => (g.rax & !0xff) | u64::from(a.value & 0xff),
+                    2 => (g.rax & !0xffff) | u64::from(a.value & 0xffff),
                     // A 32-bit register write zero-extends.
-                    _ => 0xffff_ffff,
+                    _ => u64::from(a.value),
                 };
+            } else {
+                let a = self
+                    .bus
+                    .write(port, size as u8, g.rax as u32, &mut *self.console);
+                self.log_unhandled(a.unhandled, false, size);
             }
             self.complete_instruction();
             return None;
@@ -532,30 +614,34 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             return self.crash(g, ExitReason { raw: 30 }, q, "string I/O count overflows");
         };
         let down = vmread(guest::RFLAGS) & RFLAGS_DF != 0;
-        if is_in {
-            if down {
-                return self.crash(
-                    g,
-                    ExitReason { raw: 30 },
-                    q,
-                    "INS with RFLAGS.DF set is not emulated",
-                );
-            }
-            // Fill the destination with ones, a chunk at a time, through the
-            // guest's page tables with its permissions.
-            let ones = [0xffu8; 64];
-            let mut done = 0u64;
-            while done < bytes {
-                let n = (bytes - done).min(ones.len() as u64);
+        if down {
+            return self.crash(
+                g,
+                ExitReason { raw: 30 },
+                q,
+                "string I/O with RFLAGS.DF set is not emulated",
+            );
+        }
+        // A chunk at a time, through the guest's page tables with its permissions:
+        // INS reads the device into the buffer and copies it out, OUTS copies in
+        // and writes each element to the device.
+        let mut buf = [0u8; 64];
+        let mut done = 0u64;
+        while done < bytes {
+            let n = (bytes - done).min(buf.len() as u64) as usize;
+            let Some(chunk) = buf.get_mut(..n) else {
+                break;
+            };
+            if is_in {
+                for el in chunk.chunks_mut(size as usize) {
+                    let a = self.bus.read(port, size as u8);
+                    self.log_unhandled(a.unhandled, true, size);
+                    let v = a.value.to_le_bytes();
+                    el.copy_from_slice(v.get(..el.len()).unwrap_or(&[]));
+                }
                 let va = GuestVirt(g.rdi.wrapping_add(done));
-                if crate::guest_mem::copy_to_guest(
-                    &*self.dom,
-                    &mut *self.mem,
-                    self.cr3,
-                    va,
-                    &ones[..n as usize],
-                )
-                .is_err()
+                if crate::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, self.cr3, va, chunk)
+                    .is_err()
                 {
                     return self.crash(
                         g,
@@ -564,11 +650,33 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                         "INS into memory the guest cannot write",
                     );
                 }
-                done += n;
+            } else {
+                let va = GuestVirt(g.rsi.wrapping_add(done));
+                if crate::guest_mem::copy_from_guest(&*self.dom, &*self.mem, self.cr3, va, chunk)
+                    .is_err()
+                {
+                    return self.crash(
+                        g,
+                        ExitReason { raw: 30 },
+                        q,
+                        "OUTS from memory the guest cannot read",
+                    );
+                }
+                for el in chunk.chunks(size as usize) {
+                    let mut v = [0u8; 4];
+                    if let Some(d) = v.get_mut(..el.len()) {
+                        d.copy_from_slice(el);
+                    }
+                    let a =
+                        self.bus
+                            .write(port, size as u8, u32::from_le_bytes(v), &mut *self.console);
+                    self.log_unhandled(a.unhandled, false, size);
+                }
             }
+            done += n as u64;
+        }
+        if is_in {
             g.rdi = g.rdi.wrapping_add(bytes);
-        } else if down {
-            g.rsi = g.rsi.wrapping_sub(bytes);
         } else {
             g.rsi = g.rsi.wrapping_add(bytes);
         }
@@ -579,68 +687,76 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         None
     }
 
-    /// RDMSR/WRMSR. 0.1 has no MSR table: everything that is not passed through
-    /// raises #GP(0), except IA32_EFER, which reads back the guest's EFER (long
-    /// mode, as the contract promises) and accepts a write of its current value (so
-    /// a kernel's idempotent boot-time write works; any change is refused: #GP).
-    /// Without MSR bitmaps the three pass-through MSRs also exit and are emulated
-    /// here with the same effect.
+    /// RDMSR/WRMSR, by the table of `crate::msr`: the policy says what to do, this
+    /// does it. Accesses to pass-through MSRs only get here on a CPU without MSR
+    /// bitmaps.
     fn msr(&mut self, g: &mut GuestGprs, is_write: bool) -> Option<DomainEnd> {
-        let msr = g.rcx as u32;
-        let value = (g.rdx << 32) | (g.rax & 0xffff_ffff);
-        let field = match msr {
-            IA32_FS_BASE => Some(guest::FS_BASE),
-            IA32_GS_BASE => Some(guest::GS_BASE),
-            _ => None,
+        let index = g.rcx as u32;
+        let read_op = |op: ReadOp| match op {
+            ReadOp::Value(v) => v,
+            ReadOp::Vmcs(f) => vmread(vmcs_field(f)),
+            // The table only names MSRs that exist on the host for `Host`.
+            ReadOp::Host => crate::arch::cpu::rdmsr(index),
         };
-        let efer = || {
-            if self.controls.load_efer {
-                vmread(guest::IA32_EFER_FULL)
-            } else {
-                // Without EFER switching the guest runs on the host's EFER (with
-                // LMA/LME from the entry controls, which the host has too).
-                crate::arch::cpu::rdmsr(IA32_EFER)
-            }
-        };
-        let ok = match (msr, is_write) {
-            (IA32_EFER, false) => {
-                let v = efer();
-                g.rax = v & 0xffff_ffff;
-                g.rdx = v >> 32;
-                true
-            }
-            (IA32_EFER, true) => value == efer(),
-            (IA32_FS_BASE | IA32_GS_BASE | IA32_KERNEL_GS_BASE, false) => {
-                let v = match field {
-                    Some(f) => vmread(f),
-                    None => crate::arch::cpu::rdmsr(IA32_KERNEL_GS_BASE),
-                };
-                g.rax = v & 0xffff_ffff;
-                g.rdx = v >> 32;
-                true
-            }
-            (IA32_FS_BASE | IA32_GS_BASE | IA32_KERNEL_GS_BASE, true)
-                if super::checks::is_canonical(value) =>
-            {
-                match field {
-                    Some(f) => write(f, value),
-                    // SAFETY: KERNEL_GS_BASE only matters to SWAPGS, which the
-                    // host never executes; the value is canonical.
-                    None => unsafe { crate::arch::cpu::wrmsr(IA32_KERNEL_GS_BASE, value) },
+        let ok = if is_write {
+            let value = (g.rdx << 32) | (g.rax & 0xffff_ffff);
+            let env = self.msr_env;
+            let current = || msr::read(index, &env).map_or(0, read_op);
+            match msr::write(index, value, current, &env) {
+                Ok(WriteOp::Vmcs(f, v)) => {
+                    write(vmcs_field(f), v);
+                    true
                 }
-                true
+                Ok(WriteOp::Host(v)) => {
+                    // SAFETY: a pass-through MSR (not switched by VMX, unused by the
+                    // host), with a value the policy validated as the CPU would.
+                    unsafe { crate::arch::cpu::wrmsr(index, v) };
+                    true
+                }
+                Ok(WriteOp::Ignore) => true,
+                Err(msr::GpFault) => false,
             }
-            _ => false,
+        } else {
+            match msr::read(index, &self.msr_env) {
+                Ok(op) => {
+                    let v = read_op(op);
+                    g.rax = v & 0xffff_ffff;
+                    g.rdx = v >> 32;
+                    true
+                }
+                Err(msr::GpFault) => false,
+            }
         };
         if ok {
             self.complete_instruction();
         } else {
             log::debug!(
-                "vmx: domain {} {} MSR {msr:#x}: #GP (0.1 has no MSR table)",
+                "vmx: domain {} {} MSR {index:#x}: #GP(0) (msr policy)",
                 self.dom.id.0,
                 if is_write { "wrote" } else { "read" }
             );
             self.inject_gp();
+        }
+        None
+    }
+
+    /// XSETBV (always exits): validated by `insns::xsetbv` against the XCR0 values
+    /// CPUID offers, then executed on the host (XCR0 is not switched by VMX and the
+    /// soft-float host never uses XSAVE state, so the guest's XCR0 stays loaded).
+    fn xsetbv(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+        let value = (g.rdx << 32) | (g.rax & 0xffff_ffff);
+        let feat = self.cpuid.features();
+        let osxsave = self.cr4_visible & CR4_OSXSAVE != 0;
+        match insns::xsetbv(osxsave, g.rcx as u32, value, feat.xcr0_allowed) {
+            Ok(v) => {
+                // SAFETY: `v` is a subset of what the host supports with x87 set
+                // and AVX only with SSE (validated above), so XSETBV cannot fault;
+                // the host's CR4.OSXSAVE is set whenever `xcr0_allowed` is nonzero.
+                unsafe { super::hw::xsetbv(v) };
+                self.complete_instruction();
+            }
+            Err(XsetbvFault::Ud) => self.inject_ud(),
+            Err(XsetbvFault::Gp) => self.inject_gp(),
         }
         None
     }
@@ -922,16 +1038,21 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
 
 impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
     fn handle_exit(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
-        let end = self.dispatch_exit(g);
+        let end = self.dispatch(g);
         if end.is_none() {
             self.before_entry();
+        }
+        // A partial COM1 line is printed when the domain ends.
+        if end.is_some() && self.bus.com1.pending() {
+            self.bus.com1.flush(&mut *self.console);
         }
         end
     }
 }
 
 impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
-    fn dispatch_exit(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+    /// Handle one exit by its basic reason.
+    fn dispatch(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
         let reason = ExitReason {
             raw: vmread(ro::EXIT_REASON) as u32,
         };
@@ -974,35 +1095,26 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 "triple fault (an exception the guest could not deliver; before the guest loads its own IDT, every exception is one)",
             ),
             reason::INVLPG => self.invlpg(),
-            // INVD always exits (SDM 26.1.2). Discarding the caches without writing
-            // them back would destroy the host's data too; Keel has no non-coherent
-            // devices, so "write back and invalidate" (WBINVD) is what a guest can
-            // observe, and skipping the instruction is observably the same.
-            reason::INVD => {
-                self.complete_instruction();
-                None
-            }
-            // The PMU is hidden: RDPMC of any counter faults.
-            reason::RDPMC => {
-                self.inject_gp();
-                None
-            }
-            // VMX is hidden: VMX instructions are undefined for the guest. Likewise
-            // MONITOR/MWAIT (hidden in CPUID) and XSETBV (XSAVE hidden).
-            reason::VMCLEAR..=reason::VMXON
-            | reason::GETSEC
-            | reason::INVEPT
-            | reason::INVVPID
-            | reason::MWAIT
-            | reason::MONITOR
-            | reason::XSETBV => {
-                self.inject_ud();
-                None
-            }
-            _ => {
-                let q = vmread(ro::EXIT_QUALIFICATION);
-                self.crash(g, reason, q, "unexpected VM exit")
-            }
+            // The other sensitive instructions: `crate::insns`' table.
+            other => match insns::on_exit(other) {
+                Some(insns::Action::Ud) => {
+                    self.inject_ud();
+                    None
+                }
+                Some(insns::Action::Gp0) => {
+                    self.inject_gp();
+                    None
+                }
+                Some(insns::Action::Skip) => {
+                    self.complete_instruction();
+                    None
+                }
+                Some(insns::Action::Xsetbv) => self.xsetbv(g),
+                Some(insns::Action::Table(_) | insns::Action::Native) | None => {
+                    let q = vmread(ro::EXIT_QUALIFICATION);
+                    self.crash(g, reason, q, "unexpected VM exit")
+                }
+            },
         }
     }
 }

@@ -401,7 +401,17 @@ pub fn enable(frames: &mut impl FrameSource) -> Result<VmxCpu, VmxError> {
             bits: cr0 & !caps.cr0_fixed1,
         });
     }
-    let cr4_new = cr4 | caps.cr4_fixed0 | cr::cr4::VMXE;
+    // CR4.OSXSAVE when the CPU has XSAVE: Keel offers XSAVE to guests and
+    // emulates their XSETBV with its own, which needs it (`vmx::exit`). The
+    // soft-float host never touches extended state, so it changes nothing here.
+    let osxsave = if cpuid.get_feature_info().is_some_and(|f| f.has_xsave())
+        && caps.cr4_fixed1 & cr::cr4::OSXSAVE != 0
+    {
+        cr::cr4::OSXSAVE
+    } else {
+        0
+    };
+    let cr4_new = cr4 | caps.cr4_fixed0 | cr::cr4::VMXE | osxsave;
     if cr4_new & !caps.cr4_fixed1 != 0 {
         return Err(VmxError::FixedBits {
             reg: "CR4",
@@ -726,7 +736,6 @@ const IA32_EFER: u32 = 0xc000_0080;
 const IA32_PAT: u32 = 0x277;
 const IA32_FS_BASE: u32 = 0xc000_0100;
 const IA32_GS_BASE: u32 = 0xc000_0101;
-const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
 const IA32_SYSENTER_CS: u32 = 0x174;
 const IA32_SYSENTER_ESP: u32 = 0x175;
 const IA32_SYSENTER_EIP: u32 = 0x176;
@@ -1144,18 +1153,14 @@ fn read_state(cpu: &VmxCpu) -> VmcsState {
     }
 }
 
-/// Allocate and fill the MSR bitmap (SDM 25.6.9): every bit 1 (intercept), except
-/// reads and writes of the three MSRs that are safe to pass through:
-/// - IA32_FS_BASE and IA32_GS_BASE are guest-state fields of the VMCS (the FS/GS
-///   segment bases): VM exit saves the guest's values and loads the host's from the
-///   host-state area, VM entry loads the guest's (SDM 28.3.2, 28.5.2, 27.3.2.2), so
-///   the guest can never leave its values in the host.
-/// - IA32_KERNEL_GS_BASE is not switched by VMX, so a guest write stays in the MSR
-///   across exits: that is exactly what keeps the guest's value correct (nothing on
-///   the host touches it: Keel runs no user mode and never executes SWAPGS), and
-///   the MSR has no effect on the host. A non-canonical write faults in the guest
-///   (#GP by the CPU, no exit).
-fn build_msr_bitmap(frames: &mut impl FrameSource, mem: &mut impl PhysMem) -> Option<Mfn> {
+/// Allocate and fill the MSR bitmap (SDM 25.6.9): every bit 1 (intercept),
+/// except the reads and writes `crate::msr`'s table passes through
+/// (`msr::bitmap_passes`; why each is safe is stated there, row by row).
+fn build_msr_bitmap(
+    frames: &mut impl FrameSource,
+    mem: &mut impl PhysMem,
+    env: &crate::msr::MsrEnv,
+) -> Option<Mfn> {
     let f = frames.alloc_frame()?;
     let ones = [0xffu8; 512];
     let mut off = 0;
@@ -1163,18 +1168,34 @@ fn build_msr_bitmap(frames: &mut impl FrameSource, mem: &mut impl PhysMem) -> Op
         mem.write(MachineAddr(f.addr().0 + off), &ones);
         off += ones.len() as u64;
     }
-    for m in [IA32_FS_BASE, IA32_GS_BASE, IA32_KERNEL_GS_BASE] {
-        let idx = u64::from(m - 0xc000_0000);
-        // Read bitmap for high MSRs at 1024, write bitmap for high MSRs at 3072.
-        for base in [1024u64, 3072] {
-            let at = MachineAddr(f.addr().0 + base + idx / 8);
+    for (index, read, write) in crate::msr::bitmap_passes(env) {
+        for (is_write, passes) in [(false, read), (true, write)] {
+            let Some((byte, bit)) = crate::msr::bitmap_position(index, is_write) else {
+                continue;
+            };
+            if !passes {
+                continue;
+            }
+            let at = MachineAddr(f.addr().0 + byte as u64);
             let mut b = [0u8; 1];
             mem.read(at, &mut b);
-            b[0] &= !(1 << (idx % 8));
+            b[0] &= !(1 << bit);
             mem.write(at, &b);
         }
     }
     Some(f)
+}
+
+/// XSETBV: load XCR0.
+///
+/// # Safety
+/// CR4.OSXSAVE must be set and `xcr0` valid for this CPU (else #GP in the host).
+pub unsafe fn xsetbv(xcr0: u64) {
+    // SAFETY: delegated to the caller.
+    unsafe {
+        asm!("xsetbv", in("ecx") 0u32, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32,
+             options(nostack, nomem))
+    };
 }
 
 /// Allocate a frame filled with ones (an I/O bitmap that intercepts every port).
@@ -1211,7 +1232,7 @@ pub fn run_domain(
         io_bitmaps: None,
     };
     if cpu.controls.msr_bitmaps {
-        vf.msr_bitmap = build_msr_bitmap(frames, mem);
+        vf.msr_bitmap = build_msr_bitmap(frames, mem, &super::exit::msr_env(cpu, dom));
     }
     if cpu.controls.io_bitmaps {
         vf.io_bitmaps = ones_frame(frames, mem).zip(ones_frame(frames, mem));

@@ -1,0 +1,57 @@
+//! Port I/O. In a Keel guest every port access exits to the hypervisor, which
+//! emulates COM1 (a second console) and an otherwise empty bus (`docs/abi/io.md`).
+
+use crate::arch;
+
+/// `IN AL, DX`.
+pub fn inb(port: u16) -> u8 {
+    arch::port_in(port, 1) as u8
+}
+/// `IN AX, DX`.
+pub fn inw(port: u16) -> u16 {
+    arch::port_in(port, 2) as u16
+}
+/// `IN EAX, DX`.
+pub fn inl(port: u16) -> u32 {
+    arch::port_in(port, 4)
+}
+/// `IN AL, DX` with RAX preset: the whole register afterwards.
+pub fn inb_rax(port: u16, rax: u64) -> u64 {
+    arch::port_in8_rax(port, rax)
+}
+/// `OUT DX, AL`.
+pub fn outb(port: u16, v: u8) {
+    arch::port_out(port, 1, v.into())
+}
+/// `OUT DX, AX`.
+pub fn outw(port: u16, v: u16) {
+    arch::port_out(port, 2, v.into())
+}
+/// `OUT DX, EAX`.
+pub fn outl(port: u16, v: u32) {
+    arch::port_out(port, 4, v)
+}
+/// `REP OUTSB`.
+pub fn outsb(port: u16, bytes: &[u8]) {
+    arch::port_outs(port, bytes)
+}
+/// `REP INSB`.
+pub fn insb(port: u16, buf: &mut [u8]) {
+    arch::port_ins(port, buf)
+}
+
+/// COM1's base port.
+pub const COM1: u16 = 0x3f8;
+
+/// Print `s` on COM1 the way a guest without a PV console would: wait for the
+/// transmitter (LSR bit 5), then write each byte to the data register. Gives up
+/// waiting after a bounded number of polls (a broken UART must not hang a test).
+pub fn com1_write(s: &[u8]) {
+    for &b in s {
+        let mut polls = 0;
+        while inb(COM1 + 5) & 0x20 == 0 && polls < 1000 {
+            polls += 1;
+        }
+        outb(COM1, b);
+    }
+}

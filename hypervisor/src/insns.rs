@@ -1,0 +1,360 @@
+//! # Sensitive instructions: what each one does in a Keel guest
+//!
+//! A Keel guest runs at CPL0, so every privileged instruction is available to it,
+//! and VMX decides which of them exit. [`INSNS`] states the policy for each
+//! sensitive instruction in one place: which exit reason (if any) brings it to
+//! Keel, and what happens then. Instructions that do not exit are listed too, with
+//! why running them natively is safe: the table is the whole story, and
+//! `docs/abi/insns.md` is generated from it.
+//!
+//! The exit handler asks [`on_exit`] for the simple actions (#UD, #GP(0), "complete
+//! as a no-op") and [`xsetbv`] for the one validated emulation; CPUID, RDMSR/WRMSR
+//! and I/O have their own tables (`cpuid`, `msr`, `io`).
+
+/// What Keel does when the instruction exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Inject #UD (the instruction does not exist on the guest's CPU).
+    Ud,
+    /// Inject #GP(0).
+    Gp0,
+    /// Complete it with no effect (move past it).
+    Skip,
+    /// Validate and emulate (XSETBV: [`xsetbv`]).
+    Xsetbv,
+    /// Emulated by its own policy table (CPUID, MSRs, I/O).
+    Table(&'static str),
+    /// It does not exit; the CPU executes it for the guest.
+    Native,
+}
+
+/// One instruction's policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Insn {
+    /// Mnemonic(s).
+    pub name: &'static str,
+    /// The basic exit reasons it causes (SDM appendix C); empty if it never exits.
+    pub exits: &'static [u16],
+    /// What happens.
+    pub action: Action,
+    /// Why.
+    pub why: &'static str,
+}
+
+/// Basic exit reasons (SDM appendix C).
+pub mod reason {
+    /// CPUID.
+    pub const CPUID: u16 = 10;
+    /// GETSEC.
+    pub const GETSEC: u16 = 11;
+    /// INVD.
+    pub const INVD: u16 = 13;
+    /// RDPMC.
+    pub const RDPMC: u16 = 15;
+    /// VMCALL.
+    pub const VMCALL: u16 = 18;
+    /// VMCLEAR .. VMXON.
+    pub const VMCLEAR: u16 = 19;
+    /// VMLAUNCH.
+    pub const VMLAUNCH: u16 = 20;
+    /// VMPTRLD.
+    pub const VMPTRLD: u16 = 21;
+    /// VMPTRST.
+    pub const VMPTRST: u16 = 22;
+    /// VMREAD.
+    pub const VMREAD: u16 = 23;
+    /// VMRESUME.
+    pub const VMRESUME: u16 = 24;
+    /// VMWRITE.
+    pub const VMWRITE: u16 = 25;
+    /// VMXOFF.
+    pub const VMXOFF: u16 = 26;
+    /// VMXON.
+    pub const VMXON: u16 = 27;
+    /// I/O instruction.
+    pub const IO: u16 = 30;
+    /// RDMSR.
+    pub const RDMSR: u16 = 31;
+    /// WRMSR.
+    pub const WRMSR: u16 = 32;
+    /// MWAIT.
+    pub const MWAIT: u16 = 36;
+    /// MONITOR.
+    pub const MONITOR: u16 = 39;
+    /// INVEPT.
+    pub const INVEPT: u16 = 50;
+    /// INVVPID.
+    pub const INVVPID: u16 = 53;
+    /// WBINVD / WBNOINVD.
+    pub const WBINVD: u16 = 54;
+    /// XSETBV.
+    pub const XSETBV: u16 = 55;
+    /// VMFUNC.
+    pub const VMFUNC: u16 = 59;
+}
+
+/// Whether a guest may read the performance counters with RDPMC. The PMU is the
+/// host's and CPUID hides it (leaf 0xA): no.
+pub const RDPMC_ALLOWED: bool = false;
+
+/// The sensitive instructions.
+pub const INSNS: &[Insn] = &[
+    Insn {
+        name: "VMXON, VMXOFF, VMCLEAR, VMPTRLD, VMPTRST, VMREAD, VMWRITE, VMLAUNCH, VMRESUME, INVEPT, INVVPID, VMFUNC",
+        exits: &[
+            reason::VMCLEAR,
+            reason::VMLAUNCH,
+            reason::VMPTRLD,
+            reason::VMPTRST,
+            reason::VMREAD,
+            reason::VMRESUME,
+            reason::VMWRITE,
+            reason::VMXOFF,
+            reason::VMXON,
+            reason::INVEPT,
+            reason::INVVPID,
+            reason::VMFUNC,
+        ],
+        action: Action::Ud,
+        why: "VMX is hidden (CPUID.1:ECX.VMX = 0, CR4.VMXE refused): as on a CPU without VMX",
+    },
+    Insn {
+        name: "GETSEC",
+        exits: &[reason::GETSEC],
+        action: Action::Ud,
+        why: "SMX is hidden; with CR4.SMXE = 0 (which the guest cannot set) the CPU raises #UD before any exit",
+    },
+    Insn {
+        name: "MONITOR, MWAIT",
+        exits: &[reason::MONITOR, reason::MWAIT],
+        action: Action::Ud,
+        why: "hidden in CPUID (leaf 1 ECX[3], leaf 5): the physical CPU must not park in a guest",
+    },
+    Insn {
+        name: "RDPMC",
+        exits: &[reason::RDPMC],
+        action: Action::Gp0,
+        why: "the PMU is the host's and hidden (leaf 0xA is zero): every counter index is invalid",
+    },
+    Insn {
+        name: "INVD",
+        exits: &[reason::INVD],
+        action: Action::Skip,
+        why: "always exits; discarding caches without write-back would destroy the host's data, and with no non-coherent device a no-op is what the guest can observe",
+    },
+    Insn {
+        name: "WBINVD, WBNOINVD",
+        exits: &[reason::WBINVD],
+        action: Action::Skip,
+        why: "executed natively (WBINVD exiting off): writing back the caches is harmless; if a CPU forces the exit, a no-op",
+    },
+    Insn {
+        name: "XSETBV",
+        exits: &[reason::XSETBV],
+        action: Action::Xsetbv,
+        why: "always exits; validated against the XCR0 values CPUID leaf 0xD offers (ECX = 0, x87 set, AVX only with SSE, no other bit), else #GP(0); #UD while CR4.OSXSAVE is 0",
+    },
+    Insn {
+        name: "CPUID",
+        exits: &[reason::CPUID],
+        action: Action::Table("cpuid.md"),
+        why: "always exits",
+    },
+    Insn {
+        name: "RDMSR, WRMSR",
+        exits: &[reason::RDMSR, reason::WRMSR],
+        action: Action::Table("msr.md"),
+        why: "exit unless the MSR bitmap passes the MSR through",
+    },
+    Insn {
+        name: "IN, OUT, INS, OUTS",
+        exits: &[reason::IO],
+        action: Action::Table("io.md"),
+        why: "every port exits",
+    },
+    Insn {
+        name: "RDTSC",
+        exits: &[],
+        action: Action::Native,
+        why: "no RDTSC exiting, no TSC offsetting: the guest reads the host's TSC (CR4.TSD is the guest's, and only affects CPL3)",
+    },
+    Insn {
+        name: "RDTSCP, RDPID",
+        exits: &[],
+        action: Action::Native,
+        why: "native with \"enable RDTSCP\" (the guest's IA32_TSC_AUX is passed through); without it #UD and CPUID hides both",
+    },
+    Insn {
+        name: "MOV to/from DR0-DR7",
+        exits: &[],
+        action: Action::Native,
+        why: "no MOV-DR exiting: DR7 and IA32_DEBUGCTL are switched by the VMCS (save/load debug controls), so guest breakpoints never fire in the host; DR0-DR3 and DR6 stay the guest's because Keel never uses them",
+    },
+    Insn {
+        name: "RDRAND, RDSEED, PAUSE",
+        exits: &[],
+        action: Action::Native,
+        why: "harmless; no exiting control set",
+    },
+    Insn {
+        name: "INVPCID, XSAVES, XRSTORS",
+        exits: &[],
+        action: Action::Native,
+        why: "their enable controls are off, so the CPU raises #UD; CPUID hides them",
+    },
+];
+
+/// The action for an exit with basic reason `reason`, if the table has one (and
+/// it is not a table-driven instruction, which has its own handler).
+pub fn on_exit(reason: u16) -> Option<Action> {
+    INSNS
+        .iter()
+        .find(|i| i.exits.contains(&reason))
+        .map(|i| i.action)
+        .filter(|a| !matches!(a, Action::Table(_) | Action::Native))
+}
+
+/// How XSETBV fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XsetbvFault {
+    /// #UD: CR4.OSXSAVE is 0 (the CPU checks this before the exit; defensive).
+    Ud,
+    /// #GP(0).
+    Gp,
+}
+
+/// Validate `XSETBV` (SDM vol. 2C, XSETBV): ECX selects the XCR (only XCR0 is
+/// writable), EDX:EAX the value. `allowed` is the XCR0 bits the guest may set
+/// (`cpuid::GuestCpuFeatures::xcr0_allowed`). Returns the value to load.
+pub fn xsetbv(osxsave: bool, ecx: u32, value: u64, allowed: u64) -> Result<u64, XsetbvFault> {
+    use crate::cpuid::xcr0;
+    if !osxsave || allowed == 0 {
+        return Err(XsetbvFault::Ud);
+    }
+    if ecx != 0 || value & !allowed != 0 || value & xcr0::X87 == 0 {
+        return Err(XsetbvFault::Gp);
+    }
+    if value & xcr0::AVX != 0 && value & xcr0::SSE == 0 {
+        return Err(XsetbvFault::Gp);
+    }
+    Ok(value)
+}
+
+/// `docs/abi/insns.md`, generated from [`INSNS`].
+#[cfg(test)]
+pub mod markdown {
+    extern crate std;
+    use super::*;
+    use std::fmt::Write as _;
+    use std::string::String;
+
+    /// The whole page.
+    pub fn page() -> String {
+        let mut s = String::from(
+            "# Sensitive instructions in a Keel guest\n\n\
+<!-- GENERATED by `hypervisor/src/insns.rs` (the table `INSNS`). Do not edit: change the\n\
+     table, then run `KEEL_POLICY_BLESS=1 cargo test -p keel-hypervisor policy_docs`. -->\n\n\
+A Keel guest runs at CPL0 in VMX non-root operation. The instructions below are\n\
+the ones that could reach the host's hardware; each either exits to Keel (with the\n\
+exit reasons listed) or runs natively for the reason given. Control-register\n\
+accesses, INVLPG, HLT and VMCALL are described with paging, events and hypercalls.\n\n\
+| Instruction | Exit reasons | In the guest | Why |\n|---|---|---|---|\n",
+        );
+        for i in INSNS {
+            let exits: std::vec::Vec<String> = i.exits.iter().map(|e| e.to_string()).collect();
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                i.name,
+                if exits.is_empty() {
+                    String::from("none")
+                } else {
+                    exits.join(", ")
+                },
+                match i.action {
+                    Action::Ud => String::from("#UD"),
+                    Action::Gp0 => String::from("#GP(0)"),
+                    Action::Skip => String::from("completes, no effect"),
+                    Action::Xsetbv => String::from("validated, then loads XCR0"),
+                    Action::Table(p) => std::format!("see [{p}]({p})"),
+                    Action::Native => String::from("native"),
+                },
+                i.why
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nRDPMC allowed: {}. The XCR0 bits a guest may set are x87, SSE and AVX where the\n\
+host has them (see [cpuid.md](cpuid.md), leaf 0xD); the guest starts with XCR0 = 1.",
+            if RDPMC_ALLOWED { "yes" } else { "no" }
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpuid::xcr0;
+    use proptest::prelude::*;
+
+    #[test]
+    fn exit_reasons_unique() {
+        let mut seen = std::vec::Vec::new();
+        for i in INSNS {
+            for &e in i.exits {
+                assert!(!seen.contains(&e), "exit reason {e} twice");
+                seen.push(e);
+            }
+            assert_eq!(i.exits.is_empty(), i.action == Action::Native, "{}", i.name);
+        }
+    }
+
+    #[test]
+    fn actions() {
+        assert_eq!(on_exit(reason::VMXON), Some(Action::Ud));
+        assert_eq!(on_exit(reason::VMFUNC), Some(Action::Ud));
+        assert_eq!(on_exit(reason::MWAIT), Some(Action::Ud));
+        assert_eq!(on_exit(reason::RDPMC), Some(Action::Gp0));
+        assert_eq!(on_exit(reason::INVD), Some(Action::Skip));
+        assert_eq!(on_exit(reason::XSETBV), Some(Action::Xsetbv));
+        assert_eq!(on_exit(reason::CPUID), None, "own handler");
+        assert_eq!(on_exit(reason::VMCALL), None, "hypercalls");
+        assert_eq!(on_exit(12), None, "HLT is not here");
+    }
+
+    #[test]
+    fn xsetbv_rules() {
+        let a = xcr0::X87 | xcr0::SSE | xcr0::AVX;
+        assert_eq!(xsetbv(true, 0, 1, a), Ok(1));
+        assert_eq!(xsetbv(true, 0, 7, a), Ok(7));
+        assert_eq!(xsetbv(true, 0, 3, a), Ok(3));
+        assert_eq!(xsetbv(true, 0, 0, a), Err(XsetbvFault::Gp), "x87 clear");
+        assert_eq!(
+            xsetbv(true, 0, 5, a),
+            Err(XsetbvFault::Gp),
+            "AVX without SSE"
+        );
+        assert_eq!(xsetbv(true, 1, 1, a), Err(XsetbvFault::Gp), "XCR1");
+        assert_eq!(xsetbv(true, 0, 0xe7, a), Err(XsetbvFault::Gp), "AVX-512");
+        assert_eq!(
+            xsetbv(true, 0, 7, 3),
+            Err(XsetbvFault::Gp),
+            "AVX not allowed"
+        );
+        assert_eq!(xsetbv(false, 0, 1, a), Err(XsetbvFault::Ud));
+        assert_eq!(xsetbv(true, 0, 1, 0), Err(XsetbvFault::Ud));
+    }
+
+    proptest! {
+        /// An accepted XCR0 is always a subset of the allowed bits with x87 set.
+        #[test]
+        fn xsetbv_total(ecx in any::<u32>(), v in any::<u64>(), allowed in any::<u64>()) {
+            if let Ok(x) = xsetbv(true, ecx, v, allowed) {
+                prop_assert_eq!(x & !allowed, 0);
+                prop_assert_ne!(x & xcr0::X87, 0);
+                prop_assert_eq!(ecx, 0);
+            }
+        }
+    }
+}

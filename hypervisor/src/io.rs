@@ -1,0 +1,480 @@
+//! # I/O ports: an empty bus with one serial port
+//!
+//! Every IN/OUT (and INS/OUTS) a guest executes exits to Keel (unconditional I/O
+//! exiting, or I/O bitmaps of all ones: `vmx::controls`). The guest sees the bus
+//! described by [`PORTS`]:
+//!
+//! - **COM1** (`0x3f8..=0x3ff`): a 16550 UART that transmits instantly and never
+//!   receives. Bytes written to its data register become a second console, line by
+//!   line, prefixed `(dN:com1) ` so nobody mistakes them for the PV console's `(dN) `
+//!   lines (and a guest cannot forge a test verdict through it). A guest that knows
+//!   nothing of hypercalls can still print.
+//! - **Port 0x80** (POST codes, also the classic "I/O delay" port): ignored
+//!   silently, reads all ones.
+//! - **Everything else**: reads return all ones (what an ISA bus returns when no
+//!   device answers), writes are dropped, and the exit handler logs each such port
+//!   once.
+//!
+//! An access of 2 or 4 bytes is, as on an ISA bus, that many one-byte accesses to
+//! consecutive ports. The module is pure: the exit handler decodes the exit and
+//! hands the bytes here together with a [`Console`].
+
+use crate::mem::Console;
+
+/// What a port range is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortKind {
+    /// The emulated COM1 UART.
+    Com1,
+    /// Accepted and ignored, without logging (reads all ones).
+    Ignored,
+}
+
+/// A range of ports with a device behind it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port.
+    pub first: u16,
+    /// Last port (inclusive).
+    pub last: u16,
+    /// Name.
+    pub name: &'static str,
+    /// What it is.
+    pub kind: PortKind,
+    /// Why, for the documentation.
+    pub why: &'static str,
+}
+
+/// COM1's base port.
+pub const COM1: u16 = 0x3f8;
+
+/// The bus. Ports not listed read all ones, drop writes, and are logged once.
+pub const PORTS: &[PortRange] = &[
+    PortRange {
+        first: 0x80,
+        last: 0x80,
+        name: "POST code / I/O delay",
+        kind: PortKind::Ignored,
+        why: "kernels write it as a delay; ignored without logging",
+    },
+    PortRange {
+        first: COM1,
+        last: COM1 + 7,
+        name: "COM1 (16550 UART)",
+        kind: PortKind::Com1,
+        why: "transmit-only UART: output is a second console, lines prefixed `(dN:com1) `",
+    },
+];
+
+/// The device for `port`, if any.
+pub fn lookup(port: u16) -> Option<&'static PortRange> {
+    PORTS.iter().find(|r| r.first <= port && port <= r.last)
+}
+
+/// UART registers (offsets from the base) and bits.
+mod uart {
+    pub const DATA: u16 = 0; // RBR/THR, DLL when DLAB
+    pub const IER: u16 = 1; // DLM when DLAB
+    pub const IIR_FCR: u16 = 2;
+    pub const LCR: u16 = 3;
+    pub const MCR: u16 = 4;
+    pub const LSR: u16 = 5;
+    pub const MSR: u16 = 6;
+    pub const SCR: u16 = 7;
+    pub const LCR_DLAB: u8 = 1 << 7;
+    /// LSR: transmit holding register empty, transmitter empty.
+    pub const LSR_IDLE: u8 = (1 << 5) | (1 << 6);
+    /// MSR: CTS, DSR, DCD (a connected terminal).
+    pub const MSR_CONNECTED: u8 = (1 << 4) | (1 << 5) | (1 << 7);
+    /// IIR: no interrupt pending.
+    pub const IIR_NONE: u8 = 1;
+    /// IIR: FIFOs enabled.
+    pub const IIR_FIFO: u8 = 0xc0;
+}
+
+/// The longest COM1 line printed as one; a longer one is split.
+pub const LINE_MAX: usize = 120;
+
+/// The emulated COM1: its registers and the line being assembled.
+#[derive(Clone, Debug)]
+pub struct Com1 {
+    domain: u16,
+    ier: u8,
+    lcr: u8,
+    mcr: u8,
+    scr: u8,
+    fifo: bool,
+    divisor: u16,
+    line: [u8; LINE_MAX],
+    len: usize,
+}
+
+impl Com1 {
+    /// COM1 of domain `domain`, as after reset.
+    pub const fn new(domain: u16) -> Self {
+        Com1 {
+            domain,
+            ier: 0,
+            lcr: 0,
+            mcr: 0,
+            scr: 0,
+            fifo: false,
+            divisor: 12, // 9600 baud
+            line: [0; LINE_MAX],
+            len: 0,
+        }
+    }
+
+    fn dlab(&self) -> bool {
+        self.lcr & uart::LCR_DLAB != 0
+    }
+
+    /// Read register `off`.
+    pub fn read(&self, off: u16) -> u8 {
+        match off {
+            uart::DATA if self.dlab() => self.divisor as u8,
+            uart::DATA => 0, // nothing is ever received
+            uart::IER if self.dlab() => (self.divisor >> 8) as u8,
+            uart::IER => self.ier,
+            uart::IIR_FCR => uart::IIR_NONE | if self.fifo { uart::IIR_FIFO } else { 0 },
+            uart::LCR => self.lcr,
+            uart::MCR => self.mcr,
+            uart::LSR => uart::LSR_IDLE,
+            uart::MSR => uart::MSR_CONNECTED,
+            uart::SCR => self.scr,
+            _ => 0xff,
+        }
+    }
+
+    /// Write register `off`; a transmitted byte goes to the line (and the console
+    /// when the line is complete).
+    pub fn write(&mut self, off: u16, v: u8, console: &mut (impl Console + ?Sized)) {
+        match off {
+            uart::DATA if self.dlab() => self.divisor = (self.divisor & 0xff00) | u16::from(v),
+            uart::DATA => self.transmit(v, console),
+            uart::IER if self.dlab() => self.divisor = (self.divisor & 0xff) | (u16::from(v) << 8),
+            uart::IER => self.ier = v & 0xf,
+            uart::IIR_FCR => self.fifo = v & 1 != 0,
+            uart::LCR => self.lcr = v,
+            uart::MCR => self.mcr = v & 0x1f,
+            uart::SCR => self.scr = v,
+            // LSR and MSR are read-only.
+            _ => {}
+        }
+    }
+
+    fn transmit(&mut self, b: u8, console: &mut (impl Console + ?Sized)) {
+        match b {
+            b'\n' => self.flush(console),
+            // Terminals send CR LF; the console adds its own line ends.
+            b'\r' => {}
+            _ => {
+                if self.len == LINE_MAX {
+                    self.flush(console);
+                }
+                if let Some(slot) = self.line.get_mut(self.len) {
+                    // Only printable ASCII reaches the host's console: a guest must
+                    // not drive the operator's terminal with escape sequences.
+                    *slot = if b == b'\t' || (0x20..0x7f).contains(&b) {
+                        b
+                    } else {
+                        b'.'
+                    };
+                    self.len += 1;
+                }
+            }
+        }
+    }
+
+    /// Print the line assembled so far (at a newline, when full, and when the
+    /// domain ends with a partial line).
+    pub fn flush(&mut self, console: &mut (impl Console + ?Sized)) {
+        let mut prefix = [0u8; 16];
+        let n = format_prefix(self.domain, &mut prefix);
+        console.write_bytes(prefix.get(..n).unwrap_or(&[]));
+        console.write_bytes(self.line.get(..self.len).unwrap_or(&[]));
+        console.write_bytes(b"\n");
+        self.len = 0;
+    }
+
+    /// Whether a partial line is waiting.
+    pub fn pending(&self) -> bool {
+        self.len != 0
+    }
+}
+
+/// `(d<id>:com1) ` into `buf`; returns its length.
+fn format_prefix(id: u16, buf: &mut [u8; 16]) -> usize {
+    let mut digits = [0u8; 5];
+    let mut n = 0;
+    let mut v = id;
+    loop {
+        if let Some(d) = digits.get_mut(n) {
+            *d = b'0' + (v % 10) as u8;
+        }
+        n += 1;
+        v /= 10;
+        if v == 0 || n == digits.len() {
+            break;
+        }
+    }
+    let mut out = 0;
+    let mut put = |b: u8| {
+        if let Some(s) = buf.get_mut(out) {
+            *s = b;
+            out += 1;
+        }
+    };
+    put(b'(');
+    put(b'd');
+    for i in (0..n).rev() {
+        put(digits.get(i).copied().unwrap_or(b'?'));
+    }
+    for &b in b":com1) " {
+        put(b);
+    }
+    out
+}
+
+/// The bus of one domain.
+#[derive(Clone, Debug)]
+pub struct IoBus {
+    /// COM1.
+    pub com1: Com1,
+}
+
+/// The outcome of one IN/OUT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// For IN: the value (the low `size` bytes; upper bytes all ones).
+    pub value: u32,
+    /// The first port of the access with no device (to be logged once), if any.
+    pub unhandled: Option<u16>,
+}
+
+impl IoBus {
+    /// The bus of domain `domain`.
+    pub const fn new(domain: u16) -> Self {
+        IoBus {
+            com1: Com1::new(domain),
+        }
+    }
+
+    /// IN of `size` (1, 2 or 4) bytes from `port`.
+    pub fn read(&mut self, port: u16, size: u8) -> Access {
+        let mut value = u32::MAX;
+        let mut unhandled = None;
+        for i in 0..size.min(4) {
+            let p = port.wrapping_add(u16::from(i));
+            let b = match lookup(p).map(|r| r.kind) {
+                Some(PortKind::Com1) => self.com1.read(p - COM1),
+                Some(PortKind::Ignored) => 0xff,
+                None => {
+                    unhandled = unhandled.or(Some(p));
+                    0xff
+                }
+            };
+            let shift = 8 * u32::from(i);
+            value = (value & !(0xff << shift)) | (u32::from(b) << shift);
+        }
+        Access { value, unhandled }
+    }
+
+    /// OUT of the low `size` (1, 2 or 4) bytes of `value` to `port`.
+    pub fn write(
+        &mut self,
+        port: u16,
+        size: u8,
+        value: u32,
+        console: &mut (impl Console + ?Sized),
+    ) -> Access {
+        let mut unhandled = None;
+        for i in 0..size.min(4) {
+            let p = port.wrapping_add(u16::from(i));
+            let b = (value >> (8 * u32::from(i))) as u8;
+            match lookup(p).map(|r| r.kind) {
+                Some(PortKind::Com1) => self.com1.write(p - COM1, b, console),
+                Some(PortKind::Ignored) => {}
+                None => unhandled = unhandled.or(Some(p)),
+            }
+        }
+        Access {
+            value: 0,
+            unhandled,
+        }
+    }
+}
+
+/// `docs/abi/io.md`, generated from [`PORTS`].
+#[cfg(test)]
+pub mod markdown {
+    extern crate std;
+    use super::*;
+    use std::fmt::Write as _;
+    use std::string::String;
+
+    /// The whole page.
+    pub fn page() -> String {
+        let mut s = String::from(
+            "# I/O ports: what IN and OUT do in a Keel guest\n\n\
+<!-- GENERATED by `hypervisor/src/io.rs` (the table `PORTS`). Do not edit: change the\n\
+     table, then run `KEEL_POLICY_BLESS=1 cargo test -p keel-hypervisor policy_docs`. -->\n\n\
+Every port access exits to Keel. The guest sees an empty bus with the devices\n\
+below. **Every other port reads all ones and drops writes**; Keel logs each such\n\
+port once (`keel: vmx: domain N reads port 0x...: no device`). An access of 2 or 4\n\
+bytes is that many one-byte accesses to consecutive ports. INS/OUTS work on the\n\
+same devices (64-bit addressing, DF clear for INS).\n\n\
+| Ports | Device | Behaviour |\n|---|---|---|\n",
+        );
+        for r in PORTS {
+            let _ = writeln!(
+                s,
+                "| `{:#x}`{} | {} | {} |",
+                r.first,
+                if r.last != r.first {
+                    std::format!("..=`{:#x}`", r.last)
+                } else {
+                    String::new()
+                },
+                r.name,
+                r.why
+            );
+        }
+        s.push_str(
+            "\n## COM1\n\n\
+A 16550 that transmits instantly and never receives: LSR reads `0x60` (transmitter\n\
+empty), MSR `0xb0` (CTS, DSR, DCD), IIR `0x01` (no interrupt; `0xc1` with FIFOs\n\
+enabled), the receive buffer `0`. IER, LCR, MCR, the scratch register and the\n\
+divisor latch (LCR.DLAB) keep what is written. No interrupts are ever raised.\n\
+Transmitted bytes are printed line by line as `(dN:com1) <text>`: CR is dropped,\n\
+a byte outside printable ASCII (and tab) is shown as `.`, a line longer than 120\n\
+bytes is split, and a partial line is printed when the domain ends.\n",
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::fake::FakeConsole;
+    use proptest::prelude::*;
+
+    fn text(c: &FakeConsole) -> std::string::String {
+        std::string::String::from_utf8(c.out.clone()).unwrap()
+    }
+
+    #[test]
+    fn com1_prints_lines_with_prefix() {
+        let mut bus = IoBus::new(1);
+        let mut c = FakeConsole::default();
+        for &b in b"hello\r\nworld\x1b!" {
+            bus.write(COM1, 1, b.into(), &mut c);
+        }
+        assert_eq!(text(&c), "(d1:com1) hello\n");
+        assert!(bus.com1.pending());
+        bus.com1.flush(&mut c);
+        assert_eq!(text(&c), "(d1:com1) hello\n(d1:com1) world.!\n");
+        let mut bus = IoBus::new(65535);
+        let mut c = FakeConsole::default();
+        bus.write(COM1, 2, u32::from(b'x') | 0x0a00, &mut c);
+        assert_eq!(text(&c), "", "16-bit OUT: 'x' to THR, 0x0a to IER");
+        bus.com1.flush(&mut c);
+        assert_eq!(text(&c), "(d65535:com1) x\n");
+        assert_eq!(bus.read(COM1 + 1, 1).value & 0xff, 0x0a, "IER");
+    }
+
+    #[test]
+    fn long_lines_split() {
+        let mut bus = IoBus::new(2);
+        let mut c = FakeConsole::default();
+        for _ in 0..LINE_MAX + 1 {
+            bus.write(COM1, 1, u32::from(b'a'), &mut c);
+        }
+        bus.write(COM1, 1, u32::from(b'\n'), &mut c);
+        let t = text(&c);
+        let lines: std::vec::Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].len(), "(d2:com1) ".len() + LINE_MAX);
+        assert_eq!(lines[1], "(d2:com1) a");
+    }
+
+    #[test]
+    fn com1_registers() {
+        let mut bus = IoBus::new(1);
+        let mut c = FakeConsole::default();
+        assert_eq!(bus.read(COM1 + 5, 1).value & 0xff, 0x60, "LSR idle");
+        assert_eq!(bus.read(COM1 + 6, 1).value & 0xff, 0xb0, "MSR");
+        assert_eq!(bus.read(COM1 + 2, 1).value & 0xff, 0x01, "IIR");
+        bus.write(COM1 + 7, 1, 0x5a, &mut c);
+        assert_eq!(bus.read(COM1 + 7, 1).value & 0xff, 0x5a, "scratch");
+        // Divisor latch.
+        bus.write(COM1 + 3, 1, 0x80, &mut c);
+        bus.write(COM1, 1, 0x01, &mut c);
+        bus.write(COM1 + 1, 1, 0x00, &mut c);
+        assert_eq!(bus.read(COM1, 2).value & 0xffff, 0x0001);
+        bus.write(COM1 + 3, 1, 0x03, &mut c);
+        assert_eq!(bus.read(COM1 + 3, 1).value & 0xff, 0x03);
+        bus.write(COM1 + 2, 1, 0xc7, &mut c);
+        assert_eq!(bus.read(COM1 + 2, 1).value & 0xff, 0xc1);
+        assert!(c.out.is_empty(), "no byte transmitted");
+        assert_eq!(
+            bus.read(COM1, 1),
+            Access {
+                value: 0xffff_ff00,
+                unhandled: None
+            }
+        );
+    }
+
+    #[test]
+    fn empty_bus() {
+        let mut bus = IoBus::new(1);
+        let mut c = FakeConsole::default();
+        assert_eq!(
+            bus.read(0x80, 1),
+            Access {
+                value: u32::MAX,
+                unhandled: None
+            }
+        );
+        assert_eq!(bus.write(0x80, 1, 0x12, &mut c).unhandled, None);
+        assert_eq!(
+            bus.read(0x60, 4),
+            Access {
+                value: u32::MAX,
+                unhandled: Some(0x60)
+            }
+        );
+        assert_eq!(
+            bus.write(0xcf8, 4, 0x8000_0000, &mut c).unhandled,
+            Some(0xcf8)
+        );
+        // Straddling COM1's end: the byte past it is unhandled.
+        assert_eq!(bus.read(0x3fe, 2).unhandled, None);
+        assert_eq!(bus.read(0x3ff, 2).unhandled, Some(0x400));
+        assert_eq!(bus.read(0x3f7, 2).unhandled, Some(0x3f7));
+        assert_eq!(bus.read(0xffff, 2).unhandled, Some(0xffff), "wraps");
+        assert!(c.out.is_empty());
+    }
+
+    proptest! {
+        /// Any access is total; reads of ports outside every range are all ones;
+        /// every console line carries the prefix.
+        #[test]
+        fn total(port in any::<u16>(), size in prop::sample::select(&[1u8, 2, 4][..]), v in any::<u32>()) {
+            let mut bus = IoBus::new(3);
+            let mut c = FakeConsole::default();
+            bus.write(port, size, v, &mut c);
+            bus.com1.flush(&mut c);
+            let r = bus.read(port, size);
+            if (0..size).all(|i| lookup(port.wrapping_add(i.into())).is_none()) {
+                prop_assert_eq!(r.value, u32::MAX);
+                prop_assert_eq!(r.unhandled, Some(port));
+            }
+            for line in text(&c).lines() {
+                prop_assert!(line.starts_with("(d3:com1) "));
+            }
+        }
+    }
+}
