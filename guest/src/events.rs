@@ -37,7 +37,7 @@ pub fn shared_info() -> Option<GuestVirt> {
     }
     let si = start::start_info();
     let ma = si.shared_info.0;
-    if ma == 0 || ma % 4096 != 0 {
+    if ma == 0 || !ma.is_multiple_of(4096) {
         return None;
     }
     let mfn = Mfn(ma >> 12);

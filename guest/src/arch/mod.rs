@@ -487,7 +487,7 @@ pub fn rflags() -> u64 {
 /// The `u64` at guest address `va` in the shared_info page, as an atomic (the
 /// hypervisor writes the page only while the guest is stopped).
 pub fn shared_u64(va: u64) -> &'static core::sync::atomic::AtomicU64 {
-    assert!(va % 8 == 0 && va != 0);
+    assert!(va.is_multiple_of(8) && va != 0);
     // SAFETY: callers pass addresses inside the shared_info page, which is mapped
     // writable for the guest's whole life and is never freed.
     unsafe { &*(va as *const core::sync::atomic::AtomicU64) }
@@ -495,7 +495,7 @@ pub fn shared_u64(va: u64) -> &'static core::sync::atomic::AtomicU64 {
 
 /// The `u32` at `va` in the shared_info page (as [`shared_u64`]).
 pub fn shared_u32(va: u64) -> &'static core::sync::atomic::AtomicU32 {
-    assert!(va % 4 == 0 && va != 0);
+    assert!(va.is_multiple_of(4) && va != 0);
     // SAFETY: as `shared_u64`.
     unsafe { &*(va as *const core::sync::atomic::AtomicU32) }
 }

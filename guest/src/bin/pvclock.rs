@@ -40,7 +40,7 @@ fn test_main() {
         t.version, t.tsc_timestamp, t.system_time, t.tsc_to_system_mul, t.tsc_shift, t.flags
     );
     check!(
-        t.version % 2 == 0 && t.version > 0,
+        t.version.is_multiple_of(2) && t.version > 0,
         "version {} (even, published)",
         t.version
     );

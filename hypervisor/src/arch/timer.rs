@@ -226,7 +226,7 @@ pub fn idle_until(deadline: u64) {
         unsafe { wrmsr(IA32_TSC_DEADLINE, deadline) };
     } else {
         apic_write(APIC_LVT_TIMER, u32::from(TIMER_VECTOR));
-        let ticks = ((deadline - now) as u128 * u128::from(APIC_PER_TSC_2_20.load(Relaxed)) >> 20)
+        let ticks = (((deadline - now) as u128 * u128::from(APIC_PER_TSC_2_20.load(Relaxed))) >> 20)
             .clamp(1, u128::from(u32::MAX)) as u32;
         apic_write(APIC_TIMER_INIT, ticks);
     }
