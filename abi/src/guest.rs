@@ -305,3 +305,71 @@ pub fn vcpu_set_periodic_timer(period_ns: u64) -> Result<(), Errno> {
 pub fn vcpu_stop_periodic_timer() -> Result<(), Errno> {
     vcpu_op::<u64>(VCPUOP_STOP_PERIODIC_TIMER, None)
 }
+
+/// `mmu_update(reqs, count, &done, DOMID_SELF)`: apply `reqs` in order
+/// (`docs/abi/mmu.md`). Returns the number done and the result: `Ok(())` when all
+/// were applied, otherwise the error of the first refused one.
+pub fn mmu_update(reqs: &[crate::mmu::MmuUpdate]) -> (u32, Result<(), Errno>) {
+    let mut done: u32 = 0;
+    // SAFETY: `reqs` is a live array of `#[repr(C)]` requests the hypervisor only
+    // reads; `done` is a live u32 it writes.
+    let r = unsafe {
+        raw::hypercall5(
+            Hypercall::MMU_UPDATE.0,
+            reqs.as_ptr() as u64,
+            reqs.len() as u64,
+            &mut done as *mut u32 as u64,
+            crate::mmu::DOMID_SELF,
+            0,
+        )
+    };
+    (done, Errno::from_return(r).map(|_| ()))
+}
+
+/// `mmuext_op(ops, count, &done, DOMID_SELF)`: pin, unpin, switch base, flush.
+/// Returns the number done and the result, as [`mmu_update`].
+pub fn mmuext_op(ops: &[crate::mmu::MmuextOp]) -> (u32, Result<(), Errno>) {
+    let mut done: u32 = 0;
+    // SAFETY: as in `mmu_update`; the multi-vCPU flush forms point `arg2` at a
+    // bitmap the caller keeps alive (the hypervisor checks that pointer).
+    let r = unsafe {
+        raw::hypercall5(
+            Hypercall::MMUEXT_OP.0,
+            ops.as_ptr() as u64,
+            ops.len() as u64,
+            &mut done as *mut u32 as u64,
+            crate::mmu::DOMID_SELF,
+            0,
+        )
+    };
+    (done, Errno::from_return(r).map(|_| ()))
+}
+
+/// One `mmuext_op` with a frame argument (`MMUEXT_PIN_L*_TABLE`,
+/// `MMUEXT_UNPIN_TABLE`, `MMUEXT_NEW_BASEPTR`).
+pub fn mmuext_mfn(cmd: u32, mfn: crate::addr::Mfn) -> Result<(), Errno> {
+    mmuext_op(&[crate::mmu::MmuextOp {
+        cmd,
+        pad: 0,
+        arg1: mfn.0,
+        arg2: 0,
+    }])
+    .1
+}
+
+/// `multicall(calls, n)`: each entry's `result` is filled in.
+pub fn multicall(calls: &mut [crate::mmu::MulticallEntry]) -> Result<(), Errno> {
+    // SAFETY: `calls` is a live, writable array of `#[repr(C)]` entries; the
+    // hypervisor validates the pointers inside each call.
+    let r = unsafe {
+        raw::hypercall5(
+            Hypercall::MULTICALL.0,
+            calls.as_mut_ptr() as u64,
+            calls.len() as u64,
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::from_return(r).map(|_| ())
+}

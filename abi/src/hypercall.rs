@@ -59,7 +59,7 @@ hypercalls! {
     /// Install a virtual IDT (PV only; Keel guests own a real IDT).
     SET_TRAP_TABLE = 0, "set_trap_table", None;
     /// Validated page-table updates.
-    MMU_UPDATE = 1, "mmu_update", None;
+    MMU_UPDATE = 1, "mmu_update", V0_2;
     /// Install a GDT (PV only; Keel guests own a real GDT).
     SET_GDT = 2, "set_gdt", None;
     /// Kernel stack switch (PV only).
@@ -81,7 +81,7 @@ hypercalls! {
     /// Memory reservation and translation.
     MEMORY_OP = 12, "memory_op", None;
     /// Batch several hypercalls.
-    MULTICALL = 13, "multicall", None;
+    MULTICALL = 13, "multicall", V0_2;
     /// Update one PTE by virtual address.
     UPDATE_VA_MAPPING = 14, "update_va_mapping", None;
     /// One-shot timer, absolute system time.
@@ -107,7 +107,7 @@ hypercalls! {
     /// Set FS/GS bases (PV only).
     SET_SEGMENT_BASE = 25, "set_segment_base", None;
     /// Extended MMU operations: pinning, base pointer, TLB flushes.
-    MMUEXT_OP = 26, "mmuext_op", None;
+    MMUEXT_OP = 26, "mmuext_op", V0_2;
     /// XSM / Flask.
     XSM_OP = 27, "xsm_op", None;
     /// NMI callbacks.
@@ -193,6 +193,14 @@ pub const IMPLEMENTED: &[SubCommand] = {
         EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
         EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK, HVMOP_SET_PARAM,
     };
+    use crate::mmu::{
+        MMUEXT_INVLPG_ALL as INVLPG_ALL, MMUEXT_INVLPG_LOCAL as INVLPG_LOCAL,
+        MMUEXT_INVLPG_MULTI as INVLPG_MULTI, MMUEXT_NEW_BASEPTR as BASEPTR,
+        MMUEXT_PIN_L1_TABLE as PIN1, MMUEXT_PIN_L2_TABLE as PIN2, MMUEXT_PIN_L3_TABLE as PIN3,
+        MMUEXT_PIN_L4_TABLE as PIN4, MMUEXT_TLB_FLUSH_ALL as FLUSH_ALL,
+        MMUEXT_TLB_FLUSH_LOCAL as FLUSH_LOCAL, MMUEXT_TLB_FLUSH_MULTI as FLUSH_MULTI,
+        MMUEXT_UNPIN_TABLE as UNPIN, MMU_NORMAL_PT_UPDATE,
+    };
     use crate::sched::{SCHEDOP_BLOCK, SCHEDOP_POLL};
     use crate::sched::{SCHEDOP_SHUTDOWN, SCHEDOP_YIELD};
     use crate::time::{
@@ -204,6 +212,7 @@ pub const IMPLEMENTED: &[SubCommand] = {
     };
     const V: AbiVersion = AbiVersion::V0_1;
     const W: AbiVersion = AbiVersion::V0_2;
+    const V2: AbiVersion = AbiVersion::V0_2;
     const fn s(
         hypercall: Hypercall,
         sub: u64,
@@ -316,6 +325,63 @@ pub const IMPLEMENTED: &[SubCommand] = {
             W,
         ),
         s(Hypercall::HVM_OP, HVMOP_SET_PARAM, "HVMOP_set_param", W),
+        // 0.2: the PV MMU. `mmu_update` and `mmuext_op` take their command inside
+        // each request (not in RDI); the "sub-command" here is that command.
+        // `multicall` has none: sub 0 stands for the hypercall itself.
+        s(
+            Hypercall::MMU_UPDATE,
+            MMU_NORMAL_PT_UPDATE,
+            "MMU_NORMAL_PT_UPDATE",
+            V2,
+        ),
+        s(Hypercall::MMUEXT_OP, PIN1 as u64, "MMUEXT_PIN_L1_TABLE", V2),
+        s(Hypercall::MMUEXT_OP, PIN2 as u64, "MMUEXT_PIN_L2_TABLE", V2),
+        s(Hypercall::MMUEXT_OP, PIN3 as u64, "MMUEXT_PIN_L3_TABLE", V2),
+        s(Hypercall::MMUEXT_OP, PIN4 as u64, "MMUEXT_PIN_L4_TABLE", V2),
+        s(Hypercall::MMUEXT_OP, UNPIN as u64, "MMUEXT_UNPIN_TABLE", V2),
+        s(
+            Hypercall::MMUEXT_OP,
+            BASEPTR as u64,
+            "MMUEXT_NEW_BASEPTR",
+            V2,
+        ),
+        s(
+            Hypercall::MMUEXT_OP,
+            FLUSH_LOCAL as u64,
+            "MMUEXT_TLB_FLUSH_LOCAL",
+            V2,
+        ),
+        s(
+            Hypercall::MMUEXT_OP,
+            INVLPG_LOCAL as u64,
+            "MMUEXT_INVLPG_LOCAL",
+            V2,
+        ),
+        s(
+            Hypercall::MMUEXT_OP,
+            FLUSH_MULTI as u64,
+            "MMUEXT_TLB_FLUSH_MULTI",
+            V2,
+        ),
+        s(
+            Hypercall::MMUEXT_OP,
+            INVLPG_MULTI as u64,
+            "MMUEXT_INVLPG_MULTI",
+            V2,
+        ),
+        s(
+            Hypercall::MMUEXT_OP,
+            FLUSH_ALL as u64,
+            "MMUEXT_TLB_FLUSH_ALL",
+            V2,
+        ),
+        s(
+            Hypercall::MMUEXT_OP,
+            INVLPG_ALL as u64,
+            "MMUEXT_INVLPG_ALL",
+            V2,
+        ),
+        s(Hypercall::MULTICALL, 0, "multicall", V2),
     ]
 };
 

@@ -31,6 +31,7 @@
 //! test compares every item that claims to be Xen's; deliberate differences are
 //! listed by [`divergences`] and documented in `docs/abi/`.
 
+use crate::mmu::{MmuUpdate, MmuextOp, MulticallEntry};
 use core::fmt;
 use core::mem::{align_of, offset_of, size_of};
 
@@ -101,11 +102,13 @@ pub enum Family {
     Event,
     /// `shared_info`, pvclock and timers ([`crate::time`]).
     Time,
+    /// `mmu_update`, `mmuext_op`, `multicall` ([`crate::mmu`]).
+    Mmu,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 11] = [
+    pub const ALL: [Family; 12] = [
         Family::Addr,
         Family::Console,
         Family::Errno,
@@ -117,6 +120,7 @@ impl Family {
         Family::Version,
         Family::Event,
         Family::Time,
+        Family::Mmu,
     ];
 
     /// The module name, used as the prefix of item names in fixtures (`sched.SCHEDOP_YIELD`).
@@ -133,6 +137,7 @@ impl Family {
             Family::Version => "version",
             Family::Event => "event",
             Family::Time => "time",
+            Family::Mmu => "mmu",
         }
     }
 
@@ -149,6 +154,7 @@ impl Family {
             Family::Version => "version.md",
             Family::Event => "events.md",
             Family::Time => "time.md",
+            Family::Mmu => "mmu.md",
         }
     }
 
@@ -169,6 +175,11 @@ impl Family {
             Family::Version => &[Hypercall::XEN_VERSION],
             Family::Event => &[Hypercall::EVENT_CHANNEL_OP, Hypercall::HVM_OP],
             Family::Time => &[Hypercall::SET_TIMER_OP, Hypercall::VCPU_OP],
+            Family::Mmu => &[
+                Hypercall::MMU_UPDATE,
+                Hypercall::MMUEXT_OP,
+                Hypercall::MULTICALL,
+            ],
             _ => &[],
         }
     }
@@ -398,6 +409,15 @@ pub const STRUCTS: &[StructLayout] = &[
     abi_struct!(VcpuSetSingleshotTimer in Family::Time, since V0_2, xen XenRelation::Same("vcpu_set_singleshot_timer"), {
         timeout_abs_ns, flags,
     }),
+    abi_struct!(MmuUpdate in Family::Mmu, since V0_2, xen XenRelation::Same("mmu_update"), {
+        ptr, val,
+    }),
+    abi_struct!(MmuextOp in Family::Mmu, since V0_2, xen XenRelation::Same("mmuext_op"), {
+        cmd, pad => None, arg1, arg2,
+    }),
+    abi_struct!(MulticallEntry in Family::Mmu, since V0_2, xen XenRelation::Same("multicall_entry"), {
+        op, result, args,
+    }),
 ];
 
 /// The per-module constant lists, in [`Family`] order.
@@ -414,6 +434,7 @@ const CONSTANT_GROUPS: &[&[Constant]] = &[
     crate::version::CPUID_CONSTS,
     crate::event::ABI_CONSTS,
     crate::time::ABI_CONSTS,
+    crate::mmu::ABI_CONSTS,
 ];
 
 /// Every constant of the ABI except error codes and hypercall numbers (which have

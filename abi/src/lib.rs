@@ -82,6 +82,7 @@ pub mod errno;
 pub mod event;
 pub mod hypercall;
 pub mod layout;
+pub mod mmu;
 pub mod note;
 pub mod platform;
 pub mod sched;

@@ -33,6 +33,10 @@ const NOT_REGISTERED: &[(&str, &str)] = &[
         "V0_2",
         "AbiVersion::V0_2: the `abi-version` line and every `since=`",
     ),
+    (
+        "RESULT_OFFSET",
+        "offset_of!(MulticallEntry, result): its `field` line",
+    ),
     ("CURRENT", "AbiVersion::CURRENT: the `abi-version` line"),
     (
         "EXTRAVERSION",

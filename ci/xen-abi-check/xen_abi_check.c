@@ -113,6 +113,43 @@ int main(void)
     CONST(SIF_PM_MASK);
 
     /* xen.h: console_io. */
+    /* xen.h: the PV MMU (Keel ABI 0.2). */
+    STRUCT("mmu_update", struct mmu_update);
+    FIELD("mmu_update", struct mmu_update, ptr, "ptr");
+    FIELD("mmu_update", struct mmu_update, val, "val");
+    STRUCT("mmuext_op", struct mmuext_op);
+    FIELD("mmuext_op", struct mmuext_op, cmd, "cmd");
+    FIELD("mmuext_op", struct mmuext_op, arg1, "arg1");
+    FIELD("mmuext_op", struct mmuext_op, arg2, "arg2");
+    STRUCT("multicall_entry", struct multicall_entry);
+    FIELD("multicall_entry", struct multicall_entry, op, "op");
+    FIELD("multicall_entry", struct multicall_entry, result, "result");
+    FIELD("multicall_entry", struct multicall_entry, args, "args");
+    CONST(MMU_NORMAL_PT_UPDATE);
+    CONST(MMU_MACHPHYS_UPDATE);
+    CONST(MMU_PT_UPDATE_PRESERVE_AD);
+    CONST(MMU_PT_UPDATE_NO_TRANSLATE);
+    CONST(MMUEXT_PIN_L1_TABLE);
+    CONST(MMUEXT_PIN_L2_TABLE);
+    CONST(MMUEXT_PIN_L3_TABLE);
+    CONST(MMUEXT_PIN_L4_TABLE);
+    CONST(MMUEXT_UNPIN_TABLE);
+    CONST(MMUEXT_NEW_BASEPTR);
+    CONST(MMUEXT_TLB_FLUSH_LOCAL);
+    CONST(MMUEXT_INVLPG_LOCAL);
+    CONST(MMUEXT_TLB_FLUSH_MULTI);
+    CONST(MMUEXT_INVLPG_MULTI);
+    CONST(MMUEXT_TLB_FLUSH_ALL);
+    CONST(MMUEXT_INVLPG_ALL);
+    CONST(MMUEXT_FLUSH_CACHE);
+    CONST(MMUEXT_SET_LDT);
+    CONST(MMUEXT_NEW_USER_BASEPTR);
+    CONST(MMUEXT_CLEAR_PAGE);
+    CONST(MMUEXT_COPY_PAGE);
+    CONST(MMUEXT_FLUSH_CACHE_GLOBAL);
+    CONST(MMUEXT_MARK_SUPER);
+    CONST(MMUEXT_UNMARK_SUPER);
+    CONST(DOMID_SELF);
     CONST(CONSOLEIO_write);
     CONST(CONSOLEIO_read);
 

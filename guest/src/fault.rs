@@ -212,6 +212,13 @@ pub fn rewrite_u64(va: GuestVirt) -> Result<(), Fault> {
     result(arch::probe_rewrite_u64(va.0))
 }
 
+/// Store `value` at `va` (one 8-byte `MOV`); a fault is returned, not fatal.
+/// Unlike [`rewrite_u64`] this changes memory: aim it only at the test's own
+/// pages, or at page-table entries (which the hypervisor validates).
+pub fn write_u64(va: GuestVirt, value: u64) -> Result<(), Fault> {
+    result(arch::probe_write_u64(va.0, value))
+}
+
 /// `RDMSR`.
 pub fn rdmsr(msr: u32) -> Result<u64, Fault> {
     let (v, info) = arch::probe_rdmsr(msr);

@@ -1068,6 +1068,23 @@ mod tests {
                 prop_assert_eq!(p.guest_cpuid(0xa, sub, &host), CpuidResult::default());
                 prop_assert_eq!(p.guest_cpuid(5, sub, &host), CpuidResult::default());
             }
+            // Every masked register shows only allow-listed bits.
+            for &(l, s, reg) in MASKED {
+                let allowed = FEATURES
+                    .iter()
+                    .filter(|f| f.leaf == l && f.subleaf == s && f.reg == reg)
+                    .fold(0u32, |m, f| m | 1 << f.bit);
+                let in_range = if l >= 0x8000_0000 {
+                    l <= p.guest_cpuid(0x8000_0000, 0, &host).eax
+                } else {
+                    l <= p.max_basic()
+                };
+                if in_range {
+                    let r = p.guest_cpuid(l, s, &host);
+                    let v = match reg { Reg::Eax => r.eax, Reg::Ebx => r.ebx, Reg::Ecx => r.ecx, Reg::Edx => r.edx };
+                    prop_assert_eq!(v & !allowed, 0, "leaf {:#x} {}", l, reg.name());
+                }
+            }
             let r = p.guest_cpuid(leaf, sub, &host);
             if leaf == 0x8000_0001 && p.guest_cpuid(0x8000_0000, 0, &host).eax >= leaf {
                 prop_assert_eq!(r.edx & !(bit(11) | bit(20) | bit(27) | bit(29)), 0);

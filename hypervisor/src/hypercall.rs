@@ -17,11 +17,13 @@
 //! guest that sets the upper half gets `-ENOSYS`/`-EINVAL` instead of an alias.
 //! Every guest pointer goes through [`crate::guest_mem`].
 
-use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
+use crate::addr::{GuestVirt, MachineAddr, Mfn, PAGE_SIZE};
 use crate::domain::Domain;
+use crate::domain::Level;
 use crate::event::EventState;
 use crate::guest_mem::{self, Access};
 use crate::mem::{Console, PhysMem};
+use crate::mm::Flush;
 use keel_abi::console::{CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
 use keel_abi::event::{
     EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
@@ -29,6 +31,12 @@ use keel_abi::event::{
 };
 use keel_abi::hypercall::Hypercall;
 pub use keel_abi::hypercall::HypercallArgs;
+use keel_abi::mmu::{
+    MmuUpdate, MmuextOp, MulticallEntry, DOMID_SELF, MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL,
+    MMUEXT_INVLPG_MULTI, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE,
+    MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_ALL, MMUEXT_TLB_FLUSH_LOCAL,
+    MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNPIN_TABLE, MMU_NORMAL_PT_UPDATE,
+};
 use keel_abi::sched::{
     shutdown_reason_name, SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN,
     SCHEDOP_YIELD,
@@ -95,8 +103,15 @@ pub type Handler = fn(&mut DynCtx<'_>, &HypercallArgs) -> Outcome;
 pub struct Row {
     /// The hypercall number (RAX).
     pub nr: Hypercall,
-    /// The sub-command (first argument, RDI).
+    /// The sub-command (first argument, RDI); unused when `whole`.
     pub sub: u64,
+    /// The command is not in RDI but inside the structures the call points at
+    /// (`mmu_update`, `mmuext_op`; `multicall` has none): dispatch is by number
+    /// only, and every row of the hypercall names the same handler, which reads
+    /// each request's command and answers unknown ones with `-ENOSYS`. The rows
+    /// still list each implemented command (`sub` is the command), so the table
+    /// equals the ABI's promise (`keel_abi::hypercall::IMPLEMENTED`).
+    pub whole: bool,
     /// `hypercall / SUBCOMMAND`, as Xen names them.
     pub name: &'static str,
     /// The ABI version that introduced it.
@@ -123,6 +138,7 @@ pub static TABLE: &[Row] = &[
         nr: Hypercall::CONSOLE_IO,
         sub: CONSOLEIO_WRITE,
         name: "console_io / CONSOLEIO_write",
+        whole: false,
         since: AbiVersion::V0_1,
         doc: "console_io(CONSOLEIO_write, count, buf): print count bytes (<= 4096, else -EINVAL) \
               line by line as `(dN) text`; 0, or -EFAULT (nothing printed) if buf is not readable",
@@ -132,6 +148,7 @@ pub static TABLE: &[Row] = &[
         nr: Hypercall::XEN_VERSION,
         sub: XENVER_VERSION,
         name: "xen_version / XENVER_version",
+        whole: false,
         since: AbiVersion::V0_1,
         doc: "xen_version(XENVER_version, _): the ABI version, (major << 16) | minor",
         handler: version_version,
@@ -140,6 +157,7 @@ pub static TABLE: &[Row] = &[
         nr: Hypercall::XEN_VERSION,
         sub: XENVER_EXTRAVERSION,
         name: "xen_version / XENVER_extraversion",
+        whole: false,
         since: AbiVersion::V0_1,
         doc:
             "xen_version(XENVER_extraversion, char[16]): writes \"-keel\" NUL-padded; 0 or -EFAULT",
@@ -149,6 +167,7 @@ pub static TABLE: &[Row] = &[
         nr: Hypercall::XEN_VERSION,
         sub: XENVER_GET_FEATURES,
         name: "xen_version / XENVER_get_features",
+        whole: false,
         since: AbiVersion::V0_1,
         doc: "xen_version(XENVER_get_features, xen_feature_info*): submap 0 is Keel's feature \
               bits; another submap_idx is -EINVAL (as Xen); 0 or -EFAULT",
@@ -158,6 +177,7 @@ pub static TABLE: &[Row] = &[
         nr: Hypercall::XEN_VERSION,
         sub: XENVER_PAGESIZE,
         name: "xen_version / XENVER_pagesize",
+        whole: false,
         since: AbiVersion::V0_1,
         doc: "xen_version(XENVER_pagesize, NULL): 4096; a non-NULL argument is -EINVAL (as Xen)",
         handler: version_pagesize,
@@ -166,6 +186,7 @@ pub static TABLE: &[Row] = &[
         nr: Hypercall::SCHED_OP,
         sub: SCHEDOP_YIELD,
         name: "sched_op / SCHEDOP_yield",
+        whole: false,
         since: AbiVersion::V0_1,
         doc: "sched_op(SCHEDOP_yield, _): 0 (one vCPU: returns at once)",
         handler: sched_yield,
@@ -174,14 +195,146 @@ pub static TABLE: &[Row] = &[
         nr: Hypercall::SCHED_OP,
         sub: SCHEDOP_SHUTDOWN,
         name: "sched_op / SCHEDOP_shutdown",
+        whole: false,
         since: AbiVersion::V0_1,
         doc: "sched_op(SCHEDOP_shutdown, sched_shutdown*): ends the domain with the reason; \
               does not return; -EFAULT, or -EINVAL for an unknown reason",
         handler: sched_shutdown,
     },
     Row {
+        nr: Hypercall::MMU_UPDATE,
+        sub: MMU_NORMAL_PT_UPDATE,
+        whole: true,
+        name: "mmu_update / MMU_NORMAL_PT_UPDATE",
+        since: AbiVersion::V0_2,
+        doc: "mmu_update(reqs, count, success_count, foreigndom): validated *ptr = val per request; stops at the \
+              first failure (-EINVAL refused, -EFAULT unreadable, -ENOSYS other commands); the number \
+              done goes to *success_count (u32) if not NULL; foreigndom DOMID_SELF or the caller (-ESRCH)",
+        handler: mmu_update,
+    },
+    Row {
+        nr: Hypercall::MULTICALL,
+        sub: 0,
+        whole: true,
+        name: "multicall / multicall",
+        since: AbiVersion::V0_2,
+        doc: "multicall(calls, nr_calls): runs each multicall_entry in order, writing its result back; 0, or \
+              -EFAULT (entry unreadable, result unwritable); a nested multicall gets -EINVAL; a \
+              shutdown ends the batch",
+        handler: multicall,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_PIN_L1_TABLE as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_PIN_L1_TABLE",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_PIN_L1_TABLE: pin arg1 as an L1 (validated); -EINVAL if refused or already pinned",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_PIN_L2_TABLE as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_PIN_L2_TABLE",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_PIN_L2_TABLE: pin arg1 as an L2 (validating the L1s below)",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_PIN_L3_TABLE as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_PIN_L3_TABLE",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_PIN_L3_TABLE: pin arg1 as an L3",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_PIN_L4_TABLE as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_PIN_L4_TABLE",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_PIN_L4_TABLE: pin arg1 as an L4",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_UNPIN_TABLE as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_UNPIN_TABLE",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_UNPIN_TABLE: drop the pin on arg1 (-EINVAL if not pinned); the last reference devalidates",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_NEW_BASEPTR as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_NEW_BASEPTR",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_NEW_BASEPTR: switch CR3 to arg1, a pinned validated L4 (-EINVAL otherwise); full TLB flush",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_TLB_FLUSH_LOCAL as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_TLB_FLUSH_LOCAL",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_TLB_FLUSH_LOCAL: flush this vCPU's TLB",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_INVLPG_LOCAL as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_INVLPG_LOCAL",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_INVLPG_LOCAL: flush the translation of linear address arg1",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_TLB_FLUSH_MULTI as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_TLB_FLUSH_MULTI",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_TLB_FLUSH_MULTI: flush if bit 0 (vCPU 0) of the bitmap at arg2 is set; -EFAULT if unreadable",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_INVLPG_MULTI as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_INVLPG_MULTI",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_INVLPG_MULTI: flush arg1 if bit 0 of the bitmap at arg2 is set; -EFAULT if unreadable",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_TLB_FLUSH_ALL as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_TLB_FLUSH_ALL",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_TLB_FLUSH_ALL: flush every vCPU's TLB (the one vCPU)",
+        handler: mmuext_op,
+    },
+    Row {
+        nr: Hypercall::MMUEXT_OP,
+        sub: MMUEXT_INVLPG_ALL as u64,
+        whole: true,
+        name: "mmuext_op / MMUEXT_INVLPG_ALL",
+        since: AbiVersion::V0_2,
+        doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_INVLPG_ALL: flush arg1 on every vCPU (the one vCPU)",
+        handler: mmuext_op,
+    },
+    Row {
         nr: Hypercall::SCHED_OP,
         sub: SCHEDOP_BLOCK,
+        whole: false,
         name: "sched_op / SCHEDOP_block",
         since: AbiVersion::V0_2,
         doc: "sched_op(SCHEDOP_block, _): clears evtchn_upcall_mask and blocks until an event needs delivery (0 at once if one does); a vCPU that could never wake is killed",
@@ -190,6 +343,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::SCHED_OP,
         sub: SCHEDOP_POLL,
+        whole: false,
         name: "sched_op / SCHEDOP_poll",
         since: AbiVersion::V0_2,
         doc: "sched_op(SCHEDOP_poll, sched_poll*): blocks until a listed port is pending, an event needs delivery or the timeout; 0, -EFAULT, -EINVAL (> 128 ports, bad port)",
@@ -198,6 +352,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::SET_TIMER_OP,
         sub: 0,
+        whole: true,
         name: "set_timer_op / set_timer_op",
         since: AbiVersion::V0_2,
         doc: "set_timer_op(timeout_ns): arms the single-shot timer (absolute system time; 0 stops it; a past deadline fires at once); 0",
@@ -206,6 +361,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::EVENT_CHANNEL_OP,
         sub: EVTCHNOP_BIND_VIRQ,
+        whole: false,
         name: "event_channel_op / EVTCHNOP_bind_virq",
         since: AbiVersion::V0_2,
         doc: "event_channel_op(EVTCHNOP_bind_virq, arg*): bind a VIRQ: 0 and port, -EINVAL, -ENOENT, -EEXIST, -ENOSPC, -EFAULT",
@@ -214,6 +370,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::EVENT_CHANNEL_OP,
         sub: EVTCHNOP_CLOSE,
+        whole: false,
         name: "event_channel_op / EVTCHNOP_close",
         since: AbiVersion::V0_2,
         doc: "event_channel_op(EVTCHNOP_close, arg*): close a port: 0, -EINVAL, -EFAULT",
@@ -222,6 +379,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::EVENT_CHANNEL_OP,
         sub: EVTCHNOP_SEND,
+        whole: false,
         name: "event_channel_op / EVTCHNOP_send",
         since: AbiVersion::V0_2,
         doc: "event_channel_op(EVTCHNOP_send, arg*): send on an IPI (pending) or unbound (dropped) port: 0, -EINVAL, -EFAULT",
@@ -230,6 +388,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::EVENT_CHANNEL_OP,
         sub: EVTCHNOP_STATUS,
+        whole: false,
         name: "event_channel_op / EVTCHNOP_status",
         since: AbiVersion::V0_2,
         doc: "event_channel_op(EVTCHNOP_status, arg*): port status: 0, -ESRCH, -EINVAL, -EFAULT",
@@ -238,6 +397,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::EVENT_CHANNEL_OP,
         sub: EVTCHNOP_ALLOC_UNBOUND,
+        whole: false,
         name: "event_channel_op / EVTCHNOP_alloc_unbound",
         since: AbiVersion::V0_2,
         doc: "event_channel_op(EVTCHNOP_alloc_unbound, arg*): unbound port for DOMID_SELF: 0 and port, -ESRCH, -ENOSPC, -EFAULT",
@@ -246,6 +406,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::EVENT_CHANNEL_OP,
         sub: EVTCHNOP_BIND_IPI,
+        whole: false,
         name: "event_channel_op / EVTCHNOP_bind_ipi",
         since: AbiVersion::V0_2,
         doc: "event_channel_op(EVTCHNOP_bind_ipi, arg*): IPI port: 0 and port, -ENOENT, -ENOSPC, -EFAULT",
@@ -254,6 +415,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::EVENT_CHANNEL_OP,
         sub: EVTCHNOP_BIND_VCPU,
+        whole: false,
         name: "event_channel_op / EVTCHNOP_bind_vcpu",
         since: AbiVersion::V0_2,
         doc: "event_channel_op(EVTCHNOP_bind_vcpu, arg*): notify vCPU: 0, -ENOENT, -EINVAL, -EFAULT",
@@ -262,6 +424,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::EVENT_CHANNEL_OP,
         sub: EVTCHNOP_UNMASK,
+        whole: false,
         name: "event_channel_op / EVTCHNOP_unmask",
         since: AbiVersion::V0_2,
         doc: "event_channel_op(EVTCHNOP_unmask, arg*): clear the mask, re-deliver if pending: 0, -EINVAL, -EFAULT",
@@ -270,6 +433,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::VCPU_OP,
         sub: VCPUOP_SET_PERIODIC_TIMER,
+        whole: false,
         name: "vcpu_op / VCPUOP_set_periodic_timer",
         since: AbiVersion::V0_2,
         doc: "vcpu_op(VCPUOP_set_periodic_timer, vcpu, arg*): VIRQ_TIMER every period_ns (>= 1 ms, else -EINVAL); -ENOENT for a vCPU but 0; -EFAULT",
@@ -278,6 +442,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::VCPU_OP,
         sub: VCPUOP_STOP_PERIODIC_TIMER,
+        whole: false,
         name: "vcpu_op / VCPUOP_stop_periodic_timer",
         since: AbiVersion::V0_2,
         doc: "vcpu_op(VCPUOP_stop_periodic_timer, vcpu, arg*): stop the periodic timer; -ENOENT",
@@ -286,6 +451,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::VCPU_OP,
         sub: VCPUOP_SET_SINGLESHOT_TIMER,
+        whole: false,
         name: "vcpu_op / VCPUOP_set_singleshot_timer",
         since: AbiVersion::V0_2,
         doc: "vcpu_op(VCPUOP_set_singleshot_timer, vcpu, arg*): single-shot deadline (absolute ns); -ETIME if VCPU_SSHOTTMR_future and past; -ENOENT; -EFAULT",
@@ -294,6 +460,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::VCPU_OP,
         sub: VCPUOP_STOP_SINGLESHOT_TIMER,
+        whole: false,
         name: "vcpu_op / VCPUOP_stop_singleshot_timer",
         since: AbiVersion::V0_2,
         doc: "vcpu_op(VCPUOP_stop_singleshot_timer, vcpu, arg*): stop the single-shot timer; -ENOENT",
@@ -302,6 +469,7 @@ pub static TABLE: &[Row] = &[
     Row {
         nr: Hypercall::HVM_OP,
         sub: HVMOP_SET_PARAM,
+        whole: false,
         name: "hvm_op / HVMOP_set_param",
         since: AbiVersion::V0_2,
         doc: "hvm_op(HVMOP_set_param, xen_hvm_param*): HVM_PARAM_CALLBACK_IRQ of the vector type (vector >= 0x10) or 0; -ESRCH, -EINVAL, -EFAULT",
@@ -311,17 +479,9 @@ pub static TABLE: &[Row] = &[
 
 /// The row for `nr` / `sub`, if implemented.
 pub fn lookup(nr: u64, sub: u64) -> Option<&'static Row> {
-    TABLE.iter().find(|r| r.nr.0 == nr && r.sub == sub)
-}
-
-/// The sub-command of a call: the first argument, except for hypercalls that
-/// have none (`set_timer_op(timeout)`: its table row is sub-command 0).
-pub fn sub_command(args: &HypercallArgs) -> u64 {
-    if args.nr == Hypercall::SET_TIMER_OP.0 {
-        0
-    } else {
-        args.args[0]
-    }
+    TABLE
+        .iter()
+        .find(|r| r.nr.0 == nr && (r.whole || r.sub == sub))
 }
 
 /// Handle one hypercall from `ctx.dom`. Counts it, looks it up, runs it.
@@ -329,10 +489,6 @@ pub fn dispatch<M: PhysMem, C: Console>(
     ctx: &mut HypercallCtx<'_, M, C>,
     args: HypercallArgs,
 ) -> Outcome {
-    ctx.dom.count_hypercall(args.nr);
-    let Some(row) = lookup(args.nr, sub_command(&args)) else {
-        return Outcome::err(Errno::ENOSYS);
-    };
     let mut dyn_ctx: DynCtx<'_> = HypercallCtx {
         dom: &mut *ctx.dom,
         mem: &mut *ctx.mem,
@@ -341,7 +497,19 @@ pub fn dispatch<M: PhysMem, C: Console>(
         ev: &mut *ctx.ev,
         tsc: ctx.tsc,
     };
-    (row.handler)(&mut dyn_ctx, &args)
+    let out = dispatch_dyn(&mut dyn_ctx, &args);
+    // NEW_BASEPTR changed the tables later pointers are translated with.
+    ctx.cr3 = dyn_ctx.cr3;
+    out
+}
+
+/// Count, look up and run one call (also each call of a `multicall`).
+fn dispatch_dyn(ctx: &mut DynCtx<'_>, args: &HypercallArgs) -> Outcome {
+    ctx.dom.count_hypercall(args.nr);
+    match lookup(args.nr, args.args[0]) {
+        Some(row) => (row.handler)(ctx, args),
+        None => Outcome::err(Errno::ENOSYS),
+    }
 }
 
 /// Render [`TABLE`] as a Markdown table (for `docs/`; a docs test can compare).
@@ -349,11 +517,19 @@ pub fn write_markdown(out: &mut impl core::fmt::Write) -> core::fmt::Result {
     writeln!(out, "| nr | sub | hypercall | since | behaviour |")?;
     writeln!(out, "|----|-----|-----------|-------|-----------|")?;
     for r in TABLE {
-        write!(
-            out,
-            "| {} | {} | `{}` | {} | ",
-            r.nr.0, r.sub, r.name, r.since
-        )?;
+        if r.whole {
+            write!(
+                out,
+                "| {} | {} (in the request) | `{}` | {} | ",
+                r.nr.0, r.sub, r.name, r.since
+            )?;
+        } else {
+            write!(
+                out,
+                "| {} | {} | `{}` | {} | ",
+                r.nr.0, r.sub, r.name, r.since
+            )?;
+        }
         // A `|` in the text would end the table cell: escape it.
         for (i, part) in r.doc.split('|').enumerate() {
             if i > 0 {
@@ -461,6 +637,222 @@ fn sched_shutdown(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
     // The guest's last words must not be lost in the line buffer.
     ctx.dom.console_flush(ctx.console);
     Outcome::Shutdown(reason)
+}
+
+// ---------------------------------------------------------------------------
+// The PV MMU (ABI 0.2): mmu_update, mmuext_op, multicall. The rules are in
+// `crate::mm`; these handlers only copy requests in and results out.
+
+/// The most requests one call may carry (Xen reserves bit 31 of the count for
+/// its preemption flag; Keel does not preempt, and refuses such counts).
+const MAX_BATCH: u64 = (1 << 31) - 1;
+
+/// `foreigndom` must name the caller: Keel runs one domain and has no privileged
+/// one, so there is no other domain to act on (`-ESRCH`, as Xen for an unknown id).
+fn check_foreigndom(ctx: &DynCtx<'_>, fd: u64) -> Result<(), Errno> {
+    if fd == DOMID_SELF || fd == u64::from(ctx.dom.id.0) {
+        Ok(())
+    } else {
+        Err(Errno::ESRCH)
+    }
+}
+
+/// Write the number of requests done to `*pdone` (a C `unsigned int`), unless NULL.
+fn write_done(ctx: &mut DynCtx<'_>, pdone: u64, done: u64) -> Result<(), Errno> {
+    if pdone == 0 {
+        return Ok(());
+    }
+    let v = u32::try_from(done).unwrap_or(u32::MAX);
+    guest_mem::copy_to_guest(
+        ctx.dom,
+        ctx.mem,
+        ctx.cr3,
+        GuestVirt(pdone),
+        &v.to_le_bytes(),
+    )
+}
+
+/// Run `count` requests of `size` bytes from `list`, `one` per request; stop at
+/// the first error; write the count done back. The shape both `mmu_update` and
+/// `mmuext_op` share (Xen's `do_mmu_update`/`do_mmuext_op` loops).
+fn batch<const N: usize>(
+    ctx: &mut DynCtx<'_>,
+    a: &HypercallArgs,
+    mut one_fn: impl FnMut(&mut DynCtx<'_>, &[u8; N]) -> Result<(), Errno>,
+) -> Outcome {
+    fn one_req<const N: usize>(
+        ctx: &mut DynCtx<'_>,
+        req: &[u8; N],
+        f: &mut impl FnMut(&mut DynCtx<'_>, &[u8; N]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        f(ctx, req)
+    }
+    let (list, count, pdone, fd) = (a.args[0], a.args[1], a.args[2], a.args[3]);
+    if let Err(e) = check_foreigndom(ctx, fd) {
+        return Outcome::err(e);
+    }
+    if count > MAX_BATCH {
+        return Outcome::err(Errno::EINVAL);
+    }
+    // Requests are copied in chunks: one page walk per chunk instead of one per
+    // request (the walk dominates the cost of a small request). A chunk that is
+    // not wholly readable is retried one request at a time, so the requests
+    // before an unreadable one still run, as Xen's loop does.
+    const CHUNK: usize = 32;
+    let mut buf = [[0u8; N]; CHUNK];
+    let mut done = 0u64;
+    let mut rc = Ok(());
+    'outer: while done < count {
+        let n = (count - done).min(CHUNK as u64) as usize;
+        let va = GuestVirt(list.wrapping_add(done.wrapping_mul(N as u64)));
+        let mut flat = [0u8; 32 * 24];
+        let whole = flat
+            .get_mut(..n * N)
+            .map(|b| guest_mem::copy_from_guest(ctx.dom, ctx.mem, ctx.cr3, va, b).is_ok())
+            .unwrap_or(false);
+        for (k, slot) in buf.iter_mut().take(n).enumerate() {
+            if whole {
+                if let Some(src) = flat.get(k * N..(k + 1) * N) {
+                    slot.copy_from_slice(src);
+                }
+            } else {
+                let one = GuestVirt(va.0.wrapping_add((k * N) as u64));
+                match guest_mem::read_bytes::<N, _>(ctx.dom, ctx.mem, ctx.cr3, one) {
+                    Ok(b) => *slot = b,
+                    Err(e) => {
+                        // Run the readable ones first.
+                        for req in buf.iter().take(k) {
+                            if let Err(e) = one_req(ctx, req, &mut one_fn) {
+                                rc = Err(e);
+                                break 'outer;
+                            }
+                            done += 1;
+                        }
+                        rc = Err(e);
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        for req in buf.iter().take(n) {
+            if let Err(e) = one_req(ctx, req, &mut one_fn) {
+                rc = Err(e);
+                break 'outer;
+            }
+            done += 1;
+        }
+    }
+    let wrote = write_done(ctx, pdone, done);
+    match rc.and(wrote) {
+        Ok(()) => Outcome::Return(0),
+        Err(e) => Outcome::err(e),
+    }
+}
+
+fn mm_err(e: crate::mm::MmError) -> Errno {
+    log::debug!("mmu: refused: {e}");
+    Errno::EINVAL
+}
+
+fn mmu_update(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    batch::<{ MmuUpdate::SIZE }>(ctx, a, |ctx, b| {
+        let req = MmuUpdate::decode(b);
+        match req.ptr & 3 {
+            MMU_NORMAL_PT_UPDATE => {
+                // Bits 0..1 are the command; the entry address is 8-byte
+                // aligned, so bit 2 must be clear (checked by update_entry).
+                let ma = MachineAddr(req.ptr & !3);
+                ctx.dom.update_entry(ctx.mem, ma, req.val).map_err(mm_err)
+            }
+            _ => Err(Errno::ENOSYS),
+        }
+    })
+}
+
+fn mmuext_op(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    batch::<{ MmuextOp::SIZE }>(ctx, a, |ctx, b| {
+        let op = MmuextOp::decode(b);
+        let mfn = Mfn(op.arg1);
+        let pin = |ctx: &mut DynCtx<'_>, level| ctx.dom.pin(ctx.mem, mfn, level).map_err(mm_err);
+        match op.cmd {
+            MMUEXT_PIN_L1_TABLE => pin(ctx, Level::L1),
+            MMUEXT_PIN_L2_TABLE => pin(ctx, Level::L2),
+            MMUEXT_PIN_L3_TABLE => pin(ctx, Level::L3),
+            MMUEXT_PIN_L4_TABLE => pin(ctx, Level::L4),
+            MMUEXT_UNPIN_TABLE => ctx.dom.unpin(ctx.mem, mfn).map_err(mm_err),
+            MMUEXT_NEW_BASEPTR => {
+                ctx.dom.new_baseptr(ctx.mem, mfn).map_err(mm_err)?;
+                ctx.cr3 = ctx.dom.base();
+                Ok(())
+            }
+            MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_ALL => {
+                ctx.dom.request_flush(Flush::All);
+                Ok(())
+            }
+            MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_ALL => {
+                ctx.dom.request_flush(Flush::Page(op.arg1));
+                Ok(())
+            }
+            MMUEXT_TLB_FLUSH_MULTI | MMUEXT_INVLPG_MULTI => {
+                // The vCPU bitmap is a guest pointer; Keel has vCPU 0 only.
+                let mask =
+                    guest_mem::read_bytes::<8, _>(ctx.dom, ctx.mem, ctx.cr3, GuestVirt(op.arg2))?;
+                if u64::from_le_bytes(mask) & 1 != 0 {
+                    ctx.dom.request_flush(if op.cmd == MMUEXT_TLB_FLUSH_MULTI {
+                        Flush::All
+                    } else {
+                        Flush::Page(op.arg1)
+                    });
+                }
+                Ok(())
+            }
+            _ => Err(Errno::ENOSYS),
+        }
+    })
+}
+
+fn multicall(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    let (list, nr) = (a.args[0], a.args[1]);
+    if nr > MAX_BATCH {
+        return Outcome::err(Errno::EINVAL);
+    }
+    for i in 0..nr {
+        let va = GuestVirt(list.wrapping_add(i.wrapping_mul(MulticallEntry::SIZE as u64)));
+        let e = match guest_mem::read_bytes::<{ MulticallEntry::SIZE }, _>(
+            ctx.dom, ctx.mem, ctx.cr3, va,
+        ) {
+            Ok(b) => MulticallEntry::decode(&b),
+            Err(e) => return Outcome::err(e),
+        };
+        let result = if e.op == Hypercall::MULTICALL.0 {
+            // No nesting: a batch inside a batch would make the work per
+            // hypercall unbounded in the depth of the nesting.
+            ctx.dom.count_hypercall(e.op);
+            Errno::EINVAL.as_return()
+        } else {
+            let args = HypercallArgs {
+                nr: e.op,
+                args: [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]],
+            };
+            match dispatch_dyn(ctx, &args) {
+                Outcome::Return(v) => v,
+                Outcome::Shutdown(r) => return Outcome::Shutdown(r),
+                // A batch cannot sleep half-way: blocking calls in a multicall
+                // are refused (their state is undone).
+                Outcome::Block => {
+                    ctx.ev.blocked = None;
+                    Errno::EINVAL.as_return()
+                }
+            }
+        };
+        let at = GuestVirt(va.0.wrapping_add(MulticallEntry::RESULT_OFFSET));
+        if let Err(e) =
+            guest_mem::copy_to_guest(ctx.dom, ctx.mem, ctx.cr3, at, &result.to_le_bytes())
+        {
+            return Outcome::err(e);
+        }
+    }
+    Outcome::Return(0)
 }
 
 mod events;

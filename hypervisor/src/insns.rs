@@ -188,7 +188,7 @@ pub const INSNS: &[Insn] = &[
         name: "MOV to/from DR0-DR7",
         exits: &[],
         action: Action::Native,
-        why: "no MOV-DR exiting: DR7 and IA32_DEBUGCTL are switched by the VMCS (save/load debug controls), so guest breakpoints never fire in the host; DR0-DR3 and DR6 stay the guest's because Keel never uses them",
+        why: "no MOV-DR exiting: every VM exit loads DR7 with 0x400 and clears IA32_DEBUGCTL (SDM 28.5.1), so a guest breakpoint never fires in the host, and the VMCS gives the guest its own DR7/DEBUGCTL back (save/load debug controls); DR0-DR3 and DR6 stay the guest's because Keel never uses them",
     },
     Insn {
         name: "RDRAND, RDSEED, PAUSE",

@@ -36,6 +36,7 @@ pub mod elf;
 pub mod event;
 pub mod guest_mem;
 pub mod hypercall;
+pub mod mm;
 pub mod time;
 
 #[cfg(test)]

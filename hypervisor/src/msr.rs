@@ -314,10 +314,8 @@ pub const MSRS: &[Msr] = &[
 pub struct MsrEnv {
     /// "Enable RDTSCP" is set (TSC_AUX exists).
     pub rdtscp: bool,
-    /// The domain runs with EFER.NXE (fixed for its life).
-    pub nx: bool,
     /// EFER is switched by the VMCS; otherwise the guest runs on the host's EFER
-    /// and no write may change it.
+    /// and a write may change only SCE, in the host's register.
     pub load_efer: bool,
     /// PAT is switched by the VMCS; otherwise no write may change it.
     pub load_pat: bool,
@@ -390,7 +388,7 @@ pub fn read(index: u32, env: &MsrEnv) -> Result<ReadOp, GpFault> {
 }
 
 /// Whether `value` passes `check` for a write over `current`.
-fn valid(check: Check, value: u64, current: u64, env: &MsrEnv) -> bool {
+fn valid(check: Check, value: u64, current: u64) -> bool {
     match check {
         Check::Any => true,
         Check::Canonical => is_canonical(value),
@@ -399,7 +397,7 @@ fn valid(check: Check, value: u64, current: u64, env: &MsrEnv) -> bool {
             let writable = efer::SCE | efer::LME | efer::LMA | efer::NXE;
             value & !writable == 0
                 && value & efer::LME == current & efer::LME
-                && (value & efer::NXE != 0) == env.nx
+                && value & efer::NXE == current & efer::NXE
         }
         Check::Pat => value
             .to_le_bytes()
@@ -420,7 +418,7 @@ pub fn write(
     let m = lookup(index, env).ok_or(GpFault)?;
     match m.kind {
         Kind::PassThrough { check, .. } => {
-            if valid(check, value, 0, env) {
+            if valid(check, value, 0) {
                 Ok(WriteOp::Host(value))
             } else {
                 Err(GpFault)
@@ -429,7 +427,7 @@ pub fn write(
         Kind::ReadThrough => Err(GpFault),
         Kind::VmcsPassThrough(f, check) | Kind::Vmcs(f, check) => {
             let cur = current();
-            if !valid(check, value, cur, env) {
+            if !valid(check, value, cur) {
                 return Err(GpFault);
             }
             // LMA is read-only: keep the current one.
@@ -445,6 +443,11 @@ pub fn write(
             };
             if switched {
                 Ok(WriteOp::Vmcs(f, value))
+            } else if f == VmcsMsr::Efer {
+                // The guest runs on the host's EFER. The check above leaves only
+                // SCE free to change, and the host never executes SYSCALL, so the
+                // guest may flip it in the shared register.
+                Ok(WriteOp::Host(value))
             } else if value == cur {
                 // The guest shares the host's register: only a no-op write is safe.
                 Ok(WriteOp::Ignore)
@@ -546,7 +549,7 @@ pub mod markdown {
             Check::Any => "any value",
             Check::Canonical => "non-canonical: #GP(0)",
             Check::Low32 => "bits 63:32 reserved: #GP(0)",
-            Check::Efer => "reserved bits, LME or NXE change: #GP(0); LMA ignored",
+            Check::Efer => "reserved bits, LME or NXE change: #GP(0); LMA ignored; without EFER switching the write (SCE only) goes to the shared host register",
             Check::Pat => "invalid memory type: #GP(0)",
             Check::DebugCtl => "any bit but BTF: #GP(0)",
         }
@@ -598,7 +601,6 @@ mod tests {
 
     const ENV: MsrEnv = MsrEnv {
         rdtscp: true,
-        nx: true,
         load_efer: true,
         load_pat: true,
         debug_controls: true,
@@ -679,16 +681,30 @@ mod tests {
         assert_eq!(w(LONG & !efer::NXE), Err(GpFault), "NXE is fixed");
         assert_eq!(w(LONG | 1 << 1), Err(GpFault), "reserved bit 1");
         assert_eq!(w(LONG | 1 << 63), Err(GpFault), "reserved bit 63");
-        // Without EFER switching: only the current value.
+        // Without EFER switching: SCE only, into the shared host register.
         let no = MsrEnv {
             load_efer: false,
             ..ENV
         };
         assert_eq!(read(index::EFER, &no), Ok(ReadOp::Host));
-        assert_eq!(write(index::EFER, LONG, || LONG, &no), Ok(WriteOp::Ignore));
+        assert_eq!(
+            write(index::EFER, LONG, || LONG, &no),
+            Ok(WriteOp::Host(LONG))
+        );
         assert_eq!(
             write(index::EFER, LONG & !efer::SCE, || LONG, &no),
+            Ok(WriteOp::Host(LONG & !efer::SCE))
+        );
+        assert_eq!(
+            write(index::EFER, LONG & !efer::NXE, || LONG, &no),
             Err(GpFault)
+        );
+        // A domain without NX: NXE stays clear.
+        let old = LONG & !efer::NXE;
+        assert_eq!(write(index::EFER, LONG, || old, &ENV), Err(GpFault));
+        assert_eq!(
+            write(index::EFER, old, || old, &ENV),
+            Ok(WriteOp::Vmcs(VmcsMsr::Efer, old))
         );
     }
 
@@ -745,6 +761,45 @@ mod tests {
         assert!(passes.contains(&(index::TSC_AUX, true, true)));
         assert!(!passes.iter().any(|&(i, _, _)| i == index::EFER));
         assert_eq!(initial_values(&ENV).count(), 6);
+    }
+
+    #[test]
+    fn bitmap_agrees_with_the_handler() {
+        // What the bitmap lets through without an exit is exactly what the exit
+        // handler would have done natively anyway (so a CPU without MSR bitmaps
+        // behaves the same), and nothing else passes.
+        for env in [
+            ENV,
+            MsrEnv {
+                rdtscp: false,
+                ..ENV
+            },
+        ] {
+            for (i, r, w) in bitmap_passes(&env) {
+                assert!(r, "{i:#x}: a write-only pass-through makes no sense");
+                assert!(matches!(
+                    read(i, &env),
+                    Ok(ReadOp::Host | ReadOp::Vmcs(VmcsMsr::FsBase | VmcsMsr::GsBase))
+                ));
+                if w {
+                    assert!(matches!(
+                        write(i, 0, || 0, &env),
+                        Ok(WriteOp::Host(0) | WriteOp::Vmcs(VmcsMsr::FsBase | VmcsMsr::GsBase, 0))
+                    ));
+                } else {
+                    assert_eq!(write(i, 0, || 0, &env), Err(GpFault), "{i:#x}");
+                }
+                assert!(
+                    bitmap_position(i, false).is_some(),
+                    "{i:#x} outside the bitmap"
+                );
+            }
+            for m in MSRS {
+                let passes = bitmap_passes(&env).any(|(i, _, _)| i == m.index);
+                let exits = matches!(m.kind, Kind::Vmcs(..) | Kind::Emulated(..));
+                assert!(!(passes && exits), "{} both passes and is emulated", m.name);
+            }
+        }
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub fn probe_rewrite_u64(_addr: u64) -> u64 {
     hosted("fault probes")
 }
 /// See the bare-metal `arch`.
+pub fn probe_write_u64(_addr: u64, _value: u64) -> u64 {
+    hosted("fault probes")
+}
+/// See the bare-metal `arch`.
 pub fn probe_rdmsr(_msr: u32) -> (u64, u64) {
     hosted("fault probes")
 }

@@ -580,6 +580,28 @@ pub fn probe_rewrite_u64(addr: u64) -> u64 {
     info
 }
 
+/// Store `value` at `addr` with one `MOV qword [addr], reg` (`REX.W 89 /r`, the
+/// store the hypervisor emulates on page-table frames): exinfo of the fault.
+pub fn probe_write_u64(addr: u64, value: u64) -> u64 {
+    let info: u64;
+    // SAFETY: the caller chose to change this memory (a test's own page, or a
+    // page-table entry the hypervisor validates); a refused store faults into
+    // the exception table.
+    unsafe {
+        asm!(
+            "xor r11d, r11d",
+            "2: mov qword ptr [{a}], {v}",
+            "3:",
+            extable!("2b" => "3b"),
+            a = in(reg) addr,
+            v = in(reg) value,
+            out("r11") info,
+            options(nostack),
+        )
+    };
+    info
+}
+
 /// `RDMSR`: (value, exinfo).
 pub fn probe_rdmsr(msr: u32) -> (u64, u64) {
     let (lo, hi, info): (u32, u32, u64);

@@ -31,10 +31,6 @@ fn test_main() {
     let max = cpuid(0, 0).eax;
     let max_ext = cpuid(0x8000_0000, 0).eax;
     println!("max basic leaf {max:#x}, max extended leaf {max_ext:#x}");
-    check!(
-        max >= 0xd,
-        "max basic leaf {max:#x} < 0xd on a Skylake-class host"
-    );
 
     // Topology: one logical processor, APIC id 0.
     let l1 = cpuid(1, 0);

@@ -54,5 +54,11 @@ fn test_main() {
     let mut buf = [0u8; 9];
     insb(0x71, &mut buf);
     check_eq!(buf, [0xff; 9], "REP INSB from an empty port");
+    // REP string I/O longer than one exit emulates (4096 elements): the
+    // instruction is resumed until RCX reaches 0.
+    let mut big = [0u8; 5000];
+    insb(0x2e8, &mut big);
+    check!(big.iter().all(|&b| b == 0xff), "REP INSB of 5000 bytes");
+    outsb(0x2e8, &big);
     success();
 }

@@ -31,15 +31,17 @@
 //! EFER (the vmx worker enables NXE when the CPU has it).
 //!
 //! The builder never writes outside the domain's own frames (and its hypervisor
-//! frame table), and the tables it builds reference only the domain's frames: the
-//! invariants issue 5's validation will enforce from then on.
+//! frame table), and the tables it builds reference only the domain's frames.
+//! Before the guest runs, its L4 is pinned and made the base ([`crate::mm`]), so
+//! the bootstrap tables are validated and typed like any the guest builds later.
 
-use super::frame_table::{FrameKind, FrameTable, FrameTableError, MAX_DOMAIN_PAGES};
+use super::frame_table::{FrameTable, FrameTableError, MAX_DOMAIN_PAGES};
 use super::pagetable::{entry_addr, pte, Level, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_RW};
 use super::{BootState, Domain, DomainId, CONSOLE_LINE_MAX, COUNTED_HYPERCALLS};
 use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn, PAGE_SIZE};
 use crate::elf::GuestImage;
 use crate::mem::{FrameSource, PhysMem};
+use crate::mm::{Flush, Mm};
 use keel_abi::platform::ExitStatus;
 use keel_abi::start_info::{StartInfo, MAX_GUEST_CMDLINE};
 use keel_abi::version::AbiVersion;
@@ -115,6 +117,8 @@ pub enum BuildError {
     },
     /// The frame source returned a frame twice or beyond the architectural maximum.
     BadFrame(Mfn),
+    /// The bootstrap tables failed validation (a builder bug).
+    BootstrapTables,
 }
 
 impl BuildError {
@@ -161,6 +165,12 @@ impl core::fmt::Display for BuildError {
             ),
             BuildError::BadFrame(m) => {
                 write!(f, "frame allocator returned a bad frame {:#x}", m.0)
+            }
+            BuildError::BootstrapTables => {
+                write!(
+                    f,
+                    "the bootstrap page tables failed validation (builder bug)"
+                )
             }
         }
     }
@@ -333,13 +343,23 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
     write_mfn_list(&layout, mem, &mfn);
     write_start_info(&layout, cfg.cmd_line, mem, &mfn);
     build_page_tables(img, &layout, cfg.nx, mem, &mfn);
-    for pfn in layout.page_tables.0..layout.stack.0 {
-        if let Some(level) = layout.table_level(Pfn(pfn)) {
-            table.set_kind(mem, Pfn(pfn), FrameKind::PageTable(level));
-        }
-    }
 
+    // The guest starts consistent: its bootstrap L4 is pinned (validating every
+    // table under it, which types the table frames and every writable-mapped
+    // frame) and is the vCPU's base. Validation cannot fail on tables built to the
+    // rules; if it did, that is a builder bug, reported rather than run.
     let cr3 = mfn(mem, layout.page_tables);
+    let mut mm = Mm {
+        ft: &table,
+        mem: &mut *mem,
+        nx: cfg.nx,
+    };
+    if let Err(e) = mm.pin(cr3, Level::L4).and_then(|()| mm.set_base(None, cr3)) {
+        let _ = e;
+        mm.release_all(None);
+        table.free(mem, frames);
+        return Err(BuildError::BootstrapTables);
+    }
     Ok(Domain {
         id: cfg.id,
         boot: BootState {
@@ -352,6 +372,8 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         layout,
         nx: cfg.nx,
         frames: table,
+        base: cr3,
+        flush: Flush::None,
         console_line: [0; CONSOLE_LINE_MAX],
         console_len: 0,
         hypercall_counts: [0; COUNTED_HYPERCALLS],

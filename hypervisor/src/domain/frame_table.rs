@@ -8,22 +8,26 @@
 //! reference count). Keel keeps the same information per *domain*, indexed by PFN,
 //! with a reverse index from MFN:
 //!
-//! - the **P2M** table: for each PFN, 16 bytes: the MFN, and an info word whose
-//!   low byte is the [`FrameKind`]; the rest of the word is reserved for issue 5's
-//!   type count, reference count, pinned and validated bits;
+//! - the **P2M** table: for each PFN, 32 bytes: the MFN, the type word (page
+//!   type, pinned and validated bits, type count: [`PageInfo`]), the reference
+//!   count, and a spare word;
 //! - the **M2P** index: the domain's MFNs sorted, each packed with its PFN
 //!   (`mfn << 24 | pfn`), so MFN -> PFN is a binary search: O(log n) reads.
 //!
 //! There is no heap in the hypervisor, so both live in hypervisor-owned machine
 //! frames (taken from the [`FrameSource`], never mapped into the guest) and are read
-//! through [`PhysMem`]. This is also where issue 5's counts will live.
+//! through [`PhysMem`]. The rules that change the counts are in [`crate::mm`].
 
 use super::pagetable::Level;
 use crate::addr::{MachineAddr, Mfn, Pfn, PAGE_SIZE};
 use crate::mem::{FrameSource, PhysMem};
 
-/// Bytes per P2M entry: MFN, info word.
-const P2M_ENTRY: u64 = 16;
+/// Bytes per P2M entry: MFN, type word, reference count, spare.
+const P2M_ENTRY: u64 = 32;
+/// Offset of the type word in a P2M entry.
+const P2M_TYPE: u64 = 8;
+/// Offset of the reference count in a P2M entry.
+const P2M_REFS: u64 = 16;
 /// Bytes per M2P entry.
 const M2P_ENTRY: u64 = 8;
 /// Bits of the packed PFN in an M2P entry.
@@ -38,10 +42,10 @@ pub const MAX_MFN: u64 = (1 << 40) - 1;
 
 /// What a frame is, from the hypervisor's point of view (Xen's page type).
 ///
-/// In 0.1 a frame's kind is fixed at build time: the bootstrap page tables are
-/// `PageTable`, everything else the domain owns is `Writable`. Issue 5 makes kinds
-/// change under type counts (a frame becomes a page table when pinned or
-/// referenced as one, and only while no writable mapping of it exists).
+/// The coarse view of a frame's [`PageType`] that hypercall copies need: a frame
+/// whose type is a page-table level is `PageTable` (whatever its type count),
+/// everything else the domain owns is `Writable` (which a copy to the guest still
+/// reaches only through a writable mapping, i.e. a `Writable` type reference).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FrameKind {
     /// Not a frame of this domain.
@@ -53,23 +57,96 @@ pub enum FrameKind {
     PageTable(Level),
 }
 
-impl FrameKind {
-    /// The encoding in the low byte of a P2M info word.
+/// A frame's page type (Xen's `PGT_*`): what the hypervisor currently lets the
+/// frame be used as. It changes only while the type count is zero
+/// ([`crate::mm`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PageType {
+    /// No use yet (or every use dropped and none taken since).
+    None,
+    /// Mapped writable by at least one L1 entry (the count counts them).
+    Writable,
+    /// A page table of this level (the count counts pins, upper-level entries
+    /// that reference it, and the vCPU's base pointer for an L4).
+    Table(Level),
+}
+
+impl PageType {
     const fn code(self) -> u64 {
         match self {
-            FrameKind::NotOwned => 0,
-            FrameKind::Writable => 1,
-            FrameKind::PageTable(l) => 1 + l.number() as u64,
+            PageType::None => 0,
+            PageType::Writable => 1,
+            PageType::Table(l) => 1 + l.number() as u64,
         }
     }
-    const fn from_code(c: u64) -> FrameKind {
+    const fn from_code(c: u64) -> PageType {
         match c & 0xff {
-            1 => FrameKind::Writable,
-            2 => FrameKind::PageTable(Level::L1),
-            3 => FrameKind::PageTable(Level::L2),
-            4 => FrameKind::PageTable(Level::L3),
-            5 => FrameKind::PageTable(Level::L4),
-            _ => FrameKind::NotOwned,
+            1 => PageType::Writable,
+            2 => PageType::Table(Level::L1),
+            3 => PageType::Table(Level::L2),
+            4 => PageType::Table(Level::L3),
+            5 => PageType::Table(Level::L4),
+            _ => PageType::None,
+        }
+    }
+    /// The level, for a page-table type.
+    pub const fn level(self) -> Option<Level> {
+        match self {
+            PageType::Table(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+/// Everything the hypervisor tracks about one frame of a domain (Xen's
+/// `page_info`: `count_info` and `type_info`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageInfo {
+    /// The current type.
+    pub ty: PageType,
+    /// How many uses of the current type exist.
+    pub type_count: u32,
+    /// How many references exist: present entries of validated tables that
+    /// point at the frame, plus a pin, plus the base pointer.
+    pub ref_count: u64,
+    /// The guest pinned the frame as a table of its type.
+    pub pinned: bool,
+    /// The frame's entries are validated and hold references (page-table types
+    /// with a non-zero type count only).
+    pub validated: bool,
+}
+
+impl PageInfo {
+    /// A frame nobody uses.
+    pub const FREE: PageInfo = PageInfo {
+        ty: PageType::None,
+        type_count: 0,
+        ref_count: 0,
+        pinned: false,
+        validated: false,
+    };
+    const PINNED: u64 = 1 << 8;
+    const VALIDATED: u64 = 1 << 9;
+    const fn encode_type(&self) -> u64 {
+        self.ty.code()
+            | if self.pinned { Self::PINNED } else { 0 }
+            | if self.validated { Self::VALIDATED } else { 0 }
+            | (self.type_count as u64) << 32
+    }
+    const fn decode(type_word: u64, ref_count: u64) -> PageInfo {
+        PageInfo {
+            ty: PageType::from_code(type_word),
+            type_count: (type_word >> 32) as u32,
+            ref_count,
+            pinned: type_word & Self::PINNED != 0,
+            validated: type_word & Self::VALIDATED != 0,
+        }
+    }
+    /// The coarse kind hypercall copies use.
+    pub const fn kind(&self) -> FrameKind {
+        match self.ty {
+            PageType::Table(l) => FrameKind::PageTable(l),
+            _ => FrameKind::Writable,
         }
     }
 }
@@ -115,7 +192,8 @@ pub enum FrameTableError {
 }
 
 impl FrameTable {
-    /// Allocate the table and `nr_pages` domain frames (zeroed), kind `Writable`.
+    /// Allocate the table and `nr_pages` domain frames (zeroed), all
+    /// [`PageInfo::FREE`].
     /// On failure nothing stays allocated.
     pub fn alloc<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         nr_pages: u64,
@@ -153,7 +231,11 @@ impl FrameTable {
             // not leak into this domain.
             mem.zero_frame(mfn);
             mem.write_u64(t.p2m.at(pfn * P2M_ENTRY), mfn.0);
-            mem.write_u64(t.p2m.at(pfn * P2M_ENTRY + 8), FrameKind::Writable.code());
+            mem.write_u64(
+                t.p2m.at(pfn * P2M_ENTRY + P2M_TYPE),
+                PageInfo::FREE.encode_type(),
+            );
+            mem.write_u64(t.p2m.at(pfn * P2M_ENTRY + P2M_REFS), 0);
             mem.write_u64(t.m2p.at(pfn * M2P_ENTRY), (mfn.0 << M2P_PFN_BITS) | pfn);
             t.nr_pages = pfn + 1;
         }
@@ -224,18 +306,30 @@ impl FrameTable {
 
     /// The kind of `pfn` (`NotOwned` past the end).
     pub fn kind_of_pfn<M: PhysMem + ?Sized>(&self, mem: &M, pfn: Pfn) -> FrameKind {
-        if pfn.0 >= self.nr_pages {
-            return FrameKind::NotOwned;
+        match self.info(mem, pfn) {
+            Some(i) => i.kind(),
+            None => FrameKind::NotOwned,
         }
-        FrameKind::from_code(mem.read_u64(self.p2m.at(pfn.0 * P2M_ENTRY + 8)))
     }
 
-    /// Set the kind of `pfn` (ignored past the end).
-    pub fn set_kind<M: PhysMem + ?Sized>(&self, mem: &mut M, pfn: Pfn, kind: FrameKind) {
+    /// The accounting of `pfn` (`None` past the end).
+    pub fn info<M: PhysMem + ?Sized>(&self, mem: &M, pfn: Pfn) -> Option<PageInfo> {
+        (pfn.0 < self.nr_pages).then(|| {
+            PageInfo::decode(
+                mem.read_u64(self.p2m.at(pfn.0 * P2M_ENTRY + P2M_TYPE)),
+                mem.read_u64(self.p2m.at(pfn.0 * P2M_ENTRY + P2M_REFS)),
+            )
+        })
+    }
+
+    /// Store the accounting of `pfn` (ignored past the end).
+    pub fn set_info<M: PhysMem + ?Sized>(&self, mem: &mut M, pfn: Pfn, info: PageInfo) {
         if pfn.0 < self.nr_pages {
-            let at = self.p2m.at(pfn.0 * P2M_ENTRY + 8);
-            let info = mem.read_u64(at);
-            mem.write_u64(at, (info & !0xff) | kind.code());
+            mem.write_u64(
+                self.p2m.at(pfn.0 * P2M_ENTRY + P2M_TYPE),
+                info.encode_type(),
+            );
+            mem.write_u64(self.p2m.at(pfn.0 * P2M_ENTRY + P2M_REFS), info.ref_count);
         }
     }
 
@@ -329,13 +423,23 @@ mod tests {
             let mfn = t.mfn(&mem, Pfn(pfn)).unwrap();
             assert_eq!(t.pfn(&mem, mfn), Some(Pfn(pfn)));
             assert_eq!(t.kind_of_pfn(&mem, Pfn(pfn)), FrameKind::Writable);
+            assert_eq!(t.info(&mem, Pfn(pfn)), Some(PageInfo::FREE));
         }
         assert_eq!(t.mfn(&mem, Pfn(1000)), None);
         assert_eq!(t.pfn(&mem, Mfn(4999)), None);
         assert_eq!(t.pfn(&mem, Mfn(6000)), None);
         assert_eq!(t.pfn(&mem, Mfn(u64::MAX)), None);
-        t.set_kind(&mut mem, Pfn(7), FrameKind::PageTable(Level::L3));
+        let info = PageInfo {
+            ty: PageType::Table(Level::L3),
+            type_count: u32::MAX,
+            ref_count: u64::MAX,
+            pinned: true,
+            validated: false,
+        };
+        t.set_info(&mut mem, Pfn(7), info);
+        assert_eq!(t.info(&mem, Pfn(7)), Some(info));
         assert_eq!(t.kind_of_pfn(&mem, Pfn(7)), FrameKind::PageTable(Level::L3));
+        assert_eq!(t.kind_of_pfn(&mem, Pfn(6)), FrameKind::Writable);
         assert_eq!(t.kind_of_pfn(&mem, Pfn(5000)), FrameKind::NotOwned);
         t.free(&mut mem, &mut src);
         assert!(src.inner.outstanding.is_empty());
@@ -365,8 +469,8 @@ mod tests {
         );
         assert!(src.inner.outstanding.is_empty());
         for code in 0..=255u64 {
-            let k = FrameKind::from_code(code);
-            assert!(k == FrameKind::NotOwned || k.code() == code);
+            let k = PageType::from_code(code);
+            assert!(k == PageType::None || k.code() == code);
         }
     }
 }

@@ -10,20 +10,21 @@
 //! frame numbers and the CPU walks them with no second stage, so the only thing
 //! standing between a guest and the rest of the machine is the rule that no page
 //! table the CPU can reach maps a frame the domain does not own, or maps a
-//! page-table frame writable. In 0.1 the guest can only use the bootstrap tables
-//! built here (it has no `mmu_update` or CR3-load path yet); issue 5 adds validated
-//! updates on top of the same [`FrameKind`] accounting.
+//! page-table frame writable. [`crate::mm`] keeps that rule with Xen's page types
+//! and counts, stored in the [`frame_table`]; the methods here are the domain's
+//! MMU operations (pin, unpin, update an entry, switch the base pointer).
 
 pub mod build;
 pub mod frame_table;
 pub mod pagetable;
 
 pub use build::{build, BuildError, DomainConfig, Layout, BOOT_STACK_PAGES, DEFAULT_NR_PAGES};
-pub use frame_table::FrameKind;
+pub use frame_table::{FrameKind, PageInfo, PageType};
 pub use pagetable::Level;
 
 use crate::addr::{GuestVirt, Mfn, Pfn};
 use crate::mem::{Console, FrameSource, PhysMem};
+use crate::mm::{Flush, Mm, MmError};
 use frame_table::FrameTable;
 
 /// A domain identifier (Xen's `domid_t`). Keel's first guest is domain 1.
@@ -44,6 +45,18 @@ pub struct BootState {
     pub cr3: Mfn,
 }
 
+/// What [`Domain::teardown`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Teardown {
+    /// Frames the domain owned.
+    pub nr_pages: u64,
+    /// Frames the frame source gained (the domain's and its frame table's).
+    pub frames_returned: u64,
+    /// Frames whose type or reference counts were not zero after every pin and
+    /// the base were dropped (0 unless there is a bug).
+    pub leaked_counts: u64,
+}
+
 /// The longest partial console line buffered per domain; a longer line is
 /// printed in pieces (Xen does the same with its per-domain buffer).
 pub const CONSOLE_LINE_MAX: usize = 160;
@@ -62,6 +75,10 @@ pub struct Domain {
     layout: Layout,
     nx: bool,
     frames: FrameTable,
+    /// The L4 the vCPU runs on (holds a type reference: [`crate::mm`]).
+    base: Mfn,
+    /// The TLB flush owed to the guest before it runs again.
+    flush: Flush,
     console_line: [u8; CONSOLE_LINE_MAX],
     console_len: usize,
     hypercall_counts: [u64; COUNTED_HYPERCALLS],
@@ -104,14 +121,112 @@ impl Domain {
         }
     }
 
-    /// Give every frame back: the domain's own frames (scrubbed, so no guest data
-    /// outlives the guest) and the hypervisor frames of its frame table.
+    /// The accounting of `mfn`, if the domain owns it.
+    pub fn page_info<M: PhysMem + ?Sized>(&self, mem: &M, mfn: Mfn) -> Option<PageInfo> {
+        self.frames.info(mem, self.frames.pfn(mem, mfn)?)
+    }
+
+    fn mm<'a, M: PhysMem + ?Sized>(&'a self, mem: &'a mut M) -> Mm<'a, M> {
+        Mm {
+            ft: &self.frames,
+            mem,
+            nx: self.nx,
+        }
+    }
+
+    /// The L4 the vCPU runs on.
+    pub const fn base(&self) -> Mfn {
+        self.base
+    }
+
+    /// Pin `mfn` as a table of `level` (validating it).
+    pub fn pin<M: PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        mfn: Mfn,
+        level: Level,
+    ) -> Result<(), MmError> {
+        self.mm(mem).pin(mfn, level)
+    }
+
+    /// Drop a pin.
+    pub fn unpin<M: PhysMem + ?Sized>(&mut self, mem: &mut M, mfn: Mfn) -> Result<(), MmError> {
+        self.mm(mem).unpin(mfn)
+    }
+
+    /// Switch the base pointer to `new` (a pinned, validated L4); a full TLB flush
+    /// is owed afterwards (the caller reloads CR3).
+    pub fn new_baseptr<M: PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        new: Mfn,
+    ) -> Result<(), MmError> {
+        let old = self.base;
+        self.mm(mem).set_base(Some(old), new)?;
+        self.base = new;
+        self.flush = self.flush.merge(Flush::All);
+        Ok(())
+    }
+
+    /// Update the entry at machine address `ptr` (8-byte aligned, in a frame the
+    /// domain owns) to `val`, validated. Records the TLB flush it needs.
+    pub fn update_entry<M: PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        ptr: crate::addr::MachineAddr,
+        val: u64,
+    ) -> Result<(), MmError> {
+        if !ptr.0.is_multiple_of(8) {
+            return Err(MmError::Misaligned);
+        }
+        let index = (ptr.page_offset() / 8) as usize;
+        let f = self.mm(mem).mod_entry(ptr.frame(), index, val)?;
+        self.flush = self.flush.merge(f);
+        Ok(())
+    }
+
+    /// Owe the guest a TLB flush (TLB_FLUSH_LOCAL, INVLPG_LOCAL).
+    pub fn request_flush(&mut self, f: Flush) {
+        self.flush = self.flush.merge(f);
+    }
+
+    /// The TLB flush owed, cleared: the VMX layer performs it before the next
+    /// VM entry.
+    pub fn take_flush(&mut self) -> Flush {
+        core::mem::take(&mut self.flush)
+    }
+
+    /// Release every pin and the base pointer; returns the number of frames
+    /// whose counts did not return to zero (0 unless there is a bug).
+    pub fn release_mm<M: PhysMem + ?Sized>(&mut self, mem: &mut M) -> u64 {
+        let base = self.base;
+        self.mm(mem).release_all(Some(base))
+    }
+
+    /// Give every frame back: drop every pin and the base (all counts return
+    /// to zero, which is checked and reported), then the domain's own frames
+    /// (scrubbed, so no guest data outlives the guest) and the hypervisor frames
+    /// of its frame table. Returns what was checked.
     pub fn teardown<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
-        self,
+        mut self,
         mem: &mut M,
         frames: &mut F,
-    ) {
+    ) -> Teardown {
+        let leaked_counts = self.release_mm(mem);
+        if leaked_counts != 0 {
+            log::error!(
+                "domain {}: {leaked_counts} frames still had references at teardown",
+                self.id.0
+            );
+        }
+        let before = frames.free_count();
+        let nr_pages = self.nr_pages();
         self.frames.free(mem, frames);
+        Teardown {
+            nr_pages,
+            frames_returned: frames.free_count().saturating_sub(before),
+            leaked_counts,
+        }
     }
 
     /// Append guest console output; complete lines go to `console` as

@@ -7,6 +7,7 @@ use super::tests::{World, DATA};
 use super::*;
 use crate::event::{EventBits, SharedPage};
 use keel_abi::event::*;
+use keel_abi::event::DOMID_SELF;
 use keel_abi::sched::SchedPoll;
 use keel_abi::time::*;
 

@@ -5,6 +5,12 @@
 //! qualifications, memory), so nothing on these paths may panic: refusals become
 //! injected exceptions (#GP(0), #UD) or a domain crash, never a hypervisor fault.
 //!
+//! What the guest's CPU *is* (its CPUID, its MSRs, its I/O bus, what each
+//! sensitive instruction does) is not decided here: it is data in the pure policy
+//! tables `crate::cpuid`, `crate::msr`, `crate::io` and `crate::insns`, from which
+//! `docs/abi/{cpuid,msr,io,insns}.md` are generated. The handlers below only decode
+//! the exit, ask the table, and carry out its answer on the VMCS or the host.
+//!
 //! The VMCALL path is the one that matters for speed (issue 8): it costs exactly
 //! four VMCS accesses: VMREAD of the exit reason, VMREAD of the instruction length,
 //! VMREAD + VMWRITE of the guest RIP. The guest's CR3 for the hypercall layer comes
@@ -25,12 +31,14 @@ use super::hw::{
 use super::names::{exception_name, ExitReason};
 use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures};
-use crate::domain::{Domain, FrameKind, Level};
+use crate::domain::Domain;
 use crate::event::{Blocked, EventState};
 use crate::hypercall::{self, HypercallArgs, HypercallCtx, Outcome};
 use crate::insns::{self, XsetbvFault};
 use crate::io::IoBus;
 use crate::mem::{Console, PhysMem};
+use crate::mm::emulate::{decode_store, Source};
+use crate::mm::Flush;
 use crate::msr::{self, MsrEnv, ReadOp, VmcsMsr, WriteOp};
 
 /// What the exit stub calls: handle one exit; `None` resumes the guest.
@@ -57,11 +65,20 @@ mod reason {
 }
 
 const VEC_UD: u8 = 6;
+const VEC_DF: u8 = 8;
 const VEC_GP: u8 = 13;
+const VEC_PF: u8 = 14;
+/// #PF error-code bits: present, write, user, reserved bit, instruction fetch.
+const PFEC_MASK: u64 = 0b1_1111;
+/// Present and write: a write-protection fault at CPL0.
+const PFEC_MATCH: u64 = 0b0_0011;
 const RFLAGS_DF: u64 = 1 << 10;
 const RFLAGS_TF: u64 = 1 << 8;
 /// Pending debug exceptions: BS, a single-step trap is pending.
 const PENDING_DBG_BS: u64 = 1 << 14;
+
+/// The most elements one exit emulates of a REP INS/OUTS.
+const STRING_IO_CHUNK: u64 = 4096;
 
 /// CR4.OSXSAVE.
 const CR4_OSXSAVE: u64 = 1 << 18;
@@ -81,7 +98,7 @@ pub(super) fn host_cpuid(leaf: u32, sub: u32) -> CpuidResult {
 
 /// The facts the MSR policy needs for `dom` on `cpu` (also used to build the MSR
 /// bitmap, so the bitmap and the exit handler agree).
-pub(super) fn msr_env(cpu: &VmxCpu, dom: &Domain) -> MsrEnv {
+pub(super) fn msr_env(cpu: &VmxCpu) -> MsrEnv {
     let c = &cpu.controls;
     let base_mhz = if host_cpuid(0, 0).eax >= 0x16 {
         host_cpuid(0x16, 0).eax & 0xffff
@@ -90,7 +107,6 @@ pub(super) fn msr_env(cpu: &VmxCpu, dom: &Domain) -> MsrEnv {
     };
     MsrEnv {
         rdtscp: c.rdtscp,
-        nx: dom.nx_enabled(),
         load_efer: c.load_efer,
         load_pat: c.load_pat,
         debug_controls: c.exit & exit_ctl::SAVE_DEBUG_CONTROLS != 0,
@@ -188,14 +204,21 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         vpid: u16,
         ev: EventState,
     ) -> Self {
-        let cr3 = dom.boot.cr3;
+        let cr3 = dom.base();
+        // Page-table writes are trapped and emulated (docs/abi/mmu.md): #PF exits
+        // only when the error code is a supervisor write to a present page with no
+        // reserved-bit violation (mask P|W|U|RSVD|I, match P|W). Every other #PF
+        // goes straight to the guest's IDT, as before.
+        write(control::EXCEPTION_BITMAP, 1 << VEC_PF);
+        write(control::PAGE_FAULT_ERR_CODE_MASK, PFEC_MASK);
+        write(control::PAGE_FAULT_ERR_CODE_MATCH, PFEC_MATCH);
         let preempt = (cpu.caps.pin.can_set(super::controls::pin::PREEMPTION_TIMER))
             .then(|| cpu.caps.misc.preemption_timer_rate());
         let window_ok = cpu
             .caps
             .proc
             .can_set(super::controls::proc::INTERRUPT_WINDOW_EXITING);
-        let msr_env = msr_env(cpu, dom);
+        let msr_env = msr_env(cpu);
         // The pass-through MSRs keep whatever was written last (VMX does not
         // switch them): give the guest defined values (`msr::initial_values`).
         for (index, value) in msr::initial_values(&msr_env) {
@@ -397,7 +420,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             ev: &mut self.ev,
             tsc: crate::arch::timer::rdtsc(),
         };
-        match hypercall::dispatch(&mut ctx, args) {
+        let out = hypercall::dispatch(&mut ctx, args);
+        // NEW_BASEPTR and validated updates leave a CR3 switch or a TLB flush
+        // owed; both happen before the guest runs again.
+        self.sync_mmu();
+        match out {
             Outcome::Return(v) => {
                 g.rax = v as u64;
                 self.skip_instruction();
@@ -424,6 +451,109 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         g.rdx = r.edx.into();
         self.complete_instruction();
         None
+    }
+
+    /// Apply what the MMU layer left owed: a new base pointer (MMUEXT_NEW_BASEPTR
+    /// switches CR3 without the guest executing MOV CR3) and a TLB flush.
+    fn sync_mmu(&mut self) {
+        let base = self.dom.base();
+        if base != self.cr3 {
+            write(guest::CR3, base.addr().0);
+            self.cr3 = base;
+            self.cr3_real = base.addr().0;
+        }
+        match self.dom.take_flush() {
+            Flush::None => {}
+            Flush::All => self.flush_after_cr3(),
+            Flush::Page(va) => self.flush_page(va),
+        }
+    }
+
+    /// Drop one page's translation from the guest's VPID.
+    fn flush_page(&mut self, va: u64) {
+        if !self.controls.vpid {
+            return; // every VM entry flushes VPID 0
+        }
+        if !self.caps.ept_vpid.invvpid_individual_address() || !GuestVirt(va).is_canonical() {
+            self.flush_after_cr3();
+            return;
+        }
+        if let Err(e) = invvpid(InvvpidType::IndividualAddress, self.vpid, va) {
+            log::error!("vmx: INVVPID of one page failed: {e}");
+        }
+    }
+
+    /// A write-protection #PF (the only kind that exits). If it is an 8-byte store
+    /// to an entry of a validated page table, apply it as a validated update and
+    /// skip the instruction; otherwise reflect the #PF unchanged.
+    fn page_fault(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+        let cr2 = vmread(ro::EXIT_QUALIFICATION);
+        let ec = vmread(ro::VMEXIT_INTERRUPTION_ERR_CODE) as u32;
+        let idt = vmread(ro::IDT_VECTORING_INFO) as u32;
+        if idt & (1 << 31) != 0 {
+            // The fault hit while delivering an event (e.g. pushing a frame onto a
+            // read-only stack): never emulated. A #PF while delivering a #PF is a
+            // double fault, as on hardware; otherwise the #PF is reflected (the
+            // interrupted event is lost: the guest's state is already broken).
+            if idt & 0xff == u32::from(VEC_PF) && (idt >> 8) & 7 == intr_type::HARDWARE_EXCEPTION {
+                self.inject(VEC_DF, Some(0));
+                return None;
+            }
+        } else {
+            match self.emulate_pte_write(g, cr2) {
+                Ok(len) => {
+                    let rip = vmread(guest::RIP);
+                    write(guest::RIP, rip.wrapping_add(len));
+                    self.sync_mmu();
+                    return None;
+                }
+                Err(why) => log::debug!(
+                    "vmx: domain {} #PF[{ec:#x}] at {cr2:#x} reflected: {why}",
+                    self.dom.id.0
+                ),
+            }
+        }
+        // A #PF VM exit does not write CR2 (SDM 27.1): the guest's handler must
+        // find the faulting address there, so Keel writes it.
+        // SAFETY: CR2 holds no host state (a host #PF is fatal and reports its own
+        // CR2); the value only reaches the guest.
+        unsafe { core::arch::asm!("mov cr2, {}", in(reg) cr2, options(nostack, preserves_flags)) };
+        self.inject(VEC_PF, Some(ec));
+        None
+    }
+
+    /// Decode and apply the store at RIP (see `crate::mm::emulate`); its length.
+    fn emulate_pte_write(&mut self, g: &GuestGprs, cr2: u64) -> Result<u64, &'static str> {
+        let rip = vmread(guest::RIP);
+        let mut insn = [0u8; 15];
+        let n = ((PAGE_SIZE - (rip & (PAGE_SIZE - 1))) as usize).min(insn.len());
+        let bytes = insn.get_mut(..n).ok_or("instruction")?;
+        crate::guest_mem::copy_from_guest(&*self.dom, &*self.mem, self.cr3, GuestVirt(rip), bytes)
+            .map_err(|_| "instruction unreadable")?;
+        let store = decode_store(bytes).ok_or("not an emulated store (MOV r/m64, r64 or imm32)")?;
+        if !cr2.is_multiple_of(8) {
+            return Err("misaligned store");
+        }
+        let ma = crate::guest_mem::translate(
+            &*self.dom,
+            &*self.mem,
+            self.cr3,
+            GuestVirt(cr2),
+            crate::guest_mem::Access::Read,
+        )
+        .map_err(|_| "target not mapped")?;
+        match self.dom.page_info(&*self.mem, ma.frame()) {
+            Some(i) if i.validated && i.ty.level().is_some() => {}
+            _ => return Err("target is not a validated page table"),
+        }
+        let value = match store.src {
+            Source::Reg(r) => self.gpr(g, r),
+            Source::Imm(v) => v,
+        };
+        self.dom
+            .update_entry(&mut *self.mem, ma, value)
+            .map_err(|_| "the new entry is refused")?;
+        Ok(store.len)
     }
 
     /// Invalidate the guest's TLB after an emulated CR3 load.
@@ -481,25 +611,26 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             CrAccess::MovTo { cr: 3, gpr } => {
                 let v = self.gpr(g, gpr);
                 match cr::mov_to_cr3(v, self.maxphyaddr) {
-                    // 0.1: only a frame the domain owns as an L4 page table.
-                    Ok(l)
-                        if self.dom.frame_kind(&*self.mem, l.l4)
-                            == FrameKind::PageTable(Level::L4) =>
-                    {
-                        write(guest::CR3, l.real);
-                        self.cr3 = l.l4;
-                        self.cr3_real = l.real;
-                        self.flush_after_cr3();
-                        Ok(())
-                    }
-                    Ok(l) => {
-                        log::warn!(
-                            "vmx: domain {} loaded CR3 with frame {:#x}, which is not one of its L4 page tables: #GP",
-                            self.dom.id.0,
-                            l.l4.0
-                        );
-                        Err(cr::CrFault::GeneralProtection)
-                    }
+                    // Only a pinned, validated L4 of the domain: the trap-and-emulate
+                    // form of MMUEXT_NEW_BASEPTR (docs/abi/mmu.md).
+                    Ok(l) => match self.dom.new_baseptr(&mut *self.mem, l.l4) {
+                        Ok(()) => {
+                            write(guest::CR3, l.real);
+                            self.cr3 = l.l4;
+                            self.cr3_real = l.real;
+                            // new_baseptr owes a full flush; sync_mmu does it.
+                            self.sync_mmu();
+                            Ok(())
+                        }
+                        Err(e) => {
+                            log::warn!(
+                                "vmx: domain {} loaded CR3 with frame {:#x}: {e}: #GP",
+                                self.dom.id.0,
+                                l.l4.0
+                            );
+                            Err(cr::CrFault::GeneralProtection)
+                        }
+                    },
                     Err(e) => Err(e),
                 }
             }
@@ -609,7 +740,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 );
             }
         }
-        let count = if rep { g.rcx } else { 1 };
+        // A REP prefix with a huge RCX must not keep Keel in one exit for long
+        // (the guest may alias one page at many addresses): emulate at most
+        // STRING_IO_CHUNK elements, leave RIP on the instruction with RCX
+        // decremented, and let it exit again, as the CPU itself may interrupt a
+        // REP string instruction between iterations.
+        let count = if rep { g.rcx.min(STRING_IO_CHUNK) } else { 1 };
         let Some(bytes) = count.checked_mul(size) else {
             return self.crash(g, ExitReason { raw: 30 }, q, "string I/O count overflows");
         };
@@ -681,7 +817,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             g.rsi = g.rsi.wrapping_add(bytes);
         }
         if rep {
-            g.rcx = 0;
+            g.rcx -= count;
+            if g.rcx != 0 {
+                // Not done: execute it again (RIP unchanged).
+                return None;
+            }
         }
         self.complete_instruction();
         None
@@ -709,7 +849,9 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 }
                 Ok(WriteOp::Host(v)) => {
                     // SAFETY: a pass-through MSR (not switched by VMX, unused by the
-                    // host), with a value the policy validated as the CPU would.
+                    // host) or, without EFER switching, EFER with only SCE changed
+                    // (the host never executes SYSCALL); the policy validated the
+                    // value as the CPU would.
                     unsafe { crate::arch::cpu::wrmsr(index, v) };
                     true
                 }
@@ -790,9 +932,13 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         None
     }
 
-    /// An NMI (the exception bitmap is 0, so no guest exception exits here).
-    fn exception_or_nmi(&mut self, g: &GuestGprs) -> Option<DomainEnd> {
+    /// An NMI, or a write-protection #PF (the only exception the bitmap
+    /// intercepts, filtered by the error-code mask and match).
+    fn exception_or_nmi(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
         let info = vmread(ro::VMEXIT_INTERRUPTION_INFO) as u32;
+        if (info >> 8) & 7 == intr_type::HARDWARE_EXCEPTION && info & 0xff == u32::from(VEC_PF) {
+            return self.page_fault(g);
+        }
         if (info >> 8) & 7 == intr_type::NMI {
             log::warn!(
                 "vmx: NMI while domain {} ran: ignored (0.1 has no NMI sources)",
@@ -805,7 +951,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             g,
             ExitReason { raw: 0 },
             u64::from(info),
-            "unexpected exception exit (the exception bitmap is 0)",
+            "unexpected exception exit (only #PF is intercepted)",
         )
     }
 

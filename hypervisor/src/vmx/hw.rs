@@ -1232,7 +1232,7 @@ pub fn run_domain(
         io_bitmaps: None,
     };
     if cpu.controls.msr_bitmaps {
-        vf.msr_bitmap = build_msr_bitmap(frames, mem, &super::exit::msr_env(cpu, dom));
+        vf.msr_bitmap = build_msr_bitmap(frames, mem, &super::exit::msr_env(cpu));
     }
     if cpu.controls.io_bitmaps {
         vf.io_bitmaps = ones_frame(frames, mem).zip(ones_frame(frames, mem));
@@ -1434,6 +1434,23 @@ fn finish(vf: VmcsFrames, frames: &mut impl FrameSource, end: DomainEnd) -> Doma
         STATS.vmreads.load(Relaxed),
         STATS.vmwrites.load(Relaxed)
     );
+    // By reason, so a benchmark can be checked for the exits it should (not) cause,
+    // e.g. that a pass-through WRMSR never exits.
+    for (basic, c) in STATS.exits.iter().enumerate() {
+        let n = c.load(Relaxed);
+        if n != 0 {
+            let basic = basic as u16;
+            log::info!(
+                "vmx:   {n} exits for reason {basic} ({}{})",
+                super::names::exit_reason_name(basic),
+                if usize::from(basic) == COUNTED_EXIT_REASONS - 1 {
+                    " or higher"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     end
 }
 

@@ -1,0 +1,138 @@
+//! Trap-and-emulate of direct page-table writes (docs/abi/mmu.md): an 8-byte
+//! `MOV` store into an entry of a validated table, through its read-only
+//! mapping, is validated and applied by the hypervisor, and the instruction
+//! completes; an invalid entry, a misaligned store, or a store to a read-only
+//! page that is not a page table gets the `#PF` reflected unchanged (error code
+//! P|W, CR2 = the address), and nothing changes.
+#![no_std]
+#![cfg_attr(target_os = "none", no_main)]
+
+#[path = "../mmu_util.rs"]
+mod mmu_util;
+
+use keel_guest::fault::pf;
+use keel_guest::pagetable::{cr3_mfn, frame_va, read_entry, PTE_P, PTE_RW};
+use keel_guest::prelude::*;
+use mmu_util::*;
+
+keel_guest::test! {
+    title: "Direct PTE stores: valid ones emulated, invalid ones reflected as #PF",
+    category: Security,
+    main: test_main,
+}
+
+fn expect_reflected(what: core::fmt::Arguments<'_>, va: GuestVirt, v: u64) {
+    let before = fault::read_u64(GuestVirt(va.0 & !7));
+    let r = fault::write_u64(va, v);
+    if fault::expect_fault(what, r, Vector::PF, Some(pf::PRESENT | pf::WRITE)) {
+        if let Err(f) = r {
+            check_eq!(f.cr2, va.0, "CR2 of the reflected #PF");
+        }
+    }
+    check_eq!(
+        fault::read_u64(GuestVirt(va.0 & !7)),
+        before,
+        "memory after the refused store"
+    );
+}
+
+fn test_main() {
+    let a = take_frame();
+    let b = take_frame();
+    let _ = fault::write_u64(a.va, 0xaaaa);
+    let _ = fault::write_u64(b.va, 0xbbbb);
+    let (l1, i) = l1_of(b.va);
+    let Ok(l1va) = frame_va(l1) else {
+        failure!("b's L1 is not in the bootstrap region");
+        return;
+    };
+    let pte = GuestVirt(l1va.0 + i as u64 * 8);
+    let orig = leaf(b.va);
+
+    // Valid stores: remap, unmap, restore. Each completes without a fault.
+    fault::expect_no_fault(
+        format_args!("store remapping b's address to a (read-only)"),
+        fault::write_u64(pte, entry(a.mfn, PTE_P)),
+    );
+    check_eq!(
+        fault::read_u64(b.va),
+        Ok(0xaaaa),
+        "read through the emulated remap"
+    );
+    fault::expect_no_fault(format_args!("store unmapping"), fault::write_u64(pte, 0));
+    fault::expect_fault(
+        format_args!("read after the emulated unmap"),
+        fault::read_u64(b.va),
+        Vector::PF,
+        Some(0),
+    );
+    fault::expect_no_fault(format_args!("store restoring"), fault::write_u64(pte, orig));
+    check_eq!(
+        fault::read_u64(b.va),
+        Ok(0xbbbb),
+        "read after the emulated restore"
+    );
+
+    // Invalid entries are reflected.
+    let l4 = cr3_mfn();
+    expect_reflected(
+        format_args!("store mapping the L4 writable"),
+        pte,
+        entry(l4, PTE_P | PTE_RW),
+    );
+    expect_reflected(
+        format_args!("store mapping its own L1 writable"),
+        pte,
+        entry(l1, PTE_P | PTE_RW),
+    );
+    expect_reflected(
+        format_args!("store mapping a foreign frame"),
+        pte,
+        entry(Mfn(1), PTE_P),
+    );
+    expect_reflected(
+        format_args!("store with reserved bit 52"),
+        pte,
+        orig | 1 << 52,
+    );
+    // The same flags-only change (XSA-182 class): RW on a read-only mapping of a
+    // page table, written directly.
+    let (pl1, pi) = l1_of(l1va);
+    if let Ok(pl1va) = frame_va(pl1) {
+        let ro = read_entry(pl1, pi).unwrap_or(0);
+        expect_reflected(
+            format_args!("store adding RW to the mapping of an L1"),
+            GuestVirt(pl1va.0 + pi as u64 * 8),
+            ro | PTE_RW,
+        );
+    }
+    // Into the L4: a linear (recursive) entry, read-only.
+    if let Ok(l4va) = frame_va(l4) {
+        expect_reflected(
+            format_args!("store of a linear L4 entry"),
+            GuestVirt(l4va.0 + 8 * 300),
+            entry(l4, PTE_P),
+        );
+    }
+    // A misaligned store into a table.
+    expect_reflected(
+        format_args!("misaligned store into an L1"),
+        GuestVirt(pte.0 + 4),
+        0,
+    );
+    // A read-only page that is not a page table: the guest's own code.
+    let code = GuestVirt(test_main as fn() as *const () as u64 & !7);
+    let r = fault::rewrite_u64(code);
+    if fault::expect_fault(
+        format_args!("store to the guest's read-only code"),
+        r,
+        Vector::PF,
+        Some(pf::PRESENT | pf::WRITE),
+    ) {
+        if let Err(f) = r {
+            check_eq!(f.cr2, code.0, "CR2 for the code page");
+        }
+    }
+    check_eq!(leaf(b.va), orig, "entry at the end");
+    success();
+}

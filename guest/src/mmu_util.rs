@@ -1,0 +1,164 @@
+//! Helpers shared by the PV MMU test programs (`guest/src/bin/mmu_*.rs`,
+//! `bench_mmu.rs`), included with `#[path]`: frames taken from the top of guest
+//! memory, the L1 slot that maps an address, and one-request wrappers around
+//! `mmu_update` / `mmuext_op` (docs/abi/mmu.md).
+//!
+//! Everything goes through the hypervisor or the library's fault probes: a frame
+//! the test turns into a page table is first made read-only (`mmu_update` of its
+//! own L1 entry), then filled with `MMU_NORMAL_PT_UPDATE`s while it is still
+//! ordinary memory, then pinned.
+#![allow(dead_code)]
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use keel_guest::abi::guest::{mmu_update, mmuext_op};
+use keel_guest::abi::mmu::{MmuUpdate, MmuextOp, MMUEXT_PIN_L1_TABLE, MMUEXT_UNPIN_TABLE};
+use keel_guest::pagetable::{cr3_mfn, pte_mfn, read_entry, PTE_P, PTE_RW};
+use keel_guest::prelude::*;
+use keel_guest::start::{pfn_to_mfn, pfn_to_va};
+
+/// A frame of the domain's, taken from the top of memory (which the bootstrap
+/// tables map writable and nothing else uses).
+#[derive(Clone, Copy, Debug)]
+pub struct Frame {
+    /// Its PFN.
+    pub pfn: Pfn,
+    /// Its machine frame.
+    pub mfn: Mfn,
+    /// Where the bootstrap tables map it.
+    pub va: GuestVirt,
+}
+
+static TAKEN: AtomicU64 = AtomicU64::new(0);
+
+/// The next free frame from the top of memory, zeroed.
+pub fn take_frame() -> Frame {
+    let i = TAKEN.fetch_add(1, Ordering::Relaxed);
+    let pfn = Pfn(start_info().nr_pages - 1 - i);
+    let mfn = match pfn_to_mfn(pfn) {
+        Ok(m) => m,
+        Err(f) => keel_guest::report::crash(format_args!("frame list unreadable: {f}")),
+    };
+    let f = Frame {
+        pfn,
+        mfn,
+        va: pfn_to_va(pfn),
+    };
+    for i in 0..512 {
+        if let Err(e) = fault::write_u64(GuestVirt(f.va.0 + i * 8), 0) {
+            keel_guest::report::crash(format_args!("zeroing a free frame: {e}"));
+        }
+    }
+    f
+}
+
+/// The machine address of entry `i` of table `t` (what `mmu_update` takes).
+pub const fn slot(t: Mfn, i: usize) -> u64 {
+    (t.0 << 12) + (i as u64) * 8
+}
+
+/// A present entry for `mfn` with `flags`.
+pub const fn entry(mfn: Mfn, flags: u64) -> u64 {
+    (mfn.0 << 12) | flags
+}
+
+/// The L1 table and index that map `va` in the current tables.
+pub fn l1_of(va: GuestVirt) -> (Mfn, usize) {
+    let mut t = cr3_mfn();
+    for level in [4u32, 3, 2] {
+        match read_entry(t, va.table_index(level)) {
+            Ok(e) if e & PTE_P != 0 => t = pte_mfn(e),
+            other => keel_guest::report::crash(format_args!(
+                "no L{level} entry for {:#x}: {other:?}",
+                va.0
+            )),
+        }
+    }
+    (t, va.table_index(1))
+}
+
+/// The current L1 entry mapping `va`.
+pub fn leaf(va: GuestVirt) -> u64 {
+    let (t, i) = l1_of(va);
+    read_entry(t, i).unwrap_or(0)
+}
+
+/// One `MMU_NORMAL_PT_UPDATE`.
+pub fn update(ptr: u64, val: u64) -> Result<(), Errno> {
+    mmu_update(&[MmuUpdate { ptr, val }]).1
+}
+
+/// Set the L1 entry that maps `va` to `val`.
+pub fn set_leaf(va: GuestVirt, val: u64) -> Result<(), Errno> {
+    let (t, i) = l1_of(va);
+    update(slot(t, i), val)
+}
+
+/// Drop RW from the mapping of `va` (so its frame may become a table).
+pub fn make_readonly(va: GuestVirt) -> Result<(), Errno> {
+    set_leaf(va, leaf(va) & !PTE_RW)
+}
+
+/// Give the mapping of `va` RW again.
+pub fn make_writable(va: GuestVirt) -> Result<(), Errno> {
+    set_leaf(va, leaf(va) | PTE_RW)
+}
+
+/// A frame ready to be a page table: taken, made read-only.
+pub fn table_frame() -> Frame {
+    let f = take_frame();
+    if let Err(e) = make_readonly(f.va) {
+        keel_guest::report::crash(format_args!("making frame {:#x} read-only: {e}", f.mfn.0));
+    }
+    f
+}
+
+/// Write entry `i` of a frame that is not (yet) a validated table.
+pub fn fill(f: &Frame, i: usize, val: u64) -> Result<(), Errno> {
+    update(slot(f.mfn, i), val)
+}
+
+/// One `mmuext_op` with an MFN argument.
+pub fn ext(cmd: u32, mfn: Mfn) -> Result<(), Errno> {
+    mmuext_op(&[MmuextOp {
+        cmd,
+        pad: 0,
+        arg1: mfn.0,
+        arg2: 0,
+    }])
+    .1
+}
+
+/// Pin `mfn` as a table of `level` (1..=4).
+pub fn pin(level: u32, mfn: Mfn) -> Result<(), Errno> {
+    ext(MMUEXT_PIN_L1_TABLE + level - 1, mfn)
+}
+
+/// Unpin `mfn`.
+pub fn unpin(mfn: Mfn) -> Result<(), Errno> {
+    ext(MMUEXT_UNPIN_TABLE, mfn)
+}
+
+/// A copy of the current L4 in a fresh frame (sharing every L3), not pinned.
+pub fn copy_of_l4() -> Frame {
+    let f = table_frame();
+    let l4 = cr3_mfn();
+    for i in 0..512 {
+        let e = read_entry(l4, i).unwrap_or(0);
+        if e != 0 {
+            if let Err(err) = fill(&f, i, e) {
+                keel_guest::report::crash(format_args!("copying L4 entry {i}: {err}"));
+            }
+        }
+    }
+    f
+}
+
+/// `check!` that `r` is `Err(want)`; `what` names the attempt.
+pub fn expect_err(what: core::fmt::Arguments<'_>, r: Result<(), Errno>, want: Errno) -> bool {
+    check!(r == Err(want), "{what}: {r:?}, expected {want:?}")
+}
+
+/// `check!` that `r` is `Ok`.
+pub fn expect_ok(what: core::fmt::Arguments<'_>, r: Result<(), Errno>) -> bool {
+    check!(r.is_ok(), "{what}: {r:?}, expected success")
+}

@@ -1,0 +1,640 @@
+//! Host tests of the page-type rules: one test per rule (each attempts the
+//! violation), an independent audit that recomputes every count from the tables,
+//! and a property test over random operation sequences.
+
+extern crate std;
+
+use super::*;
+use crate::addr::MachineAddr;
+use crate::domain::pagetable::pte;
+use crate::mem::fake::{FakeFrames, FakeMem};
+use crate::mem::FrameSource;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::format;
+use std::string::String;
+use std::vec::Vec;
+
+/// A frame table of `n` frames in fake memory.
+struct World {
+    mem: FakeMem,
+    frames: FakeFrames,
+    ft: Option<FrameTable>,
+    base: Option<Mfn>,
+    nx: bool,
+}
+
+impl World {
+    fn new(n: u64) -> World {
+        let mut mem = FakeMem::default();
+        let mut frames = FakeFrames::new(0x100, n + 16);
+        let ft = FrameTable::alloc(n, &mut mem, &mut frames).unwrap();
+        World {
+            mem,
+            frames,
+            ft: Some(ft),
+            base: None,
+            nx: true,
+        }
+    }
+    fn ft(&self) -> &FrameTable {
+        self.ft.as_ref().unwrap()
+    }
+    fn mm(&mut self) -> Mm<'_, FakeMem> {
+        Mm {
+            ft: self.ft.as_ref().unwrap(),
+            mem: &mut self.mem,
+            nx: self.nx,
+        }
+    }
+    fn mfn(&self, pfn: u64) -> Mfn {
+        self.ft().mfn(&self.mem, Pfn(pfn)).unwrap()
+    }
+    fn info(&self, pfn: u64) -> PageInfo {
+        self.ft().info(&self.mem, Pfn(pfn)).unwrap()
+    }
+    /// A raw write, as the guest could make through a writable mapping (or the
+    /// test sets up before anything is validated).
+    fn poke(&mut self, pfn: u64, i: usize, v: u64) {
+        let m = self.mfn(pfn);
+        self.mem.write_u64(entry_addr(m, i), v);
+    }
+    fn peek(&self, pfn: u64, i: usize) -> u64 {
+        self.mem.read_u64(entry_addr(self.mfn(pfn), i))
+    }
+    fn e(&self, pfn: u64, flags: u64) -> u64 {
+        pte(self.mfn(pfn), flags)
+    }
+    fn update(&mut self, pfn: u64, i: usize, v: u64) -> Result<Flush, MmError> {
+        let m = self.mfn(pfn);
+        self.mm().mod_entry(m, i, v)
+    }
+    fn pin(&mut self, pfn: u64, l: Level) -> Result<(), MmError> {
+        let m = self.mfn(pfn);
+        self.mm().pin(m, l)
+    }
+    fn unpin(&mut self, pfn: u64) -> Result<(), MmError> {
+        let m = self.mfn(pfn);
+        self.mm().unpin(m)
+    }
+    fn set_base(&mut self, pfn: u64) -> Result<(), MmError> {
+        let m = self.mfn(pfn);
+        let old = self.base;
+        self.mm().set_base(old, m)?;
+        self.base = Some(m);
+        Ok(())
+    }
+    /// A four-level chain: L4 at 0 -> L3 at 1 -> L2 at 2 -> L1 at 3, the L1
+    /// mapping frame 10 writable and frame 11 read-only.
+    fn chain(&mut self) {
+        let rw = PTE_P | PTE_RW;
+        let (l3, l2, l1) = (self.e(1, rw), self.e(2, rw), self.e(3, rw));
+        self.poke(0, 0, l3);
+        self.poke(1, 0, l2);
+        self.poke(2, 0, l1);
+        let (a, b) = (self.e(10, rw), self.e(11, PTE_P));
+        self.poke(3, 0, a);
+        self.poke(3, 1, b);
+    }
+    fn teardown(mut self) {
+        let base = self.base;
+        let left = self.mm().release_all(base);
+        self.base = None;
+        assert_eq!(left, 0, "counts left after release");
+        audit(&self).unwrap();
+        let ft = self.ft.take().unwrap();
+        ft.free(&mut self.mem, &mut self.frames);
+        assert!(self.frames.outstanding.is_empty(), "frames not returned");
+    }
+}
+
+/// Recompute every count from the tables and compare; check the invariants.
+fn audit(w: &World) -> Result<(), String> {
+    let ft = w.ft();
+    let n = ft.nr_pages();
+    let mut want: BTreeMap<u64, (u32, u64)> = BTreeMap::new(); // pfn -> (type, refs)
+    let pfn_of = |m: Mfn| ft.pfn(&w.mem, m).map(|p| p.0);
+    for p in 0..n {
+        let i = w.info(p);
+        if i.pinned {
+            let e = want.entry(p).or_default();
+            e.0 += 1;
+            e.1 += 1;
+            if i.ty.level().is_none() {
+                return Err(format!("pfn {p} pinned with type {:?}", i.ty));
+            }
+        }
+        if i.validated != (i.type_count > 0 && i.ty.level().is_some()) {
+            return Err(format!("pfn {p}: validated flag wrong: {i:?}"));
+        }
+    }
+    if let Some(b) = w.base {
+        let p = pfn_of(b).ok_or("base not owned")?;
+        let e = want.entry(p).or_default();
+        e.0 += 1;
+        e.1 += 1;
+        if w.info(p).ty != PageType::Table(Level::L4) {
+            return Err(format!("base pfn {p} is {:?}", w.info(p)));
+        }
+    }
+    for p in 0..n {
+        let i = w.info(p);
+        let Some(level) = i.ty.level() else { continue };
+        if !i.validated {
+            continue;
+        }
+        for idx in 0..ENTRIES {
+            let e = w.peek(p, idx);
+            if e & PTE_P == 0 {
+                continue;
+            }
+            check_entry(e, level, w.nx)
+                .map_err(|err| format!("validated L{} pfn {p}[{idx}]: {err}", level.number()))?;
+            let t = pfn_of(pte_frame(e))
+                .ok_or_else(|| format!("pfn {p}[{idx}] maps foreign {:#x}", e))?;
+            let ti = w.info(t);
+            let slot = want.entry(t).or_default();
+            slot.1 += 1;
+            let need = match level {
+                Level::L1 if e & PTE_RW != 0 => Some(PageType::Writable),
+                Level::L1 => None,
+                Level::L2 => Some(PageType::Table(Level::L1)),
+                Level::L3 => Some(PageType::Table(Level::L2)),
+                Level::L4 => Some(PageType::Table(Level::L3)),
+            };
+            if let Some(ty) = need {
+                slot.0 += 1;
+                if ti.ty != ty {
+                    return Err(format!(
+                        "pfn {p}[{idx}] needs {ty:?} of pfn {t}, which is {ti:?}"
+                    ));
+                }
+            }
+            // The bar: no writable mapping of a page-table frame.
+            if level == Level::L1 && e & PTE_RW != 0 && ti.ty.level().is_some() {
+                return Err(format!("pfn {p}[{idx}] maps table pfn {t} writable"));
+            }
+        }
+    }
+    for p in 0..n {
+        let i = w.info(p);
+        let (t, r) = want.get(&p).copied().unwrap_or_default();
+        if (i.type_count, i.ref_count) != (t, r) {
+            return Err(format!(
+                "pfn {p}: stored type/ref counts {}/{}, recomputed {t}/{r} ({i:?})",
+                i.type_count, i.ref_count
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn pinning_a_chain_types_every_frame_and_unpinning_releases_it() {
+    let mut w = World::new(16);
+    w.chain();
+    w.pin(0, Level::L4).unwrap();
+    audit(&w).unwrap();
+    assert_eq!(w.info(0).ty, PageType::Table(Level::L4));
+    assert!(w.info(0).pinned && w.info(0).validated);
+    assert_eq!(w.info(3).ty, PageType::Table(Level::L1));
+    assert_eq!(w.info(10).ty, PageType::Writable);
+    assert_eq!((w.info(10).type_count, w.info(10).ref_count), (1, 1));
+    assert_eq!((w.info(11).type_count, w.info(11).ref_count), (0, 1));
+    assert_eq!(w.pin(0, Level::L4), Err(MmError::AlreadyPinned(w.mfn(0))));
+    w.set_base(0).unwrap();
+    // Unpinning the base keeps it validated (the base holds a type reference).
+    w.unpin(0).unwrap();
+    assert!(w.info(0).validated);
+    assert_eq!(w.unpin(0), Err(MmError::NotPinned(w.mfn(0))));
+    audit(&w).unwrap();
+    w.teardown();
+}
+
+#[test]
+fn unpin_devalidates_and_counts_return_to_zero() {
+    let mut w = World::new(16);
+    w.chain();
+    w.pin(0, Level::L4).unwrap();
+    w.unpin(0).unwrap();
+    for p in 0..16 {
+        let i = w.info(p);
+        assert_eq!(
+            (i.type_count, i.ref_count, i.validated),
+            (0, 0, false),
+            "{p}"
+        );
+    }
+    // A devalidated table is ordinary memory again.
+    let v = w.e(5, PTE_P);
+    w.update(3, 7, v).unwrap();
+    assert_eq!(w.peek(3, 7), v);
+    w.teardown();
+}
+
+#[test]
+fn an_entry_may_reference_only_the_domains_frames() {
+    let mut w = World::new(16);
+    w.chain();
+    w.poke(3, 2, pte(Mfn(0x5), PTE_P)); // below the fake frames: not owned
+    assert_eq!(w.pin(0, Level::L4), Err(MmError::NotOwned(Mfn(0x5))));
+    audit(&w).unwrap();
+    for p in 0..16 {
+        assert_eq!(w.info(p).type_count, 0, "failed pin left a count on {p}");
+    }
+    w.poke(3, 2, 0);
+    w.pin(0, Level::L4).unwrap();
+    for foreign in [Mfn(0x5), Mfn(0xf_ffff_ffff), Mfn(0x100 + 100)] {
+        assert_eq!(
+            w.update(3, 5, pte(foreign, PTE_P)),
+            Err(MmError::NotOwned(foreign))
+        );
+        assert_eq!(w.peek(3, 5), 0, "a refused update wrote");
+    }
+    // The table frame itself must be the domain's.
+    assert_eq!(
+        w.mm().mod_entry(Mfn(0x5), 0, 0),
+        Err(MmError::NotOwned(Mfn(0x5)))
+    );
+    audit(&w).unwrap();
+    w.teardown();
+}
+
+#[test]
+fn no_writable_mapping_of_a_page_table() {
+    let mut w = World::new(16);
+    w.chain();
+    w.pin(0, Level::L4).unwrap();
+    for table in 0..4 {
+        let v = w.e(table, PTE_P | PTE_RW);
+        let r = w.update(3, 9, v);
+        assert!(
+            matches!(r, Err(MmError::TypeConflict { .. })),
+            "RW map of table {table}: {r:?}"
+        );
+        // Read-only is fine.
+        let v = w.e(table, PTE_P);
+        w.update(3, 9, v).unwrap();
+    }
+    // And a frame mapped writable cannot become a table.
+    assert!(matches!(
+        w.pin(10, Level::L1),
+        Err(MmError::TypeConflict { .. })
+    ));
+    let v = w.e(10, PTE_P | PTE_RW);
+    assert!(matches!(
+        w.update(2, 1, v),
+        Err(MmError::TypeConflict { .. })
+    ));
+    audit(&w).unwrap();
+    w.teardown();
+}
+
+#[test]
+fn xsa182_flag_only_update_is_fully_validated() {
+    let mut w = World::new(16);
+    w.chain();
+    // Map L1 (pfn 3) read-only in itself, then try to flip just RW on.
+    let ro = w.e(3, PTE_P | PTE_A);
+    w.poke(3, 4, ro);
+    w.pin(0, Level::L4).unwrap();
+    assert!(matches!(
+        w.update(3, 4, ro | PTE_RW),
+        Err(MmError::TypeConflict { .. })
+    ));
+    assert_eq!(w.peek(3, 4), ro);
+    // The same for an L4 entry: RW on an existing L3 link is fine (a non-leaf
+    // RW does not make the table writable), but PS or a reserved bit is not.
+    let l3 = w.peek(0, 0);
+    w.update(0, 0, l3 & !PTE_RW).unwrap();
+    w.update(0, 0, l3).unwrap();
+    assert!(matches!(
+        w.update(0, 0, l3 | PTE_PS),
+        Err(MmError::Reserved { .. })
+    ));
+    assert!(matches!(
+        w.update(1, 0, w.peek(1, 0) | PTE_PS),
+        Err(MmError::Superpage { .. })
+    ));
+    audit(&w).unwrap();
+    w.teardown();
+}
+
+#[test]
+fn superpages_and_reserved_bits_are_refused() {
+    for (level, e, ok) in [
+        (Level::L2, PTE_P | PTE_PS, false),
+        (Level::L3, PTE_P | PTE_PS, false),
+        (Level::L4, PTE_P | PTE_PS, false),
+        (Level::L1, PTE_P | PTE_PS, false), // PAT: refused
+        (Level::L1, PTE_P | PTE_G | PTE_D | PTE_A | PTE_AVAIL, true),
+        (Level::L2, PTE_P | PTE_G, false),
+        (Level::L2, PTE_P | PTE_D, false),
+        (Level::L1, PTE_P | (1 << 52), false),
+        (Level::L1, PTE_P | (1 << 62), false),
+        (Level::L3, PTE_P | PTE_NX | PTE_US | PTE_PWT | PTE_PCD, true),
+    ] {
+        assert_eq!(check_entry(e, level, true).is_ok(), ok, "{level:?} {e:#x}");
+    }
+    // NX is reserved without EFER.NXE.
+    assert!(check_entry(PTE_P | PTE_NX, Level::L1, false).is_err());
+    let mut w = World::new(16);
+    w.nx = false;
+    w.chain();
+    w.poke(3, 3, w.e(12, PTE_P | PTE_NX));
+    assert!(matches!(w.pin(0, Level::L4), Err(MmError::Reserved { .. })));
+    audit(&w).unwrap();
+    w.teardown();
+}
+
+#[test]
+fn linear_page_tables_are_refused_at_every_level() {
+    for level in [Level::L2, Level::L3, Level::L4] {
+        // A table that references itself, read-only, at its own level.
+        let mut w = World::new(16);
+        w.chain();
+        let pfn = 4 - u64::from(level.number()); // L4 is pfn 0, L3 1, L2 2
+        let selfref = w.e(pfn, PTE_P);
+        w.poke(pfn, 100, selfref);
+        let r = w.pin(0, Level::L4);
+        assert!(
+            matches!(r, Err(MmError::TypeConflict { .. } | MmError::Recursive(_))),
+            "{level:?}: {r:?}"
+        );
+        audit(&w).unwrap();
+        // Installed later through an update: refused as well.
+        w.poke(pfn, 100, 0);
+        w.pin(0, Level::L4).unwrap();
+        assert!(w.update(pfn, 100, selfref).is_err());
+        // And the L4 in an L4 of another address space.
+        w.poke(5, 0, w.e(0, PTE_P));
+        assert!(w.pin(5, Level::L4).is_err());
+        audit(&w).unwrap();
+        w.teardown();
+    }
+}
+
+#[test]
+fn flushes_whenever_a_present_entry_changes() {
+    let mut w = World::new(16);
+    w.chain();
+    w.pin(0, Level::L4).unwrap();
+    let rw = w.peek(3, 0);
+    // Adding A/D only: no flush. Removing RW, the mapping, or changing the frame: flush.
+    assert_eq!(w.update(3, 0, rw | PTE_A | PTE_D), Ok(Flush::None));
+    assert_eq!(w.update(3, 0, rw & !PTE_RW), Ok(Flush::All));
+    assert_eq!(w.update(3, 0, w.e(12, PTE_P)), Ok(Flush::All));
+    assert_eq!(w.update(3, 0, 0), Ok(Flush::All));
+    assert_eq!(w.update(3, 0, rw), Ok(Flush::None)); // was not present
+    assert_eq!(w.update(3, 0, rw | PTE_NX), Ok(Flush::All));
+    assert_eq!(Flush::Page(1).merge(Flush::Page(2)), Flush::All);
+    assert_eq!(Flush::None.merge(Flush::Page(2)), Flush::Page(2));
+    w.teardown();
+}
+
+#[test]
+fn base_must_be_a_pinned_validated_l4() {
+    let mut w = World::new(16);
+    w.chain();
+    assert_eq!(w.set_base(0), Err(MmError::NotPinnedL4(w.mfn(0))));
+    w.pin(1, Level::L3).unwrap();
+    assert_eq!(w.set_base(1), Err(MmError::NotPinnedL4(w.mfn(1))));
+    w.unpin(1).unwrap();
+    w.pin(0, Level::L4).unwrap();
+    w.set_base(0).unwrap();
+    // A second address space sharing the L3.
+    w.poke(5, 0, w.e(1, PTE_P | PTE_RW));
+    w.pin(5, Level::L4).unwrap();
+    w.set_base(5).unwrap();
+    assert_eq!(w.info(1).type_count, 2);
+    w.set_base(0).unwrap();
+    w.unpin(5).unwrap();
+    assert_eq!(w.info(1).type_count, 1);
+    audit(&w).unwrap();
+    w.teardown();
+}
+
+#[test]
+fn failed_validation_leaves_nothing_behind() {
+    let mut w = World::new(16);
+    w.chain();
+    // The L1 at 3 becomes bad after frames 10 and 11 took their references.
+    w.poke(3, 400, w.e(0, PTE_P | PTE_RW));
+    assert!(w.pin(0, Level::L4).is_err());
+    for p in 0..16 {
+        let i = w.info(p);
+        assert_eq!(
+            (i.type_count, i.ref_count, i.validated),
+            (0, 0, false),
+            "{p}"
+        );
+    }
+    w.teardown();
+}
+
+#[test]
+fn ordinary_frames_take_plain_writes_tables_in_use_do_not_bypass() {
+    let mut w = World::new(16);
+    // Frame 7 is ordinary memory: mod_entry writes anything (as Xen does).
+    w.update(7, 3, 0xdead_beef).unwrap();
+    assert_eq!(w.peek(7, 3), 0xdead_beef);
+    w.chain();
+    w.pin(0, Level::L4).unwrap();
+    // Frame 10 is mapped writable: a plain write is fine too.
+    w.update(10, 0, 0x1234).unwrap();
+    assert_eq!(w.update(3, ENTRIES, 0), Err(MmError::Misaligned));
+    audit(&w).unwrap();
+    w.teardown();
+}
+
+#[test]
+fn a_built_domain_starts_consistent_and_tears_down_completely() {
+    use crate::domain::{build, DomainConfig, DomainId};
+    use crate::elf::testimg::typical;
+    use crate::elf::GuestImage;
+    let bytes = typical();
+    let img = GuestImage::parse(&bytes).unwrap();
+    let mut mem = FakeMem::default();
+    let mut frames = FakeFrames::new(0x1000, 2048 + 64);
+    let free0 = frames.free_count();
+    let mut cfg = DomainConfig::new(DomainId(1));
+    cfg.nx = true;
+    let mut dom = build(&img, &bytes, &cfg, &mut mem, &mut frames).unwrap();
+    let l4 = dom.base();
+    let i = dom.page_info(&mem, l4).unwrap();
+    assert_eq!(i.ty, PageType::Table(Level::L4));
+    assert!(i.pinned && i.validated);
+    assert_eq!(i.type_count, 2); // pin + base
+                                 // Every table frame is typed, every writable-mapped frame is Writable.
+    let l = *dom.layout();
+    for p in 0..l.nr_pages {
+        let m = dom.mfn_of(&mem, Pfn(p)).unwrap();
+        let i = dom.page_info(&mem, m).unwrap();
+        // One reference from its own (leaf) mapping, plus: the upper entry for
+        // a table below L4, the pin and the base for the L4.
+        let extra = match l.table_level(Pfn(p)) {
+            Some(level) => {
+                assert_eq!(i.ty, PageType::Table(level), "pfn {p}");
+                if level == Level::L4 {
+                    2
+                } else {
+                    1
+                }
+            }
+            None => {
+                assert!(i.ty.level().is_none(), "pfn {p}");
+                0
+            }
+        };
+        assert_eq!(i.ref_count, 1 + extra, "pfn {p}");
+    }
+    // Switch to a second pinned L4 (a copy of the first), then tear down.
+    let spare = dom.mfn_of(&mem, Pfn(l.nr_pages - 1)).unwrap();
+    // Spare is mapped writable; unmap it first (through the validated path).
+    let va = l.va(Pfn(l.nr_pages - 1));
+    let w = crate::domain::pagetable::walk(&mem, l4, va, true, |_, _| true).unwrap();
+    let l1 = w.tables[3];
+    let at = MachineAddr(entry_addr(l1, va.table_index(1)).0);
+    dom.update_entry(&mut mem, at, 0).unwrap();
+    assert_eq!(dom.take_flush(), Flush::All);
+    assert_eq!(dom.take_flush(), Flush::None);
+    for i in 0..ENTRIES {
+        let e = mem.read_u64(entry_addr(l4, i));
+        mem.write_u64(entry_addr(spare, i), e);
+    }
+    dom.pin(&mut mem, spare, Level::L4).unwrap();
+    dom.new_baseptr(&mut mem, spare).unwrap();
+    assert_eq!(dom.base(), spare);
+    dom.unpin(&mut mem, l4).unwrap();
+    let t = dom.teardown(&mut mem, &mut frames);
+    assert_eq!(t.leaked_counts, 0);
+    assert_eq!(frames.free_count(), free0, "every frame returned");
+    assert!(frames.outstanding.is_empty());
+    assert!(t.frames_returned >= t.nr_pages);
+}
+
+/// One step of a random guest.
+#[derive(Clone, Debug)]
+enum Op {
+    /// A write the guest could make through a writable mapping: only to frames
+    /// not in use as tables (the step is skipped otherwise).
+    Raw {
+        pfn: u64,
+        idx: usize,
+        val: u64,
+    },
+    Update {
+        pfn: u64,
+        idx: usize,
+        val: u64,
+    },
+    Pin {
+        pfn: u64,
+        level: u32,
+    },
+    Unpin {
+        pfn: u64,
+    },
+    Base {
+        pfn: u64,
+    },
+}
+
+const POOL: u64 = 12;
+
+fn entry_strategy() -> impl Strategy<Value = (u64, u64, u64)> {
+    // (target pfn or foreign, flags, selector)
+    (0..POOL + 2, any::<u16>().prop_map(u64::from), 0..8u64)
+}
+
+fn make_entry(w: &World, (t, bits, _): (u64, u64, u64)) -> u64 {
+    let m = if t >= POOL { Mfn(0x42 + t) } else { w.mfn(t) };
+    let mut flags = 0;
+    for (i, f) in [
+        PTE_P,
+        PTE_P,
+        PTE_P,
+        PTE_RW,
+        PTE_RW,
+        PTE_A,
+        PTE_PS,
+        PTE_NX,
+        PTE_G,
+        1 << 52,
+        PTE_US,
+        PTE_D,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // PS, bit 52 and G rarer than the others.
+        let rare = matches!(i, 6 | 8 | 9) && bits & 0xf000 != 0;
+        if bits & (1 << i) != 0 && !rare {
+            flags |= f;
+        }
+    }
+    pte(m, flags)
+}
+
+fn op_strategy() -> impl Strategy<Value = (u8, u64, usize, (u64, u64, u64), u32)> {
+    (0..6u8, 0..POOL, 0..3usize, entry_strategy(), 1..=4u32)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn random_operation_sequences_keep_the_invariants(
+        steps in proptest::collection::vec(op_strategy(), 1..60)
+    ) {
+        let mut w = World::new(POOL);
+        let mut log: Vec<Op> = Vec::new();
+        for (kind, pfn, idx, ent, level) in steps {
+            let val = make_entry(&w, ent);
+            let op = match kind {
+                0 | 1 => Op::Raw { pfn, idx, val },
+                2 => Op::Update { pfn, idx, val },
+                3 => Op::Pin { pfn, level },
+                4 => Op::Unpin { pfn },
+                _ => Op::Base { pfn },
+            };
+            log.push(op.clone());
+            match op {
+                Op::Raw { pfn, idx, val } => {
+                    let i = w.info(pfn);
+                    if i.ty.level().is_none() || i.type_count == 0 {
+                        w.poke(pfn, idx, val);
+                    }
+                }
+                Op::Update { pfn, idx, val } => {
+                    let before = w.peek(pfn, idx);
+                    if w.update(pfn, idx, val).is_err() {
+                        prop_assert_eq!(w.peek(pfn, idx), before, "refused update wrote");
+                    } else {
+                        prop_assert_eq!(w.peek(pfn, idx), val);
+                    }
+                }
+                Op::Pin { pfn, level } => {
+                    let _ = w.pin(pfn, Level::from_number(level).unwrap());
+                }
+                Op::Unpin { pfn } => {
+                    let _ = w.unpin(pfn);
+                }
+                Op::Base { pfn } => {
+                    let _ = w.set_base(pfn);
+                }
+            }
+            if let Err(e) = audit(&w) {
+                prop_assert!(false, "after {:?}: {}", log, e);
+            }
+        }
+        let base = w.base;
+        let left = w.mm().release_all(base);
+        w.base = None;
+        prop_assert_eq!(left, 0, "counts left after releasing everything: {:?}", log);
+        for p in 0..POOL {
+            let i = w.info(p);
+            prop_assert_eq!((i.type_count, i.ref_count, i.pinned, i.validated), (0, 0, false, false));
+        }
+        w.teardown();
+    }
+}
