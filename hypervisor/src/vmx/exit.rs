@@ -22,7 +22,7 @@ use x86::vmx::vmcs::{control, guest, ro};
 
 use super::caps::VmxCaps;
 use super::checks::intr_type;
-use super::controls::{exit as exit_ctl, Controls, TlbFlush};
+use super::controls::{exit as exit_ctl, Controls};
 use super::cr::{self, CrAccess, CrPolicy};
 use super::hw::{
     invvpid, report_entry_failure, vmread, vmwrite, DomainEnd, GuestGprs, InvvpidType, VmxCpu,
@@ -424,7 +424,10 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
         match self.dom.take_flush() {
             Flush::None => {}
-            Flush::All => self.flush_after_cr3(),
+            // Everything, global translations included: an update may have removed
+            // access through a G=1 entry, which a CR3-style flush (retaining
+            // globals) would leave cached (XSA-286's class).
+            Flush::All => self.flush_all(),
             Flush::Page(va) => self.flush_page(va),
         }
     }
@@ -435,7 +438,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             return; // every VM entry flushes VPID 0
         }
         if !self.caps.ept_vpid.invvpid_individual_address() || !GuestVirt(va).is_canonical() {
-            self.flush_after_cr3();
+            self.flush_all();
             return;
         }
         if let Err(e) = invvpid(InvvpidType::IndividualAddress, self.vpid, va) {
@@ -514,22 +517,6 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             .update_entry(&mut *self.mem, ma, value)
             .map_err(|_| "the new entry is refused")?;
         Ok(store.len)
-    }
-
-    /// Invalidate the guest's TLB after an emulated CR3 load.
-    fn flush_after_cr3(&mut self) {
-        let ty = match self.controls.tlb_flush {
-            // VM entry flushes VPID-0 mappings anyway.
-            TlbFlush::VmTransition => return,
-            TlbFlush::InvvpidSingleContextRetainingGlobals => {
-                InvvpidType::SingleContextRetainingGlobals
-            }
-            TlbFlush::InvvpidSingleContext => InvvpidType::SingleContext,
-            TlbFlush::InvvpidAllContext => InvvpidType::AllContext,
-        };
-        if let Err(e) = invvpid(ty, self.vpid, 0) {
-            log::error!("vmx: INVVPID after a CR3 load failed: {e}");
-        }
     }
 
     /// Invalidate everything the guest has cached, globals included (CR4.PGE change).
