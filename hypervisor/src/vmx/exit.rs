@@ -696,22 +696,24 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let Some(bytes) = count.checked_mul(size) else {
             return self.crash(g, ExitReason { raw: 30 }, q, "string I/O count overflows");
         };
+        // RFLAGS.DF: the string runs downwards, element by element (rare; the
+        // upward case moves 64 bytes per guest-memory access).
         let down = vmread(guest::RFLAGS) & RFLAGS_DF != 0;
-        if down {
-            return self.crash(
-                g,
-                ExitReason { raw: 30 },
-                q,
-                "string I/O with RFLAGS.DF set is not emulated",
-            );
-        }
+        let step = if down { size } else { 64 };
+        let at = |base: u64, done: u64| {
+            GuestVirt(if down {
+                base.wrapping_sub(done)
+            } else {
+                base.wrapping_add(done)
+            })
+        };
         // A chunk at a time, through the guest's page tables with its permissions:
         // INS reads the device into the buffer and copies it out, OUTS copies in
         // and writes each element to the device.
         let mut buf = [0u8; 64];
         let mut done = 0u64;
         while done < bytes {
-            let n = (bytes - done).min(buf.len() as u64) as usize;
+            let n = (bytes - done).min(step) as usize;
             let Some(chunk) = buf.get_mut(..n) else {
                 break;
             };
@@ -722,7 +724,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                     let v = a.value.to_le_bytes();
                     el.copy_from_slice(v.get(..el.len()).unwrap_or(&[]));
                 }
-                let va = GuestVirt(g.rdi.wrapping_add(done));
+                let va = at(g.rdi, done);
                 if crate::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, self.cr3, va, chunk)
                     .is_err()
                 {
@@ -734,7 +736,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                     );
                 }
             } else {
-                let va = GuestVirt(g.rsi.wrapping_add(done));
+                let va = at(g.rsi, done);
                 if crate::guest_mem::copy_from_guest(&*self.dom, &*self.mem, self.cr3, va, chunk)
                     .is_err()
                 {
@@ -758,10 +760,17 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             }
             done += n as u64;
         }
+        let moved = |r: u64| {
+            if down {
+                r.wrapping_sub(bytes)
+            } else {
+                r.wrapping_add(bytes)
+            }
+        };
         if is_in {
-            g.rdi = g.rdi.wrapping_add(bytes);
+            g.rdi = moved(g.rdi);
         } else {
-            g.rsi = g.rsi.wrapping_add(bytes);
+            g.rsi = moved(g.rsi);
         }
         if rep {
             g.rcx -= count;
