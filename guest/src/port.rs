@@ -40,6 +40,15 @@ pub fn insb(port: u16, buf: &mut [u8]) {
     arch::port_ins(port, buf)
 }
 
+/// `STD; REP OUTSB` (from the last byte down); returns RSI afterwards.
+pub fn outsb_down(port: u16, bytes: &[u8]) -> u64 {
+    arch::port_outs_down(port, bytes)
+}
+/// `STD; REP INSB` (from the last byte down); returns RDI afterwards.
+pub fn insb_down(port: u16, buf: &mut [u8]) -> u64 {
+    arch::port_ins_down(port, buf)
+}
+
 /// COM1's base port.
 pub const COM1: u16 = 0x3f8;
 

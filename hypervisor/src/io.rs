@@ -323,7 +323,8 @@ Every port access exits to Keel. The guest sees an empty bus with the devices\n\
 below. **Every other port reads all ones and drops writes**; Keel logs each such\n\
 port once (`keel: vmx: domain N reads port 0x...: no device`). An access of 2 or 4\n\
 bytes is that many one-byte accesses to consecutive ports. INS/OUTS work on the\n\
-same devices (64-bit addressing, DF clear for INS).\n\n\
+same devices (64-bit addressing, either direction of RFLAGS.DF; a REP prefix is\n\
+emulated up to 4096 elements per exit, then the instruction resumes).\n\n\
 | Ports | Device | Behaviour |\n|---|---|---|\n",
         );
         for r in PORTS {

@@ -138,3 +138,11 @@ pub fn port_outs(_port: u16, _bytes: &[u8]) {
 pub fn port_ins(_port: u16, _buf: &mut [u8]) {
     hosted("port I/O")
 }
+/// See the bare-metal `arch`.
+pub fn port_outs_down(_port: u16, _bytes: &[u8]) -> u64 {
+    hosted("port I/O")
+}
+/// See the bare-metal `arch`.
+pub fn port_ins_down(_port: u16, _buf: &mut [u8]) -> u64 {
+    hosted("port I/O")
+}

@@ -879,6 +879,34 @@ pub fn port_ins(port: u16, buf: &mut [u8]) {
     };
 }
 
+/// `STD; REP OUTSB; CLD` from the last byte of `bytes` down to the first: returns
+/// RSI afterwards (one below `bytes`).
+pub fn port_outs_down(port: u16, bytes: &[u8]) -> u64 {
+    let rsi: u64;
+    // SAFETY: OUTS reads `bytes` backwards (RSI from its last byte, RCX = its
+    // length) and touches nothing else; DF is set only around the instruction.
+    unsafe {
+        asm!("std", "rep outsb", "cld", in("dx") port,
+            inout("rsi") bytes.as_ptr().wrapping_add(bytes.len().saturating_sub(1)) => rsi,
+            inout("rcx") bytes.len() => _, options(nostack, readonly))
+    };
+    rsi
+}
+
+/// `STD; REP INSB; CLD` into `buf` from its last byte down to the first: returns
+/// RDI afterwards (one below `buf`).
+pub fn port_ins_down(port: u16, buf: &mut [u8]) -> u64 {
+    let rdi: u64;
+    // SAFETY: INS writes `buf` backwards (RDI from its last byte, RCX = its length)
+    // and nothing else; DF is set only around the instruction.
+    unsafe {
+        asm!("std", "rep insb", "cld", in("dx") port,
+            inout("rdi") buf.as_mut_ptr().wrapping_add(buf.len().saturating_sub(1)) => rdi,
+            inout("rcx") buf.len() => _, options(nostack))
+    };
+    rdi
+}
+
 // ---------------------------------------------------------------------------
 // Hypercall register convention check.
 // ---------------------------------------------------------------------------

@@ -4,7 +4,9 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-use keel_guest::port::{self, inb, inb_rax, inl, insb, inw, outb, outl, outsb, outw, COM1};
+use keel_guest::port::{
+    self, inb, inb_rax, inl, insb, insb_down, inw, outb, outl, outsb, outsb_down, outw, COM1,
+};
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -60,5 +62,17 @@ fn test_main() {
     insb(0x2e8, &mut big);
     check!(big.iter().all(|&b| b == 0xff), "REP INSB of 5000 bytes");
     outsb(0x2e8, &big);
+    // RFLAGS.DF = 1: the strings run downwards.
+    let text = b"\nnwod sffo";
+    let rsi = outsb_down(COM1, text);
+    check_eq!(rsi, text.as_ptr() as u64 - 1, "RSI after STD; REP OUTSB");
+    let mut sentinel = [0x11u8; 6];
+    let rdi = insb_down(0x2e8, &mut sentinel[1..5]);
+    check_eq!(rdi, sentinel.as_ptr() as u64, "RDI after STD; REP INSB");
+    check_eq!(
+        sentinel,
+        [0x11, 0xff, 0xff, 0xff, 0xff, 0x11],
+        "STD; REP INSB"
+    );
     success();
 }

@@ -3,6 +3,14 @@
 //! is cached), then removes write access or the mapping through `mmu_update`,
 //! an emulated PTE store, or the L2 level; the next access must fault. Also the
 //! explicit flush operations, and the multi-vCPU forms with their bitmap.
+//!
+//! Observability: under Bochs every VM exit reloads the host CR3, which empties
+//! the emulated TLB, so a missing flush cannot be seen there (checked: with the
+//! hypervisor's flush removed this test still passes under Bochs). On hardware
+//! that keeps VPID-tagged translations across exits it catches one. The host
+//! tests (`hypervisor/src/mm/tests.rs`) check that every such update asks for
+//! the flush, and the exit handler performs it (INVVPID, globals included)
+//! before the next VM entry.
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 

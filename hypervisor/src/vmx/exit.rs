@@ -22,7 +22,7 @@ use x86::vmx::vmcs::{control, guest, ro};
 
 use super::caps::VmxCaps;
 use super::checks::intr_type;
-use super::controls::{exit as exit_ctl, Controls, TlbFlush};
+use super::controls::{exit as exit_ctl, Controls};
 use super::cr::{self, CrAccess, CrPolicy};
 use super::hw::{
     invvpid, report_entry_failure, vmread, vmwrite, DomainEnd, GuestGprs, InvvpidType, VmxCpu,
@@ -464,7 +464,10 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
         match self.dom.take_flush() {
             Flush::None => {}
-            Flush::All => self.flush_after_cr3(),
+            // Everything, global translations included: an update may have removed
+            // access through a G=1 entry, which a CR3-style flush (retaining
+            // globals) would leave cached (XSA-286's class).
+            Flush::All => self.flush_all(),
             Flush::Page(va) => self.flush_page(va),
         }
     }
@@ -475,7 +478,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             return; // every VM entry flushes VPID 0
         }
         if !self.caps.ept_vpid.invvpid_individual_address() || !GuestVirt(va).is_canonical() {
-            self.flush_after_cr3();
+            self.flush_all();
             return;
         }
         if let Err(e) = invvpid(InvvpidType::IndividualAddress, self.vpid, va) {
@@ -554,22 +557,6 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             .update_entry(&mut *self.mem, ma, value)
             .map_err(|_| "the new entry is refused")?;
         Ok(store.len)
-    }
-
-    /// Invalidate the guest's TLB after an emulated CR3 load.
-    fn flush_after_cr3(&mut self) {
-        let ty = match self.controls.tlb_flush {
-            // VM entry flushes VPID-0 mappings anyway.
-            TlbFlush::VmTransition => return,
-            TlbFlush::InvvpidSingleContextRetainingGlobals => {
-                InvvpidType::SingleContextRetainingGlobals
-            }
-            TlbFlush::InvvpidSingleContext => InvvpidType::SingleContext,
-            TlbFlush::InvvpidAllContext => InvvpidType::AllContext,
-        };
-        if let Err(e) = invvpid(ty, self.vpid, 0) {
-            log::error!("vmx: INVVPID after a CR3 load failed: {e}");
-        }
     }
 
     /// Invalidate everything the guest has cached, globals included (CR4.PGE change).
@@ -749,22 +736,24 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let Some(bytes) = count.checked_mul(size) else {
             return self.crash(g, ExitReason { raw: 30 }, q, "string I/O count overflows");
         };
+        // RFLAGS.DF: the string runs downwards, element by element (rare; the
+        // upward case moves 64 bytes per guest-memory access).
         let down = vmread(guest::RFLAGS) & RFLAGS_DF != 0;
-        if down {
-            return self.crash(
-                g,
-                ExitReason { raw: 30 },
-                q,
-                "string I/O with RFLAGS.DF set is not emulated",
-            );
-        }
+        let step = if down { size } else { 64 };
+        let at = |base: u64, done: u64| {
+            GuestVirt(if down {
+                base.wrapping_sub(done)
+            } else {
+                base.wrapping_add(done)
+            })
+        };
         // A chunk at a time, through the guest's page tables with its permissions:
         // INS reads the device into the buffer and copies it out, OUTS copies in
         // and writes each element to the device.
         let mut buf = [0u8; 64];
         let mut done = 0u64;
         while done < bytes {
-            let n = (bytes - done).min(buf.len() as u64) as usize;
+            let n = (bytes - done).min(step) as usize;
             let Some(chunk) = buf.get_mut(..n) else {
                 break;
             };
@@ -775,7 +764,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                     let v = a.value.to_le_bytes();
                     el.copy_from_slice(v.get(..el.len()).unwrap_or(&[]));
                 }
-                let va = GuestVirt(g.rdi.wrapping_add(done));
+                let va = at(g.rdi, done);
                 if crate::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, self.cr3, va, chunk)
                     .is_err()
                 {
@@ -787,7 +776,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                     );
                 }
             } else {
-                let va = GuestVirt(g.rsi.wrapping_add(done));
+                let va = at(g.rsi, done);
                 if crate::guest_mem::copy_from_guest(&*self.dom, &*self.mem, self.cr3, va, chunk)
                     .is_err()
                 {
@@ -811,10 +800,17 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             }
             done += n as u64;
         }
+        let moved = |r: u64| {
+            if down {
+                r.wrapping_sub(bytes)
+            } else {
+                r.wrapping_add(bytes)
+            }
+        };
         if is_in {
-            g.rdi = g.rdi.wrapping_add(bytes);
+            g.rdi = moved(g.rdi);
         } else {
-            g.rsi = g.rsi.wrapping_add(bytes);
+            g.rsi = moved(g.rsi);
         }
         if rep {
             g.rcx -= count;
