@@ -79,6 +79,7 @@ macro_rules! abi_consts {
 pub mod addr;
 pub mod console;
 pub mod errno;
+pub mod event;
 pub mod hypercall;
 pub mod layout;
 pub mod mmu;
@@ -86,6 +87,7 @@ pub mod note;
 pub mod platform;
 pub mod sched;
 pub mod start_info;
+pub mod time;
 pub mod version;
 
 #[cfg(feature = "guest")]

@@ -45,6 +45,7 @@ pub mod arch;
 
 pub mod console;
 pub mod cpu;
+pub mod events;
 pub mod fault;
 pub mod note;
 pub mod pagetable;
