@@ -1056,7 +1056,22 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             }
             None => self.set_window_exiting(false),
         }
-        let Some(rate) = self.preempt else { return };
+        let Some(rate) = self.preempt else {
+            // No VMX-preemption timer: the host's APIC timer ends the guest's run
+            // at the deadline (an external-interrupt exit, acknowledged above).
+            match self.ev.wake_deadline_tsc() {
+                Some(d) => {
+                    crate::arch::timer::arm(d);
+                    self.preempt_idle = false;
+                }
+                None if !self.preempt_idle => {
+                    crate::arch::timer::disarm();
+                    self.preempt_idle = true;
+                }
+                None => {}
+            }
+            return;
+        };
         match self.ev.wake_deadline_tsc() {
             Some(d) => {
                 // Read the TSC as late as possible: the timer counts from the
