@@ -78,6 +78,9 @@ errnos! {
     /// Function not implemented: the answer to every hypercall or sub-command Keel
     /// does not implement.
     ENOSYS = 38;
+    /// Timer expired: a single-shot timer with `VCPU_SSHOTTMR_future` whose
+    /// deadline has passed (since 0.2).
+    ETIME = 62;
     /// Operation not supported.
     EOPNOTSUPP = 95;
 }

@@ -148,6 +148,164 @@ pub fn sched_shutdown(reason: u32) -> Errno {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Events, time and timers (since 0.2).
+
+use crate::event::{
+    EvtchnAllocUnbound, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq, EvtchnPort, EvtchnStatus,
+    XenHvmParam, DOMID_SELF, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU,
+    EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK,
+    HVMOP_SET_PARAM, HVM_PARAM_CALLBACK_IRQ,
+};
+use crate::sched::{SchedPoll, SCHEDOP_BLOCK, SCHEDOP_POLL};
+use crate::time::{
+    VcpuSetPeriodicTimer, VcpuSetSingleshotTimer, VCPUOP_SET_PERIODIC_TIMER,
+    VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER,
+};
+
+/// `hypercall(nr, a1, &mut arg)`: a hypercall whose second argument points at a
+/// `#[repr(C)]` structure the hypervisor reads and may write back.
+fn with_arg<T>(nr: Hypercall, a1: u64, arg: &mut T) -> Result<u64, Errno> {
+    // SAFETY: `arg` is a live, writable object of the size the sub-command uses
+    // (every `T` passed here is the `#[repr(C)]` Xen structure of `a1`).
+    let r = unsafe { raw::hypercall5(nr.0, a1, arg as *mut T as u64, 0, 0, 0) };
+    Errno::from_return(r)
+}
+
+/// `EVTCHNOP_alloc_unbound` for `DOMID_SELF`: a new unbound port.
+pub fn evtchn_alloc_unbound() -> Result<u32, Errno> {
+    let mut a = EvtchnAllocUnbound {
+        dom: DOMID_SELF,
+        remote_dom: DOMID_SELF,
+        port: 0,
+    };
+    with_arg(Hypercall::EVENT_CHANNEL_OP, EVTCHNOP_ALLOC_UNBOUND, &mut a).map(|_| a.port)
+}
+
+/// `EVTCHNOP_bind_virq`.
+pub fn evtchn_bind_virq(virq: u32, vcpu: u32) -> Result<u32, Errno> {
+    let mut a = EvtchnBindVirq {
+        virq,
+        vcpu,
+        port: 0,
+    };
+    with_arg(Hypercall::EVENT_CHANNEL_OP, EVTCHNOP_BIND_VIRQ, &mut a).map(|_| a.port)
+}
+
+/// `EVTCHNOP_bind_ipi`.
+pub fn evtchn_bind_ipi(vcpu: u32) -> Result<u32, Errno> {
+    let mut a = EvtchnBindIpi { vcpu, port: 0 };
+    with_arg(Hypercall::EVENT_CHANNEL_OP, EVTCHNOP_BIND_IPI, &mut a).map(|_| a.port)
+}
+
+fn evtchn_port_op(cmd: u64, port: u32) -> Result<(), Errno> {
+    let mut a = EvtchnPort { port };
+    with_arg(Hypercall::EVENT_CHANNEL_OP, cmd, &mut a).map(|_| ())
+}
+
+/// `EVTCHNOP_send`.
+pub fn evtchn_send(port: u32) -> Result<(), Errno> {
+    evtchn_port_op(EVTCHNOP_SEND, port)
+}
+
+/// `EVTCHNOP_close`.
+pub fn evtchn_close(port: u32) -> Result<(), Errno> {
+    evtchn_port_op(EVTCHNOP_CLOSE, port)
+}
+
+/// `EVTCHNOP_unmask`.
+pub fn evtchn_unmask(port: u32) -> Result<(), Errno> {
+    evtchn_port_op(EVTCHNOP_UNMASK, port)
+}
+
+/// `EVTCHNOP_status` of one of this domain's ports.
+pub fn evtchn_status(port: u32) -> Result<EvtchnStatus, Errno> {
+    let mut a = EvtchnStatus {
+        dom: DOMID_SELF,
+        port,
+        ..Default::default()
+    };
+    with_arg(Hypercall::EVENT_CHANNEL_OP, EVTCHNOP_STATUS, &mut a).map(|_| a)
+}
+
+/// `EVTCHNOP_bind_vcpu`.
+pub fn evtchn_bind_vcpu(port: u32, vcpu: u32) -> Result<(), Errno> {
+    let mut a = EvtchnBindVcpu { port, vcpu };
+    with_arg(Hypercall::EVENT_CHANNEL_OP, EVTCHNOP_BIND_VCPU, &mut a).map(|_| ())
+}
+
+/// `HVMOP_set_param(HVM_PARAM_CALLBACK_IRQ, value)` for this domain
+/// (`event::callback_vector(v)`, or 0 to turn upcalls off).
+pub fn hvm_set_callback_irq(value: u64) -> Result<(), Errno> {
+    let mut a = XenHvmParam {
+        domid: DOMID_SELF,
+        index: HVM_PARAM_CALLBACK_IRQ,
+        value,
+    };
+    with_arg(Hypercall::HVM_OP, HVMOP_SET_PARAM, &mut a).map(|_| ())
+}
+
+/// `SCHEDOP_block`: enable events and sleep until one needs delivery.
+pub fn sched_block() -> Result<(), Errno> {
+    Errno::from_return(hypercall_scalar(
+        Hypercall::SCHED_OP,
+        [SCHEDOP_BLOCK, 0, 0, 0, 0],
+    ))
+    .map(|_| ())
+}
+
+/// `SCHEDOP_poll` on `ports` until one is pending or system time `timeout_ns`
+/// (0: none).
+pub fn sched_poll(ports: &[u32], timeout_ns: u64) -> Result<(), Errno> {
+    let mut a = SchedPoll {
+        ports: ports.as_ptr() as u64,
+        nr_ports: ports.len() as u32,
+        timeout: timeout_ns,
+    };
+    with_arg(Hypercall::SCHED_OP, SCHEDOP_POLL, &mut a).map(|_| ())
+}
+
+/// `set_timer_op(deadline_ns)` (0 stops the single-shot timer).
+pub fn set_timer_op(deadline_ns: u64) -> Result<(), Errno> {
+    Errno::from_return(hypercall_scalar(
+        Hypercall::SET_TIMER_OP,
+        [deadline_ns, 0, 0, 0, 0],
+    ))
+    .map(|_| ())
+}
+
+fn vcpu_op<T>(cmd: u64, arg: Option<&mut T>) -> Result<(), Errno> {
+    let p = arg.map_or(0, |a| a as *mut T as u64);
+    // SAFETY: `p` is NULL or a live, correctly sized object for `cmd`.
+    let r = unsafe { raw::hypercall5(Hypercall::VCPU_OP.0, cmd, 0, p, 0, 0) };
+    Errno::from_return(r).map(|_| ())
+}
+
+/// `VCPUOP_set_singleshot_timer` for vCPU 0.
+pub fn vcpu_set_singleshot_timer(deadline_ns: u64, flags: u32) -> Result<(), Errno> {
+    let mut a = VcpuSetSingleshotTimer {
+        timeout_abs_ns: deadline_ns,
+        flags,
+    };
+    vcpu_op(VCPUOP_SET_SINGLESHOT_TIMER, Some(&mut a))
+}
+
+/// `VCPUOP_stop_singleshot_timer` for vCPU 0.
+pub fn vcpu_stop_singleshot_timer() -> Result<(), Errno> {
+    vcpu_op::<u64>(VCPUOP_STOP_SINGLESHOT_TIMER, None)
+}
+
+/// `VCPUOP_set_periodic_timer` for vCPU 0.
+pub fn vcpu_set_periodic_timer(period_ns: u64) -> Result<(), Errno> {
+    let mut a = VcpuSetPeriodicTimer { period_ns };
+    vcpu_op(VCPUOP_SET_PERIODIC_TIMER, Some(&mut a))
+}
+
+/// `VCPUOP_stop_periodic_timer` for vCPU 0.
+pub fn vcpu_stop_periodic_timer() -> Result<(), Errno> {
+    vcpu_op::<u64>(VCPUOP_STOP_PERIODIC_TIMER, None)
+}
+
 /// `mmu_update(reqs, count, &done, DOMID_SELF)`: apply `reqs` in order
 /// (`docs/abi/mmu.md`). Returns the number done and the result: `Ok(())` when all
 /// were applied, otherwise the error of the first refused one.

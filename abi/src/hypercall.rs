@@ -85,7 +85,7 @@ hypercalls! {
     /// Update one PTE by virtual address.
     UPDATE_VA_MAPPING = 14, "update_va_mapping", None;
     /// One-shot timer, absolute system time.
-    SET_TIMER_OP = 15, "set_timer_op", None;
+    SET_TIMER_OP = 15, "set_timer_op", V0_2;
     /// Old event-channel interface.
     EVENT_CHANNEL_OP_COMPAT = 16, "event_channel_op_compat", None;
     /// Version and feature queries.
@@ -103,7 +103,7 @@ hypercalls! {
     /// Return from a PV exception frame.
     IRET = 23, "iret", None;
     /// Per-vCPU operations.
-    VCPU_OP = 24, "vcpu_op", None;
+    VCPU_OP = 24, "vcpu_op", V0_2;
     /// Set FS/GS bases (PV only).
     SET_SEGMENT_BASE = 25, "set_segment_base", None;
     /// Extended MMU operations: pinning, base pointer, TLB flushes.
@@ -119,11 +119,11 @@ hypercalls! {
     /// Xenoprof.
     XENOPROF_OP = 31, "xenoprof_op", None;
     /// Event channels.
-    EVENT_CHANNEL_OP = 32, "event_channel_op", None;
+    EVENT_CHANNEL_OP = 32, "event_channel_op", V0_2;
     /// Physical device operations.
     PHYSDEV_OP = 33, "physdev_op", None;
     /// HVM parameters (Keel uses HVM_PARAM_CALLBACK_IRQ for the upcall vector).
-    HVM_OP = 34, "hvm_op", None;
+    HVM_OP = 34, "hvm_op", V0_2;
     /// System control (toolstack).
     SYSCTL = 35, "sysctl", None;
     /// Domain control (toolstack).
@@ -189,6 +189,10 @@ pub struct SubCommand {
 /// for the newer ones, and the fixtures freeze it.
 pub const IMPLEMENTED: &[SubCommand] = {
     use crate::console::CONSOLEIO_WRITE;
+    use crate::event::{
+        EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
+        EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK, HVMOP_SET_PARAM,
+    };
     use crate::mmu::{
         MMUEXT_INVLPG_ALL as INVLPG_ALL, MMUEXT_INVLPG_LOCAL as INVLPG_LOCAL,
         MMUEXT_INVLPG_MULTI as INVLPG_MULTI, MMUEXT_NEW_BASEPTR as BASEPTR,
@@ -197,11 +201,17 @@ pub const IMPLEMENTED: &[SubCommand] = {
         MMUEXT_TLB_FLUSH_LOCAL as FLUSH_LOCAL, MMUEXT_TLB_FLUSH_MULTI as FLUSH_MULTI,
         MMUEXT_UNPIN_TABLE as UNPIN, MMU_NORMAL_PT_UPDATE,
     };
+    use crate::sched::{SCHEDOP_BLOCK, SCHEDOP_POLL};
     use crate::sched::{SCHEDOP_SHUTDOWN, SCHEDOP_YIELD};
+    use crate::time::{
+        VCPUOP_SET_PERIODIC_TIMER, VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER,
+        VCPUOP_STOP_SINGLESHOT_TIMER,
+    };
     use crate::version::{
         XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_PAGESIZE, XENVER_VERSION,
     };
     const V: AbiVersion = AbiVersion::V0_1;
+    const W: AbiVersion = AbiVersion::V0_2;
     const V2: AbiVersion = AbiVersion::V0_2;
     const fn s(
         hypercall: Hypercall,
@@ -239,6 +249,82 @@ pub const IMPLEMENTED: &[SubCommand] = {
         s(Hypercall::CONSOLE_IO, CONSOLEIO_WRITE, "CONSOLEIO_write", V),
         s(Hypercall::SCHED_OP, SCHEDOP_YIELD, "SCHEDOP_yield", V),
         s(Hypercall::SCHED_OP, SCHEDOP_SHUTDOWN, "SCHEDOP_shutdown", V),
+        s(Hypercall::SCHED_OP, SCHEDOP_BLOCK, "SCHEDOP_block", W),
+        s(Hypercall::SCHED_OP, SCHEDOP_POLL, "SCHEDOP_poll", W),
+        s(Hypercall::SET_TIMER_OP, 0, "set_timer_op", W),
+        s(
+            Hypercall::EVENT_CHANNEL_OP,
+            EVTCHNOP_BIND_VIRQ,
+            "EVTCHNOP_bind_virq",
+            W,
+        ),
+        s(
+            Hypercall::EVENT_CHANNEL_OP,
+            EVTCHNOP_CLOSE,
+            "EVTCHNOP_close",
+            W,
+        ),
+        s(
+            Hypercall::EVENT_CHANNEL_OP,
+            EVTCHNOP_SEND,
+            "EVTCHNOP_send",
+            W,
+        ),
+        s(
+            Hypercall::EVENT_CHANNEL_OP,
+            EVTCHNOP_STATUS,
+            "EVTCHNOP_status",
+            W,
+        ),
+        s(
+            Hypercall::EVENT_CHANNEL_OP,
+            EVTCHNOP_ALLOC_UNBOUND,
+            "EVTCHNOP_alloc_unbound",
+            W,
+        ),
+        s(
+            Hypercall::EVENT_CHANNEL_OP,
+            EVTCHNOP_BIND_IPI,
+            "EVTCHNOP_bind_ipi",
+            W,
+        ),
+        s(
+            Hypercall::EVENT_CHANNEL_OP,
+            EVTCHNOP_BIND_VCPU,
+            "EVTCHNOP_bind_vcpu",
+            W,
+        ),
+        s(
+            Hypercall::EVENT_CHANNEL_OP,
+            EVTCHNOP_UNMASK,
+            "EVTCHNOP_unmask",
+            W,
+        ),
+        s(
+            Hypercall::VCPU_OP,
+            VCPUOP_SET_PERIODIC_TIMER,
+            "VCPUOP_set_periodic_timer",
+            W,
+        ),
+        s(
+            Hypercall::VCPU_OP,
+            VCPUOP_STOP_PERIODIC_TIMER,
+            "VCPUOP_stop_periodic_timer",
+            W,
+        ),
+        s(
+            Hypercall::VCPU_OP,
+            VCPUOP_SET_SINGLESHOT_TIMER,
+            "VCPUOP_set_singleshot_timer",
+            W,
+        ),
+        s(
+            Hypercall::VCPU_OP,
+            VCPUOP_STOP_SINGLESHOT_TIMER,
+            "VCPUOP_stop_singleshot_timer",
+            W,
+        ),
+        s(Hypercall::HVM_OP, HVMOP_SET_PARAM, "HVMOP_set_param", W),
         // 0.2: the PV MMU. `mmu_update` and `mmuext_op` take their command inside
         // each request (not in RDI); the "sub-command" here is that command.
         // `multicall` has none: sub 0 stands for the hypercall itself.

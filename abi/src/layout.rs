@@ -36,11 +36,19 @@ use core::fmt;
 use core::mem::{align_of, offset_of, size_of};
 
 use crate::debug::PerfCounters;
+use crate::event::{
+    EvtchnAllocUnbound, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq, EvtchnPort, EvtchnStatus,
+    XenHvmParam,
+};
 use crate::hypercall::Hypercall;
 use crate::note;
 use crate::platform::ExitStatus;
-use crate::sched::SchedShutdown;
+use crate::sched::{SchedPoll, SchedShutdown};
 use crate::start_info::{ConsoleDomU, StartInfo};
+use crate::time::{
+    ArchSharedInfo, ArchVcpuInfo, SharedInfo, VcpuInfo, VcpuSetPeriodicTimer,
+    VcpuSetSingleshotTimer, VcpuTimeInfo,
+};
 use crate::version::{AbiVersion, XenExtraversion, XenFeatureInfo};
 
 #[cfg(feature = "alloc")]
@@ -91,6 +99,10 @@ pub enum Family {
     StartInfo,
     /// `xen_version`, versioning and CPUID leaves ([`crate::version`]).
     Version,
+    /// Event channels and the upcall vector ([`crate::event`]).
+    Event,
+    /// `shared_info`, pvclock and timers ([`crate::time`]).
+    Time,
     /// `mmu_update`, `mmuext_op`, `multicall` ([`crate::mmu`]).
     Mmu,
     /// `keel_debug_op`: the floor hypercall and the VMX counters ([`crate::debug`]).
@@ -99,7 +111,7 @@ pub enum Family {
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 11] = [
+    pub const ALL: [Family; 13] = [
         Family::Addr,
         Family::Console,
         Family::Errno,
@@ -109,6 +121,8 @@ impl Family {
         Family::Sched,
         Family::StartInfo,
         Family::Version,
+        Family::Event,
+        Family::Time,
         Family::Mmu,
         Family::Debug,
     ];
@@ -125,6 +139,8 @@ impl Family {
             Family::Sched => "sched",
             Family::StartInfo => "start_info",
             Family::Version => "version",
+            Family::Event => "event",
+            Family::Time => "time",
             Family::Mmu => "mmu",
             Family::Debug => "debug",
         }
@@ -141,29 +157,44 @@ impl Family {
             Family::Platform => "platform.md",
             Family::Sched => "sched.md",
             Family::Version => "version.md",
+            Family::Event => "events.md",
+            Family::Time => "time.md",
             Family::Mmu => "mmu.md",
             Family::Debug => "debug.md",
         }
     }
 
-    /// The hypercall this family is the interface of, if any.
+    /// The hypercall this family is the interface of, if any (the first of
+    /// [`Family::hypercalls`]).
     pub const fn hypercall(self) -> Option<Hypercall> {
+        match self.hypercalls() {
+            [h, ..] => Some(*h),
+            [] => None,
+        }
+    }
+
+    /// The hypercalls this family is the interface of (documented on its page).
+    pub const fn hypercalls(self) -> &'static [Hypercall] {
         match self {
-            Family::Console => Some(Hypercall::CONSOLE_IO),
-            Family::Sched => Some(Hypercall::SCHED_OP),
-            Family::Version => Some(Hypercall::XEN_VERSION),
-            Family::Mmu => Some(Hypercall::MMU_UPDATE),
-            _ => None,
+            Family::Console => &[Hypercall::CONSOLE_IO],
+            Family::Sched => &[Hypercall::SCHED_OP],
+            Family::Version => &[Hypercall::XEN_VERSION],
+            Family::Event => &[Hypercall::EVENT_CHANNEL_OP, Hypercall::HVM_OP],
+            Family::Time => &[Hypercall::SET_TIMER_OP, Hypercall::VCPU_OP],
+            Family::Mmu => &[
+                Hypercall::MMU_UPDATE,
+                Hypercall::MMUEXT_OP,
+                Hypercall::MULTICALL,
+            ],
+            _ => &[],
         }
     }
 
     /// The family whose page documents hypercall `h` in detail, if Keel implements it.
     pub fn of_hypercall(h: Hypercall) -> Option<Family> {
-        // The MMU family documents three hypercalls on one page.
-        if h == Hypercall::MMUEXT_OP || h == Hypercall::MULTICALL {
-            return Some(Family::Mmu);
-        }
-        Family::ALL.into_iter().find(|f| f.hypercall() == Some(h))
+        Family::ALL
+            .into_iter()
+            .find(|f| f.hypercalls().contains(&h))
     }
 }
 
@@ -339,6 +370,51 @@ pub const STRUCTS: &[StructLayout] = &[
     abi_struct!(XenExtraversion in Family::Version, since V0_1, xen XenRelation::Same("xen_extraversion_t"), {
         0 => None,
     }),
+    abi_struct!(SchedPoll in Family::Sched, since V0_2, xen XenRelation::Same("sched_poll"), {
+        ports, nr_ports, timeout,
+    }),
+    abi_struct!(EvtchnAllocUnbound in Family::Event, since V0_2, xen XenRelation::Same("evtchn_alloc_unbound"), {
+        dom, remote_dom, port,
+    }),
+    abi_struct!(EvtchnBindVirq in Family::Event, since V0_2, xen XenRelation::Same("evtchn_bind_virq"), {
+        virq, vcpu, port,
+    }),
+    abi_struct!(EvtchnBindIpi in Family::Event, since V0_2, xen XenRelation::Same("evtchn_bind_ipi"), {
+        vcpu, port,
+    }),
+    abi_struct!(EvtchnPort in Family::Event, since V0_2, xen XenRelation::Same("evtchn_send"), {
+        port,
+    }),
+    abi_struct!(EvtchnStatus in Family::Event, since V0_2, xen XenRelation::Same("evtchn_status"), {
+        dom, port, status, vcpu, u,
+    }),
+    abi_struct!(EvtchnBindVcpu in Family::Event, since V0_2, xen XenRelation::Same("evtchn_bind_vcpu"), {
+        port, vcpu,
+    }),
+    abi_struct!(XenHvmParam in Family::Event, since V0_2, xen XenRelation::Same("xen_hvm_param"), {
+        domid, index, value,
+    }),
+    abi_struct!(SharedInfo in Family::Time, since V0_2, xen XenRelation::Same("shared_info"), {
+        vcpu_info, evtchn_pending, evtchn_mask, wc_version, wc_sec, wc_nsec, wc_sec_hi, arch,
+    }),
+    abi_struct!(VcpuInfo in Family::Time, since V0_2, xen XenRelation::Same("vcpu_info"), {
+        evtchn_upcall_pending, evtchn_upcall_mask, evtchn_pending_sel, arch, time,
+    }),
+    abi_struct!(ArchVcpuInfo in Family::Time, since V0_2, xen XenRelation::Same("arch_vcpu_info"), {
+        cr2, pad,
+    }),
+    abi_struct!(VcpuTimeInfo in Family::Time, since V0_2, xen XenRelation::Same("vcpu_time_info"), {
+        version, pad0, tsc_timestamp, system_time, tsc_to_system_mul, tsc_shift, flags, pad1,
+    }),
+    abi_struct!(ArchSharedInfo in Family::Time, since V0_2, xen XenRelation::Same("arch_shared_info"), {
+        max_pfn, pfn_to_mfn_frame_list_list, nmi_reason, p2m_cr3, p2m_vaddr, p2m_generation,
+    }),
+    abi_struct!(VcpuSetPeriodicTimer in Family::Time, since V0_2, xen XenRelation::Same("vcpu_set_periodic_timer"), {
+        period_ns,
+    }),
+    abi_struct!(VcpuSetSingleshotTimer in Family::Time, since V0_2, xen XenRelation::Same("vcpu_set_singleshot_timer"), {
+        timeout_abs_ns, flags,
+    }),
     abi_struct!(MmuUpdate in Family::Mmu, since V0_2, xen XenRelation::Same("mmu_update"), {
         ptr, val,
     }),
@@ -361,9 +437,12 @@ const CONSTANT_GROUPS: &[&[Constant]] = &[
     crate::platform::ABI_CONSTS,
     crate::sched::ABI_CONSTS,
     crate::sched::SHUTDOWN_CONSTS,
+    crate::sched::POLL_CONSTS,
     crate::start_info::ABI_CONSTS,
     crate::version::ABI_CONSTS,
     crate::version::CPUID_CONSTS,
+    crate::event::ABI_CONSTS,
+    crate::time::ABI_CONSTS,
     crate::mmu::ABI_CONSTS,
     crate::debug::ABI_CONSTS,
 ];

@@ -80,6 +80,7 @@ pub mod addr;
 pub mod console;
 pub mod debug;
 pub mod errno;
+pub mod event;
 pub mod hypercall;
 pub mod layout;
 pub mod mmu;
@@ -87,6 +88,7 @@ pub mod note;
 pub mod platform;
 pub mod sched;
 pub mod start_info;
+pub mod time;
 pub mod version;
 
 #[cfg(feature = "guest")]

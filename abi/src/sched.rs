@@ -7,18 +7,19 @@
 //! command returns `-ENOSYS`. Bare-metal difference: a kernel on bare metal halts
 //! or powers off through ACPI; a Keel guest asks the hypervisor.
 
-use crate::layout::{xen, Family};
+use crate::layout::{keel, xen, Family};
 use crate::version::AbiVersion;
 
 abi_consts! {
     family: Family::Sched, since: AbiVersion::V0_1;
     /// Give up the CPU.
     SCHEDOP_YIELD: u64 = 0 => xen("SCHEDOP_yield");
-    /// Block until an event is pending (Keel 0.1: `-ENOSYS`).
+    /// Block until an event is pending (implemented since 0.2: enables event
+    /// delivery and blocks atomically; returns at once if an event is pending).
     SCHEDOP_BLOCK: u64 = 1 => xen("SCHEDOP_block");
     /// Shut the domain down; argument: `*const SchedShutdown`.
     SCHEDOP_SHUTDOWN: u64 = 2 => xen("SCHEDOP_shutdown");
-    /// Poll a set of event channels (Keel 0.1: `-ENOSYS`).
+    /// Poll a set of event channels (implemented since 0.2; argument `*const SchedPoll`).
     SCHEDOP_POLL: u64 = 3 => xen("SCHEDOP_poll");
     /// Shut down another domain (Keel 0.1: `-ENOSYS`).
     SCHEDOP_REMOTE_SHUTDOWN: u64 = 4 => xen("SCHEDOP_remote_shutdown");
@@ -58,6 +59,52 @@ impl SchedShutdown {
             reason: u32::from_le_bytes(*b),
         }
     }
+}
+
+/// `struct sched_poll` (`SCHEDOP_poll`, since 0.2): wait until one of `nr_ports`
+/// ports (a guest array of `u32`, at most [`SCHED_POLL_MAX_PORTS`]) is pending, an
+/// event needs delivery, or system time reaches `timeout` (0: no timeout).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedPoll {
+    /// Guest virtual address of the port array (`XEN_GUEST_HANDLE(evtchn_port_t)`).
+    pub ports: u64,
+    /// Number of ports.
+    pub nr_ports: u32,
+    /// Absolute system time in ns; 0 waits with no timeout.
+    pub timeout: u64,
+}
+const _: () = {
+    assert!(core::mem::size_of::<SchedPoll>() == 24);
+    assert!(core::mem::offset_of!(SchedPoll, nr_ports) == 8);
+    assert!(core::mem::offset_of!(SchedPoll, timeout) == 16);
+};
+
+impl SchedPoll {
+    /// Size in guest memory.
+    pub const SIZE: usize = 24;
+    /// The bytes as they lie in guest memory.
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..8].copy_from_slice(&self.ports.to_le_bytes());
+        b[8..12].copy_from_slice(&self.nr_ports.to_le_bytes());
+        b[16..24].copy_from_slice(&self.timeout.to_le_bytes());
+        b
+    }
+    /// Parse the bytes copied from the guest.
+    pub fn decode(b: &[u8; Self::SIZE]) -> Self {
+        SchedPoll {
+            ports: crate::event::rd64(b, 0),
+            nr_ports: crate::event::rd32(b, 8),
+            timeout: crate::event::rd64(b, 16),
+        }
+    }
+}
+
+abi_consts! {
+    family: Family::Sched, since: AbiVersion::V0_2, list: POLL_CONSTS;
+    /// The most ports one `SCHEDOP_poll` may name (Xen's limit, 128; more is `-EINVAL`).
+    SCHED_POLL_MAX_PORTS: u32 = 128 => keel();
 }
 
 abi_consts! {

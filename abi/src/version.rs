@@ -23,8 +23,9 @@ impl AbiVersion {
     /// 0.1: boot, console, version queries, shutdown.
     pub const V0_1: AbiVersion = AbiVersion { major: 0, minor: 1 };
     /// 0.2: the PV MMU (`mmu_update`, `mmuext_op`, `multicall`): direct paging
-    /// with validated page-table updates; and `keel_debug_op`, Keel's benchmark
-    /// interface (`crate::debug`).
+    /// with validated page-table updates; the shared_info page, event channels,
+    /// pvclock time and timers (block, poll), the upcall vector; and
+    /// `keel_debug_op`, Keel's benchmark interface (`crate::debug`).
     pub const V0_2: AbiVersion = AbiVersion { major: 0, minor: 2 };
     /// The version this crate describes.
     pub const CURRENT: AbiVersion = Self::V0_2;

@@ -34,6 +34,10 @@
 #include <xen/sched.h>
 #include <xen/features.h>
 #include <xen/arch-x86/cpuid.h>
+#include <xen/event_channel.h>
+#include <xen/vcpu.h>
+#include <xen/hvm/params.h>
+#include <xen/hvm/hvm_op.h>
 
 _Static_assert(sizeof(long) == 8, "Keel shares Xen's x86_64 layouts: build on an LP64 host");
 
@@ -186,6 +190,110 @@ int main(void)
     CONST(SHUTDOWN_watchdog);
     CONST(SHUTDOWN_soft_reset);
     CONST(SHUTDOWN_MAX);
+
+    /* sched.h: sched_poll (0.2). */
+    STRUCT("sched_poll", struct sched_poll);
+    FIELD("sched_poll", struct sched_poll, ports, "ports");
+    FIELD("sched_poll", struct sched_poll, nr_ports, "nr_ports");
+    FIELD("sched_poll", struct sched_poll, timeout, "timeout");
+
+    /* event_channel.h, hvm/params.h, hvm_op.h (0.2). */
+    CONST(EVTCHNOP_bind_virq);
+    CONST(EVTCHNOP_close);
+    CONST(EVTCHNOP_send);
+    CONST(EVTCHNOP_status);
+    CONST(EVTCHNOP_alloc_unbound);
+    CONST(EVTCHNOP_bind_ipi);
+    CONST(EVTCHNOP_bind_vcpu);
+    CONST(EVTCHNOP_unmask);
+    CONST(VIRQ_TIMER);
+    CONST(VIRQ_DEBUG);
+    CONST(VIRQ_CONSOLE);
+    CONST(NR_VIRQS);
+    CONST(EVTCHNSTAT_closed);
+    CONST(EVTCHNSTAT_unbound);
+    CONST(EVTCHNSTAT_interdomain);
+    CONST(EVTCHNSTAT_pirq);
+    CONST(EVTCHNSTAT_virq);
+    CONST(EVTCHNSTAT_ipi);
+    CONST(DOMID_SELF);
+    CONST(HVMOP_set_param);
+    CONST(HVMOP_get_param);
+    CONST(HVM_PARAM_CALLBACK_IRQ);
+    STRUCT("evtchn_alloc_unbound", struct evtchn_alloc_unbound);
+    FIELD("evtchn_alloc_unbound", struct evtchn_alloc_unbound, dom, "dom");
+    FIELD("evtchn_alloc_unbound", struct evtchn_alloc_unbound, remote_dom, "remote_dom");
+    FIELD("evtchn_alloc_unbound", struct evtchn_alloc_unbound, port, "port");
+    STRUCT("evtchn_bind_virq", struct evtchn_bind_virq);
+    FIELD("evtchn_bind_virq", struct evtchn_bind_virq, virq, "virq");
+    FIELD("evtchn_bind_virq", struct evtchn_bind_virq, vcpu, "vcpu");
+    FIELD("evtchn_bind_virq", struct evtchn_bind_virq, port, "port");
+    STRUCT("evtchn_bind_ipi", struct evtchn_bind_ipi);
+    FIELD("evtchn_bind_ipi", struct evtchn_bind_ipi, vcpu, "vcpu");
+    FIELD("evtchn_bind_ipi", struct evtchn_bind_ipi, port, "port");
+    STRUCT("evtchn_send", struct evtchn_send);
+    FIELD("evtchn_send", struct evtchn_send, port, "port");
+    STRUCT("evtchn_status", struct evtchn_status);
+    FIELD("evtchn_status", struct evtchn_status, dom, "dom");
+    FIELD("evtchn_status", struct evtchn_status, port, "port");
+    FIELD("evtchn_status", struct evtchn_status, status, "status");
+    FIELD("evtchn_status", struct evtchn_status, vcpu, "vcpu");
+    FIELD("evtchn_status", struct evtchn_status, u, "u");
+    STRUCT("evtchn_bind_vcpu", struct evtchn_bind_vcpu);
+    FIELD("evtchn_bind_vcpu", struct evtchn_bind_vcpu, port, "port");
+    FIELD("evtchn_bind_vcpu", struct evtchn_bind_vcpu, vcpu, "vcpu");
+    STRUCT("xen_hvm_param", struct xen_hvm_param);
+    FIELD("xen_hvm_param", struct xen_hvm_param, domid, "domid");
+    FIELD("xen_hvm_param", struct xen_hvm_param, index, "index");
+    FIELD("xen_hvm_param", struct xen_hvm_param, value, "value");
+
+    /* xen.h, vcpu.h: shared_info, pvclock, timers (0.2). */
+    CONST(VCPUOP_set_periodic_timer);
+    CONST(VCPUOP_stop_periodic_timer);
+    CONST(VCPUOP_set_singleshot_timer);
+    CONST(VCPUOP_stop_singleshot_timer);
+    CONST(VCPU_SSHOTTMR_future);
+    CONST(XEN_PVCLOCK_TSC_STABLE_BIT);
+    CONST(XEN_LEGACY_MAX_VCPUS);
+    STRUCT("shared_info", struct shared_info);
+    FIELD("shared_info", struct shared_info, vcpu_info, "vcpu_info");
+    FIELD("shared_info", struct shared_info, evtchn_pending, "evtchn_pending");
+    FIELD("shared_info", struct shared_info, evtchn_mask, "evtchn_mask");
+    FIELD("shared_info", struct shared_info, wc_version, "wc_version");
+    FIELD("shared_info", struct shared_info, wc_sec, "wc_sec");
+    FIELD("shared_info", struct shared_info, wc_nsec, "wc_nsec");
+    FIELD("shared_info", struct shared_info, wc_sec_hi, "wc_sec_hi");
+    FIELD("shared_info", struct shared_info, arch, "arch");
+    STRUCT("vcpu_info", struct vcpu_info);
+    FIELD("vcpu_info", struct vcpu_info, evtchn_upcall_pending, "evtchn_upcall_pending");
+    FIELD("vcpu_info", struct vcpu_info, evtchn_upcall_mask, "evtchn_upcall_mask");
+    FIELD("vcpu_info", struct vcpu_info, evtchn_pending_sel, "evtchn_pending_sel");
+    FIELD("vcpu_info", struct vcpu_info, arch, "arch");
+    FIELD("vcpu_info", struct vcpu_info, time, "time");
+    STRUCT("arch_vcpu_info", struct arch_vcpu_info);
+    FIELD("arch_vcpu_info", struct arch_vcpu_info, cr2, "cr2");
+    FIELD("arch_vcpu_info", struct arch_vcpu_info, pad, "pad");
+    STRUCT("vcpu_time_info", struct vcpu_time_info);
+    FIELD("vcpu_time_info", struct vcpu_time_info, version, "version");
+    FIELD("vcpu_time_info", struct vcpu_time_info, pad0, "pad0");
+    FIELD("vcpu_time_info", struct vcpu_time_info, tsc_timestamp, "tsc_timestamp");
+    FIELD("vcpu_time_info", struct vcpu_time_info, system_time, "system_time");
+    FIELD("vcpu_time_info", struct vcpu_time_info, tsc_to_system_mul, "tsc_to_system_mul");
+    FIELD("vcpu_time_info", struct vcpu_time_info, tsc_shift, "tsc_shift");
+    FIELD("vcpu_time_info", struct vcpu_time_info, flags, "flags");
+    FIELD("vcpu_time_info", struct vcpu_time_info, pad1, "pad1");
+    STRUCT("arch_shared_info", struct arch_shared_info);
+    FIELD("arch_shared_info", struct arch_shared_info, max_pfn, "max_pfn");
+    FIELD("arch_shared_info", struct arch_shared_info, pfn_to_mfn_frame_list_list, "pfn_to_mfn_frame_list_list");
+    FIELD("arch_shared_info", struct arch_shared_info, nmi_reason, "nmi_reason");
+    FIELD("arch_shared_info", struct arch_shared_info, p2m_cr3, "p2m_cr3");
+    FIELD("arch_shared_info", struct arch_shared_info, p2m_vaddr, "p2m_vaddr");
+    FIELD("arch_shared_info", struct arch_shared_info, p2m_generation, "p2m_generation");
+    STRUCT("vcpu_set_periodic_timer", struct vcpu_set_periodic_timer);
+    FIELD("vcpu_set_periodic_timer", struct vcpu_set_periodic_timer, period_ns, "period_ns");
+    STRUCT("vcpu_set_singleshot_timer", struct vcpu_set_singleshot_timer);
+    FIELD("vcpu_set_singleshot_timer", struct vcpu_set_singleshot_timer, timeout_abs_ns, "timeout_abs_ns");
+    FIELD("vcpu_set_singleshot_timer", struct vcpu_set_singleshot_timer, flags, "flags");
 
     /* arch-x86/cpuid.h: the hypervisor CPUID leaves. */
     CONST(XEN_CPUID_FIRST_LEAF);

@@ -15,9 +15,11 @@
 //! 4. for writes, RW is set at every level (the guest runs with CR0.WP=1, so
 //!    that is what binds its own supervisor writes);
 //! 5. the final frame is owned by the domain, and for writes it is not a
-//!    page-table frame ([`FrameKind`]): a hypercall must never become a way around
-//!    the read-only mapping of page tables (Xen's `__copy_to_guest` gets the same
-//!    guarantee from running on the guest's tables with Xen's own page types).
+//!    page-table frame ([`FrameKind`]) but a frame whose page type is `Writable`
+//!    with a non-zero type count ([`crate::mm`]): a hypercall must never become a
+//!    way around the read-only mapping of page tables (Xen's `__copy_to_guest`
+//!    gets the same guarantee from running on the guest's tables with Xen's own
+//!    page types).
 //!
 //! Anything else is `-EFAULT`. A copy spanning pages is done page by page; all
 //! pages are checked before the first byte is written, so a failed copy to the
@@ -26,7 +28,7 @@
 
 use crate::addr::{GuestVirt, MachineAddr, Mfn};
 use crate::domain::pagetable::{bytes_to_page_end, walk};
-use crate::domain::{Domain, FrameKind};
+use crate::domain::{Domain, FrameKind, PageType};
 use crate::mem::PhysMem;
 use keel_abi::Errno;
 
@@ -56,9 +58,16 @@ pub fn translate<M: PhysMem + ?Sized>(
     }
     let ok = match (dom.frame_kind(mem, w.frame), access) {
         (FrameKind::NotOwned, _) => false,
-        (FrameKind::Writable, _) => true,
         (FrameKind::PageTable(_), Access::Read) => true,
         (FrameKind::PageTable(_), Access::Write) => false,
+        (FrameKind::Writable, Access::Read) => true,
+        // A writable walk implies a validated RW L1 entry, which holds a
+        // `Writable` type reference (crate::mm); check the count itself too, so
+        // that a hypercall write can only land where the type rules say the
+        // guest's own writes may.
+        (FrameKind::Writable, Access::Write) => dom
+            .page_info(mem, w.frame)
+            .is_some_and(|i| i.ty == PageType::Writable && i.type_count > 0),
     };
     if !ok {
         return Err(Errno::EFAULT);
@@ -135,8 +144,8 @@ pub fn copy_to_guest<M: PhysMem + ?Sized>(
     check_range(dom, mem, cr3, va, data.len(), Access::Write)?;
     // Second pass: translate again and write. The checks are repeated (a write
     // could only change a translation by landing in a frame the guest uses as a
-    // table without it being typed as one, which issue 5's pinning rules out; in
-    // 0.1 it is still checked, at worst leaving a partial write).
+    // table without it being typed as one, which the page types rule out; the
+    // repeat costs little and keeps this function correct on its own).
     let mut done = 0usize;
     while done < data.len() {
         let cur = GuestVirt(va.0.wrapping_add(done as u64));

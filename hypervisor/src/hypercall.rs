@@ -20,10 +20,15 @@
 use crate::addr::{GuestVirt, MachineAddr, Mfn, PAGE_SIZE};
 use crate::domain::Domain;
 use crate::domain::Level;
+use crate::event::EventState;
 use crate::guest_mem::{self, Access};
 use crate::mem::{Console, PhysMem};
 use crate::mm::Flush;
 use keel_abi::console::{CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
+use keel_abi::event::{
+    EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
+    EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK, HVMOP_SET_PARAM,
+};
 use keel_abi::hypercall::Hypercall;
 pub use keel_abi::hypercall::HypercallArgs;
 use keel_abi::mmu::{
@@ -32,7 +37,14 @@ use keel_abi::mmu::{
     MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_ALL, MMUEXT_TLB_FLUSH_LOCAL,
     MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNPIN_TABLE, MMU_NORMAL_PT_UPDATE,
 };
-use keel_abi::sched::{shutdown_reason_name, SchedShutdown, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD};
+use keel_abi::sched::{
+    shutdown_reason_name, SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN,
+    SCHEDOP_YIELD,
+};
+use keel_abi::time::{
+    VCPUOP_SET_PERIODIC_TIMER, VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER,
+    VCPUOP_STOP_SINGLESHOT_TIMER,
+};
 use keel_abi::version::{
     features, AbiVersion, XenFeatureInfo, EXTRAVERSION, XENVER_EXTRAVERSION, XENVER_GET_FEATURES,
     XENVER_PAGESIZE, XENVER_VERSION,
@@ -48,6 +60,9 @@ pub enum Outcome {
     /// unknown reasons are refused with `-EINVAL`). Its partial console line has
     /// been flushed.
     Shutdown(u32),
+    /// Put 0 in RAX, move past the VMCALL, and block the vCPU until what
+    /// `EventState::blocked` describes (`SCHEDOP_block`, `SCHEDOP_poll`).
+    Block,
 }
 
 impl Outcome {
@@ -71,6 +86,10 @@ pub struct HypercallCtx<'a, M: PhysMem + ?Sized, C: Console + ?Sized> {
     /// bits 12..51 of the VMCS guest CR3 (dropping PWT/PCD/PCID). Guest pointers
     /// are translated through the tables rooted here.
     pub cr3: Mfn,
+    /// The domain's event channels, timers and clock.
+    pub ev: &'a mut EventState,
+    /// The TSC when the exit happened (system time for timer hypercalls).
+    pub tsc: u64,
 }
 
 /// The context handlers see: type-erased so that the table can be a `static`.
@@ -316,6 +335,150 @@ const ROWS: &[Row] = &[
         doc: "mmuext_op(ops, count, success_count, foreigndom), cmd MMUEXT_INVLPG_ALL: flush arg1 on every vCPU (the one vCPU)",
         handler: mmuext_op,
     },
+    Row {
+        nr: Hypercall::SCHED_OP,
+        sub: SCHEDOP_BLOCK,
+        whole: false,
+        name: "sched_op / SCHEDOP_block",
+        since: AbiVersion::V0_2,
+        doc: "sched_op(SCHEDOP_block, _): clears evtchn_upcall_mask and blocks until an event needs delivery (0 at once if one does); a vCPU that could never wake is killed",
+        handler: events::sched_block,
+    },
+    Row {
+        nr: Hypercall::SCHED_OP,
+        sub: SCHEDOP_POLL,
+        whole: false,
+        name: "sched_op / SCHEDOP_poll",
+        since: AbiVersion::V0_2,
+        doc: "sched_op(SCHEDOP_poll, sched_poll*): blocks until a listed port is pending, an event needs delivery or the timeout; 0, -EFAULT, -EINVAL (> 128 ports, bad port)",
+        handler: events::sched_poll,
+    },
+    Row {
+        nr: Hypercall::SET_TIMER_OP,
+        sub: 0,
+        whole: true,
+        name: "set_timer_op / set_timer_op",
+        since: AbiVersion::V0_2,
+        doc: "set_timer_op(timeout_ns): arms the single-shot timer (absolute system time; 0 stops it; a past deadline fires at once); 0",
+        handler: events::set_timer_op,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_BIND_VIRQ,
+        whole: false,
+        name: "event_channel_op / EVTCHNOP_bind_virq",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_bind_virq, arg*): bind a VIRQ: 0 and port, -EINVAL, -ENOENT, -EEXIST, -ENOSPC, -EFAULT",
+        handler: events::evtchn_bind_virq,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_CLOSE,
+        whole: false,
+        name: "event_channel_op / EVTCHNOP_close",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_close, arg*): close a port: 0, -EINVAL, -EFAULT",
+        handler: events::evtchn_close,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_SEND,
+        whole: false,
+        name: "event_channel_op / EVTCHNOP_send",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_send, arg*): send on an IPI (pending) or unbound (dropped) port: 0, -EINVAL, -EFAULT",
+        handler: events::evtchn_send,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_STATUS,
+        whole: false,
+        name: "event_channel_op / EVTCHNOP_status",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_status, arg*): port status: 0, -ESRCH, -EINVAL, -EFAULT",
+        handler: events::evtchn_status,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_ALLOC_UNBOUND,
+        whole: false,
+        name: "event_channel_op / EVTCHNOP_alloc_unbound",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_alloc_unbound, arg*): unbound port for DOMID_SELF: 0 and port, -ESRCH, -ENOSPC, -EFAULT",
+        handler: events::evtchn_alloc_unbound,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_BIND_IPI,
+        whole: false,
+        name: "event_channel_op / EVTCHNOP_bind_ipi",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_bind_ipi, arg*): IPI port: 0 and port, -ENOENT, -ENOSPC, -EFAULT",
+        handler: events::evtchn_bind_ipi,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_BIND_VCPU,
+        whole: false,
+        name: "event_channel_op / EVTCHNOP_bind_vcpu",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_bind_vcpu, arg*): notify vCPU: 0, -ENOENT, -EINVAL, -EFAULT",
+        handler: events::evtchn_bind_vcpu,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_UNMASK,
+        whole: false,
+        name: "event_channel_op / EVTCHNOP_unmask",
+        since: AbiVersion::V0_2,
+        doc: "event_channel_op(EVTCHNOP_unmask, arg*): clear the mask, re-deliver if pending: 0, -EINVAL, -EFAULT",
+        handler: events::evtchn_unmask,
+    },
+    Row {
+        nr: Hypercall::VCPU_OP,
+        sub: VCPUOP_SET_PERIODIC_TIMER,
+        whole: false,
+        name: "vcpu_op / VCPUOP_set_periodic_timer",
+        since: AbiVersion::V0_2,
+        doc: "vcpu_op(VCPUOP_set_periodic_timer, vcpu, arg*): VIRQ_TIMER every period_ns (>= 1 ms, else -EINVAL); -ENOENT for a vCPU but 0; -EFAULT",
+        handler: events::vcpu_set_periodic,
+    },
+    Row {
+        nr: Hypercall::VCPU_OP,
+        sub: VCPUOP_STOP_PERIODIC_TIMER,
+        whole: false,
+        name: "vcpu_op / VCPUOP_stop_periodic_timer",
+        since: AbiVersion::V0_2,
+        doc: "vcpu_op(VCPUOP_stop_periodic_timer, vcpu, arg*): stop the periodic timer; -ENOENT",
+        handler: events::vcpu_stop_periodic,
+    },
+    Row {
+        nr: Hypercall::VCPU_OP,
+        sub: VCPUOP_SET_SINGLESHOT_TIMER,
+        whole: false,
+        name: "vcpu_op / VCPUOP_set_singleshot_timer",
+        since: AbiVersion::V0_2,
+        doc: "vcpu_op(VCPUOP_set_singleshot_timer, vcpu, arg*): single-shot deadline (absolute ns); -ETIME if VCPU_SSHOTTMR_future and past; -ENOENT; -EFAULT",
+        handler: events::vcpu_set_singleshot,
+    },
+    Row {
+        nr: Hypercall::VCPU_OP,
+        sub: VCPUOP_STOP_SINGLESHOT_TIMER,
+        whole: false,
+        name: "vcpu_op / VCPUOP_stop_singleshot_timer",
+        since: AbiVersion::V0_2,
+        doc: "vcpu_op(VCPUOP_stop_singleshot_timer, vcpu, arg*): stop the single-shot timer; -ENOENT",
+        handler: events::vcpu_stop_singleshot,
+    },
+    Row {
+        nr: Hypercall::HVM_OP,
+        sub: HVMOP_SET_PARAM,
+        whole: false,
+        name: "hvm_op / HVMOP_set_param",
+        since: AbiVersion::V0_2,
+        doc: "hvm_op(HVMOP_set_param, xen_hvm_param*): HVM_PARAM_CALLBACK_IRQ of the vector type (vector >= 0x10) or 0; -ESRCH, -EINVAL, -EFAULT",
+        handler: events::hvm_set_param,
+    },
 ];
 
 /// Hypercall numbers covered by [`INDEX`]: Xen's hypercall page has 64 slots.
@@ -376,6 +539,8 @@ pub fn dispatch<M: PhysMem, C: Console>(
         mem: &mut *ctx.mem,
         console: &mut *ctx.console,
         cr3: ctx.cr3,
+        ev: &mut *ctx.ev,
+        tsc: ctx.tsc,
     };
     let out = dispatch_dyn(&mut dyn_ctx, &args);
     // NEW_BASEPTR changed the tables later pointers are translated with.
@@ -717,6 +882,12 @@ fn multicall(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
             match dispatch_dyn(ctx, &args) {
                 Outcome::Return(v) => v,
                 Outcome::Shutdown(r) => return Outcome::Shutdown(r),
+                // A batch cannot sleep half-way: blocking calls in a multicall
+                // are refused (their state is undone).
+                Outcome::Block => {
+                    ctx.ev.blocked = None;
+                    Errno::EINVAL.as_return()
+                }
             }
         };
         let at = GuestVirt(va.0.wrapping_add(MulticallEntry::RESULT_OFFSET));
@@ -729,5 +900,9 @@ fn multicall(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
     Outcome::Return(0)
 }
 
+mod events;
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_events;

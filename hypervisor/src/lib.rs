@@ -13,7 +13,8 @@
 //! 9. `hypercall.rs`: the hypercall table.
 //! 10. `cpuid.rs`, `msr.rs`, `io.rs`, `insns.rs`: the trap-and-emulate policy tables
 //!     (what CPUID, RDMSR/WRMSR, port I/O and other sensitive instructions do).
-//! 11. `vmx/hw.rs`, `vmx/exit.rs`: VMXON, the VMCS, the VM-exit path.
+//! 11. `time.rs`, `event/`: system time, event channels, timers, the shared_info page.
+//! 12. `vmx/hw.rs`, `vmx/exit.rs`: VMXON, the VMCS, the VM-exit path.
 //!
 //! Policy code (everything but `arch` and `vmx::hw`) is safe Rust and builds and is
 //! tested on the host. `unsafe` and assembly live only in `arch` and `vmx::hw`.
@@ -32,10 +33,12 @@ pub mod vmx;
 
 pub mod domain;
 pub mod elf;
+pub mod event;
 pub mod guest_mem;
 pub mod hypercall;
 pub mod mm;
 pub mod perf;
+pub mod time;
 
 #[cfg(test)]
 mod policy_docs;

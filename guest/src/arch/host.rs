@@ -74,6 +74,38 @@ pub fn halt_forever() -> ! {
 pub fn vmcall_all_regs(_regs: [u64; 15]) -> [u64; 15] {
     hosted("hypercalls")
 }
+
+/// Host stand-in (guest images only).
+pub fn sti() {}
+/// Host stand-in (guest images only).
+pub fn cli() {}
+/// Host stand-in (guest images only).
+pub fn sti_hlt() {}
+/// Host stand-in (guest images only).
+pub fn hlt() {}
+/// Host stand-in (guest images only).
+pub fn rflags() -> u64 {
+    0x2
+}
+static DUMMY64: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static DUMMY32: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+static DUMMY8: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+/// Host stand-in (guest images only).
+pub fn shared_u64(_va: u64) -> &'static core::sync::atomic::AtomicU64 {
+    &DUMMY64
+}
+/// Host stand-in (guest images only).
+pub fn shared_u32(_va: u64) -> &'static core::sync::atomic::AtomicU32 {
+    &DUMMY32
+}
+/// Host stand-in (guest images only).
+pub fn shared_u8(_va: u64) -> &'static core::sync::atomic::AtomicU8 {
+    &DUMMY8
+}
+/// Host stand-in (guest images only).
+pub fn fn_u32_from_addr(_a: u64) -> fn(u32) {
+    hosted("fn_u32_from_addr")
+}
 /// See the bare-metal `arch`.
 pub fn probe_xsetbv(_xcr: u32, _value: u64) -> u64 {
     hosted("fault probes")

@@ -343,6 +343,10 @@ pub fn last_fault_cr2() -> u64 {
 }
 
 extern "C" fn exception_handler(f: &mut Frame) {
+    // An interrupt on the event-channel upcall vector (issue 6).
+    if f.vector >= 32 && crate::events::upcall_entry(f.vector as u8, f.rflags) {
+        return;
+    }
     let cr2 = read_cr2();
     if f.vector < 32 {
         if let Some(fixup) = crate::fault::lookup(extable(), f.rip) {
@@ -445,6 +449,68 @@ pub fn read_cr(cr: Cr) -> u64 {
         }
     }
     v
+}
+
+/// `STI`.
+pub fn sti() {
+    // SAFETY: enables interrupts; the IDT handles every vector.
+    unsafe { asm!("sti", options(nomem, nostack)) };
+}
+
+/// `CLI`.
+pub fn cli() {
+    // SAFETY: disables interrupts.
+    unsafe { asm!("cli", options(nomem, nostack)) };
+}
+
+/// `STI; HLT` (the interrupt shadow of STI covers HLT: an interrupt pending at
+/// the STI wakes the HLT rather than being taken before it).
+pub fn sti_hlt() {
+    // SAFETY: as `sti`; HLT exits to the hypervisor.
+    unsafe { asm!("sti", "hlt", options(nomem, nostack)) };
+}
+
+/// `HLT` (with whatever RFLAGS.IF is).
+pub fn hlt() {
+    // SAFETY: HLT exits to the hypervisor.
+    unsafe { asm!("hlt", options(nomem, nostack)) };
+}
+
+/// RFLAGS.
+pub fn rflags() -> u64 {
+    let v: u64;
+    // SAFETY: reads RFLAGS through the stack.
+    unsafe { asm!("pushfq", "pop {}", out(reg) v, options(nomem)) };
+    v
+}
+
+/// The `u64` at guest address `va` in the shared_info page, as an atomic (the
+/// hypervisor writes the page only while the guest is stopped).
+pub fn shared_u64(va: u64) -> &'static core::sync::atomic::AtomicU64 {
+    assert!(va.is_multiple_of(8) && va != 0);
+    // SAFETY: callers pass addresses inside the shared_info page, which is mapped
+    // writable for the guest's whole life and is never freed.
+    unsafe { &*(va as *const core::sync::atomic::AtomicU64) }
+}
+
+/// The `u32` at `va` in the shared_info page (as [`shared_u64`]).
+pub fn shared_u32(va: u64) -> &'static core::sync::atomic::AtomicU32 {
+    assert!(va.is_multiple_of(4) && va != 0);
+    // SAFETY: as `shared_u64`.
+    unsafe { &*(va as *const core::sync::atomic::AtomicU32) }
+}
+
+/// The byte at `va` in the shared_info page (as [`shared_u64`]).
+pub fn shared_u8(va: u64) -> &'static core::sync::atomic::AtomicU8 {
+    assert!(va != 0);
+    // SAFETY: as `shared_u64`.
+    unsafe { &*(va as *const core::sync::atomic::AtomicU8) }
+}
+
+/// The `fn(u32)` whose address `a` is (an address stored from a `fn(u32)`).
+pub fn fn_u32_from_addr(a: u64) -> fn(u32) {
+    // SAFETY: callers only pass addresses they took from a `fn(u32)`.
+    unsafe { core::mem::transmute::<usize, fn(u32)>(a as usize) }
 }
 
 /// Spin forever (the runner's timeout ends the run).

@@ -25,3 +25,5 @@ pub mod port;
 pub mod power;
 #[cfg(target_os = "none")]
 pub mod serial;
+#[cfg(target_os = "none")]
+pub mod timer;

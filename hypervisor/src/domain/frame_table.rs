@@ -12,7 +12,12 @@
 //!   type, pinned and validated bits, type count: [`PageInfo`]), the reference
 //!   count, and a spare word;
 //! - the **M2P** index: the domain's MFNs sorted, each packed with its PFN
-//!   (`mfn << 24 | pfn`), so MFN -> PFN is a binary search: O(log n) reads.
+//!   (`mfn << 24 | pfn`), so MFN -> PFN is a binary search: O(log n) reads;
+//! - when the domain's frames are close together (the allocator hands out the
+//!   lowest free frames, so they usually are), a **dense** reverse index too: one
+//!   `u32` (PFN + 1, 0 = not the domain's) per machine frame between the lowest and
+//!   highest MFN, so MFN -> PFN is one read. Page-table validation asks this
+//!   question for every entry, which is why it is worth a few frames.
 //!
 //! There is no heap in the hypervisor, so both live in hypervisor-owned machine
 //! frames (taken from the [`FrameSource`], never mapped into the guest) and are read
@@ -180,7 +185,21 @@ pub struct FrameTable {
     nr_pages: u64,
     p2m: Extent,
     m2p: Extent,
+    dense: Option<Dense>,
 }
+
+/// The dense MFN -> PFN index over `[first, first + span)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Dense {
+    table: Extent,
+    first: Mfn,
+    span: u64,
+}
+
+/// The dense index is built when the domain's MFNs span at most this many
+/// frames per domain frame (4 bytes per spanned frame: at most 1/256 of the
+/// domain's memory).
+const DENSE_SPAN_PER_PAGE: u64 = 4;
 
 /// Why a frame table could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,6 +232,7 @@ impl FrameTable {
             nr_pages: 0,
             p2m,
             m2p,
+            dense: None,
         };
         // Domain frames one at a time: the guest must not rely on contiguity
         // (its frame list says where each PFN is), and the allocator need not
@@ -255,6 +275,7 @@ impl FrameTable {
             t.free(mem, frames);
             return Err(FrameTableError::BadFrame(d));
         }
+        t.dense = t.build_dense(mem, frames);
         Ok(t)
     }
 
@@ -270,6 +291,40 @@ impl FrameTable {
         }
         self.p2m.free(frames);
         self.m2p.free(frames);
+        if let Some(d) = self.dense {
+            d.table.free(frames);
+        }
+    }
+
+    /// Build the dense index if the MFNs are close enough together and the
+    /// frames are there (it is an optimisation: without it lookups search).
+    fn build_dense<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
+        &self,
+        mem: &mut M,
+        frames: &mut F,
+    ) -> Option<Dense> {
+        let n = self.nr_pages;
+        let lo = self.m2p_entry(mem, 0) >> M2P_PFN_BITS;
+        let hi = self.m2p_entry(mem, n.checked_sub(1)?) >> M2P_PFN_BITS;
+        let span = hi.checked_sub(lo)? + 1;
+        if span > n.saturating_mul(DENSE_SPAN_PER_PAGE) {
+            return None;
+        }
+        let table = Extent::alloc(frames, span * 4)?;
+        for i in 0..table.count {
+            mem.zero_frame(table.first.add(i));
+        }
+        for i in 0..n {
+            let e = self.m2p_entry(mem, i);
+            let (mfn, pfn) = (e >> M2P_PFN_BITS, e & ((1 << M2P_PFN_BITS) - 1));
+            // pfn < 2^24, so pfn + 1 fits a u32.
+            mem.write(table.at((mfn - lo) * 4), &((pfn + 1) as u32).to_le_bytes());
+        }
+        Some(Dense {
+            table,
+            first: Mfn(lo),
+            span,
+        })
     }
 
     /// Number of frames.
@@ -282,10 +337,19 @@ impl FrameTable {
         (pfn.0 < self.nr_pages).then(|| Mfn(mem.read_u64(self.p2m.at(pfn.0 * P2M_ENTRY))))
     }
 
-    /// The PFN of `mfn`, if the domain owns it: binary search of the M2P index.
+    /// The PFN of `mfn`, if the domain owns it: one read of the dense index, or
+    /// a binary search of the M2P index.
     pub fn pfn<M: PhysMem + ?Sized>(&self, mem: &M, mfn: Mfn) -> Option<Pfn> {
         if mfn.0 > MAX_MFN {
             return None;
+        }
+        if let Some(d) = self.dense {
+            let off = mfn.0.checked_sub(d.first.0).filter(|&o| o < d.span)?;
+            let mut b = [0u8; 4];
+            mem.read(d.table.at(off * 4), &mut b);
+            return u32::from_le_bytes(b)
+                .checked_sub(1)
+                .map(|p| Pfn(u64::from(p)));
         }
         let (mut lo, mut hi) = (0u64, self.nr_pages);
         while lo < hi {
@@ -405,12 +469,49 @@ mod tests {
     }
 
     fn scrambled(n: u64, dup_at: Option<usize>) -> Scrambled {
-        let order = (0..n).map(|i| 5000 + (i * 7919) % n).collect();
+        scrambled_with_stride(n, dup_at, 1)
+    }
+
+    /// Frames `5000 + stride * k` in a scrambled order (a stride above
+    /// `DENSE_SPAN_PER_PAGE` makes the MFNs too sparse for the dense index).
+    fn scrambled_with_stride(n: u64, dup_at: Option<usize>, stride: u64) -> Scrambled {
+        let order = (0..n).map(|i| 5000 + stride * ((i * 7919) % n)).collect();
         Scrambled {
             inner: FakeFrames::new(100, 64),
             order,
             dup_at,
             handed: 0,
+        }
+    }
+
+    #[test]
+    fn lookups_agree_with_and_without_the_dense_index() {
+        for stride in [1u64, 3, 4, 5, 100] {
+            let mut mem = FakeMem::default();
+            let mut src = scrambled_with_stride(300, None, stride);
+            let t = FrameTable::alloc(300, &mut mem, &mut src).unwrap();
+            assert_eq!(t.dense.is_some(), stride <= DENSE_SPAN_PER_PAGE, "{stride}");
+            for pfn in 0..300 {
+                let mfn = t.mfn(&mem, Pfn(pfn)).unwrap();
+                assert_eq!(t.pfn(&mem, mfn), Some(Pfn(pfn)));
+            }
+            for m in [
+                0,
+                4999,
+                5001,
+                5000 + 300 * stride,
+                5000 + 300 * stride + 7,
+                u64::MAX,
+            ] {
+                let owned = m >= 5000 && (m - 5000) % stride == 0 && (m - 5000) / stride < 300;
+                assert_eq!(
+                    t.pfn(&mem, Mfn(m)).is_some(),
+                    owned,
+                    "stride {stride} mfn {m}"
+                );
+            }
+            t.free(&mut mem, &mut src);
+            assert!(src.inner.outstanding.is_empty());
         }
     }
 

@@ -307,3 +307,34 @@ proptest! {
         }
     }
 }
+
+/// Defence in depth: even if a writable mapping existed without its `Writable`
+/// type reference (here: an L1 entry rewritten behind the MMU's back, which no
+/// guest operation can do), a hypercall write through it is refused, and a
+/// write through a mapping the MMU made read-only is refused by the walk.
+#[test]
+fn writes_need_a_writable_type_reference() {
+    let (mut dom, mut mem) = setup(false);
+    let l = *dom.layout();
+    let cr3 = dom.base();
+    // The last (free) page: writable, typed Writable with one reference.
+    let va = l.va(Pfn(l.nr_pages - 1)).0;
+    let at = l1_entry(&dom, &mem, va);
+    let orig = mem.read_u64(at);
+    assert!(copy_to_guest(&dom, &mut mem, cr3, GuestVirt(va), &[1]).is_ok());
+    // Through the MMU: read-only; the frame's Writable count drops to 0.
+    dom.update_entry(&mut mem, at, orig & !PTE_RW).unwrap();
+    let info = dom.page_info(&mem, pte_frame(orig)).unwrap();
+    assert_eq!(info.type_count, 0);
+    assert_eq!(
+        copy_to_guest(&dom, &mut mem, cr3, GuestVirt(va), &[2]),
+        Err(Errno::EFAULT)
+    );
+    // Behind the MMU's back: RW again, but no type reference.
+    mem.write_u64(at, orig);
+    assert_eq!(
+        copy_to_guest(&dom, &mut mem, cr3, GuestVirt(va), &[3]),
+        Err(Errno::EFAULT)
+    );
+    assert!(read_bytes::<1, _>(&dom, &mem, cr3, GuestVirt(va)).is_ok());
+}

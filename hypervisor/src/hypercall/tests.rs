@@ -17,16 +17,18 @@ use std::string::String;
 use std::vec::Vec;
 
 const TEXT: u64 = 0x40_0000;
-const DATA: u64 = 0x40_3000;
+pub(super) const DATA: u64 = 0x40_3000;
 
-struct World {
-    dom: Domain,
-    mem: FakeMem,
+pub(super) struct World {
+    pub(super) dom: Domain,
+    pub(super) mem: FakeMem,
     con: FakeConsole,
+    pub(super) ev: EventState,
+    pub(super) tsc: u64,
 }
 
 impl World {
-    fn new() -> World {
+    pub(super) fn new() -> World {
         let bytes = typical();
         let img = GuestImage::parse(&bytes).unwrap();
         let mut mem = FakeMem::default();
@@ -36,27 +38,37 @@ impl World {
             ..DomainConfig::new(DomainId(1))
         };
         let dom = build(&img, &bytes, &cfg, &mut mem, &mut frames).unwrap();
+        let ev = EventState::new(
+            &dom,
+            &mut mem,
+            crate::time::Clock::new(1000, 2_000_000),
+            946_684_800,
+        );
         World {
             dom,
             mem,
+            ev,
+            tsc: 1000,
             con: FakeConsole::default(),
         }
     }
-    fn call(&mut self, nr: Hypercall, args: [u64; 5]) -> Outcome {
+    pub(super) fn call(&mut self, nr: Hypercall, args: [u64; 5]) -> Outcome {
         let cr3 = self.dom.boot.cr3;
         let mut ctx = HypercallCtx {
             dom: &mut self.dom,
             mem: &mut self.mem,
             console: &mut self.con,
             cr3,
+            ev: &mut self.ev,
+            tsc: self.tsc,
         };
         dispatch(&mut ctx, HypercallArgs { nr: nr.0, args })
     }
-    fn poke(&mut self, va: u64, data: &[u8]) {
+    pub(super) fn poke(&mut self, va: u64, data: &[u8]) {
         let cr3 = self.dom.boot.cr3;
         guest_mem::copy_to_guest(&self.dom, &mut self.mem, cr3, GuestVirt(va), data).unwrap();
     }
-    fn peek<const N: usize>(&self, va: u64) -> [u8; N] {
+    pub(super) fn peek<const N: usize>(&self, va: u64) -> [u8; N] {
         guest_mem::read_bytes(&self.dom, &self.mem, self.dom.boot.cr3, GuestVirt(va)).unwrap()
     }
     fn write(&mut self, text: &[u8]) -> Outcome {
@@ -78,7 +90,12 @@ fn ret(e: Errno) -> Outcome {
 #[test]
 fn table_is_consistent_with_the_abi() {
     for (i, r) in TABLE.iter().enumerate() {
-        assert_eq!(r.nr.implemented_since(), Some(r.since), "{r:?}");
+        assert_eq!(
+            keel_abi::hypercall::sub_implemented_since(r.nr, r.sub),
+            Some(r.since),
+            "{r:?}"
+        );
+        assert!(r.nr.implemented_since() <= Some(r.since), "{r:?}");
         assert!(r.since <= AbiVersion::CURRENT);
         assert!(r.name.starts_with(r.nr.name().unwrap()), "{r:?}");
         assert!(
@@ -295,9 +312,9 @@ fn sched_op_rows() {
     );
     assert_eq!(
         w.call(Hypercall::SCHED_OP, [SCHEDOP_BLOCK, 0, 0, 0, 0]),
-        ret(Errno::ENOSYS)
+        Outcome::Block
     );
-    for sub in [3, 4, 5, 6, 7, 8, u64::MAX] {
+    for sub in [4, 5, 6, 7, 8, u64::MAX] {
         assert_eq!(
             w.call(Hypercall::SCHED_OP, [sub, DATA, 0, 0, 0]),
             ret(Errno::ENOSYS)
@@ -389,6 +406,7 @@ proptest! {
                 }
                 Outcome::Return(_) => {}
                 Outcome::Shutdown(r) => prop_assert!(shutdown_reason_name(r).is_some()),
+                Outcome::Block => prop_assert!(w.ev.blocked.take().is_some()),
             }
         }
         for (f, bytes) in &w.mem.frames {

@@ -32,6 +32,7 @@ use super::names::{exception_name, ExitReason};
 use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures};
 use crate::domain::Domain;
+use crate::event::{Blocked, EventState};
 use crate::hypercall::{self, HypercallArgs, HypercallCtx, Outcome};
 use crate::insns::{self, XsetbvFault};
 use crate::io::IoBus;
@@ -66,6 +67,7 @@ pub trait ExitEnv {
 mod reason {
     pub const EXCEPTION_OR_NMI: u16 = 0;
     pub const EXTERNAL_INTERRUPT: u16 = 1;
+    pub const INTERRUPT_WINDOW: u16 = 7;
     pub const TRIPLE_FAULT: u16 = 2;
     pub const CPUID: u16 = 10;
     pub const HLT: u16 = 12;
@@ -75,6 +77,7 @@ mod reason {
     pub const IO: u16 = 30;
     pub const RDMSR: u16 = 31;
     pub const WRMSR: u16 = 32;
+    pub const PREEMPTION_TIMER: u16 = 52;
 }
 
 const VEC_UD: u8 = 6;
@@ -181,6 +184,16 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     cr4_visible: u64,
     /// The guest's task-priority class (MOV CR8).
     cr8: u8,
+    /// Event channels, timers, the clock (issue 6).
+    ev: EventState,
+    /// The VMX-preemption timer is active (pin control set in `setup_vmcs`), and
+    /// its rate: it counts down once every 2^rate TSC ticks.
+    preempt: Option<u32>,
+    /// The preemption-timer field holds its "never" value (no timer armed).
+    preempt_idle: bool,
+    /// Interrupt-window exiting can be used / is on now.
+    window_ok: bool,
+    window_on: bool,
     /// The CPUID policy folded for this vCPU (`crate::cpuid`).
     cpuid: CpuidPolicy,
     /// What the MSR policy depends on (`crate::msr`).
@@ -188,6 +201,14 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     /// The guest's I/O bus (`crate::io`): COM1 and an empty rest.
     bus: IoBus,
 }
+
+/// The preemption-timer value that means "no timer": about 2^32 << rate TSC
+/// ticks, re-armed at every exit anyway.
+const PREEMPT_NEVER: u64 = u32::MAX as u64;
+/// VM-entry interruption information: valid, type external interrupt (0).
+const INJECT_VALID: u64 = 1 << 31;
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
 
 impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// The vCPU for `dom`'s first entry (state as `hw::setup_vmcs` writes it).
@@ -197,6 +218,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         mem: &'a mut M,
         console: &'a mut C,
         vpid: u16,
+        ev: EventState,
     ) -> Self {
         let cr3 = dom.base();
         // Page-table writes are trapped and emulated (docs/abi/mmu.md): #PF exits
@@ -206,6 +228,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         write(control::EXCEPTION_BITMAP, 1 << VEC_PF);
         write(control::PAGE_FAULT_ERR_CODE_MASK, PFEC_MASK);
         write(control::PAGE_FAULT_ERR_CODE_MATCH, PFEC_MATCH);
+        let preempt = (cpu.caps.pin.can_set(super::controls::pin::PREEMPTION_TIMER))
+            .then(|| cpu.caps.misc.preemption_timer_rate());
+        let window_ok = cpu
+            .caps
+            .proc
+            .can_set(super::controls::proc::INTERRUPT_WINDOW_EXITING);
         let msr_env = msr_env(cpu);
         // The pass-through MSRs keep whatever was written last (VMX does not
         // switch them): give the guest defined values (`msr::initial_values`).
@@ -252,6 +280,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             cr0_visible: cr::GUEST_CR0_INITIAL,
             cr4_visible: cr::GUEST_CR4_INITIAL,
             cr8: 0,
+            ev,
+            preempt,
+            preempt_idle: true,
+            window_ok,
+            window_on: false,
             cpuid: CpuidPolicy::new(&host_cpuid, feat),
             msr_env,
             bus: IoBus::new(id),
@@ -410,6 +443,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             mem: &mut *self.mem,
             console: &mut *self.console,
             cr3: self.cr3,
+            ev: &mut self.ev,
+            tsc: crate::arch::timer::rdtsc(),
         };
         let out = hypercall::dispatch(&mut ctx, args);
         // NEW_BASEPTR and validated updates leave a CR3 switch or a TLB flush
@@ -422,6 +457,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 None
             }
             Outcome::Shutdown(reason) => Some(DomainEnd::Shutdown(reason)),
+            Outcome::Block => {
+                g.rax = 0;
+                self.skip_instruction();
+                self.block(g)
+            }
         }
     }
 
@@ -747,8 +787,9 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 for el in chunk.chunks_mut(size as usize) {
                     let a = self.bus.read(port, size as u8);
                     self.log_unhandled(a.unhandled, true, size);
-                    let v = a.value.to_le_bytes();
-                    el.copy_from_slice(v.get(..el.len()).unwrap_or(&[]));
+                    for (d, b) in el.iter_mut().zip(a.value.to_le_bytes()) {
+                        *d = b;
+                    }
                 }
                 let va = at(g.rdi, done);
                 if crate::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, self.cr3, va, chunk)
@@ -775,8 +816,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 }
                 for el in chunk.chunks(size as usize) {
                     let mut v = [0u8; 4];
-                    if let Some(d) = v.get_mut(..el.len()) {
-                        d.copy_from_slice(el);
+                    for (d, b) in v.iter_mut().zip(el) {
+                        *d = *b;
                     }
                     let a =
                         self.bus
@@ -901,7 +942,13 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
         let info = vmread(ro::VMEXIT_INTERRUPTION_INFO);
         let vector = (info & 0xff) as usize;
-        if first_time(&VECTORS_LOGGED, vector) {
+        if vector == usize::from(crate::arch::timer::TIMER_VECTOR) {
+            // Keel's own APIC timer, left pending from an idle period: acknowledge
+            // it (the timers are looked at before the next entry anyway).
+            crate::arch::timer::eoi();
+        } else if vector == usize::from(crate::arch::timer::SPURIOUS_VECTOR) {
+            // Spurious: no EOI.
+        } else if first_time(&VECTORS_LOGGED, vector) {
             log::warn!("vmx: host interrupt vector {vector:#x} arrived while domain {} ran: acknowledged and left in service (0.1 has no interrupt sources)", self.dom.id.0);
         }
         self.reinject_idt_vectoring();
@@ -955,6 +1002,120 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
         self.complete_instruction();
         None
+    }
+
+    /// Block the vCPU (`SCHEDOP_block`, `SCHEDOP_poll`, HLT) until what
+    /// `self.ev.blocked` waits for happens: fire timers as they come due, and
+    /// between them idle the CPU in HLT with the local APIC timer set for the next
+    /// deadline. A vCPU with nothing that could ever wake it is killed.
+    fn block(&mut self, g: &GuestGprs) -> Option<DomainEnd> {
+        if self.ev.blocked.is_none() {
+            self.ev.blocked = Some(Blocked::Block);
+        }
+        loop {
+            let tsc = crate::arch::timer::rdtsc();
+            self.ev.expire_timers(&*self.dom, &mut *self.mem, tsc);
+            if self.ev.should_wake(&*self.dom, &mut *self.mem, tsc) {
+                break;
+            }
+            match self.ev.wake_deadline_tsc() {
+                Some(d) => crate::arch::timer::idle_until(d),
+                None => {
+                    self.ev.blocked = None;
+                    return self.crash(
+                        g,
+                        ExitReason { raw: 12 },
+                        0,
+                        "blocked with no event source (no event pending or deliverable, no timer armed): it would sleep forever",
+                    );
+                }
+            }
+        }
+        self.ev.blocked = None;
+        // Refresh the pvclock record at wake-up (Xen updates it when a vCPU is
+        // scheduled; with a constant TSC the values are the same).
+        let rec = self.ev.clock.time_info();
+        if let Some(mut page) = self.ev.page(&*self.dom, &mut *self.mem) {
+            page.publish_time(&rec);
+        }
+        None
+    }
+
+    fn set_window_exiting(&mut self, on: bool) {
+        if on == self.window_on || !self.window_ok {
+            return;
+        }
+        let bit = u64::from(super::controls::proc::INTERRUPT_WINDOW_EXITING);
+        let procv = vmread(control::PRIMARY_PROCBASED_EXEC_CONTROLS);
+        write(
+            control::PRIMARY_PROCBASED_EXEC_CONTROLS,
+            if on { procv | bit } else { procv & !bit },
+        );
+        self.window_on = on;
+    }
+
+    /// Before every VM entry: fire due timers, inject the upcall vector when the
+    /// guest can take it (else ask for an interrupt-window exit), and set the
+    /// VMX-preemption timer for the next deadline. Costs nothing (no VMCS access)
+    /// when no timer is armed and no upcall is wanted: the VMCALL fast path keeps
+    /// its four accesses.
+    fn before_entry(&mut self) {
+        if self.ev.timers.next_deadline().is_some() {
+            let tsc = crate::arch::timer::rdtsc();
+            self.ev.expire_timers(&*self.dom, &mut *self.mem, tsc);
+        }
+        match self.ev.upcall_wanted(&*self.dom, &mut *self.mem) {
+            Some(vector) => {
+                let rflags = vmread(guest::RFLAGS);
+                let shadow = vmread(guest::INTERRUPTIBILITY_STATE) & 3;
+                let busy = vmread(control::VMENTRY_INTERRUPTION_INFO_FIELD) & INJECT_VALID != 0;
+                if rflags & RFLAGS_IF != 0 && shadow == 0 && !busy {
+                    write(
+                        control::VMENTRY_INTERRUPTION_INFO_FIELD,
+                        // Type 0: external interrupt.
+                        INJECT_VALID | u64::from(vector),
+                    );
+                    self.set_window_exiting(false);
+                } else {
+                    self.set_window_exiting(true);
+                }
+            }
+            None => self.set_window_exiting(false),
+        }
+        let Some(rate) = self.preempt else {
+            // No VMX-preemption timer: the host's APIC timer ends the guest's run
+            // at the deadline (an external-interrupt exit, acknowledged above).
+            match self.ev.wake_deadline_tsc() {
+                Some(d) => {
+                    crate::arch::timer::arm(d);
+                    self.preempt_idle = false;
+                }
+                None if !self.preempt_idle => {
+                    crate::arch::timer::disarm();
+                    self.preempt_idle = true;
+                }
+                None => {}
+            }
+            return;
+        };
+        match self.ev.wake_deadline_tsc() {
+            Some(d) => {
+                // Read the TSC as late as possible: the timer counts from the
+                // entry, so every tick spent after this read makes it late.
+                let tsc = crate::arch::timer::rdtsc();
+                let ticks = d.saturating_sub(tsc);
+                // Round up: the exit must not come before the deadline (it would
+                // only cost one more exit, but keep it exact).
+                let v = (ticks >> rate) + u64::from(ticks & ((1 << rate) - 1) != 0);
+                write(guest::VMX_PREEMPTION_TIMER_VALUE, v.min(PREEMPT_NEVER));
+                self.preempt_idle = false;
+            }
+            None if !self.preempt_idle => {
+                write(guest::VMX_PREEMPTION_TIMER_VALUE, PREEMPT_NEVER);
+                self.preempt_idle = true;
+            }
+            None => {}
+        }
     }
 
     /// Kill the domain, printing everything a developer needs to see why.
@@ -1062,6 +1223,9 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
 impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
     fn handle_exit(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
         let end = self.dispatch(g);
+        if end.is_none() {
+            self.before_entry();
+        }
         // A partial COM1 line is printed when the domain ends.
         if end.is_some() && self.bus.com1.pending() {
             self.bus.com1.flush(&mut *self.console);
@@ -1090,12 +1254,22 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             reason::IO => self.io(g),
             reason::RDMSR => self.msr(g, false),
             reason::WRMSR => self.msr(g, true),
-            reason::HLT => self.crash(
-                g,
-                reason,
-                0,
-                "halted with no event source (0.1 has no event channels or timer: it would sleep forever)",
-            ),
+            // HLT blocks like SCHEDOP_block, without touching evtchn_upcall_mask.
+            reason::HLT => {
+                self.complete_instruction();
+                self.ev.blocked = Some(Blocked::Block);
+                self.block(g)
+            }
+            reason::INTERRUPT_WINDOW => {
+                // The guest can take an interrupt now: `before_entry` injects.
+                self.set_window_exiting(false);
+                None
+            }
+            reason::PREEMPTION_TIMER => {
+                // A timer is due: `before_entry` fires it.
+                self.reinject_idt_vectoring();
+                None
+            }
             reason::EXTERNAL_INTERRUPT => self.external_interrupt(g),
             reason::EXCEPTION_OR_NMI => self.exception_or_nmi(g),
             reason::TRIPLE_FAULT => self.crash(

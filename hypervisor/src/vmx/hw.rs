@@ -811,7 +811,19 @@ unsafe fn setup_vmcs(
     };
 
     // --- Controls (SDM 25.6 - 25.8), from `controls::derive`.
-    w(control::PINBASED_EXEC_CONTROLS, c.pin.into())?;
+    // The VMX-preemption timer (issue 6: guest timers while the guest runs),
+    // when the CPU has it; its value is set before each entry, "never" until a
+    // timer is armed.
+    let preempt = super::controls::pin::PREEMPTION_TIMER;
+    let pin = if cpu.caps.pin.can_set(preempt) {
+        c.pin | preempt
+    } else {
+        c.pin
+    };
+    w(control::PINBASED_EXEC_CONTROLS, pin.into())?;
+    if pin & preempt != 0 {
+        w(guest::VMX_PREEMPTION_TIMER_VALUE, u32::MAX.into())?;
+    }
     w(control::PRIMARY_PROCBASED_EXEC_CONTROLS, c.proc.into())?;
     if c.proc & super::controls::proc::ACTIVATE_SECONDARY_CONTROLS != 0 {
         w(control::SECONDARY_PROCBASED_EXEC_CONTROLS, c.proc2.into())?;
@@ -1301,7 +1313,8 @@ pub fn run_domain(
     // the slot is cleared before the frame goes away.
     let pcp = PERCPU.0.get();
     let (dom_id, entry, start_info) = (dom.id.0, dom.boot.entry.0, dom.boot.start_info.0);
-    let mut vcpu = Vcpu::new(cpu, dom, mem, console, vpid);
+    let ev = start_time_and_events(dom, mem, cpu);
+    let mut vcpu = Vcpu::new(cpu, dom, mem, console, vpid, ev);
     let env: &mut dyn ExitEnv = &mut vcpu;
     // SAFETY: only the lifetime changes; see above.
     let env: NonNull<dyn ExitEnv> = unsafe {
@@ -1354,6 +1367,55 @@ pub fn run_domain(
         }
     };
     finish(vf, frames, end)
+}
+
+/// Issue 6's hardware set-up before the first entry: mask the PIC, calibrate the
+/// TSC against the PIT, read the RTC, enable the local APIC and its timer, and
+/// make the domain's event state (shared_info page, pvclock, wall clock).
+fn start_time_and_events(
+    dom: &Domain,
+    mem: &mut impl PhysMem,
+    cpu: &VmxCpu,
+) -> crate::event::EventState {
+    use crate::arch::timer;
+    timer::mask_pic();
+    // 50 ms of PIT ticks.
+    let pit = (timer::PIT_HZ / 20) as u16;
+    let (tsc_ticks, pit_ticks) = timer::calibrate_tsc(pit);
+    let hz = crate::time::calibrate(tsc_ticks, pit_ticks, timer::PIT_HZ).unwrap_or(1_000_000_000);
+    let tsc0 = timer::rdtsc();
+    let clock = crate::time::Clock::new(tsc0, hz);
+    let rtc = timer::read_rtc();
+    let wall = crate::time::rtc_to_unix(rtc).unwrap_or(0);
+    let deadline = timer::init_lapic();
+    log::info!(
+        "time: TSC {} kHz (PIT, 50 ms), scale mul {:#x} shift {}; wall clock {} ({:04}-{:02}-{:02} {:02}:{:02}:{:02} RTC); local APIC timer {}; guest timers via {}",
+        hz / 1000,
+        clock.scale.mul,
+        clock.scale.shift,
+        wall,
+        rtc.year,
+        rtc.month,
+        rtc.day,
+        rtc.hour,
+        rtc.min,
+        rtc.sec,
+        if deadline { "TSC-deadline" } else { "one-shot" },
+        if cpu.caps.pin.can_set(super::controls::pin::PREEMPTION_TIMER) {
+            "the VMX-preemption timer"
+        } else {
+            "the local APIC timer (no VMX-preemption timer)"
+        }
+    );
+    let ev = crate::event::EventState::new(dom, mem, clock, wall);
+    match ev.shared {
+        Some(m) => log::info!("events: shared_info at machine {:#x}", m.addr().0),
+        None => log::warn!(
+            "events: domain {} has no free frame for shared_info: no events",
+            dom.id.0
+        ),
+    }
+    ev
 }
 
 /// VMCLEAR the VMCS (writes its state back to memory and makes it not current),

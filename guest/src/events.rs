@@ -1,0 +1,243 @@
+//! Events and time for guests (ABI 0.2): the `shared_info` page, the pvclock read
+//! (no exit), the wall clock, and the upcall handler on the registered vector.
+//!
+//! The upcall follows the Xen guest protocol: clear `evtchn_upcall_pending`,
+//! exchange `evtchn_pending_sel` with 0, and for each selected word take the
+//! pending-and-unmasked bits, clear them, and hand each port to the handler.
+//! Because the hypervisor publishes in the opposite order (port bit, selector,
+//! upcall flag), an event that arrives while the handler runs is either seen in
+//! this pass or raises the flag again for the next one; none is lost.
+
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering::SeqCst};
+
+use crate::abi::event::callback_vector;
+use crate::abi::guest;
+use crate::abi::time::{offsets, VcpuTimeInfo};
+use crate::abi::{Errno, GuestVirt, Mfn, Pfn};
+use crate::arch;
+use crate::start;
+
+/// The guest-virtual address of shared_info (0 until found).
+static SHARED_VA: AtomicU64 = AtomicU64::new(0);
+/// The registered upcall vector (0: none) and handler.
+static VECTOR: AtomicU8 = AtomicU8::new(0);
+static HANDLER: AtomicU64 = AtomicU64::new(0);
+/// Upcalls taken, and of them, how many found RFLAGS.IF clear in the interrupted
+/// context (must be none: the hypervisor injects only when IF is set).
+pub static UPCALLS: AtomicU64 = AtomicU64::new(0);
+/// Upcalls that interrupted a context with IF = 0 (a hypervisor bug).
+pub static UPCALLS_WITH_IF_CLEAR: AtomicU64 = AtomicU64::new(0);
+
+/// The shared_info page's address in the bootstrap mapping, if the hypervisor
+/// provides one (`start_info.shared_info` != 0, ABI 0.2).
+pub fn shared_info() -> Option<GuestVirt> {
+    let cached = SHARED_VA.load(SeqCst);
+    if cached != 0 {
+        return Some(GuestVirt(cached));
+    }
+    let si = start::start_info();
+    let ma = si.shared_info.0;
+    if ma == 0 || !ma.is_multiple_of(4096) {
+        return None;
+    }
+    let mfn = Mfn(ma >> 12);
+    // The hypervisor uses the domain's last frame; search from the top.
+    let pfn = (0..si.nr_pages)
+        .rev()
+        .map(Pfn)
+        .find(|&p| start::pfn_to_mfn(p).is_ok_and(|m| m == mfn))?;
+    let va = start::pfn_to_va(pfn);
+    SHARED_VA.store(va.0, SeqCst);
+    Some(va)
+}
+
+fn base() -> u64 {
+    match shared_info() {
+        Some(v) => v.0,
+        None => crate::report::crash(format_args!(
+            "events: no shared_info page (start_info.shared_info is 0: hypervisor ABI < 0.2?)"
+        )),
+    }
+}
+
+/// `vcpu_info[0].evtchn_upcall_mask`.
+pub fn upcall_mask() -> &'static AtomicU8 {
+    arch::shared_u8(base() + offsets::upcall_mask(0) as u64)
+}
+/// `vcpu_info[0].evtchn_upcall_pending`.
+pub fn upcall_pending() -> &'static AtomicU8 {
+    arch::shared_u8(base() + offsets::upcall_pending(0) as u64)
+}
+/// `vcpu_info[0].evtchn_pending_sel`.
+pub fn pending_sel() -> &'static AtomicU64 {
+    arch::shared_u64(base() + offsets::pending_sel(0) as u64)
+}
+/// Word `w` of `evtchn_pending`.
+pub fn pending_word(w: usize) -> &'static AtomicU64 {
+    arch::shared_u64(base() + offsets::pending_word(w) as u64)
+}
+/// Word `w` of `evtchn_mask`.
+pub fn mask_word(w: usize) -> &'static AtomicU64 {
+    arch::shared_u64(base() + offsets::mask_word(w) as u64)
+}
+
+/// Whether port `p` is pending.
+pub fn is_pending(p: u32) -> bool {
+    pending_word((p / 64) as usize).load(SeqCst) & (1 << (p % 64)) != 0
+}
+/// Mask port `p` (no exit).
+pub fn mask(p: u32) {
+    mask_word((p / 64) as usize).fetch_or(1 << (p % 64), SeqCst);
+}
+
+/// Disable upcalls (the PV "cli"): no exit.
+pub fn disable() {
+    upcall_mask().store(1, SeqCst);
+}
+
+/// Enable upcalls; if one is already pending, make a hypercall so that the
+/// hypervisor delivers it now (Xen's "force callback").
+pub fn enable() {
+    upcall_mask().store(0, SeqCst);
+    if upcall_pending().load(SeqCst) != 0 {
+        let _ = guest::xen_version();
+    }
+}
+
+/// Register `handler` for every pending port, on `vector` (HVM_PARAM_CALLBACK_IRQ
+/// of the vector type). Upcalls still need `enable()` and RFLAGS.IF = 1.
+pub fn set_upcall_handler(vector: u8, handler: fn(u32)) -> Result<(), Errno> {
+    HANDLER.store(handler as usize as u64, SeqCst);
+    VECTOR.store(vector, SeqCst);
+    guest::hvm_set_callback_irq(callback_vector(vector))
+}
+
+/// Called by the IDT stub for every vector >= 32: handle an upcall, or say it
+/// is not ours.
+pub fn upcall_entry(vector: u8, interrupted_rflags: u64) -> bool {
+    let v = VECTOR.load(SeqCst);
+    if v == 0 || vector != v {
+        return false;
+    }
+    UPCALLS.fetch_add(1, SeqCst);
+    if interrupted_rflags & (1 << 9) == 0 {
+        UPCALLS_WITH_IF_CLEAR.fetch_add(1, SeqCst);
+    }
+    drain();
+    true
+}
+
+/// The Xen upcall loop: hand every pending, unmasked port to the handler.
+pub fn drain() {
+    let h = HANDLER.load(SeqCst);
+    loop {
+        upcall_pending().store(0, SeqCst);
+        let sel = pending_sel().swap(0, SeqCst);
+        if sel == 0 {
+            break;
+        }
+        let mut words = sel;
+        while words != 0 {
+            let w = words.trailing_zeros() as usize;
+            words &= words - 1;
+            let mut bits = pending_word(w).load(SeqCst) & !mask_word(w).load(SeqCst);
+            pending_word(w).fetch_and(!bits, SeqCst);
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                if h != 0 {
+                    let f: fn(u32) = fn_from(h);
+                    f(w as u32 * 64 + b);
+                }
+            }
+        }
+    }
+}
+
+fn fn_from(h: u64) -> fn(u32) {
+    // Only values stored by `set_upcall_handler` (a real `fn(u32)`) get here.
+    crate::arch::fn_u32_from_addr(h)
+}
+
+/// The pvclock record, read with the version protocol.
+pub fn time_info() -> VcpuTimeInfo {
+    let b = base() + offsets::time(0) as u64;
+    let ver = arch::shared_u32(b);
+    loop {
+        let v0 = ver.load(SeqCst);
+        if v0 & 1 != 0 {
+            continue;
+        }
+        let t = VcpuTimeInfo {
+            version: v0,
+            pad0: 0,
+            tsc_timestamp: arch::shared_u64(b + 8).load(SeqCst),
+            system_time: arch::shared_u64(b + 16).load(SeqCst),
+            tsc_to_system_mul: arch::shared_u32(b + 24).load(SeqCst),
+            tsc_shift: (arch::shared_u32(b + 28).load(SeqCst) & 0xff) as u8 as i8,
+            flags: (arch::shared_u32(b + 28).load(SeqCst) >> 8) as u8,
+            pad1: [0; 2],
+        };
+        if ver.load(SeqCst) == v0 {
+            return t;
+        }
+    }
+}
+
+/// System time in nanoseconds, from the pvclock: no exit.
+pub fn now_ns() -> u64 {
+    let t = time_info();
+    t.system_time_at(arch::rdtsc())
+}
+
+/// The wall clock at system time 0: (seconds since the epoch, nanoseconds).
+pub fn wallclock() -> (u64, u32) {
+    let b = base();
+    let ver = arch::shared_u32(b + offsets::wc_version() as u64);
+    loop {
+        let v0 = ver.load(SeqCst);
+        if v0 & 1 != 0 {
+            continue;
+        }
+        let lo = arch::shared_u32(b + offsets::wc_sec() as u64).load(SeqCst);
+        let hi = arch::shared_u32(b + offsets::wc_sec_hi() as u64).load(SeqCst);
+        let ns = arch::shared_u32(b + offsets::wc_nsec() as u64).load(SeqCst);
+        if ver.load(SeqCst) == v0 {
+            return ((u64::from(hi) << 32) | u64::from(lo), ns);
+        }
+    }
+}
+
+/// The first TSC value at which the pvclock reads at least `ns` (the inverse of
+/// [`now_ns`], for turning a deadline into TSC ticks).
+pub fn tsc_at_ns(ns: u64) -> u64 {
+    let t = time_info();
+    let (mut lo, mut hi) = (t.tsc_timestamp, t.tsc_timestamp);
+    // Exponential search, then bisection: system_time_at is monotonic.
+    let mut step = 1u64;
+    while t.system_time_at(hi) < ns && step < 1 << 62 {
+        lo = hi;
+        hi = hi.saturating_add(step);
+        step <<= 1;
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if t.system_time_at(mid) >= ns {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
+}
+
+/// Nanoseconds that `ticks` TSC ticks last, by the pvclock scale.
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    let t = time_info();
+    let base = VcpuTimeInfo {
+        tsc_timestamp: 0,
+        system_time: 0,
+        ..t
+    };
+    base.system_time_at(ticks)
+}

@@ -1,0 +1,268 @@
+//! Host time and timer hardware: TSC calibration against the PIT, the RTC wall
+//! clock, the 8259 PIC (masked), and the local APIC timer that wakes the
+//! hypervisor from HLT while its only guest is blocked.
+//!
+//! Keel runs with interrupts off everywhere except one place: [`idle_until`],
+//! which programs the local APIC timer, executes `sti; hlt` and disables
+//! interrupts again. The only vectors that can arrive there are the timer's
+//! ([`TIMER_VECTOR`]: its handler writes the EOI and returns) and the APIC's
+//! spurious vector ([`SPURIOUS_VECTOR`]: returns, no EOI, as the SDM requires).
+//! The 8259 PIC is masked at boot, so the PIT, which the BIOS leaves running,
+//! raises nothing.
+
+use super::cpu::{rdmsr, wrmsr};
+use super::port::{inb, outb};
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+/// The host vector of the local APIC timer.
+pub const TIMER_VECTOR: u8 = 0xf0;
+/// The local APIC's spurious-interrupt vector.
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+
+const IA32_APIC_BASE: u32 = 0x1b;
+const IA32_TSC_DEADLINE: u32 = 0x6e0;
+const APIC_EOI: u64 = 0xb0;
+const APIC_SVR: u64 = 0xf0;
+const APIC_TPR: u64 = 0x80;
+const APIC_LVT_TIMER: u64 = 0x320;
+const APIC_LVT_LINT0: u64 = 0x350;
+const APIC_LVT_LINT1: u64 = 0x360;
+const APIC_TIMER_INIT: u64 = 0x380;
+const APIC_TIMER_CUR: u64 = 0x390;
+const APIC_TIMER_DIV: u64 = 0x3e0;
+const LVT_MASKED: u32 = 1 << 16;
+const LVT_TSC_DEADLINE: u32 = 0b10 << 17;
+
+/// The PIT's input clock, Hz.
+pub const PIT_HZ: u64 = 1_193_182;
+
+/// The APIC's MMIO base (identity-mapped by the direct map); the EOI register's
+/// address is read by the interrupt stub.
+#[no_mangle]
+static KEEL_LAPIC_EOI: AtomicU64 = AtomicU64::new(0);
+static LAPIC_BASE: AtomicU64 = AtomicU64::new(0);
+static TSC_DEADLINE: AtomicBool = AtomicBool::new(false);
+/// APIC timer ticks per 2^20 TSC ticks (one-shot mode only).
+static APIC_PER_TSC_2_20: AtomicU64 = AtomicU64::new(0);
+
+global_asm!(
+    ".section .text.keel_lapic, \"ax\"",
+    ".global keel_lapic_timer_isr",
+    "keel_lapic_timer_isr:",
+    "push rax",
+    "mov rax, [rip + KEEL_LAPIC_EOI]",
+    "mov dword ptr [rax], 0",
+    "pop rax",
+    "iretq",
+    ".global keel_lapic_spurious_isr",
+    "keel_lapic_spurious_isr:",
+    "iretq",
+);
+
+extern "C" {
+    fn keel_lapic_timer_isr();
+    fn keel_lapic_spurious_isr();
+}
+
+/// `RDTSC`.
+#[inline]
+pub fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDTSC reads the time-stamp counter (CR4.TSD is clear in the host).
+    unsafe {
+        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+fn apic_read(off: u64) -> u32 {
+    let p = (LAPIC_BASE.load(Relaxed) + off) as *const u32;
+    // SAFETY: `init` set the base to the APIC's identity-mapped MMIO page; `off`
+    // is one of its registers.
+    unsafe { p.read_volatile() }
+}
+
+fn apic_write(off: u64, v: u32) {
+    let p = (LAPIC_BASE.load(Relaxed) + off) as *mut u32;
+    // SAFETY: as for `apic_read`.
+    unsafe { p.write_volatile(v) }
+}
+
+/// Point IDT gate `vector` at `handler` (an interrupt gate, DPL 0, no IST), in
+/// the IDT `arch::idt` loaded.
+fn set_gate(vector: u8, handler: u64) {
+    let gate = (super::idt::idt_base() + 16 * u64::from(vector)) as *mut u64;
+    let lo = (handler & 0xffff)
+        | (u64::from(super::gdt::KERNEL_CS) << 16)
+        | (0x8e << 40)
+        | ((handler >> 16) & 0xffff) << 48;
+    // SAFETY: the IDT is a writable static of 256 16-byte gates; one CPU, and
+    // interrupts are off, so no CPU reads this gate while it changes.
+    unsafe {
+        gate.write_volatile(lo);
+        gate.add(1).write_volatile(handler >> 32);
+    }
+}
+
+/// Mask both 8259 PICs (the BIOS leaves the PIT's IRQ 0 unmasked, and it would
+/// arrive as vector 8, which is #DF in protected mode).
+pub fn mask_pic() {
+    outb(0x21, 0xff);
+    outb(0xa1, 0xff);
+}
+
+/// Measure the TSC rate against PIT channel 2 over `pit_ticks` PIT ticks (mode 0,
+/// gate via port 0x61; polled, no interrupt). Returns (TSC ticks, PIT ticks).
+pub fn calibrate_tsc(pit_ticks: u16) -> (u64, u64) {
+    let p61 = inb(0x61);
+    outb(0x61, (p61 & !0x02) | 0x01);
+    outb(0x43, 0xb0); // channel 2, lobyte/hibyte, mode 0, binary
+    outb(0x42, pit_ticks as u8);
+    outb(0x42, (pit_ticks >> 8) as u8);
+    let t0 = rdtsc();
+    let mut spins = 0u64;
+    while inb(0x61) & 0x20 == 0 && spins < 100_000_000 {
+        spins += 1;
+    }
+    let t1 = rdtsc();
+    outb(0x61, p61);
+    (t1.wrapping_sub(t0), u64::from(pit_ticks))
+}
+
+fn cmos(reg: u8) -> u8 {
+    outb(0x70, reg);
+    inb(0x71)
+}
+
+/// Read the RTC (waiting out an update in progress).
+pub fn read_rtc() -> crate::time::RtcTime {
+    use crate::time::rtc_decode as d;
+    let mut guard = 0;
+    while cmos(0x0a) & 0x80 != 0 && guard < 1_000_000 {
+        guard += 1;
+    }
+    let b = cmos(0x0b);
+    let bin = b & 0x04 != 0;
+    let h24 = b & 0x02 != 0;
+    let hour_raw = cmos(0x04);
+    let mut hour = d(hour_raw & 0x7f, bin);
+    if !h24 && hour_raw & 0x80 != 0 {
+        hour = (hour % 12) + 12;
+    } else if !h24 && hour == 12 {
+        hour = 0;
+    }
+    let year = d(cmos(0x09), bin);
+    let century = d(cmos(0x32), bin);
+    let century = if (19..=30).contains(&century) {
+        century
+    } else {
+        20
+    };
+    crate::time::RtcTime {
+        year: century * 100 + year,
+        month: d(cmos(0x08), bin),
+        day: d(cmos(0x07), bin),
+        hour,
+        min: d(cmos(0x02), bin),
+        sec: d(cmos(0x00), bin),
+    }
+}
+
+/// Enable the local APIC with its timer masked, install the timer and spurious
+/// handlers, and choose TSC-deadline mode when the CPU has it (CPUID.1:ECX[24]);
+/// otherwise calibrate the one-shot count against the TSC. Returns whether
+/// TSC-deadline mode is used.
+pub fn init_lapic() -> bool {
+    let base_msr = rdmsr(IA32_APIC_BASE);
+    // SAFETY: sets the global-enable bit of the APIC at its current base.
+    unsafe { wrmsr(IA32_APIC_BASE, base_msr | (1 << 11)) };
+    let base = base_msr & 0x000f_ffff_ffff_f000;
+    LAPIC_BASE.store(base, Relaxed);
+    KEEL_LAPIC_EOI.store(base + APIC_EOI, Relaxed);
+    set_gate(TIMER_VECTOR, keel_lapic_timer_isr as *const () as u64);
+    set_gate(SPURIOUS_VECTOR, keel_lapic_spurious_isr as *const () as u64);
+    apic_write(APIC_TPR, 0);
+    apic_write(APIC_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
+    apic_write(APIC_LVT_LINT0, LVT_MASKED);
+    apic_write(APIC_LVT_LINT1, LVT_MASKED);
+    apic_write(APIC_TIMER_DIV, 0xb); // divide by 1
+                                     // CPUID is always available in 64-bit mode.
+    let ecx = core::arch::x86_64::__cpuid(1).ecx;
+    let deadline = ecx & (1 << 24) != 0;
+    TSC_DEADLINE.store(deadline, Relaxed);
+    if deadline {
+        apic_write(
+            APIC_LVT_TIMER,
+            LVT_MASKED | LVT_TSC_DEADLINE | u32::from(TIMER_VECTOR),
+        );
+    } else {
+        apic_write(APIC_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+        apic_write(APIC_TIMER_INIT, u32::MAX);
+        let t0 = rdtsc();
+        while rdtsc().wrapping_sub(t0) < 1 << 20 {}
+        let used = u64::from(u32::MAX - apic_read(APIC_TIMER_CUR));
+        apic_write(APIC_TIMER_INIT, 0);
+        APIC_PER_TSC_2_20.store(used.max(1), Relaxed);
+    }
+    deadline
+}
+
+/// Acknowledge the timer interrupt (after a VM exit acknowledged it).
+pub fn eoi() {
+    apic_write(APIC_EOI, 0);
+}
+
+/// Arm the APIC timer for TSC `deadline` (replacing any earlier setting). With
+/// interrupts off in the host, it ends a guest's run as an external-interrupt
+/// exit: the fallback for CPUs without the VMX-preemption timer.
+pub fn arm(deadline: u64) {
+    let now = rdtsc();
+    program(deadline.max(now + 1), now);
+}
+
+/// Disarm (and mask) the APIC timer.
+pub fn disarm() {
+    if TSC_DEADLINE.load(Relaxed) {
+        // SAFETY: 0 disarms the TSC deadline.
+        unsafe { wrmsr(IA32_TSC_DEADLINE, 0) };
+        apic_write(
+            APIC_LVT_TIMER,
+            LVT_MASKED | LVT_TSC_DEADLINE | u32::from(TIMER_VECTOR),
+        );
+    } else {
+        apic_write(APIC_TIMER_INIT, 0);
+        apic_write(APIC_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    }
+}
+
+/// Idle in HLT until the APIC timer reaches TSC `deadline` (or any other
+/// interrupt arrives). Returns with interrupts off and the timer disarmed.
+pub fn idle_until(deadline: u64) {
+    let now = rdtsc();
+    if deadline <= now {
+        return;
+    }
+    program(deadline, now);
+    // SAFETY: STI takes effect after the next instruction, so no interrupt can
+    // slip in between STI and HLT and be missed; the handlers installed in
+    // `init_lapic` are the only ones that can run (the PIC is masked).
+    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    disarm();
+}
+
+/// Program the APIC timer (unmasked) for TSC `deadline`, `now` being the TSC.
+fn program(deadline: u64, now: u64) {
+    if TSC_DEADLINE.load(Relaxed) {
+        apic_write(APIC_LVT_TIMER, LVT_TSC_DEADLINE | u32::from(TIMER_VECTOR));
+        // SAFETY: arms the APIC timer; its interrupt has a handler.
+        unsafe { wrmsr(IA32_TSC_DEADLINE, deadline) };
+    } else {
+        apic_write(APIC_LVT_TIMER, u32::from(TIMER_VECTOR));
+        let ticks = (((deadline.saturating_sub(now)) as u128
+            * u128::from(APIC_PER_TSC_2_20.load(Relaxed)))
+            >> 20)
+            .clamp(1, u128::from(u32::MAX)) as u32;
+        apic_write(APIC_TIMER_INIT, ticks);
+    }
+}

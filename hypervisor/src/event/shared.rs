@@ -1,0 +1,160 @@
+//! The `shared_info` page in machine memory: [`EventBits`] for the event-channel
+//! state machine, and the pvclock / wall-clock records with Xen's version
+//! protocol.
+//!
+//! The page is one of the domain's own frames (see `docs/abi/time.md`). Every
+//! access goes through [`PhysMem`] at an offset inside the page taken from
+//! `keel_abi::time::offsets`, so nothing here can reach outside that frame; the
+//! caller checks, before making a [`SharedPage`], that the frame is still the
+//! domain's and still `Writable` (never a page table).
+
+use super::{EventBits, BITS_PER_WORD};
+use crate::addr::{MachineAddr, Mfn};
+use crate::mem::PhysMem;
+use keel_abi::event::Pod;
+use keel_abi::time::{offsets, VcpuTimeInfo};
+
+/// vCPU 0's `shared_info` page.
+pub struct SharedPage<'a, M: PhysMem + ?Sized> {
+    mem: &'a mut M,
+    base: MachineAddr,
+}
+
+impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M> {
+    /// The page at frame `mfn`.
+    pub fn new(mem: &'a mut M, mfn: Mfn) -> Self {
+        SharedPage {
+            mem,
+            base: mfn.addr(),
+        }
+    }
+
+    fn at(&self, off: usize) -> MachineAddr {
+        MachineAddr(self.base.0 + off as u64)
+    }
+    fn rd8(&self, off: usize) -> u8 {
+        let mut b = [0u8; 1];
+        self.mem.read(self.at(off), &mut b);
+        b[0]
+    }
+    fn wr8(&mut self, off: usize, v: u8) {
+        self.mem.write(self.at(off), &[v]);
+    }
+    fn rd64(&self, off: usize) -> u64 {
+        self.mem.read_u64(self.at(off))
+    }
+    fn wr64(&mut self, off: usize, v: u64) {
+        self.mem.write_u64(self.at(off), v);
+    }
+    fn rd32(&self, off: usize) -> u32 {
+        let mut b = [0u8; 4];
+        self.mem.read(self.at(off), &mut b);
+        u32::from_le_bytes(b)
+    }
+    fn wr32(&mut self, off: usize, v: u32) {
+        self.mem.write(self.at(off), &v.to_le_bytes());
+    }
+
+    /// Bit `p` of the bitmap at `word_off(word)`: (offset, mask).
+    fn bit(word_off: fn(usize) -> usize, p: u32) -> (usize, u64) {
+        (
+            word_off((p / BITS_PER_WORD) as usize),
+            1u64 << (p % BITS_PER_WORD),
+        )
+    }
+
+    /// Zero the whole page (at domain start).
+    pub fn clear(&mut self) {
+        self.mem.zero_frame(self.base.frame());
+    }
+
+    /// The published pvclock record.
+    pub fn time_info(&self) -> VcpuTimeInfo {
+        let mut b = [0u8; 32];
+        self.mem.read(self.at(offsets::time(0)), &mut b);
+        VcpuTimeInfo::decode(&b)
+    }
+
+    /// Publish vCPU 0's pvclock with the version protocol: version made odd,
+    /// the fields, version made even (one more than the odd value).
+    pub fn publish_time(&mut self, t: &VcpuTimeInfo) {
+        let off = offsets::time(0);
+        let v = self.rd32(off);
+        let odd = v.wrapping_add(1) | 1;
+        self.wr32(off, odd);
+        let mut rec = *t;
+        rec.version = odd;
+        let mut b = [0u8; 32];
+        rec.encode(&mut b);
+        // Everything but the version word.
+        self.mem.write(self.at(off + 4), &b[4..]);
+        self.wr32(off, odd.wrapping_add(1));
+    }
+
+    /// Publish the wall clock (seconds and nanoseconds since the epoch at system
+    /// time 0) with the version protocol of `wc_version`.
+    pub fn publish_wallclock(&mut self, sec: u64, nsec: u32) {
+        let v = self.rd32(offsets::wc_version());
+        let odd = v.wrapping_add(1) | 1;
+        self.wr32(offsets::wc_version(), odd);
+        self.wr32(offsets::wc_sec(), sec as u32);
+        self.wr32(offsets::wc_sec_hi(), (sec >> 32) as u32);
+        self.wr32(offsets::wc_nsec(), nsec);
+        self.wr32(offsets::wc_version(), odd.wrapping_add(1));
+    }
+}
+
+impl<M: PhysMem + ?Sized> EventBits for SharedPage<'_, M> {
+    fn test_and_set_pending(&mut self, p: u32) -> bool {
+        let (o, m) = Self::bit(offsets::pending_word, p);
+        let w = self.rd64(o);
+        if w & m == 0 {
+            self.wr64(o, w | m);
+        }
+        w & m != 0
+    }
+    fn clear_pending(&mut self, p: u32) {
+        let (o, m) = Self::bit(offsets::pending_word, p);
+        let w = self.rd64(o);
+        if w & m != 0 {
+            self.wr64(o, w & !m);
+        }
+    }
+    fn is_pending(&self, p: u32) -> bool {
+        let (o, m) = Self::bit(offsets::pending_word, p);
+        self.rd64(o) & m != 0
+    }
+    fn is_masked(&self, p: u32) -> bool {
+        let (o, m) = Self::bit(offsets::mask_word, p);
+        self.rd64(o) & m != 0
+    }
+    fn test_and_clear_mask(&mut self, p: u32) -> bool {
+        let (o, m) = Self::bit(offsets::mask_word, p);
+        let w = self.rd64(o);
+        if w & m != 0 {
+            self.wr64(o, w & !m);
+        }
+        w & m != 0
+    }
+    fn test_and_set_sel(&mut self, w: u32) -> bool {
+        let o = offsets::pending_sel(0);
+        let m = 1u64 << (w % BITS_PER_WORD);
+        let v = self.rd64(o);
+        if v & m == 0 {
+            self.wr64(o, v | m);
+        }
+        v & m != 0
+    }
+    fn set_upcall_pending(&mut self) {
+        self.wr8(offsets::upcall_pending(0), 1);
+    }
+    fn upcall_pending(&self) -> bool {
+        self.rd8(offsets::upcall_pending(0)) != 0
+    }
+    fn upcall_mask(&self) -> bool {
+        self.rd8(offsets::upcall_mask(0)) != 0
+    }
+    fn set_upcall_mask(&mut self, masked: bool) {
+        self.wr8(offsets::upcall_mask(0), u8::from(masked));
+    }
+}

@@ -1,0 +1,270 @@
+use super::*;
+use keel_abi::event::{DOMID_SELF, EVTCHNSTAT_UNBOUND, VIRQ_CONSOLE};
+use proptest::prelude::*;
+use std::vec::Vec;
+
+/// `shared_info` bits as plain memory, recording the order of publication.
+pub struct Bits {
+    pub pending: [u64; 64],
+    pub mask: [u64; 64],
+    pub sel: u64,
+    pub upcall_pending: bool,
+    pub upcall_mask: bool,
+    pub log: Vec<&'static str>,
+}
+
+impl Default for Bits {
+    fn default() -> Self {
+        Bits {
+            pending: [0; 64],
+            mask: [0; 64],
+            sel: 0,
+            upcall_pending: false,
+            upcall_mask: false,
+            log: Vec::new(),
+        }
+    }
+}
+
+impl EventBits for Bits {
+    fn test_and_set_pending(&mut self, p: u32) -> bool {
+        let (w, m) = ((p / 64) as usize, 1u64 << (p % 64));
+        let was = self.pending[w] & m != 0;
+        self.pending[w] |= m;
+        self.log.push("pending");
+        was
+    }
+    fn clear_pending(&mut self, p: u32) {
+        self.pending[(p / 64) as usize] &= !(1u64 << (p % 64));
+    }
+    fn is_pending(&self, p: u32) -> bool {
+        self.pending[(p / 64) as usize] & (1u64 << (p % 64)) != 0
+    }
+    fn is_masked(&self, p: u32) -> bool {
+        self.mask[(p / 64) as usize] & (1u64 << (p % 64)) != 0
+    }
+    fn test_and_clear_mask(&mut self, p: u32) -> bool {
+        let (w, m) = ((p / 64) as usize, 1u64 << (p % 64));
+        let was = self.mask[w] & m != 0;
+        self.mask[w] &= !m;
+        was
+    }
+    fn test_and_set_sel(&mut self, w: u32) -> bool {
+        let was = self.sel & (1 << w) != 0;
+        self.sel |= 1 << w;
+        self.log.push("sel");
+        was
+    }
+    fn set_upcall_pending(&mut self) {
+        self.upcall_pending = true;
+        self.log.push("upcall");
+    }
+    fn upcall_pending(&self) -> bool {
+        self.upcall_pending
+    }
+    fn upcall_mask(&self) -> bool {
+        self.upcall_mask
+    }
+    fn set_upcall_mask(&mut self, m: bool) {
+        self.upcall_mask = m;
+    }
+}
+
+impl Bits {
+    /// What a guest upcall handler does: clear upcall_pending, take sel, take and
+    /// clear the pending, unmasked bits; returns the ports seen.
+    fn guest_drain(&mut self) -> Vec<u32> {
+        let mut out = Vec::new();
+        self.upcall_pending = false;
+        let sel = core::mem::take(&mut self.sel);
+        for w in 0..64u32 {
+            if sel & (1 << w) == 0 {
+                continue;
+            }
+            let bits = self.pending[w as usize] & !self.mask[w as usize];
+            self.pending[w as usize] &= !bits;
+            for b in 0..64 {
+                if bits & (1 << b) != 0 {
+                    out.push(w * 64 + b);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn order_is_pending_sel_upcall() {
+    let mut b = Bits::default();
+    let mut c = Channels::new(1);
+    let p = c.bind_ipi(0, &mut b).unwrap();
+    assert_eq!(p, 1, "port 0 is reserved");
+    b.log.clear();
+    assert_eq!(c.send(p, &mut b), Ok(true));
+    assert_eq!(b.log, ["pending", "sel", "upcall"]);
+    // Already pending: nothing more is published.
+    b.log.clear();
+    assert_eq!(c.send(p, &mut b), Ok(false));
+    assert_eq!(b.log, ["pending"]);
+}
+
+#[test]
+fn masked_then_unmask_delivers_once() {
+    let mut b = Bits::default();
+    let mut c = Channels::new(1);
+    let p = c.bind_ipi(0, &mut b).unwrap();
+    b.mask[0] |= 1 << p;
+    assert_eq!(c.send(p, &mut b), Ok(false));
+    assert_eq!(c.send(p, &mut b), Ok(false));
+    assert!(!b.upcall_pending && b.sel == 0 && b.is_pending(p));
+    assert_eq!(c.unmask(p, &mut b), Ok(true));
+    assert_eq!(b.guest_drain(), [p]);
+    assert_eq!(c.unmask(p, &mut b), Ok(false));
+    assert!(b.guest_drain().is_empty());
+}
+
+#[test]
+fn xen_error_codes() {
+    let mut b = Bits::default();
+    let mut c = Channels::new(1);
+    assert_eq!(c.close(0, &mut b), Err(Errno::EINVAL), "reserved port");
+    assert_eq!(c.close(5, &mut b), Err(Errno::EINVAL), "free port");
+    assert_eq!(c.close(NR_PORTS as u32, &mut b), Err(Errno::EINVAL));
+    assert_eq!(c.send(u32::MAX, &mut b), Err(Errno::EINVAL));
+    assert_eq!(c.unmask(NR_PORTS as u32, &mut b), Err(Errno::EINVAL));
+    assert_eq!(c.status(NR_PORTS as u32), Err(Errno::EINVAL));
+    assert_eq!(c.bind_virq(NR_VIRQS, 0, &mut b), Err(Errno::EINVAL));
+    assert_eq!(
+        c.bind_virq(VIRQ_CONSOLE, 1, &mut b),
+        Err(Errno::EINVAL),
+        "global on vcpu 1"
+    );
+    assert_eq!(c.bind_virq(VIRQ_TIMER, 1, &mut b), Err(Errno::ENOENT));
+    assert_eq!(c.bind_ipi(3, &mut b), Err(Errno::ENOENT));
+    assert_eq!(c.alloc_unbound(7, DOMID_SELF, &mut b), Err(Errno::ESRCH));
+    assert_eq!(c.alloc_unbound(DOMID_SELF, 9, &mut b), Err(Errno::ESRCH));
+    let t = c.bind_virq(VIRQ_TIMER, 0, &mut b).unwrap();
+    assert_eq!(c.bind_virq(VIRQ_TIMER, 0, &mut b), Err(Errno::EEXIST));
+    assert_eq!(c.send(t, &mut b), Err(Errno::EINVAL), "send on a VIRQ port");
+    assert_eq!(c.bind_vcpu(t, 0), Err(Errno::EINVAL), "per-vCPU VIRQ");
+    let con = c.bind_virq(VIRQ_CONSOLE, 0, &mut b).unwrap();
+    assert_eq!(c.bind_vcpu(con, 0), Ok(()));
+    assert_eq!(c.bind_vcpu(con, 1), Err(Errno::ENOENT));
+    let i = c.bind_ipi(0, &mut b).unwrap();
+    assert_eq!(c.bind_vcpu(i, 0), Err(Errno::EINVAL));
+    let u = c.alloc_unbound(DOMID_SELF, 1, &mut b).unwrap();
+    assert_eq!(c.send(u, &mut b), Ok(false), "unbound: dropped");
+    assert_eq!(
+        c.status(u),
+        Ok(Status {
+            status: EVTCHNSTAT_UNBOUND,
+            vcpu: 0,
+            u: 1
+        })
+    );
+    assert_eq!(c.status(t).map(|s| s.u), Ok(VIRQ_TIMER));
+    assert_eq!(c.status(0).map(|s| s.status), Ok(EVTCHNSTAT_CLOSED));
+    // Close frees the VIRQ for rebinding and the port for reuse.
+    c.close(t, &mut b).unwrap();
+    assert_eq!(c.bind_virq(VIRQ_TIMER, 0, &mut b), Ok(t));
+    // Exhaustion.
+    let mut n = 0;
+    while c.bind_ipi(0, &mut b).is_ok() {
+        n += 1;
+    }
+    assert_eq!(c.bind_ipi(0, &mut b), Err(Errno::ENOSPC));
+    assert_eq!(n + 4, NR_PORTS - 1);
+}
+
+#[test]
+fn raise_virq_only_when_bound() {
+    let mut b = Bits::default();
+    let mut c = Channels::new(1);
+    assert!(!c.raise_virq(VIRQ_TIMER, &mut b));
+    let p = c.bind_virq(VIRQ_TIMER, 0, &mut b).unwrap();
+    assert!(c.raise_virq(VIRQ_TIMER, &mut b));
+    assert_eq!(b.guest_drain(), [p]);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Send(usize),
+    Mask(usize),
+    Unmask(usize),
+    Drain,
+    Close(usize),
+    Bind,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0usize..8).prop_map(Op::Send),
+        1 => (0usize..8).prop_map(Op::Mask),
+        2 => (0usize..8).prop_map(Op::Unmask),
+        2 => Just(Op::Drain),
+        1 => (0usize..8).prop_map(Op::Close),
+        1 => Just(Op::Bind),
+    ]
+}
+
+proptest! {
+    /// Against a model: every send on an open IPI port is seen by the guest
+    /// exactly once per "pending episode" (never lost while masked, never
+    /// duplicated), the upcall flag is raised whenever an unmasked port is
+    /// pending and undelivered, and nothing is delivered while masked.
+    #[test]
+    fn no_loss_no_duplicates(ops in proptest::collection::vec(op(), 1..200)) {
+        let mut b = Bits::default();
+        let mut c = Channels::new(1);
+        let mut open: Vec<u32> = (0..8).map(|_| c.bind_ipi(0, &mut b).unwrap()).collect();
+        // Model: per port, pending-and-not-yet-seen.
+        let mut owed = std::collections::BTreeSet::new();
+        for o in ops {
+            match o {
+                Op::Send(i) => {
+                    if let Some(&p) = open.get(i) {
+                        if p != 0 {
+                            c.send(p, &mut b).unwrap();
+                            owed.insert(p);
+                        }
+                    }
+                }
+                Op::Mask(i) => if let Some(&p) = open.get(i) { b.mask[(p / 64) as usize] |= 1 << (p % 64); },
+                Op::Unmask(i) => if let Some(&p) = open.get(i) { if p != 0 { c.unmask(p, &mut b).unwrap(); } },
+                Op::Drain => {
+                    for p in b.guest_drain() {
+                        prop_assert!(owed.remove(&p), "port {} delivered twice or never sent", p);
+                        prop_assert!(!b.is_masked(p));
+                    }
+                }
+                Op::Close(i) => if let Some(p) = open.get_mut(i) {
+                    if *p != 0 {
+                        c.close(*p, &mut b).unwrap();
+                        owed.remove(p);
+                        *p = 0;
+                    }
+                },
+                Op::Bind => {
+                    if let Some(slot) = open.iter_mut().find(|p| **p == 0) {
+                        *slot = c.bind_ipi(0, &mut b).unwrap();
+                    }
+                }
+            }
+            // Every owed, unmasked port is announced: upcall pending with its word selected.
+            for &p in &owed {
+                prop_assert!(b.is_pending(p));
+                if !b.is_masked(p) {
+                    prop_assert!(b.upcall_pending && b.sel & (1 << (p / 64)) != 0, "port {} undelivered", p);
+                }
+            }
+        }
+        // Unmask everything and drain: everything owed arrives exactly once.
+        for &p in open.iter().filter(|p| **p != 0) {
+            c.unmask(p, &mut b).unwrap();
+        }
+        for p in b.guest_drain() {
+            prop_assert!(owed.remove(&p));
+        }
+        prop_assert!(owed.is_empty(), "lost: {:?}", owed);
+    }
+}

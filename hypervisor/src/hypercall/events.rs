@@ -1,0 +1,278 @@
+//! The hypercall rows of issue 6: `event_channel_op`, `hvm_op(HVMOP_set_param)`,
+//! `sched_op` block and poll, `set_timer_op`, `vcpu_op` timers. The state they
+//! change is [`crate::event::EventState`]; blocking is carried out by the VMX
+//! code after the handler returns [`Outcome::Block`].
+
+use super::{DynCtx, HypercallArgs, Outcome};
+use crate::addr::GuestVirt;
+use crate::event::{need_delivery, Blocked, EventBits, Poll, SharedPage};
+use crate::guest_mem;
+use crate::mem::PhysMem;
+use keel_abi::event::{
+    EvtchnAllocUnbound, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq, EvtchnPort, EvtchnStatus,
+    Pod, XenHvmParam, HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CALLBACK_TYPE_SHIFT,
+    HVM_PARAM_CALLBACK_TYPE_VECTOR,
+};
+use keel_abi::sched::{SchedPoll, SCHED_POLL_MAX_PORTS};
+use keel_abi::time::{
+    VcpuSetPeriodicTimer, VcpuSetSingleshotTimer, PERIODIC_TIMER_MIN_NS, VCPU_SSHOTTMR_FUTURE,
+};
+use keel_abi::Errno;
+
+/// Xen's `ETIME` (timer expired), returned by `VCPUOP_set_singleshot_timer`
+/// with `VCPU_SSHOTTMR_future` for a past deadline.
+pub const ETIME: Errno = Errno::ETIME;
+
+fn err(e: Errno) -> Outcome {
+    Outcome::Return(e.as_return())
+}
+
+/// Read a `T` from the guest at `va`.
+fn read<T: Pod>(ctx: &DynCtx<'_>, va: u64) -> Result<T, Errno> {
+    let mut b = [0u8; 32];
+    let buf = b.get_mut(..T::SIZE).ok_or(Errno::EFAULT)?;
+    guest_mem::copy_from_guest(ctx.dom, ctx.mem, ctx.cr3, GuestVirt(va), buf)?;
+    Ok(T::decode(buf))
+}
+
+/// Write a `T` back to the guest at `va`.
+fn write<T: Pod>(ctx: &mut DynCtx<'_>, va: u64, v: &T) -> Result<(), Errno> {
+    let mut b = [0u8; 32];
+    let buf = b.get_mut(..T::SIZE).ok_or(Errno::EFAULT)?;
+    v.encode(buf);
+    guest_mem::copy_to_guest(ctx.dom, ctx.mem, ctx.cr3, GuestVirt(va), buf)
+}
+
+/// The shared_info page (events need it: without one, `-ENOSYS`).
+fn page<'m>(
+    ev: &crate::event::EventState,
+    dom: &crate::domain::Domain,
+    mem: &'m mut (dyn PhysMem + 'm),
+) -> Result<SharedPage<'m, dyn PhysMem + 'm>, Errno> {
+    ev.page(dom, mem).ok_or(Errno::ENOSYS)
+}
+
+/// Run `f` with the page and the channel table; map to an outcome.
+macro_rules! with_page {
+    ($ctx:ident, |$c:ident, $p:ident| $body:expr) => {{
+        let r: Result<_, Errno> = (|| {
+            let mut $p = page(&*$ctx.ev, &*$ctx.dom, &mut *$ctx.mem)?;
+            let $c = &mut $ctx.ev.chans;
+            $body
+        })();
+        r
+    }};
+}
+
+fn to_outcome(r: Result<i64, Errno>) -> Outcome {
+    match r {
+        Ok(v) => Outcome::Return(v),
+        Err(e) => err(e),
+    }
+}
+
+pub(super) fn evtchn_alloc_unbound(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    let va = a.args[1];
+    to_outcome((|| {
+        let mut s: EvtchnAllocUnbound = read(ctx, va)?;
+        s.port = with_page!(ctx, |c, p| c.alloc_unbound(s.dom, s.remote_dom, &mut p))?;
+        write(ctx, va, &s).map(|()| 0)
+    })())
+}
+
+pub(super) fn evtchn_bind_virq(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    let va = a.args[1];
+    to_outcome((|| {
+        let mut s: EvtchnBindVirq = read(ctx, va)?;
+        s.port = with_page!(ctx, |c, p| c.bind_virq(s.virq, s.vcpu, &mut p))?;
+        write(ctx, va, &s).map(|()| 0)
+    })())
+}
+
+pub(super) fn evtchn_bind_ipi(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    let va = a.args[1];
+    to_outcome((|| {
+        let mut s: EvtchnBindIpi = read(ctx, va)?;
+        s.port = with_page!(ctx, |c, p| c.bind_ipi(s.vcpu, &mut p))?;
+        write(ctx, va, &s).map(|()| 0)
+    })())
+}
+
+pub(super) fn evtchn_send(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    to_outcome((|| {
+        let s: EvtchnPort = read(ctx, a.args[1])?;
+        with_page!(ctx, |c, p| c.send(s.port, &mut p)).map(|_| 0)
+    })())
+}
+
+pub(super) fn evtchn_close(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    to_outcome((|| {
+        let s: EvtchnPort = read(ctx, a.args[1])?;
+        with_page!(ctx, |c, p| c.close(s.port, &mut p)).map(|()| 0)
+    })())
+}
+
+pub(super) fn evtchn_unmask(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    to_outcome((|| {
+        let s: EvtchnPort = read(ctx, a.args[1])?;
+        with_page!(ctx, |c, p| c.unmask(s.port, &mut p)).map(|_| 0)
+    })())
+}
+
+pub(super) fn evtchn_status(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    let va = a.args[1];
+    to_outcome((|| {
+        let mut s: EvtchnStatus = read(ctx, va)?;
+        if !ctx.ev.chans.is_self(s.dom) {
+            return Err(Errno::ESRCH);
+        }
+        let st = ctx.ev.chans.status(s.port)?;
+        s.status = st.status;
+        s.vcpu = st.vcpu;
+        s.u = [st.u, 0];
+        write(ctx, va, &s).map(|()| 0)
+    })())
+}
+
+pub(super) fn evtchn_bind_vcpu(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    to_outcome((|| {
+        let s: EvtchnBindVcpu = read(ctx, a.args[1])?;
+        ctx.ev.chans.bind_vcpu(s.port, s.vcpu).map(|()| 0)
+    })())
+}
+
+pub(super) fn hvm_set_param(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    to_outcome((|| {
+        let s: XenHvmParam = read(ctx, a.args[1])?;
+        if !ctx.ev.chans.is_self(s.domid) {
+            return Err(Errno::ESRCH);
+        }
+        if s.index != HVM_PARAM_CALLBACK_IRQ {
+            return Err(Errno::EINVAL);
+        }
+        if s.value == 0 {
+            ctx.ev.callback_vector = None;
+            return Ok(0);
+        }
+        let ty = s.value >> HVM_PARAM_CALLBACK_TYPE_SHIFT;
+        let vector = (s.value & 0xff) as u8;
+        let rest = s.value & ((1 << HVM_PARAM_CALLBACK_TYPE_SHIFT) - 1) & !0xff;
+        if ty != HVM_PARAM_CALLBACK_TYPE_VECTOR || rest != 0 || vector < 0x10 {
+            return Err(Errno::EINVAL);
+        }
+        ctx.ev.callback_vector = Some(vector);
+        Ok(0)
+    })())
+}
+
+/// `SCHEDOP_block`: enable events and block, atomically (Xen's
+/// `vcpu_block_enable_events`): with an event already pending, return at once.
+pub(super) fn sched_block(ctx: &mut DynCtx<'_>, _: &HypercallArgs) -> Outcome {
+    let Ok(mut p) = page(&*ctx.ev, &*ctx.dom, &mut *ctx.mem) else {
+        return err(Errno::ENOSYS);
+    };
+    p.set_upcall_mask(false);
+    if need_delivery(&p) {
+        return Outcome::Return(0);
+    }
+    ctx.ev.blocked = Some(Blocked::Block);
+    Outcome::Block
+}
+
+/// `SCHEDOP_poll`.
+pub(super) fn sched_poll(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    let r = (|| -> Result<bool, Errno> {
+        let b: [u8; SchedPoll::SIZE] =
+            guest_mem::read_bytes(ctx.dom, ctx.mem, ctx.cr3, GuestVirt(a.args[1]))?;
+        let sp = SchedPoll::decode(&b);
+        if sp.nr_ports > SCHED_POLL_MAX_PORTS {
+            return Err(Errno::EINVAL);
+        }
+        let mut poll = Poll {
+            ports: [0; crate::event::state::POLL_MAX],
+            n: sp.nr_ports as usize,
+            timeout: (sp.timeout != 0).then_some(sp.timeout),
+        };
+        for i in 0..poll.n {
+            let va = sp.ports.wrapping_add(4 * i as u64);
+            let w: [u8; 4] = guest_mem::read_bytes(ctx.dom, ctx.mem, ctx.cr3, GuestVirt(va))?;
+            let port = u32::from_le_bytes(w);
+            if !ctx.ev.chans.valid(port) {
+                return Err(Errno::EINVAL);
+            }
+            if let Some(s) = poll.ports.get_mut(i) {
+                *s = port;
+            }
+        }
+        let p = page(&*ctx.ev, &*ctx.dom, &mut *ctx.mem)?;
+        let ready = need_delivery(&p)
+            || poll.ports.iter().take(poll.n).any(|&x| p.is_pending(x))
+            || poll
+                .timeout
+                .is_some_and(|t| ctx.ev.clock.ns_at(ctx.tsc) >= t);
+        if !ready {
+            ctx.ev.blocked = Some(Blocked::Poll(poll));
+        }
+        Ok(!ready)
+    })();
+    match r {
+        Ok(true) => Outcome::Block,
+        Ok(false) => Outcome::Return(0),
+        Err(e) => err(e),
+    }
+}
+
+/// `set_timer_op(timeout)`: the single-shot timer, absolute ns; 0 stops it.
+pub(super) fn set_timer_op(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    ctx.ev.timers.set_oneshot(a.args[0]);
+    Outcome::Return(0)
+}
+
+fn vcpu_check(a: &HypercallArgs) -> Result<(), Errno> {
+    if a.args[1] != 0 {
+        return Err(Errno::ENOENT);
+    }
+    Ok(())
+}
+
+pub(super) fn vcpu_set_periodic(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    to_outcome((|| {
+        vcpu_check(a)?;
+        let s: VcpuSetPeriodicTimer = read(ctx, a.args[2])?;
+        if s.period_ns < PERIODIC_TIMER_MIN_NS {
+            return Err(Errno::EINVAL);
+        }
+        let now = ctx.ev.clock.ns_at(ctx.tsc);
+        ctx.ev.timers.set_periodic(now, s.period_ns);
+        Ok(0)
+    })())
+}
+
+pub(super) fn vcpu_stop_periodic(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    to_outcome(vcpu_check(a).map(|()| {
+        ctx.ev.timers.stop_periodic();
+        0
+    }))
+}
+
+pub(super) fn vcpu_set_singleshot(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    to_outcome((|| {
+        vcpu_check(a)?;
+        let s: VcpuSetSingleshotTimer = read(ctx, a.args[2])?;
+        let now = ctx.ev.clock.ns_at(ctx.tsc);
+        if s.flags & VCPU_SSHOTTMR_FUTURE != 0 && s.timeout_abs_ns < now {
+            return Err(ETIME);
+        }
+        // A deadline of 0 is in the past: it fires at once (unlike set_timer_op,
+        // where 0 means "stop").
+        ctx.ev.timers.oneshot = Some(s.timeout_abs_ns);
+        Ok(0)
+    })())
+}
+
+pub(super) fn vcpu_stop_singleshot(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    to_outcome(vcpu_check(a).map(|()| {
+        ctx.ev.timers.stop_oneshot();
+        0
+    }))
+}
