@@ -269,6 +269,45 @@ impl Bench {
         Some(fig)
     }
 
+    /// Start a figure whose samples the program takes itself (a latency from a
+    /// deadline to an interrupt handler, say): reads the counters. Pass the
+    /// result to [`Self::finish`] with the samples.
+    pub fn start(&self) -> Option<PerfCounters> {
+        self.snapshot()
+    }
+
+    /// Finish a figure begun with [`Self::start`]: summarise `samples` (sorted
+    /// here), charge it the counters since `started` (everything the loop caused:
+    /// the operation and whatever the program did to set each sample up), print
+    /// its lines.
+    pub fn finish(
+        &mut self,
+        name: &str,
+        per: u64,
+        samples: &mut [u64],
+        started: Option<PerfCounters>,
+    ) -> Option<Figure> {
+        let after = self.snapshot();
+        if !valid_name(name) || samples.is_empty() || per == 0 {
+            crate::error!("bench: bad figure {name:?} (name, samples or per)");
+            return None;
+        }
+        let stats = tsc::Stats::of(samples)?;
+        let (p10, p90) = (percentile(samples, 1, 10), percentile(samples, 9, 10));
+        let counters = match (started, after, self.counters) {
+            (Some(b), Some(a), Some(cal)) => Some(a.since(&b).saturating_sub(&cal.overhead)),
+            _ => None,
+        };
+        let fig = Figure {
+            stats,
+            p10,
+            p90,
+            counters,
+        };
+        self.report(name, per, &fig);
+        Some(fig)
+    }
+
     /// Print a measured figure's line.
     pub fn report(&mut self, name: &str, per: u64, fig: &Figure) {
         self.print(name, per, fig);
