@@ -332,6 +332,6 @@ fn shared_page_offsets_are_xens() {
     let v1 = p.time_info().version;
     p.publish_time(&t);
     let v2 = p.time_info().version;
-    assert!(v1 % 2 == 0 && v2 == v1 + 2);
+    assert!(v1.is_multiple_of(2) && v2 == v1 + 2);
     assert_eq!(p.time_info().tsc_timestamp, 7);
 }
