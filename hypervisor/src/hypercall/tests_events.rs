@@ -6,8 +6,8 @@ extern crate std;
 use super::tests::{World, DATA};
 use super::*;
 use crate::event::{EventBits, SharedPage};
-use keel_abi::event::*;
 use keel_abi::event::DOMID_SELF;
+use keel_abi::event::*;
 use keel_abi::sched::SchedPoll;
 use keel_abi::time::*;
 
