@@ -213,28 +213,16 @@ pub fn eoi() {
     apic_write(APIC_EOI, 0);
 }
 
-/// Idle in HLT until the APIC timer reaches TSC `deadline` (or any other
-/// interrupt arrives). Returns with interrupts off and the timer disarmed.
-pub fn idle_until(deadline: u64) {
+/// Arm the APIC timer for TSC `deadline` (replacing any earlier setting). With
+/// interrupts off in the host, it ends a guest's run as an external-interrupt
+/// exit: the fallback for CPUs without the VMX-preemption timer.
+pub fn arm(deadline: u64) {
     let now = rdtsc();
-    if deadline <= now {
-        return;
-    }
-    if TSC_DEADLINE.load(Relaxed) {
-        apic_write(APIC_LVT_TIMER, LVT_TSC_DEADLINE | u32::from(TIMER_VECTOR));
-        // SAFETY: arms the APIC timer; its interrupt has a handler.
-        unsafe { wrmsr(IA32_TSC_DEADLINE, deadline) };
-    } else {
-        apic_write(APIC_LVT_TIMER, u32::from(TIMER_VECTOR));
-        let ticks = (((deadline - now) as u128 * u128::from(APIC_PER_TSC_2_20.load(Relaxed))) >> 20)
-            .clamp(1, u128::from(u32::MAX)) as u32;
-        apic_write(APIC_TIMER_INIT, ticks);
-    }
-    // SAFETY: STI takes effect after the next instruction, so no interrupt can
-    // slip in between STI and HLT and be missed; the handlers installed in
-    // `init_lapic` are the only ones that can run (the PIC is masked).
-    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
-    // Disarm (and mask) whatever is left.
+    program(deadline.max(now + 1), now);
+}
+
+/// Disarm (and mask) the APIC timer.
+pub fn disarm() {
     if TSC_DEADLINE.load(Relaxed) {
         // SAFETY: 0 disarms the TSC deadline.
         unsafe { wrmsr(IA32_TSC_DEADLINE, 0) };
@@ -245,5 +233,36 @@ pub fn idle_until(deadline: u64) {
     } else {
         apic_write(APIC_TIMER_INIT, 0);
         apic_write(APIC_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    }
+}
+
+/// Idle in HLT until the APIC timer reaches TSC `deadline` (or any other
+/// interrupt arrives). Returns with interrupts off and the timer disarmed.
+pub fn idle_until(deadline: u64) {
+    let now = rdtsc();
+    if deadline <= now {
+        return;
+    }
+    program(deadline, now);
+    // SAFETY: STI takes effect after the next instruction, so no interrupt can
+    // slip in between STI and HLT and be missed; the handlers installed in
+    // `init_lapic` are the only ones that can run (the PIC is masked).
+    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    disarm();
+}
+
+/// Program the APIC timer (unmasked) for TSC `deadline`, `now` being the TSC.
+fn program(deadline: u64, now: u64) {
+    if TSC_DEADLINE.load(Relaxed) {
+        apic_write(APIC_LVT_TIMER, LVT_TSC_DEADLINE | u32::from(TIMER_VECTOR));
+        // SAFETY: arms the APIC timer; its interrupt has a handler.
+        unsafe { wrmsr(IA32_TSC_DEADLINE, deadline) };
+    } else {
+        apic_write(APIC_LVT_TIMER, u32::from(TIMER_VECTOR));
+        let ticks = (((deadline.saturating_sub(now)) as u128
+            * u128::from(APIC_PER_TSC_2_20.load(Relaxed)))
+            >> 20)
+            .clamp(1, u128::from(u32::MAX)) as u32;
+        apic_write(APIC_TIMER_INIT, ticks);
     }
 }

@@ -761,8 +761,9 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 for el in chunk.chunks_mut(size as usize) {
                     let a = self.bus.read(port, size as u8);
                     self.log_unhandled(a.unhandled, true, size);
-                    let v = a.value.to_le_bytes();
-                    el.copy_from_slice(v.get(..el.len()).unwrap_or(&[]));
+                    for (d, b) in el.iter_mut().zip(a.value.to_le_bytes()) {
+                        *d = b;
+                    }
                 }
                 let va = at(g.rdi, done);
                 if crate::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, self.cr3, va, chunk)
@@ -789,8 +790,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 }
                 for el in chunk.chunks(size as usize) {
                     let mut v = [0u8; 4];
-                    if let Some(d) = v.get_mut(..el.len()) {
-                        d.copy_from_slice(el);
+                    for (d, b) in v.iter_mut().zip(el) {
+                        *d = *b;
                     }
                     let a =
                         self.bus
@@ -1055,7 +1056,22 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             }
             None => self.set_window_exiting(false),
         }
-        let Some(rate) = self.preempt else { return };
+        let Some(rate) = self.preempt else {
+            // No VMX-preemption timer: the host's APIC timer ends the guest's run
+            // at the deadline (an external-interrupt exit, acknowledged above).
+            match self.ev.wake_deadline_tsc() {
+                Some(d) => {
+                    crate::arch::timer::arm(d);
+                    self.preempt_idle = false;
+                }
+                None if !self.preempt_idle => {
+                    crate::arch::timer::disarm();
+                    self.preempt_idle = true;
+                }
+                None => {}
+            }
+            return;
+        };
         match self.ev.wake_deadline_tsc() {
             Some(d) => {
                 // Read the TSC as late as possible: the timer counts from the

@@ -1404,7 +1404,7 @@ fn start_time_and_events(
         if cpu.caps.pin.can_set(super::controls::pin::PREEMPTION_TIMER) {
             "the VMX-preemption timer"
         } else {
-            "exits only (no VMX-preemption timer): a timer fires at the next exit or block"
+            "the local APIC timer (no VMX-preemption timer)"
         }
     );
     let ev = crate::event::EventState::new(dom, mem, clock, wall);
