@@ -714,5 +714,34 @@ mod mmu {
             w.call(Hypercall::MULTICALL, [0x10, 1, 0, 0, 0]),
             ret(Errno::EFAULT)
         );
+        // A shutdown inside a batch ends it (and the domain): later calls do not run.
+        w.poke(DATA + 0x100, &SHUTDOWN_POWEROFF.to_le_bytes());
+        let mut bytes = Vec::new();
+        for (op, args) in [
+            (
+                Hypercall::SCHED_OP.0,
+                [SCHEDOP_SHUTDOWN, DATA + 0x100, 0, 0, 0, 0],
+            ),
+            (Hypercall::CONSOLE_IO.0, [CONSOLEIO_WRITE, 3, DATA, 0, 0, 0]),
+        ] {
+            bytes.extend_from_slice(
+                &MulticallEntry {
+                    op,
+                    result: 7,
+                    args,
+                }
+                .encode(),
+            );
+        }
+        w.poke(list, &bytes);
+        assert_eq!(
+            w.call(Hypercall::MULTICALL, [list, 2, 0, 0, 0]),
+            Outcome::Shutdown(SHUTDOWN_POWEROFF)
+        );
+        assert_eq!(
+            i64::from_le_bytes(w.peek(list + 64 + 8)),
+            7,
+            "second call ran"
+        );
     }
 }
