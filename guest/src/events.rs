@@ -136,14 +136,16 @@ pub fn drain() {
         if sel == 0 {
             break;
         }
-        for w in 0..64usize {
-            if sel & (1 << w) == 0 {
-                continue;
-            }
-            let bits = pending_word(w).load(SeqCst) & !mask_word(w).load(SeqCst);
+        let mut words = sel;
+        while words != 0 {
+            let w = words.trailing_zeros() as usize;
+            words &= words - 1;
+            let mut bits = pending_word(w).load(SeqCst) & !mask_word(w).load(SeqCst);
             pending_word(w).fetch_and(!bits, SeqCst);
-            for b in 0..64u32 {
-                if bits & (1 << b) != 0 && h != 0 {
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                if h != 0 {
                     let f: fn(u32) = fn_from(h);
                     f(w as u32 * 64 + b);
                 }
