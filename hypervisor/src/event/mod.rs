@@ -84,6 +84,27 @@ pub fn need_delivery(bits: &impl EventBits) -> bool {
     bits.upcall_pending() && !bits.upcall_mask()
 }
 
+/// What to do before a VM entry when an upcall is wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpcallAction {
+    /// Inject the vector now.
+    Inject,
+    /// The guest cannot take an interrupt yet: exit when it can (interrupt-window
+    /// exiting).
+    WaitForWindow,
+}
+
+/// The injection rule (SDM 26.3.1.1 and 27.6): an external interrupt can be
+/// injected only when the guest's RFLAGS.IF is 1, it is in no STI or MOV-SS
+/// interrupt shadow, and no other event is already being injected at this entry.
+pub const fn upcall_action(rflags_if: bool, in_shadow: bool, injecting: bool) -> UpcallAction {
+    if rflags_if && !in_shadow && !injecting {
+        UpcallAction::Inject
+    } else {
+        UpcallAction::WaitForWindow
+    }
+}
+
 /// What a port is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PortState {

@@ -123,9 +123,15 @@ impl EventState {
     }
 
     /// Whether an upcall should be injected now (pending, unmasked, a vector).
-    pub fn upcall_wanted<M: PhysMem + ?Sized>(&self, dom: &Domain, mem: &mut M) -> Option<u8> {
+    ///
+    /// This runs before every VM entry, so it skips the frame-kind lookup that
+    /// guards writes: it only *reads* two bytes of the frame, which the domain
+    /// owns for its whole life (Keel has no way to give a frame back), and a
+    /// read of a frame that became a page table reveals nothing and changes
+    /// nothing. The frame is type-checked whenever an event is made pending.
+    pub fn upcall_wanted<M: PhysMem + ?Sized>(&self, _dom: &Domain, mem: &mut M) -> Option<u8> {
         let v = self.callback_vector?;
-        let page = self.page(dom, mem)?;
+        let page = SharedPage::new(mem, self.shared?);
         need_delivery(&page).then_some(v)
     }
 

@@ -268,3 +268,70 @@ proptest! {
         prop_assert!(owed.is_empty(), "lost: {:?}", owed);
     }
 }
+
+#[test]
+fn injection_rule() {
+    use UpcallAction::*;
+    for ifl in [false, true] {
+        for shadow in [false, true] {
+            for busy in [false, true] {
+                let want = if ifl && !shadow && !busy {
+                    Inject
+                } else {
+                    WaitForWindow
+                };
+                assert_eq!(upcall_action(ifl, shadow, busy), want);
+            }
+        }
+    }
+}
+
+/// The shared page's bits land where Xen's layout puts them.
+#[test]
+fn shared_page_offsets_are_xens() {
+    use crate::addr::{MachineAddr, Mfn};
+    use crate::mem::fake::FakeMem;
+    use crate::mem::PhysMem;
+    let mut mem = FakeMem::default();
+    let mfn = Mfn(0x42);
+    let base = mfn.addr().0;
+    {
+        let mut p = SharedPage::new(&mut mem, mfn);
+        let mut c = Channels::new(1);
+        for _ in 0..65 {
+            c.bind_ipi(0, &mut p).unwrap();
+        }
+        // Port 65: word 1, bit 1.
+        assert_eq!(c.send(65, &mut p), Ok(true));
+        p.set_upcall_mask(true);
+    }
+    let rd = |off: u64| mem.read_u64(MachineAddr(base + off));
+    assert_eq!(rd(2048 + 8), 1 << 1, "evtchn_pending[1]");
+    assert_eq!(rd(8), 1 << 1, "vcpu_info[0].evtchn_pending_sel");
+    let mut b = [0u8; 2];
+    mem.read(MachineAddr(base), &mut b);
+    assert_eq!(b, [1, 1], "evtchn_upcall_pending, evtchn_upcall_mask");
+    // Masking is the guest's write to evtchn_mask[1]; unmask clears it.
+    mem.write_u64(MachineAddr(base + 2560 + 8), 1 << 2);
+    let mut p = SharedPage::new(&mut mem, mfn);
+    assert!(p.is_masked(66));
+    let mut c = Channels::new(1);
+    for _ in 0..66 {
+        c.bind_ipi(0, &mut p).unwrap();
+    }
+    assert_eq!(c.send(66, &mut p), Ok(false), "masked: no new upcall");
+    assert_eq!(
+        c.unmask(66, &mut p),
+        Ok(false),
+        "selector word 1 already set"
+    );
+    assert!(!p.is_masked(66));
+    // The pvclock record's version protocol: even after a publish.
+    let t = crate::time::Clock::new(7, 2_000_000).time_info();
+    p.publish_time(&t);
+    let v1 = p.time_info().version;
+    p.publish_time(&t);
+    let v2 = p.time_info().version;
+    assert!(v1.is_multiple_of(2) && v2 == v1 + 2);
+    assert_eq!(p.time_info().tsc_timestamp, 7);
+}

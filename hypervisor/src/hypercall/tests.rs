@@ -53,7 +53,7 @@ impl World {
         }
     }
     pub(super) fn call(&mut self, nr: Hypercall, args: [u64; 5]) -> Outcome {
-        let cr3 = self.dom.boot.cr3;
+        let cr3 = self.dom.base();
         let mut ctx = HypercallCtx {
             dom: &mut self.dom,
             mem: &mut self.mem,
@@ -65,11 +65,11 @@ impl World {
         dispatch(&mut ctx, HypercallArgs { nr: nr.0, args })
     }
     pub(super) fn poke(&mut self, va: u64, data: &[u8]) {
-        let cr3 = self.dom.boot.cr3;
+        let cr3 = self.dom.base();
         guest_mem::copy_to_guest(&self.dom, &mut self.mem, cr3, GuestVirt(va), data).unwrap();
     }
     pub(super) fn peek<const N: usize>(&self, va: u64) -> [u8; N] {
-        guest_mem::read_bytes(&self.dom, &self.mem, self.dom.boot.cr3, GuestVirt(va)).unwrap()
+        guest_mem::read_bytes(&self.dom, &self.mem, self.dom.base(), GuestVirt(va)).unwrap()
     }
     fn write(&mut self, text: &[u8]) -> Outcome {
         self.poke(DATA, text);
@@ -714,6 +714,165 @@ mod mmu {
             w.call(Hypercall::MULTICALL, [0x10, 1, 0, 0, 0]),
             ret(Errno::EFAULT)
         );
+        // A shutdown inside a batch ends it (and the domain): later calls do not run.
+        w.poke(DATA + 0x100, &SHUTDOWN_POWEROFF.to_le_bytes());
+        let mut bytes = Vec::new();
+        for (op, args) in [
+            (
+                Hypercall::SCHED_OP.0,
+                [SCHEDOP_SHUTDOWN, DATA + 0x100, 0, 0, 0, 0],
+            ),
+            (Hypercall::CONSOLE_IO.0, [CONSOLEIO_WRITE, 3, DATA, 0, 0, 0]),
+        ] {
+            bytes.extend_from_slice(
+                &MulticallEntry {
+                    op,
+                    result: 7,
+                    args,
+                }
+                .encode(),
+            );
+        }
+        w.poke(list, &bytes);
+        assert_eq!(
+            w.call(Hypercall::MULTICALL, [list, 2, 0, 0, 0]),
+            Outcome::Shutdown(SHUTDOWN_POWEROFF)
+        );
+        assert_eq!(
+            i64::from_le_bytes(w.peek(list + 64 + 8)),
+            7,
+            "second call ran"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The bar, at the hypercall level: random mmu_update / mmuext_op sequences on a
+// built domain never leave a table reachable from CR3 that maps a foreign frame,
+// maps a page-table frame writable, or holds an unvalidated link; and teardown
+// brings every count back to zero.
+
+mod mmu_fuzz {
+    use super::*;
+    use crate::domain::pagetable::{entry_addr, pte, pte_frame, PTE_P, PTE_PS, PTE_RW};
+    use crate::domain::{Level, PageType};
+    use keel_abi::mmu::{MmuUpdate, MmuextOp, DOMID_SELF};
+
+    /// Walk every table reachable from the base and check the invariants.
+    fn audit(w: &World) -> Result<(), String> {
+        let mut stack = std::vec![(w.dom.base(), Level::L4)];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some((t, level)) = stack.pop() {
+            if !seen.insert((t.0, level as u8)) {
+                continue;
+            }
+            let ti = w
+                .dom
+                .page_info(&w.mem, t)
+                .ok_or_else(|| std::format!("reachable table {:#x} not owned", t.0))?;
+            if ti.ty != PageType::Table(level) || !ti.validated {
+                return Err(std::format!(
+                    "reachable L{} {:#x} is {ti:?}",
+                    level as u8,
+                    t.0
+                ));
+            }
+            for i in 0..512 {
+                let e = w.mem.read_u64(entry_addr(t, i));
+                if e & PTE_P == 0 {
+                    continue;
+                }
+                let f = pte_frame(e);
+                let fi = w.dom.page_info(&w.mem, f).ok_or_else(|| {
+                    std::format!("L{} {:#x}[{i}] maps foreign {:#x}", level as u8, t.0, f.0)
+                })?;
+                match level {
+                    Level::L1 => {
+                        if e & PTE_RW != 0 && fi.ty != PageType::Writable {
+                            return Err(std::format!("{:#x}[{i}] maps {fi:?} writable", t.0));
+                        }
+                    }
+                    _ => {
+                        if e & PTE_PS != 0 {
+                            return Err(std::format!("superpage at {:#x}[{i}]", t.0));
+                        }
+                        let below = Level::from_number(level as u32 - 1).unwrap();
+                        stack.push((f, below));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Update {
+            table: u64,
+            idx: usize,
+            target: u64,
+            flags: u64,
+        },
+        Ext {
+            cmd: u32,
+            pfn: u64,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let flags = prop_oneof![
+            Just(PTE_P),
+            Just(PTE_P | PTE_RW),
+            Just(0u64),
+            Just(PTE_P | PTE_PS),
+            Just(PTE_P | PTE_RW | (1 << 5) | (1 << 6)),
+            any::<u64>().prop_map(|f| f & 0xfff0_0000_0000_0fff),
+        ];
+        prop_oneof![
+            // table >= 1000: one of the bootstrap page tables (chosen at run time).
+            4 => (prop_oneof![0u64..66, 1000u64..2000], prop_oneof![0usize..4, 0usize..512], 0u64..66, flags)
+                .prop_map(|(table, idx, target, flags)| Op::Update { table, idx, target, flags }),
+            1 => (0u32..12, 0u64..66).prop_map(|(cmd, pfn)| Op::Ext { cmd, pfn }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn random_mmu_operations_keep_the_bar(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut w = World::new();
+            // PFNs 64 and 65 are not the domain's: stand-ins for foreign frames.
+            let mfn = |w: &World, p: u64| w.dom.mfn_of(&w.mem, Pfn(p)).unwrap_or(Mfn(0x10 + p));
+            for o in &ops {
+                match *o {
+                    Op::Update { table, idx, target, flags } => {
+                        let l = *w.dom.layout();
+                        let table = if table >= 1000 {
+                            l.page_tables.0 + table % l.nr_pt_frames()
+                        } else {
+                            table
+                        };
+                        let ptr = entry_addr(mfn(&w, table), idx).0;
+                        let req = MmuUpdate { ptr, val: pte(mfn(&w, target), flags) };
+                        // The guest writes its request where it can (a random update
+                        // may have unmapped DATA: then the call gets -EFAULT).
+                        let base = w.dom.base();
+                        let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, base, GuestVirt(DATA), &req.encode());
+                        let _ = w.call(Hypercall::MMU_UPDATE, [DATA, 1, 0, DOMID_SELF, 0]);
+                    }
+                    Op::Ext { cmd, pfn } => {
+                        let op = MmuextOp { cmd, pad: 0, arg1: mfn(&w, pfn).0, arg2: DATA };
+                        let base = w.dom.base();
+                        let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, base, GuestVirt(DATA + 0x100), &op.encode());
+                        let _ = w.call(Hypercall::MMUEXT_OP, [DATA + 0x100, 1, 0, DOMID_SELF, 0]);
+                    }
+                }
+                if let Err(e) = audit(&w) {
+                    prop_assert!(false, "after {:?}: {}", o, e);
+                }
+            }
+            prop_assert_eq!(w.dom.release_mm(&mut w.mem), 0, "counts left after {:?}", ops);
+        }
     }
 }
 

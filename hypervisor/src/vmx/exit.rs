@@ -32,7 +32,7 @@ use super::names::{exception_name, ExitReason};
 use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures};
 use crate::domain::Domain;
-use crate::event::{Blocked, EventState};
+use crate::event::{Blocked, EventState, UpcallAction};
 use crate::hypercall::{self, HypercallArgs, HypercallCtx, Outcome};
 use crate::insns::{self, XsetbvFault};
 use crate::io::IoBus;
@@ -1069,15 +1069,16 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 let rflags = vmread(guest::RFLAGS);
                 let shadow = vmread(guest::INTERRUPTIBILITY_STATE) & 3;
                 let busy = vmread(control::VMENTRY_INTERRUPTION_INFO_FIELD) & INJECT_VALID != 0;
-                if rflags & RFLAGS_IF != 0 && shadow == 0 && !busy {
-                    write(
-                        control::VMENTRY_INTERRUPTION_INFO_FIELD,
-                        // Type 0: external interrupt.
-                        INJECT_VALID | u64::from(vector),
-                    );
-                    self.set_window_exiting(false);
-                } else {
-                    self.set_window_exiting(true);
+                match crate::event::upcall_action(rflags & RFLAGS_IF != 0, shadow != 0, busy) {
+                    UpcallAction::Inject => {
+                        write(
+                            control::VMENTRY_INTERRUPTION_INFO_FIELD,
+                            // Type 0: external interrupt.
+                            INJECT_VALID | u64::from(vector),
+                        );
+                        self.set_window_exiting(false);
+                    }
+                    UpcallAction::WaitForWindow => self.set_window_exiting(true),
                 }
             }
             None => self.set_window_exiting(false),
