@@ -94,6 +94,10 @@ fn main() {
 const N: usize = 1000;
 
 fn test_main() {
+    println!(
+        "bench_hypercalls: declares ABI {DECLARED}, the hypervisor reports {}",
+        guest::xen_version()
+    );
     let mut b = Bench::new();
     let mut samples = [0u64; N];
     let mut errors = 0u32;
