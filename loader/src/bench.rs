@@ -1,10 +1,14 @@
 //! `cargo keel bench`: Keel's performance picture, and the gate that keeps it.
 //!
 //! Every guest program of category `bench` measures something with the guest's TSC
-//! and prints one `KEEL-BENCH` line per figure (the guest side is
-//! `keel_guest::bench`; the format is described there and parsed by
-//! [`parse_line`]). This module runs those programs, turns their lines into
-//! figures, prints a table, writes JSON, and compares with a committed baseline.
+//! and prints its figures as `KEEL-BENCH` lines, a figure's fields spread over up
+//! to three short lines (the hypervisor cuts console lines at 160 bytes; the guest
+//! side is `keel_guest::bench`, which describes the format; [`parse_line`] and
+//! [`parse_console`] read it). Older-style lines (`bench NAME median M min A max B
+//! ticks (n=N)`) are read too ([`parse_legacy_line`]), without counters, so a
+//! bench program that does not use the library is still picked up. This module
+//! runs those programs, turns their lines into figures, prints a table, writes
+//! JSON, and compares with a committed baseline.
 //!
 //! ## Why the numbers can be trusted to 2%
 //! Under Bochs the TSC advances exactly one tick per emulated instruction, and a

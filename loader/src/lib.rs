@@ -8,7 +8,7 @@
 //! - `test`: boot every guest test program, each in a fresh hypervisor, and judge
 //!   it from its `Test result:` line;
 //! - `bench`: boot every benchmark program, report their figures as a table
-//!   (and JSON), and compare them with the committed baseline ([`bench`]);
+//!   (and JSON), and compare them with the committed baseline ([`mod@bench`]);
 //! - `abi`: dump or check the ABI layout fixtures.
 //!
 //! Everything is in this library so the repository's boot tests
