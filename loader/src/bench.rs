@@ -540,6 +540,10 @@ pub struct Report {
     pub machine: MachineId,
     /// Runs per program whose medians were combined.
     pub runs: usize,
+    /// The compiler that built the images (`rustc --version`), when known. Under
+    /// Bochs a figure counts the instructions the compiler generated, so a new
+    /// compiler can move figures with no change to Keel: `--check` says so.
+    pub rustc: Option<String>,
     /// Every figure, by program then in the order reported.
     pub figures: Vec<Figure>,
 }
@@ -679,6 +683,9 @@ pub fn to_json(r: &Report) -> String {
     let _ = writeln!(s, "  \"ips\": {},", m.ips);
     let _ = writeln!(s, "  \"unit\": {},", json_str(m.unit()));
     let _ = writeln!(s, "  \"runs\": {},", r.runs);
+    if let Some(v) = &r.rustc {
+        let _ = writeln!(s, "  \"rustc\": {},", json_str(v));
+    }
     let _ = writeln!(s, "  \"figures\": [");
     let floor = r.floor();
     for (i, f) in r.figures.iter().enumerate() {
@@ -811,9 +818,11 @@ pub fn from_json(text: &str) -> Result<Report, String> {
             measure,
         });
     }
+    let rustc = v.get("rustc").and_then(Value::as_str).map(String::from);
     Ok(Report {
         machine,
         runs,
+        rustc,
         figures,
     })
 }
@@ -1008,6 +1017,17 @@ pub fn compare(
     c
 }
 
+/// A warning when the baseline was measured with another compiler than this run
+/// (both known): under Bochs the figures count generated instructions.
+pub fn toolchain_note(baseline: &Report, current: &Report) -> Option<String> {
+    match (&baseline.rustc, &current.rustc) {
+        (Some(b), Some(c)) if b != c => Some(format!(
+            "note: the baseline was measured with {b}, this run with {c}: code generation moves instruction counts; if only the compiler changed, record the new figures deliberately (--update-baseline, its own commit)"
+        )),
+        _ => None,
+    }
+}
+
 /// The baseline after `--update-baseline`: the figures just measured replace
 /// theirs; the others (programs not run this time) are kept.
 pub fn merge_baseline(old: Option<&Report>, now: &Report) -> Report {
@@ -1024,6 +1044,7 @@ pub fn merge_baseline(old: Option<&Report>, now: &Report) -> Report {
     Report {
         machine: now.machine.clone(),
         runs: now.runs,
+        rustc: now.rustc.clone(),
         figures,
     }
 }
@@ -1118,6 +1139,7 @@ mod tests {
         Report {
             machine: machine(),
             runs: 1,
+            rustc: Some("rustc 1.95.0 (59807616e 2026-04-14)".into()),
             figures,
         }
     }
@@ -1331,6 +1353,26 @@ mod tests {
         let c = compare(&base, &missing, |f| f.name == "floor", TOLERANCE);
         assert!(!c.ok());
         assert!(c.lost[0].contains("now missing: ENOSYS"));
+    }
+
+    #[test]
+    fn a_compiler_change_is_named() {
+        let base = report(vec![]);
+        let mut now = report(vec![]);
+        assert_eq!(toolchain_note(&base, &now), None);
+        now.rustc = Some("rustc 1.96.0".into());
+        let n = toolchain_note(&base, &now).unwrap();
+        assert!(
+            n.contains("rustc 1.95.0") && n.contains("rustc 1.96.0"),
+            "{n}"
+        );
+        now.rustc = None;
+        assert_eq!(toolchain_note(&base, &now), None);
+        // The version survives the JSON.
+        assert_eq!(
+            from_json(&to_json(&base)).unwrap().rustc.as_deref(),
+            Some("rustc 1.95.0 (59807616e 2026-04-14)")
+        );
     }
 
     #[test]

@@ -400,9 +400,18 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
     let mut figures = bench::combine_runs(&per_run);
     figures.retain(|f| bench::keep_figure(f, &opts.patterns));
     figures.sort_by(|a, b| a.program.cmp(&b.program));
+    // The compiler that built the images (cargo runs this workspace's toolchain).
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .current_dir(ws.root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     let report = bench::Report {
         machine: id,
         runs,
+        rustc,
         figures,
     };
     let _ = write!(out, "{}", bench::table(&report));
@@ -465,6 +474,9 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
             bench::TOLERANCE,
         );
         let _ = write!(out, "{}", cmp.render());
+        if let Some(note) = bench::toolchain_note(&base, &report) {
+            let _ = writeln!(out, "{note}");
+        }
         ok &= cmp.ok();
     }
     if !ok {
