@@ -192,6 +192,11 @@ impl Domain {
 
     /// The TLB flush owed, cleared: the VMX layer performs it before the next
     /// VM entry.
+    /// Whether an update left a TLB flush owed (cheap: no state changes).
+    pub fn flush_owed(&self) -> bool {
+        !matches!(self.flush, Flush::None)
+    }
+
     pub fn take_flush(&mut self) -> Flush {
         core::mem::take(&mut self.flush)
     }
