@@ -1070,12 +1070,14 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// VMX-preemption timer for the next deadline. Costs nothing (no VMCS access)
     /// when no timer is armed and no upcall is wanted: the VMCALL fast path keeps
     /// its four accesses.
+    #[inline(always)]
     fn before_entry(&mut self) {
-        // The common case, first and cheap: no timer armed, no upcall vector
-        // registered, no interrupt window requested and the preemption timer
-        // already parked. Then every step below would do nothing (no timer to
-        // fire, `upcall_wanted` is None without a vector, the window is already
-        // off, the deadline is None and the timer idle), so skip them all.
+        // The common case, first and cheap, and inline in the exit handler: no
+        // timer armed, no upcall vector registered, no interrupt window
+        // requested and the preemption timer already parked. Then every step of
+        // the work would do nothing (no timer to fire, `upcall_wanted` is None
+        // without a vector, the window is already off, the deadline is None and
+        // the timer idle), so skip it all.
         if self.ev.callback_vector.is_none()
             && self.ev.timers.next_deadline().is_none()
             && !self.window_on
@@ -1084,6 +1086,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         {
             return;
         }
+        self.before_entry_work();
+    }
+
+    /// The work of [`Self::before_entry`] when something is live.
+    #[inline(never)]
+    fn before_entry_work(&mut self) {
         if self.ev.timers.next_deadline().is_some() {
             let tsc = crate::arch::timer::rdtsc();
             self.ev.expire_timers(&*self.dom, &mut *self.mem, tsc);
