@@ -290,20 +290,38 @@ pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<O
         }
     };
     let out_path = dir.path.join("emulator.out");
-    let out = std::fs::File::create(&out_path)?;
-    cmd.current_dir(&dir.path)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
-    let started = Instant::now();
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("starting the {} emulator", machine.backend))?;
-    let (console, emulator) = watch(child, &dir.path.join(serial), machine.timeout, echo)?;
-    let wall = started.elapsed();
-    let emulator_output = std::fs::read(&out_path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    let mut attempt = 1;
+    let (console, emulator, emulator_output, wall) = loop {
+        let out = std::fs::File::create(&out_path)?;
+        cmd.current_dir(&dir.path)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        // A leftover serial file from a failed start would read as this run's console.
+        let _ = std::fs::remove_file(dir.path.join(serial));
+        let started = Instant::now();
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting the {} emulator", machine.backend))?;
+        let (console, emulator) = watch(child, &dir.path.join(serial), machine.timeout, echo)?;
+        let wall = started.elapsed();
+        let emulator_output = std::fs::read(&out_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        if attempt < START_ATTEMPTS
+            && failed_to_start_for_host_reasons(machine.backend, &console, &emulator_output)
+        {
+            eprintln!(
+                "[keel] {} could not start (no free display port); starting it again (attempt {} of {START_ATTEMPTS})",
+                machine.backend,
+                attempt + 1
+            );
+            attempt += 1;
+            std::thread::sleep(Duration::from_millis(200 * attempt as u64));
+            continue;
+        }
+        break (console, emulator, emulator_output, wall);
+    };
     let status = console::power_off_status(&console);
     Ok(Outcome {
         backend: machine.backend,
@@ -314,6 +332,26 @@ pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<O
         wall,
         kept_dir: dir.keep.then(|| dir.path.clone()),
     })
+}
+
+/// How many times a run is started before a host-side start failure is reported.
+const START_ATTEMPTS: u32 = 3;
+
+/// Whether the emulator died before the machine did anything, for a reason of the
+/// host's rather than of the machine's. Bochs's RFB display (the only display
+/// library Debian's build offers that needs no terminal or X server) looks for a
+/// free TCP port from 5900 to 5949; under parallel runs it has been seen to give
+/// up at start-up with all of them apparently taken. Nothing of the hypervisor has
+/// run then (the console is empty), so starting the machine again is safe and
+/// hides nothing: any other early death is reported as it is.
+fn failed_to_start_for_host_reasons(
+    backend: Backend,
+    console: &str,
+    emulator_output: &str,
+) -> bool {
+    backend == Backend::Bochs
+        && console.is_empty()
+        && emulator_output.contains("RFB could not bind any port")
 }
 
 /// Kills the emulator if we leave early (an error, a panic in a test thread):
@@ -394,6 +432,25 @@ fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_bochs_display_port_failure_before_any_output_is_retried() {
+        let rfb = "Bochs is exiting with the following message:\n[RFB   ] RFB could not bind any port between 5900 and 5949\n";
+        assert!(failed_to_start_for_host_reasons(Backend::Bochs, "", rfb));
+        // Once the machine has printed anything, the run is what it is.
+        assert!(!failed_to_start_for_host_reasons(
+            Backend::Bochs,
+            "keel: Keel hypervisor",
+            rfb
+        ));
+        // Other deaths are reported, never retried.
+        assert!(!failed_to_start_for_host_reasons(
+            Backend::Bochs,
+            "",
+            "panic: something else"
+        ));
+        assert!(!failed_to_start_for_host_reasons(Backend::Tcg, "", rfb));
+    }
 
     fn outcome(backend: Backend, status: Option<ExitStatus>, emulator: EmulatorEnd) -> Outcome {
         Outcome {
