@@ -101,7 +101,18 @@ pub mod prelude {
 /// says this is a guest image to run with `cargo keel test <name>` and exits 2.
 #[macro_export]
 macro_rules! test {
+    // Without `abi:`, the image declares the ABI it is built against.
     (title: $title:expr, category: $cat:ident, main: $main:path $(,)?) => {
+        $crate::test! {
+            title: $title,
+            category: $cat,
+            abi: $crate::abi::version::AbiVersion::CURRENT,
+            main: $main,
+        }
+    };
+    // With `abi: VERSION`, it declares an older version, so that older hypervisors
+    // run it too (compatibility tests, benchmarks that must run on old releases).
+    (title: $title:expr, category: $cat:ident, abi: $abi:expr, main: $main:path $(,)?) => {
         /// The test's title (also in its ELF note).
         const __KEEL_TEST_TITLE: &str = $title;
         /// The test's category (also in its ELF note).
@@ -111,7 +122,7 @@ macro_rules! test {
         #[cfg(target_os = "none")]
         #[link_section = ".note.keel"]
         #[used]
-        static __KEEL_NOTE_ABI: $crate::note::AbiNote = $crate::note::AbiNote::current();
+        static __KEEL_NOTE_ABI: $crate::note::AbiNote = $crate::note::AbiNote::for_version($abi);
 
         #[cfg(target_os = "none")]
         #[link_section = ".note.keel"]

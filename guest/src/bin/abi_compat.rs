@@ -29,7 +29,6 @@ use keel_guest::abi::console::{CONSOLEIO_READ, CONSOLEIO_WRITE, CONSOLEIO_WRITE_
 use keel_guest::abi::guest::{self, hypercall_scalar};
 use keel_guest::abi::hypercall::{self, Hypercall, SubCommand};
 use keel_guest::abi::layout;
-use keel_guest::abi::note::TestCategory;
 use keel_guest::abi::sched::{SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD};
 use keel_guest::abi::start_info::{MAGIC, MAX_GUEST_CMDLINE};
 use keel_guest::abi::time::{VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER};
@@ -42,7 +41,6 @@ use keel_guest::prelude::*;
 
 const TITLE: &str =
     "ABI compatibility: what the hypervisor's version promises works, newer is -ENOSYS";
-const CATEGORY: TestCategory = TestCategory::Abi;
 
 /// The version this image declares: the oldest release of its major version, so
 /// that every hypervisor of the major version runs it.
@@ -51,48 +49,11 @@ const DECLARED: AbiVersion = match layout::oldest_release_of_major(AbiVersion::C
     None => AbiVersion::CURRENT,
 };
 
-// What `keel_guest::test!` emits, except for the ABI note's version: the macro
-// always declares `AbiVersion::CURRENT`, this image declares `DECLARED`.
-#[cfg(target_os = "none")]
-#[link_section = ".note.keel"]
-#[used]
-static __KEEL_NOTE_ABI: keel_guest::note::AbiNote =
-    keel_guest::note::AbiNote::for_version(DECLARED);
-
-#[cfg(target_os = "none")]
-#[link_section = ".note.keel"]
-#[used]
-static __KEEL_NOTE_TEST: keel_guest::note::TestNote<
-    { keel_guest::note::title_space(TITLE.len()) },
-> = keel_guest::note::TestNote::new(CATEGORY, TITLE);
-
-/// Called by the library's `_start` once GDT, IDT, TSS and start_info are set up.
-#[cfg(target_os = "none")]
-#[no_mangle]
-pub fn __keel_guest_main() -> ! {
-    keel_guest::report::run(
-        keel_guest::report::TestInfo {
-            name: env!("CARGO_BIN_NAME"),
-            title: TITLE,
-            category: CATEGORY,
-        },
-        test_main,
-    )
-}
-
-#[cfg(not(target_os = "none"))]
-extern crate std;
-
-#[cfg(not(target_os = "none"))]
-fn main() {
-    let _body: fn() = test_main;
-    std::eprintln!(
-        "{}: this is a Keel guest image ({}: \"{TITLE}\"), not a host program; run it with `cargo keel test {}`",
-        env!("CARGO_BIN_NAME"),
-        CATEGORY.name(),
-        env!("CARGO_BIN_NAME"),
-    );
-    std::process::exit(2);
+keel_guest::test! {
+    title: TITLE,
+    category: Abi,
+    abi: DECLARED,
+    main: test_main,
 }
 
 /// `-ENOSYS` as a hypercall result.

@@ -25,14 +25,12 @@ use keel_guest::abi::debug;
 use keel_guest::abi::guest::{self, hypercall_scalar};
 use keel_guest::abi::layout;
 use keel_guest::abi::mmu::MulticallEntry;
-use keel_guest::abi::note::TestCategory;
 use keel_guest::abi::version::AbiVersion;
 use keel_guest::bench::Bench;
 use keel_guest::prelude::*;
 
 const TITLE: &str =
     "Benchmark: the floor, xen_version, console_io of 64 bytes, multicall of 16 null calls";
-const CATEGORY: TestCategory = TestCategory::Bench;
 
 /// The version this image declares: the oldest release of its major version, so
 /// that every hypervisor of the major version runs it, and the figures an older
@@ -44,49 +42,11 @@ const DECLARED: AbiVersion = match layout::oldest_release_of_major(AbiVersion::C
     None => AbiVersion::CURRENT,
 };
 
-// What `keel_guest::test!` emits, except for the ABI note's version (the macro
-// always declares `AbiVersion::CURRENT`; this image declares `DECLARED`), as in
-// `abi_compat`.
-#[cfg(target_os = "none")]
-#[link_section = ".note.keel"]
-#[used]
-static __KEEL_NOTE_ABI: keel_guest::note::AbiNote =
-    keel_guest::note::AbiNote::for_version(DECLARED);
-
-#[cfg(target_os = "none")]
-#[link_section = ".note.keel"]
-#[used]
-static __KEEL_NOTE_TEST: keel_guest::note::TestNote<
-    { keel_guest::note::title_space(TITLE.len()) },
-> = keel_guest::note::TestNote::new(CATEGORY, TITLE);
-
-/// Called by the library's `_start` once GDT, IDT, TSS and start_info are set up.
-#[cfg(target_os = "none")]
-#[no_mangle]
-pub fn __keel_guest_main() -> ! {
-    keel_guest::report::run(
-        keel_guest::report::TestInfo {
-            name: env!("CARGO_BIN_NAME"),
-            title: TITLE,
-            category: CATEGORY,
-        },
-        test_main,
-    )
-}
-
-#[cfg(not(target_os = "none"))]
-extern crate std;
-
-#[cfg(not(target_os = "none"))]
-fn main() {
-    let _body: fn() = test_main;
-    std::eprintln!(
-        "{}: this is a Keel guest image ({}: \"{TITLE}\"), not a host program; run it with `cargo keel bench {}`",
-        env!("CARGO_BIN_NAME"),
-        CATEGORY.name(),
-        env!("CARGO_BIN_NAME"),
-    );
-    std::process::exit(2);
+keel_guest::test! {
+    title: TITLE,
+    category: Bench,
+    abi: DECLARED,
+    main: test_main,
 }
 
 /// Samples per figure: enough for a stable median on hardware; under Bochs every
