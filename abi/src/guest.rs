@@ -310,33 +310,28 @@ pub fn vcpu_stop_periodic_timer() -> Result<(), Errno> {
 /// (`docs/abi/mmu.md`). Returns the number done and the result: `Ok(())` when all
 /// were applied, otherwise the error of the first refused one.
 pub fn mmu_update(reqs: &[crate::mmu::MmuUpdate]) -> (u32, Result<(), Errno>) {
-    let mut done: u32 = 0;
-    // SAFETY: `reqs` is a live array of `#[repr(C)]` requests the hypervisor only
-    // reads; `done` is a live u32 it writes.
-    let r = unsafe {
-        raw::hypercall5(
-            Hypercall::MMU_UPDATE.0,
-            reqs.as_ptr() as u64,
-            reqs.len() as u64,
-            &mut done as *mut u32 as u64,
-            crate::mmu::DOMID_SELF,
-            0,
-        )
-    };
-    (done, Errno::from_return(r).map(|_| ()))
+    batch(Hypercall::MMU_UPDATE, reqs)
 }
 
 /// `mmuext_op(ops, count, &done, DOMID_SELF)`: pin, unpin, switch base, flush.
 /// Returns the number done and the result, as [`mmu_update`].
+/// The multi-vCPU flush forms point `arg2` at a bitmap the caller keeps alive
+/// (the hypervisor checks that pointer like any other).
 pub fn mmuext_op(ops: &[crate::mmu::MmuextOp]) -> (u32, Result<(), Errno>) {
+    batch(Hypercall::MMUEXT_OP, ops)
+}
+
+/// The shared shape of the two batched MMU hypercalls: `(items, count, &done,
+/// DOMID_SELF)`, returning how many were done and the first error.
+fn batch<T>(nr: Hypercall, items: &[T]) -> (u32, Result<(), Errno>) {
     let mut done: u32 = 0;
-    // SAFETY: as in `mmu_update`; the multi-vCPU flush forms point `arg2` at a
-    // bitmap the caller keeps alive (the hypervisor checks that pointer).
+    // SAFETY: `items` is a live array of `#[repr(C)]` requests the hypervisor only
+    // reads; `done` is a live u32 it writes.
     let r = unsafe {
         raw::hypercall5(
-            Hypercall::MMUEXT_OP.0,
-            ops.as_ptr() as u64,
-            ops.len() as u64,
+            nr.0,
+            items.as_ptr() as u64,
+            items.len() as u64,
             &mut done as *mut u32 as u64,
             crate::mmu::DOMID_SELF,
             0,
