@@ -137,17 +137,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             };
             let mut it = rest.iter();
             while let Some(a) = it.next() {
-                // `--flag=value` and `--flag value` both work.
-                let (flag, inline) = match a.split_once('=') {
-                    Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-                    _ => (a.as_str(), None),
-                };
-                let mut value = || -> Result<String, String> {
-                    inline
-                        .clone()
-                        .or_else(|| it.next().cloned())
-                        .ok_or_else(|| format!("{flag} needs a value"))
-                };
+                let (flag, inline) = split_flag(a);
+                let mut value = || flag_value(flag, &inline, &mut it);
                 match flag {
                     "--backend" => machine.backend = value()?.parse::<BackendChoice>()?,
                     "--cpu-model" => machine.cpu_model = Some(value()?),
@@ -217,16 +208,8 @@ fn parse_bench(rest: &[String]) -> Result<Command, String> {
     let mut machine_args = vec!["test".to_string()];
     let mut it = rest.iter();
     while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (a.as_str(), None),
-        };
-        let mut value = || -> Result<String, String> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
+        let (flag, inline) = split_flag(a);
+        let mut value = || flag_value(flag, &inline, &mut it);
         match flag {
             "--json" => b.json = Some(PathBuf::from(value()?)),
             "--baseline" => b.baseline = Some(PathBuf::from(value()?)),
@@ -261,6 +244,26 @@ fn parse_bench(rest: &[String]) -> Result<Command, String> {
         _ => return Err("internal: machine options did not parse as test".into()),
     }
     Ok(Command::Bench(b))
+}
+
+/// `--flag=value` and `--flag value` both work: split the first form.
+fn split_flag(a: &str) -> (&str, Option<String>) {
+    match a.split_once('=') {
+        Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+        _ => (a, None),
+    }
+}
+
+/// The value of `flag`: the inline one, else the next argument.
+fn flag_value<'a>(
+    flag: &str,
+    inline: &Option<String>,
+    rest: &mut impl Iterator<Item = &'a String>,
+) -> Result<String, String> {
+    inline
+        .clone()
+        .or_else(|| rest.next().cloned())
+        .ok_or_else(|| format!("{flag} needs a value"))
 }
 
 #[cfg(test)]
