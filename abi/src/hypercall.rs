@@ -159,6 +159,11 @@ hypercalls! {
 }
 
 /// Arguments of one hypercall as they arrive in registers (RDI, RSI, RDX, R10, R8).
+///
+/// `repr(C)`, so that the hypervisor can lay its saved guest registers out to
+/// coincide with it and dispatch a hypercall without copying them (a register
+/// convention, not a memory ABI: no guest ever sees this structure).
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HypercallArgs {
     /// The hypercall number (RAX).

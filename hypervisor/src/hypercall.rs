@@ -88,8 +88,19 @@ pub struct HypercallCtx<'a, M: PhysMem + ?Sized, C: Console + ?Sized> {
     pub cr3: Mfn,
     /// The domain's event channels, timers and clock.
     pub ev: &'a mut EventState,
-    /// The TSC when the exit happened (system time for timer hypercalls).
-    pub tsc: u64,
+    /// Reads the TSC: "now" for the timer hypercalls (system time is derived
+    /// from it). A function rather than a value read at every exit, so that only
+    /// the handlers that need the time pay for reading it (issue 8: the null
+    /// hypercall's budget has no room for an RDTSC it does not use). The exit
+    /// handler passes the CPU's RDTSC; tests pass a fake clock.
+    pub now: &'a dyn Fn() -> u64,
+}
+
+impl<M: PhysMem + ?Sized, C: Console + ?Sized> HypercallCtx<'_, M, C> {
+    /// The TSC now (see [`Self::now`]).
+    pub fn tsc(&self) -> u64 {
+        (self.now)()
+    }
 }
 
 /// The context handlers see: type-erased so that the table can be a `static`.
@@ -484,22 +495,45 @@ const ROWS: &[Row] = &[
 /// Hypercall numbers covered by [`INDEX`]: Xen's hypercall page has 64 slots.
 const INDEXED: usize = 64;
 
-/// For each hypercall number below [`INDEXED`], the span of [`ROWS`] holding its
-/// rows (`start..end`, empty when it has none), computed at compile time.
-///
-/// Why: every hypercall is looked up on every call, and a scan of the whole
-/// table made each call pay for every row before its own (and an `-ENOSYS`
-/// answer for all of them): the cost grew with each hypercall added (issue 8
-/// measures it: `bench_exits/enosys`). With the span, a call scans only its own
-/// number's rows, and an unimplemented number none.
-static INDEX: [(u8, u8); INDEXED] = index(ROWS);
+/// [`ROWS`] grouped by hypercall number (a stable sort, done at compile time:
+/// [`ROWS`] keeps the order the documentation is rendered in).
+static BY_NUMBER: [Row; ROWS.len()] = sort_by_number(ROWS);
 
-const fn index(rows: &[Row]) -> [(u8, u8); INDEXED] {
-    assert!(
-        rows.len() <= u8::MAX as usize,
-        "the index holds row numbers in a u8"
-    );
-    let mut idx = [(0u8, 0u8); INDEXED];
+/// For each hypercall number below [`INDEXED`], its rows in [`BY_NUMBER`]
+/// (empty when it has none), cut out at compile time.
+///
+/// Why: every hypercall is looked up on every call. A scan of the whole table
+/// made each call pay for every row before its own (and an `-ENOSYS` answer for
+/// all of them), so the cost grew with each hypercall added (issue 8 measures
+/// it: `bench_exits/enosys`). With the index a call scans only its own number's
+/// rows, an unimplemented number none, and compares only the sub-command.
+static INDEX: [&[Row]; INDEXED] = index(&BY_NUMBER);
+
+const fn sort_by_number<const N: usize>(rows: &[Row]) -> [Row; N] {
+    assert!(rows.len() == N);
+    let mut out = [rows[0]; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = rows[i];
+        i += 1;
+    }
+    // Insertion sort: stable, and the table is small.
+    let mut i = 1;
+    while i < N {
+        let mut j = i;
+        while j > 0 && out[j - 1].nr.0 > out[j].nr.0 {
+            let t = out[j - 1];
+            out[j - 1] = out[j];
+            out[j] = t;
+            j -= 1;
+        }
+        i += 1;
+    }
+    out
+}
+
+const fn index(rows: &'static [Row]) -> [&'static [Row]; INDEXED] {
+    let mut idx: [&'static [Row]; INDEXED] = [&[]; INDEXED];
     let mut i = 0;
     while i < rows.len() {
         let nr = rows[i].nr.0;
@@ -507,32 +541,74 @@ const fn index(rows: &[Row]) -> [(u8, u8); INDEXED] {
             (nr as usize) < INDEXED,
             "a row's hypercall number is past the index"
         );
-        let (start, end) = idx[nr as usize];
-        idx[nr as usize] = if start == end {
-            (i as u8, i as u8 + 1)
-        } else {
-            // Rows of one number need not be adjacent: the span covers them all,
-            // and `lookup` still compares the number.
-            (start, i as u8 + 1)
-        };
-        i += 1;
+        let mut end = i;
+        while end < rows.len() && rows[end].nr.0 == nr {
+            end += 1;
+        }
+        assert!(idx[nr as usize].is_empty(), "rows must be sorted by number");
+        let (_, from_i) = rows.split_at(i);
+        let (span, _) = from_i.split_at(end - i);
+        idx[nr as usize] = span;
+        i = end;
     }
     idx
 }
 
+/// Sub-commands below this are found with one table read ([`DIRECT`]); every
+/// sub-command Keel implements today is (the lookup test covers the others).
+const DIRECT_SUBS: usize = 16;
+/// "No row" in [`DIRECT`] (past the end of [`ROWS`]).
+const NO_ROW: u8 = u8::MAX;
+
+/// For each hypercall number below [`INDEXED`] and sub-command below
+/// [`DIRECT_SUBS`], the index in [`ROWS`] of the row that answers it, or
+/// [`NO_ROW`]: the hypercall path's lookup is two bounds checks and one read
+/// (a null hypercall has a budget of 200 instructions in all, issue 8). A
+/// `whole` row (the command is inside the request) answers every sub-command of
+/// its number.
+static DIRECT: [[u8; DIRECT_SUBS]; INDEXED] = direct(ROWS);
+
+const fn direct(rows: &[Row]) -> [[u8; DIRECT_SUBS]; INDEXED] {
+    assert!(rows.len() < NO_ROW as usize, "row numbers must fit a u8");
+    let mut d = [[NO_ROW; DIRECT_SUBS]; INDEXED];
+    // Backwards, so that where two rows answer the same call the first wins,
+    // as in a scan of the table.
+    let mut i = rows.len();
+    while i > 0 {
+        i -= 1;
+        let r = &rows[i];
+        let nr = r.nr.0 as usize;
+        assert!(nr < INDEXED, "a row's hypercall number is past the index");
+        if r.whole {
+            let mut s = 0;
+            while s < DIRECT_SUBS {
+                d[nr][s] = i as u8;
+                s += 1;
+            }
+        } else if r.sub < DIRECT_SUBS as u64 {
+            d[nr][r.sub as usize] = i as u8;
+        }
+    }
+    d
+}
+
 /// The row for `nr` / `sub`, if implemented.
 pub fn lookup(nr: u64, sub: u64) -> Option<&'static Row> {
-    let &(start, end) = INDEX.get(usize::try_from(nr).ok()?)?;
-    TABLE
-        .get(usize::from(start)..usize::from(end))?
-        .iter()
-        .find(|r| r.nr.0 == nr && (r.whole || r.sub == sub))
+    let n = usize::try_from(nr).ok()?;
+    if let (Some(subs), Ok(s)) = (DIRECT.get(n), usize::try_from(sub)) {
+        if let Some(&row) = subs.get(s) {
+            // NO_ROW is past the end: `None`, i.e. -ENOSYS.
+            return ROWS.get(usize::from(row));
+        }
+    }
+    // A sub-command past DIRECT_SUBS: scan the number's rows.
+    INDEX.get(n)?.iter().find(|r| r.whole || r.sub == sub)
 }
 
 /// Handle one hypercall from `ctx.dom`. Counts it, looks it up, runs it.
 pub fn dispatch<M: PhysMem, C: Console>(
     ctx: &mut HypercallCtx<'_, M, C>,
-    args: HypercallArgs,
+    args: &HypercallArgs,
 ) -> Outcome {
     let mut dyn_ctx: DynCtx<'_> = HypercallCtx {
         dom: &mut *ctx.dom,
@@ -540,9 +616,9 @@ pub fn dispatch<M: PhysMem, C: Console>(
         console: &mut *ctx.console,
         cr3: ctx.cr3,
         ev: &mut *ctx.ev,
-        tsc: ctx.tsc,
+        now: ctx.now,
     };
-    let out = dispatch_dyn(&mut dyn_ctx, &args);
+    let out = dispatch_dyn(&mut dyn_ctx, args);
     // NEW_BASEPTR changed the tables later pointers are translated with.
     ctx.cr3 = dyn_ctx.cr3;
     out

@@ -209,7 +209,7 @@ pub(super) fn sched_poll(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
             || poll.ports.iter().take(poll.n).any(|&x| p.is_pending(x))
             || poll
                 .timeout
-                .is_some_and(|t| ctx.ev.clock.ns_at(ctx.tsc) >= t);
+                .is_some_and(|t| ctx.ev.clock.ns_at(ctx.tsc()) >= t);
         if !ready {
             ctx.ev.blocked = Some(Blocked::Poll(poll));
         }
@@ -242,7 +242,7 @@ pub(super) fn vcpu_set_periodic(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outc
         if s.period_ns < PERIODIC_TIMER_MIN_NS {
             return Err(Errno::EINVAL);
         }
-        let now = ctx.ev.clock.ns_at(ctx.tsc);
+        let now = ctx.ev.clock.ns_at(ctx.tsc());
         ctx.ev.timers.set_periodic(now, s.period_ns);
         Ok(0)
     })())
@@ -259,7 +259,7 @@ pub(super) fn vcpu_set_singleshot(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Ou
     to_outcome((|| {
         vcpu_check(a)?;
         let s: VcpuSetSingleshotTimer = read(ctx, a.args[2])?;
-        let now = ctx.ev.clock.ns_at(ctx.tsc);
+        let now = ctx.ev.clock.ns_at(ctx.tsc());
         if s.flags & VCPU_SSHOTTMR_FUTURE != 0 && s.timeout_abs_ns < now {
             return Err(ETIME);
         }

@@ -54,15 +54,17 @@ impl World {
     }
     pub(super) fn call(&mut self, nr: Hypercall, args: [u64; 5]) -> Outcome {
         let cr3 = self.dom.base();
+        let tsc = self.tsc;
+        let now = move || tsc;
         let mut ctx = HypercallCtx {
             dom: &mut self.dom,
             mem: &mut self.mem,
             console: &mut self.con,
             cr3,
             ev: &mut self.ev,
-            tsc: self.tsc,
+            now: &now,
         };
-        dispatch(&mut ctx, HypercallArgs { nr: nr.0, args })
+        dispatch(&mut ctx, &HypercallArgs { nr: nr.0, args })
     }
     pub(super) fn poke(&mut self, va: u64, data: &[u8]) {
         let cr3 = self.dom.base();

@@ -33,7 +33,7 @@ use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures};
 use crate::domain::Domain;
 use crate::event::{Blocked, EventState, UpcallAction};
-use crate::hypercall::{self, HypercallArgs, HypercallCtx, Outcome};
+use crate::hypercall::{self, HypercallCtx, Outcome};
 use crate::insns::{self, XsetbvFault};
 use crate::io::IoBus;
 use crate::mem::{Console, PhysMem};
@@ -434,19 +434,16 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             self.skip_instruction();
             return None;
         }
-        let args = HypercallArgs {
-            nr: g.rax,
-            args: [g.rdi, g.rsi, g.rdx, g.r10, g.r8],
-        };
         let mut ctx = HypercallCtx {
             dom: &mut *self.dom,
             mem: &mut *self.mem,
             console: &mut *self.console,
             cr3: self.cr3,
             ev: &mut self.ev,
-            tsc: crate::arch::timer::rdtsc(),
+            now: &crate::arch::timer::rdtsc,
         };
-        let out = hypercall::dispatch(&mut ctx, args);
+        // The saved registers are the arguments, in place (`GuestGprs`' layout).
+        let out = hypercall::dispatch(&mut ctx, g.hypercall_args());
         // NEW_BASEPTR and validated updates leave a CR3 switch or a TLB flush
         // owed; both happen before the guest runs again.
         self.sync_mmu();

@@ -39,6 +39,7 @@ use super::names::{vm_instruction_error_name, ExitReason};
 use crate::addr::{MachineAddr, Mfn, PAGE_SIZE};
 use crate::domain::Domain;
 use crate::mem::{Console, FrameSource, PhysMem};
+use keel_abi::hypercall::HypercallArgs;
 
 // ---------------------------------------------------------------------------------
 // Counters
@@ -461,29 +462,37 @@ pub fn enable(frames: &mut impl FrameSource) -> Result<VmxCpu, VmxError> {
 
 /// The guest's general-purpose registers, as the exit stub saves them. RSP and RIP
 /// live in the VMCS.
+///
+/// The order is chosen for the hypercall path: RAX and the five argument
+/// registers of Keel's (Xen's) convention, RDI, RSI, RDX, R10, R8, come first
+/// and in that order, so that they *are* a [`HypercallArgs`] (see
+/// [`Self::hypercall_args`]): a hypercall is dispatched from the saved registers
+/// in place, as Xen dispatches from its `cpu_user_regs`, instead of copying six
+/// registers into a new structure on every call. The stub addresses each field by
+/// `offset_of!`, so the order is free to change.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GuestGprs {
-    /// RAX.
+    /// RAX (the hypercall number).
     pub rax: u64,
+    /// RDI (hypercall argument 1).
+    pub rdi: u64,
+    /// RSI (hypercall argument 2).
+    pub rsi: u64,
+    /// RDX (hypercall argument 3).
+    pub rdx: u64,
+    /// R10 (hypercall argument 4).
+    pub r10: u64,
+    /// R8 (hypercall argument 5).
+    pub r8: u64,
     /// RCX.
     pub rcx: u64,
-    /// RDX.
-    pub rdx: u64,
     /// RBX.
     pub rbx: u64,
     /// RBP.
     pub rbp: u64,
-    /// RSI.
-    pub rsi: u64,
-    /// RDI.
-    pub rdi: u64,
-    /// R8.
-    pub r8: u64,
     /// R9.
     pub r9: u64,
-    /// R10.
-    pub r10: u64,
     /// R11.
     pub r11: u64,
     /// R12.
@@ -496,7 +505,31 @@ pub struct GuestGprs {
     pub r15: u64,
 }
 
+// The prefix of `GuestGprs` is a `HypercallArgs`, field for field.
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(offset_of!(HypercallArgs, nr) == offset_of!(GuestGprs, rax));
+    assert!(offset_of!(HypercallArgs, args) == offset_of!(GuestGprs, rdi));
+    assert!(offset_of!(GuestGprs, rsi) == offset_of!(GuestGprs, rdi) + 8);
+    assert!(offset_of!(GuestGprs, rdx) == offset_of!(GuestGprs, rdi) + 16);
+    assert!(offset_of!(GuestGprs, r10) == offset_of!(GuestGprs, rdi) + 24);
+    assert!(offset_of!(GuestGprs, r8) == offset_of!(GuestGprs, rdi) + 32);
+    assert!(size_of::<HypercallArgs>() == 6 * 8);
+    assert!(align_of::<HypercallArgs>() <= align_of::<GuestGprs>());
+};
+
 impl GuestGprs {
+    /// RAX, RDI, RSI, RDX, R10 and R8 as the hypercall they carry, without a
+    /// copy (the layout is asserted above).
+    #[inline(always)]
+    pub fn hypercall_args(&self) -> &HypercallArgs {
+        // SAFETY: `HypercallArgs` is `repr(C)` { u64, [u64; 5] }, and the
+        // assertions above prove it lies exactly over the first six fields of
+        // this `repr(C)` struct of `u64`s with no stricter alignment; every bit
+        // pattern is a valid u64, and the returned reference borrows `self`.
+        unsafe { &*(self as *const GuestGprs).cast::<HypercallArgs>() }
+    }
+
     const ZERO: GuestGprs = GuestGprs {
         rax: 0,
         rcx: 0,
