@@ -4,7 +4,8 @@
 //! - the demo under Bochs on three CPU models with different VMX capabilities
 //!   (Skylake-X: everything; Sandy Bridge: no VMCS shadowing, no 1 GiB EPT pages;
 //!   Tiger Lake: a different VMCS revision id), asserting the guest's output and a
-//!   clean power-off with status 0 that Bochs's exit code agrees with;
+//!   teardown that brings every page count back to zero, and a clean power-off
+//!   with status 0 that Bochs's exit code agrees with;
 //! - the no-VT-x path under QEMU TCG (which cannot emulate VMX), asserting the
 //!   hypervisor's message and status 4.
 //!
@@ -60,6 +61,12 @@ fn demo_on_bochs(model: &str) {
     assert!(
         console::lines(c).any(|l| l.starts_with("keel: domain 1 shut down: poweroff")),
         "{model}: no shutdown line"
+    );
+    // The domain was torn down and its page accounting came back to zero.
+    assert!(
+        console::lines(c).any(|l| l.starts_with("keel: domain 1: torn down")
+            && l.ends_with("every count back to zero")),
+        "{model}: no teardown line"
     );
     // The power-off line is the last line.
     assert_eq!(
