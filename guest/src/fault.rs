@@ -219,6 +219,30 @@ pub fn write_u64(va: GuestVirt, value: u64) -> Result<(), Fault> {
     result(arch::probe_write_u64(va.0, value))
 }
 
+/// Where a `REP` string I/O instruction stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StringIoEnd {
+    /// RSI (OUTS) or RDI (INS) afterwards.
+    pub ptr: u64,
+    /// RCX afterwards: the elements not done.
+    pub rcx: u64,
+}
+
+/// `REP OUTSB` of `count` bytes at `va` to `port`; a fault is returned with where
+/// the instruction stopped. Reads memory only: safe to aim anywhere.
+pub fn rep_outsb(port: u16, va: GuestVirt, count: u64) -> (StringIoEnd, Result<(), Fault>) {
+    let (ptr, rcx, info) = arch::probe_rep_outsb(port, va.0, count);
+    (StringIoEnd { ptr, rcx }, result(info))
+}
+
+/// `REP INSB` of `count` bytes from `port` to `va`; a fault is returned with
+/// where the instruction stopped. Like [`write_u64`] this changes memory: aim it
+/// only at the test's own buffers, or at memory the guest cannot write.
+pub fn rep_insb(port: u16, va: GuestVirt, count: u64) -> (StringIoEnd, Result<(), Fault>) {
+    let (ptr, rcx, info) = arch::probe_rep_insb(port, va.0, count);
+    (StringIoEnd { ptr, rcx }, result(info))
+}
+
 /// `RDMSR`.
 pub fn rdmsr(msr: u32) -> Result<u64, Fault> {
     let (v, info) = arch::probe_rdmsr(msr);

@@ -31,6 +31,7 @@ pub mod mem;
 pub mod msr;
 pub mod vmx;
 
+pub mod access_fault;
 pub mod domain;
 pub mod elf;
 pub mod event;

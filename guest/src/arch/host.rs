@@ -39,6 +39,14 @@ pub fn probe_read_u64(_addr: u64) -> (u64, u64) {
     hosted("fault probes")
 }
 /// See the bare-metal `arch`.
+pub fn probe_rep_outsb(_port: u16, _addr: u64, _count: u64) -> (u64, u64, u64) {
+    hosted("fault probes")
+}
+/// See the bare-metal `arch`.
+pub fn probe_rep_insb(_port: u16, _addr: u64, _count: u64) -> (u64, u64, u64) {
+    hosted("fault probes")
+}
+/// See the bare-metal `arch`.
 pub fn probe_rewrite_u64(_addr: u64) -> u64 {
     hosted("fault probes")
 }

@@ -907,6 +907,52 @@ pub fn port_ins_down(port: u16, buf: &mut [u8]) -> u64 {
     rdi
 }
 
+/// `REP OUTSB` of `count` bytes from `addr` to `port`, as a fault probe:
+/// (RSI, RCX, exinfo) when it ended. Any address may be aimed at: OUTS only
+/// reads memory, and a fault ends it into the exception table.
+pub fn probe_rep_outsb(port: u16, addr: u64, count: u64) -> (u64, u64, u64) {
+    let (rsi, rcx, info): (u64, u64, u64);
+    // SAFETY: reads memory only; DF is clear (the ABI guarantees it at every
+    // call); a fault is caught by the exception table and reported in R11.
+    unsafe {
+        asm!(
+            "xor r11d, r11d",
+            "2: rep outsb",
+            "3:",
+            extable!("2b" => "3b"),
+            in("dx") port,
+            inout("rsi") addr => rsi,
+            inout("rcx") count => rcx,
+            out("r11") info,
+            options(nostack, readonly),
+        )
+    };
+    (rsi, rcx, info)
+}
+
+/// `REP INSB` of `count` bytes from `port` to `addr`, as a fault probe: (RDI,
+/// RCX, exinfo) when it ended. Writes memory, like [`probe_write_u64`]: the
+/// caller aims it at its own buffer or at memory it cannot write.
+pub fn probe_rep_insb(port: u16, addr: u64, count: u64) -> (u64, u64, u64) {
+    let (rdi, rcx, info): (u64, u64, u64);
+    // SAFETY: the caller chose to change this memory (see above); DF is clear; a
+    // fault is caught by the exception table and reported in R11.
+    unsafe {
+        asm!(
+            "xor r11d, r11d",
+            "2: rep insb",
+            "3:",
+            extable!("2b" => "3b"),
+            in("dx") port,
+            inout("rdi") addr => rdi,
+            inout("rcx") count => rcx,
+            out("r11") info,
+            options(nostack),
+        )
+    };
+    (rdi, rcx, info)
+}
+
 // ---------------------------------------------------------------------------
 // Hypercall register convention check.
 // ---------------------------------------------------------------------------

@@ -29,10 +29,12 @@ use super::hw::{
     STATS,
 };
 use super::names::{exception_name, ExitReason};
+use crate::access_fault::{first_fault, AccessFault};
 use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures};
 use crate::domain::Domain;
 use crate::event::{Blocked, EventState, UpcallAction};
+use crate::guest_mem::Access;
 use crate::hypercall::{self, HypercallCtx, Outcome};
 use crate::insns::{self, XsetbvFault};
 use crate::io::IoBus;
@@ -42,6 +44,16 @@ use crate::mm::Flush;
 use crate::msr::{self, MsrEnv, ReadOp, VmcsMsr, WriteOp};
 use crate::perf;
 use keel_abi::debug::PerfCounters;
+
+/// Set the CR2 the guest will see with a #PF Keel injects. A #PF VM exit does
+/// not write CR2 (SDM 27.1), and neither does event injection, but the guest's
+/// handler must find the faulting address there; the guest's CR2 is the CPU's
+/// CR2 (it is not switched on VM entry or exit), so Keel writes it.
+fn set_guest_cr2(cr2: u64) {
+    // SAFETY: CR2 holds no host state (a host #PF is fatal and reports its own
+    // CR2); the value only reaches the guest.
+    unsafe { core::arch::asm!("mov cr2, {}", in(reg) cr2, options(nostack, preserves_flags)) };
+}
 
 /// A snapshot of [`STATS`] for `keel_debug_op(DEBUGOP_READ_COUNTERS)`.
 fn counters() -> PerfCounters {
@@ -550,11 +562,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 ),
             }
         }
-        // A #PF VM exit does not write CR2 (SDM 27.1): the guest's handler must
-        // find the faulting address there, so Keel writes it.
-        // SAFETY: CR2 holds no host state (a host #PF is fatal and reports its own
-        // CR2); the value only reaches the guest.
-        unsafe { core::arch::asm!("mov cr2, {}", in(reg) cr2, options(nostack, preserves_flags)) };
+        set_guest_cr2(cr2);
         self.inject(VEC_PF, Some(ec));
         None
     }
@@ -787,8 +795,19 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let mut buf = [0u8; 64];
         let mut done = 0u64;
         while done < bytes {
-            let n = (bytes - done).min(step) as usize;
-            let Some(chunk) = buf.get_mut(..n) else {
+            let n = (bytes - done).min(step);
+            let va = at(if is_in { g.rdi } else { g.rsi }, done);
+            // Find the first element the guest cannot access before touching
+            // the device (a faulting INS element must not consume input) and do
+            // the whole elements before it (a downward chunk is one element).
+            let access = if is_in { Access::Write } else { Access::Read };
+            let fault = first_fault(&*self.dom, &*self.mem, self.cr3, va, n, access);
+            let ok = match fault {
+                None => n,
+                Some(_) if down => 0,
+                Some(f) => f.at().0.wrapping_sub(va.0) / size * size,
+            };
+            let Some(chunk) = buf.get_mut(..ok as usize) else {
                 break;
             };
             if is_in {
@@ -799,7 +818,6 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                         *d = b;
                     }
                 }
-                let va = at(g.rdi, done);
                 if crate::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, self.cr3, va, chunk)
                     .is_err()
                 {
@@ -807,11 +825,10 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                         g,
                         ExitReason { raw: 30 },
                         q,
-                        "INS into memory the guest cannot write",
+                        "INS: a checked destination became unwritable (hypervisor bug)",
                     );
                 }
             } else {
-                let va = at(g.rsi, done);
                 if crate::guest_mem::copy_from_guest(&*self.dom, &*self.mem, self.cr3, va, chunk)
                     .is_err()
                 {
@@ -819,7 +836,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                         g,
                         ExitReason { raw: 30 },
                         q,
-                        "OUTS from memory the guest cannot read",
+                        "OUTS: a checked source became unreadable (hypervisor bug)",
                     );
                 }
                 for el in chunk.chunks(size as usize) {
@@ -833,7 +850,10 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                     self.log_unhandled(a.unhandled, false, size);
                 }
             }
-            done += n as u64;
+            done += ok;
+            if let Some(f) = fault {
+                return self.string_io_fault(g, f, is_in, down, rep, done, size);
+            }
         }
         let moved = |r: u64| {
             if down {
@@ -855,6 +875,47 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             }
         }
         self.complete_instruction();
+        None
+    }
+
+    /// A string I/O element faulted (`crate::access_fault`): end the
+    /// instruction as the CPU would. The elements before it are done, so RSI or
+    /// RDI has moved past them and, under REP, RCX counts them off (a REP string
+    /// instruction is restartable between iterations); RIP stays on the
+    /// instruction, and the fault is injected (#PF with CR2, or #GP(0)).
+    #[allow(clippy::too_many_arguments)]
+    fn string_io_fault(
+        &mut self,
+        g: &mut GuestGprs,
+        f: AccessFault,
+        is_in: bool,
+        down: bool,
+        rep: bool,
+        done_bytes: u64,
+        size: u64,
+    ) -> Option<DomainEnd> {
+        let moved = |r: u64| {
+            if down {
+                r.wrapping_sub(done_bytes)
+            } else {
+                r.wrapping_add(done_bytes)
+            }
+        };
+        if is_in {
+            g.rdi = moved(g.rdi);
+        } else {
+            g.rsi = moved(g.rsi);
+        }
+        if rep {
+            g.rcx = g.rcx.wrapping_sub(done_bytes / size);
+        }
+        match f {
+            AccessFault::GeneralProtection { .. } => self.inject_gp(),
+            AccessFault::PageFault { cr2, error_code } => {
+                set_guest_cr2(cr2.0);
+                self.inject(VEC_PF, Some(error_code));
+            }
+        }
         None
     }
 
