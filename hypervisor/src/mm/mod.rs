@@ -64,7 +64,7 @@
 pub mod emulate;
 
 use crate::addr::{Mfn, Pfn};
-use crate::domain::frame_table::{FrameTable, PageInfo, PageType};
+use crate::domain::frame_table::{FrameTable, PageInfo, PageType, TypeInfo};
 use crate::domain::pagetable::{
     entry_addr, pte_frame, Level, PTE_A, PTE_ADDR_MASK, PTE_D, PTE_NX, PTE_P, PTE_PS, PTE_RW,
     PTE_US,
@@ -230,6 +230,16 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         self.ft.info(&*self.mem, pfn).unwrap_or(PageInfo::FREE)
     }
 
+    // The type word and the reference count are separate words of the frame
+    // table: each rule reads and writes only the one it changes.
+    fn type_info(&self, pfn: Pfn) -> TypeInfo {
+        self.ft.type_info(&*self.mem, pfn).unwrap_or(TypeInfo::FREE)
+    }
+
+    fn set_type_info(&mut self, pfn: Pfn, t: TypeInfo) {
+        self.ft.set_type_info(self.mem, pfn, t);
+    }
+
     /// The accounting of `mfn`, if the domain owns it.
     pub fn page_info(&self, mfn: Mfn) -> Option<PageInfo> {
         let pfn = self.ft.pfn(&*self.mem, mfn)?;
@@ -242,16 +252,14 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         self.get_page_at(pfn, mfn)
     }
 
-    // The `_at` forms take the PFN the caller already looked up: the M2P lookup
-    // is a binary search through machine memory, and an entry's references need
-    // it up to four times.
+    // The `_at` forms take the PFN the caller already looked up: an entry's
+    // references need it up to four times.
     fn get_page_at(&mut self, pfn: Pfn, mfn: Mfn) -> Result<(), MmError> {
-        let mut i = self.info(pfn);
-        if i.ref_count >= MAX_REF_COUNT {
+        let refs = self.ft.ref_count(&*self.mem, pfn).unwrap_or(0);
+        if refs >= MAX_REF_COUNT {
             return Err(MmError::Overflow(mfn));
         }
-        i.ref_count += 1;
-        self.ft.set_info(self.mem, pfn, i);
+        self.ft.set_ref_count(self.mem, pfn, refs + 1);
         Ok(())
     }
 
@@ -263,9 +271,8 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     }
 
     fn put_page_at(&mut self, pfn: Pfn) {
-        let mut i = self.info(pfn);
-        i.ref_count = i.ref_count.saturating_sub(1);
-        self.ft.set_info(self.mem, pfn, i);
+        let refs = self.ft.ref_count(&*self.mem, pfn).unwrap_or(0);
+        self.ft.set_ref_count(self.mem, pfn, refs.saturating_sub(1));
     }
 
     /// Take a type reference of type `want` (Xen's `get_page_type`): count it if
@@ -277,7 +284,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     }
 
     fn get_type_at(&mut self, pfn: Pfn, mfn: Mfn, want: PageType) -> Result<(), MmError> {
-        let mut i = self.info(pfn);
+        let mut i = self.type_info(pfn);
         if i.type_count > 0 {
             if i.ty != want {
                 return Err(MmError::TypeConflict {
@@ -294,7 +301,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
                 return Err(MmError::Overflow(mfn));
             }
             i.type_count += 1;
-            self.ft.set_info(self.mem, pfn, i);
+            self.set_type_info(pfn, i);
             return Ok(());
         }
         // Count zero: the type may change. For a table, count the reference
@@ -303,17 +310,17 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         i.ty = want;
         i.type_count = 1;
         i.validated = false;
-        self.ft.set_info(self.mem, pfn, i);
+        self.set_type_info(pfn, i);
         if let Some(level) = want.level() {
             let r = self.validate(mfn, level);
-            // Re-read: validation may have changed this frame's reference count
-            // (a read-only mapping of the table in itself is allowed).
-            let mut i = self.info(pfn);
+            // Re-read rather than reuse `i`: what validation did to this frame
+            // is whatever the stored word says.
+            let mut i = self.type_info(pfn);
             match r {
                 Ok(()) => i.validated = true,
                 Err(_) => i.type_count = 0,
             }
-            self.ft.set_info(self.mem, pfn, i);
+            self.set_type_info(pfn, i);
             r?;
         }
         Ok(())
@@ -328,13 +335,13 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     }
 
     fn put_type_at(&mut self, pfn: Pfn, mfn: Mfn) {
-        let mut i = self.info(pfn);
+        let mut i = self.type_info(pfn);
         i.type_count = i.type_count.saturating_sub(1);
         let devalidate = i.type_count == 0 && i.validated;
         if i.type_count == 0 {
             i.validated = false;
         }
-        self.ft.set_info(self.mem, pfn, i);
+        self.set_type_info(pfn, i);
         if let (true, Some(level)) = (devalidate, i.ty.level()) {
             self.devalidate(mfn, level);
         }
@@ -406,31 +413,31 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// needed and hold a type reference until [`Self::unpin`].
     pub fn pin(&mut self, mfn: Mfn, level: Level) -> Result<(), MmError> {
         let pfn = self.pfn(mfn)?;
-        if self.info(pfn).pinned {
+        if self.type_info(pfn).pinned {
             return Err(MmError::AlreadyPinned(mfn));
         }
-        self.get_page(mfn)?;
-        if let Err(e) = self.get_type(mfn, PageType::Table(level)) {
-            self.put_page(mfn);
+        self.get_page_at(pfn, mfn)?;
+        if let Err(e) = self.get_type_at(pfn, mfn, PageType::Table(level)) {
+            self.put_page_at(pfn);
             return Err(e);
         }
-        let mut i = self.info(pfn);
+        let mut i = self.type_info(pfn);
         i.pinned = true;
-        self.ft.set_info(self.mem, pfn, i);
+        self.set_type_info(pfn, i);
         Ok(())
     }
 
     /// Drop the guest's pin (MMUEXT_UNPIN_TABLE).
     pub fn unpin(&mut self, mfn: Mfn) -> Result<(), MmError> {
         let pfn = self.pfn(mfn)?;
-        let mut i = self.info(pfn);
+        let mut i = self.type_info(pfn);
         if !i.pinned {
             return Err(MmError::NotPinned(mfn));
         }
         i.pinned = false;
-        self.ft.set_info(self.mem, pfn, i);
-        self.put_type(mfn);
-        self.put_page(mfn);
+        self.set_type_info(pfn, i);
+        self.put_type_at(pfn, mfn);
+        self.put_page_at(pfn);
         Ok(())
     }
 
@@ -439,13 +446,13 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// reference, so unpinning the running L4 does not devalidate it.
     pub fn set_base(&mut self, old: Option<Mfn>, new: Mfn) -> Result<(), MmError> {
         let pfn = self.pfn(new)?;
-        let i = self.info(pfn);
+        let i = self.type_info(pfn);
         if !(i.pinned && i.validated && i.ty == PageType::Table(Level::L4)) {
             return Err(MmError::NotPinnedL4(new));
         }
-        self.get_page(new)?;
-        if let Err(e) = self.get_type(new, PageType::Table(Level::L4)) {
-            self.put_page(new);
+        self.get_page_at(pfn, new)?;
+        if let Err(e) = self.get_type_at(pfn, new, PageType::Table(Level::L4)) {
+            self.put_page_at(pfn);
             return Err(e);
         }
         if let Some(old) = old {
@@ -472,15 +479,15 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             return Err(MmError::Misaligned);
         }
         let at = entry_addr(table, index);
-        let i = self.info(pfn);
+        let i = self.type_info(pfn);
         let level = match i.ty.level() {
             Some(l) if i.validated => l,
             _ => {
                 // Ordinary memory: the same write the guest could do through a
                 // writable mapping, allowed only if the frame could have one.
-                self.get_type(table, PageType::Writable)?;
+                self.get_type_at(pfn, table, PageType::Writable)?;
                 self.mem.write_u64(at, new);
-                self.put_type(table);
+                self.put_type_at(pfn, table);
                 return Ok(Flush::None);
             }
         };
@@ -501,8 +508,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// non-zero; the caller reports it).
     pub fn release_all(&mut self, base: Option<Mfn>) -> u64 {
         for p in 0..self.ft.nr_pages() {
-            let i = self.info(Pfn(p));
-            if i.pinned {
+            if self.type_info(Pfn(p)).pinned {
                 if let Some(m) = self.ft.mfn(&*self.mem, Pfn(p)) {
                     let _ = self.unpin(m);
                 }
