@@ -72,6 +72,22 @@ fn word_ptr<T>(at: MachineAddr) -> Option<*mut T> {
     word_in_map(at.0, core::mem::size_of::<T>() as u64, top).then_some(at.0 as *mut T)
 }
 
+// The word accessors' slow paths (unaligned words), out of line so that the
+// fast paths need no stack frame for the byte buffer and the panic message.
+#[cold]
+#[inline(never)]
+fn read_slow<const N: usize>(at: MachineAddr) -> [u8; N] {
+    let mut b = [0u8; N];
+    DirectMap.read(at, &mut b);
+    b
+}
+
+#[cold]
+#[inline(never)]
+fn write_slow(at: MachineAddr, data: &[u8]) {
+    DirectMap.write(at, data);
+}
+
 impl PhysMem for DirectMap {
     // The word accessors: one load or store after one range test; anything the
     // test does not accept (an unaligned word) takes the checked byte path,
@@ -82,11 +98,7 @@ impl PhysMem for DirectMap {
             // SAFETY: mapped, aligned and non-null (checked); the caller may read
             // this machine memory (the `PhysMem` contract); one CPU, no DMA.
             Some(p) => u32::from_le(unsafe { p.read() }),
-            None => {
-                let mut b = [0u8; 4];
-                self.read(at, &mut b);
-                u32::from_le_bytes(b)
-            }
+            None => u32::from_le_bytes(read_slow(at)),
         }
     }
 
@@ -95,11 +107,7 @@ impl PhysMem for DirectMap {
         match word_ptr::<u64>(at) {
             // SAFETY: as in `read_u32`.
             Some(p) => u64::from_le(unsafe { p.read() }),
-            None => {
-                let mut b = [0u8; 8];
-                self.read(at, &mut b);
-                u64::from_le_bytes(b)
-            }
+            None => u64::from_le_bytes(read_slow(at)),
         }
     }
 
@@ -109,7 +117,7 @@ impl PhysMem for DirectMap {
             // SAFETY: as in `read_u32`; the caller owns the frame, so no Rust
             // object of the hypervisor lives there.
             Some(p) => unsafe { p.write(v.to_le()) },
-            None => self.write(at, &v.to_le_bytes()),
+            None => write_slow(at, &v.to_le_bytes()),
         }
     }
 
@@ -118,7 +126,7 @@ impl PhysMem for DirectMap {
         match word_ptr::<u64>(at) {
             // SAFETY: as in `write_u32`.
             Some(p) => unsafe { p.write(v.to_le()) },
-            None => self.write(at, &v.to_le_bytes()),
+            None => write_slow(at, &v.to_le_bytes()),
         }
     }
 

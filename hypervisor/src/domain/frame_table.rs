@@ -377,16 +377,25 @@ impl FrameTable {
 
     /// The PFN of `mfn`, if the domain owns it: one read of the dense index, or
     /// a binary search of the M2P index.
+    #[inline]
     pub fn pfn<M: PhysMem + ?Sized>(&self, mem: &M, mfn: Mfn) -> Option<Pfn> {
-        if mfn.0 > MAX_MFN {
-            return None;
-        }
         if let Some(d) = self.dense {
+            // The dense index covers only MFNs of the domain (so <= MAX_MFN).
             let off = mfn.0.checked_sub(d.first.0).filter(|&o| o < d.span)?;
             return mem
                 .read_u32(d.table.at(off * 4))
                 .checked_sub(1)
                 .map(|p| Pfn(u64::from(p)));
+        }
+        self.pfn_search(mem, mfn)
+    }
+
+    /// [`Self::pfn`] without the dense index (out of line: the dense lookup is
+    /// the common case, and this loop would give it a large frame).
+    #[inline(never)]
+    fn pfn_search<M: PhysMem + ?Sized>(&self, mem: &M, mfn: Mfn) -> Option<Pfn> {
+        if mfn.0 > MAX_MFN {
+            return None;
         }
         let (mut lo, mut hi) = (0u64, self.nr_pages);
         while lo < hi {
