@@ -130,6 +130,10 @@ impl PhysMem for DirectMap {
         }
     }
 
+    fn as_direct_map(&mut self) -> Option<&mut DirectMap> {
+        Some(self)
+    }
+
     fn read(&self, at: MachineAddr, out: &mut [u8]) {
         check_one_frame(at, out.len());
         let src = direct_ptr(at.0, out.len());

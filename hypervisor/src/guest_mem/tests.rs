@@ -379,13 +379,19 @@ fn page_reader_walks_once_per_page_and_forgets_on_a_write_to_its_walk() {
     let q_va = l.va(Pfn(q)).0;
     copy_to_guest(&dom, &mut mem, cr3, GuestVirt(q_va + 16), &[0x22; 8]).unwrap();
     let mut r = PageReader::new();
-    assert_eq!(r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 8)), Ok([0; 8]));
+    assert_eq!(
+        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 8)),
+        Ok([0; 8])
+    );
     // The tables are not read again for another read in the page.
     let tables: BTreeSet<u64> = (l.page_tables.0..l.stack.0)
         .map(|t| dom.mfn_of(&mem, Pfn(t)).unwrap().0)
         .collect();
     mem.reads.borrow_mut().clear();
-    assert_eq!(r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)), Ok([0x11; 8]));
+    assert_eq!(
+        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        Ok([0x11; 8])
+    );
     assert!(mem.reads.borrow().is_disjoint(&tables));
     // Remap p's page to q's frame behind the reader's back (as an mmu_update
     // request would): a write elsewhere keeps the (now stale) translation...
@@ -393,10 +399,16 @@ fn page_reader_walks_once_per_page_and_forgets_on_a_write_to_its_walk() {
     let q_mfn = dom.mfn_of(&mem, Pfn(q)).unwrap();
     mem.write_u64(at, pte(q_mfn, PTE_P | PTE_RW));
     r.wrote_entry(MachineAddr(at.0 + 8));
-    assert_eq!(r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)), Ok([0x11; 8]));
+    assert_eq!(
+        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        Ok([0x11; 8])
+    );
     // ...and reporting the entry itself (at any byte of it) drops it.
     r.wrote_entry(MachineAddr(at.0 + 3));
-    assert_eq!(r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)), Ok([0x22; 8]));
+    assert_eq!(
+        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        Ok([0x22; 8])
+    );
     assert_eq!(
         r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
         read_bytes::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16))
@@ -412,7 +424,10 @@ fn page_reader_walks_once_per_page_and_forgets_on_a_write_to_its_walk() {
     );
     mem.write_u64(l4e, old);
     // A failed translation keeps nothing: the next read walks again.
-    assert_eq!(r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)), Ok([0x22; 8]));
+    assert_eq!(
+        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        Ok([0x22; 8])
+    );
     // Another root is another translation, even for the same page.
     let other = dom.mfn_of(&mem, Pfn(0)).unwrap();
     assert_eq!(
