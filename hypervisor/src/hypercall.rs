@@ -23,7 +23,7 @@ use crate::domain::Level;
 use crate::event::EventState;
 use crate::guest_mem::{self, Access};
 use crate::mem::{Console, PhysMem};
-use crate::mm::Flush;
+use crate::mm::{Flush, LastTable};
 use keel_abi::console::{CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
 use keel_abi::event::{
     EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
@@ -825,6 +825,9 @@ impl MmuBatch for MmuUpdateBatch {
         // The only guest memory a request writes is the entry it names
         // (whatever its command bits; a misaligned one is refused unwritten).
         let writes = |b: &[u8; MmuUpdate::SIZE]| Some(MachineAddr(MmuUpdate::decode(b).ptr & !7));
+        // The requests of a batch are a run of updates with nothing between
+        // them: consecutive ones to the same table look it up once.
+        let mut last = LastTable::default();
         batch::<M, { MmuUpdate::SIZE }>(c, a, writes, |c, b| {
             let req = MmuUpdate::decode(b);
             match req.ptr & 3 {
@@ -832,7 +835,9 @@ impl MmuBatch for MmuUpdateBatch {
                     // Bits 0..1 are the command; the entry address is 8-byte
                     // aligned, so bit 2 must be clear (checked by update_entry).
                     let ma = MachineAddr(req.ptr & !3);
-                    c.dom.update_entry(c.mem, ma, req.val).map_err(mm_err)
+                    c.dom
+                        .update_entry_after(c.mem, &mut last, ma, req.val)
+                        .map_err(mm_err)
                 }
                 _ => Err(Errno::ENOSYS),
             }

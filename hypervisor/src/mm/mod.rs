@@ -347,18 +347,30 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         }
     }
 
-    /// The references a present entry of a table of `level` holds.
+    /// The references a present entry of a table of `level` holds. Inline: a
+    /// read-only L1 entry (the common case, in validation and in updates) needs
+    /// only the checks and a plain reference; the type references are out of
+    /// line.
+    #[inline]
     fn get_entry_ref(&mut self, e: u64, level: Level) -> Result<(), MmError> {
         let mfn = check_entry(e, level, self.nx)?;
         let pfn = self.pfn(mfn)?;
         self.get_page_at(pfn, mfn)?;
-        let r = match level {
-            Level::L1 if e & PTE_RW != 0 => self.get_type_at(pfn, mfn, PageType::Writable),
-            Level::L1 => Ok(()),
-            Level::L2 => self.get_type_at(pfn, mfn, PageType::Table(Level::L1)),
-            Level::L3 => self.get_type_at(pfn, mfn, PageType::Table(Level::L2)),
-            Level::L4 => self.get_type_at(pfn, mfn, PageType::Table(Level::L3)),
+        let want = match level {
+            Level::L1 if e & PTE_RW == 0 => return Ok(()),
+            Level::L1 => PageType::Writable,
+            Level::L2 => PageType::Table(Level::L1),
+            Level::L3 => PageType::Table(Level::L2),
+            Level::L4 => PageType::Table(Level::L3),
         };
+        self.get_type_or_put_page(pfn, mfn, want)
+    }
+
+    /// The type reference of [`Self::get_entry_ref`]; on failure the plain
+    /// reference it took is dropped again.
+    #[inline(never)]
+    fn get_type_or_put_page(&mut self, pfn: Pfn, mfn: Mfn, want: PageType) -> Result<(), MmError> {
+        let r = self.get_type_at(pfn, mfn, want);
         if r.is_err() {
             self.put_page_at(pfn);
         }
@@ -366,6 +378,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     }
 
     /// Drop what [`Self::get_entry_ref`] took for `e`.
+    #[inline]
     fn put_entry_ref(&mut self, e: u64, level: Level) {
         let mfn = pte_frame(e);
         let Ok(pfn) = self.pfn(mfn) else { return };
@@ -474,21 +487,47 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// is ordinary memory the write is a plain one, as on Xen. Returns what the
     /// guest's TLB needs.
     pub fn mod_entry(&mut self, table: Mfn, index: usize, new: u64) -> Result<Flush, MmError> {
-        let pfn = self.pfn(table)?;
+        self.mod_entry_after(&mut LastTable::default(), table, index, new)
+    }
+
+    /// [`Self::mod_entry`] as the next of a run of updates: `last` is what the
+    /// previous update of the run found the table it wrote to be, and is
+    /// updated to this one's. An update to the same validated table as the
+    /// previous one skips looking the table up again; any other (another
+    /// table, ordinary memory) looks it up. See [`LastTable`] for why this is
+    /// exact.
+    pub fn mod_entry_after(
+        &mut self,
+        last: &mut LastTable,
+        table: Mfn,
+        index: usize,
+        new: u64,
+    ) -> Result<Flush, MmError> {
         if index >= ENTRIES {
             return Err(MmError::Misaligned);
         }
         let at = entry_addr(table, index);
-        let i = self.type_info(pfn);
-        let level = match i.ty.level() {
-            Some(l) if i.validated => l,
+        let level = match last.0 {
+            Some((t, level)) if t == table => level,
             _ => {
-                // Ordinary memory: the same write the guest could do through a
-                // writable mapping, allowed only if the frame could have one.
-                self.get_type_at(pfn, table, PageType::Writable)?;
-                self.mem.write_u64(at, new);
-                self.put_type_at(pfn, table);
-                return Ok(Flush::None);
+                last.0 = None;
+                let pfn = self.pfn(table)?;
+                let i = self.type_info(pfn);
+                match i.ty.level() {
+                    Some(l) if i.validated => {
+                        last.0 = Some((table, l));
+                        l
+                    }
+                    _ => {
+                        // Ordinary memory: the same write the guest could do
+                        // through a writable mapping, allowed only if the frame
+                        // could have one.
+                        self.get_type_at(pfn, table, PageType::Writable)?;
+                        self.mem.write_u64(at, new);
+                        self.put_type_at(pfn, table);
+                        return Ok(Flush::None);
+                    }
+                }
             }
         };
         let old = self.mem.read_u64(at);
@@ -525,6 +564,27 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             .count() as u64
     }
 }
+
+/// The table the previous update of a run of updates ([`Mm::mod_entry_after`])
+/// wrote to, when it was a validated table: its frame and level.
+///
+/// Why the next update to the same frame may take the level from here instead
+/// of the frame table: the frame was a validated `Table(level)` with a non-zero
+/// type count when the previous update looked, and an update of a table never
+/// changes that table's type word. Its new entry takes a plain reference, a
+/// `Writable` reference or a `Table(level - 1)` reference on its target; on the
+/// table itself the last two are refused (the table's type is in use as
+/// another), and a plain reference touches only the reference count. Its old
+/// entry drops references taken while the table was `Table(level)` in its
+/// current validation, so not a type reference on the table itself; dropping
+/// one may devalidate the target, which recurses only downwards (entries of
+/// lower levels, which hold no type reference on a table of this level either).
+/// An update of *another* table could devalidate this one (dropping its last
+/// reference), which is why only the immediately previous update counts: every
+/// update through a `LastTable` replaces it, and a run must not do anything
+/// else between its updates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LastTable(Option<(Mfn, Level)>);
 
 /// Whether replacing `old` by `new` needs a TLB flush: whenever a present entry
 /// changes in anything but its accessed/dirty bits (a permission or a mapping
