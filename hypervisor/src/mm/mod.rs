@@ -351,7 +351,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// read-only L1 entry (the common case, in validation and in updates) needs
     /// only the checks and a plain reference; the type references are out of
     /// line.
-    #[inline]
+    #[inline(always)]
     fn get_entry_ref(&mut self, e: u64, level: Level) -> Result<(), MmError> {
         let mfn = check_entry(e, level, self.nx)?;
         let pfn = self.pfn(mfn)?;
@@ -378,7 +378,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     }
 
     /// Drop what [`Self::get_entry_ref`] took for `e`.
-    #[inline]
+    #[inline(always)]
     fn put_entry_ref(&mut self, e: u64, level: Level) {
         let mfn = pte_frame(e);
         let Ok(pfn) = self.pfn(mfn) else { return };
