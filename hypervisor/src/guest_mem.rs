@@ -118,6 +118,10 @@ struct Window {
     cr3: Mfn,
     /// The machine addresses of the entries the walk read, L4 first.
     entries: [MachineAddr; 4],
+    /// The last frame a write was reported in that holds none of `entries`
+    /// (`u64::MAX`: none yet): a run of writes to one table (the usual batch)
+    /// is then checked with one comparison per write.
+    clear_frame: u64,
 }
 
 impl PageReader {
@@ -155,6 +159,7 @@ impl PageReader {
                     ma_page,
                     cr3,
                     entries,
+                    clear_frame: u64::MAX,
                 });
                 ma_page
             }
@@ -165,10 +170,15 @@ impl PageReader {
     /// The guest page-table entry at machine address `at` has been (or is about
     /// to be) written: forget the kept translation if its walk read that entry.
     pub fn wrote_entry(&mut self, at: MachineAddr) {
-        if let Some(w) = self.window {
-            if w.entries.contains(&MachineAddr(at.0 & !7)) {
-                self.window = None;
-            }
+        let Some(w) = &mut self.window else { return };
+        let frame = at.0 >> 12;
+        if frame == w.clear_frame {
+            return;
+        }
+        if !w.entries.iter().any(|e| e.0 >> 12 == frame) {
+            w.clear_frame = frame;
+        } else if w.entries.contains(&MachineAddr(at.0 & !7)) {
+            self.window = None;
         }
     }
 }

@@ -380,8 +380,12 @@ impl FrameTable {
     #[inline]
     pub fn pfn<M: PhysMem + ?Sized>(&self, mem: &M, mfn: Mfn) -> Option<Pfn> {
         if let Some(d) = self.dense {
-            // The dense index covers only MFNs of the domain (so <= MAX_MFN).
-            let off = mfn.0.checked_sub(d.first.0).filter(|&o| o < d.span)?;
+            // The dense index covers only MFNs of the domain (so <= MAX_MFN);
+            // one unsigned comparison rejects MFNs below and above it.
+            let off = mfn.0.wrapping_sub(d.first.0);
+            if off >= d.span {
+                return None;
+            }
             return mem
                 .read_u32(d.table.at(off * 4))
                 .checked_sub(1)

@@ -195,7 +195,9 @@ impl Domain {
         let f = self
             .mm(mem)
             .mod_entry_after(last, ptr.frame(), index, val)?;
-        self.flush = self.flush.merge(f);
+        if f != Flush::None {
+            self.flush = self.flush.merge(f);
+        }
         Ok(())
     }
 

@@ -398,6 +398,11 @@ fn page_reader_walks_once_per_page_and_forgets_on_a_write_to_its_walk() {
     let at = l1_entry(&dom, &mem, va);
     let q_mfn = dom.mfn_of(&mem, Pfn(q)).unwrap();
     mem.write_u64(at, pte(q_mfn, PTE_P | PTE_RW));
+    // (Writes in a frame none of the walk's entries is in, twice: the second
+    // is recognised by its frame alone.)
+    let elsewhere = dom.mfn_of(&mem, Pfn(p)).unwrap().addr();
+    r.wrote_entry(elsewhere);
+    r.wrote_entry(MachineAddr(elsewhere.0 + 8));
     r.wrote_entry(MachineAddr(at.0 + 8));
     assert_eq!(
         r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),

@@ -200,6 +200,7 @@ pub struct Mm<'a, M: PhysMem + ?Sized> {
 }
 
 /// The flags accepted in an entry of a table of `level` (see the module docs).
+/// PS (bit 7) is never among them.
 pub const fn allowed_flags(level: Level, nx: bool) -> u64 {
     let common = PTE_P | PTE_RW | PTE_US | PTE_PWT | PTE_PCD | PTE_A | PTE_AVAIL | PTE_ADDR_MASK;
     let nxb = if nx { PTE_NX } else { 0 };
@@ -209,14 +210,33 @@ pub const fn allowed_flags(level: Level, nx: bool) -> u64 {
     }
 }
 
+/// [`allowed_flags`] for every level (index `level - 1`), without and with NX.
+const ALLOWED: [[u64; 4]; 2] = {
+    let mut t = [[0; 4]; 2];
+    let mut i = 0;
+    while i < 4 {
+        let level = Level::WALK_ORDER[3 - i];
+        t[0][i] = allowed_flags(level, false);
+        t[1][i] = allowed_flags(level, true);
+        i += 1;
+    }
+    t
+};
+
 /// Check a present entry of a table of `level` against the flag rules; the frame
 /// it points at. (Ownership and type are checked when the reference is taken.)
+#[inline(always)]
 pub fn check_entry(e: u64, level: Level, nx: bool) -> Result<Mfn, MmError> {
-    if matches!(level, Level::L2 | Level::L3) && e & PTE_PS != 0 {
-        return Err(MmError::Superpage { level });
-    }
-    if e & !allowed_flags(level, nx) != 0 {
-        return Err(MmError::Reserved { level, entry: e });
+    let allowed = ALLOWED[nx as usize][level as usize - 1];
+    if e & !allowed != 0 {
+        // PS is refused everywhere; in an L2 or L3 entry it would be a superpage.
+        return Err(
+            if matches!(level, Level::L2 | Level::L3) && e & PTE_PS != 0 {
+                MmError::Superpage { level }
+            } else {
+                MmError::Reserved { level, entry: e }
+            },
+        );
     }
     Ok(pte_frame(e))
 }

@@ -713,3 +713,23 @@ fn a_last_table_is_not_trusted_after_its_table_is_devalidated() {
     w.unpin(2).unwrap();
     w.teardown();
 }
+
+proptest! {
+    /// `check_entry` (a table of allowed flags, one test on the fast path)
+    /// decides exactly as the rules read: PS in an L2/L3 entry is a superpage,
+    /// any other bit outside `allowed_flags` is reserved.
+    #[test]
+    fn check_entry_is_the_rules(e in any::<u64>(), bits in any::<u16>(), level in 1u32..=4, nx in any::<bool>()) {
+        // Mostly plausible entries (low flag bits, an address), some anything.
+        let e = if bits & 1 == 0 { pte(Mfn(e >> 24), u64::from(bits >> 1) | (e & PTE_NX)) } else { e };
+        let level = Level::from_number(level).unwrap();
+        let want = if matches!(level, Level::L2 | Level::L3) && e & PTE_PS != 0 {
+            Err(MmError::Superpage { level })
+        } else if e & !allowed_flags(level, nx) != 0 {
+            Err(MmError::Reserved { level, entry: e })
+        } else {
+            Ok(pte_frame(e))
+        };
+        prop_assert_eq!(check_entry(e, level, nx), want);
+    }
+}
