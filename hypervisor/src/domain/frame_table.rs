@@ -556,6 +556,42 @@ mod tests {
     }
 
     #[test]
+    fn the_type_word_and_the_reference_count_are_separate_words() {
+        let mut mem = FakeMem::default();
+        let mut src = scrambled(20, None);
+        let t = FrameTable::alloc(20, &mut mem, &mut src).unwrap();
+        let p = Pfn(7);
+        let ti = TypeInfo {
+            ty: PageType::Table(Level::L3),
+            type_count: (1 << 30) + 5,
+            pinned: true,
+            validated: true,
+        };
+        // Writing one half leaves the other (and the neighbours) alone.
+        t.set_ref_count(&mut mem, p, (1 << 40) + 3);
+        t.set_type_info(&mut mem, p, ti);
+        assert_eq!(t.type_info(&mem, p), Some(ti));
+        assert_eq!(t.ref_count(&mem, p), Some((1 << 40) + 3));
+        assert_eq!(t.info(&mem, p), Some(ti.with_refs((1 << 40) + 3)));
+        assert_eq!(t.info(&mem, Pfn(6)), Some(PageInfo::FREE));
+        assert_eq!(t.info(&mem, Pfn(8)), Some(PageInfo::FREE));
+        let w = TypeInfo::FREE;
+        t.set_type_info(&mut mem, p, w);
+        assert_eq!(t.ref_count(&mem, p), Some((1 << 40) + 3));
+        t.set_info(&mut mem, p, ti.with_refs(9));
+        assert_eq!(t.info(&mem, p).map(|i| i.type_info()), Some(ti));
+        assert_eq!(t.ref_count(&mem, p), Some(9));
+        // Past the end: nothing read, nothing written.
+        assert_eq!(t.type_info(&mem, Pfn(20)), None);
+        assert_eq!(t.ref_count(&mem, Pfn(20)), None);
+        let before = mem.frames.clone();
+        t.set_type_info(&mut mem, Pfn(20), ti);
+        t.set_ref_count(&mut mem, Pfn(20), 1);
+        assert_eq!(mem.frames, before);
+        t.free(&mut mem, &mut src);
+    }
+
+    #[test]
     fn lookups_agree_with_and_without_the_dense_index() {
         for stride in [1u64, 3, 4, 5, 100] {
             let mut mem = FakeMem::default();
