@@ -26,8 +26,8 @@
 //! guest writes nothing. Accessed/dirty bits are not set (the builder presets
 //! them on its own tables).
 
-use crate::addr::{GuestVirt, MachineAddr, Mfn};
-use crate::domain::pagetable::{bytes_to_page_end, walk};
+use crate::addr::{GuestVirt, MachineAddr, Mfn, PAGE_SIZE};
+use crate::domain::pagetable::{bytes_to_page_end, entry_addr, walk, Walk};
 use crate::domain::{Domain, FrameKind, PageType};
 use crate::mem::PhysMem;
 use keel_abi::Errno;
@@ -49,6 +49,17 @@ pub fn translate<M: PhysMem + ?Sized>(
     va: GuestVirt,
     access: Access,
 ) -> Result<MachineAddr, Errno> {
+    translate_walk(dom, mem, cr3, va, access).map(|(ma, _)| ma)
+}
+
+/// [`translate`], with the walk it made.
+fn translate_walk<M: PhysMem + ?Sized>(
+    dom: &Domain,
+    mem: &M,
+    cr3: Mfn,
+    va: GuestVirt,
+    access: Access,
+) -> Result<(MachineAddr, Walk), Errno> {
     let w = walk(mem, cr3, va, dom.nx_enabled(), |_, table| {
         dom.owns(mem, table)
     })
@@ -72,7 +83,118 @@ pub fn translate<M: PhysMem + ?Sized>(
     if !ok {
         return Err(Errno::EFAULT);
     }
-    Ok(MachineAddr(w.frame.addr().0 + va.page_offset()))
+    Ok((MachineAddr(w.frame.addr().0 + va.page_offset()), w))
+}
+
+/// Reads of a run of small objects from guest memory (a hypercall's request
+/// list) with one translation per guest page instead of one per read.
+///
+/// The reader keeps the last page it translated for reading, with what that
+/// translation depended on: the root (CR3) and the four entries the walk read.
+/// For reading, [`translate`] is a function of exactly those (the tables'
+/// ownership, the other thing it checks, is fixed for the domain's lifetime),
+/// so a kept translation is what a new one would be as long as the root is the
+/// same (checked on every read) and none of the four entries has been written.
+/// The caller must report every guest page-table entry it writes between reads
+/// ([`Self::wrote_entry`]); the requests it runs (`mmu_update`) write one
+/// entry each, at an address known before they run. (Changes to *other*
+/// tables, devalidation included, do not change these entries' contents.)
+///
+/// An object that crosses a page boundary is read with [`copy_from_guest`]
+/// (two fresh translations) and leaves the kept page alone.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PageReader {
+    window: Option<Window>,
+}
+
+/// One translated page: see [`PageReader`].
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    /// The guest-virtual page (its first byte).
+    va_page: u64,
+    /// Its machine frame's first byte.
+    ma_page: u64,
+    /// The root the translation was made from.
+    cr3: Mfn,
+    /// The machine addresses of the entries the walk read, L4 first.
+    entries: [MachineAddr; 4],
+    /// The last frame a write was reported in that holds none of `entries`
+    /// (`u64::MAX`: none yet): a run of writes to one table (the usual batch)
+    /// is then checked with one comparison per write.
+    clear_frame: u64,
+}
+
+impl PageReader {
+    /// A reader with no page translated yet.
+    pub const fn new() -> PageReader {
+        PageReader { window: None }
+    }
+
+    /// Read `N` bytes at guest-virtual `va` through the tables rooted at `cr3`:
+    /// exactly what [`read_bytes`] would return, or the same error.
+    pub fn read<const N: usize, M: PhysMem + ?Sized>(
+        &mut self,
+        dom: &Domain,
+        mem: &M,
+        cr3: Mfn,
+        va: GuestVirt,
+    ) -> Result<[u8; N], Errno> {
+        let off = va.page_offset();
+        if off + N as u64 > PAGE_SIZE {
+            return read_bytes(dom, mem, cr3, va);
+        }
+        let va_page = va.0 - off;
+        let ma_page = match self.window {
+            Some(w) if w.va_page == va_page && w.cr3 == cr3 => w.ma_page,
+            _ => {
+                self.window = None;
+                let (ma, w) = translate_walk(dom, mem, cr3, va, Access::Read)?;
+                let mut entries = [MachineAddr(0); 4];
+                for ((e, &table), level) in entries.iter_mut().zip(&w.tables).zip([4, 3, 2, 1]) {
+                    *e = entry_addr(table, va.table_index(level));
+                }
+                let ma_page = ma.0 - off;
+                self.window = Some(Window {
+                    va_page,
+                    ma_page,
+                    cr3,
+                    entries,
+                    clear_frame: u64::MAX,
+                });
+                ma_page
+            }
+        };
+        Ok(read_words(mem, MachineAddr(ma_page + off)))
+    }
+
+    /// The guest page-table entry at machine address `at` has been (or is about
+    /// to be) written: forget the kept translation if its walk read that entry.
+    pub fn wrote_entry(&mut self, at: MachineAddr) {
+        let Some(w) = &mut self.window else { return };
+        let frame = at.0 >> 12;
+        if frame == w.clear_frame {
+            return;
+        }
+        if !w.entries.iter().any(|e| e.0 >> 12 == frame) {
+            w.clear_frame = frame;
+        } else if w.entries.contains(&MachineAddr(at.0 & !7)) {
+            self.window = None;
+        }
+    }
+}
+
+/// `N` bytes at `at` (within one frame): 8-byte words when aligned, bytes
+/// otherwise.
+fn read_words<const N: usize, M: PhysMem + ?Sized>(mem: &M, at: MachineAddr) -> [u8; N] {
+    let mut b = [0u8; N];
+    if at.0.is_multiple_of(8) && N.is_multiple_of(8) {
+        for (k, c) in b.chunks_exact_mut(8).enumerate() {
+            c.copy_from_slice(&mem.read_u64(MachineAddr(at.0 + 8 * k as u64)).to_le_bytes());
+        }
+    } else {
+        mem.read(at, &mut b);
+    }
+    b
 }
 
 /// Call `f(machine address, offset into the buffer, length)` for each page-sized

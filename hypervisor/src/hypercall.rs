@@ -23,7 +23,7 @@ use crate::domain::Level;
 use crate::event::EventState;
 use crate::guest_mem::{self, Access};
 use crate::mem::{Console, PhysMem};
-use crate::mm::Flush;
+use crate::mm::{Flush, LastTable};
 use keel_abi::console::{CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
 use keel_abi::event::{
     EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
@@ -768,10 +768,52 @@ fn sched_shutdown(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
 /// its preemption flag; Keel does not preempt, and refuses such counts).
 const MAX_BATCH: u64 = (1 << 31) - 1;
 
+/// What the batched MMU requests work on: the calling domain, machine memory
+/// and the guest's current root. Generic over the memory so that the batches
+/// run on the hypervisor's direct map as its concrete type ([`run_mmu_batch`]).
+struct MmuCtx<'a, M: PhysMem + ?Sized> {
+    dom: &'a mut Domain,
+    mem: &'a mut M,
+    cr3: Mfn,
+}
+
+/// A batched MMU hypercall, written once for any memory type.
+trait MmuBatch {
+    fn run<M: PhysMem + ?Sized>(c: &mut MmuCtx<'_, M>, a: &HypercallArgs) -> Outcome;
+}
+
+/// Run batch `B` on `ctx`. On the hypervisor's direct map (what hypercalls get
+/// on hardware) it runs on the concrete type: every frame-table and page-table
+/// word is then an inlined load or store instead of a virtual call through
+/// `dyn PhysMem`, and a request costs several of them. Any other memory (the
+/// host tests') runs the same code through the trait object. The root the batch
+/// leaves (NEW_BASEPTR) becomes the context's.
+fn run_mmu_batch<B: MmuBatch>(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    #[cfg(target_os = "none")]
+    if let Some(dm) = ctx.mem.as_direct_map() {
+        let mut c = MmuCtx {
+            dom: &mut *ctx.dom,
+            mem: dm,
+            cr3: ctx.cr3,
+        };
+        let out = B::run(&mut c, a);
+        ctx.cr3 = c.cr3;
+        return out;
+    }
+    let mut c = MmuCtx {
+        dom: &mut *ctx.dom,
+        mem: &mut *ctx.mem,
+        cr3: ctx.cr3,
+    };
+    let out = B::run(&mut c, a);
+    ctx.cr3 = c.cr3;
+    out
+}
+
 /// `foreigndom` must name the caller: Keel runs one domain and has no privileged
 /// one, so there is no other domain to act on (`-ESRCH`, as Xen for an unknown id).
-fn check_foreigndom(ctx: &DynCtx<'_>, fd: u64) -> Result<(), Errno> {
-    if fd == DOMID_SELF || fd == u64::from(ctx.dom.id.0) {
+fn check_foreigndom(dom: &Domain, fd: u64) -> Result<(), Errno> {
+    if fd == DOMID_SELF || fd == u64::from(dom.id.0) {
         Ok(())
     } else {
         Err(Errno::ESRCH)
@@ -779,91 +821,64 @@ fn check_foreigndom(ctx: &DynCtx<'_>, fd: u64) -> Result<(), Errno> {
 }
 
 /// Write the number of requests done to `*pdone` (a C `unsigned int`), unless NULL.
-fn write_done(ctx: &mut DynCtx<'_>, pdone: u64, done: u64) -> Result<(), Errno> {
+fn write_done<M: PhysMem + ?Sized>(
+    c: &mut MmuCtx<'_, M>,
+    pdone: u64,
+    done: u64,
+) -> Result<(), Errno> {
     if pdone == 0 {
         return Ok(());
     }
     let v = u32::try_from(done).unwrap_or(u32::MAX);
-    guest_mem::copy_to_guest(
-        ctx.dom,
-        ctx.mem,
-        ctx.cr3,
-        GuestVirt(pdone),
-        &v.to_le_bytes(),
-    )
+    guest_mem::copy_to_guest(c.dom, c.mem, c.cr3, GuestVirt(pdone), &v.to_le_bytes())
 }
 
-/// Run `count` requests of `size` bytes from `list`, `one` per request; stop at
+/// Run `count` requests of `N` bytes from `list`, `one_fn` per request; stop at
 /// the first error; write the count done back. The shape both `mmu_update` and
 /// `mmuext_op` share (Xen's `do_mmu_update`/`do_mmuext_op` loops).
-fn batch<const N: usize>(
-    ctx: &mut DynCtx<'_>,
+///
+/// Each request is read just before it runs, through a [`guest_mem::PageReader`]:
+/// one page walk per page of requests rather than one per request (the walk
+/// costs several times what a small request does). `writes(req)` names the
+/// guest page-table entry a request may write, if any, so that the reader
+/// forgets a translation the request could change. A request that cannot be
+/// read ends the batch with `-EFAULT` after the ones before it have run, as
+/// Xen's loop does.
+fn batch<M: PhysMem + ?Sized, const N: usize>(
+    c: &mut MmuCtx<'_, M>,
     a: &HypercallArgs,
-    mut one_fn: impl FnMut(&mut DynCtx<'_>, &[u8; N]) -> Result<(), Errno>,
+    writes: impl Fn(&[u8; N]) -> Option<MachineAddr>,
+    mut one_fn: impl FnMut(&mut MmuCtx<'_, M>, &[u8; N]) -> Result<(), Errno>,
 ) -> Outcome {
-    fn one_req<const N: usize>(
-        ctx: &mut DynCtx<'_>,
-        req: &[u8; N],
-        f: &mut impl FnMut(&mut DynCtx<'_>, &[u8; N]) -> Result<(), Errno>,
-    ) -> Result<(), Errno> {
-        f(ctx, req)
-    }
     let (list, count, pdone, fd) = (a.args[0], a.args[1], a.args[2], a.args[3]);
-    if let Err(e) = check_foreigndom(ctx, fd) {
+    if let Err(e) = check_foreigndom(c.dom, fd) {
         return Outcome::err(e);
     }
     if count > MAX_BATCH {
         return Outcome::err(Errno::EINVAL);
     }
-    // Requests are copied in chunks: one page walk per chunk instead of one per
-    // request (the walk dominates the cost of a small request). A chunk that is
-    // not wholly readable is retried one request at a time, so the requests
-    // before an unreadable one still run, as Xen's loop does.
-    const CHUNK: usize = 32;
-    let mut buf = [[0u8; N]; CHUNK];
+    let mut reader = guest_mem::PageReader::new();
     let mut done = 0u64;
     let mut rc = Ok(());
-    'outer: while done < count {
-        let n = (count - done).min(CHUNK as u64) as usize;
+    while done < count {
         let va = GuestVirt(list.wrapping_add(done.wrapping_mul(N as u64)));
-        let mut flat = [0u8; 32 * 24];
-        let whole = flat
-            .get_mut(..n * N)
-            .map(|b| guest_mem::copy_from_guest(ctx.dom, ctx.mem, ctx.cr3, va, b).is_ok())
-            .unwrap_or(false);
-        for (k, slot) in buf.iter_mut().take(n).enumerate() {
-            if whole {
-                if let Some(src) = flat.get(k * N..(k + 1) * N) {
-                    slot.copy_from_slice(src);
-                }
-            } else {
-                let one = GuestVirt(va.0.wrapping_add((k * N) as u64));
-                match guest_mem::read_bytes::<N, _>(ctx.dom, ctx.mem, ctx.cr3, one) {
-                    Ok(b) => *slot = b,
-                    Err(e) => {
-                        // Run the readable ones first.
-                        for req in buf.iter().take(k) {
-                            if let Err(e) = one_req(ctx, req, &mut one_fn) {
-                                rc = Err(e);
-                                break 'outer;
-                            }
-                            done += 1;
-                        }
-                        rc = Err(e);
-                        break 'outer;
-                    }
-                }
-            }
-        }
-        for req in buf.iter().take(n) {
-            if let Err(e) = one_req(ctx, req, &mut one_fn) {
+        let req = match reader.read::<N, _>(c.dom, c.mem, c.cr3, va) {
+            Ok(r) => r,
+            Err(e) => {
                 rc = Err(e);
-                break 'outer;
+                break;
             }
-            done += 1;
+        };
+        if let Some(at) = writes(&req) {
+            reader.wrote_entry(at);
         }
+        if let Err(e) = one_fn(c, &req) {
+            rc = Err(e);
+            break;
+        }
+        done += 1;
     }
-    let wrote = write_done(ctx, pdone, done);
+    let wrote = write_done(c, pdone, done);
     match rc.and(wrote) {
         Ok(()) => Outcome::Return(0),
         Err(e) => Outcome::err(e),
@@ -876,60 +891,92 @@ fn mm_err(e: crate::mm::MmError) -> Errno {
 }
 
 fn mmu_update(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    batch::<{ MmuUpdate::SIZE }>(ctx, a, |ctx, b| {
-        let req = MmuUpdate::decode(b);
-        match req.ptr & 3 {
-            MMU_NORMAL_PT_UPDATE => {
-                // Bits 0..1 are the command; the entry address is 8-byte
-                // aligned, so bit 2 must be clear (checked by update_entry).
-                let ma = MachineAddr(req.ptr & !3);
-                ctx.dom.update_entry(ctx.mem, ma, req.val).map_err(mm_err)
+    run_mmu_batch::<MmuUpdateBatch>(ctx, a)
+}
+
+struct MmuUpdateBatch;
+
+impl MmuBatch for MmuUpdateBatch {
+    fn run<M: PhysMem + ?Sized>(c: &mut MmuCtx<'_, M>, a: &HypercallArgs) -> Outcome {
+        // The only guest memory a request writes is the entry it names
+        // (whatever its command bits; a misaligned one is refused unwritten).
+        let writes = |b: &[u8; MmuUpdate::SIZE]| Some(MachineAddr(MmuUpdate::decode(b).ptr & !7));
+        // The requests of a batch are a run of updates with nothing between
+        // them: consecutive ones to the same table look it up once.
+        let mut last = LastTable::default();
+        batch::<M, { MmuUpdate::SIZE }>(c, a, writes, |c, b| {
+            let req = MmuUpdate::decode(b);
+            match req.ptr & 3 {
+                MMU_NORMAL_PT_UPDATE => {
+                    // Bits 0..1 are the command; the entry address is 8-byte
+                    // aligned, so bit 2 must be clear (checked by update_entry).
+                    let ma = MachineAddr(req.ptr & !3);
+                    c.dom
+                        .update_entry_after(c.mem, &mut last, ma, req.val)
+                        .map_err(mm_err)
+                }
+                _ => Err(Errno::ENOSYS),
             }
-            _ => Err(Errno::ENOSYS),
-        }
-    })
+        })
+    }
 }
 
 fn mmuext_op(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    batch::<{ MmuextOp::SIZE }>(ctx, a, |ctx, b| {
-        let op = MmuextOp::decode(b);
-        let mfn = Mfn(op.arg1);
-        let pin = |ctx: &mut DynCtx<'_>, level| ctx.dom.pin(ctx.mem, mfn, level).map_err(mm_err);
-        match op.cmd {
-            MMUEXT_PIN_L1_TABLE => pin(ctx, Level::L1),
-            MMUEXT_PIN_L2_TABLE => pin(ctx, Level::L2),
-            MMUEXT_PIN_L3_TABLE => pin(ctx, Level::L3),
-            MMUEXT_PIN_L4_TABLE => pin(ctx, Level::L4),
-            MMUEXT_UNPIN_TABLE => ctx.dom.unpin(ctx.mem, mfn).map_err(mm_err),
-            MMUEXT_NEW_BASEPTR => {
-                ctx.dom.new_baseptr(ctx.mem, mfn).map_err(mm_err)?;
-                ctx.cr3 = ctx.dom.base();
-                Ok(())
-            }
-            MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_ALL => {
-                ctx.dom.request_flush(Flush::All);
-                Ok(())
-            }
-            MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_ALL => {
-                ctx.dom.request_flush(Flush::Page(op.arg1));
-                Ok(())
-            }
-            MMUEXT_TLB_FLUSH_MULTI | MMUEXT_INVLPG_MULTI => {
-                // The vCPU bitmap is a guest pointer; Keel has vCPU 0 only.
-                let mask =
-                    guest_mem::read_bytes::<8, _>(ctx.dom, ctx.mem, ctx.cr3, GuestVirt(op.arg2))?;
-                if u64::from_le_bytes(mask) & 1 != 0 {
-                    ctx.dom.request_flush(if op.cmd == MMUEXT_TLB_FLUSH_MULTI {
-                        Flush::All
-                    } else {
-                        Flush::Page(op.arg1)
-                    });
+    run_mmu_batch::<MmuextBatch>(ctx, a)
+}
+
+struct MmuextBatch;
+
+impl MmuBatch for MmuextBatch {
+    fn run<M: PhysMem + ?Sized>(c: &mut MmuCtx<'_, M>, a: &HypercallArgs) -> Outcome {
+        // No command writes guest memory (NEW_BASEPTR changes the root, which
+        // the reader checks on every read).
+        batch::<M, { MmuextOp::SIZE }>(
+            c,
+            a,
+            |_| None,
+            |c, b| {
+                let op = MmuextOp::decode(b);
+                let mfn = Mfn(op.arg1);
+                let pin =
+                    |c: &mut MmuCtx<'_, M>, level| c.dom.pin(c.mem, mfn, level).map_err(mm_err);
+                match op.cmd {
+                    MMUEXT_PIN_L1_TABLE => pin(c, Level::L1),
+                    MMUEXT_PIN_L2_TABLE => pin(c, Level::L2),
+                    MMUEXT_PIN_L3_TABLE => pin(c, Level::L3),
+                    MMUEXT_PIN_L4_TABLE => pin(c, Level::L4),
+                    MMUEXT_UNPIN_TABLE => c.dom.unpin(c.mem, mfn).map_err(mm_err),
+                    MMUEXT_NEW_BASEPTR => {
+                        c.dom.new_baseptr(c.mem, mfn).map_err(mm_err)?;
+                        c.cr3 = c.dom.base();
+                        Ok(())
+                    }
+                    MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_ALL => {
+                        c.dom.request_flush(Flush::All);
+                        Ok(())
+                    }
+                    MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_ALL => {
+                        c.dom.request_flush(Flush::Page(op.arg1));
+                        Ok(())
+                    }
+                    MMUEXT_TLB_FLUSH_MULTI | MMUEXT_INVLPG_MULTI => {
+                        // The vCPU bitmap is a guest pointer; Keel has vCPU 0 only.
+                        let mask =
+                            guest_mem::read_bytes::<8, _>(c.dom, c.mem, c.cr3, GuestVirt(op.arg2))?;
+                        if u64::from_le_bytes(mask) & 1 != 0 {
+                            c.dom.request_flush(if op.cmd == MMUEXT_TLB_FLUSH_MULTI {
+                                Flush::All
+                            } else {
+                                Flush::Page(op.arg1)
+                            });
+                        }
+                        Ok(())
+                    }
+                    _ => Err(Errno::ENOSYS),
                 }
-                Ok(())
-            }
-            _ => Err(Errno::ENOSYS),
-        }
-    })
+            },
+        )
+    }
 }
 
 fn multicall(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {

@@ -17,15 +17,39 @@ pub trait PhysMem {
     /// Write `data` starting at `at`. The range must not cross a frame boundary.
     fn write(&mut self, at: MachineAddr, data: &[u8]);
 
-    /// Read a little-endian u64 (8-byte aligned).
+    // The word accessors below are what the hot paths use (frame-table words,
+    // page-table entries, the dense M2P index). Their defaults go through the
+    // byte accessors; an implementation overrides them with single loads and
+    // stores for naturally aligned words (which cannot cross a frame). At any
+    // address they must return and store exactly what the byte accessors would:
+    // an unaligned word within a frame is still a valid access (slower).
+
+    /// Read a little-endian u32 (meant for 4-byte aligned addresses).
+    fn read_u32(&self, at: MachineAddr) -> u32 {
+        let mut b = [0u8; 4];
+        self.read(at, &mut b);
+        u32::from_le_bytes(b)
+    }
+    /// Read a little-endian u64 (meant for 8-byte aligned addresses).
     fn read_u64(&self, at: MachineAddr) -> u64 {
         let mut b = [0u8; 8];
         self.read(at, &mut b);
         u64::from_le_bytes(b)
     }
-    /// Write a little-endian u64 (8-byte aligned).
+    /// Write a little-endian u32 (meant for 4-byte aligned addresses).
+    fn write_u32(&mut self, at: MachineAddr, v: u32) {
+        self.write(at, &v.to_le_bytes());
+    }
+    /// Write a little-endian u64 (meant for 8-byte aligned addresses).
     fn write_u64(&mut self, at: MachineAddr, v: u64) {
         self.write(at, &v.to_le_bytes());
+    }
+    /// This memory as the hypervisor's direct map, if that is what it is: code
+    /// holding a `dyn PhysMem` can then run a hot loop on the concrete type, with
+    /// every word access inlined (see `hypercall::run_mmu_batch`).
+    #[cfg(target_os = "none")]
+    fn as_direct_map(&mut self) -> Option<&mut crate::arch::mem::DirectMap> {
+        None
     }
     /// Fill a frame with zeroes.
     fn zero_frame(&mut self, f: Mfn) {
@@ -36,6 +60,17 @@ pub trait PhysMem {
             off += zeros.len() as u64;
         }
     }
+}
+
+/// Whether a word of `size` bytes (a power of two, at most 8) at machine address
+/// `at` may be accessed with one load or store through a map of `[0, top)`: it is
+/// naturally aligned (so it lies within one frame), not at address 0 (a null
+/// pointer), and below `top`, which must be a multiple of `size` (so the whole
+/// word is below it). The direct map's word accessors take their fast path on
+/// this test and fall back to the checked byte accessors otherwise.
+#[inline]
+pub const fn word_in_map(at: u64, size: u64, top: u64) -> bool {
+    at & (size - 1) == 0 && at != 0 && at < top
 }
 
 /// A source of free machine frames.
@@ -94,6 +129,65 @@ pub mod fake {
                 .entry(at.frame().0)
                 .or_insert_with(|| std::vec![0; PAGE_SIZE as usize]);
             f[off..off + data.len()].copy_from_slice(data);
+        }
+
+        // Word accessors of their own (not the byte-based defaults), shaped like
+        // the direct map's: aligned words straight from the frame, anything else
+        // through the byte accessors. The tests check that both agree.
+        fn read_u32(&self, at: MachineAddr) -> u32 {
+            match self.word(at, 4) {
+                Some(w) => u32::from_le_bytes(w.try_into().unwrap_or([0; 4])),
+                None => {
+                    let mut b = [0u8; 4];
+                    self.read(at, &mut b);
+                    u32::from_le_bytes(b)
+                }
+            }
+        }
+        fn read_u64(&self, at: MachineAddr) -> u64 {
+            match self.word(at, 8) {
+                Some(w) => u64::from_le_bytes(w.try_into().unwrap_or([0; 8])),
+                None => {
+                    let mut b = [0u8; 8];
+                    self.read(at, &mut b);
+                    u64::from_le_bytes(b)
+                }
+            }
+        }
+        fn write_u32(&mut self, at: MachineAddr, v: u32) {
+            match self.word_mut(at, 4) {
+                Some(w) => w.copy_from_slice(&v.to_le_bytes()),
+                None => self.write(at, &v.to_le_bytes()),
+            }
+        }
+        fn write_u64(&mut self, at: MachineAddr, v: u64) {
+            match self.word_mut(at, 8) {
+                Some(w) => w.copy_from_slice(&v.to_le_bytes()),
+                None => self.write(at, &v.to_le_bytes()),
+            }
+        }
+    }
+
+    impl FakeMem {
+        /// The bytes of an aligned word of an existing frame (`None`: take the
+        /// byte path).
+        fn word(&self, at: MachineAddr, size: u64) -> Option<&[u8]> {
+            if !word_in_map(at.0, size, !7u64) {
+                return None;
+            }
+            let off = at.page_offset() as usize;
+            self.frames
+                .get(&at.frame().0)?
+                .get(off..off + size as usize)
+        }
+        fn word_mut(&mut self, at: MachineAddr, size: u64) -> Option<&mut [u8]> {
+            if !word_in_map(at.0, size, !7u64) {
+                return None;
+            }
+            let off = at.page_offset() as usize;
+            self.frames
+                .get_mut(&at.frame().0)?
+                .get_mut(off..off + size as usize)
         }
     }
 
@@ -163,6 +257,97 @@ pub mod fake {
     impl Console for FakeConsole {
         fn write_bytes(&mut self, bytes: &[u8]) {
             self.out.extend_from_slice(bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::fake::FakeMem;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Memory with only the byte accessors: every word accessor takes the
+    /// trait's defaults.
+    #[derive(Default)]
+    struct BytesOnly(FakeMem);
+    impl PhysMem for BytesOnly {
+        fn read(&self, at: MachineAddr, out: &mut [u8]) {
+            self.0.read(at, out)
+        }
+        fn write(&mut self, at: MachineAddr, data: &[u8]) {
+            self.0.write(at, data)
+        }
+    }
+
+    #[test]
+    fn word_in_map_edges() {
+        let top = 4 << 30;
+        assert!(word_in_map(8, 8, top));
+        assert!(word_in_map(top - 8, 8, top));
+        assert!(word_in_map(top - 4, 4, top));
+        assert!(!word_in_map(top - 4, 8, top), "misaligned");
+        assert!(!word_in_map(top, 8, top), "at the top");
+        assert!(!word_in_map(0, 8, top), "null");
+        assert!(!word_in_map(0, 4, top), "null");
+        assert!(!word_in_map(0x1004, 8, top), "misaligned");
+        assert!(!word_in_map(0x1ffc + 2, 4, top), "misaligned");
+        assert!(!word_in_map(!7u64, 8, top));
+        assert!(!word_in_map(8, 8, 0), "empty map");
+        // An aligned word never crosses a frame.
+        for at in (0..0x3000u64).step_by(4) {
+            if word_in_map(at, 4, top) {
+                assert_eq!(at / 4096, (at + 3) / 4096);
+            }
+            if word_in_map(at, 8, top) {
+                assert_eq!(at / 4096, (at + 7) / 4096);
+            }
+        }
+    }
+
+    proptest! {
+        /// The fake's own word accessors (aligned fast path, unaligned byte
+        /// path) and the byte-based defaults read and write the same bytes, at
+        /// any address that stays within one frame.
+        #[test]
+        fn word_accessors_agree_with_the_byte_ones(
+            fill in proptest::collection::vec(any::<u8>(), 64),
+            frame in 1u64..4,
+            off in 0u64..(4096 - 8),
+            near_end in any::<bool>(),
+            v in any::<u64>(),
+        ) {
+            let off = if near_end { 4096 - 8 - off % 16 } else { off };
+            let at = MachineAddr(frame * 4096 + off);
+            let mut fast = FakeMem::default();
+            let mut slow = BytesOnly::default();
+            for (i, c) in fill.chunks(8).enumerate() {
+                let base = MachineAddr(frame * 4096 + (off & !63) + 8 * i as u64);
+                if base.page_offset() + 8 <= 4096 {
+                    fast.write(base, c);
+                    slow.write(base, c);
+                }
+            }
+            prop_assert_eq!(fast.read_u64(at), slow.read_u64(at));
+            prop_assert_eq!(fast.read_u32(at), slow.read_u32(at));
+            // A frame never written reads as zeroes either way.
+            let untouched = MachineAddr(7 * 4096 + off);
+            prop_assert_eq!(fast.read_u64(untouched), 0);
+            prop_assert_eq!(slow.read_u64(untouched), 0);
+            fast.write_u64(at, v);
+            slow.write_u64(at, v);
+            let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+            let around = MachineAddr(at.0 & !7);
+            let n = (4096 - around.page_offset()).min(16) as usize;
+            fast.read(around, &mut a[..n]);
+            slow.read(around, &mut b[..n]);
+            prop_assert_eq!(a, b);
+            fast.write_u32(MachineAddr(at.0 + 4), v as u32);
+            slow.write_u32(MachineAddr(at.0 + 4), v as u32);
+            prop_assert_eq!(fast.read_u64(around), slow.read_u64(around));
+            prop_assert_eq!(fast.read_u64(at), slow.read_u64(at));
+            prop_assert_eq!(fast.read_u32(MachineAddr(at.0 + 4)), v as u32);
         }
     }
 }

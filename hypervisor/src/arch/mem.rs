@@ -17,7 +17,7 @@
 use crate::addr::{MachineAddr, Mfn, PAGE_SIZE};
 use crate::boot_info::{BootMemory, MachineRange, MemRegion};
 use crate::frames::{self, FrameAllocator, FramesError};
-use crate::mem::{FrameSource, PhysMem};
+use crate::mem::{word_in_map, FrameSource, PhysMem};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x86_64::structures::paging::{PageTable, PageTableFlags};
 use x86_64::PhysAddr;
@@ -63,7 +63,77 @@ fn check_one_frame(at: MachineAddr, len: usize) {
     );
 }
 
+/// The direct-map pointer to a naturally aligned `T` at `at`, if the one-test
+/// fast path applies ([`word_in_map`]: aligned, so within one frame; not null;
+/// below the top of the direct map, which is 2 MiB-aligned).
+#[inline(always)]
+fn word_ptr<T>(at: MachineAddr) -> Option<*mut T> {
+    let top = DIRECT_MAP_TOP.load(Ordering::Relaxed);
+    word_in_map(at.0, core::mem::size_of::<T>() as u64, top).then_some(at.0 as *mut T)
+}
+
+// The word accessors' slow paths (unaligned words), out of line so that the
+// fast paths need no stack frame for the byte buffer and the panic message.
+#[cold]
+#[inline(never)]
+fn read_slow<const N: usize>(at: MachineAddr) -> [u8; N] {
+    let mut b = [0u8; N];
+    DirectMap.read(at, &mut b);
+    b
+}
+
+#[cold]
+#[inline(never)]
+fn write_slow(at: MachineAddr, data: &[u8]) {
+    DirectMap.write(at, data);
+}
+
 impl PhysMem for DirectMap {
+    // The word accessors: one load or store after one range test; anything the
+    // test does not accept (an unaligned word) takes the checked byte path,
+    // which panics on what would be a hypervisor bug.
+    #[inline]
+    fn read_u32(&self, at: MachineAddr) -> u32 {
+        match word_ptr::<u32>(at) {
+            // SAFETY: mapped, aligned and non-null (checked); the caller may read
+            // this machine memory (the `PhysMem` contract); one CPU, no DMA.
+            Some(p) => u32::from_le(unsafe { p.read() }),
+            None => u32::from_le_bytes(read_slow(at)),
+        }
+    }
+
+    #[inline]
+    fn read_u64(&self, at: MachineAddr) -> u64 {
+        match word_ptr::<u64>(at) {
+            // SAFETY: as in `read_u32`.
+            Some(p) => u64::from_le(unsafe { p.read() }),
+            None => u64::from_le_bytes(read_slow(at)),
+        }
+    }
+
+    #[inline]
+    fn write_u32(&mut self, at: MachineAddr, v: u32) {
+        match word_ptr::<u32>(at) {
+            // SAFETY: as in `read_u32`; the caller owns the frame, so no Rust
+            // object of the hypervisor lives there.
+            Some(p) => unsafe { p.write(v.to_le()) },
+            None => write_slow(at, &v.to_le_bytes()),
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, at: MachineAddr, v: u64) {
+        match word_ptr::<u64>(at) {
+            // SAFETY: as in `write_u32`.
+            Some(p) => unsafe { p.write(v.to_le()) },
+            None => write_slow(at, &v.to_le_bytes()),
+        }
+    }
+
+    fn as_direct_map(&mut self) -> Option<&mut DirectMap> {
+        Some(self)
+    }
+
     fn read(&self, at: MachineAddr, out: &mut [u8]) {
         check_one_frame(at, out.len());
         let src = direct_ptr(at.0, out.len());

@@ -121,6 +121,52 @@ pub struct PageInfo {
     pub validated: bool,
 }
 
+/// The type half of a [`PageInfo`]: everything but the reference count, which
+/// is what one word of the P2M entry holds (the type rules of [`crate::mm`]
+/// read and write it without touching the count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TypeInfo {
+    /// The current type.
+    pub ty: PageType,
+    /// How many uses of the current type exist.
+    pub type_count: u32,
+    /// The guest pinned the frame as a table of its type.
+    pub pinned: bool,
+    /// The frame's entries are validated and hold references.
+    pub validated: bool,
+}
+
+impl TypeInfo {
+    /// A frame with no type use.
+    pub const FREE: TypeInfo = PageInfo::FREE.type_info();
+    const PINNED: u64 = 1 << 8;
+    const VALIDATED: u64 = 1 << 9;
+    const fn encode(&self) -> u64 {
+        self.ty.code()
+            | if self.pinned { Self::PINNED } else { 0 }
+            | if self.validated { Self::VALIDATED } else { 0 }
+            | (self.type_count as u64) << 32
+    }
+    const fn decode(type_word: u64) -> TypeInfo {
+        TypeInfo {
+            ty: PageType::from_code(type_word),
+            type_count: (type_word >> 32) as u32,
+            pinned: type_word & Self::PINNED != 0,
+            validated: type_word & Self::VALIDATED != 0,
+        }
+    }
+    /// The whole accounting, with `ref_count` references.
+    pub const fn with_refs(self, ref_count: u64) -> PageInfo {
+        PageInfo {
+            ty: self.ty,
+            type_count: self.type_count,
+            ref_count,
+            pinned: self.pinned,
+            validated: self.validated,
+        }
+    }
+}
+
 impl PageInfo {
     /// A frame nobody uses.
     pub const FREE: PageInfo = PageInfo {
@@ -130,21 +176,13 @@ impl PageInfo {
         pinned: false,
         validated: false,
     };
-    const PINNED: u64 = 1 << 8;
-    const VALIDATED: u64 = 1 << 9;
-    const fn encode_type(&self) -> u64 {
-        self.ty.code()
-            | if self.pinned { Self::PINNED } else { 0 }
-            | if self.validated { Self::VALIDATED } else { 0 }
-            | (self.type_count as u64) << 32
-    }
-    const fn decode(type_word: u64, ref_count: u64) -> PageInfo {
-        PageInfo {
-            ty: PageType::from_code(type_word),
-            type_count: (type_word >> 32) as u32,
-            ref_count,
-            pinned: type_word & Self::PINNED != 0,
-            validated: type_word & Self::VALIDATED != 0,
+    /// The type half (everything but the reference count).
+    pub const fn type_info(&self) -> TypeInfo {
+        TypeInfo {
+            ty: self.ty,
+            type_count: self.type_count,
+            pinned: self.pinned,
+            validated: self.validated,
         }
     }
     /// The coarse kind hypercall copies use.
@@ -253,7 +291,7 @@ impl FrameTable {
             mem.write_u64(t.p2m.at(pfn * P2M_ENTRY), mfn.0);
             mem.write_u64(
                 t.p2m.at(pfn * P2M_ENTRY + P2M_TYPE),
-                PageInfo::FREE.encode_type(),
+                TypeInfo::FREE.encode(),
             );
             mem.write_u64(t.p2m.at(pfn * P2M_ENTRY + P2M_REFS), 0);
             mem.write_u64(t.m2p.at(pfn * M2P_ENTRY), (mfn.0 << M2P_PFN_BITS) | pfn);
@@ -318,7 +356,7 @@ impl FrameTable {
             let e = self.m2p_entry(mem, i);
             let (mfn, pfn) = (e >> M2P_PFN_BITS, e & ((1 << M2P_PFN_BITS) - 1));
             // pfn < 2^24, so pfn + 1 fits a u32.
-            mem.write(table.at((mfn - lo) * 4), &((pfn + 1) as u32).to_le_bytes());
+            mem.write_u32(table.at((mfn - lo) * 4), (pfn + 1) as u32);
         }
         Some(Dense {
             table,
@@ -339,17 +377,29 @@ impl FrameTable {
 
     /// The PFN of `mfn`, if the domain owns it: one read of the dense index, or
     /// a binary search of the M2P index.
+    #[inline]
     pub fn pfn<M: PhysMem + ?Sized>(&self, mem: &M, mfn: Mfn) -> Option<Pfn> {
-        if mfn.0 > MAX_MFN {
-            return None;
-        }
         if let Some(d) = self.dense {
-            let off = mfn.0.checked_sub(d.first.0).filter(|&o| o < d.span)?;
-            let mut b = [0u8; 4];
-            mem.read(d.table.at(off * 4), &mut b);
-            return u32::from_le_bytes(b)
+            // The dense index covers only MFNs of the domain (so <= MAX_MFN);
+            // one unsigned comparison rejects MFNs below and above it.
+            let off = mfn.0.wrapping_sub(d.first.0);
+            if off >= d.span {
+                return None;
+            }
+            return mem
+                .read_u32(d.table.at(off * 4))
                 .checked_sub(1)
                 .map(|p| Pfn(u64::from(p)));
+        }
+        self.pfn_search(mem, mfn)
+    }
+
+    /// [`Self::pfn`] without the dense index (out of line: the dense lookup is
+    /// the common case, and this loop would give it a large frame).
+    #[inline(never)]
+    fn pfn_search<M: PhysMem + ?Sized>(&self, mem: &M, mfn: Mfn) -> Option<Pfn> {
+        if mfn.0 > MAX_MFN {
+            return None;
         }
         let (mut lo, mut hi) = (0u64, self.nr_pages);
         while lo < hi {
@@ -378,22 +428,43 @@ impl FrameTable {
 
     /// The accounting of `pfn` (`None` past the end).
     pub fn info<M: PhysMem + ?Sized>(&self, mem: &M, pfn: Pfn) -> Option<PageInfo> {
-        (pfn.0 < self.nr_pages).then(|| {
-            PageInfo::decode(
-                mem.read_u64(self.p2m.at(pfn.0 * P2M_ENTRY + P2M_TYPE)),
-                mem.read_u64(self.p2m.at(pfn.0 * P2M_ENTRY + P2M_REFS)),
-            )
-        })
+        let t = self.type_info(mem, pfn)?;
+        let refs = self.ref_count(mem, pfn)?;
+        Some(t.with_refs(refs))
     }
 
     /// Store the accounting of `pfn` (ignored past the end).
     pub fn set_info<M: PhysMem + ?Sized>(&self, mem: &mut M, pfn: Pfn, info: PageInfo) {
+        self.set_type_info(mem, pfn, info.type_info());
+        self.set_ref_count(mem, pfn, info.ref_count);
+    }
+
+    // The two halves of the accounting, one word each: the type rules read and
+    // change only the type word, references only the count, so each costs one
+    // machine-memory access instead of two.
+
+    /// The type half of the accounting of `pfn` (`None` past the end).
+    pub fn type_info<M: PhysMem + ?Sized>(&self, mem: &M, pfn: Pfn) -> Option<TypeInfo> {
+        (pfn.0 < self.nr_pages)
+            .then(|| TypeInfo::decode(mem.read_u64(self.p2m.at(pfn.0 * P2M_ENTRY + P2M_TYPE))))
+    }
+
+    /// Store the type half of the accounting of `pfn` (ignored past the end).
+    pub fn set_type_info<M: PhysMem + ?Sized>(&self, mem: &mut M, pfn: Pfn, t: TypeInfo) {
         if pfn.0 < self.nr_pages {
-            mem.write_u64(
-                self.p2m.at(pfn.0 * P2M_ENTRY + P2M_TYPE),
-                info.encode_type(),
-            );
-            mem.write_u64(self.p2m.at(pfn.0 * P2M_ENTRY + P2M_REFS), info.ref_count);
+            mem.write_u64(self.p2m.at(pfn.0 * P2M_ENTRY + P2M_TYPE), t.encode());
+        }
+    }
+
+    /// The reference count of `pfn` (`None` past the end).
+    pub fn ref_count<M: PhysMem + ?Sized>(&self, mem: &M, pfn: Pfn) -> Option<u64> {
+        (pfn.0 < self.nr_pages).then(|| mem.read_u64(self.p2m.at(pfn.0 * P2M_ENTRY + P2M_REFS)))
+    }
+
+    /// Store the reference count of `pfn` (ignored past the end).
+    pub fn set_ref_count<M: PhysMem + ?Sized>(&self, mem: &mut M, pfn: Pfn, refs: u64) {
+        if pfn.0 < self.nr_pages {
+            mem.write_u64(self.p2m.at(pfn.0 * P2M_ENTRY + P2M_REFS), refs);
         }
     }
 
@@ -482,6 +553,42 @@ mod tests {
             dup_at,
             handed: 0,
         }
+    }
+
+    #[test]
+    fn the_type_word_and_the_reference_count_are_separate_words() {
+        let mut mem = FakeMem::default();
+        let mut src = scrambled(20, None);
+        let t = FrameTable::alloc(20, &mut mem, &mut src).unwrap();
+        let p = Pfn(7);
+        let ti = TypeInfo {
+            ty: PageType::Table(Level::L3),
+            type_count: (1 << 30) + 5,
+            pinned: true,
+            validated: true,
+        };
+        // Writing one half leaves the other (and the neighbours) alone.
+        t.set_ref_count(&mut mem, p, (1 << 40) + 3);
+        t.set_type_info(&mut mem, p, ti);
+        assert_eq!(t.type_info(&mem, p), Some(ti));
+        assert_eq!(t.ref_count(&mem, p), Some((1 << 40) + 3));
+        assert_eq!(t.info(&mem, p), Some(ti.with_refs((1 << 40) + 3)));
+        assert_eq!(t.info(&mem, Pfn(6)), Some(PageInfo::FREE));
+        assert_eq!(t.info(&mem, Pfn(8)), Some(PageInfo::FREE));
+        let w = TypeInfo::FREE;
+        t.set_type_info(&mut mem, p, w);
+        assert_eq!(t.ref_count(&mem, p), Some((1 << 40) + 3));
+        t.set_info(&mut mem, p, ti.with_refs(9));
+        assert_eq!(t.info(&mem, p).map(|i| i.type_info()), Some(ti));
+        assert_eq!(t.ref_count(&mem, p), Some(9));
+        // Past the end: nothing read, nothing written.
+        assert_eq!(t.type_info(&mem, Pfn(20)), None);
+        assert_eq!(t.ref_count(&mem, Pfn(20)), None);
+        let before = mem.frames.clone();
+        t.set_type_info(&mut mem, Pfn(20), ti);
+        t.set_ref_count(&mut mem, Pfn(20), 1);
+        assert_eq!(mem.frames, before);
+        t.free(&mut mem, &mut src);
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub use pagetable::Level;
 
 use crate::addr::{GuestVirt, Mfn, Pfn};
 use crate::mem::{Console, FrameSource, PhysMem};
-use crate::mm::{Flush, Mm, MmError};
+use crate::mm::{Flush, LastTable, Mm, MmError};
 use frame_table::FrameTable;
 
 /// A domain identifier (Xen's `domid_t`). Keel's first guest is domain 1.
@@ -176,12 +176,28 @@ impl Domain {
         ptr: crate::addr::MachineAddr,
         val: u64,
     ) -> Result<(), MmError> {
+        self.update_entry_after(mem, &mut LastTable::default(), ptr, val)
+    }
+
+    /// [`Self::update_entry`] as the next of a run of updates with nothing
+    /// else in between (one `mmu_update` batch): see [`LastTable`].
+    pub fn update_entry_after<M: PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        last: &mut LastTable,
+        ptr: crate::addr::MachineAddr,
+        val: u64,
+    ) -> Result<(), MmError> {
         if !ptr.0.is_multiple_of(8) {
             return Err(MmError::Misaligned);
         }
         let index = (ptr.page_offset() / 8) as usize;
-        let f = self.mm(mem).mod_entry(ptr.frame(), index, val)?;
-        self.flush = self.flush.merge(f);
+        let f = self
+            .mm(mem)
+            .mod_entry_after(last, ptr.frame(), index, val)?;
+        if f != Flush::None {
+            self.flush = self.flush.merge(f);
+        }
         Ok(())
     }
 

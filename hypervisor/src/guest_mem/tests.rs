@@ -338,3 +338,105 @@ fn writes_need_a_writable_type_reference() {
     );
     assert!(read_bytes::<1, _>(&dom, &mem, cr3, GuestVirt(va)).is_ok());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// A `PageReader` returns exactly what `read_bytes` does, for runs of reads
+    /// that stay in a page, move on, cross page boundaries, leave the mapping
+    /// and come back, and under a root the domain does not own.
+    #[test]
+    fn page_reader_agrees_with_read_bytes(
+        ops in proptest::collection::vec((0u64..0x6_0000, 0u8..3, 0u8..8), 1..60),
+    ) {
+        let (dom, mem) = setup(false);
+        let l = *dom.layout();
+        let mut r = PageReader::new();
+        for (off, size, root) in ops {
+            // Mostly near the end of the mapping (the last pages, and beyond).
+            let va = GuestVirt(l.va(Pfn(l.nr_pages)).0.wrapping_sub(0x3_0000).wrapping_add(off));
+            let cr3 = if root == 0 { dom.mfn_of(&mem, Pfn(0)).unwrap() } else { dom.boot.cr3 };
+            match size {
+                0 => prop_assert_eq!(r.read::<8, _>(&dom, &mem, cr3, va), read_bytes::<8, _>(&dom, &mem, cr3, va)),
+                1 => prop_assert_eq!(r.read::<16, _>(&dom, &mem, cr3, va), read_bytes::<16, _>(&dom, &mem, cr3, va)),
+                _ => prop_assert_eq!(r.read::<24, _>(&dom, &mem, cr3, va), read_bytes::<24, _>(&dom, &mem, cr3, va)),
+            }
+        }
+    }
+}
+
+/// A reader translates a page once: later reads in the page walk no tables.
+/// Told of a write to an entry its walk read, it translates again and sees the
+/// new mapping; a write elsewhere keeps the translation.
+#[test]
+fn page_reader_walks_once_per_page_and_forgets_on_a_write_to_its_walk() {
+    let (dom, mut mem) = setup(false);
+    let l = *dom.layout();
+    let cr3 = dom.boot.cr3;
+    let (p, q) = (l.nr_pages - 2, l.nr_pages - 1);
+    let va = l.va(Pfn(p)).0;
+    copy_to_guest(&dom, &mut mem, cr3, GuestVirt(va + 16), &[0x11; 8]).unwrap();
+    let q_va = l.va(Pfn(q)).0;
+    copy_to_guest(&dom, &mut mem, cr3, GuestVirt(q_va + 16), &[0x22; 8]).unwrap();
+    let mut r = PageReader::new();
+    assert_eq!(
+        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 8)),
+        Ok([0; 8])
+    );
+    // The tables are not read again for another read in the page.
+    let tables: BTreeSet<u64> = (l.page_tables.0..l.stack.0)
+        .map(|t| dom.mfn_of(&mem, Pfn(t)).unwrap().0)
+        .collect();
+    mem.reads.borrow_mut().clear();
+    assert_eq!(
+        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        Ok([0x11; 8])
+    );
+    assert!(mem.reads.borrow().is_disjoint(&tables));
+    // Remap p's page to q's frame behind the reader's back (as an mmu_update
+    // request would): a write elsewhere keeps the (now stale) translation...
+    let at = l1_entry(&dom, &mem, va);
+    let q_mfn = dom.mfn_of(&mem, Pfn(q)).unwrap();
+    mem.write_u64(at, pte(q_mfn, PTE_P | PTE_RW));
+    // (Writes in a frame none of the walk's entries is in, twice: the second
+    // is recognised by its frame alone.)
+    let elsewhere = dom.mfn_of(&mem, Pfn(p)).unwrap().addr();
+    r.wrote_entry(elsewhere);
+    r.wrote_entry(MachineAddr(elsewhere.0 + 8));
+    r.wrote_entry(MachineAddr(at.0 + 8));
+    assert_eq!(
+        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        Ok([0x11; 8])
+    );
+    // ...and reporting the entry itself (at any byte of it) drops it.
+    r.wrote_entry(MachineAddr(at.0 + 3));
+    assert_eq!(
+        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        Ok([0x22; 8])
+    );
+    assert_eq!(
+        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        read_bytes::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16))
+    );
+    // Every level's entry counts: the L4 entry of the walk too.
+    let l4e = entry_addr(cr3, GuestVirt(va).table_index(4));
+    let old = mem.read_u64(l4e);
+    mem.write_u64(l4e, 0);
+    r.wrote_entry(l4e);
+    assert_eq!(
+        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        Err(Errno::EFAULT)
+    );
+    mem.write_u64(l4e, old);
+    // A failed translation keeps nothing: the next read walks again.
+    assert_eq!(
+        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        Ok([0x22; 8])
+    );
+    // Another root is another translation, even for the same page.
+    let other = dom.mfn_of(&mem, Pfn(0)).unwrap();
+    assert_eq!(
+        r.read::<8, _>(&dom, &mem, other, GuestVirt(va + 16)),
+        read_bytes::<8, _>(&dom, &mem, other, GuestVirt(va + 16))
+    );
+}

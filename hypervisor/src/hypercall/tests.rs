@@ -611,6 +611,116 @@ mod mmu {
         assert_eq!(u32::from_le_bytes(w.peek(DATA + 0xc00)), 70);
     }
 
+    /// `n` (<= 312) requests installing read-only mappings in the unused
+    /// entries 200.. of the L1 that maps the domain (64 pages: entries 0..63;
+    /// the pages right after stay unmapped), each of a different frame; the
+    /// entry and value of request `k`.
+    fn installs(w: &World, n: u64) -> (Vec<u8>, Vec<(MachineAddr, u64)>) {
+        let (l1, first) = l1_slot(w, w.dom.layout().virt_base.0);
+        assert_eq!(first, 0);
+        let mut bytes = Vec::new();
+        let mut want = Vec::new();
+        for k in 0..n {
+            let at = entry_addr(l1, 200 + k as usize);
+            let val = pte(mfn_of_pfn(w, k % w.dom.nr_pages()), PTE_P);
+            bytes.extend_from_slice(&MmuUpdate { ptr: at.0, val }.encode());
+            want.push((at, val));
+        }
+        (bytes, want)
+    }
+
+    #[test]
+    fn a_request_list_across_guest_pages_runs_every_request() {
+        let mut w = World::new();
+        let l = *w.dom.layout();
+        // 300 requests (4800 bytes) over three pages; request 128 straddles
+        // the first boundary.
+        let list = l.va(Pfn(l.first_free.0 + 2)).0 + 0x7f8;
+        let (bytes, want) = installs(&w, 300);
+        w.poke(list, &bytes);
+        w.poke(DATA + 0x800, &[0xff; 4]);
+        let o = w.call(
+            Hypercall::MMU_UPDATE,
+            [list, 300, DATA + 0x800, DOMID_SELF, 0],
+        );
+        assert_eq!(o, Outcome::Return(0));
+        assert_eq!(u32::from_le_bytes(w.peek(DATA + 0x800)), 300);
+        for (at, val) in want {
+            assert_eq!(w.mem.read_u64(at), val, "{at:?}");
+        }
+    }
+
+    #[test]
+    fn a_request_list_whose_next_page_is_unmapped_runs_the_first_page() {
+        let end = {
+            let w = World::new();
+            w.dom.layout().va(Pfn(w.dom.nr_pages())).0 // first unmapped byte
+        };
+        // (start, requests that fit before the unmapped page): aligned, and
+        // misaligned so that the next request straddles the boundary.
+        for (start, fit) in [(end - 0x1000, 256u64), (end - 0x1000 + 8, 255)] {
+            let mut w = World::new();
+            let (bytes, want) = installs(&w, 300);
+            w.poke(start, &bytes[..(end - start) as usize]);
+            w.poke(DATA + 0x800, &[0xff; 4]);
+            let o = w.call(
+                Hypercall::MMU_UPDATE,
+                [start, 300, DATA + 0x800, DOMID_SELF, 0],
+            );
+            assert_eq!(
+                (o, u32::from_le_bytes(w.peek(DATA + 0x800))),
+                (ret(Errno::EFAULT), fit as u32),
+                "{start:#x}"
+            );
+            for (k, &(at, val)) in want.iter().enumerate() {
+                let now = w.mem.read_u64(at);
+                if (k as u64) < fit {
+                    assert_eq!(now, val, "request {k}");
+                } else {
+                    assert_eq!(now, 0, "request {k}");
+                }
+            }
+        }
+    }
+
+    /// A request that remaps the page the request list is in: the requests
+    /// after it are read through the new mapping, as a fresh translation
+    /// would read them (the batch's kept translation of the page is dropped).
+    #[test]
+    fn a_request_that_remaps_the_request_list_is_seen_by_the_next_read() {
+        let mut w = World::new();
+        let l = *w.dom.layout();
+        let (p, q) = (Pfn(l.first_free.0 + 2), Pfn(l.first_free.0 + 3));
+        let (list, q_va) = (l.va(p).0, l.va(q).0);
+        let (l1, idx) = l1_slot(&w, list);
+        let orig = w.mem.read_u64(entry_addr(l1, idx));
+        let (_, want) = installs(&w, 2);
+        let remap = MmuUpdate {
+            ptr: entry_addr(l1, idx).0,
+            val: pte(mfn_of_pfn(&w, q.0), PTE_P | PTE_RW),
+        };
+        let req = |k: usize| {
+            MmuUpdate {
+                ptr: want[k].0 .0,
+                val: want[k].1,
+            }
+            .encode()
+        };
+        // p: [remap the list's page to q, install 0]; q: [-, install 1].
+        w.poke(list, &remap.encode());
+        w.poke(list + 16, &req(0));
+        w.poke(q_va + 16, &req(1));
+        let o = w.call(
+            Hypercall::MMU_UPDATE,
+            [list, 2, DATA + 0x800, DOMID_SELF, 0],
+        );
+        assert_eq!(o, Outcome::Return(0));
+        assert_eq!(u32::from_le_bytes(w.peek(DATA + 0x800)), 2);
+        assert_eq!(w.mem.read_u64(want[0].0), 0, "read from the old mapping");
+        assert_eq!(w.mem.read_u64(want[1].0), want[1].1);
+        assert_ne!(w.mem.read_u64(entry_addr(l1, idx)), orig);
+    }
+
     #[test]
     fn mmuext_pin_unpin_baseptr_flush() {
         let mut w = World::new();

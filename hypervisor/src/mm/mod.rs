@@ -64,7 +64,7 @@
 pub mod emulate;
 
 use crate::addr::{Mfn, Pfn};
-use crate::domain::frame_table::{FrameTable, PageInfo, PageType};
+use crate::domain::frame_table::{FrameTable, PageInfo, PageType, TypeInfo};
 use crate::domain::pagetable::{
     entry_addr, pte_frame, Level, PTE_A, PTE_ADDR_MASK, PTE_D, PTE_NX, PTE_P, PTE_PS, PTE_RW,
     PTE_US,
@@ -200,6 +200,7 @@ pub struct Mm<'a, M: PhysMem + ?Sized> {
 }
 
 /// The flags accepted in an entry of a table of `level` (see the module docs).
+/// PS (bit 7) is never among them.
 pub const fn allowed_flags(level: Level, nx: bool) -> u64 {
     let common = PTE_P | PTE_RW | PTE_US | PTE_PWT | PTE_PCD | PTE_A | PTE_AVAIL | PTE_ADDR_MASK;
     let nxb = if nx { PTE_NX } else { 0 };
@@ -209,14 +210,33 @@ pub const fn allowed_flags(level: Level, nx: bool) -> u64 {
     }
 }
 
+/// [`allowed_flags`] for every level (index `level - 1`), without and with NX.
+const ALLOWED: [[u64; 4]; 2] = {
+    let mut t = [[0; 4]; 2];
+    let mut i = 0;
+    while i < 4 {
+        let level = Level::WALK_ORDER[3 - i];
+        t[0][i] = allowed_flags(level, false);
+        t[1][i] = allowed_flags(level, true);
+        i += 1;
+    }
+    t
+};
+
 /// Check a present entry of a table of `level` against the flag rules; the frame
 /// it points at. (Ownership and type are checked when the reference is taken.)
+#[inline(always)]
 pub fn check_entry(e: u64, level: Level, nx: bool) -> Result<Mfn, MmError> {
-    if matches!(level, Level::L2 | Level::L3) && e & PTE_PS != 0 {
-        return Err(MmError::Superpage { level });
-    }
-    if e & !allowed_flags(level, nx) != 0 {
-        return Err(MmError::Reserved { level, entry: e });
+    let allowed = ALLOWED[nx as usize][level as usize - 1];
+    if e & !allowed != 0 {
+        // PS is refused everywhere; in an L2 or L3 entry it would be a superpage.
+        return Err(
+            if matches!(level, Level::L2 | Level::L3) && e & PTE_PS != 0 {
+                MmError::Superpage { level }
+            } else {
+                MmError::Reserved { level, entry: e }
+            },
+        );
     }
     Ok(pte_frame(e))
 }
@@ -228,6 +248,16 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
 
     fn info(&self, pfn: Pfn) -> PageInfo {
         self.ft.info(&*self.mem, pfn).unwrap_or(PageInfo::FREE)
+    }
+
+    // The type word and the reference count are separate words of the frame
+    // table: each rule reads and writes only the one it changes.
+    fn type_info(&self, pfn: Pfn) -> TypeInfo {
+        self.ft.type_info(&*self.mem, pfn).unwrap_or(TypeInfo::FREE)
+    }
+
+    fn set_type_info(&mut self, pfn: Pfn, t: TypeInfo) {
+        self.ft.set_type_info(self.mem, pfn, t);
     }
 
     /// The accounting of `mfn`, if the domain owns it.
@@ -242,16 +272,14 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         self.get_page_at(pfn, mfn)
     }
 
-    // The `_at` forms take the PFN the caller already looked up: the M2P lookup
-    // is a binary search through machine memory, and an entry's references need
-    // it up to four times.
+    // The `_at` forms take the PFN the caller already looked up: an entry's
+    // references need it up to four times.
     fn get_page_at(&mut self, pfn: Pfn, mfn: Mfn) -> Result<(), MmError> {
-        let mut i = self.info(pfn);
-        if i.ref_count >= MAX_REF_COUNT {
+        let refs = self.ft.ref_count(&*self.mem, pfn).unwrap_or(0);
+        if refs >= MAX_REF_COUNT {
             return Err(MmError::Overflow(mfn));
         }
-        i.ref_count += 1;
-        self.ft.set_info(self.mem, pfn, i);
+        self.ft.set_ref_count(self.mem, pfn, refs + 1);
         Ok(())
     }
 
@@ -263,9 +291,8 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     }
 
     fn put_page_at(&mut self, pfn: Pfn) {
-        let mut i = self.info(pfn);
-        i.ref_count = i.ref_count.saturating_sub(1);
-        self.ft.set_info(self.mem, pfn, i);
+        let refs = self.ft.ref_count(&*self.mem, pfn).unwrap_or(0);
+        self.ft.set_ref_count(self.mem, pfn, refs.saturating_sub(1));
     }
 
     /// Take a type reference of type `want` (Xen's `get_page_type`): count it if
@@ -277,7 +304,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     }
 
     fn get_type_at(&mut self, pfn: Pfn, mfn: Mfn, want: PageType) -> Result<(), MmError> {
-        let mut i = self.info(pfn);
+        let mut i = self.type_info(pfn);
         if i.type_count > 0 {
             if i.ty != want {
                 return Err(MmError::TypeConflict {
@@ -294,7 +321,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
                 return Err(MmError::Overflow(mfn));
             }
             i.type_count += 1;
-            self.ft.set_info(self.mem, pfn, i);
+            self.set_type_info(pfn, i);
             return Ok(());
         }
         // Count zero: the type may change. For a table, count the reference
@@ -303,17 +330,17 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         i.ty = want;
         i.type_count = 1;
         i.validated = false;
-        self.ft.set_info(self.mem, pfn, i);
+        self.set_type_info(pfn, i);
         if let Some(level) = want.level() {
             let r = self.validate(mfn, level);
-            // Re-read: validation may have changed this frame's reference count
-            // (a read-only mapping of the table in itself is allowed).
-            let mut i = self.info(pfn);
+            // Re-read rather than reuse `i`: what validation did to this frame
+            // is whatever the stored word says.
+            let mut i = self.type_info(pfn);
             match r {
                 Ok(()) => i.validated = true,
                 Err(_) => i.type_count = 0,
             }
-            self.ft.set_info(self.mem, pfn, i);
+            self.set_type_info(pfn, i);
             r?;
         }
         Ok(())
@@ -328,30 +355,42 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     }
 
     fn put_type_at(&mut self, pfn: Pfn, mfn: Mfn) {
-        let mut i = self.info(pfn);
+        let mut i = self.type_info(pfn);
         i.type_count = i.type_count.saturating_sub(1);
         let devalidate = i.type_count == 0 && i.validated;
         if i.type_count == 0 {
             i.validated = false;
         }
-        self.ft.set_info(self.mem, pfn, i);
+        self.set_type_info(pfn, i);
         if let (true, Some(level)) = (devalidate, i.ty.level()) {
             self.devalidate(mfn, level);
         }
     }
 
-    /// The references a present entry of a table of `level` holds.
+    /// The references a present entry of a table of `level` holds. Inline: a
+    /// read-only L1 entry (the common case, in validation and in updates) needs
+    /// only the checks and a plain reference; the type references are out of
+    /// line.
+    #[inline(always)]
     fn get_entry_ref(&mut self, e: u64, level: Level) -> Result<(), MmError> {
         let mfn = check_entry(e, level, self.nx)?;
         let pfn = self.pfn(mfn)?;
         self.get_page_at(pfn, mfn)?;
-        let r = match level {
-            Level::L1 if e & PTE_RW != 0 => self.get_type_at(pfn, mfn, PageType::Writable),
-            Level::L1 => Ok(()),
-            Level::L2 => self.get_type_at(pfn, mfn, PageType::Table(Level::L1)),
-            Level::L3 => self.get_type_at(pfn, mfn, PageType::Table(Level::L2)),
-            Level::L4 => self.get_type_at(pfn, mfn, PageType::Table(Level::L3)),
+        let want = match level {
+            Level::L1 if e & PTE_RW == 0 => return Ok(()),
+            Level::L1 => PageType::Writable,
+            Level::L2 => PageType::Table(Level::L1),
+            Level::L3 => PageType::Table(Level::L2),
+            Level::L4 => PageType::Table(Level::L3),
         };
+        self.get_type_or_put_page(pfn, mfn, want)
+    }
+
+    /// The type reference of [`Self::get_entry_ref`]; on failure the plain
+    /// reference it took is dropped again.
+    #[inline(never)]
+    fn get_type_or_put_page(&mut self, pfn: Pfn, mfn: Mfn, want: PageType) -> Result<(), MmError> {
+        let r = self.get_type_at(pfn, mfn, want);
         if r.is_err() {
             self.put_page_at(pfn);
         }
@@ -359,6 +398,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     }
 
     /// Drop what [`Self::get_entry_ref`] took for `e`.
+    #[inline(always)]
     fn put_entry_ref(&mut self, e: u64, level: Level) {
         let mfn = pte_frame(e);
         let Ok(pfn) = self.pfn(mfn) else { return };
@@ -406,31 +446,31 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// needed and hold a type reference until [`Self::unpin`].
     pub fn pin(&mut self, mfn: Mfn, level: Level) -> Result<(), MmError> {
         let pfn = self.pfn(mfn)?;
-        if self.info(pfn).pinned {
+        if self.type_info(pfn).pinned {
             return Err(MmError::AlreadyPinned(mfn));
         }
-        self.get_page(mfn)?;
-        if let Err(e) = self.get_type(mfn, PageType::Table(level)) {
-            self.put_page(mfn);
+        self.get_page_at(pfn, mfn)?;
+        if let Err(e) = self.get_type_at(pfn, mfn, PageType::Table(level)) {
+            self.put_page_at(pfn);
             return Err(e);
         }
-        let mut i = self.info(pfn);
+        let mut i = self.type_info(pfn);
         i.pinned = true;
-        self.ft.set_info(self.mem, pfn, i);
+        self.set_type_info(pfn, i);
         Ok(())
     }
 
     /// Drop the guest's pin (MMUEXT_UNPIN_TABLE).
     pub fn unpin(&mut self, mfn: Mfn) -> Result<(), MmError> {
         let pfn = self.pfn(mfn)?;
-        let mut i = self.info(pfn);
+        let mut i = self.type_info(pfn);
         if !i.pinned {
             return Err(MmError::NotPinned(mfn));
         }
         i.pinned = false;
-        self.ft.set_info(self.mem, pfn, i);
-        self.put_type(mfn);
-        self.put_page(mfn);
+        self.set_type_info(pfn, i);
+        self.put_type_at(pfn, mfn);
+        self.put_page_at(pfn);
         Ok(())
     }
 
@@ -439,13 +479,13 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// reference, so unpinning the running L4 does not devalidate it.
     pub fn set_base(&mut self, old: Option<Mfn>, new: Mfn) -> Result<(), MmError> {
         let pfn = self.pfn(new)?;
-        let i = self.info(pfn);
+        let i = self.type_info(pfn);
         if !(i.pinned && i.validated && i.ty == PageType::Table(Level::L4)) {
             return Err(MmError::NotPinnedL4(new));
         }
-        self.get_page(new)?;
-        if let Err(e) = self.get_type(new, PageType::Table(Level::L4)) {
-            self.put_page(new);
+        self.get_page_at(pfn, new)?;
+        if let Err(e) = self.get_type_at(pfn, new, PageType::Table(Level::L4)) {
+            self.put_page_at(pfn);
             return Err(e);
         }
         if let Some(old) = old {
@@ -467,21 +507,47 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// is ordinary memory the write is a plain one, as on Xen. Returns what the
     /// guest's TLB needs.
     pub fn mod_entry(&mut self, table: Mfn, index: usize, new: u64) -> Result<Flush, MmError> {
-        let pfn = self.pfn(table)?;
+        self.mod_entry_after(&mut LastTable::default(), table, index, new)
+    }
+
+    /// [`Self::mod_entry`] as the next of a run of updates: `last` is what the
+    /// previous update of the run found the table it wrote to be, and is
+    /// updated to this one's. An update to the same validated table as the
+    /// previous one skips looking the table up again; any other (another
+    /// table, ordinary memory) looks it up. See [`LastTable`] for why this is
+    /// exact.
+    pub fn mod_entry_after(
+        &mut self,
+        last: &mut LastTable,
+        table: Mfn,
+        index: usize,
+        new: u64,
+    ) -> Result<Flush, MmError> {
         if index >= ENTRIES {
             return Err(MmError::Misaligned);
         }
         let at = entry_addr(table, index);
-        let i = self.info(pfn);
-        let level = match i.ty.level() {
-            Some(l) if i.validated => l,
+        let level = match last.0 {
+            Some((t, level)) if t == table => level,
             _ => {
-                // Ordinary memory: the same write the guest could do through a
-                // writable mapping, allowed only if the frame could have one.
-                self.get_type(table, PageType::Writable)?;
-                self.mem.write_u64(at, new);
-                self.put_type(table);
-                return Ok(Flush::None);
+                last.0 = None;
+                let pfn = self.pfn(table)?;
+                let i = self.type_info(pfn);
+                match i.ty.level() {
+                    Some(l) if i.validated => {
+                        last.0 = Some((table, l));
+                        l
+                    }
+                    _ => {
+                        // Ordinary memory: the same write the guest could do
+                        // through a writable mapping, allowed only if the frame
+                        // could have one.
+                        self.get_type_at(pfn, table, PageType::Writable)?;
+                        self.mem.write_u64(at, new);
+                        self.put_type_at(pfn, table);
+                        return Ok(Flush::None);
+                    }
+                }
             }
         };
         let old = self.mem.read_u64(at);
@@ -501,8 +567,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// non-zero; the caller reports it).
     pub fn release_all(&mut self, base: Option<Mfn>) -> u64 {
         for p in 0..self.ft.nr_pages() {
-            let i = self.info(Pfn(p));
-            if i.pinned {
+            if self.type_info(Pfn(p)).pinned {
                 if let Some(m) = self.ft.mfn(&*self.mem, Pfn(p)) {
                     let _ = self.unpin(m);
                 }
@@ -519,6 +584,27 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             .count() as u64
     }
 }
+
+/// The table the previous update of a run of updates ([`Mm::mod_entry_after`])
+/// wrote to, when it was a validated table: its frame and level.
+///
+/// Why the next update to the same frame may take the level from here instead
+/// of the frame table: the frame was a validated `Table(level)` with a non-zero
+/// type count when the previous update looked, and an update of a table never
+/// changes that table's type word. Its new entry takes a plain reference, a
+/// `Writable` reference or a `Table(level - 1)` reference on its target; on the
+/// table itself the last two are refused (the table's type is in use as
+/// another), and a plain reference touches only the reference count. Its old
+/// entry drops references taken while the table was `Table(level)` in its
+/// current validation, so not a type reference on the table itself; dropping
+/// one may devalidate the target, which recurses only downwards (entries of
+/// lower levels, which hold no type reference on a table of this level either).
+/// An update of *another* table could devalidate this one (dropping its last
+/// reference), which is why only the immediately previous update counts: every
+/// update through a `LastTable` replaces it, and a run must not do anything
+/// else between its updates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LastTable(Option<(Mfn, Level)>);
 
 /// Whether replacing `old` by `new` needs a TLB flush: whenever a present entry
 /// changes in anything but its accessed/dirty bits (a permission or a mapping
