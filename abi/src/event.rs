@@ -18,7 +18,7 @@ use crate::layout::{differs, keel, xen, Family};
 use crate::version::AbiVersion;
 
 abi_consts! {
-    family: Family::Event, since: AbiVersion::V0_2;
+    family: Family::Event, since: AbiVersion::V1_0;
     /// `EVTCHNOP_bind_virq`: bind a virtual IRQ to a new port; [`EvtchnBindVirq`].
     EVTCHNOP_BIND_VIRQ: u64 = 1 => xen("EVTCHNOP_bind_virq");
     /// `EVTCHNOP_close`: close a port; [`EvtchnPort`].

@@ -63,13 +63,15 @@ pub use check::{check, check_against, dump, Problem, Violation};
 /// current crate against every one of them (see `docs/abi-versioning.md`).
 pub const RELEASED: &[AbiVersion] = &[AbiVersion::V0_1];
 
-/// The oldest released version of major version `major` (the version a guest
-/// declares when it wants to run on every hypervisor of that major version and
-/// detects newer features at run time, as the compatibility guest does).
-pub const fn oldest_release_of_major(major: u16) -> Option<AbiVersion> {
+/// The oldest released version a hypervisor of version `hv` runs
+/// ([`AbiVersion::can_run`]): the version a guest declares when it wants to run on
+/// every released hypervisor `hv` can stand for and detects newer features at run
+/// time, as the compatibility guest does. For a 1.x hypervisor that is 0.1: major
+/// 0 is the pre-release series of 1, and 1.0 runs every 0.x guest.
+pub const fn oldest_release_runnable_by(hv: AbiVersion) -> Option<AbiVersion> {
     let mut i = 0;
     while i < RELEASED.len() {
-        if RELEASED[i].major == major {
+        if hv.can_run(RELEASED[i]) {
             return Some(RELEASED[i]);
         }
         i += 1;
@@ -347,7 +349,7 @@ macro_rules! abi_struct {
 }
 
 const V0_1: AbiVersion = AbiVersion::V0_1;
-const V0_2: AbiVersion = AbiVersion::V0_2;
+const V1_0: AbiVersion = AbiVersion::V1_0;
 
 /// Every structure of the ABI.
 pub const STRUCTS: &[StructLayout] = &[
@@ -370,61 +372,61 @@ pub const STRUCTS: &[StructLayout] = &[
     abi_struct!(XenExtraversion in Family::Version, since V0_1, xen XenRelation::Same("xen_extraversion_t"), {
         0 => None,
     }),
-    abi_struct!(SchedPoll in Family::Sched, since V0_2, xen XenRelation::Same("sched_poll"), {
+    abi_struct!(SchedPoll in Family::Sched, since V1_0, xen XenRelation::Same("sched_poll"), {
         ports, nr_ports, timeout,
     }),
-    abi_struct!(EvtchnAllocUnbound in Family::Event, since V0_2, xen XenRelation::Same("evtchn_alloc_unbound"), {
+    abi_struct!(EvtchnAllocUnbound in Family::Event, since V1_0, xen XenRelation::Same("evtchn_alloc_unbound"), {
         dom, remote_dom, port,
     }),
-    abi_struct!(EvtchnBindVirq in Family::Event, since V0_2, xen XenRelation::Same("evtchn_bind_virq"), {
+    abi_struct!(EvtchnBindVirq in Family::Event, since V1_0, xen XenRelation::Same("evtchn_bind_virq"), {
         virq, vcpu, port,
     }),
-    abi_struct!(EvtchnBindIpi in Family::Event, since V0_2, xen XenRelation::Same("evtchn_bind_ipi"), {
+    abi_struct!(EvtchnBindIpi in Family::Event, since V1_0, xen XenRelation::Same("evtchn_bind_ipi"), {
         vcpu, port,
     }),
-    abi_struct!(EvtchnPort in Family::Event, since V0_2, xen XenRelation::Same("evtchn_send"), {
+    abi_struct!(EvtchnPort in Family::Event, since V1_0, xen XenRelation::Same("evtchn_send"), {
         port,
     }),
-    abi_struct!(EvtchnStatus in Family::Event, since V0_2, xen XenRelation::Same("evtchn_status"), {
+    abi_struct!(EvtchnStatus in Family::Event, since V1_0, xen XenRelation::Same("evtchn_status"), {
         dom, port, status, vcpu, u,
     }),
-    abi_struct!(EvtchnBindVcpu in Family::Event, since V0_2, xen XenRelation::Same("evtchn_bind_vcpu"), {
+    abi_struct!(EvtchnBindVcpu in Family::Event, since V1_0, xen XenRelation::Same("evtchn_bind_vcpu"), {
         port, vcpu,
     }),
-    abi_struct!(XenHvmParam in Family::Event, since V0_2, xen XenRelation::Same("xen_hvm_param"), {
+    abi_struct!(XenHvmParam in Family::Event, since V1_0, xen XenRelation::Same("xen_hvm_param"), {
         domid, index, value,
     }),
-    abi_struct!(SharedInfo in Family::Time, since V0_2, xen XenRelation::Same("shared_info"), {
+    abi_struct!(SharedInfo in Family::Time, since V1_0, xen XenRelation::Same("shared_info"), {
         vcpu_info, evtchn_pending, evtchn_mask, wc_version, wc_sec, wc_nsec, wc_sec_hi, arch,
     }),
-    abi_struct!(VcpuInfo in Family::Time, since V0_2, xen XenRelation::Same("vcpu_info"), {
+    abi_struct!(VcpuInfo in Family::Time, since V1_0, xen XenRelation::Same("vcpu_info"), {
         evtchn_upcall_pending, evtchn_upcall_mask, evtchn_pending_sel, arch, time,
     }),
-    abi_struct!(ArchVcpuInfo in Family::Time, since V0_2, xen XenRelation::Same("arch_vcpu_info"), {
+    abi_struct!(ArchVcpuInfo in Family::Time, since V1_0, xen XenRelation::Same("arch_vcpu_info"), {
         cr2, pad,
     }),
-    abi_struct!(VcpuTimeInfo in Family::Time, since V0_2, xen XenRelation::Same("vcpu_time_info"), {
+    abi_struct!(VcpuTimeInfo in Family::Time, since V1_0, xen XenRelation::Same("vcpu_time_info"), {
         version, pad0, tsc_timestamp, system_time, tsc_to_system_mul, tsc_shift, flags, pad1,
     }),
-    abi_struct!(ArchSharedInfo in Family::Time, since V0_2, xen XenRelation::Same("arch_shared_info"), {
+    abi_struct!(ArchSharedInfo in Family::Time, since V1_0, xen XenRelation::Same("arch_shared_info"), {
         max_pfn, pfn_to_mfn_frame_list_list, nmi_reason, p2m_cr3, p2m_vaddr, p2m_generation,
     }),
-    abi_struct!(VcpuSetPeriodicTimer in Family::Time, since V0_2, xen XenRelation::Same("vcpu_set_periodic_timer"), {
+    abi_struct!(VcpuSetPeriodicTimer in Family::Time, since V1_0, xen XenRelation::Same("vcpu_set_periodic_timer"), {
         period_ns,
     }),
-    abi_struct!(VcpuSetSingleshotTimer in Family::Time, since V0_2, xen XenRelation::Same("vcpu_set_singleshot_timer"), {
+    abi_struct!(VcpuSetSingleshotTimer in Family::Time, since V1_0, xen XenRelation::Same("vcpu_set_singleshot_timer"), {
         timeout_abs_ns, flags,
     }),
-    abi_struct!(MmuUpdate in Family::Mmu, since V0_2, xen XenRelation::Same("mmu_update"), {
+    abi_struct!(MmuUpdate in Family::Mmu, since V1_0, xen XenRelation::Same("mmu_update"), {
         ptr, val,
     }),
-    abi_struct!(MmuextOp in Family::Mmu, since V0_2, xen XenRelation::Same("mmuext_op"), {
+    abi_struct!(MmuextOp in Family::Mmu, since V1_0, xen XenRelation::Same("mmuext_op"), {
         cmd, pad => None, arg1, arg2,
     }),
-    abi_struct!(MulticallEntry in Family::Mmu, since V0_2, xen XenRelation::Same("multicall_entry"), {
+    abi_struct!(MulticallEntry in Family::Mmu, since V1_0, xen XenRelation::Same("multicall_entry"), {
         op, result, args,
     }),
-    abi_struct!(PerfCounters in Family::Debug, since V0_2, xen XenRelation::KeelOnly, {
+    abi_struct!(PerfCounters in Family::Debug, since V1_0, xen XenRelation::KeelOnly, {
         vmreads => None, vmwrites => None, exits => None,
     }),
 ];
@@ -880,6 +882,24 @@ mod tests {
             }
             assert_eq!(b[72 + 8], 80, "console.evtchn");
         });
+    }
+
+    #[test]
+    fn the_current_version_runs_guests_of_the_oldest_release() {
+        // 1.x: every 0.x guest runs, so a guest that declares 0.1 runs on the
+        // frozen 0.1 hypervisor and on every 1.x one.
+        assert_eq!(
+            oldest_release_runnable_by(AbiVersion::CURRENT),
+            Some(AbiVersion::V0_1)
+        );
+        assert_eq!(
+            oldest_release_runnable_by(AbiVersion::V0_1),
+            Some(AbiVersion::V0_1)
+        );
+        assert_eq!(
+            oldest_release_runnable_by(AbiVersion { major: 2, minor: 0 }),
+            None
+        );
     }
 
     #[test]

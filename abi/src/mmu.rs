@@ -1,6 +1,6 @@
 //! The PV MMU: `mmu_update` (hypercall 1), `mmuext_op` (hypercall 26) and
 //! `multicall` (hypercall 13), with Xen's numbers and layouts
-//! (`xen/include/public/xen.h`). Since ABI 0.2.
+//! (`xen/include/public/xen.h`). Since ABI 1.0.
 //!
 //! Keel guests run on *direct paging*: the CPU walks the guest's own page tables,
 //! which hold machine frame numbers, and the guest may change them only through
@@ -24,7 +24,7 @@ use crate::layout::{xen, Family};
 use crate::version::AbiVersion;
 
 abi_consts! {
-    family: Family::Mmu, since: AbiVersion::V0_2;
+    family: Family::Mmu, since: AbiVersion::V1_0;
     /// `mmu_update` command (low 2 bits of `ptr`): a validated `*ptr = val`, `ptr` a
     /// machine address.
     MMU_NORMAL_PT_UPDATE: u64 = 0 => xen("MMU_NORMAL_PT_UPDATE");

@@ -24,7 +24,7 @@ use crate::layout::{keel, xen, Family};
 use crate::version::AbiVersion;
 
 abi_consts! {
-    family: Family::Time, since: AbiVersion::V0_2;
+    family: Family::Time, since: AbiVersion::V1_0;
     /// `VCPUOP_set_periodic_timer`: [`VcpuSetPeriodicTimer`]; a period under 1 ms is `-EINVAL`.
     VCPUOP_SET_PERIODIC_TIMER: u64 = 6 => xen("VCPUOP_set_periodic_timer");
     /// `VCPUOP_stop_periodic_timer`.

@@ -22,13 +22,13 @@ pub struct AbiVersion {
 impl AbiVersion {
     /// 0.1: boot, console, version queries, shutdown.
     pub const V0_1: AbiVersion = AbiVersion { major: 0, minor: 1 };
-    /// 0.2: the PV MMU (`mmu_update`, `mmuext_op`, `multicall`): direct paging
+    /// 1.0: the PV MMU (`mmu_update`, `mmuext_op`, `multicall`): direct paging
     /// with validated page-table updates; the shared_info page, event channels,
     /// pvclock time and timers (block, poll), the upcall vector; and
     /// `keel_debug_op`, Keel's benchmark interface (`crate::debug`).
-    pub const V0_2: AbiVersion = AbiVersion { major: 0, minor: 2 };
+    pub const V1_0: AbiVersion = AbiVersion { major: 1, minor: 0 };
     /// The version this crate describes.
-    pub const CURRENT: AbiVersion = Self::V0_2;
+    pub const CURRENT: AbiVersion = Self::V1_0;
 
     /// The `XENVER_version` encoding: `(major << 16) | minor`.
     pub const fn encode(self) -> u32 {
@@ -43,8 +43,13 @@ impl AbiVersion {
     }
     /// Whether a hypervisor implementing `self` can run a guest built against `guest`.
     /// Within one major version every minor is a superset of the ones before it.
+    /// Major 0 is the pre-release series of major 1: 1.0 is a superset of every
+    /// 0.x, so a 1.x hypervisor runs every 0.x guest. Any other major version is
+    /// a different interface. (A 0.x hypervisor, such as the frozen 0.1 image,
+    /// runs only its own major version: that is the rule it was built with.)
     pub const fn can_run(self, guest: AbiVersion) -> bool {
-        self.major == guest.major && self.minor >= guest.minor
+        (self.major == guest.major && self.minor >= guest.minor)
+            || (self.major == 1 && guest.major == 0)
     }
 }
 
@@ -200,7 +205,6 @@ mod tests {
         assert_eq!(AbiVersion::decode(v.encode()), v);
         assert!(v.can_run(AbiVersion { major: 1, minor: 3 }));
         assert!(!v.can_run(AbiVersion { major: 1, minor: 8 }));
-        assert!(!v.can_run(AbiVersion { major: 0, minor: 1 }));
 
         let f = XenFeatureInfo {
             submap_idx: 1,
@@ -208,6 +212,42 @@ mod tests {
         };
         assert_eq!(f.encode(), [1, 0, 0, 0, 1, 0, 0, 0x80]);
         assert_eq!(XenFeatureInfo::decode(&f.encode()), f);
+    }
+
+    const fn v(major: u16, minor: u16) -> AbiVersion {
+        AbiVersion { major, minor }
+    }
+
+    #[test]
+    fn a_1_x_hypervisor_runs_every_0_x_guest_and_no_newer_one() {
+        let h = AbiVersion::V1_0;
+        assert!(h.can_run(AbiVersion::V0_1));
+        assert!(h.can_run(AbiVersion::V1_0));
+        assert!(h.can_run(v(0, 9)), "every 0.x is a subset of 1.0");
+        assert!(!h.can_run(v(1, 1)));
+        assert!(!h.can_run(v(2, 0)));
+        // A later 1.x too.
+        assert!(v(1, 4).can_run(AbiVersion::V0_1));
+        assert!(v(1, 4).can_run(v(1, 3)));
+        assert!(!v(1, 4).can_run(v(1, 5)));
+    }
+
+    #[test]
+    fn a_0_x_hypervisor_runs_only_its_own_major_version() {
+        // The rule the frozen 0.1 hypervisor was built with.
+        let h = AbiVersion::V0_1;
+        assert!(h.can_run(AbiVersion::V0_1));
+        assert!(!h.can_run(v(0, 2)));
+        assert!(!h.can_run(AbiVersion::V1_0));
+    }
+
+    #[test]
+    fn another_major_version_is_another_interface() {
+        let h = v(2, 0);
+        assert!(h.can_run(v(2, 0)));
+        assert!(!h.can_run(AbiVersion::V1_0));
+        assert!(!h.can_run(AbiVersion::V0_1));
+        assert!(!h.can_run(v(2, 1)));
     }
 
     #[test]

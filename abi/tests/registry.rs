@@ -30,8 +30,8 @@ const NOT_REGISTERED: &[(&str, &str)] = &[
         "AbiVersion::V0_1: the `abi-version` line and every `since=`",
     ),
     (
-        "V0_2",
-        "AbiVersion::V0_2: the `abi-version` line and every `since=`",
+        "V1_0",
+        "AbiVersion::V1_0: the `abi-version` line and every `since=`",
     ),
     (
         "RESULT_OFFSET",

@@ -138,7 +138,7 @@ fn a_guest_needing_a_newer_abi_is_refused() {
         minor: AbiVersion::CURRENT.minor + 1,
         ..AbiVersion::CURRENT
     };
-    let declared = keel_abi::layout::oldest_release_of_major(AbiVersion::CURRENT.major)
+    let declared = keel_abi::layout::oldest_release_runnable_by(AbiVersion::CURRENT)
         .expect("a released version");
     let (old, new) = (abi_version_note(declared), abi_version_note(newer));
     let at: Vec<usize> = image

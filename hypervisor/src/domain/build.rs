@@ -308,7 +308,8 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
     frames: &mut F,
 ) -> Result<Domain, BuildError> {
     // GuestImage::parse already refused an image without the ABI note; here the
-    // version decides (same major, minor not newer: `AbiVersion::can_run`).
+    // version decides (`AbiVersion::can_run`: same major and minor not newer, or
+    // a 0.x guest on a 1.x hypervisor).
     if !AbiVersion::CURRENT.can_run(img.abi_version()) {
         return Err(BuildError::AbiUnsupported {
             guest: img.abi_version(),
