@@ -78,6 +78,9 @@ abi_consts! {
          accepts no other callback type");
     /// Bit position of the callback type in the parameter value.
     HVM_PARAM_CALLBACK_TYPE_SHIFT: u32 = 56 => keel();
+    /// The lowest upcall vector `HVM_PARAM_CALLBACK_IRQ` accepts (vectors 0..=15
+    /// are exceptions or reserved: `-EINVAL`); the highest is 0xff.
+    HVM_CALLBACK_VECTOR_MIN: u8 = 0x10 => keel();
 }
 
 /// `struct evtchn_alloc_unbound`: `dom` and `remote_dom` are `DOMID_SELF` or the

@@ -20,7 +20,7 @@
 //! kernel writes its page tables and CR3 directly; under Keel its tables are
 //! read-only to it, and CR3 loads only a pinned L4.
 
-use crate::layout::{xen, Family};
+use crate::layout::{keel, xen, Family};
 use crate::version::AbiVersion;
 
 abi_consts! {
@@ -78,6 +78,11 @@ abi_consts! {
     MMUEXT_UNMARK_SUPER: u32 = 20 => xen("MMUEXT_UNMARK_SUPER");
     /// `foreigndom` meaning "the calling domain".
     DOMID_SELF: u64 = 0x7ff0 => xen("DOMID_SELF");
+    /// The largest `count` of `mmu_update` and `mmuext_op` and `nr_calls` of
+    /// `multicall`: 2^31 - 1. Xen uses bit 31 of the count as its preemption
+    /// (continuation) flag; Keel does not preempt, and a count with bit 31 or
+    /// above set is `-EINVAL`.
+    MMU_BATCH_MAX: u64 = (1 << 31) - 1 => keel();
 }
 
 /// `struct mmu_update`: one request of `mmu_update`.

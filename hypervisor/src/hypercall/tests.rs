@@ -897,3 +897,34 @@ fn indexed_lookup_equals_a_full_scan() {
         }
     }
 }
+
+/// The batch limit the hypervisor enforces is the one the ABI names
+/// (`keel_abi::mmu::MMU_BATCH_MAX`, frozen in 1.0): the largest count is accepted
+/// (an unreadable list then fails on its first request), one more is `-EINVAL`.
+#[test]
+fn batch_counts_stop_at_the_abi_limit() {
+    use keel_abi::mmu::{DOMID_SELF, MMU_BATCH_MAX};
+    let mut w = World::new();
+    for h in [Hypercall::MMU_UPDATE, Hypercall::MMUEXT_OP] {
+        assert_eq!(
+            w.call(h, [0x10, MMU_BATCH_MAX, 0, DOMID_SELF, 0]),
+            ret(Errno::EFAULT),
+            "{:?}",
+            h.name()
+        );
+        assert_eq!(
+            w.call(h, [0x10, MMU_BATCH_MAX + 1, 0, DOMID_SELF, 0]),
+            ret(Errno::EINVAL),
+            "{:?}",
+            h.name()
+        );
+    }
+    assert_eq!(
+        w.call(Hypercall::MULTICALL, [0x10, MMU_BATCH_MAX, 0, 0, 0]),
+        ret(Errno::EFAULT)
+    );
+    assert_eq!(
+        w.call(Hypercall::MULTICALL, [0x10, MMU_BATCH_MAX + 1, 0, 0, 0]),
+        ret(Errno::EINVAL)
+    );
+}
