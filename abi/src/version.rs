@@ -51,6 +51,45 @@ impl AbiVersion {
         (self.major == guest.major && self.minor >= guest.minor)
             || (self.major == 1 && guest.major == 0)
     }
+
+    /// The version a hypervisor implementing `self` reports (in
+    /// `XENVER_version` and CPUID leaf `0x4000_0001`) to a guest whose image was
+    /// built with the `keel-abi` of version `built` (its
+    /// [`crate::note::NT_KEEL_ABI_BUILT`] note; `None` for an image built before
+    /// 1.0, which has no such note).
+    ///
+    /// A guest that knows 1.x is told the truth. A guest built before 1.0 knows
+    /// only the 0.x series and its rule that another major version is another
+    /// interface: told "1.0", it would conclude that it should not have been run
+    /// at all. So a 1.x hypervisor presents itself to it as
+    /// [`Self::PRE_1_0_PRESENTED`], 0.2, the name 1.0 had in the 0.x series while
+    /// it was being built: a newer 0.x, which such a guest checks for everything
+    /// it knows and trusts with everything else. (Linux did the same when 3.0
+    /// broke programs that parsed "2.6.x": the `UNAME26` personality reports
+    /// 2.6.40.) The interface itself is the same for both guests.
+    pub const fn presented_to(self, built: Option<AbiVersion>) -> AbiVersion {
+        let knows_1_x = match built {
+            Some(b) => b.major >= 1,
+            None => false,
+        };
+        if self.major == 1 && !knows_1_x {
+            Self::PRE_1_0_PRESENTED
+        } else {
+            self
+        }
+    }
+
+    /// What a 1.x hypervisor reports to a guest built before 1.0
+    /// ([`Self::presented_to`]).
+    pub const PRE_1_0_PRESENTED: AbiVersion = AbiVersion::decode(PRE_1_0_XENVER_VERSION);
+}
+
+abi_consts! {
+    family: Family::Version, since: AbiVersion::V1_0, list: PRESENTED_CONSTS;
+    /// The `XENVER_version` value (0.2) a 1.x hypervisor reports to a guest whose
+    /// image has no `NT_KEEL_ABI_BUILT` note (built before 1.0): see
+    /// `AbiVersion::presented_to`.
+    PRE_1_0_XENVER_VERSION: u32 = 0x0000_0002 => keel();
 }
 
 impl core::fmt::Display for AbiVersion {
@@ -197,6 +236,27 @@ abi_consts! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pre_1_0_guests_see_a_newer_0_x() {
+        let hv = AbiVersion::V1_0;
+        assert_eq!(hv.presented_to(None), AbiVersion { major: 0, minor: 2 });
+        assert_eq!(
+            hv.presented_to(Some(AbiVersion::V0_1)),
+            AbiVersion::PRE_1_0_PRESENTED
+        );
+        assert_eq!(hv.presented_to(Some(AbiVersion::V1_0)), hv);
+        assert_eq!(hv.presented_to(Some(AbiVersion { major: 1, minor: 9 })), hv);
+        let later = AbiVersion { major: 1, minor: 4 };
+        assert_eq!(later.presented_to(None), AbiVersion::PRE_1_0_PRESENTED);
+        assert_eq!(later.presented_to(Some(AbiVersion::V1_0)), later);
+        // A 0.x hypervisor has nothing to hide.
+        assert_eq!(AbiVersion::V0_1.presented_to(None), AbiVersion::V0_1);
+        // What a pre-1.0 guest is told is a 0.x newer than 0.1 that can run it:
+        // its own rule (same major, minor not older) accepts it.
+        let p = AbiVersion::PRE_1_0_PRESENTED;
+        assert!(p.major == 0 && p > AbiVersion::V0_1 && p.can_run(AbiVersion::V0_1));
+    }
 
     #[test]
     fn encodings_round_trip() {

@@ -624,8 +624,10 @@ fn console_write(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
 // ---------------------------------------------------------------------------
 // xen_version
 
-fn version_version(_: &mut DynCtx<'_>, _: &HypercallArgs) -> Outcome {
-    Outcome::Return(i64::from(AbiVersion::CURRENT.encode()))
+/// The version the domain is told (`Domain::abi_version`: the hypervisor's, or
+/// 0.2 for a guest built before 1.0).
+fn version_version(ctx: &mut DynCtx<'_>, _: &HypercallArgs) -> Outcome {
+    Outcome::Return(i64::from(ctx.dom.abi_version().encode()))
 }
 
 /// Writes [`EXTRAVERSION`] (`"-keel"`, NUL-padded to 16 bytes).

@@ -316,6 +316,15 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
             hypervisor: AbiVersion::CURRENT,
         });
     }
+    let presented = AbiVersion::CURRENT.presented_to(img.abi_built());
+    if presented != AbiVersion::CURRENT {
+        log::info!(
+            "domain {}: built against ABI {} before 1.0: presenting ABI {} as {presented}",
+            cfg.id.0,
+            img.abi_version(),
+            AbiVersion::CURRENT
+        );
+    }
     if cfg.cmd_line.len() >= MAX_GUEST_CMDLINE || cfg.cmd_line.contains(&0) {
         return Err(BuildError::BadCmdLine {
             len: cfg.cmd_line.len(),
@@ -379,6 +388,7 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         console_len: 0,
         hypercall_counts: [0; COUNTED_HYPERCALLS],
         other_hypercalls: 0,
+        abi: presented,
     })
 }
 

@@ -29,7 +29,9 @@ pub(super) struct World {
 
 impl World {
     pub(super) fn new() -> World {
-        let bytes = typical();
+        World::with_image(typical())
+    }
+    pub(super) fn with_image(bytes: Vec<u8>) -> World {
         let img = GuestImage::parse(&bytes).unwrap();
         let mut mem = FakeMem::default();
         let mut frames = FakeFrames::new(0x1000, 200);
@@ -225,12 +227,22 @@ fn console_write_errors() {
 #[test]
 fn xen_version_rows() {
     let mut w = World::new();
+    // The test image has no build note: a guest built before 1.0 is told 0.2
+    // (AbiVersion::presented_to).
     assert_eq!(
         w.call(Hypercall::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]),
+        Outcome::Return(0x0000_0002)
+    );
+    // An image built with this crate is told the truth.
+    let mut w1 = World::with_image(crate::elf::testimg::typical_built(Some(
+        AbiVersion::CURRENT,
+    )));
+    assert_eq!(
+        w1.call(Hypercall::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]),
         Outcome::Return(i64::from(AbiVersion::CURRENT.encode()))
     );
     assert_eq!(
-        w.call(Hypercall::XEN_VERSION, [XENVER_VERSION, 0xdead, 0, 0, 0]),
+        w1.call(Hypercall::XEN_VERSION, [XENVER_VERSION, 0xdead, 0, 0, 0]),
         Outcome::Return(i64::from(AbiVersion::CURRENT.encode()))
     );
     // extraversion
