@@ -713,6 +713,13 @@ pub const GOLDEN: &[Golden] = &[
         encode: |b| put(b, &note::abi_version_note(AbiVersion::V1_0)),
     },
     Golden {
+        name: "note.abi_built_note.V1_0",
+        family: Family::Note,
+        since: V1_0,
+        doc: "note::abi_built_note(AbiVersion::V1_0): the whole ELF note",
+        encode: |b| put(b, &note::abi_built_note(AbiVersion::V1_0)),
+    },
+    Golden {
         name: "sched.SchedPoll.sample",
         family: Family::Sched,
         since: V1_0,

@@ -34,6 +34,10 @@ const NOT_REGISTERED: &[(&str, &str)] = &[
         "AbiVersion::V1_0: the `abi-version` line and every `since=`",
     ),
     (
+        "PRE_1_0_PRESENTED",
+        "AbiVersion::decode(PRE_1_0_XENVER_VERSION): the `const` line of that",
+    ),
+    (
         "RESULT_OFFSET",
         "offset_of!(MulticallEntry, result): its `field` line",
     ),
