@@ -26,7 +26,7 @@
 //!
 //! `keel_debug_op` is not a Xen hypercall, so it is not in
 //! [`crate::hypercall::ALL`] nor [`crate::hypercall::IMPLEMENTED`] (which list
-//! Xen's numbers); it is versioned here (since 0.2). A hypervisor older than 0.2
+//! Xen's numbers); it is versioned here (since 1.0). A hypervisor older than 1.0
 //! answers it like any unknown number: `-ENOSYS`. A guest must treat that as
 //! "no counters" and still report its TSC figures.
 //!
@@ -37,7 +37,7 @@ use crate::layout::{keel, Family};
 use crate::version::AbiVersion;
 
 abi_consts! {
-    family: Family::Debug, since: AbiVersion::V0_2;
+    family: Family::Debug, since: AbiVersion::V1_0;
     /// The hypercall number (RAX) of `keel_debug_op(cmd, arg)`: the ASCII bytes
     /// "KEEL", far above Xen's hypercall range (0..=127 at most).
     KEEL_DEBUG_OP: u64 = 0x4b45_454c => keel();
@@ -134,7 +134,7 @@ pub mod guest {
     use crate::errno::Errno;
     use crate::guest::raw::hypercall5;
 
-    /// `keel_debug_op(DEBUGOP_nop)`: the floor. 0 on a 0.2+ hypervisor, `-ENOSYS`
+    /// `keel_debug_op(DEBUGOP_nop)`: the floor. 0 on a 1.0+ hypervisor, `-ENOSYS`
     /// on an older one.
     #[inline(always)]
     pub fn nop() -> i64 {
@@ -143,7 +143,7 @@ pub mod guest {
     }
 
     /// `keel_debug_op(DEBUGOP_read_counters, &snapshot)`. `Err(ENOSYS)` on a
-    /// hypervisor without the interface (older than 0.2).
+    /// hypervisor without the interface (older than 1.0).
     pub fn read_counters() -> Result<PerfCounters, Errno> {
         let mut c = PerfCounters::zero();
         // SAFETY: `c` is a live, writable PerfCounters the hypervisor fills.

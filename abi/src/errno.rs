@@ -79,7 +79,7 @@ errnos! {
     /// does not implement.
     ENOSYS = 38;
     /// Timer expired: a single-shot timer with `VCPU_SSHOTTMR_future` whose
-    /// deadline has passed (since 0.2).
+    /// deadline has passed (since 1.0).
     ETIME = 62;
     /// Operation not supported.
     EOPNOTSUPP = 95;

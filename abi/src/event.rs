@@ -18,7 +18,7 @@ use crate::layout::{differs, keel, xen, Family};
 use crate::version::AbiVersion;
 
 abi_consts! {
-    family: Family::Event, since: AbiVersion::V0_2;
+    family: Family::Event, since: AbiVersion::V1_0;
     /// `EVTCHNOP_bind_virq`: bind a virtual IRQ to a new port; [`EvtchnBindVirq`].
     EVTCHNOP_BIND_VIRQ: u64 = 1 => xen("EVTCHNOP_bind_virq");
     /// `EVTCHNOP_close`: close a port; [`EvtchnPort`].
@@ -78,6 +78,9 @@ abi_consts! {
          accepts no other callback type");
     /// Bit position of the callback type in the parameter value.
     HVM_PARAM_CALLBACK_TYPE_SHIFT: u32 = 56 => keel();
+    /// The lowest upcall vector `HVM_PARAM_CALLBACK_IRQ` accepts (vectors 0..=15
+    /// are exceptions or reserved: `-EINVAL`); the highest is 0xff.
+    HVM_CALLBACK_VECTOR_MIN: u8 = 0x10 => keel();
 }
 
 /// `struct evtchn_alloc_unbound`: `dom` and `remote_dom` are `DOMID_SELF` or the

@@ -149,7 +149,7 @@ pub fn sched_shutdown(reason: u32) -> Errno {
 }
 
 // ---------------------------------------------------------------------------
-// Events, time and timers (since 0.2).
+// Events, time and timers (since 1.0).
 
 use crate::event::{
     EvtchnAllocUnbound, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq, EvtchnPort, EvtchnStatus,

@@ -53,13 +53,13 @@ macro_rules! hypercalls {
 }
 
 const V0_1: Option<AbiVersion> = Some(AbiVersion::V0_1);
-const V0_2: Option<AbiVersion> = Some(AbiVersion::V0_2);
+const V1_0: Option<AbiVersion> = Some(AbiVersion::V1_0);
 
 hypercalls! {
     /// Install a virtual IDT (PV only; Keel guests own a real IDT).
     SET_TRAP_TABLE = 0, "set_trap_table", None;
     /// Validated page-table updates.
-    MMU_UPDATE = 1, "mmu_update", V0_2;
+    MMU_UPDATE = 1, "mmu_update", V1_0;
     /// Install a GDT (PV only; Keel guests own a real GDT).
     SET_GDT = 2, "set_gdt", None;
     /// Kernel stack switch (PV only).
@@ -81,11 +81,11 @@ hypercalls! {
     /// Memory reservation and translation.
     MEMORY_OP = 12, "memory_op", None;
     /// Batch several hypercalls.
-    MULTICALL = 13, "multicall", V0_2;
+    MULTICALL = 13, "multicall", V1_0;
     /// Update one PTE by virtual address.
     UPDATE_VA_MAPPING = 14, "update_va_mapping", None;
     /// One-shot timer, absolute system time.
-    SET_TIMER_OP = 15, "set_timer_op", V0_2;
+    SET_TIMER_OP = 15, "set_timer_op", V1_0;
     /// Old event-channel interface.
     EVENT_CHANNEL_OP_COMPAT = 16, "event_channel_op_compat", None;
     /// Version and feature queries.
@@ -103,11 +103,11 @@ hypercalls! {
     /// Return from a PV exception frame.
     IRET = 23, "iret", None;
     /// Per-vCPU operations.
-    VCPU_OP = 24, "vcpu_op", V0_2;
+    VCPU_OP = 24, "vcpu_op", V1_0;
     /// Set FS/GS bases (PV only).
     SET_SEGMENT_BASE = 25, "set_segment_base", None;
     /// Extended MMU operations: pinning, base pointer, TLB flushes.
-    MMUEXT_OP = 26, "mmuext_op", V0_2;
+    MMUEXT_OP = 26, "mmuext_op", V1_0;
     /// XSM / Flask.
     XSM_OP = 27, "xsm_op", None;
     /// NMI callbacks.
@@ -119,11 +119,11 @@ hypercalls! {
     /// Xenoprof.
     XENOPROF_OP = 31, "xenoprof_op", None;
     /// Event channels.
-    EVENT_CHANNEL_OP = 32, "event_channel_op", V0_2;
+    EVENT_CHANNEL_OP = 32, "event_channel_op", V1_0;
     /// Physical device operations.
     PHYSDEV_OP = 33, "physdev_op", None;
     /// HVM parameters (Keel uses HVM_PARAM_CALLBACK_IRQ for the upcall vector).
-    HVM_OP = 34, "hvm_op", V0_2;
+    HVM_OP = 34, "hvm_op", V1_0;
     /// System control (toolstack).
     SYSCTL = 35, "sysctl", None;
     /// Domain control (toolstack).
@@ -216,8 +216,8 @@ pub const IMPLEMENTED: &[SubCommand] = {
         XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_PAGESIZE, XENVER_VERSION,
     };
     const V: AbiVersion = AbiVersion::V0_1;
-    const W: AbiVersion = AbiVersion::V0_2;
-    const V2: AbiVersion = AbiVersion::V0_2;
+    const W: AbiVersion = AbiVersion::V1_0;
+    const V2: AbiVersion = AbiVersion::V1_0;
     const fn s(
         hypercall: Hypercall,
         sub: u64,
@@ -330,7 +330,7 @@ pub const IMPLEMENTED: &[SubCommand] = {
             W,
         ),
         s(Hypercall::HVM_OP, HVMOP_SET_PARAM, "HVMOP_set_param", W),
-        // 0.2: the PV MMU. `mmu_update` and `mmuext_op` take their command inside
+        // 1.0: the PV MMU. `mmu_update` and `mmuext_op` take their command inside
         // each request (not in RDI); the "sub-command" here is that command.
         // `multicall` has none: sub 0 stands for the hypercall itself.
         s(

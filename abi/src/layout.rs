@@ -63,13 +63,15 @@ pub use check::{check, check_against, dump, Problem, Violation};
 /// current crate against every one of them (see `docs/abi-versioning.md`).
 pub const RELEASED: &[AbiVersion] = &[AbiVersion::V0_1];
 
-/// The oldest released version of major version `major` (the version a guest
-/// declares when it wants to run on every hypervisor of that major version and
-/// detects newer features at run time, as the compatibility guest does).
-pub const fn oldest_release_of_major(major: u16) -> Option<AbiVersion> {
+/// The oldest released version a hypervisor of version `hv` runs
+/// ([`AbiVersion::can_run`]): the version a guest declares when it wants to run on
+/// every released hypervisor `hv` can stand for and detects newer features at run
+/// time, as the compatibility guest does. For a 1.x hypervisor that is 0.1: major
+/// 0 is the pre-release series of 1, and 1.0 runs every 0.x guest.
+pub const fn oldest_release_runnable_by(hv: AbiVersion) -> Option<AbiVersion> {
     let mut i = 0;
     while i < RELEASED.len() {
-        if RELEASED[i].major == major {
+        if hv.can_run(RELEASED[i]) {
             return Some(RELEASED[i]);
         }
         i += 1;
@@ -347,7 +349,7 @@ macro_rules! abi_struct {
 }
 
 const V0_1: AbiVersion = AbiVersion::V0_1;
-const V0_2: AbiVersion = AbiVersion::V0_2;
+const V1_0: AbiVersion = AbiVersion::V1_0;
 
 /// Every structure of the ABI.
 pub const STRUCTS: &[StructLayout] = &[
@@ -370,61 +372,61 @@ pub const STRUCTS: &[StructLayout] = &[
     abi_struct!(XenExtraversion in Family::Version, since V0_1, xen XenRelation::Same("xen_extraversion_t"), {
         0 => None,
     }),
-    abi_struct!(SchedPoll in Family::Sched, since V0_2, xen XenRelation::Same("sched_poll"), {
+    abi_struct!(SchedPoll in Family::Sched, since V1_0, xen XenRelation::Same("sched_poll"), {
         ports, nr_ports, timeout,
     }),
-    abi_struct!(EvtchnAllocUnbound in Family::Event, since V0_2, xen XenRelation::Same("evtchn_alloc_unbound"), {
+    abi_struct!(EvtchnAllocUnbound in Family::Event, since V1_0, xen XenRelation::Same("evtchn_alloc_unbound"), {
         dom, remote_dom, port,
     }),
-    abi_struct!(EvtchnBindVirq in Family::Event, since V0_2, xen XenRelation::Same("evtchn_bind_virq"), {
+    abi_struct!(EvtchnBindVirq in Family::Event, since V1_0, xen XenRelation::Same("evtchn_bind_virq"), {
         virq, vcpu, port,
     }),
-    abi_struct!(EvtchnBindIpi in Family::Event, since V0_2, xen XenRelation::Same("evtchn_bind_ipi"), {
+    abi_struct!(EvtchnBindIpi in Family::Event, since V1_0, xen XenRelation::Same("evtchn_bind_ipi"), {
         vcpu, port,
     }),
-    abi_struct!(EvtchnPort in Family::Event, since V0_2, xen XenRelation::Same("evtchn_send"), {
+    abi_struct!(EvtchnPort in Family::Event, since V1_0, xen XenRelation::Same("evtchn_send"), {
         port,
     }),
-    abi_struct!(EvtchnStatus in Family::Event, since V0_2, xen XenRelation::Same("evtchn_status"), {
+    abi_struct!(EvtchnStatus in Family::Event, since V1_0, xen XenRelation::Same("evtchn_status"), {
         dom, port, status, vcpu, u,
     }),
-    abi_struct!(EvtchnBindVcpu in Family::Event, since V0_2, xen XenRelation::Same("evtchn_bind_vcpu"), {
+    abi_struct!(EvtchnBindVcpu in Family::Event, since V1_0, xen XenRelation::Same("evtchn_bind_vcpu"), {
         port, vcpu,
     }),
-    abi_struct!(XenHvmParam in Family::Event, since V0_2, xen XenRelation::Same("xen_hvm_param"), {
+    abi_struct!(XenHvmParam in Family::Event, since V1_0, xen XenRelation::Same("xen_hvm_param"), {
         domid, index, value,
     }),
-    abi_struct!(SharedInfo in Family::Time, since V0_2, xen XenRelation::Same("shared_info"), {
+    abi_struct!(SharedInfo in Family::Time, since V1_0, xen XenRelation::Same("shared_info"), {
         vcpu_info, evtchn_pending, evtchn_mask, wc_version, wc_sec, wc_nsec, wc_sec_hi, arch,
     }),
-    abi_struct!(VcpuInfo in Family::Time, since V0_2, xen XenRelation::Same("vcpu_info"), {
+    abi_struct!(VcpuInfo in Family::Time, since V1_0, xen XenRelation::Same("vcpu_info"), {
         evtchn_upcall_pending, evtchn_upcall_mask, evtchn_pending_sel, arch, time,
     }),
-    abi_struct!(ArchVcpuInfo in Family::Time, since V0_2, xen XenRelation::Same("arch_vcpu_info"), {
+    abi_struct!(ArchVcpuInfo in Family::Time, since V1_0, xen XenRelation::Same("arch_vcpu_info"), {
         cr2, pad,
     }),
-    abi_struct!(VcpuTimeInfo in Family::Time, since V0_2, xen XenRelation::Same("vcpu_time_info"), {
+    abi_struct!(VcpuTimeInfo in Family::Time, since V1_0, xen XenRelation::Same("vcpu_time_info"), {
         version, pad0, tsc_timestamp, system_time, tsc_to_system_mul, tsc_shift, flags, pad1,
     }),
-    abi_struct!(ArchSharedInfo in Family::Time, since V0_2, xen XenRelation::Same("arch_shared_info"), {
+    abi_struct!(ArchSharedInfo in Family::Time, since V1_0, xen XenRelation::Same("arch_shared_info"), {
         max_pfn, pfn_to_mfn_frame_list_list, nmi_reason, p2m_cr3, p2m_vaddr, p2m_generation,
     }),
-    abi_struct!(VcpuSetPeriodicTimer in Family::Time, since V0_2, xen XenRelation::Same("vcpu_set_periodic_timer"), {
+    abi_struct!(VcpuSetPeriodicTimer in Family::Time, since V1_0, xen XenRelation::Same("vcpu_set_periodic_timer"), {
         period_ns,
     }),
-    abi_struct!(VcpuSetSingleshotTimer in Family::Time, since V0_2, xen XenRelation::Same("vcpu_set_singleshot_timer"), {
+    abi_struct!(VcpuSetSingleshotTimer in Family::Time, since V1_0, xen XenRelation::Same("vcpu_set_singleshot_timer"), {
         timeout_abs_ns, flags,
     }),
-    abi_struct!(MmuUpdate in Family::Mmu, since V0_2, xen XenRelation::Same("mmu_update"), {
+    abi_struct!(MmuUpdate in Family::Mmu, since V1_0, xen XenRelation::Same("mmu_update"), {
         ptr, val,
     }),
-    abi_struct!(MmuextOp in Family::Mmu, since V0_2, xen XenRelation::Same("mmuext_op"), {
+    abi_struct!(MmuextOp in Family::Mmu, since V1_0, xen XenRelation::Same("mmuext_op"), {
         cmd, pad => None, arg1, arg2,
     }),
-    abi_struct!(MulticallEntry in Family::Mmu, since V0_2, xen XenRelation::Same("multicall_entry"), {
+    abi_struct!(MulticallEntry in Family::Mmu, since V1_0, xen XenRelation::Same("multicall_entry"), {
         op, result, args,
     }),
-    abi_struct!(PerfCounters in Family::Debug, since V0_2, xen XenRelation::KeelOnly, {
+    abi_struct!(PerfCounters in Family::Debug, since V1_0, xen XenRelation::KeelOnly, {
         vmreads => None, vmwrites => None, exits => None,
     }),
 ];
@@ -434,6 +436,7 @@ const CONSTANT_GROUPS: &[&[Constant]] = &[
     crate::addr::ABI_CONSTS,
     crate::console::ABI_CONSTS,
     crate::note::ABI_CONSTS,
+    crate::note::BUILT_CONSTS,
     crate::platform::ABI_CONSTS,
     crate::sched::ABI_CONSTS,
     crate::sched::SHUTDOWN_CONSTS,
@@ -441,6 +444,7 @@ const CONSTANT_GROUPS: &[&[Constant]] = &[
     crate::start_info::ABI_CONSTS,
     crate::version::ABI_CONSTS,
     crate::version::CPUID_CONSTS,
+    crate::version::PRESENTED_CONSTS,
     crate::event::ABI_CONSTS,
     crate::time::ABI_CONSTS,
     crate::mmu::ABI_CONSTS,
@@ -467,7 +471,7 @@ pub fn errno_xen(e: crate::Errno) -> XenRelation {
 }
 
 /// The largest golden sample, in bytes.
-pub const GOLDEN_MAX: usize = 2048;
+pub const GOLDEN_MAX: usize = 4096;
 
 /// A golden sample: the bytes a real encoder produces for a fixed sample argument.
 #[derive(Clone, Copy, Debug)]
@@ -524,6 +528,113 @@ pub fn sample_start_info() -> StartInfo {
     s.first_p2m_pfn = 0x0480;
     s.nr_p2m_frames = 0x0488;
     s
+}
+
+/// Encode a [`Pod`](crate::event::Pod) value into the buffer; return its length.
+fn put_pod<T: crate::event::Pod>(buf: &mut [u8; GOLDEN_MAX], v: &T) -> usize {
+    let n = T::SIZE.min(GOLDEN_MAX);
+    v.encode(&mut buf[..n]);
+    n
+}
+
+/// The samples of the 1.0 structures follow `sample_start_info`'s rule: each
+/// field's low byte is its offset in the structure (so an encoder that moves a
+/// field is caught by `every_sample_puts_each_field_at_its_offset`), and the other
+/// bytes differ from field to field.
+pub fn sample_vcpu_time_info() -> VcpuTimeInfo {
+    VcpuTimeInfo {
+        version: 0x0000_0a00,
+        pad0: 0x0000_0b04,
+        tsc_timestamp: 0x0000_1234_5678_9a08,
+        system_time: 0x0000_0fed_cba9_8710,
+        tsc_to_system_mul: 0x8000_0018,
+        tsc_shift: 0x1c,
+        flags: 0x1d,
+        pad1: [0x1e, 0x1f],
+    }
+}
+
+/// See [`sample_vcpu_time_info`]; the nested `arch` and `time` samples are at their
+/// offsets in `vcpu_info` too.
+pub fn sample_vcpu_info() -> VcpuInfo {
+    VcpuInfo {
+        evtchn_upcall_pending: 0,
+        evtchn_upcall_mask: 1,
+        evtchn_pending_sel: 0x8000_0000_0000_0108,
+        arch: ArchVcpuInfo {
+            cr2: 0x0000_7fff_dead_b010,
+            pad: 0x0000_0000_0000_0118,
+        },
+        time: VcpuTimeInfo {
+            version: 0x0000_0a20,
+            pad0: 0x0000_0b24,
+            tsc_timestamp: 0x0000_1234_5678_9a28,
+            system_time: 0x0000_0fed_cba9_8730,
+            tsc_to_system_mul: 0x8000_0038,
+            tsc_shift: 0x3c,
+            flags: 0x3d,
+            pad1: [0x3e, 0x3f],
+        },
+    }
+}
+
+/// See [`sample_vcpu_time_info`].
+pub fn sample_arch_shared_info() -> ArchSharedInfo {
+    ArchSharedInfo {
+        max_pfn: 0x0000_0000_0001_0000,
+        pfn_to_mfn_frame_list_list: 0x0000_0000_0002_0008,
+        nmi_reason: 0x0000_0000_0003_0010,
+        p2m_cr3: 0x0000_0000_0004_0018,
+        p2m_vaddr: 0xffff_8000_0005_0020,
+        p2m_generation: 0x0000_0000_0006_0028,
+    }
+}
+
+/// The sample `shared_info`: vCPU 0 holds [`sample_vcpu_info`] (at offset 0, so its
+/// fields' low bytes are their offsets in the page), vCPU 31 marks the end of the
+/// array, and the bitmaps, wall clock and `arch` hold offset-valued words.
+pub fn sample_shared_info() -> SharedInfo {
+    let mut vcpu_info = [VcpuInfo::default(); crate::time::XEN_LEGACY_MAX_VCPUS];
+    vcpu_info[0] = sample_vcpu_info();
+    vcpu_info[31].evtchn_upcall_pending = 0x7c0u32 as u8;
+    vcpu_info[31].evtchn_pending_sel = 0x0000_0000_0000_07c8 | 1 << 63;
+    let mut evtchn_pending = [0u64; 64];
+    evtchn_pending[0] = 0x8000_0000_0000_0800;
+    evtchn_pending[63] = 0x0000_0000_0000_09f8 | 1 << 62;
+    let mut evtchn_mask = [0u64; 64];
+    evtchn_mask[0] = 0x4000_0000_0000_0a00;
+    evtchn_mask[63] = 0x0000_0000_0000_0bf8 | 1 << 61;
+    // `arch` at 0xc10: the words of `sample_arch_shared_info` moved there.
+    let arch = ArchSharedInfo {
+        max_pfn: 0x0000_0000_0001_0c10,
+        pfn_to_mfn_frame_list_list: 0x0000_0000_0002_0c18,
+        nmi_reason: 0x0000_0000_0003_0c20,
+        p2m_cr3: 0x0000_0000_0004_0c28,
+        p2m_vaddr: 0xffff_8000_0005_0c30,
+        p2m_generation: 0x0000_0000_0006_0c38,
+    };
+    SharedInfo {
+        vcpu_info,
+        evtchn_pending,
+        evtchn_mask,
+        wc_version: 0x0000_0c00,
+        wc_sec: 0x6000_0c04,
+        wc_nsec: 0x0000_0c08,
+        wc_sec_hi: 0x0000_0c0c,
+        arch,
+    }
+}
+
+/// The sample `PerfCounters`: `vmreads`, `vmwrites`, then each exit slot `i`
+/// holding `i` in its second byte and its offset in the low byte.
+pub fn sample_perf_counters() -> PerfCounters {
+    let mut c = PerfCounters::zero();
+    c.vmreads = 0x0000_0001_0000_0000;
+    c.vmwrites = 0x0000_0002_0000_0008;
+    for (i, e) in c.exits.iter_mut().enumerate() {
+        *e = ((i as u64) << 8) | ((16 + 8 * i as u64) & 0xff);
+    }
+    c
 }
 
 /// Every golden sample of the ABI.
@@ -586,6 +697,301 @@ pub const GOLDEN: &[Golden] = &[
         since: V0_1,
         doc: "note::abi_version_note(AbiVersion::V0_1): the whole ELF note",
         encode: |b| put(b, &note::abi_version_note(AbiVersion::V0_1)),
+    },
+    Golden {
+        name: "version.AbiVersion.V1_0",
+        family: Family::Version,
+        since: V1_0,
+        doc: "AbiVersion::V1_0.encode() (the XENVER_version result), little endian",
+        encode: |b| put(b, &AbiVersion::V1_0.encode().to_le_bytes()),
+    },
+    Golden {
+        name: "note.abi_version_note.V1_0",
+        family: Family::Note,
+        since: V1_0,
+        doc: "note::abi_version_note(AbiVersion::V1_0): the whole ELF note",
+        encode: |b| put(b, &note::abi_version_note(AbiVersion::V1_0)),
+    },
+    Golden {
+        name: "note.abi_built_note.V1_0",
+        family: Family::Note,
+        since: V1_0,
+        doc: "note::abi_built_note(AbiVersion::V1_0): the whole ELF note",
+        encode: |b| put(b, &note::abi_built_note(AbiVersion::V1_0)),
+    },
+    Golden {
+        name: "sched.SchedPoll.sample",
+        family: Family::Sched,
+        since: V1_0,
+        doc: "SchedPoll { ports: 0x7fff_ffff_e000, nr_ports: 8, timeout: 0x1_0000_0010 }.encode()",
+        encode: |b| {
+            put(
+                b,
+                &SchedPoll {
+                    ports: 0x0000_7fff_ffff_e000,
+                    nr_ports: 8,
+                    timeout: 0x0000_0001_0000_0010,
+                }
+                .encode(),
+            )
+        },
+    },
+    Golden {
+        name: "event.EvtchnAllocUnbound.sample",
+        family: Family::Event,
+        since: V1_0,
+        doc: "EvtchnAllocUnbound { dom: DOMID_SELF, remote_dom: 0x7f02, port: 0x304 }.encode()",
+        encode: |b| {
+            put_pod(
+                b,
+                &EvtchnAllocUnbound {
+                    dom: crate::event::DOMID_SELF,
+                    remote_dom: 0x7f02,
+                    port: 0x0304,
+                },
+            )
+        },
+    },
+    Golden {
+        name: "event.EvtchnBindVirq.sample",
+        family: Family::Event,
+        since: V1_0,
+        doc: "EvtchnBindVirq { virq: VIRQ_TIMER, vcpu: 0x104, port: 0x208 }.encode()",
+        encode: |b| {
+            put_pod(
+                b,
+                &EvtchnBindVirq {
+                    virq: crate::event::VIRQ_TIMER,
+                    vcpu: 0x0104,
+                    port: 0x0208,
+                },
+            )
+        },
+    },
+    Golden {
+        name: "event.EvtchnBindIpi.sample",
+        family: Family::Event,
+        since: V1_0,
+        doc: "EvtchnBindIpi { vcpu: 0x100, port: 0x204 }.encode()",
+        encode: |b| {
+            put_pod(
+                b,
+                &EvtchnBindIpi {
+                    vcpu: 0x0100,
+                    port: 0x0204,
+                },
+            )
+        },
+    },
+    Golden {
+        name: "event.EvtchnPort.sample",
+        family: Family::Event,
+        since: V1_0,
+        doc: "EvtchnPort { port: 0x3ff00 }.encode()",
+        encode: |b| put_pod(b, &EvtchnPort { port: 0x0003_ff00 }),
+    },
+    Golden {
+        name: "event.EvtchnStatus.sample",
+        family: Family::Event,
+        since: V1_0,
+        doc: "EvtchnStatus { dom: DOMID_SELF, port: 0x104, status: 0x5_0008, vcpu: 0x20c, u: [0x510, 0x614] }.encode()",
+        encode: |b| {
+            put_pod(
+                b,
+                &EvtchnStatus {
+                    dom: crate::event::DOMID_SELF,
+                    port: 0x0104,
+                    status: 0x0005_0008,
+                    vcpu: 0x0000_020c,
+                    u: [0x0000_0510, 0x0000_0614],
+                },
+            )
+        },
+    },
+    Golden {
+        name: "event.EvtchnBindVcpu.sample",
+        family: Family::Event,
+        since: V1_0,
+        doc: "EvtchnBindVcpu { port: 0x300, vcpu: 0x104 }.encode()",
+        encode: |b| {
+            put_pod(
+                b,
+                &EvtchnBindVcpu {
+                    port: 0x0300,
+                    vcpu: 0x0104,
+                },
+            )
+        },
+    },
+    Golden {
+        name: "event.XenHvmParam.sample",
+        family: Family::Event,
+        since: V1_0,
+        doc: "XenHvmParam { domid: DOMID_SELF, index: 0x104, value: 0x0200_0000_0000_0008 }.encode()",
+        encode: |b| {
+            put_pod(
+                b,
+                &XenHvmParam {
+                    domid: crate::event::DOMID_SELF,
+                    index: 0x0104,
+                    value: 0x0200_0000_0000_0008,
+                },
+            )
+        },
+    },
+    Golden {
+        name: "event.callback_vector.0xf3",
+        family: Family::Event,
+        since: V1_0,
+        doc: "XenHvmParam { DOMID_SELF, HVM_PARAM_CALLBACK_IRQ, callback_vector(0xf3) }.encode(): registering vector 0xf3",
+        encode: |b| {
+            put_pod(
+                b,
+                &XenHvmParam {
+                    domid: crate::event::DOMID_SELF,
+                    index: crate::event::HVM_PARAM_CALLBACK_IRQ,
+                    value: crate::event::callback_vector(0xf3),
+                },
+            )
+        },
+    },
+    Golden {
+        name: "time.SharedInfo.sample",
+        family: Family::Time,
+        since: V1_0,
+        doc: "SharedInfo::encode of layout::sample_shared_info() (placed by time::offsets)",
+        encode: |b| put_pod(b, &sample_shared_info()),
+    },
+    Golden {
+        name: "time.VcpuInfo.sample",
+        family: Family::Time,
+        since: V1_0,
+        doc: "VcpuInfo::encode of layout::sample_vcpu_info()",
+        encode: |b| put_pod(b, &sample_vcpu_info()),
+    },
+    Golden {
+        name: "time.ArchVcpuInfo.sample",
+        family: Family::Time,
+        since: V1_0,
+        doc: "ArchVcpuInfo { cr2: 0x7fff_dead_b000, pad: 0x108 }.encode()",
+        encode: |b| {
+            put_pod(
+                b,
+                &ArchVcpuInfo {
+                    cr2: 0x0000_7fff_dead_b000,
+                    pad: 0x0000_0000_0000_0108,
+                },
+            )
+        },
+    },
+    Golden {
+        name: "time.VcpuTimeInfo.sample",
+        family: Family::Time,
+        since: V1_0,
+        doc: "VcpuTimeInfo::encode of layout::sample_vcpu_time_info()",
+        encode: |b| put_pod(b, &sample_vcpu_time_info()),
+    },
+    Golden {
+        name: "time.ArchSharedInfo.sample",
+        family: Family::Time,
+        since: V1_0,
+        doc: "ArchSharedInfo::encode of layout::sample_arch_shared_info()",
+        encode: |b| put_pod(b, &sample_arch_shared_info()),
+    },
+    Golden {
+        name: "time.VcpuSetPeriodicTimer.sample",
+        family: Family::Time,
+        since: V1_0,
+        doc: "VcpuSetPeriodicTimer { period_ns: 0x3b9a_ca00 (1 s) }.encode()",
+        encode: |b| {
+            put_pod(
+                b,
+                &VcpuSetPeriodicTimer {
+                    period_ns: 1_000_000_000,
+                },
+            )
+        },
+    },
+    Golden {
+        name: "time.VcpuSetSingleshotTimer.sample",
+        family: Family::Time,
+        since: V1_0,
+        doc: "VcpuSetSingleshotTimer { timeout_abs_ns: 0x1234_5678_9abc_de00, flags: VCPU_SSHOTTMR_FUTURE << 16 | 8 }.encode()",
+        encode: |b| {
+            put_pod(
+                b,
+                &VcpuSetSingleshotTimer {
+                    timeout_abs_ns: 0x1234_5678_9abc_de00,
+                    flags: crate::time::VCPU_SSHOTTMR_FUTURE << 16 | 0x08,
+                },
+            )
+        },
+    },
+    Golden {
+        name: "mmu.MmuUpdate.sample",
+        family: Family::Mmu,
+        since: V1_0,
+        doc: "MmuUpdate { ptr: 0x12_3456_7000 | MMU_NORMAL_PT_UPDATE, val: 0x8000_0001_2345_6008 }.encode()",
+        encode: |b| {
+            put(
+                b,
+                &MmuUpdate {
+                    ptr: 0x0000_0012_3456_7000 | crate::mmu::MMU_NORMAL_PT_UPDATE,
+                    val: 0x8000_0001_2345_6008,
+                }
+                .encode(),
+            )
+        },
+    },
+    Golden {
+        name: "mmu.MmuextOp.sample",
+        family: Family::Mmu,
+        since: V1_0,
+        doc: "MmuextOp { cmd: MMUEXT_PIN_L4_TABLE | 0x100, pad: 0x204, arg1: 0xabc_d008, arg2: 0x7fff_0010 }.encode()",
+        encode: |b| {
+            put(
+                b,
+                &MmuextOp {
+                    cmd: crate::mmu::MMUEXT_PIN_L4_TABLE | 0x0100,
+                    pad: 0x0204,
+                    arg1: 0x0000_0000_0abc_d008,
+                    arg2: 0x0000_0000_7fff_0010,
+                }
+                .encode(),
+            )
+        },
+    },
+    Golden {
+        name: "mmu.MulticallEntry.sample",
+        family: Family::Mmu,
+        since: V1_0,
+        doc: "MulticallEntry { op: MMUEXT_OP << 8, result: 0x8000_0000_0000_0008, args[i]: (i + 1) << 32 | 16 + 8 i }.encode()",
+        encode: |b| {
+            let mut args = [0u64; 6];
+            for (i, a) in args.iter_mut().enumerate() {
+                *a = ((i as u64 + 1) << 32) | (16 + 8 * i as u64);
+            }
+            put(
+                b,
+                &MulticallEntry {
+                    op: Hypercall::MMUEXT_OP.0 << 8,
+                    result: 0x8000_0000_0000_0008,
+                    args,
+                }
+                .encode(),
+            )
+        },
+    },
+    Golden {
+        name: "debug.PerfCounters.sample",
+        family: Family::Debug,
+        since: V1_0,
+        doc: "PerfCounters::encode of layout::sample_perf_counters()",
+        encode: |b| {
+            let mut out = [0u8; core::mem::size_of::<PerfCounters>()];
+            sample_perf_counters().encode(&mut out);
+            put(b, &out)
+        },
     },
 ];
 
@@ -880,6 +1286,74 @@ mod tests {
             }
             assert_eq!(b[72 + 8], 80, "console.evtchn");
         });
+    }
+
+    #[test]
+    fn the_current_version_runs_guests_of_the_oldest_release() {
+        // 1.x: every 0.x guest runs, so a guest that declares 0.1 runs on the
+        // frozen 0.1 hypervisor and on every 1.x one.
+        assert_eq!(
+            oldest_release_runnable_by(AbiVersion::CURRENT),
+            Some(AbiVersion::V0_1)
+        );
+        assert_eq!(
+            oldest_release_runnable_by(AbiVersion::V0_1),
+            Some(AbiVersion::V0_1)
+        );
+        assert_eq!(
+            oldest_release_runnable_by(AbiVersion { major: 2, minor: 0 }),
+            None
+        );
+    }
+
+    #[test]
+    fn every_sample_puts_each_field_at_its_offset() {
+        // The samples' low bytes are the field offsets: each encoder must agree
+        // with offset_of! for every field (offset 0 is where every encoder starts).
+        let mut checked = 0;
+        // (0.1's samples predate the rule and are frozen as they are.)
+        let samples = GOLDEN
+            .iter()
+            .filter(|g| g.name.ends_with(".sample") && g.since >= AbiVersion::V1_0);
+        for g in samples {
+            let Some(s) = STRUCTS
+                .iter()
+                .find(|s| g.name == std::format!("{}.{}.sample", s.family.module(), s.name))
+            else {
+                panic!("golden {} names no structure", g.name);
+            };
+            g.with_bytes(|b| {
+                assert_eq!(b.len(), s.size, "{}", g.name);
+                for f in s.fields.iter().filter(|f| f.offset != 0) {
+                    assert_eq!(b[f.offset], f.offset as u8, "{}.{}", s.name, f.name);
+                }
+            });
+            checked += 1;
+        }
+        assert!(checked >= 17, "only {checked} samples checked");
+    }
+
+    #[test]
+    fn every_structure_since_1_0_has_a_golden_sample() {
+        for s in STRUCTS.iter().filter(|s| s.since >= AbiVersion::V1_0) {
+            let name = std::format!("{}.{}.sample", s.family.module(), s.name);
+            let g = GOLDEN.iter().find(|g| g.name == name);
+            assert!(g.is_some(), "no golden sample {name}");
+            assert_eq!(g.unwrap().since, s.since, "{name}");
+        }
+    }
+
+    #[test]
+    fn golden_names_are_unique_and_fit() {
+        for (i, a) in GOLDEN.iter().enumerate() {
+            assert!(
+                GOLDEN[i + 1..].iter().all(|b| b.name != a.name),
+                "{}",
+                a.name
+            );
+            let mut buf = [0u8; GOLDEN_MAX];
+            assert!((a.encode)(&mut buf) <= GOLDEN_MAX, "{}", a.name);
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The PV MMU: `mmu_update` (hypercall 1), `mmuext_op` (hypercall 26) and
 //! `multicall` (hypercall 13), with Xen's numbers and layouts
-//! (`xen/include/public/xen.h`). Since ABI 0.2.
+//! (`xen/include/public/xen.h`). Since ABI 1.0.
 //!
 //! Keel guests run on *direct paging*: the CPU walks the guest's own page tables,
 //! which hold machine frame numbers, and the guest may change them only through
@@ -20,11 +20,11 @@
 //! kernel writes its page tables and CR3 directly; under Keel its tables are
 //! read-only to it, and CR3 loads only a pinned L4.
 
-use crate::layout::{xen, Family};
+use crate::layout::{keel, xen, Family};
 use crate::version::AbiVersion;
 
 abi_consts! {
-    family: Family::Mmu, since: AbiVersion::V0_2;
+    family: Family::Mmu, since: AbiVersion::V1_0;
     /// `mmu_update` command (low 2 bits of `ptr`): a validated `*ptr = val`, `ptr` a
     /// machine address.
     MMU_NORMAL_PT_UPDATE: u64 = 0 => xen("MMU_NORMAL_PT_UPDATE");
@@ -78,6 +78,11 @@ abi_consts! {
     MMUEXT_UNMARK_SUPER: u32 = 20 => xen("MMUEXT_UNMARK_SUPER");
     /// `foreigndom` meaning "the calling domain".
     DOMID_SELF: u64 = 0x7ff0 => xen("DOMID_SELF");
+    /// The largest `count` of `mmu_update` and `mmuext_op` and `nr_calls` of
+    /// `multicall`: 2^31 - 1. Xen uses bit 31 of the count as its preemption
+    /// (continuation) flag; Keel does not preempt, and a count with bit 31 or
+    /// above set is `-EINVAL`.
+    MMU_BATCH_MAX: u64 = (1 << 31) - 1 => keel();
 }
 
 /// `struct mmu_update`: one request of `mmu_update`.

@@ -7,6 +7,11 @@
 //!   whose version is newer than its own, or whose note is missing.
 //! - [`NT_KEEL_TEST`]: present in test programs: `category: u32` then the test's
 //!   title as UTF-8, NUL-terminated (read by `cargo keel test`).
+//! - [`NT_KEEL_ABI_BUILT`] (since 1.0): 4 bytes like the ABI version note: the
+//!   version of the `keel-abi` crate the image was built with, i.e. the newest
+//!   interface it knows, which may be newer than the version it declares (a guest
+//!   declares the oldest version it runs on). Images built before 1.0 lack it;
+//!   the hypervisor uses it to tell them apart ([`crate::version::AbiVersion::presented_to`]).
 //!
 //! Bare-metal difference: a bare-metal kernel needs no such note; Xen PV kernels
 //! carry `XEN_ELFNOTE_*` notes of owner `"Xen"` instead, which Keel ignores.
@@ -25,6 +30,13 @@ abi_consts! {
     /// Length of the whole ABI-version note ([`abi_version_note`]): a 12-byte header,
     /// the name `"Keel\0"` padded to 8 bytes, the 4-byte descriptor.
     ABI_VERSION_NOTE_LEN: usize = 24 => keel();
+}
+
+abi_consts! {
+    family: Family::Note, since: AbiVersion::V1_0, list: BUILT_CONSTS;
+    /// Note type: the ABI version of the crate the image was built with (the
+    /// newest interface it knows); descriptor as [`NT_KEEL_ABI_VERSION`]'s.
+    NT_KEEL_ABI_BUILT: u32 = 3 => keel();
 }
 
 /// The descriptor of the [`NT_KEEL_ABI_VERSION`] note: `major: u16, minor: u16`,
@@ -51,10 +63,20 @@ pub fn parse_abi_version_desc(desc: &[u8]) -> Option<AbiVersion> {
 /// `"Keel\0"` padded to 4-byte alignment, then [`abi_version_desc`]. A guest can
 /// embed it as a `static` in its note section.
 pub const fn abi_version_note(v: AbiVersion) -> [u8; ABI_VERSION_NOTE_LEN] {
+    version_note(NT_KEEL_ABI_VERSION, v)
+}
+
+/// The complete [`NT_KEEL_ABI_BUILT`] note for version `v` (laid out as
+/// [`abi_version_note`]).
+pub const fn abi_built_note(v: AbiVersion) -> [u8; ABI_VERSION_NOTE_LEN] {
+    version_note(NT_KEEL_ABI_BUILT, v)
+}
+
+const fn version_note(ntype: u32, v: AbiVersion) -> [u8; ABI_VERSION_NOTE_LEN] {
     let mut n = [0u8; ABI_VERSION_NOTE_LEN];
     let namesz = 5u32.to_le_bytes();
     let descsz = 4u32.to_le_bytes();
-    let ty = NT_KEEL_ABI_VERSION.to_le_bytes();
+    let ty = ntype.to_le_bytes();
     let desc = abi_version_desc(v);
     let mut i = 0;
     while i < 4 {

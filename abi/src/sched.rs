@@ -14,12 +14,12 @@ abi_consts! {
     family: Family::Sched, since: AbiVersion::V0_1;
     /// Give up the CPU.
     SCHEDOP_YIELD: u64 = 0 => xen("SCHEDOP_yield");
-    /// Block until an event is pending (implemented since 0.2: enables event
+    /// Block until an event is pending (implemented since 1.0: enables event
     /// delivery and blocks atomically; returns at once if an event is pending).
     SCHEDOP_BLOCK: u64 = 1 => xen("SCHEDOP_block");
     /// Shut the domain down; argument: `*const SchedShutdown`.
     SCHEDOP_SHUTDOWN: u64 = 2 => xen("SCHEDOP_shutdown");
-    /// Poll a set of event channels (implemented since 0.2; argument `*const SchedPoll`).
+    /// Poll a set of event channels (implemented since 1.0; argument `*const SchedPoll`).
     SCHEDOP_POLL: u64 = 3 => xen("SCHEDOP_poll");
     /// Shut down another domain (Keel 0.1: `-ENOSYS`).
     SCHEDOP_REMOTE_SHUTDOWN: u64 = 4 => xen("SCHEDOP_remote_shutdown");
@@ -61,7 +61,7 @@ impl SchedShutdown {
     }
 }
 
-/// `struct sched_poll` (`SCHEDOP_poll`, since 0.2): wait until one of `nr_ports`
+/// `struct sched_poll` (`SCHEDOP_poll`, since 1.0): wait until one of `nr_ports`
 /// ports (a guest array of `u32`, at most [`SCHED_POLL_MAX_PORTS`]) is pending, an
 /// event needs delivery, or system time reaches `timeout` (0: no timeout).
 #[repr(C)]
@@ -102,7 +102,7 @@ impl SchedPoll {
 }
 
 abi_consts! {
-    family: Family::Sched, since: AbiVersion::V0_2, list: POLL_CONSTS;
+    family: Family::Sched, since: AbiVersion::V1_0, list: POLL_CONSTS;
     /// The most ports one `SCHEDOP_poll` may name (Xen's limit, 128; more is `-EINVAL`).
     SCHED_POLL_MAX_PORTS: u32 = 128 => keel();
 }

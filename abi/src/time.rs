@@ -24,7 +24,7 @@ use crate::layout::{keel, xen, Family};
 use crate::version::AbiVersion;
 
 abi_consts! {
-    family: Family::Time, since: AbiVersion::V0_2;
+    family: Family::Time, since: AbiVersion::V1_0;
     /// `VCPUOP_set_periodic_timer`: [`VcpuSetPeriodicTimer`]; a period under 1 ms is `-EINVAL`.
     VCPUOP_SET_PERIODIC_TIMER: u64 = 6 => xen("VCPUOP_set_periodic_timer");
     /// `VCPUOP_stop_periodic_timer`.
@@ -232,6 +232,10 @@ pub mod offsets {
     pub const fn wc_sec_hi() -> usize {
         offset_of!(SharedInfo, wc_sec_hi)
     }
+    /// `arch` (the `arch_shared_info`).
+    pub const fn arch() -> usize {
+        offset_of!(SharedInfo, arch)
+    }
     /// Size of a `vcpu_time_info`.
     pub const fn time_size() -> usize {
         size_of::<VcpuTimeInfo>()
@@ -284,6 +288,114 @@ impl Pod for VcpuTimeInfo {
         );
     }
 }
+impl Pod for ArchVcpuInfo {
+    const SIZE: usize = 16;
+    fn decode(b: &[u8]) -> Self {
+        Self {
+            cr2: rd64(b, 0),
+            pad: rd64(b, 8),
+        }
+    }
+    fn encode(&self, o: &mut [u8]) {
+        wr(o, 0, &self.cr2.to_le_bytes());
+        wr(o, 8, &self.pad.to_le_bytes());
+    }
+}
+impl Pod for VcpuInfo {
+    const SIZE: usize = 64;
+    fn decode(b: &[u8]) -> Self {
+        let sub = |o: usize, n: usize| b.get(o..o + n).unwrap_or(&[]);
+        Self {
+            evtchn_upcall_pending: b.first().copied().unwrap_or(0),
+            evtchn_upcall_mask: b.get(1).copied().unwrap_or(0),
+            evtchn_pending_sel: rd64(b, 8),
+            arch: ArchVcpuInfo::decode(sub(16, ArchVcpuInfo::SIZE)),
+            time: VcpuTimeInfo::decode(sub(32, VcpuTimeInfo::SIZE)),
+        }
+    }
+    fn encode(&self, o: &mut [u8]) {
+        wr(o, 0, &[self.evtchn_upcall_pending, self.evtchn_upcall_mask]);
+        wr(o, 2, &[0; 6]);
+        wr(o, 8, &self.evtchn_pending_sel.to_le_bytes());
+        if let Some(a) = o.get_mut(16..16 + ArchVcpuInfo::SIZE) {
+            self.arch.encode(a);
+        }
+        if let Some(t) = o.get_mut(32..32 + VcpuTimeInfo::SIZE) {
+            self.time.encode(t);
+        }
+    }
+}
+impl Pod for ArchSharedInfo {
+    const SIZE: usize = 48;
+    fn decode(b: &[u8]) -> Self {
+        Self {
+            max_pfn: rd64(b, 0),
+            pfn_to_mfn_frame_list_list: rd64(b, 8),
+            nmi_reason: rd64(b, 16),
+            p2m_cr3: rd64(b, 24),
+            p2m_vaddr: rd64(b, 32),
+            p2m_generation: rd64(b, 40),
+        }
+    }
+    fn encode(&self, o: &mut [u8]) {
+        wr(o, 0, &self.max_pfn.to_le_bytes());
+        wr(o, 8, &self.pfn_to_mfn_frame_list_list.to_le_bytes());
+        wr(o, 16, &self.nmi_reason.to_le_bytes());
+        wr(o, 24, &self.p2m_cr3.to_le_bytes());
+        wr(o, 32, &self.p2m_vaddr.to_le_bytes());
+        wr(o, 40, &self.p2m_generation.to_le_bytes());
+    }
+}
+/// The whole page, placed by the [`offsets`] the hypervisor and the guest use to
+/// read and write it in place (so the golden sample freezes those offsets too).
+impl Pod for SharedInfo {
+    const SIZE: usize = core::mem::size_of::<SharedInfo>();
+    fn decode(b: &[u8]) -> Self {
+        let sub = |o: usize, n: usize| b.get(o..o + n).unwrap_or(&[]);
+        let mut vcpu_info = [VcpuInfo::default(); XEN_LEGACY_MAX_VCPUS];
+        for (v, vi) in vcpu_info.iter_mut().enumerate() {
+            *vi = VcpuInfo::decode(sub(offsets::vcpu_info(v), VcpuInfo::SIZE));
+        }
+        let mut evtchn_pending = [0u64; 64];
+        let mut evtchn_mask = [0u64; 64];
+        for w in 0..64 {
+            evtchn_pending[w] = rd64(b, offsets::pending_word(w));
+            evtchn_mask[w] = rd64(b, offsets::mask_word(w));
+        }
+        Self {
+            vcpu_info,
+            evtchn_pending,
+            evtchn_mask,
+            wc_version: rd32(b, offsets::wc_version()),
+            wc_sec: rd32(b, offsets::wc_sec()),
+            wc_nsec: rd32(b, offsets::wc_nsec()),
+            wc_sec_hi: rd32(b, offsets::wc_sec_hi()),
+            arch: ArchSharedInfo::decode(sub(offsets::arch(), ArchSharedInfo::SIZE)),
+        }
+    }
+    fn encode(&self, o: &mut [u8]) {
+        for (v, vi) in self.vcpu_info.iter().enumerate() {
+            if let Some(s) = o.get_mut(offsets::vcpu_info(v)..offsets::vcpu_info(v + 1)) {
+                vi.encode(s);
+            }
+        }
+        for w in 0..64 {
+            wr(
+                o,
+                offsets::pending_word(w),
+                &self.evtchn_pending[w].to_le_bytes(),
+            );
+            wr(o, offsets::mask_word(w), &self.evtchn_mask[w].to_le_bytes());
+        }
+        wr(o, offsets::wc_version(), &self.wc_version.to_le_bytes());
+        wr(o, offsets::wc_sec(), &self.wc_sec.to_le_bytes());
+        wr(o, offsets::wc_nsec(), &self.wc_nsec.to_le_bytes());
+        wr(o, offsets::wc_sec_hi(), &self.wc_sec_hi.to_le_bytes());
+        if let Some(a) = o.get_mut(offsets::arch()..offsets::arch() + ArchSharedInfo::SIZE) {
+            self.arch.encode(a);
+        }
+    }
+}
 impl Pod for VcpuSetPeriodicTimer {
     const SIZE: usize = 8;
     fn decode(b: &[u8]) -> Self {
@@ -331,5 +443,41 @@ mod tests {
         t.encode(&mut b);
         assert_eq!(VcpuTimeInfo::decode(&b), t);
         assert_eq!(b[28], 0xff);
+    }
+
+    #[test]
+    fn shared_info_round_trips_through_the_offsets() {
+        let mut si = SharedInfo {
+            vcpu_info: [VcpuInfo::default(); XEN_LEGACY_MAX_VCPUS],
+            evtchn_pending: [0; 64],
+            evtchn_mask: [0; 64],
+            wc_version: 2,
+            wc_sec: 3,
+            wc_nsec: 4,
+            wc_sec_hi: 5,
+            arch: ArchSharedInfo {
+                p2m_generation: 6,
+                ..Default::default()
+            },
+        };
+        si.vcpu_info[0].evtchn_upcall_mask = 1;
+        si.vcpu_info[0].time.tsc_shift = -3;
+        si.vcpu_info[31].evtchn_pending_sel = 1 << 63;
+        si.evtchn_pending[63] = 7;
+        si.evtchn_mask[1] = 8;
+        let mut b = std::vec![0u8; SharedInfo::SIZE];
+        si.encode(&mut b);
+        let back = SharedInfo::decode(&b);
+        assert_eq!(back.vcpu_info, si.vcpu_info);
+        assert_eq!(back.evtchn_pending, si.evtchn_pending);
+        assert_eq!(back.evtchn_mask, si.evtchn_mask);
+        assert_eq!(
+            (back.wc_version, back.wc_sec, back.wc_nsec, back.wc_sec_hi),
+            (2, 3, 4, 5)
+        );
+        assert_eq!(back.arch, si.arch);
+        assert_eq!(b[offsets::upcall_mask(0)], 1);
+        assert_eq!(b[offsets::time_field(0, 28)], (-3i8) as u8);
+        assert_eq!(b[offsets::pending_sel(31) + 7], 0x80);
     }
 }

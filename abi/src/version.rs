@@ -22,13 +22,13 @@ pub struct AbiVersion {
 impl AbiVersion {
     /// 0.1: boot, console, version queries, shutdown.
     pub const V0_1: AbiVersion = AbiVersion { major: 0, minor: 1 };
-    /// 0.2: the PV MMU (`mmu_update`, `mmuext_op`, `multicall`): direct paging
+    /// 1.0: the PV MMU (`mmu_update`, `mmuext_op`, `multicall`): direct paging
     /// with validated page-table updates; the shared_info page, event channels,
     /// pvclock time and timers (block, poll), the upcall vector; and
     /// `keel_debug_op`, Keel's benchmark interface (`crate::debug`).
-    pub const V0_2: AbiVersion = AbiVersion { major: 0, minor: 2 };
+    pub const V1_0: AbiVersion = AbiVersion { major: 1, minor: 0 };
     /// The version this crate describes.
-    pub const CURRENT: AbiVersion = Self::V0_2;
+    pub const CURRENT: AbiVersion = Self::V1_0;
 
     /// The `XENVER_version` encoding: `(major << 16) | minor`.
     pub const fn encode(self) -> u32 {
@@ -43,9 +43,53 @@ impl AbiVersion {
     }
     /// Whether a hypervisor implementing `self` can run a guest built against `guest`.
     /// Within one major version every minor is a superset of the ones before it.
+    /// Major 0 is the pre-release series of major 1: 1.0 is a superset of every
+    /// 0.x, so a 1.x hypervisor runs every 0.x guest. Any other major version is
+    /// a different interface. (A 0.x hypervisor, such as the frozen 0.1 image,
+    /// runs only its own major version: that is the rule it was built with.)
     pub const fn can_run(self, guest: AbiVersion) -> bool {
-        self.major == guest.major && self.minor >= guest.minor
+        (self.major == guest.major && self.minor >= guest.minor)
+            || (self.major == 1 && guest.major == 0)
     }
+
+    /// The version a hypervisor implementing `self` reports (in
+    /// `XENVER_version` and CPUID leaf `0x4000_0001`) to a guest whose image was
+    /// built with the `keel-abi` of version `built` (its
+    /// [`crate::note::NT_KEEL_ABI_BUILT`] note; `None` for an image built before
+    /// 1.0, which has no such note).
+    ///
+    /// A guest that knows 1.x is told the truth. A guest built before 1.0 knows
+    /// only the 0.x series and its rule that another major version is another
+    /// interface: told "1.0", it would conclude that it should not have been run
+    /// at all. So a 1.x hypervisor presents itself to it as
+    /// [`Self::PRE_1_0_PRESENTED`], 0.2, the name 1.0 had in the 0.x series while
+    /// it was being built: a newer 0.x, which such a guest checks for everything
+    /// it knows and trusts with everything else. (Linux did the same when 3.0
+    /// broke programs that parsed "2.6.x": the `UNAME26` personality reports
+    /// 2.6.40.) The interface itself is the same for both guests.
+    pub const fn presented_to(self, built: Option<AbiVersion>) -> AbiVersion {
+        let knows_1_x = match built {
+            Some(b) => b.major >= 1,
+            None => false,
+        };
+        if self.major == 1 && !knows_1_x {
+            Self::PRE_1_0_PRESENTED
+        } else {
+            self
+        }
+    }
+
+    /// What a 1.x hypervisor reports to a guest built before 1.0
+    /// ([`Self::presented_to`]).
+    pub const PRE_1_0_PRESENTED: AbiVersion = AbiVersion::decode(PRE_1_0_XENVER_VERSION);
+}
+
+abi_consts! {
+    family: Family::Version, since: AbiVersion::V1_0, list: PRESENTED_CONSTS;
+    /// The `XENVER_version` value (0.2) a 1.x hypervisor reports to a guest whose
+    /// image has no `NT_KEEL_ABI_BUILT` note (built before 1.0): see
+    /// `AbiVersion::presented_to`.
+    PRE_1_0_XENVER_VERSION: u32 = 0x0000_0002 => keel();
 }
 
 impl core::fmt::Display for AbiVersion {
@@ -194,13 +238,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pre_1_0_guests_see_a_newer_0_x() {
+        let hv = AbiVersion::V1_0;
+        assert_eq!(hv.presented_to(None), AbiVersion { major: 0, minor: 2 });
+        assert_eq!(
+            hv.presented_to(Some(AbiVersion::V0_1)),
+            AbiVersion::PRE_1_0_PRESENTED
+        );
+        assert_eq!(hv.presented_to(Some(AbiVersion::V1_0)), hv);
+        assert_eq!(hv.presented_to(Some(AbiVersion { major: 1, minor: 9 })), hv);
+        let later = AbiVersion { major: 1, minor: 4 };
+        assert_eq!(later.presented_to(None), AbiVersion::PRE_1_0_PRESENTED);
+        assert_eq!(later.presented_to(Some(AbiVersion::V1_0)), later);
+        // A 0.x hypervisor has nothing to hide.
+        assert_eq!(AbiVersion::V0_1.presented_to(None), AbiVersion::V0_1);
+        // What a pre-1.0 guest is told is a 0.x newer than 0.1 that can run it:
+        // its own rule (same major, minor not older) accepts it.
+        let p = AbiVersion::PRE_1_0_PRESENTED;
+        assert!(p.major == 0 && p > AbiVersion::V0_1 && p.can_run(AbiVersion::V0_1));
+    }
+
+    #[test]
     fn encodings_round_trip() {
         let v = AbiVersion { major: 1, minor: 7 };
         assert_eq!(v.encode(), 0x0001_0007);
         assert_eq!(AbiVersion::decode(v.encode()), v);
         assert!(v.can_run(AbiVersion { major: 1, minor: 3 }));
         assert!(!v.can_run(AbiVersion { major: 1, minor: 8 }));
-        assert!(!v.can_run(AbiVersion { major: 0, minor: 1 }));
 
         let f = XenFeatureInfo {
             submap_idx: 1,
@@ -208,6 +272,42 @@ mod tests {
         };
         assert_eq!(f.encode(), [1, 0, 0, 0, 1, 0, 0, 0x80]);
         assert_eq!(XenFeatureInfo::decode(&f.encode()), f);
+    }
+
+    const fn v(major: u16, minor: u16) -> AbiVersion {
+        AbiVersion { major, minor }
+    }
+
+    #[test]
+    fn a_1_x_hypervisor_runs_every_0_x_guest_and_no_newer_one() {
+        let h = AbiVersion::V1_0;
+        assert!(h.can_run(AbiVersion::V0_1));
+        assert!(h.can_run(AbiVersion::V1_0));
+        assert!(h.can_run(v(0, 9)), "every 0.x is a subset of 1.0");
+        assert!(!h.can_run(v(1, 1)));
+        assert!(!h.can_run(v(2, 0)));
+        // A later 1.x too.
+        assert!(v(1, 4).can_run(AbiVersion::V0_1));
+        assert!(v(1, 4).can_run(v(1, 3)));
+        assert!(!v(1, 4).can_run(v(1, 5)));
+    }
+
+    #[test]
+    fn a_0_x_hypervisor_runs_only_its_own_major_version() {
+        // The rule the frozen 0.1 hypervisor was built with.
+        let h = AbiVersion::V0_1;
+        assert!(h.can_run(AbiVersion::V0_1));
+        assert!(!h.can_run(v(0, 2)));
+        assert!(!h.can_run(AbiVersion::V1_0));
+    }
+
+    #[test]
+    fn another_major_version_is_another_interface() {
+        let h = v(2, 0);
+        assert!(h.can_run(v(2, 0)));
+        assert!(!h.can_run(AbiVersion::V1_0));
+        assert!(!h.can_run(AbiVersion::V0_1));
+        assert!(!h.can_run(v(2, 1)));
     }
 
     #[test]

@@ -30,8 +30,12 @@ const NOT_REGISTERED: &[(&str, &str)] = &[
         "AbiVersion::V0_1: the `abi-version` line and every `since=`",
     ),
     (
-        "V0_2",
-        "AbiVersion::V0_2: the `abi-version` line and every `since=`",
+        "V1_0",
+        "AbiVersion::V1_0: the `abi-version` line and every `since=`",
+    ),
+    (
+        "PRE_1_0_PRESENTED",
+        "AbiVersion::decode(PRE_1_0_XENVER_VERSION): the `const` line of that",
     ),
     (
         "RESULT_OFFSET",

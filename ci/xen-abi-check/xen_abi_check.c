@@ -113,7 +113,7 @@ int main(void)
     CONST(SIF_PM_MASK);
 
     /* xen.h: console_io. */
-    /* xen.h: the PV MMU (Keel ABI 0.2). */
+    /* xen.h: the PV MMU (Keel ABI 1.0). */
     STRUCT("mmu_update", struct mmu_update);
     FIELD("mmu_update", struct mmu_update, ptr, "ptr");
     FIELD("mmu_update", struct mmu_update, val, "val");
@@ -191,13 +191,13 @@ int main(void)
     CONST(SHUTDOWN_soft_reset);
     CONST(SHUTDOWN_MAX);
 
-    /* sched.h: sched_poll (0.2). */
+    /* sched.h: sched_poll (1.0). */
     STRUCT("sched_poll", struct sched_poll);
     FIELD("sched_poll", struct sched_poll, ports, "ports");
     FIELD("sched_poll", struct sched_poll, nr_ports, "nr_ports");
     FIELD("sched_poll", struct sched_poll, timeout, "timeout");
 
-    /* event_channel.h, hvm/params.h, hvm_op.h (0.2). */
+    /* event_channel.h, hvm/params.h, hvm_op.h (1.0). */
     CONST(EVTCHNOP_bind_virq);
     CONST(EVTCHNOP_close);
     CONST(EVTCHNOP_send);
@@ -247,7 +247,7 @@ int main(void)
     FIELD("xen_hvm_param", struct xen_hvm_param, index, "index");
     FIELD("xen_hvm_param", struct xen_hvm_param, value, "value");
 
-    /* xen.h, vcpu.h: shared_info, pvclock, timers (0.2). */
+    /* xen.h, vcpu.h: shared_info, pvclock, timers (1.0). */
     CONST(VCPUOP_set_periodic_timer);
     CONST(VCPUOP_stop_periodic_timer);
     CONST(VCPUOP_set_singleshot_timer);

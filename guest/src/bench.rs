@@ -21,7 +21,7 @@
 //! difference is what one reading adds, and it is subtracted from every
 //! measurement. The loop between the readings does nothing else that exits (RDTSC
 //! and LFENCE do not), so what remains is the operation's own work. On a
-//! hypervisor without the interface (older than ABI 0.2: `-ENOSYS`) the counters
+//! hypervisor without the interface (older than ABI 1.0: `-ENOSYS`) the counters
 //! are reported as absent and the TSC figures still are.
 //!
 //! ## The lines

@@ -1,4 +1,4 @@
-//! Events and time for guests (ABI 0.2): the `shared_info` page, the pvclock read
+//! Events and time for guests (ABI 1.0): the `shared_info` page, the pvclock read
 //! (no exit), the wall clock, and the upcall handler on the registered vector.
 //!
 //! The upcall follows the Xen guest protocol: clear `evtchn_upcall_pending`,
@@ -29,7 +29,7 @@ pub static UPCALLS: AtomicU64 = AtomicU64::new(0);
 pub static UPCALLS_WITH_IF_CLEAR: AtomicU64 = AtomicU64::new(0);
 
 /// The shared_info page's address in the bootstrap mapping, if the hypervisor
-/// provides one (`start_info.shared_info` != 0, ABI 0.2).
+/// provides one (`start_info.shared_info` != 0, ABI 1.0).
 pub fn shared_info() -> Option<GuestVirt> {
     let cached = SHARED_VA.load(SeqCst);
     if cached != 0 {
@@ -55,7 +55,7 @@ fn base() -> u64 {
     match shared_info() {
         Some(v) => v.0,
         None => crate::report::crash(format_args!(
-            "events: no shared_info page (start_info.shared_info is 0: hypervisor ABI < 0.2?)"
+            "events: no shared_info page (start_info.shared_info is 0: hypervisor ABI < 1.0?)"
         )),
     }
 }

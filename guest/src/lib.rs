@@ -127,6 +127,11 @@ macro_rules! test {
         #[cfg(target_os = "none")]
         #[link_section = ".note.keel"]
         #[used]
+        static __KEEL_NOTE_BUILT: $crate::note::AbiNote = $crate::note::AbiNote::built();
+
+        #[cfg(target_os = "none")]
+        #[link_section = ".note.keel"]
+        #[used]
         static __KEEL_NOTE_TEST: $crate::note::TestNote<
             { $crate::note::title_space(__KEEL_TEST_TITLE.len()) },
         > = $crate::note::TestNote::new(__KEEL_TEST_CATEGORY, __KEEL_TEST_TITLE);

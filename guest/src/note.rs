@@ -6,7 +6,9 @@
 //! hypervisor reads the ABI-version note before the guest exists, and the test
 //! runner reads the test note from the file.
 
-use crate::abi::note::{TestCategory, NOTE_NAME, NT_KEEL_ABI_VERSION, NT_KEEL_TEST};
+use crate::abi::note::{
+    TestCategory, NOTE_NAME, NT_KEEL_ABI_BUILT, NT_KEEL_ABI_VERSION, NT_KEEL_TEST,
+};
 use crate::abi::version::AbiVersion;
 
 /// `"Keel\0"` padded to 8 bytes.
@@ -41,12 +43,23 @@ impl AbiNote {
 
     /// The note for `v`.
     pub const fn for_version(v: AbiVersion) -> Self {
+        Self::with_type(NT_KEEL_ABI_VERSION, v)
+    }
+
+    /// The `NT_KEEL_ABI_BUILT` note: the version of the `keel-abi` this image is
+    /// built with (every image gets one; a 1.x hypervisor tells an image without
+    /// it, built before 1.0, that it implements 0.2: `docs/abi/image.md`).
+    pub const fn built() -> Self {
+        Self::with_type(NT_KEEL_ABI_BUILT, AbiVersion::CURRENT)
+    }
+
+    const fn with_type(ntype: u32, v: AbiVersion) -> Self {
         let ma = v.major.to_le_bytes();
         let mi = v.minor.to_le_bytes();
         AbiNote {
             namesz: NAMESZ,
             descsz: 4,
-            ntype: NT_KEEL_ABI_VERSION,
+            ntype,
             name: NAME,
             desc: [ma[0], ma[1], mi[0], mi[1]],
         }
@@ -113,6 +126,16 @@ mod tests {
         let v = AbiVersion::CURRENT;
         assert_eq!(u16::from_le_bytes([n.desc[0], n.desc[1]]), v.major);
         assert_eq!(u16::from_le_bytes([n.desc[2], n.desc[3]]), v.minor);
+        // The build note: the same bytes as the ABI crate's own encoder.
+        let b = AbiNote::built();
+        assert_eq!((b.namesz, b.descsz, b.ntype), (5, 4, NT_KEEL_ABI_BUILT));
+        let mut bytes = [0u8; 24];
+        bytes[0..4].copy_from_slice(&b.namesz.to_le_bytes());
+        bytes[4..8].copy_from_slice(&b.descsz.to_le_bytes());
+        bytes[8..12].copy_from_slice(&b.ntype.to_le_bytes());
+        bytes[12..20].copy_from_slice(&b.name);
+        bytes[20..24].copy_from_slice(&b.desc);
+        assert_eq!(bytes, crate::abi::note::abi_built_note(AbiVersion::CURRENT));
     }
 
     #[test]

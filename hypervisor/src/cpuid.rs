@@ -367,7 +367,7 @@ fn sig_word(i: usize) -> u32 {
 }
 
 /// Keel's own leaves.
-fn hypervisor_leaf(leaf: u32) -> CpuidResult {
+fn hypervisor_leaf(leaf: u32, abi: AbiVersion) -> CpuidResult {
     match leaf {
         CPUID_LEAF_BASE => CpuidResult {
             eax: CPUID_LEAF_VERSION,
@@ -376,7 +376,7 @@ fn hypervisor_leaf(leaf: u32) -> CpuidResult {
             edx: sig_word(2),
         },
         CPUID_LEAF_VERSION => CpuidResult {
-            eax: AbiVersion::CURRENT.encode(),
+            eax: abi.encode(),
             ebx: features::SUBMAP0,
             ecx: 0,
             edx: 0,
@@ -421,12 +421,22 @@ pub struct CpuidPolicy {
     set: [u32; NMASKED],
     /// Leaf 0xD subleaf 0 ECX: the XSAVE area size for every allowed component.
     xsave_max_size: u32,
+    /// The ABI version leaf `0x4000_0001` reports ([`Self::presenting`]).
+    abi: AbiVersion,
 }
 
 /// Leaf 1 ECX bit 27.
 const OSXSAVE_BIT: u32 = 1 << 27;
 
 impl CpuidPolicy {
+    /// The same policy, reporting ABI version `v` in leaf `0x4000_0001` (the
+    /// domain's `Domain::abi_version`: 0.2 to a guest built before 1.0, as
+    /// `XENVER_version` does).
+    pub const fn presenting(mut self, v: AbiVersion) -> Self {
+        self.abi = v;
+        self
+    }
+
     /// Fold the tables for a vCPU with `feat` on a host whose CPUID is `host`.
     pub fn new(host: &impl Fn(u32, u32) -> CpuidResult, feat: GuestCpuFeatures) -> Self {
         let mut basic = [LeafKind::Zero; MAX_BASIC as usize + 1];
@@ -484,6 +494,7 @@ impl CpuidPolicy {
             keep,
             set,
             xsave_max_size,
+            abi: AbiVersion::CURRENT,
         }
     }
 
@@ -535,7 +546,7 @@ impl CpuidPolicy {
         host: &impl Fn(u32, u32) -> CpuidResult,
     ) -> CpuidResult {
         if is_hypervisor_leaf(leaf) {
-            return hypervisor_leaf(leaf);
+            return hypervisor_leaf(leaf, self.abi);
         }
         let kind = if leaf <= self.max_basic {
             self.basic.get(leaf as usize).copied()
@@ -865,6 +876,11 @@ mod tests {
         assert_eq!(&sig, b"KeelKeelKeel");
         let r = q(&p, 0x4000_0001, 0);
         assert_eq!(r.eax, AbiVersion::CURRENT.encode());
+        assert_eq!(r.ebx, features::SUBMAP0);
+        // What a guest built before 1.0 is told (as XENVER_version tells it).
+        let old = policy(GuestCpuFeatures::default()).presenting(AbiVersion::PRE_1_0_PRESENTED);
+        let r = q(&old, 0x4000_0001, 0);
+        assert_eq!(r.eax, 0x0000_0002);
         assert_eq!(r.ebx, features::SUBMAP0);
         assert_eq!(q(&p, 0x4000_0002, 0), CpuidResult::default());
         assert_eq!(q(&p, 0x4000_00ff, 0), CpuidResult::default());

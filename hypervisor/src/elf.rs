@@ -26,7 +26,8 @@
 
 use crate::addr::{GuestVirt, PAGE_SIZE};
 use keel_abi::note::{
-    parse_abi_version_desc, TestCategory, NOTE_NAME, NT_KEEL_ABI_VERSION, NT_KEEL_TEST,
+    parse_abi_version_desc, TestCategory, NOTE_NAME, NT_KEEL_ABI_BUILT, NT_KEEL_ABI_VERSION,
+    NT_KEEL_TEST,
 };
 use keel_abi::version::AbiVersion;
 
@@ -230,6 +231,7 @@ pub struct GuestImage {
     nr_segments: usize,
     entry: GuestVirt,
     abi_version: AbiVersion,
+    abi_built: Option<AbiVersion>,
     test: Option<TestNote>,
 }
 
@@ -280,6 +282,7 @@ impl GuestImage {
             nr_segments: 0,
             entry,
             abi_version: AbiVersion { major: 0, minor: 0 },
+            abi_built: None,
             test: None,
         };
         let mut abi: Option<AbiVersion> = None;
@@ -340,7 +343,12 @@ impl GuestImage {
                     // ELF64 notes are 4-byte aligned by the gABI, but GNU tools emit
                     // 8-byte aligned note segments (p_align = 8) for some notes.
                     let align = if p_align == 8 { 8 } else { 4 };
-                    parse_notes(&b, start, end, align, &mut abi, &mut img.test)?;
+                    let notes = Notes {
+                        abi: &mut abi,
+                        built: &mut img.abi_built,
+                        test: &mut img.test,
+                    };
+                    parse_notes(&b, start, end, align, notes)?;
                 }
                 PT_DYNAMIC | PT_INTERP | PT_TLS => return Err(ElfError::NotStatic),
                 _ => {}
@@ -383,6 +391,11 @@ impl GuestImage {
     /// The ABI version the image was built against (its `NT_KEEL_ABI_VERSION` note).
     pub const fn abi_version(&self) -> AbiVersion {
         self.abi_version
+    }
+    /// The ABI version of the crate the image was built with (its
+    /// `NT_KEEL_ABI_BUILT` note): `None` for images built before 1.0.
+    pub const fn abi_built(&self) -> Option<AbiVersion> {
+        self.abi_built
     }
     /// The test metadata (`NT_KEEL_TEST`), present in test programs.
     pub const fn test(&self) -> Option<TestNote> {
@@ -430,14 +443,21 @@ fn range_is_canonical(start: u64, len: u64) -> bool {
 /// Note layout (gABI): `namesz: u32, descsz: u32, type: u32`, then the name padded
 /// to `align`, then the descriptor padded to `align`. Notes of other owners (GNU
 /// build IDs, properties) are skipped, but must still be well formed.
+/// Where [`parse_notes`] records the Keel notes it finds.
+struct Notes<'a> {
+    abi: &'a mut Option<AbiVersion>,
+    built: &'a mut Option<AbiVersion>,
+    test: &'a mut Option<TestNote>,
+}
+
 fn parse_notes(
     b: &Bytes<'_>,
     start: usize,
     end: usize,
     align: usize,
-    abi: &mut Option<AbiVersion>,
-    test: &mut Option<TestNote>,
+    notes: Notes<'_>,
 ) -> Result<(), ElfError> {
+    let Notes { abi, built, test } = notes;
     let mut at = start;
     while at < end {
         let header_end = at.checked_add(12).ok_or(ElfError::MalformedNote)?;
@@ -474,6 +494,15 @@ fn parse_notes(
                         return Err(ElfError::DuplicateNote);
                     }
                     *abi = Some(parse_abi_version_desc(desc).ok_or(ElfError::MalformedNote)?);
+                }
+                NT_KEEL_ABI_BUILT => {
+                    if descsz != 4 {
+                        return Err(ElfError::MalformedNote);
+                    }
+                    if built.is_some() {
+                        return Err(ElfError::DuplicateNote);
+                    }
+                    *built = Some(parse_abi_version_desc(desc).ok_or(ElfError::MalformedNote)?);
                 }
                 NT_KEEL_TEST => {
                     if descsz < 4 {
@@ -646,11 +675,25 @@ pub(crate) mod testimg {
     }
 
     /// A typical guest: text RX at 0x40_0000 (2 pages + a bit), data RW with bss,
-    /// the ABI note and a test note.
+    /// the ABI note (0.1) and a test note, as images were built before 1.0 (no
+    /// build note).
     pub fn typical() -> Vec<u8> {
+        typical_built(None)
+    }
+
+    /// [`typical`], with an `NT_KEEL_ABI_BUILT` note of `built` when given (as
+    /// every image built with the 1.0 crate or later has).
+    pub fn typical_built(built: Option<AbiVersion>) -> Vec<u8> {
         let text: Vec<u8> = (0..0x2100u32).map(|i| (i % 251) as u8).collect();
         let data: Vec<u8> = (0..0x300u32).map(|i| (i % 13) as u8 + 1).collect();
         let mut notes = abi_note(0, 1);
+        if let Some(b) = built {
+            notes.extend(note(
+                b"Keel\0",
+                NT_KEEL_ABI_BUILT,
+                &keel_abi::note::abi_version_desc(b),
+            ));
+        }
         notes.extend(test_note(0, "typical guest"));
         build(
             0x40_0010,
@@ -901,6 +944,25 @@ mod tests {
         let bad = note(b"Keel\0", NT_KEEL_TEST, &[0, 0]);
         let mut notes = abi_note(0, 1);
         notes.extend(bad);
+        assert_eq!(
+            with(&[t(), Seg::note(notes)], 0x40_0000),
+            Err(ElfError::MalformedNote)
+        );
+        // The build note: optional, 4 bytes, once.
+        let plain = Seg::note(abi_note(0, 1));
+        assert_eq!(with(&[t(), plain], 0x40_0000).unwrap().abi_built(), None);
+        let mut notes = abi_note(0, 1);
+        notes.extend(note(b"Keel\0", NT_KEEL_ABI_BUILT, &[1, 0, 0, 0]));
+        let img = with(&[t(), Seg::note(notes.clone())], 0x40_0000).unwrap();
+        assert_eq!(img.abi_version(), AbiVersion::V0_1);
+        assert_eq!(img.abi_built(), Some(AbiVersion::V1_0));
+        notes.extend(note(b"Keel\0", NT_KEEL_ABI_BUILT, &[1, 0, 0, 0]));
+        assert_eq!(
+            with(&[t(), Seg::note(notes)], 0x40_0000),
+            Err(ElfError::DuplicateNote)
+        );
+        let mut notes = abi_note(0, 1);
+        notes.extend(note(b"Keel\0", NT_KEEL_ABI_BUILT, &[1, 0, 0]));
         assert_eq!(
             with(&[t(), Seg::note(notes)], 0x40_0000),
             Err(ElfError::MalformedNote)

@@ -8,8 +8,9 @@
 //!    detecting what that hypervisor lacks rather than failing.
 //!
 //! 3. the other half of the ELF note contract: a guest declaring a *newer* ABI
-//!    than the hypervisor's is refused before it runs, with a message naming
-//!    both versions and status 8 (bad guest image).
+//!    than the hypervisor's (the version after it: 1.1 for 1.0) is refused before
+//!    it runs, with a message naming both versions and status 8 (bad guest
+//!    image), by the current hypervisor and by the frozen one of every release.
 //!
 //! Each boot must end with the hypervisor's `keel: power off, status 0` (which
 //! Bochs's exit code must confirm) and the guest's `Test result: SUCCESS`. A
@@ -18,6 +19,7 @@
 //! The machines are Bochs (the only backend here with VT-x).
 
 use keel_abi::platform::ExitStatus;
+use keel_abi::version::AbiVersion;
 use keel_loader::backend::Backend;
 use keel_loader::cargo::Workspace;
 use keel_loader::console::{self, Verdict};
@@ -107,11 +109,12 @@ fn compatibility_both_ways_with_every_frozen_release() {
         .find(|g| g.name == "abi_compat")
         .expect("the abi_compat guest");
     for (version, dir) in &frozen {
-        must_pass(
-            &format!("frozen {version} guest on the current hypervisor"),
-            &hv,
-            &dir.join("compat-guest.elf"),
-        );
+        let what = format!("frozen {version} guest on the current hypervisor");
+        let guest = dir.join("compat-guest.elf");
+        // The frozen 0.1 guest knows only the 0.x rule that another major
+        // version is another interface: the hypervisor tells it 0.2
+        // (`AbiVersion::presented_to`), and it must pass like any other.
+        must_pass(&what, &hv, &guest);
         must_pass(
             &format!("current abi_compat guest on the frozen {version} hypervisor"),
             &dir.join("keel-hypervisor.elf"),
@@ -120,10 +123,17 @@ fn compatibility_both_ways_with_every_frozen_release() {
     }
 }
 
+/// The version after `v`: what a hypervisor of version `v` must refuse.
+fn next_minor(v: AbiVersion) -> AbiVersion {
+    AbiVersion {
+        minor: v.minor + 1,
+        ..v
+    }
+}
+
 #[test]
 fn a_guest_needing_a_newer_abi_is_refused() {
     use keel_abi::note::abi_version_note;
-    use keel_abi::version::AbiVersion;
     let ws = Workspace::locate().expect("the Keel workspace");
     let hv = ws.build_hypervisor(true).expect("building the hypervisor");
     let guests = ws.build_guests(true).expect("building the guests");
@@ -131,40 +141,65 @@ fn a_guest_needing_a_newer_abi_is_refused() {
         .iter()
         .find(|g| g.name == "abi_compat")
         .expect("the abi_compat guest");
-    // Rewrite the image's ABI note (found by its exact bytes) to declare the
-    // version after the hypervisor's.
     let image = std::fs::read(&compat.path).unwrap();
-    let newer = AbiVersion {
-        minor: AbiVersion::CURRENT.minor + 1,
-        ..AbiVersion::CURRENT
-    };
-    let declared = keel_abi::layout::oldest_release_of_major(AbiVersion::CURRENT.major)
+    let declared = keel_abi::layout::oldest_release_runnable_by(AbiVersion::CURRENT)
         .expect("a released version");
-    let (old, new) = (abi_version_note(declared), abi_version_note(newer));
-    let at: Vec<usize> = image
-        .windows(old.len())
-        .enumerate()
-        .filter(|(_, w)| *w == old)
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(at.len(), 1, "the ABI note must occur exactly once");
-    let mut patched = image.clone();
-    patched[at[0]..at[0] + new.len()].copy_from_slice(&new);
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("abi_compat_newer.elf");
-    std::fs::write(&path, &patched).unwrap();
+    // The current hypervisor, and the frozen one of every released version: each
+    // must refuse a guest declaring the version after its own.
+    let (frozen, _) = frozen_versions(ws.root());
+    let mut hypervisors = vec![(
+        AbiVersion::CURRENT,
+        "the current hypervisor".to_string(),
+        hv,
+    )];
+    for (version, dir) in &frozen {
+        let v = keel_abi::layout::RELEASED
+            .iter()
+            .copied()
+            .find(|r| r.to_string() == *version)
+            .unwrap_or_else(|| panic!("abi/fixtures/{version} is not in layout::RELEASED"));
+        hypervisors.push((
+            v,
+            format!("the frozen {version} hypervisor"),
+            dir.join("keel-hypervisor.elf"),
+        ));
+    }
+    for (version, what, hypervisor) in &hypervisors {
+        // Rewrite the image's ABI note (found by its exact bytes) to declare the
+        // version after the hypervisor's.
+        let newer = next_minor(*version);
+        let (old, new) = (abi_version_note(declared), abi_version_note(newer));
+        let at: Vec<usize> = image
+            .windows(old.len())
+            .enumerate()
+            .filter(|(_, w)| *w == old)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(at.len(), 1, "the ABI note must occur exactly once");
+        let mut patched = image.clone();
+        patched[at[0]..at[0] + new.len()].copy_from_slice(&new);
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("abi_compat_needs_{newer}.elf"));
+        std::fs::write(&path, &patched).unwrap();
 
-    let o = boot(&format!("a guest declaring ABI {newer}"), &hv, &path);
-    assert_eq!(o.cross_check(), Ok(ExitStatus::BadGuestImage));
-    let want = format!(
-        "guest needs ABI {newer}, this hypervisor implements {}",
-        AbiVersion::CURRENT
-    );
-    assert!(
-        console::lines(&o.console).any(|l| l.contains(&want)),
-        "no refusal naming both versions ({want:?})"
-    );
-    assert!(
-        !o.console.contains("(d1)"),
-        "the refused guest must not have run"
-    );
+        let o = boot(
+            &format!("a guest declaring ABI {newer} on {what}"),
+            hypervisor,
+            &path,
+        );
+        assert_eq!(
+            o.cross_check(),
+            Ok(ExitStatus::BadGuestImage),
+            "{what}, a guest declaring {newer}"
+        );
+        let want = format!("guest needs ABI {newer}, this hypervisor implements {version}");
+        assert!(
+            console::lines(&o.console).any(|l| l.contains(&want)),
+            "{what}: no refusal naming both versions ({want:?})"
+        );
+        assert!(
+            !o.console.contains("(d1)"),
+            "{what}: the refused guest must not have run"
+        );
+    }
 }

@@ -353,7 +353,7 @@ mod tests {
             t.contains("| 17 | `xen_version` | implemented since 0.1 | [version.md](version.md)")
         );
         assert!(t.contains("| 20 | `grant_table_op` | `-ENOSYS` |"));
-        assert!(t.contains("| 1 | `mmu_update` | implemented since 0.2 | [mmu.md](mmu.md)"));
+        assert!(t.contains("| 1 | `mmu_update` | implemented since 1.0 | [mmu.md](mmu.md)"));
         assert_eq!(t.lines().count(), 2 + HYPERCALLS.len());
     }
 

@@ -8,8 +8,8 @@
 //! by detecting what is missing (new guest, old hypervisor).
 //!
 //! So it declares, in its ABI note, not the version it was built against but the
-//! oldest released version of its major version: every hypervisor of this major
-//! version must run it. It then asks the hypervisor's version `hv` and, from the
+//! oldest released version the current one runs (0.1; `AbiVersion::can_run`):
+//! every released hypervisor must run it. It then asks the hypervisor's version `hv` and, from the
 //! data of the `keel-abi` it was built with:
 //!
 //! - checks each sub-command implemented since a version `<= hv`
@@ -25,26 +25,47 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
+#[path = "../mmu_util.rs"]
+mod mmu_util;
+
 use keel_guest::abi::console::{CONSOLEIO_READ, CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
+use keel_guest::abi::debug::guest as debug_guest;
+use keel_guest::abi::debug::{DEBUGOP_NOP, DEBUGOP_READ_COUNTERS, KEEL_DEBUG_OP};
+use keel_guest::abi::event::{
+    callback_vector, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU,
+    EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK,
+    EVTCHNSTAT_IPI, EVTCHNSTAT_UNBOUND, EVTCHNSTAT_VIRQ, HVM_CALLBACK_VECTOR_MIN,
+    KEEL_NR_EVTCHN_PORTS, NR_VIRQS, VIRQ_DEBUG,
+};
 use keel_guest::abi::guest::{self, hypercall_scalar};
 use keel_guest::abi::hypercall::{self, Hypercall, SubCommand};
 use keel_guest::abi::layout;
-use keel_guest::abi::sched::{SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD};
+use keel_guest::abi::mmu::*;
+use keel_guest::abi::sched::{
+    SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SCHED_POLL_MAX_PORTS,
+};
 use keel_guest::abi::start_info::{MAGIC, MAX_GUEST_CMDLINE};
-use keel_guest::abi::time::{VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER};
+use keel_guest::abi::time::{
+    PERIODIC_TIMER_MIN_NS, VCPUOP_SET_PERIODIC_TIMER, VCPUOP_SET_SINGLESHOT_TIMER,
+    VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER, VCPU_SSHOTTMR_FUTURE,
+};
 use keel_guest::abi::version::{
     features, AbiVersion, CPUID_LEAF_BASE, CPUID_LEAF_VERSION, CPUID_SIGNATURE, EXTRAVERSION,
     FEATURE_SUBMAPS, XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_PAGESIZE, XENVER_VERSION,
 };
 use keel_guest::cpu;
+use keel_guest::events;
+use keel_guest::pagetable::{cr3_mfn, PTE_RW};
 use keel_guest::prelude::*;
+use mmu_util::*;
 
 const TITLE: &str =
     "ABI compatibility: what the hypervisor's version promises works, newer is -ENOSYS";
 
-/// The version this image declares: the oldest release of its major version, so
-/// that every hypervisor of the major version runs it.
-const DECLARED: AbiVersion = match layout::oldest_release_of_major(AbiVersion::CURRENT.major) {
+/// The version this image declares: the oldest release the current version runs
+/// (0.1: major 0 is the pre-release series of 1, and a 1.x hypervisor runs every
+/// 0.x guest), so that every released hypervisor runs it.
+const DECLARED: AbiVersion = match layout::oldest_release_runnable_by(AbiVersion::CURRENT) {
     Some(v) => v,
     None => AbiVersion::CURRENT,
 };
@@ -64,7 +85,7 @@ fn test_main() {
     let hv = guest::xen_version();
     println!("abi_compat: built against ABI {built}, declares {DECLARED}, hypervisor reports {hv}");
     if !check!(
-        hv.major == DECLARED.major && hv.can_run(DECLARED),
+        hv.can_run(DECLARED),
         "hypervisor ABI {hv} should have refused an image declaring {DECLARED}"
     ) {
         return;
@@ -121,6 +142,7 @@ fn test_main() {
         "hypercall number 2^64-1 returned {r}, expected -ENOSYS"
     );
 
+    check_debug_op(hv);
     check_cpuid(hv);
     check_start_info();
     success();
@@ -250,64 +272,125 @@ fn check_sub_command(sc: &SubCommand, hv: AbiVersion) {
                 "{name}(NULL)"
             );
         }
-        // 0.2: event channels, timers, block/poll, the callback vector. With NULL
-        // arguments every one that takes a structure is -EFAULT; the ones that
-        // take none succeed harmlessly.
+        // 1.0: event channels, timers, block/poll, the callback vector. Each is
+        // called the way it succeeds and with arguments it must refuse (which a
+        // stub answering -ENOSYS, or one answering 0 to everything, fails).
         (Hypercall::SCHED_OP, SCHEDOP_BLOCK) => {
             // Returns at once when an event is pending (here: an IPI sent to
             // ourselves; no callback vector is registered, so nothing is injected).
-            match guest::evtchn_bind_ipi(0) {
-                Ok(p) => {
-                    check_eq!(guest::evtchn_send(p), Ok(()), "send on IPI port {p}");
-                    check_eq!(guest::sched_block(), Ok(()), "{name} with an event pending");
-                    check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
-                }
-                Err(e) => {
-                    failure!("EVTCHNOP_bind_ipi: {e}");
-                }
+            if let Some(p) = ok_or_fail("EVTCHNOP_bind_ipi", guest::evtchn_bind_ipi(0)) {
+                check_eq!(guest::evtchn_send(p), Ok(()), "send on IPI port {p}");
+                check_eq!(guest::sched_block(), Ok(()), "{name} with an event pending");
+                check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
             }
         }
-        (Hypercall::SCHED_OP, SCHEDOP_POLL)
-        | (Hypercall::EVENT_CHANNEL_OP, _)
-        | (Hypercall::HVM_OP, _) => {
+        (Hypercall::SCHED_OP, SCHEDOP_POLL) => {
+            null_is_efault(sc);
+            if let Some(p) = ok_or_fail("EVTCHNOP_bind_ipi", guest::evtchn_bind_ipi(0)) {
+                check_eq!(guest::evtchn_send(p), Ok(()), "send on IPI port {p}");
+                check_eq!(
+                    guest::sched_poll(&[p], 0),
+                    Ok(()),
+                    "{name} of a pending port"
+                );
+                let many = [p; SCHED_POLL_MAX_PORTS as usize + 1];
+                check_eq!(
+                    guest::sched_poll(&many, 0),
+                    Err(Errno::EINVAL),
+                    "{name} of SCHED_POLL_MAX_PORTS + 1 ports"
+                );
+                check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
+            }
+        }
+        (Hypercall::EVENT_CHANNEL_OP, sub) => {
+            null_is_efault(sc);
+            check_evtchn_op(sub, name);
+        }
+        (Hypercall::HVM_OP, _) => {
+            null_is_efault(sc);
             check_eq!(
-                probe(sc.hypercall, sc.sub),
-                Errno::EFAULT.as_return(),
-                "{name}(NULL)"
+                guest::hvm_set_callback_irq(callback_vector(HVM_CALLBACK_VECTOR_MIN - 1)),
+                Err(Errno::EINVAL),
+                "{name}: vector HVM_CALLBACK_VECTOR_MIN - 1"
+            );
+            check_eq!(
+                guest::hvm_set_callback_irq(0),
+                Ok(()),
+                "{name}: no callback (0)"
             );
         }
         (Hypercall::SET_TIMER_OP, _) => {
-            check_eq!(probe(sc.hypercall, 0), 0, "{name}(0) (stop)");
+            // Any deadline is valid (a past one fires at once): a far one, then 0
+            // (stop). The timer must not fire during the test.
+            let far = events::now_ns().saturating_add(60_000_000_000);
+            check_eq!(guest::set_timer_op(far), Ok(()), "{name}(now + 60 s)");
+            check_eq!(guest::set_timer_op(0), Ok(()), "{name}(0) (stop)");
         }
         (Hypercall::VCPU_OP, sub) => {
-            let r = probe(sc.hypercall, sub);
-            let want = if matches!(
-                sub,
-                VCPUOP_STOP_PERIODIC_TIMER | VCPUOP_STOP_SINGLESHOT_TIMER
-            ) {
-                0
-            } else {
-                Errno::EFAULT.as_return()
-            };
-            check_eq!(r, want, "{name}(vcpu 0, NULL)");
+            check_vcpu_op(sc);
             check_eq!(
                 hypercall_scalar(sc.hypercall, [sub, 1, 0, 0, 0]),
                 Errno::ENOENT.as_return(),
                 "{name}(vcpu 1)"
             );
         }
-        // 0.2, the PV MMU: the command is inside each request, so the check is an
-        // empty batch (which does nothing and succeeds) and a foreign domain.
-        (Hypercall::MMU_UPDATE | Hypercall::MMUEXT_OP, _) => {
+        // 1.0, the PV MMU: the command is inside each request. Every command is
+        // used once the way it succeeds, and refused where it has arguments to
+        // refuse; every batch refuses a foreign domain and an oversized count.
+        (Hypercall::MMU_UPDATE | Hypercall::MMUEXT_OP, sub) => {
             let self_ = keel_guest::abi::mmu::DOMID_SELF;
             let r = hypercall_scalar(sc.hypercall, [0, 0, 0, self_, 0]);
             check_eq!(r, 0, "{name}: an empty batch");
             let r = hypercall_scalar(sc.hypercall, [0, 0, 0, 0x7ff1, 0]);
             check_eq!(r, Errno::ESRCH.as_return(), "{name}: foreigndom 0x7ff1");
+            let r = hypercall_scalar(sc.hypercall, [0, MMU_BATCH_MAX + 1, 0, self_, 0]);
+            check_eq!(
+                r,
+                Errno::EINVAL.as_return(),
+                "{name}: a count of MMU_BATCH_MAX + 1"
+            );
+            if sc.hypercall == Hypercall::MMU_UPDATE {
+                check_mmu_update(name);
+            } else {
+                check_mmuext_op(sub as u32, name);
+            }
         }
         (Hypercall::MULTICALL, _) => {
             let r = hypercall_scalar(sc.hypercall, [0, 0, 0, 0, 0]);
             check_eq!(r, 0, "{name}: an empty batch");
+            let r = hypercall_scalar(sc.hypercall, [0, MMU_BATCH_MAX + 1, 0, 0, 0]);
+            check_eq!(
+                r,
+                Errno::EINVAL.as_return(),
+                "{name} of MMU_BATCH_MAX + 1 calls"
+            );
+            let r = hypercall_scalar(sc.hypercall, [0, 1, 0, 0, 0]);
+            check_eq!(r, Errno::EFAULT.as_return(), "{name} of 1 call at NULL");
+            // Two calls: one that succeeds, one that does not exist; each result
+            // is written back and the batch itself succeeds.
+            let mut calls = [
+                MulticallEntry {
+                    op: Hypercall::XEN_VERSION.0,
+                    result: 0x5a5a,
+                    args: [XENVER_VERSION, 0, 0, 0, 0, 0],
+                },
+                MulticallEntry {
+                    op: 11, // no hypercall in any version
+                    result: 0x5a5a,
+                    args: [0; 6],
+                },
+            ];
+            check_eq!(guest::multicall(&mut calls), Ok(()), "{name} of 2 calls");
+            check_eq!(
+                calls[0].result,
+                u64::from(hv.encode()),
+                "{name}: xen_version's result"
+            );
+            check_eq!(
+                calls[1].result as i64,
+                ENOSYS,
+                "{name}: hypercall 11's result"
+            );
         }
         _ => {
             error!(
@@ -317,6 +400,349 @@ fn check_sub_command(sc: &SubCommand, hv: AbiVersion) {
             );
         }
     }
+}
+
+/// The value of `r`, or a failure naming `what`.
+fn ok_or_fail<T>(what: &str, r: Result<T, Errno>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            failure!("{what}: {e}");
+            None
+        }
+    }
+}
+
+/// A sub-command that takes a structure cannot read one at NULL.
+fn null_is_efault(sc: &SubCommand) {
+    check_eq!(
+        probe(sc.hypercall, sc.sub),
+        Errno::EFAULT.as_return(),
+        "{}(NULL)",
+        sc.name
+    );
+}
+
+/// `event_channel_op(sub)`: the successful use, then refusals.
+fn check_evtchn_op(sub: u64, name: &str) {
+    match sub {
+        EVTCHNOP_BIND_VIRQ => {
+            if let Some(p) = ok_or_fail(name, guest::evtchn_bind_virq(VIRQ_DEBUG, 0)) {
+                check_eq!(
+                    guest::evtchn_status(p).map(|s| (s.status, s.u[0])),
+                    Ok((EVTCHNSTAT_VIRQ, VIRQ_DEBUG)),
+                    "EVTCHNOP_status of the VIRQ_DEBUG port {p}"
+                );
+                check_eq!(
+                    guest::evtchn_bind_virq(VIRQ_DEBUG, 0),
+                    Err(Errno::EEXIST),
+                    "{name}: VIRQ_DEBUG again"
+                );
+                check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
+            }
+            check_eq!(
+                guest::evtchn_bind_virq(NR_VIRQS, 0),
+                Err(Errno::EINVAL),
+                "{name}: virq NR_VIRQS"
+            );
+        }
+        EVTCHNOP_CLOSE => {
+            if let Some(p) = ok_or_fail("EVTCHNOP_alloc_unbound", guest::evtchn_alloc_unbound()) {
+                check_eq!(guest::evtchn_close(p), Ok(()), "{name} port {p}");
+                check_eq!(
+                    guest::evtchn_close(p),
+                    Err(Errno::EINVAL),
+                    "{name} of the closed port {p}"
+                );
+            }
+        }
+        EVTCHNOP_SEND => {
+            if let Some(p) = ok_or_fail("EVTCHNOP_bind_ipi", guest::evtchn_bind_ipi(0)) {
+                check_eq!(guest::evtchn_send(p), Ok(()), "{name} on IPI port {p}");
+                check!(events::is_pending(p), "{name}: IPI port {p} is not pending");
+                check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
+            }
+            check_eq!(
+                guest::evtchn_send(0),
+                Err(Errno::EINVAL),
+                "{name} on port 0"
+            );
+        }
+        EVTCHNOP_STATUS => {
+            if let Some(p) = ok_or_fail("EVTCHNOP_alloc_unbound", guest::evtchn_alloc_unbound()) {
+                check_eq!(
+                    guest::evtchn_status(p).map(|s| s.status),
+                    Ok(EVTCHNSTAT_UNBOUND),
+                    "{name} of unbound port {p}"
+                );
+                check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
+            }
+            check_eq!(
+                guest::evtchn_status(KEEL_NR_EVTCHN_PORTS).map(|s| s.status),
+                Err(Errno::EINVAL),
+                "{name} of port KEEL_NR_EVTCHN_PORTS"
+            );
+        }
+        EVTCHNOP_ALLOC_UNBOUND => {
+            if let Some(p) = ok_or_fail(name, guest::evtchn_alloc_unbound()) {
+                check!(
+                    (1..KEEL_NR_EVTCHN_PORTS).contains(&p),
+                    "{name}: port {p} out of range"
+                );
+                check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
+            }
+        }
+        EVTCHNOP_BIND_IPI => {
+            if let Some(p) = ok_or_fail(name, guest::evtchn_bind_ipi(0)) {
+                check_eq!(
+                    guest::evtchn_status(p).map(|s| s.status),
+                    Ok(EVTCHNSTAT_IPI),
+                    "EVTCHNOP_status of IPI port {p}"
+                );
+                check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
+            }
+            check_eq!(
+                guest::evtchn_bind_ipi(1),
+                Err(Errno::ENOENT),
+                "{name} to vCPU 1"
+            );
+        }
+        EVTCHNOP_BIND_VCPU => {
+            if let Some(p) = ok_or_fail("EVTCHNOP_alloc_unbound", guest::evtchn_alloc_unbound()) {
+                check_eq!(guest::evtchn_bind_vcpu(p, 0), Ok(()), "{name} of port {p}");
+                check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
+            }
+            if let Some(p) = ok_or_fail("EVTCHNOP_bind_ipi", guest::evtchn_bind_ipi(0)) {
+                check_eq!(
+                    guest::evtchn_bind_vcpu(p, 0),
+                    Err(Errno::EINVAL),
+                    "{name} of IPI port {p}"
+                );
+                check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
+            }
+        }
+        EVTCHNOP_UNMASK => {
+            if let Some(p) = ok_or_fail("EVTCHNOP_bind_ipi", guest::evtchn_bind_ipi(0)) {
+                check_eq!(guest::evtchn_unmask(p), Ok(()), "{name} port {p}");
+                check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
+            }
+            check_eq!(
+                guest::evtchn_unmask(KEEL_NR_EVTCHN_PORTS),
+                Err(Errno::EINVAL),
+                "{name} port KEEL_NR_EVTCHN_PORTS"
+            );
+        }
+        _ => {
+            error!("no compatibility check for event_channel_op/{name}: extend abi_compat");
+        }
+    }
+}
+
+/// `vcpu_op(sub, 0, ...)`: the successful use, then refusals.
+fn check_vcpu_op(sc: &SubCommand) {
+    let (sub, name) = (sc.sub, sc.name);
+    match sub {
+        VCPUOP_SET_PERIODIC_TIMER => {
+            null_is_efault(sc);
+            check_eq!(
+                guest::vcpu_set_periodic_timer(PERIODIC_TIMER_MIN_NS - 1),
+                Err(Errno::EINVAL),
+                "{name}: PERIODIC_TIMER_MIN_NS - 1"
+            );
+            check_eq!(
+                guest::vcpu_set_periodic_timer(60_000_000_000),
+                Ok(()),
+                "{name}: 60 s"
+            );
+            check_eq!(
+                guest::vcpu_stop_periodic_timer(),
+                Ok(()),
+                "VCPUOP_stop_periodic_timer"
+            );
+        }
+        VCPUOP_SET_SINGLESHOT_TIMER => {
+            null_is_efault(sc);
+            check_eq!(
+                guest::vcpu_set_singleshot_timer(1, VCPU_SSHOTTMR_FUTURE),
+                Err(Errno::ETIME),
+                "{name}: a past deadline with VCPU_SSHOTTMR_future"
+            );
+            let far = events::now_ns().saturating_add(60_000_000_000);
+            check_eq!(
+                guest::vcpu_set_singleshot_timer(far, VCPU_SSHOTTMR_FUTURE),
+                Ok(()),
+                "{name}: now + 60 s"
+            );
+            check_eq!(
+                guest::vcpu_stop_singleshot_timer(),
+                Ok(()),
+                "VCPUOP_stop_singleshot_timer"
+            );
+        }
+        VCPUOP_STOP_PERIODIC_TIMER | VCPUOP_STOP_SINGLESHOT_TIMER => {
+            // No argument: stopping a timer that is not running succeeds.
+            check_eq!(probe(Hypercall::VCPU_OP, sub), 0, "{name}(vcpu 0)");
+        }
+        _ => {
+            error!("no compatibility check for vcpu_op/{name}: extend abi_compat");
+        }
+    }
+}
+
+/// `mmu_update(MMU_NORMAL_PT_UPDATE)`: a validated change of a real entry (a free
+/// frame's mapping made read-only and writable again), then refusals.
+fn check_mmu_update(name: &str) {
+    let f = take_frame();
+    check_eq!(
+        make_readonly(f.va),
+        Ok(()),
+        "{name}: drop RW of a free frame's entry"
+    );
+    check!(leaf(f.va) & PTE_RW == 0, "{name}: the entry kept RW");
+    check_eq!(make_writable(f.va), Ok(()), "{name}: give RW back");
+    check!(
+        leaf(f.va) & PTE_RW != 0,
+        "{name}: the entry did not get RW back"
+    );
+    let (t, i) = l1_of(f.va);
+    check_eq!(
+        update(slot(t, i) | 4, leaf(f.va)),
+        Err(Errno::EINVAL),
+        "{name}: ptr bit 2 set"
+    );
+    // Mapping a pinned table writable breaks the type rule.
+    let l1 = table_frame();
+    if check_eq!(pin(1, l1.mfn), Ok(()), "MMUEXT_PIN_L1_TABLE for {name}") {
+        check_eq!(
+            make_writable(l1.va),
+            Err(Errno::EINVAL),
+            "{name}: mapping a pinned L1 writable"
+        );
+        check_eq!(unpin(l1.mfn), Ok(()), "MMUEXT_UNPIN_TABLE for {name}");
+    }
+}
+
+/// `mmuext_op(cmd)`: the successful use, then refusals where `cmd` has arguments.
+fn check_mmuext_op(cmd: u32, name: &str) {
+    let one = |arg1: u64, arg2: u64| {
+        guest::mmuext_op(&[MmuextOp {
+            cmd,
+            pad: 0,
+            arg1,
+            arg2,
+        }])
+        .1
+    };
+    let mapped = &DECLARED as *const AbiVersion as u64 & !0xfff;
+    match cmd {
+        MMUEXT_PIN_L1_TABLE | MMUEXT_PIN_L2_TABLE | MMUEXT_PIN_L3_TABLE | MMUEXT_PIN_L4_TABLE => {
+            let level = cmd - MMUEXT_PIN_L1_TABLE + 1;
+            let t = if level == 4 {
+                copy_of_l4()
+            } else {
+                table_frame()
+            };
+            check_eq!(pin(level, t.mfn), Ok(()), "{name} of a fresh table");
+            check_eq!(pin(level, t.mfn), Err(Errno::EINVAL), "{name} again");
+            check_eq!(unpin(t.mfn), Ok(()), "MMUEXT_UNPIN_TABLE after {name}");
+            let w = take_frame();
+            check_eq!(
+                pin(level, w.mfn),
+                Err(Errno::EINVAL),
+                "{name} of a frame mapped writable"
+            );
+            check_eq!(
+                pin(level, Mfn(0xf_ffff_ffff)),
+                Err(Errno::EINVAL),
+                "{name} of a frame not the domain's"
+            );
+        }
+        MMUEXT_UNPIN_TABLE => {
+            let t = table_frame();
+            check_eq!(pin(1, t.mfn), Ok(()), "MMUEXT_PIN_L1_TABLE for {name}");
+            check_eq!(unpin(t.mfn), Ok(()), "{name}");
+            check_eq!(
+                unpin(t.mfn),
+                Err(Errno::EINVAL),
+                "{name} of an unpinned frame"
+            );
+        }
+        MMUEXT_NEW_BASEPTR => {
+            let orig = cr3_mfn();
+            let copy = copy_of_l4();
+            check_eq!(
+                ext(cmd, copy.mfn),
+                Err(Errno::EINVAL),
+                "{name} of an unpinned L4"
+            );
+            if check_eq!(pin(4, copy.mfn), Ok(()), "MMUEXT_PIN_L4_TABLE for {name}") {
+                check_eq!(
+                    ext(cmd, copy.mfn),
+                    Ok(()),
+                    "{name} of a pinned copy of the L4"
+                );
+                check_eq!(cr3_mfn(), copy.mfn, "CR3 after {name}");
+                check_eq!(ext(cmd, orig), Ok(()), "{name} back to the original L4");
+                check_eq!(cr3_mfn(), orig, "CR3 after {name} back");
+                check_eq!(unpin(copy.mfn), Ok(()), "MMUEXT_UNPIN_TABLE after {name}");
+            }
+        }
+        MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_ALL => {
+            check_eq!(one(0, 0), Ok(()), "{name}");
+        }
+        MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_ALL => {
+            check_eq!(one(mapped, 0), Ok(()), "{name} of a mapped page");
+        }
+        MMUEXT_TLB_FLUSH_MULTI | MMUEXT_INVLPG_MULTI => {
+            let vcpus: u64 = 1;
+            let mask = &vcpus as *const u64 as u64;
+            check_eq!(one(mapped, mask), Ok(()), "{name} for vCPU 0");
+            check_eq!(
+                one(mapped, 0),
+                Err(Errno::EFAULT),
+                "{name} with the vCPU bitmap at NULL"
+            );
+        }
+        _ => {
+            error!("no compatibility check for mmuext_op/{name}: extend abi_compat");
+        }
+    }
+}
+
+/// `keel_debug_op` is Keel's own number, outside `hypercall::IMPLEMENTED`: its
+/// commands exist since 1.0 (`debug::KEEL_DEBUG_OP`'s `since`).
+fn check_debug_op(hv: AbiVersion) {
+    let op = Hypercall(KEEL_DEBUG_OP);
+    if hv < AbiVersion::V1_0 {
+        for cmd in [DEBUGOP_NOP, DEBUGOP_READ_COUNTERS] {
+            let r = probe(op, cmd);
+            if check!(
+                r == ENOSYS,
+                "keel_debug_op({cmd}) returned {r} on ABI {hv}, expected -ENOSYS"
+            ) {
+                println!("not in ABI {hv}: keel_debug_op({cmd}) (since 1.0): -ENOSYS");
+            }
+        }
+        return;
+    }
+    check_eq!(debug_guest::nop(), 0, "keel_debug_op(DEBUGOP_nop)");
+    match debug_guest::read_counters() {
+        Ok(c) => {
+            check!(
+                c.total_exits() > 0,
+                "keel_debug_op(DEBUGOP_read_counters): no exit counted"
+            );
+        }
+        Err(e) => {
+            failure!("keel_debug_op(DEBUGOP_read_counters): {e}");
+        }
+    }
+    check_eq!(
+        probe(op, DEBUGOP_READ_COUNTERS),
+        Errno::EFAULT.as_return(),
+        "keel_debug_op(DEBUGOP_read_counters, NULL)"
+    );
+    check_eq!(probe(op, 2), ENOSYS, "keel_debug_op(2)");
 }
 
 /// The hypervisor CPUID leaves agree with `xen_version`.

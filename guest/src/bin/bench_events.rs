@@ -1,4 +1,4 @@
-//! Benchmark (ABI 0.2): events and time as the guest sees them on the TSC
+//! Benchmark (ABI 1.0): events and time as the guest sees them on the TSC
 //! (under Bochs one tick is one emulated instruction). Medians over many runs:
 //!
 //! - `send->upcall`: `EVTCHNOP_send` to our own IPI port until the upcall

@@ -32,12 +32,13 @@ use keel_guest::prelude::*;
 const TITLE: &str =
     "Benchmark: the floor, xen_version, console_io of 64 bytes, multicall of 16 null calls";
 
-/// The version this image declares: the oldest release of its major version, so
-/// that every hypervisor of the major version runs it, and the figures an older
+/// The version this image declares: the oldest release the current version runs
+/// (0.1: a 1.x hypervisor runs every 0.x guest), so that every released
+/// hypervisor runs it, and the figures an older
 /// hypervisor cannot give (no `keel_debug_op`, no `multicall`) are reported as
 /// missing rather than refused at boot (`loader/tests/bench_compat.rs` boots it on
 /// the frozen 0.1 hypervisor).
-const DECLARED: AbiVersion = match layout::oldest_release_of_major(AbiVersion::CURRENT.major) {
+const DECLARED: AbiVersion = match layout::oldest_release_runnable_by(AbiVersion::CURRENT) {
     Some(v) => v,
     None => AbiVersion::CURRENT,
 };
@@ -73,7 +74,7 @@ fn test_main() {
     } else {
         b.missing(
             "floor",
-            format_args!("keel_debug_op(DEBUGOP_nop) is -ENOSYS (hypervisor older than 0.2)"),
+            format_args!("keel_debug_op(DEBUGOP_nop) is -ENOSYS (hypervisor older than 1.0)"),
         );
     }
 
@@ -119,7 +120,7 @@ fn test_main() {
 }
 
 /// `multicall` of 16 `xen_version(XENVER_version)` entries: one exit for all 16.
-/// On a hypervisor without `multicall` (older than 0.2: `-ENOSYS`) the figure is
+/// On a hypervisor without `multicall` (older than 1.0: `-ENOSYS`) the figure is
 /// reported as missing.
 fn multicall(b: &mut Bench, samples: &mut [u64], errors: &mut u32) {
     let null = MulticallEntry {

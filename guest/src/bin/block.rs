@@ -1,4 +1,4 @@
-//! Blocking (ABI 0.2): SCHEDOP_block wakes on a timer (the host idles in HLT
+//! Blocking (ABI 1.0): SCHEDOP_block wakes on a timer (the host idles in HLT
 //! with its local APIC timer meanwhile) and never before the deadline; the
 //! "enable events, then block" race is closed: with an event already pending
 //! (sent while events were masked) SCHEDOP_block returns at once, without any

@@ -1,4 +1,4 @@
-//! Event channels (ABI 0.2) with upcalls on a registered vector: an IPI to
+//! Event channels (ABI 1.0) with upcalls on a registered vector: an IPI to
 //! ourselves is delivered once per send (10,000 sends, no loss, no duplicate);
 //! a masked port stays pending with no upcall and arrives exactly once after
 //! `EVTCHNOP_unmask`; with `evtchn_upcall_mask` set nothing is delivered and

@@ -1,5 +1,5 @@
 //! Direct paging means the guest's page-table frames are mapped read-only. Since
-//! ABI 0.2 a store to one of them is trapped and validated by the hypervisor
+//! ABI 1.0 a store to one of them is trapped and validated by the hypervisor
 //! (docs/abi/mmu.md): an invalid entry (here: a reserved bit set) must take
 //! `#PF` with the error code of a supervisor write to a present page and CR2 =
 //! the address, and change nothing; a valid one (the entry's own value) is

@@ -1,4 +1,4 @@
-//! pvclock time (ABI 0.2): the shared_info page is where start_info says, the
+//! pvclock time (ABI 1.0): the shared_info page is where start_info says, the
 //! `vcpu_time_info` record follows the version protocol and is TSC-stable, time
 //! never goes backwards across 20,000 reads, it advances with the TSC at the
 //! published scale, a read costs no exit (its median is below the cheapest

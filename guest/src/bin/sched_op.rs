@@ -67,7 +67,7 @@ fn test_main() {
             "sched_op {name}"
         );
     }
-    // SCHEDOP_block (0.2) takes no argument and would block: see the block test.
+    // SCHEDOP_block (1.0) takes no argument and would block: see the block test.
     for (cmd, name) in [
         (SCHEDOP_POLL, "SCHEDOP_poll"),
         (SCHEDOP_REMOTE_SHUTDOWN, "SCHEDOP_remote_shutdown"),

@@ -1,4 +1,4 @@
-//! Timers (ABI 0.2), measured on the pvclock: a single-shot timer never fires
+//! Timers (ABI 1.0), measured on the pvclock: a single-shot timer never fires
 //! before its deadline and fires within LATE_TICKS TSC ticks after it (20
 //! deadlines from 0.1 to 5 ms, while the guest runs: the VMX-preemption timer);
 //! a past deadline fires before the hypercall returns; `VCPU_SSHOTTMR_future`

@@ -308,12 +308,22 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
     frames: &mut F,
 ) -> Result<Domain, BuildError> {
     // GuestImage::parse already refused an image without the ABI note; here the
-    // version decides (same major, minor not newer: `AbiVersion::can_run`).
+    // version decides (`AbiVersion::can_run`: same major and minor not newer, or
+    // a 0.x guest on a 1.x hypervisor).
     if !AbiVersion::CURRENT.can_run(img.abi_version()) {
         return Err(BuildError::AbiUnsupported {
             guest: img.abi_version(),
             hypervisor: AbiVersion::CURRENT,
         });
+    }
+    let presented = AbiVersion::CURRENT.presented_to(img.abi_built());
+    if presented != AbiVersion::CURRENT {
+        log::info!(
+            "domain {}: built against ABI {} before 1.0: presenting ABI {} as {presented}",
+            cfg.id.0,
+            img.abi_version(),
+            AbiVersion::CURRENT
+        );
     }
     if cfg.cmd_line.len() >= MAX_GUEST_CMDLINE || cfg.cmd_line.contains(&0) {
         return Err(BuildError::BadCmdLine {
@@ -378,6 +388,7 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         console_len: 0,
         hypercall_counts: [0; COUNTED_HYPERCALLS],
         other_hypercalls: 0,
+        abi: presented,
     })
 }
 

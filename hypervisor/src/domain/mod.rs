@@ -26,6 +26,7 @@ use crate::addr::{GuestVirt, Mfn, Pfn};
 use crate::mem::{Console, FrameSource, PhysMem};
 use crate::mm::{Flush, LastTable, Mm, MmError};
 use frame_table::FrameTable;
+use keel_abi::version::AbiVersion;
 
 /// A domain identifier (Xen's `domid_t`). Keel's first guest is domain 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -83,9 +84,19 @@ pub struct Domain {
     console_len: usize,
     hypercall_counts: [u64; COUNTED_HYPERCALLS],
     other_hypercalls: u64,
+    /// The ABI version this domain is told the hypervisor implements
+    /// (`AbiVersion::presented_to`: 0.2 for a guest built before 1.0).
+    abi: AbiVersion,
 }
 
 impl Domain {
+    /// The ABI version reported to this domain (`XENVER_version`, CPUID leaf
+    /// `0x4000_0001`): the hypervisor's own, except to a guest built before 1.0
+    /// (`keel_abi::version::AbiVersion::presented_to`).
+    pub const fn abi_version(&self) -> AbiVersion {
+        self.abi
+    }
+
     /// Number of frames the domain owns (`start_info.nr_pages`).
     pub const fn nr_pages(&self) -> u64 {
         self.frames.nr_pages()

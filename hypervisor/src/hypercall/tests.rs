@@ -29,7 +29,9 @@ pub(super) struct World {
 
 impl World {
     pub(super) fn new() -> World {
-        let bytes = typical();
+        World::with_image(typical())
+    }
+    pub(super) fn with_image(bytes: Vec<u8>) -> World {
         let img = GuestImage::parse(&bytes).unwrap();
         let mut mem = FakeMem::default();
         let mut frames = FakeFrames::new(0x1000, 200);
@@ -227,12 +229,22 @@ fn console_write_errors() {
 #[test]
 fn xen_version_rows() {
     let mut w = World::new();
+    // The test image has no build note: a guest built before 1.0 is told 0.2
+    // (AbiVersion::presented_to).
     assert_eq!(
         w.call(Hypercall::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]),
+        Outcome::Return(0x0000_0002)
+    );
+    // An image built with this crate is told the truth.
+    let mut w1 = World::with_image(crate::elf::testimg::typical_built(Some(
+        AbiVersion::CURRENT,
+    )));
+    assert_eq!(
+        w1.call(Hypercall::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]),
         Outcome::Return(i64::from(AbiVersion::CURRENT.encode()))
     );
     assert_eq!(
-        w.call(Hypercall::XEN_VERSION, [XENVER_VERSION, 0xdead, 0, 0, 0]),
+        w1.call(Hypercall::XEN_VERSION, [XENVER_VERSION, 0xdead, 0, 0, 0]),
         Outcome::Return(i64::from(AbiVersion::CURRENT.encode()))
     );
     // extraversion
@@ -1008,4 +1020,35 @@ fn indexed_lookup_equals_a_full_scan() {
             assert_eq!(lookup(nr, sub).map(|r| r.name), scan(nr, sub), "{nr}/{sub}");
         }
     }
+}
+
+/// The batch limit the hypervisor enforces is the one the ABI names
+/// (`keel_abi::mmu::MMU_BATCH_MAX`, frozen in 1.0): the largest count is accepted
+/// (an unreadable list then fails on its first request), one more is `-EINVAL`.
+#[test]
+fn batch_counts_stop_at_the_abi_limit() {
+    use keel_abi::mmu::{DOMID_SELF, MMU_BATCH_MAX};
+    let mut w = World::new();
+    for h in [Hypercall::MMU_UPDATE, Hypercall::MMUEXT_OP] {
+        assert_eq!(
+            w.call(h, [0x10, MMU_BATCH_MAX, 0, DOMID_SELF, 0]),
+            ret(Errno::EFAULT),
+            "{:?}",
+            h.name()
+        );
+        assert_eq!(
+            w.call(h, [0x10, MMU_BATCH_MAX + 1, 0, DOMID_SELF, 0]),
+            ret(Errno::EINVAL),
+            "{:?}",
+            h.name()
+        );
+    }
+    assert_eq!(
+        w.call(Hypercall::MULTICALL, [0x10, MMU_BATCH_MAX, 0, 0, 0]),
+        ret(Errno::EFAULT)
+    );
+    assert_eq!(
+        w.call(Hypercall::MULTICALL, [0x10, MMU_BATCH_MAX + 1, 0, 0, 0]),
+        ret(Errno::EINVAL)
+    );
 }

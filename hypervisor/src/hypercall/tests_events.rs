@@ -313,15 +313,26 @@ fn callback_vector_param() {
         Outcome::Return(0)
     );
     assert_eq!(w.ev.callback_vector, Some(0xf3));
+    // The lowest vector accepted is the ABI's HVM_CALLBACK_VECTOR_MIN.
     assert_eq!(
         set(
             &mut w,
             DOMID_SELF,
             HVM_PARAM_CALLBACK_IRQ,
-            callback_vector(0x0f)
+            callback_vector(HVM_CALLBACK_VECTOR_MIN - 1)
         ),
         ret(Errno::EINVAL)
     );
+    assert_eq!(
+        set(
+            &mut w,
+            DOMID_SELF,
+            HVM_PARAM_CALLBACK_IRQ,
+            callback_vector(HVM_CALLBACK_VECTOR_MIN)
+        ),
+        Outcome::Return(0)
+    );
+    assert_eq!(w.ev.callback_vector, Some(HVM_CALLBACK_VECTOR_MIN));
     assert_eq!(
         set(&mut w, DOMID_SELF, HVM_PARAM_CALLBACK_IRQ, 1 << 56 | 5),
         ret(Errno::EINVAL)

@@ -278,6 +278,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             osxsave: false,
         };
         let id = dom.id.0;
+        let abi = dom.abi_version();
         Vcpu {
             dom,
             mem,
@@ -297,7 +298,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             preempt_idle: true,
             window_ok,
             window_on: false,
-            cpuid: CpuidPolicy::new(&host_cpuid, feat),
+            cpuid: CpuidPolicy::new(&host_cpuid, feat).presenting(abi),
             msr_env,
             bus: IoBus::new(id),
         }

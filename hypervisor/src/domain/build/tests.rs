@@ -322,21 +322,21 @@ fn refusals() {
         0x40_0000,
         &[
             Seg::load(0x40_0000, PF_R | PF_X, &[1], 1),
-            Seg::note(abi_note(0, 3)),
+            Seg::note(abi_note(1, 1)),
         ],
     );
     let e = try_build(&newer, &GuestImage::parse(&newer).unwrap(), &cfg(64, false)).unwrap_err();
     assert_eq!(
         e,
         BuildError::AbiUnsupported {
-            guest: AbiVersion { major: 0, minor: 3 },
+            guest: AbiVersion { major: 1, minor: 1 },
             hypervisor: AbiVersion::CURRENT
         }
     );
     assert_eq!(
         std::format!("{e}"),
         std::format!(
-            "guest needs ABI 0.3, this hypervisor implements {}",
+            "guest needs ABI 1.1, this hypervisor implements {}",
             AbiVersion::CURRENT
         )
     );
@@ -345,29 +345,31 @@ fn refusals() {
         0x40_0000,
         &[
             Seg::load(0x40_0000, PF_R | PF_X, &[1], 1),
-            Seg::note(abi_note(1, 0)),
+            Seg::note(abi_note(2, 0)),
         ],
     );
     assert!(matches!(
         try_build(&major, &GuestImage::parse(&major).unwrap(), &cfg(64, false)),
         Err(BuildError::AbiUnsupported { .. })
     ));
-    // An older minor of the same major runs (0.0 on a 0.1 hypervisor).
-    let older = build_elf(
-        0x40_0000,
-        &[
-            Seg::load(0x40_0000, PF_R | PF_X, &[1], 1),
-            Seg::note(abi_note(0, 0)),
-        ],
-    );
-    let r = {
-        let img = GuestImage::parse(&older).unwrap();
-        let mut mem = FakeMem::default();
-        let mut fr = FakeFrames::new(0, 200);
-        build(&img, &older, &cfg(64, false), &mut mem, &mut fr)
-            .map(|d| d.teardown(&mut mem, &mut fr).leaked_counts)
-    };
-    assert_eq!(r, Ok(0));
+    // Older guests run: 0.1 (major 0 is the pre-release series of 1) and 1.0.
+    for (major, minor) in [(0, 1), (1, 0)] {
+        let older = build_elf(
+            0x40_0000,
+            &[
+                Seg::load(0x40_0000, PF_R | PF_X, &[1], 1),
+                Seg::note(abi_note(major, minor)),
+            ],
+        );
+        let r = {
+            let img = GuestImage::parse(&older).unwrap();
+            let mut mem = FakeMem::default();
+            let mut fr = FakeFrames::new(0, 200);
+            build(&img, &older, &cfg(64, false), &mut mem, &mut fr)
+                .map(|d| d.teardown(&mut mem, &mut fr).leaked_counts)
+        };
+        assert_eq!(r, Ok(0), "a guest declaring {major}.{minor}");
+    }
 
     // Too small: image 5 + list 1 + si 1 + tables 4 + stack 4 = 15 pages.
     assert_eq!(
