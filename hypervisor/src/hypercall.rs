@@ -703,7 +703,7 @@ fn console_write(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
 /// The version the domain is told (`Domain::abi_version`: the hypervisor's, or
 /// 0.2 for a guest built before 1.0).
 fn version_version(ctx: &mut DynCtx<'_>, _: &HypercallArgs) -> Outcome {
-    Outcome::Return(i64::from(ctx.dom.abi_version().encode()))
+    Outcome::Return(i64::from(ctx.dom.abi_version_encoded()))
 }
 
 /// Writes [`EXTRAVERSION`] (`"-keel"`, NUL-padded to 16 bytes).
@@ -763,7 +763,7 @@ fn sched_shutdown(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
 }
 
 // ---------------------------------------------------------------------------
-// The PV MMU (ABI 0.2): mmu_update, mmuext_op, multicall. The rules are in
+// The PV MMU (ABI 1.0): mmu_update, mmuext_op, multicall. The rules are in
 // `crate::mm`; these handlers only copy requests in and results out.
 
 /// The most requests one call may carry (Xen reserves bit 31 of the count for

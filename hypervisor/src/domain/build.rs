@@ -389,6 +389,7 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         hypercall_counts: [0; COUNTED_HYPERCALLS],
         other_hypercalls: 0,
         abi: presented,
+        abi_encoded: presented.encode(),
     })
 }
 

@@ -87,6 +87,9 @@ pub struct Domain {
     /// The ABI version this domain is told the hypervisor implements
     /// (`AbiVersion::presented_to`: 0.2 for a guest built before 1.0).
     abi: AbiVersion,
+    /// `abi`'s `XENVER_version` encoding, computed once: it is the null
+    /// hypercall's whole answer (issue 8 counts its instructions).
+    abi_encoded: u32,
 }
 
 impl Domain {
@@ -95,6 +98,11 @@ impl Domain {
     /// (`keel_abi::version::AbiVersion::presented_to`).
     pub const fn abi_version(&self) -> AbiVersion {
         self.abi
+    }
+
+    /// [`Self::abi_version`] in the `XENVER_version` encoding.
+    pub const fn abi_version_encoded(&self) -> u32 {
+        self.abi_encoded
     }
 
     /// Number of frames the domain owns (`start_info.nr_pages`).
