@@ -55,6 +55,17 @@ fn set_guest_cr2(cr2: u64) {
     unsafe { core::arch::asm!("mov cr2, {}", in(reg) cr2, options(nostack, preserves_flags)) };
 }
 
+/// Move a string I/O instruction's memory pointer (RDI for INS, RSI for OUTS)
+/// past `bytes` bytes, downwards when RFLAGS.DF is set.
+fn advance_string_pointer(g: &mut GuestGprs, is_in: bool, down: bool, bytes: u64) {
+    let r = if is_in { &mut g.rdi } else { &mut g.rsi };
+    *r = if down {
+        r.wrapping_sub(bytes)
+    } else {
+        r.wrapping_add(bytes)
+    };
+}
+
 /// A snapshot of [`STATS`] for `keel_debug_op(DEBUGOP_READ_COUNTERS)`.
 fn counters() -> PerfCounters {
     let mut c = PerfCounters::zero();
@@ -856,18 +867,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 return self.string_io_fault(g, f, is_in, down, rep, done, size);
             }
         }
-        let moved = |r: u64| {
-            if down {
-                r.wrapping_sub(bytes)
-            } else {
-                r.wrapping_add(bytes)
-            }
-        };
-        if is_in {
-            g.rdi = moved(g.rdi);
-        } else {
-            g.rsi = moved(g.rsi);
-        }
+        advance_string_pointer(g, is_in, down, bytes);
         if rep {
             g.rcx -= count;
             if g.rcx != 0 {
@@ -895,18 +895,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         done_bytes: u64,
         size: u64,
     ) -> Option<DomainEnd> {
-        let moved = |r: u64| {
-            if down {
-                r.wrapping_sub(done_bytes)
-            } else {
-                r.wrapping_add(done_bytes)
-            }
-        };
-        if is_in {
-            g.rdi = moved(g.rdi);
-        } else {
-            g.rsi = moved(g.rsi);
-        }
+        advance_string_pointer(g, is_in, down, done_bytes);
         if rep {
             g.rcx = g.rcx.wrapping_sub(done_bytes / size);
         }
