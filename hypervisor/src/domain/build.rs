@@ -388,7 +388,6 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         console_len: 0,
         hypercall_counts: [0; COUNTED_HYPERCALLS],
         other_hypercalls: 0,
-        abi: presented,
         abi_encoded: presented.encode(),
     })
 }

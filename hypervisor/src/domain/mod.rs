@@ -85,10 +85,9 @@ pub struct Domain {
     hypercall_counts: [u64; COUNTED_HYPERCALLS],
     other_hypercalls: u64,
     /// The ABI version this domain is told the hypervisor implements
-    /// (`AbiVersion::presented_to`: 0.2 for a guest built before 1.0).
-    abi: AbiVersion,
-    /// `abi`'s `XENVER_version` encoding, computed once: it is the null
-    /// hypercall's whole answer (issue 8 counts its instructions).
+    /// (`AbiVersion::presented_to`: 0.2 for a guest built before 1.0), kept in
+    /// its `XENVER_version` encoding: that is the null hypercall's whole answer
+    /// (issue 8 counts its instructions).
     abi_encoded: u32,
 }
 
@@ -97,7 +96,7 @@ impl Domain {
     /// `0x4000_0001`): the hypervisor's own, except to a guest built before 1.0
     /// (`keel_abi::version::AbiVersion::presented_to`).
     pub const fn abi_version(&self) -> AbiVersion {
-        self.abi
+        AbiVersion::decode(self.abi_encoded)
     }
 
     /// [`Self::abi_version`] in the `XENVER_version` encoding.
