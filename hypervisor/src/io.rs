@@ -325,7 +325,9 @@ port once (`keel: vmx: domain N reads port 0x...: no device`). An access of 2 or
 bytes is that many one-byte accesses to consecutive ports. INS/OUTS work on the\n\
 same devices (64-bit addressing, either direction of RFLAGS.DF; a REP prefix is\n\
 emulated up to 4096 elements per exit, then the instruction resumes). Keel\n\
-moves the data through the guest's page tables with the guest's permissions; an\n\
+moves the data through the guest's page tables with the permissions of the\n\
+privilege level that executed the instruction (at CPL3, with IOPL=3, a user-mode\n\
+access: U/S must be set at every level, and a `#PF` has U set in its error code); an\n\
 element the guest could not access raises what the CPU would raise (a `#PF` with\n\
 CR2 and the error code, or `#GP(0)` for a non-canonical address), after the\n\
 elements before it are done: RSI/RDI and, under REP, RCX count them, and RIP stays\n\

@@ -154,3 +154,15 @@ pub fn port_outs_down(_port: u16, _bytes: &[u8]) -> u64 {
 pub fn port_ins_down(_port: u16, _buf: &mut [u8]) -> u64 {
     hosted("port I/O")
 }
+
+/// See the bare-metal `arch`.
+pub const USER_RETURN_VECTOR: u8 = 0x81;
+pub use crate::user::UserOp;
+/// See the bare-metal `arch`.
+pub fn user_pages() -> (u64, u64) {
+    hosted("user mode")
+}
+/// See the bare-metal `arch`.
+pub fn run_user(_op: UserOp, _regs: [u64; 15], _rflags: u64) -> [u64; 15] {
+    hosted("user mode")
+}

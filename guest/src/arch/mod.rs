@@ -115,8 +115,27 @@ const GDT_CODE64: u64 = 0x00af_9b00_0000_ffff;
 /// Data, DPL0, present, writable, accessed.
 const GDT_DATA: u64 = 0x00cf_9300_0000_ffff;
 
-/// GDT: null, code, data, TSS (two slots).
-static mut GDT: [u64; 5] = [0, GDT_CODE64, GDT_DATA, 0, 0];
+/// User-mode data and 64-bit code (DPL3), for [`run_user`].
+const GDT_USER_DATA: u64 = 0x00cf_f300_0000_ffff;
+const GDT_USER_CODE64: u64 = 0x00af_fb00_0000_ffff;
+/// Their selectors (index 5 and 6, RPL3).
+const SEL_USER_DATA: u64 = 0x2b;
+const SEL_USER_CODE: u64 = 0x33;
+
+/// GDT: null, code, data, TSS (two slots), user data, user code.
+static mut GDT: [u64; 7] = [
+    0,
+    GDT_CODE64,
+    GDT_DATA,
+    0,
+    0,
+    GDT_USER_DATA,
+    GDT_USER_CODE64,
+];
+
+/// The stack the CPU switches to (TSS.RSP0) when user mode takes an interrupt
+/// or exception.
+static mut RING0_STACK: Stack<IST_STACK_SIZE> = Stack([0; IST_STACK_SIZE]);
 
 /// The 64-bit TSS (104 bytes) as 26 dwords: its u64 fields are only 4-aligned.
 static mut TSS: [u32; 26] = [0; 26];
@@ -149,6 +168,12 @@ fn load_gdt_and_tss() {
         0x2c,
         &raw const NMI_STACK as u64 + IST_STACK_SIZE as u64,
     );
+    // RSP0 (offset 4): where user mode's exceptions are delivered.
+    set_tss_u64(
+        tss,
+        0x04,
+        &raw const RING0_STACK as u64 + IST_STACK_SIZE as u64,
+    );
     // I/O map base = limit + 1: no I/O permission bitmap.
     // SAFETY: single-threaded setup.
     unsafe { (*tss)[25] = 104 << 16 };
@@ -167,7 +192,7 @@ fn load_gdt_and_tss() {
         (*gdt)[4] = base >> 32;
     }
     let ptr = DescriptorPointer {
-        limit: (core::mem::size_of::<[u64; 5]>() - 1) as u16,
+        limit: (core::mem::size_of::<[u64; 7]>() - 1) as u16,
         base: gdt as u64,
     };
     // SAFETY: the GDT is a static with valid descriptors for every selector we
@@ -305,10 +330,17 @@ fn load_idt() {
             2 => 2,
             _ => 0,
         };
+        // Present, 64-bit interrupt gate; DPL0, but DPL3 for the vector user
+        // mode leaves by (`INT USER_RETURN_VECTOR`).
+        let kind: u64 = if v == u64::from(USER_RETURN_VECTOR) {
+            0xee
+        } else {
+            0x8e
+        };
         let low = (off & 0xffff)
             | ((SEL_CODE as u64) << 16)
             | (ist << 32)
-            | (0x8e << 40) // present, DPL0, 64-bit interrupt gate
+            | (kind << 40)
             | (((off >> 16) & 0xffff) << 48);
         // SAFETY: single-threaded setup, index < 512.
         unsafe {
@@ -343,6 +375,10 @@ pub fn last_fault_cr2() -> u64 {
 }
 
 extern "C" fn exception_handler(f: &mut Frame) {
+    if f.vector == u64::from(USER_RETURN_VECTOR) && f.cs & 3 == 3 {
+        user_returned(f);
+        return;
+    }
     // An interrupt on the event-channel upcall vector (issue 6).
     if f.vector >= 32 && crate::events::upcall_entry(f.vector as u8, f.rflags) {
         return;
@@ -1033,4 +1069,185 @@ pub fn vmcall_all_regs(regs: [u64; 15]) -> [u64; 15] {
     // caller's choice, as for `abi::guest::hypercall_scalar`.
     unsafe { keel_vmcall_all_regs(&mut r) };
     r
+}
+
+// ---------------------------------------------------------------------------
+// User mode (ring 3): run one instruction there and come back.
+// ---------------------------------------------------------------------------
+
+/// The vector user mode returns to the kernel by (a DPL3 gate).
+pub const USER_RETURN_VECTOR: u8 = 0x81;
+
+pub use crate::user::UserOp;
+
+// The user-mode code and data, each alone in its page (the section and its
+// end are page aligned), so that making these two pages user-accessible
+// exposes nothing else.
+global_asm!(
+    r#"
+    .pushsection .text.keel_user, "ax"
+    .balign 4096
+    .global keel_user_page
+keel_user_page:
+keel_user_vmcall:
+    vmcall
+    int $0x81
+keel_user_insb:
+    xor %r11d, %r11d
+2:  rep insb
+3:  int $0x81
+    .pushsection .ex_table, "a"
+    .balign 8
+    .quad 2b, 3b
+    .popsection
+keel_user_outsb:
+    xor %r11d, %r11d
+2:  rep outsb
+3:  int $0x81
+    .pushsection .ex_table, "a"
+    .balign 8
+    .quad 2b, 3b
+    .popsection
+keel_user_read:
+    xor %r11d, %r11d
+2:  movq (%rdi), %rax
+3:  int $0x81
+    .pushsection .ex_table, "a"
+    .balign 8
+    .quad 2b, 3b
+    .popsection
+    .balign 4096, 0xcc
+    .popsection
+
+    .pushsection .data.keel_user, "aw"
+    .balign 4096
+    .global keel_user_data
+keel_user_data:
+    .space 4096
+    .popsection
+
+    .pushsection .text.keel_enter_user, "ax"
+    .global keel_enter_user
+# keel_enter_user(regs: *mut [u64; 15] (RDI), rip (RSI), rflags (RDX)):
+# save the callee-saved registers and RSP, IRETQ to CPL3 at `rip` with every
+# GPR (but RSP) from `regs`. `user_returned` brings the CPU back to
+# keel_user_resume on the saved RSP.
+keel_enter_user:
+    pushq %rbx
+    pushq %rbp
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, {kernel_rsp}(%rip)
+    pushq ${user_ss}
+    pushq $0
+    pushq %rdx
+    pushq ${user_cs}
+    pushq %rsi
+    movq 0(%rdi), %rax
+    movq 8(%rdi), %rbx
+    movq 16(%rdi), %rcx
+    movq 24(%rdi), %rdx
+    movq 32(%rdi), %rsi
+    movq 48(%rdi), %rbp
+    movq 56(%rdi), %r8
+    movq 64(%rdi), %r9
+    movq 72(%rdi), %r10
+    movq 80(%rdi), %r11
+    movq 88(%rdi), %r12
+    movq 96(%rdi), %r13
+    movq 104(%rdi), %r14
+    movq 112(%rdi), %r15
+    movq 40(%rdi), %rdi
+    iretq
+    .global keel_user_resume
+keel_user_resume:
+    movl ${data}, %eax
+    movl %eax, %ds
+    movl %eax, %es
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbp
+    popq %rbx
+    ret
+    .popsection
+    "#,
+    kernel_rsp = sym KERNEL_RSP,
+    user_ss = const SEL_USER_DATA,
+    user_cs = const SEL_USER_CODE,
+    data = const SEL_DATA as u64,
+    options(att_syntax)
+);
+
+extern "C" {
+    static keel_user_page: u8;
+    static keel_user_data: u8;
+    fn keel_user_vmcall();
+    fn keel_user_insb();
+    fn keel_user_outsb();
+    fn keel_user_read();
+    fn keel_user_resume();
+    fn keel_enter_user(regs: *mut [u64; 15], rip: u64, rflags: u64);
+}
+
+/// The kernel's RSP while user mode runs, and the kernel's RFLAGS to come back
+/// with.
+static mut KERNEL_RSP: u64 = 0;
+static KERNEL_RFLAGS: AtomicU64 = AtomicU64::new(0);
+/// The user-mode GPRs: loaded on the way in, stored on the way out (order
+/// RAX, RBX, RCX, RDX, RSI, RDI, RBP, R8..R15, as in [`Frame::gpr`]).
+static mut USER_REGS: [u64; 15] = [0; 15];
+
+/// The user-mode code page and the user-mode data page.
+pub fn user_pages() -> (u64, u64) {
+    (
+        &raw const keel_user_page as u64,
+        &raw const keel_user_data as u64,
+    )
+}
+
+/// `INT USER_RETURN_VECTOR` from CPL3: keep user mode's registers and return
+/// to the kernel where [`run_user`] left it.
+fn user_returned(f: &mut Frame) {
+    // SAFETY: user mode runs only inside `run_user`, which reads USER_REGS
+    // after this; single CPU, interrupts cannot re-enter here (a gate clears IF).
+    unsafe {
+        USER_REGS = f.gpr;
+        f.rsp = KERNEL_RSP;
+    }
+    f.rip = keel_user_resume as *const () as u64;
+    f.cs = SEL_CODE as u64;
+    f.ss = SEL_DATA as u64;
+    f.rflags = KERNEL_RFLAGS.load(Ordering::Relaxed);
+}
+
+/// Run `op` at CPL3 with these GPRs (order RAX, RBX, RCX, RDX, RSI, RDI, RBP,
+/// R8..R15; R11 is the fault report and is cleared by the fault-catching ops)
+/// and `rflags` (IF is the kernel's; the caller sets IOPL and TF as it needs):
+/// the GPRs afterwards. The caller must have made [`user_pages`] user-accessible.
+pub fn run_user(op: UserOp, regs: [u64; 15], rflags: u64) -> [u64; 15] {
+    let rip = match op {
+        UserOp::Vmcall => keel_user_vmcall as *const () as u64,
+        UserOp::RepInsb => keel_user_insb as *const () as u64,
+        UserOp::RepOutsb => keel_user_outsb as *const () as u64,
+        UserOp::Read => keel_user_read as *const () as u64,
+    };
+    let kflags = self::rflags();
+    KERNEL_RFLAGS.store(kflags, Ordering::Relaxed);
+    // Reserved bit 1 set; IF as the kernel has it; no IOPL beyond what is asked.
+    let uflags = (rflags & !(1 << 9)) | 2 | (kflags & (1 << 9));
+    let r = &raw mut USER_REGS;
+    // SAFETY: keel_enter_user saves the callee-saved registers and RSP, runs
+    // one instruction at CPL3 on pages the caller made user-accessible (which
+    // can reach only memory the guest's tables give user mode), and comes back
+    // to keel_user_resume through `user_returned`, which restores RSP. It is
+    // called through the C ABI, so caller-saved registers count as clobbered.
+    unsafe {
+        (*r) = regs;
+        keel_enter_user(r, rip, uflags);
+        *r
+    }
 }

@@ -43,7 +43,9 @@ use crate::mm::emulate::{decode_store, Source};
 use crate::mm::Flush;
 use crate::msr::{self, MsrEnv, ReadOp, VmcsMsr, WriteOp};
 use crate::perf;
+use crate::privilege::Cpl;
 use keel_abi::debug::PerfCounters;
+use keel_abi::Errno;
 
 /// Set the CR2 the guest will see with a #PF Keel injects. A #PF VM exit does
 /// not write CR2 (SDM 27.1), and neither does event injection, but the guest's
@@ -315,6 +317,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
     }
 
+    /// The guest's current privilege level (the DPL of its SS).
+    fn cpl(&self) -> Cpl {
+        Cpl::from_ss_access_rights(vmread(guest::SS_ACCESS_RIGHTS) as u32)
+    }
+
     /// Move RIP past the instruction that exited (SDM 28.2.5: the VM-exit
     /// instruction-length field is valid for instruction exits).
     fn skip_instruction(&mut self) {
@@ -448,6 +455,15 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
 
     /// VMCALL: a hypercall (contract: RAX nr; RDI, RSI, RDX, R10, R8; RAX result).
     fn vmcall(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+        // Only the guest kernel may make a hypercall: from CPL > 0 it is refused
+        // before anything is looked at, so it changes nothing (Xen's HVM rule,
+        // `crate::privilege`). This is the one VMCS access the null hypercall
+        // pays beyond the four of the exit itself.
+        if !self.cpl().may_hypercall() {
+            g.rax = Errno::EPERM.as_return() as u64;
+            self.skip_instruction();
+            return None;
+        }
         // Keel's benchmark interface comes first, before any of the work below:
         // its no-op is the floor every other hypercall is measured against
         // (`crate::perf`, docs/abi/debug.md).
@@ -581,6 +597,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
 
     /// Decode and apply the store at RIP (see `crate::mm::emulate`); its length.
     fn emulate_pte_write(&mut self, g: &GuestGprs, cr2: u64) -> Result<u64, &'static str> {
+        // Only the exit filter's supervisor writes get here, but a supervisor
+        // access can come from CPL3 (an implicit one, to a system structure):
+        // the store emulated is a kernel instruction's, or none.
+        if self.cpl() != Cpl::KERNEL {
+            return Err("not a kernel instruction (CPL > 0)");
+        }
         let rip = vmread(guest::RIP);
         let mut insn = [0u8; 15];
         let n = ((PAGE_SIZE - (rip & (PAGE_SIZE - 1))) as usize).min(insn.len());
@@ -801,6 +823,9 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 base.wrapping_add(done)
             })
         };
+        // The memory operand is accessed with the permissions of the level that
+        // executed the instruction (user mode reaches it with IOPL=3).
+        let mode = self.cpl().access_mode();
         // A chunk at a time, through the guest's page tables with its permissions:
         // INS reads the device into the buffer and copies it out, OUTS copies in
         // and writes each element to the device.
@@ -813,7 +838,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             // the device (a faulting INS element must not consume input) and do
             // the whole elements before it (a downward chunk is one element).
             let access = if is_in { Access::Write } else { Access::Read };
-            let fault = first_fault(&*self.dom, &*self.mem, self.cr3, va, n, access);
+            let fault = first_fault(&*self.dom, &*self.mem, self.cr3, va, n, access, mode);
             let ok = match fault {
                 None => n,
                 Some(_) if down => 0,
@@ -830,8 +855,15 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                         *d = b;
                     }
                 }
-                if crate::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, self.cr3, va, chunk)
-                    .is_err()
+                if crate::guest_mem::copy_to_guest_as(
+                    &*self.dom,
+                    &mut *self.mem,
+                    self.cr3,
+                    va,
+                    chunk,
+                    mode,
+                )
+                .is_err()
                 {
                     return self.crash(
                         g,
@@ -841,8 +873,10 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                     );
                 }
             } else {
-                if crate::guest_mem::copy_from_guest(&*self.dom, &*self.mem, self.cr3, va, chunk)
-                    .is_err()
+                if crate::guest_mem::copy_from_guest_as(
+                    &*self.dom, &*self.mem, self.cr3, va, chunk, mode,
+                )
+                .is_err()
                 {
                     return self.crash(
                         g,
