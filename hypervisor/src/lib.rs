@@ -35,6 +35,7 @@ pub mod access_fault;
 pub mod domain;
 pub mod elf;
 pub mod event;
+pub mod exception;
 pub mod guest_mem;
 pub mod hypercall;
 pub mod mm;

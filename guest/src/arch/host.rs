@@ -166,3 +166,11 @@ pub fn user_pages() -> (u64, u64) {
 pub fn run_user(_op: UserOp, _regs: [u64; 15], _rflags: u64) -> [u64; 15] {
     hosted("user mode")
 }
+/// See the bare-metal `arch`.
+pub fn set_vector_stack(_vector: u8, _top: Option<u64>) {
+    hosted("the IDT")
+}
+/// See the bare-metal `arch`.
+pub fn set_df_stack(_top: Option<u64>) {
+    hosted("the TSS")
+}

@@ -325,11 +325,7 @@ fn load_idt() {
     let idt = &raw mut IDT;
     for v in 0..256u64 {
         let off = stubs[v as usize];
-        let ist: u64 = match v {
-            8 => 1,
-            2 => 2,
-            _ => 0,
-        };
+        let ist = default_ist(v as u8);
         // Present, 64-bit interrupt gate; DPL0, but DPL3 for the vector user
         // mode leaves by (`INT USER_RETURN_VECTOR`).
         let kind: u64 = if v == u64::from(USER_RETURN_VECTOR) {
@@ -354,6 +350,44 @@ fn load_idt() {
     };
     // SAFETY: the IDT is a static whose every gate points at a stub.
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(nostack)) };
+}
+
+/// The IST slot a test may point a vector at ([`set_vector_stack`]).
+const IST_TEST: u64 = 3;
+
+/// The IST a vector uses normally.
+const fn default_ist(vector: u8) -> u64 {
+    match vector {
+        8 => 1,
+        2 => 2,
+        _ => 0,
+    }
+}
+
+/// Deliver `vector` on the stack that ends at `top` (through IST3, shared by
+/// every vector pointed this way), or as normal with `None`. For tests of what
+/// happens when delivery itself faults (a read-only stack).
+pub fn set_vector_stack(vector: u8, top: Option<u64>) {
+    let ist = match top {
+        Some(t) => {
+            set_tss_u64(&raw mut TSS, 0x24 + 8 * (IST_TEST as usize - 1), t);
+            IST_TEST
+        }
+        None => default_ist(vector),
+    };
+    let idt = &raw mut IDT;
+    // SAFETY: one CPU; the gate's IST field (bits 32..34) is rewritten in
+    // place, and the CPU reads the gate only when it delivers the vector.
+    unsafe {
+        let e = &mut (*idt)[2 * usize::from(vector)];
+        *e = (*e & !(7 << 32)) | (ist << 32);
+    }
+}
+
+/// Point `#DF`'s own stack (IST1) at `top`, or back at its own with `None`.
+pub fn set_df_stack(top: Option<u64>) {
+    let t = top.unwrap_or(&raw const DF_STACK as u64 + IST_STACK_SIZE as u64);
+    set_tss_u64(&raw mut TSS, 0x24, t);
 }
 
 /// The exception table the linker collected.

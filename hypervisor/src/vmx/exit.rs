@@ -34,6 +34,7 @@ use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures};
 use crate::domain::Domain;
 use crate::event::{Blocked, EventState, UpcallAction};
+use crate::exception::{self, Delivering};
 use crate::guest_mem::Access;
 use crate::hypercall::{self, HypercallCtx, Outcome};
 use crate::insns::{self, XsetbvFault};
@@ -367,12 +368,54 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         );
     }
 
-    fn inject_gp(&mut self) {
-        self.inject(VEC_GP, Some(0));
+    /// Raise hardware exception `vector` in the guest, which arose while
+    /// `during` was being delivered (`None` for the faults of an instruction
+    /// Keel emulates: an instruction exit never interrupts an event delivery, and
+    /// every VM exit clears the entry's interruption field). The SDM's
+    /// double-fault rule decides (`crate::exception`): the fault itself, `#DF`,
+    /// or a triple fault, which crashes the domain.
+    fn raise(
+        &mut self,
+        g: &GuestGprs,
+        during: Option<Delivering>,
+        vector: u8,
+        error_code: Option<u32>,
+    ) -> Option<DomainEnd> {
+        match exception::combine(during, vector) {
+            exception::Outcome::Deliver => {
+                self.inject(vector, error_code);
+                None
+            }
+            exception::Outcome::DoubleFault => {
+                self.inject(VEC_DF, Some(0));
+                None
+            }
+            exception::Outcome::TripleFault => {
+                let what = match during {
+                    Some(Delivering::Exception(v)) => exception_name(v),
+                    _ => "an event",
+                };
+                log::error!(
+                    "vmx: domain {}: {} while delivering {what}: triple fault",
+                    self.dom.id.0,
+                    exception_name(vector)
+                );
+                self.crash(
+                    g,
+                    ExitReason { raw: 2 },
+                    u64::from(vector),
+                    "triple fault (a contributory fault or #PF while the CPU delivered #DF: the processor would shut down)",
+                )
+            }
+        }
     }
 
-    fn inject_ud(&mut self) {
-        self.inject(VEC_UD, None);
+    fn inject_gp(&mut self, g: &GuestGprs) -> Option<DomainEnd> {
+        self.raise(g, None, VEC_GP, Some(0))
+    }
+
+    fn inject_ud(&mut self, g: &GuestGprs) -> Option<DomainEnd> {
+        self.raise(g, None, VEC_UD, None)
     }
 
     /// An exit that interrupted the delivery of an event through the guest's IDT
@@ -566,17 +609,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     fn page_fault(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
         let cr2 = vmread(ro::EXIT_QUALIFICATION);
         let ec = vmread(ro::VMEXIT_INTERRUPTION_ERR_CODE) as u32;
-        let idt = vmread(ro::IDT_VECTORING_INFO) as u32;
-        if idt & (1 << 31) != 0 {
-            // The fault hit while delivering an event (e.g. pushing a frame onto a
-            // read-only stack): never emulated. A #PF while delivering a #PF is a
-            // double fault, as on hardware; otherwise the #PF is reflected (the
-            // interrupted event is lost: the guest's state is already broken).
-            if idt & 0xff == u32::from(VEC_PF) && (idt >> 8) & 7 == intr_type::HARDWARE_EXCEPTION {
-                self.inject(VEC_DF, Some(0));
-                return None;
-            }
-        } else {
+        let during = Delivering::from_info(vmread(ro::IDT_VECTORING_INFO) as u32);
+        if during.is_none() {
             match self.emulate_pte_write(g, cr2) {
                 Ok(len) => {
                     let rip = vmread(guest::RIP);
@@ -590,9 +624,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 ),
             }
         }
+        // The fault hit while delivering an event (e.g. pushing a frame onto a
+        // read-only stack) is never emulated: it combines with that event by the
+        // SDM's double-fault rule (`crate::exception`).
         set_guest_cr2(cr2);
-        self.inject(VEC_PF, Some(ec));
-        None
+        self.raise(g, during, VEC_PF, Some(ec))
     }
 
     /// Decode and apply the store at RIP (see `crate::mm::emulate`); its length.
@@ -741,10 +777,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             }
         };
         match result {
-            Ok(()) => self.complete_instruction(),
-            Err(cr::CrFault::GeneralProtection) => self.inject_gp(),
+            Ok(()) => {
+                self.complete_instruction();
+                None
+            }
+            Err(cr::CrFault::GeneralProtection) => self.inject_gp(g),
         }
-        None
     }
 
     /// Log a port with no device behind it, once per port.
@@ -934,13 +972,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             g.rcx = g.rcx.wrapping_sub(done_bytes / size);
         }
         match f {
-            AccessFault::GeneralProtection { .. } => self.inject_gp(),
+            AccessFault::GeneralProtection { .. } => self.inject_gp(g),
             AccessFault::PageFault { cr2, error_code } => {
                 set_guest_cr2(cr2.0);
-                self.inject(VEC_PF, Some(error_code));
+                self.raise(g, None, VEC_PF, Some(error_code))
             }
         }
-        None
     }
 
     /// RDMSR/WRMSR, by the table of `crate::msr`: the policy says what to do, this
@@ -993,7 +1030,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 self.dom.id.0,
                 if is_write { "wrote" } else { "read" }
             );
-            self.inject_gp();
+            return self.inject_gp(g);
         }
         None
     }
@@ -1013,8 +1050,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 unsafe { super::hw::xsetbv(v) };
                 self.complete_instruction();
             }
-            Err(XsetbvFault::Ud) => self.inject_ud(),
-            Err(XsetbvFault::Gp) => self.inject_gp(),
+            Err(XsetbvFault::Ud) => return self.inject_ud(g),
+            Err(XsetbvFault::Gp) => return self.inject_gp(g),
         }
         None
     }
@@ -1396,14 +1433,8 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             reason::INVLPG => self.invlpg(),
             // The other sensitive instructions: `crate::insns`' table.
             other => match insns::on_exit(other) {
-                Some(insns::Action::Ud) => {
-                    self.inject_ud();
-                    None
-                }
-                Some(insns::Action::Gp0) => {
-                    self.inject_gp();
-                    None
-                }
+                Some(insns::Action::Ud) => self.inject_ud(g),
+                Some(insns::Action::Gp0) => self.inject_gp(g),
                 Some(insns::Action::Skip) => {
                     self.complete_instruction();
                     None
