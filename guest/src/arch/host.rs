@@ -174,3 +174,13 @@ pub fn set_vector_stack(_vector: u8, _top: Option<u64>) {
 pub fn set_df_stack(_top: Option<u64>) {
     hosted("the TSS")
 }
+/// See the bare-metal `arch`.
+pub use crate::fault::StepInsn;
+/// See the bare-metal `arch`.
+pub fn probe_single_step(_insn: StepInsn, _a: u64, _b: u64) -> (u64, bool, u64) {
+    hosted("single-step probes")
+}
+/// See the bare-metal `arch`.
+pub fn last_db_dr6() -> u64 {
+    hosted("the exception table")
+}

@@ -11,10 +11,15 @@
 //! `docs/abi/{cpuid,msr,io,insns}.md` are generated. The handlers below only decode
 //! the exit, ask the table, and carry out its answer on the VMCS or the host.
 //!
-//! The VMCALL path is the one that matters for speed (issue 8): it costs exactly
-//! four VMCS accesses: VMREAD of the exit reason, VMREAD of the instruction length,
-//! VMREAD + VMWRITE of the guest RIP. The guest's CR3 for the hypercall layer comes
-//! from Keel's own copy (every CR3 load exits, so the copy is exact).
+//! The VMCALL path is the one that matters for speed: it costs seven VMCS
+//! accesses: VMREAD of the exit reason, of SS's access rights (the CPL: only the
+//! guest kernel may call), of the instruction length, VMREAD + VMWRITE of the
+//! guest RIP, and VMREADs of RFLAGS and the interruptibility state (retiring the
+//! instruction as the CPU would: the single-step trap and the interrupt shadow,
+//! [`Vcpu::retire`]). The length is read, not assumed to be 3: the field counts
+//! any prefixes the instruction carried, and Keel does not rely on a guest never
+//! prefixing VMCALL. The guest's CR3 for the hypercall layer
+//! comes from Keel's own copy (every CR3 load exits, so the copy is exact).
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -118,6 +123,8 @@ const RFLAGS_DF: u64 = 1 << 10;
 const RFLAGS_TF: u64 = 1 << 8;
 /// Pending debug exceptions: BS, a single-step trap is pending.
 const PENDING_DBG_BS: u64 = 1 << 14;
+/// IA32_DEBUGCTL.BTF: single-step on branches only.
+const DEBUGCTL_BTF: u64 = 1 << 1;
 
 /// The most elements one exit emulates of a REP INS/OUTS.
 const STRING_IO_CHUNK: u64 = 4096;
@@ -323,30 +330,35 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         Cpl::from_ss_access_rights(vmread(guest::SS_ACCESS_RIGHTS) as u32)
     }
 
-    /// Move RIP past the instruction that exited (SDM 28.2.5: the VM-exit
-    /// instruction-length field is valid for instruction exits).
-    fn skip_instruction(&mut self) {
+    /// Finish an instruction Keel emulated, the way the CPU finishes one: move
+    /// RIP past it (by the VM-exit instruction length, valid for instruction
+    /// exits, SDM 28.2.5), end any interrupt shadow, and raise the single-step
+    /// trap if the guest was stepping ([`Self::retire`]). Every path that
+    /// completes a guest instruction for the guest ends here or in `retire`.
+    fn complete_instruction(&mut self) {
         let len = vmread(ro::VMEXIT_INSTRUCTION_LEN);
-        let rip = vmread(guest::RIP);
-        write(guest::RIP, rip.wrapping_add(len));
+        self.retire(len);
     }
 
-    /// Finish emulating an instruction the way the CPU would have: move RIP past
-    /// it, end any interrupt shadow (blocking by STI or MOV SS lasts only until the
-    /// next instruction completes, SDM 26.3 / vol. 2 STI), and if the guest was
-    /// single-stepping (RFLAGS.TF), make the single-step #DB pending (the BS bit of
-    /// the pending-debug-exceptions field, delivered after VM entry, SDM 27.7.3).
-    ///
-    /// The VMCALL path uses the cheaper [`Self::skip_instruction`] (the four-access
-    /// budget): a 0.1 guest never single-steps a hypercall and has no interrupts
-    /// for a shadow to hold off.
-    fn complete_instruction(&mut self) {
-        self.skip_instruction();
+    /// Retire the `len`-byte instruction at RIP: RIP moves past it; blocking by
+    /// STI or MOV SS ends (it lasts only until the next instruction completes,
+    /// SDM vol. 2 STI, vol. 3 6.8.3), so an upcall can be delivered right after
+    /// it; and if RFLAGS.TF was set (and DEBUGCTL.BTF clear: BTF steps branches
+    /// only, and no emulated instruction is one) the single-step #DB becomes
+    /// pending: the BS bit of the pending-debug-exceptions field, delivered
+    /// after VM entry with DR6.BS set (SDM 27.7.3), exactly one per instruction.
+    fn retire(&mut self, len: u64) {
+        let rip = vmread(guest::RIP);
+        write(guest::RIP, rip.wrapping_add(len));
+        let rflags = vmread(guest::RFLAGS);
         let intr = vmread(guest::INTERRUPTIBILITY_STATE);
         if intr & 3 != 0 {
             write(guest::INTERRUPTIBILITY_STATE, intr & !3);
         }
-        if vmread(guest::RFLAGS) & RFLAGS_TF != 0 {
+        if rflags & RFLAGS_TF != 0
+            && !(self.msr_env.debug_controls
+                && vmread(guest::IA32_DEBUGCTL_FULL) & DEBUGCTL_BTF != 0)
+        {
             let pending = vmread(guest::PENDING_DBG_EXCEPTIONS);
             write(guest::PENDING_DBG_EXCEPTIONS, pending | PENDING_DBG_BS);
         }
@@ -504,7 +516,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         // pays beyond the four of the exit itself.
         if !self.cpl().may_hypercall() {
             g.rax = Errno::EPERM.as_return() as u64;
-            self.skip_instruction();
+            self.complete_instruction();
             return None;
         }
         // Keel's benchmark interface comes first, before any of the work below:
@@ -514,7 +526,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             g.rax = perf::debug_op(g.rdi, g.rsi, counters, |va, bytes| {
                 crate::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, self.cr3, va, bytes)
             }) as u64;
-            self.skip_instruction();
+            self.complete_instruction();
             return None;
         }
         let mut ctx = HypercallCtx {
@@ -533,13 +545,13 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         match out {
             Outcome::Return(v) => {
                 g.rax = v as u64;
-                self.skip_instruction();
+                self.complete_instruction();
                 None
             }
             Outcome::Shutdown(reason) => Some(DomainEnd::Shutdown(reason)),
             Outcome::Block => {
                 g.rax = 0;
-                self.skip_instruction();
+                self.complete_instruction();
                 self.block(g)
             }
         }
@@ -613,8 +625,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         if during.is_none() {
             match self.emulate_pte_write(g, cr2) {
                 Ok(len) => {
-                    let rip = vmread(guest::RIP);
-                    write(guest::RIP, rip.wrapping_add(len));
+                    self.retire(len);
                     self.sync_mmu();
                     return None;
                 }
