@@ -370,7 +370,7 @@ const ROWS: &[Row] = &[
         whole: true,
         name: "set_timer_op / set_timer_op",
         since: AbiVersion::V1_0,
-        doc: "set_timer_op(timeout_ns): arms the single-shot timer (absolute system time; 0 stops it; a past deadline fires at once); 0",
+        doc: "set_timer_op(timeout_ns): arms the single-shot timer (absolute system time; 0 stops it; a past deadline fires at once; negative or more than 2^50 ns ahead: 100 ms from now, as Xen); 0",
         handler: events::set_timer_op,
     },
     Row {
@@ -451,7 +451,7 @@ const ROWS: &[Row] = &[
         whole: false,
         name: "vcpu_op / VCPUOP_set_periodic_timer",
         since: AbiVersion::V1_0,
-        doc: "vcpu_op(VCPUOP_set_periodic_timer, vcpu, arg*): VIRQ_TIMER every period_ns (>= 1 ms, else -EINVAL); -ENOENT for a vCPU but 0; -EFAULT",
+        doc: "vcpu_op(VCPUOP_set_periodic_timer, vcpu, arg*): VIRQ_TIMER every period_ns (1 ms to 2^62 - 1 ns, else -EINVAL); -ENOENT for a vCPU but 0; -EFAULT",
         handler: events::vcpu_set_periodic,
     },
     Row {
