@@ -235,6 +235,18 @@ pub fn rep_outsb(port: u16, va: GuestVirt, count: u64) -> (StringIoEnd, Result<(
     (StringIoEnd { ptr, rcx }, result(info))
 }
 
+/// `REP OUTSB` through an FS (`gs == false`) or GS override: `count` bytes at
+/// that segment's base + `offset` to `port`; RSI is the offset afterwards.
+pub fn seg_rep_outsb(
+    gs: bool,
+    port: u16,
+    offset: u64,
+    count: u64,
+) -> (StringIoEnd, Result<(), Fault>) {
+    let (ptr, rcx, info) = arch::probe_seg_rep_outsb(gs, port, offset, count);
+    (StringIoEnd { ptr, rcx }, result(info))
+}
+
 /// `REP INSB` of `count` bytes from `port` to `va`; a fault is returned with
 /// where the instruction stopped. Like [`write_u64`] this changes memory: aim it
 /// only at the test's own buffers, or at memory the guest cannot write.

@@ -184,3 +184,7 @@ pub fn probe_single_step(_insn: StepInsn, _a: u64, _b: u64) -> (u64, bool, u64) 
 pub fn last_db_dr6() -> u64 {
     hosted("the exception table")
 }
+/// See the bare-metal `arch`.
+pub fn probe_seg_rep_outsb(_gs: bool, _port: u16, _offset: u64, _count: u64) -> (u64, u64, u64) {
+    hosted("fault probes")
+}

@@ -1025,6 +1025,28 @@ pub fn probe_rep_outsb(port: u16, addr: u64, count: u64) -> (u64, u64, u64) {
     (rsi, rcx, info)
 }
 
+/// `REP OUTSB` with an FS (`gs == false`) or GS segment override: `count`
+/// bytes at FS/GS base + `offset` to `port`, as a fault probe: (RSI, RCX,
+/// exinfo) when it ended. Reads memory only.
+pub fn probe_seg_rep_outsb(gs: bool, port: u16, offset: u64, count: u64) -> (u64, u64, u64) {
+    let (rsi, rcx, info): (u64, u64, u64);
+    // SAFETY: reads memory only; DF is clear; a fault is caught by the
+    // exception table and reported in R11. The bytes are `fs`/`gs` + `rep` +
+    // OUTSB (the assembler has no spelling for the override on OUTS).
+    unsafe {
+        if gs {
+            asm!("xor r11d, r11d", "2: .byte 0x65, 0xf3, 0x6e", "3:", extable!("2b" => "3b"),
+                in("dx") port, inout("rsi") offset => rsi, inout("rcx") count => rcx,
+                out("r11") info, options(nostack, readonly))
+        } else {
+            asm!("xor r11d, r11d", "2: .byte 0x64, 0xf3, 0x6e", "3:", extable!("2b" => "3b"),
+                in("dx") port, inout("rsi") offset => rsi, inout("rcx") count => rcx,
+                out("r11") info, options(nostack, readonly))
+        }
+    };
+    (rsi, rcx, info)
+}
+
 /// `REP INSB` of `count` bytes from `port` to `addr`, as a fault probe: (RDI,
 /// RCX, exinfo) when it ended. Writes memory, like [`probe_write_u64`]: the
 /// caller aims it at its own buffer or at memory it cannot write.

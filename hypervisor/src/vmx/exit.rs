@@ -43,7 +43,7 @@ use crate::exception::{self, Delivering};
 use crate::guest_mem::Access;
 use crate::hypercall::{self, HypercallCtx, Outcome};
 use crate::insns::{self, XsetbvFault};
-use crate::io::IoBus;
+use crate::io::{IoBus, Segment};
 use crate::mem::{Console, PhysMem};
 use crate::mm::emulate::{decode_store, Source};
 use crate::mm::Flush;
@@ -841,8 +841,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
         // INS/OUTS. The address size comes from the instruction-information field
         // (SDM 28.2.5) where the CPU reports it; Keel emulates 64-bit addressing only.
-        if self.caps.ins_outs_info {
-            let asz = (vmread(ro::VMEXIT_INSTRUCTION_INFO) >> 7) & 7;
+        let info = self
+            .caps
+            .ins_outs_info
+            .then(|| vmread(ro::VMEXIT_INSTRUCTION_INFO));
+        if let Some(info) = info {
+            let asz = (info >> 7) & 7;
             if asz != 2 {
                 return self.crash(
                     g,
@@ -852,6 +856,38 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 );
             }
         }
+        // The memory operand's segment: INS writes ES:RDI (no override); OUTS
+        // reads DS:RSI or the override's segment, from the instruction-
+        // information field (bits 17:15) or else from the instruction's
+        // prefixes. In 64-bit mode only an FS or GS base is added.
+        let base = if is_in {
+            0
+        } else {
+            let seg = match info {
+                Some(i) => Segment::from_info(i >> 15).unwrap_or(Segment::Ds),
+                None => {
+                    let rip = vmread(guest::RIP);
+                    let mut insn = [0u8; 15];
+                    let n = ((PAGE_SIZE - (rip & (PAGE_SIZE - 1))) as usize).min(insn.len());
+                    let bytes = insn.get_mut(..n).unwrap_or(&mut []);
+                    match crate::guest_mem::copy_from_guest(
+                        &*self.dom,
+                        &*self.mem,
+                        self.cr3,
+                        GuestVirt(rip),
+                        bytes,
+                    ) {
+                        Ok(()) => crate::io::outs_segment(bytes),
+                        Err(_) => Segment::Ds,
+                    }
+                }
+            };
+            match seg {
+                Segment::Fs => vmread(guest::FS_BASE),
+                Segment::Gs => vmread(guest::GS_BASE),
+                _ => 0,
+            }
+        };
         // A REP prefix with a huge RCX must not keep Keel in one exit for long
         // (the guest may alias one page at many addresses): emulate at most
         // STRING_IO_CHUNK elements, leave RIP on the instruction with RCX
@@ -882,7 +918,14 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let mut done = 0u64;
         while done < bytes {
             let n = (bytes - done).min(step);
-            let va = at(if is_in { g.rdi } else { g.rsi }, done);
+            let va = at(
+                if is_in {
+                    g.rdi
+                } else {
+                    base.wrapping_add(g.rsi)
+                },
+                done,
+            );
             // Find the first element the guest cannot access before touching
             // the device (a faulting INS element must not consume input) and do
             // the whole elements before it (a downward chunk is one element).
