@@ -292,7 +292,14 @@ fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
         Ok(o) => {
             let (verdict, reason) = judge(&o);
             let details = if verdict.is_failure() {
-                diagnostics(&o)
+                let mut d = diagnostics(&o);
+                if let Some(s) = opts.seed {
+                    d += &format!(
+                        "seed: {s} (replay: cargo keel test {} --seed {s})\n",
+                        t.name
+                    );
+                }
+                d
             } else {
                 String::new()
             };
