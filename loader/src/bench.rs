@@ -1085,6 +1085,32 @@ pub fn select_programs(all: &[TestProgram], patterns: &[String]) -> Vec<TestProg
         .collect()
 }
 
+/// The patterns that select nothing: no bench program, and no figure among
+/// `known` (the figures of the baseline, or of a run). A pattern with a `/`
+/// must match a `program/figure` key.
+pub fn unmatched<'p>(
+    all: &[TestProgram],
+    known: &[Figure],
+    patterns: &'p [String],
+) -> Vec<&'p str> {
+    let bench = || {
+        all.iter()
+            .filter(|t| t.category == keel_abi::note::TestCategory::Bench)
+    };
+    patterns
+        .iter()
+        .filter(|p| {
+            let program_matches =
+                !p.contains('/') && bench().any(|t| runner::glob_match(p, &t.name));
+            !program_matches
+                && !known
+                    .iter()
+                    .any(|f| keep_figure(f, std::slice::from_ref(*p)))
+        })
+        .map(String::as_str)
+        .collect()
+}
+
 /// Does figure `f` match any of `patterns` (none: all)?
 pub fn keep_figure(f: &Figure, patterns: &[String]) -> bool {
     patterns.is_empty()
@@ -1465,5 +1491,17 @@ mod tests {
         assert!(keep_figure(&f, &["*/floor".into()]));
         assert!(!keep_figure(&f, &["xen_*".into()]));
         assert!(keep_figure(&f, &[]));
+        // A pattern that selects nothing is named; one that names a known figure
+        // or a program is not.
+        let known = [f.clone()];
+        let pats: Vec<String> = ["floor", "bench_mmu", "nosuch", "hello", "bench_mmu/x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            unmatched(&all, &known, &pats),
+            ["nosuch", "hello", "bench_mmu/x"]
+        );
+        assert!(unmatched(&all, &known, &[]).is_empty());
     }
 }

@@ -10,6 +10,7 @@ use std::fmt;
 #[derive(Debug)]
 pub struct Error {
     message: String,
+    usage: bool,
 }
 
 /// The tool's result type.
@@ -20,7 +21,22 @@ impl Error {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            usage: false,
         }
+    }
+
+    /// A usage error: the person asked for something that cannot be (an unknown
+    /// guest or test, a value the backend does not accept). `keel` exits 64.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            usage: true,
+        }
+    }
+
+    /// Is this a usage error (exit 64) rather than a failure of the tool (70)?
+    pub fn is_usage(&self) -> bool {
+        self.usage
     }
 
     /// The message, with every layer's context.
@@ -58,6 +74,14 @@ impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
     fn with_context<D: fmt::Display>(self, what: impl FnOnce() -> D) -> Result<T> {
         self.map_err(|e| Error::new(format!("{}: {e}", what())))
     }
+}
+
+/// Return early with a usage [`Error`] built from a format string.
+#[macro_export]
+macro_rules! usage_bail {
+    ($($arg:tt)*) => {
+        return Err($crate::error::Error::usage(format!($($arg)*)))
+    };
 }
 
 /// Return early with an [`Error`] built from a format string.

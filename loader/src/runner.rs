@@ -93,7 +93,7 @@ pub fn select(
     for p in patterns {
         if !tests.iter().any(|t| glob_match(p, &t.name)) {
             let names: Vec<&str> = tests.iter().map(|t| t.name.as_str()).collect();
-            crate::bail!("no test matches {p:?}; the tests are: {}", names.join(", "));
+            crate::usage_bail!("no test matches {p:?}; the tests are: {}", names.join(", "));
         }
     }
     Ok(tests
