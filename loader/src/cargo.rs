@@ -66,7 +66,7 @@ impl Workspace {
         arts.into_iter()
             .find(|a| a.name == "keel-hypervisor")
             .map(|a| a.path)
-            .ok_or_else(|| crate::error::Error::new("cargo built no keel-hypervisor executable"))
+            .ok_or_else(|| anyhow::anyhow!("cargo built no keel-hypervisor executable"))
     }
 
     /// Build every guest program (`keel-guest`'s bins); returns them sorted by name.

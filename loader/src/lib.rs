@@ -529,7 +529,8 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
             )
         })?;
         let base = bench::from_json(&text)
-            .map_err(|e| error::Error::new(format!("{}: {e}", baseline_path.display())))?;
+            .map_err(anyhow::Error::msg)
+            .with_context(|| baseline_path.display().to_string())?;
         if base.machine != report.machine {
             crate::bail!(
                 "the baseline was measured on {} cpu {} (ips {}), this run on {} cpu {} (ips {}): figures are only comparable on the same machine; run with --backend {} --cpu-model {}",

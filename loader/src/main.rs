@@ -49,12 +49,12 @@ fn main() -> ExitCode {
     let _ = out.flush();
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        Err(e) if e.is_usage() => {
-            eprintln!("keel: {e}");
+        Err(e) if keel_loader::error::is_usage(&e) => {
+            eprintln!("keel: {e:#}");
             ExitCode::from(cli::EXIT_USAGE)
         }
         Err(e) => {
-            eprintln!("keel: error: {e}");
+            eprintln!("keel: error: {e:#}");
             ExitCode::from(cli::EXIT_TOOL_FAILED)
         }
     }
