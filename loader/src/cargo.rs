@@ -12,7 +12,7 @@
 //! guest-side hypercall wrappers) in the hypervisor's build too.
 
 use crate::error::{Context, Result};
-use crate::json;
+use serde::Deserialize;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -131,16 +131,24 @@ impl Workspace {
 /// The executables in cargo's JSON messages (`compiler-artifact` with an
 /// `executable`), by bin target name.
 pub fn parse_artifacts(messages: &str) -> Vec<Artifact> {
+    #[derive(Deserialize)]
+    struct Message {
+        reason: String,
+        target: Option<Target>,
+        executable: Option<PathBuf>,
+    }
+    #[derive(Deserialize)]
+    struct Target {
+        name: String,
+    }
     messages
         .lines()
-        .filter_map(|l| json::parse(l).ok())
-        .filter(|m| m.get("reason").and_then(json::Value::as_str) == Some("compiler-artifact"))
+        .filter_map(|l| serde_json::from_str::<Message>(l).ok())
+        .filter(|m| m.reason == "compiler-artifact")
         .filter_map(|m| {
-            let exe = m.get("executable")?.as_str()?;
-            let name = m.get("target")?.get("name")?.as_str()?;
             Some(Artifact {
-                name: name.to_string(),
-                path: PathBuf::from(exe),
+                name: m.target?.name,
+                path: m.executable?,
             })
         })
         .collect()

@@ -33,7 +33,6 @@ pub mod elfnote;
 pub mod error;
 pub mod fixture;
 pub mod host;
-pub mod json;
 pub mod junit;
 pub mod machine;
 pub mod qemu;
