@@ -580,8 +580,28 @@ fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), num)
 }
 
+/// The change from `base` to `now` in percent, as the table shows it.
+fn percent(base: f64, now: f64) -> String {
+    if base == 0.0 {
+        if now == 0.0 {
+            "0.0%".into()
+        } else {
+            "from 0".into()
+        }
+    } else {
+        let p = (now - base) / base * 100.0;
+        if p.abs() < 0.05 {
+            "0.0%".into()
+        } else {
+            format!("{p:+.1}%")
+        }
+    }
+}
+
 /// The table, one line per figure, with a header saying what the numbers are.
-pub fn table(r: &Report) -> String {
+/// With a `baseline` (measured on the same machine), each figure's cost is shown
+/// beside the baseline's and the change in percent.
+pub fn table(r: &Report, baseline: Option<&Report>) -> String {
     let mut s = String::new();
     let unit = r.machine.unit();
     let _ = writeln!(s, "{}", r.machine.unit_sentence(r.runs));
@@ -592,11 +612,16 @@ pub fn table(r: &Report) -> String {
         .max()
         .unwrap_or(6)
         .max(6);
+    let baseline = baseline.filter(|b| b.machine == r.machine);
+    let (bw, cw) = if baseline.is_some() { (10, 8) } else { (0, 0) };
+    let sep = if baseline.is_some() { "  " } else { "" };
     let _ = writeln!(
         s,
-        "{:<w$}  {:>15}  {:>10}  {:>10}  {:>8}  {:>8}  {:>9}  {:>7}",
+        "{:<w$}  {:>15}{sep}{:>bw$}{sep}{:>cw$}  {:>10}  {:>10}  {:>8}  {:>8}  {:>9}  {:>7}",
         "figure",
         format!("{unit}/op"),
+        if baseline.is_some() { "baseline" } else { "" },
+        if baseline.is_some() { "change" } else { "" },
         "min/op",
         "max/op",
         "exits/op",
@@ -609,9 +634,15 @@ pub fn table(r: &Report) -> String {
         match &f.measure {
             Measure::Measured(m) => {
                 let per = m.per as f64;
+                let base = baseline.map(|b| b.get(&f.key()).and_then(Figure::measured));
+                let (bcol, ccol) = match base {
+                    None => (String::new(), String::new()),
+                    Some(None) => ("-".into(), "new".into()),
+                    Some(Some(b)) => (num(b.cost()), percent(b.cost(), m.cost())),
+                };
                 let _ = writeln!(
                     s,
-                    "{:<w$}  {:>15}  {:>10}  {:>10}  {:>8}  {:>8}  {:>9}  {:>7}",
+                    "{:<w$}  {:>15}{sep}{bcol:>bw$}{sep}{ccol:>cw$}  {:>10}  {:>10}  {:>8}  {:>8}  {:>9}  {:>7}",
                     f.key(),
                     num(m.cost()),
                     num(m.min / per),
@@ -890,8 +921,8 @@ pub struct Comparison {
     pub lost: Vec<String>,
     /// Figures the baseline does not have a measurement for.
     pub new: Vec<String>,
-    /// Figures compared.
-    pub compared: usize,
+    /// The figures compared, with the cost's change: `key: base -> now (+x%)`.
+    pub compared: Vec<String>,
 }
 
 impl Comparison {
@@ -956,10 +987,14 @@ impl Comparison {
                 "to record these deliberately: cargo keel bench --update-baseline, and commit {BASELINE_PATH} on its own"
             );
         }
+        let _ = writeln!(s, "compared with the baseline (cost per operation):");
+        for k in &self.compared {
+            let _ = writeln!(s, "  {k}");
+        }
         let _ = writeln!(
             s,
             "{} figure(s) compared: {}",
-            self.compared,
+            self.compared.len(),
             if self.ok() {
                 "none worse than the baseline"
             } else {
@@ -998,7 +1033,12 @@ pub fn compare(
         };
         match (b.measured(), now.measured()) {
             (Some(bm), Some(nm)) => {
-                c.compared += 1;
+                c.compared.push(format!(
+                    "{key}: {} -> {} ({})",
+                    num(bm.cost()),
+                    num(nm.cost()),
+                    percent(bm.cost(), nm.cost())
+                ));
                 for ((metric, bv), (_, nv)) in metrics(bm).into_iter().zip(metrics(nm)) {
                     let (Some(bv), Some(nv)) = (bv, nv) else {
                         if bv.is_some() {
@@ -1364,7 +1404,16 @@ mod tests {
         ]);
         let c = compare(&base, &same, |_| true, TOLERANCE);
         assert!(c.ok(), "{}", c.render());
-        assert_eq!(c.compared, 2);
+        assert_eq!(
+            c.compared,
+            ["b/floor: 100 -> 102 (+2.0%)", "b/null: 200 -> 200 (0.0%)"]
+        );
+        assert!(
+            c.render().contains("\n  b/null: 200 -> 200 (0.0%)\n"),
+            "{}",
+            c.render()
+        );
+        assert!(c.render().contains("2 figure(s) compared"));
         // +2.5%: fails, and says which figure and number.
         let worse = report(vec![
             fig("b", "floor", measured(100.0, 1.0, 4.0)),
@@ -1468,7 +1517,8 @@ mod tests {
                 Measure::Missing("ENOSYS".into()),
             ),
         ]);
-        let t = table(&r);
+        let t = table(&r, None);
+        assert!(!t.contains("baseline"), "{t}");
         assert!(t.contains("Bochs instruction counts"), "{t}");
         assert!(t.contains("instructions/op"), "{t}");
         assert!(t.contains("1.50"), "{t}");
@@ -1476,10 +1526,41 @@ mod tests {
         let mut kvm = r.clone();
         kvm.machine.backend = "kvm".into();
         kvm.runs = 5;
-        let t = table(&kvm);
+        let t = table(&kvm, None);
         assert!(t.contains("hardware TSC cycles"), "{t}");
         assert!(t.contains("medians over 5 run(s)"), "{t}");
         assert!(t.contains("cycles/op"), "{t}");
+        // Beside a baseline of the same machine: its cost and the change.
+        let base = report(vec![
+            fig("bench_hypercalls", "floor", measured(110.0, 1.0, 4.0)),
+            fig("bench_hypercalls", "xen_version", measured(150.0, 1.0, 4.0)),
+        ]);
+        let mut now = r.clone();
+        now.figures
+            .push(fig("bench_new", "x", measured(7.0, 1.0, 4.0)));
+        let t = table(&now, Some(&base));
+        let line = |k: &str| -> Vec<String> {
+            t.lines()
+                .find(|l| l.starts_with(k))
+                .unwrap()
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        };
+        assert!(
+            t.lines().nth(1).unwrap().contains("baseline    change"),
+            "{t}"
+        );
+        let floor = line("bench_hypercalls/floor ");
+        assert_eq!(floor[1..4], ["100", "110", "-9.1%"], "{t}");
+        let xv = line("bench_hypercalls/xen_version");
+        assert_eq!(xv[1..4], ["150", "150", "0.0%"], "{t}");
+        let new = line("bench_new/x");
+        assert_eq!(new[1..4], ["7", "-", "new"], "{t}");
+        // Another machine's baseline is not beside it.
+        let mut other = base.clone();
+        other.machine.cpu_model = "tigerlake".into();
+        assert!(!table(&now, Some(&other)).contains("baseline"));
     }
 
     #[test]

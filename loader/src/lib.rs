@@ -384,10 +384,12 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
         .unwrap_or_else(|| ws.root().join(bench::BASELINE_PATH));
     // Figure names are known before a run only from the baseline: a pattern that
     // names neither a program nor one of those is a typo, refused before booting.
-    let known = std::fs::read_to_string(&baseline_path)
+    let baseline = std::fs::read_to_string(&baseline_path)
         .ok()
-        .and_then(|t| bench::from_json(&t).ok())
-        .map(|b| b.figures)
+        .and_then(|t| bench::from_json(&t).ok());
+    let known = baseline
+        .as_ref()
+        .map(|b| b.figures.clone())
         .unwrap_or_default();
     let programs = bench::select_programs(&all, &opts.patterns);
     let unmatched = bench::unmatched(&all, &known, &opts.patterns);
@@ -494,7 +496,7 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
         rustc,
         figures,
     };
-    let _ = write!(out, "{}", bench::table(&report));
+    let _ = write!(out, "{}", bench::table(&report, baseline.as_ref()));
     if let Some(path) = &opts.json {
         std::fs::write(path, bench::to_json(&report))
             .with_context(|| format!("writing {}", path.display()))?;
