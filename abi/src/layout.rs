@@ -51,6 +51,9 @@ use crate::time::{
 };
 use crate::version::{AbiVersion, XenExtraversion, XenFeatureInfo};
 
+mod xen_scope;
+pub use xen_scope::{XenAbsent, XenScope, XEN_NOT_ADOPTED, XEN_SCOPE, XEN_STRUCT_ALIASES};
+
 #[cfg(feature = "alloc")]
 mod check;
 #[cfg(feature = "alloc")]
@@ -1007,16 +1010,6 @@ pub struct Divergence {
     /// Why.
     pub why: &'static str,
 }
-
-/// Xen items of a family Keel otherwise shares completely that Keel deliberately
-/// does *not* adopt, with the reason. The cross-check requires every other Xen
-/// `XENVER_*`, `SCHEDOP_*`, `SHUTDOWN_*`, `CONSOLEIO_*` and `SIF_*` constant to
-/// have a Keel counterpart.
-pub const XEN_NOT_ADOPTED: &[(&str, &str)] = &[(
-    "SHUTDOWN_MAX",
-    "a maximum that Xen raised when it added SHUTDOWN_soft_reset; a frozen ABI \
-     cannot promise a bound that grows, so Keel names only the reasons themselves",
-)];
 
 /// Differences from Xen that are not a single constant's value: how Keel uses a
 /// shared number or structure differently.

@@ -70,7 +70,10 @@ fn home_of(id: &str) -> String {
         let s = layout::STRUCTS.iter().find(|s| s.name == name).unwrap();
         return s.family.doc_page().to_string();
     }
-    if let Some(m) = id.strip_prefix("consts:") {
+    if let Some(m) = id
+        .strip_prefix("consts:")
+        .or_else(|| id.strip_prefix("xen-absent:"))
+    {
         let f = Family::ALL.into_iter().find(|f| f.module() == m).unwrap();
         return f.doc_page().to_string();
     }
