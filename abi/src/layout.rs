@@ -1032,8 +1032,8 @@ pub const BEHAVIOUR_DIVERGENCES: &[Divergence] = &[
         family: Family::StartInfo,
         name: "StartInfo",
         xen: Some("start_info"),
-        why: "same layout; Keel leaves shared_info, store_*, console and mod_* zero in 0.1 \
-              (no shared-info page, xenstore, console ring or module yet)",
+        why: "same layout; Keel fills shared_info since 1.0 (0 in 0.1) and leaves store_*, \
+              console, mod_* and the P2M fields zero (no xenstore, console ring or module)",
     },
 ];
 

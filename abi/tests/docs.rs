@@ -186,6 +186,24 @@ fn every_family_page_has_the_required_sections() {
     );
 }
 
+/// Every page of the reference, generated or not, says how its part of the
+/// interface compares with Xen (the sub-command by sub-command entries are
+/// checked against the hypervisor's table by `keel-hypervisor`'s
+/// `xen_docs_tests`).
+#[test]
+fn every_page_has_differences_from_xen() {
+    let missing: Vec<String> = pages()
+        .into_iter()
+        .filter(|(_, text)| !text.contains("\n## Differences from Xen\n"))
+        .map(|(name, _)| format!("docs/abi/{name}"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "pages without `## Differences from Xen`:\n{}",
+        missing.join("\n")
+    );
+}
+
 #[test]
 fn every_divergence_is_explained_on_its_page() {
     for d in layout::divergences() {
