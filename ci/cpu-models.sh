@@ -6,10 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Oldest first: the models furthest from the default one fail first.
 models=(
-  corei7_skylake_x tigerlake corei7_icelake_u corei7_haswell_4770 broadwell_ult
-  corei3_cnl corei7_sandy_bridge_2600k corei7_ivy_bridge_3770k
-  corei5_arrandale_m520 corei5_lynnfield_750 core2_penryn_t9600 bx_generic
+  bx_generic core2_penryn_t9600 corei5_lynnfield_750 corei5_arrandale_m520
+  corei7_sandy_bridge_2600k corei7_ivy_bridge_3770k corei7_haswell_4770
+  broadwell_ult corei7_skylake_x corei3_cnl corei7_icelake_u tigerlake
 )
 if [ "${1:-}" = "--list" ]; then
   printf '%s\n' "${models[@]}"
