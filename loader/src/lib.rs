@@ -24,6 +24,7 @@
 
 pub mod abi;
 pub mod backend;
+pub mod behaviour;
 pub mod bench;
 pub mod bochs;
 pub mod cargo;
