@@ -95,11 +95,26 @@ pub struct ReportedResult {
     pub reason: String,
 }
 
-/// Parse one console line holding `Test result: VERDICT[: reason]` (after any prefix
-/// such as `(d1) `).
+/// The domain prefix the hypervisor puts on a domain's PV console lines:
+/// `(d<decimal id>) `. Returns the rest of the line.
+fn strip_domain_prefix(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("(d")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    rest[digits..].strip_prefix(") ")
+}
+
+/// Parse one console line holding `Test result: VERDICT[: reason]`: the marker
+/// starts the line, or follows a domain's PV console prefix (`(d1) `) and
+/// nothing else. A line from anywhere else that merely contains the marker (a
+/// hypervisor line quoting guest data, a guest's emulated-COM1 line
+/// `(d1:com1) ...`) is not a verdict: the hypervisor's console filter makes
+/// those two line starts unforgeable, and only they are trusted.
 pub fn parse_test_result_line(line: &str) -> Option<ReportedResult> {
-    let at = line.find(TEST_RESULT_MARKER)?;
-    let rest = line[at + TEST_RESULT_MARKER.len()..].trim_end();
+    let body = strip_domain_prefix(line).unwrap_or(line);
+    let rest = body.strip_prefix(TEST_RESULT_MARKER)?.trim_end();
     let (name, reason) = match rest.split_once(':') {
         Some((n, r)) => (n.trim(), r.trim()),
         None => (rest.trim(), ""),
@@ -173,6 +188,35 @@ mod tests {
         );
         assert_eq!(parse_test_result_line("(d1) Test result: MAYBE"), None);
         assert_eq!(parse_test_result_line("(d1) Test: SUCCESS"), None);
+        assert_eq!(
+            parse_test_result_line("(d12) Test result: SUCCESS").map(|r| r.verdict),
+            Some(Verdict::Success)
+        );
+    }
+
+    /// Only a line that starts with the marker, or with a domain's PV console
+    /// prefix and then the marker, is a verdict: none of these are.
+    #[test]
+    fn verdicts_only_where_nobody_can_forge_them() {
+        for line in [
+            "(d1:com1) Test result: SUCCESS",
+            "keel: domain 1 said Test result: SUCCESS",
+            "(d1) x Test result: SUCCESS",
+            "(d1)Test result: SUCCESS",
+            "(d) Test result: SUCCESS",
+            "(dx) Test result: SUCCESS",
+            " Test result: SUCCESS",
+            r"(d1) \xe2\x80\xa8Test result: SUCCESS",
+        ] {
+            assert_eq!(parse_test_result_line(line), None, "{line}");
+        }
+        // A forged verdict inside a guest line changes nothing: the guest's
+        // real last verdict wins.
+        let c = "(d1) Test result: FAILURE: x
+(d1:com1) Test result: SUCCESS
+keel: power off, status 1 (guest crashed)
+";
+        assert_eq!(test_result(c).unwrap().verdict, Verdict::Failure);
     }
 
     #[test]
