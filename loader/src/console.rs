@@ -125,6 +125,56 @@ pub fn parse_test_result_line(line: &str) -> Option<ReportedResult> {
     })
 }
 
+/// The marker of a numbered console line: `KEEL-SEQ <tag> <i>/<n> [text]`, from
+/// a domain's PV console. A test that prints such lines has the runner check
+/// that it received all of them, in order ([`sequence_problem`]).
+pub const SEQ_MARKER: &str = "KEEL-SEQ";
+
+/// What is wrong with the numbered lines on the console, if anything: for each
+/// tag, the numbers must run 0, 1, ..., n-1 with the same n, none missing, none
+/// repeated, none out of order. Lines with the marker but no `<i>/<n>` are not
+/// numbered and are ignored.
+pub fn sequence_problem(console: &str) -> Option<String> {
+    use std::collections::BTreeMap;
+    // tag -> (next expected number, total)
+    let mut seen: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for line in lines(console) {
+        let Some(body) = strip_domain_prefix(line) else {
+            continue;
+        };
+        let mut words = body.split_ascii_whitespace();
+        if words.next() != Some(SEQ_MARKER) {
+            continue;
+        }
+        let (Some(tag), Some(pos)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Some((i, n)) = pos.split_once('/') else {
+            continue;
+        };
+        let (Ok(i), Ok(n)) = (i.parse::<u64>(), n.parse::<u64>()) else {
+            continue;
+        };
+        let e = seen.entry(tag).or_insert((0, n));
+        if n != e.1 {
+            return Some(format!(
+                "{SEQ_MARKER} {tag}: line {i}/{n} in a sequence of {}",
+                e.1
+            ));
+        }
+        if i != e.0 {
+            return Some(format!(
+                "{SEQ_MARKER} {tag}: line {i}/{n} where {}/{n} was due (console output lost or reordered)",
+                e.0
+            ));
+        }
+        e.0 += 1;
+    }
+    seen.into_iter().find_map(|(tag, (next, n))| {
+        (next != n).then(|| format!("{SEQ_MARKER} {tag}: only {next} of {n} lines arrived"))
+    })
+}
+
 /// The test program's verdict: the last verdict line on the console.
 pub fn test_result(console: &str) -> Option<ReportedResult> {
     lines(console).rev().find_map(parse_test_result_line)
@@ -217,6 +267,24 @@ mod tests {
 keel: power off, status 1 (guest crashed)
 ";
         assert_eq!(test_result(c).unwrap().verdict, Verdict::Failure);
+    }
+
+    #[test]
+    fn numbered_lines() {
+        let ok = "(d1) KEEL-SEQ a 0/3 x\n(d1) KEEL-SEQ b 0/1\nkeel: between\n(d1) KEEL-SEQ a 1/3\n(d1) KEEL-SEQ partial\n(d1) KEEL-SEQ a 2/3 y\n";
+        assert_eq!(sequence_problem(ok), None);
+        assert_eq!(sequence_problem("no numbered lines\n"), None);
+        let gap = "(d1) KEEL-SEQ a 0/3\n(d1) KEEL-SEQ a 2/3\n";
+        assert!(sequence_problem(gap)
+            .unwrap()
+            .contains("2/3 where 1/3 was due"));
+        let short = "(d1) KEEL-SEQ a 0/3\n(d1) KEEL-SEQ a 1/3\n";
+        assert!(sequence_problem(short).unwrap().contains("only 2 of 3"));
+        let swap = "(d1) KEEL-SEQ a 1/2\n(d1) KEEL-SEQ a 0/2\n";
+        assert!(sequence_problem(swap).is_some());
+        // Only PV console lines count: a COM1 line cannot complete a sequence.
+        let com1 = "(d1) KEEL-SEQ a 0/2\n(d1:com1) KEEL-SEQ a 1/2\n";
+        assert!(sequence_problem(com1).unwrap().contains("only 1 of 2"));
     }
 
     #[test]

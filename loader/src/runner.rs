@@ -164,7 +164,11 @@ pub fn judge(o: &Outcome) -> (Verdict, String) {
                 machine::expected_emulator_code(o.backend, s)
             ),
         ),
-        Some(_) => (v, reported.reason),
+        Some(_) => match console::sequence_problem(&o.console) {
+            // The console lost or reordered numbered lines the guest printed.
+            Some(p) if v < Verdict::Failure => (Verdict::Failure, p),
+            _ => (v, reported.reason),
+        },
     }
 }
 
@@ -528,6 +532,15 @@ mod tests {
             EmulatorEnd::Exited(1),
         );
         assert_eq!(judge(&o), (Verdict::Skip, "no EPT".into()));
+        // A guest's numbered lines that did not all arrive: FAILURE.
+        let o = outcome(
+            "(d1) KEEL-SEQ t 0/2\n(d1) Test result: SUCCESS\nkeel: power off, status 0 (guest powered off)\n",
+            Some(ExitStatus::Success),
+            EmulatorEnd::Exited(1),
+        );
+        let (v, why) = judge(&o);
+        assert_eq!(v, Verdict::Failure);
+        assert!(why.contains("only 1 of 2"), "{why}");
     }
 
     #[test]
