@@ -85,6 +85,14 @@ impl Default for ConsoleBuf {
 impl ConsoleBuf {
     /// Append one record made of `parts` ([`Self::write`] for each, in order).
     pub fn write_parts<U: Uart + ?Sized>(&mut self, uart: &mut U, parts: &[&[u8]]) {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total <= self.free() {
+            // The usual case: the whole record fits, no waiting to decide.
+            for p in parts {
+                self.push(p);
+            }
+            return;
+        }
         for p in parts {
             self.write(uart, p);
         }
@@ -390,6 +398,16 @@ impl<const N: usize> LineBuf<N> {
             // The common case: a run of bytes that pass, copied at once.
             let room = N.saturating_sub(self.len);
             let run = passing_run(rest, room);
+            if self.len == 0 && rest.get(run) == Some(&b'\n') {
+                // A whole line that passes as it is (the usual `println!`):
+                // straight from the guest's bytes, not through the buffer. (An
+                // empty one prints nothing.)
+                if let Some(text) = rest.get(..run).filter(|t| !t.is_empty()) {
+                    out(&[prefix, text, b"\n"]);
+                }
+                rest = rest.get(run + 1..).unwrap_or(&[]);
+                continue;
+            }
             if run > 0 {
                 if let (Some(dst), Some(src)) =
                     (self.line.get_mut(self.len..self.len + run), rest.get(..run))

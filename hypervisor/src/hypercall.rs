@@ -710,12 +710,18 @@ fn console_write_on<M: PhysMem + ?Sized>(
     let second_va = GuestVirt(buf.0.wrapping_add(first as u64));
     let pieces = [(buf, first), (second_va, count - first)];
     let mut machine = [MachineAddr(0); 2];
-    for ((va, len), ma) in pieces.iter().zip(machine.iter_mut()) {
-        if *len == 0 {
-            continue;
-        }
-        match guest_mem::translate(dom, mem, cr3, *va, Access::Read) {
-            Ok(m) => *ma = m,
+    // The first page through the domain's console cache (a guest prints from
+    // the same buffer, call after call), the rest with a walk.
+    let mut cache = dom.console_cache;
+    let first_ma = cache.translate(dom, mem, cr3, buf);
+    dom.console_cache = cache;
+    match first_ma {
+        Ok(m) => machine[0] = m,
+        Err(e) => return Outcome::err(e),
+    }
+    if pieces[1].1 > 0 {
+        match guest_mem::translate(dom, mem, cr3, second_va, Access::Read) {
+            Ok(m) => machine[1] = m,
             Err(e) => return Outcome::err(e),
         }
     }
