@@ -1067,3 +1067,5 @@ mod events;
 mod tests;
 #[cfg(test)]
 mod tests_events;
+#[cfg(test)]
+mod xen_docs_tests;
