@@ -1,6 +1,7 @@
 //! The machines Keel boots on, and how `auto` chooses one.
 
 use crate::host::{KvmProbe, Tool, BOCHS_TOOLS, QEMU_TOOLS};
+use crate::nested::NESTED_TOOLS;
 use std::fmt;
 use std::str::FromStr;
 
@@ -23,6 +24,9 @@ pub enum Backend {
     Bochs,
     /// QEMU's TCG: no VT-x at all; exercises the hypervisor's "no VT-x" path.
     Tcg,
+    /// QEMU with KVM inside Linux inside Bochs: real KVM (L0) beneath Keel on a
+    /// host without VT-x ([`crate::nested`]). Many guests share one Linux boot.
+    Nested,
 }
 
 impl Backend {
@@ -32,6 +36,7 @@ impl Backend {
             Self::Kvm => "kvm",
             Self::Bochs => "bochs",
             Self::Tcg => "tcg",
+            Self::Nested => "nested",
         }
     }
 
@@ -40,6 +45,7 @@ impl Backend {
         match self {
             Self::Bochs => BOCHS_TOOLS,
             Self::Kvm | Self::Tcg => QEMU_TOOLS,
+            Self::Nested => NESTED_ALL_TOOLS,
         }
     }
 
@@ -51,9 +57,34 @@ impl Backend {
             Self::Kvm => "host",
             // QEMU's TCG cannot emulate VMX whatever the model; qemu64 is the plainest.
             Self::Tcg => "qemu64",
+            // QEMU's -cpu inside the nested machine (L0's Bochs model is fixed:
+            // `nested::L0_CPU_MODEL`).
+            Self::Nested => "host",
         }
     }
 }
+
+/// Everything the nested backend needs: Bochs, QEMU, and the image tools.
+const NESTED_ALL_TOOLS: &[Tool] = &{
+    const B: usize = BOCHS_TOOLS.len();
+    const Q: usize = QEMU_TOOLS.len();
+    const N: usize = NESTED_TOOLS.len();
+    let mut all = [BOCHS_TOOLS[0]; B + Q + N];
+    let mut i = 0;
+    while i < B {
+        all[i] = BOCHS_TOOLS[i];
+        i += 1;
+    }
+    while i < B + Q {
+        all[i] = QEMU_TOOLS[i - B];
+        i += 1;
+    }
+    while i < B + Q + N {
+        all[i] = NESTED_TOOLS[i - B - Q];
+        i += 1;
+    }
+    all
+};
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -69,7 +100,12 @@ impl FromStr for BackendChoice {
             "kvm" => Self::Fixed(Backend::Kvm),
             "bochs" => Self::Fixed(Backend::Bochs),
             "tcg" => Self::Fixed(Backend::Tcg),
-            _ => return Err(format!("unknown backend {s:?} (auto, kvm, bochs, tcg)")),
+            "nested" => Self::Fixed(Backend::Nested),
+            _ => {
+                return Err(format!(
+                    "unknown backend {s:?} (auto, kvm, bochs, tcg, nested)"
+                ))
+            }
         })
     }
 }
@@ -102,6 +138,11 @@ mod tests {
         assert_eq!("auto".parse(), Ok(BackendChoice::Auto));
         assert_eq!("tcg".parse(), Ok(BackendChoice::Fixed(Backend::Tcg)));
         assert!("vmware".parse::<BackendChoice>().is_err());
+        assert_eq!("nested".parse(), Ok(BackendChoice::Fixed(Backend::Nested)));
+        let tools = Backend::Nested.tools();
+        for t in BOCHS_TOOLS.iter().chain(QEMU_TOOLS).chain(NESTED_TOOLS) {
+            assert!(tools.contains(t), "{t:?}");
+        }
 
         let nested = KvmProbe {
             dev_kvm: Ok(()),
