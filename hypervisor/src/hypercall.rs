@@ -1031,3 +1031,5 @@ mod events;
 mod tests;
 #[cfg(test)]
 mod tests_events;
+#[cfg(test)]
+mod xen_docs_tests;

@@ -356,6 +356,14 @@ Transmitted bytes are printed line by line as `(dN:com1) <text>`: CR is dropped,
 a byte outside printable ASCII (and tab) is shown as `.`, a line longer than 120\n\
 bytes is split, and a partial line is printed when the domain ends.\n",
         );
+        s.push_str(
+            "\n## Differences from Xen\n\n\
+A Xen PV guest has no I/O ports unless the toolstack grants them (an I/O bitmap\n\
+or IOPL through `physdev_op`, normally for dom0 only); an unprivileged PV kernel's\n\
+IN/OUT faults. A Xen HVM guest sees the ports of its device model (QEMU). Keel\n\
+has neither: every access exits, and the guest sees an empty bus with the\n\
+devices above.\n",
+        );
         s
     }
 }

@@ -360,7 +360,7 @@ fn run_nested(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Resul
     let batch = crate::nested::run(ws.root(), &plan, echo, &mut log, &mut |_, _| {})?;
     match batch.outcomes.into_iter().next() {
         Some((_, Ok(o))) => Ok(o),
-        Some((_, Err(why))) => Err(crate::error::Error::new(why)),
+        Some((_, Err(why))) => Err(anyhow::Error::msg(why)),
         None => crate::bail!("the nested run reported nothing"),
     }
 }

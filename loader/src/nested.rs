@@ -247,7 +247,7 @@ pub fn kernel(cache: &Path, log: &mut dyn Write) -> Result<Kernel> {
         "apt-cache depends",
     )?;
     let pkg = kernel_package_name(&String::from_utf8_lossy(&depends)).ok_or_else(|| {
-        crate::error::Error::new(format!(
+        anyhow::Error::msg(format!(
             "apt-cache depends {KERNEL_META_PACKAGE} names no linux-image package"
         ))
     })?;
@@ -267,9 +267,8 @@ pub fn kernel(cache: &Path, log: &mut dyn Write) -> Result<Kernel> {
                     .current_dir(&debs),
                 &format!("apt-get download {pkg}"),
             )?;
-            find_deb().ok_or_else(|| {
-                crate::error::Error::new(format!("apt-get download {pkg} left no .deb"))
-            })?
+            find_deb()
+                .ok_or_else(|| anyhow::Error::msg(format!("apt-get download {pkg} left no .deb")))?
         }
     };
     let release = pkg.trim_start_matches("linux-image-").to_string();
@@ -552,7 +551,7 @@ pub fn image(ws_root: &Path, plan: &Plan<'_>, log: &mut dyn Write) -> Result<(Pa
         key.str(&g.name).file(&g.image)?;
     }
     let qemu = crate::host::locate("qemu-system-x86_64")
-        .ok_or_else(|| crate::error::Error::new("no qemu-system-x86_64"))?;
+        .ok_or_else(|| anyhow::Error::msg("no qemu-system-x86_64"))?;
     let qemu = std::fs::canonicalize(&qemu)?;
     let ldd = run_checked(Command::new("ldd").arg(&qemu), "ldd qemu-system-x86_64")?;
     let libs = parse_ldd(&String::from_utf8_lossy(&ldd));
