@@ -1277,6 +1277,39 @@ pub fn keep_figure(f: &Figure, patterns: &[String]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn l0_exits_from_marks() {
+        // Mark 0: the run's start to the first calibration read; 0 -> 1: the
+        // calibration pair (3 exits: the tail of one read, the head of the next,
+        // the mark itself); then a figure over pairs (2, 3) and (4, 5).
+        let l0 = [(50, 9), (3, 1), (8, 2), (2003, 1001), (9, 3), (2003, 1001)];
+        assert_eq!(super::l0_for_marks(&l0, (2, 2, 0)), Some((4000.0, 2000.0)));
+        // A single pair.
+        assert_eq!(super::l0_for_marks(&l0, (2, 1, 0)), Some((2000.0, 1000.0)));
+        // Marks the trace does not reach: no count rather than a wrong one.
+        assert_eq!(super::l0_for_marks(&l0, (4, 2, 0)), None);
+        assert_eq!(super::l0_for_marks(&[], (0, 1, 0)), None);
+    }
+
+    #[test]
+    fn marks_field_parses() {
+        let (_, m) = super::parse_figure(&[
+            "KEEL-BENCH v1 name=x n=2 per=1 min=1 p10=1 median=1 p90=1 max=1",
+            "KEEL-BENCH v1 name=x exits=2 vmreads=6 vmwrites=2",
+            "KEEL-BENCH v1 name=x marks=2,1,0",
+        ])
+        .unwrap();
+        let super::Measure::Measured(m) = m else {
+            panic!("not measured")
+        };
+        assert_eq!(m.marks, Some((2, 1, 0)));
+        assert!(super::parse_figure(&[
+            "KEEL-BENCH v1 name=x n=2 per=1 min=1 p10=1 median=1 p90=1 max=1",
+            "KEEL-BENCH v1 name=x marks=2,1",
+        ])
+        .is_err());
+    }
+
     use super::*;
 
     const LINE: &str = "(d1) KEEL-BENCH v1 name=xen_version n=1000 per=1 min=170 p10=171 median=174 p90=180 max=300\r\n(d1) KEEL-BENCH v1 name=xen_version exits=1000 vmreads=3000 vmwrites=1000\r\n(d1) KEEL-BENCH v1 name=xen_version reasons=18:990,0:5\n(d1) KEEL-BENCH v1 name=xen_version reasons=30:5\n";
