@@ -164,11 +164,11 @@ fn groups_of(report: &Report, peers: &Peers) -> Vec<(&'static str, Vec<Bar>)> {
         .collect()
 }
 
-const WIDTH: i32 = 960;
-const LABEL_W: i32 = 400;
+const WIDTH: i32 = 1040;
+const LABEL_W: i32 = 470;
 const BAR_X: i32 = LABEL_W + 10;
 const BAR_MAX: i32 = WIDTH - BAR_X - 80;
-const ROW: i32 = 20;
+const ROW: i32 = 22;
 const GROUP_GAP: i32 = 34;
 const TOP: i32 = 64;
 
@@ -211,7 +211,7 @@ pub fn svg(report: &Report, peers: &Peers) -> Result<String> {
         root.draw(&Text::new(
             "Keel and peer hypervisors: instructions per operation",
             (12, 20),
-            left(20),
+            left(24),
         ))
         .map_err(err)?;
         root.draw(&Text::new(
@@ -219,13 +219,13 @@ pub fn svg(report: &Report, peers: &Peers) -> Result<String> {
                 "Bochs 2.7, {PEERS_CPU_MODEL}: the guest's TSC counts emulated instructions (a VM exit and entry count 4); shorter is faster; each group has its own scale"
             ),
             (12, 42),
-            left(12).color(&RGBColor(90, 90, 90)),
+            left(14).color(&RGBColor(90, 90, 90)),
         ))
         .map_err(err)?;
         let mut y = TOP;
         for (title, bars) in &groups {
             let max = bars.iter().map(|b| b.value).fold(0.0, f64::max).max(1.0);
-            root.draw(&Text::new(title.to_string(), (12, y + ROW / 2), left(15)))
+            root.draw(&Text::new(title.to_string(), (12, y + ROW / 2), left(18)))
                 .map_err(err)?;
             y += ROW;
             for b in bars {
@@ -233,7 +233,7 @@ pub fn svg(report: &Report, peers: &Peers) -> Result<String> {
                 root.draw(&Text::new(
                     b.label.clone(),
                     (LABEL_W, y + ROW / 2),
-                    right(12),
+                    right(15),
                 ))
                 .map_err(err)?;
                 root.draw(&Rectangle::new(
@@ -244,7 +244,7 @@ pub fn svg(report: &Report, peers: &Peers) -> Result<String> {
                 root.draw(&Text::new(
                     format!("{:.0}", b.value),
                     (BAR_X + w + 6, y + ROW / 2),
-                    left(12),
+                    left(15),
                 ))
                 .map_err(err)?;
                 y += ROW;
@@ -254,7 +254,7 @@ pub fn svg(report: &Report, peers: &Peers) -> Result<String> {
         root.draw(&Text::new(
             format!("peers: {}", PEERS_PATH),
             (12, height - 16),
-            left(11).color(&RGBColor(90, 90, 90)),
+            left(13).color(&RGBColor(90, 90, 90)),
         ))
         .map_err(err)?;
         root.present().map_err(err)?;
