@@ -37,7 +37,7 @@
 //! that does not exist (the VMX capability MSRs included: VMX is hidden).
 //!
 //! The table is also the source of the MSR bitmap ([`bitmap_passes`]) and of
-//! `docs/abi/msr.md` ([`markdown`]). Everything here is pure; the exit handler
+//! `docs/abi/msr.md` (the test-only `markdown` module). Everything here is pure; the exit handler
 //! performs the [`ReadOp`]/[`WriteOp`] the policy returns.
 
 use crate::vmx::checks::is_canonical;

@@ -118,7 +118,8 @@ Examples:
   cargo keel bench --check
   cargo keel bench bench_hypercalls/floor xen_version --json out.json
   cargo keel bench bench_mmu --update-baseline
-  cargo keel bench --backend kvm --runs 9"
+  cargo keel bench --backend kvm --runs 9
+  cargo keel bench bench_hypercalls bench_policy --svg peers.svg"
     )]
     Bench(BenchArgs),
     /// Print or check the ABI layout fixtures.
@@ -293,6 +294,14 @@ pub struct BenchArgs {
     /// Machines at once (default: the number of CPUs).
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+    /// Draw Keel's figures beside the peer hypervisors' (KVM, Xen) as SVG here
+    /// (Bochs corei7_skylake_x only, the peers' machine).
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// The peer figures for --svg (default: ../shared/peers/figures.json beside
+    /// the clone or a directory above it).
+    #[arg(long, value_name = "FILE", requires = "svg")]
+    pub peers: Option<PathBuf>,
     /// The machine.
     #[command(flatten)]
     pub machine: MachineArgs,
@@ -310,6 +319,8 @@ impl BenchArgs {
             baseline: self.baseline.clone(),
             runs: self.runs.map(usize::from),
             jobs: self.jobs.map(usize::from),
+            svg: self.svg.clone(),
+            peers: self.peers.clone(),
         }
     }
 }
@@ -558,6 +569,13 @@ mod tests {
         assert!(b.update_baseline);
         assert_eq!(b.baseline, Some(PathBuf::from("b.json")));
         assert_eq!(b.runs, None);
+        let Command::Bench(b) = ok("bench --svg c.svg --peers p.json") else {
+            panic!()
+        };
+        let b = b.options();
+        assert_eq!(b.svg, Some(PathBuf::from("c.svg")));
+        assert_eq!(b.peers, Some(PathBuf::from("p.json")));
+        err("bench --peers p.json");
         assert!(err("bench --check --update-baseline").contains("cannot be used with"));
         err("bench --runs 0");
         err("bench --json");

@@ -28,6 +28,7 @@ pub mod behaviour;
 pub mod bench;
 pub mod bochs;
 pub mod cargo;
+pub mod chart;
 pub mod cli;
 pub mod console;
 pub mod elfnote;
@@ -389,6 +390,11 @@ pub struct BenchOptions {
     pub runs: Option<usize>,
     /// Parallel machines (default: the number of CPUs).
     pub jobs: Option<usize>,
+    /// Draw Keel's figures beside the peer hypervisors' here ([`chart`]).
+    pub svg: Option<PathBuf>,
+    /// The peer figures (default: [`chart::PEERS_PATH`] above the workspace,
+    /// found by [`chart::find_peers`]).
+    pub peers: Option<PathBuf>,
 }
 
 /// `cargo keel bench`: build, boot every selected bench program (`runs` times),
@@ -398,6 +404,33 @@ pub struct BenchOptions {
 pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> Result<bool> {
     let machine = opts.machine.prepare(log)?;
     let ws = cargo::Workspace::locate()?;
+    // The chart's inputs are checked before anything boots.
+    let peers = match &opts.svg {
+        None => None,
+        Some(_) => {
+            if machine.backend.name() != chart::PEERS_BACKEND
+                || machine.cpu_model != chart::PEERS_CPU_MODEL
+            {
+                crate::usage_bail!(
+                    "--svg: the peer figures were measured on {} cpu {}; run with --backend {} --cpu-model {}",
+                    chart::PEERS_BACKEND,
+                    chart::PEERS_CPU_MODEL,
+                    chart::PEERS_BACKEND,
+                    chart::PEERS_CPU_MODEL
+                );
+            }
+            let path = match &opts.peers {
+                Some(p) => p.clone(),
+                None => chart::find_peers(ws.root()).ok_or_else(|| {
+                    error::UsageError(format!(
+                        "--svg: no peer figures at ../{} (beside the clone or above it); name them with --peers FILE",
+                        chart::PEERS_PATH
+                    ))
+                })?,
+            };
+            Some(chart::load_peers(&path)?)
+        }
+    };
     let hv = ws
         .build_hypervisor(true)
         .context("building the hypervisor")?;
@@ -572,6 +605,11 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
         figures,
     };
     let _ = write!(out, "{}", bench::table(&report, baseline.as_ref()));
+    if let (Some(path), Some(peers)) = (&opts.svg, &peers) {
+        let svg = chart::svg(&report, peers)?;
+        std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+        let _ = writeln!(log, "[keel] bench: chart written to {}", path.display());
+    }
     if let Some(path) = &opts.json {
         std::fs::write(path, bench::to_json(&report))
             .with_context(|| format!("writing {}", path.display()))?;

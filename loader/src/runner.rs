@@ -15,12 +15,13 @@ use crate::elfnote;
 use crate::error::{Context, Result};
 use crate::junit;
 use crate::machine::{self, Boot, EmulatorEnd, Machine, Outcome};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use keel_abi::note::TestCategory;
 use keel_abi::platform::ExitStatus;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A test program: a guest image with a test note.
@@ -363,8 +364,92 @@ pub fn result_line(r: &TestResult, name_width: usize) -> String {
     l
 }
 
+/// The live progress line of a suite run, on standard error when it is a
+/// terminal: done / running / left, elapsed, and the tests in flight. Without a
+/// terminal (CI, a pipe) there is none, and the result lines are all there is.
+struct Progress {
+    bar: Option<ProgressBar>,
+    total: usize,
+    /// The tests running, and how many have ended; kept by the workers
+    /// themselves so the line never counts a test twice.
+    state: Mutex<(Vec<String>, usize)>,
+}
+
+impl Progress {
+    fn new(total: usize, live: bool) -> Self {
+        let bar = live.then(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{elapsed_precise} [{bar:24}] {msg}")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        });
+        Self {
+            bar,
+            total,
+            state: Mutex::new((Vec::new(), 0)),
+        }
+    }
+
+    /// A worker starts `name`.
+    fn started(&self, name: &str) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.0.push(name.to_string());
+        self.redraw(&st);
+    }
+
+    /// A worker has finished `name` (its result is on its way to be printed).
+    fn ended(&self, name: &str) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.0.retain(|n| n != name);
+        st.1 += 1;
+        self.redraw(&st);
+    }
+
+    /// Print a result's lines above the progress line.
+    fn print(&self, print: impl FnOnce()) {
+        match &self.bar {
+            Some(bar) => {
+                bar.suspend(print);
+                bar.inc(1);
+            }
+            None => print(),
+        }
+    }
+
+    fn redraw(&self, st: &(Vec<String>, usize)) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(progress_message(st.1, &st.0, self.total));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The progress line's text: `3 done, 2 running, 5 left: name, name`.
+pub fn progress_message(done: usize, in_flight: &[String], total: usize) -> String {
+    let running = in_flight.len();
+    let left = total.saturating_sub(done + running);
+    let mut m = format!("{done} done, {running} running, {left} left");
+    if !in_flight.is_empty() {
+        m += ": ";
+        m += &in_flight.join(", ");
+    }
+    m
+}
+
 /// Run `tests` with the hypervisor image `hv`, printing one line per test as it
 /// finishes (plus diagnostics for failures) and the closing summary line to `out`.
+/// While they run, a live progress line is drawn on standard error when that is
+/// a terminal.
 pub fn run_suite(hv: &Path, tests: &[TestProgram], opts: &Options, out: &mut dyn Write) -> Summary {
     if opts.machine.backend == crate::backend::Backend::Nested {
         return run_suite_nested(hv, tests, opts, out, false).0;
@@ -374,15 +459,20 @@ pub fn run_suite(hv: &Path, tests: &[TestProgram], opts: &Options, out: &mut dyn
     let next = AtomicUsize::new(0);
     let jobs = opts.jobs.clamp(1, tests.len().max(1));
     let mut results = Vec::with_capacity(tests.len());
+    let progress = Progress::new(tests.len(), std::io::stderr().is_terminal());
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::channel();
         for _ in 0..jobs {
             let tx = tx.clone();
             let next = &next;
+            let progress = &progress;
             s.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(t) = tests.get(i) else { break };
-                if tx.send(run_one(hv, t, opts)).is_err() {
+                progress.started(&t.name);
+                let r = run_one(hv, t, opts);
+                progress.ended(&t.name);
+                if tx.send(r).is_err() {
                     break;
                 }
             });
@@ -390,16 +480,19 @@ pub fn run_suite(hv: &Path, tests: &[TestProgram], opts: &Options, out: &mut dyn
         drop(tx);
         // Results arrive in completion order; print each as it comes.
         for r in rx {
-            let _ = writeln!(out, "{}", result_line(&r, width));
-            if !r.details.is_empty() {
-                for l in r.details.lines() {
-                    let _ = writeln!(out, "        {l}");
+            progress.print(|| {
+                let _ = writeln!(out, "{}", result_line(&r, width));
+                if !r.details.is_empty() {
+                    for l in r.details.lines() {
+                        let _ = writeln!(out, "        {l}");
+                    }
                 }
-            }
-            let _ = out.flush();
+                let _ = out.flush();
+            });
             results.push(r);
         }
     });
+    progress.finish();
     results.sort_by(|a, b| a.test.name.cmp(&b.test.name));
     let summary = Summary {
         results,
@@ -686,6 +779,38 @@ mod tests {
         let (v, why) = judge(&o);
         assert_eq!(v, Verdict::Failure);
         assert!(why.contains("only 1 of 2"), "{why}");
+    }
+
+    #[test]
+    fn progress_line() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            progress_message(3, &names(&["mmu_pin", "timers"]), 10),
+            "3 done, 2 running, 5 left: mmu_pin, timers"
+        );
+        assert_eq!(progress_message(10, &[], 10), "10 done, 0 running, 0 left");
+        // Without a terminal there is no bar: the printing is all that happens.
+        let p = Progress::new(2, false);
+        assert!(p.bar.is_none());
+        p.started("a");
+        p.ended("a");
+        let mut printed = false;
+        p.print(|| printed = true);
+        assert!(printed);
+        p.finish();
+        // With one (hidden here), the workers keep what is running and done.
+        let p = Progress::new(3, true);
+        p.started("a");
+        p.started("b");
+        p.ended("a");
+        p.print(|| {});
+        let st = p.state.lock().unwrap().clone();
+        assert_eq!(
+            progress_message(st.1, &st.0, 3),
+            "1 done, 1 running, 1 left: b"
+        );
+        assert_eq!(p.bar.as_ref().unwrap().position(), 1);
+        p.finish();
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! A domain is a guest: its machine frames, what each of them is
 //! ([`frame_table`]), the state its vCPU starts in ([`BootState`]), and a little
 //! per-domain hypervisor state (the partial console line, hypercall counters).
-//! [`build()`] makes one from a [`GuestImage`]; [`Domain::teardown`] gives every
+//! [`build()`] makes one from a [`GuestImage`](crate::elf::GuestImage); [`Domain::teardown`] gives every
 //! frame back.
 //!
 //! The memory model is Xen's direct paging: the guest's page tables hold machine
