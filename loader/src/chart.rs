@@ -285,6 +285,9 @@ mod tests {
                     vmreads: None,
                     vmwrites: None,
                     reasons: BTreeMap::new(),
+                    marks: None,
+                    l0_exits: None,
+                    l0_reflected: None,
                 }),
             }
         };
