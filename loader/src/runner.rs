@@ -43,7 +43,8 @@ pub fn discover(guests: &[Artifact]) -> Result<Vec<TestProgram>> {
         let bytes =
             std::fs::read(&g.path).with_context(|| format!("reading {}", g.path.display()))?;
         let notes = elfnote::read_keel_notes(&bytes)
-            .map_err(|e| crate::error::Error::new(format!("guest image {}: {e}", g.name)))?;
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("guest image {}", g.name))?;
         if let Some(t) = notes.test {
             tests.push(TestProgram {
                 name: g.name.clone(),
@@ -93,7 +94,7 @@ pub fn select(
     for p in patterns {
         if !tests.iter().any(|t| glob_match(p, &t.name)) {
             let names: Vec<&str> = tests.iter().map(|t| t.name.as_str()).collect();
-            crate::bail!("no test matches {p:?}; the tests are: {}", names.join(", "));
+            crate::usage_bail!("no test matches {p:?}; the tests are: {}", names.join(", "));
         }
     }
     Ok(tests
@@ -310,7 +311,7 @@ fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
         Err(e) => TestResult {
             test: t.clone(),
             verdict: Verdict::Error,
-            reason: format!("keel could not boot it: {e}"),
+            reason: format!("keel could not boot it: {e:#}"),
             wall: started.elapsed(),
             details: String::new(),
             console: String::new(),
@@ -427,7 +428,8 @@ mod tests {
             ["mmu_pin", "version"]
         );
         let err = select(&all, &["nope".into()], None).unwrap_err();
-        assert!(err.message().contains("mmu_pin, mmu_update, version"));
+        assert!(crate::error::is_usage(&err));
+        assert!(err.to_string().contains("mmu_pin, mmu_update, version"));
     }
 
     #[test]
