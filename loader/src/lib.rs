@@ -36,6 +36,7 @@ pub mod fixture;
 pub mod host;
 pub mod junit;
 pub mod machine;
+pub mod nested;
 pub mod qemu;
 pub mod runner;
 
@@ -277,7 +278,7 @@ pub struct TestOptions {
     pub jobs: Option<usize>,
     /// Write JUnit XML here.
     pub junit: Option<PathBuf>,
-    /// `seed=N` for every guest.
+    /// `seed=N` for every guest; `None`: a fresh one ([`fresh_seed`]).
     pub seed: Option<u64>,
     /// Only list the selected tests (name, category, title); boot nothing.
     pub list: bool,
@@ -315,19 +316,25 @@ pub fn test(
     let jobs = opts
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // Every run explores: without --seed the guests get a fresh seed from the
+    // host (the emulator's TSC is the same on every run, so a guest's own
+    // default would replay one case for ever). A failure report shows it.
+    let (seed, how) = match opts.seed {
+        Some(s) => (s, "given"),
+        None => (fresh_seed(), "fresh"),
+    };
     let _ = writeln!(
         log,
-        "[keel] {} test(s) of {} on {} (cpu {}), {jobs} at a time{}",
+        "[keel] {} test(s) of {} on {} (cpu {}), {jobs} at a time, seed={seed} ({how}; replay with --seed {seed})",
         tests.len(),
         all.len(),
         machine.backend,
         machine.cpu_model,
-        opts.seed.map(|s| format!(", seed={s}")).unwrap_or_default()
     );
     let ropts = runner::Options {
         machine,
         jobs,
-        seed: opts.seed,
+        seed: Some(seed),
         guest_args: opts.machine.guest_args.clone(),
         hv_cmdline: opts.machine.hv_cmdline(),
     };
@@ -342,6 +349,23 @@ pub fn test(
             .with_context(|| format!("writing JUnit XML to {}", path.display()))?;
     }
     Ok(summary)
+}
+
+/// A seed no earlier run used: 8 bytes of the host's randomness, or the
+/// clock and the process id where /dev/urandom cannot be read.
+pub fn fresh_seed() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
+        return u64::from_le_bytes(b);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
 }
 
 /// What `cargo keel bench` runs and what it does with the figures.
@@ -417,6 +441,12 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
         } else {
             1
         });
+    // Under the nested backend every figure comes from one Linux boot.
+    let runs = if machine.backend == backend::Backend::Nested {
+        1
+    } else {
+        runs
+    };
     let jobs = opts
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -445,7 +475,51 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
     };
     let mut ok = true;
     let mut per_run = Vec::new();
+    if ropts.machine.backend == backend::Backend::Nested {
+        // One Linux boot: each program runs once for its figures, then once more
+        // with L0's exits traced (the tracing costs L0 time, so it does not touch
+        // the figures).
+        let (summary, traces) = runner::run_suite_nested(&hv, &programs, &ropts, log, true);
+        let mut figures = Vec::new();
+        for r in &summary.results {
+            if r.verdict.is_failure() {
+                ok = false;
+                continue;
+            }
+            match bench::parse_console(&r.test.name, &r.console) {
+                Ok(mut f) => {
+                    let trace = traces.iter().find(|t| t.name == r.test.name);
+                    let traced = trace
+                        .and_then(|t| bench::parse_console(&t.name, &t.console).ok())
+                        .unwrap_or_default();
+                    for fig in &mut f {
+                        let marks = traced
+                            .iter()
+                            .find(|t| t.name == fig.name)
+                            .and_then(|t| t.measured()?.marks);
+                        if let (bench::Measure::Measured(m), Some(t), Some(mk)) =
+                            (&mut fig.measure, trace, marks)
+                        {
+                            if let Some((e, n)) = bench::l0_for_marks(&t.marks, mk) {
+                                m.l0_exits = Some(e);
+                                m.l0_reflected = Some(n);
+                            }
+                        }
+                    }
+                    figures.extend(f);
+                }
+                Err(e) => {
+                    let _ = writeln!(log, "[keel] bench: {e}");
+                    ok = false;
+                }
+            }
+        }
+        per_run.push(figures);
+    }
     for run in 0..runs {
+        if ropts.machine.backend == backend::Backend::Nested {
+            break;
+        }
         if runs > 1 {
             let _ = writeln!(log, "[keel] bench: run {} of {runs}", run + 1);
         }
