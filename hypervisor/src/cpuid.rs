@@ -710,8 +710,8 @@ XSETBV refuses anything else with #GP(0) (see [insns.md](insns.md)). When XSAVE 
 not offered, leaf 0xD is zeroes and CPUID.1:ECX.XSAVE is 0.\n\
 - Which rule wins: the highest basic leaf first. A leaf above it does not exist for\n  \
 the guest, whatever the table says about it: on a model whose highest basic leaf is\n  \
-below 0xD (`corei5_arrandale_m520`, `corei5_lynnfield_750`: 0xB) leaf 0xD returns\n  \
-the highest basic leaf's data, not zeroes, and XSAVE is not offered (Keel offers it\n  \
+below 0xD (`corei5_arrandale_m520`, `corei5_lynnfield_750`: 0xB; `bx_generic`: 0x5)\n  \
+leaf 0xD returns the highest basic leaf's data, not zeroes, and XSAVE is not offered (Keel offers it\n  \
 only when the host has leaf 0xD); leaf 4 likewise on a model whose highest basic\n  \
 leaf is below 4. A model with no cache leaf (leaf 4 subleaf 0 of type 0,\n  \
 `bx_generic`) shows no cache: Keel passes the host's list on and invents none. The\n  \
