@@ -97,7 +97,9 @@ fn bochs_failure_status_via_shutdown_port() {
 #[test]
 fn bochs_hang_ends_at_the_timeout_as_a_crash() {
     let k = kernel_file("bochs-hang", "(d1) looping forever\r\n", End::Hang);
-    let o = boot(Backend::Bochs, &k, Duration::from_secs(4));
+    // Long enough for Bochs to reach the kernel's first line on a loaded host
+    // (the BIOS and GRUB alone take seconds of wall time there).
+    let o = boot(Backend::Bochs, &k, Duration::from_secs(15));
     assert_eq!(o.emulator, EmulatorEnd::TimedOut);
     assert_eq!(o.status, None);
     assert_eq!(o.exit_code(), machine::EXIT_TIMEOUT);
