@@ -1032,4 +1032,6 @@ mod tests;
 #[cfg(test)]
 mod tests_events;
 #[cfg(test)]
+mod tests_fuzz;
+#[cfg(test)]
 mod xen_docs_tests;
