@@ -39,7 +39,7 @@
 //! instructions), so the tables are folded once per vCPU into a [`CpuidPolicy`]
 //! (per-leaf kinds in arrays, one AND/OR mask per masked register), and an exit
 //! costs one host CPUID, an array index and a few bit operations. `docs/abi/cpuid.md`
-//! is generated from the same tables ([`markdown`]).
+//! is generated from the same tables (the test-only `markdown` module).
 
 use keel_abi::version::{
     features, AbiVersion, CPUID_LEAF_BASE, CPUID_LEAF_VERSION, CPUID_SIGNATURE,
@@ -92,7 +92,7 @@ pub struct GuestCpuFeatures {
     /// The XCR0 bits the guest may set with XSETBV; 0 when XSAVE is hidden (the
     /// CR policy refuses CR4.OSXSAVE, so XSETBV cannot even be executed).
     pub xcr0_allowed: u64,
-    /// The guest's CR4.OSXSAVE as it sees it (CPUID.1:ECX[27] mirrors it).
+    /// The guest's CR4.OSXSAVE as it sees it (CPUID.1:ECX bit 27 mirrors it).
     pub osxsave: bool,
 }
 
@@ -642,7 +642,7 @@ impl CpuidPolicy {
 
 /// Leaves 0xB/0x1F (SDM vol. 2A, CPUID): level 0 is SMT, level 1 is core, each
 /// with one logical processor and a shift of 0; the x2APIC id is 0; levels beyond
-/// are invalid (type 0, ECX[7:0] echoes the level).
+/// are invalid (type 0, ECX bits 7:0 echoes the level).
 pub fn topology(subleaf: u32) -> CpuidResult {
     match subleaf {
         0 => CpuidResult {

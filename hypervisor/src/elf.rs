@@ -10,7 +10,7 @@
 //! feeds arbitrary files to the same code), so the parser:
 //!
 //! - never panics and never indexes unchecked: every read goes through
-//!   [`Bytes`], every sum through `checked_add`;
+//!   `Bytes`, every sum through `checked_add`;
 //! - refuses anything it does not fully understand rather than guessing: wrong
 //!   class, byte order, machine or type; segments whose file bytes lie outside the
 //!   file, whose `memsz < filesz`, whose addresses are not canonical or wrap, or

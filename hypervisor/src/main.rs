@@ -146,6 +146,7 @@ mod bare {
             "vmx: VMX root operation on ({} frames free)",
             frames.free_count()
         );
+        vmx::exit::note_platform();
 
         // The first module is the guest; its command line is the guest's.
         let Some(module) = bi.modules().first() else {
@@ -186,6 +187,9 @@ mod bare {
             module.cmdline.as_str(),
             frames.free_count()
         );
+        // The boot log goes out before the guest runs: draining it is boot
+        // time, not the guest's.
+        arch::serial::flush();
         let mut console = arch::serial::SerialConsole;
         let end = vmx::hw::run_domain(&mut cpu, &mut dom, &mut mem, &mut console, &mut frames);
         let status = domain_end_status(end);

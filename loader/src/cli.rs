@@ -84,6 +84,7 @@ Examples:
   cargo keel run
   cargo keel run --guest template --backend bochs --cpu-model tigerlake
   cargo keel run --backend tcg --timeout 10        the \"no VT-x\" path under QEMU
+  cargo keel run --backend nested --timeout 600    under real KVM, nested in Linux under Bochs
   cargo keel run --cmdline 'seed=42' --hv-cmdline 'guest_mem=16'"
     )]
     Run(RunArgs),
@@ -117,7 +118,8 @@ Examples:
   cargo keel bench --check
   cargo keel bench bench_hypercalls/floor xen_version --json out.json
   cargo keel bench bench_mmu --update-baseline
-  cargo keel bench --backend kvm --runs 9"
+  cargo keel bench --backend kvm --runs 9
+  cargo keel bench bench_hypercalls bench_policy --svg peers.svg"
     )]
     Bench(BenchArgs),
     /// Print or check the ABI layout fixtures.
@@ -163,7 +165,8 @@ pub enum AbiCommand {
 #[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "Machine options")]
 pub struct MachineArgs {
-    /// Backend: auto is KVM with nested VMX if the host has it, else Bochs.
+    /// Backend: auto is KVM with nested VMX if the host has it, else Bochs;
+    /// nested is QEMU/KVM inside Linux under Bochs, all guests in one Linux boot.
     #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = backend_parser())]
     pub backend: BackendChoice,
     /// CPU model: a Bochs 2.7 model (corei7_skylake_x, tigerlake, ...) or a QEMU
@@ -291,6 +294,14 @@ pub struct BenchArgs {
     /// Machines at once (default: the number of CPUs).
     #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+    /// Draw Keel's figures beside the peer hypervisors' (KVM, Xen) as SVG here
+    /// (Bochs corei7_skylake_x only, the peers' machine).
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// The peer figures for --svg (default: ../shared/peers/figures.json beside
+    /// the clone or a directory above it).
+    #[arg(long, value_name = "FILE", requires = "svg")]
+    pub peers: Option<PathBuf>,
     /// The machine.
     #[command(flatten)]
     pub machine: MachineArgs,
@@ -308,6 +319,8 @@ impl BenchArgs {
             baseline: self.baseline.clone(),
             runs: self.runs.map(usize::from),
             jobs: self.jobs.map(usize::from),
+            svg: self.svg.clone(),
+            peers: self.peers.clone(),
         }
     }
 }
@@ -556,6 +569,13 @@ mod tests {
         assert!(b.update_baseline);
         assert_eq!(b.baseline, Some(PathBuf::from("b.json")));
         assert_eq!(b.runs, None);
+        let Command::Bench(b) = ok("bench --svg c.svg --peers p.json") else {
+            panic!()
+        };
+        let b = b.options();
+        assert_eq!(b.svg, Some(PathBuf::from("c.svg")));
+        assert_eq!(b.peers, Some(PathBuf::from("p.json")));
+        err("bench --peers p.json");
         assert!(err("bench --check --update-baseline").contains("cannot be used with"));
         err("bench --runs 0");
         err("bench --json");
@@ -565,7 +585,10 @@ mod tests {
     #[test]
     fn values_are_checked_with_one_line_messages() {
         let e = err("run --backend vmware");
-        assert!(e.contains("possible values: auto, kvm, bochs, tcg"), "{e}");
+        assert!(
+            e.contains("possible values: auto, kvm, bochs, tcg, nested"),
+            "{e}"
+        );
         assert!(!e.contains('\n'), "{e}");
         let e = err("test --category nope");
         assert!(e.contains("security"), "{e}");

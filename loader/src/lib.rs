@@ -28,6 +28,7 @@ pub mod behaviour;
 pub mod bench;
 pub mod bochs;
 pub mod cargo;
+pub mod chart;
 pub mod cli;
 pub mod console;
 pub mod elfnote;
@@ -36,6 +37,7 @@ pub mod fixture;
 pub mod host;
 pub mod junit;
 pub mod machine;
+pub mod nested;
 pub mod qemu;
 pub mod runner;
 
@@ -388,6 +390,11 @@ pub struct BenchOptions {
     pub runs: Option<usize>,
     /// Parallel machines (default: the number of CPUs).
     pub jobs: Option<usize>,
+    /// Draw Keel's figures beside the peer hypervisors' here ([`chart`]).
+    pub svg: Option<PathBuf>,
+    /// The peer figures (default: [`chart::PEERS_PATH`] above the workspace,
+    /// found by [`chart::find_peers`]).
+    pub peers: Option<PathBuf>,
 }
 
 /// `cargo keel bench`: build, boot every selected bench program (`runs` times),
@@ -397,6 +404,33 @@ pub struct BenchOptions {
 pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> Result<bool> {
     let machine = opts.machine.prepare(log)?;
     let ws = cargo::Workspace::locate()?;
+    // The chart's inputs are checked before anything boots.
+    let peers = match &opts.svg {
+        None => None,
+        Some(_) => {
+            if machine.backend.name() != chart::PEERS_BACKEND
+                || machine.cpu_model != chart::PEERS_CPU_MODEL
+            {
+                crate::usage_bail!(
+                    "--svg: the peer figures were measured on {} cpu {}; run with --backend {} --cpu-model {}",
+                    chart::PEERS_BACKEND,
+                    chart::PEERS_CPU_MODEL,
+                    chart::PEERS_BACKEND,
+                    chart::PEERS_CPU_MODEL
+                );
+            }
+            let path = match &opts.peers {
+                Some(p) => p.clone(),
+                None => chart::find_peers(ws.root()).ok_or_else(|| {
+                    error::UsageError(format!(
+                        "--svg: no peer figures at ../{} (beside the clone or above it); name them with --peers FILE",
+                        chart::PEERS_PATH
+                    ))
+                })?,
+            };
+            Some(chart::load_peers(&path)?)
+        }
+    };
     let hv = ws
         .build_hypervisor(true)
         .context("building the hypervisor")?;
@@ -440,6 +474,12 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
         } else {
             1
         });
+    // Under the nested backend every figure comes from one Linux boot.
+    let runs = if machine.backend == backend::Backend::Nested {
+        1
+    } else {
+        runs
+    };
     let jobs = opts
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -468,7 +508,51 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
     };
     let mut ok = true;
     let mut per_run = Vec::new();
+    if ropts.machine.backend == backend::Backend::Nested {
+        // One Linux boot: each program runs once for its figures, then once more
+        // with L0's exits traced (the tracing costs L0 time, so it does not touch
+        // the figures).
+        let (summary, traces) = runner::run_suite_nested(&hv, &programs, &ropts, log, true);
+        let mut figures = Vec::new();
+        for r in &summary.results {
+            if r.verdict.is_failure() {
+                ok = false;
+                continue;
+            }
+            match bench::parse_console(&r.test.name, &r.console) {
+                Ok(mut f) => {
+                    let trace = traces.iter().find(|t| t.name == r.test.name);
+                    let traced = trace
+                        .and_then(|t| bench::parse_console(&t.name, &t.console).ok())
+                        .unwrap_or_default();
+                    for fig in &mut f {
+                        let marks = traced
+                            .iter()
+                            .find(|t| t.name == fig.name)
+                            .and_then(|t| t.measured()?.marks);
+                        if let (bench::Measure::Measured(m), Some(t), Some(mk)) =
+                            (&mut fig.measure, trace, marks)
+                        {
+                            if let Some((e, n)) = bench::l0_for_marks(&t.marks, mk) {
+                                m.l0_exits = Some(e);
+                                m.l0_reflected = Some(n);
+                            }
+                        }
+                    }
+                    figures.extend(f);
+                }
+                Err(e) => {
+                    let _ = writeln!(log, "[keel] bench: {e}");
+                    ok = false;
+                }
+            }
+        }
+        per_run.push(figures);
+    }
     for run in 0..runs {
+        if ropts.machine.backend == backend::Backend::Nested {
+            break;
+        }
         if runs > 1 {
             let _ = writeln!(log, "[keel] bench: run {} of {runs}", run + 1);
         }
@@ -521,6 +605,11 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
         figures,
     };
     let _ = write!(out, "{}", bench::table(&report, baseline.as_ref()));
+    if let (Some(path), Some(peers)) = (&opts.svg, &peers) {
+        let svg = chart::svg(&report, peers)?;
+        std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+        let _ = writeln!(log, "[keel] bench: chart written to {}", path.display());
+    }
     if let Some(path) = &opts.json {
         std::fs::write(path, bench::to_json(&report))
             .with_context(|| format!("writing {}", path.display()))?;

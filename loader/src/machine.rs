@@ -118,11 +118,17 @@ pub struct Outcome {
 /// The exit code the emulator should have when the hypervisor powers off with `s`.
 pub fn expected_emulator_code(backend: Backend, s: ExitStatus) -> i32 {
     match backend {
-        // Magic breakpoint + `quit` for success; the shutdown port (or ACPI S5, or
-        // a triple fault) for anything else: Bochs can only say 0 or 1.
-        Backend::Bochs => i32::from(s != ExitStatus::Success),
+        // The shutdown port for every status (Bochs can only say 0 or 1; the
+        // console line carries the status). Exit code 0 would mean the debugger
+        // stopped (a magic breakpoint, which is off because a guest can execute
+        // it): never a clean power-off.
+        Backend::Bochs => {
+            let _ = s;
+            1
+        }
         // isa-debug-exit: (value << 1) | 1.
-        Backend::Kvm | Backend::Tcg => (i32::from(s as u8) << 1) | 1,
+        // Nested: QEMU's exit status, as /init saw it.
+        Backend::Kvm | Backend::Tcg | Backend::Nested => (i32::from(s as u8) << 1) | 1,
     }
 }
 
@@ -177,13 +183,13 @@ const POWER_OFF_GRACE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(20);
 
 /// A run's private directory, removed on drop unless kept.
-struct RunDir {
-    path: PathBuf,
-    keep: bool,
+pub(crate) struct RunDir {
+    pub(crate) path: PathBuf,
+    pub(crate) keep: bool,
 }
 
 impl RunDir {
-    fn new(tag: &str) -> Result<Self> {
+    pub(crate) fn new(tag: &str) -> Result<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let base = std::env::temp_dir();
         loop {
@@ -220,7 +226,7 @@ fn place(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// A guest name must be a plain file name (it names the module file).
-fn check_guest_name(name: &str) -> Result<()> {
+pub(crate) fn check_guest_name(name: &str) -> Result<()> {
     if name.is_empty()
         || !name
             .chars()
@@ -237,6 +243,9 @@ fn check_guest_name(name: &str) -> Result<()> {
 /// it is an [`Outcome`].
 pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<Outcome> {
     check_guest_name(boot.guest_name)?;
+    if machine.backend == Backend::Nested {
+        return run_nested(machine, boot, echo);
+    }
     let dir = RunDir::new(boot.guest_name)?;
     let serial = "serial.txt";
     let mut cmd = match machine.backend {
@@ -268,6 +277,7 @@ pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<O
             c.args(["-q", "-f", "bochsrc", "-rc", "rc"]);
             c
         }
+        Backend::Nested => unreachable!("handled above"),
         Backend::Kvm | Backend::Tcg => {
             place(boot.guest, &dir.path.join(boot.guest_name))?;
             let mut module = boot.guest_name.to_string();
@@ -334,6 +344,32 @@ pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<O
     })
 }
 
+/// One guest in its own nested boot (`cargo keel run --backend nested`).
+fn run_nested(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<Outcome> {
+    let ws = crate::cargo::Workspace::locate()?;
+    let guests = [crate::nested::GuestRun {
+        name: boot.guest_name.to_string(),
+        image: boot.guest.to_path_buf(),
+        args: boot.guest_args.to_vec(),
+        trace_l0: false,
+    }];
+    let plan = crate::nested::Plan {
+        hypervisor: boot.hypervisor,
+        hv_cmdline: boot.hv_cmdline,
+        qemu_cpu: &machine.cpu_model,
+        qemu_mem_mib: machine.mem_mib,
+        guests: &guests,
+        per_guest_timeout: machine.timeout,
+    };
+    let mut log = std::io::stderr();
+    let batch = crate::nested::run(ws.root(), &plan, echo, &mut log, &mut |_, _| {})?;
+    match batch.outcomes.into_iter().next() {
+        Some((_, Ok(o))) => Ok(o),
+        Some((_, Err(why))) => Err(anyhow::Error::msg(why)),
+        None => crate::bail!("the nested run reported nothing"),
+    }
+}
+
 /// How many times a run is started before a host-side start failure is reported.
 const START_ATTEMPTS: u32 = 3;
 
@@ -356,7 +392,7 @@ fn failed_to_start_for_host_reasons(
 
 /// Kills the emulator if we leave early (an error, a panic in a test thread):
 /// no run outlives its caller.
-struct Reaper(Child);
+pub(crate) struct Reaper(pub(crate) Child);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
@@ -468,7 +504,7 @@ mod tests {
     fn emulator_codes() {
         assert_eq!(
             expected_emulator_code(Backend::Bochs, ExitStatus::Success),
-            0
+            1
         );
         assert_eq!(expected_emulator_code(Backend::Bochs, ExitStatus::NoVmx), 1);
         assert_eq!(expected_emulator_code(Backend::Tcg, ExitStatus::Success), 1);
@@ -491,9 +527,9 @@ mod tests {
         let wrong = outcome(
             Backend::Bochs,
             Some(ExitStatus::Success),
-            EmulatorEnd::Exited(1),
+            EmulatorEnd::Exited(0),
         );
-        assert!(wrong.cross_check().unwrap_err().contains("expected 0"));
+        assert!(wrong.cross_check().unwrap_err().contains("expected 1"));
         assert_eq!(wrong.exit_code(), 0);
         let hang = outcome(Backend::Bochs, None, EmulatorEnd::TimedOut);
         assert!(hang.cross_check().is_err());

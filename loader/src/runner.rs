@@ -15,12 +15,13 @@ use crate::elfnote;
 use crate::error::{Context, Result};
 use crate::junit;
 use crate::machine::{self, Boot, EmulatorEnd, Machine, Outcome};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use keel_abi::note::TestCategory;
 use keel_abi::platform::ExitStatus;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A test program: a guest image with a test note.
@@ -151,7 +152,25 @@ pub fn judge(o: &Outcome) -> (Verdict, String) {
                 ),
             )
         }
-        Some(_) => (v, reported.reason),
+        // The emulator must have ended the way the hypervisor's power-off ends
+        // it: an exit code that power-off cannot give means something else
+        // stopped the machine (under Bochs, exit code 0 is the debugger's
+        // `quit`, reachable only through the magic breakpoint, which a guest
+        // can execute), and the console before it proves nothing.
+        Some(s) if matches!(o.emulator, EmulatorEnd::Exited(c) if c != machine::expected_emulator_code(o.backend, s)) => (
+            Verdict::Crash,
+            format!(
+                "the guest reported {v} and the hypervisor powered off with {}, but {} (expected code {}): the run did not end through the hypervisor's power-off",
+                status(s),
+                o.emulator,
+                machine::expected_emulator_code(o.backend, s)
+            ),
+        ),
+        Some(_) => match console::sequence_problem(&o.console) {
+            // The console lost or reordered numbered lines the guest printed.
+            Some(p) if v < Verdict::Failure => (Verdict::Failure, p),
+            _ => (v, reported.reason),
+        },
     }
 }
 
@@ -276,6 +295,31 @@ pub fn diagnostics(o: &Outcome) -> String {
     d
 }
 
+/// The result of a boot, judged.
+fn result_of(t: &TestProgram, o: Outcome, seed: Option<u64>) -> TestResult {
+    let (verdict, reason) = judge(&o);
+    let details = if verdict.is_failure() {
+        let mut d = diagnostics(&o);
+        if let Some(s) = seed {
+            d += &format!(
+                "seed: {s} (replay: cargo keel test {} --seed {s})\n",
+                t.name
+            );
+        }
+        d
+    } else {
+        String::new()
+    };
+    TestResult {
+        test: t.clone(),
+        verdict,
+        reason,
+        wall: o.wall,
+        details,
+        console: o.console,
+    }
+}
+
 fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
     let mut args = opts.guest_args.clone();
     if let Some(s) = opts.seed {
@@ -290,29 +334,7 @@ fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
     };
     let started = Instant::now();
     match machine::run(&opts.machine, &boot, &mut std::io::sink()) {
-        Ok(o) => {
-            let (verdict, reason) = judge(&o);
-            let details = if verdict.is_failure() {
-                let mut d = diagnostics(&o);
-                if let Some(s) = opts.seed {
-                    d += &format!(
-                        "seed: {s} (replay: cargo keel test {} --seed {s})\n",
-                        t.name
-                    );
-                }
-                d
-            } else {
-                String::new()
-            };
-            TestResult {
-                test: t.clone(),
-                verdict,
-                reason,
-                wall: o.wall,
-                details,
-                console: o.console,
-            }
-        }
+        Ok(o) => result_of(t, o, opts.seed),
         // The tool could not boot the test at all (an ISO that would not build,
         // an emulator that would not start): the test did not run, an ERROR.
         Err(e) => TestResult {
@@ -342,23 +364,115 @@ pub fn result_line(r: &TestResult, name_width: usize) -> String {
     l
 }
 
+/// The live progress line of a suite run, on standard error when it is a
+/// terminal: done / running / left, elapsed, and the tests in flight. Without a
+/// terminal (CI, a pipe) there is none, and the result lines are all there is.
+struct Progress {
+    bar: Option<ProgressBar>,
+    total: usize,
+    /// The tests running, and how many have ended; kept by the workers
+    /// themselves so the line never counts a test twice.
+    state: Mutex<(Vec<String>, usize)>,
+}
+
+impl Progress {
+    fn new(total: usize, live: bool) -> Self {
+        let bar = live.then(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{elapsed_precise} [{bar:24}] {msg}")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        });
+        Self {
+            bar,
+            total,
+            state: Mutex::new((Vec::new(), 0)),
+        }
+    }
+
+    /// A worker starts `name`.
+    fn started(&self, name: &str) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.0.push(name.to_string());
+        self.redraw(&st);
+    }
+
+    /// A worker has finished `name` (its result is on its way to be printed).
+    fn ended(&self, name: &str) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.0.retain(|n| n != name);
+        st.1 += 1;
+        self.redraw(&st);
+    }
+
+    /// Print a result's lines above the progress line.
+    fn print(&self, print: impl FnOnce()) {
+        match &self.bar {
+            Some(bar) => {
+                bar.suspend(print);
+                bar.inc(1);
+            }
+            None => print(),
+        }
+    }
+
+    fn redraw(&self, st: &(Vec<String>, usize)) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(progress_message(st.1, &st.0, self.total));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The progress line's text: `3 done, 2 running, 5 left: name, name`.
+pub fn progress_message(done: usize, in_flight: &[String], total: usize) -> String {
+    let running = in_flight.len();
+    let left = total.saturating_sub(done + running);
+    let mut m = format!("{done} done, {running} running, {left} left");
+    if !in_flight.is_empty() {
+        m += ": ";
+        m += &in_flight.join(", ");
+    }
+    m
+}
+
 /// Run `tests` with the hypervisor image `hv`, printing one line per test as it
 /// finishes (plus diagnostics for failures) and the closing summary line to `out`.
+/// While they run, a live progress line is drawn on standard error when that is
+/// a terminal.
 pub fn run_suite(hv: &Path, tests: &[TestProgram], opts: &Options, out: &mut dyn Write) -> Summary {
+    if opts.machine.backend == crate::backend::Backend::Nested {
+        return run_suite_nested(hv, tests, opts, out, false).0;
+    }
     let started = Instant::now();
     let width = tests.iter().map(|t| t.name.len()).max().unwrap_or(0);
     let next = AtomicUsize::new(0);
     let jobs = opts.jobs.clamp(1, tests.len().max(1));
     let mut results = Vec::with_capacity(tests.len());
+    let progress = Progress::new(tests.len(), std::io::stderr().is_terminal());
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::channel();
         for _ in 0..jobs {
             let tx = tx.clone();
             let next = &next;
+            let progress = &progress;
             s.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(t) = tests.get(i) else { break };
-                if tx.send(run_one(hv, t, opts)).is_err() {
+                progress.started(&t.name);
+                let r = run_one(hv, t, opts);
+                progress.ended(&t.name);
+                if tx.send(r).is_err() {
                     break;
                 }
             });
@@ -366,16 +480,19 @@ pub fn run_suite(hv: &Path, tests: &[TestProgram], opts: &Options, out: &mut dyn
         drop(tx);
         // Results arrive in completion order; print each as it comes.
         for r in rx {
-            let _ = writeln!(out, "{}", result_line(&r, width));
-            if !r.details.is_empty() {
-                for l in r.details.lines() {
-                    let _ = writeln!(out, "        {l}");
+            progress.print(|| {
+                let _ = writeln!(out, "{}", result_line(&r, width));
+                if !r.details.is_empty() {
+                    for l in r.details.lines() {
+                        let _ = writeln!(out, "        {l}");
+                    }
                 }
-            }
-            let _ = out.flush();
+                let _ = out.flush();
+            });
             results.push(r);
         }
     });
+    progress.finish();
     results.sort_by(|a, b| a.test.name.cmp(&b.test.name));
     let summary = Summary {
         results,
@@ -383,6 +500,136 @@ pub fn run_suite(hv: &Path, tests: &[TestProgram], opts: &Options, out: &mut dyn
     };
     let _ = writeln!(out, "{}", summary.line());
     summary
+}
+
+/// L0's view of one bench program, from a traced run ([`run_suite_nested`]).
+#[derive(Clone, Debug, Default)]
+pub struct L0Trace {
+    /// The program.
+    pub name: String,
+    /// L0 exits between consecutive marks: (kvm_exit, kvm_nested_vmexit) per mark.
+    pub marks: Vec<(u64, u64)>,
+    /// The traced run's console (its `marks=` lines number the marks).
+    pub console: String,
+}
+
+/// The suite in one nested boot ([`crate::nested`]): every test is a QEMU run
+/// inside the same Linux. Results are printed as each run ends. With `trace_l0`,
+/// each test runs a second time with L0's exits traced between Keel's bench
+/// marks (tracing costs L0 time, so the figures come from the first run); those
+/// runs' traces come back beside the summary.
+pub fn run_suite_nested(
+    hv: &Path,
+    tests: &[TestProgram],
+    opts: &Options,
+    out: &mut dyn Write,
+    trace_l0: bool,
+) -> (Summary, Vec<L0Trace>) {
+    let started = Instant::now();
+    let width = tests.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    let mut args = opts.guest_args.clone();
+    if let Some(s) = opts.seed {
+        args.push(format!("seed={s}"));
+    }
+    let mut guests: Vec<crate::nested::GuestRun> = tests
+        .iter()
+        .map(|t| crate::nested::GuestRun {
+            name: t.name.clone(),
+            image: t.path.clone(),
+            args: args.clone(),
+            trace_l0: false,
+        })
+        .collect();
+    if trace_l0 {
+        let traced: Vec<_> = guests
+            .iter()
+            .map(|g| crate::nested::GuestRun {
+                trace_l0: true,
+                ..g.clone()
+            })
+            .collect();
+        guests.extend(traced);
+    }
+    let plan = crate::nested::Plan {
+        hypervisor: hv,
+        hv_cmdline: &opts.hv_cmdline,
+        qemu_cpu: &opts.machine.cpu_model,
+        qemu_mem_mib: opts.machine.mem_mib,
+        guests: &guests,
+        per_guest_timeout: opts.machine.timeout,
+    };
+    let mut results = Vec::with_capacity(tests.len());
+    let print = |r: &TestResult, out: &mut dyn Write| {
+        let _ = writeln!(out, "{}", result_line(r, width));
+        for l in r.details.lines() {
+            let _ = writeln!(out, "        {l}");
+        }
+        let _ = out.flush();
+    };
+    let judged = |t: &TestProgram, r: &std::result::Result<Outcome, String>| -> TestResult {
+        match r {
+            Ok(o) => result_of(t, o.clone(), opts.seed),
+            Err(why) => TestResult {
+                test: t.clone(),
+                verdict: Verdict::Error,
+                reason: "the nested machine did not run it".into(),
+                wall: Duration::ZERO,
+                details: why.clone(),
+                console: String::new(),
+            },
+        }
+    };
+    let mut traces = Vec::new();
+    let batch = crate::cargo::Workspace::locate().and_then(|ws| {
+        crate::nested::run(
+            ws.root(),
+            &plan,
+            &mut std::io::sink(),
+            &mut std::io::stderr(),
+            &mut |i, r| {
+                // The traced second runs are not results of their own.
+                if let Some(t) = tests.get(i) {
+                    let tr = judged(t, r);
+                    print(&tr, out);
+                    results.push(tr);
+                }
+            },
+        )
+    });
+    match batch {
+        Ok(b) => {
+            for ((name, rec), g) in b.transcript.runs.into_iter().zip(&guests) {
+                if g.trace_l0 && name == g.name {
+                    traces.push(L0Trace {
+                        name,
+                        marks: rec.l0_marks,
+                        console: rec.console,
+                    });
+                }
+            }
+        }
+        Err(e) => {
+            for t in tests {
+                let tr = TestResult {
+                    test: t.clone(),
+                    verdict: Verdict::Error,
+                    reason: format!("keel could not boot it: {e}"),
+                    wall: Duration::ZERO,
+                    details: String::new(),
+                    console: String::new(),
+                };
+                print(&tr, out);
+                results.push(tr);
+            }
+        }
+    }
+    results.sort_by(|a, b| a.test.name.cmp(&b.test.name));
+    let summary = Summary {
+        results,
+        wall: started.elapsed(),
+    };
+    let _ = writeln!(out, "{}", summary.line());
+    (summary, traces)
 }
 
 #[cfg(test)]
@@ -480,8 +727,14 @@ mod tests {
     #[test]
     fn judging() {
         let ok = "(d1) Test result: SUCCESS\nkeel: power off, status 0 (guest powered off)\n";
-        let o = outcome(ok, Some(ExitStatus::Success), EmulatorEnd::Exited(0));
+        let o = outcome(ok, Some(ExitStatus::Success), EmulatorEnd::Exited(1));
         assert_eq!(judge(&o), (Verdict::Success, String::new()));
+        // The same console with an exit code power-off cannot give (Bochs's
+        // debugger quit after a magic breakpoint): not a pass.
+        let o = outcome(ok, Some(ExitStatus::Success), EmulatorEnd::Exited(0));
+        let (v, why) = judge(&o);
+        assert_eq!(v, Verdict::Crash);
+        assert!(why.contains("exited with code 0"), "{why}");
 
         let fail = "(d1) Test result: FAILURE: pin returned 0\nkeel: power off, status 1 (guest crashed)\n";
         let o = outcome(fail, Some(ExitStatus::GuestCrash), EmulatorEnd::Exited(1));
@@ -514,9 +767,50 @@ mod tests {
         let o = outcome(
             "(d1) Test result: SKIP: no EPT\nkeel: power off, status 0 (guest powered off)\n",
             Some(ExitStatus::Success),
-            EmulatorEnd::Exited(0),
+            EmulatorEnd::Exited(1),
         );
         assert_eq!(judge(&o), (Verdict::Skip, "no EPT".into()));
+        // A guest's numbered lines that did not all arrive: FAILURE.
+        let o = outcome(
+            "(d1) KEEL-SEQ t 0/2\n(d1) Test result: SUCCESS\nkeel: power off, status 0 (guest powered off)\n",
+            Some(ExitStatus::Success),
+            EmulatorEnd::Exited(1),
+        );
+        let (v, why) = judge(&o);
+        assert_eq!(v, Verdict::Failure);
+        assert!(why.contains("only 1 of 2"), "{why}");
+    }
+
+    #[test]
+    fn progress_line() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            progress_message(3, &names(&["mmu_pin", "timers"]), 10),
+            "3 done, 2 running, 5 left: mmu_pin, timers"
+        );
+        assert_eq!(progress_message(10, &[], 10), "10 done, 0 running, 0 left");
+        // Without a terminal there is no bar: the printing is all that happens.
+        let p = Progress::new(2, false);
+        assert!(p.bar.is_none());
+        p.started("a");
+        p.ended("a");
+        let mut printed = false;
+        p.print(|| printed = true);
+        assert!(printed);
+        p.finish();
+        // With one (hidden here), the workers keep what is running and done.
+        let p = Progress::new(3, true);
+        p.started("a");
+        p.started("b");
+        p.ended("a");
+        p.print(|| {});
+        let st = p.state.lock().unwrap().clone();
+        assert_eq!(
+            progress_message(st.1, &st.0, 3),
+            "1 done, 1 running, 1 left: b"
+        );
+        assert_eq!(p.bar.as_ref().unwrap().position(), 1);
+        p.finish();
     }
 
     #[test]

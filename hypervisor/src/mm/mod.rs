@@ -16,23 +16,23 @@
 //!
 //! ## How the counts move
 //!
-//! - [`get_type`] on a page-table type whose count goes from 0 to 1 *validates*
+//! - [`get_type`](Mm::get_type) on a page-table type whose count goes from 0 to 1 *validates*
 //!   the frame: every present entry is checked ([`check_entry`]) and takes a
 //!   reference on what it points at (a writable-type reference for an RW L1
 //!   entry, a table-type reference of the level below for an upper-level entry,
 //!   a plain reference for a read-only L1 entry). If any entry fails, the
 //!   references taken so far are dropped again and the frame stays unused.
-//! - [`put_type`] whose count reaches 0 *devalidates*: every present entry drops
+//! - [`put_type`](Mm::put_type) whose count reaches 0 *devalidates*: every present entry drops
 //!   its reference. Devalidation is what lets a frame go back to being ordinary
 //!   memory.
-//! - [`mod_entry`] (one `mmu_update`, or an emulated PTE write) takes the new
+//! - [`mod_entry`](Mm::mod_entry) (one `mmu_update`, or an emulated PTE write) takes the new
 //!   entry's reference first (full validation, no fast path for "flag-only"
 //!   changes: Xen XSA-182's class), writes the entry, then drops the old entry's
 //!   reference, and reports whether a TLB flush is needed before the guest runs
 //!   again (whenever a present entry changed other than in its A/D bits: XSA-286's
 //!   class).
-//! - [`pin`]/[`unpin`] hold one type reference for the guest; [`set_base`] holds
-//!   one for the vCPU's CR3.
+//! - [`pin`](Mm::pin)/[`unpin`](Mm::unpin) hold one type reference for the
+//!   guest; [`set_base`](Mm::set_base) holds one for the vCPU's CR3.
 //!
 //! ## Bounded recursion (XSA-240's class)
 //!
