@@ -1068,4 +1068,6 @@ mod tests;
 #[cfg(test)]
 mod tests_events;
 #[cfg(test)]
+mod tests_fuzz;
+#[cfg(test)]
 mod xen_docs_tests;

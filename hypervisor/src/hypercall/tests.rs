@@ -880,14 +880,14 @@ mod mmu {
 // maps a page-table frame writable, or holds an unvalidated link; and teardown
 // brings every count back to zero.
 
-mod mmu_fuzz {
+pub(super) mod mmu_fuzz {
     use super::*;
     use crate::domain::pagetable::{entry_addr, pte, pte_frame, PTE_P, PTE_PS, PTE_RW};
     use crate::domain::{Level, PageType};
     use keel_abi::mmu::{MmuUpdate, MmuextOp, DOMID_SELF};
 
     /// Walk every table reachable from the base and check the invariants.
-    fn audit(w: &World) -> Result<(), String> {
+    pub(in crate::hypercall) fn audit(w: &World) -> Result<(), String> {
         let mut stack = std::vec![(w.dom.base(), Level::L4)];
         let mut seen = std::collections::BTreeSet::new();
         while let Some((t, level)) = stack.pop() {
