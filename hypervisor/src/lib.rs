@@ -39,6 +39,7 @@ pub mod guest_mem;
 pub mod hypercall;
 pub mod mm;
 pub mod perf;
+pub mod preempt;
 pub mod time;
 
 #[cfg(test)]
