@@ -24,7 +24,7 @@ use crate::event::EventState;
 use crate::guest_mem::{self, Access};
 use crate::mem::{Console, PhysMem};
 use crate::mm::{Flush, LastTable};
-use crate::preempt::{Budget, Progress};
+use crate::preempt::{Budget, Progress, CHECK_EVERY};
 use keel_abi::console::{CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
 use keel_abi::event::{
     EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
@@ -854,6 +854,36 @@ fn completed(reg: u64, count: u32, ret: i64) -> Outcome {
     }
 }
 
+/// Stop a batch at `done` (it started this exit at `start`): charge the work,
+/// and the continuation. Out of line, so that the loop does not keep the
+/// progress word up to date on every request.
+#[cold]
+#[inline(never)]
+fn preempted(work: &mut Budget, count: u32, start: u64, done: u64) -> Outcome {
+    work.charge(u32::try_from(done - start).unwrap_or(u32::MAX));
+    let left = Progress {
+        count,
+        done: u32::try_from(done).unwrap_or(u32::MAX),
+        in_entry: false,
+    };
+    Outcome::Preempted(left.encode())
+}
+
+/// The TSC for a check point. On the hypervisor it is the RDTSC that the exit
+/// handler passes as `now` anyway, read inline: a check point is then a few
+/// instructions, not a call through a trait object (the checks come every few
+/// requests, and a request costs little more than a hundred instructions).
+#[inline(always)]
+fn tsc(now: &dyn Fn() -> u64) -> u64 {
+    #[cfg(target_os = "none")]
+    {
+        let _ = now;
+        crate::arch::timer::rdtsc()
+    }
+    #[cfg(not(target_os = "none"))]
+    now()
+}
+
 /// `foreigndom` must name the caller: Keel runs one domain and has no privileged
 /// one, so there is no other domain to act on (`-ESRCH`, as Xen for an unknown id).
 fn check_foreigndom(dom: &Domain, fd: u64) -> Result<(), Errno> {
@@ -906,18 +936,26 @@ fn batch<M: PhysMem + ?Sized, const N: usize>(
     let mut reader = guest_mem::PageReader::new();
     let mut done = u64::from(p.done);
     let mut rc = Ok(());
-    'run: while done < count {
-        // Requests up to the next check point run without looking at the
-        // clock ([`crate::preempt`]).
-        let start = done;
-        let stop = count.min(done + u64::from(c.work.until_check()));
+    // Check points ([`crate::preempt`]) come every CHECK_EVERY requests (by
+    // index), never before this exit's first. The requests between two run
+    // in an inner loop that tests nothing more than before; at a check point
+    // the clock is read and compared with the deadline (read once) and the
+    // exit's bound.
+    let ev = c.ev;
+    let deadline = c.work.deadline(|| ev.wake_deadline_tsc());
+    let start = done;
+    // Every piece does at least one request.
+    let limit = start + u64::from(c.work.room().max(1));
+    let every = u64::from(CHECK_EVERY);
+    let mut stop = count.min((start / every + 1) * every).min(limit);
+    loop {
         while done < stop {
             let va = GuestVirt(list.wrapping_add(done.wrapping_mul(N as u64)));
             let req = match reader.read::<N, _>(c.dom, c.mem, c.cr3, va) {
                 Ok(r) => r,
                 Err(e) => {
                     rc = Err(e);
-                    break 'run;
+                    break;
                 }
             };
             if let Some(at) = writes(&req) {
@@ -925,22 +963,20 @@ fn batch<M: PhysMem + ?Sized, const N: usize>(
             }
             if let Err(e) = one_fn(c, &req) {
                 rc = Err(e);
-                break 'run;
+                break;
             }
             done += 1;
         }
-        // At most `until_check` (a u32) requests ran.
-        c.work.charge((done - start) as u32);
-        let ev = c.ev;
-        if done < count && c.work.stop_here(c.now, || ev.wake_deadline_tsc()) {
-            let left = Progress {
-                count: p.count,
-                done: done as u32,
-                in_entry: false,
-            };
-            return Outcome::Preempted(left.encode());
+        if done >= count || rc.is_err() {
+            break;
         }
+        if done >= limit || tsc(c.now) >= deadline {
+            return preempted(c.work, p.count, start, done);
+        }
+        stop = count.min(done + every).min(limit);
     }
+    c.work
+        .charge(u32::try_from(done - start).unwrap_or(u32::MAX));
     let wrote = write_done(c, pdone, done);
     let ret = match rc.and(wrote) {
         Ok(()) => 0,

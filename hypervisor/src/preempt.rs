@@ -200,6 +200,22 @@ impl Budget {
         self.used
     }
 
+    /// The vCPU's next timer deadline in TSC ticks (`u64::MAX`: none), read
+    /// with `deadline` the first time in this exit (or since
+    /// [`Self::timers_changed`]).
+    #[inline(always)]
+    pub fn deadline(&mut self, deadline: impl FnOnce() -> Option<u64>) -> u64 {
+        self.deadline
+            .get_or_insert_with(deadline)
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Units left before the bound.
+    #[inline(always)]
+    pub const fn room(&self) -> u32 {
+        UNITS_PER_EXIT.saturating_sub(self.used)
+    }
+
     /// Forget the deadline read so far (a call that may change the timers ran).
     pub fn timers_changed(&mut self) {
         self.deadline = None;

@@ -23,11 +23,11 @@ use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use keel_guest::abi::event::VIRQ_TIMER;
 use keel_guest::abi::guest;
-use keel_guest::abi::mmu::{MmuUpdate, MulticallEntry, DOMID_SELF, MMU_BATCH_MAX};
+use keel_guest::abi::mmu::{MulticallEntry, DOMID_SELF, MMU_BATCH_MAX};
 use keel_guest::arch::{self, vmcall_all_regs};
 use keel_guest::events;
 use keel_guest::fault::GPR_NAMES;
-use keel_guest::pagetable::{cr3_mfn, read_entry, PTE_P};
+use keel_guest::pagetable::{cr3_mfn, read_entry};
 use keel_guest::prelude::*;
 use mmu_util::*;
 
@@ -104,83 +104,6 @@ fn hook(gpr: &mut [u64; 15], _rip: u64) {
 
 fn on_event(_port: u32) {}
 
-/// The aliased request list: `VA` .. `VA + 32 GiB` all read one page of 256
-/// identical requests, each rewriting the L1 entry of `target` with the value
-/// it already has (a full validated update that changes nothing).
-struct Aliased {
-    va: u64,
-    l4_slot: usize,
-    entry_ptr: u64,
-    entry_val: u64,
-}
-
-fn build() -> Option<Aliased> {
-    let target = take_frame();
-    let (l1, i) = l1_of(target.va);
-    let entry_ptr = slot(l1, i);
-    let entry_val = leaf(target.va);
-    // The request page.
-    let reqs = take_frame();
-    let req = MmuUpdate {
-        ptr: entry_ptr,
-        val: entry_val,
-    }
-    .encode();
-    for k in 0..256u64 {
-        for (j, word) in req.chunks_exact(8).enumerate() {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(word);
-            let va = GuestVirt(reqs.va.0 + k * 16 + 8 * j as u64);
-            if fault::write_u64(va, u64::from_le_bytes(b)).is_err() {
-                failure!("writing the request page");
-                return None;
-            }
-        }
-    }
-    // L1 -> the request page (read-only) 512 times; L2 -> that L1 512 times;
-    // L3 -> that L2 32 times: 32 GiB of requests.
-    let a = table_frame();
-    let b = table_frame();
-    let c = table_frame();
-    for k in 0..512 {
-        if !expect_ok(
-            format_args!("L1 entry {k}"),
-            fill(&a, k, entry(reqs.mfn, PTE_P)),
-        ) || !expect_ok(
-            format_args!("L2 entry {k}"),
-            fill(&b, k, entry(a.mfn, PTE_P)),
-        ) {
-            return None;
-        }
-    }
-    for k in 0..32 {
-        if !expect_ok(
-            format_args!("L3 entry {k}"),
-            fill(&c, k, entry(b.mfn, PTE_P)),
-        ) {
-            return None;
-        }
-    }
-    // A free L4 slot in the lower half.
-    let l4 = cr3_mfn();
-    let Some(l4_slot) = (1..256).find(|&k| read_entry(l4, k) == Ok(0)) else {
-        failure!("no free L4 slot");
-        return None;
-    };
-    if !expect_ok(
-        format_args!("installing the aliased tree"),
-        update(slot(l4, l4_slot), entry(c.mfn, PTE_P)),
-    ) {
-        return None;
-    }
-    Some(Aliased {
-        va: (l4_slot as u64) << 39,
-        l4_slot,
-        entry_ptr,
-        entry_val,
-    })
-}
-
 /// One `mmu_update` through `vmcall_all_regs`: the result, the success count,
 /// and a check that no other register changed.
 fn mmu_update_regs(what: &str, list: u64, count: u64) -> (i64, u64) {
@@ -221,7 +144,7 @@ fn protocol_ok(what: &str) {
 }
 
 fn test_main() {
-    let Some(t) = build() else { return };
+    let Some(t) = aliased_requests() else { return };
     let timer = guest::evtchn_bind_virq(VIRQ_TIMER, 0);
     check!(timer.is_ok(), "bind VIRQ_TIMER: {timer:?}");
     check_eq!(
