@@ -1079,6 +1079,34 @@ impl MmuBatch for MmuextBatch {
     }
 }
 
+/// Read a `multicall_entry` through `reader`; on the hypervisor's direct map
+/// on the concrete type (eight word loads, inlined), as [`run_mmu_batch`] does.
+fn read_entry(
+    reader: &mut guest_mem::PageReader,
+    ctx: &mut DynCtx<'_>,
+    va: GuestVirt,
+) -> Result<[u8; MulticallEntry::SIZE], Errno> {
+    #[cfg(target_os = "none")]
+    if let Some(dm) = ctx.mem.as_direct_map() {
+        return reader.read(ctx.dom, dm, ctx.cr3, va);
+    }
+    reader.read(ctx.dom, ctx.mem, ctx.cr3, va)
+}
+
+/// Write a `result` (or a progress word) through `writer`, likewise.
+fn write_result(
+    writer: &mut guest_mem::PageWriter,
+    ctx: &mut DynCtx<'_>,
+    at: GuestVirt,
+    v: [u8; 8],
+) -> Result<(), Errno> {
+    #[cfg(target_os = "none")]
+    if let Some(dm) = ctx.mem.as_direct_map() {
+        return writer.write(ctx.dom, dm, ctx.cr3, at, &v);
+    }
+    writer.write(ctx.dom, ctx.mem, ctx.cr3, at, &v)
+}
+
 fn multicall(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
     let list = a.args[0];
     let p = match Progress::decode(a.args[1], true) {
@@ -1087,11 +1115,17 @@ fn multicall(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
     };
     let fail = |e: Errno| completed(a.args[1], p.count, e.as_return());
     let (first, count) = (u64::from(p.done), u64::from(p.count));
+    // The list is read and the results written with one translation per page
+    // (not three walks per entry); a call that may change page tables or
+    // page types makes both translate again.
+    let mut reader = guest_mem::PageReader::new();
+    let mut writer = guest_mem::PageWriter::new();
     for i in first..count {
         // Preempted between entries, never before the first of a piece: every
         // piece makes progress.
         let ev = &*ctx.ev;
-        if i > first && ctx.work.stop_here(ctx.now, || ev.wake_deadline_tsc()) {
+        let now = ctx.now;
+        if i > first && ctx.work.stop_here(|| tsc(now), || ev.wake_deadline_tsc()) {
             let left = Progress {
                 count: p.count,
                 done: i as u32,
@@ -1101,9 +1135,7 @@ fn multicall(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
         }
         ctx.work.charge(1);
         let va = GuestVirt(list.wrapping_add(i.wrapping_mul(MulticallEntry::SIZE as u64)));
-        let e = match guest_mem::read_bytes::<{ MulticallEntry::SIZE }, _>(
-            ctx.dom, ctx.mem, ctx.cr3, va,
-        ) {
+        let e = match read_entry(&mut reader, ctx, va) {
             Ok(b) => MulticallEntry::decode(&b),
             Err(e) => return fail(e),
         };
@@ -1130,8 +1162,13 @@ fn multicall(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
                 None
             };
             let out = dispatch_dyn(ctx, &args);
-            if matches!(e.op, n if n == Hypercall::SET_TIMER_OP.0 || n == Hypercall::VCPU_OP.0) {
-                ctx.work.timers_changed();
+            match Hypercall(e.op) {
+                Hypercall::SET_TIMER_OP | Hypercall::VCPU_OP => ctx.work.timers_changed(),
+                Hypercall::MMU_UPDATE | Hypercall::MMUEXT_OP => {
+                    reader = guest_mem::PageReader::new();
+                    writer.forget();
+                }
+                _ => {}
             }
             match out {
                 Outcome::Return(v) => v,
@@ -1147,9 +1184,7 @@ fn multicall(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
                 // (the guest's list is not otherwise changed), and this call
                 // resumes inside it.
                 Outcome::Preempted(word) => {
-                    if let Err(e) =
-                        guest_mem::copy_to_guest(ctx.dom, ctx.mem, ctx.cr3, at, &word.to_le_bytes())
-                    {
+                    if let Err(e) = write_result(&mut writer, ctx, at, word.to_le_bytes()) {
                         return fail(e);
                     }
                     let left = Progress {
@@ -1161,9 +1196,7 @@ fn multicall(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
                 }
             }
         };
-        if let Err(e) =
-            guest_mem::copy_to_guest(ctx.dom, ctx.mem, ctx.cr3, at, &result.to_le_bytes())
-        {
+        if let Err(e) = write_result(&mut writer, ctx, at, result.to_le_bytes()) {
             return fail(e);
         }
     }
