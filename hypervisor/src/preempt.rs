@@ -44,7 +44,9 @@
 //! When the call completes the register gets the plain count back, so the
 //! guest sees its registers unchanged. A guest may set bit 31 itself: the call
 //! then starts at the done count it gave (skipping its own requests), which is
-//! also what Xen does with a count carrying its continuation flag.
+//! also what Xen does with a count carrying its continuation flag. A word with
+//! nothing left (done >= count) is never one the hypervisor makes, and is
+//! `-EINVAL` (so the flag alone, `MMU_BATCH_MAX + 1`, is refused as in 1.0).
 
 use keel_abi::mmu::MMU_BATCH_MAX;
 use keel_abi::Errno;
@@ -83,7 +85,7 @@ pub struct Progress {
 impl Progress {
     /// Decode a count register. Without the continuation flag it must be a plain
     /// count (at most 2^31 - 1, else `-EINVAL`, as before continuations existed);
-    /// with it, the done count must not exceed the count, and bit 63 is allowed
+    /// with it, the done count must be below the count, and bit 63 is allowed
     /// only where `entries` says the call has entries that can be part way
     /// (`multicall`).
     pub fn decode(reg: u64, entries: bool) -> Result<Progress, Errno> {
@@ -103,7 +105,10 @@ impl Progress {
         }
         let count = (reg & MMU_BATCH_MAX) as u32;
         let done = ((reg >> 32) & MMU_BATCH_MAX) as u32;
-        if done > count || (in_entry && done == count) {
+        // The hypervisor preempts only with work left: a continuation has at
+        // least one request to go. (So `MMU_BATCH_MAX + 1`, the flag alone, is
+        // `-EINVAL` as in 1.0.)
+        if done >= count {
             return Err(Errno::EINVAL);
         }
         Ok(Progress {
@@ -291,9 +296,13 @@ mod tests {
             ..p
         };
         assert_eq!(Progress::decode(past.encode(), true), Err(Errno::EINVAL));
-        // All done: a continuation that completes at once.
+        // Nothing left: never a continuation the hypervisor makes.
         let all = Progress { done: 10, ..p };
-        assert_eq!(Progress::decode(all.encode(), false), Ok(all));
+        assert_eq!(Progress::decode(all.encode(), false), Err(Errno::EINVAL));
+        assert_eq!(
+            Progress::decode(MMU_UPDATE_PREEMPTED, true),
+            Err(Errno::EINVAL)
+        );
     }
 
     #[test]
@@ -338,7 +347,7 @@ mod tests {
         #[test]
         fn progress_words_round_trip(count in 0u32..=MMU_BATCH_MAX as u32, done in 0u32..=MMU_BATCH_MAX as u32, in_entry: bool) {
             let p = Progress { count, done, in_entry };
-            let ok = done < count || (done == count && !in_entry);
+            let ok = done < count;
             let d = Progress::decode(p.encode(), true);
             prop_assert_eq!(d.is_ok(), ok);
             if ok {

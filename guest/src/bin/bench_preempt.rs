@@ -62,7 +62,7 @@ fn hook(gpr: &mut [u64; 15], _rip: u64) {
         && gpr[RSI] & PREEMPTED != 0
     {
         IN_BATCH.fetch_add(1, SeqCst);
-        gpr[RSI] = (MMU_BATCH_MAX << 32) | PREEMPTED | MMU_BATCH_MAX;
+        gpr[RSI] = ((MMU_BATCH_MAX - 1) << 32) | PREEMPTED | MMU_BATCH_MAX;
     }
 }
 
