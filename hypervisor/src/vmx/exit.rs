@@ -565,7 +565,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             Outcome::Resumed { ret, count } => {
                 g.rax = i64::from(ret) as u64;
                 g.rsi = u64::from(count);
-                self.skip_instruction();
+                self.complete_instruction();
                 None
             }
         }
