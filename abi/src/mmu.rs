@@ -79,9 +79,10 @@ abi_consts! {
     /// `foreigndom` meaning "the calling domain".
     DOMID_SELF: u64 = 0x7ff0 => xen("DOMID_SELF");
     /// The largest `count` of `mmu_update` and `mmuext_op` and `nr_calls` of
-    /// `multicall`: 2^31 - 1. Xen uses bit 31 of the count as its preemption
-    /// (continuation) flag; Keel does not preempt, and a count with bit 31 or
-    /// above set is `-EINVAL`.
+    /// `multicall`: 2^31 - 1. A guest's count with bit 31 or above set is
+    /// `-EINVAL`, except the hypervisor's own continuation words, which have
+    /// bit 31 set (Xen's `MMU_UPDATE_PREEMPTED`; `docs/abi/mmu.md`,
+    /// "Preemption").
     MMU_BATCH_MAX: u64 = (1 << 31) - 1 => keel();
 }
 

@@ -112,12 +112,30 @@ pub fn set_upcall_handler(vector: u8, handler: fn(u32)) -> Result<(), Errno> {
     guest::hvm_set_callback_irq(callback_vector(vector))
 }
 
+/// The interrupted context's general-purpose registers (in
+/// `fault::GPR_NAMES` order) and RIP, as an upcall finds them.
+pub type InterruptedHook = fn(gpr: &mut [u64; 15], rip: u64);
+
+static INTERRUPTED_HOOK: AtomicU64 = AtomicU64::new(0);
+
+/// Have `hook` see, and may change, the registers of the context every upcall
+/// interrupts, before the handler runs (tests of hypercall continuations look
+/// at a preempted `VMCALL` this way). `None` removes it.
+pub fn set_interrupted_hook(hook: Option<InterruptedHook>) {
+    INTERRUPTED_HOOK.store(hook.map_or(0, |h| h as usize as u64), SeqCst);
+}
+
 /// Called by the IDT stub for every vector >= 32: handle an upcall, or say it
 /// is not ours.
-pub fn upcall_entry(vector: u8, interrupted_rflags: u64) -> bool {
+pub fn upcall_entry(vector: u8, interrupted_rflags: u64, gpr: &mut [u64; 15], rip: u64) -> bool {
     let v = VECTOR.load(SeqCst);
     if v == 0 || vector != v {
         return false;
+    }
+    let hook = INTERRUPTED_HOOK.load(SeqCst);
+    if hook != 0 {
+        // Only `set_interrupted_hook` stores here, from an `InterruptedHook`.
+        arch::fn_frame_from_addr(hook)(gpr, rip);
     }
     UPCALLS.fetch_add(1, SeqCst);
     if interrupted_rflags & (1 << 9) == 0 {

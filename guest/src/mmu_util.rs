@@ -30,10 +30,18 @@ pub struct Frame {
 
 static TAKEN: AtomicU64 = AtomicU64::new(0);
 
-/// The next free frame from the top of memory, zeroed.
+/// The next free frame from the top of memory, zeroed. The shared_info page
+/// (the hypervisor's, at the top since ABI 1.0) is never taken.
 pub fn take_frame() -> Frame {
-    let i = TAKEN.fetch_add(1, Ordering::Relaxed);
-    let pfn = Pfn(start_info().nr_pages - 1 - i);
+    let shared = keel_guest::events::shared_info();
+    let mut pfn;
+    loop {
+        let i = TAKEN.fetch_add(1, Ordering::Relaxed);
+        pfn = Pfn(start_info().nr_pages - 1 - i);
+        if Some(pfn_to_va(pfn)) != shared {
+            break;
+        }
+    }
     let mfn = match pfn_to_mfn(pfn) {
         Ok(m) => m,
         Err(f) => keel_guest::report::crash(format_args!("frame list unreadable: {f}")),
@@ -161,4 +169,85 @@ pub fn expect_err(what: core::fmt::Arguments<'_>, r: Result<(), Errno>, want: Er
 /// `check!` that `r` is `Ok`.
 pub fn expect_ok(what: core::fmt::Arguments<'_>, r: Result<(), Errno>) -> bool {
     check!(r.is_ok(), "{what}: {r:?}, expected success")
+}
+
+/// The aliased request list: `VA` .. `VA + 32 GiB` all read one page of 256
+/// identical requests, each rewriting the L1 entry of `target` with the value
+/// it already has (a full validated update that changes nothing).
+pub struct Aliased {
+    /// The list's first byte.
+    pub va: u64,
+    /// The L4 slot it hangs from (clear it to remove the tree).
+    pub l4_slot: usize,
+    /// The entry every request rewrites, and its value.
+    pub entry_ptr: u64,
+    /// The value it has and keeps.
+    pub entry_val: u64,
+}
+
+pub fn aliased_requests() -> Option<Aliased> {
+    let target = take_frame();
+    let (l1, i) = l1_of(target.va);
+    let entry_ptr = slot(l1, i);
+    let entry_val = leaf(target.va);
+    // The request page.
+    let reqs = take_frame();
+    let req = MmuUpdate {
+        ptr: entry_ptr,
+        val: entry_val,
+    }
+    .encode();
+    for k in 0..256u64 {
+        for (j, word) in req.chunks_exact(8).enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(word);
+            let va = GuestVirt(reqs.va.0 + k * 16 + 8 * j as u64);
+            if fault::write_u64(va, u64::from_le_bytes(b)).is_err() {
+                failure!("writing the request page");
+                return None;
+            }
+        }
+    }
+    // L1 -> the request page (read-only) 512 times; L2 -> that L1 512 times;
+    // L3 -> that L2 32 times: 32 GiB of requests.
+    let a = table_frame();
+    let b = table_frame();
+    let c = table_frame();
+    for k in 0..512 {
+        if !expect_ok(
+            format_args!("L1 entry {k}"),
+            fill(&a, k, entry(reqs.mfn, PTE_P)),
+        ) || !expect_ok(
+            format_args!("L2 entry {k}"),
+            fill(&b, k, entry(a.mfn, PTE_P)),
+        ) {
+            return None;
+        }
+    }
+    for k in 0..32 {
+        if !expect_ok(
+            format_args!("L3 entry {k}"),
+            fill(&c, k, entry(b.mfn, PTE_P)),
+        ) {
+            return None;
+        }
+    }
+    // A free L4 slot in the lower half.
+    let l4 = cr3_mfn();
+    let Some(l4_slot) = (1..256).find(|&k| read_entry(l4, k) == Ok(0)) else {
+        failure!("no free L4 slot");
+        return None;
+    };
+    if !expect_ok(
+        format_args!("installing the aliased tree"),
+        update(slot(l4, l4_slot), entry(c.mfn, PTE_P)),
+    ) {
+        return None;
+    }
+    Some(Aliased {
+        va: (l4_slot as u64) << 39,
+        l4_slot,
+        entry_ptr,
+        entry_val,
+    })
 }

@@ -204,6 +204,62 @@ impl PageReader {
     }
 }
 
+/// Writes of a run of small objects to guest memory (a `multicall`'s results)
+/// with one translation per guest page instead of two per write.
+///
+/// A kept translation for writing depends on the root (checked on every
+/// write), the entries of the walk, and the frame's page type (`Writable` with
+/// a non-zero count, [`translate`]'s rule 5). Only the page-table hypercalls
+/// change entries or types, so the caller must [`Self::forget`] after running
+/// any call that may (`mmu_update`, `mmuext_op`); nothing else a hypercall does
+/// changes them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PageWriter {
+    /// (guest-virtual page, its machine page, the root).
+    window: Option<(u64, u64, Mfn)>,
+}
+
+impl PageWriter {
+    /// A writer with no page translated yet.
+    pub const fn new() -> PageWriter {
+        PageWriter { window: None }
+    }
+
+    /// Forget the kept translation.
+    pub fn forget(&mut self) {
+        self.window = None;
+    }
+
+    /// Write `data` at guest-virtual `va` through the tables rooted at `cr3`:
+    /// exactly what [`copy_to_guest`] would do, or the same error.
+    pub fn write<const N: usize, M: PhysMem + ?Sized>(
+        &mut self,
+        dom: &Domain,
+        mem: &mut M,
+        cr3: Mfn,
+        va: GuestVirt,
+        data: &[u8; N],
+    ) -> Result<(), Errno> {
+        let off = va.page_offset();
+        if off + N as u64 > PAGE_SIZE {
+            return copy_to_guest(dom, mem, cr3, va, data);
+        }
+        let va_page = va.0 - off;
+        let ma_page = match self.window {
+            Some((v, m, r)) if v == va_page && r == cr3 => m,
+            _ => {
+                self.window = None;
+                let ma = translate(dom, mem, cr3, va, Access::Write)?;
+                let m = ma.0 - off;
+                self.window = Some((va_page, m, cr3));
+                m
+            }
+        };
+        mem.write(MachineAddr(ma_page + off), data);
+        Ok(())
+    }
+}
+
 /// One guest page's translation for reading, kept across calls (and exits)
 /// and checked before each use by re-reading the four entries its walk read.
 ///

@@ -24,6 +24,7 @@ use crate::event::EventState;
 use crate::guest_mem::{self, Access};
 use crate::mem::{Console, PhysMem};
 use crate::mm::{Flush, LastTable};
+use crate::preempt::{Budget, Progress, CHECK_EVERY};
 use keel_abi::console::{CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
 use keel_abi::event::{
     EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
@@ -63,6 +64,21 @@ pub enum Outcome {
     /// Put 0 in RAX, move past the VMCALL, and block the vCPU until what
     /// `EventState::blocked` describes (`SCHEDOP_block`, `SCHEDOP_poll`).
     Block,
+    /// The call did a bounded piece of its work and must be executed again
+    /// ([`crate::preempt`]): put this progress word in the count register (RSI),
+    /// leave RAX and RIP (on the VMCALL) as they are, and deliver whatever is
+    /// due before the guest re-executes it.
+    Preempted(u64),
+    /// A continuation completed: put `ret` in RAX as [`Outcome::Return`] does,
+    /// and the count the guest passed back in RSI (which held progress words
+    /// between the pieces), so that the guest's registers are as after one
+    /// uninterrupted call.
+    Resumed {
+        /// The result.
+        ret: i32,
+        /// The original count (argument 2).
+        count: u32,
+    },
 }
 
 impl Outcome {
@@ -94,6 +110,9 @@ pub struct HypercallCtx<'a, M: PhysMem + ?Sized, C: Console + ?Sized> {
     /// hypercall's budget has no room for an RDTSC it does not use). The exit
     /// handler passes the CPU's RDTSC; tests pass a fake clock.
     pub now: &'a dyn Fn() -> u64,
+    /// The work this exit has done so far ([`crate::preempt`]): the exit
+    /// handler passes `Budget::new()`; a `multicall` shares it with its calls.
+    pub work: Budget,
 }
 
 impl<M: PhysMem + ?Sized, C: Console + ?Sized> HypercallCtx<'_, M, C> {
@@ -617,8 +636,10 @@ pub fn dispatch<M: PhysMem, C: Console>(
         cr3: ctx.cr3,
         ev: &mut *ctx.ev,
         now: ctx.now,
+        work: ctx.work,
     };
     let out = dispatch_dyn(&mut dyn_ctx, args);
+    ctx.work = dyn_ctx.work;
     // NEW_BASEPTR changed the tables later pointers are translated with.
     ctx.cr3 = dyn_ctx.cr3;
     out
@@ -802,17 +823,17 @@ fn sched_shutdown(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
 // The PV MMU (ABI 1.0): mmu_update, mmuext_op, multicall. The rules are in
 // `crate::mm`; these handlers only copy requests in and results out.
 
-/// The most requests one call may carry (Xen reserves bit 31 of the count for
-/// its preemption flag; Keel does not preempt, and refuses such counts).
-const MAX_BATCH: u64 = (1 << 31) - 1;
-
 /// What the batched MMU requests work on: the calling domain, machine memory
-/// and the guest's current root. Generic over the memory so that the batches
+/// and the guest's current root, and what preemption needs (the exit's work so
+/// far, the clock, the timers). Generic over the memory so that the batches
 /// run on the hypervisor's direct map as its concrete type ([`run_mmu_batch`]).
 struct MmuCtx<'a, M: PhysMem + ?Sized> {
     dom: &'a mut Domain,
     mem: &'a mut M,
     cr3: Mfn,
+    work: &'a mut Budget,
+    now: &'a dyn Fn() -> u64,
+    ev: &'a EventState,
 }
 
 /// A batched MMU hypercall, written once for any memory type.
@@ -833,6 +854,9 @@ fn run_mmu_batch<B: MmuBatch>(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcom
             dom: &mut *ctx.dom,
             mem: dm,
             cr3: ctx.cr3,
+            work: &mut ctx.work,
+            now: ctx.now,
+            ev: &*ctx.ev,
         };
         let out = B::run(&mut c, a);
         ctx.cr3 = c.cr3;
@@ -842,10 +866,58 @@ fn run_mmu_batch<B: MmuBatch>(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcom
         dom: &mut *ctx.dom,
         mem: &mut *ctx.mem,
         cr3: ctx.cr3,
+        work: &mut ctx.work,
+        now: ctx.now,
+        ev: &*ctx.ev,
     };
     let out = B::run(&mut c, a);
     ctx.cr3 = c.cr3;
     out
+}
+
+/// The outcome of a batch call that completed with `ret`: a continuation
+/// (`reg`, the count register it was called with, has the flag) puts the
+/// guest's count back.
+fn completed(reg: u64, count: u32, ret: i64) -> Outcome {
+    if Progress::resumed(reg) {
+        // Batch results are 0 or a negated errno: they fit.
+        Outcome::Resumed {
+            ret: ret as i32,
+            count,
+        }
+    } else {
+        Outcome::Return(ret)
+    }
+}
+
+/// Stop a batch at `done` (it started this exit at `start`): charge the work,
+/// and the continuation. Out of line, so that the loop does not keep the
+/// progress word up to date on every request.
+#[cold]
+#[inline(never)]
+fn preempted(work: &mut Budget, count: u32, start: u64, done: u64) -> Outcome {
+    work.charge(u32::try_from(done - start).unwrap_or(u32::MAX));
+    let left = Progress {
+        count,
+        done: u32::try_from(done).unwrap_or(u32::MAX),
+        in_entry: false,
+    };
+    Outcome::Preempted(left.encode())
+}
+
+/// The TSC for a check point. On the hypervisor it is the RDTSC that the exit
+/// handler passes as `now` anyway, read inline: a check point is then a few
+/// instructions, not a call through a trait object (the checks come every few
+/// requests, and a request costs little more than a hundred instructions).
+#[inline(always)]
+fn tsc(now: &dyn Fn() -> u64) -> u64 {
+    #[cfg(target_os = "none")]
+    {
+        let _ = now;
+        crate::arch::timer::rdtsc()
+    }
+    #[cfg(not(target_os = "none"))]
+    now()
 }
 
 /// `foreigndom` must name the caller: Keel runs one domain and has no privileged
@@ -888,39 +960,65 @@ fn batch<M: PhysMem + ?Sized, const N: usize>(
     writes: impl Fn(&[u8; N]) -> Option<MachineAddr>,
     mut one_fn: impl FnMut(&mut MmuCtx<'_, M>, &[u8; N]) -> Result<(), Errno>,
 ) -> Outcome {
-    let (list, count, pdone, fd) = (a.args[0], a.args[1], a.args[2], a.args[3]);
+    let (list, pdone, fd) = (a.args[0], a.args[2], a.args[3]);
     if let Err(e) = check_foreigndom(c.dom, fd) {
         return Outcome::err(e);
     }
-    if count > MAX_BATCH {
-        return Outcome::err(Errno::EINVAL);
-    }
+    let p = match Progress::decode(a.args[1], false) {
+        Ok(p) => p,
+        Err(e) => return Outcome::err(e),
+    };
+    let count = u64::from(p.count);
     let mut reader = guest_mem::PageReader::new();
-    let mut done = 0u64;
+    let mut done = u64::from(p.done);
     let mut rc = Ok(());
-    while done < count {
-        let va = GuestVirt(list.wrapping_add(done.wrapping_mul(N as u64)));
-        let req = match reader.read::<N, _>(c.dom, c.mem, c.cr3, va) {
-            Ok(r) => r,
-            Err(e) => {
+    // Check points ([`crate::preempt`]) come every CHECK_EVERY requests (by
+    // index), never before this exit's first. The requests between two run
+    // in an inner loop that tests nothing more than before; at a check point
+    // the clock is read and compared with the deadline (read once) and the
+    // exit's bound.
+    let ev = c.ev;
+    let deadline = c.work.deadline(|| ev.wake_deadline_tsc());
+    let start = done;
+    // Every piece does at least one request.
+    let limit = start + u64::from(c.work.room().max(1));
+    let every = u64::from(CHECK_EVERY);
+    let mut stop = count.min((start / every + 1) * every).min(limit);
+    loop {
+        while done < stop {
+            let va = GuestVirt(list.wrapping_add(done.wrapping_mul(N as u64)));
+            let req = match reader.read::<N, _>(c.dom, c.mem, c.cr3, va) {
+                Ok(r) => r,
+                Err(e) => {
+                    rc = Err(e);
+                    break;
+                }
+            };
+            if let Some(at) = writes(&req) {
+                reader.wrote_entry(at);
+            }
+            if let Err(e) = one_fn(c, &req) {
                 rc = Err(e);
                 break;
             }
-        };
-        if let Some(at) = writes(&req) {
-            reader.wrote_entry(at);
+            done += 1;
         }
-        if let Err(e) = one_fn(c, &req) {
-            rc = Err(e);
+        if done >= count || rc.is_err() {
             break;
         }
-        done += 1;
+        if done >= limit || tsc(c.now) >= deadline {
+            return preempted(c.work, p.count, start, done);
+        }
+        stop = count.min(done + every).min(limit);
     }
+    c.work
+        .charge(u32::try_from(done - start).unwrap_or(u32::MAX));
     let wrote = write_done(c, pdone, done);
-    match rc.and(wrote) {
-        Ok(()) => Outcome::Return(0),
-        Err(e) => Outcome::err(e),
-    }
+    let ret = match rc.and(wrote) {
+        Ok(()) => 0,
+        Err(e) => e.as_return(),
+    };
+    completed(a.args[1], p.count, ret)
 }
 
 fn mm_err(e: crate::mm::MmError) -> Errno {
@@ -1017,48 +1115,128 @@ impl MmuBatch for MmuextBatch {
     }
 }
 
-fn multicall(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    let (list, nr) = (a.args[0], a.args[1]);
-    if nr > MAX_BATCH {
-        return Outcome::err(Errno::EINVAL);
+/// Read a `multicall_entry` through `reader`; on the hypervisor's direct map
+/// on the concrete type (eight word loads, inlined), as [`run_mmu_batch`] does.
+fn read_entry(
+    reader: &mut guest_mem::PageReader,
+    ctx: &mut DynCtx<'_>,
+    va: GuestVirt,
+) -> Result<[u8; MulticallEntry::SIZE], Errno> {
+    #[cfg(target_os = "none")]
+    if let Some(dm) = ctx.mem.as_direct_map() {
+        return reader.read(ctx.dom, dm, ctx.cr3, va);
     }
-    for i in 0..nr {
+    reader.read(ctx.dom, ctx.mem, ctx.cr3, va)
+}
+
+/// Write a `result` (or a progress word) through `writer`, likewise.
+fn write_result(
+    writer: &mut guest_mem::PageWriter,
+    ctx: &mut DynCtx<'_>,
+    at: GuestVirt,
+    v: [u8; 8],
+) -> Result<(), Errno> {
+    #[cfg(target_os = "none")]
+    if let Some(dm) = ctx.mem.as_direct_map() {
+        return writer.write(ctx.dom, dm, ctx.cr3, at, &v);
+    }
+    writer.write(ctx.dom, ctx.mem, ctx.cr3, at, &v)
+}
+
+fn multicall(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+    let list = a.args[0];
+    let p = match Progress::decode(a.args[1], true) {
+        Ok(p) => p,
+        Err(e) => return Outcome::err(e),
+    };
+    let fail = |e: Errno| completed(a.args[1], p.count, e.as_return());
+    let (first, count) = (u64::from(p.done), u64::from(p.count));
+    // The list is read and the results written with one translation per page
+    // (not three walks per entry); a call that may change page tables or
+    // page types makes both translate again.
+    let mut reader = guest_mem::PageReader::new();
+    let mut writer = guest_mem::PageWriter::new();
+    for i in first..count {
+        // Preempted between entries, never before the first of a piece: every
+        // piece makes progress.
+        let ev = &*ctx.ev;
+        let now = ctx.now;
+        if i > first && ctx.work.stop_here(|| tsc(now), || ev.wake_deadline_tsc()) {
+            let left = Progress {
+                count: p.count,
+                done: i as u32,
+                in_entry: false,
+            };
+            return Outcome::Preempted(left.encode());
+        }
+        ctx.work.charge(1);
         let va = GuestVirt(list.wrapping_add(i.wrapping_mul(MulticallEntry::SIZE as u64)));
-        let e = match guest_mem::read_bytes::<{ MulticallEntry::SIZE }, _>(
-            ctx.dom, ctx.mem, ctx.cr3, va,
-        ) {
+        let e = match read_entry(&mut reader, ctx, va) {
             Ok(b) => MulticallEntry::decode(&b),
-            Err(e) => return Outcome::err(e),
+            Err(e) => return fail(e),
         };
+        let at = GuestVirt(va.0.wrapping_add(MulticallEntry::RESULT_OFFSET));
         let result = if e.op == Hypercall::MULTICALL.0 {
             // No nesting: a batch inside a batch would make the work per
             // hypercall unbounded in the depth of the nesting.
             ctx.dom.count_hypercall(e.op);
             Errno::EINVAL.as_return()
         } else {
-            let args = HypercallArgs {
+            let mut args = HypercallArgs {
                 nr: e.op,
                 args: [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]],
             };
-            match dispatch_dyn(ctx, &args) {
+            if i == first && p.in_entry {
+                // The entry was preempted part way: its progress word.
+                args.args[1] = e.result;
+            }
+            // A blocking call is refused below, and a refused call changes
+            // nothing: SCHEDOP_block's unmasking is undone.
+            let mask = if e.op == Hypercall::SCHED_OP.0 {
+                events::upcall_mask(ctx)
+            } else {
+                None
+            };
+            let out = dispatch_dyn(ctx, &args);
+            match Hypercall(e.op) {
+                Hypercall::SET_TIMER_OP | Hypercall::VCPU_OP => ctx.work.timers_changed(),
+                Hypercall::MMU_UPDATE | Hypercall::MMUEXT_OP => {
+                    reader = guest_mem::PageReader::new();
+                    writer.forget();
+                }
+                _ => {}
+            }
+            match out {
                 Outcome::Return(v) => v,
+                Outcome::Resumed { ret, .. } => i64::from(ret),
                 Outcome::Shutdown(r) => return Outcome::Shutdown(r),
                 // A batch cannot sleep half-way: blocking calls in a multicall
                 // are refused (their state is undone).
                 Outcome::Block => {
-                    ctx.ev.blocked = None;
+                    events::refuse_block(ctx, mask);
                     Errno::EINVAL.as_return()
+                }
+                // The entry's own progress goes where its result will be
+                // (the guest's list is not otherwise changed), and this call
+                // resumes inside it.
+                Outcome::Preempted(word) => {
+                    if let Err(e) = write_result(&mut writer, ctx, at, word.to_le_bytes()) {
+                        return fail(e);
+                    }
+                    let left = Progress {
+                        count: p.count,
+                        done: i as u32,
+                        in_entry: true,
+                    };
+                    return Outcome::Preempted(left.encode());
                 }
             }
         };
-        let at = GuestVirt(va.0.wrapping_add(MulticallEntry::RESULT_OFFSET));
-        if let Err(e) =
-            guest_mem::copy_to_guest(ctx.dom, ctx.mem, ctx.cr3, at, &result.to_le_bytes())
-        {
-            return Outcome::err(e);
+        if let Err(e) = write_result(&mut writer, ctx, at, result.to_le_bytes()) {
+            return fail(e);
         }
     }
-    Outcome::Return(0)
+    completed(a.args[1], p.count, 0)
 }
 
 mod events;
@@ -1069,5 +1247,7 @@ mod tests;
 mod tests_events;
 #[cfg(test)]
 mod tests_fuzz;
+#[cfg(test)]
+mod tests_preempt;
 #[cfg(test)]
 mod xen_docs_tests;

@@ -42,6 +42,7 @@ pub mod guest_mem;
 pub mod hypercall;
 pub mod mm;
 pub mod perf;
+pub mod preempt;
 pub mod privilege;
 pub mod time;
 

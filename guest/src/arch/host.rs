@@ -115,6 +115,10 @@ pub fn fn_u32_from_addr(_a: u64) -> fn(u32) {
     hosted("fn_u32_from_addr")
 }
 /// See the bare-metal `arch`.
+pub fn fn_frame_from_addr(_a: u64) -> fn(&mut [u64; 15], u64) {
+    hosted("fn_frame_from_addr")
+}
+/// See the bare-metal `arch`.
 pub fn probe_xsetbv(_xcr: u32, _value: u64) -> u64 {
     hosted("fault probes")
 }

@@ -426,7 +426,7 @@ extern "C" fn exception_handler(f: &mut Frame) {
         return;
     }
     // An interrupt on the event-channel upcall vector (issue 6).
-    if f.vector >= 32 && crate::events::upcall_entry(f.vector as u8, f.rflags) {
+    if f.vector >= 32 && crate::events::upcall_entry(f.vector as u8, f.rflags, &mut f.gpr, f.rip) {
         return;
     }
     let cr2 = read_cr2();
@@ -606,6 +606,13 @@ pub fn shared_u8(va: u64) -> &'static core::sync::atomic::AtomicU8 {
 pub fn fn_u32_from_addr(a: u64) -> fn(u32) {
     // SAFETY: callers only pass addresses they took from a `fn(u32)`.
     unsafe { core::mem::transmute::<usize, fn(u32)>(a as usize) }
+}
+
+/// The `fn(&mut [u64; 15], u64)` whose address `a` is (an address stored from
+/// one: `events::set_interrupted_hook`).
+pub fn fn_frame_from_addr(a: u64) -> fn(&mut [u64; 15], u64) {
+    // SAFETY: callers only pass addresses they took from such a fn.
+    unsafe { core::mem::transmute::<usize, fn(&mut [u64; 15], u64)>(a as usize) }
 }
 
 /// Spin forever (the runner's timeout ends the run).

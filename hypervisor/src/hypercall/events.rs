@@ -179,6 +179,24 @@ pub(super) fn sched_block(ctx: &mut DynCtx<'_>, _: &HypercallArgs) -> Outcome {
     Outcome::Block
 }
 
+/// `evtchn_upcall_mask` now (`None` without a shared_info page): what a
+/// `multicall` restores if it refuses a `SCHEDOP_block` that would block.
+pub(super) fn upcall_mask(ctx: &mut DynCtx<'_>) -> Option<bool> {
+    page(&*ctx.ev, &*ctx.dom, &mut *ctx.mem)
+        .ok()
+        .map(|p| p.upcall_mask())
+}
+
+/// Undo a blocking call a `multicall` refuses: the vCPU does not block, and
+/// `evtchn_upcall_mask` (which `SCHEDOP_block` clears before deciding to
+/// block) is what it was before the call (`mask`, from [`upcall_mask`]).
+pub(super) fn refuse_block(ctx: &mut DynCtx<'_>, mask: Option<bool>) {
+    ctx.ev.blocked = None;
+    if let (Some(m), Ok(mut p)) = (mask, page(&*ctx.ev, &*ctx.dom, &mut *ctx.mem)) {
+        p.set_upcall_mask(m);
+    }
+}
+
 /// `SCHEDOP_poll`.
 pub(super) fn sched_poll(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
     let r = (|| -> Result<bool, Errno> {

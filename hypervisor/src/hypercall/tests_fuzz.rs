@@ -215,13 +215,31 @@ proptest! {
             if matches!(nr, Hypercall::MMU_UPDATE | Hypercall::MMUEXT_OP) && c.args[3].is_small() {
                 args[3] = DOMID_SELF;
             }
-            match w.call(nr, args) {
-                Outcome::Shutdown(_) => break,
-                Outcome::Block => w.ev.blocked = None,
-                Outcome::Return(_) => {}
-            }
-            if let Err(e) = audit(&w) {
-                prop_assert!(false, "after {:?} ({:?}): {}", c, args, e);
+            // A preempted call is executed again with its progress word, as
+            // the guest does; the invariants hold between the pieces too.
+            let mut a = args;
+            let mut pieces = 0u32;
+            let shutdown = loop {
+                let out = w.call(nr, a);
+                if let Err(e) = audit(&w) {
+                    prop_assert!(false, "after {:?} ({:?}): {}", c, a, e);
+                }
+                match out {
+                    Outcome::Shutdown(_) => break true,
+                    Outcome::Block => {
+                        w.ev.blocked = None;
+                        break false;
+                    }
+                    Outcome::Preempted(word) => {
+                        pieces += 1;
+                        prop_assert!(pieces < 100_000, "{:?} never finished", c);
+                        a[1] = word;
+                    }
+                    Outcome::Return(_) | Outcome::Resumed { .. } => break false,
+                }
+            };
+            if shutdown {
+                break;
             }
         }
         prop_assert_eq!(w.dom.release_mm(&mut w.mem), 0, "counts left");

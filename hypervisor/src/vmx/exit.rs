@@ -560,6 +560,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             cr3: self.cr3,
             ev: &mut self.ev,
             now: &crate::arch::timer::rdtsc,
+            work: crate::preempt::Budget::new(),
         };
         // The saved registers are the arguments, in place (`GuestGprs`' layout).
         let out = hypercall::dispatch(&mut ctx, g.hypercall_args());
@@ -577,6 +578,19 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 g.rax = 0;
                 self.complete_instruction();
                 self.block(g)
+            }
+            // A continuation (`crate::preempt`): RIP stays on the VMCALL, which
+            // the guest executes again once whatever is due has been
+            // delivered (`before_entry`).
+            Outcome::Preempted(progress) => {
+                g.rsi = progress;
+                None
+            }
+            Outcome::Resumed { ret, count } => {
+                g.rax = i64::from(ret) as u64;
+                g.rsi = u64::from(count);
+                self.complete_instruction();
+                None
             }
         }
     }
