@@ -154,3 +154,24 @@ pub fn port_outs_down(_port: u16, _bytes: &[u8]) -> u64 {
 pub fn port_ins_down(_port: u16, _buf: &mut [u8]) -> u64 {
     hosted("port I/O")
 }
+
+/// See the bare-metal `arch`.
+pub fn invlpg(_va: u64) {
+    hosted("INVLPG")
+}
+/// See the bare-metal `arch`.
+pub fn reload_cr3() {
+    hosted("MOV CR3")
+}
+/// See the bare-metal `arch`.
+pub fn mmio_read32(_va: u64) -> u32 {
+    hosted("MMIO")
+}
+/// See the bare-metal `arch`.
+pub fn mmio_write32(_va: u64, _v: u32) {
+    hosted("MMIO")
+}
+/// See the bare-metal `arch`.
+pub fn fn_from_addr(_a: u64) -> fn() {
+    hosted("function addresses")
+}
