@@ -23,6 +23,10 @@ pub enum Backend {
     Bochs,
     /// QEMU's TCG: no VT-x at all; exercises the hypervisor's "no VT-x" path.
     Tcg,
+    /// QEMU's TCG without any hypervisor: the guest image itself is the
+    /// multiboot kernel and runs on (emulated) bare hardware with its native
+    /// operations table.
+    Native,
 }
 
 impl Backend {
@@ -32,14 +36,20 @@ impl Backend {
             Self::Kvm => "kvm",
             Self::Bochs => "bochs",
             Self::Tcg => "tcg",
+            Self::Native => "native",
         }
+    }
+
+    /// Whether Keel runs on this backend (every one but `native`).
+    pub const fn runs_keel(self) -> bool {
+        !matches!(self, Self::Native)
     }
 
     /// The host tools this backend needs.
     pub const fn tools(self) -> &'static [Tool] {
         match self {
             Self::Bochs => BOCHS_TOOLS,
-            Self::Kvm | Self::Tcg => QEMU_TOOLS,
+            Self::Kvm | Self::Tcg | Self::Native => QEMU_TOOLS,
         }
     }
 
@@ -50,7 +60,7 @@ impl Backend {
             Self::Bochs => "corei7_skylake_x",
             Self::Kvm => "host",
             // QEMU's TCG cannot emulate VMX whatever the model; qemu64 is the plainest.
-            Self::Tcg => "qemu64",
+            Self::Tcg | Self::Native => "qemu64",
         }
     }
 }
@@ -69,7 +79,8 @@ impl FromStr for BackendChoice {
             "kvm" => Self::Fixed(Backend::Kvm),
             "bochs" => Self::Fixed(Backend::Bochs),
             "tcg" => Self::Fixed(Backend::Tcg),
-            _ => return Err(format!("unknown backend {s:?} (auto, kvm, bochs, tcg)")),
+            "native" => Self::Fixed(Backend::Native),
+            _ => return Err(format!("unknown backend {s:?} (auto, kvm, bochs, tcg, native)")),
         })
     }
 }
@@ -102,6 +113,8 @@ mod tests {
         assert_eq!("auto".parse(), Ok(BackendChoice::Auto));
         assert_eq!("tcg".parse(), Ok(BackendChoice::Fixed(Backend::Tcg)));
         assert!("vmware".parse::<BackendChoice>().is_err());
+        assert_eq!("native".parse(), Ok(BackendChoice::Fixed(Backend::Native)));
+        assert!(!Backend::Native.runs_keel() && Backend::Tcg.runs_keel());
 
         let nested = KvmProbe {
             dev_kvm: Ok(()),

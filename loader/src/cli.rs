@@ -37,7 +37,9 @@ commands:
         released fixtures
 
 machine options:
-  --backend auto|kvm|bochs|tcg   auto: KVM with nested VMX if the host has it, else Bochs
+  --backend auto|kvm|bochs|tcg|native
+                                 auto: KVM with nested VMX if the host has it, else Bochs;
+                                 native: the guest alone on QEMU TCG (no hypervisor)
   --cpu-model MODEL              Bochs model (corei7_skylake_x, tigerlake, ...) or QEMU -cpu
   --mem SIZE                     machine memory (128, 256M, 1G; default 128M)
   --guest-mem MIB                guest memory (the hypervisor's guest_mem=)
