@@ -88,7 +88,12 @@ pub fn domain_pages(image_start: u64, mem_upper_kib: u32, max: usize) -> u64 {
 /// Fill `tables` (frames at `tables_va`, identity-mapped) so that they map
 /// `[image_start, image_start + pages * 4096)` at itself with 4 KiB writable
 /// pages, and the local APIC page uncached. Returns the root (frame 0's address).
-pub fn plan_tables(tables: &mut [[u64; 512]; PT_FRAMES], tables_va: u64, image_start: u64, pages: u64) -> u64 {
+pub fn plan_tables(
+    tables: &mut [[u64; 512]; PT_FRAMES],
+    tables_va: u64,
+    image_start: u64,
+    pages: u64,
+) -> u64 {
     for t in tables.iter_mut() {
         t.fill(0);
     }
@@ -103,7 +108,10 @@ pub fn plan_tables(tables: &mut [[u64; 512]; PT_FRAMES], tables_va: u64, image_s
     while va < end {
         let l2i = idx(va, 2);
         if tables[2][l2i] == 0 {
-            assert!(l1 < 3 + DOMAIN_L1S, "native: the domain needs more L1 tables");
+            assert!(
+                l1 < 3 + DOMAIN_L1S,
+                "native: the domain needs more L1 tables"
+            );
             tables[2][l2i] = pa(l1) | P | RW;
             l1 += 1;
         }
@@ -185,7 +193,11 @@ pub fn power_off(status: ExitStatus) -> ! {
     let mut w = LineWriter(&mut line);
     let _ = core::fmt::write(
         &mut w,
-        format_args!("keel: power off, status {} ({})\n", status as u8, status.describe()),
+        format_args!(
+            "keel: power off, status {} ({})\n",
+            status as u8,
+            status.describe()
+        ),
     );
     port::outl(0xf4, u32::from(status as u8));
     arch::cli();

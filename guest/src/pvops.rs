@@ -62,7 +62,13 @@ pub enum Group {
 
 impl Group {
     /// Every group, in table order.
-    pub const ALL: [Group; 5] = [Group::Cpu, Group::Mmu, Group::Time, Group::Irq, Group::Console];
+    pub const ALL: [Group; 5] = [
+        Group::Cpu,
+        Group::Mmu,
+        Group::Time,
+        Group::Irq,
+        Group::Console,
+    ];
 
     /// The name used by `pv=`.
     pub const fn name(self) -> &'static str {
@@ -403,7 +409,11 @@ static CPUID_CACHED: Mutex<[Option<(u32, u32, CpuidResult)>; CPUID_CACHE]> =
 
 fn pv_cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     let mut c = CPUID_CACHED.lock();
-    if let Some((_, _, r)) = c.iter().flatten().find(|(l, s, _)| *l == leaf && *s == subleaf) {
+    if let Some((_, _, r)) = c
+        .iter()
+        .flatten()
+        .find(|(l, s, _)| *l == leaf && *s == subleaf)
+    {
         return *r;
     }
     let r = arch::cpuid(leaf, subleaf);
@@ -495,7 +505,11 @@ fn remap_own(t: Mfn, writable: bool) -> Result<(), MmuError> {
         .ok_or(MmuError::NotOwned(t))?;
     let slot = l1_slot(crate::start::pfn_to_va(pfn))?;
     let cur = fault::read_u64(entry_va(slot)?).map_err(MmuError::Fault)?;
-    let new = if writable { cur | PTE_RW } else { cur & !PTE_RW };
+    let new = if writable {
+        cur | PTE_RW
+    } else {
+        cur & !PTE_RW
+    };
     (ops().mmu.set_pte)(slot, new)
 }
 
@@ -584,7 +598,11 @@ pub fn table(c: &Choice) -> Ops {
             (false, true) => TRAP_MMU,
             (false, false) => NATIVE_MMU,
         },
-        time: if pick(Group::Time) { PV_TIME } else { NATIVE_TIME },
+        time: if pick(Group::Time) {
+            PV_TIME
+        } else {
+            NATIVE_TIME
+        },
         irq: if pick(Group::Irq) { PV_IRQ } else { NATIVE_IRQ },
         console: if pick(Group::Console) {
             PV_CONSOLE

@@ -80,7 +80,11 @@ impl FromStr for BackendChoice {
             "bochs" => Self::Fixed(Backend::Bochs),
             "tcg" => Self::Fixed(Backend::Tcg),
             "native" => Self::Fixed(Backend::Native),
-            _ => return Err(format!("unknown backend {s:?} (auto, kvm, bochs, tcg, native)")),
+            _ => {
+                return Err(format!(
+                    "unknown backend {s:?} (auto, kvm, bochs, tcg, native)"
+                ))
+            }
         })
     }
 }

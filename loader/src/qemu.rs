@@ -133,7 +133,10 @@ mod tests {
         assert!(has(&a, &["-append", "seed=3 pv=all"]));
         assert!(has(&a, &["-accel", "tcg"]));
         assert!(!a.contains(&"-initrd".to_string()));
-        assert!(has(&a, &["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]));
+        assert!(has(
+            &a,
+            &["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+        ));
     }
 
     #[test]

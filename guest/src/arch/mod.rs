@@ -1250,9 +1250,7 @@ pub fn invlpg(va: u64) {
 /// `MOV CR3, CR3`: flush the non-global TLB entries.
 pub fn reload_cr3() {
     // SAFETY: reloads the current root; the address space does not change.
-    unsafe {
-        asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack))
-    };
+    unsafe { asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack)) };
 }
 
 /// A 32-bit MMIO read at `va` (the local APIC page, mapped uncached by the

@@ -51,9 +51,16 @@ fn cpu(keel: bool) {
     // Differs from bare metal: Keel sets CPUID.1:ECX.hypervisor and presents its
     // leaves at 0x4000_0000 (docs/abi/cpuid.md). (QEMU sets the bit even under
     // TCG, so only its presence on Keel is checked.)
-    check!(!keel || l1.ecx & LEAF1_ECX_HYPERVISOR != 0, "CPUID.1:ECX.hypervisor on Keel");
+    check!(
+        !keel || l1.ecx & LEAF1_ECX_HYPERVISOR != 0,
+        "CPUID.1:ECX.hypervisor on Keel"
+    );
     let base = (o.cpu.cpuid)(0x4000_0000, 0);
-    check_eq!(signature(&base) == *b"KeelKeelKeel", keel, "Keel's CPUID leaves");
+    check_eq!(
+        signature(&base) == *b"KeelKeelKeel",
+        keel,
+        "Keel's CPUID leaves"
+    );
     // Differs from bare metal: Keel presents no local APIC (CPUID.1:EDX.APIC clear,
     // IA32_APIC_BASE globally disabled, docs/abi/msr.md).
     check_eq!(l1.edx & (1 << 9) == 0, keel, "CPUID.1:EDX.APIC clear");
@@ -66,14 +73,24 @@ fn cpu(keel: bool) {
 
     match (o.cpu.read_msr)(IA32_EFER) {
         Ok(v) => {
-            check!(v & (1 << 8 | 1 << 10) == 1 << 8 | 1 << 10, "EFER {v:#x}: LME and LMA");
+            check!(
+                v & (1 << 8 | 1 << 10) == 1 << 8 | 1 << 10,
+                "EFER {v:#x}: LME and LMA"
+            );
         }
         Err(f) => failure!("RDMSR EFER: {f}"),
     }
     let probe = 0x0000_7fff_1234_5000;
     let old = (o.cpu.read_msr)(IA32_KERNEL_GS_BASE).unwrap_or(0);
-    check!((o.cpu.write_msr)(IA32_KERNEL_GS_BASE, probe).is_ok(), "WRMSR KERNEL_GS_BASE");
-    check_eq!((o.cpu.read_msr)(IA32_KERNEL_GS_BASE), Ok(probe), "KERNEL_GS_BASE read back");
+    check!(
+        (o.cpu.write_msr)(IA32_KERNEL_GS_BASE, probe).is_ok(),
+        "WRMSR KERNEL_GS_BASE"
+    );
+    check_eq!(
+        (o.cpu.read_msr)(IA32_KERNEL_GS_BASE),
+        Ok(probe),
+        "KERNEL_GS_BASE read back"
+    );
     let _ = (o.cpu.write_msr)(IA32_KERNEL_GS_BASE, old);
     // (A non-canonical KERNEL_GS_BASE, or an MSR that does not exist, is #GP(0)
     // on the CPU and on Keel, but QEMU's TCG takes the first and reads the second
@@ -83,7 +100,10 @@ fn cpu(keel: bool) {
     check!(cr0 & 0x8001_0001 == 0x8001_0001, "CR0 {cr0:#x}: PG, WP, PE");
     let cr4 = (o.cpu.read_cr)(Cr::Cr4);
     check!(cr4 & (1 << 5) != 0, "CR4 {cr4:#x}: PAE");
-    check!((o.cpu.write_cr)(Cr::Cr4, cr4).is_ok(), "CR4 rewritten with its value");
+    check!(
+        (o.cpu.write_cr)(Cr::Cr4, cr4).is_ok(),
+        "CR4 rewritten with its value"
+    );
     // (Refused CR writes are #GP(0) on the CPU and on Keel, but QEMU's TCG
     // clears CR0.PG in long mode and spins on a reserved CR4 bit: compared only
     // on Keel, by cr_writes.)
@@ -146,7 +166,10 @@ fn mmu() {
     let r = (o.mmu.release_table)(c_mfn);
     check!(r.is_ok(), "release_table: {r:?}");
     // The released frame is ordinary writable memory again (everywhere).
-    check!(fault::write_u64(c, 0).is_ok(), "the released table is writable");
+    check!(
+        fault::write_u64(c, 0).is_ok(),
+        "the released table is writable"
+    );
     let _ = PTE_P | PTE_RW;
 }
 
@@ -188,7 +211,10 @@ fn time_and_irq() {
     let n = FIRED.load(SeqCst);
     check!(n == 1, "the one-shot timer fired {n} times (want 1)");
     let at = FIRED_AT.load(SeqCst);
-    check!(n == 0 || at >= deadline, "the timer fired at {at}, before its deadline {deadline}");
+    check!(
+        n == 0 || at >= deadline,
+        "the timer fired at {at}, before its deadline {deadline}"
+    );
     // Disarmed: no second interrupt.
     check!((o.time.set_timer)(0).is_ok(), "set_timer(0)");
 }
