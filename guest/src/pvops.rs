@@ -640,6 +640,16 @@ pub fn init(entry: Entry) {
     let c = choose(platform, pv_arg);
     CHOICE.call_once(|| c);
     OPS.call_once(|| table(&c));
+    let (d, e, t) = slot_targets(&c);
+    arch::slots::IRQ_DISABLE.store(d, core::sync::atomic::Ordering::SeqCst);
+    arch::slots::IRQ_ENABLE.store(e, core::sync::atomic::Ordering::SeqCst);
+    arch::slots::CLOCK_NS.store(t, core::sync::atomic::Ordering::SeqCst);
+    let p = if crate::start::cmdline_value(crate::start::cmdline(), "patch") == Some("no") {
+        Patched::default()
+    } else {
+        patch()
+    };
+    PATCHED.call_once(|| p);
     if platform != expected {
         crate::report::crash(format_args!(
             "pvops: entered as {entry:?} but CPUID says {}",
@@ -660,6 +670,160 @@ pub fn choice() -> Choice {
 /// The operations table.
 pub fn ops() -> &'static Ops {
     OPS.call_once(|| table(&choice()))
+}
+
+// ---------------------------------------------------------------------------
+// Patched call sites.
+// ---------------------------------------------------------------------------
+
+extern "C" fn c_native_irq_disable() {
+    arch::cli()
+}
+extern "C" fn c_native_irq_enable() {
+    arch::sti()
+}
+extern "C" fn c_pv_irq_disable() {
+    pv_irq_disable()
+}
+extern "C" fn c_pv_irq_enable() {
+    pv_irq_enable()
+}
+extern "C" fn c_native_clock_ns() -> u64 {
+    crate::native::clock_ns()
+}
+extern "C" fn c_pv_clock_ns() -> u64 {
+    crate::events::now_ns()
+}
+
+/// The addresses the slots of the patchable operations get for a choice:
+/// (irq_disable, irq_enable, clock_ns).
+fn slot_targets(c: &Choice) -> (u64, u64, u64) {
+    let cpu_pv = c.pv.has(Group::Cpu);
+    let time_pv = c.pv.has(Group::Time);
+    let f0 = |f: extern "C" fn()| f as usize as u64;
+    (
+        if cpu_pv {
+            f0(c_pv_irq_disable)
+        } else {
+            f0(c_native_irq_disable)
+        },
+        if cpu_pv {
+            f0(c_pv_irq_enable)
+        } else {
+            f0(c_native_irq_enable)
+        },
+        if time_pv {
+            c_pv_clock_ns as *const () as u64
+        } else {
+            c_native_clock_ns as *const () as u64
+        },
+    )
+}
+
+/// `cpu.irq_disable` through its patched call site (a direct call once
+/// [`init`] has patched it).
+pub fn irq_disable() {
+    arch::site_irq_disable()
+}
+
+/// `cpu.irq_enable` through its patched call site.
+pub fn irq_enable() {
+    arch::site_irq_enable()
+}
+
+/// `time.clock_ns` through its patched call site.
+pub fn clock_ns() -> u64 {
+    arch::site_clock_ns()
+}
+
+/// The bytes a site becomes: `call rel32; nop`, or `None` if the target is out
+/// of a rel32's reach.
+pub fn direct_call(site: u64, target: u64) -> Option<[u8; 6]> {
+    let rel = i32::try_from(target.wrapping_sub(site + 5) as i64).ok()?;
+    let r = rel.to_le_bytes();
+    Some([0xe8, r[0], r[1], r[2], r[3], 0x90])
+}
+
+/// The bytes of an unpatched site: `call qword ptr [rip + disp32]` reading `slot`.
+pub fn indirect_call(site: u64, slot: u64) -> Option<[u8; 6]> {
+    let disp = i32::try_from(slot.wrapping_sub(site + 6) as i64).ok()?;
+    let d = disp.to_le_bytes();
+    Some([0xff, 0x15, d[0], d[1], d[2], d[3]])
+}
+
+/// How patching went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Patched {
+    /// Sites rewritten into direct calls.
+    pub sites: usize,
+    /// Sites left indirect (not the expected bytes, or out of reach).
+    pub skipped: usize,
+}
+
+static PATCHED: Once<Patched> = Once::new();
+
+/// What [`init`] patched.
+pub fn patched() -> Patched {
+    PATCHED.get().copied().unwrap_or_default()
+}
+
+/// Rewrite every recorded site into a direct call to its slot's target. Text
+/// is read-only on Keel: each site's page is mapped writable through the mmu
+/// group for the write, then read-only again.
+fn patch() -> Patched {
+    use core::sync::atomic::Ordering::SeqCst;
+    let slot_value = |slot: u64| {
+        [
+            &arch::slots::IRQ_DISABLE,
+            &arch::slots::IRQ_ENABLE,
+            &arch::slots::CLOCK_NS,
+        ]
+        .into_iter()
+        .find(|s| s.as_ptr() as u64 == slot)
+        .map(|s| s.load(SeqCst))
+    };
+    let mut p = Patched::default();
+    let keel = choice().platform == Platform::Keel;
+    for s in arch::pv_sites() {
+        let bytes = match (slot_value(s.slot), indirect_call(s.site, s.slot)) {
+            (Some(t), Some(old)) if t != 0 && arch::site_bytes(s.site) == old => {
+                direct_call(s.site, t)
+            }
+            _ => None,
+        };
+        let Some(bytes) = bytes else {
+            p.skipped += 1;
+            continue;
+        };
+        let page = GuestVirt(s.site & !0xfff);
+        let ok = if keel {
+            set_text_writable(page, true).is_ok() && {
+                arch::write_site(s.site, bytes);
+                set_text_writable(page, false).is_ok()
+            }
+        } else {
+            arch::write_site(s.site, bytes);
+            true
+        };
+        if ok {
+            p.sites += 1;
+        } else {
+            p.skipped += 1;
+        }
+    }
+    p
+}
+
+fn set_text_writable(page: GuestVirt, writable: bool) -> Result<(), MmuError> {
+    let slot = l1_slot(page)?;
+    let cur = fault::read_u64(entry_va(slot)?).map_err(MmuError::Fault)?;
+    let new = if writable {
+        cur | PTE_RW
+    } else {
+        cur & !PTE_RW
+    };
+    (ops().mmu.set_pte)(slot, new)?;
+    (ops().mmu.flush_one)(page)
 }
 
 /// The platform's own console: the channel the runner reads verdicts on.
@@ -754,6 +918,31 @@ mod tests {
             s,
             "platform keel; ops cpu=pv mmu=trap time=pv irq=pv console=trap (time and irq stay pv on keel: no local APIC)"
         );
+    }
+
+    #[test]
+    fn site_encodings() {
+        // call qword ptr [rip + 0x100] at 0x401000: disp from the next insn.
+        assert_eq!(
+            indirect_call(0x40_1000, 0x40_1106),
+            Some([0xff, 0x15, 0x00, 0x01, 0x00, 0x00])
+        );
+        // call 0x401005 from 0x401000: rel32 0; backwards is negative.
+        assert_eq!(
+            direct_call(0x40_1000, 0x40_1005),
+            Some([0xe8, 0, 0, 0, 0, 0x90])
+        );
+        assert_eq!(
+            direct_call(0x40_1000, 0x40_0005),
+            Some([0xe8, 0x00, 0xf0, 0xff, 0xff, 0x90])
+        );
+        assert_eq!(direct_call(0x40_1000, 0x1_0000_0000_0000), None);
+        let c = choose(Platform::Keel, Some("cpu"));
+        let (d, _, t) = slot_targets(&c);
+        assert_eq!(d, c_pv_irq_disable as *const () as u64);
+        assert_eq!(t, c_pv_clock_ns as *const () as u64);
+        let (d, _, _) = slot_targets(&choose(Platform::BareMetal, None));
+        assert_eq!(d, c_native_irq_disable as *const () as u64);
     }
 
     #[test]
