@@ -736,12 +736,29 @@ pub fn clock_ns() -> u64 {
     arch::site_clock_ns()
 }
 
-/// The bytes a site becomes: `call rel32; nop`, or `None` if the target is out
-/// of a rel32's reach.
+/// The bytes a site becomes: `cs call rel32` (a segment prefix, ignored in
+/// 64-bit mode, pads the five-byte call to the site's six as one instruction),
+/// or `None` if the target is out of a rel32's reach.
 pub fn direct_call(site: u64, target: u64) -> Option<[u8; 6]> {
-    let rel = i32::try_from(target.wrapping_sub(site + 5) as i64).ok()?;
+    let rel = i32::try_from(target.wrapping_sub(site + 6) as i64).ok()?;
     let r = rel.to_le_bytes();
-    Some([0xe8, r[0], r[1], r[2], r[3], 0x90])
+    Some([0x2e, 0xe8, r[0], r[1], r[2], r[3]])
+}
+
+/// `nopl 0(%rax,%rax,1)`: the five-byte NOP after an inlined one-byte instruction.
+const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
+
+/// The native instruction a site becomes instead of a call, where it fits:
+/// CLI and STI (the native `irq_disable` and `irq_enable`).
+fn inline_native(target: u64) -> Option<[u8; 6]> {
+    let one = |b: u8| [b, NOP5[0], NOP5[1], NOP5[2], NOP5[3], NOP5[4]];
+    if target == c_native_irq_disable as *const () as u64 {
+        Some(one(0xfa))
+    } else if target == c_native_irq_enable as *const () as u64 {
+        Some(one(0xfb))
+    } else {
+        None
+    }
 }
 
 /// The bytes of an unpatched site: `call qword ptr [rip + disp32]` reading `slot`.
@@ -767,7 +784,8 @@ pub fn patched() -> Patched {
     PATCHED.get().copied().unwrap_or_default()
 }
 
-/// Rewrite every recorded site into a direct call to its slot's target. Text
+/// Rewrite every recorded site into a direct call to its slot's target, or into
+/// the native instruction itself where it fits (CLI, STI). Text
 /// is read-only on Keel: each site's page is mapped writable through the mmu
 /// group for the write, then read-only again.
 fn patch() -> Patched {
@@ -787,7 +805,7 @@ fn patch() -> Patched {
     for s in arch::pv_sites() {
         let bytes = match (slot_value(s.slot), indirect_call(s.site, s.slot)) {
             (Some(t), Some(old)) if t != 0 && arch::site_bytes(s.site) == old => {
-                direct_call(s.site, t)
+                inline_native(t).or_else(|| direct_call(s.site, t))
             }
             _ => None,
         };
@@ -927,15 +945,20 @@ mod tests {
             indirect_call(0x40_1000, 0x40_1106),
             Some([0xff, 0x15, 0x00, 0x01, 0x00, 0x00])
         );
-        // call 0x401005 from 0x401000: rel32 0; backwards is negative.
+        // cs call 0x401006 from 0x401000: rel32 0; backwards is negative.
         assert_eq!(
-            direct_call(0x40_1000, 0x40_1005),
-            Some([0xe8, 0, 0, 0, 0, 0x90])
+            direct_call(0x40_1000, 0x40_1006),
+            Some([0x2e, 0xe8, 0, 0, 0, 0])
         );
         assert_eq!(
-            direct_call(0x40_1000, 0x40_0005),
-            Some([0xe8, 0x00, 0xf0, 0xff, 0xff, 0x90])
+            direct_call(0x40_1000, 0x40_0006),
+            Some([0x2e, 0xe8, 0x00, 0xf0, 0xff, 0xff])
         );
+        assert_eq!(
+            inline_native(c_native_irq_disable as *const () as u64),
+            Some([0xfa, 0x0f, 0x1f, 0x44, 0x00, 0x00])
+        );
+        assert_eq!(inline_native(c_pv_irq_disable as *const () as u64), None);
         assert_eq!(direct_call(0x40_1000, 0x1_0000_0000_0000), None);
         let c = choose(Platform::Keel, Some("cpu"));
         let (d, _, t) = slot_targets(&c);

@@ -1280,9 +1280,10 @@ pub fn fn_from_addr(a: u64) -> fn() {
 // A hot operation is called through a *site*: `call qword ptr [rip + slot]`
 // (FF 15 disp32, six bytes), where `slot` holds the chosen implementation's
 // address, and the pair (site, slot) is recorded in `.pv_sites`. Once the table
-// is chosen, `pvops::patch` rewrites each site into `call rel32; nop` (E8 rel32
-// 90, the same six bytes): a direct call, with no load of the slot and no
-// indirect branch.
+// is chosen, `pvops::patch` rewrites each site into `cs call rel32` (2E E8
+// rel32, the same six bytes, one instruction): a direct call, with no load of
+// the slot and no indirect branch; or, where the native instruction fits, into
+// that instruction and a five-byte NOP (CLI or STI).
 // ---------------------------------------------------------------------------
 
 /// One recorded site: the address of its `call` and of its slot.
