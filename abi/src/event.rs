@@ -14,7 +14,7 @@
 //! Bare-metal difference: there is no interrupt controller to program or
 //! acknowledge; masking is a bit in shared memory, so it costs no exit.
 
-use crate::layout::{differs, keel, xen, Family};
+use crate::layout::{keel, xen, Family};
 use crate::version::AbiVersion;
 
 abi_consts! {
@@ -58,7 +58,7 @@ abi_consts! {
     /// `DOMID_SELF`: "the calling domain" in a `domid_t` field.
     DOMID_SELF: u16 = 0x7ff0 => xen("DOMID_SELF");
     /// The number of ports of the 2-level ABI on x86_64 (64 words of 64 bits).
-    EVTCHN_2L_NR_CHANNELS: u32 = 4096 => keel();
+    EVTCHN_2L_NR_CHANNELS: u32 = 4096 => xen("EVTCHN_2L_NR_CHANNELS");
     /// The ports a Keel domain may use: 0 (reserved) to 1023. Xen sizes this per
     /// domain (`max_evtchn_port`); a port at or above it is `-EINVAL`.
     KEEL_NR_EVTCHN_PORTS: u32 = 1024 => keel();
@@ -71,11 +71,7 @@ abi_consts! {
     /// The callback type in bits 63:56 of the parameter value: 2 = a vector;
     /// bits 7:0 are the vector (0x10 ..= 0xff). Keel accepts only this type (and 0,
     /// "no callback").
-    HVM_PARAM_CALLBACK_TYPE_VECTOR: u64 = 2 => differs(
-        Some("HVM_PARAM_CALLBACK_IRQ"),
-        "Xen defines the vector type only in a comment of hvm/params.h \
-         (HVM_PARAM_CALLBACK_TYPE_VECTOR = 2 in bits 63:56); Keel names it, and \
-         accepts no other callback type");
+    HVM_PARAM_CALLBACK_TYPE_VECTOR: u64 = 2 => xen("HVM_PARAM_CALLBACK_TYPE_VECTOR");
     /// Bit position of the callback type in the parameter value.
     HVM_PARAM_CALLBACK_TYPE_SHIFT: u32 = 56 => keel();
     /// The lowest upcall vector `HVM_PARAM_CALLBACK_IRQ` accepts (vectors 0..=15

@@ -51,6 +51,9 @@ use crate::time::{
 };
 use crate::version::{AbiVersion, XenExtraversion, XenFeatureInfo};
 
+mod xen_scope;
+pub use xen_scope::{XenAbsent, XenScope, XEN_NOT_ADOPTED, XEN_SCOPE, XEN_STRUCT_ALIASES};
+
 #[cfg(feature = "alloc")]
 mod check;
 #[cfg(feature = "alloc")]
@@ -1008,16 +1011,6 @@ pub struct Divergence {
     pub why: &'static str,
 }
 
-/// Xen items of a family Keel otherwise shares completely that Keel deliberately
-/// does *not* adopt, with the reason. The cross-check requires every other Xen
-/// `XENVER_*`, `SCHEDOP_*`, `SHUTDOWN_*`, `CONSOLEIO_*` and `SIF_*` constant to
-/// have a Keel counterpart.
-pub const XEN_NOT_ADOPTED: &[(&str, &str)] = &[(
-    "SHUTDOWN_MAX",
-    "a maximum that Xen raised when it added SHUTDOWN_soft_reset; a frozen ABI \
-     cannot promise a bound that grows, so Keel names only the reasons themselves",
-)];
-
 /// Differences from Xen that are not a single constant's value: how Keel uses a
 /// shared number or structure differently.
 pub const BEHAVIOUR_DIVERGENCES: &[Divergence] = &[
@@ -1039,8 +1032,8 @@ pub const BEHAVIOUR_DIVERGENCES: &[Divergence] = &[
         family: Family::StartInfo,
         name: "StartInfo",
         xen: Some("start_info"),
-        why: "same layout; Keel leaves shared_info, store_*, console and mod_* zero in 0.1 \
-              (no shared-info page, xenstore, console ring or module yet)",
+        why: "same layout; Keel fills shared_info since 1.0 (0 in 0.1) and leaves store_*, \
+              console, mod_* and the P2M fields zero (no xenstore, console ring or module)",
     },
 ];
 

@@ -186,8 +186,8 @@ pub struct MulticallEntry {
     pub op: u64,
     /// Written by the hypervisor: the call's return value.
     pub result: u64,
-    /// The arguments (Keel passes the first five, as in registers; the sixth must
-    /// be 0).
+    /// The arguments (Keel passes the first five, as in registers; the sixth is
+    /// ignored).
     pub args: [u64; 6],
 }
 const _: () = {

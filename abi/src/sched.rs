@@ -1,10 +1,12 @@
 //! `sched_op` (hypercall 29): scheduler operations (`xen/include/public/sched.h`).
 //!
-//! `sched_op(cmd, arg)`. Keel 0.1 implements `SCHEDOP_yield` (returns 0: there is
-//! one vCPU and nothing else to run, so it is a no-op that still exits to the
-//! hypervisor) and `SCHEDOP_shutdown` (does not return: the domain ends with the
-//! given reason, which becomes the machine's power-off status). Every other
-//! command returns `-ENOSYS`. Bare-metal difference: a kernel on bare metal halts
+//! `sched_op(cmd, arg)`. Keel implements `SCHEDOP_yield` (since 0.1; returns 0:
+//! there is one vCPU and nothing else to run, so it is a no-op that still exits to
+//! the hypervisor), `SCHEDOP_shutdown` (since 0.1; does not return: the domain ends
+//! with the given reason, which becomes the machine's power-off status), and
+//! `SCHEDOP_block` and `SCHEDOP_poll` (since 1.0; `docs/abi/time.md`). The other
+//! commands (`remote_shutdown`, `shutdown_code`, `watchdog`, `pin_override`)
+//! return `-ENOSYS`. Bare-metal difference: a kernel on bare metal halts
 //! or powers off through ACPI; a Keel guest asks the hypervisor.
 
 use crate::layout::{keel, xen, Family};
@@ -21,13 +23,13 @@ abi_consts! {
     SCHEDOP_SHUTDOWN: u64 = 2 => xen("SCHEDOP_shutdown");
     /// Poll a set of event channels (implemented since 1.0; argument `*const SchedPoll`).
     SCHEDOP_POLL: u64 = 3 => xen("SCHEDOP_poll");
-    /// Shut down another domain (Keel 0.1: `-ENOSYS`).
+    /// Shut down another domain (Keel: `-ENOSYS`).
     SCHEDOP_REMOTE_SHUTDOWN: u64 = 4 => xen("SCHEDOP_remote_shutdown");
-    /// Set the shutdown code without shutting down (Keel 0.1: `-ENOSYS`).
+    /// Set the shutdown code without shutting down (Keel: `-ENOSYS`).
     SCHEDOP_SHUTDOWN_CODE: u64 = 5 => xen("SCHEDOP_shutdown_code");
-    /// Watchdog (Keel 0.1: `-ENOSYS`).
+    /// Watchdog (Keel: `-ENOSYS`).
     SCHEDOP_WATCHDOG: u64 = 6 => xen("SCHEDOP_watchdog");
-    /// Pin override (Keel 0.1: `-ENOSYS`).
+    /// Pin override (Keel: `-ENOSYS`).
     SCHEDOP_PIN_OVERRIDE: u64 = 7 => xen("SCHEDOP_pin_override");
 }
 

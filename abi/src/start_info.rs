@@ -64,7 +64,8 @@ pub struct StartInfo {
     pub magic: [u8; MAGIC_LEN],
     /// Total pages allocated to this domain.
     pub nr_pages: u64,
-    /// Machine address of the shared-info page (Keel 0.1: 0, not provided yet).
+    /// Machine address of the shared-info page (since 1.0; a 0.1 hypervisor
+    /// leaves it 0).
     pub shared_info: MachineAddr,
     /// `SIF_*` flags.
     pub flags: u32,

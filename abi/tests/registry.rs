@@ -55,6 +55,8 @@ const NOT_REGISTERED: &[(&str, &str)] = &[
     ("GOLDEN", "layout metadata, not ABI"),
     ("GOLDEN_MAX", "layout metadata, not ABI"),
     ("XEN_NOT_ADOPTED", "layout metadata, not ABI"),
+    ("XEN_SCOPE", "layout metadata, not ABI"),
+    ("XEN_STRUCT_ALIASES", "layout metadata, not ABI"),
     ("BEHAVIOUR_DIVERGENCES", "layout metadata, not ABI"),
     ("FIXTURE_HEADER", "layout metadata, not ABI"),
 ];

@@ -6,9 +6,10 @@
 //! crate ([`keel_abi::layout`]): every structure, field, constant, hypercall
 //! number and error code that claims to be Xen's ([`XenRelation::Same`]) must
 //! match, every claimed difference ([`XenRelation::Differs`]) must name a Xen
-//! item that exists, and the families Keel shares completely (hypercall numbers,
-//! `XENVER_*`, `SCHEDOP_*`, `SHUTDOWN_*`, `CONSOLEIO_*`, `SIF_*`) must have no Xen
-//! item without a Keel counterpart except those in `layout::XEN_NOT_ADOPTED`.
+//! item that exists, and every family Keel implements (`layout::XEN_SCOPE`: the
+//! headers are read here for every constant, sub-command and structure of the
+//! family) must have no Xen item without a Keel counterpart except those in
+//! `layout::XEN_NOT_ADOPTED`, each with its reason; so must the error codes.
 //!
 //! Without the headers the test FAILS, naming the package to install; set
 //! `KEEL_SKIP_XEN_CHECK=1` to skip it deliberately (it then says so loudly).
@@ -28,6 +29,11 @@ struct Xen {
     consts: BTreeMap<String, u64>,
     hypercalls: BTreeMap<String, u64>,
     errnos: BTreeMap<String, (i32, bool)>,
+    /// Named structures of the headers in `layout::XEN_SCOPE`.
+    scoped_structs: BTreeSet<String>,
+    /// In-scope `#define`s the current interface version hides (old-interface
+    /// blocks): not part of what a guest built today sees.
+    hidden: BTreeSet<String>,
 }
 
 /// `key=value` -> value.
@@ -59,6 +65,12 @@ fn parse(out: &str) -> Xen {
             }
             ["hypercall", name, v] => {
                 x.hypercalls.insert(name.to_string(), v.parse().unwrap());
+            }
+            ["scope", "struct", name] => {
+                x.scoped_structs.insert(name.to_string());
+            }
+            ["scope", "hidden", name] => {
+                x.hidden.insert(name.to_string());
             }
             ["errno", name, v, rest @ ..] => {
                 let internal = rest == ["internal"];
@@ -102,14 +114,28 @@ fn compile_and_run() -> Option<String> {
         );
     }
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/xen-abi-check/xen_abi_check.c");
-    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("xen-abi-check");
+    let mut out = compile_run(&include, &src, "xen-abi-check");
+    // The families' whole extent, read from the headers themselves.
+    let (scope_src, structs) = scope_program(&include);
+    let scope_c = Path::new(env!("CARGO_TARGET_TMPDIR")).join("xen-abi-scope.c");
+    std::fs::write(&scope_c, scope_src).expect("write the scope program");
+    out.push_str(&compile_run(&include, &scope_c, "xen-abi-scope"));
+    for s in structs {
+        out.push_str(&format!("scope struct {s}\n"));
+    }
+    Some(out)
+}
+
+/// Compile one C program against the headers and return what it prints.
+fn compile_run(include: &Path, src: &Path, name: &str) -> String {
+    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
     let out = Command::new(&cc)
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
-        .arg(&include)
+        .arg(include)
         .arg("-o")
         .arg(&exe)
-        .arg(&src)
+        .arg(src)
         .output()
         .unwrap_or_else(|e| {
             panic!("cannot run the C compiler `{cc}` (set CC, or KEEL_SKIP_XEN_CHECK=1): {e}")
@@ -120,9 +146,93 @@ fn compile_and_run() -> Option<String> {
         src.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let run = Command::new(&exe).output().expect("run xen-abi-check");
-    assert!(run.status.success(), "xen-abi-check failed");
-    Some(String::from_utf8(run.stdout).expect("ASCII output"))
+    let run = Command::new(&exe)
+        .output()
+        .expect("run the Xen header program");
+    assert!(run.status.success(), "{name} failed");
+    String::from_utf8(run.stdout).expect("ASCII output")
+}
+
+/// The object-like `#define`s of a header (names only).
+fn defines(text: &str) -> Vec<String> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut v = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.trim_start().strip_prefix('#') else {
+            continue;
+        };
+        let Some(rest) = rest.trim_start().strip_prefix("define") else {
+            continue;
+        };
+        if !rest.starts_with([' ', '\t']) {
+            continue;
+        }
+        let rest = rest.trim_start();
+        let end = rest.find(|c: char| !ident(c)).unwrap_or(rest.len());
+        // `NAME(` is a function-like macro, not a constant.
+        if end > 0 && !rest[end..].starts_with('(') {
+            v.push(rest[..end].to_string());
+        }
+    }
+    v
+}
+
+/// The named structure definitions of a header (`struct name {`, the brace
+/// possibly on the next line).
+fn struct_names(text: &str) -> Vec<String> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut v = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("struct") {
+        let before_ok = rest[..i].chars().last().is_none_or(|c| !ident(c));
+        rest = &rest[i + "struct".len()..];
+        if !before_ok || !rest.starts_with(char::is_whitespace) {
+            continue;
+        }
+        let t = rest.trim_start();
+        let end = t.find(|c: char| !ident(c)).unwrap_or(t.len());
+        if end > 0 && t[end..].trim_start().starts_with('{') {
+            v.push(t[..end].to_string());
+        }
+    }
+    v
+}
+
+/// A C program that prints every in-scope constant of the headers of
+/// `layout::XEN_SCOPE` (`const NAME value`, or `scope hidden NAME` when the
+/// current interface version does not define it), and the in-scope structures.
+fn scope_program(include: &Path) -> (String, BTreeSet<String>) {
+    let mut c = String::from(
+        "#define __XEN_INTERFACE_VERSION__ __XEN_LATEST_INTERFACE_VERSION__\n\
+         /* Toolstack-only items are part of the families too. */\n\
+         #define __XEN_TOOLS__\n\
+         #include <stdint.h>\n#include <stdio.h>\n#include <xen/xen.h>\n",
+    );
+    let mut names = BTreeSet::new();
+    let mut structs = BTreeSet::new();
+    for s in layout::XEN_SCOPE {
+        let path = include.join("xen").join(s.header);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        c.push_str(&format!("#include <xen/{}>\n", s.header));
+        for d in defines(&text) {
+            if s.prefixes.iter().any(|p| d.starts_with(p)) {
+                names.insert(d);
+            }
+        }
+        if s.structs {
+            structs.extend(struct_names(&text));
+        }
+    }
+    c.push_str("int main(void)\n{\n");
+    for n in &names {
+        c.push_str(&format!(
+            "#ifdef {n}\n    printf(\"const %s %llu\\n\", \"{n}\", (unsigned long long)({n}));\n\
+             #else\n    printf(\"scope hidden %s\\n\", \"{n}\");\n#endif\n"
+        ));
+    }
+    c.push_str("    return 0;\n}\n");
+    (c, structs)
 }
 
 /// The result of a comparison.
@@ -138,11 +248,22 @@ fn compare(xen: &Xen) -> Report {
     let mut compared = 0usize;
     let mut differences: Vec<String> = Vec::new();
 
-    // Structures and their fields, both ways.
-    for s in layout::STRUCTS {
-        let XenRelation::Same(xname) = s.xen else {
-            continue;
-        };
+    // Structures and their fields, both ways: each structure's own Xen name,
+    // then the other Xen structures with the same layout.
+    let mut claimed_structs = BTreeSet::new();
+    let own = layout::STRUCTS.iter().filter_map(|s| match s.xen {
+        XenRelation::Same(x) => Some((s, x)),
+        _ => None,
+    });
+    let aliases = layout::XEN_STRUCT_ALIASES.iter().map(|&(k, x)| {
+        let s = layout::STRUCTS
+            .iter()
+            .find(|s| s.name == k)
+            .unwrap_or_else(|| panic!("XEN_STRUCT_ALIASES names no structure {k}"));
+        (s, x)
+    });
+    for (s, xname) in own.chain(aliases) {
+        claimed_structs.insert(xname);
         match xen.structs.get(xname) {
             None => errors.push(format!(
                 "struct {} claims to be Xen's `{xname}`, which xen-abi-check does not print",
@@ -186,6 +307,17 @@ fn compare(xen: &Xen) -> Report {
                     s.name
                 ));
             }
+        }
+    }
+    let absent = |name: &str| layout::XEN_NOT_ADOPTED.iter().any(|a| a.xen == name);
+    for name in &xen.scoped_structs {
+        if absent(name) {
+            differences.push(format!("Xen struct `{name}` not adopted"));
+        } else if !claimed_structs.contains(name.as_str()) {
+            errors.push(format!(
+                "Xen defines `struct {name}` in a family Keel implements, but keel-abi has \
+                 no structure for it (add it, or list it in layout::XEN_NOT_ADOPTED with the reason)"
+            ));
         }
     }
 
@@ -240,18 +372,43 @@ fn compare(xen: &Xen) -> Report {
     // the first, the other two belong to the same difference.
     claimed_consts.insert("XEN_CPUID_SIGNATURE_ECX");
     claimed_consts.insert("XEN_CPUID_SIGNATURE_EDX");
-    for name in xen.consts.keys() {
-        let shared_family = ["XENVER_", "SCHEDOP_", "SHUTDOWN_", "CONSOLEIO_", "SIF_"]
+    // Every constant of an implemented family (layout::XEN_SCOPE) is Keel's or
+    // deliberately absent.
+    let in_scope = |name: &str| {
+        layout::XEN_SCOPE
             .iter()
-            .any(|p| name.starts_with(p));
-        let not_adopted = layout::XEN_NOT_ADOPTED.iter().any(|(n, _)| n == name);
+            .any(|s| s.prefixes.iter().any(|p| name.starts_with(p)))
+    };
+    for name in xen.consts.keys() {
+        let not_adopted = absent(name);
         if not_adopted {
             differences.push(format!("Xen `{name}` not adopted"));
         }
-        if shared_family && !not_adopted && !claimed_consts.contains(name.as_str()) {
+        if in_scope(name) && !not_adopted && !claimed_consts.contains(name.as_str()) {
             errors.push(format!(
                 "Xen defines `{name}` but keel-abi has no constant for it \
                  (add it, or list it in layout::XEN_NOT_ADOPTED with the reason)"
+            ));
+        }
+    }
+    // Every error code Xen returns to guests is Keel's or deliberately absent.
+    for (name, &(_, internal)) in &xen.errnos {
+        let keel = keel_abi::errno::ALL.iter().any(|e| e.name() == Some(name));
+        if !keel && !internal && !absent(name) {
+            errors.push(format!(
+                "Xen error code `{name}` is neither in keel-abi nor in layout::XEN_NOT_ADOPTED"
+            ));
+        }
+    }
+    // An absent item must be one Xen still has (else the entry is stale).
+    for a in layout::XEN_NOT_ADOPTED {
+        let known = xen.consts.contains_key(a.xen)
+            || xen.scoped_structs.contains(a.xen)
+            || xen.errnos.contains_key(a.xen);
+        if !known {
+            errors.push(format!(
+                "layout::XEN_NOT_ADOPTED lists `{}`, which Xen's headers do not define",
+                a.xen
             ));
         }
     }
@@ -313,6 +470,10 @@ fn keel_matches_xen_public_headers() {
         "Xen ABI cross-check against headers of interface {}: {} items equal",
         xen.interface, r.compared
     );
+    eprintln!(
+        "in-scope Xen items the current interface hides (old-interface blocks): {:?}",
+        xen.hidden
+    );
     eprintln!("deliberate differences ({}):", r.differences.len());
     for d in &r.differences {
         eprintln!("  {d}");
@@ -346,6 +507,71 @@ fn a_doctored_xen_output_is_reported() {
         ("hypercall console_io 18", "hypercall console_io 19", "console_io"),
         ("errno ENOSYS 38", "errno ENOSYS 40", "ENOSYS"),
         ("const XENVER_build_id 10", "const XENVER_new_thing 11\nconst XENVER_build_id 10", "XENVER_new_thing"),
+        // The two constants once mislabelled are compared with Xen's own.
+        (
+            "const HVM_PARAM_CALLBACK_TYPE_VECTOR 2",
+            "const HVM_PARAM_CALLBACK_TYPE_VECTOR 3",
+            "HVM_PARAM_CALLBACK_TYPE_VECTOR",
+        ),
+        (
+            "const EVTCHN_2L_NR_CHANNELS 4096",
+            "const EVTCHN_2L_NR_CHANNELS 2048",
+            "EVTCHN_2L_NR_CHANNELS",
+        ),
+        // A new item of each implemented family is reported until it is adopted
+        // or listed as absent.
+        (
+            "const EVTCHNOP_unmask 9",
+            "const EVTCHNOP_unmask 9\nconst EVTCHNOP_new_thing 99",
+            "EVTCHNOP_new_thing",
+        ),
+        (
+            "const VCPUOP_up 1",
+            "const VCPUOP_up 1\nconst VCPUOP_new_thing 99",
+            "VCPUOP_new_thing",
+        ),
+        (
+            "const HVM_PARAM_CALLBACK_IRQ 0",
+            "const HVM_PARAM_CALLBACK_IRQ 0\nconst HVM_PARAM_NEW_THING 99",
+            "HVM_PARAM_NEW_THING",
+        ),
+        (
+            "const MMUEXT_PIN_L1_TABLE 0",
+            "const MMUEXT_PIN_L1_TABLE 0\nconst MMUEXT_NEW_THING 99",
+            "MMUEXT_NEW_THING",
+        ),
+        (
+            "const VIRQ_TIMER 0",
+            "const VIRQ_TIMER 0\nconst VIRQ_NEW_THING 23",
+            "VIRQ_NEW_THING",
+        ),
+        (
+            "const DOMID_SELF 32752",
+            "const DOMID_SELF 32752\nconst DOMID_NEW_THING 32760",
+            "DOMID_NEW_THING",
+        ),
+        (
+            "errno ENOSYS 38",
+            "errno ENOSYS 38\nerrno ENEWTHING 200",
+            "ENEWTHING",
+        ),
+        (
+            "scope struct evtchn_bind_pirq",
+            "scope struct evtchn_bind_pirq\nscope struct evtchn_new_thing",
+            "evtchn_new_thing",
+        ),
+        // An absent entry must name something Xen has.
+        (
+            "const DOMID_COW 32755",
+            "const DOMID_OTHER 32755",
+            "DOMID_COW",
+        ),
+        // The structures sharing EvtchnPort's layout are compared field by field.
+        (
+            "field evtchn_unmask port offset=0 size=4",
+            "field evtchn_unmask port offset=4 size=4",
+            "evtchn_unmask",
+        ),
         (
             "field start_info nr_p2m_frames offset=1160 size=8",
             "field start_info nr_p2m_frames offset=1160 size=8\nfield start_info extra offset=1168 size=8",

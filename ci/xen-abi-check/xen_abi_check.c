@@ -220,6 +220,8 @@ int main(void)
     CONST(HVMOP_set_param);
     CONST(HVMOP_get_param);
     CONST(HVM_PARAM_CALLBACK_IRQ);
+    CONST(HVM_PARAM_CALLBACK_TYPE_VECTOR);
+    CONST(EVTCHN_2L_NR_CHANNELS);
     STRUCT("evtchn_alloc_unbound", struct evtchn_alloc_unbound);
     FIELD("evtchn_alloc_unbound", struct evtchn_alloc_unbound, dom, "dom");
     FIELD("evtchn_alloc_unbound", struct evtchn_alloc_unbound, remote_dom, "remote_dom");
@@ -233,6 +235,10 @@ int main(void)
     FIELD("evtchn_bind_ipi", struct evtchn_bind_ipi, port, "port");
     STRUCT("evtchn_send", struct evtchn_send);
     FIELD("evtchn_send", struct evtchn_send, port, "port");
+    STRUCT("evtchn_close", struct evtchn_close);
+    FIELD("evtchn_close", struct evtchn_close, port, "port");
+    STRUCT("evtchn_unmask", struct evtchn_unmask);
+    FIELD("evtchn_unmask", struct evtchn_unmask, port, "port");
     STRUCT("evtchn_status", struct evtchn_status);
     FIELD("evtchn_status", struct evtchn_status, dom, "dom");
     FIELD("evtchn_status", struct evtchn_status, port, "port");

@@ -235,6 +235,18 @@ pub fn rep_outsb(port: u16, va: GuestVirt, count: u64) -> (StringIoEnd, Result<(
     (StringIoEnd { ptr, rcx }, result(info))
 }
 
+/// `REP OUTSB` through an FS (`gs == false`) or GS override: `count` bytes at
+/// that segment's base + `offset` to `port`; RSI is the offset afterwards.
+pub fn seg_rep_outsb(
+    gs: bool,
+    port: u16,
+    offset: u64,
+    count: u64,
+) -> (StringIoEnd, Result<(), Fault>) {
+    let (ptr, rcx, info) = arch::probe_seg_rep_outsb(gs, port, offset, count);
+    (StringIoEnd { ptr, rcx }, result(info))
+}
+
 /// `REP INSB` of `count` bytes from `port` to `va`; a fault is returned with
 /// where the instruction stopped. Like [`write_u64`] this changes memory: aim it
 /// only at the test's own buffers, or at memory the guest cannot write.
@@ -386,6 +398,51 @@ pub fn write_read_dr(dr7: bool, value: u64) -> Result<u64, Fault> {
 /// Issue one of [`Insn`].
 pub fn insn(i: Insn) -> Result<(), Fault> {
     result(arch::probe_insn(i))
+}
+
+/// The instruction [`single_step`] executes with RFLAGS.TF set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepInsn {
+    /// `VMCALL`: xen_version(XENVER_version).
+    Vmcall,
+    /// `CPUID` leaf 0.
+    Cpuid,
+    /// `RDMSR` of IA32_EFER.
+    Rdmsr,
+    /// `OUT 0x80, AL`.
+    Out,
+    /// `IN AL, DX` from an empty port (0x2e8).
+    In,
+    /// `REP OUTSB` of 1 byte at `a` to an empty port.
+    RepOutsb,
+    /// `MOV CR3, a`.
+    MovCr3,
+    /// `MOV [a], b`: an 8-byte store (into a page-table entry, emulated).
+    Store,
+}
+
+/// How a single-stepped instruction ended ([`single_step`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SingleStep {
+    /// The #DB that followed it (`None`: none was caught).
+    pub db: Option<Fault>,
+    /// The #DB came one instruction late (after the next instruction).
+    pub late: bool,
+    /// DR6 at that #DB.
+    pub dr6: u64,
+}
+
+/// DR6.BS: the #DB was a single-step trap.
+pub const DR6_BS: u64 = 1 << 14;
+
+/// Execute `insn` once with RFLAGS.TF set and report the single-step trap.
+pub fn single_step(insn: StepInsn, a: u64, b: u64) -> SingleStep {
+    let (info, late, dr6) = arch::probe_single_step(insn, a, b);
+    SingleStep {
+        db: decode_exinfo(info, 0),
+        late,
+        dr6,
+    }
 }
 
 /// Report FAILURE unless `r` is a fault with `vector` (and, when given, `error_code`).

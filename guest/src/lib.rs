@@ -58,6 +58,7 @@ pub mod report;
 pub mod start;
 pub mod targets;
 pub mod tsc;
+pub mod user;
 
 pub use fault::{Fault, Vector};
 pub use report::{success, Verdict};

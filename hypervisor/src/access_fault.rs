@@ -12,8 +12,9 @@
 //!   not reach, and the error code built as the CPU builds it: P (bit 0) when the
 //!   translation exists but does not permit the access (a write to a read-only
 //!   page, a reserved bit), clear when an entry is not present; W/R (bit 1) for
-//!   a write; RSVD (bit 3) for a reserved bit; U/S (bit 2) clear, because Keel
-//!   guests run at CPL0; I/D (bit 4) clear: never a fetch.
+//!   a write; RSVD (bit 3) for a reserved bit; U/S (bit 2) set when the
+//!   instruction ran at CPL3 (a user-mode access, which also needs U/S at every
+//!   level of the walk, [`crate::privilege`]); I/D (bit 4) clear: never a fetch.
 //!
 //! [`first_fault`] walks the range a page at a time with exactly the rules
 //! [`crate::guest_mem`] copies with, so an access it finds no fault in is an
@@ -28,11 +29,14 @@ use crate::domain::pagetable::{bytes_to_page_end, walk, WalkFault};
 use crate::domain::Domain;
 use crate::guest_mem::{self, Access};
 use crate::mem::PhysMem;
+use crate::privilege::Mode;
 
 /// #PF error code: the translation was present (a protection fault).
 pub const PF_PRESENT: u32 = 1 << 0;
 /// #PF error code: the access was a write.
 pub const PF_WRITE: u32 = 1 << 1;
+/// #PF error code: the access was a user-mode access (CPL3).
+pub const PF_USER: u32 = 1 << 2;
 /// #PF error code: a reserved bit was set in an entry.
 pub const PF_RSVD: u32 = 1 << 3;
 
@@ -74,6 +78,7 @@ pub fn first_fault<M: PhysMem + ?Sized>(
     va: GuestVirt,
     len: u64,
     access: Access,
+    mode: Mode,
 ) -> Option<AccessFault> {
     let mut done = 0u64;
     while done < len {
@@ -83,10 +88,10 @@ pub fn first_fault<M: PhysMem + ?Sized>(
         if !cur.is_canonical() {
             return Some(AccessFault::GeneralProtection { at: cur });
         }
-        if guest_mem::translate(dom, mem, cr3, cur, access).is_err() {
+        if guest_mem::translate_as(dom, mem, cr3, cur, access, mode).is_err() {
             return Some(AccessFault::PageFault {
                 cr2: cur,
-                error_code: error_code(dom, mem, cr3, cur, access),
+                error_code: error_code(dom, mem, cr3, cur, access, mode),
             });
         }
         done = done.saturating_add(bytes_to_page_end(cur)).min(len);
@@ -102,8 +107,10 @@ fn error_code<M: PhysMem + ?Sized>(
     cr3: Mfn,
     va: GuestVirt,
     access: Access,
+    mode: Mode,
 ) -> u32 {
-    let w = if access == Access::Write { PF_WRITE } else { 0 };
+    let w = if access == Access::Write { PF_WRITE } else { 0 }
+        | if mode == Mode::User { PF_USER } else { 0 };
     let walked = walk(mem, cr3, va, dom.nx_enabled(), |_, table| {
         dom.owns(mem, table)
     });
@@ -121,7 +128,7 @@ fn error_code<M: PhysMem + ?Sized>(
 mod tests {
     extern crate std;
     use super::*;
-    use crate::domain::pagetable::{entry_addr, pte_frame, PTE_P, PTE_RW};
+    use crate::domain::pagetable::{entry_addr, pte_frame, PTE_P, PTE_RW, PTE_US};
     use crate::domain::{build, DomainConfig, DomainId};
     use crate::elf::testimg::typical;
     use crate::elf::GuestImage;
@@ -169,16 +176,40 @@ mod tests {
         let base = dom.layout().virt_base.0;
         let free = va(&dom, dom.layout().first_free);
         assert_eq!(
-            first_fault(&dom, &mem, cr3, GuestVirt(base), 3 * 4096, Access::Read),
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(base),
+                3 * 4096,
+                Access::Read,
+                Mode::Supervisor
+            ),
             None
         );
         assert_eq!(
-            first_fault(&dom, &mem, cr3, GuestVirt(free + 100), 4096, Access::Write),
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(free + 100),
+                4096,
+                Access::Write,
+                Mode::Supervisor
+            ),
             None,
             "two writable pages"
         );
         assert_eq!(
-            first_fault(&dom, &mem, cr3, GuestVirt(0), 0, Access::Write),
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(0),
+                0,
+                Access::Write,
+                Mode::Supervisor
+            ),
             None,
             "an empty range touches nothing"
         );
@@ -192,15 +223,39 @@ mod tests {
         // Starts 4 bytes before the end of the mapped region: the fault is at
         // the first unmapped page, not at the start of the range.
         assert_eq!(
-            first_fault(&dom, &mem, cr3, GuestVirt(end - 4), 8, Access::Read),
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(end - 4),
+                8,
+                Access::Read,
+                Mode::Supervisor
+            ),
             pf(end, 0)
         );
         assert_eq!(
-            first_fault(&dom, &mem, cr3, GuestVirt(end - 4), 8, Access::Write),
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(end - 4),
+                8,
+                Access::Write,
+                Mode::Supervisor
+            ),
             pf(end, PF_WRITE)
         );
         assert_eq!(
-            first_fault(&dom, &mem, cr3, GuestVirt(0x10), 1, Access::Read),
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(0x10),
+                1,
+                Access::Read,
+                Mode::Supervisor
+            ),
             pf(0x10, 0),
             "NULL"
         );
@@ -213,11 +268,27 @@ mod tests {
         // The bootstrap page tables are mapped read-only.
         let pt = va(&dom, dom.layout().page_tables);
         assert_eq!(
-            first_fault(&dom, &mem, cr3, GuestVirt(pt + 8), 8, Access::Write),
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(pt + 8),
+                8,
+                Access::Write,
+                Mode::Supervisor
+            ),
             pf(pt + 8, PF_PRESENT | PF_WRITE)
         );
         assert_eq!(
-            first_fault(&dom, &mem, cr3, GuestVirt(pt + 8), 8, Access::Read),
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(pt + 8),
+                8,
+                Access::Read,
+                Mode::Supervisor
+            ),
             None
         );
         // A writable page, edited in its L1 entry (a direct write of the fake
@@ -228,19 +299,126 @@ mod tests {
         assert_ne!(e & PTE_RW, 0);
         mem.write_u64(slot, e & !PTE_RW);
         assert_eq!(
-            first_fault(&dom, &mem, cr3, GuestVirt(data), 1, Access::Write),
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(data),
+                1,
+                Access::Write,
+                Mode::Supervisor
+            ),
             pf(data, PF_PRESENT | PF_WRITE)
         );
         mem.write_u64(slot, e & !PTE_P);
         assert_eq!(
-            first_fault(&dom, &mem, cr3, GuestVirt(data), 1, Access::Read),
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(data),
+                1,
+                Access::Read,
+                Mode::Supervisor
+            ),
             pf(data, 0)
         );
         // A reserved bit: NX without EFER.NXE.
         mem.write_u64(slot, e | (1 << 63));
         assert_eq!(
-            first_fault(&dom, &mem, cr3, GuestVirt(data), 1, Access::Read),
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(data),
+                1,
+                Access::Read,
+                Mode::Supervisor
+            ),
             pf(data, PF_PRESENT | PF_RSVD)
+        );
+    }
+
+    #[test]
+    fn user_mode_needs_us_at_every_level_and_sets_u() {
+        let (dom, mut mem) = setup();
+        let cr3 = dom.base();
+        let data = va(&dom, dom.layout().first_free);
+        // The builder leaves U/S clear everywhere: a user access is a
+        // protection fault with U set, a supervisor one is fine.
+        assert_eq!(
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(data),
+                1,
+                Access::Read,
+                Mode::User
+            ),
+            pf(data, PF_PRESENT | PF_USER)
+        );
+        assert_eq!(
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(data),
+                1,
+                Access::Write,
+                Mode::User
+            ),
+            pf(data, PF_PRESENT | PF_WRITE | PF_USER)
+        );
+        // U/S on the leaf only: still not a user page (the CPU ANDs the levels).
+        let slot = l1_slot(&dom, &mem, data);
+        let e = mem.read_u64(slot);
+        mem.write_u64(slot, e | PTE_US);
+        assert_eq!(
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(data),
+                1,
+                Access::Read,
+                Mode::User
+            ),
+            pf(data, PF_PRESENT | PF_USER)
+        );
+        // U/S at every level: accessible from user mode.
+        let mut table = cr3;
+        for shift in [39u32, 30, 21] {
+            let at = entry_addr(table, ((data >> shift) & 511) as usize);
+            let e = mem.read_u64(at);
+            mem.write_u64(at, e | PTE_US);
+            table = pte_frame(e);
+        }
+        assert_eq!(
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(data),
+                8,
+                Access::Write,
+                Mode::User
+            ),
+            None
+        );
+        // A not-present page from user mode: U set, P clear.
+        let end = dom.layout().virt_base.0 + 64 * 4096;
+        assert_eq!(
+            first_fault(
+                &dom,
+                &mem,
+                cr3,
+                GuestVirt(end),
+                1,
+                Access::Write,
+                Mode::User
+            ),
+            pf(end, PF_WRITE | PF_USER)
         );
     }
 
@@ -255,7 +433,15 @@ mod tests {
             // Wraps past 2^64.
             (u64::MAX - 3, 8),
         ] {
-            let f = first_fault(&dom, &mem, dom.base(), GuestVirt(va), len, Access::Read);
+            let f = first_fault(
+                &dom,
+                &mem,
+                dom.base(),
+                GuestVirt(va),
+                len,
+                Access::Read,
+                Mode::Supervisor,
+            );
             match f {
                 Some(AccessFault::GeneralProtection { at }) => {
                     assert!(!at.is_canonical());
@@ -274,7 +460,8 @@ mod tests {
                 dom.base(),
                 GuestVirt(0x0000_8000_0000_0000),
                 1,
-                Access::Write
+                Access::Write,
+                Mode::Supervisor
             ),
             Some(AccessFault::GeneralProtection {
                 at: GuestVirt(0x0000_8000_0000_0000)

@@ -707,7 +707,15 @@ above `0x4000_0001` read as zeroes.\n\
 - XSAVE: the guest may set XCR0 to a combination of x87 (required), SSE and AVX\n  \
 (`{:#x}`, intersected with the host's); leaf 0xD describes exactly those, and\n  \
 XSETBV refuses anything else with #GP(0) (see [insns.md](insns.md)). When XSAVE is\n  \
-not offered, leaf 0xD is zeroes and CPUID.1:ECX.XSAVE is 0.\n",
+not offered, leaf 0xD is zeroes and CPUID.1:ECX.XSAVE is 0.\n\
+- Which rule wins: the highest basic leaf first. A leaf above it does not exist for\n  \
+the guest, whatever the table says about it: on a model whose highest basic leaf is\n  \
+below 0xD (`corei5_arrandale_m520`, `corei5_lynnfield_750`: 0xB) leaf 0xD returns\n  \
+the highest basic leaf's data, not zeroes, and XSAVE is not offered (Keel offers it\n  \
+only when the host has leaf 0xD); leaf 4 likewise on a model whose highest basic\n  \
+leaf is below 4. A model with no cache leaf (leaf 4 subleaf 0 of type 0,\n  \
+`bx_generic`) shows no cache: Keel passes the host's list on and invents none. The\n  \
+models and what each lacks: [../platforms.md](../platforms.md).\n",
             hex(MAX_BASIC),
             hex(MAX_EXTENDED),
             XCR0_POLICY
@@ -749,7 +757,23 @@ Registers filtered: ",
         }
         s.push_str(
             "\nLeaf 0xD subleaf 1 EAX shows XSAVEOPT, XSAVEC and XGETBV(ECX=1) only (bits 0-2);\n\
-XSAVES/XRSTORS and XFD stay hidden.\n",
+XSAVES/XRSTORS and XFD stay hidden.\n\n\
+## Differences from Xen\n\n\
+- Xen's hypervisor leaves (`0x4000_0000` to `0x4000_0005`, signature\n  \
+`XenVMMXenVMM`, Xen's version, the hypercall-page MSR, time and HVM/PV feature\n  \
+leaves) are not Keel's: Keel answers signature `KeelKeelKeel`, its ABI version and\n  \
+feature submap in `0x4000_0001`, and zeroes above (see [version.md](version.md)).\n  \
+A guest must not mistake Keel for Xen.\n\
+- Xen builds a policy per domain from a featureset the toolstack may edit, and\n  \
+levels or faults CPUID for PV guests; Keel has one fixed policy (the tables above),\n  \
+applied on every CPUID exit, with no toolstack.\n\
+- Xen hides the same kind of features from PV guests (VMX, MONITOR, x2APIC, PCID,\n  \
+the APIC), but the two allow-lists are not the same list: compare the table above,\n  \
+not Xen's `cpufeatureset.h` annotations.\n\n\
+## Differences from bare metal\n\n\
+Every CPUID executes in the hypervisor (an exit), so it costs far more than on\n\
+bare metal (`cargo keel bench`, docs/performance.md); the topology is always one\n\
+logical processor, whatever the machine has.\n",
         );
         s
     }
@@ -1013,6 +1037,51 @@ mod tests {
             _ => ones_host(l, s),
         };
         assert_eq!(xcr0_supported(&none), 0);
+    }
+
+    /// A host whose highest basic leaf is below 0xD (Nehalem/Westmere: 0xB):
+    /// the beyond-max rule wins over the XSAVE rule, because for this guest leaf
+    /// 0xD does not exist; XSAVE is hidden, so no XCR0 value can disagree with it.
+    #[test]
+    fn below_leaf_0xd_the_beyond_max_rule_wins() {
+        let westmere = |l: u32, s: u32| match l {
+            0 => CpuidResult { eax: 0xb, ..ALL },
+            _ => ones_host(l, s),
+        };
+        assert_eq!(xcr0_supported(&westmere), 0, "no leaf 0xD: no XSAVE");
+        let p = CpuidPolicy::new(&westmere, GuestCpuFeatures::default());
+        let top = p.guest_cpuid(0xb, 0, &westmere);
+        assert_eq!(top, topology(0));
+        assert_eq!(
+            p.guest_cpuid(0xd, 0, &westmere),
+            top,
+            "leaf 0xD is beyond max"
+        );
+        assert_ne!(p.guest_cpuid(0xd, 0, &westmere), CpuidResult::default());
+        assert_eq!(p.guest_cpuid(1, 0, &westmere).ecx & (bit(26) | bit(27)), 0);
+        assert_eq!(p.guest_cpuid(0x16, 0, &westmere), top);
+    }
+
+    /// A host that lists no cache in leaf 4 (its first subleaf has type 0):
+    /// the guest sees none either; Keel does not invent caches.
+    #[test]
+    fn no_host_cache_leaf_means_no_guest_cache() {
+        let no_caches = |l: u32, s: u32| match l {
+            4 => CpuidResult::default(),
+            _ => ones_host(l, s),
+        };
+        let p = CpuidPolicy::new(&no_caches, GuestCpuFeatures::default());
+        for sub in [0, 1, 7] {
+            assert_eq!(p.guest_cpuid(4, sub, &no_caches), CpuidResult::default());
+        }
+        // Highest basic leaf below 4 (leaf 4 beyond max): leaf 4 answers like the
+        // highest basic leaf.
+        let tiny = |l: u32, s: u32| match l {
+            0 => CpuidResult { eax: 2, ..ALL },
+            _ => ones_host(l, s),
+        };
+        let p = CpuidPolicy::new(&tiny, GuestCpuFeatures::default());
+        assert_eq!(p.guest_cpuid(4, 0, &tiny), p.guest_cpuid(2, 0, &tiny));
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! 3. every entry is present, has no reserved bit set (NX without EFER.NXE, PS in
 //!    an L4 entry) and no PS in L3/L2 (Keel has no superpages);
 //! 4. for writes, RW is set at every level (the guest runs with CR0.WP=1, so
-//!    that is what binds its own supervisor writes);
+//!    that is what binds its own supervisor writes); for an access made for
+//!    guest user mode (CPL3, [`crate::privilege`]), U/S is set at every level;
 //! 5. the final frame is owned by the domain, and for writes it is not a
 //!    page-table frame ([`FrameKind`]) but a frame whose page type is `Writable`
 //!    with a non-zero type count ([`crate::mm`]): a hypercall must never become a
@@ -30,6 +31,7 @@ use crate::addr::{GuestVirt, MachineAddr, Mfn, PAGE_SIZE};
 use crate::domain::pagetable::{bytes_to_page_end, entry_addr, walk, Walk};
 use crate::domain::{Domain, FrameKind, PageType};
 use crate::mem::PhysMem;
+use crate::privilege::Mode;
 use keel_abi::Errno;
 
 /// The kind of access a copy makes.
@@ -41,7 +43,8 @@ pub enum Access {
     Write,
 }
 
-/// Translate `va` for `access` under the rules in the module documentation.
+/// Translate `va` for a supervisor-mode `access` (a hypercall's, which only
+/// the guest kernel may make) under the rules in the module documentation.
 pub fn translate<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &M,
@@ -49,22 +52,40 @@ pub fn translate<M: PhysMem + ?Sized>(
     va: GuestVirt,
     access: Access,
 ) -> Result<MachineAddr, Errno> {
-    translate_walk(dom, mem, cr3, va, access).map(|(ma, _)| ma)
+    translate_walk(dom, mem, cr3, va, access, Mode::Supervisor).map(|(ma, _)| ma)
 }
 
-/// [`translate`], with the walk it made.
+/// [`translate`] for an access made with the permissions of `mode`: a
+/// user-mode access also needs U/S at every level of the walk, as the CPU
+/// requires of an access from CPL3 (`crate::privilege`).
+pub fn translate_as<M: PhysMem + ?Sized>(
+    dom: &Domain,
+    mem: &M,
+    cr3: Mfn,
+    va: GuestVirt,
+    access: Access,
+    mode: Mode,
+) -> Result<MachineAddr, Errno> {
+    translate_walk(dom, mem, cr3, va, access, mode).map(|(ma, _)| ma)
+}
+
+/// [`translate_as`], with the walk it made.
 fn translate_walk<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &M,
     cr3: Mfn,
     va: GuestVirt,
     access: Access,
+    mode: Mode,
 ) -> Result<(MachineAddr, Walk), Errno> {
     let w = walk(mem, cr3, va, dom.nx_enabled(), |_, table| {
         dom.owns(mem, table)
     })
     .map_err(|_| Errno::EFAULT)?;
     if access == Access::Write && !w.writable {
+        return Err(Errno::EFAULT);
+    }
+    if mode == Mode::User && !w.user {
         return Err(Errno::EFAULT);
     }
     let ok = match (dom.frame_kind(mem, w.frame), access) {
@@ -148,7 +169,7 @@ impl PageReader {
             Some(w) if w.va_page == va_page && w.cr3 == cr3 => w.ma_page,
             _ => {
                 self.window = None;
-                let (ma, w) = translate_walk(dom, mem, cr3, va, Access::Read)?;
+                let (ma, w) = translate_walk(dom, mem, cr3, va, Access::Read, Mode::Supervisor)?;
                 let mut entries = [MachineAddr(0); 4];
                 for ((e, &table), level) in entries.iter_mut().zip(&w.tables).zip([4, 3, 2, 1]) {
                     *e = entry_addr(table, va.table_index(level));
@@ -183,6 +204,81 @@ impl PageReader {
     }
 }
 
+/// One guest page's translation for reading, kept across calls (and exits)
+/// and checked before each use by re-reading the four entries its walk read.
+///
+/// For reading, [`translate`] is a function of the root (CR3), the four entry
+/// values on the walk and the domain's ownership of the frames they name
+/// (fixed for the domain's lifetime: a domain neither gains nor loses frames
+/// while it runs, and a frame's *type* does not matter to a read). So if the
+/// root is the same and each of the four entries still holds the value it held,
+/// the translation is what a new walk would give, whatever happened in between
+/// (page-table updates, pinning, base switches). Checking costs four dependent
+/// loads and compares instead of a walk with a frame-table lookup per level.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadCache {
+    page: Option<CachedPage>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct CachedPage {
+    va_page: u64,
+    cr3: Mfn,
+    /// The entry values the walk read, L4 first.
+    entries: [u64; 4],
+    ma_page: u64,
+}
+
+impl ReadCache {
+    /// A cache holding nothing.
+    pub const fn new() -> ReadCache {
+        ReadCache { page: None }
+    }
+
+    /// [`translate`] for [`Access::Read`]: the same answer or the same error.
+    pub fn translate<M: PhysMem + ?Sized>(
+        &mut self,
+        dom: &Domain,
+        mem: &M,
+        cr3: Mfn,
+        va: GuestVirt,
+    ) -> Result<MachineAddr, Errno> {
+        let off = va.page_offset();
+        let va_page = va.0 - off;
+        if let Some(c) = &self.page {
+            if c.va_page == va_page && c.cr3 == cr3 && still_holds(mem, c, va) {
+                return Ok(MachineAddr(c.ma_page + off));
+            }
+        }
+        self.page = None;
+        let (ma, w) = translate_walk(dom, mem, cr3, va, Access::Read)?;
+        let mut entries = [0u64; 4];
+        for ((e, &table), level) in entries.iter_mut().zip(&w.tables).zip([4, 3, 2, 1]) {
+            *e = mem.read_u64(entry_addr(table, va.table_index(level)));
+        }
+        self.page = Some(CachedPage {
+            va_page,
+            cr3,
+            entries,
+            ma_page: ma.0 - off,
+        });
+        Ok(ma)
+    }
+}
+
+/// Whether the four entries on `va`'s walk from `c.cr3` still hold `c.entries`.
+#[inline]
+fn still_holds<M: PhysMem + ?Sized>(mem: &M, c: &CachedPage, va: GuestVirt) -> bool {
+    let mut table = c.cr3;
+    for (&want, level) in c.entries.iter().zip([4, 3, 2, 1]) {
+        if mem.read_u64(entry_addr(table, va.table_index(level))) != want {
+            return false;
+        }
+        table = crate::domain::pagetable::pte_frame(want);
+    }
+    true
+}
+
 /// `N` bytes at `at` (within one frame): 8-byte words when aligned, bytes
 /// otherwise.
 fn read_words<const N: usize, M: PhysMem + ?Sized>(mem: &M, at: MachineAddr) -> [u8; N] {
@@ -205,7 +301,7 @@ fn for_each_piece<M: PhysMem + ?Sized>(
     cr3: Mfn,
     va: GuestVirt,
     len: usize,
-    access: Access,
+    (access, mode): (Access, Mode),
     mut f: impl FnMut(MachineAddr, usize, usize),
 ) -> Result<(), Errno> {
     let len64 = u64::try_from(len).map_err(|_| Errno::EFAULT)?;
@@ -217,7 +313,7 @@ fn for_each_piece<M: PhysMem + ?Sized>(
     while done < len {
         let cur = GuestVirt(va.0.wrapping_add(done as u64));
         let n = (bytes_to_page_end(cur) as usize).min(len - done);
-        let ma = translate(dom, mem, cr3, cur, access)?;
+        let ma = translate_as(dom, mem, cr3, cur, access, mode)?;
         f(ma, done, n);
         done += n;
     }
@@ -234,11 +330,19 @@ pub fn check_range<M: PhysMem + ?Sized>(
     len: usize,
     access: Access,
 ) -> Result<(), Errno> {
-    for_each_piece(dom, mem, cr3, va, len, access, |_, _, _| {})
+    for_each_piece(
+        dom,
+        mem,
+        cr3,
+        va,
+        len,
+        (access, Mode::Supervisor),
+        |_, _, _| {},
+    )
 }
 
-/// Copy `out.len()` bytes from guest-virtual `va` into `out`. On error `out` may
-/// hold part of the data.
+/// Copy `out.len()` bytes from guest-virtual `va` into `out` (a supervisor-mode
+/// read). On error `out` may hold part of the data.
 pub fn copy_from_guest<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &M,
@@ -246,16 +350,36 @@ pub fn copy_from_guest<M: PhysMem + ?Sized>(
     va: GuestVirt,
     out: &mut [u8],
 ) -> Result<(), Errno> {
-    let len = out.len();
-    for_each_piece(dom, mem, cr3, va, len, Access::Read, |ma, off, n| {
-        if let Some(dst) = out.get_mut(off..off + n) {
-            mem.read(ma, dst);
-        }
-    })
+    copy_from_guest_as(dom, mem, cr3, va, out, Mode::Supervisor)
 }
 
-/// Copy `data` to guest-virtual `va`. Every page is checked first: on error
-/// nothing has been written.
+/// [`copy_from_guest`] with the permissions of `mode`.
+pub fn copy_from_guest_as<M: PhysMem + ?Sized>(
+    dom: &Domain,
+    mem: &M,
+    cr3: Mfn,
+    va: GuestVirt,
+    out: &mut [u8],
+    mode: Mode,
+) -> Result<(), Errno> {
+    let len = out.len();
+    for_each_piece(
+        dom,
+        mem,
+        cr3,
+        va,
+        len,
+        (Access::Read, mode),
+        |ma, off, n| {
+            if let Some(dst) = out.get_mut(off..off + n) {
+                mem.read(ma, dst);
+            }
+        },
+    )
+}
+
+/// Copy `data` to guest-virtual `va` (a supervisor-mode write). Every page is
+/// checked first: on error nothing has been written.
 pub fn copy_to_guest<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &mut M,
@@ -263,7 +387,27 @@ pub fn copy_to_guest<M: PhysMem + ?Sized>(
     va: GuestVirt,
     data: &[u8],
 ) -> Result<(), Errno> {
-    check_range(dom, mem, cr3, va, data.len(), Access::Write)?;
+    copy_to_guest_as(dom, mem, cr3, va, data, Mode::Supervisor)
+}
+
+/// [`copy_to_guest`] with the permissions of `mode`.
+pub fn copy_to_guest_as<M: PhysMem + ?Sized>(
+    dom: &Domain,
+    mem: &mut M,
+    cr3: Mfn,
+    va: GuestVirt,
+    data: &[u8],
+    mode: Mode,
+) -> Result<(), Errno> {
+    for_each_piece(
+        dom,
+        mem,
+        cr3,
+        va,
+        data.len(),
+        (Access::Write, mode),
+        |_, _, _| {},
+    )?;
     // Second pass: translate again and write. The checks are repeated (a write
     // could only change a translation by landing in a frame the guest uses as a
     // table without it being typed as one, which the page types rule out; the
@@ -272,7 +416,7 @@ pub fn copy_to_guest<M: PhysMem + ?Sized>(
     while done < data.len() {
         let cur = GuestVirt(va.0.wrapping_add(done as u64));
         let n = (bytes_to_page_end(cur) as usize).min(data.len() - done);
-        let ma = translate(dom, mem, cr3, cur, Access::Write)?;
+        let ma = translate_as(dom, mem, cr3, cur, Access::Write, mode)?;
         if let Some(src) = data.get(done..done + n) {
             mem.write(ma, src);
         }

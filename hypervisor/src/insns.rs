@@ -288,6 +288,14 @@ accesses, INVLPG, HLT and VMCALL are described with paging, events and hypercall
 host has them (see [cpuid.md](cpuid.md), leaf 0xD); the guest starts with XCR0 = 1.",
             if RDPMC_ALLOWED { "yes" } else { "no" }
         );
+        s.push_str(
+            "\n## Differences from Xen\n\n\
+A Xen PV kernel runs in ring 3 (x86_64), so its privileged instructions fault into\n\
+Xen, which emulates a few (I/O, CR and MSR access, CPUID with the forced-emulation\n\
+prefix or CPUID faulting) and refuses the rest. A Keel guest runs at CPL0 in VMX\n\
+non-root operation, so the table above is VT-x's exits, as for a Xen HVM or PVH\n\
+guest; Keel's answers are its own (this page), not Xen's device model.\n",
+        );
         s
     }
 }

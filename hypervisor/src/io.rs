@@ -305,6 +305,68 @@ impl IoBus {
     }
 }
 
+/// A segment register, numbered as the VMCS instruction-information field
+/// numbers it (SDM 28.2.5: 0 ES, 1 CS, 2 SS, 3 DS, 4 FS, 5 GS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Segment {
+    /// ES.
+    Es,
+    /// CS.
+    Cs,
+    /// SS.
+    Ss,
+    /// DS.
+    Ds,
+    /// FS.
+    Fs,
+    /// GS.
+    Gs,
+}
+
+impl Segment {
+    /// From the 3-bit field; `None` for 6 and 7.
+    pub const fn from_info(bits: u64) -> Option<Segment> {
+        match bits & 7 {
+            0 => Some(Segment::Es),
+            1 => Some(Segment::Cs),
+            2 => Some(Segment::Ss),
+            3 => Some(Segment::Ds),
+            4 => Some(Segment::Fs),
+            5 => Some(Segment::Gs),
+            _ => None,
+        }
+    }
+
+    /// Whether its base takes part in 64-bit addressing: only FS's and GS's
+    /// (SDM vol. 1, 3.3.7.1: the CPU treats the others' bases as 0).
+    pub const fn has_base_in_long_mode(self) -> bool {
+        matches!(self, Segment::Fs | Segment::Gs)
+    }
+}
+
+/// The segment of OUTS's memory operand in 64-bit mode, from the
+/// instruction's bytes (for CPUs that do not report it in the
+/// instruction-information field): DS, unless a segment-override prefix says
+/// otherwise (the last one counts). INS always writes ES:RDI, which no prefix
+/// overrides. Scanning stops at the first byte that is not a legacy prefix; a
+/// REX prefix must come last and is skipped.
+pub fn outs_segment(insn: &[u8]) -> Segment {
+    let mut seg = Segment::Ds;
+    for &b in insn {
+        seg = match b {
+            0x26 => Segment::Es,
+            0x2e => Segment::Cs,
+            0x36 => Segment::Ss,
+            0x3e => Segment::Ds,
+            0x64 => Segment::Fs,
+            0x65 => Segment::Gs,
+            0xf0 | 0xf2 | 0xf3 | 0x66 | 0x67 | 0x40..=0x4f => seg,
+            _ => break,
+        };
+    }
+    seg
+}
+
 /// `docs/abi/io.md`, generated from [`PORTS`].
 #[cfg(test)]
 pub mod markdown {
@@ -323,9 +385,13 @@ Every port access exits to Keel. The guest sees an empty bus with the devices\n\
 below. **Every other port reads all ones and drops writes**; Keel logs each such\n\
 port once (`keel: vmx: domain N reads port 0x...: no device`). An access of 2 or 4\n\
 bytes is that many one-byte accesses to consecutive ports. INS/OUTS work on the\n\
-same devices (64-bit addressing, either direction of RFLAGS.DF; a REP prefix is\n\
+same devices (64-bit addressing, either direction of RFLAGS.DF; OUTS reads\n\
+DS:RSI or, under a segment-override prefix, that segment, so FS and GS add their\n\
+bases as in any 64-bit access; INS writes ES:RDI; a REP prefix is\n\
 emulated up to 4096 elements per exit, then the instruction resumes). Keel\n\
-moves the data through the guest's page tables with the guest's permissions; an\n\
+moves the data through the guest's page tables with the permissions of the\n\
+privilege level that executed the instruction (at CPL3, with IOPL=3, a user-mode\n\
+access: U/S must be set at every level, and a `#PF` has U set in its error code); an\n\
 element the guest could not access raises what the CPU would raise (a `#PF` with\n\
 CR2 and the error code, or `#GP(0)` for a non-canonical address), after the\n\
 elements before it are done: RSI/RDI and, under REP, RCX count them, and RIP stays\n\
@@ -356,6 +422,14 @@ Transmitted bytes are printed line by line as `(dN:com1) <text>`: CR is dropped,
 a byte outside printable ASCII (and tab) is shown as `.`, a line longer than 120\n\
 bytes is split, and a partial line is printed when the domain ends.\n",
         );
+        s.push_str(
+            "\n## Differences from Xen\n\n\
+A Xen PV guest has no I/O ports unless the toolstack grants them (an I/O bitmap\n\
+or IOPL through `physdev_op`, normally for dom0 only); an unprivileged PV kernel's\n\
+IN/OUT faults. A Xen HVM guest sees the ports of its device model (QEMU). Keel\n\
+has neither: every access exits, and the guest sees an empty bus with the\n\
+devices above.\n",
+        );
         s
     }
 }
@@ -365,6 +439,34 @@ mod tests {
     use super::*;
     use crate::mem::fake::FakeConsole;
     use proptest::prelude::*;
+
+    #[test]
+    fn outs_segment_overrides() {
+        // rep outsb; fs rep outsb; rep gs outsb (order among prefixes is free);
+        // the last override wins; REX before the opcode; a 16-bit OUTSW.
+        assert_eq!(outs_segment(&[0xf3, 0x6e]), Segment::Ds);
+        assert_eq!(outs_segment(&[0x64, 0xf3, 0x6e]), Segment::Fs);
+        assert_eq!(outs_segment(&[0xf3, 0x65, 0x6e]), Segment::Gs);
+        assert_eq!(outs_segment(&[0x64, 0x65, 0x6e]), Segment::Gs);
+        assert_eq!(outs_segment(&[0x65, 0x2e, 0x6e]), Segment::Cs);
+        assert_eq!(outs_segment(&[0x64, 0x66, 0x48, 0x6f]), Segment::Fs);
+        // A prefix-like byte after the opcode is not a prefix.
+        assert_eq!(outs_segment(&[0x6e, 0x64]), Segment::Ds);
+        assert_eq!(outs_segment(&[]), Segment::Ds);
+        for (bits, seg, base) in [
+            (0, Segment::Es, false),
+            (1, Segment::Cs, false),
+            (2, Segment::Ss, false),
+            (3, Segment::Ds, false),
+            (4, Segment::Fs, true),
+            (5, Segment::Gs, true),
+        ] {
+            assert_eq!(Segment::from_info(bits), Some(seg));
+            assert_eq!(seg.has_base_in_long_mode(), base);
+        }
+        assert_eq!(Segment::from_info(6), None);
+        assert_eq!(Segment::from_info(7), None);
+    }
 
     fn text(c: &FakeConsole) -> std::string::String {
         std::string::String::from_utf8(c.out.clone()).unwrap()

@@ -5,7 +5,8 @@
 //! 1. `arch/boot.rs`: multiboot headers and the 32-bit entry that switches to long mode.
 //! 2. `boot_info.rs`: what the boot loader told us (memory map, command line, modules).
 //! 3. `frames.rs`: the machine frame allocator, which never hands out reserved frames.
-//! 4. `arch/*`: GDT/IDT/TSS, exceptions, serial console, ACPI, power-off.
+//! 4. `arch/*`: GDT/IDT/TSS, exceptions, serial console, ACPI, power-off; `console.rs`:
+//!    the console ring, its drain and its filter.
 //! 5. `vmx/caps.rs`, `vmx/controls.rs`: what the CPU offers, and the controls we derive from it.
 //! 6. `vmx/checks.rs`: the SDM's VM-entry checks, in software, before VMLAUNCH.
 //! 7. `elf.rs`, `domain/`: parsing a guest image and building a direct-paging domain.
@@ -23,6 +24,7 @@
 pub mod addr;
 pub mod arch;
 pub mod boot_info;
+pub mod console;
 pub mod cpuid;
 pub mod frames;
 pub mod insns;
@@ -35,10 +37,12 @@ pub mod access_fault;
 pub mod domain;
 pub mod elf;
 pub mod event;
+pub mod exception;
 pub mod guest_mem;
 pub mod hypercall;
 pub mod mm;
 pub mod perf;
+pub mod privilege;
 pub mod time;
 
 #[cfg(test)]

@@ -186,6 +186,9 @@ mod bare {
             module.cmdline.as_str(),
             frames.free_count()
         );
+        // The boot log goes out before the guest runs: draining it is boot
+        // time, not the guest's.
+        arch::serial::flush();
         let mut console = arch::serial::SerialConsole;
         let end = vmx::hw::run_domain(&mut cpu, &mut dom, &mut mem, &mut console, &mut frames);
         let status = domain_end_status(end);

@@ -44,6 +44,22 @@ pub trait PhysMem {
     fn write_u64(&mut self, at: MachineAddr, v: u64) {
         self.write(at, &v.to_le_bytes());
     }
+    /// Hand `f` the `len` bytes at `at` (the range must not cross a frame
+    /// boundary), in one or more consecutive pieces. The default copies through
+    /// a small buffer; the direct map lends the memory itself (no copy). For
+    /// data read once and consumed as it is read (console output).
+    fn read_with(&self, at: MachineAddr, len: usize, f: &mut dyn FnMut(&[u8])) {
+        let mut chunk = [0u8; 256];
+        let mut done = 0usize;
+        while done < len {
+            let n = chunk.len().min(len - done);
+            if let Some(c) = chunk.get_mut(..n) {
+                self.read(MachineAddr(at.0 + done as u64), c);
+                f(c);
+            }
+            done += n;
+        }
+    }
     /// This memory as the hypervisor's direct map, if that is what it is: code
     /// holding a `dyn PhysMem` can then run a hot loop on the concrete type, with
     /// every word access inlined (see `hypercall::run_mmu_batch`).
@@ -87,8 +103,26 @@ pub trait FrameSource {
 
 /// A console the hypervisor prints guest output on.
 pub trait Console {
-    /// Write bytes, as they are (the caller adds any prefix).
+    /// Write bytes, as they are (the caller adds any prefix and filters the
+    /// text); one call is one record (a whole line where the caller has one),
+    /// kept together and in order with every other record.
     fn write_bytes(&mut self, bytes: &[u8]);
+    /// Write one record made of several pieces (prefix, text, newline), kept
+    /// together.
+    fn write_parts(&mut self, parts: &[&[u8]]) {
+        for p in parts {
+            self.write_bytes(p);
+        }
+    }
+    /// Move buffered output towards the device without waiting (the exit path
+    /// calls this after every exit). Nothing to do for an unbuffered console.
+    #[inline]
+    fn pump(&mut self) {}
+    /// Move buffered output to the device while the TSC is below `deadline`
+    /// (the CPU would idle until then otherwise).
+    fn drain_until(&mut self, deadline: u64) {
+        let _ = deadline;
+    }
 }
 
 /// Test doubles shared by the host unit tests of every policy module.

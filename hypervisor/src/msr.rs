@@ -590,6 +590,14 @@ processor, no VMX, no reachable APIC, and write-back memory.\n\n\
                 m.why
             );
         }
+        s.push_str(
+            "\n## Differences from Xen\n\n\
+Xen builds an MSR policy per domain and, by default since Xen 4.15, raises #GP for\n\
+an MSR outside it, as Keel does for every MSR not in the table above. The two\n\
+lists are not the same: compare the table above, not Xen's `msr.c`. Xen PV\n\
+kernels reach MSRs only through Xen's emulation of their faulting RDMSR/WRMSR;\n\
+a Keel guest executes them at CPL0 and each one exits.\n",
+        );
         s
     }
 }

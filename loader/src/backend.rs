@@ -29,7 +29,188 @@ pub enum Backend {
     Native,
 }
 
+/// The CPU models Bochs 2.7 offers (`bochs-bin --help cpu`, Debian's build).
+pub const BOCHS_CPU_MODELS: &[&str] = &[
+    "bx_generic",
+    "pentium",
+    "pentium_mmx",
+    "amd_k6_2_chomper",
+    "p2_klamath",
+    "p3_katmai",
+    "p4_willamette",
+    "core_duo_t2400_yonah",
+    "atom_n270",
+    "p4_prescott_celeron_336",
+    "athlon64_clawhammer",
+    "athlon64_venice",
+    "turion64_tyler",
+    "phenom_8650_toliman",
+    "core2_penryn_t9600",
+    "corei5_lynnfield_750",
+    "corei5_arrandale_m520",
+    "corei7_sandy_bridge_2600k",
+    "zambezi",
+    "trinity_apu",
+    "ryzen",
+    "corei7_ivy_bridge_3770k",
+    "corei7_haswell_4770",
+    "broadwell_ult",
+    "corei7_skylake_x",
+    "corei3_cnl",
+    "corei7_icelake_u",
+    "tigerlake",
+];
+
+/// The x86 CPU models QEMU offers (`qemu-system-x86_64 -cpu help`, QEMU 7.2 as
+/// Debian 12 ships it). A model may be followed by `,feature` options; only the
+/// name before the first comma is checked.
+pub const QEMU_CPU_MODELS: &[&str] = &[
+    "486",
+    "486-v1",
+    "Broadwell",
+    "Broadwell-IBRS",
+    "Broadwell-noTSX",
+    "Broadwell-noTSX-IBRS",
+    "Broadwell-v1",
+    "Broadwell-v2",
+    "Broadwell-v3",
+    "Broadwell-v4",
+    "Cascadelake-Server",
+    "Cascadelake-Server-noTSX",
+    "Cascadelake-Server-v1",
+    "Cascadelake-Server-v2",
+    "Cascadelake-Server-v3",
+    "Cascadelake-Server-v4",
+    "Cascadelake-Server-v5",
+    "Conroe",
+    "Conroe-v1",
+    "Cooperlake",
+    "Cooperlake-v1",
+    "Cooperlake-v2",
+    "Denverton",
+    "Denverton-v1",
+    "Denverton-v2",
+    "Denverton-v3",
+    "Dhyana",
+    "Dhyana-v1",
+    "Dhyana-v2",
+    "EPYC",
+    "EPYC-IBPB",
+    "EPYC-Milan",
+    "EPYC-Milan-v1",
+    "EPYC-Rome",
+    "EPYC-Rome-v1",
+    "EPYC-Rome-v2",
+    "EPYC-v1",
+    "EPYC-v2",
+    "EPYC-v3",
+    "Haswell",
+    "Haswell-IBRS",
+    "Haswell-noTSX",
+    "Haswell-noTSX-IBRS",
+    "Haswell-v1",
+    "Haswell-v2",
+    "Haswell-v3",
+    "Haswell-v4",
+    "Icelake-Server",
+    "Icelake-Server-noTSX",
+    "Icelake-Server-v1",
+    "Icelake-Server-v2",
+    "Icelake-Server-v3",
+    "Icelake-Server-v4",
+    "Icelake-Server-v5",
+    "Icelake-Server-v6",
+    "IvyBridge",
+    "IvyBridge-IBRS",
+    "IvyBridge-v1",
+    "IvyBridge-v2",
+    "KnightsMill",
+    "KnightsMill-v1",
+    "Nehalem",
+    "Nehalem-IBRS",
+    "Nehalem-v1",
+    "Nehalem-v2",
+    "Opteron_G1",
+    "Opteron_G1-v1",
+    "Opteron_G2",
+    "Opteron_G2-v1",
+    "Opteron_G3",
+    "Opteron_G3-v1",
+    "Opteron_G4",
+    "Opteron_G4-v1",
+    "Opteron_G5",
+    "Opteron_G5-v1",
+    "Penryn",
+    "Penryn-v1",
+    "SandyBridge",
+    "SandyBridge-IBRS",
+    "SandyBridge-v1",
+    "SandyBridge-v2",
+    "Skylake-Client",
+    "Skylake-Client-IBRS",
+    "Skylake-Client-noTSX-IBRS",
+    "Skylake-Client-v1",
+    "Skylake-Client-v2",
+    "Skylake-Client-v3",
+    "Skylake-Client-v4",
+    "Skylake-Server",
+    "Skylake-Server-IBRS",
+    "Skylake-Server-noTSX-IBRS",
+    "Skylake-Server-v1",
+    "Skylake-Server-v2",
+    "Skylake-Server-v3",
+    "Skylake-Server-v4",
+    "Skylake-Server-v5",
+    "Snowridge",
+    "Snowridge-v1",
+    "Snowridge-v2",
+    "Snowridge-v3",
+    "Snowridge-v4",
+    "Westmere",
+    "Westmere-IBRS",
+    "Westmere-v1",
+    "Westmere-v2",
+    "athlon",
+    "athlon-v1",
+    "core2duo",
+    "core2duo-v1",
+    "coreduo",
+    "coreduo-v1",
+    "kvm32",
+    "kvm32-v1",
+    "kvm64",
+    "kvm64-v1",
+    "n270",
+    "n270-v1",
+    "pentium",
+    "pentium-v1",
+    "pentium2",
+    "pentium2-v1",
+    "pentium3",
+    "pentium3-v1",
+    "phenom",
+    "phenom-v1",
+    "qemu32",
+    "qemu32-v1",
+    "qemu64",
+    "qemu64-v1",
+    "base",
+    "host",
+    "max",
+];
+
+/// The memory Bochs 2.7 accepts (`megs:`; its `host_size` range is 1 to 2048 MiB).
+pub const BOCHS_MEM_MIB: std::ops::RangeInclusive<u32> = 1..=2048;
+/// The memory the tool gives QEMU: at least 1 MiB, at most 1 TiB (QEMU's own
+/// limit is higher; the host's memory is the real one).
+pub const QEMU_MEM_MIB: std::ops::RangeInclusive<u32> = 1..=1 << 20;
+/// Bochs 2.7's `ips` range.
+pub const BOCHS_IPS: std::ops::RangeInclusive<u64> = 1_000_000..=4_294_967_295;
+
 impl Backend {
+    /// Every backend, in the order the command line lists them.
+    pub const ALL: &'static [Backend] = &[Self::Kvm, Self::Bochs, Self::Tcg, Self::Native];
+
     /// The name used on the command line.
     pub const fn name(self) -> &'static str {
         match self {
@@ -50,6 +231,32 @@ impl Backend {
         match self {
             Self::Bochs => BOCHS_TOOLS,
             Self::Kvm | Self::Tcg | Self::Native => QEMU_TOOLS,
+        }
+    }
+
+    /// The CPU models this backend offers.
+    pub const fn cpu_models(self) -> &'static [&'static str] {
+        match self {
+            Self::Bochs => BOCHS_CPU_MODELS,
+            Self::Kvm | Self::Tcg | Self::Native => QEMU_CPU_MODELS,
+        }
+    }
+
+    /// Is `model` one of this backend's CPU models? (QEMU's `model,+feature`
+    /// form is checked by its model name.)
+    pub fn has_cpu_model(self, model: &str) -> bool {
+        let name = match self {
+            Self::Bochs => model,
+            Self::Kvm | Self::Tcg | Self::Native => model.split(',').next().unwrap_or(model),
+        };
+        self.cpu_models().contains(&name)
+    }
+
+    /// The machine memory sizes (MiB) this backend accepts.
+    pub const fn mem_range_mib(self) -> std::ops::RangeInclusive<u32> {
+        match self {
+            Self::Bochs => BOCHS_MEM_MIB,
+            Self::Kvm | Self::Tcg | Self::Native => QEMU_MEM_MIB,
         }
     }
 
@@ -74,22 +281,21 @@ impl fmt::Display for Backend {
 impl FromStr for BackendChoice {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "auto" => Self::Auto,
-            "kvm" => Self::Fixed(Backend::Kvm),
-            "bochs" => Self::Fixed(Backend::Bochs),
-            "tcg" => Self::Fixed(Backend::Tcg),
-            "native" => Self::Fixed(Backend::Native),
-            _ => {
-                return Err(format!(
-                    "unknown backend {s:?} (auto, kvm, bochs, tcg, native)"
-                ))
-            }
-        })
+        if s == "auto" {
+            return Ok(Self::Auto);
+        }
+        Backend::ALL
+            .iter()
+            .find(|b| b.name() == s)
+            .map(|&b| Self::Fixed(b))
+            .ok_or_else(|| format!("unknown backend {s:?} ({})", Self::NAMES.join(", ")))
     }
 }
 
 impl BackendChoice {
+    /// Every name the command line accepts: `auto`, then every backend's.
+    pub const NAMES: &'static [&'static str] = &["auto", "kvm", "bochs", "tcg", "native"];
+
     /// The concrete backend, and a sentence saying why it was chosen.
     pub fn resolve(self, probe: &KvmProbe) -> (Backend, String) {
         match self {
@@ -113,12 +319,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cpu_models_and_memory() {
+        for b in Backend::ALL {
+            assert!(b.has_cpu_model(b.default_cpu_model()), "{b}");
+        }
+        assert!(Backend::Bochs.has_cpu_model("tigerlake"));
+        assert!(!Backend::Bochs.has_cpu_model("nosuch"));
+        assert!(!Backend::Bochs.has_cpu_model("qemu64"));
+        assert!(Backend::Tcg.has_cpu_model("Skylake-Server,+vmx"));
+        assert!(!Backend::Tcg.has_cpu_model("tigerlake"));
+        assert!(Backend::Bochs.mem_range_mib().contains(&2048));
+        assert!(!Backend::Bochs.mem_range_mib().contains(&4096));
+        assert!(Backend::Tcg.mem_range_mib().contains(&4096));
+    }
+
+    #[test]
     fn parse_and_resolve() {
         assert_eq!("auto".parse(), Ok(BackendChoice::Auto));
         assert_eq!("tcg".parse(), Ok(BackendChoice::Fixed(Backend::Tcg)));
         assert!("vmware".parse::<BackendChoice>().is_err());
         assert_eq!("native".parse(), Ok(BackendChoice::Fixed(Backend::Native)));
         assert!(!Backend::Native.runs_keel() && Backend::Tcg.runs_keel());
+        // The command line's list is every backend's name, after `auto`.
+        let names: Vec<&str> = Backend::ALL.iter().map(|b| b.name()).collect();
+        assert_eq!(BackendChoice::NAMES[0], "auto");
+        assert_eq!(BackendChoice::NAMES[1..], names[..]);
+        for n in BackendChoice::NAMES {
+            assert!(n.parse::<BackendChoice>().is_ok(), "{n}");
+        }
 
         let nested = KvmProbe {
             dev_kvm: Ok(()),

@@ -39,8 +39,8 @@
 //! that stopped measuring is not a pass. A new figure is reported, not failed.
 
 use crate::backend::Backend;
-use crate::json::{self, Value};
 use crate::runner::{self, TestProgram};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -580,8 +580,28 @@ fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), num)
 }
 
+/// The change from `base` to `now` in percent, as the table shows it.
+fn percent(base: f64, now: f64) -> String {
+    if base == 0.0 {
+        if now == 0.0 {
+            "0.0%".into()
+        } else {
+            "from 0".into()
+        }
+    } else {
+        let p = (now - base) / base * 100.0;
+        if p.abs() < 0.05 {
+            "0.0%".into()
+        } else {
+            format!("{p:+.1}%")
+        }
+    }
+}
+
 /// The table, one line per figure, with a header saying what the numbers are.
-pub fn table(r: &Report) -> String {
+/// With a `baseline` (measured on the same machine), each figure's cost is shown
+/// beside the baseline's and the change in percent.
+pub fn table(r: &Report, baseline: Option<&Report>) -> String {
     let mut s = String::new();
     let unit = r.machine.unit();
     let _ = writeln!(s, "{}", r.machine.unit_sentence(r.runs));
@@ -592,11 +612,16 @@ pub fn table(r: &Report) -> String {
         .max()
         .unwrap_or(6)
         .max(6);
+    let baseline = baseline.filter(|b| b.machine == r.machine);
+    let (bw, cw) = if baseline.is_some() { (10, 8) } else { (0, 0) };
+    let sep = if baseline.is_some() { "  " } else { "" };
     let _ = writeln!(
         s,
-        "{:<w$}  {:>15}  {:>10}  {:>10}  {:>8}  {:>8}  {:>9}  {:>7}",
+        "{:<w$}  {:>15}{sep}{:>bw$}{sep}{:>cw$}  {:>10}  {:>10}  {:>8}  {:>8}  {:>9}  {:>7}",
         "figure",
         format!("{unit}/op"),
+        if baseline.is_some() { "baseline" } else { "" },
+        if baseline.is_some() { "change" } else { "" },
         "min/op",
         "max/op",
         "exits/op",
@@ -609,9 +634,15 @@ pub fn table(r: &Report) -> String {
         match &f.measure {
             Measure::Measured(m) => {
                 let per = m.per as f64;
+                let base = baseline.map(|b| b.get(&f.key()).and_then(Figure::measured));
+                let (bcol, ccol) = match base {
+                    None => (String::new(), String::new()),
+                    Some(None) => ("-".into(), "new".into()),
+                    Some(Some(b)) => (num(b.cost()), percent(b.cost(), m.cost())),
+                };
                 let _ = writeln!(
                     s,
-                    "{:<w$}  {:>15}  {:>10}  {:>10}  {:>8}  {:>8}  {:>9}  {:>7}",
+                    "{:<w$}  {:>15}{sep}{bcol:>bw$}{sep}{ccol:>cw$}  {:>10}  {:>10}  {:>8}  {:>8}  {:>9}  {:>7}",
                     f.key(),
                     num(m.cost()),
                     num(m.min / per),
@@ -687,195 +718,220 @@ pub fn pv_vs_trap(r: &Report) -> String {
 // ---------------------------------------------------------------------------
 // JSON
 
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
+/// A number as the JSON files hold it: an integral value without a fraction
+/// (`174`, not `174.0`, as the files have always had it), others in Rust's
+/// shortest round-trip form; not finite is `null`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Num(f64);
+
+impl Serialize for Num {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v = self.0;
+        if !v.is_finite() {
+            s.serialize_none()
+        } else if v.fract() == 0.0 && v.abs() < 9.0e15 {
+            s.serialize_i64(v as i64)
+        } else {
+            s.serialize_f64(v)
         }
     }
-    o.push('"');
-    o
 }
 
-/// A number in JSON: integers without a fraction, others with enough digits to
-/// read back exactly (Rust's shortest round-trip form).
-fn json_num(v: f64) -> String {
-    if !v.is_finite() {
-        "null".into()
-    } else if v.fract() == 0.0 && v.abs() < 9.0e15 {
-        format!("{v:.0}")
-    } else {
-        format!("{v}")
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        f64::deserialize(d).map(Num)
     }
 }
 
-fn json_opt(v: Option<f64>) -> String {
-    v.map_or_else(|| "null".into(), json_num)
+/// The file form of a report (also the baseline's), as written: stable key
+/// order, so a baseline update reads well in a diff; the derived numbers (cost,
+/// per-operation ratios, the floor ratio) are written for readers and not read
+/// back.
+#[derive(Serialize)]
+struct ReportFile {
+    format: &'static str,
+    backend: String,
+    cpu_model: String,
+    ips: u64,
+    unit: &'static str,
+    runs: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rustc: Option<String>,
+    figures: Vec<FigureFile>,
 }
 
-/// The report as JSON (also the baseline's format). Stable key order, one figure
-/// per block, so a baseline update reads well in a diff.
+#[derive(Serialize)]
+struct FigureFile {
+    key: String,
+    program: String,
+    name: String,
+    #[serde(flatten)]
+    measure: MeasureFile,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum MeasureFile {
+    Missing {
+        missing: String,
+    },
+    Measured {
+        n: u64,
+        per: u64,
+        cost: Num,
+        min: Num,
+        p10: Num,
+        median: Num,
+        p90: Num,
+        max: Num,
+        exits: Option<Num>,
+        vmreads: Option<Num>,
+        vmwrites: Option<Num>,
+        exits_per_op: Option<Num>,
+        vmcs_per_op: Option<Num>,
+        vmcs_per_exit: Option<Num>,
+        vs_floor: Option<Num>,
+        reasons: BTreeMap<u32, Num>,
+    },
+}
+
+/// The file form as read: what [`to_json`] writes less the derived numbers.
+#[derive(Deserialize)]
+struct ReportIn {
+    backend: String,
+    cpu_model: String,
+    ips: u64,
+    runs: usize,
+    #[serde(default)]
+    rustc: Option<String>,
+    figures: Vec<FigureIn>,
+}
+
+#[derive(Deserialize)]
+struct FigureIn {
+    program: String,
+    name: String,
+    missing: Option<String>,
+    n: Option<u64>,
+    per: Option<u64>,
+    min: Option<f64>,
+    p10: Option<f64>,
+    median: Option<f64>,
+    p90: Option<f64>,
+    max: Option<f64>,
+    exits: Option<f64>,
+    vmreads: Option<f64>,
+    vmwrites: Option<f64>,
+    #[serde(default)]
+    reasons: BTreeMap<u32, f64>,
+}
+
+impl FigureIn {
+    fn figure(self) -> Result<Figure, String> {
+        let key = format!("{}/{}", self.program, self.name);
+        let need = |v: Option<f64>, k: &str| v.ok_or_else(|| format!("figure {key}: no {k:?}"));
+        let measure = match self.missing {
+            Some(why) => Measure::Missing(why),
+            None => Measure::Measured(Measured {
+                n: self.n.ok_or_else(|| format!("figure {key}: no \"n\""))?,
+                per: self
+                    .per
+                    .ok_or_else(|| format!("figure {key}: no \"per\""))?,
+                min: need(self.min, "min")?,
+                p10: need(self.p10, "p10")?,
+                median: need(self.median, "median")?,
+                p90: need(self.p90, "p90")?,
+                max: need(self.max, "max")?,
+                exits: self.exits,
+                vmreads: self.vmreads,
+                vmwrites: self.vmwrites,
+                reasons: self.reasons,
+            }),
+        };
+        Ok(Figure {
+            program: self.program,
+            name: self.name,
+            measure,
+        })
+    }
+}
+
+/// The report as JSON (also the baseline's format).
 pub fn to_json(r: &Report) -> String {
-    let mut s = String::new();
-    let m = &r.machine;
-    let _ = writeln!(s, "{{");
-    let _ = writeln!(s, "  \"format\": {},", json_str(JSON_FORMAT));
-    let _ = writeln!(s, "  \"backend\": {},", json_str(&m.backend));
-    let _ = writeln!(s, "  \"cpu_model\": {},", json_str(&m.cpu_model));
-    let _ = writeln!(s, "  \"ips\": {},", m.ips);
-    let _ = writeln!(s, "  \"unit\": {},", json_str(m.unit()));
-    let _ = writeln!(s, "  \"runs\": {},", r.runs);
-    if let Some(v) = &r.rustc {
-        let _ = writeln!(s, "  \"rustc\": {},", json_str(v));
-    }
-    let _ = writeln!(s, "  \"figures\": [");
-    let floor = r.floor();
-    for (i, f) in r.figures.iter().enumerate() {
-        let _ = writeln!(s, "    {{");
-        let _ = writeln!(s, "      \"key\": {},", json_str(&f.key()));
-        let _ = writeln!(s, "      \"program\": {},", json_str(&f.program));
-        let _ = write!(s, "      \"name\": {}", json_str(&f.name));
-        match &f.measure {
-            Measure::Missing(why) => {
-                let _ = writeln!(s, ",\n      \"missing\": {}", json_str(why));
-            }
-            Measure::Measured(x) => {
-                let _ = writeln!(s, ",");
-                let rows = [
-                    ("n", json_num(x.n as f64)),
-                    ("per", json_num(x.per as f64)),
-                    ("cost", json_num(x.cost())),
-                    ("min", json_num(x.min)),
-                    ("p10", json_num(x.p10)),
-                    ("median", json_num(x.median)),
-                    ("p90", json_num(x.p90)),
-                    ("max", json_num(x.max)),
-                    ("exits", json_opt(x.exits)),
-                    ("vmreads", json_opt(x.vmreads)),
-                    ("vmwrites", json_opt(x.vmwrites)),
-                    ("exits_per_op", json_opt(x.exits_per_op())),
-                    ("vmcs_per_op", json_opt(x.vmcs_per_op())),
-                    ("vmcs_per_exit", json_opt(x.vmcs_per_exit())),
-                    (
-                        "vs_floor",
-                        json_opt(floor.filter(|fl| *fl > 0.0).map(|fl| x.cost() / fl)),
-                    ),
-                ];
-                for (k, v) in rows {
-                    let _ = writeln!(s, "      \"{k}\": {v},");
-                }
-                let reasons: Vec<String> = x
-                    .reasons
-                    .iter()
-                    .map(|(r, c)| format!("\"{r}\": {}", json_num(*c)))
-                    .collect();
-                let _ = writeln!(s, "      \"reasons\": {{{}}}", reasons.join(", "));
-            }
-        }
-        let _ = writeln!(
-            s,
-            "    }}{}",
-            if i + 1 < r.figures.len() { "," } else { "" }
-        );
-    }
-    let _ = writeln!(s, "  ]");
-    let _ = writeln!(s, "}}");
+    let floor = r.floor().filter(|fl| *fl > 0.0);
+    let file = ReportFile {
+        format: JSON_FORMAT,
+        backend: r.machine.backend.clone(),
+        cpu_model: r.machine.cpu_model.clone(),
+        ips: r.machine.ips,
+        unit: r.machine.unit(),
+        runs: r.runs,
+        rustc: r.rustc.clone(),
+        figures: r
+            .figures
+            .iter()
+            .map(|f| FigureFile {
+                key: f.key(),
+                program: f.program.clone(),
+                name: f.name.clone(),
+                measure: match &f.measure {
+                    Measure::Missing(why) => MeasureFile::Missing {
+                        missing: why.clone(),
+                    },
+                    Measure::Measured(x) => MeasureFile::Measured {
+                        n: x.n,
+                        per: x.per,
+                        cost: Num(x.cost()),
+                        min: Num(x.min),
+                        p10: Num(x.p10),
+                        median: Num(x.median),
+                        p90: Num(x.p90),
+                        max: Num(x.max),
+                        exits: x.exits.map(Num),
+                        vmreads: x.vmreads.map(Num),
+                        vmwrites: x.vmwrites.map(Num),
+                        exits_per_op: x.exits_per_op().map(Num),
+                        vmcs_per_op: x.vmcs_per_op().map(Num),
+                        vmcs_per_exit: x.vmcs_per_exit().map(Num),
+                        vs_floor: floor.map(|fl| Num(x.cost() / fl)),
+                        reasons: x.reasons.iter().map(|(k, v)| (*k, Num(*v))).collect(),
+                    },
+                },
+            })
+            .collect(),
+    };
+    let mut s = serde_json::to_string_pretty(&file).expect("a report always serializes");
+    s.push('\n');
     s
-}
-
-fn num_of(v: &Value, k: &str) -> Result<f64, String> {
-    match v.get(k) {
-        Some(Value::Number(n)) => Ok(*n),
-        _ => Err(format!("no number {k:?}")),
-    }
-}
-
-fn opt_num_of(v: &Value, k: &str) -> Result<Option<f64>, String> {
-    match v.get(k) {
-        Some(Value::Number(n)) => Ok(Some(*n)),
-        Some(Value::Null) | None => Ok(None),
-        _ => Err(format!("{k:?} is not a number")),
-    }
-}
-
-fn str_of<'a>(v: &'a Value, k: &str) -> Result<&'a str, String> {
-    v.get(k)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("no string {k:?}"))
 }
 
 /// Read a report (or the baseline) written by [`to_json`].
 pub fn from_json(text: &str) -> Result<Report, String> {
-    let v = json::parse(text)?;
-    let format = str_of(&v, "format")?;
+    #[derive(Deserialize)]
+    struct Format {
+        format: String,
+    }
+    // The format first, so another format is named as such, not as a missing field.
+    let Format { format } = serde_json::from_str(text).map_err(|e| e.to_string())?;
     if format != JSON_FORMAT {
         return Err(format!(
             "format {format:?}, this tool reads {JSON_FORMAT:?}"
         ));
     }
-    let machine = MachineId {
-        backend: str_of(&v, "backend")?.to_string(),
-        cpu_model: str_of(&v, "cpu_model")?.to_string(),
-        ips: num_of(&v, "ips")? as u64,
-    };
-    let runs = num_of(&v, "runs")? as usize;
-    let mut figures = Vec::new();
-    for f in v
-        .get("figures")
-        .and_then(Value::as_array)
-        .ok_or("no \"figures\" array")?
-    {
-        let program = str_of(f, "program")?.to_string();
-        let name = str_of(f, "name")?.to_string();
-        let ctx = |e: String| format!("figure {program}/{name}: {e}");
-        let measure = if let Some(why) = f.get("missing").and_then(Value::as_str) {
-            Measure::Missing(why.to_string())
-        } else {
-            let mut reasons = BTreeMap::new();
-            if let Some(Value::Object(m)) = f.get("reasons") {
-                for (k, c) in m {
-                    let r: u32 = k.parse().map_err(|_| ctx(format!("reason {k:?}")))?;
-                    if let Value::Number(c) = c {
-                        reasons.insert(r, *c);
-                    }
-                }
-            }
-            Measure::Measured(Measured {
-                n: num_of(f, "n").map_err(ctx)? as u64,
-                per: num_of(f, "per").map_err(ctx)? as u64,
-                min: num_of(f, "min").map_err(ctx)?,
-                p10: num_of(f, "p10").map_err(ctx)?,
-                median: num_of(f, "median").map_err(ctx)?,
-                p90: num_of(f, "p90").map_err(ctx)?,
-                max: num_of(f, "max").map_err(ctx)?,
-                exits: opt_num_of(f, "exits").map_err(ctx)?,
-                vmreads: opt_num_of(f, "vmreads").map_err(ctx)?,
-                vmwrites: opt_num_of(f, "vmwrites").map_err(ctx)?,
-                reasons,
-            })
-        };
-        figures.push(Figure {
-            program,
-            name,
-            measure,
-        });
-    }
-    let rustc = v.get("rustc").and_then(Value::as_str).map(String::from);
+    let file: ReportIn = serde_json::from_str(text).map_err(|e| e.to_string())?;
     Ok(Report {
-        machine,
-        runs,
-        rustc,
-        figures,
+        machine: MachineId {
+            backend: file.backend,
+            cpu_model: file.cpu_model,
+            ips: file.ips,
+        },
+        runs: file.runs,
+        rustc: file.rustc,
+        figures: file
+            .figures
+            .into_iter()
+            .map(FigureIn::figure)
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -917,8 +973,8 @@ pub struct Comparison {
     pub lost: Vec<String>,
     /// Figures the baseline does not have a measurement for.
     pub new: Vec<String>,
-    /// Figures compared.
-    pub compared: usize,
+    /// The figures compared, with the cost's change: `key: base -> now (+x%)`.
+    pub compared: Vec<String>,
 }
 
 impl Comparison {
@@ -983,10 +1039,14 @@ impl Comparison {
                 "to record these deliberately: cargo keel bench --update-baseline, and commit {BASELINE_PATH} on its own"
             );
         }
+        let _ = writeln!(s, "compared with the baseline (cost per operation):");
+        for k in &self.compared {
+            let _ = writeln!(s, "  {k}");
+        }
         let _ = writeln!(
             s,
             "{} figure(s) compared: {}",
-            self.compared,
+            self.compared.len(),
             if self.ok() {
                 "none worse than the baseline"
             } else {
@@ -1025,7 +1085,12 @@ pub fn compare(
         };
         match (b.measured(), now.measured()) {
             (Some(bm), Some(nm)) => {
-                c.compared += 1;
+                c.compared.push(format!(
+                    "{key}: {} -> {} ({})",
+                    num(bm.cost()),
+                    num(nm.cost()),
+                    percent(bm.cost(), nm.cost())
+                ));
                 for ((metric, bv), (_, nv)) in metrics(bm).into_iter().zip(metrics(nm)) {
                     let (Some(bv), Some(nv)) = (bv, nv) else {
                         if bv.is_some() {
@@ -1134,6 +1199,32 @@ pub fn select_programs(all: &[TestProgram], patterns: &[String]) -> Vec<TestProg
                 .iter()
                 .any(|p| runner::glob_match(&prog_of(p), &t.name))
         })
+        .collect()
+}
+
+/// The patterns that select nothing: no bench program, and no figure among
+/// `known` (the figures of the baseline, or of a run). A pattern with a `/`
+/// must match a `program/figure` key.
+pub fn unmatched<'p>(
+    all: &[TestProgram],
+    known: &[Figure],
+    patterns: &'p [String],
+) -> Vec<&'p str> {
+    let bench = || {
+        all.iter()
+            .filter(|t| t.category == keel_abi::note::TestCategory::Bench)
+    };
+    patterns
+        .iter()
+        .filter(|p| {
+            let program_matches =
+                !p.contains('/') && bench().any(|t| runner::glob_match(p, &t.name));
+            !program_matches
+                && !known
+                    .iter()
+                    .any(|f| keep_figure(f, std::slice::from_ref(*p)))
+        })
+        .map(String::as_str)
         .collect()
 }
 
@@ -1331,7 +1422,25 @@ mod tests {
         let back = from_json(&text).unwrap();
         assert_eq!(back, r);
         assert!(from_json("{}").is_err());
+        assert!(from_json("not json").is_err());
+        let no_median = text.replacen("\"median\": 131,", "", 1);
+        assert!(from_json(&no_median).is_err(), "{no_median}");
+        // Integral numbers are written without a fraction, as they always were.
+        assert!(text.contains("\"median\": 131,"), "{text}");
+        assert!(text.contains("\"exits\": null"), "{text}");
         assert!(from_json(&text.replace(JSON_FORMAT, "other/9")).is_err());
+    }
+
+    /// The committed baseline (written by the hand-made writer this replaced, and
+    /// by this one since) reads, and writing it back loses nothing.
+    #[test]
+    fn the_committed_baseline_reads() {
+        let ws = crate::cargo::Workspace::locate().unwrap();
+        let text = std::fs::read_to_string(ws.root().join(BASELINE_PATH)).unwrap();
+        let base = from_json(&text).unwrap();
+        assert!(base.figures.len() > 10);
+        assert!(base.floor().is_some());
+        assert_eq!(from_json(&to_json(&base)).unwrap(), base);
     }
 
     #[test]
@@ -1347,7 +1456,16 @@ mod tests {
         ]);
         let c = compare(&base, &same, |_| true, TOLERANCE);
         assert!(c.ok(), "{}", c.render());
-        assert_eq!(c.compared, 2);
+        assert_eq!(
+            c.compared,
+            ["b/floor: 100 -> 102 (+2.0%)", "b/null: 200 -> 200 (0.0%)"]
+        );
+        assert!(
+            c.render().contains("\n  b/null: 200 -> 200 (0.0%)\n"),
+            "{}",
+            c.render()
+        );
+        assert!(c.render().contains("2 figure(s) compared"));
         // +2.5%: fails, and says which figure and number.
         let worse = report(vec![
             fig("b", "floor", measured(100.0, 1.0, 4.0)),
@@ -1471,7 +1589,7 @@ mod tests {
             .collect();
         assert_eq!(rdmsr, ["bench_pvops/rdmsr", "missing", "300", "-"], "{t}");
         assert!(!t.contains("floor"), "{t}");
-        assert!(table(&r).contains("PV beside native"));
+        assert!(table(&r, None).contains("PV beside native"));
         assert_eq!(
             pv_vs_trap(&report(vec![fig("p", "floor", measured(1.0, 0.0, 0.0))])),
             ""
@@ -1489,7 +1607,8 @@ mod tests {
                 Measure::Missing("ENOSYS".into()),
             ),
         ]);
-        let t = table(&r);
+        let t = table(&r, None);
+        assert!(!t.contains("baseline"), "{t}");
         assert!(t.contains("Bochs instruction counts"), "{t}");
         assert!(t.contains("instructions/op"), "{t}");
         assert!(t.contains("1.50"), "{t}");
@@ -1497,10 +1616,41 @@ mod tests {
         let mut kvm = r.clone();
         kvm.machine.backend = "kvm".into();
         kvm.runs = 5;
-        let t = table(&kvm);
+        let t = table(&kvm, None);
         assert!(t.contains("hardware TSC cycles"), "{t}");
         assert!(t.contains("medians over 5 run(s)"), "{t}");
         assert!(t.contains("cycles/op"), "{t}");
+        // Beside a baseline of the same machine: its cost and the change.
+        let base = report(vec![
+            fig("bench_hypercalls", "floor", measured(110.0, 1.0, 4.0)),
+            fig("bench_hypercalls", "xen_version", measured(150.0, 1.0, 4.0)),
+        ]);
+        let mut now = r.clone();
+        now.figures
+            .push(fig("bench_new", "x", measured(7.0, 1.0, 4.0)));
+        let t = table(&now, Some(&base));
+        let line = |k: &str| -> Vec<String> {
+            t.lines()
+                .find(|l| l.starts_with(k))
+                .unwrap()
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        };
+        assert!(
+            t.lines().nth(1).unwrap().contains("baseline    change"),
+            "{t}"
+        );
+        let floor = line("bench_hypercalls/floor ");
+        assert_eq!(floor[1..4], ["100", "110", "-9.1%"], "{t}");
+        let xv = line("bench_hypercalls/xen_version");
+        assert_eq!(xv[1..4], ["150", "150", "0.0%"], "{t}");
+        let new = line("bench_new/x");
+        assert_eq!(new[1..4], ["7", "-", "new"], "{t}");
+        // Another machine's baseline is not beside it.
+        let mut other = base.clone();
+        other.machine.cpu_model = "tigerlake".into();
+        assert!(!table(&now, Some(&other)).contains("baseline"));
     }
 
     #[test]
@@ -1555,5 +1705,17 @@ mod tests {
         assert!(keep_figure(&f, &["*/floor".into()]));
         assert!(!keep_figure(&f, &["xen_*".into()]));
         assert!(keep_figure(&f, &[]));
+        // A pattern that selects nothing is named; one that names a known figure
+        // or a program is not.
+        let known = [f.clone()];
+        let pats: Vec<String> = ["floor", "bench_mmu", "nosuch", "hello", "bench_mmu/x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            unmatched(&all, &known, &pats),
+            ["nosuch", "hello", "bench_mmu/x"]
+        );
+        assert!(unmatched(&all, &known, &[]).is_empty());
     }
 }

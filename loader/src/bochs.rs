@@ -9,7 +9,10 @@
 //! The bochsrc follows `shared/notes/bochs.md`: `rfb` display with `timeout=0`
 //! (Debian's Bochs has no `nogui`; rfb listens without waiting for a client),
 //! COM1 to a file we tail, a fixed RTC with `sync=none` (runs are byte-for-byte
-//! repeatable), `magic_break` (the hypervisor's success exit), and
+//! repeatable), `magic_break: enabled=0` (a guest can execute `xchg bx, bx` in
+//! VMX non-root mode, and with the magic breakpoint on, that would stop Bochs
+//! with exit code 0: nothing a guest executes may end the run; the hypervisor
+//! leaves through the shutdown port, exit code 1, for every status), and
 //! `reset_on_triple_fault=0` so a triple fault ends the run instead of rebooting.
 
 use crate::error::{Context, Result};
@@ -51,7 +54,7 @@ ata0-master: type=cdrom, path=\"{iso}\", status=inserted
 boot: cdrom
 com1: enabled=1, mode=file, dev=\"{serial}\"
 port_e9_hack: enabled=1
-magic_break: enabled=1
+magic_break: enabled=0
 display_library: rfb, options=\"timeout=0\"
 panic: action=fatal
 speaker: enabled=0
@@ -69,7 +72,9 @@ log: \"{log}\"
 }
 
 /// The debugger script: Debian's Bochs has the internal debugger, which stops at
-/// t=0 (`c` continues) and again at a magic breakpoint (`quit`: exit status 0).
+/// t=0 (`c` continues). Should it ever stop again (the magic breakpoint is off),
+/// `quit` ends the run with exit code 0, which the runner never takes as a
+/// clean power-off ([`crate::machine::expected_emulator_code`]).
 pub const RC_SCRIPT: &str = "c\nquit\n";
 
 /// Quote one word for grub.cfg (GRUB's shell-like lexer): plain words as they are,
@@ -171,7 +176,7 @@ mod tests {
             "ata0-master: type=cdrom, path=\"keel.iso\", status=inserted",
             "boot: cdrom",
             "com1: enabled=1, mode=file, dev=\"serial.txt\"",
-            "magic_break: enabled=1",
+            "magic_break: enabled=0",
             "display_library: rfb, options=\"timeout=0\"",
             "panic: action=fatal",
             "log: \"bochs.log\"",

@@ -12,7 +12,7 @@
 //! guest-side hypercall wrappers) in the hypervisor's build too.
 
 use crate::error::{Context, Result};
-use crate::json;
+use serde::Deserialize;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -66,7 +66,7 @@ impl Workspace {
         arts.into_iter()
             .find(|a| a.name == "keel-hypervisor")
             .map(|a| a.path)
-            .ok_or_else(|| crate::error::Error::new("cargo built no keel-hypervisor executable"))
+            .ok_or_else(|| anyhow::anyhow!("cargo built no keel-hypervisor executable"))
     }
 
     /// Build every guest program (`keel-guest`'s bins); returns them sorted by name.
@@ -78,8 +78,21 @@ impl Workspace {
 
     /// `cargo build --release --target x86_64-unknown-none <args>`, returning the
     /// executables cargo reports. With `quiet`, cargo's diagnostics are shown only
-    /// if the build fails; otherwise they stream to our standard error.
+    /// if the build fails; otherwise they stream to our standard error. The first
+    /// build of a run makes sure the toolchain has the target ([`ensure_target`]).
     pub fn build(&self, args: &[&str], quiet: bool) -> Result<Vec<Artifact>> {
+        static TARGET_CHECKED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+        {
+            let mut checked = TARGET_CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+            if !*checked {
+                ensure_target(
+                    std::ffi::OsStr::new("rustup"),
+                    &self.root,
+                    &mut std::io::stderr(),
+                )?;
+                *checked = true;
+            }
+        }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.current_dir(&self.root)
@@ -128,19 +141,102 @@ impl Workspace {
     }
 }
 
+/// What [`ensure_target`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetCheck {
+    /// The toolchain has the target.
+    Present,
+    /// It had not; `rustup target add` added it.
+    Added,
+    /// There is no rustup to ask (a toolchain installed otherwise): the build
+    /// says whether the target is there.
+    NoRustup,
+}
+
+/// Make sure the toolchain `dir` builds with (its `rust-toolchain.toml`) has the
+/// bare-metal target, adding it with `rustup target add` if not, and saying so on
+/// `log`. rustup installs a toolchain file's targets only when it installs the
+/// toolchain itself, so a machine that had the pinned toolchain already (from
+/// another project) lacks the target, and the first build would fail deep inside
+/// with "can't find crate for `core`".
+pub fn ensure_target(
+    rustup: &std::ffi::OsStr,
+    dir: &Path,
+    log: &mut dyn std::io::Write,
+) -> Result<TargetCheck> {
+    let listed = match Command::new(rustup)
+        .args(["target", "list", "--installed"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TargetCheck::NoRustup),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "running {} target list --installed",
+                    rustup.to_string_lossy()
+                )
+            })
+        }
+    };
+    if !listed.status.success() {
+        crate::bail!(
+            "{} target list --installed failed ({}) in {}",
+            rustup.to_string_lossy(),
+            listed.status,
+            dir.display()
+        );
+    }
+    if String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .any(|l| l.trim() == BARE_METAL_TARGET)
+    {
+        return Ok(TargetCheck::Present);
+    }
+    let _ = writeln!(
+        log,
+        "keel: the toolchain has no {BARE_METAL_TARGET} target (the images are built for it); adding it: rustup target add {BARE_METAL_TARGET}"
+    );
+    let status = Command::new(rustup)
+        .args(["target", "add", BARE_METAL_TARGET])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("running rustup target add {BARE_METAL_TARGET}"))?;
+    if !status.success() {
+        crate::bail!(
+            "rustup target add {BARE_METAL_TARGET} failed ({status}); run it by hand in {}",
+            dir.display()
+        );
+    }
+    let _ = writeln!(log, "keel: added the {BARE_METAL_TARGET} target");
+    Ok(TargetCheck::Added)
+}
+
 /// The executables in cargo's JSON messages (`compiler-artifact` with an
 /// `executable`), by bin target name.
 pub fn parse_artifacts(messages: &str) -> Vec<Artifact> {
+    #[derive(Deserialize)]
+    struct Message {
+        reason: String,
+        target: Option<Target>,
+        executable: Option<PathBuf>,
+    }
+    #[derive(Deserialize)]
+    struct Target {
+        name: String,
+    }
     messages
         .lines()
-        .filter_map(|l| json::parse(l).ok())
-        .filter(|m| m.get("reason").and_then(json::Value::as_str) == Some("compiler-artifact"))
+        .filter_map(|l| serde_json::from_str::<Message>(l).ok())
+        .filter(|m| m.reason == "compiler-artifact")
         .filter_map(|m| {
-            let exe = m.get("executable")?.as_str()?;
-            let name = m.get("target")?.get("name")?.as_str()?;
             Some(Artifact {
-                name: name.to_string(),
-                path: PathBuf::from(exe),
+                name: m.target?.name,
+                path: m.executable?,
             })
         })
         .collect()

@@ -95,11 +95,26 @@ pub struct ReportedResult {
     pub reason: String,
 }
 
-/// Parse one console line holding `Test result: VERDICT[: reason]` (after any prefix
-/// such as `(d1) `).
+/// The domain prefix the hypervisor puts on a domain's PV console lines:
+/// `(d<decimal id>) `. Returns the rest of the line.
+fn strip_domain_prefix(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("(d")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    rest[digits..].strip_prefix(") ")
+}
+
+/// Parse one console line holding `Test result: VERDICT[: reason]`: the marker
+/// starts the line, or follows a domain's PV console prefix (`(d1) `) and
+/// nothing else. A line from anywhere else that merely contains the marker (a
+/// hypervisor line quoting guest data, a guest's emulated-COM1 line
+/// `(d1:com1) ...`) is not a verdict: the hypervisor's console filter makes
+/// those two line starts unforgeable, and only they are trusted.
 pub fn parse_test_result_line(line: &str) -> Option<ReportedResult> {
-    let at = line.find(TEST_RESULT_MARKER)?;
-    let rest = line[at + TEST_RESULT_MARKER.len()..].trim_end();
+    let body = strip_domain_prefix(line).unwrap_or(line);
+    let rest = body.strip_prefix(TEST_RESULT_MARKER)?.trim_end();
     let (name, reason) = match rest.split_once(':') {
         Some((n, r)) => (n.trim(), r.trim()),
         None => (rest.trim(), ""),
@@ -107,6 +122,56 @@ pub fn parse_test_result_line(line: &str) -> Option<ReportedResult> {
     Some(ReportedResult {
         verdict: Verdict::from_name(name)?,
         reason: reason.to_string(),
+    })
+}
+
+/// The marker of a numbered console line: `KEEL-SEQ <tag> <i>/<n> [text]`, from
+/// a domain's PV console. A test that prints such lines has the runner check
+/// that it received all of them, in order ([`sequence_problem`]).
+pub const SEQ_MARKER: &str = "KEEL-SEQ";
+
+/// What is wrong with the numbered lines on the console, if anything: for each
+/// tag, the numbers must run 0, 1, ..., n-1 with the same n, none missing, none
+/// repeated, none out of order. Lines with the marker but no `<i>/<n>` are not
+/// numbered and are ignored.
+pub fn sequence_problem(console: &str) -> Option<String> {
+    use std::collections::BTreeMap;
+    // tag -> (next expected number, total)
+    let mut seen: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for line in lines(console) {
+        let Some(body) = strip_domain_prefix(line) else {
+            continue;
+        };
+        let mut words = body.split_ascii_whitespace();
+        if words.next() != Some(SEQ_MARKER) {
+            continue;
+        }
+        let (Some(tag), Some(pos)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Some((i, n)) = pos.split_once('/') else {
+            continue;
+        };
+        let (Ok(i), Ok(n)) = (i.parse::<u64>(), n.parse::<u64>()) else {
+            continue;
+        };
+        let e = seen.entry(tag).or_insert((0, n));
+        if n != e.1 {
+            return Some(format!(
+                "{SEQ_MARKER} {tag}: line {i}/{n} in a sequence of {}",
+                e.1
+            ));
+        }
+        if i != e.0 {
+            return Some(format!(
+                "{SEQ_MARKER} {tag}: line {i}/{n} where {}/{n} was due (console output lost or reordered)",
+                e.0
+            ));
+        }
+        e.0 += 1;
+    }
+    seen.into_iter().find_map(|(tag, (next, n))| {
+        (next != n).then(|| format!("{SEQ_MARKER} {tag}: only {next} of {n} lines arrived"))
     })
 }
 
@@ -173,6 +238,53 @@ mod tests {
         );
         assert_eq!(parse_test_result_line("(d1) Test result: MAYBE"), None);
         assert_eq!(parse_test_result_line("(d1) Test: SUCCESS"), None);
+        assert_eq!(
+            parse_test_result_line("(d12) Test result: SUCCESS").map(|r| r.verdict),
+            Some(Verdict::Success)
+        );
+    }
+
+    /// Only a line that starts with the marker, or with a domain's PV console
+    /// prefix and then the marker, is a verdict: none of these are.
+    #[test]
+    fn verdicts_only_where_nobody_can_forge_them() {
+        for line in [
+            "(d1:com1) Test result: SUCCESS",
+            "keel: domain 1 said Test result: SUCCESS",
+            "(d1) x Test result: SUCCESS",
+            "(d1)Test result: SUCCESS",
+            "(d) Test result: SUCCESS",
+            "(dx) Test result: SUCCESS",
+            " Test result: SUCCESS",
+            r"(d1) \xe2\x80\xa8Test result: SUCCESS",
+        ] {
+            assert_eq!(parse_test_result_line(line), None, "{line}");
+        }
+        // A forged verdict inside a guest line changes nothing: the guest's
+        // real last verdict wins.
+        let c = "(d1) Test result: FAILURE: x
+(d1:com1) Test result: SUCCESS
+keel: power off, status 1 (guest crashed)
+";
+        assert_eq!(test_result(c).unwrap().verdict, Verdict::Failure);
+    }
+
+    #[test]
+    fn numbered_lines() {
+        let ok = "(d1) KEEL-SEQ a 0/3 x\n(d1) KEEL-SEQ b 0/1\nkeel: between\n(d1) KEEL-SEQ a 1/3\n(d1) KEEL-SEQ partial\n(d1) KEEL-SEQ a 2/3 y\n";
+        assert_eq!(sequence_problem(ok), None);
+        assert_eq!(sequence_problem("no numbered lines\n"), None);
+        let gap = "(d1) KEEL-SEQ a 0/3\n(d1) KEEL-SEQ a 2/3\n";
+        assert!(sequence_problem(gap)
+            .unwrap()
+            .contains("2/3 where 1/3 was due"));
+        let short = "(d1) KEEL-SEQ a 0/3\n(d1) KEEL-SEQ a 1/3\n";
+        assert!(sequence_problem(short).unwrap().contains("only 2 of 3"));
+        let swap = "(d1) KEEL-SEQ a 1/2\n(d1) KEEL-SEQ a 0/2\n";
+        assert!(sequence_problem(swap).is_some());
+        // Only PV console lines count: a COM1 line cannot complete a sequence.
+        let com1 = "(d1) KEEL-SEQ a 0/2\n(d1:com1) KEEL-SEQ a 1/2\n";
+        assert!(sequence_problem(com1).unwrap().contains("only 1 of 2"));
     }
 
     #[test]

@@ -5,10 +5,14 @@
 //! [`NT_KEEL_TEST`] note, whose descriptor gives the category and the title. That
 //! keeps "adding a file adds a test" true with nothing to register anywhere.
 //!
-//! The hypervisor has its own, no_std ELF parser for loading guests; this one is
-//! deliberately smaller (notes only) and, like it, never panics on bad input.
+//! The ELF structure (headers, segments, sections, note records) is read by the
+//! `object` crate; this module only decodes the Keel notes' descriptors. The
+//! hypervisor has its own, no_std ELF parser for loading guests.
 
 use keel_abi::note::{TestCategory, NOTE_NAME, NT_KEEL_ABI_VERSION, NT_KEEL_TEST};
+use object::elf::FileHeader64;
+use object::read::elf::{FileHeader, NoteIterator, ProgramHeader, SectionHeader};
+use object::LittleEndian;
 
 /// Test metadata from an image's test note.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,103 +38,69 @@ fn u16_at(b: &[u8], off: usize) -> Option<u16> {
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
 }
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
-}
-fn range(b: &[u8], off: u64, len: u64) -> Option<&[u8]> {
-    let start = usize::try_from(off).ok()?;
-    let end = start.checked_add(usize::try_from(len).ok()?)?;
-    b.get(start..end)
-}
 
-/// The note areas of an ELF64 little-endian image: the PT_NOTE segments, or, when
-/// there are none, the SHT_NOTE sections.
-fn note_areas(elf: &[u8]) -> Result<Vec<&[u8]>, String> {
-    if elf.get(0..4) != Some(b"\x7fELF") {
-        return Err("not an ELF file".into());
-    }
-    if elf.get(4) != Some(&2) || elf.get(5) != Some(&1) {
-        return Err("not a 64-bit little-endian ELF file".into());
-    }
-    let bad = || "truncated ELF header".to_string();
-    let phoff = u64_at(elf, 0x20).ok_or_else(bad)?;
-    let shoff = u64_at(elf, 0x28).ok_or_else(bad)?;
-    let phentsize = u64::from(u16_at(elf, 0x36).ok_or_else(bad)?);
-    let phnum = u64::from(u16_at(elf, 0x38).ok_or_else(bad)?);
-    let shentsize = u64::from(u16_at(elf, 0x3a).ok_or_else(bad)?);
-    let shnum = u64::from(u16_at(elf, 0x3c).ok_or_else(bad)?);
+/// One note: its owner (without the trailing NULs), type and descriptor.
+type Note<'a> = (&'a [u8], u32, &'a [u8]);
 
-    const PT_NOTE: u32 = 4;
-    const SHT_NOTE: u32 = 7;
-    let mut areas = Vec::new();
-    for i in 0..phnum {
-        let ph = range(elf, phoff.saturating_add(i * phentsize), 0x38)
-            .ok_or("truncated program header")?;
-        if u32_at(ph, 0) == Some(PT_NOTE) {
-            let (off, size) = (u64_at(ph, 0x08).unwrap_or(0), u64_at(ph, 0x20).unwrap_or(0));
-            areas.push(range(elf, off, size).ok_or("PT_NOTE outside the file")?);
-        }
-    }
-    if areas.is_empty() {
-        for i in 0..shnum {
-            let sh = range(elf, shoff.saturating_add(i * shentsize), 0x40)
-                .ok_or("truncated section header")?;
-            if u32_at(sh, 4) == Some(SHT_NOTE) {
-                let (off, size) = (u64_at(sh, 0x18).unwrap_or(0), u64_at(sh, 0x20).unwrap_or(0));
-                areas.push(range(elf, off, size).ok_or("SHT_NOTE outside the file")?);
+/// Every note of an ELF64 little-endian image, as (owner, type, descriptor): the
+/// notes of the PT_NOTE segments, or, when there are none, of the SHT_NOTE
+/// sections.
+fn notes<'a>(elf: &'a [u8]) -> Result<Vec<Note<'a>>, String> {
+    let endian = LittleEndian;
+    let header = FileHeader64::<LittleEndian>::parse(elf)
+        .map_err(|e| format!("not a 64-bit little-endian ELF file ({e})"))?;
+    let mut out = Vec::new();
+    let mut collect = |it: Option<NoteIterator<'a, FileHeader64<LittleEndian>>>| {
+        if let Some(mut it) = it {
+            while let Some(n) = it.next().map_err(|e| e.to_string())? {
+                out.push((n.name(), n.n_type(endian).0, n.desc()));
             }
         }
+        Ok::<(), String>(())
+    };
+    let segments = header
+        .program_headers(endian, elf)
+        .map_err(|e| e.to_string())?;
+    let mut any_segment = false;
+    for ph in segments {
+        let it = ph.notes(endian, elf).map_err(|e| e.to_string())?;
+        any_segment |= it.is_some();
+        collect(it)?;
     }
-    Ok(areas)
+    if !any_segment {
+        let sections = header.sections(endian, elf).map_err(|e| e.to_string())?;
+        for sh in sections.iter() {
+            collect(sh.notes(endian, elf).map_err(|e| e.to_string())?)?;
+        }
+    }
+    Ok(out)
 }
 
 /// Read the Keel notes of an ELF image. Notes of other owners are skipped.
 pub fn read_keel_notes(elf: &[u8]) -> Result<KeelNotes, String> {
     let mut notes = KeelNotes::default();
-    for area in note_areas(elf)? {
-        let mut off = 0usize;
-        // Each note: namesz, descsz, type, then name and descriptor, each padded to 4.
-        while off + 12 <= area.len() {
-            let namesz = u32_at(area, off).unwrap_or(0) as usize;
-            let descsz = u32_at(area, off + 4).unwrap_or(0) as usize;
-            let ty = u32_at(area, off + 8).unwrap_or(0);
-            let name_start = off + 12;
-            let desc_start = name_start
-                .checked_add(namesz.checked_next_multiple_of(4).ok_or("bad note")?)
-                .ok_or("bad note")?;
-            let next = desc_start
-                .checked_add(descsz.checked_next_multiple_of(4).ok_or("bad note")?)
-                .ok_or("bad note")?;
-            let name = area
-                .get(name_start..name_start + namesz)
-                .ok_or("truncated note")?;
-            let desc = area
-                .get(desc_start..desc_start + descsz)
-                .ok_or("truncated note")?;
-            // The owner name is NUL-terminated in the file.
-            let owner = name.strip_suffix(b"\0").unwrap_or(name);
-            if owner == NOTE_NAME {
-                match ty {
-                    NT_KEEL_ABI_VERSION => {
-                        let major = u16_at(desc, 0).ok_or("short ABI version note")?;
-                        let minor = u16_at(desc, 2).ok_or("short ABI version note")?;
-                        notes.abi_version = Some((major, minor));
-                    }
-                    NT_KEEL_TEST => {
-                        let cat = u32_at(desc, 0).ok_or("short test note")?;
-                        let category = TestCategory::from_u32(cat)
-                            .ok_or_else(|| format!("test note has unknown category {cat}"))?;
-                        let title = desc.get(4..).unwrap_or(&[]);
-                        let title = title.split(|&b| b == 0).next().unwrap_or(&[]);
-                        notes.test = Some(TestNote {
-                            category,
-                            title: String::from_utf8_lossy(title).into_owned(),
-                        });
-                    }
-                    _ => {}
-                }
+    for (owner, ty, desc) in self::notes(elf)? {
+        if owner != NOTE_NAME {
+            continue;
+        }
+        match ty {
+            NT_KEEL_ABI_VERSION => {
+                let major = u16_at(desc, 0).ok_or("short ABI version note")?;
+                let minor = u16_at(desc, 2).ok_or("short ABI version note")?;
+                notes.abi_version = Some((major, minor));
             }
-            off = next;
+            NT_KEEL_TEST => {
+                let cat = u32_at(desc, 0).ok_or("short test note")?;
+                let category = TestCategory::from_u32(cat)
+                    .ok_or_else(|| format!("test note has unknown category {cat}"))?;
+                let title = desc.get(4..).unwrap_or(&[]);
+                let title = title.split(|&b| b == 0).next().unwrap_or(&[]);
+                notes.test = Some(TestNote {
+                    category,
+                    title: String::from_utf8_lossy(title).into_owned(),
+                });
+            }
+            _ => {}
         }
     }
     Ok(notes)
@@ -159,6 +129,7 @@ pub(crate) mod tests {
         e[0..4].copy_from_slice(b"\x7fELF");
         e[4] = 2;
         e[5] = 1;
+        e[6] = 1; // EV_CURRENT
         e[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes()); // phoff
         e[0x36..0x38].copy_from_slice(&0x38u16.to_le_bytes()); // phentsize
         e[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes()); // phnum

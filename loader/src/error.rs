@@ -1,69 +1,58 @@
-//! One error type for the whole tool: a human-readable message with context.
-//!
-//! `keel` is a command-line tool whose errors end up in front of a person, so an
-//! error is a sentence ("building keel-guest: cargo exited with status 101") rather
-//! than a tree of types. [`Context`] adds the "while doing X" prefix at each layer.
+//! Errors: [`anyhow`] for the tool's failures, each layer adding what it was
+//! doing ([`Context`]), so a failure prints as its cause chain ("building the
+//! hypervisor: cargo build ... failed: ..."); [`UsageError`] for what a person
+//! asked for that cannot be, which `keel` reports with exit status 64 instead of
+//! 70 ([`is_usage`]).
 
-use std::fmt;
+pub use anyhow::{Context, Error, Result};
 
-/// A failure of the tool itself (not of a guest or test: those are outcomes).
-#[derive(Debug)]
-pub struct Error {
-    message: String,
+/// A usage error: an unknown guest or test, a pattern that selects nothing, a
+/// value the chosen backend does not accept. The message says what would do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Is `e` (or anything in its chain) a usage error?
+pub fn is_usage(e: &Error) -> bool {
+    e.chain().any(|c| c.is::<UsageError>())
 }
 
-/// The tool's result type.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl Error {
-    /// An error with the given message.
-    pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-        }
-    }
-
-    /// The message, with every layer's context.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
+/// Return early with a [`UsageError`] built from a format string.
+#[macro_export]
+macro_rules! usage_bail {
+    ($($arg:tt)*) => {
+        return Err($crate::error::UsageError(format!($($arg)*)).into())
+    };
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Self::new(e.to_string())
-    }
-}
-
-/// Adds "what we were doing" to an error, as it travels up.
-pub trait Context<T> {
-    /// Prefix the error (if any) with `what: `.
-    fn context(self, what: impl fmt::Display) -> Result<T>;
-    /// Like [`Context::context`], computing the prefix only on failure.
-    fn with_context<D: fmt::Display>(self, what: impl FnOnce() -> D) -> Result<T>;
-}
-
-impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
-    fn context(self, what: impl fmt::Display) -> Result<T> {
-        self.map_err(|e| Error::new(format!("{what}: {e}")))
-    }
-    fn with_context<D: fmt::Display>(self, what: impl FnOnce() -> D) -> Result<T> {
-        self.map_err(|e| Error::new(format!("{}: {e}", what())))
-    }
-}
-
-/// Return early with an [`Error`] built from a format string.
+/// Return early with an error built from a format string.
 #[macro_export]
 macro_rules! bail {
     ($($arg:tt)*) => {
-        return Err($crate::error::Error::new(format!($($arg)*)))
+        return Err(::anyhow::anyhow!($($arg)*))
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_errors_are_told_apart_through_context() {
+        fn unknown() -> Result<()> {
+            crate::usage_bail!("no test matches {:?}", "x");
+        }
+        let e = unknown().context("selecting tests").unwrap_err();
+        assert!(is_usage(&e));
+        assert_eq!(format!("{e:#}"), "selecting tests: no test matches \"x\"");
+        let io = std::fs::read("/nonexistent/keel")
+            .context("reading /nonexistent/keel")
+            .unwrap_err();
+        assert!(!is_usage(&io));
+        // The chain names the cause.
+        assert!(
+            format!("{io:#}").starts_with("reading /nonexistent/keel: "),
+            "{io:#}"
+        );
+    }
 }

@@ -8,8 +8,9 @@
 //! kludge"), so the image is a flat binary with no ELF at all.
 //!
 //! The code prints a text to COM1, then ends like the hypervisor does: status to
-//! QEMU's isa-debug-exit port, then for Bochs the magic breakpoint (status 0) or
-//! "Shutdown" to port 0x8900 (non-zero), then `cli; hlt` forever. Or it just hangs.
+//! QEMU's isa-debug-exit port, then for Bochs "Shutdown" to port 0x8900, then
+//! `cli; hlt` forever. Or it just hangs, or it tries to end the run with Bochs's
+//! magic breakpoint as a guest could.
 
 /// Where the image is loaded (1 MiB, as multiboot kernels usually are).
 const LOAD: u32 = 0x10_0000;
@@ -23,6 +24,9 @@ pub enum End {
     PowerOff(u8),
     /// `cli; hlt` forever: a hang.
     Hang,
+    /// Bochs's magic breakpoint (`xchg bx, bx`), then `cli; hlt` forever: what
+    /// a guest that tries to end the run itself would do.
+    MagicBreak,
 }
 
 /// x86 (32-bit) code, assembled by hand; strings are placed after the code and
@@ -128,11 +132,10 @@ pub fn kernel(text: &str, end: End) -> Vec<u8> {
     ]);
     if let End::PowerOff(status) = end {
         a.out_byte(0xf4, status); // QEMU isa-debug-exit: exits here
-        if status == 0 {
-            a.code.extend_from_slice(&[0x66, 0x87, 0xdb]); // xchg bx, bx: Bochs magic break
-        } else {
-            a.out_string(b"Shutdown", 0x8900); // Bochs: exit status 1
-        }
+        a.out_string(b"Shutdown", 0x8900); // Bochs: exit status 1
+    }
+    if end == End::MagicBreak {
+        a.code.extend_from_slice(&[0x66, 0x87, 0xdb]); // xchg bx, bx
     }
     a.code.extend_from_slice(&[0xfa, 0xf4, 0xeb, 0xfc]); // 1: cli; hlt; jmp 1b
     let code = a.finish();
@@ -213,7 +216,10 @@ mod tests {
             .any(|w| w == [0x66, 0xba, 0xf4, 0x00, 0xb0, 4, 0xee]));
         assert!(k.windows(9).any(|w| w == b"Shutdown\0"));
         let ok = kernel("x", End::PowerOff(0));
-        assert!(ok.windows(3).any(|w| w == [0x66, 0x87, 0xdb]));
+        assert!(ok.windows(9).any(|w| w == b"Shutdown\0"));
+        assert!(!ok.windows(3).any(|w| w == [0x66, 0x87, 0xdb]));
+        let magic = kernel("x", End::MagicBreak);
+        assert!(magic.windows(3).any(|w| w == [0x66, 0x87, 0xdb]));
         let hang = kernel("x", End::Hang);
         assert!(!hang.windows(4).any(|w| w == [0x66, 0xba, 0xf4, 0x00]));
     }

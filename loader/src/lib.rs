@@ -24,6 +24,7 @@
 
 pub mod abi;
 pub mod backend;
+pub mod behaviour;
 pub mod bench;
 pub mod bochs;
 pub mod cargo;
@@ -33,7 +34,6 @@ pub mod elfnote;
 pub mod error;
 pub mod fixture;
 pub mod host;
-pub mod json;
 pub mod junit;
 pub mod machine;
 pub mod qemu;
@@ -108,11 +108,61 @@ impl MachineOptions {
         v
     }
 
-    /// Resolve the backend (saying which and why on `log`), make sure its host
-    /// tools are installed, and give the machine.
+    /// Check the settings against what `backend` accepts: its CPU models, its
+    /// memory range, Bochs's `ips` range, guest memory less than the machine's.
+    /// The error is a usage error naming the value and what would do.
+    pub fn validate(&self, backend: Backend) -> Result<()> {
+        if let Some(model) = &self.cpu_model {
+            if !backend.has_cpu_model(model) {
+                let models = backend.cpu_models();
+                let list = if models.len() > 40 {
+                    "see `qemu-system-x86_64 -cpu help`".to_string()
+                } else {
+                    models.join(", ")
+                };
+                crate::usage_bail!(
+                    "--cpu-model {model:?} is not a CPU model of {backend} ({list})"
+                );
+            }
+        }
+        let mem = self.mem_mib.unwrap_or(machine::DEFAULT_MEM_MIB);
+        let range = backend.mem_range_mib();
+        if !range.contains(&mem) {
+            crate::usage_bail!(
+                "--mem {mem} MiB is more than {backend} accepts ({} to {} MiB)",
+                range.start(),
+                range.end()
+            );
+        }
+        if let Some(g) = self.guest_mem_mib {
+            if g >= mem {
+                crate::usage_bail!(
+                    "--guest-mem {g} MiB does not fit in the machine's {mem} MiB (--mem); the hypervisor needs some too"
+                );
+            }
+        }
+        if let Some(ips) = self.ips {
+            if backend != Backend::Bochs {
+                crate::usage_bail!("--ips is a Bochs setting; {backend} has no instruction rate");
+            }
+            if !backend::BOCHS_IPS.contains(&ips) {
+                crate::usage_bail!(
+                    "--ips {ips} is out of Bochs's range ({} to {})",
+                    backend::BOCHS_IPS.start(),
+                    backend::BOCHS_IPS.end()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolve the backend (saying which and why on `log`), check the settings
+    /// against it ([`MachineOptions::validate`]), make sure its host tools are
+    /// installed, and give the machine.
     pub fn prepare(&self, log: &mut dyn Write) -> Result<Machine> {
         let (backend, why) = self.backend.resolve(&host::KvmProbe::probe());
         let _ = writeln!(log, "[keel] {why}");
+        self.validate(backend)?;
         host::ensure_tools(backend.tools(), log)?;
         let mut m = Machine::new(backend, self.timeout);
         if let Some(c) = &self.cpu_model {
@@ -155,7 +205,7 @@ pub fn run(
     let _ = writeln!(log, "[keel] built in {:.1}s", t0.elapsed().as_secs_f64());
     let Some(g) = guests.iter().find(|g| g.name == guest) else {
         let names: Vec<&str> = guests.iter().map(|g| g.name.as_str()).collect();
-        crate::bail!(
+        crate::usage_bail!(
             "no guest named {guest:?}; the guests are: {}",
             names.join(", ")
         );
@@ -227,7 +277,7 @@ pub struct TestOptions {
     pub jobs: Option<usize>,
     /// Write JUnit XML here.
     pub junit: Option<PathBuf>,
-    /// `seed=N` for every guest.
+    /// `seed=N` for every guest; `None`: a fresh one ([`fresh_seed`]).
     pub seed: Option<u64>,
     /// Only list the selected tests (name, category, title); boot nothing.
     pub list: bool,
@@ -265,19 +315,25 @@ pub fn test(
     let jobs = opts
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // Every run explores: without --seed the guests get a fresh seed from the
+    // host (the emulator's TSC is the same on every run, so a guest's own
+    // default would replay one case for ever). A failure report shows it.
+    let (seed, how) = match opts.seed {
+        Some(s) => (s, "given"),
+        None => (fresh_seed(), "fresh"),
+    };
     let _ = writeln!(
         log,
-        "[keel] {} test(s) of {} on {} (cpu {}), {jobs} at a time{}",
+        "[keel] {} test(s) of {} on {} (cpu {}), {jobs} at a time, seed={seed} ({how}; replay with --seed {seed})",
         tests.len(),
         all.len(),
         machine.backend,
         machine.cpu_model,
-        opts.seed.map(|s| format!(", seed={s}")).unwrap_or_default()
     );
     let ropts = runner::Options {
         machine,
         jobs,
-        seed: opts.seed,
+        seed: Some(seed),
         guest_args: opts.machine.guest_args.clone(),
         hv_cmdline: opts.machine.hv_cmdline(),
     };
@@ -292,6 +348,23 @@ pub fn test(
             .with_context(|| format!("writing JUnit XML to {}", path.display()))?;
     }
     Ok(summary)
+}
+
+/// A seed no earlier run used: 8 bytes of the host's randomness, or the
+/// clock and the process id where /dev/urandom cannot be read.
+pub fn fresh_seed() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
+        return u64::from_le_bytes(b);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
 }
 
 /// What `cargo keel bench` runs and what it does with the figures.
@@ -329,9 +402,36 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
         .context("building the hypervisor")?;
     let guests = ws.build_guests(true).context("building the guests")?;
     let all = runner::discover(&guests)?;
+    let baseline_path = opts
+        .baseline
+        .clone()
+        .unwrap_or_else(|| ws.root().join(bench::BASELINE_PATH));
+    // Figure names are known before a run only from the baseline: a pattern that
+    // names neither a program nor one of those is a typo, refused before booting.
+    let baseline = std::fs::read_to_string(&baseline_path)
+        .ok()
+        .and_then(|t| bench::from_json(&t).ok());
+    let known = baseline
+        .as_ref()
+        .map(|b| b.figures.clone())
+        .unwrap_or_default();
     let programs = bench::select_programs(&all, &opts.patterns);
-    if programs.is_empty() {
-        crate::bail!("no benchmark program (category bench) matches");
+    let unmatched = bench::unmatched(&all, &known, &opts.patterns);
+    if programs.is_empty() || !unmatched.is_empty() {
+        let names: Vec<&str> = all
+            .iter()
+            .filter(|t| t.category == keel_abi::note::TestCategory::Bench)
+            .map(|t| t.name.as_str())
+            .collect();
+        crate::usage_bail!(
+            "no benchmark program or figure matches {}; the programs are: {} (figures: `cargo keel bench` lists them)",
+            unmatched
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            names.join(", ")
+        );
     }
     let runs = opts
         .runs
@@ -399,6 +499,12 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
     }
     let mut figures = bench::combine_runs(&per_run);
     figures.retain(|f| bench::keep_figure(f, &opts.patterns));
+    if figures.is_empty() && ok {
+        crate::usage_bail!(
+            "the programs ran but reported no figure matching {}",
+            opts.patterns.join(" ")
+        );
+    }
     figures.sort_by(|a, b| a.program.cmp(&b.program));
     // The compiler that built the images (cargo runs this workspace's toolchain).
     let rustc = std::process::Command::new("rustc")
@@ -414,16 +520,12 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
         rustc,
         figures,
     };
-    let _ = write!(out, "{}", bench::table(&report));
+    let _ = write!(out, "{}", bench::table(&report, baseline.as_ref()));
     if let Some(path) = &opts.json {
         std::fs::write(path, bench::to_json(&report))
             .with_context(|| format!("writing {}", path.display()))?;
         let _ = writeln!(log, "[keel] bench: JSON written to {}", path.display());
     }
-    let baseline_path = opts
-        .baseline
-        .clone()
-        .unwrap_or_else(|| ws.root().join(bench::BASELINE_PATH));
     if opts.update_baseline {
         if !ok {
             crate::bail!("not updating the baseline: a benchmark program failed");
@@ -452,7 +554,8 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
             )
         })?;
         let base = bench::from_json(&text)
-            .map_err(|e| error::Error::new(format!("{}: {e}", baseline_path.display())))?;
+            .map_err(anyhow::Error::msg)
+            .with_context(|| baseline_path.display().to_string())?;
         if base.machine != report.machine {
             crate::bail!(
                 "the baseline was measured on {} cpu {} (ips {}), this run on {} cpu {} (ips {}): figures are only comparable on the same machine; run with --backend {} --cpu-model {}",

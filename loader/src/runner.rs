@@ -43,7 +43,8 @@ pub fn discover(guests: &[Artifact]) -> Result<Vec<TestProgram>> {
         let bytes =
             std::fs::read(&g.path).with_context(|| format!("reading {}", g.path.display()))?;
         let notes = elfnote::read_keel_notes(&bytes)
-            .map_err(|e| crate::error::Error::new(format!("guest image {}: {e}", g.name)))?;
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("guest image {}", g.name))?;
         if let Some(t) = notes.test {
             tests.push(TestProgram {
                 name: g.name.clone(),
@@ -93,7 +94,7 @@ pub fn select(
     for p in patterns {
         if !tests.iter().any(|t| glob_match(p, &t.name)) {
             let names: Vec<&str> = tests.iter().map(|t| t.name.as_str()).collect();
-            crate::bail!("no test matches {p:?}; the tests are: {}", names.join(", "));
+            crate::usage_bail!("no test matches {p:?}; the tests are: {}", names.join(", "));
         }
     }
     Ok(tests
@@ -150,7 +151,25 @@ pub fn judge(o: &Outcome) -> (Verdict, String) {
                 ),
             )
         }
-        Some(_) => (v, reported.reason),
+        // The emulator must have ended the way the hypervisor's power-off ends
+        // it: an exit code that power-off cannot give means something else
+        // stopped the machine (under Bochs, exit code 0 is the debugger's
+        // `quit`, reachable only through the magic breakpoint, which a guest
+        // can execute), and the console before it proves nothing.
+        Some(s) if matches!(o.emulator, EmulatorEnd::Exited(c) if c != machine::expected_emulator_code(o.backend, s)) => (
+            Verdict::Crash,
+            format!(
+                "the guest reported {v} and the hypervisor powered off with {}, but {} (expected code {}): the run did not end through the hypervisor's power-off",
+                status(s),
+                o.emulator,
+                machine::expected_emulator_code(o.backend, s)
+            ),
+        ),
+        Some(_) => match console::sequence_problem(&o.console) {
+            // The console lost or reordered numbered lines the guest printed.
+            Some(p) if v < Verdict::Failure => (Verdict::Failure, p),
+            _ => (v, reported.reason),
+        },
     }
 }
 
@@ -292,7 +311,14 @@ fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
         Ok(o) => {
             let (verdict, reason) = judge(&o);
             let details = if verdict.is_failure() {
-                diagnostics(&o)
+                let mut d = diagnostics(&o);
+                if let Some(s) = opts.seed {
+                    d += &format!(
+                        "seed: {s} (replay: cargo keel test {} --seed {s})\n",
+                        t.name
+                    );
+                }
+                d
             } else {
                 String::new()
             };
@@ -310,7 +336,7 @@ fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
         Err(e) => TestResult {
             test: t.clone(),
             verdict: Verdict::Error,
-            reason: format!("keel could not boot it: {e}"),
+            reason: format!("keel could not boot it: {e:#}"),
             wall: started.elapsed(),
             details: String::new(),
             console: String::new(),
@@ -427,7 +453,8 @@ mod tests {
             ["mmu_pin", "version"]
         );
         let err = select(&all, &["nope".into()], None).unwrap_err();
-        assert!(err.message().contains("mmu_pin, mmu_update, version"));
+        assert!(crate::error::is_usage(&err));
+        assert!(err.to_string().contains("mmu_pin, mmu_update, version"));
     }
 
     #[test]
@@ -471,8 +498,14 @@ mod tests {
     #[test]
     fn judging() {
         let ok = "(d1) Test result: SUCCESS\nkeel: power off, status 0 (guest powered off)\n";
-        let o = outcome(ok, Some(ExitStatus::Success), EmulatorEnd::Exited(0));
+        let o = outcome(ok, Some(ExitStatus::Success), EmulatorEnd::Exited(1));
         assert_eq!(judge(&o), (Verdict::Success, String::new()));
+        // The same console with an exit code power-off cannot give (Bochs's
+        // debugger quit after a magic breakpoint): not a pass.
+        let o = outcome(ok, Some(ExitStatus::Success), EmulatorEnd::Exited(0));
+        let (v, why) = judge(&o);
+        assert_eq!(v, Verdict::Crash);
+        assert!(why.contains("exited with code 0"), "{why}");
 
         let fail = "(d1) Test result: FAILURE: pin returned 0\nkeel: power off, status 1 (guest crashed)\n";
         let o = outcome(fail, Some(ExitStatus::GuestCrash), EmulatorEnd::Exited(1));
@@ -505,9 +538,18 @@ mod tests {
         let o = outcome(
             "(d1) Test result: SKIP: no EPT\nkeel: power off, status 0 (guest powered off)\n",
             Some(ExitStatus::Success),
-            EmulatorEnd::Exited(0),
+            EmulatorEnd::Exited(1),
         );
         assert_eq!(judge(&o), (Verdict::Skip, "no EPT".into()));
+        // A guest's numbered lines that did not all arrive: FAILURE.
+        let o = outcome(
+            "(d1) KEEL-SEQ t 0/2\n(d1) Test result: SUCCESS\nkeel: power off, status 0 (guest powered off)\n",
+            Some(ExitStatus::Success),
+            EmulatorEnd::Exited(1),
+        );
+        let (v, why) = judge(&o);
+        assert_eq!(v, Verdict::Failure);
+        assert!(why.contains("only 1 of 2"), "{why}");
     }
 
     #[test]

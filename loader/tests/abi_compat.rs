@@ -57,7 +57,7 @@ fn boot(what: &str, hypervisor: &Path, guest: &Path) -> machine::Outcome {
     let mut log = Vec::new();
     let m = opts
         .prepare(&mut log)
-        .unwrap_or_else(|e| panic!("{what}: no machine: {e}"));
+        .unwrap_or_else(|e| panic!("{what}: no machine: {e:#}"));
     let hv_cmdline = opts.hv_cmdline();
     let boot = Boot {
         hypervisor,
@@ -67,7 +67,7 @@ fn boot(what: &str, hypervisor: &Path, guest: &Path) -> machine::Outcome {
         hv_cmdline: &hv_cmdline,
     };
     let mut echo = Vec::new();
-    let o = machine::run(&m, &boot, &mut echo).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let o = machine::run(&m, &boot, &mut echo).unwrap_or_else(|e| panic!("{what}: {e:#}"));
     eprintln!(
         "--- {what} ({:.2}s) ---\n{}",
         o.wall.as_secs_f64(),

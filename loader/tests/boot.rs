@@ -22,7 +22,7 @@ fn run_demo(opts: &MachineOptions) -> RunReport {
     let (mut out, mut log) = (Vec::new(), Vec::new());
     let r = keel_loader::run(keel_loader::DEFAULT_GUEST, opts, &mut out, &mut log);
     eprintln!("{}", String::from_utf8_lossy(&log));
-    let r = r.unwrap_or_else(|e| panic!("keel run failed: {e}"));
+    let r = r.unwrap_or_else(|e| panic!("keel run failed: {e:#}"));
     eprintln!("--- console ---\n{}", r.outcome.console);
     eprintln!("wall time {:.2}s", r.outcome.wall.as_secs_f64());
     // The live echo is the console, minus carriage returns.

@@ -18,7 +18,7 @@ fn run(guest: &str) -> RunReport {
     let (mut out, mut log) = (Vec::new(), Vec::new());
     let r = keel_loader::run(guest, &opts, &mut out, &mut log);
     eprintln!("{}", String::from_utf8_lossy(&log));
-    let r = r.unwrap_or_else(|e| panic!("keel run {guest} failed: {e}"));
+    let r = r.unwrap_or_else(|e| panic!("keel run {guest} failed: {e:#}"));
     eprintln!("--- console ---\n{}", r.outcome.console);
     assert_eq!(
         console::test_result(&r.outcome.console).map(|t| t.verdict),

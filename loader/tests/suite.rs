@@ -21,7 +21,7 @@ fn guest_suite_passes_under_bochs() {
     let summary = keel_loader::test(&opts, &mut out, &mut log);
     eprintln!("{}", String::from_utf8_lossy(&log));
     eprintln!("{}", String::from_utf8_lossy(&out));
-    let summary = summary.unwrap_or_else(|e| panic!("keel test failed to run: {e}"));
+    let summary = summary.unwrap_or_else(|e| panic!("keel test failed to run: {e:#}"));
     // The suite is not empty, and the template (which docs/writing-tests.md starts
     // from) is in it.
     assert!(

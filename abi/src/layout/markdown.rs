@@ -53,6 +53,11 @@ pub fn generated_block(id: &str) -> Option<String> {
                     .into_iter()
                     .find(|f| f.module() == module)
                     .map(constant_table)
+            } else if let Some(module) = id.strip_prefix("xen-absent:") {
+                Family::ALL
+                    .into_iter()
+                    .find(|f| f.module() == module)
+                    .map(xen_absent_table)
             } else {
                 None
             }
@@ -78,7 +83,32 @@ pub fn all_block_ids() -> impl Iterator<Item = String> {
         .into_iter()
         .filter(|f| constants().any(|c| c.family == *f))
         .map(|f| format!("consts:{}", f.module()));
-    fixed.chain(structs).chain(consts)
+    let absent = Family::ALL
+        .into_iter()
+        .filter(|f| super::XEN_NOT_ADOPTED.iter().any(|a| a.family == *f))
+        .map(|f| format!("xen-absent:{}", f.module()));
+    fixed.chain(structs).chain(consts).chain(absent)
+}
+
+/// The Xen items of a family that Keel deliberately leaves out, one row per
+/// reason (the items that share it in one cell).
+pub fn xen_absent_table(family: Family) -> String {
+    let mut s = String::from("| Xen items not adopted | Why |\n|---|---|\n");
+    let mut reasons: alloc::vec::Vec<&str> = alloc::vec::Vec::new();
+    for a in super::XEN_NOT_ADOPTED.iter().filter(|a| a.family == family) {
+        if !reasons.contains(&a.why) {
+            reasons.push(a.why);
+        }
+    }
+    for why in reasons {
+        let names: alloc::vec::Vec<String> = super::XEN_NOT_ADOPTED
+            .iter()
+            .filter(|a| a.family == family && a.why == why)
+            .map(|a| format!("`{}`", a.xen))
+            .collect();
+        let _ = writeln!(s, "| {} | {} |", names.join(", "), cell(why));
+    }
+    s
 }
 
 /// Text for a table cell: whitespace collapsed, `|` escaped.
@@ -259,9 +289,6 @@ pub fn divergence_table() -> String {
                 .unwrap_or_else(|| "—".into()),
             cell(d.why)
         );
-    }
-    for (name, why) in super::XEN_NOT_ADOPTED {
-        let _ = writeln!(s, "| — (not adopted) | `{name}` | {} |", cell(why));
     }
     s
 }

@@ -156,6 +156,40 @@ pub fn port_ins_down(_port: u16, _buf: &mut [u8]) -> u64 {
 }
 
 /// See the bare-metal `arch`.
+pub const USER_RETURN_VECTOR: u8 = 0x81;
+pub use crate::user::UserOp;
+/// See the bare-metal `arch`.
+pub fn user_pages() -> (u64, u64) {
+    hosted("user mode")
+}
+/// See the bare-metal `arch`.
+pub fn run_user(_op: UserOp, _regs: [u64; 15], _rflags: u64) -> [u64; 15] {
+    hosted("user mode")
+}
+/// See the bare-metal `arch`.
+pub fn set_vector_stack(_vector: u8, _top: Option<u64>) {
+    hosted("the IDT")
+}
+/// See the bare-metal `arch`.
+pub fn set_df_stack(_top: Option<u64>) {
+    hosted("the TSS")
+}
+/// See the bare-metal `arch`.
+pub use crate::fault::StepInsn;
+/// See the bare-metal `arch`.
+pub fn probe_single_step(_insn: StepInsn, _a: u64, _b: u64) -> (u64, bool, u64) {
+    hosted("single-step probes")
+}
+/// See the bare-metal `arch`.
+pub fn last_db_dr6() -> u64 {
+    hosted("the exception table")
+}
+/// See the bare-metal `arch`.
+pub fn probe_seg_rep_outsb(_gs: bool, _port: u16, _offset: u64, _count: u64) -> (u64, u64, u64) {
+    hosted("fault probes")
+}
+
+/// See the bare-metal `arch`.
 pub fn invlpg(_va: u64) {
     hosted("INVLPG")
 }

@@ -116,8 +116,27 @@ const GDT_CODE64: u64 = 0x00af_9b00_0000_ffff;
 /// Data, DPL0, present, writable, accessed.
 const GDT_DATA: u64 = 0x00cf_9300_0000_ffff;
 
-/// GDT: null, code, data, TSS (two slots).
-static mut GDT: [u64; 5] = [0, GDT_CODE64, GDT_DATA, 0, 0];
+/// User-mode data and 64-bit code (DPL3), for [`run_user`].
+const GDT_USER_DATA: u64 = 0x00cf_f300_0000_ffff;
+const GDT_USER_CODE64: u64 = 0x00af_fb00_0000_ffff;
+/// Their selectors (index 5 and 6, RPL3).
+const SEL_USER_DATA: u64 = 0x2b;
+const SEL_USER_CODE: u64 = 0x33;
+
+/// GDT: null, code, data, TSS (two slots), user data, user code.
+static mut GDT: [u64; 7] = [
+    0,
+    GDT_CODE64,
+    GDT_DATA,
+    0,
+    0,
+    GDT_USER_DATA,
+    GDT_USER_CODE64,
+];
+
+/// The stack the CPU switches to (TSS.RSP0) when user mode takes an interrupt
+/// or exception.
+static mut RING0_STACK: Stack<IST_STACK_SIZE> = Stack([0; IST_STACK_SIZE]);
 
 /// The 64-bit TSS (104 bytes) as 26 dwords: its u64 fields are only 4-aligned.
 static mut TSS: [u32; 26] = [0; 26];
@@ -150,6 +169,12 @@ fn load_gdt_and_tss() {
         0x2c,
         &raw const NMI_STACK as u64 + IST_STACK_SIZE as u64,
     );
+    // RSP0 (offset 4): where user mode's exceptions are delivered.
+    set_tss_u64(
+        tss,
+        0x04,
+        &raw const RING0_STACK as u64 + IST_STACK_SIZE as u64,
+    );
     // I/O map base = limit + 1: no I/O permission bitmap.
     // SAFETY: single-threaded setup.
     unsafe { (*tss)[25] = 104 << 16 };
@@ -168,7 +193,7 @@ fn load_gdt_and_tss() {
         (*gdt)[4] = base >> 32;
     }
     let ptr = DescriptorPointer {
-        limit: (core::mem::size_of::<[u64; 5]>() - 1) as u16,
+        limit: (core::mem::size_of::<[u64; 7]>() - 1) as u16,
         base: gdt as u64,
     };
     // SAFETY: the GDT is a static with valid descriptors for every selector we
@@ -301,15 +326,18 @@ fn load_idt() {
     let idt = &raw mut IDT;
     for v in 0..256u64 {
         let off = stubs[v as usize];
-        let ist: u64 = match v {
-            8 => 1,
-            2 => 2,
-            _ => 0,
+        let ist = default_ist(v as u8);
+        // Present, 64-bit interrupt gate; DPL0, but DPL3 for the vector user
+        // mode leaves by (`INT USER_RETURN_VECTOR`).
+        let kind: u64 = if v == u64::from(USER_RETURN_VECTOR) {
+            0xee
+        } else {
+            0x8e
         };
         let low = (off & 0xffff)
             | ((SEL_CODE as u64) << 16)
             | (ist << 32)
-            | (0x8e << 40) // present, DPL0, 64-bit interrupt gate
+            | (kind << 40)
             | (((off >> 16) & 0xffff) << 48);
         // SAFETY: single-threaded setup, index < 512.
         unsafe {
@@ -325,6 +353,44 @@ fn load_idt() {
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(nostack)) };
 }
 
+/// The IST slot a test may point a vector at ([`set_vector_stack`]).
+const IST_TEST: u64 = 3;
+
+/// The IST a vector uses normally.
+const fn default_ist(vector: u8) -> u64 {
+    match vector {
+        8 => 1,
+        2 => 2,
+        _ => 0,
+    }
+}
+
+/// Deliver `vector` on the stack that ends at `top` (through IST3, shared by
+/// every vector pointed this way), or as normal with `None`. For tests of what
+/// happens when delivery itself faults (a read-only stack).
+pub fn set_vector_stack(vector: u8, top: Option<u64>) {
+    let ist = match top {
+        Some(t) => {
+            set_tss_u64(&raw mut TSS, 0x24 + 8 * (IST_TEST as usize - 1), t);
+            IST_TEST
+        }
+        None => default_ist(vector),
+    };
+    let idt = &raw mut IDT;
+    // SAFETY: one CPU; the gate's IST field (bits 32..34) is rewritten in
+    // place, and the CPU reads the gate only when it delivers the vector.
+    unsafe {
+        let e = &mut (*idt)[2 * usize::from(vector)];
+        *e = (*e & !(7 << 32)) | (ist << 32);
+    }
+}
+
+/// Point `#DF`'s own stack (IST1) at `top`, or back at its own with `None`.
+pub fn set_df_stack(top: Option<u64>) {
+    let t = top.unwrap_or(&raw const DF_STACK as u64 + IST_STACK_SIZE as u64);
+    set_tss_u64(&raw mut TSS, 0x24, t);
+}
+
 /// The exception table the linker collected.
 fn extable() -> &'static [ExEntry] {
     let start = &raw const __ex_table_start;
@@ -338,12 +404,28 @@ fn extable() -> &'static [ExEntry] {
 /// CR2 of the last `#PF` a probe took.
 static LAST_CR2: AtomicU64 = AtomicU64::new(0);
 
+/// RFLAGS.TF.
+const RFLAGS_TF: u64 = 1 << 8;
+/// DR6's value with no debug condition recorded.
+const DR6_RESET: u64 = 0xffff_0ff0;
+/// DR6 at the last expected `#DB`.
+static LAST_DR6: AtomicU64 = AtomicU64::new(0);
+
+/// DR6 as the last `#DB` a probe took found it.
+pub fn last_db_dr6() -> u64 {
+    LAST_DR6.load(Ordering::Relaxed)
+}
+
 /// CR2 of the last expected `#PF`.
 pub fn last_fault_cr2() -> u64 {
     LAST_CR2.load(Ordering::Relaxed)
 }
 
 extern "C" fn exception_handler(f: &mut Frame) {
+    if f.vector == u64::from(USER_RETURN_VECTOR) && f.cs & 3 == 3 {
+        user_returned(f);
+        return;
+    }
     // An interrupt on the event-channel upcall vector (issue 6).
     if f.vector >= 32 && crate::events::upcall_entry(f.vector as u8, f.rflags) {
         return;
@@ -356,6 +438,19 @@ extern "C" fn exception_handler(f: &mut Frame) {
     if f.vector < 32 {
         if let Some(fixup) = crate::fault::lookup(extable(), f.rip) {
             LAST_CR2.store(cr2, Ordering::Relaxed);
+            if f.vector == 1 {
+                // A probe's single-step trap: stepping ends with it. Keep DR6
+                // and reset it, as a #DB handler must (the CPU never clears it).
+                f.rflags &= !RFLAGS_TF;
+                let dr6: u64;
+                // SAFETY: DR6 is the guest's own (no MOV-DR exiting); writing
+                // its reset value has no other effect.
+                unsafe {
+                    asm!("mov {0}, dr6", "mov dr6, {1}", out(reg) dr6,
+                        in(reg) DR6_RESET, options(nostack, nomem))
+                };
+                LAST_DR6.store(dr6, Ordering::Relaxed);
+            }
             f.gpr[GPR_R11] = encode_exinfo(f.vector as u8, f.error_code as u32);
             f.rip = fixup;
             return;
@@ -935,6 +1030,28 @@ pub fn probe_rep_outsb(port: u16, addr: u64, count: u64) -> (u64, u64, u64) {
     (rsi, rcx, info)
 }
 
+/// `REP OUTSB` with an FS (`gs == false`) or GS segment override: `count`
+/// bytes at FS/GS base + `offset` to `port`, as a fault probe: (RSI, RCX,
+/// exinfo) when it ended. Reads memory only.
+pub fn probe_seg_rep_outsb(gs: bool, port: u16, offset: u64, count: u64) -> (u64, u64, u64) {
+    let (rsi, rcx, info): (u64, u64, u64);
+    // SAFETY: reads memory only; DF is clear; a fault is caught by the
+    // exception table and reported in R11. The bytes are `fs`/`gs` + `rep` +
+    // OUTSB (the assembler has no spelling for the override on OUTS).
+    unsafe {
+        if gs {
+            asm!("xor r11d, r11d", "2: .byte 0x65, 0xf3, 0x6e", "3:", extable!("2b" => "3b"),
+                in("dx") port, inout("rsi") offset => rsi, inout("rcx") count => rcx,
+                out("r11") info, options(nostack, readonly))
+        } else {
+            asm!("xor r11d, r11d", "2: .byte 0x64, 0xf3, 0x6e", "3:", extable!("2b" => "3b"),
+                in("dx") port, inout("rsi") offset => rsi, inout("rcx") count => rcx,
+                out("r11") info, options(nostack, readonly))
+        }
+    };
+    (rsi, rcx, info)
+}
+
 /// `REP INSB` of `count` bytes from `port` to `addr`, as a fault probe: (RDI,
 /// RCX, exinfo) when it ended. Writes memory, like [`probe_write_u64`]: the
 /// caller aims it at its own buffer or at memory it cannot write.
@@ -1038,6 +1155,256 @@ pub fn vmcall_all_regs(regs: [u64; 15]) -> [u64; 15] {
     // caller's choice, as for `abi::guest::hypercall_scalar`.
     unsafe { keel_vmcall_all_regs(&mut r) };
     r
+}
+
+// ---------------------------------------------------------------------------
+// User mode (ring 3): run one instruction there and come back.
+// ---------------------------------------------------------------------------
+
+/// The vector user mode returns to the kernel by (a DPL3 gate).
+pub const USER_RETURN_VECTOR: u8 = 0x81;
+
+pub use crate::user::UserOp;
+
+// The user-mode code and data, each alone in its page (the section and its
+// end are page aligned), so that making these two pages user-accessible
+// exposes nothing else.
+global_asm!(
+    r#"
+    .pushsection .text.keel_user, "ax"
+    .balign 4096
+    .global keel_user_page
+keel_user_page:
+keel_user_vmcall:
+    vmcall
+    int $0x81
+keel_user_insb:
+    xor %r11d, %r11d
+2:  rep insb
+3:  int $0x81
+    .pushsection .ex_table, "a"
+    .balign 8
+    .quad 2b, 3b
+    .popsection
+keel_user_outsb:
+    xor %r11d, %r11d
+2:  rep outsb
+3:  int $0x81
+    .pushsection .ex_table, "a"
+    .balign 8
+    .quad 2b, 3b
+    .popsection
+keel_user_read:
+    xor %r11d, %r11d
+2:  movq (%rdi), %rax
+3:  int $0x81
+    .pushsection .ex_table, "a"
+    .balign 8
+    .quad 2b, 3b
+    .popsection
+    .balign 4096, 0xcc
+    .popsection
+
+    .pushsection .data.keel_user, "aw"
+    .balign 4096
+    .global keel_user_data
+keel_user_data:
+    .space 4096
+    .popsection
+
+    .pushsection .text.keel_enter_user, "ax"
+    .global keel_enter_user
+# keel_enter_user(regs: *mut [u64; 15] (RDI), rip (RSI), rflags (RDX)):
+# save the callee-saved registers and RSP, IRETQ to CPL3 at `rip` with every
+# GPR (but RSP) from `regs`. `user_returned` brings the CPU back to
+# keel_user_resume on the saved RSP.
+keel_enter_user:
+    pushq %rbx
+    pushq %rbp
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, {kernel_rsp}(%rip)
+    pushq ${user_ss}
+    pushq $0
+    pushq %rdx
+    pushq ${user_cs}
+    pushq %rsi
+    movq 0(%rdi), %rax
+    movq 8(%rdi), %rbx
+    movq 16(%rdi), %rcx
+    movq 24(%rdi), %rdx
+    movq 32(%rdi), %rsi
+    movq 48(%rdi), %rbp
+    movq 56(%rdi), %r8
+    movq 64(%rdi), %r9
+    movq 72(%rdi), %r10
+    movq 80(%rdi), %r11
+    movq 88(%rdi), %r12
+    movq 96(%rdi), %r13
+    movq 104(%rdi), %r14
+    movq 112(%rdi), %r15
+    movq 40(%rdi), %rdi
+    iretq
+    .global keel_user_resume
+keel_user_resume:
+    movl ${data}, %eax
+    movl %eax, %ds
+    movl %eax, %es
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbp
+    popq %rbx
+    ret
+    .popsection
+    "#,
+    kernel_rsp = sym KERNEL_RSP,
+    user_ss = const SEL_USER_DATA,
+    user_cs = const SEL_USER_CODE,
+    data = const SEL_DATA as u64,
+    options(att_syntax)
+);
+
+extern "C" {
+    static keel_user_page: u8;
+    static keel_user_data: u8;
+    fn keel_user_vmcall();
+    fn keel_user_insb();
+    fn keel_user_outsb();
+    fn keel_user_read();
+    fn keel_user_resume();
+    fn keel_enter_user(regs: *mut [u64; 15], rip: u64, rflags: u64);
+}
+
+/// The kernel's RSP while user mode runs, and the kernel's RFLAGS to come back
+/// with.
+static mut KERNEL_RSP: u64 = 0;
+static KERNEL_RFLAGS: AtomicU64 = AtomicU64::new(0);
+/// The user-mode GPRs: loaded on the way in, stored on the way out (order
+/// RAX, RBX, RCX, RDX, RSI, RDI, RBP, R8..R15, as in [`Frame::gpr`]).
+static mut USER_REGS: [u64; 15] = [0; 15];
+
+/// The user-mode code page and the user-mode data page.
+pub fn user_pages() -> (u64, u64) {
+    (
+        &raw const keel_user_page as u64,
+        &raw const keel_user_data as u64,
+    )
+}
+
+/// `INT USER_RETURN_VECTOR` from CPL3: keep user mode's registers and return
+/// to the kernel where [`run_user`] left it.
+fn user_returned(f: &mut Frame) {
+    // SAFETY: user mode runs only inside `run_user`, which reads USER_REGS
+    // after this; single CPU, interrupts cannot re-enter here (a gate clears IF).
+    unsafe {
+        USER_REGS = f.gpr;
+        f.rsp = KERNEL_RSP;
+    }
+    f.rip = keel_user_resume as *const () as u64;
+    f.cs = SEL_CODE as u64;
+    f.ss = SEL_DATA as u64;
+    f.rflags = KERNEL_RFLAGS.load(Ordering::Relaxed);
+}
+
+/// Run `op` at CPL3 with these GPRs (order RAX, RBX, RCX, RDX, RSI, RDI, RBP,
+/// R8..R15; R11 is the fault report and is cleared by the fault-catching ops)
+/// and `rflags` (IF is the kernel's; the caller sets IOPL and TF as it needs):
+/// the GPRs afterwards. The caller must have made [`user_pages`] user-accessible.
+pub fn run_user(op: UserOp, regs: [u64; 15], rflags: u64) -> [u64; 15] {
+    let rip = match op {
+        UserOp::Vmcall => keel_user_vmcall as *const () as u64,
+        UserOp::RepInsb => keel_user_insb as *const () as u64,
+        UserOp::RepOutsb => keel_user_outsb as *const () as u64,
+        UserOp::Read => keel_user_read as *const () as u64,
+    };
+    let kflags = self::rflags();
+    KERNEL_RFLAGS.store(kflags, Ordering::Relaxed);
+    // Reserved bit 1 set; IF as the kernel has it; no IOPL beyond what is asked.
+    let uflags = (rflags & !(1 << 9)) | 2 | (kflags & (1 << 9));
+    let r = &raw mut USER_REGS;
+    // SAFETY: keel_enter_user saves the callee-saved registers and RSP, runs
+    // one instruction at CPL3 on pages the caller made user-accessible (which
+    // can reach only memory the guest's tables give user mode), and comes back
+    // to keel_user_resume through `user_returned`, which restores RSP. It is
+    // called through the C ABI, so caller-saved registers count as clobbered.
+    unsafe {
+        (*r) = regs;
+        keel_enter_user(r, rip, uflags);
+        *r
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Single-stepping one exiting instruction.
+// ---------------------------------------------------------------------------
+
+pub use crate::fault::StepInsn;
+
+// Set TF (POPF: the trap comes after the instruction *after* POPF, i.e. after
+// the one under test), execute it, and catch the #DB: at label 3 if it came
+// right after the instruction, at 5 if one instruction late (R10 = 1). R11 is
+// the exinfo of the #DB, 0 if none came; the #DB handler clears TF.
+macro_rules! step_asm {
+    ($info:ident, $late:ident, [$($before:literal),*], [$($insn:literal),+], [$($after:literal),*], $($ops:tt)*) => {
+        asm!(
+            $($before,)*
+            "xor r11d, r11d",
+            "xor r10d, r10d",
+            "pushfq",
+            "or qword ptr [rsp], 0x100",
+            "popfq",
+            $($insn,)+
+            "3: inc r10",
+            "5: jmp 4f",
+            "4:",
+            $($after,)*
+            extable!("3b" => "4b", "5b" => "4b"),
+            out("r11") $info,
+            out("r10") $late,
+            $($ops)*
+        )
+    };
+}
+
+/// Execute `insn` once with RFLAGS.TF set: (exinfo of the #DB that followed,
+/// whether it came one instruction late, DR6 at that #DB). `a` and `b` are its
+/// operands (see [`StepInsn`]); a `Store` writes memory, like
+/// [`probe_write_u64`].
+pub fn probe_single_step(insn: StepInsn, a: u64, b: u64) -> (u64, bool, u64) {
+    let (info, late): (u64, u64);
+    LAST_DR6.store(0, Ordering::Relaxed);
+    // SAFETY: each instruction touches only its own operands (a hypercall
+    // that reads nothing, CPUID with RBX saved around it, an MSR read, port
+    // I/O to ports with no device or the POST port, a reload of the caller's
+    // CR3 value, a store the caller aimed); the #DB it is followed by is
+    // caught by the exception table.
+    unsafe {
+        match insn {
+            StepInsn::Vmcall => step_asm!(info, late, [], ["vmcall"], [],
+                inout("rax") 17u64 => _, in("rdi") 0u64),
+            StepInsn::Cpuid => {
+                step_asm!(info, late, ["xchg {t}, rbx"], ["cpuid"], ["xchg {t}, rbx"],
+                t = inout(reg) 0u64 => _, inout("eax") 0u32 => _, inout("ecx") 0u32 => _,
+                out("edx") _)
+            }
+            StepInsn::Rdmsr => step_asm!(info, late, [], ["rdmsr"], [],
+                in("ecx") 0xc000_0080u32, out("eax") _, out("edx") _),
+            StepInsn::Out => step_asm!(info, late, [], ["out 0x80, al"], [], in("al") 0u8),
+            StepInsn::In => {
+                step_asm!(info, late, [], ["in al, dx"], [], in("dx") 0x2e8u16, out("al") _)
+            }
+            StepInsn::RepOutsb => step_asm!(info, late, [], ["rep outsb"], [],
+                in("dx") 0x2e8u16, inout("rsi") a => _, inout("rcx") 1u64 => _),
+            StepInsn::MovCr3 => step_asm!(info, late, [], ["mov cr3, {v}"], [], v = in(reg) a),
+            StepInsn::Store => step_asm!(info, late, [], ["mov qword ptr [{p}], {v}"], [],
+                p = in(reg) a, v = in(reg) b),
+        }
+    }
+    (info, late != 0, LAST_DR6.load(Ordering::Relaxed))
 }
 
 // ---------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 //! The CPUID policy tables, row class by row class (docs/abi/cpuid.md): one vCPU's
 //! topology, hidden leaves that read as zeroes, the allow-list on leaf 1 and 7,
-//! leaves beyond the highest answering like the highest basic leaf, and leaf 0xD
-//! agreeing with the XCR0 values XSETBV accepts (#GP(0) for the rest).
+//! leaves beyond the highest answering like the highest basic leaf (which wins
+//! for leaf 4 and leaf 0xD on models whose highest basic leaf is below them), the
+//! host's caches (none on a model without a cache leaf), and leaf 0xD agreeing
+//! with the XCR0 values XSETBV accepts (#GP(0) for the rest).
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
@@ -58,20 +60,32 @@ fn test_main() {
         l1.edx & 1 != 0,
         "CPUID.1:EDX.FPU hidden (allow-list too strict)"
     );
-    let mut i = 0;
-    loop {
-        let c = cpuid(4, i);
-        if c.eax & 0x1f == 0 || i > 16 {
-            break;
+    // Leaf 4 lists the host's caches (possibly none: bx_generic has no cache
+    // leaf), each shared by one core and one thread, up to a null type; when the
+    // highest basic leaf is below 4 it answers like the highest basic leaf.
+    let top = cpuid(max, 0);
+    if max >= 4 {
+        let mut i = 0;
+        loop {
+            let c = cpuid(4, i);
+            if c.eax & 0x1f == 0 {
+                break;
+            }
+            check_eq!(
+                c.eax >> 14,
+                0,
+                "CPUID.4.{i}:EAX[31:14] (cores/threads sharing)"
+            );
+            i += 1;
+            if i > 16 {
+                check!(false, "leaf 4 has no null cache type in 16 subleaves");
+                break;
+            }
         }
-        check_eq!(
-            c.eax >> 14,
-            0,
-            "CPUID.4.{i}:EAX[31:14] (cores/threads sharing)"
-        );
-        i += 1;
+        println!("leaf 4 lists {i} cache(s)");
+    } else {
+        check_eq!(cpuid(4, 0), top, "leaf 4 above the highest basic leaf");
     }
-    check!(i > 0, "leaf 4 lists no cache");
     if max >= 0xb {
         let s0 = cpuid(0xb, 0);
         let s1 = cpuid(0xb, 1);
@@ -110,15 +124,25 @@ fn test_main() {
     check_eq!(cpuid(0x4000_0005, 0), ZERO, "hypervisor leaf 0x4000_0005");
 
     // Beyond the highest leaf: the highest basic leaf's data (Intel).
-    let top = cpuid(max, 0);
     check_eq!(cpuid(max + 1, 0), top, "leaf max+1");
     check_eq!(cpuid(0x3000_0000, 0), top, "leaf 0x3000_0000");
     check_eq!(cpuid(max_ext + 1, 0), top, "leaf max_ext+1");
     check_eq!(cpuid(0xffff_ffff, 0), top, "leaf 0xffff_ffff");
 
-    // XSAVE: leaf 0xD agrees with what XSETBV accepts.
+    // XSAVE: leaf 0xD agrees with what XSETBV accepts. When the highest basic
+    // leaf is below 0xD the beyond-max rule wins (leaf 0xD does not exist for
+    // this guest, as on the hardware) and XSAVE is hidden.
     let xsave = l1.ecx & (1 << 26) != 0;
     let d0 = cpuid(0xd, 0);
+    if max < 0xd {
+        check!(
+            !xsave,
+            "XSAVE offered without leaf 0xD (highest basic leaf {max:#x})"
+        );
+        check_eq!(d0, top, "leaf 0xD above the highest basic leaf");
+        println!("XSAVE not offered: no leaf 0xD");
+        return success();
+    }
     if !xsave {
         check_eq!(d0, ZERO, "leaf 0xD without XSAVE");
         println!("XSAVE not offered");

@@ -14,7 +14,6 @@
 //! #DF, NMI and #MC run on their own IST stacks (`arch::gdt`).
 
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CS};
-use super::serial::{emergency_writer, KeelLineWriter};
 use core::arch::global_asm;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -247,15 +246,13 @@ extern "C" fn keel_exception(frame: &ExceptionFrame) -> ! {
         // Faulting while reporting a fault while reporting a fault: stop quietly.
         super::cpu::halt_forever();
     }
-    let mut serial = emergency_writer();
-    {
-        let mut w = KeelLineWriter::new(&mut serial);
+    // Everything printed before the fault first, then the dump.
+    super::serial::fatal(|w| {
         if depth == 1 {
             let _ = writeln!(w, "nested exception while handling an exception:");
         }
-        let _ = write_dump(&mut w, frame);
-        w.finish_line();
-    }
+        let _ = write_dump(w, frame);
+    });
     super::power::power_off(ExitStatus::HypervisorPanic)
 }
 
@@ -387,9 +384,8 @@ pub fn report_panic(info: &core::panic::PanicInfo<'_>) -> ! {
         core::arch::asm!("mov {}, rsp", "mov {}, rbp", out(reg) rsp, out(reg) rbp,
                          options(nomem, nostack, preserves_flags))
     };
-    let mut serial = emergency_writer();
-    {
-        let mut w = KeelLineWriter::new(&mut serial);
+    // Everything printed before the panic first, then the report.
+    super::serial::fatal(|w| {
         let _ = writeln!(w, "PANIC: {}", info.message());
         if let Some(loc) = info.location() {
             let _ = writeln!(w, "  at {}:{}:{}", loc.file(), loc.line(), loc.column());
@@ -405,9 +401,8 @@ pub fn report_panic(info: &core::panic::PanicInfo<'_>) -> ! {
         );
         // Start from this function's own frame: the first return address is the
         // panic machinery's caller chain.
-        let _ = write_backtrace(&mut w, report_panic as *const () as u64, rbp);
-        w.finish_line();
-    }
+        let _ = write_backtrace(w, report_panic as *const () as u64, rbp);
+    });
     super::power::power_off(ExitStatus::HypervisorPanic)
 }
 

@@ -134,6 +134,15 @@ impl PhysMem for DirectMap {
         Some(self)
     }
 
+    fn read_with(&self, at: MachineAddr, len: usize, f: &mut dyn FnMut(&[u8])) {
+        check_one_frame(at, len);
+        let src = direct_ptr(at.0, len);
+        // SAFETY: the range is mapped (checked) and is machine memory the caller
+        // may read; nothing writes it while `f` runs (one CPU, no DMA, the guest
+        // is not running during an exit), and the slice does not outlive `f`.
+        f(unsafe { core::slice::from_raw_parts(src, len) });
+    }
+
     fn read(&self, at: MachineAddr, out: &mut [u8]) {
         check_one_frame(at, out.len());
         let src = direct_ptr(at.0, out.len());

@@ -66,3 +66,17 @@ pub fn outl(port: u16, v: u32) {
         asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
     };
 }
+
+/// Write the bytes of `data` to `port`, in order, with one `REP OUTSB`: one
+/// instruction (and, under a hypervisor that emulates the port, one exit) for
+/// the whole string.
+#[inline]
+pub fn outsb(port: u16, data: &[u8]) {
+    // SAFETY: `rep outsb` reads `data.len()` bytes from `data` (a valid slice)
+    // and writes them to the port; RSI and RCX are clobbered (declared), and the
+    // direction flag is clear as the ABI guarantees.
+    unsafe {
+        asm!("rep outsb", in("dx") port, inout("rsi") data.as_ptr() => _,
+             inout("rcx") data.len() => _, options(nostack, preserves_flags, readonly))
+    };
+}

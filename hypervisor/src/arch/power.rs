@@ -6,10 +6,12 @@
 //!
 //! 1. QEMU `isa-debug-exit` at port 0xf4: QEMU exits with `(N << 1) | 1`. Elsewhere
 //!    0xf4 is an unused ISA port (Bochs ignores the write).
-//! 2. Bochs: for N = 0, the magic breakpoint `xchg bx, bx` (with `magic_break:
-//!    enabled=1` and the `c`/`quit` rc file Bochs exits 0; elsewhere it is a no-op);
-//!    for N != 0, the string "Shutdown" to port 0x8900 (Bochs exits 1). Bochs can only
-//!    say 0 or 1; the console line carries N exactly.
+//! 2. Bochs: the string "Shutdown" to port 0x8900 (Bochs exits 1), for every N.
+//!    Bochs can only say 0 or 1 and the console line carries N exactly. The
+//!    magic breakpoint (`xchg bx, bx`), which would make Bochs exit 0, is not
+//!    used: a guest can execute it too, in VMX non-root mode, and stop the run,
+//!    so the runner turns it off (`magic_break: enabled=0`) and expects exit
+//!    code 1 from every Bochs run.
 //! 3. ACPI S5: SLP_TYPa/b from the DSDT's `\_S5` package and SLP_EN into the FADT's
 //!    PM1a/PM1b control blocks, enabling ACPI mode through SMI_CMD first if the
 //!    firmware left it off. This is the real-hardware path.
@@ -17,7 +19,6 @@
 
 use super::cpu::{cli, halt_forever};
 use super::port::{inw, outb, outl, outw};
-use super::serial::{emergency_writer, KeelLineWriter};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 use keel_abi::platform::{ExitStatus, QEMU_DEBUG_EXIT_PORT};
@@ -87,26 +88,22 @@ pub fn power_off(status: ExitStatus) -> ! {
         halt_forever();
     }
     let n = status as u8;
-    let mut serial = emergency_writer();
-    {
-        let mut w = KeelLineWriter::new(&mut serial);
+    // Every buffered line, then the last one, all of it out of the UART before
+    // the machine stops: an emulator that exits on a port write would otherwise
+    // lose the end of the console (Bochs did: `status 6 (VMXON failed` without
+    // its closing parenthesis).
+    super::serial::fatal(|w| {
         let _ = write!(w, "power off, status {} ({})", n, status.describe());
-        w.finish_line();
-    }
-    super::serial::flush();
+    });
 
     // 1. QEMU isa-debug-exit.
     outl(QEMU_DEBUG_EXIT_PORT, u32::from(n));
 
-    // 2. Bochs.
-    if n == 0 {
-        // SAFETY: `xchg bx, bx` swaps a register with itself: architecturally a
-        // no-op; Bochs treats it as its magic breakpoint.
-        unsafe { core::arch::asm!("xchg bx, bx", options(nomem, nostack, preserves_flags)) };
-    } else {
-        for &b in b"Shutdown" {
-            outb(BOCHS_SHUTDOWN_PORT, b);
-        }
+    // 2. Bochs: the shutdown port, whatever the status (Bochs then exits 1; the
+    // console line carries the status). Not the magic breakpoint: a guest can
+    // execute `xchg bx, bx` too, so the runner disables it.
+    for &b in b"Shutdown" {
+        outb(BOCHS_SHUTDOWN_PORT, b);
     }
 
     // 3. ACPI S5.

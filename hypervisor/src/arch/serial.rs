@@ -4,15 +4,24 @@
 //! whoever reads a mixed console can tell hypervisor lines from guest lines, which
 //! the hypercall code prints as `(d1) <text>`).
 //!
+//! Output goes through the console ring (`crate::console`): writers append whole
+//! lines and return; the ring drains in bursts of the UART's FIFO depth, one
+//! line-status read and one `REP OUTSB` a burst, whenever the transmitter is
+//! empty: after every VM exit ([`pump`]) and whenever someone writes. Why this
+//! design for each backend is in `docs/performance.md` ("The console").
+//!
 //! Two ways in:
-//! - [`Serial`] behind a spin lock, for normal logging and guest console output;
-//! - [`emergency_writer`], which bypasses the lock, for the exception, panic and
-//!   power-off paths: they may run while the lock is held (a fault inside the
-//!   logger), and one CPU never waits for itself.
+//! - the locked ring ([`SerialConsole`], the logger) for
+//!   normal logging and guest console output;
+//! - [`fatal`] for the exception, panic and power-off paths: they may run while
+//!   the lock is held (a fault inside the logger) and one CPU never waits for
+//!   itself, so they take the ring without the lock, flush it, then print.
 
-use super::port::{inb, outb};
-use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, Ordering};
+use super::port::{inb, outb, outsb};
+use crate::console::{ConsoleBuf, KeelLineWriter, Uart};
+use crate::mem::Console;
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;
 
 /// COM1's I/O base.
@@ -23,19 +32,30 @@ const THR: u16 = 0; // transmit holding (DLAB=0)
 const IER: u16 = 1; // interrupt enable (DLAB=0)
 const DLL: u16 = 0; // divisor latch low (DLAB=1)
 const DLM: u16 = 1; // divisor latch high (DLAB=1)
-const FCR: u16 = 2; // FIFO control
+const FCR: u16 = 2; // FIFO control (write)
+const IIR: u16 = 2; // interrupt identification (read)
 const LCR: u16 = 3; // line control
 const MCR: u16 = 4; // modem control
 const LSR: u16 = 5; // line status
 const LSR_THR_EMPTY: u8 = 1 << 5;
 const LSR_TRANSMITTER_EMPTY: u8 = 1 << 6;
+/// IIR bits 7:6 read 11 when the FIFOs are enabled (a 16550A; a 16550 without
+/// the "A" reports 10, its FIFO unusable; an 8250/16450 reports 00).
+const IIR_FIFO_ENABLED: u8 = 0xC0;
+/// A 16550A's transmit FIFO.
+const FIFO_DEPTH: usize = 16;
 
-/// Whether `init` has programmed the UART (the emergency path works without it:
+/// Whether `init` has programmed the UART (the fatal path works without it:
 /// emulators do not need the programming, and on hardware we lose nothing by trying).
 static INITIALISED: AtomicBool = AtomicBool::new(false);
 
+/// Bytes one burst may hand the UART: [`FIFO_DEPTH`] once `init` has seen the
+/// FIFO enabled, 1 before (or without one).
+static DEPTH: AtomicUsize = AtomicUsize::new(1);
+
 /// Program COM1 for 115200 baud, 8 data bits, no parity, one stop bit, FIFOs on,
-/// no interrupts (Keel polls).
+/// no interrupts (the ring is drained by polling at exits), and find out whether
+/// the transmit FIFO is really there.
 pub fn init() {
     outb(COM1 + IER, 0x00);
     outb(COM1 + LCR, 0x80); // DLAB on: the next two registers are the divisor
@@ -44,102 +64,170 @@ pub fn init() {
     outb(COM1 + LCR, 0x03); // 8N1, DLAB off
     outb(COM1 + FCR, 0xC7); // enable + clear FIFOs, 14-byte threshold
     outb(COM1 + MCR, 0x03); // DTR + RTS (OUT2 off: no interrupts)
+                            // A missing UART reads all ones, which also says "FIFO enabled": harmless,
+                            // the bytes go nowhere either way.
+    let depth = if inb(COM1 + IIR) & IIR_FIFO_ENABLED == IIR_FIFO_ENABLED {
+        FIFO_DEPTH
+    } else {
+        1
+    };
+    DEPTH.store(depth, Ordering::Relaxed);
     INITIALISED.store(true, Ordering::Release);
 }
 
-/// Send one byte, waiting (boundedly) for the transmitter. A missing UART reads as
-/// 0xFF, which has "THR empty" set, so this never hangs on a machine without COM1;
-/// the bound covers a UART that is present but stuck.
-fn put_byte(b: u8) {
-    for _ in 0..100_000 {
+/// The transmit FIFO's depth `init` found (1: no usable FIFO).
+pub fn fifo_depth() -> usize {
+    DEPTH.load(Ordering::Relaxed)
+}
+
+/// COM1 as the console ring's [`Uart`].
+struct Com1;
+
+impl Uart for Com1 {
+    #[inline]
+    fn room(&mut self) -> usize {
+        // THRE with the FIFO on means the transmit FIFO is empty: it takes a
+        // whole FIFO's worth. A missing UART reads 0xFF: always room.
         if inb(COM1 + LSR) & LSR_THR_EMPTY != 0 {
-            break;
+            DEPTH.load(Ordering::Relaxed)
+        } else {
+            0
         }
-        core::hint::spin_loop();
     }
-    outb(COM1 + THR, b);
+    #[inline]
+    fn send(&mut self, bytes: &[u8]) {
+        outsb(COM1 + THR, bytes);
+    }
+    fn idle(&mut self) -> bool {
+        inb(COM1 + LSR) & LSR_TRANSMITTER_EMPTY != 0
+    }
+    fn depth(&self) -> usize {
+        DEPTH.load(Ordering::Relaxed)
+    }
 }
 
-/// Wait (boundedly) until the UART has sent every byte, shift register included.
-/// The power-off path calls this before it stops the machine: an emulator that
-/// exits on a port write would otherwise lose the end of the last line (Bochs did:
-/// `status 6 (VMXON failed` without its closing parenthesis).
+/// The console ring (`crate::console`).
+static RING: Mutex<ConsoleBuf> = Mutex::new(ConsoleBuf::new());
+
+/// When the exit path should next look at the UART: the TSC at which the last
+/// burst will have left it (`u64::MAX`: the ring is empty). Read without the
+/// lock on every VM exit: an empty ring costs the exit path one load, a ring
+/// waiting for the line one load and one RDTSC, and the UART's status is read
+/// only when a burst can have gone (under a hypervisor that emulates the UART,
+/// every status read is an exit of its own).
+static NEXT_POLL: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// TSC ticks one byte takes on the line (10 bits at 115,200 baud), once the TSC
+/// is calibrated ([`set_tsc_hz`]); 0 before (poll at every exit).
+static BYTE_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// The TSC's rate, measured at boot: from now on the drain polls the UART only
+/// when the last burst can have left it.
+pub fn set_tsc_hz(hz: u64) {
+    BYTE_TICKS.store(hz / 11_520, Ordering::Relaxed);
+}
+
+/// Record when to look at the UART next, after `sent` bytes went out.
+fn schedule(ring: &ConsoleBuf, sent: usize) {
+    let next = if ring.pending() == 0 {
+        u64::MAX
+    } else {
+        // Nothing went (the FIFO was still busy): look again a byte later.
+        let bytes = sent.max(1) as u64;
+        super::timer::rdtsc().saturating_add(bytes * BYTE_TICKS.load(Ordering::Relaxed))
+    };
+    NEXT_POLL.store(next, Ordering::Relaxed);
+}
+
+/// Append a record to the ring and start draining it.
+fn write_record(parts: &[&[u8]]) {
+    let mut ring = RING.lock();
+    ring.write_parts(&mut Com1, parts);
+    // If a burst is still on the line, the next exit after it has gone sends
+    // the next one; else send one now.
+    if NEXT_POLL.load(Ordering::Relaxed) == u64::MAX
+        || super::timer::rdtsc() >= NEXT_POLL.load(Ordering::Relaxed)
+    {
+        let sent = ring.pump(&mut Com1);
+        schedule(&ring, sent);
+    }
+}
+
+/// One burst from the ring if the UART takes it now (never waits). Called after
+/// every VM exit; see [`NEXT_POLL`] for what it costs.
+#[inline]
+pub fn pump() {
+    let next = NEXT_POLL.load(Ordering::Relaxed);
+    if next != u64::MAX && super::timer::rdtsc() >= next {
+        pump_slow();
+    }
+}
+
+#[inline(never)]
+fn pump_slow() {
+    if let Some(mut ring) = RING.try_lock() {
+        let sent = ring.pump(&mut Com1);
+        schedule(&ring, sent);
+    }
+}
+
+/// Send everything buffered, waiting (boundedly) for the UART.
 pub fn flush() {
-    for _ in 0..1_000_000 {
-        if inb(COM1 + LSR) & LSR_TRANSMITTER_EMPTY != 0 {
-            return;
-        }
-        core::hint::spin_loop();
-    }
+    let mut ring = RING.lock();
+    ring.flush(&mut Com1);
+    NEXT_POLL.store(u64::MAX, Ordering::Relaxed);
 }
 
-/// The raw UART: bytes out, as they are.
-pub struct Serial;
-
-impl Serial {
-    /// Write bytes unchanged.
-    pub fn write_bytes(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            put_byte(b);
-        }
-    }
-}
-
-/// The locked console everyone but the emergency paths uses.
-pub static SERIAL: Mutex<Serial> = Mutex::new(Serial);
-
-/// A writer that starts every line with `keel: `.
-pub struct KeelLineWriter<'a> {
-    serial: &'a mut Serial,
-    at_line_start: bool,
-}
-
-impl<'a> KeelLineWriter<'a> {
-    /// Wrap a serial port; the next byte starts a line.
-    pub fn new(serial: &'a mut Serial) -> Self {
-        KeelLineWriter {
-            serial,
-            at_line_start: true,
-        }
-    }
-    /// End the current line if one is open.
-    pub fn finish_line(&mut self) {
-        if !self.at_line_start {
-            self.serial.write_bytes(b"\n");
-            self.at_line_start = true;
-        }
-    }
-}
-
-impl Write for KeelLineWriter<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for line in s.split_inclusive('\n') {
-            if self.at_line_start {
-                self.serial.write_bytes(b"keel: ");
-            }
-            self.serial.write_bytes(line.as_bytes());
-            self.at_line_start = line.ends_with('\n');
-        }
-        Ok(())
-    }
-}
-
-/// The console for the exception/panic/power-off paths: no lock (see the module
-/// comment). Output may interleave with a line that was being printed when the
-/// fault hit; that is the price of never deadlocking.
-pub fn emergency_writer() -> Serial {
+/// The console's last words (exception, panic and power-off paths): every
+/// buffered byte, then `f`'s `keel: ` lines, then a wait until the UART has sent
+/// everything. Takes the ring without waiting for its lock: on one CPU with
+/// interrupts off, a holder of the lock is code this path interrupted and that
+/// will never run again. (A write it interrupted half way may lose or repeat at
+/// most that write; every complete line before it comes out.)
+pub fn fatal(f: impl FnOnce(&mut KeelLineWriter<'_, dyn Console + '_>)) {
     if !INITIALISED.load(Ordering::Acquire) {
         init();
     }
-    Serial
+    if RING.is_locked() {
+        // SAFETY: see the function comment: the lock's holder was interrupted on
+        // this CPU (the only one running) and never resumes.
+        unsafe { RING.force_unlock() };
+    }
+    let mut ring = RING.lock();
+    ring.fatal(&mut Com1, f);
+    NEXT_POLL.store(u64::MAX, Ordering::Relaxed);
 }
 
-/// `mem::Console` for guest output: the hypercall layer adds the `(d1) ` prefix.
+/// `mem::Console` for guest output: the hypercall layer adds the `(d1) ` prefix
+/// and filters the text; each call is one whole line.
 pub struct SerialConsole;
 
-impl crate::mem::Console for SerialConsole {
+impl Console for SerialConsole {
     fn write_bytes(&mut self, bytes: &[u8]) {
-        SERIAL.lock().write_bytes(bytes);
+        write_record(&[bytes]);
+    }
+    fn write_parts(&mut self, parts: &[&[u8]]) {
+        write_record(parts);
+    }
+    #[inline]
+    fn pump(&mut self) {
+        pump();
+    }
+    fn drain_until(&mut self, deadline: u64) {
+        while NEXT_POLL.load(Ordering::Relaxed) != u64::MAX && super::timer::rdtsc() < deadline {
+            pump();
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// The ring as a `Console` for the logger (the lock held for the whole line, so
+/// its pieces stay together).
+struct Locked<'a>(&'a mut ConsoleBuf);
+
+impl Console for Locked<'_> {
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        self.0.write(&mut Com1, bytes);
     }
 }
 
@@ -155,20 +243,27 @@ impl log::Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let mut serial = SERIAL.lock();
-        let mut w = KeelLineWriter::new(&mut serial);
-        let _ = match record.level() {
-            log::Level::Error => write!(w, "error: {}", record.args()),
-            log::Level::Warn => write!(w, "warning: {}", record.args()),
-            log::Level::Info => write!(w, "{}", record.args()),
-            log::Level::Debug | log::Level::Trace => {
-                write!(w, "[{}] {}", record.target(), record.args())
-            }
-        };
-        w.finish_line();
+        let mut ring = RING.lock();
+        {
+            let mut sink = Locked(&mut ring);
+            let mut w = KeelLineWriter::new(&mut sink);
+            let _ = match record.level() {
+                log::Level::Error => write!(w, "error: {}", record.args()),
+                log::Level::Warn => write!(w, "warning: {}", record.args()),
+                log::Level::Info => write!(w, "{}", record.args()),
+                log::Level::Debug | log::Level::Trace => {
+                    write!(w, "[{}] {}", record.target(), record.args())
+                }
+            };
+            w.finish_line();
+        }
+        let sent = ring.pump(&mut Com1);
+        schedule(&ring, sent);
     }
 
-    fn flush(&self) {}
+    fn flush(&self) {
+        flush();
+    }
 }
 
 static LOGGER: Logger = Logger;

@@ -37,7 +37,7 @@
 
 use super::frame_table::{FrameTable, FrameTableError, MAX_DOMAIN_PAGES};
 use super::pagetable::{entry_addr, pte, Level, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_RW};
-use super::{BootState, Domain, DomainId, CONSOLE_LINE_MAX, COUNTED_HYPERCALLS};
+use super::{BootState, Domain, DomainId, COUNTED_HYPERCALLS};
 use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn, PAGE_SIZE};
 use crate::elf::GuestImage;
 use crate::mem::{FrameSource, PhysMem};
@@ -384,8 +384,9 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         frames: table,
         base: cr3,
         flush: Flush::None,
-        console_line: [0; CONSOLE_LINE_MAX],
-        console_len: 0,
+        console: crate::console::LineBuf::new(),
+        console_prefix: super::console_prefix_for(cfg.id),
+        console_cache: crate::guest_mem::ReadCache::new(),
         hypercall_counts: [0; COUNTED_HYPERCALLS],
         other_hypercalls: 0,
         abi_encoded: presented.encode(),

@@ -23,6 +23,7 @@ pub use frame_table::{FrameKind, PageInfo, PageType};
 pub use pagetable::Level;
 
 use crate::addr::{GuestVirt, Mfn, Pfn};
+use crate::console::LineBuf;
 use crate::mem::{Console, FrameSource, PhysMem};
 use crate::mm::{Flush, LastTable, Mm, MmError};
 use frame_table::FrameTable;
@@ -80,8 +81,12 @@ pub struct Domain {
     base: Mfn,
     /// The TLB flush owed to the guest before it runs again.
     flush: Flush,
-    console_line: [u8; CONSOLE_LINE_MAX],
-    console_len: usize,
+    console: LineBuf<CONSOLE_LINE_MAX>,
+    /// `(d<id>) `, made once at build (every console line starts with it).
+    console_prefix: ([u8; 10], usize),
+    /// The translation of the page `console_io` last read, checked before
+    /// each use (`guest_mem::ReadCache`): a guest prints from the same buffer.
+    pub console_cache: crate::guest_mem::ReadCache,
     hypercall_counts: [u64; COUNTED_HYPERCALLS],
     other_hypercalls: u64,
     /// The ABI version this domain is told the hypervisor implements
@@ -269,43 +274,35 @@ impl Domain {
     }
 
     /// Append guest console output; complete lines go to `console` as
-    /// `(d<id>) <text>\n`. Control characters other than tab are dropped so that a
-    /// guest cannot drive the operator's terminal (escape sequences) or forge the
-    /// start of a hypervisor line (carriage return).
+    /// `(d<id>) <text>\n`, one whole line per call. The text passes the console
+    /// filter ([`crate::console::escape_guest`]: printable ASCII, everything else
+    /// escaped visibly), so a guest can neither forge another line's prefix nor
+    /// drive the operator's terminal.
     pub fn console_write<C: Console + ?Sized>(&mut self, console: &mut C, bytes: &[u8]) {
-        for &b in bytes {
-            match b {
-                b'\n' => self.console_flush(console),
-                b'\t' | 0x20..=0x7e | 0x80..=0xff => {
-                    if self.console_len >= CONSOLE_LINE_MAX {
-                        self.console_flush(console);
-                    }
-                    if let Some(slot) = self.console_line.get_mut(self.console_len) {
-                        *slot = b;
-                        self.console_len += 1;
-                    }
-                }
-                _ => {}
-            }
-        }
+        let (prefix, n) = self.console_prefix();
+        let prefix = prefix.get(..n).unwrap_or(&[]);
+        self.console
+            .write(prefix, bytes, &mut |r: &[&[u8]]| console.write_parts(r));
     }
 
-    /// Print the buffered partial line, if any (at shutdown, or when full).
+    /// Print the buffered partial line, if any (at shutdown, or when killed).
     pub fn console_flush<C: Console + ?Sized>(&mut self, console: &mut C) {
-        if self.console_len == 0 {
+        if self.console.pending().is_empty() {
             return;
         }
-        let mut prefix = [0u8; 10]; // "(d65535) " is 9 bytes
-        let n = format_prefix(self.id, &mut prefix);
-        console.write_bytes(prefix.get(..n).unwrap_or(&[]));
-        console.write_bytes(self.console_line.get(..self.console_len).unwrap_or(&[]));
-        console.write_bytes(b"\n");
-        self.console_len = 0;
+        let (prefix, n) = self.console_prefix();
+        let prefix = prefix.get(..n).unwrap_or(&[]);
+        self.console
+            .flush(prefix, &mut |r: &[&[u8]]| console.write_parts(r));
     }
 
-    /// The partial console line not yet printed.
+    fn console_prefix(&self) -> ([u8; 10], usize) {
+        self.console_prefix
+    }
+
+    /// The partial console line not yet printed (filtered).
     pub fn console_pending(&self) -> &[u8] {
-        self.console_line.get(..self.console_len).unwrap_or(&[])
+        self.console.pending()
     }
 
     /// Count one hypercall of number `nr` (for benchmarks and diagnostics).
@@ -329,6 +326,13 @@ impl Domain {
 }
 
 /// Write `"(d<id>) "` into `out`; returns its length.
+/// `(d<id>) ` for domain `id`, and its length.
+pub(crate) fn console_prefix_for(id: DomainId) -> ([u8; 10], usize) {
+    let mut prefix = [0u8; 10]; // "(d65535) " is 9 bytes
+    let n = format_prefix(id, &mut prefix);
+    (prefix, n)
+}
+
 fn format_prefix(id: DomainId, out: &mut [u8; 10]) -> usize {
     let mut digits = [0u8; 5];
     let mut v = id.0;

@@ -18,7 +18,8 @@ use crate::mem::PhysMem;
 pub const PTE_P: u64 = 1 << 0;
 /// Writable (with CR0.WP=1 this binds supervisor writes too).
 pub const PTE_RW: u64 = 1 << 1;
-/// User-accessible (Keel guests run at CPL0; the builder leaves it clear).
+/// User-accessible (the builder leaves it clear: the guest kernel sets it for
+/// its own user mode).
 pub const PTE_US: u64 = 1 << 2;
 /// Accessed.
 pub const PTE_A: u64 = 1 << 5;
@@ -99,6 +100,8 @@ pub struct Walk {
     pub writable: bool,
     /// NX was clear at every level (always true when NXE is off).
     pub executable: bool,
+    /// U/S was set at every level: user mode may access the page.
+    pub user: bool,
     /// The table frames read, L4 first.
     pub tables: [Mfn; 4],
 }
@@ -151,6 +154,7 @@ pub fn walk<M: PhysMem + ?Sized>(
         frame: Mfn(0),
         writable: true,
         executable: true,
+        user: true,
         tables: [Mfn(0); 4],
     };
     for (i, level) in Level::WALK_ORDER.into_iter().enumerate() {
@@ -178,6 +182,7 @@ pub fn walk<M: PhysMem + ?Sized>(
             }
         }
         out.writable &= e & PTE_RW != 0;
+        out.user &= e & PTE_US != 0;
         out.executable &= e & PTE_NX == 0;
         table = pte_frame(e);
     }
@@ -218,6 +223,14 @@ mod tests {
         let w = walk(&m, Mfn(1), GuestVirt(0x40_0123), false, |_, _| true).unwrap();
         assert_eq!(w.frame, Mfn(9));
         assert!(w.writable && w.executable);
+        assert!(!w.user, "U/S clear at two levels");
+        let m = setup(PTE_P | PTE_US, PTE_P | PTE_US);
+        assert!(
+            !walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true)
+                .unwrap()
+                .user,
+            "U/S clear at L4 and L3"
+        );
         assert_eq!(w.tables, [Mfn(1), Mfn(2), Mfn(3), Mfn(4)]);
 
         // RW clear at L2 makes the page read-only.

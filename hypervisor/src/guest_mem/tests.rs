@@ -440,3 +440,90 @@ fn page_reader_walks_once_per_page_and_forgets_on_a_write_to_its_walk() {
         read_bytes::<8, _>(&dom, &mem, other, GuestVirt(va + 16))
     );
 }
+
+/// The read cache gives what `translate` gives, before and after the tables
+/// change under it (an entry rewritten, the page unmapped, another root), and
+/// a hit reads only the four entries.
+#[test]
+fn read_cache_follows_the_tables() {
+    let (dom, mut mem) = setup(false);
+    let cr3 = dom.boot.cr3;
+    let mut c = ReadCache::new();
+    for va in [TEXT, TEXT + 8, DATA + 0xff0, TEXT + 0x1000, TEXT] {
+        let va = GuestVirt(va);
+        assert_eq!(
+            c.translate(&dom, &mem, cr3, va),
+            translate(&dom, &mem, cr3, va, Access::Read)
+        );
+    }
+    // A hit reads the four table frames and nothing else.
+    mem.reads.borrow_mut().clear();
+    let _ = c.translate(&dom, &mem, cr3, GuestVirt(TEXT + 16)).unwrap();
+    assert_eq!(mem.reads.borrow().len(), 4, "{:?}", mem.reads.borrow());
+    // Point the L1 entry at another of the domain's frames: the cache follows.
+    let e = l1_entry(&dom, &mem, TEXT);
+    let old = mem.read_u64(e);
+    let other = dom.mfn_of(&mem, Pfn(90)).unwrap();
+    mem.write_u64(e, pte(other, PTE_P));
+    let got = c.translate(&dom, &mem, cr3, GuestVirt(TEXT + 16));
+    assert_eq!(got, Ok(MachineAddr(other.addr().0 + 16)));
+    assert_eq!(
+        got,
+        translate(&dom, &mem, cr3, GuestVirt(TEXT + 16), Access::Read)
+    );
+    // Unmapped: the same error as a walk.
+    mem.write_u64(e, 0);
+    assert_eq!(
+        c.translate(&dom, &mem, cr3, GuestVirt(TEXT)),
+        Err(Errno::EFAULT)
+    );
+    // A frame the domain does not own: refused, not cached.
+    mem.write_u64(e, pte(Mfn(7), PTE_P));
+    assert_eq!(
+        c.translate(&dom, &mem, cr3, GuestVirt(TEXT)),
+        Err(Errno::EFAULT)
+    );
+    mem.write_u64(e, old);
+    assert_eq!(
+        c.translate(&dom, &mem, cr3, GuestVirt(TEXT)),
+        translate(&dom, &mem, cr3, GuestVirt(TEXT), Access::Read)
+    );
+    // Another root: not the cached translation.
+    assert_eq!(
+        c.translate(&dom, &mem, Mfn(7), GuestVirt(TEXT)),
+        Err(Errno::EFAULT)
+    );
+}
+
+proptest! {
+    /// Over random corruption of the walk's entries between reads, the cache
+    /// agrees with a fresh walk every time.
+    #[test]
+    fn read_cache_agrees_with_a_walk(
+        steps in proptest::collection::vec((0usize..4, any::<u64>(), any::<bool>(), 0u64..0x3000), 1..20),
+    ) {
+        let (dom, mut mem) = setup(true);
+        let cr3 = dom.boot.cr3;
+        let mut c = ReadCache::new();
+        for (level, v, corrupt, off) in steps {
+            let va = GuestVirt(TEXT + off);
+            if corrupt {
+                if let Ok((_, w)) = translate_walk(&dom, &mem, cr3, va, Access::Read) {
+                    let lv = [4, 3, 2, 1][level];
+                    let at = entry_addr(w.tables[level], va.table_index(lv));
+                    // Sometimes a plausible entry (another owned frame), sometimes garbage.
+                    let new = if v & 1 == 0 {
+                        pte(dom.mfn_of(&mem, Pfn(v % 100)).unwrap(), v & (PTE_P | PTE_RW | PTE_NX | PTE_PS))
+                    } else {
+                        v
+                    };
+                    mem.write_u64(at, new);
+                }
+            }
+            prop_assert_eq!(
+                c.translate(&dom, &mem, cr3, va),
+                translate(&dom, &mem, cr3, va, Access::Read)
+            );
+        }
+    }
+}

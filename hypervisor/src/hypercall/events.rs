@@ -222,9 +222,41 @@ pub(super) fn sched_poll(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
     }
 }
 
-/// `set_timer_op(timeout)`: the single-shot timer, absolute ns; 0 stops it.
+/// Xen's horizon for `set_timer_op`: a deadline more than 2^50 ns (about 13
+/// days) ahead is taken for a guest's wrapped jiffies arithmetic.
+pub const SET_TIMER_OP_HORIZON_SHIFT: u32 = 50;
+/// What such a deadline (or a negative one) becomes: 100 ms from now.
+pub const SET_TIMER_OP_FALLBACK_NS: u64 = 100_000_000;
+/// Xen's `STIME_DELTA_MAX` (2^62 - 1): the longest period `now + period`
+/// cannot overflow with.
+pub const PERIODIC_TIMER_MAX_NS: u64 = (1 << 62) - 1;
+
+/// The single-shot deadline `set_timer_op(timeout)` arms at system time
+/// `now`, by Xen's rule (`do_set_timer_op`): 0 stops the timer (`None`); a
+/// timeout negative as a signed 64-bit time, or more than 2^50 ns in the
+/// future, fires [`SET_TIMER_OP_FALLBACK_NS`] from now; anything else is
+/// the deadline itself (one in the past fires at once).
+pub fn set_timer_op_deadline(timeout: u64, now: u64) -> Option<u64> {
+    if timeout == 0 {
+        return None;
+    }
+    let offset = (timeout as i64).wrapping_sub(now as i64);
+    if (timeout as i64) < 0 || (offset > 0 && (offset >> SET_TIMER_OP_HORIZON_SHIFT) != 0) {
+        return Some(now.saturating_add(SET_TIMER_OP_FALLBACK_NS));
+    }
+    Some(timeout)
+}
+
+/// `set_timer_op(timeout)`: the single-shot timer, absolute ns
+/// ([`set_timer_op_deadline`]).
 pub(super) fn set_timer_op(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    ctx.ev.timers.set_oneshot(a.args[0]);
+    match a.args[0] {
+        0 => ctx.ev.timers.stop_oneshot(),
+        t => {
+            let now = ctx.ev.clock.ns_at(ctx.tsc());
+            ctx.ev.timers.oneshot = set_timer_op_deadline(t, now);
+        }
+    }
     Outcome::Return(0)
 }
 
@@ -239,7 +271,7 @@ pub(super) fn vcpu_set_periodic(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outc
     to_outcome((|| {
         vcpu_check(a)?;
         let s: VcpuSetPeriodicTimer = read(ctx, a.args[2])?;
-        if s.period_ns < PERIODIC_TIMER_MIN_NS {
+        if !(PERIODIC_TIMER_MIN_NS..=PERIODIC_TIMER_MAX_NS).contains(&s.period_ns) {
             return Err(Errno::EINVAL);
         }
         let now = ctx.ev.clock.ns_at(ctx.tsc());

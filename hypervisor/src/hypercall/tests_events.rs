@@ -238,6 +238,37 @@ fn timer_rows() {
         Outcome::Return(0)
     );
     assert_eq!(w.ev.timers.periodic, None);
+    // Xen's upper bound, STIME_DELTA_MAX = 2^62 - 1.
+    for (period, want) in [
+        ((1u64 << 62) - 1, Outcome::Return(0)),
+        (1 << 62, ret(Errno::EINVAL)),
+        (u64::MAX, ret(Errno::EINVAL)),
+    ] {
+        w.poke(DATA, &period.to_le_bytes());
+        assert_eq!(
+            w.call(
+                Hypercall::VCPU_OP,
+                [VCPUOP_SET_PERIODIC_TIMER, 0, DATA, 0, 0]
+            ),
+            want,
+            "period {period:#x}"
+        );
+    }
+    w.call(Hypercall::VCPU_OP, [VCPUOP_STOP_PERIODIC_TIMER, 0, 0, 0, 0]);
+    // set_timer_op far in the future or negative: 100 ms from now (Xen).
+    for t in [1u64 << 63, u64::MAX, 5_000 + (1 << 50) + 1] {
+        assert_eq!(
+            w.call(Hypercall::SET_TIMER_OP, [t, 0, 0, 0, 0]),
+            Outcome::Return(0)
+        );
+        let now = w.ev.clock.ns_at(w.tsc);
+        assert_eq!(
+            w.ev.timers.oneshot,
+            Some(now + 100_000_000),
+            "timeout {t:#x}"
+        );
+    }
+    w.call(Hypercall::SET_TIMER_OP, [0, 0, 0, 0, 0]);
     // Single-shot with VCPU_SSHOTTMR_future in the past: -ETIME.
     w.tsc = 1000 + 2_000_000; // system time 1 s
     let mut b = [0u8; 16];
@@ -351,4 +382,21 @@ fn callback_vector_param() {
         w.call(Hypercall::HVM_OP, [HVMOP_GET_PARAM, DATA, 0, 0, 0]),
         ret(Errno::ENOSYS)
     );
+}
+
+/// Xen's `do_set_timer_op` rule, cell by cell.
+#[test]
+fn set_timer_op_deadline_follows_xen() {
+    use super::events::set_timer_op_deadline as d;
+    let now = 1_000_000_000u64;
+    assert_eq!(d(0, now), None, "0 stops");
+    assert_eq!(d(1, now), Some(1), "the past fires at once");
+    assert_eq!(d(now, now), Some(now));
+    assert_eq!(d(now + 1_000, now), Some(now + 1_000));
+    // Exactly 2^50 - 1 ahead is kept; 2^50 ahead is not.
+    assert_eq!(d(now + (1 << 50) - 1, now), Some(now + (1 << 50) - 1));
+    assert_eq!(d(now + (1 << 50), now), Some(now + 100_000_000));
+    // Negative as a signed time.
+    assert_eq!(d(1 << 63, now), Some(now + 100_000_000));
+    assert_eq!(d(u64::MAX, now), Some(now + 100_000_000));
 }

@@ -11,10 +11,15 @@
 //! `docs/abi/{cpuid,msr,io,insns}.md` are generated. The handlers below only decode
 //! the exit, ask the table, and carry out its answer on the VMCS or the host.
 //!
-//! The VMCALL path is the one that matters for speed (issue 8): it costs exactly
-//! four VMCS accesses: VMREAD of the exit reason, VMREAD of the instruction length,
-//! VMREAD + VMWRITE of the guest RIP. The guest's CR3 for the hypercall layer comes
-//! from Keel's own copy (every CR3 load exits, so the copy is exact).
+//! The VMCALL path is the one that matters for speed: it costs seven VMCS
+//! accesses: VMREAD of the exit reason, of SS's access rights (the CPL: only the
+//! guest kernel may call), of the instruction length, VMREAD + VMWRITE of the
+//! guest RIP, and VMREADs of RFLAGS and the interruptibility state (retiring the
+//! instruction as the CPU would: the single-step trap and the interrupt shadow,
+//! [`Vcpu::retire`]). The length is read, not assumed to be 3: the field counts
+//! any prefixes the instruction carried, and Keel does not rely on a guest never
+//! prefixing VMCALL. The guest's CR3 for the hypercall layer
+//! comes from Keel's own copy (every CR3 load exits, so the copy is exact).
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -34,16 +39,19 @@ use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures};
 use crate::domain::Domain;
 use crate::event::{Blocked, EventState, UpcallAction};
+use crate::exception::{self, Delivering};
 use crate::guest_mem::Access;
 use crate::hypercall::{self, HypercallCtx, Outcome};
 use crate::insns::{self, XsetbvFault};
-use crate::io::IoBus;
+use crate::io::{IoBus, Segment};
 use crate::mem::{Console, PhysMem};
 use crate::mm::emulate::{decode_store, Source};
 use crate::mm::Flush;
 use crate::msr::{self, MsrEnv, ReadOp, VmcsMsr, WriteOp};
 use crate::perf;
+use crate::privilege::Cpl;
 use keel_abi::debug::PerfCounters;
+use keel_abi::Errno;
 
 /// Set the CR2 the guest will see with a #PF Keel injects. A #PF VM exit does
 /// not write CR2 (SDM 27.1), and neither does event injection, but the guest's
@@ -115,6 +123,8 @@ const RFLAGS_DF: u64 = 1 << 10;
 const RFLAGS_TF: u64 = 1 << 8;
 /// Pending debug exceptions: BS, a single-step trap is pending.
 const PENDING_DBG_BS: u64 = 1 << 14;
+/// IA32_DEBUGCTL.BTF: single-step on branches only.
+const DEBUGCTL_BTF: u64 = 1 << 1;
 
 /// The most elements one exit emulates of a REP INS/OUTS.
 const STRING_IO_CHUNK: u64 = 4096;
@@ -315,30 +325,40 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
     }
 
-    /// Move RIP past the instruction that exited (SDM 28.2.5: the VM-exit
-    /// instruction-length field is valid for instruction exits).
-    fn skip_instruction(&mut self) {
-        let len = vmread(ro::VMEXIT_INSTRUCTION_LEN);
-        let rip = vmread(guest::RIP);
-        write(guest::RIP, rip.wrapping_add(len));
+    /// The guest's current privilege level (the DPL of its SS).
+    fn cpl(&self) -> Cpl {
+        Cpl::from_ss_access_rights(vmread(guest::SS_ACCESS_RIGHTS) as u32)
     }
 
-    /// Finish emulating an instruction the way the CPU would have: move RIP past
-    /// it, end any interrupt shadow (blocking by STI or MOV SS lasts only until the
-    /// next instruction completes, SDM 26.3 / vol. 2 STI), and if the guest was
-    /// single-stepping (RFLAGS.TF), make the single-step #DB pending (the BS bit of
-    /// the pending-debug-exceptions field, delivered after VM entry, SDM 27.7.3).
-    ///
-    /// The VMCALL path uses the cheaper [`Self::skip_instruction`] (the four-access
-    /// budget): a 0.1 guest never single-steps a hypercall and has no interrupts
-    /// for a shadow to hold off.
+    /// Finish an instruction Keel emulated, the way the CPU finishes one: move
+    /// RIP past it (by the VM-exit instruction length, valid for instruction
+    /// exits, SDM 28.2.5), end any interrupt shadow, and raise the single-step
+    /// trap if the guest was stepping ([`Self::retire`]). Every path that
+    /// completes a guest instruction for the guest ends here or in `retire`.
     fn complete_instruction(&mut self) {
-        self.skip_instruction();
+        let len = vmread(ro::VMEXIT_INSTRUCTION_LEN);
+        self.retire(len);
+    }
+
+    /// Retire the `len`-byte instruction at RIP: RIP moves past it; blocking by
+    /// STI or MOV SS ends (it lasts only until the next instruction completes,
+    /// SDM vol. 2 STI, vol. 3 6.8.3), so an upcall can be delivered right after
+    /// it; and if RFLAGS.TF was set (and DEBUGCTL.BTF clear: BTF steps branches
+    /// only, and no emulated instruction is one) the single-step #DB becomes
+    /// pending: the BS bit of the pending-debug-exceptions field, delivered
+    /// after VM entry with DR6.BS set (SDM 27.7.3), exactly one per instruction.
+    fn retire(&mut self, len: u64) {
+        let rip = vmread(guest::RIP);
+        write(guest::RIP, rip.wrapping_add(len));
+        let rflags = vmread(guest::RFLAGS);
         let intr = vmread(guest::INTERRUPTIBILITY_STATE);
         if intr & 3 != 0 {
             write(guest::INTERRUPTIBILITY_STATE, intr & !3);
         }
-        if vmread(guest::RFLAGS) & RFLAGS_TF != 0 {
+        if rflags & RFLAGS_TF != 0
+            && !(self.msr_env.debug_controls
+                && vmread(guest::IA32_DEBUGCTL_FULL) & DEBUGCTL_BTF != 0)
+        {
             let pending = vmread(guest::PENDING_DBG_EXCEPTIONS);
             write(guest::PENDING_DBG_EXCEPTIONS, pending | PENDING_DBG_BS);
         }
@@ -360,12 +380,54 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         );
     }
 
-    fn inject_gp(&mut self) {
-        self.inject(VEC_GP, Some(0));
+    /// Raise hardware exception `vector` in the guest, which arose while
+    /// `during` was being delivered (`None` for the faults of an instruction
+    /// Keel emulates: an instruction exit never interrupts an event delivery, and
+    /// every VM exit clears the entry's interruption field). The SDM's
+    /// double-fault rule decides (`crate::exception`): the fault itself, `#DF`,
+    /// or a triple fault, which crashes the domain.
+    fn raise(
+        &mut self,
+        g: &GuestGprs,
+        during: Option<Delivering>,
+        vector: u8,
+        error_code: Option<u32>,
+    ) -> Option<DomainEnd> {
+        match exception::combine(during, vector) {
+            exception::Outcome::Deliver => {
+                self.inject(vector, error_code);
+                None
+            }
+            exception::Outcome::DoubleFault => {
+                self.inject(VEC_DF, Some(0));
+                None
+            }
+            exception::Outcome::TripleFault => {
+                let what = match during {
+                    Some(Delivering::Exception(v)) => exception_name(v),
+                    _ => "an event",
+                };
+                log::error!(
+                    "vmx: domain {}: {} while delivering {what}: triple fault",
+                    self.dom.id.0,
+                    exception_name(vector)
+                );
+                self.crash(
+                    g,
+                    ExitReason { raw: 2 },
+                    u64::from(vector),
+                    "triple fault (a contributory fault or #PF while the CPU delivered #DF: the processor would shut down)",
+                )
+            }
+        }
     }
 
-    fn inject_ud(&mut self) {
-        self.inject(VEC_UD, None);
+    fn inject_gp(&mut self, g: &GuestGprs) -> Option<DomainEnd> {
+        self.raise(g, None, VEC_GP, Some(0))
+    }
+
+    fn inject_ud(&mut self, g: &GuestGprs) -> Option<DomainEnd> {
+        self.raise(g, None, VEC_UD, None)
     }
 
     /// An exit that interrupted the delivery of an event through the guest's IDT
@@ -448,6 +510,15 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
 
     /// VMCALL: a hypercall (contract: RAX nr; RDI, RSI, RDX, R10, R8; RAX result).
     fn vmcall(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+        // Only the guest kernel may make a hypercall: from CPL > 0 it is refused
+        // before anything is looked at, so it changes nothing (Xen's HVM rule,
+        // `crate::privilege`). This is the one VMCS access the null hypercall
+        // pays beyond the four of the exit itself.
+        if !self.cpl().may_hypercall() {
+            g.rax = Errno::EPERM.as_return() as u64;
+            self.complete_instruction();
+            return None;
+        }
         // Keel's benchmark interface comes first, before any of the work below:
         // its no-op is the floor every other hypercall is measured against
         // (`crate::perf`, docs/abi/debug.md).
@@ -455,7 +526,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             g.rax = perf::debug_op(g.rdi, g.rsi, counters, |va, bytes| {
                 crate::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, self.cr3, va, bytes)
             }) as u64;
-            self.skip_instruction();
+            self.complete_instruction();
             return None;
         }
         let mut ctx = HypercallCtx {
@@ -474,13 +545,13 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         match out {
             Outcome::Return(v) => {
                 g.rax = v as u64;
-                self.skip_instruction();
+                self.complete_instruction();
                 None
             }
             Outcome::Shutdown(reason) => Some(DomainEnd::Shutdown(reason)),
             Outcome::Block => {
                 g.rax = 0;
-                self.skip_instruction();
+                self.complete_instruction();
                 self.block(g)
             }
         }
@@ -550,21 +621,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     fn page_fault(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
         let cr2 = vmread(ro::EXIT_QUALIFICATION);
         let ec = vmread(ro::VMEXIT_INTERRUPTION_ERR_CODE) as u32;
-        let idt = vmread(ro::IDT_VECTORING_INFO) as u32;
-        if idt & (1 << 31) != 0 {
-            // The fault hit while delivering an event (e.g. pushing a frame onto a
-            // read-only stack): never emulated. A #PF while delivering a #PF is a
-            // double fault, as on hardware; otherwise the #PF is reflected (the
-            // interrupted event is lost: the guest's state is already broken).
-            if idt & 0xff == u32::from(VEC_PF) && (idt >> 8) & 7 == intr_type::HARDWARE_EXCEPTION {
-                self.inject(VEC_DF, Some(0));
-                return None;
-            }
-        } else {
+        let during = Delivering::from_info(vmread(ro::IDT_VECTORING_INFO) as u32);
+        if during.is_none() {
             match self.emulate_pte_write(g, cr2) {
                 Ok(len) => {
-                    let rip = vmread(guest::RIP);
-                    write(guest::RIP, rip.wrapping_add(len));
+                    self.retire(len);
                     self.sync_mmu();
                     return None;
                 }
@@ -574,13 +635,21 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 ),
             }
         }
+        // The fault hit while delivering an event (e.g. pushing a frame onto a
+        // read-only stack) is never emulated: it combines with that event by the
+        // SDM's double-fault rule (`crate::exception`).
         set_guest_cr2(cr2);
-        self.inject(VEC_PF, Some(ec));
-        None
+        self.raise(g, during, VEC_PF, Some(ec))
     }
 
     /// Decode and apply the store at RIP (see `crate::mm::emulate`); its length.
     fn emulate_pte_write(&mut self, g: &GuestGprs, cr2: u64) -> Result<u64, &'static str> {
+        // Only the exit filter's supervisor writes get here, but a supervisor
+        // access can come from CPL3 (an implicit one, to a system structure):
+        // the store emulated is a kernel instruction's, or none.
+        if self.cpl() != Cpl::KERNEL {
+            return Err("not a kernel instruction (CPL > 0)");
+        }
         let rip = vmread(guest::RIP);
         let mut insn = [0u8; 15];
         let n = ((PAGE_SIZE - (rip & (PAGE_SIZE - 1))) as usize).min(insn.len());
@@ -719,10 +788,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             }
         };
         match result {
-            Ok(()) => self.complete_instruction(),
-            Err(cr::CrFault::GeneralProtection) => self.inject_gp(),
+            Ok(()) => {
+                self.complete_instruction();
+                None
+            }
+            Err(cr::CrFault::GeneralProtection) => self.inject_gp(g),
         }
-        None
     }
 
     /// Log a port with no device behind it, once per port.
@@ -770,8 +841,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
         // INS/OUTS. The address size comes from the instruction-information field
         // (SDM 28.2.5) where the CPU reports it; Keel emulates 64-bit addressing only.
-        if self.caps.ins_outs_info {
-            let asz = (vmread(ro::VMEXIT_INSTRUCTION_INFO) >> 7) & 7;
+        let info = self
+            .caps
+            .ins_outs_info
+            .then(|| vmread(ro::VMEXIT_INSTRUCTION_INFO));
+        if let Some(info) = info {
+            let asz = (info >> 7) & 7;
             if asz != 2 {
                 return self.crash(
                     g,
@@ -781,6 +856,38 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 );
             }
         }
+        // The memory operand's segment: INS writes ES:RDI (no override); OUTS
+        // reads DS:RSI or the override's segment, from the instruction-
+        // information field (bits 17:15) or else from the instruction's
+        // prefixes. In 64-bit mode only an FS or GS base is added.
+        let base = if is_in {
+            0
+        } else {
+            let seg = match info {
+                Some(i) => Segment::from_info(i >> 15).unwrap_or(Segment::Ds),
+                None => {
+                    let rip = vmread(guest::RIP);
+                    let mut insn = [0u8; 15];
+                    let n = ((PAGE_SIZE - (rip & (PAGE_SIZE - 1))) as usize).min(insn.len());
+                    let bytes = insn.get_mut(..n).unwrap_or(&mut []);
+                    match crate::guest_mem::copy_from_guest(
+                        &*self.dom,
+                        &*self.mem,
+                        self.cr3,
+                        GuestVirt(rip),
+                        bytes,
+                    ) {
+                        Ok(()) => crate::io::outs_segment(bytes),
+                        Err(_) => Segment::Ds,
+                    }
+                }
+            };
+            match seg {
+                Segment::Fs => vmread(guest::FS_BASE),
+                Segment::Gs => vmread(guest::GS_BASE),
+                _ => 0,
+            }
+        };
         // A REP prefix with a huge RCX must not keep Keel in one exit for long
         // (the guest may alias one page at many addresses): emulate at most
         // STRING_IO_CHUNK elements, leave RIP on the instruction with RCX
@@ -801,6 +908,9 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 base.wrapping_add(done)
             })
         };
+        // The memory operand is accessed with the permissions of the level that
+        // executed the instruction (user mode reaches it with IOPL=3).
+        let mode = self.cpl().access_mode();
         // A chunk at a time, through the guest's page tables with its permissions:
         // INS reads the device into the buffer and copies it out, OUTS copies in
         // and writes each element to the device.
@@ -808,12 +918,19 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let mut done = 0u64;
         while done < bytes {
             let n = (bytes - done).min(step);
-            let va = at(if is_in { g.rdi } else { g.rsi }, done);
+            let va = at(
+                if is_in {
+                    g.rdi
+                } else {
+                    base.wrapping_add(g.rsi)
+                },
+                done,
+            );
             // Find the first element the guest cannot access before touching
             // the device (a faulting INS element must not consume input) and do
             // the whole elements before it (a downward chunk is one element).
             let access = if is_in { Access::Write } else { Access::Read };
-            let fault = first_fault(&*self.dom, &*self.mem, self.cr3, va, n, access);
+            let fault = first_fault(&*self.dom, &*self.mem, self.cr3, va, n, access, mode);
             let ok = match fault {
                 None => n,
                 Some(_) if down => 0,
@@ -830,8 +947,15 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                         *d = b;
                     }
                 }
-                if crate::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, self.cr3, va, chunk)
-                    .is_err()
+                if crate::guest_mem::copy_to_guest_as(
+                    &*self.dom,
+                    &mut *self.mem,
+                    self.cr3,
+                    va,
+                    chunk,
+                    mode,
+                )
+                .is_err()
                 {
                     return self.crash(
                         g,
@@ -841,8 +965,10 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                     );
                 }
             } else {
-                if crate::guest_mem::copy_from_guest(&*self.dom, &*self.mem, self.cr3, va, chunk)
-                    .is_err()
+                if crate::guest_mem::copy_from_guest_as(
+                    &*self.dom, &*self.mem, self.cr3, va, chunk, mode,
+                )
+                .is_err()
                 {
                     return self.crash(
                         g,
@@ -900,13 +1026,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             g.rcx = g.rcx.wrapping_sub(done_bytes / size);
         }
         match f {
-            AccessFault::GeneralProtection { .. } => self.inject_gp(),
+            AccessFault::GeneralProtection { .. } => self.inject_gp(g),
             AccessFault::PageFault { cr2, error_code } => {
                 set_guest_cr2(cr2.0);
-                self.inject(VEC_PF, Some(error_code));
+                self.raise(g, None, VEC_PF, Some(error_code))
             }
         }
-        None
     }
 
     /// RDMSR/WRMSR, by the table of `crate::msr`: the policy says what to do, this
@@ -959,7 +1084,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 self.dom.id.0,
                 if is_write { "wrote" } else { "read" }
             );
-            self.inject_gp();
+            return self.inject_gp(g);
         }
         None
     }
@@ -979,8 +1104,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 unsafe { super::hw::xsetbv(v) };
                 self.complete_instruction();
             }
-            Err(XsetbvFault::Ud) => self.inject_ud(),
-            Err(XsetbvFault::Gp) => self.inject_gp(),
+            Err(XsetbvFault::Ud) => return self.inject_ud(g),
+            Err(XsetbvFault::Gp) => return self.inject_gp(g),
         }
         None
     }
@@ -1078,7 +1203,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 break;
             }
             match self.ev.wake_deadline_tsc() {
-                Some(d) => crate::arch::timer::idle_until(d),
+                Some(d) => {
+                    // Idle time is the console's: drain until the deadline.
+                    self.console.drain_until(d);
+                    crate::arch::timer::idle_until(d)
+                }
                 None => {
                     self.ev.blocked = None;
                     return self.crash(
@@ -1307,6 +1436,10 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
         if end.is_none() {
             self.before_entry();
         }
+        // Drain the console ring by one burst if the UART takes it now (one load
+        // when the ring is empty): output moves while the guest runs, and no
+        // exit waits for the serial line.
+        self.console.pump();
         // A partial COM1 line is printed when the domain ends.
         if end.is_some() && self.bus.com1.pending() {
             self.bus.com1.flush(&mut *self.console);
@@ -1362,14 +1495,8 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             reason::INVLPG => self.invlpg(),
             // The other sensitive instructions: `crate::insns`' table.
             other => match insns::on_exit(other) {
-                Some(insns::Action::Ud) => {
-                    self.inject_ud();
-                    None
-                }
-                Some(insns::Action::Gp0) => {
-                    self.inject_gp();
-                    None
-                }
+                Some(insns::Action::Ud) => self.inject_ud(g),
+                Some(insns::Action::Gp0) => self.inject_gp(g),
                 Some(insns::Action::Skip) => {
                     self.complete_instruction();
                     None

@@ -1416,6 +1416,7 @@ fn start_time_and_events(
     let pit = (timer::PIT_HZ / 20) as u16;
     let (tsc_ticks, pit_ticks) = timer::calibrate_tsc(pit);
     let hz = crate::time::calibrate(tsc_ticks, pit_ticks, timer::PIT_HZ).unwrap_or(1_000_000_000);
+    crate::arch::serial::set_tsc_hz(hz);
     let tsc0 = timer::rdtsc();
     let clock = crate::time::Clock::new(tsc0, hz);
     let rtc = timer::read_rtc();

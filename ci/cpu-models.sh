@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The whole guest suite under Bochs on every Bochs CPU model that has VMX, two
+# models at a time (KEEL_MODEL_JOBS), each suite one boot at a time. Prints one
+# line per model and the sweep's wall time; exits 1 if any model failed.
+# The models and what each lacks: docs/platforms.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Oldest first: the models furthest from the default one fail first.
+models=(
+  bx_generic core2_penryn_t9600 corei5_lynnfield_750 corei5_arrandale_m520
+  corei7_sandy_bridge_2600k corei7_ivy_bridge_3770k corei7_haswell_4770
+  broadwell_ult corei7_skylake_x corei3_cnl corei7_icelake_u tigerlake
+)
+if [ "${1:-}" = "--list" ]; then
+  printf '%s\n' "${models[@]}"
+  exit 0
+fi
+jobs="${KEEL_MODEL_JOBS:-2}"
+out="${KEEL_MODEL_LOGS:-target/cpu-models}"
+rm -rf "$out"
+mkdir -p "$out"
+
+# Build once, so that the parallel suites do not queue on cargo's lock.
+cargo keel test --list >/dev/null
+
+start=$(date +%s)
+printf '%s\n' "${models[@]}" | xargs -P "$jobs" -I{} bash -c '
+  m={}; t0=$(date +%s)
+  rc=0
+  cargo keel test --backend bochs --cpu-model "$m" --jobs 1 \
+    --junit "'"$out"'/$m.xml" >"'"$out"'/$m.log" 2>&1 || rc=$?
+  echo "$rc $(( $(date +%s) - t0 ))" >"'"$out"'/$m.rc"
+'
+wall=$(( $(date +%s) - start ))
+
+failed=0
+for m in "${models[@]}"; do
+  read -r rc secs <"$out/$m.rc"
+  summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$out/$m.log" | tail -1 || true)
+  if [ "$rc" = 0 ]; then
+    printf 'PASS %-26s %4ss  %s\n' "$m" "$secs" "$summary"
+  else
+    failed=1
+    printf 'FAIL %-26s %4ss  %s (exit %s; %s)\n' "$m" "$secs" "$summary" "$rc" "$out/$m.log"
+    grep -E '^(FAILURE|CRASH|TIMEOUT|ERROR)' "$out/$m.log" | sed 's/^/     /' || true
+  fi
+done
+echo "cpu-models: ${#models[@]} models, $jobs at a time, wall time ${wall}s"
+exit "$failed"

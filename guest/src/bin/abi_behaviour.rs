@@ -1,0 +1,1422 @@
+//! The behaviour transcript of the ABI (docs/abi-versioning.md, "Behaviour
+//! fixtures"): every released hypercall and sub-command, called with valid
+//! arguments and with each class of invalid ones, one line per call:
+//!
+//! `behaviour: <since> <call> [<class>] = <result>[; <effect>]`
+//!
+//! `<result>` is the return value (an error by name), `<effect>` what the call
+//! visibly changed (a port's status, a pending bit, an entry's RW bit, a
+//! multicall result). Nothing that varies from boot to boot is printed (no
+//! time, no address, no port number). Each release freezes the transcript its
+//! own hypervisor produced (`abi/fixtures/<version>/behaviour.txt`), and
+//! `loader/tests/abi_behaviour.rs` names every line today's hypervisor changes.
+//!
+//! The image declares the oldest release the current version runs (0.1), like
+//! `abi_compat`, so that every released hypervisor runs it; a sub-command newer
+//! than the hypervisor simply answers `-ENOSYS`, which the transcript of that
+//! release records.
+#![no_std]
+#![cfg_attr(target_os = "none", no_main)]
+
+#[path = "../mmu_util.rs"]
+mod mmu_util;
+
+use keel_guest::abi::console::{CONSOLEIO_READ, CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
+use keel_guest::abi::event::{
+    callback_vector, EvtchnAllocUnbound, EvtchnBindIpi, EvtchnBindVirq, EvtchnStatus, XenHvmParam,
+    DOMID_SELF, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VIRQ, EVTCHNOP_STATUS,
+    HVMOP_SET_PARAM, HVM_CALLBACK_VECTOR_MIN, HVM_PARAM_CALLBACK_IRQ, KEEL_NR_EVTCHN_PORTS,
+    NR_VIRQS, VIRQ_DEBUG,
+};
+use keel_guest::abi::guest::{self, hypercall_scalar};
+use keel_guest::abi::hypercall::{self, Hypercall};
+use keel_guest::abi::layout;
+use keel_guest::abi::mmu::*;
+use keel_guest::abi::sched::{
+    SchedPoll, SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SCHED_POLL_MAX_PORTS,
+};
+use keel_guest::abi::time::{
+    VcpuSetPeriodicTimer, VcpuSetSingleshotTimer, PERIODIC_TIMER_MIN_NS, VCPUOP_SET_PERIODIC_TIMER,
+    VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER,
+    VCPU_SSHOTTMR_FUTURE,
+};
+use keel_guest::abi::version::{
+    AbiVersion, XenFeatureInfo, XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_PAGESIZE,
+    XENVER_VERSION,
+};
+use keel_guest::events;
+use keel_guest::pagetable::PTE_RW;
+use keel_guest::prelude::*;
+use mmu_util::*;
+
+/// The version this image declares: the oldest release the current one runs.
+const DECLARED: AbiVersion = match layout::oldest_release_runnable_by(AbiVersion::CURRENT) {
+    Some(v) => v,
+    None => AbiVersion::CURRENT,
+};
+
+keel_guest::test! {
+    title: "ABI behaviour transcript: every released sub-command, valid and invalid arguments",
+    category: Abi,
+    abi: DECLARED,
+    main: test_main,
+}
+
+/// A guest address that is canonical and mapped by nothing.
+const UNMAPPED: u64 = 0x0000_7f00_0000_0000;
+/// A non-canonical address.
+const NONCANONICAL: u64 = 0x8000_0000_0000_0000;
+
+/// The version that introduced `h`'s sub-command `sub` (`-` for none).
+fn since(h: Hypercall, sub: u64) -> &'static str {
+    let v = hypercall::sub_implemented_since(h, sub).or_else(|| h.implemented_since());
+    match v {
+        Some(AbiVersion::V0_1) => "0.1",
+        Some(AbiVersion::V1_0) => "1.0",
+        Some(_) => "new",
+        None => "-",
+    }
+}
+
+/// A return value as the transcript writes it: an error by name, else the number.
+struct Res(i64);
+
+impl core::fmt::Display for Res {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match Errno::from_return(self.0) {
+            Err(e) => write!(f, "-{}", e.name().unwrap_or("E?")),
+            Ok(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// One transcript line.
+fn line(
+    h: Hypercall,
+    sub: u64,
+    call: &str,
+    class: impl core::fmt::Display,
+    r: i64,
+    effect: core::fmt::Arguments<'_>,
+) {
+    if effect.as_str() == Some("") {
+        println!("behaviour: {} {call} [{class}] = {}", since(h, sub), Res(r));
+    } else {
+        println!(
+            "behaviour: {} {call} [{class}] = {}; {effect}",
+            since(h, sub),
+            Res(r)
+        );
+    }
+}
+
+/// `Ok(())`/`Err(e)` as a return value.
+fn ret(r: Result<(), Errno>) -> i64 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.as_return(),
+    }
+}
+
+fn hc(h: Hypercall, a: [u64; 5]) -> i64 {
+    hypercall_scalar(h, a)
+}
+
+/// Whether the hypervisor provides the shared-info page (1.0 and later): the
+/// effects read from it are printed only then.
+fn have_shared_info() -> bool {
+    start_info().shared_info.0 != 0
+}
+
+/// A port's status as the transcript writes it.
+fn status_of(p: u32) -> &'static str {
+    let mut s = EvtchnStatus {
+        dom: DOMID_SELF,
+        port: p,
+        ..Default::default()
+    };
+    let r = hc(
+        Hypercall::EVENT_CHANNEL_OP,
+        [EVTCHNOP_STATUS, &mut s as *mut _ as u64, 0, 0, 0],
+    );
+    if r != 0 {
+        return "status ?";
+    }
+    match s.status {
+        0 => "closed",
+        1 => "unbound",
+        4 => "virq",
+        5 => "ipi",
+        _ => "other",
+    }
+}
+
+fn pending(p: u32) -> &'static str {
+    if !have_shared_info() {
+        "no shared_info"
+    } else if events::is_pending(p) {
+        "pending"
+    } else {
+        "not pending"
+    }
+}
+
+fn test_main() {
+    let hv = guest::xen_version();
+    println!("abi_behaviour: declares {DECLARED}, hypervisor reports {hv}");
+    version();
+    console();
+    sched();
+    evtchn();
+    hvm();
+    timers();
+    mmu();
+    multicall();
+    unimplemented();
+    // Last: the valid SCHEDOP_shutdown (the framework's power-off) ends the run;
+    // the host records the exit status.
+    success();
+}
+
+fn version() {
+    let h = Hypercall::XEN_VERSION;
+    let r = hc(h, [XENVER_VERSION, 0, 0, 0, 0]);
+    // The version itself is each hypervisor's own (a later one reports a later
+    // version); what stays is that it agrees with CPUID and can run this image.
+    let v = AbiVersion::decode(r as u32);
+    let cpuid = keel_guest::cpu::cpuid(keel_guest::abi::version::CPUID_LEAF_VERSION, 0).eax;
+    line(
+        h,
+        XENVER_VERSION,
+        "xen_version/XENVER_version",
+        "valid",
+        0,
+        format_args!(
+            "{} CPUID 0x4000_0001, {} the declared {DECLARED}",
+            if cpuid == r as u32 {
+                "equals"
+            } else {
+                "differs from"
+            },
+            if v.can_run(DECLARED) {
+                "runs"
+            } else {
+                "cannot run"
+            }
+        ),
+    );
+    let r = hc(h, [XENVER_VERSION | 1 << 32, 0, 0, 0, 0]);
+    line(
+        h,
+        XENVER_VERSION,
+        "xen_version/XENVER_version",
+        "upper bits in cmd",
+        r,
+        format_args!(""),
+    );
+    let mut ev = [0u8; 16];
+    let r = hc(h, [XENVER_EXTRAVERSION, ev.as_mut_ptr() as u64, 0, 0, 0]);
+    let n = ev.iter().position(|&b| b == 0).unwrap_or(16);
+    line(
+        h,
+        XENVER_EXTRAVERSION,
+        "xen_version/XENVER_extraversion",
+        "valid",
+        r,
+        format_args!("{:?}", core::str::from_utf8(&ev[..n]).unwrap_or("?")),
+    );
+    for (class, p) in [
+        ("NULL", 0),
+        ("unmapped", UNMAPPED),
+        ("non-canonical", NONCANONICAL),
+    ] {
+        let r = hc(h, [XENVER_EXTRAVERSION, p, 0, 0, 0]);
+        line(
+            h,
+            XENVER_EXTRAVERSION,
+            "xen_version/XENVER_extraversion",
+            class,
+            r,
+            format_args!(""),
+        );
+    }
+    let r = hc(h, [XENVER_EXTRAVERSION, start_info().pt_base.0, 0, 0, 0]);
+    line(
+        h,
+        XENVER_EXTRAVERSION,
+        "xen_version/XENVER_extraversion",
+        "read-only page table",
+        r,
+        format_args!(""),
+    );
+    let mut fi = XenFeatureInfo {
+        submap_idx: 0,
+        submap: 0,
+    };
+    let r = hc(h, [XENVER_GET_FEATURES, &mut fi as *mut _ as u64, 0, 0, 0]);
+    line(
+        h,
+        XENVER_GET_FEATURES,
+        "xen_version/XENVER_get_features",
+        "valid",
+        r,
+        format_args!("submap0 {:#x}", fi.submap),
+    );
+    let mut fi = XenFeatureInfo {
+        submap_idx: 1,
+        submap: 0,
+    };
+    let r = hc(h, [XENVER_GET_FEATURES, &mut fi as *mut _ as u64, 0, 0, 0]);
+    line(
+        h,
+        XENVER_GET_FEATURES,
+        "xen_version/XENVER_get_features",
+        "submap 1",
+        r,
+        format_args!(""),
+    );
+    let r = hc(h, [XENVER_GET_FEATURES, 0, 0, 0, 0]);
+    line(
+        h,
+        XENVER_GET_FEATURES,
+        "xen_version/XENVER_get_features",
+        "NULL",
+        r,
+        format_args!(""),
+    );
+    let r = hc(h, [XENVER_PAGESIZE, 0, 0, 0, 0]);
+    line(
+        h,
+        XENVER_PAGESIZE,
+        "xen_version/XENVER_pagesize",
+        "valid",
+        r,
+        format_args!(""),
+    );
+    let r = hc(h, [XENVER_PAGESIZE, 0x1000, 0, 0, 0]);
+    line(
+        h,
+        XENVER_PAGESIZE,
+        "xen_version/XENVER_pagesize",
+        "non-NULL argument",
+        r,
+        format_args!(""),
+    );
+}
+
+fn console() {
+    let h = Hypercall::CONSOLE_IO;
+    let msg = b"abi_behaviour: console_io\n";
+    let r = hc(
+        h,
+        [CONSOLEIO_WRITE, msg.len() as u64, msg.as_ptr() as u64, 0, 0],
+    );
+    line(
+        h,
+        CONSOLEIO_WRITE,
+        "console_io/CONSOLEIO_write",
+        "valid",
+        r,
+        format_args!(""),
+    );
+    let r = hc(h, [CONSOLEIO_WRITE, 0, 0, 0, 0]);
+    line(
+        h,
+        CONSOLEIO_WRITE,
+        "console_io/CONSOLEIO_write",
+        "0 bytes",
+        r,
+        format_args!(""),
+    );
+    let r = hc(
+        h,
+        [
+            CONSOLEIO_WRITE,
+            CONSOLEIO_WRITE_MAX + 1,
+            msg.as_ptr() as u64,
+            0,
+            0,
+        ],
+    );
+    line(
+        h,
+        CONSOLEIO_WRITE,
+        "console_io/CONSOLEIO_write",
+        "CONSOLEIO_WRITE_MAX + 1 bytes",
+        r,
+        format_args!(""),
+    );
+    for (class, p) in [
+        ("NULL", 0),
+        ("unmapped", UNMAPPED),
+        ("non-canonical", NONCANONICAL),
+    ] {
+        let r = hc(h, [CONSOLEIO_WRITE, 8, p, 0, 0]);
+        line(
+            h,
+            CONSOLEIO_WRITE,
+            "console_io/CONSOLEIO_write",
+            class,
+            r,
+            format_args!(""),
+        );
+    }
+    let r = hc(h, [CONSOLEIO_READ, 0, 0, 0, 0]);
+    line(
+        h,
+        CONSOLEIO_READ,
+        "console_io/CONSOLEIO_read",
+        "any",
+        r,
+        format_args!(""),
+    );
+}
+
+fn sched() {
+    let h = Hypercall::SCHED_OP;
+    let r = hc(h, [SCHEDOP_YIELD, 0, 0, 0, 0]);
+    line(
+        h,
+        SCHEDOP_YIELD,
+        "sched_op/SCHEDOP_yield",
+        "valid",
+        r,
+        format_args!(""),
+    );
+    let reason = 0xdeadu32;
+    let r = hc(h, [SCHEDOP_SHUTDOWN, &reason as *const _ as u64, 0, 0, 0]);
+    line(
+        h,
+        SCHEDOP_SHUTDOWN,
+        "sched_op/SCHEDOP_shutdown",
+        "unknown reason",
+        r,
+        format_args!("still running"),
+    );
+    for (class, p) in [("NULL", 0), ("unmapped", UNMAPPED)] {
+        let r = hc(h, [SCHEDOP_SHUTDOWN, p, 0, 0, 0]);
+        line(
+            h,
+            SCHEDOP_SHUTDOWN,
+            "sched_op/SCHEDOP_shutdown",
+            class,
+            r,
+            format_args!("still running"),
+        );
+    }
+    // Block and poll return at once with an event pending (an IPI sent to
+    // ourselves; no callback vector is registered, so nothing is injected).
+    let p = guest::evtchn_bind_ipi(0).unwrap_or(1);
+    let _ = guest::evtchn_send(p);
+    let r = hc(h, [SCHEDOP_BLOCK, 0, 0, 0, 0]);
+    line(
+        h,
+        SCHEDOP_BLOCK,
+        "sched_op/SCHEDOP_block",
+        "event pending",
+        r,
+        format_args!(""),
+    );
+    let ports = [p];
+    let mut sp = SchedPoll {
+        ports: ports.as_ptr() as u64,
+        nr_ports: 1,
+        timeout: 0,
+    };
+    let r = hc(h, [SCHEDOP_POLL, &sp as *const _ as u64, 0, 0, 0]);
+    line(
+        h,
+        SCHEDOP_POLL,
+        "sched_op/SCHEDOP_poll",
+        "pending port",
+        r,
+        format_args!(""),
+    );
+    let r = hc(h, [SCHEDOP_POLL, 0, 0, 0, 0]);
+    line(
+        h,
+        SCHEDOP_POLL,
+        "sched_op/SCHEDOP_poll",
+        "NULL",
+        r,
+        format_args!(""),
+    );
+    let many = [p; SCHED_POLL_MAX_PORTS as usize + 1];
+    sp.ports = many.as_ptr() as u64;
+    sp.nr_ports = SCHED_POLL_MAX_PORTS + 1;
+    let r = hc(h, [SCHEDOP_POLL, &sp as *const _ as u64, 0, 0, 0]);
+    line(
+        h,
+        SCHEDOP_POLL,
+        "sched_op/SCHEDOP_poll",
+        "SCHED_POLL_MAX_PORTS + 1 ports",
+        r,
+        format_args!(""),
+    );
+    // An invalid port after a pending one (Xen would return 0 at the pending one).
+    let bad = [p, KEEL_NR_EVTCHN_PORTS];
+    sp.ports = bad.as_ptr() as u64;
+    sp.nr_ports = 2;
+    let r = hc(h, [SCHEDOP_POLL, &sp as *const _ as u64, 0, 0, 0]);
+    line(
+        h,
+        SCHEDOP_POLL,
+        "sched_op/SCHEDOP_poll",
+        "pending port, then port KEEL_NR_EVTCHN_PORTS",
+        r,
+        format_args!(""),
+    );
+    sp.ports = UNMAPPED;
+    sp.nr_ports = 1;
+    let r = hc(h, [SCHEDOP_POLL, &sp as *const _ as u64, 0, 0, 0]);
+    line(
+        h,
+        SCHEDOP_POLL,
+        "sched_op/SCHEDOP_poll",
+        "unmapped port array",
+        r,
+        format_args!(""),
+    );
+    let _ = guest::evtchn_close(p);
+    let r = hc(h, [8, 0, 0, 0, 0]);
+    line(h, 8, "sched_op/8", "unknown command", r, format_args!(""));
+}
+
+fn evtchn() {
+    let h = Hypercall::EVENT_CHANNEL_OP;
+    let name = |sub: u64| -> &'static str {
+        match sub {
+            1 => "event_channel_op/EVTCHNOP_bind_virq",
+            3 => "event_channel_op/EVTCHNOP_close",
+            4 => "event_channel_op/EVTCHNOP_send",
+            5 => "event_channel_op/EVTCHNOP_status",
+            6 => "event_channel_op/EVTCHNOP_alloc_unbound",
+            7 => "event_channel_op/EVTCHNOP_bind_ipi",
+            8 => "event_channel_op/EVTCHNOP_bind_vcpu",
+            9 => "event_channel_op/EVTCHNOP_unmask",
+            _ => "event_channel_op/?",
+        }
+    };
+    // Every sub-command reads a structure: NULL cannot be read.
+    for sub in [1u64, 3, 4, 5, 6, 7, 8, 9] {
+        let r = hc(h, [sub, 0, 0, 0, 0]);
+        line(h, sub, name(sub), "NULL", r, format_args!(""));
+    }
+    // alloc_unbound.
+    let mut a = EvtchnAllocUnbound {
+        dom: DOMID_SELF,
+        remote_dom: DOMID_SELF,
+        port: 0,
+    };
+    let r = hc(
+        h,
+        [EVTCHNOP_ALLOC_UNBOUND, &mut a as *mut _ as u64, 0, 0, 0],
+    );
+    let p = a.port;
+    line(
+        h,
+        6,
+        name(6),
+        "valid",
+        r,
+        format_args!("port {}", status_of(p)),
+    );
+    let mut b = EvtchnAllocUnbound {
+        dom: DOMID_SELF,
+        remote_dom: 7,
+        port: 0,
+    };
+    let r = hc(
+        h,
+        [EVTCHNOP_ALLOC_UNBOUND, &mut b as *mut _ as u64, 0, 0, 0],
+    );
+    line(
+        h,
+        6,
+        name(6),
+        "remote_dom another domain",
+        r,
+        format_args!(""),
+    );
+    b.dom = 7;
+    b.remote_dom = DOMID_SELF;
+    let r = hc(
+        h,
+        [EVTCHNOP_ALLOC_UNBOUND, &mut b as *mut _ as u64, 0, 0, 0],
+    );
+    line(h, 6, name(6), "dom another domain", r, format_args!(""));
+    // bind_vcpu of the unbound port, then of vCPU 1.
+    let r = ret(guest::evtchn_bind_vcpu(p, 0));
+    line(h, 8, name(8), "unbound port, vcpu 0", r, format_args!(""));
+    let r = ret(guest::evtchn_bind_vcpu(p, 1));
+    line(h, 8, name(8), "unbound port, vcpu 1", r, format_args!(""));
+    // send on an unbound port: dropped.
+    let r = ret(guest::evtchn_send(p));
+    line(
+        h,
+        4,
+        name(4),
+        "unbound port",
+        r,
+        format_args!("{}", pending(p)),
+    );
+    // close, twice.
+    let r = ret(guest::evtchn_close(p));
+    line(
+        h,
+        3,
+        name(3),
+        "unbound port",
+        r,
+        format_args!("port {}", status_of(p)),
+    );
+    let r = ret(guest::evtchn_close(p));
+    line(h, 3, name(3), "closed port", r, format_args!(""));
+    // bind_ipi; send sets it pending; unmask; status.
+    let mut ipi = EvtchnBindIpi { vcpu: 0, port: 0 };
+    let r = hc(h, [EVTCHNOP_BIND_IPI, &mut ipi as *mut _ as u64, 0, 0, 0]);
+    let q = ipi.port;
+    line(
+        h,
+        7,
+        name(7),
+        "valid",
+        r,
+        format_args!("port {}", status_of(q)),
+    );
+    let mut ipi1 = EvtchnBindIpi { vcpu: 1, port: 0 };
+    let r = hc(h, [EVTCHNOP_BIND_IPI, &mut ipi1 as *mut _ as u64, 0, 0, 0]);
+    line(h, 7, name(7), "vcpu 1", r, format_args!(""));
+    let r = ret(guest::evtchn_send(q));
+    line(h, 4, name(4), "IPI port", r, format_args!("{}", pending(q)));
+    let r = ret(guest::evtchn_bind_vcpu(q, 0));
+    line(h, 8, name(8), "IPI port", r, format_args!(""));
+    let r = ret(guest::evtchn_unmask(q));
+    line(h, 9, name(9), "IPI port", r, format_args!("{}", pending(q)));
+    let r = ret(guest::evtchn_close(q));
+    line(h, 3, name(3), "IPI port", r, format_args!("{}", pending(q)));
+    // bind_virq.
+    let mut v = EvtchnBindVirq {
+        virq: VIRQ_DEBUG,
+        vcpu: 0,
+        port: 0,
+    };
+    let r = hc(h, [EVTCHNOP_BIND_VIRQ, &mut v as *mut _ as u64, 0, 0, 0]);
+    let vp = v.port;
+    line(
+        h,
+        1,
+        name(1),
+        "VIRQ_DEBUG",
+        r,
+        format_args!("port {}", status_of(vp)),
+    );
+    let mut v2 = EvtchnBindVirq {
+        virq: VIRQ_DEBUG,
+        vcpu: 0,
+        port: 0,
+    };
+    let r = hc(h, [EVTCHNOP_BIND_VIRQ, &mut v2 as *mut _ as u64, 0, 0, 0]);
+    line(h, 1, name(1), "VIRQ_DEBUG again", r, format_args!(""));
+    v2.virq = NR_VIRQS;
+    let r = hc(h, [EVTCHNOP_BIND_VIRQ, &mut v2 as *mut _ as u64, 0, 0, 0]);
+    line(h, 1, name(1), "virq NR_VIRQS", r, format_args!(""));
+    v2.virq = 2; // VIRQ_CONSOLE, a global VIRQ
+    v2.vcpu = 1;
+    let r = hc(h, [EVTCHNOP_BIND_VIRQ, &mut v2 as *mut _ as u64, 0, 0, 0]);
+    line(h, 1, name(1), "global VIRQ on vcpu 1", r, format_args!(""));
+    let r = ret(guest::evtchn_send(vp));
+    line(h, 4, name(4), "VIRQ port", r, format_args!(""));
+    let r = ret(guest::evtchn_close(vp));
+    line(
+        h,
+        3,
+        name(3),
+        "VIRQ port",
+        r,
+        format_args!("port {}", status_of(vp)),
+    );
+    // Port 0 and the limit.
+    for (class, port) in [
+        ("port 0", 0u32),
+        ("port KEEL_NR_EVTCHN_PORTS", KEEL_NR_EVTCHN_PORTS),
+    ] {
+        let mut s = EvtchnStatus {
+            dom: DOMID_SELF,
+            port,
+            ..Default::default()
+        };
+        let r = hc(h, [EVTCHNOP_STATUS, &mut s as *mut _ as u64, 0, 0, 0]);
+        line(h, 5, name(5), class, r, format_args!("status {}", s.status));
+        line(
+            h,
+            9,
+            name(9),
+            class,
+            ret(guest::evtchn_unmask(port)),
+            format_args!(""),
+        );
+        line(
+            h,
+            4,
+            name(4),
+            class,
+            ret(guest::evtchn_send(port)),
+            format_args!(""),
+        );
+        line(
+            h,
+            3,
+            name(3),
+            class,
+            ret(guest::evtchn_close(port)),
+            format_args!(""),
+        );
+        line(
+            h,
+            8,
+            name(8),
+            class,
+            ret(guest::evtchn_bind_vcpu(port, 0)),
+            format_args!(""),
+        );
+    }
+    let mut s = EvtchnStatus {
+        dom: 7,
+        port: 1,
+        ..Default::default()
+    };
+    let r = hc(h, [EVTCHNOP_STATUS, &mut s as *mut _ as u64, 0, 0, 0]);
+    line(h, 5, name(5), "dom another domain", r, format_args!(""));
+    let r = hc(h, [0, 0, 0, 0, 0]);
+    line(
+        h,
+        0,
+        "event_channel_op/EVTCHNOP_bind_interdomain",
+        "any",
+        r,
+        format_args!(""),
+    );
+}
+
+fn hvm() {
+    let h = Hypercall::HVM_OP;
+    let n = "hvm_op/HVMOP_set_param";
+    let set = |domid: u16, index: u32, value: u64| {
+        let p = XenHvmParam {
+            domid,
+            index,
+            value,
+        };
+        hc(h, [HVMOP_SET_PARAM, &p as *const _ as u64, 0, 0, 0])
+    };
+    let sub = HVMOP_SET_PARAM;
+    line(
+        h,
+        sub,
+        n,
+        "vector 0x40",
+        set(DOMID_SELF, HVM_PARAM_CALLBACK_IRQ, callback_vector(0x40)),
+        format_args!(""),
+    );
+    line(
+        h,
+        sub,
+        n,
+        "no callback (0)",
+        set(DOMID_SELF, HVM_PARAM_CALLBACK_IRQ, 0),
+        format_args!(""),
+    );
+    line(
+        h,
+        sub,
+        n,
+        "vector HVM_CALLBACK_VECTOR_MIN - 1",
+        set(
+            DOMID_SELF,
+            HVM_PARAM_CALLBACK_IRQ,
+            callback_vector(HVM_CALLBACK_VECTOR_MIN - 1),
+        ),
+        format_args!(""),
+    );
+    line(
+        h,
+        sub,
+        n,
+        "callback type GSI",
+        set(DOMID_SELF, HVM_PARAM_CALLBACK_IRQ, 5),
+        format_args!(""),
+    );
+    line(
+        h,
+        sub,
+        n,
+        "callback type 3",
+        set(DOMID_SELF, HVM_PARAM_CALLBACK_IRQ, 3 << 56 | 0x40),
+        format_args!(""),
+    );
+    line(
+        h,
+        sub,
+        n,
+        "bits 55:8 set",
+        set(
+            DOMID_SELF,
+            HVM_PARAM_CALLBACK_IRQ,
+            callback_vector(0x40) | 1 << 20,
+        ),
+        format_args!(""),
+    );
+    line(
+        h,
+        sub,
+        n,
+        "another index",
+        set(DOMID_SELF, 1, 0),
+        format_args!(""),
+    );
+    line(
+        h,
+        sub,
+        n,
+        "another domain",
+        set(7, HVM_PARAM_CALLBACK_IRQ, 0),
+        format_args!(""),
+    );
+    line(
+        h,
+        sub,
+        n,
+        "NULL",
+        hc(h, [HVMOP_SET_PARAM, 0, 0, 0, 0]),
+        format_args!(""),
+    );
+    line(
+        h,
+        1,
+        "hvm_op/HVMOP_get_param",
+        "any",
+        hc(h, [1, 0, 0, 0, 0]),
+        format_args!(""),
+    );
+    // Leave no callback registered.
+    let _ = set(DOMID_SELF, HVM_PARAM_CALLBACK_IRQ, 0);
+}
+
+fn timers() {
+    let h = Hypercall::SET_TIMER_OP;
+    // Deadlines are absolute system time; the transcript uses ones whose
+    // outcome does not depend on the clock: 0 (stop), and a stop afterwards.
+    line(
+        h,
+        0,
+        "set_timer_op",
+        "0 (stop)",
+        hc(h, [0, 0, 0, 0, 0]),
+        format_args!(""),
+    );
+    line(
+        h,
+        0,
+        "set_timer_op",
+        "1 ns (past)",
+        hc(h, [1, 0, 0, 0, 0]),
+        format_args!(""),
+    );
+    let _ = hc(h, [0, 0, 0, 0, 0]);
+    let v = Hypercall::VCPU_OP;
+    let per = |ns: u64| VcpuSetPeriodicTimer { period_ns: ns };
+    let p = per(PERIODIC_TIMER_MIN_NS - 1);
+    line(
+        v,
+        VCPUOP_SET_PERIODIC_TIMER,
+        "vcpu_op/VCPUOP_set_periodic_timer",
+        "PERIODIC_TIMER_MIN_NS - 1",
+        hc(
+            v,
+            [VCPUOP_SET_PERIODIC_TIMER, 0, &p as *const _ as u64, 0, 0],
+        ),
+        format_args!(""),
+    );
+    let p = per(60_000_000_000);
+    line(
+        v,
+        VCPUOP_SET_PERIODIC_TIMER,
+        "vcpu_op/VCPUOP_set_periodic_timer",
+        "60 s",
+        hc(
+            v,
+            [VCPUOP_SET_PERIODIC_TIMER, 0, &p as *const _ as u64, 0, 0],
+        ),
+        format_args!(""),
+    );
+    line(
+        v,
+        VCPUOP_SET_PERIODIC_TIMER,
+        "vcpu_op/VCPUOP_set_periodic_timer",
+        "vcpu 1",
+        hc(
+            v,
+            [VCPUOP_SET_PERIODIC_TIMER, 1, &p as *const _ as u64, 0, 0],
+        ),
+        format_args!(""),
+    );
+    line(
+        v,
+        VCPUOP_SET_PERIODIC_TIMER,
+        "vcpu_op/VCPUOP_set_periodic_timer",
+        "NULL",
+        hc(v, [VCPUOP_SET_PERIODIC_TIMER, 0, 0, 0, 0]),
+        format_args!(""),
+    );
+    line(
+        v,
+        VCPUOP_STOP_PERIODIC_TIMER,
+        "vcpu_op/VCPUOP_stop_periodic_timer",
+        "valid",
+        hc(v, [VCPUOP_STOP_PERIODIC_TIMER, 0, 0, 0, 0]),
+        format_args!(""),
+    );
+    line(
+        v,
+        VCPUOP_STOP_PERIODIC_TIMER,
+        "vcpu_op/VCPUOP_stop_periodic_timer",
+        "vcpu 1",
+        hc(v, [VCPUOP_STOP_PERIODIC_TIMER, 1, 0, 0, 0]),
+        format_args!(""),
+    );
+    let s = VcpuSetSingleshotTimer {
+        timeout_abs_ns: 1,
+        flags: VCPU_SSHOTTMR_FUTURE,
+    };
+    line(
+        v,
+        VCPUOP_SET_SINGLESHOT_TIMER,
+        "vcpu_op/VCPUOP_set_singleshot_timer",
+        "past deadline, VCPU_SSHOTTMR_future",
+        hc(
+            v,
+            [VCPUOP_SET_SINGLESHOT_TIMER, 0, &s as *const _ as u64, 0, 0],
+        ),
+        format_args!(""),
+    );
+    let s = VcpuSetSingleshotTimer {
+        timeout_abs_ns: 1,
+        flags: 0,
+    };
+    line(
+        v,
+        VCPUOP_SET_SINGLESHOT_TIMER,
+        "vcpu_op/VCPUOP_set_singleshot_timer",
+        "past deadline",
+        hc(
+            v,
+            [VCPUOP_SET_SINGLESHOT_TIMER, 0, &s as *const _ as u64, 0, 0],
+        ),
+        format_args!(""),
+    );
+    line(
+        v,
+        VCPUOP_SET_SINGLESHOT_TIMER,
+        "vcpu_op/VCPUOP_set_singleshot_timer",
+        "vcpu 1",
+        hc(
+            v,
+            [VCPUOP_SET_SINGLESHOT_TIMER, 1, &s as *const _ as u64, 0, 0],
+        ),
+        format_args!(""),
+    );
+    line(
+        v,
+        VCPUOP_SET_SINGLESHOT_TIMER,
+        "vcpu_op/VCPUOP_set_singleshot_timer",
+        "NULL",
+        hc(v, [VCPUOP_SET_SINGLESHOT_TIMER, 0, 0, 0, 0]),
+        format_args!(""),
+    );
+    line(
+        v,
+        VCPUOP_STOP_SINGLESHOT_TIMER,
+        "vcpu_op/VCPUOP_stop_singleshot_timer",
+        "valid",
+        hc(v, [VCPUOP_STOP_SINGLESHOT_TIMER, 0, 0, 0, 0]),
+        format_args!(""),
+    );
+    line(
+        v,
+        VCPUOP_STOP_SINGLESHOT_TIMER,
+        "vcpu_op/VCPUOP_stop_singleshot_timer",
+        "vcpu 1",
+        hc(v, [VCPUOP_STOP_SINGLESHOT_TIMER, 1, 0, 0, 0]),
+        format_args!(""),
+    );
+    line(
+        v,
+        0,
+        "vcpu_op/VCPUOP_initialise",
+        "any",
+        hc(v, [0, 0, 0, 0, 0]),
+        format_args!(""),
+    );
+}
+
+/// The entry's RW bit, as an effect.
+fn rw(va: GuestVirt) -> &'static str {
+    if !have_shared_info() {
+        // A 0.x hypervisor has no PV MMU: nothing to look at.
+        "-"
+    } else if leaf(va) & PTE_RW != 0 {
+        "RW"
+    } else {
+        "RO"
+    }
+}
+
+fn mmu() {
+    let h = Hypercall::MMU_UPDATE;
+    let n = "mmu_update/MMU_NORMAL_PT_UPDATE";
+    let s = MMU_NORMAL_PT_UPDATE;
+    let self_ = DOMID_SELF as u64;
+    line(
+        h,
+        s,
+        n,
+        "empty batch",
+        hc(h, [0, 0, 0, self_, 0]),
+        format_args!(""),
+    );
+    line(
+        h,
+        s,
+        n,
+        "foreigndom 0x7ff1",
+        hc(h, [0, 0, 0, 0x7ff1, 0]),
+        format_args!(""),
+    );
+    line(
+        h,
+        s,
+        n,
+        "count MMU_BATCH_MAX + 1",
+        hc(h, [0, MMU_BATCH_MAX + 1, 0, self_, 0]),
+        format_args!(""),
+    );
+    line(
+        h,
+        s,
+        n,
+        "1 request at NULL",
+        hc(h, [0, 1, 0, self_, 0]),
+        format_args!(""),
+    );
+    let f = take_frame();
+    let (t, i) = l1_of(f.va);
+    let ro = leaf(f.va) & !PTE_RW;
+    let req = [MmuUpdate {
+        ptr: slot(t, i),
+        val: ro,
+    }];
+    let mut done = 0xffff_ffffu32;
+    let r = hc(
+        h,
+        [req.as_ptr() as u64, 1, &mut done as *mut _ as u64, self_, 0],
+    );
+    line(
+        h,
+        s,
+        n,
+        "drop RW of a free frame",
+        r,
+        format_args!("done {done}, entry {}", rw(f.va)),
+    );
+    let rwv = leaf(f.va) | PTE_RW;
+    let req = [MmuUpdate {
+        ptr: slot(t, i),
+        val: rwv,
+    }];
+    let r = hc(
+        h,
+        [req.as_ptr() as u64, 1, start_info().pt_base.0, self_, 0],
+    );
+    line(
+        h,
+        s,
+        n,
+        "give RW back, done count read-only",
+        r,
+        format_args!("entry {}", rw(f.va)),
+    );
+    let req = [MmuUpdate {
+        ptr: slot(t, i) | 4,
+        val: rwv,
+    }];
+    let r = hc(h, [req.as_ptr() as u64, 1, 0, self_, 0]);
+    line(h, s, n, "ptr bit 2 set", r, format_args!(""));
+    for cmd in [
+        MMU_MACHPHYS_UPDATE,
+        MMU_PT_UPDATE_PRESERVE_AD,
+        MMU_PT_UPDATE_NO_TRANSLATE,
+    ] {
+        let req = [MmuUpdate {
+            ptr: slot(t, i) | cmd,
+            val: rwv,
+        }];
+        let r = hc(h, [req.as_ptr() as u64, 1, 0, self_, 0]);
+        line(
+            h,
+            cmd,
+            n,
+            format_args!("command {cmd}"),
+            r,
+            format_args!(""),
+        );
+    }
+    // A pinned L1 mapped writable breaks the type rule.
+    let l1 = take_frame();
+    let r = ret(make_readonly(l1.va));
+    line(
+        h,
+        s,
+        n,
+        "drop RW of a second free frame",
+        r,
+        format_args!("entry {}", rw(l1.va)),
+    );
+    let r = ret(pin(1, l1.mfn));
+    line(
+        Hypercall::MMUEXT_OP,
+        u64::from(MMUEXT_PIN_L1_TABLE),
+        "mmuext_op/MMUEXT_PIN_L1_TABLE",
+        "a fresh L1",
+        r,
+        format_args!(""),
+    );
+    let r = ret(pin(1, l1.mfn));
+    line(
+        Hypercall::MMUEXT_OP,
+        u64::from(MMUEXT_PIN_L1_TABLE),
+        "mmuext_op/MMUEXT_PIN_L1_TABLE",
+        "already pinned",
+        r,
+        format_args!(""),
+    );
+    let r = ret(make_writable(l1.va));
+    line(
+        h,
+        s,
+        n,
+        "map a pinned L1 writable",
+        r,
+        format_args!("entry {}", rw(l1.va)),
+    );
+    let r = ret(unpin(l1.mfn));
+    line(
+        Hypercall::MMUEXT_OP,
+        u64::from(MMUEXT_UNPIN_TABLE),
+        "mmuext_op/MMUEXT_UNPIN_TABLE",
+        "pinned L1",
+        r,
+        format_args!(""),
+    );
+    let r = ret(unpin(l1.mfn));
+    line(
+        Hypercall::MMUEXT_OP,
+        u64::from(MMUEXT_UNPIN_TABLE),
+        "mmuext_op/MMUEXT_UNPIN_TABLE",
+        "not pinned",
+        r,
+        format_args!(""),
+    );
+
+    let e = Hypercall::MMUEXT_OP;
+    let one = |cmd: u32, arg1: u64, arg2: u64| {
+        let op = [MmuextOp {
+            cmd,
+            pad: 0,
+            arg1,
+            arg2,
+        }];
+        let mut done = 0u32;
+        let r = hc(
+            e,
+            [op.as_ptr() as u64, 1, &mut done as *mut _ as u64, self_, 0],
+        );
+        (r, done)
+    };
+    let nm = |cmd: u32| -> &'static str {
+        match cmd {
+            MMUEXT_PIN_L2_TABLE => "mmuext_op/MMUEXT_PIN_L2_TABLE",
+            MMUEXT_PIN_L3_TABLE => "mmuext_op/MMUEXT_PIN_L3_TABLE",
+            MMUEXT_PIN_L4_TABLE => "mmuext_op/MMUEXT_PIN_L4_TABLE",
+            MMUEXT_NEW_BASEPTR => "mmuext_op/MMUEXT_NEW_BASEPTR",
+            MMUEXT_TLB_FLUSH_LOCAL => "mmuext_op/MMUEXT_TLB_FLUSH_LOCAL",
+            MMUEXT_INVLPG_LOCAL => "mmuext_op/MMUEXT_INVLPG_LOCAL",
+            MMUEXT_TLB_FLUSH_MULTI => "mmuext_op/MMUEXT_TLB_FLUSH_MULTI",
+            MMUEXT_INVLPG_MULTI => "mmuext_op/MMUEXT_INVLPG_MULTI",
+            MMUEXT_TLB_FLUSH_ALL => "mmuext_op/MMUEXT_TLB_FLUSH_ALL",
+            MMUEXT_INVLPG_ALL => "mmuext_op/MMUEXT_INVLPG_ALL",
+            _ => "mmuext_op/other",
+        }
+    };
+    line(
+        e,
+        0,
+        "mmuext_op/MMUEXT_PIN_L1_TABLE",
+        "foreigndom 0x7ff1",
+        hc(e, [0, 0, 0, 0x7ff1, 0]),
+        format_args!(""),
+    );
+    line(
+        e,
+        0,
+        "mmuext_op/MMUEXT_PIN_L1_TABLE",
+        "count MMU_BATCH_MAX + 1",
+        hc(e, [0, MMU_BATCH_MAX + 1, 0, self_, 0]),
+        format_args!(""),
+    );
+    line(
+        e,
+        0,
+        "mmuext_op/MMUEXT_PIN_L1_TABLE",
+        "1 op at NULL",
+        hc(e, [0, 1, 0, self_, 0]),
+        format_args!(""),
+    );
+    // A writable (ordinary) frame cannot be pinned as a table of any level.
+    let plain = take_frame();
+    for cmd in [
+        MMUEXT_PIN_L2_TABLE,
+        MMUEXT_PIN_L3_TABLE,
+        MMUEXT_PIN_L4_TABLE,
+    ] {
+        let (r, d) = one(cmd, plain.mfn.0, 0);
+        line(
+            e,
+            u64::from(cmd),
+            nm(cmd),
+            "a writable frame",
+            r,
+            format_args!("done {d}"),
+        );
+    }
+    // A frame the domain does not own.
+    let (r, d) = one(MMUEXT_PIN_L4_TABLE, 0, 0);
+    line(
+        e,
+        u64::from(MMUEXT_PIN_L4_TABLE),
+        nm(MMUEXT_PIN_L4_TABLE),
+        "machine frame 0",
+        r,
+        format_args!("done {d}"),
+    );
+    // NEW_BASEPTR to the current L4 (pinned by the domain builder) and to an
+    // unpinned frame.
+    let cur = keel_guest::pagetable::cr3_mfn();
+    let (r, d) = one(MMUEXT_NEW_BASEPTR, cur.0, 0);
+    line(
+        e,
+        u64::from(MMUEXT_NEW_BASEPTR),
+        nm(MMUEXT_NEW_BASEPTR),
+        "the current L4",
+        r,
+        format_args!("done {d}"),
+    );
+    let (r, d) = one(MMUEXT_NEW_BASEPTR, plain.mfn.0, 0);
+    line(
+        e,
+        u64::from(MMUEXT_NEW_BASEPTR),
+        nm(MMUEXT_NEW_BASEPTR),
+        "an unpinned frame",
+        r,
+        format_args!("done {d}"),
+    );
+    for cmd in [MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_TLB_FLUSH_ALL] {
+        let (r, d) = one(cmd, 0, 0);
+        line(
+            e,
+            u64::from(cmd),
+            nm(cmd),
+            "valid",
+            r,
+            format_args!("done {d}"),
+        );
+    }
+    for cmd in [MMUEXT_INVLPG_LOCAL, MMUEXT_INVLPG_ALL] {
+        let (r, d) = one(cmd, f.va.0, 0);
+        line(
+            e,
+            u64::from(cmd),
+            nm(cmd),
+            "valid",
+            r,
+            format_args!("done {d}"),
+        );
+    }
+    let mask = 1u64;
+    for cmd in [MMUEXT_TLB_FLUSH_MULTI, MMUEXT_INVLPG_MULTI] {
+        let (r, d) = one(cmd, f.va.0, &mask as *const _ as u64);
+        line(
+            e,
+            u64::from(cmd),
+            nm(cmd),
+            "vcpu 0",
+            r,
+            format_args!("done {d}"),
+        );
+        let (r, d) = one(cmd, f.va.0, UNMAPPED);
+        line(
+            e,
+            u64::from(cmd),
+            nm(cmd),
+            "unmapped bitmap",
+            r,
+            format_args!("done {d}"),
+        );
+    }
+    for cmd in [
+        MMUEXT_FLUSH_CACHE,
+        MMUEXT_SET_LDT,
+        MMUEXT_NEW_USER_BASEPTR,
+        MMUEXT_CLEAR_PAGE,
+        MMUEXT_COPY_PAGE,
+        MMUEXT_FLUSH_CACHE_GLOBAL,
+        MMUEXT_MARK_SUPER,
+        MMUEXT_UNMARK_SUPER,
+        21,
+    ] {
+        let (r, d) = one(cmd, 0, 0);
+        line(
+            e,
+            u64::from(cmd),
+            "mmuext_op/other",
+            format_args!("command {cmd}"),
+            r,
+            format_args!("done {d}"),
+        );
+    }
+}
+
+fn multicall() {
+    let h = Hypercall::MULTICALL;
+    let n = "multicall";
+    line(
+        h,
+        0,
+        n,
+        "empty batch",
+        hc(h, [0, 0, 0, 0, 0]),
+        format_args!(""),
+    );
+    line(
+        h,
+        0,
+        n,
+        "MMU_BATCH_MAX + 1 calls",
+        hc(h, [0, MMU_BATCH_MAX + 1, 0, 0, 0]),
+        format_args!(""),
+    );
+    line(
+        h,
+        0,
+        n,
+        "1 call at NULL",
+        hc(h, [0, 1, 0, 0, 0]),
+        format_args!(""),
+    );
+    let mut calls = [
+        MulticallEntry {
+            op: Hypercall::XEN_VERSION.0,
+            result: 0x5a5a,
+            args: [XENVER_PAGESIZE, 0, 0, 0, 0, 0x77],
+        },
+        MulticallEntry {
+            op: 11,
+            result: 0x5a5a,
+            args: [0; 6],
+        },
+        MulticallEntry {
+            op: Hypercall::MULTICALL.0,
+            result: 0x5a5a,
+            args: [0; 6],
+        },
+        MulticallEntry {
+            op: Hypercall::SCHED_OP.0,
+            result: 0x5a5a,
+            args: [SCHEDOP_BLOCK, 0, 0, 0, 0, 0],
+        },
+    ];
+    let r = hc(h, [calls.as_mut_ptr() as u64, calls.len() as u64, 0, 0, 0]);
+    let rs = |i: usize| Res(calls[i].result as i64);
+    line(
+        h,
+        0,
+        n,
+        "pagesize (args[5] set), hypercall 11, nested multicall, SCHEDOP_block",
+        r,
+        format_args!("results {} {} {} {}", rs(0), rs(1), rs(2), rs(3)),
+    );
+    // A batch whose result slot cannot be written: the entry is read, the call
+    // made, and writing its result back faults.
+    let ro = take_frame();
+    let entry = MulticallEntry {
+        op: Hypercall::XEN_VERSION.0,
+        result: 0,
+        args: [XENVER_PAGESIZE, 0, 0, 0, 0, 0],
+    };
+    for (i, w) in [entry.op, entry.result]
+        .into_iter()
+        .chain(entry.args)
+        .enumerate()
+    {
+        let _ = fault::write_u64(GuestVirt(ro.va.0 + 8 * i as u64), w);
+    }
+    let r = ret(make_readonly(ro.va));
+    line(
+        Hypercall::MMU_UPDATE,
+        MMU_NORMAL_PT_UPDATE,
+        "mmu_update/MMU_NORMAL_PT_UPDATE",
+        "drop RW of a page of multicall entries",
+        r,
+        format_args!(""),
+    );
+    let r = hc(h, [ro.va.0, 1, 0, 0, 0]);
+    line(h, 0, n, "1 call in a read-only page", r, format_args!(""));
+}
+
+fn unimplemented() {
+    // Every hypercall no release implements answers -ENOSYS; one line each.
+    for h in hypercall::ALL {
+        if h.implemented_since().is_none() {
+            let r = hc(*h, [0, 0, 0, 0, 0]);
+            line(
+                *h,
+                0,
+                h.name().unwrap_or("?"),
+                "unimplemented",
+                r,
+                format_args!(""),
+            );
+        }
+    }
+    let r = hc(Hypercall(u64::MAX), [0, 0, 0, 0, 0]);
+    line(
+        Hypercall(u64::MAX),
+        0,
+        "hypercall 2^64-1",
+        "no such number",
+        r,
+        format_args!(""),
+    );
+    let r = hc(
+        Hypercall::SCHED_OP,
+        [SCHEDOP_SHUTDOWN | 1 << 32, 0, 0, 0, 0],
+    );
+    line(
+        Hypercall::SCHED_OP,
+        SCHEDOP_SHUTDOWN,
+        "sched_op/SCHEDOP_shutdown",
+        "upper bits in cmd",
+        r,
+        format_args!("still running"),
+    );
+}
