@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what a fresh Debian machine lacks to build and test Keel:
 # the bare-metal Rust target, Bochs (VT-x emulation), QEMU (the no-VT-x path),
-# GRUB's ISO tooling, and Xen's public headers (the ABI cross-check).
+# GRUB's ISO tooling, Xen's public headers (the ABI cross-check), and what the
+# nested backend builds its image with (a static C library for /init, lz4, xz).
 set -euo pipefail
 
 SUDO=""
@@ -13,7 +14,8 @@ if [ "$(id -u)" != 0 ]; then
   fi
 fi
 
-packages=(bochs bochsbios vgabios qemu-system-x86 grub-pc-bin grub-common xorriso mtools libxen-dev gcc)
+packages=(bochs bochsbios vgabios qemu-system-x86 grub-pc-bin grub-common xorriso mtools libxen-dev gcc
+          libc6-dev lz4 xz-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -42,6 +42,12 @@
 //! - `exits vmreads vmwrites`: totals over all `n` samples (`-` without counters);
 //! - `reasons`: the exits by basic exit reason, `reason:count` pairs, on as many
 //!   lines as it takes (none without counters or exits);
+//! - `marks=B,P,C`: which of the hypervisor-counter reads bracket the figure,
+//!   numbered from 0 in the order this program made them: the figure is the
+//!   sum over P pairs of reads (B + 2i, B + 2i + 1), and reads (C, C + 1) are
+//!   the back-to-back calibration pair. Under a hypervisor beneath Keel, each
+//!   read is a mark in that hypervisor's trace (docs/abi/debug.md), so the
+//!   nested backend attributes its exits to the figure from these numbers;
 //! - `missing=`: the figure could not be measured here; the rest of the line says why.
 //!
 //! `loader/src/bench.rs` parses exactly this; change both together.
@@ -49,6 +55,12 @@
 use crate::abi::debug::{self, PerfCounters, PERF_EXIT_SLOTS};
 use crate::abi::Errno;
 use crate::tsc;
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// How many times this program has read the hypervisor's counters: the number
+/// of the next read (see `marks=` above).
+static READS: AtomicU64 = AtomicU64::new(0);
 
 /// The marker that starts a benchmark line.
 pub const MARKER: &str = "KEEL-BENCH";
@@ -65,6 +77,10 @@ struct Calibration {
 pub struct Bench {
     counters: Option<Calibration>,
     figures: usize,
+    /// The number of the first calibration read.
+    calibration_mark: u64,
+    /// The number of the read [`Self::start`] made.
+    started_mark: Cell<u64>,
 }
 
 /// One measured figure (also printed as a line).
@@ -78,6 +94,8 @@ pub struct Figure {
     pub p90: u64,
     /// What the loop cost in exits and VMCS accesses (`None` without counters).
     pub counters: Option<PerfCounters>,
+    /// The counter reads around the figure: (first read, pairs).
+    pub marks: Option<(u64, u64)>,
 }
 
 impl Figure {
@@ -134,6 +152,7 @@ impl Plus for PerfCounters {
 }
 
 fn read_counters() -> Result<PerfCounters, Errno> {
+    READS.fetch_add(1, Relaxed);
     debug::guest::read_counters()
 }
 
@@ -141,6 +160,7 @@ impl Bench {
     /// Probe the counter interface and calibrate it. Prints one line saying
     /// whether the counters are there.
     pub fn new() -> Self {
+        let calibration_mark = READS.load(Relaxed);
         let counters = match (read_counters(), read_counters()) {
             (Ok(a), Ok(b)) => Some(Calibration {
                 overhead: b.since(&a),
@@ -159,6 +179,8 @@ impl Bench {
         Bench {
             counters,
             figures: 0,
+            calibration_mark,
+            started_mark: Cell::new(0),
         }
     }
 
@@ -205,9 +227,11 @@ impl Bench {
             crate::error!("bench: bad figure {name:?} (name, samples or per)");
             return None;
         }
+        let mark = READS.load(Relaxed);
         let before = self.snapshot();
         let stats = tsc::measure(samples, op)?;
         let after = self.snapshot();
+        let marks = (READS.load(Relaxed) == mark + 2).then_some((mark, 1));
         // `tsc::measure` leaves the samples sorted.
         let (p10, p90) = (percentile(samples, 1, 10), percentile(samples, 9, 10));
         let counters = match (before, after, self.counters) {
@@ -219,6 +243,7 @@ impl Bench {
             p10,
             p90,
             counters,
+            marks,
         })
     }
 
@@ -241,8 +266,11 @@ impl Bench {
         }
         let overhead = empty_measurement();
         let mut total = self.counters.map(|_| PerfCounters::zero());
-        for s in samples.iter_mut() {
+        let first = READS.load(Relaxed);
+        let mut marks_ok = true;
+        for (i, s) in samples.iter_mut().enumerate() {
             setup();
+            marks_ok &= READS.load(Relaxed) == first + 2 * i as u64;
             let before = self.snapshot();
             let t0 = tsc::rdtsc_ordered();
             op();
@@ -259,11 +287,13 @@ impl Bench {
         }
         let stats = tsc::Stats::of(samples)?;
         let (p10, p90) = (percentile(samples, 1, 10), percentile(samples, 9, 10));
+        marks_ok &= READS.load(Relaxed) == first + 2 * samples.len() as u64;
         let fig = Figure {
             stats,
             p10,
             p90,
             counters: total,
+            marks: marks_ok.then_some((first, samples.len() as u64)),
         };
         self.report(name, per, &fig);
         Some(fig)
@@ -273,6 +303,7 @@ impl Bench {
     /// deadline to an interrupt handler, say): reads the counters. Pass the
     /// result to [`Self::finish`] with the samples.
     pub fn start(&self) -> Option<PerfCounters> {
+        self.started_mark.set(READS.load(Relaxed));
         self.snapshot()
     }
 
@@ -288,6 +319,8 @@ impl Bench {
         started: Option<PerfCounters>,
     ) -> Option<Figure> {
         let after = self.snapshot();
+        let begin = self.started_mark.get();
+        let marks = (READS.load(Relaxed) == begin + 2).then_some((begin, 1));
         if !valid_name(name) || samples.is_empty() || per == 0 {
             crate::error!("bench: bad figure {name:?} (name, samples or per)");
             return None;
@@ -303,6 +336,7 @@ impl Bench {
             p10,
             p90,
             counters,
+            marks,
         };
         self.report(name, per, &fig);
         Some(fig)
@@ -343,6 +377,12 @@ impl Bench {
             c.vmreads,
             c.vmwrites
         );
+        if let Some((first, pairs)) = f.marks {
+            crate::println!(
+                "{MARKER} {FORMAT} name={name} marks={first},{pairs},{}",
+                self.calibration_mark
+            );
+        }
         // Four `reason:count` pairs per line keep every line far below 160 bytes.
         let mut on_line = 0;
         for (reason, &n) in c.exits.iter().enumerate().take(PERF_EXIT_SLOTS) {

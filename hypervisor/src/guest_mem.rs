@@ -251,7 +251,7 @@ impl ReadCache {
             }
         }
         self.page = None;
-        let (ma, w) = translate_walk(dom, mem, cr3, va, Access::Read)?;
+        let (ma, w) = translate_walk(dom, mem, cr3, va, Access::Read, Mode::Supervisor)?;
         let mut entries = [0u64; 4];
         for ((e, &table), level) in entries.iter_mut().zip(&w.tables).zip([4, 3, 2, 1]) {
             *e = mem.read_u64(entry_addr(table, va.table_index(level)));

@@ -146,6 +146,7 @@ mod bare {
             "vmx: VMX root operation on ({} frames free)",
             frames.free_count()
         );
+        vmx::exit::note_platform();
 
         // The first module is the guest; its command line is the guest's.
         let Some(module) = bi.modules().first() else {

@@ -14,6 +14,13 @@
 //!   domain's first instruction. FS_BASE and GS_BASE are also passed through: they
 //!   are the VMCS's guest segment bases, saved on exit and loaded on entry
 //!   (SDM 28.3.2, 27.3.2.2), so the host never runs on the guest's values.
+//! - **Write-checked** ([`Kind::WriteChecked`]): reads do not exit; writes exit so
+//!   that Keel checks the reserved bits itself (#GP(0)) and then writes the
+//!   register. IA32_FMASK: its reserved bits 63:32 are checked by the CPU's WRMSR,
+//!   but a hypervisor beneath Keel may intercept a pass-through write and not
+//!   check them (KVM keeps the value in its user-return MSR cache and writes the
+//!   register with `wrmsrl_safe`, so the result is whatever the CPU under KVM
+//!   does). Checking in Keel makes the rule the same on every platform.
 //! - **Read-through** ([`Kind::ReadThrough`]): reads do not exit, writes do and are
 //!   refused. IA32_TSC: the guest reads the host's TSC (no offsetting), and may not
 //!   move it.
@@ -122,6 +129,14 @@ pub enum Kind {
     /// Reads and writes do not exit; the MSR is a VMCS guest field switched on
     /// entry/exit (FS/GS base).
     VmcsPassThrough(VmcsMsr, Check),
+    /// Reads do not exit; writes exit, are validated by Keel and written to
+    /// the register (not switched by VMX, unused by Keel, like `PassThrough`).
+    WriteChecked {
+        /// Value at domain start.
+        initial: u64,
+        /// Validation of writes.
+        check: Check,
+    },
     /// Reads do not exit (the host's value); writes exit and raise #GP(0).
     ReadThrough,
     /// Accesses exit; the value is a VMCS guest field.
@@ -292,8 +307,8 @@ pub const MSRS: &[Msr] = &[
         "not switched by VMX, unused by Keel"),
     row(index::CSTAR, "IA32_CSTAR", Kind::PassThrough { initial: 0, check: Check::Canonical },
         "not switched by VMX, unused by Keel"),
-    row(index::SFMASK, "IA32_FMASK", Kind::PassThrough { initial: 0, check: Check::Low32 },
-        "not switched by VMX, unused by Keel"),
+    row(index::SFMASK, "IA32_FMASK", Kind::WriteChecked { initial: 0, check: Check::Low32 },
+        "not switched by VMX, unused by Keel; writes are checked by Keel, not left to the CPU (a hypervisor beneath Keel may intercept them and skip the check)"),
     row(index::FS_BASE, "IA32_FS_BASE", Kind::VmcsPassThrough(VmcsMsr::FsBase, Check::Canonical),
         "the VMCS guest FS base, switched on entry/exit"),
     row(index::GS_BASE, "IA32_GS_BASE", Kind::VmcsPassThrough(VmcsMsr::GsBase, Check::Canonical),
@@ -303,9 +318,9 @@ pub const MSRS: &[Msr] = &[
     Msr {
         index: index::TSC_AUX,
         name: "IA32_TSC_AUX",
-        kind: Kind::PassThrough { initial: 0, check: Check::Low32 },
+        kind: Kind::WriteChecked { initial: 0, check: Check::Low32 },
         needs: Needs::Rdtscp,
-        why: "not switched by VMX; Keel never executes RDTSCP/RDPID; exists only when RDTSCP is enabled",
+        why: "not switched by VMX; Keel never executes RDTSCP/RDPID; exists only when RDTSCP is enabled; writes are checked by Keel (an emulated CPU beneath Keel may drop bits 63:32 instead of raising #GP(0))",
     },
 ];
 
@@ -376,7 +391,7 @@ pub fn lookup(index: u32, env: &MsrEnv) -> Option<&'static Msr> {
 pub fn read(index: u32, env: &MsrEnv) -> Result<ReadOp, GpFault> {
     let m = lookup(index, env).ok_or(GpFault)?;
     Ok(match m.kind {
-        Kind::PassThrough { .. } | Kind::ReadThrough => ReadOp::Host,
+        Kind::PassThrough { .. } | Kind::WriteChecked { .. } | Kind::ReadThrough => ReadOp::Host,
         Kind::VmcsPassThrough(f, _) => ReadOp::Vmcs(f),
         Kind::Vmcs(VmcsMsr::Efer, _) if !env.load_efer => ReadOp::Host,
         Kind::Vmcs(VmcsMsr::Pat, _) if !env.load_pat => ReadOp::Host,
@@ -417,7 +432,7 @@ pub fn write(
 ) -> Result<WriteOp, GpFault> {
     let m = lookup(index, env).ok_or(GpFault)?;
     match m.kind {
-        Kind::PassThrough { check, .. } => {
+        Kind::PassThrough { check, .. } | Kind::WriteChecked { check, .. } => {
             if valid(check, value, 0) {
                 Ok(WriteOp::Host(value))
             } else {
@@ -480,7 +495,7 @@ pub fn bitmap_passes(env: &MsrEnv) -> impl Iterator<Item = (u32, bool, bool)> + 
         lookup(m.index, env)?;
         match m.kind {
             Kind::PassThrough { .. } | Kind::VmcsPassThrough(..) => Some((m.index, true, true)),
-            Kind::ReadThrough => Some((m.index, true, false)),
+            Kind::ReadThrough | Kind::WriteChecked { .. } => Some((m.index, true, false)),
             _ => None,
         }
     })
@@ -503,7 +518,9 @@ pub fn bitmap_position(index: u32, write: bool) -> Option<(usize, u8)> {
 /// initial values (they keep whatever was last written otherwise).
 pub fn initial_values(env: &MsrEnv) -> impl Iterator<Item = (u32, u64)> + '_ {
     MSRS.iter().filter_map(move |m| match m.kind {
-        Kind::PassThrough { initial, .. } => lookup(m.index, env).map(|_| (m.index, initial)),
+        Kind::PassThrough { initial, .. } | Kind::WriteChecked { initial, .. } => {
+            lookup(m.index, env).map(|_| (m.index, initial))
+        }
         _ => None,
     })
 }
@@ -527,6 +544,10 @@ pub mod markdown {
             Kind::VmcsPassThrough(_, c) => {
                 std::format!("pass-through (no exit), VMCS-switched; {}", check_name(*c))
             }
+            Kind::WriteChecked { initial, check } => std::format!(
+                "read: no exit; write: exits, checked by Keel ({}), then written; starts at {initial:#x}",
+                check_name(*check)
+            ),
             Kind::ReadThrough => String::from("read: host value, no exit; write: #GP(0)"),
             Kind::Vmcs(_, c) => std::format!("VMCS-managed (exits); {}", check_name(*c)),
             Kind::Emulated(v, w) => std::format!(
@@ -568,6 +589,9 @@ capability MSRs included); a write with a reserved bit set raises #GP(0) too.\n\
 Only MSRs whose guest value survives every exit: VMX does not switch them and Keel\n  \
 never uses them (no SYSCALL, SWAPGS, RDTSCP or RDPID in the host), or the VMCS\n  \
 switches them (FS/GS base). They start at 0.\n\
+- *Write-checked*: reads do not exit; a write exits and Keel applies the\n  \
+reserved-bit rule itself before writing the register, so the rule holds even where\n  \
+a hypervisor beneath Keel intercepts the write and would not check it.\n\
 - *VMCS-managed*: the access exits; the value lives in the VMCS guest-state area\n  \
 and is switched on every entry and exit. Without the VMCS controls that switch\n  \
 EFER, PAT or DEBUGCTL, only a write of the current value is accepted.\n\
@@ -766,7 +790,14 @@ mod tests {
         let passes: std::vec::Vec<_> = bitmap_passes(&ENV).collect();
         assert!(passes.contains(&(index::TSC, true, false)));
         assert!(passes.contains(&(index::KERNEL_GS_BASE, true, true)));
-        assert!(passes.contains(&(index::TSC_AUX, true, true)));
+        assert!(passes.contains(&(index::TSC_AUX, true, false)));
+        // FMASK's writes exit so that Keel, not whatever is beneath it, checks them.
+        assert!(passes.contains(&(index::SFMASK, true, false)));
+        assert_eq!(
+            write(index::SFMASK, 0x4700, || 0, &ENV),
+            Ok(WriteOp::Host(0x4700))
+        );
+        assert!(initial_values(&ENV).any(|(i, v)| i == index::SFMASK && v == 0));
         assert!(!passes.iter().any(|&(i, _, _)| i == index::EFER));
         assert_eq!(initial_values(&ENV).count(), 6);
     }
@@ -794,6 +825,12 @@ mod tests {
                         write(i, 0, || 0, &env),
                         Ok(WriteOp::Host(0) | WriteOp::Vmcs(VmcsMsr::FsBase | VmcsMsr::GsBase, 0))
                     ));
+                } else if matches!(
+                    lookup(i, &env).map(|m| m.kind),
+                    Some(Kind::WriteChecked { .. })
+                ) {
+                    // The write exits only to be checked, then goes to the register.
+                    assert_eq!(write(i, 0, || 0, &env), Ok(WriteOp::Host(0)), "{i:#x}");
                 } else {
                     assert_eq!(write(i, 0, || 0, &env), Err(GpFault), "{i:#x}");
                 }

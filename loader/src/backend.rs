@@ -1,6 +1,7 @@
 //! The machines Keel boots on, and how `auto` chooses one.
 
 use crate::host::{KvmProbe, Tool, BOCHS_TOOLS, QEMU_TOOLS};
+use crate::nested::NESTED_TOOLS;
 use std::fmt;
 use std::str::FromStr;
 
@@ -23,6 +24,9 @@ pub enum Backend {
     Bochs,
     /// QEMU's TCG: no VT-x at all; exercises the hypervisor's "no VT-x" path.
     Tcg,
+    /// QEMU with KVM inside Linux inside Bochs: real KVM (L0) beneath Keel on a
+    /// host without VT-x ([`crate::nested`]). Many guests share one Linux boot.
+    Nested,
     /// QEMU's TCG without any hypervisor: the guest image itself is the
     /// multiboot kernel and runs on (emulated) bare hardware with its native
     /// operations table.
@@ -209,7 +213,13 @@ pub const BOCHS_IPS: std::ops::RangeInclusive<u64> = 1_000_000..=4_294_967_295;
 
 impl Backend {
     /// Every backend, in the order the command line lists them.
-    pub const ALL: &'static [Backend] = &[Self::Kvm, Self::Bochs, Self::Tcg, Self::Native];
+    pub const ALL: &'static [Backend] = &[
+        Self::Kvm,
+        Self::Bochs,
+        Self::Tcg,
+        Self::Nested,
+        Self::Native,
+    ];
 
     /// The name used on the command line.
     pub const fn name(self) -> &'static str {
@@ -217,6 +227,7 @@ impl Backend {
             Self::Kvm => "kvm",
             Self::Bochs => "bochs",
             Self::Tcg => "tcg",
+            Self::Nested => "nested",
             Self::Native => "native",
         }
     }
@@ -231,6 +242,7 @@ impl Backend {
         match self {
             Self::Bochs => BOCHS_TOOLS,
             Self::Kvm | Self::Tcg | Self::Native => QEMU_TOOLS,
+            Self::Nested => NESTED_ALL_TOOLS,
         }
     }
 
@@ -238,7 +250,8 @@ impl Backend {
     pub const fn cpu_models(self) -> &'static [&'static str] {
         match self {
             Self::Bochs => BOCHS_CPU_MODELS,
-            Self::Kvm | Self::Tcg | Self::Native => QEMU_CPU_MODELS,
+            // QEMU's -cpu inside the nested machine.
+            Self::Kvm | Self::Tcg | Self::Nested | Self::Native => QEMU_CPU_MODELS,
         }
     }
 
@@ -247,7 +260,9 @@ impl Backend {
     pub fn has_cpu_model(self, model: &str) -> bool {
         let name = match self {
             Self::Bochs => model,
-            Self::Kvm | Self::Tcg | Self::Native => model.split(',').next().unwrap_or(model),
+            Self::Kvm | Self::Tcg | Self::Nested | Self::Native => {
+                model.split(',').next().unwrap_or(model)
+            }
         };
         self.cpu_models().contains(&name)
     }
@@ -257,6 +272,8 @@ impl Backend {
         match self {
             Self::Bochs => BOCHS_MEM_MIB,
             Self::Kvm | Self::Tcg | Self::Native => QEMU_MEM_MIB,
+            // QEMU's memory inside L0, which has `nested::L0_MEGS` in all.
+            Self::Nested => 1..=1024,
         }
     }
 
@@ -268,9 +285,34 @@ impl Backend {
             Self::Kvm => "host",
             // QEMU's TCG cannot emulate VMX whatever the model; qemu64 is the plainest.
             Self::Tcg | Self::Native => "qemu64",
+            // QEMU's -cpu inside the nested machine (L0's Bochs model is fixed:
+            // `nested::L0_CPU_MODEL`).
+            Self::Nested => "host",
         }
     }
 }
+
+/// Everything the nested backend needs: Bochs, QEMU, and the image tools.
+const NESTED_ALL_TOOLS: &[Tool] = &{
+    const B: usize = BOCHS_TOOLS.len();
+    const Q: usize = QEMU_TOOLS.len();
+    const N: usize = NESTED_TOOLS.len();
+    let mut all = [BOCHS_TOOLS[0]; B + Q + N];
+    let mut i = 0;
+    while i < B {
+        all[i] = BOCHS_TOOLS[i];
+        i += 1;
+    }
+    while i < B + Q {
+        all[i] = QEMU_TOOLS[i - B];
+        i += 1;
+    }
+    while i < B + Q + N {
+        all[i] = NESTED_TOOLS[i - B - Q];
+        i += 1;
+    }
+    all
+};
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -294,7 +336,7 @@ impl FromStr for BackendChoice {
 
 impl BackendChoice {
     /// Every name the command line accepts: `auto`, then every backend's.
-    pub const NAMES: &'static [&'static str] = &["auto", "kvm", "bochs", "tcg", "native"];
+    pub const NAMES: &'static [&'static str] = &["auto", "kvm", "bochs", "tcg", "nested", "native"];
 
     /// The concrete backend, and a sentence saying why it was chosen.
     pub fn resolve(self, probe: &KvmProbe) -> (Backend, String) {
@@ -340,6 +382,11 @@ mod tests {
         assert!("vmware".parse::<BackendChoice>().is_err());
         assert_eq!("native".parse(), Ok(BackendChoice::Fixed(Backend::Native)));
         assert!(!Backend::Native.runs_keel() && Backend::Tcg.runs_keel());
+        assert_eq!("nested".parse(), Ok(BackendChoice::Fixed(Backend::Nested)));
+        let tools = Backend::Nested.tools();
+        for t in BOCHS_TOOLS.iter().chain(QEMU_TOOLS).chain(NESTED_TOOLS) {
+            assert!(tools.contains(t), "{t:?}");
+        }
         // The command line's list is every backend's name, after `auto`.
         let names: Vec<&str> = Backend::ALL.iter().map(|b| b.name()).collect();
         assert_eq!(BackendChoice::NAMES[0], "auto");

@@ -84,6 +84,14 @@ pub struct Measured {
     pub vmwrites: Option<f64>,
     /// Exits by basic exit reason over all samples.
     pub reasons: BTreeMap<u32, f64>,
+    /// The guest's counter reads around the figure (`marks=first,pairs,calibration`):
+    /// under the nested backend, which of L0's marks bracket it.
+    pub marks: Option<(u64, u64, u64)>,
+    /// Under the nested backend: exits to L0 (the KVM beneath Keel) over all
+    /// samples, whichever level was running.
+    pub l0_exits: Option<f64>,
+    /// Under the nested backend: the exits L0 reflected to Keel over all samples.
+    pub l0_reflected: Option<f64>,
 }
 
 impl Measured {
@@ -102,6 +110,10 @@ impl Measured {
     /// VMREADs + VMWRITEs per operation.
     pub fn vmcs_per_op(&self) -> Option<f64> {
         Some((self.vmreads? + self.vmwrites?) / self.ops())
+    }
+    /// Exits to L0 per operation (nested backend).
+    pub fn l0_exits_per_op(&self) -> Option<f64> {
+        self.l0_exits.map(|e| e / self.ops())
     }
     /// VMREADs + VMWRITEs per exit.
     pub fn vmcs_per_exit(&self) -> Option<f64> {
@@ -253,6 +265,22 @@ impl Collected {
         }
     }
 
+    /// `marks=first,pairs,calibration`, if reported.
+    fn marks(&self) -> Result<Option<(u64, u64, u64)>, String> {
+        let Some(v) = self.fields.get("marks") else {
+            return Ok(None);
+        };
+        let n: Vec<u64> = v
+            .split(',')
+            .map(|x| x.parse::<u64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("bad marks={v:?}"))?;
+        match n.as_slice() {
+            [a, b, c] => Ok(Some((*a, *b, *c))),
+            _ => Err(format!("bad marks={v:?}")),
+        }
+    }
+
     fn finish(self) -> Result<Measure, String> {
         if let Some(why) = self.missing {
             return Ok(Measure::Missing(why));
@@ -260,6 +288,7 @@ impl Collected {
         for k in self.fields.keys() {
             if ![
                 "n", "per", "min", "p10", "median", "p90", "max", "exits", "vmreads", "vmwrites",
+                "marks",
             ]
             .contains(&k.as_str())
             {
@@ -277,7 +306,10 @@ impl Collected {
             exits: self.counter("exits")?,
             vmreads: self.counter("vmreads")?,
             vmwrites: self.counter("vmwrites")?,
-            reasons: self.reasons,
+            reasons: self.reasons.clone(),
+            marks: self.marks()?,
+            l0_exits: None,
+            l0_reflected: None,
         };
         if m.n == 0 || m.per == 0 {
             return Err("n and per must be positive".into());
@@ -360,6 +392,9 @@ pub fn parse_legacy_line(line: &str) -> Option<Result<(String, Measure), String>
             vmreads: None,
             vmwrites: None,
             reasons: BTreeMap::new(),
+            marks: None,
+            l0_exits: None,
+            l0_reflected: None,
         })
     })();
     Some(match parsed {
@@ -370,6 +405,25 @@ pub fn parse_legacy_line(line: &str) -> Option<Result<(String, Measure), String>
         Ok(_) => Err("min <= median <= max does not hold".into()),
         Err(e) => Err(e),
     })
+}
+
+/// L0's exits charged to a figure, from the marks of a traced run: L0's exits
+/// between marks (`l0[m]` = exits from mark m-1 to mark m), and the figure's
+/// `marks=first,pairs,calibration`. Each pair (first + 2i, first + 2i + 1) is a
+/// counter read before and after (part of) the measured loop; the back-to-back
+/// calibration pair costs what a pair adds by itself, so it is subtracted once
+/// per pair. `None` when the trace does not reach the marks.
+pub fn l0_for_marks(l0: &[(u64, u64)], marks: (u64, u64, u64)) -> Option<(f64, f64)> {
+    let (first, pairs, cal) = marks;
+    let at = |m: u64| l0.get(usize::try_from(m).ok()?).copied();
+    let (ce, cn) = at(cal + 1)?;
+    let (mut e, mut n) = (0f64, 0f64);
+    for i in 0..pairs {
+        let (pe, pn) = at(first + 2 * i + 1)?;
+        e += pe as f64 - ce as f64;
+        n += pn as f64 - cn as f64;
+    }
+    Some((e.max(0.0), n.max(0.0)))
 }
 
 /// Every figure a program printed on `console`, in the order first reported. A
@@ -480,6 +534,9 @@ pub fn combine_runs(runs: &[Vec<Figure>]) -> Vec<Figure> {
                     vmreads: med_opt(&|m| m.vmreads),
                     vmwrites: med_opt(&|m| m.vmwrites),
                     reasons,
+                    marks: None,
+                    l0_exits: None,
+                    l0_reflected: None,
                 })
             };
             Figure {
@@ -612,10 +669,15 @@ pub fn table(r: &Report, baseline: Option<&Report>) -> String {
         .max()
         .unwrap_or(6)
         .max(6);
+    // Under the nested backend: exits to the KVM beneath Keel (L0) per operation.
+    let l0 = r
+        .figures
+        .iter()
+        .any(|f| f.measured().is_some_and(|m| m.l0_exits.is_some()));
     let baseline = baseline.filter(|b| b.machine == r.machine);
     let (bw, cw) = if baseline.is_some() { (10, 8) } else { (0, 0) };
     let sep = if baseline.is_some() { "  " } else { "" };
-    let _ = writeln!(
+    let _ = write!(
         s,
         "{:<w$}  {:>15}{sep}{:>bw$}{sep}{:>cw$}  {:>10}  {:>10}  {:>8}  {:>8}  {:>9}  {:>7}",
         "figure",
@@ -629,6 +691,15 @@ pub fn table(r: &Report, baseline: Option<&Report>) -> String {
         "VMCS/exit",
         "x floor"
     );
+    let _ = writeln!(
+        s,
+        "{}",
+        if l0 {
+            format!("  {:>8}", "L0/op")
+        } else {
+            String::new()
+        }
+    );
     let floor = r.floor();
     for f in &r.figures {
         match &f.measure {
@@ -640,7 +711,7 @@ pub fn table(r: &Report, baseline: Option<&Report>) -> String {
                     Some(None) => ("-".into(), "new".into()),
                     Some(Some(b)) => (num(b.cost()), percent(b.cost(), m.cost())),
                 };
-                let _ = writeln!(
+                let _ = write!(
                     s,
                     "{:<w$}  {:>15}{sep}{bcol:>bw$}{sep}{ccol:>cw$}  {:>10}  {:>10}  {:>8}  {:>8}  {:>9}  {:>7}",
                     f.key(),
@@ -653,6 +724,15 @@ pub fn table(r: &Report, baseline: Option<&Report>) -> String {
                     floor
                         .filter(|fl| *fl > 0.0)
                         .map_or("-".into(), |fl| format!("{:.2}", m.cost() / fl)),
+                );
+                let _ = writeln!(
+                    s,
+                    "{}",
+                    if l0 {
+                        format!("  {:>8}", opt(m.l0_exits_per_op()))
+                    } else {
+                        String::new()
+                    }
                 );
             }
             Measure::Missing(why) => {
@@ -792,6 +872,9 @@ enum MeasureFile {
         vmcs_per_exit: Option<Num>,
         vs_floor: Option<Num>,
         reasons: BTreeMap<u32, Num>,
+        /// Nested backend only: exits to L0 per operation.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        l0_exits_per_op: Option<Num>,
     },
 }
 
@@ -846,6 +929,9 @@ impl FigureIn {
                 vmreads: self.vmreads,
                 vmwrites: self.vmwrites,
                 reasons: self.reasons,
+                marks: None,
+                l0_exits: None,
+                l0_reflected: None,
             }),
         };
         Ok(Figure {
@@ -895,6 +981,7 @@ pub fn to_json(r: &Report) -> String {
                         vmcs_per_exit: x.vmcs_per_exit().map(Num),
                         vs_floor: floor.map(|fl| Num(x.cost() / fl)),
                         reasons: x.reasons.iter().map(|(k, v)| (*k, Num(*v))).collect(),
+                        l0_exits_per_op: x.l0_exits_per_op().map(Num),
                     },
                 },
             })
@@ -1242,6 +1329,39 @@ pub fn keep_figure(f: &Figure, patterns: &[String]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn l0_exits_from_marks() {
+        // Mark 0: the run's start to the first calibration read; 0 -> 1: the
+        // calibration pair (3 exits: the tail of one read, the head of the next,
+        // the mark itself); then a figure over pairs (2, 3) and (4, 5).
+        let l0 = [(50, 9), (3, 1), (8, 2), (2003, 1001), (9, 3), (2003, 1001)];
+        assert_eq!(super::l0_for_marks(&l0, (2, 2, 0)), Some((4000.0, 2000.0)));
+        // A single pair.
+        assert_eq!(super::l0_for_marks(&l0, (2, 1, 0)), Some((2000.0, 1000.0)));
+        // Marks the trace does not reach: no count rather than a wrong one.
+        assert_eq!(super::l0_for_marks(&l0, (4, 2, 0)), None);
+        assert_eq!(super::l0_for_marks(&[], (0, 1, 0)), None);
+    }
+
+    #[test]
+    fn marks_field_parses() {
+        let (_, m) = super::parse_figure(&[
+            "KEEL-BENCH v1 name=x n=2 per=1 min=1 p10=1 median=1 p90=1 max=1",
+            "KEEL-BENCH v1 name=x exits=2 vmreads=6 vmwrites=2",
+            "KEEL-BENCH v1 name=x marks=2,1,0",
+        ])
+        .unwrap();
+        let super::Measure::Measured(m) = m else {
+            panic!("not measured")
+        };
+        assert_eq!(m.marks, Some((2, 1, 0)));
+        assert!(super::parse_figure(&[
+            "KEEL-BENCH v1 name=x n=2 per=1 min=1 p10=1 median=1 p90=1 max=1",
+            "KEEL-BENCH v1 name=x marks=2,1",
+        ])
+        .is_err());
+    }
+
     use super::*;
 
     const LINE: &str = "(d1) KEEL-BENCH v1 name=xen_version n=1000 per=1 min=170 p10=171 median=174 p90=180 max=300\r\n(d1) KEEL-BENCH v1 name=xen_version exits=1000 vmreads=3000 vmwrites=1000\r\n(d1) KEEL-BENCH v1 name=xen_version reasons=18:990,0:5\n(d1) KEEL-BENCH v1 name=xen_version reasons=30:5\n";
@@ -1259,6 +1379,9 @@ mod tests {
             vmreads: Some(vmcs * 10.0),
             vmwrites: Some(0.0),
             reasons: BTreeMap::from([(18, exits * 10.0)]),
+            marks: None,
+            l0_exits: None,
+            l0_reflected: None,
         })
     }
 
@@ -1414,6 +1537,9 @@ mod tests {
                     vmreads: None,
                     vmwrites: None,
                     reasons: BTreeMap::new(),
+                    marks: None,
+                    l0_exits: None,
+                    l0_reflected: None,
                 }),
             ),
         ]);

@@ -127,6 +127,11 @@ pub const GRUB_MODULES: &str = "multiboot2 multiboot normal iso9660 biosdisk par
 
 /// Make the ISO at `iso` from the directory tree `tree` (which holds `boot/`).
 pub fn make_iso(tree: &Path, iso: &Path) -> Result<()> {
+    make_iso_with(tree, iso, GRUB_MODULES)
+}
+
+/// Make the ISO at `iso` from `tree` with GRUB and the given GRUB modules.
+pub fn make_iso_with(tree: &Path, iso: &Path, modules: &str) -> Result<()> {
     let out = Command::new("grub-mkrescue")
         // BIOS only (Bochs boots with the Bochs BIOS): no EFI image even if GRUB's
         // EFI platform is installed.
@@ -134,7 +139,7 @@ pub fn make_iso(tree: &Path, iso: &Path) -> Result<()> {
         .arg("/usr/lib/grub/i386-pc")
         .arg("-o")
         .arg(iso)
-        .arg(format!("--install-modules={GRUB_MODULES}"))
+        .arg(format!("--install-modules={modules}"))
         .args(["--locales=", "--fonts=", "--themes="])
         .arg(tree)
         .stdin(Stdio::null())

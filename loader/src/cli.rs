@@ -84,6 +84,7 @@ Examples:
   cargo keel run
   cargo keel run --guest template --backend bochs --cpu-model tigerlake
   cargo keel run --backend tcg --timeout 10        the \"no VT-x\" path under QEMU
+  cargo keel run --backend nested --timeout 600    under real KVM, nested in Linux under Bochs
   cargo keel run --cmdline 'seed=42' --hv-cmdline 'guest_mem=16'"
     )]
     Run(RunArgs),
@@ -167,6 +168,7 @@ pub enum AbiCommand {
 pub struct MachineArgs {
     /// Backend: auto is KVM with nested VMX if the host has it, else Bochs;
     /// native boots the guest alone on QEMU TCG (no hypervisor).
+    /// nested is QEMU/KVM inside Linux under Bochs, all guests in one Linux boot.
     #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = backend_parser())]
     pub backend: BackendChoice,
     /// CPU model: a Bochs 2.7 model (corei7_skylake_x, tigerlake, ...) or a QEMU
@@ -568,7 +570,10 @@ mod tests {
     #[test]
     fn values_are_checked_with_one_line_messages() {
         let e = err("run --backend vmware");
-        assert!(e.contains("possible values: auto, kvm, bochs, tcg"), "{e}");
+        assert!(
+            e.contains("possible values: auto, kvm, bochs, tcg, nested"),
+            "{e}"
+        );
         assert!(!e.contains('\n'), "{e}");
         let e = err("test --category nope");
         assert!(e.contains("security"), "{e}");

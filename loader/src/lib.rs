@@ -36,6 +36,7 @@ pub mod fixture;
 pub mod host;
 pub mod junit;
 pub mod machine;
+pub mod nested;
 pub mod qemu;
 pub mod runner;
 
@@ -440,6 +441,12 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
         } else {
             1
         });
+    // Under the nested backend every figure comes from one Linux boot.
+    let runs = if machine.backend == backend::Backend::Nested {
+        1
+    } else {
+        runs
+    };
     let jobs = opts
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -468,7 +475,51 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
     };
     let mut ok = true;
     let mut per_run = Vec::new();
+    if ropts.machine.backend == backend::Backend::Nested {
+        // One Linux boot: each program runs once for its figures, then once more
+        // with L0's exits traced (the tracing costs L0 time, so it does not touch
+        // the figures).
+        let (summary, traces) = runner::run_suite_nested(&hv, &programs, &ropts, log, true);
+        let mut figures = Vec::new();
+        for r in &summary.results {
+            if r.verdict.is_failure() {
+                ok = false;
+                continue;
+            }
+            match bench::parse_console(&r.test.name, &r.console) {
+                Ok(mut f) => {
+                    let trace = traces.iter().find(|t| t.name == r.test.name);
+                    let traced = trace
+                        .and_then(|t| bench::parse_console(&t.name, &t.console).ok())
+                        .unwrap_or_default();
+                    for fig in &mut f {
+                        let marks = traced
+                            .iter()
+                            .find(|t| t.name == fig.name)
+                            .and_then(|t| t.measured()?.marks);
+                        if let (bench::Measure::Measured(m), Some(t), Some(mk)) =
+                            (&mut fig.measure, trace, marks)
+                        {
+                            if let Some((e, n)) = bench::l0_for_marks(&t.marks, mk) {
+                                m.l0_exits = Some(e);
+                                m.l0_reflected = Some(n);
+                            }
+                        }
+                    }
+                    figures.extend(f);
+                }
+                Err(e) => {
+                    let _ = writeln!(log, "[keel] bench: {e}");
+                    ok = false;
+                }
+            }
+        }
+        per_run.push(figures);
+    }
     for run in 0..runs {
+        if ropts.machine.backend == backend::Backend::Nested {
+            break;
+        }
         if runs > 1 {
             let _ = writeln!(log, "[keel] bench: run {} of {runs}", run + 1);
         }

@@ -127,7 +127,10 @@ pub fn expected_emulator_code(backend: Backend, s: ExitStatus) -> i32 {
             1
         }
         // isa-debug-exit: (value << 1) | 1.
-        Backend::Kvm | Backend::Tcg | Backend::Native => (i32::from(s as u8) << 1) | 1,
+        // Nested: QEMU's exit status, as /init saw it.
+        Backend::Kvm | Backend::Tcg | Backend::Nested | Backend::Native => {
+            (i32::from(s as u8) << 1) | 1
+        }
     }
 }
 
@@ -182,13 +185,13 @@ const POWER_OFF_GRACE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(20);
 
 /// A run's private directory, removed on drop unless kept.
-struct RunDir {
-    path: PathBuf,
-    keep: bool,
+pub(crate) struct RunDir {
+    pub(crate) path: PathBuf,
+    pub(crate) keep: bool,
 }
 
 impl RunDir {
-    fn new(tag: &str) -> Result<Self> {
+    pub(crate) fn new(tag: &str) -> Result<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let base = std::env::temp_dir();
         loop {
@@ -225,7 +228,7 @@ fn place(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// A guest name must be a plain file name (it names the module file).
-fn check_guest_name(name: &str) -> Result<()> {
+pub(crate) fn check_guest_name(name: &str) -> Result<()> {
     if name.is_empty()
         || !name
             .chars()
@@ -242,6 +245,9 @@ fn check_guest_name(name: &str) -> Result<()> {
 /// it is an [`Outcome`].
 pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<Outcome> {
     check_guest_name(boot.guest_name)?;
+    if machine.backend == Backend::Nested {
+        return run_nested(machine, boot, echo);
+    }
     let dir = RunDir::new(boot.guest_name)?;
     let serial = "serial.txt";
     let mut cmd = match machine.backend {
@@ -273,6 +279,7 @@ pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<O
             c.args(["-q", "-f", "bochsrc", "-rc", "rc"]);
             c
         }
+        Backend::Nested => unreachable!("handled above"),
         Backend::Kvm | Backend::Tcg => {
             place(boot.guest, &dir.path.join(boot.guest_name))?;
             let mut module = boot.guest_name.to_string();
@@ -354,6 +361,32 @@ pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<O
     })
 }
 
+/// One guest in its own nested boot (`cargo keel run --backend nested`).
+fn run_nested(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<Outcome> {
+    let ws = crate::cargo::Workspace::locate()?;
+    let guests = [crate::nested::GuestRun {
+        name: boot.guest_name.to_string(),
+        image: boot.guest.to_path_buf(),
+        args: boot.guest_args.to_vec(),
+        trace_l0: false,
+    }];
+    let plan = crate::nested::Plan {
+        hypervisor: boot.hypervisor,
+        hv_cmdline: boot.hv_cmdline,
+        qemu_cpu: &machine.cpu_model,
+        qemu_mem_mib: machine.mem_mib,
+        guests: &guests,
+        per_guest_timeout: machine.timeout,
+    };
+    let mut log = std::io::stderr();
+    let batch = crate::nested::run(ws.root(), &plan, echo, &mut log, &mut |_, _| {})?;
+    match batch.outcomes.into_iter().next() {
+        Some((_, Ok(o))) => Ok(o),
+        Some((_, Err(why))) => Err(anyhow::Error::msg(why)),
+        None => crate::bail!("the nested run reported nothing"),
+    }
+}
+
 /// How many times a run is started before a host-side start failure is reported.
 const START_ATTEMPTS: u32 = 3;
 
@@ -376,7 +409,7 @@ fn failed_to_start_for_host_reasons(
 
 /// Kills the emulator if we leave early (an error, a panic in a test thread):
 /// no run outlives its caller.
-struct Reaper(Child);
+pub(crate) struct Reaper(pub(crate) Child);
 
 impl Drop for Reaper {
     fn drop(&mut self) {

@@ -294,6 +294,31 @@ pub fn diagnostics(o: &Outcome) -> String {
     d
 }
 
+/// The result of a boot, judged.
+fn result_of(t: &TestProgram, o: Outcome, seed: Option<u64>) -> TestResult {
+    let (verdict, reason) = judge(&o);
+    let details = if verdict.is_failure() {
+        let mut d = diagnostics(&o);
+        if let Some(s) = seed {
+            d += &format!(
+                "seed: {s} (replay: cargo keel test {} --seed {s})\n",
+                t.name
+            );
+        }
+        d
+    } else {
+        String::new()
+    };
+    TestResult {
+        test: t.clone(),
+        verdict,
+        reason,
+        wall: o.wall,
+        details,
+        console: o.console,
+    }
+}
+
 fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
     let mut args = opts.guest_args.clone();
     if let Some(s) = opts.seed {
@@ -308,29 +333,7 @@ fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
     };
     let started = Instant::now();
     match machine::run(&opts.machine, &boot, &mut std::io::sink()) {
-        Ok(o) => {
-            let (verdict, reason) = judge(&o);
-            let details = if verdict.is_failure() {
-                let mut d = diagnostics(&o);
-                if let Some(s) = opts.seed {
-                    d += &format!(
-                        "seed: {s} (replay: cargo keel test {} --seed {s})\n",
-                        t.name
-                    );
-                }
-                d
-            } else {
-                String::new()
-            };
-            TestResult {
-                test: t.clone(),
-                verdict,
-                reason,
-                wall: o.wall,
-                details,
-                console: o.console,
-            }
-        }
+        Ok(o) => result_of(t, o, opts.seed),
         // The tool could not boot the test at all (an ISO that would not build,
         // an emulator that would not start): the test did not run, an ERROR.
         Err(e) => TestResult {
@@ -363,6 +366,9 @@ pub fn result_line(r: &TestResult, name_width: usize) -> String {
 /// Run `tests` with the hypervisor image `hv`, printing one line per test as it
 /// finishes (plus diagnostics for failures) and the closing summary line to `out`.
 pub fn run_suite(hv: &Path, tests: &[TestProgram], opts: &Options, out: &mut dyn Write) -> Summary {
+    if opts.machine.backend == crate::backend::Backend::Nested {
+        return run_suite_nested(hv, tests, opts, out, false).0;
+    }
     let started = Instant::now();
     let width = tests.iter().map(|t| t.name.len()).max().unwrap_or(0);
     let next = AtomicUsize::new(0);
@@ -401,6 +407,136 @@ pub fn run_suite(hv: &Path, tests: &[TestProgram], opts: &Options, out: &mut dyn
     };
     let _ = writeln!(out, "{}", summary.line());
     summary
+}
+
+/// L0's view of one bench program, from a traced run ([`run_suite_nested`]).
+#[derive(Clone, Debug, Default)]
+pub struct L0Trace {
+    /// The program.
+    pub name: String,
+    /// L0 exits between consecutive marks: (kvm_exit, kvm_nested_vmexit) per mark.
+    pub marks: Vec<(u64, u64)>,
+    /// The traced run's console (its `marks=` lines number the marks).
+    pub console: String,
+}
+
+/// The suite in one nested boot ([`crate::nested`]): every test is a QEMU run
+/// inside the same Linux. Results are printed as each run ends. With `trace_l0`,
+/// each test runs a second time with L0's exits traced between Keel's bench
+/// marks (tracing costs L0 time, so the figures come from the first run); those
+/// runs' traces come back beside the summary.
+pub fn run_suite_nested(
+    hv: &Path,
+    tests: &[TestProgram],
+    opts: &Options,
+    out: &mut dyn Write,
+    trace_l0: bool,
+) -> (Summary, Vec<L0Trace>) {
+    let started = Instant::now();
+    let width = tests.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    let mut args = opts.guest_args.clone();
+    if let Some(s) = opts.seed {
+        args.push(format!("seed={s}"));
+    }
+    let mut guests: Vec<crate::nested::GuestRun> = tests
+        .iter()
+        .map(|t| crate::nested::GuestRun {
+            name: t.name.clone(),
+            image: t.path.clone(),
+            args: args.clone(),
+            trace_l0: false,
+        })
+        .collect();
+    if trace_l0 {
+        let traced: Vec<_> = guests
+            .iter()
+            .map(|g| crate::nested::GuestRun {
+                trace_l0: true,
+                ..g.clone()
+            })
+            .collect();
+        guests.extend(traced);
+    }
+    let plan = crate::nested::Plan {
+        hypervisor: hv,
+        hv_cmdline: &opts.hv_cmdline,
+        qemu_cpu: &opts.machine.cpu_model,
+        qemu_mem_mib: opts.machine.mem_mib,
+        guests: &guests,
+        per_guest_timeout: opts.machine.timeout,
+    };
+    let mut results = Vec::with_capacity(tests.len());
+    let print = |r: &TestResult, out: &mut dyn Write| {
+        let _ = writeln!(out, "{}", result_line(r, width));
+        for l in r.details.lines() {
+            let _ = writeln!(out, "        {l}");
+        }
+        let _ = out.flush();
+    };
+    let judged = |t: &TestProgram, r: &std::result::Result<Outcome, String>| -> TestResult {
+        match r {
+            Ok(o) => result_of(t, o.clone(), opts.seed),
+            Err(why) => TestResult {
+                test: t.clone(),
+                verdict: Verdict::Error,
+                reason: "the nested machine did not run it".into(),
+                wall: Duration::ZERO,
+                details: why.clone(),
+                console: String::new(),
+            },
+        }
+    };
+    let mut traces = Vec::new();
+    let batch = crate::cargo::Workspace::locate().and_then(|ws| {
+        crate::nested::run(
+            ws.root(),
+            &plan,
+            &mut std::io::sink(),
+            &mut std::io::stderr(),
+            &mut |i, r| {
+                // The traced second runs are not results of their own.
+                if let Some(t) = tests.get(i) {
+                    let tr = judged(t, r);
+                    print(&tr, out);
+                    results.push(tr);
+                }
+            },
+        )
+    });
+    match batch {
+        Ok(b) => {
+            for ((name, rec), g) in b.transcript.runs.into_iter().zip(&guests) {
+                if g.trace_l0 && name == g.name {
+                    traces.push(L0Trace {
+                        name,
+                        marks: rec.l0_marks,
+                        console: rec.console,
+                    });
+                }
+            }
+        }
+        Err(e) => {
+            for t in tests {
+                let tr = TestResult {
+                    test: t.clone(),
+                    verdict: Verdict::Error,
+                    reason: format!("keel could not boot it: {e}"),
+                    wall: Duration::ZERO,
+                    details: String::new(),
+                    console: String::new(),
+                };
+                print(&tr, out);
+                results.push(tr);
+            }
+        }
+    }
+    results.sort_by(|a, b| a.test.name.cmp(&b.test.name));
+    let summary = Summary {
+        results,
+        wall: started.elapsed(),
+    };
+    let _ = writeln!(out, "{}", summary.line());
+    (summary, traces)
 }
 
 #[cfg(test)]

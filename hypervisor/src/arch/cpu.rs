@@ -8,6 +8,43 @@ use core::arch::asm;
 
 /// IA32_EFER.
 pub const IA32_EFER: u32 = 0xC000_0080;
+
+/// The CPUID leaf of [`l0_marker`]: the ASCII bytes "KELM", a leaf no CPU or
+/// hypervisor defines (it answers as the highest basic leaf, as any undefined
+/// leaf does).
+pub const L0_MARKER_LEAF: u32 = 0x4b45_4c4d;
+
+/// Whether Keel itself runs as the guest of another hypervisor: CPUID.1:ECX[31]
+/// (the "hypervisor present" bit, which CPUs leave clear and hypervisors set).
+pub fn under_hypervisor() -> bool {
+    core::arch::x86_64::__cpuid(1).ecx & (1 << 31) != 0
+}
+
+/// The 12-byte CPUID signature of the hypervisor beneath Keel (leaf 0x4000_0000),
+/// if there is one.
+pub fn hypervisor_signature() -> Option<[u8; 12]> {
+    if !under_hypervisor() {
+        return None;
+    }
+    let r = core::arch::x86_64::__cpuid(0x4000_0000);
+    let mut sig = [0u8; 12];
+    sig[..4].copy_from_slice(&r.ebx.to_le_bytes());
+    sig[4..8].copy_from_slice(&r.ecx.to_le_bytes());
+    sig[8..].copy_from_slice(&r.edx.to_le_bytes());
+    Some(sig)
+}
+
+/// A mark in the trace of a hypervisor beneath Keel: a CPUID of
+/// [`L0_MARKER_LEAF`], which always exits to it (KVM traces it as `kvm_cpuid`
+/// with that function). The nested backend counts that hypervisor's exits
+/// between marks to attribute them to benchmark figures. Without a hypervisor
+/// beneath (`under` false) it does nothing.
+#[inline]
+pub fn l0_marker(under: bool) {
+    if under {
+        let _ = core::arch::x86_64::__cpuid(L0_MARKER_LEAF);
+    }
+}
 /// IA32_FEATURE_CONTROL.
 pub const IA32_FEATURE_CONTROL: u32 = 0x3A;
 

@@ -508,7 +508,7 @@ proptest! {
         for (level, v, corrupt, off) in steps {
             let va = GuestVirt(TEXT + off);
             if corrupt {
-                if let Ok((_, w)) = translate_walk(&dom, &mem, cr3, va, Access::Read) {
+                if let Ok((_, w)) = translate_walk(&dom, &mem, cr3, va, Access::Read, crate::privilege::Mode::Supervisor) {
                     let lv = [4, 3, 2, 1][level];
                     let at = entry_addr(w.tables[level], va.table_index(lv));
                     // Sometimes a plausible entry (another owned frame), sometimes garbage.

@@ -74,8 +74,32 @@ fn advance_string_pointer(g: &mut GuestGprs, is_in: bool, down: bool, bytes: u64
     };
 }
 
-/// A snapshot of [`STATS`] for `keel_debug_op(DEBUGOP_READ_COUNTERS)`.
+/// Whether a hypervisor runs beneath Keel (`arch::cpu::under_hypervisor`, read
+/// once at boot by [`note_platform`]).
+static UNDER_HYPERVISOR: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+/// Record what Keel runs on (for the bench marks below) and say it.
+pub fn note_platform() {
+    match crate::arch::cpu::hypervisor_signature() {
+        Some(sig) => {
+            UNDER_HYPERVISOR.store(true, Relaxed);
+            let sig = core::str::from_utf8(&sig).unwrap_or("?");
+            log::info!(
+                "cpu: running under a hypervisor (CPUID signature {:?}); each counter read marks its trace (CPUID {:#x})",
+                sig.trim_end_matches('\0'),
+                crate::arch::cpu::L0_MARKER_LEAF
+            );
+        }
+        None => log::info!("cpu: no hypervisor beneath Keel (CPUID.1:ECX[31] clear)"),
+    }
+}
+
+/// A snapshot of [`STATS`] for `keel_debug_op(DEBUGOP_READ_COUNTERS)`. Under
+/// another hypervisor, each read is also a mark in that hypervisor's trace, so
+/// its exits between two reads can be attributed to what the guest measured.
 fn counters() -> PerfCounters {
+    crate::arch::cpu::l0_marker(UNDER_HYPERVISOR.load(Relaxed));
     let mut c = PerfCounters::zero();
     c.vmreads = STATS.vmreads.load(Relaxed);
     c.vmwrites = STATS.vmwrites.load(Relaxed);

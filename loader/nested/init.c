@@ -1,0 +1,406 @@
+/*
+ * /init of the nested-KVM image (`cargo keel ... --backend nested`).
+ *
+ * It runs as PID 1 of Debian's stock Linux inside Bochs: it loads the KVM
+ * modules, then boots Keel once per requested guest with QEMU/KVM, exactly as
+ * the `kvm` backend does on a host (loader/src/qemu.rs), and powers Bochs off.
+ * The host tool reads everything from the serial console (ttyS0 = Bochs's COM1
+ * file). Every line this program prints starts with "NK-<nonce>: ", the nonce
+ * being fresh for each image, so nothing a guest prints can pass for one of them.
+ * QEMU writes Keel's serial port to a file in tmpfs (`-serial file:`, as the kvm
+ * backend does), which is copied to the console after QEMU exits, between the
+ * "start" and "exit" lines of its run: while Keel runs, L0's UART (slow: each
+ * character costs L0 an interrupt) stays idle, so it does not disturb what Keel
+ * and its guest measure.
+ *
+ * /nk.conf, one "key=value" a line, in this order of use:
+ *   nonce=<word>
+ *   kvm_intel=<module parameters>
+ *   timeout=<emulated seconds a QEMU run may take>
+ *   arg=<word>        one QEMU argument (repeated, in order)
+ *   run=<name> <guest command line>
+ *   trace_run=<name> <guest command line>   the same, counting L0's exits
+ *                     between Keel's bench marks (see below)
+ *
+ * Lines printed (besides QEMU's and Keel's own output):
+ *   NK-n: phase <name> t=<s>            milestones, CLOCK_MONOTONIC seconds
+ *   NK-n: kvm_intel <param>=<value>
+ *   NK-n: start <name> t=<s>
+ *   NK-n: exit <name> rc=<code> t=<s>   | signal=<n> | timeout
+ *   NK-n: stderr <name> | <QEMU's stderr line>
+ *   NK-n: dmesg | <kernel log line written during the run>
+ *   NK-n: l0 <name> mark=<k> exits=<n> nested=<n> ext=<n>   (trace_run, below)
+ *   NK-n: done t=<s>
+ *
+ * During a trace_run the kvm:kvm_exit, kvm:kvm_nested_vmexit and kvm:kvm_cpuid
+ * tracepoints are on (they cost L0 time, which is why the timed figures come
+ * from an untraced run); Keel's bench counter reads execute a
+ * marker CPUID (leaf 0x4b454c4d) that L0 handles itself. For each marker this
+ * program prints how many kvm_exit events (every exit of the vCPU to L0,
+ * whether L1 or L2 was running, except those for the host's own interrupts,
+ * counted as ext) and kvm_nested_vmexit events (exits L0 reflected to L1) the
+ * trace holds between the previous marker and this one.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/io.h>
+#include <sys/klog.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_ARGS 64
+#define MAX_RUNS 256
+#define MARKER_LEAF "4b454c4d"
+
+static char nonce[64] = "0";
+static char kvm_intel[512] = "";
+static int timeout_s = 600;
+static int traced_ready;
+static char *qemu_args[MAX_ARGS];
+static int nqemu_args;
+static char *runs[MAX_RUNS];
+static char run_traced[MAX_RUNS];
+static int nruns;
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+	printf("NK-%s: ", nonce);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
+static void power_off(void)
+{
+	fflush(stdout);
+	/* The UART still holds what the tty sent it: let it drain first. */
+	tcdrain(1);
+	sleep(1);
+	sync();
+	/* Bochs's shutdown port; reboot() is the fallback. */
+	if (ioperm(0x8900, 1, 1) == 0)
+		for (const char *p = "Shutdown"; *p; p++)
+			outb(*p, 0x8900);
+	reboot(RB_POWER_OFF);
+	for (;;)
+		pause();
+}
+
+static void load_module(const char *path, const char *params)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		say("error open %s: %s", path, strerror(errno));
+		return;
+	}
+	if (syscall(SYS_finit_module, fd, params, 0) != 0 && errno != EEXIST)
+		say("error finit_module %s \"%s\": %s", path, params, strerror(errno));
+	close(fd);
+}
+
+static void read_conf(void)
+{
+	static char line[4096];
+	FILE *f = fopen("/nk.conf", "r");
+	if (!f) {
+		say("error no /nk.conf");
+		return;
+	}
+	while (fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = 0;
+		char *eq = strchr(line, '=');
+		if (!eq)
+			continue;
+		*eq = 0;
+		const char *k = line, *v = eq + 1;
+		if (!strcmp(k, "nonce"))
+			snprintf(nonce, sizeof nonce, "%s", v);
+		else if (!strcmp(k, "kvm_intel"))
+			snprintf(kvm_intel, sizeof kvm_intel, "%s", v);
+		else if (!strcmp(k, "timeout"))
+			timeout_s = atoi(v);
+		else if (!strcmp(k, "arg") && nqemu_args < MAX_ARGS - 8)
+			qemu_args[nqemu_args++] = strdup(v);
+		else if (!strcmp(k, "run") && nruns < MAX_RUNS)
+			runs[nruns++] = strdup(v);
+		else if (!strcmp(k, "trace_run") && nruns < MAX_RUNS) {
+			run_traced[nruns] = 1;
+			runs[nruns++] = strdup(v);
+		}
+	}
+	fclose(f);
+}
+
+static void print_params(void)
+{
+	static const char *names[] = { "nested", "ept", "vpid", "enable_shadow_vmcs",
+		"preemption_timer", "vmentry_l1d_flush", "enable_apicv", "pml" };
+	char path[128], buf[128];
+	for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++) {
+		snprintf(path, sizeof path, "/sys/module/kvm_intel/parameters/%s", names[i]);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(buf, sizeof buf, f)) {
+			buf[strcspn(buf, "\n")] = 0;
+			say("kvm_intel %s=%s", names[i], buf);
+		}
+		fclose(f);
+	}
+}
+
+/* The kernel log from byte `from` on, one "dmesg |" line each; returns its size. */
+static int dmesg(int from, int print)
+{
+	static char buf[1 << 18];
+	int n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, sizeof buf - 1);
+	if (n < 0)
+		return 0;
+	if (print && from < n) {
+		buf[n] = 0;
+		for (char *l = strtok(buf + from, "\n"); l; l = strtok(NULL, "\n"))
+			say("dmesg | %s", l);
+	}
+	return n;
+}
+
+static void print_file(const char *tag, const char *name, const char *path)
+{
+	char line[1024];
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = 0;
+		say("%s %s | %s", tag, name, line);
+	}
+	fclose(f);
+}
+
+/* ---- L0 exit attribution (trace=1) ---- */
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC);
+	if (fd < 0)
+		return -1;
+	int r = write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -1;
+	close(fd);
+	return r;
+}
+
+#define TRACEFS "/sys/kernel/tracing"
+
+static void trace_setup(void)
+{
+	mount("tracefs", TRACEFS, "tracefs", 0, NULL);
+	/* Enough for the longest bench program's events between reads. */
+	if (write_file(TRACEFS "/buffer_size_kb", "16384") ||
+	    write_file(TRACEFS "/events/kvm/kvm_exit/enable", "1") ||
+	    write_file(TRACEFS "/events/kvm/kvm_nested_vmexit/enable", "1") ||
+	    write_file(TRACEFS "/events/kvm/kvm_cpuid/enable", "1"))
+		say("error tracefs setup: %s", strerror(errno));
+}
+
+static void trace_on(int on)
+{
+	write_file(TRACEFS "/tracing_on", on ? "1" : "0");
+}
+
+/*
+ * Count events between markers in what the trace holds. A marker is a
+ * kvm_cpuid event for the marker leaf. Lost events make the counts wrong, so
+ * an overrun is reported and the counts are not printed.
+ */
+static void trace_report(const char *name)
+{
+	FILE *f = fopen(TRACEFS "/trace", "r");
+	char line[1024];
+	long exits = 0, ext = 0, nested = 0, mark = 0;
+	int lost = 0;
+	if (!f) {
+		say("error %s/trace: %s", TRACEFS, strerror(errno));
+		return;
+	}
+	while (fgets(line, sizeof line, f)) {
+		if (line[0] == '#') {
+			if (strstr(line, "entries-in-buffer") && strstr(line, "#P:")) {
+				long in = 0, written = 0;
+				char *p = strstr(line, "entries-in-buffer/entries-written:");
+				if (p && sscanf(p, "entries-in-buffer/entries-written: %ld/%ld", &in, &written) == 2 &&
+				    in != written)
+					lost = 1;
+			}
+			continue;
+		}
+		/* The host's own interrupts (its timer tick, other devices) exit too,
+		 * whatever the guest does: counted apart. */
+		if (strstr(line, " kvm_exit: ") && strstr(line, "reason EXTERNAL_INTERRUPT"))
+			ext++;
+		else if (strstr(line, " kvm_exit: "))
+			exits++;
+		else if (strstr(line, " kvm_nested_vmexit: "))
+			nested++;
+		else if (strstr(line, " kvm_cpuid: ") && strstr(line, "func " MARKER_LEAF " ")) {
+			if (!lost)
+				say("l0 %s mark=%ld exits=%ld nested=%ld ext=%ld", name, mark, exits, nested, ext);
+			mark++;
+			exits = nested = ext = 0;
+		}
+	}
+	fclose(f);
+	if (lost)
+		say("error l0 %s: the trace buffer overflowed; no L0 counts", name);
+	write_file(TRACEFS "/trace", "");
+}
+
+/* ---- one QEMU run ---- */
+
+static void run_qemu(const char *spec, int trace)
+{
+	static char name[256], module[2048], err_path[300], serial_arg[320], serial_path[300];
+	char *argv[MAX_ARGS + 4];
+	int argc = 0;
+
+	/* spec = "<name> <guest args>": the module string is all of it, commas doubled. */
+	snprintf(name, sizeof name, "%.*s", (int)strcspn(spec, " "), spec);
+	size_t j = 0;
+	for (size_t i = 0; spec[i] && j + 2 < sizeof module; i++) {
+		module[j++] = spec[i];
+		if (spec[i] == ',')
+			module[j++] = ',';
+	}
+	module[j] = 0;
+	snprintf(err_path, sizeof err_path, "/tmp/%s.stderr", name);
+	snprintf(serial_path, sizeof serial_path, "/tmp/%s.serial", name);
+	snprintf(serial_arg, sizeof serial_arg, "file:%s", serial_path);
+	argv[argc++] = "/usr/bin/qemu-system-x86_64";
+	for (int i = 0; i < nqemu_args; i++) {
+		if (!strcmp(qemu_args[i], "@MODULE@"))
+			argv[argc++] = module;
+		else if (!strcmp(qemu_args[i], "file:@SERIAL@"))
+			argv[argc++] = serial_arg;
+		else
+			argv[argc++] = qemu_args[i];
+	}
+	argv[argc] = NULL;
+
+	if (trace && !traced_ready) {
+		trace_setup();
+		traced_ready = 1;
+	}
+	if (trace) {
+		write_file(TRACEFS "/trace", "");
+		trace_on(1);
+	}
+	int klog = dmesg(0, 0);
+	double t0 = now();
+	say("start %s%s t=%.3f", name, trace ? " traced" : "", t0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int in = open("/dev/null", O_RDONLY);
+		int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(in, 0);
+		if (err >= 0)
+			dup2(err, 2);
+		if (chdir("/guests") != 0)
+			_exit(126);
+		char *envp[] = { "PATH=/usr/bin:/bin", "HOME=/", NULL };
+		execve(argv[0], argv, envp);
+		_exit(127);
+	}
+	int st = 0, timed_out = 0;
+	if (pid > 0) {
+		for (;;) {
+			if (waitpid(pid, &st, WNOHANG) == pid)
+				break;
+			if (now() - t0 > timeout_s) {
+				kill(pid, SIGKILL);
+				waitpid(pid, &st, 0);
+				timed_out = 1;
+				break;
+			}
+			usleep(10000);
+		}
+	}
+	double t1 = now();
+	if (trace)
+		trace_on(0);
+	FILE *serial = fopen(serial_path, "r");
+	if (serial) {
+		char buf[4096];
+		size_t n;
+		while ((n = fread(buf, 1, sizeof buf, serial)) > 0)
+			fwrite(buf, 1, n, stdout);
+		fclose(serial);
+		unlink(serial_path);
+	}
+	/* Keel's last console line may lack its line end. */
+	printf("\n");
+	if (pid < 0)
+		say("exit %s fork-failed t=%.3f", name, t1);
+	else if (timed_out)
+		say("exit %s timeout t=%.3f", name, t1);
+	else if (WIFEXITED(st))
+		say("exit %s rc=%d t=%.3f", name, WEXITSTATUS(st), t1);
+	else
+		say("exit %s signal=%d t=%.3f", name, WTERMSIG(st), t1);
+	print_file("stderr", name, err_path);
+	unlink(err_path);
+	dmesg(klog, 1);
+	if (trace)
+		trace_report(name);
+}
+
+int main(void)
+{
+	mount("proc", "/proc", "proc", 0, NULL);
+	mount("sysfs", "/sys", "sysfs", 0, NULL);
+	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+	mount("tmpfs", "/tmp", "tmpfs", 0, NULL);
+	mkdir("/dev/shm", 01777);
+	mount("tmpfs", "/dev/shm", "tmpfs", 0, NULL);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	read_conf();
+	say("phase init t=%.3f", now());
+
+	load_module("/lib/modules/irqbypass.ko", "");
+	load_module("/lib/modules/kvm.ko", "");
+	load_module("/lib/modules/kvm-intel.ko", kvm_intel);
+	struct stat sb;
+	if (stat("/dev/kvm", &sb) != 0)
+		say("error no /dev/kvm after loading kvm-intel");
+	print_params();
+	say("phase modules t=%.3f", now());
+	dmesg(0, 0);
+
+	for (int i = 0; i < nruns; i++)
+		run_qemu(runs[i], run_traced[i]);
+
+	say("done t=%.3f", now());
+	power_off();
+	return 0;
+}
