@@ -1,4 +1,5 @@
-//! The console: `print!`/`println!` over `console_io(CONSOLEIO_write)`.
+//! The console: `print!`/`println!` over the operations table's console group
+//! (`console_io(CONSOLEIO_write)` on Keel, COM1 on bare hardware: [`crate::pvops`]).
 //!
 //! The hypervisor prints guest output line by line, prefixed with the domain
 //! (`(d1) text`). Sending one hypercall per byte would cost a VM exit per byte and
@@ -61,7 +62,7 @@ impl Default for LineBuf {
 /// Send bytes to the hypervisor console. Errors are counted, not reported: there is
 /// nowhere else to report them.
 fn emit(bytes: &[u8]) {
-    if crate::abi::guest::console_write(bytes).is_err() {
+    if (crate::pvops::ops().console.write)(bytes).is_err() {
         ERRORS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -109,10 +110,29 @@ pub fn flush() {
 
 /// Print without waiting for the console lock (exception and panic paths). A partial
 /// line someone else was building stays where it is; this text goes out on its own.
+///
+/// It writes on the platform's own console (console_io on Keel, COM1 on bare
+/// hardware) whatever the table's console group is: verdicts and crashes go where
+/// the runner reads them.
 pub fn emergency_print(args: fmt::Arguments<'_>) {
     let mut local = LineBuf::new();
-    let _ = Writer(&mut local).write_fmt(args);
-    local.flush(&mut |line| emit(line));
+    let _ = PlatformWriter(&mut local).write_fmt(args);
+    local.flush(&mut |line| emit_platform(line));
+}
+
+fn emit_platform(bytes: &[u8]) {
+    if crate::pvops::platform_console(bytes).is_err() {
+        ERRORS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+struct PlatformWriter<'a>(&'a mut LineBuf);
+
+impl Write for PlatformWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.push(s.as_bytes(), &mut |line| emit_platform(line));
+        Ok(())
+    }
 }
 
 /// Print to the hypervisor console (line-buffered).

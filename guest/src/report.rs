@@ -271,7 +271,9 @@ pub struct TestInfo {
 /// Run a test: print the banner, call `main`, print the result line and shut down.
 /// Called by the entry the [`crate::test!`] macro emits.
 pub fn run(info: TestInfo, main: fn()) -> ! {
-    let hv = crate::abi::guest::xen_version();
+    let choice = crate::pvops::choice();
+    let keel = choice.platform == crate::pvops::Platform::Keel;
+    let hv = keel.then(crate::abi::guest::xen_version);
     crate::println!("--- Keel guest test framework ---");
     crate::println!(
         "Test {} ({}): {}",
@@ -279,12 +281,21 @@ pub fn run(info: TestInfo, main: fn()) -> ! {
         info.category.name(),
         info.title
     );
-    crate::println!(
-        "Built against ABI {}; the hypervisor reports {}; command line \"{}\"",
-        crate::abi::version::AbiVersion::CURRENT,
-        hv,
-        crate::start::cmdline()
-    );
+    if let Some(hv) = hv {
+        crate::println!(
+            "Built against ABI {}; the hypervisor reports {}; command line \"{}\"",
+            crate::abi::version::AbiVersion::CURRENT,
+            hv,
+            crate::start::cmdline()
+        );
+    } else {
+        crate::println!(
+            "Built against ABI {}; no hypervisor; command line \"{}\"",
+            crate::abi::version::AbiVersion::CURRENT,
+            crate::start::cmdline()
+        );
+    }
+    crate::println!("{}", Described(&choice));
     main();
     finish()
 }
@@ -308,6 +319,14 @@ fn end(v: Verdict, reason: &Reason) -> ! {
     })
 }
 
+struct Described<'a>(&'a crate::pvops::Choice);
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::pvops::describe(self.0, f)
+    }
+}
+
 struct ResultLine<'a>(Verdict, &'a Reason);
 
 impl fmt::Display for ResultLine<'_> {
@@ -322,7 +341,7 @@ pub fn crash(args: fmt::Arguments<'_>) -> ! {
     // A fault or panic while reporting a crash: report nothing more (that is what
     // failed), just end the domain.
     if CRASHING.swap(true, core::sync::atomic::Ordering::Relaxed) {
-        let _ = crate::abi::guest::sched_shutdown(SHUTDOWN_CRASH);
+        let _ = crate::pvops::platform_shutdown(SHUTDOWN_CRASH);
         crate::arch::halt_forever();
     }
     let reason = Reason::format(args);
@@ -335,7 +354,7 @@ static CRASHING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool
 /// `sched_op(SCHEDOP_shutdown, reason)`. If the hypervisor refuses, say so and spin:
 /// the runner's timeout then ends the run.
 pub fn shutdown(reason: u32) -> ! {
-    let e = crate::abi::guest::sched_shutdown(reason);
+    let e = crate::pvops::platform_shutdown(reason);
     crate::console::emergency_print(format_args!(
         "keel-guest: sched_op(SCHEDOP_shutdown, {reason}) returned {e}; spinning\n"
     ));

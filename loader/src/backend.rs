@@ -27,6 +27,10 @@ pub enum Backend {
     /// QEMU with KVM inside Linux inside Bochs: real KVM (L0) beneath Keel on a
     /// host without VT-x ([`crate::nested`]). Many guests share one Linux boot.
     Nested,
+    /// QEMU's TCG without any hypervisor: the guest image itself is the
+    /// multiboot kernel and runs on (emulated) bare hardware with its native
+    /// operations table.
+    Native,
 }
 
 /// The CPU models Bochs 2.7 offers (`bochs-bin --help cpu`, Debian's build).
@@ -209,7 +213,13 @@ pub const BOCHS_IPS: std::ops::RangeInclusive<u64> = 1_000_000..=4_294_967_295;
 
 impl Backend {
     /// Every backend, in the order the command line lists them.
-    pub const ALL: &'static [Backend] = &[Self::Kvm, Self::Bochs, Self::Tcg, Self::Nested];
+    pub const ALL: &'static [Backend] = &[
+        Self::Kvm,
+        Self::Bochs,
+        Self::Tcg,
+        Self::Nested,
+        Self::Native,
+    ];
 
     /// The name used on the command line.
     pub const fn name(self) -> &'static str {
@@ -218,14 +228,20 @@ impl Backend {
             Self::Bochs => "bochs",
             Self::Tcg => "tcg",
             Self::Nested => "nested",
+            Self::Native => "native",
         }
+    }
+
+    /// Whether Keel runs on this backend (every one but `native`).
+    pub const fn runs_keel(self) -> bool {
+        !matches!(self, Self::Native)
     }
 
     /// The host tools this backend needs.
     pub const fn tools(self) -> &'static [Tool] {
         match self {
             Self::Bochs => BOCHS_TOOLS,
-            Self::Kvm | Self::Tcg => QEMU_TOOLS,
+            Self::Kvm | Self::Tcg | Self::Native => QEMU_TOOLS,
             Self::Nested => NESTED_ALL_TOOLS,
         }
     }
@@ -235,7 +251,7 @@ impl Backend {
         match self {
             Self::Bochs => BOCHS_CPU_MODELS,
             // QEMU's -cpu inside the nested machine.
-            Self::Kvm | Self::Tcg | Self::Nested => QEMU_CPU_MODELS,
+            Self::Kvm | Self::Tcg | Self::Nested | Self::Native => QEMU_CPU_MODELS,
         }
     }
 
@@ -244,7 +260,9 @@ impl Backend {
     pub fn has_cpu_model(self, model: &str) -> bool {
         let name = match self {
             Self::Bochs => model,
-            Self::Kvm | Self::Tcg | Self::Nested => model.split(',').next().unwrap_or(model),
+            Self::Kvm | Self::Tcg | Self::Nested | Self::Native => {
+                model.split(',').next().unwrap_or(model)
+            }
         };
         self.cpu_models().contains(&name)
     }
@@ -253,7 +271,7 @@ impl Backend {
     pub const fn mem_range_mib(self) -> std::ops::RangeInclusive<u32> {
         match self {
             Self::Bochs => BOCHS_MEM_MIB,
-            Self::Kvm | Self::Tcg => QEMU_MEM_MIB,
+            Self::Kvm | Self::Tcg | Self::Native => QEMU_MEM_MIB,
             // QEMU's memory inside L0, which has `nested::L0_MEGS` in all.
             Self::Nested => 1..=1024,
         }
@@ -266,7 +284,7 @@ impl Backend {
             Self::Bochs => "corei7_skylake_x",
             Self::Kvm => "host",
             // QEMU's TCG cannot emulate VMX whatever the model; qemu64 is the plainest.
-            Self::Tcg => "qemu64",
+            Self::Tcg | Self::Native => "qemu64",
             // QEMU's -cpu inside the nested machine (L0's Bochs model is fixed:
             // `nested::L0_CPU_MODEL`).
             Self::Nested => "host",
@@ -318,7 +336,7 @@ impl FromStr for BackendChoice {
 
 impl BackendChoice {
     /// Every name the command line accepts: `auto`, then every backend's.
-    pub const NAMES: &'static [&'static str] = &["auto", "kvm", "bochs", "tcg", "nested"];
+    pub const NAMES: &'static [&'static str] = &["auto", "kvm", "bochs", "tcg", "nested", "native"];
 
     /// The concrete backend, and a sentence saying why it was chosen.
     pub fn resolve(self, probe: &KvmProbe) -> (Backend, String) {
@@ -362,6 +380,8 @@ mod tests {
         assert_eq!("auto".parse(), Ok(BackendChoice::Auto));
         assert_eq!("tcg".parse(), Ok(BackendChoice::Fixed(Backend::Tcg)));
         assert!("vmware".parse::<BackendChoice>().is_err());
+        assert_eq!("native".parse(), Ok(BackendChoice::Fixed(Backend::Native)));
+        assert!(!Backend::Native.runs_keel() && Backend::Tcg.runs_keel());
         assert_eq!("nested".parse(), Ok(BackendChoice::Fixed(Backend::Nested)));
         let tools = Backend::Nested.tools();
         for t in BOCHS_TOOLS.iter().chain(QEMU_TOOLS).chain(NESTED_TOOLS) {

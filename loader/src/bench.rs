@@ -740,6 +740,58 @@ pub fn table(r: &Report, baseline: Option<&Report>) -> String {
             }
         }
     }
+    s += &pv_vs_trap(r);
+    s
+}
+
+/// The operations a program measured both ways, `<op>.pv` (Keel's PV entry) and
+/// `<op>.trap` (the raw instruction, trapped and emulated), side by side with
+/// the ratio trap / pv; an operation with one side shows the other's `missing`
+/// reason. Empty when no figure is named that way.
+pub fn pv_vs_trap(r: &Report) -> String {
+    let side = |f: &Figure, suffix: &str| -> Option<(String, String)> {
+        let op = f.name.strip_suffix(suffix)?;
+        Some((format!("{}/{op}", f.program), f.name.clone()))
+    };
+    let mut ops: Vec<String> = Vec::new();
+    for f in &r.figures {
+        if let Some((op, _)) = side(f, ".pv").or_else(|| side(f, ".trap")) {
+            if !ops.contains(&op) {
+                ops.push(op);
+            }
+        }
+    }
+    if ops.is_empty() {
+        return String::new();
+    }
+    let find = |op: &str, suffix: &str| {
+        r.figures
+            .iter()
+            .find(|f| format!("{}/{}", f.program, f.name) == format!("{op}{suffix}"))
+    };
+    let cell = |f: Option<&Figure>| match f.map(|f| &f.measure) {
+        Some(Measure::Measured(m)) => (num(m.cost()), Some(m.cost())),
+        Some(Measure::Missing(_)) => ("missing".into(), None),
+        None => ("-".into(), None),
+    };
+    let unit = r.machine.unit();
+    let w = ops.iter().map(|o| o.len()).max().unwrap_or(2).max(9);
+    let mut s = String::new();
+    let _ = writeln!(s, "\nPV beside native with trap-and-emulate ({unit}/op):");
+    let _ = writeln!(
+        s,
+        "{:<w$}  {:>12}  {:>12}  {:>9}",
+        "operation", "pv", "trap", "trap/pv"
+    );
+    for op in &ops {
+        let (pv, pv_cost) = cell(find(op, ".pv"));
+        let (trap, trap_cost) = cell(find(op, ".trap"));
+        let ratio = match (pv_cost, trap_cost) {
+            (Some(p), Some(t)) if p > 0.0 => format!("{:.2}", t / p),
+            _ => "-".into(),
+        };
+        let _ = writeln!(s, "{op:<w$}  {pv:>12}  {trap:>12}  {ratio:>9}");
+    }
     s
 }
 
@@ -1630,6 +1682,44 @@ mod tests {
         assert_eq!(median(&mut []), None);
         let missing = combine_runs(&[vec![fig("b", "y", Measure::Missing("no".into()))]]);
         assert_eq!(missing[0].measure, Measure::Missing("no".into()));
+    }
+
+    #[test]
+    fn pv_and_trap_figures_are_paired() {
+        let r = report(vec![
+            fig("bench_pvops", "cpuid.pv", measured(20.0, 0.0, 0.0)),
+            fig("bench_pvops", "cpuid.trap", measured(200.0, 1.0, 4.0)),
+            fig(
+                "bench_pvops",
+                "rdmsr.pv",
+                Measure::Missing("no hypercall".into()),
+            ),
+            fig("bench_pvops", "rdmsr.trap", measured(300.0, 1.0, 4.0)),
+            fig("bench_hypercalls", "floor", measured(100.0, 1.0, 4.0)),
+        ]);
+        let t = pv_vs_trap(&r);
+        let line = |op: &str| {
+            t.lines()
+                .find(|l| l.starts_with(op))
+                .unwrap_or("")
+                .to_string()
+        };
+        let cpuid: Vec<String> = line("bench_pvops/cpuid ")
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert_eq!(cpuid, ["bench_pvops/cpuid", "20", "200", "10.00"], "{t}");
+        let rdmsr: Vec<String> = line("bench_pvops/rdmsr ")
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert_eq!(rdmsr, ["bench_pvops/rdmsr", "missing", "300", "-"], "{t}");
+        assert!(!t.contains("floor"), "{t}");
+        assert!(table(&r, None).contains("PV beside native"));
+        assert_eq!(
+            pv_vs_trap(&report(vec![fig("p", "floor", measured(1.0, 0.0, 0.0))])),
+            ""
+        );
     }
 
     #[test]

@@ -99,7 +99,9 @@ Examples:
   cargo keel test
   cargo keel test --list --category security
   cargo keel test mmu_* version --jobs 1 --junit results.xml
-  cargo keel test --backend bochs --cpu-model corei7_sandy_bridge_2600k --seed 7"
+  cargo keel test --backend bochs --cpu-model corei7_sandy_bridge_2600k --seed 7
+  cargo keel test ops_table --backend native     the guest alone on QEMU TCG, no hypervisor
+  cargo keel test ops_table --cmdline pv=mmu     on Keel, only the MMU group paravirtual"
     )]
     Test(TestArgs),
     /// Boot the benchmark programs and print (and check) their figures.
@@ -166,6 +168,7 @@ pub enum AbiCommand {
 #[command(next_help_heading = "Machine options")]
 pub struct MachineArgs {
     /// Backend: auto is KVM with nested VMX if the host has it, else Bochs;
+    /// native boots the guest alone on QEMU TCG (no hypervisor).
     /// nested is QEMU/KVM inside Linux under Bochs, all guests in one Linux boot.
     #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = backend_parser())]
     pub backend: BackendChoice,

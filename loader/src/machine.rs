@@ -128,7 +128,9 @@ pub fn expected_emulator_code(backend: Backend, s: ExitStatus) -> i32 {
         }
         // isa-debug-exit: (value << 1) | 1.
         // Nested: QEMU's exit status, as /init saw it.
-        Backend::Kvm | Backend::Tcg | Backend::Nested => (i32::from(s as u8) << 1) | 1,
+        Backend::Kvm | Backend::Tcg | Backend::Nested | Backend::Native => {
+            (i32::from(s as u8) << 1) | 1
+        }
     }
 }
 
@@ -292,6 +294,21 @@ pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<O
                 kernel: boot.hypervisor.display().to_string(),
                 append: boot.hv_cmdline.join(" "),
                 module,
+                serial: serial.into(),
+            });
+            let mut c = Command::new("qemu-system-x86_64");
+            c.args(args);
+            c
+        }
+        Backend::Native => {
+            // No hypervisor: the guest is the kernel, and its own start of day
+            // prints the power-off line a hypervisor would.
+            place(boot.guest, &dir.path.join(boot.guest_name))?;
+            let args = qemu::native_args(&qemu::NativeConfig {
+                cpu_model: machine.cpu_model.clone(),
+                mem_mib: machine.mem_mib,
+                kernel: boot.guest_name.to_string(),
+                append: boot.guest_args.join(" "),
                 serial: serial.into(),
             });
             let mut c = Command::new("qemu-system-x86_64");

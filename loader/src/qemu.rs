@@ -29,6 +29,37 @@ pub struct QemuConfig {
     pub serial: String,
 }
 
+/// A guest image booted by itself (`--backend native`): its multiboot1 header
+/// makes it the `-kernel`; QEMU gives it `kernel-file args` as its command line,
+/// so with the file named after the guest this is `name args`, as under Keel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NativeConfig {
+    /// `-cpu` model.
+    pub cpu_model: String,
+    /// Memory in MiB.
+    pub mem_mib: u32,
+    /// The guest image (named after the guest).
+    pub kernel: String,
+    /// The guest's arguments (after its name).
+    pub append: String,
+    /// The file COM1 writes to.
+    pub serial: String,
+}
+
+/// The QEMU command line for a guest on bare (TCG) hardware.
+pub fn native_args(cfg: &NativeConfig) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+    push(&["-kernel", &cfg.kernel]);
+    push(&["-append", &cfg.append]);
+    push(&["-serial", &format!("file:{}", cfg.serial)]);
+    push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    push(&["-display", "none", "-no-reboot", "-monitor", "none"]);
+    push(&["-m", &cfg.mem_mib.to_string()]);
+    push(&["-accel", "tcg", "-cpu", &cfg.cpu_model]);
+    a
+}
+
 /// Escape a value for QEMU's option syntax, where `,` separates (and `,,` is a comma).
 pub fn escape_commas(s: &str) -> String {
     s.replace(',', ",,")
@@ -87,6 +118,25 @@ mod tests {
         assert!(has(&a, &["-accel", "tcg"]));
         assert!(a.contains(&"-no-reboot".to_string()));
         assert!(!a.contains(&"-enable-kvm".to_string()));
+    }
+
+    #[test]
+    fn native_command_line() {
+        let a = native_args(&NativeConfig {
+            cpu_model: "qemu64".into(),
+            mem_mib: 128,
+            kernel: "hello".into(),
+            append: "seed=3 pv=all".into(),
+            serial: "serial.txt".into(),
+        });
+        assert!(has(&a, &["-kernel", "hello"]));
+        assert!(has(&a, &["-append", "seed=3 pv=all"]));
+        assert!(has(&a, &["-accel", "tcg"]));
+        assert!(!a.contains(&"-initrd".to_string()));
+        assert!(has(
+            &a,
+            &["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+        ));
     }
 
     #[test]

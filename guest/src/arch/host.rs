@@ -192,3 +192,71 @@ pub fn last_db_dr6() -> u64 {
 pub fn probe_seg_rep_outsb(_gs: bool, _port: u16, _offset: u64, _count: u64) -> (u64, u64, u64) {
     hosted("fault probes")
 }
+
+/// See the bare-metal `arch`.
+pub fn invlpg(_va: u64) {
+    hosted("INVLPG")
+}
+/// See the bare-metal `arch`.
+pub fn reload_cr3() {
+    hosted("MOV CR3")
+}
+/// See the bare-metal `arch`.
+pub fn mmio_read32(_va: u64) -> u32 {
+    hosted("MMIO")
+}
+/// See the bare-metal `arch`.
+pub fn mmio_write32(_va: u64, _v: u32) {
+    hosted("MMIO")
+}
+/// See the bare-metal `arch`.
+pub fn fn_from_addr(_a: u64) -> fn() {
+    hosted("function addresses")
+}
+
+/// See the bare-metal `arch`.
+#[derive(Clone, Copy, Debug)]
+pub struct PvSite {
+    /// The call instruction.
+    pub site: u64,
+    /// The slot it reads.
+    pub slot: u64,
+}
+/// See the bare-metal `arch`: no sites on the host.
+pub fn pv_sites() -> &'static [PvSite] {
+    &[]
+}
+/// See the bare-metal `arch`.
+pub mod slots {
+    use core::sync::atomic::AtomicU64;
+    /// `cpu.irq_disable`.
+    pub static IRQ_DISABLE: AtomicU64 = AtomicU64::new(0);
+    /// `cpu.irq_enable`.
+    pub static IRQ_ENABLE: AtomicU64 = AtomicU64::new(0);
+    /// `time.clock_ns`.
+    pub static CLOCK_NS: AtomicU64 = AtomicU64::new(0);
+}
+/// See the bare-metal `arch`.
+pub fn site_irq_disable() {
+    hosted("call sites")
+}
+/// See the bare-metal `arch`.
+pub fn site_irq_enable() {
+    hosted("call sites")
+}
+/// See the bare-metal `arch`.
+pub fn site_clock_ns() -> u64 {
+    hosted("call sites")
+}
+/// See the bare-metal `arch`.
+pub fn unpatched_irq_disable() {
+    hosted("call sites")
+}
+/// See the bare-metal `arch`.
+pub fn site_bytes(_site: u64) -> [u8; 6] {
+    hosted("call sites")
+}
+/// See the bare-metal `arch`.
+pub fn write_site(_site: u64, _bytes: [u8; 6]) {
+    hosted("call sites")
+}

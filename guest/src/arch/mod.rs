@@ -95,6 +95,7 @@ extern "C" fn rust_start(start_info_va: u64) -> ! {
         virt_base: GuestVirt(&raw const __image_start as u64),
         image_end: GuestVirt(&raw const __image_end as u64),
     });
+    crate::pvops::init(crate::pvops::Entry::Keel);
 
     // SAFETY: every test program defines `__keel_guest_main` through `test!`.
     unsafe { __keel_guest_main() }
@@ -427,6 +428,10 @@ extern "C" fn exception_handler(f: &mut Frame) {
     }
     // An interrupt on the event-channel upcall vector (issue 6).
     if f.vector >= 32 && crate::events::upcall_entry(f.vector as u8, f.rflags, &mut f.gpr, f.rip) {
+        return;
+    }
+    // A device interrupt of the native platform (the local APIC timer).
+    if f.vector >= 32 && crate::native::irq_entry(f.vector as u8) {
         return;
     }
     let cr2 = read_cr2();
@@ -1407,4 +1412,350 @@ pub fn probe_single_step(insn: StepInsn, a: u64, b: u64) -> (u64, bool, u64) {
         }
     }
     (info, late != 0, LAST_DR6.load(Ordering::Relaxed))
+}
+
+// ---------------------------------------------------------------------------
+// Bare hardware: the multiboot1 entry, the native start of day, and the few
+// instructions only the native operations use.
+// ---------------------------------------------------------------------------
+
+/// How many frames the native start of day gives the "domain" (16 MiB from the
+/// image's first byte, like a Keel domain of 4096 pages).
+pub const NATIVE_MAX_PAGES: usize = 4096;
+/// Page-table frames of the native address space (see `native::plan_tables`).
+pub const NATIVE_PT_FRAMES: usize = crate::native::PT_FRAMES;
+
+#[repr(C, align(4096))]
+struct Pages<const N: usize>([[u64; 512]; N]);
+
+/// The native page tables: in `.bss`, so inside the image and its frame list.
+static mut NATIVE_TABLES: Pages<NATIVE_PT_FRAMES> = Pages([[0; 512]; NATIVE_PT_FRAMES]);
+/// The native frame list (PFN -> machine frame).
+static mut NATIVE_MFN_LIST: [u64; NATIVE_MAX_PAGES] = [0; NATIVE_MAX_PAGES];
+/// The native start_info page (encoded).
+#[repr(C, align(4096))]
+struct InfoPage([u8; 4096]);
+static mut NATIVE_START_INFO: InfoPage = InfoPage([0; 4096]);
+
+// The multiboot1 header (a.out kludge: QEMU's -kernel loads a 64-bit ELF through
+// the address fields) and the 32-bit entry. The boot page tables and GDT are in
+// `.data`, not `.bss`: the 64-bit path clears `.bss` while running on them.
+global_asm!(
+    r#"
+    .section .text.multiboot, "ax"
+    .balign 4
+keel_guest_mb1_header:
+    .long 0x1BADB002
+    .long 0x00010002
+    .long 0x100000000 - (0x1BADB002 + 0x00010002)
+    .long keel_guest_mb1_header
+    .long __image_start
+    .long __load_end
+    .long __image_end
+    .long keel_native_entry32
+
+    .section .data.keel_native_boot, "aw"
+    .balign 4096
+keel_native_pml4:
+    .skip 4096
+keel_native_pdpt:
+    .skip 4096
+keel_native_pd:
+    .skip 4096
+    .global keel_native_mbi
+keel_native_mbi:
+    .quad 0
+    .balign 8
+keel_native_gdt:
+    .quad 0
+    .quad 0x00AF9A000000FFFF
+    .quad 0x00CF92000000FFFF
+keel_native_gdt_end:
+keel_native_gdt_ptr:
+    .short keel_native_gdt_end - keel_native_gdt - 1
+    .long keel_native_gdt
+
+    .section .text.multiboot, "ax"
+    .code32
+keel_native_entry32:
+    cli
+    cld
+    movl %ebx, keel_native_mbi
+    /* PML4[0] -> PDPT, PDPT[0] -> PD, PD[i] = i * 2 MiB (the first GiB). */
+    movl $keel_native_pdpt, %eax
+    orl $0x3, %eax
+    movl %eax, keel_native_pml4
+    movl $keel_native_pd, %eax
+    orl $0x3, %eax
+    movl %eax, keel_native_pdpt
+    xorl %ecx, %ecx
+1:
+    movl %ecx, %eax
+    shll $21, %eax
+    orl $0x83, %eax
+    movl %eax, keel_native_pd(, %ecx, 8)
+    incl %ecx
+    cmpl $512, %ecx
+    jb 1b
+    movl $keel_native_pml4, %eax
+    movl %eax, %cr3
+    movl %cr4, %eax
+    orl $(1 << 5), %eax
+    movl %eax, %cr4
+    /* EFER.LME, and NXE when the CPU has NX (Keel guests run with NXE). */
+    movl $0x80000001, %eax
+    cpuid
+    movl %edx, %esi
+    movl $0xC0000080, %ecx
+    rdmsr
+    orl $(1 << 8), %eax
+    btl $20, %esi
+    jnc 2f
+    orl $(1 << 11), %eax
+2:
+    wrmsr
+    /* PG, WP, PE. */
+    movl %cr0, %eax
+    orl $0x80010001, %eax
+    movl %eax, %cr0
+    lgdt keel_native_gdt_ptr
+    ljmp $0x08, $keel_native_entry64
+
+    .code64
+keel_native_entry64:
+    movl $0x10, %eax
+    movl %eax, %ds
+    movl %eax, %es
+    movl %eax, %ss
+    leaq __bss_start(%rip), %rdi
+    leaq __bss_end(%rip), %rcx
+    subq %rdi, %rcx
+    xorl %eax, %eax
+    rep stosb
+    leaq {stack}+{stack_size}(%rip), %rsp
+    xorl %ebp, %ebp
+    movl keel_native_mbi(%rip), %edi
+    call {native_start}
+    ud2
+    "#,
+    stack = sym MAIN_STACK,
+    stack_size = const STACK_SIZE,
+    native_start = sym native_start,
+    options(att_syntax)
+);
+
+/// Rust side of the multiboot entry: our own tables, then the native start of
+/// day (frame list, page tables, start_info), then the test.
+extern "C" fn native_start(mbi: u32) -> ! {
+    load_gdt_and_tss();
+    load_idt();
+    crate::native::mask_legacy_pic();
+    let image_start = &raw const __image_start as u64;
+    let image_end = &raw const __image_end as u64;
+    // SAFETY: the loader left the multiboot information at `mbi`, in the first GiB
+    // that the boot tables map; it is only read, before our tables replace them.
+    let mb = unsafe { read_multiboot(mbi) };
+    let tables = &raw mut NATIVE_TABLES;
+    let list = &raw mut NATIVE_MFN_LIST;
+    let page = &raw mut NATIVE_START_INFO;
+    // SAFETY: single-threaded start of day; nothing else refers to these statics
+    // yet, and the tables are not loaded until `plan` has filled them.
+    let (tables, list, page) = unsafe { (&mut (*tables).0, &mut *list, &mut (*page).0) };
+    let setup = crate::native::start_of_day(
+        &mb,
+        crate::native::Layout {
+            image_start,
+            image_end,
+            tables_va: tables.as_ptr() as u64,
+            mfn_list_va: list.as_ptr() as u64,
+            start_info_va: page.as_ptr() as u64,
+        },
+        tables,
+        list,
+    );
+    page[..START_INFO_SIZE].copy_from_slice(&setup.info.encode());
+    // SAFETY: the new L4 maps the whole image (code, stack, these tables) at the
+    // same addresses as the boot tables did.
+    unsafe { asm!("mov cr3, {}", in(reg) setup.cr3, options(nostack)) };
+    crate::start::init(crate::start::Boot {
+        info: setup.info,
+        va: GuestVirt(page.as_ptr() as u64),
+        virt_base: GuestVirt(image_start),
+        image_end: GuestVirt(image_end),
+    });
+    crate::pvops::init(crate::pvops::Entry::Multiboot);
+    // SAFETY: every test program defines `__keel_guest_main` through `test!`.
+    unsafe { __keel_guest_main() }
+}
+
+/// Read what the native start of day needs from the multiboot information.
+///
+/// # Safety
+/// `mbi` must be the address the loader passed, mapped (the boot tables map the
+/// first GiB).
+unsafe fn read_multiboot(mbi: u32) -> crate::native::Multiboot {
+    let p = mbi as usize as *const u32;
+    // SAFETY: the caller's contract; fields 0 (flags), 2 (mem_upper), 4 (cmdline).
+    let (flags, mem_upper, cmdline) = unsafe { (*p, *p.add(2), *p.add(4)) };
+    let mut mb = crate::native::Multiboot {
+        mem_upper_kib: if flags & 1 != 0 { mem_upper } else { 0 },
+        cmdline: [0; crate::abi::start_info::MAX_GUEST_CMDLINE],
+    };
+    if flags & (1 << 2) != 0 && cmdline != 0 {
+        let s = cmdline as usize as *const u8;
+        for i in 0..mb.cmdline.len() - 1 {
+            // SAFETY: a NUL-terminated string in the mapped first GiB.
+            let b = unsafe { *s.add(i) };
+            if b == 0 {
+                break;
+            }
+            mb.cmdline[i] = b;
+        }
+    }
+    mb
+}
+
+/// `INVLPG [va]`.
+pub fn invlpg(va: u64) {
+    // SAFETY: flushes one TLB entry; no memory is accessed through `va`.
+    unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack)) };
+}
+
+/// `MOV CR3, CR3`: flush the non-global TLB entries.
+pub fn reload_cr3() {
+    // SAFETY: reloads the current root; the address space does not change.
+    unsafe { asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack)) };
+}
+
+/// A 32-bit MMIO read at `va` (the local APIC page, mapped uncached by the
+/// native start of day).
+pub fn mmio_read32(va: u64) -> u32 {
+    assert!(va.is_multiple_of(4) && va >= crate::native::LAPIC_VA);
+    // SAFETY: only the mapped local APIC page is read (native platform only).
+    unsafe { core::ptr::read_volatile(va as *const u32) }
+}
+
+/// A 32-bit MMIO write at `va` (as [`mmio_read32`]).
+pub fn mmio_write32(va: u64, v: u32) {
+    assert!(va.is_multiple_of(4) && va >= crate::native::LAPIC_VA);
+    // SAFETY: as `mmio_read32`; a register write.
+    unsafe { core::ptr::write_volatile(va as *mut u32, v) };
+}
+
+/// The `fn()` whose address `a` is (an address stored from a `fn()`).
+pub fn fn_from_addr(a: u64) -> fn() {
+    // SAFETY: callers only pass addresses they took from a `fn()`.
+    unsafe { core::mem::transmute::<usize, fn()>(a as usize) }
+}
+
+// ---------------------------------------------------------------------------
+// Patchable call sites (paravirt_ops' patching, static_call style).
+//
+// A hot operation is called through a *site*: `call qword ptr [rip + slot]`
+// (FF 15 disp32, six bytes), where `slot` holds the chosen implementation's
+// address, and the pair (site, slot) is recorded in `.pv_sites`. Once the table
+// is chosen, `pvops::patch` rewrites each site into `cs call rel32` (2E E8
+// rel32, the same six bytes, one instruction): a direct call, with no load of
+// the slot and no indirect branch; or, where the native instruction fits, into
+// that instruction and a five-byte NOP (CLI or STI).
+// ---------------------------------------------------------------------------
+
+/// One recorded site: the address of its `call` and of its slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PvSite {
+    /// The call instruction.
+    pub site: u64,
+    /// The slot it reads.
+    pub slot: u64,
+}
+
+extern "C" {
+    static __pv_sites_start: PvSite;
+    static __pv_sites_end: PvSite;
+}
+
+/// The recorded sites.
+pub fn pv_sites() -> &'static [PvSite] {
+    let start = &raw const __pv_sites_start;
+    let end = &raw const __pv_sites_end;
+    let n = (end as usize - start as usize) / core::mem::size_of::<PvSite>();
+    // SAFETY: the linker script brackets `.pv_sites`, which holds only the
+    // 16-byte records the sites below emit.
+    unsafe { core::slice::from_raw_parts(start, n) }
+}
+
+/// The slots of the patchable operations: each holds an `extern "C" fn` address.
+pub mod slots {
+    use core::sync::atomic::AtomicU64;
+    /// `cpu.irq_disable`.
+    pub static IRQ_DISABLE: AtomicU64 = AtomicU64::new(0);
+    /// `cpu.irq_enable`.
+    pub static IRQ_ENABLE: AtomicU64 = AtomicU64::new(0);
+    /// `time.clock_ns`.
+    pub static CLOCK_NS: AtomicU64 = AtomicU64::new(0);
+}
+
+macro_rules! pv_site {
+    ($slot:path $(, $($args:tt)*)?) => {
+        asm!(
+            "2: call qword ptr [rip + {slot}]",
+            ".pushsection .pv_sites, \"a\"",
+            ".balign 8",
+            ".quad 2b, {slot}",
+            ".popsection",
+            slot = sym $slot,
+            $($($args)*,)?
+            clobber_abi("C"),
+        )
+    };
+}
+
+/// `cpu.irq_disable` through its patchable site.
+pub fn site_irq_disable() {
+    // SAFETY: the slot holds an `extern "C" fn()` (set by `pvops::init` before
+    // any site runs); the C ABI's caller-saved registers are clobbered.
+    unsafe { pv_site!(slots::IRQ_DISABLE) };
+}
+
+/// `cpu.irq_enable` through its patchable site.
+pub fn site_irq_enable() {
+    // SAFETY: as `site_irq_disable`.
+    unsafe { pv_site!(slots::IRQ_ENABLE) };
+}
+
+/// `time.clock_ns` through its patchable site.
+pub fn site_clock_ns() -> u64 {
+    let v: u64;
+    // SAFETY: as `site_irq_disable`; the slot holds an `extern "C" fn() -> u64`.
+    unsafe { pv_site!(slots::CLOCK_NS, out("rax") v) };
+    v
+}
+
+/// `cpu.irq_disable` through the same instruction as its site, but not
+/// recorded: never patched (what every site costs before patching).
+pub fn unpatched_irq_disable() {
+    // SAFETY: as `site_irq_disable`.
+    unsafe {
+        asm!("call qword ptr [rip + {slot}]", slot = sym slots::IRQ_DISABLE, clobber_abi("C"))
+    };
+}
+
+/// The six bytes at a site.
+pub fn site_bytes(site: u64) -> [u8; 6] {
+    assert!(pv_sites().iter().any(|s| s.site == site));
+    // SAFETY: `site` is a recorded call instruction in our own text.
+    unsafe { core::ptr::read_volatile(site as *const [u8; 6]) }
+}
+
+/// Write `bytes` over a recorded site. The caller has made its page writable;
+/// the CPUID after the write serialises, so the new instruction is the one
+/// fetched from then on (same CPU: no cross-modifying code).
+pub fn write_site(site: u64, bytes: [u8; 6]) {
+    assert!(pv_sites().iter().any(|s| s.site == site));
+    // SAFETY: `site` is a recorded six-byte call in our own text, mapped
+    // writable by the caller; one CPU, interrupts are not taken inside a site
+    // being rewritten because no site is running while we patch.
+    unsafe { core::ptr::write_volatile(site as *mut [u8; 6], bytes) };
+    let _ = cpuid(0, 0);
 }
