@@ -78,7 +78,7 @@ pub struct Setup {
 }
 
 /// How many frames the domain gets: as many as memory holds from the image on,
-/// at most `max` and at most what [`DOMAIN_L1S`] L1 tables map.
+/// at most `max` and at most what the 8 L1 tables of the native layout map.
 pub fn domain_pages(image_start: u64, mem_upper_kib: u32, max: usize) -> u64 {
     let top = (1 << 20) + u64::from(mem_upper_kib) * 1024;
     let avail = top.saturating_sub(image_start) / PAGE_SIZE;
