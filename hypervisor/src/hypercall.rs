@@ -15,15 +15,15 @@
 //! guest pointer or value in the second (RSI), as on Xen. Keel compares the full
 //! 64-bit register where Xen's C prototypes truncate to `int`/`unsigned int`; a
 //! guest that sets the upper half gets `-ENOSYS`/`-EINVAL` instead of an alias.
-//! Every guest pointer goes through [`crate::guest_mem`].
+//! Every guest pointer goes through [`crate::paging::guest_mem`].
 
 use crate::addr::{GuestVirt, MachineAddr, Mfn, PAGE_SIZE};
 use crate::domain::Domain;
 use crate::domain::Level;
 use crate::event::EventState;
-use crate::guest_mem::{self, Access};
 use crate::mem::{Console, PhysMem};
-use crate::mm::{Flush, LastTable};
+use crate::paging::guest_mem::{self, Access};
+use crate::paging::{Flush, LastTable};
 use crate::preempt::{Budget, Progress, CHECK_EVERY};
 use keel_abi::console::{CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
 use keel_abi::event::{
@@ -88,7 +88,7 @@ impl Outcome {
 }
 
 /// Everything a hypercall handler may touch: the calling domain, machine memory
-/// (only through [`crate::guest_mem`] and the domain's own methods), the console,
+/// (only through [`crate::paging::guest_mem`] and the domain's own methods), the console,
 /// and the guest's current CR3 (the root of the tables guest pointers are
 /// translated with).
 pub struct HypercallCtx<'a, M: PhysMem + ?Sized, C: Console + ?Sized> {
@@ -727,7 +727,7 @@ fn console_write_on<M: PhysMem + ?Sized>(
     }
     // The pieces: the rest of the first page, then what is left (at most a
     // page, since count <= 4096).
-    let first = (crate::domain::pagetable::bytes_to_page_end(buf) as usize).min(count);
+    let first = (crate::paging::entry::bytes_to_page_end(buf) as usize).min(count);
     let second_va = GuestVirt(buf.0.wrapping_add(first as u64));
     let pieces = [(buf, first), (second_va, count - first)];
     let mut machine = [MachineAddr(0); 2];
@@ -821,7 +821,7 @@ fn sched_shutdown(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
 
 // ---------------------------------------------------------------------------
 // The PV MMU (ABI 1.0): mmu_update, mmuext_op, multicall. The rules are in
-// `crate::mm`; these handlers only copy requests in and results out.
+// `crate::paging`; these handlers only copy requests in and results out.
 
 /// What the batched MMU requests work on: the calling domain, machine memory
 /// and the guest's current root, and what preemption needs (the exit's work so
@@ -1021,7 +1021,7 @@ fn batch<M: PhysMem + ?Sized, const N: usize>(
     completed(a.args[1], p.count, ret)
 }
 
-fn mm_err(e: crate::mm::MmError) -> Errno {
+fn mm_err(e: crate::paging::MmError) -> Errno {
     log::debug!("mmu: refused: {e}");
     Errno::EINVAL
 }

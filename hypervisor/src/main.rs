@@ -17,11 +17,12 @@ mod bare {
     use keel_abi::sched::{shutdown_reason_name, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF};
     use keel_hypervisor::arch;
     use keel_hypervisor::arch::power::power_off;
-    use keel_hypervisor::boot_info::{self, BootInfo, MachineRange, Options, SelfTest};
-    use keel_hypervisor::frames::LOW_MEMORY_END;
+    use keel_hypervisor::boot::{self as boot_info, BootInfo, MachineRange, Options, SelfTest};
+    use keel_hypervisor::domain::elf;
+    use keel_hypervisor::mem::frames::LOW_MEMORY_END;
     use keel_hypervisor::mem::FrameSource;
     use keel_hypervisor::vmx::hw::DomainEnd;
-    use keel_hypervisor::{domain, elf, vmx};
+    use keel_hypervisor::{domain, vmx};
 
     keel_hypervisor::entry_point!(boot);
 
@@ -195,7 +196,7 @@ mod bare {
         let status = domain_end_status(end);
         // Before powering off, whatever the domain did: drop every pin and the
         // base pointer; every type and reference count must come back to zero
-        // (`crate::mm`: no cycles, so nothing can stay referenced). A count left
+        // (`crate::paging`: no cycles, so nothing can stay referenced). A count left
         // over is a hypervisor accounting bug, and every guest test run thereby
         // checks this invariant for the state it left. (The frames are not
         // scrubbed and freed: the machine powers off next.)

@@ -13,7 +13,7 @@
 //!   reason, the exit counter, and advancing RIP (two VMREADs, one VMWRITE);
 //! - `DEBUGOP_READ_COUNTERS` copies a snapshot of `vmx::hw::STATS` (exits per
 //!   basic reason, VMREADs, VMWRITEs) to the guest, through the same checked
-//!   [`crate::guest_mem`] path as any other hypercall.
+//!   [`crate::paging::guest_mem`] path as any other hypercall.
 //!
 //! This module is the policy, pure and host-tested: which sub-command does what,
 //! and what the guest gets back. Reading the counters and writing guest memory are

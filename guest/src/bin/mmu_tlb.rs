@@ -8,7 +8,7 @@
 //! the emulated TLB, so a missing flush cannot be seen there (checked: with the
 //! hypervisor's flush removed this test still passes under Bochs). On hardware
 //! that keeps VPID-tagged translations across exits it catches one. The host
-//! tests (`hypervisor/src/mm/tests.rs`) check that every such update asks for
+//! tests (`hypervisor/src/paging/tests.rs`) check that every such update asks for
 //! the flush, and the exit handler performs it (INVVPID, globals included)
 //! before the next VM entry.
 #![no_std]

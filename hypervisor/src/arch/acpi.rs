@@ -17,7 +17,7 @@ use super::aml::{find_s5, SleepTypes};
 use super::mem::direct_map_top;
 use super::power::{set_s5, S5Info};
 use crate::addr::MachineAddr;
-use crate::boot_info::RsdpLocation;
+use crate::boot::RsdpLocation;
 use acpi::address::AddressSpace;
 use acpi::fadt::Fadt;
 use acpi::madt::{Madt, MadtEntry};

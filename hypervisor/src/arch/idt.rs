@@ -409,8 +409,8 @@ pub fn report_panic(info: &core::panic::PanicInfo<'_>) -> ! {
 /// Provoke the fault `t` (the `keel_selftest=` command-line option): checks on a
 /// real machine or emulator that the handlers report and power off. Call after
 /// `arch::mem::harden` (the null, text and stack tests rely on its protections).
-pub fn selftest(t: crate::boot_info::SelfTest) -> ! {
-    use crate::boot_info::SelfTest;
+pub fn selftest(t: crate::boot::SelfTest) -> ! {
+    use crate::boot::SelfTest;
     match t {
         SelfTest::Ud2 => {
             // SAFETY: raises #UD, which our handler turns into a report + power-off.

@@ -15,8 +15,8 @@
 //! comes from the MTRRs, which firmware sets to UC for MMIO.
 
 use crate::addr::{MachineAddr, Mfn, PAGE_SIZE};
-use crate::boot_info::{BootMemory, MachineRange, MemRegion};
-use crate::frames::{self, FrameAllocator, FramesError};
+use crate::boot::{BootMemory, MachineRange, MemRegion};
+use crate::mem::frames::{self, FrameAllocator, FramesError};
 use crate::mem::{word_in_map, FrameSource, PhysMem};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x86_64::structures::paging::{PageTable, PageTableFlags};
@@ -184,7 +184,7 @@ impl BootMemory for BootWindow {
 /// Module ranges are reserved from the frame allocator, so nothing ever writes
 /// them: a `'static` shared slice is sound. `None` if the range is empty or outside
 /// the direct map.
-pub fn module_bytes(m: &crate::boot_info::Module) -> Option<&'static [u8]> {
+pub fn module_bytes(m: &crate::boot::Module) -> Option<&'static [u8]> {
     let (start, len) = (m.range.start.0, m.range.len());
     let end = start.checked_add(len)?;
     if start == 0 || len == 0 || end > DIRECT_MAP_TOP.load(Ordering::Relaxed) {

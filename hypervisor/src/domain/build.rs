@@ -32,16 +32,16 @@
 //!
 //! The builder never writes outside the domain's own frames (and its hypervisor
 //! frame table), and the tables it builds reference only the domain's frames.
-//! Before the guest runs, its L4 is pinned and made the base ([`crate::mm`]), so
+//! Before the guest runs, its L4 is pinned and made the base ([`crate::paging`]), so
 //! the bootstrap tables are validated and typed like any the guest builds later.
 
-use super::frame_table::{FrameTable, FrameTableError, MAX_DOMAIN_PAGES};
-use super::pagetable::{entry_addr, pte, Level, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_RW};
 use super::{BootState, Domain, DomainId, COUNTED_HYPERCALLS};
 use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn, PAGE_SIZE};
-use crate::elf::GuestImage;
+use crate::domain::elf::GuestImage;
 use crate::mem::{FrameSource, PhysMem};
-use crate::mm::{Flush, Mm};
+use crate::paging::entry::{entry_addr, pte, Level, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_RW};
+use crate::paging::frame_table::{FrameTable, FrameTableError, MAX_DOMAIN_PAGES};
+use crate::paging::{Flush, Mm};
 use keel_abi::platform::ExitStatus;
 use keel_abi::start_info::{StartInfo, MAX_GUEST_CMDLINE};
 use keel_abi::version::AbiVersion;
@@ -330,7 +330,7 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
             len: cfg.cmd_line.len(),
         });
     }
-    let in_bytes = |s: &crate::elf::Segment| {
+    let in_bytes = |s: &crate::domain::elf::Segment| {
         s.offset
             .checked_add(s.filesz)
             .is_some_and(|e| e <= bytes.len() as u64)
@@ -386,7 +386,7 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         flush: Flush::None,
         console: crate::console::LineBuf::new(),
         console_prefix: super::console_prefix_for(cfg.id),
-        console_cache: crate::guest_mem::ReadCache::new(),
+        console_cache: crate::paging::guest_mem::ReadCache::new(),
         hypercall_counts: [0; COUNTED_HYPERCALLS],
         other_hypercalls: 0,
         abi_encoded: presented.encode(),

@@ -3,30 +3,29 @@
 //! A domain is a guest: its machine frames, what each of them is
 //! ([`frame_table`]), the state its vCPU starts in ([`BootState`]), and a little
 //! per-domain hypervisor state (the partial console line, hypercall counters).
-//! [`build()`] makes one from a [`GuestImage`](crate::elf::GuestImage); [`Domain::teardown`] gives every
+//! [`build()`] makes one from a [`GuestImage`](crate::domain::elf::GuestImage); [`Domain::teardown`] gives every
 //! frame back.
 //!
 //! The memory model is Xen's direct paging: the guest's page tables hold machine
 //! frame numbers and the CPU walks them with no second stage, so the only thing
 //! standing between a guest and the rest of the machine is the rule that no page
 //! table the CPU can reach maps a frame the domain does not own, or maps a
-//! page-table frame writable. [`crate::mm`] keeps that rule with Xen's page types
+//! page-table frame writable. [`crate::paging`] keeps that rule with Xen's page types
 //! and counts, stored in the [`frame_table`]; the methods here are the domain's
 //! MMU operations (pin, unpin, update an entry, switch the base pointer).
 
 pub mod build;
-pub mod frame_table;
-pub mod pagetable;
+pub mod elf;
 
+pub use crate::paging::entry::Level;
+pub use crate::paging::frame_table::{FrameKind, PageInfo, PageType};
 pub use build::{build, BuildError, DomainConfig, Layout, BOOT_STACK_PAGES, DEFAULT_NR_PAGES};
-pub use frame_table::{FrameKind, PageInfo, PageType};
-pub use pagetable::Level;
 
 use crate::addr::{GuestVirt, Mfn, Pfn};
 use crate::console::LineBuf;
 use crate::mem::{Console, FrameSource, PhysMem};
-use crate::mm::{Flush, LastTable, Mm, MmError};
-use frame_table::FrameTable;
+use crate::paging::frame_table::FrameTable;
+use crate::paging::{Flush, LastTable, Mm, MmError};
 use keel_abi::version::AbiVersion;
 
 /// A domain identifier (Xen's `domid_t`). Keel's first guest is domain 1.
@@ -77,7 +76,7 @@ pub struct Domain {
     layout: Layout,
     nx: bool,
     frames: FrameTable,
-    /// The L4 the vCPU runs on (holds a type reference: [`crate::mm`]).
+    /// The L4 the vCPU runs on (holds a type reference: [`crate::paging`]).
     base: Mfn,
     /// The TLB flush owed to the guest before it runs again.
     flush: Flush,
@@ -86,7 +85,7 @@ pub struct Domain {
     console_prefix: ([u8; 10], usize),
     /// The translation of the page `console_io` last read, checked before
     /// each use (`guest_mem::ReadCache`): a guest prints from the same buffer.
-    pub console_cache: crate::guest_mem::ReadCache,
+    pub console_cache: crate::paging::guest_mem::ReadCache,
     hypercall_counts: [u64; COUNTED_HYPERCALLS],
     other_hypercalls: u64,
     /// The ABI version this domain is told the hypervisor implements

@@ -6,8 +6,8 @@
 use super::{DynCtx, HypercallArgs, Outcome};
 use crate::addr::GuestVirt;
 use crate::event::{need_delivery, Blocked, EventBits, Poll, SharedPage};
-use crate::guest_mem;
 use crate::mem::PhysMem;
+use crate::paging::guest_mem;
 use keel_abi::event::{
     EvtchnAllocUnbound, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq, EvtchnPort, EvtchnStatus,
     Pod, XenHvmParam, HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CALLBACK_TYPE_SHIFT,

@@ -5,9 +5,9 @@ extern crate std;
 
 use super::*;
 use crate::addr::Pfn;
+use crate::domain::elf::testimg::typical;
+use crate::domain::elf::GuestImage;
 use crate::domain::{build, DomainConfig, DomainId, FrameKind};
-use crate::elf::testimg::typical;
-use crate::elf::GuestImage;
 use crate::mem::fake::{FakeConsole, FakeFrames, FakeMem};
 use keel_abi::console::CONSOLEIO_READ;
 use keel_abi::sched::{SCHEDOP_BLOCK, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, SHUTDOWN_SOFT_RESET};
@@ -250,7 +250,7 @@ fn xen_version_rows() {
         Outcome::Return(0x0000_0002)
     );
     // An image built with this crate is told the truth.
-    let mut w1 = World::with_image(crate::elf::testimg::typical_built(Some(
+    let mut w1 = World::with_image(crate::domain::elf::testimg::typical_built(Some(
         AbiVersion::CURRENT,
     )));
     assert_eq!(
@@ -501,7 +501,7 @@ fn docs_match_the_table() {
 
 mod mmu {
     use super::*;
-    use crate::domain::pagetable::{entry_addr, pte, walk, PTE_P, PTE_RW};
+    use crate::paging::entry::{entry_addr, pte, walk, PTE_P, PTE_RW};
     use keel_abi::mmu::*;
 
     /// The L1 table and index that map `va` in the bootstrap tables.
@@ -911,8 +911,8 @@ mod mmu {
 
 pub(super) mod mmu_fuzz {
     use super::*;
-    use crate::domain::pagetable::{entry_addr, pte, pte_frame, PTE_P, PTE_PS, PTE_RW};
     use crate::domain::{Level, PageType};
+    use crate::paging::entry::{entry_addr, pte, pte_frame, PTE_P, PTE_PS, PTE_RW};
     use keel_abi::mmu::{MmuUpdate, MmuextOp, DOMID_SELF};
 
     /// Walk every table reachable from the base and check the invariants.

@@ -17,7 +17,7 @@ use super::tests::mmu_fuzz::audit;
 use super::tests::{World, DATA};
 use super::*;
 use crate::addr::Pfn;
-use crate::domain::pagetable::{entry_addr, pte, PTE_P, PTE_RW};
+use crate::paging::entry::{entry_addr, pte, PTE_P, PTE_RW};
 use keel_abi::mmu::{MmuUpdate, MmuextOp, DOMID_SELF};
 use proptest::prelude::*;
 use std::vec::Vec;

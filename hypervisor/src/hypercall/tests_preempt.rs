@@ -7,7 +7,7 @@ extern crate std;
 use super::tests::{World, DATA};
 use super::*;
 use crate::addr::Pfn;
-use crate::domain::pagetable::{entry_addr, pte, walk, PTE_P, PTE_RW};
+use crate::paging::entry::{entry_addr, pte, walk, PTE_P, PTE_RW};
 use crate::preempt::MMU_UPDATE_PREEMPTED;
 use crate::preempt::{Budget, CHECK_EVERY, UNITS_PER_EXIT};
 use keel_abi::mmu::{MmuUpdate, MmuextOp, DOMID_SELF};

@@ -121,7 +121,7 @@ pub struct CrPolicy {
     cr0_fixed1: u64,
     cr4_fixed0: u64,
     cr4_fixed1: u64,
-    /// CR4.OSXSAVE is guest-writable (Keel offers XSAVE: `crate::cpuid`).
+    /// CR4.OSXSAVE is guest-writable (Keel offers XSAVE: `crate::policy::cpuid`).
     osxsave: bool,
 }
 
@@ -138,8 +138,8 @@ impl CrPolicy {
     }
 
     /// Let the guest set CR4.OSXSAVE: only when Keel offers XSAVE (CPUID leaf 1
-    /// ECX.XSAVE and leaf 0xD, see `crate::cpuid`) and validates XSETBV
-    /// (`crate::insns::xsetbv`). The fixed-bit MSRs still apply.
+    /// ECX.XSAVE and leaf 0xD, see `crate::policy::cpuid`) and validates XSETBV
+    /// (`crate::policy::insns::xsetbv`). The fixed-bit MSRs still apply.
     pub const fn with_osxsave(mut self, on: bool) -> Self {
         self.osxsave = on;
         self

@@ -7,7 +7,7 @@
 //!
 //! What the guest's CPU *is* (its CPUID, its MSRs, its I/O bus, what each
 //! sensitive instruction does) is not decided here: it is data in the pure policy
-//! tables `crate::cpuid`, `crate::msr`, `crate::io` and `crate::insns`, from which
+//! tables `crate::policy::cpuid`, `crate::policy::msr`, `crate::policy::io` and `crate::policy::insns`, from which
 //! `docs/abi/{cpuid,msr,io,insns}.md` are generated. The handlers below only decode
 //! the exit, ask the table, and carry out its answer on the VMCS or the host.
 //!
@@ -34,21 +34,21 @@ use super::hw::{
     STATS,
 };
 use super::names::{exception_name, ExitReason};
-use crate::access_fault::{first_fault, AccessFault};
 use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
-use crate::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures};
 use crate::domain::Domain;
 use crate::event::{Blocked, EventState, UpcallAction};
 use crate::exception::{self, Delivering};
-use crate::guest_mem::Access;
 use crate::hypercall::{self, HypercallCtx, Outcome};
-use crate::insns::{self, XsetbvFault};
-use crate::io::{IoBus, Segment};
 use crate::mem::{Console, PhysMem};
-use crate::mm::emulate::{decode_store, Source};
-use crate::mm::Flush;
-use crate::msr::{self, MsrEnv, ReadOp, VmcsMsr, WriteOp};
+use crate::paging::access_fault::{first_fault, AccessFault};
+use crate::paging::emulate::{decode_store, Source};
+use crate::paging::guest_mem::Access;
+use crate::paging::Flush;
 use crate::perf;
+use crate::policy::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures};
+use crate::policy::insns::{self, XsetbvFault};
+use crate::policy::io::{IoBus, Segment};
+use crate::policy::msr::{self, MsrEnv, ReadOp, VmcsMsr, WriteOp};
 use crate::privilege::Cpl;
 use keel_abi::debug::PerfCounters;
 use keel_abi::Errno;
@@ -251,11 +251,11 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     /// Interrupt-window exiting can be used / is on now.
     window_ok: bool,
     window_on: bool,
-    /// The CPUID policy folded for this vCPU (`crate::cpuid`).
+    /// The CPUID policy folded for this vCPU (`crate::policy::cpuid`).
     cpuid: CpuidPolicy,
-    /// What the MSR policy depends on (`crate::msr`).
+    /// What the MSR policy depends on (`crate::policy::msr`).
     msr_env: MsrEnv,
-    /// The guest's I/O bus (`crate::io`): COM1 and an empty rest.
+    /// The guest's I/O bus (`crate::policy::io`): COM1 and an empty rest.
     bus: IoBus,
 }
 
@@ -309,13 +309,13 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 .real_cr4(cr::GUEST_CR4_INITIAL | CR4_OSXSAVE)
                 .is_some()
         {
-            crate::cpuid::xcr0_supported(&host_cpuid)
+            crate::policy::cpuid::xcr0_supported(&host_cpuid)
         } else {
             0
         };
         if xcr0_allowed != 0 {
             // SAFETY: host CR4.OSXSAVE is set and x87 is always valid.
-            unsafe { super::hw::xsetbv(crate::cpuid::xcr0::X87) };
+            unsafe { super::hw::xsetbv(crate::policy::cpuid::xcr0::X87) };
         }
         let feat = GuestCpuFeatures {
             rdtscp: cpu.controls.rdtscp,
@@ -548,7 +548,13 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         // (`crate::perf`, docs/abi/debug.md).
         if g.rax == perf::KEEL_DEBUG_OP {
             g.rax = perf::debug_op(g.rdi, g.rsi, counters, |va, bytes| {
-                crate::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, self.cr3, va, bytes)
+                crate::paging::guest_mem::copy_to_guest(
+                    &*self.dom,
+                    &mut *self.mem,
+                    self.cr3,
+                    va,
+                    bytes,
+                )
             }) as u64;
             self.complete_instruction();
             return None;
@@ -595,7 +601,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
     }
 
-    /// CPUID: the host's answer, edited by `crate::cpuid`'s tables.
+    /// CPUID: the host's answer, edited by `crate::policy::cpuid`'s tables.
     fn cpuid(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
         let r = self
             .cpuid
@@ -680,7 +686,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         self.raise(g, during, VEC_PF, Some(ec))
     }
 
-    /// Decode and apply the store at RIP (see `crate::mm::emulate`); its length.
+    /// Decode and apply the store at RIP (see `crate::paging::emulate`); its length.
     fn emulate_pte_write(&mut self, g: &GuestGprs, cr2: u64) -> Result<u64, &'static str> {
         // Only the exit filter's supervisor writes get here, but a supervisor
         // access can come from CPL3 (an implicit one, to a system structure):
@@ -692,18 +698,24 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let mut insn = [0u8; 15];
         let n = ((PAGE_SIZE - (rip & (PAGE_SIZE - 1))) as usize).min(insn.len());
         let bytes = insn.get_mut(..n).ok_or("instruction")?;
-        crate::guest_mem::copy_from_guest(&*self.dom, &*self.mem, self.cr3, GuestVirt(rip), bytes)
-            .map_err(|_| "instruction unreadable")?;
+        crate::paging::guest_mem::copy_from_guest(
+            &*self.dom,
+            &*self.mem,
+            self.cr3,
+            GuestVirt(rip),
+            bytes,
+        )
+        .map_err(|_| "instruction unreadable")?;
         let store = decode_store(bytes).ok_or("not an emulated store (MOV r/m64, r64 or imm32)")?;
         if !cr2.is_multiple_of(8) {
             return Err("misaligned store");
         }
-        let ma = crate::guest_mem::translate(
+        let ma = crate::paging::guest_mem::translate(
             &*self.dom,
             &*self.mem,
             self.cr3,
             GuestVirt(cr2),
-            crate::guest_mem::Access::Read,
+            crate::paging::guest_mem::Access::Read,
         )
         .map_err(|_| "target not mapped")?;
         match self.dom.page_info(&*self.mem, ma.frame()) {
@@ -849,7 +861,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
     }
 
-    /// Port I/O (SDM 28.2.1, table 28-5), on the bus of `crate::io`: COM1 is a
+    /// Port I/O (SDM 28.2.1, table 28-5), on the bus of `crate::policy::io`: COM1 is a
     /// second console, port 0x80 is ignored, every other port is empty.
     fn io(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
         let q = vmread(ro::EXIT_QUALIFICATION);
@@ -908,14 +920,14 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                     let mut insn = [0u8; 15];
                     let n = ((PAGE_SIZE - (rip & (PAGE_SIZE - 1))) as usize).min(insn.len());
                     let bytes = insn.get_mut(..n).unwrap_or(&mut []);
-                    match crate::guest_mem::copy_from_guest(
+                    match crate::paging::guest_mem::copy_from_guest(
                         &*self.dom,
                         &*self.mem,
                         self.cr3,
                         GuestVirt(rip),
                         bytes,
                     ) {
-                        Ok(()) => crate::io::outs_segment(bytes),
+                        Ok(()) => crate::policy::io::outs_segment(bytes),
                         Err(_) => Segment::Ds,
                     }
                 }
@@ -985,7 +997,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                         *d = b;
                     }
                 }
-                if crate::guest_mem::copy_to_guest_as(
+                if crate::paging::guest_mem::copy_to_guest_as(
                     &*self.dom,
                     &mut *self.mem,
                     self.cr3,
@@ -1003,7 +1015,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                     );
                 }
             } else {
-                if crate::guest_mem::copy_from_guest_as(
+                if crate::paging::guest_mem::copy_from_guest_as(
                     &*self.dom, &*self.mem, self.cr3, va, chunk, mode,
                 )
                 .is_err()
@@ -1043,7 +1055,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         None
     }
 
-    /// A string I/O element faulted (`crate::access_fault`): end the
+    /// A string I/O element faulted (`crate::paging::access_fault`): end the
     /// instruction as the CPU would. The elements before it are done, so RSI or
     /// RDI has moved past them and, under REP, RCX counts them off (a REP string
     /// instruction is restartable between iterations); RIP stays on the
@@ -1072,7 +1084,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
     }
 
-    /// RDMSR/WRMSR, by the table of `crate::msr`: the policy says what to do, this
+    /// RDMSR/WRMSR, by the table of `crate::policy::msr`: the policy says what to do, this
     /// does it. Accesses to pass-through MSRs only get here on a CPU without MSR
     /// bitmaps.
     fn msr(&mut self, g: &mut GuestGprs, is_write: bool) -> Option<DomainEnd> {
@@ -1425,7 +1437,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let mut buf = [0u8; 16];
         let to_page_end = (PAGE_SIZE - (rip & (PAGE_SIZE - 1))).min(16) as usize;
         let mut n = 16;
-        let mut res = crate::guest_mem::copy_from_guest(
+        let mut res = crate::paging::guest_mem::copy_from_guest(
             &*self.dom,
             &*self.mem,
             self.cr3,
@@ -1434,7 +1446,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         );
         if res.is_err() && to_page_end < 16 {
             n = to_page_end;
-            res = crate::guest_mem::copy_from_guest(
+            res = crate::paging::guest_mem::copy_from_guest(
                 &*self.dom,
                 &*self.mem,
                 self.cr3,
@@ -1531,7 +1543,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 "triple fault (an exception the guest could not deliver; before the guest loads its own IDT, every exception is one)",
             ),
             reason::INVLPG => self.invlpg(),
-            // The other sensitive instructions: `crate::insns`' table.
+            // The other sensitive instructions: `crate::policy::insns`' table.
             other => match insns::on_exit(other) {
                 Some(insns::Action::Ud) => self.inject_ud(g),
                 Some(insns::Action::Gp0) => self.inject_gp(g),

@@ -4,7 +4,7 @@
 //! is the only VMX code allowed `unsafe` and assembly. The policy it applies comes
 //! from the pure modules: [`caps`](super::caps) says what the CPU offers,
 //! [`controls`](super::controls) what Keel turns on, [`checks`](super::checks)
-//! whether the VMCS will pass VM entry, [`cr`] and `crate::cpuid` what
+//! whether the VMCS will pass VM entry, [`cr`] and `crate::policy::cpuid` what
 //! the guest sees.
 //!
 //! ## The life of a VM exit
@@ -1187,12 +1187,12 @@ fn read_state(cpu: &VmxCpu) -> VmcsState {
 }
 
 /// Allocate and fill the MSR bitmap (SDM 25.6.9): every bit 1 (intercept),
-/// except the reads and writes `crate::msr`'s table passes through
+/// except the reads and writes `crate::policy::msr`'s table passes through
 /// (`msr::bitmap_passes`; why each is safe is stated there, row by row).
 fn build_msr_bitmap(
     frames: &mut impl FrameSource,
     mem: &mut impl PhysMem,
-    env: &crate::msr::MsrEnv,
+    env: &crate::policy::msr::MsrEnv,
 ) -> Option<Mfn> {
     let f = frames.alloc_frame()?;
     let ones = [0xffu8; 512];
@@ -1201,9 +1201,9 @@ fn build_msr_bitmap(
         mem.write(MachineAddr(f.addr().0 + off), &ones);
         off += ones.len() as u64;
     }
-    for (index, read, write) in crate::msr::bitmap_passes(env) {
+    for (index, read, write) in crate::policy::msr::bitmap_passes(env) {
         for (is_write, passes) in [(false, read), (true, write)] {
-            let Some((byte, bit)) = crate::msr::bitmap_position(index, is_write) else {
+            let Some((byte, bit)) = crate::policy::msr::bitmap_position(index, is_write) else {
                 continue;
             };
             if !passes {

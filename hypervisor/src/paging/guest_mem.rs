@@ -17,7 +17,7 @@
 //!    guest user mode (CPL3, [`crate::privilege`]), U/S is set at every level;
 //! 5. the final frame is owned by the domain, and for writes it is not a
 //!    page-table frame ([`FrameKind`]) but a frame whose page type is `Writable`
-//!    with a non-zero type count ([`crate::mm`]): a hypercall must never become a
+//!    with a non-zero type count ([`crate::paging`]): a hypercall must never become a
 //!    way around the read-only mapping of page tables (Xen's `__copy_to_guest`
 //!    gets the same guarantee from running on the guest's tables with Xen's own
 //!    page types).
@@ -28,9 +28,9 @@
 //! them on its own tables).
 
 use crate::addr::{GuestVirt, MachineAddr, Mfn, PAGE_SIZE};
-use crate::domain::pagetable::{bytes_to_page_end, entry_addr, walk, Walk};
 use crate::domain::{Domain, FrameKind, PageType};
 use crate::mem::PhysMem;
+use crate::paging::entry::{bytes_to_page_end, entry_addr, walk, Walk};
 use crate::privilege::Mode;
 use keel_abi::Errno;
 
@@ -94,7 +94,7 @@ fn translate_walk<M: PhysMem + ?Sized>(
         (FrameKind::PageTable(_), Access::Write) => false,
         (FrameKind::Writable, Access::Read) => true,
         // A writable walk implies a validated RW L1 entry, which holds a
-        // `Writable` type reference (crate::mm); check the count itself too, so
+        // `Writable` type reference (crate::paging); check the count itself too, so
         // that a hypercall write can only land where the type rules say the
         // guest's own writes may.
         (FrameKind::Writable, Access::Write) => dom
@@ -330,7 +330,7 @@ fn still_holds<M: PhysMem + ?Sized>(mem: &M, c: &CachedPage, va: GuestVirt) -> b
         if mem.read_u64(entry_addr(table, va.table_index(level))) != want {
             return false;
         }
-        table = crate::domain::pagetable::pte_frame(want);
+        table = crate::paging::entry::pte_frame(want);
     }
     true
 }

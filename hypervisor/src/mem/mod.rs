@@ -8,6 +8,8 @@
 //! Both are hypervisor-internal: callers pass only frames the hypervisor has
 //! established it may touch (its own, or a domain's after an ownership check).
 
+pub mod frames;
+
 use crate::addr::{MachineAddr, Mfn, PAGE_SIZE};
 
 /// Access to machine memory.

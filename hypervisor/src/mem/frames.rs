@@ -23,7 +23,7 @@
 //! everything.
 
 use crate::addr::{Mfn, PAGE_SIZE};
-use crate::boot_info::{MachineRange, MemRegion, RegionKind};
+use crate::boot::{MachineRange, MemRegion, RegionKind};
 use crate::mem::FrameSource;
 use core::fmt;
 

@@ -6,11 +6,11 @@ extern crate std;
 
 use super::*;
 use crate::addr::Pfn;
-use crate::domain::pagetable::{entry_addr, pte, pte_frame, PTE_NX, PTE_P, PTE_PS, PTE_RW};
+use crate::domain::elf::testimg::typical;
+use crate::domain::elf::GuestImage;
 use crate::domain::{build, DomainConfig, DomainId};
-use crate::elf::testimg::typical;
-use crate::elf::GuestImage;
 use crate::mem::fake::{FakeFrames, FakeMem};
+use crate::paging::entry::{entry_addr, pte, pte_frame, PTE_NX, PTE_P, PTE_PS, PTE_RW};
 use core::cell::RefCell;
 use proptest::prelude::*;
 use std::collections::BTreeSet;

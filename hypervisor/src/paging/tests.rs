@@ -6,9 +6,9 @@ extern crate std;
 
 use super::*;
 use crate::addr::MachineAddr;
-use crate::domain::pagetable::pte;
 use crate::mem::fake::{FakeFrames, FakeMem};
 use crate::mem::FrameSource;
+use crate::paging::entry::pte;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::format;
@@ -449,9 +449,9 @@ fn ordinary_frames_take_plain_writes_tables_in_use_do_not_bypass() {
 
 #[test]
 fn a_built_domain_starts_consistent_and_tears_down_completely() {
+    use crate::domain::elf::testimg::typical;
+    use crate::domain::elf::GuestImage;
     use crate::domain::{build, DomainConfig, DomainId};
-    use crate::elf::testimg::typical;
-    use crate::elf::GuestImage;
     let bytes = typical();
     let img = GuestImage::parse(&bytes).unwrap();
     let mut mem = FakeMem::default();
@@ -492,7 +492,7 @@ fn a_built_domain_starts_consistent_and_tears_down_completely() {
     let spare = dom.mfn_of(&mem, Pfn(l.nr_pages - 1)).unwrap();
     // Spare is mapped writable; unmap it first (through the validated path).
     let va = l.va(Pfn(l.nr_pages - 1));
-    let w = crate::domain::pagetable::walk(&mem, l4, va, true, |_, _| true).unwrap();
+    let w = crate::paging::entry::walk(&mem, l4, va, true, |_, _| true).unwrap();
     let l1 = w.tables[3];
     let at = MachineAddr(entry_addr(l1, va.table_index(1)).0);
     dom.update_entry(&mut mem, at, 0).unwrap();

@@ -17,7 +17,7 @@
 //!   level of the walk, [`crate::privilege`]); I/D (bit 4) clear: never a fetch.
 //!
 //! [`first_fault`] walks the range a page at a time with exactly the rules
-//! [`crate::guest_mem`] copies with, so an access it finds no fault in is an
+//! [`crate::paging::guest_mem`] copies with, so an access it finds no fault in is an
 //! access the copy will make. A page the guest's tables *do* permit but Keel
 //! refuses (a frame whose type forbids a write through a hypercall copy: a page
 //! table the guest has mapped writable cannot exist, so this does not happen on a
@@ -25,10 +25,10 @@
 //! guest would see had it made the access itself.
 
 use crate::addr::{GuestVirt, Mfn};
-use crate::domain::pagetable::{bytes_to_page_end, walk, WalkFault};
 use crate::domain::Domain;
-use crate::guest_mem::{self, Access};
 use crate::mem::PhysMem;
+use crate::paging::entry::{bytes_to_page_end, walk, WalkFault};
+use crate::paging::guest_mem::{self, Access};
 use crate::privilege::Mode;
 
 /// #PF error code: the translation was present (a protection fault).
@@ -70,7 +70,7 @@ impl AccessFault {
 
 /// The fault the first inaccessible byte of `va .. va + len` raises for
 /// `access`, or `None` if the whole range is accessible (and
-/// [`crate::guest_mem`] will copy it).
+/// [`crate::paging::guest_mem`] will copy it).
 pub fn first_fault<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &M,
@@ -128,11 +128,11 @@ fn error_code<M: PhysMem + ?Sized>(
 mod tests {
     extern crate std;
     use super::*;
-    use crate::domain::pagetable::{entry_addr, pte_frame, PTE_P, PTE_RW, PTE_US};
+    use crate::domain::elf::testimg::typical;
+    use crate::domain::elf::GuestImage;
     use crate::domain::{build, DomainConfig, DomainId};
-    use crate::elf::testimg::typical;
-    use crate::elf::GuestImage;
     use crate::mem::fake::{FakeFrames, FakeMem};
+    use crate::paging::entry::{entry_addr, pte_frame, PTE_P, PTE_RW, PTE_US};
 
     fn setup() -> (Domain, FakeMem) {
         let bytes = typical();

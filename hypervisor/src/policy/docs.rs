@@ -11,10 +11,10 @@ use std::string::String;
 
 fn pages() -> [(&'static str, String); 4] {
     [
-        ("cpuid.md", crate::cpuid::markdown::page()),
-        ("msr.md", crate::msr::markdown::page()),
-        ("io.md", crate::io::markdown::page()),
-        ("insns.md", crate::insns::markdown::page()),
+        ("cpuid.md", crate::policy::cpuid::markdown::page()),
+        ("msr.md", crate::policy::msr::markdown::page()),
+        ("io.md", crate::policy::io::markdown::page()),
+        ("insns.md", crate::policy::insns::markdown::page()),
     ]
 }
 

@@ -61,15 +61,19 @@
 //! Every refusal is an [`MmError`], which the hypercall layer reports as
 //! `-EINVAL` (Xen's code for the same refusals).
 
+pub mod access_fault;
 pub mod emulate;
+pub mod entry;
+pub mod frame_table;
+pub mod guest_mem;
 
 use crate::addr::{Mfn, Pfn};
-use crate::domain::frame_table::{FrameTable, PageInfo, PageType, TypeInfo};
-use crate::domain::pagetable::{
+use crate::mem::PhysMem;
+use crate::paging::entry::{
     entry_addr, pte_frame, Level, PTE_A, PTE_ADDR_MASK, PTE_D, PTE_NX, PTE_P, PTE_PS, PTE_RW,
     PTE_US,
 };
-use crate::mem::PhysMem;
+use crate::paging::frame_table::{FrameTable, PageInfo, PageType, TypeInfo};
 
 /// Write-through.
 pub const PTE_PWT: u64 = 1 << 3;

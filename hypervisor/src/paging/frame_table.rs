@@ -21,9 +21,9 @@
 //!
 //! There is no heap in the hypervisor, so both live in hypervisor-owned machine
 //! frames (taken from the [`FrameSource`], never mapped into the guest) and are read
-//! through [`PhysMem`]. The rules that change the counts are in [`crate::mm`].
+//! through [`PhysMem`]. The rules that change the counts are in [`crate::paging`].
 
-use super::pagetable::Level;
+use super::entry::Level;
 use crate::addr::{MachineAddr, Mfn, Pfn, PAGE_SIZE};
 use crate::mem::{FrameSource, PhysMem};
 
@@ -64,7 +64,7 @@ pub enum FrameKind {
 
 /// A frame's page type (Xen's `PGT_*`): what the hypervisor currently lets the
 /// frame be used as. It changes only while the type count is zero
-/// ([`crate::mm`]).
+/// ([`crate::paging`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PageType {
     /// No use yet (or every use dropped and none taken since).
@@ -122,7 +122,7 @@ pub struct PageInfo {
 }
 
 /// The type half of a [`PageInfo`]: everything but the reference count, which
-/// is what one word of the P2M entry holds (the type rules of [`crate::mm`]
+/// is what one word of the P2M entry holds (the type rules of [`crate::paging`]
 /// read and write it without touching the count).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TypeInfo {

@@ -2,7 +2,7 @@
 //!
 //! Under direct paging the CPU walks the guest's own tables, and the hypervisor
 //! must see exactly what the CPU would see. This module holds the entry format
-//! (shared by the domain builder, [`crate::guest_mem`] and, later, the validated
+//! (shared by the domain builder, [`crate::paging::guest_mem`] and, later, the validated
 //! `mmu_update` path of issue 5) and a page walk that mirrors the CPU's, with one
 //! difference: before it reads any table frame it asks a caller-supplied predicate
 //! whether it may (so a guest CR3 or entry naming a foreign frame, or MMIO, is never
