@@ -78,6 +78,7 @@ macro_rules! abi_consts {
 
 pub mod addr;
 pub mod console;
+pub mod cpuid;
 pub mod debug;
 pub mod errno;
 pub mod event;
@@ -89,6 +90,7 @@ pub mod platform;
 pub mod sched;
 pub mod start_info;
 pub mod time;
+pub mod verdict;
 pub mod version;
 
 #[cfg(feature = "guest")]
