@@ -11,6 +11,8 @@
 //! as a no-op") and [`xsetbv`] for the one validated emulation; CPUID, RDMSR/WRMSR
 //! and I/O have their own tables (`cpuid`, `msr`, `io`).
 
+use crate::policy::cpuid::Xcr0;
+
 /// What Keel does when the instruction exits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -226,18 +228,18 @@ pub enum XsetbvFault {
 /// Validate `XSETBV` (SDM vol. 2C, XSETBV): ECX selects the XCR (only XCR0 is
 /// writable), EDX:EAX the value. `allowed` is the XCR0 bits the guest may set
 /// (`cpuid::GuestCpuFeatures::xcr0_allowed`). Returns the value to load.
-pub fn xsetbv(osxsave: bool, ecx: u32, value: u64, allowed: u64) -> Result<u64, XsetbvFault> {
-    use crate::policy::cpuid::xcr0;
-    if !osxsave || allowed == 0 {
+pub fn xsetbv(osxsave: bool, ecx: u32, value: u64, allowed: Xcr0) -> Result<Xcr0, XsetbvFault> {
+    if !osxsave || allowed.is_empty() {
         return Err(XsetbvFault::Ud);
     }
-    if ecx != 0 || value & !allowed != 0 || value & xcr0::X87 == 0 {
+    let v = Xcr0::from_bits_retain(value);
+    if ecx != 0 || !allowed.contains(v) || !v.contains(Xcr0::X87) {
         return Err(XsetbvFault::Gp);
     }
-    if value & xcr0::AVX != 0 && value & xcr0::SSE == 0 {
+    if v.contains(Xcr0::AVX) && !v.contains(Xcr0::SSE) {
         return Err(XsetbvFault::Gp);
     }
-    Ok(value)
+    Ok(v)
 }
 
 /// `docs/abi/insns.md`, generated from [`INSNS`].
@@ -303,7 +305,6 @@ guest; Keel's answers are its own (this page), not Xen's device model.\n",
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::cpuid::xcr0;
     use proptest::prelude::*;
 
     #[test]
@@ -333,10 +334,11 @@ mod tests {
 
     #[test]
     fn xsetbv_rules() {
-        let a = xcr0::X87 | xcr0::SSE | xcr0::AVX;
-        assert_eq!(xsetbv(true, 0, 1, a), Ok(1));
-        assert_eq!(xsetbv(true, 0, 7, a), Ok(7));
-        assert_eq!(xsetbv(true, 0, 3, a), Ok(3));
+        let a = Xcr0::X87 | Xcr0::SSE | Xcr0::AVX;
+        let ok = |v| Ok(Xcr0::from_bits_retain(v));
+        assert_eq!(xsetbv(true, 0, 1, a), ok(1));
+        assert_eq!(xsetbv(true, 0, 7, a), ok(7));
+        assert_eq!(xsetbv(true, 0, 3, a), ok(3));
         assert_eq!(xsetbv(true, 0, 0, a), Err(XsetbvFault::Gp), "x87 clear");
         assert_eq!(
             xsetbv(true, 0, 5, a),
@@ -346,21 +348,21 @@ mod tests {
         assert_eq!(xsetbv(true, 1, 1, a), Err(XsetbvFault::Gp), "XCR1");
         assert_eq!(xsetbv(true, 0, 0xe7, a), Err(XsetbvFault::Gp), "AVX-512");
         assert_eq!(
-            xsetbv(true, 0, 7, 3),
+            xsetbv(true, 0, 7, Xcr0::X87 | Xcr0::SSE),
             Err(XsetbvFault::Gp),
             "AVX not allowed"
         );
         assert_eq!(xsetbv(false, 0, 1, a), Err(XsetbvFault::Ud));
-        assert_eq!(xsetbv(true, 0, 1, 0), Err(XsetbvFault::Ud));
+        assert_eq!(xsetbv(true, 0, 1, Xcr0::empty()), Err(XsetbvFault::Ud));
     }
 
     proptest! {
         /// An accepted XCR0 is always a subset of the allowed bits with x87 set.
         #[test]
         fn xsetbv_total(ecx in any::<u32>(), v in any::<u64>(), allowed in any::<u64>()) {
-            if let Ok(x) = xsetbv(true, ecx, v, allowed) {
-                prop_assert_eq!(x & !allowed, 0);
-                prop_assert_ne!(x & xcr0::X87, 0);
+            if let Ok(x) = xsetbv(true, ecx, v, Xcr0::from_bits_retain(allowed)) {
+                prop_assert_eq!(x.bits() & !allowed, 0);
+                prop_assert!(x.contains(Xcr0::X87));
                 prop_assert_eq!(ecx, 0);
             }
         }

@@ -45,7 +45,7 @@ use crate::paging::emulate::{decode_store, Source};
 use crate::paging::guest_mem::Access;
 use crate::paging::Flush;
 use crate::perf;
-use crate::policy::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures};
+use crate::policy::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures, Xcr0};
 use crate::policy::insns::{self, XsetbvFault};
 use crate::policy::io::{IoBus, Segment};
 use crate::policy::msr::{self, MsrEnv, ReadOp, VmcsMsr, WriteOp};
@@ -311,11 +311,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         {
             crate::policy::cpuid::xcr0_supported(&host_cpuid)
         } else {
-            0
+            Xcr0::empty()
         };
-        if xcr0_allowed != 0 {
+        if !xcr0_allowed.is_empty() {
             // SAFETY: host CR4.OSXSAVE is set and x87 is always valid.
-            unsafe { super::hw::xsetbv(crate::policy::cpuid::xcr0::X87) };
+            unsafe { super::hw::xsetbv(Xcr0::X87.bits()) };
         }
         let feat = GuestCpuFeatures {
             rdtscp: cpu.controls.rdtscp,
@@ -330,7 +330,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             console,
             controls: cpu.controls,
             caps: cpu.caps,
-            policy: base_policy.with_osxsave(xcr0_allowed != 0),
+            policy: base_policy.with_osxsave(!xcr0_allowed.is_empty()),
             maxphyaddr: cpu.maxphyaddr,
             vpid,
             cr3,
@@ -1151,7 +1151,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 // SAFETY: `v` is a subset of what the host supports with x87 set
                 // and AVX only with SSE (validated above), so XSETBV cannot fault;
                 // the host's CR4.OSXSAVE is set whenever `xcr0_allowed` is nonzero.
-                unsafe { super::hw::xsetbv(v) };
+                unsafe { super::hw::xsetbv(v.bits()) };
                 self.complete_instruction();
             }
             Err(XsetbvFault::Ud) => return self.inject_ud(g),

@@ -1,8 +1,10 @@
 //! The CPUID tables folded for one vCPU ([`CpuidPolicy`]) and the answer to one
 //! CPUID exit.
 
-use super::table::{xcr0, LeafKind, Reg, When, FEATURES, LEAVES, MASKED, MAX_BASIC, MAX_EXTENDED};
-use super::table::{XCR0_POLICY, XSAVE_SUBLEAF1_EAX};
+use super::table::{
+    Leaf1Ecx, LeafKind, Reg, When, FEATURES, LEAVES, MASKED, MAX_BASIC, MAX_EXTENDED,
+};
+use super::table::{Xcr0, XCR0_POLICY, XSAVE_SUBLEAF1_EAX};
 use super::CpuidResult;
 use keel_abi::version::{
     features, AbiVersion, CPUID_LEAF_BASE, CPUID_LEAF_VERSION, CPUID_SIGNATURE,
@@ -16,7 +18,7 @@ pub struct GuestCpuFeatures {
     pub rdtscp: bool,
     /// The XCR0 bits the guest may set with XSETBV; 0 when XSAVE is hidden (the
     /// CR policy refuses CR4.OSXSAVE, so XSETBV cannot even be executed).
-    pub xcr0_allowed: u64,
+    pub xcr0_allowed: Xcr0,
     /// The guest's CR4.OSXSAVE as it sees it (CPUID.1:ECX bit 27 mirrors it).
     pub osxsave: bool,
 }
@@ -53,16 +55,17 @@ fn hypervisor_leaf(leaf: u32, abi: AbiVersion) -> CpuidResult {
 /// The XCR0 bits a guest may set on this host: [`XCR0_POLICY`] intersected with
 /// what the host's leaf 0xD reports, or 0 if the host has no XSAVE. `host` is the
 /// host's CPUID.
-pub fn xcr0_supported(host: &impl Fn(u32, u32) -> CpuidResult) -> u64 {
-    if host(0, 0).eax < 0xd || host(1, 0).ecx & (1 << 26) == 0 {
-        return 0;
+pub fn xcr0_supported(host: &impl Fn(u32, u32) -> CpuidResult) -> Xcr0 {
+    let leaf1_ecx = Leaf1Ecx::from_bits_retain(host(1, 0).ecx);
+    if host(0, 0).eax < 0xd || !leaf1_ecx.contains(Leaf1Ecx::XSAVE) {
+        return Xcr0::empty();
     }
     let d = host(0xd, 0);
-    let sup = u64::from(d.eax) | (u64::from(d.edx) << 32);
+    let sup = Xcr0::from_bits_retain(u64::from(d.eax) | (u64::from(d.edx) << 32));
     let v = sup & XCR0_POLICY;
     // x87 and SSE are architecturally required for XSAVE; AVX needs SSE.
-    if v & (xcr0::X87 | xcr0::SSE) != (xcr0::X87 | xcr0::SSE) {
-        return 0;
+    if !v.contains(Xcr0::X87 | Xcr0::SSE) {
+        return Xcr0::empty();
     }
     v
 }
@@ -90,9 +93,6 @@ pub struct CpuidPolicy {
     abi: AbiVersion,
 }
 
-/// Leaf 1 ECX bit 27.
-const OSXSAVE_BIT: u32 = 1 << 27;
-
 impl CpuidPolicy {
     /// The same policy, reporting ABI version `v` in leaf `0x4000_0001` (the
     /// domain's `Domain::abi_version`: 0.2 to a guest built before 1.0, as
@@ -118,8 +118,8 @@ impl CpuidPolicy {
         }
         let mut keep = [0u32; NMASKED];
         let mut set = [0u32; NMASKED];
-        let avx = feat.xcr0_allowed & xcr0::AVX != 0;
-        let xsave = feat.xcr0_allowed != 0;
+        let avx = feat.xcr0_allowed.contains(Xcr0::AVX);
+        let xsave = !feat.xcr0_allowed.is_empty();
         for ft in FEATURES {
             let Some(i) = MASKED
                 .iter()
@@ -144,7 +144,7 @@ impl CpuidPolicy {
         if xsave {
             xsave_max_size = 576;
             for c in 2..64u32 {
-                if feat.xcr0_allowed & (1 << c) != 0 {
+                if feat.xcr0_allowed.bits() & (1 << c) != 0 {
                     let r = host(0xd, c);
                     xsave_max_size = xsave_max_size.max(r.eax.saturating_add(r.ebx));
                 }
@@ -246,8 +246,8 @@ impl CpuidPolicy {
                 // EBX: keep brand index and CLFLUSH line size; one logical
                 // processor (bits 23:16), initial APIC id 0 (bits 31:24).
                 r.ebx = (r.ebx & 0xffff) | (1 << 16);
-                if self.feat.osxsave && self.feat.xcr0_allowed != 0 {
-                    r.ecx |= OSXSAVE_BIT;
+                if self.feat.osxsave && !self.feat.xcr0_allowed.is_empty() {
+                    r.ecx |= Leaf1Ecx::OSXSAVE.bits();
                 }
                 r
             }
@@ -276,7 +276,7 @@ impl CpuidPolicy {
 
     /// Leaf 0xD (SDM 13.2) for the XCR0 values the guest may set.
     fn xsave(&self, subleaf: u32, host: CpuidResult) -> CpuidResult {
-        let allowed = self.feat.xcr0_allowed;
+        let allowed = self.feat.xcr0_allowed.bits();
         if allowed == 0 {
             return CpuidResult::default();
         }

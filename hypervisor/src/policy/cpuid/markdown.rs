@@ -50,7 +50,7 @@ leaf is below 4. A model with no cache leaf (leaf 4 subleaf 0 of type 0,\n  \
 models and what each lacks: [../platforms.md](../platforms.md).\n",
         hex(MAX_BASIC),
         hex(MAX_EXTENDED),
-        XCR0_POLICY
+        XCR0_POLICY.bits()
     );
     s.push_str("## Leaves\n\n| Leaf | Name | Guest sees |\n|---|---|---|\n");
     for l in LEAVES {

@@ -267,20 +267,38 @@ pub const FEATURES: &[Feature] = &[
     f(0x8000_0007, Reg::Edx, 8, "invariant TSC", When::Host),
 ];
 
-/// XCR0 bits (SDM 13.3).
-pub mod xcr0 {
-    /// x87 state (must always be 1).
-    pub const X87: u64 = 1 << 0;
-    /// SSE state.
-    pub const SSE: u64 = 1 << 1;
-    /// AVX state (upper halves of YMM).
-    pub const AVX: u64 = 1 << 2;
+bitflags::bitflags! {
+    /// XCR0: the state components XSAVE manages (SDM 13.3). The components Keel
+    /// may offer are named; a host's other bits are kept as they are.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct Xcr0: u64 {
+        /// x87 state (must always be 1).
+        const X87 = 1 << 0;
+        /// SSE state.
+        const SSE = 1 << 1;
+        /// AVX state (upper halves of YMM).
+        const AVX = 1 << 2;
+        const _ = !0;
+    }
+}
+
+bitflags::bitflags! {
+    /// The CPUID leaf 1 ECX bits the XSAVE rules read or set (the allow-list,
+    /// [`FEATURES`], names every bit a guest may see).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Leaf1Ecx: u32 {
+        /// XSAVE/XRSTOR, XSETBV/XGETBV and XCR0 exist.
+        const XSAVE = 1 << 26;
+        /// CR4.OSXSAVE is set (the OS enabled XSAVE).
+        const OSXSAVE = 1 << 27;
+        const _ = !0;
+    }
 }
 
 /// The XSAVE state components Keel lets a guest enable (when the host has them):
 /// x87, SSE and AVX. MPX, AVX-512, PKRU and AMX stay off: their CPUID features are
 /// hidden too.
-pub const XCR0_POLICY: u64 = xcr0::X87 | xcr0::SSE | xcr0::AVX;
+pub const XCR0_POLICY: Xcr0 = Xcr0::X87.union(Xcr0::SSE).union(Xcr0::AVX);
 
 /// Leaf 0xD subleaf 1 EAX bits shown: XSAVEOPT, XSAVEC, XGETBV with ECX = 1.
 /// XSAVES (bit 3) and XFD (bit 4) stay hidden: Keel does not enable XSAVES/XRSTORS

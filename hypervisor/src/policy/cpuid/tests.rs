@@ -216,7 +216,7 @@ fn xsave_consistent_with_xcr0() {
     p.set_osxsave(true);
     assert_ne!(q(&p, 1, 0).ecx & bit(27), 0, "OSXSAVE");
     let d0 = q(&p, 0xd, 0);
-    assert_eq!(u64::from(d0.eax) | u64::from(d0.edx) << 32, allowed);
+    assert_eq!(u64::from(d0.eax) | u64::from(d0.edx) << 32, allowed.bits());
     assert_eq!(d0.ecx, 832, "576 + AVX's 256");
     let d1 = q(&p, 0xd, 1);
     assert_eq!(
@@ -237,7 +237,7 @@ fn xsave_consistent_with_xcr0() {
         _ => ones_host(l, s),
     };
     let a = xcr0_supported(&no_avx);
-    assert_eq!(a, 3);
+    assert_eq!(a, Xcr0::X87 | Xcr0::SSE);
     let p = CpuidPolicy::new(
         &no_avx,
         GuestCpuFeatures {
@@ -256,7 +256,7 @@ fn xsave_consistent_with_xcr0() {
         },
         _ => ones_host(l, s),
     };
-    assert_eq!(xcr0_supported(&none), 0);
+    assert_eq!(xcr0_supported(&none), Xcr0::empty());
 }
 
 /// A host whose highest basic leaf is below 0xD (Nehalem/Westmere: 0xB):
@@ -268,7 +268,11 @@ fn below_leaf_0xd_the_beyond_max_rule_wins() {
         0 => CpuidResult { eax: 0xb, ..ALL },
         _ => ones_host(l, s),
     };
-    assert_eq!(xcr0_supported(&westmere), 0, "no leaf 0xD: no XSAVE");
+    assert_eq!(
+        xcr0_supported(&westmere),
+        Xcr0::empty(),
+        "no leaf 0xD: no XSAVE"
+    );
     let p = CpuidPolicy::new(&westmere, GuestCpuFeatures::default());
     let top = p.guest_cpuid(0xb, 0, &westmere);
     assert_eq!(top, topology(0));
@@ -362,7 +366,7 @@ proptest! {
             0x8000_0000 => CpuidResult { eax: 0x8000_0000 | (eax % 0x40), ebx, ecx, edx },
             _ => CpuidResult { eax, ebx, ecx, edx },
         };
-        let feat = GuestCpuFeatures { rdtscp, xcr0_allowed: xcr0 & XCR0_POLICY, osxsave: osx };
+        let feat = GuestCpuFeatures { rdtscp, xcr0_allowed: Xcr0::from_bits_retain(xcr0) & XCR0_POLICY, osxsave: osx };
         let p = CpuidPolicy::new(&host, feat);
         let r1 = p.guest_cpuid(1, sub, &host);
         if p.max_basic() >= 1 {
