@@ -87,10 +87,10 @@ pub mod layout;
 pub mod mmu;
 pub mod note;
 pub mod platform;
+pub mod report;
 pub mod sched;
 pub mod start_info;
 pub mod time;
-pub mod verdict;
 pub mod version;
 
 #[cfg(feature = "guest")]

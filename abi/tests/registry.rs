@@ -12,7 +12,7 @@ const NOT_REGISTERED: &[(&str, &str)] = &[
     (
         "ALL",
         "lists of Errno/Hypercall/ExitStatus/TestCategory/Family: rendered item by item; \
-         Verdict::ALL: the guest-to-runner protocol, not hypervisor ABI",
+         report::Verdict::ALL: the guest-to-runner protocol, not hypervisor ABI",
     ),
     (
         "IMPLEMENTED",
@@ -45,7 +45,11 @@ const NOT_REGISTERED: &[(&str, &str)] = &[
     ("CURRENT", "AbiVersion::CURRENT: the `abi-version` line"),
     (
         "TEST_RESULT_MARKER",
-        "verdict::TEST_RESULT_MARKER: the guest-to-runner protocol, not hypervisor ABI",
+        "report::TEST_RESULT_MARKER: the guest-to-runner protocol, not hypervisor ABI",
+    ),
+    (
+        "SEQ_MARKER",
+        "report::SEQ_MARKER: the guest-to-runner protocol, not hypervisor ABI",
     ),
     (
         "EXTRAVERSION",

@@ -25,9 +25,9 @@ use core::fmt::{self, Write};
 use spin::Mutex;
 
 use crate::abi::note::TestCategory;
+use crate::abi::report::TEST_RESULT_MARKER;
+pub use crate::abi::report::{Verdict, SEQ_MARKER};
 use crate::abi::sched::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF};
-pub use crate::abi::verdict::Verdict;
-use crate::abi::verdict::TEST_RESULT_MARKER;
 
 /// Longest reason kept for the result line (longer ones are cut, marked `...`).
 pub const REASON_MAX: usize = 200;

@@ -12,7 +12,7 @@
 //! tolerates both.
 
 use keel_abi::platform::{parse_power_off_line, ExitStatus};
-pub use keel_abi::verdict::{Verdict, TEST_RESULT_MARKER};
+pub use keel_abi::report::{Verdict, SEQ_MARKER, TEST_RESULT_MARKER};
 
 /// The console's lines, without line ends.
 pub fn lines(console: &str) -> impl DoubleEndedIterator<Item = &str> {
@@ -69,13 +69,8 @@ pub fn parse_test_result_line(line: &str) -> Option<ReportedResult> {
     })
 }
 
-/// The marker of a numbered console line: `KEEL-SEQ <tag> <i>/<n> [text]`, from
-/// a domain's PV console. A test that prints such lines has the runner check
-/// that it received all of them, in order ([`sequence_problem`]).
-pub const SEQ_MARKER: &str = "KEEL-SEQ";
-
-/// What is wrong with the numbered lines on the console, if anything: for each
-/// tag, the numbers must run 0, 1, ..., n-1 with the same n, none missing, none
+/// What is wrong with the numbered lines ([`SEQ_MARKER`], from a domain's PV
+/// console only) on the console, if anything: for each tag, the numbers must run 0, 1, ..., n-1 with the same n, none missing, none
 /// repeated, none out of order. Lines with the marker but no `<i>/<n>` are not
 /// numbered and are ignored.
 pub fn sequence_problem(console: &str) -> Option<String> {

@@ -1,7 +1,7 @@
-//! A test program's verdict: the guest-to-runner protocol.
+//! What a test program tells the runner: its verdict and its numbered lines.
 //!
-//! This is not hypervisor ABI: it is how a test program tells the host tool how
-//! it ended. As in XTF, a test reports any number of verdicts while it runs and the
+//! This is not hypervisor ABI: it is the guest-to-runner protocol, how a test
+//! program tells the host tool how it ended. As in XTF, a test reports any number of verdicts while it runs and the
 //! most severe one wins; its last console line of its own is
 //!
 //! ```text
@@ -17,6 +17,11 @@ use core::fmt;
 
 /// What starts a test program's verdict line.
 pub const TEST_RESULT_MARKER: &str = "Test result: ";
+
+/// The first word of a numbered console line, `KEEL-SEQ <tag> <i>/<n> [text]`
+/// (for `i` = 0 .. n-1): the runner checks that, for each tag, every number
+/// arrived once and in order, which only the host can see.
+pub const SEQ_MARKER: &str = "KEEL-SEQ";
 
 /// A verdict, ordered by severity (`Success` least severe).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
