@@ -60,7 +60,7 @@ pub enum Write {
 pub enum Value {
     /// A constant.
     Const(u64),
-    /// IA32_PLATFORM_INFO, from the host's base frequency ([`MsrEnv::platform_info`]).
+    /// IA32_PLATFORM_INFO, from the host's base frequency ([`MsrEnv::platform_info`](super::MsrEnv::platform_info)).
     PlatformInfo,
 }
 
