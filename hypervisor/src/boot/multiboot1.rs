@@ -8,11 +8,26 @@ use super::{BootInfo, BootInfoError, FixedStr, MachineRange, Protocol, RegionKin
 use crate::addr::MachineAddr;
 
 const MB1_INFO_SIZE: usize = 116;
-pub(super) const MB1_FLAG_MEM: u32 = 1 << 0;
-pub(super) const MB1_FLAG_CMDLINE: u32 = 1 << 2;
-pub(super) const MB1_FLAG_MODS: u32 = 1 << 3;
-pub(super) const MB1_FLAG_MMAP: u32 = 1 << 6;
-pub(super) const MB1_FLAG_LOADER_NAME: u32 = 1 << 9;
+
+bitflags::bitflags! {
+    /// The information structure's `flags` word: which of its fields are valid.
+    /// Bits not named here (a.out/ELF symbols, drives, APM, VBE, framebuffer)
+    /// are kept and ignored.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) struct Mb1Flags: u32 {
+        /// `mem_lower` and `mem_upper`.
+        const MEM = 1 << 0;
+        /// `cmdline`.
+        const CMDLINE = 1 << 2;
+        /// `mods_count` and `mods_addr`.
+        const MODS = 1 << 3;
+        /// `mmap_length` and `mmap_addr`.
+        const MMAP = 1 << 6;
+        /// `boot_loader_name`.
+        const LOADER_NAME = 1 << 9;
+        const _ = !0;
+    }
+}
 const MB1_MOD_ENTRY_SIZE: usize = 16;
 /// Strings are read up to this many bytes looking for their NUL.
 const CSTR_SCAN_MAX: usize = 4096;
@@ -46,9 +61,9 @@ pub fn parse_multiboot1(info_addr: u64, mem: &impl BootMemory) -> Result<BootInf
     let rd32 = |off: usize| le_u32(info, off).unwrap_or(0);
     let mut bi = BootInfo::empty(Protocol::Multiboot1);
     bi.push_boot_data(info_addr, MB1_INFO_SIZE as u64);
-    let flags = rd32(0);
+    let flags = Mb1Flags::from_bits_retain(rd32(0));
 
-    if flags & MB1_FLAG_CMDLINE != 0 {
+    if flags.contains(Mb1Flags::CMDLINE) {
         let addr = u64::from(rd32(16));
         if let Some((s, used)) = read_cstr(mem, addr) {
             bi.cmdline = FixedStr::from_bytes(s);
@@ -61,7 +76,7 @@ pub fn parse_multiboot1(info_addr: u64, mem: &impl BootMemory) -> Result<BootInf
         }
     }
 
-    if flags & MB1_FLAG_LOADER_NAME != 0 {
+    if flags.contains(Mb1Flags::LOADER_NAME) {
         let addr = u64::from(rd32(64));
         if let Some((s, used)) = read_cstr(mem, addr) {
             bi.loader_name = FixedStr::from_bytes(s);
@@ -69,7 +84,7 @@ pub fn parse_multiboot1(info_addr: u64, mem: &impl BootMemory) -> Result<BootInf
         }
     }
 
-    if flags & MB1_FLAG_MODS != 0 {
+    if flags.contains(Mb1Flags::MODS) {
         let count = rd32(20) as usize;
         let addr = u64::from(rd32(24));
         // Do not trust `count` for the size of a read: walk the list entry by entry.
@@ -107,7 +122,7 @@ pub fn parse_multiboot1(info_addr: u64, mem: &impl BootMemory) -> Result<BootInf
         );
     }
 
-    if flags & MB1_FLAG_MMAP != 0 {
+    if flags.contains(Mb1Flags::MMAP) {
         let len = u64::from(rd32(44));
         let addr = u64::from(rd32(48));
         bi.push_boot_data(addr, len);
@@ -136,7 +151,7 @@ pub fn parse_multiboot1(info_addr: u64, mem: &impl BootMemory) -> Result<BootInf
             bi.push_region(base, length, kind);
             off += 4 + size;
         }
-    } else if flags & MB1_FLAG_MEM != 0 {
+    } else if flags.contains(Mb1Flags::MEM) {
         // No map: synthesize one from mem_lower (KiB from 0) and mem_upper (KiB from 1 MiB).
         bi.push_region(0, u64::from(rd32(4)) * 1024, RegionKind::Usable);
         bi.push_region(0x10_0000, u64::from(rd32(8)) * 1024, RegionKind::Usable);

@@ -53,7 +53,12 @@ fn qemu_like_mb1() -> Mem {
     let info = 0x9000;
     m.put32(
         info,
-        MB1_FLAG_MEM | MB1_FLAG_CMDLINE | MB1_FLAG_MODS | MB1_FLAG_MMAP | MB1_FLAG_LOADER_NAME,
+        (Mb1Flags::MEM
+            | Mb1Flags::CMDLINE
+            | Mb1Flags::MODS
+            | Mb1Flags::MMAP
+            | Mb1Flags::LOADER_NAME)
+            .bits(),
     );
     m.put32(info + 4, 639);
     m.put32(info + 8, 130_048);
@@ -222,7 +227,7 @@ fn mb1_qemu_like() {
 #[test]
 fn mb1_without_map_uses_mem_fields() {
     let mut m = Mem::new(0x9000, 0x200);
-    m.put32(0x9000, MB1_FLAG_MEM);
+    m.put32(0x9000, Mb1Flags::MEM.bits());
     m.put32(0x9004, 640);
     m.put32(0x9008, 1024);
     let bi = parse(MULTIBOOT1_MAGIC, 0x9000, &m.window()).unwrap();
@@ -238,7 +243,7 @@ fn mb1_without_map_uses_mem_fields() {
 #[test]
 fn mb1_bad_pointers_are_errors_not_panics() {
     let mut m = Mem::new(0x9000, 0x200);
-    m.put32(0x9000, MB1_FLAG_CMDLINE);
+    m.put32(0x9000, Mb1Flags::CMDLINE.bits());
     m.put32(0x9010, 0xdead_0000);
     assert_eq!(
         parse(MULTIBOOT1_MAGIC, 0x9000, &m.window()).unwrap_err(),
@@ -271,7 +276,7 @@ fn mb1_malformed_mmap_entry_ends_walk() {
 #[test]
 fn mb1_huge_module_count_is_bounded() {
     let mut m = Mem::new(0x9000, 0x1000);
-    m.put32(0x9000, MB1_FLAG_MODS);
+    m.put32(0x9000, Mb1Flags::MODS.bits());
     m.put32(0x9014, 1000);
     m.put32(0x9018, 0x9100);
     let bi = parse(MULTIBOOT1_MAGIC, 0x9000, &m.window()).unwrap();
@@ -282,7 +287,7 @@ fn mb1_huge_module_count_is_bounded() {
 #[test]
 fn unterminated_cmdline_is_truncated() {
     let mut m = Mem::new(0x9000, 0x2000);
-    m.put32(0x9000, MB1_FLAG_CMDLINE);
+    m.put32(0x9000, Mb1Flags::CMDLINE.bits());
     m.put32(0x9010, 0x9100);
     for i in 0..0x1000u64 {
         m.put(0x9100 + i, b"x");
