@@ -1,5 +1,5 @@
 //! A validated guest image and its parts. Only `parse.rs` builds one, so every
-//! field obeys the rules in the module documentation.
+//! field obeys the rules in `domain::elf`'s documentation.
 
 use crate::addr::{GuestVirt, PAGE_SIZE};
 use keel_abi::note::TestCategory;
@@ -90,7 +90,7 @@ impl TestNote {
 }
 
 /// A validated guest image. Built only by [`GuestImage::parse`], so every field
-/// obeys the rules in the module documentation.
+/// obeys the rules in the [`elf`](super) module's documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuestImage {
     pub(super) segments: [Segment; MAX_SEGMENTS],
