@@ -1,6 +1,6 @@
 //! One RDMSR or WRMSR decided by the table, and the MSR bitmap derived from it.
 
-use super::table::{Check, Efer, Kind, Msr, Needs, Value, VmcsMsr, Write, MSRS};
+use super::table::{Check, DebugCtl, Efer, Kind, Msr, Needs, Value, VmcsMsr, Write, MSRS};
 use crate::vmx::checks::is_canonical;
 
 /// Facts about this vCPU the policy depends on.
@@ -100,7 +100,7 @@ fn valid(check: Check, value: u64, current: u64) -> bool {
             .to_le_bytes()
             .iter()
             .all(|&t| matches!(t, 0 | 1 | 4 | 5 | 6 | 7)),
-        Check::DebugCtl => value & !(1 << 1) == 0,
+        Check::DebugCtl => DebugCtl::from_bits(value).is_some(),
     }
 }
 

@@ -183,24 +183,83 @@ bitflags::bitflags! {
     }
 }
 
-/// The virtual APIC base: the default address 0xFEE0_0000, BSP (bit 8), and the
-/// APIC globally disabled (bit 11 clear): the guest has no APIC it could reach
+bitflags::bitflags! {
+    /// IA32_APIC_BASE's flag bits (SDM vol. 3A, 11.4.4); bits 12 and up hold the
+    /// base address.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct ApicBase: u64 {
+        /// This is the bootstrap processor.
+        const BSP = 1 << 8;
+        /// x2APIC mode.
+        const EXTD = 1 << 10;
+        /// The APIC is globally enabled.
+        const ENABLE = 1 << 11;
+        const _ = !0;
+    }
+}
+
+bitflags::bitflags! {
+    /// The IA32_MISC_ENABLE bits Keel reports (SDM vol. 4, table 2-2).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct MiscEnable: u64 {
+        /// Fast-strings enable.
+        const FAST_STRINGS = 1 << 0;
+        /// Branch trace storage unavailable.
+        const BTS_UNAVAILABLE = 1 << 11;
+        /// Processor event-based sampling unavailable.
+        const PEBS_UNAVAILABLE = 1 << 12;
+        const _ = !0;
+    }
+}
+
+bitflags::bitflags! {
+    /// IA32_MTRR_DEF_TYPE's enable bits (SDM vol. 3A, 12.11.2.1); bits 7:0 hold
+    /// the default memory type.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct MtrrDefType: u64 {
+        /// Fixed-range MTRRs enabled.
+        const FE = 1 << 10;
+        /// MTRRs enabled.
+        const E = 1 << 11;
+        const _ = !0;
+    }
+}
+
+bitflags::bitflags! {
+    /// The IA32_DEBUGCTL bits a guest may set (SDM vol. 3B, 18.4.1): only BTF.
+    /// Every other bit would reach the host's LBR, BTS or performance-monitoring
+    /// hardware, so a WRMSR setting one raises #GP(0).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct DebugCtl: u64 {
+        /// Single-step on branches.
+        const BTF = 1 << 1;
+    }
+}
+
+/// Memory type write-back (SDM vol. 3A, table 12-8).
+const MEMORY_TYPE_WB: u64 = 6;
+
+/// The virtual APIC base: the default address 0xFEE0_0000, BSP, and the APIC
+/// globally disabled (ENABLE clear): the guest has no APIC it could reach
 /// (CPUID.1:EDX.APIC is 0), and a kernel that probes anyway learns it is off.
-pub const APIC_BASE_VALUE: u64 = 0xfee0_0000 | (1 << 8);
+pub const APIC_BASE_VALUE: u64 = 0xfee0_0000 | ApicBase::BSP.bits();
 /// FEATURE_CONTROL: locked (bit 0), VMX off inside and outside SMX: exactly what
 /// a guest of a CPU without VMX sees from firmware that locked it.
 pub const FEATURE_CONTROL_VALUE: u64 = 1;
-/// MISC_ENABLE: fast strings (bit 0), BTS unavailable (11), PEBS unavailable (12).
-/// No Enhanced SpeedStep, no MONITOR FSM, no CPUID limit, XD not disabled.
-pub const MISC_ENABLE_VALUE: u64 = (1 << 0) | (1 << 11) | (1 << 12);
+/// MISC_ENABLE: fast strings, BTS unavailable, PEBS unavailable. No Enhanced
+/// SpeedStep, no MONITOR FSM, no CPUID limit, XD not disabled.
+pub const MISC_ENABLE_VALUE: u64 = MiscEnable::FAST_STRINGS
+    .union(MiscEnable::BTS_UNAVAILABLE)
+    .union(MiscEnable::PEBS_UNAVAILABLE)
+    .bits();
 /// The microcode revision Keel reports (BIOS_SIGN_ID bits 63:32): the virtual CPU
 /// has no microcode of its own to update.
 pub const MICROCODE_REVISION: u32 = 1;
 /// MTRRCAP: fixed-range MTRRs (bit 8), no variable ranges, no write-combining, no
 /// SMRR: the smallest MTRR set a kernel accepts.
 pub const MTRRCAP_VALUE: u64 = 1 << 8;
-/// MTRR_DEF_TYPE: MTRRs and fixed ranges enabled (bits 11, 10), default type WB.
-pub const MTRR_DEF_TYPE_VALUE: u64 = (1 << 11) | (1 << 10) | 6;
+/// MTRR_DEF_TYPE: MTRRs and fixed ranges enabled, default type WB.
+pub const MTRR_DEF_TYPE_VALUE: u64 = MtrrDefType::E.union(MtrrDefType::FE).bits() | MEMORY_TYPE_WB;
 /// Every fixed-range MTRR: eight write-back ranges.
 pub const MTRR_FIXED_WB: u64 = 0x0606_0606_0606_0606;
 
