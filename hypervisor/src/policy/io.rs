@@ -71,7 +71,8 @@ pub fn lookup(port: u16) -> Option<&'static PortRange> {
     PORTS.iter().find(|r| r.first <= port && port <= r.last)
 }
 
-/// UART registers (offsets from the base) and bits.
+/// 16550 UART registers (offsets from the base) and the bits the emulation
+/// reads or reports.
 mod uart {
     pub const DATA: u16 = 0; // RBR/THR, DLL when DLAB
     pub const IER: u16 = 1; // DLM when DLAB
@@ -81,16 +82,54 @@ mod uart {
     pub const LSR: u16 = 5;
     pub const MSR: u16 = 6;
     pub const SCR: u16 = 7;
-    pub const LCR_DLAB: u8 = 1 << 7;
-    /// LSR: transmit holding register empty, transmitter empty.
-    pub const LSR_IDLE: u8 = (1 << 5) | (1 << 6);
-    /// MSR: CTS, DSR, DCD (a connected terminal).
-    pub const MSR_CONNECTED: u8 = (1 << 4) | (1 << 5) | (1 << 7);
-    /// IIR: no interrupt pending.
-    pub const IIR_NONE: u8 = 1;
-    /// IIR: FIFOs enabled.
-    pub const IIR_FIFO: u8 = 0xc0;
+
+    bitflags::bitflags! {
+        /// Line control: only DLAB changes what the emulation does.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct Lcr: u8 {
+            /// The divisor latch is at DATA and IER.
+            const DLAB = 1 << 7;
+            const _ = !0;
+        }
+    }
+
+    bitflags::bitflags! {
+        /// Line status.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct Lsr: u8 {
+            /// Transmit holding register empty.
+            const THRE = 1 << 5;
+            /// Transmitter empty.
+            const TEMT = 1 << 6;
+        }
+    }
+
+    bitflags::bitflags! {
+        /// Modem status.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct ModemStatus: u8 {
+            /// Clear to send.
+            const CTS = 1 << 4;
+            /// Data set ready.
+            const DSR = 1 << 5;
+            /// Data carrier detect.
+            const DCD = 1 << 7;
+        }
+    }
+
+    bitflags::bitflags! {
+        /// Interrupt identification.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct Iir: u8 {
+            /// No interrupt pending.
+            const NO_INTERRUPT = 1;
+            /// FIFOs enabled (both bits).
+            const FIFO_ENABLED = 0xc0;
+        }
+    }
 }
+
+use uart::{Iir, Lcr, Lsr, ModemStatus};
 
 /// The longest COM1 line printed as one; a longer one is split.
 pub const LINE_MAX: usize = 120;
@@ -126,7 +165,7 @@ impl Com1 {
     }
 
     fn dlab(&self) -> bool {
-        self.lcr & uart::LCR_DLAB != 0
+        Lcr::from_bits_retain(self.lcr).contains(Lcr::DLAB)
     }
 
     /// Read register `off`.
@@ -136,11 +175,20 @@ impl Com1 {
             uart::DATA => 0, // nothing is ever received
             uart::IER if self.dlab() => (self.divisor >> 8) as u8,
             uart::IER => self.ier,
-            uart::IIR_FCR => uart::IIR_NONE | if self.fifo { uart::IIR_FIFO } else { 0 },
+            uart::IIR_FCR => {
+                let fifo = if self.fifo {
+                    Iir::FIFO_ENABLED
+                } else {
+                    Iir::empty()
+                };
+                (Iir::NO_INTERRUPT | fifo).bits()
+            }
             uart::LCR => self.lcr,
             uart::MCR => self.mcr,
-            uart::LSR => uart::LSR_IDLE,
-            uart::MSR => uart::MSR_CONNECTED,
+            // Always idle: every byte is taken at once.
+            uart::LSR => (Lsr::THRE | Lsr::TEMT).bits(),
+            // A connected terminal.
+            uart::MSR => (ModemStatus::CTS | ModemStatus::DSR | ModemStatus::DCD).bits(),
             uart::SCR => self.scr,
             _ => 0xff,
         }
