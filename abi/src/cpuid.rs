@@ -15,6 +15,30 @@ pub struct CpuidResult {
     pub edx: u32,
 }
 
+bitflags::bitflags! {
+    /// CPUID leaf 1 ECX: the feature bits that both sides name (the hypervisor's
+    /// allow-list, `docs/abi/cpuid.md`, says which of all the bits a guest sees).
+    /// Other bits are kept as they are.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Leaf1Ecx: u32 {
+        /// MONITOR/MWAIT (hidden from Keel guests).
+        const MONITOR = 1 << 3;
+        /// VMX (hidden from Keel guests).
+        const VMX = 1 << 5;
+        /// SMX (hidden from Keel guests).
+        const SMX = 1 << 6;
+        /// XSAVE/XRSTOR, XSETBV/XGETBV and XCR0 exist.
+        const XSAVE = 1 << 26;
+        /// CR4.OSXSAVE is set (the OS enabled XSAVE).
+        const OSXSAVE = 1 << 27;
+        /// AVX.
+        const AVX = 1 << 28;
+        /// Running under a hypervisor.
+        const HYPERVISOR = 1 << 31;
+        const _ = !0;
+    }
+}
+
 impl CpuidResult {
     /// EBX, ECX and EDX as 12 bytes, in that order: the vendor string of leaf 0
     /// and the signature of a hypervisor base leaf.
@@ -24,6 +48,11 @@ impl CpuidResult {
         s[4..8].copy_from_slice(&self.ecx.to_le_bytes());
         s[8..12].copy_from_slice(&self.edx.to_le_bytes());
         s
+    }
+
+    /// ECX read as leaf 1's feature bits.
+    pub const fn leaf1_ecx(&self) -> Leaf1Ecx {
+        Leaf1Ecx::from_bits_retain(self.ecx)
     }
 }
 

@@ -1,11 +1,10 @@
 //! The CPUID tables folded for one vCPU ([`CpuidPolicy`]) and the answer to one
 //! CPUID exit.
 
-use super::table::{
-    Leaf1Ecx, LeafKind, Reg, When, FEATURES, LEAVES, MASKED, MAX_BASIC, MAX_EXTENDED,
-};
+use super::table::{LeafKind, Reg, When, FEATURES, LEAVES, MASKED, MAX_BASIC, MAX_EXTENDED};
 use super::table::{Xcr0, XCR0_POLICY, XSAVE_SUBLEAF1_EAX};
 use super::CpuidResult;
+use keel_abi::cpuid::Leaf1Ecx;
 use keel_abi::version::{
     features, AbiVersion, CPUID_LEAF_BASE, CPUID_LEAF_VERSION, CPUID_SIGNATURE,
 };
@@ -56,7 +55,7 @@ fn hypervisor_leaf(leaf: u32, abi: AbiVersion) -> CpuidResult {
 /// what the host's leaf 0xD reports, or 0 if the host has no XSAVE. `host` is the
 /// host's CPUID.
 pub fn xcr0_supported(host: &impl Fn(u32, u32) -> CpuidResult) -> Xcr0 {
-    let leaf1_ecx = Leaf1Ecx::from_bits_retain(host(1, 0).ecx);
+    let leaf1_ecx = host(1, 0).leaf1_ecx();
     if host(0, 0).eax < 0xd || !leaf1_ecx.contains(Leaf1Ecx::XSAVE) {
         return Xcr0::empty();
     }

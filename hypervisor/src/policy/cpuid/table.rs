@@ -282,19 +282,6 @@ bitflags::bitflags! {
     }
 }
 
-bitflags::bitflags! {
-    /// The CPUID leaf 1 ECX bits the XSAVE rules read or set (the allow-list,
-    /// [`FEATURES`], names every bit a guest may see).
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-    pub struct Leaf1Ecx: u32 {
-        /// XSAVE/XRSTOR, XSETBV/XGETBV and XCR0 exist.
-        const XSAVE = 1 << 26;
-        /// CR4.OSXSAVE is set (the OS enabled XSAVE).
-        const OSXSAVE = 1 << 27;
-        const _ = !0;
-    }
-}
-
 /// The XSAVE state components Keel lets a guest enable (when the host has them):
 /// x87, SSE and AVX. MPX, AVX-512, PKRU and AMX stay off: their CPUID features are
 /// hidden too.
