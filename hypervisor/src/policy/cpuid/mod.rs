@@ -35,7 +35,7 @@
 //! "KeelKeelKeel"; `0x4000_0001` the ABI version and feature submap 0; the rest of
 //! the range reads as zeroes.
 //!
-//! The exit path must be cheap (`cargo keel bench`'s `cpuid` figure), so the
+//! The exit path must be cheap (`cargo keel bench`'s `bench_policy/cpuid_0`), so the
 //! tables are folded once per vCPU into a [`CpuidPolicy`] (per-leaf kinds in
 //! arrays, one AND/OR mask per masked register), and an exit costs one host CPUID,
 //! an array index and a few bit operations.
