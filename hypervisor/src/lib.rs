@@ -23,8 +23,10 @@
 //! Policy code (everything but `arch` and `vmx::hw`) is safe Rust and builds and is
 //! tested on the host. `unsafe` and assembly live only in `arch` and `vmx::hw`.
 #![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
 
 pub mod addr;
+#[allow(unsafe_code)]
 pub mod arch;
 pub mod boot;
 pub mod console;

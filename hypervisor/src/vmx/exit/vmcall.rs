@@ -1,0 +1,118 @@
+//! # VMCALL: the hypercall exit
+//!
+//! The path that matters for speed (docs/performance.md, "the null path"): the
+//! CPL check, Keel's benchmark interface, then [`Vcpu::call_hypercall`], the one
+//! place the exit path calls into the hypercall layer.
+
+use super::*;
+use core::sync::atomic::Ordering::Relaxed;
+
+/// Whether a hypervisor runs beneath Keel (`arch::cpu::under_hypervisor`, read
+/// once at boot by [`note_platform`]).
+static UNDER_HYPERVISOR: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+/// Record what Keel runs on (for the bench marks below) and say it.
+pub fn note_platform() {
+    match crate::arch::cpu::hypervisor_signature() {
+        Some(sig) => {
+            UNDER_HYPERVISOR.store(true, Relaxed);
+            let sig = core::str::from_utf8(&sig).unwrap_or("?");
+            log::info!(
+                "cpu: running under a hypervisor (CPUID signature {:?}); each counter read marks its trace (CPUID {:#x})",
+                sig.trim_end_matches('\0'),
+                crate::arch::cpu::L0_MARKER_LEAF
+            );
+        }
+        None => log::info!("cpu: no hypervisor beneath Keel (CPUID.1:ECX[31] clear)"),
+    }
+}
+
+/// A snapshot of this CPU's counters (`percpu::VmxStats`) for `keel_debug_op(DEBUGOP_READ_COUNTERS)`. Under
+/// another hypervisor, each read is also a mark in that hypervisor's trace, so
+/// its exits between two reads can be attributed to what the guest measured.
+fn counters() -> PerfCounters {
+    crate::arch::cpu::l0_marker(UNDER_HYPERVISOR.load(Relaxed));
+    let mut c = PerfCounters::zero();
+    let stats = &percpu::this().stats;
+    c.vmreads = stats.vmreads.load(Relaxed);
+    c.vmwrites = stats.vmwrites.load(Relaxed);
+    for (slot, n) in c.exits.iter_mut().zip(stats.exits.iter()) {
+        *slot = n.load(Relaxed);
+    }
+    c
+}
+
+// The ABI's slots are the counters' slots, one for one.
+const _: () = assert!(keel_abi::debug::PERF_EXIT_SLOTS == percpu::COUNTED_EXIT_REASONS);
+
+impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
+    /// VMCALL: a hypercall (contract: RAX nr; RDI, RSI, RDX, R10, R8; RAX result).
+    pub(super) fn vmcall(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+        // Only the guest kernel may make a hypercall: from CPL > 0 it is refused
+        // before anything is looked at, so it changes nothing (Xen's HVM rule,
+        // `crate::privilege`). This is the one VMCS access the null hypercall
+        // pays beyond the four of the exit itself.
+        if !self.cpl().may_hypercall() {
+            g.rax = Errno::EPERM.as_return() as u64;
+            self.complete_instruction();
+            return None;
+        }
+        // Keel's benchmark interface comes first, before any of the work below:
+        // its no-op is the floor every other hypercall is measured against
+        // (`crate::perf`, docs/abi/debug.md).
+        if g.rax == perf::KEEL_DEBUG_OP {
+            g.rax = perf::debug_op(g.rdi, g.rsi, counters, |va, bytes| {
+                crate::paging::guest_mem::copy_to_guest(
+                    &*self.dom,
+                    &mut *self.mem,
+                    self.cr3,
+                    va,
+                    bytes,
+                )
+            }) as u64;
+            self.complete_instruction();
+            return None;
+        }
+        let mut ctx = HypercallCtx {
+            dom: &mut *self.dom,
+            mem: &mut *self.mem,
+            console: &mut *self.console,
+            cr3: self.cr3,
+            ev: &mut self.ev,
+            now: &crate::arch::timer::rdtsc,
+            work: crate::preempt::Budget::new(),
+        };
+        // The saved registers are the arguments, in place (`GuestGprs`' layout).
+        let out = hypercall::dispatch(&mut ctx, g.hypercall_args());
+        // NEW_BASEPTR and validated updates leave a CR3 switch or a TLB flush
+        // owed; both happen before the guest runs again.
+        self.sync_mmu();
+        match out {
+            Outcome::Return(v) => {
+                g.rax = v as u64;
+                self.complete_instruction();
+                None
+            }
+            Outcome::Shutdown(reason) => Some(DomainEnd::Shutdown(reason)),
+            Outcome::Block => {
+                g.rax = 0;
+                self.complete_instruction();
+                self.block(g)
+            }
+            // A continuation (`crate::preempt`): RIP stays on the VMCALL, which
+            // the guest executes again once whatever is due has been
+            // delivered (`before_entry`).
+            Outcome::Preempted(progress) => {
+                g.rsi = progress;
+                None
+            }
+            Outcome::Resumed { ret, count } => {
+                g.rax = i64::from(ret) as u64;
+                g.rsi = u64::from(count);
+                self.complete_instruction();
+                None
+            }
+        }
+    }
+}

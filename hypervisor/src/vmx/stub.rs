@@ -1,0 +1,227 @@
+//! # Entering and leaving the guest: the assembly
+//!
+//! The VMCS's host RIP is `keel_vmx_exit_stub` and its host RSP the top of this
+//! CPU's exit stack ([`PerCpu`]). On an exit the stub saves the guest's
+//! general-purpose registers into `PerCpu::gprs` (RSP and RIP are in the VMCS),
+//! calls [`keel_vmx_exit_handler`], which calls the running vCPU's
+//! [`ExitEnv::handle_exit`], and either restores the registers and executes
+//! VMRESUME, or, when the domain has ended, switches back to the stack of
+//! `keel_vmx_launch`'s caller and returns from it. So [`launch`] is called once
+//! per domain and returns only when the domain is over.
+#![allow(unsafe_code)]
+
+use core::arch::global_asm;
+use core::mem::offset_of;
+use core::ptr::NonNull;
+
+use super::frame::{DomainEnd, ExitEnv, GuestGprs};
+use super::percpu::PerCpu;
+
+/// Why `keel_vmx_launch` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leave {
+    /// VMLAUNCH failed, with this RFLAGS.
+    LaunchFailed(u64),
+    /// VMRESUME failed, with this RFLAGS.
+    ResumeFailed(u64),
+    /// The domain ended.
+    DomainEnded(DomainEnd),
+    /// The assembly returned a code it never returns.
+    Unexpected(u64),
+}
+
+const LEAVE_LAUNCH_FAILED: u64 = 1;
+const LEAVE_RESUME_FAILED: u64 = 2;
+const LEAVE_DOMAIN_ENDED: u64 = 3;
+
+/// Offset of the register save area in `PerCpu`.
+const GPRS: usize = offset_of!(PerCpu, gprs);
+
+global_asm!(
+    // keel_vmx_launch(pc: *mut PerCpu) -> u64 (System V): saves the callee-saved
+    // registers, remembers RSP in pc.launch_rsp, loads the guest GPRs and executes
+    // VMLAUNCH. It "returns" when VMLAUNCH fails (code 1) or, via the exit stub,
+    // when the domain ends (code 3) or VMRESUME fails (code 2).
+    ".global keel_vmx_launch",
+    "keel_vmx_launch:",
+    "push rbx",
+    "push rbp",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
+    "push rdi",
+    "mov [rdi + {launch_rsp}], rsp",
+    "mov rax, rdi",
+    "mov rcx, [rax + {rcx}]",
+    "mov rdx, [rax + {rdx}]",
+    "mov rbx, [rax + {rbx}]",
+    "mov rbp, [rax + {rbp}]",
+    "mov rsi, [rax + {rsi}]",
+    "mov rdi, [rax + {rdi}]",
+    "mov r8, [rax + {r8}]",
+    "mov r9, [rax + {r9}]",
+    "mov r10, [rax + {r10}]",
+    "mov r11, [rax + {r11}]",
+    "mov r12, [rax + {r12}]",
+    "mov r13, [rax + {r13}]",
+    "mov r14, [rax + {r14}]",
+    "mov r15, [rax + {r15}]",
+    "mov rax, [rax + {rax}]",
+    "vmlaunch",
+    // VMLAUNCH failed: we are still here, on the launch stack.
+    "pushfq",
+    "pop rax",
+    "mov rbx, [rsp]",
+    "mov [rbx + {fail_rflags}], rax",
+    "mov eax, {launch_failed}",
+    "keel_vmx_launch_return:",
+    "add rsp, 8",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop rbp",
+    "pop rbx",
+    "ret",
+    "",
+    // The VM-exit entry point (the VMCS's host RIP). RSP = host RSP, the top of
+    // this CPU's exit stack (16-byte aligned); GS = this CPU's PerCpu, whose
+    // first field is its own address. Interrupts are off (VM exit clears RFLAGS
+    // except bit 1), DF is clear.
+    ".global keel_vmx_exit_stub",
+    "keel_vmx_exit_stub:",
+    "push rax",
+    "mov rax, gs:[0]",
+    "mov [rax + {rcx}], rcx",
+    "mov [rax + {rdx}], rdx",
+    "mov [rax + {rbx}], rbx",
+    "mov [rax + {rbp}], rbp",
+    "mov [rax + {rsi}], rsi",
+    "mov [rax + {rdi}], rdi",
+    "mov [rax + {r8}], r8",
+    "mov [rax + {r9}], r9",
+    "mov [rax + {r10}], r10",
+    "mov [rax + {r11}], r11",
+    "mov [rax + {r12}], r12",
+    "mov [rax + {r13}], r13",
+    "mov [rax + {r14}], r14",
+    "mov [rax + {r15}], r15",
+    "pop rcx",
+    "mov [rax + {rax}], rcx",
+    // RBX is callee-saved: it still holds PerCpu after the call. RSP is 16-byte
+    // aligned here, as the call ABI requires.
+    "mov rbx, rax",
+    "mov rdi, rax",
+    "call {handler}",
+    "test rax, rax",
+    "jnz 2f",
+    "mov rax, rbx",
+    "mov rcx, [rax + {rcx}]",
+    "mov rdx, [rax + {rdx}]",
+    "mov rbx, [rax + {rbx}]",
+    "mov rbp, [rax + {rbp}]",
+    "mov rsi, [rax + {rsi}]",
+    "mov rdi, [rax + {rdi}]",
+    "mov r8, [rax + {r8}]",
+    "mov r9, [rax + {r9}]",
+    "mov r10, [rax + {r10}]",
+    "mov r11, [rax + {r11}]",
+    "mov r12, [rax + {r12}]",
+    "mov r13, [rax + {r13}]",
+    "mov r14, [rax + {r14}]",
+    "mov r15, [rax + {r15}]",
+    "mov rax, [rax + {rax}]",
+    "vmresume",
+    // VMRESUME failed (RBX now holds a guest value: take PerCpu from GS).
+    "pushfq",
+    "pop rax",
+    "mov rbx, gs:[0]",
+    "mov [rbx + {fail_rflags}], rax",
+    "mov eax, {resume_failed}",
+    "2:",
+    // Leave: back onto keel_vmx_launch's stack, return to its caller with RAX.
+    "mov rsp, [rbx + {launch_rsp}]",
+    "jmp keel_vmx_launch_return",
+    rax = const GPRS + offset_of!(GuestGprs, rax),
+    rcx = const GPRS + offset_of!(GuestGprs, rcx),
+    rdx = const GPRS + offset_of!(GuestGprs, rdx),
+    rbx = const GPRS + offset_of!(GuestGprs, rbx),
+    rbp = const GPRS + offset_of!(GuestGprs, rbp),
+    rsi = const GPRS + offset_of!(GuestGprs, rsi),
+    rdi = const GPRS + offset_of!(GuestGprs, rdi),
+    r8 = const GPRS + offset_of!(GuestGprs, r8),
+    r9 = const GPRS + offset_of!(GuestGprs, r9),
+    r10 = const GPRS + offset_of!(GuestGprs, r10),
+    r11 = const GPRS + offset_of!(GuestGprs, r11),
+    r12 = const GPRS + offset_of!(GuestGprs, r12),
+    r13 = const GPRS + offset_of!(GuestGprs, r13),
+    r14 = const GPRS + offset_of!(GuestGprs, r14),
+    r15 = const GPRS + offset_of!(GuestGprs, r15),
+    launch_rsp = const offset_of!(PerCpu, launch_rsp),
+    fail_rflags = const offset_of!(PerCpu, fail_rflags),
+    launch_failed = const LEAVE_LAUNCH_FAILED,
+    resume_failed = const LEAVE_RESUME_FAILED,
+    handler = sym keel_vmx_exit_handler,
+);
+
+extern "C" {
+    /// `pc` is a `*mut PerCpu` (declared as bytes: the assembly sees only offsets).
+    fn keel_vmx_launch(pc: *mut u8) -> u64;
+    fn keel_vmx_exit_stub();
+}
+
+/// The host RIP for the VMCS.
+pub fn exit_stub_address() -> u64 {
+    keel_vmx_exit_stub as *const () as u64
+}
+
+/// Called by the exit stub with the guest's GPRs saved. Returns 0 to resume the
+/// guest, [`LEAVE_DOMAIN_ENDED`] to leave.
+extern "C" fn keel_vmx_exit_handler(pc: *const PerCpu) -> u64 {
+    // SAFETY: the stub passes this CPU's PerCpu (from GS), a static.
+    let pc = unsafe { &*pc };
+    let Some(env) = pc.running.get() else {
+        // Cannot happen: `launch` sets `running` before entering. Leave rather
+        // than run the guest without a handler.
+        pc.end.set(Some(DomainEnd::Crashed));
+        return LEAVE_DOMAIN_ENDED;
+    };
+    // SAFETY: `env` is the vCPU `launch` was given, alive for the whole launch,
+    // and exits happen only inside that launch. The register save area is only
+    // touched by the stub, which is suspended in this call.
+    let (env, gprs) = unsafe { (&mut *env.as_ptr(), &mut *pc.gprs.get()) };
+    match env.handle_exit(gprs) {
+        None => 0,
+        Some(end) => {
+            pc.end.set(Some(end));
+            LEAVE_DOMAIN_ENDED
+        }
+    }
+}
+
+/// Run the guest on the current (checked) VMCS with `vcpu` handling its exits
+/// and `gprs` as its first registers, until the domain ends or entry fails.
+pub fn launch(pc: &PerCpu, vcpu: &mut dyn ExitEnv, gprs: GuestGprs) -> Leave {
+    let env: NonNull<dyn ExitEnv + '_> = NonNull::from(vcpu);
+    // SAFETY: only the lifetime is erased; the pointer is cleared below, before
+    // `vcpu`'s borrow ends, and used only by exits inside `keel_vmx_launch`.
+    let env: NonNull<dyn ExitEnv> =
+        unsafe { core::mem::transmute::<NonNull<dyn ExitEnv + '_>, NonNull<dyn ExitEnv>>(env) };
+    // SAFETY: the guest is not running: nothing else touches the save area.
+    unsafe { *pc.gprs.get() = gprs };
+    pc.running.set(Some(env));
+    pc.end.set(None);
+    // SAFETY: the caller made a checked VMCS current whose host RSP/RIP are this
+    // CPU's exit stack and `keel_vmx_exit_stub`; `pc` is this CPU's PerCpu.
+    let code = unsafe { keel_vmx_launch(pc.as_ptr()) };
+    pc.running.set(None);
+    // SAFETY: as above; the guest is no longer running.
+    let fail_rflags = unsafe { *pc.fail_rflags.get() };
+    match code {
+        LEAVE_DOMAIN_ENDED => Leave::DomainEnded(pc.end.take().unwrap_or(DomainEnd::Crashed)),
+        LEAVE_LAUNCH_FAILED => Leave::LaunchFailed(fail_rflags),
+        LEAVE_RESUME_FAILED => Leave::ResumeFailed(fail_rflags),
+        other => Leave::Unexpected(other),
+    }
+}
