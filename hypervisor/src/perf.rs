@@ -25,10 +25,13 @@
 //! the lookup too.
 
 use crate::addr::GuestVirt;
-use keel_abi::debug::{PerfCounters, DEBUGOP_NOP, DEBUGOP_READ_COUNTERS};
+use keel_abi::debug::{PerfCounters, DEBUGOP_READ_COUNTERS};
 use keel_abi::Errno;
 
-pub use keel_abi::debug::KEEL_DEBUG_OP;
+pub use keel_abi::debug::{DEBUGOP_NOP, KEEL_DEBUG_OP};
+
+/// What `DEBUGOP_NOP` returns (the exit path answers it inline).
+pub const NOP_RESULT: i64 = 0;
 
 /// Handle `keel_debug_op(cmd, arg)` and give the value for RAX.
 ///
@@ -43,7 +46,7 @@ pub fn debug_op(
     copy_out: impl FnOnce(GuestVirt, &[u8]) -> Result<(), Errno>,
 ) -> i64 {
     match cmd {
-        DEBUGOP_NOP => 0,
+        DEBUGOP_NOP => NOP_RESULT,
         DEBUGOP_READ_COUNTERS => {
             let mut bytes = [0u8; core::mem::size_of::<PerfCounters>()];
             snapshot().encode(&mut bytes);

@@ -104,6 +104,15 @@ pub trait ExitEnv {
     fn handle_exit(&mut self, gprs: &mut GuestGprs) -> Option<DomainEnd>;
 }
 
+/// What the exit handler tells the stub: resume the guest.
+pub const RESUME_GUEST: u64 = 0;
+/// Why `keel_vmx_launch` returned: VMLAUNCH failed.
+pub const LEAVE_LAUNCH_FAILED: u64 = 1;
+/// VMRESUME failed.
+pub const LEAVE_RESUME_FAILED: u64 = 2;
+/// The domain ended (the exit handler's other answer).
+pub const LEAVE_DOMAIN_ENDED: u64 = 3;
+
 /// How a domain's run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DomainEnd {

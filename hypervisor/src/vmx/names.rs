@@ -149,6 +149,13 @@ pub struct ExitReason {
 }
 
 impl ExitReason {
+    /// VMCALL, as the whole field of a VMCALL exit reads (no flag bits).
+    pub const VMCALL: ExitReason = ExitReason { raw: 18 };
+
+    /// The exit-reason field as read from the VMCS.
+    pub const fn from_raw(raw: u32) -> Self {
+        ExitReason { raw }
+    }
     /// Bits 15:0, the basic exit reason.
     pub const fn basic(self) -> u16 {
         self.raw as u16

@@ -19,10 +19,9 @@
 
 use core::arch::asm;
 use core::cell::{Cell, UnsafeCell};
-use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::frame::{DomainEnd, ExitEnv, GuestGprs};
+use super::frame::{DomainEnd, GuestGprs, LEAVE_DOMAIN_ENDED};
 use crate::addr::Mfn;
 
 /// The CPUs Keel can run on (the boot CPU only, until SMP start-up exists).
@@ -91,9 +90,12 @@ pub struct PerCpu {
     pub(super) launch_rsp: UnsafeCell<u64>,
     /// RFLAGS after a failed VMLAUNCH/VMRESUME.
     pub(super) fail_rflags: UnsafeCell<u64>,
-    /// The running vCPU (which holds its domain) while a domain runs; see
-    /// `run::run_domain`.
-    pub(super) running: Cell<Option<NonNull<dyn ExitEnv>>>,
+    /// The exit handler the stub calls, for the running vCPU's type
+    /// (`stub::launch`); [`no_vcpu`] when no domain runs.
+    pub(super) handler: Cell<ExitHandler>,
+    /// The running vCPU (which holds its domain) while a domain runs, of the
+    /// type `handler` was made for; null otherwise.
+    pub(super) running: Cell<*mut ()>,
     /// Why the domain ended.
     pub(super) end: Cell<Option<DomainEnd>>,
     /// The VMXON region, once in VMX operation.
@@ -110,6 +112,22 @@ pub struct PerCpu {
     exit_stack: UnsafeCell<[u8; EXIT_STACK_SIZE]>,
 }
 
+/// What the exit stub calls with this CPU's `PerCpu`: handle the exit, and
+/// answer `frame::RESUME_GUEST` or `frame::LEAVE_DOMAIN_ENDED`.
+pub type ExitHandler = unsafe extern "C" fn(*const PerCpu) -> u64;
+
+/// The handler while no vCPU runs (an exit then cannot happen): leave.
+unsafe extern "C" fn no_vcpu(pc: *const PerCpu) -> u64 {
+    // SAFETY: the stub passes this CPU's PerCpu, a static.
+    unsafe { (*pc).end.set(Some(DomainEnd::Crashed)) };
+    LEAVE_DOMAIN_ENDED
+}
+
+/// [`no_vcpu`], for `stub::launch` to reinstall when the domain is over.
+pub(super) fn no_vcpu_handler() -> ExitHandler {
+    no_vcpu
+}
+
 // SAFETY: each instance is used only by its own CPU (reached through that CPU's
 // GS base), never concurrently; the exit path runs with interrupts off.
 unsafe impl Sync for PerCpu {}
@@ -122,7 +140,8 @@ impl PerCpu {
             gprs: UnsafeCell::new(GuestGprs::ZERO),
             launch_rsp: UnsafeCell::new(0),
             fail_rflags: UnsafeCell::new(0),
-            running: Cell::new(None),
+            handler: Cell::new(no_vcpu),
+            running: Cell::new(core::ptr::null_mut()),
             end: Cell::new(None),
             vmxon_region: Cell::new(None),
             vmcs: Cell::new(None),

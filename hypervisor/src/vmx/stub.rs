@@ -3,8 +3,8 @@
 //! The VMCS's host RIP is `keel_vmx_exit_stub` and its host RSP the top of this
 //! CPU's exit stack ([`PerCpu`]). On an exit the stub saves the guest's
 //! general-purpose registers into `PerCpu::gprs` (RSP and RIP are in the VMCS),
-//! calls [`keel_vmx_exit_handler`], which calls the running vCPU's
-//! [`ExitEnv::handle_exit`], and either restores the registers and executes
+//! calls the handler `launch` installed for the running vCPU's type (its
+//! [`ExitEnv::handle_exit`], inlined: no dynamic dispatch on the exit path), and either restores the registers and executes
 //! VMRESUME, or, when the domain has ended, switches back to the stack of
 //! `keel_vmx_launch`'s caller and returns from it. So [`launch`] is called once
 //! per domain and returns only when the domain is over.
@@ -12,10 +12,12 @@
 
 use core::arch::global_asm;
 use core::mem::offset_of;
-use core::ptr::NonNull;
 
-use super::frame::{DomainEnd, ExitEnv, GuestGprs};
-use super::percpu::PerCpu;
+use super::frame::{
+    DomainEnd, ExitEnv, GuestGprs, LEAVE_DOMAIN_ENDED, LEAVE_LAUNCH_FAILED, LEAVE_RESUME_FAILED,
+    RESUME_GUEST,
+};
+use super::percpu::{no_vcpu_handler, PerCpu};
 
 /// Why `keel_vmx_launch` returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,10 +31,6 @@ pub enum Leave {
     /// The assembly returned a code it never returns.
     Unexpected(u64),
 }
-
-const LEAVE_LAUNCH_FAILED: u64 = 1;
-const LEAVE_RESUME_FAILED: u64 = 2;
-const LEAVE_DOMAIN_ENDED: u64 = 3;
 
 /// Offset of the register save area in `PerCpu`.
 const GPRS: usize = offset_of!(PerCpu, gprs);
@@ -113,7 +111,7 @@ global_asm!(
     // aligned here, as the call ABI requires.
     "mov rbx, rax",
     "mov rdi, rax",
-    "call {handler}",
+    "call [rax + {handler}]",
     "test rax, rax",
     "jnz 2f",
     "mov rax, rbx",
@@ -162,7 +160,7 @@ global_asm!(
     fail_rflags = const offset_of!(PerCpu, fail_rflags),
     launch_failed = const LEAVE_LAUNCH_FAILED,
     resume_failed = const LEAVE_RESUME_FAILED,
-    handler = sym keel_vmx_exit_handler,
+    handler = const offset_of!(PerCpu, handler),
 );
 
 extern "C" {
@@ -176,23 +174,20 @@ pub fn exit_stub_address() -> u64 {
     keel_vmx_exit_stub as *const () as u64
 }
 
-/// Called by the exit stub with the guest's GPRs saved. Returns 0 to resume the
-/// guest, [`LEAVE_DOMAIN_ENDED`] to leave.
-extern "C" fn keel_vmx_exit_handler(pc: *const PerCpu) -> u64 {
-    // SAFETY: the stub passes this CPU's PerCpu (from GS), a static.
-    let pc = unsafe { &*pc };
-    let Some(env) = pc.running.get() else {
-        // Cannot happen: `launch` sets `running` before entering. Leave rather
-        // than run the guest without a handler.
-        pc.end.set(Some(DomainEnd::Crashed));
-        return LEAVE_DOMAIN_ENDED;
+/// The exit handler for vCPUs of type `V` (see `percpu::ExitHandler`): the
+/// stub calls it with the guest's GPRs saved in `pc`.
+///
+/// # Safety
+/// `pc` is this CPU's PerCpu, whose `running` points at a live `V` (`launch`).
+unsafe extern "C" fn exit_handler<V: ExitEnv>(pc: *const PerCpu) -> u64 {
+    // SAFETY: see above; the register save area is only touched by the stub,
+    // which is suspended in this call, and the vCPU only by its exits.
+    let (pc, vcpu, gprs) = unsafe {
+        let pc = &*pc;
+        (pc, &mut *pc.running.get().cast::<V>(), &mut *pc.gprs.get())
     };
-    // SAFETY: `env` is the vCPU `launch` was given, alive for the whole launch,
-    // and exits happen only inside that launch. The register save area is only
-    // touched by the stub, which is suspended in this call.
-    let (env, gprs) = unsafe { (&mut *env.as_ptr(), &mut *pc.gprs.get()) };
-    match env.handle_exit(gprs) {
-        None => 0,
+    match vcpu.handle_exit(gprs) {
+        None => RESUME_GUEST,
         Some(end) => {
             pc.end.set(Some(end));
             LEAVE_DOMAIN_ENDED
@@ -202,20 +197,19 @@ extern "C" fn keel_vmx_exit_handler(pc: *const PerCpu) -> u64 {
 
 /// Run the guest on the current (checked) VMCS with `vcpu` handling its exits
 /// and `gprs` as its first registers, until the domain ends or entry fails.
-pub fn launch(pc: &PerCpu, vcpu: &mut dyn ExitEnv, gprs: GuestGprs) -> Leave {
-    let env: NonNull<dyn ExitEnv + '_> = NonNull::from(vcpu);
-    // SAFETY: only the lifetime is erased; the pointer is cleared below, before
-    // `vcpu`'s borrow ends, and used only by exits inside `keel_vmx_launch`.
-    let env: NonNull<dyn ExitEnv> =
-        unsafe { core::mem::transmute::<NonNull<dyn ExitEnv + '_>, NonNull<dyn ExitEnv>>(env) };
+pub fn launch<V: ExitEnv>(pc: &PerCpu, vcpu: &mut V, gprs: GuestGprs) -> Leave {
     // SAFETY: the guest is not running: nothing else touches the save area.
     unsafe { *pc.gprs.get() = gprs };
-    pc.running.set(Some(env));
+    // The pointer is cleared below, before `vcpu`'s borrow ends, and used only
+    // by exits inside `keel_vmx_launch`.
+    pc.running.set((vcpu as *mut V).cast());
+    pc.handler.set(exit_handler::<V>);
     pc.end.set(None);
     // SAFETY: the caller made a checked VMCS current whose host RSP/RIP are this
     // CPU's exit stack and `keel_vmx_exit_stub`; `pc` is this CPU's PerCpu.
     let code = unsafe { keel_vmx_launch(pc.as_ptr()) };
-    pc.running.set(None);
+    pc.handler.set(no_vcpu_handler());
+    pc.running.set(core::ptr::null_mut());
     // SAFETY: as above; the guest is no longer running.
     let fail_rflags = unsafe { *pc.fail_rflags.get() };
     match code {

@@ -2,6 +2,7 @@
 
 use super::*;
 
+/// SDM 27.2.1: checks on the VMX controls.
 pub fn check_controls(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFailure> {
     // 27.2.1.1: each control field's reserved bits per the capability MSRs.
     fail_if!(

@@ -340,8 +340,6 @@ fn page_addr_ok(addr: u64, caps: &VmxCaps, maxphyaddr: u8) -> bool {
     addr & 0xfff == 0 && fits_phys(addr, width)
 }
 
-/// SDM 27.2.1: checks on the VMX controls.
-
 /// The limit/granularity rule shared by every usable segment (SDM 27.3.1.2):
 /// if any of limit[11:0] is 0, G must be 0; if any of limit[31:20] is 1, G must be 1.
 const fn granularity_ok(seg: &Segment) -> bool {

@@ -48,37 +48,38 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         if on == self.window_on || !self.window_ok {
             return;
         }
-        let bit = u64::from(super::super::controls::proc::INTERRUPT_WINDOW_EXITING);
-        let procv = vmread(control::PRIMARY_PROCBASED_EXEC_CONTROLS);
-        write(
-            control::PRIMARY_PROCBASED_EXEC_CONTROLS,
-            if on { procv | bit } else { procv & !bit },
-        );
+        if let Err(e) = super::super::insn::set_interrupt_window_exiting(on) {
+            log::error!("vmx: setting interrupt-window exiting failed: {e}");
+        }
         self.window_on = on;
     }
 
     /// Before every VM entry: fire due timers, inject the upcall vector when the
     /// guest can take it (else ask for an interrupt-window exit), and set the
-    /// VMX-preemption timer for the next deadline. Costs nothing (no VMCS access)
-    /// when no timer is armed and no upcall is wanted: the VMCALL fast path keeps
-    /// its four accesses.
+    /// VMX-preemption timer for the next deadline. Costs one test (no VMCS
+    /// access) when no timer is armed and no upcall is wanted (`events_quiet`,
+    /// cached in `quiet`).
     #[inline(always)]
     pub(super) fn before_entry(&mut self) {
-        // The common case, first and cheap, and inline in the exit handler: no
-        // timer armed, no upcall vector registered, no interrupt window
-        // requested and the preemption timer already parked. Then every step of
-        // the work would do nothing (no timer to fire, `upcall_wanted` is None
-        // without a vector, the window is already off, the deadline is None and
-        // the timer idle), so skip it all.
-        if self.ev.callback_vector.is_none()
+        if self.quiet {
+            return;
+        }
+        self.before_entry_work();
+        self.quiet = self.events_quiet();
+    }
+
+    /// Whether `before_entry` would do nothing now: no timer armed, no upcall
+    /// vector registered, no interrupt window requested, the preemption timer
+    /// already parked, not blocked. Then every step of its work would do nothing
+    /// (no timer to fire, `upcall_wanted` is None without a vector, the window
+    /// is already off, the deadline is None and the timer idle).
+    #[inline(always)]
+    pub(super) fn events_quiet(&self) -> bool {
+        self.ev.callback_vector.is_none()
             && self.ev.timers.next_deadline().is_none()
             && !self.window_on
             && self.preempt_idle
             && self.ev.blocked.is_none()
-        {
-            return;
-        }
-        self.before_entry_work();
     }
 
     /// The work of [`Self::before_entry`] when something is live.

@@ -25,6 +25,7 @@ mod cpuid;
 mod cr;
 mod crash;
 mod events;
+mod hypercall_ctx;
 mod insns;
 mod interrupt;
 mod io;
@@ -43,7 +44,7 @@ use super::controls::{exit as exit_ctl, Controls};
 use super::cr::{self as cr_policy, CrAccess, CrPolicy};
 use super::enable::VmxCpu;
 use super::frame::{DomainEnd, ExitEnv, GuestGprs};
-use super::insn::{invvpid, set_guest_cr2, vmread, vmwrite, InvvpidType};
+use super::insn::{invvpid, set_guest_cr2, vmread, vmread_current, vmwrite_guest, InvvpidType};
 use super::names::{exception_name, ExitReason};
 use super::percpu;
 use super::run::report_entry_failure;
@@ -76,7 +77,6 @@ mod reason {
     pub const CPUID: u16 = 10;
     pub const HLT: u16 = 12;
     pub const INVLPG: u16 = 14;
-    pub const VMCALL: u16 = 18;
     pub const CR_ACCESS: u16 = 28;
     pub const IO: u16 = 30;
     pub const RDMSR: u16 = 31;
@@ -105,11 +105,11 @@ const STRING_IO_CHUNK: u64 = 4096;
 /// CR4.OSXSAVE.
 const CR4_OSXSAVE: u64 = 1 << 18;
 
-/// A VMWRITE on the exit path, of a guest-facing field (`insn::vmwrite`). A
-/// failure would be a Keel bug, and the next entry's check would report it.
+/// A VMWRITE on the exit path, of a guest-facing field (`insn::vmwrite_guest`).
+/// A failure would be a Keel bug, and the next entry's check would report it.
 #[inline(always)]
 fn write(field: u32, value: u64) {
-    let _ = vmwrite(field, value);
+    vmwrite_guest(field, value);
 }
 
 /// The virtual CPU of a running domain: the domain, the machine, and Keel's copy of
@@ -147,6 +147,11 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     msr_env: MsrEnv,
     /// The guest's I/O bus (`crate::policy::io`): COM1 and an empty rest.
     bus: IoBus,
+    /// `before_entry` has nothing to do: no upcall vector, no timer armed, no
+    /// interrupt window asked for, the preemption timer parked, not blocked.
+    /// Computed again by every path that can change one of those: after
+    /// `before_entry`'s work, a hypercall, or any exit but VMCALL.
+    quiet: bool,
 }
 
 /// The preemption-timer value that means "no timer": about 2^32 << rate TSC
@@ -228,12 +233,14 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             cpuid: CpuidPolicy::new(&host_cpuid, feat).presenting(abi),
             msr_env,
             bus: IoBus::new(id),
+            quiet: false,
         }
     }
 
     /// The guest's current privilege level (the DPL of its SS).
+    #[inline(always)]
     fn cpl(&self) -> Cpl {
-        Cpl::from_ss_access_rights(vmread(guest::SS_ACCESS_RIGHTS) as u32)
+        Cpl::from_ss_access_rights(vmread_current(guest::SS_ACCESS_RIGHTS) as u32)
     }
 
     /// Finish an instruction Keel emulated, the way the CPU finishes one: move
@@ -241,8 +248,9 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// exits, SDM 28.2.5), end any interrupt shadow, and raise the single-step
     /// trap if the guest was stepping ([`Self::retire`]). Every path that
     /// completes a guest instruction for the guest ends here or in `retire`.
+    #[inline(always)]
     fn complete_instruction(&mut self) {
-        let len = vmread(ro::VMEXIT_INSTRUCTION_LEN);
+        let len = vmread_current(ro::VMEXIT_INSTRUCTION_LEN);
         self.retire(len);
     }
 
@@ -253,11 +261,23 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// only, and no emulated instruction is one) the single-step #DB becomes
     /// pending: the BS bit of the pending-debug-exceptions field, delivered
     /// after VM entry with DR6.BS set (SDM 27.7.3), exactly one per instruction.
+    ///
+    /// The common case (no shadow, not stepping) is inline and costs four VMCS
+    /// accesses; the rest is out of line.
+    #[inline(always)]
     fn retire(&mut self, len: u64) {
-        let rip = vmread(guest::RIP);
+        let rip = vmread_current(guest::RIP);
         write(guest::RIP, rip.wrapping_add(len));
-        let rflags = vmread(guest::RFLAGS);
-        let intr = vmread(guest::INTERRUPTIBILITY_STATE);
+        let rflags = vmread_current(guest::RFLAGS);
+        let intr = vmread_current(guest::INTERRUPTIBILITY_STATE);
+        if intr & 3 != 0 || rflags & RFLAGS_TF != 0 {
+            self.retire_rare(rflags, intr);
+        }
+    }
+
+    /// The shadow and single-step parts of [`Self::retire`].
+    #[inline(never)]
+    fn retire_rare(&mut self, rflags: u64, intr: u64) {
         if intr & 3 != 0 {
             write(guest::INTERRUPTIBILITY_STATE, intr & !3);
         }
@@ -414,30 +434,49 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
 }
 
 impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
+    /// The exit path: VMCALL inline (the hot path, docs/performance.md), every
+    /// other exit out of line.
+    #[inline(always)]
     fn handle_exit(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
-        let end = self.dispatch(g);
-        if end.is_none() {
-            self.before_entry();
+        let reason = ExitReason::from_raw(vmread_current(ro::EXIT_REASON) as u32);
+        percpu::count_exit(reason.basic());
+        let end = if reason == ExitReason::VMCALL {
+            self.vmcall(g)
+        } else {
+            self.dispatch(g, reason)
+        };
+        match end {
+            None => self.before_entry(),
+            Some(_) => self.ending(),
         }
         // Drain the console ring by one burst if the UART takes it now (one load
         // when the ring is empty): output moves while the guest runs, and no
         // exit waits for the serial line.
         self.console.pump();
-        // A partial COM1 line is printed when the domain ends.
-        if end.is_some() && self.bus.com1.pending() {
-            self.bus.com1.flush(&mut *self.console);
-        }
         end
     }
 }
 
 impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
-    /// Handle one exit by its basic reason.
-    fn dispatch(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
-        let reason = ExitReason {
-            raw: vmread(ro::EXIT_REASON) as u32,
-        };
-        percpu::count_exit(reason.basic());
+    /// The domain is ending: a partial COM1 line is printed.
+    #[inline(never)]
+    fn ending(&mut self) {
+        if self.bus.com1.pending() {
+            self.bus.com1.flush(&mut *self.console);
+        }
+    }
+
+    /// Handle one exit other than VMCALL by its basic reason.
+    #[inline(never)]
+    fn dispatch(&mut self, g: &mut GuestGprs, reason: ExitReason) -> Option<DomainEnd> {
+        let end = self.dispatch_other(g, reason);
+        // The exit may have changed what `before_entry` must do.
+        self.quiet = self.events_quiet();
+        end
+    }
+
+    #[inline(always)]
+    fn dispatch_other(&mut self, g: &mut GuestGprs, reason: ExitReason) -> Option<DomainEnd> {
         if reason.entry_failure() {
             // SDM 27.8: VM entry failed after the control and host checks passed
             // (invalid guest state, MSR loading, machine check).
@@ -445,7 +484,6 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             return Some(DomainEnd::EntryFailed);
         }
         match reason.basic() {
-            reason::VMCALL => self.vmcall(g),
             reason::CPUID => self.cpuid(g),
             reason::CR_ACCESS => self.cr_access(g),
             reason::IO => self.io(g),

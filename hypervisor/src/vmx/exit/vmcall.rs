@@ -1,8 +1,9 @@
 //! # VMCALL: the hypercall exit
 //!
 //! The path that matters for speed (docs/performance.md, "the null path"): the
-//! CPL check, Keel's benchmark interface, then [`Vcpu::call_hypercall`], the one
-//! place the exit path calls into the hypercall layer.
+//! CPL check, Keel's benchmark interface, then `Vcpu::call_hypercall`
+//! (`hypercall_ctx.rs`), the one place the exit path calls into the hypercall
+//! layer, and the outcome carried out on the guest.
 
 use super::*;
 use core::sync::atomic::Ordering::Relaxed;
@@ -48,19 +49,32 @@ const _: () = assert!(keel_abi::debug::PERF_EXIT_SLOTS == percpu::COUNTED_EXIT_R
 
 impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// VMCALL: a hypercall (contract: RAX nr; RDI, RSI, RDX, R10, R8; RAX result).
+    /// Inline in the exit handler up to the hypercall layer: the CPL check,
+    /// Keel's benchmark no-op and the instruction's retirement; the rest is out
+    /// of line.
+    #[inline(always)]
     pub(super) fn vmcall(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
         // Only the guest kernel may make a hypercall: from CPL > 0 it is refused
         // before anything is looked at, so it changes nothing (Xen's HVM rule,
         // `crate::privilege`). This is the one VMCS access the null hypercall
-        // pays beyond the four of the exit itself.
+        // pays beyond those of the exit and the retirement.
         if !self.cpl().may_hypercall() {
             g.rax = Errno::EPERM.as_return() as u64;
-            self.complete_instruction();
-            return None;
+        } else if g.rax == perf::KEEL_DEBUG_OP && g.rdi == perf::DEBUGOP_NOP {
+            // Keel's benchmark no-op, the floor every other hypercall is
+            // measured against (`crate::perf`, docs/abi/debug.md).
+            g.rax = perf::NOP_RESULT as u64;
+        } else {
+            return self.hypercall(g);
         }
-        // Keel's benchmark interface comes first, before any of the work below:
-        // its no-op is the floor every other hypercall is measured against
-        // (`crate::perf`, docs/abi/debug.md).
+        self.complete_instruction();
+        None
+    }
+
+    /// A hypercall from the guest kernel, by the hypercall layer or `crate::perf`.
+    #[inline(never)]
+    fn hypercall(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+        // Keel's benchmark interface comes first, before any of the work below.
         if g.rax == perf::KEEL_DEBUG_OP {
             g.rax = perf::debug_op(g.rdi, g.rsi, counters, |va, bytes| {
                 crate::paging::guest_mem::copy_to_guest(
@@ -74,17 +88,9 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             self.complete_instruction();
             return None;
         }
-        let mut ctx = HypercallCtx {
-            dom: &mut *self.dom,
-            mem: &mut *self.mem,
-            console: &mut *self.console,
-            cr3: self.cr3,
-            ev: &mut self.ev,
-            now: &crate::arch::timer::rdtsc,
-            work: crate::preempt::Budget::new(),
-        };
-        // The saved registers are the arguments, in place (`GuestGprs`' layout).
-        let out = hypercall::dispatch(&mut ctx, g.hypercall_args());
+        let out = self.call_hypercall(g);
+        // The hypercall may have armed a timer, registered an upcall or blocked.
+        self.quiet = self.events_quiet();
         // NEW_BASEPTR and validated updates leave a CR3 switch or a TLB flush
         // owed; both happen before the guest runs again.
         self.sync_mmu();
