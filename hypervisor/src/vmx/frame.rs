@@ -98,14 +98,40 @@ impl GuestGprs {
     };
 }
 
-/// What the exit stub calls: handle one exit; `None` resumes the guest.
+/// What the fast exit handler did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum FastExit {
+    /// Handled: restore the call-clobbered registers and resume.
+    Resume = RESUME_GUEST,
+    /// Not handled (or only in part): save the other registers and call the
+    /// full handler.
+    Full = TAKE_FULL_PATH,
+    /// Handled, and RBX was written too: restore it with the others.
+    ResumeWithRbx = RESUME_WITH_RBX,
+}
+
+/// What the exit stub calls: the running vCPU.
 pub trait ExitEnv {
-    /// Handle the exit that just happened, with the guest's GPRs.
+    /// Called first on every exit, with only the call-clobbered registers in
+    /// `gprs` (RAX, RCX, RDX, RSI, RDI, R8-R11; the others hold stale values
+    /// and must be neither read nor written, except RBX, which
+    /// [`FastExit::ResumeWithRbx`] reloads). Handle the exit, or decline and
+    /// have [`Self::handle_exit`] called.
+    fn fast_exit(&mut self, gprs: &mut GuestGprs) -> FastExit;
+    /// Handle the exit that just happened (when `fast_exit` declined), with
+    /// all the guest's GPRs; `None` resumes the guest.
     fn handle_exit(&mut self, gprs: &mut GuestGprs) -> Option<DomainEnd>;
 }
 
-/// What the exit handler tells the stub: resume the guest.
+/// What an exit handler tells the stub: resume the guest.
 pub const RESUME_GUEST: u64 = 0;
+/// What the fast exit handler tells the stub: save the other registers and
+/// call the full handler.
+pub const TAKE_FULL_PATH: u64 = 1;
+/// What the fast exit handler tells the stub: resume, with RBX reloaded from
+/// the save area as well.
+pub const RESUME_WITH_RBX: u64 = 2;
 /// Why `keel_vmx_launch` returned: VMLAUNCH failed.
 pub const LEAVE_LAUNCH_FAILED: u64 = 1;
 /// VMRESUME failed.

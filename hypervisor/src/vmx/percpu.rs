@@ -21,7 +21,7 @@ use core::arch::asm;
 use core::cell::{Cell, UnsafeCell};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::frame::{DomainEnd, GuestGprs, LEAVE_DOMAIN_ENDED};
+use super::frame::{DomainEnd, GuestGprs, LEAVE_DOMAIN_ENDED, TAKE_FULL_PATH};
 use crate::addr::Mfn;
 
 /// The CPUs Keel can run on (the boot CPU only, until SMP start-up exists).
@@ -93,6 +93,9 @@ pub struct PerCpu {
     /// The exit handler the stub calls, for the running vCPU's type
     /// (`stub::launch`); [`no_vcpu`] when no domain runs.
     pub(super) handler: Cell<ExitHandler>,
+    /// The fast exit handler the stub calls first (`stub::launch`);
+    /// [`no_vcpu_fast`] when no domain runs.
+    pub(super) fast: Cell<ExitHandler>,
     /// The running vCPU (which holds its domain) while a domain runs, of the
     /// type `handler` was made for; null otherwise.
     pub(super) running: Cell<*mut ()>,
@@ -123,6 +126,16 @@ unsafe extern "C" fn no_vcpu(pc: *const PerCpu) -> u64 {
     LEAVE_DOMAIN_ENDED
 }
 
+/// The fast handler while no vCPU runs: take the full path (`no_vcpu`).
+unsafe extern "C" fn no_vcpu_fast(_: *const PerCpu) -> u64 {
+    TAKE_FULL_PATH
+}
+
+/// [`no_vcpu_fast`], for `stub::launch` to reinstall when the domain is over.
+pub(super) fn no_vcpu_fast_handler() -> ExitHandler {
+    no_vcpu_fast
+}
+
 /// [`no_vcpu`], for `stub::launch` to reinstall when the domain is over.
 pub(super) fn no_vcpu_handler() -> ExitHandler {
     no_vcpu
@@ -141,6 +154,7 @@ impl PerCpu {
             launch_rsp: UnsafeCell::new(0),
             fail_rflags: UnsafeCell::new(0),
             handler: Cell::new(no_vcpu),
+            fast: Cell::new(no_vcpu_fast),
             running: Cell::new(core::ptr::null_mut()),
             end: Cell::new(None),
             vmxon_region: Cell::new(None),

@@ -349,23 +349,26 @@ pub fn init_unswitched_state(msr_env: &crate::policy::msr::MsrEnv, xsave: bool) 
     }
 }
 
-/// The guest's WRMSR of `value` to MSR `index`, carried out on the host MSR if
-/// the MSR policy (`policy::msr::write`, asked here) answers with a host write:
-/// a pass-through MSR (not switched by VMX, unused by the host) or, without EFER
-/// switching, EFER with only SCE changed (the host never executes SYSCALL), with
-/// the value the policy validated as the CPU would. Anything else is refused
-/// (false) and nothing is written.
-pub fn wrmsr_by_policy(
+/// The guest's WRMSR of `value` to MSR `index`, by the MSR policy
+/// (`policy::msr::write`, asked here once): a host write is carried out here
+/// (a pass-through MSR, not switched by VMX and unused by the host, or, without
+/// EFER switching, EFER with only SCE changed: the host never executes
+/// SYSCALL; the value validated as the CPU would); a VMCS field to store is
+/// returned; an ignored write is `None`; a refusal is the #GP to inject.
+pub fn guest_wrmsr(
     index: u32,
     value: u64,
     current: impl FnOnce() -> u64,
     env: &crate::policy::msr::MsrEnv,
-) -> bool {
+) -> Result<Option<(crate::policy::msr::VmcsMsr, u64)>, crate::policy::msr::GpFault> {
     use crate::policy::msr::{self, WriteOp};
-    let Ok(WriteOp::Host(v)) = msr::write(index, value, current, env) else {
-        return false;
-    };
-    // SAFETY: the policy chose this host write (see above).
-    unsafe { crate::arch::cpu::wrmsr(index, v) };
-    true
+    match msr::write(index, value, current, env)? {
+        WriteOp::Vmcs(f, v) => Ok(Some((f, v))),
+        WriteOp::Host(v) => {
+            // SAFETY: the policy chose this host write (see above).
+            unsafe { crate::arch::cpu::wrmsr(index, v) };
+            Ok(None)
+        }
+        WriteOp::Ignore => Ok(None),
+    }
 }

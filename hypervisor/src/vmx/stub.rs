@@ -3,8 +3,10 @@
 //! The VMCS's host RIP is `keel_vmx_exit_stub` and its host RSP the top of this
 //! CPU's exit stack ([`PerCpu`]). On an exit the stub saves the guest's
 //! general-purpose registers into `PerCpu::gprs` (RSP and RIP are in the VMCS),
-//! calls the handler `launch` installed for the running vCPU's type (its
-//! [`ExitEnv::handle_exit`], inlined: no dynamic dispatch on the exit path), and either restores the registers and executes
+//! in two steps (the call-clobbered ones for [`ExitEnv::fast_exit`], then the
+//! rest for [`ExitEnv::handle_exit`] if the fast path declined), calling the
+//! handlers `launch` installed for the running vCPU's type (inlined: no dynamic
+//! dispatch on the exit path), and either restores the registers and executes
 //! VMRESUME, or, when the domain has ended, switches back to the stack of
 //! `keel_vmx_launch`'s caller and returns from it. So [`launch`] is called once
 //! per domain and returns only when the domain is over.
@@ -15,9 +17,9 @@ use core::mem::offset_of;
 
 use super::frame::{
     DomainEnd, ExitEnv, GuestGprs, LEAVE_DOMAIN_ENDED, LEAVE_LAUNCH_FAILED, LEAVE_RESUME_FAILED,
-    RESUME_GUEST,
+    RESUME_GUEST, RESUME_WITH_RBX,
 };
-use super::percpu::{no_vcpu_handler, PerCpu};
+use super::percpu::{no_vcpu_fast_handler, no_vcpu_handler, PerCpu};
 
 /// Why `keel_vmx_launch` returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,28 +89,60 @@ global_asm!(
     // this CPU's exit stack (16-byte aligned); GS = this CPU's PerCpu, whose
     // first field is its own address. Interrupts are off (VM exit clears RFLAGS
     // except bit 1), DF is clear.
+    //
+    // Two steps. First only the registers a call may clobber (RAX, RCX, RDX,
+    // RSI, RDI, R8-R11) are saved and the fast handler is called: the
+    // callee-saved ones keep the guest's values through it, by the call ABI.
+    // If it handled the exit (0), restore those and resume (2: and RBX, which
+    // CPUID writes). Otherwise (1) save the callee-saved registers too, so the
+    // whole set is in PerCpu::gprs, and call the full handler.
     ".global keel_vmx_exit_stub",
     "keel_vmx_exit_stub:",
     "push rax",
     "mov rax, gs:[0]",
     "mov [rax + {rcx}], rcx",
     "mov [rax + {rdx}], rdx",
-    "mov [rax + {rbx}], rbx",
-    "mov [rax + {rbp}], rbp",
     "mov [rax + {rsi}], rsi",
     "mov [rax + {rdi}], rdi",
     "mov [rax + {r8}], r8",
     "mov [rax + {r9}], r9",
     "mov [rax + {r10}], r10",
     "mov [rax + {r11}], r11",
+    "pop rcx",
+    "mov [rax + {rax}], rcx",
+    // RSP is 16-byte aligned here, as the call ABI requires.
+    "mov rdi, rax",
+    "call [rax + {fast}]",
+    "test eax, eax",
+    "jnz 3f",
+    "mov rax, gs:[0]",
+    "5:",
+    "mov rcx, [rax + {rcx}]",
+    "mov rdx, [rax + {rdx}]",
+    "mov rsi, [rax + {rsi}]",
+    "mov rdi, [rax + {rdi}]",
+    "mov r8, [rax + {r8}]",
+    "mov r9, [rax + {r9}]",
+    "mov r10, [rax + {r10}]",
+    "mov r11, [rax + {r11}]",
+    "mov rax, [rax + {rax}]",
+    "vmresume",
+    "jmp 4f",
+    "3:",
+    "cmp eax, {with_rbx}",
+    "jne 6f",
+    "mov rax, gs:[0]",
+    "mov rbx, [rax + {rbx}]",
+    "jmp 5b",
+    "6:",
+    "mov rax, gs:[0]",
+    "mov [rax + {rbx}], rbx",
+    "mov [rax + {rbp}], rbp",
     "mov [rax + {r12}], r12",
     "mov [rax + {r13}], r13",
     "mov [rax + {r14}], r14",
     "mov [rax + {r15}], r15",
-    "pop rcx",
-    "mov [rax + {rax}], rcx",
-    // RBX is callee-saved: it still holds PerCpu after the call. RSP is 16-byte
-    // aligned here, as the call ABI requires.
+    // RBX is callee-saved: it still holds PerCpu after the call.
     "mov rbx, rax",
     "mov rdi, rax",
     "call [rax + {handler}]",
@@ -131,7 +165,8 @@ global_asm!(
     "mov r15, [rax + {r15}]",
     "mov rax, [rax + {rax}]",
     "vmresume",
-    // VMRESUME failed (RBX now holds a guest value: take PerCpu from GS).
+    // VMRESUME failed (RBX holds a guest value: take PerCpu from GS).
+    "4:",
     "pushfq",
     "pop rax",
     "mov rbx, gs:[0]",
@@ -161,6 +196,8 @@ global_asm!(
     launch_failed = const LEAVE_LAUNCH_FAILED,
     resume_failed = const LEAVE_RESUME_FAILED,
     handler = const offset_of!(PerCpu, handler),
+    fast = const offset_of!(PerCpu, fast),
+    with_rbx = const RESUME_WITH_RBX,
 );
 
 extern "C" {
@@ -195,6 +232,21 @@ unsafe extern "C" fn exit_handler<V: ExitEnv>(pc: *const PerCpu) -> u64 {
     }
 }
 
+/// The fast exit handler for vCPUs of type `V`: called with only the
+/// call-clobbered registers saved in `pc` (RAX, RCX, RDX, RSI, RDI, R8-R11);
+/// answers what `ExitEnv::fast_exit` did (`frame::FastExit`).
+///
+/// # Safety
+/// As for [`exit_handler`].
+unsafe extern "C" fn fast_handler<V: ExitEnv>(pc: *const PerCpu) -> u64 {
+    // SAFETY: as in `exit_handler`.
+    let (vcpu, gprs) = unsafe {
+        let pc = &*pc;
+        (&mut *pc.running.get().cast::<V>(), &mut *pc.gprs.get())
+    };
+    vcpu.fast_exit(gprs) as u64
+}
+
 /// Run the guest on the current (checked) VMCS with `vcpu` handling its exits
 /// and `gprs` as its first registers, until the domain ends or entry fails.
 pub fn launch<V: ExitEnv>(pc: &PerCpu, vcpu: &mut V, gprs: GuestGprs) -> Leave {
@@ -204,11 +256,13 @@ pub fn launch<V: ExitEnv>(pc: &PerCpu, vcpu: &mut V, gprs: GuestGprs) -> Leave {
     // by exits inside `keel_vmx_launch`.
     pc.running.set((vcpu as *mut V).cast());
     pc.handler.set(exit_handler::<V>);
+    pc.fast.set(fast_handler::<V>);
     pc.end.set(None);
     // SAFETY: the caller made a checked VMCS current whose host RSP/RIP are this
     // CPU's exit stack and `keel_vmx_exit_stub`; `pc` is this CPU's PerCpu.
     let code = unsafe { keel_vmx_launch(pc.as_ptr()) };
     pc.handler.set(no_vcpu_handler());
+    pc.fast.set(no_vcpu_fast_handler());
     pc.running.set(core::ptr::null_mut());
     // SAFETY: as above; the guest is no longer running.
     let fail_rflags = unsafe { *pc.fail_rflags.get() };

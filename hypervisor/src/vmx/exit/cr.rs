@@ -18,6 +18,28 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// A control-register access (SDM 28.2.1, table 28-3), by the `vmx::cr` policy.
     pub(super) fn cr_access(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
         let q = vmread(ro::EXIT_QUALIFICATION);
+        self.cr_access_q(g, q)
+    }
+
+    /// Whether the access qualified by `q` can be handled on the fast path: a
+    /// register the fast path has (not RBX, RBP, R12-R15; RSP is in the VMCS)
+    /// and a control register Keel emulates (the others crash the domain, with
+    /// every register in the dump).
+    pub(super) fn cr_access_is_fast(q: u64) -> bool {
+        const SAVED_LATE: [u8; 6] = [3, 5, 12, 13, 14, 15];
+        match CrAccess::decode(q) {
+            CrAccess::MovTo {
+                cr: 0 | 3 | 4 | 8,
+                gpr,
+            }
+            | CrAccess::MovFrom { cr: 3 | 8, gpr } => !SAVED_LATE.contains(&gpr),
+            CrAccess::Clts | CrAccess::Lmsw { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// [`Self::cr_access`] with its exit qualification.
+    pub(super) fn cr_access_q(&mut self, g: &mut GuestGprs, q: u64) -> Option<DomainEnd> {
         let result = match CrAccess::decode(q) {
             CrAccess::MovTo { cr: 0, gpr } => {
                 let v = self.gpr(g, gpr);

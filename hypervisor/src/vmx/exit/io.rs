@@ -30,6 +30,27 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         }
     }
 
+    /// IN or OUT (no string): the accumulator and the port, on the bus.
+    pub(super) fn port_io(&mut self, g: &mut GuestGprs, a: IoAccess) {
+        let (port, size) = (a.port, u64::from(a.size));
+        if a.is_in {
+            let r = self.bus.read(port, a.size);
+            self.log_unhandled(r.unhandled, true, size);
+            g.rax = match size {
+                1 => (g.rax & !0xff) | u64::from(r.value & 0xff),
+                2 => (g.rax & !0xffff) | u64::from(r.value & 0xffff),
+                // A 32-bit register write zero-extends.
+                _ => u64::from(r.value),
+            };
+        } else {
+            let r = self
+                .bus
+                .write(port, a.size, g.rax as u32, &mut *self.console);
+            self.log_unhandled(r.unhandled, false, size);
+        }
+        self.complete_instruction();
+    }
+
     /// Port I/O (SDM 28.2.1, table 28-5), on the bus of `crate::policy::io`: COM1 is a
     /// second console, port 0x80 is ignored, every other port is empty.
     pub(super) fn io(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
@@ -49,26 +70,20 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 "I/O exit with an undefined access size",
             );
         };
-        let size = u64::from(size);
         if !string {
-            if is_in {
-                let a = self.bus.read(port, size as u8);
-                self.log_unhandled(a.unhandled, true, size);
-                g.rax = match size {
-                    1 => (g.rax & !0xff) | u64::from(a.value & 0xff),
-                    2 => (g.rax & !0xffff) | u64::from(a.value & 0xffff),
-                    // A 32-bit register write zero-extends.
-                    _ => u64::from(a.value),
-                };
-            } else {
-                let a = self
-                    .bus
-                    .write(port, size as u8, g.rax as u32, &mut *self.console);
-                self.log_unhandled(a.unhandled, false, size);
-            }
-            self.complete_instruction();
+            self.port_io(
+                g,
+                IoAccess {
+                    size,
+                    is_in,
+                    string,
+                    rep,
+                    port,
+                },
+            );
             return None;
         }
+        let size = u64::from(size);
         // INS/OUTS. The address size comes from the instruction-information field
         // (SDM 28.2.5) where the CPU reports it; Keel emulates 64-bit addressing only.
         let info = self

@@ -43,8 +43,9 @@ use super::checks::intr_type;
 use super::controls::{exit as exit_ctl, Controls};
 use super::cr::{self as cr_policy, CrAccess, CrPolicy};
 use super::enable::VmxCpu;
-use super::frame::{DomainEnd, ExitEnv, GuestGprs};
+use super::frame::{DomainEnd, ExitEnv, FastExit, GuestGprs};
 use super::insn::{invvpid, set_guest_cr2, vmread, vmread_current, vmwrite_guest, InvvpidType};
+use super::io_qual::IoAccess;
 use super::names::{exception_name, ExitReason};
 use super::percpu;
 use super::run::report_entry_failure;
@@ -62,7 +63,7 @@ use crate::perf;
 use crate::policy::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures};
 use crate::policy::insns::{self as insns_policy, XsetbvFault};
 use crate::policy::io::{IoBus, Segment};
-use crate::policy::msr::{self as msr_policy, MsrEnv, ReadOp, VmcsMsr, WriteOp};
+use crate::policy::msr::{self as msr_policy, MsrEnv, ReadOp, VmcsMsr};
 use crate::privilege::Cpl;
 use cpuid::host_cpuid;
 use keel_abi::debug::PerfCounters;
@@ -82,6 +83,14 @@ mod reason {
     pub const RDMSR: u16 = 31;
     pub const WRMSR: u16 = 32;
     pub const PREEMPTION_TIMER: u16 = 52;
+    // The whole exit-reason field of these exits (no flag bits).
+    pub const CPUID_RAW: u32 = CPUID as u32;
+    pub const RDMSR_RAW: u32 = RDMSR as u32;
+    pub const WRMSR_RAW: u32 = WRMSR as u32;
+    pub const IO_RAW: u32 = IO as u32;
+    pub const CR_ACCESS_RAW: u32 = CR_ACCESS as u32;
+    pub const INTERRUPT_WINDOW_RAW: u32 = INTERRUPT_WINDOW as u32;
+    pub const PREEMPTION_TIMER_RAW: u32 = PREEMPTION_TIMER as u32;
 }
 
 const VEC_UD: u8 = 6;
@@ -152,6 +161,19 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     /// Computed again by every path that can change one of those: after
     /// `before_entry`'s work, a hypercall, or any exit but VMCALL.
     quiet: bool,
+    /// The exit being handled (read by `fast_exit`).
+    reason: ExitReason,
+    /// What the fast path left for `handle_exit` to finish with every register.
+    deferred: Option<Deferred>,
+}
+
+/// The part of an exit the fast path leaves to `handle_exit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Deferred {
+    /// Block the vCPU (a crash, if nothing can wake it, dumps every register).
+    Block,
+    /// The domain ends.
+    End(DomainEnd),
 }
 
 /// The preemption-timer value that means "no timer": about 2^32 << rate TSC
@@ -234,6 +256,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             msr_env,
             bus: IoBus::new(id),
             quiet: false,
+            reason: ExitReason::from_raw(0),
+            deferred: None,
         }
     }
 
@@ -434,16 +458,31 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
 }
 
 impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
-    /// The exit path: VMCALL inline (the hot path, docs/performance.md), every
-    /// other exit out of line.
+    /// The exits whose handlers use only the call-clobbered registers (RAX,
+    /// RCX, RDX, RSI, RDI, R8-R11) and cannot crash the domain: VMCALL (the
+    /// null path inline, docs/performance.md), CPUID (which also writes RBX:
+    /// `FastExit::ResumeWithRbx`), RDMSR/WRMSR, port I/O without a string,
+    /// control-register accesses with such a register, the interrupt-window
+    /// and preemption-timer exits. Everything else
+    /// declines, with the exit reason read and counted for `handle_exit`.
     #[inline(always)]
-    fn handle_exit(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+    fn fast_exit(&mut self, g: &mut GuestGprs) -> FastExit {
         let reason = ExitReason::from_raw(vmread_current(ro::EXIT_REASON) as u32);
         percpu::count_exit(reason.basic());
-        let end = if reason == ExitReason::VMCALL {
-            self.vmcall(g)
-        } else {
-            self.dispatch(g, reason)
+        self.reason = reason;
+        if reason == ExitReason::VMCALL {
+            return self.vmcall(g);
+        }
+        self.fast_other(g, reason)
+    }
+
+    /// Every exit the fast path declined, and what it deferred.
+    #[inline(always)]
+    fn handle_exit(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+        let end = match self.deferred.take() {
+            Some(Deferred::Block) => self.block(g),
+            Some(Deferred::End(end)) => Some(end),
+            None => self.dispatch(g, self.reason),
         };
         match end {
             None => self.before_entry(),
@@ -458,6 +497,54 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
 }
 
 impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
+    /// The fast path's exits other than VMCALL (see `fast_exit`).
+    #[inline(never)]
+    fn fast_other(&mut self, g: &mut GuestGprs, reason: ExitReason) -> FastExit {
+        let (end, rbx) = match reason.raw {
+            reason::CPUID_RAW => (self.cpuid(g), true),
+            reason::RDMSR_RAW => (self.msr(g, false), false),
+            reason::WRMSR_RAW => (self.msr(g, true), false),
+            reason::IO_RAW => {
+                let q = vmread_current(ro::EXIT_QUALIFICATION);
+                match IoAccess::decode(q) {
+                    Some(a) if !a.string => self.port_io(g, a),
+                    _ => return FastExit::Full,
+                }
+                (None, false)
+            }
+            reason::CR_ACCESS_RAW => {
+                let q = vmread_current(ro::EXIT_QUALIFICATION);
+                if !Self::cr_access_is_fast(q) {
+                    return FastExit::Full;
+                }
+                (self.cr_access_q(g, q), false)
+            }
+            reason::INTERRUPT_WINDOW_RAW => {
+                // The guest can take an interrupt now: `before_entry` injects.
+                self.set_window_exiting(false);
+                (None, false)
+            }
+            reason::PREEMPTION_TIMER_RAW => {
+                // A timer is due: `before_entry` fires it.
+                self.reinject_idt_vectoring();
+                (None, false)
+            }
+            _ => return FastExit::Full,
+        };
+        if let Some(end) = end {
+            self.deferred = Some(Deferred::End(end));
+            return FastExit::Full;
+        }
+        self.quiet = self.events_quiet();
+        self.before_entry();
+        self.console.pump();
+        if rbx {
+            FastExit::ResumeWithRbx
+        } else {
+            FastExit::Resume
+        }
+    }
+
     /// The domain is ending: a partial COM1 line is printed.
     #[inline(never)]
     fn ending(&mut self) {

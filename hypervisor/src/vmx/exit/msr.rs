@@ -50,15 +50,13 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             let value = (g.rdx << 32) | (g.rax & 0xffff_ffff);
             let env = self.msr_env;
             let current = || msr_policy::read(index, &env).map_or(0, read_op);
-            match msr_policy::write(index, value, current, &env) {
-                Ok(WriteOp::Vmcs(f, v)) => {
+            // The policy's answer, with a host write already carried out.
+            match super::super::setup::guest_wrmsr(index, value, current, &env) {
+                Ok(Some((f, v))) => {
                     write(vmcs_field(f), v);
                     true
                 }
-                Ok(WriteOp::Host(_)) => {
-                    super::super::setup::wrmsr_by_policy(index, value, current, &env)
-                }
-                Ok(WriteOp::Ignore) => true,
+                Ok(None) => true,
                 Err(msr_policy::GpFault) => false,
             }
         } else {

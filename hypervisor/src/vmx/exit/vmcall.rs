@@ -48,32 +48,51 @@ fn counters() -> PerfCounters {
 const _: () = assert!(keel_abi::debug::PERF_EXIT_SLOTS == percpu::COUNTED_EXIT_REASONS);
 
 impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
-    /// VMCALL: a hypercall (contract: RAX nr; RDI, RSI, RDX, R10, R8; RAX result).
-    /// Inline in the exit handler up to the hypercall layer: the CPL check,
-    /// Keel's benchmark no-op and the instruction's retirement; the rest is out
-    /// of line.
+    /// VMCALL: a hypercall (contract: RAX nr; RDI, RSI, RDX, R10, R8; RAX
+    /// result), on the fast path: it uses only call-clobbered registers. Keel's
+    /// benchmark no-op, with nothing due before the next entry and no console
+    /// output waiting, is answered inline (the floor every other hypercall is
+    /// measured against, `crate::perf`, docs/abi/debug.md); the rest is out of
+    /// line. What needs every register (blocking, whose failure is a crash
+    /// dump) or ends the domain is left to `handle_exit` in `self.deferred`.
     #[inline(always)]
-    pub(super) fn vmcall(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+    pub(super) fn vmcall(&mut self, g: &mut GuestGprs) -> FastExit {
         // Only the guest kernel may make a hypercall: from CPL > 0 it is refused
         // before anything is looked at, so it changes nothing (Xen's HVM rule,
         // `crate::privilege`). This is the one VMCS access the null hypercall
         // pays beyond those of the exit and the retirement.
-        if !self.cpl().may_hypercall() {
-            g.rax = Errno::EPERM.as_return() as u64;
-        } else if g.rax == perf::KEEL_DEBUG_OP && g.rdi == perf::DEBUGOP_NOP {
-            // Keel's benchmark no-op, the floor every other hypercall is
-            // measured against (`crate::perf`, docs/abi/debug.md).
+        let kernel = self.cpl().may_hypercall();
+        if kernel
+            && g.rax == perf::KEEL_DEBUG_OP
+            && g.rdi == perf::DEBUGOP_NOP
+            && self.quiet
+            && !self.console.has_work()
+        {
             g.rax = perf::NOP_RESULT as u64;
-        } else {
-            return self.hypercall(g);
+            self.complete_instruction();
+            return FastExit::Resume;
         }
-        self.complete_instruction();
-        None
+        self.vmcall_slow(g, kernel)
+    }
+
+    #[inline(never)]
+    fn vmcall_slow(&mut self, g: &mut GuestGprs, kernel: bool) -> FastExit {
+        if kernel {
+            self.hypercall(g);
+        } else {
+            g.rax = Errno::EPERM.as_return() as u64;
+            self.complete_instruction();
+        }
+        if self.deferred.is_some() {
+            return FastExit::Full;
+        }
+        self.before_entry();
+        self.console.pump();
+        FastExit::Resume
     }
 
     /// A hypercall from the guest kernel, by the hypercall layer or `crate::perf`.
-    #[inline(never)]
-    fn hypercall(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+    fn hypercall(&mut self, g: &mut GuestGprs) {
         // Keel's benchmark interface comes first, before any of the work below.
         if g.rax == perf::KEEL_DEBUG_OP {
             g.rax = perf::debug_op(g.rdi, g.rsi, counters, |va, bytes| {
@@ -86,7 +105,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 )
             }) as u64;
             self.complete_instruction();
-            return None;
+            return;
         }
         let out = self.call_hypercall(g);
         // The hypercall may have armed a timer, registered an upcall or blocked.
@@ -98,26 +117,23 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             Outcome::Return(v) => {
                 g.rax = v as u64;
                 self.complete_instruction();
-                None
             }
-            Outcome::Shutdown(reason) => Some(DomainEnd::Shutdown(reason)),
+            Outcome::Shutdown(reason) => {
+                self.deferred = Some(Deferred::End(DomainEnd::Shutdown(reason)));
+            }
             Outcome::Block => {
                 g.rax = 0;
                 self.complete_instruction();
-                self.block(g)
+                self.deferred = Some(Deferred::Block);
             }
             // A continuation (`crate::preempt`): RIP stays on the VMCALL, which
             // the guest executes again once whatever is due has been
             // delivered (`before_entry`).
-            Outcome::Preempted(progress) => {
-                g.rsi = progress;
-                None
-            }
+            Outcome::Preempted(progress) => g.rsi = progress,
             Outcome::Resumed { ret, count } => {
                 g.rax = i64::from(ret) as u64;
                 g.rsi = u64::from(count);
                 self.complete_instruction();
-                None
             }
         }
     }
