@@ -6,6 +6,7 @@
 //! `aml` is a pure byte scanner that is tested on the host.
 
 pub mod aml;
+pub mod bits;
 
 #[cfg(target_os = "none")]
 pub mod acpi;

@@ -63,8 +63,8 @@ impl fmt::Display for VmFail {
 }
 
 /// RFLAGS.CF and ZF, as the VMX instructions report failure.
-const RFLAGS_CF: u64 = 1 << 0;
-const RFLAGS_ZF: u64 = 1 << 6;
+const RFLAGS_CF: u64 = crate::arch::bits::rflags::CF;
+const RFLAGS_ZF: u64 = crate::arch::bits::rflags::ZF;
 
 /// Decode the RFLAGS a VMX instruction left. VMfailValid reads the error field of
 /// the current VMCS.

@@ -237,14 +237,12 @@ fn finish(pc: &PerCpu, vf: VmcsFrames, frames: &mut impl FrameSource, end: Domai
 pub fn report_entry_failure(reason: ExitReason, qualification: u64) {
     log::error!(
         "vmx: VM entry failed: {reason}, exit qualification {qualification:#x}{}",
-        match (reason.basic(), qualification) {
-            (34, q) => match q {
-                0 => "",
-                _ => " (the failing MSR-load entry, counted from 1)",
-            },
-            (33, 2) => " (invalid guest state: PDPTE)",
-            (33, 3) => " (invalid guest state: NMI injection)",
-            (33, 4) => " (invalid guest state: VMCS link pointer)",
+        match (reason.without_flags(), qualification) {
+            (ExitReason::MSR_LOADING, 0) => "",
+            (ExitReason::MSR_LOADING, _) => " (the failing MSR-load entry, counted from 1)",
+            (ExitReason::INVALID_GUEST_STATE, 2) => " (invalid guest state: PDPTE)",
+            (ExitReason::INVALID_GUEST_STATE, 3) => " (invalid guest state: NMI injection)",
+            (ExitReason::INVALID_GUEST_STATE, 4) => " (invalid guest state: VMCS link pointer)",
             _ => "",
         }
     );

@@ -19,13 +19,13 @@ use super::insn::{vmclear, vmptrld, vmwrite_unchecked, VmFail};
 use super::percpu::PerCpu;
 use super::stub::exit_stub_address;
 use crate::addr::Mfn;
+use crate::arch::bits::EferFlags;
 use crate::arch::cpu::{
     IA32_EFER, IA32_FS_BASE, IA32_GS_BASE, IA32_PAT, IA32_SYSENTER_CS, IA32_SYSENTER_EIP,
     IA32_SYSENTER_ESP,
 };
 use crate::domain::Domain;
 use crate::mem::FrameSource;
-use x86_64::registers::model_specific::EferFlags;
 
 /// The power-on PAT (SDM 13.12.4): WB, WT, UC-, UC, repeated.
 const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;

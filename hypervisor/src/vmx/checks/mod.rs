@@ -22,6 +22,7 @@
 
 use super::caps::VmxCaps;
 use super::controls::{entry, exit, pin, proc, proc2};
+use crate::arch::bits::{cr0, cr4, efer, rflags};
 
 /// One guest segment register, as the VMCS holds it (SDM 25.4.1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -293,16 +294,16 @@ pub const fn pat_ok(pat: u64) -> bool {
 }
 
 /// EFER bits that may be set: SCE (0), LME (8), LMA (10), NXE (11).
-const EFER_DEFINED: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11);
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
-const CR0_PE: u64 = 1 << 0;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const CR4_PCIDE: u64 = 1 << 17;
-const RFLAGS_TF: u64 = 1 << 8;
-const RFLAGS_IF: u64 = 1 << 9;
-const RFLAGS_VM: u64 = 1 << 17;
+const EFER_DEFINED: u64 = efer::SCE | efer::LME | efer::LMA | efer::NXE;
+const EFER_LME: u64 = efer::LME;
+const EFER_LMA: u64 = efer::LMA;
+const CR0_PE: u64 = cr0::PE;
+const CR0_PG: u64 = cr0::PG;
+const CR4_PAE: u64 = cr4::PAE;
+const CR4_PCIDE: u64 = cr4::PCIDE;
+const RFLAGS_TF: u64 = rflags::TF;
+const RFLAGS_IF: u64 = rflags::IF;
+const RFLAGS_VM: u64 = rflags::VM;
 /// RFLAGS reserved bits: 63:22, 15, 5, 3 must be 0; bit 1 must be 1.
 const RFLAGS_RESERVED_ZERO: u64 = !0x3f_ffff | (1 << 15) | (1 << 5) | (1 << 3);
 /// IA32_DEBUGCTL bits that may be set: 0, 1, 6..15 (SDM vol. 4, table 2-2).

@@ -107,7 +107,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             other => {
                 return self.crash(
                     g,
-                    ExitReason { raw: 28 },
+                    ExitReason::CR_ACCESS,
                     q,
                     match other {
                         CrAccess::MovTo { .. } => "MOV to an unexpected control register",

@@ -27,7 +27,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                     self.ev.blocked = None;
                     return self.crash(
                         g,
-                        ExitReason { raw: 12 },
+                        ExitReason::HLT,
                         0,
                         "blocked with no event source (no event pending or deliverable, no timer armed): it would sleep forever",
                     );
@@ -92,7 +92,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         match self.ev.upcall_wanted(&*self.dom, &mut *self.mem) {
             Some(vector) => {
                 let rflags = vmread(guest::RFLAGS);
-                let shadow = vmread(guest::INTERRUPTIBILITY_STATE) & 3;
+                let shadow = vmread(guest::INTERRUPTIBILITY_STATE) & BLOCKING_STI_MOV_SS;
                 let busy = vmread(control::VMENTRY_INTERRUPTION_INFO_FIELD) & INJECT_VALID != 0;
                 match crate::event::upcall_action(rflags & RFLAGS_IF != 0, shadow != 0, busy) {
                     UpcallAction::Inject => {

@@ -12,7 +12,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         if self.controls.exit & exit_ctl::ACK_INTERRUPT_ON_EXIT == 0 {
             return self.crash(
                 g,
-                ExitReason { raw: 1 },
+                ExitReason::EXTERNAL_INTERRUPT,
                 0,
                 "host interrupt pending, and without \"acknowledge interrupt on exit\" Keel 0.1 cannot take it",
             );
@@ -49,7 +49,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         }
         self.crash(
             g,
-            ExitReason { raw: 0 },
+            ExitReason::EXCEPTION_OR_NMI,
             u64::from(info),
             "unexpected exception exit (only #PF is intercepted)",
         )

@@ -65,7 +65,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         else {
             return self.crash(
                 g,
-                ExitReason { raw: 30 },
+                ExitReason::IO,
                 q,
                 "I/O exit with an undefined access size",
             );
@@ -94,7 +94,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             if string_address_size(info) != 2 {
                 return self.crash(
                     g,
-                    ExitReason { raw: 30 },
+                    ExitReason::IO,
                     q,
                     "string I/O with 16/32-bit addressing is not emulated",
                 );
@@ -139,7 +139,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         // REP string instruction between iterations.
         let count = if rep { g.rcx.min(STRING_IO_CHUNK) } else { 1 };
         let Some(bytes) = count.checked_mul(size) else {
-            return self.crash(g, ExitReason { raw: 30 }, q, "string I/O count overflows");
+            return self.crash(g, ExitReason::IO, q, "string I/O count overflows");
         };
         // RFLAGS.DF: the string runs downwards, element by element (rare; the
         // upward case moves 64 bytes per guest-memory access).
@@ -203,7 +203,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 {
                     return self.crash(
                         g,
-                        ExitReason { raw: 30 },
+                        ExitReason::IO,
                         q,
                         "INS: a checked destination became unwritable (hypervisor bug)",
                     );
@@ -216,7 +216,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 {
                     return self.crash(
                         g,
-                        ExitReason { raw: 30 },
+                        ExitReason::IO,
                         q,
                         "OUTS: a checked source became unreadable (hypervisor bug)",
                     );

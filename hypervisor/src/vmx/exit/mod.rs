@@ -50,6 +50,7 @@ use super::names::{exception_name, ExitReason};
 use super::percpu;
 use super::run::report_entry_failure;
 use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
+use crate::arch::bits::{rflags, Interruptibility, PendingDebug};
 use crate::domain::Domain;
 use crate::event::{Blocked, EventState, UpcallAction};
 use crate::exception::{self, Delivering};
@@ -69,30 +70,6 @@ use cpuid::host_cpuid;
 use keel_abi::debug::PerfCounters;
 use keel_abi::Errno;
 
-/// Basic exit reasons Keel handles (SDM appendix C).
-mod reason {
-    pub const EXCEPTION_OR_NMI: u16 = 0;
-    pub const EXTERNAL_INTERRUPT: u16 = 1;
-    pub const INTERRUPT_WINDOW: u16 = 7;
-    pub const TRIPLE_FAULT: u16 = 2;
-    pub const CPUID: u16 = 10;
-    pub const HLT: u16 = 12;
-    pub const INVLPG: u16 = 14;
-    pub const CR_ACCESS: u16 = 28;
-    pub const IO: u16 = 30;
-    pub const RDMSR: u16 = 31;
-    pub const WRMSR: u16 = 32;
-    pub const PREEMPTION_TIMER: u16 = 52;
-    // The whole exit-reason field of these exits (no flag bits).
-    pub const CPUID_RAW: u32 = CPUID as u32;
-    pub const RDMSR_RAW: u32 = RDMSR as u32;
-    pub const WRMSR_RAW: u32 = WRMSR as u32;
-    pub const IO_RAW: u32 = IO as u32;
-    pub const CR_ACCESS_RAW: u32 = CR_ACCESS as u32;
-    pub const INTERRUPT_WINDOW_RAW: u32 = INTERRUPT_WINDOW as u32;
-    pub const PREEMPTION_TIMER_RAW: u32 = PREEMPTION_TIMER as u32;
-}
-
 const VEC_UD: u8 = 6;
 const VEC_DF: u8 = 8;
 const VEC_GP: u8 = 13;
@@ -101,18 +78,20 @@ const VEC_PF: u8 = 14;
 const PFEC_MASK: u64 = 0b1_1111;
 /// Present and write: a write-protection fault at CPL0.
 const PFEC_MATCH: u64 = 0b0_0011;
-const RFLAGS_DF: u64 = 1 << 10;
-const RFLAGS_TF: u64 = 1 << 8;
+const RFLAGS_DF: u64 = rflags::DF;
+/// Blocking by STI or by MOV SS: what completing an instruction ends.
+const BLOCKING_STI_MOV_SS: u64 = Interruptibility::STI.bits() | Interruptibility::MOV_SS.bits();
+const RFLAGS_TF: u64 = rflags::TF;
 /// Pending debug exceptions: BS, a single-step trap is pending.
-const PENDING_DBG_BS: u64 = 1 << 14;
+const PENDING_DBG_BS: u64 = PendingDebug::BS.bits();
 /// IA32_DEBUGCTL.BTF: single-step on branches only.
-const DEBUGCTL_BTF: u64 = 1 << 1;
+const DEBUGCTL_BTF: u64 = crate::arch::bits::debugctl::BTF;
 
 /// The most elements one exit emulates of a REP INS/OUTS.
 const STRING_IO_CHUNK: u64 = 4096;
 
 /// CR4.OSXSAVE.
-const CR4_OSXSAVE: u64 = 1 << 18;
+const CR4_OSXSAVE: u64 = crate::arch::bits::cr4::OSXSAVE;
 
 /// A VMWRITE on the exit path, of a guest-facing field (`insn::vmwrite_guest`).
 /// A failure would be a Keel bug, and the next entry's check would report it.
@@ -182,7 +161,7 @@ const PREEMPT_NEVER: u64 = u32::MAX as u64;
 /// VM-entry interruption information: valid, type external interrupt (0).
 const INJECT_VALID: u64 = 1 << 31;
 /// RFLAGS.IF.
-const RFLAGS_IF: u64 = 1 << 9;
+const RFLAGS_IF: u64 = rflags::IF;
 
 impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// The vCPU for `dom`'s first entry (state as `setup::setup_vmcs` writes it).
@@ -294,7 +273,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         write(guest::RIP, rip.wrapping_add(len));
         let rflags = vmread_current(guest::RFLAGS);
         let intr = vmread_current(guest::INTERRUPTIBILITY_STATE);
-        if intr & 3 != 0 || rflags & RFLAGS_TF != 0 {
+        if intr & BLOCKING_STI_MOV_SS != 0 || rflags & RFLAGS_TF != 0 {
             self.retire_rare(rflags, intr);
         }
     }
@@ -302,8 +281,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// The shadow and single-step parts of [`Self::retire`].
     #[inline(never)]
     fn retire_rare(&mut self, rflags: u64, intr: u64) {
-        if intr & 3 != 0 {
-            write(guest::INTERRUPTIBILITY_STATE, intr & !3);
+        if intr & BLOCKING_STI_MOV_SS != 0 {
+            write(guest::INTERRUPTIBILITY_STATE, intr & !BLOCKING_STI_MOV_SS);
         }
         if rflags & RFLAGS_TF != 0
             && !(self.msr_env.debug_controls
@@ -364,7 +343,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 );
                 self.crash(
                     g,
-                    ExitReason { raw: 2 },
+                    ExitReason::TRIPLE_FAULT,
                     u64::from(vector),
                     "triple fault (a contributory fault or #PF while the CPU delivered #DF: the processor would shut down)",
                 )
@@ -500,11 +479,11 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// The fast path's exits other than VMCALL (see `fast_exit`).
     #[inline(never)]
     fn fast_other(&mut self, g: &mut GuestGprs, reason: ExitReason) -> FastExit {
-        let (end, rbx) = match reason.raw {
-            reason::CPUID_RAW => (self.cpuid(g), true),
-            reason::RDMSR_RAW => (self.msr(g, false), false),
-            reason::WRMSR_RAW => (self.msr(g, true), false),
-            reason::IO_RAW => {
+        let (end, rbx) = match reason {
+            ExitReason::CPUID => (self.cpuid(g), true),
+            ExitReason::RDMSR => (self.msr(g, false), false),
+            ExitReason::WRMSR => (self.msr(g, true), false),
+            ExitReason::IO => {
                 let q = vmread_current(ro::EXIT_QUALIFICATION);
                 match IoAccess::decode(q) {
                     Some(a) if !a.string => self.port_io(g, a),
@@ -512,19 +491,19 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 }
                 (None, false)
             }
-            reason::CR_ACCESS_RAW => {
+            ExitReason::CR_ACCESS => {
                 let q = vmread_current(ro::EXIT_QUALIFICATION);
                 if !Self::cr_access_is_fast(q) {
                     return FastExit::Full;
                 }
                 (self.cr_access_q(g, q), false)
             }
-            reason::INTERRUPT_WINDOW_RAW => {
+            ExitReason::INTERRUPT_WINDOW => {
                 // The guest can take an interrupt now: `before_entry` injects.
                 self.set_window_exiting(false);
                 (None, false)
             }
-            reason::PREEMPTION_TIMER_RAW => {
+            ExitReason::PREEMPTION_TIMER => {
                 // A timer is due: `before_entry` fires it.
                 self.reinject_idt_vectoring();
                 (None, false)
@@ -570,39 +549,39 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             report_entry_failure(reason, vmread(ro::EXIT_QUALIFICATION));
             return Some(DomainEnd::EntryFailed);
         }
-        match reason.basic() {
-            reason::CPUID => self.cpuid(g),
-            reason::CR_ACCESS => self.cr_access(g),
-            reason::IO => self.io(g),
-            reason::RDMSR => self.msr(g, false),
-            reason::WRMSR => self.msr(g, true),
+        match reason.without_flags() {
+            ExitReason::CPUID => self.cpuid(g),
+            ExitReason::CR_ACCESS => self.cr_access(g),
+            ExitReason::IO => self.io(g),
+            ExitReason::RDMSR => self.msr(g, false),
+            ExitReason::WRMSR => self.msr(g, true),
             // HLT blocks like SCHEDOP_block, without touching evtchn_upcall_mask.
-            reason::HLT => {
+            ExitReason::HLT => {
                 self.complete_instruction();
                 self.ev.blocked = Some(Blocked::Block);
                 self.block(g)
             }
-            reason::INTERRUPT_WINDOW => {
+            ExitReason::INTERRUPT_WINDOW => {
                 // The guest can take an interrupt now: `before_entry` injects.
                 self.set_window_exiting(false);
                 None
             }
-            reason::PREEMPTION_TIMER => {
+            ExitReason::PREEMPTION_TIMER => {
                 // A timer is due: `before_entry` fires it.
                 self.reinject_idt_vectoring();
                 None
             }
-            reason::EXTERNAL_INTERRUPT => self.external_interrupt(g),
-            reason::EXCEPTION_OR_NMI => self.exception_or_nmi(g),
-            reason::TRIPLE_FAULT => self.crash(
+            ExitReason::EXTERNAL_INTERRUPT => self.external_interrupt(g),
+            ExitReason::EXCEPTION_OR_NMI => self.exception_or_nmi(g),
+            ExitReason::TRIPLE_FAULT => self.crash(
                 g,
                 reason,
                 0,
                 "triple fault (an exception the guest could not deliver; before the guest loads its own IDT, every exception is one)",
             ),
-            reason::INVLPG => self.invlpg(),
+            ExitReason::INVLPG => self.invlpg(),
             // The other sensitive instructions: `crate::policy::insns`' table.
-            other => match insns_policy::on_exit(other) {
+            other => match insns_policy::on_exit(other.basic()) {
                 Some(insns_policy::Action::Ud) => self.inject_ud(g),
                 Some(insns_policy::Action::Gp0) => self.inject_gp(g),
                 Some(insns_policy::Action::Skip) => {
