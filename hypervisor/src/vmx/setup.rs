@@ -100,7 +100,7 @@ pub fn setup_vmcs(
     };
 
     // --- Controls (SDM 25.6 - 25.8), from `controls::derive`.
-    // The VMX-preemption timer (issue 6: guest timers while the guest runs),
+    // The VMX-preemption timer (guest timers while the guest runs),
     // when the CPU has it; its value is set before each entry, "never" until a
     // timer is armed.
     let preempt = super::controls::pin::PREEMPTION_TIMER;

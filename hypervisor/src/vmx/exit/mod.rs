@@ -119,7 +119,7 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     cr4_visible: u64,
     /// The guest's task-priority class (MOV CR8).
     cr8: u8,
-    /// Event channels, timers, the clock (issue 6).
+    /// Event channels, timers, the clock.
     ev: EventState,
     /// The VMX-preemption timer is active (pin control set in `setup_vmcs`), and
     /// its rate: it counts down once every 2^rate TSC ticks.
