@@ -38,7 +38,7 @@ use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::domain::Domain;
 use crate::event::{Blocked, EventState, UpcallAction};
 use crate::exception::{self, Delivering};
-use crate::hypercall::{self, HypercallCtx, Outcome};
+use crate::hypercall::{self, Outcome};
 use crate::mem::{Console, PhysMem};
 use crate::paging::access_fault::{first_fault, AccessFault};
 use crate::paging::emulate::{decode_store, Source};
@@ -548,22 +548,15 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         // (`crate::perf`, docs/abi/debug.md).
         if g.rax == perf::KEEL_DEBUG_OP {
             g.rax = perf::debug_op(g.rdi, g.rsi, counters, |va, bytes| {
-                crate::paging::guest_mem::copy_to_guest(
-                    &*self.dom,
-                    &mut *self.mem,
-                    self.cr3,
-                    va,
-                    bytes,
-                )
+                crate::paging::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, va, bytes)
             }) as u64;
             self.complete_instruction();
             return None;
         }
-        let mut ctx = HypercallCtx {
+        let mut ctx = hypercall::Ctx {
             dom: &mut *self.dom,
             mem: &mut *self.mem,
             console: &mut *self.console,
-            cr3: self.cr3,
             ev: &mut self.ev,
             now: &crate::arch::timer::rdtsc,
             work: crate::preempt::Budget::new(),
@@ -698,14 +691,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let mut insn = [0u8; 15];
         let n = ((PAGE_SIZE - (rip & (PAGE_SIZE - 1))) as usize).min(insn.len());
         let bytes = insn.get_mut(..n).ok_or("instruction")?;
-        crate::paging::guest_mem::copy_from_guest(
-            &*self.dom,
-            &*self.mem,
-            self.cr3,
-            GuestVirt(rip),
-            bytes,
-        )
-        .map_err(|_| "instruction unreadable")?;
+        crate::paging::guest_mem::copy_from_guest(&*self.dom, &*self.mem, GuestVirt(rip), bytes)
+            .map_err(|_| "instruction unreadable")?;
         let store = decode_store(bytes).ok_or("not an emulated store (MOV r/m64, r64 or imm32)")?;
         if !cr2.is_multiple_of(8) {
             return Err("misaligned store");
@@ -713,7 +700,6 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let ma = crate::paging::guest_mem::translate(
             &*self.dom,
             &*self.mem,
-            self.cr3,
             GuestVirt(cr2),
             crate::paging::guest_mem::Access::Read,
         )
@@ -923,7 +909,6 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                     match crate::paging::guest_mem::copy_from_guest(
                         &*self.dom,
                         &*self.mem,
-                        self.cr3,
                         GuestVirt(rip),
                         bytes,
                     ) {
@@ -980,7 +965,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             // the device (a faulting INS element must not consume input) and do
             // the whole elements before it (a downward chunk is one element).
             let access = if is_in { Access::Write } else { Access::Read };
-            let fault = first_fault(&*self.dom, &*self.mem, self.cr3, va, n, access, mode);
+            let fault = first_fault(&*self.dom, &*self.mem, va, n, access, mode);
             let ok = match fault {
                 None => n,
                 Some(_) if down => 0,
@@ -1000,7 +985,6 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 if crate::paging::guest_mem::copy_to_guest_as(
                     &*self.dom,
                     &mut *self.mem,
-                    self.cr3,
                     va,
                     chunk,
                     mode,
@@ -1016,7 +1000,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
                 }
             } else {
                 if crate::paging::guest_mem::copy_from_guest_as(
-                    &*self.dom, &*self.mem, self.cr3, va, chunk, mode,
+                    &*self.dom, &*self.mem, va, chunk, mode,
                 )
                 .is_err()
                 {
@@ -1440,7 +1424,6 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let mut res = crate::paging::guest_mem::copy_from_guest(
             &*self.dom,
             &*self.mem,
-            self.cr3,
             GuestVirt(rip),
             &mut buf,
         );
@@ -1449,7 +1432,6 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             res = crate::paging::guest_mem::copy_from_guest(
                 &*self.dom,
                 &*self.mem,
-                self.cr3,
                 GuestVirt(rip),
                 &mut buf[..n],
             );
