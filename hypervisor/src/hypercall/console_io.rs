@@ -3,8 +3,8 @@
 use super::{Ctx, HcResult, HypercallArgs, Outcome};
 use crate::addr::{GuestVirt, MachineAddr};
 use crate::mem::PhysMem;
-use crate::paging::entry::bytes_to_page_end;
 use crate::paging::guest_mem::{self, Access};
+use crate::paging::walk::bytes_to_page_end;
 use keel_abi::console::CONSOLEIO_WRITE_MAX;
 use keel_abi::Errno;
 

@@ -539,7 +539,8 @@ fn docs_match_the_table() {
 
 mod mmu {
     use super::*;
-    use crate::paging::entry::{entry_addr, pte, walk, PTE_P, PTE_RW};
+    use crate::paging::entry::{entry_addr, pte, PTE_P, PTE_RW};
+    use crate::paging::walk::walk;
     use keel_abi::mmu::*;
 
     /// The L1 table and index that map `va` in the bootstrap tables.

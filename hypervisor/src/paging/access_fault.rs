@@ -27,8 +27,8 @@
 use crate::addr::GuestVirt;
 use crate::domain::Domain;
 use crate::mem::PhysMem;
-use crate::paging::entry::{bytes_to_page_end, walk, WalkFault};
 use crate::paging::guest_mem::{self, Access};
+use crate::paging::walk::{bytes_to_page_end, walk, WalkFault};
 use crate::privilege::Mode;
 
 /// #PF error code: the translation was present (a protection fault).

@@ -30,7 +30,8 @@
 use crate::addr::{GuestVirt, MachineAddr, Mfn, PAGE_SIZE};
 use crate::domain::{Domain, FrameKind, PageType};
 use crate::mem::PhysMem;
-use crate::paging::entry::{bytes_to_page_end, entry_addr, walk, Walk};
+use crate::paging::entry::entry_addr;
+use crate::paging::walk::{bytes_to_page_end, walk, Walk};
 use crate::privilege::Mode;
 use keel_abi::Errno;
 
