@@ -13,6 +13,7 @@ use keel_abi::Errno;
 /// translated before the first byte is printed, so a bad buffer prints nothing;
 /// the text is printed through the console ring, which never waits for the
 /// serial line unless the ring is full (`crate::console`).
+#[inline(never)]
 pub(super) fn write<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let (count, buf) = (a.args[1], GuestVirt(a.args[2]));
     if count > CONSOLEIO_WRITE_MAX {

@@ -77,6 +77,7 @@ pub(super) fn evtchn_alloc_unbound<M: PhysMem>(
     })())
 }
 
+#[inline(never)]
 pub(super) fn evtchn_bind_virq<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let va = a.args[1];
     ret((|| {
@@ -86,6 +87,7 @@ pub(super) fn evtchn_bind_virq<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallAr
     })())
 }
 
+#[inline(never)]
 pub(super) fn evtchn_bind_ipi<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let va = a.args[1];
     ret((|| {
@@ -95,6 +97,7 @@ pub(super) fn evtchn_bind_ipi<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArg
     })())
 }
 
+#[inline(never)]
 pub(super) fn evtchn_send<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
         let s: EvtchnPort = read(ctx, a.args[1])?;
@@ -102,6 +105,7 @@ pub(super) fn evtchn_send<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -
     })())
 }
 
+#[inline(never)]
 pub(super) fn evtchn_close<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
         let s: EvtchnPort = read(ctx, a.args[1])?;
@@ -109,6 +113,7 @@ pub(super) fn evtchn_close<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) 
     })())
 }
 
+#[inline(never)]
 pub(super) fn evtchn_unmask<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
         let s: EvtchnPort = read(ctx, a.args[1])?;
@@ -116,6 +121,7 @@ pub(super) fn evtchn_unmask<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs)
     })())
 }
 
+#[inline(never)]
 pub(super) fn evtchn_status<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let va = a.args[1];
     ret((|| {
@@ -131,6 +137,7 @@ pub(super) fn evtchn_status<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs)
     })())
 }
 
+#[inline(never)]
 pub(super) fn evtchn_bind_vcpu<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
         let s: EvtchnBindVcpu = read(ctx, a.args[1])?;
@@ -138,6 +145,7 @@ pub(super) fn evtchn_bind_vcpu<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallAr
     })())
 }
 
+#[inline(never)]
 pub(super) fn hvm_set_param<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
         let s: XenHvmParam = read(ctx, a.args[1])?;
@@ -164,6 +172,7 @@ pub(super) fn hvm_set_param<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs)
 
 /// `SCHEDOP_block`: enable events and block, atomically (Xen's
 /// `vcpu_block_enable_events`): with an event already pending, return at once.
+#[inline(never)]
 pub(super) fn sched_block<M: PhysMem>(ctx: &mut Ctx<'_, M>, _: &HypercallArgs) -> HcResult {
     let mut p = page(&*ctx.ev, &*ctx.dom, &mut *ctx.mem)?;
     p.set_upcall_mask(false);
@@ -193,6 +202,7 @@ pub(super) fn refuse_block<M: PhysMem>(ctx: &mut Ctx<'_, M>, mask: Option<bool>)
 }
 
 /// `SCHEDOP_poll`.
+#[inline(never)]
 pub(super) fn sched_poll<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let r = (|| -> Result<bool, Errno> {
         let b: [u8; SchedPoll::SIZE] =
@@ -262,6 +272,7 @@ pub fn set_timer_op_deadline(timeout: u64, now: u64) -> Option<u64> {
 
 /// `set_timer_op(timeout)`: the single-shot timer, absolute ns
 /// ([`set_timer_op_deadline`]).
+#[inline(never)]
 pub(super) fn set_timer_op<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     match a.args[0] {
         0 => ctx.ev.timers.stop_oneshot(),
@@ -280,6 +291,7 @@ fn vcpu_check(a: &HypercallArgs) -> Result<(), Errno> {
     Ok(())
 }
 
+#[inline(never)]
 pub(super) fn vcpu_set_periodic<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
         vcpu_check(a)?;
@@ -293,6 +305,7 @@ pub(super) fn vcpu_set_periodic<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallA
     })())
 }
 
+#[inline(never)]
 pub(super) fn vcpu_stop_periodic<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret(vcpu_check(a).map(|()| {
         ctx.ev.timers.stop_periodic();
@@ -300,6 +313,7 @@ pub(super) fn vcpu_stop_periodic<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &Hypercall
     }))
 }
 
+#[inline(never)]
 pub(super) fn vcpu_set_singleshot<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
         vcpu_check(a)?;

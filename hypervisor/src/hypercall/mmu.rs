@@ -157,6 +157,7 @@ fn mm_err(e: crate::paging::MmError) -> Errno {
 }
 
 /// `mmu_update(reqs, count, success_count, foreigndom)`.
+#[inline(never)]
 pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     // The only guest memory a request writes is the entry it names
     // (whatever its command bits; a misaligned one is refused unwritten).
@@ -181,6 +182,7 @@ pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> H
 }
 
 /// `mmuext_op(ops, count, success_count, foreigndom)`.
+#[inline(never)]
 pub(super) fn mmuext_op<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     // No command writes guest memory (NEW_BASEPTR changes the root, which
     // the reader checks on every read).

@@ -13,6 +13,7 @@ use keel_abi::Errno;
 
 /// `multicall(calls, nr_calls)`: each entry dispatched in order, its result
 /// written back; preempted between entries (or inside a preempted entry).
+#[inline(never)]
 pub(super) fn multicall<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let list = a.args[0];
     let p = Progress::decode(a.args[1], true)?;

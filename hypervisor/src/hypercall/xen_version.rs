@@ -13,6 +13,7 @@ pub(super) fn version<M: PhysMem>(ctx: &mut Ctx<'_, M>, _: &HypercallArgs) -> Hc
 }
 
 /// Writes [`EXTRAVERSION`] (`"-keel"`, NUL-padded to 16 bytes).
+#[inline(never)]
 pub(super) fn extraversion<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ctx.copy_to(GuestVirt(a.args[1]), &EXTRAVERSION.0)?;
     Ok(Outcome::Return(0))
@@ -21,6 +22,7 @@ pub(super) fn extraversion<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) 
 /// Xen semantics: read the whole `xen_feature_info`, answer submap 0, refuse any
 /// other index with -EINVAL (guests loop over submaps until the call fails), and
 /// write the whole struct back.
+#[inline(never)]
 pub(super) fn get_features<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let va = GuestVirt(a.args[1]);
     let mut fi = XenFeatureInfo::decode(&ctx.read(va)?);
