@@ -86,6 +86,7 @@ pub mod layout;
 pub mod mmu;
 pub mod note;
 pub mod platform;
+pub mod pte;
 pub mod sched;
 pub mod start_info;
 pub mod time;

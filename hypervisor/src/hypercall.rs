@@ -124,7 +124,7 @@ impl<M: PhysMem> Ctx<'_, M> {
 
 /// Handle one hypercall from `ctx.dom`: count it, look it up, run it (also
 /// each call of a `multicall`). Anything not in the table is `-ENOSYS`.
-#[inline]
+#[inline(always)]
 pub fn dispatch<M: PhysMem>(ctx: &mut Ctx<'_, M>, args: &HypercallArgs) -> Outcome {
     ctx.dom.count_hypercall(args.nr);
     let r = match lookup(args.nr, args.args[0]) {

@@ -91,7 +91,7 @@ pub struct Domain {
     /// The ABI version this domain is told the hypervisor implements
     /// (`AbiVersion::presented_to`: 0.2 for a guest built before 1.0), kept in
     /// its `XENVER_version` encoding: that is the null hypercall's whole answer
-    /// (issue 8 counts its instructions).
+    /// (`cargo keel bench` counts its instructions).
     abi_encoded: u32,
 }
 
@@ -148,6 +148,7 @@ impl Domain {
         self.frames.info(mem, self.frames.pfn(mem, mfn)?)
     }
 
+    #[inline(always)]
     fn mm<'a, M: PhysMem + ?Sized>(&'a self, mem: &'a mut M) -> Mm<'a, M> {
         Mm {
             ft: &self.frames,
@@ -162,6 +163,7 @@ impl Domain {
     }
 
     /// Pin `mfn` as a table of `level` (validating it).
+    #[inline(always)]
     pub fn pin<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,
@@ -172,12 +174,14 @@ impl Domain {
     }
 
     /// Drop a pin.
+    #[inline(always)]
     pub fn unpin<M: PhysMem + ?Sized>(&mut self, mem: &mut M, mfn: Mfn) -> Result<(), MmError> {
         self.mm(mem).unpin(mfn)
     }
 
     /// Switch the base pointer to `new` (a pinned, validated L4); a full TLB flush
     /// is owed afterwards (the caller reloads CR3).
+    #[inline(always)]
     pub fn new_baseptr<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,
@@ -203,6 +207,7 @@ impl Domain {
 
     /// [`Self::update_entry`] as the next of a run of updates with nothing
     /// else in between (one `mmu_update` batch): see [`LastTable`].
+    #[inline(always)]
     pub fn update_entry_after<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,

@@ -1,4 +1,4 @@
-//! The hypercall rows of issue 6: `event_channel_op`, `hvm_op(HVMOP_set_param)`,
+//! The event and timer hypercalls: `event_channel_op`, `hvm_op(HVMOP_set_param)`,
 //! `sched_op` block and poll, `set_timer_op`, `vcpu_op` timers. The state they
 //! change is [`crate::event::EventState`]; blocking is carried out by the VMX
 //! code after the handler returns [`Outcome::Block`].

@@ -206,7 +206,7 @@ pub(super) fn mmuext_op<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> Hc
                     Ok(())
                 }
                 MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_ALL => {
-                    c.dom.request_flush(Flush::Page(op.arg1));
+                    c.dom.request_flush(Flush::Page(GuestVirt(op.arg1)));
                     Ok(())
                 }
                 MMUEXT_TLB_FLUSH_MULTI | MMUEXT_INVLPG_MULTI => {
@@ -216,7 +216,7 @@ pub(super) fn mmuext_op<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> Hc
                         c.dom.request_flush(if op.cmd == MMUEXT_TLB_FLUSH_MULTI {
                             Flush::All
                         } else {
-                            Flush::Page(op.arg1)
+                            Flush::Page(GuestVirt(op.arg1))
                         });
                     }
                     Ok(())

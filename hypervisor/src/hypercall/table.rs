@@ -88,7 +88,7 @@ pub enum Op {
 
 impl Op {
     /// Run this handler.
-    #[inline]
+    #[inline(always)]
     pub fn run<M: PhysMem>(self, ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
         match self {
             Op::ConsoleWrite => console_io::write(ctx, a),
@@ -514,11 +514,12 @@ static BY_NUMBER: [Row; ROWS.len()] = sort_by_number(ROWS);
 /// For each hypercall number below [`INDEXED`], its rows in [`BY_NUMBER`]
 /// (empty when it has none), cut out at compile time.
 ///
-/// Why: every hypercall is looked up on every call. A scan of the whole table
-/// made each call pay for every row before its own (and an `-ENOSYS` answer for
-/// all of them), so the cost grew with each hypercall added (issue 8 measures
-/// it: `bench_exits/enosys`). With the index a call scans only its own number's
-/// rows, an unimplemented number none, and compares only the sub-command.
+/// Why: every hypercall is looked up on every call. With a scan of the whole
+/// table each call would pay for every row before its own (and an `-ENOSYS`
+/// answer for all of them), a cost growing with each hypercall added
+/// (`bench_exits/enosys` measures it). With the index a call scans only its own
+/// number's rows, an unimplemented number none, and compares only the
+/// sub-command.
 static INDEX: [&[Row]; INDEXED] = index(&BY_NUMBER);
 
 const fn sort_by_number<const N: usize>(rows: &[Row]) -> [Row; N] {
@@ -575,7 +576,7 @@ const NO_ROW: u8 = u8::MAX;
 /// For each hypercall number below [`INDEXED`] and sub-command below
 /// [`DIRECT_SUBS`], the index in [`ROWS`] of the row that answers it, or
 /// [`NO_ROW`]: the hypercall path's lookup is two bounds checks and one read
-/// (a null hypercall has a budget of 200 instructions in all, issue 8). A
+/// (a null hypercall has a budget of about 200 instructions in all). A
 /// `whole` row (the command is inside the request) answers every sub-command of
 /// its number.
 static DIRECT: [[u8; DIRECT_SUBS]; INDEXED] = direct(ROWS);

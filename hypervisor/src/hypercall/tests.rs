@@ -5,8 +5,7 @@ extern crate std;
 
 use super::*;
 
-/// What the table's handlers used to share: the tests' names for addresses,
-/// ABI numbers and the paging types.
+/// The tests' names for addresses, ABI numbers and the paging types.
 #[allow(unused_imports)]
 pub(super) mod imports {
     pub use crate::addr::{GuestVirt, MachineAddr, Mfn, PAGE_SIZE};
@@ -853,7 +852,7 @@ mod mmu {
         assert_eq!(w.dom.take_flush(), Flush::All);
         let (o, _) = ext(&mut w, &[(MMUEXT_INVLPG_MULTI, 0x1000, DATA + 0x900)]);
         assert_eq!(o, Outcome::Return(0));
-        assert_eq!(w.dom.take_flush(), Flush::Page(0x1000));
+        assert_eq!(w.dom.take_flush(), Flush::Page(GuestVirt(0x1000)));
         let (o, _) = ext(&mut w, &[(MMUEXT_TLB_FLUSH_MULTI, 0, 0x10)]);
         assert_eq!(o, ret(Errno::EFAULT));
         for cmd in [

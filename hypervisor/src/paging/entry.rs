@@ -4,35 +4,41 @@
 //! must see exactly what the CPU would see. This module holds the entry format
 //! (shared by the domain builder, the [`walk`](crate::paging::walk), the
 //! validation rules and guest memory access): the flag bits, the levels, and
-//! how an entry names a frame.
+//! how an entry names a frame. The format itself is the ABI's
+//! ([`keel_abi::pte`], documented in docs/abi/mmu.md): the guest library uses
+//! the same definition.
 
 use crate::addr::{MachineAddr, Mfn};
+pub use keel_abi::pte::{Pte, PteFlags};
+
+// The bits as raw words, for the rule tables and the tests that build
+// entries bit by bit. One definition: the ABI's [`PteFlags`].
 
 /// Present.
-pub const PTE_P: u64 = 1 << 0;
+pub const PTE_P: u64 = PteFlags::PRESENT.bits();
 /// Writable (with CR0.WP=1 this binds supervisor writes too).
-pub const PTE_RW: u64 = 1 << 1;
+pub const PTE_RW: u64 = PteFlags::WRITABLE.bits();
 /// User-accessible (the builder leaves it clear: the guest kernel sets it for
 /// its own user mode).
-pub const PTE_US: u64 = 1 << 2;
+pub const PTE_US: u64 = PteFlags::USER.bits();
 /// Write-through.
-pub const PTE_PWT: u64 = 1 << 3;
+pub const PTE_PWT: u64 = PteFlags::WRITE_THROUGH.bits();
 /// Cache disable.
-pub const PTE_PCD: u64 = 1 << 4;
+pub const PTE_PCD: u64 = PteFlags::CACHE_DISABLE.bits();
 /// Global (L1 only).
-pub const PTE_G: u64 = 1 << 8;
+pub const PTE_G: u64 = PteFlags::GLOBAL.bits();
 /// The three bits the CPU ignores and the OS may use (9..11).
-pub const PTE_AVAIL: u64 = 0b111 << 9;
+pub const PTE_AVAIL: u64 = PteFlags::AVAILABLE.bits();
 /// Accessed.
-pub const PTE_A: u64 = 1 << 5;
+pub const PTE_A: u64 = PteFlags::ACCESSED.bits();
 /// Dirty (leaf only).
-pub const PTE_D: u64 = 1 << 6;
+pub const PTE_D: u64 = PteFlags::DIRTY.bits();
 /// Page size in L2/L3 entries (superpage); reserved in L4 entries; PAT in L1 entries.
-pub const PTE_PS: u64 = 1 << 7;
+pub const PTE_PS: u64 = PteFlags::PAGE_SIZE.bits();
 /// Execute-disable; a reserved bit unless EFER.NXE is set.
-pub const PTE_NX: u64 = 1 << 63;
+pub const PTE_NX: u64 = PteFlags::NO_EXECUTE.bits();
 /// The machine-address field (bits 12..51).
-pub const PTE_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+pub const PTE_ADDR_MASK: u64 = Pte::addr_mask();
 
 /// Entries per table.
 pub const ENTRIES: usize = 512;
@@ -76,7 +82,7 @@ impl Level {
 
 /// The frame an entry points at.
 pub const fn pte_frame(pte: u64) -> Mfn {
-    Mfn((pte & PTE_ADDR_MASK) >> 12)
+    Pte(pte).frame()
 }
 
 /// The L4 frame named by a raw CR3 value (bits 12..51; PWT, PCD and a PCID in

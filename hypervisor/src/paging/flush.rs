@@ -1,5 +1,6 @@
 //! The TLB flush an MMU operation leaves owed to the guest.
 
+use crate::addr::GuestVirt;
 use crate::paging::entry::{PTE_A, PTE_D, PTE_P};
 
 /// What must happen to the guest's TLB before it runs again.
@@ -8,8 +9,9 @@ pub enum Flush {
     /// Nothing.
     #[default]
     None,
-    /// One page's translation (INVLPG).
-    Page(u64),
+    /// One page's translation (INVLPG of this guest-virtual address; a
+    /// non-canonical one is flushed as `All`).
+    Page(GuestVirt),
     /// Everything (the whole VPID, or a CR3 reload).
     All,
 }
@@ -19,7 +21,7 @@ impl Flush {
     pub const fn merge(self, other: Flush) -> Flush {
         match (self, other) {
             (Flush::None, x) | (x, Flush::None) => x,
-            (Flush::Page(a), Flush::Page(b)) if a == b => Flush::Page(a),
+            (Flush::Page(a), Flush::Page(b)) if a.0 == b.0 => Flush::Page(a),
             _ => Flush::All,
         }
     }

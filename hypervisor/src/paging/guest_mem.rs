@@ -3,8 +3,9 @@
 //! A hypercall argument is a guest-virtual address, and under direct paging the
 //! only correct meaning of a guest-virtual address is the one the guest's *current*
 //! page tables give it. So the hypervisor never dereferences guest pointers: it
-//! walks the tables from the guest's CR3 exactly as the CPU would, with the guest's
-//! permissions, and then applies its own rules on top:
+//! walks the tables from the domain's base pointer ([`Domain::base`], the one
+//! record of the root: what the vCPU's CR3 holds) exactly as the CPU would, with
+//! the guest's permissions, and then applies its own rules on top:
 //!
 //! 1. the address is canonical and `va + len` does not wrap;
 //! 2. every table frame of the walk is owned by the domain (it is checked *before*

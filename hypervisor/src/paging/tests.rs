@@ -5,7 +5,7 @@
 extern crate std;
 
 use super::*;
-use crate::addr::{MachineAddr, Mfn, Pfn};
+use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn};
 use crate::mem::fake::{FakeFrames, FakeMem};
 use crate::mem::{FrameSource, PhysMem};
 use crate::paging::entry::pte;
@@ -389,8 +389,14 @@ fn flushes_whenever_a_present_entry_changes() {
     assert_eq!(w.update(3, 0, 0), Ok(Flush::All));
     assert_eq!(w.update(3, 0, rw), Ok(Flush::None)); // was not present
     assert_eq!(w.update(3, 0, rw | PTE_NX), Ok(Flush::All));
-    assert_eq!(Flush::Page(1).merge(Flush::Page(2)), Flush::All);
-    assert_eq!(Flush::None.merge(Flush::Page(2)), Flush::Page(2));
+    assert_eq!(
+        Flush::Page(GuestVirt(1)).merge(Flush::Page(GuestVirt(2))),
+        Flush::All
+    );
+    assert_eq!(
+        Flush::None.merge(Flush::Page(GuestVirt(2))),
+        Flush::Page(GuestVirt(2))
+    );
     w.teardown();
 }
 

@@ -23,6 +23,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// previous one skips looking the table up again; any other (another
     /// table, ordinary memory) looks it up. See [`LastTable`] for why this is
     /// exact.
+    #[inline(always)]
     pub fn mod_entry_after(
         &mut self,
         last: &mut LastTable,

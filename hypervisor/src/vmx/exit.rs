@@ -634,7 +634,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             // access through a G=1 entry, which a CR3-style flush (retaining
             // globals) would leave cached (XSA-286's class).
             Flush::All => self.flush_all(),
-            Flush::Page(va) => self.flush_page(va),
+            Flush::Page(va) => self.flush_page(va.0),
         }
     }
 
