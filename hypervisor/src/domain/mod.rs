@@ -163,7 +163,6 @@ impl Domain {
     }
 
     /// Pin `mfn` as a table of `level` (validating it).
-    #[inline(always)]
     pub fn pin<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,
@@ -174,14 +173,12 @@ impl Domain {
     }
 
     /// Drop a pin.
-    #[inline(always)]
     pub fn unpin<M: PhysMem + ?Sized>(&mut self, mem: &mut M, mfn: Mfn) -> Result<(), MmError> {
         self.mm(mem).unpin(mfn)
     }
 
     /// Switch the base pointer to `new` (a pinned, validated L4); a full TLB flush
     /// is owed afterwards (the caller reloads CR3).
-    #[inline(always)]
     pub fn new_baseptr<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,

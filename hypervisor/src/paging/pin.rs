@@ -13,7 +13,6 @@ use crate::paging::{Mm, MmError};
 impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// Pin `mfn` as a table of `level` (MMUEXT_PIN_Lk_TABLE): validate it if
     /// needed and hold a type reference until [`Self::unpin`].
-    #[inline(always)]
     pub fn pin(&mut self, mfn: Mfn, level: Level) -> Result<(), MmError> {
         let pfn = self.pfn(mfn)?;
         if self.type_info(pfn).pinned {
@@ -31,7 +30,6 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     }
 
     /// Drop the guest's pin (MMUEXT_UNPIN_TABLE).
-    #[inline(always)]
     pub fn unpin(&mut self, mfn: Mfn) -> Result<(), MmError> {
         let pfn = self.pfn(mfn)?;
         let mut i = self.type_info(pfn);
@@ -48,7 +46,6 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// Make `new` the base (CR3) in place of `old`: `new` must be a pinned,
     /// validated L4 (NEW_BASEPTR, MOV to CR3). The base holds its own type
     /// reference, so unpinning the running L4 does not devalidate it.
-    #[inline(always)]
     pub fn set_base(&mut self, old: Option<Mfn>, new: Mfn) -> Result<(), MmError> {
         let pfn = self.pfn(new)?;
         let i = self.type_info(pfn);
