@@ -87,6 +87,7 @@ pub mod layout;
 pub mod mmu;
 pub mod note;
 pub mod platform;
+pub mod pte;
 pub mod report;
 pub mod sched;
 pub mod start_info;

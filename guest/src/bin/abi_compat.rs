@@ -25,9 +25,6 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-#[path = "../mmu_util.rs"]
-mod mmu_util;
-
 use keel_guest::abi::console::{CONSOLEIO_READ, CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
 use keel_guest::abi::debug::guest as debug_guest;
 use keel_guest::abi::debug::{DEBUGOP_NOP, DEBUGOP_READ_COUNTERS, KEEL_DEBUG_OP};
@@ -55,9 +52,9 @@ use keel_guest::abi::version::{
 };
 use keel_guest::cpu;
 use keel_guest::events;
+use keel_guest::mmu::*;
 use keel_guest::pagetable::{cr3_mfn, PTE_RW};
 use keel_guest::prelude::*;
-use mmu_util::*;
 
 const TITLE: &str =
     "ABI compatibility: what the hypervisor's version promises works, newer is -ENOSYS";

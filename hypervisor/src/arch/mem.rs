@@ -130,10 +130,6 @@ impl PhysMem for DirectMap {
         }
     }
 
-    fn as_direct_map(&mut self) -> Option<&mut DirectMap> {
-        Some(self)
-    }
-
     fn read_with(&self, at: MachineAddr, len: usize, f: &mut dyn FnMut(&[u8])) {
         check_one_frame(at, len);
         let src = direct_ptr(at.0, len);

@@ -62,13 +62,6 @@ pub trait PhysMem {
             done += n;
         }
     }
-    /// This memory as the hypervisor's direct map, if that is what it is: code
-    /// holding a `dyn PhysMem` can then run a hot loop on the concrete type, with
-    /// every word access inlined (see `hypercall::run_mmu_batch`).
-    #[cfg(target_os = "none")]
-    fn as_direct_map(&mut self) -> Option<&mut crate::arch::mem::DirectMap> {
-        None
-    }
     /// Fill a frame with zeroes.
     fn zero_frame(&mut self, f: Mfn) {
         let zeros = [0u8; 512];

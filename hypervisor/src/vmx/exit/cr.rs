@@ -55,7 +55,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                     Ok(l) => match self.dom.new_baseptr(&mut *self.mem, l.l4) {
                         Ok(()) => {
                             write(guest::CR3, l.real);
-                            self.cr3 = l.l4;
+                            self.loaded_base = l.l4;
                             self.cr3_real = l.real;
                             // new_baseptr owes a full flush; sync_mmu does it.
                             self.sync_mmu();

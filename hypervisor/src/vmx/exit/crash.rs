@@ -65,7 +65,6 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         let mut res = crate::paging::guest_mem::copy_from_guest(
             &*self.dom,
             &*self.mem,
-            self.cr3,
             GuestVirt(rip),
             &mut buf,
         );
@@ -74,7 +73,6 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             res = crate::paging::guest_mem::copy_from_guest(
                 &*self.dom,
                 &*self.mem,
-                self.cr3,
                 GuestVirt(rip),
                 &mut buf[..n],
             );

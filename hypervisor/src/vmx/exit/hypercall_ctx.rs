@@ -10,11 +10,10 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// vCPU's domain, memory, console and events.
     #[inline(always)]
     pub(super) fn call_hypercall(&mut self, g: &GuestGprs) -> Outcome {
-        let mut ctx = HypercallCtx {
+        let mut ctx = hypercall::Ctx {
             dom: &mut *self.dom,
             mem: &mut *self.mem,
             console: &mut *self.console,
-            cr3: self.cr3,
             ev: &mut self.ev,
             now: &crate::arch::timer::rdtsc,
             work: crate::preempt::Budget::new(),

@@ -117,7 +117,6 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                     match crate::paging::guest_mem::copy_from_guest(
                         &*self.dom,
                         &*self.mem,
-                        self.cr3,
                         GuestVirt(rip),
                         bytes,
                     ) {
@@ -174,7 +173,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             // the device (a faulting INS element must not consume input) and do
             // the whole elements before it (a downward chunk is one element).
             let access = if is_in { Access::Write } else { Access::Read };
-            let fault = first_fault(&*self.dom, &*self.mem, self.cr3, va, n, access, mode);
+            let fault = first_fault(&*self.dom, &*self.mem, va, n, access, mode);
             let ok = match fault {
                 None => n,
                 Some(_) if down => 0,
@@ -194,7 +193,6 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 if crate::paging::guest_mem::copy_to_guest_as(
                     &*self.dom,
                     &mut *self.mem,
-                    self.cr3,
                     va,
                     chunk,
                     mode,
@@ -210,7 +208,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 }
             } else {
                 if crate::paging::guest_mem::copy_from_guest_as(
-                    &*self.dom, &*self.mem, self.cr3, va, chunk, mode,
+                    &*self.dom, &*self.mem, va, chunk, mode,
                 )
                 .is_err()
                 {

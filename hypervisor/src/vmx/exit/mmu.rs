@@ -11,7 +11,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// is inline and the work out of line, so a null hypercall pays two compares.
     #[inline(always)]
     pub(super) fn sync_mmu(&mut self) {
-        if self.dom.base() != self.cr3 || self.dom.flush_owed() {
+        if self.dom.base() != self.loaded_base || self.dom.flush_owed() {
             self.sync_mmu_owed();
         }
     }
@@ -19,9 +19,9 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     #[inline(never)]
     pub(super) fn sync_mmu_owed(&mut self) {
         let base = self.dom.base();
-        if base != self.cr3 {
+        if base != self.loaded_base {
             write(guest::CR3, base.addr().0);
-            self.cr3 = base;
+            self.loaded_base = base;
             self.cr3_real = base.addr().0;
         }
         match self.dom.take_flush() {
@@ -30,7 +30,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             // access through a G=1 entry, which a CR3-style flush (retaining
             // globals) would leave cached (XSA-286's class).
             Flush::All => self.flush_all(),
-            Flush::Page(va) => self.flush_page(va),
+            Flush::Page(va) => self.flush_page(va.0),
         }
     }
 
@@ -106,14 +106,8 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         let mut insn = [0u8; 15];
         let n = ((PAGE_SIZE - (rip & (PAGE_SIZE - 1))) as usize).min(insn.len());
         let bytes = insn.get_mut(..n).ok_or("instruction")?;
-        crate::paging::guest_mem::copy_from_guest(
-            &*self.dom,
-            &*self.mem,
-            self.cr3,
-            GuestVirt(rip),
-            bytes,
-        )
-        .map_err(|_| "instruction unreadable")?;
+        crate::paging::guest_mem::copy_from_guest(&*self.dom, &*self.mem, GuestVirt(rip), bytes)
+            .map_err(|_| "instruction unreadable")?;
         let store = decode_store(bytes).ok_or("not an emulated store (MOV r/m64, r64 or imm32)")?;
         if !cr2.is_multiple_of(8) {
             return Err("misaligned store");
@@ -121,7 +115,6 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         let ma = crate::paging::guest_mem::translate(
             &*self.dom,
             &*self.mem,
-            self.cr3,
             GuestVirt(cr2),
             crate::paging::guest_mem::Access::Read,
         )

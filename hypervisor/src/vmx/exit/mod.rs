@@ -54,7 +54,7 @@ use crate::arch::bits::{rflags, Interruptibility, PendingDebug};
 use crate::domain::Domain;
 use crate::event::{Blocked, EventState, UpcallAction};
 use crate::exception::{self, Delivering};
-use crate::hypercall::{self, HypercallCtx, Outcome};
+use crate::hypercall::{self, Outcome};
 use crate::mem::{Console, PhysMem};
 use crate::paging::access_fault::{first_fault, AccessFault};
 use crate::paging::emulate::{decode_store, Source};
@@ -111,8 +111,11 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     policy: CrPolicy,
     maxphyaddr: u8,
     vpid: u16,
-    /// The guest's L4 frame and the real CR3 value.
-    cr3: Mfn,
+    /// The L4 frame the VMCS's guest CR3 points at now, and the CR3 value the
+    /// guest reads back. A copy of the hardware field (a compare on every
+    /// hypercall is cheaper than a VMREAD), never a second root: the domain's
+    /// root is `Domain::base`, and `sync_mmu` makes the VMCS follow it.
+    loaded_base: Mfn,
     cr3_real: u64,
     /// What the guest reads from CR0 (except TS, which is the guest's own) and CR4.
     cr0_visible: u64,
@@ -221,7 +224,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             policy: base_policy.with_osxsave(!xcr0_allowed.is_empty()),
             maxphyaddr: cpu.maxphyaddr,
             vpid,
-            cr3,
+            loaded_base: cr3,
             cr3_real: cr3.addr().0,
             cr0_visible: cr_policy::GUEST_CR0_INITIAL,
             cr4_visible: cr_policy::GUEST_CR4_INITIAL,

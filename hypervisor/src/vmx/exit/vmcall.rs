@@ -96,13 +96,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         // Keel's benchmark interface comes first, before any of the work below.
         if g.rax == perf::KEEL_DEBUG_OP {
             g.rax = perf::debug_op(g.rdi, g.rsi, counters, |va, bytes| {
-                crate::paging::guest_mem::copy_to_guest(
-                    &*self.dom,
-                    &mut *self.mem,
-                    self.cr3,
-                    va,
-                    bytes,
-                )
+                crate::paging::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, va, bytes)
             }) as u64;
             self.complete_instruction();
             return;
