@@ -26,11 +26,14 @@ struct Spy {
     inner: FakeMem,
     reads: RefCell<BTreeSet<u64>>,
     writes: BTreeSet<u64>,
+    /// Every read, counted (a page walk is several).
+    nreads: core::cell::Cell<usize>,
 }
 
 impl PhysMem for Spy {
     fn read(&self, at: MachineAddr, out: &mut [u8]) {
         self.reads.borrow_mut().insert(at.frame().0);
+        self.nreads.set(self.nreads.get() + 1);
         self.inner.read(at, out)
     }
     fn write(&mut self, at: MachineAddr, data: &[u8]) {
@@ -209,6 +212,28 @@ fn nx_pages_are_readable_and_writable_with_nxe() {
     copy_to_guest(&dom, &mut mem, GuestVirt(DATA), &[1, 2, 3]).unwrap();
     let b: [u8; 3] = read_bytes(&dom, &mem, GuestVirt(DATA)).unwrap();
     assert_eq!(b, [1, 2, 3]);
+}
+
+#[test]
+fn write_within_one_page_walks_once() {
+    let (dom, mut mem) = setup(false);
+    let va = GuestVirt(DATA + 0x10);
+    mem.nreads.set(0);
+    translate(&dom, &mem, va, Access::Write).unwrap();
+    let one_walk = mem.nreads.get();
+    assert!(one_walk > 0);
+    mem.nreads.set(0);
+    copy_to_guest(&dom, &mut mem, va, &[1, 2, 3, 4]).unwrap();
+    assert_eq!(mem.nreads.get(), one_walk);
+    let back: [u8; 4] = read_bytes(&dom, &mem, va).unwrap();
+    assert_eq!(back, [1, 2, 3, 4]);
+    // Refused in one page: nothing written.
+    mem.writes.clear();
+    assert_eq!(
+        copy_to_guest(&dom, &mut mem, GuestVirt(TEXT), &[0; 4]),
+        Err(Errno::EFAULT)
+    );
+    assert!(mem.writes.is_empty());
 }
 
 #[test]
