@@ -87,7 +87,7 @@ fn translate_walk<M: PhysMem + ?Sized>(
     if mode == Mode::User && !w.user {
         return Err(Errno::EFAULT);
     }
-    let ok = match (dom.frame_kind(mem, w.frame), access) {
+    let ok = match (dom.frame_kind_inline(mem, w.frame), access) {
         (FrameKind::NotOwned, _) => false,
         (FrameKind::PageTable(_), Access::Read) => true,
         (FrameKind::PageTable(_), Access::Write) => false,
