@@ -345,7 +345,7 @@ pub fn init_unswitched_state(msr_env: &crate::policy::msr::MsrEnv, xsave: bool) 
     if xsave {
         // SAFETY: `xsave` is only true when the host has CR4.OSXSAVE (set by
         // `enable`); x87 alone is always a valid XCR0.
-        unsafe { super::insn::xsetbv(crate::policy::cpuid::xcr0::X87) };
+        unsafe { super::insn::xsetbv(crate::policy::cpuid::Xcr0::X87.bits()) };
     }
 }
 

@@ -60,7 +60,7 @@ use crate::paging::emulate::{decode_store, Source};
 use crate::paging::guest_mem::Access;
 use crate::paging::Flush;
 use crate::perf;
-use crate::policy::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures};
+use crate::policy::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures, Xcr0};
 use crate::policy::insns::{self as insns_policy, XsetbvFault};
 use crate::policy::io::{IoBus, Segment};
 use crate::policy::msr::{self as msr_policy, MsrEnv, ReadOp, VmcsMsr};
@@ -199,11 +199,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         {
             crate::policy::cpuid::xcr0_supported(&host_cpuid)
         } else {
-            0
+            Xcr0::empty()
         };
         // The pass-through MSRs keep whatever was written last (VMX does not
         // switch them), and so does XCR0: give the guest defined values.
-        super::setup::init_unswitched_state(&msr_env, xcr0_allowed != 0);
+        super::setup::init_unswitched_state(&msr_env, !xcr0_allowed.is_empty());
         let feat = GuestCpuFeatures {
             rdtscp: cpu.controls.rdtscp,
             xcr0_allowed,
@@ -217,7 +217,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             console,
             controls: cpu.controls,
             caps: cpu.caps,
-            policy: base_policy.with_osxsave(xcr0_allowed != 0),
+            policy: base_policy.with_osxsave(!xcr0_allowed.is_empty()),
             maxphyaddr: cpu.maxphyaddr,
             vpid,
             cr3,
