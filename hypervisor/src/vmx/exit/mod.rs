@@ -48,7 +48,6 @@ use super::insn::{invvpid, set_guest_cr2, vmread, vmread_current, vmwrite_guest,
 use super::io_qual::IoAccess;
 use super::names::{exception_name, ExitReason};
 use super::percpu;
-use super::run::report_entry_failure;
 use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::arch::bits::{rflags, Interruptibility, PendingDebug};
 use crate::domain::Domain;
@@ -549,7 +548,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         if reason.entry_failure() {
             // SDM 27.8: VM entry failed after the control and host checks passed
             // (invalid guest state, MSR loading, machine check).
-            report_entry_failure(reason, vmread(ro::EXIT_QUALIFICATION));
+            crash::report_entry_failure(reason, vmread(ro::EXIT_QUALIFICATION));
             return Some(DomainEnd::EntryFailed);
         }
         match reason.without_flags() {
