@@ -31,6 +31,7 @@ pub mod console;
 pub mod domain;
 pub mod event;
 pub mod exception;
+pub mod grant;
 pub mod hypercall;
 pub mod mem;
 pub mod paging;
