@@ -39,5 +39,6 @@ pub mod perf;
 pub mod policy;
 pub mod preempt;
 pub mod privilege;
+pub mod sched;
 pub mod time;
 pub mod vmx;
