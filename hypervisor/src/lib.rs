@@ -29,6 +29,7 @@ pub mod arch;
 pub mod boot;
 pub mod console;
 pub mod domain;
+pub mod domctl;
 pub mod event;
 pub mod exception;
 pub mod grant;
