@@ -923,3 +923,30 @@ proptest! {
         }
     }
 }
+
+/// The ABI 1.1 items are staged, not served: until the wiring adds their rows,
+/// the hypervisor answers every one of them `-ENOSYS`, and no row claims a
+/// version newer than the one it reports.
+#[test]
+fn nothing_staged_is_served_yet() {
+    use crate::hypercall::{lookup, TABLE};
+    use keel_abi::hypercall::Hypercall;
+    use keel_abi::version::AbiVersion;
+    for cmd in [
+        GNTTABOP_MAP_GRANT_REF,
+        GNTTABOP_UNMAP_GRANT_REF,
+        GNTTABOP_SETUP_TABLE,
+        GNTTABOP_COPY,
+        GNTTABOP_QUERY_SIZE,
+    ] {
+        assert!(lookup(Hypercall::GRANT_TABLE_OP.0, cmd).is_none(), "grant_table_op {cmd}");
+    }
+    assert!(lookup(Hypercall::DOMCTL.0, 0).is_none());
+    assert!(lookup(
+        Hypercall::EVENT_CHANNEL_OP.0,
+        keel_abi::event::EVTCHNOP_BIND_INTERDOMAIN
+    )
+    .is_none());
+    assert!(TABLE.iter().all(|r| r.since <= AbiVersion::CURRENT));
+    assert_eq!(keel_abi::layout::IN_PROGRESS, Some(AbiVersion::V1_1));
+}
