@@ -38,6 +38,7 @@
 //! ([`GrantState`]) is fixed-size (no heap): the active entries of the domain's
 //! own table and the maptrack table of the mappings it holds.
 
+pub mod batch;
 pub mod entry;
 pub mod ops;
 pub mod table;

@@ -939,7 +939,10 @@ fn nothing_staged_is_served_yet() {
         GNTTABOP_COPY,
         GNTTABOP_QUERY_SIZE,
     ] {
-        assert!(lookup(Hypercall::GRANT_TABLE_OP.0, cmd).is_none(), "grant_table_op {cmd}");
+        assert!(
+            lookup(Hypercall::GRANT_TABLE_OP.0, cmd).is_none(),
+            "grant_table_op {cmd}"
+        );
     }
     assert!(lookup(Hypercall::DOMCTL.0, 0).is_none());
     assert!(lookup(
@@ -949,4 +952,195 @@ fn nothing_staged_is_served_yet() {
     .is_none());
     assert!(TABLE.iter().all(|r| r.since <= AbiVersion::CURRENT));
     assert_eq!(keel_abi::layout::IN_PROGRESS, Some(AbiVersion::V1_1));
+}
+
+/// Guest memory for the batch tests: one flat buffer at `BASE`; anything
+/// outside it faults.
+struct Mem(Vec<u8>);
+const BASE: u64 = 0x10_0000;
+
+impl super::batch::OpMemory for Mem {
+    fn read<T: keel_abi::event::Pod>(
+        &mut self,
+        base: GuestVirt,
+        i: u32,
+    ) -> Result<T, keel_abi::Errno> {
+        let at = (base.0 + u64::from(i) * T::SIZE as u64)
+            .checked_sub(BASE)
+            .ok_or(keel_abi::Errno::EFAULT)?;
+        let b = self
+            .0
+            .get(at as usize..at as usize + T::SIZE)
+            .ok_or(keel_abi::Errno::EFAULT)?;
+        Ok(T::decode(b))
+    }
+    fn write<T: keel_abi::event::Pod>(
+        &mut self,
+        base: GuestVirt,
+        i: u32,
+        v: &T,
+    ) -> Result<(), keel_abi::Errno> {
+        let at = (base.0 + u64::from(i) * T::SIZE as u64)
+            .checked_sub(BASE)
+            .ok_or(keel_abi::Errno::EFAULT)?;
+        let b = self
+            .0
+            .get_mut(at as usize..at as usize + T::SIZE)
+            .ok_or(keel_abi::Errno::EFAULT)?;
+        v.encode(b);
+        Ok(())
+    }
+    fn write_words(&mut self, at: GuestVirt, words: &[u64]) -> Result<(), keel_abi::Errno> {
+        let off = at.0.checked_sub(BASE).ok_or(keel_abi::Errno::EFAULT)? as usize;
+        let b = self
+            .0
+            .get_mut(off..off + 8 * words.len())
+            .ok_or(keel_abi::Errno::EFAULT)?;
+        for (c, w) in b.chunks_mut(8).zip(words) {
+            c.copy_from_slice(&w.to_le_bytes());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn batches_are_bounded_preemptible_and_fault_cleanly() {
+    use super::batch::{grant_table_op, Batch, OpMemory};
+    use keel_abi::event::Pod;
+    use keel_abi::Errno;
+    let mut s = Sys::new();
+    let mut mem = Mem(vec![0; 4096]);
+    let uop = GuestVirt(BASE);
+    let run = |s: &mut Sys, mem: &mut Mem, cmd, count, start, units| {
+        grant_table_op(&mut s.st, &mut s.w, mem, D2, cmd, uop, count, start, units)
+    };
+    // Bounds of the batch.
+    assert_eq!(
+        run(
+            &mut s,
+            &mut mem,
+            GNTTABOP_MAP_GRANT_REF,
+            KEEL_GNTTAB_BATCH_MAX + 1,
+            0,
+            8
+        ),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        run(&mut s, &mut mem, GNTTABOP_MAP_GRANT_REF, 2, 3, 8),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        run(&mut s, &mut mem, GNTTABOP_SETUP_TABLE, 2, 0, 8),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        run(&mut s, &mut mem, GNTTABOP_QUERY_SIZE, 0, 0, 8),
+        Err(Errno::EINVAL)
+    );
+    for cmd in [3, 4, 7, 8, 9, 10, 11, 12, 99] {
+        assert_eq!(
+            run(&mut s, &mut mem, cmd, 1, 0, 8),
+            Err(Errno::ENOSYS),
+            "cmd {cmd}"
+        );
+    }
+    // setup_table writes the frame list; a bad list is GNTST_bad_virt_addr.
+    let setup = GnttabSetupTable {
+        dom: DOMID_SELF,
+        nr_frames: 2,
+        status: 0,
+        frame_list: BASE + 2048,
+    };
+    mem.write(uop, 0, &setup).unwrap();
+    assert_eq!(
+        run(&mut s, &mut mem, GNTTABOP_SETUP_TABLE, 1, 0, 8),
+        Ok(Batch::Done)
+    );
+    let back: GnttabSetupTable = mem.read(uop, 0).unwrap();
+    assert_eq!(back.status, GNTST_OKAY);
+    let frames = s.st[2].table.frames().to_vec();
+    assert_eq!(&mem.0[2048..2056], &frames[0].0.to_le_bytes());
+    assert_eq!(&mem.0[2056..2064], &frames[1].0.to_le_bytes());
+    mem.write(
+        uop,
+        0,
+        &GnttabSetupTable {
+            frame_list: 0x10,
+            ..setup
+        },
+    )
+    .unwrap();
+    run(&mut s, &mut mem, GNTTABOP_SETUP_TABLE, 1, 0, 8).unwrap();
+    assert_eq!(
+        mem.read::<GnttabSetupTable>(uop, 0).unwrap().status,
+        GNTST_BAD_VIRT_ADDR
+    );
+    // Three maps, two units an exit: a continuation, then the rest.
+    let f = s.w.frame(1, 0x100);
+    s.grant(D1, 1, D2, f, PERMIT);
+    for i in 0..3u32 {
+        let op = GnttabMapGrantRef {
+            host_addr: VA + u64::from(i) * PAGE_SIZE,
+            flags: RO,
+            gref: 1,
+            dom: 1,
+            ..Default::default()
+        };
+        mem.write(uop, i, &op).unwrap();
+    }
+    assert_eq!(
+        run(&mut s, &mut mem, GNTTABOP_MAP_GRANT_REF, 3, 0, 2),
+        Ok(Batch::Preempted { done: 2 })
+    );
+    assert_eq!(s.w.refs(f), 2);
+    assert_eq!(
+        run(&mut s, &mut mem, GNTTABOP_MAP_GRANT_REF, 3, 2, 2),
+        Ok(Batch::Done)
+    );
+    let handles: Vec<(i16, u32)> = (0..3)
+        .map(|i| {
+            let m: GnttabMapGrantRef = mem.read(uop, i).unwrap();
+            (m.status, m.handle)
+        })
+        .collect();
+    assert_eq!(handles, vec![(0, 0), (0, 1), (0, 2)]);
+    // Unmap them, the last one's operation out of reach: -EFAULT, the first
+    // two done.
+    let far = GuestVirt(BASE + 4096 - 2 * GnttabUnmapGrantRef::SIZE as u64);
+    for i in 0..2u32 {
+        let op = GnttabUnmapGrantRef {
+            host_addr: VA + u64::from(i) * PAGE_SIZE,
+            handle: i,
+            ..Default::default()
+        };
+        mem.write(far, i, &op).unwrap();
+    }
+    let r = grant_table_op(
+        &mut s.st,
+        &mut s.w,
+        &mut mem,
+        D2,
+        GNTTABOP_UNMAP_GRANT_REF,
+        far,
+        3,
+        0,
+        64,
+    );
+    assert_eq!(r, Err(Errno::EFAULT));
+    // The whole chunk is read before any unmap: nothing was undone.
+    assert_eq!(s.w.refs(f), 3);
+    let r = grant_table_op(
+        &mut s.st,
+        &mut s.w,
+        &mut mem,
+        D2,
+        GNTTABOP_UNMAP_GRANT_REF,
+        far,
+        2,
+        0,
+        64,
+    );
+    assert_eq!(r, Ok(Batch::Done));
+    assert_eq!(s.w.refs(f), 1);
 }
