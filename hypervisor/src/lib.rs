@@ -34,6 +34,7 @@ pub mod event;
 pub mod exception;
 pub mod grant;
 pub mod hypercall;
+pub mod lifecycle;
 pub mod mem;
 pub mod paging;
 pub mod perf;
