@@ -63,7 +63,7 @@ abi_consts! {
     /// entries of 8 bytes each.
     KEEL_GNTTAB_MAX_FRAMES: u32 = 4 => keel();
     /// The grant mappings one domain may hold at once (its maptrack table);
-    /// one more is `GNTST_no_space`.
+    /// one more is `GNTST_no_device_space`.
     KEEL_MAPTRACK_ENTRIES: u32 = 1024 => keel();
     /// The operations one `grant_table_op` call may carry; more is `-EINVAL`
     /// (the hypercall is preemptible: the budget is per exit, not per call).
@@ -74,11 +74,13 @@ abi_consts! {
     family: Family::Grant, since: AbiVersion::V1_1, list: STATUS_CONSTS;
     /// `GNTST_okay`: done.
     GNTST_OKAY: i16 = 0 => @signed xen("GNTST_okay");
-    /// `GNTST_general_error`: a flag or argument the operation does not accept.
+    /// `GNTST_general_error`: a flag the operation does not accept, an entry that
+    /// does not grant the caller this access (or kept changing), a page-table frame.
     GNTST_GENERAL_ERROR: i16 = -1 => @signed xen("GNTST_general_error");
     /// `GNTST_bad_domain`: no such domain, or the caller itself where another is needed.
     GNTST_BAD_DOMAIN: i16 = -2 => @signed xen("GNTST_bad_domain");
-    /// `GNTST_bad_gntref`: the reference is out of the table, or the entry does not grant the caller this access.
+    /// `GNTST_bad_gntref`: the reference is beyond the table (and, as Xen, a map
+    /// without `GNTMAP_host_map`).
     GNTST_BAD_GNTREF: i16 = -3 => @signed xen("GNTST_bad_gntref");
     /// `GNTST_bad_handle`: no mapping of the caller has this handle.
     GNTST_BAD_HANDLE: i16 = -4 => @signed xen("GNTST_bad_handle");
@@ -86,19 +88,22 @@ abi_consts! {
     GNTST_BAD_VIRT_ADDR: i16 = -5 => @signed xen("GNTST_bad_virt_addr");
     /// `GNTST_bad_dev_addr` (Keel: no device mappings, never returned).
     GNTST_BAD_DEV_ADDR: i16 = -6 => @signed xen("GNTST_bad_dev_addr");
-    /// `GNTST_no_device_space` (Keel: no I/O MMU, never returned).
+    /// `GNTST_no_device_space`: the caller's maptrack table is full (Xen's answer).
     GNTST_NO_DEVICE_SPACE: i16 = -7 => @signed xen("GNTST_no_device_space");
-    /// `GNTST_permission_denied`: a writable use of a read-only grant.
+    /// `GNTST_permission_denied`: another domain's table, or another domain's
+    /// frame named without a grant in a copy.
     GNTST_PERMISSION_DENIED: i16 = -8 => @signed xen("GNTST_permission_denied");
-    /// `GNTST_bad_page`: the granted frame is not the granter's, or is a page table or descriptor page.
+    /// `GNTST_bad_page`: the frame is not its domain's.
     GNTST_BAD_PAGE: i16 = -9 => @signed xen("GNTST_bad_page");
     /// `GNTST_bad_copy_arg`: a copy that crosses a page boundary.
     GNTST_BAD_COPY_ARG: i16 = -10 => @signed xen("GNTST_bad_copy_arg");
     /// `GNTST_address_too_big` (Keel: no transfers, never returned).
     GNTST_ADDRESS_TOO_BIG: i16 = -11 => @signed xen("GNTST_address_too_big");
-    /// `GNTST_eagain`: the entry changed under the operation; try again.
+    /// `GNTST_eagain` (Keel: never returned; an entry that keeps changing is
+    /// `GNTST_general_error`, as Xen).
     GNTST_EAGAIN: i16 = -12 => @signed xen("GNTST_eagain");
-    /// `GNTST_no_space`: the caller's maptrack table is full.
+    /// `GNTST_no_space` (Keel: never returned; a full maptrack table is
+    /// `GNTST_no_device_space`, as Xen).
     GNTST_NO_SPACE: i16 = -13 => @signed xen("GNTST_no_space");
 }
 
@@ -232,7 +237,7 @@ pub struct GnttabMapGrantRef {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GnttabUnmapGrantRef {
-    /// The address the grant is mapped at (0: find it by the handle alone).
+    /// The address the grant is mapped at (must be the handle's).
     pub host_addr: u64,
     /// Ignored (no device mappings).
     pub dev_bus_addr: u64,
