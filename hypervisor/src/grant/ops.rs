@@ -13,7 +13,7 @@ use crate::domain::DomainId;
 use keel_abi::event::DOMID_SELF;
 use keel_abi::grant_table::{
     CopyFlags, GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabUnmapGrantRef, GrantFlags,
-    GrantHandle, MapFlags, GNTMAP_GUEST_AVAIL_MASK, GNTMAP_HOST_MAP, GNTMAP_READONLY,
+    GrantHandle, MapFlags, GNTMAP_GUEST_AVAIL_MASK, GNTMAP_READONLY,
 };
 
 /// The map flags Keel refuses (`GNTMAP_device_map`, `application_map`,
@@ -508,7 +508,3 @@ pub fn copy<const F: usize, const M: usize>(
     put_end(st, world, src);
     Ok(())
 }
-
-/// The flags `map_grant_ref` accepts, for the documentation: host mapping,
-/// read-only, and the guest's own bits.
-pub const MAP_ACCEPTED: u32 = GNTMAP_HOST_MAP | GNTMAP_READONLY | GNTMAP_GUEST_AVAIL_MASK;
