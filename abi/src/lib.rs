@@ -80,6 +80,7 @@ macro_rules! abi_consts {
 
 pub mod addr;
 pub mod console;
+pub mod cpuid;
 pub mod debug;
 pub mod domctl;
 pub mod errno;
@@ -90,6 +91,7 @@ pub mod layout;
 pub mod mmu;
 pub mod note;
 pub mod platform;
+pub mod report;
 pub mod ring;
 pub mod sched;
 pub mod start_info;

@@ -1,4 +1,4 @@
-//! The ABI compatibility guest (issue 4; `docs/abi-versioning.md`).
+//! The ABI compatibility guest (`docs/abi-versioning.md`).
 //!
 //! One binary, two jobs. Built from the release commit of a version and frozen in
 //! `abi/fixtures/<version>/compat-guest.elf`, it proves that every *later*

@@ -12,7 +12,7 @@
 //! - `#PF` (from the CPU, and from Keel's string-I/O emulation) then `#PF`: `#DF`;
 //! - with the argument `triple`: `#DF` then `#PF`, a triple fault, which must
 //!   crash the domain with its diagnostic (`loader/tests/exceptions.rs` checks
-//!   that run); it used to loop for ever, reflecting `#PF`s.
+//!   that run), not loop for ever reflecting `#PF`s.
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 

@@ -2,8 +2,8 @@
 //! (docs/abi/insns.md): with RFLAGS.TF set, exactly one single-step #DB comes
 //! right after it, with DR6.BS set, for every kind of exiting instruction:
 //! VMCALL, CPUID, RDMSR, OUT, IN, REP OUTSB, MOV to CR3 and an emulated
-//! page-table store. (A hypercall used to move RIP without the trap: the #DB
-//! came one instruction late.)
+//! page-table store. The #DB must not come one instruction late: an emulated
+//! instruction that moves RIP must also deliver the trap.
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 

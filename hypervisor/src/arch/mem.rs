@@ -301,7 +301,7 @@ pub fn extend_direct_map(top: MachineAddr, frames: &mut impl FrameSource) -> Res
     Ok(end - start)
 }
 
-const EFER_NXE: u64 = 1 << 11;
+const EFER_NXE: u64 = super::bits::efer::NXE;
 
 /// Remap `[0, 4 MiB)` with 4 KiB pages and protections (see the module comment).
 /// Call after everything that reads page 0 (the BIOS RSDP scan reads the EBDA

@@ -157,10 +157,17 @@ fn write_record(parts: &[&[u8]]) {
 /// every VM exit; see [`NEXT_POLL`] for what it costs.
 #[inline]
 pub fn pump() {
-    let next = NEXT_POLL.load(Ordering::Relaxed);
-    if next != u64::MAX && super::timer::rdtsc() >= next {
+    if has_work() {
         pump_slow();
     }
+}
+
+/// Whether [`pump`] would send now: output is buffered and the UART is due to
+/// be polled. One load and a compare when the ring is empty.
+#[inline]
+pub fn has_work() -> bool {
+    let next = NEXT_POLL.load(Ordering::Relaxed);
+    next != u64::MAX && super::timer::rdtsc() >= next
 }
 
 #[inline(never)]
@@ -212,6 +219,10 @@ impl Console for SerialConsole {
     #[inline]
     fn pump(&mut self) {
         pump();
+    }
+    #[inline]
+    fn has_work(&self) -> bool {
+        has_work()
     }
     fn drain_until(&mut self, deadline: u64) {
         while NEXT_POLL.load(Ordering::Relaxed) != u64::MAX && super::timer::rdtsc() < deadline {

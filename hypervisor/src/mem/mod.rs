@@ -120,6 +120,13 @@ pub trait Console {
     /// calls this after every exit). Nothing to do for an unbuffered console.
     #[inline]
     fn pump(&mut self) {}
+    /// Whether `pump` would move output now (the exit path's fast route, which
+    /// does not pump, is taken only when it would not). False for an
+    /// unbuffered console.
+    #[inline]
+    fn has_work(&self) -> bool {
+        false
+    }
     /// Move buffered output to the device while the TSC is below `deadline`
     /// (the CPU would idle until then otherwise).
     fn drain_until(&mut self, deadline: u64) {

@@ -4,8 +4,7 @@
 extern crate std;
 
 use super::*;
-use crate::domain::elf::testimg::{abi_note, build as build_elf, typical, Seg};
-use crate::domain::elf::{PF_R, PF_W, PF_X};
+use crate::domain::elf::testimg::{abi_note, build as build_elf, typical, Seg, PF_R, PF_W, PF_X};
 use crate::domain::FrameKind;
 use crate::mem::fake::{FakeFrames, FakeMem};
 use crate::paging::entry::{pte_frame, walk, WalkFault, PTE_PS};
