@@ -116,12 +116,21 @@ pub trait Console {
             self.write_bytes(p);
         }
     }
-    /// Move buffered output towards the device without waiting (the exit path
-    /// calls this after every exit). Nothing to do for an unbuffered console.
+    /// Whether buffered output could move towards the device now (the exit path
+    /// asks after every exit; cheap when there is nothing to send).
     #[inline]
-    fn pump(&mut self) {}
-    /// Move buffered output to the device while the TSC is below `deadline`
-    /// (the CPU would idle until then otherwise).
+    fn pump_due(&self) -> bool {
+        false
+    }
+    /// Move buffered output towards the device without waiting, if that will
+    /// be done before the TSC reaches `before` (the guest's next timer deadline,
+    /// `u64::MAX` for none). Nothing to do for an unbuffered console.
+    #[inline]
+    fn pump(&mut self, before: u64) {
+        let _ = before;
+    }
+    /// Move buffered output to the device while that ends before the TSC
+    /// reaches `deadline` (the CPU would idle until then otherwise).
     fn drain_until(&mut self, deadline: u64) {
         let _ = deadline;
     }

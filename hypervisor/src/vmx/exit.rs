@@ -1483,13 +1483,22 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
 impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
     fn handle_exit(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
         let end = self.dispatch(g);
+        // Drain the console ring by one burst if the UART takes it now (one load
+        // when the ring is empty): output moves while the guest runs, and no
+        // exit waits for the serial line. Before the timers are looked at, and
+        // only if the burst will have gone before the next deadline: a burst can
+        // cost milliseconds where each port access exits to a hypervisor beneath
+        // Keel, and a due timer is delivered first.
+        if self.console.pump_due() {
+            let before = match end {
+                None => self.ev.wake_deadline_tsc().unwrap_or(u64::MAX),
+                Some(_) => u64::MAX,
+            };
+            self.console.pump(before);
+        }
         if end.is_none() {
             self.before_entry();
         }
-        // Drain the console ring by one burst if the UART takes it now (one load
-        // when the ring is empty): output moves while the guest runs, and no
-        // exit waits for the serial line.
-        self.console.pump();
         // A partial COM1 line is printed when the domain ends.
         if end.is_some() && self.bus.com1.pending() {
             self.bus.com1.flush(&mut *self.console);
