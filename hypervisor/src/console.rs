@@ -12,7 +12,8 @@
 //!   ring drains at the line's speed while the guest runs, and nothing waits
 //!   for the UART in the guest's time;
 //! - a burst starts only if it will have gone before the guest's next timer
-//!   deadline ([`burst_fits`], with the cost the last burst took): where each
+//!   deadline ([`burst_fits`], with the cost the last burst took), and not while
+//!   an event waits to be delivered to the guest: where each
 //!   port access is itself an exit to a hypervisor beneath Keel, a burst costs
 //!   milliseconds, and output waits for the next exit or idle period instead
 //!   of making a timer late.

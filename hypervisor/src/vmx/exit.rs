@@ -1486,11 +1486,13 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
         // Drain the console ring by one burst if the UART takes it now (one load
         // when the ring is empty): output moves while the guest runs, and no
         // exit waits for the serial line. Before the timers are looked at, and
-        // only if the burst will have gone before the next deadline: a burst can
-        // cost milliseconds where each port access exits to a hypervisor beneath
-        // Keel, and a due timer is delivered first.
+        // only if the burst will have gone before the next deadline and no event
+        // waits to be delivered (a timer that fired while the vCPU was blocked
+        // included): a burst can cost milliseconds where each port access exits
+        // to a hypervisor beneath Keel.
         if self.console.pump_due() {
             let before = match end {
+                None if self.ev.upcall_wanted(&*self.dom, &mut *self.mem).is_some() => 0,
                 None => self.ev.wake_deadline_tsc().unwrap_or(u64::MAX),
                 Some(_) => u64::MAX,
             };
