@@ -121,9 +121,10 @@ static NEXT_POLL: AtomicU64 = AtomicU64::new(u64::MAX);
 /// is calibrated ([`set_tsc_hz`]); 0 before (poll at every exit).
 static BYTE_TICKS: AtomicU64 = AtomicU64::new(0);
 
-/// TSC ticks the last burst took (status read and string write): the cost of
-/// the next one, which [`crate::console::burst_fits`] weighs against the next
-/// timer deadline. 0 until a burst has gone.
+/// TSC ticks the last burst took (status read and string write), scaled to a
+/// whole FIFO's worth of bytes: the cost of the next one, which
+/// [`crate::console::burst_fits`] weighs against the next timer deadline. 0
+/// until a burst has gone.
 static BURST_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// The TSC's rate, measured at boot: from now on the drain polls the UART only
@@ -178,10 +179,12 @@ fn pump_slow(start: u64) {
     if let Some(mut ring) = RING.try_lock() {
         let sent = ring.pump(&mut Com1);
         if sent > 0 {
-            BURST_TICKS.store(
-                super::timer::rdtsc().saturating_sub(start),
-                Ordering::Relaxed,
-            );
+            // Scaled to a whole FIFO: the next burst may be longer than this one
+            // (under KVM each byte is an exit of its own, so a burst's cost grows
+            // with its length).
+            let took = super::timer::rdtsc().saturating_sub(start);
+            let depth = DEPTH.load(Ordering::Relaxed).max(sent) as u64;
+            BURST_TICKS.store(took.saturating_mul(depth) / sent as u64, Ordering::Relaxed);
         }
         schedule(&ring, sent);
     }
