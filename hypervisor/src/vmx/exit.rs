@@ -1311,6 +1311,9 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             && self.preempt_idle
             && self.ev.blocked.is_none()
         {
+            if self.console.pump_due() {
+                self.console.pump(u64::MAX);
+            }
             return;
         }
         self.before_entry_work();
@@ -1323,7 +1326,17 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             let tsc = crate::arch::timer::rdtsc();
             self.ev.expire_timers(&*self.dom, &mut *self.mem, tsc);
         }
-        match self.ev.upcall_wanted(&*self.dom, &mut *self.mem) {
+        let upcall = self.ev.upcall_wanted(&*self.dom, &mut *self.mem);
+        // A console burst (see `handle_exit`) only if no event waits to be
+        // delivered (a timer that fired while the vCPU was blocked included) and
+        // it will have gone before the next deadline: a burst can cost
+        // milliseconds where each port access exits to a hypervisor beneath
+        // Keel. Before the VMX-preemption timer is set, which reads the TSC.
+        if upcall.is_none() && self.console.pump_due() {
+            self.console
+                .pump(self.ev.wake_deadline_tsc().unwrap_or(u64::MAX));
+        }
+        match upcall {
             Some(vector) => {
                 let rflags = vmread(guest::RFLAGS);
                 let shadow = vmread(guest::INTERRUPTIBILITY_STATE) & 3;
@@ -1485,21 +1498,12 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
         let end = self.dispatch(g);
         // Drain the console ring by one burst if the UART takes it now (one load
         // when the ring is empty): output moves while the guest runs, and no
-        // exit waits for the serial line. Before the timers are looked at, and
-        // only if the burst will have gone before the next deadline and no event
-        // waits to be delivered (a timer that fired while the vCPU was blocked
-        // included): a burst can cost milliseconds where each port access exits
-        // to a hypervisor beneath Keel.
-        if self.console.pump_due() {
-            let before = match end {
-                None if self.ev.upcall_wanted(&*self.dom, &mut *self.mem).is_some() => 0,
-                None => self.ev.wake_deadline_tsc().unwrap_or(u64::MAX),
-                Some(_) => u64::MAX,
-            };
-            self.console.pump(before);
-        }
+        // exit waits for the serial line. `before_entry` does it for a guest
+        // that goes on running, where it knows the timers and the upcall.
         if end.is_none() {
             self.before_entry();
+        } else if self.console.pump_due() {
+            self.console.pump(u64::MAX);
         }
         // A partial COM1 line is printed when the domain ends.
         if end.is_some() && self.bus.com1.pending() {
