@@ -1,4 +1,4 @@
-//! `keel_debug_op`: Keel's own debug hypercall, for benchmarks (issue 8).
+//! `keel_debug_op`: Keel's own debug hypercall, for benchmarks.
 //!
 //! Two things every benchmark needs from the hypervisor, and no Xen interface offers:
 //!

@@ -78,6 +78,7 @@ macro_rules! abi_consts {
 
 pub mod addr;
 pub mod console;
+pub mod cpuid;
 pub mod debug;
 pub mod errno;
 pub mod event;
@@ -86,6 +87,8 @@ pub mod layout;
 pub mod mmu;
 pub mod note;
 pub mod platform;
+pub mod pte;
+pub mod report;
 pub mod sched;
 pub mod start_info;
 pub mod time;

@@ -11,26 +11,30 @@
 
 use spin::Mutex;
 
+pub use crate::abi::pte::{Pte, PteFlags};
 use crate::abi::{GuestVirt, Mfn, Pfn, PAGE_SIZE};
 use crate::fault::{self, Cr, Fault};
 use crate::start;
 
+// Raw words of the ABI's entry format ([`crate::abi::pte`]), for code that
+// builds entries bit by bit.
+
 /// Present.
-pub const PTE_P: u64 = 1 << 0;
+pub const PTE_P: u64 = PteFlags::PRESENT.bits();
 /// Writable.
-pub const PTE_RW: u64 = 1 << 1;
+pub const PTE_RW: u64 = PteFlags::WRITABLE.bits();
 /// User-accessible.
-pub const PTE_US: u64 = 1 << 2;
+pub const PTE_US: u64 = PteFlags::USER.bits();
 /// Page size (a superpage at L2/L3).
-pub const PTE_PS: u64 = 1 << 7;
+pub const PTE_PS: u64 = PteFlags::PAGE_SIZE.bits();
 /// No-execute.
-pub const PTE_NX: u64 = 1 << 63;
+pub const PTE_NX: u64 = PteFlags::NO_EXECUTE.bits();
 /// The frame-address bits of an entry.
-pub const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
+pub const PTE_ADDR: u64 = Pte::addr_mask();
 
 /// The frame an entry points at.
 pub const fn pte_mfn(pte: u64) -> Mfn {
-    Mfn((pte & PTE_ADDR) >> 12)
+    Pte(pte).frame()
 }
 
 /// The most frames the reverse index holds (256 MiB of guest memory).

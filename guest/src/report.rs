@@ -25,45 +25,9 @@ use core::fmt::{self, Write};
 use spin::Mutex;
 
 use crate::abi::note::TestCategory;
+use crate::abi::report::TEST_RESULT_MARKER;
+pub use crate::abi::report::{Verdict, SEQ_MARKER};
 use crate::abi::sched::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF};
-
-/// A verdict, ordered by severity (`Success` least severe).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Verdict {
-    /// Everything checked behaved.
-    Success,
-    /// The test cannot run in this configuration.
-    Skip,
-    /// The test or its environment is broken.
-    Error,
-    /// The code under test misbehaved.
-    Failure,
-    /// The guest died.
-    Crash,
-}
-
-impl Verdict {
-    /// The upper-case name used in the result line.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Verdict::Success => "SUCCESS",
-            Verdict::Skip => "SKIP",
-            Verdict::Error => "ERROR",
-            Verdict::Failure => "FAILURE",
-            Verdict::Crash => "CRASH",
-        }
-    }
-    /// The capitalised name used when a verdict is reported along the way.
-    pub const fn label(self) -> &'static str {
-        match self {
-            Verdict::Success => "Success",
-            Verdict::Skip => "Skip",
-            Verdict::Error => "Error",
-            Verdict::Failure => "Failure",
-            Verdict::Crash => "Crash",
-        }
-    }
-}
 
 /// Longest reason kept for the result line (longer ones are cut, marked `...`).
 pub const REASON_MAX: usize = 200;
@@ -184,9 +148,9 @@ impl Outcome {
 /// Format the result line (without its newline).
 pub fn result_line(v: Verdict, reason: &Reason, out: &mut impl Write) -> fmt::Result {
     if reason.is_empty() {
-        write!(out, "Test result: {}", v.name())
+        write!(out, "{TEST_RESULT_MARKER}{}", v.name())
     } else {
-        write!(out, "Test result: {}: {}", v.name(), reason)
+        write!(out, "{TEST_RESULT_MARKER}{}: {}", v.name(), reason)
     }
 }
 

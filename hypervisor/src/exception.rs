@@ -194,7 +194,7 @@ mod tests {
             assert_eq!(Delivering::from_info(info), Some(Delivering::Other));
             assert_eq!(combine(Delivering::from_info(info), 14), Outcome::Deliver);
         }
-        // The case: a #PF while #DF is delivered.
+        // A #PF while #DF is delivered: a triple fault.
         assert_eq!(
             combine(Delivering::from_info(0x8000_0b08), 14),
             Outcome::TripleFault

@@ -10,6 +10,7 @@
 //! 5. VMX on; the first module becomes domain 1; run it; power off with the
 //!    status its end implies.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+#![deny(unsafe_code)]
 
 #[cfg(target_os = "none")]
 mod bare {
@@ -21,7 +22,7 @@ mod bare {
     use keel_hypervisor::domain::elf;
     use keel_hypervisor::mem::frames::LOW_MEMORY_END;
     use keel_hypervisor::mem::FrameSource;
-    use keel_hypervisor::vmx::hw::DomainEnd;
+    use keel_hypervisor::vmx::frame::DomainEnd;
     use keel_hypervisor::{domain, vmx};
 
     keel_hypervisor::entry_point!(boot);
@@ -136,7 +137,7 @@ mod bare {
         }
 
         // ---- 5. VMX and the guest --------------------------------------------------
-        let mut cpu = match vmx::hw::enable(&mut frames) {
+        let mut cpu = match vmx::enable::enable(0, &mut frames) {
             Ok(cpu) => cpu,
             Err(e) => {
                 log::error!("vmx: {e}");
@@ -192,7 +193,7 @@ mod bare {
         // time, not the guest's.
         arch::serial::flush();
         let mut console = arch::serial::SerialConsole;
-        let end = vmx::hw::run_domain(&mut cpu, &mut dom, &mut mem, &mut console, &mut frames);
+        let end = vmx::run::run_domain(&mut cpu, &mut dom, &mut mem, &mut console, &mut frames);
         let status = domain_end_status(end);
         // Before powering off, whatever the domain did: drop every pin and the
         // base pointer; every type and reference count must come back to zero

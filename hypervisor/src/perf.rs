@@ -1,17 +1,17 @@
 //! # `keel_debug_op`: the benchmark floor and the VMX counters
 //!
-//! Issue 8 wants every hypervisor path measured against the cheapest thing the
-//! hypervisor can do, and every figure to say how many VM exits and VMCS accesses
-//! it cost. Both come from one Keel-private hypercall, `keel_debug_op`
+//! Every hypervisor path is measured against the cheapest thing the hypervisor
+//! can do, and every figure says how many VM exits and VMCS accesses it cost. Both come from one Keel-private hypercall, `keel_debug_op`
 //! (`keel_abi::debug`, `docs/abi/debug.md`):
 //!
-//! - `DEBUGOP_NOP` is the floor. The VMCALL handler in `vmx::exit` tests for
-//!   [`KEEL_DEBUG_OP`] before it does anything else a hypercall does (packing the
-//!   arguments, building the hypercall context, the table lookup, per-domain
-//!   accounting, MMU bookkeeping), so what remains is the irreducible part: the
-//!   exit, the exit stub's register save and restore, the VMREAD of the exit
-//!   reason, the exit counter, and advancing RIP (two VMREADs, one VMWRITE);
-//! - `DEBUGOP_READ_COUNTERS` copies a snapshot of `vmx::hw::STATS` (exits per
+//! - `DEBUGOP_NOP` is the floor. The exit path's fast handler (`vmx::exit`)
+//!   answers it inline (with [`NOP_RESULT`]) before anything else a hypercall
+//!   does (building the hypercall context, the table lookup, MMU bookkeeping),
+//!   so what remains is the irreducible part: the exit, the save and restore of
+//!   the call-clobbered registers, the VMREAD of the exit reason, the exit
+//!   counter, the CPL check, and retiring the VMCALL (docs/performance.md);
+//! - `DEBUGOP_READ_COUNTERS` copies a snapshot of this CPU's counters
+//!   (`vmx::percpu::VmxStats`: exits per
 //!   basic reason, VMREADs, VMWRITEs) to the guest, through the same checked
 //!   [`crate::paging::guest_mem`] path as any other hypercall.
 //!
@@ -25,10 +25,13 @@
 //! the lookup too.
 
 use crate::addr::GuestVirt;
-use keel_abi::debug::{PerfCounters, DEBUGOP_NOP, DEBUGOP_READ_COUNTERS};
+use keel_abi::debug::{PerfCounters, DEBUGOP_READ_COUNTERS};
 use keel_abi::Errno;
 
-pub use keel_abi::debug::KEEL_DEBUG_OP;
+pub use keel_abi::debug::{DEBUGOP_NOP, KEEL_DEBUG_OP};
+
+/// What `DEBUGOP_NOP` returns (the exit path answers it inline).
+pub const NOP_RESULT: i64 = 0;
 
 /// Handle `keel_debug_op(cmd, arg)` and give the value for RAX.
 ///
@@ -43,7 +46,7 @@ pub fn debug_op(
     copy_out: impl FnOnce(GuestVirt, &[u8]) -> Result<(), Errno>,
 ) -> i64 {
     match cmd {
-        DEBUGOP_NOP => 0,
+        DEBUGOP_NOP => NOP_RESULT,
         DEBUGOP_READ_COUNTERS => {
             let mut bytes = [0u8; core::mem::size_of::<PerfCounters>()];
             snapshot().encode(&mut bytes);

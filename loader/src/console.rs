@@ -12,7 +12,7 @@
 //! tolerates both.
 
 use keel_abi::platform::{parse_power_off_line, ExitStatus};
-use std::fmt;
+pub use keel_abi::report::{Verdict, SEQ_MARKER, TEST_RESULT_MARKER};
 
 /// The console's lines, without line ends.
 pub fn lines(console: &str) -> impl DoubleEndedIterator<Item = &str> {
@@ -29,62 +29,6 @@ pub fn tail(console: &str, n: usize) -> String {
     let all: Vec<&str> = lines(console).collect();
     all[all.len().saturating_sub(n)..].join("\n")
 }
-
-/// A test's verdict, as XTF has them, from best to worst.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Verdict {
-    /// The test ran and everything held.
-    Success,
-    /// The test could not run here (a feature is missing); not a failure.
-    Skip,
-    /// The test itself went wrong (bad setup, unexpected environment).
-    Error,
-    /// The hypervisor did something it must not.
-    Failure,
-    /// The test never finished: hang, fault, hypervisor panic, timeout.
-    Crash,
-}
-
-impl Verdict {
-    /// Every verdict.
-    pub const ALL: [Verdict; 5] = [
-        Self::Success,
-        Self::Skip,
-        Self::Error,
-        Self::Failure,
-        Self::Crash,
-    ];
-
-    /// The upper-case name printed on the console.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Success => "SUCCESS",
-            Self::Skip => "SKIP",
-            Self::Error => "ERROR",
-            Self::Failure => "FAILURE",
-            Self::Crash => "CRASH",
-        }
-    }
-
-    /// Parse an upper-case verdict name.
-    pub fn from_name(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.name() == s)
-    }
-
-    /// Does this verdict count as failed in the summary (ERROR, FAILURE, CRASH)?
-    pub const fn is_failure(self) -> bool {
-        matches!(self, Self::Error | Self::Failure | Self::Crash)
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The marker of a test program's verdict line.
-pub const TEST_RESULT_MARKER: &str = "Test result: ";
 
 /// A verdict line as printed by a test program.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,13 +69,8 @@ pub fn parse_test_result_line(line: &str) -> Option<ReportedResult> {
     })
 }
 
-/// The marker of a numbered console line: `KEEL-SEQ <tag> <i>/<n> [text]`, from
-/// a domain's PV console. A test that prints such lines has the runner check
-/// that it received all of them, in order ([`sequence_problem`]).
-pub const SEQ_MARKER: &str = "KEEL-SEQ";
-
-/// What is wrong with the numbered lines on the console, if anything: for each
-/// tag, the numbers must run 0, 1, ..., n-1 with the same n, none missing, none
+/// What is wrong with the numbered lines ([`SEQ_MARKER`], from a domain's PV
+/// console only) on the console, if anything: for each tag, the numbers must run 0, 1, ..., n-1 with the same n, none missing, none
 /// repeated, none out of order. Lines with the marker but no `<i>/<n>` are not
 /// numbered and are ignored.
 pub fn sequence_problem(console: &str) -> Option<String> {
@@ -285,19 +224,6 @@ keel: power off, status 1 (guest crashed)
         // Only PV console lines count: a COM1 line cannot complete a sequence.
         let com1 = "(d1) KEEL-SEQ a 0/2\n(d1:com1) KEEL-SEQ a 1/2\n";
         assert!(sequence_problem(com1).unwrap().contains("only 1 of 2"));
-    }
-
-    #[test]
-    fn severity_order_and_failure_counting() {
-        assert!(Verdict::Success < Verdict::Skip && Verdict::Failure < Verdict::Crash);
-        let failed: Vec<_> = Verdict::ALL
-            .into_iter()
-            .filter(|v| v.is_failure())
-            .collect();
-        assert_eq!(failed, [Verdict::Error, Verdict::Failure, Verdict::Crash]);
-        for v in Verdict::ALL {
-            assert_eq!(Verdict::from_name(v.name()), Some(v));
-        }
     }
 
     #[test]

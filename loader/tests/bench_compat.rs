@@ -1,4 +1,4 @@
-//! The benchmark interface on an older hypervisor (issue 8): `bench_hypercalls`,
+//! The benchmark interface on an older hypervisor: `bench_hypercalls`,
 //! built from the current tree, booted on the frozen hypervisor of the oldest
 //! released ABI version (`abi/fixtures/<version>/keel-hypervisor.elf`), which has
 //! no `keel_debug_op` and no `multicall`. The guest must detect both (`-ENOSYS`),

@@ -1,4 +1,4 @@
-//! The trap-and-emulate policy (issue 7) as seen from the host console, end to
+//! The trap-and-emulate policy as seen from the host console, end to
 //! end under Bochs: what a guest test cannot see from inside.
 //!
 //! - `io_ports`: COM1 output appears as a second console, prefixed `(d1:com1) `

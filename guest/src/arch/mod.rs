@@ -426,7 +426,7 @@ extern "C" fn exception_handler(f: &mut Frame) {
         user_returned(f);
         return;
     }
-    // An interrupt on the event-channel upcall vector (issue 6).
+    // An interrupt on the event-channel upcall vector.
     if f.vector >= 32 && crate::events::upcall_entry(f.vector as u8, f.rflags, &mut f.gpr, f.rip) {
         return;
     }

@@ -18,9 +18,6 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-#[path = "../mmu_util.rs"]
-mod mmu_util;
-
 use keel_guest::abi::console::{CONSOLEIO_READ, CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
 use keel_guest::abi::event::{
     callback_vector, EvtchnAllocUnbound, EvtchnBindIpi, EvtchnBindVirq, EvtchnStatus, XenHvmParam,
@@ -45,9 +42,9 @@ use keel_guest::abi::version::{
     XENVER_VERSION,
 };
 use keel_guest::events;
+use keel_guest::mmu::*;
 use keel_guest::pagetable::PTE_RW;
 use keel_guest::prelude::*;
-use mmu_util::*;
 
 /// The version this image declares: the oldest release the current one runs.
 const DECLARED: AbiVersion = match layout::oldest_release_runnable_by(AbiVersion::CURRENT) {

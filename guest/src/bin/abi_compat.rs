@@ -1,4 +1,4 @@
-//! The ABI compatibility guest (issue 4; `docs/abi-versioning.md`).
+//! The ABI compatibility guest (`docs/abi-versioning.md`).
 //!
 //! One binary, two jobs. Built from the release commit of a version and frozen in
 //! `abi/fixtures/<version>/compat-guest.elf`, it proves that every *later*
@@ -24,9 +24,6 @@
 //! when everything `hv` promises works and everything newer is `-ENOSYS`.
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
-
-#[path = "../mmu_util.rs"]
-mod mmu_util;
 
 use keel_guest::abi::console::{CONSOLEIO_READ, CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
 use keel_guest::abi::debug::guest as debug_guest;
@@ -55,9 +52,9 @@ use keel_guest::abi::version::{
 };
 use keel_guest::cpu;
 use keel_guest::events;
+use keel_guest::mmu::*;
 use keel_guest::pagetable::{cr3_mfn, PTE_RW};
 use keel_guest::prelude::*;
-use mmu_util::*;
 
 const TITLE: &str =
     "ABI compatibility: what the hypervisor's version promises works, newer is -ENOSYS";

@@ -135,7 +135,7 @@ fn test_main() {
         let _ = events::now_ns();
     });
     nonzero("pvclock_read", &f);
-    // Issue 8's target: reading the time never leaves the guest.
+    // Reading the time must never leave the guest.
     if let Some(e) = f.as_ref().and_then(Figure::exits) {
         check_eq!(e, 0, "exits during pvclock reads");
     }

@@ -1,4 +1,4 @@
-//! The hypercall figures of `cargo keel bench` (issue 8): the floor, the null
+//! The hypercall figures of `cargo keel bench`: the floor, the null
 //! hypercall, a console line, and a multicall of null calls, each as the guest
 //! sees it on the TSC (under Bochs: emulated instructions), with the VM exits and
 //! VMCS accesses the hypervisor counted for it.

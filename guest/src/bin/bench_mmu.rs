@@ -17,17 +17,14 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-#[path = "../mmu_util.rs"]
-mod mmu_util;
-
 use keel_guest::abi::guest::mmu_update;
 use keel_guest::abi::mmu::{MmuUpdate, MMUEXT_NEW_BASEPTR};
 use keel_guest::bench::Bench;
 use keel_guest::fault::Cr;
+use keel_guest::mmu::*;
 use keel_guest::pagetable::{cr3_mfn, PTE_P, PTE_RW};
 use keel_guest::prelude::*;
 use keel_guest::start::pfn_to_mfn;
-use mmu_util::*;
 
 keel_guest::test! {
     title: "Benchmark: pinning 4 MiB, 512-entry mmu_update, 512 emulated PTE stores, NEW_BASEPTR",

@@ -1,4 +1,4 @@
-//! Benchmarks of the trap-and-emulate paths (issue 7/8), in guest TSC ticks (one
+//! Benchmarks of the trap-and-emulate paths, in guest TSC ticks (one
 //! per emulated instruction under Bochs; an exit round trip adds 4): CPUID, an
 //! emulated RDMSR, a pass-through WRMSR (which must not exit at all), and port
 //! writes (port 0x80 and a COM1 scratch-register write).

@@ -16,9 +16,6 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-#[path = "../mmu_util.rs"]
-mod mmu_util;
-
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use keel_guest::abi::event::VIRQ_TIMER;
@@ -27,10 +24,10 @@ use keel_guest::abi::mmu::{DOMID_SELF, MMU_BATCH_MAX};
 use keel_guest::arch;
 use keel_guest::bench::Bench;
 use keel_guest::events;
+use keel_guest::mmu::*;
 use keel_guest::pagetable::cr3_mfn;
 use keel_guest::prelude::*;
 use keel_guest::tsc;
-use mmu_util::*;
 
 keel_guest::test! {
     title: "Benchmark: timer deadline to upcall, idle and under a batch of 2^31-1 requests (TSC ticks)",

@@ -17,6 +17,7 @@
 
 use keel_guest::abi::guest;
 use keel_guest::prelude::*;
+use keel_guest::report::SEQ_MARKER;
 
 keel_guest::test! {
     title: "Console: no byte lost or reordered when the domain ends (power-off or crash)",
@@ -36,7 +37,9 @@ fn test_main() {
     for i in 0..LINES {
         // ~70 bytes a line, with the number in the text so that a lost or
         // swapped piece shows.
-        println!("KEEL-SEQ order {i}/{LINES} ------------------------------------------ {i:05}");
+        println!(
+            "{SEQ_MARKER} order {i}/{LINES} ------------------------------------------ {i:05}"
+        );
         if i % PORT_EVERY == 0 {
             let _ = keel_guest::port::inb(FIRST_PORT + (i / PORT_EVERY) as u16);
         }

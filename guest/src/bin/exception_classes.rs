@@ -12,12 +12,9 @@
 //! - `#PF` (from the CPU, and from Keel's string-I/O emulation) then `#PF`: `#DF`;
 //! - with the argument `triple`: `#DF` then `#PF`, a triple fault, which must
 //!   crash the domain with its diagnostic (`loader/tests/exceptions.rs` checks
-//!   that run); it used to loop for ever, reflecting `#PF`s.
+//!   that run), not loop for ever reflecting `#PF`s.
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
-
-#[path = "../mmu_util.rs"]
-mod mmu_util;
 
 use keel_guest::arch::{set_df_stack, set_vector_stack};
 use keel_guest::fault::{expect_fault, insn, pf, rdmsr, read_u64, rep_insb, Insn};
@@ -36,8 +33,8 @@ const PORT: u16 = 0x2e8;
 const NO_SUCH_MSR: u32 = 0xdead_0000;
 
 fn test_main() {
-    let ro = mmu_util::take_frame();
-    if let Err(e) = mmu_util::make_readonly(ro.va) {
+    let ro = keel_guest::mmu::take_frame();
+    if let Err(e) = keel_guest::mmu::make_readonly(ro.va) {
         keel_guest::report::crash(format_args!("making the stack page read-only: {e}"));
     }
     let top = ro.va.0 + PAGE_SIZE;

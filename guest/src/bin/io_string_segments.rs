@@ -1,7 +1,7 @@
 //! String I/O follows segmentation as the CPU does (docs/abi/io.md): OUTS
 //! reads FS:RSI or GS:RSI under a segment-override prefix, and in 64-bit mode
-//! that adds the FS or GS base (the other segments' bases are 0). Keel used to
-//! read RSI as the address whatever the prefix. Checked through COM1's scratch
+//! that adds the FS or GS base (the other segments' bases are 0); RSI alone is
+//! the address only without a prefix. Checked through COM1's scratch
 //! register, which keeps the last byte written, and through the faults.
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]

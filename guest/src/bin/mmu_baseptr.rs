@@ -6,14 +6,11 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-#[path = "../mmu_util.rs"]
-mod mmu_util;
-
 use keel_guest::abi::mmu::MMUEXT_NEW_BASEPTR;
 use keel_guest::fault::Cr;
+use keel_guest::mmu::*;
 use keel_guest::pagetable::{cr3_mfn, pte_mfn, read_entry};
 use keel_guest::prelude::*;
-use mmu_util::*;
 
 keel_guest::test! {
     title: "NEW_BASEPTR and MOV to CR3: only pinned, validated L4s",

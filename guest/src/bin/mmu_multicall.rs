@@ -6,15 +6,12 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-#[path = "../mmu_util.rs"]
-mod mmu_util;
-
 use keel_guest::abi::console::CONSOLEIO_WRITE;
 use keel_guest::abi::guest::{hypercall_scalar, multicall};
 use keel_guest::abi::mmu::*;
+use keel_guest::mmu::*;
 use keel_guest::pagetable::{cr3_mfn, PTE_P};
 use keel_guest::prelude::*;
-use mmu_util::*;
 
 keel_guest::test! {
     title: "multicall: batched MMU operations and per-entry results",

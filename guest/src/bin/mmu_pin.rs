@@ -5,14 +5,11 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-#[path = "../mmu_util.rs"]
-mod mmu_util;
-
 use keel_guest::abi::guest::mmuext_op;
 use keel_guest::abi::mmu::*;
+use keel_guest::mmu::*;
 use keel_guest::pagetable::{PTE_P, PTE_PS, PTE_RW};
 use keel_guest::prelude::*;
-use mmu_util::*;
 
 keel_guest::test! {
     title: "mmuext_op: pin/unpin L1..L4 tables, and every pinning refusal",

@@ -16,9 +16,6 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-#[path = "../mmu_util.rs"]
-mod mmu_util;
-
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use keel_guest::abi::event::VIRQ_TIMER;
@@ -27,9 +24,9 @@ use keel_guest::abi::mmu::{MulticallEntry, DOMID_SELF, MMU_BATCH_MAX};
 use keel_guest::arch::{self, vmcall_all_regs};
 use keel_guest::events;
 use keel_guest::fault::GPR_NAMES;
+use keel_guest::mmu::*;
 use keel_guest::pagetable::{cr3_mfn, read_entry};
 use keel_guest::prelude::*;
-use mmu_util::*;
 
 keel_guest::test! {
     title: "Batches of up to 2^31-1 requests are preempted: timer upcalls run between the pieces, the result is exact",

@@ -7,13 +7,10 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-#[path = "../mmu_util.rs"]
-mod mmu_util;
-
 use keel_guest::fault::pf;
+use keel_guest::mmu::*;
 use keel_guest::pagetable::{cr3_mfn, frame_va, read_entry, PTE_P, PTE_RW};
 use keel_guest::prelude::*;
-use mmu_util::*;
 
 keel_guest::test! {
     title: "Direct PTE stores: valid ones emulated, invalid ones reflected as #PF",

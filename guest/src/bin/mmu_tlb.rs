@@ -14,15 +14,12 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-#[path = "../mmu_util.rs"]
-mod mmu_util;
-
 use keel_guest::abi::guest::mmuext_op;
 use keel_guest::abi::mmu::*;
 use keel_guest::fault::pf;
+use keel_guest::mmu::*;
 use keel_guest::pagetable::{frame_va, PTE_P, PTE_RW};
 use keel_guest::prelude::*;
-use mmu_util::*;
 
 keel_guest::test! {
     title: "TLB: removing a permission or mapping takes effect at once (XSA-286 class)",

@@ -8,14 +8,11 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-#[path = "../mmu_util.rs"]
-mod mmu_util;
-
 use keel_guest::abi::guest::{hypercall_scalar, mmu_update};
 use keel_guest::abi::mmu::*;
+use keel_guest::mmu::*;
 use keel_guest::pagetable::{self, cr3_mfn, read_entry, PTE_NX, PTE_P, PTE_PS, PTE_RW};
 use keel_guest::prelude::*;
-use mmu_util::*;
 
 keel_guest::test! {
     title: "mmu_update: validated page-table updates, success counts, and every refusal",

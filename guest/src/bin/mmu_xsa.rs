@@ -14,15 +14,12 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-#[path = "../mmu_util.rs"]
-mod mmu_util;
-
 use keel_guest::abi::guest::{mmu_update, mmuext_op, multicall};
 use keel_guest::abi::mmu::*;
 use keel_guest::fault::pf;
+use keel_guest::mmu::*;
 use keel_guest::pagetable::{frame_va, read_entry, PTE_P, PTE_RW};
 use keel_guest::prelude::*;
-use mmu_util::*;
 
 keel_guest::test! {
     title: "Adversarial page-table sequences modelled on XSA-182, XSA-240 and XSA-286",

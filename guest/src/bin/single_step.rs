@@ -2,13 +2,10 @@
 //! (docs/abi/insns.md): with RFLAGS.TF set, exactly one single-step #DB comes
 //! right after it, with DR6.BS set, for every kind of exiting instruction:
 //! VMCALL, CPUID, RDMSR, OUT, IN, REP OUTSB, MOV to CR3 and an emulated
-//! page-table store. (A hypercall used to move RIP without the trap: the #DB
-//! came one instruction late.)
+//! page-table store. The #DB must not come one instruction late: an emulated
+//! instruction that moves RIP must also deliver the trap.
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
-
-#[path = "../mmu_util.rs"]
-mod mmu_util;
 
 use keel_guest::fault::{read_cr, single_step, Cr, StepInsn, DR6_BS};
 use keel_guest::pagetable::PTE_ADDR;
@@ -26,9 +23,9 @@ fn test_main() {
     // A page-table entry to rewrite with its own value: the L1 entry that maps
     // a free frame (a supervisor 8-byte store to a read-only page table, which
     // Keel emulates).
-    let f = mmu_util::take_frame();
-    let (l1, i) = mmu_util::l1_of(f.va);
-    let entry = mmu_util::leaf(f.va);
+    let f = keel_guest::mmu::take_frame();
+    let (l1, i) = keel_guest::mmu::l1_of(f.va);
+    let entry = keel_guest::mmu::leaf(f.va);
     let slot_va = match keel_guest::pagetable::frame_va(l1) {
         Ok(v) => v.0 + i as u64 * 8,
         Err(e) => keel_guest::report::crash(format_args!("L1 not mapped: {e:?}")),
@@ -53,7 +50,7 @@ fn test_main() {
             other => keel_guest::failure!("{name}: no single-step #DB ({other:?})"),
         }
     }
-    check_eq!(mmu_util::leaf(f.va), entry, "the page-table entry");
+    check_eq!(keel_guest::mmu::leaf(f.va), entry, "the page-table entry");
     check_eq!(read_cr(Cr::Cr3) & PTE_ADDR, cr3 & PTE_ADDR, "CR3");
     success();
 }

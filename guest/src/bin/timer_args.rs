@@ -1,7 +1,7 @@
 //! `set_timer_op` and `VCPUOP_set_periodic_timer` take their arguments by
 //! Xen's rules (docs/abi/time.md): a timeout that is negative as a signed time
-//! or more than 2^50 ns ahead arms the timer 100 ms from now (it used to arm it
-//! for a deadline that never comes), and a period above 2^62 - 1 ns is -EINVAL.
+//! or more than 2^50 ns ahead arms the timer 100 ms from now (not for a deadline
+//! that never comes), and a period above 2^62 - 1 ns is -EINVAL.
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 

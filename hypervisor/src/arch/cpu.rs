@@ -6,8 +6,20 @@
 
 use core::arch::asm;
 
-/// IA32_EFER.
+/// IA32_EFER (its bits: `x86_64::registers::model_specific::EferFlags`).
 pub const IA32_EFER: u32 = 0xC000_0080;
+/// IA32_PAT.
+pub const IA32_PAT: u32 = 0x277;
+/// IA32_FS_BASE.
+pub const IA32_FS_BASE: u32 = 0xC000_0100;
+/// IA32_GS_BASE: the host points it at this CPU's `vmx::percpu::PerCpu`.
+pub const IA32_GS_BASE: u32 = 0xC000_0101;
+/// IA32_SYSENTER_CS.
+pub const IA32_SYSENTER_CS: u32 = 0x174;
+/// IA32_SYSENTER_ESP.
+pub const IA32_SYSENTER_ESP: u32 = 0x175;
+/// IA32_SYSENTER_EIP.
+pub const IA32_SYSENTER_EIP: u32 = 0x176;
 
 /// The CPUID leaf of [`l0_marker`]: the ASCII bytes "KELM", a leaf no CPU or
 /// hypervisor defines (it answers as the highest basic leaf, as any undefined

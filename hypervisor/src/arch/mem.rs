@@ -130,10 +130,6 @@ impl PhysMem for DirectMap {
         }
     }
 
-    fn as_direct_map(&mut self) -> Option<&mut DirectMap> {
-        Some(self)
-    }
-
     fn read_with(&self, at: MachineAddr, len: usize, f: &mut dyn FnMut(&[u8])) {
         check_one_frame(at, len);
         let src = direct_ptr(at.0, len);
@@ -301,7 +297,7 @@ pub fn extend_direct_map(top: MachineAddr, frames: &mut impl FrameSource) -> Res
     Ok(end - start)
 }
 
-const EFER_NXE: u64 = 1 << 11;
+const EFER_NXE: u64 = super::bits::efer::NXE;
 
 /// Remap `[0, 4 MiB)` with 4 KiB pages and protections (see the module comment).
 /// Call after everything that reads page 0 (the BIOS RSDP scan reads the EBDA

@@ -1,11 +1,14 @@
 //! Everything that touches the hardware directly: boot code, CPU tables, the serial
 //! console, the direct map, ACPI and power-off. `unsafe` and assembly in the
-//! hypervisor live here and in `vmx::hw` only.
+//! hypervisor live here and in the VMX instruction, per-CPU, stub and set-up
+//! modules only (`#![deny(unsafe_code)]` on the crate says so to the compiler).
+//! [`bits`] (control-register, EFER, RFLAGS bits) is pure and host-tested.
 //!
 //! The hardware modules exist only in the bare-metal build (`target_os = "none"`);
-//! `aml` is a pure byte scanner that is tested on the host.
+//! `aml` is a pure byte scanner and `bits` pure data, both tested on the host.
 
 pub mod aml;
+pub mod bits;
 
 #[cfg(target_os = "none")]
 pub mod acpi;

@@ -155,23 +155,23 @@ fn write_record(parts: &[&[u8]]) {
     }
 }
 
-/// Whether the UART can take the next burst: the ring holds bytes and the last
-/// burst has had time to leave. Asked after every VM exit; see [`NEXT_POLL`]
-/// for what it costs.
-#[inline]
-pub fn pump_due() -> bool {
-    let next = NEXT_POLL.load(Ordering::Relaxed);
-    next != u64::MAX && super::timer::rdtsc() >= next
-}
-
 /// One burst from the ring if the UART takes it now (never waits) and it will
-/// have gone before TSC `before`.
+/// have gone before TSC `before`. Called after VM exits that [`has_work`];
+/// see [`NEXT_POLL`] for what it costs.
 #[inline(never)]
 pub fn pump(before: u64) {
     let now = super::timer::rdtsc();
     if burst_fits(now, BURST_TICKS.load(Ordering::Relaxed), before) {
         pump_slow(now);
     }
+}
+
+/// Whether [`pump`] would send now: output is buffered and the UART is due to
+/// be polled. One load and a compare when the ring is empty.
+#[inline]
+pub fn has_work() -> bool {
+    let next = NEXT_POLL.load(Ordering::Relaxed);
+    next != u64::MAX && super::timer::rdtsc() >= next
 }
 
 #[inline(never)]
@@ -228,12 +228,12 @@ impl Console for SerialConsole {
     fn write_parts(&mut self, parts: &[&[u8]]) {
         write_record(parts);
     }
-    #[inline]
-    fn pump_due(&self) -> bool {
-        pump_due()
-    }
     fn pump(&mut self, before: u64) {
         pump(before);
+    }
+    #[inline]
+    fn has_work(&self) -> bool {
+        has_work()
     }
     fn drain_until(&mut self, deadline: u64) {
         loop {

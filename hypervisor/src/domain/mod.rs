@@ -91,7 +91,7 @@ pub struct Domain {
     /// The ABI version this domain is told the hypervisor implements
     /// (`AbiVersion::presented_to`: 0.2 for a guest built before 1.0), kept in
     /// its `XENVER_version` encoding: that is the null hypercall's whole answer
-    /// (issue 8 counts its instructions).
+    /// (`cargo keel bench` counts its instructions).
     abi_encoded: u32,
 }
 
@@ -148,6 +148,7 @@ impl Domain {
         self.frames.info(mem, self.frames.pfn(mem, mfn)?)
     }
 
+    #[inline(always)]
     fn mm<'a, M: PhysMem + ?Sized>(&'a self, mem: &'a mut M) -> Mm<'a, M> {
         Mm {
             ft: &self.frames,
@@ -203,6 +204,7 @@ impl Domain {
 
     /// [`Self::update_entry`] as the next of a run of updates with nothing
     /// else in between (one `mmu_update` batch): see [`LastTable`].
+    #[inline(always)]
     pub fn update_entry_after<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,

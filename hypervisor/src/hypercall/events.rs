@@ -1,9 +1,9 @@
-//! The hypercall rows of issue 6: `event_channel_op`, `hvm_op(HVMOP_set_param)`,
+//! The event and timer hypercalls: `event_channel_op`, `hvm_op(HVMOP_set_param)`,
 //! `sched_op` block and poll, `set_timer_op`, `vcpu_op` timers. The state they
 //! change is [`crate::event::EventState`]; blocking is carried out by the VMX
 //! code after the handler returns [`Outcome::Block`].
 
-use super::{DynCtx, HypercallArgs, Outcome};
+use super::{Ctx, HcResult, HypercallArgs, Outcome};
 use crate::addr::GuestVirt;
 use crate::event::{need_delivery, Blocked, EventBits, Poll, SharedPage};
 use crate::mem::PhysMem;
@@ -23,32 +23,28 @@ use keel_abi::Errno;
 /// with `VCPU_SSHOTTMR_future` for a past deadline.
 pub const ETIME: Errno = Errno::ETIME;
 
-fn err(e: Errno) -> Outcome {
-    Outcome::Return(e.as_return())
-}
-
 /// Read a `T` from the guest at `va`.
-fn read<T: Pod>(ctx: &DynCtx<'_>, va: u64) -> Result<T, Errno> {
+fn read<T: Pod, M: PhysMem>(ctx: &Ctx<'_, M>, va: u64) -> Result<T, Errno> {
     let mut b = [0u8; 32];
     let buf = b.get_mut(..T::SIZE).ok_or(Errno::EFAULT)?;
-    guest_mem::copy_from_guest(ctx.dom, ctx.mem, ctx.cr3, GuestVirt(va), buf)?;
+    ctx.copy_from(GuestVirt(va), buf)?;
     Ok(T::decode(buf))
 }
 
 /// Write a `T` back to the guest at `va`.
-fn write<T: Pod>(ctx: &mut DynCtx<'_>, va: u64, v: &T) -> Result<(), Errno> {
+fn write<T: Pod, M: PhysMem>(ctx: &mut Ctx<'_, M>, va: u64, v: &T) -> Result<(), Errno> {
     let mut b = [0u8; 32];
     let buf = b.get_mut(..T::SIZE).ok_or(Errno::EFAULT)?;
     v.encode(buf);
-    guest_mem::copy_to_guest(ctx.dom, ctx.mem, ctx.cr3, GuestVirt(va), buf)
+    ctx.copy_to(GuestVirt(va), buf)
 }
 
 /// The shared_info page (events need it: without one, `-ENOSYS`).
-fn page<'m>(
+fn page<'m, M: PhysMem>(
     ev: &crate::event::EventState,
     dom: &crate::domain::Domain,
-    mem: &'m mut (dyn PhysMem + 'm),
-) -> Result<SharedPage<'m, dyn PhysMem + 'm>, Errno> {
+    mem: &'m mut M,
+) -> Result<SharedPage<'m, M>, Errno> {
     ev.page(dom, mem).ok_or(Errno::ENOSYS)
 }
 
@@ -64,64 +60,71 @@ macro_rules! with_page {
     }};
 }
 
-fn to_outcome(r: Result<i64, Errno>) -> Outcome {
-    match r {
-        Ok(v) => Outcome::Return(v),
-        Err(e) => err(e),
-    }
+/// A handler's `Ok(value)`: the value in RAX.
+fn ret(r: Result<i64, Errno>) -> HcResult {
+    r.map(Outcome::Return)
 }
 
-pub(super) fn evtchn_alloc_unbound(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+pub(super) fn evtchn_alloc_unbound<M: PhysMem>(
+    ctx: &mut Ctx<'_, M>,
+    a: &HypercallArgs,
+) -> HcResult {
     let va = a.args[1];
-    to_outcome((|| {
+    ret((|| {
         let mut s: EvtchnAllocUnbound = read(ctx, va)?;
         s.port = with_page!(ctx, |c, p| c.alloc_unbound(s.dom, s.remote_dom, &mut p))?;
         write(ctx, va, &s).map(|()| 0)
     })())
 }
 
-pub(super) fn evtchn_bind_virq(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+#[inline(never)]
+pub(super) fn evtchn_bind_virq<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let va = a.args[1];
-    to_outcome((|| {
+    ret((|| {
         let mut s: EvtchnBindVirq = read(ctx, va)?;
         s.port = with_page!(ctx, |c, p| c.bind_virq(s.virq, s.vcpu, &mut p))?;
         write(ctx, va, &s).map(|()| 0)
     })())
 }
 
-pub(super) fn evtchn_bind_ipi(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+#[inline(never)]
+pub(super) fn evtchn_bind_ipi<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let va = a.args[1];
-    to_outcome((|| {
+    ret((|| {
         let mut s: EvtchnBindIpi = read(ctx, va)?;
         s.port = with_page!(ctx, |c, p| c.bind_ipi(s.vcpu, &mut p))?;
         write(ctx, va, &s).map(|()| 0)
     })())
 }
 
-pub(super) fn evtchn_send(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    to_outcome((|| {
+#[inline(never)]
+pub(super) fn evtchn_send<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
+    ret((|| {
         let s: EvtchnPort = read(ctx, a.args[1])?;
         with_page!(ctx, |c, p| c.send(s.port, &mut p)).map(|_| 0)
     })())
 }
 
-pub(super) fn evtchn_close(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    to_outcome((|| {
+#[inline(never)]
+pub(super) fn evtchn_close<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
+    ret((|| {
         let s: EvtchnPort = read(ctx, a.args[1])?;
         with_page!(ctx, |c, p| c.close(s.port, &mut p)).map(|()| 0)
     })())
 }
 
-pub(super) fn evtchn_unmask(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    to_outcome((|| {
+#[inline(never)]
+pub(super) fn evtchn_unmask<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
+    ret((|| {
         let s: EvtchnPort = read(ctx, a.args[1])?;
         with_page!(ctx, |c, p| c.unmask(s.port, &mut p)).map(|_| 0)
     })())
 }
 
-pub(super) fn evtchn_status(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+#[inline(never)]
+pub(super) fn evtchn_status<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let va = a.args[1];
-    to_outcome((|| {
+    ret((|| {
         let mut s: EvtchnStatus = read(ctx, va)?;
         if !ctx.ev.chans.is_self(s.dom) {
             return Err(Errno::ESRCH);
@@ -134,15 +137,17 @@ pub(super) fn evtchn_status(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome 
     })())
 }
 
-pub(super) fn evtchn_bind_vcpu(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    to_outcome((|| {
+#[inline(never)]
+pub(super) fn evtchn_bind_vcpu<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
+    ret((|| {
         let s: EvtchnBindVcpu = read(ctx, a.args[1])?;
         ctx.ev.chans.bind_vcpu(s.port, s.vcpu).map(|()| 0)
     })())
 }
 
-pub(super) fn hvm_set_param(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    to_outcome((|| {
+#[inline(never)]
+pub(super) fn hvm_set_param<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
+    ret((|| {
         let s: XenHvmParam = read(ctx, a.args[1])?;
         if !ctx.ev.chans.is_self(s.domid) {
             return Err(Errno::ESRCH);
@@ -167,21 +172,20 @@ pub(super) fn hvm_set_param(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome 
 
 /// `SCHEDOP_block`: enable events and block, atomically (Xen's
 /// `vcpu_block_enable_events`): with an event already pending, return at once.
-pub(super) fn sched_block(ctx: &mut DynCtx<'_>, _: &HypercallArgs) -> Outcome {
-    let Ok(mut p) = page(&*ctx.ev, &*ctx.dom, &mut *ctx.mem) else {
-        return err(Errno::ENOSYS);
-    };
+#[inline(never)]
+pub(super) fn sched_block<M: PhysMem>(ctx: &mut Ctx<'_, M>, _: &HypercallArgs) -> HcResult {
+    let mut p = page(&*ctx.ev, &*ctx.dom, &mut *ctx.mem)?;
     p.set_upcall_mask(false);
     if need_delivery(&p) {
-        return Outcome::Return(0);
+        return Ok(Outcome::Return(0));
     }
     ctx.ev.blocked = Some(Blocked::Block);
-    Outcome::Block
+    Ok(Outcome::Block)
 }
 
 /// `evtchn_upcall_mask` now (`None` without a shared_info page): what a
 /// `multicall` restores if it refuses a `SCHEDOP_block` that would block.
-pub(super) fn upcall_mask(ctx: &mut DynCtx<'_>) -> Option<bool> {
+pub(super) fn upcall_mask<M: PhysMem>(ctx: &mut Ctx<'_, M>) -> Option<bool> {
     page(&*ctx.ev, &*ctx.dom, &mut *ctx.mem)
         .ok()
         .map(|p| p.upcall_mask())
@@ -190,7 +194,7 @@ pub(super) fn upcall_mask(ctx: &mut DynCtx<'_>) -> Option<bool> {
 /// Undo a blocking call a `multicall` refuses: the vCPU does not block, and
 /// `evtchn_upcall_mask` (which `SCHEDOP_block` clears before deciding to
 /// block) is what it was before the call (`mask`, from [`upcall_mask`]).
-pub(super) fn refuse_block(ctx: &mut DynCtx<'_>, mask: Option<bool>) {
+pub(super) fn refuse_block<M: PhysMem>(ctx: &mut Ctx<'_, M>, mask: Option<bool>) {
     ctx.ev.blocked = None;
     if let (Some(m), Ok(mut p)) = (mask, page(&*ctx.ev, &*ctx.dom, &mut *ctx.mem)) {
         p.set_upcall_mask(m);
@@ -198,10 +202,11 @@ pub(super) fn refuse_block(ctx: &mut DynCtx<'_>, mask: Option<bool>) {
 }
 
 /// `SCHEDOP_poll`.
-pub(super) fn sched_poll(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+#[inline(never)]
+pub(super) fn sched_poll<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let r = (|| -> Result<bool, Errno> {
         let b: [u8; SchedPoll::SIZE] =
-            guest_mem::read_bytes(ctx.dom, ctx.mem, ctx.cr3, GuestVirt(a.args[1]))?;
+            guest_mem::read_bytes(ctx.dom, ctx.mem, GuestVirt(a.args[1]))?;
         let sp = SchedPoll::decode(&b);
         if sp.nr_ports > SCHED_POLL_MAX_PORTS {
             return Err(Errno::EINVAL);
@@ -213,7 +218,7 @@ pub(super) fn sched_poll(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
         };
         for i in 0..poll.n {
             let va = sp.ports.wrapping_add(4 * i as u64);
-            let w: [u8; 4] = guest_mem::read_bytes(ctx.dom, ctx.mem, ctx.cr3, GuestVirt(va))?;
+            let w: [u8; 4] = guest_mem::read_bytes(ctx.dom, ctx.mem, GuestVirt(va))?;
             let port = u32::from_le_bytes(w);
             if !ctx.ev.chans.valid(port) {
                 return Err(Errno::EINVAL);
@@ -233,11 +238,11 @@ pub(super) fn sched_poll(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
         }
         Ok(!ready)
     })();
-    match r {
-        Ok(true) => Outcome::Block,
-        Ok(false) => Outcome::Return(0),
-        Err(e) => err(e),
-    }
+    Ok(if r? {
+        Outcome::Block
+    } else {
+        Outcome::Return(0)
+    })
 }
 
 /// Xen's horizon for `set_timer_op`: a deadline more than 2^50 ns (about 13
@@ -267,7 +272,8 @@ pub fn set_timer_op_deadline(timeout: u64, now: u64) -> Option<u64> {
 
 /// `set_timer_op(timeout)`: the single-shot timer, absolute ns
 /// ([`set_timer_op_deadline`]).
-pub(super) fn set_timer_op(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
+#[inline(never)]
+pub(super) fn set_timer_op<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     match a.args[0] {
         0 => ctx.ev.timers.stop_oneshot(),
         t => {
@@ -275,7 +281,7 @@ pub(super) fn set_timer_op(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
             ctx.ev.timers.oneshot = set_timer_op_deadline(t, now);
         }
     }
-    Outcome::Return(0)
+    Ok(Outcome::Return(0))
 }
 
 fn vcpu_check(a: &HypercallArgs) -> Result<(), Errno> {
@@ -285,8 +291,9 @@ fn vcpu_check(a: &HypercallArgs) -> Result<(), Errno> {
     Ok(())
 }
 
-pub(super) fn vcpu_set_periodic(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    to_outcome((|| {
+#[inline(never)]
+pub(super) fn vcpu_set_periodic<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
+    ret((|| {
         vcpu_check(a)?;
         let s: VcpuSetPeriodicTimer = read(ctx, a.args[2])?;
         if !(PERIODIC_TIMER_MIN_NS..=PERIODIC_TIMER_MAX_NS).contains(&s.period_ns) {
@@ -298,15 +305,17 @@ pub(super) fn vcpu_set_periodic(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outc
     })())
 }
 
-pub(super) fn vcpu_stop_periodic(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    to_outcome(vcpu_check(a).map(|()| {
+#[inline(never)]
+pub(super) fn vcpu_stop_periodic<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
+    ret(vcpu_check(a).map(|()| {
         ctx.ev.timers.stop_periodic();
         0
     }))
 }
 
-pub(super) fn vcpu_set_singleshot(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    to_outcome((|| {
+#[inline(never)]
+pub(super) fn vcpu_set_singleshot<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
+    ret((|| {
         vcpu_check(a)?;
         let s: VcpuSetSingleshotTimer = read(ctx, a.args[2])?;
         let now = ctx.ev.clock.ns_at(ctx.tsc());
@@ -320,8 +329,11 @@ pub(super) fn vcpu_set_singleshot(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Ou
     })())
 }
 
-pub(super) fn vcpu_stop_singleshot(ctx: &mut DynCtx<'_>, a: &HypercallArgs) -> Outcome {
-    to_outcome(vcpu_check(a).map(|()| {
+pub(super) fn vcpu_stop_singleshot<M: PhysMem>(
+    ctx: &mut Ctx<'_, M>,
+    a: &HypercallArgs,
+) -> HcResult {
+    ret(vcpu_check(a).map(|()| {
         ctx.ev.timers.stop_oneshot();
         0
     }))

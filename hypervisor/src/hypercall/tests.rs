@@ -4,11 +4,51 @@
 extern crate std;
 
 use super::*;
+
+/// The tests' names for addresses, ABI numbers and the paging types.
+#[allow(unused_imports)]
+pub(super) mod imports {
+    pub use crate::addr::{GuestVirt, MachineAddr, Mfn, PAGE_SIZE};
+    pub use crate::domain::Domain;
+    pub use crate::domain::Level;
+    pub use crate::event::EventState;
+    pub use crate::mem::{Console, PhysMem};
+    pub use crate::paging::guest_mem::{self, Access};
+    pub use crate::paging::{Flush, LastTable};
+    pub use crate::preempt::{Budget, Progress, CHECK_EVERY};
+    pub use keel_abi::console::{CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
+    pub use keel_abi::event::{
+        EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
+        EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK, HVMOP_SET_PARAM,
+    };
+    pub use keel_abi::hypercall::Hypercall;
+    pub use keel_abi::mmu::{
+        MmuUpdate, MmuextOp, MulticallEntry, DOMID_SELF, MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL,
+        MMUEXT_INVLPG_MULTI, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE,
+        MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_ALL, MMUEXT_TLB_FLUSH_LOCAL,
+        MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNPIN_TABLE, MMU_NORMAL_PT_UPDATE,
+    };
+    pub use keel_abi::sched::{
+        shutdown_reason_name, SchedShutdown, SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN,
+        SCHEDOP_YIELD,
+    };
+    pub use keel_abi::time::{
+        VCPUOP_SET_PERIODIC_TIMER, VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER,
+        VCPUOP_STOP_SINGLESHOT_TIMER,
+    };
+    pub use keel_abi::version::{
+        features, AbiVersion, XenFeatureInfo, EXTRAVERSION, XENVER_EXTRAVERSION,
+        XENVER_GET_FEATURES, XENVER_PAGESIZE, XENVER_VERSION,
+    };
+    pub use keel_abi::Errno;
+}
 use crate::addr::Pfn;
 use crate::domain::elf::testimg::typical;
 use crate::domain::elf::GuestImage;
 use crate::domain::{build, DomainConfig, DomainId, FrameKind};
 use crate::mem::fake::{FakeConsole, FakeFrames, FakeMem};
+#[allow(unused_imports)]
+use imports::*;
 use keel_abi::console::CONSOLEIO_READ;
 use keel_abi::sched::{SCHEDOP_BLOCK, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, SHUTDOWN_SOFT_RESET};
 use keel_abi::version::XENVER_COMPILE_INFO;
@@ -64,14 +104,12 @@ impl World {
         args: [u64; 5],
         work: crate::preempt::Budget,
     ) -> Outcome {
-        let cr3 = self.dom.base();
         let tsc = self.tsc;
         let now = move || tsc;
-        let mut ctx = HypercallCtx {
+        let mut ctx = Ctx {
             dom: &mut self.dom,
             mem: &mut self.mem,
             console: &mut self.con,
-            cr3,
             ev: &mut self.ev,
             now: &now,
             work,
@@ -79,11 +117,10 @@ impl World {
         dispatch(&mut ctx, &HypercallArgs { nr: nr.0, args })
     }
     pub(super) fn poke(&mut self, va: u64, data: &[u8]) {
-        let cr3 = self.dom.base();
-        guest_mem::copy_to_guest(&self.dom, &mut self.mem, cr3, GuestVirt(va), data).unwrap();
+        guest_mem::copy_to_guest(&self.dom, &mut self.mem, GuestVirt(va), data).unwrap();
     }
     pub(super) fn peek<const N: usize>(&self, va: u64) -> [u8; N] {
-        guest_mem::read_bytes(&self.dom, &self.mem, self.dom.base(), GuestVirt(va)).unwrap()
+        guest_mem::read_bytes(&self.dom, &self.mem, GuestVirt(va)).unwrap()
     }
     fn write(&mut self, text: &[u8]) -> Outcome {
         self.poke(DATA, text);
@@ -501,7 +538,8 @@ fn docs_match_the_table() {
 
 mod mmu {
     use super::*;
-    use crate::paging::entry::{entry_addr, pte, walk, PTE_P, PTE_RW};
+    use crate::paging::entry::{entry_addr, pte, PTE_P, PTE_RW};
+    use crate::paging::walk::walk;
     use keel_abi::mmu::*;
 
     /// The L1 table and index that map `va` in the bootstrap tables.
@@ -814,7 +852,7 @@ mod mmu {
         assert_eq!(w.dom.take_flush(), Flush::All);
         let (o, _) = ext(&mut w, &[(MMUEXT_INVLPG_MULTI, 0x1000, DATA + 0x900)]);
         assert_eq!(o, Outcome::Return(0));
-        assert_eq!(w.dom.take_flush(), Flush::Page(0x1000));
+        assert_eq!(w.dom.take_flush(), Flush::Page(GuestVirt(0x1000)));
         let (o, _) = ext(&mut w, &[(MMUEXT_TLB_FLUSH_MULTI, 0, 0x10)]);
         assert_eq!(o, ret(Errno::EFAULT));
         for cmd in [
@@ -1013,14 +1051,12 @@ pub(super) mod mmu_fuzz {
                         let req = MmuUpdate { ptr, val: pte(mfn(&w, target), flags) };
                         // The guest writes its request where it can (a random update
                         // may have unmapped DATA: then the call gets -EFAULT).
-                        let base = w.dom.base();
-                        let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, base, GuestVirt(DATA), &req.encode());
+                        let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, GuestVirt(DATA), &req.encode());
                         let _ = w.call(Hypercall::MMU_UPDATE, [DATA, 1, 0, DOMID_SELF, 0]);
                     }
                     Op::Ext { cmd, pfn } => {
                         let op = MmuextOp { cmd, pad: 0, arg1: mfn(&w, pfn).0, arg2: DATA };
-                        let base = w.dom.base();
-                        let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, base, GuestVirt(DATA + 0x100), &op.encode());
+                        let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, GuestVirt(DATA + 0x100), &op.encode());
                         let _ = w.call(Hypercall::MMUEXT_OP, [DATA + 0x100, 1, 0, DOMID_SELF, 0]);
                     }
                 }

@@ -3,6 +3,8 @@
 
 extern crate std;
 
+#[allow(unused_imports)]
+use super::tests::imports::*;
 use super::tests::{World, DATA};
 use super::*;
 use crate::event::{EventBits, SharedPage};

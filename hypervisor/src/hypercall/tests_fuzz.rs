@@ -13,6 +13,8 @@
 
 extern crate std;
 
+#[allow(unused_imports)]
+use super::tests::imports::*;
 use super::tests::mmu_fuzz::audit;
 use super::tests::{World, DATA};
 use super::*;
@@ -134,9 +136,8 @@ fn value(w: &World, a: Arg) -> u64 {
 /// Write the arena's contents for `f` (where the guest can: a call may have
 /// unmapped or write-protected part of it, and then its pointer faults).
 fn write_fill(w: &mut World, f: &Fill) {
-    let base = w.dom.base();
     let put = |w: &mut World, at: u64, bytes: &[u8]| {
-        let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, base, GuestVirt(at), bytes);
+        let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, GuestVirt(at), bytes);
     };
     match f {
         Fill::Keep => {}

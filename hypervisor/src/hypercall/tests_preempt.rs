@@ -4,10 +4,13 @@
 
 extern crate std;
 
+#[allow(unused_imports)]
+use super::tests::imports::*;
 use super::tests::{World, DATA};
 use super::*;
 use crate::addr::Pfn;
-use crate::paging::entry::{entry_addr, pte, walk, PTE_P, PTE_RW};
+use crate::paging::entry::{entry_addr, pte, PTE_P, PTE_RW};
+use crate::paging::walk::walk;
 use crate::preempt::MMU_UPDATE_PREEMPTED;
 use crate::preempt::{Budget, CHECK_EVERY, UNITS_PER_EXIT};
 use keel_abi::mmu::{MmuUpdate, MmuextOp, DOMID_SELF};

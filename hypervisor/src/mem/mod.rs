@@ -62,13 +62,6 @@ pub trait PhysMem {
             done += n;
         }
     }
-    /// This memory as the hypervisor's direct map, if that is what it is: code
-    /// holding a `dyn PhysMem` can then run a hot loop on the concrete type, with
-    /// every word access inlined (see `hypercall::run_mmu_batch`).
-    #[cfg(target_os = "none")]
-    fn as_direct_map(&mut self) -> Option<&mut crate::arch::mem::DirectMap> {
-        None
-    }
     /// Fill a frame with zeroes.
     fn zero_frame(&mut self, f: Mfn) {
         let zeros = [0u8; 512];
@@ -116,18 +109,20 @@ pub trait Console {
             self.write_bytes(p);
         }
     }
-    /// Whether buffered output could move towards the device now (the exit path
-    /// asks after every exit; cheap when there is nothing to send).
-    #[inline]
-    fn pump_due(&self) -> bool {
-        false
-    }
-    /// Move buffered output towards the device without waiting, if that will
-    /// be done before the TSC reaches `before` (the guest's next timer deadline,
-    /// `u64::MAX` for none). Nothing to do for an unbuffered console.
+    /// Move buffered output towards the device without waiting, if that will be
+    /// done before the TSC reaches `before` (the guest's next timer deadline,
+    /// `u64::MAX` for none; the exit path calls this after exits that
+    /// [`Self::has_work`]). Nothing to do for an unbuffered console.
     #[inline]
     fn pump(&mut self, before: u64) {
         let _ = before;
+    }
+    /// Whether `pump` would move output now (the exit path's fast route, which
+    /// does not pump, is taken only when it would not). False for an
+    /// unbuffered console.
+    #[inline]
+    fn has_work(&self) -> bool {
+        false
     }
     /// Move buffered output to the device while that ends before the TSC
     /// reaches `deadline` (the CPU would idle until then otherwise).

@@ -24,11 +24,11 @@
 //! consistent domain) is reported as a protection fault too, which is what the
 //! guest would see had it made the access itself.
 
-use crate::addr::{GuestVirt, Mfn};
+use crate::addr::GuestVirt;
 use crate::domain::Domain;
 use crate::mem::PhysMem;
-use crate::paging::entry::{bytes_to_page_end, walk, WalkFault};
 use crate::paging::guest_mem::{self, Access};
+use crate::paging::walk::{bytes_to_page_end, walk, WalkFault};
 use crate::privilege::Mode;
 
 /// #PF error code: the translation was present (a protection fault).
@@ -74,7 +74,6 @@ impl AccessFault {
 pub fn first_fault<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &M,
-    cr3: Mfn,
     va: GuestVirt,
     len: u64,
     access: Access,
@@ -88,10 +87,10 @@ pub fn first_fault<M: PhysMem + ?Sized>(
         if !cur.is_canonical() {
             return Some(AccessFault::GeneralProtection { at: cur });
         }
-        if guest_mem::translate_as(dom, mem, cr3, cur, access, mode).is_err() {
+        if guest_mem::translate_as(dom, mem, cur, access, mode).is_err() {
             return Some(AccessFault::PageFault {
                 cr2: cur,
-                error_code: error_code(dom, mem, cr3, cur, access, mode),
+                error_code: error_code(dom, mem, cur, access, mode),
             });
         }
         done = done.saturating_add(bytes_to_page_end(cur)).min(len);
@@ -104,14 +103,13 @@ pub fn first_fault<M: PhysMem + ?Sized>(
 fn error_code<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &M,
-    cr3: Mfn,
     va: GuestVirt,
     access: Access,
     mode: Mode,
 ) -> u32 {
     let w = if access == Access::Write { PF_WRITE } else { 0 }
         | if mode == Mode::User { PF_USER } else { 0 };
-    let walked = walk(mem, cr3, va, dom.nx_enabled(), |_, table| {
+    let walked = walk(mem, dom.base(), va, dom.nx_enabled(), |_, table| {
         dom.owns(mem, table)
     });
     match walked {
@@ -172,14 +170,12 @@ mod tests {
     #[test]
     fn accessible_ranges_have_no_fault() {
         let (dom, mem) = setup();
-        let cr3 = dom.base();
         let base = dom.layout().virt_base.0;
         let free = va(&dom, dom.layout().first_free);
         assert_eq!(
             first_fault(
                 &dom,
                 &mem,
-                cr3,
                 GuestVirt(base),
                 3 * 4096,
                 Access::Read,
@@ -191,7 +187,6 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                cr3,
                 GuestVirt(free + 100),
                 4096,
                 Access::Write,
@@ -201,15 +196,7 @@ mod tests {
             "two writable pages"
         );
         assert_eq!(
-            first_fault(
-                &dom,
-                &mem,
-                cr3,
-                GuestVirt(0),
-                0,
-                Access::Write,
-                Mode::Supervisor
-            ),
+            first_fault(&dom, &mem, GuestVirt(0), 0, Access::Write, Mode::Supervisor),
             None,
             "an empty range touches nothing"
         );
@@ -218,7 +205,6 @@ mod tests {
     #[test]
     fn not_present_pages() {
         let (dom, mem) = setup();
-        let cr3 = dom.base();
         let end = dom.layout().virt_base.0 + 64 * 4096;
         // Starts 4 bytes before the end of the mapped region: the fault is at
         // the first unmapped page, not at the start of the range.
@@ -226,7 +212,6 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                cr3,
                 GuestVirt(end - 4),
                 8,
                 Access::Read,
@@ -238,7 +223,6 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                cr3,
                 GuestVirt(end - 4),
                 8,
                 Access::Write,
@@ -250,7 +234,6 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                cr3,
                 GuestVirt(0x10),
                 1,
                 Access::Read,
@@ -264,14 +247,12 @@ mod tests {
     #[test]
     fn protection_and_reserved_bit_faults() {
         let (dom, mut mem) = setup();
-        let cr3 = dom.base();
         // The bootstrap page tables are mapped read-only.
         let pt = va(&dom, dom.layout().page_tables);
         assert_eq!(
             first_fault(
                 &dom,
                 &mem,
-                cr3,
                 GuestVirt(pt + 8),
                 8,
                 Access::Write,
@@ -283,7 +264,6 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                cr3,
                 GuestVirt(pt + 8),
                 8,
                 Access::Read,
@@ -302,7 +282,6 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                cr3,
                 GuestVirt(data),
                 1,
                 Access::Write,
@@ -315,7 +294,6 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                cr3,
                 GuestVirt(data),
                 1,
                 Access::Read,
@@ -329,7 +307,6 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                cr3,
                 GuestVirt(data),
                 1,
                 Access::Read,
@@ -347,27 +324,11 @@ mod tests {
         // The builder leaves U/S clear everywhere: a user access is a
         // protection fault with U set, a supervisor one is fine.
         assert_eq!(
-            first_fault(
-                &dom,
-                &mem,
-                cr3,
-                GuestVirt(data),
-                1,
-                Access::Read,
-                Mode::User
-            ),
+            first_fault(&dom, &mem, GuestVirt(data), 1, Access::Read, Mode::User),
             pf(data, PF_PRESENT | PF_USER)
         );
         assert_eq!(
-            first_fault(
-                &dom,
-                &mem,
-                cr3,
-                GuestVirt(data),
-                1,
-                Access::Write,
-                Mode::User
-            ),
+            first_fault(&dom, &mem, GuestVirt(data), 1, Access::Write, Mode::User),
             pf(data, PF_PRESENT | PF_WRITE | PF_USER)
         );
         // U/S on the leaf only: still not a user page (the CPU ANDs the levels).
@@ -375,15 +336,7 @@ mod tests {
         let e = mem.read_u64(slot);
         mem.write_u64(slot, e | PTE_US);
         assert_eq!(
-            first_fault(
-                &dom,
-                &mem,
-                cr3,
-                GuestVirt(data),
-                1,
-                Access::Read,
-                Mode::User
-            ),
+            first_fault(&dom, &mem, GuestVirt(data), 1, Access::Read, Mode::User),
             pf(data, PF_PRESENT | PF_USER)
         );
         // U/S at every level: accessible from user mode.
@@ -395,29 +348,13 @@ mod tests {
             table = pte_frame(e);
         }
         assert_eq!(
-            first_fault(
-                &dom,
-                &mem,
-                cr3,
-                GuestVirt(data),
-                8,
-                Access::Write,
-                Mode::User
-            ),
+            first_fault(&dom, &mem, GuestVirt(data), 8, Access::Write, Mode::User),
             None
         );
         // A not-present page from user mode: U set, P clear.
         let end = dom.layout().virt_base.0 + 64 * 4096;
         assert_eq!(
-            first_fault(
-                &dom,
-                &mem,
-                cr3,
-                GuestVirt(end),
-                1,
-                Access::Write,
-                Mode::User
-            ),
+            first_fault(&dom, &mem, GuestVirt(end), 1, Access::Write, Mode::User),
             pf(end, PF_WRITE | PF_USER)
         );
     }
@@ -436,7 +373,6 @@ mod tests {
             let f = first_fault(
                 &dom,
                 &mem,
-                dom.base(),
                 GuestVirt(va),
                 len,
                 Access::Read,
@@ -457,7 +393,6 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                dom.base(),
                 GuestVirt(0x0000_8000_0000_0000),
                 1,
                 Access::Write,

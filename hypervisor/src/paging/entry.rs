@@ -1,36 +1,47 @@
-//! # x86-64 4-level page-table entries, and a pure page walk
+//! # The x86-64 4-level page-table entry format
 //!
 //! Under direct paging the CPU walks the guest's own tables, and the hypervisor
 //! must see exactly what the CPU would see. This module holds the entry format
-//! (shared by the domain builder, [`crate::paging::guest_mem`] and, later, the validated
-//! `mmu_update` path of issue 5) and a page walk that mirrors the CPU's, with one
-//! difference: before it reads any table frame it asks a caller-supplied predicate
-//! whether it may (so a guest CR3 or entry naming a foreign frame, or MMIO, is never
-//! even read).
-//!
-//! Keel maps 4 KiB pages only: a PS bit in an L2 or L3 entry is a fault here (and
-//! will be rejected by issue 5's validation), not a superpage.
+//! (shared by the domain builder, the [`walk`](crate::paging::walk), the
+//! validation rules and guest memory access): the flag bits, the levels, and
+//! how an entry names a frame. The format itself is the ABI's
+//! ([`keel_abi::pte`], documented in docs/abi/mmu.md): the guest library uses
+//! the same definition.
 
-use crate::addr::{GuestVirt, MachineAddr, Mfn, PAGE_SIZE};
-use crate::mem::PhysMem;
+use crate::addr::{MachineAddr, Mfn};
+pub use keel_abi::pte::{Pte, PteFlags};
+
+// The bits as raw words, for the rule tables and the tests that build
+// entries bit by bit. One definition: the ABI's [`PteFlags`].
 
 /// Present.
-pub const PTE_P: u64 = 1 << 0;
+pub const PTE_P: u64 = PteFlags::PRESENT.bits();
 /// Writable (with CR0.WP=1 this binds supervisor writes too).
-pub const PTE_RW: u64 = 1 << 1;
+pub const PTE_RW: u64 = PteFlags::WRITABLE.bits();
 /// User-accessible (the builder leaves it clear: the guest kernel sets it for
 /// its own user mode).
-pub const PTE_US: u64 = 1 << 2;
+pub const PTE_US: u64 = PteFlags::USER.bits();
+/// Write-through.
+pub const PTE_PWT: u64 = PteFlags::WRITE_THROUGH.bits();
+/// Cache disable.
+pub const PTE_PCD: u64 = PteFlags::CACHE_DISABLE.bits();
+/// Global (L1 only).
+pub const PTE_G: u64 = PteFlags::GLOBAL.bits();
+/// The three bits the CPU ignores and the OS may use (9..11).
+pub const PTE_AVAIL: u64 = PteFlags::AVAILABLE.bits();
 /// Accessed.
-pub const PTE_A: u64 = 1 << 5;
+pub const PTE_A: u64 = PteFlags::ACCESSED.bits();
 /// Dirty (leaf only).
-pub const PTE_D: u64 = 1 << 6;
+pub const PTE_D: u64 = PteFlags::DIRTY.bits();
 /// Page size in L2/L3 entries (superpage); reserved in L4 entries; PAT in L1 entries.
-pub const PTE_PS: u64 = 1 << 7;
+pub const PTE_PS: u64 = PteFlags::PAGE_SIZE.bits();
 /// Execute-disable; a reserved bit unless EFER.NXE is set.
-pub const PTE_NX: u64 = 1 << 63;
+pub const PTE_NX: u64 = PteFlags::NO_EXECUTE.bits();
 /// The machine-address field (bits 12..51).
-pub const PTE_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+pub const PTE_ADDR_MASK: u64 = Pte::addr_mask();
+
+/// Entries per table.
+pub const ENTRIES: usize = 512;
 
 /// A page-table level: L1 holds 4 KiB leaf entries, L4 is what CR3 points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -71,12 +82,11 @@ impl Level {
 
 /// The frame an entry points at.
 pub const fn pte_frame(pte: u64) -> Mfn {
-    Mfn((pte & PTE_ADDR_MASK) >> 12)
+    Pte(pte).frame()
 }
 
 /// The L4 frame named by a raw CR3 value (bits 12..51; PWT, PCD and a PCID in
-/// bits 0..11 are not part of the address). Use it to fill
-/// [`crate::hypercall::HypercallCtx::cr3`] from the VMCS guest CR3.
+/// bits 0..11 are not part of the address).
 pub const fn cr3_frame(cr3: u64) -> Mfn {
     pte_frame(cr3)
 }
@@ -91,193 +101,13 @@ pub const fn entry_addr(table: Mfn, index: usize) -> MachineAddr {
     MachineAddr(table.addr().0 + (index as u64) * 8)
 }
 
-/// The outcome of a successful walk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Walk {
-    /// The 4 KiB frame the address maps to.
-    pub frame: Mfn,
-    /// RW was set at every level.
-    pub writable: bool,
-    /// NX was clear at every level (always true when NXE is off).
-    pub executable: bool,
-    /// U/S was set at every level: user mode may access the page.
-    pub user: bool,
-    /// The table frames read, L4 first.
-    pub tables: [Mfn; 4],
-}
-
-/// Why a walk stopped. `level` is the table whose entry was at fault (or, for
-/// [`WalkFault::Refused`], the table that was not read).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WalkFault {
-    /// The address is not canonical.
-    NonCanonical,
-    /// The predicate refused to let a table frame be read.
-    Refused {
-        /// The level of the table frame.
-        level: Level,
-        /// The frame.
-        frame: Mfn,
-    },
-    /// An entry is not present.
-    NotPresent {
-        /// The level of the entry.
-        level: Level,
-    },
-    /// An entry has a reserved bit set (PS in an L4 entry, NX without NXE).
-    Reserved {
-        /// The level of the entry.
-        level: Level,
-    },
-    /// PS in an L2 or L3 entry: Keel maps 4 KiB pages only.
-    Superpage {
-        /// The level of the entry.
-        level: Level,
-    },
-}
-
-/// Walk the 4-level tables rooted at `cr3` for `va`, as the CPU would (without
-/// setting accessed/dirty bits). `may_read(level, frame)` is asked before each
-/// table frame is read.
-pub fn walk<M: PhysMem + ?Sized>(
-    mem: &M,
-    cr3: Mfn,
-    va: GuestVirt,
-    nxe: bool,
-    mut may_read: impl FnMut(Level, Mfn) -> bool,
-) -> Result<Walk, WalkFault> {
-    if !va.is_canonical() {
-        return Err(WalkFault::NonCanonical);
-    }
-    let mut table = cr3;
-    let mut out = Walk {
-        frame: Mfn(0),
-        writable: true,
-        executable: true,
-        user: true,
-        tables: [Mfn(0); 4],
-    };
-    for (i, level) in Level::WALK_ORDER.into_iter().enumerate() {
-        if !may_read(level, table) {
-            return Err(WalkFault::Refused {
-                level,
-                frame: table,
-            });
-        }
-        if let Some(slot) = out.tables.get_mut(i) {
-            *slot = table;
-        }
-        let e = mem.read_u64(entry_addr(table, va.table_index(level.number())));
-        if e & PTE_P == 0 {
-            return Err(WalkFault::NotPresent { level });
-        }
-        if e & PTE_NX != 0 && !nxe {
-            return Err(WalkFault::Reserved { level });
-        }
-        if e & PTE_PS != 0 {
-            match level {
-                Level::L4 => return Err(WalkFault::Reserved { level }),
-                Level::L3 | Level::L2 => return Err(WalkFault::Superpage { level }),
-                Level::L1 => {} // PAT: a memory type, not a size.
-            }
-        }
-        out.writable &= e & PTE_RW != 0;
-        out.user &= e & PTE_US != 0;
-        out.executable &= e & PTE_NX == 0;
-        table = pte_frame(e);
-    }
-    out.frame = table;
-    Ok(out)
-}
-
-/// Number of bytes from `va` to the end of its page (1..=4096).
-pub const fn bytes_to_page_end(va: GuestVirt) -> u64 {
-    PAGE_SIZE - va.page_offset()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mem::fake::FakeMem;
+    use crate::addr::GuestVirt;
+    use crate::paging::walk::bytes_to_page_end;
 
     /// Tables at frames 1 (L4), 2 (L3), 3 (L2), 4 (L1) mapping va 0x40_0000 -> frame 9.
-    fn setup(l1_flags: u64, l2_flags: u64) -> FakeMem {
-        let mut m = FakeMem::default();
-        let va = GuestVirt(0x40_0000);
-        m.write_u64(
-            entry_addr(Mfn(1), va.table_index(4)),
-            pte(Mfn(2), PTE_P | PTE_RW),
-        );
-        m.write_u64(
-            entry_addr(Mfn(2), va.table_index(3)),
-            pte(Mfn(3), PTE_P | PTE_RW),
-        );
-        m.write_u64(entry_addr(Mfn(3), va.table_index(2)), pte(Mfn(4), l2_flags));
-        m.write_u64(entry_addr(Mfn(4), va.table_index(1)), pte(Mfn(9), l1_flags));
-        m
-    }
-
-    #[test]
-    fn walks_like_the_cpu() {
-        let m = setup(PTE_P | PTE_RW, PTE_P | PTE_RW);
-        let w = walk(&m, Mfn(1), GuestVirt(0x40_0123), false, |_, _| true).unwrap();
-        assert_eq!(w.frame, Mfn(9));
-        assert!(w.writable && w.executable);
-        assert!(!w.user, "U/S clear at two levels");
-        let m = setup(PTE_P | PTE_US, PTE_P | PTE_US);
-        assert!(
-            !walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true)
-                .unwrap()
-                .user,
-            "U/S clear at L4 and L3"
-        );
-        assert_eq!(w.tables, [Mfn(1), Mfn(2), Mfn(3), Mfn(4)]);
-
-        // RW clear at L2 makes the page read-only.
-        let m = setup(PTE_P | PTE_RW, PTE_P);
-        assert!(
-            !walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true)
-                .unwrap()
-                .writable
-        );
-        // NX: reserved without NXE, execute-disable with it.
-        let m = setup(PTE_P | PTE_NX, PTE_P | PTE_RW);
-        assert_eq!(
-            walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true),
-            Err(WalkFault::Reserved { level: Level::L1 })
-        );
-        assert!(
-            !walk(&m, Mfn(1), GuestVirt(0x40_0000), true, |_, _| true)
-                .unwrap()
-                .executable
-        );
-        // PS in L2: superpage refused. PAT in L1: fine.
-        let m = setup(PTE_P, PTE_P | PTE_RW | PTE_PS);
-        assert_eq!(
-            walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true),
-            Err(WalkFault::Superpage { level: Level::L2 })
-        );
-        let m = setup(PTE_P | PTE_PS, PTE_P);
-        assert!(walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true).is_ok());
-        // Not present / non-canonical / refused.
-        assert_eq!(
-            walk(&m, Mfn(1), GuestVirt(0x60_0000), false, |_, _| true),
-            Err(WalkFault::NotPresent { level: Level::L2 })
-        );
-        assert_eq!(
-            walk(&m, Mfn(1), GuestVirt(1 << 47), false, |_, _| true),
-            Err(WalkFault::NonCanonical)
-        );
-        assert_eq!(
-            walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |l, _| l
-                != Level::L2),
-            Err(WalkFault::Refused {
-                level: Level::L2,
-                frame: Mfn(3)
-            })
-        );
-    }
-
     #[test]
     fn pte_round_trip_and_levels() {
         let e = pte(Mfn(0xf_ffff_ffff), PTE_P | PTE_NX);

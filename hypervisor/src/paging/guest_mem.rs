@@ -3,8 +3,9 @@
 //! A hypercall argument is a guest-virtual address, and under direct paging the
 //! only correct meaning of a guest-virtual address is the one the guest's *current*
 //! page tables give it. So the hypervisor never dereferences guest pointers: it
-//! walks the tables from the guest's CR3 exactly as the CPU would, with the guest's
-//! permissions, and then applies its own rules on top:
+//! walks the tables from the domain's base pointer ([`Domain::base`], the one
+//! record of the root: what the vCPU's CR3 holds) exactly as the CPU would, with
+//! the guest's permissions, and then applies its own rules on top:
 //!
 //! 1. the address is canonical and `va + len` does not wrap;
 //! 2. every table frame of the walk is owned by the domain (it is checked *before*
@@ -30,7 +31,8 @@
 use crate::addr::{GuestVirt, MachineAddr, Mfn, PAGE_SIZE};
 use crate::domain::{Domain, FrameKind, PageType};
 use crate::mem::PhysMem;
-use crate::paging::entry::{bytes_to_page_end, entry_addr, walk, Walk};
+use crate::paging::entry::entry_addr;
+use crate::paging::walk::{bytes_to_page_end, walk, Walk};
 use crate::privilege::Mode;
 use keel_abi::Errno;
 
@@ -48,11 +50,10 @@ pub enum Access {
 pub fn translate<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &M,
-    cr3: Mfn,
     va: GuestVirt,
     access: Access,
 ) -> Result<MachineAddr, Errno> {
-    translate_walk(dom, mem, cr3, va, access, Mode::Supervisor).map(|(ma, _)| ma)
+    translate_walk(dom, mem, va, access, Mode::Supervisor).map(|(ma, _)| ma)
 }
 
 /// [`translate`] for an access made with the permissions of `mode`: a
@@ -61,24 +62,22 @@ pub fn translate<M: PhysMem + ?Sized>(
 pub fn translate_as<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &M,
-    cr3: Mfn,
     va: GuestVirt,
     access: Access,
     mode: Mode,
 ) -> Result<MachineAddr, Errno> {
-    translate_walk(dom, mem, cr3, va, access, mode).map(|(ma, _)| ma)
+    translate_walk(dom, mem, va, access, mode).map(|(ma, _)| ma)
 }
 
 /// [`translate_as`], with the walk it made.
 fn translate_walk<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &M,
-    cr3: Mfn,
     va: GuestVirt,
     access: Access,
     mode: Mode,
 ) -> Result<(MachineAddr, Walk), Errno> {
-    let w = walk(mem, cr3, va, dom.nx_enabled(), |_, table| {
+    let w = walk(mem, dom.base(), va, dom.nx_enabled(), |_, table| {
         dom.owns(mem, table)
     })
     .map_err(|_| Errno::EFAULT)?;
@@ -151,25 +150,25 @@ impl PageReader {
         PageReader { window: None }
     }
 
-    /// Read `N` bytes at guest-virtual `va` through the tables rooted at `cr3`:
+    /// Read `N` bytes at guest-virtual `va` through the domain's current tables:
     /// exactly what [`read_bytes`] would return, or the same error.
     pub fn read<const N: usize, M: PhysMem + ?Sized>(
         &mut self,
         dom: &Domain,
         mem: &M,
-        cr3: Mfn,
         va: GuestVirt,
     ) -> Result<[u8; N], Errno> {
         let off = va.page_offset();
         if off + N as u64 > PAGE_SIZE {
-            return read_bytes(dom, mem, cr3, va);
+            return read_bytes(dom, mem, va);
         }
         let va_page = va.0 - off;
+        let cr3 = dom.base();
         let ma_page = match self.window {
             Some(w) if w.va_page == va_page && w.cr3 == cr3 => w.ma_page,
             _ => {
                 self.window = None;
-                let (ma, w) = translate_walk(dom, mem, cr3, va, Access::Read, Mode::Supervisor)?;
+                let (ma, w) = translate_walk(dom, mem, va, Access::Read, Mode::Supervisor)?;
                 let mut entries = [MachineAddr(0); 4];
                 for ((e, &table), level) in entries.iter_mut().zip(&w.tables).zip([4, 3, 2, 1]) {
                     *e = entry_addr(table, va.table_index(level));
@@ -230,26 +229,26 @@ impl PageWriter {
         self.window = None;
     }
 
-    /// Write `data` at guest-virtual `va` through the tables rooted at `cr3`:
+    /// Write `data` at guest-virtual `va` through the domain's current tables:
     /// exactly what [`copy_to_guest`] would do, or the same error.
     pub fn write<const N: usize, M: PhysMem + ?Sized>(
         &mut self,
         dom: &Domain,
         mem: &mut M,
-        cr3: Mfn,
         va: GuestVirt,
         data: &[u8; N],
     ) -> Result<(), Errno> {
         let off = va.page_offset();
         if off + N as u64 > PAGE_SIZE {
-            return copy_to_guest(dom, mem, cr3, va, data);
+            return copy_to_guest(dom, mem, va, data);
         }
         let va_page = va.0 - off;
+        let cr3 = dom.base();
         let ma_page = match self.window {
             Some((v, m, r)) if v == va_page && r == cr3 => m,
             _ => {
                 self.window = None;
-                let ma = translate(dom, mem, cr3, va, Access::Write)?;
+                let ma = translate(dom, mem, va, Access::Write)?;
                 let m = ma.0 - off;
                 self.window = Some((va_page, m, cr3));
                 m
@@ -296,18 +295,18 @@ impl ReadCache {
         &mut self,
         dom: &Domain,
         mem: &M,
-        cr3: Mfn,
         va: GuestVirt,
     ) -> Result<MachineAddr, Errno> {
         let off = va.page_offset();
         let va_page = va.0 - off;
+        let cr3 = dom.base();
         if let Some(c) = &self.page {
             if c.va_page == va_page && c.cr3 == cr3 && still_holds(mem, c, va) {
                 return Ok(MachineAddr(c.ma_page + off));
             }
         }
         self.page = None;
-        let (ma, w) = translate_walk(dom, mem, cr3, va, Access::Read, Mode::Supervisor)?;
+        let (ma, w) = translate_walk(dom, mem, va, Access::Read, Mode::Supervisor)?;
         let mut entries = [0u64; 4];
         for ((e, &table), level) in entries.iter_mut().zip(&w.tables).zip([4, 3, 2, 1]) {
             *e = mem.read_u64(entry_addr(table, va.table_index(level)));
@@ -354,7 +353,6 @@ fn read_words<const N: usize, M: PhysMem + ?Sized>(mem: &M, at: MachineAddr) -> 
 fn for_each_piece<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &M,
-    cr3: Mfn,
     va: GuestVirt,
     len: usize,
     (access, mode): (Access, Mode),
@@ -369,7 +367,7 @@ fn for_each_piece<M: PhysMem + ?Sized>(
     while done < len {
         let cur = GuestVirt(va.0.wrapping_add(done as u64));
         let n = (bytes_to_page_end(cur) as usize).min(len - done);
-        let ma = translate_as(dom, mem, cr3, cur, access, mode)?;
+        let ma = translate_as(dom, mem, cur, access, mode)?;
         f(ma, done, n);
         done += n;
     }
@@ -381,20 +379,11 @@ fn for_each_piece<M: PhysMem + ?Sized>(
 pub fn check_range<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &M,
-    cr3: Mfn,
     va: GuestVirt,
     len: usize,
     access: Access,
 ) -> Result<(), Errno> {
-    for_each_piece(
-        dom,
-        mem,
-        cr3,
-        va,
-        len,
-        (access, Mode::Supervisor),
-        |_, _, _| {},
-    )
+    for_each_piece(dom, mem, va, len, (access, Mode::Supervisor), |_, _, _| {})
 }
 
 /// Copy `out.len()` bytes from guest-virtual `va` into `out` (a supervisor-mode
@@ -402,36 +391,26 @@ pub fn check_range<M: PhysMem + ?Sized>(
 pub fn copy_from_guest<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &M,
-    cr3: Mfn,
     va: GuestVirt,
     out: &mut [u8],
 ) -> Result<(), Errno> {
-    copy_from_guest_as(dom, mem, cr3, va, out, Mode::Supervisor)
+    copy_from_guest_as(dom, mem, va, out, Mode::Supervisor)
 }
 
 /// [`copy_from_guest`] with the permissions of `mode`.
 pub fn copy_from_guest_as<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &M,
-    cr3: Mfn,
     va: GuestVirt,
     out: &mut [u8],
     mode: Mode,
 ) -> Result<(), Errno> {
     let len = out.len();
-    for_each_piece(
-        dom,
-        mem,
-        cr3,
-        va,
-        len,
-        (Access::Read, mode),
-        |ma, off, n| {
-            if let Some(dst) = out.get_mut(off..off + n) {
-                mem.read(ma, dst);
-            }
-        },
-    )
+    for_each_piece(dom, mem, va, len, (Access::Read, mode), |ma, off, n| {
+        if let Some(dst) = out.get_mut(off..off + n) {
+            mem.read(ma, dst);
+        }
+    })
 }
 
 /// Copy `data` to guest-virtual `va` (a supervisor-mode write). Every page is
@@ -439,18 +418,16 @@ pub fn copy_from_guest_as<M: PhysMem + ?Sized>(
 pub fn copy_to_guest<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &mut M,
-    cr3: Mfn,
     va: GuestVirt,
     data: &[u8],
 ) -> Result<(), Errno> {
-    copy_to_guest_as(dom, mem, cr3, va, data, Mode::Supervisor)
+    copy_to_guest_as(dom, mem, va, data, Mode::Supervisor)
 }
 
 /// [`copy_to_guest`] with the permissions of `mode`.
 pub fn copy_to_guest_as<M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &mut M,
-    cr3: Mfn,
     va: GuestVirt,
     data: &[u8],
     mode: Mode,
@@ -458,7 +435,6 @@ pub fn copy_to_guest_as<M: PhysMem + ?Sized>(
     for_each_piece(
         dom,
         mem,
-        cr3,
         va,
         data.len(),
         (Access::Write, mode),
@@ -472,7 +448,7 @@ pub fn copy_to_guest_as<M: PhysMem + ?Sized>(
     while done < data.len() {
         let cur = GuestVirt(va.0.wrapping_add(done as u64));
         let n = (bytes_to_page_end(cur) as usize).min(data.len() - done);
-        let ma = translate_as(dom, mem, cr3, cur, Access::Write, mode)?;
+        let ma = translate_as(dom, mem, cur, Access::Write, mode)?;
         if let Some(src) = data.get(done..done + n) {
             mem.write(ma, src);
         }
@@ -485,11 +461,10 @@ pub fn copy_to_guest_as<M: PhysMem + ?Sized>(
 pub fn read_bytes<const N: usize, M: PhysMem + ?Sized>(
     dom: &Domain,
     mem: &M,
-    cr3: Mfn,
     va: GuestVirt,
 ) -> Result<[u8; N], Errno> {
     let mut b = [0u8; N];
-    copy_from_guest(dom, mem, cr3, va, &mut b)?;
+    copy_from_guest(dom, mem, va, &mut b)?;
     Ok(b)
 }
 

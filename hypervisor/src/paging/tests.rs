@@ -5,10 +5,12 @@
 extern crate std;
 
 use super::*;
-use crate::addr::MachineAddr;
+use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn};
 use crate::mem::fake::{FakeFrames, FakeMem};
-use crate::mem::FrameSource;
+use crate::mem::{FrameSource, PhysMem};
 use crate::paging::entry::pte;
+use crate::paging::entry::*;
+use crate::paging::frame_table::{FrameTable, PageInfo, PageType};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::format;
@@ -387,8 +389,14 @@ fn flushes_whenever_a_present_entry_changes() {
     assert_eq!(w.update(3, 0, 0), Ok(Flush::All));
     assert_eq!(w.update(3, 0, rw), Ok(Flush::None)); // was not present
     assert_eq!(w.update(3, 0, rw | PTE_NX), Ok(Flush::All));
-    assert_eq!(Flush::Page(1).merge(Flush::Page(2)), Flush::All);
-    assert_eq!(Flush::None.merge(Flush::Page(2)), Flush::Page(2));
+    assert_eq!(
+        Flush::Page(GuestVirt(1)).merge(Flush::Page(GuestVirt(2))),
+        Flush::All
+    );
+    assert_eq!(
+        Flush::None.merge(Flush::Page(GuestVirt(2))),
+        Flush::Page(GuestVirt(2))
+    );
     w.teardown();
 }
 
@@ -492,7 +500,7 @@ fn a_built_domain_starts_consistent_and_tears_down_completely() {
     let spare = dom.mfn_of(&mem, Pfn(l.nr_pages - 1)).unwrap();
     // Spare is mapped writable; unmap it first (through the validated path).
     let va = l.va(Pfn(l.nr_pages - 1));
-    let w = crate::paging::entry::walk(&mem, l4, va, true, |_, _| true).unwrap();
+    let w = crate::paging::walk::walk(&mem, l4, va, true, |_, _| true).unwrap();
     let l1 = w.tables[3];
     let at = MachineAddr(entry_addr(l1, va.table_index(1)).0);
     dom.update_entry(&mut mem, at, 0).unwrap();

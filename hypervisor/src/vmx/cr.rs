@@ -23,55 +23,7 @@
 use super::caps::VmxCaps;
 use crate::addr::Mfn;
 
-/// CR0 bits.
-pub mod cr0 {
-    /// Protection enable.
-    pub const PE: u64 = 1 << 0;
-    /// Monitor coprocessor.
-    pub const MP: u64 = 1 << 1;
-    /// Emulation.
-    pub const EM: u64 = 1 << 2;
-    /// Task switched.
-    pub const TS: u64 = 1 << 3;
-    /// Extension type (hardwired to 1).
-    pub const ET: u64 = 1 << 4;
-    /// Numeric error.
-    pub const NE: u64 = 1 << 5;
-    /// Write protect.
-    pub const WP: u64 = 1 << 16;
-    /// Alignment mask.
-    pub const AM: u64 = 1 << 18;
-    /// Not write-through.
-    pub const NW: u64 = 1 << 29;
-    /// Cache disable.
-    pub const CD: u64 = 1 << 30;
-    /// Paging.
-    pub const PG: u64 = 1 << 31;
-}
-
-/// CR4 bits.
-pub mod cr4 {
-    /// Time stamp disable.
-    pub const TSD: u64 = 1 << 2;
-    /// Debugging extensions.
-    pub const DE: u64 = 1 << 3;
-    /// Page size extensions.
-    pub const PSE: u64 = 1 << 4;
-    /// Physical address extension.
-    pub const PAE: u64 = 1 << 5;
-    /// Machine-check enable.
-    pub const MCE: u64 = 1 << 6;
-    /// Page global enable.
-    pub const PGE: u64 = 1 << 7;
-    /// OS FXSAVE/FXRSTOR support.
-    pub const OSFXSR: u64 = 1 << 9;
-    /// OS unmasked SIMD exception support.
-    pub const OSXMMEXCPT: u64 = 1 << 10;
-    /// VMX enable.
-    pub const VMXE: u64 = 1 << 13;
-    /// XSAVE and processor extended states enable.
-    pub const OSXSAVE: u64 = 1 << 18;
-}
+pub use crate::arch::bits::{cr0, cr4};
 
 /// The guest-visible CR0 at entry (contract: PE|MP|ET|NE|WP|PG).
 pub const GUEST_CR0_INITIAL: u64 = cr0::PE | cr0::MP | cr0::ET | cr0::NE | cr0::WP | cr0::PG;

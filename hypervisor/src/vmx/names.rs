@@ -141,7 +141,10 @@ pub fn vm_instruction_error_name(n: u32) -> &'static str {
     }
 }
 
-/// A decoded exit-reason field (SDM 25.9.1, table 25-17).
+/// The exit-reason field (SDM 25.9.1, table 25-17): the basic reason in bits
+/// 15:0, flags above (bit 31: the VM entry failed). The constants are basic
+/// reasons with no flag bit set, as the field reads for an ordinary exit; the
+/// names for every number are [`EXIT_REASONS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExitReason {
     /// The raw field.
@@ -149,13 +152,56 @@ pub struct ExitReason {
 }
 
 impl ExitReason {
+    /// 0: an exception or NMI.
+    pub const EXCEPTION_OR_NMI: Self = Self::from_raw(0);
+    /// 1: an external interrupt.
+    pub const EXTERNAL_INTERRUPT: Self = Self::from_raw(1);
+    /// 2: a triple fault.
+    pub const TRIPLE_FAULT: Self = Self::from_raw(2);
+    /// 7: the interrupt window opened.
+    pub const INTERRUPT_WINDOW: Self = Self::from_raw(7);
+    /// 10: CPUID.
+    pub const CPUID: Self = Self::from_raw(10);
+    /// 12: HLT.
+    pub const HLT: Self = Self::from_raw(12);
+    /// 14: INVLPG.
+    pub const INVLPG: Self = Self::from_raw(14);
+    /// 18: VMCALL.
+    pub const VMCALL: Self = Self::from_raw(18);
+    /// 28: a control-register access.
+    pub const CR_ACCESS: Self = Self::from_raw(28);
+    /// 30: an I/O instruction.
+    pub const IO: Self = Self::from_raw(30);
+    /// 31: RDMSR.
+    pub const RDMSR: Self = Self::from_raw(31);
+    /// 32: WRMSR.
+    pub const WRMSR: Self = Self::from_raw(32);
+    /// 33: VM-entry failure due to invalid guest state.
+    pub const INVALID_GUEST_STATE: Self = Self::from_raw(33);
+    /// 34: VM-entry failure due to MSR loading.
+    pub const MSR_LOADING: Self = Self::from_raw(34);
+    /// 52: the VMX-preemption timer expired.
+    pub const PREEMPTION_TIMER: Self = Self::from_raw(52);
+
+    /// Bit 31 of the field.
+    const ENTRY_FAILURE: u32 = 1 << 31;
+
+    /// The exit-reason field as read from the VMCS.
+    pub const fn from_raw(raw: u32) -> Self {
+        ExitReason { raw }
+    }
+    /// The basic reason alone, every flag bit clear (to compare with the
+    /// constants).
+    pub const fn without_flags(self) -> Self {
+        Self::from_raw(self.basic() as u32)
+    }
     /// Bits 15:0, the basic exit reason.
     pub const fn basic(self) -> u16 {
         self.raw as u16
     }
     /// Bit 31: the VM exit is really a failed VM entry.
     pub const fn entry_failure(self) -> bool {
-        self.raw & (1 << 31) != 0
+        self.raw & Self::ENTRY_FAILURE != 0
     }
     /// The basic reason's name.
     pub fn name(self) -> &'static str {
@@ -206,6 +252,41 @@ pub fn exception_name(vector: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exit_reason_constants_name_their_numbers() {
+        for (r, name) in [
+            (ExitReason::EXCEPTION_OR_NMI, "exception or NMI"),
+            (ExitReason::EXTERNAL_INTERRUPT, "external interrupt"),
+            (ExitReason::TRIPLE_FAULT, "triple fault"),
+            (ExitReason::INTERRUPT_WINDOW, "interrupt window"),
+            (ExitReason::CPUID, "CPUID"),
+            (ExitReason::HLT, "HLT"),
+            (ExitReason::INVLPG, "INVLPG"),
+            (ExitReason::VMCALL, "VMCALL"),
+            (ExitReason::CR_ACCESS, "control-register access"),
+            (ExitReason::IO, "I/O instruction"),
+            (ExitReason::RDMSR, "RDMSR"),
+            (ExitReason::WRMSR, "WRMSR"),
+            (
+                ExitReason::INVALID_GUEST_STATE,
+                "VM-entry failure due to invalid guest state",
+            ),
+            (
+                ExitReason::MSR_LOADING,
+                "VM-entry failure due to MSR loading",
+            ),
+            (ExitReason::PREEMPTION_TIMER, "VMX-preemption timer expired"),
+        ] {
+            assert_eq!(r.name(), name);
+            assert_eq!(r.without_flags(), r);
+            assert!(!r.entry_failure());
+        }
+        let failed = ExitReason::from_raw((1 << 31) | 33);
+        assert!(failed.entry_failure());
+        assert_eq!(failed.without_flags(), ExitReason::INVALID_GUEST_STATE);
+        assert_ne!(failed, ExitReason::INVALID_GUEST_STATE);
+    }
     use proptest::prelude::*;
 
     #[test]

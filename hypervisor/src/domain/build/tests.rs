@@ -4,11 +4,11 @@
 extern crate std;
 
 use super::*;
-use crate::domain::elf::testimg::{abi_note, build as build_elf, typical, Seg};
-use crate::domain::elf::{PF_R, PF_W, PF_X};
+use crate::domain::elf::testimg::{abi_note, build as build_elf, typical, Seg, PF_R, PF_W, PF_X};
 use crate::domain::FrameKind;
 use crate::mem::fake::{FakeFrames, FakeMem};
-use crate::paging::entry::{pte_frame, walk, WalkFault, PTE_PS};
+use crate::paging::entry::{pte_frame, PTE_PS};
+use crate::paging::walk::{walk, WalkFault};
 use keel_abi::start_info::{StartInfo, START_INFO_SIZE};
 use proptest::prelude::*;
 use std::vec::Vec;

@@ -66,87 +66,82 @@ fn l1_entry(dom: &Domain, mem: &Spy, va: u64) -> MachineAddr {
     )
 }
 
+/// Make the domain's base a second L4 (its last frame, unmapped first) that
+/// maps nothing where the first maps the image, through the validated
+/// operations: a new root for the same addresses.
+fn switch_to_empty_base(dom: &mut Domain, mem: &mut Spy) {
+    let l = *dom.layout();
+    let last = Pfn(l.nr_pages - 1);
+    let spare = dom.mfn_of(mem, last).unwrap();
+    let l4 = dom.base();
+    let at = l1_entry(dom, mem, l.va(last).0);
+    dom.update_entry(mem, at, 0).unwrap();
+    for i in 0..512 {
+        let e = mem.read_u64(entry_addr(l4, i));
+        mem.write_u64(entry_addr(spare, i), e);
+    }
+    dom.pin(mem, spare, crate::domain::Level::L4).unwrap();
+    let slot = GuestVirt(TEXT).table_index(4);
+    dom.update_entry(mem, entry_addr(spare, slot), 0).unwrap();
+    dom.new_baseptr(mem, spare).unwrap();
+}
+
 const TEXT: u64 = 0x40_0000;
 const DATA: u64 = 0x40_3000;
 
 #[test]
 fn reads_and_writes_through_the_guest_tables() {
     let (dom, mut mem) = setup(false);
-    let cr3 = dom.boot.cr3;
     // Text bytes across a page boundary (the image has (i % 251) at text offset i).
     let mut b = [0u8; 16];
-    copy_from_guest(&dom, &mem, cr3, GuestVirt(TEXT + 0xff8), &mut b).unwrap();
+    copy_from_guest(&dom, &mem, GuestVirt(TEXT + 0xff8), &mut b).unwrap();
     let want: Vec<u8> = (0xff8u32..0x1008).map(|i| (i % 251) as u8).collect();
     assert_eq!(&b[..], &want[..]);
     // start_info magic through its VA.
-    let magic: [u8; 14] = read_bytes(&dom, &mem, cr3, dom.boot.start_info).unwrap();
+    let magic: [u8; 14] = read_bytes(&dom, &mem, dom.boot.start_info).unwrap();
     assert_eq!(&magic, b"xen-3.0-x86_64");
     // Page tables are readable (the guest maps them read-only and may read them).
     let l4 = dom.layout().va(dom.layout().page_tables);
-    let _: [u8; 8] = read_bytes(&dom, &mem, cr3, l4).unwrap();
+    let _: [u8; 8] = read_bytes(&dom, &mem, l4).unwrap();
     // Write across the data/bss page boundary and read back.
     let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
-    copy_to_guest(&dom, &mut mem, cr3, GuestVirt(DATA + 0xf80), &data).unwrap();
+    copy_to_guest(&dom, &mut mem, GuestVirt(DATA + 0xf80), &data).unwrap();
     let mut back = std::vec![0u8; 300];
-    copy_from_guest(&dom, &mem, cr3, GuestVirt(DATA + 0xf80), &mut back).unwrap();
+    copy_from_guest(&dom, &mem, GuestVirt(DATA + 0xf80), &mut back).unwrap();
     assert_eq!(back, data);
     // The stack and free memory are writable.
-    copy_to_guest(
-        &dom,
-        &mut mem,
-        cr3,
-        GuestVirt(dom.boot.stack_top.0 - 8),
-        &[1; 8],
-    )
-    .unwrap();
+    copy_to_guest(&dom, &mut mem, GuestVirt(dom.boot.stack_top.0 - 8), &[1; 8]).unwrap();
     // Zero-length copies succeed without touching anything.
-    copy_to_guest(&dom, &mut mem, cr3, GuestVirt(1 << 63), &[]).unwrap();
-    copy_from_guest(&dom, &mem, cr3, GuestVirt(1 << 63), &mut []).unwrap();
+    copy_to_guest(&dom, &mut mem, GuestVirt(1 << 63), &[]).unwrap();
+    copy_from_guest(&dom, &mem, GuestVirt(1 << 63), &mut []).unwrap();
 }
 
 #[test]
 fn refusals_are_efault() {
     let (dom, mut mem) = setup(false);
-    let cr3 = dom.boot.cr3;
     let ef = Err(Errno::EFAULT);
     let mut b = [0u8; 8];
     // Read-only text, read-only page tables.
-    assert_eq!(
-        copy_to_guest(&dom, &mut mem, cr3, GuestVirt(TEXT), &[0]),
-        ef
-    );
+    assert_eq!(copy_to_guest(&dom, &mut mem, GuestVirt(TEXT), &[0]), ef);
     let l4 = dom.layout().va(dom.layout().page_tables);
-    assert_eq!(copy_to_guest(&dom, &mut mem, cr3, l4, &[0]), ef);
+    assert_eq!(copy_to_guest(&dom, &mut mem, l4, &[0]), ef);
     // Unmapped, non-canonical, wrapping.
+    assert_eq!(copy_from_guest(&dom, &mem, GuestVirt(0x1000), &mut b), ef);
     assert_eq!(
-        copy_from_guest(&dom, &mem, cr3, GuestVirt(0x1000), &mut b),
+        copy_from_guest(&dom, &mem, dom.layout().va(Pfn(100)), &mut b),
         ef
     );
     assert_eq!(
-        copy_from_guest(&dom, &mem, cr3, dom.layout().va(Pfn(100)), &mut b),
+        copy_from_guest(&dom, &mem, GuestVirt(0x8000_0000_0000), &mut b),
         ef
     );
     assert_eq!(
-        copy_from_guest(&dom, &mem, cr3, GuestVirt(0x8000_0000_0000), &mut b),
-        ef
-    );
-    assert_eq!(
-        copy_from_guest(&dom, &mem, cr3, GuestVirt(u64::MAX - 3), &mut b),
+        copy_from_guest(&dom, &mem, GuestVirt(u64::MAX - 3), &mut b),
         ef
     );
     // A range that starts mapped and runs past the end of the domain.
     let last = dom.layout().va(Pfn(99)).0 + 4092;
-    assert_eq!(
-        copy_from_guest(&dom, &mem, cr3, GuestVirt(last), &mut b),
-        ef
-    );
-    // A CR3 the domain does not own: refused before it is read.
-    mem.reads.borrow_mut().clear();
-    assert_eq!(
-        copy_from_guest(&dom, &mem, Mfn(0x10), GuestVirt(TEXT), &mut b),
-        ef
-    );
-    assert!(!mem.reads.borrow().contains(&0x10));
+    assert_eq!(copy_from_guest(&dom, &mem, GuestVirt(last), &mut b), ef);
     assert!(mem.writes.is_empty());
 }
 
@@ -170,15 +165,14 @@ fn corrupted_entries_are_refused() {
         let (dom, mut mem) = setup(false);
         let at = l1_entry(&dom, &mem, DATA);
         mem.write_u64(at, e);
-        let cr3 = dom.boot.cr3;
         assert_eq!(
-            copy_from_guest(&dom, &mem, cr3, GuestVirt(DATA), &mut b).is_ok(),
+            copy_from_guest(&dom, &mem, GuestVirt(DATA), &mut b).is_ok(),
             r_ok,
             "{e:#x}"
         );
         mem.writes.clear();
         assert_eq!(
-            copy_to_guest(&dom, &mut mem, cr3, GuestVirt(DATA), &[7; 8]).is_ok(),
+            copy_to_guest(&dom, &mut mem, GuestVirt(DATA), &[7; 8]).is_ok(),
             w_ok,
             "{e:#x}"
         );
@@ -198,10 +192,7 @@ fn corrupted_entries_are_refused() {
         let at = entry_addr(l2, GuestVirt(DATA).table_index(2));
         let old = mem.read_u64(at);
         mem.write_u64(at, pte(target.unwrap_or(pte_frame(old)), flags));
-        assert_eq!(
-            copy_from_guest(&dom, &mem, dom.boot.cr3, GuestVirt(DATA), &mut b),
-            ef
-        );
+        assert_eq!(copy_from_guest(&dom, &mem, GuestVirt(DATA), &mut b), ef);
         assert!(!mem.reads.borrow().contains(&0x11), "foreign table read");
     }
     // PS in the L4 entry is reserved.
@@ -209,39 +200,34 @@ fn corrupted_entries_are_refused() {
     let at = entry_addr(dom.boot.cr3, GuestVirt(DATA).table_index(4));
     let old = mem.read_u64(at);
     mem.write_u64(at, old | PTE_PS);
-    assert_eq!(
-        copy_from_guest(&dom, &mem, dom.boot.cr3, GuestVirt(DATA), &mut b),
-        ef
-    );
+    assert_eq!(copy_from_guest(&dom, &mem, GuestVirt(DATA), &mut b), ef);
 }
 
 #[test]
 fn nx_pages_are_readable_and_writable_with_nxe() {
     let (dom, mut mem) = setup(true);
-    let cr3 = dom.boot.cr3;
-    copy_to_guest(&dom, &mut mem, cr3, GuestVirt(DATA), &[1, 2, 3]).unwrap();
-    let b: [u8; 3] = read_bytes(&dom, &mem, cr3, GuestVirt(DATA)).unwrap();
+    copy_to_guest(&dom, &mut mem, GuestVirt(DATA), &[1, 2, 3]).unwrap();
+    let b: [u8; 3] = read_bytes(&dom, &mem, GuestVirt(DATA)).unwrap();
     assert_eq!(b, [1, 2, 3]);
 }
 
 #[test]
 fn failed_cross_page_write_writes_nothing() {
     let (dom, mut mem) = setup(false);
-    let cr3 = dom.boot.cr3;
     // The page before the text is unmapped; the last page of data is followed by
     // the mfn_list (writable), so use text: data page N-1 writable, then make the
     // next one read-only.
     let at = l1_entry(&dom, &mem, DATA + 0x1000);
     let e = mem.read_u64(at);
     mem.write_u64(at, e & !PTE_RW);
-    let before: [u8; 16] = read_bytes(&dom, &mem, cr3, GuestVirt(DATA + 0xff8)).unwrap();
+    let before: [u8; 16] = read_bytes(&dom, &mem, GuestVirt(DATA + 0xff8)).unwrap();
     mem.writes.clear();
     assert_eq!(
-        copy_to_guest(&dom, &mut mem, cr3, GuestVirt(DATA + 0xff8), &[0xaa; 16]),
+        copy_to_guest(&dom, &mut mem, GuestVirt(DATA + 0xff8), &[0xaa; 16]),
         Err(Errno::EFAULT)
     );
     assert!(mem.writes.is_empty());
-    let after: [u8; 16] = read_bytes(&dom, &mem, cr3, GuestVirt(DATA + 0xff8)).unwrap();
+    let after: [u8; 16] = read_bytes(&dom, &mem, GuestVirt(DATA + 0xff8)).unwrap();
     assert_eq!(before, after);
 }
 
@@ -263,7 +249,7 @@ proptest! {
     #[test]
     fn random_access_never_escapes(
         corruptions in proptest::collection::vec((0u64..11, 0usize..512, any::<u64>(), any::<bool>()), 0..12),
-        ops in proptest::collection::vec((any::<bool>(), 0u64..0x7_0000, any::<u64>(), 0usize..9000, any::<bool>(), any::<bool>()), 1..24),
+        ops in proptest::collection::vec((any::<bool>(), 0u64..0x7_0000, any::<u64>(), 0usize..9000, any::<bool>()), 1..24),
         nx in any::<bool>(),
     ) {
         let (dom, mut mem) = setup(nx);
@@ -282,16 +268,15 @@ proptest! {
             .collect();
         mem.reads.borrow_mut().clear();
         mem.writes.clear();
-        for (write, off, raw, len, near, wild_cr3) in ops {
+        for (write, off, raw, len, near) in ops {
             // Mostly addresses near the domain; some anywhere.
             let va = if near { GuestVirt(l.virt_base.0.wrapping_add(off).wrapping_sub(0x1000)) } else { GuestVirt(raw) };
-            let cr3 = if wild_cr3 { Mfn(FIRST - 4 + raw % (COUNT + 8)) } else { dom.boot.cr3 };
             if write {
                 let data = std::vec![0x5a; len];
-                let _ = copy_to_guest(&dom, &mut mem, cr3, va, &data);
+                let _ = copy_to_guest(&dom, &mut mem, va, &data);
             } else {
                 let mut out = std::vec![0; len];
-                let _ = copy_from_guest(&dom, &mem, cr3, va, &mut out);
+                let _ = copy_from_guest(&dom, &mem, va, &mut out);
             }
         }
         for f in mem.reads.borrow().iter() {
@@ -316,27 +301,26 @@ proptest! {
 fn writes_need_a_writable_type_reference() {
     let (mut dom, mut mem) = setup(false);
     let l = *dom.layout();
-    let cr3 = dom.base();
     // The last (free) page: writable, typed Writable with one reference.
     let va = l.va(Pfn(l.nr_pages - 1)).0;
     let at = l1_entry(&dom, &mem, va);
     let orig = mem.read_u64(at);
-    assert!(copy_to_guest(&dom, &mut mem, cr3, GuestVirt(va), &[1]).is_ok());
+    assert!(copy_to_guest(&dom, &mut mem, GuestVirt(va), &[1]).is_ok());
     // Through the MMU: read-only; the frame's Writable count drops to 0.
     dom.update_entry(&mut mem, at, orig & !PTE_RW).unwrap();
     let info = dom.page_info(&mem, pte_frame(orig)).unwrap();
     assert_eq!(info.type_count, 0);
     assert_eq!(
-        copy_to_guest(&dom, &mut mem, cr3, GuestVirt(va), &[2]),
+        copy_to_guest(&dom, &mut mem, GuestVirt(va), &[2]),
         Err(Errno::EFAULT)
     );
     // Behind the MMU's back: RW again, but no type reference.
     mem.write_u64(at, orig);
     assert_eq!(
-        copy_to_guest(&dom, &mut mem, cr3, GuestVirt(va), &[3]),
+        copy_to_guest(&dom, &mut mem, GuestVirt(va), &[3]),
         Err(Errno::EFAULT)
     );
-    assert!(read_bytes::<1, _>(&dom, &mem, cr3, GuestVirt(va)).is_ok());
+    assert!(read_bytes::<1, _>(&dom, &mem, GuestVirt(va)).is_ok());
 }
 
 proptest! {
@@ -344,22 +328,21 @@ proptest! {
 
     /// A `PageReader` returns exactly what `read_bytes` does, for runs of reads
     /// that stay in a page, move on, cross page boundaries, leave the mapping
-    /// and come back, and under a root the domain does not own.
+    /// and come back.
     #[test]
     fn page_reader_agrees_with_read_bytes(
-        ops in proptest::collection::vec((0u64..0x6_0000, 0u8..3, 0u8..8), 1..60),
+        ops in proptest::collection::vec((0u64..0x6_0000, 0u8..3), 1..60),
     ) {
         let (dom, mem) = setup(false);
         let l = *dom.layout();
         let mut r = PageReader::new();
-        for (off, size, root) in ops {
+        for (off, size) in ops {
             // Mostly near the end of the mapping (the last pages, and beyond).
             let va = GuestVirt(l.va(Pfn(l.nr_pages)).0.wrapping_sub(0x3_0000).wrapping_add(off));
-            let cr3 = if root == 0 { dom.mfn_of(&mem, Pfn(0)).unwrap() } else { dom.boot.cr3 };
             match size {
-                0 => prop_assert_eq!(r.read::<8, _>(&dom, &mem, cr3, va), read_bytes::<8, _>(&dom, &mem, cr3, va)),
-                1 => prop_assert_eq!(r.read::<16, _>(&dom, &mem, cr3, va), read_bytes::<16, _>(&dom, &mem, cr3, va)),
-                _ => prop_assert_eq!(r.read::<24, _>(&dom, &mem, cr3, va), read_bytes::<24, _>(&dom, &mem, cr3, va)),
+                0 => prop_assert_eq!(r.read::<8, _>(&dom, &mem, va), read_bytes::<8, _>(&dom, &mem, va)),
+                1 => prop_assert_eq!(r.read::<16, _>(&dom, &mem, va), read_bytes::<16, _>(&dom, &mem, va)),
+                _ => prop_assert_eq!(r.read::<24, _>(&dom, &mem, va), read_bytes::<24, _>(&dom, &mem, va)),
             }
         }
     }
@@ -375,21 +358,18 @@ fn page_reader_walks_once_per_page_and_forgets_on_a_write_to_its_walk() {
     let cr3 = dom.boot.cr3;
     let (p, q) = (l.nr_pages - 2, l.nr_pages - 1);
     let va = l.va(Pfn(p)).0;
-    copy_to_guest(&dom, &mut mem, cr3, GuestVirt(va + 16), &[0x11; 8]).unwrap();
+    copy_to_guest(&dom, &mut mem, GuestVirt(va + 16), &[0x11; 8]).unwrap();
     let q_va = l.va(Pfn(q)).0;
-    copy_to_guest(&dom, &mut mem, cr3, GuestVirt(q_va + 16), &[0x22; 8]).unwrap();
+    copy_to_guest(&dom, &mut mem, GuestVirt(q_va + 16), &[0x22; 8]).unwrap();
     let mut r = PageReader::new();
-    assert_eq!(
-        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 8)),
-        Ok([0; 8])
-    );
+    assert_eq!(r.read::<8, _>(&dom, &mem, GuestVirt(va + 8)), Ok([0; 8]));
     // The tables are not read again for another read in the page.
     let tables: BTreeSet<u64> = (l.page_tables.0..l.stack.0)
         .map(|t| dom.mfn_of(&mem, Pfn(t)).unwrap().0)
         .collect();
     mem.reads.borrow_mut().clear();
     assert_eq!(
-        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        r.read::<8, _>(&dom, &mem, GuestVirt(va + 16)),
         Ok([0x11; 8])
     );
     assert!(mem.reads.borrow().is_disjoint(&tables));
@@ -405,18 +385,18 @@ fn page_reader_walks_once_per_page_and_forgets_on_a_write_to_its_walk() {
     r.wrote_entry(MachineAddr(elsewhere.0 + 8));
     r.wrote_entry(MachineAddr(at.0 + 8));
     assert_eq!(
-        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        r.read::<8, _>(&dom, &mem, GuestVirt(va + 16)),
         Ok([0x11; 8])
     );
     // ...and reporting the entry itself (at any byte of it) drops it.
     r.wrote_entry(MachineAddr(at.0 + 3));
     assert_eq!(
-        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        r.read::<8, _>(&dom, &mem, GuestVirt(va + 16)),
         Ok([0x22; 8])
     );
     assert_eq!(
-        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
-        read_bytes::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16))
+        r.read::<8, _>(&dom, &mem, GuestVirt(va + 16)),
+        read_bytes::<8, _>(&dom, &mem, GuestVirt(va + 16))
     );
     // Every level's entry counts: the L4 entry of the walk too.
     let l4e = entry_addr(cr3, GuestVirt(va).table_index(4));
@@ -424,20 +404,22 @@ fn page_reader_walks_once_per_page_and_forgets_on_a_write_to_its_walk() {
     mem.write_u64(l4e, 0);
     r.wrote_entry(l4e);
     assert_eq!(
-        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        r.read::<8, _>(&dom, &mem, GuestVirt(va + 16)),
         Err(Errno::EFAULT)
     );
     mem.write_u64(l4e, old);
     // A failed translation keeps nothing: the next read walks again.
     assert_eq!(
-        r.read::<8, _>(&dom, &mem, cr3, GuestVirt(va + 16)),
+        r.read::<8, _>(&dom, &mem, GuestVirt(va + 16)),
         Ok([0x22; 8])
     );
-    // Another root is another translation, even for the same page.
-    let other = dom.mfn_of(&mem, Pfn(0)).unwrap();
+    // Another root is another translation, even for the same page: the new
+    // base maps nothing there.
+    let mut dom = dom;
+    switch_to_empty_base(&mut dom, &mut mem);
     assert_eq!(
-        r.read::<8, _>(&dom, &mem, other, GuestVirt(va + 16)),
-        read_bytes::<8, _>(&dom, &mem, other, GuestVirt(va + 16))
+        r.read::<8, _>(&dom, &mem, GuestVirt(va + 16)),
+        Err(Errno::EFAULT)
     );
 }
 
@@ -447,52 +429,44 @@ fn page_reader_walks_once_per_page_and_forgets_on_a_write_to_its_walk() {
 #[test]
 fn read_cache_follows_the_tables() {
     let (dom, mut mem) = setup(false);
-    let cr3 = dom.boot.cr3;
     let mut c = ReadCache::new();
     for va in [TEXT, TEXT + 8, DATA + 0xff0, TEXT + 0x1000, TEXT] {
         let va = GuestVirt(va);
         assert_eq!(
-            c.translate(&dom, &mem, cr3, va),
-            translate(&dom, &mem, cr3, va, Access::Read)
+            c.translate(&dom, &mem, va),
+            translate(&dom, &mem, va, Access::Read)
         );
     }
     // A hit reads the four table frames and nothing else.
     mem.reads.borrow_mut().clear();
-    let _ = c.translate(&dom, &mem, cr3, GuestVirt(TEXT + 16)).unwrap();
+    let _ = c.translate(&dom, &mem, GuestVirt(TEXT + 16)).unwrap();
     assert_eq!(mem.reads.borrow().len(), 4, "{:?}", mem.reads.borrow());
     // Point the L1 entry at another of the domain's frames: the cache follows.
     let e = l1_entry(&dom, &mem, TEXT);
     let old = mem.read_u64(e);
     let other = dom.mfn_of(&mem, Pfn(90)).unwrap();
     mem.write_u64(e, pte(other, PTE_P));
-    let got = c.translate(&dom, &mem, cr3, GuestVirt(TEXT + 16));
+    let got = c.translate(&dom, &mem, GuestVirt(TEXT + 16));
     assert_eq!(got, Ok(MachineAddr(other.addr().0 + 16)));
     assert_eq!(
         got,
-        translate(&dom, &mem, cr3, GuestVirt(TEXT + 16), Access::Read)
+        translate(&dom, &mem, GuestVirt(TEXT + 16), Access::Read)
     );
     // Unmapped: the same error as a walk.
     mem.write_u64(e, 0);
-    assert_eq!(
-        c.translate(&dom, &mem, cr3, GuestVirt(TEXT)),
-        Err(Errno::EFAULT)
-    );
+    assert_eq!(c.translate(&dom, &mem, GuestVirt(TEXT)), Err(Errno::EFAULT));
     // A frame the domain does not own: refused, not cached.
     mem.write_u64(e, pte(Mfn(7), PTE_P));
-    assert_eq!(
-        c.translate(&dom, &mem, cr3, GuestVirt(TEXT)),
-        Err(Errno::EFAULT)
-    );
+    assert_eq!(c.translate(&dom, &mem, GuestVirt(TEXT)), Err(Errno::EFAULT));
     mem.write_u64(e, old);
     assert_eq!(
-        c.translate(&dom, &mem, cr3, GuestVirt(TEXT)),
-        translate(&dom, &mem, cr3, GuestVirt(TEXT), Access::Read)
+        c.translate(&dom, &mem, GuestVirt(TEXT)),
+        translate(&dom, &mem, GuestVirt(TEXT), Access::Read)
     );
     // Another root: not the cached translation.
-    assert_eq!(
-        c.translate(&dom, &mem, Mfn(7), GuestVirt(TEXT)),
-        Err(Errno::EFAULT)
-    );
+    let mut dom = dom;
+    switch_to_empty_base(&mut dom, &mut mem);
+    assert_eq!(c.translate(&dom, &mem, GuestVirt(TEXT)), Err(Errno::EFAULT));
 }
 
 proptest! {
@@ -503,12 +477,11 @@ proptest! {
         steps in proptest::collection::vec((0usize..4, any::<u64>(), any::<bool>(), 0u64..0x3000), 1..20),
     ) {
         let (dom, mut mem) = setup(true);
-        let cr3 = dom.boot.cr3;
         let mut c = ReadCache::new();
         for (level, v, corrupt, off) in steps {
             let va = GuestVirt(TEXT + off);
             if corrupt {
-                if let Ok((_, w)) = translate_walk(&dom, &mem, cr3, va, Access::Read, crate::privilege::Mode::Supervisor) {
+                if let Ok((_, w)) = translate_walk(&dom, &mem, va, Access::Read, crate::privilege::Mode::Supervisor) {
                     let lv = [4, 3, 2, 1][level];
                     let at = entry_addr(w.tables[level], va.table_index(lv));
                     // Sometimes a plausible entry (another owned frame), sometimes garbage.
@@ -521,8 +494,8 @@ proptest! {
                 }
             }
             prop_assert_eq!(
-                c.translate(&dom, &mem, cr3, va),
-                translate(&dom, &mem, cr3, va, Access::Read)
+                c.translate(&dom, &mem, va),
+                translate(&dom, &mem, va, Access::Read)
             );
         }
     }

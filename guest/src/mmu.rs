@@ -1,5 +1,5 @@
-//! Helpers shared by the PV MMU test programs (`guest/src/bin/mmu_*.rs`,
-//! `bench_mmu.rs`), included with `#[path]`: frames taken from the top of guest
+//! Helpers for programs that build page tables through the PV MMU (the
+//! `mmu_*` tests, `bench_mmu`, ...): frames taken from the top of guest
 //! memory, the L1 slot that maps an address, and one-request wrappers around
 //! `mmu_update` / `mmuext_op` (docs/abi/mmu.md).
 //!
@@ -7,14 +7,13 @@
 //! the test turns into a page table is first made read-only (`mmu_update` of its
 //! own L1 entry), then filled with `MMU_NORMAL_PT_UPDATE`s while it is still
 //! ordinary memory, then pinned.
-#![allow(dead_code)]
 
+use crate::abi::guest::{mmu_update, mmuext_op};
+use crate::abi::mmu::{MmuUpdate, MmuextOp, MMUEXT_PIN_L1_TABLE, MMUEXT_UNPIN_TABLE};
+use crate::pagetable::{cr3_mfn, pte_mfn, read_entry, PTE_P, PTE_RW};
+use crate::prelude::*;
+use crate::start::{pfn_to_mfn, pfn_to_va};
 use core::sync::atomic::{AtomicU64, Ordering};
-use keel_guest::abi::guest::{mmu_update, mmuext_op};
-use keel_guest::abi::mmu::{MmuUpdate, MmuextOp, MMUEXT_PIN_L1_TABLE, MMUEXT_UNPIN_TABLE};
-use keel_guest::pagetable::{cr3_mfn, pte_mfn, read_entry, PTE_P, PTE_RW};
-use keel_guest::prelude::*;
-use keel_guest::start::{pfn_to_mfn, pfn_to_va};
 
 /// A frame of the domain's, taken from the top of memory (which the bootstrap
 /// tables map writable and nothing else uses).
@@ -33,7 +32,7 @@ static TAKEN: AtomicU64 = AtomicU64::new(0);
 /// The next free frame from the top of memory, zeroed. The shared_info page
 /// (the hypervisor's, at the top since ABI 1.0) is never taken.
 pub fn take_frame() -> Frame {
-    let shared = keel_guest::events::shared_info();
+    let shared = crate::events::shared_info();
     let mut pfn;
     loop {
         let i = TAKEN.fetch_add(1, Ordering::Relaxed);
@@ -44,7 +43,7 @@ pub fn take_frame() -> Frame {
     }
     let mfn = match pfn_to_mfn(pfn) {
         Ok(m) => m,
-        Err(f) => keel_guest::report::crash(format_args!("frame list unreadable: {f}")),
+        Err(f) => crate::report::crash(format_args!("frame list unreadable: {f}")),
     };
     let f = Frame {
         pfn,
@@ -53,7 +52,7 @@ pub fn take_frame() -> Frame {
     };
     for i in 0..512 {
         if let Err(e) = fault::write_u64(GuestVirt(f.va.0 + i * 8), 0) {
-            keel_guest::report::crash(format_args!("zeroing a free frame: {e}"));
+            crate::report::crash(format_args!("zeroing a free frame: {e}"));
         }
     }
     f
@@ -75,10 +74,9 @@ pub fn l1_of(va: GuestVirt) -> (Mfn, usize) {
     for level in [4u32, 3, 2] {
         match read_entry(t, va.table_index(level)) {
             Ok(e) if e & PTE_P != 0 => t = pte_mfn(e),
-            other => keel_guest::report::crash(format_args!(
-                "no L{level} entry for {:#x}: {other:?}",
-                va.0
-            )),
+            other => {
+                crate::report::crash(format_args!("no L{level} entry for {:#x}: {other:?}", va.0))
+            }
         }
     }
     (t, va.table_index(1))
@@ -115,7 +113,7 @@ pub fn make_writable(va: GuestVirt) -> Result<(), Errno> {
 pub fn table_frame() -> Frame {
     let f = take_frame();
     if let Err(e) = make_readonly(f.va) {
-        keel_guest::report::crash(format_args!("making frame {:#x} read-only: {e}", f.mfn.0));
+        crate::report::crash(format_args!("making frame {:#x} read-only: {e}", f.mfn.0));
     }
     f
 }
@@ -154,7 +152,7 @@ pub fn copy_of_l4() -> Frame {
         let e = read_entry(l4, i).unwrap_or(0);
         if e != 0 {
             if let Err(err) = fill(&f, i, e) {
-                keel_guest::report::crash(format_args!("copying L4 entry {i}: {err}"));
+                crate::report::crash(format_args!("copying L4 entry {i}: {err}"));
             }
         }
     }
@@ -185,6 +183,9 @@ pub struct Aliased {
     pub entry_val: u64,
 }
 
+/// Build [`Aliased`]: a request page, and page tables that map it 32 GiB
+/// over from a free L4 slot (`None`, after reporting the failure, when a
+/// step is refused or no L4 slot is free).
 pub fn aliased_requests() -> Option<Aliased> {
     let target = take_frame();
     let (l1, i) = l1_of(target.va);

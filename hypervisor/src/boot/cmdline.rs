@@ -1,0 +1,107 @@
+//! The hypervisor command line: `key=value` words ([`Options`]) and the
+//! deliberate faults it can ask for ([`SelfTest`]).
+
+/// A fault to provoke deliberately once the platform is up (exception handlers,
+/// page protections), to check the failure paths on a real machine or emulator:
+/// `keel_selftest=<name>`. Each ends the run with a report and status 3
+/// (hypervisor panic) instead of starting VMX. The boot tests use them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelfTest {
+    /// `ud2`: execute `ud2`: invalid opcode (#UD, vector 6).
+    Ud2,
+    /// `pagefault`: read an unmapped address (#PF, vector 14, CR2 = the address).
+    PageFault,
+    /// `null`: read through a null pointer (page 0 is unmapped: #PF, CR2 = 0).
+    NullRead,
+    /// `wptext`: write to the hypervisor's own code (read-only: #PF, error code W|P).
+    WriteText,
+    /// `stack`: overflow the boot stack into its guard page: #PF on a dead stack
+    /// becomes #DF (vector 8), reported from its IST stack.
+    StackOverflow,
+    /// `panic`: call `panic!`: the panic handler's report.
+    Panic,
+}
+
+impl SelfTest {
+    /// Every self-test with its command-line name (the table is the documentation).
+    pub const ALL: [(&'static str, SelfTest); 6] = [
+        ("ud2", SelfTest::Ud2),
+        ("pagefault", SelfTest::PageFault),
+        ("null", SelfTest::NullRead),
+        ("wptext", SelfTest::WriteText),
+        ("stack", SelfTest::StackOverflow),
+        ("panic", SelfTest::Panic),
+    ];
+
+    /// Look a self-test up by its command-line name.
+    pub fn from_name(name: &str) -> Option<SelfTest> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|&(_, t)| t)
+    }
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("?", |&(n, _)| n)
+    }
+}
+
+/// Options on the hypervisor command line, `key=value` words separated by spaces.
+/// Unknown words are ignored (multiboot1 loaders put the kernel's path first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// `guest_mem=<MiB>`: memory for the guest (default 8).
+    pub guest_mem_mib: u64,
+    /// `keel_selftest=<name>`: provoke a fault after boot (see [`SelfTest::ALL`]).
+    pub selftest: Option<SelfTest>,
+    /// `loglevel=error|warn|info|debug|trace` (default info).
+    pub log_level: log::LevelFilter,
+    /// Words that looked like options but had bad values (reported in the boot log).
+    pub bad_values: u32,
+}
+
+/// Default guest memory in MiB.
+pub const DEFAULT_GUEST_MEM_MIB: u64 = 8;
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            guest_mem_mib: DEFAULT_GUEST_MEM_MIB,
+            selftest: None,
+            log_level: log::LevelFilter::Info,
+            bad_values: 0,
+        }
+    }
+}
+
+impl Options {
+    /// Parse a command line. Later words override earlier ones.
+    pub fn parse(cmdline: &str) -> Self {
+        let mut o = Options::default();
+        for word in cmdline.split_ascii_whitespace() {
+            let Some((key, value)) = word.split_once('=') else {
+                continue;
+            };
+            match key {
+                "guest_mem" => match value.parse::<u64>() {
+                    Ok(m) if m > 0 && m <= 1 << 20 => o.guest_mem_mib = m,
+                    _ => o.bad_values += 1,
+                },
+                "keel_selftest" => match SelfTest::from_name(value) {
+                    Some(t) => o.selftest = Some(t),
+                    None => o.bad_values += 1,
+                },
+                "loglevel" => match value {
+                    "error" => o.log_level = log::LevelFilter::Error,
+                    "warn" => o.log_level = log::LevelFilter::Warn,
+                    "info" => o.log_level = log::LevelFilter::Info,
+                    "debug" => o.log_level = log::LevelFilter::Debug,
+                    "trace" => o.log_level = log::LevelFilter::Trace,
+                    _ => o.bad_values += 1,
+                },
+                _ => {}
+            }
+        }
+        o
+    }
+}

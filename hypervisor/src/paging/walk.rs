@@ -1,0 +1,199 @@
+//! # A pure page walk
+//!
+//! A walk that mirrors the CPU's, with one difference: before it reads any
+//! table frame it asks a caller-supplied predicate whether it may (so a root or
+//! entry naming a foreign frame, or MMIO, is never even read). Keel maps 4 KiB
+//! pages only: a PS bit in an L2 or L3 entry is a fault here (validation
+//! refuses it too), not a superpage.
+
+use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
+use crate::mem::PhysMem;
+use crate::paging::entry::{entry_addr, pte_frame, Level, PTE_NX, PTE_P, PTE_PS, PTE_RW, PTE_US};
+
+/// The outcome of a successful walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Walk {
+    /// The 4 KiB frame the address maps to.
+    pub frame: Mfn,
+    /// RW was set at every level.
+    pub writable: bool,
+    /// NX was clear at every level (always true when NXE is off).
+    pub executable: bool,
+    /// U/S was set at every level: user mode may access the page.
+    pub user: bool,
+    /// The table frames read, L4 first.
+    pub tables: [Mfn; 4],
+}
+
+/// Why a walk stopped. `level` is the table whose entry was at fault (or, for
+/// [`WalkFault::Refused`], the table that was not read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkFault {
+    /// The address is not canonical.
+    NonCanonical,
+    /// The predicate refused to let a table frame be read.
+    Refused {
+        /// The level of the table frame.
+        level: Level,
+        /// The frame.
+        frame: Mfn,
+    },
+    /// An entry is not present.
+    NotPresent {
+        /// The level of the entry.
+        level: Level,
+    },
+    /// An entry has a reserved bit set (PS in an L4 entry, NX without NXE).
+    Reserved {
+        /// The level of the entry.
+        level: Level,
+    },
+    /// PS in an L2 or L3 entry: Keel maps 4 KiB pages only.
+    Superpage {
+        /// The level of the entry.
+        level: Level,
+    },
+}
+
+/// Walk the 4-level tables rooted at `cr3` for `va`, as the CPU would (without
+/// setting accessed/dirty bits). `may_read(level, frame)` is asked before each
+/// table frame is read.
+pub fn walk<M: PhysMem + ?Sized>(
+    mem: &M,
+    cr3: Mfn,
+    va: GuestVirt,
+    nxe: bool,
+    mut may_read: impl FnMut(Level, Mfn) -> bool,
+) -> Result<Walk, WalkFault> {
+    if !va.is_canonical() {
+        return Err(WalkFault::NonCanonical);
+    }
+    let mut table = cr3;
+    let mut out = Walk {
+        frame: Mfn(0),
+        writable: true,
+        executable: true,
+        user: true,
+        tables: [Mfn(0); 4],
+    };
+    for (i, level) in Level::WALK_ORDER.into_iter().enumerate() {
+        if !may_read(level, table) {
+            return Err(WalkFault::Refused {
+                level,
+                frame: table,
+            });
+        }
+        if let Some(slot) = out.tables.get_mut(i) {
+            *slot = table;
+        }
+        let e = mem.read_u64(entry_addr(table, va.table_index(level.number())));
+        if e & PTE_P == 0 {
+            return Err(WalkFault::NotPresent { level });
+        }
+        if e & PTE_NX != 0 && !nxe {
+            return Err(WalkFault::Reserved { level });
+        }
+        if e & PTE_PS != 0 {
+            match level {
+                Level::L4 => return Err(WalkFault::Reserved { level }),
+                Level::L3 | Level::L2 => return Err(WalkFault::Superpage { level }),
+                Level::L1 => {} // PAT: a memory type, not a size.
+            }
+        }
+        out.writable &= e & PTE_RW != 0;
+        out.user &= e & PTE_US != 0;
+        out.executable &= e & PTE_NX == 0;
+        table = pte_frame(e);
+    }
+    out.frame = table;
+    Ok(out)
+}
+
+/// Number of bytes from `va` to the end of its page (1..=4096).
+pub const fn bytes_to_page_end(va: GuestVirt) -> u64 {
+    PAGE_SIZE - va.page_offset()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::fake::FakeMem;
+    use crate::paging::entry::*;
+
+    fn setup(l1_flags: u64, l2_flags: u64) -> FakeMem {
+        let mut m = FakeMem::default();
+        let va = GuestVirt(0x40_0000);
+        m.write_u64(
+            entry_addr(Mfn(1), va.table_index(4)),
+            pte(Mfn(2), PTE_P | PTE_RW),
+        );
+        m.write_u64(
+            entry_addr(Mfn(2), va.table_index(3)),
+            pte(Mfn(3), PTE_P | PTE_RW),
+        );
+        m.write_u64(entry_addr(Mfn(3), va.table_index(2)), pte(Mfn(4), l2_flags));
+        m.write_u64(entry_addr(Mfn(4), va.table_index(1)), pte(Mfn(9), l1_flags));
+        m
+    }
+
+    #[test]
+    fn walks_like_the_cpu() {
+        let m = setup(PTE_P | PTE_RW, PTE_P | PTE_RW);
+        let w = walk(&m, Mfn(1), GuestVirt(0x40_0123), false, |_, _| true).unwrap();
+        assert_eq!(w.frame, Mfn(9));
+        assert!(w.writable && w.executable);
+        assert!(!w.user, "U/S clear at two levels");
+        let m = setup(PTE_P | PTE_US, PTE_P | PTE_US);
+        assert!(
+            !walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true)
+                .unwrap()
+                .user,
+            "U/S clear at L4 and L3"
+        );
+        assert_eq!(w.tables, [Mfn(1), Mfn(2), Mfn(3), Mfn(4)]);
+
+        // RW clear at L2 makes the page read-only.
+        let m = setup(PTE_P | PTE_RW, PTE_P);
+        assert!(
+            !walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true)
+                .unwrap()
+                .writable
+        );
+        // NX: reserved without NXE, execute-disable with it.
+        let m = setup(PTE_P | PTE_NX, PTE_P | PTE_RW);
+        assert_eq!(
+            walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true),
+            Err(WalkFault::Reserved { level: Level::L1 })
+        );
+        assert!(
+            !walk(&m, Mfn(1), GuestVirt(0x40_0000), true, |_, _| true)
+                .unwrap()
+                .executable
+        );
+        // PS in L2: superpage refused. PAT in L1: fine.
+        let m = setup(PTE_P, PTE_P | PTE_RW | PTE_PS);
+        assert_eq!(
+            walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true),
+            Err(WalkFault::Superpage { level: Level::L2 })
+        );
+        let m = setup(PTE_P | PTE_PS, PTE_P);
+        assert!(walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true).is_ok());
+        // Not present / non-canonical / refused.
+        assert_eq!(
+            walk(&m, Mfn(1), GuestVirt(0x60_0000), false, |_, _| true),
+            Err(WalkFault::NotPresent { level: Level::L2 })
+        );
+        assert_eq!(
+            walk(&m, Mfn(1), GuestVirt(1 << 47), false, |_, _| true),
+            Err(WalkFault::NonCanonical)
+        );
+        assert_eq!(
+            walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |l, _| l
+                != Level::L2),
+            Err(WalkFault::Refused {
+                level: Level::L2,
+                frame: Mfn(3)
+            })
+        );
+    }
+}

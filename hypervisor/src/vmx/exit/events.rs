@@ -1,0 +1,161 @@
+//! # Blocking, upcalls and timers: the work before each VM entry
+
+use super::*;
+
+impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
+    /// Block the vCPU (`SCHEDOP_block`, `SCHEDOP_poll`, HLT) until what
+    /// `self.ev.blocked` waits for happens: fire timers as they come due, and
+    /// between them idle the CPU in HLT with the local APIC timer set for the next
+    /// deadline. A vCPU with nothing that could ever wake it is killed.
+    pub(super) fn block(&mut self, g: &GuestGprs) -> Option<DomainEnd> {
+        if self.ev.blocked.is_none() {
+            self.ev.blocked = Some(Blocked::Block);
+        }
+        loop {
+            let tsc = crate::arch::timer::rdtsc();
+            self.ev.expire_timers(&*self.dom, &mut *self.mem, tsc);
+            if self.ev.should_wake(&*self.dom, &mut *self.mem, tsc) {
+                break;
+            }
+            match self.ev.wake_deadline_tsc() {
+                Some(d) => {
+                    // Idle time is the console's: drain until the deadline.
+                    self.console.drain_until(d);
+                    crate::arch::timer::idle_until(d)
+                }
+                None => {
+                    self.ev.blocked = None;
+                    return self.crash(
+                        g,
+                        ExitReason::HLT,
+                        0,
+                        "blocked with no event source (no event pending or deliverable, no timer armed): it would sleep forever",
+                    );
+                }
+            }
+        }
+        self.ev.blocked = None;
+        // Refresh the pvclock record at wake-up (Xen updates it when a vCPU is
+        // scheduled; with a constant TSC the values are the same).
+        let rec = self.ev.clock.time_info();
+        if let Some(mut page) = self.ev.page(&*self.dom, &mut *self.mem) {
+            page.publish_time(&rec);
+        }
+        None
+    }
+
+    pub(super) fn set_window_exiting(&mut self, on: bool) {
+        if on == self.window_on || !self.window_ok {
+            return;
+        }
+        if let Err(e) = super::super::insn::set_interrupt_window_exiting(on) {
+            log::error!("vmx: setting interrupt-window exiting failed: {e}");
+        }
+        self.window_on = on;
+    }
+
+    /// Before every VM entry: fire due timers, inject the upcall vector when the
+    /// guest can take it (else ask for an interrupt-window exit), and set the
+    /// VMX-preemption timer for the next deadline. Costs one test (no VMCS
+    /// access) when no timer is armed and no upcall is wanted (`events_quiet`,
+    /// cached in `quiet`).
+    /// It also sends one console burst when one is due (see `before_entry_work`
+    /// for when the guest's timers hold it back).
+    #[inline(always)]
+    pub(super) fn before_entry(&mut self) {
+        if self.quiet {
+            if self.console.has_work() {
+                self.console.pump(u64::MAX);
+            }
+            return;
+        }
+        self.before_entry_work();
+        self.quiet = self.events_quiet();
+    }
+
+    /// Whether `before_entry` would do nothing now: no timer armed, no upcall
+    /// vector registered, no interrupt window requested, the preemption timer
+    /// already parked, not blocked. Then every step of its work would do nothing
+    /// (no timer to fire, `upcall_wanted` is None without a vector, the window
+    /// is already off, the deadline is None and the timer idle).
+    #[inline(always)]
+    pub(super) fn events_quiet(&self) -> bool {
+        self.ev.callback_vector.is_none()
+            && self.ev.timers.next_deadline().is_none()
+            && !self.window_on
+            && self.preempt_idle
+            && self.ev.blocked.is_none()
+    }
+
+    /// The work of [`Self::before_entry`] when something is live.
+    #[inline(never)]
+    pub(super) fn before_entry_work(&mut self) {
+        if self.ev.timers.next_deadline().is_some() {
+            let tsc = crate::arch::timer::rdtsc();
+            self.ev.expire_timers(&*self.dom, &mut *self.mem, tsc);
+        }
+        let upcall = self.ev.upcall_wanted(&*self.dom, &mut *self.mem);
+        // A console burst only if no event waits to be delivered (a timer that
+        // fired while the vCPU was blocked included) and it will have gone before
+        // the next deadline: a burst can cost milliseconds where each port access
+        // exits to a hypervisor beneath Keel. Before the VMX-preemption timer is
+        // set, which reads the TSC.
+        if upcall.is_none() && self.console.has_work() {
+            self.console
+                .pump(self.ev.wake_deadline_tsc().unwrap_or(u64::MAX));
+        }
+        match upcall {
+            Some(vector) => {
+                let rflags = vmread(guest::RFLAGS);
+                let shadow = vmread(guest::INTERRUPTIBILITY_STATE) & BLOCKING_STI_MOV_SS;
+                let busy = vmread(control::VMENTRY_INTERRUPTION_INFO_FIELD) & INJECT_VALID != 0;
+                match crate::event::upcall_action(rflags & RFLAGS_IF != 0, shadow != 0, busy) {
+                    UpcallAction::Inject => {
+                        write(
+                            control::VMENTRY_INTERRUPTION_INFO_FIELD,
+                            // Type 0: external interrupt.
+                            INJECT_VALID | u64::from(vector),
+                        );
+                        self.set_window_exiting(false);
+                    }
+                    UpcallAction::WaitForWindow => self.set_window_exiting(true),
+                }
+            }
+            None => self.set_window_exiting(false),
+        }
+        let Some(rate) = self.preempt else {
+            // No VMX-preemption timer: the host's APIC timer ends the guest's run
+            // at the deadline (an external-interrupt exit, acknowledged above).
+            match self.ev.wake_deadline_tsc() {
+                Some(d) => {
+                    crate::arch::timer::arm(d);
+                    self.preempt_idle = false;
+                }
+                None if !self.preempt_idle => {
+                    crate::arch::timer::disarm();
+                    self.preempt_idle = true;
+                }
+                None => {}
+            }
+            return;
+        };
+        match self.ev.wake_deadline_tsc() {
+            Some(d) => {
+                // Read the TSC as late as possible: the timer counts from the
+                // entry, so every tick spent after this read makes it late.
+                let tsc = crate::arch::timer::rdtsc();
+                let ticks = d.saturating_sub(tsc);
+                // Round up: the exit must not come before the deadline (it would
+                // only cost one more exit, but keep it exact).
+                let v = (ticks >> rate) + u64::from(ticks & ((1 << rate) - 1) != 0);
+                write(guest::VMX_PREEMPTION_TIMER_VALUE, v.min(PREEMPT_NEVER));
+                self.preempt_idle = false;
+            }
+            None if !self.preempt_idle => {
+                write(guest::VMX_PREEMPTION_TIMER_VALUE, PREEMPT_NEVER);
+                self.preempt_idle = true;
+            }
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! # The one call from the exit path into the hypercall layer
+//!
+//! Builds the hypercall context from the running vCPU and dispatches the
+//! hypercall whose number and arguments are the saved registers, in place.
+
+use super::*;
+
+impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
+    /// Dispatch the hypercall in `g` (`GuestGprs::hypercall_args`) with this
+    /// vCPU's domain, memory, console and events.
+    #[inline(always)]
+    pub(super) fn call_hypercall(&mut self, g: &GuestGprs) -> Outcome {
+        let mut ctx = hypercall::Ctx {
+            dom: &mut *self.dom,
+            mem: &mut *self.mem,
+            console: &mut *self.console,
+            ev: &mut self.ev,
+            now: &crate::arch::timer::rdtsc,
+            work: crate::preempt::Budget::new(),
+        };
+        hypercall::dispatch(&mut ctx, g.hypercall_args())
+    }
+}

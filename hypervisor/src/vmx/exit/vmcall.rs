@@ -1,0 +1,133 @@
+//! # VMCALL: the hypercall exit
+//!
+//! The path that matters for speed (docs/performance.md, "the null path"): the
+//! CPL check, Keel's benchmark interface, then `Vcpu::call_hypercall`
+//! (`hypercall_ctx.rs`), the one place the exit path calls into the hypercall
+//! layer, and the outcome carried out on the guest.
+
+use super::*;
+use core::sync::atomic::Ordering::Relaxed;
+
+/// Whether a hypervisor runs beneath Keel (`arch::cpu::under_hypervisor`, read
+/// once at boot by [`note_platform`]).
+static UNDER_HYPERVISOR: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+/// Record what Keel runs on (for the bench marks below) and say it.
+pub fn note_platform() {
+    match crate::arch::cpu::hypervisor_signature() {
+        Some(sig) => {
+            UNDER_HYPERVISOR.store(true, Relaxed);
+            let sig = core::str::from_utf8(&sig).unwrap_or("?");
+            log::info!(
+                "cpu: running under a hypervisor (CPUID signature {:?}); each counter read marks its trace (CPUID {:#x})",
+                sig.trim_end_matches('\0'),
+                crate::arch::cpu::L0_MARKER_LEAF
+            );
+        }
+        None => log::info!("cpu: no hypervisor beneath Keel (CPUID.1:ECX[31] clear)"),
+    }
+}
+
+/// A snapshot of this CPU's counters (`percpu::VmxStats`) for `keel_debug_op(DEBUGOP_READ_COUNTERS)`. Under
+/// another hypervisor, each read is also a mark in that hypervisor's trace, so
+/// its exits between two reads can be attributed to what the guest measured.
+fn counters() -> PerfCounters {
+    crate::arch::cpu::l0_marker(UNDER_HYPERVISOR.load(Relaxed));
+    let mut c = PerfCounters::zero();
+    let stats = &percpu::this().stats;
+    c.vmreads = stats.vmreads.load(Relaxed);
+    c.vmwrites = stats.vmwrites.load(Relaxed);
+    for (slot, n) in c.exits.iter_mut().zip(stats.exits.iter()) {
+        *slot = n.load(Relaxed);
+    }
+    c
+}
+
+// The ABI's slots are the counters' slots, one for one.
+const _: () = assert!(keel_abi::debug::PERF_EXIT_SLOTS == percpu::COUNTED_EXIT_REASONS);
+
+impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
+    /// VMCALL: a hypercall (contract: RAX nr; RDI, RSI, RDX, R10, R8; RAX
+    /// result), on the fast path: it uses only call-clobbered registers. Keel's
+    /// benchmark no-op, with nothing due before the next entry and no console
+    /// output waiting, is answered inline (the floor every other hypercall is
+    /// measured against, `crate::perf`, docs/abi/debug.md); the rest is out of
+    /// line. What needs every register (blocking, whose failure is a crash
+    /// dump) or ends the domain is left to `handle_exit` in `self.deferred`.
+    #[inline(always)]
+    pub(super) fn vmcall(&mut self, g: &mut GuestGprs) -> FastExit {
+        // Only the guest kernel may make a hypercall: from CPL > 0 it is refused
+        // before anything is looked at, so it changes nothing (Xen's HVM rule,
+        // `crate::privilege`). This is the one VMCS access the null hypercall
+        // pays beyond those of the exit and the retirement.
+        let kernel = self.cpl().may_hypercall();
+        if kernel
+            && g.rax == perf::KEEL_DEBUG_OP
+            && g.rdi == perf::DEBUGOP_NOP
+            && self.quiet
+            && !self.console.has_work()
+        {
+            g.rax = perf::NOP_RESULT as u64;
+            self.complete_instruction();
+            return FastExit::Resume;
+        }
+        self.vmcall_slow(g, kernel)
+    }
+
+    #[inline(never)]
+    fn vmcall_slow(&mut self, g: &mut GuestGprs, kernel: bool) -> FastExit {
+        if kernel {
+            self.hypercall(g);
+        } else {
+            g.rax = Errno::EPERM.as_return() as u64;
+            self.complete_instruction();
+        }
+        if self.deferred.is_some() {
+            return FastExit::Full;
+        }
+        self.before_entry();
+        FastExit::Resume
+    }
+
+    /// A hypercall from the guest kernel, by the hypercall layer or `crate::perf`.
+    fn hypercall(&mut self, g: &mut GuestGprs) {
+        // Keel's benchmark interface comes first, before any of the work below.
+        if g.rax == perf::KEEL_DEBUG_OP {
+            g.rax = perf::debug_op(g.rdi, g.rsi, counters, |va, bytes| {
+                crate::paging::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, va, bytes)
+            }) as u64;
+            self.complete_instruction();
+            return;
+        }
+        let out = self.call_hypercall(g);
+        // The hypercall may have armed a timer, registered an upcall or blocked.
+        self.quiet = self.events_quiet();
+        // NEW_BASEPTR and validated updates leave a CR3 switch or a TLB flush
+        // owed; both happen before the guest runs again.
+        self.sync_mmu();
+        match out {
+            Outcome::Return(v) => {
+                g.rax = v as u64;
+                self.complete_instruction();
+            }
+            Outcome::Shutdown(reason) => {
+                self.deferred = Some(Deferred::End(DomainEnd::Shutdown(reason)));
+            }
+            Outcome::Block => {
+                g.rax = 0;
+                self.complete_instruction();
+                self.deferred = Some(Deferred::Block);
+            }
+            // A continuation (`crate::preempt`): RIP stays on the VMCALL, which
+            // the guest executes again once whatever is due has been
+            // delivered (`before_entry`).
+            Outcome::Preempted(progress) => g.rsi = progress,
+            Outcome::Resumed { ret, count } => {
+                g.rax = i64::from(ret) as u64;
+                g.rsi = u64::from(count);
+                self.complete_instruction();
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! # Per-CPU state
+//!
+//! Everything one physical CPU owns while it runs guests lives in one [`PerCpu`]:
+//! the register save area the exit stub fills, the stack the exit handler runs
+//! on, the running vCPU (which holds its domain), the VMXON region and current
+//! VMCS, the VMX counters, and the once-only log bitmaps of the exit path.
+//!
+//! There is one `PerCpu` per CPU in [`PERCPU`], and one way to reach it: the
+//! CPU's GS base points at its own instance ([`init`] sets it; the VMCS's host
+//! GS base restores it on every VM exit). [`this`] reads it back with one
+//! instruction, and the counters are incremented with one `inc gs:[...]`, so the
+//! exit path pays nothing for being SMP-ready. More CPUs add entries to
+//! [`PERCPU`] and call [`init`] on each, not code.
+//!
+//! Every field is only touched by its own CPU, and on the exit path with
+//! interrupts off; fields the stub or the counters write behind Rust's back are
+//! `UnsafeCell`s or atomics, so no `&mut PerCpu` ever exists.
+#![allow(unsafe_code)]
+
+use core::arch::asm;
+use core::cell::{Cell, UnsafeCell};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::frame::{DomainEnd, GuestGprs, LEAVE_DOMAIN_ENDED, TAKE_FULL_PATH};
+use crate::addr::Mfn;
+
+/// The CPUs Keel can run on (the boot CPU only, until SMP start-up exists).
+pub const MAX_CPUS: usize = 1;
+
+/// The number of basic exit reasons counted individually; higher ones share a slot.
+pub const COUNTED_EXIT_REASONS: usize = 80;
+
+/// Cheap counters for benchmarks and diagnostics: exits per basic reason and
+/// every VMREAD/VMWRITE executed, on one CPU.
+#[repr(C)]
+pub struct VmxStats {
+    /// Exits by basic reason; the last slot counts reasons >= `COUNTED_EXIT_REASONS - 1`.
+    pub exits: [AtomicU64; COUNTED_EXIT_REASONS],
+    /// VMREAD executions.
+    pub vmreads: AtomicU64,
+    /// VMWRITE executions.
+    pub vmwrites: AtomicU64,
+}
+
+impl VmxStats {
+    const fn new() -> Self {
+        VmxStats {
+            exits: [const { AtomicU64::new(0) }; COUNTED_EXIT_REASONS],
+            vmreads: AtomicU64::new(0),
+            vmwrites: AtomicU64::new(0),
+        }
+    }
+    /// Total exits.
+    pub fn total_exits(&self) -> u64 {
+        self.exits.iter().map(|c| c.load(Relaxed)).sum()
+    }
+}
+
+/// A bitmap of "already logged" flags, so a diagnostic the guest can repeat at
+/// will is printed once.
+pub struct LogOnce<const WORDS: usize>([AtomicU64; WORDS]);
+
+impl<const WORDS: usize> LogOnce<WORDS> {
+    const fn new() -> Self {
+        LogOnce([const { AtomicU64::new(0) }; WORDS])
+    }
+    /// Set bit `i`; true if it was clear (and `i` is in range).
+    pub fn first_time(&self, i: usize) -> bool {
+        match self.0.get(i / 64) {
+            Some(w) => w.fetch_or(1 << (i % 64), Relaxed) & (1 << (i % 64)) == 0,
+            None => false,
+        }
+    }
+}
+
+/// The exit handler's stack (hypercall dispatch, logging, diagnostics).
+pub const EXIT_STACK_SIZE: usize = 64 * 1024;
+
+/// One CPU's state. `#[repr(C)]`: the exit stub addresses fields by offset, and
+/// `this` must be at offset 0.
+#[repr(C, align(4096))]
+pub struct PerCpu {
+    /// This structure's own address (what `gs:[0]` reads).
+    this: Cell<usize>,
+    /// The CPU's index in [`PERCPU`].
+    index: Cell<usize>,
+    /// The guest's GPRs while Keel handles an exit (the stub writes them).
+    pub(super) gprs: UnsafeCell<GuestGprs>,
+    /// RSP inside `keel_vmx_launch`, to return to when the domain ends.
+    pub(super) launch_rsp: UnsafeCell<u64>,
+    /// RFLAGS after a failed VMLAUNCH/VMRESUME.
+    pub(super) fail_rflags: UnsafeCell<u64>,
+    /// The exit handler the stub calls, for the running vCPU's type
+    /// (`stub::launch`); [`no_vcpu`] when no domain runs.
+    pub(super) handler: Cell<ExitHandler>,
+    /// The fast exit handler the stub calls first (`stub::launch`);
+    /// [`no_vcpu_fast`] when no domain runs.
+    pub(super) fast: Cell<ExitHandler>,
+    /// The running vCPU (which holds its domain) while a domain runs, of the
+    /// type `handler` was made for; null otherwise.
+    pub(super) running: Cell<*mut ()>,
+    /// Why the domain ended.
+    pub(super) end: Cell<Option<DomainEnd>>,
+    /// The VMXON region, once in VMX operation.
+    pub(super) vmxon_region: Cell<Option<Mfn>>,
+    /// The current VMCS, while a domain runs.
+    pub(super) vmcs: Cell<Option<Mfn>>,
+    /// VMX counters.
+    pub stats: VmxStats,
+    /// I/O ports whose "no device" line has been logged.
+    pub ports_logged: LogOnce<1024>,
+    /// Host interrupt vectors logged as arriving while a guest ran.
+    pub vectors_logged: LogOnce<4>,
+    /// The exit handler's stack; the VMCS's host RSP is its top.
+    exit_stack: UnsafeCell<[u8; EXIT_STACK_SIZE]>,
+}
+
+/// What the exit stub calls with this CPU's `PerCpu`: handle the exit, and
+/// answer `frame::RESUME_GUEST` or `frame::LEAVE_DOMAIN_ENDED`.
+pub type ExitHandler = unsafe extern "C" fn(*const PerCpu) -> u64;
+
+/// The handler while no vCPU runs (an exit then cannot happen): leave.
+unsafe extern "C" fn no_vcpu(pc: *const PerCpu) -> u64 {
+    // SAFETY: the stub passes this CPU's PerCpu, a static.
+    unsafe { (*pc).end.set(Some(DomainEnd::Crashed)) };
+    LEAVE_DOMAIN_ENDED
+}
+
+/// The fast handler while no vCPU runs: take the full path (`no_vcpu`).
+unsafe extern "C" fn no_vcpu_fast(_: *const PerCpu) -> u64 {
+    TAKE_FULL_PATH
+}
+
+/// [`no_vcpu_fast`], for `stub::launch` to reinstall when the domain is over.
+pub(super) fn no_vcpu_fast_handler() -> ExitHandler {
+    no_vcpu_fast
+}
+
+/// [`no_vcpu`], for `stub::launch` to reinstall when the domain is over.
+pub(super) fn no_vcpu_handler() -> ExitHandler {
+    no_vcpu
+}
+
+// SAFETY: each instance is used only by its own CPU (reached through that CPU's
+// GS base), never concurrently; the exit path runs with interrupts off.
+unsafe impl Sync for PerCpu {}
+
+impl PerCpu {
+    const fn new() -> Self {
+        PerCpu {
+            this: Cell::new(0),
+            index: Cell::new(0),
+            gprs: UnsafeCell::new(GuestGprs::ZERO),
+            launch_rsp: UnsafeCell::new(0),
+            fail_rflags: UnsafeCell::new(0),
+            handler: Cell::new(no_vcpu),
+            fast: Cell::new(no_vcpu_fast),
+            running: Cell::new(core::ptr::null_mut()),
+            end: Cell::new(None),
+            vmxon_region: Cell::new(None),
+            vmcs: Cell::new(None),
+            stats: VmxStats::new(),
+            ports_logged: LogOnce::new(),
+            vectors_logged: LogOnce::new(),
+            exit_stack: UnsafeCell::new([0; EXIT_STACK_SIZE]),
+        }
+    }
+
+    /// This CPU's index.
+    pub fn index(&self) -> usize {
+        self.index.get()
+    }
+
+    /// The top of the exit stack (16-byte aligned), the VMCS's host RSP.
+    pub fn exit_stack_top(&self) -> u64 {
+        self.exit_stack.get() as u64 + EXIT_STACK_SIZE as u64
+    }
+
+    /// A raw pointer for the assembly (which sees only offsets).
+    pub(super) fn as_ptr(&self) -> *mut u8 {
+        (self as *const PerCpu).cast_mut().cast()
+    }
+}
+
+/// Every CPU's state, indexed by CPU number.
+pub static PERCPU: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
+
+/// Make `PERCPU[cpu]` this CPU's state: point GS at it. Called once per CPU
+/// before anything on it touches the VMCS. Returns false if `cpu` is out of range.
+pub fn init(cpu: usize) -> bool {
+    let Some(pc) = PERCPU.get(cpu) else {
+        return false;
+    };
+    let addr = pc as *const PerCpu as usize;
+    pc.this.set(addr);
+    pc.index.set(cpu);
+    // SAFETY: the host uses GS only for this; the address is a static that
+    // lives forever. The VMCS's host GS base is read from this MSR afterwards.
+    unsafe { crate::arch::cpu::wrmsr(crate::arch::cpu::IA32_GS_BASE, addr as u64) };
+    true
+}
+
+/// This CPU's state.
+#[inline(always)]
+pub fn this() -> &'static PerCpu {
+    let p: *const PerCpu;
+    // SAFETY: `init` pointed GS at this CPU's entry of PERCPU, whose field at
+    // offset 0 is its own address; VM exits restore GS from the VMCS.
+    unsafe {
+        asm!("mov {}, gs:[0]", out(reg) p, options(nostack, readonly, preserves_flags));
+        &*p
+    }
+}
+
+/// Offset of `stats` in `PerCpu`.
+const STATS: usize = core::mem::offset_of!(PerCpu, stats);
+
+/// Count one VMREAD on this CPU (one instruction).
+#[inline(always)]
+pub fn count_vmread() {
+    // SAFETY: GS points at this CPU's PerCpu (`init`); the counter is an
+    // AtomicU64 only this CPU writes.
+    unsafe {
+        asm!("inc qword ptr gs:[{off}]",
+             off = const STATS + core::mem::offset_of!(VmxStats, vmreads),
+             options(nostack))
+    };
+}
+
+/// Count one VMWRITE on this CPU (one instruction).
+#[inline(always)]
+pub fn count_vmwrite() {
+    // SAFETY: as for `count_vmread`.
+    unsafe {
+        asm!("inc qword ptr gs:[{off}]",
+             off = const STATS + core::mem::offset_of!(VmxStats, vmwrites),
+             options(nostack))
+    };
+}
+
+/// Count one exit with basic reason `basic` on this CPU.
+#[inline(always)]
+pub fn count_exit(basic: u16) {
+    let i = usize::from(basic).min(COUNTED_EXIT_REASONS - 1);
+    // SAFETY: as for `count_vmread`; `i` is within `exits`.
+    unsafe {
+        asm!("inc qword ptr gs:[{i} * 8 + {off}]",
+             i = in(reg) i,
+             off = const STATS + core::mem::offset_of!(VmxStats, exits),
+             options(nostack))
+    };
+}

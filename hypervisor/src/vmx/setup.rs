@@ -1,0 +1,374 @@
+//! # The VMCS for a domain's first entry
+//!
+//! Allocating, loading and clearing a VMCS, and writing every field: the
+//! controls (from `controls::derive`), the host state (taken from the CPU as it
+//! runs now, with this CPU's exit stack and the exit stub), and the guest state
+//! the contract promises (docs/abi). Host state decides where the CPU goes on
+//! every exit, so this file writes with `vmwrite_unchecked` and is allowed
+//! `unsafe`; the exit path writes only guest-facing fields.
+#![allow(unsafe_code)]
+
+use core::arch::asm;
+
+use x86::vmx::vmcs::{control, guest, host};
+
+use super::checks::{guest_layout, Segment};
+use super::cr::{self, CrPolicy};
+use super::enable::VmxCpu;
+use super::insn::{vmclear, vmptrld, vmwrite_unchecked, VmFail};
+use super::percpu::PerCpu;
+use super::stub::exit_stub_address;
+use crate::addr::Mfn;
+use crate::arch::bits::EferFlags;
+use crate::arch::cpu::{
+    IA32_EFER, IA32_FS_BASE, IA32_GS_BASE, IA32_PAT, IA32_SYSENTER_CS, IA32_SYSENTER_EIP,
+    IA32_SYSENTER_ESP,
+};
+use crate::domain::Domain;
+use crate::mem::FrameSource;
+
+/// The power-on PAT (SDM 13.12.4): WB, WT, UC-, UC, repeated.
+const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
+
+/// The frames a VMCS needs, so they can be given back.
+pub struct VmcsFrames {
+    /// The VMCS region.
+    pub vmcs: Mfn,
+    /// The MSR bitmap, when the CPU has MSR bitmaps.
+    pub msr_bitmap: Option<Mfn>,
+    /// I/O bitmaps A and B, when the CPU has I/O bitmaps.
+    pub io_bitmaps: Option<(Mfn, Mfn)>,
+}
+
+impl VmcsFrames {
+    /// Give the frames back.
+    pub fn free(self, frames: &mut impl FrameSource) {
+        frames.free_frame(self.vmcs);
+        if let Some(f) = self.msr_bitmap {
+            frames.free_frame(f);
+        }
+        if let Some((a, b)) = self.io_bitmaps {
+            frames.free_frame(a);
+            frames.free_frame(b);
+        }
+    }
+}
+
+/// Read a segment register's selector.
+macro_rules! read_sel {
+    ($seg:literal) => {{
+        let v: u16;
+        // SAFETY: reading a segment register has no side effects.
+        unsafe {
+            asm!(concat!("mov {0:x}, ", $seg), out(reg) v, options(nomem, nostack, preserves_flags))
+        };
+        v
+    }};
+}
+
+/// The base address of the host's TSS, read from its GDT descriptor (a 16-byte
+/// system descriptor in IA-32e mode, SDM 8.2.3).
+fn host_tr_base(gdt_base: u64, tr: u16) -> u64 {
+    let at = gdt_base + u64::from(tr & !7);
+    // SAFETY: the GDT is ours and mapped; TR names a valid 16-byte TSS descriptor.
+    let (lo, hi) = unsafe {
+        (
+            core::ptr::read_volatile(at as *const u64),
+            core::ptr::read_volatile((at + 8) as *const u64),
+        )
+    };
+    ((lo >> 16) & 0xff_ffff) | (((lo >> 56) & 0xff) << 24) | ((hi & 0xffff_ffff) << 32)
+}
+
+/// Write every VMCS field of the current VMCS (`load_vmcs`) for `dom`'s first
+/// entry on the CPU `pc`, with the bitmaps in `vf` (frames Keel owns). Returns
+/// the first failing VMWRITE (with no current VMCS, the first one; an
+/// unsupported field would be a Keel bug).
+pub fn setup_vmcs(
+    pc: &PerCpu,
+    cpu: &VmxCpu,
+    dom: &Domain,
+    vpid: u16,
+    vf: &VmcsFrames,
+) -> Result<(), (u32, VmFail)> {
+    let c = &cpu.controls;
+    let w = |field: u32, value: u64| -> Result<(), (u32, VmFail)> {
+        // SAFETY: each value below keeps the host intact: host state is the
+        // CPU's own as it runs now, with this CPU's exit stack and stub; the
+        // bitmaps are frames in `vf`; controls come from `controls::derive`.
+        unsafe { vmwrite_unchecked(field, value) }.map_err(|e| (field, e))
+    };
+
+    // --- Controls (SDM 25.6 - 25.8), from `controls::derive`.
+    // The VMX-preemption timer (guest timers while the guest runs),
+    // when the CPU has it; its value is set before each entry, "never" until a
+    // timer is armed.
+    let preempt = super::controls::pin::PREEMPTION_TIMER;
+    let pin = if cpu.caps.pin.can_set(preempt) {
+        c.pin | preempt
+    } else {
+        c.pin
+    };
+    w(control::PINBASED_EXEC_CONTROLS, pin.into())?;
+    if pin & preempt != 0 {
+        w(guest::VMX_PREEMPTION_TIMER_VALUE, u32::MAX.into())?;
+    }
+    w(control::PRIMARY_PROCBASED_EXEC_CONTROLS, c.proc.into())?;
+    if c.proc & super::controls::proc::ACTIVATE_SECONDARY_CONTROLS != 0 {
+        w(control::SECONDARY_PROCBASED_EXEC_CONTROLS, c.proc2.into())?;
+    }
+    w(control::VMEXIT_CONTROLS, c.exit.into())?;
+    w(control::VMENTRY_CONTROLS, c.entry.into())?;
+    // Guest exceptions go through the guest's own IDT; none exits. (A fault the
+    // guest cannot deliver ends as a triple-fault exit.)
+    w(control::EXCEPTION_BITMAP, 0)?;
+    w(control::PAGE_FAULT_ERR_CODE_MASK, 0)?;
+    w(control::PAGE_FAULT_ERR_CODE_MATCH, 0)?;
+    // No CR3-target values: every CR3 load exits (direct paging validates each).
+    w(control::CR3_TARGET_COUNT, 0)?;
+    w(control::VMEXIT_MSR_STORE_COUNT, 0)?;
+    w(control::VMEXIT_MSR_LOAD_COUNT, 0)?;
+    w(control::VMENTRY_MSR_LOAD_COUNT, 0)?;
+    w(control::VMENTRY_INTERRUPTION_INFO_FIELD, 0)?;
+    w(control::CR0_GUEST_HOST_MASK, cr::CR0_GUEST_HOST_MASK)?;
+    w(control::CR4_GUEST_HOST_MASK, cr::CR4_GUEST_HOST_MASK)?;
+    w(control::CR0_READ_SHADOW, cr::GUEST_CR0_INITIAL)?;
+    w(control::CR4_READ_SHADOW, cr::GUEST_CR4_INITIAL)?;
+    if c.vpid {
+        w(control::VPID, vpid.into())?;
+    }
+    if let Some(f) = vf.msr_bitmap {
+        w(control::MSR_BITMAPS_ADDR_FULL, f.addr().0)?;
+    }
+    if let Some((a, b)) = vf.io_bitmaps {
+        w(control::IO_BITMAP_A_ADDR_FULL, a.addr().0)?;
+        w(control::IO_BITMAP_B_ADDR_FULL, b.addr().0)?;
+    }
+
+    // --- Host state (SDM 25.5): what the CPU loads on every VM exit, taken from
+    // the CPU as it runs now.
+    let gdtr = crate::arch::cpu::sgdt();
+    let idtr = crate::arch::cpu::sidt();
+    let tr = crate::arch::cpu::str_selector();
+    w(host::CR0, crate::arch::cpu::read_cr0())?;
+    w(host::CR3, crate::arch::cpu::read_cr3())?;
+    w(host::CR4, crate::arch::cpu::read_cr4())?;
+    w(host::CS_SELECTOR, read_sel!("cs").into())?;
+    w(host::SS_SELECTOR, read_sel!("ss").into())?;
+    w(host::DS_SELECTOR, read_sel!("ds").into())?;
+    w(host::ES_SELECTOR, read_sel!("es").into())?;
+    // FS and GS selectors: 0 (Keel loads null selectors; the bases come from the
+    // MSRs). A non-null host selector with RPL/TI bits would fail 27.2.3.
+    w(host::FS_SELECTOR, (read_sel!("fs") & !7).into())?;
+    w(host::GS_SELECTOR, (read_sel!("gs") & !7).into())?;
+    w(host::TR_SELECTOR, tr.into())?;
+    w(host::FS_BASE, crate::arch::cpu::rdmsr(IA32_FS_BASE))?;
+    w(host::GS_BASE, crate::arch::cpu::rdmsr(IA32_GS_BASE))?;
+    w(host::TR_BASE, host_tr_base(gdtr.base, tr))?;
+    w(host::GDTR_BASE, gdtr.base)?;
+    w(host::IDTR_BASE, idtr.base)?;
+    w(
+        host::IA32_SYSENTER_CS,
+        crate::arch::cpu::rdmsr(IA32_SYSENTER_CS),
+    )?;
+    w(
+        host::IA32_SYSENTER_ESP,
+        crate::arch::cpu::rdmsr(IA32_SYSENTER_ESP),
+    )?;
+    w(
+        host::IA32_SYSENTER_EIP,
+        crate::arch::cpu::rdmsr(IA32_SYSENTER_EIP),
+    )?;
+    if c.load_efer {
+        w(host::IA32_EFER_FULL, crate::arch::cpu::rdmsr(IA32_EFER))?;
+    }
+    if c.load_pat {
+        w(host::IA32_PAT_FULL, crate::arch::cpu::rdmsr(IA32_PAT))?;
+    }
+    // This CPU's exit stack and the stub; GS (above) leads the stub to `pc`.
+    w(host::RSP, pc.exit_stack_top())?;
+    w(host::RIP, exit_stub_address())?;
+
+    // --- Guest state (SDM 25.4), per the contract's guest-facing section.
+    let policy = CrPolicy::new(&cpu.caps);
+    // A CPU whose FIXED1 forbids one of the contract's bits fails the software
+    // checks below, by name; so write the value even then.
+    let cr0 = policy
+        .real_cr0(cr::GUEST_CR0_INITIAL)
+        .unwrap_or(cr::GUEST_CR0_INITIAL | cpu.caps.cr0_fixed0);
+    let cr4 = policy
+        .real_cr4(cr::GUEST_CR4_INITIAL)
+        .unwrap_or(cr::GUEST_CR4_INITIAL | cpu.caps.cr4_fixed0);
+    w(guest::CR0, cr0)?;
+    w(guest::CR3, dom.boot.cr3.addr().0)?;
+    w(guest::CR4, cr4)?;
+    w(guest::DR7, 0x400)?;
+    w(guest::RSP, dom.boot.stack_top.0)?;
+    w(guest::RIP, dom.boot.entry.0)?;
+    w(guest::RFLAGS, 0x2)?;
+    let seg = |sel: u32, base: u32, limit: u32, ar: u32, s: Segment| -> Result<(), (u32, VmFail)> {
+        w(sel, s.selector.into())?;
+        w(base, s.base)?;
+        w(limit, s.limit.into())?;
+        w(ar, s.access.into())
+    };
+    seg(
+        guest::CS_SELECTOR,
+        guest::CS_BASE,
+        guest::CS_LIMIT,
+        guest::CS_ACCESS_RIGHTS,
+        guest_layout::CS,
+    )?;
+    for (s, b, l, a) in [
+        (
+            guest::SS_SELECTOR,
+            guest::SS_BASE,
+            guest::SS_LIMIT,
+            guest::SS_ACCESS_RIGHTS,
+        ),
+        (
+            guest::DS_SELECTOR,
+            guest::DS_BASE,
+            guest::DS_LIMIT,
+            guest::DS_ACCESS_RIGHTS,
+        ),
+        (
+            guest::ES_SELECTOR,
+            guest::ES_BASE,
+            guest::ES_LIMIT,
+            guest::ES_ACCESS_RIGHTS,
+        ),
+        (
+            guest::FS_SELECTOR,
+            guest::FS_BASE,
+            guest::FS_LIMIT,
+            guest::FS_ACCESS_RIGHTS,
+        ),
+        (
+            guest::GS_SELECTOR,
+            guest::GS_BASE,
+            guest::GS_LIMIT,
+            guest::GS_ACCESS_RIGHTS,
+        ),
+    ] {
+        seg(s, b, l, a, guest_layout::DATA)?;
+    }
+    seg(
+        guest::TR_SELECTOR,
+        guest::TR_BASE,
+        guest::TR_LIMIT,
+        guest::TR_ACCESS_RIGHTS,
+        guest_layout::TR,
+    )?;
+    seg(
+        guest::LDTR_SELECTOR,
+        guest::LDTR_BASE,
+        guest::LDTR_LIMIT,
+        guest::LDTR_ACCESS_RIGHTS,
+        guest_layout::LDTR,
+    )?;
+    w(guest::GDTR_BASE, 0)?;
+    w(guest::GDTR_LIMIT, 0)?;
+    w(guest::IDTR_BASE, 0)?;
+    w(guest::IDTR_LIMIT, 0)?;
+    w(guest::IA32_DEBUGCTL_FULL, 0)?;
+    w(guest::IA32_SYSENTER_CS, 0)?;
+    w(guest::IA32_SYSENTER_ESP, 0)?;
+    w(guest::IA32_SYSENTER_EIP, 0)?;
+    let mut efer = EferFlags::LONG_MODE_ENABLE
+        | EferFlags::LONG_MODE_ACTIVE
+        | EferFlags::SYSTEM_CALL_EXTENSIONS;
+    if dom.nx_enabled() {
+        efer |= EferFlags::NO_EXECUTE_ENABLE;
+    }
+    if c.load_efer {
+        w(guest::IA32_EFER_FULL, efer.bits())?;
+    }
+    if c.load_pat {
+        w(guest::IA32_PAT_FULL, PAT_DEFAULT)?;
+    }
+    w(guest::ACTIVITY_STATE, 0)?;
+    w(guest::INTERRUPTIBILITY_STATE, 0)?;
+    w(guest::PENDING_DBG_EXCEPTIONS, 0)?;
+    // No shadow VMCS: the link pointer must be all ones (SDM 27.3.1.5).
+    w(guest::LINK_PTR_FULL, u64::MAX)?;
+    Ok(())
+}
+
+/// VMCLEAR `vmcs` (which also initialises its launch state) and make it current.
+/// `vmcs` must be a zeroed frame Keel owns, starting with the revision
+/// identifier; `run::run_domain` makes it so.
+pub fn load_vmcs(pc: &PerCpu, vmcs: Mfn) -> Result<(), VmFail> {
+    // SAFETY: see above: a VMCS region owned by this CPU.
+    unsafe { vmclear(vmcs.addr()).and_then(|()| vmptrld(vmcs.addr())) }?;
+    pc.vmcs.set(Some(vmcs));
+    Ok(())
+}
+
+/// VMCLEAR the current VMCS (writes its state back to memory and makes it not
+/// current), so its frame can be reused.
+pub fn clear_vmcs(pc: &PerCpu) -> Result<(), VmFail> {
+    let Some(vmcs) = pc.vmcs.get() else {
+        return Ok(());
+    };
+    // SAFETY: `vmcs` is the VMCS `load_vmcs` loaded on this CPU.
+    unsafe { vmclear(vmcs.addr()) }?;
+    pc.vmcs.set(None);
+    Ok(())
+}
+
+/// On CPUs that cannot switch EFER through the VMCS, the guest runs with the
+/// host's EFER (LMA/LME come from the entry controls): give the host the bits
+/// the guest is promised (SCE; NXE when its tables use NX). Neither changes how
+/// the host runs.
+pub fn host_efer_for_guest(nx: bool) {
+    let mut want = EferFlags::SYSTEM_CALL_EXTENSIONS;
+    if nx {
+        want |= EferFlags::NO_EXECUTE_ENABLE;
+    }
+    let efer = EferFlags::from_bits_retain(crate::arch::cpu::rdmsr(IA32_EFER));
+    if !efer.contains(want) {
+        // SAFETY: SCE and NXE only enable SYSCALL and the NX bit.
+        unsafe { crate::arch::cpu::wrmsr(IA32_EFER, (efer | want).bits()) };
+    }
+}
+
+/// The state VMX does not switch that a new vCPU must find defined: the
+/// pass-through MSRs (`policy::msr::initial_values`), and XCR0 at its reset
+/// value (x87) when the guest is offered XSAVE.
+pub fn init_unswitched_state(msr_env: &crate::policy::msr::MsrEnv, xsave: bool) {
+    for (index, value) in crate::policy::msr::initial_values(msr_env) {
+        // SAFETY: these MSRs exist (the table includes TSC_AUX only with
+        // RDTSCP), the values are valid, and the host does not use them.
+        unsafe { crate::arch::cpu::wrmsr(index, value) };
+    }
+    if xsave {
+        // SAFETY: `xsave` is only true when the host has CR4.OSXSAVE (set by
+        // `enable`); x87 alone is always a valid XCR0.
+        unsafe { super::insn::xsetbv(crate::policy::cpuid::Xcr0::X87.bits()) };
+    }
+}
+
+/// The guest's WRMSR of `value` to MSR `index`, by the MSR policy
+/// (`policy::msr::write`, asked here once): a host write is carried out here
+/// (a pass-through MSR, not switched by VMX and unused by the host, or, without
+/// EFER switching, EFER with only SCE changed: the host never executes
+/// SYSCALL; the value validated as the CPU would); a VMCS field to store is
+/// returned; an ignored write is `None`; a refusal is the #GP to inject.
+pub fn guest_wrmsr(
+    index: u32,
+    value: u64,
+    current: impl FnOnce() -> u64,
+    env: &crate::policy::msr::MsrEnv,
+) -> Result<Option<(crate::policy::msr::VmcsMsr, u64)>, crate::policy::msr::GpFault> {
+    use crate::policy::msr::{self, WriteOp};
+    match msr::write(index, value, current, env)? {
+        WriteOp::Vmcs(f, v) => Ok(Some((f, v))),
+        WriteOp::Host(v) => {
+            // SAFETY: the policy chose this host write (see above).
+            unsafe { crate::arch::cpu::wrmsr(index, v) };
+            Ok(None)
+        }
+        WriteOp::Ignore => Ok(None),
+    }
+}
