@@ -79,6 +79,47 @@ abi_consts! {
     HVM_CALLBACK_VECTOR_MIN: u8 = 0x10 => keel();
 }
 
+abi_consts! {
+    family: Family::Event, since: AbiVersion::V1_1, list: INTERDOMAIN_CONSTS;
+    /// `EVTCHNOP_bind_interdomain` (ABI 1.1, in progress: `-ENOSYS` until served):
+    /// connect a new local port to a remote domain's port that was allocated
+    /// unbound for the caller; [`EvtchnBindInterdomain`].
+    EVTCHNOP_BIND_INTERDOMAIN: u64 = 0 => xen("EVTCHNOP_bind_interdomain");
+    /// Global virtual IRQ of the control domain: another domain ended (ABI 1.1,
+    /// in progress: never raised until served).
+    VIRQ_DOM_EXC: u32 = 3 => xen("VIRQ_DOM_EXC");
+}
+
+/// `struct evtchn_bind_interdomain` (ABI 1.1, in progress): `local_port` is
+/// written back.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvtchnBindInterdomain {
+    /// The domain that allocated the unbound port.
+    pub remote_dom: u16,
+    /// That port (unbound, allocated for the caller).
+    pub remote_port: u32,
+    /// OUT: the caller's new port, connected to it.
+    pub local_port: u32,
+}
+
+impl Pod for EvtchnBindInterdomain {
+    const SIZE: usize = 12;
+    fn decode(b: &[u8]) -> Self {
+        Self {
+            remote_dom: rd16(b, 0),
+            remote_port: rd32(b, 4),
+            local_port: rd32(b, 8),
+        }
+    }
+    fn encode(&self, o: &mut [u8]) {
+        wr(o, 0, &self.remote_dom.to_le_bytes());
+        wr(o, 2, &[0, 0]);
+        wr(o, 4, &self.remote_port.to_le_bytes());
+        wr(o, 8, &self.local_port.to_le_bytes());
+    }
+}
+
 /// `struct evtchn_alloc_unbound`: `dom` and `remote_dom` are `DOMID_SELF` or the
 /// caller's id; `port` is written back.
 #[repr(C)]
@@ -171,6 +212,8 @@ const _: () = {
     assert!(offset_of!(EvtchnStatus, port) == 4 && offset_of!(EvtchnStatus, status) == 8);
     assert!(offset_of!(EvtchnStatus, vcpu) == 12 && offset_of!(EvtchnStatus, u) == 16);
     assert!(size_of::<EvtchnBindVcpu>() == 8);
+    assert!(size_of::<EvtchnBindInterdomain>() == 12);
+    assert!(offset_of!(EvtchnBindInterdomain, remote_port) == 4);
     assert!(size_of::<XenHvmParam>() == 16);
     assert!(offset_of!(XenHvmParam, index) == 4 && offset_of!(XenHvmParam, value) == 8);
 };

@@ -368,3 +368,104 @@ pub fn multicall(calls: &mut [crate::mmu::MulticallEntry]) -> Result<(), Errno> 
     };
     Errno::from_return(r).map(|_| ())
 }
+
+// ---------------------------------------------------------------------------
+// Several domains (ABI 1.1, in progress): until a hypervisor serves them, each
+// of these answers `-ENOSYS` (detect with that, as for every newer interface).
+
+use crate::domctl::XenDomctl;
+use crate::event::{EvtchnBindInterdomain, EVTCHNOP_BIND_INTERDOMAIN};
+use crate::grant_table::{
+    GnttabCopy, GnttabMapGrantRef, GnttabQuerySize, GnttabSetupTable, GnttabUnmapGrantRef,
+    GNTTABOP_COPY, GNTTABOP_MAP_GRANT_REF, GNTTABOP_QUERY_SIZE, GNTTABOP_SETUP_TABLE,
+    GNTTABOP_UNMAP_GRANT_REF,
+};
+
+/// `EVTCHNOP_alloc_unbound` for `DOMID_SELF`: a new port only `remote_dom` may bind.
+pub fn evtchn_alloc_unbound_for(remote_dom: u16) -> Result<u32, Errno> {
+    let mut a = EvtchnAllocUnbound {
+        dom: DOMID_SELF,
+        remote_dom,
+        port: 0,
+    };
+    with_arg(Hypercall::EVENT_CHANNEL_OP, EVTCHNOP_ALLOC_UNBOUND, &mut a).map(|_| a.port)
+}
+
+/// `EVTCHNOP_bind_interdomain`: a new port connected to `remote_port` of
+/// `remote_dom` (which allocated it unbound for this domain).
+pub fn evtchn_bind_interdomain(remote_dom: u16, remote_port: u32) -> Result<u32, Errno> {
+    let mut a = EvtchnBindInterdomain {
+        remote_dom,
+        remote_port,
+        local_port: 0,
+    };
+    with_arg(
+        Hypercall::EVENT_CHANNEL_OP,
+        EVTCHNOP_BIND_INTERDOMAIN,
+        &mut a,
+    )
+    .map(|_| a.local_port)
+}
+
+/// `grant_table_op(cmd, ops, ops.len())`: each operation's `status` is filled in.
+fn grant_table_op<T>(cmd: u64, ops: &mut [T]) -> Result<(), Errno> {
+    // SAFETY: `ops` is a live, writable array of the `#[repr(C)]` structure of
+    // `cmd`; the hypervisor checks every pointer inside them.
+    let r = unsafe {
+        raw::hypercall5(
+            Hypercall::GRANT_TABLE_OP.0,
+            cmd,
+            ops.as_mut_ptr() as u64,
+            ops.len() as u64,
+            0,
+            0,
+        )
+    };
+    Errno::from_return(r).map(|_| ())
+}
+
+/// `GNTTABOP_setup_table` for this domain: grow the table to `frames.len()`
+/// frames and list their machine frames in `frames`. The result is the
+/// operation's `GNTST_*` status.
+pub fn gnttab_setup_table(frames: &mut [u64]) -> Result<i16, Errno> {
+    let mut op = [GnttabSetupTable {
+        dom: DOMID_SELF,
+        nr_frames: frames.len() as u32,
+        status: 0,
+        frame_list: frames.as_mut_ptr() as u64,
+    }];
+    grant_table_op(GNTTABOP_SETUP_TABLE, &mut op).map(|_| op[0].status)
+}
+
+/// `GNTTABOP_query_size` for this domain.
+pub fn gnttab_query_size() -> Result<GnttabQuerySize, Errno> {
+    let mut op = [GnttabQuerySize {
+        dom: DOMID_SELF,
+        ..Default::default()
+    }];
+    grant_table_op(GNTTABOP_QUERY_SIZE, &mut op).map(|_| op[0])
+}
+
+/// `GNTTABOP_map_grant_ref` for a batch; each `status` and `handle` is filled in.
+pub fn gnttab_map(ops: &mut [GnttabMapGrantRef]) -> Result<(), Errno> {
+    grant_table_op(GNTTABOP_MAP_GRANT_REF, ops)
+}
+
+/// `GNTTABOP_unmap_grant_ref` for a batch; each `status` is filled in.
+pub fn gnttab_unmap(ops: &mut [GnttabUnmapGrantRef]) -> Result<(), Errno> {
+    grant_table_op(GNTTABOP_UNMAP_GRANT_REF, ops)
+}
+
+/// `GNTTABOP_copy` for a batch; each `status` is filled in.
+pub fn gnttab_copy(ops: &mut [GnttabCopy]) -> Result<(), Errno> {
+    grant_table_op(GNTTABOP_COPY, ops)
+}
+
+/// `domctl(op)` (the control domain only).
+pub fn domctl(op: &mut XenDomctl) -> Result<(), Errno> {
+    // SAFETY: `op` is a live, writable envelope; the hypervisor writes at most
+    // its size.
+    let r =
+        unsafe { raw::hypercall5(Hypercall::DOMCTL.0, op as *mut XenDomctl as u64, 0, 0, 0, 0) };
+    Errno::from_return(r).map(|_| ())
+}

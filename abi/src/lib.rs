@@ -47,7 +47,8 @@ extern crate std;
 /// against Xen's headers), `=> keel()` marks it Keel's own, `=> differs(..)` marks a
 /// deliberate difference from Xen (listed by `layout::divergences`). Byte-string
 /// constants say `bytes` (or `str` for a `&str`) before the relation:
-/// `MAGIC: &[u8] = b"..." => @bytes keel();`. The generated list is `ABI_CONSTS`
+/// `MAGIC: &[u8] = b"..." => @bytes keel();`; negative integers (Xen's
+/// `GNTST_*`) say `@signed`. The generated list is `ABI_CONSTS`
 /// unless `list: NAME` follows `since` (for a second group in the same module);
 /// `layout::CONSTANT_GROUPS` must name every list (an unlisted one is dead code,
 /// which the build reports).
@@ -73,6 +74,7 @@ macro_rules! abi_consts {
     };
     (@value $name:ident) => { crate::layout::ConstValue::Int($name as u64) };
     (@value bytes $name:ident) => { crate::layout::ConstValue::Bytes($name) };
+    (@value signed $name:ident) => { crate::layout::ConstValue::Signed($name as i64) };
     (@value str $name:ident) => { crate::layout::ConstValue::Bytes($name.as_bytes()) };
 }
 
@@ -80,8 +82,10 @@ pub mod addr;
 pub mod console;
 pub mod cpuid;
 pub mod debug;
+pub mod domctl;
 pub mod errno;
 pub mod event;
+pub mod grant_table;
 pub mod hypercall;
 pub mod layout;
 pub mod mmu;
@@ -89,6 +93,7 @@ pub mod note;
 pub mod platform;
 pub mod pte;
 pub mod report;
+pub mod ring;
 pub mod sched;
 pub mod start_info;
 pub mod time;

@@ -27,6 +27,10 @@ impl AbiVersion {
     /// pvclock time and timers (block, poll), the upcall vector; and
     /// `keel_debug_op`, Keel's benchmark interface (`crate::debug`).
     pub const V1_0: AbiVersion = AbiVersion { major: 1, minor: 0 };
+    /// 1.1, in progress (`layout::IN_PROGRESS`): several domains: grant tables,
+    /// interdomain event channels, the control domain's `domctl` subset and the
+    /// shared-ring layout. Not released and not reported by any hypervisor yet.
+    pub const V1_1: AbiVersion = AbiVersion { major: 1, minor: 1 };
     /// The version this crate describes.
     pub const CURRENT: AbiVersion = Self::V1_0;
 

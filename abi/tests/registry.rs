@@ -27,6 +27,10 @@ const NOT_REGISTERED: &[(&str, &str)] = &[
         "size_of of SchedShutdown/XenFeatureInfo: their `struct` lines",
     ),
     (
+        "ENTRY_SIZE",
+        "ring::SharedRing::<Req, Rsp>::ENTRY_SIZE: computed from a driver's own types",
+    ),
+    (
         "V0_1",
         "AbiVersion::V0_1: the `abi-version` line and every `since=`",
     ),
@@ -34,6 +38,11 @@ const NOT_REGISTERED: &[(&str, &str)] = &[
         "V1_0",
         "AbiVersion::V1_0: the `abi-version` line and every `since=`",
     ),
+    (
+        "V1_1",
+        "AbiVersion::V1_1: the `since=` of items staged for it (layout::IN_PROGRESS)",
+    ),
+    ("IN_PROGRESS", "layout metadata, not ABI"),
     (
         "PRE_1_0_PRESENTED",
         "AbiVersion::decode(PRE_1_0_XENVER_VERSION): the `const` line of that",

@@ -5,5 +5,5 @@ set -eu
 here=$(dirname "$0")
 out=${TMPDIR:-/tmp}/keel-xen-abi-check.$$
 trap 'rm -f "$out"' EXIT
-"${CC:-cc}" -std=c11 -Wall -Wextra -Werror -I "${KEEL_XEN_INCLUDE:-/usr/include}" -o "$out" "$here/xen_abi_check.c"
+"${CC:-cc}" -std=gnu11 -Wall -Wextra -Werror -I "${KEEL_XEN_INCLUDE:-/usr/include}" -o "$out" "$here/xen_abi_check.c"
 "$out"

@@ -16,12 +16,14 @@
  *   hypercall <name> <number>
  *   errno <NAME> <value> [internal]
  *
- * Build by hand:  cc -std=c11 -Wall -Wextra -Werror -o xen-abi-check xen_abi_check.c
+ * Build by hand:  cc -std=gnu11 -Wall -Wextra -Werror -o xen-abi-check xen_abi_check.c
  */
 
 /* The newest interface these headers describe; the layouts Keel shares have
  * not changed since long before 4.x, and the program prints what it used. */
 #define __XEN_INTERFACE_VERSION__ __XEN_LATEST_INTERFACE_VERSION__
+/* domctl.h is the toolstack's interface and refuses to be included otherwise. */
+#define __XEN_TOOLS__
 
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +40,9 @@
 #include <xen/vcpu.h>
 #include <xen/hvm/params.h>
 #include <xen/hvm/hvm_op.h>
+#include <xen/grant_table.h>
+#include <xen/domctl.h>
+#include <xen/io/ring.h>
 
 _Static_assert(sizeof(long) == 8, "Keel shares Xen's x86_64 layouts: build on an LP64 host");
 
@@ -49,6 +54,15 @@ _Static_assert(sizeof(long) == 8, "Keel shares Xen's x86_64 layouts: build on an
 #define CONST(name) printf("const %s %llu\n", #name, (unsigned long long)(name))
 #define CONST_AS(label, value) printf("const %s %llu\n", label, (unsigned long long)(value))
 #define HYPERCALL(name) printf("hypercall %s %d\n", #name, __HYPERVISOR_##name)
+
+/*
+ * io/ring.h defines no ring of its own, only DEFINE_RING_TYPES: instantiate it
+ * for a probe request and response and print the header every ring shares
+ * (the bytes before `ring`) as "sring_header".
+ */
+struct keel_probe_req { uint32_t id; };
+struct keel_probe_rsp { uint32_t id; };
+DEFINE_RING_TYPES(keel_probe, struct keel_probe_req, struct keel_probe_rsp);
 
 /* The anonymous struct of start_info.console.domU, as its own type. */
 typedef __typeof__(((struct start_info *)0)->console.domU) console_domU_t;
@@ -300,6 +314,120 @@ int main(void)
     STRUCT("vcpu_set_singleshot_timer", struct vcpu_set_singleshot_timer);
     FIELD("vcpu_set_singleshot_timer", struct vcpu_set_singleshot_timer, timeout_abs_ns, "timeout_abs_ns");
     FIELD("vcpu_set_singleshot_timer", struct vcpu_set_singleshot_timer, flags, "flags");
+
+    /* event_channel.h: interdomain binding; xen.h: VIRQ_DOM_EXC. */
+    CONST(EVTCHNOP_bind_interdomain);
+    CONST(VIRQ_DOM_EXC);
+    STRUCT("evtchn_bind_interdomain", struct evtchn_bind_interdomain);
+    FIELD("evtchn_bind_interdomain", struct evtchn_bind_interdomain, remote_dom, "remote_dom");
+    FIELD("evtchn_bind_interdomain", struct evtchn_bind_interdomain, remote_port, "remote_port");
+    FIELD("evtchn_bind_interdomain", struct evtchn_bind_interdomain, local_port, "local_port");
+
+    /* grant_table.h: version 1. */
+    CONST(GNTTABOP_map_grant_ref);
+    CONST(GNTTABOP_unmap_grant_ref);
+    CONST(GNTTABOP_setup_table);
+    CONST(GNTTABOP_copy);
+    CONST(GNTTABOP_query_size);
+    CONST(GTF_invalid);
+    CONST(GTF_permit_access);
+    CONST(GTF_type_mask);
+    CONST(GTF_readonly);
+    CONST(GTF_reading);
+    CONST(GTF_writing);
+    CONST(GNTMAP_host_map);
+    CONST(GNTMAP_readonly);
+    CONST(GNTMAP_guest_avail_mask);
+    CONST(GNTCOPY_source_gref);
+    CONST(GNTCOPY_dest_gref);
+    CONST(GNTST_okay);
+    CONST(GNTST_general_error);
+    CONST(GNTST_bad_domain);
+    CONST(GNTST_bad_gntref);
+    CONST(GNTST_bad_handle);
+    CONST(GNTST_bad_virt_addr);
+    CONST(GNTST_bad_dev_addr);
+    CONST(GNTST_no_device_space);
+    CONST(GNTST_permission_denied);
+    CONST(GNTST_bad_page);
+    CONST(GNTST_bad_copy_arg);
+    CONST(GNTST_address_too_big);
+    CONST(GNTST_eagain);
+    CONST(GNTST_no_space);
+    STRUCT("grant_entry_v1", struct grant_entry_v1);
+    FIELD("grant_entry_v1", struct grant_entry_v1, flags, "flags");
+    FIELD("grant_entry_v1", struct grant_entry_v1, domid, "domid");
+    FIELD("grant_entry_v1", struct grant_entry_v1, frame, "frame");
+    STRUCT("gnttab_setup_table", struct gnttab_setup_table);
+    FIELD("gnttab_setup_table", struct gnttab_setup_table, dom, "dom");
+    FIELD("gnttab_setup_table", struct gnttab_setup_table, nr_frames, "nr_frames");
+    FIELD("gnttab_setup_table", struct gnttab_setup_table, status, "status");
+    FIELD("gnttab_setup_table", struct gnttab_setup_table, frame_list, "frame_list");
+    STRUCT("gnttab_query_size", struct gnttab_query_size);
+    FIELD("gnttab_query_size", struct gnttab_query_size, dom, "dom");
+    FIELD("gnttab_query_size", struct gnttab_query_size, nr_frames, "nr_frames");
+    FIELD("gnttab_query_size", struct gnttab_query_size, max_nr_frames, "max_nr_frames");
+    FIELD("gnttab_query_size", struct gnttab_query_size, status, "status");
+    STRUCT("gnttab_map_grant_ref", struct gnttab_map_grant_ref);
+    FIELD("gnttab_map_grant_ref", struct gnttab_map_grant_ref, host_addr, "host_addr");
+    FIELD("gnttab_map_grant_ref", struct gnttab_map_grant_ref, flags, "flags");
+    FIELD("gnttab_map_grant_ref", struct gnttab_map_grant_ref, ref, "ref");
+    FIELD("gnttab_map_grant_ref", struct gnttab_map_grant_ref, dom, "dom");
+    FIELD("gnttab_map_grant_ref", struct gnttab_map_grant_ref, status, "status");
+    FIELD("gnttab_map_grant_ref", struct gnttab_map_grant_ref, handle, "handle");
+    FIELD("gnttab_map_grant_ref", struct gnttab_map_grant_ref, dev_bus_addr, "dev_bus_addr");
+    STRUCT("gnttab_unmap_grant_ref", struct gnttab_unmap_grant_ref);
+    FIELD("gnttab_unmap_grant_ref", struct gnttab_unmap_grant_ref, host_addr, "host_addr");
+    FIELD("gnttab_unmap_grant_ref", struct gnttab_unmap_grant_ref, dev_bus_addr, "dev_bus_addr");
+    FIELD("gnttab_unmap_grant_ref", struct gnttab_unmap_grant_ref, handle, "handle");
+    FIELD("gnttab_unmap_grant_ref", struct gnttab_unmap_grant_ref, status, "status");
+    STRUCT("gnttab_copy_ptr", struct gnttab_copy_ptr);
+    FIELD("gnttab_copy_ptr", struct gnttab_copy_ptr, u, "u");
+    FIELD("gnttab_copy_ptr", struct gnttab_copy_ptr, domid, "domid");
+    FIELD("gnttab_copy_ptr", struct gnttab_copy_ptr, offset, "offset");
+    STRUCT("gnttab_copy", struct gnttab_copy);
+    FIELD("gnttab_copy", struct gnttab_copy, source, "source");
+    FIELD("gnttab_copy", struct gnttab_copy, dest, "dest");
+    FIELD("gnttab_copy", struct gnttab_copy, len, "len");
+    FIELD("gnttab_copy", struct gnttab_copy, flags, "flags");
+    FIELD("gnttab_copy", struct gnttab_copy, status, "status");
+
+    /* domctl.h: the control domain's subset. */
+    CONST(XEN_DOMCTL_INTERFACE_VERSION);
+    CONST(XEN_DOMCTL_destroydomain);
+    CONST(XEN_DOMCTL_pausedomain);
+    CONST(XEN_DOMCTL_unpausedomain);
+    CONST(XEN_DOMCTL_getdomaininfo);
+    CONST(XEN_DOMINF_dying);
+    CONST(XEN_DOMINF_shutdown);
+    CONST(XEN_DOMINF_paused);
+    CONST(XEN_DOMINF_blocked);
+    CONST(XEN_DOMINF_running);
+    CONST(XEN_DOMINF_shutdownmask);
+    CONST(XEN_DOMINF_shutdownshift);
+    STRUCT("xen_domctl", struct xen_domctl);
+    FIELD("xen_domctl", struct xen_domctl, cmd, "cmd");
+    FIELD("xen_domctl", struct xen_domctl, interface_version, "interface_version");
+    FIELD("xen_domctl", struct xen_domctl, domain, "domain");
+    FIELD("xen_domctl", struct xen_domctl, _pad, "_pad");
+    FIELD("xen_domctl", struct xen_domctl, u, "u");
+#define GDI(f) FIELD("xen_domctl_getdomaininfo", struct xen_domctl_getdomaininfo, f, #f)
+    STRUCT("xen_domctl_getdomaininfo", struct xen_domctl_getdomaininfo);
+    GDI(domain); GDI(pad1); GDI(flags); GDI(tot_pages); GDI(max_pages);
+    GDI(outstanding_pages); GDI(shr_pages); GDI(paged_pages); GDI(shared_info_frame);
+    GDI(cpu_time); GDI(nr_online_vcpus); GDI(max_vcpu_id); GDI(ssidref); GDI(handle);
+    GDI(cpupool); GDI(gpaddr_bits); GDI(pad2); GDI(arch_config);
+#undef GDI
+
+    /* io/ring.h: the shared-ring header (see keel_probe above). */
+    printf("struct sring_header size=%zu align=%zu\n",
+           offsetof(struct keel_probe_sring, ring), _Alignof(struct keel_probe_sring));
+    FIELD("sring_header", struct keel_probe_sring, req_prod, "req_prod");
+    FIELD("sring_header", struct keel_probe_sring, req_event, "req_event");
+    FIELD("sring_header", struct keel_probe_sring, rsp_prod, "rsp_prod");
+    FIELD("sring_header", struct keel_probe_sring, rsp_event, "rsp_event");
+    FIELD("sring_header", struct keel_probe_sring, pvt, "pvt");
+    FIELD("sring_header", struct keel_probe_sring, __pad, "__pad");
 
     /* arch-x86/cpuid.h: the hypervisor CPUID leaves. */
     CONST(XEN_CPUID_FIRST_LEAF);

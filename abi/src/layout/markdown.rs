@@ -199,6 +199,16 @@ pub fn hypercall_status(h: Hypercall) -> String {
     }
 }
 
+/// The "since" of an item: its version, and "(in progress)" for an item staged
+/// for [`super::IN_PROGRESS`] that no hypervisor serves yet.
+fn since_cell(v: crate::version::AbiVersion) -> String {
+    if super::described(v) {
+        format!("{v}")
+    } else {
+        format!("{v} (in progress)")
+    }
+}
+
 fn xen_cell(x: XenRelation) -> String {
     match x {
         XenRelation::Same(n) => format!("`{n}`"),
@@ -218,7 +228,7 @@ pub fn struct_table(name: &str) -> Option<String> {
         xen_cell(st.xen),
         st.size,
         st.align,
-        st.since
+        since_cell(st.since)
     );
     for f in st.fields {
         let _ = writeln!(
@@ -242,6 +252,7 @@ pub fn constant_table(f: Family) -> String {
     for c in constants().filter(|c| c.family == f) {
         let value = match c.value {
             super::ConstValue::Int(v) if v >= 256 => format!("`{v:#x}`"),
+            super::ConstValue::Signed(v) if v < 0 => format!("`{v}`"),
             v => format!("`{v}`"),
         };
         let doc = summary(c.doc);
@@ -250,7 +261,7 @@ pub fn constant_table(f: Family) -> String {
             "| `{}` | {value} | {} | {} | {doc} |",
             c.name,
             xen_cell(c.xen),
-            c.since
+            since_cell(c.since)
         );
     }
     s

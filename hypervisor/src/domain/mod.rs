@@ -1,7 +1,7 @@
 //! # Domains
 //!
 //! A domain is a guest: its machine frames, what each of them is
-//! ([`frame_table`]), the state its vCPU starts in ([`BootState`]), and a little
+//! ([`frame_table`](crate::paging::frame_table)), the state its vCPU starts in ([`BootState`]), and a little
 //! per-domain hypervisor state (the partial console line, hypercall counters).
 //! [`build()`] makes one from a [`GuestImage`](crate::domain::elf::GuestImage); [`Domain::teardown`] gives every
 //! frame back.
@@ -11,7 +11,7 @@
 //! standing between a guest and the rest of the machine is the rule that no page
 //! table the CPU can reach maps a frame the domain does not own, or maps a
 //! page-table frame writable. [`crate::paging`] keeps that rule with Xen's page types
-//! and counts, stored in the [`frame_table`]; the methods here are the domain's
+//! and counts, stored in the [`frame_table`](crate::paging::frame_table); the methods here are the domain's
 //! MMU operations (pin, unpin, update an entry, switch the base pointer).
 
 pub mod build;

@@ -6,7 +6,7 @@
 //!
 //! 1. **Ownership.** Every present entry of every table the CPU can reach names a
 //!    frame the domain owns.
-//! 2. **Types.** Every frame has one [`PageType`] at a time, with a *type count*:
+//! 2. **Types.** Every frame has one [`PageType`](frame_table::PageType) at a time, with a *type count*:
 //!    `Writable` counts the L1 entries that map it writable, `Table(Lk)` counts the
 //!    L(k+1) entries that reference it, its pin and (for an L4) the vCPU's base
 //!    pointer. A frame changes type only while its type count is zero. So a frame

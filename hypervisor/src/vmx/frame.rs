@@ -1,7 +1,7 @@
 //! # What the exit path hands a vCPU, and what it gets back
 //!
 //! [`GuestGprs`] is the register save area: the exit stub stores the guest's
-//! general-purpose registers into this CPU's [`PerCpu`](super::percpu::PerCpu)
+//! general-purpose registers into this CPU's `PerCpu` (`percpu.rs`)
 //! and the handler works on them in place. [`ExitEnv`] is what the stub calls
 //! (the running vCPU), and [`DomainEnd`] how a domain's run ended.
 #![allow(unsafe_code)]

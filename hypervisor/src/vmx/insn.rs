@@ -307,17 +307,17 @@ pub unsafe fn xsetbv(xcr0: u64) {
 }
 
 /// Load XCR0 with `xcr0` if `policy::insns::xsetbv` accepts it for a guest with
-/// CR4.OSXSAVE set and `allowed` (a subset of the host's XCR0 bits, nonzero
+/// CR4.OSXSAVE set and `allowed` (a subset of the host's XCR0 bits, not empty
 /// only when the host runs with CR4.OSXSAVE); returns whether it was loaded.
 /// The check is the policy's own, so this cannot fault.
 pub fn xsetbv_checked(xcr0: Xcr0, allowed: Xcr0) -> bool {
-    if crate::policy::insns::xsetbv(true, 0, xcr0.bits(), allowed).is_err() {
+    let Ok(v) = crate::policy::insns::xsetbv(true, 0, xcr0.bits(), allowed) else {
         return false;
-    }
-    // SAFETY: the policy accepted `xcr0`: nonzero `allowed` implies host
+    };
+    // SAFETY: the policy accepted the value: a non-empty `allowed` implies host
     // CR4.OSXSAVE, and the value is a subset of what the host supports with x87
     // set and AVX only with SSE, so XSETBV cannot fault.
-    unsafe { xsetbv(xcr0.bits()) };
+    unsafe { xsetbv(v.bits()) };
     true
 }
 

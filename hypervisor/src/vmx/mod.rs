@@ -6,10 +6,10 @@
 //! control-register policy, [`io_qual`] decodes I/O exit qualifications.
 //!
 //! The hardware side exists only on `target_os = "none"`. In the order a domain
-//! meets it: [`percpu`] (this CPU's state), [`insn`] (the VMX instructions),
-//! [`enable`] (VMXON), [`setup`] and [`bitmaps`] (the VMCS), [`readback`] (the
-//! VMCS as the checks see it), [`run`] (a domain's run), [`stub`] and [`frame`]
-//! (entering and leaving the guest, the saved registers), [`exit`] (one file per
+//! meets it: `percpu` (this CPU's state), `insn` (the VMX instructions),
+//! `enable` (VMXON), `setup` and `bitmaps` (the VMCS), `readback` (the
+//! VMCS as the checks see it), `run` (a domain's run), `stub` and `frame`
+//! (entering and leaving the guest, the saved registers), `exit` (one file per
 //! exit family). Only `percpu`, `insn`, `stub`, `frame`, `enable` and `setup`
 //! may use `unsafe` (`#![deny(unsafe_code)]` holds everywhere else).
 

@@ -14,7 +14,6 @@ use super::enable::VmxCpu;
 use super::exit::{msr_env, Vcpu};
 use super::frame::{DomainEnd, GuestGprs};
 use super::insn::{invvpid, vm_result, InvvpidType};
-use super::names::ExitReason;
 use super::percpu::{self, PerCpu, COUNTED_EXIT_REASONS};
 use super::readback::read_state;
 use super::setup::{clear_vmcs, host_efer_for_guest, load_vmcs, setup_vmcs, VmcsFrames};
@@ -231,19 +230,4 @@ fn finish(pc: &PerCpu, vf: VmcsFrames, frames: &mut impl FrameSource, end: Domai
         }
     }
     end
-}
-
-/// Print an exit reason for a VM-entry failure exit (bit 31 set).
-pub fn report_entry_failure(reason: ExitReason, qualification: u64) {
-    log::error!(
-        "vmx: VM entry failed: {reason}, exit qualification {qualification:#x}{}",
-        match (reason.without_flags(), qualification) {
-            (ExitReason::MSR_LOADING, 0) => "",
-            (ExitReason::MSR_LOADING, _) => " (the failing MSR-load entry, counted from 1)",
-            (ExitReason::INVALID_GUEST_STATE, 2) => " (invalid guest state: PDPTE)",
-            (ExitReason::INVALID_GUEST_STATE, 3) => " (invalid guest state: NMI injection)",
-            (ExitReason::INVALID_GUEST_STATE, 4) => " (invalid guest state: VMCS link pointer)",
-            _ => "",
-        }
-    );
 }

@@ -102,3 +102,18 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         Some(DomainEnd::Crashed)
     }
 }
+
+/// Print an exit reason for a VM-entry failure exit (bit 31 set).
+pub(super) fn report_entry_failure(reason: ExitReason, qualification: u64) {
+    log::error!(
+        "vmx: VM entry failed: {reason}, exit qualification {qualification:#x}{}",
+        match (reason.without_flags(), qualification) {
+            (ExitReason::MSR_LOADING, 0) => "",
+            (ExitReason::MSR_LOADING, _) => " (the failing MSR-load entry, counted from 1)",
+            (ExitReason::INVALID_GUEST_STATE, 2) => " (invalid guest state: PDPTE)",
+            (ExitReason::INVALID_GUEST_STATE, 3) => " (invalid guest state: NMI injection)",
+            (ExitReason::INVALID_GUEST_STATE, 4) => " (invalid guest state: VMCS link pointer)",
+            _ => "",
+        }
+    );
+}

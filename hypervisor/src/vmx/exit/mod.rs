@@ -48,7 +48,6 @@ use super::insn::{invvpid, set_guest_cr2, vmread, vmread_current, vmwrite_guest,
 use super::io_qual::IoAccess;
 use super::names::{exception_name, ExitReason};
 use super::percpu;
-use super::run::report_entry_failure;
 use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::arch::bits::{rflags, Interruptibility, PendingDebug};
 use crate::domain::Domain;
@@ -466,14 +465,18 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
             Some(Deferred::End(end)) => Some(end),
             None => self.dispatch(g, self.reason),
         };
+        // `before_entry` also drains the console ring by one burst if the UART
+        // takes it now (one load when the ring is empty): output moves while the
+        // guest runs, and no exit waits for the serial line.
         match end {
             None => self.before_entry(),
-            Some(_) => self.ending(),
+            Some(_) => {
+                self.ending();
+                if self.console.has_work() {
+                    self.console.pump(u64::MAX);
+                }
+            }
         }
-        // Drain the console ring by one burst if the UART takes it now (one load
-        // when the ring is empty): output moves while the guest runs, and no
-        // exit waits for the serial line.
-        self.console.pump();
         end
     }
 }
@@ -519,7 +522,6 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         }
         self.quiet = self.events_quiet();
         self.before_entry();
-        self.console.pump();
         if rbx {
             FastExit::ResumeWithRbx
         } else {
@@ -549,7 +551,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         if reason.entry_failure() {
             // SDM 27.8: VM entry failed after the control and host checks passed
             // (invalid guest state, MSR loading, machine check).
-            report_entry_failure(reason, vmread(ro::EXIT_QUALIFICATION));
+            crash::report_entry_failure(reason, vmread(ro::EXIT_QUALIFICATION));
             return Some(DomainEnd::EntryFailed);
         }
         match reason.without_flags() {

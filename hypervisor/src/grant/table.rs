@@ -1,0 +1,287 @@
+//! Per-domain grant state: the domain's own table (its frames and the active
+//! entries other domains have mapped) and its maptrack table (the mappings it
+//! holds of other domains' grants). Fixed size, no heap: the hypervisor keeps
+//! one [`GrantState`] per domain.
+
+use crate::addr::{GuestVirt, Mfn};
+use crate::domain::DomainId;
+use keel_abi::grant_table::GrantHandle;
+
+/// Entries per table frame (`PAGE_SIZE / size_of::<GrantEntryV1>()`).
+pub const PER_FRAME: usize = 512;
+const _: () = assert!(PER_FRAME as u32 == keel_abi::grant_table::entries_per_frame());
+
+/// What the hypervisor remembers of one reference of a domain's table while
+/// it is mapped (Xen's active entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Active {
+    /// Read-only mappings of it.
+    pub pins_ro: u32,
+    /// Writable mappings of it.
+    pub pins_rw: u32,
+    /// The domain mapping it (one at a time: the entry names one grantee).
+    pub mapper: DomainId,
+    /// The frame it was mapped with: later maps must find the same frame.
+    pub mfn: Mfn,
+}
+
+impl Active {
+    /// Not mapped.
+    pub const IDLE: Active = Active {
+        pins_ro: 0,
+        pins_rw: 0,
+        mapper: DomainId(0),
+        mfn: Mfn(0),
+    };
+    /// Whether any mapping uses it.
+    pub const fn pinned(&self) -> bool {
+        self.pins_ro != 0 || self.pins_rw != 0
+    }
+}
+
+/// A domain's own grant table: up to `FRAMES` frames of entries.
+#[derive(Clone, Debug)]
+pub struct GrantTable<const FRAMES: usize> {
+    frames: [Mfn; FRAMES],
+    nr_frames: usize,
+    active: [[Active; PER_FRAME]; FRAMES],
+    pinned: u32,
+}
+
+impl<const FRAMES: usize> Default for GrantTable<FRAMES> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const FRAMES: usize> GrantTable<FRAMES> {
+    /// No frames yet (`setup_table` grows it).
+    pub const fn new() -> Self {
+        GrantTable {
+            frames: [Mfn(0); FRAMES],
+            nr_frames: 0,
+            active: [[Active::IDLE; PER_FRAME]; FRAMES],
+            pinned: 0,
+        }
+    }
+    /// The largest size, in frames.
+    pub const fn max_frames(&self) -> usize {
+        FRAMES
+    }
+    /// The table's frames.
+    pub fn frames(&self) -> &[Mfn] {
+        self.frames.get(..self.nr_frames).unwrap_or(&[])
+    }
+    /// The number of entries (references `0..entries()` are valid).
+    pub const fn entries(&self) -> u32 {
+        (self.nr_frames * PER_FRAME) as u32
+    }
+    /// Add a frame; `false` when the table is at its largest.
+    pub fn push_frame(&mut self, mfn: Mfn) -> bool {
+        match self.frames.get_mut(self.nr_frames) {
+            Some(slot) => {
+                *slot = mfn;
+                self.nr_frames += 1;
+                true
+            }
+            None => false,
+        }
+    }
+    /// The active entry of `gref` (`None` outside the table).
+    pub fn active(&self, gref: u32) -> Option<&Active> {
+        if gref >= self.entries() {
+            return None;
+        }
+        let g = gref as usize;
+        self.active.get(g / PER_FRAME)?.get(g % PER_FRAME)
+    }
+    /// The active entry of `gref`, to change it.
+    pub fn active_mut(&mut self, gref: u32) -> Option<&mut Active> {
+        if gref >= self.entries() {
+            return None;
+        }
+        let g = gref as usize;
+        self.active.get_mut(g / PER_FRAME)?.get_mut(g % PER_FRAME)
+    }
+    /// Count a reference becoming pinned or idle (for [`GrantState::quiescent`]).
+    pub(super) fn note_pin(&mut self, was: bool, now: bool) {
+        match (was, now) {
+            (false, true) => self.pinned += 1,
+            (true, false) => self.pinned = self.pinned.saturating_sub(1),
+            _ => {}
+        }
+    }
+    /// How many references are mapped by someone.
+    pub const fn pinned_refs(&self) -> u32 {
+        self.pinned
+    }
+}
+
+/// One mapping a domain holds (Xen's `grant_mapping`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// The granting domain.
+    pub granter: DomainId,
+    /// The reference in its table.
+    pub gref: u32,
+    /// Where it is mapped.
+    pub va: GuestVirt,
+    /// The frame.
+    pub mfn: Mfn,
+    /// Mapped read-only.
+    pub readonly: bool,
+}
+
+/// One maptrack slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Free,
+    Used(Mapping),
+    /// Being unmapped: the entry is gone, the references not yet dropped; the
+    /// handle is neither usable nor free.
+    Detached,
+}
+
+/// The mappings a domain holds: at most `N`; handles are indices, allocated
+/// and freed in O(1) from a stack of free handles.
+#[derive(Clone, Debug)]
+pub struct Maptrack<const N: usize> {
+    slots: [Slot; N],
+    free: [u16; N],
+    nr_free: usize,
+}
+
+impl<const N: usize> Default for Maptrack<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Maptrack<N> {
+    const FITS: () = assert!(N <= u16::MAX as usize + 1);
+
+    /// Empty.
+    pub const fn new() -> Self {
+        let () = Self::FITS;
+        let mut free = [0u16; N];
+        let mut i = 0;
+        while i < N {
+            // Lowest handle on top of the stack, handed out first.
+            free[i] = (N - 1 - i) as u16;
+            i += 1;
+        }
+        Maptrack {
+            slots: [Slot::Free; N],
+            free,
+            nr_free: N,
+        }
+    }
+    /// Take a handle for `m`; `None` when all `N` are in use.
+    pub fn insert(&mut self, m: Mapping) -> Option<GrantHandle> {
+        let top = self.nr_free.checked_sub(1)?;
+        let h = *self.free.get(top)?;
+        let slot = self.slots.get_mut(usize::from(h))?;
+        *slot = Slot::Used(m);
+        self.nr_free = top;
+        Some(GrantHandle::from(h))
+    }
+    /// The mapping of handle `h`.
+    pub fn get(&self, h: GrantHandle) -> Option<Mapping> {
+        match self.slots.get(h as usize) {
+            Some(Slot::Used(m)) => Some(*m),
+            _ => None,
+        }
+    }
+    /// Change the mapping of handle `h`.
+    pub fn set(&mut self, h: GrantHandle, m: Mapping) -> bool {
+        match self.slots.get_mut(h as usize) {
+            Some(s @ Slot::Used(_)) => {
+                *s = Slot::Used(m);
+                true
+            }
+            _ => false,
+        }
+    }
+    fn push_free(&mut self, h: GrantHandle) {
+        if let Some(f) = self.free.get_mut(self.nr_free) {
+            *f = h as u16;
+            self.nr_free += 1;
+        }
+    }
+    /// Free handle `h`; its mapping.
+    pub fn remove(&mut self, h: GrantHandle) -> Option<Mapping> {
+        let slot = self.slots.get_mut(h as usize)?;
+        let Slot::Used(m) = *slot else {
+            return None;
+        };
+        *slot = Slot::Free;
+        self.push_free(h);
+        Some(m)
+    }
+    /// Take the mapping of `h` out but keep the handle taken: a second unmap
+    /// of it in the same batch finds no mapping.
+    pub fn detach(&mut self, h: GrantHandle) -> Option<Mapping> {
+        let slot = self.slots.get_mut(h as usize)?;
+        let Slot::Used(m) = *slot else {
+            return None;
+        };
+        *slot = Slot::Detached;
+        Some(m)
+    }
+    /// Free a handle [`Maptrack::detach`] kept.
+    pub fn free_detached(&mut self, h: GrantHandle) {
+        if let Some(slot @ Slot::Detached) = self.slots.get_mut(h as usize) {
+            *slot = Slot::Free;
+            self.push_free(h);
+        }
+    }
+    /// Handles taken (mappings held, and any being unmapped).
+    pub const fn len(&self) -> usize {
+        N - self.nr_free
+    }
+    /// Whether none is taken.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The handle of some mapping held, scanning from slot `from` and at most
+    /// `budget` slots: `Ok(None)` when there is none at or after `from`,
+    /// `Err(next)` when the budget ran out first.
+    pub fn find_from(&self, from: usize, budget: usize) -> Result<Option<GrantHandle>, usize> {
+        let end = from.saturating_add(budget).min(N);
+        for i in from..end {
+            if matches!(self.slots.get(i), Some(Slot::Used(_))) {
+                return Ok(Some(i as GrantHandle));
+            }
+        }
+        if end < N {
+            Err(end)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Everything about grants one domain has: its table (`FRAMES` frames at
+/// most) and its maptrack (`MAPS` mappings at most).
+#[derive(Clone, Debug, Default)]
+pub struct GrantState<const FRAMES: usize, const MAPS: usize> {
+    /// The domain as granter.
+    pub table: GrantTable<FRAMES>,
+    /// The domain as mapper.
+    pub maptrack: Maptrack<MAPS>,
+}
+
+impl<const FRAMES: usize, const MAPS: usize> GrantState<FRAMES, MAPS> {
+    /// Fresh state.
+    pub const fn new() -> Self {
+        GrantState {
+            table: GrantTable::new(),
+            maptrack: Maptrack::new(),
+        }
+    }
+    /// Nothing refers to this state any more: no mapping held, none of its
+    /// references mapped. A dead domain's state may be dropped only then.
+    pub const fn quiescent(&self) -> bool {
+        self.maptrack.is_empty() && self.table.pinned_refs() == 0
+    }
+}
