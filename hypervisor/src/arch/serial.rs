@@ -134,7 +134,7 @@ fn schedule(ring: &ConsoleBuf, sent: usize) {
     } else {
         // Nothing went (the FIFO was still busy): look again a byte later.
         let bytes = sent.max(1) as u64;
-        super::timer::rdtsc().saturating_add(bytes * BYTE_TICKS.load(Ordering::Relaxed))
+        super::cpu::rdtsc().saturating_add(bytes * BYTE_TICKS.load(Ordering::Relaxed))
     };
     NEXT_POLL.store(next, Ordering::Relaxed);
 }
@@ -146,7 +146,7 @@ fn write_record(parts: &[&[u8]]) {
     // If a burst is still on the line, the next exit after it has gone sends
     // the next one; else send one now.
     if NEXT_POLL.load(Ordering::Relaxed) == u64::MAX
-        || super::timer::rdtsc() >= NEXT_POLL.load(Ordering::Relaxed)
+        || super::cpu::rdtsc() >= NEXT_POLL.load(Ordering::Relaxed)
     {
         let sent = ring.pump(&mut Com1);
         schedule(&ring, sent);
@@ -167,7 +167,7 @@ pub fn pump() {
 #[inline]
 pub fn has_work() -> bool {
     let next = NEXT_POLL.load(Ordering::Relaxed);
-    next != u64::MAX && super::timer::rdtsc() >= next
+    next != u64::MAX && super::cpu::rdtsc() >= next
 }
 
 #[inline(never)]
@@ -225,7 +225,7 @@ impl Console for SerialConsole {
         has_work()
     }
     fn drain_until(&mut self, deadline: u64) {
-        while NEXT_POLL.load(Ordering::Relaxed) != u64::MAX && super::timer::rdtsc() < deadline {
+        while NEXT_POLL.load(Ordering::Relaxed) != u64::MAX && super::cpu::rdtsc() < deadline {
             pump();
             core::hint::spin_loop();
         }
