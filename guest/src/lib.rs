@@ -94,6 +94,11 @@ pub mod prelude {
 /// }
 /// ```
 ///
+/// `needs` (optional) says where the test can run: `Keel` (the default: it uses
+/// Keel's interface, hypercalls or shared memory, which bare hardware lacks, so
+/// booted there it reports SKIP before `main` runs) or `Nothing` (it reaches the
+/// machine only through [`pvops::ops`] and also runs natively, `--backend native`).
+///
 /// `category` is a variant of [`abi::note::TestCategory`]; `main` is a `fn()` that
 /// reports verdicts through [`report`] (it must report at least one: a test that
 /// returns having said nothing ends as ERROR, never as a silent SUCCESS).
@@ -111,12 +116,33 @@ macro_rules! test {
             title: $title,
             category: $cat,
             abi: $crate::abi::version::AbiVersion::CURRENT,
+            needs: Keel,
+            main: $main,
+        }
+    };
+    (title: $title:expr, category: $cat:ident, needs: $needs:ident, main: $main:path $(,)?) => {
+        $crate::test! {
+            title: $title,
+            category: $cat,
+            abi: $crate::abi::version::AbiVersion::CURRENT,
+            needs: $needs,
             main: $main,
         }
     };
     // With `abi: VERSION`, it declares an older version, so that older hypervisors
     // run it too (compatibility tests, benchmarks that must run on old releases).
     (title: $title:expr, category: $cat:ident, abi: $abi:expr, main: $main:path $(,)?) => {
+        $crate::test! {
+            title: $title,
+            category: $cat,
+            abi: $abi,
+            needs: Keel,
+            main: $main,
+        }
+    };
+    // With `needs: Nothing`, the test also runs on bare hardware (the native
+    // operations table); without it, it needs Keel and reports SKIP elsewhere.
+    (title: $title:expr, category: $cat:ident, abi: $abi:expr, needs: $needs:ident, main: $main:path $(,)?) => {
         /// The test's title (also in its ELF note).
         const __KEEL_TEST_TITLE: &str = $title;
         /// The test's category (also in its ELF note).
@@ -149,6 +175,7 @@ macro_rules! test {
                     name: env!("CARGO_BIN_NAME"),
                     title: __KEEL_TEST_TITLE,
                     category: __KEEL_TEST_CATEGORY,
+                    needs: $crate::report::Needs::$needs,
                 },
                 $main,
             )

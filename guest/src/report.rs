@@ -230,6 +230,29 @@ pub struct TestInfo {
     pub title: &'static str,
     /// The category from the test declaration.
     pub category: TestCategory,
+    /// What the test needs beneath it.
+    pub needs: Needs,
+}
+
+/// What a test needs beneath it (the `needs:` of [`crate::test!`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Keel's interface (hypercalls, shared_info, Keel's policies): on bare
+    /// hardware the test reports SKIP without running (`VMCALL` is `#UD` there).
+    Keel,
+    /// Nothing: the test reaches the machine through the operations table and runs
+    /// on Keel and on bare hardware alike.
+    Nothing,
+}
+
+/// Why a test does not run on `platform`, or None if it does.
+pub fn cannot_run(needs: Needs, platform: crate::pvops::Platform) -> Option<&'static str> {
+    match (needs, platform) {
+        (Needs::Keel, crate::pvops::Platform::BareMetal) => {
+            Some("needs Keel (its hypercalls and shared memory); this is bare hardware")
+        }
+        _ => None,
+    }
 }
 
 /// Run a test: print the banner, call `main`, print the result line and shut down.
@@ -260,6 +283,10 @@ pub fn run(info: TestInfo, main: fn()) -> ! {
         );
     }
     crate::println!("{}", Described(&choice));
+    if let Some(why) = cannot_run(info.needs, choice.platform) {
+        report(Verdict::Skip, format_args!("{why}"));
+        finish()
+    }
     main();
     finish()
 }
@@ -375,5 +402,15 @@ mod tests {
         let r = Reason::format(format_args!("{long}"));
         assert!(r.as_str().len() <= REASON_MAX);
         assert!(r.as_str().ends_with("..."));
+    }
+
+    #[test]
+    fn a_keel_test_skips_on_bare_hardware_only() {
+        use crate::pvops::Platform;
+        assert!(cannot_run(Needs::Keel, Platform::BareMetal)
+            .is_some_and(|w| w.starts_with("needs Keel")));
+        assert_eq!(cannot_run(Needs::Keel, Platform::Keel), None);
+        assert_eq!(cannot_run(Needs::Nothing, Platform::BareMetal), None);
+        assert_eq!(cannot_run(Needs::Nothing, Platform::Keel), None);
     }
 }

@@ -10,7 +10,13 @@
 //!   instruction ([`ConsoleBuf::pump`]);
 //! - the hypervisor pumps after every VM exit while the ring holds bytes, so the
 //!   ring drains at the line's speed while the guest runs, and nothing waits
-//!   for the UART in the guest's time.
+//!   for the UART in the guest's time;
+//! - a burst starts only if it will have gone before the guest's next timer
+//!   deadline ([`burst_fits`], with the cost the last burst took), and not while
+//!   an event waits to be delivered to the guest: where each
+//!   port access is itself an exit to a hypervisor beneath Keel, a burst costs
+//!   milliseconds, and output waits for the next exit or idle period instead
+//!   of making a timer late.
 //!
 //! One ring for everything keeps the order in which lines were completed: a
 //! hypervisor line printed after a domain's line comes out after it.
@@ -61,6 +67,22 @@ pub trait Uart {
     fn idle(&mut self) -> bool;
     /// The FIFO depth (what [`Self::room`] reports when it is empty).
     fn depth(&self) -> usize;
+}
+
+/// Whether a burst started at TSC `now` that costs `burst_ticks` (what the last
+/// one took) will have left before TSC `before`, the next timer deadline
+/// (`u64::MAX`: none). The exit path and the idle drain start a burst only then:
+/// console output never makes a timer late. A burst is cheap where the UART is a
+/// real device or emulated inside the CPU model (Bochs: a few hundred ticks),
+/// but under a hypervisor beneath Keel that emulates the UART in its user space
+/// every port access is an exit to it, and KVM emulates `REP OUTSB` one byte, one
+/// exit, at a time: a 16-byte burst then costs 17 exits, about 4 ms when that
+/// KVM itself runs under Bochs.
+pub const fn burst_fits(now: u64, burst_ticks: u64, before: u64) -> bool {
+    match now.checked_add(burst_ticks) {
+        Some(end) => end < before,
+        None => false,
+    }
 }
 
 /// The console ring. See the module documentation.

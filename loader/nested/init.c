@@ -25,6 +25,9 @@
  * Lines printed (besides QEMU's and Keel's own output):
  *   NK-n: phase <name> t=<s>            milestones, CLOCK_MONOTONIC seconds
  *   NK-n: kvm_intel <param>=<value>
+ *   NK-n: clock <what> | <value>        L0's own timekeeping (clocksource,
+ *                                       tick device, high-resolution mode):
+ *                                       how precisely L0 can time Keel's timers
  *   NK-n: start <name> t=<s>
  *   NK-n: exit <name> rc=<code> t=<s>   | signal=<n> | timeout
  *   NK-n: stderr <name> | <QEMU's stderr line>
@@ -169,6 +172,69 @@ static void print_params(void)
 			say("kvm_intel %s=%s", names[i], buf);
 		}
 		fclose(f);
+	}
+}
+
+/* The first line of a file, or "" (trailing newline removed). */
+static const char *first_line(const char *path)
+{
+	static char buf[512];
+	buf[0] = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return buf;
+	if (!fgets(buf, sizeof buf, f))
+		buf[0] = 0;
+	buf[strcspn(buf, "\n")] = 0;
+	fclose(f);
+	return buf;
+}
+
+/*
+ * L0's timekeeping. KVM times a halted vCPU's local APIC timer with an hrtimer,
+ * which is only as precise as L0's clock events: in low-resolution mode every
+ * hrtimer expires on L0's next tick.
+ */
+static void print_clock(void)
+{
+	static const char *files[] = {
+		"/proc/cmdline",
+		"/sys/devices/system/clocksource/clocksource0/current_clocksource",
+		"/sys/devices/system/clocksource/clocksource0/available_clocksource",
+		"/sys/devices/system/clockevents/clockevent0/current_device",
+		"/sys/devices/system/clockevents/broadcast/current_device",
+		"/sys/module/kvm/parameters/lapic_timer_advance_ns",
+		"/sys/module/kvm/parameters/halt_poll_ns",
+		"/sys/devices/system/cpu/cpuidle/current_driver",
+	};
+	static const char *timer_list_keys[] = { "hres_active", ".resolution", "Tick Device",
+		"Clock Event Device", "event_handler", "mode:", "max_delta_ns", "min_delta_ns" };
+	static const char *dmesg_keys[] = { "clocksource", "TSC", "tsc:", "hpet", "HPET",
+		"APIC timer", "hrtimer", "Switched to", "clockevent", "lapic", "NO_HZ", "nohz" };
+	char line[512];
+	for (unsigned i = 0; i < sizeof files / sizeof files[0]; i++)
+		say("clock %s | %s", files[i], first_line(files[i]));
+	FILE *f = fopen("/proc/timer_list", "r");
+	while (f && fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = 0;
+		for (unsigned i = 0; i < sizeof timer_list_keys / sizeof timer_list_keys[0]; i++)
+			if (strstr(line, timer_list_keys[i])) {
+				say("clock timer_list | %s", line);
+				break;
+			}
+	}
+	if (f)
+		fclose(f);
+	static char buf[1 << 18];
+	int n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, sizeof buf - 1);
+	if (n > 0) {
+		buf[n] = 0;
+		for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n"))
+			for (unsigned i = 0; i < sizeof dmesg_keys / sizeof dmesg_keys[0]; i++)
+				if (strstr(l, dmesg_keys[i])) {
+					say("clock dmesg | %s", l);
+					break;
+				}
 	}
 }
 
@@ -394,6 +460,7 @@ int main(void)
 	if (stat("/dev/kvm", &sb) != 0)
 		say("error no /dev/kvm after loading kvm-intel");
 	print_params();
+	print_clock();
 	say("phase modules t=%.3f", now());
 	dmesg(0, 0);
 

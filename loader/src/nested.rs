@@ -492,10 +492,18 @@ pub fn nk_conf(plan: &Plan<'_>, nonce: &str) -> String {
 /// lines; /init prints the kernel log of each run after it); the TSC rate
 /// given, so Linux needs no long calibration; no reboot on panic.
 pub fn linux_cmdline() -> String {
-    format!(
+    let mut c = format!(
         "console=ttyS0,115200 quiet loglevel=3 panic=-1 tsc_early_khz={}",
         L0_IPS / 1000
-    )
+    );
+    // Extra words for experiments with L0 (they key the cached image too).
+    if let Ok(extra) = std::env::var("KEEL_NESTED_KCMDLINE") {
+        for w in extra.split_whitespace() {
+            c.push(' ');
+            c.push_str(w);
+        }
+    }
+    c
 }
 
 /// Compile /init (cached by its source).

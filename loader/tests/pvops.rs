@@ -95,3 +95,26 @@ fn a_la_carte_tables_on_keel() {
         assert!(console.contains(line), "ops_table with {arg}:\n{console}");
     }
 }
+
+/// The tests that declare `needs: Nothing` (they run on bare hardware too).
+const PORTABLE: &[&str] = &["io_string_segments", "ops_table", "selftest", "vmx_insns"];
+
+#[test]
+fn natively_every_test_passes_or_says_it_needs_keel() {
+    // The whole suite on bare hardware (QEMU TCG, fast): a test that needs Keel
+    // reports SKIP before touching Keel's interface (VMCALL is #UD there); the
+    // portable ones pass.
+    let native = run(Backend::Native, &[], &[]);
+    assert!(native.len() > PORTABLE.len(), "the suite is missing");
+    for (name, v, console) in &native {
+        if PORTABLE.contains(&name.as_str()) {
+            assert_eq!(*v, Verdict::Success, "{name} natively:\n{console}");
+        } else {
+            assert_eq!(*v, Verdict::Skip, "{name} natively:\n{console}");
+            assert!(
+                console.contains("Test result: SKIP: needs Keel"),
+                "{name} skipped for another reason:\n{console}"
+            );
+        }
+    }
+}

@@ -14,6 +14,7 @@ use keel_guest::targets::region_end;
 keel_guest::test! {
     title: "String I/O segmentation: FS/GS override prefixes and bases in 64-bit mode",
     category: Functional,
+    needs: Nothing,
     main: test_main,
 }
 

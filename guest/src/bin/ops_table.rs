@@ -20,6 +20,7 @@ use keel_guest::start::{pfn_to_mfn, pfn_to_va};
 keel_guest::test! {
     title: "The operations table: cpu, mmu, time, irq and console, native or PV",
     category: Functional,
+    needs: Nothing,
     main: test_main,
 }
 

@@ -12,6 +12,7 @@ use keel_guest::{targets, tsc};
 keel_guest::test! {
     title: "Framework self-test: exception table, fault details, TSC, PRNG",
     category: Functional,
+    needs: Nothing,
     main: test_main,
 }
 

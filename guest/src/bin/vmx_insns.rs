@@ -11,6 +11,7 @@ use keel_guest::prelude::*;
 keel_guest::test! {
     title: "VMX instructions and GETSEC in the guest raise #UD",
     category: Security,
+    needs: Nothing,
     main: test_main,
 }
 

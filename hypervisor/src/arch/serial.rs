@@ -18,7 +18,7 @@
 //!   itself, so they take the ring without the lock, flush it, then print.
 
 use super::port::{inb, outb, outsb};
-use crate::console::{ConsoleBuf, KeelLineWriter, Uart};
+use crate::console::{burst_fits, ConsoleBuf, KeelLineWriter, Uart};
 use crate::mem::Console;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -121,6 +121,12 @@ static NEXT_POLL: AtomicU64 = AtomicU64::new(u64::MAX);
 /// is calibrated ([`set_tsc_hz`]); 0 before (poll at every exit).
 static BYTE_TICKS: AtomicU64 = AtomicU64::new(0);
 
+/// TSC ticks the last burst took (status read and string write), scaled to a
+/// whole FIFO's worth of bytes: the cost of the next one, which
+/// [`crate::console::burst_fits`] weighs against the next timer deadline. 0
+/// until a burst has gone.
+static BURST_TICKS: AtomicU64 = AtomicU64::new(0);
+
 /// The TSC's rate, measured at boot: from now on the drain polls the UART only
 /// when the last burst can have left it.
 pub fn set_tsc_hz(hz: u64) {
@@ -139,26 +145,24 @@ fn schedule(ring: &ConsoleBuf, sent: usize) {
     NEXT_POLL.store(next, Ordering::Relaxed);
 }
 
-/// Append a record to the ring and start draining it.
+/// Append a record to the ring. The exit that follows (every guest record is
+/// written from a hypercall) sends it, knowing the guest's next deadline.
 fn write_record(parts: &[&[u8]]) {
     let mut ring = RING.lock();
     ring.write_parts(&mut Com1, parts);
-    // If a burst is still on the line, the next exit after it has gone sends
-    // the next one; else send one now.
-    if NEXT_POLL.load(Ordering::Relaxed) == u64::MAX
-        || super::cpu::rdtsc() >= NEXT_POLL.load(Ordering::Relaxed)
-    {
-        let sent = ring.pump(&mut Com1);
-        schedule(&ring, sent);
+    if ring.pending() > 0 && NEXT_POLL.load(Ordering::Relaxed) == u64::MAX {
+        NEXT_POLL.store(0, Ordering::Relaxed);
     }
 }
 
-/// One burst from the ring if the UART takes it now (never waits). Called after
-/// every VM exit; see [`NEXT_POLL`] for what it costs.
-#[inline]
-pub fn pump() {
-    if has_work() {
-        pump_slow();
+/// One burst from the ring if the UART takes it now (never waits) and it will
+/// have gone before TSC `before`. Called after VM exits that [`has_work`];
+/// see [`NEXT_POLL`] for what it costs.
+#[inline(never)]
+pub fn pump(before: u64) {
+    let now = super::cpu::rdtsc();
+    if burst_fits(now, BURST_TICKS.load(Ordering::Relaxed), before) {
+        pump_slow(now);
     }
 }
 
@@ -171,9 +175,17 @@ pub fn has_work() -> bool {
 }
 
 #[inline(never)]
-fn pump_slow() {
+fn pump_slow(start: u64) {
     if let Some(mut ring) = RING.try_lock() {
         let sent = ring.pump(&mut Com1);
+        if sent > 0 {
+            // Scaled to a whole FIFO: the next burst may be longer than this one
+            // (under KVM each byte is an exit of its own, so a burst's cost grows
+            // with its length).
+            let took = super::cpu::rdtsc().saturating_sub(start);
+            let depth = DEPTH.load(Ordering::Relaxed).max(sent) as u64;
+            BURST_TICKS.store(took.saturating_mul(depth) / sent as u64, Ordering::Relaxed);
+        }
         schedule(&ring, sent);
     }
 }
@@ -216,18 +228,27 @@ impl Console for SerialConsole {
     fn write_parts(&mut self, parts: &[&[u8]]) {
         write_record(parts);
     }
-    #[inline]
-    fn pump(&mut self) {
-        pump();
+    fn pump(&mut self, before: u64) {
+        pump(before);
     }
     #[inline]
     fn has_work(&self) -> bool {
         has_work()
     }
     fn drain_until(&mut self, deadline: u64) {
-        while NEXT_POLL.load(Ordering::Relaxed) != u64::MAX && super::cpu::rdtsc() < deadline {
-            pump();
-            core::hint::spin_loop();
+        loop {
+            let next = NEXT_POLL.load(Ordering::Relaxed);
+            let now = super::cpu::rdtsc();
+            if next == u64::MAX
+                || !burst_fits(now.max(next), BURST_TICKS.load(Ordering::Relaxed), deadline)
+            {
+                return;
+            }
+            if now >= next {
+                pump_slow(now);
+            } else {
+                core::hint::spin_loop();
+            }
         }
     }
 }

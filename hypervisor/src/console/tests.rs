@@ -307,3 +307,19 @@ proptest! {
         prop_assert_eq!(text, want);
     }
 }
+
+#[test]
+fn a_burst_starts_only_if_it_ends_before_the_next_deadline() {
+    // No deadline: always.
+    assert!(burst_fits(1_000, 400_000, u64::MAX));
+    // Cost unknown yet (no burst sent): only before a deadline still ahead.
+    assert!(burst_fits(1_000, 0, 1_001));
+    assert!(!burst_fits(1_000, 0, 1_000));
+    // A deadline already due, or one the burst would overrun: not now.
+    assert!(!burst_fits(1_000, 300, 900));
+    assert!(!burst_fits(1_000, 400_000, 400_999));
+    assert!(!burst_fits(1_000, 400_000, 401_000));
+    assert!(burst_fits(1_000, 400_000, 401_001));
+    // No overflow near the end of the TSC's range.
+    assert!(!burst_fits(u64::MAX - 5, 10, u64::MAX));
+}

@@ -109,10 +109,14 @@ pub trait Console {
             self.write_bytes(p);
         }
     }
-    /// Move buffered output towards the device without waiting (the exit path
-    /// calls this after every exit). Nothing to do for an unbuffered console.
+    /// Move buffered output towards the device without waiting, if that will be
+    /// done before the TSC reaches `before` (the guest's next timer deadline,
+    /// `u64::MAX` for none; the exit path calls this after exits that
+    /// [`Self::has_work`]). Nothing to do for an unbuffered console.
     #[inline]
-    fn pump(&mut self) {}
+    fn pump(&mut self, before: u64) {
+        let _ = before;
+    }
     /// Whether `pump` would move output now (the exit path's fast route, which
     /// does not pump, is taken only when it would not). False for an
     /// unbuffered console.
@@ -120,8 +124,8 @@ pub trait Console {
     fn has_work(&self) -> bool {
         false
     }
-    /// Move buffered output to the device while the TSC is below `deadline`
-    /// (the CPU would idle until then otherwise).
+    /// Move buffered output to the device while that ends before the TSC
+    /// reaches `deadline` (the CPU would idle until then otherwise).
     fn drain_until(&mut self, deadline: u64) {
         let _ = deadline;
     }

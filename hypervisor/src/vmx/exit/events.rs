@@ -59,9 +59,14 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// VMX-preemption timer for the next deadline. Costs one test (no VMCS
     /// access) when no timer is armed and no upcall is wanted (`events_quiet`,
     /// cached in `quiet`).
+    /// It also sends one console burst when one is due (see `before_entry_work`
+    /// for when the guest's timers hold it back).
     #[inline(always)]
     pub(super) fn before_entry(&mut self) {
         if self.quiet {
+            if self.console.has_work() {
+                self.console.pump(u64::MAX);
+            }
             return;
         }
         self.before_entry_work();
@@ -89,7 +94,17 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             let tsc = crate::arch::timer::rdtsc();
             self.ev.expire_timers(&*self.dom, &mut *self.mem, tsc);
         }
-        match self.ev.upcall_wanted(&*self.dom, &mut *self.mem) {
+        let upcall = self.ev.upcall_wanted(&*self.dom, &mut *self.mem);
+        // A console burst only if no event waits to be delivered (a timer that
+        // fired while the vCPU was blocked included) and it will have gone before
+        // the next deadline: a burst can cost milliseconds where each port access
+        // exits to a hypervisor beneath Keel. Before the VMX-preemption timer is
+        // set, which reads the TSC.
+        if upcall.is_none() && self.console.has_work() {
+            self.console
+                .pump(self.ev.wake_deadline_tsc().unwrap_or(u64::MAX));
+        }
+        match upcall {
             Some(vector) => {
                 let rflags = vmread(guest::RFLAGS);
                 let shadow = vmread(guest::INTERRUPTIBILITY_STATE) & BLOCKING_STI_MOV_SS;

@@ -465,14 +465,18 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
             Some(Deferred::End(end)) => Some(end),
             None => self.dispatch(g, self.reason),
         };
+        // `before_entry` also drains the console ring by one burst if the UART
+        // takes it now (one load when the ring is empty): output moves while the
+        // guest runs, and no exit waits for the serial line.
         match end {
             None => self.before_entry(),
-            Some(_) => self.ending(),
+            Some(_) => {
+                self.ending();
+                if self.console.has_work() {
+                    self.console.pump(u64::MAX);
+                }
+            }
         }
-        // Drain the console ring by one burst if the UART takes it now (one load
-        // when the ring is empty): output moves while the guest runs, and no
-        // exit waits for the serial line.
-        self.console.pump();
         end
     }
 }
@@ -518,7 +522,6 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         }
         self.quiet = self.events_quiet();
         self.before_entry();
-        self.console.pump();
         if rbx {
             FastExit::ResumeWithRbx
         } else {

@@ -87,7 +87,6 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             return FastExit::Full;
         }
         self.before_entry();
-        self.console.pump();
         FastExit::Resume
     }
 
