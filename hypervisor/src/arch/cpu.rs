@@ -217,3 +217,14 @@ pub fn halt_forever() -> ! {
         hlt();
     }
 }
+
+/// `RDTSC`.
+#[inline]
+pub fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDTSC reads the time-stamp counter (CR4.TSD is clear in the host).
+    unsafe {
+        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
+    (u64::from(hi) << 32) | u64::from(lo)
+}

@@ -140,7 +140,7 @@ fn schedule(ring: &ConsoleBuf, sent: usize) {
     } else {
         // Nothing went (the FIFO was still busy): look again a byte later.
         let bytes = sent.max(1) as u64;
-        super::timer::rdtsc().saturating_add(bytes * BYTE_TICKS.load(Ordering::Relaxed))
+        super::cpu::rdtsc().saturating_add(bytes * BYTE_TICKS.load(Ordering::Relaxed))
     };
     NEXT_POLL.store(next, Ordering::Relaxed);
 }
@@ -160,7 +160,7 @@ fn write_record(parts: &[&[u8]]) {
 /// see [`NEXT_POLL`] for what it costs.
 #[inline(never)]
 pub fn pump(before: u64) {
-    let now = super::timer::rdtsc();
+    let now = super::cpu::rdtsc();
     if burst_fits(now, BURST_TICKS.load(Ordering::Relaxed), before) {
         pump_slow(now);
     }
@@ -171,7 +171,7 @@ pub fn pump(before: u64) {
 #[inline]
 pub fn has_work() -> bool {
     let next = NEXT_POLL.load(Ordering::Relaxed);
-    next != u64::MAX && super::timer::rdtsc() >= next
+    next != u64::MAX && super::cpu::rdtsc() >= next
 }
 
 #[inline(never)]
@@ -182,7 +182,7 @@ fn pump_slow(start: u64) {
             // Scaled to a whole FIFO: the next burst may be longer than this one
             // (under KVM each byte is an exit of its own, so a burst's cost grows
             // with its length).
-            let took = super::timer::rdtsc().saturating_sub(start);
+            let took = super::cpu::rdtsc().saturating_sub(start);
             let depth = DEPTH.load(Ordering::Relaxed).max(sent) as u64;
             BURST_TICKS.store(took.saturating_mul(depth) / sent as u64, Ordering::Relaxed);
         }
@@ -238,7 +238,7 @@ impl Console for SerialConsole {
     fn drain_until(&mut self, deadline: u64) {
         loop {
             let next = NEXT_POLL.load(Ordering::Relaxed);
-            let now = super::timer::rdtsc();
+            let now = super::cpu::rdtsc();
             if next == u64::MAX
                 || !burst_fits(now.max(next), BURST_TICKS.load(Ordering::Relaxed), deadline)
             {

@@ -10,6 +10,8 @@
 //! The 8259 PIC is masked at boot, so the PIT, which the BIOS leaves running,
 //! raises nothing.
 
+/// The TSC is this module's clock; the instruction itself is with the others in `cpu`.
+pub use super::cpu::rdtsc;
 use super::cpu::{rdmsr, wrmsr};
 use super::port::{inb, outb};
 use core::arch::{asm, global_asm};
@@ -63,17 +65,6 @@ global_asm!(
 extern "C" {
     fn keel_lapic_timer_isr();
     fn keel_lapic_spurious_isr();
-}
-
-/// `RDTSC`.
-#[inline]
-pub fn rdtsc() -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: RDTSC reads the time-stamp counter (CR4.TSD is clear in the host).
-    unsafe {
-        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
-    };
-    (u64::from(hi) << 32) | u64::from(lo)
 }
 
 fn apic_read(off: u64) -> u32 {

@@ -386,7 +386,7 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         flush: Flush::None,
         console: crate::console::LineBuf::new(),
         console_prefix: super::console_prefix_for(cfg.id),
-        console_cache: crate::paging::guest_mem::ReadCache::new(),
+        console_cache: crate::paging::read_cache::ReadCache::new(),
         hypercall_counts: [0; COUNTED_HYPERCALLS],
         other_hypercalls: 0,
         abi_encoded: presented.encode(),

@@ -84,8 +84,8 @@ pub struct Domain {
     /// `(d<id>) `, made once at build (every console line starts with it).
     console_prefix: ([u8; 10], usize),
     /// The translation of the page `console_io` last read, checked before
-    /// each use (`guest_mem::ReadCache`): a guest prints from the same buffer.
-    pub console_cache: crate::paging::guest_mem::ReadCache,
+    /// each use (`read_cache::ReadCache`): a guest prints from the same buffer.
+    pub console_cache: crate::paging::read_cache::ReadCache,
     hypercall_counts: [u64; COUNTED_HYPERCALLS],
     other_hypercalls: u64,
     /// The ABI version this domain is told the hypervisor implements

@@ -104,8 +104,6 @@ pub const fn entry_addr(table: Mfn, index: usize) -> MachineAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::GuestVirt;
-    use crate::paging::walk::bytes_to_page_end;
 
     /// Tables at frames 1 (L4), 2 (L3), 3 (L2), 4 (L1) mapping va 0x40_0000 -> frame 9.
     #[test]
@@ -121,7 +119,5 @@ mod tests {
         assert_eq!(Level::L4.table_span_shift(), 48);
         assert_eq!(cr3_frame(0x0000_0001_2345_6018), Mfn(0x0012_3456));
         assert_eq!(cr3_frame(0x8000_0000_0000_1fff), Mfn(1));
-        assert_eq!(bytes_to_page_end(GuestVirt(0x1fff)), 1);
-        assert_eq!(bytes_to_page_end(GuestVirt(0x1000)), 4096);
     }
 }

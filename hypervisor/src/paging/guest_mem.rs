@@ -32,6 +32,7 @@ use crate::addr::{GuestVirt, MachineAddr, Mfn, PAGE_SIZE};
 use crate::domain::{Domain, FrameKind, PageType};
 use crate::mem::PhysMem;
 use crate::paging::entry::entry_addr;
+pub use crate::paging::read_cache::ReadCache;
 use crate::paging::walk::{bytes_to_page_end, walk, Walk};
 use crate::privilege::Mode;
 use keel_abi::Errno;
@@ -259,37 +260,7 @@ impl PageWriter {
     }
 }
 
-/// One guest page's translation for reading, kept across calls (and exits)
-/// and checked before each use by re-reading the four entries its walk read.
-///
-/// For reading, [`translate`] is a function of the root (CR3), the four entry
-/// values on the walk and the domain's ownership of the frames they name
-/// (fixed for the domain's lifetime: a domain neither gains nor loses frames
-/// while it runs, and a frame's *type* does not matter to a read). So if the
-/// root is the same and each of the four entries still holds the value it held,
-/// the translation is what a new walk would give, whatever happened in between
-/// (page-table updates, pinning, base switches). Checking costs four dependent
-/// loads and compares instead of a walk with a frame-table lookup per level.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ReadCache {
-    page: Option<CachedPage>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct CachedPage {
-    va_page: u64,
-    cr3: Mfn,
-    /// The entry values the walk read, L4 first.
-    entries: [u64; 4],
-    ma_page: u64,
-}
-
 impl ReadCache {
-    /// A cache holding nothing.
-    pub const fn new() -> ReadCache {
-        ReadCache { page: None }
-    }
-
     /// [`translate`] for [`Access::Read`]: the same answer or the same error.
     pub fn translate<M: PhysMem + ?Sized>(
         &mut self,
@@ -297,41 +268,15 @@ impl ReadCache {
         mem: &M,
         va: GuestVirt,
     ) -> Result<MachineAddr, Errno> {
-        let off = va.page_offset();
-        let va_page = va.0 - off;
         let cr3 = dom.base();
-        if let Some(c) = &self.page {
-            if c.va_page == va_page && c.cr3 == cr3 && still_holds(mem, c, va) {
-                return Ok(MachineAddr(c.ma_page + off));
-            }
+        if let Some(ma) = self.lookup(mem, cr3, va) {
+            return Ok(ma);
         }
-        self.page = None;
+        self.clear();
         let (ma, w) = translate_walk(dom, mem, va, Access::Read, Mode::Supervisor)?;
-        let mut entries = [0u64; 4];
-        for ((e, &table), level) in entries.iter_mut().zip(&w.tables).zip([4, 3, 2, 1]) {
-            *e = mem.read_u64(entry_addr(table, va.table_index(level)));
-        }
-        self.page = Some(CachedPage {
-            va_page,
-            cr3,
-            entries,
-            ma_page: ma.0 - off,
-        });
+        self.fill(mem, cr3, va, &w.tables, ma);
         Ok(ma)
     }
-}
-
-/// Whether the four entries on `va`'s walk from `c.cr3` still hold `c.entries`.
-#[inline]
-fn still_holds<M: PhysMem + ?Sized>(mem: &M, c: &CachedPage, va: GuestVirt) -> bool {
-    let mut table = c.cr3;
-    for (&want, level) in c.entries.iter().zip([4, 3, 2, 1]) {
-        if mem.read_u64(entry_addr(table, va.table_index(level))) != want {
-            return false;
-        }
-        table = crate::paging::entry::pte_frame(want);
-    }
-    true
 }
 
 /// `N` bytes at `at` (within one frame): 8-byte words when aligned, bytes

@@ -69,6 +69,7 @@ mod flush;
 pub mod frame_table;
 pub mod guest_mem;
 mod pin;
+pub mod read_cache;
 mod types;
 mod update;
 pub mod validate;

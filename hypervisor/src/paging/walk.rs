@@ -137,6 +137,12 @@ mod tests {
     }
 
     #[test]
+    fn bytes_to_page_end_counts_to_the_next_page() {
+        assert_eq!(bytes_to_page_end(GuestVirt(0x1fff)), 1);
+        assert_eq!(bytes_to_page_end(GuestVirt(0x1000)), 4096);
+    }
+
+    #[test]
     fn walks_like_the_cpu() {
         let m = setup(PTE_P | PTE_RW, PTE_P | PTE_RW);
         let w = walk(&m, Mfn(1), GuestVirt(0x40_0123), false, |_, _| true).unwrap();

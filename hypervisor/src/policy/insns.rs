@@ -253,7 +253,7 @@ pub mod markdown {
     /// The whole page.
     pub fn page() -> String {
         let mut s = String::from("# Sensitive instructions in a Keel guest\n\n");
-        s.push_str(&crate::policy::docs::generated_note(
+        s.push_str(&crate::policy::generated::generated_note(
             "insns.rs",
             "the table `INSNS`",
         ));

@@ -426,7 +426,7 @@ pub mod markdown {
     /// The whole page.
     pub fn page() -> String {
         let mut s = String::from("# I/O ports: what IN and OUT do in a Keel guest\n\n");
-        s.push_str(&crate::policy::docs::generated_note(
+        s.push_str(&crate::policy::generated::generated_note(
             "io.rs",
             "the table `PORTS`",
         ));

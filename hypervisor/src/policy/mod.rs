@@ -5,6 +5,8 @@
 pub mod cpuid;
 #[cfg(test)]
 mod docs;
+#[cfg(test)]
+mod generated;
 pub mod insns;
 pub mod io;
 pub mod msr;

@@ -26,8 +26,10 @@
 //!
 //! The files: `image.rs` is what a validated image is ([`GuestImage`],
 //! [`Segment`], [`TestNote`]); `parse.rs` reads the ELF header and program
-//! headers; `notes.rs` reads the Keel notes; `error.rs` names every refusal.
+//! headers; `notes.rs` reads the Keel notes; `bytes.rs` is the bounds-checked reader
+//! both use; `error.rs` names every refusal.
 
+mod bytes;
 mod error;
 mod image;
 mod notes;

@@ -5,7 +5,7 @@ use keel_abi::note::{
 };
 use keel_abi::version::AbiVersion;
 
-use super::parse::Bytes;
+use super::bytes::Bytes;
 use super::{ElfError, TestNote};
 
 /// Where [`parse_notes`] records the Keel notes it finds.

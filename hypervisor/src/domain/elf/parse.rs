@@ -3,6 +3,7 @@
 use crate::addr::{GuestVirt, PAGE_SIZE};
 use keel_abi::version::AbiVersion;
 
+use super::bytes::Bytes;
 use super::notes::{parse_notes, Notes};
 use super::{ElfError, GuestImage, Segment, SegmentFlags, MAX_IMAGE_SPAN, MAX_PHDRS, MAX_SEGMENTS};
 
@@ -180,28 +181,4 @@ fn range_is_canonical(start: u64, len: u64) -> bool {
     GuestVirt(start).is_canonical()
         && GuestVirt(last).is_canonical()
         && (start >> 63) == (last >> 63)
-}
-
-/// Bounds-checked little-endian reads from the image.
-pub(super) struct Bytes<'a>(&'a [u8]);
-
-impl<'a> Bytes<'a> {
-    pub(super) fn slice(&self, at: usize, len: usize) -> Option<&'a [u8]> {
-        self.0.get(at..at.checked_add(len)?)
-    }
-    pub(super) fn array<const N: usize>(&self, at: usize) -> Option<[u8; N]> {
-        self.slice(at, N)?.try_into().ok()
-    }
-    pub(super) fn u8(&self, at: usize) -> Option<u8> {
-        self.0.get(at).copied()
-    }
-    pub(super) fn u16(&self, at: usize) -> Option<u16> {
-        self.array(at).map(u16::from_le_bytes)
-    }
-    pub(super) fn u32(&self, at: usize) -> Option<u32> {
-        self.array(at).map(u32::from_le_bytes)
-    }
-    pub(super) fn u64(&self, at: usize) -> Option<u64> {
-        self.array(at).map(u64::from_le_bytes)
-    }
 }

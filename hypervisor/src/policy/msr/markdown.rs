@@ -2,7 +2,7 @@
 
 extern crate std;
 use super::*;
-use crate::policy::docs::generated_note;
+use crate::policy::generated::generated_note;
 use std::fmt::Write as _;
 use std::string::String;
 
