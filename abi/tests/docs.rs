@@ -189,7 +189,7 @@ fn every_family_page_has_the_required_sections() {
 /// Every page of the reference, generated or not, says how its part of the
 /// interface compares with Xen (the sub-command by sub-command entries are
 /// checked against the hypervisor's table by `keel-hypervisor`'s
-/// `xen_docs_tests`).
+/// `tests_xen_docs`).
 #[test]
 fn every_page_has_differences_from_xen() {
     let missing: Vec<String> = pages()

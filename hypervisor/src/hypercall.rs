@@ -146,4 +146,4 @@ mod tests_fuzz;
 #[cfg(test)]
 mod tests_preempt;
 #[cfg(test)]
-mod xen_docs_tests;
+mod tests_xen_docs;
