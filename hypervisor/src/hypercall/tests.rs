@@ -620,6 +620,9 @@ mod mmu {
         assert_eq!(o, ret(Errno::ENOSYS));
         let (o, _) = updates(&mut w, &[(ptr | 4, 0)]);
         assert_eq!(o, ret(Errno::EINVAL));
+        // An entry address wider than any machine address.
+        let (o, n) = updates(&mut w, &[(MachineAddr::LIMIT, 0)]);
+        assert_eq!((o, n), (ret(Errno::EINVAL), 0));
         assert_eq!(
             w.call(Hypercall::MMU_UPDATE, [DATA, 1, 0, 7, 0]),
             ret(Errno::ESRCH)
@@ -843,6 +846,15 @@ mod mmu {
         assert_eq!(o, ret(Errno::EINVAL));
         let (o, _) = ext(&mut w, &[(MMUEXT_PIN_L1_TABLE, 0x10, 0)]);
         assert_eq!(o, ret(Errno::EINVAL));
+        // A frame number no machine has is refused by its checked
+        // conversion; a command that names no frame ignores arg1.
+        for cmd in [MMUEXT_PIN_L1_TABLE, MMUEXT_UNPIN_TABLE, MMUEXT_NEW_BASEPTR] {
+            let (o, n) = ext(&mut w, &[(cmd, Mfn::LIMIT, 0)]);
+            assert_eq!((o, n), (ret(Errno::EINVAL), 0), "{cmd}");
+        }
+        let (o, n) = ext(&mut w, &[(MMUEXT_TLB_FLUSH_LOCAL, u64::MAX, 0)]);
+        assert_eq!((o, n), (Outcome::Return(0), 1));
+        assert_eq!(w.dom.take_flush(), Flush::All);
         let (o, n) = ext(
             &mut w,
             &[
