@@ -346,7 +346,7 @@ pub fn mmuext_mfn(cmd: u32, mfn: crate::addr::Mfn) -> Result<(), Errno> {
     mmuext_op(&[crate::mmu::MmuextOp {
         cmd,
         pad: 0,
-        arg1: mfn.0,
+        arg1: mfn.get(),
         arg2: 0,
     }])
     .1

@@ -595,18 +595,18 @@ pub fn sample_start_info() -> StartInfo {
     use crate::addr::{GuestVirt, MachineAddr, Mfn};
     let mut s = StartInfo::new();
     s.nr_pages = 0x0820;
-    s.shared_info = MachineAddr(0x1111_2222_3333_4028);
+    s.shared_info = MachineAddr::new(0x1111_2222_3333_4028);
     s.flags = crate::start_info::SIF_PRIVILEGED | crate::start_info::SIF_INITDOMAIN;
-    s.store_mfn = Mfn(0x0a0b_0c38);
+    s.store_mfn = Mfn::new(0x0a0b_0c38);
     s.store_evtchn = 0x40;
     s.console = ConsoleDomU {
-        mfn: Mfn(0x0d0e_0f48),
+        mfn: Mfn::new(0x0d0e_0f48),
         evtchn: 0x50,
     };
-    s.pt_base = GuestVirt(0x0040_5058);
+    s.pt_base = GuestVirt::new(0x0040_5058);
     s.nr_pt_frames = 0x60;
-    s.mfn_list = GuestVirt(0x0040_3068);
-    s.mod_start = GuestVirt(0x0070_0070);
+    s.mfn_list = GuestVirt::new(0x0040_3068);
+    s.mod_start = GuestVirt::new(0x0070_0070);
     s.mod_len = 0x78;
     s.set_cmd_line(b"console=com1 keel.sample=0x80");
     s.first_p2m_pfn = 0x0480;

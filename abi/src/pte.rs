@@ -59,12 +59,12 @@ impl Pte {
 
     /// An entry naming `mfn` with `flags` (frame bits beyond 51 are dropped).
     pub const fn new(mfn: Mfn, flags: PteFlags) -> Pte {
-        Pte(((mfn.0 << PAGE_SHIFT) & Self::addr_mask()) | flags.bits())
+        Pte(((mfn.get() << PAGE_SHIFT) & Self::addr_mask()) | flags.bits())
     }
 
     /// The frame the entry names.
     pub const fn frame(self) -> Mfn {
-        Mfn((self.0 & Self::addr_mask()) >> PAGE_SHIFT)
+        Mfn::new((self.0 & Self::addr_mask()) >> PAGE_SHIFT)
     }
 
     /// The flag bits, including any bit [`PteFlags`] does not name (bits
@@ -103,11 +103,14 @@ mod tests {
     #[test]
     fn round_trip() {
         let f = PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
-        let e = Pte::new(Mfn(0xf_ffff_ffff), f);
-        assert_eq!(e.frame(), Mfn(0xf_ffff_ffff));
+        let e = Pte::new(Mfn::new(0xf_ffff_ffff), f);
+        assert_eq!(e.frame(), Mfn::new(0xf_ffff_ffff));
         assert_eq!(e.flags(), f);
         assert!(e.is_present());
-        assert_eq!(Pte::new(Mfn(1 << 41), PteFlags::empty()).frame(), Mfn(0));
+        assert_eq!(
+            Pte::new(Mfn::new(1 << 41), PteFlags::empty()).frame(),
+            Mfn::new(0)
+        );
         // Bits 52..62 are kept as flags, unnamed.
         let odd = Pte(1 << 52 | 1);
         assert_eq!(odd.flags().bits(), 1 << 52 | 1);

@@ -132,18 +132,18 @@ impl StartInfo {
         StartInfo {
             magic,
             nr_pages: 0,
-            shared_info: MachineAddr(0),
+            shared_info: MachineAddr::new(0),
             flags: 0,
-            store_mfn: Mfn(0),
+            store_mfn: Mfn::new(0),
             store_evtchn: 0,
             console: ConsoleDomU {
-                mfn: Mfn(0),
+                mfn: Mfn::new(0),
                 evtchn: 0,
             },
-            pt_base: GuestVirt(0),
+            pt_base: GuestVirt::new(0),
             nr_pt_frames: 0,
-            mfn_list: GuestVirt(0),
-            mod_start: GuestVirt(0),
+            mfn_list: GuestVirt::new(0),
+            mod_start: GuestVirt::new(0),
             mod_len: 0,
             cmd_line: [0; MAX_GUEST_CMDLINE],
             first_p2m_pfn: 0,
@@ -178,29 +178,38 @@ impl StartInfo {
         put(offset_of!(Self, nr_pages), &self.nr_pages.to_le_bytes());
         put(
             offset_of!(Self, shared_info),
-            &self.shared_info.0.to_le_bytes(),
+            &self.shared_info.get().to_le_bytes(),
         );
         put(offset_of!(Self, flags), &self.flags.to_le_bytes());
-        put(offset_of!(Self, store_mfn), &self.store_mfn.0.to_le_bytes());
+        put(
+            offset_of!(Self, store_mfn),
+            &self.store_mfn.get().to_le_bytes(),
+        );
         put(
             offset_of!(Self, store_evtchn),
             &self.store_evtchn.to_le_bytes(),
         );
         put(
             offset_of!(Self, console.mfn),
-            &self.console.mfn.0.to_le_bytes(),
+            &self.console.mfn.get().to_le_bytes(),
         );
         put(
             offset_of!(Self, console.evtchn),
             &self.console.evtchn.to_le_bytes(),
         );
-        put(offset_of!(Self, pt_base), &self.pt_base.0.to_le_bytes());
+        put(offset_of!(Self, pt_base), &self.pt_base.get().to_le_bytes());
         put(
             offset_of!(Self, nr_pt_frames),
             &self.nr_pt_frames.to_le_bytes(),
         );
-        put(offset_of!(Self, mfn_list), &self.mfn_list.0.to_le_bytes());
-        put(offset_of!(Self, mod_start), &self.mod_start.0.to_le_bytes());
+        put(
+            offset_of!(Self, mfn_list),
+            &self.mfn_list.get().to_le_bytes(),
+        );
+        put(
+            offset_of!(Self, mod_start),
+            &self.mod_start.get().to_le_bytes(),
+        );
         put(offset_of!(Self, mod_len), &self.mod_len.to_le_bytes());
         put(offset_of!(Self, cmd_line), &self.cmd_line);
         put(
@@ -223,18 +232,18 @@ impl StartInfo {
         let m = offset_of!(Self, magic);
         s.magic.copy_from_slice(&b[m..m + MAGIC_LEN]);
         s.nr_pages = u64_at(offset_of!(Self, nr_pages));
-        s.shared_info = MachineAddr(u64_at(offset_of!(Self, shared_info)));
+        s.shared_info = MachineAddr::new(u64_at(offset_of!(Self, shared_info)));
         s.flags = u32_at(offset_of!(Self, flags));
-        s.store_mfn = Mfn(u64_at(offset_of!(Self, store_mfn)));
+        s.store_mfn = Mfn::new(u64_at(offset_of!(Self, store_mfn)));
         s.store_evtchn = u32_at(offset_of!(Self, store_evtchn));
         s.console = ConsoleDomU {
-            mfn: Mfn(u64_at(offset_of!(Self, console.mfn))),
+            mfn: Mfn::new(u64_at(offset_of!(Self, console.mfn))),
             evtchn: u32_at(offset_of!(Self, console.evtchn)),
         };
-        s.pt_base = GuestVirt(u64_at(offset_of!(Self, pt_base)));
+        s.pt_base = GuestVirt::new(u64_at(offset_of!(Self, pt_base)));
         s.nr_pt_frames = u64_at(offset_of!(Self, nr_pt_frames));
-        s.mfn_list = GuestVirt(u64_at(offset_of!(Self, mfn_list)));
-        s.mod_start = GuestVirt(u64_at(offset_of!(Self, mod_start)));
+        s.mfn_list = GuestVirt::new(u64_at(offset_of!(Self, mfn_list)));
+        s.mod_start = GuestVirt::new(u64_at(offset_of!(Self, mod_start)));
         s.mod_len = u64_at(offset_of!(Self, mod_len));
         let c = offset_of!(Self, cmd_line);
         s.cmd_line.copy_from_slice(&b[c..c + MAX_GUEST_CMDLINE]);
@@ -269,9 +278,9 @@ mod tests {
         let mut s = StartInfo::new();
         s.nr_pages = 2048;
         s.flags = SIF_PRIVILEGED;
-        s.pt_base = GuestVirt(0x40_5000);
+        s.pt_base = GuestVirt::new(0x40_5000);
         s.nr_pt_frames = 7;
-        s.mfn_list = GuestVirt(0x40_3000);
+        s.mfn_list = GuestVirt::new(0x40_3000);
         s.set_cmd_line(b"console=keel");
         let b = s.encode();
         assert_eq!(&b[0..14], MAGIC);

@@ -33,27 +33,27 @@ pub static UPCALLS_WITH_IF_CLEAR: AtomicU64 = AtomicU64::new(0);
 pub fn shared_info() -> Option<GuestVirt> {
     let cached = SHARED_VA.load(SeqCst);
     if cached != 0 {
-        return Some(GuestVirt(cached));
+        return Some(GuestVirt::new(cached));
     }
     let si = start::start_info();
-    let ma = si.shared_info.0;
+    let ma = si.shared_info.get();
     if ma == 0 || !ma.is_multiple_of(4096) {
         return None;
     }
-    let mfn = Mfn(ma >> 12);
+    let mfn = Mfn::new(ma >> 12);
     // The hypervisor uses the domain's last frame; search from the top.
     let pfn = (0..si.nr_pages)
         .rev()
-        .map(Pfn)
+        .map(Pfn::new)
         .find(|&p| start::pfn_to_mfn(p).is_ok_and(|m| m == mfn))?;
     let va = start::pfn_to_va(pfn);
-    SHARED_VA.store(va.0, SeqCst);
+    SHARED_VA.store(va.get(), SeqCst);
     Some(va)
 }
 
 fn base() -> u64 {
     match shared_info() {
-        Some(v) => v.0,
+        Some(v) => v.get(),
         None => crate::report::crash(format_args!(
             "events: no shared_info page (start_info.shared_info is 0: hypervisor ABI < 1.0?)"
         )),

@@ -201,7 +201,7 @@ fn result(info: u64) -> Result<(), Fault> {
 
 /// Read 8 bytes at `va`; a fault (unmapped, non-canonical) is returned, not fatal.
 pub fn read_u64(va: GuestVirt) -> Result<u64, Fault> {
-    let (v, info) = arch::probe_read_u64(va.0);
+    let (v, info) = arch::probe_read_u64(va.get());
     result(info).map(|_| v)
 }
 
@@ -209,14 +209,14 @@ pub fn read_u64(va: GuestVirt) -> Result<u64, Fault> {
 /// back. Memory is unchanged whether or not the write is allowed, so this is safe
 /// to aim at anything (page tables, the image); a refused write returns the `#PF`.
 pub fn rewrite_u64(va: GuestVirt) -> Result<(), Fault> {
-    result(arch::probe_rewrite_u64(va.0))
+    result(arch::probe_rewrite_u64(va.get()))
 }
 
 /// Store `value` at `va` (one 8-byte `MOV`); a fault is returned, not fatal.
 /// Unlike [`rewrite_u64`] this changes memory: aim it only at the test's own
 /// pages, or at page-table entries (which the hypervisor validates).
 pub fn write_u64(va: GuestVirt, value: u64) -> Result<(), Fault> {
-    result(arch::probe_write_u64(va.0, value))
+    result(arch::probe_write_u64(va.get(), value))
 }
 
 /// Where a `REP` string I/O instruction stopped.
@@ -231,7 +231,7 @@ pub struct StringIoEnd {
 /// `REP OUTSB` of `count` bytes at `va` to `port`; a fault is returned with where
 /// the instruction stopped. Reads memory only: safe to aim anywhere.
 pub fn rep_outsb(port: u16, va: GuestVirt, count: u64) -> (StringIoEnd, Result<(), Fault>) {
-    let (ptr, rcx, info) = arch::probe_rep_outsb(port, va.0, count);
+    let (ptr, rcx, info) = arch::probe_rep_outsb(port, va.get(), count);
     (StringIoEnd { ptr, rcx }, result(info))
 }
 
@@ -251,7 +251,7 @@ pub fn seg_rep_outsb(
 /// where the instruction stopped. Like [`write_u64`] this changes memory: aim it
 /// only at the test's own buffers, or at memory the guest cannot write.
 pub fn rep_insb(port: u16, va: GuestVirt, count: u64) -> (StringIoEnd, Result<(), Fault>) {
-    let (ptr, rcx, info) = arch::probe_rep_insb(port, va.0, count);
+    let (ptr, rcx, info) = arch::probe_rep_insb(port, va.get(), count);
     (StringIoEnd { ptr, rcx }, result(info))
 }
 

@@ -36,7 +36,7 @@ pub fn take_frame() -> Frame {
     let mut pfn;
     loop {
         let i = TAKEN.fetch_add(1, Ordering::Relaxed);
-        pfn = Pfn(start_info().nr_pages - 1 - i);
+        pfn = Pfn::new(start_info().nr_pages - 1 - i);
         if Some(pfn_to_va(pfn)) != shared {
             break;
         }
@@ -51,7 +51,7 @@ pub fn take_frame() -> Frame {
         va: pfn_to_va(pfn),
     };
     for i in 0..512 {
-        if let Err(e) = fault::write_u64(GuestVirt(f.va.0 + i * 8), 0) {
+        if let Err(e) = fault::write_u64(GuestVirt::new(f.va.get() + i * 8), 0) {
             crate::report::crash(format_args!("zeroing a free frame: {e}"));
         }
     }
@@ -60,12 +60,12 @@ pub fn take_frame() -> Frame {
 
 /// The machine address of entry `i` of table `t` (what `mmu_update` takes).
 pub const fn slot(t: Mfn, i: usize) -> u64 {
-    (t.0 << 12) + (i as u64) * 8
+    (t.get() << 12) + (i as u64) * 8
 }
 
 /// A present entry for `mfn` with `flags`.
 pub const fn entry(mfn: Mfn, flags: u64) -> u64 {
-    (mfn.0 << 12) | flags
+    (mfn.get() << 12) | flags
 }
 
 /// The L1 table and index that map `va` in the current tables.
@@ -74,9 +74,10 @@ pub fn l1_of(va: GuestVirt) -> (Mfn, usize) {
     for level in [4u32, 3, 2] {
         match read_entry(t, va.table_index(level)) {
             Ok(e) if e & PTE_P != 0 => t = pte_mfn(e),
-            other => {
-                crate::report::crash(format_args!("no L{level} entry for {:#x}: {other:?}", va.0))
-            }
+            other => crate::report::crash(format_args!(
+                "no L{level} entry for {:#x}: {other:?}",
+                va.get()
+            )),
         }
     }
     (t, va.table_index(1))
@@ -113,7 +114,10 @@ pub fn make_writable(va: GuestVirt) -> Result<(), Errno> {
 pub fn table_frame() -> Frame {
     let f = take_frame();
     if let Err(e) = make_readonly(f.va) {
-        crate::report::crash(format_args!("making frame {:#x} read-only: {e}", f.mfn.0));
+        crate::report::crash(format_args!(
+            "making frame {:#x} read-only: {e}",
+            f.mfn.get()
+        ));
     }
     f
 }
@@ -128,7 +132,7 @@ pub fn ext(cmd: u32, mfn: Mfn) -> Result<(), Errno> {
     mmuext_op(&[MmuextOp {
         cmd,
         pad: 0,
-        arg1: mfn.0,
+        arg1: mfn.get(),
         arg2: 0,
     }])
     .1
@@ -202,7 +206,7 @@ pub fn aliased_requests() -> Option<Aliased> {
         for (j, word) in req.chunks_exact(8).enumerate() {
             let mut b = [0u8; 8];
             b.copy_from_slice(word);
-            let va = GuestVirt(reqs.va.0 + k * 16 + 8 * j as u64);
+            let va = GuestVirt::new(reqs.va.get() + k * 16 + 8 * j as u64);
             if fault::write_u64(va, u64::from_le_bytes(b)).is_err() {
                 failure!("writing the request page");
                 return None;

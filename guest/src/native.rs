@@ -140,10 +140,10 @@ pub fn start_of_day(
     let cr3 = plan_tables(tables, l.tables_va, l.image_start, pages);
     let mut info = StartInfo::new();
     info.nr_pages = pages;
-    info.shared_info = MachineAddr(0);
-    info.pt_base = GuestVirt(l.tables_va);
+    info.shared_info = MachineAddr::new(0);
+    info.pt_base = GuestVirt::new(l.tables_va);
     info.nr_pt_frames = PT_FRAMES as u64;
-    info.mfn_list = GuestVirt(l.mfn_list_va);
+    info.mfn_list = GuestVirt::new(l.mfn_list_va);
     info.cmd_line = mb.cmdline;
     Setup { info, cr3 }
 }

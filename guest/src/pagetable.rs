@@ -66,7 +66,7 @@ impl<const N: usize> FrameIndex<N> {
                 self.truncated = true;
                 break;
             }
-            self.pairs[self.len] = (m.0, p.0);
+            self.pairs[self.len] = (m.get(), p.get());
             self.len += 1;
         }
         self.pairs[..self.len].sort_unstable();
@@ -75,9 +75,9 @@ impl<const N: usize> FrameIndex<N> {
     /// The PFN of `mfn`, if the domain owns it.
     pub fn pfn_of(&self, mfn: Mfn) -> Option<Pfn> {
         let s = &self.pairs[..self.len];
-        s.binary_search_by_key(&mfn.0, |&(m, _)| m)
+        s.binary_search_by_key(&mfn.get(), |&(m, _)| m)
             .ok()
-            .map(|i| Pfn(s[i].1))
+            .map(|i| Pfn::new(s[i].1))
     }
 
     /// An MFN that appears more than once in the frame list, if any.
@@ -85,7 +85,7 @@ impl<const N: usize> FrameIndex<N> {
         self.pairs[..self.len]
             .windows(2)
             .find(|w| w[0].0 == w[1].0)
-            .map(|w| Mfn(w[0].0))
+            .map(|w| Mfn::new(w[0].0))
     }
 
     /// Number of frames indexed.
@@ -110,13 +110,15 @@ pub fn index() -> Result<spin::MutexGuard<'static, FrameIndex>, Fault> {
         let n = start::start_info().nr_pages;
         let mut err = None;
         let mut idx = INDEX.lock();
-        idx.fill((0..n).map_while(|pfn| match start::pfn_to_mfn(Pfn(pfn)) {
-            Ok(m) => Some((m, Pfn(pfn))),
-            Err(f) => {
-                err = Some(f);
-                None
-            }
-        }));
+        idx.fill(
+            (0..n).map_while(|pfn| match start::pfn_to_mfn(Pfn::new(pfn)) {
+                Ok(m) => Some((m, Pfn::new(pfn))),
+                Err(f) => {
+                    err = Some(f);
+                    None
+                }
+            }),
+        );
         match err {
             Some(f) => Err(f),
             None => Ok(()),
@@ -159,7 +161,7 @@ impl core::fmt::Display for WalkError {
         match self {
             WalkError::NotPresent { level } => write!(f, "L{level} entry not present"),
             WalkError::Superpage { level } => write!(f, "L{level} entry is a superpage"),
-            WalkError::NotOwned { mfn } => write!(f, "table frame {:#x} not owned", mfn.0),
+            WalkError::NotOwned { mfn } => write!(f, "table frame {:#x} not owned", mfn.get()),
             WalkError::Fault(x) => write!(f, "reading a table took {x}"),
         }
     }
@@ -167,7 +169,7 @@ impl core::fmt::Display for WalkError {
 
 /// The frame CR3 points at (the L4).
 pub fn cr3_mfn() -> Mfn {
-    Mfn((fault::read_cr(Cr::Cr3) & PTE_ADDR) >> 12)
+    Mfn::new((fault::read_cr(Cr::Cr3) & PTE_ADDR) >> 12)
 }
 
 /// The bootstrap-region address of an owned frame.
@@ -182,7 +184,7 @@ pub fn frame_va(mfn: Mfn) -> Result<GuestVirt, WalkError> {
 /// Entry `i` of the table in frame `table`.
 pub fn read_entry(table: Mfn, i: usize) -> Result<u64, WalkError> {
     let va = frame_va(table)?;
-    fault::read_u64(GuestVirt(va.0 + (i as u64 % 512) * 8)).map_err(WalkError::Fault)
+    fault::read_u64(GuestVirt::new(va.get() + (i as u64 % 512) * 8)).map_err(WalkError::Fault)
 }
 
 /// A translation: the four entries used (L4 first) and the final frame.
@@ -256,7 +258,7 @@ pub fn visit(mut f: impl FnMut(&Visit)) -> Result<(), WalkError> {
                 table,
                 index: i,
                 pte,
-                va: GuestVirt(va),
+                va: GuestVirt::new(va),
             });
             if level > 1 && pte & PTE_PS == 0 {
                 walk(pte_mfn(pte), level - 1, va, f)?;
@@ -272,7 +274,7 @@ pub fn pt_region() -> (GuestVirt, GuestVirt) {
     let si = start::start_info();
     (
         si.pt_base,
-        GuestVirt(si.pt_base.0 + si.nr_pt_frames * PAGE_SIZE),
+        GuestVirt::new(si.pt_base.get() + si.nr_pt_frames * PAGE_SIZE),
     )
 }
 
@@ -281,7 +283,7 @@ pub fn pt_region() -> (GuestVirt, GuestVirt) {
 pub fn page_hash(va: GuestVirt) -> Result<u64, Fault> {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for i in 0..(PAGE_SIZE / 8) {
-        let w = fault::read_u64(GuestVirt(va.0 + i * 8))?;
+        let w = fault::read_u64(GuestVirt::new(va.get() + i * 8))?;
         h ^= w;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -295,16 +297,23 @@ mod tests {
     #[test]
     fn frame_index_lookup_and_duplicates() {
         let mut idx = FrameIndex::<4>::empty();
-        idx.fill([(Mfn(50), Pfn(0)), (Mfn(7), Pfn(1)), (Mfn(99), Pfn(2))].into_iter());
-        assert_eq!(idx.pfn_of(Mfn(7)), Some(Pfn(1)));
-        assert_eq!(idx.pfn_of(Mfn(99)), Some(Pfn(2)));
-        assert_eq!(idx.pfn_of(Mfn(8)), None);
+        idx.fill(
+            [
+                (Mfn::new(50), Pfn::new(0)),
+                (Mfn::new(7), Pfn::new(1)),
+                (Mfn::new(99), Pfn::new(2)),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(idx.pfn_of(Mfn::new(7)), Some(Pfn::new(1)));
+        assert_eq!(idx.pfn_of(Mfn::new(99)), Some(Pfn::new(2)));
+        assert_eq!(idx.pfn_of(Mfn::new(8)), None);
         assert_eq!(idx.duplicate(), None);
-        idx.fill([(Mfn(5), Pfn(0)), (Mfn(5), Pfn(1))].into_iter());
-        assert_eq!(idx.duplicate(), Some(Mfn(5)));
-        idx.fill((0..6).map(|i| (Mfn(i), Pfn(i))));
+        idx.fill([(Mfn::new(5), Pfn::new(0)), (Mfn::new(5), Pfn::new(1))].into_iter());
+        assert_eq!(idx.duplicate(), Some(Mfn::new(5)));
+        idx.fill((0..6).map(|i| (Mfn::new(i), Pfn::new(i))));
         assert!(idx.truncated);
         assert_eq!(idx.len(), 4);
-        assert_eq!(pte_mfn(0x8000_0000_1234_5067), Mfn(0x12345));
+        assert_eq!(pte_mfn(0x8000_0000_1234_5067), Mfn::new(0x12345));
     }
 }

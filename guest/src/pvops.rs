@@ -226,7 +226,7 @@ impl core::fmt::Display for MmuError {
         match self {
             MmuError::Refused(e) => write!(f, "refused: {e}"),
             MmuError::Fault(x) => write!(f, "faulted: {x}"),
-            MmuError::NotOwned(m) => write!(f, "frame {:#x} not owned", m.0),
+            MmuError::NotOwned(m) => write!(f, "frame {:#x} not owned", m.get()),
         }
     }
 }
@@ -326,9 +326,9 @@ pub const NATIVE_CPU: CpuOps = CpuOps {
 };
 
 fn entry_va(ptr: u64) -> Result<GuestVirt, MmuError> {
-    let mfn = Mfn(ptr >> 12);
+    let mfn = Mfn::new(ptr >> 12);
     let va = pagetable::frame_va(mfn).map_err(|_| MmuError::NotOwned(mfn))?;
-    Ok(GuestVirt(va.0 + (ptr & 0xff8)))
+    Ok(GuestVirt::new(va.get() + (ptr & 0xff8)))
 }
 
 fn native_set_pte(ptr: u64, val: u64) -> Result<(), MmuError> {
@@ -336,11 +336,11 @@ fn native_set_pte(ptr: u64, val: u64) -> Result<(), MmuError> {
 }
 
 fn native_load_root(l4: Mfn) -> Result<(), MmuError> {
-    fault::write_cr(Cr::Cr3, l4.0 << 12).map_err(MmuError::Fault)
+    fault::write_cr(Cr::Cr3, l4.get() << 12).map_err(MmuError::Fault)
 }
 
 fn native_flush_one(va: GuestVirt) -> Result<(), MmuError> {
-    arch::invlpg(va.0);
+    arch::invlpg(va.get());
     Ok(())
 }
 
@@ -469,11 +469,11 @@ fn ext(cmd: u32, arg1: u64) -> Result<(), MmuError> {
 }
 
 fn pv_load_root(l4: Mfn) -> Result<(), MmuError> {
-    ext(MMUEXT_NEW_BASEPTR, l4.0)
+    ext(MMUEXT_NEW_BASEPTR, l4.get())
 }
 
 fn pv_flush_one(va: GuestVirt) -> Result<(), MmuError> {
-    ext(MMUEXT_INVLPG_LOCAL, va.0)
+    ext(MMUEXT_INVLPG_LOCAL, va.get())
 }
 
 fn pv_flush_all() -> Result<(), MmuError> {
@@ -493,7 +493,7 @@ pub fn l1_slot(va: GuestVirt) -> Result<u64, MmuError> {
         }
         t = pagetable::pte_mfn(e);
     }
-    Ok((t.0 << 12) + va.table_index(1) as u64 * 8)
+    Ok((t.get() << 12) + va.table_index(1) as u64 * 8)
 }
 
 /// Change the RW bit of the domain's own mapping of frame `t`, through the
@@ -518,11 +518,11 @@ fn keel_alloc_table(level: u32, t: Mfn) -> Result<(), MmuError> {
         return Err(MmuError::Refused(Errno::EINVAL));
     }
     remap_own(t, false)?;
-    ext(MMUEXT_PIN_L1_TABLE + level - 1, t.0)
+    ext(MMUEXT_PIN_L1_TABLE + level - 1, t.get())
 }
 
 fn keel_release_table(t: Mfn) -> Result<(), MmuError> {
-    ext(MMUEXT_UNPIN_TABLE, t.0)?;
+    ext(MMUEXT_UNPIN_TABLE, t.get())?;
     remap_own(t, true)
 }
 
@@ -813,7 +813,7 @@ fn patch() -> Patched {
             p.skipped += 1;
             continue;
         };
-        let page = GuestVirt(s.site & !0xfff);
+        let page = GuestVirt::new(s.site & !0xfff);
         let ok = if keel {
             set_text_writable(page, true).is_ok() && {
                 arch::write_site(s.site, bytes);

@@ -50,22 +50,22 @@ pub fn cmdline() -> &'static str {
 
 /// The guest-virtual address where PFN `pfn` is mapped in the bootstrap region.
 pub fn pfn_to_va(pfn: Pfn) -> GuestVirt {
-    GuestVirt(boot().virt_base.0 + pfn.0 * PAGE_SIZE)
+    GuestVirt::new(boot().virt_base.get() + pfn.get() * PAGE_SIZE)
 }
 
 /// The PFN a bootstrap-region address belongs to, if it is inside the region.
 pub fn va_to_pfn(va: GuestVirt) -> Option<Pfn> {
     let b = boot();
-    let off = va.0.checked_sub(b.virt_base.0)?;
+    let off = va.get().checked_sub(b.virt_base.get())?;
     let pfn = off / PAGE_SIZE;
-    (pfn < b.info.nr_pages).then_some(Pfn(pfn))
+    (pfn < b.info.nr_pages).then_some(Pfn::new(pfn))
 }
 
 /// The machine frame of `pfn`, read from `mfn_list` (through a fault probe, so a bad
 /// `mfn_list` pointer is an `Err`, not a crash).
 pub fn pfn_to_mfn(pfn: Pfn) -> Result<Mfn, crate::Fault> {
-    let va = GuestVirt(start_info().mfn_list.0 + pfn.0 * 8);
-    crate::fault::read_u64(va).map(Mfn)
+    let va = GuestVirt::new(start_info().mfn_list.get() + pfn.get() * 8);
+    crate::fault::read_u64(va).map(Mfn::new)
 }
 
 /// The value of `key=value` in a command line, if present (first occurrence).

@@ -37,18 +37,18 @@ pub struct BadPointer {
 /// The first address after the bootstrap region (every owned frame is mapped below).
 pub fn region_end() -> GuestVirt {
     let b = start::boot();
-    GuestVirt(b.virt_base.0 + b.info.nr_pages * PAGE_SIZE)
+    GuestVirt::new(b.virt_base.get() + b.info.nr_pages * PAGE_SIZE)
 }
 
 /// The bad pointers every copy-in/copy-out path must refuse. None of them is mapped
 /// in a Keel guest: the bootstrap region is the guest's only mapping.
 pub fn bad_pointers() -> [BadPointer; 12] {
-    let end = region_end().0;
-    let base = start::boot().virt_base.0;
+    let end = region_end().get();
+    let base = start::boot().virt_base.get();
     let p = |name, kind, va| BadPointer {
         name,
         kind,
-        va: GuestVirt(va),
+        va: GuestVirt::new(va),
     };
     [
         p("NULL", BadKind::Null, 0),

@@ -49,7 +49,7 @@ const R11: usize = 10;
 
 /// The user-accessible data page (4096 bytes the kernel may also use).
 pub fn data_page() -> GuestVirt {
-    GuestVirt(arch::user_pages().1)
+    GuestVirt::new(arch::user_pages().1)
 }
 
 /// Set (or clear) U/S on every entry of the walk to `va`.
@@ -65,7 +65,7 @@ fn set_user(va: GuestVirt, on: bool) -> Result<(), Errno> {
         // Upper levels stay user-accessible once set: other pages below them
         // keep their own (clear) U/S, which is what decides.
         if want != e && (on || level == 1) {
-            let ptr = (table.0 << 12) + (i as u64) * 8;
+            let ptr = (table.get() << 12) + (i as u64) * 8;
             mmu_update(&[MmuUpdate {
                 ptr: ptr | MMU_NORMAL_PT_UPDATE,
                 val: want,
@@ -80,15 +80,15 @@ fn set_user(va: GuestVirt, on: bool) -> Result<(), Errno> {
 /// Make the code and data pages user-accessible (idempotent).
 pub fn enable() -> Result<(), Errno> {
     let (code, data) = arch::user_pages();
-    set_user(GuestVirt(code), true)?;
-    set_user(GuestVirt(data), true)
+    set_user(GuestVirt::new(code), true)?;
+    set_user(GuestVirt::new(data), true)
 }
 
 /// Make them supervisor-only again (the upper-level entries keep U/S).
 pub fn disable() -> Result<(), Errno> {
     let (code, data) = arch::user_pages();
-    set_user(GuestVirt(code), false)?;
-    set_user(GuestVirt(data), false)
+    set_user(GuestVirt::new(code), false)?;
+    set_user(GuestVirt::new(data), false)
 }
 
 /// Run `op` at CPL3 with these registers (RAX, RBX, RCX, RDX, RSI, RDI, RBP,
@@ -122,7 +122,7 @@ pub fn hypercall(nr: Hypercall, args: [u64; 5]) -> i64 {
 pub fn rep_insb(port: u16, va: GuestVirt, count: u64) -> (StringIoEnd, Result<(), Fault>) {
     let mut r = [0u64; 15];
     r[RDX] = u64::from(port);
-    r[RDI] = va.0;
+    r[RDI] = va.get();
     r[RCX] = count;
     let out = run(UserOp::RepInsb, r, IOPL3);
     (
@@ -138,7 +138,7 @@ pub fn rep_insb(port: u16, va: GuestVirt, count: u64) -> (StringIoEnd, Result<()
 pub fn rep_outsb(port: u16, va: GuestVirt, count: u64) -> (StringIoEnd, Result<(), Fault>) {
     let mut r = [0u64; 15];
     r[RDX] = u64::from(port);
-    r[RSI] = va.0;
+    r[RSI] = va.get();
     r[RCX] = count;
     let out = run(UserOp::RepOutsb, r, IOPL3);
     (
@@ -153,7 +153,7 @@ pub fn rep_outsb(port: u16, va: GuestVirt, count: u64) -> (StringIoEnd, Result<(
 /// Read 8 bytes at `va` from user mode.
 pub fn read_u64(va: GuestVirt) -> Result<u64, Fault> {
     let mut r = [0u64; 15];
-    r[RDI] = va.0;
+    r[RDI] = va.get();
     let out = run(UserOp::Read, r, 0);
     fault_of(&out).map(|()| out[RAX])
 }

@@ -79,12 +79,12 @@ mod bare {
         match arch::mem::extend_direct_map(bi.ram_top(), &mut frames) {
             Ok(0) => log::info!(
                 "direct map: identity, up to {:#x}",
-                arch::mem::direct_map_top().0
+                arch::mem::direct_map_top().get()
             ),
             Ok(added) => log::info!(
                 "direct map: identity, extended by {} MiB to {:#x}",
                 added >> 20,
-                arch::mem::direct_map_top().0
+                arch::mem::direct_map_top().get()
             ),
             Err(e) => {
                 log::error!("direct map: cannot map RAM above 4 GiB: {e:?}");
@@ -97,7 +97,7 @@ mod bare {
             Ok(a) => {
                 log::info!(
                     "acpi: RSDP at {:#x} ({}), revision {}; {} CPU(s), local APIC at {:#x}",
-                    a.rsdp.0,
+                    a.rsdp.get(),
                     a.rsdp_source,
                     a.revision,
                     a.cpus,
@@ -273,7 +273,7 @@ mod bare {
         log::info!(
             "boot: {} MiB usable RAM, top of RAM {:#x}",
             bi.usable_bytes() >> 20,
-            bi.ram_top().0
+            bi.ram_top().get()
         );
         for (i, m) in bi.modules().iter().enumerate() {
             log::info!(

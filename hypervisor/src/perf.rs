@@ -50,7 +50,7 @@ pub fn debug_op(
         DEBUGOP_READ_COUNTERS => {
             let mut bytes = [0u8; core::mem::size_of::<PerfCounters>()];
             snapshot().encode(&mut bytes);
-            match copy_out(GuestVirt(arg), &bytes) {
+            match copy_out(GuestVirt::new(arg), &bytes) {
                 Ok(()) => 0,
                 Err(e) => e.as_return(),
             }
@@ -94,7 +94,7 @@ mod tests {
         );
         assert_eq!(r, 0);
         let (va, bytes) = got.expect("copied");
-        assert_eq!(va, GuestVirt(0x40_1000));
+        assert_eq!(va, GuestVirt::new(0x40_1000));
         assert_eq!(bytes.len(), core::mem::size_of::<PerfCounters>());
         let mut want = [0u8; core::mem::size_of::<PerfCounters>()];
         c.encode(&mut want);

@@ -91,9 +91,9 @@ extern "C" fn rust_start(start_info_va: u64) -> ! {
     let info = crate::abi::start_info::StartInfo::decode(raw);
     crate::start::init(crate::start::Boot {
         info,
-        va: GuestVirt(start_info_va),
-        virt_base: GuestVirt(&raw const __image_start as u64),
-        image_end: GuestVirt(&raw const __image_end as u64),
+        va: GuestVirt::new(start_info_va),
+        virt_base: GuestVirt::new(&raw const __image_start as u64),
+        image_end: GuestVirt::new(&raw const __image_end as u64),
     });
     crate::pvops::init(crate::pvops::Entry::Keel);
 
@@ -1579,9 +1579,9 @@ extern "C" fn native_start(mbi: u32) -> ! {
     unsafe { asm!("mov cr3, {}", in(reg) setup.cr3, options(nostack)) };
     crate::start::init(crate::start::Boot {
         info: setup.info,
-        va: GuestVirt(page.as_ptr() as u64),
-        virt_base: GuestVirt(image_start),
-        image_end: GuestVirt(image_end),
+        va: GuestVirt::new(page.as_ptr() as u64),
+        virt_base: GuestVirt::new(image_start),
+        image_end: GuestVirt::new(image_end),
     });
     crate::pvops::init(crate::pvops::Entry::Multiboot);
     // SAFETY: every test program defines `__keel_guest_main` through `test!`.

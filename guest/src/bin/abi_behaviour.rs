@@ -122,7 +122,7 @@ fn hc(h: Hypercall, a: [u64; 5]) -> i64 {
 /// Whether the hypervisor provides the shared-info page (1.0 and later): the
 /// effects read from it are printed only then.
 fn have_shared_info() -> bool {
-    start_info().shared_info.0 != 0
+    start_info().shared_info.get() != 0
 }
 
 /// A port's status as the transcript writes it.
@@ -237,7 +237,10 @@ fn version() {
             format_args!(""),
         );
     }
-    let r = hc(h, [XENVER_EXTRAVERSION, start_info().pt_base.0, 0, 0, 0]);
+    let r = hc(
+        h,
+        [XENVER_EXTRAVERSION, start_info().pt_base.get(), 0, 0, 0],
+    );
     line(
         h,
         XENVER_EXTRAVERSION,
@@ -1033,7 +1036,7 @@ fn mmu() {
     }];
     let r = hc(
         h,
-        [req.as_ptr() as u64, 1, start_info().pt_base.0, self_, 0],
+        [req.as_ptr() as u64, 1, start_info().pt_base.get(), self_, 0],
     );
     line(
         h,
@@ -1186,7 +1189,7 @@ fn mmu() {
         MMUEXT_PIN_L3_TABLE,
         MMUEXT_PIN_L4_TABLE,
     ] {
-        let (r, d) = one(cmd, plain.mfn.0, 0);
+        let (r, d) = one(cmd, plain.mfn.get(), 0);
         line(
             e,
             u64::from(cmd),
@@ -1209,7 +1212,7 @@ fn mmu() {
     // NEW_BASEPTR to the current L4 (pinned by the domain builder) and to an
     // unpinned frame.
     let cur = keel_guest::pagetable::cr3_mfn();
-    let (r, d) = one(MMUEXT_NEW_BASEPTR, cur.0, 0);
+    let (r, d) = one(MMUEXT_NEW_BASEPTR, cur.get(), 0);
     line(
         e,
         u64::from(MMUEXT_NEW_BASEPTR),
@@ -1218,7 +1221,7 @@ fn mmu() {
         r,
         format_args!("done {d}"),
     );
-    let (r, d) = one(MMUEXT_NEW_BASEPTR, plain.mfn.0, 0);
+    let (r, d) = one(MMUEXT_NEW_BASEPTR, plain.mfn.get(), 0);
     line(
         e,
         u64::from(MMUEXT_NEW_BASEPTR),
@@ -1239,7 +1242,7 @@ fn mmu() {
         );
     }
     for cmd in [MMUEXT_INVLPG_LOCAL, MMUEXT_INVLPG_ALL] {
-        let (r, d) = one(cmd, f.va.0, 0);
+        let (r, d) = one(cmd, f.va.get(), 0);
         line(
             e,
             u64::from(cmd),
@@ -1251,7 +1254,7 @@ fn mmu() {
     }
     let mask = 1u64;
     for cmd in [MMUEXT_TLB_FLUSH_MULTI, MMUEXT_INVLPG_MULTI] {
-        let (r, d) = one(cmd, f.va.0, &mask as *const _ as u64);
+        let (r, d) = one(cmd, f.va.get(), &mask as *const _ as u64);
         line(
             e,
             u64::from(cmd),
@@ -1260,7 +1263,7 @@ fn mmu() {
             r,
             format_args!("done {d}"),
         );
-        let (r, d) = one(cmd, f.va.0, UNMAPPED);
+        let (r, d) = one(cmd, f.va.get(), UNMAPPED);
         line(
             e,
             u64::from(cmd),
@@ -1372,7 +1375,7 @@ fn multicall() {
         .chain(entry.args)
         .enumerate()
     {
-        let _ = fault::write_u64(GuestVirt(ro.va.0 + 8 * i as u64), w);
+        let _ = fault::write_u64(GuestVirt::new(ro.va.get() + 8 * i as u64), w);
     }
     let r = ret(make_readonly(ro.va));
     line(
@@ -1383,7 +1386,7 @@ fn multicall() {
         r,
         format_args!(""),
     );
-    let r = hc(h, [ro.va.0, 1, 0, 0, 0]);
+    let r = hc(h, [ro.va.get(), 1, 0, 0, 0]);
     line(h, 0, n, "1 call in a read-only page", r, format_args!(""));
 }
 

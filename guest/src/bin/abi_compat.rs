@@ -649,7 +649,7 @@ fn check_mmuext_op(cmd: u32, name: &str) {
                 "{name} of a frame mapped writable"
             );
             check_eq!(
-                pin(level, Mfn(0xf_ffff_ffff)),
+                pin(level, Mfn::new(0xf_ffff_ffff)),
                 Err(Errno::EINVAL),
                 "{name} of a frame not the domain's"
             );
@@ -783,7 +783,7 @@ fn check_start_info() {
     check!(
         si.pt_base.is_canonical() && si.pt_base.page_offset() == 0,
         "start_info.pt_base {:#x}",
-        si.pt_base.0
+        si.pt_base.get()
     );
     check!(
         si.nr_pt_frames >= 4,
@@ -793,7 +793,7 @@ fn check_start_info() {
     check!(
         si.mfn_list.is_canonical(),
         "start_info.mfn_list {:#x}",
-        si.mfn_list.0
+        si.mfn_list.get()
     );
     check!(
         si.cmd_line_bytes().len() < MAX_GUEST_CMDLINE,

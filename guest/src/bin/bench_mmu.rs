@@ -41,9 +41,9 @@ fn test_main() {
         }
     };
     // The machine frames of PFNs 0..1024 (4 MiB), mapped read-only by the new space.
-    let mut mfns = [Mfn(0); 1024];
+    let mut mfns = [Mfn::new(0); 1024];
     for (k, m) in mfns.iter_mut().enumerate() {
-        match pfn_to_mfn(Pfn(k as u64)) {
+        match pfn_to_mfn(Pfn::new(k as u64)) {
             Ok(x) => *m = x,
             Err(f) => {
                 failure!("frame list: {f}");
@@ -158,7 +158,7 @@ fn test_main() {
     let stores = |install: bool| {
         for (j, m) in mfns.iter().take(512).enumerate() {
             let v = if install { entry(*m, PTE_P) } else { 0 };
-            if fault::write_u64(GuestVirt(u.va.0 + 8 * j as u64), v).is_err() {
+            if fault::write_u64(GuestVirt::new(u.va.get() + 8 * j as u64), v).is_err() {
                 fail();
             }
         }
@@ -194,8 +194,8 @@ fn test_main() {
         }
     });
     bench.measure("mov_cr3_switch", 2, &mut s_switch, || {
-        let a = fault::write_cr(Cr::Cr3, copy.mfn.0 << 12);
-        let b = fault::write_cr(Cr::Cr3, orig.0 << 12);
+        let a = fault::write_cr(Cr::Cr3, copy.mfn.get() << 12);
+        let b = fault::write_cr(Cr::Cr3, orig.get() << 12);
         if a.is_err() || b.is_err() {
             fail();
         }

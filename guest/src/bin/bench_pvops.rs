@@ -145,8 +145,8 @@ fn test_main() {
 }
 
 fn frame(i: u64) -> (Mfn, GuestVirt) {
-    let pfn = Pfn(start_info().nr_pages - 2 - i);
-    (pfn_to_mfn(pfn).unwrap_or(Mfn(0)), pfn_to_va(pfn))
+    let pfn = Pfn::new(start_info().nr_pages - 2 - i);
+    (pfn_to_mfn(pfn).unwrap_or(Mfn::new(0)), pfn_to_va(pfn))
 }
 
 fn mmu(b: &mut Bench, s: &mut [u64], side: &str, m: &'static MmuOps) {
@@ -154,9 +154,9 @@ fn mmu(b: &mut Bench, s: &mut [u64], side: &str, m: &'static MmuOps) {
     let (c_mfn, c) = frame(1);
     let _ = fault::write_u64(a, 1);
     let Ok(slot) = pvops::l1_slot(a) else {
-        return error!("no L1 entry for {:#x}", a.0);
+        return error!("no L1 entry for {:#x}", a.get());
     };
-    let pte = read_entry(Mfn(slot >> 12), ((slot & 0xfff) / 8) as usize).unwrap_or(0);
+    let pte = read_entry(Mfn::new(slot >> 12), ((slot & 0xfff) / 8) as usize).unwrap_or(0);
     let name = |op: &str| {
         let mut n = heapless_name();
         let _ = core::fmt::Write::write_fmt(&mut n, format_args!("{op}.{side}"));
@@ -179,7 +179,7 @@ fn mmu(b: &mut Bench, s: &mut [u64], side: &str, m: &'static MmuOps) {
     let old = cr3_mfn();
     for i in 0..512 {
         let _ = fault::write_u64(
-            GuestVirt(c.0 + i * 8),
+            GuestVirt::new(c.get() + i * 8),
             read_entry(old, i as usize).unwrap_or(0),
         );
     }

@@ -25,17 +25,18 @@ fn test_main() {
             // With a very large guest_mem the region could reach this address.
             println!(
                 "note: {} ({:#x}) is inside the guest's region: not tested",
-                bp.name, bp.va.0
+                bp.name,
+                bp.va.get()
             );
             continue;
         }
         for count in [1u64, 16, 4096] {
             check_eq!(
-                write(count, bp.va.0),
+                write(count, bp.va.get()),
                 Errno::EFAULT.as_return(),
                 "CONSOLEIO_write({count}, {} {:#x}) [{:?}]",
                 bp.name,
-                bp.va.0,
+                bp.va.get(),
                 bp.kind
             );
         }
@@ -43,7 +44,7 @@ fn test_main() {
 
     // A buffer whose first bytes are the guest's but whose tail is not mapped: the
     // last 8 bytes of the region plus 8 beyond it.
-    let end = targets::region_end().0;
+    let end = targets::region_end().get();
     check_eq!(
         write(16, end - 8),
         Errno::EFAULT.as_return(),

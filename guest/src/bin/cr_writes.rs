@@ -44,11 +44,11 @@ fn test_main() {
     check!(cr4 & CR4_VMXE == 0, "CR4 {cr4:#x} shows VMXE to the guest");
 
     // CR3 candidates that are not the domain's L4.
-    let data_va = GuestVirt(&DATA_PAGE as *const Page as u64);
+    let data_va = GuestVirt::new(&DATA_PAGE as *const Page as u64);
     match pagetable::translate(data_va) {
         Ok(t) => gp(
-            format_args!("MOV CR3 <- own data frame {:#x}", t.mfn.0),
-            write_cr(Cr::Cr3, t.mfn.0 << 12),
+            format_args!("MOV CR3 <- own data frame {:#x}", t.mfn.get()),
+            write_cr(Cr::Cr3, t.mfn.get() << 12),
         ),
         Err(e) => failure!("walking our own data page: {e}"),
     }
@@ -58,26 +58,26 @@ fn test_main() {
         let l1 = pagetable::pte_mfn(t.entries[2]);
         check!(l1 != l4, "test bug: L1 == L4");
         gp(
-            format_args!("MOV CR3 <- own L1 table {:#x}", l1.0),
-            write_cr(Cr::Cr3, l1.0 << 12),
+            format_args!("MOV CR3 <- own L1 table {:#x}", l1.get()),
+            write_cr(Cr::Cr3, l1.get() << 12),
         );
     }
     // Frames the domain does not own: 0, and just past the highest owned frame.
     let max_owned = (0..keel_guest::start::start_info().nr_pages)
-        .filter_map(|p| keel_guest::start::pfn_to_mfn(Pfn(p)).ok())
+        .filter_map(|p| keel_guest::start::pfn_to_mfn(Pfn::new(p)).ok())
         .max()
-        .unwrap_or(Mfn(0));
+        .unwrap_or(Mfn::new(0));
     for m in [
-        Mfn(0),
-        Mfn(max_owned.0 + 1),
-        Mfn((PTE_ADDR >> 12) & 0xff_ffff),
+        Mfn::new(0),
+        Mfn::new(max_owned.get() + 1),
+        Mfn::new((PTE_ADDR >> 12) & 0xff_ffff),
     ] {
         if pagetable::owns(m) {
             continue;
         }
         gp(
-            format_args!("MOV CR3 <- unowned frame {:#x}", m.0),
-            write_cr(Cr::Cr3, m.0 << 12),
+            format_args!("MOV CR3 <- unowned frame {:#x}", m.get()),
+            write_cr(Cr::Cr3, m.get() << 12),
         );
     }
     check_eq!(read_cr(Cr::Cr3), cr3, "CR3 after the refused loads");

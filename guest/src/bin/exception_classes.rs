@@ -37,8 +37,8 @@ fn test_main() {
     if let Err(e) = keel_guest::mmu::make_readonly(ro.va) {
         keel_guest::report::crash(format_args!("making the stack page read-only: {e}"));
     }
-    let top = ro.va.0 + PAGE_SIZE;
-    let on_ro = |f: &Fault| (ro.va.0..top).contains(&f.cr2);
+    let top = ro.va.get() + PAGE_SIZE;
+    let on_ro = |f: &Fault| (ro.va.get()..top).contains(&f.cr2);
 
     if keel_guest::start::cmdline_value(cmdline(), "case") == Some("triple") {
         // #PF (not present) whose delivery writes the read-only page: #DF,

@@ -32,13 +32,13 @@ fn test_main() {
     );
     fault::expect_fault(
         format_args!("load from a non-canonical address"),
-        read_u64(GuestVirt(0xdead_0000_0000_0000)),
+        read_u64(GuestVirt::new(0xdead_0000_0000_0000)),
         Vector::GP,
         Some(0),
     );
     let unmapped = keel_guest::targets::region_end();
     fault::expect_fault(
-        format_args!("load from unmapped {:#x}", unmapped.0),
+        format_args!("load from unmapped {:#x}", unmapped.get()),
         read_u64(unmapped),
         Vector::PF,
         Some(0),

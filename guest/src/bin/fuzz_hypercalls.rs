@@ -151,7 +151,7 @@ impl Ctx {
             Class::Straddle => self.region_end - 1 - r.below(15),
             Class::NonCanonical => {
                 let x = r.next_u64();
-                if GuestVirt(x).is_canonical() {
+                if GuestVirt::new(x).is_canonical() {
                     x ^ (1 << 50)
                 } else {
                     x
@@ -171,7 +171,7 @@ impl Ctx {
         // Keep the classes honest: anything that lands in the guest's own region
         // (other than where it was aimed) becomes non-canonical instead, so a
         // random pointer can never corrupt the guest's own memory.
-        let in_region = va_to_pfn(GuestVirt(v)).is_some();
+        let in_region = va_to_pfn(GuestVirt::new(v)).is_some();
         let aimed_inside = matches!(
             c,
             Class::Scratch | Class::PageTable | Class::RoImage | Class::Straddle
@@ -535,27 +535,29 @@ impl Guarded {
                 g.n += 1;
             }
         };
-        let mut p = lo.0;
-        while p < hi.0 {
+        let mut p = lo.get();
+        while p < hi.get() {
             add(p);
             p += PAGE_SIZE;
         }
-        add(boot().va.0);
+        add(boot().va.get());
         for i in 0..list_pages {
-            add(si.mfn_list.0 + i * PAGE_SIZE);
+            add(si.mfn_list.get() + i * PAGE_SIZE);
         }
         g.rehash();
         g
     }
     fn rehash(&mut self) {
         for i in 0..self.n {
-            self.hash[i] = pagetable::page_hash(GuestVirt(self.va[i])).unwrap_or(0);
+            self.hash[i] = pagetable::page_hash(GuestVirt::new(self.va[i])).unwrap_or(0);
         }
     }
     /// The first guarded page whose contents changed.
     fn changed(&self) -> Option<u64> {
         (0..self.n)
-            .find(|&i| pagetable::page_hash(GuestVirt(self.va[i])).unwrap_or(1) != self.hash[i])
+            .find(|&i| {
+                pagetable::page_hash(GuestVirt::new(self.va[i])).unwrap_or(1) != self.hash[i]
+            })
             .map(|i| self.va[i])
     }
 }
@@ -576,16 +578,16 @@ fn test_main() {
     let text = keel_guest::pagetable::translate(b.virt_base);
     let mut own_mfns = [0u64; 4];
     for (i, m) in own_mfns.iter_mut().enumerate() {
-        *m = keel_guest::start::pfn_to_mfn(Pfn(i as u64 * 3))
-            .map(|m| m.0)
+        *m = keel_guest::start::pfn_to_mfn(Pfn::new(i as u64 * 3))
+            .map(|m| m.get())
             .unwrap_or(0);
     }
     let (pt_lo, pt_hi) = pagetable::pt_region();
     let mut cx = Ctx {
         rng: Rng::new(seed),
-        virt_base: b.virt_base.0,
-        region_end: keel_guest::targets::region_end().0,
-        pt: (pt_lo.0, pt_hi.0),
+        virt_base: b.virt_base.get(),
+        region_end: keel_guest::targets::region_end().get(),
+        pt: (pt_lo.get(), pt_hi.get()),
         text_ro: matches!(text, Ok(t) if !t.writable()),
         text_len: 4096,
         own_mfns,

@@ -96,7 +96,7 @@ fn test_main() {
         Ok(t) if t.writable() => {
             let before = read_u64(next);
             check_eq!(
-                xv(XENVER_EXTRAVERSION, next.0 - 8),
+                xv(XENVER_EXTRAVERSION, next.get() - 8),
                 Errno::EFAULT.as_return(),
                 "XENVER_extraversion from a page-table frame into the next page"
             );
@@ -107,15 +107,15 @@ fn test_main() {
             );
         }
         Ok(_) => println!("note: the page after the page tables is not writable: case skipped"),
-        Err(e) => failure!("walking {:#x}: {e}", next.0),
+        Err(e) => failure!("walking {:#x}: {e}", next.get()),
     }
 
     // 3. Writable | unmapped: the last page of the region, then nothing.
     let end = keel_guest::targets::region_end();
-    let last = GuestVirt(end.0 - 8);
+    let last = GuestVirt::new(end.get() - 8);
     let before = read_u64(last);
     check_eq!(
-        xv(XENVER_EXTRAVERSION, last.0),
+        xv(XENVER_EXTRAVERSION, last.get()),
         Errno::EFAULT.as_return(),
         "XENVER_extraversion off the end of the region"
     );
@@ -146,7 +146,7 @@ fn test_main() {
     check_eq!(
         hypercall_scalar(
             Hypercall::CONSOLE_IO,
-            [CONSOLEIO_WRITE, 16, pt_hi.0 - 8, 0, 0]
+            [CONSOLEIO_WRITE, 16, pt_hi.get() - 8, 0, 0]
         ),
         0,
         "console_io of 16 bytes across the end of the page tables"

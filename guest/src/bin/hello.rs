@@ -26,9 +26,9 @@ fn test_main() {
     let si = start_info();
     println!(
         "start_info at {:#x}: {} pages, page tables at {:#x} ({} frames), command line \"{}\"",
-        keel_guest::start::boot().va.0,
+        keel_guest::start::boot().va.get(),
         si.nr_pages,
-        si.pt_base.0,
+        si.pt_base.get(),
         si.nr_pt_frames,
         cmdline()
     );

@@ -21,11 +21,11 @@ keel_guest::test! {
 const PORT: u16 = 0x2e8;
 
 fn test_main() {
-    let end = region_end().0;
+    let end = region_end().get();
 
     // OUTS from the last 4 mapped bytes into the first unmapped page: 4 bytes
     // go out, then #PF (not present, read) at the first unmapped byte.
-    let (stop, r) = rep_outsb(PORT, GuestVirt(end - 4), 8);
+    let (stop, r) = rep_outsb(PORT, GuestVirt::new(end - 4), 8);
     if expect_fault(
         format_args!("REP OUTSB across the end of the mapping"),
         r,
@@ -51,11 +51,14 @@ fn test_main() {
         Vector::PF,
         Some(pf::PRESENT | pf::WRITE),
     ) {
-        check_eq!(r.unwrap_err().cr2, pt.0, "CR2 of the INS #PF");
+        check_eq!(r.unwrap_err().cr2, pt.get(), "CR2 of the INS #PF");
     }
     check_eq!(
         stop,
-        StringIoEnd { ptr: pt.0, rcx: 16 },
+        StringIoEnd {
+            ptr: pt.get(),
+            rcx: 16
+        },
         "RDI/RCX after no element"
     );
     check_eq!(read_u64(pt), before, "the page table is unchanged");
@@ -63,13 +66,13 @@ fn test_main() {
     // INS into our own buffer running into the unmapped page: the mapped part
     // is filled (all ones from the empty port), then #PF (not present, write).
     let mut buf = [0u8; 32];
-    let (stop, r) = rep_insb(PORT, GuestVirt(buf.as_mut_ptr() as u64), 32);
+    let (stop, r) = rep_insb(PORT, GuestVirt::new(buf.as_mut_ptr() as u64), 32);
     expect_no_fault(format_args!("REP INSB into a buffer"), r);
     check_eq!(stop.rcx, 0, "RCX after a complete REP INSB");
     check!(buf.iter().all(|&b| b == 0xff), "REP INSB filled the buffer");
     // The mapped part is the region's last 2 bytes: a free page the test uses
     // for nothing else.
-    let (stop, r) = rep_insb(PORT, GuestVirt(end - 2), 6);
+    let (stop, r) = rep_insb(PORT, GuestVirt::new(end - 2), 6);
     if expect_fault(
         format_args!("REP INSB across the end of the mapping"),
         r,
@@ -86,7 +89,7 @@ fn test_main() {
 
     // A non-canonical source: #GP(0), nothing done.
     let nc = 0x8000_0000_0000_0000u64;
-    let (stop, r) = rep_outsb(PORT, GuestVirt(nc), 8);
+    let (stop, r) = rep_outsb(PORT, GuestVirt::new(nc), 8);
     expect_fault(
         format_args!("REP OUTSB from a non-canonical address"),
         r,
@@ -100,13 +103,13 @@ fn test_main() {
     );
 
     // NULL: #PF, not present, read.
-    let (_, r) = rep_outsb(PORT, GuestVirt(0), 1);
+    let (_, r) = rep_outsb(PORT, GuestVirt::new(0), 1);
     if expect_fault(format_args!("REP OUTSB from NULL"), r, Vector::PF, Some(0)) {
         check_eq!(r.unwrap_err().cr2, 0, "CR2 of the NULL #PF");
     }
 
     // And the instruction still works afterwards (nothing was left half-done).
-    let (stop, r) = rep_outsb(PORT, GuestVirt(buf.as_ptr() as u64), 32);
+    let (stop, r) = rep_outsb(PORT, GuestVirt::new(buf.as_ptr() as u64), 32);
     expect_no_fault(format_args!("REP OUTSB from a buffer"), r);
     check_eq!(stop.rcx, 0, "RCX after a complete REP OUTSB");
     success();

@@ -48,7 +48,7 @@ fn test_main() {
 
         // A base two bytes before the end of the mapping: two bytes go, then
         // #PF (not present, read) at the first unmapped linear address.
-        let end = region_end().0;
+        let end = region_end().get();
         let _ = wrmsr(msr, end - 2);
         let (stop, r) = seg_rep_outsb(gs, SCRATCH, 0, 4);
         if expect_fault(

@@ -19,7 +19,7 @@ keel_guest::test! {
 }
 
 fn mov_cr3(m: Mfn) -> Result<(), Fault> {
-    fault::write_cr(Cr::Cr3, m.0 << 12)
+    fault::write_cr(Cr::Cr3, m.get() << 12)
 }
 
 fn expect_gp(what: core::fmt::Arguments<'_>, r: Result<(), Fault>) {
@@ -34,7 +34,7 @@ fn test_main() {
         Errno::EINVAL,
     );
     let copy = copy_of_l4();
-    let l3 = pte_mfn(read_entry(orig, GuestVirt(0x40_0000).table_index(4)).unwrap_or(0));
+    let l3 = pte_mfn(read_entry(orig, GuestVirt::new(0x40_0000).table_index(4)).unwrap_or(0));
     let data = take_frame();
 
     // Not pinned yet: refused both ways.
@@ -50,8 +50,8 @@ fn test_main() {
     for (what, m) in [
         ("an L3", l3),
         ("a writable data frame", data.mfn),
-        ("MFN 1 (not the domain's)", Mfn(1)),
-        ("MFN 0xfffff (not the domain's)", Mfn(0xf_ffff)),
+        ("MFN 1 (not the domain's)", Mfn::new(1)),
+        ("MFN 0xfffff (not the domain's)", Mfn::new(0xf_ffff)),
     ] {
         expect_err(
             format_args!("NEW_BASEPTR of {what}"),
@@ -69,7 +69,7 @@ fn test_main() {
         ext(MMUEXT_NEW_BASEPTR, copy.mfn),
     );
     check_eq!(cr3_mfn(), copy.mfn, "CR3 after NEW_BASEPTR");
-    println!("running on the copy of the L4 ({:#x})", copy.mfn.0);
+    println!("running on the copy of the L4 ({:#x})", copy.mfn.get());
     fault::expect_no_fault(
         format_args!("MOV CR3 back to the bootstrap L4"),
         mov_cr3(orig),

@@ -39,7 +39,7 @@ fn test_main() {
     }];
     let bad = [MmuUpdate {
         ptr: slot(l1, i),
-        val: entry(Mfn(1), PTE_P),
+        val: entry(Mfn::new(1), PTE_P),
     }];
     let flush = [MmuextOp {
         cmd: MMUEXT_TLB_FLUSH_LOCAL,
@@ -104,20 +104,20 @@ fn test_main() {
         MmuextOp {
             cmd: MMUEXT_PIN_L4_TABLE,
             pad: 0,
-            arg1: copy.mfn.0,
+            arg1: copy.mfn.get(),
             arg2: 0,
         },
         MmuextOp {
             cmd: MMUEXT_NEW_BASEPTR,
             pad: 0,
-            arg1: copy.mfn.0,
+            arg1: copy.mfn.get(),
             arg2: 0,
         },
     ];
     let back = [MmuextOp {
         cmd: MMUEXT_NEW_BASEPTR,
         pad: 0,
-        arg1: orig_l4.0,
+        arg1: orig_l4.get(),
         arg2: 0,
     }];
     let text2 = b"multicall: printed on the copied L4\n";

@@ -72,9 +72,9 @@ fn test_main() {
         Errno::EINVAL,
     );
     // A frame that is not the domain's cannot be pinned.
-    for m in [Mfn(0), Mfn(1), Mfn(0xf_ffff_ffff)] {
+    for m in [Mfn::new(0), Mfn::new(1), Mfn::new(0xf_ffff_ffff)] {
         expect_err(
-            format_args!("pinning foreign frame {:#x}", m.0),
+            format_args!("pinning foreign frame {:#x}", m.get()),
             pin(1, m),
             Errno::EINVAL,
         );
@@ -88,7 +88,11 @@ fn test_main() {
             entry(l2.mfn, PTE_P | PTE_RW),
             1,
         ),
-        ("an L1 mapping a foreign frame", entry(Mfn(1), PTE_P), 1),
+        (
+            "an L1 mapping a foreign frame",
+            entry(Mfn::new(1), PTE_P),
+            1,
+        ),
         ("an L2 with a superpage", entry(data.mfn, PTE_P | PTE_PS), 2),
         ("an L3 with a superpage", entry(data.mfn, PTE_P | PTE_PS), 3),
         (
@@ -124,8 +128,8 @@ fn test_main() {
     };
     let (done, r) = mmuext_op(&[
         op(MMUEXT_TLB_FLUSH_LOCAL, 0),
-        op(MMUEXT_UNPIN_TABLE, l4.mfn.0),
-        op(MMUEXT_UNPIN_TABLE, l4.mfn.0),
+        op(MMUEXT_UNPIN_TABLE, l4.mfn.get()),
+        op(MMUEXT_UNPIN_TABLE, l4.mfn.get()),
         op(MMUEXT_TLB_FLUSH_LOCAL, 0),
     ]);
     check!(

@@ -241,7 +241,11 @@ fn test_main() {
     );
     // The batches changed nothing.
     let (l1, i) = ((t.entry_ptr >> 12), ((t.entry_ptr & 0xfff) / 8) as usize);
-    check_eq!(read_entry(Mfn(l1), i), Ok(t.entry_val), "the target entry");
+    check_eq!(
+        read_entry(Mfn::new(l1), i),
+        Ok(t.entry_val),
+        "the target entry"
+    );
     expect_ok(
         format_args!("removing the aliased tree"),
         update(slot(cr3_mfn(), t.l4_slot), 0),

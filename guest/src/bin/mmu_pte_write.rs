@@ -19,15 +19,15 @@ keel_guest::test! {
 }
 
 fn expect_reflected(what: core::fmt::Arguments<'_>, va: GuestVirt, v: u64) {
-    let before = fault::read_u64(GuestVirt(va.0 & !7));
+    let before = fault::read_u64(GuestVirt::new(va.get() & !7));
     let r = fault::write_u64(va, v);
     if fault::expect_fault(what, r, Vector::PF, Some(pf::PRESENT | pf::WRITE)) {
         if let Err(f) = r {
-            check_eq!(f.cr2, va.0, "CR2 of the reflected #PF");
+            check_eq!(f.cr2, va.get(), "CR2 of the reflected #PF");
         }
     }
     check_eq!(
-        fault::read_u64(GuestVirt(va.0 & !7)),
+        fault::read_u64(GuestVirt::new(va.get() & !7)),
         before,
         "memory after the refused store"
     );
@@ -43,7 +43,7 @@ fn test_main() {
         failure!("b's L1 is not in the bootstrap region");
         return;
     };
-    let pte = GuestVirt(l1va.0 + i as u64 * 8);
+    let pte = GuestVirt::new(l1va.get() + i as u64 * 8);
     let orig = leaf(b.va);
 
     // Valid stores: remap, unmap, restore. Each completes without a fault.
@@ -85,7 +85,7 @@ fn test_main() {
     expect_reflected(
         format_args!("store mapping a foreign frame"),
         pte,
-        entry(Mfn(1), PTE_P),
+        entry(Mfn::new(1), PTE_P),
     );
     expect_reflected(
         format_args!("store with reserved bit 52"),
@@ -99,7 +99,7 @@ fn test_main() {
         let ro = read_entry(pl1, pi).unwrap_or(0);
         expect_reflected(
             format_args!("store adding RW to the mapping of an L1"),
-            GuestVirt(pl1va.0 + pi as u64 * 8),
+            GuestVirt::new(pl1va.get() + pi as u64 * 8),
             ro | PTE_RW,
         );
     }
@@ -107,18 +107,18 @@ fn test_main() {
     if let Ok(l4va) = frame_va(l4) {
         expect_reflected(
             format_args!("store of a linear L4 entry"),
-            GuestVirt(l4va.0 + 8 * 300),
+            GuestVirt::new(l4va.get() + 8 * 300),
             entry(l4, PTE_P),
         );
     }
     // A misaligned store into a table.
     expect_reflected(
         format_args!("misaligned store into an L1"),
-        GuestVirt(pte.0 + 4),
+        GuestVirt::new(pte.get() + 4),
         0,
     );
     // A read-only page that is not a page table: the guest's own code.
-    let code = GuestVirt(test_main as fn() as *const () as u64 & !7);
+    let code = GuestVirt::new(test_main as fn() as *const () as u64 & !7);
     let r = fault::rewrite_u64(code);
     if fault::expect_fault(
         format_args!("store to the guest's read-only code"),
@@ -127,7 +127,7 @@ fn test_main() {
         Some(pf::PRESENT | pf::WRITE),
     ) {
         if let Err(f) = r {
-            check_eq!(f.cr2, code.0, "CR2 for the code page");
+            check_eq!(f.cr2, code.get(), "CR2 for the code page");
         }
     }
     check_eq!(leaf(b.va), orig, "entry at the end");

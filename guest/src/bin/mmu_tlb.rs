@@ -29,7 +29,7 @@ keel_guest::test! {
 
 fn touch_write(va: GuestVirt, v: u64) -> bool {
     fault::expect_no_fault(
-        format_args!("write to {:#x}", va.0),
+        format_args!("write to {:#x}", va.get()),
         fault::write_u64(va, v),
     )
     .is_some()
@@ -44,7 +44,7 @@ fn expect_write_pf(what: &str, va: GuestVirt) {
         Some(pf::PRESENT | pf::WRITE),
     ) {
         if let Err(f) = r {
-            check_eq!(f.cr2, va.0, "CR2 ({what})");
+            check_eq!(f.cr2, va.get(), "CR2 ({what})");
         }
     }
 }
@@ -82,7 +82,7 @@ fn test_main() {
     // 4. RW removed by an emulated store into the L1 (through its read-only mapping).
     let (l1, i) = l1_of(a.va);
     if let Ok(l1va) = frame_va(l1) {
-        let pte_va = GuestVirt(l1va.0 + i as u64 * 8);
+        let pte_va = GuestVirt::new(l1va.get() + i as u64 * 8);
         if touch_write(a.va, 4) {
             fault::expect_no_fault(
                 format_args!("emulated store dropping RW"),
@@ -96,7 +96,7 @@ fn test_main() {
             check!(touch_write(a.va, 5), "write after restoring RW");
         }
     } else {
-        failure!("the L1 of {:#x} is not in the bootstrap region", a.va.0);
+        failure!("the L1 of {:#x} is not in the bootstrap region", a.va.get());
     }
     // 5. RW removed one level up: in the L2 entry that points at a's L1 (a fresh
     // L1 and L2 slot so the test's own code and stack are not affected).
@@ -116,8 +116,8 @@ fn test_main() {
         .find(|&j| keel_guest::pagetable::read_entry(l2, j).is_ok_and(|e| e & PTE_P == 0));
     match free_idx {
         Some(j) => {
-            let base = (top.0 & !((1u64 << 30) - 1)) + ((j as u64) << 21);
-            let va = GuestVirt(base);
+            let base = (top.get() & !((1u64 << 30) - 1)) + ((j as u64) << 21);
+            let va = GuestVirt::new(base);
             let up = slot(l2, j);
             expect_ok(
                 format_args!("linking the fresh L1"),
@@ -154,11 +154,11 @@ fn test_main() {
     let mp = &mask as *const u64 as u64;
     let (done, r) = mmuext_op(&[
         op(MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
-        op(MMUEXT_INVLPG_LOCAL, a.va.0, 0),
+        op(MMUEXT_INVLPG_LOCAL, a.va.get(), 0),
         op(MMUEXT_TLB_FLUSH_MULTI, 0, mp),
-        op(MMUEXT_INVLPG_MULTI, a.va.0, mp),
+        op(MMUEXT_INVLPG_MULTI, a.va.get(), mp),
         op(MMUEXT_TLB_FLUSH_ALL, 0, 0),
-        op(MMUEXT_INVLPG_ALL, a.va.0, 0),
+        op(MMUEXT_INVLPG_ALL, a.va.get(), 0),
         op(MMUEXT_INVLPG_LOCAL, 1 << 63, 0),
     ]);
     check!((done, r) == (7, Ok(())), "flush batch: done {done}, {r:?}");

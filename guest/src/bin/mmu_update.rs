@@ -80,11 +80,15 @@ fn test_main() {
     let cases: [(&str, u64, u64); 9] = [
         ("map the L4 writable", ptr, entry(l4, PTE_P | PTE_RW)),
         ("map an L1 writable", ptr, entry(some_l1, PTE_P | PTE_RW)),
-        ("map a foreign frame (MFN 1)", ptr, entry(Mfn(1), PTE_P)),
+        (
+            "map a foreign frame (MFN 1)",
+            ptr,
+            entry(Mfn::new(1), PTE_P),
+        ),
         (
             "map a frame past the top of RAM",
             ptr,
-            entry(Mfn(0xff_ffff), PTE_P),
+            entry(Mfn::new(0xff_ffff), PTE_P),
         ),
         ("PAT bit in an L1 entry", ptr, entry(a.mfn, PTE_P | PTE_PS)),
         ("reserved bit 52", ptr, entry(a.mfn, PTE_P | 1 << 52)),
@@ -123,7 +127,7 @@ fn test_main() {
     // The table frame must be the domain's; the address must be aligned.
     expect_err(
         format_args!("update in a foreign frame"),
-        update(slot(Mfn(1), 0), 0),
+        update(slot(Mfn::new(1), 0), 0),
         Errno::EINVAL,
     );
     expect_err(
@@ -168,7 +172,7 @@ fn test_main() {
         "unreadable request list"
     );
     check_eq!(
-        hypercall_scalar(Hypercall::MMU_UPDATE, [rp, 1, pt_lo.0, DOMID_SELF, 0]),
+        hypercall_scalar(Hypercall::MMU_UPDATE, [rp, 1, pt_lo.get(), DOMID_SELF, 0]),
         e(Errno::EFAULT),
         "success_count pointing into a page-table frame"
     );
@@ -193,5 +197,5 @@ fn test_main() {
 
 /// The entry at machine address `p`, read through the bootstrap mapping.
 fn read_at(p: u64) -> u64 {
-    read_entry(Mfn(p >> 12), ((p & 0xfff) / 8) as usize).unwrap_or(u64::MAX)
+    read_entry(Mfn::new(p >> 12), ((p & 0xfff) / 8) as usize).unwrap_or(u64::MAX)
 }

@@ -55,7 +55,7 @@ fn xsa182() {
         update(slot(l1, i), ro | 1 << 5 | 1 << 6),
     );
     if let Ok(l1va) = frame_va(l1) {
-        let r = fault::write_u64(GuestVirt(l1va.0 + i as u64 * 8), ro | PTE_RW);
+        let r = fault::write_u64(GuestVirt::new(l1va.get() + i as u64 * 8), ro | PTE_RW);
         fault::expect_fault(
             format_args!("XSA-182: direct store adding only RW"),
             r,
@@ -218,7 +218,7 @@ fn xsa286() {
     let pin1 = [MmuextOp {
         cmd: MMUEXT_PIN_L1_TABLE,
         pad: 0,
-        arg1: f.mfn.0,
+        arg1: f.mfn.get(),
         arg2: 0,
     }];
     let mut calls = [
@@ -242,7 +242,7 @@ fn xsa286() {
     );
     // A present, reserved-bit entry: if this store landed, the pinned L1 would
     // hold an unvalidated entry.
-    let r = fault::write_u64(f.va, entry(Mfn(1), PTE_P | PTE_RW));
+    let r = fault::write_u64(f.va, entry(Mfn::new(1), PTE_P | PTE_RW));
     fault::expect_fault(
         format_args!("XSA-286: store through the dropped writable mapping"),
         r,
@@ -253,7 +253,7 @@ fn xsa286() {
     let (done, r) = mmuext_op(&[MmuextOp {
         cmd: MMUEXT_UNPIN_TABLE,
         pad: 0,
-        arg1: f.mfn.0,
+        arg1: f.mfn.get(),
         arg2: 0,
     }]);
     check!((done, r) == (1, Ok(())), "unpin: {done} {r:?}");

@@ -115,8 +115,8 @@ fn cpu(keel: bool) {
 /// Two frames from the top of memory (below the last, which is Keel's
 /// shared_info page).
 fn frame(i: u64) -> (Mfn, GuestVirt) {
-    let pfn = Pfn(start_info().nr_pages - 2 - i);
-    let mfn = pfn_to_mfn(pfn).unwrap_or(Mfn(0));
+    let pfn = Pfn::new(start_info().nr_pages - 2 - i);
+    let mfn = pfn_to_mfn(pfn).unwrap_or(Mfn::new(0));
     (mfn, pfn_to_va(pfn))
 }
 
@@ -131,13 +131,17 @@ fn mmu() {
     }
     let slot = match pvops::l1_slot(a) {
         Ok(s) => s,
-        Err(e) => return error!("no L1 entry for {:#x}: {e}", a.0),
+        Err(e) => return error!("no L1 entry for {:#x}: {e}", a.get()),
     };
-    let orig = read_entry(Mfn(slot >> 12), ((slot & 0xfff) / 8) as usize).unwrap_or(0);
-    check_eq!(orig & PTE_ADDR, a_mfn.0 << 12, "the entry maps the frame");
+    let orig = read_entry(Mfn::new(slot >> 12), ((slot & 0xfff) / 8) as usize).unwrap_or(0);
+    check_eq!(
+        orig & PTE_ADDR,
+        a_mfn.get() << 12,
+        "the entry maps the frame"
+    );
 
     // Point A's page at B's frame, flush that page, read B's marker through A.
-    let r = (o.mmu.set_pte)(slot, (b_mfn.0 << 12) | (orig & !PTE_ADDR));
+    let r = (o.mmu.set_pte)(slot, (b_mfn.get() << 12) | (orig & !PTE_ADDR));
     check!(r.is_ok(), "set_pte to another frame: {r:?}");
     check!((o.mmu.flush_one)(a).is_ok(), "flush_one");
     check_eq!(fault::read_u64(a), Ok(0xbbbb), "A's page after the remap");
@@ -151,7 +155,7 @@ fn mmu() {
     let old = cr3_mfn();
     for i in 0..512 {
         let e = read_entry(old, i).unwrap_or(0);
-        if fault::write_u64(GuestVirt(c.0 + i as u64 * 8), e).is_err() {
+        if fault::write_u64(GuestVirt::new(c.get() + i as u64 * 8), e).is_err() {
             return error!("filling the new L4");
         }
     }

@@ -22,20 +22,20 @@ const MAX_TABLES: usize = 64;
 fn test_main() {
     let (pt_lo, pt_hi) = pagetable::pt_region();
     // The machine frames of the bootstrap page-table region.
-    let mut pt_frames = [Mfn(0); MAX_TABLES];
-    let n_pt = ((pt_hi.0 - pt_lo.0) / PAGE_SIZE) as usize;
+    let mut pt_frames = [Mfn::new(0); MAX_TABLES];
+    let n_pt = ((pt_hi.get() - pt_lo.get()) / PAGE_SIZE) as usize;
     if n_pt > MAX_TABLES {
         keel_guest::error!("{n_pt} page-table frames: more than this test tracks");
         return;
     }
     for (i, slot) in pt_frames.iter_mut().take(n_pt).enumerate() {
-        let va = GuestVirt(pt_lo.0 + i as u64 * PAGE_SIZE);
+        let va = GuestVirt::new(pt_lo.get() + i as u64 * PAGE_SIZE);
         match va_to_pfn(va).map(pfn_to_mfn) {
             Some(Ok(m)) => *slot = m,
             _ => {
                 failure!(
                     "page-table frame {i} at {:#x} is not in the bootstrap region",
-                    va.0
+                    va.get()
                 );
                 return;
             }
@@ -47,7 +47,7 @@ fn test_main() {
     check!(
         is_pt(pagetable::cr3_mfn()),
         "CR3 ({:#x}) is not one of the bootstrap page-table frames",
-        pagetable::cr3_mfn().0
+        pagetable::cr3_mfn().get()
     );
 
     if let Err(f) = pagetable::index() {
@@ -68,14 +68,21 @@ fn test_main() {
         if v.level > 1 && v.pte & PTE_PS != 0 {
             complain(format_args!(
                 "L{} entry {} of table {:#x} maps a superpage ({:#x})",
-                v.level, v.index, v.table.0, v.pte
+                v.level,
+                v.index,
+                v.table.get(),
+                v.pte
             ));
             return;
         }
         if !owned(target) {
             complain(format_args!(
                 "L{} entry {} of table {:#x} (va {:#x}) reaches frame {:#x}, not the domain's",
-                v.level, v.index, v.table.0, v.va.0, target.0
+                v.level,
+                v.index,
+                v.table.get(),
+                v.va.get(),
+                target.get()
             ));
         }
         if v.level > 1 {
@@ -84,8 +91,8 @@ fn test_main() {
                 complain(format_args!(
                     "L{} table frame {:#x} (under va {:#x}) is not a bootstrap page-table frame",
                     v.level - 1,
-                    target.0,
-                    v.va.0
+                    target.get(),
+                    v.va.get()
                 ));
             }
         } else {
@@ -95,7 +102,9 @@ fn test_main() {
                 if v.pte & PTE_RW != 0 {
                     complain(format_args!(
                         "va {:#x} maps page-table frame {:#x} writable (pte {:#x})",
-                        v.va.0, target.0, v.pte
+                        v.va.get(),
+                        target.get(),
+                        v.pte
                     ));
                 }
             }

@@ -24,14 +24,14 @@ fn test_main() {
         let before = match pagetable::page_hash(va) {
             Ok(h) => h,
             Err(f) => {
-                failure!("reading page-table frame at {:#x} took {f}", va.0);
+                failure!("reading page-table frame at {:#x} took {f}", va.get());
                 return;
             }
         };
         // extraversion writes 16 bytes, get_features 8: aim both at the first
         // entries (the L4's low half maps the guest) and at the end of the frame.
         for off in [0, 8 * 256, PAGE_SIZE - 16] {
-            let p = va.0 + off;
+            let p = va.get() + off;
             let r = hypercall_scalar(Hypercall::XEN_VERSION, [XENVER_EXTRAVERSION, p, 0, 0, 0]);
             check_eq!(
                 r,
@@ -43,7 +43,7 @@ fn test_main() {
         // is then whatever the table entry holds, and a non-zero one is -EINVAL
         // before any write. Either way nothing may be written.
         for off in [0u64, 8, PAGE_SIZE - 8] {
-            let p = va.0 + off;
+            let p = va.get() + off;
             let r = hypercall_scalar(Hypercall::XEN_VERSION, [XENVER_GET_FEATURES, p, 0, 0, 0]);
             check!(
                 r == Errno::EFAULT.as_return() || r == Errno::EINVAL.as_return(),
@@ -55,13 +55,13 @@ fn test_main() {
                 check!(
                     h == before,
                     "page-table frame at {:#x} changed after refused hypercalls",
-                    va.0
+                    va.get()
                 );
             }
-            Err(f) => failure!("re-reading page-table frame at {:#x} took {f}", va.0),
+            Err(f) => failure!("re-reading page-table frame at {:#x} took {f}", va.get()),
         }
         frames += 1;
-        va = GuestVirt(va.0 + PAGE_SIZE);
+        va = GuestVirt::new(va.get() + PAGE_SIZE);
     }
     println!("{frames} page-table frames probed");
 

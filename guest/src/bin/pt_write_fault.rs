@@ -25,41 +25,41 @@ fn test_main() {
     while va < hi {
         // First, last and a middle entry of every table frame.
         for off in [0u64, 8 * 256, PAGE_SIZE - 8] {
-            let p = GuestVirt(va.0 + off);
+            let p = GuestVirt::new(va.get() + off);
             let before = read_u64(p);
             // Bit 52 is refused in every entry; P makes it a real mapping attempt.
             let bad = before.as_ref().map_or(1, |b| b | 1) | 1 << 52;
             let r = write_u64(p, bad);
             if fault::expect_fault(
-                format_args!("invalid store to page-table frame at {:#x}", p.0),
+                format_args!("invalid store to page-table frame at {:#x}", p.get()),
                 r,
                 Vector::PF,
                 Some(want_ec),
             ) {
                 if let Err(f) = r {
-                    check_eq!(f.cr2, p.0, "CR2 of the #PF");
+                    check_eq!(f.cr2, p.get(), "CR2 of the #PF");
                 }
             }
             fault::expect_no_fault(
-                format_args!("emulated store of an entry's own value at {:#x}", p.0),
+                format_args!("emulated store of an entry's own value at {:#x}", p.get()),
                 rewrite_u64(p),
             );
             check_eq!(
                 read_u64(p),
                 before,
                 "entry at {:#x} after the refused write",
-                p.0
+                p.get()
             );
         }
-        va = GuestVirt(va.0 + PAGE_SIZE);
+        va = GuestVirt::new(va.get() + PAGE_SIZE);
     }
 
     // The positive control: a writable page of our own takes the same probe fine,
     // so the faults above are about the mappings.
     static OWN_DATA: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(7);
-    let own = GuestVirt(&OWN_DATA as *const _ as u64);
+    let own = GuestVirt::new(&OWN_DATA as *const _ as u64);
     fault::expect_no_fault(
-        format_args!("write to own data at {:#x}", own.0),
+        format_args!("write to own data at {:#x}", own.get()),
         rewrite_u64(own),
     );
     success();

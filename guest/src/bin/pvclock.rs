@@ -27,10 +27,10 @@ fn test_main() {
         );
         return;
     };
-    let si_ma = keel_guest::start::start_info().shared_info.0;
-    println!("shared_info at {:#x} (machine {:#x})", si.0, si_ma);
+    let si_ma = keel_guest::start::start_info().shared_info.get();
+    println!("shared_info at {:#x} (machine {:#x})", si.get(), si_ma);
     check_eq!(
-        keel_guest::start::va_to_pfn(si).map(|p| p.0),
+        keel_guest::start::va_to_pfn(si).map(|p| p.get()),
         Some(keel_guest::start::start_info().nr_pages - 1),
         "shared_info is the domain's last frame"
     );

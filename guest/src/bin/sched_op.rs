@@ -41,11 +41,11 @@ fn test_main() {
             continue;
         }
         check_eq!(
-            sched(SCHEDOP_SHUTDOWN, bp.va.0),
+            sched(SCHEDOP_SHUTDOWN, bp.va.get()),
             Errno::EFAULT.as_return(),
             "SCHEDOP_shutdown with argument {} {:#x}",
             bp.name,
-            bp.va.0
+            bp.va.get()
         );
     }
 

@@ -31,26 +31,26 @@ fn test_main() {
     let unmapped = targets::region_end();
     let r = read_u64(unmapped);
     if fault::expect_fault(
-        format_args!("read of unmapped {:#x}", unmapped.0),
+        format_args!("read of unmapped {:#x}", unmapped.get()),
         r,
         Vector::PF,
         Some(0),
     ) {
         if let Err(f) = r {
-            check_eq!(f.cr2, unmapped.0, "CR2 after the #PF");
+            check_eq!(f.cr2, unmapped.get(), "CR2 after the #PF");
         }
     }
     // A non-canonical address: #GP(0) (no CR2 involved).
     fault::expect_fault(
         format_args!("read of non-canonical address"),
-        read_u64(GuestVirt(0x8000_0000_0000_0000)),
+        read_u64(GuestVirt::new(0x8000_0000_0000_0000)),
         Vector::GP,
         Some(0),
     );
     // A mapped, readable address: no fault, and the value is right.
     static WORD: u64 = 0x1234_5678_9abc_def0;
     check_eq!(
-        read_u64(GuestVirt(&WORD as *const u64 as u64)),
+        read_u64(GuestVirt::new(&WORD as *const u64 as u64)),
         Ok(0x1234_5678_9abc_def0),
         "read of a static through the probe"
     );

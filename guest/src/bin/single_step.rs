@@ -27,7 +27,7 @@ fn test_main() {
     let (l1, i) = keel_guest::mmu::l1_of(f.va);
     let entry = keel_guest::mmu::leaf(f.va);
     let slot_va = match keel_guest::pagetable::frame_va(l1) {
-        Ok(v) => v.0 + i as u64 * 8,
+        Ok(v) => v.get() + i as u64 * 8,
         Err(e) => keel_guest::report::crash(format_args!("L1 not mapped: {e:?}")),
     };
     let cases = [

@@ -20,7 +20,12 @@ fn test_main() {
     let si = &b.info;
     println!(
         "start_info at {:#x}: nr_pages {}, mfn_list {:#x}, pt_base {:#x} ({} frames), flags {:#x}",
-        b.va.0, si.nr_pages, si.mfn_list.0, si.pt_base.0, si.nr_pt_frames, si.flags
+        b.va.get(),
+        si.nr_pages,
+        si.mfn_list.get(),
+        si.pt_base.get(),
+        si.nr_pt_frames,
+        si.flags
     );
 
     check!(
@@ -40,7 +45,7 @@ fn test_main() {
 
     // Size: at least the image plus the structures that follow it; at most what a
     // 64-bit frame list in a sane guest could describe.
-    let image_pages = (b.image_end.0 - b.virt_base.0) / PAGE_SIZE;
+    let image_pages = (b.image_end.get() - b.virt_base.get()) / PAGE_SIZE;
     check!(
         si.nr_pages > image_pages + si.nr_pt_frames + 2 && si.nr_pages < (1 << 24),
         "nr_pages {} is implausible (image {} pages, {} page-table frames)",
@@ -62,15 +67,15 @@ fn test_main() {
         ("pt_base", si.pt_base),
     ] {
         match va_to_pfn(va) {
-            None => failure!("{name} {:#x} is outside the bootstrap region", va.0),
+            None => failure!("{name} {:#x} is outside the bootstrap region", va.get()),
             Some(p) => {
                 check!(
-                    va.0 >= b.image_end.0,
+                    va.get() >= b.image_end.get(),
                     "{name} {:#x} overlaps the image (ends {:#x})",
-                    va.0,
-                    b.image_end.0
+                    va.get(),
+                    b.image_end.get()
                 );
-                println!("{name}: pfn {:#x}", p.0);
+                println!("{name}: pfn {:#x}", p.get());
             }
         }
     }
@@ -78,7 +83,8 @@ fn test_main() {
     check_eq!(si.pt_base.page_offset(), 0, "pt_base page offset");
     check_eq!(si.mfn_list.page_offset(), 0, "mfn_list page offset");
     check!(
-        si.mfn_list.0 + si.nr_pages * 8 <= b.va.0 || si.mfn_list.0 >= b.va.0 + PAGE_SIZE,
+        si.mfn_list.get() + si.nr_pages * 8 <= b.va.get()
+            || si.mfn_list.get() >= b.va.get() + PAGE_SIZE,
         "mfn_list overlaps start_info"
     );
 
@@ -87,7 +93,7 @@ fn test_main() {
     let idx = match pagetable::index() {
         Ok(i) => i,
         Err(f) => {
-            failure!("reading mfn_list at {:#x} took {f}", si.mfn_list.0);
+            failure!("reading mfn_list at {:#x} took {f}", si.mfn_list.get());
             return;
         }
     };
@@ -95,10 +101,10 @@ fn test_main() {
         println!("note: only the first {} frames are checked", idx.len());
     }
     if let Some(m) = idx.duplicate() {
-        failure!("mfn_list names frame {:#x} more than once", m.0);
+        failure!("mfn_list names frame {:#x} more than once", m.get());
     }
     check!(
-        idx.pfn_of(Mfn(0)).is_none(),
+        idx.pfn_of(Mfn::new(0)).is_none(),
         "mfn_list gives the guest machine frame 0"
     );
     drop(idx);
@@ -106,7 +112,7 @@ fn test_main() {
     // pt_base is mapped (readable), and it is the L4 that CR3 points at.
     match fault::read_u64(si.pt_base) {
         Ok(_) => {}
-        Err(f) => failure!("reading pt_base {:#x} took {f}", si.pt_base.0),
+        Err(f) => failure!("reading pt_base {:#x} took {f}", si.pt_base.get()),
     }
     if let Some(pfn) = va_to_pfn(si.pt_base) {
         match pfn_to_mfn(pfn) {
@@ -121,8 +127,8 @@ fn test_main() {
     // the tables for a sample of pages across the region.
     let n = si.nr_pages;
     for pfn in [0, 1, n / 4, n / 2, (3 * n) / 4, n - 1] {
-        let va = keel_guest::start::pfn_to_va(Pfn(pfn));
-        let want = match pfn_to_mfn(Pfn(pfn)) {
+        let va = keel_guest::start::pfn_to_va(Pfn::new(pfn));
+        let want = match pfn_to_mfn(Pfn::new(pfn)) {
             Ok(m) => m,
             Err(f) => {
                 failure!("mfn_list[{pfn:#x}] took {f}");
@@ -131,9 +137,14 @@ fn test_main() {
         };
         match pagetable::translate(va) {
             Ok(t) => {
-                check_eq!(t.mfn, want, "frame mapped at {:#x} (pfn {pfn:#x})", va.0);
+                check_eq!(
+                    t.mfn,
+                    want,
+                    "frame mapped at {:#x} (pfn {pfn:#x})",
+                    va.get()
+                );
             }
-            Err(e) => failure!("walking {:#x} (pfn {pfn:#x}): {e}", va.0),
+            Err(e) => failure!("walking {:#x} (pfn {pfn:#x}): {e}", va.get()),
         }
     }
     success();

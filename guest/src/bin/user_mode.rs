@@ -49,7 +49,7 @@ fn test_main() {
         "user read of the user page"
     );
     let kernel_word = 0x6b65_726e_656cu64;
-    let kva = GuestVirt(&kernel_word as *const u64 as u64);
+    let kva = GuestVirt::new(&kernel_word as *const u64 as u64);
     if expect_fault(
         format_args!("user read of a kernel page"),
         user::read_u64(kva),
@@ -96,7 +96,7 @@ fn hypercalls() {
     let idx = region.table_index(4);
     let before = read_entry(l4, idx).unwrap_or(0);
     let req = [MmuUpdate {
-        ptr: ((l4.0 << 12) + idx as u64 * 8) | MMU_NORMAL_PT_UPDATE,
+        ptr: ((l4.get() << 12) + idx as u64 * 8) | MMU_NORMAL_PT_UPDATE,
         val: before & !PTE_RW,
     }];
     let mut done = 0u32;
@@ -160,7 +160,7 @@ fn string_io(data: GuestVirt) {
     // A kernel buffer: OUTS from it faults as a user-mode read (P|U) at its
     // first byte, INS into it as a user-mode write (P|W|U), nothing moves.
     let mut kbuf = [0x11u8; 64];
-    let kva = GuestVirt(kbuf.as_mut_ptr() as u64);
+    let kva = GuestVirt::new(kbuf.as_mut_ptr() as u64);
     let (stop, r) = user::rep_outsb(PORT, kva, 16);
     if expect_fault(
         format_args!("user REP OUTSB from a kernel page"),
@@ -168,12 +168,12 @@ fn string_io(data: GuestVirt) {
         Vector::PF,
         Some(pf::PRESENT | pf::USER),
     ) {
-        check_eq!(r.unwrap_err().cr2, kva.0, "CR2 of the OUTS #PF");
+        check_eq!(r.unwrap_err().cr2, kva.get(), "CR2 of the OUTS #PF");
     }
     check_eq!(
         stop,
         StringIoEnd {
-            ptr: kva.0,
+            ptr: kva.get(),
             rcx: 16
         },
         "RSI/RCX: no element done"
@@ -185,12 +185,12 @@ fn string_io(data: GuestVirt) {
         Vector::PF,
         Some(pf::PRESENT | pf::WRITE | pf::USER),
     ) {
-        check_eq!(r.unwrap_err().cr2, kva.0, "CR2 of the INS #PF");
+        check_eq!(r.unwrap_err().cr2, kva.get(), "CR2 of the INS #PF");
     }
     check_eq!(
         stop,
         StringIoEnd {
-            ptr: kva.0,
+            ptr: kva.get(),
             rcx: 16
         },
         "RDI/RCX: no element done"
@@ -233,7 +233,7 @@ fn string_io(data: GuestVirt) {
     let (stop, r) = user::rep_outsb(PORT, data, 32);
     expect_no_fault(format_args!("user REP OUTSB from the user page"), r);
     check_eq!(stop.rcx, 0, "RCX after a complete user REP OUTSB");
-    let last = GuestVirt(data.0 + 4096 - 4);
+    let last = GuestVirt::new(data.get() + 4096 - 4);
     let (stop, r) = user::rep_outsb(PORT, last, 8);
     if expect_fault(
         format_args!("user REP OUTSB off the end of the user page"),
@@ -242,7 +242,7 @@ fn string_io(data: GuestVirt) {
         None,
     ) {
         let f = r.unwrap_err();
-        check_eq!(f.cr2, data.0 + 4096, "CR2 at the first kernel byte");
+        check_eq!(f.cr2, data.get() + 4096, "CR2 at the first kernel byte");
         check!(
             f.error_code & pf::USER != 0,
             "U in the error code {:#x}",
@@ -252,7 +252,7 @@ fn string_io(data: GuestVirt) {
     check_eq!(
         stop,
         StringIoEnd {
-            ptr: data.0 + 4096,
+            ptr: data.get() + 4096,
             rcx: 4
         },
         "RSI/RCX after the 4 user bytes"

@@ -130,23 +130,23 @@ fn test_main() {
         }
         for cmd in [XENVER_EXTRAVERSION, XENVER_GET_FEATURES] {
             check_eq!(
-                xv(cmd, bp.va.0),
+                xv(cmd, bp.va.get()),
                 Errno::EFAULT.as_return(),
                 "xen_version({cmd}, {} {:#x})",
                 bp.name,
-                bp.va.0
+                bp.va.get()
             );
         }
     }
     // Read-only memory: the image's text. The buffer is checked unchanged after.
     let text = keel_guest::start::boot().virt_base;
     let before = fault::read_u64(text);
-    let r = xv(XENVER_EXTRAVERSION, text.0);
+    let r = xv(XENVER_EXTRAVERSION, text.get());
     check_eq!(
         r,
         Errno::EFAULT.as_return(),
         "XENVER_extraversion into the read-only image text at {:#x}",
-        text.0
+        text.get()
     );
     check_eq!(
         fault::read_u64(text),

@@ -39,7 +39,7 @@ impl AcpiHandler for DirectMapHandler {
         // error from here, so it is a (reported) hypervisor panic.
         let end = (physical_address as u64).saturating_add(size as u64);
         assert!(
-            physical_address != 0 && end <= direct_map_top().0,
+            physical_address != 0 && end <= direct_map_top().get(),
             "ACPI table at {physical_address:#x}+{size:#x} is outside the direct map"
         );
         let Some(virt) = NonNull::new(physical_address as *mut T) else {
@@ -81,13 +81,13 @@ pub fn init(hint: Option<RsdpLocation>) -> Result<AcpiInfo, AcpiError> {
     // multiboot loaders, where the scan is the documented way to find the RSDP.
     let (tables, rsdp, source) = match hint {
         Some(loc) => (
-            unsafe { AcpiTables::from_rsdp(h, loc.addr.0 as usize)? },
+            unsafe { AcpiTables::from_rsdp(h, loc.addr.get() as usize)? },
             loc.addr,
             "multiboot2",
         ),
         None => {
             let mapping = unsafe { acpi::rsdp::Rsdp::search_for_on_bios(h)? };
-            let addr = MachineAddr(mapping.physical_start() as u64);
+            let addr = MachineAddr::new(mapping.physical_start() as u64);
             // SAFETY: `search_for_on_bios` validated the RSDP.
             (
                 unsafe { AcpiTables::from_validated_rsdp(h, mapping)? },
@@ -148,7 +148,7 @@ fn s5_info(tables: &AcpiTables<DirectMapHandler>) -> Result<S5Info, &'static str
 
     let dsdt = tables.dsdt().map_err(|_| "no DSDT")?;
     let end = (dsdt.address as u64).saturating_add(u64::from(dsdt.length));
-    if dsdt.address == 0 || end > direct_map_top().0 {
+    if dsdt.address == 0 || end > direct_map_top().get() {
         return Err("DSDT outside the direct map");
     }
     // SAFETY: the DSDT body is firmware memory (ACPI region: reserved from the

@@ -419,7 +419,7 @@ pub fn selftest(t: crate::boot::SelfTest) -> ! {
         SelfTest::PageFault => {
             // 512 GiB: canonical, and outside the direct map unless RAM reaches it.
             let addr = 512u64 << 30;
-            if addr >= super::mem::direct_map_top().0 {
+            if addr >= super::mem::direct_map_top().get() {
                 // SAFETY: the address is unmapped: the read raises #PF (reported,
                 // power-off); it never returns a value.
                 let v = unsafe { core::ptr::read_volatile(addr as *const u64) };

@@ -31,7 +31,7 @@ static DIRECT_MAP_TOP: AtomicU64 = AtomicU64::new(BOOT_MAP_TOP);
 
 /// The current end of the direct map.
 pub fn direct_map_top() -> MachineAddr {
-    MachineAddr(DIRECT_MAP_TOP.load(Ordering::Relaxed))
+    MachineAddr::new(DIRECT_MAP_TOP.load(Ordering::Relaxed))
 }
 
 /// A pointer to machine address `ma` through the direct map, after checking that
@@ -59,7 +59,7 @@ fn check_one_frame(at: MachineAddr, len: usize) {
     assert!(
         at.page_offset() + len as u64 <= PAGE_SIZE,
         "PhysMem access at {:#x}+{len:#x} crosses a frame",
-        at.0
+        at.get()
     );
 }
 
@@ -69,7 +69,7 @@ fn check_one_frame(at: MachineAddr, len: usize) {
 #[inline(always)]
 fn word_ptr<T>(at: MachineAddr) -> Option<*mut T> {
     let top = DIRECT_MAP_TOP.load(Ordering::Relaxed);
-    word_in_map(at.0, core::mem::size_of::<T>() as u64, top).then_some(at.0 as *mut T)
+    word_in_map(at.get(), core::mem::size_of::<T>() as u64, top).then_some(at.get() as *mut T)
 }
 
 // The word accessors' slow paths (unaligned words), out of line so that the
@@ -132,7 +132,7 @@ impl PhysMem for DirectMap {
 
     fn read_with(&self, at: MachineAddr, len: usize, f: &mut dyn FnMut(&[u8])) {
         check_one_frame(at, len);
-        let src = direct_ptr(at.0, len);
+        let src = direct_ptr(at.get(), len);
         // SAFETY: the range is mapped (checked) and is machine memory the caller
         // may read; nothing writes it while `f` runs (one CPU, no DMA, the guest
         // is not running during an exit), and the slice does not outlive `f`.
@@ -141,7 +141,7 @@ impl PhysMem for DirectMap {
 
     fn read(&self, at: MachineAddr, out: &mut [u8]) {
         check_one_frame(at, out.len());
-        let src = direct_ptr(at.0, out.len());
+        let src = direct_ptr(at.get(), out.len());
         // SAFETY: the range is mapped (checked) and is machine memory the caller
         // may read; `out` is a distinct Rust buffer. Other CPUs/devices writing the
         // same memory concurrently is not possible in 0.1 (one CPU, no DMA).
@@ -150,7 +150,7 @@ impl PhysMem for DirectMap {
 
     fn write(&mut self, at: MachineAddr, data: &[u8]) {
         check_one_frame(at, data.len());
-        let dst = direct_ptr(at.0, data.len());
+        let dst = direct_ptr(at.get(), data.len());
         // SAFETY: as for `read`; the caller owns the frame (it came from the frame
         // allocator), so no Rust object of the hypervisor lives there.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
@@ -181,7 +181,7 @@ impl BootMemory for BootWindow {
 /// them: a `'static` shared slice is sound. `None` if the range is empty or outside
 /// the direct map.
 pub fn module_bytes(m: &crate::boot::Module) -> Option<&'static [u8]> {
-    let (start, len) = (m.range.start.0, m.range.len());
+    let (start, len) = (m.range.start.get(), m.range.len());
     let end = start.checked_add(len)?;
     if start == 0 || len == 0 || end > DIRECT_MAP_TOP.load(Ordering::Relaxed) {
         return None;
@@ -213,7 +213,7 @@ pub fn build_frame_allocator(
     // (BITMAP_TAKEN) and reserved in the allocator below, so nothing else will
     // ever alias it. u64 alignment: `home` is page-aligned.
     let storage: &'static mut [u64] = unsafe {
-        core::slice::from_raw_parts_mut(direct_ptr(home.start.0, bytes as usize).cast(), words)
+        core::slice::from_raw_parts_mut(direct_ptr(home.start.get(), bytes as usize).cast(), words)
     };
     let mut all_reserved = [MachineRange::default(); frames::MAX_RESERVED / 2];
     let n = reserved.len().min(all_reserved.len() - 1);
@@ -235,7 +235,7 @@ pub enum MapError {
 
 fn new_table(frames: &mut impl FrameSource) -> Result<Mfn, MapError> {
     let f = frames.alloc_frame().ok_or(MapError::OutOfFrames)?;
-    if f.addr().0 + PAGE_SIZE > DIRECT_MAP_TOP.load(Ordering::Relaxed) {
+    if f.addr().get() + PAGE_SIZE > DIRECT_MAP_TOP.load(Ordering::Relaxed) {
         frames.free_frame(f);
         return Err(MapError::FrameNotMapped(f));
     }
@@ -250,19 +250,19 @@ fn new_table(frames: &mut impl FrameSource) -> Result<Mfn, MapError> {
 /// and not otherwise referenced for the lifetime of the returned reference.
 unsafe fn table(f: Mfn) -> &'static mut PageTable {
     // SAFETY: delegated to the caller.
-    unsafe { &mut *direct_ptr(f.addr().0, PAGE_SIZE as usize).cast::<PageTable>() }
+    unsafe { &mut *direct_ptr(f.addr().get(), PAGE_SIZE as usize).cast::<PageTable>() }
 }
 
 /// Extend the identity map from 4 GiB to `top` (rounded up to 2 MiB), taking page
 /// tables from `frames`. Returns how many bytes were added.
 pub fn extend_direct_map(top: MachineAddr, frames: &mut impl FrameSource) -> Result<u64, MapError> {
     let start = DIRECT_MAP_TOP.load(Ordering::Relaxed);
-    let end = top.0.div_ceil(LARGE_PAGE) * LARGE_PAGE;
+    let end = top.get().div_ceil(LARGE_PAGE) * LARGE_PAGE;
     if end <= start {
         return Ok(0);
     }
     let table_flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
-    let pml4_frame = Mfn(super::cpu::read_cr3() >> 12 & ((1 << 40) - 1));
+    let pml4_frame = Mfn::new(super::cpu::read_cr3() >> 12 & ((1 << 40) - 1));
     let mut addr = start;
     while addr < end {
         let i4 = (addr >> 39 & 0x1ff) as usize;
@@ -273,16 +273,16 @@ pub fn extend_direct_map(top: MachineAddr, frames: &mut impl FrameSource) -> Res
         let pml4 = unsafe { table(pml4_frame) };
         if pml4[i4].is_unused() {
             let t = new_table(frames)?;
-            pml4[i4].set_addr(PhysAddr::new(t.addr().0), table_flags);
+            pml4[i4].set_addr(PhysAddr::new(t.addr().get()), table_flags);
         }
-        let pdpt_frame = Mfn(pml4[i4].addr().as_u64() >> 12);
+        let pdpt_frame = Mfn::new(pml4[i4].addr().as_u64() >> 12);
         // SAFETY: as above; the PDPT is part of the live hierarchy.
         let pdpt = unsafe { table(pdpt_frame) };
         if pdpt[i3].is_unused() {
             let t = new_table(frames)?;
-            pdpt[i3].set_addr(PhysAddr::new(t.addr().0), table_flags);
+            pdpt[i3].set_addr(PhysAddr::new(t.addr().get()), table_flags);
         }
-        let pd_frame = Mfn(pdpt[i3].addr().as_u64() >> 12);
+        let pd_frame = Mfn::new(pdpt[i3].addr().as_u64() >> 12);
         // SAFETY: as above.
         let pd = unsafe { table(pd_frame) };
         // Identity: the 2 MiB page at `addr` maps machine address `addr`. Entries
@@ -293,7 +293,7 @@ pub fn extend_direct_map(top: MachineAddr, frames: &mut impl FrameSource) -> Res
     DIRECT_MAP_TOP.store(end, Ordering::Relaxed);
     // Touch the last word of RAM through the new mapping: a mistake in the tables
     // above faults here, at boot, with a register dump, not later in a domain.
-    core::hint::black_box(DirectMap.read_u64(MachineAddr((top.0 - 8) & !7)));
+    core::hint::black_box(DirectMap.read_u64(MachineAddr::new((top.get() - 8) & !7)));
     Ok(end - start)
 }
 
@@ -338,19 +338,19 @@ pub fn harden(frames: &mut impl FrameSource) -> Result<(), MapError> {
         image_t[i as usize].set_addr(PhysAddr::new(a), flags);
     }
 
-    let pml4_frame = Mfn(super::cpu::read_cr3() >> 12 & ((1 << 40) - 1));
+    let pml4_frame = Mfn::new(super::cpu::read_cr3() >> 12 & ((1 << 40) - 1));
     // SAFETY: the live hierarchy; one CPU; no other reference to the tables.
     let pml4 = unsafe { table(pml4_frame) };
-    let pdpt_frame = Mfn(pml4[0].addr().as_u64() >> 12);
+    let pdpt_frame = Mfn::new(pml4[0].addr().as_u64() >> 12);
     // SAFETY: as above.
     let pdpt = unsafe { table(pdpt_frame) };
-    let pd_frame = Mfn(pdpt[0].addr().as_u64() >> 12);
+    let pd_frame = Mfn::new(pdpt[0].addr().as_u64() >> 12);
     // SAFETY: as above.
     let pd = unsafe { table(pd_frame) };
     // Each new table maps exactly what the 2 MiB page it replaces mapped (minus the
     // pages made absent), so the code doing the switch stays mapped throughout.
-    pd[0].set_addr(PhysAddr::new(low.addr().0), p | w);
-    pd[1].set_addr(PhysAddr::new(image.addr().0), p | w);
+    pd[0].set_addr(PhysAddr::new(low.addr().get()), p | w);
+    pd[1].set_addr(PhysAddr::new(image.addr().get()), p | w);
     // Reload CR3: drops every TLB entry (no global pages are used).
     // SAFETY: same PML4; only the permissions and page sizes above changed.
     unsafe {

@@ -30,13 +30,13 @@ impl MachineRange {
     /// `[start, start + len)`, saturating at the top of the address space.
     pub const fn from_len(start: u64, len: u64) -> Self {
         MachineRange {
-            start: MachineAddr(start),
-            end: MachineAddr(start.saturating_add(len)),
+            start: MachineAddr::new(start),
+            end: MachineAddr::new(start.saturating_add(len)),
         }
     }
     /// Length in bytes (0 for an empty or inverted range).
     pub const fn len(&self) -> u64 {
-        self.end.0.saturating_sub(self.start.0)
+        self.end.get().saturating_sub(self.start.get())
     }
     /// Whether the range holds no byte.
     pub const fn is_empty(&self) -> bool {
@@ -44,13 +44,13 @@ impl MachineRange {
     }
     /// Whether the two ranges share a byte.
     pub const fn overlaps(&self, other: &MachineRange) -> bool {
-        self.start.0 < other.end.0 && other.start.0 < self.end.0
+        self.start.get() < other.end.get() && other.start.get() < self.end.get()
     }
 }
 
 impl fmt::Display for MachineRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{:#x}, {:#x})", self.start.0, self.end.0)
+        write!(f, "[{:#x}, {:#x})", self.start.get(), self.end.get())
     }
 }
 
@@ -212,8 +212,8 @@ pub struct BootInfo {
 
 const EMPTY_REGION: MemRegion = MemRegion {
     range: MachineRange {
-        start: MachineAddr(0),
-        end: MachineAddr(0),
+        start: MachineAddr::new(0),
+        end: MachineAddr::new(0),
     },
     kind: RegionKind::Reserved,
 };
@@ -264,7 +264,7 @@ impl BootInfo {
             })
             .map(|r| r.range.end)
             .max()
-            .unwrap_or(MachineAddr(0))
+            .unwrap_or(MachineAddr::new(0))
     }
     /// Total bytes of usable RAM in the map.
     pub fn usable_bytes(&self) -> u64 {

@@ -107,8 +107,8 @@ pub fn parse_multiboot1(info_addr: u64, mem: &impl BootMemory) -> Result<BootInf
             bi.push_boot_data(cmd_addr, used);
             bi.push_module(
                 MachineRange {
-                    start: MachineAddr(start),
-                    end: MachineAddr(end.max(start)),
+                    start: MachineAddr::new(start),
+                    end: MachineAddr::new(end.max(start)),
                 },
                 cmd,
             );

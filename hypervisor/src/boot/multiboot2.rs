@@ -59,8 +59,8 @@ pub fn parse_multiboot2(base: u64, block: &[u8]) -> Result<BootInfo, BootInfoErr
                 let end = u64::from(le_u32(payload, 4).ok_or(bad)?);
                 bi.push_module(
                     MachineRange {
-                        start: MachineAddr(start),
-                        end: MachineAddr(end.max(start)),
+                        start: MachineAddr::new(start),
+                        end: MachineAddr::new(end.max(start)),
                     },
                     payload.get(8..).unwrap_or(&[]),
                 );
@@ -89,7 +89,7 @@ pub fn parse_multiboot2(base: u64, block: &[u8]) -> Result<BootInfo, BootInfoErr
             // least the 20-byte ACPI 1.0 part.
             MB2_TAG_ACPI_OLD | MB2_TAG_ACPI_NEW if payload.len() >= 20 => {
                 let loc = RsdpLocation {
-                    addr: MachineAddr(base + off as u64 + 8),
+                    addr: MachineAddr::new(base + off as u64 + 8),
                     revision: payload[15],
                 };
                 if tag_type == MB2_TAG_ACPI_NEW {

@@ -207,7 +207,7 @@ fn mb1_qemu_like() {
         MachineRange::from_len(0x10_0000, 0x7ee_0000)
     );
     assert_eq!(bi.regions()[3].kind, RegionKind::AcpiReclaimable);
-    assert_eq!(bi.ram_top(), MachineAddr(0x800_0000));
+    assert_eq!(bi.ram_top(), MachineAddr::new(0x800_0000));
     assert_eq!(bi.rsdp, None);
     assert_eq!(bi.dropped, 0);
     // The info structure, the strings, the module list and the map are all
@@ -215,7 +215,8 @@ fn mb1_qemu_like() {
     let bd = bi.boot_data();
     for addr in [0x9000u64, 0x9200, 0x9300, 0x9400, 0x9500, 0x9600] {
         assert!(
-            bd.iter().any(|r| r.start.0 <= addr && addr < r.end.0),
+            bd.iter()
+                .any(|r| r.start.get() <= addr && addr < r.end.get()),
             "{addr:#x} not recorded"
         );
     }
@@ -319,12 +320,12 @@ fn mb2_grub_like() {
         MachineRange::from_len(0x11_0000, 0x8000)
     );
     assert_eq!(bi.regions().len(), 6);
-    assert_eq!(bi.ram_top(), MachineAddr(0x1_4000_0000));
+    assert_eq!(bi.ram_top(), MachineAddr::new(0x1_4000_0000));
     assert_eq!(bi.usable_bytes(), 0x9f000 + 0x7ef_0000 + 0x4000_0000);
     // The new RSDP wins, and its address points at the copy inside the block.
     let rsdp = bi.rsdp.unwrap();
     assert_eq!(rsdp.revision, 2);
-    let off = (rsdp.addr.0 - base) as usize;
+    let off = (rsdp.addr.get() - base) as usize;
     assert_eq!(&block[off..off + 8], b"RSD PTR ");
     assert_eq!(block[off + 15], 2);
     assert_eq!(

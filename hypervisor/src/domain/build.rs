@@ -164,7 +164,7 @@ impl core::fmt::Display for BuildError {
                 nr_pages * 4
             ),
             BuildError::BadFrame(m) => {
-                write!(f, "frame allocator returned a bad frame {:#x}", m.0)
+                write!(f, "frame allocator returned a bad frame {:#x}", m.get())
             }
             BuildError::BootstrapTables => {
                 write!(
@@ -218,26 +218,26 @@ impl Layout {
         // the multiplication).
         let span = nr_pages * PAGE_SIZE;
         let last = virt_base
-            .0
+            .get()
             .checked_add(span - 1)
             .ok_or(BuildError::AddressSpace)?;
-        if !GuestVirt(last).is_canonical() || (last >> 63) != (virt_base.0 >> 63) {
+        if !GuestVirt::new(last).is_canonical() || (last >> 63) != (virt_base.get() >> 63) {
             return Err(BuildError::AddressSpace);
         }
         // Tables needed to map [virt_base, last]: one per distinct index at each level.
-        let count = |shift: u32| (last >> shift) - (virt_base.0 >> shift) + 1;
+        let count = |shift: u32| (last >> shift) - (virt_base.get() >> shift) + 1;
         let (nr_l3, nr_l2, nr_l1) = (count(39), count(30), count(21));
 
         let image_pages = img.nr_image_pages();
         let mfn_list_pages = (nr_pages * 8).div_ceil(PAGE_SIZE);
-        let mfn_list = Pfn(image_pages);
-        let start_info = Pfn(mfn_list.0 + mfn_list_pages);
-        let page_tables = Pfn(start_info.0 + 1);
-        let stack = Pfn(page_tables.0 + 1 + nr_l3 + nr_l2 + nr_l1);
-        let first_free = Pfn(stack.0 + BOOT_STACK_PAGES);
-        if first_free.0 > nr_pages {
+        let mfn_list = Pfn::new(image_pages);
+        let start_info = Pfn::new(mfn_list.get() + mfn_list_pages);
+        let page_tables = Pfn::new(start_info.get() + 1);
+        let stack = Pfn::new(page_tables.get() + 1 + nr_l3 + nr_l2 + nr_l1);
+        let first_free = Pfn::new(stack.get() + BOOT_STACK_PAGES);
+        if first_free.get() > nr_pages {
             return Err(BuildError::TooSmall {
-                needed: first_free.0,
+                needed: first_free.get(),
                 nr_pages,
             });
         }
@@ -259,7 +259,7 @@ impl Layout {
 
     /// Where PFN `pfn` is mapped.
     pub const fn va(&self, pfn: Pfn) -> GuestVirt {
-        GuestVirt(self.virt_base.0 + pfn.0 * PAGE_SIZE)
+        GuestVirt::new(self.virt_base.get() + pfn.get() * PAGE_SIZE)
     }
     /// Number of bootstrap page-table frames (`start_info.nr_pt_frames`).
     pub const fn nr_pt_frames(&self) -> u64 {
@@ -267,7 +267,7 @@ impl Layout {
     }
     /// The level of the bootstrap table at `pfn`, if it is one.
     pub const fn table_level(&self, pfn: Pfn) -> Option<Level> {
-        let Some(i) = pfn.0.checked_sub(self.page_tables.0) else {
+        let Some(i) = pfn.get().checked_sub(self.page_tables.get()) else {
             return None;
         };
         if i == 0 {
@@ -287,13 +287,15 @@ impl Layout {
     fn table_for(&self, level: Level, va: GuestVirt) -> Pfn {
         // Tables of one level are in address order: the j-th covers the j-th
         // distinct value of va >> span_shift from virt_base on.
-        let j = |shift: u32| (va.0 >> shift) - (self.virt_base.0 >> shift);
-        let base = self.page_tables.0;
+        let j = |shift: u32| (va.get() >> shift) - (self.virt_base.get() >> shift);
+        let base = self.page_tables.get();
         match level {
-            Level::L4 => Pfn(base),
-            Level::L3 => Pfn(base + 1 + j(Level::L3.table_span_shift())),
-            Level::L2 => Pfn(base + 1 + self.nr_l3 + j(Level::L2.table_span_shift())),
-            Level::L1 => Pfn(base + 1 + self.nr_l3 + self.nr_l2 + j(Level::L1.table_span_shift())),
+            Level::L4 => Pfn::new(base),
+            Level::L3 => Pfn::new(base + 1 + j(Level::L3.table_span_shift())),
+            Level::L2 => Pfn::new(base + 1 + self.nr_l3 + j(Level::L2.table_span_shift())),
+            Level::L1 => {
+                Pfn::new(base + 1 + self.nr_l3 + self.nr_l2 + j(Level::L1.table_span_shift()))
+            }
         }
     }
 }
@@ -347,7 +349,7 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         FrameTableError::BadFrame(m) => BuildError::BadFrame(m),
     })?;
     // From here on nothing can fail: every PFN below nr_pages has a frame.
-    let mfn = |mem: &M, pfn: Pfn| table.mfn(mem, pfn).unwrap_or(Mfn(0));
+    let mfn = |mem: &M, pfn: Pfn| table.mfn(mem, pfn).unwrap_or(Mfn::new(0));
 
     load_segments(img, bytes, &layout, mem, &mfn);
     write_mfn_list(&layout, mem, &mfn);
@@ -405,17 +407,17 @@ fn load_segments<M: PhysMem + ?Sized>(
     for s in img.segments() {
         let mut done = 0u64;
         while done < s.filesz {
-            let va = s.vaddr.0 + done;
+            let va = s.vaddr.get() + done;
             let off_in_page = va % PAGE_SIZE;
             let n = (PAGE_SIZE - off_in_page).min(s.filesz - done);
-            let pfn = Pfn((va - layout.virt_base.0) / PAGE_SIZE);
+            let pfn = Pfn::new((va - layout.virt_base.get()) / PAGE_SIZE);
             let src = usize::try_from(s.offset + done)
                 .ok()
                 .and_then(|a| Some((a, a.checked_add(usize::try_from(n).ok()?)?)))
                 .and_then(|(a, b)| bytes.get(a..b));
             if let Some(src) = src {
                 let dst = mfn(mem, pfn);
-                mem.write(MachineAddr(dst.addr().0 + off_in_page), src);
+                mem.write(MachineAddr::new(dst.addr().get() + off_in_page), src);
             }
             done += n;
         }
@@ -430,9 +432,12 @@ fn write_mfn_list<M: PhysMem + ?Sized>(
 ) {
     let per_page = PAGE_SIZE / 8;
     for pfn in 0..layout.nr_pages {
-        let page = mfn(mem, Pfn(layout.mfn_list.0 + pfn / per_page));
-        let value = mfn(mem, Pfn(pfn)).0;
-        mem.write_u64(MachineAddr(page.addr().0 + (pfn % per_page) * 8), value);
+        let page = mfn(mem, Pfn::new(layout.mfn_list.get() + pfn / per_page));
+        let value = mfn(mem, Pfn::new(pfn)).get();
+        mem.write_u64(
+            MachineAddr::new(page.addr().get() + (pfn % per_page) * 8),
+            value,
+        );
     }
 }
 
@@ -465,7 +470,7 @@ fn build_page_tables<M: PhysMem + ?Sized>(
     // permission is the AND of all levels). A is preset so the CPU need not set it.
     let nonleaf = PTE_P | PTE_RW | PTE_A;
     for pfn in 0..layout.nr_pages {
-        let va = layout.va(Pfn(pfn));
+        let va = layout.va(Pfn::new(pfn));
         // Link the upper levels the first time a table is reached, i.e. when va
         // is the first address of the table below (or of the domain).
         for (upper, lower) in [
@@ -474,7 +479,7 @@ fn build_page_tables<M: PhysMem + ?Sized>(
             (Level::L2, Level::L1),
         ] {
             let span = 1u64 << lower.table_span_shift();
-            if pfn == 0 || va.0.is_multiple_of(span) {
+            if pfn == 0 || va.get().is_multiple_of(span) {
                 let t = mfn(mem, layout.table_for(upper, va));
                 let child = mfn(mem, layout.table_for(lower, va));
                 mem.write_u64(
@@ -483,7 +488,7 @@ fn build_page_tables<M: PhysMem + ?Sized>(
                 );
             }
         }
-        let (writable, exec) = page_permissions(img, layout, Pfn(pfn));
+        let (writable, exec) = page_permissions(img, layout, Pfn::new(pfn));
         let mut flags = PTE_P | PTE_A;
         if writable {
             flags |= PTE_RW | PTE_D;
@@ -494,7 +499,7 @@ fn build_page_tables<M: PhysMem + ?Sized>(
         let l1 = mfn(mem, layout.table_for(Level::L1, va));
         mem.write_u64(
             entry_addr(l1, va.table_index(1)),
-            pte(mfn(mem, Pfn(pfn)), flags),
+            pte(mfn(mem, Pfn::new(pfn)), flags),
         );
     }
 }
@@ -504,17 +509,17 @@ fn page_permissions(img: &GuestImage, layout: &Layout, pfn: Pfn) -> (bool, bool)
     if layout.table_level(pfn).is_some() {
         return (false, false);
     }
-    if pfn.0 >= layout.image_pages {
+    if pfn.get() >= layout.image_pages {
         return (true, false);
     }
-    let start = layout.va(pfn).0;
+    let start = layout.va(pfn).get();
     let end = start + PAGE_SIZE;
     let mut covered = false;
     let (mut w, mut x) = (false, false);
     for s in img
         .segments()
         .iter()
-        .filter(|s| s.vaddr.0 < end && s.end() > start)
+        .filter(|s| s.vaddr.get() < end && s.end() > start)
     {
         covered = true;
         w |= s.writable();

@@ -220,7 +220,7 @@ impl Domain {
         ptr: crate::addr::MachineAddr,
         val: u64,
     ) -> Result<(), MmError> {
-        if !ptr.0.is_multiple_of(8) {
+        if !ptr.get().is_multiple_of(8) {
             return Err(MmError::Misaligned);
         }
         let index = (ptr.page_offset() / 8) as usize;

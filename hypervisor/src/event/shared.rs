@@ -30,7 +30,7 @@ impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M> {
     }
 
     fn at(&self, off: usize) -> MachineAddr {
-        MachineAddr(self.base.0 + off as u64)
+        MachineAddr::new(self.base.get() + off as u64)
     }
     fn rd8(&self, off: usize) -> u8 {
         let mut b = [0u8; 1];

@@ -74,8 +74,8 @@ impl EventState {
             blocked: None,
         };
         let layout = dom.layout();
-        let last = Pfn(layout.nr_pages.saturating_sub(1));
-        if layout.first_free.0 > last.0 {
+        let last = Pfn::new(layout.nr_pages.saturating_sub(1));
+        if layout.first_free.get() > last.get() {
             return st;
         }
         let Some(mfn) = dom.mfn_of(&*mem, last) else {
@@ -94,7 +94,10 @@ impl EventState {
         }
         if let Some(si) = dom.mfn_of(&*mem, layout.start_info) {
             let off = core::mem::offset_of!(StartInfo, shared_info) as u64;
-            mem.write_u64(crate::addr::MachineAddr(si.addr().0 + off), mfn.addr().0);
+            mem.write_u64(
+                crate::addr::MachineAddr::new(si.addr().get() + off),
+                mfn.addr().get(),
+            );
         }
         st
     }

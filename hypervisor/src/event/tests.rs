@@ -293,8 +293,8 @@ fn shared_page_offsets_are_xens() {
     use crate::mem::fake::FakeMem;
     use crate::mem::PhysMem;
     let mut mem = FakeMem::default();
-    let mfn = Mfn(0x42);
-    let base = mfn.addr().0;
+    let mfn = Mfn::new(0x42);
+    let base = mfn.addr().get();
     {
         let mut p = SharedPage::new(&mut mem, mfn);
         let mut c = Channels::new(1);
@@ -305,14 +305,14 @@ fn shared_page_offsets_are_xens() {
         assert_eq!(c.send(65, &mut p), Ok(true));
         p.set_upcall_mask(true);
     }
-    let rd = |off: u64| mem.read_u64(MachineAddr(base + off));
+    let rd = |off: u64| mem.read_u64(MachineAddr::new(base + off));
     assert_eq!(rd(2048 + 8), 1 << 1, "evtchn_pending[1]");
     assert_eq!(rd(8), 1 << 1, "vcpu_info[0].evtchn_pending_sel");
     let mut b = [0u8; 2];
-    mem.read(MachineAddr(base), &mut b);
+    mem.read(MachineAddr::new(base), &mut b);
     assert_eq!(b, [1, 1], "evtchn_upcall_pending, evtchn_upcall_mask");
     // Masking is the guest's write to evtchn_mask[1]; unmask clears it.
-    mem.write_u64(MachineAddr(base + 2560 + 8), 1 << 2);
+    mem.write_u64(MachineAddr::new(base + 2560 + 8), 1 << 2);
     let mut p = SharedPage::new(&mut mem, mfn);
     assert!(p.is_masked(66));
     let mut c = Channels::new(1);

@@ -79,7 +79,7 @@ pub fn grant_table_op<const F: usize, const M: usize>(
                     let n = (op.nr_frames as usize).min(frames.len());
                     let written = frames.iter().take(n).enumerate().try_for_each(|(k, f)| {
                         let at = op.frame_list.wrapping_add(8 * k as u64);
-                        mem.write_words(GuestVirt(at), &[f.0])
+                        mem.write_words(GuestVirt::new(at), &[f.get()])
                     });
                     match written {
                         Ok(()) => GrantStatus::Okay.code(),

@@ -117,7 +117,7 @@ fn grab<const F: usize, const M: usize>(
         return Err(GrantStatus::GeneralError);
     }
     let e = entry::acquire(world, at, caller, access)?;
-    let mfn = Mfn(u64::from(e.frame));
+    let mfn = Mfn::new(u64::from(e.frame));
     let undo = flags_to_clear(access, act.pins_ro, act.pins_rw);
     // A reference in use keeps its frame: an entry rewritten to grant another
     // frame while mapped is refused (reuse of a mapped reference).
@@ -186,7 +186,7 @@ fn drop_grab<const F: usize, const M: usize>(
 
 /// Whether `va` can hold a grant mapping at all: page-aligned, canonical, not 0.
 pub fn mappable_address(va: GuestVirt) -> bool {
-    va.0 != 0 && va.0.is_multiple_of(PAGE_SIZE) && va.is_canonical()
+    va.get() != 0 && va.get().is_multiple_of(PAGE_SIZE) && va.is_canonical()
 }
 
 /// `GNTTABOP_map_grant_ref`: the new mapping's handle.
@@ -214,7 +214,7 @@ pub fn map_grant_ref<const F: usize, const M: usize>(
     } else {
         Access::Write
     };
-    let va = GuestVirt(op.host_addr);
+    let va = GuestVirt::new(op.host_addr);
     // The handle first (Xen's order): a full maptrack is reported before a bad
     // reference.
     let mine = state(st, caller).ok_or(GrantStatus::BadDomain)?;
@@ -222,7 +222,7 @@ pub fn map_grant_ref<const F: usize, const M: usize>(
         granter,
         gref: op.gref,
         va,
-        mfn: Mfn(0),
+        mfn: Mfn::new(0),
         readonly,
     };
     let handle = mine
@@ -278,7 +278,7 @@ pub fn unmap_grant_refs<const F: usize, const M: usize>(
         let mut removed: [Option<(GrantHandle, Mapping)>; UNMAP_CHUNK] = [None; UNMAP_CHUNK];
         let mut any = false;
         for (op, slot) in chunk.iter_mut().zip(removed.iter_mut()) {
-            let r = detach(st, world, caller, op.handle, GuestVirt(op.host_addr));
+            let r = detach(st, world, caller, op.handle, GuestVirt::new(op.host_addr));
             op.status = match r {
                 Ok(m) => {
                     *slot = Some((op.handle, m));
@@ -428,7 +428,7 @@ fn take_end<const F: usize, const M: usize>(
     if p.domid != DOMID_SELF {
         return Err(GrantStatus::PermissionDenied);
     }
-    let mfn = Mfn(p.u);
+    let mfn = Mfn::new(p.u);
     world
         .get_page(caller, mfn)
         .map_err(|_| GrantStatus::BadPage)?;

@@ -31,7 +31,7 @@ impl Active {
         pins_ro: 0,
         pins_rw: 0,
         mapper: DomainId(0),
-        mfn: Mfn(0),
+        mfn: Mfn::new(0),
     };
     /// Whether any mapping uses it.
     pub const fn pinned(&self) -> bool {
@@ -58,7 +58,7 @@ impl<const FRAMES: usize> GrantTable<FRAMES> {
     /// No frames yet (`setup_table` grows it).
     pub const fn new() -> Self {
         GrantTable {
-            frames: [Mfn(0); FRAMES],
+            frames: [Mfn::new(0); FRAMES],
             nr_frames: 0,
             active: [[Active::IDLE; PER_FRAME]; FRAMES],
             pinned: 0,

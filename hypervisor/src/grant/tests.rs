@@ -77,10 +77,10 @@ impl World {
                 bytes: vec![0; PAGE_SIZE as usize],
             },
         );
-        Mfn(mfn)
+        Mfn::new(mfn)
     }
     fn make_page_table(&mut self, mfn: Mfn) -> bool {
-        let f = self.frames.get_mut(&mfn.0).unwrap();
+        let f = self.frames.get_mut(&mfn.get()).unwrap();
         if f.type_count != 0 && f.ty != Ty::PageTable {
             return false;
         }
@@ -99,21 +99,21 @@ impl World {
             .collect();
         for m in dead {
             self.frames.remove(&m);
-            self.freed.push(Mfn(m));
+            self.freed.push(Mfn::new(m));
         }
     }
     fn refs(&self, mfn: Mfn) -> u64 {
-        self.frames.get(&mfn.0).map_or(0, |f| f.refs)
+        self.frames.get(&mfn.get()).map_or(0, |f| f.refs)
     }
     fn type_count(&self, mfn: Mfn) -> u32 {
-        self.frames.get(&mfn.0).map_or(0, |f| f.type_count)
+        self.frames.get(&mfn.get()).map_or(0, |f| f.type_count)
     }
     fn word(&self, frame: Mfn, off: u64) -> u64 {
-        let b = &self.frames[&frame.0].bytes[off as usize..off as usize + 8];
+        let b = &self.frames[&frame.get()].bytes[off as usize..off as usize + 8];
         u64::from_le_bytes(b.try_into().unwrap())
     }
     fn set_word(&mut self, frame: Mfn, off: u64, v: u64) {
-        let b = &mut self.frames.get_mut(&frame.0).unwrap().bytes;
+        let b = &mut self.frames.get_mut(&frame.get()).unwrap().bytes;
         b[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes());
     }
 }
@@ -124,7 +124,7 @@ impl GrantWorld for World {
     }
     fn get_page(&mut self, owner: DomainId, mfn: Mfn) -> Result<(), FrameRefusal> {
         let alive = self.alive(owner);
-        match self.frames.get_mut(&mfn.0) {
+        match self.frames.get_mut(&mfn.get()) {
             Some(f) if f.owner == owner && alive => {
                 f.refs += 1;
                 Ok(())
@@ -136,18 +136,18 @@ impl GrantWorld for World {
         self.log.push(Ev::PutPage(mfn));
         let f = self
             .frames
-            .get_mut(&mfn.0)
+            .get_mut(&mfn.get())
             .expect("put_page of an unknown frame");
         assert_eq!(f.owner, owner);
         assert!(f.refs > 0, "reference count underflow");
         f.refs -= 1;
         if f.refs == 0 && !self.alive(owner) {
-            self.frames.remove(&mfn.0);
+            self.frames.remove(&mfn.get());
             self.freed.push(mfn);
         }
     }
     fn get_writable(&mut self, owner: DomainId, mfn: Mfn) -> Result<(), FrameRefusal> {
-        match self.frames.get_mut(&mfn.0) {
+        match self.frames.get_mut(&mfn.get()) {
             Some(f) if f.owner == owner => {
                 if f.type_count != 0 && f.ty != Ty::Writable {
                     return Err(FrameRefusal::WrongType);
@@ -162,7 +162,7 @@ impl GrantWorld for World {
     fn put_writable(&mut self, owner: DomainId, mfn: Mfn) {
         let f = self
             .frames
-            .get_mut(&mfn.0)
+            .get_mut(&mfn.get())
             .expect("put_writable of an unknown frame");
         assert_eq!(f.owner, owner);
         assert!(
@@ -178,10 +178,10 @@ impl GrantWorld for World {
         mfn: Mfn,
         writable: bool,
     ) -> Result<(), GrantStatus> {
-        if va.0 >= 0x8000_0000 || self.ptes.contains_key(&(mapper.0, va.0)) {
+        if va.get() >= 0x8000_0000 || self.ptes.contains_key(&(mapper.0, va.get())) {
             return Err(GrantStatus::BadVirtAddr);
         }
-        self.ptes.insert((mapper.0, va.0), (mfn, writable));
+        self.ptes.insert((mapper.0, va.get()), (mfn, writable));
         Ok(())
     }
     fn remove_mapping(
@@ -190,9 +190,9 @@ impl GrantWorld for World {
         va: GuestVirt,
         mfn: Mfn,
     ) -> Result<(), GrantStatus> {
-        match self.ptes.get(&(mapper.0, va.0)) {
+        match self.ptes.get(&(mapper.0, va.get())) {
             Some((m, _)) if *m == mfn => {
-                self.ptes.remove(&(mapper.0, va.0));
+                self.ptes.remove(&(mapper.0, va.get()));
                 self.log.push(Ev::Remove(mapper, va));
                 Ok(())
             }
@@ -233,8 +233,8 @@ impl GrantWorld for World {
         self.set_word(frame, offset, w & !u64::from(bits));
     }
     fn copy_bytes(&mut self, src: Mfn, src_off: u16, dst: Mfn, dst_off: u16, len: u16) {
-        let s = self.frames[&src.0].bytes[src_off as usize..][..len as usize].to_vec();
-        self.frames.get_mut(&dst.0).unwrap().bytes[dst_off as usize..][..len as usize]
+        let s = self.frames[&src.get()].bytes[src_off as usize..][..len as usize].to_vec();
+        self.frames.get_mut(&dst.get()).unwrap().bytes[dst_off as usize..][..len as usize]
             .copy_from_slice(&s);
     }
 }
@@ -264,7 +264,7 @@ impl Sys {
     /// Granter `g` writes entry `gref`: `frame` for `to`, with `flags`.
     fn grant(&mut self, g: DomainId, gref: u32, to: DomainId, frame: Mfn, flags: u16) {
         let (f, off) = entry::locate(self.st[g.0 as usize].table.frames(), gref).unwrap();
-        let v = u64::from(flags) | u64::from(to.0) << 16 | frame.0 << 32;
+        let v = u64::from(flags) | u64::from(to.0) << 16 | frame.get() << 32;
         self.w.set_word(f, off, v);
     }
     fn flags(&self, g: DomainId, gref: u32) -> u16 {
@@ -520,7 +520,11 @@ fn unmap_refusals_and_the_flush_comes_before_the_frame_is_released() {
     );
     assert_eq!(
         s.w.log,
-        vec![Ev::Remove(D2, GuestVirt(VA)), Ev::Flush(D2), Ev::PutPage(f)]
+        vec![
+            Ev::Remove(D2, GuestVirt::new(VA)),
+            Ev::Flush(D2),
+            Ev::PutPage(f)
+        ]
     );
     assert_eq!(s.unmap(D2, h, VA), GNTST_BAD_HANDLE);
 }
@@ -579,7 +583,7 @@ fn gref_end(dom: DomainId, gref: u32, offset: u16) -> GnttabCopyPtr {
 }
 fn own_end(mfn: Mfn, offset: u16) -> GnttabCopyPtr {
     GnttabCopyPtr {
-        u: mfn.0,
+        u: mfn.get(),
         domid: DOMID_SELF,
         offset,
     }
@@ -819,7 +823,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// Frames 0..6: two per domain (0x1000 + 16 * d + i).
 fn frame_of(i: u8) -> Mfn {
-    Mfn(0x1000 + 16 * u64::from(i / 2 + 1) + u64::from(i % 2))
+    Mfn::new(0x1000 + 16 * u64::from(i / 2 + 1) + u64::from(i % 2))
 }
 
 proptest! {
@@ -833,7 +837,7 @@ proptest! {
         let mut s = Sys::new();
         for i in 0..6 {
             let m = frame_of(i);
-            s.w.frame(u16::from(i / 2 + 1), m.0);
+            s.w.frame(u16::from(i / 2 + 1), m.get());
         }
         for o in ops {
             match o {
@@ -850,7 +854,7 @@ proptest! {
                 Op::Revoke { g, gref } => {
                     let busy = s.flags(DomainId(g), gref) & (GTF_READING | GTF_WRITING);
                     if busy == 0 && s.w.alive(DomainId(g)) {
-                        s.grant(DomainId(g), gref, DomainId(0), Mfn(0), 0);
+                        s.grant(DomainId(g), gref, DomainId(0), Mfn::new(0), 0);
                     }
                 }
                 Op::Map { me, g, gref, slot, ro } => {
@@ -880,7 +884,7 @@ proptest! {
                     }
                 }
                 Op::PageTable { frame } => {
-                    if s.w.frames.contains_key(&frame_of(frame).0) {
+                    if s.w.frames.contains_key(&frame_of(frame).get()) {
                         let _ = s.w.make_page_table(frame_of(frame));
                     }
                 }
@@ -891,15 +895,15 @@ proptest! {
             for (d, st) in s.st.iter().enumerate() {
                 for h in 0..M as u32 {
                     if let Some(m) = st.maptrack.get(h) {
-                        *uses.entry(m.mfn.0).or_default() += 1;
-                        prop_assert_eq!(s.w.ptes.get(&(d as u16, m.va.0)).map(|p| p.0), Some(m.mfn));
+                        *uses.entry(m.mfn.get()).or_default() += 1;
+                        prop_assert_eq!(s.w.ptes.get(&(d as u16, m.va.get())).map(|p| p.0), Some(m.mfn));
                     }
                 }
             }
             for i in 0..6 {
                 let m = frame_of(i);
-                if let Some(f) = s.w.frames.get(&m.0) {
-                    let n = uses.get(&m.0).copied().unwrap_or(0);
+                if let Some(f) = s.w.frames.get(&m.get()) {
+                    let n = uses.get(&m.get()).copied().unwrap_or(0);
                     prop_assert_eq!(f.refs, n);
                     if n > 0 {
                         prop_assert_eq!(f.ty, Ty::Writable);
@@ -965,7 +969,7 @@ impl super::batch::OpMemory for Mem {
         base: GuestVirt,
         i: u32,
     ) -> Result<T, keel_abi::Errno> {
-        let at = (base.0 + u64::from(i) * T::SIZE as u64)
+        let at = (base.get() + u64::from(i) * T::SIZE as u64)
             .checked_sub(BASE)
             .ok_or(keel_abi::Errno::EFAULT)?;
         let b = self
@@ -980,7 +984,7 @@ impl super::batch::OpMemory for Mem {
         i: u32,
         v: &T,
     ) -> Result<(), keel_abi::Errno> {
-        let at = (base.0 + u64::from(i) * T::SIZE as u64)
+        let at = (base.get() + u64::from(i) * T::SIZE as u64)
             .checked_sub(BASE)
             .ok_or(keel_abi::Errno::EFAULT)?;
         let b = self
@@ -991,7 +995,7 @@ impl super::batch::OpMemory for Mem {
         Ok(())
     }
     fn write_words(&mut self, at: GuestVirt, words: &[u64]) -> Result<(), keel_abi::Errno> {
-        let off = at.0.checked_sub(BASE).ok_or(keel_abi::Errno::EFAULT)? as usize;
+        let off = at.get().checked_sub(BASE).ok_or(keel_abi::Errno::EFAULT)? as usize;
         let b = self
             .0
             .get_mut(off..off + 8 * words.len())
@@ -1010,7 +1014,7 @@ fn batches_are_bounded_preemptible_and_fault_cleanly() {
     use keel_abi::Errno;
     let mut s = Sys::new();
     let mut mem = Mem(vec![0; 4096]);
-    let uop = GuestVirt(BASE);
+    let uop = GuestVirt::new(BASE);
     let run = |s: &mut Sys, mem: &mut Mem, cmd, count, start, units| {
         grant_table_op(&mut s.st, &mut s.w, mem, D2, cmd, uop, count, start, units)
     };
@@ -1060,8 +1064,8 @@ fn batches_are_bounded_preemptible_and_fault_cleanly() {
     let back: GnttabSetupTable = mem.read(uop, 0).unwrap();
     assert_eq!(back.status, GNTST_OKAY);
     let frames = s.st[2].table.frames().to_vec();
-    assert_eq!(&mem.0[2048..2056], &frames[0].0.to_le_bytes());
-    assert_eq!(&mem.0[2056..2064], &frames[1].0.to_le_bytes());
+    assert_eq!(&mem.0[2048..2056], &frames[0].get().to_le_bytes());
+    assert_eq!(&mem.0[2056..2064], &frames[1].get().to_le_bytes());
     mem.write(
         uop,
         0,
@@ -1107,7 +1111,7 @@ fn batches_are_bounded_preemptible_and_fault_cleanly() {
     assert_eq!(handles, vec![(0, 0), (0, 1), (0, 2)]);
     // Unmap them, the last one's operation out of reach: -EFAULT, the first
     // two done.
-    let far = GuestVirt(BASE + 4096 - 2 * GnttabUnmapGrantRef::SIZE as u64);
+    let far = GuestVirt::new(BASE + 4096 - 2 * GnttabUnmapGrantRef::SIZE as u64);
     for i in 0..2u32 {
         let op = GnttabUnmapGrantRef {
             host_addr: VA + u64::from(i) * PAGE_SIZE,

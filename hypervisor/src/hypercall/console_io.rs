@@ -15,7 +15,7 @@ use keel_abi::Errno;
 /// serial line unless the ring is full (`crate::console`).
 #[inline(never)]
 pub(super) fn write<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
-    let (count, buf) = (a.args[1], GuestVirt(a.args[2]));
+    let (count, buf) = (a.args[1], GuestVirt::new(a.args[2]));
     if count > CONSOLEIO_WRITE_MAX {
         return Err(Errno::EINVAL);
     }
@@ -31,9 +31,9 @@ pub(super) fn write<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcRe
     // The pieces: the rest of the first page, then what is left (at most a
     // page, since count <= 4096).
     let first = (bytes_to_page_end(buf) as usize).min(count);
-    let second_va = GuestVirt(buf.0.wrapping_add(first as u64));
+    let second_va = GuestVirt::new(buf.get().wrapping_add(first as u64));
     let pieces = [(buf, first), (second_va, count - first)];
-    let mut machine = [MachineAddr(0); 2];
+    let mut machine = [MachineAddr::new(0); 2];
     // The first page through the domain's console cache (a guest prints from
     // the same buffer, call after call), the rest with a walk.
     let mut cache = dom.console_cache;

@@ -27,7 +27,7 @@ pub const ETIME: Errno = Errno::ETIME;
 fn read<T: Pod, M: PhysMem>(ctx: &Ctx<'_, M>, va: u64) -> Result<T, Errno> {
     let mut b = [0u8; 32];
     let buf = b.get_mut(..T::SIZE).ok_or(Errno::EFAULT)?;
-    ctx.copy_from(GuestVirt(va), buf)?;
+    ctx.copy_from(GuestVirt::new(va), buf)?;
     Ok(T::decode(buf))
 }
 
@@ -36,7 +36,7 @@ fn write<T: Pod, M: PhysMem>(ctx: &mut Ctx<'_, M>, va: u64, v: &T) -> Result<(),
     let mut b = [0u8; 32];
     let buf = b.get_mut(..T::SIZE).ok_or(Errno::EFAULT)?;
     v.encode(buf);
-    ctx.copy_to(GuestVirt(va), buf)
+    ctx.copy_to(GuestVirt::new(va), buf)
 }
 
 /// The shared_info page (events need it: without one, `-ENOSYS`).
@@ -206,7 +206,7 @@ pub(super) fn refuse_block<M: PhysMem>(ctx: &mut Ctx<'_, M>, mask: Option<bool>)
 pub(super) fn sched_poll<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let r = (|| -> Result<bool, Errno> {
         let b: [u8; SchedPoll::SIZE] =
-            guest_mem::read_bytes(ctx.dom, ctx.mem, GuestVirt(a.args[1]))?;
+            guest_mem::read_bytes(ctx.dom, ctx.mem, GuestVirt::new(a.args[1]))?;
         let sp = SchedPoll::decode(&b);
         if sp.nr_ports > SCHED_POLL_MAX_PORTS {
             return Err(Errno::EINVAL);
@@ -218,7 +218,7 @@ pub(super) fn sched_poll<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) ->
         };
         for i in 0..poll.n {
             let va = sp.ports.wrapping_add(4 * i as u64);
-            let w: [u8; 4] = guest_mem::read_bytes(ctx.dom, ctx.mem, GuestVirt(va))?;
+            let w: [u8; 4] = guest_mem::read_bytes(ctx.dom, ctx.mem, GuestVirt::new(va))?;
             let port = u32::from_le_bytes(w);
             if !ctx.ev.chans.valid(port) {
                 return Err(Errno::EINVAL);

@@ -75,7 +75,7 @@ fn write_done<M: PhysMem>(c: &mut Ctx<'_, M>, pdone: u64, done: u64) -> Result<(
         return Ok(());
     }
     let v = u32::try_from(done).unwrap_or(u32::MAX);
-    c.copy_to(GuestVirt(pdone), &v.to_le_bytes())
+    c.copy_to(GuestVirt::new(pdone), &v.to_le_bytes())
 }
 
 /// Run `count` requests of `N` bytes from `list`, `one_fn` per request; stop at
@@ -116,7 +116,7 @@ fn batch<M: PhysMem, const N: usize>(
     let mut stop = count.min((start / every + 1) * every).min(limit);
     loop {
         while done < stop {
-            let va = GuestVirt(list.wrapping_add(done.wrapping_mul(N as u64)));
+            let va = GuestVirt::new(list.wrapping_add(done.wrapping_mul(N as u64)));
             let req = match reader.read::<N, _>(c.dom, c.mem, va) {
                 Ok(r) => r,
                 Err(e) => {
@@ -151,6 +151,13 @@ fn batch<M: PhysMem, const N: usize>(
     Ok(completed(a.args[1], p.count, ret))
 }
 
+/// A guest-supplied frame number or entry address no machine has: Xen finds no
+/// page there and answers `-EINVAL`, as for any other frame the guest does not own.
+fn addr_err(e: crate::addr::AddrError) -> Errno {
+    log::debug!("mmu: refused: {e}");
+    Errno::EINVAL
+}
+
 fn mm_err(e: crate::paging::MmError) -> Errno {
     log::debug!("mmu: refused: {e}");
     Errno::EINVAL
@@ -161,7 +168,8 @@ fn mm_err(e: crate::paging::MmError) -> Errno {
 pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     // The only guest memory a request writes is the entry it names
     // (whatever its command bits; a misaligned one is refused unwritten).
-    let writes = |b: &[u8; MmuUpdate::SIZE]| Some(MachineAddr(MmuUpdate::decode(b).ptr & !7));
+    let writes =
+        |b: &[u8; MmuUpdate::SIZE]| MachineAddr::from_guest(MmuUpdate::decode(b).ptr & !7).ok();
     // The requests of a batch are a run of updates with nothing between
     // them: consecutive ones to the same table look it up once.
     let mut last = LastTable::default();
@@ -171,7 +179,7 @@ pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> H
             MMU_NORMAL_PT_UPDATE => {
                 // Bits 0..1 are the command; the entry address is 8-byte
                 // aligned, so bit 2 must be clear (checked by update_entry).
-                let ma = MachineAddr(req.ptr & !3);
+                let ma = MachineAddr::from_guest(req.ptr & !3).map_err(addr_err)?;
                 c.dom
                     .update_entry_after(c.mem, &mut last, ma, req.val)
                     .map_err(mm_err)
@@ -192,31 +200,32 @@ pub(super) fn mmuext_op<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> Hc
         |_| None,
         |c, b| {
             let op = MmuextOp::decode(b);
-            let mfn = Mfn(op.arg1);
-            let pin = |c: &mut Ctx<'_, M>, level| c.dom.pin(c.mem, mfn, level).map_err(mm_err);
+            // Only the commands that name a frame check arg1 as one.
+            let mfn = || Mfn::from_guest(op.arg1).map_err(addr_err);
+            let pin = |c: &mut Ctx<'_, M>, level| c.dom.pin(c.mem, mfn()?, level).map_err(mm_err);
             match op.cmd {
                 MMUEXT_PIN_L1_TABLE => pin(c, Level::L1),
                 MMUEXT_PIN_L2_TABLE => pin(c, Level::L2),
                 MMUEXT_PIN_L3_TABLE => pin(c, Level::L3),
                 MMUEXT_PIN_L4_TABLE => pin(c, Level::L4),
-                MMUEXT_UNPIN_TABLE => c.dom.unpin(c.mem, mfn).map_err(mm_err),
-                MMUEXT_NEW_BASEPTR => c.dom.new_baseptr(c.mem, mfn).map_err(mm_err),
+                MMUEXT_UNPIN_TABLE => c.dom.unpin(c.mem, mfn()?).map_err(mm_err),
+                MMUEXT_NEW_BASEPTR => c.dom.new_baseptr(c.mem, mfn()?).map_err(mm_err),
                 MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_ALL => {
                     c.dom.request_flush(Flush::All);
                     Ok(())
                 }
                 MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_ALL => {
-                    c.dom.request_flush(Flush::Page(GuestVirt(op.arg1)));
+                    c.dom.request_flush(Flush::Page(GuestVirt::new(op.arg1)));
                     Ok(())
                 }
                 MMUEXT_TLB_FLUSH_MULTI | MMUEXT_INVLPG_MULTI => {
                     // The vCPU bitmap is a guest pointer; Keel has vCPU 0 only.
-                    let mask = c.read::<8>(GuestVirt(op.arg2))?;
+                    let mask = c.read::<8>(GuestVirt::new(op.arg2))?;
                     if u64::from_le_bytes(mask) & 1 != 0 {
                         c.dom.request_flush(if op.cmd == MMUEXT_TLB_FLUSH_MULTI {
                             Flush::All
                         } else {
-                            Flush::Page(GuestVirt(op.arg1))
+                            Flush::Page(GuestVirt::new(op.arg1))
                         });
                     }
                     Ok(())

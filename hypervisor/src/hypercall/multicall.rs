@@ -38,12 +38,12 @@ pub(super) fn multicall<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> 
             return Ok(Outcome::Preempted(left.encode()));
         }
         ctx.work.charge(1);
-        let va = GuestVirt(list.wrapping_add(i.wrapping_mul(MulticallEntry::SIZE as u64)));
+        let va = GuestVirt::new(list.wrapping_add(i.wrapping_mul(MulticallEntry::SIZE as u64)));
         let e = match reader.read(ctx.dom, ctx.mem, va) {
             Ok(b) => MulticallEntry::decode(&b),
             Err(e) => return fail(e),
         };
-        let at = GuestVirt(va.0.wrapping_add(MulticallEntry::RESULT_OFFSET));
+        let at = GuestVirt::new(va.get().wrapping_add(MulticallEntry::RESULT_OFFSET));
         let result = if e.op == Hypercall::MULTICALL.0 {
             // No nesting: a batch inside a batch would make the work per
             // hypercall unbounded in the depth of the nesting.

@@ -14,7 +14,7 @@ pub(super) fn yield_now<M: PhysMem>(_: &mut Ctx<'_, M>, _: &HypercallArgs) -> Hc
 /// End the domain with a known `SHUTDOWN_*` reason.
 #[inline(never)]
 pub(super) fn shutdown<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
-    let reason = SchedShutdown::decode(&ctx.read(GuestVirt(a.args[1]))?).reason;
+    let reason = SchedShutdown::decode(&ctx.read(GuestVirt::new(a.args[1]))?).reason;
     if shutdown_reason_name(reason).is_none() {
         return Err(Errno::EINVAL);
     }

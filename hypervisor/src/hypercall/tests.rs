@@ -117,10 +117,10 @@ impl World {
         dispatch(&mut ctx, &HypercallArgs { nr: nr.0, args })
     }
     pub(super) fn poke(&mut self, va: u64, data: &[u8]) {
-        guest_mem::copy_to_guest(&self.dom, &mut self.mem, GuestVirt(va), data).unwrap();
+        guest_mem::copy_to_guest(&self.dom, &mut self.mem, GuestVirt::new(va), data).unwrap();
     }
     pub(super) fn peek<const N: usize>(&self, va: u64) -> [u8; N] {
-        guest_mem::read_bytes(&self.dom, &self.mem, GuestVirt(va)).unwrap()
+        guest_mem::read_bytes(&self.dom, &self.mem, GuestVirt::new(va)).unwrap()
     }
     fn write(&mut self, text: &[u8]) -> Outcome {
         self.poke(DATA, text);
@@ -249,7 +249,7 @@ fn console_write_errors() {
     // nothing printed, pending line untouched.
     w.write(b"partial");
     let out = w.out();
-    let end = w.dom.layout().va(Pfn(64)).0;
+    let end = w.dom.layout().va(Pfn::new(64)).get();
     for (count, buf) in [
         (4, 0x1000),
         (4, 1u64 << 47),
@@ -313,7 +313,7 @@ fn xen_version_rows() {
         w.call(Hypercall::XEN_VERSION, [XENVER_EXTRAVERSION, 0, 0, 0, 0]),
         ret(Errno::EFAULT)
     );
-    let l4 = w.dom.layout().va(w.dom.layout().page_tables).0;
+    let l4 = w.dom.layout().va(w.dom.layout().page_tables).get();
     assert_eq!(
         w.call(Hypercall::XEN_VERSION, [XENVER_EXTRAVERSION, l4, 0, 0, 0]),
         ret(Errno::EFAULT)
@@ -458,9 +458,9 @@ proptest! {
     )) {
         let mut w = World::new();
         let writable: std::collections::BTreeSet<u64> = (0..64)
-            .filter_map(|p| w.dom.mfn_of(&w.mem, Pfn(p)))
+            .filter_map(|p| w.dom.mfn_of(&w.mem, Pfn::new(p)))
             .filter(|&m| w.dom.frame_kind(&w.mem, m) == FrameKind::Writable)
-            .map(|m| m.0)
+            .map(|m| m.get())
             .collect();
         let before: std::collections::BTreeMap<u64, Vec<u8>> = w.mem.frames.clone();
         for (nr, sub, p1, p2, p3) in calls {
@@ -544,11 +544,11 @@ mod mmu {
 
     /// The L1 table and index that map `va` in the bootstrap tables.
     fn l1_slot(w: &World, va: u64) -> (Mfn, usize) {
-        let wk = walk(&w.mem, w.dom.base(), GuestVirt(va), false, |_, _| true).unwrap();
-        (wk.tables[3], GuestVirt(va).table_index(1))
+        let wk = walk(&w.mem, w.dom.base(), GuestVirt::new(va), false, |_, _| true).unwrap();
+        (wk.tables[3], GuestVirt::new(va).table_index(1))
     }
     fn mfn_of_pfn(w: &World, p: u64) -> Mfn {
-        w.dom.mfn_of(&w.mem, Pfn(p)).unwrap()
+        w.dom.mfn_of(&w.mem, Pfn::new(p)).unwrap()
     }
     fn updates(w: &mut World, reqs: &[(u64, u64)]) -> (Outcome, u32) {
         let mut bytes = Vec::new();
@@ -588,8 +588,8 @@ mod mmu {
     fn mmu_update_validates_and_counts() {
         let mut w = World::new();
         let last = w.dom.nr_pages() - 1;
-        let (l1, idx) = l1_slot(&w, w.dom.layout().va(Pfn(last)).0);
-        let ptr = entry_addr(l1, idx).0;
+        let (l1, idx) = l1_slot(&w, w.dom.layout().va(Pfn::new(last)).get());
+        let ptr = entry_addr(l1, idx).get();
         let target = mfn_of_pfn(&w, last);
         // Read-only remap, then unmap: two successes, and a flush is owed.
         let (o, n) = updates(&mut w, &[(ptr, pte(target, PTE_P)), (ptr, 0)]);
@@ -612,7 +612,7 @@ mod mmu {
             pte(target, PTE_P | PTE_RW)
         );
         // A foreign frame, another command, a foreign domain, a huge count.
-        let (o, n) = updates(&mut w, &[(ptr, pte(Mfn(0x10), PTE_P))]);
+        let (o, n) = updates(&mut w, &[(ptr, pte(Mfn::new(0x10), PTE_P))]);
         assert_eq!((o, n), (ret(Errno::EINVAL), 0));
         let (o, _) = updates(&mut w, &[(ptr | MMU_MACHPHYS_UPDATE, 0)]);
         assert_eq!(o, ret(Errno::ENOSYS));
@@ -620,6 +620,9 @@ mod mmu {
         assert_eq!(o, ret(Errno::ENOSYS));
         let (o, _) = updates(&mut w, &[(ptr | 4, 0)]);
         assert_eq!(o, ret(Errno::EINVAL));
+        // An entry address wider than any machine address.
+        let (o, n) = updates(&mut w, &[(MachineAddr::LIMIT, 0)]);
+        assert_eq!((o, n), (ret(Errno::EINVAL), 0));
         assert_eq!(
             w.call(Hypercall::MMU_UPDATE, [DATA, 1, 0, 7, 0]),
             ret(Errno::ESRCH)
@@ -645,7 +648,7 @@ mod mmu {
             w.call(Hypercall::MMU_UPDATE, [0x10, 1, 0, DOMID_SELF, 0]),
             ret(Errno::EFAULT)
         );
-        let pt_va = w.dom.layout().va(w.dom.layout().page_tables).0;
+        let pt_va = w.dom.layout().va(w.dom.layout().page_tables).get();
         assert_eq!(
             w.call(Hypercall::MMU_UPDATE, [DATA, 0, pt_va, DOMID_SELF, 0]),
             ret(Errno::EFAULT)
@@ -660,10 +663,10 @@ mod mmu {
     #[test]
     fn a_request_list_running_off_the_mapping_runs_the_readable_part() {
         let mut w = World::new();
-        let end = w.dom.layout().va(Pfn(w.dom.nr_pages())).0; // first unmapped byte
+        let end = w.dom.layout().va(Pfn::new(w.dom.nr_pages())).get(); // first unmapped byte
         let last = w.dom.nr_pages() - 1;
-        let (l1, idx) = l1_slot(&w, w.dom.layout().va(Pfn(last - 1)).0);
-        let ptr = entry_addr(l1, idx).0;
+        let (l1, idx) = l1_slot(&w, w.dom.layout().va(Pfn::new(last - 1)).get());
+        let ptr = entry_addr(l1, idx).get();
         let orig = w.mem.read_u64(entry_addr(l1, idx));
         // 40 requests, of which the first 2 are readable: one chunk, retried singly.
         let mut bytes = Vec::new();
@@ -699,14 +702,14 @@ mod mmu {
     /// the pages right after stay unmapped), each of a different frame; the
     /// entry and value of request `k`.
     fn installs(w: &World, n: u64) -> (Vec<u8>, Vec<(MachineAddr, u64)>) {
-        let (l1, first) = l1_slot(w, w.dom.layout().virt_base.0);
+        let (l1, first) = l1_slot(w, w.dom.layout().virt_base.get());
         assert_eq!(first, 0);
         let mut bytes = Vec::new();
         let mut want = Vec::new();
         for k in 0..n {
             let at = entry_addr(l1, 200 + k as usize);
             let val = pte(mfn_of_pfn(w, k % w.dom.nr_pages()), PTE_P);
-            bytes.extend_from_slice(&MmuUpdate { ptr: at.0, val }.encode());
+            bytes.extend_from_slice(&MmuUpdate { ptr: at.get(), val }.encode());
             want.push((at, val));
         }
         (bytes, want)
@@ -718,7 +721,7 @@ mod mmu {
         let l = *w.dom.layout();
         // 300 requests (4800 bytes) over three pages; request 128 straddles
         // the first boundary.
-        let list = l.va(Pfn(l.first_free.0 + 2)).0 + 0x7f8;
+        let list = l.va(Pfn::new(l.first_free.get() + 2)).get() + 0x7f8;
         let (bytes, want) = installs(&w, 300);
         w.poke(list, &bytes);
         w.poke(DATA + 0x800, &[0xff; 4]);
@@ -737,7 +740,7 @@ mod mmu {
     fn a_request_list_whose_next_page_is_unmapped_runs_the_first_page() {
         let end = {
             let w = World::new();
-            w.dom.layout().va(Pfn(w.dom.nr_pages())).0 // first unmapped byte
+            w.dom.layout().va(Pfn::new(w.dom.nr_pages())).get() // first unmapped byte
         };
         // (start, requests that fit before the unmapped page): aligned, and
         // misaligned so that the next request straddles the boundary.
@@ -773,18 +776,21 @@ mod mmu {
     fn a_request_that_remaps_the_request_list_is_seen_by_the_next_read() {
         let mut w = World::new();
         let l = *w.dom.layout();
-        let (p, q) = (Pfn(l.first_free.0 + 2), Pfn(l.first_free.0 + 3));
-        let (list, q_va) = (l.va(p).0, l.va(q).0);
+        let (p, q) = (
+            Pfn::new(l.first_free.get() + 2),
+            Pfn::new(l.first_free.get() + 3),
+        );
+        let (list, q_va) = (l.va(p).get(), l.va(q).get());
         let (l1, idx) = l1_slot(&w, list);
         let orig = w.mem.read_u64(entry_addr(l1, idx));
         let (_, want) = installs(&w, 2);
         let remap = MmuUpdate {
-            ptr: entry_addr(l1, idx).0,
-            val: pte(mfn_of_pfn(&w, q.0), PTE_P | PTE_RW),
+            ptr: entry_addr(l1, idx).get(),
+            val: pte(mfn_of_pfn(&w, q.get()), PTE_P | PTE_RW),
         };
         let req = |k: usize| {
             MmuUpdate {
-                ptr: want[k].0 .0,
+                ptr: want[k].0.get(),
                 val: want[k].1,
             }
             .encode()
@@ -810,22 +816,22 @@ mod mmu {
         let l4 = w.dom.base();
         // A fresh L4: the last frame, unmapped first so it is not writable.
         let last = w.dom.nr_pages() - 1;
-        let (l1, idx) = l1_slot(&w, w.dom.layout().va(Pfn(last)).0);
+        let (l1, idx) = l1_slot(&w, w.dom.layout().va(Pfn::new(last)).get());
         let spare = mfn_of_pfn(&w, last);
-        let (o, _) = updates(&mut w, &[(entry_addr(l1, idx).0, 0)]);
+        let (o, _) = updates(&mut w, &[(entry_addr(l1, idx).get(), 0)]);
         assert_eq!(o, Outcome::Return(0));
         for i in 0..512 {
             let e = w.mem.read_u64(entry_addr(l4, i));
             w.mem.write_u64(entry_addr(spare, i), e);
         }
         // NEW_BASEPTR of an unpinned L4 is refused; pinned, it works.
-        let (o, n) = ext(&mut w, &[(MMUEXT_NEW_BASEPTR, spare.0, 0)]);
+        let (o, n) = ext(&mut w, &[(MMUEXT_NEW_BASEPTR, spare.get(), 0)]);
         assert_eq!((o, n), (ret(Errno::EINVAL), 0));
         let (o, n) = ext(
             &mut w,
             &[
-                (MMUEXT_PIN_L4_TABLE, spare.0, 0),
-                (MMUEXT_NEW_BASEPTR, spare.0, 0),
+                (MMUEXT_PIN_L4_TABLE, spare.get(), 0),
+                (MMUEXT_NEW_BASEPTR, spare.get(), 0),
                 (MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
                 (MMUEXT_INVLPG_LOCAL, 0x40_0000, 0),
             ],
@@ -834,15 +840,27 @@ mod mmu {
         assert_eq!(w.dom.base(), spare);
         assert_eq!(w.dom.take_flush(), Flush::All);
         // Pinned twice, unpinned twice, wrong level, foreign: -EINVAL.
-        let (o, n) = ext(&mut w, &[(MMUEXT_PIN_L4_TABLE, spare.0, 0)]);
+        let (o, n) = ext(&mut w, &[(MMUEXT_PIN_L4_TABLE, spare.get(), 0)]);
         assert_eq!((o, n), (ret(Errno::EINVAL), 0));
-        let (o, _) = ext(&mut w, &[(MMUEXT_PIN_L3_TABLE, l4.0, 0)]);
+        let (o, _) = ext(&mut w, &[(MMUEXT_PIN_L3_TABLE, l4.get(), 0)]);
         assert_eq!(o, ret(Errno::EINVAL));
         let (o, _) = ext(&mut w, &[(MMUEXT_PIN_L1_TABLE, 0x10, 0)]);
         assert_eq!(o, ret(Errno::EINVAL));
+        // A frame number no machine has is refused by its checked
+        // conversion; a command that names no frame ignores arg1.
+        for cmd in [MMUEXT_PIN_L1_TABLE, MMUEXT_UNPIN_TABLE, MMUEXT_NEW_BASEPTR] {
+            let (o, n) = ext(&mut w, &[(cmd, Mfn::LIMIT, 0)]);
+            assert_eq!((o, n), (ret(Errno::EINVAL), 0), "{cmd}");
+        }
+        let (o, n) = ext(&mut w, &[(MMUEXT_TLB_FLUSH_LOCAL, u64::MAX, 0)]);
+        assert_eq!((o, n), (Outcome::Return(0), 1));
+        assert_eq!(w.dom.take_flush(), Flush::All);
         let (o, n) = ext(
             &mut w,
-            &[(MMUEXT_UNPIN_TABLE, l4.0, 0), (MMUEXT_UNPIN_TABLE, l4.0, 0)],
+            &[
+                (MMUEXT_UNPIN_TABLE, l4.get(), 0),
+                (MMUEXT_UNPIN_TABLE, l4.get(), 0),
+            ],
         );
         assert_eq!((o, n), (ret(Errno::EINVAL), 1));
         // The multi-vCPU forms read the mask (vCPU 0 only).
@@ -852,7 +870,7 @@ mod mmu {
         assert_eq!(w.dom.take_flush(), Flush::All);
         let (o, _) = ext(&mut w, &[(MMUEXT_INVLPG_MULTI, 0x1000, DATA + 0x900)]);
         assert_eq!(o, Outcome::Return(0));
-        assert_eq!(w.dom.take_flush(), Flush::Page(GuestVirt(0x1000)));
+        assert_eq!(w.dom.take_flush(), Flush::Page(GuestVirt::new(0x1000)));
         let (o, _) = ext(&mut w, &[(MMUEXT_TLB_FLUSH_MULTI, 0, 0x10)]);
         assert_eq!(o, ret(Errno::EFAULT));
         for cmd in [
@@ -958,18 +976,18 @@ pub(super) mod mmu_fuzz {
         let mut stack = std::vec![(w.dom.base(), Level::L4)];
         let mut seen = std::collections::BTreeSet::new();
         while let Some((t, level)) = stack.pop() {
-            if !seen.insert((t.0, level as u8)) {
+            if !seen.insert((t.get(), level as u8)) {
                 continue;
             }
             let ti = w
                 .dom
                 .page_info(&w.mem, t)
-                .ok_or_else(|| std::format!("reachable table {:#x} not owned", t.0))?;
+                .ok_or_else(|| std::format!("reachable table {:#x} not owned", t.get()))?;
             if ti.ty != PageType::Table(level) || !ti.validated {
                 return Err(std::format!(
                     "reachable L{} {:#x} is {ti:?}",
                     level as u8,
-                    t.0
+                    t.get()
                 ));
             }
             for i in 0..512 {
@@ -979,17 +997,22 @@ pub(super) mod mmu_fuzz {
                 }
                 let f = pte_frame(e);
                 let fi = w.dom.page_info(&w.mem, f).ok_or_else(|| {
-                    std::format!("L{} {:#x}[{i}] maps foreign {:#x}", level as u8, t.0, f.0)
+                    std::format!(
+                        "L{} {:#x}[{i}] maps foreign {:#x}",
+                        level as u8,
+                        t.get(),
+                        f.get()
+                    )
                 })?;
                 match level {
                     Level::L1 => {
                         if e & PTE_RW != 0 && fi.ty != PageType::Writable {
-                            return Err(std::format!("{:#x}[{i}] maps {fi:?} writable", t.0));
+                            return Err(std::format!("{:#x}[{i}] maps {fi:?} writable", t.get()));
                         }
                     }
                     _ => {
                         if e & PTE_PS != 0 {
-                            return Err(std::format!("superpage at {:#x}[{i}]", t.0));
+                            return Err(std::format!("superpage at {:#x}[{i}]", t.get()));
                         }
                         let below = Level::from_number(level as u32 - 1).unwrap();
                         stack.push((f, below));
@@ -1037,26 +1060,26 @@ pub(super) mod mmu_fuzz {
         fn random_mmu_operations_keep_the_bar(ops in proptest::collection::vec(op(), 1..40)) {
             let mut w = World::new();
             // PFNs 64 and 65 are not the domain's: stand-ins for foreign frames.
-            let mfn = |w: &World, p: u64| w.dom.mfn_of(&w.mem, Pfn(p)).unwrap_or(Mfn(0x10 + p));
+            let mfn = |w: &World, p: u64| w.dom.mfn_of(&w.mem, Pfn::new(p)).unwrap_or(Mfn::new(0x10 + p));
             for o in &ops {
                 match *o {
                     Op::Update { table, idx, target, flags } => {
                         let l = *w.dom.layout();
                         let table = if table >= 1000 {
-                            l.page_tables.0 + table % l.nr_pt_frames()
+                            l.page_tables.get() + table % l.nr_pt_frames()
                         } else {
                             table
                         };
-                        let ptr = entry_addr(mfn(&w, table), idx).0;
+                        let ptr = entry_addr(mfn(&w, table), idx).get();
                         let req = MmuUpdate { ptr, val: pte(mfn(&w, target), flags) };
                         // The guest writes its request where it can (a random update
                         // may have unmapped DATA: then the call gets -EFAULT).
-                        let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, GuestVirt(DATA), &req.encode());
+                        let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, GuestVirt::new(DATA), &req.encode());
                         let _ = w.call(Hypercall::MMU_UPDATE, [DATA, 1, 0, DOMID_SELF, 0]);
                     }
                     Op::Ext { cmd, pfn } => {
-                        let op = MmuextOp { cmd, pad: 0, arg1: mfn(&w, pfn).0, arg2: DATA };
-                        let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, GuestVirt(DATA + 0x100), &op.encode());
+                        let op = MmuextOp { cmd, pad: 0, arg1: mfn(&w, pfn).get(), arg2: DATA };
+                        let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, GuestVirt::new(DATA + 0x100), &op.encode());
                         let _ = w.call(Hypercall::MMUEXT_OP, [DATA + 0x100, 1, 0, DOMID_SELF, 0]);
                     }
                 }

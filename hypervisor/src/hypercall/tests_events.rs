@@ -37,9 +37,11 @@ fn shared_info_is_published() {
     let mfn = w.ev.shared.unwrap();
     // start_info.shared_info holds its machine address; it is the last frame.
     let si = w.dom.mfn_of(&w.mem, w.dom.layout().start_info).unwrap();
-    let addr = w.mem.read_u64(crate::addr::MachineAddr(si.addr().0 + 40));
-    assert_eq!(addr, mfn.addr().0);
-    let last = crate::addr::Pfn(w.dom.nr_pages() - 1);
+    let addr = w
+        .mem
+        .read_u64(crate::addr::MachineAddr::new(si.addr().get() + 40));
+    assert_eq!(addr, mfn.addr().get());
+    let last = crate::addr::Pfn::new(w.dom.nr_pages() - 1);
     assert_eq!(w.dom.mfn_of(&w.mem, last), Some(mfn));
     let p = w.page();
     let t = p.time_info();
@@ -49,8 +51,10 @@ fn shared_info_is_published() {
     assert!(p.upcall_mask(), "upcalls start masked");
     // Wall clock: 2000-01-01.
     let mut b = [0u8; 4];
-    w.mem
-        .read(crate::addr::MachineAddr(mfn.addr().0 + 3076), &mut b);
+    w.mem.read(
+        crate::addr::MachineAddr::new(mfn.addr().get() + 3076),
+        &mut b,
+    );
     assert_eq!(u32::from_le_bytes(b), 946_684_800);
 }
 

@@ -115,17 +115,19 @@ fn call() -> impl Strategy<Value = Call> {
 
 /// The machine frame of `pfn`, or a stand-in foreign frame past the domain.
 fn mfn(w: &World, p: u64) -> Mfn {
-    w.dom.mfn_of(&w.mem, Pfn(p)).unwrap_or(Mfn(0x10 + p))
+    w.dom
+        .mfn_of(&w.mem, Pfn::new(p))
+        .unwrap_or(Mfn::new(0x10 + p))
 }
 
 fn value(w: &World, a: Arg) -> u64 {
-    let end = w.dom.layout().virt_base.0 + 64 * 4096;
+    let end = w.dom.layout().virt_base.get() + 64 * 4096;
     match a {
         Arg::Small(v) => v,
         Arg::Arena(o) => ARENA + o,
         Arg::Bad(0) => 0x10,
         Arg::Bad(1) => end - 8,
-        Arg::Bad(2) => w.dom.layout().virt_base.0 + w.dom.layout().page_tables.0 * 4096,
+        Arg::Bad(2) => w.dom.layout().virt_base.get() + w.dom.layout().page_tables.get() * 4096,
         Arg::Bad(3) => 0x0000_8000_0000_0000,
         Arg::Bad(4) => u64::MAX - 7,
         Arg::Bad(_) => end,
@@ -137,7 +139,7 @@ fn value(w: &World, a: Arg) -> u64 {
 /// unmapped or write-protected part of it, and then its pointer faults).
 fn write_fill(w: &mut World, f: &Fill) {
     let put = |w: &mut World, at: u64, bytes: &[u8]| {
-        let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, GuestVirt(at), bytes);
+        let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, GuestVirt::new(at), bytes);
     };
     match f {
         Fill::Keep => {}
@@ -146,12 +148,12 @@ fn write_fill(w: &mut World, f: &Fill) {
             let l = *w.dom.layout();
             for (k, &(table, idx, target, flags)) in reqs.iter().enumerate() {
                 let table = if table >= 1000 {
-                    l.page_tables.0 + table % l.nr_pt_frames()
+                    l.page_tables.get() + table % l.nr_pt_frames()
                 } else {
                     table
                 };
                 let req = MmuUpdate {
-                    ptr: entry_addr(mfn(w, table), idx).0,
+                    ptr: entry_addr(mfn(w, table), idx).get(),
                     val: pte(mfn(w, target), flags),
                 };
                 put(w, ARENA + 16 * k as u64, &req.encode());
@@ -162,7 +164,7 @@ fn write_fill(w: &mut World, f: &Fill) {
                 let op = MmuextOp {
                     cmd,
                     pad: 0,
-                    arg1: mfn(w, pfn).0,
+                    arg1: mfn(w, pfn).get(),
                     arg2: ARENA + 0x800,
                 };
                 put(w, ARENA + 32 * k as u64, &op.encode());

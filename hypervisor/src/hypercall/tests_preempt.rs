@@ -46,7 +46,7 @@ fn run_split(w: &mut World, nr: Hypercall, args: [u64; 5], rooms: &[u32]) -> (Ou
 }
 
 fn mfn_of_pfn(w: &World, p: u64) -> Mfn {
-    w.dom.mfn_of(&w.mem, Pfn(p)).unwrap()
+    w.dom.mfn_of(&w.mem, Pfn::new(p)).unwrap()
 }
 
 /// The L1 table that maps the image's first page.
@@ -60,7 +60,7 @@ fn image_l1(w: &World) -> Mfn {
 /// Where request lists go: free pages after the builder's.
 fn list_va(w: &World) -> u64 {
     let l = w.dom.layout();
-    l.va(Pfn(l.first_free.0 + 2)).0
+    l.va(Pfn::new(l.first_free.get() + 2)).get()
 }
 
 /// One request of a random batch: an update of one of 64 spare entries of the
@@ -87,9 +87,9 @@ fn req() -> impl Strategy<Value = Req> {
 fn encode_reqs(w: &World, reqs: &[Req]) -> Vec<u8> {
     let l1 = image_l1(w);
     let l = *w.dom.layout();
-    let pt = l.page_tables.0;
+    let pt = l.page_tables.get();
     // Ordinary frames (past the builder's, before the shared_info page).
-    let free = |pfn: u64| l.first_free.0 + pfn % (l.nr_pages - 1 - l.first_free.0);
+    let free = |pfn: u64| l.first_free.get() + pfn % (l.nr_pages - 1 - l.first_free.get());
     let mut bytes = Vec::new();
     for r in reqs {
         let (slot, val) = match *r {
@@ -101,10 +101,10 @@ fn encode_reqs(w: &World, reqs: &[Req]) -> Vec<u8> {
                 ),
             ),
             Req::Unmap { slot } => (slot, 0),
-            Req::Foreign { slot } => (slot, pte(Mfn(0x10), PTE_P)),
+            Req::Foreign { slot } => (slot, pte(Mfn::new(0x10), PTE_P)),
             Req::TableWritable { slot } => (slot, pte(mfn_of_pfn(w, pt), PTE_P | PTE_RW)),
         };
-        let ptr = entry_addr(l1, 200 + slot).0;
+        let ptr = entry_addr(l1, 200 + slot).get();
         bytes.extend_from_slice(&MmuUpdate { ptr, val }.encode());
     }
     bytes
@@ -341,10 +341,12 @@ fn blocking_in_a_multicall_is_refused_and_changes_nothing() {
     // Only the results changed.
     let (mut after, blocked) = state(&w);
     assert_eq!(blocked, None);
-    let list_frame = walk(&w.mem, w.dom.base(), GuestVirt(list), false, |_, _| true)
-        .unwrap()
-        .frame;
-    after.insert(list_frame.0, before.0[&list_frame.0].clone());
+    let list_frame = walk(&w.mem, w.dom.base(), GuestVirt::new(list), false, |_, _| {
+        true
+    })
+    .unwrap()
+    .frame;
+    after.insert(list_frame.get(), before.0[&list_frame.get()].clone());
     assert!(after == before.0);
 }
 
@@ -388,7 +390,7 @@ proptest! {
     ) {
         let run = |rooms: &[u32]| {
             let mut w = World::new();
-            let free = w.dom.layout().first_free.0 + 8;
+            let free = w.dom.layout().first_free.get() + 8;
             let list = list_va(&w);
             let mut bytes = Vec::new();
             for &(cmd, k) in &ops {
@@ -399,7 +401,7 @@ proptest! {
                     6 => keel_abi::mmu::MMUEXT_INVLPG_LOCAL,
                     _ => 99,
                 };
-                let arg1 = mfn_of_pfn(&w, free + k).0;
+                let arg1 = mfn_of_pfn(&w, free + k).get();
                 bytes.extend_from_slice(&MmuextOp { cmd, pad: 0, arg1, arg2: 0 }.encode());
             }
             w.poke(list + 0x3000, &bytes);

@@ -15,7 +15,7 @@ pub(super) fn version<M: PhysMem>(ctx: &mut Ctx<'_, M>, _: &HypercallArgs) -> Hc
 /// Writes [`EXTRAVERSION`] (`"-keel"`, NUL-padded to 16 bytes).
 #[inline(never)]
 pub(super) fn extraversion<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
-    ctx.copy_to(GuestVirt(a.args[1]), &EXTRAVERSION.0)?;
+    ctx.copy_to(GuestVirt::new(a.args[1]), &EXTRAVERSION.0)?;
     Ok(Outcome::Return(0))
 }
 
@@ -24,7 +24,7 @@ pub(super) fn extraversion<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) 
 /// write the whole struct back.
 #[inline(never)]
 pub(super) fn get_features<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
-    let va = GuestVirt(a.args[1]);
+    let va = GuestVirt::new(a.args[1]);
     let mut fi = XenFeatureInfo::decode(&ctx.read(va)?);
     fi.submap = match fi.submap_idx {
         0 => features::SUBMAP0,

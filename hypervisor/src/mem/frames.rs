@@ -56,16 +56,16 @@ impl FrameRange {
     /// frame is not usable.
     fn inward(r: &MachineRange) -> Self {
         FrameRange {
-            first: align_up(r.start.0) / PAGE_SIZE,
-            end: align_down(r.end.0) / PAGE_SIZE,
+            first: align_up(r.start.get()) / PAGE_SIZE,
+            end: align_down(r.end.get()) / PAGE_SIZE,
         }
     }
     /// Every frame `r` touches (rounded outward): for reserved memory, a partial
     /// frame is reserved.
     fn outward(r: &MachineRange) -> Self {
         FrameRange {
-            first: align_down(r.start.0) / PAGE_SIZE,
-            end: align_up(r.end.0) / PAGE_SIZE,
+            first: align_down(r.start.get()) / PAGE_SIZE,
+            end: align_up(r.end.get()) / PAGE_SIZE,
         }
     }
     fn contains(&self, f: u64) -> bool {
@@ -165,7 +165,7 @@ pub fn find_bitmap_home(
                         .map(|r| &r.range),
                 )
                 .filter(|r| r.overlaps(&cand))
-                .map(|r| align_up(r.end.0))
+                .map(|r| align_up(r.end.get()))
                 .max()
             {
                 None => return Some(cand),
@@ -277,7 +277,7 @@ impl<'a> FrameAllocator<'a> {
     /// Whether `f` may ever be handed out: inside usable RAM and outside every
     /// reserved range.
     pub fn is_allocatable(&self, f: Mfn) -> bool {
-        let f = f.0;
+        let f = f.get();
         f >= self.base
             && f - self.base < self.nframes
             && self.usable[..self.n_usable].iter().any(|u| u.contains(f))
@@ -288,7 +288,7 @@ impl<'a> FrameAllocator<'a> {
 
     /// Whether `f` is currently free.
     pub fn is_free(&self, f: Mfn) -> bool {
-        f.0 >= self.base && f.0 - self.base < self.nframes && self.bit(f.0)
+        f.get() >= self.base && f.get() - self.base < self.nframes && self.bit(f.get())
     }
 
     /// Frees refused because the frame was never allocatable or was already free.
@@ -298,7 +298,7 @@ impl<'a> FrameAllocator<'a> {
 
     /// The frames the bitmap covers: `[first, end)`.
     pub fn span(&self) -> (Mfn, Mfn) {
-        (Mfn(self.base), Mfn(self.base + self.nframes))
+        (Mfn::new(self.base), Mfn::new(self.base + self.nframes))
     }
 
     /// Set or clear the bits of frames `[first, end)`, clipped to the span.
@@ -343,7 +343,7 @@ impl FrameSource for FrameAllocator<'_> {
                 self.set_bit(f, false);
                 self.free -= 1;
                 self.hint = i;
-                return Some(Mfn(f));
+                return Some(Mfn::new(f));
             }
         }
         self.hint = self.nframes;
@@ -377,7 +377,7 @@ impl FrameSource for FrameAllocator<'_> {
                         self.set_bit(self.base + f, false);
                     }
                     self.free -= n;
-                    return Some(Mfn(self.base + run_start));
+                    return Some(Mfn::new(self.base + run_start));
                 }
             } else {
                 run_len = 0;
@@ -388,18 +388,18 @@ impl FrameSource for FrameAllocator<'_> {
     }
 
     fn free_frame(&mut self, f: Mfn) {
-        if !self.is_allocatable(f) || self.bit(f.0) {
+        if !self.is_allocatable(f) || self.bit(f.get()) {
             // Never put a reserved frame into circulation; never count a frame twice.
             self.rejected_frees += 1;
             log::warn!(
                 "frames: refused to free frame {:#x} (reserved or already free)",
-                f.0
+                f.get()
             );
             return;
         }
-        self.set_bit(f.0, true);
+        self.set_bit(f.get(), true);
         self.free += 1;
-        self.hint = self.hint.min(f.0 - self.base);
+        self.hint = self.hint.min(f.get() - self.base);
     }
 
     fn free_count(&self) -> u64 {
@@ -452,11 +452,11 @@ mod tests {
         // Usable above 1 MiB: 0x100000..0x7fe0000 = 0x7ee0 frames, minus the image (0x18).
         assert_eq!(fa.free_count(), 0x7ee0 - 0x18);
         let first = fa.alloc_frame().unwrap();
-        assert_eq!(first, Mfn(0x100)); // lowest first, above 1 MiB
-        assert!(!fa.is_allocatable(Mfn(0x9f)));
-        assert!(!fa.is_allocatable(Mfn(0x200)));
-        assert!(!fa.is_allocatable(Mfn(0x7fe0)));
-        assert!(fa.is_allocatable(Mfn(0x218)));
+        assert_eq!(first, Mfn::new(0x100)); // lowest first, above 1 MiB
+        assert!(!fa.is_allocatable(Mfn::new(0x9f)));
+        assert!(!fa.is_allocatable(Mfn::new(0x200)));
+        assert!(!fa.is_allocatable(Mfn::new(0x7fe0)));
+        assert!(fa.is_allocatable(Mfn::new(0x218)));
     }
 
     #[test]
@@ -469,7 +469,7 @@ mod tests {
         let mut fa = build(&mut st, &map, &res);
         // Whole frames inside [0x100800, 0x103800): 0x101, 0x102. 0x102 is touched by `res`.
         assert_eq!(fa.free_count(), 1);
-        assert_eq!(fa.alloc_frame(), Some(Mfn(0x101)));
+        assert_eq!(fa.alloc_frame(), Some(Mfn::new(0x101)));
         assert_eq!(fa.alloc_frame(), None);
     }
 
@@ -482,7 +482,7 @@ mod tests {
         let mut st = Vec::new();
         let fa = build(&mut st, &map, &[]);
         assert_eq!(fa.free_count(), 0xff);
-        assert!(!fa.is_allocatable(Mfn(0x180)));
+        assert!(!fa.is_allocatable(Mfn::new(0x180)));
     }
 
     #[test]
@@ -492,20 +492,20 @@ mod tests {
         let mut fa = build(&mut st, &map, &[MachineRange::from_len(0x10_3000, 0x1000)]);
         // 0x100..0x103 free, 0x103 reserved: a run of 4 starts at 0x104.
         let run = fa.alloc_contiguous(4).unwrap();
-        assert_eq!(run, Mfn(0x104));
+        assert_eq!(run, Mfn::new(0x104));
         let before = fa.free_count();
         let a = fa.alloc_contiguous(3).unwrap();
-        assert_eq!(a, Mfn(0x100));
+        assert_eq!(a, Mfn::new(0x100));
         for f in 0..3 {
             fa.free_frame(a.add(f));
         }
         assert_eq!(fa.free_count(), before);
         assert_eq!(fa.rejected_frees(), 0);
         // Freeing a reserved frame or a free frame is refused and counted.
-        fa.free_frame(Mfn(0x103));
-        fa.free_frame(Mfn(0x100));
-        fa.free_frame(Mfn(0x5));
-        fa.free_frame(Mfn(u64::MAX));
+        fa.free_frame(Mfn::new(0x103));
+        fa.free_frame(Mfn::new(0x100));
+        fa.free_frame(Mfn::new(0x5));
+        fa.free_frame(Mfn::new(u64::MAX));
         assert_eq!(fa.rejected_frees(), 4);
         assert_eq!(fa.free_count(), before);
         assert_eq!(fa.alloc_contiguous(0), None);
@@ -519,12 +519,12 @@ mod tests {
         let mut fa = build(&mut st, &map, &[]);
         let mut got = BTreeSet::new();
         while let Some(f) = fa.alloc_frame() {
-            assert!(got.insert(f.0));
+            assert!(got.insert(f.get()));
         }
         assert_eq!(got.len(), 8);
         assert_eq!(fa.free_count(), 0);
-        fa.free_frame(Mfn(0x104));
-        assert_eq!(fa.alloc_frame(), Some(Mfn(0x104)));
+        fa.free_frame(Mfn::new(0x104));
+        assert_eq!(fa.alloc_frame(), Some(Mfn::new(0x104)));
     }
 
     #[test]
@@ -579,11 +579,11 @@ mod tests {
         let frame = MachineRange::from_len(f * PAGE_SIZE, PAGE_SIZE);
         let in_usable = map.iter().any(|r| {
             r.kind == RegionKind::Usable
-                && r.range.start.0 <= frame.start.0
-                && frame.end.0 <= r.range.end.0
+                && r.range.start.get() <= frame.start.get()
+                && frame.end.get() <= r.range.end.get()
         });
         !in_usable
-            || frame.start.0 < LOW_MEMORY_END
+            || frame.start.get() < LOW_MEMORY_END
             || reserved.iter().any(|r| r.overlaps(&frame))
             || map
                 .iter()
@@ -622,7 +622,7 @@ mod tests {
             };
             // Initially free frames: exactly the non-reserved ones in the span.
             let (first, end) = fa.span();
-            let expected_free = (first.0..end.0).filter(|&f| !reserved_by_inputs(f, &map, &reserved)).count() as u64;
+            let expected_free = (first.get()..end.get()).filter(|&f| !reserved_by_inputs(f, &map, &reserved)).count() as u64;
             prop_assert_eq!(fa.free_count(), expected_free);
 
             let mut held: Vec<u64> = Vec::new();
@@ -630,12 +630,12 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Alloc => if let Some(f) = fa.alloc_frame() {
-                        prop_assert!(!reserved_by_inputs(f.0, &map, &reserved), "reserved frame {:#x}", f.0);
-                        prop_assert!(held_set.insert(f.0), "frame {:#x} handed out twice", f.0);
-                        held.push(f.0);
+                        prop_assert!(!reserved_by_inputs(f.get(), &map, &reserved), "reserved frame {:#x}", f.get());
+                        prop_assert!(held_set.insert(f.get()), "frame {:#x} handed out twice", f.get());
+                        held.push(f.get());
                     },
                     Op::AllocN(n) => if let Some(f) = fa.alloc_contiguous(n) {
-                        for g in f.0..f.0 + n {
+                        for g in f.get()..f.get() + n {
                             prop_assert!(!reserved_by_inputs(g, &map, &reserved), "reserved frame {:#x}", g);
                             prop_assert!(held_set.insert(g), "frame {:#x} handed out twice", g);
                             held.push(g);
@@ -644,12 +644,12 @@ mod tests {
                     Op::Free(i) => if !held.is_empty() {
                         let f = held.swap_remove(i % held.len());
                         held_set.remove(&f);
-                        fa.free_frame(Mfn(f));
+                        fa.free_frame(Mfn::new(f));
                     },
                     Op::FreeArbitrary(f) => if !held_set.contains(&f) {
                         // Either a reserved frame (refused) or a free one (refused).
                         let before = fa.free_count();
-                        fa.free_frame(Mfn(f));
+                        fa.free_frame(Mfn::new(f));
                         prop_assert_eq!(fa.free_count(), before);
                     },
                 }
@@ -662,8 +662,8 @@ mod tests {
         fn bitmap_home_is_free_ram(map in arb_map(), reserved in arb_reserved(), bytes in 1u64..0x20000) {
             if let Some(home) = find_bitmap_home(&map, &reserved, bytes, 0x800_0000) {
                 prop_assert!(home.len() >= bytes);
-                prop_assert!(home.end.0 <= 0x800_0000);
-                for f in home.start.0 / PAGE_SIZE..home.end.0 / PAGE_SIZE {
+                prop_assert!(home.end.get() <= 0x800_0000);
+                for f in home.start.get() / PAGE_SIZE..home.end.get() / PAGE_SIZE {
                     prop_assert!(!reserved_by_inputs(f, &map, &reserved));
                 }
             }

@@ -56,7 +56,7 @@ pub trait PhysMem {
         while done < len {
             let n = chunk.len().min(len - done);
             if let Some(c) = chunk.get_mut(..n) {
-                self.read(MachineAddr(at.0 + done as u64), c);
+                self.read(MachineAddr::new(at.get() + done as u64), c);
                 f(c);
             }
             done += n;
@@ -67,7 +67,7 @@ pub trait PhysMem {
         let zeros = [0u8; 512];
         let mut off = 0;
         while off < PAGE_SIZE {
-            self.write(MachineAddr(f.addr().0 + off), &zeros);
+            self.write(MachineAddr::new(f.addr().get() + off), &zeros);
             off += zeros.len() as u64;
         }
     }
@@ -153,7 +153,7 @@ pub mod fake {
                 off + out.len() <= PAGE_SIZE as usize,
                 "read crosses a frame"
             );
-            match self.frames.get(&at.frame().0) {
+            match self.frames.get(&at.frame().get()) {
                 Some(f) => out.copy_from_slice(&f[off..off + out.len()]),
                 None => out.fill(0),
             }
@@ -166,7 +166,7 @@ pub mod fake {
             );
             let f = self
                 .frames
-                .entry(at.frame().0)
+                .entry(at.frame().get())
                 .or_insert_with(|| std::vec![0; PAGE_SIZE as usize]);
             f[off..off + data.len()].copy_from_slice(data);
         }
@@ -212,21 +212,21 @@ pub mod fake {
         /// The bytes of an aligned word of an existing frame (`None`: take the
         /// byte path).
         fn word(&self, at: MachineAddr, size: u64) -> Option<&[u8]> {
-            if !word_in_map(at.0, size, !7u64) {
+            if !word_in_map(at.get(), size, !7u64) {
                 return None;
             }
             let off = at.page_offset() as usize;
             self.frames
-                .get(&at.frame().0)?
+                .get(&at.frame().get())?
                 .get(off..off + size as usize)
         }
         fn word_mut(&mut self, at: MachineAddr, size: u64) -> Option<&mut [u8]> {
-            if !word_in_map(at.0, size, !7u64) {
+            if !word_in_map(at.get(), size, !7u64) {
                 return None;
             }
             let off = at.page_offset() as usize;
             self.frames
-                .get_mut(&at.frame().0)?
+                .get_mut(&at.frame().get())?
                 .get_mut(off..off + size as usize)
         }
     }
@@ -263,7 +263,7 @@ pub mod fake {
                 None => return None,
             };
             self.outstanding.insert(f);
-            Some(Mfn(f))
+            Some(Mfn::new(f))
         }
         fn alloc_contiguous(&mut self, n: u64) -> Option<Mfn> {
             if self.next + n > self.end {
@@ -272,15 +272,15 @@ pub mod fake {
             let first = self.next;
             self.next += n;
             self.outstanding.extend(first..first + n);
-            Some(Mfn(first))
+            Some(Mfn::new(first))
         }
         fn free_frame(&mut self, f: Mfn) {
             assert!(
-                self.outstanding.remove(&f.0),
+                self.outstanding.remove(&f.get()),
                 "double free of frame {:#x}",
-                f.0
+                f.get()
             );
-            self.free.push(f.0);
+            self.free.push(f.get());
         }
         fn free_count(&self) -> u64 {
             self.end - self.next + self.free.len() as u64
@@ -359,11 +359,11 @@ mod tests {
             v in any::<u64>(),
         ) {
             let off = if near_end { 4096 - 8 - off % 16 } else { off };
-            let at = MachineAddr(frame * 4096 + off);
+            let at = MachineAddr::new(frame * 4096 + off);
             let mut fast = FakeMem::default();
             let mut slow = BytesOnly::default();
             for (i, c) in fill.chunks(8).enumerate() {
-                let base = MachineAddr(frame * 4096 + (off & !63) + 8 * i as u64);
+                let base = MachineAddr::new(frame * 4096 + (off & !63) + 8 * i as u64);
                 if base.page_offset() + 8 <= 4096 {
                     fast.write(base, c);
                     slow.write(base, c);
@@ -372,22 +372,22 @@ mod tests {
             prop_assert_eq!(fast.read_u64(at), slow.read_u64(at));
             prop_assert_eq!(fast.read_u32(at), slow.read_u32(at));
             // A frame never written reads as zeroes either way.
-            let untouched = MachineAddr(7 * 4096 + off);
+            let untouched = MachineAddr::new(7 * 4096 + off);
             prop_assert_eq!(fast.read_u64(untouched), 0);
             prop_assert_eq!(slow.read_u64(untouched), 0);
             fast.write_u64(at, v);
             slow.write_u64(at, v);
             let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
-            let around = MachineAddr(at.0 & !7);
+            let around = MachineAddr::new(at.get() & !7);
             let n = (4096 - around.page_offset()).min(16) as usize;
             fast.read(around, &mut a[..n]);
             slow.read(around, &mut b[..n]);
             prop_assert_eq!(a, b);
-            fast.write_u32(MachineAddr(at.0 + 4), v as u32);
-            slow.write_u32(MachineAddr(at.0 + 4), v as u32);
+            fast.write_u32(MachineAddr::new(at.get() + 4), v as u32);
+            slow.write_u32(MachineAddr::new(at.get() + 4), v as u32);
             prop_assert_eq!(fast.read_u64(around), slow.read_u64(around));
             prop_assert_eq!(fast.read_u64(at), slow.read_u64(at));
-            prop_assert_eq!(fast.read_u32(MachineAddr(at.0 + 4)), v as u32);
+            prop_assert_eq!(fast.read_u32(MachineAddr::new(at.get() + 4)), v as u32);
         }
     }
 }

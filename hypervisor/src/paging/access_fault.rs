@@ -83,7 +83,7 @@ pub fn first_fault<M: PhysMem + ?Sized>(
     while done < len {
         // Wrapping past 2^64 leaves the canonical range on the way, so the
         // canonical check below catches it.
-        let cur = GuestVirt(va.0.wrapping_add(done));
+        let cur = GuestVirt::new(va.get().wrapping_add(done));
         if !cur.is_canonical() {
             return Some(AccessFault::GeneralProtection { at: cur });
         }
@@ -157,12 +157,12 @@ mod tests {
 
     /// The guest-virtual address of `pfn` in the bootstrap mapping.
     fn va(dom: &Domain, pfn: crate::addr::Pfn) -> u64 {
-        dom.layout().virt_base.0 + pfn.0 * 4096
+        dom.layout().virt_base.get() + pfn.get() * 4096
     }
 
     fn pf(cr2: u64, error_code: u32) -> Option<AccessFault> {
         Some(AccessFault::PageFault {
-            cr2: GuestVirt(cr2),
+            cr2: GuestVirt::new(cr2),
             error_code,
         })
     }
@@ -170,13 +170,13 @@ mod tests {
     #[test]
     fn accessible_ranges_have_no_fault() {
         let (dom, mem) = setup();
-        let base = dom.layout().virt_base.0;
+        let base = dom.layout().virt_base.get();
         let free = va(&dom, dom.layout().first_free);
         assert_eq!(
             first_fault(
                 &dom,
                 &mem,
-                GuestVirt(base),
+                GuestVirt::new(base),
                 3 * 4096,
                 Access::Read,
                 Mode::Supervisor
@@ -187,7 +187,7 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                GuestVirt(free + 100),
+                GuestVirt::new(free + 100),
                 4096,
                 Access::Write,
                 Mode::Supervisor
@@ -196,7 +196,14 @@ mod tests {
             "two writable pages"
         );
         assert_eq!(
-            first_fault(&dom, &mem, GuestVirt(0), 0, Access::Write, Mode::Supervisor),
+            first_fault(
+                &dom,
+                &mem,
+                GuestVirt::new(0),
+                0,
+                Access::Write,
+                Mode::Supervisor
+            ),
             None,
             "an empty range touches nothing"
         );
@@ -205,14 +212,14 @@ mod tests {
     #[test]
     fn not_present_pages() {
         let (dom, mem) = setup();
-        let end = dom.layout().virt_base.0 + 64 * 4096;
+        let end = dom.layout().virt_base.get() + 64 * 4096;
         // Starts 4 bytes before the end of the mapped region: the fault is at
         // the first unmapped page, not at the start of the range.
         assert_eq!(
             first_fault(
                 &dom,
                 &mem,
-                GuestVirt(end - 4),
+                GuestVirt::new(end - 4),
                 8,
                 Access::Read,
                 Mode::Supervisor
@@ -223,7 +230,7 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                GuestVirt(end - 4),
+                GuestVirt::new(end - 4),
                 8,
                 Access::Write,
                 Mode::Supervisor
@@ -234,7 +241,7 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                GuestVirt(0x10),
+                GuestVirt::new(0x10),
                 1,
                 Access::Read,
                 Mode::Supervisor
@@ -253,7 +260,7 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                GuestVirt(pt + 8),
+                GuestVirt::new(pt + 8),
                 8,
                 Access::Write,
                 Mode::Supervisor
@@ -264,7 +271,7 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                GuestVirt(pt + 8),
+                GuestVirt::new(pt + 8),
                 8,
                 Access::Read,
                 Mode::Supervisor
@@ -282,7 +289,7 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                GuestVirt(data),
+                GuestVirt::new(data),
                 1,
                 Access::Write,
                 Mode::Supervisor
@@ -294,7 +301,7 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                GuestVirt(data),
+                GuestVirt::new(data),
                 1,
                 Access::Read,
                 Mode::Supervisor
@@ -307,7 +314,7 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                GuestVirt(data),
+                GuestVirt::new(data),
                 1,
                 Access::Read,
                 Mode::Supervisor
@@ -324,11 +331,25 @@ mod tests {
         // The builder leaves U/S clear everywhere: a user access is a
         // protection fault with U set, a supervisor one is fine.
         assert_eq!(
-            first_fault(&dom, &mem, GuestVirt(data), 1, Access::Read, Mode::User),
+            first_fault(
+                &dom,
+                &mem,
+                GuestVirt::new(data),
+                1,
+                Access::Read,
+                Mode::User
+            ),
             pf(data, PF_PRESENT | PF_USER)
         );
         assert_eq!(
-            first_fault(&dom, &mem, GuestVirt(data), 1, Access::Write, Mode::User),
+            first_fault(
+                &dom,
+                &mem,
+                GuestVirt::new(data),
+                1,
+                Access::Write,
+                Mode::User
+            ),
             pf(data, PF_PRESENT | PF_WRITE | PF_USER)
         );
         // U/S on the leaf only: still not a user page (the CPU ANDs the levels).
@@ -336,7 +357,14 @@ mod tests {
         let e = mem.read_u64(slot);
         mem.write_u64(slot, e | PTE_US);
         assert_eq!(
-            first_fault(&dom, &mem, GuestVirt(data), 1, Access::Read, Mode::User),
+            first_fault(
+                &dom,
+                &mem,
+                GuestVirt::new(data),
+                1,
+                Access::Read,
+                Mode::User
+            ),
             pf(data, PF_PRESENT | PF_USER)
         );
         // U/S at every level: accessible from user mode.
@@ -348,13 +376,27 @@ mod tests {
             table = pte_frame(e);
         }
         assert_eq!(
-            first_fault(&dom, &mem, GuestVirt(data), 8, Access::Write, Mode::User),
+            first_fault(
+                &dom,
+                &mem,
+                GuestVirt::new(data),
+                8,
+                Access::Write,
+                Mode::User
+            ),
             None
         );
         // A not-present page from user mode: U set, P clear.
-        let end = dom.layout().virt_base.0 + 64 * 4096;
+        let end = dom.layout().virt_base.get() + 64 * 4096;
         assert_eq!(
-            first_fault(&dom, &mem, GuestVirt(end), 1, Access::Write, Mode::User),
+            first_fault(
+                &dom,
+                &mem,
+                GuestVirt::new(end),
+                1,
+                Access::Write,
+                Mode::User
+            ),
             pf(end, PF_WRITE | PF_USER)
         );
     }
@@ -373,7 +415,7 @@ mod tests {
             let f = first_fault(
                 &dom,
                 &mem,
-                GuestVirt(va),
+                GuestVirt::new(va),
                 len,
                 Access::Read,
                 Mode::Supervisor,
@@ -381,7 +423,7 @@ mod tests {
             match f {
                 Some(AccessFault::GeneralProtection { at }) => {
                     assert!(!at.is_canonical());
-                    assert!(at.0.wrapping_sub(va) < len, "inside the range");
+                    assert!(at.get().wrapping_sub(va) < len, "inside the range");
                 }
                 // The first page may be unmapped before the range leaves the
                 // canonical space: a #PF there is what the CPU raises first.
@@ -393,13 +435,13 @@ mod tests {
             first_fault(
                 &dom,
                 &mem,
-                GuestVirt(0x0000_8000_0000_0000),
+                GuestVirt::new(0x0000_8000_0000_0000),
                 1,
                 Access::Write,
                 Mode::Supervisor
             ),
             Some(AccessFault::GeneralProtection {
-                at: GuestVirt(0x0000_8000_0000_0000)
+                at: GuestVirt::new(0x0000_8000_0000_0000)
             })
         );
     }

@@ -93,12 +93,12 @@ pub const fn cr3_frame(cr3: u64) -> Mfn {
 
 /// Build an entry pointing at `mfn` with `flags`.
 pub const fn pte(mfn: Mfn, flags: u64) -> u64 {
-    ((mfn.0 << 12) & PTE_ADDR_MASK) | flags
+    ((mfn.get() << 12) & PTE_ADDR_MASK) | flags
 }
 
 /// The machine address of entry `index` of the table in frame `table`.
 pub const fn entry_addr(table: Mfn, index: usize) -> MachineAddr {
-    MachineAddr(table.addr().0 + (index as u64) * 8)
+    MachineAddr::new(table.addr().get() + (index as u64) * 8)
 }
 
 #[cfg(test)]
@@ -108,16 +108,16 @@ mod tests {
     /// Tables at frames 1 (L4), 2 (L3), 3 (L2), 4 (L1) mapping va 0x40_0000 -> frame 9.
     #[test]
     fn pte_round_trip_and_levels() {
-        let e = pte(Mfn(0xf_ffff_ffff), PTE_P | PTE_NX);
-        assert_eq!(pte_frame(e), Mfn(0xf_ffff_ffff));
-        assert_eq!(pte_frame(pte(Mfn(1 << 41), 0)), Mfn(0)); // bits above 51 are dropped
+        let e = pte(Mfn::new(0xf_ffff_ffff), PTE_P | PTE_NX);
+        assert_eq!(pte_frame(e), Mfn::new(0xf_ffff_ffff));
+        assert_eq!(pte_frame(pte(Mfn::new(1 << 41), 0)), Mfn::new(0)); // bits above 51 are dropped
         for l in Level::WALK_ORDER {
             assert_eq!(Level::from_number(l.number()), Some(l));
         }
         assert_eq!(Level::from_number(5), None);
         assert_eq!(Level::L1.table_span_shift(), 21);
         assert_eq!(Level::L4.table_span_shift(), 48);
-        assert_eq!(cr3_frame(0x0000_0001_2345_6018), Mfn(0x0012_3456));
-        assert_eq!(cr3_frame(0x8000_0000_0000_1fff), Mfn(1));
+        assert_eq!(cr3_frame(0x0000_0001_2345_6018), Mfn::new(0x0012_3456));
+        assert_eq!(cr3_frame(0x8000_0000_0000_1fff), Mfn::new(1));
     }
 }

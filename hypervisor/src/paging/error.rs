@@ -48,16 +48,16 @@ pub enum MmError {
 impl core::fmt::Display for MmError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            MmError::NotOwned(m) => write!(f, "frame {:#x} is not the domain's", m.0),
+            MmError::NotOwned(m) => write!(f, "frame {:#x} is not the domain's", m.get()),
             MmError::TypeConflict { mfn, have, want } => write!(
                 f,
                 "frame {:#x} is in use as {have:?}, cannot become {want:?}",
-                mfn.0
+                mfn.get()
             ),
             MmError::Recursive(m) => write!(
                 f,
                 "frame {:#x} references itself at its own level (linear page tables are refused)",
-                m.0
+                m.get()
             ),
             MmError::Reserved { level, entry } => {
                 write!(
@@ -69,11 +69,11 @@ impl core::fmt::Display for MmError {
             MmError::Superpage { level } => {
                 write!(f, "PS in an L{} entry: no superpages", level.number())
             }
-            MmError::Overflow(m) => write!(f, "count of frame {:#x} would overflow", m.0),
-            MmError::AlreadyPinned(m) => write!(f, "frame {:#x} is already pinned", m.0),
-            MmError::NotPinned(m) => write!(f, "frame {:#x} is not pinned", m.0),
+            MmError::Overflow(m) => write!(f, "count of frame {:#x} would overflow", m.get()),
+            MmError::AlreadyPinned(m) => write!(f, "frame {:#x} is already pinned", m.get()),
+            MmError::NotPinned(m) => write!(f, "frame {:#x} is not pinned", m.get()),
             MmError::NotPinnedL4(m) => {
-                write!(f, "frame {:#x} is not a pinned, validated L4", m.0)
+                write!(f, "frame {:#x} is not a pinned, validated L4", m.get())
             }
             MmError::Misaligned => write!(f, "entry address not 8-byte aligned"),
         }

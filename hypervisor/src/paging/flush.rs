@@ -21,7 +21,7 @@ impl Flush {
     pub const fn merge(self, other: Flush) -> Flush {
         match (self, other) {
             (Flush::None, x) | (x, Flush::None) => x,
-            (Flush::Page(a), Flush::Page(b)) if a.0 == b.0 => Flush::Page(a),
+            (Flush::Page(a), Flush::Page(b)) if a.get() == b.get() => Flush::Page(a),
             _ => Flush::All,
         }
     }

@@ -213,7 +213,7 @@ impl Extent {
         }
     }
     fn at(self, byte: u64) -> MachineAddr {
-        MachineAddr(self.first.addr().0 + byte)
+        MachineAddr::new(self.first.addr().get() + byte)
     }
 }
 
@@ -280,7 +280,7 @@ impl FrameTable {
                 t.free(mem, frames);
                 return Err(FrameTableError::OutOfMemory);
             };
-            if mfn.0 > MAX_MFN {
+            if mfn.get() > MAX_MFN {
                 frames.free_frame(mfn);
                 t.free(mem, frames);
                 return Err(FrameTableError::BadFrame(mfn));
@@ -288,13 +288,13 @@ impl FrameTable {
             // Whatever the frame held before (another domain's data, or ours) must
             // not leak into this domain.
             mem.zero_frame(mfn);
-            mem.write_u64(t.p2m.at(pfn * P2M_ENTRY), mfn.0);
+            mem.write_u64(t.p2m.at(pfn * P2M_ENTRY), mfn.get());
             mem.write_u64(
                 t.p2m.at(pfn * P2M_ENTRY + P2M_TYPE),
                 TypeInfo::FREE.encode(),
             );
             mem.write_u64(t.p2m.at(pfn * P2M_ENTRY + P2M_REFS), 0);
-            mem.write_u64(t.m2p.at(pfn * M2P_ENTRY), (mfn.0 << M2P_PFN_BITS) | pfn);
+            mem.write_u64(t.m2p.at(pfn * M2P_ENTRY), (mfn.get() << M2P_PFN_BITS) | pfn);
             t.nr_pages = pfn + 1;
         }
         t.sort_m2p(mem);
@@ -306,7 +306,7 @@ impl FrameTable {
             if a >> M2P_PFN_BITS == b >> M2P_PFN_BITS {
                 let dup_pfn = b & ((1 << M2P_PFN_BITS) - 1);
                 mem.write_u64(t.p2m.at(dup_pfn * P2M_ENTRY), u64::MAX);
-                dup.get_or_insert(Mfn(b >> M2P_PFN_BITS));
+                dup.get_or_insert(Mfn::new(b >> M2P_PFN_BITS));
             }
         }
         if let Some(d) = dup {
@@ -323,8 +323,8 @@ impl FrameTable {
             let raw = mem.read_u64(self.p2m.at(pfn * P2M_ENTRY));
             // u64::MAX marks a slot whose frame is freed through another slot.
             if raw != u64::MAX {
-                mem.zero_frame(Mfn(raw));
-                frames.free_frame(Mfn(raw));
+                mem.zero_frame(Mfn::new(raw));
+                frames.free_frame(Mfn::new(raw));
             }
         }
         self.p2m.free(frames);
@@ -360,7 +360,7 @@ impl FrameTable {
         }
         Some(Dense {
             table,
-            first: Mfn(lo),
+            first: Mfn::new(lo),
             span,
         })
     }
@@ -372,7 +372,8 @@ impl FrameTable {
 
     /// The machine frame of `pfn`, if the domain has that PFN.
     pub fn mfn<M: PhysMem + ?Sized>(&self, mem: &M, pfn: Pfn) -> Option<Mfn> {
-        (pfn.0 < self.nr_pages).then(|| Mfn(mem.read_u64(self.p2m.at(pfn.0 * P2M_ENTRY))))
+        (pfn.get() < self.nr_pages)
+            .then(|| Mfn::new(mem.read_u64(self.p2m.at(pfn.get() * P2M_ENTRY))))
     }
 
     /// The PFN of `mfn`, if the domain owns it: one read of the dense index, or
@@ -382,14 +383,14 @@ impl FrameTable {
         if let Some(d) = self.dense {
             // The dense index covers only MFNs of the domain (so <= MAX_MFN);
             // one unsigned comparison rejects MFNs below and above it.
-            let off = mfn.0.wrapping_sub(d.first.0);
+            let off = mfn.get().wrapping_sub(d.first.get());
             if off >= d.span {
                 return None;
             }
             return mem
                 .read_u32(d.table.at(off * 4))
                 .checked_sub(1)
-                .map(|p| Pfn(u64::from(p)));
+                .map(|p| Pfn::new(u64::from(p)));
         }
         self.pfn_search(mem, mfn)
     }
@@ -398,7 +399,7 @@ impl FrameTable {
     /// the common case, and this loop would give it a large frame).
     #[inline(never)]
     fn pfn_search<M: PhysMem + ?Sized>(&self, mem: &M, mfn: Mfn) -> Option<Pfn> {
-        if mfn.0 > MAX_MFN {
+        if mfn.get() > MAX_MFN {
             return None;
         }
         let (mut lo, mut hi) = (0u64, self.nr_pages);
@@ -406,10 +407,10 @@ impl FrameTable {
             let mid = lo + (hi - lo) / 2;
             let e = self.m2p_entry(mem, mid);
             let m = e >> M2P_PFN_BITS;
-            if m == mfn.0 {
-                return Some(Pfn(e & ((1 << M2P_PFN_BITS) - 1)));
+            if m == mfn.get() {
+                return Some(Pfn::new(e & ((1 << M2P_PFN_BITS) - 1)));
             }
-            if m < mfn.0 {
+            if m < mfn.get() {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -445,26 +446,27 @@ impl FrameTable {
 
     /// The type half of the accounting of `pfn` (`None` past the end).
     pub fn type_info<M: PhysMem + ?Sized>(&self, mem: &M, pfn: Pfn) -> Option<TypeInfo> {
-        (pfn.0 < self.nr_pages)
-            .then(|| TypeInfo::decode(mem.read_u64(self.p2m.at(pfn.0 * P2M_ENTRY + P2M_TYPE))))
+        (pfn.get() < self.nr_pages)
+            .then(|| TypeInfo::decode(mem.read_u64(self.p2m.at(pfn.get() * P2M_ENTRY + P2M_TYPE))))
     }
 
     /// Store the type half of the accounting of `pfn` (ignored past the end).
     pub fn set_type_info<M: PhysMem + ?Sized>(&self, mem: &mut M, pfn: Pfn, t: TypeInfo) {
-        if pfn.0 < self.nr_pages {
-            mem.write_u64(self.p2m.at(pfn.0 * P2M_ENTRY + P2M_TYPE), t.encode());
+        if pfn.get() < self.nr_pages {
+            mem.write_u64(self.p2m.at(pfn.get() * P2M_ENTRY + P2M_TYPE), t.encode());
         }
     }
 
     /// The reference count of `pfn` (`None` past the end).
     pub fn ref_count<M: PhysMem + ?Sized>(&self, mem: &M, pfn: Pfn) -> Option<u64> {
-        (pfn.0 < self.nr_pages).then(|| mem.read_u64(self.p2m.at(pfn.0 * P2M_ENTRY + P2M_REFS)))
+        (pfn.get() < self.nr_pages)
+            .then(|| mem.read_u64(self.p2m.at(pfn.get() * P2M_ENTRY + P2M_REFS)))
     }
 
     /// Store the reference count of `pfn` (ignored past the end).
     pub fn set_ref_count<M: PhysMem + ?Sized>(&self, mem: &mut M, pfn: Pfn, refs: u64) {
-        if pfn.0 < self.nr_pages {
-            mem.write_u64(self.p2m.at(pfn.0 * P2M_ENTRY + P2M_REFS), refs);
+        if pfn.get() < self.nr_pages {
+            mem.write_u64(self.p2m.at(pfn.get() * P2M_ENTRY + P2M_REFS), refs);
         }
     }
 
@@ -522,17 +524,17 @@ mod tests {
             let i = self.handed;
             self.handed += 1;
             if Some(i) == self.dup_at {
-                return Some(Mfn(self.order[0]));
+                return Some(Mfn::new(self.order[0]));
             }
             let f = *self.order.get(i)?;
             self.inner.outstanding.insert(f);
-            Some(Mfn(f))
+            Some(Mfn::new(f))
         }
         fn alloc_contiguous(&mut self, n: u64) -> Option<Mfn> {
             self.inner.alloc_contiguous(n)
         }
         fn free_frame(&mut self, f: Mfn) {
-            assert!(self.inner.outstanding.remove(&f.0), "double free {f:?}");
+            assert!(self.inner.outstanding.remove(&f.get()), "double free {f:?}");
         }
         fn free_count(&self) -> u64 {
             0
@@ -560,7 +562,7 @@ mod tests {
         let mut mem = FakeMem::default();
         let mut src = scrambled(20, None);
         let t = FrameTable::alloc(20, &mut mem, &mut src).unwrap();
-        let p = Pfn(7);
+        let p = Pfn::new(7);
         let ti = TypeInfo {
             ty: PageType::Table(Level::L3),
             type_count: (1 << 30) + 5,
@@ -573,8 +575,8 @@ mod tests {
         assert_eq!(t.type_info(&mem, p), Some(ti));
         assert_eq!(t.ref_count(&mem, p), Some((1 << 40) + 3));
         assert_eq!(t.info(&mem, p), Some(ti.with_refs((1 << 40) + 3)));
-        assert_eq!(t.info(&mem, Pfn(6)), Some(PageInfo::FREE));
-        assert_eq!(t.info(&mem, Pfn(8)), Some(PageInfo::FREE));
+        assert_eq!(t.info(&mem, Pfn::new(6)), Some(PageInfo::FREE));
+        assert_eq!(t.info(&mem, Pfn::new(8)), Some(PageInfo::FREE));
         let w = TypeInfo::FREE;
         t.set_type_info(&mut mem, p, w);
         assert_eq!(t.ref_count(&mem, p), Some((1 << 40) + 3));
@@ -582,11 +584,11 @@ mod tests {
         assert_eq!(t.info(&mem, p).map(|i| i.type_info()), Some(ti));
         assert_eq!(t.ref_count(&mem, p), Some(9));
         // Past the end: nothing read, nothing written.
-        assert_eq!(t.type_info(&mem, Pfn(20)), None);
-        assert_eq!(t.ref_count(&mem, Pfn(20)), None);
+        assert_eq!(t.type_info(&mem, Pfn::new(20)), None);
+        assert_eq!(t.ref_count(&mem, Pfn::new(20)), None);
         let before = mem.frames.clone();
-        t.set_type_info(&mut mem, Pfn(20), ti);
-        t.set_ref_count(&mut mem, Pfn(20), 1);
+        t.set_type_info(&mut mem, Pfn::new(20), ti);
+        t.set_ref_count(&mut mem, Pfn::new(20), 1);
         assert_eq!(mem.frames, before);
         t.free(&mut mem, &mut src);
     }
@@ -599,8 +601,8 @@ mod tests {
             let t = FrameTable::alloc(300, &mut mem, &mut src).unwrap();
             assert_eq!(t.dense.is_some(), stride <= DENSE_SPAN_PER_PAGE, "{stride}");
             for pfn in 0..300 {
-                let mfn = t.mfn(&mem, Pfn(pfn)).unwrap();
-                assert_eq!(t.pfn(&mem, mfn), Some(Pfn(pfn)));
+                let mfn = t.mfn(&mem, Pfn::new(pfn)).unwrap();
+                assert_eq!(t.pfn(&mem, mfn), Some(Pfn::new(pfn)));
             }
             for m in [
                 0,
@@ -612,7 +614,7 @@ mod tests {
             ] {
                 let owned = m >= 5000 && (m - 5000) % stride == 0 && (m - 5000) / stride < 300;
                 assert_eq!(
-                    t.pfn(&mem, Mfn(m)).is_some(),
+                    t.pfn(&mem, Mfn::new(m)).is_some(),
                     owned,
                     "stride {stride} mfn {m}"
                 );
@@ -628,15 +630,15 @@ mod tests {
         let mut src = scrambled(1000, None);
         let t = FrameTable::alloc(1000, &mut mem, &mut src).unwrap();
         for pfn in 0..1000 {
-            let mfn = t.mfn(&mem, Pfn(pfn)).unwrap();
-            assert_eq!(t.pfn(&mem, mfn), Some(Pfn(pfn)));
-            assert_eq!(t.kind_of_pfn(&mem, Pfn(pfn)), FrameKind::Writable);
-            assert_eq!(t.info(&mem, Pfn(pfn)), Some(PageInfo::FREE));
+            let mfn = t.mfn(&mem, Pfn::new(pfn)).unwrap();
+            assert_eq!(t.pfn(&mem, mfn), Some(Pfn::new(pfn)));
+            assert_eq!(t.kind_of_pfn(&mem, Pfn::new(pfn)), FrameKind::Writable);
+            assert_eq!(t.info(&mem, Pfn::new(pfn)), Some(PageInfo::FREE));
         }
-        assert_eq!(t.mfn(&mem, Pfn(1000)), None);
-        assert_eq!(t.pfn(&mem, Mfn(4999)), None);
-        assert_eq!(t.pfn(&mem, Mfn(6000)), None);
-        assert_eq!(t.pfn(&mem, Mfn(u64::MAX)), None);
+        assert_eq!(t.mfn(&mem, Pfn::new(1000)), None);
+        assert_eq!(t.pfn(&mem, Mfn::new(4999)), None);
+        assert_eq!(t.pfn(&mem, Mfn::new(6000)), None);
+        assert_eq!(t.pfn(&mem, Mfn::new(u64::MAX)), None);
         let info = PageInfo {
             ty: PageType::Table(Level::L3),
             type_count: u32::MAX,
@@ -644,11 +646,14 @@ mod tests {
             pinned: true,
             validated: false,
         };
-        t.set_info(&mut mem, Pfn(7), info);
-        assert_eq!(t.info(&mem, Pfn(7)), Some(info));
-        assert_eq!(t.kind_of_pfn(&mem, Pfn(7)), FrameKind::PageTable(Level::L3));
-        assert_eq!(t.kind_of_pfn(&mem, Pfn(6)), FrameKind::Writable);
-        assert_eq!(t.kind_of_pfn(&mem, Pfn(5000)), FrameKind::NotOwned);
+        t.set_info(&mut mem, Pfn::new(7), info);
+        assert_eq!(t.info(&mem, Pfn::new(7)), Some(info));
+        assert_eq!(
+            t.kind_of_pfn(&mem, Pfn::new(7)),
+            FrameKind::PageTable(Level::L3)
+        );
+        assert_eq!(t.kind_of_pfn(&mem, Pfn::new(6)), FrameKind::Writable);
+        assert_eq!(t.kind_of_pfn(&mem, Pfn::new(5000)), FrameKind::NotOwned);
         t.free(&mut mem, &mut src);
         assert!(src.inner.outstanding.is_empty());
     }
@@ -673,7 +678,7 @@ mod tests {
         let mut src = scrambled(10, Some(5));
         assert_eq!(
             FrameTable::alloc(8, &mut mem, &mut src),
-            Err(FrameTableError::BadFrame(Mfn(5000)))
+            Err(FrameTableError::BadFrame(Mfn::new(5000)))
         );
         assert!(src.inner.outstanding.is_empty());
         for code in 0..=255u64 {

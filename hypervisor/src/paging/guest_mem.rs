@@ -104,7 +104,7 @@ fn translate_walk<M: PhysMem + ?Sized>(
     if !ok {
         return Err(Errno::EFAULT);
     }
-    Ok((MachineAddr(w.frame.addr().0 + va.page_offset()), w))
+    Ok((MachineAddr::new(w.frame.addr().get() + va.page_offset()), w))
 }
 
 /// Reads of a run of small objects from guest memory (a hypercall's request
@@ -163,18 +163,18 @@ impl PageReader {
         if off + N as u64 > PAGE_SIZE {
             return read_bytes(dom, mem, va);
         }
-        let va_page = va.0 - off;
+        let va_page = va.get() - off;
         let cr3 = dom.base();
         let ma_page = match self.window {
             Some(w) if w.va_page == va_page && w.cr3 == cr3 => w.ma_page,
             _ => {
                 self.window = None;
                 let (ma, w) = translate_walk(dom, mem, va, Access::Read, Mode::Supervisor)?;
-                let mut entries = [MachineAddr(0); 4];
+                let mut entries = [MachineAddr::new(0); 4];
                 for ((e, &table), level) in entries.iter_mut().zip(&w.tables).zip([4, 3, 2, 1]) {
                     *e = entry_addr(table, va.table_index(level));
                 }
-                let ma_page = ma.0 - off;
+                let ma_page = ma.get() - off;
                 self.window = Some(Window {
                     va_page,
                     ma_page,
@@ -185,20 +185,20 @@ impl PageReader {
                 ma_page
             }
         };
-        Ok(read_words(mem, MachineAddr(ma_page + off)))
+        Ok(read_words(mem, MachineAddr::new(ma_page + off)))
     }
 
     /// The guest page-table entry at machine address `at` has been (or is about
     /// to be) written: forget the kept translation if its walk read that entry.
     pub fn wrote_entry(&mut self, at: MachineAddr) {
         let Some(w) = &mut self.window else { return };
-        let frame = at.0 >> 12;
+        let frame = at.get() >> 12;
         if frame == w.clear_frame {
             return;
         }
-        if !w.entries.iter().any(|e| e.0 >> 12 == frame) {
+        if !w.entries.iter().any(|e| e.get() >> 12 == frame) {
             w.clear_frame = frame;
-        } else if w.entries.contains(&MachineAddr(at.0 & !7)) {
+        } else if w.entries.contains(&MachineAddr::new(at.get() & !7)) {
             self.window = None;
         }
     }
@@ -243,19 +243,19 @@ impl PageWriter {
         if off + N as u64 > PAGE_SIZE {
             return copy_to_guest(dom, mem, va, data);
         }
-        let va_page = va.0 - off;
+        let va_page = va.get() - off;
         let cr3 = dom.base();
         let ma_page = match self.window {
             Some((v, m, r)) if v == va_page && r == cr3 => m,
             _ => {
                 self.window = None;
                 let ma = translate(dom, mem, va, Access::Write)?;
-                let m = ma.0 - off;
+                let m = ma.get() - off;
                 self.window = Some((va_page, m, cr3));
                 m
             }
         };
-        mem.write(MachineAddr(ma_page + off), data);
+        mem.write(MachineAddr::new(ma_page + off), data);
         Ok(())
     }
 }
@@ -283,9 +283,12 @@ impl ReadCache {
 /// otherwise.
 fn read_words<const N: usize, M: PhysMem + ?Sized>(mem: &M, at: MachineAddr) -> [u8; N] {
     let mut b = [0u8; N];
-    if at.0.is_multiple_of(8) && N.is_multiple_of(8) {
+    if at.get().is_multiple_of(8) && N.is_multiple_of(8) {
         for (k, c) in b.chunks_exact_mut(8).enumerate() {
-            c.copy_from_slice(&mem.read_u64(MachineAddr(at.0 + 8 * k as u64)).to_le_bytes());
+            c.copy_from_slice(
+                &mem.read_u64(MachineAddr::new(at.get() + 8 * k as u64))
+                    .to_le_bytes(),
+            );
         }
     } else {
         mem.read(at, &mut b);
@@ -310,7 +313,7 @@ fn for_each_piece<M: PhysMem + ?Sized>(
     }
     let mut done = 0usize;
     while done < len {
-        let cur = GuestVirt(va.0.wrapping_add(done as u64));
+        let cur = GuestVirt::new(va.get().wrapping_add(done as u64));
         let n = (bytes_to_page_end(cur) as usize).min(len - done);
         let ma = translate_as(dom, mem, cur, access, mode)?;
         f(ma, done, n);
@@ -400,7 +403,7 @@ pub fn copy_to_guest_as<M: PhysMem + ?Sized>(
     // repeat costs little and keeps this function correct on its own).
     let mut done = 0usize;
     while done < data.len() {
-        let cur = GuestVirt(va.0.wrapping_add(done as u64));
+        let cur = GuestVirt::new(va.get().wrapping_add(done as u64));
         let n = (bytes_to_page_end(cur) as usize).min(data.len() - done);
         let ma = translate_as(dom, mem, cur, Access::Write, mode)?;
         if let Some(src) = data.get(done..done + n) {

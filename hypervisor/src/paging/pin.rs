@@ -76,8 +76,8 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// non-zero; the caller reports it).
     pub fn release_all(&mut self, base: Option<Mfn>) -> u64 {
         for p in 0..self.ft.nr_pages() {
-            if self.type_info(Pfn(p)).pinned {
-                if let Some(m) = self.ft.mfn(&*self.mem, Pfn(p)) {
+            if self.type_info(Pfn::new(p)).pinned {
+                if let Some(m) = self.ft.mfn(&*self.mem, Pfn::new(p)) {
                     let _ = self.unpin(m);
                 }
             }
@@ -87,7 +87,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         }
         (0..self.ft.nr_pages())
             .filter(|&p| {
-                let i = self.info(Pfn(p));
+                let i = self.info(Pfn::new(p));
                 i.type_count != 0 || i.ref_count != 0 || i.pinned || i.validated
             })
             .count() as u64

@@ -48,8 +48,8 @@ impl ReadCache {
     ) -> Option<MachineAddr> {
         let off = va.page_offset();
         let c = self.page.as_ref()?;
-        (c.va_page == va.0 - off && c.cr3 == cr3 && still_holds(mem, c, va))
-            .then(|| MachineAddr(c.ma_page + off))
+        (c.va_page == va.get() - off && c.cr3 == cr3 && still_holds(mem, c, va))
+            .then(|| MachineAddr::new(c.ma_page + off))
     }
 
     /// Forget the cached page.
@@ -73,10 +73,10 @@ impl ReadCache {
             *e = mem.read_u64(entry_addr(table, va.table_index(level)));
         }
         self.page = Some(CachedPage {
-            va_page: va.0 - off,
+            va_page: va.get() - off,
             cr3,
             entries,
-            ma_page: ma.0 - off,
+            ma_page: ma.get() - off,
         });
     }
 }

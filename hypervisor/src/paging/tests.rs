@@ -50,10 +50,10 @@ impl World {
         }
     }
     fn mfn(&self, pfn: u64) -> Mfn {
-        self.ft().mfn(&self.mem, Pfn(pfn)).unwrap()
+        self.ft().mfn(&self.mem, Pfn::new(pfn)).unwrap()
     }
     fn info(&self, pfn: u64) -> PageInfo {
-        self.ft().info(&self.mem, Pfn(pfn)).unwrap()
+        self.ft().info(&self.mem, Pfn::new(pfn)).unwrap()
     }
     /// A raw write, as the guest could make through a writable mapping (or the
     /// test sets up before anything is validated).
@@ -115,7 +115,7 @@ fn audit(w: &World) -> Result<(), String> {
     let ft = w.ft();
     let n = ft.nr_pages();
     let mut want: BTreeMap<u64, (u32, u64)> = BTreeMap::new(); // pfn -> (type, refs)
-    let pfn_of = |m: Mfn| ft.pfn(&w.mem, m).map(|p| p.0);
+    let pfn_of = |m: Mfn| ft.pfn(&w.mem, m).map(|p| p.get());
     for p in 0..n {
         let i = w.info(p);
         if i.pinned {
@@ -238,15 +238,19 @@ fn unpin_devalidates_and_counts_return_to_zero() {
 fn an_entry_may_reference_only_the_domains_frames() {
     let mut w = World::new(16);
     w.chain();
-    w.poke(3, 2, pte(Mfn(0x5), PTE_P)); // below the fake frames: not owned
-    assert_eq!(w.pin(0, Level::L4), Err(MmError::NotOwned(Mfn(0x5))));
+    w.poke(3, 2, pte(Mfn::new(0x5), PTE_P)); // below the fake frames: not owned
+    assert_eq!(w.pin(0, Level::L4), Err(MmError::NotOwned(Mfn::new(0x5))));
     audit(&w).unwrap();
     for p in 0..16 {
         assert_eq!(w.info(p).type_count, 0, "failed pin left a count on {p}");
     }
     w.poke(3, 2, 0);
     w.pin(0, Level::L4).unwrap();
-    for foreign in [Mfn(0x5), Mfn(0xf_ffff_ffff), Mfn(0x100 + 100)] {
+    for foreign in [
+        Mfn::new(0x5),
+        Mfn::new(0xf_ffff_ffff),
+        Mfn::new(0x100 + 100),
+    ] {
         assert_eq!(
             w.update(3, 5, pte(foreign, PTE_P)),
             Err(MmError::NotOwned(foreign))
@@ -255,8 +259,8 @@ fn an_entry_may_reference_only_the_domains_frames() {
     }
     // The table frame itself must be the domain's.
     assert_eq!(
-        w.mm().mod_entry(Mfn(0x5), 0, 0),
-        Err(MmError::NotOwned(Mfn(0x5)))
+        w.mm().mod_entry(Mfn::new(0x5), 0, 0),
+        Err(MmError::NotOwned(Mfn::new(0x5)))
     );
     audit(&w).unwrap();
     w.teardown();
@@ -390,12 +394,12 @@ fn flushes_whenever_a_present_entry_changes() {
     assert_eq!(w.update(3, 0, rw), Ok(Flush::None)); // was not present
     assert_eq!(w.update(3, 0, rw | PTE_NX), Ok(Flush::All));
     assert_eq!(
-        Flush::Page(GuestVirt(1)).merge(Flush::Page(GuestVirt(2))),
+        Flush::Page(GuestVirt::new(1)).merge(Flush::Page(GuestVirt::new(2))),
         Flush::All
     );
     assert_eq!(
-        Flush::None.merge(Flush::Page(GuestVirt(2))),
-        Flush::Page(GuestVirt(2))
+        Flush::None.merge(Flush::Page(GuestVirt::new(2))),
+        Flush::Page(GuestVirt::new(2))
     );
     w.teardown();
 }
@@ -476,11 +480,11 @@ fn a_built_domain_starts_consistent_and_tears_down_completely() {
                                  // Every table frame is typed, every writable-mapped frame is Writable.
     let l = *dom.layout();
     for p in 0..l.nr_pages {
-        let m = dom.mfn_of(&mem, Pfn(p)).unwrap();
+        let m = dom.mfn_of(&mem, Pfn::new(p)).unwrap();
         let i = dom.page_info(&mem, m).unwrap();
         // One reference from its own (leaf) mapping, plus: the upper entry for
         // a table below L4, the pin and the base for the L4.
-        let extra = match l.table_level(Pfn(p)) {
+        let extra = match l.table_level(Pfn::new(p)) {
             Some(level) => {
                 assert_eq!(i.ty, PageType::Table(level), "pfn {p}");
                 if level == Level::L4 {
@@ -497,12 +501,12 @@ fn a_built_domain_starts_consistent_and_tears_down_completely() {
         assert_eq!(i.ref_count, 1 + extra, "pfn {p}");
     }
     // Switch to a second pinned L4 (a copy of the first), then tear down.
-    let spare = dom.mfn_of(&mem, Pfn(l.nr_pages - 1)).unwrap();
+    let spare = dom.mfn_of(&mem, Pfn::new(l.nr_pages - 1)).unwrap();
     // Spare is mapped writable; unmap it first (through the validated path).
-    let va = l.va(Pfn(l.nr_pages - 1));
+    let va = l.va(Pfn::new(l.nr_pages - 1));
     let w = crate::paging::walk::walk(&mem, l4, va, true, |_, _| true).unwrap();
     let l1 = w.tables[3];
-    let at = MachineAddr(entry_addr(l1, va.table_index(1)).0);
+    let at = MachineAddr::new(entry_addr(l1, va.table_index(1)).get());
     dom.update_entry(&mut mem, at, 0).unwrap();
     assert_eq!(dom.take_flush(), Flush::All);
     assert_eq!(dom.take_flush(), Flush::None);
@@ -556,7 +560,11 @@ fn entry_strategy() -> impl Strategy<Value = (u64, u64, u64)> {
 }
 
 fn make_entry(w: &World, (t, bits, _): (u64, u64, u64)) -> u64 {
-    let m = if t >= POOL { Mfn(0x42 + t) } else { w.mfn(t) };
+    let m = if t >= POOL {
+        Mfn::new(0x42 + t)
+    } else {
+        w.mfn(t)
+    };
     let mut flags = 0;
     for (i, f) in [
         PTE_P,
@@ -729,7 +737,7 @@ proptest! {
     #[test]
     fn check_entry_is_the_rules(e in any::<u64>(), bits in any::<u16>(), level in 1u32..=4, nx in any::<bool>()) {
         // Mostly plausible entries (low flag bits, an address), some anything.
-        let e = if bits & 1 == 0 { pte(Mfn(e >> 24), u64::from(bits >> 1) | (e & PTE_NX)) } else { e };
+        let e = if bits & 1 == 0 { pte(Mfn::new(e >> 24), u64::from(bits >> 1) | (e & PTE_NX)) } else { e };
         let level = Level::from_number(level).unwrap();
         let want = if matches!(level, Level::L2 | Level::L3) && e & PTE_PS != 0 {
             Err(MmError::Superpage { level })

@@ -70,11 +70,11 @@ pub fn walk<M: PhysMem + ?Sized>(
     }
     let mut table = cr3;
     let mut out = Walk {
-        frame: Mfn(0),
+        frame: Mfn::new(0),
         writable: true,
         executable: true,
         user: true,
-        tables: [Mfn(0); 4],
+        tables: [Mfn::new(0); 4],
     };
     for (i, level) in Level::WALK_ORDER.into_iter().enumerate() {
         if !may_read(level, table) {
@@ -122,83 +122,112 @@ mod tests {
 
     fn setup(l1_flags: u64, l2_flags: u64) -> FakeMem {
         let mut m = FakeMem::default();
-        let va = GuestVirt(0x40_0000);
+        let va = GuestVirt::new(0x40_0000);
         m.write_u64(
-            entry_addr(Mfn(1), va.table_index(4)),
-            pte(Mfn(2), PTE_P | PTE_RW),
+            entry_addr(Mfn::new(1), va.table_index(4)),
+            pte(Mfn::new(2), PTE_P | PTE_RW),
         );
         m.write_u64(
-            entry_addr(Mfn(2), va.table_index(3)),
-            pte(Mfn(3), PTE_P | PTE_RW),
+            entry_addr(Mfn::new(2), va.table_index(3)),
+            pte(Mfn::new(3), PTE_P | PTE_RW),
         );
-        m.write_u64(entry_addr(Mfn(3), va.table_index(2)), pte(Mfn(4), l2_flags));
-        m.write_u64(entry_addr(Mfn(4), va.table_index(1)), pte(Mfn(9), l1_flags));
+        m.write_u64(
+            entry_addr(Mfn::new(3), va.table_index(2)),
+            pte(Mfn::new(4), l2_flags),
+        );
+        m.write_u64(
+            entry_addr(Mfn::new(4), va.table_index(1)),
+            pte(Mfn::new(9), l1_flags),
+        );
         m
     }
 
     #[test]
     fn bytes_to_page_end_counts_to_the_next_page() {
-        assert_eq!(bytes_to_page_end(GuestVirt(0x1fff)), 1);
-        assert_eq!(bytes_to_page_end(GuestVirt(0x1000)), 4096);
+        assert_eq!(bytes_to_page_end(GuestVirt::new(0x1fff)), 1);
+        assert_eq!(bytes_to_page_end(GuestVirt::new(0x1000)), 4096);
     }
 
     #[test]
     fn walks_like_the_cpu() {
         let m = setup(PTE_P | PTE_RW, PTE_P | PTE_RW);
-        let w = walk(&m, Mfn(1), GuestVirt(0x40_0123), false, |_, _| true).unwrap();
-        assert_eq!(w.frame, Mfn(9));
+        let w = walk(&m, Mfn::new(1), GuestVirt::new(0x40_0123), false, |_, _| {
+            true
+        })
+        .unwrap();
+        assert_eq!(w.frame, Mfn::new(9));
         assert!(w.writable && w.executable);
         assert!(!w.user, "U/S clear at two levels");
         let m = setup(PTE_P | PTE_US, PTE_P | PTE_US);
         assert!(
-            !walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true)
-                .unwrap()
-                .user,
+            !walk(&m, Mfn::new(1), GuestVirt::new(0x40_0000), false, |_, _| {
+                true
+            })
+            .unwrap()
+            .user,
             "U/S clear at L4 and L3"
         );
-        assert_eq!(w.tables, [Mfn(1), Mfn(2), Mfn(3), Mfn(4)]);
+        assert_eq!(
+            w.tables,
+            [Mfn::new(1), Mfn::new(2), Mfn::new(3), Mfn::new(4)]
+        );
 
         // RW clear at L2 makes the page read-only.
         let m = setup(PTE_P | PTE_RW, PTE_P);
         assert!(
-            !walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true)
-                .unwrap()
-                .writable
+            !walk(&m, Mfn::new(1), GuestVirt::new(0x40_0000), false, |_, _| {
+                true
+            })
+            .unwrap()
+            .writable
         );
         // NX: reserved without NXE, execute-disable with it.
         let m = setup(PTE_P | PTE_NX, PTE_P | PTE_RW);
         assert_eq!(
-            walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true),
+            walk(&m, Mfn::new(1), GuestVirt::new(0x40_0000), false, |_, _| {
+                true
+            }),
             Err(WalkFault::Reserved { level: Level::L1 })
         );
         assert!(
-            !walk(&m, Mfn(1), GuestVirt(0x40_0000), true, |_, _| true)
-                .unwrap()
-                .executable
+            !walk(&m, Mfn::new(1), GuestVirt::new(0x40_0000), true, |_, _| {
+                true
+            })
+            .unwrap()
+            .executable
         );
         // PS in L2: superpage refused. PAT in L1: fine.
         let m = setup(PTE_P, PTE_P | PTE_RW | PTE_PS);
         assert_eq!(
-            walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true),
+            walk(&m, Mfn::new(1), GuestVirt::new(0x40_0000), false, |_, _| {
+                true
+            }),
             Err(WalkFault::Superpage { level: Level::L2 })
         );
         let m = setup(PTE_P | PTE_PS, PTE_P);
-        assert!(walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |_, _| true).is_ok());
+        assert!(
+            walk(&m, Mfn::new(1), GuestVirt::new(0x40_0000), false, |_, _| {
+                true
+            })
+            .is_ok()
+        );
         // Not present / non-canonical / refused.
         assert_eq!(
-            walk(&m, Mfn(1), GuestVirt(0x60_0000), false, |_, _| true),
+            walk(&m, Mfn::new(1), GuestVirt::new(0x60_0000), false, |_, _| {
+                true
+            }),
             Err(WalkFault::NotPresent { level: Level::L2 })
         );
         assert_eq!(
-            walk(&m, Mfn(1), GuestVirt(1 << 47), false, |_, _| true),
+            walk(&m, Mfn::new(1), GuestVirt::new(1 << 47), false, |_, _| true),
             Err(WalkFault::NonCanonical)
         );
         assert_eq!(
-            walk(&m, Mfn(1), GuestVirt(0x40_0000), false, |l, _| l
+            walk(&m, Mfn::new(1), GuestVirt::new(0x40_0000), false, |l, _| l
                 != Level::L2),
             Err(WalkFault::Refused {
                 level: Level::L2,
-                frame: Mfn(3)
+                frame: Mfn::new(3)
             })
         );
     }

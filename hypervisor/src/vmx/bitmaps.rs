@@ -19,7 +19,7 @@ pub fn build_msr_bitmap(
     let ones = [0xffu8; 512];
     let mut off = 0;
     while off < PAGE_SIZE {
-        mem.write(MachineAddr(f.addr().0 + off), &ones);
+        mem.write(MachineAddr::new(f.addr().get() + off), &ones);
         off += ones.len() as u64;
     }
     for (index, read, write) in crate::policy::msr::bitmap_passes(env) {
@@ -30,7 +30,7 @@ pub fn build_msr_bitmap(
             if !passes {
                 continue;
             }
-            let at = MachineAddr(f.addr().0 + byte as u64);
+            let at = MachineAddr::new(f.addr().get() + byte as u64);
             let mut b = [0u8; 1];
             mem.read(at, &mut b);
             b[0] &= !(1 << bit);
@@ -46,7 +46,7 @@ pub fn ones_frame(frames: &mut impl FrameSource, mem: &mut impl PhysMem) -> Opti
     let ones = [0xffu8; 512];
     let mut off = 0;
     while off < PAGE_SIZE {
-        mem.write(MachineAddr(f.addr().0 + off), &ones);
+        mem.write(MachineAddr::new(f.addr().get() + off), &ones);
         off += ones.len() as u64;
     }
     Some(f)

@@ -200,7 +200,7 @@ pub fn mov_to_cr3(value: u64, maxphyaddr: u8) -> Result<Cr3Load, CrFault> {
     }
     let frame = value & !0xfff;
     Ok(Cr3Load {
-        l4: Mfn(frame >> 12),
+        l4: Mfn::new(frame >> 12),
         real: frame | (value & 0x18),
     })
 }
@@ -354,7 +354,7 @@ mod tests {
     #[test]
     fn cr3_and_cr8() {
         let l = mov_to_cr3(0x1234_5018, 40).unwrap();
-        assert_eq!(l.l4, Mfn(0x12345));
+        assert_eq!(l.l4, Mfn::new(0x12345));
         assert_eq!(l.real, 0x1234_5018);
         assert_eq!(mov_to_cr3(0x1234_5fe7, 40).unwrap().real, 0x1234_5000);
         assert!(mov_to_cr3(1 << 40, 40).is_err());

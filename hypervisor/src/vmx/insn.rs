@@ -237,7 +237,7 @@ macro_rules! vmx_mem_insn {
 /// `pa` must be a zeroed 4-KiB frame holding the revision identifier, owned by VMX
 /// from now until VMXOFF.
 pub unsafe fn vmxon(pa: MachineAddr) -> Result<(), VmFail> {
-    let rf = vmx_mem_insn!("vmxon", pa.0);
+    let rf = vmx_mem_insn!("vmxon", pa.get());
     // After a failed VMXON there is no current VMCS: do not VMREAD the error.
     if rf & (RFLAGS_CF | RFLAGS_ZF) != 0 {
         return Err(if rf & RFLAGS_CF != 0 {
@@ -254,7 +254,7 @@ pub unsafe fn vmxon(pa: MachineAddr) -> Result<(), VmFail> {
 /// # Safety
 /// `pa` must be a VMCS region.
 pub unsafe fn vmclear(pa: MachineAddr) -> Result<(), VmFail> {
-    let rf = vmx_mem_insn!("vmclear", pa.0);
+    let rf = vmx_mem_insn!("vmclear", pa.get());
     vm_result(rf)
 }
 
@@ -263,7 +263,7 @@ pub unsafe fn vmclear(pa: MachineAddr) -> Result<(), VmFail> {
 /// # Safety
 /// `pa` must be a VMCS region that was VMCLEARed.
 pub unsafe fn vmptrld(pa: MachineAddr) -> Result<(), VmFail> {
-    let rf = vmx_mem_insn!("vmptrld", pa.0);
+    let rf = vmx_mem_insn!("vmptrld", pa.get());
     vm_result(rf)
 }
 

@@ -59,7 +59,7 @@ pub fn run_domain(
     if let Err(e) = load_vmcs(pc, vmcs) {
         log::error!(
             "vmx: VMCLEAR/VMPTRLD of the VMCS at {:#x} failed: {e}",
-            vmcs.addr().0
+            vmcs.addr().get()
         );
         vf.free(frames);
         return DomainEnd::EntryFailed;
@@ -109,7 +109,7 @@ pub fn run_domain(
     }
 
     // --- Run: `launch` returns when the domain is over.
-    let (dom_id, entry, start_info) = (dom.id.0, dom.boot.entry.0, dom.boot.start_info.0);
+    let (dom_id, entry, start_info) = (dom.id.0, dom.boot.entry.get(), dom.boot.start_info.get());
     let ev = start_time_and_events(dom, mem, cpu);
     let mut vcpu = Vcpu::new(cpu, dom, mem, console, vpid, ev);
     log::info!("vmx: entering domain {dom_id} at {entry:#x}");
@@ -188,7 +188,7 @@ fn start_time_and_events(
     );
     let ev = crate::event::EventState::new(dom, mem, clock, wall);
     match ev.shared {
-        Some(m) => log::info!("events: shared_info at machine {:#x}", m.addr().0),
+        Some(m) => log::info!("events: shared_info at machine {:#x}", m.addr().get()),
         None => log::warn!(
             "events: domain {} has no free frame for shared_info: no events",
             dom.id.0

@@ -138,11 +138,11 @@ pub fn setup_vmcs(
         w(control::VPID, vpid.into())?;
     }
     if let Some(f) = vf.msr_bitmap {
-        w(control::MSR_BITMAPS_ADDR_FULL, f.addr().0)?;
+        w(control::MSR_BITMAPS_ADDR_FULL, f.addr().get())?;
     }
     if let Some((a, b)) = vf.io_bitmaps {
-        w(control::IO_BITMAP_A_ADDR_FULL, a.addr().0)?;
-        w(control::IO_BITMAP_B_ADDR_FULL, b.addr().0)?;
+        w(control::IO_BITMAP_A_ADDR_FULL, a.addr().get())?;
+        w(control::IO_BITMAP_B_ADDR_FULL, b.addr().get())?;
     }
 
     // --- Host state (SDM 25.5): what the CPU loads on every VM exit, taken from
@@ -200,11 +200,11 @@ pub fn setup_vmcs(
         .real_cr4(cr::GUEST_CR4_INITIAL)
         .unwrap_or(cr::GUEST_CR4_INITIAL | cpu.caps.cr4_fixed0);
     w(guest::CR0, cr0)?;
-    w(guest::CR3, dom.boot.cr3.addr().0)?;
+    w(guest::CR3, dom.boot.cr3.addr().get())?;
     w(guest::CR4, cr4)?;
     w(guest::DR7, 0x400)?;
-    w(guest::RSP, dom.boot.stack_top.0)?;
-    w(guest::RIP, dom.boot.entry.0)?;
+    w(guest::RSP, dom.boot.stack_top.get())?;
+    w(guest::RIP, dom.boot.entry.get())?;
     w(guest::RFLAGS, 0x2)?;
     let seg = |sel: u32, base: u32, limit: u32, ar: u32, s: Segment| -> Result<(), (u32, VmFail)> {
         w(sel, s.selector.into())?;

@@ -41,17 +41,17 @@ fn check_domain(dom: &Domain, mem: &FakeMem, img: &GuestImage, bytes: &[u8], c: 
 
     // Layout order and sizes, as start_info.rs documents.
     assert_eq!(l.virt_base, img.virt_base());
-    assert_eq!(l.mfn_list, Pfn(img.nr_image_pages()));
+    assert_eq!(l.mfn_list, Pfn::new(img.nr_image_pages()));
     assert_eq!(l.mfn_list_pages, (n * 8).div_ceil(4096));
-    assert_eq!(l.start_info.0, l.mfn_list.0 + l.mfn_list_pages);
-    assert_eq!(l.page_tables.0, l.start_info.0 + 1);
-    assert_eq!(l.stack.0, l.page_tables.0 + l.nr_pt_frames());
-    assert_eq!(l.first_free.0, l.stack.0 + BOOT_STACK_PAGES);
-    assert!(l.first_free.0 <= n);
+    assert_eq!(l.start_info.get(), l.mfn_list.get() + l.mfn_list_pages);
+    assert_eq!(l.page_tables.get(), l.start_info.get() + 1);
+    assert_eq!(l.stack.get(), l.page_tables.get() + l.nr_pt_frames());
+    assert_eq!(l.first_free.get(), l.stack.get() + BOOT_STACK_PAGES);
+    assert!(l.first_free.get() <= n);
 
     // Boot state.
     assert_eq!(dom.boot.entry, img.entry());
-    assert_eq!(dom.boot.stack_top.0 % 16, 0);
+    assert_eq!(dom.boot.stack_top.get() % 16, 0);
     assert_eq!(dom.boot.stack_top, l.va(l.first_free));
     assert_eq!(dom.boot.start_info, l.va(l.start_info));
     assert_eq!(dom.boot.cr3, dom.mfn_of(mem, l.page_tables).unwrap());
@@ -59,23 +59,23 @@ fn check_domain(dom: &Domain, mem: &FakeMem, img: &GuestImage, bytes: &[u8], c: 
     // P2M / M2P / kinds.
     let mut seen = std::collections::BTreeSet::new();
     for pfn in 0..n {
-        let mfn = dom.mfn_of(mem, Pfn(pfn)).unwrap();
+        let mfn = dom.mfn_of(mem, Pfn::new(pfn)).unwrap();
         assert!(seen.insert(mfn), "frame {mfn:?} used twice");
         assert!(dom.owns(mem, mfn));
-        assert_eq!(dom.pfn_of(mem, mfn), Some(Pfn(pfn)));
-        let want = match l.table_level(Pfn(pfn)) {
+        assert_eq!(dom.pfn_of(mem, mfn), Some(Pfn::new(pfn)));
+        let want = match l.table_level(Pfn::new(pfn)) {
             Some(level) => FrameKind::PageTable(level),
             None => FrameKind::Writable,
         };
         assert_eq!(dom.frame_kind(mem, mfn), want);
     }
-    assert_eq!(dom.mfn_of(mem, Pfn(n)), None);
+    assert_eq!(dom.mfn_of(mem, Pfn::new(n)), None);
     // The frame table's own frames and unrelated frames are not the domain's.
     for m in [
-        Mfn(0),
-        Mfn(0xfff),
-        Mfn(0x1000 + n + 64),
-        Mfn(u64::MAX >> 12),
+        Mfn::new(0),
+        Mfn::new(0xfff),
+        Mfn::new(0x1000 + n + 64),
+        Mfn::new(u64::MAX >> 12),
     ] {
         assert!(!dom.owns(mem, m));
         assert_eq!(dom.frame_kind(mem, m), FrameKind::NotOwned);
@@ -84,28 +84,34 @@ fn check_domain(dom: &Domain, mem: &FakeMem, img: &GuestImage, bytes: &[u8], c: 
     // Every PFN is mapped at virt_base + pfn * 4096, through owned tables only.
     let owned = |_: Level, f: Mfn| dom.owns(mem, f);
     for pfn in 0..n {
-        let va = l.va(Pfn(pfn));
-        let w = walk(mem, dom.boot.cr3, GuestVirt(va.0 + 0x123), c.nx, owned)
-            .unwrap_or_else(|e| panic!("pfn {pfn} va {:#x}: {e:?}", va.0));
-        assert_eq!(w.frame, dom.mfn_of(mem, Pfn(pfn)).unwrap());
+        let va = l.va(Pfn::new(pfn));
+        let w = walk(
+            mem,
+            dom.boot.cr3,
+            GuestVirt::new(va.get() + 0x123),
+            c.nx,
+            owned,
+        )
+        .unwrap_or_else(|e| panic!("pfn {pfn} va {:#x}: {e:?}", va.get()));
+        assert_eq!(w.frame, dom.mfn_of(mem, Pfn::new(pfn)).unwrap());
         for t in w.tables {
             assert!(matches!(dom.frame_kind(mem, t), FrameKind::PageTable(_)));
         }
         let (want_w, want_x) = expected_perms(img, &l, pfn);
         assert_eq!(w.writable, want_w, "pfn {pfn} writable");
         assert_eq!(w.executable, want_x || !c.nx, "pfn {pfn} executable");
-        if l.table_level(Pfn(pfn)).is_some() {
+        if l.table_level(Pfn::new(pfn)).is_some() {
             assert!(!w.writable, "page-table frame {pfn} mapped writable");
         }
     }
     // Nothing below virt_base or at/after the end.
-    let end = l.va(Pfn(n));
+    let end = l.va(Pfn::new(n));
     assert!(walk(mem, dom.boot.cr3, end, c.nx, owned).is_err());
-    if l.virt_base.0 >= 4096 {
+    if l.virt_base.get() >= 4096 {
         assert!(walk(
             mem,
             dom.boot.cr3,
-            GuestVirt(l.virt_base.0 - 4096),
+            GuestVirt::new(l.virt_base.get() - 4096),
             c.nx,
             owned
         )
@@ -117,9 +123,9 @@ fn check_domain(dom: &Domain, mem: &FakeMem, img: &GuestImage, bytes: &[u8], c: 
     // are read-only; non-leaf entries point at tables of the next level down; and
     // the number of present leaf entries is exactly nr_pages.
     let mut leaves = 0;
-    for pfn in l.page_tables.0..l.stack.0 {
-        let level = l.table_level(Pfn(pfn)).unwrap();
-        let t = dom.mfn_of(mem, Pfn(pfn)).unwrap();
+    for pfn in l.page_tables.get()..l.stack.get() {
+        let level = l.table_level(Pfn::new(pfn)).unwrap();
+        let t = dom.mfn_of(mem, Pfn::new(pfn)).unwrap();
         for i in 0..512 {
             let e = mem.read_u64(entry_addr(t, i));
             if e & PTE_P == 0 {
@@ -159,25 +165,28 @@ fn check_domain(dom: &Domain, mem: &FakeMem, img: &GuestImage, bytes: &[u8], c: 
     assert_eq!(si.mfn_list, l.va(l.mfn_list));
     assert_eq!(si.cmd_line_bytes(), c.cmd_line);
     assert_eq!(
-        (si.shared_info.0, si.store_mfn.0, si.mod_start.0),
+        (si.shared_info.get(), si.store_mfn.get(), si.mod_start.get()),
         (0, 0, 0)
     );
 
     // The frame list, read through the guest's own mapping.
     for pfn in 0..n {
-        let va = GuestVirt(si.mfn_list.0 + pfn * 8);
+        let va = GuestVirt::new(si.mfn_list.get() + pfn * 8);
         let w = walk(mem, dom.boot.cr3, va, c.nx, owned).unwrap();
-        let v = mem.read_u64(MachineAddr(w.frame.addr().0 + va.page_offset()));
-        assert_eq!(Mfn(v), dom.mfn_of(mem, Pfn(pfn)).unwrap());
+        let v = mem.read_u64(MachineAddr::new(w.frame.addr().get() + va.page_offset()));
+        assert_eq!(Mfn::new(v), dom.mfn_of(mem, Pfn::new(pfn)).unwrap());
     }
 
     // The image: file bytes, then zeroes to memsz; gaps zero.
     for s in img.segments() {
         for i in (0..s.memsz).step_by(97).chain([s.memsz - 1]) {
-            let va = GuestVirt(s.vaddr.0 + i);
+            let va = GuestVirt::new(s.vaddr.get() + i);
             let w = walk(mem, dom.boot.cr3, va, c.nx, owned).unwrap();
             let mut b = [0u8];
-            mem.read(MachineAddr(w.frame.addr().0 + va.page_offset()), &mut b);
+            mem.read(
+                MachineAddr::new(w.frame.addr().get() + va.page_offset()),
+                &mut b,
+            );
             let want = if i < s.filesz {
                 bytes[(s.offset + i) as usize]
             } else {
@@ -187,25 +196,25 @@ fn check_domain(dom: &Domain, mem: &FakeMem, img: &GuestImage, bytes: &[u8], c: 
         }
     }
     // The stack is zero.
-    for pfn in l.stack.0..l.first_free.0 {
-        let f = dom.mfn_of(mem, Pfn(pfn)).unwrap();
+    for pfn in l.stack.get()..l.first_free.get() {
+        let f = dom.mfn_of(mem, Pfn::new(pfn)).unwrap();
         assert!(mem
             .frames
-            .get(&f.0)
+            .get(&f.get())
             .is_none_or(|v| v.iter().all(|&b| b == 0)));
     }
 }
 
 fn expected_perms(img: &GuestImage, l: &Layout, pfn: u64) -> (bool, bool) {
-    if l.table_level(Pfn(pfn)).is_some() {
+    if l.table_level(Pfn::new(pfn)).is_some() {
         return (false, false);
     }
     if pfn < l.image_pages {
-        let (s, e) = (l.va(Pfn(pfn)).0, l.va(Pfn(pfn)).0 + 4096);
+        let (s, e) = (l.va(Pfn::new(pfn)).get(), l.va(Pfn::new(pfn)).get() + 4096);
         let on: Vec<_> = img
             .segments()
             .iter()
-            .filter(|x| x.vaddr.0 < e && x.end() > s)
+            .filter(|x| x.vaddr.get() < e && x.end() > s)
             .collect();
         if !on.is_empty() {
             return (
@@ -230,15 +239,21 @@ fn typical_guest_default_memory() {
         assert_eq!(l.mfn_list_pages, 4);
         assert_eq!((l.nr_l3, l.nr_l2, l.nr_l1), (1, 1, 4));
         assert_eq!(l.nr_pt_frames(), 7);
-        assert_eq!(dom.boot.start_info, GuestVirt(0x40_0000 + 9 * 4096));
+        assert_eq!(dom.boot.start_info, GuestVirt::new(0x40_0000 + 9 * 4096));
         assert_eq!(
             dom.boot.stack_top,
-            GuestVirt(0x40_0000 + (10 + 7 + 4) * 4096)
+            GuestVirt::new(0x40_0000 + (10 + 7 + 4) * 4096)
         );
         // Text is read-only: a write through the mapping would fault.
-        let w = walk(&mem, dom.boot.cr3, GuestVirt(0x40_0000), nx, |_, _| true).unwrap();
+        let w = walk(&mem, dom.boot.cr3, GuestVirt::new(0x40_0000), nx, |_, _| {
+            true
+        })
+        .unwrap();
         assert!(!w.writable && w.executable);
-        let w = walk(&mem, dom.boot.cr3, GuestVirt(0x40_3000), nx, |_, _| true).unwrap();
+        let w = walk(&mem, dom.boot.cr3, GuestVirt::new(0x40_3000), nx, |_, _| {
+            true
+        })
+        .unwrap();
         assert!(w.writable && w.executable != nx);
         dom.teardown(&mut mem, &mut frames);
         assert!(
@@ -253,9 +268,9 @@ fn typical_guest_default_memory() {
 fn teardown_scrubs() {
     let bytes = typical();
     let (dom, mut mem, mut frames) = build_ok(&bytes, &cfg(64, false));
-    let f = dom.mfn_of(&mem, Pfn(0)).unwrap();
+    let f = dom.mfn_of(&mem, Pfn::new(0)).unwrap();
     dom.teardown(&mut mem, &mut frames);
-    assert!(mem.frames[&f.0].iter().all(|&b| b == 0));
+    assert!(mem.frames[&f.get()].iter().all(|&b| b == 0));
     assert!(frames.outstanding.is_empty());
 }
 
@@ -294,7 +309,7 @@ fn shared_pages_and_gaps() {
     let bytes = build_elf(0x40_0000, &[text, data, ro, Seg::note(abi_note(0, 1))]);
     let (dom, mut mem, mut frames) = build_ok(&bytes, &cfg(128, true));
     let perm = |va: u64| {
-        let w = walk(&mem, dom.boot.cr3, GuestVirt(va), true, |_, _| true).unwrap();
+        let w = walk(&mem, dom.boot.cr3, GuestVirt::new(va), true, |_, _| true).unwrap();
         (w.writable, w.executable)
     };
     assert_eq!(perm(0x40_0000), (true, true)); // union of text and data
@@ -441,7 +456,7 @@ fn refusals() {
     assert!(try_build_ok(&edge, &eimg, &cfg(256, false)).is_ok());
     for e in [
         BuildError::AddressSpace,
-        BuildError::BadFrame(Mfn(3)),
+        BuildError::BadFrame(Mfn::new(3)),
         BuildError::ImageMismatch,
     ] {
         assert!(!std::format!("{e}").contains('\n'));
@@ -463,9 +478,13 @@ fn try_build_ok(bytes: &[u8], img: &GuestImage, c: &DomainConfig<'_>) -> Result<
 fn walk_of_missing_mapping_reports_level() {
     let bytes = typical();
     let (dom, mem, _frames) = build_ok(&bytes, &cfg(64, false));
-    let r = walk(&mem, dom.boot.cr3, GuestVirt(0x8000_0000), false, |_, _| {
-        true
-    });
+    let r = walk(
+        &mem,
+        dom.boot.cr3,
+        GuestVirt::new(0x8000_0000),
+        false,
+        |_, _| true,
+    );
     assert_eq!(r, Err(WalkFault::NotPresent { level: Level::L3 }));
 }
 

@@ -42,7 +42,7 @@ pub struct Segment {
 impl Segment {
     /// One past the last byte (cannot overflow: checked at parse time).
     pub const fn end(&self) -> u64 {
-        self.vaddr.0 + self.memsz
+        self.vaddr.get() + self.memsz
     }
     /// Whether the segment is writable (`PF_W`).
     pub const fn writable(&self) -> bool {
@@ -54,7 +54,7 @@ impl Segment {
     }
     /// Whether `va` lies in `vaddr .. vaddr + memsz`.
     pub const fn contains(&self, va: GuestVirt) -> bool {
-        va.0 >= self.vaddr.0 && va.0 < self.end()
+        va.get() >= self.vaddr.get() && va.get() < self.end()
     }
 }
 
@@ -126,18 +126,18 @@ impl GuestImage {
     /// The lowest loadable address rounded down to a page: Xen's `virt_base`, where
     /// PFN 0 of the domain is mapped.
     pub fn virt_base(&self) -> GuestVirt {
-        let lo = self.segments().first().map_or(0, |s| s.vaddr.0);
-        GuestVirt(lo & !(PAGE_SIZE - 1))
+        let lo = self.segments().first().map_or(0, |s| s.vaddr.get());
+        GuestVirt::new(lo & !(PAGE_SIZE - 1))
     }
     /// One past the last loadable byte, rounded up to a page.
     pub fn virt_end(&self) -> GuestVirt {
         let hi = self.segments().last().map_or(0, |s| s.end());
         // Cannot overflow: `hi` is canonical, so at most 2^64 - 2^47 (upper half)
         // and the rounding adds less than a page.
-        GuestVirt(hi.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1))
+        GuestVirt::new(hi.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1))
     }
     /// Number of pages from [`GuestImage::virt_base`] to [`GuestImage::virt_end`].
     pub fn nr_image_pages(&self) -> u64 {
-        (self.virt_end().0.saturating_sub(self.virt_base().0)) / PAGE_SIZE
+        (self.virt_end().get().saturating_sub(self.virt_base().get())) / PAGE_SIZE
     }
 }

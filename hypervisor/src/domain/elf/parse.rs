@@ -44,7 +44,7 @@ impl GuestImage {
         if b.u16(18) != Some(EM_X86_64) {
             return Err(ElfError::NotX86_64);
         }
-        let entry = GuestVirt(b.u64(24).ok_or(ElfError::Truncated)?);
+        let entry = GuestVirt::new(b.u64(24).ok_or(ElfError::Truncated)?);
         let phoff = b.u64(32).ok_or(ElfError::Truncated)?;
         let phentsize = b.u16(54).ok_or(ElfError::Truncated)?;
         let phnum = usize::from(b.u16(56).ok_or(ElfError::Truncated)?);
@@ -109,7 +109,7 @@ impl GuestImage {
                         .get_mut(img.nr_segments)
                         .ok_or(ElfError::TooManySegments)?;
                     *slot = Segment {
-                        vaddr: GuestVirt(p_vaddr),
+                        vaddr: GuestVirt::new(p_vaddr),
                         offset: p_offset,
                         filesz: p_filesz,
                         memsz: p_memsz,
@@ -144,14 +144,14 @@ impl GuestImage {
         }
         // Sort by address; then overlap is a property of neighbours.
         let segs = img.segments.get_mut(..img.nr_segments).unwrap_or(&mut []);
-        segs.sort_unstable_by_key(|s| s.vaddr.0);
-        if segs.windows(2).any(|w| w[0].end() > w[1].vaddr.0) {
+        segs.sort_unstable_by_key(|s| s.vaddr.get());
+        if segs.windows(2).any(|w| w[0].end() > w[1].vaddr.get()) {
             return Err(ElfError::OverlappingSegments);
         }
         // The whole image, page-rounded, must fit the span bound (segments are
         // sorted, so first and last give the extent).
         let (lo, hi) = match (segs.first(), segs.last()) {
-            (Some(f), Some(l)) => (f.vaddr.0 & !(PAGE_SIZE - 1), l.end()),
+            (Some(f), Some(l)) => (f.vaddr.get() & !(PAGE_SIZE - 1), l.end()),
             _ => return Err(ElfError::NoLoadableSegment),
         };
         if hi - lo > MAX_IMAGE_SPAN {
@@ -178,7 +178,7 @@ fn range_is_canonical(start: u64, len: u64) -> bool {
         return false;
     }
     let last = end - 1;
-    GuestVirt(start).is_canonical()
-        && GuestVirt(last).is_canonical()
+    GuestVirt::new(start).is_canonical()
+        && GuestVirt::new(last).is_canonical()
         && (start >> 63) == (last >> 63)
 }

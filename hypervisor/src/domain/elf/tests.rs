@@ -14,23 +14,23 @@ use std::vec::Vec;
 fn parses_typical_image() {
     let bytes = typical();
     let img = GuestImage::parse(&bytes).unwrap();
-    assert_eq!(img.entry(), GuestVirt(0x40_0010));
+    assert_eq!(img.entry(), GuestVirt::new(0x40_0010));
     assert_eq!(img.abi_version(), AbiVersion::V0_1);
     assert_eq!(img.segments().len(), 2);
     let s0 = img.segments()[0];
     assert_eq!(
         (s0.vaddr, s0.filesz, s0.memsz),
-        (GuestVirt(0x40_0000), 0x2100, 0x2100)
+        (GuestVirt::new(0x40_0000), 0x2100, 0x2100)
     );
     assert!(s0.executable() && !s0.writable());
     let s1 = img.segments()[1];
     assert_eq!(
         (s1.vaddr, s1.filesz, s1.memsz),
-        (GuestVirt(0x40_3000), 0x300, 0x1800)
+        (GuestVirt::new(0x40_3000), 0x300, 0x1800)
     );
     assert!(s1.writable() && !s1.executable());
-    assert_eq!(img.virt_base(), GuestVirt(0x40_0000));
-    assert_eq!(img.virt_end(), GuestVirt(0x40_5000));
+    assert_eq!(img.virt_base(), GuestVirt::new(0x40_0000));
+    assert_eq!(img.virt_end(), GuestVirt::new(0x40_5000));
     assert_eq!(img.nr_image_pages(), 5);
     let t = img.test().unwrap();
     assert_eq!(t.category(), Some(TestCategory::Functional));
@@ -53,8 +53,8 @@ fn segments_are_sorted() {
         ],
     );
     let img = GuestImage::parse(&bytes).unwrap();
-    assert_eq!(img.segments()[0].vaddr, GuestVirt(0x40_0000));
-    assert_eq!(img.segments()[1].vaddr, GuestVirt(0x50_0000));
+    assert_eq!(img.segments()[0].vaddr, GuestVirt::new(0x40_0000));
+    assert_eq!(img.segments()[1].vaddr, GuestVirt::new(0x50_0000));
     assert_eq!(img.test(), None);
 }
 
@@ -110,7 +110,7 @@ fn header_rejections() {
         Err(ElfError::BadEntry)
     );
     assert_eq!(
-        patch(24, &0x40_20ffu64.to_le_bytes()).map(|i| i.entry().0),
+        patch(24, &0x40_20ffu64.to_le_bytes()).map(|i| i.entry().get()),
         Ok(0x40_20ff)
     );
 }
@@ -387,11 +387,11 @@ fn check_invariants(img: &GuestImage, bytes: &[u8]) {
     for s in segs {
         assert!(s.filesz <= s.memsz && s.memsz > 0);
         assert!(s.offset + s.filesz <= bytes.len() as u64);
-        assert!(s.vaddr.is_canonical() && GuestVirt(s.end() - 1).is_canonical());
+        assert!(s.vaddr.is_canonical() && GuestVirt::new(s.end() - 1).is_canonical());
     }
-    assert!(segs.windows(2).all(|w| w[0].end() <= w[1].vaddr.0));
+    assert!(segs.windows(2).all(|w| w[0].end() <= w[1].vaddr.get()));
     assert!(segs
         .iter()
         .any(|s| s.executable() && s.contains(img.entry())));
-    assert!(img.virt_end().0 - img.virt_base().0 <= MAX_IMAGE_SPAN + PAGE_SIZE);
+    assert!(img.virt_end().get() - img.virt_base().get() <= MAX_IMAGE_SPAN + PAGE_SIZE);
 }

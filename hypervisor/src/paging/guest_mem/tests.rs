@@ -32,12 +32,12 @@ struct Spy {
 
 impl PhysMem for Spy {
     fn read(&self, at: MachineAddr, out: &mut [u8]) {
-        self.reads.borrow_mut().insert(at.frame().0);
+        self.reads.borrow_mut().insert(at.frame().get());
         self.nreads.set(self.nreads.get() + 1);
         self.inner.read(at, out)
     }
     fn write(&mut self, at: MachineAddr, data: &[u8]) {
-        self.writes.insert(at.frame().0);
+        self.writes.insert(at.frame().get());
         self.inner.write(at, data)
     }
 }
@@ -61,11 +61,12 @@ fn setup(nx: bool) -> (Domain, Spy) {
 /// The machine address of the L1 entry mapping `va` in the bootstrap tables.
 fn l1_entry(dom: &Domain, mem: &Spy, va: u64) -> MachineAddr {
     let l = dom.layout();
-    let l1_pfn =
-        Pfn(l.page_tables.0 + 1 + l.nr_l3 + l.nr_l2 + ((va >> 21) - (l.virt_base.0 >> 21)));
+    let l1_pfn = Pfn::new(
+        l.page_tables.get() + 1 + l.nr_l3 + l.nr_l2 + ((va >> 21) - (l.virt_base.get() >> 21)),
+    );
     entry_addr(
         dom.mfn_of(mem, l1_pfn).unwrap(),
-        GuestVirt(va).table_index(1),
+        GuestVirt::new(va).table_index(1),
     )
 }
 
@@ -74,17 +75,17 @@ fn l1_entry(dom: &Domain, mem: &Spy, va: u64) -> MachineAddr {
 /// operations: a new root for the same addresses.
 fn switch_to_empty_base(dom: &mut Domain, mem: &mut Spy) {
     let l = *dom.layout();
-    let last = Pfn(l.nr_pages - 1);
+    let last = Pfn::new(l.nr_pages - 1);
     let spare = dom.mfn_of(mem, last).unwrap();
     let l4 = dom.base();
-    let at = l1_entry(dom, mem, l.va(last).0);
+    let at = l1_entry(dom, mem, l.va(last).get());
     dom.update_entry(mem, at, 0).unwrap();
     for i in 0..512 {
         let e = mem.read_u64(entry_addr(l4, i));
         mem.write_u64(entry_addr(spare, i), e);
     }
     dom.pin(mem, spare, crate::domain::Level::L4).unwrap();
-    let slot = GuestVirt(TEXT).table_index(4);
+    let slot = GuestVirt::new(TEXT).table_index(4);
     dom.update_entry(mem, entry_addr(spare, slot), 0).unwrap();
     dom.new_baseptr(mem, spare).unwrap();
 }
@@ -97,7 +98,7 @@ fn reads_and_writes_through_the_guest_tables() {
     let (dom, mut mem) = setup(false);
     // Text bytes across a page boundary (the image has (i % 251) at text offset i).
     let mut b = [0u8; 16];
-    copy_from_guest(&dom, &mem, GuestVirt(TEXT + 0xff8), &mut b).unwrap();
+    copy_from_guest(&dom, &mem, GuestVirt::new(TEXT + 0xff8), &mut b).unwrap();
     let want: Vec<u8> = (0xff8u32..0x1008).map(|i| (i % 251) as u8).collect();
     assert_eq!(&b[..], &want[..]);
     // start_info magic through its VA.
@@ -108,15 +109,21 @@ fn reads_and_writes_through_the_guest_tables() {
     let _: [u8; 8] = read_bytes(&dom, &mem, l4).unwrap();
     // Write across the data/bss page boundary and read back.
     let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
-    copy_to_guest(&dom, &mut mem, GuestVirt(DATA + 0xf80), &data).unwrap();
+    copy_to_guest(&dom, &mut mem, GuestVirt::new(DATA + 0xf80), &data).unwrap();
     let mut back = std::vec![0u8; 300];
-    copy_from_guest(&dom, &mem, GuestVirt(DATA + 0xf80), &mut back).unwrap();
+    copy_from_guest(&dom, &mem, GuestVirt::new(DATA + 0xf80), &mut back).unwrap();
     assert_eq!(back, data);
     // The stack and free memory are writable.
-    copy_to_guest(&dom, &mut mem, GuestVirt(dom.boot.stack_top.0 - 8), &[1; 8]).unwrap();
+    copy_to_guest(
+        &dom,
+        &mut mem,
+        GuestVirt::new(dom.boot.stack_top.get() - 8),
+        &[1; 8],
+    )
+    .unwrap();
     // Zero-length copies succeed without touching anything.
-    copy_to_guest(&dom, &mut mem, GuestVirt(1 << 63), &[]).unwrap();
-    copy_from_guest(&dom, &mem, GuestVirt(1 << 63), &mut []).unwrap();
+    copy_to_guest(&dom, &mut mem, GuestVirt::new(1 << 63), &[]).unwrap();
+    copy_from_guest(&dom, &mem, GuestVirt::new(1 << 63), &mut []).unwrap();
 }
 
 #[test]
@@ -125,26 +132,35 @@ fn refusals_are_efault() {
     let ef = Err(Errno::EFAULT);
     let mut b = [0u8; 8];
     // Read-only text, read-only page tables.
-    assert_eq!(copy_to_guest(&dom, &mut mem, GuestVirt(TEXT), &[0]), ef);
+    assert_eq!(
+        copy_to_guest(&dom, &mut mem, GuestVirt::new(TEXT), &[0]),
+        ef
+    );
     let l4 = dom.layout().va(dom.layout().page_tables);
     assert_eq!(copy_to_guest(&dom, &mut mem, l4, &[0]), ef);
     // Unmapped, non-canonical, wrapping.
-    assert_eq!(copy_from_guest(&dom, &mem, GuestVirt(0x1000), &mut b), ef);
     assert_eq!(
-        copy_from_guest(&dom, &mem, dom.layout().va(Pfn(100)), &mut b),
+        copy_from_guest(&dom, &mem, GuestVirt::new(0x1000), &mut b),
         ef
     );
     assert_eq!(
-        copy_from_guest(&dom, &mem, GuestVirt(0x8000_0000_0000), &mut b),
+        copy_from_guest(&dom, &mem, dom.layout().va(Pfn::new(100)), &mut b),
         ef
     );
     assert_eq!(
-        copy_from_guest(&dom, &mem, GuestVirt(u64::MAX - 3), &mut b),
+        copy_from_guest(&dom, &mem, GuestVirt::new(0x8000_0000_0000), &mut b),
+        ef
+    );
+    assert_eq!(
+        copy_from_guest(&dom, &mem, GuestVirt::new(u64::MAX - 3), &mut b),
         ef
     );
     // A range that starts mapped and runs past the end of the domain.
-    let last = dom.layout().va(Pfn(99)).0 + 4092;
-    assert_eq!(copy_from_guest(&dom, &mem, GuestVirt(last), &mut b), ef);
+    let last = dom.layout().va(Pfn::new(99)).get() + 4092;
+    assert_eq!(
+        copy_from_guest(&dom, &mem, GuestVirt::new(last), &mut b),
+        ef
+    );
     assert!(mem.writes.is_empty());
 }
 
@@ -154,10 +170,10 @@ fn corrupted_entries_are_refused() {
     let mut b = [0u8; 8];
     // (entry value for the L1 slot of DATA, read ok?, write ok?)
     let (dom, mem) = setup(false);
-    let data_mfn = dom.mfn_of(&mem, Pfn(3)).unwrap();
+    let data_mfn = dom.mfn_of(&mem, Pfn::new(3)).unwrap();
     let table_mfn = dom.boot.cr3;
     let cases = [
-        (pte(Mfn(0x10), PTE_P | PTE_RW), false, false), // foreign frame
+        (pte(Mfn::new(0x10), PTE_P | PTE_RW), false, false), // foreign frame
         (pte(table_mfn, PTE_P | PTE_RW), true, false), // writable alias of the L4: read yes, write never
         (pte(data_mfn, PTE_P | PTE_RW | PTE_NX), false, false), // NX without NXE: reserved
         (pte(data_mfn, PTE_P), true, false),           // read-only
@@ -169,13 +185,13 @@ fn corrupted_entries_are_refused() {
         let at = l1_entry(&dom, &mem, DATA);
         mem.write_u64(at, e);
         assert_eq!(
-            copy_from_guest(&dom, &mem, GuestVirt(DATA), &mut b).is_ok(),
+            copy_from_guest(&dom, &mem, GuestVirt::new(DATA), &mut b).is_ok(),
             r_ok,
             "{e:#x}"
         );
         mem.writes.clear();
         assert_eq!(
-            copy_to_guest(&dom, &mut mem, GuestVirt(DATA), &[7; 8]).is_ok(),
+            copy_to_guest(&dom, &mut mem, GuestVirt::new(DATA), &[7; 8]).is_ok(),
             w_ok,
             "{e:#x}"
         );
@@ -187,37 +203,43 @@ fn corrupted_entries_are_refused() {
     // An L2 entry with PS, and an L2 entry pointing at a foreign frame.
     for (flags, target) in [
         (PTE_P | PTE_RW | PTE_PS, None),
-        (PTE_P | PTE_RW, Some(Mfn(0x11))),
+        (PTE_P | PTE_RW, Some(Mfn::new(0x11))),
     ] {
         let (dom, mut mem) = setup(false);
         let l = *dom.layout();
-        let l2 = dom.mfn_of(&mem, Pfn(l.page_tables.0 + 2)).unwrap();
-        let at = entry_addr(l2, GuestVirt(DATA).table_index(2));
+        let l2 = dom.mfn_of(&mem, Pfn::new(l.page_tables.get() + 2)).unwrap();
+        let at = entry_addr(l2, GuestVirt::new(DATA).table_index(2));
         let old = mem.read_u64(at);
         mem.write_u64(at, pte(target.unwrap_or(pte_frame(old)), flags));
-        assert_eq!(copy_from_guest(&dom, &mem, GuestVirt(DATA), &mut b), ef);
+        assert_eq!(
+            copy_from_guest(&dom, &mem, GuestVirt::new(DATA), &mut b),
+            ef
+        );
         assert!(!mem.reads.borrow().contains(&0x11), "foreign table read");
     }
     // PS in the L4 entry is reserved.
     let (dom, mut mem) = setup(false);
-    let at = entry_addr(dom.boot.cr3, GuestVirt(DATA).table_index(4));
+    let at = entry_addr(dom.boot.cr3, GuestVirt::new(DATA).table_index(4));
     let old = mem.read_u64(at);
     mem.write_u64(at, old | PTE_PS);
-    assert_eq!(copy_from_guest(&dom, &mem, GuestVirt(DATA), &mut b), ef);
+    assert_eq!(
+        copy_from_guest(&dom, &mem, GuestVirt::new(DATA), &mut b),
+        ef
+    );
 }
 
 #[test]
 fn nx_pages_are_readable_and_writable_with_nxe() {
     let (dom, mut mem) = setup(true);
-    copy_to_guest(&dom, &mut mem, GuestVirt(DATA), &[1, 2, 3]).unwrap();
-    let b: [u8; 3] = read_bytes(&dom, &mem, GuestVirt(DATA)).unwrap();
+    copy_to_guest(&dom, &mut mem, GuestVirt::new(DATA), &[1, 2, 3]).unwrap();
+    let b: [u8; 3] = read_bytes(&dom, &mem, GuestVirt::new(DATA)).unwrap();
     assert_eq!(b, [1, 2, 3]);
 }
 
 #[test]
 fn write_within_one_page_walks_once() {
     let (dom, mut mem) = setup(false);
-    let va = GuestVirt(DATA + 0x10);
+    let va = GuestVirt::new(DATA + 0x10);
     mem.nreads.set(0);
     translate(&dom, &mem, va, Access::Write).unwrap();
     let one_walk = mem.nreads.get();
@@ -230,7 +252,7 @@ fn write_within_one_page_walks_once() {
     // Refused in one page: nothing written.
     mem.writes.clear();
     assert_eq!(
-        copy_to_guest(&dom, &mut mem, GuestVirt(TEXT), &[0; 4]),
+        copy_to_guest(&dom, &mut mem, GuestVirt::new(TEXT), &[0; 4]),
         Err(Errno::EFAULT)
     );
     assert!(mem.writes.is_empty());
@@ -245,23 +267,23 @@ fn failed_cross_page_write_writes_nothing() {
     let at = l1_entry(&dom, &mem, DATA + 0x1000);
     let e = mem.read_u64(at);
     mem.write_u64(at, e & !PTE_RW);
-    let before: [u8; 16] = read_bytes(&dom, &mem, GuestVirt(DATA + 0xff8)).unwrap();
+    let before: [u8; 16] = read_bytes(&dom, &mem, GuestVirt::new(DATA + 0xff8)).unwrap();
     mem.writes.clear();
     assert_eq!(
-        copy_to_guest(&dom, &mut mem, GuestVirt(DATA + 0xff8), &[0xaa; 16]),
+        copy_to_guest(&dom, &mut mem, GuestVirt::new(DATA + 0xff8), &[0xaa; 16]),
         Err(Errno::EFAULT)
     );
     assert!(mem.writes.is_empty());
-    let after: [u8; 16] = read_bytes(&dom, &mem, GuestVirt(DATA + 0xff8)).unwrap();
+    let after: [u8; 16] = read_bytes(&dom, &mem, GuestVirt::new(DATA + 0xff8)).unwrap();
     assert_eq!(before, after);
 }
 
 /// Frames the hypervisor may legitimately write for the guest: owned, Writable.
 fn writable_frames(dom: &Domain, mem: &Spy) -> BTreeSet<u64> {
     (0..dom.nr_pages())
-        .filter_map(|p| dom.mfn_of(mem, Pfn(p)))
+        .filter_map(|p| dom.mfn_of(mem, Pfn::new(p)))
         .filter(|&m| dom.frame_kind(mem, m) == FrameKind::Writable)
-        .map(|m| m.0)
+        .map(|m| m.get())
         .collect()
 }
 
@@ -283,19 +305,19 @@ proptest! {
         // Corrupt random entries of the table frames with random values, half of
         // them pointing at domain or foreign frames with plausible flags.
         for (t, idx, v, plausible) in corruptions {
-            let pfn = Pfn(l.page_tables.0 + t % l.nr_pt_frames());
+            let pfn = Pfn::new(l.page_tables.get() + t % l.nr_pt_frames());
             let table = dom.mfn_of(&mem, pfn).unwrap();
-            let v = if plausible { pte(Mfn(FIRST - 8 + v % (COUNT + 16)), v & 0x8000_0000_0000_00ff) } else { v };
+            let v = if plausible { pte(Mfn::new(FIRST - 8 + v % (COUNT + 16)), v & 0x8000_0000_0000_00ff) } else { v };
             mem.inner.write_u64(entry_addr(table, idx), v);
         }
-        let table_bytes: Vec<Vec<u8>> = (l.page_tables.0..l.stack.0)
-            .map(|p| mem.inner.frames[&dom.mfn_of(&mem, Pfn(p)).unwrap().0].clone())
+        let table_bytes: Vec<Vec<u8>> = (l.page_tables.get()..l.stack.get())
+            .map(|p| mem.inner.frames[&dom.mfn_of(&mem, Pfn::new(p)).unwrap().get()].clone())
             .collect();
         mem.reads.borrow_mut().clear();
         mem.writes.clear();
         for (write, off, raw, len, near) in ops {
             // Mostly addresses near the domain; some anywhere.
-            let va = if near { GuestVirt(l.virt_base.0.wrapping_add(off).wrapping_sub(0x1000)) } else { GuestVirt(raw) };
+            let va = if near { GuestVirt::new(l.virt_base.get().wrapping_add(off).wrapping_sub(0x1000)) } else { GuestVirt::new(raw) };
             if write {
                 let data = std::vec![0x5a; len];
                 let _ = copy_to_guest(&dom, &mut mem, va, &data);
@@ -311,8 +333,8 @@ proptest! {
             prop_assert!(owned_writable.contains(f), "wrote non-writable frame {f:#x}");
         }
         // Table frames are untouched.
-        for (i, p) in (l.page_tables.0..l.stack.0).enumerate() {
-            let now = &mem.inner.frames[&dom.mfn_of(&mem, Pfn(p)).unwrap().0];
+        for (i, p) in (l.page_tables.get()..l.stack.get()).enumerate() {
+            let now = &mem.inner.frames[&dom.mfn_of(&mem, Pfn::new(p)).unwrap().get()];
             prop_assert_eq!(now, &table_bytes[i]);
         }
     }
@@ -327,25 +349,25 @@ fn writes_need_a_writable_type_reference() {
     let (mut dom, mut mem) = setup(false);
     let l = *dom.layout();
     // The last (free) page: writable, typed Writable with one reference.
-    let va = l.va(Pfn(l.nr_pages - 1)).0;
+    let va = l.va(Pfn::new(l.nr_pages - 1)).get();
     let at = l1_entry(&dom, &mem, va);
     let orig = mem.read_u64(at);
-    assert!(copy_to_guest(&dom, &mut mem, GuestVirt(va), &[1]).is_ok());
+    assert!(copy_to_guest(&dom, &mut mem, GuestVirt::new(va), &[1]).is_ok());
     // Through the MMU: read-only; the frame's Writable count drops to 0.
     dom.update_entry(&mut mem, at, orig & !PTE_RW).unwrap();
     let info = dom.page_info(&mem, pte_frame(orig)).unwrap();
     assert_eq!(info.type_count, 0);
     assert_eq!(
-        copy_to_guest(&dom, &mut mem, GuestVirt(va), &[2]),
+        copy_to_guest(&dom, &mut mem, GuestVirt::new(va), &[2]),
         Err(Errno::EFAULT)
     );
     // Behind the MMU's back: RW again, but no type reference.
     mem.write_u64(at, orig);
     assert_eq!(
-        copy_to_guest(&dom, &mut mem, GuestVirt(va), &[3]),
+        copy_to_guest(&dom, &mut mem, GuestVirt::new(va), &[3]),
         Err(Errno::EFAULT)
     );
-    assert!(read_bytes::<1, _>(&dom, &mem, GuestVirt(va)).is_ok());
+    assert!(read_bytes::<1, _>(&dom, &mem, GuestVirt::new(va)).is_ok());
 }
 
 proptest! {
@@ -363,7 +385,7 @@ proptest! {
         let mut r = PageReader::new();
         for (off, size) in ops {
             // Mostly near the end of the mapping (the last pages, and beyond).
-            let va = GuestVirt(l.va(Pfn(l.nr_pages)).0.wrapping_sub(0x3_0000).wrapping_add(off));
+            let va = GuestVirt::new(l.va(Pfn::new(l.nr_pages)).get().wrapping_sub(0x3_0000).wrapping_add(off));
             match size {
                 0 => prop_assert_eq!(r.read::<8, _>(&dom, &mem, va), read_bytes::<8, _>(&dom, &mem, va)),
                 1 => prop_assert_eq!(r.read::<16, _>(&dom, &mem, va), read_bytes::<16, _>(&dom, &mem, va)),
@@ -382,60 +404,63 @@ fn page_reader_walks_once_per_page_and_forgets_on_a_write_to_its_walk() {
     let l = *dom.layout();
     let cr3 = dom.boot.cr3;
     let (p, q) = (l.nr_pages - 2, l.nr_pages - 1);
-    let va = l.va(Pfn(p)).0;
-    copy_to_guest(&dom, &mut mem, GuestVirt(va + 16), &[0x11; 8]).unwrap();
-    let q_va = l.va(Pfn(q)).0;
-    copy_to_guest(&dom, &mut mem, GuestVirt(q_va + 16), &[0x22; 8]).unwrap();
+    let va = l.va(Pfn::new(p)).get();
+    copy_to_guest(&dom, &mut mem, GuestVirt::new(va + 16), &[0x11; 8]).unwrap();
+    let q_va = l.va(Pfn::new(q)).get();
+    copy_to_guest(&dom, &mut mem, GuestVirt::new(q_va + 16), &[0x22; 8]).unwrap();
     let mut r = PageReader::new();
-    assert_eq!(r.read::<8, _>(&dom, &mem, GuestVirt(va + 8)), Ok([0; 8]));
+    assert_eq!(
+        r.read::<8, _>(&dom, &mem, GuestVirt::new(va + 8)),
+        Ok([0; 8])
+    );
     // The tables are not read again for another read in the page.
-    let tables: BTreeSet<u64> = (l.page_tables.0..l.stack.0)
-        .map(|t| dom.mfn_of(&mem, Pfn(t)).unwrap().0)
+    let tables: BTreeSet<u64> = (l.page_tables.get()..l.stack.get())
+        .map(|t| dom.mfn_of(&mem, Pfn::new(t)).unwrap().get())
         .collect();
     mem.reads.borrow_mut().clear();
     assert_eq!(
-        r.read::<8, _>(&dom, &mem, GuestVirt(va + 16)),
+        r.read::<8, _>(&dom, &mem, GuestVirt::new(va + 16)),
         Ok([0x11; 8])
     );
     assert!(mem.reads.borrow().is_disjoint(&tables));
     // Remap p's page to q's frame behind the reader's back (as an mmu_update
     // request would): a write elsewhere keeps the (now stale) translation...
     let at = l1_entry(&dom, &mem, va);
-    let q_mfn = dom.mfn_of(&mem, Pfn(q)).unwrap();
+    let q_mfn = dom.mfn_of(&mem, Pfn::new(q)).unwrap();
     mem.write_u64(at, pte(q_mfn, PTE_P | PTE_RW));
     // (Writes in a frame none of the walk's entries is in, twice: the second
     // is recognised by its frame alone.)
-    let elsewhere = dom.mfn_of(&mem, Pfn(p)).unwrap().addr();
+    let elsewhere = dom.mfn_of(&mem, Pfn::new(p)).unwrap().addr();
     r.wrote_entry(elsewhere);
-    r.wrote_entry(MachineAddr(elsewhere.0 + 8));
-    r.wrote_entry(MachineAddr(at.0 + 8));
+    r.wrote_entry(MachineAddr::new(elsewhere.get() + 8));
+    r.wrote_entry(MachineAddr::new(at.get() + 8));
     assert_eq!(
-        r.read::<8, _>(&dom, &mem, GuestVirt(va + 16)),
+        r.read::<8, _>(&dom, &mem, GuestVirt::new(va + 16)),
         Ok([0x11; 8])
     );
     // ...and reporting the entry itself (at any byte of it) drops it.
-    r.wrote_entry(MachineAddr(at.0 + 3));
+    r.wrote_entry(MachineAddr::new(at.get() + 3));
     assert_eq!(
-        r.read::<8, _>(&dom, &mem, GuestVirt(va + 16)),
+        r.read::<8, _>(&dom, &mem, GuestVirt::new(va + 16)),
         Ok([0x22; 8])
     );
     assert_eq!(
-        r.read::<8, _>(&dom, &mem, GuestVirt(va + 16)),
-        read_bytes::<8, _>(&dom, &mem, GuestVirt(va + 16))
+        r.read::<8, _>(&dom, &mem, GuestVirt::new(va + 16)),
+        read_bytes::<8, _>(&dom, &mem, GuestVirt::new(va + 16))
     );
     // Every level's entry counts: the L4 entry of the walk too.
-    let l4e = entry_addr(cr3, GuestVirt(va).table_index(4));
+    let l4e = entry_addr(cr3, GuestVirt::new(va).table_index(4));
     let old = mem.read_u64(l4e);
     mem.write_u64(l4e, 0);
     r.wrote_entry(l4e);
     assert_eq!(
-        r.read::<8, _>(&dom, &mem, GuestVirt(va + 16)),
+        r.read::<8, _>(&dom, &mem, GuestVirt::new(va + 16)),
         Err(Errno::EFAULT)
     );
     mem.write_u64(l4e, old);
     // A failed translation keeps nothing: the next read walks again.
     assert_eq!(
-        r.read::<8, _>(&dom, &mem, GuestVirt(va + 16)),
+        r.read::<8, _>(&dom, &mem, GuestVirt::new(va + 16)),
         Ok([0x22; 8])
     );
     // Another root is another translation, even for the same page: the new
@@ -443,7 +468,7 @@ fn page_reader_walks_once_per_page_and_forgets_on_a_write_to_its_walk() {
     let mut dom = dom;
     switch_to_empty_base(&mut dom, &mut mem);
     assert_eq!(
-        r.read::<8, _>(&dom, &mem, GuestVirt(va + 16)),
+        r.read::<8, _>(&dom, &mem, GuestVirt::new(va + 16)),
         Err(Errno::EFAULT)
     );
 }
@@ -456,7 +481,7 @@ fn read_cache_follows_the_tables() {
     let (dom, mut mem) = setup(false);
     let mut c = ReadCache::new();
     for va in [TEXT, TEXT + 8, DATA + 0xff0, TEXT + 0x1000, TEXT] {
-        let va = GuestVirt(va);
+        let va = GuestVirt::new(va);
         assert_eq!(
             c.translate(&dom, &mem, va),
             translate(&dom, &mem, va, Access::Read)
@@ -464,34 +489,43 @@ fn read_cache_follows_the_tables() {
     }
     // A hit reads the four table frames and nothing else.
     mem.reads.borrow_mut().clear();
-    let _ = c.translate(&dom, &mem, GuestVirt(TEXT + 16)).unwrap();
+    let _ = c.translate(&dom, &mem, GuestVirt::new(TEXT + 16)).unwrap();
     assert_eq!(mem.reads.borrow().len(), 4, "{:?}", mem.reads.borrow());
     // Point the L1 entry at another of the domain's frames: the cache follows.
     let e = l1_entry(&dom, &mem, TEXT);
     let old = mem.read_u64(e);
-    let other = dom.mfn_of(&mem, Pfn(90)).unwrap();
+    let other = dom.mfn_of(&mem, Pfn::new(90)).unwrap();
     mem.write_u64(e, pte(other, PTE_P));
-    let got = c.translate(&dom, &mem, GuestVirt(TEXT + 16));
-    assert_eq!(got, Ok(MachineAddr(other.addr().0 + 16)));
+    let got = c.translate(&dom, &mem, GuestVirt::new(TEXT + 16));
+    assert_eq!(got, Ok(MachineAddr::new(other.addr().get() + 16)));
     assert_eq!(
         got,
-        translate(&dom, &mem, GuestVirt(TEXT + 16), Access::Read)
+        translate(&dom, &mem, GuestVirt::new(TEXT + 16), Access::Read)
     );
     // Unmapped: the same error as a walk.
     mem.write_u64(e, 0);
-    assert_eq!(c.translate(&dom, &mem, GuestVirt(TEXT)), Err(Errno::EFAULT));
+    assert_eq!(
+        c.translate(&dom, &mem, GuestVirt::new(TEXT)),
+        Err(Errno::EFAULT)
+    );
     // A frame the domain does not own: refused, not cached.
-    mem.write_u64(e, pte(Mfn(7), PTE_P));
-    assert_eq!(c.translate(&dom, &mem, GuestVirt(TEXT)), Err(Errno::EFAULT));
+    mem.write_u64(e, pte(Mfn::new(7), PTE_P));
+    assert_eq!(
+        c.translate(&dom, &mem, GuestVirt::new(TEXT)),
+        Err(Errno::EFAULT)
+    );
     mem.write_u64(e, old);
     assert_eq!(
-        c.translate(&dom, &mem, GuestVirt(TEXT)),
-        translate(&dom, &mem, GuestVirt(TEXT), Access::Read)
+        c.translate(&dom, &mem, GuestVirt::new(TEXT)),
+        translate(&dom, &mem, GuestVirt::new(TEXT), Access::Read)
     );
     // Another root: not the cached translation.
     let mut dom = dom;
     switch_to_empty_base(&mut dom, &mut mem);
-    assert_eq!(c.translate(&dom, &mem, GuestVirt(TEXT)), Err(Errno::EFAULT));
+    assert_eq!(
+        c.translate(&dom, &mem, GuestVirt::new(TEXT)),
+        Err(Errno::EFAULT)
+    );
 }
 
 proptest! {
@@ -504,14 +538,14 @@ proptest! {
         let (dom, mut mem) = setup(true);
         let mut c = ReadCache::new();
         for (level, v, corrupt, off) in steps {
-            let va = GuestVirt(TEXT + off);
+            let va = GuestVirt::new(TEXT + off);
             if corrupt {
                 if let Ok((_, w)) = translate_walk(&dom, &mem, va, Access::Read, crate::privilege::Mode::Supervisor) {
                     let lv = [4, 3, 2, 1][level];
                     let at = entry_addr(w.tables[level], va.table_index(lv));
                     // Sometimes a plausible entry (another owned frame), sometimes garbage.
                     let new = if v & 1 == 0 {
-                        pte(dom.mfn_of(&mem, Pfn(v % 100)).unwrap(), v & (PTE_P | PTE_RW | PTE_NX | PTE_PS))
+                        pte(dom.mfn_of(&mem, Pfn::new(v % 100)).unwrap(), v & (PTE_P | PTE_RW | PTE_NX | PTE_PS))
                     } else {
                         v
                     };

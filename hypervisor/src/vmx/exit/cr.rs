@@ -65,7 +65,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                             log::warn!(
                                 "vmx: domain {} loaded CR3 with frame {:#x}: {e}: #GP",
                                 self.dom.id.0,
-                                l.l4.0
+                                l.l4.get()
                             );
                             Err(cr_policy::CrFault::GeneralProtection)
                         }

@@ -65,7 +65,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         let mut res = crate::paging::guest_mem::copy_from_guest(
             &*self.dom,
             &*self.mem,
-            GuestVirt(rip),
+            GuestVirt::new(rip),
             &mut buf,
         );
         if res.is_err() && to_page_end < 16 {
@@ -73,7 +73,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             res = crate::paging::guest_mem::copy_from_guest(
                 &*self.dom,
                 &*self.mem,
-                GuestVirt(rip),
+                GuestVirt::new(rip),
                 &mut buf[..n],
             );
         }

@@ -117,7 +117,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                     match crate::paging::guest_mem::copy_from_guest(
                         &*self.dom,
                         &*self.mem,
-                        GuestVirt(rip),
+                        GuestVirt::new(rip),
                         bytes,
                     ) {
                         Ok(()) => crate::policy::io::outs_segment(bytes),
@@ -145,7 +145,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         let down = vmread(guest::RFLAGS) & RFLAGS_DF != 0;
         let step = if down { size } else { 64 };
         let at = |base: u64, done: u64| {
-            GuestVirt(if down {
+            GuestVirt::new(if down {
                 base.wrapping_sub(done)
             } else {
                 base.wrapping_add(done)
@@ -177,7 +177,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             let ok = match fault {
                 None => n,
                 Some(_) if down => 0,
-                Some(f) => f.at().0.wrapping_sub(va.0) / size * size,
+                Some(f) => f.at().get().wrapping_sub(va.get()) / size * size,
             };
             let Some(chunk) = buf.get_mut(..ok as usize) else {
                 break;
@@ -270,7 +270,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         match f {
             AccessFault::GeneralProtection { .. } => self.inject_gp(g),
             AccessFault::PageFault { cr2, error_code } => {
-                set_guest_cr2(cr2.0);
+                set_guest_cr2(cr2.get());
                 self.raise(g, None, VEC_PF, Some(error_code))
             }
         }

@@ -20,9 +20,9 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     pub(super) fn sync_mmu_owed(&mut self) {
         let base = self.dom.base();
         if base != self.loaded_base {
-            write(guest::CR3, base.addr().0);
+            write(guest::CR3, base.addr().get());
             self.loaded_base = base;
-            self.cr3_real = base.addr().0;
+            self.cr3_real = base.addr().get();
         }
         match self.dom.take_flush() {
             Flush::None => {}
@@ -30,7 +30,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             // access through a G=1 entry, which a CR3-style flush (retaining
             // globals) would leave cached (XSA-286's class).
             Flush::All => self.flush_all(),
-            Flush::Page(va) => self.flush_page(va.0),
+            Flush::Page(va) => self.flush_page(va.get()),
         }
     }
 
@@ -39,7 +39,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         if !self.controls.vpid {
             return; // every VM entry flushes VPID 0
         }
-        if !self.caps.ept_vpid.invvpid_individual_address() || !GuestVirt(va).is_canonical() {
+        if !self.caps.ept_vpid.invvpid_individual_address() || !GuestVirt::new(va).is_canonical() {
             self.flush_all();
             return;
         }
@@ -106,8 +106,13 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         let mut insn = [0u8; 15];
         let n = ((PAGE_SIZE - (rip & (PAGE_SIZE - 1))) as usize).min(insn.len());
         let bytes = insn.get_mut(..n).ok_or("instruction")?;
-        crate::paging::guest_mem::copy_from_guest(&*self.dom, &*self.mem, GuestVirt(rip), bytes)
-            .map_err(|_| "instruction unreadable")?;
+        crate::paging::guest_mem::copy_from_guest(
+            &*self.dom,
+            &*self.mem,
+            GuestVirt::new(rip),
+            bytes,
+        )
+        .map_err(|_| "instruction unreadable")?;
         let store = decode_store(bytes).ok_or("not an emulated store (MOV r/m64, r64 or imm32)")?;
         if !cr2.is_multiple_of(8) {
             return Err("misaligned store");
@@ -115,7 +120,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         let ma = crate::paging::guest_mem::translate(
             &*self.dom,
             &*self.mem,
-            GuestVirt(cr2),
+            GuestVirt::new(cr2),
             crate::paging::guest_mem::Access::Read,
         )
         .map_err(|_| "target not mapped")?;

@@ -224,7 +224,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             maxphyaddr: cpu.maxphyaddr,
             vpid,
             loaded_base: cr3,
-            cr3_real: cr3.addr().0,
+            cr3_real: cr3.addr().get(),
             cr0_visible: cr_policy::GUEST_CR0_INITIAL,
             cr4_visible: cr_policy::GUEST_CR4_INITIAL,
             cr8: 0,
