@@ -50,7 +50,7 @@
 //!   nested backend attributes its exits to the figure from these numbers;
 //! - `missing=`: the figure could not be measured here; the rest of the line says why.
 //!
-//! `loader/src/bench.rs` parses exactly this; change both together.
+//! `loader/src/bench/parse.rs` parses exactly this; change both together.
 
 use crate::abi::debug::{self, PerfCounters, PERF_EXIT_SLOTS};
 use crate::abi::Errno;
