@@ -365,6 +365,10 @@ pub enum Insn {
     /// "privileged software exception", which a hypervisor intercepting `#DB` must
     /// re-inject as such.
     Icebp,
+    /// The same `ICEBP`, recoverable only by a fault that reports the instruction
+    /// itself (what QEMU's TCG raises for it: `#UD`); a trap after it is not
+    /// expected here, as a fault at it is not by [`Insn::Icebp`].
+    IcebpFaulting,
     /// `FNOP`: an x87 instruction, `#NM` while CR0.TS is set.
     Fnop,
     /// `MONITOR` (RAX = a stack address, ECX = EDX = 0).

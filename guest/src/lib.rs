@@ -58,6 +58,7 @@ pub mod rand;
 pub mod report;
 pub mod start;
 pub mod targets;
+pub mod tcg;
 pub mod tsc;
 pub mod user;
 

@@ -285,6 +285,26 @@ pub struct TestOptions {
     pub list: bool,
 }
 
+impl TestOptions {
+    /// The tests matching `patterns` on `machine`, one machine at a time, a
+    /// fresh seed, no JUnit file: what a boot test of this crate wants (change a
+    /// field with struct update syntax).
+    pub fn new<S: Into<String>>(
+        patterns: impl IntoIterator<Item = S>,
+        machine: MachineOptions,
+    ) -> Self {
+        Self {
+            patterns: patterns.into_iter().map(Into::into).collect(),
+            category: None,
+            machine,
+            jobs: Some(1),
+            junit: None,
+            seed: None,
+            list: false,
+        }
+    }
+}
+
 /// `cargo keel test`: build, discover, run, report (results on `out`, the tool's
 /// own messages on `log`). The summary says whether everything passed.
 pub fn test(

@@ -214,6 +214,9 @@ pub fn probe_insn(insn: Insn) -> u64 {
             // A trap like INT3: the saved RIP is the next instruction, label 3.
             Insn::Icebp => asm!("xor r11d, r11d", ".byte 0xf1", "3:", extable!("3b" => "3b"),
                 out("r11") info, options(nostack)),
+            // A fault at the instruction itself, label 2.
+            Insn::IcebpFaulting => asm!("xor r11d, r11d", "2: .byte 0xf1", "3:",
+                extable!("2b" => "3b"), out("r11") info, options(nostack)),
             Insn::Fnop => asm!("xor r11d, r11d", "2: fnop", "3:", extable!("2b" => "3b"),
                 out("r11") info, options(nostack)),
             Insn::StackNonCanonical => asm!("xor r11d, r11d",

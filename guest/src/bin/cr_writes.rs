@@ -2,16 +2,29 @@
 //! validated L4 (a data page, a frame the domain does not own) and clearing
 //! CR0.WP, CR0.PG or CR4.PAE must each take `#GP(0)`; setting CR4.VMXE must too
 //! (the guest sees a CPU without VMX). Writing back the current values must work.
+//!
+//! It runs natively too, where the hardware's rules apply: loading CR3 with any
+//! frame is allowed there (the refusals are Keel's direct-paging rule, so they are
+//! checked on Keel only: on bare hardware the load succeeds and the machine runs on
+//! garbage tables), clearing CR0.WP is allowed (Keel refuses it on purpose: WP
+//! binds the kernel to its read-only page tables), and clearing CR0.PG or CR4.PAE
+//! in long mode or setting CR4.VMXE without VMX is `#GP(0)`. QEMU's TCG does
+//! none of the last three (`keel_guest::tcg`): on TCG each is named and not
+//! attempted, and `tcg_attempt=NAME` attempts one on purpose so that the loader
+//! can check what TCG does instead.
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
 use keel_guest::fault::{read_cr, write_cr, Cr};
 use keel_guest::pagetable::{self, PTE_ADDR};
 use keel_guest::prelude::*;
+use keel_guest::pvops::{self, Platform};
+use keel_guest::tcg;
 
 keel_guest::test! {
     title: "MOV to CR3 of a non-L4 frame, clearing CR0.WP/PG or CR4.PAE, setting CR4.VMXE: #GP",
     category: Security,
+    needs: Nothing,
     main: test_main,
 }
 
@@ -43,6 +56,98 @@ fn test_main() {
     check!(cr4 & CR4_PAE != 0, "CR4 {cr4:#x} lacks PAE");
     check!(cr4 & CR4_VMXE == 0, "CR4 {cr4:#x} shows VMXE to the guest");
 
+    let keel = pvops::choice().platform == Platform::Keel;
+    let on_tcg = tcg::detected();
+    for d in [tcg::CLEAR_CR0_PG, tcg::CLEAR_CR4_PAE, tcg::SET_CR4_VMXE] {
+        if on_tcg && tcg::attempt_requested(&d) {
+            println!("{}: {}", tcg::ATTEMPT_MARK, d.name);
+            let r = match d {
+                tcg::CLEAR_CR0_PG => write_cr(Cr::Cr0, cr0 & !CR0_PG),
+                tcg::CLEAR_CR4_PAE => write_cr(Cr::Cr4, cr4 & !CR4_PAE),
+                _ => write_cr(Cr::Cr4, cr4 | CR4_VMXE),
+            };
+            println!("{}: {} {r:?}", tcg::SURVIVED_MARK, d.name);
+            failure!(
+                "TCG survived {} ({r:?}): keel_guest::tcg is out of date",
+                d.name
+            );
+            return;
+        }
+    }
+    if keel {
+        cr3_refusals(cr3);
+    } else {
+        println!(
+            "CR3 refusals not attempted: Keel's direct-paging rule; bare hardware loads any frame"
+        );
+    }
+
+    if keel {
+        gp(
+            format_args!("clear CR0.WP"),
+            write_cr(Cr::Cr0, cr0 & !CR0_WP),
+        );
+    } else {
+        // Bare hardware lets CPL0 clear WP; Keel does not, on purpose.
+        fault::expect_no_fault(
+            format_args!("clear CR0.WP natively"),
+            write_cr(Cr::Cr0, cr0 & !CR0_WP),
+        );
+        check_eq!(
+            read_cr(Cr::Cr0),
+            cr0 & !CR0_WP,
+            "CR0 after clearing WP natively"
+        );
+        fault::expect_no_fault(format_args!("set CR0.WP again"), write_cr(Cr::Cr0, cr0));
+    }
+    let hw_gp = |d: &tcg::Difference, what: core::fmt::Arguments<'_>, cr: Cr, v: u64| {
+        if on_tcg {
+            tcg::not_attempted(d);
+        } else {
+            gp(what, write_cr(cr, v));
+        }
+    };
+    hw_gp(
+        &tcg::CLEAR_CR0_PG,
+        format_args!("clear CR0.PG"),
+        Cr::Cr0,
+        cr0 & !CR0_PG,
+    );
+    hw_gp(
+        &tcg::CLEAR_CR4_PAE,
+        format_args!("clear CR4.PAE"),
+        Cr::Cr4,
+        cr4 & !CR4_PAE,
+    );
+    hw_gp(
+        &tcg::SET_CR4_VMXE,
+        format_args!("set CR4.VMXE"),
+        Cr::Cr4,
+        cr4 | CR4_VMXE,
+    );
+    check_eq!(read_cr(Cr::Cr0), cr0, "CR0 after the refused writes");
+    check_eq!(read_cr(Cr::Cr4), cr4, "CR4 after the refused writes");
+
+    // Positive controls: writing the current values back is allowed, so the #GPs
+    // above are about the values.
+    fault::expect_no_fault(
+        format_args!("MOV CR0 <- current value"),
+        write_cr(Cr::Cr0, cr0),
+    );
+    fault::expect_no_fault(
+        format_args!("MOV CR4 <- current value"),
+        write_cr(Cr::Cr4, cr4),
+    );
+    fault::expect_no_fault(
+        format_args!("MOV CR3 <- current L4 (TLB flush)"),
+        write_cr(Cr::Cr3, cr3),
+    );
+    check_eq!(read_cr(Cr::Cr3), cr3, "CR3 after reloading it");
+    success();
+}
+
+/// MOV CR3 of frames that are not the domain's L4: `#GP(0)` on Keel.
+fn cr3_refusals(cr3: u64) {
     // CR3 candidates that are not the domain's L4.
     let data_va = GuestVirt::new(&DATA_PAGE as *const Page as u64);
     match pagetable::translate(data_va) {
@@ -81,40 +186,4 @@ fn test_main() {
         );
     }
     check_eq!(read_cr(Cr::Cr3), cr3, "CR3 after the refused loads");
-
-    gp(
-        format_args!("clear CR0.WP"),
-        write_cr(Cr::Cr0, cr0 & !CR0_WP),
-    );
-    gp(
-        format_args!("clear CR0.PG"),
-        write_cr(Cr::Cr0, cr0 & !CR0_PG),
-    );
-    gp(
-        format_args!("clear CR4.PAE"),
-        write_cr(Cr::Cr4, cr4 & !CR4_PAE),
-    );
-    gp(
-        format_args!("set CR4.VMXE"),
-        write_cr(Cr::Cr4, cr4 | CR4_VMXE),
-    );
-    check_eq!(read_cr(Cr::Cr0), cr0, "CR0 after the refused writes");
-    check_eq!(read_cr(Cr::Cr4), cr4, "CR4 after the refused writes");
-
-    // Positive controls: writing the current values back is allowed, so the #GPs
-    // above are about the values.
-    fault::expect_no_fault(
-        format_args!("MOV CR0 <- current value"),
-        write_cr(Cr::Cr0, cr0),
-    );
-    fault::expect_no_fault(
-        format_args!("MOV CR4 <- current value"),
-        write_cr(Cr::Cr4, cr4),
-    );
-    fault::expect_no_fault(
-        format_args!("MOV CR3 <- current L4 (TLB flush)"),
-        write_cr(Cr::Cr3, cr3),
-    );
-    check_eq!(read_cr(Cr::Cr3), cr3, "CR3 after reloading it");
-    success();
 }
