@@ -121,15 +121,7 @@ fn no_vtx_under_qemu_tcg() {
 fn hypervisor_panic_under_a_test_is_a_crash_with_its_report() {
     let mut machine = MachineOptions::new(Duration::from_secs(120)).on(Backend::Tcg);
     machine.hv_args.push("keel_selftest=ud2".into());
-    let opts = keel_loader::TestOptions {
-        patterns: vec!["template".into()],
-        category: None,
-        machine,
-        jobs: Some(1),
-        junit: None,
-        seed: None,
-        list: false,
-    };
+    let opts = keel_loader::TestOptions::new(["template"], machine);
     let (mut out, mut log) = (Vec::new(), Vec::new());
     let summary = keel_loader::test(&opts, &mut out, &mut log).unwrap();
     let text = String::from_utf8_lossy(&out);
@@ -154,13 +146,11 @@ fn hypervisor_panic_under_a_test_is_a_crash_with_its_report() {
 #[test]
 fn seed_reaches_the_guest_command_line() {
     let opts = keel_loader::TestOptions {
-        patterns: vec!["template".into()],
-        category: None,
-        machine: MachineOptions::new(Duration::from_secs(300)).on(Backend::Bochs),
-        jobs: Some(1),
-        junit: None,
         seed: Some(4242),
-        list: false,
+        ..keel_loader::TestOptions::new(
+            ["template"],
+            MachineOptions::new(Duration::from_secs(300)).on(Backend::Bochs),
+        )
     };
     let (mut out, mut log) = (Vec::new(), Vec::new());
     let summary = keel_loader::test(&opts, &mut out, &mut log).unwrap();

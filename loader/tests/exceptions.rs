@@ -15,15 +15,7 @@ use std::time::Duration;
 fn a_fault_while_delivering_double_fault_crashes_the_domain() {
     let mut machine = MachineOptions::new(Duration::from_secs(120)).on(Backend::Bochs);
     machine.guest_args.push("case=triple".into());
-    let opts = keel_loader::TestOptions {
-        patterns: vec!["exception_classes".into()],
-        category: None,
-        machine,
-        jobs: Some(1),
-        junit: None,
-        seed: None,
-        list: false,
-    };
+    let opts = keel_loader::TestOptions::new(["exception_classes"], machine);
     let (mut out, mut log) = (Vec::new(), Vec::new());
     let summary = keel_loader::test(&opts, &mut out, &mut log).unwrap();
     eprintln!(

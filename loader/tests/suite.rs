@@ -9,13 +9,11 @@ use std::time::Duration;
 #[test]
 fn guest_suite_passes_under_bochs() {
     let opts = TestOptions {
-        patterns: Vec::new(),
-        category: None,
-        machine: MachineOptions::new(Duration::from_secs(300)).on(Backend::Bochs),
         jobs: None,
-        junit: None,
-        seed: None,
-        list: false,
+        ..TestOptions::new(
+            Vec::<String>::new(),
+            MachineOptions::new(Duration::from_secs(300)).on(Backend::Bochs),
+        )
     };
     let (mut out, mut log) = (Vec::new(), Vec::new());
     let summary = keel_loader::test(&opts, &mut out, &mut log);
