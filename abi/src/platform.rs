@@ -91,6 +91,125 @@ abi_consts! {
     QEMU_DEBUG_EXIT_PORT: u16 = 0xf4 => keel();
 }
 
+/// COM1, the 16550 UART of every machine Keel runs on: the hypervisor's console
+/// driver, the UART it emulates for a guest, and the guest's native console share
+/// these hardware facts (register offsets from the base and the bits they use).
+/// Not guest ABI: a 16550 is what it is.
+pub mod uart {
+    /// COM1's I/O base.
+    pub const COM1: u16 = 0x3f8;
+    /// Receive buffer / transmit holding register; the divisor latch's low byte
+    /// while LCR.DLAB is set.
+    pub const DATA: u16 = 0;
+    /// Interrupt enable; the divisor latch's high byte while LCR.DLAB is set.
+    pub const IER: u16 = 1;
+    /// Interrupt identification (read) / FIFO control (write).
+    pub const IIR_FCR: u16 = 2;
+    /// Line control.
+    pub const LCR: u16 = 3;
+    /// Modem control.
+    pub const MCR: u16 = 4;
+    /// Line status.
+    pub const LSR: u16 = 5;
+    /// Modem status.
+    pub const MSR: u16 = 6;
+    /// Scratch.
+    pub const SCR: u16 = 7;
+
+    bitflags::bitflags! {
+        /// Line control: only DLAB changes what the registers mean.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct Lcr: u8 {
+            /// The divisor latch is at DATA and IER.
+            const DLAB = 1 << 7;
+            const _ = !0;
+        }
+    }
+
+    bitflags::bitflags! {
+        /// Line status.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct Lsr: u8 {
+            /// Transmit holding register empty (with the FIFO on: the transmit
+            /// FIFO is empty).
+            const THRE = 1 << 5;
+            /// Transmitter empty.
+            const TEMT = 1 << 6;
+        }
+    }
+
+    bitflags::bitflags! {
+        /// Modem status.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct ModemStatus: u8 {
+            /// Clear to send.
+            const CTS = 1 << 4;
+            /// Data set ready.
+            const DSR = 1 << 5;
+            /// Data carrier detect.
+            const DCD = 1 << 7;
+        }
+    }
+
+    bitflags::bitflags! {
+        /// Interrupt identification.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct Iir: u8 {
+            /// No interrupt pending.
+            const NO_INTERRUPT = 1;
+            /// FIFOs enabled (both bits: a 16550A; a 16550 without the "A"
+            /// reports 10, its FIFO unusable; an 8250/16450 reports 00).
+            const FIFO_ENABLED = 0xc0;
+        }
+    }
+}
+
+/// The prefix the hypervisor puts on each line a domain writes with
+/// `console_io`: `(d<decimal id>) ` (Xen's convention). The host tool finds a
+/// domain's verdict behind it.
+pub const DOMAIN_PREFIX_MAX: usize = "(d65535) ".len();
+
+/// Write domain `id`'s console prefix `(d<id>) ` into `out` (at most
+/// [`DOMAIN_PREFIX_MAX`] bytes; a shorter `out` gets what fits); returns the
+/// length written.
+pub fn domain_prefix(id: u16, out: &mut [u8]) -> usize {
+    let mut digits = [0u8; 5];
+    let mut v = id;
+    let mut nd = 0;
+    for d in digits.iter_mut() {
+        *d = b'0' + (v % 10) as u8;
+        nd += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let mut n = 0;
+    let mut put = |b: u8| {
+        if let Some(s) = out.get_mut(n) {
+            *s = b;
+            n += 1;
+        }
+    };
+    put(b'(');
+    put(b'd');
+    for d in digits[..nd].iter().rev() {
+        put(*d);
+    }
+    put(b')');
+    put(b' ');
+    n
+}
+
+/// Split a console line into its domain (from the `(d<id>) ` prefix) and the
+/// rest; `None` when the line does not start with a domain prefix.
+pub fn strip_domain_prefix(line: &str) -> Option<(u16, &str)> {
+    let rest = line.strip_prefix("(d")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let id = rest.get(..digits)?.parse().ok()?;
+    Some((id, rest[digits..].strip_prefix(") ")?))
+}
+
 /// Parse a console line of the form `keel: power off, status N (...)`.
 pub fn parse_power_off_line(line: &str) -> Option<ExitStatus> {
     let rest = line.trim_end().strip_prefix(POWER_OFF_PREFIX)?;
@@ -119,6 +238,46 @@ mod tests {
         );
         for s in ExitStatus::ALL {
             assert_eq!(ExitStatus::from_u8(s as u8), Some(s));
+        }
+    }
+
+    #[test]
+    fn domain_prefixes() {
+        let mut b = [0u8; DOMAIN_PREFIX_MAX];
+        for (id, want) in [
+            (0u16, "(d0) "),
+            (1, "(d1) "),
+            (42, "(d42) "),
+            (65535, "(d65535) "),
+        ] {
+            let n = domain_prefix(id, &mut b);
+            assert_eq!(&b[..n], want.as_bytes());
+            let line = std::format!("{want}Test result: SUCCESS");
+            assert_eq!(
+                strip_domain_prefix(&line),
+                Some((id, "Test result: SUCCESS"))
+            );
+        }
+        for bad in [
+            "(d) x",
+            "(dx) x",
+            "(d1)x",
+            "(d1:com1) x",
+            "(d65536) x",
+            " (d1) x",
+            "d1) x",
+        ] {
+            assert_eq!(strip_domain_prefix(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn domain_prefix_round_trips(id: u16, rest in "[ -~]{0,40}") {
+            let mut b = [0u8; DOMAIN_PREFIX_MAX];
+            let n = domain_prefix(id, &mut b);
+            let line = std::format!("{}{rest}", core::str::from_utf8(&b[..n]).unwrap());
+            proptest::prop_assert_eq!(strip_domain_prefix(&line), Some((id, rest.as_str())));
         }
     }
 }

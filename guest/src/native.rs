@@ -160,26 +160,18 @@ pub fn mask_legacy_pic() {
 // COM1, polled.
 // ---------------------------------------------------------------------------
 
-const COM1: u16 = 0x3f8;
+/// Polls of the line status per byte: a UART that never empties must not hang
+/// the test forever.
+const UART_POLLS: u32 = 100_000;
 
 /// Write bytes to COM1, waiting for the transmitter before each one.
 pub fn uart_write(bytes: &[u8]) {
     for &b in bytes {
         if b == b'\n' {
-            uart_byte(b'\r');
+            port::com1_byte(b'\r', UART_POLLS);
         }
-        uart_byte(b);
+        port::com1_byte(b, UART_POLLS);
     }
-}
-
-fn uart_byte(b: u8) {
-    // Bounded wait: a UART that never empties must not hang the test forever.
-    for _ in 0..100_000 {
-        if port::inb(COM1 + 5) & 0x20 != 0 {
-            break;
-        }
-    }
-    port::outb(COM1, b);
 }
 
 // ---------------------------------------------------------------------------

@@ -49,18 +49,24 @@ pub fn insb_down(port: u16, buf: &mut [u8]) -> u64 {
     arch::port_ins_down(port, buf)
 }
 
-/// COM1's base port.
-pub const COM1: u16 = 0x3f8;
+pub use crate::abi::platform::uart::COM1;
+use crate::abi::platform::uart::{Lsr, DATA, LSR};
 
 /// Print `s` on COM1 the way a guest without a PV console would: wait for the
-/// transmitter (LSR bit 5), then write each byte to the data register. Gives up
+/// transmitter (LSR.THRE), then write each byte to the data register. Gives up
 /// waiting after a bounded number of polls (a broken UART must not hang a test).
 pub fn com1_write(s: &[u8]) {
     for &b in s {
-        let mut polls = 0;
-        while inb(COM1 + 5) & 0x20 == 0 && polls < 1000 {
-            polls += 1;
-        }
-        outb(COM1, b);
+        com1_byte(b, 1000);
     }
+}
+
+/// Write one byte to COM1 once LSR.THRE is set, polling it at most `polls` times.
+pub fn com1_byte(b: u8, polls: u32) {
+    for _ in 0..polls {
+        if Lsr::from_bits_retain(inb(COM1 + LSR)).contains(Lsr::THRE) {
+            break;
+        }
+    }
+    outb(COM1 + DATA, b);
 }

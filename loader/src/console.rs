@@ -39,15 +39,10 @@ pub struct ReportedResult {
     pub reason: String,
 }
 
-/// The domain prefix the hypervisor puts on a domain's PV console lines:
-/// `(d<decimal id>) `. Returns the rest of the line.
+/// The domain prefix the hypervisor puts on a domain's PV console lines
+/// (`keel_abi::platform::domain_prefix`). Returns the rest of the line.
 fn strip_domain_prefix(line: &str) -> Option<&str> {
-    let rest = line.strip_prefix("(d")?;
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 {
-        return None;
-    }
-    rest[digits..].strip_prefix(") ")
+    keel_abi::platform::strip_domain_prefix(line).map(|(_, rest)| rest)
 }
 
 /// Parse one console line holding `Test result: VERDICT[: reason]`: the marker

@@ -11,6 +11,7 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
+use keel_guest::abi::platform::uart::SCR;
 use keel_guest::bench::{Bench, Figure};
 use keel_guest::fault::{rdmsr, wrmsr};
 use keel_guest::port::{outb, COM1};
@@ -62,7 +63,9 @@ fn test_main() {
     }
     let f = b.measure("out_0x80", 1, &mut samples, || outb(0x80, 0));
     median("out_0x80", f);
-    let f = b.measure("out_com1_scratch", 1, &mut samples, || outb(COM1 + 7, 0x5a));
+    let f = b.measure("out_com1_scratch", 1, &mut samples, || {
+        outb(COM1 + SCR, 0x5a)
+    });
     median("out_com1_scratch", f);
     check_eq!(errors, 0, "measured operations that failed");
     // An exit costs at least 4 ticks of transition plus the handler (CPUID's

@@ -74,7 +74,7 @@ fn test_main() {
     // Through the emulated COM1 (a second console, `(d1:com1) `).
     for line in [VERDICT, POWER_OFF] {
         for &b in line.iter().chain(b"\r\n") {
-            keel_guest::port::outb(0x3f8, b);
+            keel_guest::port::outb(keel_guest::port::COM1, b);
         }
     }
     if forge {

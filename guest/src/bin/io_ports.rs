@@ -4,6 +4,7 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
+use keel_guest::abi::platform::uart::{IER, IIR_FCR, LCR, LSR, MSR, SCR};
 use keel_guest::port::{
     self, inb, inb_rax, inl, insb, insb_down, inw, outb, outl, outsb, outsb_down, outw, COM1,
 };
@@ -17,20 +18,20 @@ keel_guest::test! {
 
 fn test_main() {
     // The UART a driver probes: transmitter empty, modem lines up, no interrupt.
-    check_eq!(inb(COM1 + 5), 0x60, "COM1 LSR");
-    check_eq!(inb(COM1 + 6), 0xb0, "COM1 MSR");
-    check_eq!(inb(COM1 + 2), 0x01, "COM1 IIR");
-    outb(COM1 + 7, 0xa5);
-    check_eq!(inb(COM1 + 7), 0xa5, "COM1 scratch register");
+    check_eq!(inb(COM1 + LSR), 0x60, "COM1 LSR");
+    check_eq!(inb(COM1 + MSR), 0xb0, "COM1 MSR");
+    check_eq!(inb(COM1 + IIR_FCR), 0x01, "COM1 IIR");
+    outb(COM1 + SCR, 0xa5);
+    check_eq!(inb(COM1 + SCR), 0xa5, "COM1 scratch register");
     // Usual init: 8N1 at 115200 through the divisor latch.
-    outb(COM1 + 1, 0);
-    outb(COM1 + 3, 0x80);
+    outb(COM1 + IER, 0);
+    outb(COM1 + LCR, 0x80);
     outw(COM1, 1);
     check_eq!(inw(COM1), 1, "COM1 divisor latch");
-    outb(COM1 + 3, 0x03);
-    check_eq!(inb(COM1 + 3), 0x03, "COM1 LCR");
-    outb(COM1 + 2, 0xc7);
-    check_eq!(inb(COM1 + 2), 0xc1, "COM1 IIR with FIFOs");
+    outb(COM1 + LCR, 0x03);
+    check_eq!(inb(COM1 + LCR), 0x03, "COM1 LCR");
+    outb(COM1 + IIR_FCR, 0xc7);
+    check_eq!(inb(COM1 + IIR_FCR), 0xc1, "COM1 IIR with FIFOs");
     // A line through OUT, one through REP OUTSB.
     port::com1_write(b"hello from COM1\r\n");
     outsb(COM1, b"second line via rep outsb\n");
@@ -41,7 +42,7 @@ fn test_main() {
     check_eq!(inb(0x80), 0xff, "port 0x80 read");
 
     // The empty bus.
-    for p in [0x60u16, 0x64, 0x3f8 + 8, 0xcf8, 0xffff] {
+    for p in [0x60u16, 0x64, COM1 + 8, 0xcf8, 0xffff] {
         check_eq!(inb(p), 0xff, "inb {p:#x}");
         check_eq!(inw(p), 0xffff, "inw {p:#x}");
         check_eq!(inl(p), 0xffff_ffff, "inl {p:#x}");

@@ -24,24 +24,8 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;
 
-/// COM1's I/O base.
-pub const COM1: u16 = 0x3F8;
-
-// 16550 register offsets from the base.
-const THR: u16 = 0; // transmit holding (DLAB=0)
-const IER: u16 = 1; // interrupt enable (DLAB=0)
-const DLL: u16 = 0; // divisor latch low (DLAB=1)
-const DLM: u16 = 1; // divisor latch high (DLAB=1)
-const FCR: u16 = 2; // FIFO control (write)
-const IIR: u16 = 2; // interrupt identification (read)
-const LCR: u16 = 3; // line control
-const MCR: u16 = 4; // modem control
-const LSR: u16 = 5; // line status
-const LSR_THR_EMPTY: u8 = 1 << 5;
-const LSR_TRANSMITTER_EMPTY: u8 = 1 << 6;
-/// IIR bits 7:6 read 11 when the FIFOs are enabled (a 16550A; a 16550 without
-/// the "A" reports 10, its FIFO unusable; an 8250/16450 reports 00).
-const IIR_FIFO_ENABLED: u8 = 0xC0;
+pub use keel_abi::platform::uart::COM1;
+use keel_abi::platform::uart::{Iir, Lsr, DATA, IER, IIR_FCR, LCR, LSR, MCR};
 /// A 16550A's transmit FIFO.
 const FIFO_DEPTH: usize = 16;
 
@@ -59,14 +43,14 @@ static DEPTH: AtomicUsize = AtomicUsize::new(1);
 pub fn init() {
     outb(COM1 + IER, 0x00);
     outb(COM1 + LCR, 0x80); // DLAB on: the next two registers are the divisor
-    outb(COM1 + DLL, 0x01); // 115200 / 1
-    outb(COM1 + DLM, 0x00);
+    outb(COM1 + DATA, 0x01); // divisor low: 115200 / 1
+    outb(COM1 + IER, 0x00); // divisor high
     outb(COM1 + LCR, 0x03); // 8N1, DLAB off
-    outb(COM1 + FCR, 0xC7); // enable + clear FIFOs, 14-byte threshold
+    outb(COM1 + IIR_FCR, 0xC7); // enable + clear FIFOs, 14-byte threshold
     outb(COM1 + MCR, 0x03); // DTR + RTS (OUT2 off: no interrupts)
                             // A missing UART reads all ones, which also says "FIFO enabled": harmless,
                             // the bytes go nowhere either way.
-    let depth = if inb(COM1 + IIR) & IIR_FIFO_ENABLED == IIR_FIFO_ENABLED {
+    let depth = if Iir::from_bits_retain(inb(COM1 + IIR_FCR)).contains(Iir::FIFO_ENABLED) {
         FIFO_DEPTH
     } else {
         1
@@ -88,7 +72,7 @@ impl Uart for Com1 {
     fn room(&mut self) -> usize {
         // THRE with the FIFO on means the transmit FIFO is empty: it takes a
         // whole FIFO's worth. A missing UART reads 0xFF: always room.
-        if inb(COM1 + LSR) & LSR_THR_EMPTY != 0 {
+        if Lsr::from_bits_retain(inb(COM1 + LSR)).contains(Lsr::THRE) {
             DEPTH.load(Ordering::Relaxed)
         } else {
             0
@@ -96,10 +80,10 @@ impl Uart for Com1 {
     }
     #[inline]
     fn send(&mut self, bytes: &[u8]) {
-        outsb(COM1 + THR, bytes);
+        outsb(COM1 + DATA, bytes);
     }
     fn idle(&mut self) -> bool {
-        inb(COM1 + LSR) & LSR_TRANSMITTER_EMPTY != 0
+        Lsr::from_bits_retain(inb(COM1 + LSR)).contains(Lsr::TEMT)
     }
     fn depth(&self) -> usize {
         DEPTH.load(Ordering::Relaxed)

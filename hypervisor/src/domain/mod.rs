@@ -334,60 +334,9 @@ impl Domain {
     }
 }
 
-/// Write `"(d<id>) "` into `out`; returns its length.
 /// `(d<id>) ` for domain `id`, and its length.
 pub(crate) fn console_prefix_for(id: DomainId) -> ([u8; 10], usize) {
-    let mut prefix = [0u8; 10]; // "(d65535) " is 9 bytes
-    let n = format_prefix(id, &mut prefix);
+    let mut prefix = [0u8; 10];
+    let n = keel_abi::platform::domain_prefix(id.0, &mut prefix);
     (prefix, n)
-}
-
-fn format_prefix(id: DomainId, out: &mut [u8; 10]) -> usize {
-    let mut digits = [0u8; 5];
-    let mut v = id.0;
-    let mut nd = 0;
-    loop {
-        if let Some(d) = digits.get_mut(nd) {
-            *d = b'0' + (v % 10) as u8;
-        }
-        nd += 1;
-        v /= 10;
-        if v == 0 || nd >= digits.len() {
-            break;
-        }
-    }
-    let mut n = 0;
-    let mut put = |b: u8| {
-        if let Some(s) = out.get_mut(n) {
-            *s = b;
-            n += 1;
-        }
-    };
-    put(b'(');
-    put(b'd');
-    for i in (0..nd).rev() {
-        put(digits.get(i).copied().unwrap_or(b'?'));
-    }
-    put(b')');
-    put(b' ');
-    n
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes() {
-        let mut b = [0u8; 10];
-        for (id, want) in [
-            (0u16, "(d0) "),
-            (1, "(d1) "),
-            (42, "(d42) "),
-            (65535, "(d65535) "),
-        ] {
-            let n = format_prefix(DomainId(id), &mut b);
-            assert_eq!(&b[..n], want.as_bytes());
-        }
-    }
 }

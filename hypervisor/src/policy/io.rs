@@ -46,7 +46,7 @@ pub struct PortRange {
 }
 
 /// COM1's base port.
-pub const COM1: u16 = 0x3f8;
+pub use keel_abi::platform::uart::COM1;
 
 /// The bus. Ports not listed read all ones, drop writes, and are logged once.
 pub const PORTS: &[PortRange] = &[
@@ -73,61 +73,7 @@ pub fn lookup(port: u16) -> Option<&'static PortRange> {
 
 /// 16550 UART registers (offsets from the base) and the bits the emulation
 /// reads or reports.
-mod uart {
-    pub const DATA: u16 = 0; // RBR/THR, DLL when DLAB
-    pub const IER: u16 = 1; // DLM when DLAB
-    pub const IIR_FCR: u16 = 2;
-    pub const LCR: u16 = 3;
-    pub const MCR: u16 = 4;
-    pub const LSR: u16 = 5;
-    pub const MSR: u16 = 6;
-    pub const SCR: u16 = 7;
-
-    bitflags::bitflags! {
-        /// Line control: only DLAB changes what the emulation does.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub struct Lcr: u8 {
-            /// The divisor latch is at DATA and IER.
-            const DLAB = 1 << 7;
-            const _ = !0;
-        }
-    }
-
-    bitflags::bitflags! {
-        /// Line status.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub struct Lsr: u8 {
-            /// Transmit holding register empty.
-            const THRE = 1 << 5;
-            /// Transmitter empty.
-            const TEMT = 1 << 6;
-        }
-    }
-
-    bitflags::bitflags! {
-        /// Modem status.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub struct ModemStatus: u8 {
-            /// Clear to send.
-            const CTS = 1 << 4;
-            /// Data set ready.
-            const DSR = 1 << 5;
-            /// Data carrier detect.
-            const DCD = 1 << 7;
-        }
-    }
-
-    bitflags::bitflags! {
-        /// Interrupt identification.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub struct Iir: u8 {
-            /// No interrupt pending.
-            const NO_INTERRUPT = 1;
-            /// FIFOs enabled (both bits).
-            const FIFO_ENABLED = 0xc0;
-        }
-    }
-}
+use keel_abi::platform::uart;
 
 use uart::{Iir, Lcr, Lsr, ModemStatus};
 
