@@ -112,6 +112,43 @@ pub fn set_upcall_handler(vector: u8, handler: fn(u32)) -> Result<(), Errno> {
     guest::hvm_set_callback_irq(callback_vector(vector))
 }
 
+/// Why [`timer_upcalls`] could not set a test up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetupError {
+    /// The hypervisor gave no shared_info page.
+    NoSharedInfo,
+    /// `EVTCHNOP_bind_virq(VIRQ_TIMER)` failed.
+    BindTimer(Errno),
+    /// `HVMOP_set_param(HVM_PARAM_CALLBACK_IRQ)` refused the vector.
+    CallbackVector(Errno),
+}
+
+impl core::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoSharedInfo => write!(f, "no shared_info page"),
+            Self::BindTimer(e) => write!(f, "bind VIRQ_TIMER: {e}"),
+            Self::CallbackVector(e) => write!(f, "callback vector: {e}"),
+        }
+    }
+}
+
+/// The start of every test that takes timer events: bind `VIRQ_TIMER`, deliver
+/// upcalls to `handler` on `vector`, unmask events and set RFLAGS.IF. Returns the
+/// timer's port. (A test that wants the interrupted context sets its hook first:
+/// an upcall may come as soon as this returns.)
+pub fn timer_upcalls(vector: u8, handler: fn(u32)) -> Result<u32, SetupError> {
+    if shared_info().is_none() {
+        return Err(SetupError::NoSharedInfo);
+    }
+    let port =
+        guest::evtchn_bind_virq(crate::abi::event::VIRQ_TIMER, 0).map_err(SetupError::BindTimer)?;
+    set_upcall_handler(vector, handler).map_err(SetupError::CallbackVector)?;
+    enable();
+    arch::sti();
+    Ok(port)
+}
+
 /// The interrupted context's general-purpose registers (in
 /// `fault::GPR_NAMES` order) and RIP, as an upcall finds them.
 pub type InterruptedHook = fn(gpr: &mut [u64; 15], rip: u64);

@@ -19,7 +19,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use keel_guest::abi::event::VIRQ_TIMER;
 use keel_guest::abi::guest;
 use keel_guest::arch;
 use keel_guest::bench::{Bench, Figure};
@@ -54,16 +53,12 @@ fn test_main() {
         return;
     }
     let ipi = guest::evtchn_bind_ipi(0);
-    let timer = guest::evtchn_bind_virq(VIRQ_TIMER, 0);
-    check!(ipi.is_ok() && timer.is_ok(), "ports: {ipi:?} {timer:?}");
+    check!(ipi.is_ok(), "bind an IPI port: {ipi:?}");
     let ipi = ipi.unwrap_or(0);
-    check_eq!(
-        events::set_upcall_handler(VECTOR, on_event),
-        Ok(()),
-        "callback vector"
-    );
-    events::enable();
-    arch::sti();
+    if let Err(e) = events::timer_upcalls(VECTOR, on_event) {
+        failure!("{e}");
+        return;
+    }
 
     let mut bench = Bench::new();
     let mut errors = 0u32;

@@ -18,7 +18,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use keel_guest::abi::event::VIRQ_TIMER;
 use keel_guest::abi::guest;
 use keel_guest::abi::mmu::{DOMID_SELF, MMU_BATCH_MAX};
 use keel_guest::arch;
@@ -66,16 +65,11 @@ fn hook(gpr: &mut [u64; 15], _rip: u64) {
 fn test_main() {
     let Some(t) = aliased_requests() else { return };
     LIST.store(t.va, SeqCst);
-    let timer = guest::evtchn_bind_virq(VIRQ_TIMER, 0);
-    check!(timer.is_ok(), "bind VIRQ_TIMER: {timer:?}");
-    check_eq!(
-        events::set_upcall_handler(VECTOR, on_event),
-        Ok(()),
-        "callback vector"
-    );
     events::set_interrupted_hook(Some(hook));
-    events::enable();
-    arch::sti();
+    if let Err(e) = events::timer_upcalls(VECTOR, on_event) {
+        failure!("{e}");
+        return;
+    }
 
     let mut bench = Bench::new();
     let (mut errors, mut early) = (0u32, 0u32);

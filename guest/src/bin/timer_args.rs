@@ -7,7 +7,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use keel_guest::abi::event::VIRQ_TIMER;
 use keel_guest::abi::guest;
 use keel_guest::arch;
 use keel_guest::events;
@@ -35,25 +34,14 @@ fn on_event(port: u32) {
 }
 
 fn test_main() {
-    if events::shared_info().is_none() {
-        failure!("no shared_info page");
-        return;
-    }
-    let port = match guest::evtchn_bind_virq(VIRQ_TIMER, 0) {
+    let port = match events::timer_upcalls(VECTOR, on_event) {
         Ok(p) => p,
         Err(e) => {
-            failure!("bind VIRQ_TIMER: {e}");
+            failure!("{e}");
             return;
         }
     };
     TIMER_PORT.store(port.into(), SeqCst);
-    check_eq!(
-        events::set_upcall_handler(VECTOR, on_event),
-        Ok(()),
-        "callback vector"
-    );
-    events::enable();
-    arch::sti();
 
     for (what, timeout) in [
         ("negative", u64::MAX),

@@ -22,7 +22,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use keel_guest::abi::event::VIRQ_TIMER;
 use keel_guest::abi::guest;
 use keel_guest::abi::time::VCPU_SSHOTTMR_FUTURE;
 use keel_guest::arch;
@@ -72,25 +71,14 @@ fn spin_until(ns: u64, cond: impl Fn() -> bool) -> bool {
 }
 
 fn test_main() {
-    if events::shared_info().is_none() {
-        failure!("no shared_info page");
-        return;
-    }
-    let port = match guest::evtchn_bind_virq(VIRQ_TIMER, 0) {
+    let port = match events::timer_upcalls(VECTOR, on_event) {
         Ok(p) => p,
         Err(e) => {
-            failure!("bind VIRQ_TIMER: {e}");
+            failure!("{e}");
             return;
         }
     };
     TIMER_PORT.store(port.into(), SeqCst);
-    check_eq!(
-        events::set_upcall_handler(VECTOR, on_event),
-        Ok(()),
-        "callback vector"
-    );
-    events::enable();
-    arch::sti();
 
     // The platform's cost of one timer event: a past deadline is delivered
     // before set_timer_op returns (exit, expire, inject, entry, handler).
