@@ -24,6 +24,7 @@ use std::time::Duration;
 const DIFFERENTIAL: &[&str] = &[
     "cr_writes",
     "exceptions",
+    "io_string_segments",
     "ops_table",
     "selftest",
     "vmx_insns",
@@ -66,7 +67,13 @@ fn same_verdicts_native_pv_and_trap() {
     let pv = run(Backend::Bochs, DIFFERENTIAL, &["pv=all"]);
     let trap = run(
         Backend::Bochs,
-        &["cr_writes", "exceptions", "ops_table", "vmx_insns"],
+        &[
+            "cr_writes",
+            "exceptions",
+            "io_string_segments",
+            "ops_table",
+            "vmx_insns",
+        ],
         &["pv=none"],
     );
     // Every differential test passes natively (not merely "agrees").
