@@ -138,11 +138,12 @@ pub const SURVIVED_MARK: &str = "TCG difference: survived";
 /// The heading of the section of `docs/platforms.md` that lists [`DIFFERENCES`].
 pub const SECTION: &str = "QEMU TCG (the native backend): where it differs from hardware";
 
-/// `d`'s row in `docs/platforms.md`.
+/// `d`'s row in `docs/platforms.md` (the name bare: that page's other tables
+/// start their rows with a quoted CPU model, which a test reads).
 pub fn markdown_row(d: &Difference, out: &mut impl core::fmt::Write) -> core::fmt::Result {
     write!(
         out,
-        "| `{}` | {} | {} | {} | `{}` |",
+        "| {} | {} | {} | {} | `{}` |",
         d.name, d.what, d.hardware, d.tcg, d.test
     )
 }
@@ -169,11 +170,13 @@ mod tests {
             .split("\n## ")
             .find(|s| s.starts_with(SECTION))
             .expect("docs/platforms.md lacks its QEMU TCG section");
-        for l in section.lines().filter(|l| l.starts_with("| `")) {
+        // Every row but the header ("|---" is not "| ").
+        let rows = section.lines().filter(|l| l.starts_with("| ")).skip(1);
+        for l in rows {
             assert!(
                 DIFFERENCES
                     .iter()
-                    .any(|d| l.starts_with(&std::format!("| `{}` |", d.name))),
+                    .any(|d| l.starts_with(&std::format!("| {} |", d.name))),
                 "docs/platforms.md lists a TCG difference the code does not: {l}"
             );
         }
