@@ -9,6 +9,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use super::bitmaps::{build_msr_bitmap, ones_frame};
 use super::checks::check_vm_entry;
+use super::control_bits::PinbasedControls;
 use super::controls::TlbFlush;
 use super::enable::VmxCpu;
 use super::exit::{msr_env, Vcpu};
@@ -180,7 +181,7 @@ fn start_time_and_events(
         rtc.min,
         rtc.sec,
         if deadline { "TSC-deadline" } else { "one-shot" },
-        if cpu.caps.pin.can_set(super::controls::pin::PREEMPTION_TIMER) {
+        if cpu.caps.pin.can_set(PinbasedControls::PREEMPTION_TIMER) {
             "the VMX-preemption timer"
         } else {
             "the local APIC timer (no VMX-preemption timer)"

@@ -42,12 +42,12 @@ pub fn check_host(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFailure
         s.host_sysenter_eip
     );
     fail_if!(
-        s.exit & exit::LOAD_PERF_GLOBAL_CTRL != 0,
+        s.exit.contains(ExitControls::LOAD_PERF_GLOBAL_CTRL),
         S_HOST_CR,
         "exit \"load IA32_PERF_GLOBAL_CTRL\" set (Keel provides no value)",
-        s.exit
+        s.exit.bits()
     );
-    if s.exit & exit::LOAD_PAT != 0 {
+    if s.exit.contains(ExitControls::LOAD_PAT) {
         fail_if!(
             !pat_ok(s.host_pat),
             S_HOST_CR,
@@ -55,8 +55,8 @@ pub fn check_host(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFailure
             s.host_pat
         );
     }
-    let host64 = s.exit & exit::HOST_ADDRESS_SPACE_SIZE != 0;
-    if s.exit & exit::LOAD_EFER != 0 {
+    let host64 = s.exit.contains(ExitControls::HOST_ADDRESS_SPACE_SIZE);
+    if s.exit.contains(ExitControls::LOAD_EFER) {
         fail_if!(
             s.host_efer & !EFER_DEFINED != 0,
             S_HOST_CR,
@@ -113,20 +113,20 @@ pub fn check_host(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFailure
 
     // 27.2.4: address-space size. Keel's host always runs in IA-32e mode.
     let host_in_ia32e = s.host_efer & EFER_LMA != 0;
-    let guest64 = s.entry & entry::IA32E_MODE_GUEST != 0;
+    let guest64 = s.entry.contains(EntryControls::IA32E_MODE_GUEST);
     if host_in_ia32e {
         fail_if!(
             !host64,
             S_HOST_ADDR,
             "\"host address-space size\" clear while the CPU is in IA-32e mode",
-            s.exit
+            s.exit.bits()
         );
     } else {
         fail_if!(
             guest64 || host64,
             S_HOST_ADDR,
             "\"IA-32e mode guest\" or \"host address-space size\" set outside IA-32e mode",
-            s.entry
+            s.entry.bits()
         );
     }
     if host64 {

@@ -21,7 +21,9 @@
 //! use into a named failure instead of an unchecked one.
 
 use super::caps::VmxCaps;
-use super::controls::{entry, exit, pin, proc, proc2};
+use super::control_bits::{
+    EntryControls, ExitControls, PinbasedControls, PrimaryControls, SecondaryControls,
+};
 use crate::arch::bits::{cr0, cr4, efer, rflags};
 
 /// One guest segment register, as the VMCS holds it (SDM 25.4.1).
@@ -80,15 +82,15 @@ pub struct VmcsState {
 
     // --- VM-execution, VM-exit and VM-entry controls (SDM 25.6 - 25.8).
     /// Pin-based VM-execution controls.
-    pub pin: u32,
+    pub pin: PinbasedControls,
     /// Primary processor-based VM-execution controls.
-    pub proc: u32,
+    pub proc: PrimaryControls,
     /// Secondary processor-based VM-execution controls.
-    pub proc2: u32,
+    pub proc2: SecondaryControls,
     /// VM-exit controls.
-    pub exit: u32,
+    pub exit: ExitControls,
     /// VM-entry controls.
-    pub entry: u32,
+    pub entry: EntryControls,
     /// CR3-target count.
     pub cr3_target_count: u32,
     /// I/O bitmap A address.

@@ -3,15 +3,27 @@
 use super::super::caps::fixtures::{model, MODELS};
 use super::super::caps::{AllowedBits, VmxCaps};
 use super::*;
+use bitflags::Flags;
 use proptest::prelude::*;
+
+/// A self-consistent capability MSR: a must-be-1 bit is always allowed to be 1.
+fn fix<F: Flags<Bits = u32> + Copy>(v: u64) -> AllowedBits<F> {
+    let a = AllowedBits::<F>::from_msr(v);
+    AllowedBits {
+        must_be_one: a.must_be_one.intersection(a.may_be_one),
+        may_be_one: a.may_be_one,
+    }
+}
 
 fn legal(c: &Controls, caps: &VmxCaps) {
     assert!(caps.pin.allows(c.pin), "pin {:#x}", c.pin);
     assert!(caps.proc.allows(c.proc), "proc {:#x}", c.proc);
-    if c.proc & proc::ACTIVATE_SECONDARY_CONTROLS != 0 {
+    if c.proc
+        .contains(PrimaryControls::ACTIVATE_SECONDARY_CONTROLS)
+    {
         assert!(caps.proc2.allows(c.proc2), "proc2 {:#x}", c.proc2);
     } else {
-        assert_eq!(c.proc2, 0);
+        assert!(c.proc2.is_empty());
     }
     assert!(caps.exit.allows(c.exit), "exit {:#x}", c.exit);
     assert!(caps.entry.allows(c.entry), "entry {:#x}", c.entry);
@@ -23,25 +35,29 @@ fn every_model_derives_legal_controls() {
         let caps = m.caps();
         let c = derive(&caps).unwrap_or_else(|e| panic!("{}: {e}", m.name));
         legal(&c, &caps);
-        assert!(c.has_proc(proc::HLT_EXITING));
-        assert!(c.has_proc(proc::CR3_LOAD_EXITING));
-        assert!(c.has_proc(proc::UNCONDITIONAL_IO_EXITING));
-        assert!(c.exit & exit::HOST_ADDRESS_SPACE_SIZE != 0);
-        assert!(c.entry & entry::IA32E_MODE_GUEST != 0);
-        assert!(!c.has_proc2(proc2::ENABLE_EPT));
-        assert!(!c.has_proc2(proc2::UNRESTRICTED_GUEST));
+        assert!(c.has_proc(PrimaryControls::HLT_EXITING));
+        assert!(c.has_proc(PrimaryControls::CR3_LOAD_EXITING));
+        assert!(c.has_proc(PrimaryControls::UNCONDITIONAL_IO_EXITING));
+        assert!(c.exit.contains(ExitControls::HOST_ADDRESS_SPACE_SIZE));
+        assert!(c.entry.contains(EntryControls::IA32E_MODE_GUEST));
+        assert!(!c.has_proc2(SecondaryControls::ENABLE_EPT));
+        assert!(!c.has_proc2(SecondaryControls::UNRESTRICTED_GUEST));
         // TRUE controls on every Bochs model: CR3-store exiting is optional and off.
-        assert!(!c.has_proc(proc::CR3_STORE_EXITING), "{}", m.name);
+        assert!(
+            !c.has_proc(PrimaryControls::CR3_STORE_EXITING),
+            "{}",
+            m.name
+        );
     }
 }
 
 #[test]
 fn skylake_uses_vpid_efer_pat() {
     let c = derive(&model("corei7_skylake_x").caps()).unwrap();
-    assert!(c.vpid && c.has_proc2(proc2::ENABLE_VPID));
+    assert!(c.vpid && c.has_proc2(SecondaryControls::ENABLE_VPID));
     assert_eq!(c.tlb_flush, TlbFlush::InvvpidSingleContextRetainingGlobals);
     assert!(c.load_efer && c.load_pat && c.msr_bitmaps && c.rdtscp);
-    assert!(c.exit & exit::ACK_INTERRUPT_ON_EXIT != 0);
+    assert!(c.exit.contains(ExitControls::ACK_INTERRUPT_ON_EXIT));
 }
 
 #[test]
@@ -51,21 +67,23 @@ fn penryn_works_without_vpid_efer_pat() {
     assert!(!c.vpid);
     assert_eq!(c.tlb_flush, TlbFlush::VmTransition);
     assert!(!c.load_efer && !c.load_pat);
-    assert_eq!(c.entry & (entry::LOAD_EFER | entry::LOAD_PAT), 0);
+    assert!(!c
+        .entry
+        .intersects(EntryControls::LOAD_EFER | EntryControls::LOAD_PAT));
     // Nothing Keel wants is in Penryn's secondary controls: leave them inactive.
-    assert!(!c.has_proc(proc::ACTIVATE_SECONDARY_CONTROLS));
+    assert!(!c.has_proc(PrimaryControls::ACTIVATE_SECONDARY_CONTROLS));
     assert!(!c.rdtscp);
 }
 
 #[test]
 fn no_secondary_at_all() {
     let mut caps = model("corei7_skylake_x").caps();
-    caps.proc.may_be_one &= !proc::ACTIVATE_SECONDARY_CONTROLS;
-    caps.proc2 = AllowedBits::NONE;
+    caps.proc.may_be_one &= !PrimaryControls::ACTIVATE_SECONDARY_CONTROLS;
+    caps.proc2 = AllowedBits::none();
     caps.ept_vpid = Default::default();
     let c = derive(&caps).unwrap();
     legal(&c, &caps);
-    assert!(!c.vpid && c.proc2 == 0);
+    assert!(!c.vpid && c.proc2.is_empty());
 }
 
 #[test]
@@ -73,25 +91,31 @@ fn missing_required_is_named() {
     let base = model("corei7_sandy_bridge_2600k").caps();
     type Mutation = fn(&mut VmxCaps);
     let cases: &[(Mutation, &str)] = &[
-        (|c| c.proc.may_be_one &= !proc::HLT_EXITING, "HLT exiting"),
         (
-            |c| c.proc.may_be_one &= !proc::CR3_LOAD_EXITING,
+            |c| c.proc.may_be_one &= !PrimaryControls::HLT_EXITING,
+            "HLT exiting",
+        ),
+        (
+            |c| c.proc.may_be_one &= !PrimaryControls::CR3_LOAD_EXITING,
             "CR3-load exiting",
         ),
         (
-            |c| c.exit.may_be_one &= !exit::HOST_ADDRESS_SPACE_SIZE,
+            |c| c.exit.may_be_one &= !ExitControls::HOST_ADDRESS_SPACE_SIZE,
             "host address-space size",
         ),
         (
-            |c| c.entry.may_be_one &= !entry::IA32E_MODE_GUEST,
+            |c| c.entry.may_be_one &= !EntryControls::IA32E_MODE_GUEST,
             "IA-32e mode guest",
         ),
         (
-            |c| c.pin.may_be_one &= !pin::EXTERNAL_INTERRUPT_EXITING,
+            |c| c.pin.may_be_one &= !PinbasedControls::EXTERNAL_INTERRUPT_EXITING,
             "external-interrupt exiting",
         ),
         (
-            |c| c.proc.may_be_one &= !(proc::UNCONDITIONAL_IO_EXITING | proc::USE_IO_BITMAPS),
+            |c| {
+                c.proc.may_be_one &=
+                    !(PrimaryControls::UNCONDITIONAL_IO_EXITING | PrimaryControls::USE_IO_BITMAPS)
+            },
             "unconditional I/O exiting (or use I/O bitmaps)",
         ),
     ];
@@ -111,17 +135,17 @@ fn missing_required_is_named() {
 #[test]
 fn io_bitmap_fallback() {
     let mut caps = model("corei7_skylake_x").caps();
-    caps.proc.may_be_one &= !proc::UNCONDITIONAL_IO_EXITING;
+    caps.proc.may_be_one &= !PrimaryControls::UNCONDITIONAL_IO_EXITING;
     let c = derive(&caps).unwrap();
-    assert!(c.io_bitmaps && c.has_proc(proc::USE_IO_BITMAPS));
+    assert!(c.io_bitmaps && c.has_proc(PrimaryControls::USE_IO_BITMAPS));
 }
 
 #[test]
 fn no_msr_bitmaps_is_fine() {
     let mut caps = model("corei7_skylake_x").caps();
-    caps.proc.may_be_one &= !proc::USE_MSR_BITMAPS;
+    caps.proc.may_be_one &= !PrimaryControls::USE_MSR_BITMAPS;
     let c = derive(&caps).unwrap();
-    assert!(!c.msr_bitmaps && !c.has_proc(proc::USE_MSR_BITMAPS));
+    assert!(!c.msr_bitmaps && !c.has_proc(PrimaryControls::USE_MSR_BITMAPS));
 }
 
 #[test]
@@ -129,7 +153,7 @@ fn vpid_needs_invvpid() {
     let mut caps = model("corei7_skylake_x").caps();
     caps.ept_vpid.raw &= !(1 << 32);
     let c = derive(&caps).unwrap();
-    assert!(!c.vpid && !c.has_proc2(proc2::ENABLE_VPID));
+    assert!(!c.vpid && !c.has_proc2(SecondaryControls::ENABLE_VPID));
     let mut caps = model("corei7_skylake_x").caps();
     caps.ept_vpid.raw &= !((1 << 43) | (1 << 41));
     assert_eq!(
@@ -141,7 +165,7 @@ fn vpid_needs_invvpid() {
 #[test]
 fn forced_ept_is_refused() {
     let mut caps = model("corei7_skylake_x").caps();
-    caps.proc2.must_be_one |= proc2::ENABLE_EPT;
+    caps.proc2.must_be_one |= SecondaryControls::ENABLE_EPT;
     assert!(matches!(
         derive(&caps),
         Err(ControlError::MustBeZero {
@@ -157,7 +181,7 @@ fn legacy_msrs_force_cr3_store_exiting() {
     caps.proc = AllowedBits::from_msr(0xF7F9_FFFE_0401_E172);
     let c = derive(&caps).unwrap();
     legal(&c, &caps);
-    assert!(c.has_proc(proc::CR3_STORE_EXITING));
+    assert!(c.has_proc(PrimaryControls::CR3_STORE_EXITING));
 }
 
 proptest! {
@@ -169,8 +193,6 @@ proptest! {
         exitv in any::<u64>(), entryv in any::<u64>(), cap in any::<u64>(),
     ) {
         let mut caps = model("corei7_skylake_x").caps();
-        // Self-consistent MSRs only: a must-be-1 bit is always allowed to be 1.
-        let fix = |v: u64| { let a = AllowedBits::from_msr(v); AllowedBits { must_be_one: a.must_be_one & a.may_be_one, may_be_one: a.may_be_one } };
         caps.pin = fix(pin);
         caps.proc = fix(procv);
         caps.proc2 = fix(proc2v);
@@ -180,13 +202,13 @@ proptest! {
         if let Ok(c) = derive(&caps) {
             prop_assert!(caps.pin.allows(c.pin));
             prop_assert!(caps.proc.allows(c.proc));
-            if c.proc & proc::ACTIVATE_SECONDARY_CONTROLS != 0 {
+            if c.proc.contains(PrimaryControls::ACTIVATE_SECONDARY_CONTROLS) {
                 prop_assert!(caps.proc2.allows(c.proc2));
             }
             prop_assert!(caps.exit.allows(c.exit));
             prop_assert!(caps.entry.allows(c.entry));
-            prop_assert!(c.has_proc(proc::HLT_EXITING) && c.has_proc(proc::CR3_LOAD_EXITING));
-            prop_assert!(!c.has_proc2(proc2::ENABLE_EPT));
+            prop_assert!(c.has_proc(PrimaryControls::HLT_EXITING) && c.has_proc(PrimaryControls::CR3_LOAD_EXITING));
+            prop_assert!(!c.has_proc2(SecondaryControls::ENABLE_EPT));
             prop_assert!(!c.vpid || c.tlb_flush != TlbFlush::VmTransition);
         }
     }

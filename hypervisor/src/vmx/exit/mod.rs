@@ -40,7 +40,8 @@ use x86::vmx::vmcs::{control, guest, ro};
 
 use super::caps::VmxCaps;
 use super::checks::intr_type;
-use super::controls::{exit as exit_ctl, Controls};
+use super::control_bits::{ExitControls, PinbasedControls, PrimaryControls};
+use super::controls::Controls;
 use super::cr::{self as cr_policy, CrAccess, CrPolicy};
 use super::enable::VmxCpu;
 use super::frame::{DomainEnd, ExitEnv, FastExit, GuestGprs};
@@ -183,12 +184,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         write(control::EXCEPTION_BITMAP, 1 << VEC_PF);
         write(control::PAGE_FAULT_ERR_CODE_MASK, PFEC_MASK);
         write(control::PAGE_FAULT_ERR_CODE_MATCH, PFEC_MATCH);
-        let preempt = (cpu.caps.pin.can_set(super::controls::pin::PREEMPTION_TIMER))
+        let preempt = (cpu.caps.pin.can_set(PinbasedControls::PREEMPTION_TIMER))
             .then(|| cpu.caps.misc.preemption_timer_rate());
         let window_ok = cpu
             .caps
             .proc
-            .can_set(super::controls::proc::INTERRUPT_WINDOW_EXITING);
+            .can_set(PrimaryControls::INTERRUPT_WINDOW_EXITING);
         let msr_env = msr_env(cpu);
         // XSAVE is offered when the host has it, runs with CR4.OSXSAVE (set by
         // `enable::enable`), and the CPU lets the guest's CR4 carry OSXSAVE. The guest
