@@ -9,8 +9,8 @@ use super::checks::{Segment, VmcsState};
 use super::control_bits::{
     EntryControls, ExitControls, PinbasedControls, PrimaryControls, SecondaryControls,
 };
-use super::enable::VmxCpu;
 use super::insn::vmread;
+use super::percpu::VmxCpu;
 use crate::arch::cpu::IA32_EFER;
 
 /// Read back every field the VM-entry checks need, exactly as the CPU holds them.

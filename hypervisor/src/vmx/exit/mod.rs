@@ -43,12 +43,12 @@ use super::checks::intr_type;
 use super::control_bits::{ExitControls, PinbasedControls, PrimaryControls};
 use super::controls::Controls;
 use super::cr::{self as cr_policy, CrAccess, CrPolicy};
-use super::enable::VmxCpu;
 use super::frame::{DomainEnd, ExitEnv, FastExit, GuestGprs};
 use super::insn::{invvpid, set_guest_cr2, vmread, vmread_current, vmwrite_guest, InvvpidType};
 use super::io_qual::IoAccess;
 use super::names::{exception_name, ExitReason};
 use super::percpu;
+use super::percpu::VmxCpu;
 use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::arch::bits::{rflags, Interruptibility, PendingDebug};
 use crate::domain::Domain;
@@ -587,7 +587,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             ),
             ExitReason::INVLPG => self.invlpg(),
             // The other sensitive instructions: `crate::policy::insns`' table.
-            other => match insns_policy::on_exit(other.basic()) {
+            other => match insns_policy::on_exit(other) {
                 Some(insns_policy::Action::Ud) => self.inject_ud(g),
                 Some(insns_policy::Action::Gp0) => self.inject_gp(g),
                 Some(insns_policy::Action::Skip) => {
