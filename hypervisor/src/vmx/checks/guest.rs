@@ -73,39 +73,17 @@ pub(super) fn check_guest_regs(s: &VmcsState, caps: &VmxCaps) -> Result<(), Entr
             s.guest_dr7
         );
     }
-    fail_if!(
-        !is_canonical(s.guest_sysenter_esp),
+    check_shared_msrs!(
+        "guest",
+        "entry",
         S_GUEST_CR,
-        "guest IA32_SYSENTER_ESP not canonical",
-        s.guest_sysenter_esp
+        s.entry,
+        EntryControls,
+        sysenter: (s.guest_sysenter_esp, s.guest_sysenter_eip),
+        pat: s.guest_pat,
+        efer: s.guest_efer
     );
-    fail_if!(
-        !is_canonical(s.guest_sysenter_eip),
-        S_GUEST_CR,
-        "guest IA32_SYSENTER_EIP not canonical",
-        s.guest_sysenter_eip
-    );
-    fail_if!(
-        s.entry.contains(EntryControls::LOAD_PERF_GLOBAL_CTRL),
-        S_GUEST_CR,
-        "entry \"load IA32_PERF_GLOBAL_CTRL\" set (Keel provides no value)",
-        s.entry.bits()
-    );
-    if s.entry.contains(EntryControls::LOAD_PAT) {
-        fail_if!(
-            !pat_ok(s.guest_pat),
-            S_GUEST_CR,
-            "guest IA32_PAT: an entry is not a valid memory type",
-            s.guest_pat
-        );
-    }
     if s.entry.contains(EntryControls::LOAD_EFER) {
-        fail_if!(
-            s.guest_efer & !EFER_DEFINED != 0,
-            S_GUEST_CR,
-            "guest IA32_EFER: reserved bits set",
-            s.guest_efer
-        );
         fail_if!(
             (s.guest_efer & EFER_LMA != 0) != guest64,
             S_GUEST_CR,

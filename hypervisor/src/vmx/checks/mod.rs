@@ -269,6 +269,54 @@ macro_rules! fail_if {
     };
 }
 
+/// The MSR fields the host-state (27.2.2) and guest-state (27.3.1.1) checks
+/// share, in the same order for both: IA32_SYSENTER_ESP/EIP canonical; "load
+/// IA32_PERF_GLOBAL_CTRL" clear (Keel provides no value); with "load IA32_PAT",
+/// a valid PAT; with "load IA32_EFER", no reserved EFER bit. `$side` ("host" or
+/// "guest") and `$control` ("exit" or "entry") name them in the failure.
+macro_rules! check_shared_msrs {
+    ($side:literal, $control:literal, $section:expr, $controls:expr, $ctl:ident,
+     sysenter: ($esp:expr, $eip:expr), pat: $pat:expr, efer: $efer:expr) => {
+        fail_if!(
+            !is_canonical($esp),
+            $section,
+            concat!($side, " IA32_SYSENTER_ESP not canonical"),
+            $esp
+        );
+        fail_if!(
+            !is_canonical($eip),
+            $section,
+            concat!($side, " IA32_SYSENTER_EIP not canonical"),
+            $eip
+        );
+        fail_if!(
+            $controls.contains($ctl::LOAD_PERF_GLOBAL_CTRL),
+            $section,
+            concat!(
+                $control,
+                " \"load IA32_PERF_GLOBAL_CTRL\" set (Keel provides no value)"
+            ),
+            $controls.bits()
+        );
+        if $controls.contains($ctl::LOAD_PAT) {
+            fail_if!(
+                !pat_ok($pat),
+                $section,
+                concat!($side, " IA32_PAT: an entry is not a valid memory type"),
+                $pat
+            );
+        }
+        if $controls.contains($ctl::LOAD_EFER) {
+            fail_if!(
+                $efer & !EFER_DEFINED != 0,
+                $section,
+                concat!($side, " IA32_EFER: reserved bits set"),
+                $efer
+            );
+        }
+    };
+}
+
 /// Whether a linear address is canonical for 4-level paging (bits 63:47 equal).
 /// Keel never enables 5-level paging, so 48 bits is the linear-address width.
 pub const fn is_canonical(a: u64) -> bool {
