@@ -1171,3 +1171,63 @@ fn batch_counts_stop_at_the_abi_limit() {
         ret(Errno::EINVAL)
     );
 }
+
+/// The exit path looks at the events and the base pointer again only after a
+/// handler that may change them (`Op::may_change_vcpu_state`): every handler
+/// said not to leaves them as they were, whatever its arguments, with events
+/// quiet and with an upcall and a timer live.
+#[test]
+fn handlers_said_not_to_change_vcpu_state_do_not() {
+    fn state(w: &World) -> (Mfn, bool, Option<u8>, Option<u64>, bool) {
+        (
+            w.dom.base(),
+            w.dom.flush_owed(),
+            w.ev.callback_vector,
+            w.ev.timers.next_deadline(),
+            w.ev.blocked.is_some(),
+        )
+    }
+    let quiet_rows: Vec<&Row> = TABLE
+        .iter()
+        .filter(|r| !r.handler.may_change_vcpu_state())
+        .collect();
+    assert!(quiet_rows.len() >= 5, "the version and console rows");
+    for live in [false, true] {
+        for row in &quiet_rows {
+            for rest in [
+                [0, 0, 0, 0],
+                [16, DATA, 0, 0],
+                [DATA, 0, 0, 0],
+                [u64::MAX, u64::MAX, u64::MAX, u64::MAX],
+            ] {
+                let mut w = World::new();
+                w.poke(DATA, &[0x41; 32]);
+                if live {
+                    w.ev.callback_vector = Some(0xf3);
+                    assert_eq!(
+                        w.call(Hypercall::SET_TIMER_OP, [w.tsc + 1_000_000, 0, 0, 0, 0]),
+                        Outcome::Return(0)
+                    );
+                }
+                let before = state(&w);
+                let tsc = w.tsc;
+                let now = move || tsc;
+                let mut ctx = Ctx {
+                    dom: &mut w.dom,
+                    mem: &mut w.mem,
+                    console: &mut w.con,
+                    ev: &mut w.ev,
+                    now: &now,
+                    work: Budget::new(),
+                };
+                let args = HypercallArgs {
+                    nr: row.nr.0,
+                    args: [row.sub, rest[0], rest[1], rest[2], rest[3]],
+                };
+                let (_, changes) = dispatch_noting_changes(&mut ctx, &args);
+                assert!(!changes, "{}", row.name);
+                assert_eq!(state(&w), before, "{} {rest:x?}", row.name);
+            }
+        }
+    }
+}

@@ -109,18 +109,22 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// A hypercall from the guest kernel, by the hypercall layer.
     #[inline(never)]
     fn vmcall_hypercall(&mut self, g: &mut GuestGprs) -> FastExit {
-        let out = self.call_hypercall(g);
-        // The hypercall may have armed a timer, registered an upcall or
-        // blocked; it cannot touch the vCPU's own part of `events_quiet` (the
-        // interrupt window, the preemption timer). So when `before_entry` had
-        // nothing to do, only the event state can have changed that; when it
-        // had, its work computes `quiet` again anyway.
-        if self.quiet {
-            self.quiet = self.events_still_quiet();
+        let (out, changed) = self.call_hypercall(g);
+        // Most hypercalls leave the events and the base pointer alone (the
+        // version and console calls among them): then neither is looked at.
+        if changed {
+            // The hypercall may have armed a timer, registered an upcall or
+            // blocked; it cannot touch the vCPU's own part of `events_quiet`
+            // (the interrupt window, the preemption timer). So when
+            // `before_entry` had nothing to do, only the event state can have
+            // changed that; when it had, its work computes `quiet` again anyway.
+            if self.quiet {
+                self.quiet = self.events_still_quiet();
+            }
+            // NEW_BASEPTR and validated updates leave a CR3 switch or a TLB
+            // flush owed; both happen before the guest runs again.
+            self.sync_mmu();
         }
-        // NEW_BASEPTR and validated updates leave a CR3 switch or a TLB flush
-        // owed; both happen before the guest runs again.
-        self.sync_mmu();
         match out {
             Outcome::Return(v) => {
                 g.rax = v as u64;
