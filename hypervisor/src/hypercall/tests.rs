@@ -104,6 +104,16 @@ impl World {
         args: [u64; 5],
         work: crate::preempt::Budget,
     ) -> Outcome {
+        self.call_noting_changes(nr, args, work).0
+    }
+    /// [`Self::call_with`], and whether the handler said it may change the
+    /// vCPU state the exit path keeps (`dispatch_noting_changes`).
+    pub(super) fn call_noting_changes(
+        &mut self,
+        nr: Hypercall,
+        args: [u64; 5],
+        work: crate::preempt::Budget,
+    ) -> (Outcome, bool) {
         let tsc = self.tsc;
         let now = move || tsc;
         let mut ctx = Ctx {
@@ -114,7 +124,7 @@ impl World {
             now: &now,
             work,
         };
-        dispatch(&mut ctx, &HypercallArgs { nr: nr.0, args })
+        dispatch_noting_changes(&mut ctx, &HypercallArgs { nr: nr.0, args })
     }
     pub(super) fn poke(&mut self, va: u64, data: &[u8]) {
         guest_mem::copy_to_guest(&self.dom, &mut self.mem, GuestVirt::new(va), data).unwrap();
@@ -1210,21 +1220,8 @@ fn handlers_said_not_to_change_vcpu_state_do_not() {
                     );
                 }
                 let before = state(&w);
-                let tsc = w.tsc;
-                let now = move || tsc;
-                let mut ctx = Ctx {
-                    dom: &mut w.dom,
-                    mem: &mut w.mem,
-                    console: &mut w.con,
-                    ev: &mut w.ev,
-                    now: &now,
-                    work: Budget::new(),
-                };
-                let args = HypercallArgs {
-                    nr: row.nr.0,
-                    args: [row.sub, rest[0], rest[1], rest[2], rest[3]],
-                };
-                let (_, changes) = dispatch_noting_changes(&mut ctx, &args);
+                let args = [row.sub, rest[0], rest[1], rest[2], rest[3]];
+                let (_, changes) = w.call_noting_changes(row.nr, args, Budget::new());
                 assert!(!changes, "{}", row.name);
                 assert_eq!(state(&w), before, "{} {rest:x?}", row.name);
             }
