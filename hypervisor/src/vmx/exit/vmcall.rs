@@ -110,8 +110,9 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     #[inline(never)]
     fn vmcall_hypercall(&mut self, g: &mut GuestGprs) -> FastExit {
         let (out, changed) = self.call_hypercall(g);
-        // Most hypercalls leave the events and the base pointer alone (the
-        // version and console calls among them): then neither is looked at.
+        // Some hypercalls cannot change the events or the base pointer (the
+        // version and console calls, `Op::may_change_vcpu_state`): after them
+        // neither is looked at.
         if changed {
             // The hypercall may have armed a timer, registered an upcall or
             // blocked; it cannot touch the vCPU's own part of `events_quiet`
