@@ -126,15 +126,31 @@ impl<M: PhysMem> Ctx<'_, M> {
 /// each call of a `multicall`). Anything not in the table is `-ENOSYS`.
 #[inline(always)]
 pub fn dispatch<M: PhysMem>(ctx: &mut Ctx<'_, M>, args: &HypercallArgs) -> Outcome {
+    dispatch_noting_changes(ctx, args).0
+}
+
+/// [`dispatch`], and whether the handler may have changed the vCPU state the
+/// exit path keeps between exits ([`table::Op::may_change_vcpu_state`]; an
+/// unknown hypercall changes nothing): if not, the exit path need not look at
+/// the domain's events and base pointer again.
+#[inline(always)]
+pub fn dispatch_noting_changes<M: PhysMem>(
+    ctx: &mut Ctx<'_, M>,
+    args: &HypercallArgs,
+) -> (Outcome, bool) {
     ctx.dom.count_hypercall(args.nr);
-    let r = match lookup(args.nr, args.args[0]) {
-        Some(row) => row.handler.run(ctx, args),
-        None => Err(Errno::ENOSYS),
+    let (r, changes) = match lookup(args.nr, args.args[0]) {
+        Some(row) => (
+            row.handler.run(ctx, args),
+            row.handler.may_change_vcpu_state(),
+        ),
+        None => (Err(Errno::ENOSYS), false),
     };
-    match r {
+    let out = match r {
         Ok(out) => out,
         Err(e) => Outcome::Return(e.as_return()),
-    }
+    };
+    (out, changes)
 }
 
 #[cfg(test)]

@@ -137,13 +137,10 @@ mod bare {
         }
 
         // ---- 5. VMX and the guest --------------------------------------------------
-        let mut cpu = match vmx::enable::enable(0, &mut frames) {
-            Ok(cpu) => cpu,
-            Err(e) => {
-                log::error!("vmx: {e}");
-                power_off(e.status())
-            }
-        };
+        if let Err(e) = vmx::enable::enable(0, &mut frames) {
+            log::error!("vmx: {e}");
+            power_off(e.status())
+        }
         log::info!(
             "vmx: VMX root operation on ({} frames free)",
             frames.free_count()
@@ -193,7 +190,7 @@ mod bare {
         // time, not the guest's.
         arch::serial::flush();
         let mut console = arch::serial::SerialConsole;
-        let end = vmx::run::run_domain(&mut cpu, &mut dom, &mut mem, &mut console, &mut frames);
+        let end = vmx::run::run_domain(&mut dom, &mut mem, &mut console, &mut frames);
         let status = domain_end_status(end);
         // Before powering off, whatever the domain did: drop every pin and the
         // base pointer; every type and reference count must come back to zero

@@ -6,6 +6,8 @@
 
 use core::arch::asm;
 
+use keel_abi::cpuid::CpuidResult;
+
 /// IA32_EFER (its bits: `x86_64::registers::model_specific::EferFlags`).
 pub const IA32_EFER: u32 = 0xC000_0080;
 /// IA32_PAT.
@@ -26,10 +28,23 @@ pub const IA32_SYSENTER_EIP: u32 = 0x176;
 /// leaf does).
 pub const L0_MARKER_LEAF: u32 = 0x4b45_4c4d;
 
+/// The host CPU's CPUID for leaf `leaf`, subleaf `sub` (CPUID always exists in
+/// 64-bit mode): the hypervisor's one way to execute it.
+#[inline(always)]
+pub fn cpuid(leaf: u32, sub: u32) -> CpuidResult {
+    let r = core::arch::x86_64::__cpuid_count(leaf, sub);
+    CpuidResult {
+        eax: r.eax,
+        ebx: r.ebx,
+        ecx: r.ecx,
+        edx: r.edx,
+    }
+}
+
 /// Whether Keel itself runs as the guest of another hypervisor: CPUID.1:ECX[31]
 /// (the "hypervisor present" bit, which CPUs leave clear and hypervisors set).
 pub fn under_hypervisor() -> bool {
-    core::arch::x86_64::__cpuid(1).ecx & (1 << 31) != 0
+    cpuid(1, 0).ecx & (1 << 31) != 0
 }
 
 /// The 12-byte CPUID signature of the hypervisor beneath Keel (leaf 0x4000_0000),
@@ -38,7 +53,7 @@ pub fn hypervisor_signature() -> Option<[u8; 12]> {
     if !under_hypervisor() {
         return None;
     }
-    let r = core::arch::x86_64::__cpuid(0x4000_0000);
+    let r = cpuid(0x4000_0000, 0);
     let mut sig = [0u8; 12];
     sig[..4].copy_from_slice(&r.ebx.to_le_bytes());
     sig[4..8].copy_from_slice(&r.ecx.to_le_bytes());
@@ -54,7 +69,7 @@ pub fn hypervisor_signature() -> Option<[u8; 12]> {
 #[inline]
 pub fn l0_marker(under: bool) {
     if under {
-        let _ = core::arch::x86_64::__cpuid(L0_MARKER_LEAF);
+        let _ = cpuid(L0_MARKER_LEAF, 0);
     }
 }
 /// IA32_FEATURE_CONTROL.

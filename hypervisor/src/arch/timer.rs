@@ -178,8 +178,7 @@ pub fn init_lapic() -> bool {
     apic_write(APIC_LVT_LINT0, LVT_MASKED);
     apic_write(APIC_LVT_LINT1, LVT_MASKED);
     apic_write(APIC_TIMER_DIV, 0xb); // divide by 1
-                                     // CPUID is always available in 64-bit mode.
-    let ecx = core::arch::x86_64::__cpuid(1).ecx;
+    let ecx = super::cpu::cpuid(1, 0).ecx;
     let deadline = ecx & (1 << 24) != 0;
     TSC_DEADLINE.store(deadline, Relaxed);
     if deadline {

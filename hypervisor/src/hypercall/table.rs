@@ -119,6 +119,23 @@ impl Op {
             Op::HvmSetParam => events::hvm_set_param(ctx, a),
         }
     }
+
+    /// Whether the handler may change what the exit path keeps about the vCPU
+    /// from one exit to the next: the event state (armed timers, the upcall
+    /// vector, blocking), the domain's base pointer, an owed TLB flush. The
+    /// handlers named here read the domain and write only guest memory or the
+    /// console; every other one, and any added later, is taken to change them.
+    #[inline(always)]
+    pub const fn may_change_vcpu_state(self) -> bool {
+        !matches!(
+            self,
+            Op::ConsoleWrite
+                | Op::VersionVersion
+                | Op::VersionExtraversion
+                | Op::VersionGetFeatures
+                | Op::VersionPagesize
+        )
+    }
 }
 
 /// One implemented hypercall sub-command.

@@ -12,6 +12,7 @@
 //! and I/O have their own tables (`cpuid`, `msr`, `io`).
 
 use crate::policy::cpuid::Xcr0;
+use crate::vmx::names::ExitReason;
 
 /// What Keel does when the instruction exits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,63 +37,11 @@ pub struct Insn {
     /// Mnemonic(s).
     pub name: &'static str,
     /// The basic exit reasons it causes (SDM appendix C); empty if it never exits.
-    pub exits: &'static [u16],
+    pub exits: &'static [ExitReason],
     /// What happens.
     pub action: Action,
     /// Why.
     pub why: &'static str,
-}
-
-/// Basic exit reasons (SDM appendix C).
-pub mod reason {
-    /// CPUID.
-    pub const CPUID: u16 = 10;
-    /// GETSEC.
-    pub const GETSEC: u16 = 11;
-    /// INVD.
-    pub const INVD: u16 = 13;
-    /// RDPMC.
-    pub const RDPMC: u16 = 15;
-    /// VMCALL.
-    pub const VMCALL: u16 = 18;
-    /// VMCLEAR .. VMXON.
-    pub const VMCLEAR: u16 = 19;
-    /// VMLAUNCH.
-    pub const VMLAUNCH: u16 = 20;
-    /// VMPTRLD.
-    pub const VMPTRLD: u16 = 21;
-    /// VMPTRST.
-    pub const VMPTRST: u16 = 22;
-    /// VMREAD.
-    pub const VMREAD: u16 = 23;
-    /// VMRESUME.
-    pub const VMRESUME: u16 = 24;
-    /// VMWRITE.
-    pub const VMWRITE: u16 = 25;
-    /// VMXOFF.
-    pub const VMXOFF: u16 = 26;
-    /// VMXON.
-    pub const VMXON: u16 = 27;
-    /// I/O instruction.
-    pub const IO: u16 = 30;
-    /// RDMSR.
-    pub const RDMSR: u16 = 31;
-    /// WRMSR.
-    pub const WRMSR: u16 = 32;
-    /// MWAIT.
-    pub const MWAIT: u16 = 36;
-    /// MONITOR.
-    pub const MONITOR: u16 = 39;
-    /// INVEPT.
-    pub const INVEPT: u16 = 50;
-    /// INVVPID.
-    pub const INVVPID: u16 = 53;
-    /// WBINVD / WBNOINVD.
-    pub const WBINVD: u16 = 54;
-    /// XSETBV.
-    pub const XSETBV: u16 = 55;
-    /// VMFUNC.
-    pub const VMFUNC: u16 = 59;
 }
 
 /// Whether a guest may read the performance counters with RDPMC. The PMU is the
@@ -104,73 +53,73 @@ pub const INSNS: &[Insn] = &[
     Insn {
         name: "VMXON, VMXOFF, VMCLEAR, VMPTRLD, VMPTRST, VMREAD, VMWRITE, VMLAUNCH, VMRESUME, INVEPT, INVVPID, VMFUNC",
         exits: &[
-            reason::VMCLEAR,
-            reason::VMLAUNCH,
-            reason::VMPTRLD,
-            reason::VMPTRST,
-            reason::VMREAD,
-            reason::VMRESUME,
-            reason::VMWRITE,
-            reason::VMXOFF,
-            reason::VMXON,
-            reason::INVEPT,
-            reason::INVVPID,
-            reason::VMFUNC,
+            ExitReason::VMCLEAR,
+            ExitReason::VMLAUNCH,
+            ExitReason::VMPTRLD,
+            ExitReason::VMPTRST,
+            ExitReason::VMREAD,
+            ExitReason::VMRESUME,
+            ExitReason::VMWRITE,
+            ExitReason::VMXOFF,
+            ExitReason::VMXON,
+            ExitReason::INVEPT,
+            ExitReason::INVVPID,
+            ExitReason::VMFUNC,
         ],
         action: Action::Ud,
         why: "VMX is hidden (CPUID.1:ECX.VMX = 0, CR4.VMXE refused): as on a CPU without VMX",
     },
     Insn {
         name: "GETSEC",
-        exits: &[reason::GETSEC],
+        exits: &[ExitReason::GETSEC],
         action: Action::Ud,
         why: "SMX is hidden; with CR4.SMXE = 0 (which the guest cannot set) the CPU raises #UD before any exit",
     },
     Insn {
         name: "MONITOR, MWAIT",
-        exits: &[reason::MONITOR, reason::MWAIT],
+        exits: &[ExitReason::MONITOR, ExitReason::MWAIT],
         action: Action::Ud,
         why: "hidden in CPUID (leaf 1 ECX[3], leaf 5): the physical CPU must not park in a guest",
     },
     Insn {
         name: "RDPMC",
-        exits: &[reason::RDPMC],
+        exits: &[ExitReason::RDPMC],
         action: Action::Gp0,
         why: "the PMU is the host's and hidden (leaf 0xA is zero): every counter index is invalid",
     },
     Insn {
         name: "INVD",
-        exits: &[reason::INVD],
+        exits: &[ExitReason::INVD],
         action: Action::Skip,
         why: "always exits; discarding caches without write-back would destroy the host's data, and with no non-coherent device a no-op is what the guest can observe",
     },
     Insn {
         name: "WBINVD, WBNOINVD",
-        exits: &[reason::WBINVD],
+        exits: &[ExitReason::WBINVD],
         action: Action::Skip,
         why: "executed natively (WBINVD exiting off): writing back the caches is harmless; if a CPU forces the exit, a no-op",
     },
     Insn {
         name: "XSETBV",
-        exits: &[reason::XSETBV],
+        exits: &[ExitReason::XSETBV],
         action: Action::Xsetbv,
         why: "always exits; validated against the XCR0 values CPUID leaf 0xD offers (ECX = 0, x87 set, AVX only with SSE, no other bit), else #GP(0); #UD while CR4.OSXSAVE is 0",
     },
     Insn {
         name: "CPUID",
-        exits: &[reason::CPUID],
+        exits: &[ExitReason::CPUID],
         action: Action::Table("cpuid.md"),
         why: "always exits",
     },
     Insn {
         name: "RDMSR, WRMSR",
-        exits: &[reason::RDMSR, reason::WRMSR],
+        exits: &[ExitReason::RDMSR, ExitReason::WRMSR],
         action: Action::Table("msr.md"),
         why: "exit unless the MSR bitmap passes the MSR through",
     },
     Insn {
         name: "IN, OUT, INS, OUTS",
-        exits: &[reason::IO],
+        exits: &[ExitReason::IO],
         action: Action::Table("io.md"),
         why: "every port exits",
     },
@@ -208,7 +157,8 @@ pub const INSNS: &[Insn] = &[
 
 /// The action for an exit with basic reason `reason`, if the table has one (and
 /// it is not a table-driven instruction, which has its own handler).
-pub fn on_exit(reason: u16) -> Option<Action> {
+pub fn on_exit(reason: ExitReason) -> Option<Action> {
+    let reason = reason.without_flags();
     INSNS
         .iter()
         .find(|i| i.exits.contains(&reason))
@@ -266,7 +216,8 @@ accesses, INVLPG, HLT and VMCALL are described with paging, events and hypercall
 | Instruction | Exit reasons | In the guest | Why |\n|---|---|---|---|\n",
         );
         for i in INSNS {
-            let exits: std::vec::Vec<String> = i.exits.iter().map(|e| e.to_string()).collect();
+            let exits: std::vec::Vec<String> =
+                i.exits.iter().map(|e| e.basic().to_string()).collect();
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} |",
@@ -324,15 +275,20 @@ mod tests {
 
     #[test]
     fn actions() {
-        assert_eq!(on_exit(reason::VMXON), Some(Action::Ud));
-        assert_eq!(on_exit(reason::VMFUNC), Some(Action::Ud));
-        assert_eq!(on_exit(reason::MWAIT), Some(Action::Ud));
-        assert_eq!(on_exit(reason::RDPMC), Some(Action::Gp0));
-        assert_eq!(on_exit(reason::INVD), Some(Action::Skip));
-        assert_eq!(on_exit(reason::XSETBV), Some(Action::Xsetbv));
-        assert_eq!(on_exit(reason::CPUID), None, "own handler");
-        assert_eq!(on_exit(reason::VMCALL), None, "hypercalls");
-        assert_eq!(on_exit(12), None, "HLT is not here");
+        assert_eq!(on_exit(ExitReason::VMXON), Some(Action::Ud));
+        assert_eq!(on_exit(ExitReason::VMFUNC), Some(Action::Ud));
+        assert_eq!(on_exit(ExitReason::MWAIT), Some(Action::Ud));
+        assert_eq!(on_exit(ExitReason::RDPMC), Some(Action::Gp0));
+        assert_eq!(on_exit(ExitReason::INVD), Some(Action::Skip));
+        assert_eq!(on_exit(ExitReason::XSETBV), Some(Action::Xsetbv));
+        assert_eq!(on_exit(ExitReason::CPUID), None, "own handler");
+        assert_eq!(on_exit(ExitReason::VMCALL), None, "hypercalls");
+        assert_eq!(on_exit(ExitReason::HLT), None, "HLT is not here");
+        // Flag bits above the basic reason do not hide it.
+        assert_eq!(
+            on_exit(ExitReason::from_raw(ExitReason::VMXON.raw | 1 << 27)),
+            Some(Action::Ud)
+        );
     }
 
     #[test]

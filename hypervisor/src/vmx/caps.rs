@@ -14,6 +14,12 @@
 //! or VPID may be enabled, the `TRUE_*` MSRs only when `IA32_VMX_BASIC[55]` says so.
 //! Reading any other would raise #GP on real hardware.
 
+use bitflags::Flags;
+
+use super::control_bits::{
+    EntryControls, ExitControls, PinbasedControls, PrimaryControls, SecondaryControls,
+};
+
 /// The VMX capability MSR numbers (SDM vol. 4, table 2-2; vol. 3D, appendix A).
 pub mod msr {
     /// `IA32_FEATURE_CONTROL`: lock bit and VMX enables (SDM 24.7).
@@ -59,40 +65,53 @@ pub mod msr {
 /// The MSR's low half is the "allowed 0-settings": a 1 there means the control
 /// *must* be 1. Its high half is the "allowed 1-settings": a 0 there means the
 /// control *must* be 0.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AllowedBits {
+///
+/// `F` is the field's flag type ([`super::control_bits`]); every bit is kept as
+/// the MSR reports it, named or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllowedBits<F> {
     /// Bits that must be 1 (the MSR's bits 31:0).
-    pub must_be_one: u32,
+    pub must_be_one: F,
     /// Bits that may be 1 (the MSR's bits 63:32).
-    pub may_be_one: u32,
+    pub may_be_one: F,
 }
 
-impl AllowedBits {
+impl<F: Flags<Bits = u32> + Copy> AllowedBits<F> {
     /// Decode a capability MSR value.
-    pub const fn from_msr(v: u64) -> Self {
+    pub fn from_msr(v: u64) -> Self {
         AllowedBits {
-            must_be_one: v as u32,
-            may_be_one: (v >> 32) as u32,
+            must_be_one: F::from_bits_retain(v as u32),
+            may_be_one: F::from_bits_retain((v >> 32) as u32),
         }
     }
     /// No control may be 1 (a field the CPU does not have at all).
-    pub const NONE: AllowedBits = AllowedBits {
-        must_be_one: 0,
-        may_be_one: 0,
-    };
+    pub fn none() -> Self {
+        AllowedBits {
+            must_be_one: F::empty(),
+            may_be_one: F::empty(),
+        }
+    }
     /// Whether every bit in `bits` may be set to 1.
-    pub const fn can_set(&self, bits: u32) -> bool {
-        bits & !self.may_be_one == 0
+    pub fn can_set(&self, bits: F) -> bool {
+        self.may_be_one.contains(bits)
     }
     /// Whether `value` is a legal setting of the whole field: every must-be-1 bit set,
     /// no must-be-0 bit set.
-    pub const fn allows(&self, value: u32) -> bool {
-        value & self.must_be_one == self.must_be_one && value & !self.may_be_one == 0
+    pub fn allows(&self, value: F) -> bool {
+        value.contains(self.must_be_one) && self.may_be_one.contains(value)
     }
     /// The bits of `value` that break the rules: must-be-1 bits that are clear, and
     /// must-be-0 bits that are set.
-    pub const fn violations(&self, value: u32) -> u32 {
-        (self.must_be_one & !value) | (value & !self.may_be_one)
+    pub fn violations(&self, value: F) -> F {
+        self.must_be_one
+            .difference(value)
+            .union(value.difference(self.may_be_one))
+    }
+}
+
+impl<F: Flags<Bits = u32> + Copy> Default for AllowedBits<F> {
+    fn default() -> Self {
+        Self::none()
     }
 }
 
@@ -201,16 +220,16 @@ pub struct VmxCaps {
     /// code regardless of vector (relaxes a check of SDM 27.2.1.3).
     pub no_error_code_consistency: bool,
     /// Pin-based VM-execution controls (SDM 25.6.1).
-    pub pin: AllowedBits,
+    pub pin: AllowedBits<PinbasedControls>,
     /// Primary processor-based VM-execution controls (SDM 25.6.2).
-    pub proc: AllowedBits,
-    /// Secondary processor-based VM-execution controls; [`AllowedBits::NONE`] when
+    pub proc: AllowedBits<PrimaryControls>,
+    /// Secondary processor-based VM-execution controls; [`AllowedBits::none`] when
     /// the CPU cannot activate them.
-    pub proc2: AllowedBits,
+    pub proc2: AllowedBits<SecondaryControls>,
     /// VM-exit controls (SDM 25.7.1).
-    pub exit: AllowedBits,
+    pub exit: AllowedBits<ExitControls>,
     /// VM-entry controls (SDM 25.8.1).
-    pub entry: AllowedBits,
+    pub entry: AllowedBits<EntryControls>,
     /// Miscellaneous data.
     pub misc: VmxMisc,
     /// EPT and VPID capabilities.
@@ -228,11 +247,10 @@ pub struct VmxCaps {
     pub vmcs_max_index: u32,
 }
 
-/// Bit 31 of the primary processor-based controls: "activate secondary controls".
-const PROC_ACTIVATE_SECONDARY: u32 = 1 << 31;
-/// Secondary control bits whose presence makes `IA32_VMX_EPT_VPID_CAP` exist:
-/// "enable EPT" (1) and "enable VPID" (5) (SDM A.10).
-const PROC2_EPT_OR_VPID: u32 = (1 << 1) | (1 << 5);
+/// Secondary control bits whose presence makes `IA32_VMX_EPT_VPID_CAP` exist
+/// (SDM A.10).
+const PROC2_EPT_OR_VPID: SecondaryControls =
+    SecondaryControls::ENABLE_EPT.union(SecondaryControls::ENABLE_VPID);
 
 impl VmxCaps {
     /// Decode the capability MSRs, reading each through `read` (the hardware passes
@@ -263,13 +281,14 @@ impl VmxCaps {
         };
         let proc = AllowedBits::from_msr(read(proc_msr));
         // A.3.3: PROCBASED_CTLS2 exists only if the secondary controls can be activated.
-        let proc2 = if proc.can_set(PROC_ACTIVATE_SECONDARY) {
-            AllowedBits::from_msr(read(msr::VMX_PROCBASED_CTLS2))
-        } else {
-            AllowedBits::NONE
-        };
+        let proc2: AllowedBits<SecondaryControls> =
+            if proc.can_set(PrimaryControls::ACTIVATE_SECONDARY_CONTROLS) {
+                AllowedBits::from_msr(read(msr::VMX_PROCBASED_CTLS2))
+            } else {
+                AllowedBits::none()
+            };
         // A.10: EPT_VPID_CAP exists only if EPT or VPID can be enabled.
-        let ept_vpid = if proc2.may_be_one & PROC2_EPT_OR_VPID != 0 {
+        let ept_vpid = if proc2.may_be_one.intersects(PROC2_EPT_OR_VPID) {
             EptVpidCap {
                 raw: read(msr::VMX_EPT_VPID_CAP),
             }
@@ -486,9 +505,9 @@ mod tests {
         assert!(!c.addr_32bit_only);
         assert_eq!(c.vmcs_memory_type, 6);
         // TRUE_PROCBASED: CR3-load/store exiting (15, 16) are no longer must-be-1.
-        assert_eq!(c.proc.must_be_one, 0x0400_6172);
-        assert!(c.proc.can_set(1 << 31));
-        assert!(c.proc2.can_set(1 << 5)); // VPID
+        assert_eq!(c.proc.must_be_one.bits(), 0x0400_6172);
+        assert!(c.proc.can_set(PrimaryControls::ACTIVATE_SECONDARY_CONTROLS));
+        assert!(c.proc2.can_set(SecondaryControls::ENABLE_VPID));
         assert!(c.ept_vpid.invvpid());
         assert!(c.ept_vpid.invvpid_single_context());
         assert!(c.ept_vpid.invvpid_all_context());
@@ -515,12 +534,12 @@ mod tests {
         // APIC accesses, WBINVD exiting) but has neither EPT nor VPID, so
         // EPT_VPID_CAP must not be read (the fixture reader panics if it is).
         let c = model("core2_penryn_t9600").caps();
-        assert_eq!(c.proc2.may_be_one, 0x41);
+        assert_eq!(c.proc2.may_be_one.bits(), 0x41);
         assert_eq!(c.ept_vpid, EptVpidCap::default());
         // No "load IA32_EFER"/"load IA32_PAT" on entry or exit.
-        assert!(!c.entry.can_set(1 << 15));
-        assert!(!c.entry.can_set(1 << 14));
-        assert!(!c.exit.can_set(1 << 21));
+        assert!(!c.entry.can_set(EntryControls::LOAD_EFER));
+        assert!(!c.entry.can_set(EntryControls::LOAD_PAT));
+        assert!(!c.exit.can_set(ExitControls::LOAD_EFER));
     }
 
     #[test]
@@ -536,7 +555,7 @@ mod tests {
                 v
             }
         });
-        assert_eq!(c.proc2, AllowedBits::NONE);
+        assert_eq!(c.proc2, AllowedBits::none());
     }
 
     #[test]
@@ -554,7 +573,7 @@ mod tests {
         });
         assert!(!c.true_controls);
         // The legacy MSR keeps CR3-load/store exiting must-be-1.
-        assert_eq!(c.proc.must_be_one, 0x0401_E172);
+        assert_eq!(c.proc.must_be_one.bits(), 0x0401_E172);
     }
 
     #[test]
@@ -571,11 +590,12 @@ mod tests {
         /// `allows` is exactly "no violations", and violations name only offending bits.
         #[test]
         fn allowed_bits_consistent(msr in any::<u64>(), value in any::<u32>()) {
-            let a = AllowedBits::from_msr(msr);
-            prop_assert_eq!(a.allows(value), a.violations(value) == 0);
-            let fixed = (value | a.must_be_one) & a.may_be_one;
+            let a = AllowedBits::<PrimaryControls>::from_msr(msr);
+            let value = PrimaryControls::from_bits_retain(value);
+            prop_assert_eq!(a.allows(value), a.violations(value).is_empty());
+            let fixed = value.union(a.must_be_one).intersection(a.may_be_one);
             // Fixing up a value yields a legal one whenever the MSR is self-consistent.
-            if a.must_be_one & !a.may_be_one == 0 {
+            if a.may_be_one.contains(a.must_be_one) {
                 prop_assert!(a.allows(fixed));
             }
         }

@@ -11,153 +11,12 @@
 //! mode with paging on, on page tables that hold machine frames, and the hypervisor
 //! sees every CR3 load.
 
+use bitflags::Flags;
+
 use super::caps::{AllowedBits, VmxCaps};
-
-/// Pin-based VM-execution control bits (SDM 25.6.1, table 25-5).
-pub mod pin {
-    /// External interrupts cause VM exits (instead of going through the guest IDT).
-    pub const EXTERNAL_INTERRUPT_EXITING: u32 = 1 << 0;
-    /// NMIs cause VM exits.
-    pub const NMI_EXITING: u32 = 1 << 3;
-    /// Virtual NMIs.
-    pub const VIRTUAL_NMIS: u32 = 1 << 5;
-    /// VMX-preemption timer.
-    pub const PREEMPTION_TIMER: u32 = 1 << 6;
-    /// Process posted interrupts.
-    pub const POSTED_INTERRUPTS: u32 = 1 << 7;
-}
-
-/// Primary processor-based VM-execution control bits (SDM 25.6.2, table 25-6).
-pub mod proc {
-    /// Interrupt-window exiting.
-    pub const INTERRUPT_WINDOW_EXITING: u32 = 1 << 2;
-    /// Use TSC offsetting.
-    pub const USE_TSC_OFFSETTING: u32 = 1 << 3;
-    /// HLT exiting.
-    pub const HLT_EXITING: u32 = 1 << 7;
-    /// INVLPG exiting.
-    pub const INVLPG_EXITING: u32 = 1 << 9;
-    /// MWAIT exiting.
-    pub const MWAIT_EXITING: u32 = 1 << 10;
-    /// RDPMC exiting.
-    pub const RDPMC_EXITING: u32 = 1 << 11;
-    /// RDTSC exiting.
-    pub const RDTSC_EXITING: u32 = 1 << 12;
-    /// CR3-load exiting.
-    pub const CR3_LOAD_EXITING: u32 = 1 << 15;
-    /// CR3-store exiting.
-    pub const CR3_STORE_EXITING: u32 = 1 << 16;
-    /// CR8-load exiting.
-    pub const CR8_LOAD_EXITING: u32 = 1 << 19;
-    /// CR8-store exiting.
-    pub const CR8_STORE_EXITING: u32 = 1 << 20;
-    /// Use TPR shadow.
-    pub const USE_TPR_SHADOW: u32 = 1 << 21;
-    /// NMI-window exiting.
-    pub const NMI_WINDOW_EXITING: u32 = 1 << 22;
-    /// MOV-DR exiting.
-    pub const MOV_DR_EXITING: u32 = 1 << 23;
-    /// Unconditional I/O exiting.
-    pub const UNCONDITIONAL_IO_EXITING: u32 = 1 << 24;
-    /// Use I/O bitmaps.
-    pub const USE_IO_BITMAPS: u32 = 1 << 25;
-    /// Monitor trap flag.
-    pub const MONITOR_TRAP_FLAG: u32 = 1 << 27;
-    /// Use MSR bitmaps.
-    pub const USE_MSR_BITMAPS: u32 = 1 << 28;
-    /// MONITOR exiting.
-    pub const MONITOR_EXITING: u32 = 1 << 29;
-    /// PAUSE exiting.
-    pub const PAUSE_EXITING: u32 = 1 << 30;
-    /// Activate secondary controls.
-    pub const ACTIVATE_SECONDARY_CONTROLS: u32 = 1 << 31;
-}
-
-/// Secondary processor-based VM-execution control bits (SDM 25.6.2, table 25-7).
-pub mod proc2 {
-    /// Virtualize APIC accesses.
-    pub const VIRTUALIZE_APIC_ACCESSES: u32 = 1 << 0;
-    /// Enable EPT.
-    pub const ENABLE_EPT: u32 = 1 << 1;
-    /// Descriptor-table exiting.
-    pub const DESCRIPTOR_TABLE_EXITING: u32 = 1 << 2;
-    /// Enable RDTSCP.
-    pub const ENABLE_RDTSCP: u32 = 1 << 3;
-    /// Virtualize x2APIC mode.
-    pub const VIRTUALIZE_X2APIC_MODE: u32 = 1 << 4;
-    /// Enable VPID.
-    pub const ENABLE_VPID: u32 = 1 << 5;
-    /// WBINVD exiting.
-    pub const WBINVD_EXITING: u32 = 1 << 6;
-    /// Unrestricted guest.
-    pub const UNRESTRICTED_GUEST: u32 = 1 << 7;
-    /// APIC-register virtualization.
-    pub const APIC_REGISTER_VIRTUALIZATION: u32 = 1 << 8;
-    /// Virtual-interrupt delivery.
-    pub const VIRTUAL_INTERRUPT_DELIVERY: u32 = 1 << 9;
-    /// PAUSE-loop exiting.
-    pub const PAUSE_LOOP_EXITING: u32 = 1 << 10;
-    /// RDRAND exiting.
-    pub const RDRAND_EXITING: u32 = 1 << 11;
-    /// Enable INVPCID.
-    pub const ENABLE_INVPCID: u32 = 1 << 12;
-    /// Enable VM functions.
-    pub const ENABLE_VM_FUNCTIONS: u32 = 1 << 13;
-    /// VMCS shadowing.
-    pub const VMCS_SHADOWING: u32 = 1 << 14;
-    /// RDSEED exiting.
-    pub const RDSEED_EXITING: u32 = 1 << 16;
-    /// Enable PML.
-    pub const ENABLE_PML: u32 = 1 << 17;
-    /// EPT-violation #VE.
-    pub const EPT_VIOLATION_VE: u32 = 1 << 18;
-    /// Enable XSAVES/XRSTORS.
-    pub const ENABLE_XSAVES: u32 = 1 << 20;
-    /// Mode-based execute control for EPT.
-    pub const MODE_BASED_EPT_EXECUTE: u32 = 1 << 22;
-    /// Use TSC scaling.
-    pub const USE_TSC_SCALING: u32 = 1 << 25;
-}
-
-/// VM-exit control bits (SDM 25.7.1, table 25-13).
-pub mod exit {
-    /// Save debug controls.
-    pub const SAVE_DEBUG_CONTROLS: u32 = 1 << 2;
-    /// Host address-space size (the host runs in 64-bit mode after the exit).
-    pub const HOST_ADDRESS_SPACE_SIZE: u32 = 1 << 9;
-    /// Load IA32_PERF_GLOBAL_CTRL.
-    pub const LOAD_PERF_GLOBAL_CTRL: u32 = 1 << 12;
-    /// Acknowledge interrupt on exit.
-    pub const ACK_INTERRUPT_ON_EXIT: u32 = 1 << 15;
-    /// Save IA32_PAT.
-    pub const SAVE_PAT: u32 = 1 << 18;
-    /// Load IA32_PAT.
-    pub const LOAD_PAT: u32 = 1 << 19;
-    /// Save IA32_EFER.
-    pub const SAVE_EFER: u32 = 1 << 20;
-    /// Load IA32_EFER.
-    pub const LOAD_EFER: u32 = 1 << 21;
-    /// Save VMX-preemption timer value.
-    pub const SAVE_PREEMPTION_TIMER: u32 = 1 << 22;
-}
-
-/// VM-entry control bits (SDM 25.8.1, table 25-15).
-pub mod entry {
-    /// Load debug controls.
-    pub const LOAD_DEBUG_CONTROLS: u32 = 1 << 2;
-    /// IA-32e mode guest.
-    pub const IA32E_MODE_GUEST: u32 = 1 << 9;
-    /// Entry to SMM.
-    pub const ENTRY_TO_SMM: u32 = 1 << 10;
-    /// Deactivate dual-monitor treatment.
-    pub const DEACTIVATE_DUAL_MONITOR: u32 = 1 << 11;
-    /// Load IA32_PERF_GLOBAL_CTRL.
-    pub const LOAD_PERF_GLOBAL_CTRL: u32 = 1 << 13;
-    /// Load IA32_PAT.
-    pub const LOAD_PAT: u32 = 1 << 14;
-    /// Load IA32_EFER.
-    pub const LOAD_EFER: u32 = 1 << 15;
-}
+pub use super::control_bits::{
+    EntryControls, ExitControls, PinbasedControls, PrimaryControls, SecondaryControls,
+};
 
 /// One of the five 32-bit control fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,16 +105,16 @@ pub enum TlbFlush {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Controls {
     /// Pin-based VM-execution controls.
-    pub pin: u32,
+    pub pin: PinbasedControls,
     /// Primary processor-based VM-execution controls.
-    pub proc: u32,
+    pub proc: PrimaryControls,
     /// Secondary processor-based VM-execution controls (0 and not activated if
     /// the CPU has none).
-    pub proc2: u32,
+    pub proc2: SecondaryControls,
     /// VM-exit controls.
-    pub exit: u32,
+    pub exit: ExitControls,
     /// VM-entry controls.
-    pub entry: u32,
+    pub entry: EntryControls,
     /// VPID is enabled: the VMCS needs a nonzero VPID and CR3 loads need `tlb_flush`.
     pub vpid: bool,
     /// How an emulated CR3 load invalidates the guest's TLB.
@@ -276,106 +135,116 @@ pub struct Controls {
 }
 
 impl Controls {
-    /// Whether a primary processor-based control bit is set.
-    pub const fn has_proc(&self, bit: u32) -> bool {
-        self.proc & bit != 0
+    /// Whether a primary processor-based control is set.
+    pub const fn has_proc(&self, bit: PrimaryControls) -> bool {
+        self.proc.contains(bit)
     }
-    /// Whether a secondary processor-based control bit is set (and the secondary
+    /// Whether a secondary processor-based control is set (and the secondary
     /// controls are active).
-    pub const fn has_proc2(&self, bit: u32) -> bool {
-        self.proc & proc::ACTIVATE_SECONDARY_CONTROLS != 0 && self.proc2 & bit != 0
+    pub const fn has_proc2(&self, bit: SecondaryControls) -> bool {
+        self.proc
+            .contains(PrimaryControls::ACTIVATE_SECONDARY_CONTROLS)
+            && self.proc2.contains(bit)
     }
 }
 
 /// A control Keel asks for, with its name for diagnostics.
-struct Want {
-    bit: u32,
+struct Want<F> {
+    bit: F,
     name: &'static str,
 }
 
 /// Required primary processor-based controls.
-const PROC_REQUIRED: &[Want] = &[
+const PROC_REQUIRED: &[Want<PrimaryControls>] = &[
     // The guest has no event source in 0.1; a HLT must come to Keel, not stop the CPU.
     Want {
-        bit: proc::HLT_EXITING,
+        bit: PrimaryControls::HLT_EXITING,
         name: "HLT exiting",
     },
     // Direct paging: every CR3 the guest loads must be validated against its
     // page-table frames (no EPT stands behind it).
     Want {
-        bit: proc::CR3_LOAD_EXITING,
+        bit: PrimaryControls::CR3_LOAD_EXITING,
         name: "CR3-load exiting",
     },
 ];
 
 /// Primary processor-based controls used when available.
-const PROC_WANTED: &[Want] = &[
+const PROC_WANTED: &[Want<PrimaryControls>] = &[
     // TPR accesses (MOV CR8) would otherwise reach the real local APIC.
     Want {
-        bit: proc::CR8_LOAD_EXITING,
+        bit: PrimaryControls::CR8_LOAD_EXITING,
         name: "CR8-load exiting",
     },
     Want {
-        bit: proc::CR8_STORE_EXITING,
+        bit: PrimaryControls::CR8_STORE_EXITING,
         name: "CR8-store exiting",
     },
     // MONITOR/MWAIT are hidden from the guest's CPUID; executing MWAIT would
     // otherwise park the physical CPU.
     Want {
-        bit: proc::MWAIT_EXITING,
+        bit: PrimaryControls::MWAIT_EXITING,
         name: "MWAIT exiting",
     },
     Want {
-        bit: proc::MONITOR_EXITING,
+        bit: PrimaryControls::MONITOR_EXITING,
         name: "MONITOR exiting",
     },
     // The PMU is hidden (CPUID leaf 0xA): counters are the host's.
     Want {
-        bit: proc::RDPMC_EXITING,
+        bit: PrimaryControls::RDPMC_EXITING,
         name: "RDPMC exiting",
     },
 ];
 
 /// Controls Keel must keep 0: direct paging forbids EPT, and the guest must not run
 /// in real mode or unpaged.
-const PROC2_FORBIDDEN: &[Want] = &[
+const PROC2_FORBIDDEN: &[Want<SecondaryControls>] = &[
     Want {
-        bit: proc2::ENABLE_EPT,
+        bit: SecondaryControls::ENABLE_EPT,
         name: "enable EPT",
     },
     Want {
-        bit: proc2::UNRESTRICTED_GUEST,
+        bit: SecondaryControls::UNRESTRICTED_GUEST,
         name: "unrestricted guest",
     },
 ];
 
-fn require(field: ControlField, caps: &AllowedBits, list: &[Want]) -> Result<u32, ControlError> {
-    let mut v = 0;
+fn require<F: Flags<Bits = u32> + Copy>(
+    field: ControlField,
+    caps: &AllowedBits<F>,
+    list: &[Want<F>],
+) -> Result<F, ControlError> {
+    let mut v = F::empty();
     for w in list {
         if !caps.can_set(w.bit) {
             return Err(ControlError::Required {
                 field,
-                bit: w.bit.trailing_zeros(),
+                bit: w.bit.bits().trailing_zeros(),
                 name: w.name,
             });
         }
-        v |= w.bit;
+        v = v.union(w.bit);
     }
     Ok(v)
 }
 
-fn wanted(caps: &AllowedBits, list: &[Want]) -> u32 {
+fn wanted<F: Flags<Bits = u32> + Copy>(caps: &AllowedBits<F>, list: &[Want<F>]) -> F {
     list.iter()
         .filter(|w| caps.can_set(w.bit))
-        .fold(0, |v, w| v | w.bit)
+        .fold(F::empty(), |v, w| v.union(w.bit))
 }
 
-fn forbid(field: ControlField, caps: &AllowedBits, list: &[Want]) -> Result<(), ControlError> {
+fn forbid<F: Flags<Bits = u32> + Copy>(
+    field: ControlField,
+    caps: &AllowedBits<F>,
+    list: &[Want<F>],
+) -> Result<(), ControlError> {
     for w in list {
-        if caps.must_be_one & w.bit != 0 {
+        if caps.must_be_one.intersects(w.bit) {
             return Err(ControlError::MustBeZero {
                 field,
-                bit: w.bit.trailing_zeros(),
+                bit: w.bit.bits().trailing_zeros(),
                 name: w.name,
             });
         }
@@ -393,14 +262,14 @@ pub fn derive(caps: &VmxCaps) -> Result<Controls, ControlError> {
             ControlField::Pin,
             &caps.pin,
             &[Want {
-                bit: pin::EXTERNAL_INTERRUPT_EXITING,
+                bit: PinbasedControls::EXTERNAL_INTERRUPT_EXITING,
                 name: "external-interrupt exiting",
             }],
         )?
         | wanted(
             &caps.pin,
             &[Want {
-                bit: pin::NMI_EXITING,
+                bit: PinbasedControls::NMI_EXITING,
                 name: "NMI exiting",
             }],
         );
@@ -412,35 +281,42 @@ pub fn derive(caps: &VmxCaps) -> Result<Controls, ControlError> {
     // I/O: every port access must exit. Unconditional I/O exiting does that with no
     // memory; failing that, I/O bitmaps of all ones do the same. (When "use I/O
     // bitmaps" is 1, unconditional I/O exiting is ignored, SDM 26.1.3.)
-    let io_bitmaps = if caps.proc.can_set(proc::UNCONDITIONAL_IO_EXITING) {
-        proc |= proc::UNCONDITIONAL_IO_EXITING;
-        caps.proc.must_be_one & proc::USE_IO_BITMAPS != 0
-    } else if caps.proc.can_set(proc::USE_IO_BITMAPS) {
+    let io_bitmaps = if caps.proc.can_set(PrimaryControls::UNCONDITIONAL_IO_EXITING) {
+        proc |= PrimaryControls::UNCONDITIONAL_IO_EXITING;
+        caps.proc
+            .must_be_one
+            .contains(PrimaryControls::USE_IO_BITMAPS)
+    } else if caps.proc.can_set(PrimaryControls::USE_IO_BITMAPS) {
         true
     } else {
         return Err(ControlError::Required {
             field: ControlField::Proc,
-            bit: proc::UNCONDITIONAL_IO_EXITING.trailing_zeros(),
+            bit: PrimaryControls::UNCONDITIONAL_IO_EXITING
+                .bits()
+                .trailing_zeros(),
             name: "unconditional I/O exiting (or use I/O bitmaps)",
         });
     };
     if io_bitmaps {
-        proc |= proc::USE_IO_BITMAPS;
+        proc |= PrimaryControls::USE_IO_BITMAPS;
     }
     // MSR bitmaps let FS/GS base accesses run at native speed; without them every
     // RDMSR/WRMSR exits, which the exit handler handles the same way.
-    let msr_bitmaps = caps.proc.can_set(proc::USE_MSR_BITMAPS);
+    let msr_bitmaps = caps.proc.can_set(PrimaryControls::USE_MSR_BITMAPS);
     if msr_bitmaps {
-        proc |= proc::USE_MSR_BITMAPS;
+        proc |= PrimaryControls::USE_MSR_BITMAPS;
     }
 
     // --- Secondary controls, only if the CPU can activate them (a CPU that cannot
     // reports no IA32_VMX_PROCBASED_CTLS2 at all; `caps` says NONE then, but do not
     // rely on it).
-    let caps2 = if caps.proc.can_set(proc::ACTIVATE_SECONDARY_CONTROLS) {
+    let caps2 = if caps
+        .proc
+        .can_set(PrimaryControls::ACTIVATE_SECONDARY_CONTROLS)
+    {
         caps.proc2
     } else {
-        AllowedBits::NONE
+        AllowedBits::none()
     };
     forbid(ControlField::Proc2, &caps2, PROC2_FORBIDDEN)?;
     let mut proc2 = caps2.must_be_one;
@@ -461,33 +337,36 @@ pub fn derive(caps: &VmxCaps) -> Result<Controls, ControlError> {
         None
     };
     let (vpid, tlb_flush) = match invvpid_kind {
-        Some(k) if caps2.can_set(proc2::ENABLE_VPID) => {
-            proc2 |= proc2::ENABLE_VPID;
+        Some(k) if caps2.can_set(SecondaryControls::ENABLE_VPID) => {
+            proc2 |= SecondaryControls::ENABLE_VPID;
             (true, k)
         }
-        _ => (proc2 & proc2::ENABLE_VPID != 0, TlbFlush::VmTransition),
+        _ => (
+            proc2.contains(SecondaryControls::ENABLE_VPID),
+            TlbFlush::VmTransition,
+        ),
     };
     if vpid && tlb_flush == TlbFlush::VmTransition {
         // VPID forced on without INVVPID: Keel could not honour CR3 loads.
         return Err(ControlError::MustBeZero {
             field: ControlField::Proc2,
-            bit: proc2::ENABLE_VPID.trailing_zeros(),
+            bit: SecondaryControls::ENABLE_VPID.bits().trailing_zeros(),
             name: "enable VPID (without INVVPID)",
         });
     }
     // RDTSCP: without this control the guest's RDTSCP raises #UD, so CPUID hides it.
-    let rdtscp = caps2.can_set(proc2::ENABLE_RDTSCP);
+    let rdtscp = caps2.can_set(SecondaryControls::ENABLE_RDTSCP);
     if rdtscp {
-        proc2 |= proc2::ENABLE_RDTSCP;
+        proc2 |= SecondaryControls::ENABLE_RDTSCP;
     }
-    if proc2 != 0 {
+    if !proc2.is_empty() {
         // Only set "activate secondary controls" when there is something in them:
         // with it clear the CPU treats the secondary field as all zeroes (SDM 25.6.2).
-        proc |= proc::ACTIVATE_SECONDARY_CONTROLS;
+        proc |= PrimaryControls::ACTIVATE_SECONDARY_CONTROLS;
     }
     // Secondary controls that cannot be activated are not in effect (and a VPID
     // that is not in effect needs no INVVPID).
-    let active2 = proc & proc::ACTIVATE_SECONDARY_CONTROLS != 0;
+    let active2 = proc.contains(PrimaryControls::ACTIVATE_SECONDARY_CONTROLS);
     let rdtscp = rdtscp && active2;
     let (vpid, tlb_flush) = if active2 {
         (vpid, tlb_flush)
@@ -501,29 +380,29 @@ pub fn derive(caps: &VmxCaps) -> Result<Controls, ControlError> {
             ControlField::Exit,
             &caps.exit,
             &[Want {
-                bit: exit::HOST_ADDRESS_SPACE_SIZE,
+                bit: ExitControls::HOST_ADDRESS_SPACE_SIZE,
                 name: "host address-space size",
             }],
         )?
         | wanted(
             &caps.exit,
             &[Want {
-                bit: exit::ACK_INTERRUPT_ON_EXIT,
+                bit: ExitControls::ACK_INTERRUPT_ON_EXIT,
                 name: "acknowledge interrupt on exit",
             }],
         );
     // Debug controls: the guest gets a defined DR7 (0x400) and IA32_DEBUGCTL (0)
     // from the VMCS instead of whatever the host left, and keeps its own across
     // exits. Both directions or neither.
-    let debug_controls = caps.exit.can_set(exit::SAVE_DEBUG_CONTROLS)
-        && caps.entry.can_set(entry::LOAD_DEBUG_CONTROLS);
+    let debug_controls = caps.exit.can_set(ExitControls::SAVE_DEBUG_CONTROLS)
+        && caps.entry.can_set(EntryControls::LOAD_DEBUG_CONTROLS);
     // --- VM-entry controls. The guest is 64-bit: "IA-32e mode guest" is required.
     let mut entry = caps.entry.must_be_one
         | require(
             ControlField::Entry,
             &caps.entry,
             &[Want {
-                bit: entry::IA32E_MODE_GUEST,
+                bit: EntryControls::IA32E_MODE_GUEST,
                 name: "IA-32e mode guest",
             }],
         )?;
@@ -531,20 +410,24 @@ pub fn derive(caps: &VmxCaps) -> Result<Controls, ControlError> {
     // the guest's value would leak into the host or the other way round. Saving on
     // exit keeps the guest's value in the VMCS for the next entry.
     if debug_controls {
-        exit |= exit::SAVE_DEBUG_CONTROLS;
-        entry |= entry::LOAD_DEBUG_CONTROLS;
+        exit |= ExitControls::SAVE_DEBUG_CONTROLS;
+        entry |= EntryControls::LOAD_DEBUG_CONTROLS;
     }
-    let load_efer = caps.exit.can_set(exit::LOAD_EFER | exit::SAVE_EFER)
-        && caps.entry.can_set(entry::LOAD_EFER);
+    let load_efer = caps
+        .exit
+        .can_set(ExitControls::LOAD_EFER | ExitControls::SAVE_EFER)
+        && caps.entry.can_set(EntryControls::LOAD_EFER);
     if load_efer {
-        exit |= exit::LOAD_EFER | exit::SAVE_EFER;
-        entry |= entry::LOAD_EFER;
+        exit |= ExitControls::LOAD_EFER | ExitControls::SAVE_EFER;
+        entry |= EntryControls::LOAD_EFER;
     }
-    let load_pat =
-        caps.exit.can_set(exit::LOAD_PAT | exit::SAVE_PAT) && caps.entry.can_set(entry::LOAD_PAT);
+    let load_pat = caps
+        .exit
+        .can_set(ExitControls::LOAD_PAT | ExitControls::SAVE_PAT)
+        && caps.entry.can_set(EntryControls::LOAD_PAT);
     if load_pat {
-        exit |= exit::LOAD_PAT | exit::SAVE_PAT;
-        entry |= entry::LOAD_PAT;
+        exit |= ExitControls::LOAD_PAT | ExitControls::SAVE_PAT;
+        entry |= EntryControls::LOAD_PAT;
     }
     // Entry to SMM and dual-monitor deactivation are for SMM transfer monitors only
     // (SDM 27.2.1.3: must be 0 outside SMM).
@@ -553,11 +436,11 @@ pub fn derive(caps: &VmxCaps) -> Result<Controls, ControlError> {
         &caps.entry,
         &[
             Want {
-                bit: entry::ENTRY_TO_SMM,
+                bit: EntryControls::ENTRY_TO_SMM,
                 name: "entry to SMM",
             },
             Want {
-                bit: entry::DEACTIVATE_DUAL_MONITOR,
+                bit: EntryControls::DEACTIVATE_DUAL_MONITOR,
                 name: "deactivate dual-monitor treatment",
             },
         ],
@@ -566,10 +449,10 @@ pub fn derive(caps: &VmxCaps) -> Result<Controls, ControlError> {
     let c = Controls {
         pin,
         proc,
-        proc2: if proc & proc::ACTIVATE_SECONDARY_CONTROLS != 0 {
+        proc2: if active2 {
             proc2
         } else {
-            0
+            SecondaryControls::empty()
         },
         exit,
         entry,
@@ -585,196 +468,4 @@ pub fn derive(caps: &VmxCaps) -> Result<Controls, ControlError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::caps::fixtures::{model, MODELS};
-    use super::super::caps::{AllowedBits, VmxCaps};
-    use super::*;
-    use proptest::prelude::*;
-
-    fn legal(c: &Controls, caps: &VmxCaps) {
-        assert!(caps.pin.allows(c.pin), "pin {:#x}", c.pin);
-        assert!(caps.proc.allows(c.proc), "proc {:#x}", c.proc);
-        if c.proc & proc::ACTIVATE_SECONDARY_CONTROLS != 0 {
-            assert!(caps.proc2.allows(c.proc2), "proc2 {:#x}", c.proc2);
-        } else {
-            assert_eq!(c.proc2, 0);
-        }
-        assert!(caps.exit.allows(c.exit), "exit {:#x}", c.exit);
-        assert!(caps.entry.allows(c.entry), "entry {:#x}", c.entry);
-    }
-
-    #[test]
-    fn every_model_derives_legal_controls() {
-        for m in MODELS {
-            let caps = m.caps();
-            let c = derive(&caps).unwrap_or_else(|e| panic!("{}: {e}", m.name));
-            legal(&c, &caps);
-            assert!(c.has_proc(proc::HLT_EXITING));
-            assert!(c.has_proc(proc::CR3_LOAD_EXITING));
-            assert!(c.has_proc(proc::UNCONDITIONAL_IO_EXITING));
-            assert!(c.exit & exit::HOST_ADDRESS_SPACE_SIZE != 0);
-            assert!(c.entry & entry::IA32E_MODE_GUEST != 0);
-            assert!(!c.has_proc2(proc2::ENABLE_EPT));
-            assert!(!c.has_proc2(proc2::UNRESTRICTED_GUEST));
-            // TRUE controls on every Bochs model: CR3-store exiting is optional and off.
-            assert!(!c.has_proc(proc::CR3_STORE_EXITING), "{}", m.name);
-        }
-    }
-
-    #[test]
-    fn skylake_uses_vpid_efer_pat() {
-        let c = derive(&model("corei7_skylake_x").caps()).unwrap();
-        assert!(c.vpid && c.has_proc2(proc2::ENABLE_VPID));
-        assert_eq!(c.tlb_flush, TlbFlush::InvvpidSingleContextRetainingGlobals);
-        assert!(c.load_efer && c.load_pat && c.msr_bitmaps && c.rdtscp);
-        assert!(c.exit & exit::ACK_INTERRUPT_ON_EXIT != 0);
-    }
-
-    #[test]
-    fn penryn_works_without_vpid_efer_pat() {
-        let caps = model("core2_penryn_t9600").caps();
-        let c = derive(&caps).unwrap();
-        assert!(!c.vpid);
-        assert_eq!(c.tlb_flush, TlbFlush::VmTransition);
-        assert!(!c.load_efer && !c.load_pat);
-        assert_eq!(c.entry & (entry::LOAD_EFER | entry::LOAD_PAT), 0);
-        // Nothing Keel wants is in Penryn's secondary controls: leave them inactive.
-        assert!(!c.has_proc(proc::ACTIVATE_SECONDARY_CONTROLS));
-        assert!(!c.rdtscp);
-    }
-
-    #[test]
-    fn no_secondary_at_all() {
-        let mut caps = model("corei7_skylake_x").caps();
-        caps.proc.may_be_one &= !proc::ACTIVATE_SECONDARY_CONTROLS;
-        caps.proc2 = AllowedBits::NONE;
-        caps.ept_vpid = Default::default();
-        let c = derive(&caps).unwrap();
-        legal(&c, &caps);
-        assert!(!c.vpid && c.proc2 == 0);
-    }
-
-    #[test]
-    fn missing_required_is_named() {
-        let base = model("corei7_sandy_bridge_2600k").caps();
-        type Mutation = fn(&mut VmxCaps);
-        let cases: &[(Mutation, &str)] = &[
-            (|c| c.proc.may_be_one &= !proc::HLT_EXITING, "HLT exiting"),
-            (
-                |c| c.proc.may_be_one &= !proc::CR3_LOAD_EXITING,
-                "CR3-load exiting",
-            ),
-            (
-                |c| c.exit.may_be_one &= !exit::HOST_ADDRESS_SPACE_SIZE,
-                "host address-space size",
-            ),
-            (
-                |c| c.entry.may_be_one &= !entry::IA32E_MODE_GUEST,
-                "IA-32e mode guest",
-            ),
-            (
-                |c| c.pin.may_be_one &= !pin::EXTERNAL_INTERRUPT_EXITING,
-                "external-interrupt exiting",
-            ),
-            (
-                |c| c.proc.may_be_one &= !(proc::UNCONDITIONAL_IO_EXITING | proc::USE_IO_BITMAPS),
-                "unconditional I/O exiting (or use I/O bitmaps)",
-            ),
-        ];
-        for (mutate, name) in cases {
-            let mut caps = base;
-            mutate(&mut caps);
-            match derive(&caps) {
-                Err(e @ ControlError::Required { name: n, .. }) => {
-                    assert_eq!(n, *name);
-                    assert!(e.to_string().contains(name));
-                }
-                other => panic!("{name}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn io_bitmap_fallback() {
-        let mut caps = model("corei7_skylake_x").caps();
-        caps.proc.may_be_one &= !proc::UNCONDITIONAL_IO_EXITING;
-        let c = derive(&caps).unwrap();
-        assert!(c.io_bitmaps && c.has_proc(proc::USE_IO_BITMAPS));
-    }
-
-    #[test]
-    fn no_msr_bitmaps_is_fine() {
-        let mut caps = model("corei7_skylake_x").caps();
-        caps.proc.may_be_one &= !proc::USE_MSR_BITMAPS;
-        let c = derive(&caps).unwrap();
-        assert!(!c.msr_bitmaps && !c.has_proc(proc::USE_MSR_BITMAPS));
-    }
-
-    #[test]
-    fn vpid_needs_invvpid() {
-        let mut caps = model("corei7_skylake_x").caps();
-        caps.ept_vpid.raw &= !(1 << 32);
-        let c = derive(&caps).unwrap();
-        assert!(!c.vpid && !c.has_proc2(proc2::ENABLE_VPID));
-        let mut caps = model("corei7_skylake_x").caps();
-        caps.ept_vpid.raw &= !((1 << 43) | (1 << 41));
-        assert_eq!(
-            derive(&caps).unwrap().tlb_flush,
-            TlbFlush::InvvpidAllContext
-        );
-    }
-
-    #[test]
-    fn forced_ept_is_refused() {
-        let mut caps = model("corei7_skylake_x").caps();
-        caps.proc2.must_be_one |= proc2::ENABLE_EPT;
-        assert!(matches!(
-            derive(&caps),
-            Err(ControlError::MustBeZero {
-                name: "enable EPT",
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn legacy_msrs_force_cr3_store_exiting() {
-        let mut caps = model("corei7_skylake_x").caps();
-        caps.proc = AllowedBits::from_msr(0xF7F9_FFFE_0401_E172);
-        let c = derive(&caps).unwrap();
-        legal(&c, &caps);
-        assert!(c.has_proc(proc::CR3_STORE_EXITING));
-    }
-
-    proptest! {
-        /// Whatever the CPU reports, a successful derivation is legal for it and
-        /// honours the required controls.
-        #[test]
-        fn derived_controls_are_always_legal(
-            pin in any::<u64>(), procv in any::<u64>(), proc2v in any::<u64>(),
-            exitv in any::<u64>(), entryv in any::<u64>(), cap in any::<u64>(),
-        ) {
-            let mut caps = model("corei7_skylake_x").caps();
-            // Self-consistent MSRs only: a must-be-1 bit is always allowed to be 1.
-            let fix = |v: u64| { let a = AllowedBits::from_msr(v); AllowedBits { must_be_one: a.must_be_one & a.may_be_one, may_be_one: a.may_be_one } };
-            caps.pin = fix(pin);
-            caps.proc = fix(procv);
-            caps.proc2 = fix(proc2v);
-            caps.exit = fix(exitv);
-            caps.entry = fix(entryv);
-            caps.ept_vpid.raw = cap;
-            if let Ok(c) = derive(&caps) {
-                prop_assert!(caps.pin.allows(c.pin));
-                prop_assert!(caps.proc.allows(c.proc));
-                if c.proc & proc::ACTIVATE_SECONDARY_CONTROLS != 0 {
-                    prop_assert!(caps.proc2.allows(c.proc2));
-                }
-                prop_assert!(caps.exit.allows(c.exit));
-                prop_assert!(caps.entry.allows(c.entry));
-                prop_assert!(c.has_proc(proc::HLT_EXITING) && c.has_proc(proc::CR3_LOAD_EXITING));
-                prop_assert!(!c.has_proc2(proc2::ENABLE_EPT));
-                prop_assert!(!c.vpid || c.tlb_flush != TlbFlush::VmTransition);
-            }
-        }
-    }
-}
+mod tests;

@@ -9,11 +9,11 @@
 use core::fmt;
 
 use super::caps::{msr, VmxCaps};
-use super::controls::{derive, ControlError, Controls};
+use super::controls::{derive, ControlError};
 use super::cr;
 use super::insn::{vmxon, VmFail};
-use super::percpu;
-use crate::addr::{Mfn, PAGE_SIZE};
+use super::percpu::{self, VmxCpu};
+use crate::addr::PAGE_SIZE;
 use crate::mem::{FrameSource, PhysMem};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,37 +94,15 @@ impl fmt::Display for VmxError {
     }
 }
 
-/// A CPU in VMX root operation, with what Keel knows about its VMX.
-pub struct VmxCpu {
-    pub(crate) caps: VmxCaps,
-    pub(crate) controls: Controls,
-    pub(crate) maxphyaddr: u8,
-    vmxon_region: Mfn,
-}
-
-impl VmxCpu {
-    /// The decoded capability MSRs.
-    pub fn caps(&self) -> &VmxCaps {
-        &self.caps
-    }
-    /// The controls Keel uses on this CPU.
-    pub fn controls(&self) -> &Controls {
-        &self.controls
-    }
-    /// The VMXON region (owned by the CPU until VMXOFF).
-    pub fn vmxon_region(&self) -> Mfn {
-        self.vmxon_region
-    }
-}
-
 /// IA32_FEATURE_CONTROL bits (SDM 24.7).
 const FC_LOCK: u64 = 1 << 0;
 const FC_VMX_OUTSIDE_SMX: u64 = 1 << 2;
 
 /// Turn VMX on for CPU number `cpu` (the one executing this): make
 /// `percpu::PERCPU[cpu]` its state, detect VMX, make sure firmware allows it,
-/// apply the CR0/CR4 fixed bits, derive the controls, and execute VMXON.
-pub fn enable(cpu: usize, frames: &mut impl FrameSource) -> Result<VmxCpu, VmxError> {
+/// apply the CR0/CR4 fixed bits, derive the controls, and execute VMXON. What
+/// it learnt is kept in that CPU's `PerCpu` ([`PerCpu::vmx`]) and returned.
+pub fn enable(cpu: usize, frames: &mut impl FrameSource) -> Result<&'static VmxCpu, VmxError> {
     if !percpu::init(cpu) {
         return Err(VmxError::NoSuchCpu(cpu));
     }
@@ -208,7 +186,6 @@ pub fn enable(cpu: usize, frames: &mut impl FrameSource) -> Result<VmxCpu, VmxEr
         frames.free_frame(region);
         return Err(VmxError::VmxonFailed(e));
     }
-    percpu::this().vmxon_region.set(Some(region));
     log::info!(
         "vmx: VMXON ok (VMCS revision {:#x}, {} true controls, MAXPHYADDR {}); VPID {}, EFER/PAT switching {}/{}, MSR bitmaps {}",
         caps.revision_id,
@@ -219,10 +196,11 @@ pub fn enable(cpu: usize, frames: &mut impl FrameSource) -> Result<VmxCpu, VmxEr
         if controls.load_pat { "on" } else { "off" },
         if controls.msr_bitmaps { "on" } else { "off" },
     );
-    Ok(VmxCpu {
+    // A second VMXON on this CPU fails above (SDM 31.3), so this sets it once.
+    Ok(percpu::this().vmx.call_once(|| VmxCpu {
         caps,
         controls,
         maxphyaddr,
         vmxon_region: region,
-    })
+    }))
 }

@@ -25,6 +25,7 @@ use core::fmt;
 
 use x86::vmx::vmcs::{control, ro};
 
+use super::control_bits::PrimaryControls;
 use super::names::vm_instruction_error_name;
 use super::percpu;
 use crate::addr::MachineAddr;
@@ -207,7 +208,7 @@ pub unsafe fn vmwrite_unchecked(field: u32, value: u64) -> Result<(), VmFail> {
 /// Turn "interrupt-window exiting" on or off, leaving every other primary
 /// processor-based control as it is (the one control the exit path changes).
 pub fn set_interrupt_window_exiting(on: bool) -> Result<(), VmFail> {
-    let bit = u64::from(super::controls::proc::INTERRUPT_WINDOW_EXITING);
+    let bit = u64::from(PrimaryControls::INTERRUPT_WINDOW_EXITING.bits());
     let procv = vmread(control::PRIMARY_PROCBASED_EXEC_CONTROLS);
     let v = if on { procv | bit } else { procv & !bit };
     // SAFETY: only the interrupt-window bit changes, which makes the CPU exit

@@ -1,7 +1,7 @@
 //! # VT-x
 //!
-//! Pure policy (host-tested): [`caps`] decodes what the CPU offers, [`controls`]
-//! derives the controls Keel uses, [`checks`] states the SDM's VM-entry checks,
+//! Pure policy (host-tested): [`caps`] decodes what the CPU offers, [`control_bits`]
+//! types the five control words, [`controls`] derives the controls Keel uses, [`checks`] states the SDM's VM-entry checks,
 //! [`names`] names exit reasons and VM-instruction errors, [`cr`] is the
 //! control-register policy, [`io_qual`] decodes I/O exit qualifications.
 //!
@@ -15,6 +15,7 @@
 
 pub mod caps;
 pub mod checks;
+pub mod control_bits;
 pub mod controls;
 pub mod cr;
 pub mod frame;

@@ -162,12 +162,36 @@ impl ExitReason {
     pub const INTERRUPT_WINDOW: Self = Self::from_raw(7);
     /// 10: CPUID.
     pub const CPUID: Self = Self::from_raw(10);
+    /// 11: GETSEC
+    pub const GETSEC: Self = Self::from_raw(11);
     /// 12: HLT.
     pub const HLT: Self = Self::from_raw(12);
+    /// 13: INVD
+    pub const INVD: Self = Self::from_raw(13);
     /// 14: INVLPG.
     pub const INVLPG: Self = Self::from_raw(14);
+    /// 15: RDPMC
+    pub const RDPMC: Self = Self::from_raw(15);
     /// 18: VMCALL.
     pub const VMCALL: Self = Self::from_raw(18);
+    /// 19: VMCLEAR
+    pub const VMCLEAR: Self = Self::from_raw(19);
+    /// 20: VMLAUNCH
+    pub const VMLAUNCH: Self = Self::from_raw(20);
+    /// 21: VMPTRLD
+    pub const VMPTRLD: Self = Self::from_raw(21);
+    /// 22: VMPTRST
+    pub const VMPTRST: Self = Self::from_raw(22);
+    /// 23: VMREAD
+    pub const VMREAD: Self = Self::from_raw(23);
+    /// 24: VMRESUME
+    pub const VMRESUME: Self = Self::from_raw(24);
+    /// 25: VMWRITE
+    pub const VMWRITE: Self = Self::from_raw(25);
+    /// 26: VMXOFF
+    pub const VMXOFF: Self = Self::from_raw(26);
+    /// 27: VMXON
+    pub const VMXON: Self = Self::from_raw(27);
     /// 28: a control-register access.
     pub const CR_ACCESS: Self = Self::from_raw(28);
     /// 30: an I/O instruction.
@@ -180,8 +204,22 @@ impl ExitReason {
     pub const INVALID_GUEST_STATE: Self = Self::from_raw(33);
     /// 34: VM-entry failure due to MSR loading.
     pub const MSR_LOADING: Self = Self::from_raw(34);
+    /// 36: MWAIT
+    pub const MWAIT: Self = Self::from_raw(36);
+    /// 39: MONITOR
+    pub const MONITOR: Self = Self::from_raw(39);
+    /// 50: INVEPT
+    pub const INVEPT: Self = Self::from_raw(50);
     /// 52: the VMX-preemption timer expired.
     pub const PREEMPTION_TIMER: Self = Self::from_raw(52);
+    /// 53: INVVPID
+    pub const INVVPID: Self = Self::from_raw(53);
+    /// 54: WBINVD / WBNOINVD
+    pub const WBINVD: Self = Self::from_raw(54);
+    /// 55: XSETBV
+    pub const XSETBV: Self = Self::from_raw(55);
+    /// 59: VMFUNC
+    pub const VMFUNC: Self = Self::from_raw(59);
 
     /// Bit 31 of the field.
     const ENTRY_FAILURE: u32 = 1 << 31;

@@ -2,8 +2,8 @@
 //!
 //! Everything one physical CPU owns while it runs guests lives in one [`PerCpu`]:
 //! the register save area the exit stub fills, the stack the exit handler runs
-//! on, the running vCPU (which holds its domain), the VMXON region and current
-//! VMCS, the VMX counters, and the once-only log bitmaps of the exit path.
+//! on, the running vCPU (which holds its domain), the CPU's VMX ([`VmxCpu`]:
+//! capabilities, derived controls, VMXON region) and current VMCS, the VMX counters, and the once-only log bitmaps of the exit path.
 //!
 //! There is one `PerCpu` per CPU in [`PERCPU`], and one way to reach it: the
 //! CPU's GS base points at its own instance ([`init`] sets it; the VMCS's host
@@ -21,6 +21,10 @@ use core::arch::asm;
 use core::cell::{Cell, UnsafeCell};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use spin::Once;
+
+use super::caps::VmxCaps;
+use super::controls::Controls;
 use super::frame::{DomainEnd, GuestGprs, LEAVE_DOMAIN_ENDED, TAKE_FULL_PATH};
 use crate::addr::Mfn;
 
@@ -73,6 +77,29 @@ impl<const WORDS: usize> LogOnce<WORDS> {
     }
 }
 
+/// A CPU in VMX root operation, with what Keel knows about its VMX.
+pub struct VmxCpu {
+    pub(crate) caps: VmxCaps,
+    pub(crate) controls: Controls,
+    pub(crate) maxphyaddr: u8,
+    pub(super) vmxon_region: Mfn,
+}
+
+impl VmxCpu {
+    /// The decoded capability MSRs.
+    pub fn caps(&self) -> &VmxCaps {
+        &self.caps
+    }
+    /// The controls Keel uses on this CPU.
+    pub fn controls(&self) -> &Controls {
+        &self.controls
+    }
+    /// The VMXON region (owned by the CPU until VMXOFF).
+    pub fn vmxon_region(&self) -> Mfn {
+        self.vmxon_region
+    }
+}
+
 /// The exit handler's stack (hypercall dispatch, logging, diagnostics).
 pub const EXIT_STACK_SIZE: usize = 64 * 1024;
 
@@ -101,8 +128,9 @@ pub struct PerCpu {
     pub(super) running: Cell<*mut ()>,
     /// Why the domain ended.
     pub(super) end: Cell<Option<DomainEnd>>,
-    /// The VMXON region, once in VMX operation.
-    pub(super) vmxon_region: Cell<Option<Mfn>>,
+    /// What this CPU's VMX offers and what Keel uses of it, once VMXON has
+    /// succeeded (`enable::enable`).
+    pub(super) vmx: Once<VmxCpu>,
     /// The current VMCS, while a domain runs.
     pub(super) vmcs: Cell<Option<Mfn>>,
     /// VMX counters.
@@ -157,13 +185,18 @@ impl PerCpu {
             fast: Cell::new(no_vcpu_fast),
             running: Cell::new(core::ptr::null_mut()),
             end: Cell::new(None),
-            vmxon_region: Cell::new(None),
+            vmx: Once::new(),
             vmcs: Cell::new(None),
             stats: VmxStats::new(),
             ports_logged: LogOnce::new(),
             vectors_logged: LogOnce::new(),
             exit_stack: UnsafeCell::new([0; EXIT_STACK_SIZE]),
         }
+    }
+
+    /// This CPU's VMX, once it is in VMX operation.
+    pub fn vmx(&self) -> Option<&VmxCpu> {
+        self.vmx.get()
     }
 
     /// This CPU's index.

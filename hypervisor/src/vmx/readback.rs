@@ -6,8 +6,11 @@
 use x86::vmx::vmcs::{control, guest, host};
 
 use super::checks::{Segment, VmcsState};
-use super::enable::VmxCpu;
+use super::control_bits::{
+    EntryControls, ExitControls, PinbasedControls, PrimaryControls, SecondaryControls,
+};
 use super::insn::vmread;
+use super::percpu::VmxCpu;
 use crate::arch::cpu::IA32_EFER;
 
 /// Read back every field the VM-entry checks need, exactly as the CPU holds them.
@@ -20,24 +23,25 @@ pub fn read_state(cpu: &VmxCpu) -> VmcsState {
         access: r(ar) as u32,
     };
     let c = &cpu.controls;
-    let proc = r(control::PRIMARY_PROCBASED_EXEC_CONTROLS) as u32;
+    let proc =
+        PrimaryControls::from_bits_retain(r(control::PRIMARY_PROCBASED_EXEC_CONTROLS) as u32);
     VmcsState {
         maxphyaddr: cpu.maxphyaddr,
-        pin: r(control::PINBASED_EXEC_CONTROLS) as u32,
+        pin: PinbasedControls::from_bits_retain(r(control::PINBASED_EXEC_CONTROLS) as u32),
         proc,
-        proc2: if proc & super::controls::proc::ACTIVATE_SECONDARY_CONTROLS != 0 {
-            r(control::SECONDARY_PROCBASED_EXEC_CONTROLS) as u32
+        proc2: if proc.contains(PrimaryControls::ACTIVATE_SECONDARY_CONTROLS) {
+            SecondaryControls::from_bits_retain(r(control::SECONDARY_PROCBASED_EXEC_CONTROLS) as u32)
         } else {
-            0
+            SecondaryControls::empty()
         },
-        exit: r(control::VMEXIT_CONTROLS) as u32,
-        entry: r(control::VMENTRY_CONTROLS) as u32,
+        exit: ExitControls::from_bits_retain(r(control::VMEXIT_CONTROLS) as u32),
+        entry: EntryControls::from_bits_retain(r(control::VMENTRY_CONTROLS) as u32),
         cr3_target_count: r(control::CR3_TARGET_COUNT) as u32,
         io_bitmap_a: r(control::IO_BITMAP_A_ADDR_FULL),
         io_bitmap_b: r(control::IO_BITMAP_B_ADDR_FULL),
         msr_bitmap: r(control::MSR_BITMAPS_ADDR_FULL),
         // The field exists only on CPUs with "use TPR shadow"; Keel never sets it.
-        virtual_apic: if proc & super::controls::proc::USE_TPR_SHADOW != 0 {
+        virtual_apic: if proc.contains(PrimaryControls::USE_TPR_SHADOW) {
             r(control::VIRT_APIC_ADDR_FULL)
         } else {
             0

@@ -9,26 +9,31 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use super::bitmaps::{build_msr_bitmap, ones_frame};
 use super::checks::check_vm_entry;
+use super::control_bits::PinbasedControls;
 use super::controls::TlbFlush;
-use super::enable::VmxCpu;
 use super::exit::{msr_env, Vcpu};
 use super::frame::{DomainEnd, GuestGprs};
 use super::insn::{invvpid, vm_result, InvvpidType};
-use super::percpu::{self, PerCpu, COUNTED_EXIT_REASONS};
+use super::percpu::{self, PerCpu, VmxCpu, COUNTED_EXIT_REASONS};
 use super::readback::read_state;
 use super::setup::{clear_vmcs, host_efer_for_guest, load_vmcs, setup_vmcs, VmcsFrames};
 use super::stub::{launch, Leave};
 use crate::domain::Domain;
 use crate::mem::{Console, FrameSource, PhysMem};
 
-/// Run `dom` on this CPU until it shuts down, crashes, or cannot be entered.
+/// Run `dom` on this CPU (in VMX operation: `enable::enable`) until it shuts
+/// down, crashes, or cannot be entered.
 pub fn run_domain(
-    cpu: &mut VmxCpu,
     dom: &mut Domain,
     mem: &mut impl PhysMem,
     console: &mut impl Console,
     frames: &mut impl FrameSource,
 ) -> DomainEnd {
+    let pc = percpu::this();
+    let Some(cpu) = pc.vmx() else {
+        log::error!("vmx: CPU {} is not in VMX operation", pc.index());
+        return DomainEnd::EntryFailed;
+    };
     // --- The VMCS region: a zeroed frame starting with the revision identifier,
     // VMCLEARed (which also initializes its launch state) and made current.
     let Some(vmcs) = frames.alloc_frame() else {
@@ -55,7 +60,6 @@ pub fn run_domain(
         vf.free(frames);
         return DomainEnd::EntryFailed;
     }
-    let pc = percpu::this();
     if let Err(e) = load_vmcs(pc, vmcs) {
         log::error!(
             "vmx: VMCLEAR/VMPTRLD of the VMCS at {:#x} failed: {e}",
@@ -180,7 +184,7 @@ fn start_time_and_events(
         rtc.min,
         rtc.sec,
         if deadline { "TSC-deadline" } else { "one-shot" },
-        if cpu.caps.pin.can_set(super::controls::pin::PREEMPTION_TIMER) {
+        if cpu.caps.pin.can_set(PinbasedControls::PREEMPTION_TIMER) {
             "the VMX-preemption timer"
         } else {
             "the local APIC timer (no VMX-preemption timer)"

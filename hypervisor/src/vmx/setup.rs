@@ -13,10 +13,10 @@ use core::arch::asm;
 use x86::vmx::vmcs::{control, guest, host};
 
 use super::checks::{guest_layout, Segment};
+use super::control_bits::{PinbasedControls, PrimaryControls};
 use super::cr::{self, CrPolicy};
-use super::enable::VmxCpu;
 use super::insn::{vmclear, vmptrld, vmwrite_unchecked, VmFail};
-use super::percpu::PerCpu;
+use super::percpu::{PerCpu, VmxCpu};
 use super::stub::exit_stub_address;
 use crate::addr::Mfn;
 use crate::arch::bits::EferFlags;
@@ -103,22 +103,30 @@ pub fn setup_vmcs(
     // The VMX-preemption timer (guest timers while the guest runs),
     // when the CPU has it; its value is set before each entry, "never" until a
     // timer is armed.
-    let preempt = super::controls::pin::PREEMPTION_TIMER;
+    let preempt = PinbasedControls::PREEMPTION_TIMER;
     let pin = if cpu.caps.pin.can_set(preempt) {
         c.pin | preempt
     } else {
         c.pin
     };
-    w(control::PINBASED_EXEC_CONTROLS, pin.into())?;
-    if pin & preempt != 0 {
+    w(control::PINBASED_EXEC_CONTROLS, pin.bits().into())?;
+    if pin.contains(preempt) {
         w(guest::VMX_PREEMPTION_TIMER_VALUE, u32::MAX.into())?;
     }
-    w(control::PRIMARY_PROCBASED_EXEC_CONTROLS, c.proc.into())?;
-    if c.proc & super::controls::proc::ACTIVATE_SECONDARY_CONTROLS != 0 {
-        w(control::SECONDARY_PROCBASED_EXEC_CONTROLS, c.proc2.into())?;
+    w(
+        control::PRIMARY_PROCBASED_EXEC_CONTROLS,
+        c.proc.bits().into(),
+    )?;
+    if c.proc
+        .contains(PrimaryControls::ACTIVATE_SECONDARY_CONTROLS)
+    {
+        w(
+            control::SECONDARY_PROCBASED_EXEC_CONTROLS,
+            c.proc2.bits().into(),
+        )?;
     }
-    w(control::VMEXIT_CONTROLS, c.exit.into())?;
-    w(control::VMENTRY_CONTROLS, c.entry.into())?;
+    w(control::VMEXIT_CONTROLS, c.exit.bits().into())?;
+    w(control::VMENTRY_CONTROLS, c.entry.bits().into())?;
     // Guest exceptions go through the guest's own IDT; none exits. (A fault the
     // guest cannot deliver ends as a triple-fault exit.)
     w(control::EXCEPTION_BITMAP, 0)?;

@@ -37,6 +37,40 @@ pub enum Leave {
 /// Offset of the register save area in `PerCpu`.
 const GPRS: usize = offset_of!(PerCpu, gprs);
 
+/// The guest's call-clobbered registers from the save area at RAX (which
+/// holds `PerCpu`), RAX last. Assembly text: the stub's fast path restores these.
+macro_rules! load_call_clobbered_gprs {
+    () => {
+        concat!(
+            "mov rcx, [rax + {rcx}]\n",
+            "mov rdx, [rax + {rdx}]\n",
+            "mov rsi, [rax + {rsi}]\n",
+            "mov rdi, [rax + {rdi}]\n",
+            "mov r8, [rax + {r8}]\n",
+            "mov r9, [rax + {r9}]\n",
+            "mov r10, [rax + {r10}]\n",
+            "mov r11, [rax + {r11}]\n",
+            "mov rax, [rax + {rax}]",
+        )
+    };
+}
+
+/// Every guest GPR from the save area at RAX (which holds `PerCpu`), RAX last:
+/// what VMLAUNCH and the full path's VMRESUME enter with.
+macro_rules! load_all_gprs {
+    () => {
+        concat!(
+            "mov rbx, [rax + {rbx}]\n",
+            "mov rbp, [rax + {rbp}]\n",
+            "mov r12, [rax + {r12}]\n",
+            "mov r13, [rax + {r13}]\n",
+            "mov r14, [rax + {r14}]\n",
+            "mov r15, [rax + {r15}]\n",
+            load_call_clobbered_gprs!(),
+        )
+    };
+}
+
 global_asm!(
     // keel_vmx_launch(pc: *mut PerCpu) -> u64 (System V): saves the callee-saved
     // registers, remembers RSP in pc.launch_rsp, loads the guest GPRs and executes
@@ -53,21 +87,7 @@ global_asm!(
     "push rdi",
     "mov [rdi + {launch_rsp}], rsp",
     "mov rax, rdi",
-    "mov rcx, [rax + {rcx}]",
-    "mov rdx, [rax + {rdx}]",
-    "mov rbx, [rax + {rbx}]",
-    "mov rbp, [rax + {rbp}]",
-    "mov rsi, [rax + {rsi}]",
-    "mov rdi, [rax + {rdi}]",
-    "mov r8, [rax + {r8}]",
-    "mov r9, [rax + {r9}]",
-    "mov r10, [rax + {r10}]",
-    "mov r11, [rax + {r11}]",
-    "mov r12, [rax + {r12}]",
-    "mov r13, [rax + {r13}]",
-    "mov r14, [rax + {r14}]",
-    "mov r15, [rax + {r15}]",
-    "mov rax, [rax + {rax}]",
+    load_all_gprs!(),
     "vmlaunch",
     // VMLAUNCH failed: we are still here, on the launch stack.
     "pushfq",
@@ -117,15 +137,7 @@ global_asm!(
     "jnz 3f",
     "mov rax, gs:[0]",
     "5:",
-    "mov rcx, [rax + {rcx}]",
-    "mov rdx, [rax + {rdx}]",
-    "mov rsi, [rax + {rsi}]",
-    "mov rdi, [rax + {rdi}]",
-    "mov r8, [rax + {r8}]",
-    "mov r9, [rax + {r9}]",
-    "mov r10, [rax + {r10}]",
-    "mov r11, [rax + {r11}]",
-    "mov rax, [rax + {rax}]",
+    load_call_clobbered_gprs!(),
     "vmresume",
     "jmp 4f",
     "3:",
@@ -149,21 +161,7 @@ global_asm!(
     "test rax, rax",
     "jnz 2f",
     "mov rax, rbx",
-    "mov rcx, [rax + {rcx}]",
-    "mov rdx, [rax + {rdx}]",
-    "mov rbx, [rax + {rbx}]",
-    "mov rbp, [rax + {rbp}]",
-    "mov rsi, [rax + {rsi}]",
-    "mov rdi, [rax + {rdi}]",
-    "mov r8, [rax + {r8}]",
-    "mov r9, [rax + {r9}]",
-    "mov r10, [rax + {r10}]",
-    "mov r11, [rax + {r11}]",
-    "mov r12, [rax + {r12}]",
-    "mov r13, [rax + {r13}]",
-    "mov r14, [rax + {r14}]",
-    "mov r15, [rax + {r15}]",
-    "mov rax, [rax + {rax}]",
+    load_all_gprs!(),
     "vmresume",
     // VMRESUME failed (RBX holds a guest value: take PerCpu from GS).
     "4:",

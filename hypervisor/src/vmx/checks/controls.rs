@@ -9,25 +9,28 @@ pub fn check_controls(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFai
         !caps.pin.allows(s.pin),
         S_EXEC,
         "pin-based VM-execution controls: a bit violates IA32_VMX_(TRUE_)PINBASED_CTLS",
-        caps.pin.violations(s.pin)
+        caps.pin.violations(s.pin).bits()
     );
     fail_if!(
         !caps.proc.allows(s.proc),
         S_EXEC,
         "primary processor-based VM-execution controls: a bit violates IA32_VMX_(TRUE_)PROCBASED_CTLS",
-        caps.proc.violations(s.proc)
+        caps.proc.violations(s.proc).bits()
     );
-    let proc2 = if s.proc & proc::ACTIVATE_SECONDARY_CONTROLS != 0 {
+    let proc2 = if s
+        .proc
+        .contains(PrimaryControls::ACTIVATE_SECONDARY_CONTROLS)
+    {
         fail_if!(
             !caps.proc2.allows(s.proc2),
             S_EXEC,
             "secondary processor-based VM-execution controls: a bit violates IA32_VMX_PROCBASED_CTLS2",
-            caps.proc2.violations(s.proc2)
+            caps.proc2.violations(s.proc2).bits()
         );
         s.proc2
     } else {
         // With "activate secondary controls" clear the field is treated as 0.
-        0
+        SecondaryControls::empty()
     };
     fail_if!(
         s.cr3_target_count > caps.misc.cr3_target_count(),
@@ -35,7 +38,7 @@ pub fn check_controls(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFai
         "CR3-target count exceeds IA32_VMX_MISC[24:16]",
         s.cr3_target_count
     );
-    if s.proc & proc::USE_IO_BITMAPS != 0 {
+    if s.proc.contains(PrimaryControls::USE_IO_BITMAPS) {
         fail_if!(
             !page_addr_ok(s.io_bitmap_a, caps, s.maxphyaddr),
             S_EXEC,
@@ -49,7 +52,7 @@ pub fn check_controls(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFai
             s.io_bitmap_b
         );
     }
-    if s.proc & proc::USE_MSR_BITMAPS != 0 {
+    if s.proc.contains(PrimaryControls::USE_MSR_BITMAPS) {
         fail_if!(
             !page_addr_ok(s.msr_bitmap, caps, s.maxphyaddr),
             S_EXEC,
@@ -57,7 +60,7 @@ pub fn check_controls(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFai
             s.msr_bitmap
         );
     }
-    if s.proc & proc::USE_TPR_SHADOW != 0 {
+    if s.proc.contains(PrimaryControls::USE_TPR_SHADOW) {
         fail_if!(
             !page_addr_ok(s.virtual_apic, caps, s.maxphyaddr),
             S_EXEC,
@@ -66,45 +69,45 @@ pub fn check_controls(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFai
         );
     } else {
         fail_if!(
-            proc2
-                & (proc2::VIRTUALIZE_X2APIC_MODE
-                    | proc2::APIC_REGISTER_VIRTUALIZATION
-                    | proc2::VIRTUAL_INTERRUPT_DELIVERY)
-                != 0,
+            proc2.intersects(SecondaryControls::VIRTUALIZE_X2APIC_MODE
+                    | SecondaryControls::APIC_REGISTER_VIRTUALIZATION
+                    | SecondaryControls::VIRTUAL_INTERRUPT_DELIVERY),
             S_EXEC,
             "x2APIC/APIC-register virtualization or virtual-interrupt delivery without \"use TPR shadow\"",
-            proc2
+            proc2.bits()
         );
     }
     fail_if!(
-        s.pin & pin::NMI_EXITING == 0 && s.pin & pin::VIRTUAL_NMIS != 0,
+        !s.pin.contains(PinbasedControls::NMI_EXITING)
+            && s.pin.contains(PinbasedControls::VIRTUAL_NMIS),
         S_EXEC,
         "\"virtual NMIs\" set without \"NMI exiting\"",
-        s.pin
+        s.pin.bits()
     );
     fail_if!(
-        s.pin & pin::VIRTUAL_NMIS == 0 && s.proc & proc::NMI_WINDOW_EXITING != 0,
+        !s.pin.contains(PinbasedControls::VIRTUAL_NMIS)
+            && s.proc.contains(PrimaryControls::NMI_WINDOW_EXITING),
         S_EXEC,
         "\"NMI-window exiting\" set without \"virtual NMIs\"",
-        s.proc
+        s.proc.bits()
     );
     fail_if!(
-        s.pin & pin::POSTED_INTERRUPTS != 0,
+        s.pin.contains(PinbasedControls::POSTED_INTERRUPTS),
         S_EXEC,
         "\"process posted interrupts\" is set (Keel does not set up a posted-interrupt descriptor)",
-        s.pin
+        s.pin.bits()
     );
     fail_if!(
-        proc2 & proc2::ENABLE_VPID != 0 && s.vpid == 0,
+        proc2.contains(SecondaryControls::ENABLE_VPID) && s.vpid == 0,
         S_EXEC,
         "\"enable VPID\" set but the VPID is 0",
         s.vpid
     );
     fail_if!(
-        proc2 & (proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST | proc2::ENABLE_PML | proc2::ENABLE_VM_FUNCTIONS | proc2::VMCS_SHADOWING | proc2::EPT_VIOLATION_VE | proc2::MODE_BASED_EPT_EXECUTE) != 0,
+        proc2.intersects(SecondaryControls::ENABLE_EPT | SecondaryControls::UNRESTRICTED_GUEST | SecondaryControls::ENABLE_PML | SecondaryControls::ENABLE_VM_FUNCTIONS | SecondaryControls::VMCS_SHADOWING | SecondaryControls::EPT_VIOLATION_VE | SecondaryControls::MODE_BASED_EPT_EXECUTE),
         S_EXEC,
         "an EPT-dependent or VMCS-shadowing control is set (Keel uses direct paging: no EPT pointer, no shadow VMCS)",
-        proc2
+        proc2.bits()
     );
 
     // 27.2.1.2: VM-exit controls.
@@ -112,13 +115,14 @@ pub fn check_controls(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFai
         !caps.exit.allows(s.exit),
         S_EXIT,
         "VM-exit controls: a bit violates IA32_VMX_(TRUE_)EXIT_CTLS",
-        caps.exit.violations(s.exit)
+        caps.exit.violations(s.exit).bits()
     );
     fail_if!(
-        s.pin & pin::PREEMPTION_TIMER == 0 && s.exit & exit::SAVE_PREEMPTION_TIMER != 0,
+        !s.pin.contains(PinbasedControls::PREEMPTION_TIMER)
+            && s.exit.contains(ExitControls::SAVE_PREEMPTION_TIMER),
         S_EXIT,
         "\"save VMX-preemption timer value\" set without \"activate VMX-preemption timer\"",
-        s.exit
+        s.exit.bits()
     );
     msr_area(
         s.exit_msr_store_count,
@@ -144,7 +148,7 @@ pub fn check_controls(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFai
         !caps.entry.allows(s.entry),
         S_ENTRY,
         "VM-entry controls: a bit violates IA32_VMX_(TRUE_)ENTRY_CTLS",
-        caps.entry.violations(s.entry)
+        caps.entry.violations(s.entry).bits()
     );
     check_event_injection(s, caps)?;
     msr_area(
@@ -157,10 +161,11 @@ pub fn check_controls(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFai
         "VM-entry MSR-load area extends beyond the physical-address width",
     )?;
     fail_if!(
-        s.entry & (entry::ENTRY_TO_SMM | entry::DEACTIVATE_DUAL_MONITOR) != 0,
+        s.entry
+            .intersects(EntryControls::ENTRY_TO_SMM | EntryControls::DEACTIVATE_DUAL_MONITOR),
         S_ENTRY,
         "\"entry to SMM\" or \"deactivate dual-monitor treatment\" set outside SMM",
-        s.entry
+        s.entry.bits()
     );
     Ok(())
 }
@@ -210,7 +215,7 @@ pub(super) fn check_event_injection(
         info
     );
     fail_if!(
-        ty == intr_type::OTHER && !caps.proc.can_set(proc::MONITOR_TRAP_FLAG),
+        ty == intr_type::OTHER && !caps.proc.can_set(PrimaryControls::MONITOR_TRAP_FLAG),
         S_ENTRY,
         "VM-entry interruption information: type 7 (other event) without monitor-trap-flag support",
         info

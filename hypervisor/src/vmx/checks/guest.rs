@@ -4,7 +4,7 @@ use super::*;
 
 /// SDM 27.3.1.1: guest control registers, debug registers and MSRs.
 pub(super) fn check_guest_regs(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFailure> {
-    let guest64 = s.entry & entry::IA32E_MODE_GUEST != 0;
+    let guest64 = s.entry.contains(EntryControls::IA32E_MODE_GUEST);
     // Keel never sets "unrestricted guest", so PE and PG are not exempt.
     fail_if!(
         s.guest_cr0 & caps.cr0_fixed0 != caps.cr0_fixed0,
@@ -30,7 +30,7 @@ pub(super) fn check_guest_regs(s: &VmcsState, caps: &VmxCaps) -> Result<(), Entr
         "guest CR4: violates IA32_VMX_CR4_FIXED0/FIXED1",
         s.guest_cr4
     );
-    if s.entry & entry::LOAD_DEBUG_CONTROLS != 0 {
+    if s.entry.contains(EntryControls::LOAD_DEBUG_CONTROLS) {
         fail_if!(
             s.guest_debugctl & !DEBUGCTL_DEFINED != 0,
             S_GUEST_CR,
@@ -65,7 +65,7 @@ pub(super) fn check_guest_regs(s: &VmcsState, caps: &VmxCaps) -> Result<(), Entr
         "guest CR3: bits beyond the physical-address width are set",
         s.guest_cr3
     );
-    if s.entry & entry::LOAD_DEBUG_CONTROLS != 0 {
+    if s.entry.contains(EntryControls::LOAD_DEBUG_CONTROLS) {
         fail_if!(
             s.guest_dr7 >> 32 != 0,
             S_GUEST_CR,
@@ -73,39 +73,17 @@ pub(super) fn check_guest_regs(s: &VmcsState, caps: &VmxCaps) -> Result<(), Entr
             s.guest_dr7
         );
     }
-    fail_if!(
-        !is_canonical(s.guest_sysenter_esp),
+    check_shared_msrs!(
+        "guest",
+        "entry",
         S_GUEST_CR,
-        "guest IA32_SYSENTER_ESP not canonical",
-        s.guest_sysenter_esp
+        s.entry,
+        EntryControls,
+        sysenter: (s.guest_sysenter_esp, s.guest_sysenter_eip),
+        pat: s.guest_pat,
+        efer: s.guest_efer
     );
-    fail_if!(
-        !is_canonical(s.guest_sysenter_eip),
-        S_GUEST_CR,
-        "guest IA32_SYSENTER_EIP not canonical",
-        s.guest_sysenter_eip
-    );
-    fail_if!(
-        s.entry & entry::LOAD_PERF_GLOBAL_CTRL != 0,
-        S_GUEST_CR,
-        "entry \"load IA32_PERF_GLOBAL_CTRL\" set (Keel provides no value)",
-        s.entry
-    );
-    if s.entry & entry::LOAD_PAT != 0 {
-        fail_if!(
-            !pat_ok(s.guest_pat),
-            S_GUEST_CR,
-            "guest IA32_PAT: an entry is not a valid memory type",
-            s.guest_pat
-        );
-    }
-    if s.entry & entry::LOAD_EFER != 0 {
-        fail_if!(
-            s.guest_efer & !EFER_DEFINED != 0,
-            S_GUEST_CR,
-            "guest IA32_EFER: reserved bits set",
-            s.guest_efer
-        );
+    if s.entry.contains(EntryControls::LOAD_EFER) {
         fail_if!(
             (s.guest_efer & EFER_LMA != 0) != guest64,
             S_GUEST_CR,
@@ -126,7 +104,7 @@ pub(super) fn check_guest_regs(s: &VmcsState, caps: &VmxCaps) -> Result<(), Entr
 /// SDM 27.3.1.2: guest segment registers (Keel's guests are never in virtual-8086
 /// mode: RFLAGS.VM is checked to be 0 in 27.3.1.4, so the v8086 rules do not apply).
 pub(super) fn check_guest_segments(s: &VmcsState) -> Result<(), EntryCheckFailure> {
-    let guest64 = s.entry & entry::IA32E_MODE_GUEST != 0;
+    let guest64 = s.entry.contains(EntryControls::IA32E_MODE_GUEST);
     let (cs, ss, tr, ldtr) = (&s.guest_cs, &s.guest_ss, &s.guest_tr, &s.guest_ldtr);
 
     // Selectors.
@@ -475,7 +453,7 @@ pub(super) fn check_guest_dt_rip_rflags(s: &VmcsState) -> Result<(), EntryCheckF
         s.guest_idtr_limit
     );
 
-    let guest64 = s.entry & entry::IA32E_MODE_GUEST != 0;
+    let guest64 = s.entry.contains(EntryControls::IA32E_MODE_GUEST);
     if guest64 && s.guest_cs.access & ar::L != 0 {
         fail_if!(
             !is_canonical(s.guest_rip),
@@ -605,7 +583,10 @@ pub(super) fn check_guest_nonreg(s: &VmcsState, caps: &VmxCaps) -> Result<(), En
         intr
     );
     fail_if!(
-        injecting && ty == intr_type::NMI && s.pin & pin::VIRTUAL_NMIS != 0 && intr & 8 != 0,
+        injecting
+            && ty == intr_type::NMI
+            && s.pin.contains(PinbasedControls::VIRTUAL_NMIS)
+            && intr & 8 != 0,
         S_GUEST_NONREG,
         "guest interruptibility state: NMI blocking while injecting a virtual NMI",
         intr
@@ -648,10 +629,10 @@ pub(super) fn check_guest_nonreg(s: &VmcsState, caps: &VmxCaps) -> Result<(), En
     // 27.3.1.6 (PDPTEs) applies only to PAE paging outside IA-32e mode, which a
     // Keel guest never uses; require IA-32e mode so that stays true.
     fail_if!(
-        s.entry & entry::IA32E_MODE_GUEST == 0,
+        !s.entry.contains(EntryControls::IA32E_MODE_GUEST),
         "27.3.1.6",
         "\"IA-32e mode guest\" clear: Keel provides no PAE PDPTEs",
-        s.entry
+        s.entry.bits()
     );
     Ok(())
 }

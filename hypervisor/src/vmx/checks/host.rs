@@ -29,40 +29,18 @@ pub fn check_host(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFailure
         "host CR3: bits beyond the physical-address width are set",
         s.host_cr3
     );
-    fail_if!(
-        !is_canonical(s.host_sysenter_esp),
+    check_shared_msrs!(
+        "host",
+        "exit",
         S_HOST_CR,
-        "host IA32_SYSENTER_ESP not canonical",
-        s.host_sysenter_esp
+        s.exit,
+        ExitControls,
+        sysenter: (s.host_sysenter_esp, s.host_sysenter_eip),
+        pat: s.host_pat,
+        efer: s.host_efer
     );
-    fail_if!(
-        !is_canonical(s.host_sysenter_eip),
-        S_HOST_CR,
-        "host IA32_SYSENTER_EIP not canonical",
-        s.host_sysenter_eip
-    );
-    fail_if!(
-        s.exit & exit::LOAD_PERF_GLOBAL_CTRL != 0,
-        S_HOST_CR,
-        "exit \"load IA32_PERF_GLOBAL_CTRL\" set (Keel provides no value)",
-        s.exit
-    );
-    if s.exit & exit::LOAD_PAT != 0 {
-        fail_if!(
-            !pat_ok(s.host_pat),
-            S_HOST_CR,
-            "host IA32_PAT: an entry is not a valid memory type",
-            s.host_pat
-        );
-    }
-    let host64 = s.exit & exit::HOST_ADDRESS_SPACE_SIZE != 0;
-    if s.exit & exit::LOAD_EFER != 0 {
-        fail_if!(
-            s.host_efer & !EFER_DEFINED != 0,
-            S_HOST_CR,
-            "host IA32_EFER: reserved bits set",
-            s.host_efer
-        );
+    let host64 = s.exit.contains(ExitControls::HOST_ADDRESS_SPACE_SIZE);
+    if s.exit.contains(ExitControls::LOAD_EFER) {
         fail_if!(
             (s.host_efer & EFER_LMA != 0) != host64 || (s.host_efer & EFER_LME != 0) != host64,
             S_HOST_CR,
@@ -113,20 +91,20 @@ pub fn check_host(s: &VmcsState, caps: &VmxCaps) -> Result<(), EntryCheckFailure
 
     // 27.2.4: address-space size. Keel's host always runs in IA-32e mode.
     let host_in_ia32e = s.host_efer & EFER_LMA != 0;
-    let guest64 = s.entry & entry::IA32E_MODE_GUEST != 0;
+    let guest64 = s.entry.contains(EntryControls::IA32E_MODE_GUEST);
     if host_in_ia32e {
         fail_if!(
             !host64,
             S_HOST_ADDR,
             "\"host address-space size\" clear while the CPU is in IA-32e mode",
-            s.exit
+            s.exit.bits()
         );
     } else {
         fail_if!(
             guest64 || host64,
             S_HOST_ADDR,
             "\"IA-32e mode guest\" or \"host address-space size\" set outside IA-32e mode",
-            s.entry
+            s.entry.bits()
         );
     }
     if host64 {

@@ -21,7 +21,9 @@
 //! use into a named failure instead of an unchecked one.
 
 use super::caps::VmxCaps;
-use super::controls::{entry, exit, pin, proc, proc2};
+use super::control_bits::{
+    EntryControls, ExitControls, PinbasedControls, PrimaryControls, SecondaryControls,
+};
 use crate::arch::bits::{cr0, cr4, efer, rflags};
 
 /// One guest segment register, as the VMCS holds it (SDM 25.4.1).
@@ -80,15 +82,15 @@ pub struct VmcsState {
 
     // --- VM-execution, VM-exit and VM-entry controls (SDM 25.6 - 25.8).
     /// Pin-based VM-execution controls.
-    pub pin: u32,
+    pub pin: PinbasedControls,
     /// Primary processor-based VM-execution controls.
-    pub proc: u32,
+    pub proc: PrimaryControls,
     /// Secondary processor-based VM-execution controls.
-    pub proc2: u32,
+    pub proc2: SecondaryControls,
     /// VM-exit controls.
-    pub exit: u32,
+    pub exit: ExitControls,
     /// VM-entry controls.
-    pub entry: u32,
+    pub entry: EntryControls,
     /// CR3-target count.
     pub cr3_target_count: u32,
     /// I/O bitmap A address.
@@ -263,6 +265,54 @@ macro_rules! fail_if {
                 section: $section,
                 value: $value as u64,
             });
+        }
+    };
+}
+
+/// The MSR fields the host-state (27.2.2) and guest-state (27.3.1.1) checks
+/// share, in the same order for both: IA32_SYSENTER_ESP/EIP canonical; "load
+/// IA32_PERF_GLOBAL_CTRL" clear (Keel provides no value); with "load IA32_PAT",
+/// a valid PAT; with "load IA32_EFER", no reserved EFER bit. `$side` ("host" or
+/// "guest") and `$control` ("exit" or "entry") name them in the failure.
+macro_rules! check_shared_msrs {
+    ($side:literal, $control:literal, $section:expr, $controls:expr, $ctl:ident,
+     sysenter: ($esp:expr, $eip:expr), pat: $pat:expr, efer: $efer:expr) => {
+        fail_if!(
+            !is_canonical($esp),
+            $section,
+            concat!($side, " IA32_SYSENTER_ESP not canonical"),
+            $esp
+        );
+        fail_if!(
+            !is_canonical($eip),
+            $section,
+            concat!($side, " IA32_SYSENTER_EIP not canonical"),
+            $eip
+        );
+        fail_if!(
+            $controls.contains($ctl::LOAD_PERF_GLOBAL_CTRL),
+            $section,
+            concat!(
+                $control,
+                " \"load IA32_PERF_GLOBAL_CTRL\" set (Keel provides no value)"
+            ),
+            $controls.bits()
+        );
+        if $controls.contains($ctl::LOAD_PAT) {
+            fail_if!(
+                !pat_ok($pat),
+                $section,
+                concat!($side, " IA32_PAT: an entry is not a valid memory type"),
+                $pat
+            );
+        }
+        if $controls.contains($ctl::LOAD_EFER) {
+            fail_if!(
+                $efer & !EFER_DEFINED != 0,
+                $section,
+                concat!($side, " IA32_EFER: reserved bits set"),
+                $efer
+            );
         }
     };
 }

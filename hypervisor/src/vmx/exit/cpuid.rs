@@ -2,17 +2,6 @@
 
 use super::*;
 
-/// The host's CPUID (always available in 64-bit mode).
-pub(crate) fn host_cpuid(leaf: u32, sub: u32) -> CpuidResult {
-    let h = core::arch::x86_64::__cpuid_count(leaf, sub);
-    CpuidResult {
-        eax: h.eax,
-        ebx: h.ebx,
-        ecx: h.ecx,
-        edx: h.edx,
-    }
-}
-
 impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// CPUID: the host's answer, edited by `crate::policy::cpuid`'s tables.
     pub(super) fn cpuid(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {

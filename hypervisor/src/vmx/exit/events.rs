@@ -87,6 +87,15 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             && self.ev.blocked.is_none()
     }
 
+    /// [`Self::events_quiet`]'s tests of the event state alone, for after a
+    /// hypercall when `quiet` held before it (a hypercall changes only these).
+    #[inline(always)]
+    pub(super) fn events_still_quiet(&self) -> bool {
+        self.ev.callback_vector.is_none()
+            && self.ev.timers.next_deadline().is_none()
+            && self.ev.blocked.is_none()
+    }
+
     /// The work of [`Self::before_entry`] when something is live.
     #[inline(never)]
     pub(super) fn before_entry_work(&mut self) {

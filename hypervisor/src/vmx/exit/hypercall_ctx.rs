@@ -7,9 +7,11 @@ use super::*;
 
 impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// Dispatch the hypercall in `g` (`GuestGprs::hypercall_args`) with this
-    /// vCPU's domain, memory, console and events.
+    /// vCPU's domain, memory, console and events; and whether it may have
+    /// changed the events or the base pointer
+    /// (`hypercall::dispatch_noting_changes`).
     #[inline(always)]
-    pub(super) fn call_hypercall(&mut self, g: &GuestGprs) -> Outcome {
+    pub(super) fn call_hypercall(&mut self, g: &GuestGprs) -> (Outcome, bool) {
         let mut ctx = hypercall::Ctx {
             dom: &mut *self.dom,
             mem: &mut *self.mem,
@@ -18,6 +20,6 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             now: &crate::arch::timer::rdtsc,
             work: crate::preempt::Budget::new(),
         };
-        hypercall::dispatch(&mut ctx, g.hypercall_args())
+        hypercall::dispatch_noting_changes(&mut ctx, g.hypercall_args())
     }
 }

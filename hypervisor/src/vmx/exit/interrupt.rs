@@ -9,7 +9,11 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// (no EOI), which keeps that source and lower-priority ones quiet, logs the
     /// vector once, and resumes the guest.
     pub(super) fn external_interrupt(&mut self, g: &GuestGprs) -> Option<DomainEnd> {
-        if self.controls.exit & exit_ctl::ACK_INTERRUPT_ON_EXIT == 0 {
+        if !self
+            .controls
+            .exit
+            .contains(ExitControls::ACK_INTERRUPT_ON_EXIT)
+        {
             return self.crash(
                 g,
                 ExitReason::EXTERNAL_INTERRUPT,

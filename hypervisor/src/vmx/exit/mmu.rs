@@ -7,8 +7,9 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// Apply what the MMU layer left owed: a new base pointer (MMUEXT_NEW_BASEPTR
     /// switches CR3 without the guest executing MOV CR3) and a TLB flush.
     ///
-    /// Every hypercall ends here, and almost none leaves anything owed: the test
-    /// is inline and the work out of line, so a null hypercall pays two compares.
+    /// Every hypercall that may change the base pointer or owe a flush
+    /// (`hypercall::Op::may_change_vcpu_state`) ends here, and almost none
+    /// leaves anything owed: the test is inline and the work out of line.
     #[inline(always)]
     pub(super) fn sync_mmu(&mut self) {
         if self.dom.base() != self.loaded_base || self.dom.flush_owed() {

@@ -40,16 +40,18 @@ use x86::vmx::vmcs::{control, guest, ro};
 
 use super::caps::VmxCaps;
 use super::checks::intr_type;
-use super::controls::{exit as exit_ctl, Controls};
+use super::control_bits::{ExitControls, PinbasedControls, PrimaryControls};
+use super::controls::Controls;
 use super::cr::{self as cr_policy, CrAccess, CrPolicy};
-use super::enable::VmxCpu;
 use super::frame::{DomainEnd, ExitEnv, FastExit, GuestGprs};
 use super::insn::{invvpid, set_guest_cr2, vmread, vmread_current, vmwrite_guest, InvvpidType};
 use super::io_qual::IoAccess;
 use super::names::{exception_name, ExitReason};
 use super::percpu;
+use super::percpu::VmxCpu;
 use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::arch::bits::{rflags, Interruptibility, PendingDebug};
+use crate::arch::cpu::cpuid as host_cpuid;
 use crate::domain::Domain;
 use crate::event::{Blocked, EventState, UpcallAction};
 use crate::exception::{self, Delivering};
@@ -60,12 +62,11 @@ use crate::paging::emulate::{decode_store, Source};
 use crate::paging::guest_mem::Access;
 use crate::paging::Flush;
 use crate::perf;
-use crate::policy::cpuid::{CpuidPolicy, CpuidResult, GuestCpuFeatures, Xcr0};
+use crate::policy::cpuid::{CpuidPolicy, GuestCpuFeatures, Xcr0};
 use crate::policy::insns::{self as insns_policy, XsetbvFault};
 use crate::policy::io::{IoBus, Segment};
 use crate::policy::msr::{self as msr_policy, MsrEnv, ReadOp, VmcsMsr};
 use crate::privilege::Cpl;
-use cpuid::host_cpuid;
 use keel_abi::debug::PerfCounters;
 use keel_abi::Errno;
 
@@ -183,12 +184,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         write(control::EXCEPTION_BITMAP, 1 << VEC_PF);
         write(control::PAGE_FAULT_ERR_CODE_MASK, PFEC_MASK);
         write(control::PAGE_FAULT_ERR_CODE_MATCH, PFEC_MATCH);
-        let preempt = (cpu.caps.pin.can_set(super::controls::pin::PREEMPTION_TIMER))
+        let preempt = (cpu.caps.pin.can_set(PinbasedControls::PREEMPTION_TIMER))
             .then(|| cpu.caps.misc.preemption_timer_rate());
         let window_ok = cpu
             .caps
             .proc
-            .can_set(super::controls::proc::INTERRUPT_WINDOW_EXITING);
+            .can_set(PrimaryControls::INTERRUPT_WINDOW_EXITING);
         let msr_env = msr_env(cpu);
         // XSAVE is offered when the host has it, runs with CR4.OSXSAVE (set by
         // `enable::enable`), and the CPU lets the guest's CR4 carry OSXSAVE. The guest
@@ -586,7 +587,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             ),
             ExitReason::INVLPG => self.invlpg(),
             // The other sensitive instructions: `crate::policy::insns`' table.
-            other => match insns_policy::on_exit(other.basic()) {
+            other => match insns_policy::on_exit(other) {
                 Some(insns_policy::Action::Ud) => self.inject_ud(g),
                 Some(insns_policy::Action::Gp0) => self.inject_gp(g),
                 Some(insns_policy::Action::Skip) => {

@@ -15,7 +15,7 @@ pub fn msr_env(cpu: &VmxCpu) -> MsrEnv {
         rdtscp: c.rdtscp,
         load_efer: c.load_efer,
         load_pat: c.load_pat,
-        debug_controls: c.exit & exit_ctl::SAVE_DEBUG_CONTROLS != 0,
+        debug_controls: c.exit.contains(ExitControls::SAVE_DEBUG_CONTROLS),
         platform_info: MsrEnv::platform_info_from_base_mhz(base_mhz),
     }
 }

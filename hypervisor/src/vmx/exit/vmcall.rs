@@ -47,13 +47,24 @@ fn counters() -> PerfCounters {
 // The ABI's slots are the counters' slots, one for one.
 const _: () = assert!(keel_abi::debug::PERF_EXIT_SLOTS == percpu::COUNTED_EXIT_REASONS);
 
+/// `FastExit::Resume`, as a value the compiler cannot see through. A path that
+/// always resumes would otherwise be called, not jumped to, from the fast
+/// handler (which then needs a stack frame of its own for the call: three
+/// instructions on every VMCALL, the floor's included); this costs its cold
+/// paths a store and a load.
+#[inline(always)]
+fn resume_opaque() -> FastExit {
+    core::hint::black_box(FastExit::Resume)
+}
+
 impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// VMCALL: a hypercall (contract: RAX nr; RDI, RSI, RDX, R10, R8; RAX
     /// result), on the fast path: it uses only call-clobbered registers. Keel's
     /// benchmark no-op, with nothing due before the next entry and no console
     /// output waiting, is answered inline (the floor every other hypercall is
     /// measured against, `crate::perf`, docs/abi/debug.md); the rest is out of
-    /// line. What needs every register (blocking, whose failure is a crash
+    /// line, one function per kind so that none tests again what this one
+    /// decided. What needs every register (blocking, whose failure is a crash
     /// dump) or ends the domain is left to `handle_exit` in `self.deferred`.
     #[inline(always)]
     pub(super) fn vmcall(&mut self, g: &mut GuestGprs) -> FastExit {
@@ -61,51 +72,60 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         // before anything is looked at, so it changes nothing (Xen's HVM rule,
         // `crate::privilege`). This is the one VMCS access the null hypercall
         // pays beyond those of the exit and the retirement.
-        let kernel = self.cpl().may_hypercall();
-        if kernel
-            && g.rax == perf::KEEL_DEBUG_OP
-            && g.rdi == perf::DEBUGOP_NOP
-            && self.quiet
-            && !self.console.has_work()
-        {
+        if !self.cpl().may_hypercall() {
+            return self.vmcall_refused(g);
+        }
+        if g.rax != perf::KEEL_DEBUG_OP {
+            return self.vmcall_hypercall(g);
+        }
+        if g.rdi == perf::DEBUGOP_NOP && self.quiet && !self.console.has_work() {
             g.rax = perf::NOP_RESULT as u64;
             self.complete_instruction();
             return FastExit::Resume;
         }
-        self.vmcall_slow(g, kernel)
+        self.vmcall_debug_op(g)
     }
 
+    /// A VMCALL from user mode: -EPERM, nothing else looked at.
     #[inline(never)]
-    fn vmcall_slow(&mut self, g: &mut GuestGprs, kernel: bool) -> FastExit {
-        if kernel {
-            self.hypercall(g);
-        } else {
-            g.rax = Errno::EPERM.as_return() as u64;
-            self.complete_instruction();
-        }
-        if self.deferred.is_some() {
-            return FastExit::Full;
-        }
+    fn vmcall_refused(&mut self, g: &mut GuestGprs) -> FastExit {
+        g.rax = Errno::EPERM.as_return() as u64;
+        self.complete_instruction();
         self.before_entry();
-        FastExit::Resume
+        resume_opaque()
     }
 
-    /// A hypercall from the guest kernel, by the hypercall layer or `crate::perf`.
-    fn hypercall(&mut self, g: &mut GuestGprs) {
-        // Keel's benchmark interface comes first, before any of the work below.
-        if g.rax == perf::KEEL_DEBUG_OP {
-            g.rax = perf::debug_op(g.rdi, g.rsi, counters, |va, bytes| {
-                crate::paging::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, va, bytes)
-            }) as u64;
-            self.complete_instruction();
-            return;
+    /// Keel's benchmark interface (`crate::perf`) other than the inline no-op.
+    #[inline(never)]
+    fn vmcall_debug_op(&mut self, g: &mut GuestGprs) -> FastExit {
+        g.rax = perf::debug_op(g.rdi, g.rsi, counters, |va, bytes| {
+            crate::paging::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, va, bytes)
+        }) as u64;
+        self.complete_instruction();
+        self.before_entry();
+        resume_opaque()
+    }
+
+    /// A hypercall from the guest kernel, by the hypercall layer.
+    #[inline(never)]
+    fn vmcall_hypercall(&mut self, g: &mut GuestGprs) -> FastExit {
+        let (out, changed) = self.call_hypercall(g);
+        // Some hypercalls cannot change the events or the base pointer (the
+        // version and console calls, `Op::may_change_vcpu_state`): after them
+        // neither is looked at.
+        if changed {
+            // The hypercall may have armed a timer, registered an upcall or
+            // blocked; it cannot touch the vCPU's own part of `events_quiet`
+            // (the interrupt window, the preemption timer). So when
+            // `before_entry` had nothing to do, only the event state can have
+            // changed that; when it had, its work computes `quiet` again anyway.
+            if self.quiet {
+                self.quiet = self.events_still_quiet();
+            }
+            // NEW_BASEPTR and validated updates leave a CR3 switch or a TLB
+            // flush owed; both happen before the guest runs again.
+            self.sync_mmu();
         }
-        let out = self.call_hypercall(g);
-        // The hypercall may have armed a timer, registered an upcall or blocked.
-        self.quiet = self.events_quiet();
-        // NEW_BASEPTR and validated updates leave a CR3 switch or a TLB flush
-        // owed; both happen before the guest runs again.
-        self.sync_mmu();
         match out {
             Outcome::Return(v) => {
                 g.rax = v as u64;
@@ -113,11 +133,13 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             }
             Outcome::Shutdown(reason) => {
                 self.deferred = Some(Deferred::End(DomainEnd::Shutdown(reason)));
+                return FastExit::Full;
             }
             Outcome::Block => {
                 g.rax = 0;
                 self.complete_instruction();
                 self.deferred = Some(Deferred::Block);
+                return FastExit::Full;
             }
             // A continuation (`crate::preempt`): RIP stays on the VMCALL, which
             // the guest executes again once whatever is due has been
@@ -129,5 +151,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 self.complete_instruction();
             }
         }
+        self.before_entry();
+        FastExit::Resume
     }
 }
