@@ -30,7 +30,11 @@ mod bare {
     fn boot(magic: u32, info_addr: u32) -> ! {
         arch::serial::init_logging(log::LevelFilter::Info);
         log::info!("Keel hypervisor {}", env!("CARGO_PKG_VERSION"));
-        arch::gdt::init();
+        // The boot CPU's per-CPU state first (GS): its GDT and TSS live there.
+        let Some(cpu0) = vmx::percpu::init(0) else {
+            unreachable!("CPU 0 always has per-CPU state")
+        };
+        arch::gdt::init(&cpu0.arch, arch::gdt::boot_ist_tops());
         arch::idt::init();
         log::info!("cpu: GDT, TSS (IST stacks for #DF/NMI/#MC) and IDT loaded");
 

@@ -23,6 +23,8 @@ pub mod idt;
 #[cfg(target_os = "none")]
 pub mod mem;
 #[cfg(target_os = "none")]
+pub mod percpu;
+#[cfg(target_os = "none")]
 pub mod port;
 #[cfg(target_os = "none")]
 pub mod power;

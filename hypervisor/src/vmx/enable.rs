@@ -125,7 +125,7 @@ const FC_VMX_OUTSIDE_SMX: u64 = 1 << 2;
 /// `percpu::PERCPU[cpu]` its state, detect VMX, make sure firmware allows it,
 /// apply the CR0/CR4 fixed bits, derive the controls, and execute VMXON.
 pub fn enable(cpu: usize, frames: &mut impl FrameSource) -> Result<VmxCpu, VmxError> {
-    if !percpu::init(cpu) {
+    if percpu::init(cpu).is_none() {
         return Err(VmxError::NoSuchCpu(cpu));
     }
     let cpuid = raw_cpuid::CpuId::new();
