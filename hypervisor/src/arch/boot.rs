@@ -110,10 +110,13 @@ keel_boot_info:
 keel_boot_ext_edx:
     .long 0
     .balign 8
+    .global keel_boot_gdt
+    .global keel_boot_gdt_end
 keel_boot_gdt:
     .quad 0                       /* null */
     .quad 0x00AF9A000000FFFF      /* 0x08: 64-bit code, DPL0 */
     .quad 0x00CF92000000FFFF      /* 0x10: data, DPL0 */
+    .quad 0x00CF9A000000FFFF      /* 0x18: 32-bit code, DPL0 (application processors leaving real mode, arch::smp) */
 keel_boot_gdt_end:
 keel_boot_gdt_ptr:
     .short keel_boot_gdt_end - keel_boot_gdt - 1

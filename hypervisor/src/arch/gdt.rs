@@ -56,7 +56,8 @@ pub fn boot_ist_tops() -> [u64; 3] {
 
 /// Build this CPU's GDT and TSS in `cpu` (with `ist_tops`, in [`IST_SLOTS`]
 /// order, as its IST stacks), load them, and reload every segment register and
-/// TR. Once per CPU, on that CPU.
+/// TR. Once per CPU, on that CPU, before `ArchCpu::activate`: loading GS with
+/// the null selector clears the GS base on some CPUs (Bochs among them).
 pub fn init(cpu: &'static ArchCpu, ist_tops: [u64; 3]) {
     let tss = cpu.tss.call_once(|| {
         let mut tss = TaskStateSegment::new();
@@ -87,7 +88,7 @@ pub fn init(cpu: &'static ArchCpu, ist_tops: [u64; 3]) {
     // meant under the boot GDT. TR points at an available TSS descriptor that lives
     // (like the TSS) for the rest of the run, in this CPU's own GDT (a TSS
     // descriptor becomes busy when loaded, so CPUs cannot share one). Loading GS
-    // with the null selector leaves the GS base MSR as it is.
+    // may clear the GS base: the per-CPU pointer is set after this.
     unsafe {
         CS::set_reg(cs);
         SS::set_reg(ds);

@@ -217,9 +217,16 @@ pub fn init() {
             reserved: 0,
         };
     }
-    // SAFETY: single CPU, during boot, before `lidt` makes the CPU read `IDT`;
-    // no Rust reference to `IDT` exists.
+    // SAFETY: the boot CPU, during boot, before `lidt` makes any CPU read
+    // `IDT` (application processors start later and only `load` it); no Rust
+    // reference to `IDT` exists.
     unsafe { (&raw mut IDT).write(idt) };
+    load();
+}
+
+/// Load the IDT [`init`] filled on the executing CPU (application processors
+/// share the boot CPU's: see `arch::percpu`).
+pub fn load() {
     let ptr = x86_64::structures::DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
         base: x86_64::VirtAddr::new(&raw const IDT as u64),

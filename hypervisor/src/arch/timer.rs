@@ -120,6 +120,34 @@ pub fn calibrate_tsc(pit_ticks: u16) -> (u64, u64) {
     (t1.wrapping_sub(t0), u64::from(pit_ticks))
 }
 
+/// Poll `done` until it answers true or `pit_ticks` ticks of the PIT (channel
+/// 2, one-shot, polled; at most 65,535 ticks, 55 ms) have passed. Returns
+/// whether `done` answered true. With a `done` that never does, a delay.
+pub fn poll_for(pit_ticks: u16, mut done: impl FnMut() -> bool) -> bool {
+    let p61 = inb(0x61);
+    outb(0x61, (p61 & !0x02) | 0x01);
+    outb(0x43, 0xb0); // channel 2, lobyte/hibyte, mode 0, binary
+    outb(0x42, pit_ticks as u8);
+    outb(0x42, (pit_ticks >> 8) as u8);
+    let mut ok = false;
+    // The guard bounds the loop if the PIT never counts (broken emulation).
+    let mut guard = 0u64;
+    while inb(0x61) & 0x20 == 0 && guard < 100_000_000 {
+        if done() {
+            ok = true;
+            break;
+        }
+        guard += 1;
+    }
+    outb(0x61, p61);
+    ok || done()
+}
+
+/// PIT ticks in `us` microseconds (at least one, at most 65,535).
+pub fn pit_ticks_us(us: u64) -> u16 {
+    (us * PIT_HZ / 1_000_000).clamp(1, 0xffff) as u16
+}
+
 fn cmos(reg: u8) -> u8 {
     outb(0x70, reg);
     inb(0x71)

@@ -209,8 +209,16 @@ pub fn enable(cpu: usize, frames: &mut impl FrameSource) -> Result<VmxCpu, VmxEr
         return Err(VmxError::VmxonFailed(e));
     }
     percpu::this().vmxon_region.set(Some(region));
-    log::info!(
-        "vmx: VMXON ok (VMCS revision {:#x}, {} true controls, MAXPHYADDR {}); VPID {}, EFER/PAT switching {}/{}, MSR bitmaps {}",
+    // The boot CPU's line describes every CPU: the others must agree with it
+    // (`smp::caps_mismatch`), so theirs is only a debug line.
+    let level = if cpu == 0 {
+        log::Level::Info
+    } else {
+        log::Level::Debug
+    };
+    log::log!(
+        level,
+        "vmx: VMXON ok on CPU {cpu} (VMCS revision {:#x}, {} true controls, MAXPHYADDR {}); VPID {}, EFER/PAT switching {}/{}, MSR bitmaps {}",
         caps.revision_id,
         if caps.true_controls { "with" } else { "without" },
         maxphyaddr,

@@ -1,0 +1,151 @@
+//! # Several CPUs: the decisions of bring-up
+//!
+//! Bringing up the application processors (the CPUs other than the boot CPU)
+//! is hardware work (`arch::smp`: the real-mode trampoline, INIT-SIPI-SIPI) and
+//! a sequence (`bringup`, bare metal only); what that sequence decides is here,
+//! pure and host-tested:
+//!
+//! - where the trampoline goes ([`choose_trampoline`]): a page of usable RAM
+//!   below 1 MiB (a start-up IPI names a page below 1 MiB) that holds no boot
+//!   data or module;
+//! - whether an application processor's VMX capabilities agree with the boot
+//!   CPU's ([`caps_mismatch`]): a vCPU must be able to run on any CPU with the
+//!   controls derived once, so a CPU that differs is left out;
+//! - whether its TSC is synchronised with the boot CPU's ([`tsc_check`]): the
+//!   guest's time (`vcpu_time_info`) is computed from the TSC of the CPU it
+//!   runs on.
+//!
+//! Until vCPUs are placed on them, the application processors that come up
+//! park in `cli; hlt` and take no guest work.
+
+#[cfg(target_os = "none")]
+pub mod bringup;
+
+use crate::addr::{MachineAddr, PAGE_SIZE};
+use crate::boot::{MachineRange, MemRegion, RegionKind};
+use crate::vmx::caps::VmxCaps;
+use core::fmt;
+
+/// The lowest page the trampoline may use: below it are the real-mode IVT,
+/// the BIOS data area and the boot sector's area, which firmware reports as
+/// usable but which some loaders still hold.
+pub const TRAMPOLINE_LOW: u64 = 0x8000;
+/// The end of conventional memory: a start-up IPI's vector is a page number
+/// below 1 MiB, and the EBDA and the BIOS live from here up.
+pub const TRAMPOLINE_HIGH: u64 = 0xa_0000;
+
+/// The page for the real-mode trampoline: the lowest page in
+/// `[TRAMPOLINE_LOW, TRAMPOLINE_HIGH)` that lies inside one usable region of
+/// the memory map and overlaps none of `reserved` (boot data, modules).
+pub fn choose_trampoline(regions: &[MemRegion], reserved: &[MachineRange]) -> Option<MachineAddr> {
+    let mut page = TRAMPOLINE_LOW;
+    while page + PAGE_SIZE <= TRAMPOLINE_HIGH {
+        let r = MachineRange::from_len(page, PAGE_SIZE);
+        let usable = regions.iter().any(|m| {
+            m.kind == RegionKind::Usable
+                && m.range.start.get() <= page
+                && page + PAGE_SIZE <= m.range.end.get()
+        });
+        if usable && !reserved.iter().any(|x| x.overlaps(&r)) {
+            return Some(MachineAddr::new(page));
+        }
+        page += PAGE_SIZE;
+    }
+    None
+}
+
+/// The first VMX capability in which an application processor differs from the
+/// boot CPU, by name; None when they agree in every capability MSR Keel reads.
+pub fn caps_mismatch(boot: &VmxCaps, ap: &VmxCaps) -> Option<&'static str> {
+    let checks: [(&'static str, bool); 14] = [
+        ("IA32_VMX_BASIC", boot.basic == ap.basic),
+        ("pin-based controls", boot.pin == ap.pin),
+        ("primary processor-based controls", boot.proc == ap.proc),
+        ("secondary processor-based controls", boot.proc2 == ap.proc2),
+        ("VM-exit controls", boot.exit == ap.exit),
+        ("VM-entry controls", boot.entry == ap.entry),
+        ("IA32_VMX_MISC", boot.misc == ap.misc),
+        ("IA32_VMX_EPT_VPID_CAP", boot.ept_vpid == ap.ept_vpid),
+        ("IA32_VMX_CR0_FIXED0", boot.cr0_fixed0 == ap.cr0_fixed0),
+        ("IA32_VMX_CR0_FIXED1", boot.cr0_fixed1 == ap.cr0_fixed1),
+        ("IA32_VMX_CR4_FIXED0", boot.cr4_fixed0 == ap.cr4_fixed0),
+        ("IA32_VMX_CR4_FIXED1", boot.cr4_fixed1 == ap.cr4_fixed1),
+        (
+            "IA32_VMX_VMCS_ENUM",
+            boot.vmcs_max_index == ap.vmcs_max_index,
+        ),
+        ("the rest of the decoded capabilities", boot == ap),
+    ];
+    checks.into_iter().find(|(_, same)| !same).map(|(n, _)| n)
+}
+
+/// One TSC handshake: the boot CPU reads `before`, tells the application
+/// processor to read its TSC (`ap`), and reads `after` once it has the answer.
+/// With synchronised TSCs the application processor's read happened between the
+/// two, so `before <= ap <= after`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TscSample {
+    /// The boot CPU's TSC before it asked.
+    pub before: u64,
+    /// The application processor's TSC.
+    pub ap: u64,
+    /// The boot CPU's TSC after the answer arrived.
+    pub after: u64,
+}
+
+/// What a TSC handshake shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TscSync {
+    /// The application processor's TSC lay within the boot CPU's window (the
+    /// handshake's round trip, in TSC ticks: the precision of the check).
+    InSync {
+        /// `after - before`.
+        window: u64,
+    },
+    /// Its TSC was behind the boot CPU's by at least this many ticks.
+    Behind(u64),
+    /// Its TSC was ahead of the boot CPU's by at least this many ticks.
+    Ahead(u64),
+}
+
+/// The verdict over several handshakes: the worst one (any skew beats being in
+/// sync; a larger skew beats a smaller one; in sync, the widest window).
+pub fn tsc_check(samples: &[TscSample]) -> Option<TscSync> {
+    let one = |s: &TscSample| {
+        if s.ap < s.before {
+            TscSync::Behind(s.before - s.ap)
+        } else if s.ap > s.after {
+            TscSync::Ahead(s.ap - s.after)
+        } else {
+            TscSync::InSync {
+                window: s.after.saturating_sub(s.before),
+            }
+        }
+    };
+    let rank = |v: &TscSync| match *v {
+        TscSync::InSync { window } => (0, window),
+        TscSync::Behind(d) | TscSync::Ahead(d) => (1, d),
+    };
+    samples.iter().map(one).max_by_key(rank)
+}
+
+impl fmt::Display for TscSync {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TscSync::InSync { window } => {
+                write!(f, "TSC in sync with CPU 0 (within a {window}-tick handshake)")
+            }
+            TscSync::Behind(d) => write!(
+                f,
+                "TSC NOT in sync: at least {d} ticks behind CPU 0 (guest time on this CPU would jump)"
+            ),
+            TscSync::Ahead(d) => write!(
+                f,
+                "TSC NOT in sync: at least {d} ticks ahead of CPU 0 (guest time on this CPU would jump)"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
