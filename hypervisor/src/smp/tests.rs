@@ -120,7 +120,7 @@ proptest! {
         let seen = true_ap.wrapping_add_signed(offset);
         let v = tsc_check(&[s(before, seen, after)]).unwrap();
         if offset == 0 {
-            prop_assert!(matches!(v, TscSync::InSync { .. }));
+            prop_assert!(matches!(v, TscSync::InSync { .. }), "no offset, yet {:?}", v);
         }
         if offset < -(ap_delay as i64) {
             prop_assert_eq!(v, TscSync::Behind(before - seen));
