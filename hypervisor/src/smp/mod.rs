@@ -15,11 +15,15 @@
 //!   guest's time (`vcpu_time_info`) is computed from the TSC of the CPU it
 //!   runs on.
 //!
+//! [`tlb`] decides which CPUs a TLB flush must reach, for when vCPUs run on
+//! several CPUs.
+//!
 //! Until vCPUs are placed on them, the application processors that come up
 //! park in `cli; hlt` and take no guest work.
 
 #[cfg(target_os = "none")]
 pub mod bringup;
+pub mod tlb;
 
 use crate::addr::{MachineAddr, PAGE_SIZE};
 use crate::boot::{MachineRange, MemRegion, RegionKind};
