@@ -31,7 +31,8 @@ pub const MULTIBOOT1_BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
 /// Multiboot2: the magic value the loader leaves in EAX.
 pub const MULTIBOOT2_BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
 
-/// Size of the boot stack, which stays the hypervisor's only stack (one CPU).
+/// Size of the boot stack, which stays CPU 0's stack (the other CPUs get theirs
+/// from the frame allocator as they are started: `smp::bringup`).
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 
 global_asm!(

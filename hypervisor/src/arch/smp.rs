@@ -170,7 +170,7 @@ impl core::fmt::Display for StartError {
 /// Copy the trampoline to the page at machine address `page` (identity-mapped
 /// and writable: conventional memory after `arch::mem::harden`). Returns its size.
 pub fn install_trampoline(page: u64) -> Result<usize, StartError> {
-    if page % 4096 != 0 || page == 0 || page >= 1 << 20 {
+    if !page.is_multiple_of(4096) || page == 0 || page >= 1 << 20 {
         return Err(StartError::BadTrampoline(page));
     }
     let start = &raw const keel_ap_trampoline;
@@ -212,7 +212,7 @@ pub fn start(ap: &ApStart, reported: impl Fn() -> bool) -> Result<(), StartError
     if ap.apic_id > 0xfe {
         return Err(StartError::ApicIdTooLarge(ap.apic_id));
     }
-    if ap.trampoline % 4096 != 0 || ap.trampoline >= 1 << 20 {
+    if !ap.trampoline.is_multiple_of(4096) || ap.trampoline >= 1 << 20 {
         return Err(StartError::BadTrampoline(ap.trampoline));
     }
     let cr3 = read_cr3();

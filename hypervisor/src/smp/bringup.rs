@@ -189,10 +189,8 @@ pub fn bring_up(
         "smp: {listed} CPUs in the MADT; CPU 0 is APIC ID {boot_id}; starting the others one at a time (trampoline at {:#x})",
         tramp.get()
     );
-    let mut next = 1usize;
-    for &id in apic_ids.iter().filter(|&&id| id != boot_id) {
-        let cpu = next;
-        next += 1;
+    // CPU numbers follow the MADT's order; the boot CPU is 0.
+    for (cpu, &id) in (1usize..).zip(apic_ids.iter().filter(|&&id| id != boot_id)) {
         match start_one(cpu, id, tramp.get(), frames) {
             Ok(tsc) => {
                 sum.online += 1;
