@@ -8,8 +8,9 @@
 //! 1. the AP reaches Rust, makes `PERCPU[n]` its state (GS), loads its own GDT
 //!    and TSS and the shared IDT, and reports *alive*;
 //! 2. three TSC handshakes (`smp::tsc_check`);
-//! 3. the AP compares its VMX capability MSRs with the boot CPU's
-//!    (`smp::caps_mismatch`) and its local APIC base, enables its local APIC,
+//! 3. the AP compares its VMX capability MSRs and CPUID features with the boot
+//!    CPU's (`smp::caps_mismatch`, `smp::features_mismatch`) and its local
+//!    APIC base, enables its local APIC,
 //!    and executes VMXON (`vmx::enable`), then reports *online* or why not.
 //!
 //! An AP that differs, fails, or does not answer in time is reported and left
@@ -18,7 +19,9 @@
 //! may still be running on them. Every AP then parks in `cli; hlt`: nothing
 //! places vCPUs on it yet, so it takes no guest work.
 
-use super::{caps_mismatch, choose_trampoline, tsc_check, TscSample, TscSync};
+use super::{
+    caps_mismatch, choose_trampoline, features_mismatch, tsc_check, CpuFeatures, TscSample, TscSync,
+};
 use crate::addr::{Mfn, PAGE_SIZE};
 use crate::arch;
 use crate::arch::gdt::IST_STACK_SIZE;
@@ -59,6 +62,7 @@ static IST_BASE: AtomicU64 = AtomicU64::new(0);
 static VMXON_FRAME: AtomicU64 = AtomicU64::new(0);
 static BOOT_LAPIC: AtomicU64 = AtomicU64::new(0);
 static BOOT_CAPS: spin::Once<VmxCaps> = spin::Once::new();
+static BOOT_FEATURES: spin::Once<CpuFeatures> = spin::Once::new();
 static FAILURE: spin::Mutex<Option<ApFailure>> = spin::Mutex::new(None);
 
 /// Why an AP was left out.
@@ -74,6 +78,8 @@ pub enum ApFailure {
     Timeout(&'static str),
     /// Its VMX capabilities differ from the boot CPU's (the first difference).
     CapsDiffer(&'static str),
+    /// Its CPUID features differ from the boot CPU's (the first difference).
+    FeaturesDiffer(&'static str),
     /// Its local APIC is at another address than the boot CPU's.
     LapicBase(u64),
     /// VMXON (or what precedes it) failed.
@@ -91,6 +97,9 @@ impl fmt::Display for ApFailure {
             ApFailure::Timeout(step) => write!(f, "no answer within 1 s ({step})"),
             ApFailure::CapsDiffer(what) => {
                 write!(f, "its VMX capabilities differ from CPU 0's: {what}")
+            }
+            ApFailure::FeaturesDiffer(what) => {
+                write!(f, "its CPUID differs from CPU 0's: {what}")
             }
             ApFailure::LapicBase(b) => {
                 write!(f, "its local APIC is at {b:#x}, not where CPU 0's is")
@@ -170,6 +179,7 @@ pub fn bring_up(
     let boot_id = arch::smp::local_apic_id();
     BOOT_LAPIC.store(arch::timer::lapic_base(), Relaxed);
     BOOT_CAPS.call_once(|| *boot_caps);
+    BOOT_FEATURES.call_once(read_features);
     if apic_ids.len() < listed as usize {
         log::warn!(
             "smp: {} CPUs in the MADT; only the first {} are considered",
@@ -332,6 +342,13 @@ fn start_vmx(cpu: usize) -> Result<(), ApFailure> {
     if let Some(what) = BOOT_CAPS.get().and_then(|b| caps_mismatch(b, &caps)) {
         return Err(ApFailure::CapsDiffer(what));
     }
+    let features = read_features();
+    if let Some(what) = BOOT_FEATURES
+        .get()
+        .and_then(|b| features_mismatch(b, &features))
+    {
+        return Err(ApFailure::FeaturesDiffer(what));
+    }
     let base = arch::timer::lapic_base();
     if base != BOOT_LAPIC.load(Relaxed) {
         return Err(ApFailure::LapicBase(base));
@@ -339,6 +356,33 @@ fn start_vmx(cpu: usize) -> Result<(), ApFailure> {
     arch::timer::init_lapic();
     let mut one = OneFrame(Some(Mfn::new(VMXON_FRAME.load(Relaxed))));
     enable(cpu, &mut one).map(|_| ()).map_err(ApFailure::Vmx)
+}
+
+/// The executing CPU's CPUID words that a guest's CPUID is built from.
+fn read_features() -> CpuFeatures {
+    use core::arch::x86_64::{__cpuid, __cpuid_count};
+    let max = __cpuid(0).eax;
+    let max_ext = __cpuid(0x8000_0000).eax;
+    let l1 = __cpuid(1);
+    let (l7b, l7c, l7d) = if max >= 7 {
+        let r = __cpuid_count(7, 0);
+        (r.ebx, r.ecx, r.edx)
+    } else {
+        (0, 0, 0)
+    };
+    let e1 = if max_ext >= 0x8000_0001 {
+        let r = __cpuid(0x8000_0001);
+        [r.ecx, r.edx]
+    } else {
+        [0, 0]
+    };
+    CpuFeatures {
+        max_leaves: [max, max_ext],
+        signature: l1.eax,
+        leaf1: [l1.ecx, l1.edx],
+        leaf7: [l7b, l7c, l7d],
+        ext1: e1,
+    }
 }
 
 /// Where an AP waits: interrupts off, halted. Only INIT, a start-up IPI after

@@ -10,7 +10,8 @@
 //!   data or module;
 //! - whether an application processor's VMX capabilities agree with the boot
 //!   CPU's ([`caps_mismatch`]): a vCPU must be able to run on any CPU with the
-//!   controls derived once, so a CPU that differs is left out;
+//!   controls derived once, so a CPU that differs is left out; and its CPUID
+//!   features ([`features_mismatch`]), from which a guest's CPUID is built;
 //! - whether its TSC is synchronised with the boot CPU's ([`tsc_check`]): the
 //!   guest's time (`vcpu_time_info`) is computed from the TSC of the CPU it
 //!   runs on.
@@ -79,6 +80,54 @@ pub fn caps_mismatch(boot: &VmxCaps, ap: &VmxCaps) -> Option<&'static str> {
             boot.vmcs_max_index == ap.vmcs_max_index,
         ),
         ("the rest of the decoded capabilities", boot == ap),
+    ];
+    checks.into_iter().find(|(_, same)| !same).map(|(n, _)| n)
+}
+
+/// The CPUID words a guest's CPUID is built from (`policy::cpuid` filters
+/// these feature bits of the CPU it runs on): an application processor must
+/// report the same, or a vCPU would see its features change as it moves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuFeatures {
+    /// Leaf 0 EAX and leaf 0x8000_0000 EAX: the highest basic and extended leaf.
+    pub max_leaves: [u32; 2],
+    /// Leaf 1 EAX: family, model, stepping.
+    pub signature: u32,
+    /// Leaf 1 ECX and EDX.
+    pub leaf1: [u32; 2],
+    /// Leaf 7 subleaf 0 EBX, ECX and EDX.
+    pub leaf7: [u32; 3],
+    /// Leaf 0x8000_0001 ECX and EDX.
+    pub ext1: [u32; 2],
+}
+
+/// Bits that reflect a CPU's current state, not what it can do: leaf 1
+/// ECX.OSXSAVE (CR4.OSXSAVE) and EDX.APIC (the local APIC's global enable),
+/// leaf 7 ECX.OSPKE (CR4.PKE). The boot CPU has set them by the time an
+/// application processor compares; the comparison ignores them.
+pub const STATE_BITS_LEAF1: [u32; 2] = [1 << 27, 1 << 9];
+/// Leaf 7 ECX.OSPKE.
+pub const STATE_BITS_LEAF7_ECX: u32 = 1 << 4;
+
+/// The first CPUID word in which an application processor differs from the
+/// boot CPU (the state bits above aside), by name; None when they agree.
+pub fn features_mismatch(boot: &CpuFeatures, ap: &CpuFeatures) -> Option<&'static str> {
+    let l1 = |f: &CpuFeatures| {
+        [
+            f.leaf1[0] & !STATE_BITS_LEAF1[0],
+            f.leaf1[1] & !STATE_BITS_LEAF1[1],
+        ]
+    };
+    let l7 = |f: &CpuFeatures| [f.leaf7[0], f.leaf7[1] & !STATE_BITS_LEAF7_ECX, f.leaf7[2]];
+    let checks: [(&'static str, bool); 5] = [
+        ("the highest CPUID leaves", boot.max_leaves == ap.max_leaves),
+        (
+            "CPUID.1:EAX (family, model, stepping)",
+            boot.signature == ap.signature,
+        ),
+        ("CPUID.1 feature bits", l1(boot) == l1(ap)),
+        ("CPUID.7.0 feature bits", l7(boot) == l7(ap)),
+        ("CPUID.80000001h feature bits", boot.ext1 == ap.ext1),
     ];
     checks.into_iter().find(|(_, same)| !same).map(|(n, _)| n)
 }

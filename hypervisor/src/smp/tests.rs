@@ -130,3 +130,55 @@ proptest! {
         }
     }
 }
+
+fn features() -> CpuFeatures {
+    CpuFeatures {
+        max_leaves: [0x16, 0x8000_0008],
+        signature: 0x0005_0654,
+        leaf1: [0x7ffa_fbbf & !(1 << 27), 0xbfeb_fbff & !(1 << 9)],
+        leaf7: [0x029c_6fbf, 0x4000_0000, 0xbc00_0400],
+        ext1: [0x121, 0x2c10_0800],
+    }
+}
+
+#[test]
+fn cpuid_features_agree_up_to_the_state_bits() {
+    let boot = CpuFeatures {
+        leaf1: [features().leaf1[0] | 1 << 27, features().leaf1[1] | 1 << 9],
+        leaf7: [
+            features().leaf7[0],
+            features().leaf7[1] | 1 << 4,
+            features().leaf7[2],
+        ],
+        ..features()
+    };
+    // CR4.OSXSAVE, the APIC enable and CR4.PKE are set on the boot CPU only.
+    assert_eq!(features_mismatch(&boot, &features()), None);
+    let mut ap = features();
+    ap.leaf1[0] &= !(1 << 26); // no XSAVE
+    assert_eq!(features_mismatch(&boot, &ap), Some("CPUID.1 feature bits"));
+    let mut ap = features();
+    ap.signature += 1;
+    assert_eq!(
+        features_mismatch(&boot, &ap),
+        Some("CPUID.1:EAX (family, model, stepping)")
+    );
+    let mut ap = features();
+    ap.leaf7[0] &= !(1 << 5); // no AVX2
+    assert_eq!(
+        features_mismatch(&boot, &ap),
+        Some("CPUID.7.0 feature bits")
+    );
+    let mut ap = features();
+    ap.ext1[1] &= !(1 << 20); // no NX
+    assert_eq!(
+        features_mismatch(&boot, &ap),
+        Some("CPUID.80000001h feature bits")
+    );
+    let mut ap = features();
+    ap.max_leaves[0] = 0xd;
+    assert_eq!(
+        features_mismatch(&boot, &ap),
+        Some("the highest CPUID leaves")
+    );
+}
