@@ -1,16 +1,19 @@
 //! # Per-CPU state
 //!
 //! Everything one physical CPU owns while it runs guests lives in one [`PerCpu`]:
-//! the register save area the exit stub fills, the stack the exit handler runs
-//! on, the running vCPU (which holds its domain), the VMXON region and current
-//! VMCS, the VMX counters, and the once-only log bitmaps of the exit path.
+//! its architectural part first (`arch::percpu::ArchCpu`: GDT, TSS, local
+//! APIC), then the register save area the exit stub fills, the stack the exit
+//! handler runs on, the running vCPU (which holds its domain), the VMXON region
+//! and current VMCS, the VMX counters, and the once-only log bitmaps of the
+//! exit path.
 //!
 //! There is one `PerCpu` per CPU in [`PERCPU`], and one way to reach it: the
 //! CPU's GS base points at its own instance ([`init`] sets it; the VMCS's host
 //! GS base restores it on every VM exit). [`this`] reads it back with one
 //! instruction, and the counters are incremented with one `inc gs:[...]`, so the
-//! exit path pays nothing for being SMP-ready. More CPUs add entries to
-//! [`PERCPU`] and call [`init`] on each, not code.
+//! exit path pays nothing for being SMP-ready. The boot CPU is entry 0; the
+//! others are numbered in MADT order as `smp::bringup` starts them, and each
+//! calls [`init`] for its own entry once it has loaded its GDT.
 //!
 //! Every field is only touched by its own CPU, and on the exit path with
 //! interrupts off; fields the stub or the counters write behind Rust's back are
