@@ -13,9 +13,10 @@
 //!    which must lie below 4 GiB), PAE, EFER.LME (and NXE as the boot CPU has
 //!    it), then paging, and jumps to 64-bit code, which loads the AP's stack
 //!    and calls its Rust entry with its CPU number ([`ApStart`]);
-//! 3. [`start`] sends INIT, waits 10 ms, sends a SIPI, and a second one 200 µs
-//!    later unless the AP has already reported (SDM vol. 3, 9.4.4.1,
-//!    "Typical BSP initialization sequence").
+//! 3. [`start`] sends INIT, waits 10 ms (not on processors that do not need
+//!    it: `smp::init_wait_us`), sends a SIPI, and a second one 200 µs later
+//!    unless the AP has already reported (SDM vol. 3, 9.4.4.1, "Typical BSP
+//!    initialization sequence").
 //!
 //! The parameters go through one static ([`KEEL_AP_PARAMS`]), so APs start one
 //! at a time: the boot CPU waits for each to report before it starts the next.
@@ -131,6 +132,8 @@ pub struct ApStart {
     pub entry: extern "C" fn(u64) -> !,
     /// The argument (its CPU number).
     pub arg: u64,
+    /// Microseconds between INIT and the first start-up IPI (`smp::init_wait_us`).
+    pub init_wait_us: u64,
 }
 
 /// Why an AP could not be sent its start-up sequence.
@@ -235,7 +238,9 @@ pub fn start(ap: &ApStart, reported: impl Fn() -> bool) -> Result<(), StartError
     send_ipi(ap.apic_id, ICR_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL)?;
     // INIT de-assert: required by the oldest APICs, ignored by the rest.
     send_ipi(ap.apic_id, ICR_INIT | ICR_TRIGGER_LEVEL)?;
-    poll_for(pit_ticks_us(10_000), || false);
+    if ap.init_wait_us > 0 {
+        poll_for(pit_ticks_us(ap.init_wait_us), || false);
+    }
     send_ipi(ap.apic_id, ICR_STARTUP | vector)?;
     if !poll_for(pit_ticks_us(200), &reported) {
         send_ipi(ap.apic_id, ICR_STARTUP | vector)?;

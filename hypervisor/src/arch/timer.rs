@@ -196,7 +196,8 @@ pub fn lapic_base() -> u64 {
 /// Enable the executing CPU's local APIC with its timer masked (the timer and
 /// spurious handlers are installed in the shared IDT the first time), and
 /// choose TSC-deadline mode when the CPU has it (CPUID.1:ECX[24]); otherwise
-/// calibrate the one-shot count against the TSC. Everything it learns goes
+/// calibrate the one-shot count against the TSC (2^20 ticks, the first time on
+/// each CPU). Everything it learns goes
 /// into this CPU's `ArchCpu` (GS must point at it). Returns whether
 /// TSC-deadline mode is used.
 pub fn init_lapic() -> bool {
@@ -225,7 +226,9 @@ pub fn init_lapic() -> bool {
             APIC_LVT_TIMER,
             LVT_MASKED | LVT_TSC_DEADLINE | u32::from(TIMER_VECTOR),
         );
-    } else {
+    } else if cpu.apic_per_tsc_2_20.load(Relaxed) == 0 {
+        // Calibrated once per CPU (bring-up may have done it before the
+        // domain's run asks again).
         apic_write(APIC_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
         apic_write(APIC_TIMER_INIT, u32::MAX);
         let t0 = rdtsc();

@@ -257,6 +257,7 @@ fn start_one(
         stack_top: base + (IST_FRAMES + AP_STACK_FRAMES) * PAGE_SIZE,
         entry: ap_entry,
         arg: cpu as u64,
+        init_wait_us: super::init_wait_us(core::arch::x86_64::__cpuid(1).eax),
     };
     let alive = || STAGE.load(Acquire) == stage_of(cpu, ALIVE);
     arch::smp::start(&ap, alive).map_err(ApFailure::Start)?;

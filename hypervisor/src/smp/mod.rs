@@ -132,6 +132,27 @@ pub fn features_mismatch(boot: &CpuFeatures, ap: &CpuFeatures) -> Option<&'stati
     checks.into_iter().find(|(_, same)| !same).map(|(n, _)| n)
 }
 
+/// How long to wait between INIT and the first start-up IPI, in microseconds,
+/// for a CPU with CPUID.1:EAX `signature`. The SDM's sequence waits 10 ms;
+/// that delay is for the external APICs of old processors, and Intel
+/// processors from family 6 model 0xF (Core 2) on leave wait-for-SIPI
+/// without it (Linux drops it on them too). Older or unknown ones wait.
+pub fn init_wait_us(signature: u32) -> u64 {
+    let family = (signature >> 8) & 0xf;
+    let ext_family = (signature >> 20) & 0xff;
+    let model = ((signature >> 4) & 0xf) | (((signature >> 16) & 0xf) << 4);
+    let modern = match family {
+        6 => model >= 0xf,
+        0xf => ext_family > 0,
+        _ => false,
+    };
+    if modern {
+        0
+    } else {
+        10_000
+    }
+}
+
 /// One TSC handshake: the boot CPU reads `before`, tells the application
 /// processor to read its TSC (`ap`), and reads `after` once it has the answer.
 /// With synchronised TSCs the application processor's read happened between the

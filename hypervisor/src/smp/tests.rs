@@ -182,3 +182,15 @@ fn cpuid_features_agree_up_to_the_state_bits() {
         Some("the highest CPUID leaves")
     );
 }
+
+#[test]
+fn the_init_wait_is_kept_for_old_processors_only() {
+    // Skylake-X (family 6, model 0x55), Core 2 Penryn (6, 0x17): no wait.
+    assert_eq!(init_wait_us(0x0005_0654), 0);
+    assert_eq!(init_wait_us(0x0001_0676), 0);
+    // Family 6 model 0xE (Core Duo), Pentium 4 (family 0xF, no extended
+    // family), a 486: the SDM's 10 ms.
+    assert_eq!(init_wait_us(0x0000_06e8), 10_000);
+    assert_eq!(init_wait_us(0x0000_0f29), 10_000);
+    assert_eq!(init_wait_us(0x0000_0480), 10_000);
+}
