@@ -51,5 +51,6 @@ pub mod policy;
 pub mod preempt;
 pub mod privilege;
 pub mod sched;
+pub mod smp;
 pub mod time;
 pub mod vmx;

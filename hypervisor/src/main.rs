@@ -7,7 +7,9 @@
 //! 3. the frame allocator (all RAM minus image, boot data, modules, firmware);
 //!    the direct map extended to all RAM;
 //! 4. ACPI (CPUs, local APIC, S5 power-off);
-//! 5. VMX on; the first module becomes domain 1; run it; power off with the
+//! 5. VMX on;
+//! 6. the other CPUs in the MADT started, checked and parked (`smp`);
+//! 7. the first module becomes domain 1; run it on CPU 0; power off with the
 //!    status its end implies.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
@@ -23,15 +25,18 @@ mod bare {
     use keel_hypervisor::mem::frames::LOW_MEMORY_END;
     use keel_hypervisor::mem::FrameSource;
     use keel_hypervisor::vmx::frame::DomainEnd;
-    use keel_hypervisor::{domain, vmx};
+    use keel_hypervisor::{domain, smp, vmx};
 
     keel_hypervisor::entry_point!(boot);
 
     fn boot(magic: u32, info_addr: u32) -> ! {
         arch::serial::init_logging(log::LevelFilter::Info);
         log::info!("Keel hypervisor {}", env!("CARGO_PKG_VERSION"));
-        arch::gdt::init();
+        // The boot CPU's GDT and TSS live in its per-CPU state; loading them
+        // resets the GS base, so GS is pointed at that state afterwards.
+        arch::gdt::init(&vmx::percpu::PERCPU[0].arch, arch::gdt::boot_ist_tops());
         arch::idt::init();
+        let _ = vmx::percpu::init(0);
         log::info!("cpu: GDT, TSS (IST stacks for #DF/NMI/#MC) and IDT loaded");
 
         // ---- 2. boot information ---------------------------------------------------
@@ -93,7 +98,8 @@ mod bare {
         }
 
         // ---- 4. ACPI ---------------------------------------------------------------
-        match arch::acpi::init(bi.rsdp) {
+        let acpi = arch::acpi::init(bi.rsdp);
+        match &acpi {
             Ok(a) => {
                 log::info!(
                     "acpi: RSDP at {:#x} ({}), revision {}; {} CPU(s), local APIC at {:#x}",
@@ -137,15 +143,43 @@ mod bare {
         }
 
         // ---- 5. VMX and the guest --------------------------------------------------
-        if let Err(e) = vmx::enable::enable(0, &mut frames) {
-            log::error!("vmx: {e}");
-            power_off(e.status())
-        }
+        let cpu = match vmx::enable::enable(0, &mut frames) {
+            Ok(cpu) => cpu,
+            Err(e) => {
+                log::error!("vmx: {e}");
+                power_off(e.status())
+            }
+        };
         log::info!(
             "vmx: VMX root operation on ({} frames free)",
             frames.free_count()
         );
         vmx::exit::note_platform();
+
+        // ---- 6. the other CPUs: up, checked, parked -------------------------------
+        if let Ok(a) = &acpi {
+            let mut taken =
+                [MachineRange::default(); boot_info::MAX_BOOT_DATA + boot_info::MAX_MODULES];
+            let mut n = 0;
+            for r in bi
+                .boot_data()
+                .iter()
+                .chain(bi.modules().iter().map(|m| &m.range))
+            {
+                if let Some(slot) = taken.get_mut(n) {
+                    *slot = *r;
+                    n += 1;
+                }
+            }
+            smp::bringup::bring_up(
+                a.apic_ids(),
+                a.enabled,
+                cpu.caps(),
+                bi.regions(),
+                &taken[..n],
+                &mut frames,
+            );
+        }
 
         // The first module is the guest; its command line is the guest's.
         let Some(module) = bi.modules().first() else {

@@ -28,6 +28,8 @@ pub struct BochsConfig {
     pub megs: u32,
     /// Emulated instructions per emulated second (at least 1,000,000).
     pub ips: u64,
+    /// CPUs (`cpu: count=N`; the MADT lists them all).
+    pub cpus: u32,
     /// The boot ISO, relative to the run directory.
     pub iso: String,
     /// The file COM1 writes to, relative to the run directory.
@@ -47,7 +49,7 @@ pub fn bochsrc(cfg: &BochsConfig) -> String {
 megs: {megs}
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=/usr/share/bochs/VGABIOS-lgpl-latest
-cpu: model={model}, count=1, ips={ips}, reset_on_triple_fault=0, ignore_bad_msrs=0
+cpu: model={model}, count={cpus}, ips={ips}, reset_on_triple_fault=0, ignore_bad_msrs=0
 clock: sync=none, time0={TIME0}
 pci: enabled=1, chipset=i440fx
 ata0-master: type=cdrom, path=\"{iso}\", status=inserted
@@ -65,6 +67,7 @@ log: \"{log}\"
         megs = cfg.megs,
         model = cfg.cpu_model,
         ips = cfg.ips,
+        cpus = cfg.cpus,
         iso = cfg.iso,
         serial = cfg.serial,
         log = cfg.log,
@@ -164,6 +167,7 @@ mod tests {
             cpu_model: "tigerlake".into(),
             megs: 128,
             ips: 2_000_000,
+            cpus: 1,
             iso: "keel.iso".into(),
             serial: "serial.txt".into(),
             log: "bochs.log".into(),
@@ -188,6 +192,9 @@ mod tests {
         ] {
             assert_eq!(rc.lines().filter(|l| *l == line).count(), 1, "{line}\n{rc}");
         }
+        let four = bochsrc(&BochsConfig { cpus: 4, ..cfg() });
+        assert!(four.lines().any(|l| l
+            == "cpu: model=tigerlake, count=4, ips=2000000, reset_on_triple_fault=0, ignore_bad_msrs=0"));
         // Not the nogui display (absent from Debian's build: it panics).
         assert!(!rc.contains("nogui"));
         assert_eq!(RC_SCRIPT.lines().collect::<Vec<_>>(), ["c", "quit"]);

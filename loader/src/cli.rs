@@ -186,6 +186,10 @@ pub struct MachineArgs {
     /// Bochs instructions per emulated second (1000000 to 4294967295).
     #[arg(long, value_name = "N")]
     pub ips: Option<u64>,
+    /// CPUs in the machine, 1 to 16 (default 1): Bochs `cpu: count=N`, QEMU
+    /// `-smp N`. The hypervisor starts them all and runs the domain on CPU 0.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u32>,
     /// Wall-clock limit of one boot, in seconds (more than 0, at most 86400;
     /// default: run 60, test and bench 120).
     #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
@@ -213,6 +217,7 @@ impl MachineArgs {
             mem_mib: self.mem,
             guest_mem_mib: self.guest_mem,
             ips: self.ips,
+            cpus: self.cpus,
             timeout: self.timeout.unwrap_or(default_timeout),
             guest_args: words(&self.cmdline),
             hv_args: words(&self.hv_cmdline),

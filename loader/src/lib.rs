@@ -52,6 +52,10 @@ use std::time::{Duration, Instant};
 /// The guest `cargo keel run` boots when none is named.
 pub const DEFAULT_GUEST: &str = "hello";
 
+/// The CPU counts `--cpus` accepts (more than the hypervisor's 8 so that the
+/// "left out" path can be seen).
+pub const MACHINE_CPUS: std::ops::RangeInclusive<u32> = 1..=16;
+
 /// Settings shared by `run` and `test`: which machine, and the command lines.
 #[derive(Clone, Debug)]
 pub struct MachineOptions {
@@ -65,6 +69,8 @@ pub struct MachineOptions {
     pub guest_mem_mib: Option<u32>,
     /// Bochs instructions per emulated second.
     pub ips: Option<u64>,
+    /// CPUs in the machine (default 1).
+    pub cpus: Option<u32>,
     /// Wall-clock limit of one boot.
     pub timeout: Duration,
     /// Extra guest command-line words.
@@ -82,6 +88,7 @@ impl MachineOptions {
             mem_mib: None,
             guest_mem_mib: None,
             ips: None,
+            cpus: None,
             timeout,
             guest_args: Vec::new(),
             hv_args: Vec::new(),
@@ -143,6 +150,20 @@ impl MachineOptions {
                 );
             }
         }
+        if let Some(n) = self.cpus {
+            if !MACHINE_CPUS.contains(&n) {
+                crate::usage_bail!(
+                    "--cpus {n} is out of range ({} to {}; the hypervisor runs on at most 8 and reports the rest as left out)",
+                    MACHINE_CPUS.start(),
+                    MACHINE_CPUS.end()
+                );
+            }
+            if n > 1 && matches!(backend, Backend::Native | Backend::Nested) {
+                crate::usage_bail!(
+                    "--cpus {n}: the {backend} backend boots one CPU (only bochs, kvm and tcg take --cpus)"
+                );
+            }
+        }
         if let Some(ips) = self.ips {
             if backend != Backend::Bochs {
                 crate::usage_bail!("--ips is a Bochs setting; {backend} has no instruction rate");
@@ -175,6 +196,9 @@ impl MachineOptions {
         }
         if let Some(ips) = self.ips {
             m.ips = ips;
+        }
+        if let Some(n) = self.cpus {
+            m.cpus = n;
         }
         Ok(m)
     }

@@ -31,6 +31,8 @@ pub struct Machine {
     pub mem_mib: u32,
     /// Bochs instructions per emulated second.
     pub ips: u64,
+    /// CPUs (Bochs `cpu: count=N`, QEMU `-smp N`).
+    pub cpus: u32,
     /// Wall-clock limit of the run.
     pub timeout: Duration,
 }
@@ -50,6 +52,7 @@ impl Machine {
             cpu_model: backend.default_cpu_model().to_string(),
             mem_mib: DEFAULT_MEM_MIB,
             ips: DEFAULT_IPS,
+            cpus: 1,
             timeout,
         }
     }
@@ -267,6 +270,7 @@ pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<O
                 cpu_model: machine.cpu_model.clone(),
                 megs: machine.mem_mib,
                 ips: machine.ips,
+                cpus: machine.cpus,
                 iso: "keel.iso".into(),
                 serial: serial.into(),
                 log: "bochs.log".into(),
@@ -291,6 +295,7 @@ pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<O
                 backend: machine.backend,
                 cpu_model: machine.cpu_model.clone(),
                 mem_mib: machine.mem_mib,
+                cpus: machine.cpus,
                 kernel: boot.hypervisor.display().to_string(),
                 append: boot.hv_cmdline.join(" "),
                 module,

@@ -459,6 +459,7 @@ pub fn qemu_args(hv_cmdline: &[String], cpu: &str, mem_mib: u32) -> Vec<String> 
         backend: Backend::Kvm,
         cpu_model: cpu.to_string(),
         mem_mib,
+        cpus: 1,
         kernel: "/keel-hypervisor".into(),
         append: hv_cmdline.join(" "),
         module: "@MODULE@".into(),

@@ -16,6 +16,8 @@ pub struct QemuConfig {
     pub cpu_model: String,
     /// Memory in MiB.
     pub mem_mib: u32,
+    /// CPUs (`-smp`).
+    pub cpus: u32,
     /// The hypervisor image.
     pub kernel: String,
     /// The hypervisor's command line.
@@ -76,6 +78,7 @@ pub fn qemu_args(cfg: &QemuConfig) -> Vec<String> {
     push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     push(&["-display", "none", "-no-reboot", "-monitor", "none"]);
     push(&["-m", &cfg.mem_mib.to_string()]);
+    push(&["-smp", &cfg.cpus.to_string()]);
     match cfg.backend {
         Backend::Kvm => push(&["-enable-kvm", "-cpu", &cfg.cpu_model]),
         _ => push(&["-accel", "tcg", "-cpu", &cfg.cpu_model]),
@@ -92,6 +95,7 @@ mod tests {
             backend,
             cpu_model: backend.default_cpu_model().into(),
             mem_mib: 128,
+            cpus: 1,
             kernel: "/t/keel-hypervisor".into(),
             append: "console=com1".into(),
             module: "hello seed=3,4".into(),
@@ -118,6 +122,12 @@ mod tests {
         assert!(has(&a, &["-accel", "tcg"]));
         assert!(a.contains(&"-no-reboot".to_string()));
         assert!(!a.contains(&"-enable-kvm".to_string()));
+        assert!(has(&a, &["-smp", "1"]));
+        let four = qemu_args(&QemuConfig {
+            cpus: 4,
+            ..cfg(Backend::Kvm)
+        });
+        assert!(has(&four, &["-smp", "4"]));
     }
 
     #[test]

@@ -74,6 +74,12 @@ fn bad_arguments_and_values_exit_64_with_one_line() {
         &["run", "--backend", "bochs", "--guest-mem", "128"],
         "--guest-mem",
     );
+    usage_error(&["run", "--backend", "bochs", "--cpus", "0"], "1 to 16");
+    usage_error(&["test", "--backend", "bochs", "--cpus", "17"], "1 to 16");
+    usage_error(
+        &["run", "--backend", "native", "--cpus", "2"],
+        "boots one CPU",
+    );
 }
 
 #[test]

@@ -4,8 +4,8 @@
 //!   into the boot information; the copy is a valid RSDP at a known machine
 //!   address), else the BIOS scan of the EBDA's first KiB and 0xE0000-0xFFFFF
 //!   (what multiboot1 loaders leave us with);
-//! - the MADT: how many CPUs there are, and the local APIC's address (Keel 0.1 runs
-//!   on the boot CPU only; later issues bring up the others);
+//! - the MADT: the CPUs (the local APIC ID of each enabled one, for bring-up in
+//!   `smp`), and the local APIC's address;
 //! - the FADT: the PM1a/PM1b control blocks and the SMI command port, plus the
 //!   DSDT's `\_S5` package (found by `arch::aml`) — everything ACPI S5 power-off
 //!   needs, handed to `arch::power` at boot so the power-off path never parses.
@@ -64,12 +64,28 @@ pub struct AcpiInfo {
     pub revision: u8,
     /// Enabled (or online-capable) processors in the MADT.
     pub cpus: u32,
+    /// The local APIC IDs of the enabled processors, in MADT order (the first
+    /// [`MADT_IDS_KEPT`]; `enabled` says how many there are in all).
+    pub apic_ids: [u32; MADT_IDS_KEPT],
+    /// Enabled processors in the MADT (online-capable ones are not started).
+    pub enabled: u32,
     /// The local APIC's machine address.
     pub local_apic: u64,
     /// What S5 power-off will use, if the FADT and DSDT provided it.
     pub s5: Option<S5Info>,
     /// Why S5 is unavailable, when it is.
     pub s5_missing: Option<&'static str>,
+}
+
+/// How many enabled processors' APIC IDs [`AcpiInfo`] keeps.
+pub const MADT_IDS_KEPT: usize = 64;
+
+impl AcpiInfo {
+    /// The APIC IDs of the enabled processors that were kept.
+    pub fn apic_ids(&self) -> &[u32] {
+        let n = (self.enabled as usize).min(MADT_IDS_KEPT);
+        &self.apic_ids[..n]
+    }
 }
 
 /// Find and read the ACPI tables; record S5 for `arch::power`.
@@ -100,11 +116,27 @@ pub fn init(hint: Option<RsdpLocation>) -> Result<AcpiInfo, AcpiError> {
     let madt = tables.find_table::<Madt>()?;
     let mut local_apic = u64::from(madt.get().local_apic_address);
     let mut cpus = 0u32;
+    let mut apic_ids = [0u32; MADT_IDS_KEPT];
+    let mut enabled = 0u32;
+    let mut keep = |id: u32, flags: u32| {
+        // Flags bit 0: enabled; bit 1: online capable (can be enabled later).
+        if flags & 1 != 0 {
+            if let Some(slot) = apic_ids.get_mut(enabled as usize) {
+                *slot = id;
+            }
+            enabled += 1;
+        }
+    };
     for e in madt.get().entries() {
         match e {
-            // Flags bit 0: enabled; bit 1: online capable (can be enabled later).
-            MadtEntry::LocalApic(l) if l.flags & 0b11 != 0 => cpus += 1,
-            MadtEntry::LocalX2Apic(l) if l.flags & 0b11 != 0 => cpus += 1,
+            MadtEntry::LocalApic(l) if l.flags & 0b11 != 0 => {
+                cpus += 1;
+                keep(u32::from(l.apic_id), l.flags);
+            }
+            MadtEntry::LocalX2Apic(l) if l.flags & 0b11 != 0 => {
+                cpus += 1;
+                keep(l.x2apic_id, l.flags);
+            }
             MadtEntry::LocalApicAddressOverride(o) => local_apic = o.local_apic_address,
             _ => {}
         }
@@ -124,6 +156,8 @@ pub fn init(hint: Option<RsdpLocation>) -> Result<AcpiInfo, AcpiError> {
         rsdp_source: source,
         revision: tables.revision(),
         cpus,
+        apic_ids,
+        enabled,
         local_apic,
         s5,
         s5_missing,

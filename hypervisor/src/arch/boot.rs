@@ -31,7 +31,8 @@ pub const MULTIBOOT1_BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
 /// Multiboot2: the magic value the loader leaves in EAX.
 pub const MULTIBOOT2_BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
 
-/// Size of the boot stack, which stays the hypervisor's only stack (one CPU).
+/// Size of the boot stack, which stays CPU 0's stack (the other CPUs get theirs
+/// from the frame allocator as they are started: `smp::bringup`).
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 
 global_asm!(
@@ -110,10 +111,13 @@ keel_boot_info:
 keel_boot_ext_edx:
     .long 0
     .balign 8
+    .global keel_boot_gdt
+    .global keel_boot_gdt_end
 keel_boot_gdt:
     .quad 0                       /* null */
     .quad 0x00AF9A000000FFFF      /* 0x08: 64-bit code, DPL0 */
     .quad 0x00CF92000000FFFF      /* 0x10: data, DPL0 */
+    .quad 0x00CF9A000000FFFF      /* 0x18: 32-bit code, DPL0 (application processors leaving real mode, arch::smp) */
 keel_boot_gdt_end:
 keel_boot_gdt_ptr:
     .short keel_boot_gdt_end - keel_boot_gdt - 1

@@ -217,9 +217,16 @@ pub fn init() {
             reserved: 0,
         };
     }
-    // SAFETY: single CPU, during boot, before `lidt` makes the CPU read `IDT`;
-    // no Rust reference to `IDT` exists.
+    // SAFETY: the boot CPU, during boot, before `lidt` makes any CPU read
+    // `IDT` (application processors start later and only `load` it); no Rust
+    // reference to `IDT` exists.
     unsafe { (&raw mut IDT).write(idt) };
+    load();
+}
+
+/// Load the IDT [`init`] filled on the executing CPU (application processors
+/// share the boot CPU's: see `arch::percpu`).
+pub fn load() {
     let ptr = x86_64::structures::DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
         base: x86_64::VirtAddr::new(&raw const IDT as u64),
@@ -234,14 +241,33 @@ pub fn idt_base() -> u64 {
     &raw const IDT as u64
 }
 
-/// How many exceptions are being handled at once (a fault inside the handler
-/// itself must not loop).
+/// The CPU reporting a fatal error (its initial APIC ID + 1), 0 while none
+/// does: the machine powers off after one report, so the first CPU to fail
+/// reports, and any other that fails meanwhile stops quietly.
+static REPORTER: AtomicU32 = AtomicU32::new(0);
+
+/// How many exceptions the reporting CPU is handling at once (a fault inside
+/// the handler itself must not loop).
 static DEPTH: AtomicU32 = AtomicU32::new(0);
+
+/// Enter the fatal path: this CPU's nesting depth (0 for a first fault), or
+/// None if another CPU is already reporting. Reads the APIC ID from CPUID, not
+/// through GS, which a fault may have found broken.
+fn enter_fatal() -> Option<u32> {
+    let me = (core::arch::x86_64::__cpuid(1).ebx >> 24) + 1;
+    match REPORTER.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst) {
+        Ok(_) => Some(DEPTH.fetch_add(1, Ordering::SeqCst)),
+        Err(r) if r == me => Some(DEPTH.fetch_add(1, Ordering::SeqCst)),
+        Err(_) => None,
+    }
+}
 
 /// Called by the common stub with the saved frame. Prints the dump and powers off.
 #[unsafe(no_mangle)]
 extern "C" fn keel_exception(frame: &ExceptionFrame) -> ! {
-    let depth = DEPTH.fetch_add(1, Ordering::SeqCst);
+    let Some(depth) = enter_fatal() else {
+        super::cpu::halt_forever()
+    };
     if depth >= 2 {
         // Faulting while reporting a fault while reporting a fault: stop quietly.
         super::cpu::halt_forever();
@@ -374,7 +400,9 @@ fn write_backtrace(w: &mut impl Write, rip: u64, mut rbp: u64) -> core::fmt::Res
 pub fn report_panic(info: &core::panic::PanicInfo<'_>) -> ! {
     use super::cpu::{read_cr0, read_cr2, read_cr3, read_cr4};
     super::cpu::cli();
-    let depth = DEPTH.fetch_add(1, Ordering::SeqCst);
+    let Some(depth) = enter_fatal() else {
+        super::cpu::halt_forever()
+    };
     if depth >= 2 {
         super::cpu::halt_forever();
     }

@@ -96,7 +96,8 @@ impl PhysMem for DirectMap {
     fn read_u32(&self, at: MachineAddr) -> u32 {
         match word_ptr::<u32>(at) {
             // SAFETY: mapped, aligned and non-null (checked); the caller may read
-            // this machine memory (the `PhysMem` contract); one CPU, no DMA.
+            // this machine memory (the `PhysMem` contract); only CPU 0 works
+            // (the others are parked), no DMA.
             Some(p) => u32::from_le(unsafe { p.read() }),
             None => u32::from_le_bytes(read_slow(at)),
         }
@@ -134,8 +135,8 @@ impl PhysMem for DirectMap {
         check_one_frame(at, len);
         let src = direct_ptr(at.get(), len);
         // SAFETY: the range is mapped (checked) and is machine memory the caller
-        // may read; nothing writes it while `f` runs (one CPU, no DMA, the guest
-        // is not running during an exit), and the slice does not outlive `f`.
+        // may read; nothing writes it while `f` runs (only CPU 0 works, the
+        // others are parked; no DMA; the guest is not running during an exit), and the slice does not outlive `f`.
         f(unsafe { core::slice::from_raw_parts(src, len) });
     }
 
@@ -144,7 +145,8 @@ impl PhysMem for DirectMap {
         let src = direct_ptr(at.get(), out.len());
         // SAFETY: the range is mapped (checked) and is machine memory the caller
         // may read; `out` is a distinct Rust buffer. Other CPUs/devices writing the
-        // same memory concurrently is not possible in 0.1 (one CPU, no DMA).
+        // same memory concurrently is not possible yet (only CPU 0 works, the
+        // others are parked; no DMA).
         unsafe { core::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
     }
 
@@ -268,8 +270,9 @@ pub fn extend_direct_map(top: MachineAddr, frames: &mut impl FrameSource) -> Res
         let i4 = (addr >> 39 & 0x1ff) as usize;
         let i3 = (addr >> 30 & 0x1ff) as usize;
         let i2 = (addr >> 21 & 0x1ff) as usize;
-        // SAFETY: the PML4 is the live one (CR3); one CPU, and nothing else holds a
-        // reference to page tables while the direct map is being extended.
+        // SAFETY: the PML4 is the live one (CR3); the other CPUs are not started
+        // yet, and nothing else holds a reference to page tables while the
+        // direct map is being extended.
         let pml4 = unsafe { table(pml4_frame) };
         if pml4[i4].is_unused() {
             let t = new_table(frames)?;
@@ -339,7 +342,8 @@ pub fn harden(frames: &mut impl FrameSource) -> Result<(), MapError> {
     }
 
     let pml4_frame = Mfn::new(super::cpu::read_cr3() >> 12 & ((1 << 40) - 1));
-    // SAFETY: the live hierarchy; one CPU; no other reference to the tables.
+    // SAFETY: the live hierarchy; the other CPUs are not started yet; no other
+    // reference to the tables.
     let pml4 = unsafe { table(pml4_frame) };
     let pdpt_frame = Mfn::new(pml4[0].addr().as_u64() >> 12);
     // SAFETY: as above.

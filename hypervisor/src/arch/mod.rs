@@ -23,10 +23,14 @@ pub mod idt;
 #[cfg(target_os = "none")]
 pub mod mem;
 #[cfg(target_os = "none")]
+pub mod percpu;
+#[cfg(target_os = "none")]
 pub mod port;
 #[cfg(target_os = "none")]
 pub mod power;
 #[cfg(target_os = "none")]
 pub mod serial;
+#[cfg(target_os = "none")]
+pub mod smp;
 #[cfg(target_os = "none")]
 pub mod timer;

@@ -183,9 +183,10 @@ pub fn flush() {
 
 /// The console's last words (exception, panic and power-off paths): every
 /// buffered byte, then `f`'s `keel: ` lines, then a wait until the UART has sent
-/// everything. Takes the ring without waiting for its lock: on one CPU with
-/// interrupts off, a holder of the lock is code this path interrupted and that
-/// will never run again. (A write it interrupted half way may lose or repeat at
+/// everything. Takes the ring without waiting for its lock: with interrupts
+/// off, a holder of the lock is code this path interrupted and that will never
+/// run again (the other CPUs take the lock only while they are being started,
+/// when CPU 0 waits for them and does not log, and never once parked). (A write it interrupted half way may lose or repeat at
 /// most that write; every complete line before it comes out.)
 pub fn fatal(f: impl FnOnce(&mut KeelLineWriter<'_, dyn Console + '_>)) {
     if !INITIALISED.load(Ordering::Acquire) {
@@ -193,7 +194,7 @@ pub fn fatal(f: impl FnOnce(&mut KeelLineWriter<'_, dyn Console + '_>)) {
     }
     if RING.is_locked() {
         // SAFETY: see the function comment: the lock's holder was interrupted on
-        // this CPU (the only one running) and never resumes.
+        // this CPU (the only one that logs by then) and never resumes.
         unsafe { RING.force_unlock() };
     }
     let mut ring = RING.lock();

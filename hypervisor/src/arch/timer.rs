@@ -13,9 +13,10 @@
 /// The TSC is this module's clock; the instruction itself is with the others in `cpu`.
 pub use super::cpu::rdtsc;
 use super::cpu::{rdmsr, wrmsr};
+use super::percpu::{this, LAPIC_EOI};
 use super::port::{inb, outb};
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::Ordering::Relaxed;
 
 /// The host vector of the local APIC timer.
 pub const TIMER_VECTOR: u8 = 0xf0;
@@ -39,27 +40,24 @@ const LVT_TSC_DEADLINE: u32 = 0b10 << 17;
 /// The PIT's input clock, Hz.
 pub const PIT_HZ: u64 = 1_193_182;
 
-/// The APIC's MMIO base (identity-mapped by the direct map); the EOI register's
-/// address is read by the interrupt stub.
-#[no_mangle]
-static KEEL_LAPIC_EOI: AtomicU64 = AtomicU64::new(0);
-static LAPIC_BASE: AtomicU64 = AtomicU64::new(0);
-static TSC_DEADLINE: AtomicBool = AtomicBool::new(false);
-/// APIC timer ticks per 2^20 TSC ticks (one-shot mode only).
-static APIC_PER_TSC_2_20: AtomicU64 = AtomicU64::new(0);
+/// The IDT gates of the timer and spurious vectors: installed once, in the
+/// IDT every CPU shares, by the first CPU that initialises its APIC.
+static GATES: spin::Once<()> = spin::Once::new();
 
 global_asm!(
     ".section .text.keel_lapic, \"ax\"",
     ".global keel_lapic_timer_isr",
     "keel_lapic_timer_isr:",
     "push rax",
-    "mov rax, [rip + KEEL_LAPIC_EOI]",
+    // This CPU's EOI register: GS is the host's per-CPU block.
+    "mov rax, gs:[{eoi}]",
     "mov dword ptr [rax], 0",
     "pop rax",
     "iretq",
     ".global keel_lapic_spurious_isr",
     "keel_lapic_spurious_isr:",
     "iretq",
+    eoi = const LAPIC_EOI,
 );
 
 extern "C" {
@@ -67,15 +65,15 @@ extern "C" {
     fn keel_lapic_spurious_isr();
 }
 
-fn apic_read(off: u64) -> u32 {
-    let p = (LAPIC_BASE.load(Relaxed) + off) as *const u32;
+pub(super) fn apic_read(off: u64) -> u32 {
+    let p = (this().lapic_base.load(Relaxed) + off) as *const u32;
     // SAFETY: `init` set the base to the APIC's identity-mapped MMIO page; `off`
     // is one of its registers.
     unsafe { p.read_volatile() }
 }
 
-fn apic_write(off: u64, v: u32) {
-    let p = (LAPIC_BASE.load(Relaxed) + off) as *mut u32;
+pub(super) fn apic_write(off: u64, v: u32) {
+    let p = (this().lapic_base.load(Relaxed) + off) as *mut u32;
     // SAFETY: as for `apic_read`.
     unsafe { p.write_volatile(v) }
 }
@@ -88,8 +86,9 @@ fn set_gate(vector: u8, handler: u64) {
         | (u64::from(super::gdt::KERNEL_CS) << 16)
         | (0x8e << 40)
         | ((handler >> 16) & 0xffff) << 48;
-    // SAFETY: the IDT is a writable static of 256 16-byte gates; one CPU, and
-    // interrupts are off, so no CPU reads this gate while it changes.
+    // SAFETY: the IDT is a writable static of 256 16-byte gates; `GATES` makes
+    // this happen once, on the boot CPU with interrupts off, before any other
+    // CPU could take this vector.
     unsafe {
         gate.write_volatile(lo);
         gate.add(1).write_volatile(handler >> 32);
@@ -119,6 +118,34 @@ pub fn calibrate_tsc(pit_ticks: u16) -> (u64, u64) {
     let t1 = rdtsc();
     outb(0x61, p61);
     (t1.wrapping_sub(t0), u64::from(pit_ticks))
+}
+
+/// Poll `done` until it answers true or `pit_ticks` ticks of the PIT (channel
+/// 2, one-shot, polled; at most 65,535 ticks, 55 ms) have passed. Returns
+/// whether `done` answered true. With a `done` that never does, a delay.
+pub fn poll_for(pit_ticks: u16, mut done: impl FnMut() -> bool) -> bool {
+    let p61 = inb(0x61);
+    outb(0x61, (p61 & !0x02) | 0x01);
+    outb(0x43, 0xb0); // channel 2, lobyte/hibyte, mode 0, binary
+    outb(0x42, pit_ticks as u8);
+    outb(0x42, (pit_ticks >> 8) as u8);
+    let mut ok = false;
+    // The guard bounds the loop if the PIT never counts (broken emulation).
+    let mut guard = 0u64;
+    while inb(0x61) & 0x20 == 0 && guard < 100_000_000 {
+        if done() {
+            ok = true;
+            break;
+        }
+        guard += 1;
+    }
+    outb(0x61, p61);
+    ok || done()
+}
+
+/// PIT ticks in `us` microseconds (at least one, at most 65,535).
+pub fn pit_ticks_us(us: u64) -> u16 {
+    (us * PIT_HZ / 1_000_000).clamp(1, 0xffff) as u16
 }
 
 fn cmos(reg: u8) -> u8 {
@@ -160,19 +187,31 @@ pub fn read_rtc() -> crate::time::RtcTime {
     }
 }
 
-/// Enable the local APIC with its timer masked, install the timer and spurious
-/// handlers, and choose TSC-deadline mode when the CPU has it (CPUID.1:ECX[24]);
-/// otherwise calibrate the one-shot count against the TSC. Returns whether
+/// The executing CPU's local APIC base (IA32_APIC_BASE), before or after
+/// [`init_lapic`].
+pub fn lapic_base() -> u64 {
+    rdmsr(IA32_APIC_BASE) & 0x000f_ffff_ffff_f000
+}
+
+/// Enable the executing CPU's local APIC with its timer masked (the timer and
+/// spurious handlers are installed in the shared IDT the first time), and
+/// choose TSC-deadline mode when the CPU has it (CPUID.1:ECX[24]); otherwise
+/// calibrate the one-shot count against the TSC (2^20 ticks, the first time on
+/// each CPU). Everything it learns goes
+/// into this CPU's `ArchCpu` (GS must point at it). Returns whether
 /// TSC-deadline mode is used.
 pub fn init_lapic() -> bool {
+    let cpu = this();
     let base_msr = rdmsr(IA32_APIC_BASE);
     // SAFETY: sets the global-enable bit of the APIC at its current base.
     unsafe { wrmsr(IA32_APIC_BASE, base_msr | (1 << 11)) };
     let base = base_msr & 0x000f_ffff_ffff_f000;
-    LAPIC_BASE.store(base, Relaxed);
-    KEEL_LAPIC_EOI.store(base + APIC_EOI, Relaxed);
-    set_gate(TIMER_VECTOR, keel_lapic_timer_isr as *const () as u64);
-    set_gate(SPURIOUS_VECTOR, keel_lapic_spurious_isr as *const () as u64);
+    cpu.lapic_base.store(base, Relaxed);
+    cpu.lapic_eoi.store(base + APIC_EOI, Relaxed);
+    GATES.call_once(|| {
+        set_gate(TIMER_VECTOR, keel_lapic_timer_isr as *const () as u64);
+        set_gate(SPURIOUS_VECTOR, keel_lapic_spurious_isr as *const () as u64);
+    });
     apic_write(APIC_TPR, 0);
     apic_write(APIC_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
     apic_write(APIC_LVT_LINT0, LVT_MASKED);
@@ -180,20 +219,22 @@ pub fn init_lapic() -> bool {
     apic_write(APIC_TIMER_DIV, 0xb); // divide by 1
     let ecx = super::cpu::cpuid(1, 0).ecx;
     let deadline = ecx & (1 << 24) != 0;
-    TSC_DEADLINE.store(deadline, Relaxed);
+    cpu.tsc_deadline.store(deadline, Relaxed);
     if deadline {
         apic_write(
             APIC_LVT_TIMER,
             LVT_MASKED | LVT_TSC_DEADLINE | u32::from(TIMER_VECTOR),
         );
-    } else {
+    } else if cpu.apic_per_tsc_2_20.load(Relaxed) == 0 {
+        // Calibrated once per CPU (bring-up may have done it before the
+        // domain's run asks again).
         apic_write(APIC_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
         apic_write(APIC_TIMER_INIT, u32::MAX);
         let t0 = rdtsc();
         while rdtsc().wrapping_sub(t0) < 1 << 20 {}
         let used = u64::from(u32::MAX - apic_read(APIC_TIMER_CUR));
         apic_write(APIC_TIMER_INIT, 0);
-        APIC_PER_TSC_2_20.store(used.max(1), Relaxed);
+        cpu.apic_per_tsc_2_20.store(used.max(1), Relaxed);
     }
     deadline
 }
@@ -213,7 +254,7 @@ pub fn arm(deadline: u64) {
 
 /// Disarm (and mask) the APIC timer.
 pub fn disarm() {
-    if TSC_DEADLINE.load(Relaxed) {
+    if this().tsc_deadline.load(Relaxed) {
         // SAFETY: 0 disarms the TSC deadline.
         unsafe { wrmsr(IA32_TSC_DEADLINE, 0) };
         apic_write(
@@ -243,14 +284,14 @@ pub fn idle_until(deadline: u64) {
 
 /// Program the APIC timer (unmasked) for TSC `deadline`, `now` being the TSC.
 fn program(deadline: u64, now: u64) {
-    if TSC_DEADLINE.load(Relaxed) {
+    if this().tsc_deadline.load(Relaxed) {
         apic_write(APIC_LVT_TIMER, LVT_TSC_DEADLINE | u32::from(TIMER_VECTOR));
         // SAFETY: arms the APIC timer; its interrupt has a handler.
         unsafe { wrmsr(IA32_TSC_DEADLINE, deadline) };
     } else {
         apic_write(APIC_LVT_TIMER, u32::from(TIMER_VECTOR));
         let ticks = (((deadline.saturating_sub(now)) as u128
-            * u128::from(APIC_PER_TSC_2_20.load(Relaxed)))
+            * u128::from(this().apic_per_tsc_2_20.load(Relaxed)))
             >> 20)
             .clamp(1, u128::from(u32::MAX)) as u32;
         apic_write(APIC_TIMER_INIT, ticks);

@@ -103,7 +103,7 @@ const FC_VMX_OUTSIDE_SMX: u64 = 1 << 2;
 /// apply the CR0/CR4 fixed bits, derive the controls, and execute VMXON. What
 /// it learnt is kept in that CPU's `PerCpu` ([`PerCpu::vmx`]) and returned.
 pub fn enable(cpu: usize, frames: &mut impl FrameSource) -> Result<&'static VmxCpu, VmxError> {
-    if !percpu::init(cpu) {
+    if percpu::init(cpu).is_none() {
         return Err(VmxError::NoSuchCpu(cpu));
     }
     let cpuid = raw_cpuid::CpuId::new();
@@ -186,8 +186,16 @@ pub fn enable(cpu: usize, frames: &mut impl FrameSource) -> Result<&'static VmxC
         frames.free_frame(region);
         return Err(VmxError::VmxonFailed(e));
     }
-    log::info!(
-        "vmx: VMXON ok (VMCS revision {:#x}, {} true controls, MAXPHYADDR {}); VPID {}, EFER/PAT switching {}/{}, MSR bitmaps {}",
+    // The boot CPU's line describes every CPU: the others must agree with it
+    // (`smp::caps_mismatch`), so theirs is only a debug line.
+    let level = if cpu == 0 {
+        log::Level::Info
+    } else {
+        log::Level::Debug
+    };
+    log::log!(
+        level,
+        "vmx: VMXON ok on CPU {cpu} (VMCS revision {:#x}, {} true controls, MAXPHYADDR {}); VPID {}, EFER/PAT switching {}/{}, MSR bitmaps {}",
         caps.revision_id,
         if caps.true_controls { "with" } else { "without" },
         maxphyaddr,

@@ -1,16 +1,19 @@
 //! # Per-CPU state
 //!
 //! Everything one physical CPU owns while it runs guests lives in one [`PerCpu`]:
-//! the register save area the exit stub fills, the stack the exit handler runs
-//! on, the running vCPU (which holds its domain), the CPU's VMX ([`VmxCpu`]:
-//! capabilities, derived controls, VMXON region) and current VMCS, the VMX counters, and the once-only log bitmaps of the exit path.
+//! its architectural part first (`arch::percpu::ArchCpu`: GDT, TSS, local
+//! APIC), then the register save area the exit stub fills, the stack the exit
+//! handler runs on, the running vCPU (which holds its domain), the CPU's VMX
+//! ([`VmxCpu`]: capabilities, derived controls, VMXON region) and current
+//! VMCS, the VMX counters, and the once-only log bitmaps of the exit path.
 //!
 //! There is one `PerCpu` per CPU in [`PERCPU`], and one way to reach it: the
 //! CPU's GS base points at its own instance ([`init`] sets it; the VMCS's host
 //! GS base restores it on every VM exit). [`this`] reads it back with one
 //! instruction, and the counters are incremented with one `inc gs:[...]`, so the
-//! exit path pays nothing for being SMP-ready. More CPUs add entries to
-//! [`PERCPU`] and call [`init`] on each, not code.
+//! exit path pays nothing for being SMP-ready. The boot CPU is entry 0; the
+//! others are numbered in MADT order as `smp::bringup` starts them, and each
+//! calls [`init`] for its own entry once it has loaded its GDT.
 //!
 //! Every field is only touched by its own CPU, and on the exit path with
 //! interrupts off; fields the stub or the counters write behind Rust's back are
@@ -27,9 +30,10 @@ use super::caps::VmxCaps;
 use super::controls::Controls;
 use super::frame::{DomainEnd, GuestGprs, LEAVE_DOMAIN_ENDED, TAKE_FULL_PATH};
 use crate::addr::Mfn;
+use crate::arch::percpu::ArchCpu;
 
-/// The CPUs Keel can run on (the boot CPU only, until SMP start-up exists).
-pub const MAX_CPUS: usize = 1;
+/// The most CPUs Keel runs on.
+pub const MAX_CPUS: usize = crate::arch::percpu::MAX_CPUS;
 
 /// The number of basic exit reasons counted individually; higher ones share a slot.
 pub const COUNTED_EXIT_REASONS: usize = 80;
@@ -104,13 +108,12 @@ impl VmxCpu {
 pub const EXIT_STACK_SIZE: usize = 64 * 1024;
 
 /// One CPU's state. `#[repr(C)]`: the exit stub addresses fields by offset, and
-/// `this` must be at offset 0.
+/// `arch` must be at offset 0 (its first word is this structure's own address,
+/// what `gs:[0]` reads, and `arch` finds its part the same way).
 #[repr(C, align(4096))]
 pub struct PerCpu {
-    /// This structure's own address (what `gs:[0]` reads).
-    this: Cell<usize>,
-    /// The CPU's index in [`PERCPU`].
-    index: Cell<usize>,
+    /// The architectural part: GDT, TSS, local APIC (`arch::percpu`).
+    pub arch: ArchCpu,
     /// The guest's GPRs while Keel handles an exit (the stub writes them).
     pub(super) gprs: UnsafeCell<GuestGprs>,
     /// RSP inside `keel_vmx_launch`, to return to when the domain ends.
@@ -176,8 +179,7 @@ unsafe impl Sync for PerCpu {}
 impl PerCpu {
     const fn new() -> Self {
         PerCpu {
-            this: Cell::new(0),
-            index: Cell::new(0),
+            arch: ArchCpu::new(),
             gprs: UnsafeCell::new(GuestGprs::ZERO),
             launch_rsp: UnsafeCell::new(0),
             fail_rflags: UnsafeCell::new(0),
@@ -201,7 +203,7 @@ impl PerCpu {
 
     /// This CPU's index.
     pub fn index(&self) -> usize {
-        self.index.get()
+        self.arch.index()
     }
 
     /// The top of the exit stack (16-byte aligned), the VMCS's host RSP.
@@ -218,19 +220,19 @@ impl PerCpu {
 /// Every CPU's state, indexed by CPU number.
 pub static PERCPU: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
 
-/// Make `PERCPU[cpu]` this CPU's state: point GS at it. Called once per CPU
-/// before anything on it touches the VMCS. Returns false if `cpu` is out of range.
-pub fn init(cpu: usize) -> bool {
-    let Some(pc) = PERCPU.get(cpu) else {
-        return false;
-    };
-    let addr = pc as *const PerCpu as usize;
-    pc.this.set(addr);
-    pc.index.set(cpu);
-    // SAFETY: the host uses GS only for this; the address is a static that
-    // lives forever. The VMCS's host GS base is read from this MSR afterwards.
-    unsafe { crate::arch::cpu::wrmsr(crate::arch::cpu::IA32_GS_BASE, addr as u64) };
-    true
+const _: () = assert!(core::mem::offset_of!(PerCpu, arch) == 0);
+
+/// Make `PERCPU[cpu]` the executing CPU's state: point GS at it. Called once
+/// per CPU, on that CPU, first thing (the boot CPU before its GDT, application
+/// processors as they start), and again harmlessly by `enable`. Returns the
+/// state, or None if `cpu` is out of range.
+pub fn init(cpu: usize) -> Option<&'static PerCpu> {
+    let pc = PERCPU.get(cpu)?;
+    // SAFETY: `arch` is at offset 0 of a static PerCpu (asserted above); CPU
+    // numbers are handed out once each (the boot CPU is 0, bring-up numbers
+    // the others), so no other CPU activated this entry.
+    unsafe { pc.arch.activate(cpu) };
+    Some(pc)
 }
 
 /// This CPU's state.
