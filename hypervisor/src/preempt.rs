@@ -67,6 +67,14 @@ pub const UNITS_PER_EXIT: u32 = 1024;
 /// target: twice the idle figure) at about one instruction a request.
 pub const CHECK_EVERY: u32 = 4;
 
+/// What a request answers inside the hypervisor when its own work (the
+/// validation or devalidation of a page-table tree, [`crate::paging::job`])
+/// stopped part way: the batch then preempts itself *before* that request,
+/// which goes on when the guest makes the call again. Xen's `ERESTART`
+/// (85), which Xen too never returns to a guest; no Keel hypercall returns
+/// it either (the batches turn it into their continuation).
+pub const RESTART: Errno = Errno(85);
+
 /// Bit 63 of a `multicall`'s progress word: the entry at the done count was
 /// preempted part way, and its own progress word is in its `result` field.
 pub const IN_ENTRY: u64 = 1 << 63;

@@ -192,6 +192,15 @@ impl Job {
         self.path[0] = root;
     }
 
+    /// Whether the next step handles an entry (rather than finishing a table).
+    fn entry_next(&self) -> bool {
+        let top = self.path[usize::from(self.depth.clamp(1, 4)) - 1];
+        match self.kind {
+            Kind::Validate => usize::from(top.next) < ENTRIES,
+            Kind::Devalidate => top.next > 0,
+        }
+    }
+
     fn top(&mut self) -> &mut Step {
         // depth is 1..=4 whenever this is called (run checks it).
         &mut self.path[usize::from(self.depth.clamp(1, 4)) - 1]
@@ -266,13 +275,20 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// devalidation, the refusal for a validation that met one (and was
     /// undone).
     pub fn run(&mut self, job: &mut Job, meter: &mut impl Meter) -> Finished {
+        let mut stop = false;
         while job.busy() {
-            let stop = match job.kind {
+            // Stop only before an entry: the steps that finish a table
+            // (bounded by the depth) are done first, so a piece never ends
+            // with nothing but them left.
+            if stop && job.entry_next() {
+                return None;
+            }
+            let entry = match job.kind {
                 Kind::Validate => self.validate_step(job),
                 Kind::Devalidate => self.devalidate_step(job),
             };
-            if stop && meter.tick() && job.busy() {
-                return None;
+            if entry && meter.tick() {
+                stop = true;
             }
         }
         let r = job.result;

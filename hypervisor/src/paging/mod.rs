@@ -84,3 +84,5 @@ pub use validate::{allowed_flags, check_entry};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_job;

@@ -202,26 +202,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         );
     }
 
-    /// The references a present entry of a table of `level` holds (validating
-    /// a table it makes one, in one go). Inline: a read-only L1 entry (the
-    /// common case) needs only the checks and a plain reference.
-    #[inline(always)]
-    pub(super) fn get_entry_ref(&mut self, e: u64, level: Level) -> Result<(), MmError> {
-        match self.take_entry_ref(e, level)? {
-            None => Ok(()),
-            Some((mfn, pfn)) => self.validate_now(mfn, pfn, level.below(), true),
-        }
-    }
-
-    /// Drop what [`Self::get_entry_ref`] took for `e` (devalidating in one go).
-    #[inline(always)]
-    pub(super) fn put_entry_ref(&mut self, e: u64, level: Level) {
-        if let Some((mfn, pfn)) = self.put_entry_ref_shallow(e, level) {
-            self.devalidate_now(mfn, pfn, level.below(), true);
-        }
-    }
-
-    /// Drop what [`Self::get_entry_ref`] took for `e`, except when that is the
+    /// Drop what [`Self::take_entry_ref`] took for `e`, except when that is the
     /// last type reference of a validated table: then nothing is dropped yet,
     /// and the table is returned, marked not validated, for a [`Job`] to
     /// devalidate (which drops the entry's references at the end).
