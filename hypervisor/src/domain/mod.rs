@@ -321,6 +321,16 @@ impl Domain {
         self.mm_job.busy()
     }
 
+    /// The request whose work the MMU job part way does (`Origin::None` if
+    /// there is none).
+    pub const fn mm_job_origin(&self) -> Origin {
+        if self.mm_job.busy() {
+            self.mm_job.origin()
+        } else {
+            Origin::None
+        }
+    }
+
     /// Owe the guest a TLB flush (TLB_FLUSH_LOCAL, INVLPG_LOCAL).
     pub fn request_flush(&mut self, f: Flush) {
         self.flush = self.flush.merge(f);
