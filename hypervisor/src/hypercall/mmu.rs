@@ -63,8 +63,12 @@ impl<'b> WorkMeter<'b> {
 
 impl Meter for WorkMeter<'_> {
     #[inline]
-    fn tick(&mut self) -> bool {
-        self.work.charge(1);
+    fn quota(&self) -> u32 {
+        self.work.until_check()
+    }
+    #[inline]
+    fn tick(&mut self, n: u32) -> bool {
+        self.work.charge(n);
         let (ev, now) = (self.ev, self.now);
         self.work.stop_here(|| tsc(now), || ev.wake_deadline_tsc())
     }

@@ -55,10 +55,17 @@ use crate::paging::entry::{pte_frame, Level, ENTRIES, PTE_P, PTE_RW};
 use crate::paging::frame_table::PageType;
 use crate::paging::{Mm, MmError};
 
-/// Decides when a [`Job`] stops: asked after each entry the job handles.
+/// Decides when a [`Job`] stops: asked after each run of entries the job
+/// handles (never more than [`Meter::quota`] at a time).
 pub trait Meter {
-    /// One more entry done; `true` if the job must stop now (with work left).
-    fn tick(&mut self) -> bool;
+    /// How many entries may be handled before the meter is asked (at least
+    /// one).
+    fn quota(&self) -> u32 {
+        1
+    }
+    /// `n` more entries done; `true` if the job must stop now (with work
+    /// left).
+    fn tick(&mut self, n: u32) -> bool;
 }
 
 /// A meter that never stops a job: for the domain builder, teardown and the
@@ -67,7 +74,11 @@ pub struct Unbounded;
 
 impl Meter for Unbounded {
     #[inline(always)]
-    fn tick(&mut self) -> bool {
+    fn quota(&self) -> u32 {
+        u32::MAX
+    }
+    #[inline(always)]
+    fn tick(&mut self, _: u32) -> bool {
         false
     }
 }
@@ -76,8 +87,11 @@ impl Meter for Unbounded {
 pub struct Entries(pub u64);
 
 impl Meter for Entries {
-    fn tick(&mut self) -> bool {
-        self.0 = self.0.saturating_sub(1);
+    fn quota(&self) -> u32 {
+        u32::try_from(self.0).unwrap_or(u32::MAX).max(1)
+    }
+    fn tick(&mut self, n: u32) -> bool {
+        self.0 = self.0.saturating_sub(u64::from(n));
         self.0 == 0
     }
 }
@@ -283,11 +297,12 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             if stop && job.entry_next() {
                 return None;
             }
-            let entry = match job.kind {
-                Kind::Validate => self.validate_step(job),
-                Kind::Devalidate => self.devalidate_step(job),
+            let quota = meter.quota().max(1);
+            let n = match job.kind {
+                Kind::Validate => self.validate_step(job, quota),
+                Kind::Devalidate => self.devalidate_step(job, quota),
             };
-            if entry && meter.tick() {
+            if n > 0 && meter.tick(n) {
                 stop = true;
             }
         }
@@ -296,10 +311,29 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         Some(r)
     }
 
-    /// One step of a validation; `true` if it handled an entry (the unit of
-    /// work a meter counts).
-    fn validate_step(&mut self, job: &mut Job) -> bool {
+    /// One step of a validation: the entries it handled (the unit of work a
+    /// meter counts), at most `quota`. An L1 table's entries reference no
+    /// table, so a run of them is handled in one step.
+    fn validate_step(&mut self, job: &mut Job, quota: u32) -> u32 {
         let top = *job.top();
+        if top.level == Level::L1 && usize::from(top.next) < ENTRIES {
+            let end = (usize::from(top.next) + quota as usize).min(ENTRIES);
+            let mut i = usize::from(top.next);
+            while i < end {
+                let e = self.entry(top.mfn, i);
+                if e & PTE_P != 0 {
+                    if let Err(err) = self.take_entry_ref(e, Level::L1) {
+                        job.top().next = i as u16;
+                        job.kind = Kind::Devalidate;
+                        job.result = Err(err);
+                        return (i + 1 - usize::from(top.next)) as u32;
+                    }
+                }
+                i += 1;
+            }
+            job.top().next = end as u16;
+            return (end - usize::from(top.next)) as u32;
+        }
         if usize::from(top.next) == ENTRIES {
             // Every entry holds its references: the table is validated, and
             // the job's type count on it is now its parent entry's.
@@ -310,12 +344,12 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             if job.busy() {
                 job.top().next += 1;
             }
-            return false;
+            return 0;
         }
         let e = self.entry(top.mfn, usize::from(top.next));
         if e & PTE_P == 0 {
             job.top().next += 1;
-            return true;
+            return 1;
         }
         match self.take_entry_ref(e, top.level) {
             Ok(None) => job.top().next += 1,
@@ -336,12 +370,27 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
                 job.result = Err(err);
             }
         }
-        true
+        1
     }
 
-    /// One step of a devalidation; `true` if it handled an entry.
-    fn devalidate_step(&mut self, job: &mut Job) -> bool {
+    /// One step of a devalidation: the entries it handled, at most `quota`
+    /// (a run of an L1 table's in one step).
+    fn devalidate_step(&mut self, job: &mut Job, quota: u32) -> u32 {
         let top = *job.top();
+        if top.level == Level::L1 && top.next > 0 {
+            let start = usize::from(top.next);
+            let end = start.saturating_sub(quota as usize);
+            let mut i = start;
+            while i > end {
+                i -= 1;
+                let e = self.entry(top.mfn, i);
+                if e & PTE_P != 0 {
+                    self.put_l1_entry_ref(e);
+                }
+            }
+            job.top().next = end as u16;
+            return (start - end) as u32;
+        }
         if top.next == 0 {
             let mut i = self.type_info(top.pfn);
             i.type_count = 0;
@@ -351,16 +400,16 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             if job.busy() || job.drop_root_ref {
                 self.put_page_at(top.pfn);
             }
-            return false;
+            return 0;
         }
         let index = top.next - 1;
         job.top().next = index;
         let e = self.entry(top.mfn, usize::from(index));
         if e & PTE_P == 0 {
-            return true;
+            return 1;
         }
         let mfn = pte_frame(e);
-        let Ok(pfn) = self.pfn(mfn) else { return true };
+        let Ok(pfn) = self.pfn(mfn) else { return 1 };
         match top.level {
             Level::L1 if e & PTE_RW == 0 => self.put_page_at(pfn),
             Level::L1 => {
@@ -388,7 +437,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
                 }
             }
         }
-        true
+        1
     }
 
     /// The references a present entry of a table of `level` holds, taken

@@ -354,7 +354,8 @@ proptest! {
 fn every_piece_handles_at_least_one_entry() {
     struct Always(u64);
     impl Meter for Always {
-        fn tick(&mut self) -> bool {
+        fn tick(&mut self, n: u32) -> bool {
+            assert_eq!(n, 1, "more than the quota");
             self.0 += 1;
             true
         }

@@ -202,6 +202,19 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         );
     }
 
+    /// Drop what [`Self::take_entry_ref`] took for an L1 entry `e` (a plain
+    /// reference, and a writable one if RW).
+    #[inline(always)]
+    pub(super) fn put_l1_entry_ref(&mut self, e: u64) {
+        let Ok(pfn) = self.pfn(pte_frame(e)) else {
+            return;
+        };
+        if e & PTE_RW != 0 {
+            self.put_type_shallow(pfn);
+        }
+        self.put_page_at(pfn);
+    }
+
     /// Drop what [`Self::take_entry_ref`] took for `e`, except when that is the
     /// last type reference of a validated table: then nothing is dropped yet,
     /// and the table is returned, marked not validated, for a [`Job`] to

@@ -99,6 +99,45 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
                 }
             }
         };
+        if level == Level::L1 {
+            return self.write_l1_entry(at, new, flush);
+        }
+        self.mod_upper_entry(job, at, level, new, flush, meter)
+    }
+
+    /// An update of an L1 entry: no table below, so no job (the common case,
+    /// kept tight).
+    #[inline(always)]
+    fn write_l1_entry(&mut self, at: MachineAddr, new: u64, flush: &mut Flush) -> Finished {
+        let old = self.mem.read_u64(at);
+        if new & PTE_P != 0 {
+            if let Err(e) = self.take_entry_ref(new, Level::L1) {
+                return Some(Err(e));
+            }
+        }
+        self.mem.write_u64(at, new);
+        if old & PTE_P != 0 {
+            self.put_l1_entry_ref(old);
+        }
+        let f = flush_for(old, new);
+        if f != Flush::None {
+            *flush = flush.merge(f);
+        }
+        Some(Ok(()))
+    }
+
+    /// An update of an entry of an L2, L3 or L4 table: its validation and
+    /// devalidation work in `job`.
+    #[inline(never)]
+    fn mod_upper_entry(
+        &mut self,
+        job: &mut Job,
+        at: MachineAddr,
+        level: Level,
+        new: u64,
+        flush: &mut Flush,
+        meter: &mut impl Meter,
+    ) -> Finished {
         if new & PTE_P != 0 {
             match self.take_entry_ref(new, level) {
                 Ok(None) => {}
