@@ -10,7 +10,7 @@ use crate::mem::PhysMem;
 use crate::paging::guest_mem;
 use crate::paging::job::{Finished, Meter};
 use crate::paging::{Flush, LastTable};
-use crate::preempt::{Budget, Progress, CHECK_EVERY, RESTART};
+use crate::preempt::{Budget, Progress, CHECK_EVERY, ENTRIES_PER_UNIT, RESTART};
 use keel_abi::mmu::{
     MmuUpdate, MmuextOp, DOMID_SELF, MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL, MMUEXT_INVLPG_MULTI,
     MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE,
@@ -47,7 +47,8 @@ fn preempted(work: &mut Budget, count: u32, start: u64, done: u64) -> Outcome {
 }
 
 /// A [`Meter`] for the validation work of one request: charged to the exit's
-/// budget one unit an entry, with the same check points as the requests
+/// budget one unit per [`ENTRIES_PER_UNIT`] entries, with the same check
+/// points as the requests
 /// ([`Budget::stop_here`]).
 pub(super) struct WorkMeter<'b> {
     work: &'b mut Budget,
@@ -64,11 +65,12 @@ impl<'b> WorkMeter<'b> {
 impl Meter for WorkMeter<'_> {
     #[inline]
     fn quota(&self) -> u32 {
-        self.work.until_check()
+        self.work.until_check().saturating_mul(ENTRIES_PER_UNIT)
     }
     #[inline]
     fn tick(&mut self, n: u32) -> bool {
-        self.work.charge(n);
+        // Rounded up: every piece is charged at least one unit.
+        self.work.charge(n.div_ceil(ENTRIES_PER_UNIT));
         let (ev, now) = (self.ev, self.now);
         self.work.stop_here(|| tsc(now), || ev.wake_deadline_tsc())
     }

@@ -346,11 +346,24 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             }
             return 0;
         }
-        let e = self.entry(top.mfn, usize::from(top.next));
-        if e & PTE_P == 0 {
-            job.top().next += 1;
-            return 1;
+        // Empty entries (most of an upper table's) in one run, then at most
+        // one present entry.
+        let start = usize::from(top.next);
+        let end = (start + quota as usize).min(ENTRIES);
+        let mut i = start;
+        let mut e = 0;
+        while i < end {
+            e = self.entry(top.mfn, i);
+            if e & PTE_P != 0 {
+                break;
+            }
+            i += 1;
         }
+        job.top().next = i as u16;
+        if i == end {
+            return (end - start) as u32;
+        }
+        let handled = (i + 1 - start) as u32;
         match self.take_entry_ref(e, top.level) {
             Ok(None) => job.top().next += 1,
             Ok(Some((mfn, pfn))) => {
@@ -370,7 +383,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
                 job.result = Err(err);
             }
         }
-        1
+        handled
     }
 
     /// One step of a devalidation: the entries it handled, at most `quota`
@@ -402,14 +415,27 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             }
             return 0;
         }
-        let index = top.next - 1;
-        job.top().next = index;
-        let e = self.entry(top.mfn, usize::from(index));
+        // Empty entries in one run (downwards), then at most one present.
+        let start = usize::from(top.next);
+        let end = start.saturating_sub(quota as usize);
+        let mut i = start;
+        let mut e = 0;
+        while i > end {
+            i -= 1;
+            e = self.entry(top.mfn, i);
+            if e & PTE_P != 0 {
+                break;
+            }
+        }
+        job.top().next = i as u16;
+        let handled = (start - i) as u32;
         if e & PTE_P == 0 {
-            return 1;
+            return handled;
         }
         let mfn = pte_frame(e);
-        let Ok(pfn) = self.pfn(mfn) else { return 1 };
+        let Ok(pfn) = self.pfn(mfn) else {
+            return handled;
+        };
         match top.level {
             Level::L1 if e & PTE_RW == 0 => self.put_page_at(pfn),
             Level::L1 => {
@@ -437,7 +463,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
                 }
             }
         }
-        1
+        handled
     }
 
     /// The references a present entry of a table of `level` holds, taken
