@@ -256,3 +256,58 @@ pub fn aliased_requests() -> Option<Aliased> {
         entry_val,
     })
 }
+
+/// A four-level tree of page tables for validation work: `l1s` L1 tables,
+/// every entry of each mapping one data frame read-only, under as many L2s as
+/// they need, one L3 and one L4 (not pinned, not the base). Pinning the L4
+/// validates about `512 * (l1s + 1)` entries; unpinning it devalidates as
+/// many.
+pub struct Tree {
+    /// The L4 to pin (mapped read-only where the bootstrap tables map it).
+    pub l4: Frame,
+    /// How many tables (of every level) the tree has.
+    pub tables: u64,
+}
+
+/// Build a [`Tree`] of `l1s` L1 tables (at most 512 * 512), each filled by
+/// `mmu_update` batches while it is still ordinary memory. Crashes the test
+/// if a step is refused.
+pub fn tree(l1s: u64) -> Tree {
+    let data = take_frame();
+    let l2s = l1s.div_ceil(512);
+    let l3 = table_frame();
+    let mut tables = 2;
+    for j in 0..l2s {
+        let l2 = table_frame();
+        tables += 1;
+        for i in 0..(l1s - j * 512).min(512) {
+            let l1 = table_frame();
+            tables += 1;
+            fill_all(&l1, entry(data.mfn, PTE_P));
+            if let Err(e) = fill(&l2, i as usize, entry(l1.mfn, PTE_P | PTE_RW)) {
+                crate::report::crash(format_args!("tree: L2 entry {i}: {e}"));
+            }
+        }
+        if let Err(e) = fill(&l3, j as usize, entry(l2.mfn, PTE_P | PTE_RW)) {
+            crate::report::crash(format_args!("tree: L3 entry {j}: {e}"));
+        }
+    }
+    let l4 = table_frame();
+    if let Err(e) = fill(&l4, 0, entry(l3.mfn, PTE_P | PTE_RW)) {
+        crate::report::crash(format_args!("tree: L4 entry: {e}"));
+    }
+    Tree { l4, tables }
+}
+
+/// Write every entry of `f` (not yet a table) to `val`, 64 requests a call.
+fn fill_all(f: &Frame, val: u64) {
+    let mut reqs = [MmuUpdate { ptr: 0, val }; 64];
+    for chunk in 0..8 {
+        for (k, r) in reqs.iter_mut().enumerate() {
+            r.ptr = slot(f.mfn, chunk * 64 + k);
+        }
+        if let (_, Err(e)) = mmu_update(&reqs) {
+            crate::report::crash(format_args!("tree: filling an L1: {e}"));
+        }
+    }
+}

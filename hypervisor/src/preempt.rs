@@ -62,10 +62,25 @@ pub const MMU_UPDATE_PREEMPTED: u64 = 1 << 31;
 /// instructions, a few tens of microseconds on hardware.
 pub const UNITS_PER_EXIT: u32 = 1024;
 
+/// Entries of page-table validation or devalidation work
+/// ([`crate::paging::job`]) charged as one unit: an entry costs a fraction of
+/// a request (a present L1 entry about 20 instructions under Bochs, an empty
+/// one a few), so a unit of entries is about a request's time, and a check
+/// point comes every `CHECK_EVERY * ENTRIES_PER_UNIT` entries.
+pub const ENTRIES_PER_UNIT: u32 = 8;
+
 /// Units between two check points. A check reads the TSC; every four requests
 /// keeps a due timer's delay below four requests' time (the upcall-latency
 /// target: twice the idle figure) at about one instruction a request.
 pub const CHECK_EVERY: u32 = 4;
+
+/// What a request answers inside the hypervisor when its own work (the
+/// validation or devalidation of a page-table tree, [`crate::paging::job`])
+/// stopped part way: the batch then preempts itself *before* that request,
+/// which goes on when the guest makes the call again. Xen's `ERESTART`
+/// (85), which Xen too never returns to a guest; no Keel hypercall returns
+/// it either (the batches turn it into their continuation).
+pub const RESTART: Errno = Errno(85);
 
 /// Bit 63 of a `multicall`'s progress word: the entry at the done count was
 /// preempted part way, and its own progress word is in its `result` field.

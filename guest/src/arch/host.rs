@@ -185,6 +185,14 @@ pub fn probe_single_step(_insn: StepInsn, _a: u64, _b: u64) -> (u64, bool, u64) 
     hosted("single-step probes")
 }
 /// See the bare-metal `arch`.
+pub fn probe_rep_step(_ins: bool, _buf: u64, _n: u64) -> (u64, u64, u64, u64) {
+    hosted("single-step probes")
+}
+/// See the bare-metal `arch`.
+pub fn probe_sti_vmcall() -> (u64, u64) {
+    hosted("the STI;VMCALL probe")
+}
+/// See the bare-metal `arch`.
 pub fn last_db_dr6() -> u64 {
     hosted("the exception table")
 }

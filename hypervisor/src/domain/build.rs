@@ -389,6 +389,7 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         console: crate::console::LineBuf::new(),
         console_prefix: super::console_prefix_for(cfg.id),
         console_cache: crate::paging::read_cache::ReadCache::new(),
+        mm_job: crate::paging::job::Job::IDLE,
         hypercall_counts: [0; COUNTED_HYPERCALLS],
         other_hypercalls: 0,
         abi_encoded: presented.encode(),

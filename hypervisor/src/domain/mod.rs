@@ -25,6 +25,7 @@ use crate::addr::{GuestVirt, Mfn, Pfn};
 use crate::console::LineBuf;
 use crate::mem::{Console, FrameSource, PhysMem};
 use crate::paging::frame_table::FrameTable;
+use crate::paging::job::{Finished, Job, Meter, Origin, Unbounded};
 use crate::paging::{Flush, LastTable, Mm, MmError};
 use keel_abi::version::AbiVersion;
 
@@ -80,6 +81,9 @@ pub struct Domain {
     base: Mfn,
     /// The TLB flush owed to the guest before it runs again.
     flush: Flush,
+    /// The validation or devalidation an MMU hypercall left part way
+    /// ([`crate::paging::job`]): at most one per domain.
+    mm_job: Job,
     console: LineBuf<CONSOLE_LINE_MAX>,
     /// `(d<id>) `, made once at build (every console line starts with it).
     console_prefix: ([u8; 10], usize),
@@ -170,67 +174,161 @@ impl Domain {
         self.base
     }
 
-    /// Pin `mfn` as a table of `level` (validating it).
+    /// Pin `mfn` as a table of `level` (validating it), in one go.
     pub fn pin<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,
         mfn: Mfn,
         level: Level,
     ) -> Result<(), MmError> {
-        self.mm(mem).pin(mfn, level)
+        self.pin_in(mem, mfn, level, &mut Unbounded)
+            .unwrap_or(Ok(()))
     }
 
-    /// Drop a pin.
+    /// Drop a pin, in one go.
     pub fn unpin<M: PhysMem + ?Sized>(&mut self, mem: &mut M, mfn: Mfn) -> Result<(), MmError> {
-        self.mm(mem).unpin(mfn)
+        self.unpin_in(mem, mfn, &mut Unbounded).unwrap_or(Ok(()))
     }
 
-    /// Switch the base pointer to `new` (a pinned, validated L4); a full TLB flush
-    /// is owed afterwards (the caller reloads CR3).
+    /// Switch the base pointer to `new` (a pinned, validated L4), in one go; a
+    /// full TLB flush is owed afterwards (the caller reloads CR3).
     pub fn new_baseptr<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,
         new: Mfn,
     ) -> Result<(), MmError> {
-        let old = self.base;
-        self.mm(mem).set_base(Some(old), new)?;
-        self.base = new;
-        self.flush = self.flush.merge(Flush::All);
-        Ok(())
+        self.new_baseptr_in(mem, new, &mut Unbounded)
+            .unwrap_or(Ok(()))
     }
 
     /// Update the entry at machine address `ptr` (8-byte aligned, in a frame the
-    /// domain owns) to `val`, validated. Records the TLB flush it needs.
+    /// domain owns) to `val`, validated, in one go. Records the TLB flush it
+    /// needs.
     pub fn update_entry<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,
         ptr: crate::addr::MachineAddr,
         val: u64,
     ) -> Result<(), MmError> {
-        self.update_entry_after(mem, &mut LastTable::default(), ptr, val)
+        self.update_entry_in(mem, &mut LastTable::default(), ptr, val, &mut Unbounded)
+            .unwrap_or(Ok(()))
     }
 
-    /// [`Self::update_entry`] as the next of a run of updates with nothing
-    /// else in between (one `mmu_update` batch): see [`LastTable`].
+    // The preemptible forms (`crate::paging::job`): `None` when `meter`
+    // stopped the work part way; the same request made again goes on.
+
+    /// [`Self::pin`], preemptible.
+    pub fn pin_in<M: PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        mfn: Mfn,
+        level: Level,
+        meter: &mut impl Meter,
+    ) -> Finished {
+        let mut mm = Mm {
+            ft: &self.frames,
+            mem,
+            nx: self.nx,
+        };
+        mm.pin_in(&mut self.mm_job, mfn, level, meter)
+    }
+
+    /// [`Self::unpin`], preemptible.
+    pub fn unpin_in<M: PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        mfn: Mfn,
+        meter: &mut impl Meter,
+    ) -> Finished {
+        let mut mm = Mm {
+            ft: &self.frames,
+            mem,
+            nx: self.nx,
+        };
+        mm.unpin_in(&mut self.mm_job, mfn, meter)
+    }
+
+    /// [`Self::new_baseptr`], preemptible: `new` is the base as soon as the
+    /// checks pass; dropping the old base's references may go on later.
+    pub fn new_baseptr_in<M: PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        new: Mfn,
+        meter: &mut impl Meter,
+    ) -> Finished {
+        let mut mm = Mm {
+            ft: &self.frames,
+            mem,
+            nx: self.nx,
+        };
+        let r = mm.set_base_in(&mut self.mm_job, self.base, new, meter);
+        let switched = match r {
+            Some(r) => r.is_ok(),
+            None => self.mm_job.origin() == Origin::NewBase(new),
+        };
+        if switched {
+            self.base = new;
+            self.flush = self.flush.merge(Flush::All);
+        }
+        r
+    }
+
+    /// [`Self::update_entry`], preemptible, as the next of a run of updates
+    /// with nothing else in between (one `mmu_update` batch): see
+    /// [`LastTable`].
     #[inline(always)]
-    pub fn update_entry_after<M: PhysMem + ?Sized>(
+    pub fn update_entry_in<M: PhysMem + ?Sized>(
         &mut self,
         mem: &mut M,
         last: &mut LastTable,
         ptr: crate::addr::MachineAddr,
         val: u64,
-    ) -> Result<(), MmError> {
+        meter: &mut impl Meter,
+    ) -> Finished {
         if !ptr.get().is_multiple_of(8) {
-            return Err(MmError::Misaligned);
+            return Some(Err(MmError::Misaligned));
         }
         let index = (ptr.page_offset() / 8) as usize;
-        let f = self
-            .mm(mem)
-            .mod_entry_after(last, ptr.frame(), index, val)?;
-        if f != Flush::None {
-            self.flush = self.flush.merge(f);
+        let mut mm = Mm {
+            ft: &self.frames,
+            mem,
+            nx: self.nx,
+        };
+        mm.mod_entry_in(
+            &mut self.mm_job,
+            last,
+            ptr.frame(),
+            index,
+            val,
+            &mut self.flush,
+            meter,
+        )
+    }
+
+    /// Finish or undo the MMU job an earlier hypercall left part way (see
+    /// [`crate::paging::job`]); `true` when none is left.
+    pub fn settle_mm<M: PhysMem + ?Sized>(&mut self, mem: &mut M, meter: &mut impl Meter) -> bool {
+        let mut mm = Mm {
+            ft: &self.frames,
+            mem,
+            nx: self.nx,
+        };
+        mm.settle(&mut self.mm_job, meter)
+    }
+
+    /// Whether an MMU job is part way.
+    pub const fn mm_busy(&self) -> bool {
+        self.mm_job.busy()
+    }
+
+    /// The request whose work the MMU job part way does (`Origin::None` if
+    /// there is none).
+    pub const fn mm_job_origin(&self) -> Origin {
+        if self.mm_job.busy() {
+            self.mm_job.origin()
+        } else {
+            Origin::None
         }
-        Ok(())
     }
 
     /// Owe the guest a TLB flush (TLB_FLUSH_LOCAL, INVLPG_LOCAL).
@@ -252,6 +350,7 @@ impl Domain {
     /// Release every pin and the base pointer; returns the number of frames
     /// whose counts did not return to zero (0 unless there is a bug).
     pub fn release_mm<M: PhysMem + ?Sized>(&mut self, mem: &mut M) -> u64 {
+        self.settle_mm(mem, &mut Unbounded);
         let base = self.base;
         self.mm(mem).release_all(Some(base))
     }

@@ -5,10 +5,12 @@
 use super::{Ctx, HcResult, HypercallArgs, Outcome};
 use crate::addr::{GuestVirt, MachineAddr, Mfn};
 use crate::domain::{Domain, Level};
+use crate::event::EventState;
 use crate::mem::PhysMem;
 use crate::paging::guest_mem;
+use crate::paging::job::{Finished, Meter};
 use crate::paging::{Flush, LastTable};
-use crate::preempt::{Budget, Progress, CHECK_EVERY};
+use crate::preempt::{Budget, Progress, CHECK_EVERY, ENTRIES_PER_UNIT, RESTART};
 use keel_abi::mmu::{
     MmuUpdate, MmuextOp, DOMID_SELF, MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL, MMUEXT_INVLPG_MULTI,
     MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE,
@@ -42,6 +44,46 @@ fn preempted(work: &mut Budget, count: u32, start: u64, done: u64) -> Outcome {
         in_entry: false,
     };
     Outcome::Preempted(left.encode())
+}
+
+/// A [`Meter`] for the validation work of one request: charged to the exit's
+/// budget one unit per [`ENTRIES_PER_UNIT`] entries, with the same check
+/// points as the requests
+/// ([`Budget::stop_here`]).
+pub(super) struct WorkMeter<'b> {
+    work: &'b mut Budget,
+    ev: &'b EventState,
+    now: &'b dyn Fn() -> u64,
+}
+
+impl<'b> WorkMeter<'b> {
+    fn new(work: &'b mut Budget, ev: &'b EventState, now: &'b dyn Fn() -> u64) -> Self {
+        WorkMeter { work, ev, now }
+    }
+}
+
+impl Meter for WorkMeter<'_> {
+    #[inline]
+    fn quota(&self) -> u32 {
+        self.work.until_check().saturating_mul(ENTRIES_PER_UNIT)
+    }
+    #[inline]
+    fn tick(&mut self, n: u32) -> bool {
+        // Rounded up: every piece is charged at least one unit.
+        self.work.charge(n.div_ceil(ENTRIES_PER_UNIT));
+        let (ev, now) = (self.ev, self.now);
+        self.work.stop_here(|| tsc(now), || ev.wake_deadline_tsc())
+    }
+}
+
+/// A request's outcome from the paging rules: `None` (stopped part way) is
+/// [`RESTART`], which the batch turns into its continuation.
+fn finished(r: Finished) -> Result<(), Errno> {
+    match r {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(mm_err(e)),
+        None => Err(RESTART),
+    }
 }
 
 /// The TSC for a check point. On the hypervisor it is the RDTSC that the exit
@@ -110,7 +152,8 @@ fn batch<M: PhysMem, const N: usize>(
     let ev = &*c.ev;
     let deadline = c.work.deadline(|| ev.wake_deadline_tsc());
     let start = done;
-    // Every piece does at least one request.
+    // Every piece does at least one request (or one entry of its
+    // validation work).
     let limit = start + u64::from(c.work.room().max(1));
     let every = u64::from(CHECK_EVERY);
     let mut stop = count.min((start / every + 1) * every).min(limit);
@@ -133,9 +176,17 @@ fn batch<M: PhysMem, const N: usize>(
             }
             done += 1;
         }
+        if rc == Err(RESTART) {
+            // The request's validation work stopped part way (its units are
+            // charged already): the same request goes on in the next piece.
+            return Ok(preempted(&mut c.work, p.count, start, done));
+        }
         if done >= count || rc.is_err() {
             break;
         }
+        // The bound counts the requests of this piece and any validation
+        // work they did (charged as it was done).
+        let limit = start + u64::from(c.work.room());
         if done >= limit || tsc(c.now) >= deadline {
             return Ok(preempted(&mut c.work, p.count, start, done));
         }
@@ -180,9 +231,11 @@ pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> H
                 // Bits 0..1 are the command; the entry address is 8-byte
                 // aligned, so bit 2 must be clear (checked by update_entry).
                 let ma = MachineAddr::from_guest(req.ptr & !3).map_err(addr_err)?;
-                c.dom
-                    .update_entry_after(c.mem, &mut last, ma, req.val)
-                    .map_err(mm_err)
+                let mut meter = WorkMeter::new(&mut c.work, c.ev, c.now);
+                finished(
+                    c.dom
+                        .update_entry_in(c.mem, &mut last, ma, req.val, &mut meter),
+                )
             }
             _ => Err(Errno::ENOSYS),
         }
@@ -202,14 +255,26 @@ pub(super) fn mmuext_op<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> Hc
             let op = MmuextOp::decode(b);
             // Only the commands that name a frame check arg1 as one.
             let mfn = || Mfn::from_guest(op.arg1).map_err(addr_err);
-            let pin = |c: &mut Ctx<'_, M>, level| c.dom.pin(c.mem, mfn()?, level).map_err(mm_err);
+            let pin = |c: &mut Ctx<'_, M>, level| {
+                let mfn = mfn()?;
+                let mut meter = WorkMeter::new(&mut c.work, c.ev, c.now);
+                finished(c.dom.pin_in(c.mem, mfn, level, &mut meter))
+            };
             match op.cmd {
                 MMUEXT_PIN_L1_TABLE => pin(c, Level::L1),
                 MMUEXT_PIN_L2_TABLE => pin(c, Level::L2),
                 MMUEXT_PIN_L3_TABLE => pin(c, Level::L3),
                 MMUEXT_PIN_L4_TABLE => pin(c, Level::L4),
-                MMUEXT_UNPIN_TABLE => c.dom.unpin(c.mem, mfn()?).map_err(mm_err),
-                MMUEXT_NEW_BASEPTR => c.dom.new_baseptr(c.mem, mfn()?).map_err(mm_err),
+                MMUEXT_UNPIN_TABLE => {
+                    let mfn = mfn()?;
+                    let mut meter = WorkMeter::new(&mut c.work, c.ev, c.now);
+                    finished(c.dom.unpin_in(c.mem, mfn, &mut meter))
+                }
+                MMUEXT_NEW_BASEPTR => {
+                    let mfn = mfn()?;
+                    let mut meter = WorkMeter::new(&mut c.work, c.ev, c.now);
+                    finished(c.dom.new_baseptr_in(c.mem, mfn, &mut meter))
+                }
                 MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_ALL => {
                     c.dom.request_flush(Flush::All);
                     Ok(())

@@ -74,6 +74,14 @@ impl Level {
             _ => None,
         }
     }
+    /// The level below (L1 for L1: an L1 entry references no table).
+    pub const fn below(self) -> Level {
+        match self {
+            Level::L4 => Level::L3,
+            Level::L3 => Level::L2,
+            _ => Level::L1,
+        }
+    }
     /// log2 of the bytes one *table* at this level covers (L1: 2 MiB = 21).
     pub const fn table_span_shift(self) -> u32 {
         12 + 9 * self.number()

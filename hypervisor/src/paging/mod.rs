@@ -68,6 +68,7 @@ mod error;
 mod flush;
 pub mod frame_table;
 pub mod guest_mem;
+pub mod job;
 mod pin;
 pub mod read_cache;
 mod types;
@@ -83,3 +84,5 @@ pub use validate::{allowed_flags, check_entry};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_job;

@@ -8,6 +8,7 @@ use crate::addr::{Mfn, Pfn};
 use crate::mem::PhysMem;
 use crate::paging::entry::Level;
 use crate::paging::frame_table::PageType;
+use crate::paging::job::{Finished, Job, Meter, Origin};
 use crate::paging::{Mm, MmError};
 
 impl<M: PhysMem + ?Sized> Mm<'_, M> {
@@ -91,5 +92,156 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
                 i.type_count != 0 || i.ref_count != 0 || i.pinned || i.validated
             })
             .count() as u64
+    }
+}
+
+/// The preemptible forms of the operations above, for the hypercalls: each
+/// does its work through the domain's [`Job`] and `meter`, and returns `None`
+/// when the meter stopped it with work left. The same request made again goes
+/// on where it stopped (its [`Origin`] is the job's); any other first settles
+/// the job ([`Mm::settle`]).
+impl<M: PhysMem + ?Sized> Mm<'_, M> {
+    /// [`Self::pin`], preemptible.
+    pub fn pin_in(
+        &mut self,
+        job: &mut Job,
+        mfn: Mfn,
+        level: Level,
+        meter: &mut impl Meter,
+    ) -> Finished {
+        let origin = Origin::Pin(mfn, level);
+        if job.busy() {
+            if job.origin() == origin {
+                let validating = job.validating();
+                let r = self.run(job, meter)?;
+                if validating && r.is_ok() {
+                    self.mark_pinned(mfn);
+                }
+                return Some(r);
+            }
+            if !self.settle(job, meter) {
+                return None;
+            }
+        }
+        let pfn = match self.pfn(mfn) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        if self.type_info(pfn).pinned {
+            return Some(Err(MmError::AlreadyPinned(mfn)));
+        }
+        if let Err(e) = self.get_page_at(pfn, mfn) {
+            return Some(Err(e));
+        }
+        let r = match self.take_type(pfn, mfn, PageType::Table(level)) {
+            Err(e) => {
+                self.put_page_at(pfn);
+                Err(e)
+            }
+            Ok(false) => Ok(()),
+            Ok(true) => self.start_validate(job, origin, (mfn, pfn), level, true, meter)?,
+        };
+        if r.is_ok() {
+            self.mark_pinned(mfn);
+        }
+        Some(r)
+    }
+
+    fn mark_pinned(&mut self, mfn: Mfn) {
+        if let Ok(pfn) = self.pfn(mfn) {
+            let mut i = self.type_info(pfn);
+            i.pinned = true;
+            self.set_type_info(pfn, i);
+        }
+    }
+
+    /// [`Self::unpin`], preemptible: the pin is gone at once; the
+    /// devalidation it causes goes on in the job.
+    pub fn unpin_in(&mut self, job: &mut Job, mfn: Mfn, meter: &mut impl Meter) -> Finished {
+        let origin = Origin::Unpin(mfn);
+        if job.busy() {
+            if job.origin() == origin {
+                return self.run(job, meter);
+            }
+            if !self.settle(job, meter) {
+                return None;
+            }
+        }
+        let pfn = match self.pfn(mfn) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut i = self.type_info(pfn);
+        if !i.pinned {
+            return Some(Err(MmError::NotPinned(mfn)));
+        }
+        i.pinned = false;
+        self.set_type_info(pfn, i);
+        self.put_page_and_type_in(job, origin, mfn, pfn, meter)
+    }
+
+    /// Drop a type reference and a plain reference on `mfn`, the type
+    /// reference's devalidation (if it was a table's last) in `job`.
+    fn put_page_and_type_in(
+        &mut self,
+        job: &mut Job,
+        origin: Origin,
+        mfn: Mfn,
+        pfn: Pfn,
+        meter: &mut impl Meter,
+    ) -> Finished {
+        let i = self.type_info(pfn);
+        match i.ty.level() {
+            Some(level) if i.type_count == 1 && i.validated => {
+                self.start_devalidate(job, origin, (mfn, pfn), level, true, meter)
+            }
+            _ => {
+                self.put_type_shallow(pfn);
+                self.put_page_at(pfn);
+                Some(Ok(()))
+            }
+        }
+    }
+
+    /// [`Self::set_base`], preemptible: `new` is the base at once; dropping
+    /// `old`'s references (its devalidation, if the base held its last type
+    /// reference) goes on in the job. `old` is not looked at when the job
+    /// goes on.
+    pub fn set_base_in(
+        &mut self,
+        job: &mut Job,
+        old: Mfn,
+        new: Mfn,
+        meter: &mut impl Meter,
+    ) -> Finished {
+        let origin = Origin::NewBase(new);
+        if job.busy() {
+            if job.origin() == origin {
+                return self.run(job, meter);
+            }
+            if !self.settle(job, meter) {
+                return None;
+            }
+        }
+        let pfn = match self.pfn(new) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        let i = self.type_info(pfn);
+        if !(i.pinned && i.validated && i.ty == PageType::Table(Level::L4)) {
+            return Some(Err(MmError::NotPinnedL4(new)));
+        }
+        if let Err(e) = self.get_page_at(pfn, new) {
+            return Some(Err(e));
+        }
+        // Validated with a non-zero count: only counted, never validated here.
+        if let Err(e) = self.take_type(pfn, new, PageType::Table(Level::L4)) {
+            self.put_page_at(pfn);
+            return Some(Err(e));
+        }
+        match self.pfn(old) {
+            Ok(old_pfn) => self.put_page_and_type_in(job, origin, old, old_pfn, meter),
+            Err(_) => Some(Ok(())),
+        }
     }
 }

@@ -18,16 +18,16 @@ use std::string::String;
 use std::vec::Vec;
 
 /// A frame table of `n` frames in fake memory.
-struct World {
-    mem: FakeMem,
-    frames: FakeFrames,
-    ft: Option<FrameTable>,
-    base: Option<Mfn>,
-    nx: bool,
+pub(super) struct World {
+    pub(super) mem: FakeMem,
+    pub(super) frames: FakeFrames,
+    pub(super) ft: Option<FrameTable>,
+    pub(super) base: Option<Mfn>,
+    pub(super) nx: bool,
 }
 
 impl World {
-    fn new(n: u64) -> World {
+    pub(super) fn new(n: u64) -> World {
         let mut mem = FakeMem::default();
         let mut frames = FakeFrames::new(0x100, n + 16);
         let ft = FrameTable::alloc(n, &mut mem, &mut frames).unwrap();
@@ -39,47 +39,47 @@ impl World {
             nx: true,
         }
     }
-    fn ft(&self) -> &FrameTable {
+    pub(super) fn ft(&self) -> &FrameTable {
         self.ft.as_ref().unwrap()
     }
-    fn mm(&mut self) -> Mm<'_, FakeMem> {
+    pub(super) fn mm(&mut self) -> Mm<'_, FakeMem> {
         Mm {
             ft: self.ft.as_ref().unwrap(),
             mem: &mut self.mem,
             nx: self.nx,
         }
     }
-    fn mfn(&self, pfn: u64) -> Mfn {
+    pub(super) fn mfn(&self, pfn: u64) -> Mfn {
         self.ft().mfn(&self.mem, Pfn::new(pfn)).unwrap()
     }
-    fn info(&self, pfn: u64) -> PageInfo {
+    pub(super) fn info(&self, pfn: u64) -> PageInfo {
         self.ft().info(&self.mem, Pfn::new(pfn)).unwrap()
     }
     /// A raw write, as the guest could make through a writable mapping (or the
     /// test sets up before anything is validated).
-    fn poke(&mut self, pfn: u64, i: usize, v: u64) {
+    pub(super) fn poke(&mut self, pfn: u64, i: usize, v: u64) {
         let m = self.mfn(pfn);
         self.mem.write_u64(entry_addr(m, i), v);
     }
-    fn peek(&self, pfn: u64, i: usize) -> u64 {
+    pub(super) fn peek(&self, pfn: u64, i: usize) -> u64 {
         self.mem.read_u64(entry_addr(self.mfn(pfn), i))
     }
-    fn e(&self, pfn: u64, flags: u64) -> u64 {
+    pub(super) fn e(&self, pfn: u64, flags: u64) -> u64 {
         pte(self.mfn(pfn), flags)
     }
-    fn update(&mut self, pfn: u64, i: usize, v: u64) -> Result<Flush, MmError> {
+    pub(super) fn update(&mut self, pfn: u64, i: usize, v: u64) -> Result<Flush, MmError> {
         let m = self.mfn(pfn);
         self.mm().mod_entry(m, i, v)
     }
-    fn pin(&mut self, pfn: u64, l: Level) -> Result<(), MmError> {
+    pub(super) fn pin(&mut self, pfn: u64, l: Level) -> Result<(), MmError> {
         let m = self.mfn(pfn);
         self.mm().pin(m, l)
     }
-    fn unpin(&mut self, pfn: u64) -> Result<(), MmError> {
+    pub(super) fn unpin(&mut self, pfn: u64) -> Result<(), MmError> {
         let m = self.mfn(pfn);
         self.mm().unpin(m)
     }
-    fn set_base(&mut self, pfn: u64) -> Result<(), MmError> {
+    pub(super) fn set_base(&mut self, pfn: u64) -> Result<(), MmError> {
         let m = self.mfn(pfn);
         let old = self.base;
         self.mm().set_base(old, m)?;
@@ -88,7 +88,7 @@ impl World {
     }
     /// A four-level chain: L4 at 0 -> L3 at 1 -> L2 at 2 -> L1 at 3, the L1
     /// mapping frame 10 writable and frame 11 read-only.
-    fn chain(&mut self) {
+    pub(super) fn chain(&mut self) {
         let rw = PTE_P | PTE_RW;
         let (l3, l2, l1) = (self.e(1, rw), self.e(2, rw), self.e(3, rw));
         self.poke(0, 0, l3);
@@ -98,7 +98,7 @@ impl World {
         self.poke(3, 0, a);
         self.poke(3, 1, b);
     }
-    fn teardown(mut self) {
+    pub(super) fn teardown(mut self) {
         let base = self.base;
         let left = self.mm().release_all(base);
         self.base = None;
@@ -111,7 +111,7 @@ impl World {
 }
 
 /// Recompute every count from the tables and compare; check the invariants.
-fn audit(w: &World) -> Result<(), String> {
+pub(super) fn audit(w: &World) -> Result<(), String> {
     let ft = w.ft();
     let n = ft.nr_pages();
     let mut want: BTreeMap<u64, (u32, u64)> = BTreeMap::new(); // pfn -> (type, refs)

@@ -9,7 +9,7 @@ use crate::addr::{Mfn, Pfn};
 use crate::mem::PhysMem;
 use crate::paging::entry::{pte_frame, Level, PTE_RW};
 use crate::paging::frame_table::{FrameTable, PageInfo, PageType, TypeInfo};
-use crate::paging::validate::check_entry;
+use crate::paging::job::{Job, Origin, Unbounded};
 use crate::paging::MmError;
 
 /// The most type references a frame may hold (refused beyond: Xen refuses a
@@ -97,6 +97,46 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         mfn: Mfn,
         want: PageType,
     ) -> Result<(), MmError> {
+        match (self.take_type(pfn, mfn, want)?, want.level()) {
+            (true, Some(level)) => self.validate_now(mfn, pfn, level, false),
+            _ => Ok(()),
+        }
+    }
+
+    /// Validate table `mfn` (given its type by [`Self::take_type`]) in one go:
+    /// the paths that are not preemptible. On failure the type count is zero
+    /// again, and the plain reference is dropped too if `drop_ref`.
+    #[inline(never)]
+    pub(super) fn validate_now(
+        &mut self,
+        mfn: Mfn,
+        pfn: Pfn,
+        level: Level,
+        drop_ref: bool,
+    ) -> Result<(), MmError> {
+        let mut job = Job::IDLE;
+        self.start_validate(
+            &mut job,
+            Origin::None,
+            (mfn, pfn),
+            level,
+            drop_ref,
+            &mut Unbounded,
+        )
+        .unwrap_or(Ok(()))
+    }
+
+    /// Take a type reference of type `want` without validating: count it if
+    /// the frame already has that type (and, for a table, is validated), or
+    /// change the type if its count is zero. `true`: a table type whose count
+    /// left zero: it has its type, count one, not validated, and must be
+    /// validated (by a [`Job`]) before it is used.
+    pub(super) fn take_type(
+        &mut self,
+        pfn: Pfn,
+        mfn: Mfn,
+        want: PageType,
+    ) -> Result<bool, MmError> {
         let mut i = self.type_info(pfn);
         if i.type_count > 0 {
             if i.ty != want {
@@ -107,7 +147,8 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
                 });
             }
             if want.level().is_some() && !i.validated {
-                // Still being validated further up this very chain.
+                // Being validated or devalidated: on a job's path (further
+                // up this very chain, for a table referencing itself).
                 return Err(MmError::Recursive(mfn));
             }
             if i.type_count >= MAX_TYPE_COUNT {
@@ -115,28 +156,16 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             }
             i.type_count += 1;
             self.set_type_info(pfn, i);
-            return Ok(());
+            return Ok(false);
         }
-        // Count zero: the type may change. For a table, count the reference
-        // *before* validating, unvalidated, so that an entry referencing this
-        // frame again (at any level) sees a frame in use and is refused.
+        // Count zero: the type may change. A table is counted *before* it is
+        // validated, unvalidated, so that an entry referencing it again (at
+        // any level) sees a frame in use and is refused.
         i.ty = want;
         i.type_count = 1;
         i.validated = false;
         self.set_type_info(pfn, i);
-        if let Some(level) = want.level() {
-            let r = self.validate(mfn, level);
-            // Re-read rather than reuse `i`: what validation did to this frame
-            // is whatever the stored word says.
-            let mut i = self.type_info(pfn);
-            match r {
-                Ok(()) => i.validated = true,
-                Err(_) => i.type_count = 0,
-            }
-            self.set_type_info(pfn, i);
-            r?;
-        }
-        Ok(())
+        Ok(want.level().is_some())
     }
 
     /// Drop a type reference (Xen's `put_page_type`); the last reference of a
@@ -148,62 +177,66 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     }
 
     pub(super) fn put_type_at(&mut self, pfn: Pfn, mfn: Mfn) {
-        let mut i = self.type_info(pfn);
-        i.type_count = i.type_count.saturating_sub(1);
-        let devalidate = i.type_count == 0 && i.validated;
-        if i.type_count == 0 {
-            i.validated = false;
-        }
-        self.set_type_info(pfn, i);
-        if let (true, Some(level)) = (devalidate, i.ty.level()) {
-            self.devalidate(mfn, level);
+        let i = self.type_info(pfn);
+        match i.ty.level() {
+            Some(level) if i.type_count == 1 && i.validated => {
+                self.devalidate_now(mfn, pfn, level, false)
+            }
+            _ => self.put_type_shallow(pfn),
         }
     }
 
-    /// The references a present entry of a table of `level` holds. Inline: a
-    /// read-only L1 entry (the common case, in validation and in updates) needs
-    /// only the checks and a plain reference; the type references are out of
-    /// line.
-    #[inline(always)]
-    pub(super) fn get_entry_ref(&mut self, e: u64, level: Level) -> Result<(), MmError> {
-        let mfn = check_entry(e, level, self.nx)?;
-        let pfn = self.pfn(mfn)?;
-        self.get_page_at(pfn, mfn)?;
-        let want = match level {
-            Level::L1 if e & PTE_RW == 0 => return Ok(()),
-            Level::L1 => PageType::Writable,
-            Level::L2 => PageType::Table(Level::L1),
-            Level::L3 => PageType::Table(Level::L2),
-            Level::L4 => PageType::Table(Level::L3),
-        };
-        self.get_type_or_put_page(pfn, mfn, want)
-    }
-
-    /// The type reference of [`Self::get_entry_ref`]; on failure the plain
-    /// reference it took is dropped again.
+    /// Devalidate table `mfn` (validated, its last type reference being
+    /// dropped) in one go: the paths that are not preemptible. Its plain
+    /// reference is dropped too if `drop_ref`.
     #[inline(never)]
-    pub(super) fn get_type_or_put_page(
-        &mut self,
-        pfn: Pfn,
-        mfn: Mfn,
-        want: PageType,
-    ) -> Result<(), MmError> {
-        let r = self.get_type_at(pfn, mfn, want);
-        if r.is_err() {
-            self.put_page_at(pfn);
-        }
-        r
+    pub(super) fn devalidate_now(&mut self, mfn: Mfn, pfn: Pfn, level: Level, drop_ref: bool) {
+        let mut job = Job::IDLE;
+        self.start_devalidate(
+            &mut job,
+            Origin::None,
+            (mfn, pfn),
+            level,
+            drop_ref,
+            &mut Unbounded,
+        );
     }
 
-    /// Drop what [`Self::get_entry_ref`] took for `e`.
+    /// Drop what [`Self::take_entry_ref`] took for an L1 entry `e` (a plain
+    /// reference, and a writable one if RW).
     #[inline(always)]
-    pub(super) fn put_entry_ref(&mut self, e: u64, level: Level) {
-        let mfn = pte_frame(e);
-        let Ok(pfn) = self.pfn(mfn) else { return };
-        match level {
-            Level::L1 if e & PTE_RW == 0 => {}
-            _ => self.put_type_at(pfn, mfn),
+    pub(super) fn put_l1_entry_ref(&mut self, e: u64) {
+        let Ok(pfn) = self.pfn(pte_frame(e)) else {
+            return;
+        };
+        if e & PTE_RW != 0 {
+            self.put_type_shallow(pfn);
         }
         self.put_page_at(pfn);
+    }
+
+    /// Drop what [`Self::take_entry_ref`] took for `e`, except when that is the
+    /// last type reference of a validated table: then nothing is dropped yet,
+    /// and the table is returned, marked not validated, for a [`Job`] to
+    /// devalidate (which drops the entry's references at the end).
+    #[inline(always)]
+    pub(super) fn put_entry_ref_shallow(&mut self, e: u64, level: Level) -> Option<(Mfn, Pfn)> {
+        let mfn = pte_frame(e);
+        let pfn = self.pfn(mfn).ok()?;
+        match level {
+            Level::L1 if e & PTE_RW == 0 => {}
+            Level::L1 => self.put_type_shallow(pfn),
+            _ => {
+                let mut i = self.type_info(pfn);
+                if i.type_count == 1 && i.validated {
+                    i.validated = false;
+                    self.set_type_info(pfn, i);
+                    return Some((mfn, pfn));
+                }
+                self.put_type_shallow(pfn);
+            }
+        }
+        self.put_page_at(pfn);
+        None
     }
 }

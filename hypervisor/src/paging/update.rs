@@ -1,10 +1,11 @@
 //! # Validated updates of one entry (`mmu_update`, emulated page-table writes)
 
-use crate::addr::Mfn;
+use crate::addr::{MachineAddr, Mfn};
 use crate::mem::PhysMem;
 use crate::paging::entry::{entry_addr, Level, ENTRIES, PTE_P};
 use crate::paging::flush::flush_for;
 use crate::paging::frame_table::PageType;
+use crate::paging::job::{Finished, Job, Meter, Origin, Unbounded};
 use crate::paging::{Flush, Mm, MmError};
 
 impl<M: PhysMem + ?Sized> Mm<'_, M> {
@@ -31,15 +32,53 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         index: usize,
         new: u64,
     ) -> Result<Flush, MmError> {
+        let mut flush = Flush::None;
+        let mut job = Job::IDLE;
+        self.mod_entry_in(
+            &mut job,
+            last,
+            table,
+            index,
+            new,
+            &mut flush,
+            &mut Unbounded,
+        )
+        .unwrap_or(Ok(()))
+        .map(|()| flush)
+    }
+
+    /// [`Self::mod_entry_after`], preemptible (see [`Self::pin_in`]): the
+    /// validation of a table the new entry references first, then the write,
+    /// then the devalidation of a table the old entry held the last type
+    /// reference of, each in `job`. The TLB flush the write needs is merged
+    /// into `flush` when the write is made.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub fn mod_entry_in(
+        &mut self,
+        job: &mut Job,
+        last: &mut LastTable,
+        table: Mfn,
+        index: usize,
+        new: u64,
+        flush: &mut Flush,
+        meter: &mut impl Meter,
+    ) -> Finished {
         if index >= ENTRIES {
-            return Err(MmError::Misaligned);
+            return Some(Err(MmError::Misaligned));
         }
         let at = entry_addr(table, index);
+        if job.busy() {
+            return self.mod_entry_resume(job, last, table, index, new, flush, meter);
+        }
         let level = match last.0 {
             Some((t, level)) if t == table => level,
             _ => {
                 last.0 = None;
-                let pfn = self.pfn(table)?;
+                let pfn = match self.pfn(table) {
+                    Ok(p) => p,
+                    Err(e) => return Some(Err(e)),
+                };
                 let i = self.type_info(pfn);
                 match i.ty.level() {
                     Some(l) if i.validated => {
@@ -50,23 +89,144 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
                         // Ordinary memory: the same write the guest could do
                         // through a writable mapping, allowed only if the frame
                         // could have one.
-                        self.get_type_at(pfn, table, PageType::Writable)?;
+                        if let Err(e) = self.get_type_at(pfn, table, PageType::Writable) {
+                            return Some(Err(e));
+                        }
                         self.mem.write_u64(at, new);
                         self.put_type_at(pfn, table);
-                        return Ok(Flush::None);
+                        return Some(Ok(()));
                     }
                 }
             }
         };
+        if level == Level::L1 {
+            return self.write_l1_entry(at, new, flush);
+        }
+        self.mod_upper_entry(job, at, level, new, flush, meter)
+    }
+
+    /// An update of an L1 entry: no table below, so no job (the common case,
+    /// kept tight).
+    #[inline(always)]
+    fn write_l1_entry(&mut self, at: MachineAddr, new: u64, flush: &mut Flush) -> Finished {
         let old = self.mem.read_u64(at);
         if new & PTE_P != 0 {
-            self.get_entry_ref(new, level)?;
+            if let Err(e) = self.take_entry_ref(new, Level::L1) {
+                return Some(Err(e));
+            }
         }
         self.mem.write_u64(at, new);
         if old & PTE_P != 0 {
-            self.put_entry_ref(old, level);
+            self.put_l1_entry_ref(old);
         }
-        Ok(flush_for(old, new))
+        let f = flush_for(old, new);
+        if f != Flush::None {
+            *flush = flush.merge(f);
+        }
+        Some(Ok(()))
+    }
+
+    /// An update of an entry of an L2, L3 or L4 table: its validation and
+    /// devalidation work in `job`.
+    #[inline(never)]
+    fn mod_upper_entry(
+        &mut self,
+        job: &mut Job,
+        at: MachineAddr,
+        level: Level,
+        new: u64,
+        flush: &mut Flush,
+        meter: &mut impl Meter,
+    ) -> Finished {
+        if new & PTE_P != 0 {
+            match self.take_entry_ref(new, level) {
+                Ok(None) => {}
+                Ok(Some(child)) => {
+                    let origin = Origin::Update(at, new);
+                    match self.start_validate(job, origin, child, level.below(), true, meter)? {
+                        Ok(()) => {}
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        self.write_entry(job, at, level, new, flush, meter)
+    }
+
+    /// The write of an update whose new entry holds its references: drop the
+    /// old entry's (its table's devalidation, if any, in `job`).
+    #[inline(always)]
+    fn write_entry(
+        &mut self,
+        job: &mut Job,
+        at: MachineAddr,
+        level: Level,
+        new: u64,
+        flush: &mut Flush,
+        meter: &mut impl Meter,
+    ) -> Finished {
+        let old = self.mem.read_u64(at);
+        self.mem.write_u64(at, new);
+        let f = flush_for(old, new);
+        if f != Flush::None {
+            *flush = flush.merge(f);
+        }
+        if old & PTE_P != 0 {
+            if let Some(child) = self.put_entry_ref_shallow(old, level) {
+                let origin = Origin::Update(at, new);
+                return self.start_devalidate(job, origin, child, level.below(), true, meter);
+            }
+        }
+        Some(Ok(()))
+    }
+
+    /// [`Self::mod_entry_in`] with a job in progress: go on with it if it is
+    /// this update's, else settle it and make the update.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    #[cold]
+    fn mod_entry_resume(
+        &mut self,
+        job: &mut Job,
+        last: &mut LastTable,
+        table: Mfn,
+        index: usize,
+        new: u64,
+        flush: &mut Flush,
+        meter: &mut impl Meter,
+    ) -> Finished {
+        // A job may change any table's state: look the table up again.
+        *last = LastTable::default();
+        let at = entry_addr(table, index);
+        if job.origin() != Origin::Update(at, new) {
+            if !self.settle(job, meter) {
+                return None;
+            }
+            return self.mod_entry_in(job, last, table, index, new, flush, meter);
+        }
+        let validating = job.validating();
+        if let Err(e) = self.run(job, meter)? {
+            return Some(Err(e));
+        }
+        if !validating {
+            // The old entry's devalidation: the update is complete.
+            return Some(Ok(()));
+        }
+        // The new entry's references are complete: the write. The table is
+        // still the validated table the update started on: every other
+        // request settles this job before it changes anything.
+        let level = match self.pfn(table).map(|p| self.type_info(p)) {
+            Ok(i) if i.validated => i.ty.level(),
+            _ => None,
+        };
+        match level {
+            Some(level) => self.write_entry(job, at, level, new, flush, meter),
+            None => {
+                log::error!("mmu: the table of a preempted update changed type");
+                Some(Err(MmError::Recursive(table)))
+            }
+        }
     }
 }
 

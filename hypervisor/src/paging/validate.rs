@@ -3,13 +3,14 @@
 //! A table type is validated when its type count leaves zero: every present
 //! entry is checked against the flag rules ([`check_entry`]) and takes its
 //! references; a failure undoes the entries done. Devalidation drops them
-//! when the count returns to zero.
+//! when the count returns to zero. Both walk the tree below the table in
+//! bounded pieces ([`super::job`]).
 
 use crate::addr::Mfn;
 use crate::mem::PhysMem;
 use crate::paging::entry::{
-    entry_addr, pte_frame, Level, ENTRIES, PTE_A, PTE_ADDR_MASK, PTE_AVAIL, PTE_D, PTE_G, PTE_NX,
-    PTE_P, PTE_PCD, PTE_PS, PTE_PWT, PTE_RW, PTE_US,
+    entry_addr, pte_frame, Level, PTE_A, PTE_ADDR_MASK, PTE_AVAIL, PTE_D, PTE_G, PTE_NX, PTE_P,
+    PTE_PCD, PTE_PS, PTE_PWT, PTE_RW, PTE_US,
 };
 use crate::paging::{Mm, MmError};
 
@@ -58,34 +59,5 @@ pub fn check_entry(e: u64, level: Level, nx: bool) -> Result<Mfn, MmError> {
 impl<M: PhysMem + ?Sized> Mm<'_, M> {
     pub(super) fn entry(&self, table: Mfn, i: usize) -> u64 {
         self.mem.read_u64(entry_addr(table, i))
-    }
-
-    /// Validate every present entry of `table`; on failure undo the ones done.
-    pub(super) fn validate(&mut self, table: Mfn, level: Level) -> Result<(), MmError> {
-        for i in 0..ENTRIES {
-            let e = self.entry(table, i);
-            if e & PTE_P == 0 {
-                continue;
-            }
-            if let Err(err) = self.get_entry_ref(e, level) {
-                for j in 0..i {
-                    let e = self.entry(table, j);
-                    if e & PTE_P != 0 {
-                        self.put_entry_ref(e, level);
-                    }
-                }
-                return Err(err);
-            }
-        }
-        Ok(())
-    }
-
-    pub(super) fn devalidate(&mut self, table: Mfn, level: Level) {
-        for i in 0..ENTRIES {
-            let e = self.entry(table, i);
-            if e & PTE_P != 0 {
-                self.put_entry_ref(e, level);
-            }
-        }
     }
 }

@@ -384,7 +384,10 @@ bytes is that many one-byte accesses to consecutive ports. INS/OUTS work on the\
 same devices (64-bit addressing, either direction of RFLAGS.DF; OUTS reads\n\
 DS:RSI or, under a segment-override prefix, that segment, so FS and GS add their\n\
 bases as in any 64-bit access; INS writes ES:RDI; a REP prefix is\n\
-emulated up to 4096 elements per exit, then the instruction resumes). Keel\n\
+emulated up to 4096 elements per exit, then the instruction resumes; with\n\
+RFLAGS.TF set, one element at a time, each followed by a single-step `#DB`\n\
+(DR6.BS) with RIP still on the instruction until RCX reaches zero, as the CPU\n\
+steps a REP string instruction). Keel\n\
 moves the data through the guest's page tables with the permissions of the\n\
 privilege level that executed the instruction (at CPL3, with IOPL=3, a user-mode\n\
 access: U/S must be set at every level, and a `#PF` has U set in its error code); an\n\

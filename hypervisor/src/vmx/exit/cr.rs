@@ -1,6 +1,7 @@
 //! # Control-register accesses, by the `vmx::cr` policy
 
 use super::*;
+use crate::paging::job::{Entries, Origin};
 
 impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// The guest's view of CR0: Keel's copy, plus TS, which the guest owns.
@@ -52,8 +53,19 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 match cr_policy::mov_to_cr3(v, self.maxphyaddr) {
                     // Only a pinned, validated L4 of the domain: the trap-and-emulate
                     // form of MMUEXT_NEW_BASEPTR (docs/abi/mmu.md).
-                    Ok(l) => match self.dom.new_baseptr(&mut *self.mem, l.l4) {
-                        Ok(()) => {
+                    Ok(l) => match self.dom.new_baseptr_in(
+                        &mut *self.mem,
+                        l.l4,
+                        &mut Entries(u64::from(crate::preempt::UNITS_PER_EXIT)),
+                    ) {
+                        // Settling an earlier MMU call's work stopped at its
+                        // bound before the switch: the MOV runs again.
+                        None if self.dom.mm_job_origin() != Origin::NewBase(l.l4) => {
+                            return None;
+                        }
+                        // Switched (dropping the old base's references may
+                        // go on, bounded, at the next MMU operation).
+                        Some(Ok(())) | None => {
                             write(guest::CR3, l.real);
                             self.loaded_base = l.l4;
                             self.cr3_real = l.real;
@@ -61,7 +73,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                             self.sync_mmu();
                             Ok(())
                         }
-                        Err(e) => {
+                        Some(Err(e)) => {
                             log::warn!(
                                 "vmx: domain {} loaded CR3 with frame {:#x}: {e}: #GP",
                                 self.dom.id.0,

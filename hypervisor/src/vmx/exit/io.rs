@@ -136,7 +136,16 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         // STRING_IO_CHUNK elements, leave RIP on the instruction with RCX
         // decremented, and let it exit again, as the CPU itself may interrupt a
         // REP string instruction between iterations.
-        let count = if rep { g.rcx.min(STRING_IO_CHUNK) } else { 1 };
+        //
+        // Single-stepping (RFLAGS.TF), the CPU traps after *each* iteration
+        // of a REP string instruction, RIP still on it while RCX is not zero
+        // (SDM vol. 3, 18.3.1.4): one element per exit then.
+        let stepping = rep && vmread(guest::RFLAGS) & RFLAGS_TF != 0;
+        let count = match (rep, stepping) {
+            (false, _) => 1,
+            (true, false) => g.rcx.min(STRING_IO_CHUNK),
+            (true, true) => g.rcx.min(1),
+        };
         let Some(bytes) = count.checked_mul(size) else {
             return self.crash(g, ExitReason::IO, q, "string I/O count overflows");
         };
@@ -239,7 +248,11 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         if rep {
             g.rcx -= count;
             if g.rcx != 0 {
-                // Not done: execute it again (RIP unchanged).
+                // Not done: execute it again (RIP unchanged), after the
+                // single-step trap of this iteration if stepping.
+                if stepping {
+                    self.step_trap();
+                }
                 return None;
             }
         }

@@ -2,6 +2,8 @@
 //! and the CR3 switches and TLB flushes the MMU layer leaves owed
 
 use super::*;
+use crate::paging::job::Entries;
+use crate::paging::LastTable;
 
 impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// Apply what the MMU layer left owed: a new base pointer (MMUEXT_NEW_BASEPTR
@@ -73,8 +75,15 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         let during = Delivering::from_info(vmread(ro::IDT_VECTORING_INFO) as u32);
         if during.is_none() {
             match self.emulate_pte_write(g, cr2) {
-                Ok(len) => {
+                Ok(Some(len)) => {
                     self.retire(len);
+                    self.sync_mmu();
+                    return None;
+                }
+                // The validation work stopped at its bound: the store runs
+                // again (and faults again) after whatever is due, and the
+                // update goes on where it stopped (`crate::paging::job`).
+                Ok(None) => {
                     self.sync_mmu();
                     return None;
                 }
@@ -91,12 +100,13 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         self.raise(g, during, VEC_PF, Some(ec))
     }
 
-    /// Decode and apply the store at RIP (see `crate::paging::emulate`); its length.
+    /// Decode and apply the store at RIP (see `crate::paging::emulate`); its
+    /// length, or `None` if the update's validation work stopped part way.
     pub(super) fn emulate_pte_write(
         &mut self,
         g: &GuestGprs,
         cr2: u64,
-    ) -> Result<u64, &'static str> {
+    ) -> Result<Option<u64>, &'static str> {
         // Only the exit filter's supervisor writes get here, but a supervisor
         // access can come from CPL3 (an implicit one, to a system structure):
         // the store emulated is a kernel instruction's, or none.
@@ -133,10 +143,18 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             Source::Reg(r) => self.gpr(g, r),
             Source::Imm(v) => v,
         };
-        self.dom
-            .update_entry(&mut *self.mem, ma, value)
-            .map_err(|_| "the new entry is refused")?;
-        Ok(store.len)
+        let mut meter = Entries(u64::from(crate::preempt::UNITS_PER_EXIT));
+        match self.dom.update_entry_in(
+            &mut *self.mem,
+            &mut LastTable::default(),
+            ma,
+            value,
+            &mut meter,
+        ) {
+            Some(Ok(())) => Ok(Some(store.len)),
+            Some(Err(_)) => Err("the new entry is refused"),
+            None => Ok(None),
+        }
     }
 
     /// INVLPG exiting is off where the TRUE controls exist; a CPU without them

@@ -287,13 +287,21 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         if intr & BLOCKING_STI_MOV_SS != 0 {
             write(guest::INTERRUPTIBILITY_STATE, intr & !BLOCKING_STI_MOV_SS);
         }
-        if rflags & RFLAGS_TF != 0
-            && !(self.msr_env.debug_controls
-                && vmread(guest::IA32_DEBUGCTL_FULL) & DEBUGCTL_BTF != 0)
-        {
-            let pending = vmread(guest::PENDING_DBG_EXCEPTIONS);
-            write(guest::PENDING_DBG_EXCEPTIONS, pending | PENDING_DBG_BS);
+        if rflags & RFLAGS_TF != 0 {
+            self.step_trap();
         }
+    }
+
+    /// The single-step trap of a step the guest took with RFLAGS.TF set (an
+    /// instruction retired, or one iteration of a REP string instruction):
+    /// BS in the pending debug exceptions, unless DEBUGCTL.BTF (which steps
+    /// branches only, and no emulated instruction is one).
+    fn step_trap(&mut self) {
+        if self.msr_env.debug_controls && vmread(guest::IA32_DEBUGCTL_FULL) & DEBUGCTL_BTF != 0 {
+            return;
+        }
+        let pending = vmread(guest::PENDING_DBG_EXCEPTIONS);
+        write(guest::PENDING_DBG_EXCEPTIONS, pending | PENDING_DBG_BS);
     }
 
     /// Inject a hardware exception on the next entry (SDM 27.6, event injection).
