@@ -45,8 +45,10 @@ pub struct TestProgram {
 /// domain 1 and gives the verdict; the companions are domains 2, 3, ... A
 /// crash in a companion fails the test (the power-off status says it), unless
 /// the test expects it.
-pub const COMPANION_DOMAINS: &[(&str, &[&str])] =
-    &[("sched_spin", &["spinner spin_ms=60000 keel.service"])];
+pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
+    ("sched_spin", &["spinner spin_ms=60000 keel.service"]),
+    ("sched_idle", &["sleeper sleep_ms=60000 keel.service"]),
+];
 
 /// The test programs among the built guests (those with a test note), by name.
 pub fn discover(guests: &[Artifact]) -> Result<Vec<TestProgram>> {

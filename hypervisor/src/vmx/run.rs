@@ -257,6 +257,9 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                 g.gprs = gprs;
                 let now = timer::rdtsc();
                 match g.vcpu.take_give_up() {
+                    // Its timer may have fired since it decided to block
+                    // (the exit's last work expires timers): then it runs on.
+                    Some(GiveUp::Block) if g.vcpu.poll_wake(now) => g.vcpu.woken(),
                     Some(GiveUp::Block) => sched.block(g.vcpu.wake_deadline(), now),
                     Some(GiveUp::Yield) => sched.yield_now(now),
                     Some(GiveUp::Preempted) | None => {}
