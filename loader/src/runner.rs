@@ -48,6 +48,10 @@ pub struct TestProgram {
 pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
     ("sched_spin", &["spinner spin_ms=60000 keel.service"]),
     ("sched_idle", &["sleeper sleep_ms=60000 keel.service"]),
+    (
+        "cross_domain_frames",
+        &["sleeper sleep_ms=60000 keel.service"],
+    ),
 ];
 
 /// The test programs among the built guests (those with a test note), by name.

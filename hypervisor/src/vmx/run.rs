@@ -1,9 +1,11 @@
-//! # Running a domain
+//! # Running the domains
 //!
-//! [`run_domain`] builds the VMCS (`setup`), checks it in software (`checks`, on
-//! what `readback` reads), starts time and events, and launches the guest on this
-//! CPU with a [`Vcpu`] handling its exits (`stub`, `exit`). It returns when the
-//! domain has ended, with the VMCS cleared and its frames given back.
+//! [`run_domains`] builds each domain's VMCS (`setup`), checks it in software
+//! (`checks`, on what `readback` reads), starts time and events, and runs the
+//! domains on this CPU, each with a [`Vcpu`] handling its exits (`stub`,
+//! `exit`), the scheduler (`crate::sched`) choosing which runs. It returns when
+//! every domain has ended, each with its VMCS cleared and its frames given
+//! back (or, for a domain alone, its counts checked).
 
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -68,39 +70,6 @@ pub struct Ends {
     pub n: usize,
     /// A domain's teardown found counts not back at zero (a Keel bug).
     pub accounting_bug: bool,
-}
-
-/// Run `dom` on this CPU until it shuts down, crashes, or cannot be entered.
-pub fn run_domain(
-    cpu: &mut VmxCpu,
-    dom: &mut Domain,
-    mem: &mut impl PhysMem,
-    console: &mut impl Console,
-    frames: &mut impl FrameSource,
-) -> DomainEnd {
-    let mut slot = [None];
-    let mut idle = NoConsole;
-    let ends = run_domains(
-        cpu,
-        core::iter::once(ToRun {
-            dom,
-            mem,
-            console,
-            service: false,
-        }),
-        &mut slot,
-        &mut idle,
-        frames,
-        false,
-    );
-    ends.ends.first().map_or(DomainEnd::EntryFailed, |e| e.1)
-}
-
-/// A console for `run_domain`'s idle loop, which never idles (a domain alone
-/// on its CPU idles in its own exit handler).
-struct NoConsole;
-impl Console for NoConsole {
-    fn write_bytes(&mut self, _: &[u8]) {}
 }
 
 /// Run several domains on this CPU until every one has ended: each gets a

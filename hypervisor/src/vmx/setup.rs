@@ -297,7 +297,7 @@ pub fn setup_vmcs(
 
 /// VMCLEAR `vmcs` (which also initialises its launch state) and make it current.
 /// `vmcs` must be a zeroed frame Keel owns, starting with the revision
-/// identifier; `run::run_domain` makes it so.
+/// identifier; `run::run_domains` makes it so.
 pub fn load_vmcs(pc: &PerCpu, vmcs: Mfn) -> Result<(), VmFail> {
     // SAFETY: see above: a VMCS region owned by this CPU.
     unsafe { vmclear(vmcs.addr()).and_then(|()| vmptrld(vmcs.addr())) }?;
