@@ -236,6 +236,11 @@ impl Drop for RunDir {
 /// Hard-link `from` to `to` (cheap; the images can be megabytes with debug info),
 /// falling back to a copy across file systems.
 fn place(from: &Path, to: &Path) -> Result<()> {
+    // Placed already (the same guest booted twice): copying onto a hard link
+    // of the source would truncate the source.
+    if to.exists() {
+        return Ok(());
+    }
     if std::fs::hard_link(from, to).is_err() {
         std::fs::copy(from, to)
             .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
@@ -261,16 +266,9 @@ pub(crate) fn check_guest_name(name: &str) -> Result<()> {
 /// it is an [`Outcome`].
 pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<Outcome> {
     check_guest_name(boot.guest_name)?;
+    // The same guest may be booted several times (one file, several modules).
     for c in boot.companions {
         check_guest_name(&c.name)?;
-        if c.name == boot.guest_name
-            || boot.companions.iter().filter(|o| o.name == c.name).count() > 1
-        {
-            crate::bail!(
-                "guest {:?} named twice: each guest of one boot needs its own name",
-                c.name
-            );
-        }
     }
     if !boot.companions.is_empty() && matches!(machine.backend, Backend::Nested | Backend::Native) {
         crate::bail!(

@@ -39,6 +39,9 @@ pub struct TestProgram {
     pub companions: Vec<Companion>,
 }
 
+/// A companion that yields for as long as the test runs.
+const YIELDER: &str = "yielder yields=100000000 keel.service";
+
 /// The tests that run with other domains: the test's name, then the command
 /// line of each companion domain (a guest's name, then its words: the guest's
 /// own and the hypervisor's `keel.` ones, `docs/abi/domains.md`). The test is
@@ -52,6 +55,8 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
         "cross_domain_frames",
         &["sleeper sleep_ms=60000 keel.service"],
     ),
+    ("bench_switch_2", &[YIELDER]),
+    ("bench_switch_8", &[YIELDER; 7]),
 ];
 
 /// The test programs among the built guests (those with a test note), by name.

@@ -86,7 +86,9 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
 
     /// Whether `before_entry` would do nothing now: no timer armed, no upcall
     /// vector registered, no interrupt window requested, the preemption timer
-    /// already parked, not blocked. Then every step of its work would do nothing
+    /// already parked, not blocked. (A time slice needs no test of its own:
+    /// `resume_with_slice`, the one place that sets it, arms the timer, so
+    /// the preemption timer is not parked while a slice runs.) Then every step of its work would do nothing
     /// (no timer to fire, `upcall_wanted` is None without a vector, the window
     /// is already off, the deadline is None and the timer idle).
     #[inline(always)]
@@ -96,7 +98,6 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             && !self.window_on
             && self.preempt_idle
             && self.ev.blocked.is_none()
-            && self.slice_end.is_none()
     }
 
     /// The earliest of the vCPU's own deadline and the end of its slice.
