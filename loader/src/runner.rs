@@ -41,6 +41,8 @@ pub struct TestProgram {
 
 /// A companion that yields for as long as the test runs.
 const YIELDER: &str = "yielder yields=100000000 keel.service";
+/// The same in 2 MiB, so that 31 of them fit beside the test.
+const SMALL_YIELDER: &str = "yielder yields=100000000 keel.service keel.mem=2";
 
 /// The tests that run with other domains: the test's name, then the command
 /// line of each companion domain (a guest's name, then its words: the guest's
@@ -57,6 +59,7 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
     ),
     ("bench_switch_2", &[YIELDER]),
     ("bench_switch_8", &[YIELDER; 7]),
+    ("bench_switch_32", &[SMALL_YIELDER; 31]),
 ];
 
 /// The test programs among the built guests (those with a test note), by name.

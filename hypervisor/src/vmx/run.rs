@@ -27,8 +27,9 @@ use crate::domain::{Domain, DomainId};
 use crate::mem::{Console, FrameSource, PhysMem};
 use crate::sched::{Next, Scheduler, DEFAULT_WEIGHT};
 
-/// The most domains Keel runs at once (domain ids 1 to `MAX_DOMAINS`).
-pub const MAX_DOMAINS: usize = 32;
+/// The most domains Keel runs at once (domain ids 1 to `MAX_DOMAINS`), one
+/// per boot module.
+pub const MAX_DOMAINS: usize = crate::boot::MAX_MODULES;
 
 /// Scheduler slots: one per domain id, 0 unused.
 const SCHED_SLOTS: usize = MAX_DOMAINS + 1;
