@@ -115,6 +115,7 @@ fn boot(guest: &str, cpus: u32) -> String {
         guest_name: guest,
         guest_args: &[],
         hv_cmdline: &hv_cmdline,
+        companions: &[],
     };
     let mut echo = Vec::new();
     let o = machine::run(&m, &b, &mut echo).unwrap_or_else(|e| panic!("{guest}: {e}"));

@@ -32,8 +32,10 @@ pub const MULTIBOOT1_BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
 pub const MULTIBOOT2_BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
 
 /// Size of the boot stack, which stays CPU 0's stack (the other CPUs get theirs
-/// from the frame allocator as they are started: `smp::bringup`).
-pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+/// from the frame allocator as they are started: `smp::bringup`). Room for a
+/// domain's vCPU (its event channels make it about 17 KiB) being built and
+/// moved into its slot (`vmx::run::prepare`).
+pub const BOOT_STACK_SIZE: usize = 256 * 1024;
 
 global_asm!(
     r#"

@@ -8,8 +8,9 @@ use core::fmt;
 
 /// How many memory-map entries we keep (BIOSes report a few dozen at most).
 pub const MAX_REGIONS: usize = 128;
-/// How many modules we keep.
-pub const MAX_MODULES: usize = 16;
+/// How many modules we keep: one per domain, as many as the run loop has
+/// slots for (`vmx::run::MAX_DOMAINS`).
+pub const MAX_MODULES: usize = 32;
 /// How many machine ranges of boot information we record.
 pub const MAX_BOOT_DATA: usize = 2 * MAX_MODULES + 8;
 /// Longest hypervisor command line kept (longer ones are truncated and flagged).

@@ -238,7 +238,7 @@ proptest! {
                         prop_assert!(pieces < 100_000, "{:?} never finished", c);
                         a[1] = word;
                     }
-                    Outcome::Return(_) | Outcome::Resumed { .. } => break false,
+                    Outcome::Return(_) | Outcome::Resumed { .. } | Outcome::Yield => break false,
                 }
             };
             if shutdown {

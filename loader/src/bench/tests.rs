@@ -469,6 +469,7 @@ fn baseline_merge_keeps_programs_not_run() {
 fn selection_by_program_figure_or_key() {
     use keel_abi::note::TestCategory;
     let p = |name: &str, cat| TestProgram {
+        companions: Vec::new(),
         name: name.into(),
         path: "/x".into(),
         category: cat,

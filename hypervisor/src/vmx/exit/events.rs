@@ -11,6 +11,17 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         if self.ev.blocked.is_none() {
             self.ev.blocked = Some(Blocked::Block);
         }
+        if self.shared_cpu {
+            // The run loop idles or runs another domain until this one wakes
+            // (`poll_wake`); nothing due now means the CPU goes elsewhere.
+            let tsc = crate::arch::timer::rdtsc();
+            if self.poll_wake(tsc) {
+                self.woken();
+            } else {
+                self.give_up = Some(GiveUp::Block);
+            }
+            return None;
+        }
         loop {
             let tsc = crate::arch::timer::rdtsc();
             self.ev.expire_timers(&*self.dom, &mut *self.mem, tsc);
@@ -75,7 +86,9 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
 
     /// Whether `before_entry` would do nothing now: no timer armed, no upcall
     /// vector registered, no interrupt window requested, the preemption timer
-    /// already parked, not blocked. Then every step of its work would do nothing
+    /// already parked, not blocked. (A time slice needs no test of its own:
+    /// `resume_with_slice`, the one place that sets it, arms the timer, so
+    /// the preemption timer is not parked while a slice runs.) Then every step of its work would do nothing
     /// (no timer to fire, `upcall_wanted` is None without a vector, the window
     /// is already off, the deadline is None and the timer idle).
     #[inline(always)]
@@ -94,6 +107,14 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         self.ev.callback_vector.is_none()
             && self.ev.timers.next_deadline().is_none()
             && self.ev.blocked.is_none()
+    }
+
+    /// The earliest of the vCPU's own deadline and the end of its slice.
+    fn entry_deadline(&self) -> Option<u64> {
+        match (self.ev.wake_deadline_tsc(), self.slice_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The work of [`Self::before_entry`] when something is live.
@@ -135,7 +156,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         let Some(rate) = self.preempt else {
             // No VMX-preemption timer: the host's APIC timer ends the guest's run
             // at the deadline (an external-interrupt exit, acknowledged above).
-            match self.ev.wake_deadline_tsc() {
+            match self.entry_deadline() {
                 Some(d) => {
                     crate::arch::timer::arm(d);
                     self.preempt_idle = false;
@@ -148,7 +169,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             }
             return;
         };
-        match self.ev.wake_deadline_tsc() {
+        match self.entry_deadline() {
             Some(d) => {
                 // Read the TSC as late as possible: the timer counts from the
                 // entry, so every tick spent after this read makes it late.

@@ -31,6 +31,7 @@ mod interrupt;
 mod io;
 mod mmu;
 mod msr;
+mod sharing;
 mod vmcall;
 
 pub use msr::msr_env;
@@ -147,6 +148,25 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     reason: ExitReason,
     /// What the fast path left for `handle_exit` to finish with every register.
     deferred: Option<Deferred>,
+    /// Other domains share this CPU: blocking and yielding give it up to the
+    /// run loop (`vmx::run`) instead of idling or continuing in place.
+    shared_cpu: bool,
+    /// When this vCPU's time slice ends (TSC), if the run loop set one: the
+    /// VMX-preemption timer (or the APIC timer) is armed for it too.
+    slice_end: Option<u64>,
+    /// Why the vCPU gives the CPU up, once decided (read by the run loop).
+    give_up: Option<GiveUp>,
+}
+
+/// Why a vCPU leaves the CPU to the run loop while its domain goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GiveUp {
+    /// It blocked (`SCHEDOP_block`, `SCHEDOP_poll`, HLT) with nothing to deliver.
+    Block,
+    /// `SCHEDOP_yield`.
+    Yield,
+    /// Its time slice ended.
+    Preempted,
 }
 
 /// The part of an exit the fast path leaves to `handle_exit`.
@@ -156,6 +176,8 @@ enum Deferred {
     Block,
     /// The domain ends.
     End(DomainEnd),
+    /// The vCPU gives the CPU up.
+    Switch(GiveUp),
 }
 
 /// The preemption-timer value that means "no timer": about 2^32 << rate TSC
@@ -240,6 +262,9 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             quiet: false,
             reason: ExitReason::from_raw(0),
             deferred: None,
+            shared_cpu: false,
+            slice_end: None,
+            give_up: None,
         }
     }
 
@@ -472,6 +497,10 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
         let end = match self.deferred.take() {
             Some(Deferred::Block) => self.block(g),
             Some(Deferred::End(end)) => Some(end),
+            Some(Deferred::Switch(why)) => {
+                self.give_up = Some(why);
+                None
+            }
             None => self.dispatch(g, self.reason),
         };
         // `before_entry` also drains the console ring by one burst if the UART
@@ -487,6 +516,10 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
             }
         }
         end
+    }
+
+    fn take_switch(&mut self) -> bool {
+        self.give_up.is_some()
     }
 }
 
@@ -521,6 +554,10 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             ExitReason::PREEMPTION_TIMER => {
                 // A timer is due: `before_entry` fires it.
                 self.reinject_idt_vectoring();
+                if self.slice_over() {
+                    self.deferred = Some(Deferred::Switch(GiveUp::Preempted));
+                    return FastExit::Full;
+                }
                 (None, false)
             }
             _ => return FastExit::Full,
@@ -583,9 +620,19 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             ExitReason::PREEMPTION_TIMER => {
                 // A timer is due: `before_entry` fires it.
                 self.reinject_idt_vectoring();
+                if self.slice_over() {
+                    self.give_up = Some(GiveUp::Preempted);
+                }
                 None
             }
-            ExitReason::EXTERNAL_INTERRUPT => self.external_interrupt(g),
+            ExitReason::EXTERNAL_INTERRUPT => {
+                let end = self.external_interrupt(g);
+                // Without the VMX-preemption timer the APIC timer ends a slice.
+                if end.is_none() && self.slice_over() {
+                    self.give_up = Some(GiveUp::Preempted);
+                }
+                end
+            }
             ExitReason::EXCEPTION_OR_NMI => self.exception_or_nmi(g),
             ExitReason::TRIPLE_FAULT => self.crash(
                 g,

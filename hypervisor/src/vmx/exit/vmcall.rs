@@ -141,6 +141,13 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 self.deferred = Some(Deferred::Block);
                 return FastExit::Full;
             }
+            Outcome::Yield => {
+                g.rax = 0;
+                self.complete_instruction();
+                if self.shared_cpu {
+                    self.deferred = Some(Deferred::Switch(GiveUp::Yield));
+                }
+            }
             // A continuation (`crate::preempt`): RIP stays on the VMCALL, which
             // the guest executes again once whatever is due has been
             // delivered (`before_entry`).

@@ -1,0 +1,81 @@
+//! # Sharing the CPU: what the run loop (`vmx::run`) asks of a vCPU
+//!
+//! Several domains on one CPU: the vCPU gives the CPU up (it blocked, yielded
+//! or used up its slice) by leaving to the run loop, which asks it here why,
+//! whether it should wake, until when it may sleep, and hands it its next
+//! slice before entering it again.
+
+use super::*;
+
+impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
+    /// Other domains share this CPU (set once, before the first entry).
+    pub fn share_cpu(&mut self) {
+        self.shared_cpu = true;
+    }
+
+    /// The domain's id.
+    pub fn domain_id(&self) -> crate::domain::DomainId {
+        self.dom.id
+    }
+
+    /// The domain and the machine, once the vCPU is over (its domain ended):
+    /// for the run loop's teardown.
+    pub fn into_parts(self) -> (&'a mut Domain, &'a mut M) {
+        (self.dom, self.mem)
+    }
+
+    /// Why the vCPU left the CPU (consumed).
+    pub fn take_give_up(&mut self) -> Option<GiveUp> {
+        self.give_up.take()
+    }
+
+    /// Whether the vCPU is blocked (waiting for an event or a deadline).
+    pub fn is_blocked(&self) -> bool {
+        self.ev.blocked.is_some()
+    }
+
+    /// For a blocked vCPU: fire the timers due at TSC `tsc`, and say whether
+    /// it should wake now (an event to deliver, a polled port pending, the poll
+    /// timed out).
+    pub fn poll_wake(&mut self, tsc: u64) -> bool {
+        self.ev.expire_timers(&*self.dom, &mut *self.mem, tsc);
+        self.ev.should_wake(&*self.dom, &mut *self.mem, tsc)
+    }
+
+    /// The TSC at which a blocked vCPU must be looked at again (its next
+    /// timer or poll timeout), if any.
+    pub fn wake_deadline(&self) -> Option<u64> {
+        self.ev.wake_deadline_tsc()
+    }
+
+    /// The vCPU wakes from a block: the pvclock record refreshed, as in
+    /// [`Self::block`].
+    pub fn woken(&mut self) {
+        self.ev.blocked = None;
+        let rec = self.ev.clock.time_info();
+        if let Some(mut page) = self.ev.page(&*self.dom, &mut *self.mem) {
+            page.publish_time(&rec);
+        }
+    }
+
+    /// Before the vCPU enters again after another domain ran (its VMCS is
+    /// current): the slice it runs for, and everything `before_entry` decides
+    /// done afresh (timers that fell due meanwhile, the upcall, the
+    /// preemption timer, which another domain's run left unknown).
+    pub fn resume_with_slice(&mut self, slice_end: Option<u64>) {
+        self.slice_end = slice_end;
+        self.preempt_idle = false;
+        self.before_entry_work();
+        self.quiet = self.events_quiet();
+    }
+
+    /// Whether the slice the run loop gave this vCPU is over (one test when
+    /// the vCPU is alone: no slice).
+    #[inline(always)]
+    pub(super) fn slice_over(&self) -> bool {
+        match self.slice_end {
+            None => false,
+            Some(end) => crate::arch::timer::rdtsc() >= end,
+        }
+    }
+}
