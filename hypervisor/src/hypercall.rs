@@ -30,6 +30,7 @@ use keel_abi::Errno;
 
 mod console_io;
 mod events;
+mod grant;
 mod mmu;
 mod multicall;
 mod sched;
@@ -55,6 +56,16 @@ pub enum Outcome {
     /// leave RAX and RIP (on the VMCALL) as they are, and deliver whatever is
     /// due before the guest re-executes it.
     Preempted(u64),
+    /// The call did a bounded piece of its work and must be executed again
+    /// with its argument registers rewritten (Xen's continuation of
+    /// `grant_table_op`): put `rsi` in RSI and `rdx` in RDX, leave RAX and RIP
+    /// (on the VMCALL) as they are, and deliver whatever is due first.
+    Restart {
+        /// The new second argument (the advanced operation pointer).
+        rsi: u64,
+        /// The new third argument (the operations left).
+        rdx: u64,
+    },
     /// A continuation completed: put `ret` in RAX as [`Outcome::Return`] does,
     /// and the count the guest passed back in RSI (which held progress words
     /// between the pieces), so that the guest's registers are as after one
@@ -97,6 +108,9 @@ pub struct Ctx<'a, M: PhysMem> {
     /// The work this exit has done so far ([`crate::preempt`]): the exit
     /// handler passes `Budget::new()`; a `multicall` shares it with its calls.
     pub work: Budget,
+    /// Every domain's grant state ([`crate::grant::STORE`] on the hypervisor),
+    /// locked only by `grant_table_op`.
+    pub grants: &'a crate::grant::Store,
 }
 
 impl<M: PhysMem> Ctx<'_, M> {
@@ -143,6 +157,8 @@ mod tests;
 mod tests_events;
 #[cfg(test)]
 mod tests_fuzz;
+#[cfg(test)]
+mod tests_grant;
 #[cfg(test)]
 mod tests_preempt;
 #[cfg(test)]

@@ -23,7 +23,7 @@ mod bare {
     use keel_hypervisor::mem::frames::LOW_MEMORY_END;
     use keel_hypervisor::mem::FrameSource;
     use keel_hypervisor::vmx::frame::DomainEnd;
-    use keel_hypervisor::{domain, vmx};
+    use keel_hypervisor::{domain, grant, vmx};
 
     keel_hypervisor::entry_point!(boot);
 
@@ -201,6 +201,7 @@ mod bare {
         // over is a hypervisor accounting bug, and every guest test run thereby
         // checks this invariant for the state it left. (The frames are not
         // scrubbed and freed: the machine powers off next.)
+        grant::world::release_domain(&grant::STORE, &mut dom, &mut mem);
         let leaked = dom.release_mm(&mut mem);
         if leaked != 0 {
             log::error!(

@@ -11,6 +11,9 @@ use keel_abi::hypercall::Hypercall;
 use keel_abi::mmu::MulticallEntry;
 use keel_abi::Errno;
 
+/// Offset of `args` in a `multicall_entry` (after `op` and `result`).
+const ARGS_OFFSET: u64 = 16;
+
 /// `multicall(calls, nr_calls)`: each entry dispatched in order, its result
 /// written back; preempted between entries (or inside a preempted entry).
 #[inline(never)]
@@ -87,6 +90,24 @@ pub(super) fn multicall<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> 
                 // The entry's own progress goes where its result will be
                 // (the guest's list is not otherwise changed), and this call
                 // resumes inside it.
+                // The entry's arguments are rewritten in the guest's list
+                // (as Xen does), and this call resumes at that entry, which
+                // runs again with them.
+                Outcome::Restart { rsi, rdx } => {
+                    let args = GuestVirt::new(va.get().wrapping_add(ARGS_OFFSET + 8));
+                    let mut b = [0u8; 16];
+                    b[..8].copy_from_slice(&rsi.to_le_bytes());
+                    b[8..].copy_from_slice(&rdx.to_le_bytes());
+                    if let Err(e) = writer.write(ctx.dom, ctx.mem, args, &b) {
+                        return fail(e);
+                    }
+                    let left = Progress {
+                        count: p.count,
+                        done: i as u32,
+                        in_entry: false,
+                    };
+                    return Ok(Outcome::Preempted(left.encode()));
+                }
                 Outcome::Preempted(word) => {
                     if let Err(e) = writer.write(ctx.dom, ctx.mem, at, &word.to_le_bytes()) {
                         return fail(e);

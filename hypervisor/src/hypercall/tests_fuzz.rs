@@ -238,6 +238,12 @@ proptest! {
                         prop_assert!(pieces < 100_000, "{:?} never finished", c);
                         a[1] = word;
                     }
+                    Outcome::Restart { rsi, rdx } => {
+                        pieces += 1;
+                        prop_assert!(pieces < 100_000, "{:?} never finished", c);
+                        a[1] = rsi;
+                        a[2] = rdx;
+                    }
                     Outcome::Return(_) | Outcome::Resumed { .. } => break false,
                 }
             };

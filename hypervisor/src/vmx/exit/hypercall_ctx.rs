@@ -17,6 +17,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             ev: &mut self.ev,
             now: &crate::arch::timer::rdtsc,
             work: crate::preempt::Budget::new(),
+            grants: &crate::grant::STORE,
         };
         hypercall::dispatch(&mut ctx, g.hypercall_args())
     }

@@ -123,6 +123,10 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             // the guest executes again once whatever is due has been
             // delivered (`before_entry`).
             Outcome::Preempted(progress) => g.rsi = progress,
+            Outcome::Restart { rsi, rdx } => {
+                g.rsi = rsi;
+                g.rdx = rdx;
+            }
             Outcome::Resumed { ret, count } => {
                 g.rax = i64::from(ret) as u64;
                 g.rsi = u64::from(count);
