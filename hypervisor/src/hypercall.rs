@@ -51,6 +51,10 @@ pub enum Outcome {
     /// Put 0 in RAX, move past the VMCALL, and block the vCPU until what
     /// `EventState::blocked` describes (`SCHEDOP_block`, `SCHEDOP_poll`).
     Block,
+    /// Put 0 in RAX, move past the VMCALL, and give the rest of the time slice
+    /// to the other domains (`SCHEDOP_yield`); with none runnable the vCPU
+    /// continues at once.
+    Yield,
     /// The call did a bounded piece of its work and must be executed again
     /// ([`crate::preempt`]): put this progress word in the count register (RSI),
     /// leave RAX and RIP (on the VMCALL) as they are, and deliver whatever is

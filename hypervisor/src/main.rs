@@ -20,10 +20,11 @@ mod bare {
     use keel_hypervisor::arch::power::power_off;
     use keel_hypervisor::boot::{self as boot_info, BootInfo, MachineRange, Options, SelfTest};
     use keel_hypervisor::domain::elf;
+    use keel_hypervisor::lifecycle::{self, End};
     use keel_hypervisor::mem::frames::LOW_MEMORY_END;
     use keel_hypervisor::mem::FrameSource;
     use keel_hypervisor::vmx::frame::DomainEnd;
-    use keel_hypervisor::{domain, grant, vmx};
+    use keel_hypervisor::{domain, vmx};
 
     keel_hypervisor::entry_point!(boot);
 
@@ -150,77 +151,193 @@ mod bare {
         );
         vmx::exit::note_platform();
 
-        // The first module is the guest; its command line is the guest's.
-        let Some(module) = bi.modules().first() else {
+        // Every module is a domain (dom0less), ids from 1 in module order; its
+        // command line is the guest's, and its `keel.` words configure it.
+        if bi.modules().is_empty() {
             log::error!("domain: no guest image (the first boot module is the guest)");
             power_off(ExitStatus::BadGuestImage)
-        };
-        let Some(bytes) = arch::mem::module_bytes(module) else {
-            log::error!(
-                "domain: guest module at {} is empty or unmapped",
-                module.range
-            );
-            power_off(ExitStatus::BadGuestImage)
-        };
-        let img = match elf::GuestImage::parse(bytes) {
-            Ok(img) => img,
-            Err(e) => {
-                log::error!("domain: bad guest image: {e}");
-                power_off(ExitStatus::BadGuestImage)
-            }
-        };
-        let cfg = domain::DomainConfig {
-            id: domain::DomainId(1),
-            nr_pages: opts.guest_mem_mib.saturating_mul(256),
-            cmd_line: module.cmdline.as_bytes(),
-            nx: arch::cpu::nx_enabled(),
+        }
+        let domains = DOMAINS.try_lock().map(spin::MutexGuard::leak);
+        let guests = GUESTS.try_lock().map(spin::MutexGuard::leak);
+        let machines = MACHINES.try_lock().map(spin::MutexGuard::leak);
+        let consoles = CONSOLES.try_lock().map(spin::MutexGuard::leak);
+        let (Some(domains), Some(guests), Some(machines), Some(consoles)) =
+            (domains, guests, machines, consoles)
+        else {
+            log::error!("domain: the domain table is in use");
+            power_off(ExitStatus::HypervisorPanic)
         };
         let mut mem = arch::mem::DirectMap;
-        let mut dom = match domain::build(&img, bytes, &cfg, &mut mem, &mut frames) {
-            Ok(dom) => dom,
-            Err(e) => {
-                log::error!("domain: cannot build domain 1: {e}");
-                power_off(e.exit_status())
+        let mut n = 0;
+        let mut control = None;
+        let mut service = [false; vmx::run::MAX_DOMAINS];
+        for (i, module) in bi.modules().iter().enumerate() {
+            let Some(slot) = domains.get_mut(i) else {
+                log::error!("domain: more than {} guest modules", vmx::run::MAX_DOMAINS);
+                power_off(ExitStatus::BadGuestImage)
+            };
+            let id = domain::DomainId(i as u16 + 1);
+            let cmd = module.cmdline.as_str();
+            let dopts = boot_info::DomainOptions::parse(cmd);
+            if dopts.bad_words > 0 {
+                log::warn!(
+                    "domain {}: {} keel. word(s) not understood",
+                    id.0,
+                    dopts.bad_words
+                );
             }
-        };
-        log::info!(
-            "domain 1: {} MiB, command line {:?}; {} frames left",
-            opts.guest_mem_mib,
-            module.cmdline.as_str(),
-            frames.free_count()
-        );
+            let Some(bytes) = arch::mem::module_bytes(module) else {
+                log::error!(
+                    "domain: guest module at {} is empty or unmapped",
+                    module.range
+                );
+                power_off(ExitStatus::BadGuestImage)
+            };
+            let img = match elf::GuestImage::parse(bytes) {
+                Ok(img) => img,
+                Err(e) => {
+                    log::error!("domain {}: bad guest image: {e}", id.0);
+                    power_off(ExitStatus::BadGuestImage)
+                }
+            };
+            let mib = dopts.mem_mib.unwrap_or(opts.guest_mem_mib);
+            let cfg = domain::DomainConfig {
+                id,
+                nr_pages: mib.saturating_mul(256),
+                cmd_line: module.cmdline.as_bytes(),
+                nx: arch::cpu::nx_enabled(),
+            };
+            match domain::build(&img, bytes, &cfg, &mut mem, &mut frames) {
+                Ok(dom) => *slot = Some(dom),
+                Err(e) => {
+                    log::error!("domain: cannot build domain {}: {e}", id.0);
+                    power_off(e.exit_status())
+                }
+            }
+            if dopts.control && control.is_none() {
+                control = Some(id);
+            }
+            if let Some(s) = service.get_mut(i) {
+                *s = dopts.service;
+            }
+            log::info!(
+                "domain {}: {:?}, {mib} MiB, command line {cmd:?}{}{}; {} frames left",
+                id.0,
+                boot_info::DomainOptions::name(cmd),
+                if control == Some(id) {
+                    ", control domain"
+                } else {
+                    ""
+                },
+                if dopts.service {
+                    ", service domain"
+                } else {
+                    ""
+                },
+                frames.free_count()
+            );
+            n += 1;
+        }
         // The boot log goes out before the guest runs: draining it is boot
         // time, not the guest's.
         arch::serial::flush();
-        let mut console = arch::serial::SerialConsole;
-        let end = vmx::run::run_domain(&mut cpu, &mut dom, &mut mem, &mut console, &mut frames);
-        let status = domain_end_status(end);
-        // Before powering off, whatever the domain did: drop every pin and the
-        // base pointer; every type and reference count must come back to zero
-        // (`crate::paging`: no cycles, so nothing can stay referenced). A count left
-        // over is a hypervisor accounting bug, and every guest test run thereby
-        // checks this invariant for the state it left. (The frames are not
-        // scrubbed and freed: the machine powers off next.)
-        grant::world::release_domain(&grant::STORE, &mut dom, &mut mem);
-        let leaked = dom.release_mm(&mut mem);
-        if leaked != 0 {
-            log::error!(
-                "domain 1: {leaked} frames kept type or reference counts after teardown: accounting bug"
-            );
+        let several = n > 1;
+        let to_run = domains
+            .iter_mut()
+            .zip(machines.iter_mut())
+            .zip(consoles.iter_mut())
+            .zip(service)
+            .take(n)
+            .filter_map(|(((d, mem), console), service)| {
+                Some(vmx::run::ToRun {
+                    dom: d.as_mut()?,
+                    mem,
+                    console,
+                    service,
+                })
+            });
+        let mut idle_console = arch::serial::SerialConsole;
+        // With several domains, each is torn down as it ends (its frames
+        // scrubbed and freed while the others run); a last domain alone is
+        // only checked: the machine powers off next. Either way every type
+        // and reference count must come back to zero (`crate::paging`: no
+        // cycles, so nothing can stay referenced), so every guest test run
+        // checks this invariant for the state it left.
+        let ends = vmx::run::run_domains(
+            &mut cpu,
+            to_run,
+            guests,
+            &mut idle_console,
+            &mut frames,
+            several,
+        );
+        if ends.accounting_bug {
             power_off(ExitStatus::HypervisorPanic)
         }
-        log::info!("domain 1: torn down, every count back to zero");
-        power_off(status)
+        let ended = ends.ends.get(..ends.n).unwrap_or(&[]);
+        power_off(machine_status(ended, several))
     }
 
-    /// The contract's mapping from how the domain ended to the power-off status;
-    /// prints `domain 1 shut down: <reason>`.
-    fn domain_end_status(end: DomainEnd) -> ExitStatus {
+    /// The domain table: too large for the boot stack, so a static, taken
+    /// once (`MutexGuard::leak`) for the rest of the run.
+    static DOMAINS: spin::Mutex<[Option<domain::Domain>; vmx::run::MAX_DOMAINS]> =
+        spin::Mutex::new([const { None }; vmx::run::MAX_DOMAINS]);
+    /// The vCPUs, one slot per domain.
+    #[allow(clippy::type_complexity)]
+    static GUESTS: spin::Mutex<
+        [Option<vmx::run::Guest<'static, arch::mem::DirectMap, arch::serial::SerialConsole>>;
+            vmx::run::MAX_DOMAINS],
+    > = spin::Mutex::new([const { None }; vmx::run::MAX_DOMAINS]);
+    /// The machine as each vCPU reaches it (the direct map: no state).
+    static MACHINES: spin::Mutex<[arch::mem::DirectMap; vmx::run::MAX_DOMAINS]> =
+        spin::Mutex::new([const { arch::mem::DirectMap }; vmx::run::MAX_DOMAINS]);
+    /// Each vCPU's console (the serial console: no state of its own).
+    static CONSOLES: spin::Mutex<[arch::serial::SerialConsole; vmx::run::MAX_DOMAINS]> =
+        spin::Mutex::new([const { arch::serial::SerialConsole }; vmx::run::MAX_DOMAINS]);
+
+    /// The power-off status: one domain's end by the contract's mapping
+    /// (`domain_end_status`); several domains' by `lifecycle::machine_status`,
+    /// after a line naming each one's end.
+    fn machine_status(ended: &[(domain::DomainId, DomainEnd)], several: bool) -> ExitStatus {
+        if !several {
+            return match ended.first() {
+                Some(&(id, end)) => domain_end_status(id, end),
+                None => ExitStatus::VmEntryFailed,
+            };
+        }
+        let mut ends = [(domain::DomainId(0), End::Crash); vmx::run::MAX_DOMAINS];
+        for (slot, &(id, end)) in ends.iter_mut().zip(ended) {
+            let _ = domain_end_status(id, end);
+            *slot = (id, lifecycle_end(end));
+        }
+        let ends = ends.get(..ended.len()).unwrap_or(&[]);
+        let status = lifecycle::machine_status(ends);
+        log::info!(
+            "domains: all {} ended; status by every domain's end (docs/abi/domains.md)",
+            ends.len()
+        );
+        status
+    }
+
+    fn lifecycle_end(end: DomainEnd) -> End {
+        match end {
+            DomainEnd::Shutdown(SHUTDOWN_POWEROFF) => End::PowerOff,
+            DomainEnd::Shutdown(SHUTDOWN_CRASH) | DomainEnd::Crashed | DomainEnd::EntryFailed => {
+                End::Crash
+            }
+            DomainEnd::Shutdown(_) => End::Other,
+        }
+    }
+
+    /// The contract's mapping from how a domain ended to the power-off status;
+    /// prints `domain <id> shut down: <reason>`.
+    fn domain_end_status(id: domain::DomainId, end: DomainEnd) -> ExitStatus {
+        let id = id.0;
         match end {
             DomainEnd::Shutdown(r) => {
                 match shutdown_reason_name(r) {
-                    Some(name) => log::info!("domain 1 shut down: {name}"),
-                    None => log::info!("domain 1 shut down: unknown reason {r}"),
+                    Some(name) => log::info!("domain {id} shut down: {name}"),
+                    None => log::info!("domain {id} shut down: unknown reason {r}"),
                 }
                 match r {
                     SHUTDOWN_POWEROFF => ExitStatus::Success,
@@ -229,11 +346,11 @@ mod bare {
                 }
             }
             DomainEnd::Crashed => {
-                log::info!("domain 1 shut down: crash (killed by the hypervisor)");
+                log::info!("domain {id} shut down: crash (killed by the hypervisor)");
                 ExitStatus::GuestCrash
             }
             DomainEnd::EntryFailed => {
-                log::info!("domain 1 shut down: VM entry failed");
+                log::info!("domain {id} shut down: VM entry failed");
                 ExitStatus::VmEntryFailed
             }
         }

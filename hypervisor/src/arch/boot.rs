@@ -32,7 +32,9 @@ pub const MULTIBOOT1_BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
 pub const MULTIBOOT2_BOOTLOADER_MAGIC: u32 = 0x36D7_6289;
 
 /// Size of the boot stack, which stays the hypervisor's only stack (one CPU).
-pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+/// Room for a domain's vCPU (its event channels make it about 17 KiB) being
+/// built and moved into its slot (`vmx::run::prepare`).
+pub const BOOT_STACK_SIZE: usize = 256 * 1024;
 
 global_asm!(
     r#"

@@ -105,3 +105,51 @@ impl Options {
         o
     }
 }
+
+/// What a guest module's command line tells the hypervisor about its domain
+/// (the dom0less configuration): the words starting `keel.`, which the guest
+/// also sees and ignores. The first word is the domain's name.
+///
+/// - `keel.mem=<MiB>`: the domain's memory (default: `guest_mem=`);
+/// - `keel.control`: the control domain (at most one: the first so marked);
+/// - `keel.service`: a service domain, which does not keep the machine on:
+///   once every other domain has ended it is destroyed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DomainOptions {
+    /// `keel.mem=<MiB>`.
+    pub mem_mib: Option<u64>,
+    /// `keel.control`.
+    pub control: bool,
+    /// `keel.service`.
+    pub service: bool,
+    /// `keel.` words that were not understood (reported in the boot log).
+    pub bad_words: u32,
+}
+
+impl DomainOptions {
+    /// Parse a module's command line.
+    pub fn parse(cmdline: &str) -> Self {
+        let mut o = DomainOptions::default();
+        for word in cmdline.split_ascii_whitespace() {
+            let Some(opt) = word.strip_prefix("keel.") else {
+                continue;
+            };
+            match opt.split_once('=') {
+                Some(("mem", v)) => match v.parse::<u64>() {
+                    Ok(m) if m > 0 && m <= 1 << 20 => o.mem_mib = Some(m),
+                    _ => o.bad_words += 1,
+                },
+                None if opt == "control" => o.control = true,
+                None if opt == "service" => o.service = true,
+                _ => o.bad_words += 1,
+            }
+        }
+        o
+    }
+
+    /// The domain's name: the command line's first word (the loader puts the
+    /// image's name there), or `?`.
+    pub fn name(cmdline: &str) -> &str {
+        cmdline.split_ascii_whitespace().next().unwrap_or("?")
+    }
+}

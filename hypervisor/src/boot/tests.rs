@@ -483,3 +483,20 @@ proptest! {
         let _ = parse(MULTIBOOT1_MAGIC, 0x9000, &m.window());
     }
 }
+
+#[test]
+fn domain_options_from_a_module_command_line() {
+    let o = DomainOptions::parse("ring_back seed=3 keel.mem=4 keel.control keel.service");
+    assert_eq!(o.mem_mib, Some(4));
+    assert!(o.control && o.service);
+    assert_eq!(o.bad_words, 0);
+    assert_eq!(DomainOptions::name("ring_back seed=3"), "ring_back");
+    assert_eq!(DomainOptions::name(""), "?");
+    let plain = DomainOptions::parse("hello seed=1 mem=9 control");
+    assert_eq!(plain, DomainOptions::default());
+    let bad =
+        DomainOptions::parse("x keel.mem=0 keel.mem=abc keel.memory=3 keel.ctl keel.control=1");
+    assert_eq!(bad.mem_mib, None);
+    assert!(!bad.control);
+    assert_eq!(bad.bad_words, 5);
+}

@@ -315,6 +315,16 @@ impl Domain {
         mem: &mut M,
         frames: &mut F,
     ) -> Teardown {
+        self.release_frames(mem, frames)
+    }
+
+    /// [`Self::teardown`] of a domain whose record stays (it ended while
+    /// others run): afterwards it owns no frame, and every lookup in it fails.
+    pub fn release_frames<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut F,
+    ) -> Teardown {
         let leaked_counts = self.release_mm(mem);
         if leaked_counts != 0 {
             log::error!(
@@ -324,7 +334,7 @@ impl Domain {
         }
         let before = frames.free_count();
         let nr_pages = self.owned_pages();
-        self.frames.free(mem, frames);
+        self.frames.take().free(mem, frames);
         Teardown {
             nr_pages,
             frames_returned: frames.free_count().saturating_sub(before),

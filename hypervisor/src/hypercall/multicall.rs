@@ -80,6 +80,8 @@ pub(super) fn multicall<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> 
             match out {
                 Outcome::Return(v) => v,
                 Outcome::Resumed { ret, .. } => i64::from(ret),
+                // A yield inside a batch is a no-op: the batch goes on.
+                Outcome::Yield => 0,
                 Outcome::Shutdown(r) => return Ok(Outcome::Shutdown(r)),
                 // A batch cannot sleep half-way: blocking calls in a multicall
                 // are refused (their state is undone).

@@ -244,7 +244,7 @@ proptest! {
                         a[1] = rsi;
                         a[2] = rdx;
                     }
-                    Outcome::Return(_) | Outcome::Resumed { .. } => break false,
+                    Outcome::Return(_) | Outcome::Resumed { .. } | Outcome::Yield => break false,
                 }
             };
             if shutdown {

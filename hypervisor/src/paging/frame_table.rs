@@ -317,6 +317,25 @@ impl FrameTable {
         Ok(t)
     }
 
+    /// Take the table out, leaving one of no frames in its place (every
+    /// lookup in it fails): a domain that ended gives its frames back while its
+    /// record (`Domain`) lives on until the machine powers off.
+    pub fn take(&mut self) -> FrameTable {
+        let none = Extent {
+            first: Mfn::new(0),
+            count: 0,
+        };
+        core::mem::replace(
+            self,
+            FrameTable {
+                nr_pages: 0,
+                p2m: none,
+                m2p: none,
+                dense: None,
+            },
+        )
+    }
+
     /// Return the domain's frames (scrubbed) and the table's own frames.
     pub fn free<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(self, mem: &mut M, frames: &mut F) {
         for pfn in 0..self.nr_pages {

@@ -122,6 +122,13 @@ pub trait ExitEnv {
     /// Handle the exit that just happened (when `fast_exit` declined), with
     /// all the guest's GPRs; `None` resumes the guest.
     fn handle_exit(&mut self, gprs: &mut GuestGprs) -> Option<DomainEnd>;
+    /// After [`Self::handle_exit`] answered `None`: whether this vCPU gives
+    /// the CPU up now (it blocked, yielded or used up its slice), so that the
+    /// exit leaves to the run loop, which enters another domain, instead of
+    /// resuming this one. Answered once: the request is consumed.
+    fn take_switch(&mut self) -> bool {
+        false
+    }
 }
 
 /// What an exit handler tells the stub: resume the guest.
@@ -138,6 +145,9 @@ pub const LEAVE_LAUNCH_FAILED: u64 = 1;
 pub const LEAVE_RESUME_FAILED: u64 = 2;
 /// The domain ended (the exit handler's other answer).
 pub const LEAVE_DOMAIN_ENDED: u64 = 3;
+/// The vCPU gave the CPU up (`ExitEnv::take_switch`); its registers are in the
+/// save area, and its VMCS is launched: it continues by VMRESUME.
+pub const LEAVE_SWITCH: u64 = 4;
 
 /// How a domain's run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,15 +11,64 @@ use super::bitmaps::{build_msr_bitmap, ones_frame};
 use super::checks::check_vm_entry;
 use super::controls::TlbFlush;
 use super::enable::VmxCpu;
-use super::exit::{msr_env, Vcpu};
+use super::exit::{msr_env, GiveUp, Vcpu};
 use super::frame::{DomainEnd, GuestGprs};
 use super::insn::{invvpid, vm_result, InvvpidType};
 use super::percpu::{self, PerCpu, COUNTED_EXIT_REASONS};
 use super::readback::read_state;
-use super::setup::{clear_vmcs, host_efer_for_guest, load_vmcs, setup_vmcs, VmcsFrames};
+use super::setup::{
+    clear_vmcs, host_efer_for_guest, load_vmcs, make_current, setup_vmcs, SwitchedState, VmcsFrames,
+};
 use super::stub::{launch, Leave};
-use crate::domain::Domain;
+use crate::arch::timer;
+use crate::domain::{Domain, DomainId};
 use crate::mem::{Console, FrameSource, PhysMem};
+use crate::sched::{Next, Scheduler, DEFAULT_WEIGHT};
+
+/// The most domains Keel runs at once (domain ids 1 to `MAX_DOMAINS`).
+pub const MAX_DOMAINS: usize = 32;
+
+/// Scheduler slots: one per domain id, 0 unused.
+const SCHED_SLOTS: usize = MAX_DOMAINS + 1;
+
+/// A domain's vCPU and everything the run loop keeps for it between its runs.
+pub struct Guest<'a, M: PhysMem, C: Console> {
+    vcpu: Vcpu<'a, M, C>,
+    vf: VmcsFrames,
+    /// The guest's registers while another domain runs.
+    gprs: GuestGprs,
+    /// The VMCS has been launched (the next entry is a VMRESUME).
+    launched: bool,
+    /// The state VMX does not switch, when other domains share the CPU.
+    switched: Option<SwitchedState>,
+    /// Does not keep the machine on: destroyed once every other domain ended.
+    service: bool,
+    /// The domain's page tables use NX (its EFER.NXE).
+    nx: bool,
+}
+
+/// A domain for [`run_domains`]: its record, the machine and console its
+/// vCPU uses, and whether it is a service domain (see [`Guest`]).
+pub struct ToRun<'a, M, C> {
+    /// The domain, built.
+    pub dom: &'a mut Domain,
+    /// The machine, as its vCPU reaches it.
+    pub mem: &'a mut M,
+    /// The console its output goes to.
+    pub console: &'a mut C,
+    /// A service domain: ended when every other domain has.
+    pub service: bool,
+}
+
+/// How each domain ended, in the order they ended.
+pub struct Ends {
+    /// `(domain, how it ended)`.
+    pub ends: [(DomainId, DomainEnd); MAX_DOMAINS],
+    /// How many of `ends` are filled.
+    pub n: usize,
+    /// A domain's teardown found counts not back at zero (a Keel bug).
+    pub accounting_bug: bool,
+}
 
 /// Run `dom` on this CPU until it shuts down, crashes, or cannot be entered.
 pub fn run_domain(
@@ -29,11 +78,268 @@ pub fn run_domain(
     console: &mut impl Console,
     frames: &mut impl FrameSource,
 ) -> DomainEnd {
+    let mut slot = [None];
+    let mut idle = NoConsole;
+    let ends = run_domains(
+        cpu,
+        core::iter::once(ToRun {
+            dom,
+            mem,
+            console,
+            service: false,
+        }),
+        &mut slot,
+        &mut idle,
+        frames,
+        false,
+    );
+    ends.ends.first().map_or(DomainEnd::EntryFailed, |e| e.1)
+}
+
+/// A console for `run_domain`'s idle loop, which never idles (a domain alone
+/// on its CPU idles in its own exit handler).
+struct NoConsole;
+impl Console for NoConsole {
+    fn write_bytes(&mut self, _: &[u8]) {}
+}
+
+/// Run several domains on this CPU until every one has ended: each gets a
+/// VMCS of its own (VPID = its id), the scheduler (`crate::sched`) decides who
+/// runs, for a slice the VMX-preemption timer (or the APIC timer) enforces;
+/// a vCPU that blocks, yields or is preempted leaves to this loop, which saves
+/// the state VMX does not switch and enters the next one. When every vCPU is
+/// blocked the CPU halts until the earliest deadline. A domain that ends is
+/// torn down at once (its frames scrubbed and freed, its counts checked) while
+/// the others go on. `several`: more than one domain shares the CPU (else the
+/// one domain idles in its own exit handler, nothing is switched, and at its
+/// end only its counts are checked: the machine powers off next).
+///
+/// `guests` holds the vCPUs (too large for the stack): one slot per domain.
+pub fn run_domains<'a, M: PhysMem, C: Console>(
+    cpu: &mut VmxCpu,
+    doms: impl Iterator<Item = ToRun<'a, M, C>>,
+    guests: &mut [Option<Guest<'a, M, C>>],
+    idle_console: &mut impl Console,
+    frames: &mut impl FrameSource,
+    several: bool,
+) -> Ends {
+    let (shared, tear_down) = (several, several);
+    let mut out = Ends {
+        ends: [(DomainId(0), DomainEnd::EntryFailed); MAX_DOMAINS],
+        n: 0,
+        accounting_bug: false,
+    };
+    let pc = percpu::this();
+    let record = |out: &mut Ends, id: DomainId, end: DomainEnd| {
+        if let Some(e) = out.ends.get_mut(out.n) {
+            *e = (id, end);
+            out.n += 1;
+        }
+    };
+    let (clock, wall) = start_time(cpu);
+    let mut sched: Scheduler<SCHED_SLOTS> = Scheduler::new((clock.hz / 1000).max(1));
+    if shared {
+        prepare_host_for_switching();
+    }
+    for (i, d) in doms.enumerate() {
+        let id = d.dom.id;
+        match prepare(cpu, pc, d, frames, clock, wall, shared) {
+            Ok(g) => {
+                if let Some(slot) = guests.get_mut(i) {
+                    *slot = Some(g);
+                    sched.add(id, DEFAULT_WEIGHT);
+                }
+            }
+            Err(end) => record(&mut out, id, end),
+        }
+    }
+
+    // The run loop: one iteration per entry into a guest, or per idle period.
+    loop {
+        let live = guests.iter().filter(|g| g.is_some()).count();
+        if live == 0 {
+            break;
+        }
+        if guests.iter().flatten().all(|g| g.service) {
+            for g in guests.iter_mut() {
+                if let Some(guest) = g.take() {
+                    let id = guest.vcpu.domain_id();
+                    log::info!(
+                        "domain {}: a service domain, destroyed: every other domain has ended",
+                        id.0
+                    );
+                    sched.remove(id);
+                    let end = end_guest(
+                        pc,
+                        guest,
+                        frames,
+                        DomainEnd::Crashed,
+                        tear_down,
+                        &mut out.accounting_bug,
+                    );
+                    let _ = end;
+                    record(
+                        &mut out,
+                        id,
+                        DomainEnd::Shutdown(keel_abi::sched::SHUTDOWN_POWEROFF),
+                    );
+                }
+            }
+            break;
+        }
+        let now = timer::rdtsc();
+        let (id, until) = match sched.schedule(now) {
+            Next::Run { dom, until } => (dom, until),
+            Next::Idle { until: Some(until) } => {
+                idle_console.drain_until(until);
+                timer::idle_until(until);
+                continue;
+            }
+            Next::Idle { until: None } => {
+                // Every domain waits for an event only another could send, and
+                // none can: each would sleep forever.
+                for g in guests.iter_mut() {
+                    if let Some(guest) = g.take() {
+                        let id = guest.vcpu.domain_id();
+                        log::error!("domain {}: blocked with no event source, like every other domain: killed", id.0);
+                        sched.remove(id);
+                        let end = end_guest(
+                            pc,
+                            guest,
+                            frames,
+                            DomainEnd::Crashed,
+                            tear_down,
+                            &mut out.accounting_bug,
+                        );
+                        record(&mut out, id, end);
+                    }
+                }
+                break;
+            }
+        };
+        let idx = usize::from(id.0).wrapping_sub(1);
+        let Some(Some(g)) = guests.get_mut(idx) else {
+            sched.remove(id);
+            continue;
+        };
+        if g.vcpu.is_blocked() {
+            if g.vcpu.poll_wake(now) {
+                g.vcpu.woken();
+            } else {
+                sched.block(g.vcpu.wake_deadline(), now);
+                continue;
+            }
+        }
+        if let Err(e) = make_current(pc, g.vf.vmcs) {
+            log::error!("vmx: VMPTRLD of domain {}'s VMCS failed: {e}", id.0);
+            let Some(guest) = guests.get_mut(idx).and_then(Option::take) else {
+                continue;
+            };
+            sched.remove(id);
+            let end = end_guest(
+                pc,
+                guest,
+                frames,
+                DomainEnd::EntryFailed,
+                tear_down,
+                &mut out.accounting_bug,
+            );
+            record(&mut out, id, end);
+            continue;
+        }
+        if let Some(s) = &g.switched {
+            s.restore();
+            if !cpu.controls.load_efer {
+                host_efer_for_guest(g.nx);
+            }
+            g.vcpu.resume_with_slice(Some(until));
+        }
+        let leave = launch(pc, &mut g.vcpu, g.gprs, g.launched);
+        g.launched = true;
+        if let Some(s) = &mut g.switched {
+            s.save();
+        }
+        let end = match leave {
+            Leave::Switch(gprs) => {
+                g.gprs = gprs;
+                let now = timer::rdtsc();
+                match g.vcpu.take_give_up() {
+                    Some(GiveUp::Block) => sched.block(g.vcpu.wake_deadline(), now),
+                    Some(GiveUp::Yield) => sched.yield_now(now),
+                    Some(GiveUp::Preempted) | None => {}
+                }
+                continue;
+            }
+            Leave::DomainEnded(end) => end,
+            leave @ (Leave::LaunchFailed(rflags) | Leave::ResumeFailed(rflags)) => {
+                report_entry_failure(cpu, leave, rflags);
+                DomainEnd::EntryFailed
+            }
+            Leave::Unexpected(code) => {
+                log::error!("vmx: unexpected return {code} from the VM-entry path");
+                DomainEnd::Crashed
+            }
+        };
+        let Some(guest) = guests.get_mut(idx).and_then(Option::take) else {
+            continue;
+        };
+        sched.remove(id);
+        let end = end_guest(pc, guest, frames, end, tear_down, &mut out.accounting_bug);
+        record(&mut out, id, end);
+    }
+    out
+}
+
+/// The failed VMLAUNCH/VMRESUME, named; after a failed VMLAUNCH, which check
+/// the CPU applied that Keel's software does not.
+fn report_entry_failure(cpu: &VmxCpu, leave: Leave, rflags: u64) {
+    let what = if matches!(leave, Leave::LaunchFailed(_)) {
+        "VMLAUNCH"
+    } else {
+        "VMRESUME"
+    };
+    match vm_result(rflags) {
+        Err(e) => log::error!("vmx: {what} failed: {e}"),
+        Ok(()) => log::error!("vmx: {what} failed with RFLAGS {rflags:#x}"),
+    }
+    if matches!(leave, Leave::LaunchFailed(_)) {
+        let again = read_state(cpu);
+        match check_vm_entry(&again, &cpu.caps) {
+            Ok(()) => log::error!("vmx: the software VM-entry checks pass: the CPU applied a check Keel does not model"),
+            Err(f) => log::error!("vmx: VM-entry check now fails: {f}"),
+        }
+    }
+}
+
+/// Set the host up for saving guest state between domains: CR4.OSFXSR, so
+/// that FXSAVE/FXRSTOR include the SSE registers. Before any VMCS takes the
+/// host CR4 (every exit loads it). The host itself never uses SSE.
+fn prepare_host_for_switching() {
+    super::setup::enable_host_fxsr();
+}
+
+/// A domain's VMCS (allocated, loaded, written, checked in software) and its
+/// vCPU; on failure, how the domain ends.
+fn prepare<'a, M: PhysMem, C: Console>(
+    cpu: &mut VmxCpu,
+    pc: &PerCpu,
+    d: ToRun<'a, M, C>,
+    frames: &mut impl FrameSource,
+    clock: crate::time::Clock,
+    wall: u64,
+    shared: bool,
+) -> Result<Guest<'a, M, C>, DomainEnd> {
+    let ToRun {
+        dom,
+        mem,
+        console,
+        service,
+    } = d;
     // --- The VMCS region: a zeroed frame starting with the revision identifier,
     // VMCLEARed (which also initializes its launch state) and made current.
     let Some(vmcs) = frames.alloc_frame() else {
         log::error!("vmx: no free frame for the VMCS");
-        return DomainEnd::EntryFailed;
+        return Err(DomainEnd::EntryFailed);
     };
     mem.zero_frame(vmcs);
     mem.write(vmcs.addr(), &cpu.caps.revision_id.to_le_bytes());
@@ -53,16 +359,15 @@ pub fn run_domain(
     {
         log::error!("vmx: no free frames for the MSR/I/O bitmaps");
         vf.free(frames);
-        return DomainEnd::EntryFailed;
+        return Err(DomainEnd::EntryFailed);
     }
-    let pc = percpu::this();
     if let Err(e) = load_vmcs(pc, vmcs) {
         log::error!(
             "vmx: VMCLEAR/VMPTRLD of the VMCS at {:#x} failed: {e}",
             vmcs.addr().get()
         );
         vf.free(frames);
-        return DomainEnd::EntryFailed;
+        return Err(DomainEnd::EntryFailed);
     }
 
     // VPID: the domain id (0 would mean "no VPID", so domain 0 would get 0xffff).
@@ -74,14 +379,14 @@ pub fn run_domain(
 
     if let Err((field, e)) = setup_vmcs(pc, cpu, dom, vpid, &vf) {
         log::error!("vmx: VMWRITE of VMCS field {field:#x} failed: {e}");
-        return finish(pc, vf, frames, DomainEnd::EntryFailed);
+        return Err(finish(pc, vf, frames, DomainEnd::EntryFailed));
     }
 
     // --- The software VM-entry checks, on what the CPU actually holds.
     let state = read_state(cpu);
     if let Err(f) = check_vm_entry(&state, &cpu.caps) {
         log::error!("vmx: VM-entry check failed: {f}");
-        return finish(pc, vf, frames, DomainEnd::EntryFailed);
+        return Err(finish(pc, vf, frames, DomainEnd::EntryFailed));
     }
     log::info!(
         "vmx: VMCS for domain {} passes the software VM-entry checks (pin {:#x} proc {:#x} proc2 {:#x} exit {:#x} entry {:#x}; host CR0 {:#x} CR4 {:#x})",
@@ -104,57 +409,100 @@ pub fn run_domain(
         };
         if let Err(e) = invvpid(ty, vpid, 0) {
             log::error!("vmx: INVVPID before the first entry failed: {e}");
-            return finish(pc, vf, frames, DomainEnd::EntryFailed);
+            return Err(finish(pc, vf, frames, DomainEnd::EntryFailed));
         }
     }
 
-    // --- Run: `launch` returns when the domain is over.
-    let (dom_id, entry, start_info) = (dom.id.0, dom.boot.entry.get(), dom.boot.start_info.get());
-    let ev = start_time_and_events(dom, mem, cpu);
+    let switched = if shared {
+        let Some(area) = frames.alloc_frame() else {
+            log::error!(
+                "vmx: no free frame for domain {}'s register save area",
+                dom.id.0
+            );
+            return Err(finish(pc, vf, frames, DomainEnd::EntryFailed));
+        };
+        let xsave = crate::arch::cpu::read_cr4() & crate::arch::bits::cr4::OSXSAVE != 0;
+        Some(SwitchedState::new(area, mem, &msr_env(cpu), xsave))
+    } else {
+        None
+    };
+    let (entry, start_info) = (dom.boot.entry.get(), dom.boot.start_info.get());
+    let ev = events_for(dom, mem, clock, wall);
+    let (id, nx) = (dom.id.0, dom.nx_enabled());
     let mut vcpu = Vcpu::new(cpu, dom, mem, console, vpid, ev);
-    log::info!("vmx: entering domain {dom_id} at {entry:#x}");
-    let gprs = GuestGprs {
-        rsi: start_info,
-        ..GuestGprs::ZERO
-    };
-    let end = match launch(pc, &mut vcpu, gprs) {
-        Leave::DomainEnded(end) => end,
-        leave @ (Leave::LaunchFailed(rflags) | Leave::ResumeFailed(rflags)) => {
-            let what = if matches!(leave, Leave::LaunchFailed(_)) {
-                "VMLAUNCH"
-            } else {
-                "VMRESUME"
-            };
-            match vm_result(rflags) {
-                Err(e) => log::error!("vmx: {what} failed: {e}"),
-                Ok(()) => log::error!("vmx: {what} failed with RFLAGS {rflags:#x}"),
-            }
-            if matches!(leave, Leave::LaunchFailed(_)) {
-                // Which check did the CPU apply that Keel's software does not?
-                let again = read_state(cpu);
-                match check_vm_entry(&again, &cpu.caps) {
-                    Ok(()) => log::error!("vmx: the software VM-entry checks pass: the CPU applied a check Keel does not model"),
-                    Err(f) => log::error!("vmx: VM-entry check now fails: {f}"),
-                }
-            }
-            DomainEnd::EntryFailed
+    if shared {
+        vcpu.share_cpu();
+    }
+    log::info!("vmx: domain {id} enters at {entry:#x}");
+    Ok(Guest {
+        vcpu,
+        vf,
+        gprs: GuestGprs {
+            rsi: start_info,
+            ..GuestGprs::ZERO
+        },
+        launched: false,
+        switched,
+        service,
+        nx,
+    })
+}
+
+/// A domain has ended: its VMCS cleared and freed, its register save area
+/// freed, and its frames scrubbed and given back (or, with `tear_down` false,
+/// only its counts checked), with the teardown check. Returns how it ended.
+fn end_guest<M: PhysMem, C: Console>(
+    pc: &PerCpu,
+    g: Guest<'_, M, C>,
+    frames: &mut impl FrameSource,
+    end: DomainEnd,
+    tear_down: bool,
+    accounting_bug: &mut bool,
+) -> DomainEnd {
+    let Guest {
+        vcpu, vf, switched, ..
+    } = g;
+    if make_current(pc, vf.vmcs).is_ok() {
+        finish(pc, vf, frames, end);
+    } else {
+        log::error!("vmx: cannot load the VMCS of an ended domain to clear it; leaking its frame");
+    }
+    if let Some(s) = switched {
+        frames.free_frame(s.area());
+    }
+    let (dom, mem) = vcpu.into_parts();
+    let id = dom.id.0;
+    // What it holds through grants first: those references are not its page
+    // tables', and the check below counts them.
+    crate::grant::world::release_domain(&crate::grant::STORE, dom, mem);
+    if tear_down {
+        let t = dom.release_frames(mem, frames);
+        if t.leaked_counts != 0 {
+            *accounting_bug = true;
+        } else {
+            log::info!(
+                "domain {id}: torn down, every count back to zero; {} frames scrubbed and returned",
+                t.frames_returned
+            );
         }
-        Leave::Unexpected(code) => {
-            log::error!("vmx: unexpected return {code} from the VM-entry path");
-            DomainEnd::Crashed
+    } else {
+        let leaked = dom.release_mm(mem);
+        if leaked != 0 {
+            log::error!(
+                "domain {id}: {leaked} frames kept type or reference counts after teardown: accounting bug"
+            );
+            *accounting_bug = true;
+        } else {
+            log::info!("domain {id}: torn down, every count back to zero");
         }
-    };
-    finish(pc, vf, frames, end)
+    }
+    end
 }
 
 /// The hardware set-up before the first entry: mask the PIC, calibrate the
-/// TSC against the PIT, read the RTC, enable the local APIC and its timer, and
-/// make the domain's event state (shared_info page, pvclock, wall clock).
-fn start_time_and_events(
-    dom: &Domain,
-    mem: &mut impl PhysMem,
-    cpu: &VmxCpu,
-) -> crate::event::EventState {
+/// TSC against the PIT, read the RTC, enable the local APIC and its timer.
+/// Returns the clock and the wall-clock time at its zero.
+fn start_time(cpu: &VmxCpu) -> (crate::time::Clock, u64) {
     use crate::arch::timer;
     timer::mask_pic();
     // 50 ms of PIT ticks.
@@ -186,6 +534,16 @@ fn start_time_and_events(
             "the local APIC timer (no VMX-preemption timer)"
         }
     );
+    (clock, wall)
+}
+
+/// A domain's event state (shared_info page, pvclock, wall clock).
+fn events_for(
+    dom: &Domain,
+    mem: &mut impl PhysMem,
+    clock: crate::time::Clock,
+    wall: u64,
+) -> crate::event::EventState {
     let ev = crate::event::EventState::new(dom, mem, clock, wall);
     match ev.shared {
         Some(m) => log::info!("events: shared_info at machine {:#x}", m.addr().get()),

@@ -372,3 +372,149 @@ pub fn guest_wrmsr(
         WriteOp::Ignore => Ok(None),
     }
 }
+
+/// Make a VMCS launched before current again (VMPTRLD alone: a VMCLEAR would
+/// reset its launch state, and the next entry must be a VMRESUME).
+pub fn make_current(pc: &PerCpu, vmcs: Mfn) -> Result<(), VmFail> {
+    if pc.vmcs.get() == Some(vmcs) {
+        return Ok(());
+    }
+    // SAFETY: `vmcs` is a VMCS region `load_vmcs` initialized on this CPU and
+    // not yet cleared for good (the run loop owns it until the domain ends).
+    unsafe { vmptrld(vmcs.addr()) }?;
+    pc.vmcs.set(Some(vmcs));
+    Ok(())
+}
+
+/// Set the host's CR4.OSFXSR, so that FXSAVE and FXRSTOR include the SSE
+/// registers (without it they may leave them out). Before any VMCS takes the
+/// host CR4, which every exit loads; the host itself never executes SSE.
+pub fn enable_host_fxsr() {
+    let cr4 = crate::arch::cpu::read_cr4();
+    let fxsr = crate::arch::bits::cr4::OSFXSR;
+    if cr4 & fxsr == 0 {
+        // SAFETY: OSFXSR only permits SSE instructions and FXSAVE's full
+        // format; VMX fixes neither value of it.
+        unsafe { crate::arch::cpu::write_cr4(cr4 | fxsr) };
+    }
+}
+
+/// The most pass-through MSRs a domain's switched state holds.
+pub const MAX_SWITCHED_MSRS: usize = 16;
+
+/// The guest state VMX neither saves nor loads, which several domains on one
+/// CPU must not share: the x87/SSE/AVX registers (and XCR0), CR2, and the
+/// pass-through MSRs (`policy::msr::initial_values`: SYSCALL targets,
+/// KERNEL_GS_BASE, TSC_AUX). Saved when a domain leaves the CPU, loaded when
+/// it comes back; a domain alone on its CPU never pays for it.
+pub struct SwitchedState {
+    /// A frame of Keel's own (never a guest's) holding the FXSAVE/XSAVE image.
+    area: Mfn,
+    /// XSAVE is usable (host CR4.OSXSAVE): save every XCR0 component.
+    xsave: bool,
+    xcr0: u64,
+    cr2: u64,
+    msrs: [(u32, u64); MAX_SWITCHED_MSRS],
+    nr_msrs: usize,
+}
+
+/// FXSAVE image: the x87 control word (offset 0) and MXCSR (offset 24).
+const FX_FCW: u64 = 0;
+const FX_MXCSR: u64 = 24;
+
+impl SwitchedState {
+    /// The state of a vCPU that has not run: x87/SSE at their reset values
+    /// (FCW 0x37F, MXCSR 0x1F80, every register zero, XSTATE_BV 0: the other
+    /// components in their initial state), XCR0 x87 only (with XSAVE), CR2 0,
+    /// the pass-through MSRs at their initial values. `area` must be a zeroed
+    /// frame of Keel's own, given back with [`Self::area`] when the domain ends.
+    pub fn new(
+        area: Mfn,
+        mem: &mut impl crate::mem::PhysMem,
+        msr_env: &crate::policy::msr::MsrEnv,
+        xsave: bool,
+    ) -> Self {
+        use crate::addr::MachineAddr;
+        mem.zero_frame(area);
+        mem.write(
+            MachineAddr::new(area.addr().get() + FX_FCW),
+            &0x37fu16.to_le_bytes(),
+        );
+        mem.write(
+            MachineAddr::new(area.addr().get() + FX_MXCSR),
+            &0x1f80u32.to_le_bytes(),
+        );
+        let mut msrs = [(0, 0); MAX_SWITCHED_MSRS];
+        let mut nr_msrs = 0;
+        for (slot, m) in msrs
+            .iter_mut()
+            .zip(crate::policy::msr::initial_values(msr_env))
+        {
+            *slot = m;
+            nr_msrs += 1;
+        }
+        SwitchedState {
+            area,
+            xsave,
+            xcr0: crate::policy::cpuid::Xcr0::X87.bits(),
+            cr2: 0,
+            msrs,
+            nr_msrs,
+        }
+    }
+
+    /// The save frame, to give back when the domain ends.
+    pub fn area(&self) -> Mfn {
+        self.area
+    }
+
+    /// The domain leaves the CPU: keep what it left in the registers.
+    pub fn save(&mut self) {
+        self.cr2 = crate::arch::cpu::read_cr2();
+        for (index, value) in self.msrs.iter_mut().take(self.nr_msrs) {
+            *value = crate::arch::cpu::rdmsr(*index);
+        }
+        let p = self.area.addr().get();
+        if self.xsave {
+            let (lo, hi): (u32, u32);
+            // SAFETY: XGETBV(0) with CR4.OSXSAVE set (`xsave`); XSAVE64 of
+            // every component XCR0 enables into Keel's own 64-byte aligned
+            // 4 KiB frame (the direct map is the identity), which is large
+            // enough for every component Keel offers (`policy::cpuid`).
+            unsafe {
+                asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi,
+                     options(nostack, nomem, preserves_flags));
+                self.xcr0 = u64::from(lo) | (u64::from(hi) << 32);
+                asm!("xsave64 [{}]", in(reg) p, in("eax") u32::MAX, in("edx") u32::MAX,
+                     options(nostack, preserves_flags));
+            }
+        } else {
+            // SAFETY: FXSAVE64 into Keel's own 16-byte aligned frame.
+            unsafe { asm!("fxsave64 [{}]", in(reg) p, options(nostack, preserves_flags)) };
+        }
+    }
+
+    /// The domain comes back: load what [`Self::save`] kept (or the reset state).
+    pub fn restore(&self) {
+        let p = self.area.addr().get();
+        if self.xsave {
+            // SAFETY: XCR0 is a value this CPU accepted before (saved by XGETBV,
+            // or x87 alone); XRSTOR64 of an image XSAVE64 wrote under that XCR0,
+            // or of the reset image (XSTATE_BV 0, a valid MXCSR).
+            unsafe {
+                super::insn::xsetbv(self.xcr0);
+                asm!("xrstor64 [{}]", in(reg) p, in("eax") u32::MAX, in("edx") u32::MAX,
+                     options(nostack, preserves_flags));
+            }
+        } else {
+            // SAFETY: an image FXSAVE64 wrote, or the reset image (valid MXCSR).
+            unsafe { asm!("fxrstor64 [{}]", in(reg) p, options(nostack, preserves_flags)) };
+        }
+        super::insn::set_guest_cr2(self.cr2);
+        for &(index, value) in self.msrs.iter().take(self.nr_msrs) {
+            // SAFETY: pass-through MSRs this CPU has (the policy lists only
+            // those), with a value the CPU accepted before or the initial one.
+            unsafe { crate::arch::cpu::wrmsr(index, value) };
+        }
+    }
+}

@@ -17,7 +17,7 @@ use core::mem::offset_of;
 
 use super::frame::{
     DomainEnd, ExitEnv, GuestGprs, LEAVE_DOMAIN_ENDED, LEAVE_LAUNCH_FAILED, LEAVE_RESUME_FAILED,
-    RESUME_GUEST, RESUME_WITH_RBX,
+    LEAVE_SWITCH, RESUME_GUEST, RESUME_WITH_RBX,
 };
 use super::percpu::{no_vcpu_fast_handler, no_vcpu_handler, PerCpu};
 
@@ -30,6 +30,8 @@ pub enum Leave {
     ResumeFailed(u64),
     /// The domain ended.
     DomainEnded(DomainEnd),
+    /// The vCPU gave the CPU up (`ExitEnv::take_switch`), with these registers.
+    Switch(GuestGprs),
     /// The assembly returned a code it never returns.
     Unexpected(u64),
 }
@@ -38,10 +40,12 @@ pub enum Leave {
 const GPRS: usize = offset_of!(PerCpu, gprs);
 
 global_asm!(
-    // keel_vmx_launch(pc: *mut PerCpu) -> u64 (System V): saves the callee-saved
-    // registers, remembers RSP in pc.launch_rsp, loads the guest GPRs and executes
-    // VMLAUNCH. It "returns" when VMLAUNCH fails (code 1) or, via the exit stub,
-    // when the domain ends (code 3) or VMRESUME fails (code 2).
+    // keel_vmx_launch(pc: *mut PerCpu, resume: u64) -> u64 (System V): saves the
+    // callee-saved registers, remembers RSP in pc.launch_rsp, loads the guest
+    // GPRs and executes VMLAUNCH (VMRESUME if `resume` is not zero: a VMCS
+    // launched before, entered again after a switch). It "returns" when
+    // VMLAUNCH fails (code 1) or, via the exit stub, when the domain ends
+    // (code 3), gives the CPU up (code 4) or VMRESUME fails (code 2).
     ".global keel_vmx_launch",
     "keel_vmx_launch:",
     "push rbx",
@@ -52,6 +56,8 @@ global_asm!(
     "push r15",
     "push rdi",
     "mov [rdi + {launch_rsp}], rsp",
+    // The flags of this test survive the loads below (MOV changes no flag).
+    "test rsi, rsi",
     "mov rax, rdi",
     "mov rcx, [rax + {rcx}]",
     "mov rdx, [rax + {rdx}]",
@@ -68,6 +74,7 @@ global_asm!(
     "mov r14, [rax + {r14}]",
     "mov r15, [rax + {r15}]",
     "mov rax, [rax + {rax}]",
+    "jnz 7f",
     "vmlaunch",
     // VMLAUNCH failed: we are still here, on the launch stack.
     "pushfq",
@@ -84,6 +91,15 @@ global_asm!(
     "pop rbp",
     "pop rbx",
     "ret",
+    // VMRESUME of a VMCS entered before failed: still on the launch stack.
+    "7:",
+    "vmresume",
+    "pushfq",
+    "pop rax",
+    "mov rbx, [rsp]",
+    "mov [rbx + {fail_rflags}], rax",
+    "mov eax, {resume_failed}",
+    "jmp keel_vmx_launch_return",
     "",
     // The VM-exit entry point (the VMCS's host RIP). RSP = host RSP, the top of
     // this CPU's exit stack (16-byte aligned); GS = this CPU's PerCpu, whose
@@ -202,7 +218,7 @@ global_asm!(
 
 extern "C" {
     /// `pc` is a `*mut PerCpu` (declared as bytes: the assembly sees only offsets).
-    fn keel_vmx_launch(pc: *mut u8) -> u64;
+    fn keel_vmx_launch(pc: *mut u8, resume: u64) -> u64;
     fn keel_vmx_exit_stub();
 }
 
@@ -224,6 +240,7 @@ unsafe extern "C" fn exit_handler<V: ExitEnv>(pc: *const PerCpu) -> u64 {
         (pc, &mut *pc.running.get().cast::<V>(), &mut *pc.gprs.get())
     };
     match vcpu.handle_exit(gprs) {
+        None if vcpu.take_switch() => LEAVE_SWITCH,
         None => RESUME_GUEST,
         Some(end) => {
             pc.end.set(Some(end));
@@ -248,8 +265,9 @@ unsafe extern "C" fn fast_handler<V: ExitEnv>(pc: *const PerCpu) -> u64 {
 }
 
 /// Run the guest on the current (checked) VMCS with `vcpu` handling its exits
-/// and `gprs` as its first registers, until the domain ends or entry fails.
-pub fn launch<V: ExitEnv>(pc: &PerCpu, vcpu: &mut V, gprs: GuestGprs) -> Leave {
+/// and `gprs` as its registers, until the domain ends, gives the CPU up, or
+/// entry fails. `resume`: the VMCS was launched before (VMRESUME, not VMLAUNCH).
+pub fn launch<V: ExitEnv>(pc: &PerCpu, vcpu: &mut V, gprs: GuestGprs, resume: bool) -> Leave {
     // SAFETY: the guest is not running: nothing else touches the save area.
     unsafe { *pc.gprs.get() = gprs };
     // The pointer is cleared below, before `vcpu`'s borrow ends, and used only
@@ -260,7 +278,7 @@ pub fn launch<V: ExitEnv>(pc: &PerCpu, vcpu: &mut V, gprs: GuestGprs) -> Leave {
     pc.end.set(None);
     // SAFETY: the caller made a checked VMCS current whose host RSP/RIP are this
     // CPU's exit stack and `keel_vmx_exit_stub`; `pc` is this CPU's PerCpu.
-    let code = unsafe { keel_vmx_launch(pc.as_ptr()) };
+    let code = unsafe { keel_vmx_launch(pc.as_ptr(), u64::from(resume)) };
     pc.handler.set(no_vcpu_handler());
     pc.fast.set(no_vcpu_fast_handler());
     pc.running.set(core::ptr::null_mut());
@@ -268,6 +286,8 @@ pub fn launch<V: ExitEnv>(pc: &PerCpu, vcpu: &mut V, gprs: GuestGprs) -> Leave {
     let fail_rflags = unsafe { *pc.fail_rflags.get() };
     match code {
         LEAVE_DOMAIN_ENDED => Leave::DomainEnded(pc.end.take().unwrap_or(DomainEnd::Crashed)),
+        // SAFETY: as above; the full path saved every register before leaving.
+        LEAVE_SWITCH => Leave::Switch(unsafe { *pc.gprs.get() }),
         LEAVE_LAUNCH_FAILED => Leave::LaunchFailed(fail_rflags),
         LEAVE_RESUME_FAILED => Leave::ResumeFailed(fail_rflags),
         other => Leave::Unexpected(other),

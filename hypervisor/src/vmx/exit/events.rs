@@ -11,6 +11,17 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         if self.ev.blocked.is_none() {
             self.ev.blocked = Some(Blocked::Block);
         }
+        if self.shared_cpu {
+            // The run loop idles or runs another domain until this one wakes
+            // (`poll_wake`); nothing due now means the CPU goes elsewhere.
+            let tsc = crate::arch::timer::rdtsc();
+            if self.poll_wake(tsc) {
+                self.woken();
+            } else {
+                self.give_up = Some(GiveUp::Block);
+            }
+            return None;
+        }
         loop {
             let tsc = crate::arch::timer::rdtsc();
             self.ev.expire_timers(&*self.dom, &mut *self.mem, tsc);
@@ -85,6 +96,15 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             && !self.window_on
             && self.preempt_idle
             && self.ev.blocked.is_none()
+            && self.slice_end.is_none()
+    }
+
+    /// The earliest of the vCPU's own deadline and the end of its slice.
+    fn entry_deadline(&self) -> Option<u64> {
+        match (self.ev.wake_deadline_tsc(), self.slice_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The work of [`Self::before_entry`] when something is live.
@@ -126,7 +146,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         let Some(rate) = self.preempt else {
             // No VMX-preemption timer: the host's APIC timer ends the guest's run
             // at the deadline (an external-interrupt exit, acknowledged above).
-            match self.ev.wake_deadline_tsc() {
+            match self.entry_deadline() {
                 Some(d) => {
                     crate::arch::timer::arm(d);
                     self.preempt_idle = false;
@@ -139,7 +159,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             }
             return;
         };
-        match self.ev.wake_deadline_tsc() {
+        match self.entry_deadline() {
             Some(d) => {
                 // Read the TSC as late as possible: the timer counts from the
                 // entry, so every tick spent after this read makes it late.

@@ -146,6 +146,25 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     reason: ExitReason,
     /// What the fast path left for `handle_exit` to finish with every register.
     deferred: Option<Deferred>,
+    /// Other domains share this CPU: blocking and yielding give it up to the
+    /// run loop (`vmx::run`) instead of idling or continuing in place.
+    shared_cpu: bool,
+    /// When this vCPU's time slice ends (TSC), if the run loop set one: the
+    /// VMX-preemption timer (or the APIC timer) is armed for it too.
+    slice_end: Option<u64>,
+    /// Why the vCPU gives the CPU up, once decided (read by the run loop).
+    give_up: Option<GiveUp>,
+}
+
+/// Why a vCPU leaves the CPU to the run loop while its domain goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GiveUp {
+    /// It blocked (`SCHEDOP_block`, `SCHEDOP_poll`, HLT) with nothing to deliver.
+    Block,
+    /// `SCHEDOP_yield`.
+    Yield,
+    /// Its time slice ended.
+    Preempted,
 }
 
 /// The part of an exit the fast path leaves to `handle_exit`.
@@ -155,6 +174,8 @@ enum Deferred {
     Block,
     /// The domain ends.
     End(DomainEnd),
+    /// The vCPU gives the CPU up.
+    Switch(GiveUp),
 }
 
 /// The preemption-timer value that means "no timer": about 2^32 << rate TSC
@@ -239,7 +260,78 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             quiet: false,
             reason: ExitReason::from_raw(0),
             deferred: None,
+            shared_cpu: false,
+            slice_end: None,
+            give_up: None,
         }
+    }
+
+    /// Other domains share this CPU (set once, before the first entry).
+    pub fn share_cpu(&mut self) {
+        self.shared_cpu = true;
+    }
+
+    /// The domain's id.
+    pub fn domain_id(&self) -> crate::domain::DomainId {
+        self.dom.id
+    }
+
+    /// The domain and the machine, once the vCPU is over (its domain ended):
+    /// for the run loop's teardown.
+    pub fn into_parts(self) -> (&'a mut Domain, &'a mut M) {
+        (self.dom, self.mem)
+    }
+
+    /// Why the vCPU left the CPU (consumed).
+    pub fn take_give_up(&mut self) -> Option<GiveUp> {
+        self.give_up.take()
+    }
+
+    /// Whether the vCPU is blocked (waiting for an event or a deadline).
+    pub fn is_blocked(&self) -> bool {
+        self.ev.blocked.is_some()
+    }
+
+    /// For a blocked vCPU: fire the timers due at TSC `tsc`, and say whether
+    /// it should wake now (an event to deliver, a polled port pending, the poll
+    /// timed out).
+    pub fn poll_wake(&mut self, tsc: u64) -> bool {
+        self.ev.expire_timers(&*self.dom, &mut *self.mem, tsc);
+        self.ev.should_wake(&*self.dom, &mut *self.mem, tsc)
+    }
+
+    /// The TSC at which a blocked vCPU must be looked at again (its next
+    /// timer or poll timeout), if any.
+    pub fn wake_deadline(&self) -> Option<u64> {
+        self.ev.wake_deadline_tsc()
+    }
+
+    /// The vCPU wakes from a block: the pvclock record refreshed, as in
+    /// [`Self::block`].
+    pub fn woken(&mut self) {
+        self.ev.blocked = None;
+        let rec = self.ev.clock.time_info();
+        if let Some(mut page) = self.ev.page(&*self.dom, &mut *self.mem) {
+            page.publish_time(&rec);
+        }
+    }
+
+    /// Before the vCPU enters again after another domain ran (its VMCS is
+    /// current): the slice it runs for, and everything `before_entry` decides
+    /// done afresh (timers that fell due meanwhile, the upcall, the
+    /// preemption timer, which another domain's run left unknown).
+    pub fn resume_with_slice(&mut self, slice_end: Option<u64>) {
+        self.slice_end = slice_end;
+        self.preempt_idle = false;
+        self.before_entry_work();
+        self.quiet = self.events_quiet();
+    }
+
+    /// Whether the slice the run loop gave this vCPU is over.
+    #[inline(never)]
+    fn slice_over(&self) -> bool {
+        self.slice_end
+            .is_some_and(|end| crate::arch::timer::rdtsc() >= end)
     }
 
     /// The guest's current privilege level (the DPL of its SS).
@@ -463,6 +555,10 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
         let end = match self.deferred.take() {
             Some(Deferred::Block) => self.block(g),
             Some(Deferred::End(end)) => Some(end),
+            Some(Deferred::Switch(why)) => {
+                self.give_up = Some(why);
+                None
+            }
             None => self.dispatch(g, self.reason),
         };
         // `before_entry` also drains the console ring by one burst if the UART
@@ -478,6 +574,10 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
             }
         }
         end
+    }
+
+    fn take_switch(&mut self) -> bool {
+        self.give_up.is_some()
     }
 }
 
@@ -512,6 +612,10 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             ExitReason::PREEMPTION_TIMER => {
                 // A timer is due: `before_entry` fires it.
                 self.reinject_idt_vectoring();
+                if self.slice_over() {
+                    self.deferred = Some(Deferred::Switch(GiveUp::Preempted));
+                    return FastExit::Full;
+                }
                 (None, false)
             }
             _ => return FastExit::Full,
@@ -574,9 +678,19 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             ExitReason::PREEMPTION_TIMER => {
                 // A timer is due: `before_entry` fires it.
                 self.reinject_idt_vectoring();
+                if self.slice_over() {
+                    self.give_up = Some(GiveUp::Preempted);
+                }
                 None
             }
-            ExitReason::EXTERNAL_INTERRUPT => self.external_interrupt(g),
+            ExitReason::EXTERNAL_INTERRUPT => {
+                let end = self.external_interrupt(g);
+                // Without the VMX-preemption timer the APIC timer ends a slice.
+                if end.is_none() && self.slice_over() {
+                    self.give_up = Some(GiveUp::Preempted);
+                }
+                end
+            }
             ExitReason::EXCEPTION_OR_NMI => self.exception_or_nmi(g),
             ExitReason::TRIPLE_FAULT => self.crash(
                 g,

@@ -119,6 +119,13 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 self.complete_instruction();
                 self.deferred = Some(Deferred::Block);
             }
+            Outcome::Yield => {
+                g.rax = 0;
+                self.complete_instruction();
+                if self.shared_cpu {
+                    self.deferred = Some(Deferred::Switch(GiveUp::Yield));
+                }
+            }
             // A continuation (`crate::preempt`): RIP stays on the VMCALL, which
             // the guest executes again once whatever is due has been
             // delivered (`before_entry`).
