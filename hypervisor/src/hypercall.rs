@@ -60,15 +60,16 @@ pub enum Outcome {
     /// leave RAX and RIP (on the VMCALL) as they are, and deliver whatever is
     /// due before the guest re-executes it.
     Preempted(u64),
-    /// The call did a bounded piece of its work and must be executed again
-    /// with its argument registers rewritten (Xen's continuation of
-    /// `grant_table_op`): put `rsi` in RSI and `rdx` in RDX, leave RAX and RIP
-    /// (on the VMCALL) as they are, and deliver whatever is due first.
-    Restart {
-        /// The new second argument (the advanced operation pointer).
-        rsi: u64,
-        /// The new third argument (the operations left).
-        rdx: u64,
+    /// [`Outcome::Preempted`] of a call whose count is its third argument
+    /// (`grant_table_op`): the progress word goes in RDX.
+    PreemptedRdx(u64),
+    /// [`Outcome::Resumed`] of a call whose count is its third argument: the
+    /// count goes back in RDX.
+    ResumedRdx {
+        /// The result.
+        ret: i32,
+        /// The original count (argument 3).
+        count: u32,
     },
     /// A continuation completed: put `ret` in RAX as [`Outcome::Return`] does,
     /// and the count the guest passed back in RSI (which held progress words

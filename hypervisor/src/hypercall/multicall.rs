@@ -11,9 +11,6 @@ use keel_abi::hypercall::Hypercall;
 use keel_abi::mmu::MulticallEntry;
 use keel_abi::Errno;
 
-/// Offset of `args` in a `multicall_entry` (after `op` and `result`).
-const ARGS_OFFSET: u64 = 16;
-
 /// `multicall(calls, nr_calls)`: each entry dispatched in order, its result
 /// written back; preempted between entries (or inside a preempted entry).
 #[inline(never)]
@@ -58,8 +55,13 @@ pub(super) fn multicall<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> 
                 args: [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]],
             };
             if i == first && p.in_entry {
-                // The entry was preempted part way: its progress word.
-                args.args[1] = e.result;
+                // The entry was preempted part way: its progress word, in
+                // its count argument.
+                if e.op == Hypercall::GRANT_TABLE_OP.0 {
+                    args.args[2] = e.result;
+                } else {
+                    args.args[1] = e.result;
+                }
             }
             // A blocking call is refused below, and a refused call changes
             // nothing: SCHEDOP_block's unmasking is undone.
@@ -79,7 +81,7 @@ pub(super) fn multicall<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> 
             }
             match out {
                 Outcome::Return(v) => v,
-                Outcome::Resumed { ret, .. } => i64::from(ret),
+                Outcome::Resumed { ret, .. } | Outcome::ResumedRdx { ret, .. } => i64::from(ret),
                 // A yield inside a batch is a no-op: the batch goes on.
                 Outcome::Yield => 0,
                 Outcome::Shutdown(r) => return Ok(Outcome::Shutdown(r)),
@@ -92,25 +94,7 @@ pub(super) fn multicall<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> 
                 // The entry's own progress goes where its result will be
                 // (the guest's list is not otherwise changed), and this call
                 // resumes inside it.
-                // The entry's arguments are rewritten in the guest's list
-                // (as Xen does), and this call resumes at that entry, which
-                // runs again with them.
-                Outcome::Restart { rsi, rdx } => {
-                    let args = GuestVirt::new(va.get().wrapping_add(ARGS_OFFSET + 8));
-                    let mut b = [0u8; 16];
-                    b[..8].copy_from_slice(&rsi.to_le_bytes());
-                    b[8..].copy_from_slice(&rdx.to_le_bytes());
-                    if let Err(e) = writer.write(ctx.dom, ctx.mem, args, &b) {
-                        return fail(e);
-                    }
-                    let left = Progress {
-                        count: p.count,
-                        done: i as u32,
-                        in_entry: false,
-                    };
-                    return Ok(Outcome::Preempted(left.encode()));
-                }
-                Outcome::Preempted(word) => {
+                Outcome::Preempted(word) | Outcome::PreemptedRdx(word) => {
                     if let Err(e) = writer.write(ctx.dom, ctx.mem, at, &word.to_le_bytes()) {
                         return fail(e);
                     }

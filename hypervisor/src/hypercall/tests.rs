@@ -487,12 +487,12 @@ proptest! {
                 Outcome::Shutdown(r) => prop_assert!(shutdown_reason_name(r).is_some()),
                 Outcome::Block => prop_assert!(w.ev.blocked.take().is_some()),
                 // A count with the continuation flag (random bits).
-                Outcome::Resumed { ret, .. } => {
+                Outcome::Resumed { ret, .. } | Outcome::ResumedRdx { ret, .. } => {
                     prop_assert!(ret == 0 || keel_abi::errno::ALL.iter().any(|e| e.as_return() == i64::from(ret)), "{ret}");
                 }
                 // Lists here are far shorter than one exit's bound, and no
                 // timer is armed.
-                Outcome::Preempted(_) | Outcome::Restart { .. } => {
+                Outcome::Preempted(_) | Outcome::PreemptedRdx(_) => {
                     prop_assert!(false, "{out:?} from a first call")
                 }
             }

@@ -381,7 +381,7 @@ fn map_and_unmap_refusals_of_a_lone_domain() {
 }
 
 #[test]
-fn a_long_batch_is_continued_with_its_arguments_rewritten() {
+fn a_long_batch_is_continued_and_the_count_given_back() {
     let mut w = previewing(6);
     let (a, b) = (frame(&w, 50), frame(&w, 51));
     w.mem.write(a.addr(), &[0xab; 4096]);
@@ -399,15 +399,18 @@ fn a_long_batch_is_continued_with_its_arguments_rewritten() {
     let mut pieces = 0;
     loop {
         match w.call(Hypercall::GRANT_TABLE_OP, args) {
-            Outcome::Restart { rsi, rdx } => {
+            Outcome::PreemptedRdx(word) => {
                 pieces += 1;
-                let done = (rsi - DATA) / GnttabCopy::SIZE as u64;
-                assert_eq!(done + rdx, n);
-                assert!(rdx < args[2]);
-                args[1] = rsi;
-                args[2] = rdx;
+                // The pointer stays; the count register holds the progress.
+                let p = crate::preempt::Progress::decode(word, false).unwrap();
+                assert_eq!((p.count, p.done), (n as u32, 128));
+                args[2] = word;
             }
-            Outcome::Return(0) => break,
+            // The original count is given back with the result.
+            Outcome::ResumedRdx { ret: 0, count } => {
+                assert_eq!(u64::from(count), n);
+                break;
+            }
             other => panic!("{other:?}"),
         }
     }
