@@ -30,8 +30,7 @@ keel_guest::test! {
 }
 
 fn status_of(what: &str, r: Result<(), Errno>, s: i16, want: i16) -> bool {
-    check!(r.is_ok(), "{what}: the call failed: {r:?}")
-        && check_eq!(s, want, "{what}: status")
+    check!(r.is_ok(), "{what}: the call failed: {r:?}") && check_eq!(s, want, "{what}: status")
 }
 
 fn copy(src: (u64, u16, u16), dst: (u64, u16, u16), len: u16, flags: u16) -> GnttabCopy {
@@ -111,9 +110,8 @@ fn test_main() {
         let e = u64::from(flags) | u64::from(domid) << 16 | frame.get() << 32;
         let _ = fault::write_u64(GuestVirt::new(t.va.get() + 8 * gref), e);
     };
-    let flags_of = |gref: u64| {
-        fault::read_u64(GuestVirt::new(t.va.get() + 8 * gref)).map(|e| e as u16)
-    };
+    let flags_of =
+        |gref: u64| fault::read_u64(GuestVirt::new(t.va.get() + 8 * gref)).map(|e| e as u16);
 
     // Copy frame to frame.
     let (a, b, c) = (take_frame(), take_frame(), take_frame());
@@ -132,7 +130,12 @@ fn test_main() {
     }
     // Through a grant of our own table, to ourselves, read-only.
     set_entry(5, GTF_PERMIT_ACCESS | GTF_READONLY, me, a.mfn);
-    let mut ops = [copy((5, DOMID_SELF, 16), own(&c, 8), 24, GNTCOPY_SOURCE_GREF)];
+    let mut ops = [copy(
+        (5, DOMID_SELF, 16),
+        own(&c, 8),
+        24,
+        GNTCOPY_SOURCE_GREF,
+    )];
     let r = gnttab_copy(&mut ops);
     if status_of("copy through a grant", r, ops[0].status, GNTST_OKAY) {
         check_eq!(
@@ -244,9 +247,17 @@ fn test_main() {
         ..Default::default()
     };
     for (what, op, want) in [
-        ("map our own grant", map(me, GNTMAP_HOST_MAP), GNTST_BAD_DOMAIN),
+        (
+            "map our own grant",
+            map(me, GNTMAP_HOST_MAP),
+            GNTST_BAD_DOMAIN,
+        ),
         ("map without host_map", map(me, 0), GNTST_BAD_GNTREF),
-        ("map from no domain", map(0x7ff0, GNTMAP_HOST_MAP), GNTST_BAD_DOMAIN),
+        (
+            "map from no domain",
+            map(0x7ff0, GNTMAP_HOST_MAP),
+            GNTST_BAD_DOMAIN,
+        ),
     ] {
         let mut ops = [op];
         let r = gnttab_map(&mut ops);
