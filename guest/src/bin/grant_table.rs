@@ -17,7 +17,6 @@ use keel_guest::abi::guest::{
     gnttab_copy, gnttab_map, gnttab_query_size, gnttab_setup_table, gnttab_unmap, hypercall_scalar,
 };
 use keel_guest::abi::mmu::MMUEXT_PIN_L1_TABLE;
-use keel_guest::abi::version::AbiVersion;
 use keel_guest::mmu::*;
 use keel_guest::pagetable::{cr3_mfn, PTE_P, PTE_RW};
 use keel_guest::prelude::*;
@@ -25,7 +24,7 @@ use keel_guest::prelude::*;
 keel_guest::test! {
     title: "grant_table_op: setup, query, copy (own frames and own grants, continued), and the refusals of one domain",
     category: Security,
-    abi: AbiVersion::V1_1,
+    abi: keel_guest::abi::version::AbiVersion::V1_1,
     main: test_main,
 }
 
