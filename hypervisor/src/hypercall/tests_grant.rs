@@ -432,3 +432,49 @@ fn teardown_without_release_finds_the_table_frames_still_held() {
     // What `release_domain` is for: the table frame's references.
     assert_eq!(w.dom.release_mm(&mut w.mem), 1);
 }
+
+#[test]
+fn a_grant_batch_inside_a_multicall_is_continued_inside_its_entry() {
+    use keel_abi::mmu::MulticallEntry;
+    let mut w = previewing(0);
+    let (a, b) = (frame(&w, 50), frame(&w, 51));
+    w.mem.write(a.addr(), &[0x5a; 4096]);
+    let n = 200u64;
+    let ops = DATA + 0x100;
+    for i in 0..n {
+        let o = (i * 16) as u16;
+        put(
+            &mut w,
+            ops + i * GnttabCopy::SIZE as u64,
+            &copy_op((a.get(), DOMID_SELF, o), (b.get(), DOMID_SELF, o), 16, 0),
+        );
+    }
+    let entry = MulticallEntry {
+        op: Hypercall::GRANT_TABLE_OP.0,
+        result: 1,
+        args: [GNTTABOP_COPY, ops, n, 0, 0, 0],
+    };
+    w.poke(DATA, &entry.encode());
+    let mut args = [DATA, 1, 0, 0, 0];
+    let mut pieces = 0;
+    loop {
+        match w.call(Hypercall::MULTICALL, args) {
+            Outcome::Preempted(word) => {
+                pieces += 1;
+                assert!(pieces < 10);
+                args[1] = word;
+            }
+            Outcome::Resumed { ret: 0, count: 1 } => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(pieces >= 1);
+    // The entry's result is the call's, and its arguments are the guest's.
+    let back = MulticallEntry::decode(&w.peek(DATA));
+    assert_eq!(back.result, 0);
+    assert_eq!(back.args, entry.args);
+    let mut got = std::vec![0u8; 3200];
+    w.mem.read(b.addr(), &mut got);
+    assert!(got.iter().all(|&x| x == 0x5a));
+    counts_zero_after_release(&mut w);
+}
