@@ -306,14 +306,22 @@ mod bare {
             };
         }
         let mut ends = [(domain::DomainId(0), End::Crash); vmx::run::MAX_DOMAINS];
-        for (slot, &(id, end)) in ends.iter_mut().zip(ended) {
+        let mut n = 0;
+        for &(id, end) in ended {
             let _ = domain_end_status(id, end);
-            *slot = (id, lifecycle_end(end));
+            // A service domain ends because the others did: not a verdict.
+            if end == DomainEnd::Destroyed {
+                continue;
+            }
+            if let Some(slot) = ends.get_mut(n) {
+                *slot = (id, lifecycle_end(end));
+                n += 1;
+            }
         }
-        let ends = ends.get(..ended.len()).unwrap_or(&[]);
+        let ends = ends.get(..n).unwrap_or(&[]);
         let status = lifecycle::machine_status(ends);
         log::info!(
-            "domains: all {} ended; status by every domain's end (docs/abi/domains.md)",
+            "domains: {} ended (service domains not counted); the status is by their ends (docs/abi/domains.md)",
             ends.len()
         );
         status
@@ -325,7 +333,7 @@ mod bare {
             DomainEnd::Shutdown(SHUTDOWN_CRASH) | DomainEnd::Crashed | DomainEnd::EntryFailed => {
                 End::Crash
             }
-            DomainEnd::Shutdown(_) => End::Other,
+            DomainEnd::Shutdown(_) | DomainEnd::Destroyed => End::Other,
         }
     }
 
@@ -348,6 +356,12 @@ mod bare {
             DomainEnd::Crashed => {
                 log::info!("domain {id} shut down: crash (killed by the hypervisor)");
                 ExitStatus::GuestCrash
+            }
+            DomainEnd::Destroyed => {
+                log::info!(
+                    "domain {id} destroyed: a service domain, once every other domain had ended"
+                );
+                ExitStatus::Success
             }
             DomainEnd::EntryFailed => {
                 log::info!("domain {id} shut down: VM entry failed");

@@ -1800,6 +1800,7 @@ mod tests {
     fn selection_by_program_figure_or_key() {
         use keel_abi::note::TestCategory;
         let p = |name: &str, cat| TestProgram {
+            companions: Vec::new(),
             name: name.into(),
             path: "/x".into(),
             category: cat,

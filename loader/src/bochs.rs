@@ -99,6 +99,18 @@ pub fn grub_cfg(
     guest_file: &str,
     guest_cmdline: &[String],
 ) -> Result<String> {
+    grub_cfg_modules(
+        hv_cmdline,
+        &[(guest_file.to_string(), guest_cmdline.to_vec())],
+    )
+}
+
+/// [`grub_cfg`] with several guest modules, `(file, command line)` each, in
+/// domain order.
+pub fn grub_cfg_modules(
+    hv_cmdline: &[String],
+    modules: &[(String, Vec<String>)],
+) -> Result<String> {
     let quote_all = |ws: &[String]| -> Result<String> {
         Ok(ws
             .iter()
@@ -107,15 +119,17 @@ pub fn grub_cfg(
             .join(" "))
     };
     let hv = quote_all(hv_cmdline)?;
-    let guest = quote_all(guest_cmdline)?;
+    let mut lines = String::new();
+    for (file, cmdline) in modules {
+        lines += &format!("    module2 /boot/{file} {}\n", quote_all(cmdline)?);
+    }
     Ok(format!(
         "\
 set timeout=0
 set default=0
 menuentry \"keel\" {{
     multiboot2 /boot/keel-hypervisor {hv}
-    module2 /boot/{guest_file} {guest}
-    boot
+{lines}    boot
 }}
 "
     ))
@@ -191,6 +205,29 @@ mod tests {
         // Not the nogui display (absent from Debian's build: it panics).
         assert!(!rc.contains("nogui"));
         assert_eq!(RC_SCRIPT.lines().collect::<Vec<_>>(), ["c", "quit"]);
+    }
+
+    #[test]
+    fn grub_cfg_boots_every_domain_as_a_module_in_order() {
+        let c = grub_cfg_modules(
+            &["console=com1".into()],
+            &[
+                ("sched_spin".into(), vec!["sched_spin".into()]),
+                (
+                    "spinner".into(),
+                    vec!["spinner".into(), "keel.service".into()],
+                ),
+            ],
+        )
+        .unwrap();
+        let mods: Vec<&str> = c.lines().filter(|l| l.contains("module2")).collect();
+        assert_eq!(
+            mods,
+            [
+                "    module2 /boot/sched_spin sched_spin",
+                "    module2 /boot/spinner spinner keel.service"
+            ]
+        );
     }
 
     #[test]

@@ -223,9 +223,11 @@ impl MachineArgs {
 /// `cargo keel run`
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
-    /// The guest to boot (a bin of keel-guest).
-    #[arg(long, value_name = "NAME", default_value = DEFAULT_GUEST)]
-    pub guest: String,
+    /// The guest to boot (a bin of keel-guest). Repeat it to boot several,
+    /// each a domain (ids 1, 2, ... in order); a guest may carry the
+    /// hypervisor's domain words after its name: `--guest 'spinner keel.service'`.
+    #[arg(long, value_name = "NAME", default_values_t = [DEFAULT_GUEST.to_string()])]
+    pub guest: Vec<String>,
     /// The machine.
     #[command(flatten)]
     pub machine: MachineArgs,
@@ -511,7 +513,7 @@ mod tests {
             panic!("not parsed as run")
         };
         let machine = r.machine.options(RUN_TIMEOUT);
-        assert_eq!(r.guest, "demo");
+        assert_eq!(r.guest, ["demo"]);
         assert_eq!(machine.backend, BackendChoice::Fixed(Backend::Tcg));
         assert_eq!(machine.cpu_model.as_deref(), Some("qemu64"));
         assert_eq!(machine.mem_mib, Some(256));
@@ -519,7 +521,11 @@ mod tests {
         assert_eq!(machine.guest_args, ["a=1", "'b=2'"]);
         assert_eq!(machine.hv_cmdline(), ["console=com1", "guest_mem=16"]);
         let Command::Run(r) = ok("run") else { panic!() };
-        assert_eq!(r.guest, DEFAULT_GUEST);
+        assert_eq!(r.guest, [DEFAULT_GUEST]);
+        let Command::Run(r) = ok("run --guest a --guest b --guest=c") else {
+            panic!()
+        };
+        assert_eq!(r.guest, ["a", "b", "c"]);
         assert_eq!(r.machine.options(RUN_TIMEOUT).timeout, RUN_TIMEOUT);
         assert_eq!(r.machine.backend, BackendChoice::Auto);
         // Several words in one value are split, as the shell would not.

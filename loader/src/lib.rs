@@ -189,10 +189,22 @@ pub struct RunReport {
     pub exit_code: i32,
 }
 
-/// `cargo keel run`: build, boot `guest`, stream its console to `out`, and report
-/// on `log`.
+/// `cargo keel run`: build, boot `guest`, stream its console to `out`, and
+/// report on `log`.
 pub fn run(
     guest: &str,
+    opts: &MachineOptions,
+    out: &mut dyn Write,
+    log: &mut dyn Write,
+) -> Result<RunReport> {
+    run_guests(&[guest.to_string()], opts, out, log)
+}
+
+/// `cargo keel run --guest a --guest b ...`: build, boot every guest named
+/// (each a domain, ids 1, 2, ... in order; a name may be followed by that
+/// domain's words), stream the console to `out`, and report on `log`.
+pub fn run_guests(
+    guests_named: &[String],
     opts: &MachineOptions,
     out: &mut dyn Write,
     log: &mut dyn Write,
@@ -205,13 +217,38 @@ pub fn run(
         .context("building the hypervisor")?;
     let guests = ws.build_guests(false).context("building the guests")?;
     let _ = writeln!(log, "[keel] built in {:.1}s", t0.elapsed().as_secs_f64());
-    let Some(g) = guests.iter().find(|g| g.name == guest) else {
-        let names: Vec<&str> = guests.iter().map(|g| g.name.as_str()).collect();
-        crate::usage_bail!(
-            "no guest named {guest:?}; the guests are: {}",
-            names.join(", ")
-        );
+    let find = |guest: &str| -> Result<&cargo::Artifact> {
+        match guests.iter().find(|g| g.name == guest) {
+            Some(g) => Ok(g),
+            None => {
+                let names: Vec<&str> = guests.iter().map(|g| g.name.as_str()).collect();
+                crate::usage_bail!(
+                    "no guest named {guest:?}; the guests are: {}",
+                    names.join(", ")
+                )
+            }
+        }
     };
+    // `--guest 'name words...'`: the name, then that domain's own words.
+    let split = |s: &str| -> (String, Vec<String>) {
+        let mut w = s.split_whitespace().map(str::to_string);
+        (w.next().unwrap_or_default(), w.collect())
+    };
+    let (guest, first_words) = split(guests_named.first().map_or(DEFAULT_GUEST, |s| s.as_str()));
+    let guest = guest.as_str();
+    let g = find(guest)?;
+    let mut companions = Vec::new();
+    for named in guests_named.iter().skip(1) {
+        let (name, args) = split(named);
+        let a = find(&name)?;
+        companions.push(machine::Companion {
+            path: a.path.clone(),
+            name,
+            args,
+        });
+    }
+    let mut guest_args = first_words;
+    guest_args.extend_from_slice(&opts.guest_args);
     let _ = writeln!(
         log,
         "[keel] booting {} with guest {guest} on {} (cpu {}, {} MiB, timeout {}s)",
@@ -226,8 +263,9 @@ pub fn run(
         hypervisor: &hv,
         guest: &g.path,
         guest_name: &g.name,
-        guest_args: &opts.guest_args,
+        guest_args: &guest_args,
         hv_cmdline: &hv_cmdline,
+        companions: &companions,
     };
     let outcome = machine::run(&machine, &boot, out)?;
     let _ = out.flush();

@@ -11,6 +11,7 @@ use crate::backend::Backend;
 use crate::bochs::{self, BochsConfig};
 use crate::console;
 use crate::error::{Context, Result};
+use crate::qemu::escape_commas;
 use crate::qemu::{self, QemuConfig};
 use keel_abi::platform::ExitStatus;
 use std::fmt;
@@ -68,6 +69,21 @@ pub struct Boot<'a> {
     pub guest_args: &'a [String],
     /// The hypervisor's command line words (e.g. `console=com1`, `guest_mem=8`).
     pub hv_cmdline: &'a [String],
+    /// More guests booted beside the first, each a domain of its own (ids 2,
+    /// 3, ... in this order; the first guest is domain 1).
+    pub companions: &'a [Companion],
+}
+
+/// A guest booted beside the first one (`cargo keel run --guest a --guest b`,
+/// or a test's companion domains).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Companion {
+    /// The guest image.
+    pub path: std::path::PathBuf,
+    /// Its name (its module's file name and the first word of its command line).
+    pub name: String,
+    /// The rest of its command line (guest words and the hypervisor's `keel.` words).
+    pub args: Vec<String>,
 }
 
 /// How the emulator process ended.
@@ -245,6 +261,23 @@ pub(crate) fn check_guest_name(name: &str) -> Result<()> {
 /// it is an [`Outcome`].
 pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<Outcome> {
     check_guest_name(boot.guest_name)?;
+    for c in boot.companions {
+        check_guest_name(&c.name)?;
+        if c.name == boot.guest_name
+            || boot.companions.iter().filter(|o| o.name == c.name).count() > 1
+        {
+            crate::bail!(
+                "guest {:?} named twice: each guest of one boot needs its own name",
+                c.name
+            );
+        }
+    }
+    if !boot.companions.is_empty() && matches!(machine.backend, Backend::Nested | Backend::Native) {
+        crate::bail!(
+            "the {} backend boots one guest; several domains need Keel on bochs, kvm or tcg",
+            machine.backend
+        );
+    }
     if machine.backend == Backend::Nested {
         return run_nested(machine, boot, echo);
     }
@@ -258,9 +291,16 @@ pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<O
             place(boot.guest, &tree.join("boot").join(boot.guest_name))?;
             let mut guest_cmdline = vec![boot.guest_name.to_string()];
             guest_cmdline.extend_from_slice(boot.guest_args);
+            let mut modules = vec![(boot.guest_name.to_string(), guest_cmdline)];
+            for c in boot.companions {
+                place(&c.path, &tree.join("boot").join(&c.name))?;
+                let mut line = vec![c.name.clone()];
+                line.extend_from_slice(&c.args);
+                modules.push((c.name.clone(), line));
+            }
             std::fs::write(
                 tree.join("boot/grub/grub.cfg"),
-                bochs::grub_cfg(boot.hv_cmdline, boot.guest_name, &guest_cmdline)?,
+                bochs::grub_cfg_modules(boot.hv_cmdline, &modules)?,
             )?;
             bochs::make_iso(&tree, &dir.path.join("keel.iso"))?;
             let rc = bochs::bochsrc(&BochsConfig {
@@ -282,10 +322,20 @@ pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<O
         Backend::Nested => unreachable!("handled above"),
         Backend::Kvm | Backend::Tcg => {
             place(boot.guest, &dir.path.join(boot.guest_name))?;
-            let mut module = boot.guest_name.to_string();
+            let mut module = escape_commas(boot.guest_name);
             for a in boot.guest_args {
                 module.push(' ');
-                module.push_str(a);
+                module.push_str(&escape_commas(a));
+            }
+            // QEMU separates modules with commas (a comma in one is doubled).
+            for c in boot.companions {
+                place(&c.path, &dir.path.join(&c.name))?;
+                module.push(',');
+                module.push_str(&escape_commas(&c.name));
+                for a in &c.args {
+                    module.push(' ');
+                    module.push_str(&escape_commas(a));
+                }
             }
             let args = qemu::qemu_args(&QemuConfig {
                 backend: machine.backend,

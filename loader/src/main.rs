@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(r) => {
             let machine = r.machine.options(cli::RUN_TIMEOUT);
-            keel_loader::run(&r.guest, &machine, &mut out, &mut log).map(|r| r.exit_code)
+            keel_loader::run_guests(&r.guest, &machine, &mut out, &mut log).map(|r| r.exit_code)
         }
         Command::Test(t) => {
             keel_loader::test(&t.options(), &mut out, &mut log).map(|s| i32::from(!s.ok()))

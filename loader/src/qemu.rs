@@ -23,7 +23,8 @@ pub struct QemuConfig {
     /// The guest module's file (relative to QEMU's working directory) and its
     /// arguments: QEMU gives the module the whole `file args` string as its command
     /// line, so with the file named after the guest this is `name args`, the same
-    /// as under GRUB.
+    /// as under GRUB. Several modules are separated by commas, so a comma in
+    /// one is doubled ([`escape_commas`], applied by the caller).
     pub module: String,
     /// The file COM1 writes to.
     pub serial: String,
@@ -70,7 +71,7 @@ pub fn qemu_args(cfg: &QemuConfig) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
     push(&["-kernel", &cfg.kernel]);
-    push(&["-initrd", &escape_commas(&cfg.module)]);
+    push(&["-initrd", &cfg.module]);
     push(&["-append", &cfg.append]);
     push(&["-serial", &format!("file:{}", cfg.serial)]);
     push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
@@ -94,7 +95,7 @@ mod tests {
             mem_mib: 128,
             kernel: "/t/keel-hypervisor".into(),
             append: "console=com1".into(),
-            module: "hello seed=3,4".into(),
+            module: escape_commas("hello seed=3,4"),
             serial: "serial.txt".into(),
         }
     }

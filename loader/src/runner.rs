@@ -14,7 +14,7 @@ use crate::console::{self, Verdict};
 use crate::elfnote;
 use crate::error::{Context, Result};
 use crate::junit;
-use crate::machine::{self, Boot, EmulatorEnd, Machine, Outcome};
+use crate::machine::{self, Boot, Companion, EmulatorEnd, Machine, Outcome};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use keel_abi::note::TestCategory;
 use keel_abi::platform::ExitStatus;
@@ -35,7 +35,20 @@ pub struct TestProgram {
     pub category: TestCategory,
     /// Its title.
     pub title: String,
+    /// The domains it runs with ([`COMPANION_DOMAINS`]), booted after it.
+    pub companions: Vec<Companion>,
 }
+
+/// The tests that run with other domains: the test's name, then the command
+/// line of each companion domain (a guest's name, then its words: the guest's
+/// own and the hypervisor's `keel.` ones, `docs/abi/domains.md`). The test is
+/// domain 1 and gives the verdict; the companions are domains 2, 3, ... A
+/// crash in a companion fails the test (the power-off status says it), unless
+/// the test expects it.
+pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
+    ("sched_spin", &["spinner spin_ms=60000 keel.service"]),
+    ("sched_idle", &["sleeper sleep_ms=60000 keel.service"]),
+];
 
 /// The test programs among the built guests (those with a test note), by name.
 pub fn discover(guests: &[Artifact]) -> Result<Vec<TestProgram>> {
@@ -52,11 +65,34 @@ pub fn discover(guests: &[Artifact]) -> Result<Vec<TestProgram>> {
                 path: g.path.clone(),
                 category: t.category,
                 title: t.title,
+                companions: companions_of(&g.name, guests)?,
             });
         }
     }
     tests.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(tests)
+}
+
+/// The companion domains of test `name`, from [`COMPANION_DOMAINS`].
+fn companions_of(name: &str, guests: &[Artifact]) -> Result<Vec<Companion>> {
+    let Some((_, lines)) = COMPANION_DOMAINS.iter().find(|(t, _)| *t == name) else {
+        return Ok(Vec::new());
+    };
+    lines
+        .iter()
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let guest = words.next().unwrap_or_default();
+            let Some(a) = guests.iter().find(|g| g.name == guest) else {
+                crate::bail!("test {name}: companion guest {guest:?} was not built");
+            };
+            Ok(Companion {
+                path: a.path.clone(),
+                name: guest.to_string(),
+                args: words.map(str::to_string).collect(),
+            })
+        })
+        .collect()
 }
 
 /// Shell-style matching: `*` any run of characters, `?` any one character,
@@ -331,6 +367,7 @@ fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
         guest_name: &t.name,
         guest_args: &args,
         hv_cmdline: &opts.hv_cmdline,
+        companions: &t.companions,
     };
     let started = Instant::now();
     match machine::run(&opts.machine, &boot, &mut std::io::sink()) {
@@ -639,6 +676,7 @@ mod tests {
 
     fn program(name: &str, category: TestCategory) -> TestProgram {
         TestProgram {
+            companions: Vec::new(),
             name: name.into(),
             path: PathBuf::from(format!("/t/{name}")),
             category,

@@ -33,6 +33,7 @@ fn transcript(what: &str, hypervisor: &Path, guest: &Path) -> Vec<Line> {
         guest_name: "abi_behaviour",
         guest_args: &[],
         hv_cmdline: &hv_cmdline,
+        companions: &[],
     };
     let mut echo = Vec::new();
     let o = machine::run(&m, &boot, &mut echo).unwrap_or_else(|e| panic!("{what}: {e}"));

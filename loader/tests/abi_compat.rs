@@ -65,6 +65,7 @@ fn boot(what: &str, hypervisor: &Path, guest: &Path) -> machine::Outcome {
         guest_name: "abi_compat",
         guest_args: &[],
         hv_cmdline: &hv_cmdline,
+        companions: &[],
     };
     let mut echo = Vec::new();
     let o = machine::run(&m, &boot, &mut echo).unwrap_or_else(|e| panic!("{what}: {e:#}"));

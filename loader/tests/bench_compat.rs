@@ -40,6 +40,7 @@ fn bench_hypercalls_on_the_oldest_frozen_hypervisor() {
         guest_name: &g.name,
         guest_args: &[],
         hv_cmdline: &hv_cmdline,
+        companions: &[],
     };
     let o = machine::run(&m, &boot, &mut Vec::new()).expect("boot");
     let tail = console::tail(&o.console, 30);

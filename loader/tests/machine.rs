@@ -41,6 +41,7 @@ fn boot(backend: Backend, kernel: &KernelFile, timeout: Duration) -> Outcome {
         guest_name: "stand-in",
         guest_args: &args,
         hv_cmdline: &hv,
+        companions: &[],
     };
     let mut echo = Vec::new();
     let o = machine::run(&m, &b, &mut echo).unwrap();

@@ -159,4 +159,7 @@ pub enum DomainEnd {
     /// VM entry failed (software check, VMLAUNCH/VMRESUME error, or an entry-failure
     /// exit); the named failure has been printed.
     EntryFailed,
+    /// A service domain, ended by the hypervisor because every other domain
+    /// had ended (it does not count in the machine's power-off status).
+    Destroyed,
 }

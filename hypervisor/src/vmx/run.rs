@@ -160,29 +160,22 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         if live == 0 {
             break;
         }
-        if guests.iter().flatten().all(|g| g.service) {
+        // Only service domains are left (and another has ended: a machine of
+        // service domains alone runs them).
+        if out.n > 0 && guests.iter().flatten().all(|g| g.service) {
             for g in guests.iter_mut() {
                 if let Some(guest) = g.take() {
                     let id = guest.vcpu.domain_id();
-                    log::info!(
-                        "domain {}: a service domain, destroyed: every other domain has ended",
-                        id.0
-                    );
                     sched.remove(id);
                     let end = end_guest(
                         pc,
                         guest,
                         frames,
-                        DomainEnd::Crashed,
+                        DomainEnd::Destroyed,
                         tear_down,
                         &mut out.accounting_bug,
                     );
-                    let _ = end;
-                    record(
-                        &mut out,
-                        id,
-                        DomainEnd::Shutdown(keel_abi::sched::SHUTDOWN_POWEROFF),
-                    );
+                    record(&mut out, id, end);
                 }
             }
             break;
@@ -264,6 +257,9 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                 g.gprs = gprs;
                 let now = timer::rdtsc();
                 match g.vcpu.take_give_up() {
+                    // Its timer may have fired since it decided to block
+                    // (the exit's last work expires timers): then it runs on.
+                    Some(GiveUp::Block) if g.vcpu.poll_wake(now) => g.vcpu.woken(),
                     Some(GiveUp::Block) => sched.block(g.vcpu.wake_deadline(), now),
                     Some(GiveUp::Yield) => sched.yield_now(now),
                     Some(GiveUp::Preempted) | None => {}
