@@ -54,6 +54,9 @@ macro_rules! hypercalls {
 
 const V0_1: Option<AbiVersion> = Some(AbiVersion::V0_1);
 const V1_0: Option<AbiVersion> = Some(AbiVersion::V1_0);
+/// Staged for the version in progress (`layout::IN_PROGRESS`): served only to
+/// a guest that declares that version, left out of the fixture until released.
+const V1_1: Option<AbiVersion> = Some(AbiVersion::V1_1);
 
 hypercalls! {
     /// Install a virtual IDT (PV only; Keel guests own a real IDT).
@@ -95,7 +98,7 @@ hypercalls! {
     /// Old physdev interface.
     PHYSDEV_OP_COMPAT = 19, "physdev_op_compat", None;
     /// Grant tables.
-    GRANT_TABLE_OP = 20, "grant_table_op", None;
+    GRANT_TABLE_OP = 20, "grant_table_op", V1_1;
     /// VM assists.
     VM_ASSIST = 21, "vm_assist", None;
     /// Update a PTE of another domain.
@@ -198,6 +201,10 @@ pub const IMPLEMENTED: &[SubCommand] = {
         EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
         EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK, HVMOP_SET_PARAM,
     };
+    use crate::grant_table::{
+        GNTTABOP_COPY, GNTTABOP_MAP_GRANT_REF, GNTTABOP_QUERY_SIZE, GNTTABOP_SETUP_TABLE,
+        GNTTABOP_UNMAP_GRANT_REF,
+    };
     use crate::mmu::{
         MMUEXT_INVLPG_ALL as INVLPG_ALL, MMUEXT_INVLPG_LOCAL as INVLPG_LOCAL,
         MMUEXT_INVLPG_MULTI as INVLPG_MULTI, MMUEXT_NEW_BASEPTR as BASEPTR,
@@ -218,6 +225,9 @@ pub const IMPLEMENTED: &[SubCommand] = {
     const V: AbiVersion = AbiVersion::V0_1;
     const W: AbiVersion = AbiVersion::V1_0;
     const V2: AbiVersion = AbiVersion::V1_0;
+    // Staged for the version in progress (`layout::IN_PROGRESS`): served only
+    // to a guest that declares it, until the release.
+    const NEXT: AbiVersion = AbiVersion::V1_1;
     const fn s(
         hypercall: Hypercall,
         sub: u64,
@@ -387,6 +397,36 @@ pub const IMPLEMENTED: &[SubCommand] = {
             V2,
         ),
         s(Hypercall::MULTICALL, 0, "multicall", V2),
+        s(
+            Hypercall::GRANT_TABLE_OP,
+            GNTTABOP_MAP_GRANT_REF,
+            "GNTTABOP_map_grant_ref",
+            NEXT,
+        ),
+        s(
+            Hypercall::GRANT_TABLE_OP,
+            GNTTABOP_UNMAP_GRANT_REF,
+            "GNTTABOP_unmap_grant_ref",
+            NEXT,
+        ),
+        s(
+            Hypercall::GRANT_TABLE_OP,
+            GNTTABOP_SETUP_TABLE,
+            "GNTTABOP_setup_table",
+            NEXT,
+        ),
+        s(
+            Hypercall::GRANT_TABLE_OP,
+            GNTTABOP_COPY,
+            "GNTTABOP_copy",
+            NEXT,
+        ),
+        s(
+            Hypercall::GRANT_TABLE_OP,
+            GNTTABOP_QUERY_SIZE,
+            "GNTTABOP_query_size",
+            NEXT,
+        ),
     ]
 };
 

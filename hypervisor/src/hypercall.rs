@@ -30,6 +30,7 @@ use keel_abi::Errno;
 
 mod console_io;
 mod events;
+mod grant;
 mod mmu;
 mod multicall;
 mod sched;
@@ -59,6 +60,17 @@ pub enum Outcome {
     /// leave RAX and RIP (on the VMCALL) as they are, and deliver whatever is
     /// due before the guest re-executes it.
     Preempted(u64),
+    /// [`Outcome::Preempted`] of a call whose count is its third argument
+    /// (`grant_table_op`): the progress word goes in RDX.
+    PreemptedRdx(u64),
+    /// [`Outcome::Resumed`] of a call whose count is its third argument: the
+    /// count goes back in RDX.
+    ResumedRdx {
+        /// The result.
+        ret: i32,
+        /// The original count (argument 3).
+        count: u32,
+    },
     /// A continuation completed: put `ret` in RAX as [`Outcome::Return`] does,
     /// and the count the guest passed back in RSI (which held progress words
     /// between the pieces), so that the guest's registers are as after one
@@ -101,6 +113,9 @@ pub struct Ctx<'a, M: PhysMem> {
     /// The work this exit has done so far ([`crate::preempt`]): the exit
     /// handler passes `Budget::new()`; a `multicall` shares it with its calls.
     pub work: Budget,
+    /// Every domain's grant state ([`crate::grant::STORE`] on the hypervisor),
+    /// locked only by `grant_table_op`.
+    pub grants: &'a crate::grant::Store,
 }
 
 impl<M: PhysMem> Ctx<'_, M> {
@@ -163,6 +178,8 @@ mod tests;
 mod tests_events;
 #[cfg(test)]
 mod tests_fuzz;
+#[cfg(test)]
+mod tests_grant;
 #[cfg(test)]
 mod tests_preempt;
 #[cfg(test)]

@@ -167,8 +167,13 @@ fn a_guest_needing_a_newer_abi_is_refused() {
     }
     for (version, what, hypervisor) in &hypervisors {
         // Rewrite the image's ABI note (found by its exact bytes) to declare the
-        // version after the hypervisor's.
-        let newer = next_minor(*version);
+        // version after the hypervisor's. The current hypervisor also runs a
+        // guest declaring the version in progress (it previews the calls staged
+        // for it: docs/abi-versioning.md), so its refusal starts after that one.
+        let newer = match keel_abi::layout::IN_PROGRESS {
+            Some(next) if *version == AbiVersion::CURRENT => next_minor(next),
+            _ => next_minor(*version),
+        };
         let (old, new) = (abi_version_note(declared), abi_version_note(newer));
         let at: Vec<usize> = image
             .windows(old.len())

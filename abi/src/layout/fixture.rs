@@ -97,11 +97,14 @@ pub fn write_fixture(w: &mut dyn fmt::Write) -> fmt::Result {
         writeln!(w, "hypercall {} = {}", h.name().unwrap_or("?"), h.0)?;
     }
     for h in crate::hypercall::ALL {
-        if let Some(v) = h.implemented_since() {
+        if let Some(v) = h.implemented_since().filter(|v| described(*v)) {
             writeln!(w, "implemented {} since={v}", h.name().unwrap_or("?"))?;
         }
     }
-    for s in crate::hypercall::IMPLEMENTED {
+    for s in crate::hypercall::IMPLEMENTED
+        .iter()
+        .filter(|s| described(s.since))
+    {
         writeln!(
             w,
             "implemented {}/{} sub={} since={}",

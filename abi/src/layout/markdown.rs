@@ -155,7 +155,7 @@ pub fn hypercall_index() -> String {
                 let page = Family::of_hypercall(*h)
                     .map(|f| format!("[{}]({})", f.doc_page(), f.doc_page()))
                     .unwrap_or_default();
-                (format!("implemented since {v}"), page)
+                (format!("implemented since {}", since_cell(v)), page)
             }
             None => (String::from("`-ENOSYS`"), String::from("—")),
         };
@@ -185,7 +185,7 @@ pub fn subcommand_table() -> String {
             c.hypercall.name().unwrap_or("?"),
             c.name,
             c.sub,
-            c.since
+            since_cell(c.since)
         );
     }
     s
@@ -194,7 +194,7 @@ pub fn subcommand_table() -> String {
 /// Whether a hypercall is implemented, for prose ("implemented since 0.1").
 pub fn hypercall_status(h: Hypercall) -> String {
     match h.implemented_since() {
-        Some(v) => format!("implemented since {v}"),
+        Some(v) => format!("implemented since {}", since_cell(v)),
         None => String::from("-ENOSYS"),
     }
 }
@@ -390,7 +390,10 @@ mod tests {
         assert!(
             t.contains("| 17 | `xen_version` | implemented since 0.1 | [version.md](version.md)")
         );
-        assert!(t.contains("| 20 | `grant_table_op` | `-ENOSYS` |"));
+        assert!(t.contains(
+            "| 20 | `grant_table_op` | implemented since 1.1 (in progress) | [grant.md](grant.md)"
+        ));
+        assert!(t.contains("| 21 | `vm_assist` | `-ENOSYS` |"));
         assert!(t.contains("| 1 | `mmu_update` | implemented since 1.0 | [mmu.md](mmu.md)"));
         assert_eq!(t.lines().count(), 2 + HYPERCALLS.len());
     }

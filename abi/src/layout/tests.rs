@@ -60,7 +60,7 @@ fn nothing_is_newer_than_the_current_version_but_the_one_in_progress() {
     }
     for h in crate::hypercall::ALL {
         if let Some(v) = h.implemented_since() {
-            assert!(v <= AbiVersion::CURRENT);
+            assert!(ok(v), "{:?}", h.name());
         }
     }
     assert!(RELEASED.windows(2).all(|w| w[0] < w[1]));
@@ -89,10 +89,17 @@ fn items_in_progress_are_left_out_of_the_description() {
         );
     }
     assert!(!d.contains("grant_table."));
-    // No hypercall is claimed for the version in progress.
+    // Hypercalls served early to guests that declare the version in
+    // progress are not claimed by the description either.
+    let mut early = 0;
     for s in crate::hypercall::IMPLEMENTED {
-        assert!(described(s.since), "{}", s.name);
+        if !described(s.since) {
+            early += 1;
+            assert!(!d.contains(&std::format!("/{} ", s.name)), "{}", s.name);
+        }
     }
+    assert!(early > 0);
+    assert!(!d.contains("implemented grant_table_op"));
     assert!(described(AbiVersion::V1_0) && !described(AbiVersion::V1_1));
 }
 

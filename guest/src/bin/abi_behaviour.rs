@@ -1392,8 +1392,13 @@ fn multicall() {
 
 fn unimplemented() {
     // Every hypercall no release implements answers -ENOSYS; one line each.
+    // (One staged for the version in progress is not released: this program
+    // declares a released version, and gets -ENOSYS for it.)
     for h in hypercall::ALL {
-        if h.implemented_since().is_none() {
+        let released = h
+            .implemented_since()
+            .is_some_and(keel_guest::abi::layout::described);
+        if !released {
             let r = hc(*h, [0, 0, 0, 0, 0]);
             line(
                 *h,

@@ -35,7 +35,7 @@
 //! Before the guest runs, its L4 is pinned and made the base ([`crate::paging`]), so
 //! the bootstrap tables are validated and typed like any the guest builds later.
 
-use super::{BootState, Domain, DomainId, COUNTED_HYPERCALLS};
+use super::{BootState, Domain, DomainId, COUNTED_HYPERCALLS, GRANT_TABLE_FRAMES};
 use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn, PAGE_SIZE};
 use crate::domain::elf::GuestImage;
 use crate::mem::{FrameSource, PhysMem};
@@ -312,7 +312,10 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
     // GuestImage::parse already refused an image without the ABI note; here the
     // version decides (`AbiVersion::can_run`: same major and minor not newer, or
     // a 0.x guest on a 1.x hypervisor).
-    if !AbiVersion::CURRENT.can_run(img.abi_version()) {
+    // A guest may also declare the version in progress: it is then served the
+    // staged calls that are already wired (`Domain::previews_next_abi`).
+    let preview = Some(img.abi_version()) == keel_abi::layout::IN_PROGRESS;
+    if !AbiVersion::CURRENT.can_run(img.abi_version()) && !preview {
         return Err(BuildError::AbiUnsupported {
             guest: img.abi_version(),
             hypervisor: AbiVersion::CURRENT,
@@ -342,7 +345,11 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
     }
     let layout = Layout::compute(img, cfg.nr_pages)?;
 
-    let table = FrameTable::alloc(cfg.nr_pages, mem, frames).map_err(|e| match e {
+    // The grant-table frames follow the guest's memory (PFNs nr_pages and up):
+    // the domain owns them, so it may map them, but they are not in its frame
+    // list and nothing else uses them (`GNTTABOP_setup_table` hands them out).
+    let owned = cfg.nr_pages + GRANT_TABLE_FRAMES;
+    let table = FrameTable::alloc(owned, mem, frames).map_err(|e| match e {
         FrameTableError::OutOfMemory => BuildError::OutOfMemory {
             nr_pages: cfg.nr_pages,
         },
@@ -393,6 +400,7 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         hypercall_counts: [0; COUNTED_HYPERCALLS],
         other_hypercalls: 0,
         abi_encoded: presented.encode(),
+        preview,
     })
 }
 

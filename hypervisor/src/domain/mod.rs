@@ -21,6 +21,11 @@ pub use crate::paging::entry::Level;
 pub use crate::paging::frame_table::{FrameKind, PageInfo, PageType};
 pub use build::{build, BuildError, DomainConfig, Layout, BOOT_STACK_PAGES, DEFAULT_NR_PAGES};
 
+/// Frames a domain owns beyond its memory for its grant table
+/// (`KEEL_GNTTAB_MAX_FRAMES`): PFNs `layout.nr_pages ..`, outside the frame
+/// list, handed out by `GNTTABOP_setup_table`.
+pub const GRANT_TABLE_FRAMES: u64 = keel_abi::grant_table::KEEL_GNTTAB_MAX_FRAMES as u64;
+
 use crate::addr::{GuestVirt, Mfn, Pfn};
 use crate::console::LineBuf;
 use crate::mem::{Console, FrameSource, PhysMem};
@@ -97,6 +102,9 @@ pub struct Domain {
     /// its `XENVER_version` encoding: that is the null hypercall's whole answer
     /// (`cargo keel bench` counts its instructions).
     abi_encoded: u32,
+    /// The image declared the ABI version in progress (`layout::IN_PROGRESS`):
+    /// the staged calls already wired are served to it.
+    preview: bool,
 }
 
 impl Domain {
@@ -112,8 +120,20 @@ impl Domain {
         self.abi_encoded
     }
 
-    /// Number of frames the domain owns (`start_info.nr_pages`).
+    /// Whether the domain is served the calls staged for the ABI version in
+    /// progress (its image declared that version). Every other domain gets
+    /// `-ENOSYS` for them, as the released version promises.
+    pub const fn previews_next_abi(&self) -> bool {
+        self.preview
+    }
+
+    /// Number of frames of the domain's memory (`start_info.nr_pages`).
     pub const fn nr_pages(&self) -> u64 {
+        self.layout.nr_pages
+    }
+    /// Number of frames the domain owns: its memory and its grant-table
+    /// frames ([`GRANT_TABLE_FRAMES`]).
+    pub const fn owned_pages(&self) -> u64 {
         self.frames.nr_pages()
     }
     /// Where everything was put at build time.
@@ -347,6 +367,36 @@ impl Domain {
         core::mem::take(&mut self.flush)
     }
 
+    // The frame accounting a grant uses: a plain reference and a writable type
+    // reference on a frame of this domain, taken and dropped by the grant code
+    // (`crate::grant::world`) for a mapping or a copy, possibly by another
+    // domain's call. The same rules as the domain's own page tables.
+
+    /// Take a plain reference on `mfn` (a frame of this domain).
+    pub fn grant_get_page<M: PhysMem + ?Sized>(
+        &self,
+        mem: &mut M,
+        mfn: Mfn,
+    ) -> Result<(), MmError> {
+        self.mm(mem).get_page(mfn)
+    }
+    /// Drop one.
+    pub fn grant_put_page<M: PhysMem + ?Sized>(&self, mem: &mut M, mfn: Mfn) {
+        self.mm(mem).put_page(mfn)
+    }
+    /// Take a writable type reference on `mfn` (refused for a page table).
+    pub fn grant_get_writable<M: PhysMem + ?Sized>(
+        &self,
+        mem: &mut M,
+        mfn: Mfn,
+    ) -> Result<(), MmError> {
+        self.mm(mem).get_type(mfn, PageType::Writable)
+    }
+    /// Drop one.
+    pub fn grant_put_writable<M: PhysMem + ?Sized>(&self, mem: &mut M, mfn: Mfn) {
+        self.mm(mem).put_type(mfn)
+    }
+
     /// Release every pin and the base pointer; returns the number of frames
     /// whose counts did not return to zero (0 unless there is a bug).
     pub fn release_mm<M: PhysMem + ?Sized>(&mut self, mem: &mut M) -> u64 {
@@ -382,7 +432,7 @@ impl Domain {
             );
         }
         let before = frames.free_count();
-        let nr_pages = self.nr_pages();
+        let nr_pages = self.owned_pages();
         self.frames.take().free(mem, frames);
         Teardown {
             nr_pages,

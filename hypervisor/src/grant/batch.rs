@@ -5,10 +5,10 @@
 //! `-EINVAL` (as is `count != 1` for `setup_table` and `query_size`, Xen's
 //! rule), and one exit does at most `units` operations before it returns
 //! [`Batch::Preempted`] with how far it got, which the hypercall layer turns
-//! into a continuation (the guest's registers carry the progress, as for
-//! `mmu_update`). Operations are read from and written back to guest memory
-//! through [`OpMemory`]; a fault there ends the call with `-EFAULT`, the
-//! operations before it done.
+//! into a continuation. Operations are read from and written back to guest
+//! memory through [`OpMemory`] (the same world: the caller's memory is part of
+//! it); a fault there ends the call with `-EFAULT`, the operations before it
+//! done.
 
 use super::ops::{self, States, UNMAP_CHUNK};
 use super::{GrantStatus, GrantWorld};
@@ -49,10 +49,9 @@ pub enum Batch {
 /// Run `grant_table_op(cmd, uop, count)` for `caller`, from operation `start`
 /// (0, or the progress of a continuation), doing at most `units` operations.
 #[allow(clippy::too_many_arguments)] // the hypercall's registers, one each
-pub fn grant_table_op<const F: usize, const M: usize>(
+pub fn grant_table_op<const F: usize, const M: usize, W: GrantWorld + OpMemory>(
     st: &mut States<F, M>,
-    world: &mut impl GrantWorld,
-    mem: &mut impl OpMemory,
+    world: &mut W,
     caller: DomainId,
     cmd: u64,
     uop: GuestVirt,
@@ -69,7 +68,7 @@ pub fn grant_table_op<const F: usize, const M: usize>(
     }
     match cmd {
         GNTTABOP_SETUP_TABLE => {
-            let mut op: GnttabSetupTable = mem.read(uop, 0)?;
+            let mut op: GnttabSetupTable = world.read(uop, 0)?;
             op.status = match ops::setup_table(st, world, caller, op.dom, op.nr_frames) {
                 Ok(()) => {
                     let frames = st
@@ -79,7 +78,7 @@ pub fn grant_table_op<const F: usize, const M: usize>(
                     let n = (op.nr_frames as usize).min(frames.len());
                     let written = frames.iter().take(n).enumerate().try_for_each(|(k, f)| {
                         let at = op.frame_list.wrapping_add(8 * k as u64);
-                        mem.write_words(GuestVirt::new(at), &[f.get()])
+                        world.write_words(GuestVirt::new(at), &[f.get()])
                     });
                     match written {
                         Ok(()) => GrantStatus::Okay.code(),
@@ -88,11 +87,11 @@ pub fn grant_table_op<const F: usize, const M: usize>(
                 }
                 Err(e) => e.code(),
             };
-            mem.write(uop, 0, &op)?;
+            world.write(uop, 0, &op)?;
             Ok(Batch::Done)
         }
         GNTTABOP_QUERY_SIZE => {
-            let mut op: GnttabQuerySize = mem.read(uop, 0)?;
+            let mut op: GnttabQuerySize = world.read(uop, 0)?;
             match ops::query_size(st, world, caller, op.dom) {
                 Ok((n, max)) => {
                     op.nr_frames = n;
@@ -101,11 +100,11 @@ pub fn grant_table_op<const F: usize, const M: usize>(
                 }
                 Err(e) => op.status = e.code(),
             }
-            mem.write(uop, 0, &op)?;
+            world.write(uop, 0, &op)?;
             Ok(Batch::Done)
         }
         GNTTABOP_MAP_GRANT_REF => each(count, start, units, |i| {
-            let mut op: GnttabMapGrantRef = mem.read(uop, i)?;
+            let mut op: GnttabMapGrantRef = world.read(uop, i)?;
             match ops::map_grant_ref(st, world, caller, &op) {
                 Ok(h) => {
                     op.handle = h;
@@ -114,15 +113,15 @@ pub fn grant_table_op<const F: usize, const M: usize>(
                 }
                 Err(e) => op.status = e.code(),
             }
-            mem.write(uop, i, &op)
+            world.write(uop, i, &op)
         }),
         GNTTABOP_COPY => each(count, start, units, |i| {
-            let mut op: GnttabCopy = mem.read(uop, i)?;
+            let mut op: GnttabCopy = world.read(uop, i)?;
             op.status = match ops::copy(st, world, caller, &op) {
                 Ok(()) => GrantStatus::Okay.code(),
                 Err(e) => e.code(),
             };
-            mem.write(uop, i, &op)
+            world.write(uop, i, &op)
         }),
         GNTTABOP_UNMAP_GRANT_REF => {
             let end = count.min(start.saturating_add(units.max(1)));
@@ -132,11 +131,11 @@ pub fn grant_table_op<const F: usize, const M: usize>(
                 let mut chunk = [GnttabUnmapGrantRef::default(); UNMAP_CHUNK];
                 let part = chunk.get_mut(..n as usize).unwrap_or(&mut []);
                 for (k, op) in part.iter_mut().enumerate() {
-                    *op = mem.read(uop, i + k as u32)?;
+                    *op = world.read(uop, i + k as u32)?;
                 }
                 ops::unmap_grant_refs(st, world, caller, part);
                 for (k, op) in part.iter().enumerate() {
-                    mem.write(uop, i + k as u32, op)?;
+                    world.write(uop, i + k as u32, op)?;
                 }
                 i += n;
             }

@@ -42,6 +42,7 @@ pub mod batch;
 pub mod entry;
 pub mod ops;
 pub mod table;
+pub mod world;
 
 #[cfg(test)]
 mod tests;
@@ -51,6 +52,30 @@ use crate::domain::DomainId;
 use keel_abi::grant_table as abi;
 
 pub use table::{GrantState, GrantTable, Maptrack};
+
+use keel_abi::grant_table::{KEEL_GNTTAB_MAX_FRAMES, KEEL_MAPTRACK_ENTRIES};
+
+/// One domain's grant state at Keel's sizes (`KEEL_GNTTAB_MAX_FRAMES` table
+/// frames, `KEEL_MAPTRACK_ENTRIES` mappings).
+pub type DomainGrants =
+    GrantState<{ KEEL_GNTTAB_MAX_FRAMES as usize }, { KEEL_MAPTRACK_ENTRIES as usize }>;
+
+/// Domain ids with grant state: `0 .. MAX_DOMAINS` (a domain with a higher id
+/// gets `GNTST_bad_domain` from every operation).
+pub const MAX_DOMAINS: usize = 8;
+
+/// Every domain's grant state, indexed by domain id, behind one lock (the
+/// policy works on all of them at once: a map touches the granter's table and
+/// the mapper's maptrack). Fixed size, no heap.
+pub type Store = spin::Mutex<[DomainGrants; MAX_DOMAINS]>;
+
+/// An empty store.
+pub const fn new_store() -> Store {
+    spin::Mutex::new([const { DomainGrants::new() }; MAX_DOMAINS])
+}
+
+/// The hypervisor's store (the host tests make their own).
+pub static STORE: Store = new_store();
 
 /// The result of one grant operation (`GNTST_*`), written to its `status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

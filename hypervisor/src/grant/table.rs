@@ -279,6 +279,28 @@ impl<const FRAMES: usize, const MAPS: usize> GrantState<FRAMES, MAPS> {
             maptrack: Maptrack::new(),
         }
     }
+    /// Back to [`Self::new`], in place (the state is too large to build on a
+    /// hypervisor stack).
+    pub fn reset(&mut self) {
+        self.table.nr_frames = 0;
+        self.table.pinned = 0;
+        for f in self.table.frames.iter_mut() {
+            *f = Mfn::new(0);
+        }
+        for frame in self.table.active.iter_mut() {
+            for a in frame.iter_mut() {
+                *a = Active::IDLE;
+            }
+        }
+        for s in self.maptrack.slots.iter_mut() {
+            *s = Slot::Free;
+        }
+        for (i, f) in self.maptrack.free.iter_mut().enumerate() {
+            *f = (MAPS - 1 - i) as u16;
+        }
+        self.maptrack.nr_free = MAPS;
+    }
+
     /// Nothing refers to this state any more: no mapping held, none of its
     /// references mapped. A dead domain's state may be dropped only then.
     pub const fn quiescent(&self) -> bool {

@@ -55,8 +55,13 @@ pub(super) fn multicall<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> 
                 args: [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]],
             };
             if i == first && p.in_entry {
-                // The entry was preempted part way: its progress word.
-                args.args[1] = e.result;
+                // The entry was preempted part way: its progress word, in
+                // its count argument.
+                if e.op == Hypercall::GRANT_TABLE_OP.0 {
+                    args.args[2] = e.result;
+                } else {
+                    args.args[1] = e.result;
+                }
             }
             // A blocking call is refused below, and a refused call changes
             // nothing: SCHEDOP_block's unmasking is undone.
@@ -76,7 +81,7 @@ pub(super) fn multicall<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> 
             }
             match out {
                 Outcome::Return(v) => v,
-                Outcome::Resumed { ret, .. } => i64::from(ret),
+                Outcome::Resumed { ret, .. } | Outcome::ResumedRdx { ret, .. } => i64::from(ret),
                 // A yield inside a batch is a no-op: the batch goes on.
                 Outcome::Yield => 0,
                 Outcome::Shutdown(r) => return Ok(Outcome::Shutdown(r)),
@@ -89,7 +94,7 @@ pub(super) fn multicall<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> 
                 // The entry's own progress goes where its result will be
                 // (the guest's list is not otherwise changed), and this call
                 // resumes inside it.
-                Outcome::Preempted(word) => {
+                Outcome::Preempted(word) | Outcome::PreemptedRdx(word) => {
                     if let Err(e) = writer.write(ctx.dom, ctx.mem, at, &word.to_le_bytes()) {
                         return fail(e);
                     }

@@ -2,13 +2,17 @@
 //! compile-time indexes the hot path looks calls up in, and the table rendered
 //! for the documentation.
 
-use super::{console_io, events, mmu, multicall, sched, xen_version};
+use super::{console_io, events, grant, mmu, multicall, sched, xen_version};
 use super::{Ctx, HcResult, HypercallArgs};
 use crate::mem::PhysMem;
 use keel_abi::console::CONSOLEIO_WRITE;
 use keel_abi::event::{
     EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
     EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK, HVMOP_SET_PARAM,
+};
+use keel_abi::grant_table::{
+    GNTTABOP_COPY, GNTTABOP_MAP_GRANT_REF, GNTTABOP_QUERY_SIZE, GNTTABOP_SETUP_TABLE,
+    GNTTABOP_UNMAP_GRANT_REF,
 };
 use keel_abi::hypercall::Hypercall;
 use keel_abi::mmu::{
@@ -84,6 +88,8 @@ pub enum Op {
     VcpuStopSingleshot,
     /// `events::hvm_set_param`.
     HvmSetParam,
+    /// `grant::grant_table_op`.
+    GrantTableOp,
 }
 
 impl Op {
@@ -117,6 +123,7 @@ impl Op {
             Op::VcpuSetSingleshot => events::vcpu_set_singleshot(ctx, a),
             Op::VcpuStopSingleshot => events::vcpu_stop_singleshot(ctx, a),
             Op::HvmSetParam => events::hvm_set_param(ctx, a),
+            Op::GrantTableOp => grant::grant_table_op(ctx, a),
         }
     }
 
@@ -518,6 +525,51 @@ const ROWS: &[Row] = &[
         since: AbiVersion::V1_0,
         doc: "hvm_op(HVMOP_set_param, xen_hvm_param*): HVM_PARAM_CALLBACK_IRQ of the vector type (vector >= 0x10) or 0; -ESRCH, -EINVAL, -EFAULT",
         handler: Op::HvmSetParam,
+    },
+    Row {
+        nr: Hypercall::GRANT_TABLE_OP,
+        sub: GNTTABOP_MAP_GRANT_REF,
+        whole: false,
+        name: "grant_table_op / GNTTABOP_map_grant_ref",
+        since: AbiVersion::V1_1,
+        doc: "grant_table_op(GNTTABOP_map_grant_ref, ops*, count): map another domain's grant at host_addr (GNTMAP_host_map, optionally readonly); handle and GNTST_* per op; 0, -EFAULT, -EINVAL (count > 512); docs/abi/grant.md",
+        handler: Op::GrantTableOp,
+    },
+    Row {
+        nr: Hypercall::GRANT_TABLE_OP,
+        sub: GNTTABOP_UNMAP_GRANT_REF,
+        whole: false,
+        name: "grant_table_op / GNTTABOP_unmap_grant_ref",
+        since: AbiVersion::V1_1,
+        doc: "grant_table_op(GNTTABOP_unmap_grant_ref, ops*, count): undo mappings by handle and host_addr, one TLB flush per 32; GNTST_* per op; 0, -EFAULT, -EINVAL",
+        handler: Op::GrantTableOp,
+    },
+    Row {
+        nr: Hypercall::GRANT_TABLE_OP,
+        sub: GNTTABOP_SETUP_TABLE,
+        whole: false,
+        name: "grant_table_op / GNTTABOP_setup_table",
+        since: AbiVersion::V1_1,
+        doc: "grant_table_op(GNTTABOP_setup_table, op*, 1): grow the caller's table to nr_frames (<= 4) and list its frames; GNTST_*; 0, -EFAULT, -EINVAL (count != 1)",
+        handler: Op::GrantTableOp,
+    },
+    Row {
+        nr: Hypercall::GRANT_TABLE_OP,
+        sub: GNTTABOP_COPY,
+        whole: false,
+        name: "grant_table_op / GNTTABOP_copy",
+        since: AbiVersion::V1_1,
+        doc: "grant_table_op(GNTTABOP_copy, ops*, count): copy len bytes between frames named by grant or own frame, within a page; GNTST_* per op; 0, -EFAULT, -EINVAL",
+        handler: Op::GrantTableOp,
+    },
+    Row {
+        nr: Hypercall::GRANT_TABLE_OP,
+        sub: GNTTABOP_QUERY_SIZE,
+        whole: false,
+        name: "grant_table_op / GNTTABOP_query_size",
+        since: AbiVersion::V1_1,
+        doc: "grant_table_op(GNTTABOP_query_size, op*, 1): the table's frames and the largest size (4); GNTST_*; 0, -EFAULT, -EINVAL",
+        handler: Op::GrantTableOp,
     },
 ];
 

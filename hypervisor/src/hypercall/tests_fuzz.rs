@@ -238,7 +238,15 @@ proptest! {
                         prop_assert!(pieces < 100_000, "{:?} never finished", c);
                         a[1] = word;
                     }
-                    Outcome::Return(_) | Outcome::Resumed { .. } | Outcome::Yield => break false,
+                    Outcome::PreemptedRdx(word) => {
+                        pieces += 1;
+                        prop_assert!(pieces < 100_000, "{:?} never finished", c);
+                        a[2] = word;
+                    }
+                    Outcome::Return(_)
+                    | Outcome::Resumed { .. }
+                    | Outcome::ResumedRdx { .. }
+                    | Outcome::Yield => break false,
                 }
             };
             if shutdown {

@@ -438,6 +438,9 @@ fn end_guest<M: PhysMem, C: Console>(
     }
     let (dom, mem) = vcpu.into_parts();
     let id = dom.id.0;
+    // What it holds through grants first: those references are not its page
+    // tables', and the check below counts them.
+    crate::grant::world::release_domain(&crate::grant::STORE, dom, mem);
     if tear_down {
         let t = dom.release_frames(mem, frames);
         if t.leaked_counts != 0 {

@@ -35,7 +35,10 @@ fn build_ok(bytes: &[u8], c: &DomainConfig<'_>) -> (Domain, FakeMem, FakeFrames)
 fn check_domain(dom: &Domain, mem: &FakeMem, img: &GuestImage, bytes: &[u8], c: &DomainConfig<'_>) {
     let l = *dom.layout();
     let n = c.nr_pages;
+    // The memory, then the grant-table frames.
     assert_eq!(dom.nr_pages(), n);
+    assert_eq!(dom.owned_pages(), n + crate::domain::GRANT_TABLE_FRAMES);
+    assert!(!dom.previews_next_abi());
     assert_eq!(dom.id, c.id);
     assert_eq!(dom.nx_enabled(), c.nx);
 
@@ -69,12 +72,18 @@ fn check_domain(dom: &Domain, mem: &FakeMem, img: &GuestImage, bytes: &[u8], c: 
         };
         assert_eq!(dom.frame_kind(mem, mfn), want);
     }
-    assert_eq!(dom.mfn_of(mem, Pfn::new(n)), None);
+    // The grant-table frames follow, owned, ordinary memory, mapped nowhere.
+    let g = crate::domain::GRANT_TABLE_FRAMES;
+    for pfn in n..n + g {
+        let mfn = dom.mfn_of(mem, Pfn::new(pfn)).unwrap();
+        assert_eq!(dom.frame_kind(mem, mfn), FrameKind::Writable);
+    }
+    assert_eq!(dom.mfn_of(mem, Pfn::new(n + g)), None);
     // The frame table's own frames and unrelated frames are not the domain's.
     for m in [
         Mfn::new(0),
         Mfn::new(0xfff),
-        Mfn::new(0x1000 + n + 64),
+        Mfn::new(0x1000 + n + g + 64),
         Mfn::new(u64::MAX >> 12),
     ] {
         assert!(!dom.owns(mem, m));
@@ -332,26 +341,44 @@ fn refusals() {
         r
     };
 
-    // ABI too new: minor, and major.
-    let newer = build_elf(
+    // The version in progress is accepted, and previews its staged calls.
+    let next = build_elf(
         0x40_0000,
         &[
             Seg::load(0x40_0000, PF_R | PF_X, &[1], 1),
             Seg::note(abi_note(1, 1)),
         ],
     );
+    assert_eq!(keel_abi::layout::IN_PROGRESS, Some(AbiVersion::V1_1));
+    {
+        let mut mem = FakeMem::default();
+        let mut frames = FakeFrames::new(0x1000, 4096);
+        let img = GuestImage::parse(&next).unwrap();
+        let d = build(&img, &next, &cfg(64, false), &mut mem, &mut frames).unwrap();
+        assert!(d.previews_next_abi());
+        d.teardown(&mut mem, &mut frames);
+        assert!(frames.outstanding.is_empty());
+    }
+    // ABI too new: beyond the version in progress, and major.
+    let newer = build_elf(
+        0x40_0000,
+        &[
+            Seg::load(0x40_0000, PF_R | PF_X, &[1], 1),
+            Seg::note(abi_note(1, 2)),
+        ],
+    );
     let e = try_build(&newer, &GuestImage::parse(&newer).unwrap(), &cfg(64, false)).unwrap_err();
     assert_eq!(
         e,
         BuildError::AbiUnsupported {
-            guest: AbiVersion { major: 1, minor: 1 },
+            guest: AbiVersion { major: 1, minor: 2 },
             hypervisor: AbiVersion::CURRENT
         }
     );
     assert_eq!(
         std::format!("{e}"),
         std::format!(
-            "guest needs ABI 1.1, this hypervisor implements {}",
+            "guest needs ABI 1.2, this hypervisor implements {}",
             AbiVersion::CURRENT
         )
     );

@@ -134,9 +134,14 @@ pub fn typical() -> Vec<u8> {
 /// [`typical`], with an `NT_KEEL_ABI_BUILT` note of `built` when given (as
 /// every image built with the 1.0 crate or later has).
 pub fn typical_built(built: Option<AbiVersion>) -> Vec<u8> {
+    typical_declaring(AbiVersion::V0_1, built)
+}
+
+/// [`typical_built`], declaring ABI version `declared`.
+pub fn typical_declaring(declared: AbiVersion, built: Option<AbiVersion>) -> Vec<u8> {
     let text: Vec<u8> = (0..0x2100u32).map(|i| (i % 251) as u8).collect();
     let data: Vec<u8> = (0..0x300u32).map(|i| (i % 13) as u8 + 1).collect();
-    let mut notes = abi_note(0, 1);
+    let mut notes = abi_note(declared.major, declared.minor);
     if let Some(b) = built {
         notes.extend(note(
             b"Keel\0",

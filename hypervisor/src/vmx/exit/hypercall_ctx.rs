@@ -19,6 +19,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             ev: &mut self.ev,
             now: &crate::arch::timer::rdtsc,
             work: crate::preempt::Budget::new(),
+            grants: &crate::grant::STORE,
         };
         hypercall::dispatch_noting_changes(&mut ctx, g.hypercall_args())
     }

@@ -152,6 +152,12 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             // the guest executes again once whatever is due has been
             // delivered (`before_entry`).
             Outcome::Preempted(progress) => g.rsi = progress,
+            Outcome::PreemptedRdx(progress) => g.rdx = progress,
+            Outcome::ResumedRdx { ret, count } => {
+                g.rax = i64::from(ret) as u64;
+                g.rdx = u64::from(count);
+                self.complete_instruction();
+            }
             Outcome::Resumed { ret, count } => {
                 g.rax = i64::from(ret) as u64;
                 g.rsi = u64::from(count);

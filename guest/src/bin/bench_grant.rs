@@ -1,0 +1,108 @@
+//! Benchmark (ABI 1.1, in progress: this image declares 1.1): grant tables as
+//! the guest sees them on the TSC (under Bochs one tick is one emulated
+//! instruction). Medians over many runs:
+//!
+//! - `copy_4k_frame`: one `GNTTABOP_copy` of 4 KiB between two of our frames;
+//! - `copy_4k_gref`: the same with the source named by a grant of our own table
+//!   (the entry checked and its `GTF_reading` set and cleared, the frame's
+//!   reference and writable type taken and dropped);
+//! - `copy_4k_batch16`: sixteen such grant copies in one call, per copy.
+//!
+//! `map_unmap` and `ring_round_trip` need a second domain whose frames the
+//! hypercall can reach; they are reported missing until the run loop passes
+//! the other domains to the grant code (docs/abi/grant.md).
+#![no_std]
+#![cfg_attr(target_os = "none", no_main)]
+
+use keel_guest::abi::event::DOMID_SELF;
+use keel_guest::abi::grant_table::*;
+use keel_guest::abi::guest::{evtchn_alloc_unbound, evtchn_close, evtchn_status};
+use keel_guest::abi::guest::{gnttab_copy, gnttab_setup_table};
+use keel_guest::bench::Bench;
+use keel_guest::mmu::*;
+use keel_guest::pagetable::{PTE_P, PTE_RW};
+use keel_guest::prelude::*;
+
+keel_guest::test! {
+    title: "Benchmark: GNTTABOP_copy of 4 KiB, by frame and through a grant (TSC ticks)",
+    category: Bench,
+    abi: keel_guest::abi::version::AbiVersion::V1_1,
+    main: test_main,
+}
+
+fn copy(src: (u64, u16), dst: u64, flags: u16) -> GnttabCopy {
+    GnttabCopy {
+        source: GnttabCopyPtr {
+            u: src.0,
+            domid: src.1,
+            offset: 0,
+        },
+        dest: GnttabCopyPtr {
+            u: dst,
+            domid: DOMID_SELF,
+            offset: 0,
+        },
+        len: 4096,
+        flags,
+        status: 1,
+    }
+}
+
+fn test_main() {
+    let me = match evtchn_alloc_unbound().and_then(|p| {
+        let s = evtchn_status(p);
+        let _ = evtchn_close(p);
+        s
+    }) {
+        Ok(s) => s.u[0] as u16,
+        Err(e) => {
+            failure!("our domain id: {e:?}");
+            return;
+        }
+    };
+    let mut list = [0u64; 1];
+    if !check_eq!(gnttab_setup_table(&mut list), Ok(GNTST_OKAY), "setup_table") {
+        return;
+    }
+    let t = take_frame();
+    let table = Mfn::new(list[0]);
+    if !expect_ok(
+        format_args!("map the table frame"),
+        set_leaf(t.va, entry(table, PTE_P | PTE_RW)),
+    ) {
+        return;
+    }
+    let (a, b) = (take_frame(), take_frame());
+    let e = u64::from(GTF_PERMIT_ACCESS | GTF_READONLY) | u64::from(me) << 16 | a.mfn.get() << 32;
+    let _ = fault::write_u64(t.va, e);
+
+    let mut bench = Bench::new();
+    let mut samples = [0u64; 32];
+    let mut ok = true;
+    let mut one = |op: GnttabCopy| {
+        let mut ops = [op];
+        ok &= gnttab_copy(&mut ops).is_ok() && ops[0].status == GNTST_OKAY;
+    };
+    bench.measure("copy_4k_frame", 1, &mut samples, || {
+        one(copy((a.mfn.get(), DOMID_SELF), b.mfn.get(), 0))
+    });
+    bench.measure("copy_4k_gref", 1, &mut samples, || {
+        one(copy((0, DOMID_SELF), b.mfn.get(), GNTCOPY_SOURCE_GREF))
+    });
+    let mut batch = [copy((0, DOMID_SELF), b.mfn.get(), GNTCOPY_SOURCE_GREF); 16];
+    let mut samples = [0u64; 8];
+    bench.measure("copy_4k_batch16", 16, &mut samples, || {
+        ok &= gnttab_copy(&mut batch).is_ok() && batch.iter().all(|o| o.status == GNTST_OKAY);
+    });
+    check!(ok, "every copy succeeded");
+    bench.missing(
+        "map_unmap",
+        format_args!("needs a second domain reachable by the grant code (not wired)"),
+    );
+    bench.missing(
+        "ring_round_trip",
+        format_args!("needs a second domain reachable by the grant code (not wired)"),
+    );
+    let _ = set_leaf(t.va, entry(t.mfn, PTE_P | PTE_RW));
+    success();
+}

@@ -1,0 +1,365 @@
+//! [`GrantWorld`] on the real machine: the domains' frame tables, their page
+//! tables and machine memory.
+//!
+//! - **Frame accounting** is each frame's owner's: a reference and a writable
+//!   type reference on a granted frame go into the *granter's* frame table, so
+//!   the granter's own page-table rules see them (a frame with a writable
+//!   reference cannot be pinned or validated as a table; a table cannot take
+//!   one).
+//! - **A mapping** is an L1 entry of the mapper's current tables naming the
+//!   granter's frame. The mapper's own accounting never counts it: its frame
+//!   table does not know the frame, so validation refuses such an entry and
+//!   devalidation or an overwrite through `mmu_update` skips it (the grant's
+//!   references stay held until `unmap_grant_ref` or the mapper's teardown).
+//!   That is why a domain may not map a grant of its own frames: the entry
+//!   would name a frame its own accounting counts, and an `mmu_update` of it
+//!   would drop references the grant holds.
+//! - **The table frames** are the frames past the domain's memory
+//!   ([`crate::domain::GRANT_TABLE_FRAMES`]); each holds a reference and a
+//!   writable type reference from `setup_table` until the domain's teardown,
+//!   so it never becomes a page table and the hypervisor's updates of an entry
+//!   never land in one.
+//! - **Atomicity.** The entry updates are a read and a write of machine
+//!   memory: while the hypervisor handles an exit no vCPU of any domain runs on
+//!   this CPU, and Keel runs one CPU (a locked `CMPXCHG` is needed once vCPUs
+//!   run on several).
+
+use super::{FrameRefusal, GrantStatus, GrantWorld, Store};
+use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn, PAGE_SIZE};
+use crate::domain::{Domain, DomainId, PageType, GRANT_TABLE_FRAMES};
+use crate::mem::PhysMem;
+use crate::paging::entry::{
+    entry_addr, pte, pte_frame, Level, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_PS, PTE_RW,
+};
+use crate::paging::{guest_mem, Flush, MmError};
+
+/// The other domains a grant operation may name (beside the caller).
+pub trait Peers {
+    /// Domain `d`, if it exists and is not being torn down.
+    fn peer(&self, d: DomainId) -> Option<&Domain>;
+}
+
+/// No other domain: the caller is alone.
+pub struct Alone;
+
+impl Peers for Alone {
+    fn peer(&self, _: DomainId) -> Option<&Domain> {
+        None
+    }
+}
+
+/// The world of one grant hypercall: the caller (whose page tables a mapping
+/// goes into and whose TLB an unmap flushes), the other domains, memory.
+pub struct DomainWorld<'a, M: PhysMem + ?Sized, P: Peers + ?Sized> {
+    /// The calling domain.
+    pub me: &'a mut Domain,
+    /// The others.
+    pub peers: &'a P,
+    /// Machine memory.
+    pub mem: &'a mut M,
+    /// How many table frames the caller's table has (the next one
+    /// `alloc_table_frame` hands out is the next of its reserved frames).
+    pub table_frames: usize,
+}
+
+fn refusal(e: MmError) -> FrameRefusal {
+    match e {
+        MmError::NotOwned(_) => FrameRefusal::NotOwned,
+        _ => FrameRefusal::WrongType,
+    }
+}
+
+impl<M: PhysMem + ?Sized, P: Peers + ?Sized> DomainWorld<'_, M, P> {
+    fn domain(&self, d: DomainId) -> Option<&Domain> {
+        if d == self.me.id {
+            Some(&*self.me)
+        } else {
+            self.peers.peer(d)
+        }
+    }
+
+    /// The machine address of the L1 entry that maps `va` in the caller's
+    /// current tables: every upper entry present and no superpage, and the
+    /// last table a validated L1 of the caller's.
+    fn l1_slot(&self, va: GuestVirt) -> Option<MachineAddr> {
+        let mut table = self.me.base();
+        for level in [Level::L4, Level::L3, Level::L2] {
+            let e = self
+                .mem
+                .read_u64(entry_addr(table, va.table_index(level.number())));
+            if e & PTE_P == 0 || e & PTE_PS != 0 {
+                return None;
+            }
+            table = pte_frame(e);
+        }
+        let info = self.me.page_info(&*self.mem, table)?;
+        if info.ty != PageType::Table(Level::L1) || !info.validated {
+            return None;
+        }
+        Some(entry_addr(table, va.table_index(1)))
+    }
+}
+
+impl<M: PhysMem + ?Sized, P: Peers + ?Sized> GrantWorld for DomainWorld<'_, M, P> {
+    fn alive(&self, d: DomainId) -> bool {
+        self.domain(d).is_some()
+    }
+
+    fn get_page(&mut self, owner: DomainId, mfn: Mfn) -> Result<(), FrameRefusal> {
+        let mem = &mut *self.mem;
+        let d = if owner == self.me.id {
+            Some(&*self.me)
+        } else {
+            self.peers.peer(owner)
+        };
+        d.ok_or(FrameRefusal::NotOwned)?
+            .grant_get_page(mem, mfn)
+            .map_err(refusal)
+    }
+
+    fn put_page(&mut self, owner: DomainId, mfn: Mfn) {
+        let mem = &mut *self.mem;
+        let d = if owner == self.me.id {
+            Some(&*self.me)
+        } else {
+            self.peers.peer(owner)
+        };
+        if let Some(d) = d {
+            d.grant_put_page(mem, mfn);
+        }
+    }
+
+    fn get_writable(&mut self, owner: DomainId, mfn: Mfn) -> Result<(), FrameRefusal> {
+        let mem = &mut *self.mem;
+        let d = if owner == self.me.id {
+            Some(&*self.me)
+        } else {
+            self.peers.peer(owner)
+        };
+        d.ok_or(FrameRefusal::NotOwned)?
+            .grant_get_writable(mem, mfn)
+            .map_err(refusal)
+    }
+
+    fn put_writable(&mut self, owner: DomainId, mfn: Mfn) {
+        let mem = &mut *self.mem;
+        let d = if owner == self.me.id {
+            Some(&*self.me)
+        } else {
+            self.peers.peer(owner)
+        };
+        if let Some(d) = d {
+            d.grant_put_writable(mem, mfn);
+        }
+    }
+
+    fn install_mapping(
+        &mut self,
+        mapper: DomainId,
+        va: GuestVirt,
+        mfn: Mfn,
+        writable: bool,
+    ) -> Result<(), GrantStatus> {
+        if mapper != self.me.id {
+            return Err(GrantStatus::BadVirtAddr);
+        }
+        // A grant of the caller's own frame: see the module documentation.
+        if self.me.owns(&*self.mem, mfn) {
+            return Err(GrantStatus::BadDomain);
+        }
+        let at = self.l1_slot(va).ok_or(GrantStatus::BadVirtAddr)?;
+        if self.mem.read_u64(at) & PTE_P != 0 {
+            return Err(GrantStatus::BadVirtAddr);
+        }
+        // Data of another domain: never executable where NX exists. A and D
+        // preset, as the builder does, so the CPU need not set them.
+        let mut flags = PTE_P | PTE_A;
+        if writable {
+            flags |= PTE_RW | PTE_D;
+        }
+        if self.me.nx_enabled() {
+            flags |= PTE_NX;
+        }
+        // A not-present entry is never cached: no flush is owed.
+        self.mem.write_u64(at, pte(mfn, flags));
+        Ok(())
+    }
+
+    fn remove_mapping(
+        &mut self,
+        mapper: DomainId,
+        va: GuestVirt,
+        mfn: Mfn,
+    ) -> Result<(), GrantStatus> {
+        if mapper != self.me.id {
+            return Err(GrantStatus::GeneralError);
+        }
+        let at = self.l1_slot(va).ok_or(GrantStatus::GeneralError)?;
+        let e = self.mem.read_u64(at);
+        if e & PTE_P == 0 || pte_frame(e) != mfn {
+            return Err(GrantStatus::GeneralError);
+        }
+        self.mem.write_u64(at, 0);
+        Ok(())
+    }
+
+    fn flush_tlb(&mut self, mapper: DomainId) {
+        // The caller's vCPU is the only one that can hold its translations,
+        // and it runs again only after the flush owed here (the VMX layer
+        // performs it before the next entry). A dying domain never runs again.
+        if mapper == self.me.id {
+            self.me.request_flush(Flush::All);
+        }
+    }
+
+    fn alloc_table_frame(&mut self, d: DomainId) -> Option<Mfn> {
+        if d != self.me.id {
+            return None;
+        }
+        let k = self.table_frames as u64;
+        if k >= GRANT_TABLE_FRAMES {
+            return None;
+        }
+        let pfn = Pfn::new(self.me.layout().nr_pages + k);
+        let mfn = self.me.mfn_of(&*self.mem, pfn)?;
+        // Held until teardown (`release_table_frames`): the frame stays
+        // ordinary memory, never a page table.
+        self.me.grant_get_page(self.mem, mfn).ok()?;
+        if self.me.grant_get_writable(self.mem, mfn).is_err() {
+            self.me.grant_put_page(self.mem, mfn);
+            return None;
+        }
+        self.mem.zero_frame(mfn);
+        self.table_frames += 1;
+        Some(mfn)
+    }
+
+    fn read_u64(&self, frame: Mfn, offset: u64) -> u64 {
+        if offset + 8 > PAGE_SIZE {
+            return 0;
+        }
+        self.mem
+            .read_u64(MachineAddr::new(frame.addr().get() + offset))
+    }
+
+    fn cmpxchg_u32(&mut self, frame: Mfn, offset: u64, old: u32, new: u32) -> u32 {
+        // `frame` is a table frame (the policy names no other), which holds
+        // a writable type reference for the table's life: never a page table.
+        if offset + 4 > PAGE_SIZE {
+            return !old;
+        }
+        let at = MachineAddr::new(frame.addr().get() + offset);
+        let found = self.mem.read_u32(at);
+        if found == old {
+            self.mem.write_u32(at, new);
+        }
+        found
+    }
+
+    fn clear_bits_u16(&mut self, frame: Mfn, offset: u64, bits: u16) {
+        if offset + 4 > PAGE_SIZE {
+            return;
+        }
+        let at = MachineAddr::new(frame.addr().get() + offset);
+        let w = self.mem.read_u32(at);
+        self.mem.write_u32(at, w & !u32::from(bits));
+    }
+
+    fn copy_bytes(&mut self, src: Mfn, src_off: u16, dst: Mfn, dst_off: u16, len: u16) {
+        // In pieces: the exit stack is small. The ranges are inside their
+        // frames (checked by the policy), so the pieces never cross a page.
+        let mut buf = [0u8; COPY_PIECE];
+        let mut done = 0usize;
+        let len = usize::from(len).min(PAGE_SIZE as usize);
+        while done < len {
+            let n = (len - done).min(COPY_PIECE);
+            let Some(part) = buf.get_mut(..n) else {
+                return;
+            };
+            let at =
+                |f: Mfn, off: u16| MachineAddr::new(f.addr().get() + u64::from(off) + done as u64);
+            self.mem.read(at(src, src_off), part);
+            self.mem.write(at(dst, dst_off), part);
+            done += n;
+        }
+    }
+}
+
+/// Bytes `copy_bytes` moves at a time.
+const COPY_PIECE: usize = 512;
+
+/// Release everything `dom` holds through grants, at its end and before its
+/// frame accounting is checked: every mapping it holds of another domain's
+/// grant (entry cleared, references dropped), and the references on its own
+/// table frames. Its own grants still mapped by other domains keep their frames
+/// referenced (Keel runs one domain today, and a domain cannot map its own
+/// grants, so there are none). The state is then fresh for the next domain with
+/// this id.
+pub fn release_domain<M: PhysMem + ?Sized>(store: &Store, dom: &mut Domain, mem: &mut M) {
+    let mut st = store.lock();
+    let id = dom.id;
+    let Some(mine) = st.get(usize::from(id.0)) else {
+        return;
+    };
+    let mut frames = [Mfn::new(0); GRANT_TABLE_FRAMES as usize];
+    let n = mine.table.frames().len().min(frames.len());
+    for (slot, f) in frames.iter_mut().zip(mine.table.frames()) {
+        *slot = *f;
+    }
+    let mut world = DomainWorld {
+        me: &mut *dom,
+        peers: &Alone,
+        mem: &mut *mem,
+        table_frames: n,
+    };
+    let mut cursor = 0;
+    while let Some(next) = super::ops::release_mappings(&mut st[..], &mut world, id, cursor, 64) {
+        cursor = next;
+    }
+    for f in frames.iter().take(n) {
+        dom.grant_put_writable(mem, *f);
+        dom.grant_put_page(mem, *f);
+    }
+    if let Some(mine) = st.get_mut(usize::from(id.0)) {
+        mine.reset();
+    }
+}
+
+impl<M: PhysMem + ?Sized, P: Peers + ?Sized> super::batch::OpMemory for DomainWorld<'_, M, P> {
+    fn read<T: keel_abi::event::Pod>(
+        &mut self,
+        base: GuestVirt,
+        i: u32,
+    ) -> Result<T, keel_abi::Errno> {
+        let mut b = [0u8; 64];
+        let part = b.get_mut(..T::SIZE).ok_or(keel_abi::Errno::EFAULT)?;
+        let va = base
+            .get()
+            .wrapping_add(u64::from(i).wrapping_mul(T::SIZE as u64));
+        guest_mem::copy_from_guest(&*self.me, &*self.mem, GuestVirt::new(va), part)?;
+        Ok(T::decode(part))
+    }
+
+    fn write<T: keel_abi::event::Pod>(
+        &mut self,
+        base: GuestVirt,
+        i: u32,
+        v: &T,
+    ) -> Result<(), keel_abi::Errno> {
+        let mut b = [0u8; 64];
+        let part = b.get_mut(..T::SIZE).ok_or(keel_abi::Errno::EFAULT)?;
+        v.encode(part);
+        let va = base
+            .get()
+            .wrapping_add(u64::from(i).wrapping_mul(T::SIZE as u64));
+        guest_mem::copy_to_guest(&*self.me, self.mem, GuestVirt::new(va), part)
+    }
+
+    fn write_words(&mut self, at: GuestVirt, words: &[u64]) -> Result<(), keel_abi::Errno> {
+        for (k, w) in words.iter().enumerate() {
+            let va = at.get().wrapping_add(8 * k as u64);
+            guest_mem::copy_to_guest(&*self.me, self.mem, GuestVirt::new(va), &w.to_le_bytes())?;
+        }
+        Ok(())
+    }
+}
