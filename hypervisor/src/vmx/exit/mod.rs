@@ -51,6 +51,7 @@ use super::percpu;
 use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::arch::bits::{rflags, Interruptibility, PendingDebug};
 use crate::domain::Domain;
+use crate::event::advance::TimerAdvance;
 use crate::event::{Blocked, EventState, UpcallAction};
 use crate::exception::{self, Delivering};
 use crate::hypercall::{self, Outcome};
@@ -128,6 +129,10 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     preempt: Option<u32>,
     /// The preemption-timer field holds its "never" value (no timer armed).
     preempt_idle: bool,
+    /// The deadline (TSC) the preemption timer is armed for, `advance` early.
+    preempt_for: Option<u64>,
+    /// The learned latency of the preemption timer's exit (`crate::event::advance`).
+    advance: TimerAdvance,
     /// Interrupt-window exiting can be used / is on now.
     window_ok: bool,
     window_on: bool,
@@ -231,6 +236,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             ev,
             preempt,
             preempt_idle: true,
+            preempt_for: None,
+            advance: TimerAdvance::new(),
             window_ok,
             window_on: false,
             cpuid: CpuidPolicy::new(&host_cpuid, feat).presenting(abi),
@@ -512,6 +519,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             ExitReason::PREEMPTION_TIMER => {
                 // A timer is due: `before_entry` fires it.
                 self.reinject_idt_vectoring();
+                self.timer_exit();
                 (None, false)
             }
             _ => return FastExit::Full,
@@ -574,6 +582,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             ExitReason::PREEMPTION_TIMER => {
                 // A timer is due: `before_entry` fires it.
                 self.reinject_idt_vectoring();
+                self.timer_exit();
                 None
             }
             ExitReason::EXTERNAL_INTERRUPT => self.external_interrupt(g),
