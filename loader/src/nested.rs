@@ -714,7 +714,7 @@ fn prune_images(cache: &Path, keep: usize) {
             (t, e.path())
         })
         .collect();
-    isos.sort_by(|a, b| b.0.cmp(&a.0));
+    isos.sort_by_key(|b| std::cmp::Reverse(b.0));
     for (_, iso) in isos.into_iter().skip(keep.saturating_sub(1)) {
         let _ = std::fs::remove_file(iso.with_extension("nonce"));
         let _ = std::fs::remove_file(iso);
