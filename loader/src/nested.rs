@@ -55,6 +55,11 @@ pub const NESTED_TOOLS: &[Tool] = &[
         path: "lz4",
         package: "lz4",
     },
+    // The guests go into the image without their debug information.
+    Tool {
+        path: "strip",
+        package: "binutils",
+    },
     Tool {
         path: "xz",
         package: "xz-utils",
@@ -635,7 +640,7 @@ pub fn image(ws_root: &Path, plan: &Plan<'_>, log: &mut dyn Write) -> Result<(Pa
         cpio.file(
             &format!("guests/{}", g.name),
             0o644,
-            &std::fs::read(&g.image).with_context(|| format!("reading {}", g.image.display()))?,
+            &without_debug_info(&g.image, &cache)?,
         );
     }
     let archive = cpio.finish();
@@ -689,6 +694,34 @@ pub fn image(ws_root: &Path, plan: &Plan<'_>, log: &mut dyn Write) -> Result<(Pa
         plan.guests.len()
     );
     Ok((iso, nonce))
+}
+
+/// A guest image without its debug sections (`strip --strip-debug`; the
+/// segments and notes Keel loads are untouched): most of a guest's file is
+/// debug information, which Bochs would otherwise read from the CD and Linux
+/// unpack, for every guest of every boot.
+fn without_debug_info(image: &Path, cache: &Path) -> Result<Vec<u8>> {
+    let tmp = cache.join(format!("strip-{}.tmp", std::process::id()));
+    let out = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&tmp)
+        .arg(image)
+        .stdin(Stdio::null())
+        .output()
+        .context("running strip")?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        crate::bail!(
+            "strip --strip-debug {} failed ({}):\n{}",
+            image.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let bytes = std::fs::read(&tmp).with_context(|| format!("reading {}", tmp.display()))?;
+    let _ = std::fs::remove_file(&tmp);
+    Ok(bytes)
 }
 
 /// How many images the cache keeps (the newest): two nested runs at once (CI
@@ -1357,6 +1390,28 @@ keel: Keel hyp
             ]
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn guests_lose_only_their_debug_sections() {
+        // This test's own executable has debug sections and segments.
+        let exe = std::env::current_exe().unwrap();
+        let dir = std::env::temp_dir();
+        let Ok(out) = without_debug_info(&exe, &dir) else {
+            // No binutils on this host: the nested backend's tool check says so.
+            return;
+        };
+        let file = object::File::parse(&*out).unwrap();
+        use object::{Object, ObjectSection};
+        // (An allocated `.debug_gdb_scripts` is part of a segment and stays.)
+        for gone in [".debug_info", ".debug_line", ".debug_str"] {
+            assert!(file.section_by_name(gone).is_none(), "{gone} left");
+        }
+        assert!(out.len() < std::fs::metadata(&exe).unwrap().len() as usize);
+        let orig = std::fs::read(&exe).unwrap();
+        let orig = object::File::parse(&*orig).unwrap();
+        assert_eq!(file.entry(), orig.entry());
+        assert_eq!(file.segments().count(), orig.segments().count());
     }
 
     #[test]
