@@ -1402,7 +1402,7 @@ keel: Keel hyp
             return;
         };
         let file = object::File::parse(&*out).unwrap();
-        use object::{Object, ObjectSection};
+        use object::Object;
         // (An allocated `.debug_gdb_scripts` is part of a segment and stays.)
         for gone in [".debug_info", ".debug_line", ".debug_str"] {
             assert!(file.section_by_name(gone).is_none(), "{gone} left");
