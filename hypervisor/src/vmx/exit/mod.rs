@@ -543,6 +543,12 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         if self.bus.com1.pending() {
             self.bus.com1.flush(&mut *self.console);
         }
+        if self.advance.ticks() != 0 {
+            log::info!(
+                "vmx: the VMX-preemption timer's exit came {} TSC ticks after it expired (learned; the timer is armed that much early)",
+                self.advance.ticks()
+            );
+        }
     }
 
     /// Handle one exit other than VMCALL by its basic reason.
