@@ -535,8 +535,8 @@ pub fn combine_runs(runs: &[Vec<Figure>]) -> Vec<Figure> {
                     vmwrites: med_opt(&|m| m.vmwrites),
                     reasons,
                     marks: None,
-                    l0_exits: None,
-                    l0_reflected: None,
+                    l0_exits: med_opt(&|m| m.l0_exits),
+                    l0_reflected: med_opt(&|m| m.l0_reflected),
                 })
             };
             Figure {
@@ -1682,6 +1682,21 @@ mod tests {
         assert_eq!(median(&mut []), None);
         let missing = combine_runs(&[vec![fig("b", "y", Measure::Missing("no".into()))]]);
         assert_eq!(missing[0].measure, Measure::Missing("no".into()));
+    }
+
+    #[test]
+    fn one_nested_run_keeps_its_l0_counts() {
+        // The nested backend's figures go through the combination too (one run).
+        let mut m = measured(20_000.0, 1.0, 4.0);
+        if let Measure::Measured(x) = &mut m {
+            x.l0_exits = Some(583.0);
+            x.l0_reflected = Some(301.0);
+        }
+        let combined = combine_runs(&[vec![fig("bench_events", "send_to_upcall", m)]]);
+        let c = combined[0].measured().unwrap();
+        assert_eq!((c.l0_exits, c.l0_reflected), (Some(583.0), Some(301.0)));
+        let r = report(combined);
+        assert!(table(&r, None).contains("L0/op"), "{}", table(&r, None));
     }
 
     #[test]
