@@ -29,7 +29,11 @@
  *                                       tick device, high-resolution mode):
  *                                       how precisely L0 can time Keel's timers
  *   NK-n: start <name> t=<s>
- *   NK-n: exit <name> rc=<code> t=<s>   | signal=<n> | timeout
+ *   NK-n: exit <name> rc=<code> t=<s> busy=<s> first=<s> last=<s>
+ *                                       | signal=<n> | timeout
+ *        busy: L0's non-idle CPU seconds during the run (what it costs Bochs);
+ *        first, last: seconds after the start at which Keel's console first
+ *        and last grew (sampled every 10 ms)
  *   NK-n: stderr <name> | <QEMU's stderr line>
  *   NK-n: dmesg | <kernel log line written during the run>
  *   NK-n: l0 <name> mark=<k> exits=<n> nested=<n> ext=<n>   (trace_run, below)
@@ -343,6 +347,30 @@ static void trace_report(const char *name)
 	write_file(TRACEFS "/trace", "");
 }
 
+/*
+ * L0's CPU time not spent idle, in seconds (/proc/stat's first line). Idle time
+ * is nearly free under Bochs (it skips ahead to the next timer event), so this is
+ * what a run costs in instructions and hence, roughly, in wall time.
+ */
+static double busy_s(void)
+{
+	unsigned long long v[10] = { 0 };
+	FILE *f = fopen("/proc/stat", "r");
+	if (!f)
+		return 0;
+	int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+		       &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
+	fclose(f);
+	if (n < 4)
+		return 0;
+	unsigned long long busy = 0;
+	/* user nice system [idle] [iowait] irq softirq steal (guest time is in user) */
+	for (int i = 0; i < 8; i++)
+		if (i != 3 && i != 4)
+			busy += v[i];
+	return (double)busy / sysconf(_SC_CLK_TCK);
+}
+
 /* ---- one QEMU run ---- */
 
 static void run_qemu(const char *spec, int trace)
@@ -383,6 +411,7 @@ static void run_qemu(const char *spec, int trace)
 		trace_on(1);
 	}
 	int klog = dmesg(0, 0);
+	double b0 = busy_s();
 	double t0 = now();
 	say("start %s%s t=%.3f", name, trace ? " traced" : "", t0);
 	pid_t pid = fork();
@@ -399,10 +428,21 @@ static void run_qemu(const char *spec, int trace)
 		_exit(127);
 	}
 	int st = 0, timed_out = 0;
+	/* When Keel's console first and last grew: QEMU's start and firmware before
+	 * the first, QEMU's exit after the last. */
+	double first = -1, last = -1;
+	off_t seen = 0;
 	if (pid > 0) {
 		for (;;) {
 			if (waitpid(pid, &st, WNOHANG) == pid)
 				break;
+			struct stat ss;
+			if (stat(serial_path, &ss) == 0 && ss.st_size > seen) {
+				seen = ss.st_size;
+				last = now() - t0;
+				if (first < 0)
+					first = last;
+			}
 			if (now() - t0 > timeout_s) {
 				kill(pid, SIGKILL);
 				waitpid(pid, &st, 0);
@@ -413,6 +453,7 @@ static void run_qemu(const char *spec, int trace)
 		}
 	}
 	double t1 = now();
+	double b1 = busy_s();
 	if (trace)
 		trace_on(0);
 	FILE *serial = fopen(serial_path, "r");
@@ -431,9 +472,10 @@ static void run_qemu(const char *spec, int trace)
 	else if (timed_out)
 		say("exit %s timeout t=%.3f", name, t1);
 	else if (WIFEXITED(st))
-		say("exit %s rc=%d t=%.3f", name, WEXITSTATUS(st), t1);
+		say("exit %s rc=%d t=%.3f busy=%.2f first=%.3f last=%.3f", name, WEXITSTATUS(st), t1,
+		    b1 - b0, first, last);
 	else
-		say("exit %s signal=%d t=%.3f", name, WTERMSIG(st), t1);
+		say("exit %s signal=%d t=%.3f busy=%.2f", name, WTERMSIG(st), t1, b1 - b0);
 	print_file("stderr", name, err_path);
 	unlink(err_path);
 	dmesg(klog, 1);

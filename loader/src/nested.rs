@@ -55,6 +55,11 @@ pub const NESTED_TOOLS: &[Tool] = &[
         path: "lz4",
         package: "lz4",
     },
+    // The guests go into the image without their debug information.
+    Tool {
+        path: "strip",
+        package: "binutils",
+    },
     Tool {
         path: "xz",
         package: "xz-utils",
@@ -435,27 +440,32 @@ pub fn parse_ldd(text: &str) -> Vec<String> {
     v
 }
 
-/// The firmware QEMU opens for Keel's machine (found with strace): SeaBIOS, the
-/// standard VGA BIOS, the multiboot and kvmvapic option ROMs and the default
-/// NIC's ROM. QEMU looks them up relative to its binary, so they keep their paths.
+/// The firmware QEMU opens for Keel's machine with [`NESTED_QEMU_EXTRA`] (found
+/// with strace): SeaBIOS and the multiboot and kvmvapic option ROMs (no VGA BIOS
+/// and no NIC ROM: the machine has neither device). QEMU looks them up relative
+/// to its binary, so they keep their paths.
 pub const QEMU_FIRMWARE: &[&str] = &[
     "/usr/share/qemu/bios-256k.bin",
     "/usr/share/qemu/multiboot_dma.bin",
     "/usr/share/qemu/linuxboot_dma.bin",
     "/usr/share/qemu/kvmvapic.bin",
-    "/usr/share/qemu/vgabios-stdvga.bin",
-    "/usr/share/qemu/efi-e1000.rom",
     "/usr/share/seabios/bios-256k.bin",
-    "/usr/share/seabios/vgabios-stdvga.bin",
-    "/usr/lib/ipxe/qemu/efi-e1000.rom",
 ];
 
+/// What the nested backend adds to the `kvm` backend's QEMU arguments: no
+/// default devices (VGA, NIC, IDE CD-ROM, floppy, parallel port) and no
+/// configuration files. Keel uses none of them, and under nesting each one costs
+/// every boot L0 time: SeaBIOS runs the VGA BIOS and the NIC's iPXE ROM and
+/// probes the drives, one L0 exit to QEMU per port access.
+pub const NESTED_QEMU_EXTRA: &[&str] = &["-nodefaults", "-no-user-config"];
+
 /// The QEMU arguments /init passes for each run: the `kvm` backend's
-/// ([`crate::qemu::qemu_args`]); /init replaces `@MODULE@` with the guest's module
-/// string (`name args`, commas doubled) and `file:@SERIAL@` with a file in tmpfs
-/// that it copies to L0's console when QEMU has exited.
+/// ([`crate::qemu::qemu_args`]) and [`NESTED_QEMU_EXTRA`]; /init replaces
+/// `@MODULE@` with the guest's module string (`name args`, commas doubled) and
+/// `file:@SERIAL@` with a file in tmpfs that it copies to L0's console when QEMU
+/// has exited.
 pub fn qemu_args(hv_cmdline: &[String], cpu: &str, mem_mib: u32) -> Vec<String> {
-    crate::qemu::qemu_args(&crate::qemu::QemuConfig {
+    let mut a = crate::qemu::qemu_args(&crate::qemu::QemuConfig {
         backend: Backend::Kvm,
         cpu_model: cpu.to_string(),
         mem_mib,
@@ -464,7 +474,9 @@ pub fn qemu_args(hv_cmdline: &[String], cpu: &str, mem_mib: u32) -> Vec<String> 
         append: hv_cmdline.join(" "),
         module: "@MODULE@".into(),
         serial: "@SERIAL@".into(),
-    })
+    });
+    a.extend(NESTED_QEMU_EXTRA.iter().map(|s| s.to_string()));
+    a
 }
 
 /// /nk.conf for a plan.
@@ -587,15 +599,7 @@ pub fn image(ws_root: &Path, plan: &Plan<'_>, log: &mut dyn Write) -> Result<(Pa
         );
         return Ok((iso, n.trim().to_string()));
     }
-    // One image is kept: remove older ones.
-    if let Ok(rd) = std::fs::read_dir(&cache) {
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("image-") {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
+    prune_images(&cache, KEPT_IMAGES);
     let nonce = nonce();
 
     let mut cpio = Cpio::default();
@@ -637,7 +641,7 @@ pub fn image(ws_root: &Path, plan: &Plan<'_>, log: &mut dyn Write) -> Result<(Pa
         cpio.file(
             &format!("guests/{}", g.name),
             0o644,
-            &std::fs::read(&g.image).with_context(|| format!("reading {}", g.image.display()))?,
+            &without_debug_info(&g.image, &cache)?,
         );
     }
     let archive = cpio.finish();
@@ -693,6 +697,64 @@ pub fn image(ws_root: &Path, plan: &Plan<'_>, log: &mut dyn Write) -> Result<(Pa
     Ok((iso, nonce))
 }
 
+/// A guest image without its debug sections (`strip --strip-debug`; the
+/// segments and notes Keel loads are untouched): most of a guest's file is
+/// debug information, which Bochs would otherwise read from the CD and Linux
+/// unpack, for every guest of every boot.
+fn without_debug_info(image: &Path, cache: &Path) -> Result<Vec<u8>> {
+    let tmp = cache.join(format!("strip-{}.tmp", std::process::id()));
+    let out = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&tmp)
+        .arg(image)
+        .stdin(Stdio::null())
+        .output()
+        .context("running strip")?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        crate::bail!(
+            "strip --strip-debug {} failed ({}):\n{}",
+            image.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let bytes = std::fs::read(&tmp).with_context(|| format!("reading {}", tmp.display()))?;
+    let _ = std::fs::remove_file(&tmp);
+    Ok(bytes)
+}
+
+/// How many images the cache keeps (the newest): two nested runs at once (CI
+/// splits the suite across two Linux boots) each need theirs while Bochs reads it.
+pub const KEPT_IMAGES: usize = 4;
+
+/// Remove all but the `keep` newest images (and their nonce files) from the cache.
+fn prune_images(cache: &Path, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(cache) else {
+        return;
+    };
+    let mut isos: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("image-") && n.ends_with(".iso")
+        })
+        .map(|e| {
+            let t = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (t, e.path())
+        })
+        .collect();
+    isos.sort_by_key(|b| std::cmp::Reverse(b.0));
+    for (_, iso) in isos.into_iter().skip(keep.saturating_sub(1)) {
+        let _ = std::fs::remove_file(iso.with_extension("nonce"));
+        let _ = std::fs::remove_file(iso);
+    }
+}
+
 /// The GRUB modules the nested ISO needs (Linux's loader instead of multiboot).
 pub const NESTED_GRUB_MODULES: &str = "linux normal iso9660 biosdisk part_msdos";
 
@@ -743,6 +805,28 @@ pub struct RunRecord {
     pub emulated_s: Option<f64>,
     /// L0 exit counts between markers: (kvm_exit, kvm_nested_vmexit) per mark.
     pub l0_marks: Vec<(u64, u64)>,
+    /// L0's non-idle CPU seconds during the run: what it cost Bochs.
+    pub busy_s: Option<f64>,
+    /// Emulated seconds after the start at which Keel's console first and last
+    /// grew (QEMU and its firmware before the first; QEMU's exit after the last).
+    pub console_s: Option<(f64, f64)>,
+}
+
+impl RunRecord {
+    /// Where the run's time went, for the log.
+    pub fn timing(&self) -> String {
+        let mut t = String::new();
+        if let Some(e) = self.emulated_s {
+            t += &format!("emulated {e:.2}s");
+        }
+        if let Some((a, b)) = self.console_s {
+            t += &format!(" (Keel's console from {a:.2}s to {b:.2}s)");
+        }
+        if let Some(b) = self.busy_s {
+            t += &format!(", L0 busy {b:.2}s");
+        }
+        t
+    }
 }
 
 /// What the console says about the whole nested boot.
@@ -818,6 +902,11 @@ pub fn split_runs(console: &str, nonce: &str) -> Transcript {
                             EmulatorEnd::Signalled
                         });
                         r.emulated_s = t_of(rest).map(|t1| t1 - t0);
+                        let num = |k| field(rest, k).and_then(|v| v.parse::<f64>().ok());
+                        r.busy_s = num("busy");
+                        r.console_s = num("first")
+                            .zip(num("last"))
+                            .filter(|&(a, b)| a >= 0.0 && b >= a);
                         // /init's line break after QEMU's output.
                         if r.console.ends_with("\n\n") {
                             r.console.pop();
@@ -1009,6 +1098,13 @@ pub fn run(
                         break;
                     }
                     let w = walls.get(&reported).copied().unwrap_or_default();
+                    let _ = writeln!(
+                        log,
+                        "[keel] nested: {} ran: wall {:.1}s, {}",
+                        t.runs[reported].0,
+                        w.as_secs_f64(),
+                        rec.timing()
+                    );
                     on_result(reported, &Ok(outcome(rec, EmulatorEnd::Exited(0), w)));
                     reported += 1;
                 }
@@ -1147,6 +1243,7 @@ mod tests {
         assert!(has(&["-initrd", "@MODULE@"]));
         assert!(has(&["-kernel", "/keel-hypervisor"]));
         assert!(has(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]));
+        assert!(has(&["-nodefaults", "-no-user-config"]));
     }
 
     #[test]
@@ -1194,7 +1291,7 @@ keel: Keel hypervisor
 (d1) Test result: SUCCESS
 keel: power off, status 0 (guest powered off)
 
-NK-5eed: exit hello rc=1 t=30.3
+NK-5eed: exit hello rc=1 t=30.3 busy=3.50 first=1.250 last=3.900
 NK-5eed: stderr hello | qemu-system-x86_64: warning: something
 NK-5eed: dmesg | kvm [207]: vcpu0, guest rIP: 0x4037a0 Unhandled WRMSR(0x1d9) = 0x2
 NK-5eed: start timers t=30.4
@@ -1219,6 +1316,12 @@ keel: Keel hyp
             "keel: Keel hypervisor\n(d1) Test result: SUCCESS\nkeel: power off, status 0 (guest powered off)\n"
         );
         assert!((hello.emulated_s.unwrap() - 4.2).abs() < 1e-9);
+        assert_eq!(hello.busy_s, Some(3.5));
+        assert_eq!(hello.console_s, Some((1.25, 3.9)));
+        assert_eq!(
+            hello.timing(),
+            "emulated 4.20s (Keel's console from 1.25s to 3.90s), L0 busy 3.50s"
+        );
         assert!(hello
             .diagnostics
             .contains("qemu: qemu-system-x86_64: warning"));
@@ -1251,6 +1354,65 @@ keel: Keel hyp
         assert!(t.done);
         assert_eq!(t.runs[0].1.end, Some(EmulatorEnd::Signalled));
         assert_eq!(t.phases.last(), Some(&("done".into(), 3.0)));
+    }
+
+    #[test]
+    fn the_cache_keeps_the_newest_images() {
+        let dir = std::env::temp_dir().join(format!("keel-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let t0 = std::time::SystemTime::now() - Duration::from_secs(100);
+        for i in 0..5u64 {
+            let iso = dir.join(format!("image-{i}.iso"));
+            std::fs::write(&iso, b"x").unwrap();
+            std::fs::write(dir.join(format!("image-{i}.nonce")), b"n").unwrap();
+            let f = std::fs::File::options().write(true).open(&iso).unwrap();
+            f.set_modified(t0 + Duration::from_secs(i * 10)).unwrap();
+        }
+        std::fs::write(dir.join("debs"), b"").unwrap();
+        // Room for one more: the three newest stay, with their nonces.
+        prune_images(&dir, 4);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "debs",
+                "image-2.iso",
+                "image-2.nonce",
+                "image-3.iso",
+                "image-3.nonce",
+                "image-4.iso",
+                "image-4.nonce"
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn guests_lose_only_their_debug_sections() {
+        // This test's own executable has debug sections and segments.
+        let exe = std::env::current_exe().unwrap();
+        let dir = std::env::temp_dir();
+        let Ok(out) = without_debug_info(&exe, &dir) else {
+            // No binutils on this host: the nested backend's tool check says so.
+            return;
+        };
+        let file = object::File::parse(&*out).unwrap();
+        use object::Object;
+        // (An allocated `.debug_gdb_scripts` is part of a segment and stays.)
+        for gone in [".debug_info", ".debug_line", ".debug_str"] {
+            assert!(file.section_by_name(gone).is_none(), "{gone} left");
+        }
+        assert!(out.len() < std::fs::metadata(&exe).unwrap().len() as usize);
+        let orig = std::fs::read(&exe).unwrap();
+        let orig = object::File::parse(&*orig).unwrap();
+        assert_eq!(file.entry(), orig.entry());
+        assert_eq!(file.segments().count(), orig.segments().count());
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! exit, so a plain read-modify-write of a shared word is atomic with respect to
 //! the guest.
 
+pub mod advance;
 pub mod interdomain;
 pub mod shared;
 pub mod state;

@@ -64,8 +64,8 @@ pub fn combine_runs(runs: &[Vec<Figure>]) -> Vec<Figure> {
                     vmwrites: med_opt(&|m| m.vmwrites),
                     reasons,
                     marks: None,
-                    l0_exits: None,
-                    l0_reflected: None,
+                    l0_exits: med_opt(&|m| m.l0_exits),
+                    l0_reflected: med_opt(&|m| m.l0_reflected),
                 })
             };
             Figure {

@@ -354,6 +354,21 @@ fn repeated_runs_combine_by_median() {
 }
 
 #[test]
+fn one_nested_run_keeps_its_l0_counts() {
+    // The nested backend's figures go through the combination too (one run).
+    let mut m = measured(20_000.0, 1.0, 4.0);
+    if let Measure::Measured(x) = &mut m {
+        x.l0_exits = Some(583.0);
+        x.l0_reflected = Some(301.0);
+    }
+    let combined = combine_runs(&[vec![fig("bench_events", "send_to_upcall", m)]]);
+    let c = combined[0].measured().unwrap();
+    assert_eq!((c.l0_exits, c.l0_reflected), (Some(583.0), Some(301.0)));
+    let r = report(combined);
+    assert!(table(&r, None).contains("L0/op"), "{}", table(&r, None));
+}
+
+#[test]
 fn pv_and_trap_figures_are_paired() {
     let r = report(vec![
         fig("bench_pvops", "cpuid.pv", measured(20.0, 0.0, 0.0)),

@@ -174,18 +174,40 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 // Read the TSC as late as possible: the timer counts from the
                 // entry, so every tick spent after this read makes it late.
                 let tsc = crate::arch::timer::rdtsc();
-                let ticks = d.saturating_sub(tsc);
-                // Round up: the exit must not come before the deadline (it would
-                // only cost one more exit, but keep it exact).
+                // Early by the exit's learned latency (`timer_exit` waits out
+                // the rest), so that the exit itself comes at the deadline.
+                let ticks = self.advance.arm_at(d).saturating_sub(tsc);
+                // Round up: the exit must not come before the armed time.
                 let v = (ticks >> rate) + u64::from(ticks & ((1 << rate) - 1) != 0);
                 write(guest::VMX_PREEMPTION_TIMER_VALUE, v.min(PREEMPT_NEVER));
                 self.preempt_idle = false;
+                self.preempt_for = Some(d);
             }
             None if !self.preempt_idle => {
                 write(guest::VMX_PREEMPTION_TIMER_VALUE, PREEMPT_NEVER);
                 self.preempt_idle = true;
+                self.preempt_for = None;
             }
             None => {}
+        }
+    }
+
+    /// A VMX-preemption-timer exit: learn how late it came for the deadline it
+    /// was armed for (`crate::event::advance`) and, when it came early, wait in
+    /// Keel until the deadline (at most `advance::ADVANCE_CAP` ticks), so that
+    /// `before_entry` fires the timer at this exit and never early.
+    #[inline(never)]
+    pub(super) fn timer_exit(&mut self) {
+        let Some(d) = self.preempt_for else {
+            return;
+        };
+        let now = crate::arch::timer::rdtsc();
+        let wait = self.advance.on_exit(d, now);
+        if wait > 0 {
+            let until = now + wait;
+            while crate::arch::timer::rdtsc() < until {
+                core::hint::spin_loop();
+            }
         }
     }
 }

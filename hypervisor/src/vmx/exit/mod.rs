@@ -54,6 +54,7 @@ use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::arch::bits::{rflags, Interruptibility, PendingDebug};
 use crate::arch::cpu::cpuid as host_cpuid;
 use crate::domain::Domain;
+use crate::event::advance::TimerAdvance;
 use crate::event::{Blocked, EventState, UpcallAction};
 use crate::exception::{self, Delivering};
 use crate::hypercall::{self, Outcome};
@@ -130,6 +131,10 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     preempt: Option<u32>,
     /// The preemption-timer field holds its "never" value (no timer armed).
     preempt_idle: bool,
+    /// The deadline (TSC) the preemption timer is armed for, `advance` early.
+    preempt_for: Option<u64>,
+    /// The learned latency of the preemption timer's exit (`crate::event::advance`).
+    advance: TimerAdvance,
     /// Interrupt-window exiting can be used / is on now.
     window_ok: bool,
     window_on: bool,
@@ -254,6 +259,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             ev,
             preempt,
             preempt_idle: true,
+            preempt_for: None,
+            advance: TimerAdvance::new(),
             window_ok,
             window_on: false,
             cpuid: CpuidPolicy::new(&host_cpuid, feat).presenting(abi),
@@ -554,6 +561,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             ExitReason::PREEMPTION_TIMER => {
                 // A timer is due: `before_entry` fires it.
                 self.reinject_idt_vectoring();
+                self.timer_exit();
                 if self.slice_over() {
                     self.deferred = Some(Deferred::Switch(GiveUp::Preempted));
                     return FastExit::Full;
@@ -580,6 +588,12 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     fn ending(&mut self) {
         if self.bus.com1.pending() {
             self.bus.com1.flush(&mut *self.console);
+        }
+        if self.advance.ticks() != 0 {
+            log::info!(
+                "vmx: the VMX-preemption timer's exit came {} TSC ticks after it expired (learned; the timer is armed that much early)",
+                self.advance.ticks()
+            );
         }
     }
 
@@ -620,6 +634,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             ExitReason::PREEMPTION_TIMER => {
                 // A timer is due: `before_entry` fires it.
                 self.reinject_idt_vectoring();
+                self.timer_exit();
                 if self.slice_over() {
                     self.give_up = Some(GiveUp::Preempted);
                 }

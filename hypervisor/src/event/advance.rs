@@ -1,0 +1,133 @@
+//! # Arming the guest's timer early by the platform's exit latency
+//!
+//! A timer that comes due while the guest runs reaches Keel through the
+//! VMX-preemption timer's exit, and that exit arrives some time after the timer
+//! reaches zero: a few instructions on a CPU that implements the timer itself, a
+//! whole chain of work where a hypervisor beneath Keel emulates it (under KVM, an
+//! hrtimer in the host, the host's interrupt, then a synthesized exit to Keel:
+//! tens of thousands of TSC ticks). Any interrupt the host takes in that window
+//! (its own tick) makes the timer later still.
+//!
+//! [`TimerAdvance`] learns that latency from the exits themselves and arms the
+//! preemption timer that much before the deadline; an exit that then comes
+//! before the deadline waits in Keel for it (never fires early), bounded by
+//! [`ADVANCE_CAP`]. KVM does the same for its guests' local APIC timers
+//! (`lapic_timer_advance`). The estimate moves by an eighth of each error, and a
+//! late exit counts at most [`LATE_STEP_CAP`] (the host once descheduling the vCPU
+//! for milliseconds must not make every later timer wait long in Keel).
+
+/// The largest advance, in TSC ticks, and so the longest Keel waits in one exit
+/// for a deadline the timer's exit came early for.
+pub const ADVANCE_CAP: u64 = 1 << 16;
+/// The most one late exit adds to the error the estimate learns from.
+pub const LATE_STEP_CAP: u64 = ADVANCE_CAP / 4;
+
+/// The learned latency of the timer's exit (TSC ticks).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimerAdvance {
+    ticks: u64,
+}
+
+impl TimerAdvance {
+    /// No advance yet.
+    pub const fn new() -> Self {
+        Self { ticks: 0 }
+    }
+
+    /// The advance now (TSC ticks, at most [`ADVANCE_CAP`]).
+    pub const fn ticks(self) -> u64 {
+        self.ticks
+    }
+
+    /// When to make the timer's exit come for `deadline` (TSC).
+    pub const fn arm_at(self, deadline: u64) -> u64 {
+        deadline.saturating_sub(self.ticks)
+    }
+
+    /// The timer armed for `deadline` exited at TSC `now`: learn from the
+    /// error, and return how many ticks are left until the deadline (0 when it
+    /// has passed), which the caller waits out before firing the timer.
+    pub fn on_exit(&mut self, deadline: u64, now: u64) -> u64 {
+        if now >= deadline {
+            let late = (now - deadline).min(LATE_STEP_CAP);
+            self.ticks = (self.ticks + late.div_ceil(8)).min(ADVANCE_CAP);
+            0
+        } else {
+            let early = deadline - now;
+            self.ticks = self.ticks.saturating_sub(early.div_ceil(8));
+            // Armed at most `ADVANCE_CAP` early, so this is the bound already;
+            // the min keeps it one when the deadline moved.
+            early.min(ADVANCE_CAP)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A platform whose timer exit comes `latency` ticks after the armed time.
+    fn converge(latency: u64, rounds: usize) -> (TimerAdvance, u64) {
+        let mut a = TimerAdvance::new();
+        let mut worst_wait = 0;
+        let mut deadline = 1_000_000u64;
+        for _ in 0..rounds {
+            let exit_at = a.arm_at(deadline) + latency;
+            worst_wait = worst_wait.max(a.on_exit(deadline, exit_at));
+            deadline += 500_000;
+        }
+        (a, worst_wait)
+    }
+
+    #[test]
+    fn learns_the_latency_and_then_meets_deadlines() {
+        let (a, _) = converge(25_000, 200);
+        assert!(a.ticks().abs_diff(25_000) <= 8, "{}", a.ticks());
+        // Converged: the exit comes within a few ticks of the deadline.
+        let d = 9_000_000;
+        let exit_at = a.arm_at(d) + 25_000;
+        assert!(exit_at.abs_diff(d) <= 8);
+    }
+
+    #[test]
+    fn a_late_exit_is_not_learned_whole() {
+        let mut a = TimerAdvance::new();
+        assert_eq!(a.on_exit(1000, 1000 + 10_000_000), 0);
+        assert_eq!(a.ticks(), LATE_STEP_CAP / 8);
+    }
+
+    #[test]
+    fn an_early_exit_waits_for_the_deadline() {
+        let mut a = TimerAdvance { ticks: 800 };
+        assert_eq!(a.on_exit(10_000, 9_200), 800);
+        assert_eq!(a.ticks(), 700);
+        assert_eq!(a.on_exit(10_000, 10_000), 0);
+    }
+
+    proptest! {
+        /// Whatever the exits do, the advance and every wait stay within the cap,
+        /// and a wait ends exactly at the deadline (never early).
+        #[test]
+        fn bounded(steps in proptest::collection::vec((0u64..1 << 40, 0u64..1 << 40), 1..200)) {
+            let mut a = TimerAdvance::new();
+            for (deadline, now) in steps {
+                let w = a.on_exit(deadline, now);
+                prop_assert!(a.ticks() <= ADVANCE_CAP);
+                prop_assert!(w <= ADVANCE_CAP);
+                if now < deadline && deadline - now <= ADVANCE_CAP {
+                    prop_assert_eq!(now + w, deadline);
+                }
+                prop_assert!(a.arm_at(deadline) <= deadline);
+            }
+        }
+
+        /// On a platform with a fixed latency up to the cap, the advance converges
+        /// and the waits shrink to nothing.
+        #[test]
+        fn converges(latency in 0u64..ADVANCE_CAP) {
+            let (a, _) = converge(latency, 400);
+            prop_assert!(a.ticks().abs_diff(latency) <= 8);
+        }
+    }
+}
