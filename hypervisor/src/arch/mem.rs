@@ -7,7 +7,7 @@
 //! implementation policy code is written against) or, before the allocator exists,
 //! [`BootWindow`] (the boot information parser's view of memory).
 //!
-//! After boot, [`harden`] remaps the first 4 MiB with 4 KiB pages: page 0 becomes
+//! After boot, [`harden`] remaps the first 2 MiB and the image's 2 MiB pages with 4 KiB pages: page 0 becomes
 //! unmapped (a null pointer faults), the image's code read-execute, its read-only
 //! data read-only and no-execute, its data no-execute, and the page below the boot
 //! stack unmapped (a stack overflow faults). The rest of the direct map stays
@@ -302,15 +302,22 @@ pub fn extend_direct_map(top: MachineAddr, frames: &mut impl FrameSource) -> Res
 
 const EFER_NXE: u64 = super::bits::efer::NXE;
 
-/// Remap `[0, 4 MiB)` with 4 KiB pages and protections (see the module comment).
-/// Call after everything that reads page 0 (the BIOS RSDP scan reads the EBDA
-/// pointer at 0x40E). The image must lie within `[2 MiB, 4 MiB)` (link.ld puts it
-/// at 2 MiB; checked here).
+/// The most 2 MiB pages the image may span (from 2 MiB): its statics (the
+/// per-CPU areas, the domain and grant tables) make it larger than one.
+const IMAGE_LARGE_PAGES: usize = 3;
+
+/// Remap `[0, 2 MiB)` and the image's 2 MiB pages with 4 KiB pages and
+/// protections (see the module comment). Call after everything that reads page
+/// 0 (the BIOS RSDP scan reads the EBDA pointer at 0x40E). The image must start
+/// at 2 MiB (link.ld puts it there) and end within [`IMAGE_LARGE_PAGES`] large
+/// pages (checked here).
 pub fn harden(frames: &mut impl FrameSource) -> Result<(), MapError> {
     let img = super::boot::image_layout();
+    let large_pages = img.end.div_ceil(LARGE_PAGE) as usize - 1;
     assert!(
-        img.start == LARGE_PAGE && img.end <= 2 * LARGE_PAGE,
-        "the image must lie within [2 MiB, 4 MiB) for harden()"
+        img.start == LARGE_PAGE && large_pages <= IMAGE_LARGE_PAGES,
+        "the image must start at 2 MiB and end below {} MiB for harden()",
+        (IMAGE_LARGE_PAGES + 1) * 2
     );
     let nx = if super::cpu::rdmsr(super::cpu::IA32_EFER) & EFER_NXE != 0 {
         PageTableFlags::NO_EXECUTE
@@ -321,24 +328,31 @@ pub fn harden(frames: &mut impl FrameSource) -> Result<(), MapError> {
     let w = PageTableFlags::WRITABLE;
 
     let low = new_table(frames)?;
-    let image = new_table(frames)?;
-    // SAFETY: both frames are fresh (zeroed, not yet in the hierarchy) and mapped.
-    let (low_t, image_t) = unsafe { (table(low), table(image)) };
+    // SAFETY: the frame is fresh (zeroed, not yet in the hierarchy) and mapped.
+    let low_t = unsafe { table(low) };
     for i in 1..512u64 {
         low_t[i as usize].set_addr(PhysAddr::new(i * PAGE_SIZE), p | w | nx);
     }
-    for i in 0..512u64 {
-        let a = LARGE_PAGE + i * PAGE_SIZE;
-        let flags = if a == img.stack_guard {
-            continue;
-        } else if a >= img.start && a < img.text_end {
-            p
-        } else if a >= img.text_end && a < img.rodata_end {
-            p | nx
-        } else {
-            p | w | nx
-        };
-        image_t[i as usize].set_addr(PhysAddr::new(a), flags);
+    let mut image = [Mfn::new(0); IMAGE_LARGE_PAGES];
+    for (j, slot) in image.iter_mut().enumerate().take(large_pages) {
+        let t = new_table(frames)?;
+        // SAFETY: as above.
+        let image_t = unsafe { table(t) };
+        let base = LARGE_PAGE * (j as u64 + 1);
+        for i in 0..512u64 {
+            let a = base + i * PAGE_SIZE;
+            let flags = if a == img.stack_guard {
+                continue;
+            } else if a >= img.start && a < img.text_end {
+                p
+            } else if a >= img.text_end && a < img.rodata_end {
+                p | nx
+            } else {
+                p | w | nx
+            };
+            image_t[i as usize].set_addr(PhysAddr::new(a), flags);
+        }
+        *slot = t;
     }
 
     let pml4_frame = Mfn::new(super::cpu::read_cr3() >> 12 & ((1 << 40) - 1));
@@ -354,7 +368,9 @@ pub fn harden(frames: &mut impl FrameSource) -> Result<(), MapError> {
     // Each new table maps exactly what the 2 MiB page it replaces mapped (minus the
     // pages made absent), so the code doing the switch stays mapped throughout.
     pd[0].set_addr(PhysAddr::new(low.addr().get()), p | w);
-    pd[1].set_addr(PhysAddr::new(image.addr().get()), p | w);
+    for (j, t) in image.iter().enumerate().take(large_pages) {
+        pd[j + 1].set_addr(PhysAddr::new(t.addr().get()), p | w);
+    }
     // Reload CR3: drops every TLB entry (no global pages are used).
     // SAFETY: same PML4; only the permissions and page sizes above changed.
     unsafe {
