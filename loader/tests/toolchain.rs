@@ -51,10 +51,22 @@ impl Drop for FakeRustup {
 }
 
 fn check(fake: &FakeRustup) -> (Result<TargetCheck, String>, String) {
-    let mut log = Vec::new();
-    let r = ensure_target(fake.program().as_os_str(), Path::new("/"), &mut log)
-        .map_err(|e| format!("{e:#}"));
-    (r, String::from_utf8(log).unwrap())
+    // A script just written can be "busy" (ETXTBSY) for a moment when another
+    // test thread forks while its file descriptor is open: the harness's race,
+    // not the tool's, so that one error is tried again on a fresh log.
+    for _ in 0..20 {
+        let mut log = Vec::new();
+        let r = ensure_target(fake.program().as_os_str(), Path::new("/"), &mut log)
+            .map_err(|e| format!("{e:#}"));
+        match &r {
+            Err(e) if e.contains("Text file busy") => {
+                let _ = std::fs::remove_file(fake.dir.join("calls"));
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            _ => return (r, String::from_utf8(log).unwrap()),
+        }
+    }
+    panic!("the fake rustup stayed busy");
 }
 
 #[test]
