@@ -145,7 +145,9 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 g.rax = 0;
                 self.complete_instruction();
                 if self.shared_cpu {
+                    // The run loop picks who runs next: leave to it now.
                     self.deferred = Some(Deferred::Switch(GiveUp::Yield));
+                    return FastExit::Full;
                 }
             }
             // A continuation (`crate::preempt`): RIP stays on the VMCALL, which
