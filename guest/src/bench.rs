@@ -412,6 +412,33 @@ impl Default for Bench {
     }
 }
 
+/// The body of the `bench_switch_N` programs: `domains` domains share the CPU
+/// (this one and `domains - 1` `yielder`s, which call `SCHEDOP_yield` in a
+/// loop), so one `SCHEDOP_yield` here is a round of `domains` switches, each a
+/// yield hypercall, the run loop's scheduling, VMPTRLD, the unswitched state
+/// saved and loaded, and VMRESUME. The figure `name` is per switch.
+pub fn domain_switch(name: &str, domains: u64) {
+    let mut b = Bench::new();
+    let mut samples = [0u64; 200];
+    let mut errors = 0u32;
+    let f = b.measure(name, domains, &mut samples, || {
+        if crate::abi::guest::sched_yield().is_err() {
+            errors += 1;
+        }
+    });
+    crate::check_eq!(errors, 0, "SCHEDOP_yield calls that failed");
+    if let Some(f) = f {
+        // Alone, a yield would be one exit: with the yielders it is one per switch.
+        if let Some(e) = f.exits() {
+            crate::check!(
+                e >= domains,
+                "{e} exits per round of {domains} switches: the others did not run"
+            );
+        }
+    }
+    crate::report::success();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,37 +9,12 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-use keel_guest::abi::guest;
-use keel_guest::bench::Bench;
-use keel_guest::prelude::*;
-
 keel_guest::test! {
     title: "Benchmark: a domain switch with 8 domains (SCHEDOP_yield round robin)",
     category: Bench,
     main: test_main,
 }
 
-/// Domains on the CPU, this one included.
-const DOMAINS: u64 = 8;
-
 fn test_main() {
-    let mut b = Bench::new();
-    let mut samples = [0u64; 200];
-    let mut errors = 0u32;
-    let f = b.measure("domain_switch_8", DOMAINS, &mut samples, || {
-        if guest::sched_yield().is_err() {
-            errors += 1;
-        }
-    });
-    check_eq!(errors, 0, "SCHEDOP_yield calls that failed");
-    if let Some(f) = f {
-        // Alone, a yield would be one exit: with the yielders it is one per switch.
-        if let Some(e) = f.exits() {
-            check!(
-                e >= DOMAINS,
-                "{e} exits per round of {DOMAINS} switches: the others did not run"
-            );
-        }
-    }
-    success();
+    keel_guest::bench::domain_switch("domain_switch_8", 8);
 }
