@@ -71,11 +71,13 @@ fn refusal(e: MmError) -> FrameRefusal {
 
 impl<M: PhysMem + ?Sized, P: Peers + ?Sized> DomainWorld<'_, M, P> {
     fn domain(&self, d: DomainId) -> Option<&Domain> {
-        if d == self.me.id {
-            Some(&*self.me)
-        } else {
-            self.peers.peer(d)
-        }
+        owner_of(self.me, self.peers, d)
+    }
+
+    /// The domain `owner` (the caller or a peer) and machine memory, borrowed
+    /// apart so that the domain's frame table can be updated through memory.
+    fn owner_and_mem(&mut self, owner: DomainId) -> (Option<&Domain>, &mut M) {
+        (owner_of(self.me, self.peers, owner), &mut *self.mem)
     }
 
     /// The machine address of the L1 entry that maps `va` in the caller's
@@ -100,54 +102,47 @@ impl<M: PhysMem + ?Sized, P: Peers + ?Sized> DomainWorld<'_, M, P> {
     }
 }
 
+/// The domain `d`: the caller `me`, or one of `peers`.
+fn owner_of<'a, P: Peers + ?Sized>(
+    me: &'a Domain,
+    peers: &'a P,
+    d: DomainId,
+) -> Option<&'a Domain> {
+    if d == me.id {
+        Some(me)
+    } else {
+        peers.peer(d)
+    }
+}
+
 impl<M: PhysMem + ?Sized, P: Peers + ?Sized> GrantWorld for DomainWorld<'_, M, P> {
     fn alive(&self, d: DomainId) -> bool {
         self.domain(d).is_some()
     }
 
     fn get_page(&mut self, owner: DomainId, mfn: Mfn) -> Result<(), FrameRefusal> {
-        let mem = &mut *self.mem;
-        let d = if owner == self.me.id {
-            Some(&*self.me)
-        } else {
-            self.peers.peer(owner)
-        };
+        let (d, mem) = self.owner_and_mem(owner);
         d.ok_or(FrameRefusal::NotOwned)?
             .grant_get_page(mem, mfn)
             .map_err(refusal)
     }
 
     fn put_page(&mut self, owner: DomainId, mfn: Mfn) {
-        let mem = &mut *self.mem;
-        let d = if owner == self.me.id {
-            Some(&*self.me)
-        } else {
-            self.peers.peer(owner)
-        };
+        let (d, mem) = self.owner_and_mem(owner);
         if let Some(d) = d {
             d.grant_put_page(mem, mfn);
         }
     }
 
     fn get_writable(&mut self, owner: DomainId, mfn: Mfn) -> Result<(), FrameRefusal> {
-        let mem = &mut *self.mem;
-        let d = if owner == self.me.id {
-            Some(&*self.me)
-        } else {
-            self.peers.peer(owner)
-        };
+        let (d, mem) = self.owner_and_mem(owner);
         d.ok_or(FrameRefusal::NotOwned)?
             .grant_get_writable(mem, mfn)
             .map_err(refusal)
     }
 
     fn put_writable(&mut self, owner: DomainId, mfn: Mfn) {
-        let mem = &mut *self.mem;
-        let d = if owner == self.me.id {
-            Some(&*self.me)
-        } else {
-            self.peers.peer(owner)
-        };
+        let (d, mem) = self.owner_and_mem(owner);
         if let Some(d) = d {
             d.grant_put_writable(mem, mfn);
         }
