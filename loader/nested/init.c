@@ -21,6 +21,8 @@
  *   run=<name> <guest command line>
  *   trace_run=<name> <guest command line>   the same, counting L0's exits
  *                     between Keel's bench marks (see below)
+ *   with=<name> <guest command line>   a domain booted beside the last run's
+ *                     guest (repeated: domains 2, 3, ...), one more module
  *
  * Lines printed (besides QEMU's and Keel's own output):
  *   NK-n: phase <name> t=<s>            milestones, CLOCK_MONOTONIC seconds
@@ -79,6 +81,8 @@ static char *qemu_args[MAX_ARGS];
 static int nqemu_args;
 static char *runs[MAX_RUNS];
 static char run_traced[MAX_RUNS];
+/* Each run's companion modules: ",<module>" each, commas already doubled. */
+static char *run_with[MAX_RUNS];
 static int nruns;
 
 static double now(void)
@@ -128,6 +132,29 @@ static void load_module(const char *path, const char *params)
 	close(fd);
 }
 
+/* Append `s` to `*dst` (NULL: empty) as one more module: a comma, then `s`
+ * with each of its commas doubled, as QEMU's -initrd list wants. */
+static void add_module(char **dst, const char *s)
+{
+	size_t old = *dst ? strlen(*dst) : 0, n = 1;
+	for (const char *p = s; *p; p++)
+		n += *p == ',' ? 2 : 1;
+	char *d = realloc(*dst, old + n + 1);
+	if (!d) {
+		say("error out of memory for a module line");
+		return;
+	}
+	char *o = d + old;
+	*o++ = ',';
+	for (const char *p = s; *p; p++) {
+		*o++ = *p;
+		if (*p == ',')
+			*o++ = ',';
+	}
+	*o = 0;
+	*dst = d;
+}
+
 static void read_conf(void)
 {
 	static char line[4096];
@@ -156,7 +183,8 @@ static void read_conf(void)
 		else if (!strcmp(k, "trace_run") && nruns < MAX_RUNS) {
 			run_traced[nruns] = 1;
 			runs[nruns++] = strdup(v);
-		}
+		} else if (!strcmp(k, "with") && nruns > 0)
+			add_module(&run_with[nruns - 1], v);
 	}
 	fclose(f);
 }
@@ -373,13 +401,14 @@ static double busy_s(void)
 
 /* ---- one QEMU run ---- */
 
-static void run_qemu(const char *spec, int trace)
+static void run_qemu(const char *spec, const char *with, int trace)
 {
-	static char name[256], module[2048], err_path[300], serial_arg[320], serial_path[300];
+	static char name[256], module[8192], err_path[300], serial_arg[320], serial_path[300];
 	char *argv[MAX_ARGS + 4];
 	int argc = 0;
 
-	/* spec = "<name> <guest args>": the module string is all of it, commas doubled. */
+	/* spec = "<name> <guest args>": the first module is all of it, commas
+	 * doubled; the companions' modules follow. */
 	snprintf(name, sizeof name, "%.*s", (int)strcspn(spec, " "), spec);
 	size_t j = 0;
 	for (size_t i = 0; spec[i] && j + 2 < sizeof module; i++) {
@@ -388,6 +417,15 @@ static void run_qemu(const char *spec, int trace)
 			module[j++] = ',';
 	}
 	module[j] = 0;
+	if (with && j + strlen(with) >= sizeof module) {
+		/* Still bracketed, so that the runs after it keep their places. */
+		say("start %s t=%.3f", name, now());
+		say("error %s: its modules are longer than %zu bytes", name, sizeof module);
+		say("exit %s not-started t=%.3f", name, now());
+		return;
+	}
+	if (with)
+		strcat(module, with);
 	snprintf(err_path, sizeof err_path, "/tmp/%s.stderr", name);
 	snprintf(serial_path, sizeof serial_path, "/tmp/%s.serial", name);
 	snprintf(serial_arg, sizeof serial_arg, "file:%s", serial_path);
@@ -507,7 +545,7 @@ int main(void)
 	dmesg(0, 0);
 
 	for (int i = 0; i < nruns; i++)
-		run_qemu(runs[i], run_traced[i]);
+		run_qemu(runs[i], run_with[i], run_traced[i]);
 
 	say("done t=%.3f", now());
 	power_off();

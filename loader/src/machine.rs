@@ -273,14 +273,6 @@ pub fn run(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Result<O
     for c in boot.companions {
         check_guest_name(&c.name)?;
     }
-    // Bare hardware boots the test alone: a test that runs with other domains
-    // needs Keel, so it reports SKIP there before it looks for them.
-    if !boot.companions.is_empty() && machine.backend == Backend::Nested {
-        crate::bail!(
-            "the {} backend boots one guest; several domains need Keel on bochs, kvm or tcg",
-            machine.backend
-        );
-    }
     if machine.backend == Backend::Nested {
         return run_nested(machine, boot, echo);
     }
@@ -424,6 +416,7 @@ fn run_nested(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Resul
         image: boot.guest.to_path_buf(),
         args: boot.guest_args.to_vec(),
         trace_l0: false,
+        companions: boot.companions.to_vec(),
     }];
     let plan = crate::nested::Plan {
         hypervisor: boot.hypervisor,

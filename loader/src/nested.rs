@@ -30,7 +30,7 @@ use crate::bochs;
 use crate::console;
 use crate::error::{Context, Result};
 use crate::host::Tool;
-use crate::machine::{EmulatorEnd, Outcome};
+use crate::machine::{Companion, EmulatorEnd, Outcome};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -112,6 +112,9 @@ pub struct GuestRun {
     pub args: Vec<String>,
     /// Count L0's exits between Keel's bench marks (which costs L0 time).
     pub trace_l0: bool,
+    /// The domains booted beside it (domains 2, 3, ...), as on the other
+    /// backends: more modules in QEMU's `-initrd`.
+    pub companions: Vec<Companion>,
 }
 
 /// What one nested boot runs.
@@ -479,6 +482,30 @@ pub fn qemu_args(hv_cmdline: &[String], cpu: &str, mem_mib: u32) -> Vec<String> 
     a
 }
 
+/// A module's command line: the guest's name, then its words.
+fn command_line(name: &str, args: &[String]) -> String {
+    let mut line = name.to_string();
+    for a in args {
+        line.push(' ');
+        line.push_str(a);
+    }
+    line
+}
+
+/// The size of /init's buffer for a run's `-initrd` argument (init.c's `module`).
+pub const MODULE_LIST_MAX: usize = 8192;
+
+/// The length of a run's `-initrd` argument: each module's command line, commas
+/// doubled, the modules separated by commas.
+pub fn module_list_len(g: &GuestRun) -> usize {
+    let escaped = |l: String| l.len() + l.matches(',').count();
+    escaped(command_line(&g.name, &g.args))
+        + g.companions
+            .iter()
+            .map(|c| 1 + escaped(command_line(&c.name, &c.args)))
+            .sum::<usize>()
+}
+
 /// /nk.conf for a plan.
 pub fn nk_conf(plan: &Plan<'_>, nonce: &str) -> String {
     let mut c = String::new();
@@ -489,13 +516,12 @@ pub fn nk_conf(plan: &Plan<'_>, nonce: &str) -> String {
         c += &format!("arg={a}\n");
     }
     for g in plan.guests {
-        let mut line = g.name.clone();
-        for a in &g.args {
-            line.push(' ');
-            line.push_str(a);
-        }
+        let line = command_line(&g.name, &g.args);
         let key = if g.trace_l0 { "trace_run" } else { "run" };
         c += &format!("{key}={line}\n");
+        for m in &g.companions {
+            c += &format!("with={}\n", command_line(&m.name, &m.args));
+        }
     }
     c
 }
@@ -551,6 +577,19 @@ fn nonce() -> String {
     h.hex()[..10].to_string()
 }
 
+/// The guest files of a plan, each name once (tests and their companions; a
+/// companion such as `yielder` serves many runs).
+pub fn guest_files<'a>(plan: &'a Plan<'_>) -> BTreeMap<&'a str, &'a Path> {
+    let mut files = BTreeMap::new();
+    for g in plan.guests {
+        files.insert(g.name.as_str(), g.image.as_path());
+        for c in &g.companions {
+            files.insert(c.name.as_str(), c.path.as_path());
+        }
+    }
+    files
+}
+
 /// Build (or find in the cache) the ISO for `plan`. Returns it and the nonce
 /// its /init uses.
 pub fn image(ws_root: &Path, plan: &Plan<'_>, log: &mut dyn Write) -> Result<(PathBuf, String)> {
@@ -568,8 +607,8 @@ pub fn image(ws_root: &Path, plan: &Plan<'_>, log: &mut dyn Write) -> Result<(Pa
     key.file(&k.vmlinuz)?.file(&init)?;
     let conf_sans_nonce = nk_conf(plan, "");
     key.str(&conf_sans_nonce).file(plan.hypervisor)?;
-    for g in plan.guests {
-        key.str(&g.name).file(&g.image)?;
+    for (name, image) in guest_files(plan) {
+        key.str(name).file(image)?;
     }
     let qemu = crate::host::locate("qemu-system-x86_64")
         .ok_or_else(|| anyhow::Error::msg("no qemu-system-x86_64"))?;
@@ -637,11 +676,12 @@ pub fn image(ws_root: &Path, plan: &Plan<'_>, log: &mut dyn Write) -> Result<(Pa
         crate::bail!("none of QEMU's firmware files is on this host ({QEMU_FIRMWARE:?})");
     }
     cpio.file("keel-hypervisor", 0o644, &std::fs::read(plan.hypervisor)?);
-    for g in plan.guests {
+    let files = guest_files(plan);
+    for (name, image) in &files {
         cpio.file(
-            &format!("guests/{}", g.name),
+            &format!("guests/{name}"),
             0o644,
-            &without_debug_info(&g.image, &cache)?,
+            &without_debug_info(image, &cache)?,
         );
     }
     let archive = cpio.finish();
@@ -692,7 +732,7 @@ pub fn image(ws_root: &Path, plan: &Plan<'_>, log: &mut dyn Write) -> Result<(Pa
         t_kernel.as_secs_f64(),
         raw_len as f64 / 1e6,
         packed as f64 / 1e6,
-        plan.guests.len()
+        files.len()
     );
     Ok((iso, nonce))
 }
@@ -998,6 +1038,16 @@ pub fn run(
 ) -> Result<Batch> {
     for g in plan.guests {
         crate::machine::check_guest_name(&g.name)?;
+        for c in &g.companions {
+            crate::machine::check_guest_name(&c.name)?;
+        }
+        let modules = module_list_len(g);
+        if modules >= MODULE_LIST_MAX {
+            crate::bail!(
+                "{}: its modules take {modules} bytes in QEMU's -initrd; /init holds {MODULE_LIST_MAX}",
+                g.name
+            );
+        }
     }
     let (iso, nonce) = image(ws_root, plan, log)?;
     let dir = crate::machine::RunDir::new("nested")?;
@@ -1254,12 +1304,25 @@ mod tests {
                 image: "/x/hello".into(),
                 args: vec![],
                 trace_l0: false,
+                companions: vec![],
             },
             GuestRun {
                 name: "timers".into(),
                 image: "/x/timers".into(),
                 args: vec!["seed=3".into()],
                 trace_l0: true,
+                companions: vec![
+                    Companion {
+                        path: "/x/yielder".into(),
+                        name: "yielder".into(),
+                        args: vec!["yields=5".into(), "a,b".into()],
+                    },
+                    Companion {
+                        path: "/x/yielder".into(),
+                        name: "yielder".into(),
+                        args: vec![],
+                    },
+                ],
             },
         ];
         let hv = ["console=com1".to_string()];
@@ -1273,8 +1336,18 @@ mod tests {
         };
         let c = nk_conf(&p, "abc");
         assert!(c.starts_with("nonce=abc\nkvm_intel=nested=1\n"));
-        assert!(c.ends_with("run=hello\ntrace_run=timers seed=3\n"));
+        assert!(c.ends_with(
+            "run=hello\ntrace_run=timers seed=3\nwith=yielder yields=5 a,b\nwith=yielder\n"
+        ));
         assert!(c.contains("arg=-enable-kvm\n"));
+        // Each file once, companions included.
+        let files: Vec<_> = guest_files(&p).into_keys().collect();
+        assert_eq!(files, ["hello", "timers", "yielder"]);
+        // "timers seed=3,yielder yields=5 a,,b,yielder"
+        assert_eq!(module_list_len(&guests[1]), 43);
+        assert_eq!(module_list_len(&guests[0]), 5);
+        // /init's buffer is the size the host checks against.
+        assert!(INIT_C.contains(&format!("module[{MODULE_LIST_MAX}]")));
     }
 
     const N: &str = "5eed";

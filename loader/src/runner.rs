@@ -587,6 +587,7 @@ pub fn run_suite_nested(
             image: t.path.clone(),
             args: args.clone(),
             trace_l0: false,
+            companions: t.companions.clone(),
         })
         .collect();
     if trace_l0 {
