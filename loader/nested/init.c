@@ -23,6 +23,9 @@
  *                     between Keel's bench marks (see below)
  *   with=<name> <guest command line>   a domain booted beside the last run's
  *                     guest (repeated: domains 2, 3, ...), one more module
+ *   stall_trace=<name>   trace L0's scheduler, interrupts and exits during
+ *                     that guest's runs and report its stalls (see below)
+ *   stall_ms=<ms>     what counts as a stall (default 8)
  *
  * Lines printed (besides QEMU's and Keel's own output):
  *   NK-n: phase <name> t=<s>            milestones, CLOCK_MONOTONIC seconds
@@ -39,6 +42,7 @@
  *   NK-n: stderr <name> | <QEMU's stderr line>
  *   NK-n: dmesg | <kernel log line written during the run>
  *   NK-n: l0 <name> mark=<k> exits=<n> nested=<n> ext=<n>   (trace_run, below)
+ *   NK-n: stall <name> | <what>           (stall_trace, below)
  *   NK-n: done t=<s>
  *
  * During a trace_run the kvm:kvm_exit, kvm:kvm_nested_vmexit and kvm:kvm_cpuid
@@ -49,6 +53,18 @@
  * whether L1 or L2 was running, except those for the host's own interrupts,
  * counted as ext) and kvm_nested_vmexit events (exits L0 reflected to L1) the
  * trace holds between the previous marker and this one.
+ *
+ * During a stall_trace run L0's sched_switch, sched_wakeup, irq, softirq,
+ * hrtimer-expiry, kvm_exit and kvm_nested_vmexit events are traced, and
+ * afterwards two kinds of stall are reported with the events around them:
+ *   - "off": QEMU's vCPU thread ("CPU 0/KVM") off the CPU for longer than
+ *     stall_ms; every event L0 logged meanwhile is printed (up to a cap), which
+ *     says whether L0 ran something else or sat idle;
+ *   - "gap": no event at all for longer than stall_ms while the vCPU thread is
+ *     on the CPU (Keel or its guest running without an exit, or L0 stuck with
+ *     interrupts off); the events just before and after are printed.
+ * A vCPU that Keel halts is off the CPU until its next timer, so stall_ms
+ * must exceed the longest wait the guest asks for.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -84,6 +100,11 @@ static char run_traced[MAX_RUNS];
 /* Each run's companion modules: ",<module>" each, commas already doubled. */
 static char *run_with[MAX_RUNS];
 static int nruns;
+#define MAX_STALL_TRACED 16
+static char *stall_traced[MAX_STALL_TRACED];
+static int nstall_traced;
+static double stall_ms = 8;
+static int stall_ready;
 
 static double now(void)
 {
@@ -185,6 +206,10 @@ static void read_conf(void)
 			runs[nruns++] = strdup(v);
 		} else if (!strcmp(k, "with") && nruns > 0)
 			add_module(&run_with[nruns - 1], v);
+		else if (!strcmp(k, "stall_trace") && nstall_traced < MAX_STALL_TRACED)
+			stall_traced[nstall_traced++] = strdup(v);
+		else if (!strcmp(k, "stall_ms"))
+			stall_ms = atof(v);
 	}
 	fclose(f);
 }
@@ -399,6 +424,138 @@ static double busy_s(void)
 	return (double)busy / sysconf(_SC_CLK_TCK);
 }
 
+/* ---- L0 stalls (stall_trace) ---- */
+
+static const char *stall_events[] = { "sched/sched_switch", "sched/sched_wakeup",
+	"irq/irq_handler_entry", "irq/softirq_entry", "timer/hrtimer_expire_entry",
+	"kvm/kvm_exit", "kvm/kvm_nested_vmexit" };
+
+static int stall_wanted(const char *name)
+{
+	for (int i = 0; i < nstall_traced; i++)
+		if (!strcmp(stall_traced[i], name))
+			return 1;
+	return 0;
+}
+
+static void stall_events_on(int on)
+{
+	char path[160];
+	for (unsigned i = 0; i < sizeof stall_events / sizeof stall_events[0]; i++) {
+		/* The exit counting of later trace runs keeps its kvm events. */
+		if (!on && traced_ready && !strncmp(stall_events[i], "kvm/", 4))
+			continue;
+		snprintf(path, sizeof path, TRACEFS "/events/%s/enable", stall_events[i]);
+		if (write_file(path, on ? "1" : "0"))
+			say("error %s: %s", path, strerror(errno));
+	}
+}
+
+/* A trace line's timestamp: the number before ": " after the "[cpu]" field. */
+static int trace_time(const char *line, double *t)
+{
+	const char *p = strstr(line, "] ");
+	if (!p)
+		return 0;
+	p += 2;
+	while (*p == ' ')
+		p++;
+	while (*p && *p != ' ') /* the flags field (irqs-off, need-resched, ...) */
+		p++;
+	char *end;
+	*t = strtod(p, &end);
+	return end != p && *end == ':';
+}
+
+#define STALL_CONTEXT 12
+#define STALL_OFF_LINES 60
+#define STALL_REPORTS 24
+
+static void stall_report(const char *name)
+{
+	FILE *f = fopen(TRACEFS "/trace", "r");
+	static char ring[STALL_CONTEXT][512];
+	static char off_lines[STALL_OFF_LINES][512];
+	char line[512];
+	int nring = 0, after = 0, noff = 0, reports = 0, on_cpu = 0, lost = 0;
+	long events = 0;
+	double prev = -1, off_at = -1, first = -1, worst_gap = 0, worst_off = 0;
+	if (!f) {
+		say("error %s/trace: %s", TRACEFS, strerror(errno));
+		return;
+	}
+	while (fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = 0;
+		if (line[0] == '#') {
+			long in = 0, written = 0;
+			char *p = strstr(line, "entries-in-buffer/entries-written:");
+			if (p && sscanf(p, "entries-in-buffer/entries-written: %ld/%ld", &in, &written) == 2 &&
+			    in != written)
+				lost = 1;
+			continue;
+		}
+		double t;
+		if (!trace_time(line, &t))
+			continue;
+		events++;
+		if (first < 0)
+			first = t;
+		if (after > 0) {
+			say("stall %s |   %s", name, line);
+			after--;
+		}
+		int vcpu_out = strstr(line, "sched_switch: prev_comm=CPU 0/KVM ") != NULL;
+		int vcpu_in = strstr(line, "==> next_comm=CPU 0/KVM ") != NULL;
+		if (on_cpu && prev >= 0 && (t - prev) * 1e3 > stall_ms) {
+			if (t - prev > worst_gap)
+				worst_gap = t - prev;
+			if (reports++ < STALL_REPORTS) {
+				say("stall %s | gap %.3f ms with the vCPU thread on the CPU, at %.6f (%.3f s into the run)",
+				    name, (t - prev) * 1e3, prev, prev - first);
+				for (int i = 0; i < nring; i++)
+					say("stall %s |   %s", name, ring[i]);
+				say("stall %s |   %s", name, line);
+				after = STALL_CONTEXT;
+			}
+		}
+		if (off_at >= 0 && !vcpu_in && noff < STALL_OFF_LINES)
+			snprintf(off_lines[noff++], sizeof off_lines[0], "%s", line);
+		if (vcpu_in) {
+			if (off_at >= 0 && (t - off_at) * 1e3 > stall_ms) {
+				if (t - off_at > worst_off)
+					worst_off = t - off_at;
+				if (reports++ < STALL_REPORTS) {
+					say("stall %s | off %.3f ms: the vCPU thread off the CPU from %.6f (%.3f s into the run); meanwhile:",
+					    name, (t - off_at) * 1e3, off_at, off_at - first);
+					for (int i = 0; i < noff; i++)
+						say("stall %s |   %s", name, off_lines[i]);
+					say("stall %s |   %s", name, line);
+				}
+			}
+			off_at = -1;
+			on_cpu = 1;
+		}
+		if (vcpu_out) {
+			off_at = t;
+			noff = 0;
+			on_cpu = 0;
+		}
+		/* The last STALL_CONTEXT lines, oldest first. */
+		if (nring < STALL_CONTEXT)
+			snprintf(ring[nring++], sizeof ring[0], "%s", line);
+		else {
+			memmove(ring[0], ring[1], sizeof ring[0] * (STALL_CONTEXT - 1));
+			snprintf(ring[STALL_CONTEXT - 1], sizeof ring[0], "%s", line);
+		}
+		prev = t;
+	}
+	fclose(f);
+	say("stall %s | %ld events over %.3f s; %d stall(s) over %.1f ms (%d printed); longest gap %.3f ms, longest off-CPU %.3f ms%s",
+	    name, events, prev - first, reports, stall_ms,
+	    reports < STALL_REPORTS ? reports : STALL_REPORTS, worst_gap * 1e3, worst_off * 1e3,
+	    lost ? "; the trace buffer overflowed: events were lost" : "");
+}
+
 /* ---- one QEMU run ---- */
 
 static void run_qemu(const char *spec, const char *with, int trace)
@@ -444,7 +601,16 @@ static void run_qemu(const char *spec, const char *with, int trace)
 		trace_setup();
 		traced_ready = 1;
 	}
-	if (trace) {
+	int stall = stall_wanted(name);
+	if (stall && !stall_ready) {
+		mount("tracefs", TRACEFS, "tracefs", 0, NULL);
+		if (write_file(TRACEFS "/buffer_size_kb", "32768"))
+			say("error tracefs buffer: %s", strerror(errno));
+		stall_ready = 1;
+	}
+	if (stall)
+		stall_events_on(1);
+	if (trace || stall) {
 		write_file(TRACEFS "/trace", "");
 		trace_on(1);
 	}
@@ -492,7 +658,7 @@ static void run_qemu(const char *spec, const char *with, int trace)
 	}
 	double t1 = now();
 	double b1 = busy_s();
-	if (trace)
+	if (trace || stall)
 		trace_on(0);
 	FILE *serial = fopen(serial_path, "r");
 	if (serial) {
@@ -517,8 +683,14 @@ static void run_qemu(const char *spec, const char *with, int trace)
 	print_file("stderr", name, err_path);
 	unlink(err_path);
 	dmesg(klog, 1);
+	if (stall) {
+		stall_report(name);
+		stall_events_on(0);
+	}
 	if (trace)
 		trace_report(name);
+	else if (stall)
+		write_file(TRACEFS "/trace", "");
 }
 
 int main(void)

@@ -512,6 +512,17 @@ pub fn nk_conf(plan: &Plan<'_>, nonce: &str) -> String {
     c += &format!("nonce={nonce}\n");
     c += &format!("kvm_intel={KVM_INTEL_PARAMS}\n");
     c += &format!("timeout={RUN_EMULATED_TIMEOUT_S}\n");
+    // Experiments: trace L0's scheduler around stalls of these guests' runs.
+    if let Ok(names) = std::env::var("KEEL_NESTED_STALL_TRACE") {
+        for n in names.split([',', ' ']).filter(|n| !n.is_empty()) {
+            c += &format!("stall_trace={n}\n");
+        }
+    }
+    if let Ok(ms) = std::env::var("KEEL_NESTED_STALL_MS") {
+        if let Ok(ms) = ms.trim().parse::<f64>() {
+            c += &format!("stall_ms={ms}\n");
+        }
+    }
     for a in qemu_args(plan.hv_cmdline, plan.qemu_cpu, plan.qemu_mem_mib) {
         c += &format!("arg={a}\n");
     }
@@ -955,7 +966,7 @@ pub fn split_runs(console: &str, nonce: &str) -> Transcript {
                     t.runs.push((n, r));
                 }
             }
-            "stderr" | "dmesg" | "l0" => {
+            "stderr" | "dmesg" | "l0" | "stall" => {
                 let name = rest.split_whitespace().next().unwrap_or("");
                 let Some((_, r)) = t.runs.last_mut() else {
                     continue;
@@ -970,6 +981,9 @@ pub fn split_runs(console: &str, nonce: &str) -> Transcript {
                     }
                     "dmesg" => {
                         r.diagnostics += &format!("L0 {rest}\n");
+                    }
+                    "stall" => {
+                        r.diagnostics += &format!("L0 stall {rest}\n");
                     }
                     _ => {
                         let text = rest
@@ -1367,6 +1381,7 @@ keel: power off, status 0 (guest powered off)
 NK-5eed: exit hello rc=1 t=30.3 busy=3.50 first=1.250 last=3.900
 NK-5eed: stderr hello | qemu-system-x86_64: warning: something
 NK-5eed: dmesg | kvm [207]: vcpu0, guest rIP: 0x4037a0 Unhandled WRMSR(0x1d9) = 0x2
+NK-5eed: stall hello | off 24.000 ms: the vCPU thread off the CPU
 NK-5eed: start timers t=30.4
 (d1) NK-5eed: exit timers rc=1 t=0
 NK-beef: exit timers rc=1 t=0
@@ -1399,6 +1414,9 @@ keel: Keel hyp
             .diagnostics
             .contains("qemu: qemu-system-x86_64: warning"));
         assert!(hello.diagnostics.contains("L0 | kvm [207]"));
+        assert!(hello
+            .diagnostics
+            .contains("L0 stall hello | off 24.000 ms: the vCPU thread"));
         let o = outcome(hello, EmulatorEnd::Exited(1), Duration::ZERO);
         assert_eq!(o.cross_check(), Ok(keel_abi::platform::ExitStatus::Success));
 
