@@ -506,9 +506,9 @@ static void stall_report(const char *name)
 		}
 		int vcpu_out = strstr(line, "sched_switch: prev_comm=CPU 0/KVM ") != NULL;
 		int vcpu_in = strstr(line, "==> next_comm=CPU 0/KVM ") != NULL;
+		if (on_cpu && prev >= 0 && t - prev > worst_gap)
+			worst_gap = t - prev;
 		if (on_cpu && prev >= 0 && (t - prev) * 1e3 > stall_ms) {
-			if (t - prev > worst_gap)
-				worst_gap = t - prev;
 			if (reports++ < STALL_REPORTS) {
 				say("stall %s | gap %.3f ms with the vCPU thread on the CPU, at %.6f (%.3f s into the run)",
 				    name, (t - prev) * 1e3, prev, prev - first);
@@ -521,9 +521,9 @@ static void stall_report(const char *name)
 		if (off_at >= 0 && !vcpu_in && noff < STALL_OFF_LINES)
 			snprintf(off_lines[noff++], sizeof off_lines[0], "%s", line);
 		if (vcpu_in) {
+			if (off_at >= 0 && t - off_at > worst_off)
+				worst_off = t - off_at;
 			if (off_at >= 0 && (t - off_at) * 1e3 > stall_ms) {
-				if (t - off_at > worst_off)
-					worst_off = t - off_at;
 				if (reports++ < STALL_REPORTS) {
 					say("stall %s | off %.3f ms: the vCPU thread off the CPU from %.6f (%.3f s into the run); meanwhile:",
 					    name, (t - off_at) * 1e3, off_at, off_at - first);
