@@ -64,6 +64,10 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
             "evtchn_peer role=offer_exit peer=1",
         ],
     ),
+    (
+        "bench_interdomain",
+        &["evtchn_peer role=pong peer=1 keel.service"],
+    ),
     ("bench_switch_2", &[YIELDER]),
     ("bench_switch_8", &[YIELDER; 7]),
     ("bench_switch_32", &[SMALL_YIELDER; 31]),
