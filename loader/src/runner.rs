@@ -62,6 +62,17 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
         "cross_domain_frames",
         &["sleeper sleep_ms=60000 keel.service"],
     ),
+    (
+        "evtchn_interdomain",
+        &[
+            "evtchn_peer role=echo peer=1 keel.service",
+            "evtchn_peer role=offer_exit peer=1",
+        ],
+    ),
+    (
+        "bench_interdomain",
+        &["evtchn_peer role=pong peer=1 keel.service"],
+    ),
     ("bench_switch_2", &[YIELDER]),
     ("bench_switch_8", &[YIELDER; 7]),
     ("bench_switch_32", &[SMALL_YIELDER; 31]),
