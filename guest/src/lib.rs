@@ -56,6 +56,7 @@ pub mod port;
 pub mod pvops;
 pub mod rand;
 pub mod report;
+pub mod ring;
 pub mod start;
 pub mod targets;
 pub mod tcg;
