@@ -19,10 +19,10 @@
 //!   writable type reference from `setup_table` until the domain's teardown,
 //!   so it never becomes a page table and the hypervisor's updates of an entry
 //!   never land in one.
-//! - **Atomicity.** The entry updates are a read and a write of machine
-//!   memory: while the hypervisor handles an exit no vCPU of any domain runs on
-//!   this CPU, and Keel runs one CPU (a locked `CMPXCHG` is needed once vCPUs
-//!   run on several).
+//! - **Atomicity.** The entry updates are locked instructions on machine
+//!   memory (`PhysMem::cmpxchg_u32`, `fetch_and_u32`: `LOCK CMPXCHG`, `LOCK
+//!   AND` on the direct map), so they stay right when the granter runs on
+//!   another CPU while the hypervisor updates its entry.
 
 use super::{FrameRefusal, GrantStatus, GrantWorld, Store};
 use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn, PAGE_SIZE};
@@ -240,24 +240,19 @@ impl<M: PhysMem + ?Sized, P: Peers + ?Sized> GrantWorld for DomainWorld<'_, M, P
     fn cmpxchg_u32(&mut self, frame: Mfn, offset: u64, old: u32, new: u32) -> u32 {
         // `frame` is a table frame (the policy names no other), which holds
         // a writable type reference for the table's life: never a page table.
-        if offset + 4 > PAGE_SIZE {
+        if !offset.is_multiple_of(4) || offset + 4 > PAGE_SIZE {
             return !old;
         }
-        let at = MachineAddr::new(frame.addr().get() + offset);
-        let found = self.mem.read_u32(at);
-        if found == old {
-            self.mem.write_u32(at, new);
-        }
-        found
+        self.mem
+            .cmpxchg_u32(MachineAddr::new(frame.addr().get() + offset), old, new)
     }
 
     fn clear_bits_u16(&mut self, frame: Mfn, offset: u64, bits: u16) {
-        if offset + 4 > PAGE_SIZE {
+        if !offset.is_multiple_of(4) || offset + 4 > PAGE_SIZE {
             return;
         }
         let at = MachineAddr::new(frame.addr().get() + offset);
-        let w = self.mem.read_u32(at);
-        self.mem.write_u32(at, w & !u32::from(bits));
+        self.mem.fetch_and_u32(at, !u32::from(bits));
     }
 
     fn copy_bytes(&mut self, src: Mfn, src_off: u16, dst: Mfn, dst_off: u16, len: u16) {
