@@ -27,7 +27,7 @@
 use super::{FrameRefusal, GrantStatus, GrantWorld, Store};
 use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn, PAGE_SIZE};
 use crate::domain::{Domain, DomainId, PageType, GRANT_TABLE_FRAMES};
-use crate::mem::PhysMem;
+use crate::mem::{FrameSource, PhysMem};
 use crate::paging::entry::{
     entry_addr, pte, pte_frame, Level, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_PS, PTE_RW,
 };
@@ -281,10 +281,10 @@ const COPY_PIECE: usize = 512;
 /// Release everything `dom` holds through grants, at its end and before its
 /// frame accounting is checked: every mapping it holds of another domain's
 /// grant (entry cleared, references dropped), and the references on its own
-/// table frames. Its own grants still mapped by other domains keep their frames
-/// referenced (Keel runs one domain today, and a domain cannot map its own
-/// grants, so there are none). The state is then fresh for the next domain with
-/// this id.
+/// table frames. Its own references other domains still map outlive it
+/// ([`super::ops::orphan_grants`]): those uses leave its accounting, and their
+/// frames are kept out of its teardown until the last use ends ([`reap`]).
+/// Otherwise the state is fresh for the next domain with this id.
 pub fn release_domain<M: PhysMem + ?Sized>(store: &Store, dom: &mut Domain, mem: &mut M) {
     let mut st = store.lock();
     let id = dom.id;
@@ -306,13 +306,39 @@ pub fn release_domain<M: PhysMem + ?Sized>(store: &Store, dom: &mut Domain, mem:
     while let Some(next) = super::ops::release_mappings(&mut st[..], &mut world, id, cursor, 64) {
         cursor = next;
     }
+    let outlived = super::ops::orphan_grants(&mut st[..], &mut world, id);
     for f in frames.iter().take(n) {
         dom.grant_put_writable(mem, *f);
         dom.grant_put_page(mem, *f);
     }
-    if let Some(mine) = st.get_mut(usize::from(id.0)) {
+    let Some(mine) = st.get_mut(usize::from(id.0)) else {
+        return;
+    };
+    if outlived {
+        let t = &mine.table;
+        for gref in 0..t.entries() {
+            if let Some(a) = t.active(gref).filter(|a| a.pinned()) {
+                dom.grant_keep_frame(mem, a.mfn);
+            }
+        }
+    } else {
         mine.reset();
     }
+}
+
+/// Scrub and free the frames of ended domains whose last grant use has
+/// ended ([`super::ops::reap`]). Bounded by the entries of every table; the
+/// run loop calls it after a domain's exits and at each domain's end.
+pub fn reap<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
+    store: &Store,
+    mem: &mut M,
+    frames: &mut F,
+) {
+    let mut st = store.lock();
+    super::ops::reap(&mut st[..], |mfn| {
+        mem.zero_frame(mfn);
+        frames.free_frame(mfn);
+    });
 }
 
 impl<M: PhysMem + ?Sized, P: Peers + ?Sized> super::batch::OpMemory for DomainWorld<'_, M, P> {

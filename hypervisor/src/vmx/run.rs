@@ -462,6 +462,8 @@ fn end_guest<M: PhysMem, C: Console>(
             log::info!("domain {id}: torn down, every count back to zero");
         }
     }
+    // Frames of ended granters whose last mapping this end released.
+    crate::grant::world::reap(&crate::grant::STORE, mem, frames);
     end
 }
 
