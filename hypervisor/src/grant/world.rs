@@ -32,6 +32,7 @@ use crate::paging::entry::{
     entry_addr, pte, pte_frame, Level, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_PS, PTE_RW,
 };
 use crate::paging::{guest_mem, Flush, MmError};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 pub use crate::peers::{Alone, Peers};
 
@@ -272,7 +273,12 @@ const COPY_PIECE: usize = 512;
 /// ([`super::ops::orphan_grants`]): those uses leave its accounting, and their
 /// frames are kept out of its teardown until the last use ends ([`reap`]).
 /// Otherwise the state is fresh for the next domain with this id.
-pub fn release_domain<M: PhysMem + ?Sized>(store: &Store, dom: &mut Domain, mem: &mut M) {
+pub fn release_domain<M: PhysMem + ?Sized, P: Peers + ?Sized>(
+    store: &Store,
+    dom: &mut Domain,
+    mem: &mut M,
+    peers: &P,
+) {
     let mut st = store.lock();
     let id = dom.id;
     let Some(mine) = st.get(usize::from(id.0)) else {
@@ -285,7 +291,7 @@ pub fn release_domain<M: PhysMem + ?Sized>(store: &Store, dom: &mut Domain, mem:
     }
     let mut world = DomainWorld {
         me: &mut *dom,
-        peers: &Alone,
+        peers,
         mem: &mut *mem,
         table_frames: n,
     };
@@ -313,6 +319,17 @@ pub fn release_domain<M: PhysMem + ?Sized>(store: &Store, dom: &mut Domain, mem:
     }
 }
 
+/// Set when a grant operation left a frame of an ended domain to free: the
+/// run loop calls [`reap`] only then (it would run at every switch otherwise).
+pub static REAP_HINT: AtomicBool = AtomicBool::new(false);
+
+/// Note, after a batch of grant operations, whether [`reap`] has work.
+pub fn note_reap(st: &[super::DomainGrants]) {
+    if st.iter().any(|s| s.table.reap_pending() > 0) {
+        REAP_HINT.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Scrub and free the frames of ended domains whose last grant use has
 /// ended ([`super::ops::reap`]). Bounded by the entries of every table; the
 /// run loop calls it after a domain's exits and at each domain's end.
@@ -321,11 +338,19 @@ pub fn reap<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
     mem: &mut M,
     frames: &mut F,
 ) {
+    REAP_HINT.store(false, Ordering::Relaxed);
     let mut st = store.lock();
+    let mut n = 0u32;
     super::ops::reap(&mut st[..], |mfn| {
         mem.zero_frame(mfn);
         frames.free_frame(mfn);
+        n += 1;
     });
+    if n > 0 {
+        log::info!(
+            "grant: {n} frames of ended domains scrubbed and freed (their last mapping went)"
+        );
+    }
 }
 
 impl<M: PhysMem + ?Sized, P: Peers + ?Sized> super::batch::OpMemory for DomainWorld<'_, M, P> {
