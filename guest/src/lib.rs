@@ -48,6 +48,7 @@ pub mod console;
 pub mod cpu;
 pub mod events;
 pub mod fault;
+pub mod mailbox;
 pub mod mmu;
 pub mod native;
 pub mod note;

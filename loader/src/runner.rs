@@ -57,6 +57,7 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
         "cross_domain_frames",
         &["sleeper sleep_ms=60000 keel.service"],
     ),
+    ("grant_cross", &["grant_peer peer=1"]),
     ("bench_switch_2", &[YIELDER]),
     ("bench_switch_8", &[YIELDER; 7]),
     ("bench_switch_32", &[SMALL_YIELDER; 31]),
