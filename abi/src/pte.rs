@@ -52,6 +52,9 @@ bitflags::bitflags! {
 pub struct Pte(pub u64);
 
 impl Pte {
+    /// The empty (not present) entry.
+    pub const EMPTY: Pte = Pte(0);
+
     /// The frame-number field (bits 12..51).
     pub const fn addr_mask() -> u64 {
         0x000f_ffff_ffff_f000
@@ -78,9 +81,35 @@ impl Pte {
         self.0 & PteFlags::PRESENT.bits() != 0
     }
 
+    /// Whether every bit of `flags` is set.
+    pub const fn contains(self, flags: PteFlags) -> bool {
+        self.0 & flags.bits() == flags.bits()
+    }
+
+    /// Whether any bit of `flags` is set.
+    pub const fn intersects(self, flags: PteFlags) -> bool {
+        self.0 & flags.bits() != 0
+    }
+
+    /// The entry with `flags` set as well.
+    pub const fn with(self, flags: PteFlags) -> Pte {
+        Pte(self.0 | flags.bits())
+    }
+
+    /// The entry with `flags` clear.
+    pub const fn without(self, flags: PteFlags) -> Pte {
+        Pte(self.0 & !flags.bits())
+    }
+
     /// The raw word.
     pub const fn raw(self) -> u64 {
         self.0
+    }
+}
+
+impl core::fmt::LowerHex for Pte {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::LowerHex::fmt(&self.0, f)
     }
 }
 
@@ -111,6 +140,17 @@ mod tests {
             Pte::new(Mfn::new(1 << 41), PteFlags::empty()).frame(),
             Mfn::new(0)
         );
+        assert!(e.contains(PteFlags::PRESENT | PteFlags::WRITABLE));
+        assert!(!e.contains(PteFlags::PRESENT | PteFlags::USER));
+        assert!(e.intersects(PteFlags::PRESENT | PteFlags::USER));
+        assert!(!e.intersects(PteFlags::USER | PteFlags::DIRTY));
+        assert_eq!(
+            e.without(PteFlags::WRITABLE).flags(),
+            f - PteFlags::WRITABLE
+        );
+        assert_eq!(e.without(f).with(PteFlags::USER).flags(), PteFlags::USER);
+        assert_eq!(e.without(f).frame(), e.frame());
+        assert!(!Pte::EMPTY.is_present());
         // Bits 52..62 are kept as flags, unnamed.
         let odd = Pte(1 << 52 | 1);
         assert_eq!(odd.flags().bits(), 1 << 52 | 1);

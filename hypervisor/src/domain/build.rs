@@ -39,7 +39,7 @@ use super::{BootState, Domain, DomainId, COUNTED_HYPERCALLS, GRANT_TABLE_FRAMES}
 use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn, PAGE_SIZE};
 use crate::domain::elf::GuestImage;
 use crate::mem::{FrameSource, PhysMem};
-use crate::paging::entry::{entry_addr, pte, Level, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_RW};
+use crate::paging::entry::{entry_addr, EntryMem, Level, Pte, PteFlags};
 use crate::paging::frame_table::{FrameTable, FrameTableError, MAX_DOMAIN_PAGES};
 use crate::paging::{Flush, Mm};
 use keel_abi::platform::ExitStatus;
@@ -477,7 +477,7 @@ fn build_page_tables<M: PhysMem + ?Sized>(
 ) {
     // Non-leaf entries allow everything; the leaf decides (the effective
     // permission is the AND of all levels). A is preset so the CPU need not set it.
-    let nonleaf = PTE_P | PTE_RW | PTE_A;
+    let nonleaf = PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::ACCESSED;
     for pfn in 0..layout.nr_pages {
         let va = layout.va(Pfn::new(pfn));
         // Link the upper levels the first time a table is reached, i.e. when va
@@ -491,24 +491,24 @@ fn build_page_tables<M: PhysMem + ?Sized>(
             if pfn == 0 || va.get().is_multiple_of(span) {
                 let t = mfn(mem, layout.table_for(upper, va));
                 let child = mfn(mem, layout.table_for(lower, va));
-                mem.write_u64(
+                mem.write_pte(
                     entry_addr(t, va.table_index(upper.number())),
-                    pte(child, nonleaf),
+                    Pte::new(child, nonleaf),
                 );
             }
         }
         let (writable, exec) = page_permissions(img, layout, Pfn::new(pfn));
-        let mut flags = PTE_P | PTE_A;
+        let mut flags = PteFlags::PRESENT | PteFlags::ACCESSED;
         if writable {
-            flags |= PTE_RW | PTE_D;
+            flags |= PteFlags::WRITABLE | PteFlags::DIRTY;
         }
         if nx && !exec {
-            flags |= PTE_NX;
+            flags |= PteFlags::NO_EXECUTE;
         }
         let l1 = mfn(mem, layout.table_for(Level::L1, va));
-        mem.write_u64(
+        mem.write_pte(
             entry_addr(l1, va.table_index(1)),
-            pte(mfn(mem, Pfn::new(pfn)), flags),
+            Pte::new(mfn(mem, Pfn::new(pfn)), flags),
         );
     }
 }

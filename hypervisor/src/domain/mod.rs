@@ -29,6 +29,7 @@ pub const GRANT_TABLE_FRAMES: u64 = keel_abi::grant_table::KEEL_GNTTAB_MAX_FRAME
 use crate::addr::{GuestVirt, Mfn, Pfn};
 use crate::console::LineBuf;
 use crate::mem::{Console, FrameSource, PhysMem};
+use crate::paging::entry::Pte;
 use crate::paging::frame_table::FrameTable;
 use crate::paging::job::{Finished, Job, Meter, Origin, Unbounded};
 use crate::paging::{Flush, LastTable, Mm, MmError};
@@ -228,7 +229,7 @@ impl Domain {
         &mut self,
         mem: &mut M,
         ptr: crate::addr::MachineAddr,
-        val: u64,
+        val: Pte,
     ) -> Result<(), MmError> {
         self.update_entry_in(mem, &mut LastTable::default(), ptr, val, &mut Unbounded)
             .unwrap_or(Ok(()))
@@ -302,7 +303,7 @@ impl Domain {
         mem: &mut M,
         last: &mut LastTable,
         ptr: crate::addr::MachineAddr,
-        val: u64,
+        val: Pte,
         meter: &mut impl Meter,
     ) -> Finished {
         if !ptr.get().is_multiple_of(8) {

@@ -28,9 +28,7 @@ use super::{FrameRefusal, GrantStatus, GrantWorld, Store};
 use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn, PAGE_SIZE};
 use crate::domain::{Domain, DomainId, PageType, GRANT_TABLE_FRAMES};
 use crate::mem::{FrameSource, PhysMem};
-use crate::paging::entry::{
-    entry_addr, pte, pte_frame, Level, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_PS, PTE_RW,
-};
+use crate::paging::entry::{entry_addr, EntryMem, Level, Pte, PteFlags};
 use crate::paging::{guest_mem, Flush, MmError};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -76,11 +74,11 @@ impl<M: PhysMem + ?Sized, P: Peers + ?Sized> DomainWorld<'_, M, P> {
         for level in [Level::L4, Level::L3, Level::L2] {
             let e = self
                 .mem
-                .read_u64(entry_addr(table, va.table_index(level.number())));
-            if e & PTE_P == 0 || e & PTE_PS != 0 {
+                .read_pte(entry_addr(table, va.table_index(level.number())));
+            if !e.is_present() || e.contains(PteFlags::PAGE_SIZE) {
                 return None;
             }
-            table = pte_frame(e);
+            table = e.frame();
         }
         let info = self.me.page_info(&*self.mem, table)?;
         if info.ty != PageType::Table(Level::L1) || !info.validated {
@@ -151,20 +149,20 @@ impl<M: PhysMem + ?Sized, P: Peers + ?Sized> GrantWorld for DomainWorld<'_, M, P
             return Err(GrantStatus::BadDomain);
         }
         let at = self.l1_slot(va).ok_or(GrantStatus::BadVirtAddr)?;
-        if self.mem.read_u64(at) & PTE_P != 0 {
+        if self.mem.read_pte(at).is_present() {
             return Err(GrantStatus::BadVirtAddr);
         }
         // Data of another domain: never executable where NX exists. A and D
         // preset, as the builder does, so the CPU need not set them.
-        let mut flags = PTE_P | PTE_A;
+        let mut flags = PteFlags::PRESENT | PteFlags::ACCESSED;
         if writable {
-            flags |= PTE_RW | PTE_D;
+            flags |= PteFlags::WRITABLE | PteFlags::DIRTY;
         }
         if self.me.nx_enabled() {
-            flags |= PTE_NX;
+            flags |= PteFlags::NO_EXECUTE;
         }
         // A not-present entry is never cached: no flush is owed.
-        self.mem.write_u64(at, pte(mfn, flags));
+        self.mem.write_pte(at, Pte::new(mfn, flags));
         Ok(())
     }
 
@@ -178,11 +176,11 @@ impl<M: PhysMem + ?Sized, P: Peers + ?Sized> GrantWorld for DomainWorld<'_, M, P
             return Err(GrantStatus::GeneralError);
         }
         let at = self.l1_slot(va).ok_or(GrantStatus::GeneralError)?;
-        let e = self.mem.read_u64(at);
-        if e & PTE_P == 0 || pte_frame(e) != mfn {
+        let e = self.mem.read_pte(at);
+        if !e.is_present() || e.frame() != mfn {
             return Err(GrantStatus::GeneralError);
         }
-        self.mem.write_u64(at, 0);
+        self.mem.write_pte(at, Pte::EMPTY);
         Ok(())
     }
 

@@ -7,6 +7,7 @@ use crate::addr::{GuestVirt, MachineAddr, Mfn};
 use crate::domain::{Domain, Level};
 use crate::event::EventState;
 use crate::mem::PhysMem;
+use crate::paging::entry::Pte;
 use crate::paging::guest_mem;
 use crate::paging::job::{Finished, Meter};
 use crate::paging::{Flush, LastTable};
@@ -234,7 +235,7 @@ pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> H
                 let mut meter = WorkMeter::new(&mut c.work, c.ev, c.now);
                 finished(
                     c.dom
-                        .update_entry_in(c.mem, &mut last, ma, req.val, &mut meter),
+                        .update_entry_in(c.mem, &mut last, ma, Pte(req.val), &mut meter),
                 )
             }
             _ => Err(Errno::ENOSYS),

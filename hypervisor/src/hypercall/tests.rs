@@ -565,7 +565,7 @@ fn docs_match_the_table() {
 
 mod mmu {
     use super::*;
-    use crate::paging::entry::{entry_addr, pte, PTE_P, PTE_RW};
+    use crate::paging::entry::{entry_addr, Pte, PteFlags};
     use crate::paging::walk::walk;
     use keel_abi::mmu::*;
 
@@ -619,7 +619,10 @@ mod mmu {
         let ptr = entry_addr(l1, idx).get();
         let target = mfn_of_pfn(&w, last);
         // Read-only remap, then unmap: two successes, and a flush is owed.
-        let (o, n) = updates(&mut w, &[(ptr, pte(target, PTE_P)), (ptr, 0)]);
+        let (o, n) = updates(
+            &mut w,
+            &[(ptr, Pte::new(target, PteFlags::PRESENT).raw()), (ptr, 0)],
+        );
         assert_eq!((o, n), (Outcome::Return(0), 2));
         assert_eq!(w.dom.take_flush(), Flush::All);
         // Third request maps the L4 writable: refused, 2 done, entry unchanged.
@@ -627,19 +630,28 @@ mod mmu {
         let (o, n) = updates(
             &mut w,
             &[
-                (ptr, pte(target, PTE_P)),
-                (ptr, pte(target, PTE_P | PTE_RW)),
-                (ptr, pte(l4, PTE_P | PTE_RW)),
+                (ptr, Pte::new(target, PteFlags::PRESENT).raw()),
+                (
+                    ptr,
+                    Pte::new(target, PteFlags::PRESENT | PteFlags::WRITABLE).raw(),
+                ),
+                (
+                    ptr,
+                    Pte::new(l4, PteFlags::PRESENT | PteFlags::WRITABLE).raw(),
+                ),
                 (ptr, 0),
             ],
         );
         assert_eq!((o, n), (ret(Errno::EINVAL), 2));
         assert_eq!(
             w.mem.read_u64(entry_addr(l1, idx)),
-            pte(target, PTE_P | PTE_RW)
+            Pte::new(target, PteFlags::PRESENT | PteFlags::WRITABLE).raw()
         );
         // A foreign frame, another command, a foreign domain, a huge count.
-        let (o, n) = updates(&mut w, &[(ptr, pte(Mfn::new(0x10), PTE_P))]);
+        let (o, n) = updates(
+            &mut w,
+            &[(ptr, Pte::new(Mfn::new(0x10), PteFlags::PRESENT).raw())],
+        );
         assert_eq!((o, n), (ret(Errno::EINVAL), 0));
         let (o, _) = updates(&mut w, &[(ptr | MMU_MACHPHYS_UPDATE, 0)]);
         assert_eq!(o, ret(Errno::ENOSYS));
@@ -697,7 +709,7 @@ mod mmu {
         let orig = w.mem.read_u64(entry_addr(l1, idx));
         // 40 requests, of which the first 2 are readable: one chunk, retried singly.
         let mut bytes = Vec::new();
-        for v in [orig & !PTE_RW, orig] {
+        for v in [orig & !PteFlags::WRITABLE.bits(), orig] {
             bytes.extend_from_slice(&MmuUpdate { ptr, val: v }.encode());
         }
         w.poke(end - 32, &bytes);
@@ -712,7 +724,11 @@ mod mmu {
         // A long list (more than one chunk) in mapped memory.
         let mut bytes = Vec::new();
         for k in 0..70u64 {
-            let v = if k % 2 == 0 { orig & !PTE_RW } else { orig };
+            let v = if k % 2 == 0 {
+                orig & !PteFlags::WRITABLE.bits()
+            } else {
+                orig
+            };
             bytes.extend_from_slice(&MmuUpdate { ptr, val: v }.encode());
         }
         w.poke(DATA, &bytes);
@@ -735,7 +751,7 @@ mod mmu {
         let mut want = Vec::new();
         for k in 0..n {
             let at = entry_addr(l1, 200 + k as usize);
-            let val = pte(mfn_of_pfn(w, k % w.dom.nr_pages()), PTE_P);
+            let val = Pte::new(mfn_of_pfn(w, k % w.dom.nr_pages()), PteFlags::PRESENT).raw();
             bytes.extend_from_slice(&MmuUpdate { ptr: at.get(), val }.encode());
             want.push((at, val));
         }
@@ -813,7 +829,11 @@ mod mmu {
         let (_, want) = installs(&w, 2);
         let remap = MmuUpdate {
             ptr: entry_addr(l1, idx).get(),
-            val: pte(mfn_of_pfn(&w, q.get()), PTE_P | PTE_RW),
+            val: Pte::new(
+                mfn_of_pfn(&w, q.get()),
+                PteFlags::PRESENT | PteFlags::WRITABLE,
+            )
+            .raw(),
         };
         let req = |k: usize| {
             MmuUpdate {
@@ -995,7 +1015,7 @@ mod mmu {
 pub(super) mod mmu_fuzz {
     use super::*;
     use crate::domain::{Level, PageType};
-    use crate::paging::entry::{entry_addr, pte, pte_frame, PTE_P, PTE_PS, PTE_RW};
+    use crate::paging::entry::{entry_addr, EntryMem, Pte, PteFlags};
     use keel_abi::mmu::{MmuUpdate, MmuextOp, DOMID_SELF};
 
     /// Walk every table reachable from the base and check the invariants.
@@ -1018,11 +1038,11 @@ pub(super) mod mmu_fuzz {
                 ));
             }
             for i in 0..512 {
-                let e = w.mem.read_u64(entry_addr(t, i));
-                if e & PTE_P == 0 {
+                let e = w.mem.read_pte(entry_addr(t, i));
+                if !e.contains(PteFlags::PRESENT) {
                     continue;
                 }
-                let f = pte_frame(e);
+                let f = e.frame();
                 let fi = w.dom.page_info(&w.mem, f).ok_or_else(|| {
                     std::format!(
                         "L{} {:#x}[{i}] maps foreign {:#x}",
@@ -1033,12 +1053,12 @@ pub(super) mod mmu_fuzz {
                 })?;
                 match level {
                     Level::L1 => {
-                        if e & PTE_RW != 0 && fi.ty != PageType::Writable {
+                        if e.contains(PteFlags::WRITABLE) && fi.ty != PageType::Writable {
                             return Err(std::format!("{:#x}[{i}] maps {fi:?} writable", t.get()));
                         }
                     }
                     _ => {
-                        if e & PTE_PS != 0 {
+                        if e.contains(PteFlags::PAGE_SIZE) {
                             return Err(std::format!("superpage at {:#x}[{i}]", t.get()));
                         }
                         let below = Level::from_number(level as u32 - 1).unwrap();
@@ -1066,11 +1086,14 @@ pub(super) mod mmu_fuzz {
 
     fn op() -> impl Strategy<Value = Op> {
         let flags = prop_oneof![
-            Just(PTE_P),
-            Just(PTE_P | PTE_RW),
+            Just(PteFlags::PRESENT.bits()),
+            Just((PteFlags::PRESENT | PteFlags::WRITABLE).bits()),
             Just(0u64),
-            Just(PTE_P | PTE_PS),
-            Just(PTE_P | PTE_RW | (1 << 5) | (1 << 6)),
+            Just((PteFlags::PRESENT | PteFlags::PAGE_SIZE).bits()),
+            Just(
+                (PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::ACCESSED | PteFlags::DIRTY)
+                    .bits()
+            ),
             any::<u64>().prop_map(|f| f & 0xfff0_0000_0000_0fff),
         ];
         prop_oneof![
@@ -1098,7 +1121,7 @@ pub(super) mod mmu_fuzz {
                             table
                         };
                         let ptr = entry_addr(mfn(&w, table), idx).get();
-                        let req = MmuUpdate { ptr, val: pte(mfn(&w, target), flags) };
+                        let req = MmuUpdate { ptr, val: Pte::new(mfn(&w, target), PteFlags::from_bits_retain(flags)).raw() };
                         // The guest writes its request where it can (a random update
                         // may have unmapped DATA: then the call gets -EFAULT).
                         let _ = guest_mem::copy_to_guest(&w.dom, &mut w.mem, GuestVirt::new(DATA), &req.encode());

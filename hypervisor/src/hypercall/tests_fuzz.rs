@@ -19,7 +19,7 @@ use super::tests::mmu_fuzz::audit;
 use super::tests::{World, DATA};
 use super::*;
 use crate::addr::Pfn;
-use crate::paging::entry::{entry_addr, pte, PTE_P, PTE_RW};
+use crate::paging::entry::{entry_addr, Pte, PteFlags};
 use keel_abi::mmu::{MmuUpdate, MmuextOp, DOMID_SELF};
 use proptest::prelude::*;
 use std::vec::Vec;
@@ -67,8 +67,8 @@ enum Fill {
 
 fn fill() -> impl Strategy<Value = Fill> {
     let flags = prop_oneof![
-        Just(PTE_P),
-        Just(PTE_P | PTE_RW),
+        Just(PteFlags::PRESENT.bits()),
+        Just((PteFlags::PRESENT | PteFlags::WRITABLE).bits()),
         Just(0u64),
         any::<u64>().prop_map(|f| f & 0xfff0_0000_0000_0fff),
     ];
@@ -154,7 +154,7 @@ fn write_fill(w: &mut World, f: &Fill) {
                 };
                 let req = MmuUpdate {
                     ptr: entry_addr(mfn(w, table), idx).get(),
-                    val: pte(mfn(w, target), flags),
+                    val: Pte::new(mfn(w, target), PteFlags::from_bits_retain(flags)).raw(),
                 };
                 put(w, ARENA + 16 * k as u64, &req.encode());
             }

@@ -9,7 +9,7 @@ use super::tests::imports::*;
 use super::tests::{World, DATA};
 use super::*;
 use crate::addr::Pfn;
-use crate::paging::entry::{entry_addr, pte, PTE_P, PTE_RW};
+use crate::paging::entry::{entry_addr, Pte, PteFlags};
 use crate::paging::walk::walk;
 use crate::preempt::MMU_UPDATE_PREEMPTED;
 use crate::preempt::{Budget, CHECK_EVERY, UNITS_PER_EXIT};
@@ -95,14 +95,23 @@ fn encode_reqs(w: &World, reqs: &[Req]) -> Vec<u8> {
         let (slot, val) = match *r {
             Req::Map { slot, pfn, rw } => (
                 slot,
-                pte(
+                Pte::new(
                     mfn_of_pfn(w, free(pfn)),
-                    PTE_P | if rw { PTE_RW } else { 0 },
-                ),
+                    PteFlags::PRESENT
+                        | if rw {
+                            PteFlags::WRITABLE
+                        } else {
+                            PteFlags::empty()
+                        },
+                )
+                .raw(),
             ),
             Req::Unmap { slot } => (slot, 0),
-            Req::Foreign { slot } => (slot, pte(Mfn::new(0x10), PTE_P)),
-            Req::TableWritable { slot } => (slot, pte(mfn_of_pfn(w, pt), PTE_P | PTE_RW)),
+            Req::Foreign { slot } => (slot, Pte::new(Mfn::new(0x10), PteFlags::PRESENT).raw()),
+            Req::TableWritable { slot } => (
+                slot,
+                Pte::new(mfn_of_pfn(w, pt), PteFlags::PRESENT | PteFlags::WRITABLE).raw(),
+            ),
         };
         let ptr = entry_addr(l1, 200 + slot).get();
         bytes.extend_from_slice(&MmuUpdate { ptr, val }.encode());

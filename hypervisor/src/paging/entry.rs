@@ -8,37 +8,9 @@
 //! ([`keel_abi::pte`], documented in docs/abi/mmu.md): the guest library uses
 //! the same definition.
 
-use crate::addr::{MachineAddr, Mfn};
+use crate::addr::{MachineAddr, Mfn, PAGE_SHIFT};
+use crate::mem::PhysMem;
 pub use keel_abi::pte::{Pte, PteFlags};
-
-// The bits as raw words, for the rule tables and the tests that build
-// entries bit by bit. One definition: the ABI's [`PteFlags`].
-
-/// Present.
-pub const PTE_P: u64 = PteFlags::PRESENT.bits();
-/// Writable (with CR0.WP=1 this binds supervisor writes too).
-pub const PTE_RW: u64 = PteFlags::WRITABLE.bits();
-/// User-accessible (the builder leaves it clear: the guest kernel sets it for
-/// its own user mode).
-pub const PTE_US: u64 = PteFlags::USER.bits();
-/// Write-through.
-pub const PTE_PWT: u64 = PteFlags::WRITE_THROUGH.bits();
-/// Cache disable.
-pub const PTE_PCD: u64 = PteFlags::CACHE_DISABLE.bits();
-/// Global (L1 only).
-pub const PTE_G: u64 = PteFlags::GLOBAL.bits();
-/// The three bits the CPU ignores and the OS may use (9..11).
-pub const PTE_AVAIL: u64 = PteFlags::AVAILABLE.bits();
-/// Accessed.
-pub const PTE_A: u64 = PteFlags::ACCESSED.bits();
-/// Dirty (leaf only).
-pub const PTE_D: u64 = PteFlags::DIRTY.bits();
-/// Page size in L2/L3 entries (superpage); reserved in L4 entries; PAT in L1 entries.
-pub const PTE_PS: u64 = PteFlags::PAGE_SIZE.bits();
-/// Execute-disable; a reserved bit unless EFER.NXE is set.
-pub const PTE_NX: u64 = PteFlags::NO_EXECUTE.bits();
-/// The machine-address field (bits 12..51).
-pub const PTE_ADDR_MASK: u64 = Pte::addr_mask();
 
 /// Entries per table.
 pub const ENTRIES: usize = 512;
@@ -88,20 +60,10 @@ impl Level {
     }
 }
 
-/// The frame an entry points at.
-pub const fn pte_frame(pte: u64) -> Mfn {
-    Pte(pte).frame()
-}
-
 /// The L4 frame named by a raw CR3 value (bits 12..51; PWT, PCD and a PCID in
 /// bits 0..11 are not part of the address).
 pub const fn cr3_frame(cr3: u64) -> Mfn {
-    pte_frame(cr3)
-}
-
-/// Build an entry pointing at `mfn` with `flags`.
-pub const fn pte(mfn: Mfn, flags: u64) -> u64 {
-    ((mfn.get() << 12) & PTE_ADDR_MASK) | flags
+    Mfn::new((cr3 & Pte::addr_mask()) >> PAGE_SHIFT)
 }
 
 /// The machine address of entry `index` of the table in frame `table`.
@@ -109,16 +71,29 @@ pub const fn entry_addr(table: Mfn, index: usize) -> MachineAddr {
     MachineAddr::new(table.addr().get() + (index as u64) * 8)
 }
 
+/// Page-table entries read and written as [`Pte`]s: every physical memory
+/// has them.
+pub trait EntryMem: PhysMem {
+    /// The entry at `at` (8-byte aligned).
+    #[inline(always)]
+    fn read_pte(&self, at: MachineAddr) -> Pte {
+        Pte(self.read_u64(at))
+    }
+    /// Write the entry at `at` (8-byte aligned).
+    #[inline(always)]
+    fn write_pte(&mut self, at: MachineAddr, e: Pte) {
+        self.write_u64(at, e.raw());
+    }
+}
+
+impl<M: PhysMem + ?Sized> EntryMem for M {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Tables at frames 1 (L4), 2 (L3), 3 (L2), 4 (L1) mapping va 0x40_0000 -> frame 9.
     #[test]
-    fn pte_round_trip_and_levels() {
-        let e = pte(Mfn::new(0xf_ffff_ffff), PTE_P | PTE_NX);
-        assert_eq!(pte_frame(e), Mfn::new(0xf_ffff_ffff));
-        assert_eq!(pte_frame(pte(Mfn::new(1 << 41), 0)), Mfn::new(0)); // bits above 51 are dropped
+    fn levels_and_cr3() {
         for l in Level::WALK_ORDER {
             assert_eq!(Level::from_number(l.number()), Some(l));
         }

@@ -1,7 +1,7 @@
 //! Why an MMU operation was refused.
 
 use crate::addr::Mfn;
-use crate::paging::entry::Level;
+use crate::paging::entry::{Level, Pte};
 use crate::paging::frame_table::PageType;
 
 /// Why an MMU operation was refused.
@@ -26,7 +26,7 @@ pub enum MmError {
         /// The level of the table the entry is in.
         level: Level,
         /// The entry.
-        entry: u64,
+        entry: Pte,
     },
     /// PS in an L2 or L3 entry.
     Superpage {
@@ -62,8 +62,9 @@ impl core::fmt::Display for MmError {
             MmError::Reserved { level, entry } => {
                 write!(
                     f,
-                    "L{} entry {entry:#x} has a refused bit set",
-                    level.number()
+                    "L{} entry {:#x} has a refused bit set",
+                    level.number(),
+                    entry.raw()
                 )
             }
             MmError::Superpage { level } => {

@@ -1,7 +1,7 @@
 //! The TLB flush an MMU operation leaves owed to the guest.
 
 use crate::addr::GuestVirt;
-use crate::paging::entry::{PTE_A, PTE_D, PTE_P};
+use crate::paging::entry::{Pte, PteFlags};
 
 /// What must happen to the guest's TLB before it runs again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -32,8 +32,9 @@ impl Flush {
 /// removed, or a frame or memory type changed). Flushing on every such change
 /// (not only on removals) also spares the guest spurious faults on stale
 /// read-only translations.
-pub const fn flush_for(old: u64, new: u64) -> Flush {
-    if old & PTE_P != 0 && (old & !(PTE_A | PTE_D)) != (new & !(PTE_A | PTE_D)) {
+pub const fn flush_for(old: Pte, new: Pte) -> Flush {
+    let ad = PteFlags::ACCESSED.union(PteFlags::DIRTY);
+    if old.is_present() && old.without(ad).raw() != new.without(ad).raw() {
         Flush::All
     } else {
         Flush::None

@@ -51,7 +51,7 @@
 
 use crate::addr::{MachineAddr, Mfn, Pfn};
 use crate::mem::PhysMem;
-use crate::paging::entry::{pte_frame, Level, ENTRIES, PTE_P, PTE_RW};
+use crate::paging::entry::{Level, Pte, PteFlags, ENTRIES};
 use crate::paging::frame_table::PageType;
 use crate::paging::{Mm, MmError};
 
@@ -110,7 +110,7 @@ pub enum Origin {
     /// `MMUEXT_NEW_BASEPTR` to this frame.
     NewBase(Mfn),
     /// One validated update: this entry, this value.
-    Update(MachineAddr, u64),
+    Update(MachineAddr, Pte),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -321,7 +321,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             let mut i = usize::from(top.next);
             while i < end {
                 let e = self.entry(top.mfn, i);
-                if e & PTE_P != 0 {
+                if e.is_present() {
                     if let Err(err) = self.take_entry_ref(e, Level::L1) {
                         job.top().next = i as u16;
                         job.kind = Kind::Devalidate;
@@ -351,10 +351,10 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         let start = usize::from(top.next);
         let end = (start + quota as usize).min(ENTRIES);
         let mut i = start;
-        let mut e = 0;
+        let mut e = Pte::EMPTY;
         while i < end {
             e = self.entry(top.mfn, i);
-            if e & PTE_P != 0 {
+            if e.is_present() {
                 break;
             }
             i += 1;
@@ -397,7 +397,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             while i > end {
                 i -= 1;
                 let e = self.entry(top.mfn, i);
-                if e & PTE_P != 0 {
+                if e.is_present() {
                     self.put_l1_entry_ref(e);
                 }
             }
@@ -419,25 +419,25 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         let start = usize::from(top.next);
         let end = start.saturating_sub(quota as usize);
         let mut i = start;
-        let mut e = 0;
+        let mut e = Pte::EMPTY;
         while i > end {
             i -= 1;
             e = self.entry(top.mfn, i);
-            if e & PTE_P != 0 {
+            if e.is_present() {
                 break;
             }
         }
         job.top().next = i as u16;
         let handled = (start - i) as u32;
-        if e & PTE_P == 0 {
+        if !e.is_present() {
             return handled;
         }
-        let mfn = pte_frame(e);
+        let mfn = e.frame();
         let Ok(pfn) = self.pfn(mfn) else {
             return handled;
         };
         match top.level {
-            Level::L1 if e & PTE_RW == 0 => self.put_page_at(pfn),
+            Level::L1 if !e.contains(PteFlags::WRITABLE) => self.put_page_at(pfn),
             Level::L1 => {
                 self.put_type_shallow(pfn);
                 self.put_page_at(pfn);
@@ -473,14 +473,14 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     #[inline(always)]
     pub(super) fn take_entry_ref(
         &mut self,
-        e: u64,
+        e: Pte,
         level: Level,
     ) -> Result<Option<(Mfn, Pfn)>, MmError> {
         let mfn = crate::paging::check_entry(e, level, self.nx)?;
         let pfn = self.pfn(mfn)?;
         self.get_page_at(pfn, mfn)?;
         let want = match level {
-            Level::L1 if e & PTE_RW == 0 => return Ok(None),
+            Level::L1 if !e.contains(PteFlags::WRITABLE) => return Ok(None),
             Level::L1 => PageType::Writable,
             Level::L2 => PageType::Table(Level::L1),
             Level::L3 => PageType::Table(Level::L2),

@@ -4,7 +4,7 @@
 
 use crate::addr::{GuestVirt, MachineAddr, Mfn};
 use crate::mem::PhysMem;
-use crate::paging::entry::{entry_addr, pte_frame};
+use crate::paging::entry::{entry_addr, EntryMem, Pte};
 
 /// One guest page's translation for reading, kept across calls (and exits)
 /// and checked before each use by re-reading the four entries its walk read.
@@ -27,7 +27,7 @@ struct CachedPage {
     va_page: u64,
     cr3: Mfn,
     /// The entry values the walk read, L4 first.
-    entries: [u64; 4],
+    entries: [Pte; 4],
     ma_page: u64,
 }
 
@@ -68,9 +68,9 @@ impl ReadCache {
         ma: MachineAddr,
     ) {
         let off = va.page_offset();
-        let mut entries = [0u64; 4];
+        let mut entries = [Pte::EMPTY; 4];
         for ((e, &table), level) in entries.iter_mut().zip(tables).zip([4, 3, 2, 1]) {
-            *e = mem.read_u64(entry_addr(table, va.table_index(level)));
+            *e = mem.read_pte(entry_addr(table, va.table_index(level)));
         }
         self.page = Some(CachedPage {
             va_page: va.get() - off,
@@ -86,10 +86,10 @@ impl ReadCache {
 fn still_holds<M: PhysMem + ?Sized>(mem: &M, c: &CachedPage, va: GuestVirt) -> bool {
     let mut table = c.cr3;
     for (&want, level) in c.entries.iter().zip([4, 3, 2, 1]) {
-        if mem.read_u64(entry_addr(table, va.table_index(level))) != want {
+        if mem.read_pte(entry_addr(table, va.table_index(level))) != want {
             return false;
         }
-        table = pte_frame(want);
+        table = want.frame();
     }
     true
 }

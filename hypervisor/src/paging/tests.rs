@@ -7,8 +7,7 @@ extern crate std;
 use super::*;
 use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn};
 use crate::mem::fake::{FakeFrames, FakeMem};
-use crate::mem::{FrameSource, PhysMem};
-use crate::paging::entry::pte;
+use crate::mem::FrameSource;
 use crate::paging::entry::*;
 use crate::paging::frame_table::{FrameTable, PageInfo, PageType};
 use proptest::prelude::*;
@@ -57,17 +56,17 @@ impl World {
     }
     /// A raw write, as the guest could make through a writable mapping (or the
     /// test sets up before anything is validated).
-    pub(super) fn poke(&mut self, pfn: u64, i: usize, v: u64) {
+    pub(super) fn poke(&mut self, pfn: u64, i: usize, v: Pte) {
         let m = self.mfn(pfn);
-        self.mem.write_u64(entry_addr(m, i), v);
+        self.mem.write_pte(entry_addr(m, i), v);
     }
-    pub(super) fn peek(&self, pfn: u64, i: usize) -> u64 {
-        self.mem.read_u64(entry_addr(self.mfn(pfn), i))
+    pub(super) fn peek(&self, pfn: u64, i: usize) -> Pte {
+        self.mem.read_pte(entry_addr(self.mfn(pfn), i))
     }
-    pub(super) fn e(&self, pfn: u64, flags: u64) -> u64 {
-        pte(self.mfn(pfn), flags)
+    pub(super) fn e(&self, pfn: u64, flags: PteFlags) -> Pte {
+        Pte::new(self.mfn(pfn), flags)
     }
-    pub(super) fn update(&mut self, pfn: u64, i: usize, v: u64) -> Result<Flush, MmError> {
+    pub(super) fn update(&mut self, pfn: u64, i: usize, v: Pte) -> Result<Flush, MmError> {
         let m = self.mfn(pfn);
         self.mm().mod_entry(m, i, v)
     }
@@ -89,12 +88,12 @@ impl World {
     /// A four-level chain: L4 at 0 -> L3 at 1 -> L2 at 2 -> L1 at 3, the L1
     /// mapping frame 10 writable and frame 11 read-only.
     pub(super) fn chain(&mut self) {
-        let rw = PTE_P | PTE_RW;
+        let rw = PteFlags::PRESENT | PteFlags::WRITABLE;
         let (l3, l2, l1) = (self.e(1, rw), self.e(2, rw), self.e(3, rw));
         self.poke(0, 0, l3);
         self.poke(1, 0, l2);
         self.poke(2, 0, l1);
-        let (a, b) = (self.e(10, rw), self.e(11, PTE_P));
+        let (a, b) = (self.e(10, rw), self.e(11, PteFlags::PRESENT));
         self.poke(3, 0, a);
         self.poke(3, 1, b);
     }
@@ -147,18 +146,18 @@ pub(super) fn audit(w: &World) -> Result<(), String> {
         }
         for idx in 0..ENTRIES {
             let e = w.peek(p, idx);
-            if e & PTE_P == 0 {
+            if !e.contains(PteFlags::PRESENT) {
                 continue;
             }
             check_entry(e, level, w.nx)
                 .map_err(|err| format!("validated L{} pfn {p}[{idx}]: {err}", level.number()))?;
-            let t = pfn_of(pte_frame(e))
-                .ok_or_else(|| format!("pfn {p}[{idx}] maps foreign {:#x}", e))?;
+            let t =
+                pfn_of(e.frame()).ok_or_else(|| format!("pfn {p}[{idx}] maps foreign {:#x}", e))?;
             let ti = w.info(t);
             let slot = want.entry(t).or_default();
             slot.1 += 1;
             let need = match level {
-                Level::L1 if e & PTE_RW != 0 => Some(PageType::Writable),
+                Level::L1 if e.contains(PteFlags::WRITABLE) => Some(PageType::Writable),
                 Level::L1 => None,
                 Level::L2 => Some(PageType::Table(Level::L1)),
                 Level::L3 => Some(PageType::Table(Level::L2)),
@@ -173,7 +172,7 @@ pub(super) fn audit(w: &World) -> Result<(), String> {
                 }
             }
             // The bar: no writable mapping of a page-table frame.
-            if level == Level::L1 && e & PTE_RW != 0 && ti.ty.level().is_some() {
+            if level == Level::L1 && e.contains(PteFlags::WRITABLE) && ti.ty.level().is_some() {
                 return Err(format!("pfn {p}[{idx}] maps table pfn {t} writable"));
             }
         }
@@ -228,7 +227,7 @@ fn unpin_devalidates_and_counts_return_to_zero() {
         );
     }
     // A devalidated table is ordinary memory again.
-    let v = w.e(5, PTE_P);
+    let v = w.e(5, PteFlags::PRESENT);
     w.update(3, 7, v).unwrap();
     assert_eq!(w.peek(3, 7), v);
     w.teardown();
@@ -238,13 +237,13 @@ fn unpin_devalidates_and_counts_return_to_zero() {
 fn an_entry_may_reference_only_the_domains_frames() {
     let mut w = World::new(16);
     w.chain();
-    w.poke(3, 2, pte(Mfn::new(0x5), PTE_P)); // below the fake frames: not owned
+    w.poke(3, 2, Pte::new(Mfn::new(0x5), PteFlags::PRESENT)); // below the fake frames: not owned
     assert_eq!(w.pin(0, Level::L4), Err(MmError::NotOwned(Mfn::new(0x5))));
     audit(&w).unwrap();
     for p in 0..16 {
         assert_eq!(w.info(p).type_count, 0, "failed pin left a count on {p}");
     }
-    w.poke(3, 2, 0);
+    w.poke(3, 2, Pte::EMPTY);
     w.pin(0, Level::L4).unwrap();
     for foreign in [
         Mfn::new(0x5),
@@ -252,14 +251,14 @@ fn an_entry_may_reference_only_the_domains_frames() {
         Mfn::new(0x100 + 100),
     ] {
         assert_eq!(
-            w.update(3, 5, pte(foreign, PTE_P)),
+            w.update(3, 5, Pte::new(foreign, PteFlags::PRESENT)),
             Err(MmError::NotOwned(foreign))
         );
-        assert_eq!(w.peek(3, 5), 0, "a refused update wrote");
+        assert_eq!(w.peek(3, 5), Pte::EMPTY, "a refused update wrote");
     }
     // The table frame itself must be the domain's.
     assert_eq!(
-        w.mm().mod_entry(Mfn::new(0x5), 0, 0),
+        w.mm().mod_entry(Mfn::new(0x5), 0, Pte::EMPTY),
         Err(MmError::NotOwned(Mfn::new(0x5)))
     );
     audit(&w).unwrap();
@@ -272,14 +271,14 @@ fn no_writable_mapping_of_a_page_table() {
     w.chain();
     w.pin(0, Level::L4).unwrap();
     for table in 0..4 {
-        let v = w.e(table, PTE_P | PTE_RW);
+        let v = w.e(table, PteFlags::PRESENT | PteFlags::WRITABLE);
         let r = w.update(3, 9, v);
         assert!(
             matches!(r, Err(MmError::TypeConflict { .. })),
             "RW map of table {table}: {r:?}"
         );
         // Read-only is fine.
-        let v = w.e(table, PTE_P);
+        let v = w.e(table, PteFlags::PRESENT);
         w.update(3, 9, v).unwrap();
     }
     // And a frame mapped writable cannot become a table.
@@ -287,7 +286,7 @@ fn no_writable_mapping_of_a_page_table() {
         w.pin(10, Level::L1),
         Err(MmError::TypeConflict { .. })
     ));
-    let v = w.e(10, PTE_P | PTE_RW);
+    let v = w.e(10, PteFlags::PRESENT | PteFlags::WRITABLE);
     assert!(matches!(
         w.update(2, 1, v),
         Err(MmError::TypeConflict { .. })
@@ -301,25 +300,25 @@ fn xsa182_flag_only_update_is_fully_validated() {
     let mut w = World::new(16);
     w.chain();
     // Map L1 (pfn 3) read-only in itself, then try to flip just RW on.
-    let ro = w.e(3, PTE_P | PTE_A);
+    let ro = w.e(3, PteFlags::PRESENT | PteFlags::ACCESSED);
     w.poke(3, 4, ro);
     w.pin(0, Level::L4).unwrap();
     assert!(matches!(
-        w.update(3, 4, ro | PTE_RW),
+        w.update(3, 4, ro.with(PteFlags::WRITABLE)),
         Err(MmError::TypeConflict { .. })
     ));
     assert_eq!(w.peek(3, 4), ro);
     // The same for an L4 entry: RW on an existing L3 link is fine (a non-leaf
     // RW does not make the table writable), but PS or a reserved bit is not.
     let l3 = w.peek(0, 0);
-    w.update(0, 0, l3 & !PTE_RW).unwrap();
+    w.update(0, 0, l3.without(PteFlags::WRITABLE)).unwrap();
     w.update(0, 0, l3).unwrap();
     assert!(matches!(
-        w.update(0, 0, l3 | PTE_PS),
+        w.update(0, 0, l3.with(PteFlags::PAGE_SIZE)),
         Err(MmError::Reserved { .. })
     ));
     assert!(matches!(
-        w.update(1, 0, w.peek(1, 0) | PTE_PS),
+        w.update(1, 0, w.peek(1, 0).with(PteFlags::PAGE_SIZE)),
         Err(MmError::Superpage { .. })
     ));
     audit(&w).unwrap();
@@ -329,25 +328,55 @@ fn xsa182_flag_only_update_is_fully_validated() {
 #[test]
 fn superpages_and_reserved_bits_are_refused() {
     for (level, e, ok) in [
-        (Level::L2, PTE_P | PTE_PS, false),
-        (Level::L3, PTE_P | PTE_PS, false),
-        (Level::L4, PTE_P | PTE_PS, false),
-        (Level::L1, PTE_P | PTE_PS, false), // PAT: refused
-        (Level::L1, PTE_P | PTE_G | PTE_D | PTE_A | PTE_AVAIL, true),
-        (Level::L2, PTE_P | PTE_G, false),
-        (Level::L2, PTE_P | PTE_D, false),
-        (Level::L1, PTE_P | (1 << 52), false),
-        (Level::L1, PTE_P | (1 << 62), false),
-        (Level::L3, PTE_P | PTE_NX | PTE_US | PTE_PWT | PTE_PCD, true),
+        (Level::L2, PteFlags::PRESENT | PteFlags::PAGE_SIZE, false),
+        (Level::L3, PteFlags::PRESENT | PteFlags::PAGE_SIZE, false),
+        (Level::L4, PteFlags::PRESENT | PteFlags::PAGE_SIZE, false),
+        (Level::L1, PteFlags::PRESENT | PteFlags::PAGE_SIZE, false), // PAT: refused
+        (
+            Level::L1,
+            PteFlags::PRESENT
+                | PteFlags::GLOBAL
+                | PteFlags::DIRTY
+                | PteFlags::ACCESSED
+                | PteFlags::AVAILABLE,
+            true,
+        ),
+        (Level::L2, PteFlags::PRESENT | PteFlags::GLOBAL, false),
+        (Level::L2, PteFlags::PRESENT | PteFlags::DIRTY, false),
+        (
+            Level::L1,
+            PteFlags::PRESENT | PteFlags::from_bits_retain(1 << 52),
+            false,
+        ),
+        (
+            Level::L1,
+            PteFlags::PRESENT | PteFlags::from_bits_retain(1 << 62),
+            false,
+        ),
+        (
+            Level::L3,
+            PteFlags::PRESENT
+                | PteFlags::NO_EXECUTE
+                | PteFlags::USER
+                | PteFlags::WRITE_THROUGH
+                | PteFlags::CACHE_DISABLE,
+            true,
+        ),
     ] {
+        let e = Pte::new(Mfn::new(0x1234), e);
         assert_eq!(check_entry(e, level, true).is_ok(), ok, "{level:?} {e:#x}");
     }
     // NX is reserved without EFER.NXE.
-    assert!(check_entry(PTE_P | PTE_NX, Level::L1, false).is_err());
+    assert!(check_entry(
+        Pte::new(Mfn::new(0x1234), PteFlags::PRESENT | PteFlags::NO_EXECUTE),
+        Level::L1,
+        false
+    )
+    .is_err());
     let mut w = World::new(16);
     w.nx = false;
     w.chain();
-    w.poke(3, 3, w.e(12, PTE_P | PTE_NX));
+    w.poke(3, 3, w.e(12, PteFlags::PRESENT | PteFlags::NO_EXECUTE));
     assert!(matches!(w.pin(0, Level::L4), Err(MmError::Reserved { .. })));
     audit(&w).unwrap();
     w.teardown();
@@ -360,7 +389,7 @@ fn linear_page_tables_are_refused_at_every_level() {
         let mut w = World::new(16);
         w.chain();
         let pfn = 4 - u64::from(level.number()); // L4 is pfn 0, L3 1, L2 2
-        let selfref = w.e(pfn, PTE_P);
+        let selfref = w.e(pfn, PteFlags::PRESENT);
         w.poke(pfn, 100, selfref);
         let r = w.pin(0, Level::L4);
         assert!(
@@ -369,11 +398,11 @@ fn linear_page_tables_are_refused_at_every_level() {
         );
         audit(&w).unwrap();
         // Installed later through an update: refused as well.
-        w.poke(pfn, 100, 0);
+        w.poke(pfn, 100, Pte::EMPTY);
         w.pin(0, Level::L4).unwrap();
         assert!(w.update(pfn, 100, selfref).is_err());
         // And the L4 in an L4 of another address space.
-        w.poke(5, 0, w.e(0, PTE_P));
+        w.poke(5, 0, w.e(0, PteFlags::PRESENT));
         assert!(w.pin(5, Level::L4).is_err());
         audit(&w).unwrap();
         w.teardown();
@@ -387,12 +416,21 @@ fn flushes_whenever_a_present_entry_changes() {
     w.pin(0, Level::L4).unwrap();
     let rw = w.peek(3, 0);
     // Adding A/D only: no flush. Removing RW, the mapping, or changing the frame: flush.
-    assert_eq!(w.update(3, 0, rw | PTE_A | PTE_D), Ok(Flush::None));
-    assert_eq!(w.update(3, 0, rw & !PTE_RW), Ok(Flush::All));
-    assert_eq!(w.update(3, 0, w.e(12, PTE_P)), Ok(Flush::All));
-    assert_eq!(w.update(3, 0, 0), Ok(Flush::All));
+    assert_eq!(
+        w.update(3, 0, rw.with(PteFlags::ACCESSED | PteFlags::DIRTY)),
+        Ok(Flush::None)
+    );
+    assert_eq!(
+        w.update(3, 0, rw.without(PteFlags::WRITABLE)),
+        Ok(Flush::All)
+    );
+    assert_eq!(w.update(3, 0, w.e(12, PteFlags::PRESENT)), Ok(Flush::All));
+    assert_eq!(w.update(3, 0, Pte::EMPTY), Ok(Flush::All));
     assert_eq!(w.update(3, 0, rw), Ok(Flush::None)); // was not present
-    assert_eq!(w.update(3, 0, rw | PTE_NX), Ok(Flush::All));
+    assert_eq!(
+        w.update(3, 0, rw.with(PteFlags::NO_EXECUTE)),
+        Ok(Flush::All)
+    );
     assert_eq!(
         Flush::Page(GuestVirt::new(1)).merge(Flush::Page(GuestVirt::new(2))),
         Flush::All
@@ -415,7 +453,7 @@ fn base_must_be_a_pinned_validated_l4() {
     w.pin(0, Level::L4).unwrap();
     w.set_base(0).unwrap();
     // A second address space sharing the L3.
-    w.poke(5, 0, w.e(1, PTE_P | PTE_RW));
+    w.poke(5, 0, w.e(1, PteFlags::PRESENT | PteFlags::WRITABLE));
     w.pin(5, Level::L4).unwrap();
     w.set_base(5).unwrap();
     assert_eq!(w.info(1).type_count, 2);
@@ -431,7 +469,7 @@ fn failed_validation_leaves_nothing_behind() {
     let mut w = World::new(16);
     w.chain();
     // The L1 at 3 becomes bad after frames 10 and 11 took their references.
-    w.poke(3, 400, w.e(0, PTE_P | PTE_RW));
+    w.poke(3, 400, w.e(0, PteFlags::PRESENT | PteFlags::WRITABLE));
     assert!(w.pin(0, Level::L4).is_err());
     for p in 0..16 {
         let i = w.info(p);
@@ -448,13 +486,13 @@ fn failed_validation_leaves_nothing_behind() {
 fn ordinary_frames_take_plain_writes_tables_in_use_do_not_bypass() {
     let mut w = World::new(16);
     // Frame 7 is ordinary memory: mod_entry writes anything (as Xen does).
-    w.update(7, 3, 0xdead_beef).unwrap();
-    assert_eq!(w.peek(7, 3), 0xdead_beef);
+    w.update(7, 3, Pte(0xdead_beef)).unwrap();
+    assert_eq!(w.peek(7, 3), Pte(0xdead_beef));
     w.chain();
     w.pin(0, Level::L4).unwrap();
     // Frame 10 is mapped writable: a plain write is fine too.
-    w.update(10, 0, 0x1234).unwrap();
-    assert_eq!(w.update(3, ENTRIES, 0), Err(MmError::Misaligned));
+    w.update(10, 0, Pte(0x1234)).unwrap();
+    assert_eq!(w.update(3, ENTRIES, Pte::EMPTY), Err(MmError::Misaligned));
     audit(&w).unwrap();
     w.teardown();
 }
@@ -507,12 +545,12 @@ fn a_built_domain_starts_consistent_and_tears_down_completely() {
     let w = crate::paging::walk::walk(&mem, l4, va, true, |_, _| true).unwrap();
     let l1 = w.tables[3];
     let at = MachineAddr::new(entry_addr(l1, va.table_index(1)).get());
-    dom.update_entry(&mut mem, at, 0).unwrap();
+    dom.update_entry(&mut mem, at, Pte::EMPTY).unwrap();
     assert_eq!(dom.take_flush(), Flush::All);
     assert_eq!(dom.take_flush(), Flush::None);
     for i in 0..ENTRIES {
-        let e = mem.read_u64(entry_addr(l4, i));
-        mem.write_u64(entry_addr(spare, i), e);
+        let e = mem.read_pte(entry_addr(l4, i));
+        mem.write_pte(entry_addr(spare, i), e);
     }
     dom.pin(&mut mem, spare, Level::L4).unwrap();
     dom.new_baseptr(&mut mem, spare).unwrap();
@@ -533,12 +571,12 @@ enum Op {
     Raw {
         pfn: u64,
         idx: usize,
-        val: u64,
+        val: Pte,
     },
     Update {
         pfn: u64,
         idx: usize,
-        val: u64,
+        val: Pte,
     },
     Pin {
         pfn: u64,
@@ -559,26 +597,26 @@ fn entry_strategy() -> impl Strategy<Value = (u64, u64, u64)> {
     (0..POOL + 2, any::<u16>().prop_map(u64::from), 0..8u64)
 }
 
-fn make_entry(w: &World, (t, bits, _): (u64, u64, u64)) -> u64 {
+fn make_entry(w: &World, (t, bits, _): (u64, u64, u64)) -> Pte {
     let m = if t >= POOL {
         Mfn::new(0x42 + t)
     } else {
         w.mfn(t)
     };
-    let mut flags = 0;
+    let mut flags = PteFlags::empty();
     for (i, f) in [
-        PTE_P,
-        PTE_P,
-        PTE_P,
-        PTE_RW,
-        PTE_RW,
-        PTE_A,
-        PTE_PS,
-        PTE_NX,
-        PTE_G,
-        1 << 52,
-        PTE_US,
-        PTE_D,
+        PteFlags::PRESENT,
+        PteFlags::PRESENT,
+        PteFlags::PRESENT,
+        PteFlags::WRITABLE,
+        PteFlags::WRITABLE,
+        PteFlags::ACCESSED,
+        PteFlags::PAGE_SIZE,
+        PteFlags::NO_EXECUTE,
+        PteFlags::GLOBAL,
+        PteFlags::from_bits_retain(1 << 52),
+        PteFlags::USER,
+        PteFlags::DIRTY,
     ]
     .into_iter()
     .enumerate()
@@ -589,7 +627,7 @@ fn make_entry(w: &World, (t, bits, _): (u64, u64, u64)) -> u64 {
             flags |= f;
         }
     }
-    pte(m, flags)
+    Pte::new(m, flags)
 }
 
 fn op_strategy() -> impl Strategy<Value = (u8, u64, usize, (u64, u64, u64), u32)> {
@@ -713,12 +751,14 @@ fn a_last_table_is_not_trusted_after_its_table_is_devalidated() {
     w.pin(2, Level::L2).unwrap();
     let (l1, l2) = (w.mfn(3), w.mfn(2));
     let mut last = LastTable::default();
-    let ro = w.e(11, PTE_P);
+    let ro = w.e(11, PteFlags::PRESENT);
     // An update of the L1: remembered as a validated L1.
     w.mm().mod_entry_after(&mut last, l1, 5, ro).unwrap();
     assert_eq!(last, LastTable(Some((l1, Level::L1))));
     // Clearing the L2 entry devalidates the L1 (its last type reference).
-    w.mm().mod_entry_after(&mut last, l2, 0, 0).unwrap();
+    w.mm()
+        .mod_entry_after(&mut last, l2, 0, Pte::EMPTY)
+        .unwrap();
     assert!(!w.info(3).validated);
     assert_eq!(w.info(11).ref_count, 0, "the L1's entries dropped theirs");
     // The L1 is ordinary memory now: a plain write that takes no reference.
@@ -737,14 +777,19 @@ proptest! {
     #[test]
     fn check_entry_is_the_rules(e in any::<u64>(), bits in any::<u16>(), level in 1u32..=4, nx in any::<bool>()) {
         // Mostly plausible entries (low flag bits, an address), some anything.
-        let e = if bits & 1 == 0 { pte(Mfn::new(e >> 24), u64::from(bits >> 1) | (e & PTE_NX)) } else { e };
+        let e = if bits & 1 == 0 {
+            let flags = u64::from(bits >> 1) | (e & PteFlags::NO_EXECUTE.bits());
+            Pte::new(Mfn::new(e >> 24), PteFlags::from_bits_retain(flags))
+        } else {
+            Pte(e)
+        };
         let level = Level::from_number(level).unwrap();
-        let want = if matches!(level, Level::L2 | Level::L3) && e & PTE_PS != 0 {
+        let want = if matches!(level, Level::L2 | Level::L3) && e.contains(PteFlags::PAGE_SIZE) {
             Err(MmError::Superpage { level })
-        } else if e & !allowed_flags(level, nx) != 0 {
+        } else if e.raw() & !(allowed_flags(level, nx).bits() | Pte::addr_mask()) != 0 {
             Err(MmError::Reserved { level, entry: e })
         } else {
-            Ok(pte_frame(e))
+            Ok(e.frame())
         };
         prop_assert_eq!(check_entry(e, level, nx), want);
     }

@@ -10,7 +10,6 @@ use super::job::{Entries, Job, Meter, Unbounded};
 use super::tests::{audit, World};
 use super::*;
 use crate::addr::Mfn;
-use crate::mem::PhysMem;
 use crate::paging::entry::*;
 use crate::paging::frame_table::{PageInfo, PageType};
 use proptest::prelude::*;
@@ -27,7 +26,7 @@ const FRAMES: u64 = 120;
 /// raw: nothing is validated yet. Returns the number of entries a
 /// validation of the whole tree looks at.
 fn tree(w: &mut World) -> u64 {
-    let rw = PTE_P | PTE_RW;
+    let rw = PteFlags::PRESENT | PteFlags::WRITABLE;
     let mut l2 = 3;
     let mut l1 = 7;
     for (k, &l3) in L3S.iter().enumerate() {
@@ -40,7 +39,7 @@ fn tree(w: &mut World) -> u64 {
                 let v = w.e(l1, rw);
                 w.poke(l2, 50 * i + 1, v);
                 for d in 0..20u64 {
-                    let flags = if d % 2 == 0 { rw } else { PTE_P };
+                    let flags = if d % 2 == 0 { rw } else { PteFlags::PRESENT };
                     let v = w.e(40 + (l1 * 20 + d) % 80, flags);
                     w.poke(l1, (d * 25) as usize, v);
                 }
@@ -180,15 +179,15 @@ fn the_tables_on_a_jobs_path_refuse_every_other_use() {
     }
     // Another reference to a table on the path, an update of one, a pin of
     // one, the base on one: refused by the ordinary rules.
-    let l3 = w.e(1, PTE_P | PTE_RW);
+    let l3 = w.e(1, PteFlags::PRESENT | PteFlags::WRITABLE);
     w.poke(30, 0, l3);
     assert_eq!(w.pin(30, Level::L4), Err(MmError::Recursive(w.mfn(1))));
-    let v = w.e(50, PTE_P);
+    let v = w.e(50, PteFlags::PRESENT);
     assert!(w.update(1, 9, v).is_err());
     assert!(w.update(0, 9, v).is_err());
     assert_eq!(w.pin(1, Level::L3), Err(MmError::Recursive(w.mfn(1))));
     assert_eq!(w.set_base(0), Err(MmError::NotPinnedL4(w.mfn(0))));
-    w.poke(30, 0, 0);
+    w.poke(30, 0, Pte::EMPTY);
     // Abandoned: another request settles the job first, which undoes it.
     let l4b = w.mfn(31);
     assert_eq!(
@@ -238,7 +237,7 @@ fn a_refusal_deep_in_the_tree_leaves_nothing_behind_in_any_pieces() {
         let mut w = World::new(FRAMES);
         tree(&mut w);
         // The last L1's last entry maps a frame the domain does not own.
-        w.poke(22, 500, pte(Mfn::new(0x10), PTE_P));
+        w.poke(22, 500, Pte::new(Mfn::new(0x10), PteFlags::PRESENT));
         let before = snapshot(&w);
         let mut job = Job::IDLE;
         let (r, pieces) = pin_l4(&mut w, &mut job, piece);
@@ -251,12 +250,12 @@ fn a_refusal_deep_in_the_tree_leaves_nothing_behind_in_any_pieces() {
 
 #[test]
 fn an_update_installing_or_removing_a_tree_in_pieces_ends_as_in_one_go() {
-    let rw = PTE_P | PTE_RW;
+    let rw = PteFlags::PRESENT | PteFlags::WRITABLE;
     let setup = || {
         let mut w = World::new(FRAMES);
         tree(&mut w);
         // Only the first L3 in the L4 at first; the second comes by update.
-        w.poke(0, 103, 0);
+        w.poke(0, 103, Pte::EMPTY);
         w.pin(0, Level::L4).unwrap();
         w
     };
@@ -274,7 +273,7 @@ fn an_update_installing_or_removing_a_tree_in_pieces_ends_as_in_one_go() {
         let mut last = LastTable::default();
         let mut f = Flush::None;
         in_pieces(w, job, piece, |mm, job, m| {
-            mm.mod_entry_in(job, &mut last, t, 103, 0, &mut f, m)
+            mm.mod_entry_in(job, &mut last, t, 103, Pte::EMPTY, &mut f, m)
         })
     };
     let mut job = Job::IDLE;
@@ -283,7 +282,7 @@ fn an_update_installing_or_removing_a_tree_in_pieces_ends_as_in_one_go() {
     assert_eq!(install(&mut whole, &mut job, u64::MAX), (Ok(()), 1));
     audit(&whole).unwrap();
     let installed = snapshot(&whole);
-    assert_eq!(whole.mem.read_u64(entry(&whole)), whole.e(2, rw));
+    assert_eq!(whole.mem.read_pte(entry(&whole)), whole.e(2, rw));
     for piece in [1, 9, 512, 2000] {
         let mut w = setup();
         let (r, pieces) = install(&mut w, &mut job, piece);

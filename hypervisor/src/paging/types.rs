@@ -7,7 +7,7 @@
 
 use crate::addr::{Mfn, Pfn};
 use crate::mem::PhysMem;
-use crate::paging::entry::{pte_frame, Level, PTE_RW};
+use crate::paging::entry::{Level, Pte, PteFlags};
 use crate::paging::frame_table::{FrameTable, PageInfo, PageType, TypeInfo};
 use crate::paging::job::{Job, Origin, Unbounded};
 use crate::paging::MmError;
@@ -205,11 +205,11 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// Drop what [`Self::take_entry_ref`] took for an L1 entry `e` (a plain
     /// reference, and a writable one if RW).
     #[inline(always)]
-    pub(super) fn put_l1_entry_ref(&mut self, e: u64) {
-        let Ok(pfn) = self.pfn(pte_frame(e)) else {
+    pub(super) fn put_l1_entry_ref(&mut self, e: Pte) {
+        let Ok(pfn) = self.pfn(e.frame()) else {
             return;
         };
-        if e & PTE_RW != 0 {
+        if e.contains(PteFlags::WRITABLE) {
             self.put_type_shallow(pfn);
         }
         self.put_page_at(pfn);
@@ -220,11 +220,11 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// and the table is returned, marked not validated, for a [`Job`] to
     /// devalidate (which drops the entry's references at the end).
     #[inline(always)]
-    pub(super) fn put_entry_ref_shallow(&mut self, e: u64, level: Level) -> Option<(Mfn, Pfn)> {
-        let mfn = pte_frame(e);
+    pub(super) fn put_entry_ref_shallow(&mut self, e: Pte, level: Level) -> Option<(Mfn, Pfn)> {
+        let mfn = e.frame();
         let pfn = self.pfn(mfn).ok()?;
         match level {
-            Level::L1 if e & PTE_RW == 0 => {}
+            Level::L1 if !e.contains(PteFlags::WRITABLE) => {}
             Level::L1 => self.put_type_shallow(pfn),
             _ => {
                 let mut i = self.type_info(pfn);

@@ -2,7 +2,7 @@
 
 use crate::addr::{MachineAddr, Mfn};
 use crate::mem::PhysMem;
-use crate::paging::entry::{entry_addr, Level, ENTRIES, PTE_P};
+use crate::paging::entry::{entry_addr, EntryMem, Level, Pte, ENTRIES};
 use crate::paging::flush::flush_for;
 use crate::paging::frame_table::PageType;
 use crate::paging::job::{Finished, Job, Meter, Origin, Unbounded};
@@ -14,7 +14,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// validated in full (references taken before the old ones are dropped); if it
     /// is ordinary memory the write is a plain one, as on Xen. Returns what the
     /// guest's TLB needs.
-    pub fn mod_entry(&mut self, table: Mfn, index: usize, new: u64) -> Result<Flush, MmError> {
+    pub fn mod_entry(&mut self, table: Mfn, index: usize, new: Pte) -> Result<Flush, MmError> {
         self.mod_entry_after(&mut LastTable::default(), table, index, new)
     }
 
@@ -30,7 +30,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         last: &mut LastTable,
         table: Mfn,
         index: usize,
-        new: u64,
+        new: Pte,
     ) -> Result<Flush, MmError> {
         let mut flush = Flush::None;
         let mut job = Job::IDLE;
@@ -60,7 +60,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         last: &mut LastTable,
         table: Mfn,
         index: usize,
-        new: u64,
+        new: Pte,
         flush: &mut Flush,
         meter: &mut impl Meter,
     ) -> Finished {
@@ -92,7 +92,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
                         if let Err(e) = self.get_type_at(pfn, table, PageType::Writable) {
                             return Some(Err(e));
                         }
-                        self.mem.write_u64(at, new);
+                        self.mem.write_pte(at, new);
                         self.put_type_at(pfn, table);
                         return Some(Ok(()));
                     }
@@ -108,15 +108,15 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// An update of an L1 entry: no table below, so no job (the common case,
     /// kept tight).
     #[inline(always)]
-    fn write_l1_entry(&mut self, at: MachineAddr, new: u64, flush: &mut Flush) -> Finished {
-        let old = self.mem.read_u64(at);
-        if new & PTE_P != 0 {
+    fn write_l1_entry(&mut self, at: MachineAddr, new: Pte, flush: &mut Flush) -> Finished {
+        let old = self.mem.read_pte(at);
+        if new.is_present() {
             if let Err(e) = self.take_entry_ref(new, Level::L1) {
                 return Some(Err(e));
             }
         }
-        self.mem.write_u64(at, new);
-        if old & PTE_P != 0 {
+        self.mem.write_pte(at, new);
+        if old.is_present() {
             self.put_l1_entry_ref(old);
         }
         let f = flush_for(old, new);
@@ -134,11 +134,11 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         job: &mut Job,
         at: MachineAddr,
         level: Level,
-        new: u64,
+        new: Pte,
         flush: &mut Flush,
         meter: &mut impl Meter,
     ) -> Finished {
-        if new & PTE_P != 0 {
+        if new.is_present() {
             match self.take_entry_ref(new, level) {
                 Ok(None) => {}
                 Ok(Some(child)) => {
@@ -162,17 +162,17 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         job: &mut Job,
         at: MachineAddr,
         level: Level,
-        new: u64,
+        new: Pte,
         flush: &mut Flush,
         meter: &mut impl Meter,
     ) -> Finished {
-        let old = self.mem.read_u64(at);
-        self.mem.write_u64(at, new);
+        let old = self.mem.read_pte(at);
+        self.mem.write_pte(at, new);
         let f = flush_for(old, new);
         if f != Flush::None {
             *flush = flush.merge(f);
         }
-        if old & PTE_P != 0 {
+        if old.is_present() {
             if let Some(child) = self.put_entry_ref_shallow(old, level) {
                 let origin = Origin::Update(at, new);
                 return self.start_devalidate(job, origin, child, level.below(), true, meter);
@@ -192,7 +192,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         last: &mut LastTable,
         table: Mfn,
         index: usize,
-        new: u64,
+        new: Pte,
         flush: &mut Flush,
         meter: &mut impl Meter,
     ) -> Finished {

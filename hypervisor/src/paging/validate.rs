@@ -8,31 +8,39 @@
 
 use crate::addr::Mfn;
 use crate::mem::PhysMem;
-use crate::paging::entry::{
-    entry_addr, pte_frame, Level, PTE_A, PTE_ADDR_MASK, PTE_AVAIL, PTE_D, PTE_G, PTE_NX, PTE_P,
-    PTE_PCD, PTE_PS, PTE_PWT, PTE_RW, PTE_US,
-};
+use crate::paging::entry::{entry_addr, EntryMem, Level, Pte, PteFlags};
 use crate::paging::{Mm, MmError};
 
 /// The flags accepted in an entry of a table of `level` (see the module docs).
 /// PS (bit 7) is never among them.
-pub const fn allowed_flags(level: Level, nx: bool) -> u64 {
-    let common = PTE_P | PTE_RW | PTE_US | PTE_PWT | PTE_PCD | PTE_A | PTE_AVAIL | PTE_ADDR_MASK;
-    let nxb = if nx { PTE_NX } else { 0 };
+pub const fn allowed_flags(level: Level, nx: bool) -> PteFlags {
+    let common = PteFlags::PRESENT
+        .union(PteFlags::WRITABLE)
+        .union(PteFlags::USER)
+        .union(PteFlags::WRITE_THROUGH)
+        .union(PteFlags::CACHE_DISABLE)
+        .union(PteFlags::ACCESSED)
+        .union(PteFlags::AVAILABLE);
+    let with_nx = if nx {
+        common.union(PteFlags::NO_EXECUTE)
+    } else {
+        common
+    };
     match level {
-        Level::L1 => common | PTE_D | PTE_G | nxb,
-        _ => common | nxb,
+        Level::L1 => with_nx.union(PteFlags::DIRTY).union(PteFlags::GLOBAL),
+        _ => with_nx,
     }
 }
 
-/// [`allowed_flags`] for every level (index `level - 1`), without and with NX.
+/// The bits that may be set in an entry of each level (index `level - 1`),
+/// without and with NX: [`allowed_flags`] and the frame number.
 const ALLOWED: [[u64; 4]; 2] = {
     let mut t = [[0; 4]; 2];
     let mut i = 0;
     while i < 4 {
         let level = Level::WALK_ORDER[3 - i];
-        t[0][i] = allowed_flags(level, false);
-        t[1][i] = allowed_flags(level, true);
+        t[0][i] = allowed_flags(level, false).bits() | Pte::addr_mask();
+        t[1][i] = allowed_flags(level, true).bits() | Pte::addr_mask();
         i += 1;
     }
     t
@@ -41,23 +49,23 @@ const ALLOWED: [[u64; 4]; 2] = {
 /// Check a present entry of a table of `level` against the flag rules; the frame
 /// it points at. (Ownership and type are checked when the reference is taken.)
 #[inline(always)]
-pub fn check_entry(e: u64, level: Level, nx: bool) -> Result<Mfn, MmError> {
+pub fn check_entry(e: Pte, level: Level, nx: bool) -> Result<Mfn, MmError> {
     let allowed = ALLOWED[nx as usize][level as usize - 1];
-    if e & !allowed != 0 {
+    if e.raw() & !allowed != 0 {
         // PS is refused everywhere; in an L2 or L3 entry it would be a superpage.
         return Err(
-            if matches!(level, Level::L2 | Level::L3) && e & PTE_PS != 0 {
+            if matches!(level, Level::L2 | Level::L3) && e.contains(PteFlags::PAGE_SIZE) {
                 MmError::Superpage { level }
             } else {
                 MmError::Reserved { level, entry: e }
             },
         );
     }
-    Ok(pte_frame(e))
+    Ok(e.frame())
 }
 
 impl<M: PhysMem + ?Sized> Mm<'_, M> {
-    pub(super) fn entry(&self, table: Mfn, i: usize) -> u64 {
-        self.mem.read_u64(entry_addr(table, i))
+    pub(super) fn entry(&self, table: Mfn, i: usize) -> Pte {
+        self.mem.read_pte(entry_addr(table, i))
     }
 }

@@ -8,7 +8,7 @@
 
 use crate::addr::{GuestVirt, Mfn, PAGE_SIZE};
 use crate::mem::PhysMem;
-use crate::paging::entry::{entry_addr, pte_frame, Level, PTE_NX, PTE_P, PTE_PS, PTE_RW, PTE_US};
+use crate::paging::entry::{entry_addr, EntryMem, Level, PteFlags};
 
 /// The outcome of a successful walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,24 +86,24 @@ pub fn walk<M: PhysMem + ?Sized>(
         if let Some(slot) = out.tables.get_mut(i) {
             *slot = table;
         }
-        let e = mem.read_u64(entry_addr(table, va.table_index(level.number())));
-        if e & PTE_P == 0 {
+        let e = mem.read_pte(entry_addr(table, va.table_index(level.number())));
+        if !e.is_present() {
             return Err(WalkFault::NotPresent { level });
         }
-        if e & PTE_NX != 0 && !nxe {
+        if e.contains(PteFlags::NO_EXECUTE) && !nxe {
             return Err(WalkFault::Reserved { level });
         }
-        if e & PTE_PS != 0 {
+        if e.contains(PteFlags::PAGE_SIZE) {
             match level {
                 Level::L4 => return Err(WalkFault::Reserved { level }),
                 Level::L3 | Level::L2 => return Err(WalkFault::Superpage { level }),
                 Level::L1 => {} // PAT: a memory type, not a size.
             }
         }
-        out.writable &= e & PTE_RW != 0;
-        out.user &= e & PTE_US != 0;
-        out.executable &= e & PTE_NX == 0;
-        table = pte_frame(e);
+        out.writable &= e.contains(PteFlags::WRITABLE);
+        out.user &= e.contains(PteFlags::USER);
+        out.executable &= !e.contains(PteFlags::NO_EXECUTE);
+        table = e.frame();
     }
     out.frame = table;
     Ok(out)
@@ -120,24 +120,24 @@ mod tests {
     use crate::mem::fake::FakeMem;
     use crate::paging::entry::*;
 
-    fn setup(l1_flags: u64, l2_flags: u64) -> FakeMem {
+    fn setup(l1_flags: PteFlags, l2_flags: PteFlags) -> FakeMem {
         let mut m = FakeMem::default();
         let va = GuestVirt::new(0x40_0000);
-        m.write_u64(
+        m.write_pte(
             entry_addr(Mfn::new(1), va.table_index(4)),
-            pte(Mfn::new(2), PTE_P | PTE_RW),
+            Pte::new(Mfn::new(2), PteFlags::PRESENT | PteFlags::WRITABLE),
         );
-        m.write_u64(
+        m.write_pte(
             entry_addr(Mfn::new(2), va.table_index(3)),
-            pte(Mfn::new(3), PTE_P | PTE_RW),
+            Pte::new(Mfn::new(3), PteFlags::PRESENT | PteFlags::WRITABLE),
         );
-        m.write_u64(
+        m.write_pte(
             entry_addr(Mfn::new(3), va.table_index(2)),
-            pte(Mfn::new(4), l2_flags),
+            Pte::new(Mfn::new(4), l2_flags),
         );
-        m.write_u64(
+        m.write_pte(
             entry_addr(Mfn::new(4), va.table_index(1)),
-            pte(Mfn::new(9), l1_flags),
+            Pte::new(Mfn::new(9), l1_flags),
         );
         m
     }
@@ -150,7 +150,10 @@ mod tests {
 
     #[test]
     fn walks_like_the_cpu() {
-        let m = setup(PTE_P | PTE_RW, PTE_P | PTE_RW);
+        let m = setup(
+            PteFlags::PRESENT | PteFlags::WRITABLE,
+            PteFlags::PRESENT | PteFlags::WRITABLE,
+        );
         let w = walk(&m, Mfn::new(1), GuestVirt::new(0x40_0123), false, |_, _| {
             true
         })
@@ -158,7 +161,10 @@ mod tests {
         assert_eq!(w.frame, Mfn::new(9));
         assert!(w.writable && w.executable);
         assert!(!w.user, "U/S clear at two levels");
-        let m = setup(PTE_P | PTE_US, PTE_P | PTE_US);
+        let m = setup(
+            PteFlags::PRESENT | PteFlags::USER,
+            PteFlags::PRESENT | PteFlags::USER,
+        );
         assert!(
             !walk(&m, Mfn::new(1), GuestVirt::new(0x40_0000), false, |_, _| {
                 true
@@ -173,7 +179,7 @@ mod tests {
         );
 
         // RW clear at L2 makes the page read-only.
-        let m = setup(PTE_P | PTE_RW, PTE_P);
+        let m = setup(PteFlags::PRESENT | PteFlags::WRITABLE, PteFlags::PRESENT);
         assert!(
             !walk(&m, Mfn::new(1), GuestVirt::new(0x40_0000), false, |_, _| {
                 true
@@ -182,7 +188,10 @@ mod tests {
             .writable
         );
         // NX: reserved without NXE, execute-disable with it.
-        let m = setup(PTE_P | PTE_NX, PTE_P | PTE_RW);
+        let m = setup(
+            PteFlags::PRESENT | PteFlags::NO_EXECUTE,
+            PteFlags::PRESENT | PteFlags::WRITABLE,
+        );
         assert_eq!(
             walk(&m, Mfn::new(1), GuestVirt::new(0x40_0000), false, |_, _| {
                 true
@@ -197,14 +206,17 @@ mod tests {
             .executable
         );
         // PS in L2: superpage refused. PAT in L1: fine.
-        let m = setup(PTE_P, PTE_P | PTE_RW | PTE_PS);
+        let m = setup(
+            PteFlags::PRESENT,
+            PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::PAGE_SIZE,
+        );
         assert_eq!(
             walk(&m, Mfn::new(1), GuestVirt::new(0x40_0000), false, |_, _| {
                 true
             }),
             Err(WalkFault::Superpage { level: Level::L2 })
         );
-        let m = setup(PTE_P | PTE_PS, PTE_P);
+        let m = setup(PteFlags::PRESENT | PteFlags::PAGE_SIZE, PteFlags::PRESENT);
         assert!(
             walk(&m, Mfn::new(1), GuestVirt::new(0x40_0000), false, |_, _| {
                 true

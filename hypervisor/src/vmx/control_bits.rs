@@ -1,7 +1,7 @@
-//! # The five 32-bit VMX control words, as flag types
+//! # The 32-bit VMX control words, as flag types
 //!
-//! One `bitflags` type per control field (SDM 25.6 - 25.8), named as the `x86`
-//! crate names them. The `x86` crate's own types do not fit: they are `bitflags`
+//! One `bitflags` type per control field (SDM 25.6 - 25.8): the five control
+//! words, named as the `x86` crate names them, and the exception bitmap. The `x86` crate's own types do not fit: they are `bitflags`
 //! 1.x types that drop every bit they do not name unless built through an
 //! `unsafe` constructor, and a CPU's must-be-1 bits (SDM A.3: e.g. bits 1, 4-6, 8,
 //! 13-16 and 26 of the primary processor-based controls) are such bits. These
@@ -178,5 +178,93 @@ bitflags! {
         const LOAD_EFER = 1 << 15;
         // Every other bit may be reserved-must-be-1 on some CPU (SDM A.3): kept as read.
         const _ = !0;
+    }
+}
+
+bitflags! {
+    /// The exception bitmap (SDM 25.6.3): bit `v` set makes a guest exception
+    /// of vector `v` a VM exit (a #PF only when its error code passes the
+    /// page-fault error-code mask and match). Every bit is architectural (no
+    /// reserved bits), and vectors 22..31 are named by their numbers only.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct ExceptionBitmap: u32 {
+        /// #DE, divide error (vector 0).
+        const DIVIDE_ERROR = 1 << 0;
+        /// #DB, debug (vector 1).
+        const DEBUG = 1 << 1;
+        /// NMI (vector 2).
+        const NMI = 1 << 2;
+        /// #BP, breakpoint (vector 3).
+        const BREAKPOINT = 1 << 3;
+        /// #OF, overflow (vector 4).
+        const OVERFLOW = 1 << 4;
+        /// #BR, BOUND range exceeded (vector 5).
+        const BOUND_RANGE = 1 << 5;
+        /// #UD, invalid opcode (vector 6).
+        const INVALID_OPCODE = 1 << 6;
+        /// #NM, device not available (vector 7).
+        const DEVICE_NOT_AVAILABLE = 1 << 7;
+        /// #DF, double fault (vector 8).
+        const DOUBLE_FAULT = 1 << 8;
+        /// #TS, invalid TSS (vector 10).
+        const INVALID_TSS = 1 << 10;
+        /// #NP, segment not present (vector 11).
+        const SEGMENT_NOT_PRESENT = 1 << 11;
+        /// #SS, stack-segment fault (vector 12).
+        const STACK_SEGMENT = 1 << 12;
+        /// #GP, general protection (vector 13).
+        const GENERAL_PROTECTION = 1 << 13;
+        /// #PF, page fault (vector 14).
+        const PAGE_FAULT = 1 << 14;
+        /// #MF, x87 floating-point error (vector 16).
+        const X87_FLOATING_POINT = 1 << 16;
+        /// #AC, alignment check (vector 17).
+        const ALIGNMENT_CHECK = 1 << 17;
+        /// #MC, machine check (vector 18).
+        const MACHINE_CHECK = 1 << 18;
+        /// #XM, SIMD floating-point (vector 19).
+        const SIMD_FLOATING_POINT = 1 << 19;
+        /// #VE, virtualization exception (vector 20).
+        const VIRTUALIZATION = 1 << 20;
+        /// #CP, control protection (vector 21).
+        const CONTROL_PROTECTION = 1 << 21;
+        // Vectors 9, 15 and 22..31: no named exception, still a bit each.
+        const _ = !0;
+    }
+}
+
+impl ExceptionBitmap {
+    /// The bit of exception vector `vector` (0..31; `None` above).
+    pub const fn vector(vector: u8) -> Option<ExceptionBitmap> {
+        if vector < 32 {
+            Some(ExceptionBitmap::from_bits_retain(1 << vector))
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExceptionBitmap;
+
+    #[test]
+    fn exception_bits_are_their_vectors() {
+        for (flag, vector) in [
+            (ExceptionBitmap::DIVIDE_ERROR, 0),
+            (ExceptionBitmap::DEBUG, 1),
+            (ExceptionBitmap::BREAKPOINT, 3),
+            (ExceptionBitmap::INVALID_OPCODE, 6),
+            (ExceptionBitmap::DOUBLE_FAULT, 8),
+            (ExceptionBitmap::GENERAL_PROTECTION, 13),
+            (ExceptionBitmap::PAGE_FAULT, 14),
+            (ExceptionBitmap::MACHINE_CHECK, 18),
+            (ExceptionBitmap::CONTROL_PROTECTION, 21),
+        ] {
+            assert_eq!(ExceptionBitmap::vector(vector), Some(flag));
+        }
+        assert_eq!(ExceptionBitmap::PAGE_FAULT.bits(), 0x4000);
+        assert_eq!(ExceptionBitmap::vector(31).map(|b| b.bits()), Some(1 << 31));
+        assert_eq!(ExceptionBitmap::vector(32), None);
     }
 }

@@ -13,7 +13,7 @@ use core::arch::asm;
 use x86::vmx::vmcs::{control, guest, host};
 
 use super::checks::{guest_layout, Segment};
-use super::control_bits::{PinbasedControls, PrimaryControls};
+use super::control_bits::{ExceptionBitmap, PinbasedControls, PrimaryControls};
 use super::cr::{self, CrPolicy};
 use super::insn::{vmclear, vmptrld, vmwrite_unchecked, VmFail};
 use super::percpu::{PerCpu, VmxCpu};
@@ -129,7 +129,10 @@ pub fn setup_vmcs(
     w(control::VMENTRY_CONTROLS, c.entry.bits().into())?;
     // Guest exceptions go through the guest's own IDT; none exits. (A fault the
     // guest cannot deliver ends as a triple-fault exit.)
-    w(control::EXCEPTION_BITMAP, 0)?;
+    w(
+        control::EXCEPTION_BITMAP,
+        ExceptionBitmap::empty().bits().into(),
+    )?;
     w(control::PAGE_FAULT_ERR_CODE_MASK, 0)?;
     w(control::PAGE_FAULT_ERR_CODE_MATCH, 0)?;
     // No CR3-target values: every CR3 load exits (direct paging validates each).

@@ -7,7 +7,7 @@ use super::*;
 use crate::domain::elf::testimg::{abi_note, build as build_elf, typical, Seg, PF_R, PF_W, PF_X};
 use crate::domain::FrameKind;
 use crate::mem::fake::{FakeFrames, FakeMem};
-use crate::paging::entry::{pte_frame, PTE_PS};
+use crate::paging::entry::{EntryMem, Pte, PteFlags};
 use crate::paging::walk::{walk, WalkFault};
 use keel_abi::start_info::{StartInfo, START_INFO_SIZE};
 use proptest::prelude::*;
@@ -136,23 +136,26 @@ fn check_domain(dom: &Domain, mem: &FakeMem, img: &GuestImage, bytes: &[u8], c: 
         let level = l.table_level(Pfn::new(pfn)).unwrap();
         let t = dom.mfn_of(mem, Pfn::new(pfn)).unwrap();
         for i in 0..512 {
-            let e = mem.read_u64(entry_addr(t, i));
-            if e & PTE_P == 0 {
-                assert_eq!(e, 0);
+            let e = mem.read_pte(entry_addr(t, i));
+            if !e.contains(PteFlags::PRESENT) {
+                assert_eq!(e, Pte::EMPTY);
                 continue;
             }
-            let target = pte_frame(e);
+            let target = e.frame();
             assert!(dom.owns(mem, target), "entry points outside the domain");
             if !c.nx {
-                assert_eq!(e & PTE_NX, 0);
+                assert!(!e.contains(PteFlags::NO_EXECUTE));
             }
             if level == Level::L1 {
                 leaves += 1;
                 if matches!(dom.frame_kind(mem, target), FrameKind::PageTable(_)) {
-                    assert_eq!(e & PTE_RW, 0, "writable mapping of a page table");
+                    assert!(
+                        !e.contains(PteFlags::WRITABLE),
+                        "writable mapping of a page table"
+                    );
                 }
             } else {
-                assert_eq!(e & PTE_PS, 0);
+                assert!(!e.contains(PteFlags::PAGE_SIZE));
                 let below = Level::from_number(level.number() - 1).unwrap();
                 assert_eq!(dom.frame_kind(mem, target), FrameKind::PageTable(below));
             }

@@ -7,7 +7,7 @@ use crate::domain::elf::testimg::typical;
 use crate::domain::elf::GuestImage;
 use crate::domain::{build, DomainConfig, DomainId};
 use crate::mem::fake::{FakeFrames, FakeMem};
-use crate::paging::entry::{entry_addr, pte_frame, PTE_P, PTE_RW, PTE_US};
+use crate::paging::entry::{entry_addr, EntryMem, PteFlags};
 
 fn setup() -> (Domain, FakeMem) {
     let bytes = typical();
@@ -26,8 +26,8 @@ fn setup() -> (Domain, FakeMem) {
 fn l1_slot(dom: &Domain, mem: &FakeMem, va: u64) -> crate::addr::MachineAddr {
     let mut table = dom.base();
     for shift in [39u32, 30, 21] {
-        let e = mem.read_u64(entry_addr(table, ((va >> shift) & 511) as usize));
-        table = pte_frame(e);
+        let e = mem.read_pte(entry_addr(table, ((va >> shift) & 511) as usize));
+        table = e.frame();
     }
     entry_addr(table, ((va >> 12) & 511) as usize)
 }
@@ -159,9 +159,9 @@ fn protection_and_reserved_bit_faults() {
     // memory: the test plays the validated update).
     let data = va(&dom, dom.layout().first_free);
     let slot = l1_slot(&dom, &mem, data);
-    let e = mem.read_u64(slot);
-    assert_ne!(e & PTE_RW, 0);
-    mem.write_u64(slot, e & !PTE_RW);
+    let e = mem.read_pte(slot);
+    assert!(e.contains(PteFlags::WRITABLE));
+    mem.write_pte(slot, e.without(PteFlags::WRITABLE));
     assert_eq!(
         first_fault(
             &dom,
@@ -173,7 +173,7 @@ fn protection_and_reserved_bit_faults() {
         ),
         pf(data, PF_PRESENT | PF_WRITE)
     );
-    mem.write_u64(slot, e & !PTE_P);
+    mem.write_pte(slot, e.without(PteFlags::PRESENT));
     assert_eq!(
         first_fault(
             &dom,
@@ -186,7 +186,7 @@ fn protection_and_reserved_bit_faults() {
         pf(data, 0)
     );
     // A reserved bit: NX without EFER.NXE.
-    mem.write_u64(slot, e | (1 << 63));
+    mem.write_pte(slot, e.with(PteFlags::NO_EXECUTE));
     assert_eq!(
         first_fault(
             &dom,
@@ -231,8 +231,8 @@ fn user_mode_needs_us_at_every_level_and_sets_u() {
     );
     // U/S on the leaf only: still not a user page (the CPU ANDs the levels).
     let slot = l1_slot(&dom, &mem, data);
-    let e = mem.read_u64(slot);
-    mem.write_u64(slot, e | PTE_US);
+    let e = mem.read_pte(slot);
+    mem.write_pte(slot, e.with(PteFlags::USER));
     assert_eq!(
         first_fault(
             &dom,
@@ -248,9 +248,9 @@ fn user_mode_needs_us_at_every_level_and_sets_u() {
     let mut table = cr3;
     for shift in [39u32, 30, 21] {
         let at = entry_addr(table, ((data >> shift) & 511) as usize);
-        let e = mem.read_u64(at);
-        mem.write_u64(at, e | PTE_US);
-        table = pte_frame(e);
+        let e = mem.read_pte(at);
+        mem.write_pte(at, e.with(PteFlags::USER));
+        table = e.frame();
     }
     assert_eq!(
         first_fault(

@@ -10,7 +10,7 @@ use crate::domain::elf::testimg::typical;
 use crate::domain::elf::GuestImage;
 use crate::domain::{build, DomainConfig, DomainId};
 use crate::mem::fake::{FakeFrames, FakeMem};
-use crate::paging::entry::{entry_addr, pte, pte_frame, PTE_NX, PTE_P, PTE_PS, PTE_RW};
+use crate::paging::entry::{entry_addr, EntryMem, Pte, PteFlags};
 use core::cell::RefCell;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -79,14 +79,15 @@ fn switch_to_empty_base(dom: &mut Domain, mem: &mut Spy) {
     let spare = dom.mfn_of(mem, last).unwrap();
     let l4 = dom.base();
     let at = l1_entry(dom, mem, l.va(last).get());
-    dom.update_entry(mem, at, 0).unwrap();
+    dom.update_entry(mem, at, Pte::EMPTY).unwrap();
     for i in 0..512 {
-        let e = mem.read_u64(entry_addr(l4, i));
-        mem.write_u64(entry_addr(spare, i), e);
+        let e = mem.read_pte(entry_addr(l4, i));
+        mem.write_pte(entry_addr(spare, i), e);
     }
     dom.pin(mem, spare, crate::domain::Level::L4).unwrap();
     let slot = GuestVirt::new(TEXT).table_index(4);
-    dom.update_entry(mem, entry_addr(spare, slot), 0).unwrap();
+    dom.update_entry(mem, entry_addr(spare, slot), Pte::EMPTY)
+        .unwrap();
     dom.new_baseptr(mem, spare).unwrap();
 }
 
@@ -173,17 +174,36 @@ fn corrupted_entries_are_refused() {
     let data_mfn = dom.mfn_of(&mem, Pfn::new(3)).unwrap();
     let table_mfn = dom.boot.cr3;
     let cases = [
-        (pte(Mfn::new(0x10), PTE_P | PTE_RW), false, false), // foreign frame
-        (pte(table_mfn, PTE_P | PTE_RW), true, false), // writable alias of the L4: read yes, write never
-        (pte(data_mfn, PTE_P | PTE_RW | PTE_NX), false, false), // NX without NXE: reserved
-        (pte(data_mfn, PTE_P), true, false),           // read-only
-        (pte(data_mfn, PTE_RW), false, false),         // not present
-        (pte(data_mfn, PTE_P | PTE_RW), true, true),   // control
+        (
+            Pte::new(Mfn::new(0x10), PteFlags::PRESENT | PteFlags::WRITABLE),
+            false,
+            false,
+        ), // foreign frame
+        (
+            Pte::new(table_mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+            true,
+            false,
+        ), // writable alias of the L4: read yes, write never
+        (
+            Pte::new(
+                data_mfn,
+                PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::NO_EXECUTE,
+            ),
+            false,
+            false,
+        ), // NX without NXE: reserved
+        (Pte::new(data_mfn, PteFlags::PRESENT), true, false), // read-only
+        (Pte::new(data_mfn, PteFlags::WRITABLE), false, false), // not present
+        (
+            Pte::new(data_mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+            true,
+            true,
+        ), // control
     ];
     for (e, r_ok, w_ok) in cases {
         let (dom, mut mem) = setup(false);
         let at = l1_entry(&dom, &mem, DATA);
-        mem.write_u64(at, e);
+        mem.write_pte(at, e);
         assert_eq!(
             copy_from_guest(&dom, &mem, GuestVirt::new(DATA), &mut b).is_ok(),
             r_ok,
@@ -202,15 +222,18 @@ fn corrupted_entries_are_refused() {
     }
     // An L2 entry with PS, and an L2 entry pointing at a foreign frame.
     for (flags, target) in [
-        (PTE_P | PTE_RW | PTE_PS, None),
-        (PTE_P | PTE_RW, Some(Mfn::new(0x11))),
+        (
+            PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::PAGE_SIZE,
+            None,
+        ),
+        (PteFlags::PRESENT | PteFlags::WRITABLE, Some(Mfn::new(0x11))),
     ] {
         let (dom, mut mem) = setup(false);
         let l = *dom.layout();
         let l2 = dom.mfn_of(&mem, Pfn::new(l.page_tables.get() + 2)).unwrap();
         let at = entry_addr(l2, GuestVirt::new(DATA).table_index(2));
-        let old = mem.read_u64(at);
-        mem.write_u64(at, pte(target.unwrap_or(pte_frame(old)), flags));
+        let old = mem.read_pte(at);
+        mem.write_pte(at, Pte::new(target.unwrap_or(old.frame()), flags));
         assert_eq!(
             copy_from_guest(&dom, &mem, GuestVirt::new(DATA), &mut b),
             ef
@@ -220,8 +243,8 @@ fn corrupted_entries_are_refused() {
     // PS in the L4 entry is reserved.
     let (dom, mut mem) = setup(false);
     let at = entry_addr(dom.boot.cr3, GuestVirt::new(DATA).table_index(4));
-    let old = mem.read_u64(at);
-    mem.write_u64(at, old | PTE_PS);
+    let old = mem.read_pte(at);
+    mem.write_pte(at, old.with(PteFlags::PAGE_SIZE));
     assert_eq!(
         copy_from_guest(&dom, &mem, GuestVirt::new(DATA), &mut b),
         ef
@@ -265,8 +288,8 @@ fn failed_cross_page_write_writes_nothing() {
     // the mfn_list (writable), so use text: data page N-1 writable, then make the
     // next one read-only.
     let at = l1_entry(&dom, &mem, DATA + 0x1000);
-    let e = mem.read_u64(at);
-    mem.write_u64(at, e & !PTE_RW);
+    let e = mem.read_pte(at);
+    mem.write_pte(at, e.without(PteFlags::WRITABLE));
     let before: [u8; 16] = read_bytes(&dom, &mem, GuestVirt::new(DATA + 0xff8)).unwrap();
     mem.writes.clear();
     assert_eq!(
@@ -307,8 +330,8 @@ proptest! {
         for (t, idx, v, plausible) in corruptions {
             let pfn = Pfn::new(l.page_tables.get() + t % l.nr_pt_frames());
             let table = dom.mfn_of(&mem, pfn).unwrap();
-            let v = if plausible { pte(Mfn::new(FIRST - 8 + v % (COUNT + 16)), v & 0x8000_0000_0000_00ff) } else { v };
-            mem.inner.write_u64(entry_addr(table, idx), v);
+            let v = if plausible { Pte::new(Mfn::new(FIRST - 8 + v % (COUNT + 16)), PteFlags::from_bits_retain(v & 0x8000_0000_0000_00ff)) } else { Pte(v) };
+            mem.inner.write_pte(entry_addr(table, idx), v);
         }
         let table_bytes: Vec<Vec<u8>> = (l.page_tables.get()..l.stack.get())
             .map(|p| mem.inner.frames[&dom.mfn_of(&mem, Pfn::new(p)).unwrap().get()].clone())
@@ -351,18 +374,19 @@ fn writes_need_a_writable_type_reference() {
     // The last (free) page: writable, typed Writable with one reference.
     let va = l.va(Pfn::new(l.nr_pages - 1)).get();
     let at = l1_entry(&dom, &mem, va);
-    let orig = mem.read_u64(at);
+    let orig = mem.read_pte(at);
     assert!(copy_to_guest(&dom, &mut mem, GuestVirt::new(va), &[1]).is_ok());
     // Through the MMU: read-only; the frame's Writable count drops to 0.
-    dom.update_entry(&mut mem, at, orig & !PTE_RW).unwrap();
-    let info = dom.page_info(&mem, pte_frame(orig)).unwrap();
+    dom.update_entry(&mut mem, at, orig.without(PteFlags::WRITABLE))
+        .unwrap();
+    let info = dom.page_info(&mem, orig.frame()).unwrap();
     assert_eq!(info.type_count, 0);
     assert_eq!(
         copy_to_guest(&dom, &mut mem, GuestVirt::new(va), &[2]),
         Err(Errno::EFAULT)
     );
     // Behind the MMU's back: RW again, but no type reference.
-    mem.write_u64(at, orig);
+    mem.write_pte(at, orig);
     assert_eq!(
         copy_to_guest(&dom, &mut mem, GuestVirt::new(va), &[3]),
         Err(Errno::EFAULT)
@@ -427,7 +451,7 @@ fn page_reader_walks_once_per_page_and_forgets_on_a_write_to_its_walk() {
     // request would): a write elsewhere keeps the (now stale) translation...
     let at = l1_entry(&dom, &mem, va);
     let q_mfn = dom.mfn_of(&mem, Pfn::new(q)).unwrap();
-    mem.write_u64(at, pte(q_mfn, PTE_P | PTE_RW));
+    mem.write_pte(at, Pte::new(q_mfn, PteFlags::PRESENT | PteFlags::WRITABLE));
     // (Writes in a frame none of the walk's entries is in, twice: the second
     // is recognised by its frame alone.)
     let elsewhere = dom.mfn_of(&mem, Pfn::new(p)).unwrap().addr();
@@ -450,14 +474,14 @@ fn page_reader_walks_once_per_page_and_forgets_on_a_write_to_its_walk() {
     );
     // Every level's entry counts: the L4 entry of the walk too.
     let l4e = entry_addr(cr3, GuestVirt::new(va).table_index(4));
-    let old = mem.read_u64(l4e);
-    mem.write_u64(l4e, 0);
+    let old = mem.read_pte(l4e);
+    mem.write_pte(l4e, Pte::EMPTY);
     r.wrote_entry(l4e);
     assert_eq!(
         r.read::<8, _>(&dom, &mem, GuestVirt::new(va + 16)),
         Err(Errno::EFAULT)
     );
-    mem.write_u64(l4e, old);
+    mem.write_pte(l4e, old);
     // A failed translation keeps nothing: the next read walks again.
     assert_eq!(
         r.read::<8, _>(&dom, &mem, GuestVirt::new(va + 16)),
@@ -493,9 +517,9 @@ fn read_cache_follows_the_tables() {
     assert_eq!(mem.reads.borrow().len(), 4, "{:?}", mem.reads.borrow());
     // Point the L1 entry at another of the domain's frames: the cache follows.
     let e = l1_entry(&dom, &mem, TEXT);
-    let old = mem.read_u64(e);
+    let old = mem.read_pte(e);
     let other = dom.mfn_of(&mem, Pfn::new(90)).unwrap();
-    mem.write_u64(e, pte(other, PTE_P));
+    mem.write_pte(e, Pte::new(other, PteFlags::PRESENT));
     let got = c.translate(&dom, &mem, GuestVirt::new(TEXT + 16));
     assert_eq!(got, Ok(MachineAddr::new(other.addr().get() + 16)));
     assert_eq!(
@@ -503,18 +527,18 @@ fn read_cache_follows_the_tables() {
         translate(&dom, &mem, GuestVirt::new(TEXT + 16), Access::Read)
     );
     // Unmapped: the same error as a walk.
-    mem.write_u64(e, 0);
+    mem.write_pte(e, Pte::EMPTY);
     assert_eq!(
         c.translate(&dom, &mem, GuestVirt::new(TEXT)),
         Err(Errno::EFAULT)
     );
     // A frame the domain does not own: refused, not cached.
-    mem.write_u64(e, pte(Mfn::new(7), PTE_P));
+    mem.write_pte(e, Pte::new(Mfn::new(7), PteFlags::PRESENT));
     assert_eq!(
         c.translate(&dom, &mem, GuestVirt::new(TEXT)),
         Err(Errno::EFAULT)
     );
-    mem.write_u64(e, old);
+    mem.write_pte(e, old);
     assert_eq!(
         c.translate(&dom, &mem, GuestVirt::new(TEXT)),
         translate(&dom, &mem, GuestVirt::new(TEXT), Access::Read)
@@ -545,11 +569,12 @@ proptest! {
                     let at = entry_addr(w.tables[level], va.table_index(lv));
                     // Sometimes a plausible entry (another owned frame), sometimes garbage.
                     let new = if v & 1 == 0 {
-                        pte(dom.mfn_of(&mem, Pfn::new(v % 100)).unwrap(), v & (PTE_P | PTE_RW | PTE_NX | PTE_PS))
+                        let flags = PteFlags::from_bits_truncate(v) & (PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::NO_EXECUTE | PteFlags::PAGE_SIZE);
+                        Pte::new(dom.mfn_of(&mem, Pfn::new(v % 100)).unwrap(), flags)
                     } else {
-                        v
+                        Pte(v)
                     };
-                    mem.write_u64(at, new);
+                    mem.write_pte(at, new);
                 }
             }
             prop_assert_eq!(

@@ -2,6 +2,7 @@
 //! and the CR3 switches and TLB flushes the MMU layer leaves owed
 
 use super::*;
+use crate::paging::entry::Pte;
 use crate::paging::job::Entries;
 use crate::paging::LastTable;
 
@@ -148,7 +149,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             &mut *self.mem,
             &mut LastTable::default(),
             ma,
-            value,
+            Pte(value),
             &mut meter,
         ) {
             Some(Ok(())) => Ok(Some(store.len)),

@@ -41,7 +41,7 @@ use x86::vmx::vmcs::{control, guest, ro};
 
 use super::caps::VmxCaps;
 use super::checks::intr_type;
-use super::control_bits::{ExitControls, PinbasedControls, PrimaryControls};
+use super::control_bits::{ExceptionBitmap, ExitControls, PinbasedControls, PrimaryControls};
 use super::controls::Controls;
 use super::cr::{self as cr_policy, CrAccess, CrPolicy};
 use super::frame::{DomainEnd, FastExit, GuestGprs};
@@ -209,7 +209,10 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         // only when the error code is a supervisor write to a present page with no
         // reserved-bit violation (mask P|W|U|RSVD|I, match P|W). Every other #PF
         // goes straight to the guest's IDT, as before.
-        write(control::EXCEPTION_BITMAP, 1 << VEC_PF);
+        write(
+            control::EXCEPTION_BITMAP,
+            ExceptionBitmap::PAGE_FAULT.bits().into(),
+        );
         write(control::PAGE_FAULT_ERR_CODE_MASK, PFEC_MASK);
         write(control::PAGE_FAULT_ERR_CODE_MATCH, PFEC_MATCH);
         let preempt = (cpu.caps.pin.can_set(PinbasedControls::PREEMPTION_TIMER))
