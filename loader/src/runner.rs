@@ -58,6 +58,10 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
         &["sleeper sleep_ms=60000 keel.service"],
     ),
     ("grant_cross", &["grant_peer peer=1"]),
+    (
+        "bench_grant_cross",
+        &["grant_peer peer=1 mode=bench keel.service"],
+    ),
     ("bench_switch_2", &[YIELDER]),
     ("bench_switch_8", &[YIELDER; 7]),
     ("bench_switch_32", &[SMALL_YIELDER; 31]),
