@@ -73,6 +73,11 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
         "bench_interdomain",
         &["evtchn_peer role=pong peer=1 keel.service"],
     ),
+    ("grant_cross", &["grant_peer peer=1"]),
+    (
+        "bench_grant_cross",
+        &["grant_peer peer=1 mode=bench keel.service"],
+    ),
     ("bench_switch_2", &[YIELDER]),
     ("bench_switch_8", &[YIELDER; 7]),
     ("bench_switch_32", &[SMALL_YIELDER; 31]),

@@ -57,6 +57,7 @@ pub(super) fn grant_table_op<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs
         p.done,
         units,
     );
+    crate::grant::world::note_reap(&st[..]);
     let resumed = Progress::resumed(a.args[2]);
     let finish = |ret: i64| {
         if resumed {

@@ -335,6 +335,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         let end = match leave {
             Leave::Switch(gprs) => {
                 g.gprs = gprs;
+                g.vcpu.reap_grants(frames);
                 let now = timer::rdtsc();
                 match g.vcpu.take_give_up() {
                     // Its timer may have fired since it decided to block
@@ -580,7 +581,8 @@ fn end_guest<M: PhysMem, C: Console>(
     let id = dom.id.0;
     // What it holds through grants first: those references are not its page
     // tables', and the check below counts them.
-    crate::grant::world::release_domain(&crate::grant::STORE, dom, mem);
+    // (The granters of what it maps are peers: their accounting drops it.)
+    crate::grant::world::release_domain(&crate::grant::STORE, dom, mem, &peers);
     if tear_down {
         let t = dom.release_frames(mem, frames);
         if t.leaked_counts != 0 {
@@ -602,6 +604,8 @@ fn end_guest<M: PhysMem, C: Console>(
             log::info!("domain {id}: torn down, every count back to zero");
         }
     }
+    // Frames of ended granters whose last mapping this end released.
+    crate::grant::world::reap(&crate::grant::STORE, mem, frames);
     end
 }
 

@@ -24,6 +24,14 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         (self.dom, self.mem)
     }
 
+    /// Scrub and free the frames of ended domains whose last grant mapping
+    /// this domain's exits released, if there are any.
+    pub fn reap_grants(&mut self, frames: &mut impl crate::mem::FrameSource) {
+        if crate::grant::world::REAP_HINT.load(core::sync::atomic::Ordering::Relaxed) {
+            crate::grant::world::reap(&crate::grant::STORE, &mut *self.mem, frames);
+        }
+    }
+
     /// Why the vCPU left the CPU (consumed).
     pub fn take_give_up(&mut self) -> Option<GiveUp> {
         self.give_up.take()
