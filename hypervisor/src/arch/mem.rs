@@ -131,6 +131,29 @@ impl PhysMem for DirectMap {
         }
     }
 
+    fn cmpxchg_u32(&mut self, at: MachineAddr, old: u32, new: u32) -> u32 {
+        let Some(p) = word_ptr::<u32>(at) else {
+            // Unaligned: no atomic instruction covers it, and no caller names one.
+            panic!("cmpxchg_u32 at an unaligned {:#x}", at.get());
+        };
+        // SAFETY: as in `read_u32`; the word is naturally aligned, so the
+        // atomic view is sound, and a guest may share the frame (it is
+        // ordinary memory), which is why the access is a locked instruction.
+        let a = unsafe { core::sync::atomic::AtomicU32::from_ptr(p) };
+        match a.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(v) | Err(v) => v,
+        }
+    }
+
+    fn fetch_and_u32(&mut self, at: MachineAddr, bits: u32) -> u32 {
+        let Some(p) = word_ptr::<u32>(at) else {
+            panic!("fetch_and_u32 at an unaligned {:#x}", at.get());
+        };
+        // SAFETY: as in `cmpxchg_u32`.
+        let a = unsafe { core::sync::atomic::AtomicU32::from_ptr(p) };
+        a.fetch_and(bits, Ordering::SeqCst)
+    }
+
     fn read_with(&self, at: MachineAddr, len: usize, f: &mut dyn FnMut(&[u8])) {
         check_one_frame(at, len);
         let src = direct_ptr(at.get(), len);

@@ -398,6 +398,12 @@ impl Domain {
         self.mm(mem).put_type(mfn)
     }
 
+    /// The frame `mfn` of this ending domain outlives it (another domain maps
+    /// it through a grant): its teardown neither scrubs nor frees it.
+    pub fn grant_keep_frame<M: PhysMem + ?Sized>(&self, mem: &mut M, mfn: Mfn) {
+        self.frames.keep_out_of_free(mem, mfn)
+    }
+
     /// Release every pin and the base pointer; returns the number of frames
     /// whose counts did not return to zero (0 unless there is a bug).
     pub fn release_mm<M: PhysMem + ?Sized>(&mut self, mem: &mut M) -> u64 {

@@ -177,10 +177,64 @@ fn drop_grab<const F: usize, const M: usize>(
     let (mfn, ro, rw) = (a.mfn, a.pins_ro, a.pins_rw);
     let now = a.pinned();
     s.table.note_pin(true, now);
+    if s.table.orphaned() {
+        // The granter has ended: its accounting already let the frame go
+        // and its table frames are freed. The last use frees the frame.
+        if !now && !s.table.frame_in_use(mfn, gref) {
+            s.table.mark_reap(gref);
+        }
+        return;
+    }
     world.put_writable(granter, mfn);
     world.put_page(granter, mfn);
     if let Some(at) = at {
         entry::release(world, at, flags_to_clear(access, ro, rw));
+    }
+}
+
+/// Domain `dying` (a granter) ends while other domains may still map some
+/// of its references: each such use is dropped from its frame accounting
+/// (so its teardown check finds every count at zero), and its table is
+/// marked orphaned, so that those frames are freed when their last use ends
+/// ([`reap`]) instead of with the domain. Returns whether any reference was
+/// still mapped (if none, the state can be reset at once). At most every
+/// entry of the table.
+pub fn orphan_grants<const F: usize, const M: usize>(
+    st: &mut States<F, M>,
+    world: &mut impl GrantWorld,
+    dying: DomainId,
+) -> bool {
+    let Some(s) = state(st, dying) else {
+        return false;
+    };
+    if s.table.pinned_refs() == 0 {
+        return false;
+    }
+    for gref in 0..s.table.entries() {
+        let Some(a) = s.table.active(gref) else {
+            continue;
+        };
+        for _ in 0..a.pins_ro.saturating_add(a.pins_rw) {
+            world.put_writable(dying, a.mfn);
+            world.put_page(dying, a.mfn);
+        }
+    }
+    s.table.orphan();
+    true
+}
+
+/// Free the frames of ended granters whose last use has ended (each handed
+/// to `free`, which scrubs and returns it), and reset the state of an ended
+/// granter nothing refers to any more. At most every entry of every table.
+pub fn reap<const F: usize, const M: usize>(st: &mut States<F, M>, mut free: impl FnMut(Mfn)) {
+    for s in st.iter_mut() {
+        if !s.table.orphaned() {
+            continue;
+        }
+        s.table.take_reaped(&mut free);
+        if s.quiescent() {
+            s.reset();
+        }
     }
 }
 

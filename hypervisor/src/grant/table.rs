@@ -23,6 +23,9 @@ pub struct Active {
     pub mapper: DomainId,
     /// The frame it was mapped with: later maps must find the same frame.
     pub mfn: Mfn,
+    /// The granter has ended, this was the last use of `mfn`, and the frame
+    /// waits to be scrubbed and freed ([`GrantTable::take_reaped`]).
+    pub reap: bool,
 }
 
 impl Active {
@@ -32,6 +35,7 @@ impl Active {
         pins_rw: 0,
         mapper: DomainId(0),
         mfn: Mfn::new(0),
+        reap: false,
     };
     /// Whether any mapping uses it.
     pub const fn pinned(&self) -> bool {
@@ -46,6 +50,12 @@ pub struct GrantTable<const FRAMES: usize> {
     nr_frames: usize,
     active: [[Active; PER_FRAME]; FRAMES],
     pinned: u32,
+    /// The domain has ended while others still map some of its references:
+    /// those frames are no longer its (its accounting dropped them), its
+    /// table frames are gone, and each frame is freed when its last use ends.
+    orphaned: bool,
+    /// Entries marked [`Active::reap`].
+    reap: u32,
 }
 
 impl<const FRAMES: usize> Default for GrantTable<FRAMES> {
@@ -62,6 +72,8 @@ impl<const FRAMES: usize> GrantTable<FRAMES> {
             nr_frames: 0,
             active: [[Active::IDLE; PER_FRAME]; FRAMES],
             pinned: 0,
+            orphaned: false,
+            reap: 0,
         }
     }
     /// The largest size, in frames.
@@ -114,6 +126,50 @@ impl<const FRAMES: usize> GrantTable<FRAMES> {
     /// How many references are mapped by someone.
     pub const fn pinned_refs(&self) -> u32 {
         self.pinned
+    }
+    /// Whether the domain has ended with references still mapped.
+    pub const fn orphaned(&self) -> bool {
+        self.orphaned
+    }
+    /// The domain has ended; mapped references outlive it.
+    pub(super) fn orphan(&mut self) {
+        self.orphaned = true;
+    }
+    /// Whether a mapped reference other than `except` uses `mfn` (at most
+    /// every entry of the table: called once per last use of an orphan).
+    pub(super) fn frame_in_use(&self, mfn: Mfn, except: u32) -> bool {
+        self.active
+            .iter()
+            .flatten()
+            .take(self.entries() as usize)
+            .enumerate()
+            .any(|(g, a)| g as u32 != except && a.pinned() && a.mfn == mfn)
+    }
+    /// Mark `gref`'s frame for freeing.
+    pub(super) fn mark_reap(&mut self, gref: u32) {
+        if let Some(a) = self.active_mut(gref) {
+            if !a.reap {
+                a.reap = true;
+                self.reap += 1;
+            }
+        }
+    }
+    /// Frames waiting to be freed.
+    pub const fn reap_pending(&self) -> u32 {
+        self.reap
+    }
+    /// Hand each frame waiting to be freed to `free`, and forget it.
+    pub(super) fn take_reaped(&mut self, mut free: impl FnMut(Mfn)) {
+        if self.reap == 0 {
+            return;
+        }
+        for a in self.active.iter_mut().flatten() {
+            if a.reap {
+                free(a.mfn);
+                *a = Active::IDLE;
+            }
+        }
+        self.reap = 0;
     }
 }
 
@@ -284,6 +340,8 @@ impl<const FRAMES: usize, const MAPS: usize> GrantState<FRAMES, MAPS> {
     pub fn reset(&mut self) {
         self.table.nr_frames = 0;
         self.table.pinned = 0;
+        self.table.orphaned = false;
+        self.table.reap = 0;
         for f in self.table.frames.iter_mut() {
             *f = Mfn::new(0);
         }

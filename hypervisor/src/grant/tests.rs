@@ -88,19 +88,33 @@ impl World {
         f.type_count += 1;
         true
     }
-    fn kill(&mut self, d: u16) {
+    /// Domain `d` is gone: its frames are freed, but those in `keep` (still
+    /// mapped by others: they outlive it).
+    fn kill(&mut self, d: u16, keep: &[Mfn]) {
         self.alive[d as usize] = false;
-        // The owner's own references go with it; what others hold stays.
         let dead: Vec<u64> = self
             .frames
             .iter()
-            .filter(|(_, f)| f.owner == DomainId(d) && f.refs == 0)
+            .filter(|(m, f)| f.owner == DomainId(d) && !keep.contains(&Mfn::new(**m)))
             .map(|(m, _)| *m)
             .collect();
         for m in dead {
             self.frames.remove(&m);
             self.freed.push(Mfn::new(m));
         }
+    }
+    /// A frame that outlived its owner is freed (its last use ended).
+    fn free_orphan(&mut self, mfn: Mfn) {
+        let f = self
+            .frames
+            .remove(&mfn.get())
+            .expect("an orphan freed twice or unknown");
+        assert!(
+            !self.alive(f.owner),
+            "a live domain's frame freed as an orphan"
+        );
+        assert_eq!((f.refs, f.type_count), (0, 0));
+        self.freed.push(mfn);
     }
     fn refs(&self, mfn: Mfn) -> u64 {
         self.frames.get(&mfn.get()).map_or(0, |f| f.refs)
@@ -134,6 +148,7 @@ impl GrantWorld for World {
     }
     fn put_page(&mut self, owner: DomainId, mfn: Mfn) {
         self.log.push(Ev::PutPage(mfn));
+        assert!(self.alive(owner), "a dead owner's accounting touched");
         let f = self
             .frames
             .get_mut(&mfn.get())
@@ -141,10 +156,6 @@ impl GrantWorld for World {
         assert_eq!(f.owner, owner);
         assert!(f.refs > 0, "reference count underflow");
         f.refs -= 1;
-        if f.refs == 0 && !self.alive(owner) {
-            self.frames.remove(&mfn.get());
-            self.freed.push(mfn);
-        }
     }
     fn get_writable(&mut self, owner: DomainId, mfn: Mfn) -> Result<(), FrameRefusal> {
         match self.frames.get_mut(&mfn.get()) {
@@ -160,6 +171,7 @@ impl GrantWorld for World {
         }
     }
     fn put_writable(&mut self, owner: DomainId, mfn: Mfn) {
+        assert!(self.alive(owner), "a dead owner's accounting touched");
         let f = self
             .frames
             .get_mut(&mfn.get())
@@ -299,6 +311,41 @@ impl Sys {
     }
     fn copy(&mut self, me: DomainId, op: GnttabCopy) -> Result<(), GrantStatus> {
         ops::copy(&mut self.st, &mut self.w, me, &op)
+    }
+    /// Domain `d` ends, in the hypervisor's order: the mappings it holds go,
+    /// the uses others make of its grants leave its accounting, its frames
+    /// are freed but those still mapped, then whatever can be reaped is.
+    fn end(&mut self, d: u16) {
+        let id = DomainId(d);
+        let mut c = 0;
+        while let Some(n) = release_mappings(&mut self.st, &mut self.w, id, c, 4) {
+            c = n;
+        }
+        let outlived = ops::orphan_grants(&mut self.st, &mut self.w, id);
+        let t = &self.st[d as usize].table;
+        let keep: Vec<Mfn> = (0..t.entries())
+            .filter_map(|g| t.active(g).filter(|a| a.pinned()).map(|a| a.mfn))
+            .collect();
+        assert_eq!(outlived, !keep.is_empty());
+        for f in self.st[d as usize].table.frames().to_vec() {
+            self.w.put_page(id, f);
+        }
+        // The teardown check: every count of the domain's frames back to zero.
+        for (m, f) in &self.w.frames {
+            // (A page-table type is the domain's own, dropped by its paging.)
+            if f.owner == id && f.ty != Ty::PageTable {
+                assert_eq!((f.refs, f.type_count), (0, 0), "frame {m:#x} at teardown");
+            }
+        }
+        if !outlived {
+            self.st[d as usize].reset();
+        }
+        self.w.kill(d, &keep);
+        self.reap();
+    }
+    fn reap(&mut self) {
+        let w = &mut self.w;
+        ops::reap(&mut self.st, |m| w.free_orphan(m));
     }
 }
 
@@ -533,22 +580,51 @@ fn unmap_refusals_and_the_flush_comes_before_the_frame_is_released() {
 fn a_mapped_frame_outlives_its_owner_and_is_freed_at_unmap() {
     let mut s = Sys::new();
     let f = s.w.frame(1, 0x100);
+    let g = s.w.frame(1, 0x101);
     s.grant(D1, 1, D2, f, PERMIT);
-    let h = s.map(D2, D1, 1, VA, RW).unwrap();
-    s.w.kill(1);
-    assert!(!s.w.freed.contains(&f), "freed while mapped");
+    // The same frame under two references, and a second frame.
+    s.grant(D1, 2, D3, f, PERMIT | GTF_READONLY);
+    s.grant(D1, 3, D2, g, PERMIT);
+    let h1 = s.map(D2, D1, 1, VA, RW).unwrap();
+    let h2 = s.map(D3, D1, 2, VA, RO).unwrap();
+    let h3 = s.map(D2, D1, 3, VA + PAGE_SIZE, RW).unwrap();
+    s.w.set_word(f, 0, 0x5a5a);
+    s.end(1);
     assert!(
-        !s.st[1].quiescent(),
+        !s.w.freed.contains(&f) && !s.w.freed.contains(&g),
+        "freed while mapped"
+    );
+    assert!(
+        s.st[1].table.orphaned(),
         "the dead granter's state is still needed"
     );
+    // The mappings still reach the data; the granter's table is no longer
+    // written (its frames are gone).
+    assert_eq!(s.w.word(f, 0), 0x5a5a);
     // No new use of a dead domain's grants.
     assert_eq!(
-        s.map(D2, D1, 1, VA + PAGE_SIZE, RW),
+        s.map(D2, D1, 1, VA + 2 * PAGE_SIZE, RW),
         Err(GrantStatus::BadDomain)
     );
-    assert_eq!(s.unmap(D2, h, VA), GNTST_OKAY);
-    assert!(s.w.freed.contains(&f));
-    assert!(s.st[1].quiescent());
+    assert_eq!(s.unmap(D2, h1, VA), GNTST_OKAY);
+    s.reap();
+    assert!(
+        !s.w.freed.contains(&f),
+        "freed while another reference maps it"
+    );
+    assert_eq!(s.unmap(D3, h2, VA), GNTST_OKAY);
+    s.reap();
+    assert!(s.w.freed.contains(&f), "the last unmap frees the frame");
+    assert!(!s.w.freed.contains(&g));
+    // The mapper's end releases the last one.
+    let _ = h3;
+    s.end(2);
+    assert!(s.w.freed.contains(&g));
+    assert_eq!(s.w.freed.iter().filter(|m| **m == f).count(), 1);
+    assert!(
+        s.st[1].quiescent() && !s.st[1].table.orphaned(),
+        "reset once nothing refers to it"
+    );
 }
 
 #[test]
@@ -559,7 +635,7 @@ fn a_dying_mapper_releases_everything_within_its_budget() {
     for i in [0u64, 2, 5, 7] {
         s.map(D2, D1, 1, VA + i * PAGE_SIZE, RW).unwrap();
     }
-    s.w.kill(2);
+    s.w.kill(2, &[]);
     let mut cursor = 0;
     let mut calls = 0;
     while let Some(next) = release_mappings(&mut s.st, &mut s.w, D2, cursor, 3) {
@@ -852,8 +928,7 @@ proptest! {
                     }
                 }
                 Op::Revoke { g, gref } => {
-                    let busy = s.flags(DomainId(g), gref) & (GTF_READING | GTF_WRITING);
-                    if busy == 0 && s.w.alive(DomainId(g)) {
+                    if s.w.alive(DomainId(g)) && s.flags(DomainId(g), gref) & (GTF_READING | GTF_WRITING) == 0 {
                         s.grant(DomainId(g), gref, DomainId(0), Mfn::new(0), 0);
                     }
                 }
@@ -864,6 +939,7 @@ proptest! {
                 }
                 Op::Unmap { me, handle, slot } => {
                     let _ = s.unmap(DomainId(me), handle, VA + u64::from(slot) * PAGE_SIZE);
+                    s.reap();
                 }
                 Op::Copy { me, g, gref, into } => {
                     let mine = frame_of(((me - 1) * 2) as u8);
@@ -878,9 +954,7 @@ proptest! {
                 }
                 Op::Kill { d } => {
                     if s.w.alive(DomainId(d)) {
-                        s.w.kill(d);
-                        let mut c = 0;
-                        while let Some(n) = release_mappings(&mut s.st, &mut s.w, DomainId(d), c, 4) { c = n; }
+                        s.end(d);
                     }
                 }
                 Op::PageTable { frame } => {
@@ -902,8 +976,16 @@ proptest! {
             }
             for i in 0..6 {
                 let m = frame_of(i);
+                let n = uses.get(&m.get()).copied().unwrap_or(0);
+                if n > 0 {
+                    prop_assert!(!s.w.freed.contains(&m), "frame {} freed while mapped", i);
+                }
                 if let Some(f) = s.w.frames.get(&m.get()) {
-                    let n = uses.get(&m.get()).copied().unwrap_or(0);
+                    if !s.w.alive(f.owner) {
+                        // It outlived its owner: only while mapped.
+                        prop_assert!(n > 0, "frame {} of a dead owner kept unmapped", i);
+                        continue;
+                    }
                     prop_assert_eq!(f.refs, n);
                     if n > 0 {
                         prop_assert_eq!(f.ty, Ty::Writable);
@@ -915,10 +997,8 @@ proptest! {
         }
         for d in 1..4 {
             if s.w.alive(DomainId(d)) {
-                s.w.kill(d);
+                s.end(d);
             }
-            let mut c = 0;
-            while let Some(n) = release_mappings(&mut s.st, &mut s.w, DomainId(d), c, 4) { c = n; }
         }
         prop_assert!(s.st.iter().all(|x| x.quiescent()));
         prop_assert!(s.w.ptes.is_empty());
@@ -950,15 +1030,22 @@ fn only_the_grant_rows_are_served_early() {
         assert!(lookup(Hypercall::GRANT_TABLE_OP.0, cmd).is_none(), "{cmd}");
     }
     assert!(lookup(Hypercall::DOMCTL.0, 0).is_none());
-    assert!(lookup(
-        Hypercall::EVENT_CHANNEL_OP.0,
-        keel_abi::event::EVTCHNOP_BIND_INTERDOMAIN
-    )
-    .is_none());
+    assert_eq!(
+        lookup(
+            Hypercall::EVENT_CHANNEL_OP.0,
+            keel_abi::event::EVTCHNOP_BIND_INTERDOMAIN
+        )
+        .map(|r| r.since),
+        Some(AbiVersion::V1_1)
+    );
     assert_eq!(keel_abi::layout::IN_PROGRESS, Some(AbiVersion::V1_1));
-    assert!(TABLE
-        .iter()
-        .all(|r| r.since <= AbiVersion::CURRENT || r.nr == Hypercall::GRANT_TABLE_OP));
+    assert!(TABLE.iter().all(|r| r.since <= AbiVersion::CURRENT
+        || r.nr == Hypercall::GRANT_TABLE_OP
+        || (r.nr, r.sub)
+            == (
+                Hypercall::EVENT_CHANNEL_OP,
+                keel_abi::event::EVTCHNOP_BIND_INTERDOMAIN
+            )));
 }
 
 /// A world and guest memory as one (what `grant_table_op` takes).

@@ -19,32 +19,20 @@
 //!   writable type reference from `setup_table` until the domain's teardown,
 //!   so it never becomes a page table and the hypervisor's updates of an entry
 //!   never land in one.
-//! - **Atomicity.** The entry updates are a read and a write of machine
-//!   memory: while the hypervisor handles an exit no vCPU of any domain runs on
-//!   this CPU, and Keel runs one CPU (a locked `CMPXCHG` is needed once vCPUs
-//!   run on several).
+//! - **Atomicity.** The entry updates are locked instructions on machine
+//!   memory (`PhysMem::cmpxchg_u32`, `fetch_and_u32`: `LOCK CMPXCHG`, `LOCK
+//!   AND` on the direct map), so they stay right when the granter runs on
+//!   another CPU while the hypervisor updates its entry.
 
 use super::{FrameRefusal, GrantStatus, GrantWorld, Store};
 use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn, PAGE_SIZE};
 use crate::domain::{Domain, DomainId, PageType, GRANT_TABLE_FRAMES};
-use crate::mem::PhysMem;
+use crate::mem::{FrameSource, PhysMem};
 use crate::paging::entry::{entry_addr, EntryMem, Level, Pte, PteFlags};
 use crate::paging::{guest_mem, Flush, MmError};
+use core::sync::atomic::{AtomicBool, Ordering};
 
-/// The other domains a grant operation may name (beside the caller).
-pub trait Peers {
-    /// Domain `d`, if it exists and is not being torn down.
-    fn peer(&self, d: DomainId) -> Option<&Domain>;
-}
-
-/// No other domain: the caller is alone.
-pub struct Alone;
-
-impl Peers for Alone {
-    fn peer(&self, _: DomainId) -> Option<&Domain> {
-        None
-    }
-}
+pub use crate::peers::{Alone, Peers};
 
 /// The world of one grant hypercall: the caller (whose page tables a mapping
 /// goes into and whose TLB an unmap flushes), the other domains, memory.
@@ -238,24 +226,19 @@ impl<M: PhysMem + ?Sized, P: Peers + ?Sized> GrantWorld for DomainWorld<'_, M, P
     fn cmpxchg_u32(&mut self, frame: Mfn, offset: u64, old: u32, new: u32) -> u32 {
         // `frame` is a table frame (the policy names no other), which holds
         // a writable type reference for the table's life: never a page table.
-        if offset + 4 > PAGE_SIZE {
+        if !offset.is_multiple_of(4) || offset + 4 > PAGE_SIZE {
             return !old;
         }
-        let at = MachineAddr::new(frame.addr().get() + offset);
-        let found = self.mem.read_u32(at);
-        if found == old {
-            self.mem.write_u32(at, new);
-        }
-        found
+        self.mem
+            .cmpxchg_u32(MachineAddr::new(frame.addr().get() + offset), old, new)
     }
 
     fn clear_bits_u16(&mut self, frame: Mfn, offset: u64, bits: u16) {
-        if offset + 4 > PAGE_SIZE {
+        if !offset.is_multiple_of(4) || offset + 4 > PAGE_SIZE {
             return;
         }
         let at = MachineAddr::new(frame.addr().get() + offset);
-        let w = self.mem.read_u32(at);
-        self.mem.write_u32(at, w & !u32::from(bits));
+        self.mem.fetch_and_u32(at, !u32::from(bits));
     }
 
     fn copy_bytes(&mut self, src: Mfn, src_off: u16, dst: Mfn, dst_off: u16, len: u16) {
@@ -284,11 +267,16 @@ const COPY_PIECE: usize = 512;
 /// Release everything `dom` holds through grants, at its end and before its
 /// frame accounting is checked: every mapping it holds of another domain's
 /// grant (entry cleared, references dropped), and the references on its own
-/// table frames. Its own grants still mapped by other domains keep their frames
-/// referenced (Keel runs one domain today, and a domain cannot map its own
-/// grants, so there are none). The state is then fresh for the next domain with
-/// this id.
-pub fn release_domain<M: PhysMem + ?Sized>(store: &Store, dom: &mut Domain, mem: &mut M) {
+/// table frames. Its own references other domains still map outlive it
+/// ([`super::ops::orphan_grants`]): those uses leave its accounting, and their
+/// frames are kept out of its teardown until the last use ends ([`reap`]).
+/// Otherwise the state is fresh for the next domain with this id.
+pub fn release_domain<M: PhysMem + ?Sized, P: Peers + ?Sized>(
+    store: &Store,
+    dom: &mut Domain,
+    mem: &mut M,
+    peers: &P,
+) {
     let mut st = store.lock();
     let id = dom.id;
     let Some(mine) = st.get(usize::from(id.0)) else {
@@ -301,7 +289,7 @@ pub fn release_domain<M: PhysMem + ?Sized>(store: &Store, dom: &mut Domain, mem:
     }
     let mut world = DomainWorld {
         me: &mut *dom,
-        peers: &Alone,
+        peers,
         mem: &mut *mem,
         table_frames: n,
     };
@@ -309,12 +297,57 @@ pub fn release_domain<M: PhysMem + ?Sized>(store: &Store, dom: &mut Domain, mem:
     while let Some(next) = super::ops::release_mappings(&mut st[..], &mut world, id, cursor, 64) {
         cursor = next;
     }
+    let outlived = super::ops::orphan_grants(&mut st[..], &mut world, id);
     for f in frames.iter().take(n) {
         dom.grant_put_writable(mem, *f);
         dom.grant_put_page(mem, *f);
     }
-    if let Some(mine) = st.get_mut(usize::from(id.0)) {
+    let Some(mine) = st.get_mut(usize::from(id.0)) else {
+        return;
+    };
+    if outlived {
+        let t = &mine.table;
+        for gref in 0..t.entries() {
+            if let Some(a) = t.active(gref).filter(|a| a.pinned()) {
+                dom.grant_keep_frame(mem, a.mfn);
+            }
+        }
+    } else {
         mine.reset();
+    }
+}
+
+/// Set when a grant operation left a frame of an ended domain to free: the
+/// run loop calls [`reap`] only then (it would run at every switch otherwise).
+pub static REAP_HINT: AtomicBool = AtomicBool::new(false);
+
+/// Note, after a batch of grant operations, whether [`reap`] has work.
+pub fn note_reap(st: &[super::DomainGrants]) {
+    if st.iter().any(|s| s.table.reap_pending() > 0) {
+        REAP_HINT.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Scrub and free the frames of ended domains whose last grant use has
+/// ended ([`super::ops::reap`]). Bounded by the entries of every table; the
+/// run loop calls it after a domain's exits and at each domain's end.
+pub fn reap<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
+    store: &Store,
+    mem: &mut M,
+    frames: &mut F,
+) {
+    REAP_HINT.store(false, Ordering::Relaxed);
+    let mut st = store.lock();
+    let mut n = 0u32;
+    super::ops::reap(&mut st[..], |mfn| {
+        mem.zero_frame(mfn);
+        frames.free_frame(mfn);
+        n += 1;
+    });
+    if n > 0 {
+        log::info!(
+            "grant: {n} frames of ended domains scrubbed and freed (their last mapping went)"
+        );
     }
 }
 

@@ -101,7 +101,7 @@ fn copy_op(src: (u64, u16, u16), dst: (u64, u16, u16), len: u16, flags: u16) -> 
 }
 
 fn counts_zero_after_release(w: &mut World) {
-    release_domain(&TEST_GRANTS, &mut w.dom, &mut w.mem);
+    release_domain(&TEST_GRANTS, &mut w.dom, &mut w.mem, &crate::peers::Alone);
     assert_eq!(w.dom.release_mm(&mut w.mem), 0, "counts left");
 }
 

@@ -46,6 +46,26 @@ pub trait PhysMem {
     fn write_u64(&mut self, at: MachineAddr, v: u64) {
         self.write(at, &v.to_le_bytes());
     }
+    /// Compare the u32 at `at` (4-byte aligned) with `old` and, if equal,
+    /// store `new`, as one atomic step for every CPU and for the guest that
+    /// shares the word (a grant entry's first word); returns the value found.
+    /// The default is a read and a write, right only where nothing else can
+    /// touch the word meanwhile (the host fakes); the direct map overrides it
+    /// with a locked `CMPXCHG`.
+    fn cmpxchg_u32(&mut self, at: MachineAddr, old: u32, new: u32) -> u32 {
+        let found = self.read_u32(at);
+        if found == old {
+            self.write_u32(at, new);
+        }
+        found
+    }
+    /// Clear `bits` in the u32 at `at` (4-byte aligned) as one atomic step
+    /// (the direct map: a locked `AND`); returns the value found.
+    fn fetch_and_u32(&mut self, at: MachineAddr, bits: u32) -> u32 {
+        let found = self.read_u32(at);
+        self.write_u32(at, found & bits);
+        found
+    }
     /// Hand `f` the `len` bytes at `at` (the range must not cross a frame
     /// boundary), in one or more consecutive pieces. The default copies through
     /// a small buffer; the direct map lends the memory itself (no copy). For

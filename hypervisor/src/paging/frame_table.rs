@@ -336,6 +336,15 @@ impl FrameTable {
         )
     }
 
+    /// Keep `mfn` out of [`Self::free`]: it outlives the domain (another
+    /// domain still maps it through a grant, and frees it when that ends).
+    /// Its counts stay readable until the table is freed.
+    pub fn keep_out_of_free<M: PhysMem + ?Sized>(&self, mem: &mut M, mfn: Mfn) {
+        if let Some(pfn) = self.pfn(&*mem, mfn) {
+            mem.write_u64(self.p2m.at(pfn.get() * P2M_ENTRY), u64::MAX);
+        }
+    }
+
     /// Return the domain's frames (scrubbed) and the table's own frames.
     pub fn free<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(self, mem: &mut M, frames: &mut F) {
         for pfn in 0..self.nr_pages {

@@ -1,0 +1,125 @@
+//! A command mailbox on a page one domain grants another: how the
+//! several-domain test programs meet and step through a test together.
+//!
+//! The owner (the granting domain) fills the page's fact words, then writes
+//! [`MAGIC`] last; the other domain maps the grant (retrying until the entry
+//! is written) and waits for the magic word. Then the other domain posts
+//! commands (a sequence number and a command byte) and the owner answers each
+//! with up to [`RESULTS`] words and the sequence number it answered. Both
+//! sides wait by yielding the CPU (`SCHEDOP_yield`), a bounded number of
+//! times. The page is ordinary memory of the owner's: the hypervisor has no
+//! part in the protocol beyond the grant.
+
+use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+use crate::abi::guest;
+
+/// Written last by the owner: the facts are there.
+pub const MAGIC: u64 = 0x786f_626d_6c65_656b; // "keelmbox"
+/// Fact words (`0..FACTS`).
+pub const FACTS: usize = 8;
+/// Result words of an answer.
+pub const RESULTS: usize = 4;
+
+const W_MAGIC: usize = 0;
+const W_FACT: usize = 1;
+const W_CMD: usize = W_FACT + FACTS;
+const W_DONE: usize = W_CMD + 1;
+const W_RESULT: usize = W_DONE + 1;
+
+/// The mailbox page mapped at a guest-virtual address.
+#[derive(Clone, Copy, Debug)]
+pub struct Mailbox {
+    va: u64,
+}
+
+impl Mailbox {
+    /// The page at `va` (page-aligned, mapped writable).
+    pub const fn at(va: u64) -> Self {
+        Self { va }
+    }
+    fn word(&self, i: usize) -> &'static AtomicU64 {
+        crate::arch::shared_u64(self.va + 8 * (i % 512) as u64)
+    }
+
+    /// The owner: publish `facts` (at most [`FACTS`]), then the magic word.
+    pub fn publish(&self, facts: &[u64]) {
+        for (i, f) in facts.iter().take(FACTS).enumerate() {
+            self.word(W_FACT + i).store(*f, SeqCst);
+        }
+        self.word(W_CMD).store(0, SeqCst);
+        self.word(W_DONE).store(0, SeqCst);
+        self.word(W_MAGIC).store(MAGIC, SeqCst);
+    }
+
+    /// Whether the owner has published.
+    pub fn ready(&self) -> bool {
+        self.word(W_MAGIC).load(SeqCst) == MAGIC
+    }
+
+    /// Fact `i`.
+    pub fn fact(&self, i: usize) -> u64 {
+        self.word(W_FACT + i.min(FACTS - 1)).load(SeqCst)
+    }
+
+    /// The other domain: post command `cmd` as number `seq` (1, 2, ...) and
+    /// yield until it is answered, at most `yields` times. The answer's words.
+    pub fn call(&self, seq: u32, cmd: u8, yields: u32) -> Option<[u64; RESULTS]> {
+        self.word(W_CMD)
+            .store(u64::from(seq) << 8 | u64::from(cmd), SeqCst);
+        for _ in 0..yields {
+            if self.word(W_DONE).load(SeqCst) == u64::from(seq) {
+                let mut r = [0; RESULTS];
+                for (i, w) in r.iter_mut().enumerate() {
+                    *w = self.word(W_RESULT + i).load(SeqCst);
+                }
+                return Some(r);
+            }
+            let _ = guest::sched_yield();
+        }
+        None
+    }
+
+    /// The owner: the next command after number `last`, waiting (yielding)
+    /// at most `yields` times. `(seq, cmd)`.
+    pub fn next(&self, last: u32, yields: u32) -> Option<(u32, u8)> {
+        for _ in 0..yields {
+            let w = self.word(W_CMD).load(SeqCst);
+            let seq = (w >> 8) as u32;
+            if seq > last {
+                return Some((seq, w as u8));
+            }
+            let _ = guest::sched_yield();
+        }
+        None
+    }
+
+    /// The owner: answer command `seq` with `results`.
+    pub fn answer(&self, seq: u32, results: [u64; RESULTS]) {
+        for (i, r) in results.iter().enumerate() {
+            self.word(W_RESULT + i).store(*r, SeqCst);
+        }
+        self.word(W_DONE).store(u64::from(seq), SeqCst);
+    }
+}
+
+/// The commands `grant_cross` posts to `grant_peer`, its granting domain.
+pub mod grant_cross {
+    /// Answer entry 1's and entry 6's flags and the result of pinning frame Z
+    /// as an L1 (0, or the negative errno).
+    pub const REPORT: u8 = 1;
+    /// Rewrite entry 1 to name frame C (while it is mapped).
+    pub const REWRITE_1: u8 = 2;
+    /// Revoke entry 2 with a compare-and-exchange; answer 1 if it worked.
+    pub const REVOKE_2: u8 = 3;
+    /// Answer, then end.
+    pub const EXIT: u8 = 4;
+    /// The fact words: frames A, B, Z and C.
+    pub const FACT_A: usize = 0;
+    /// Frame B.
+    pub const FACT_B: usize = 1;
+    /// Frame Z.
+    pub const FACT_Z: usize = 2;
+    /// Frame C.
+    pub const FACT_C: usize = 3;
+}
