@@ -22,7 +22,7 @@ use keel_guest::abi::mmu::{MmuUpdate, MMUEXT_NEW_BASEPTR};
 use keel_guest::bench::Bench;
 use keel_guest::fault::Cr;
 use keel_guest::mmu::*;
-use keel_guest::pagetable::{cr3_mfn, PTE_P, PTE_RW};
+use keel_guest::pagetable::{cr3_mfn, Pte, PteFlags};
 use keel_guest::prelude::*;
 use keel_guest::start::pfn_to_mfn;
 
@@ -63,17 +63,33 @@ fn test_main() {
         for (k, r) in reqs.iter_mut().enumerate() {
             *r = MmuUpdate {
                 ptr: slot(t.mfn, k),
-                val: entry(mfns[base + k], PTE_P),
+                val: entry(mfns[base + k], PteFlags::PRESENT).raw(),
             };
         }
         let (done, r) = mmu_update(&reqs);
         count(r);
         check_eq!(done, 512, "filling an L1 of the 4 MiB space");
     }
-    count(fill(&l2, 0, entry(l1a.mfn, PTE_P | PTE_RW)));
-    count(fill(&l2, 1, entry(l1b.mfn, PTE_P | PTE_RW)));
-    count(fill(&l3, 0, entry(l2.mfn, PTE_P | PTE_RW)));
-    count(fill(&l4, 0, entry(l3.mfn, PTE_P | PTE_RW)));
+    count(fill(
+        &l2,
+        0,
+        entry(l1a.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+    ));
+    count(fill(
+        &l2,
+        1,
+        entry(l1b.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+    ));
+    count(fill(
+        &l3,
+        0,
+        entry(l2.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+    ));
+    count(fill(
+        &l4,
+        0,
+        entry(l3.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+    ));
 
     let mut bench = Bench::new();
 
@@ -123,7 +139,7 @@ fn test_main() {
     for k in 0..512 {
         set[k] = MmuUpdate {
             ptr: slot(u.mfn, k),
-            val: entry(mfns[k], PTE_P),
+            val: entry(mfns[k], PteFlags::PRESENT).raw(),
         };
         clear[k] = MmuUpdate {
             ptr: slot(u.mfn, k),
@@ -157,8 +173,12 @@ fn test_main() {
     // exit, decoded, validated and emulated).
     let stores = |install: bool| {
         for (j, m) in mfns.iter().take(512).enumerate() {
-            let v = if install { entry(*m, PTE_P) } else { 0 };
-            if fault::write_u64(GuestVirt::new(u.va.get() + 8 * j as u64), v).is_err() {
+            let v = if install {
+                entry(*m, PteFlags::PRESENT)
+            } else {
+                Pte::EMPTY
+            };
+            if fault::write_u64(GuestVirt::new(u.va.get() + 8 * j as u64), v.raw()).is_err() {
                 fail();
             }
         }
