@@ -173,6 +173,20 @@ pub const DOMAIN_PREFIX_MAX: usize = "(d65535) ".len();
 /// [`DOMAIN_PREFIX_MAX`] bytes; a shorter `out` gets what fits); returns the
 /// length written.
 pub fn domain_prefix(id: u16, out: &mut [u8]) -> usize {
+    tagged_domain_prefix(id, "", out)
+}
+
+/// The tag on the lines a domain writes through its emulated COM1, a second
+/// console beside `console_io`: `(d<id>:com1) `, so nobody takes them for the
+/// PV console's lines (nor does [`strip_domain_prefix`]).
+pub const COM1_TAG: &str = ":com1";
+
+/// The longest prefix of a COM1 line: `(d65535:com1) `.
+pub const COM1_PREFIX_MAX: usize = DOMAIN_PREFIX_MAX + COM1_TAG.len();
+
+/// Write `(d<id><tag>) ` into `out` (a shorter `out` gets what fits); returns
+/// the length written. With an empty tag it is [`domain_prefix`].
+pub fn tagged_domain_prefix(id: u16, tag: &str, out: &mut [u8]) -> usize {
     let mut digits = [0u8; 5];
     let mut v = id;
     let mut nd = 0;
@@ -195,6 +209,9 @@ pub fn domain_prefix(id: u16, out: &mut [u8]) -> usize {
     put(b'd');
     for d in digits[..nd].iter().rev() {
         put(*d);
+    }
+    for b in tag.bytes() {
+        put(b);
     }
     put(b')');
     put(b' ');
@@ -258,6 +275,14 @@ mod tests {
                 Some((id, "Test result: SUCCESS"))
             );
         }
+        let mut c = [0u8; COM1_PREFIX_MAX];
+        for (id, want) in [(1u16, "(d1:com1) "), (65535, "(d65535:com1) ")] {
+            let n = tagged_domain_prefix(id, COM1_TAG, &mut c);
+            assert_eq!(&c[..n], want.as_bytes());
+        }
+        let mut short = [0u8; 4];
+        assert_eq!(tagged_domain_prefix(123, COM1_TAG, &mut short), 4);
+        assert_eq!(&short, b"(d12");
         for bad in [
             "(d) x",
             "(dx) x",

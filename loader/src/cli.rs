@@ -259,6 +259,10 @@ pub struct TestArgs {
     /// Only list the selected tests (name, category, title); boot nothing.
     #[arg(long)]
     pub list: bool,
+    /// Boot the tests a known platform defect breaks on this machine too
+    /// (docs/platforms.md), instead of reporting them SKIP.
+    #[arg(long)]
+    pub attempt_defects: bool,
     /// The machine.
     #[command(flatten)]
     pub machine: MachineArgs,
@@ -275,6 +279,7 @@ impl TestArgs {
             junit: self.junit.clone(),
             seed: self.seed,
             list: self.list,
+            attempt_defects: self.attempt_defects,
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod cargo;
 pub mod chart;
 pub mod cli;
 pub mod console;
+pub mod defects;
 pub mod elfnote;
 pub mod error;
 pub mod fixture;
@@ -345,6 +346,9 @@ pub struct TestOptions {
     pub seed: Option<u64>,
     /// Only list the selected tests (name, category, title); boot nothing.
     pub list: bool,
+    /// Boot the tests a known platform defect breaks there too
+    /// ([`defects`]), instead of reporting them SKIP.
+    pub attempt_defects: bool,
 }
 
 impl TestOptions {
@@ -363,6 +367,7 @@ impl TestOptions {
             junit: None,
             seed: None,
             list: false,
+            attempt_defects: false,
         }
     }
 }
@@ -420,6 +425,7 @@ pub fn test(
         seed: Some(seed),
         guest_args: opts.machine.guest_args.clone(),
         hv_cmdline: opts.machine.hv_cmdline(),
+        attempt_defects: opts.attempt_defects,
     };
     let summary = runner::run_suite(&hv, &tests, &ropts, out);
     let _ = writeln!(
@@ -587,6 +593,8 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
         seed: None,
         guest_args: opts.machine.guest_args.clone(),
         hv_cmdline: opts.machine.hv_cmdline(),
+        // A benchmark breaks no test's rule; none is listed.
+        attempt_defects: true,
     };
     let mut ok = true;
     let mut per_run = Vec::new();

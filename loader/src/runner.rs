@@ -235,6 +235,9 @@ pub struct Options {
     pub guest_args: Vec<String>,
     /// The hypervisor's command line.
     pub hv_cmdline: Vec<String>,
+    /// Boot a test that a known platform defect breaks on this machine
+    /// ([`crate::defects`]) instead of reporting it SKIP.
+    pub attempt_defects: bool,
 }
 
 /// One test's result.
@@ -369,6 +372,21 @@ fn result_of(t: &TestProgram, o: Outcome, seed: Option<u64>) -> TestResult {
 }
 
 fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
+    if let Some(d) =
+        crate::defects::breaking(&opts.machine, &t.name).filter(|_| !opts.attempt_defects)
+    {
+        return TestResult {
+            test: t.clone(),
+            verdict: Verdict::Skip,
+            reason: format!(
+                "platform defect {} on {} (docs/platforms.md): {}",
+                d.name, opts.machine.cpu_model, d.what
+            ),
+            wall: Duration::ZERO,
+            details: String::new(),
+            console: String::new(),
+        };
+    }
     let mut args = opts.guest_args.clone();
     if let Some(s) = opts.seed {
         args.push(format!("seed={s}"));

@@ -37,15 +37,7 @@ fn bochs(cpus: u32) -> MachineOptions {
 }
 
 fn smoke_on(cpus: u32) {
-    let opts = TestOptions {
-        patterns: SMOKE.iter().map(|s| s.to_string()).collect(),
-        category: None,
-        machine: bochs(cpus),
-        jobs: Some(1),
-        junit: None,
-        seed: None,
-        list: false,
-    };
+    let opts = TestOptions::new(SMOKE.iter().copied(), bochs(cpus));
     let (mut out, mut log) = (Vec::new(), Vec::new());
     let summary = keel_loader::test(&opts, &mut out, &mut log);
     eprintln!("{}", String::from_utf8_lossy(&log));

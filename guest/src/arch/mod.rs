@@ -38,6 +38,43 @@ macro_rules! extable {
     };
 }
 
+// What the user-mode entry and the all-register VMCALL both do with registers,
+// as AT&T assembler text for their `global_asm!` (`concat!` them in): save and
+// restore the six callee-saved registers of the C ABI, and load every GPR but
+// RSP from the 15-word array at RDI (order RAX, RBX, RCX, RDX, RSI, RDI, RBP,
+// R8..R15, as in `Frame::gpr`), RDI itself last.
+macro_rules! push_callee_saved {
+    () => {
+        "pushq %rbx\npushq %rbp\npushq %r12\npushq %r13\npushq %r14\npushq %r15\n"
+    };
+}
+macro_rules! pop_callee_saved {
+    () => {
+        "popq %r15\npopq %r14\npopq %r13\npopq %r12\npopq %rbp\npopq %rbx\n"
+    };
+}
+macro_rules! load_gprs_from_rdi {
+    () => {
+        concat!(
+            "movq 0(%rdi), %rax\n",
+            "movq 8(%rdi), %rbx\n",
+            "movq 16(%rdi), %rcx\n",
+            "movq 24(%rdi), %rdx\n",
+            "movq 32(%rdi), %rsi\n",
+            "movq 48(%rdi), %rbp\n",
+            "movq 56(%rdi), %r8\n",
+            "movq 64(%rdi), %r9\n",
+            "movq 72(%rdi), %r10\n",
+            "movq 80(%rdi), %r11\n",
+            "movq 88(%rdi), %r12\n",
+            "movq 96(%rdi), %r13\n",
+            "movq 104(%rdi), %r14\n",
+            "movq 112(%rdi), %r15\n",
+            "movq 40(%rdi), %rdi\n",
+        )
+    };
+}
+
 mod boot;
 mod idt;
 mod insn;

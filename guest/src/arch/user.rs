@@ -11,7 +11,8 @@ pub use crate::user::UserOp;
 // end are page aligned), so that making these two pages user-accessible
 // exposes nothing else.
 global_asm!(
-    r#"
+    concat!(
+        r#"
     .pushsection .text.keel_user, "ax"
     .balign 4096
     .global keel_user_page
@@ -60,48 +61,31 @@ keel_user_data:
 # GPR (but RSP) from `regs`. `user_returned` brings the CPU back to
 # keel_user_resume on the saved RSP.
 keel_enter_user:
-    pushq %rbx
-    pushq %rbp
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
+"#,
+        push_callee_saved!(),
+        r#"
     movq %rsp, {kernel_rsp}(%rip)
     pushq ${user_ss}
     pushq $0
     pushq %rdx
     pushq ${user_cs}
     pushq %rsi
-    movq 0(%rdi), %rax
-    movq 8(%rdi), %rbx
-    movq 16(%rdi), %rcx
-    movq 24(%rdi), %rdx
-    movq 32(%rdi), %rsi
-    movq 48(%rdi), %rbp
-    movq 56(%rdi), %r8
-    movq 64(%rdi), %r9
-    movq 72(%rdi), %r10
-    movq 80(%rdi), %r11
-    movq 88(%rdi), %r12
-    movq 96(%rdi), %r13
-    movq 104(%rdi), %r14
-    movq 112(%rdi), %r15
-    movq 40(%rdi), %rdi
+"#,
+        load_gprs_from_rdi!(),
+        r#"
     iretq
     .global keel_user_resume
 keel_user_resume:
     movl ${data}, %eax
     movl %eax, %ds
     movl %eax, %es
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %rbp
-    popq %rbx
+"#,
+        pop_callee_saved!(),
+        r#"
     ret
     .popsection
     "#,
+    ),
     kernel_rsp = sym KERNEL_RSP,
     user_ss = const SEL_USER_DATA,
     user_cs = const SEL_USER_CODE,

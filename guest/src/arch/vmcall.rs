@@ -7,32 +7,16 @@ use super::*;
 // store every GPR back, so a test can see exactly what the hypercall changed. The
 // callee-saved registers are saved around it (it is an ordinary C function).
 global_asm!(
-    r#"
+    concat!(
+        r#"
     .section .text.keel_vmcall_all_regs, "ax"
     .global keel_vmcall_all_regs
 keel_vmcall_all_regs:
-    pushq %rbx
-    pushq %rbp
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
-    pushq %rdi
-    movq 0(%rdi), %rax
-    movq 8(%rdi), %rbx
-    movq 16(%rdi), %rcx
-    movq 24(%rdi), %rdx
-    movq 32(%rdi), %rsi
-    movq 48(%rdi), %rbp
-    movq 56(%rdi), %r8
-    movq 64(%rdi), %r9
-    movq 72(%rdi), %r10
-    movq 80(%rdi), %r11
-    movq 88(%rdi), %r12
-    movq 96(%rdi), %r13
-    movq 104(%rdi), %r14
-    movq 112(%rdi), %r15
-    movq 40(%rdi), %rdi
+"#,
+        push_callee_saved!(),
+        "pushq %rdi\n",
+        load_gprs_from_rdi!(),
+        r#"
     vmcall
     xchgq %rdi, (%rsp)
     movq %rax, 0(%rdi)
@@ -51,14 +35,10 @@ keel_vmcall_all_regs:
     movq %r15, 112(%rdi)
     popq %rax
     movq %rax, 40(%rdi)
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %rbp
-    popq %rbx
-    ret
-    "#,
+"#,
+        pop_callee_saved!(),
+        "ret\n",
+    ),
     options(att_syntax)
 );
 

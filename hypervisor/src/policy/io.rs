@@ -73,7 +73,7 @@ pub fn lookup(port: u16) -> Option<&'static PortRange> {
 
 /// 16550 UART registers (offsets from the base) and the bits the emulation
 /// reads or reports.
-use keel_abi::platform::uart;
+use keel_abi::platform::{self, uart};
 
 use uart::{Iir, Lcr, Lsr, ModemStatus};
 
@@ -183,8 +183,8 @@ impl Com1 {
     /// Print the line assembled so far (at a newline, when full, and when the
     /// domain ends with a partial line).
     pub fn flush(&mut self, console: &mut (impl Console + ?Sized)) {
-        let mut prefix = [0u8; 16];
-        let n = format_prefix(self.domain, &mut prefix);
+        let mut prefix = [0u8; platform::COM1_PREFIX_MAX];
+        let n = platform::tagged_domain_prefix(self.domain, platform::COM1_TAG, &mut prefix);
         console.write_bytes(prefix.get(..n).unwrap_or(&[]));
         console.write_bytes(self.line.get(..self.len).unwrap_or(&[]));
         console.write_bytes(b"\n");
@@ -195,39 +195,6 @@ impl Com1 {
     pub fn pending(&self) -> bool {
         self.len != 0
     }
-}
-
-/// `(d<id>:com1) ` into `buf`; returns its length.
-fn format_prefix(id: u16, buf: &mut [u8; 16]) -> usize {
-    let mut digits = [0u8; 5];
-    let mut n = 0;
-    let mut v = id;
-    loop {
-        if let Some(d) = digits.get_mut(n) {
-            *d = b'0' + (v % 10) as u8;
-        }
-        n += 1;
-        v /= 10;
-        if v == 0 || n == digits.len() {
-            break;
-        }
-    }
-    let mut out = 0;
-    let mut put = |b: u8| {
-        if let Some(s) = buf.get_mut(out) {
-            *s = b;
-            out += 1;
-        }
-    };
-    put(b'(');
-    put(b'd');
-    for i in (0..n).rev() {
-        put(digits.get(i).copied().unwrap_or(b'?'));
-    }
-    for &b in b":com1) " {
-        put(b);
-    }
-    out
 }
 
 /// The bus of one domain.

@@ -60,6 +60,7 @@ pub const BASELINE_PATH: &str = "bench/baseline.json";
 pub const DEFAULT_KVM_RUNS: usize = 5;
 
 mod compare;
+mod doc;
 mod figure;
 mod json;
 mod parse;
@@ -68,6 +69,7 @@ mod select;
 mod table;
 
 pub use self::compare::*;
+pub use self::doc::*;
 pub use self::figure::*;
 pub use self::json::*;
 pub use self::parse::*;

@@ -529,3 +529,54 @@ fn selection_by_program_figure_or_key() {
     );
     assert!(unmatched(&all, &known, &[]).is_empty());
 }
+
+#[test]
+fn the_page_tables_come_from_the_report() {
+    let r = report(vec![
+        fig("bench_hypercalls", "floor", measured(100.0, 1.0, 7.0)),
+        fig("bench_mmu", "pin", measured(19711.8, 0.2, 1.4)),
+        fig("bench_pvops", "cpuid.pv", measured(34.0, 0.0, 0.0)),
+        fig("bench_pvops", "cpuid.trap", measured(173.0, 1.0, 6.0)),
+        fig(
+            "bench_pvops",
+            "rdmsr.pv",
+            Measure::Missing("no MSR hypercall".into()),
+        ),
+        fig("bench_pvops", "rdmsr.trap", measured(240.0, 1.0, 6.0)),
+        fig("bench_grant", "map", Measure::Missing("not wired".into())),
+    ]);
+    let t = markdown_figures(&r);
+    assert!(t.contains("corei7_skylake_x"), "{t}");
+    assert!(
+        t.contains("| `bench_mmu/pin` | 19,711.8 | 1 | 0.20 | 1.40 | 7 | 197.12 |"),
+        "{t}"
+    );
+    assert!(
+        t.contains("| `bench_grant/map` | missing: not wired |"),
+        "{t}"
+    );
+    assert!(!t.contains("cpuid"), "the pairs have their own table: {t}");
+    let p = markdown_pv_vs_trap(&r);
+    assert!(p.contains("| `cpuid` | 34 | 173 | 5.09 | 0 / 1 |"), "{p}");
+    assert!(
+        p.contains("| `rdmsr` | - (no MSR hypercall) | 240 | - | - / 1 |"),
+        "{p}"
+    );
+    assert_eq!(p.matches("| `").count(), 2, "{p}");
+
+    let page = "intro\n<!-- BEGIN GENERATED bench:figures -->\nstale\n<!-- END GENERATED bench:figures -->\nmid\n<!-- BEGIN GENERATED bench:pv-vs-trap -->\n<!-- END GENERATED bench:pv-vs-trap -->\nend\n";
+    let new = regenerate_page(page, &r).unwrap();
+    assert!(!new.contains("stale"), "{new}");
+    assert!(new.starts_with("intro\n<!-- BEGIN GENERATED bench:figures -->\nMeasured on"));
+    assert!(
+        new.contains("mid\n") && new.ends_with("<!-- END GENERATED bench:pv-vs-trap -->\nend\n")
+    );
+    assert_eq!(regenerate_page(&new, &r).unwrap(), new);
+    assert!(regenerate_page("no blocks", &r).is_err());
+    assert!(regenerate_page("<!-- BEGIN GENERATED bench:x -->\n", &r).is_err());
+    assert!(regenerate_page(
+        "<!-- BEGIN GENERATED bench:figures -->\nno end\n<!-- BEGIN GENERATED bench:pv-vs-trap -->\n<!-- END GENERATED bench:pv-vs-trap -->\n",
+        &r
+    )
+    .is_err());
+}
