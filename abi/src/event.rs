@@ -47,7 +47,7 @@ abi_consts! {
     EVTCHNSTAT_CLOSED: u32 = 0 => xen("EVTCHNSTAT_closed");
     /// `EVTCHNSTAT_unbound`: waiting for a remote domain to bind.
     EVTCHNSTAT_UNBOUND: u32 = 1 => xen("EVTCHNSTAT_unbound");
-    /// `EVTCHNSTAT_interdomain` (Keel: not used yet).
+    /// `EVTCHNSTAT_interdomain`: connected to a port of another domain (ABI 1.1).
     EVTCHNSTAT_INTERDOMAIN: u32 = 2 => xen("EVTCHNSTAT_interdomain");
     /// `EVTCHNSTAT_pirq` (Keel: no physical IRQs).
     EVTCHNSTAT_PIRQ: u32 = 3 => xen("EVTCHNSTAT_pirq");
@@ -81,9 +81,10 @@ abi_consts! {
 
 abi_consts! {
     family: Family::Event, since: AbiVersion::V1_1, list: INTERDOMAIN_CONSTS;
-    /// `EVTCHNOP_bind_interdomain` (ABI 1.1, in progress: `-ENOSYS` until served):
-    /// connect a new local port to a remote domain's port that was allocated
-    /// unbound for the caller; [`EvtchnBindInterdomain`].
+    /// `EVTCHNOP_bind_interdomain` (ABI 1.1, in progress: served to images that
+    /// declare 1.1, `-ENOSYS` to others): connect a new local port to a remote
+    /// domain's port that was allocated unbound for the caller;
+    /// [`EvtchnBindInterdomain`].
     EVTCHNOP_BIND_INTERDOMAIN: u64 = 0 => xen("EVTCHNOP_bind_interdomain");
     /// Global virtual IRQ of the control domain: another domain ended (ABI 1.1,
     /// in progress: never raised until served).

@@ -182,6 +182,27 @@ pub fn evtchn_alloc_unbound() -> Result<u32, Errno> {
     with_arg(Hypercall::EVENT_CHANNEL_OP, EVTCHNOP_ALLOC_UNBOUND, &mut a).map(|_| a.port)
 }
 
+/// `EVTCHNOP_alloc_unbound` of a port of domain `dom` (not `DOMID_SELF`:
+/// refused unless privileged) that `remote_dom` may bind.
+pub fn evtchn_alloc_unbound_in(dom: u16, remote_dom: u16) -> Result<u32, Errno> {
+    let mut a = EvtchnAllocUnbound {
+        dom,
+        remote_dom,
+        port: 0,
+    };
+    with_arg(Hypercall::EVENT_CHANNEL_OP, EVTCHNOP_ALLOC_UNBOUND, &mut a).map(|_| a.port)
+}
+
+/// `EVTCHNOP_status` of port `port` of domain `dom`.
+pub fn evtchn_status_of(dom: u16, port: u32) -> Result<EvtchnStatus, Errno> {
+    let mut a = EvtchnStatus {
+        dom,
+        port,
+        ..Default::default()
+    };
+    with_arg(Hypercall::EVENT_CHANNEL_OP, EVTCHNOP_STATUS, &mut a).map(|_| a)
+}
+
 /// `EVTCHNOP_bind_virq`.
 pub fn evtchn_bind_virq(virq: u32, vcpu: u32) -> Result<u32, Errno> {
     let mut a = EvtchnBindVirq {

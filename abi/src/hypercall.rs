@@ -198,8 +198,9 @@ pub struct SubCommand {
 pub const IMPLEMENTED: &[SubCommand] = {
     use crate::console::CONSOLEIO_WRITE;
     use crate::event::{
-        EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
-        EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK, HVMOP_SET_PARAM,
+        EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU,
+        EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK,
+        HVMOP_SET_PARAM,
     };
     use crate::grant_table::{
         GNTTABOP_COPY, GNTTABOP_MAP_GRANT_REF, GNTTABOP_QUERY_SIZE, GNTTABOP_SETUP_TABLE,
@@ -397,6 +398,12 @@ pub const IMPLEMENTED: &[SubCommand] = {
             V2,
         ),
         s(Hypercall::MULTICALL, 0, "multicall", V2),
+        s(
+            Hypercall::EVENT_CHANNEL_OP,
+            EVTCHNOP_BIND_INTERDOMAIN,
+            "EVTCHNOP_bind_interdomain",
+            NEXT,
+        ),
         s(
             Hypercall::GRANT_TABLE_OP,
             GNTTABOP_MAP_GRANT_REF,

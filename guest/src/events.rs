@@ -138,15 +138,56 @@ impl core::fmt::Display for SetupError {
 /// timer's port. (A test that wants the interrupted context sets its hook first:
 /// an upcall may come as soon as this returns.)
 pub fn timer_upcalls(vector: u8, handler: fn(u32)) -> Result<u32, SetupError> {
+    let port = bind_timer_upcalls(vector, handler)?;
+    enable();
+    arch::sti();
+    Ok(port)
+}
+
+/// [`timer_upcalls`] for a test that blocks on its timers itself
+/// ([`block_on_timer`]): bind `VIRQ_TIMER` and deliver upcalls to `handler` on
+/// `vector`, leaving the event mask and RFLAGS.IF as they are. Returns the
+/// timer's port.
+pub fn bind_timer_upcalls(vector: u8, handler: fn(u32)) -> Result<u32, SetupError> {
     if shared_info().is_none() {
         return Err(SetupError::NoSharedInfo);
     }
     let port =
         guest::evtchn_bind_virq(crate::abi::event::VIRQ_TIMER, 0).map_err(SetupError::BindTimer)?;
     set_upcall_handler(vector, handler).map_err(SetupError::CallbackVector)?;
-    enable();
-    arch::sti();
     Ok(port)
+}
+
+/// Why [`block_on_timer`] did not block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockError {
+    /// `set_timer_op` refused the deadline.
+    SetTimer(Errno),
+    /// `SCHEDOP_block` failed.
+    Block(Errno),
+}
+
+impl core::fmt::Display for BlockError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::SetTimer(e) => write!(f, "set_timer_op: {e}"),
+            Self::Block(e) => write!(f, "SCHEDOP_block: {e}"),
+        }
+    }
+}
+
+/// Block until a single-shot timer `after_ns` from now, as a kernel's idle loop
+/// does (Linux's `xen_safe_halt`): clear RFLAGS.IF and mask events, arm the
+/// timer, `SCHEDOP_block` (which unmasks events again). Returns the deadline and
+/// the system time it woke at. RFLAGS.IF stays clear, so the caller can look
+/// before the timer's upcall comes: after its `events::enable(); arch::sti()`.
+pub fn block_on_timer(after_ns: u64) -> Result<(u64, u64), BlockError> {
+    arch::cli();
+    disable();
+    let deadline = now_ns() + after_ns;
+    guest::set_timer_op(deadline).map_err(BlockError::SetTimer)?;
+    guest::sched_block().map_err(BlockError::Block)?;
+    Ok((deadline, now_ns()))
 }
 
 /// The interrupted context's general-purpose registers (in

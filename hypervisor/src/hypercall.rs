@@ -116,6 +116,9 @@ pub struct Ctx<'a, M: PhysMem> {
     /// Every domain's grant state ([`crate::grant::STORE`] on the hypervisor),
     /// locked only by `grant_table_op`.
     pub grants: &'a crate::grant::Store,
+    /// The other live domains (`crate::peers`): what a grant or event
+    /// operation naming another domain reaches.
+    pub peers: &'a mut dyn crate::peers::Peers,
 }
 
 impl<M: PhysMem> Ctx<'_, M> {

@@ -46,6 +46,7 @@ pub mod hypercall;
 pub mod lifecycle;
 pub mod mem;
 pub mod paging;
+pub mod peers;
 pub mod perf;
 pub mod policy;
 pub mod preempt;

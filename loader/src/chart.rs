@@ -273,22 +273,7 @@ mod tests {
             Figure {
                 program: program.into(),
                 name: name.into(),
-                measure: Measure::Measured(Measured {
-                    n: 1,
-                    per: 1,
-                    min: cost,
-                    p10: cost,
-                    median: cost,
-                    p90: cost,
-                    max: cost,
-                    exits: None,
-                    vmreads: None,
-                    vmwrites: None,
-                    reasons: BTreeMap::new(),
-                    marks: None,
-                    l0_exits: None,
-                    l0_reflected: None,
-                }),
+                measure: Measure::Measured(Measured::timing(1, 1, [cost; 5])),
             }
         };
         Report {

@@ -11,7 +11,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use keel_guest::abi::event::VIRQ_TIMER;
 use keel_guest::abi::guest;
 use keel_guest::arch;
 use keel_guest::events;
@@ -37,28 +36,26 @@ fn on_event(port: u32) {
 }
 
 fn test_main() {
-    if events::shared_info().is_none() {
-        failure!("no shared_info page");
-        return;
-    }
-    let tport = guest::evtchn_bind_virq(VIRQ_TIMER, 0).unwrap_or(0);
+    let tport = match events::bind_timer_upcalls(VECTOR, on_event) {
+        Ok(p) => p,
+        Err(e) => {
+            failure!("{e}");
+            return;
+        }
+    };
     TIMER_PORT.store(tport.into(), SeqCst);
     let ipi = guest::evtchn_bind_ipi(0).unwrap_or(0);
-    check!(tport != 0 && ipi != 0, "ports {tport} {ipi}");
-    check_eq!(
-        events::set_upcall_handler(VECTOR, on_event),
-        Ok(()),
-        "callback vector"
-    );
+    check!(ipi != 0, "bind an IPI port");
 
     // 1. Block until a timer, IF = 0 (Linux's xen_safe_halt): returns at or after
     // the deadline; the upcall follows the STI.
-    arch::cli();
-    events::disable();
-    let deadline = events::now_ns() + 20_000_000;
-    check_eq!(guest::set_timer_op(deadline), Ok(()), "set_timer_op");
-    check_eq!(guest::sched_block(), Ok(()), "SCHEDOP_block");
-    let woke = events::now_ns();
+    let (deadline, woke) = match events::block_on_timer(20_000_000) {
+        Ok(t) => t,
+        Err(e) => {
+            failure!("{e}");
+            return;
+        }
+    };
     check!(
         woke >= deadline,
         "woke {} ns before the deadline",

@@ -14,10 +14,9 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use keel_guest::abi::event::VIRQ_TIMER;
 use keel_guest::abi::guest;
 use keel_guest::abi::mmu::{MmuextOp, DOMID_SELF, MMUEXT_PIN_L4_TABLE, MMUEXT_UNPIN_TABLE};
-use keel_guest::arch::{self, vmcall_all_regs};
+use keel_guest::arch::vmcall_all_regs;
 use keel_guest::events;
 use keel_guest::fault::GPR_NAMES;
 use keel_guest::mmu::*;
@@ -111,16 +110,11 @@ fn test_main() {
     let l1s = start_info().nr_pages / 2;
     let t = tree(l1s);
     println!("tree: {} tables, {l1s} full L1s", t.tables);
-    let timer = guest::evtchn_bind_virq(VIRQ_TIMER, 0);
-    check!(timer.is_ok(), "bind VIRQ_TIMER: {timer:?}");
-    check_eq!(
-        events::set_upcall_handler(VECTOR, on_event),
-        Ok(()),
-        "callback vector"
-    );
     events::set_interrupted_hook(Some(hook));
-    events::enable();
-    arch::sti();
+    if let Err(e) = events::timer_upcalls(VECTOR, on_event) {
+        failure!("{e}");
+        return;
+    }
     // 10 ms: many entries a piece, and many pieces a pin.
     check_eq!(
         guest::vcpu_set_periodic_timer(10_000_000),

@@ -15,7 +15,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use keel_guest::abi::event::VIRQ_TIMER;
 use keel_guest::abi::guest;
 use keel_guest::arch;
 use keel_guest::events;
@@ -40,13 +39,10 @@ fn hook(_gpr: &mut [u64; 15], rip: u64) {
 fn on_event(_port: u32) {}
 
 fn sti_vmcall() {
-    let timer = guest::evtchn_bind_virq(VIRQ_TIMER, 0);
-    check!(timer.is_ok(), "bind VIRQ_TIMER: {timer:?}");
-    check_eq!(
-        events::set_upcall_handler(VECTOR, on_event),
-        Ok(()),
-        "callback vector"
-    );
+    if let Err(e) = events::bind_timer_upcalls(VECTOR, on_event) {
+        failure!("{e}");
+        return;
+    }
     events::set_interrupted_hook(Some(hook));
     events::enable();
     for round in 0..3 {

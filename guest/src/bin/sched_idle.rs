@@ -7,7 +7,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use keel_guest::abi::event::VIRQ_TIMER;
 use keel_guest::abi::guest;
 use keel_guest::arch;
 use keel_guest::events;
@@ -29,25 +28,22 @@ fn on_event(_port: u32) {
 }
 
 fn test_main() {
-    if events::shared_info().is_none() {
-        failure!("no shared_info page");
-        return;
-    }
-    let port = guest::evtchn_bind_virq(VIRQ_TIMER, 0).unwrap_or(0);
-    check!(port != 0, "bind VIRQ_TIMER");
-    check_eq!(
-        events::set_upcall_handler(VECTOR, on_event),
-        Ok(()),
-        "callback vector"
-    );
+    let port = match events::bind_timer_upcalls(VECTOR, on_event) {
+        Ok(p) => p,
+        Err(e) => {
+            failure!("{e}");
+            return;
+        }
+    };
     let mut worst = 0;
     for i in 0..10u64 {
-        arch::cli();
-        events::disable();
-        let deadline = events::now_ns() + 3_000_000 + i * 500_000;
-        check_eq!(guest::set_timer_op(deadline), Ok(()), "set_timer_op #{i}");
-        check_eq!(guest::sched_block(), Ok(()), "SCHEDOP_block #{i}");
-        let woke = events::now_ns();
+        let (deadline, woke) = match events::block_on_timer(3_000_000 + i * 500_000) {
+            Ok(t) => t,
+            Err(e) => {
+                failure!("block #{i}: {e}");
+                return;
+            }
+        };
         check!(woke >= deadline, "block #{i} woke before its deadline");
         worst = worst.max(woke.saturating_sub(deadline));
         events::enable();

@@ -8,7 +8,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use keel_guest::abi::event::VIRQ_TIMER;
 use keel_guest::abi::guest;
 use keel_guest::arch;
 use keel_guest::events;
@@ -48,23 +47,17 @@ fn test_main() {
 
     // 2. Block until a timer 5 ms ahead: the spinner is preempted at the
     // deadline, and this domain wakes at or after it, not much later.
-    if events::shared_info().is_none() {
-        failure!("no shared_info page");
+    if let Err(e) = events::bind_timer_upcalls(VECTOR, on_event) {
+        failure!("{e}");
         return;
     }
-    let port = guest::evtchn_bind_virq(VIRQ_TIMER, 0).unwrap_or(0);
-    check!(port != 0, "bind VIRQ_TIMER");
-    check_eq!(
-        events::set_upcall_handler(VECTOR, on_event),
-        Ok(()),
-        "callback vector"
-    );
-    arch::cli();
-    events::disable();
-    let deadline = events::now_ns() + 5_000_000;
-    check_eq!(guest::set_timer_op(deadline), Ok(()), "set_timer_op");
-    check_eq!(guest::sched_block(), Ok(()), "SCHEDOP_block");
-    let woke = events::now_ns();
+    let (deadline, woke) = match events::block_on_timer(5_000_000) {
+        Ok(t) => t,
+        Err(e) => {
+            failure!("{e}");
+            return;
+        }
+    };
     check!(
         woke >= deadline,
         "woke {} ns before the deadline",

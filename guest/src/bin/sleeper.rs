@@ -8,7 +8,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use keel_guest::abi::event::VIRQ_TIMER;
 use keel_guest::abi::guest;
 use keel_guest::arch;
 use keel_guest::events;
@@ -31,28 +30,21 @@ fn test_main() {
     let ms = keel_guest::start::cmdline_value(cmdline(), "sleep_ms")
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(100);
-    if events::shared_info().is_none() {
-        failure!("no shared_info page");
+    if let Err(e) = events::bind_timer_upcalls(VECTOR, on_event) {
+        failure!("{e}");
         return;
     }
-    let port = guest::evtchn_bind_virq(VIRQ_TIMER, 0).unwrap_or(0);
-    check!(port != 0, "bind VIRQ_TIMER");
-    check_eq!(
-        events::set_upcall_handler(VECTOR, on_event),
-        Ok(()),
-        "callback vector"
-    );
     let end = events::now_ns().saturating_add(ms.saturating_mul(1_000_000));
     let mut sleeps = 0u64;
     while events::now_ns() < end {
-        arch::cli();
-        events::disable();
-        let deadline = events::now_ns() + 1_000_000;
-        if guest::set_timer_op(deadline).is_err() || guest::sched_block().is_err() {
-            failure!("set_timer_op or SCHEDOP_block failed");
-            return;
-        }
-        check!(events::now_ns() >= deadline, "woke before the deadline");
+        let (deadline, woke) = match events::block_on_timer(1_000_000) {
+            Ok(t) => t,
+            Err(e) => {
+                failure!("{e}");
+                return;
+            }
+        };
+        check!(woke >= deadline, "woke before the deadline");
         events::enable();
         arch::sti();
         sleeps += 1;

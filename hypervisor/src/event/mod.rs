@@ -30,10 +30,13 @@ pub use shared::SharedPage;
 pub use state::{Blocked, EventState, Poll};
 
 use keel_abi::event::{
-    EVTCHNSTAT_CLOSED, EVTCHNSTAT_IPI, EVTCHNSTAT_UNBOUND, EVTCHNSTAT_VIRQ, KEEL_NR_EVTCHN_PORTS,
-    NR_VIRQS, VIRQ_DEBUG, VIRQ_TIMER,
+    EVTCHNSTAT_CLOSED, EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_IPI, EVTCHNSTAT_UNBOUND, EVTCHNSTAT_VIRQ,
+    KEEL_NR_EVTCHN_PORTS, NR_VIRQS, VIRQ_DEBUG, VIRQ_TIMER,
 };
 use keel_abi::Errno;
+
+use crate::domain::DomainId;
+use interdomain::Endpoint;
 
 /// Ports per domain (port 0 is reserved).
 pub const NR_PORTS: usize = KEEL_NR_EVTCHN_PORTS as usize;
@@ -119,6 +122,13 @@ pub enum PortState {
     Unbound {
         /// The domain that may bind it.
         remote: u16,
+    },
+    /// Connected to `port` of domain `remote` (`interdomain`'s rules).
+    Interdomain {
+        /// The peer domain.
+        remote: u16,
+        /// The peer's port.
+        port: u32,
     },
     /// Bound to a virtual IRQ.
     Virq(u8),
@@ -275,7 +285,7 @@ impl Channels {
                     *s = 0;
                 }
             }
-            PortState::Unbound { .. } | PortState::Ipi => {}
+            PortState::Unbound { .. } | PortState::Interdomain { .. } | PortState::Ipi => {}
         }
         *self.port_mut(p)? = Port::default();
         bits.clear_pending(p);
@@ -307,6 +317,7 @@ impl Channels {
         let (status, u) = match port.state {
             PortState::Free | PortState::Reserved => (EVTCHNSTAT_CLOSED, 0),
             PortState::Unbound { remote } => (EVTCHNSTAT_UNBOUND, u32::from(remote)),
+            PortState::Interdomain { remote, .. } => (EVTCHNSTAT_INTERDOMAIN, u32::from(remote)),
             PortState::Virq(v) => (EVTCHNSTAT_VIRQ, u32::from(v)),
             PortState::Ipi => (EVTCHNSTAT_IPI, 0),
         };
@@ -345,6 +356,61 @@ impl Channels {
         Ok(())
     }
 
+    /// Port `p` as the interdomain rules see it (`None` outside the table).
+    pub fn endpoint(&self, p: u32) -> Option<Endpoint> {
+        Some(match self.get(p)?.state {
+            PortState::Free => Endpoint::Free,
+            PortState::Reserved => Endpoint::Reserved,
+            PortState::Unbound { remote } => Endpoint::Unbound {
+                remote: DomainId(remote),
+            },
+            PortState::Interdomain { remote, port } => Endpoint::Interdomain {
+                remote: DomainId(remote),
+                port,
+            },
+            PortState::Virq(_) | PortState::Ipi => Endpoint::Local,
+        })
+    }
+
+    /// Set port `p` by the interdomain rules: a port that becomes free loses
+    /// its vCPU binding; [`Endpoint::Local`] is never set here (the local
+    /// kinds are bound through this table's own calls), nor is port 0.
+    pub fn set_endpoint(&mut self, p: u32, e: Endpoint) {
+        let state = match e {
+            Endpoint::Free => PortState::Free,
+            Endpoint::Unbound { remote } => PortState::Unbound { remote: remote.0 },
+            Endpoint::Interdomain { remote, port } => PortState::Interdomain {
+                remote: remote.0,
+                port,
+            },
+            Endpoint::Reserved | Endpoint::Local => return,
+        };
+        if p == 0 {
+            return;
+        }
+        if let Ok(slot) = self.port_mut(p) {
+            if matches!(slot.state, PortState::Virq(_) | PortState::Ipi) {
+                return;
+            }
+            *slot = match state {
+                PortState::Free => Port::default(),
+                _ => Port {
+                    state,
+                    vcpu: slot.vcpu,
+                },
+            };
+        }
+    }
+
+    /// The lowest free port (`-ENOSPC` when none is left).
+    pub fn free_port(&self) -> Result<u32, Errno> {
+        self.ports
+            .iter()
+            .position(|x| x.state == PortState::Free)
+            .map(|p| p as u32)
+            .ok_or(Errno::ENOSPC)
+    }
+
     /// Whether port `p` is a valid port number (for `SCHEDOP_poll`).
     pub fn valid(&self, p: u32) -> bool {
         (p as usize) < NR_PORTS
@@ -352,4 +418,4 @@ impl Channels {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -950,15 +950,22 @@ fn only_the_grant_rows_are_served_early() {
         assert!(lookup(Hypercall::GRANT_TABLE_OP.0, cmd).is_none(), "{cmd}");
     }
     assert!(lookup(Hypercall::DOMCTL.0, 0).is_none());
-    assert!(lookup(
-        Hypercall::EVENT_CHANNEL_OP.0,
-        keel_abi::event::EVTCHNOP_BIND_INTERDOMAIN
-    )
-    .is_none());
+    assert_eq!(
+        lookup(
+            Hypercall::EVENT_CHANNEL_OP.0,
+            keel_abi::event::EVTCHNOP_BIND_INTERDOMAIN
+        )
+        .map(|r| r.since),
+        Some(AbiVersion::V1_1)
+    );
     assert_eq!(keel_abi::layout::IN_PROGRESS, Some(AbiVersion::V1_1));
-    assert!(TABLE
-        .iter()
-        .all(|r| r.since <= AbiVersion::CURRENT || r.nr == Hypercall::GRANT_TABLE_OP));
+    assert!(TABLE.iter().all(|r| r.since <= AbiVersion::CURRENT
+        || r.nr == Hypercall::GRANT_TABLE_OP
+        || (r.nr, r.sub)
+            == (
+                Hypercall::EVENT_CHANNEL_OP,
+                keel_abi::event::EVTCHNOP_BIND_INTERDOMAIN
+            )));
 }
 
 /// A world and guest memory as one (what `grant_table_op` takes).

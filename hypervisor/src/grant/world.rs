@@ -31,20 +31,7 @@ use crate::mem::PhysMem;
 use crate::paging::entry::{entry_addr, EntryMem, Level, Pte, PteFlags};
 use crate::paging::{guest_mem, Flush, MmError};
 
-/// The other domains a grant operation may name (beside the caller).
-pub trait Peers {
-    /// Domain `d`, if it exists and is not being torn down.
-    fn peer(&self, d: DomainId) -> Option<&Domain>;
-}
-
-/// No other domain: the caller is alone.
-pub struct Alone;
-
-impl Peers for Alone {
-    fn peer(&self, _: DomainId) -> Option<&Domain> {
-        None
-    }
-}
+pub use crate::peers::{Alone, Peers};
 
 /// The world of one grant hypercall: the caller (whose page tables a mapping
 /// goes into and whose TLB an unmap flushes), the other domains, memory.

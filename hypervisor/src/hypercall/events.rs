@@ -5,13 +5,15 @@
 
 use super::{Ctx, HcResult, HypercallArgs, Outcome};
 use crate::addr::GuestVirt;
+use crate::event::interdomain::{self, Handled};
 use crate::event::{need_delivery, Blocked, EventBits, Poll, SharedPage};
 use crate::mem::PhysMem;
 use crate::paging::guest_mem;
+use crate::peers::Ports;
 use keel_abi::event::{
-    EvtchnAllocUnbound, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq, EvtchnPort, EvtchnStatus,
-    Pod, XenHvmParam, HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CALLBACK_TYPE_SHIFT,
-    HVM_PARAM_CALLBACK_TYPE_VECTOR,
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq,
+    EvtchnPort, EvtchnStatus, Pod, XenHvmParam, HVM_PARAM_CALLBACK_IRQ,
+    HVM_PARAM_CALLBACK_TYPE_SHIFT, HVM_PARAM_CALLBACK_TYPE_VECTOR,
 };
 use keel_abi::sched::{SchedPoll, SCHED_POLL_MAX_PORTS};
 use keel_abi::time::{
@@ -60,6 +62,55 @@ macro_rules! with_page {
     }};
 }
 
+/// Run `f` with the interdomain rules' view of the caller's ports and its
+/// peers' (`crate::peers::Ports`), and the caller's id.
+macro_rules! with_ports {
+    ($ctx:ident, |$w:ident, $me:ident| $body:expr) => {{
+        let r: Result<_, Errno> = (|| {
+            let mut page = page(&*$ctx.ev, &*$ctx.dom, &mut *$ctx.mem)?;
+            let $me = $ctx.dom.id;
+            let $w = &mut Ports {
+                me: $me,
+                chans: &mut $ctx.ev.chans,
+                bits: &mut page,
+                peers: &mut *$ctx.peers,
+            };
+            $body
+        })();
+        r
+    }};
+}
+
+/// No pending bits: `status` reads ports only.
+struct NoBits;
+
+impl EventBits for NoBits {
+    fn test_and_set_pending(&mut self, _: u32) -> bool {
+        true
+    }
+    fn clear_pending(&mut self, _: u32) {}
+    fn is_pending(&self, _: u32) -> bool {
+        false
+    }
+    fn is_masked(&self, _: u32) -> bool {
+        true
+    }
+    fn test_and_clear_mask(&mut self, _: u32) -> bool {
+        false
+    }
+    fn test_and_set_sel(&mut self, _: u32) -> bool {
+        true
+    }
+    fn set_upcall_pending(&mut self) {}
+    fn upcall_pending(&self) -> bool {
+        false
+    }
+    fn upcall_mask(&self) -> bool {
+        true
+    }
+    fn set_upcall_mask(&mut self, _: bool) {}
+}
+
 /// A handler's `Ok(value)`: the value in RAX.
 fn ret(r: Result<i64, Errno>) -> HcResult {
     r.map(Outcome::Return)
@@ -72,7 +123,39 @@ pub(super) fn evtchn_alloc_unbound<M: PhysMem>(
     let va = a.args[1];
     ret((|| {
         let mut s: EvtchnAllocUnbound = read(ctx, va)?;
-        s.port = with_page!(ctx, |c, p| c.alloc_unbound(s.dom, s.remote_dom, &mut p))?;
+        s.port = if ctx.dom.previews_next_abi() {
+            with_ports!(ctx, |w, me| interdomain::alloc_unbound(
+                w,
+                me,
+                s.dom,
+                s.remote_dom
+            ))?
+        } else {
+            with_page!(ctx, |c, p| c.alloc_unbound(s.dom, s.remote_dom, &mut p))?
+        };
+        write(ctx, va, &s).map(|()| 0)
+    })())
+}
+
+/// `EVTCHNOP_bind_interdomain` (ABI 1.1: `-ENOSYS` to a domain of a released
+/// version, which was promised that answer).
+#[inline(never)]
+pub(super) fn evtchn_bind_interdomain<M: PhysMem>(
+    ctx: &mut Ctx<'_, M>,
+    a: &HypercallArgs,
+) -> HcResult {
+    if !ctx.dom.previews_next_abi() {
+        return Err(Errno::ENOSYS);
+    }
+    let va = a.args[1];
+    ret((|| {
+        let mut s: EvtchnBindInterdomain = read(ctx, va)?;
+        s.local_port = with_ports!(ctx, |w, me| interdomain::bind_interdomain(
+            w,
+            me,
+            s.remote_dom,
+            s.remote_port
+        ))?;
         write(ctx, va, &s).map(|()| 0)
     })())
 }
@@ -101,6 +184,12 @@ pub(super) fn evtchn_bind_ipi<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArg
 pub(super) fn evtchn_send<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
         let s: EvtchnPort = read(ctx, a.args[1])?;
+        if ctx.dom.previews_next_abi() {
+            let r = with_ports!(ctx, |w, me| interdomain::send(w, me, s.port))?;
+            if let Handled::Done(_) = r {
+                return Ok(0);
+            }
+        }
         with_page!(ctx, |c, p| c.send(s.port, &mut p)).map(|_| 0)
     })())
 }
@@ -109,6 +198,12 @@ pub(super) fn evtchn_send<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -
 pub(super) fn evtchn_close<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
         let s: EvtchnPort = read(ctx, a.args[1])?;
+        if ctx.dom.previews_next_abi() {
+            let r = with_ports!(ctx, |w, me| interdomain::close(w, me, s.port))?;
+            if let Handled::Done(()) = r {
+                return Ok(0);
+            }
+        }
         with_page!(ctx, |c, p| c.close(s.port, &mut p)).map(|()| 0)
     })())
 }
@@ -126,6 +221,21 @@ pub(super) fn evtchn_status<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs)
     let va = a.args[1];
     ret((|| {
         let mut s: EvtchnStatus = read(ctx, va)?;
+        if ctx.dom.previews_next_abi() {
+            let me = ctx.dom.id;
+            let world = Ports {
+                me,
+                chans: &mut ctx.ev.chans,
+                bits: &mut NoBits,
+                peers: &mut *ctx.peers,
+            };
+            if let Handled::Done(st) = interdomain::status(&world, me, s.dom, s.port)? {
+                s.status = st.status;
+                s.vcpu = 0;
+                s.u = st.u;
+                return write(ctx, va, &s).map(|()| 0);
+            }
+        }
         if !ctx.ev.chans.is_self(s.dom) {
             return Err(Errno::ESRCH);
         }

@@ -16,7 +16,7 @@
 use super::{Ctx, HcResult, HypercallArgs, Outcome};
 use crate::addr::GuestVirt;
 use crate::grant::batch::{self, Batch};
-use crate::grant::world::{Alone, DomainWorld};
+use crate::grant::world::DomainWorld;
 use crate::mem::PhysMem;
 use crate::preempt::Progress;
 use keel_abi::Errno;
@@ -43,7 +43,7 @@ pub(super) fn grant_table_op<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs
         .map_or(0, |s| s.table.frames().len());
     let mut world = DomainWorld {
         me: &mut *ctx.dom,
-        peers: &Alone,
+        peers: &*ctx.peers,
         mem: &mut *ctx.mem,
         table_frames,
     };

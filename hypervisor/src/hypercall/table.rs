@@ -7,8 +7,9 @@ use super::{Ctx, HcResult, HypercallArgs};
 use crate::mem::PhysMem;
 use keel_abi::console::CONSOLEIO_WRITE;
 use keel_abi::event::{
-    EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
-    EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK, HVMOP_SET_PARAM,
+    EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU,
+    EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK,
+    HVMOP_SET_PARAM,
 };
 use keel_abi::grant_table::{
     GNTTABOP_COPY, GNTTABOP_MAP_GRANT_REF, GNTTABOP_QUERY_SIZE, GNTTABOP_SETUP_TABLE,
@@ -74,6 +75,8 @@ pub enum Op {
     EvtchnAllocUnbound,
     /// `events::evtchn_bind_ipi`.
     EvtchnBindIpi,
+    /// `events::evtchn_bind_interdomain`.
+    EvtchnBindInterdomain,
     /// `events::evtchn_bind_vcpu`.
     EvtchnBindVcpu,
     /// `events::evtchn_unmask`.
@@ -116,6 +119,7 @@ impl Op {
             Op::EvtchnStatus => events::evtchn_status(ctx, a),
             Op::EvtchnAllocUnbound => events::evtchn_alloc_unbound(ctx, a),
             Op::EvtchnBindIpi => events::evtchn_bind_ipi(ctx, a),
+            Op::EvtchnBindInterdomain => events::evtchn_bind_interdomain(ctx, a),
             Op::EvtchnBindVcpu => events::evtchn_bind_vcpu(ctx, a),
             Op::EvtchnUnmask => events::evtchn_unmask(ctx, a),
             Op::VcpuSetPeriodic => events::vcpu_set_periodic(ctx, a),
@@ -424,7 +428,7 @@ const ROWS: &[Row] = &[
         whole: false,
         name: "event_channel_op / EVTCHNOP_close",
         since: AbiVersion::V1_0,
-        doc: "event_channel_op(EVTCHNOP_close, arg*): close a port: 0, -EINVAL, -EFAULT",
+        doc: "event_channel_op(EVTCHNOP_close, arg*): close a port (an interdomain peer's end becomes unbound for the closer): 0, -EINVAL, -EFAULT",
         handler: Op::EvtchnClose,
     },
     Row {
@@ -433,7 +437,7 @@ const ROWS: &[Row] = &[
         whole: false,
         name: "event_channel_op / EVTCHNOP_send",
         since: AbiVersion::V1_0,
-        doc: "event_channel_op(EVTCHNOP_send, arg*): send on an IPI (pending) or unbound (dropped) port: 0, -EINVAL, -EFAULT",
+        doc: "event_channel_op(EVTCHNOP_send, arg*): send on an IPI (pending), interdomain (the peer's port pending, its vCPU woken) or unbound (dropped) port: 0, -EINVAL, -EFAULT",
         handler: Op::EvtchnSend,
     },
     Row {
@@ -442,7 +446,7 @@ const ROWS: &[Row] = &[
         whole: false,
         name: "event_channel_op / EVTCHNOP_status",
         since: AbiVersion::V1_0,
-        doc: "event_channel_op(EVTCHNOP_status, arg*): port status: 0, -ESRCH, -EINVAL, -EFAULT",
+        doc: "event_channel_op(EVTCHNOP_status, arg*): port status (interdomain: remote domain and port): 0, -ESRCH, -EPERM (1.1: another live domain's port), -EINVAL, -EFAULT",
         handler: Op::EvtchnStatus,
     },
     Row {
@@ -451,8 +455,17 @@ const ROWS: &[Row] = &[
         whole: false,
         name: "event_channel_op / EVTCHNOP_alloc_unbound",
         since: AbiVersion::V1_0,
-        doc: "event_channel_op(EVTCHNOP_alloc_unbound, arg*): unbound port for DOMID_SELF: 0 and port, -ESRCH, -ENOSPC, -EFAULT",
+        doc: "event_channel_op(EVTCHNOP_alloc_unbound, arg*): unbound port for DOMID_SELF (1.1 images: for any remote_dom, which need not exist yet): 0 and port, -ESRCH, -EPERM (1.1: dom another live domain), -ENOSPC, -EFAULT",
         handler: Op::EvtchnAllocUnbound,
+    },
+    Row {
+        nr: Hypercall::EVENT_CHANNEL_OP,
+        sub: EVTCHNOP_BIND_INTERDOMAIN,
+        whole: false,
+        name: "event_channel_op / EVTCHNOP_bind_interdomain",
+        since: AbiVersion::V1_1,
+        doc: "event_channel_op(EVTCHNOP_bind_interdomain, arg*): connect a new port to remote_port of remote_dom, which must be unbound for the caller (its consent); the new port starts pending: 0 and local_port, -ESRCH (no such live domain), -EINVAL (not unbound for the caller), -ENOSPC, -EFAULT; docs/abi/events.md",
+        handler: Op::EvtchnBindInterdomain,
     },
     Row {
         nr: Hypercall::EVENT_CHANNEL_OP,

@@ -132,6 +132,7 @@ impl World {
             now: &now,
             work,
             grants: &TEST_GRANTS,
+            peers: &mut crate::peers::Alone,
         };
         dispatch_noting_changes(&mut ctx, &HypercallArgs { nr: nr.0, args })
     }

@@ -406,3 +406,110 @@ fn set_timer_op_deadline_follows_xen() {
     assert_eq!(d(1 << 63, now), Some(now + 100_000_000));
     assert_eq!(d(u64::MAX, now), Some(now + 100_000_000));
 }
+
+/// The interdomain rows answer a released (1.0) image as 1.0 did, and serve an
+/// image that declares 1.1: here a loopback channel of one domain (the
+/// cross-domain cases are `crate::peers`' tests and the guest test
+/// `evtchn_interdomain`).
+#[test]
+fn interdomain_rows_are_served_only_to_a_1_1_image() {
+    use crate::domain::elf::testimg::typical_declaring;
+    use crate::domain::DomainId;
+    use keel_abi::version::AbiVersion;
+
+    let mut old = World::new();
+    assert!(!old.dom.previews_next_abi());
+    let (r, _) = old.evtchn(
+        EVTCHNOP_BIND_INTERDOMAIN,
+        EvtchnBindInterdomain {
+            remote_dom: DOMID_SELF,
+            remote_port: 1,
+            local_port: 0,
+        },
+    );
+    assert_eq!(r, ret(Errno::ENOSYS));
+    let (r, _) = old.evtchn(
+        EVTCHNOP_ALLOC_UNBOUND,
+        EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom: 5,
+            port: 0,
+        },
+    );
+    assert_eq!(r, ret(Errno::ESRCH), "1.0: only the caller as remote_dom");
+
+    let mut w = World::with_image_id(
+        typical_declaring(AbiVersion::V1_1, Some(AbiVersion::V1_0)),
+        DomainId(9),
+    );
+    assert!(w.dom.previews_next_abi());
+    // An offer to a domain that does not exist yet is allowed (Xen).
+    let (r, s) = w.evtchn(
+        EVTCHNOP_ALLOC_UNBOUND,
+        EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom: 5,
+            port: 0,
+        },
+    );
+    assert_eq!((r, s.port), (Outcome::Return(0), 1));
+    // Not ours to bind: it waits for domain 5.
+    let bind = |w: &mut World, port| {
+        w.evtchn(
+            EVTCHNOP_BIND_INTERDOMAIN,
+            EvtchnBindInterdomain {
+                remote_dom: DOMID_SELF,
+                remote_port: port,
+                local_port: 0,
+            },
+        )
+    };
+    assert_eq!(bind(&mut w, 1).0, ret(Errno::EINVAL));
+    // Another live domain's ports, or an unknown domain's.
+    let (r, _) = w.evtchn(
+        EVTCHNOP_BIND_INTERDOMAIN,
+        EvtchnBindInterdomain {
+            remote_dom: 5,
+            remote_port: 1,
+            local_port: 0,
+        },
+    );
+    assert_eq!(r, ret(Errno::ESRCH));
+    // A loopback: an offer to ourselves, bound by ourselves.
+    let (_, s) = w.evtchn(
+        EVTCHNOP_ALLOC_UNBOUND,
+        EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom: DOMID_SELF,
+            port: 0,
+        },
+    );
+    assert_eq!(s.port, 2);
+    let (r, b) = bind(&mut w, 2);
+    assert_eq!((r, b.local_port), (Outcome::Return(0), 3));
+    assert!(w.page().is_pending(3), "a port that binds starts pending");
+    w.page().clear_pending(3);
+    let status = |w: &mut World, port| {
+        w.evtchn(
+            EVTCHNOP_STATUS,
+            EvtchnStatus {
+                dom: DOMID_SELF,
+                port,
+                ..Default::default()
+            },
+        )
+        .1
+    };
+    let s = status(&mut w, 2);
+    assert_eq!((s.status, s.u), (EVTCHNSTAT_INTERDOMAIN, [9, 3]));
+    let (r, _) = w.evtchn(EVTCHNOP_SEND, EvtchnPort { port: 2 });
+    assert_eq!(r, Outcome::Return(0));
+    assert!(w.page().is_pending(3), "a send reaches the other end");
+    let (r, _) = w.evtchn(EVTCHNOP_CLOSE, EvtchnPort { port: 3 });
+    assert_eq!(r, Outcome::Return(0));
+    let s = status(&mut w, 2);
+    assert_eq!((s.status, s.u), (EVTCHNSTAT_UNBOUND, [9, 0]));
+    // The local kinds still follow their own rules.
+    let (r, _) = w.evtchn(EVTCHNOP_SEND, EvtchnPort { port: 3 });
+    assert_eq!(r, ret(Errno::EINVAL), "a closed port");
+}

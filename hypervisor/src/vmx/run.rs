@@ -14,7 +14,7 @@ use super::checks::check_vm_entry;
 use super::control_bits::PinbasedControls;
 use super::controls::TlbFlush;
 use super::exit::{msr_env, GiveUp, Vcpu};
-use super::frame::{DomainEnd, GuestGprs};
+use super::frame::{DomainEnd, ExitEnv, FastExit, GuestGprs};
 use super::insn::{invvpid, vm_result, InvvpidType};
 use super::percpu::{self, PerCpu, VmxCpu, COUNTED_EXIT_REASONS};
 use super::readback::read_state;
@@ -24,7 +24,9 @@ use super::setup::{
 use super::stub::{launch, Leave};
 use crate::arch::timer;
 use crate::domain::{Domain, DomainId};
+use crate::event::interdomain::Endpoint;
 use crate::mem::{Console, FrameSource, PhysMem};
+use crate::peers::Peers;
 use crate::sched::{Next, Scheduler, DEFAULT_WEIGHT};
 
 /// The most domains Keel runs at once (domain ids 1 to `MAX_DOMAINS`), one
@@ -48,6 +50,98 @@ pub struct Guest<'a, M: PhysMem, C: Console> {
     service: bool,
     /// The domain's page tables use NX (its EFER.NXE).
     nx: bool,
+}
+
+/// The live domains on this CPU other than one (the running one, or one that
+/// is ending), for that one's hypercalls (`crate::peers`): the vCPU slots
+/// before and after its own, and the scheduler that wakes them. No other
+/// vCPU runs while an exit is handled, so these borrows are the whole
+/// synchronisation (`crate::peers` says what changes on several CPUs).
+struct OnCpu<'r, 'a, M: PhysMem, C: Console> {
+    /// Slots `0..skip`.
+    before: &'r mut [Option<Guest<'a, M, C>>],
+    /// Slots `skip + 1..`.
+    after: &'r mut [Option<Guest<'a, M, C>>],
+    /// The slot left out.
+    skip: usize,
+    sched: &'r mut Scheduler<SCHED_SLOTS>,
+}
+
+impl<'a, M: PhysMem, C: Console> OnCpu<'_, 'a, M, C> {
+    /// Domain `d`'s slot index (ids start at 1), unless it is the one left out.
+    fn index(&self, d: DomainId) -> Option<usize> {
+        let i = usize::from(d.0).checked_sub(1)?;
+        (i != self.skip).then_some(i)
+    }
+
+    fn guest(&self, d: DomainId) -> Option<&Guest<'a, M, C>> {
+        let i = self.index(d)?;
+        let slot = match i.checked_sub(self.skip + 1) {
+            Some(j) => self.after.get(j)?,
+            None => self.before.get(i)?,
+        };
+        slot.as_ref()
+    }
+
+    fn guest_mut(&mut self, d: DomainId) -> Option<&mut Guest<'a, M, C>> {
+        let i = self.index(d)?;
+        let slot = match i.checked_sub(self.skip + 1) {
+            Some(j) => self.after.get_mut(j)?,
+            None => self.before.get_mut(i)?,
+        };
+        slot.as_mut()
+    }
+}
+
+impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
+    fn peer(&self, d: DomainId) -> Option<&Domain> {
+        self.guest(d).map(|g| g.vcpu.domain())
+    }
+
+    fn endpoint(&self, d: DomainId, p: u32) -> Option<Endpoint> {
+        self.guest(d)?.vcpu.endpoint(p)
+    }
+
+    fn set_endpoint(&mut self, d: DomainId, p: u32, e: Endpoint) {
+        if let Some(g) = self.guest_mut(d) {
+            g.vcpu.set_endpoint(p, e);
+        }
+    }
+
+    fn notify(&mut self, d: DomainId, p: u32) -> bool {
+        let Some(g) = self.guest_mut(d) else {
+            return false;
+        };
+        let raised = g.vcpu.notify(p);
+        // The run loop asks the vCPU whether it really wakes (a poll may wait
+        // for other ports) when the scheduler picks it.
+        if g.vcpu.is_blocked() {
+            self.sched.wake(d);
+        }
+        raised
+    }
+}
+
+/// The running vCPU and its peers: what the exit stub calls.
+struct Running<'r, 'a, M: PhysMem, C: Console> {
+    vcpu: &'r mut Vcpu<'a, M, C>,
+    peers: OnCpu<'r, 'a, M, C>,
+}
+
+impl<M: PhysMem, C: Console> ExitEnv for Running<'_, '_, M, C> {
+    #[inline(always)]
+    fn fast_exit(&mut self, gprs: &mut GuestGprs) -> FastExit {
+        self.vcpu.fast_exit(gprs, &mut self.peers)
+    }
+
+    #[inline(always)]
+    fn handle_exit(&mut self, gprs: &mut GuestGprs) -> Option<DomainEnd> {
+        self.vcpu.handle_exit(gprs)
+    }
+
+    fn take_switch(&mut self) -> bool {
+        self.vcpu.take_switch()
+    }
 }
 
 /// A domain for [`run_domains`]: its record, the machine and console its
@@ -133,8 +227,8 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         // Only service domains are left (and another has ended: a machine of
         // service domains alone runs them).
         if out.n > 0 && guests.iter().flatten().all(|g| g.service) {
-            for g in guests.iter_mut() {
-                if let Some(guest) = g.take() {
+            for i in 0..guests.len() {
+                if let Some(guest) = guests.get_mut(i).and_then(Option::take) {
                     let id = guest.vcpu.domain_id();
                     sched.remove(id);
                     let end = end_guest(
@@ -144,6 +238,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                         DomainEnd::Destroyed,
                         tear_down,
                         &mut out.accounting_bug,
+                        others(guests, &mut sched),
                     );
                     record(&mut out, id, end);
                 }
@@ -161,8 +256,8 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             Next::Idle { until: None } => {
                 // Every domain waits for an event only another could send, and
                 // none can: each would sleep forever.
-                for g in guests.iter_mut() {
-                    if let Some(guest) = g.take() {
+                for i in 0..guests.len() {
+                    if let Some(guest) = guests.get_mut(i).and_then(Option::take) {
                         let id = guest.vcpu.domain_id();
                         log::error!("domain {}: blocked with no event source, like every other domain: killed", id.0);
                         sched.remove(id);
@@ -173,6 +268,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                             DomainEnd::Crashed,
                             tear_down,
                             &mut out.accounting_bug,
+                            others(guests, &mut sched),
                         );
                         record(&mut out, id, end);
                     }
@@ -181,8 +277,12 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             }
         };
         let idx = usize::from(id.0).wrapping_sub(1);
-        let Some(Some(g)) = guests.get_mut(idx) else {
+        if !matches!(guests.get(idx), Some(Some(_))) {
             sched.remove(id);
+            continue;
+        }
+        let (before, rest) = guests.split_at_mut(idx);
+        let Some((Some(g), after)) = rest.split_first_mut() else {
             continue;
         };
         if g.vcpu.is_blocked() {
@@ -206,6 +306,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                 DomainEnd::EntryFailed,
                 tear_down,
                 &mut out.accounting_bug,
+                others(guests, &mut sched),
             );
             record(&mut out, id, end);
             continue;
@@ -217,7 +318,16 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             }
             g.vcpu.resume_with_slice(Some(until));
         }
-        let leave = launch(pc, &mut g.vcpu, g.gprs, g.launched);
+        let mut running = Running {
+            vcpu: &mut g.vcpu,
+            peers: OnCpu {
+                before,
+                after,
+                skip: idx,
+                sched: &mut sched,
+            },
+        };
+        let leave = launch(pc, &mut running, g.gprs, g.launched);
         g.launched = true;
         if let Some(s) = &mut g.switched {
             s.save();
@@ -250,10 +360,33 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             continue;
         };
         sched.remove(id);
-        let end = end_guest(pc, guest, frames, end, tear_down, &mut out.accounting_bug);
+        let end = end_guest(
+            pc,
+            guest,
+            frames,
+            end,
+            tear_down,
+            &mut out.accounting_bug,
+            others(guests, &mut sched),
+        );
         record(&mut out, id, end);
     }
     out
+}
+
+/// Every live domain (the ended one's slot already empty) as the peers of
+/// one that ends.
+fn others<'r, 'a, M: PhysMem, C: Console>(
+    guests: &'r mut [Option<Guest<'a, M, C>>],
+    sched: &'r mut Scheduler<SCHED_SLOTS>,
+) -> OnCpu<'r, 'a, M, C> {
+    let skip = guests.len();
+    OnCpu {
+        before: guests,
+        after: &mut [],
+        skip,
+        sched,
+    }
 }
 
 /// The failed VMLAUNCH/VMRESUME, named; after a failed VMLAUNCH, which check
@@ -424,10 +557,17 @@ fn end_guest<M: PhysMem, C: Console>(
     end: DomainEnd,
     tear_down: bool,
     accounting_bug: &mut bool,
+    mut peers: OnCpu<'_, '_, M, C>,
 ) -> DomainEnd {
     let Guest {
-        vcpu, vf, switched, ..
+        mut vcpu,
+        vf,
+        switched,
+        ..
     } = g;
+    // Its peers' ends of its channels go back to unbound (for it: the peer
+    // sees `EVTCHNSTAT_unbound` naming a dead domain, and may close it).
+    vcpu.close_ports(&mut peers);
     if make_current(pc, vf.vmcs).is_ok() {
         finish(pc, vf, frames, end);
     } else {

@@ -38,6 +38,28 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// A timing without the hypervisor's counters (an older-style line, a
+    /// report made by hand): `n` samples of `per` operations, distributed as
+    /// `[min, p10, median, p90, max]` TSC ticks per sample.
+    pub fn timing(n: u64, per: u64, [min, p10, median, p90, max]: [f64; 5]) -> Self {
+        Self {
+            n,
+            per,
+            min,
+            p10,
+            median,
+            p90,
+            max,
+            exits: None,
+            vmreads: None,
+            vmwrites: None,
+            reasons: BTreeMap::new(),
+            marks: None,
+            l0_exits: None,
+            l0_reflected: None,
+        }
+    }
+
     /// Operations over all samples.
     fn ops(&self) -> f64 {
         (self.n as f64) * (self.per as f64)

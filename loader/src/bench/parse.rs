@@ -226,22 +226,7 @@ pub fn parse_legacy_line(line: &str) -> Option<Result<(String, Measure), String>
             })
             .ok_or("no (n=N)")?;
         let (median, min, max) = (n(0)?, n(2)?, n(4)?);
-        Ok(Measured {
-            n: count,
-            per: 1,
-            min,
-            p10: min,
-            median,
-            p90: max,
-            max,
-            exits: None,
-            vmreads: None,
-            vmwrites: None,
-            reasons: BTreeMap::new(),
-            marks: None,
-            l0_exits: None,
-            l0_reflected: None,
-        })
+        Ok(Measured::timing(count, 1, [min, min, median, max, max]))
     })();
     Some(match parsed {
         _ if name.is_empty() => Err("empty figure name".into()),

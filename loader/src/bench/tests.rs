@@ -194,22 +194,7 @@ fn json_round_trip() {
         fig(
             "bench_mmu",
             "update_512",
-            Measure::Measured(Measured {
-                n: 3,
-                per: 512,
-                min: 1.0,
-                p10: 2.0,
-                median: 76801.0,
-                p90: 76802.0,
-                max: 1e9,
-                exits: None,
-                vmreads: None,
-                vmwrites: None,
-                reasons: BTreeMap::new(),
-                marks: None,
-                l0_exits: None,
-                l0_reflected: None,
-            }),
+            Measure::Measured(Measured::timing(3, 512, [1.0, 2.0, 76801.0, 76802.0, 1e9])),
         ),
     ]);
     let text = to_json(&r);

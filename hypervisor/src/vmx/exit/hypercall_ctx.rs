@@ -9,9 +9,14 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// Dispatch the hypercall in `g` (`GuestGprs::hypercall_args`) with this
     /// vCPU's domain, memory, console and events; and whether it may have
     /// changed the events or the base pointer
-    /// (`hypercall::dispatch_noting_changes`).
+    /// (`hypercall::dispatch_noting_changes`). `peers`: the other live
+    /// domains (`crate::peers`).
     #[inline(always)]
-    pub(super) fn call_hypercall(&mut self, g: &GuestGprs) -> (Outcome, bool) {
+    pub(super) fn call_hypercall(
+        &mut self,
+        g: &GuestGprs,
+        peers: &mut dyn Peers,
+    ) -> (Outcome, bool) {
         let mut ctx = hypercall::Ctx {
             dom: &mut *self.dom,
             mem: &mut *self.mem,
@@ -20,6 +25,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             now: &crate::arch::timer::rdtsc,
             work: crate::preempt::Budget::new(),
             grants: &crate::grant::STORE,
+            peers,
         };
         hypercall::dispatch_noting_changes(&mut ctx, g.hypercall_args())
     }

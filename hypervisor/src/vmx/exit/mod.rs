@@ -44,7 +44,7 @@ use super::checks::intr_type;
 use super::control_bits::{ExceptionBitmap, ExitControls, PinbasedControls, PrimaryControls};
 use super::controls::Controls;
 use super::cr::{self as cr_policy, CrAccess, CrPolicy};
-use super::frame::{DomainEnd, ExitEnv, FastExit, GuestGprs};
+use super::frame::{DomainEnd, FastExit, GuestGprs};
 use super::insn::{invvpid, set_guest_cr2, vmread, vmread_current, vmwrite_guest, InvvpidType};
 use super::io_qual::IoAccess;
 use super::names::{exception_name, ExitReason};
@@ -63,6 +63,7 @@ use crate::paging::access_fault::{first_fault, AccessFault};
 use crate::paging::emulate::{decode_store, Source};
 use crate::paging::guest_mem::Access;
 use crate::paging::Flush;
+use crate::peers::Peers;
 use crate::perf;
 use crate::policy::cpuid::{CpuidPolicy, GuestCpuFeatures, Xcr0};
 use crate::policy::insns::{self as insns_policy, XsetbvFault};
@@ -482,7 +483,9 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     }
 }
 
-impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
+/// What the run loop's exit environment (`vmx::run`) calls: the stub's
+/// `ExitEnv` contract, with the other domains a hypercall may reach.
+impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// The exits whose handlers use only the call-clobbered registers (RAX,
     /// RCX, RDX, RSI, RDI, R8-R11) and cannot crash the domain: VMCALL (the
     /// null path inline, docs/performance.md), CPUID (which also writes RBX:
@@ -491,19 +494,19 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
     /// and preemption-timer exits. Everything else
     /// declines, with the exit reason read and counted for `handle_exit`.
     #[inline(always)]
-    fn fast_exit(&mut self, g: &mut GuestGprs) -> FastExit {
+    pub fn fast_exit(&mut self, g: &mut GuestGprs, peers: &mut dyn Peers) -> FastExit {
         let reason = ExitReason::from_raw(vmread_current(ro::EXIT_REASON) as u32);
         percpu::count_exit(reason.basic());
         self.reason = reason;
         if reason == ExitReason::VMCALL {
-            return self.vmcall(g);
+            return self.vmcall(g, peers);
         }
         self.fast_other(g, reason)
     }
 
     /// Every exit the fast path declined, and what it deferred.
     #[inline(always)]
-    fn handle_exit(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
+    pub fn handle_exit(&mut self, g: &mut GuestGprs) -> Option<DomainEnd> {
         let end = match self.deferred.take() {
             Some(Deferred::Block) => self.block(g),
             Some(Deferred::End(end)) => Some(end),
@@ -528,7 +531,8 @@ impl<M: PhysMem, C: Console> ExitEnv for Vcpu<'_, M, C> {
         end
     }
 
-    fn take_switch(&mut self) -> bool {
+    /// After `handle_exit` answered `None`: whether this vCPU gives the CPU up.
+    pub fn take_switch(&mut self) -> bool {
         self.give_up.is_some()
     }
 }

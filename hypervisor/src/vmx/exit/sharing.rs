@@ -78,4 +78,60 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             Some(end) => crate::arch::timer::rdtsc() >= end,
         }
     }
+
+    /// The domain's record (for another domain's grant operation, through
+    /// `crate::peers`).
+    pub fn domain(&self) -> &Domain {
+        self.dom
+    }
+
+    /// Port `p` of this domain as the interdomain rules see it.
+    pub fn endpoint(&self, p: u32) -> Option<crate::event::interdomain::Endpoint> {
+        self.ev.chans.endpoint(p)
+    }
+
+    /// Set port `p` of this domain by the interdomain rules.
+    pub fn set_endpoint(&mut self, p: u32, e: crate::event::interdomain::Endpoint) {
+        self.ev.chans.set_endpoint(p, e);
+    }
+
+    /// Another domain notified port `p`: make it pending here; whether an
+    /// upcall was newly raised. The upcall itself is decided again when the
+    /// vCPU next enters (`resume_with_slice`).
+    pub fn notify(&mut self, p: u32) -> bool {
+        match self.ev.page(&*self.dom, &mut *self.mem) {
+            Some(mut page) => crate::event::set_pending(&mut page, p),
+            None => false,
+        }
+    }
+
+    /// The domain is ending: close its interdomain and unbound ports, each
+    /// peer end going back to unbound (`interdomain::close_all`).
+    pub fn close_ports(&mut self, peers: &mut dyn Peers) {
+        let me = self.dom.id;
+        // Without a shared page the domain could open no port.
+        let Some(mut page) = self.ev.page(&*self.dom, &mut *self.mem) else {
+            return;
+        };
+        close_all_with(me, &mut self.ev.chans, &mut page, peers);
+    }
+}
+
+/// [`Vcpu::close_ports`] with the domain's pending bits.
+fn close_all_with<B: crate::event::EventBits>(
+    me: crate::domain::DomainId,
+    chans: &mut crate::event::Channels,
+    bits: &mut B,
+    peers: &mut dyn Peers,
+) {
+    let mut world = crate::peers::Ports {
+        me,
+        chans,
+        bits,
+        peers,
+    };
+    let mut cursor = 0;
+    while let Some(next) = crate::event::interdomain::close_all(&mut world, me, cursor, 64) {
+        cursor = next;
+    }
 }

@@ -67,7 +67,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// decided. What needs every register (blocking, whose failure is a crash
     /// dump) or ends the domain is left to `handle_exit` in `self.deferred`.
     #[inline(always)]
-    pub(super) fn vmcall(&mut self, g: &mut GuestGprs) -> FastExit {
+    pub(super) fn vmcall(&mut self, g: &mut GuestGprs, peers: &mut dyn Peers) -> FastExit {
         // Only the guest kernel may make a hypercall: from CPL > 0 it is refused
         // before anything is looked at, so it changes nothing (Xen's HVM rule,
         // `crate::privilege`). This is the one VMCS access the null hypercall
@@ -76,7 +76,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             return self.vmcall_refused(g);
         }
         if g.rax != perf::KEEL_DEBUG_OP {
-            return self.vmcall_hypercall(g);
+            return self.vmcall_hypercall(g, peers);
         }
         if g.rdi == perf::DEBUGOP_NOP && self.quiet && !self.console.has_work() {
             g.rax = perf::NOP_RESULT as u64;
@@ -108,8 +108,8 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
 
     /// A hypercall from the guest kernel, by the hypercall layer.
     #[inline(never)]
-    fn vmcall_hypercall(&mut self, g: &mut GuestGprs) -> FastExit {
-        let (out, changed) = self.call_hypercall(g);
+    fn vmcall_hypercall(&mut self, g: &mut GuestGprs, peers: &mut dyn Peers) -> FastExit {
+        let (out, changed) = self.call_hypercall(g, peers);
         // Some hypercalls cannot change the events or the base pointer (the
         // version and console calls, `Op::may_change_vcpu_state`): after them
         // neither is looked at.
