@@ -10,7 +10,7 @@
 
 use crate::abi::guest::{mmu_update, mmuext_op};
 use crate::abi::mmu::{MmuUpdate, MmuextOp, MMUEXT_PIN_L1_TABLE, MMUEXT_UNPIN_TABLE};
-use crate::pagetable::{cr3_mfn, pte_mfn, read_entry, PTE_P, PTE_RW};
+use crate::pagetable::{cr3_mfn, read_entry, Pte, PteFlags};
 use crate::prelude::*;
 use crate::start::{pfn_to_mfn, pfn_to_va};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -63,9 +63,9 @@ pub const fn slot(t: Mfn, i: usize) -> u64 {
     (t.get() << 12) + (i as u64) * 8
 }
 
-/// A present entry for `mfn` with `flags`.
-pub const fn entry(mfn: Mfn, flags: u64) -> u64 {
-    (mfn.get() << 12) | flags
+/// An entry for `mfn` with `flags`.
+pub const fn entry(mfn: Mfn, flags: PteFlags) -> Pte {
+    Pte::new(mfn, flags)
 }
 
 /// The L1 table and index that map `va` in the current tables.
@@ -73,7 +73,7 @@ pub fn l1_of(va: GuestVirt) -> (Mfn, usize) {
     let mut t = cr3_mfn();
     for level in [4u32, 3, 2] {
         match read_entry(t, va.table_index(level)) {
-            Ok(e) if e & PTE_P != 0 => t = pte_mfn(e),
+            Ok(e) if e.is_present() => t = e.frame(),
             other => crate::report::crash(format_args!(
                 "no L{level} entry for {:#x}: {other:?}",
                 va.get()
@@ -84,30 +84,34 @@ pub fn l1_of(va: GuestVirt) -> (Mfn, usize) {
 }
 
 /// The current L1 entry mapping `va`.
-pub fn leaf(va: GuestVirt) -> u64 {
+pub fn leaf(va: GuestVirt) -> Pte {
     let (t, i) = l1_of(va);
-    read_entry(t, i).unwrap_or(0)
+    read_entry(t, i).unwrap_or(Pte::EMPTY)
 }
 
 /// One `MMU_NORMAL_PT_UPDATE`.
-pub fn update(ptr: u64, val: u64) -> Result<(), Errno> {
-    mmu_update(&[MmuUpdate { ptr, val }]).1
+pub fn update(ptr: u64, val: Pte) -> Result<(), Errno> {
+    mmu_update(&[MmuUpdate {
+        ptr,
+        val: val.raw(),
+    }])
+    .1
 }
 
 /// Set the L1 entry that maps `va` to `val`.
-pub fn set_leaf(va: GuestVirt, val: u64) -> Result<(), Errno> {
+pub fn set_leaf(va: GuestVirt, val: Pte) -> Result<(), Errno> {
     let (t, i) = l1_of(va);
     update(slot(t, i), val)
 }
 
 /// Drop RW from the mapping of `va` (so its frame may become a table).
 pub fn make_readonly(va: GuestVirt) -> Result<(), Errno> {
-    set_leaf(va, leaf(va) & !PTE_RW)
+    set_leaf(va, leaf(va).without(PteFlags::WRITABLE))
 }
 
 /// Give the mapping of `va` RW again.
 pub fn make_writable(va: GuestVirt) -> Result<(), Errno> {
-    set_leaf(va, leaf(va) | PTE_RW)
+    set_leaf(va, leaf(va).with(PteFlags::WRITABLE))
 }
 
 /// A frame ready to be a page table: taken, made read-only.
@@ -123,7 +127,7 @@ pub fn table_frame() -> Frame {
 }
 
 /// Write entry `i` of a frame that is not (yet) a validated table.
-pub fn fill(f: &Frame, i: usize, val: u64) -> Result<(), Errno> {
+pub fn fill(f: &Frame, i: usize, val: Pte) -> Result<(), Errno> {
     update(slot(f.mfn, i), val)
 }
 
@@ -153,8 +157,8 @@ pub fn copy_of_l4() -> Frame {
     let f = table_frame();
     let l4 = cr3_mfn();
     for i in 0..512 {
-        let e = read_entry(l4, i).unwrap_or(0);
-        if e != 0 {
+        let e = read_entry(l4, i).unwrap_or(Pte::EMPTY);
+        if e != Pte::EMPTY {
             if let Err(err) = fill(&f, i, e) {
                 crate::report::crash(format_args!("copying L4 entry {i}: {err}"));
             }
@@ -184,7 +188,7 @@ pub struct Aliased {
     /// The entry every request rewrites, and its value.
     pub entry_ptr: u64,
     /// The value it has and keeps.
-    pub entry_val: u64,
+    pub entry_val: Pte,
 }
 
 /// Build [`Aliased`]: a request page, and page tables that map it 32 GiB
@@ -199,7 +203,7 @@ pub fn aliased_requests() -> Option<Aliased> {
     let reqs = take_frame();
     let req = MmuUpdate {
         ptr: entry_ptr,
-        val: entry_val,
+        val: entry_val.raw(),
     }
     .encode();
     for k in 0..256u64 {
@@ -221,10 +225,10 @@ pub fn aliased_requests() -> Option<Aliased> {
     for k in 0..512 {
         if !expect_ok(
             format_args!("L1 entry {k}"),
-            fill(&a, k, entry(reqs.mfn, PTE_P)),
+            fill(&a, k, entry(reqs.mfn, PteFlags::PRESENT)),
         ) || !expect_ok(
             format_args!("L2 entry {k}"),
-            fill(&b, k, entry(a.mfn, PTE_P)),
+            fill(&b, k, entry(a.mfn, PteFlags::PRESENT)),
         ) {
             return None;
         }
@@ -232,20 +236,20 @@ pub fn aliased_requests() -> Option<Aliased> {
     for k in 0..32 {
         if !expect_ok(
             format_args!("L3 entry {k}"),
-            fill(&c, k, entry(b.mfn, PTE_P)),
+            fill(&c, k, entry(b.mfn, PteFlags::PRESENT)),
         ) {
             return None;
         }
     }
     // A free L4 slot in the lower half.
     let l4 = cr3_mfn();
-    let Some(l4_slot) = (1..256).find(|&k| read_entry(l4, k) == Ok(0)) else {
+    let Some(l4_slot) = (1..256).find(|&k| read_entry(l4, k) == Ok(Pte::EMPTY)) else {
         failure!("no free L4 slot");
         return None;
     };
     if !expect_ok(
         format_args!("installing the aliased tree"),
-        update(slot(l4, l4_slot), entry(c.mfn, PTE_P)),
+        update(slot(l4, l4_slot), entry(c.mfn, PteFlags::PRESENT)),
     ) {
         return None;
     }
@@ -283,25 +287,40 @@ pub fn tree(l1s: u64) -> Tree {
         for i in 0..(l1s - j * 512).min(512) {
             let l1 = table_frame();
             tables += 1;
-            fill_all(&l1, entry(data.mfn, PTE_P));
-            if let Err(e) = fill(&l2, i as usize, entry(l1.mfn, PTE_P | PTE_RW)) {
+            fill_all(&l1, entry(data.mfn, PteFlags::PRESENT));
+            if let Err(e) = fill(
+                &l2,
+                i as usize,
+                entry(l1.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+            ) {
                 crate::report::crash(format_args!("tree: L2 entry {i}: {e}"));
             }
         }
-        if let Err(e) = fill(&l3, j as usize, entry(l2.mfn, PTE_P | PTE_RW)) {
+        if let Err(e) = fill(
+            &l3,
+            j as usize,
+            entry(l2.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+        ) {
             crate::report::crash(format_args!("tree: L3 entry {j}: {e}"));
         }
     }
     let l4 = table_frame();
-    if let Err(e) = fill(&l4, 0, entry(l3.mfn, PTE_P | PTE_RW)) {
+    if let Err(e) = fill(
+        &l4,
+        0,
+        entry(l3.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+    ) {
         crate::report::crash(format_args!("tree: L4 entry: {e}"));
     }
     Tree { l4, tables }
 }
 
 /// Write every entry of `f` (not yet a table) to `val`, 64 requests a call.
-fn fill_all(f: &Frame, val: u64) {
-    let mut reqs = [MmuUpdate { ptr: 0, val }; 64];
+fn fill_all(f: &Frame, val: Pte) {
+    let mut reqs = [MmuUpdate {
+        ptr: 0,
+        val: val.raw(),
+    }; 64];
     for chunk in 0..8 {
         for (k, r) in reqs.iter_mut().enumerate() {
             r.ptr = slot(f.mfn, chunk * 64 + k);

@@ -16,27 +16,6 @@ use crate::abi::{GuestVirt, Mfn, Pfn, PAGE_SIZE};
 use crate::fault::{self, Cr, Fault};
 use crate::start;
 
-// Raw words of the ABI's entry format ([`crate::abi::pte`]), for code that
-// builds entries bit by bit.
-
-/// Present.
-pub const PTE_P: u64 = PteFlags::PRESENT.bits();
-/// Writable.
-pub const PTE_RW: u64 = PteFlags::WRITABLE.bits();
-/// User-accessible.
-pub const PTE_US: u64 = PteFlags::USER.bits();
-/// Page size (a superpage at L2/L3).
-pub const PTE_PS: u64 = PteFlags::PAGE_SIZE.bits();
-/// No-execute.
-pub const PTE_NX: u64 = PteFlags::NO_EXECUTE.bits();
-/// The frame-address bits of an entry.
-pub const PTE_ADDR: u64 = Pte::addr_mask();
-
-/// The frame an entry points at.
-pub const fn pte_mfn(pte: u64) -> Mfn {
-    Pte(pte).frame()
-}
-
 /// The most frames the reverse index holds (256 MiB of guest memory).
 pub const MAX_FRAMES: usize = 65536;
 
@@ -169,7 +148,7 @@ impl core::fmt::Display for WalkError {
 
 /// The frame CR3 points at (the L4).
 pub fn cr3_mfn() -> Mfn {
-    Mfn::new((fault::read_cr(Cr::Cr3) & PTE_ADDR) >> 12)
+    Mfn::new((fault::read_cr(Cr::Cr3) & Pte::addr_mask()) >> 12)
 }
 
 /// The bootstrap-region address of an owned frame.
@@ -182,16 +161,18 @@ pub fn frame_va(mfn: Mfn) -> Result<GuestVirt, WalkError> {
 }
 
 /// Entry `i` of the table in frame `table`.
-pub fn read_entry(table: Mfn, i: usize) -> Result<u64, WalkError> {
+pub fn read_entry(table: Mfn, i: usize) -> Result<Pte, WalkError> {
     let va = frame_va(table)?;
-    fault::read_u64(GuestVirt::new(va.get() + (i as u64 % 512) * 8)).map_err(WalkError::Fault)
+    fault::read_u64(GuestVirt::new(va.get() + (i as u64 % 512) * 8))
+        .map(Pte)
+        .map_err(WalkError::Fault)
 }
 
 /// A translation: the four entries used (L4 first) and the final frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Translation {
     /// Entries from L4 (index 0) to L1 (index 3).
-    pub entries: [u64; 4],
+    pub entries: [Pte; 4],
     /// The frame `va` is in.
     pub mfn: Mfn,
 }
@@ -199,24 +180,24 @@ pub struct Translation {
 impl Translation {
     /// Whether every level allows writes.
     pub fn writable(&self) -> bool {
-        self.entries.iter().all(|e| e & PTE_RW != 0)
+        self.entries.iter().all(|e| e.contains(PteFlags::WRITABLE))
     }
 }
 
 /// Walk the current tables for `va`.
 pub fn translate(va: GuestVirt) -> Result<Translation, WalkError> {
     let mut table = cr3_mfn();
-    let mut entries = [0u64; 4];
+    let mut entries = [Pte::EMPTY; 4];
     for level in (1..=4u32).rev() {
         let e = read_entry(table, va.table_index(level))?;
         entries[(4 - level) as usize] = e;
-        if e & PTE_P == 0 {
+        if !e.is_present() {
             return Err(WalkError::NotPresent { level });
         }
-        if level != 1 && level != 4 && e & PTE_PS != 0 {
+        if level != 1 && level != 4 && e.contains(PteFlags::PAGE_SIZE) {
             return Err(WalkError::Superpage { level });
         }
-        table = pte_mfn(e);
+        table = e.frame();
     }
     Ok(Translation {
         entries,
@@ -234,7 +215,7 @@ pub struct Visit {
     /// The entry's index.
     pub index: usize,
     /// The entry.
-    pub pte: u64,
+    pub pte: Pte,
     /// The first virtual address the entry covers.
     pub va: GuestVirt,
 }
@@ -245,7 +226,7 @@ pub fn visit(mut f: impl FnMut(&Visit)) -> Result<(), WalkError> {
     fn walk(table: Mfn, level: u32, base: u64, f: &mut dyn FnMut(&Visit)) -> Result<(), WalkError> {
         for i in 0..512usize {
             let pte = read_entry(table, i)?;
-            if pte & PTE_P == 0 {
+            if !pte.is_present() {
                 continue;
             }
             let mut va = base | ((i as u64) << (12 + 9 * (level - 1)));
@@ -260,8 +241,8 @@ pub fn visit(mut f: impl FnMut(&Visit)) -> Result<(), WalkError> {
                 pte,
                 va: GuestVirt::new(va),
             });
-            if level > 1 && pte & PTE_PS == 0 {
-                walk(pte_mfn(pte), level - 1, va, f)?;
+            if level > 1 && !pte.contains(PteFlags::PAGE_SIZE) {
+                walk(pte.frame(), level - 1, va, f)?;
             }
         }
         Ok(())
@@ -314,6 +295,5 @@ mod tests {
         idx.fill((0..6).map(|i| (Mfn::new(i), Pfn::new(i))));
         assert!(idx.truncated);
         assert_eq!(idx.len(), 4);
-        assert_eq!(pte_mfn(0x8000_0000_1234_5067), Mfn::new(0x12345));
     }
 }

@@ -17,7 +17,7 @@ use crate::abi::mmu::{MmuUpdate, MMU_NORMAL_PT_UPDATE};
 use crate::abi::GuestVirt;
 use crate::arch;
 use crate::fault::{decode_exinfo, Fault, StringIoEnd};
-use crate::pagetable::{cr3_mfn, pte_mfn, read_entry, PTE_P, PTE_US};
+use crate::pagetable::{cr3_mfn, read_entry, PteFlags};
 
 /// What [`run`] executes at CPL3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,21 +58,25 @@ fn set_user(va: GuestVirt, on: bool) -> Result<(), Errno> {
     for level in [4u32, 3, 2, 1] {
         let i = va.table_index(level);
         let e = read_entry(table, i).map_err(|_| Errno::EFAULT)?;
-        if e & PTE_P == 0 {
+        if !e.is_present() {
             return Err(Errno::EFAULT);
         }
-        let want = if on { e | PTE_US } else { e & !PTE_US };
+        let want = if on {
+            e.with(PteFlags::USER)
+        } else {
+            e.without(PteFlags::USER)
+        };
         // Upper levels stay user-accessible once set: other pages below them
         // keep their own (clear) U/S, which is what decides.
         if want != e && (on || level == 1) {
             let ptr = (table.get() << 12) + (i as u64) * 8;
             mmu_update(&[MmuUpdate {
                 ptr: ptr | MMU_NORMAL_PT_UPDATE,
-                val: want,
+                val: want.raw(),
             }])
             .1?;
         }
-        table = pte_mfn(e);
+        table = e.frame();
     }
     Ok(())
 }

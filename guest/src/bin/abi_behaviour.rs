@@ -43,7 +43,7 @@ use keel_guest::abi::version::{
 };
 use keel_guest::events;
 use keel_guest::mmu::*;
-use keel_guest::pagetable::PTE_RW;
+use keel_guest::pagetable::PteFlags;
 use keel_guest::prelude::*;
 
 /// The version this image declares: the oldest release the current one runs.
@@ -965,7 +965,7 @@ fn rw(va: GuestVirt) -> &'static str {
     if !have_shared_info() {
         // A 0.x hypervisor has no PV MMU: nothing to look at.
         "-"
-    } else if leaf(va) & PTE_RW != 0 {
+    } else if leaf(va).contains(PteFlags::WRITABLE) {
         "RW"
     } else {
         "RO"
@@ -1011,10 +1011,10 @@ fn mmu() {
     );
     let f = take_frame();
     let (t, i) = l1_of(f.va);
-    let ro = leaf(f.va) & !PTE_RW;
+    let ro = leaf(f.va).without(PteFlags::WRITABLE);
     let req = [MmuUpdate {
         ptr: slot(t, i),
-        val: ro,
+        val: ro.raw(),
     }];
     let mut done = 0xffff_ffffu32;
     let r = hc(
@@ -1029,10 +1029,10 @@ fn mmu() {
         r,
         format_args!("done {done}, entry {}", rw(f.va)),
     );
-    let rwv = leaf(f.va) | PTE_RW;
+    let rwv = leaf(f.va).with(PteFlags::WRITABLE);
     let req = [MmuUpdate {
         ptr: slot(t, i),
-        val: rwv,
+        val: rwv.raw(),
     }];
     let r = hc(
         h,
@@ -1048,7 +1048,7 @@ fn mmu() {
     );
     let req = [MmuUpdate {
         ptr: slot(t, i) | 4,
-        val: rwv,
+        val: rwv.raw(),
     }];
     let r = hc(h, [req.as_ptr() as u64, 1, 0, self_, 0]);
     line(h, s, n, "ptr bit 2 set", r, format_args!(""));
@@ -1059,7 +1059,7 @@ fn mmu() {
     ] {
         let req = [MmuUpdate {
             ptr: slot(t, i) | cmd,
-            val: rwv,
+            val: rwv.raw(),
         }];
         let r = hc(h, [req.as_ptr() as u64, 1, 0, self_, 0]);
         line(

@@ -53,7 +53,7 @@ use keel_guest::abi::version::{
 use keel_guest::cpu;
 use keel_guest::events;
 use keel_guest::mmu::*;
-use keel_guest::pagetable::{cr3_mfn, PTE_RW};
+use keel_guest::pagetable::{cr3_mfn, PteFlags};
 use keel_guest::prelude::*;
 
 const TITLE: &str =
@@ -595,10 +595,13 @@ fn check_mmu_update(name: &str) {
         Ok(()),
         "{name}: drop RW of a free frame's entry"
     );
-    check!(leaf(f.va) & PTE_RW == 0, "{name}: the entry kept RW");
+    check!(
+        !leaf(f.va).contains(PteFlags::WRITABLE),
+        "{name}: the entry kept RW"
+    );
     check_eq!(make_writable(f.va), Ok(()), "{name}: give RW back");
     check!(
-        leaf(f.va) & PTE_RW != 0,
+        leaf(f.va).contains(PteFlags::WRITABLE),
         "{name}: the entry did not get RW back"
     );
     let (t, i) = l1_of(f.va);

@@ -21,7 +21,7 @@ use keel_guest::abi::guest::{evtchn_alloc_unbound, evtchn_close, evtchn_status};
 use keel_guest::abi::guest::{gnttab_copy, gnttab_setup_table};
 use keel_guest::bench::Bench;
 use keel_guest::mmu::*;
-use keel_guest::pagetable::{PTE_P, PTE_RW};
+use keel_guest::pagetable::PteFlags;
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -69,7 +69,7 @@ fn test_main() {
     let table = Mfn::new(list[0]);
     if !expect_ok(
         format_args!("map the table frame"),
-        set_leaf(t.va, entry(table, PTE_P | PTE_RW)),
+        set_leaf(t.va, entry(table, PteFlags::PRESENT | PteFlags::WRITABLE)),
     ) {
         return;
     }
@@ -100,6 +100,6 @@ fn test_main() {
         "ring_round_trip",
         format_args!("needs interdomain event channels (not served yet)"),
     );
-    let _ = set_leaf(t.va, entry(t.mfn, PTE_P | PTE_RW));
+    let _ = set_leaf(t.va, entry(t.mfn, PteFlags::PRESENT | PteFlags::WRITABLE));
     success();
 }

@@ -28,7 +28,7 @@ use keel_guest::arch;
 use keel_guest::bench::Bench;
 use keel_guest::events;
 use keel_guest::mmu::*;
-use keel_guest::pagetable::cr3_mfn;
+use keel_guest::pagetable::{cr3_mfn, Pte};
 use keel_guest::prelude::*;
 use keel_guest::tsc;
 
@@ -177,7 +177,7 @@ fn test_main() {
     }
     expect_ok(
         format_args!("removing the aliased tree"),
-        update(slot(cr3_mfn(), t.l4_slot), 0),
+        update(slot(cr3_mfn(), t.l4_slot), Pte::EMPTY),
     );
     success();
 }

@@ -17,7 +17,7 @@
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use keel_guest::abi::guest;
 use keel_guest::bench::{Bench, Figure};
-use keel_guest::pagetable::{cr3_mfn, read_entry};
+use keel_guest::pagetable::{cr3_mfn, read_entry, Pte};
 use keel_guest::prelude::*;
 use keel_guest::pvops::{self, MmuOps, NATIVE_CPU, PV_CPU, PV_MMU, PV_TIME, TRAP_MMU};
 use keel_guest::start::{pfn_to_mfn, pfn_to_va};
@@ -156,7 +156,7 @@ fn mmu(b: &mut Bench, s: &mut [u64], side: &str, m: &'static MmuOps) {
     let Ok(slot) = pvops::l1_slot(a) else {
         return error!("no L1 entry for {:#x}", a.get());
     };
-    let pte = read_entry(Mfn::new(slot >> 12), ((slot & 0xfff) / 8) as usize).unwrap_or(0);
+    let pte = read_entry(Mfn::new(slot >> 12), ((slot & 0xfff) / 8) as usize).unwrap_or(Pte::EMPTY);
     let name = |op: &str| {
         let mut n = heapless_name();
         let _ = core::fmt::Write::write_fmt(&mut n, format_args!("{op}.{side}"));
@@ -165,7 +165,7 @@ fn mmu(b: &mut Bench, s: &mut [u64], side: &str, m: &'static MmuOps) {
     // The same value each time: every update is validated in full (no flag-only
     // shortcut), and no flush is owed.
     let n = name("pte_write");
-    let f = b.measure(n.as_str(), 1, s, || ok((m.set_pte)(slot, pte)));
+    let f = b.measure(n.as_str(), 1, s, || ok((m.set_pte)(slot, pte.raw())));
     nonzero(n.as_str(), f);
     let n = name("flush_one");
     let f = b.measure(n.as_str(), 1, s, || ok((m.flush_one)(a)));
@@ -180,7 +180,7 @@ fn mmu(b: &mut Bench, s: &mut [u64], side: &str, m: &'static MmuOps) {
     for i in 0..512 {
         let _ = fault::write_u64(
             GuestVirt::new(c.get() + i * 8),
-            read_entry(old, i as usize).unwrap_or(0),
+            read_entry(old, i as usize).unwrap_or(Pte::EMPTY).raw(),
         );
     }
     if let Err(e) = (m.alloc_table)(4, c_mfn) {

@@ -16,7 +16,7 @@
 #![cfg_attr(target_os = "none", no_main)]
 
 use keel_guest::fault::{read_cr, write_cr, Cr};
-use keel_guest::pagetable::{self, PTE_ADDR};
+use keel_guest::pagetable::{self, Pte};
 use keel_guest::prelude::*;
 use keel_guest::pvops::{self, Platform};
 use keel_guest::tcg;
@@ -160,7 +160,7 @@ fn cr3_refusals(cr3: u64) {
     // An L1 (or any non-top-level table) of our own: a valid table, wrong level.
     let l4 = pagetable::cr3_mfn();
     if let Ok(t) = pagetable::translate(data_va) {
-        let l1 = pagetable::pte_mfn(t.entries[2]);
+        let l1 = t.entries[2].frame();
         check!(l1 != l4, "test bug: L1 == L4");
         gp(
             format_args!("MOV CR3 <- own L1 table {:#x}", l1.get()),
@@ -175,7 +175,7 @@ fn cr3_refusals(cr3: u64) {
     for m in [
         Mfn::new(0),
         Mfn::new(max_owned.get() + 1),
-        Mfn::new((PTE_ADDR >> 12) & 0xff_ffff),
+        Mfn::new((Pte::addr_mask() >> 12) & 0xff_ffff),
     ] {
         if pagetable::owns(m) {
             continue;

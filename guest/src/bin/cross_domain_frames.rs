@@ -10,7 +10,7 @@
 
 use keel_guest::abi::mmu::MMU_NORMAL_PT_UPDATE;
 use keel_guest::mmu::{self, expect_err};
-use keel_guest::pagetable::{PTE_P, PTE_RW};
+use keel_guest::pagetable::{Pte, PteFlags};
 use keel_guest::prelude::*;
 use keel_guest::start::pfn_to_mfn;
 
@@ -56,10 +56,13 @@ fn test_main() {
         }
         probed += 1;
         let mfn = Mfn::new(m);
-        for (flags, what) in [(PTE_P, "read-only"), (PTE_P | PTE_RW, "writable")] {
+        for (flags, what) in [
+            (PteFlags::PRESENT, "read-only"),
+            (PteFlags::PRESENT | PteFlags::WRITABLE, "writable"),
+        ] {
             expect_err(
                 format_args!("mapping foreign frame {m:#x} {what}"),
-                mmu::update(slot | MMU_NORMAL_PT_UPDATE, (m << 12) | flags),
+                mmu::update(slot | MMU_NORMAL_PT_UPDATE, Pte::new(mfn, flags)),
                 Errno::EINVAL,
             );
         }
@@ -72,7 +75,7 @@ fn test_main() {
         }
         expect_err(
             format_args!("mmu_update writing into foreign frame {m:#x}"),
-            mmu::update(m << 12 | MMU_NORMAL_PT_UPDATE, 0),
+            mmu::update(m << 12 | MMU_NORMAL_PT_UPDATE, Pte::EMPTY),
             Errno::EINVAL,
         );
     }

@@ -18,7 +18,7 @@ use keel_guest::abi::guest::{
 };
 use keel_guest::abi::mmu::MMUEXT_PIN_L1_TABLE;
 use keel_guest::mmu::*;
-use keel_guest::pagetable::{cr3_mfn, PTE_P, PTE_RW};
+use keel_guest::pagetable::{cr3_mfn, PteFlags};
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -101,7 +101,7 @@ fn test_main() {
     let t = take_frame();
     if !expect_ok(
         format_args!("map the grant-table frame"),
-        set_leaf(t.va, entry(table, PTE_P | PTE_RW)),
+        set_leaf(t.va, entry(table, PteFlags::PRESENT | PteFlags::WRITABLE)),
     ) {
         return;
     }
@@ -279,7 +279,7 @@ fn test_main() {
     // counts every reference).
     expect_ok(
         format_args!("unmap the table frame"),
-        set_leaf(t.va, entry(t.mfn, PTE_P | PTE_RW)),
+        set_leaf(t.va, entry(t.mfn, PteFlags::PRESENT | PteFlags::WRITABLE)),
     );
     success();
 }

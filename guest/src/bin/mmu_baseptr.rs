@@ -9,7 +9,7 @@
 use keel_guest::abi::mmu::MMUEXT_NEW_BASEPTR;
 use keel_guest::fault::Cr;
 use keel_guest::mmu::*;
-use keel_guest::pagetable::{cr3_mfn, pte_mfn, read_entry};
+use keel_guest::pagetable::{cr3_mfn, read_entry, Pte};
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -34,7 +34,9 @@ fn test_main() {
         Errno::EINVAL,
     );
     let copy = copy_of_l4();
-    let l3 = pte_mfn(read_entry(orig, GuestVirt::new(0x40_0000).table_index(4)).unwrap_or(0));
+    let l3 = read_entry(orig, GuestVirt::new(0x40_0000).table_index(4))
+        .unwrap_or(Pte::EMPTY)
+        .frame();
     let data = take_frame();
 
     // Not pinned yet: refused both ways.

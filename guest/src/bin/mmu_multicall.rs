@@ -10,7 +10,7 @@ use keel_guest::abi::console::CONSOLEIO_WRITE;
 use keel_guest::abi::guest::{hypercall_scalar, multicall};
 use keel_guest::abi::mmu::*;
 use keel_guest::mmu::*;
-use keel_guest::pagetable::{cr3_mfn, PTE_P};
+use keel_guest::pagetable::{cr3_mfn, PteFlags};
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -35,11 +35,11 @@ fn test_main() {
     let orig = leaf(a.va);
     let remap = [MmuUpdate {
         ptr: slot(l1, i),
-        val: entry(b.mfn, PTE_P),
+        val: entry(b.mfn, PteFlags::PRESENT).raw(),
     }];
     let bad = [MmuUpdate {
         ptr: slot(l1, i),
-        val: entry(Mfn::new(1), PTE_P),
+        val: entry(Mfn::new(1), PteFlags::PRESENT).raw(),
     }];
     let flush = [MmuextOp {
         cmd: MMUEXT_TLB_FLUSH_LOCAL,

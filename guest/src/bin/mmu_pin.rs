@@ -8,7 +8,7 @@
 use keel_guest::abi::guest::mmuext_op;
 use keel_guest::abi::mmu::*;
 use keel_guest::mmu::*;
-use keel_guest::pagetable::{PTE_P, PTE_PS, PTE_RW};
+use keel_guest::pagetable::{Pte, PteFlags};
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -21,10 +21,25 @@ fn test_main() {
     // A four-level chain of fresh tables, mapping one data frame read-only.
     let (l4, l3, l2, l1) = (table_frame(), table_frame(), table_frame(), table_frame());
     let data = take_frame();
-    let ok = fill(&l1, 0, entry(data.mfn, PTE_P)).is_ok()
-        && fill(&l2, 0, entry(l1.mfn, PTE_P | PTE_RW)).is_ok()
-        && fill(&l3, 0, entry(l2.mfn, PTE_P | PTE_RW)).is_ok()
-        && fill(&l4, 0, entry(l3.mfn, PTE_P | PTE_RW)).is_ok();
+    let ok = fill(&l1, 0, entry(data.mfn, PteFlags::PRESENT)).is_ok()
+        && fill(
+            &l2,
+            0,
+            entry(l1.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+        )
+        .is_ok()
+        && fill(
+            &l3,
+            0,
+            entry(l2.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+        )
+        .is_ok()
+        && fill(
+            &l4,
+            0,
+            entry(l3.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+        )
+        .is_ok();
     if !check!(ok, "filling fresh (unpinned) frames with mmu_update") {
         return;
     }
@@ -60,7 +75,7 @@ fn test_main() {
         Errno::EINVAL,
     );
     check!(
-        leaf(l2.va) & PTE_RW == 0,
+        !leaf(l2.va).contains(PteFlags::WRITABLE),
         "the refused update changed the mapping"
     );
 
@@ -85,24 +100,47 @@ fn test_main() {
     for (what, e, level) in [
         (
             "an L1 mapping a page table writable",
-            entry(l2.mfn, PTE_P | PTE_RW),
+            entry(l2.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
             1,
         ),
         (
             "an L1 mapping a foreign frame",
-            entry(Mfn::new(1), PTE_P),
+            entry(Mfn::new(1), PteFlags::PRESENT),
             1,
         ),
-        ("an L2 with a superpage", entry(data.mfn, PTE_P | PTE_PS), 2),
-        ("an L3 with a superpage", entry(data.mfn, PTE_P | PTE_PS), 3),
+        (
+            "an L2 with a superpage",
+            entry(data.mfn, PteFlags::PRESENT | PteFlags::PAGE_SIZE),
+            2,
+        ),
+        (
+            "an L3 with a superpage",
+            entry(data.mfn, PteFlags::PRESENT | PteFlags::PAGE_SIZE),
+            3,
+        ),
         (
             "an L1 with a reserved bit (52)",
-            entry(data.mfn, PTE_P | 1 << 52),
+            entry(
+                data.mfn,
+                PteFlags::PRESENT | PteFlags::from_bits_retain(1 << 52),
+            ),
             1,
         ),
-        ("an L2 pointing at an L2", entry(l2.mfn, PTE_P), 2),
-        ("an L4 pointing at an L4 (linear)", entry(l4.mfn, PTE_P), 4),
-        ("an L3 pointing at itself", entry(bad.mfn, PTE_P), 3),
+        (
+            "an L2 pointing at an L2",
+            entry(l2.mfn, PteFlags::PRESENT),
+            2,
+        ),
+        (
+            "an L4 pointing at an L4 (linear)",
+            entry(l4.mfn, PteFlags::PRESENT),
+            4,
+        ),
+        (
+            "an L3 pointing at itself",
+            entry(bad.mfn, PteFlags::PRESENT),
+            3,
+        ),
     ] {
         if fill(&bad, 7, e).is_err() {
             failure!("could not prepare {what}");
@@ -113,7 +151,7 @@ fn test_main() {
             pin(level, bad.mfn),
             Errno::EINVAL,
         );
-        let _ = fill(&bad, 7, 0);
+        let _ = fill(&bad, 7, Pte::EMPTY);
     }
     // The same frame, now clean, pins (the failures left no count behind).
     expect_ok(format_args!("pinning the cleaned frame"), pin(1, bad.mfn));

@@ -24,7 +24,7 @@ use keel_guest::arch::vmcall_all_regs;
 use keel_guest::events;
 use keel_guest::fault::GPR_NAMES;
 use keel_guest::mmu::*;
-use keel_guest::pagetable::{cr3_mfn, read_entry};
+use keel_guest::pagetable::{cr3_mfn, read_entry, Pte};
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -242,7 +242,7 @@ fn test_main() {
     );
     expect_ok(
         format_args!("removing the aliased tree"),
-        update(slot(cr3_mfn(), t.l4_slot), 0),
+        update(slot(cr3_mfn(), t.l4_slot), Pte::EMPTY),
     );
     success();
 }

@@ -9,7 +9,7 @@
 
 use keel_guest::fault::pf;
 use keel_guest::mmu::*;
-use keel_guest::pagetable::{cr3_mfn, frame_va, read_entry, PTE_P, PTE_RW};
+use keel_guest::pagetable::{cr3_mfn, frame_va, read_entry, Pte, PteFlags};
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -18,9 +18,9 @@ keel_guest::test! {
     main: test_main,
 }
 
-fn expect_reflected(what: core::fmt::Arguments<'_>, va: GuestVirt, v: u64) {
+fn expect_reflected(what: core::fmt::Arguments<'_>, va: GuestVirt, v: Pte) {
     let before = fault::read_u64(GuestVirt::new(va.get() & !7));
-    let r = fault::write_u64(va, v);
+    let r = fault::write_u64(va, v.raw());
     if fault::expect_fault(what, r, Vector::PF, Some(pf::PRESENT | pf::WRITE)) {
         if let Err(f) = r {
             check_eq!(f.cr2, va.get(), "CR2 of the reflected #PF");
@@ -49,7 +49,7 @@ fn test_main() {
     // Valid stores: remap, unmap, restore. Each completes without a fault.
     fault::expect_no_fault(
         format_args!("store remapping b's address to a (read-only)"),
-        fault::write_u64(pte, entry(a.mfn, PTE_P)),
+        fault::write_u64(pte, entry(a.mfn, PteFlags::PRESENT).raw()),
     );
     check_eq!(
         fault::read_u64(b.va),
@@ -63,7 +63,10 @@ fn test_main() {
         Vector::PF,
         Some(0),
     );
-    fault::expect_no_fault(format_args!("store restoring"), fault::write_u64(pte, orig));
+    fault::expect_no_fault(
+        format_args!("store restoring"),
+        fault::write_u64(pte, orig.raw()),
+    );
     check_eq!(
         fault::read_u64(b.va),
         Ok(0xbbbb),
@@ -75,32 +78,32 @@ fn test_main() {
     expect_reflected(
         format_args!("store mapping the L4 writable"),
         pte,
-        entry(l4, PTE_P | PTE_RW),
+        entry(l4, PteFlags::PRESENT | PteFlags::WRITABLE),
     );
     expect_reflected(
         format_args!("store mapping its own L1 writable"),
         pte,
-        entry(l1, PTE_P | PTE_RW),
+        entry(l1, PteFlags::PRESENT | PteFlags::WRITABLE),
     );
     expect_reflected(
         format_args!("store mapping a foreign frame"),
         pte,
-        entry(Mfn::new(1), PTE_P),
+        entry(Mfn::new(1), PteFlags::PRESENT),
     );
     expect_reflected(
         format_args!("store with reserved bit 52"),
         pte,
-        orig | 1 << 52,
+        orig.with(PteFlags::from_bits_retain(1 << 52)),
     );
     // The same flags-only change (XSA-182 class): RW on a read-only mapping of a
     // page table, written directly.
     let (pl1, pi) = l1_of(l1va);
     if let Ok(pl1va) = frame_va(pl1) {
-        let ro = read_entry(pl1, pi).unwrap_or(0);
+        let ro = read_entry(pl1, pi).unwrap_or(Pte::EMPTY);
         expect_reflected(
             format_args!("store adding RW to the mapping of an L1"),
             GuestVirt::new(pl1va.get() + pi as u64 * 8),
-            ro | PTE_RW,
+            ro.with(PteFlags::WRITABLE),
         );
     }
     // Into the L4: a linear (recursive) entry, read-only.
@@ -108,14 +111,14 @@ fn test_main() {
         expect_reflected(
             format_args!("store of a linear L4 entry"),
             GuestVirt::new(l4va.get() + 8 * 300),
-            entry(l4, PTE_P),
+            entry(l4, PteFlags::PRESENT),
         );
     }
     // A misaligned store into a table.
     expect_reflected(
         format_args!("misaligned store into an L1"),
         GuestVirt::new(pte.get() + 4),
-        0,
+        Pte::EMPTY,
     );
     // A read-only page that is not a page table: the guest's own code.
     let code = GuestVirt::new(test_main as fn() as *const () as u64 & !7);

@@ -18,7 +18,7 @@ use keel_guest::abi::guest::mmuext_op;
 use keel_guest::abi::mmu::*;
 use keel_guest::fault::pf;
 use keel_guest::mmu::*;
-use keel_guest::pagetable::{frame_va, PTE_P, PTE_RW};
+use keel_guest::pagetable::{frame_va, Pte, PteFlags};
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -56,14 +56,17 @@ fn test_main() {
 
     // 1. RW removed by mmu_update.
     if touch_write(a.va, 1) {
-        expect_ok(format_args!("dropping RW"), set_leaf(a.va, orig & !PTE_RW));
+        expect_ok(
+            format_args!("dropping RW"),
+            set_leaf(a.va, orig.without(PteFlags::WRITABLE)),
+        );
         expect_write_pf("write after RW was removed by mmu_update", a.va);
         check_eq!(fault::read_u64(a.va), Ok(1), "the page is still readable");
         expect_ok(format_args!("restoring RW"), set_leaf(a.va, orig));
     }
     // 2. Mapping removed: the read faults not-present.
     if touch_write(a.va, 2) {
-        expect_ok(format_args!("unmapping"), set_leaf(a.va, 0));
+        expect_ok(format_args!("unmapping"), set_leaf(a.va, Pte::EMPTY));
         let r = fault::read_u64(a.va);
         fault::expect_fault(format_args!("read after unmapping"), r, Vector::PF, Some(0));
         expect_ok(format_args!("remapping"), set_leaf(a.va, orig));
@@ -73,7 +76,7 @@ fn test_main() {
     if touch_write(a.va, 3) {
         expect_ok(
             format_args!("remapping to b"),
-            set_leaf(a.va, entry(b.mfn, PTE_P)),
+            set_leaf(a.va, entry(b.mfn, PteFlags::PRESENT)),
         );
         check_eq!(fault::read_u64(a.va), Ok(0xbbbb), "read after the remap");
         expect_ok(format_args!("mapping a back"), set_leaf(a.va, orig));
@@ -86,12 +89,12 @@ fn test_main() {
         if touch_write(a.va, 4) {
             fault::expect_no_fault(
                 format_args!("emulated store dropping RW"),
-                fault::write_u64(pte_va, orig & !PTE_RW),
+                fault::write_u64(pte_va, orig.without(PteFlags::WRITABLE).raw()),
             );
             expect_write_pf("write after RW was removed by an emulated store", a.va);
             fault::expect_no_fault(
                 format_args!("emulated store restoring RW"),
-                fault::write_u64(pte_va, orig),
+                fault::write_u64(pte_va, orig.raw()),
             );
             check!(touch_write(a.va, 5), "write after restoring RW");
         }
@@ -102,18 +105,24 @@ fn test_main() {
     // L1 and L2 slot so the test's own code and stack are not affected).
     let l1f = table_frame();
     let c = take_frame();
-    let _ = fill(&l1f, 0, entry(c.mfn, PTE_P | PTE_RW));
+    let _ = fill(
+        &l1f,
+        0,
+        entry(c.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+    );
     let _ = pin(1, l1f.mfn);
     // An unused 2 MiB slot of the L2 that maps the guest's own addresses.
     let top = a.va;
     let l2 = {
-        use keel_guest::pagetable::{cr3_mfn, pte_mfn, read_entry};
-        let e4 = read_entry(cr3_mfn(), top.table_index(4)).unwrap_or(0);
-        pte_mfn(read_entry(pte_mfn(e4), top.table_index(3)).unwrap_or(0))
+        use keel_guest::pagetable::{cr3_mfn, read_entry};
+        let e4 = read_entry(cr3_mfn(), top.table_index(4)).unwrap_or(Pte::EMPTY);
+        read_entry(e4.frame(), top.table_index(3))
+            .unwrap_or(Pte::EMPTY)
+            .frame()
     };
-    let free_idx = (0..512)
-        .rev()
-        .find(|&j| keel_guest::pagetable::read_entry(l2, j).is_ok_and(|e| e & PTE_P == 0));
+    let free_idx = (0..512).rev().find(|&j| {
+        keel_guest::pagetable::read_entry(l2, j).is_ok_and(|e| !e.contains(PteFlags::PRESENT))
+    });
     match free_idx {
         Some(j) => {
             let base = (top.get() & !((1u64 << 30) - 1)) + ((j as u64) << 21);
@@ -121,15 +130,15 @@ fn test_main() {
             let up = slot(l2, j);
             expect_ok(
                 format_args!("linking the fresh L1"),
-                update(up, entry(l1f.mfn, PTE_P | PTE_RW)),
+                update(up, entry(l1f.mfn, PteFlags::PRESENT | PteFlags::WRITABLE)),
             );
             if touch_write(va, 6) {
                 expect_ok(
                     format_args!("dropping RW in the L2 entry"),
-                    update(up, entry(l1f.mfn, PTE_P)),
+                    update(up, entry(l1f.mfn, PteFlags::PRESENT)),
                 );
                 expect_write_pf("write after RW was removed at L2", va);
-                expect_ok(format_args!("unlinking the L1"), update(up, 0));
+                expect_ok(format_args!("unlinking the L1"), update(up, Pte::EMPTY));
                 let r = fault::read_u64(va);
                 fault::expect_fault(
                     format_args!("read after unlinking the L1"),

@@ -11,7 +11,7 @@
 use keel_guest::abi::guest::{hypercall_scalar, mmu_update};
 use keel_guest::abi::mmu::*;
 use keel_guest::mmu::*;
-use keel_guest::pagetable::{self, cr3_mfn, read_entry, PTE_NX, PTE_P, PTE_PS, PTE_RW};
+use keel_guest::pagetable::{self, cr3_mfn, read_entry, Pte, PteFlags};
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -34,7 +34,7 @@ fn test_main() {
     // Remap b's address to frame a, read-only: the next read sees a's data.
     expect_ok(
         format_args!("remap to another frame"),
-        update(ptr, entry(a.mfn, PTE_P)),
+        update(ptr, entry(a.mfn, PteFlags::PRESENT)),
     );
     check_eq!(
         fault::read_u64(b.va),
@@ -48,7 +48,7 @@ fn test_main() {
         Some(fault::pf::PRESENT | fault::pf::WRITE),
     );
     // Unmap: the read faults (not-present).
-    expect_ok(format_args!("unmap"), update(ptr, 0));
+    expect_ok(format_args!("unmap"), update(ptr, Pte::EMPTY));
     fault::expect_fault(
         format_args!("read of the unmapped page"),
         fault::read_u64(b.va),
@@ -67,45 +67,69 @@ fn test_main() {
     let (pt_lo, _) = pagetable::pt_region();
     let l4 = cr3_mfn();
     let some_l1 = l1;
-    let l2 = pagetable::pte_mfn(
-        read_entry(
-            pagetable::pte_mfn(read_entry(l4, b.va.table_index(4)).unwrap_or(0)),
-            b.va.table_index(3),
-        )
-        .unwrap_or(0),
-    );
+    let l2 = read_entry(
+        read_entry(l4, b.va.table_index(4))
+            .unwrap_or(Pte::EMPTY)
+            .frame(),
+        b.va.table_index(3),
+    )
+    .unwrap_or(Pte::EMPTY)
+    .frame();
     // EFER.NXE (bit 11): without it NX is a reserved bit.
     let nxe = fault::rdmsr(0xc000_0080).is_ok_and(|v| v & (1 << 11) != 0);
-    let nx = if nxe { 0 } else { PTE_NX };
-    let cases: [(&str, u64, u64); 9] = [
-        ("map the L4 writable", ptr, entry(l4, PTE_P | PTE_RW)),
-        ("map an L1 writable", ptr, entry(some_l1, PTE_P | PTE_RW)),
+    let nx = if nxe {
+        PteFlags::empty()
+    } else {
+        PteFlags::NO_EXECUTE
+    };
+    let cases: [(&str, u64, Pte); 9] = [
+        (
+            "map the L4 writable",
+            ptr,
+            entry(l4, PteFlags::PRESENT | PteFlags::WRITABLE),
+        ),
+        (
+            "map an L1 writable",
+            ptr,
+            entry(some_l1, PteFlags::PRESENT | PteFlags::WRITABLE),
+        ),
         (
             "map a foreign frame (MFN 1)",
             ptr,
-            entry(Mfn::new(1), PTE_P),
+            entry(Mfn::new(1), PteFlags::PRESENT),
         ),
         (
             "map a frame past the top of RAM",
             ptr,
-            entry(Mfn::new(0xff_ffff), PTE_P),
+            entry(Mfn::new(0xff_ffff), PteFlags::PRESENT),
         ),
-        ("PAT bit in an L1 entry", ptr, entry(a.mfn, PTE_P | PTE_PS)),
-        ("reserved bit 52", ptr, entry(a.mfn, PTE_P | 1 << 52)),
+        (
+            "PAT bit in an L1 entry",
+            ptr,
+            entry(a.mfn, PteFlags::PRESENT | PteFlags::PAGE_SIZE),
+        ),
+        (
+            "reserved bit 52",
+            ptr,
+            entry(
+                a.mfn,
+                PteFlags::PRESENT | PteFlags::from_bits_retain(1 << 52),
+            ),
+        ),
         (
             "a superpage in the L2",
             slot(l2, (b.va.table_index(2) + 1) % 512),
-            entry(a.mfn, PTE_P | PTE_PS),
+            entry(a.mfn, PteFlags::PRESENT | PteFlags::PAGE_SIZE),
         ),
         (
             "an L4 entry pointing at the L4 (linear)",
             slot(l4, 300),
-            entry(l4, PTE_P),
+            entry(l4, PteFlags::PRESENT),
         ),
         (
             "an L2 entry pointing at a data frame that is mapped writable",
             slot(l2, 400),
-            entry(a.mfn, PTE_P | PTE_RW),
+            entry(a.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
         ),
     ];
     for (what, p, v) in cases {
@@ -117,17 +141,17 @@ fn test_main() {
             "entry after the refused attempt to {what}"
         );
     }
-    if nx != 0 {
+    if !nx.is_empty() {
         expect_err(
             format_args!("NX without EFER.NXE"),
-            update(ptr, entry(a.mfn, PTE_P | nx)),
+            update(ptr, entry(a.mfn, PteFlags::PRESENT | nx)),
             Errno::EINVAL,
         );
     }
     // The table frame must be the domain's; the address must be aligned.
     expect_err(
         format_args!("update in a foreign frame"),
-        update(slot(Mfn::new(1), 0), 0),
+        update(slot(Mfn::new(1), 0), Pte::EMPTY),
         Errno::EINVAL,
     );
     expect_err(
@@ -137,13 +161,16 @@ fn test_main() {
     );
 
     // A batch: three good, one bad, one good: stops at the bad one; done = 3.
-    let req = |ptr, val| MmuUpdate { ptr, val };
+    let req = |ptr, val: Pte| MmuUpdate {
+        ptr,
+        val: val.raw(),
+    };
     let (done, r) = mmu_update(&[
-        req(ptr, entry(a.mfn, PTE_P)),
-        req(ptr, 0),
+        req(ptr, entry(a.mfn, PteFlags::PRESENT)),
+        req(ptr, Pte::EMPTY),
         req(ptr, orig),
-        req(ptr, entry(l4, PTE_P | PTE_RW)),
-        req(ptr, 0),
+        req(ptr, entry(l4, PteFlags::PRESENT | PteFlags::WRITABLE)),
+        req(ptr, Pte::EMPTY),
     ]);
     check!(
         (done, r) == (3, Err(Errno::EINVAL)),
@@ -196,6 +223,6 @@ fn test_main() {
 }
 
 /// The entry at machine address `p`, read through the bootstrap mapping.
-fn read_at(p: u64) -> u64 {
-    read_entry(Mfn::new(p >> 12), ((p & 0xfff) / 8) as usize).unwrap_or(u64::MAX)
+fn read_at(p: u64) -> Pte {
+    read_entry(Mfn::new(p >> 12), ((p & 0xfff) / 8) as usize).unwrap_or(Pte(u64::MAX))
 }

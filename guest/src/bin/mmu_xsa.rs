@@ -18,7 +18,7 @@ use keel_guest::abi::guest::{mmu_update, mmuext_op, multicall};
 use keel_guest::abi::mmu::*;
 use keel_guest::fault::pf;
 use keel_guest::mmu::*;
-use keel_guest::pagetable::{frame_va, read_entry, PTE_P, PTE_RW};
+use keel_guest::pagetable::{frame_va, read_entry, Pte, PteFlags};
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -39,23 +39,26 @@ fn xsa182() {
     // the L1 that maps the page tables themselves.
     let (pt_lo, _) = keel_guest::pagetable::pt_region();
     let (l1, i) = l1_of(pt_lo);
-    let ro = read_entry(l1, i).unwrap_or(0);
+    let ro = read_entry(l1, i).unwrap_or(Pte::EMPTY);
     check!(
-        ro & PTE_P != 0 && ro & PTE_RW == 0,
+        ro.contains(PteFlags::PRESENT) && !ro.contains(PteFlags::WRITABLE),
         "page-table mapping {ro:#x} is not read-only"
     );
     expect_err(
         format_args!("XSA-182: mmu_update adding only RW to a page-table mapping"),
-        update(slot(l1, i), ro | PTE_RW),
+        update(slot(l1, i), ro.with(PteFlags::WRITABLE)),
         Errno::EINVAL,
     );
     // Accessed/dirty-only changes are fine and change nothing else.
     expect_ok(
         format_args!("A/D-only update"),
-        update(slot(l1, i), ro | 1 << 5 | 1 << 6),
+        update(slot(l1, i), ro.with(PteFlags::ACCESSED | PteFlags::DIRTY)),
     );
     if let Ok(l1va) = frame_va(l1) {
-        let r = fault::write_u64(GuestVirt::new(l1va.get() + i as u64 * 8), ro | PTE_RW);
+        let r = fault::write_u64(
+            GuestVirt::new(l1va.get() + i as u64 * 8),
+            ro.with(PteFlags::WRITABLE).raw(),
+        );
         fault::expect_fault(
             format_args!("XSA-182: direct store adding only RW"),
             r,
@@ -64,58 +67,70 @@ fn xsa182() {
         );
     }
     check!(
-        read_entry(l1, i).unwrap_or(0) & PTE_RW == 0,
+        read_entry(l1, !i)
+            .unwrap_or(Pte::EMPTY)
+            .contains(PteFlags::WRITABLE),
         "the mapping became writable"
     );
 
     // A fresh L2 -> L1 where the L1 maps a page table read-only: pins; the RW flip
     // on the pinned L1 is refused; and the same L1 cannot be pinned with RW set.
     let (l2f, l1f) = (table_frame(), table_frame());
-    let _ = fill(&l1f, 0, entry(l1, PTE_P));
-    let _ = fill(&l2f, 0, entry(l1f.mfn, PTE_P | PTE_RW));
+    let _ = fill(&l1f, 0, entry(l1, PteFlags::PRESENT));
+    let _ = fill(
+        &l2f,
+        0,
+        entry(l1f.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+    );
     expect_ok(
         format_args!("pinning an L2 whose L1 maps a table read-only"),
         pin(2, l2f.mfn),
     );
     expect_err(
         format_args!("XSA-182: RW flip in the pinned L1"),
-        update(slot(l1f.mfn, 0), entry(l1, PTE_P | PTE_RW)),
+        update(
+            slot(l1f.mfn, 0),
+            entry(l1, PteFlags::PRESENT | PteFlags::WRITABLE),
+        ),
         Errno::EINVAL,
     );
     // Clearing RW at the L2 and setting it again goes through validation each time.
     expect_ok(
         format_args!("RW off at L2"),
-        update(slot(l2f.mfn, 0), entry(l1f.mfn, PTE_P)),
+        update(slot(l2f.mfn, 0), entry(l1f.mfn, PteFlags::PRESENT)),
     );
     expect_ok(
         format_args!("RW on at L2"),
-        update(slot(l2f.mfn, 0), entry(l1f.mfn, PTE_P | PTE_RW)),
+        update(
+            slot(l2f.mfn, 0),
+            entry(l1f.mfn, PteFlags::PRESENT | PteFlags::WRITABLE),
+        ),
     );
     expect_ok(format_args!("unpinning"), unpin(l2f.mfn));
-    let _ = fill(&l1f, 0, entry(l1, PTE_P | PTE_RW));
+    let _ = fill(&l1f, 0, entry(l1, PteFlags::PRESENT | PteFlags::WRITABLE));
     expect_err(
         format_args!("pinning an L1 that maps a table writable"),
         pin(1, l1f.mfn),
         Errno::EINVAL,
     );
-    let _ = fill(&l1f, 0, 0);
+    let _ = fill(&l1f, 0, Pte::EMPTY);
 }
 
 fn xsa240() {
     // Self-references at each level.
     for level in 2..=4u32 {
         let t = table_frame();
-        let _ = fill(&t, 5, entry(t.mfn, PTE_P));
+        let _ = fill(&t, 5, entry(t.mfn, PteFlags::PRESENT));
         expect_err(
             format_args!("XSA-240: L{level} pointing at itself"),
             pin(level, t.mfn),
             Errno::EINVAL,
         );
-        let _ = fill(&t, 5, 0);
+        let _ = fill(&t, 5, Pte::EMPTY);
         expect_ok(format_args!("the cleaned L{level}"), pin(level, t.mfn));
         expect_err(
             format_args!("XSA-240: adding the self-reference to the pinned L{level}"),
-            update(slot(t.mfn, 5), entry(t.mfn, PTE_P)),
+            update(slot(t.mfn, 5), entry(t.mfn, PteFlags::PRESENT)),
             Errno::EINVAL,
         );
         let _ = unpin(t.mfn);
@@ -127,7 +142,7 @@ fn xsa240() {
     // pinning link 0 types the others, and none of them can then be an L4.
     let ring = [table_frame(), table_frame(), table_frame(), table_frame()];
     for k in 0..4 {
-        let _ = fill(&ring[k], 1, entry(ring[(k + 1) % 4].mfn, PTE_P));
+        let _ = fill(&ring[k], 1, entry(ring[(k + 1) % 4].mfn, PteFlags::PRESENT));
     }
     expect_ok(
         format_args!("pinning link 0 of the ring as an L4"),
@@ -156,7 +171,7 @@ fn xsa240() {
     expect_ok(format_args!("pinning another empty L4"), pin(4, q4.mfn));
     expect_err(
         format_args!("XSA-240: L4 entry pointing at another pinned L4"),
-        update(slot(p4.mfn, 1), entry(q4.mfn, PTE_P)),
+        update(slot(p4.mfn, 1), entry(q4.mfn, PteFlags::PRESENT)),
         Errno::EINVAL,
     );
     let _ = unpin(p4.mfn);
@@ -164,13 +179,13 @@ fn xsa240() {
     // An upward reference: an L2 entry pointing at a pinned L3.
     let (l3, l2) = (table_frame(), table_frame());
     let _ = pin(3, l3.mfn);
-    let _ = fill(&l2, 0, entry(l3.mfn, PTE_P));
+    let _ = fill(&l2, 0, entry(l3.mfn, PteFlags::PRESENT));
     expect_err(
         format_args!("XSA-240: L2 pointing up at an L3"),
         pin(2, l2.mfn),
         Errno::EINVAL,
     );
-    let _ = fill(&l2, 0, 0);
+    let _ = fill(&l2, 0, Pte::EMPTY);
     let _ = unpin(l3.mfn);
 
     // Wide fan-in, legal: 512 L2 entries share one L1 (batched in one call).
@@ -179,7 +194,7 @@ fn xsa240() {
     for (k, r) in reqs.iter_mut().enumerate() {
         *r = MmuUpdate {
             ptr: slot(l2.mfn, k),
-            val: entry(shared.mfn, PTE_P | PTE_RW),
+            val: entry(shared.mfn, PteFlags::PRESENT | PteFlags::WRITABLE).raw(),
         };
     }
     let (done, r) = mmu_update(&reqs);
@@ -213,7 +228,7 @@ fn xsa286() {
     let rw = leaf(f.va);
     let drop_rw = [MmuUpdate {
         ptr: slot(l1, i),
-        val: rw & !PTE_RW,
+        val: rw.without(PteFlags::WRITABLE).raw(),
     }];
     let pin1 = [MmuextOp {
         cmd: MMUEXT_PIN_L1_TABLE,
@@ -242,7 +257,10 @@ fn xsa286() {
     );
     // A present, reserved-bit entry: if this store landed, the pinned L1 would
     // hold an unvalidated entry.
-    let r = fault::write_u64(f.va, entry(Mfn::new(1), PTE_P | PTE_RW));
+    let r = fault::write_u64(
+        f.va,
+        entry(Mfn::new(1), PteFlags::PRESENT | PteFlags::WRITABLE).raw(),
+    );
     fault::expect_fault(
         format_args!("XSA-286: store through the dropped writable mapping"),
         r,

@@ -12,7 +12,7 @@
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use keel_guest::cpu::{signature, LEAF1_ECX_HYPERVISOR};
 use keel_guest::fault::Cr;
-use keel_guest::pagetable::{cr3_mfn, read_entry, PTE_ADDR, PTE_P, PTE_RW};
+use keel_guest::pagetable::{cr3_mfn, read_entry, Pte, PteFlags};
 use keel_guest::prelude::*;
 use keel_guest::pvops::{self, ops, Platform};
 use keel_guest::start::{pfn_to_mfn, pfn_to_va};
@@ -133,20 +133,21 @@ fn mmu() {
         Ok(s) => s,
         Err(e) => return error!("no L1 entry for {:#x}: {e}", a.get()),
     };
-    let orig = read_entry(Mfn::new(slot >> 12), ((slot & 0xfff) / 8) as usize).unwrap_or(0);
+    let orig =
+        read_entry(Mfn::new(slot >> 12), ((slot & 0xfff) / 8) as usize).unwrap_or(Pte::EMPTY);
     check_eq!(
-        orig & PTE_ADDR,
+        orig.frame().get() << 12,
         a_mfn.get() << 12,
         "the entry maps the frame"
     );
 
     // Point A's page at B's frame, flush that page, read B's marker through A.
-    let r = (o.mmu.set_pte)(slot, (b_mfn.get() << 12) | (orig & !PTE_ADDR));
+    let r = (o.mmu.set_pte)(slot, Pte::new(b_mfn, orig.flags()).raw());
     check!(r.is_ok(), "set_pte to another frame: {r:?}");
     check!((o.mmu.flush_one)(a).is_ok(), "flush_one");
     check_eq!(fault::read_u64(a), Ok(0xbbbb), "A's page after the remap");
     // Back, flushing everything.
-    let r = (o.mmu.set_pte)(slot, orig);
+    let r = (o.mmu.set_pte)(slot, orig.raw());
     check!(r.is_ok(), "set_pte back: {r:?}");
     check!((o.mmu.flush_all)().is_ok(), "flush_all");
     check_eq!(fault::read_u64(a), Ok(0xaaaa), "A's page after the restore");
@@ -154,8 +155,8 @@ fn mmu() {
     // A second root: a copy of the L4, announced, loaded, and left.
     let old = cr3_mfn();
     for i in 0..512 {
-        let e = read_entry(old, i).unwrap_or(0);
-        if fault::write_u64(GuestVirt::new(c.get() + i as u64 * 8), e).is_err() {
+        let e = read_entry(old, i).unwrap_or(Pte::EMPTY);
+        if fault::write_u64(GuestVirt::new(c.get() + i as u64 * 8), e.raw()).is_err() {
             return error!("filling the new L4");
         }
     }
@@ -177,7 +178,7 @@ fn mmu() {
         fault::write_u64(c, 0).is_ok(),
         "the released table is writable"
     );
-    let _ = PTE_P | PTE_RW;
+    let _ = PteFlags::PRESENT | PteFlags::WRITABLE;
 }
 
 static FIRED: AtomicU64 = AtomicU64::new(0);

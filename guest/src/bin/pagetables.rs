@@ -6,7 +6,7 @@
 #![cfg_attr(target_os = "none", no_main)]
 
 use keel_guest::abi::PAGE_SIZE;
-use keel_guest::pagetable::{self, PTE_PS, PTE_RW};
+use keel_guest::pagetable::{self, PteFlags};
 use keel_guest::prelude::*;
 use keel_guest::start::{pfn_to_mfn, va_to_pfn};
 
@@ -64,8 +64,8 @@ fn test_main() {
         }
     };
     let r = pagetable::visit(|v| {
-        let target = pagetable::pte_mfn(v.pte);
-        if v.level > 1 && v.pte & PTE_PS != 0 {
+        let target = v.pte.frame();
+        if v.level > 1 && v.pte.contains(PteFlags::PAGE_SIZE) {
             complain(format_args!(
                 "L{} entry {} of table {:#x} maps a superpage ({:#x})",
                 v.level,
@@ -99,7 +99,7 @@ fn test_main() {
             leaves += 1;
             if is_pt(target) {
                 pt_mappings += 1;
-                if v.pte & PTE_RW != 0 {
+                if v.pte.contains(PteFlags::WRITABLE) {
                     complain(format_args!(
                         "va {:#x} maps page-table frame {:#x} writable (pte {:#x})",
                         v.va.get(),

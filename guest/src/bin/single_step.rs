@@ -8,7 +8,7 @@
 #![cfg_attr(target_os = "none", no_main)]
 
 use keel_guest::fault::{read_cr, single_step, Cr, StepInsn, DR6_BS};
-use keel_guest::pagetable::PTE_ADDR;
+use keel_guest::pagetable::Pte;
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -38,7 +38,7 @@ fn test_main() {
         ("IN", StepInsn::In, 0, 0),
         ("REP OUTSB", StepInsn::RepOutsb, buf.as_ptr() as u64, 0),
         ("MOV CR3", StepInsn::MovCr3, cr3, 0),
-        ("page-table store", StepInsn::Store, slot_va, entry),
+        ("page-table store", StepInsn::Store, slot_va, entry.raw()),
     ];
     for (name, insn, a, b) in cases {
         let s = single_step(insn, a, b);
@@ -51,6 +51,10 @@ fn test_main() {
         }
     }
     check_eq!(keel_guest::mmu::leaf(f.va), entry, "the page-table entry");
-    check_eq!(read_cr(Cr::Cr3) & PTE_ADDR, cr3 & PTE_ADDR, "CR3");
+    check_eq!(
+        read_cr(Cr::Cr3) & Pte::addr_mask(),
+        cr3 & Pte::addr_mask(),
+        "CR3"
+    );
     success();
 }

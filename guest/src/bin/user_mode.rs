@@ -16,7 +16,7 @@ use keel_guest::abi::mmu::{MmuUpdate, MMU_NORMAL_PT_UPDATE};
 use keel_guest::abi::sched::{SchedShutdown, SCHEDOP_SHUTDOWN, SHUTDOWN_POWEROFF};
 use keel_guest::abi::version::XENVER_PAGESIZE;
 use keel_guest::fault::{expect_fault, expect_no_fault, pf, StringIoEnd};
-use keel_guest::pagetable::{cr3_mfn, read_entry, PTE_RW};
+use keel_guest::pagetable::{cr3_mfn, read_entry, Pte, PteFlags};
 use keel_guest::prelude::*;
 use keel_guest::targets::region_end;
 use keel_guest::user;
@@ -94,10 +94,10 @@ fn hypercalls() {
     let l4 = cr3_mfn();
     let region = start_info().pt_base;
     let idx = region.table_index(4);
-    let before = read_entry(l4, idx).unwrap_or(0);
+    let before = read_entry(l4, idx).unwrap_or(Pte::EMPTY);
     let req = [MmuUpdate {
         ptr: ((l4.get() << 12) + idx as u64 * 8) | MMU_NORMAL_PT_UPDATE,
-        val: before & !PTE_RW,
+        val: before.without(PteFlags::WRITABLE).raw(),
     }];
     let mut done = 0u32;
     check_eq!(
@@ -114,7 +114,11 @@ fn hypercalls() {
         EPERM,
         "mmu_update of a kernel L4 entry from CPL3"
     );
-    check_eq!(read_entry(l4, idx).unwrap_or(0), before, "the L4 entry");
+    check_eq!(
+        read_entry(l4, idx).unwrap_or(Pte::EMPTY),
+        before,
+        "the L4 entry"
+    );
     check_eq!(done, 0, "mmu_update's done count");
 
     // EVTCHNOP_alloc_unbound: no port is taken (the kernel's next port is the

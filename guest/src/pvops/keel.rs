@@ -88,10 +88,10 @@ pub fn l1_slot(va: GuestVirt) -> Result<u64, MmuError> {
             pagetable::WalkError::Fault(f) => MmuError::Fault(f),
             _ => MmuError::NotOwned(t),
         })?;
-        if e & PTE_P == 0 {
+        if !e.is_present() {
             return Err(MmuError::NotOwned(t));
         }
-        t = pagetable::pte_mfn(e);
+        t = e.frame();
     }
     Ok((t.get() << 12) + va.table_index(1) as u64 * 8)
 }
@@ -104,13 +104,13 @@ pub(super) fn remap_own(t: Mfn, writable: bool) -> Result<(), MmuError> {
         .pfn_of(t)
         .ok_or(MmuError::NotOwned(t))?;
     let slot = l1_slot(crate::start::pfn_to_va(pfn))?;
-    let cur = fault::read_u64(entry_va(slot)?).map_err(MmuError::Fault)?;
+    let cur = Pte(fault::read_u64(entry_va(slot)?).map_err(MmuError::Fault)?);
     let new = if writable {
-        cur | PTE_RW
+        cur.with(PteFlags::WRITABLE)
     } else {
-        cur & !PTE_RW
+        cur.without(PteFlags::WRITABLE)
     };
-    (ops().mmu.set_pte)(slot, new)
+    (ops().mmu.set_pte)(slot, new.raw())
 }
 
 pub(super) fn keel_alloc_table(level: u32, t: Mfn) -> Result<(), MmuError> {

@@ -43,7 +43,7 @@ use crate::abi::{Errno, GuestVirt, Mfn};
 use crate::arch;
 use crate::cpu::CpuidResult;
 use crate::fault::{self, Cr, Fault};
-use crate::pagetable::{self, PTE_P, PTE_RW};
+use crate::pagetable::{self, Pte, PteFlags};
 
 mod chosen;
 mod keel;

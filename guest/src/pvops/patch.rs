@@ -160,12 +160,12 @@ pub(super) fn patch() -> Patched {
 
 pub(super) fn set_text_writable(page: GuestVirt, writable: bool) -> Result<(), MmuError> {
     let slot = l1_slot(page)?;
-    let cur = fault::read_u64(entry_va(slot)?).map_err(MmuError::Fault)?;
+    let cur = Pte(fault::read_u64(entry_va(slot)?).map_err(MmuError::Fault)?);
     let new = if writable {
-        cur | PTE_RW
+        cur.with(PteFlags::WRITABLE)
     } else {
-        cur & !PTE_RW
+        cur.without(PteFlags::WRITABLE)
     };
-    (ops().mmu.set_pte)(slot, new)?;
+    (ops().mmu.set_pte)(slot, new.raw())?;
     (ops().mmu.flush_one)(page)
 }

@@ -231,7 +231,7 @@ impl Domain {
         ptr: crate::addr::MachineAddr,
         val: Pte,
     ) -> Result<(), MmError> {
-        self.update_entry_in(mem, &mut LastTable::default(), ptr, val, &mut Unbounded)
+        self.update_entry_in(mem, &mut LastTable::default(), ptr, val, || Unbounded)
             .unwrap_or(Ok(()))
     }
 
@@ -296,15 +296,16 @@ impl Domain {
 
     /// [`Self::update_entry`], preemptible, as the next of a run of updates
     /// with nothing else in between (one `mmu_update` batch): see
-    /// [`LastTable`].
+    /// [`LastTable`]. The meter is made (`meter()`) only if the update may
+    /// have validation work to do.
     #[inline(always)]
-    pub fn update_entry_in<M: PhysMem + ?Sized>(
+    pub fn update_entry_in<M: PhysMem + ?Sized, Mt: Meter>(
         &mut self,
         mem: &mut M,
         last: &mut LastTable,
         ptr: crate::addr::MachineAddr,
         val: Pte,
-        meter: &mut impl Meter,
+        meter: impl FnOnce() -> Mt,
     ) -> Finished {
         if !ptr.get().is_multiple_of(8) {
             return Some(Err(MmError::Misaligned));
@@ -315,7 +316,7 @@ impl Domain {
             mem,
             nx: self.nx,
         };
-        mm.mod_entry_in(
+        mm.mod_entry_lazy(
             &mut self.mm_job,
             last,
             ptr.frame(),

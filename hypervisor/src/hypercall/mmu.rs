@@ -127,16 +127,16 @@ fn write_done<M: PhysMem>(c: &mut Ctx<'_, M>, pdone: u64, done: u64) -> Result<(
 ///
 /// Each request is read just before it runs, through a [`guest_mem::PageReader`]:
 /// one page walk per page of requests rather than one per request (the walk
-/// costs several times what a small request does). `writes(req)` names the
-/// guest page-table entry a request may write, if any, so that the reader
-/// forgets a translation the request could change. A request that cannot be
-/// read ends the batch with `-EFAULT` after the ones before it have run, as
-/// Xen's loop does.
+/// costs several times what a small request does). `one_fn` gets the reader
+/// too: a request that writes a guest page-table entry reports it
+/// ([`guest_mem::PageReader::wrote_entry`]) before the next read, so that the
+/// reader forgets a translation the request could change. A request that
+/// cannot be read ends the batch with `-EFAULT` after the ones before it have
+/// run, as Xen's loop does.
 fn batch<M: PhysMem, const N: usize>(
     c: &mut Ctx<'_, M>,
     a: &HypercallArgs,
-    writes: impl Fn(&[u8; N]) -> Option<MachineAddr>,
-    mut one_fn: impl FnMut(&mut Ctx<'_, M>, &[u8; N]) -> Result<(), Errno>,
+    mut one_fn: impl FnMut(&mut Ctx<'_, M>, &[u8; N], &mut guest_mem::PageReader) -> Result<(), Errno>,
 ) -> HcResult {
     let (list, pdone, fd) = (a.args[0], a.args[2], a.args[3]);
     check_foreigndom(c.dom, fd)?;
@@ -168,10 +168,7 @@ fn batch<M: PhysMem, const N: usize>(
                     break;
                 }
             };
-            if let Some(at) = writes(&req) {
-                reader.wrote_entry(at);
-            }
-            if let Err(e) = one_fn(c, &req) {
+            if let Err(e) = one_fn(c, &req, &mut reader) {
                 rc = Err(e);
                 break;
             }
@@ -218,24 +215,25 @@ fn mm_err(e: crate::paging::MmError) -> Errno {
 /// `mmu_update(reqs, count, success_count, foreigndom)`.
 #[inline(never)]
 pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
-    // The only guest memory a request writes is the entry it names
-    // (whatever its command bits; a misaligned one is refused unwritten).
-    let writes =
-        |b: &[u8; MmuUpdate::SIZE]| MachineAddr::from_guest(MmuUpdate::decode(b).ptr & !7).ok();
     // The requests of a batch are a run of updates with nothing between
     // them: consecutive ones to the same table look it up once.
     let mut last = LastTable::default();
-    batch::<M, { MmuUpdate::SIZE }>(c, a, writes, |c, b| {
+    batch::<M, { MmuUpdate::SIZE }>(c, a, |c, b, reader| {
         let req = MmuUpdate::decode(b);
         match req.ptr & 3 {
             MMU_NORMAL_PT_UPDATE => {
                 // Bits 0..1 are the command; the entry address is 8-byte
                 // aligned, so bit 2 must be clear (checked by update_entry).
                 let ma = MachineAddr::from_guest(req.ptr & !3).map_err(addr_err)?;
-                let mut meter = WorkMeter::new(&mut c.work, c.ev, c.now);
+                // The only guest memory a request writes is the entry it
+                // names (a misaligned one is refused unwritten).
+                reader.wrote_entry(MachineAddr::new(ma.get() & !7));
+                let (work, ev, now) = (&mut c.work, &*c.ev, c.now);
                 finished(
                     c.dom
-                        .update_entry_in(c.mem, &mut last, ma, Pte(req.val), &mut meter),
+                        .update_entry_in(c.mem, &mut last, ma, Pte(req.val), || {
+                            WorkMeter::new(work, ev, now)
+                        }),
                 )
             }
             _ => Err(Errno::ENOSYS),
@@ -248,56 +246,51 @@ pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> H
 pub(super) fn mmuext_op<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     // No command writes guest memory (NEW_BASEPTR changes the root, which
     // the reader checks on every read).
-    batch::<M, { MmuextOp::SIZE }>(
-        c,
-        a,
-        |_| None,
-        |c, b| {
-            let op = MmuextOp::decode(b);
-            // Only the commands that name a frame check arg1 as one.
-            let mfn = || Mfn::from_guest(op.arg1).map_err(addr_err);
-            let pin = |c: &mut Ctx<'_, M>, level| {
+    batch::<M, { MmuextOp::SIZE }>(c, a, |c, b, _| {
+        let op = MmuextOp::decode(b);
+        // Only the commands that name a frame check arg1 as one.
+        let mfn = || Mfn::from_guest(op.arg1).map_err(addr_err);
+        let pin = |c: &mut Ctx<'_, M>, level| {
+            let mfn = mfn()?;
+            let mut meter = WorkMeter::new(&mut c.work, c.ev, c.now);
+            finished(c.dom.pin_in(c.mem, mfn, level, &mut meter))
+        };
+        match op.cmd {
+            MMUEXT_PIN_L1_TABLE => pin(c, Level::L1),
+            MMUEXT_PIN_L2_TABLE => pin(c, Level::L2),
+            MMUEXT_PIN_L3_TABLE => pin(c, Level::L3),
+            MMUEXT_PIN_L4_TABLE => pin(c, Level::L4),
+            MMUEXT_UNPIN_TABLE => {
                 let mfn = mfn()?;
                 let mut meter = WorkMeter::new(&mut c.work, c.ev, c.now);
-                finished(c.dom.pin_in(c.mem, mfn, level, &mut meter))
-            };
-            match op.cmd {
-                MMUEXT_PIN_L1_TABLE => pin(c, Level::L1),
-                MMUEXT_PIN_L2_TABLE => pin(c, Level::L2),
-                MMUEXT_PIN_L3_TABLE => pin(c, Level::L3),
-                MMUEXT_PIN_L4_TABLE => pin(c, Level::L4),
-                MMUEXT_UNPIN_TABLE => {
-                    let mfn = mfn()?;
-                    let mut meter = WorkMeter::new(&mut c.work, c.ev, c.now);
-                    finished(c.dom.unpin_in(c.mem, mfn, &mut meter))
-                }
-                MMUEXT_NEW_BASEPTR => {
-                    let mfn = mfn()?;
-                    let mut meter = WorkMeter::new(&mut c.work, c.ev, c.now);
-                    finished(c.dom.new_baseptr_in(c.mem, mfn, &mut meter))
-                }
-                MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_ALL => {
-                    c.dom.request_flush(Flush::All);
-                    Ok(())
-                }
-                MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_ALL => {
-                    c.dom.request_flush(Flush::Page(GuestVirt::new(op.arg1)));
-                    Ok(())
-                }
-                MMUEXT_TLB_FLUSH_MULTI | MMUEXT_INVLPG_MULTI => {
-                    // The vCPU bitmap is a guest pointer; Keel has vCPU 0 only.
-                    let mask = c.read::<8>(GuestVirt::new(op.arg2))?;
-                    if u64::from_le_bytes(mask) & 1 != 0 {
-                        c.dom.request_flush(if op.cmd == MMUEXT_TLB_FLUSH_MULTI {
-                            Flush::All
-                        } else {
-                            Flush::Page(GuestVirt::new(op.arg1))
-                        });
-                    }
-                    Ok(())
-                }
-                _ => Err(Errno::ENOSYS),
+                finished(c.dom.unpin_in(c.mem, mfn, &mut meter))
             }
-        },
-    )
+            MMUEXT_NEW_BASEPTR => {
+                let mfn = mfn()?;
+                let mut meter = WorkMeter::new(&mut c.work, c.ev, c.now);
+                finished(c.dom.new_baseptr_in(c.mem, mfn, &mut meter))
+            }
+            MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_ALL => {
+                c.dom.request_flush(Flush::All);
+                Ok(())
+            }
+            MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_ALL => {
+                c.dom.request_flush(Flush::Page(GuestVirt::new(op.arg1)));
+                Ok(())
+            }
+            MMUEXT_TLB_FLUSH_MULTI | MMUEXT_INVLPG_MULTI => {
+                // The vCPU bitmap is a guest pointer; Keel has vCPU 0 only.
+                let mask = c.read::<8>(GuestVirt::new(op.arg2))?;
+                if u64::from_le_bytes(mask) & 1 != 0 {
+                    c.dom.request_flush(if op.cmd == MMUEXT_TLB_FLUSH_MULTI {
+                        Flush::All
+                    } else {
+                        Flush::Page(GuestVirt::new(op.arg1))
+                    });
+                }
+                Ok(())
+            }
+            _ => Err(Errno::ENOSYS),
+        }
+    })
 }

@@ -47,6 +47,28 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         .map(|()| flush)
     }
 
+    /// [`Self::mod_entry_in`] with the meter made only when the update may
+    /// need one: the common update of a run (an entry of the same validated
+    /// L1 table as the previous update, no job in progress) has no validation
+    /// work below it and is written at once, without one.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub fn mod_entry_lazy<Mt: Meter>(
+        &mut self,
+        job: &mut Job,
+        last: &mut LastTable,
+        table: Mfn,
+        index: usize,
+        new: Pte,
+        flush: &mut Flush,
+        meter: impl FnOnce() -> Mt,
+    ) -> Finished {
+        if index < ENTRIES && !job.busy() && last.0 == Some((table, Level::L1)) {
+            return self.write_l1_entry(entry_addr(table, index), new, flush);
+        }
+        self.mod_entry_in(job, last, table, index, new, flush, &mut meter())
+    }
+
     /// [`Self::mod_entry_after`], preemptible (see [`Self::pin_in`]): the
     /// validation of a table the new entry references first, then the write,
     /// then the devalidation of a table the old entry held the last type

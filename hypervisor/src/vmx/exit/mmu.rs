@@ -144,13 +144,12 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             Source::Reg(r) => self.gpr(g, r),
             Source::Imm(v) => v,
         };
-        let mut meter = Entries(u64::from(crate::preempt::UNITS_PER_EXIT));
         match self.dom.update_entry_in(
             &mut *self.mem,
             &mut LastTable::default(),
             ma,
             Pte(value),
-            &mut meter,
+            || Entries(u64::from(crate::preempt::UNITS_PER_EXIT)),
         ) {
             Some(Ok(())) => Ok(Some(store.len)),
             Some(Err(_)) => Err("the new entry is refused"),
