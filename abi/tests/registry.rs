@@ -10,11 +10,6 @@ use std::path::Path;
 /// each with where the layout data covers it (or why it is not ABI).
 const NOT_REGISTERED: &[(&str, &str)] = &[
     (
-        "EMPTY",
-        "pte::Pte::EMPTY: the all-zero entry, a name for 0 rather than a value of its own \
-         (the entry format's bits are registered as PTE_*)",
-    ),
-    (
         "LIMIT",
         "addr::{Mfn, Pfn, MachineAddr}::LIMIT: the bound the checked constructors apply \
          (MAXPHYADDR's architectural 52 bits), not a value exchanged with guests",
