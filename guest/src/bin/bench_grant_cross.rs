@@ -63,7 +63,7 @@ const PEER: u16 = 2;
 fn cross(bench: &mut Bench, dst: Mfn) {
     use keel_guest::abi::guest::{gnttab_map, gnttab_unmap, sched_yield};
     let slot = take_frame();
-    if set_leaf(slot.va, 0).is_err() {
+    if set_leaf(slot.va, keel_guest::pagetable::Pte::EMPTY).is_err() {
         failure!("freeing an L1 entry for the mappings");
         return;
     }

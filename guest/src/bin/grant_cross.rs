@@ -21,7 +21,7 @@ use keel_guest::abi::grant_table::*;
 use keel_guest::abi::guest::{gnttab_copy, gnttab_map, gnttab_unmap, sched_yield};
 use keel_guest::mailbox::{grant_cross as cmd, Mailbox};
 use keel_guest::mmu::*;
-use keel_guest::pagetable::PTE_P;
+use keel_guest::pagetable::{Pte, PteFlags};
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -42,7 +42,7 @@ const RO: u32 = GNTMAP_HOST_MAP | GNTMAP_READONLY;
 /// A page-aligned address whose L1 entry is not present.
 fn free_va() -> GuestVirt {
     let f = take_frame();
-    if let Err(e) = set_leaf(f.va, 0) {
+    if let Err(e) = set_leaf(f.va, Pte::EMPTY) {
         keel_guest::report::crash(format_args!("unmapping a spare frame: {e:?}"));
     }
     f.va
@@ -195,7 +195,7 @@ fn test_main() {
     ] {
         check_eq!(map(gref, flags, spare).0, GNTST_GENERAL_ERROR, "map {what}");
     }
-    check_eq!(leaf(spare), 0, "no refused map left an entry");
+    check_eq!(leaf(spare), Pte::EMPTY, "no refused map left an entry");
     let own = take_frame();
     for i in 0..512 {
         let _ = fault::write_u64(GuestVirt::new(own.va.get() + 8 * i), 0x0e00 + i);
@@ -218,7 +218,7 @@ fn test_main() {
     );
     expect_err(
         format_args!("map another domain's frame with mmu_update"),
-        set_leaf(spare, entry(a, PTE_P)),
+        set_leaf(spare, entry(a, PteFlags::PRESENT)),
         Errno::EINVAL,
     );
 

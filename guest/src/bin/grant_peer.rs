@@ -27,7 +27,7 @@ use keel_guest::abi::grant_table::*;
 use keel_guest::abi::guest::gnttab_setup_table;
 use keel_guest::mailbox::{grant_cross as cmd, Mailbox};
 use keel_guest::mmu::*;
-use keel_guest::pagetable::{cr3_mfn, PTE_P, PTE_RW};
+use keel_guest::pagetable::{cr3_mfn, PteFlags};
 use keel_guest::prelude::*;
 
 keel_guest::test! {
@@ -53,7 +53,10 @@ fn test_main() {
     let t = take_frame();
     if !expect_ok(
         format_args!("map the grant-table frame"),
-        set_leaf(t.va, entry(Mfn::new(list[0]), PTE_P | PTE_RW)),
+        set_leaf(
+            t.va,
+            entry(Mfn::new(list[0]), PteFlags::PRESENT | PteFlags::WRITABLE),
+        ),
     ) {
         return;
     }
