@@ -24,7 +24,7 @@ pub struct Active {
     /// The frame it was mapped with: later maps must find the same frame.
     pub mfn: Mfn,
     /// The granter has ended, this was the last use of `mfn`, and the frame
-    /// waits to be scrubbed and freed ([`GrantTable::take_reaped`]).
+    /// waits to be scrubbed and freed (`GrantTable::take_reaped`).
     pub reap: bool,
 }
 

@@ -100,7 +100,7 @@ pub fn parse_ldd(text: &str) -> Vec<String> {
     v
 }
 
-/// The firmware QEMU opens for Keel's machine with [`NESTED_QEMU_EXTRA`] (found
+/// The firmware QEMU opens for Keel's machine with [`super::conf::NESTED_QEMU_EXTRA`] (found
 /// with strace): SeaBIOS and the multiboot and kvmvapic option ROMs (no VGA BIOS
 /// and no NIC ROM: the machine has neither device). QEMU looks them up relative
 /// to its binary, so they keep their paths.

@@ -33,7 +33,7 @@ const DOMCTL_TOOLSTACK: &str = "a toolstack operation: Keel builds its domains a
 const ERRNO_UNUSED: &str = "no hypercall Keel implements fails this way; the number stays Xen's, and a version that needs it adopts it with Xen's value";
 
 /// Every Xen item of an implemented family that has no Keel counterpart, with
-/// the reason. The cross-check fails on a Xen item of [`XEN_SCOPE`] that is
+/// the reason. The cross-check fails on a Xen item of [`super::XEN_SCOPE`] that is
 /// neither in the crate nor here, and on an entry here that Xen no longer has.
 pub const XEN_NOT_ADOPTED: &[XenAbsent] = &[
     absent(
