@@ -98,7 +98,7 @@ fn test_main() {
     check!(ok, "every copy succeeded");
     bench.missing(
         "ring_round_trip",
-        format_args!("needs interdomain event channels (not served yet)"),
+        format_args!("needs the split-driver demo (ring_front, ring_back), not built yet"),
     );
     let _ = set_leaf(t.va, entry(t.mfn, PteFlags::PRESENT | PteFlags::WRITABLE));
     success();
