@@ -958,7 +958,11 @@ proptest! {
                     }
                 }
                 Op::PageTable { frame } => {
-                    if s.w.frames.contains_key(&frame_of(frame).get()) {
+                    // Only a live owner pins page tables: an ended domain owns
+                    // no frame any more (every lookup in it fails), so a frame
+                    // that outlived it can never take a page-table type.
+                    let owner = s.w.frames.get(&frame_of(frame).get()).map(|f| f.owner);
+                    if owner.is_some_and(|o| s.w.alive(o)) {
                         let _ = s.w.make_page_table(frame_of(frame));
                     }
                 }
