@@ -7,7 +7,9 @@
 //! - **Time slices proportional to weight**: a vCPU runs for
 //!   `quantum * weight / DEFAULT_WEIGHT` (at least `quantum / 16`) before it
 //!   is preempted, if another vCPU is runnable (the hypervisor arms the VMX
-//!   preemption timer or the APIC timer for [`Next::Run::until`]). Over any
+//!   preemption timer or the APIC timer for [`Next::Run::until`]). A vCPU
+//!   alone on the CPU has no slice ([`UNBOUNDED`]: no timer, no exit); its
+//!   slice starts when another becomes runnable ([`Scheduler::rearm`]). Over any
 //!   stretch of time in which a set of vCPUs stays runnable, each gets CPU time
 //!   in proportion to its weight, to within one slice each.
 //! - **No starvation**: a runnable vCPU waits at most the sum of the slices of
@@ -37,6 +39,12 @@ use crate::domain::DomainId;
 
 /// The weight of a domain that asks for nothing else (Xen credit's default).
 pub const DEFAULT_WEIGHT: u16 = 256;
+/// The end of a slice that has none: the vCPU on the CPU is alone (nothing
+/// else runnable), so no timer needs to end its run, and none is armed.
+/// A vCPU that becomes runnable meanwhile gives it a slice from then
+/// ([`Scheduler::rearm`], or the next [`Scheduler::schedule`]).
+pub const UNBOUNDED: u64 = u64::MAX;
+
 /// The default quantum: a default-weight vCPU's slice, in nanoseconds.
 pub const DEFAULT_QUANTUM_NS: u64 = 1_000_000;
 
@@ -91,7 +99,9 @@ pub enum Next {
     Run {
         /// The domain to run.
         dom: DomainId,
-        /// When its slice ends or a deadline falls due, whichever is first.
+        /// When its slice ends or a deadline falls due, whichever is first;
+        /// [`UNBOUNDED`] when it is alone with no deadline: nothing to arm
+        /// ([`Scheduler::rearm`] gives it a slice when another wakes).
         until: u64,
     },
     /// Nothing is runnable: halt until an interrupt, or until `until`.
@@ -458,12 +468,17 @@ impl<const N: usize> Scheduler<N> {
         let deadline = self.deadlines.peek().map(|(_, at)| at);
         let bound = |until: u64| deadline.map_or(until, |d| d.min(until));
         if self.current != NIL {
-            if now < self.slice_end || self.head == NIL {
-                if now >= self.slice_end {
-                    // Alone: a fresh slice, without a switch.
-                    let w = self.get(self.current).map_or(DEFAULT_WEIGHT, |v| v.weight);
-                    self.slice_end = now.saturating_add(self.slice(w));
-                }
+            if self.head == NIL {
+                // Alone: it runs on without a switch, and without a slice
+                // (a timer that ends it would only cost an exit).
+                self.slice_end = UNBOUNDED;
+            } else if self.slice_end == UNBOUNDED {
+                // Others became runnable while it ran alone: its slice
+                // counts from when it was picked, so one that has run longer
+                // than a slice gives way now.
+                self.bound_slice();
+            }
+            if now < self.slice_end {
                 return Next::Run {
                     dom: DomainId(self.current),
                     until: bound(self.slice_end),
@@ -493,11 +508,36 @@ impl<const N: usize> Scheduler<N> {
         };
         self.current = d;
         self.slice_start = now;
-        self.slice_end = now.saturating_add(self.slice(w));
+        self.slice_end = if self.head == NIL {
+            UNBOUNDED
+        } else {
+            now.saturating_add(self.slice(w))
+        };
         Next::Run {
             dom: DomainId(d),
             until: bound(self.slice_end),
         }
+    }
+
+    /// After a wake or an unpause while the vCPU on the CPU ran alone (with
+    /// an [`UNBOUNDED`] slice): its slice starts now; the new end of its run
+    /// (as [`Next::Run::until`]), which the caller arms. `None` when nothing
+    /// changed (it had a slice already, or nobody is queued).
+    pub fn rearm(&mut self, now: u64) -> Option<u64> {
+        if self.current == NIL || self.head == NIL || self.slice_end != UNBOUNDED {
+            return None;
+        }
+        self.bound_slice();
+        let end = self.slice_end.max(now);
+        let deadline = self.deadlines.peek().map(|(_, at)| at);
+        Some(deadline.map_or(end, |d| d.min(end)))
+    }
+
+    /// The vCPU on the CPU, which ran alone, gets the slice it would have had
+    /// from when it was picked (or last accounted).
+    fn bound_slice(&mut self) {
+        let w = self.get(self.current).map_or(DEFAULT_WEIGHT, |v| v.weight);
+        self.slice_end = self.slice_start.saturating_add(self.slice(w));
     }
 
     /// The run queue, head first (for tests and diagnostics; O(n)).

@@ -96,12 +96,12 @@ fn block_wake_deadlines_and_idle() {
         }
     );
     s.block(None, 10);
-    // 2 runs; its slice is bounded by nobody's deadline.
+    // 2 runs alone, and nobody's deadline bounds it: no slice to end.
     assert_eq!(
         s.schedule(10),
         Next::Run {
             dom: d(2),
-            until: 10 + Q
+            until: UNBOUNDED
         }
     );
     s.block(Some(500), 20);
@@ -161,16 +161,16 @@ fn yield_gives_the_rest_of_the_slice_away() {
         s.schedule(0),
         Next::Run {
             dom: d(1),
-            until: Q
+            until: UNBOUNDED
         }
     );
-    // Alone: it continues at once, with a fresh slice.
+    // Alone: it continues at once, still without a slice.
     s.yield_now(5);
     assert_eq!(
         s.schedule(5),
         Next::Run {
             dom: d(1),
-            until: 5 + Q
+            until: UNBOUNDED
         }
     );
     s.add(d(2), DEFAULT_WEIGHT);
@@ -203,7 +203,7 @@ fn pauses_nest_and_hold_whatever_the_vcpu_does() {
         s.schedule(10),
         Next::Run {
             dom: d(2),
-            until: 10 + Q
+            until: UNBOUNDED
         }
     );
     s.unpause(d(1));
@@ -223,13 +223,73 @@ fn pauses_nest_and_hold_whatever_the_vcpu_does() {
         s.schedule(3),
         Next::Run {
             dom: d(3),
-            until: 3 + Q
+            until: UNBOUNDED
         }
     );
     // A removed domain is gone from everything.
     s.remove(d(3));
     assert_eq!(s.schedule(4), Next::Idle { until: None });
     assert_eq!(s.vcpu(d(3)).unwrap().state, State::Offline);
+}
+
+#[test]
+fn a_vcpu_alone_has_no_slice_until_another_wakes() {
+    let mut s = Scheduler::<8>::new(Q);
+    s.add(d(1), DEFAULT_WEIGHT);
+    s.add(d(2), DEFAULT_WEIGHT);
+    s.schedule(0);
+    s.block(None, 0);
+    // 2 runs alone from 10: no slice, nothing to re-arm.
+    assert_eq!(
+        s.schedule(10),
+        Next::Run {
+            dom: d(2),
+            until: UNBOUNDED
+        }
+    );
+    assert_eq!(s.rearm(20), None);
+    // 2 wakes 1 at Q/2 (an event): 2's slice counts from when it was picked.
+    s.wake(d(1));
+    assert_eq!(s.rearm(Q / 2), Some(10 + Q));
+    assert_eq!(s.rearm(Q / 2), None, "armed once");
+    // 2 blocks; 1 runs alone.
+    s.block(None, 3 * Q / 4);
+    assert_eq!(
+        s.schedule(3 * Q / 4),
+        Next::Run {
+            dom: d(1),
+            until: UNBOUNDED
+        }
+    );
+    // 1 has run alone for longer than a slice when it wakes 2: its run ends
+    // now, and 2 runs, with 1 queued behind it.
+    s.wake(d(2));
+    assert_eq!(s.rearm(5 * Q), Some(5 * Q));
+    assert_eq!(
+        s.schedule(5 * Q),
+        Next::Run {
+            dom: d(2),
+            until: 6 * Q
+        }
+    );
+    // A deadline bounds the re-armed slice as any other.
+    let mut s = Scheduler::<8>::new(Q);
+    s.add(d(1), DEFAULT_WEIGHT);
+    s.add(d(2), DEFAULT_WEIGHT);
+    s.add(d(3), DEFAULT_WEIGHT);
+    s.schedule(0);
+    s.block(Some(Q / 4), 0);
+    s.schedule(0);
+    s.block(None, 0);
+    assert_eq!(
+        s.schedule(0),
+        Next::Run {
+            dom: d(3),
+            until: Q / 4
+        }
+    );
+    s.wake(d(2));
+    assert_eq!(s.rearm(1), Some(Q / 4));
 }
 
 /// The steps of one preemption (schedule at the end of a slice) with `n`
@@ -343,10 +403,23 @@ proptest! {
                         deadline[c.0 as usize] = at;
                     }
                 }
-                Op::Wake(n) => { s.wake(d(n)); deadline[n as usize] = None; }
+                Op::Wake(n) => {
+                    s.wake(d(n));
+                    deadline[n as usize] = None;
+                    // What the run loop does after a wake from a hypercall.
+                    if let Some(until) = s.rearm(now) {
+                        prop_assert!(until >= now);
+                        prop_assert!(s.current().is_some() && s.queue().next().is_some());
+                    }
+                }
                 Op::Yield => s.yield_now(now),
                 Op::Pause(n) => s.pause(d(n), now),
-                Op::Unpause(n) => s.unpause(d(n)),
+                Op::Unpause(n) => {
+                    s.unpause(d(n));
+                    if let Some(until) = s.rearm(now) {
+                        prop_assert!(until >= now);
+                    }
+                }
                 Op::Advance(t) => now += t,
             }
             let next = s.schedule(now);

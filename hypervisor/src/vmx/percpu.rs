@@ -136,6 +136,10 @@ pub struct PerCpu {
     pub(super) vmx: Once<VmxCpu>,
     /// The current VMCS, while a domain runs.
     pub(super) vmcs: Cell<Option<Mfn>>,
+    /// A new end (TSC) for the running vCPU's run, which had no slice: a
+    /// hypercall of it woke another domain ([`crate::sched::Scheduler::rearm`]);
+    /// 0: none. Written by the run loop's peers, taken by the VMCALL exit.
+    pub(super) slice_rearm: Cell<u64>,
     /// VMX counters.
     pub stats: VmxStats,
     /// I/O ports whose "no device" line has been logged.
@@ -189,6 +193,7 @@ impl PerCpu {
             end: Cell::new(None),
             vmx: Once::new(),
             vmcs: Cell::new(None),
+            slice_rearm: Cell::new(0),
             stats: VmxStats::new(),
             ports_logged: LogOnce::new(),
             vectors_logged: LogOnce::new(),
@@ -204,6 +209,24 @@ impl PerCpu {
     /// This CPU's index.
     pub fn index(&self) -> usize {
         self.arch.index()
+    }
+
+    /// The running vCPU's run must end at TSC `until` (it ran alone; another
+    /// domain has become runnable).
+    pub(super) fn set_slice_rearm(&self, until: u64) {
+        self.slice_rearm.set(until.max(1));
+    }
+
+    /// [`Self::set_slice_rearm`]'s end, once.
+    #[inline(always)]
+    pub(super) fn take_slice_rearm(&self) -> Option<u64> {
+        match self.slice_rearm.get() {
+            0 => None,
+            t => {
+                self.slice_rearm.set(0);
+                Some(t)
+            }
+        }
     }
 
     /// The top of the exit stack (16-byte aligned), the VMCS's host RSP.

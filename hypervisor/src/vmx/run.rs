@@ -27,7 +27,7 @@ use crate::domain::{Domain, DomainId};
 use crate::event::interdomain::Endpoint;
 use crate::mem::{Console, FrameSource, PhysMem};
 use crate::peers::Peers;
-use crate::sched::{Next, Scheduler, DEFAULT_WEIGHT};
+use crate::sched::{Next, Scheduler, DEFAULT_WEIGHT, UNBOUNDED};
 
 /// The most domains Keel runs at once (domain ids 1 to `MAX_DOMAINS`), one
 /// per boot module.
@@ -117,6 +117,11 @@ impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
         // for other ports) when the scheduler picks it.
         if g.vcpu.is_blocked() {
             self.sched.wake(d);
+            // The running vCPU may have had the CPU alone, with no slice:
+            // its run ends a slice after it was picked (`Scheduler::rearm`).
+            if let Some(until) = self.sched.rearm(timer::rdtsc()) {
+                percpu::this().set_slice_rearm(until);
+            }
         }
         raised
     }
@@ -316,7 +321,8 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             if !cpu.controls.load_efer {
                 host_efer_for_guest(g.nx);
             }
-            g.vcpu.resume_with_slice(Some(until));
+            g.vcpu
+                .resume_with_slice((until != UNBOUNDED).then_some(until));
         }
         let mut running = Running {
             vcpu: &mut g.vcpu,

@@ -77,6 +77,14 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         self.quiet = self.events_quiet();
     }
 
+    /// The run loop's scheduler gave the running vCPU's run an end (another
+    /// domain woke while it ran alone): armed before the next entry.
+    #[inline(never)]
+    pub(super) fn set_slice_end(&mut self, until: u64) {
+        self.slice_end = Some(until);
+        self.quiet = false;
+    }
+
     /// Whether the slice the run loop gave this vCPU is over (one test when
     /// the vCPU is alone: no slice).
     #[inline(always)]

@@ -122,6 +122,11 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             if self.quiet {
                 self.quiet = self.events_still_quiet();
             }
+            // It woke another domain while this vCPU ran alone without a
+            // slice: the run gets an end (armed by `before_entry`).
+            if let Some(until) = percpu::this().take_slice_rearm() {
+                self.set_slice_end(until);
+            }
             // NEW_BASEPTR and validated updates leave a CR3 switch or a TLB
             // flush owed; both happen before the guest runs again.
             self.sync_mmu();
