@@ -173,6 +173,17 @@ impl PhysMem for DirectMap {
         unsafe { core::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
     }
 
+    fn copy(&mut self, src: MachineAddr, dst: MachineAddr, len: usize) {
+        check_one_frame(src, len);
+        check_one_frame(dst, len);
+        let (from, to) = (direct_ptr(src.get(), len), direct_ptr(dst.get(), len));
+        // SAFETY: both ranges are mapped (checked) machine memory the caller
+        // may read and write (the `PhysMem` contract: it owns or was granted
+        // the frames, so no Rust object of the hypervisor lives there); they
+        // may overlap, which `ptr::copy` allows. Only CPU 0 works, no DMA.
+        unsafe { core::ptr::copy(from, to, len) };
+    }
+
     fn write(&mut self, at: MachineAddr, data: &[u8]) {
         check_one_frame(at, data.len());
         let dst = direct_ptr(at.get(), data.len());
