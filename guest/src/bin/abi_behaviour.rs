@@ -1501,6 +1501,9 @@ fn multicall() {
     line(h, 0, n, "1 call in a read-only page", r, format_args!(""));
 }
 
+/// One end of a copy: `(frame or reference, domain, offset)`.
+type CopyPtr = (u64, u16, u16);
+
 /// `grant_table_op(cmd, op, count)` on one structure.
 fn gnttab<T>(cmd: u64, op: &mut T, count: u64) -> i64 {
     hc(
@@ -1764,7 +1767,7 @@ fn grants() {
         r,
         format_args!("status {s}, entry flags {:#x} after", flags_of(1)),
     );
-    let cases: [(&str, (u64, u16, u16), (u64, u16, u16), u16, u16); 10] = [
+    let cases: [(&str, CopyPtr, CopyPtr, u16, u16); 10] = [
         (
             "into a read-only grant",
             own(&b, 0),
@@ -1943,8 +1946,9 @@ fn domctl() {
 
 fn unimplemented() {
     // Every hypercall no release implements answers -ENOSYS; one line each.
-    // (One staged for the version in progress is not released: this program
-    // declares a released version, and gets -ENOSYS for it.)
+    // (One staged for a version in progress is not described: it is served
+    // only to an image that declares that version, which this program does
+    // not, so it gets -ENOSYS. `domctl` has lines of its own.)
     for h in hypercall::ALL {
         let released = h
             .implemented_since()

@@ -1012,11 +1012,10 @@ proptest! {
     }
 }
 
-/// The grant rows are served early (to guests that declare 1.1), and claim
-/// 1.1; the other ABI 1.1 items are not served yet; no row claims a version
-/// beyond the one in progress.
+/// The grant rows claim 1.1 (served to images that know 1.1), unknown
+/// commands have no row, and no row claims a version beyond the current one.
 #[test]
-fn only_the_grant_rows_are_served_early() {
+fn the_grant_rows_claim_1_1() {
     use crate::hypercall::{lookup, TABLE};
     use keel_abi::hypercall::Hypercall;
     use keel_abi::version::AbiVersion;
