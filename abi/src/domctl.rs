@@ -1,9 +1,9 @@
 //! The control domain's interface to the others (`domctl`, hypercall 36):
 //! `xen/include/public/domctl.h`, the subset a dom0less control domain needs.
 //!
-//! **ABI 1.1, in progress: not served yet.** Every item here is staged for 1.1
-//! (`layout::IN_PROGRESS`); `domctl` answers `-ENOSYS` until the hypervisor
-//! serves it. Reference: `docs/abi/domains.md`.
+//! **ABI 1.1.** Every item here is new in 1.1; `domctl` answers `-ENOSYS`
+//! while `hypercall::Hypercall::DOMCTL` has no `implemented_since`, and to
+//! images older than 1.1. Reference: `docs/abi/domains.md`.
 //!
 //! Keel builds every domain at boot from the boot line (Xen's dom0less model),
 //! so there is no `createdomain`: the control domain lists the others

@@ -81,17 +81,17 @@ abi_consts! {
 
 abi_consts! {
     family: Family::Event, since: AbiVersion::V1_1, list: INTERDOMAIN_CONSTS;
-    /// `EVTCHNOP_bind_interdomain` (ABI 1.1, in progress: served to images that
-    /// declare 1.1, `-ENOSYS` to others): connect a new local port to a remote
+    /// `EVTCHNOP_bind_interdomain` (ABI 1.1: served to images that know 1.1,
+    /// `-ENOSYS` to older ones, `AbiVersion::served_to`): connect a new local port to a remote
     /// domain's port that was allocated unbound for the caller;
     /// [`EvtchnBindInterdomain`].
     EVTCHNOP_BIND_INTERDOMAIN: u64 = 0 => xen("EVTCHNOP_bind_interdomain");
     /// Global virtual IRQ of the control domain: another domain ended (ABI 1.1,
-    /// in progress: never raised until served).
+    /// with `domctl`).
     VIRQ_DOM_EXC: u32 = 3 => xen("VIRQ_DOM_EXC");
 }
 
-/// `struct evtchn_bind_interdomain` (ABI 1.1, in progress): `local_port` is
+/// `struct evtchn_bind_interdomain` (ABI 1.1): `local_port` is
 /// written back.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,10 +1,10 @@
 //! Grant tables, version 1 (`grant_table_op`, hypercall 20):
 //! `xen/include/public/grant_table.h`.
 //!
-//! **ABI 1.1, in progress: not served yet.** Every item here is staged for 1.1
-//! (`layout::IN_PROGRESS`): it is compared with Xen's headers and documented in
-//! `docs/abi/grant.md`, but it is not part of the 1.0 description, and
-//! `grant_table_op` answers `-ENOSYS` until the hypervisor serves it.
+//! **ABI 1.1.** Every item here is new in 1.1 (compared with Xen's headers,
+//! documented in `docs/abi/grant.md`); a 1.1 hypervisor serves `grant_table_op`
+//! to images that know 1.1 (`AbiVersion::served_to`) and answers `-ENOSYS` to
+//! older ones, as their versions promise.
 //!
 //! A domain shares one of its frames with another by writing a *grant entry*
 //! ([`GrantEntryV1`]) in its grant table: the frame, the domain allowed to use

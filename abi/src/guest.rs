@@ -391,8 +391,8 @@ pub fn multicall(calls: &mut [crate::mmu::MulticallEntry]) -> Result<(), Errno> 
 }
 
 // ---------------------------------------------------------------------------
-// Several domains (ABI 1.1, in progress): until a hypervisor serves them, each
-// of these answers `-ENOSYS` (detect with that, as for every newer interface).
+// Several domains (ABI 1.1): a hypervisor older than 1.1 answers each of these
+// `-ENOSYS` (detect with that, as for every newer interface).
 
 use crate::domctl::XenDomctl;
 use crate::event::{EvtchnBindInterdomain, EVTCHNOP_BIND_INTERDOMAIN};

@@ -54,8 +54,7 @@ macro_rules! hypercalls {
 
 const V0_1: Option<AbiVersion> = Some(AbiVersion::V0_1);
 const V1_0: Option<AbiVersion> = Some(AbiVersion::V1_0);
-/// Staged for the version in progress (`layout::IN_PROGRESS`): served only to
-/// a guest that declares that version, left out of the fixture until released.
+/// 1.1: several domains.
 const V1_1: Option<AbiVersion> = Some(AbiVersion::V1_1);
 
 hypercalls! {
@@ -226,8 +225,7 @@ pub const IMPLEMENTED: &[SubCommand] = {
     const V: AbiVersion = AbiVersion::V0_1;
     const W: AbiVersion = AbiVersion::V1_0;
     const V2: AbiVersion = AbiVersion::V1_0;
-    // Staged for the version in progress (`layout::IN_PROGRESS`): served only
-    // to a guest that declares it, until the release.
+    // 1.1: several domains (grant tables, interdomain event channels).
     const NEXT: AbiVersion = AbiVersion::V1_1;
     const fn s(
         hypercall: Hypercall,

@@ -1,8 +1,7 @@
 //! The shared ring of split drivers: `xen/include/public/io/ring.h`, as a
 //! generic layout and the index rules of both ends.
 //!
-//! **ABI 1.1, in progress: not served yet** (`layout::IN_PROGRESS`). The ring
-//! needs nothing from the hypervisor beyond a page shared by grant and an event
+//! **ABI 1.1.** The ring needs nothing from the hypervisor beyond a page shared by grant and an event
 //! channel between the two domains; this module is the one place both ends of a
 //! split driver take its layout and its rules from. Reference: `docs/abi/grant.md`.
 //!

@@ -27,12 +27,11 @@ impl AbiVersion {
     /// pvclock time and timers (block, poll), the upcall vector; and
     /// `keel_debug_op`, Keel's benchmark interface (`crate::debug`).
     pub const V1_0: AbiVersion = AbiVersion { major: 1, minor: 0 };
-    /// 1.1, in progress (`layout::IN_PROGRESS`): several domains: grant tables,
-    /// interdomain event channels, the control domain's `domctl` subset and the
-    /// shared-ring layout. Not released and not reported by any hypervisor yet.
+    /// 1.1: several domains: grant tables (v1), interdomain event channels,
+    /// the control domain's `domctl` subset and the shared-ring layout.
     pub const V1_1: AbiVersion = AbiVersion { major: 1, minor: 1 };
     /// The version this crate describes.
-    pub const CURRENT: AbiVersion = Self::V1_0;
+    pub const CURRENT: AbiVersion = Self::V1_1;
 
     /// The `XENVER_version` encoding: `(major << 16) | minor`.
     pub const fn encode(self) -> u32 {
@@ -86,6 +85,54 @@ impl AbiVersion {
     /// What a 1.x hypervisor reports to a guest built before 1.0
     /// ([`Self::presented_to`]).
     pub const PRE_1_0_PRESENTED: AbiVersion = AbiVersion::decode(PRE_1_0_XENVER_VERSION);
+
+    /// The newest version whose hypercalls and sub-commands a hypervisor
+    /// implementing `self` serves to an image that declares `declared` and was
+    /// built with the `keel-abi` of version `built` (`None`: before 1.0); an
+    /// item introduced after it answers `-ENOSYS`, as the versions the image
+    /// knows promise. `in_progress` is the version being built
+    /// (`layout::IN_PROGRESS`).
+    ///
+    /// An image knows the newer of the version it declares and the one it was
+    /// built with: a guest that declares an old version to run on old
+    /// hypervisors (the compatibility guest declares 0.1) but was built with 1.1
+    /// detects 1.1 at run time and is served it. An image built before 1.0 is
+    /// served 1.0, which it is told under its 0.x name (`presented_to`), as
+    /// every 1.x hypervisor has served it. A 1.0 image is served 1.0 only: 1.1's
+    /// calls stay `-ENOSYS` to it, and 1.1's new answers of 1.0 sub-commands
+    /// (an unbound port for another domain) are not given to it.
+    ///
+    /// Nothing beyond `self` is served, except the version in progress, to an
+    /// image that declares exactly it (a test program previewing staged calls).
+    pub const fn served_to(
+        self,
+        declared: AbiVersion,
+        built: Option<AbiVersion>,
+        in_progress: Option<AbiVersion>,
+    ) -> AbiVersion {
+        let built = match built {
+            Some(b) => b,
+            None => Self::V1_0,
+        };
+        let knows = Self::newer(declared, built);
+        let limit = match in_progress {
+            Some(next) if next.encode() == declared.encode() => next,
+            _ => self,
+        };
+        if knows.encode() < limit.encode() {
+            knows
+        } else {
+            limit
+        }
+    }
+
+    const fn newer(a: AbiVersion, b: AbiVersion) -> AbiVersion {
+        if a.encode() >= b.encode() {
+            a
+        } else {
+            b
+        }
+    }
 }
 
 abi_consts! {
@@ -263,6 +310,33 @@ mod tests {
     }
 
     #[test]
+    fn an_image_is_served_what_it_knows_and_the_hypervisor_has() {
+        let (v1_0, v1_1) = (AbiVersion::V1_0, AbiVersion::V1_1);
+        let hv = v1_1;
+        // Declares 0.1 to run everywhere, built with 1.1: detects and gets 1.1.
+        assert_eq!(hv.served_to(AbiVersion::V0_1, Some(v1_1), None), v1_1);
+        // Built with 1.0 (a frozen 1.0 image): 1.0 only.
+        assert_eq!(hv.served_to(AbiVersion::V0_1, Some(v1_0), None), v1_0);
+        assert_eq!(hv.served_to(v1_0, Some(v1_0), None), v1_0);
+        // Built before 1.0: 1.0, as every 1.x hypervisor served it.
+        assert_eq!(hv.served_to(AbiVersion::V0_1, None, None), v1_0);
+        // Built with a newer crate than the hypervisor: the hypervisor's own.
+        assert_eq!(hv.served_to(v1_0, Some(v(1, 3)), None), hv);
+        // The version in progress, to an image that declares exactly it.
+        let next = Some(v(1, 2));
+        assert_eq!(hv.served_to(v(1, 2), Some(v1_1), next), v(1, 2));
+        assert_eq!(hv.served_to(AbiVersion::V0_1, Some(v(1, 2)), next), hv);
+        assert_eq!(hv.served_to(v1_1, Some(v1_1), next), v1_1);
+        // The 1.0 hypervisor while 1.1 was in progress: what it did before
+        // the release (preview only to images declaring 1.1).
+        assert_eq!(
+            v1_0.served_to(AbiVersion::V0_1, Some(v1_1), Some(v1_1)),
+            v1_0
+        );
+        assert_eq!(v1_0.served_to(v1_1, Some(v1_1), Some(v1_1)), v1_1);
+    }
+
+    #[test]
     fn encodings_round_trip() {
         let v = AbiVersion { major: 1, minor: 7 };
         assert_eq!(v.encode(), 0x0001_0007);
@@ -290,6 +364,9 @@ mod tests {
         assert!(h.can_run(v(0, 9)), "every 0.x is a subset of 1.0");
         assert!(!h.can_run(v(1, 1)));
         assert!(!h.can_run(v(2, 0)));
+        let h = AbiVersion::V1_1;
+        assert!(h.can_run(AbiVersion::V1_0) && h.can_run(AbiVersion::V1_1));
+        assert!(!h.can_run(v(1, 2)));
         // A later 1.x too.
         assert!(v(1, 4).can_run(AbiVersion::V0_1));
         assert!(v(1, 4).can_run(v(1, 3)));

@@ -45,7 +45,7 @@ const NOT_REGISTERED: &[(&str, &str)] = &[
     ),
     (
         "V1_1",
-        "AbiVersion::V1_1: the `since=` of items staged for it (layout::IN_PROGRESS)",
+        "AbiVersion::V1_1: the `abi-version` line and every `since=`",
     ),
     ("IN_PROGRESS", "layout metadata, not ABI"),
     (

@@ -46,6 +46,7 @@ pub mod arch;
 pub mod bench;
 pub mod console;
 pub mod cpu;
+pub mod domctl_cases;
 pub mod events;
 pub mod fault;
 pub mod mailbox;

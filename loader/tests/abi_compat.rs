@@ -167,9 +167,10 @@ fn a_guest_needing_a_newer_abi_is_refused() {
     }
     for (version, what, hypervisor) in &hypervisors {
         // Rewrite the image's ABI note (found by its exact bytes) to declare the
-        // version after the hypervisor's. The current hypervisor also runs a
-        // guest declaring the version in progress (it previews the calls staged
-        // for it: docs/abi-versioning.md), so its refusal starts after that one.
+        // version after the hypervisor's. While a version is in progress the
+        // current hypervisor also runs a guest declaring it (it previews the
+        // calls staged for it: docs/abi-versioning.md), so its refusal starts
+        // after that one.
         let newer = match keel_abi::layout::IN_PROGRESS {
             Some(next) if *version == AbiVersion::CURRENT => next_minor(next),
             _ => next_minor(*version),

@@ -379,7 +379,7 @@ mod tests {
             "implemented sched_op"
         );
         let mut grown = dump();
-        grown.push_str(&format!("implemented grant_table_op since={}\n", next()));
+        grown.push_str(&format!("implemented vm_assist since={}\n", next()));
         let grown = grown.replace(&version_line(AbiVersion::CURRENT), &version_line(next()));
         assert_eq!(check_against(&dump(), &grown), Ok(()));
     }

@@ -32,11 +32,11 @@ pub enum Family {
     Mmu,
     /// `keel_debug_op`: the floor hypercall and the VMX counters ([`crate::debug`]).
     Debug,
-    /// `grant_table_op`: grant tables v1 ([`crate::grant_table`]; 1.1, in progress).
+    /// `grant_table_op`: grant tables v1 ([`crate::grant_table`]; 1.1).
     Grant,
-    /// `domctl`: the control domain's subset ([`crate::domctl`]; 1.1, in progress).
+    /// `domctl`: the control domain's subset ([`crate::domctl`]; 1.1).
     Domctl,
-    /// The split-driver shared ring of `io/ring.h` ([`crate::ring`]; 1.1, in progress).
+    /// The split-driver shared ring of `io/ring.h` ([`crate::ring`]; 1.1).
     Ring,
 }
 

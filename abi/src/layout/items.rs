@@ -125,14 +125,21 @@ pub(super) const V0_1: AbiVersion = AbiVersion::V0_1;
 pub(super) const V1_0: AbiVersion = AbiVersion::V1_0;
 pub(super) const V1_1: AbiVersion = AbiVersion::V1_1;
 
-/// The next minor version while its items are being added but not yet served:
-/// an item with this `since` is in the crate, compared with Xen's headers and
+/// The next minor version while its items are being added but not yet served,
+/// or `None` when nothing is staged (as now: 1.1 is [`AbiVersion::CURRENT`],
+/// and nothing has been added for 1.2 yet).
+///
+/// An item with this `since` is in the crate, compared with Xen's headers and
 /// documented (its tables say "in progress"), but it is not part of the
 /// description of [`AbiVersion::CURRENT`]: [`write_fixture`] leaves it out, so no
-/// fixture changes and no guest is told it exists. Bumping `CURRENT` to it (when
-/// the hypervisor serves the items) makes them part of the description; nothing
-/// else needs to move.
-pub const IN_PROGRESS: Option<AbiVersion> = Some(V1_1);
+/// fixture changes and no guest is told it exists; the hypervisor serves it only
+/// to an image that declares exactly this version
+/// ([`AbiVersion::served_to`]). To stage the first item for 1.2: add
+/// `AbiVersion::V1_2`, set this to `Some(AbiVersion::V1_2)` and give the item
+/// that `since`. Bumping `CURRENT` to it (when the hypervisor serves the items)
+/// makes them part of the description and serves them by the ordinary rule;
+/// this goes back to `None`.
+pub const IN_PROGRESS: Option<AbiVersion> = None;
 
 /// Whether an item introduced in `since` belongs to the description of
 /// [`AbiVersion::CURRENT`] (it does unless it is staged for [`IN_PROGRESS`]).

@@ -390,9 +390,9 @@ mod tests {
         assert!(
             t.contains("| 17 | `xen_version` | implemented since 0.1 | [version.md](version.md)")
         );
-        assert!(t.contains(
-            "| 20 | `grant_table_op` | implemented since 1.1 (in progress) | [grant.md](grant.md)"
-        ));
+        assert!(
+            t.contains("| 20 | `grant_table_op` | implemented since 1.1 | [grant.md](grant.md)")
+        );
         assert!(t.contains("| 21 | `vm_assist` | `-ENOSYS` |"));
         assert!(t.contains("| 1 | `mmu_update` | implemented since 1.0 | [mmu.md](mmu.md)"));
         assert_eq!(t.lines().count(), 2 + HYPERCALLS.len());

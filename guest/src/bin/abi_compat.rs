@@ -28,12 +28,15 @@
 use keel_guest::abi::console::{CONSOLEIO_READ, CONSOLEIO_WRITE, CONSOLEIO_WRITE_MAX};
 use keel_guest::abi::debug::guest as debug_guest;
 use keel_guest::abi::debug::{DEBUGOP_NOP, DEBUGOP_READ_COUNTERS, KEEL_DEBUG_OP};
+use keel_guest::abi::domctl::XenDomctl;
 use keel_guest::abi::event::{
-    callback_vector, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU,
-    EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK,
+    callback_vector, EvtchnBindInterdomain, DOMID_SELF, EVTCHNOP_ALLOC_UNBOUND,
+    EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ,
+    EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK, EVTCHNSTAT_INTERDOMAIN,
     EVTCHNSTAT_IPI, EVTCHNSTAT_UNBOUND, EVTCHNSTAT_VIRQ, HVM_CALLBACK_VECTOR_MIN,
     KEEL_NR_EVTCHN_PORTS, NR_VIRQS, VIRQ_DEBUG,
 };
+use keel_guest::abi::grant_table::*;
 use keel_guest::abi::guest::{self, hypercall_scalar};
 use keel_guest::abi::hypercall::{self, Hypercall, SubCommand};
 use keel_guest::abi::layout;
@@ -51,6 +54,7 @@ use keel_guest::abi::version::{
     FEATURE_SUBMAPS, XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_PAGESIZE, XENVER_VERSION,
 };
 use keel_guest::cpu;
+use keel_guest::domctl_cases;
 use keel_guest::events;
 use keel_guest::mmu::*;
 use keel_guest::pagetable::{cr3_mfn, PteFlags};
@@ -301,8 +305,13 @@ fn check_sub_command(sc: &SubCommand, hv: AbiVersion) {
         }
         (Hypercall::EVENT_CHANNEL_OP, sub) => {
             null_is_efault(sc);
-            check_evtchn_op(sub, name);
+            check_evtchn_op(sub, name, hv);
         }
+        // 1.1: grant tables, what one domain can do with its own table and
+        // frames and be refused.
+        (Hypercall::GRANT_TABLE_OP, sub) => check_grant_op(sub, name),
+        // 1.1: domctl, from a domain that is not the control domain.
+        (Hypercall::DOMCTL, sub) => check_domctl(sub as u32, name),
         (Hypercall::HVM_OP, _) => {
             null_is_efault(sc);
             check_eq!(
@@ -421,7 +430,7 @@ fn null_is_efault(sc: &SubCommand) {
 }
 
 /// `event_channel_op(sub)`: the successful use, then refusals.
-fn check_evtchn_op(sub: u64, name: &str) {
+fn check_evtchn_op(sub: u64, name: &str, hv: AbiVersion) {
     match sub {
         EVTCHNOP_BIND_VIRQ => {
             if let Some(p) = ok_or_fail(name, guest::evtchn_bind_virq(VIRQ_DEBUG, 0)) {
@@ -488,7 +497,30 @@ fn check_evtchn_op(sub: u64, name: &str) {
                 );
                 check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
             }
+            // 1.0 offers a port to the caller only; 1.1 to any domain id,
+            // which need not exist yet (Xen), and status names it.
+            let other = guest::evtchn_alloc_unbound_in(DOMID_SELF, FAR_DOMAIN);
+            if hv < AbiVersion::V1_1 {
+                check_eq!(
+                    other,
+                    Err(Errno::ESRCH),
+                    "{name} for domain {FAR_DOMAIN} on ABI {hv}"
+                );
+            } else if let Some(p) = ok_or_fail("EVTCHNOP_alloc_unbound for another domain", other) {
+                check_eq!(
+                    guest::evtchn_status(p).map(|s| (s.status, s.u[0])),
+                    Ok((EVTCHNSTAT_UNBOUND, u32::from(FAR_DOMAIN))),
+                    "EVTCHNOP_status of port {p} unbound for domain {FAR_DOMAIN}"
+                );
+                check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
+            }
+            check_eq!(
+                guest::evtchn_alloc_unbound_in(FAR_DOMAIN, DOMID_SELF),
+                Err(Errno::ESRCH),
+                "{name} in domain {FAR_DOMAIN}, which does not exist"
+            );
         }
+        EVTCHNOP_BIND_INTERDOMAIN => check_bind_interdomain(name),
         EVTCHNOP_BIND_IPI => {
             if let Some(p) = ok_or_fail(name, guest::evtchn_bind_ipi(0)) {
                 check_eq!(
@@ -532,6 +564,344 @@ fn check_evtchn_op(sub: u64, name: &str) {
         _ => {
             error!("no compatibility check for event_channel_op/{name}: extend abi_compat");
         }
+    }
+}
+
+/// A domain id no test boots (the compatibility guest runs alone).
+const FAR_DOMAIN: u16 = 7;
+
+/// `EVTCHNOP_bind_interdomain` (1.1), alone: a loopback channel to a port of
+/// our own that is unbound for us, and the refusals.
+fn check_bind_interdomain(name: &str) {
+    let bind = |remote_dom: u16, remote_port: u32| {
+        let mut a = EvtchnBindInterdomain {
+            remote_dom,
+            remote_port,
+            local_port: 0,
+        };
+        let r = hypercall_scalar(
+            Hypercall::EVENT_CHANNEL_OP,
+            [EVTCHNOP_BIND_INTERDOMAIN, &mut a as *mut _ as u64, 0, 0, 0],
+        );
+        Errno::from_return(r).map(|_| a.local_port)
+    };
+    if let Some(p) = ok_or_fail("EVTCHNOP_alloc_unbound", guest::evtchn_alloc_unbound()) {
+        match bind(DOMID_SELF, p) {
+            Ok(q) => {
+                check_eq!(
+                    guest::evtchn_status(q).map(|s| s.status),
+                    Ok(EVTCHNSTAT_INTERDOMAIN),
+                    "EVTCHNOP_status of the port {q} {name} made"
+                );
+                check_eq!(
+                    guest::evtchn_status(p).map(|s| s.status),
+                    Ok(EVTCHNSTAT_INTERDOMAIN),
+                    "EVTCHNOP_status of the port {p} it bound"
+                );
+                check_eq!(
+                    bind(DOMID_SELF, p),
+                    Err(Errno::EINVAL),
+                    "{name} to port {p} again (no longer unbound)"
+                );
+                check_eq!(guest::evtchn_close(q), Ok(()), "close port {q}");
+                check_eq!(
+                    guest::evtchn_status(p).map(|s| s.status),
+                    Ok(EVTCHNSTAT_UNBOUND),
+                    "port {p} after its peer {q} closed"
+                );
+            }
+            Err(e) => {
+                failure!("{name} to our own unbound port {p}: {e}");
+            }
+        }
+        check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
+    }
+    if let Some(p) = ok_or_fail(
+        "EVTCHNOP_alloc_unbound for another domain",
+        guest::evtchn_alloc_unbound_in(DOMID_SELF, FAR_DOMAIN),
+    ) {
+        check_eq!(
+            bind(DOMID_SELF, p),
+            Err(Errno::EINVAL),
+            "{name} to port {p}, offered to domain {FAR_DOMAIN}"
+        );
+        check_eq!(guest::evtchn_close(p), Ok(()), "close port {p}");
+    }
+    check_eq!(
+        bind(FAR_DOMAIN, 1),
+        Err(Errno::ESRCH),
+        "{name} to domain {FAR_DOMAIN}, which does not exist"
+    );
+    check_eq!(
+        bind(DOMID_SELF, KEEL_NR_EVTCHN_PORTS),
+        Err(Errno::EINVAL),
+        "{name} to port KEEL_NR_EVTCHN_PORTS"
+    );
+}
+
+/// `grant_table_op(sub)` (1.1) in one domain: its own table and frames, and
+/// the refusals one domain can provoke. Each check sets the table up (again:
+/// growing it to the size it has is a no-op) and leaves nothing mapped.
+fn check_grant_op(sub: u64, name: &str) {
+    let h = Hypercall::GRANT_TABLE_OP;
+    // A NULL argument cannot be read (a count of 0 reads nothing).
+    check_eq!(
+        hypercall_scalar(h, [sub, 0, 1, 0, 0]),
+        Errno::EFAULT.as_return(),
+        "{name}(NULL, 1)"
+    );
+    check_eq!(
+        hypercall_scalar(h, [sub, 0, KEEL_GNTTAB_BATCH_MAX as u64 + 1, 0, 0]),
+        Errno::EINVAL.as_return(),
+        "{name} of KEEL_GNTTAB_BATCH_MAX + 1 operations"
+    );
+    let mut list = [0u64; 1];
+    let Some(status) = ok_or_fail("GNTTABOP_setup_table", guest::gnttab_setup_table(&mut list))
+    else {
+        return;
+    };
+    if !check_eq!(
+        status,
+        GNTST_OKAY,
+        "GNTTABOP_setup_table of 1 frame: status"
+    ) {
+        return;
+    }
+    let table = Mfn::new(list[0]);
+    let me = my_domid();
+    match sub {
+        GNTTABOP_SETUP_TABLE => {
+            let mut op = GnttabSetupTable {
+                dom: DOMID_SELF,
+                nr_frames: 5,
+                status: 1,
+                frame_list: list.as_mut_ptr() as u64,
+            };
+            let r = gnttab_one(GNTTABOP_SETUP_TABLE, &mut op, 1);
+            check_eq!(
+                (r, op.status),
+                (0, GNTST_GENERAL_ERROR),
+                "{name} of 5 frames (the largest table is 4)"
+            );
+            op.nr_frames = 1;
+            op.dom = FAR_DOMAIN;
+            let r = gnttab_one(GNTTABOP_SETUP_TABLE, &mut op, 1);
+            check_eq!(
+                (r, op.status),
+                (0, GNTST_BAD_DOMAIN),
+                "{name} for domain {FAR_DOMAIN}, which does not exist"
+            );
+            op.dom = DOMID_SELF;
+            let r = gnttab_one(GNTTABOP_SETUP_TABLE, &mut op, 2);
+            check_eq!(r, Errno::EINVAL.as_return(), "{name} with count 2");
+        }
+        GNTTABOP_QUERY_SIZE => {
+            check_eq!(
+                guest::gnttab_query_size().map(|q| (q.status, q.nr_frames, q.max_nr_frames)),
+                Ok((GNTST_OKAY, 1, 4)),
+                "{name}"
+            );
+            let mut op = GnttabQuerySize {
+                dom: FAR_DOMAIN,
+                ..Default::default()
+            };
+            let r = gnttab_one(GNTTABOP_QUERY_SIZE, &mut op, 1);
+            check_eq!(
+                (r, op.status),
+                (0, GNTST_BAD_DOMAIN),
+                "{name} of domain {FAR_DOMAIN}"
+            );
+            let r = gnttab_one(GNTTABOP_QUERY_SIZE, &mut op, 2);
+            check_eq!(r, Errno::EINVAL.as_return(), "{name} with count 2");
+        }
+        GNTTABOP_COPY => with_table(table, |set_entry| {
+            let (a, b) = (take_frame(), take_frame());
+            let _ = fault::write_u64(GuestVirt::new(a.va.get() + 8), 0x1111);
+            let own = |f: &Frame, off: u16| (f.mfn.get(), DOMID_SELF, off);
+            let copy = |src: (u64, u16, u16), dst: (u64, u16, u16), len: u16, flags: u16| {
+                let mut op = GnttabCopy {
+                    source: GnttabCopyPtr {
+                        u: src.0,
+                        domid: src.1,
+                        offset: src.2,
+                    },
+                    dest: GnttabCopyPtr {
+                        u: dst.0,
+                        domid: dst.1,
+                        offset: dst.2,
+                    },
+                    len,
+                    flags,
+                    status: 1,
+                };
+                let r = gnttab_one(GNTTABOP_COPY, &mut op, 1);
+                (r, op.status)
+            };
+            check_eq!(
+                copy(own(&a, 0), own(&b, 0), 16, 0),
+                (0, GNTST_OKAY),
+                "{name} frame to frame"
+            );
+            check_eq!(
+                fault::read_u64(GuestVirt::new(b.va.get() + 8)),
+                Ok(0x1111),
+                "{name}: the data copied"
+            );
+            set_entry(1, GTF_PERMIT_ACCESS | GTF_READONLY, me, a.mfn);
+            check_eq!(
+                copy((1, DOMID_SELF, 8), own(&b, 16), 8, GNTCOPY_SOURCE_GREF),
+                (0, GNTST_OKAY),
+                "{name} through our own read-only grant"
+            );
+            check_eq!(
+                copy(own(&b, 0), (1, DOMID_SELF, 0), 8, GNTCOPY_DEST_GREF),
+                (0, GNTST_GENERAL_ERROR),
+                "{name} into a read-only grant"
+            );
+            check_eq!(
+                copy((512, DOMID_SELF, 0), own(&b, 0), 8, GNTCOPY_SOURCE_GREF),
+                (0, GNTST_BAD_GNTREF),
+                "{name} through a reference beyond the table"
+            );
+            check_eq!(
+                copy(own(&a, 4000), own(&b, 0), 97, 0),
+                (0, GNTST_BAD_COPY_ARG),
+                "{name} across the end of a page"
+            );
+            check_eq!(
+                copy((a.mfn.get(), FAR_DOMAIN, 0), own(&b, 0), 8, 0),
+                (0, GNTST_PERMISSION_DENIED),
+                "{name} of another domain's frame without a grant"
+            );
+            set_entry(1, 0, me, a.mfn);
+        }),
+        GNTTABOP_MAP_GRANT_REF => with_table(table, |set_entry| {
+            let (a, spare) = (take_frame(), take_frame());
+            set_entry(2, GTF_PERMIT_ACCESS, me, a.mfn);
+            for (what, dom, flags, want) in [
+                ("our own grant", me, GNTMAP_HOST_MAP, GNTST_BAD_DOMAIN),
+                ("without GNTMAP_host_map", me, 0, GNTST_BAD_GNTREF),
+                (
+                    "from a domain that does not exist",
+                    FAR_DOMAIN,
+                    GNTMAP_HOST_MAP,
+                    GNTST_BAD_DOMAIN,
+                ),
+            ] {
+                let mut op = GnttabMapGrantRef {
+                    host_addr: spare.va.get(),
+                    flags,
+                    gref: 2,
+                    dom,
+                    ..Default::default()
+                };
+                let r = gnttab_one(GNTTABOP_MAP_GRANT_REF, &mut op, 1);
+                check_eq!((r, op.status), (0, want), "{name} of {what}");
+            }
+            set_entry(2, 0, me, a.mfn);
+        }),
+        GNTTABOP_UNMAP_GRANT_REF => {
+            let spare = take_frame();
+            let mut op = GnttabUnmapGrantRef {
+                host_addr: spare.va.get(),
+                handle: 3,
+                ..Default::default()
+            };
+            let r = gnttab_one(GNTTABOP_UNMAP_GRANT_REF, &mut op, 1);
+            check_eq!(
+                (r, op.status),
+                (0, GNTST_BAD_HANDLE),
+                "{name} of a handle never returned"
+            );
+        }
+        _ => {
+            error!("no compatibility check for grant_table_op/{name}: extend abi_compat");
+        }
+    }
+    // Sub-commands Keel does not adopt (GNTTABOP_transfer).
+    let mut q = GnttabQuerySize::default();
+    check_eq!(
+        gnttab_one(4, &mut q, 1),
+        ENOSYS,
+        "grant_table_op/GNTTABOP_transfer"
+    );
+}
+
+/// `grant_table_op(cmd, op, count)` on one structure.
+fn gnttab_one<T>(cmd: u64, op: &mut T, count: u64) -> i64 {
+    hypercall_scalar(
+        Hypercall::GRANT_TABLE_OP,
+        [cmd, op as *mut T as u64, count, 0, 0],
+    )
+}
+
+/// Our domain id (a grant names its grantee by id): the remote end of an
+/// unbound port allocated for `DOMID_SELF`.
+fn my_domid() -> u16 {
+    let id = guest::evtchn_alloc_unbound().and_then(|p| {
+        let s = guest::evtchn_status(p);
+        let _ = guest::evtchn_close(p);
+        s
+    });
+    match id {
+        Ok(s) => s.u[0] as u16,
+        Err(e) => {
+            failure!("our domain id from an unbound port: {e}");
+            0
+        }
+    }
+}
+
+/// Run `f` with the grant-table frame `table` mapped writable in place of a
+/// free frame of ours; `f` writes entries with the function it is given
+/// `(gref, flags, domid, frame)`. The mapping is undone afterwards (the
+/// teardown check counts every reference).
+fn with_table(table: Mfn, f: impl FnOnce(&dyn Fn(u64, u16, u16, Mfn))) {
+    let t = take_frame();
+    if !check_eq!(
+        set_leaf(t.va, entry(table, PteFlags::PRESENT | PteFlags::WRITABLE)),
+        Ok(()),
+        "map the grant-table frame"
+    ) {
+        return;
+    }
+    let set_entry = |gref: u64, flags: u16, domid: u16, frame: Mfn| {
+        let e = u64::from(flags) | u64::from(domid) << 16 | frame.get() << 32;
+        let _ = fault::write_u64(GuestVirt::new(t.va.get() + 8 * gref), e);
+    };
+    f(&set_entry);
+    check_eq!(
+        set_leaf(t.va, entry(t.mfn, PteFlags::PRESENT | PteFlags::WRITABLE)),
+        Ok(()),
+        "unmap the grant-table frame"
+    );
+}
+
+/// `domctl(cmd)` (1.1) from a domain that is not the control domain
+/// (`keel_guest::domctl_cases`): the envelope at NULL, then each case once.
+fn check_domctl(cmd: u32, name: &str) {
+    check_eq!(
+        hypercall_scalar(Hypercall::DOMCTL, [0, 0, 0, 0, 0]),
+        Errno::EFAULT.as_return(),
+        "{name}(NULL)"
+    );
+    for c in domctl_cases::CASES.iter().filter(|c| {
+        c.cmd == cmd
+            || hypercall::sub_implemented_since(Hypercall::DOMCTL, u64::from(c.cmd)).is_none()
+    }) {
+        let mut op = XenDomctl {
+            cmd: c.cmd,
+            interface_version: c.interface_version,
+            domain: c.domain,
+            ..Default::default()
+        };
+        check_eq!(
+            guest::domctl(&mut op),
+            Err(c.lone),
+            "{} [{}]",
+            domctl_cases::name(c.cmd),
+            c.class
+        );
     }
 }
 

@@ -1,4 +1,4 @@
-//! Benchmark (ABI 1.1, in progress: this image declares 1.1): grant tables as
+//! Benchmark (ABI 1.1: this image declares 1.1): grant tables as
 //! the guest sees them on the TSC (under Bochs one tick is one emulated
 //! instruction). Medians over many runs:
 //!

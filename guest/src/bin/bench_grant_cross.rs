@@ -1,4 +1,4 @@
-//! Benchmark (ABI 1.1, in progress: this image declares 1.1): grants across
+//! Benchmark (ABI 1.1: this image declares 1.1): grants across
 //! domains, beside `grant_peer mode=bench` (domain 2, the runner's companion,
 //! which grants its frame A as reference 1 and then blocks). On the TSC
 //! (under Bochs one tick is one emulated instruction), medians:

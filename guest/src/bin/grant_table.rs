@@ -1,4 +1,4 @@
-//! `grant_table_op` in one domain (ABI 1.1, in progress: this image declares
+//! `grant_table_op` in one domain (ABI 1.1: this image declares
 //! 1.1): `setup_table` and `query_size`; the table frame mapped with
 //! `mmu_update` and written by the guest; `GNTTABOP_copy` between the domain's
 //! own frames and through its own grants, a long batch continued across exits

@@ -312,8 +312,8 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
     // GuestImage::parse already refused an image without the ABI note; here the
     // version decides (`AbiVersion::can_run`: same major and minor not newer, or
     // a 0.x guest on a 1.x hypervisor).
-    // A guest may also declare the version in progress: it is then served the
-    // staged calls that are already wired (`Domain::previews_next_abi`).
+    // A guest may also declare the version in progress (when one is): it is
+    // then served the staged calls that are already wired.
     let preview = Some(img.abi_version()) == keel_abi::layout::IN_PROGRESS;
     if !AbiVersion::CURRENT.can_run(img.abi_version()) && !preview {
         return Err(BuildError::AbiUnsupported {
@@ -322,6 +322,13 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         });
     }
     let presented = AbiVersion::CURRENT.presented_to(img.abi_built());
+    // What it is served: what its image knows, up to this hypervisor's version
+    // (`Domain::serves`).
+    let served = AbiVersion::CURRENT.served_to(
+        img.abi_version(),
+        img.abi_built(),
+        keel_abi::layout::IN_PROGRESS,
+    );
     if presented != AbiVersion::CURRENT {
         log::info!(
             "domain {}: built against ABI {} before 1.0: presenting ABI {} as {presented}",
@@ -400,7 +407,7 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         hypercall_counts: [0; COUNTED_HYPERCALLS],
         other_hypercalls: 0,
         abi_encoded: presented.encode(),
-        preview,
+        served,
     })
 }
 

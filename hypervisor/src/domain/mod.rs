@@ -103,9 +103,10 @@ pub struct Domain {
     /// its `XENVER_version` encoding: that is the null hypercall's whole answer
     /// (`cargo keel bench` counts its instructions).
     abi_encoded: u32,
-    /// The image declared the ABI version in progress (`layout::IN_PROGRESS`):
-    /// the staged calls already wired are served to it.
-    preview: bool,
+    /// The newest ABI version whose calls are served to this domain
+    /// (`AbiVersion::served_to`: what its image knows, up to the hypervisor's
+    /// version, or the version in progress to an image declaring it).
+    served: AbiVersion,
 }
 
 impl Domain {
@@ -121,11 +122,18 @@ impl Domain {
         self.abi_encoded
     }
 
-    /// Whether the domain is served the calls staged for the ABI version in
-    /// progress (its image declared that version). Every other domain gets
-    /// `-ENOSYS` for them, as the released version promises.
-    pub const fn previews_next_abi(&self) -> bool {
-        self.preview
+    /// Whether the domain is served the calls (and the answers) introduced in
+    /// ABI version `since`: its image knows that version
+    /// ([`Self::served_abi`]). A handler of a call newer than 1.0 checks it
+    /// and answers `-ENOSYS` otherwise, as the versions the image knows promise.
+    pub const fn serves(&self, since: AbiVersion) -> bool {
+        since.encode() <= self.served.encode()
+    }
+
+    /// The newest ABI version whose calls are served to this domain
+    /// (`keel_abi::version::AbiVersion::served_to`).
+    pub const fn served_abi(&self) -> AbiVersion {
+        self.served
     }
 
     /// Number of frames of the domain's memory (`start_info.nr_pages`).

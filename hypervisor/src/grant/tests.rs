@@ -1012,11 +1012,10 @@ proptest! {
     }
 }
 
-/// The grant rows are served early (to guests that declare 1.1), and claim
-/// 1.1; the other ABI 1.1 items are not served yet; no row claims a version
-/// beyond the one in progress.
+/// The grant rows claim 1.1 (served to images that know 1.1), unknown
+/// commands have no row, and no row claims a version beyond the current one.
 #[test]
-fn only_the_grant_rows_are_served_early() {
+fn the_grant_rows_claim_1_1() {
     use crate::hypercall::{lookup, TABLE};
     use keel_abi::hypercall::Hypercall;
     use keel_abi::version::AbiVersion;
@@ -1042,14 +1041,7 @@ fn only_the_grant_rows_are_served_early() {
         .map(|r| r.since),
         Some(AbiVersion::V1_1)
     );
-    assert_eq!(keel_abi::layout::IN_PROGRESS, Some(AbiVersion::V1_1));
-    assert!(TABLE.iter().all(|r| r.since <= AbiVersion::CURRENT
-        || r.nr == Hypercall::GRANT_TABLE_OP
-        || (r.nr, r.sub)
-            == (
-                Hypercall::EVENT_CHANNEL_OP,
-                keel_abi::event::EVTCHNOP_BIND_INTERDOMAIN
-            )));
+    assert!(TABLE.iter().all(|r| r.since <= AbiVersion::CURRENT));
 }
 
 /// A world and guest memory as one (what `grant_table_op` takes).

@@ -19,7 +19,13 @@ use keel_abi::sched::{SchedPoll, SCHED_POLL_MAX_PORTS};
 use keel_abi::time::{
     VcpuSetPeriodicTimer, VcpuSetSingleshotTimer, PERIODIC_TIMER_MIN_NS, VCPU_SSHOTTMR_FUTURE,
 };
+use keel_abi::version::AbiVersion;
 use keel_abi::Errno;
+
+/// The ABI version of interdomain event channels: `EVTCHNOP_bind_interdomain`,
+/// and the interdomain answers of `alloc_unbound`, `send`, `close` and `status`.
+/// A domain whose image knows only 1.0 keeps 1.0's answers (`Domain::serves`).
+const INTERDOMAIN: AbiVersion = AbiVersion::V1_1;
 
 /// Xen's `ETIME` (timer expired), returned by `VCPUOP_set_singleshot_timer`
 /// with `VCPU_SSHOTTMR_future` for a past deadline.
@@ -123,7 +129,7 @@ pub(super) fn evtchn_alloc_unbound<M: PhysMem>(
     let va = a.args[1];
     ret((|| {
         let mut s: EvtchnAllocUnbound = read(ctx, va)?;
-        s.port = if ctx.dom.previews_next_abi() {
+        s.port = if ctx.dom.serves(INTERDOMAIN) {
             with_ports!(ctx, |w, me| interdomain::alloc_unbound(
                 w,
                 me,
@@ -137,14 +143,14 @@ pub(super) fn evtchn_alloc_unbound<M: PhysMem>(
     })())
 }
 
-/// `EVTCHNOP_bind_interdomain` (ABI 1.1: `-ENOSYS` to a domain of a released
-/// version, which was promised that answer).
+/// `EVTCHNOP_bind_interdomain` (ABI 1.1: `-ENOSYS` to a domain whose image
+/// knows only an older version, which was promised that answer).
 #[inline(never)]
 pub(super) fn evtchn_bind_interdomain<M: PhysMem>(
     ctx: &mut Ctx<'_, M>,
     a: &HypercallArgs,
 ) -> HcResult {
-    if !ctx.dom.previews_next_abi() {
+    if !ctx.dom.serves(INTERDOMAIN) {
         return Err(Errno::ENOSYS);
     }
     let va = a.args[1];
@@ -184,7 +190,7 @@ pub(super) fn evtchn_bind_ipi<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArg
 pub(super) fn evtchn_send<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
         let s: EvtchnPort = read(ctx, a.args[1])?;
-        if ctx.dom.previews_next_abi() {
+        if ctx.dom.serves(INTERDOMAIN) {
             let r = with_ports!(ctx, |w, me| interdomain::send(w, me, s.port))?;
             if let Handled::Done(_) = r {
                 return Ok(0);
@@ -198,7 +204,7 @@ pub(super) fn evtchn_send<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -
 pub(super) fn evtchn_close<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
         let s: EvtchnPort = read(ctx, a.args[1])?;
-        if ctx.dom.previews_next_abi() {
+        if ctx.dom.serves(INTERDOMAIN) {
             let r = with_ports!(ctx, |w, me| interdomain::close(w, me, s.port))?;
             if let Handled::Done(()) = r {
                 return Ok(0);
@@ -221,7 +227,7 @@ pub(super) fn evtchn_status<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs)
     let va = a.args[1];
     ret((|| {
         let mut s: EvtchnStatus = read(ctx, va)?;
-        if ctx.dom.previews_next_abi() {
+        if ctx.dom.serves(INTERDOMAIN) {
             let me = ctx.dom.id;
             let world = Ports {
                 me,

@@ -1,9 +1,9 @@
 //! `grant_table_op` (hypercall 20): the batch of [`crate::grant::batch`] on
 //! the real frame tables and page tables ([`crate::grant::world`]).
 //!
-//! Served only to a domain whose image declared the ABI version in progress
-//! (`Domain::previews_next_abi`): the call is staged for 1.1, and a domain of a
-//! released version gets `-ENOSYS`, as that version promises.
+//! ABI 1.1: served to a domain whose image knows 1.1 (`Domain::serves`); one
+//! whose image knows only an older version gets `-ENOSYS`, as that version
+//! promises.
 //!
 //! **Bound.** One exit does at most `UNITS_PER_EXIT / UNITS_PER_OP` (128)
 //! operations, each at most one 4 KiB copy or one mapping. A longer batch is
@@ -19,6 +19,7 @@ use crate::grant::batch::{self, Batch};
 use crate::grant::world::DomainWorld;
 use crate::mem::PhysMem;
 use crate::preempt::Progress;
+use keel_abi::version::AbiVersion;
 use keel_abi::Errno;
 
 /// Budget units ([`crate::preempt`]) one grant operation is charged: a copy
@@ -28,7 +29,7 @@ pub const UNITS_PER_OP: u32 = 8;
 
 /// `grant_table_op(cmd, uop, count)`.
 pub(super) fn grant_table_op<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
-    if !ctx.dom.previews_next_abi() {
+    if !ctx.dom.serves(AbiVersion::V1_1) {
         return Err(Errno::ENOSYS);
     }
     let (cmd, uop) = (a.args[0], a.args[1]);

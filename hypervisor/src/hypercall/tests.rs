@@ -167,8 +167,9 @@ fn table_is_consistent_with_the_abi() {
             "{r:?}"
         );
         assert!(r.nr.implemented_since() <= Some(r.since), "{r:?}");
-        // A row of the version in progress is served only to guests that
-        // declare it (its handler checks `Domain::previews_next_abi`).
+        // A row newer than 1.0 is served only to images that know its version
+        // (its handler checks `Domain::serves`), a row of the version in
+        // progress only to images that declare it.
         assert!(
             r.since <= AbiVersion::CURRENT || Some(r.since) == keel_abi::layout::IN_PROGRESS,
             "{r:?}"

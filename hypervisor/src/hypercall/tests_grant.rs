@@ -18,12 +18,12 @@ use keel_abi::version::AbiVersion;
 use keel_abi::Errno;
 use std::vec::Vec;
 
-fn previewing(id: u16) -> World {
+fn knowing_1_1(id: u16) -> World {
     let w = World::with_image_id(
         typical_declaring(AbiVersion::V1_1, Some(AbiVersion::V1_0)),
         DomainId(id),
     );
-    assert!(w.dom.previews_next_abi());
+    assert!(w.dom.serves(AbiVersion::V1_1));
     // A store slot another run of this test left behind is fresh again.
     if let Some(s) = TEST_GRANTS.lock().get_mut(usize::from(id)) {
         s.reset();
@@ -106,22 +106,46 @@ fn counts_zero_after_release(w: &mut World) {
 }
 
 #[test]
-fn a_domain_of_a_released_version_gets_enosys() {
-    let mut w = World::new();
-    assert!(!w.dom.previews_next_abi());
-    for cmd in 0..8 {
-        assert_eq!(
-            op(&mut w, cmd, DATA, 1),
-            Outcome::Return(Errno::ENOSYS.as_return())
-        );
+fn a_domain_whose_image_knows_only_1_0_gets_enosys() {
+    // Built before 1.0 (no build note), and built with 1.0 declaring 1.0 or
+    // 0.1: none of them knows 1.1.
+    let images = [
+        typical(),
+        typical_declaring(AbiVersion::V1_0, Some(AbiVersion::V1_0)),
+        typical_declaring(AbiVersion::V0_1, Some(AbiVersion::V1_0)),
+    ];
+    for img in images {
+        let mut w = World::with_image_id(img, DomainId(8));
+        assert!(!w.dom.serves(AbiVersion::V1_1));
+        assert_eq!(w.dom.served_abi(), AbiVersion::V1_0);
+        for cmd in 0..8 {
+            assert_eq!(
+                op(&mut w, cmd, DATA, 1),
+                Outcome::Return(Errno::ENOSYS.as_return())
+            );
+        }
     }
-    // Nothing was touched.
-    let _ = typical();
+}
+
+#[test]
+fn an_image_declaring_0_1_built_with_1_1_is_served() {
+    // The compatibility guest's case: it declares the oldest release to run
+    // everywhere and detects 1.1 at run time.
+    let mut w = World::with_image_id(
+        typical_declaring(AbiVersion::V0_1, Some(AbiVersion::V1_1)),
+        DomainId(1),
+    );
+    if let Some(s) = TEST_GRANTS.lock().get_mut(1) {
+        s.reset();
+    }
+    assert!(w.dom.serves(AbiVersion::V1_1));
+    let _table = setup(&mut w);
+    counts_zero_after_release(&mut w);
 }
 
 #[test]
 fn setup_table_hands_out_the_reserved_frames_and_query_size_reports_them() {
-    let mut w = previewing(2);
+    let mut w = knowing_1_1(2);
     let t = setup(&mut w);
     // The first frame after the domain's memory, ordinary memory held as
     // writable for the table's life, zeroed.
@@ -211,7 +235,7 @@ fn setup_table_hands_out_the_reserved_frames_and_query_size_reports_them() {
 
 #[test]
 fn copy_between_own_frames_and_through_own_grants() {
-    let mut w = previewing(3);
+    let mut w = knowing_1_1(3);
     let t = setup(&mut w);
     let (a, b) = (frame(&w, 50), frame(&w, 51));
     let pattern: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -255,7 +279,7 @@ fn copy_between_own_frames_and_through_own_grants() {
 
 #[test]
 fn copy_refusals() {
-    let mut w = previewing(4);
+    let mut w = knowing_1_1(4);
     let t = setup(&mut w);
     let a = frame(&w, 50);
     let l4 = w.dom.base();
@@ -325,7 +349,7 @@ fn copy_refusals() {
 
 #[test]
 fn map_and_unmap_refusals_of_a_lone_domain() {
-    let mut w = previewing(5);
+    let mut w = knowing_1_1(5);
     let t = setup(&mut w);
     let a = frame(&w, 50);
     grant(&mut w, t, 1, GTF_PERMIT_ACCESS, 5, a);
@@ -382,7 +406,7 @@ fn map_and_unmap_refusals_of_a_lone_domain() {
 
 #[test]
 fn a_long_batch_is_continued_and_the_count_given_back() {
-    let mut w = previewing(6);
+    let mut w = knowing_1_1(6);
     let (a, b) = (frame(&w, 50), frame(&w, 51));
     w.mem.write(a.addr(), &[0xab; 4096]);
     // 200 copies of 16 bytes each (8 units each: 128 fit one exit).
@@ -427,7 +451,7 @@ fn a_long_batch_is_continued_and_the_count_given_back() {
 
 #[test]
 fn teardown_without_release_finds_the_table_frames_still_held() {
-    let mut w = previewing(7);
+    let mut w = knowing_1_1(7);
     setup(&mut w);
     // What `release_domain` is for: the table frame's references.
     assert_eq!(w.dom.release_mm(&mut w.mem), 1);
@@ -436,7 +460,7 @@ fn teardown_without_release_finds_the_table_frames_still_held() {
 #[test]
 fn a_grant_batch_inside_a_multicall_is_continued_inside_its_entry() {
     use keel_abi::mmu::MulticallEntry;
-    let mut w = previewing(0);
+    let mut w = knowing_1_1(0);
     let (a, b) = (frame(&w, 50), frame(&w, 51));
     w.mem.write(a.addr(), &[0x5a; 4096]);
     let n = 200u64;

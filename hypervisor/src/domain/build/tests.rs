@@ -38,7 +38,7 @@ fn check_domain(dom: &Domain, mem: &FakeMem, img: &GuestImage, bytes: &[u8], c: 
     // The memory, then the grant-table frames.
     assert_eq!(dom.nr_pages(), n);
     assert_eq!(dom.owned_pages(), n + crate::domain::GRANT_TABLE_FRAMES);
-    assert!(!dom.previews_next_abi());
+    assert!(dom.served_abi() <= AbiVersion::CURRENT);
     assert_eq!(dom.id, c.id);
     assert_eq!(dom.nx_enabled(), c.nx);
 
@@ -344,25 +344,27 @@ fn refusals() {
         r
     };
 
-    // The version in progress is accepted, and previews its staged calls.
-    let next = build_elf(
+    // 1.1 is the current version: an image declaring it runs and is served it.
+    let current = build_elf(
         0x40_0000,
         &[
             Seg::load(0x40_0000, PF_R | PF_X, &[1], 1),
             Seg::note(abi_note(1, 1)),
         ],
     );
-    assert_eq!(keel_abi::layout::IN_PROGRESS, Some(AbiVersion::V1_1));
+    assert_eq!(AbiVersion::CURRENT, AbiVersion::V1_1);
     {
         let mut mem = FakeMem::default();
         let mut frames = FakeFrames::new(0x1000, 4096);
-        let img = GuestImage::parse(&next).unwrap();
-        let d = build(&img, &next, &cfg(64, false), &mut mem, &mut frames).unwrap();
-        assert!(d.previews_next_abi());
+        let img = GuestImage::parse(&current).unwrap();
+        let d = build(&img, &current, &cfg(64, false), &mut mem, &mut frames).unwrap();
+        assert!(d.serves(AbiVersion::V1_1));
         d.teardown(&mut mem, &mut frames);
         assert!(frames.outstanding.is_empty());
     }
-    // ABI too new: beyond the version in progress, and major.
+    // ABI too new: beyond the current version (nothing is in progress), and
+    // major.
+    assert_eq!(keel_abi::layout::IN_PROGRESS, None);
     let newer = build_elf(
         0x40_0000,
         &[
