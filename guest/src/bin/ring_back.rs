@@ -111,7 +111,7 @@ fn hostile(page: MappedPage) {
     let keep = demo::Geometry::entry_word(honest.wrapping_sub(1));
     let first = demo::Geometry::entry_word(0);
     for w in first..PAGE_WORDS {
-        if !(keep..keep + 4).contains(&w) {
+        if !(keep..keep + demo::Geometry::ENTRY / 4).contains(&w) {
             page.store(w, 0xdead_beef);
         }
     }
