@@ -158,8 +158,15 @@ impl FrontRing {
         self.req_prod_pvt = i.wrapping_add(1);
         Some(i)
     }
+    /// `RING_RESPONSE_PROD_OVERFLOW`: whether `rsp_prod` (as read from the
+    /// page) claims more responses than this end has requests outstanding, which
+    /// no honest back end publishes. Stricter than Xen's macro (which bounds by
+    /// the ring size): a response can only answer a request already produced.
+    pub const fn response_prod_overflow(&self, rsp_prod: RingIdx) -> bool {
+        rsp_prod.wrapping_sub(self.rsp_cons) > self.req_prod_pvt.wrapping_sub(self.rsp_cons)
+    }
     /// Responses the back end has produced (`rsp_prod`, as read from the page)
-    /// that this end has not consumed, bounded by the ring size.
+    /// that this end has not consumed, bounded by the requests outstanding.
     pub const fn unconsumed_responses(&self, rsp_prod: RingIdx) -> u32 {
         let n = rsp_prod.wrapping_sub(self.rsp_cons);
         let outstanding = self.req_prod_pvt.wrapping_sub(self.rsp_cons);
@@ -259,6 +266,28 @@ mod tests {
         assert_eq!(ring_size(4033, 4096), 0);
         assert_eq!(SharedRing::<[u8; 16], [u8; 8]>::SIZE, 128);
         assert_eq!(SharedRing::<[u8; 16], [u8; 8]>::entry_offset(129), 64 + 16);
+    }
+
+    #[test]
+    fn a_response_index_beyond_the_requests_is_an_overflow() {
+        let mut f = FrontRing::new(8);
+        f.req_prod_pvt = 5;
+        f.rsp_cons = 2;
+        assert!(!f.response_prod_overflow(2));
+        assert!(!f.response_prod_overflow(5));
+        assert!(f.response_prod_overflow(6));
+        assert!(f.response_prod_overflow(2 + 0x1000));
+        // Behind the consumer is as bogus as far ahead (it wraps to huge).
+        assert!(f.response_prod_overflow(1));
+        assert_eq!(f.unconsumed_responses(2 + 0x1000), 3);
+        // Across the 2^32 wrap.
+        let f = FrontRing {
+            req_prod_pvt: 3,
+            rsp_cons: u32::MAX - 1,
+            nr_ents: 8,
+        };
+        assert!(!f.response_prod_overflow(2));
+        assert!(f.response_prod_overflow(4));
     }
 
     #[test]

@@ -53,6 +53,8 @@
 //! `loader/src/bench/parse.rs` parses exactly this; change both together.
 
 use crate::abi::debug::{self, PerfCounters, PERF_EXIT_SLOTS};
+use crate::abi::event::DOMID_SELF;
+use crate::abi::grant_table::{GnttabCopy, GnttabCopyPtr};
 use crate::abi::Errno;
 use crate::tsc;
 use core::cell::Cell;
@@ -409,6 +411,29 @@ impl Bench {
 impl Default for Bench {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The `GNTTABOP_copy` the grant benchmarks time: a whole 4 KiB page from
+/// `source` (a frame, or a grant reference with [`GNTCOPY_SOURCE_GREF`] in
+/// `flags`, and the domain it belongs to) into our own frame `dest`.
+///
+/// [`GNTCOPY_SOURCE_GREF`]: crate::abi::grant_table::GNTCOPY_SOURCE_GREF
+pub fn copy_4k(source: (u64, u16), dest: u64, flags: u16) -> GnttabCopy {
+    GnttabCopy {
+        source: GnttabCopyPtr {
+            u: source.0,
+            domid: source.1,
+            offset: 0,
+        },
+        dest: GnttabCopyPtr {
+            u: dest,
+            domid: DOMID_SELF,
+            offset: 0,
+        },
+        len: 4096,
+        flags,
+        status: 1,
     }
 }
 

@@ -21,13 +21,18 @@
 //! store buffers that finds that.
 //!
 //! The other end may be hostile: an entry is copied out of the page once and
-//! then decoded (never read twice), and the back end never consumes more
+//! then decoded (never read twice), the back end never consumes more
 //! requests than the ring holds, whatever `req_prod` says
-//! ([`crate::abi::ring::BackRing::unconsumed_requests`]).
+//! ([`crate::abi::ring::BackRing::unconsumed_requests`]), and the front end
+//! refuses a `rsp_prod` that claims more responses than it has requests
+//! outstanding ([`ResponseOverflow`]: the ring is broken, as Linux's
+//! `blkfront` treats `RING_RESPONSE_PROD_OVERFLOW`), consuming none of them.
 //!
 //! [`run_front`] and [`serve`] are the two ends' loops (the demo programs
 //! `ring_front` and `ring_back` use them) over a [`Channel`], the event
 //! channel between the domains.
+
+pub mod demo;
 
 use core::marker::PhantomData;
 use core::sync::atomic::Ordering;
@@ -187,16 +192,31 @@ impl<P: Page, Req: Pod, Rsp: Pod> Front<P, Req, Rsp> {
         need_notify(old, new, self.page.load(REQ_EVENT))
     }
 
-    /// The next response, if the back end has published one.
-    pub fn response(&mut self) -> Option<Rsp> {
+    /// Responses consumed so far (`rsp_cons`).
+    pub fn consumed(&self) -> RingIdx {
+        self.idx.rsp_cons
+    }
+
+    /// The next response, if the back end has published one. An error, and
+    /// nothing consumed, if the published `rsp_prod` claims responses to
+    /// requests never made: the back end is broken or hostile, and no entry
+    /// of the ring can be trusted any more.
+    pub fn response(&mut self) -> Result<Option<Rsp>, ResponseOverflow> {
         let prod = self.page.load(RSP_PROD);
+        if self.idx.response_prod_overflow(prod) {
+            return Err(ResponseOverflow {
+                rsp_prod: prod,
+                rsp_cons: self.idx.rsp_cons,
+                req_prod: self.idx.req_prod_pvt,
+            });
+        }
         if self.idx.unconsumed_responses(prod) == 0 {
-            return None;
+            return Ok(None);
         }
         let i = self.idx.rsp_cons;
         let r = read_entry(&self.page, Geometry::<Req, Rsp>::entry_word(i));
         self.idx.rsp_cons = i.wrapping_add(1);
-        Some(r)
+        Ok(Some(r))
     }
 
     /// `RING_FINAL_CHECK_FOR_RESPONSES`: whether responses are waiting; if
@@ -211,6 +231,18 @@ impl<P: Page, Req: Pod, Rsp: Pod> Front<P, Req, Rsp> {
         self.page.fence();
         self.idx.unconsumed_responses(self.page.load(RSP_PROD)) > 0
     }
+}
+
+/// A `rsp_prod` beyond the requests produced
+/// ([`FrontRing::response_prod_overflow`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseOverflow {
+    /// What the back end published.
+    pub rsp_prod: RingIdx,
+    /// The responses this end had consumed.
+    pub rsp_cons: RingIdx,
+    /// The requests this end had produced.
+    pub req_prod: RingIdx,
 }
 
 /// The back end of a ring: consumes requests, produces responses.
@@ -303,6 +335,8 @@ pub struct Stats {
 pub enum FrontError {
     /// Response `n` (0-based) was not the one expected.
     WrongResponse(u32),
+    /// The back end published an impossible `rsp_prod`.
+    Overflow(ResponseOverflow),
 }
 
 /// The front end's loop: send `total` requests (`make(n)`), at most `window`
@@ -335,7 +369,7 @@ pub fn run_front<P: Page, Req: Pod, Rsp: Pod, C: Channel>(
             st.notifies += 1;
         }
         loop {
-            while let Some(r) = front.response() {
+            while let Some(r) = front.response().map_err(FrontError::Overflow)? {
                 if !check(got, &r) {
                     return Err(FrontError::WrongResponse(got));
                 }

@@ -78,6 +78,8 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
         "bench_grant_cross",
         &["grant_peer peer=1 mode=bench keel.service"],
     ),
+    ("ring_front", &["ring_back peer=1"]),
+    ("bench_ring", &["ring_back peer=1 keel.service"]),
     ("bench_switch_2", &[YIELDER]),
     ("bench_switch_8", &[YIELDER; 7]),
     ("bench_switch_32", &[SMALL_YIELDER; 31]),

@@ -17,10 +17,9 @@
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
-use keel_guest::abi::event::DOMID_SELF;
 use keel_guest::abi::grant_table::*;
 use keel_guest::abi::guest::gnttab_copy;
-use keel_guest::bench::Bench;
+use keel_guest::bench::{copy_4k as copy, Bench};
 use keel_guest::mmu::*;
 use keel_guest::prelude::*;
 
@@ -29,24 +28,6 @@ keel_guest::test! {
     category: Bench,
     abi: keel_guest::abi::version::AbiVersion::V1_1,
     main: test_main,
-}
-
-fn copy(src: (u64, u16), dst: u64, flags: u16) -> GnttabCopy {
-    GnttabCopy {
-        source: GnttabCopyPtr {
-            u: src.0,
-            domid: src.1,
-            offset: 0,
-        },
-        dest: GnttabCopyPtr {
-            u: dst,
-            domid: DOMID_SELF,
-            offset: 0,
-        },
-        len: 4096,
-        flags,
-        status: 1,
-    }
 }
 
 fn test_main() {

@@ -519,10 +519,62 @@ fn a_response_is_a_snapshot_of_its_slot() {
         back.push_responses(),
         "the front end asked for the first response"
     );
-    assert_eq!(front.response(), Some(Msg { id: 8, tail: 10 }));
-    assert_eq!(front.response(), None);
+    assert_eq!(front.response(), Ok(Some(Msg { id: 8, tail: 10 })));
+    assert_eq!(front.response(), Ok(None));
     // Nobody asked for the second request until the back end's final check.
     assert!(front.request(&Msg { id: 1, tail: 1 }));
     assert!(!front.push_requests());
     assert!(back.final_check_for_requests());
+}
+
+/// A back end that publishes a `rsp_prod` far beyond the requests: the front
+/// end consumes nothing and says so, whatever the slots hold.
+#[test]
+fn a_hostile_rsp_prod_is_refused() {
+    let page = Local::new();
+    let mut front = Front::<&Local, Msg, Msg>::init(&page);
+    assert!(front.request(&Msg { id: 1, tail: 1 }));
+    assert!(front.request(&Msg { id: 2, tail: 2 }));
+    front.push_requests();
+    (&page).store(RSP_PROD, 0x1000);
+    assert_eq!(
+        front.response(),
+        Err(ResponseOverflow {
+            rsp_prod: 0x1000,
+            rsp_cons: 0,
+            req_prod: 2
+        })
+    );
+    assert_eq!(front.consumed(), 0);
+    // One response for two requests is honest.
+    (&page).store(RSP_PROD, 1);
+    assert!(front.response().is_ok_and(|r| r.is_some()));
+    assert_eq!(front.consumed(), 1);
+    // Behind what was consumed is as impossible as far ahead.
+    (&page).store(RSP_PROD, 0);
+    assert!(front.response().is_err());
+}
+
+#[test]
+fn run_front_stops_at_a_hostile_rsp_prod() {
+    struct Evil<'a>(&'a Local);
+    impl Channel for Evil<'_> {
+        fn notify(&mut self) {
+            // The "back end" answers any request with an impossible index.
+            (&self.0).store(RSP_PROD, (&self.0).load(REQ_PROD).wrapping_add(0x1000));
+        }
+        fn wait(&mut self) {}
+    }
+    let page = Local::new();
+    let mut front = Front::<&Local, Msg, Msg>::init(&page);
+    let r = run_front(
+        &mut front,
+        &mut Evil(&page),
+        4,
+        4,
+        |n| Msg { id: n, tail: n },
+        |_, _| true,
+    );
+    assert!(matches!(r, Err(FrontError::Overflow(o)) if o.rsp_prod == 0x1004 && o.req_prod == 4));
+    assert_eq!(front.consumed(), 0);
 }
