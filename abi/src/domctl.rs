@@ -1,9 +1,9 @@
 //! The control domain's interface to the others (`domctl`, hypercall 36):
 //! `xen/include/public/domctl.h`, the subset a dom0less control domain needs.
 //!
-//! **ABI 1.1, in progress: not served yet.** Every item here is staged for 1.1
-//! (`layout::IN_PROGRESS`); `domctl` answers `-ENOSYS` until the hypervisor
-//! serves it. Reference: `docs/abi/domains.md`.
+//! **ABI 1.1, in progress.** Every item here is staged for 1.1
+//! (`layout::IN_PROGRESS`); `domctl` is served to images that declare 1.1 and
+//! answers `-ENOSYS` to others. Reference: `docs/abi/domains.md`.
 //!
 //! Keel builds every domain at boot from the boot line (Xen's dom0less model),
 //! so there is no `createdomain`: the control domain lists the others

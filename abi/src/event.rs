@@ -87,7 +87,7 @@ abi_consts! {
     /// [`EvtchnBindInterdomain`].
     EVTCHNOP_BIND_INTERDOMAIN: u64 = 0 => xen("EVTCHNOP_bind_interdomain");
     /// Global virtual IRQ of the control domain: another domain ended (ABI 1.1,
-    /// in progress: never raised until served).
+    /// in progress: raised only in a control domain that declares 1.1).
     VIRQ_DOM_EXC: u32 = 3 => xen("VIRQ_DOM_EXC");
 }
 

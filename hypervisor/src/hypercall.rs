@@ -29,6 +29,7 @@ pub use keel_abi::hypercall::HypercallArgs;
 use keel_abi::Errno;
 
 mod console_io;
+mod domctl;
 mod events;
 mod grant;
 mod mmu;

@@ -48,6 +48,33 @@ pub trait Peers {
     /// vCPU is blocked, wake it so it looks at its events; whether an upcall
     /// was newly raised there.
     fn notify(&mut self, d: DomainId, p: u32) -> bool;
+    /// `domctl` from `caller` (`me`: what `getdomaininfo` reports of it), over
+    /// every domain: checked by the policy (`crate::domctl`), which fills
+    /// `getdomaininfo` into `op`; the pause, unpause or destroy it decides is
+    /// carried out here (a destroyed domain is torn down by the run loop once
+    /// the caller leaves the CPU, see [`DomctlDone`]). Without a control domain
+    /// (one domain alone), `-EPERM`.
+    fn domctl(
+        &mut self,
+        caller: DomainId,
+        me: crate::domctl::Summary,
+        op: &mut keel_abi::domctl::XenDomctl,
+    ) -> Result<DomctlDone, Errno> {
+        let _ = (caller, me, op);
+        Err(Errno::EPERM)
+    }
+}
+
+/// What a successful [`Peers::domctl`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomctlDone {
+    /// It answered in the envelope (`getdomaininfo`): copy it back.
+    Answered,
+    /// It paused or unpaused a domain.
+    Scheduled,
+    /// It marked a domain for destruction: the caller should leave the CPU so
+    /// that the run loop tears it down.
+    Destroying,
 }
 
 /// No other domain: the caller is alone (a single domain, and the host tests

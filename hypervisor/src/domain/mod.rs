@@ -106,6 +106,9 @@ pub struct Domain {
     /// The image declared the ABI version in progress (`layout::IN_PROGRESS`):
     /// the staged calls already wired are served to it.
     preview: bool,
+    /// Its name: the first word of its command line, cut to 16 bytes and
+    /// zero-padded (what `getdomaininfo` reports as the handle).
+    name: [u8; 16],
 }
 
 impl Domain {
@@ -126,6 +129,11 @@ impl Domain {
     /// `-ENOSYS` for them, as the released version promises.
     pub const fn previews_next_abi(&self) -> bool {
         self.preview
+    }
+
+    /// Its name from the boot line (zero-padded).
+    pub const fn name(&self) -> [u8; 16] {
+        self.name
     }
 
     /// Number of frames of the domain's memory (`start_info.nr_pages`).

@@ -1012,11 +1012,11 @@ proptest! {
     }
 }
 
-/// The grant rows are served early (to guests that declare 1.1), and claim
-/// 1.1; the other ABI 1.1 items are not served yet; no row claims a version
-/// beyond the one in progress.
+/// The grant, interdomain and `domctl` rows are served early (to guests that
+/// declare 1.1), and claim 1.1; no row claims a version beyond the one in
+/// progress.
 #[test]
-fn only_the_grant_rows_are_served_early() {
+fn the_staged_rows_are_served_early_and_claim_1_1() {
     use crate::hypercall::{lookup, TABLE};
     use keel_abi::hypercall::Hypercall;
     use keel_abi::version::AbiVersion;
@@ -1033,7 +1033,11 @@ fn only_the_grant_rows_are_served_early() {
     for cmd in [3, 4, 7, 8, 9, 10, 11, 12] {
         assert!(lookup(Hypercall::GRANT_TABLE_OP.0, cmd).is_none(), "{cmd}");
     }
-    assert!(lookup(Hypercall::DOMCTL.0, 0).is_none());
+    // `domctl`'s command is in the envelope: every RDI finds its row.
+    assert_eq!(
+        lookup(Hypercall::DOMCTL.0, 0x1234).map(|r| r.since),
+        Some(AbiVersion::V1_1)
+    );
     assert_eq!(
         lookup(
             Hypercall::EVENT_CHANNEL_OP.0,

@@ -24,10 +24,14 @@ use super::setup::{
 use super::stub::{launch, Leave};
 use crate::arch::timer;
 use crate::domain::{Domain, DomainId};
+use crate::domctl::{Action, Directory, Summary};
 use crate::event::interdomain::Endpoint;
 use crate::mem::{Console, FrameSource, PhysMem};
-use crate::peers::Peers;
+use crate::peers::{DomctlDone, Peers};
 use crate::sched::{Next, Scheduler, DEFAULT_WEIGHT};
+use keel_abi::domctl::XenDomctl;
+use keel_abi::event::VIRQ_DOM_EXC;
+use keel_abi::Errno;
 
 /// The most domains Keel runs at once (domain ids 1 to `MAX_DOMAINS`), one
 /// per boot module.
@@ -50,6 +54,9 @@ pub struct Guest<'a, M: PhysMem, C: Console> {
     service: bool,
     /// The domain's page tables use NX (its EFER.NXE).
     nx: bool,
+    /// The control domain destroyed it (`XEN_DOMCTL_destroydomain`): it is
+    /// paused, and the run loop tears it down before its next decision.
+    destroyed: bool,
 }
 
 /// The live domains on this CPU other than one (the running one, or one that
@@ -65,6 +72,8 @@ struct OnCpu<'r, 'a, M: PhysMem, C: Console> {
     /// The slot left out.
     skip: usize,
     sched: &'r mut Scheduler<SCHED_SLOTS>,
+    /// The control domain (`keel.control`), if any.
+    control: Option<DomainId>,
 }
 
 impl<'a, M: PhysMem, C: Console> OnCpu<'_, 'a, M, C> {
@@ -91,9 +100,100 @@ impl<'a, M: PhysMem, C: Console> OnCpu<'_, 'a, M, C> {
         };
         slot.as_mut()
     }
+
+    /// What `getdomaininfo` reports of a live domain other than the caller.
+    fn summary(&self, d: DomainId) -> Option<Summary> {
+        let g = self.guest(d)?;
+        let dom = g.vcpu.domain();
+        Some(Summary {
+            tot_pages: dom.owned_pages(),
+            max_pages: dom.nr_pages(),
+            shared_info_frame: g.vcpu.shared_frame(),
+            name: dom.name(),
+            shutdown: None,
+            dying: g.destroyed,
+        })
+    }
+
+    /// Domain `ended` has ended: raise `VIRQ_DOM_EXC` in the control domain
+    /// (if it is another, lives, and is served ABI 1.1), waking it if it waits.
+    fn notify_control(&mut self, ended: DomainId) {
+        let Some(c) = self.control.filter(|c| *c != ended) else {
+            return;
+        };
+        let Some(g) = self.guest_mut(c) else {
+            return;
+        };
+        if !g.vcpu.domain().previews_next_abi() {
+            return;
+        }
+        g.vcpu.raise_virq(VIRQ_DOM_EXC);
+        if g.vcpu.is_blocked() {
+            self.sched.wake(c);
+        }
+    }
+}
+
+/// Every domain as `domctl` sees it: the caller (not in [`OnCpu`]'s slots)
+/// and the others.
+struct Listing<'x, 'r, 'a, M: PhysMem, C: Console> {
+    me: (DomainId, Summary),
+    on: &'x OnCpu<'r, 'a, M, C>,
+}
+
+impl<M: PhysMem, C: Console> Directory for Listing<'_, '_, '_, M, C> {
+    fn control(&self) -> Option<DomainId> {
+        self.on.control
+    }
+
+    fn first_from(&self, from: u16) -> Option<(DomainId, Summary)> {
+        // At most MAX_DOMAINS ids to look at.
+        (from..=MAX_DOMAINS as u16).find_map(|id| {
+            let d = DomainId(id);
+            if d == self.me.0 {
+                Some(self.me)
+            } else {
+                self.on.summary(d).map(|s| (d, s))
+            }
+        })
+    }
 }
 
 impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
+    fn domctl(
+        &mut self,
+        caller: DomainId,
+        me: Summary,
+        op: &mut XenDomctl,
+    ) -> Result<DomctlDone, Errno> {
+        let action = {
+            let listing = Listing {
+                me: (caller, me),
+                on: &*self,
+            };
+            crate::domctl::domctl(&listing, &*self.sched, caller, op)?
+        };
+        Ok(match action {
+            Action::None => DomctlDone::Answered,
+            Action::Pause(d) => {
+                self.sched.pause(d, timer::rdtsc());
+                DomctlDone::Scheduled
+            }
+            Action::Unpause(d) => {
+                self.sched.unpause(d);
+                DomctlDone::Scheduled
+            }
+            Action::Destroy(d) => {
+                if let Some(g) = self.guest_mut(d) {
+                    g.destroyed = true;
+                }
+                // Never entered again: the run loop ends it first thing.
+                self.sched.pause(d, timer::rdtsc());
+                DomctlDone::Destroying
+            }
+        })
+    }
+
     fn peer(&self, d: DomainId) -> Option<&Domain> {
         self.guest(d).map(|g| g.vcpu.domain())
     }
@@ -186,20 +286,21 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
     idle_console: &mut impl Console,
     frames: &mut impl FrameSource,
     several: bool,
+    control: Option<DomainId>,
 ) -> Ends {
-    let (shared, tear_down) = (several, several);
-    let mut out = Ends {
-        ends: [(DomainId(0), DomainEnd::EntryFailed); MAX_DOMAINS],
-        n: 0,
-        accounting_bug: false,
+    let shared = several;
+    let mut ends = Ending {
+        pc: percpu::this(),
+        frames,
+        out: Ends {
+            ends: [(DomainId(0), DomainEnd::EntryFailed); MAX_DOMAINS],
+            n: 0,
+            accounting_bug: false,
+        },
+        tear_down: several,
+        control,
     };
-    let pc = percpu::this();
-    let record = |out: &mut Ends, id: DomainId, end: DomainEnd| {
-        if let Some(e) = out.ends.get_mut(out.n) {
-            *e = (id, end);
-            out.n += 1;
-        }
-    };
+    let pc = ends.pc;
     let (clock, wall) = start_time(cpu);
     let mut sched: Scheduler<SCHED_SLOTS> = Scheduler::new((clock.hz / 1000).max(1));
     if shared {
@@ -207,42 +308,35 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
     }
     for (i, d) in doms.enumerate() {
         let id = d.dom.id;
-        match prepare(cpu, pc, d, frames, clock, wall, shared) {
+        match prepare(cpu, pc, d, ends.frames, clock, wall, shared) {
             Ok(g) => {
                 if let Some(slot) = guests.get_mut(i) {
                     *slot = Some(g);
                     sched.add(id, DEFAULT_WEIGHT);
                 }
             }
-            Err(end) => record(&mut out, id, end),
+            Err(end) => ends.record(id, end),
         }
     }
 
     // The run loop: one iteration per entry into a guest, or per idle period.
     loop {
+        // Domains the control domain destroyed go before anything else runs.
+        ends.end_each(
+            guests,
+            &mut sched,
+            |g| g.destroyed,
+            DomainEnd::DestroyedByControl,
+            None,
+        );
         let live = guests.iter().filter(|g| g.is_some()).count();
         if live == 0 {
             break;
         }
         // Only service domains are left (and another has ended: a machine of
         // service domains alone runs them).
-        if out.n > 0 && guests.iter().flatten().all(|g| g.service) {
-            for i in 0..guests.len() {
-                if let Some(guest) = guests.get_mut(i).and_then(Option::take) {
-                    let id = guest.vcpu.domain_id();
-                    sched.remove(id);
-                    let end = end_guest(
-                        pc,
-                        guest,
-                        frames,
-                        DomainEnd::Destroyed,
-                        tear_down,
-                        &mut out.accounting_bug,
-                        others(guests, &mut sched),
-                    );
-                    record(&mut out, id, end);
-                }
-            }
+        if ends.out.n > 0 && guests.iter().flatten().all(|g| g.service) {
+            ends.end_each(guests, &mut sched, |_| true, DomainEnd::Destroyed, None);
             break;
         }
         let now = timer::rdtsc();
@@ -256,23 +350,13 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             Next::Idle { until: None } => {
                 // Every domain waits for an event only another could send, and
                 // none can: each would sleep forever.
-                for i in 0..guests.len() {
-                    if let Some(guest) = guests.get_mut(i).and_then(Option::take) {
-                        let id = guest.vcpu.domain_id();
-                        log::error!("domain {}: blocked with no event source, like every other domain: killed", id.0);
-                        sched.remove(id);
-                        let end = end_guest(
-                            pc,
-                            guest,
-                            frames,
-                            DomainEnd::Crashed,
-                            tear_down,
-                            &mut out.accounting_bug,
-                            others(guests, &mut sched),
-                        );
-                        record(&mut out, id, end);
-                    }
-                }
+                ends.end_each(
+                    guests,
+                    &mut sched,
+                    |_| true,
+                    DomainEnd::Crashed,
+                    Some("blocked with no event source, like every other domain: killed"),
+                );
                 break;
             }
         };
@@ -295,20 +379,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         }
         if let Err(e) = make_current(pc, g.vf.vmcs) {
             log::error!("vmx: VMPTRLD of domain {}'s VMCS failed: {e}", id.0);
-            let Some(guest) = guests.get_mut(idx).and_then(Option::take) else {
-                continue;
-            };
-            sched.remove(id);
-            let end = end_guest(
-                pc,
-                guest,
-                frames,
-                DomainEnd::EntryFailed,
-                tear_down,
-                &mut out.accounting_bug,
-                others(guests, &mut sched),
-            );
-            record(&mut out, id, end);
+            ends.end_slot(guests, &mut sched, idx, DomainEnd::EntryFailed);
             continue;
         }
         if let Some(s) = &g.switched {
@@ -325,6 +396,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                 after,
                 skip: idx,
                 sched: &mut sched,
+                control,
             },
         };
         let leave = launch(pc, &mut running, g.gprs, g.launched);
@@ -335,7 +407,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         let end = match leave {
             Leave::Switch(gprs) => {
                 g.gprs = gprs;
-                g.vcpu.reap_grants(frames);
+                g.vcpu.reap_grants(ends.frames);
                 let now = timer::rdtsc();
                 match g.vcpu.take_give_up() {
                     // Its timer may have fired since it decided to block
@@ -357,22 +429,74 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                 DomainEnd::Crashed
             }
         };
+        ends.end_slot(guests, &mut sched, idx, end);
+    }
+    ends.out
+}
+
+/// What ending domains needs, and how each ended so far.
+struct Ending<'x, F: FrameSource> {
+    pc: &'static PerCpu,
+    frames: &'x mut F,
+    out: Ends,
+    /// Scrub and free an ended domain's frames (else only check its counts:
+    /// a domain alone, the machine powers off next).
+    tear_down: bool,
+    control: Option<DomainId>,
+}
+
+impl<F: FrameSource> Ending<'_, F> {
+    fn record(&mut self, id: DomainId, end: DomainEnd) {
+        if let Some(e) = self.out.ends.get_mut(self.out.n) {
+            *e = (id, end);
+            self.out.n += 1;
+        }
+    }
+
+    /// End the domain in slot `idx` (if any) as `end`.
+    fn end_slot<'a, M: PhysMem, C: Console>(
+        &mut self,
+        guests: &mut [Option<Guest<'a, M, C>>],
+        sched: &mut Scheduler<SCHED_SLOTS>,
+        idx: usize,
+        end: DomainEnd,
+    ) {
         let Some(guest) = guests.get_mut(idx).and_then(Option::take) else {
-            continue;
+            return;
         };
+        let id = guest.vcpu.domain_id();
         sched.remove(id);
         let end = end_guest(
-            pc,
+            self.pc,
             guest,
-            frames,
+            self.frames,
             end,
-            tear_down,
-            &mut out.accounting_bug,
-            others(guests, &mut sched),
+            self.tear_down,
+            &mut self.out.accounting_bug,
+            others(guests, sched, self.control),
         );
-        record(&mut out, id, end);
+        self.record(id, end);
     }
-    out
+
+    /// End every live domain `which` picks, each as `end` (saying `why`).
+    fn end_each<'a, M: PhysMem, C: Console>(
+        &mut self,
+        guests: &mut [Option<Guest<'a, M, C>>],
+        sched: &mut Scheduler<SCHED_SLOTS>,
+        which: impl Fn(&Guest<'a, M, C>) -> bool,
+        end: DomainEnd,
+        why: Option<&str>,
+    ) {
+        for i in 0..guests.len() {
+            let Some(g) = guests.get(i).and_then(Option::as_ref).filter(|g| which(g)) else {
+                continue;
+            };
+            if let Some(why) = why {
+                log::error!("domain {}: {why}", g.vcpu.domain_id().0);
+            }
+            self.end_slot(guests, sched, i, end);
+        }
+    }
 }
 
 /// Every live domain (the ended one's slot already empty) as the peers of
@@ -380,6 +504,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
 fn others<'r, 'a, M: PhysMem, C: Console>(
     guests: &'r mut [Option<Guest<'a, M, C>>],
     sched: &'r mut Scheduler<SCHED_SLOTS>,
+    control: Option<DomainId>,
 ) -> OnCpu<'r, 'a, M, C> {
     let skip = guests.len();
     OnCpu {
@@ -387,6 +512,7 @@ fn others<'r, 'a, M: PhysMem, C: Console>(
         after: &mut [],
         skip,
         sched,
+        control,
     }
 }
 
@@ -545,6 +671,7 @@ fn prepare<'a, M: PhysMem, C: Console>(
         switched,
         service,
         nx,
+        destroyed: false,
     })
 }
 
@@ -606,6 +733,7 @@ fn end_guest<M: PhysMem, C: Console>(
     }
     // Frames of ended granters whose last mapping this end released.
     crate::grant::world::reap(&crate::grant::STORE, mem, frames);
+    peers.notify_control(dom.id);
     end
 }
 

@@ -113,6 +113,20 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
     }
 
+    /// The machine frame of the domain's `shared_info` (0 without one).
+    pub fn shared_frame(&self) -> u64 {
+        self.ev.shared.map_or(0, |m| m.get())
+    }
+
+    /// Raise global VIRQ `virq` here (`VIRQ_DOM_EXC` from the run loop):
+    /// whether an upcall was newly raised. Nothing if it is not bound.
+    pub fn raise_virq(&mut self, virq: u32) -> bool {
+        match self.ev.page(&*self.dom, &mut *self.mem) {
+            Some(mut page) => self.ev.chans.raise_virq(virq, &mut page),
+            None => false,
+        }
+    }
+
     /// The domain is ending: close its interdomain and unbound ports, each
     /// peer end going back to unbound (`interdomain::close_all`).
     pub fn close_ports(&mut self, peers: &mut dyn Peers) {
