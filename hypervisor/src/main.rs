@@ -355,7 +355,7 @@ mod bare {
                 continue;
             }
             if let Some(slot) = ends.get_mut(n) {
-                *slot = (id, lifecycle_end(end));
+                *slot = (id, vmx::run::lifecycle_end(end));
                 n += 1;
             }
         }
@@ -366,17 +366,6 @@ mod bare {
             ends.len()
         );
         status
-    }
-
-    fn lifecycle_end(end: DomainEnd) -> End {
-        match end {
-            DomainEnd::Shutdown(SHUTDOWN_POWEROFF) => End::PowerOff,
-            DomainEnd::Shutdown(SHUTDOWN_CRASH) | DomainEnd::Crashed | DomainEnd::EntryFailed => {
-                End::Crash
-            }
-            DomainEnd::Shutdown(_) | DomainEnd::Destroyed => End::Other,
-            DomainEnd::DestroyedByControl => End::Destroyed,
-        }
     }
 
     /// The contract's mapping from how a domain ended to the power-off status;

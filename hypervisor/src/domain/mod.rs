@@ -457,6 +457,25 @@ impl Domain {
         }
     }
 
+    /// [`Self::release_frames`] a bounded piece at a time, for a domain
+    /// that ended while others run: scrub and free its frames from PFN
+    /// `from`, at most `n`; the next PFN while some remain. Once none remain
+    /// its frame table's own frames are freed too, and it owns nothing. The
+    /// caller has released its counts first ([`Self::release_mm`]).
+    pub fn free_frames_from<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut F,
+        from: u64,
+        n: u64,
+    ) -> Option<u64> {
+        let next = self.frames.free_frames_from(mem, frames, from, n);
+        if next.is_none() {
+            self.frames.take().free_table(frames);
+        }
+        next
+    }
+
     /// Append guest console output; complete lines go to `console` as
     /// `(d<id>) <text>\n`, one whole line per call. The text passes the console
     /// filter ([`crate::console::escape_guest`]: printable ASCII, everything else

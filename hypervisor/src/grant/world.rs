@@ -277,6 +277,47 @@ pub fn release_domain<M: PhysMem + ?Sized, P: Peers + ?Sized>(
     mem: &mut M,
     peers: &P,
 ) {
+    let mut cursor = 0;
+    while let Some(next) = release_mappings_from(store, dom, mem, peers, cursor, 64) {
+        cursor = next;
+    }
+    release_own(store, dom, mem, peers);
+}
+
+/// The first part of [`release_domain`], a bounded piece at a time: undo the
+/// mappings `dom` holds of other domains' grants from maptrack slot `cursor`,
+/// at most `budget` slots; the next cursor while some remain.
+pub fn release_mappings_from<M: PhysMem + ?Sized, P: Peers + ?Sized>(
+    store: &Store,
+    dom: &mut Domain,
+    mem: &mut M,
+    peers: &P,
+    cursor: usize,
+    budget: usize,
+) -> Option<usize> {
+    let mut st = store.lock();
+    let id = dom.id;
+    let n = st.get(usize::from(id.0)).map_or(0, |s| {
+        s.table.frames().len().min(GRANT_TABLE_FRAMES as usize)
+    });
+    let mut world = DomainWorld {
+        me: &mut *dom,
+        peers,
+        mem: &mut *mem,
+        table_frames: n,
+    };
+    super::ops::release_mappings(&mut st[..], &mut world, id, cursor, budget)
+}
+
+/// The rest of [`release_domain`], once its mappings are undone: its own
+/// references other domains still map outlive it, the references on its
+/// table frames go. Bounded by its table's entries.
+pub fn release_own<M: PhysMem + ?Sized, P: Peers + ?Sized>(
+    store: &Store,
+    dom: &mut Domain,
+    mem: &mut M,
+    peers: &P,
+) {
     let mut st = store.lock();
     let id = dom.id;
     let Some(mine) = st.get(usize::from(id.0)) else {
@@ -293,10 +334,6 @@ pub fn release_domain<M: PhysMem + ?Sized, P: Peers + ?Sized>(
         mem: &mut *mem,
         table_frames: n,
     };
-    let mut cursor = 0;
-    while let Some(next) = super::ops::release_mappings(&mut st[..], &mut world, id, cursor, 64) {
-        cursor = next;
-    }
     let outlived = super::ops::orphan_grants(&mut st[..], &mut world, id);
     for f in frames.iter().take(n) {
         dom.grant_put_writable(mem, *f);
@@ -315,6 +352,14 @@ pub fn release_domain<M: PhysMem + ?Sized, P: Peers + ?Sized>(
     } else {
         mine.reset();
     }
+}
+
+/// Whether no other domain uses any grant of `d` any more (nothing of its
+/// left for [`reap`] to free).
+pub fn quiescent(store: &Store, d: crate::domain::DomainId) -> bool {
+    let st = store.lock();
+    st.get(usize::from(d.0))
+        .is_none_or(|s| s.quiescent() && s.table.reap_pending() == 0)
 }
 
 /// Set when a grant operation left a frame of an ended domain to free: the

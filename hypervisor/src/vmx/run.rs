@@ -26,6 +26,7 @@ use crate::arch::timer;
 use crate::domain::{Domain, DomainId};
 use crate::domctl::{Action, Directory, Summary};
 use crate::event::interdomain::Endpoint;
+use crate::lifecycle::{End, Phase, Teardown, TeardownWorld};
 use crate::mem::{Console, FrameSource, PhysMem};
 use crate::peers::{DomctlDone, Peers};
 use crate::sched::{Next, Scheduler, DEFAULT_WEIGHT};
@@ -57,7 +58,26 @@ pub struct Guest<'a, M: PhysMem, C: Console> {
     /// The control domain destroyed it (`XEN_DOMCTL_destroydomain`): it is
     /// paused, and the run loop tears it down before its next decision.
     destroyed: bool,
+    /// It has ended and is being torn down, a bounded piece per run-loop
+    /// iteration (`crate::lifecycle`): never entered again, not a peer.
+    dying: Option<Dying>,
 }
+
+/// A domain's teardown in progress.
+struct Dying {
+    t: Teardown,
+    /// How it ended (recorded once the teardown is done).
+    end: DomainEnd,
+    /// Frames its teardown has given back so far.
+    returned: u64,
+    /// Its counts did not all come back to zero.
+    leaked: bool,
+}
+
+/// Units of one teardown step (ports closed, maptrack slots looked at,
+/// frames scrubbed): 64 frames is 256 KiB of scrubbing between two
+/// scheduling decisions.
+const TEARDOWN_BUDGET: u32 = 64;
 
 /// The live domains on this CPU other than one (the running one, or one that
 /// is ending), for that one's hypercalls (`crate::peers`): the vCPU slots
@@ -111,7 +131,7 @@ impl<'a, M: PhysMem, C: Console> OnCpu<'_, 'a, M, C> {
             shared_info_frame: g.vcpu.shared_frame(),
             name: dom.name(),
             shutdown: None,
-            dying: g.destroyed,
+            dying: g.destroyed || g.dying.is_some(),
         })
     }
 
@@ -121,7 +141,7 @@ impl<'a, M: PhysMem, C: Console> OnCpu<'_, 'a, M, C> {
         let Some(c) = self.control.filter(|c| *c != ended) else {
             return;
         };
-        let Some(g) = self.guest_mut(c) else {
+        let Some(g) = self.guest_mut(c).filter(|g| g.dying.is_none()) else {
             return;
         };
         if !g.vcpu.domain().previews_next_abi() {
@@ -195,7 +215,9 @@ impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
     }
 
     fn peer(&self, d: DomainId) -> Option<&Domain> {
-        self.guest(d).map(|g| g.vcpu.domain())
+        self.guest(d)
+            .filter(|g| g.dying.is_none() && !g.destroyed)
+            .map(|g| g.vcpu.domain())
     }
 
     fn endpoint(&self, d: DomainId, p: u32) -> Option<Endpoint> {
@@ -319,9 +341,10 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         }
     }
 
-    // The run loop: one iteration per entry into a guest, or per idle period.
+    // The run loop: one iteration per entry into a guest, or per idle period,
+    // each after at most one bounded step of a teardown.
     loop {
-        // Domains the control domain destroyed go before anything else runs.
+        // Domains the control domain destroyed stop before anything else runs.
         ends.end_each(
             guests,
             &mut sched,
@@ -329,19 +352,25 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             DomainEnd::DestroyedByControl,
             None,
         );
-        let live = guests.iter().filter(|g| g.is_some()).count();
-        if live == 0 {
+        // One step of a teardown; `tearing`: one has work it can do now (not
+        // only waiting for other domains to unmap its grants).
+        let tearing = ends.step_teardown(guests, &mut sched);
+        if guests.iter().all(Option::is_none) {
             break;
         }
-        // Only service domains are left (and another has ended: a machine of
-        // service domains alone runs them).
-        if ends.out.n > 0 && guests.iter().flatten().all(|g| g.service) {
+        // Only service domains are left running (and another has ended: a
+        // machine of service domains alone runs them).
+        let mut running = guests.iter().flatten().filter(|g| g.dying.is_none());
+        let ended = ends.out.n > 0 || guests.iter().flatten().any(|g| g.dying.is_some());
+        if ended && running.clone().next().is_some() && running.all(|g| g.service) {
             ends.end_each(guests, &mut sched, |_| true, DomainEnd::Destroyed, None);
-            break;
+            continue;
         }
         let now = timer::rdtsc();
         let (id, until) = match sched.schedule(now) {
             Next::Run { dom, until } => (dom, until),
+            // A teardown goes on instead of idling.
+            Next::Idle { .. } if tearing => continue,
             Next::Idle { until: Some(until) } => {
                 idle_console.drain_until(until);
                 timer::idle_until(until);
@@ -357,11 +386,11 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                     DomainEnd::Crashed,
                     Some("blocked with no event source, like every other domain: killed"),
                 );
-                break;
+                continue;
             }
         };
         let idx = usize::from(id.0).wrapping_sub(1);
-        if !matches!(guests.get(idx), Some(Some(_))) {
+        if !matches!(guests.get(idx), Some(Some(g)) if g.dying.is_none()) {
             sched.remove(id);
             continue;
         }
@@ -453,7 +482,10 @@ impl<F: FrameSource> Ending<'_, F> {
         }
     }
 
-    /// End the domain in slot `idx` (if any) as `end`.
+    /// End the domain in slot `idx` (if any, and not ending already) as
+    /// `end`: off the scheduler, its VMCS and register save area freed (a
+    /// constant amount of work), and its teardown started; a domain alone
+    /// (no teardown) is only checked, at once.
     fn end_slot<'a, M: PhysMem, C: Console>(
         &mut self,
         guests: &mut [Option<Guest<'a, M, C>>],
@@ -461,21 +493,125 @@ impl<F: FrameSource> Ending<'_, F> {
         idx: usize,
         end: DomainEnd,
     ) {
-        let Some(guest) = guests.get_mut(idx).and_then(Option::take) else {
+        let Some(g) = guests.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        let id = guest.vcpu.domain_id();
+        if g.dying.is_some() {
+            return;
+        }
+        let id = g.vcpu.domain_id();
         sched.remove(id);
-        let end = end_guest(
-            self.pc,
-            guest,
-            self.frames,
+        if !self.tear_down {
+            let Some(guest) = guests.get_mut(idx).and_then(Option::take) else {
+                return;
+            };
+            let end = end_guest(
+                self.pc,
+                guest,
+                self.frames,
+                end,
+                &mut self.out.accounting_bug,
+                others(guests, sched, self.control),
+            );
+            self.record(id, end);
+            return;
+        }
+        if make_current(self.pc, g.vf.vmcs).is_ok() {
+            // The VMCS frame is freed: the record keeps its number only.
+            let none = VmcsFrames {
+                vmcs: g.vf.vmcs,
+                msr_bitmap: None,
+                io_bitmaps: None,
+            };
+            let vf = core::mem::replace(&mut g.vf, none);
+            finish(self.pc, vf, self.frames, end);
+        } else {
+            log::error!(
+                "vmx: cannot load the VMCS of an ended domain to clear it; leaking its frame"
+            );
+        }
+        if let Some(s) = g.switched.take() {
+            self.frames.free_frame(s.area());
+        }
+        g.dying = Some(Dying {
+            t: Teardown::new(id, lifecycle_end(end)),
             end,
-            self.tear_down,
-            &mut self.out.accounting_bug,
-            others(guests, sched, self.control),
-        );
+            returned: 0,
+            leaked: false,
+        });
+    }
+
+    /// One bounded step of the first teardown in progress
+    /// ([`Teardown::step`]); when it finishes, the slot is free and the end
+    /// recorded. Whether a teardown has work it can do now.
+    fn step_teardown<'a, M: PhysMem, C: Console>(
+        &mut self,
+        guests: &mut [Option<Guest<'a, M, C>>],
+        sched: &mut Scheduler<SCHED_SLOTS>,
+    ) -> bool {
+        let waiting = |g: &Option<Guest<'a, M, C>>| matches!(g, Some(g) if g.dying.as_ref().is_some_and(|d| d.t.phase != Phase::Grants));
+        let idx = match guests.iter().position(waiting) {
+            Some(i) => i,
+            // Only teardowns waiting for others' unmaps: look at each once.
+            None => match guests
+                .iter()
+                .position(|g| matches!(g, Some(g) if g.dying.is_some()))
+            {
+                Some(i) => i,
+                None => return false,
+            },
+        };
+        let (before, rest) = guests.split_at_mut(idx);
+        let Some((Some(g), after)) = rest.split_first_mut() else {
+            return false;
+        };
+        let Some(d) = g.dying.as_mut() else {
+            return false;
+        };
+        let mut peers = OnCpu {
+            before,
+            after,
+            skip: idx,
+            sched,
+            control: self.control,
+        };
+        let id = g.vcpu.domain_id();
+        let mut w = TeardownOnCpu {
+            vcpu: &mut g.vcpu,
+            peers: &mut peers,
+            frames: &mut *self.frames,
+            dying: &mut *d,
+        };
+        if crate::grant::world::REAP_HINT.load(Relaxed) {
+            let (_, mem) = w.vcpu.parts_mut();
+            crate::grant::world::reap(&crate::grant::STORE, mem, &mut *w.frames);
+        }
+        let waited = w.dying.t.phase == Phase::Grants;
+        let done = {
+            let mut t = w.dying.t;
+            let done = t.step(&mut w, TEARDOWN_BUDGET);
+            w.dying.t = t;
+            done
+        };
+        if !done {
+            return !waited;
+        }
+        let (_, mem) = g.vcpu.parts_mut();
+        crate::grant::world::reap(&crate::grant::STORE, mem, &mut *self.frames);
+        let (end, returned, leaked) = (d.end, d.returned, d.leaked);
+        if leaked {
+            self.out.accounting_bug = true;
+        } else {
+            log::info!(
+                "domain {}: torn down, every count back to zero; {returned} frames scrubbed and returned",
+                id.0
+            );
+        }
+        if let Some(slot) = guests.get_mut(idx) {
+            *slot = None;
+        }
         self.record(id, end);
+        true
     }
 
     /// End every live domain `which` picks, each as `end` (saying `why`).
@@ -491,6 +627,9 @@ impl<F: FrameSource> Ending<'_, F> {
             let Some(g) = guests.get(i).and_then(Option::as_ref).filter(|g| which(g)) else {
                 continue;
             };
+            if g.dying.is_some() {
+                continue;
+            }
             if let Some(why) = why {
                 log::error!("domain {}: {why}", g.vcpu.domain_id().0);
             }
@@ -672,18 +811,19 @@ fn prepare<'a, M: PhysMem, C: Console>(
         service,
         nx,
         destroyed: false,
+        dying: None,
     })
 }
 
-/// A domain has ended: its VMCS cleared and freed, its register save area
-/// freed, and its frames scrubbed and given back (or, with `tear_down` false,
-/// only its counts checked), with the teardown check. Returns how it ended.
+/// A domain alone has ended: its VMCS cleared and freed and its counts
+/// checked (the machine powers off next, so its frames are not scrubbed;
+/// several domains are torn down a step at a time instead, `Ending`).
+/// Returns how it ended.
 fn end_guest<M: PhysMem, C: Console>(
     pc: &PerCpu,
     g: Guest<'_, M, C>,
     frames: &mut impl FrameSource,
     end: DomainEnd,
-    tear_down: bool,
     accounting_bug: &mut bool,
     mut peers: OnCpu<'_, '_, M, C>,
 ) -> DomainEnd {
@@ -693,8 +833,6 @@ fn end_guest<M: PhysMem, C: Console>(
         switched,
         ..
     } = g;
-    // Its peers' ends of its channels go back to unbound (for it: the peer
-    // sees `EVTCHNSTAT_unbound` naming a dead domain, and may close it).
     vcpu.close_ports(&mut peers);
     if make_current(pc, vf.vmcs).is_ok() {
         finish(pc, vf, frames, end);
@@ -708,33 +846,95 @@ fn end_guest<M: PhysMem, C: Console>(
     let id = dom.id.0;
     // What it holds through grants first: those references are not its page
     // tables', and the check below counts them.
-    // (The granters of what it maps are peers: their accounting drops it.)
     crate::grant::world::release_domain(&crate::grant::STORE, dom, mem, &peers);
-    if tear_down {
-        let t = dom.release_frames(mem, frames);
-        if t.leaked_counts != 0 {
-            *accounting_bug = true;
-        } else {
-            log::info!(
-                "domain {id}: torn down, every count back to zero; {} frames scrubbed and returned",
-                t.frames_returned
-            );
-        }
+    let leaked = dom.release_mm(mem);
+    if leaked != 0 {
+        log::error!(
+            "domain {id}: {leaked} frames kept type or reference counts after teardown: accounting bug"
+        );
+        *accounting_bug = true;
     } else {
-        let leaked = dom.release_mm(mem);
-        if leaked != 0 {
-            log::error!(
-                "domain {id}: {leaked} frames kept type or reference counts after teardown: accounting bug"
-            );
-            *accounting_bug = true;
-        } else {
-            log::info!("domain {id}: torn down, every count back to zero");
-        }
+        log::info!("domain {id}: torn down, every count back to zero");
     }
-    // Frames of ended granters whose last mapping this end released.
     crate::grant::world::reap(&crate::grant::STORE, mem, frames);
     peers.notify_control(dom.id);
     end
+}
+
+/// A teardown's phases (`crate::lifecycle`) on this CPU: the ended domain's
+/// vCPU (its ports, its record, the machine) and the live domains.
+struct TeardownOnCpu<'x, 'r, 'a, M: PhysMem, C: Console, F: FrameSource> {
+    vcpu: &'x mut Vcpu<'a, M, C>,
+    peers: &'x mut OnCpu<'r, 'a, M, C>,
+    frames: &'x mut F,
+    dying: &'x mut Dying,
+}
+
+impl<M: PhysMem, C: Console, F: FrameSource> TeardownWorld for TeardownOnCpu<'_, '_, '_, M, C, F> {
+    fn notify_control(&mut self, ended: DomainId) {
+        self.peers.notify_control(ended);
+    }
+
+    fn close_ports(&mut self, _: DomainId, cursor: u32, budget: u32) -> Option<u32> {
+        self.vcpu.close_ports_from(&mut *self.peers, cursor, budget)
+    }
+
+    fn release_mappings(&mut self, _: DomainId, cursor: usize, budget: u32) -> Option<usize> {
+        let (dom, mem) = self.vcpu.parts_mut();
+        let store = &crate::grant::STORE;
+        let next = crate::grant::world::release_mappings_from(
+            store,
+            dom,
+            mem,
+            &*self.peers,
+            cursor,
+            budget as usize,
+        );
+        if next.is_none() {
+            // Its own grants others still map outlive it; its table frames'
+            // references go (bounded by its table's entries).
+            crate::grant::world::release_own(store, dom, mem, &*self.peers);
+        }
+        next
+    }
+
+    /// Cursor 0: drop every pin and the base, and check that every count is
+    /// back to zero (the teardown check); then cursor `n + 1`: scrub and free
+    /// from PFN `n`.
+    fn free_frames(&mut self, _: DomainId, cursor: u64, budget: u32) -> Option<u64> {
+        let (dom, mem) = self.vcpu.parts_mut();
+        let Some(from) = cursor.checked_sub(1) else {
+            let leaked = dom.release_mm(mem);
+            if leaked != 0 {
+                log::error!(
+                    "domain {}: {leaked} frames kept type or reference counts after teardown: accounting bug",
+                    dom.id.0
+                );
+                self.dying.leaked = true;
+            }
+            return Some(1);
+        };
+        let before = self.frames.free_count();
+        let next = dom.free_frames_from(mem, &mut *self.frames, from, u64::from(budget));
+        self.dying.returned += self.frames.free_count().saturating_sub(before);
+        next.map(|n| n + 1)
+    }
+
+    fn grants_quiescent(&self, d: DomainId) -> bool {
+        crate::grant::world::quiescent(&crate::grant::STORE, d)
+    }
+}
+
+/// How the lifecycle sees a domain's end.
+pub fn lifecycle_end(end: DomainEnd) -> End {
+    match end {
+        DomainEnd::Shutdown(keel_abi::sched::SHUTDOWN_POWEROFF) => End::PowerOff,
+        DomainEnd::Shutdown(keel_abi::sched::SHUTDOWN_CRASH)
+        | DomainEnd::Crashed
+        | DomainEnd::EntryFailed => End::Crash,
+        DomainEnd::Shutdown(_) | DomainEnd::Destroyed => End::Other,
+        DomainEnd::DestroyedByControl => End::Destroyed,
+    }
 }
 
 /// The hardware set-up before the first entry: mask the PIC, calibrate the
