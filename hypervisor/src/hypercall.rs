@@ -179,6 +179,8 @@ pub fn dispatch_noting_changes<M: PhysMem>(
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_domctl;
+#[cfg(test)]
 mod tests_events;
 #[cfg(test)]
 mod tests_fuzz;

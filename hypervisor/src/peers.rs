@@ -35,6 +35,13 @@ pub trait Peers {
     /// Domain `d`, if it is a peer (not the caller), exists and is not being
     /// torn down.
     fn peer(&self, d: DomainId) -> Option<&Domain>;
+    /// Domain `d`'s record for dropping the references a mapping of its grant
+    /// held: a peer, or a domain that has ended but whose teardown has not
+    /// yet released its grants (until then its frames keep their counts, and
+    /// an unmap must drop what the map took). No new operation reaches it.
+    fn holder(&self, d: DomainId) -> Option<&Domain> {
+        self.peer(d)
+    }
     /// Whether `d` is a peer (as [`Peers::peer`] finds it).
     fn is_peer(&self, d: DomainId) -> bool {
         self.peer(d).is_some()

@@ -1049,6 +1049,7 @@ fn the_staged_rows_are_served_early_and_claim_1_1() {
     assert_eq!(keel_abi::layout::IN_PROGRESS, Some(AbiVersion::V1_1));
     assert!(TABLE.iter().all(|r| r.since <= AbiVersion::CURRENT
         || r.nr == Hypercall::GRANT_TABLE_OP
+        || r.nr == Hypercall::DOMCTL
         || (r.nr, r.sub)
             == (
                 Hypercall::EVENT_CHANNEL_OP,

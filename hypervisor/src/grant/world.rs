@@ -66,6 +66,17 @@ impl<M: PhysMem + ?Sized, P: Peers + ?Sized> DomainWorld<'_, M, P> {
         (owner_of(self.me, self.peers, owner), &mut *self.mem)
     }
 
+    /// [`Self::owner_and_mem`], also for a domain that ended and has not
+    /// released its grants yet ([`Peers::holder`]): for dropping references.
+    fn holder_and_mem(&mut self, owner: DomainId) -> (Option<&Domain>, &mut M) {
+        let d = if owner == self.me.id {
+            Some(&*self.me)
+        } else {
+            self.peers.holder(owner)
+        };
+        (d, &mut *self.mem)
+    }
+
     /// The machine address of the L1 entry that maps `va` in the caller's
     /// current tables: every upper entry present and no superpage, and the
     /// last table a validated L1 of the caller's.
@@ -114,7 +125,7 @@ impl<M: PhysMem + ?Sized, P: Peers + ?Sized> GrantWorld for DomainWorld<'_, M, P
     }
 
     fn put_page(&mut self, owner: DomainId, mfn: Mfn) {
-        let (d, mem) = self.owner_and_mem(owner);
+        let (d, mem) = self.holder_and_mem(owner);
         if let Some(d) = d {
             d.grant_put_page(mem, mfn);
         }
@@ -128,7 +139,7 @@ impl<M: PhysMem + ?Sized, P: Peers + ?Sized> GrantWorld for DomainWorld<'_, M, P
     }
 
     fn put_writable(&mut self, owner: DomainId, mfn: Mfn) {
-        let (d, mem) = self.owner_and_mem(owner);
+        let (d, mem) = self.holder_and_mem(owner);
         if let Some(d) = d {
             d.grant_put_writable(mem, mfn);
         }

@@ -220,6 +220,19 @@ impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
             .map(|g| g.vcpu.domain())
     }
 
+    fn holder(&self, d: DomainId) -> Option<&Domain> {
+        self.guest(d)
+            .filter(|g| {
+                g.dying.as_ref().is_none_or(|x| {
+                    matches!(
+                        x.t.phase,
+                        Phase::Notify | Phase::Ports(_) | Phase::Mappings(_)
+                    )
+                })
+            })
+            .map(|g| g.vcpu.domain())
+    }
+
     fn endpoint(&self, d: DomainId, p: u32) -> Option<Endpoint> {
         self.guest(d)?.vcpu.endpoint(p)
     }
