@@ -613,7 +613,9 @@ impl<F: FrameSource> Ending<'_, F> {
             frames: &mut *self.frames,
             dying: &mut *d,
         };
-        if crate::grant::world::REAP_HINT.load(Relaxed) {
+        // Waiting for its grants: their frames may be free to reap now (an
+        // unmap or another teardown released them).
+        if crate::grant::world::REAP_HINT.load(Relaxed) || w.dying.t.phase == Phase::Grants {
             let (_, mem) = w.vcpu.parts_mut();
             crate::grant::world::reap(&crate::grant::STORE, mem, &mut *w.frames);
         }
