@@ -129,7 +129,7 @@ hypercalls! {
     /// System control (toolstack).
     SYSCTL = 35, "sysctl", None;
     /// Domain control (toolstack).
-    DOMCTL = 36, "domctl", None;
+    DOMCTL = 36, "domctl", V1_1;
     /// Kexec.
     KEXEC_OP = 37, "kexec_op", None;
     /// Transcendent memory.
@@ -196,6 +196,10 @@ pub struct SubCommand {
 /// for the newer ones, and the fixtures freeze it.
 pub const IMPLEMENTED: &[SubCommand] = {
     use crate::console::CONSOLEIO_WRITE;
+    use crate::domctl::{
+        XEN_DOMCTL_DESTROYDOMAIN, XEN_DOMCTL_GETDOMAININFO, XEN_DOMCTL_PAUSEDOMAIN,
+        XEN_DOMCTL_UNPAUSEDOMAIN,
+    };
     use crate::event::{
         EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU,
         EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK,
@@ -430,6 +434,30 @@ pub const IMPLEMENTED: &[SubCommand] = {
             Hypercall::GRANT_TABLE_OP,
             GNTTABOP_QUERY_SIZE,
             "GNTTABOP_query_size",
+            NEXT,
+        ),
+        s(
+            Hypercall::DOMCTL,
+            XEN_DOMCTL_GETDOMAININFO as u64,
+            "XEN_DOMCTL_getdomaininfo",
+            NEXT,
+        ),
+        s(
+            Hypercall::DOMCTL,
+            XEN_DOMCTL_PAUSEDOMAIN as u64,
+            "XEN_DOMCTL_pausedomain",
+            NEXT,
+        ),
+        s(
+            Hypercall::DOMCTL,
+            XEN_DOMCTL_UNPAUSEDOMAIN as u64,
+            "XEN_DOMCTL_unpausedomain",
+            NEXT,
+        ),
+        s(
+            Hypercall::DOMCTL,
+            XEN_DOMCTL_DESTROYDOMAIN as u64,
+            "XEN_DOMCTL_destroydomain",
             NEXT,
         ),
     ]

@@ -5,7 +5,8 @@
 //! pause and unpause them, and destroy them. Every other command is
 //! `-ENOSYS`; a caller that is not the control domain gets `-EPERM`, and an
 //! envelope of another interface version `-EACCES` (Xen's order of checks).
-//! Reference: `docs/abi/domains.md` (ABI 1.1, in progress: not served yet).
+//! Reference: `docs/abi/domains.md` (ABI 1.1: served to images that know
+//! 1.1, by `hypercall::domctl` through `Peers::domctl`).
 //!
 //! The decision is pure: [`domctl`] checks the request against a
 //! [`Directory`] of the domains and the [`Scheduler`], fills in

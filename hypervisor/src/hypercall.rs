@@ -29,6 +29,7 @@ pub use keel_abi::hypercall::HypercallArgs;
 use keel_abi::Errno;
 
 mod console_io;
+mod domctl;
 mod events;
 mod grant;
 mod mmu;
@@ -177,6 +178,8 @@ pub fn dispatch_noting_changes<M: PhysMem>(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_domctl;
 #[cfg(test)]
 mod tests_events;
 #[cfg(test)]

@@ -21,8 +21,12 @@
 //!    other domain maps any of its references (its grant state is quiescent);
 //!    then the slot is free. Waiting costs nothing: the step just reports it.
 //!
-//! When the last domain has ended, the machine powers off with a status that
-//! sums up how each ended ([`machine_status`]).
+//! The run loop (`vmx::run`) drives it: one [`Teardown::step`] before each
+//! scheduling decision (and instead of idling), its world the ended domain's
+//! vCPU and the live domains. When the last domain has ended, the machine
+//! powers off with a status that sums up how each ended ([`machine_status`]:
+//! the run loop leaves service domains and domains the control domain
+//! destroyed out).
 
 use crate::domain::DomainId;
 use keel_abi::platform::ExitStatus;

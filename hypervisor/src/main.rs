@@ -200,7 +200,7 @@ mod bare {
         };
         let mut mem = arch::mem::DirectMap;
         let mut n = 0;
-        let mut control = None;
+        let mut control: Option<domain::DomainId> = None;
         let mut service = [false; vmx::run::MAX_DOMAINS];
         for (i, module) in bi.modules().iter().enumerate() {
             let Some(slot) = domains.get_mut(i) else {
@@ -245,7 +245,15 @@ mod bare {
                     power_off(e.exit_status())
                 }
             }
-            if dopts.control && control.is_none() {
+            if dopts.control {
+                if let Some(first) = control {
+                    log::error!(
+                        "domain {}: keel.control, but domain {} is already the control domain (at most one)",
+                        id.0,
+                        first.0
+                    );
+                    power_off(ExitStatus::BadGuestImage)
+                }
                 control = Some(id);
             }
             if let Some(s) = service.get_mut(i) {
@@ -294,8 +302,15 @@ mod bare {
         // and reference count must come back to zero (`crate::paging`: no
         // cycles, so nothing can stay referenced), so every guest test run
         // checks this invariant for the state it left.
-        let ends =
-            vmx::run::run_domains(cpu, to_run, guests, &mut idle_console, &mut frames, several);
+        let ends = vmx::run::run_domains(
+            cpu,
+            to_run,
+            guests,
+            &mut idle_console,
+            &mut frames,
+            several,
+            control,
+        );
         if ends.accounting_bug {
             power_off(ExitStatus::HypervisorPanic)
         }
@@ -334,12 +349,13 @@ mod bare {
         let mut n = 0;
         for &(id, end) in ended {
             let _ = domain_end_status(id, end);
-            // A service domain ends because the others did: not a verdict.
-            if end == DomainEnd::Destroyed {
+            // A service domain ends because the others did, and a domain the
+            // control domain destroyed was ended on purpose: not verdicts.
+            if matches!(end, DomainEnd::Destroyed | DomainEnd::DestroyedByControl) {
                 continue;
             }
             if let Some(slot) = ends.get_mut(n) {
-                *slot = (id, lifecycle_end(end));
+                *slot = (id, vmx::run::lifecycle_end(end));
                 n += 1;
             }
         }
@@ -350,16 +366,6 @@ mod bare {
             ends.len()
         );
         status
-    }
-
-    fn lifecycle_end(end: DomainEnd) -> End {
-        match end {
-            DomainEnd::Shutdown(SHUTDOWN_POWEROFF) => End::PowerOff,
-            DomainEnd::Shutdown(SHUTDOWN_CRASH) | DomainEnd::Crashed | DomainEnd::EntryFailed => {
-                End::Crash
-            }
-            DomainEnd::Shutdown(_) | DomainEnd::Destroyed => End::Other,
-        }
     }
 
     /// The contract's mapping from how a domain ended to the power-off status;
@@ -387,6 +393,10 @@ mod bare {
                     "domain {id} destroyed: a service domain, once every other domain had ended"
                 );
                 ExitStatus::Success
+            }
+            DomainEnd::DestroyedByControl => {
+                log::info!("domain {id} destroyed by the control domain");
+                ExitStatus::GuestOtherShutdown
             }
             DomainEnd::EntryFailed => {
                 log::info!("domain {id} shut down: VM entry failed");

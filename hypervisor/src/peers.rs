@@ -35,6 +35,13 @@ pub trait Peers {
     /// Domain `d`, if it is a peer (not the caller), exists and is not being
     /// torn down.
     fn peer(&self, d: DomainId) -> Option<&Domain>;
+    /// Domain `d`'s record for dropping the references a mapping of its grant
+    /// held: a peer, or a domain that has ended but whose teardown has not
+    /// yet released its grants (until then its frames keep their counts, and
+    /// an unmap must drop what the map took). No new operation reaches it.
+    fn holder(&self, d: DomainId) -> Option<&Domain> {
+        self.peer(d)
+    }
     /// Whether `d` is a peer (as [`Peers::peer`] finds it).
     fn is_peer(&self, d: DomainId) -> bool {
         self.peer(d).is_some()
@@ -48,6 +55,33 @@ pub trait Peers {
     /// vCPU is blocked, wake it so it looks at its events; whether an upcall
     /// was newly raised there.
     fn notify(&mut self, d: DomainId, p: u32) -> bool;
+    /// `domctl` from `caller` (`me`: what `getdomaininfo` reports of it), over
+    /// every domain: checked by the policy (`crate::domctl`), which fills
+    /// `getdomaininfo` into `op`; the pause, unpause or destroy it decides is
+    /// carried out here (a destroyed domain is torn down by the run loop once
+    /// the caller leaves the CPU, see [`DomctlDone`]). Without a control domain
+    /// (one domain alone), `-EPERM`.
+    fn domctl(
+        &mut self,
+        caller: DomainId,
+        me: crate::domctl::Summary,
+        op: &mut keel_abi::domctl::XenDomctl,
+    ) -> Result<DomctlDone, Errno> {
+        let _ = (caller, me, op);
+        Err(Errno::EPERM)
+    }
+}
+
+/// What a successful [`Peers::domctl`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomctlDone {
+    /// It answered in the envelope (`getdomaininfo`): copy it back.
+    Answered,
+    /// It paused or unpaused a domain.
+    Scheduled,
+    /// It marked a domain for destruction: the caller should leave the CPU so
+    /// that the run loop tears it down.
+    Destroying,
 }
 
 /// No other domain: the caller is alone (a single domain, and the host tests

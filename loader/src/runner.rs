@@ -75,6 +75,14 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
     ),
     ("grant_cross", &["grant_peer peer=1"]),
     (
+        "domctl",
+        &[
+            "domctl_peer role=spin keel.mem=4 keel.service",
+            "domctl_peer role=refused",
+            "domctl_old",
+        ],
+    ),
+    (
         "bench_grant_cross",
         &["grant_peer peer=1 mode=bench keel.service"],
     ),
@@ -84,6 +92,20 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
     ("bench_switch_8", &[YIELDER; 7]),
     ("bench_switch_32", &[SMALL_YIELDER; 31]),
 ];
+
+/// The hypervisor's `keel.` words for the test's own domain (domain 1), by
+/// test name: `keel.control` makes the test the control domain
+/// (`docs/abi/domains.md`). Put after its other arguments.
+pub const TEST_DOMAIN_WORDS: &[(&str, &[&str])] = &[("domctl", &["keel.control"])];
+
+/// The words [`TEST_DOMAIN_WORDS`] gives test `name`'s own domain.
+pub fn test_domain_words(name: &str) -> Vec<String> {
+    TEST_DOMAIN_WORDS
+        .iter()
+        .filter(|(t, _)| *t == name)
+        .flat_map(|(_, w)| w.iter().map(|w| (*w).to_string()))
+        .collect()
+}
 
 /// The test programs among the built guests (those with a test note), by name.
 pub fn discover(guests: &[Artifact]) -> Result<Vec<TestProgram>> {
@@ -256,6 +278,7 @@ fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
     if let Some(s) = opts.seed {
         args.push(format!("seed={s}"));
     }
+    args.extend(test_domain_words(&t.name));
     let boot = Boot {
         hypervisor: hv,
         guest: &t.path,
@@ -370,7 +393,7 @@ pub fn run_suite_nested(
         .map(|t| crate::nested::GuestRun {
             name: t.name.clone(),
             image: t.path.clone(),
-            args: args.clone(),
+            args: [args.clone(), test_domain_words(&t.name)].concat(),
             trace_l0: false,
             companions: t.companions.clone(),
         })

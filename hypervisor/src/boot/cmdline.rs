@@ -111,7 +111,8 @@ impl Options {
 /// also sees and ignores. The first word is the domain's name.
 ///
 /// - `keel.mem=<MiB>`: the domain's memory (default: `guest_mem=`);
-/// - `keel.control`: the control domain (at most one: the first so marked);
+/// - `keel.control`: the control domain (`domctl`, `VIRQ_DOM_EXC`); at most
+///   one (a second is refused at boot);
 /// - `keel.service`: a service domain, which does not keep the machine on:
 ///   once every other domain has ended it is destroyed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -408,7 +408,22 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         other_hypercalls: 0,
         abi_encoded: presented.encode(),
         served,
+        name: name_of(cfg.cmd_line),
     })
+}
+
+/// A domain's name: the first word of its command line (the loader puts the
+/// image's name there), cut to 16 bytes, zero-padded.
+fn name_of(cmd_line: &[u8]) -> [u8; 16] {
+    let mut name = [0u8; 16];
+    let word = cmd_line
+        .split(|b| b.is_ascii_whitespace())
+        .find(|w| !w.is_empty())
+        .unwrap_or(&[]);
+    for (d, s) in name.iter_mut().zip(word) {
+        *d = *s;
+    }
+    name
 }
 
 /// Copy each segment's file bytes into its frames, page by page (frames are

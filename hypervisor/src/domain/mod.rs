@@ -107,6 +107,9 @@ pub struct Domain {
     /// (`AbiVersion::served_to`: what its image knows, up to the hypervisor's
     /// version, or the version in progress to an image declaring it).
     served: AbiVersion,
+    /// Its name: the first word of its command line, cut to 16 bytes and
+    /// zero-padded (what `getdomaininfo` reports as the handle).
+    name: [u8; 16],
 }
 
 impl Domain {
@@ -134,6 +137,11 @@ impl Domain {
     /// (`keel_abi::version::AbiVersion::served_to`).
     pub const fn served_abi(&self) -> AbiVersion {
         self.served
+    }
+
+    /// Its name from the boot line (zero-padded).
+    pub const fn name(&self) -> [u8; 16] {
+        self.name
     }
 
     /// Number of frames of the domain's memory (`start_info.nr_pages`).
@@ -455,6 +463,25 @@ impl Domain {
             frames_returned: frames.free_count().saturating_sub(before),
             leaked_counts,
         }
+    }
+
+    /// [`Self::release_frames`] a bounded piece at a time, for a domain
+    /// that ended while others run: scrub and free its frames from PFN
+    /// `from`, at most `n`; the next PFN while some remain. Once none remain
+    /// its frame table's own frames are freed too, and it owns nothing. The
+    /// caller has released its counts first ([`Self::release_mm`]).
+    pub fn free_frames_from<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut F,
+        from: u64,
+        n: u64,
+    ) -> Option<u64> {
+        let next = self.frames.free_frames_from(mem, frames, from, n);
+        if next.is_none() {
+            self.frames.take().free_table(frames);
+        }
+        next
     }
 
     /// Append guest console output; complete lines go to `console` as

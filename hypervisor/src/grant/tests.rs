@@ -1032,7 +1032,11 @@ fn the_grant_rows_claim_1_1() {
     for cmd in [3, 4, 7, 8, 9, 10, 11, 12] {
         assert!(lookup(Hypercall::GRANT_TABLE_OP.0, cmd).is_none(), "{cmd}");
     }
-    assert!(lookup(Hypercall::DOMCTL.0, 0).is_none());
+    // `domctl`'s command is in the envelope: every RDI finds its row.
+    assert_eq!(
+        lookup(Hypercall::DOMCTL.0, 0x1234).map(|r| r.since),
+        Some(AbiVersion::V1_1)
+    );
     assert_eq!(
         lookup(
             Hypercall::EVENT_CHANNEL_OP.0,

@@ -66,6 +66,17 @@ impl<M: PhysMem + ?Sized, P: Peers + ?Sized> DomainWorld<'_, M, P> {
         (owner_of(self.me, self.peers, owner), &mut *self.mem)
     }
 
+    /// [`Self::owner_and_mem`], also for a domain that ended and has not
+    /// released its grants yet ([`Peers::holder`]): for dropping references.
+    fn holder_and_mem(&mut self, owner: DomainId) -> (Option<&Domain>, &mut M) {
+        let d = if owner == self.me.id {
+            Some(&*self.me)
+        } else {
+            self.peers.holder(owner)
+        };
+        (d, &mut *self.mem)
+    }
+
     /// The machine address of the L1 entry that maps `va` in the caller's
     /// current tables: every upper entry present and no superpage, and the
     /// last table a validated L1 of the caller's.
@@ -114,7 +125,7 @@ impl<M: PhysMem + ?Sized, P: Peers + ?Sized> GrantWorld for DomainWorld<'_, M, P
     }
 
     fn put_page(&mut self, owner: DomainId, mfn: Mfn) {
-        let (d, mem) = self.owner_and_mem(owner);
+        let (d, mem) = self.holder_and_mem(owner);
         if let Some(d) = d {
             d.grant_put_page(mem, mfn);
         }
@@ -128,7 +139,7 @@ impl<M: PhysMem + ?Sized, P: Peers + ?Sized> GrantWorld for DomainWorld<'_, M, P
     }
 
     fn put_writable(&mut self, owner: DomainId, mfn: Mfn) {
-        let (d, mem) = self.owner_and_mem(owner);
+        let (d, mem) = self.holder_and_mem(owner);
         if let Some(d) = d {
             d.grant_put_writable(mem, mfn);
         }
@@ -263,6 +274,47 @@ pub fn release_domain<M: PhysMem + ?Sized, P: Peers + ?Sized>(
     mem: &mut M,
     peers: &P,
 ) {
+    let mut cursor = 0;
+    while let Some(next) = release_mappings_from(store, dom, mem, peers, cursor, 64) {
+        cursor = next;
+    }
+    release_own(store, dom, mem, peers);
+}
+
+/// The first part of [`release_domain`], a bounded piece at a time: undo the
+/// mappings `dom` holds of other domains' grants from maptrack slot `cursor`,
+/// at most `budget` slots; the next cursor while some remain.
+pub fn release_mappings_from<M: PhysMem + ?Sized, P: Peers + ?Sized>(
+    store: &Store,
+    dom: &mut Domain,
+    mem: &mut M,
+    peers: &P,
+    cursor: usize,
+    budget: usize,
+) -> Option<usize> {
+    let mut st = store.lock();
+    let id = dom.id;
+    let n = st.get(usize::from(id.0)).map_or(0, |s| {
+        s.table.frames().len().min(GRANT_TABLE_FRAMES as usize)
+    });
+    let mut world = DomainWorld {
+        me: &mut *dom,
+        peers,
+        mem: &mut *mem,
+        table_frames: n,
+    };
+    super::ops::release_mappings(&mut st[..], &mut world, id, cursor, budget)
+}
+
+/// The rest of [`release_domain`], once its mappings are undone: its own
+/// references other domains still map outlive it, the references on its
+/// table frames go. Bounded by its table's entries.
+pub fn release_own<M: PhysMem + ?Sized, P: Peers + ?Sized>(
+    store: &Store,
+    dom: &mut Domain,
+    mem: &mut M,
+    peers: &P,
+) {
     let mut st = store.lock();
     let id = dom.id;
     let Some(mine) = st.get(usize::from(id.0)) else {
@@ -279,10 +331,6 @@ pub fn release_domain<M: PhysMem + ?Sized, P: Peers + ?Sized>(
         mem: &mut *mem,
         table_frames: n,
     };
-    let mut cursor = 0;
-    while let Some(next) = super::ops::release_mappings(&mut st[..], &mut world, id, cursor, 64) {
-        cursor = next;
-    }
     let outlived = super::ops::orphan_grants(&mut st[..], &mut world, id);
     for f in frames.iter().take(n) {
         dom.grant_put_writable(mem, *f);
@@ -301,6 +349,14 @@ pub fn release_domain<M: PhysMem + ?Sized, P: Peers + ?Sized>(
     } else {
         mine.reset();
     }
+}
+
+/// Whether no other domain uses any grant of `d` any more (nothing of its
+/// left for [`reap`] to free).
+pub fn quiescent(store: &Store, d: crate::domain::DomainId) -> bool {
+    let st = store.lock();
+    st.get(usize::from(d.0))
+        .is_none_or(|s| s.quiescent() && s.table.reap_pending() == 0)
 }
 
 /// Set when a grant operation left a frame of an ended domain to free: the

@@ -2,10 +2,14 @@
 //! compile-time indexes the hot path looks calls up in, and the table rendered
 //! for the documentation.
 
-use super::{console_io, events, grant, mmu, multicall, sched, xen_version};
+use super::{console_io, domctl, events, grant, mmu, multicall, sched, xen_version};
 use super::{Ctx, HcResult, HypercallArgs};
 use crate::mem::PhysMem;
 use keel_abi::console::CONSOLEIO_WRITE;
+use keel_abi::domctl::{
+    XEN_DOMCTL_DESTROYDOMAIN, XEN_DOMCTL_GETDOMAININFO, XEN_DOMCTL_PAUSEDOMAIN,
+    XEN_DOMCTL_UNPAUSEDOMAIN,
+};
 use keel_abi::event::{
     EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU,
     EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK,
@@ -93,6 +97,8 @@ pub enum Op {
     HvmSetParam,
     /// `grant::grant_table_op`.
     GrantTableOp,
+    /// `domctl::domctl`.
+    Domctl,
 }
 
 impl Op {
@@ -128,6 +134,7 @@ impl Op {
             Op::VcpuStopSingleshot => events::vcpu_stop_singleshot(ctx, a),
             Op::HvmSetParam => events::hvm_set_param(ctx, a),
             Op::GrantTableOp => grant::grant_table_op(ctx, a),
+            Op::Domctl => domctl::domctl(ctx, a),
         }
     }
 
@@ -583,6 +590,42 @@ const ROWS: &[Row] = &[
         since: AbiVersion::V1_1,
         doc: "grant_table_op(GNTTABOP_query_size, op*, 1): the table's frames and the largest size (4); GNTST_*; 0, -EFAULT, -EINVAL",
         handler: Op::GrantTableOp,
+    },
+    Row {
+        nr: Hypercall::DOMCTL,
+        sub: XEN_DOMCTL_GETDOMAININFO as u64,
+        whole: true,
+        name: "domctl / XEN_DOMCTL_getdomaininfo",
+        since: AbiVersion::V1_1,
+        doc: "domctl(xen_domctl*), control domain only: the first domain whose id is at least domain (name as handle, pages, XEN_DOMINF_* state); 0, -EFAULT, -EPERM (not the control domain), -EACCES (interface_version not 0x15), -ESRCH (none), -ENOSYS (other commands); docs/abi/domains.md",
+        handler: Op::Domctl,
+    },
+    Row {
+        nr: Hypercall::DOMCTL,
+        sub: XEN_DOMCTL_PAUSEDOMAIN as u64,
+        whole: true,
+        name: "domctl / XEN_DOMCTL_pausedomain",
+        since: AbiVersion::V1_1,
+        doc: "domctl(xen_domctl*), control domain only: stop scheduling domain until as many unpauses; 0, -EFAULT, -EPERM, -EACCES, -ESRCH, -EINVAL (itself, a dying domain)",
+        handler: Op::Domctl,
+    },
+    Row {
+        nr: Hypercall::DOMCTL,
+        sub: XEN_DOMCTL_UNPAUSEDOMAIN as u64,
+        whole: true,
+        name: "domctl / XEN_DOMCTL_unpausedomain",
+        since: AbiVersion::V1_1,
+        doc: "domctl(xen_domctl*), control domain only: undo one pause; 0, -EFAULT, -EPERM, -EACCES, -ESRCH, -EINVAL (not paused, itself)",
+        handler: Op::Domctl,
+    },
+    Row {
+        nr: Hypercall::DOMCTL,
+        sub: XEN_DOMCTL_DESTROYDOMAIN as u64,
+        whole: true,
+        name: "domctl / XEN_DOMCTL_destroydomain",
+        since: AbiVersion::V1_1,
+        doc: "domctl(xen_domctl*), control domain only: end domain (torn down before the caller runs again; VIRQ_DOM_EXC to the control domain); 0, -EFAULT, -EPERM, -EACCES, -ESRCH, -EINVAL (itself)",
+        handler: Op::Domctl,
     },
 ];
 

@@ -136,6 +136,27 @@ impl World {
         };
         dispatch_noting_changes(&mut ctx, &HypercallArgs { nr: nr.0, args })
     }
+    /// [`Self::call`] with other domains (`peers`).
+    pub(super) fn call_with_peers(
+        &mut self,
+        nr: Hypercall,
+        args: [u64; 5],
+        peers: &mut dyn crate::peers::Peers,
+    ) -> Outcome {
+        let tsc = self.tsc;
+        let now = move || tsc;
+        let mut ctx = Ctx {
+            dom: &mut self.dom,
+            mem: &mut self.mem,
+            console: &mut self.con,
+            ev: &mut self.ev,
+            now: &now,
+            work: crate::preempt::Budget::new(),
+            grants: &TEST_GRANTS,
+            peers,
+        };
+        dispatch_noting_changes(&mut ctx, &HypercallArgs { nr: nr.0, args }).0
+    }
     pub(super) fn poke(&mut self, va: u64, data: &[u8]) {
         guest_mem::copy_to_guest(&self.dom, &mut self.mem, GuestVirt::new(va), data).unwrap();
     }

@@ -347,7 +347,22 @@ impl FrameTable {
 
     /// Return the domain's frames (scrubbed) and the table's own frames.
     pub fn free<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(self, mem: &mut M, frames: &mut F) {
-        for pfn in 0..self.nr_pages {
+        let _ = self.free_frames_from(mem, frames, 0, self.nr_pages);
+        self.free_table(frames);
+    }
+
+    /// Scrub and free the domain's frames from PFN `from`, at most `n` of
+    /// them: the next PFN while some remain. The table stays readable (it is
+    /// freed by [`Self::free_table`] once every frame is).
+    pub fn free_frames_from<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
+        &self,
+        mem: &mut M,
+        frames: &mut F,
+        from: u64,
+        n: u64,
+    ) -> Option<u64> {
+        let end = from.saturating_add(n.max(1)).min(self.nr_pages);
+        for pfn in from..end {
             let raw = mem.read_u64(self.p2m.at(pfn * P2M_ENTRY));
             // u64::MAX marks a slot whose frame is freed through another slot.
             if raw != u64::MAX {
@@ -355,6 +370,12 @@ impl FrameTable {
                 frames.free_frame(Mfn::new(raw));
             }
         }
+        (end < self.nr_pages).then_some(end)
+    }
+
+    /// Free the table's own frames (after [`Self::free_frames_from`] freed
+    /// every frame of the domain).
+    pub fn free_table<F: FrameSource + ?Sized>(self, frames: &mut F) {
         self.p2m.free(frames);
         self.m2p.free(frames);
         if let Some(d) = self.dense {

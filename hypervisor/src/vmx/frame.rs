@@ -162,4 +162,8 @@ pub enum DomainEnd {
     /// A service domain, ended by the hypervisor because every other domain
     /// had ended (it does not count in the machine's power-off status).
     Destroyed,
+    /// Destroyed by the control domain (`XEN_DOMCTL_destroydomain`): ended on
+    /// purpose by the domain that decides, so, like a service domain's end,
+    /// it does not count in the power-off status.
+    DestroyedByControl,
 }

@@ -24,10 +24,15 @@ use super::setup::{
 use super::stub::{launch, Leave};
 use crate::arch::timer;
 use crate::domain::{Domain, DomainId};
+use crate::domctl::{Action, Directory, Summary};
 use crate::event::interdomain::Endpoint;
+use crate::lifecycle::{End, Phase, Teardown, TeardownWorld};
 use crate::mem::{Console, FrameSource, PhysMem};
-use crate::peers::Peers;
+use crate::peers::{DomctlDone, Peers};
 use crate::sched::{Next, Scheduler, DEFAULT_WEIGHT, UNBOUNDED};
+use keel_abi::domctl::XenDomctl;
+use keel_abi::event::VIRQ_DOM_EXC;
+use keel_abi::Errno;
 
 /// The most domains Keel runs at once (domain ids 1 to `MAX_DOMAINS`), one
 /// per boot module.
@@ -50,7 +55,29 @@ pub struct Guest<'a, M: PhysMem, C: Console> {
     service: bool,
     /// The domain's page tables use NX (its EFER.NXE).
     nx: bool,
+    /// The control domain destroyed it (`XEN_DOMCTL_destroydomain`): it is
+    /// paused, and the run loop tears it down before its next decision.
+    destroyed: bool,
+    /// It has ended and is being torn down, a bounded piece per run-loop
+    /// iteration (`crate::lifecycle`): never entered again, not a peer.
+    dying: Option<Dying>,
 }
+
+/// A domain's teardown in progress.
+struct Dying {
+    t: Teardown,
+    /// How it ended (recorded once the teardown is done).
+    end: DomainEnd,
+    /// Frames its teardown has given back so far.
+    returned: u64,
+    /// Its counts did not all come back to zero.
+    leaked: bool,
+}
+
+/// Units of one teardown step (ports closed, maptrack slots looked at,
+/// frames scrubbed): 64 frames is 256 KiB of scrubbing between two
+/// scheduling decisions.
+const TEARDOWN_BUDGET: u32 = 64;
 
 /// The live domains on this CPU other than one (the running one, or one that
 /// is ending), for that one's hypercalls (`crate::peers`): the vCPU slots
@@ -65,6 +92,10 @@ struct OnCpu<'r, 'a, M: PhysMem, C: Console> {
     /// The slot left out.
     skip: usize,
     sched: &'r mut Scheduler<SCHED_SLOTS>,
+    /// The control domain (`keel.control`), if any.
+    control: Option<DomainId>,
+    /// A `domctl` destroyed a domain (the run loop looks for it only then).
+    destroyed_one: bool,
 }
 
 impl<'a, M: PhysMem, C: Console> OnCpu<'_, 'a, M, C> {
@@ -91,11 +122,128 @@ impl<'a, M: PhysMem, C: Console> OnCpu<'_, 'a, M, C> {
         };
         slot.as_mut()
     }
+
+    /// What `getdomaininfo` reports of a live domain other than the caller.
+    fn summary(&self, d: DomainId) -> Option<Summary> {
+        let g = self.guest(d)?;
+        let dom = g.vcpu.domain();
+        Some(Summary {
+            tot_pages: dom.owned_pages(),
+            max_pages: dom.nr_pages(),
+            shared_info_frame: g.vcpu.shared_frame(),
+            name: dom.name(),
+            shutdown: None,
+            dying: g.destroyed || g.dying.is_some(),
+        })
+    }
+
+    /// A domain became runnable during the running vCPU's hypercall: if that
+    /// vCPU had the CPU alone, with no slice, its run now ends a slice after
+    /// it was picked (`Scheduler::rearm`; the VMCALL exit arms it).
+    fn rearm_running(&mut self) {
+        if let Some(until) = self.sched.rearm(timer::rdtsc()) {
+            percpu::this().set_slice_rearm(until);
+        }
+    }
+
+    /// Domain `ended` has ended: raise `VIRQ_DOM_EXC` in the control domain
+    /// (if it is another, lives, and is served ABI 1.1), waking it if it waits.
+    fn notify_control(&mut self, ended: DomainId) {
+        let Some(c) = self.control.filter(|c| *c != ended) else {
+            return;
+        };
+        let Some(g) = self.guest_mut(c).filter(|g| g.dying.is_none()) else {
+            return;
+        };
+        if !g.vcpu.domain().serves(keel_abi::version::AbiVersion::V1_1) {
+            return;
+        }
+        g.vcpu.raise_virq(VIRQ_DOM_EXC);
+        if g.vcpu.is_blocked() {
+            self.sched.wake(c);
+        }
+    }
+}
+
+/// Every domain as `domctl` sees it: the caller (not in [`OnCpu`]'s slots)
+/// and the others.
+struct Listing<'x, 'r, 'a, M: PhysMem, C: Console> {
+    me: (DomainId, Summary),
+    on: &'x OnCpu<'r, 'a, M, C>,
+}
+
+impl<M: PhysMem, C: Console> Directory for Listing<'_, '_, '_, M, C> {
+    fn control(&self) -> Option<DomainId> {
+        self.on.control
+    }
+
+    fn first_from(&self, from: u16) -> Option<(DomainId, Summary)> {
+        // At most MAX_DOMAINS ids to look at.
+        (from..=MAX_DOMAINS as u16).find_map(|id| {
+            let d = DomainId(id);
+            if d == self.me.0 {
+                Some(self.me)
+            } else {
+                self.on.summary(d).map(|s| (d, s))
+            }
+        })
+    }
 }
 
 impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
+    fn domctl(
+        &mut self,
+        caller: DomainId,
+        me: Summary,
+        op: &mut XenDomctl,
+    ) -> Result<DomctlDone, Errno> {
+        let action = {
+            let listing = Listing {
+                me: (caller, me),
+                on: &*self,
+            };
+            crate::domctl::domctl(&listing, &*self.sched, caller, op)?
+        };
+        Ok(match action {
+            Action::None => DomctlDone::Answered,
+            Action::Pause(d) => {
+                self.sched.pause(d, timer::rdtsc());
+                DomctlDone::Scheduled
+            }
+            Action::Unpause(d) => {
+                self.sched.unpause(d);
+                self.rearm_running();
+                DomctlDone::Scheduled
+            }
+            Action::Destroy(d) => {
+                if let Some(g) = self.guest_mut(d) {
+                    g.destroyed = true;
+                }
+                self.destroyed_one = true;
+                // Never entered again: the run loop ends it first thing.
+                self.sched.pause(d, timer::rdtsc());
+                DomctlDone::Destroying
+            }
+        })
+    }
+
     fn peer(&self, d: DomainId) -> Option<&Domain> {
-        self.guest(d).map(|g| g.vcpu.domain())
+        self.guest(d)
+            .filter(|g| g.dying.is_none() && !g.destroyed)
+            .map(|g| g.vcpu.domain())
+    }
+
+    fn holder(&self, d: DomainId) -> Option<&Domain> {
+        self.guest(d)
+            .filter(|g| {
+                g.dying.as_ref().is_none_or(|x| {
+                    matches!(
+                        x.t.phase,
+                        Phase::Notify | Phase::Ports(_) | Phase::Mappings(_)
+                    )
+                })
+            })
+            .map(|g| g.vcpu.domain())
     }
 
     fn endpoint(&self, d: DomainId, p: u32) -> Option<Endpoint> {
@@ -117,11 +265,7 @@ impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
         // for other ports) when the scheduler picks it.
         if g.vcpu.is_blocked() {
             self.sched.wake(d);
-            // The running vCPU may have had the CPU alone, with no slice:
-            // its run ends a slice after it was picked (`Scheduler::rearm`).
-            if let Some(until) = self.sched.rearm(timer::rdtsc()) {
-                percpu::this().set_slice_rearm(until);
-            }
+            self.rearm_running();
         }
         raised
     }
@@ -191,20 +335,23 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
     idle_console: &mut impl Console,
     frames: &mut impl FrameSource,
     several: bool,
+    control: Option<DomainId>,
 ) -> Ends {
-    let (shared, tear_down) = (several, several);
-    let mut out = Ends {
-        ends: [(DomainId(0), DomainEnd::EntryFailed); MAX_DOMAINS],
-        n: 0,
-        accounting_bug: false,
+    let shared = several;
+    let mut ends = Ending {
+        pc: percpu::this(),
+        frames,
+        out: Ends {
+            ends: [(DomainId(0), DomainEnd::EntryFailed); MAX_DOMAINS],
+            n: 0,
+            accounting_bug: false,
+        },
+        tear_down: several,
+        control,
+        dying: 0,
+        destroy_pending: false,
     };
-    let pc = percpu::this();
-    let record = |out: &mut Ends, id: DomainId, end: DomainEnd| {
-        if let Some(e) = out.ends.get_mut(out.n) {
-            *e = (id, end);
-            out.n += 1;
-        }
-    };
+    let pc = ends.pc;
     let (clock, wall) = start_time(cpu);
     let mut sched: Scheduler<SCHED_SLOTS> = Scheduler::new((clock.hz / 1000).max(1));
     if shared {
@@ -212,47 +359,49 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
     }
     for (i, d) in doms.enumerate() {
         let id = d.dom.id;
-        match prepare(cpu, pc, d, frames, clock, wall, shared) {
+        match prepare(cpu, pc, d, ends.frames, clock, wall, shared) {
             Ok(g) => {
                 if let Some(slot) = guests.get_mut(i) {
                     *slot = Some(g);
                     sched.add(id, DEFAULT_WEIGHT);
                 }
             }
-            Err(end) => record(&mut out, id, end),
+            Err(end) => ends.record(id, end),
         }
     }
 
-    // The run loop: one iteration per entry into a guest, or per idle period.
+    // The run loop: one iteration per entry into a guest, or per idle period,
+    // each after at most one bounded step of a teardown.
     loop {
-        let live = guests.iter().filter(|g| g.is_some()).count();
-        if live == 0 {
+        // Domains the control domain destroyed stop before anything else runs.
+        if core::mem::take(&mut ends.destroy_pending) {
+            ends.end_each(
+                guests,
+                &mut sched,
+                |g| g.destroyed,
+                DomainEnd::DestroyedByControl,
+                None,
+            );
+        }
+        // One step of a teardown; `tearing`: one has work it can do now (not
+        // only waiting for other domains to unmap its grants).
+        let tearing = ends.dying > 0 && ends.step_teardown(guests, &mut sched);
+        if guests.iter().all(Option::is_none) {
             break;
         }
-        // Only service domains are left (and another has ended: a machine of
-        // service domains alone runs them).
-        if out.n > 0 && guests.iter().flatten().all(|g| g.service) {
-            for i in 0..guests.len() {
-                if let Some(guest) = guests.get_mut(i).and_then(Option::take) {
-                    let id = guest.vcpu.domain_id();
-                    sched.remove(id);
-                    let end = end_guest(
-                        pc,
-                        guest,
-                        frames,
-                        DomainEnd::Destroyed,
-                        tear_down,
-                        &mut out.accounting_bug,
-                        others(guests, &mut sched),
-                    );
-                    record(&mut out, id, end);
-                }
-            }
-            break;
+        // Only service domains are left running (and another has ended: a
+        // machine of service domains alone runs them).
+        let mut running = guests.iter().flatten().filter(|g| g.dying.is_none());
+        let ended = ends.out.n > 0 || ends.dying > 0;
+        if ended && running.clone().next().is_some() && running.all(|g| g.service) {
+            ends.end_each(guests, &mut sched, |_| true, DomainEnd::Destroyed, None);
+            continue;
         }
         let now = timer::rdtsc();
         let (id, until) = match sched.schedule(now) {
             Next::Run { dom, until } => (dom, until),
+            // A teardown goes on instead of idling.
+            Next::Idle { .. } if tearing => continue,
             Next::Idle { until: Some(until) } => {
                 idle_console.drain_until(until);
                 timer::idle_until(until);
@@ -261,28 +410,18 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             Next::Idle { until: None } => {
                 // Every domain waits for an event only another could send, and
                 // none can: each would sleep forever.
-                for i in 0..guests.len() {
-                    if let Some(guest) = guests.get_mut(i).and_then(Option::take) {
-                        let id = guest.vcpu.domain_id();
-                        log::error!("domain {}: blocked with no event source, like every other domain: killed", id.0);
-                        sched.remove(id);
-                        let end = end_guest(
-                            pc,
-                            guest,
-                            frames,
-                            DomainEnd::Crashed,
-                            tear_down,
-                            &mut out.accounting_bug,
-                            others(guests, &mut sched),
-                        );
-                        record(&mut out, id, end);
-                    }
-                }
-                break;
+                ends.end_each(
+                    guests,
+                    &mut sched,
+                    |_| true,
+                    DomainEnd::Crashed,
+                    Some("blocked with no event source, like every other domain: killed"),
+                );
+                continue;
             }
         };
         let idx = usize::from(id.0).wrapping_sub(1);
-        if !matches!(guests.get(idx), Some(Some(_))) {
+        if !matches!(guests.get(idx), Some(Some(g)) if g.dying.is_none()) {
             sched.remove(id);
             continue;
         }
@@ -300,20 +439,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         }
         if let Err(e) = make_current(pc, g.vf.vmcs) {
             log::error!("vmx: VMPTRLD of domain {}'s VMCS failed: {e}", id.0);
-            let Some(guest) = guests.get_mut(idx).and_then(Option::take) else {
-                continue;
-            };
-            sched.remove(id);
-            let end = end_guest(
-                pc,
-                guest,
-                frames,
-                DomainEnd::EntryFailed,
-                tear_down,
-                &mut out.accounting_bug,
-                others(guests, &mut sched),
-            );
-            record(&mut out, id, end);
+            ends.end_slot(guests, &mut sched, idx, DomainEnd::EntryFailed);
             continue;
         }
         if let Some(s) = &g.switched {
@@ -331,9 +457,12 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                 after,
                 skip: idx,
                 sched: &mut sched,
+                control,
+                destroyed_one: false,
             },
         };
         let leave = launch(pc, &mut running, g.gprs, g.launched);
+        ends.destroy_pending |= running.peers.destroyed_one;
         g.launched = true;
         if let Some(s) = &mut g.switched {
             s.save();
@@ -341,7 +470,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         let end = match leave {
             Leave::Switch(gprs) => {
                 g.gprs = gprs;
-                g.vcpu.reap_grants(frames);
+                g.vcpu.reap_grants(ends.frames);
                 let now = timer::rdtsc();
                 match g.vcpu.take_give_up() {
                     // Its timer may have fired since it decided to block
@@ -363,22 +492,196 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                 DomainEnd::Crashed
             }
         };
-        let Some(guest) = guests.get_mut(idx).and_then(Option::take) else {
-            continue;
-        };
-        sched.remove(id);
-        let end = end_guest(
-            pc,
-            guest,
-            frames,
-            end,
-            tear_down,
-            &mut out.accounting_bug,
-            others(guests, &mut sched),
-        );
-        record(&mut out, id, end);
+        ends.end_slot(guests, &mut sched, idx, end);
     }
-    out
+    ends.out
+}
+
+/// What ending domains needs, and how each ended so far.
+struct Ending<'x, F: FrameSource> {
+    pc: &'static PerCpu,
+    frames: &'x mut F,
+    out: Ends,
+    /// Scrub and free an ended domain's frames (else only check its counts:
+    /// a domain alone, the machine powers off next).
+    tear_down: bool,
+    control: Option<DomainId>,
+    /// Teardowns in progress (the run loop looks for them only if any).
+    dying: usize,
+    /// A `domctl` destroyed a domain since the last look.
+    destroy_pending: bool,
+}
+
+impl<F: FrameSource> Ending<'_, F> {
+    fn record(&mut self, id: DomainId, end: DomainEnd) {
+        if let Some(e) = self.out.ends.get_mut(self.out.n) {
+            *e = (id, end);
+            self.out.n += 1;
+        }
+    }
+
+    /// End the domain in slot `idx` (if any, and not ending already) as
+    /// `end`: off the scheduler, its VMCS and register save area freed (a
+    /// constant amount of work), and its teardown started; a domain alone
+    /// (no teardown) is only checked, at once.
+    fn end_slot<'a, M: PhysMem, C: Console>(
+        &mut self,
+        guests: &mut [Option<Guest<'a, M, C>>],
+        sched: &mut Scheduler<SCHED_SLOTS>,
+        idx: usize,
+        end: DomainEnd,
+    ) {
+        let Some(g) = guests.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if g.dying.is_some() {
+            return;
+        }
+        let id = g.vcpu.domain_id();
+        sched.remove(id);
+        if !self.tear_down {
+            let Some(guest) = guests.get_mut(idx).and_then(Option::take) else {
+                return;
+            };
+            let end = end_guest(
+                self.pc,
+                guest,
+                self.frames,
+                end,
+                &mut self.out.accounting_bug,
+                others(guests, sched, self.control),
+            );
+            self.record(id, end);
+            return;
+        }
+        if make_current(self.pc, g.vf.vmcs).is_ok() {
+            // The VMCS frame is freed: the record keeps its number only.
+            let none = VmcsFrames {
+                vmcs: g.vf.vmcs,
+                msr_bitmap: None,
+                io_bitmaps: None,
+            };
+            let vf = core::mem::replace(&mut g.vf, none);
+            finish(self.pc, vf, self.frames, end);
+        } else {
+            log::error!(
+                "vmx: cannot load the VMCS of an ended domain to clear it; leaking its frame"
+            );
+        }
+        if let Some(s) = g.switched.take() {
+            self.frames.free_frame(s.area());
+        }
+        self.dying += 1;
+        g.dying = Some(Dying {
+            t: Teardown::new(id, lifecycle_end(end)),
+            end,
+            returned: 0,
+            leaked: false,
+        });
+    }
+
+    /// One bounded step of the first teardown in progress
+    /// ([`Teardown::step`]); when it finishes, the slot is free and the end
+    /// recorded. Whether a teardown has work it can do now. Kept out of the
+    /// run loop's body (`inline(never)`): the switch path stays as short as
+    /// without teardowns (`bench_switch_*`).
+    #[inline(never)]
+    fn step_teardown<'a, M: PhysMem, C: Console>(
+        &mut self,
+        guests: &mut [Option<Guest<'a, M, C>>],
+        sched: &mut Scheduler<SCHED_SLOTS>,
+    ) -> bool {
+        let waiting = |g: &Option<Guest<'a, M, C>>| matches!(g, Some(g) if g.dying.as_ref().is_some_and(|d| d.t.phase != Phase::Grants));
+        let idx = match guests.iter().position(waiting) {
+            Some(i) => i,
+            // Only teardowns waiting for others' unmaps: look at each once.
+            None => match guests
+                .iter()
+                .position(|g| matches!(g, Some(g) if g.dying.is_some()))
+            {
+                Some(i) => i,
+                None => return false,
+            },
+        };
+        let (before, rest) = guests.split_at_mut(idx);
+        let Some((Some(g), after)) = rest.split_first_mut() else {
+            return false;
+        };
+        let Some(d) = g.dying.as_mut() else {
+            return false;
+        };
+        let mut peers = OnCpu {
+            before,
+            after,
+            skip: idx,
+            sched,
+            control: self.control,
+            destroyed_one: false,
+        };
+        let id = g.vcpu.domain_id();
+        let mut w = TeardownOnCpu {
+            vcpu: &mut g.vcpu,
+            peers: &mut peers,
+            frames: &mut *self.frames,
+            dying: &mut *d,
+        };
+        // Waiting for its grants: their frames may be free to reap now (an
+        // unmap or another teardown released them).
+        if crate::grant::world::REAP_HINT.load(Relaxed) || w.dying.t.phase == Phase::Grants {
+            let (_, mem) = w.vcpu.parts_mut();
+            crate::grant::world::reap(&crate::grant::STORE, mem, &mut *w.frames);
+        }
+        let waited = w.dying.t.phase == Phase::Grants;
+        let done = {
+            let mut t = w.dying.t;
+            let done = t.step(&mut w, TEARDOWN_BUDGET);
+            w.dying.t = t;
+            done
+        };
+        if !done {
+            return !waited;
+        }
+        let (_, mem) = g.vcpu.parts_mut();
+        crate::grant::world::reap(&crate::grant::STORE, mem, &mut *self.frames);
+        let (end, returned, leaked) = (d.end, d.returned, d.leaked);
+        if leaked {
+            self.out.accounting_bug = true;
+        } else {
+            log::info!(
+                "domain {}: torn down, every count back to zero; {returned} frames scrubbed and returned",
+                id.0
+            );
+        }
+        if let Some(slot) = guests.get_mut(idx) {
+            *slot = None;
+        }
+        self.dying -= 1;
+        self.record(id, end);
+        true
+    }
+
+    /// End every live domain `which` picks, each as `end` (saying `why`).
+    fn end_each<'a, M: PhysMem, C: Console>(
+        &mut self,
+        guests: &mut [Option<Guest<'a, M, C>>],
+        sched: &mut Scheduler<SCHED_SLOTS>,
+        which: impl Fn(&Guest<'a, M, C>) -> bool,
+        end: DomainEnd,
+        why: Option<&str>,
+    ) {
+        for i in 0..guests.len() {
+            let Some(g) = guests.get(i).and_then(Option::as_ref).filter(|g| which(g)) else {
+                continue;
+            };
+            if g.dying.is_some() {
+                continue;
+            }
+            if let Some(why) = why {
+                log::error!("domain {}: {why}", g.vcpu.domain_id().0);
+            }
+            self.end_slot(guests, sched, i, end);
+        }
+    }
 }
 
 /// Every live domain (the ended one's slot already empty) as the peers of
@@ -386,6 +689,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
 fn others<'r, 'a, M: PhysMem, C: Console>(
     guests: &'r mut [Option<Guest<'a, M, C>>],
     sched: &'r mut Scheduler<SCHED_SLOTS>,
+    control: Option<DomainId>,
 ) -> OnCpu<'r, 'a, M, C> {
     let skip = guests.len();
     OnCpu {
@@ -393,6 +697,8 @@ fn others<'r, 'a, M: PhysMem, C: Console>(
         after: &mut [],
         skip,
         sched,
+        control,
+        destroyed_one: false,
     }
 }
 
@@ -551,18 +857,20 @@ fn prepare<'a, M: PhysMem, C: Console>(
         switched,
         service,
         nx,
+        destroyed: false,
+        dying: None,
     })
 }
 
-/// A domain has ended: its VMCS cleared and freed, its register save area
-/// freed, and its frames scrubbed and given back (or, with `tear_down` false,
-/// only its counts checked), with the teardown check. Returns how it ended.
+/// A domain alone has ended: its VMCS cleared and freed and its counts
+/// checked (the machine powers off next, so its frames are not scrubbed;
+/// several domains are torn down a step at a time instead, `Ending`).
+/// Returns how it ended.
 fn end_guest<M: PhysMem, C: Console>(
     pc: &PerCpu,
     g: Guest<'_, M, C>,
     frames: &mut impl FrameSource,
     end: DomainEnd,
-    tear_down: bool,
     accounting_bug: &mut bool,
     mut peers: OnCpu<'_, '_, M, C>,
 ) -> DomainEnd {
@@ -572,8 +880,6 @@ fn end_guest<M: PhysMem, C: Console>(
         switched,
         ..
     } = g;
-    // Its peers' ends of its channels go back to unbound (for it: the peer
-    // sees `EVTCHNSTAT_unbound` naming a dead domain, and may close it).
     vcpu.close_ports(&mut peers);
     if make_current(pc, vf.vmcs).is_ok() {
         finish(pc, vf, frames, end);
@@ -587,32 +893,95 @@ fn end_guest<M: PhysMem, C: Console>(
     let id = dom.id.0;
     // What it holds through grants first: those references are not its page
     // tables', and the check below counts them.
-    // (The granters of what it maps are peers: their accounting drops it.)
     crate::grant::world::release_domain(&crate::grant::STORE, dom, mem, &peers);
-    if tear_down {
-        let t = dom.release_frames(mem, frames);
-        if t.leaked_counts != 0 {
-            *accounting_bug = true;
-        } else {
-            log::info!(
-                "domain {id}: torn down, every count back to zero; {} frames scrubbed and returned",
-                t.frames_returned
-            );
-        }
+    let leaked = dom.release_mm(mem);
+    if leaked != 0 {
+        log::error!(
+            "domain {id}: {leaked} frames kept type or reference counts after teardown: accounting bug"
+        );
+        *accounting_bug = true;
     } else {
-        let leaked = dom.release_mm(mem);
-        if leaked != 0 {
-            log::error!(
-                "domain {id}: {leaked} frames kept type or reference counts after teardown: accounting bug"
-            );
-            *accounting_bug = true;
-        } else {
-            log::info!("domain {id}: torn down, every count back to zero");
-        }
+        log::info!("domain {id}: torn down, every count back to zero");
     }
-    // Frames of ended granters whose last mapping this end released.
     crate::grant::world::reap(&crate::grant::STORE, mem, frames);
+    peers.notify_control(dom.id);
     end
+}
+
+/// A teardown's phases (`crate::lifecycle`) on this CPU: the ended domain's
+/// vCPU (its ports, its record, the machine) and the live domains.
+struct TeardownOnCpu<'x, 'r, 'a, M: PhysMem, C: Console, F: FrameSource> {
+    vcpu: &'x mut Vcpu<'a, M, C>,
+    peers: &'x mut OnCpu<'r, 'a, M, C>,
+    frames: &'x mut F,
+    dying: &'x mut Dying,
+}
+
+impl<M: PhysMem, C: Console, F: FrameSource> TeardownWorld for TeardownOnCpu<'_, '_, '_, M, C, F> {
+    fn notify_control(&mut self, ended: DomainId) {
+        self.peers.notify_control(ended);
+    }
+
+    fn close_ports(&mut self, _: DomainId, cursor: u32, budget: u32) -> Option<u32> {
+        self.vcpu.close_ports_from(&mut *self.peers, cursor, budget)
+    }
+
+    fn release_mappings(&mut self, _: DomainId, cursor: usize, budget: u32) -> Option<usize> {
+        let (dom, mem) = self.vcpu.parts_mut();
+        let store = &crate::grant::STORE;
+        let next = crate::grant::world::release_mappings_from(
+            store,
+            dom,
+            mem,
+            &*self.peers,
+            cursor,
+            budget as usize,
+        );
+        if next.is_none() {
+            // Its own grants others still map outlive it; its table frames'
+            // references go (bounded by its table's entries).
+            crate::grant::world::release_own(store, dom, mem, &*self.peers);
+        }
+        next
+    }
+
+    /// Cursor 0: drop every pin and the base, and check that every count is
+    /// back to zero (the teardown check); then cursor `n + 1`: scrub and free
+    /// from PFN `n`.
+    fn free_frames(&mut self, _: DomainId, cursor: u64, budget: u32) -> Option<u64> {
+        let (dom, mem) = self.vcpu.parts_mut();
+        let Some(from) = cursor.checked_sub(1) else {
+            let leaked = dom.release_mm(mem);
+            if leaked != 0 {
+                log::error!(
+                    "domain {}: {leaked} frames kept type or reference counts after teardown: accounting bug",
+                    dom.id.0
+                );
+                self.dying.leaked = true;
+            }
+            return Some(1);
+        };
+        let before = self.frames.free_count();
+        let next = dom.free_frames_from(mem, &mut *self.frames, from, u64::from(budget));
+        self.dying.returned += self.frames.free_count().saturating_sub(before);
+        next.map(|n| n + 1)
+    }
+
+    fn grants_quiescent(&self, d: DomainId) -> bool {
+        crate::grant::world::quiescent(&crate::grant::STORE, d)
+    }
+}
+
+/// How the lifecycle sees a domain's end.
+pub fn lifecycle_end(end: DomainEnd) -> End {
+    match end {
+        DomainEnd::Shutdown(keel_abi::sched::SHUTDOWN_POWEROFF) => End::PowerOff,
+        DomainEnd::Shutdown(keel_abi::sched::SHUTDOWN_CRASH)
+        | DomainEnd::Crashed
+        | DomainEnd::EntryFailed => End::Crash,
+        DomainEnd::Shutdown(_) | DomainEnd::Destroyed => End::Other,
+        DomainEnd::DestroyedByControl => End::Destroyed,
+    }
 }
 
 /// The hardware set-up before the first entry: mask the PIC, calibrate the

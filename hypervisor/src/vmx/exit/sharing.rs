@@ -24,6 +24,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         (self.dom, self.mem)
     }
 
+    /// The domain and the machine, borrowed (for the run loop's teardown of
+    /// an ended domain, a bounded piece at a time).
+    pub fn parts_mut(&mut self) -> (&mut Domain, &mut M) {
+        (&mut *self.dom, &mut *self.mem)
+    }
+
     /// Scrub and free the frames of ended domains whose last grant mapping
     /// this domain's exits released, if there are any.
     pub fn reap_grants(&mut self, frames: &mut impl crate::mem::FrameSource) {
@@ -121,6 +127,20 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
     }
 
+    /// The machine frame of the domain's `shared_info` (0 without one).
+    pub fn shared_frame(&self) -> u64 {
+        self.ev.shared.map_or(0, |m| m.get())
+    }
+
+    /// Raise global VIRQ `virq` here (`VIRQ_DOM_EXC` from the run loop):
+    /// whether an upcall was newly raised. Nothing if it is not bound.
+    pub fn raise_virq(&mut self, virq: u32) -> bool {
+        match self.ev.page(&*self.dom, &mut *self.mem) {
+            Some(mut page) => self.ev.chans.raise_virq(virq, &mut page),
+            None => false,
+        }
+    }
+
     /// The domain is ending: close its interdomain and unbound ports, each
     /// peer end going back to unbound (`interdomain::close_all`).
     pub fn close_ports(&mut self, peers: &mut dyn Peers) {
@@ -130,6 +150,27 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             return;
         };
         close_all_with(me, &mut self.ev.chans, &mut page, peers);
+    }
+}
+
+impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
+    /// [`Vcpu::close_ports`] a bounded piece at a time: ports from `cursor`,
+    /// at most `budget`; the next cursor while some remain.
+    pub fn close_ports_from(
+        &mut self,
+        peers: &mut dyn Peers,
+        cursor: u32,
+        budget: u32,
+    ) -> Option<u32> {
+        let me = self.dom.id;
+        let mut page = self.ev.page(&*self.dom, &mut *self.mem)?;
+        let mut world = crate::peers::Ports {
+            me,
+            chans: &mut self.ev.chans,
+            bits: &mut page,
+            peers,
+        };
+        crate::event::interdomain::close_all(&mut world, me, cursor, budget)
     }
 }
 

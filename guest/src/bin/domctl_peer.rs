@@ -1,0 +1,54 @@
+//! A companion of the `domctl` test (ABI 1.1, not the control domain).
+//! `role=spin`: spins without a hypercall until the control domain destroys
+//! it (the CPU time it uses shows whether it runs). `role=refused`: every
+//! `domctl` it makes is refused (-EPERM; -EFAULT for an envelope it cannot
+//! read), then it powers off; a wrong answer crashes it, which fails the test.
+//! Without a role it is `refused` (so it passes alone too).
+#![no_std]
+#![cfg_attr(target_os = "none", no_main)]
+
+use keel_guest::abi::domctl::{
+    XenDomctl, XEN_DOMCTL_DESTROYDOMAIN, XEN_DOMCTL_GETDOMAININFO, XEN_DOMCTL_PAUSEDOMAIN,
+};
+use keel_guest::abi::guest;
+use keel_guest::prelude::*;
+
+keel_guest::test! {
+    title: "A companion of the domctl test: a domain that spins, or one refused every domctl",
+    category: Functional,
+    abi: keel_guest::abi::version::AbiVersion::V1_1,
+    main: test_main,
+}
+
+fn test_main() {
+    match keel_guest::start::cmdline_value(cmdline(), "role") {
+        Some("spin") => loop {
+            core::hint::spin_loop();
+        },
+        // Refused is also what it is alone (the suite boots every program so):
+        // with no control domain every domctl is -EPERM.
+        Some("refused") | None => {
+            for (cmd, dom) in [
+                (XEN_DOMCTL_GETDOMAININFO, 0),
+                (XEN_DOMCTL_PAUSEDOMAIN, 1),
+                (XEN_DOMCTL_DESTROYDOMAIN, 2),
+                (77, 1),
+            ] {
+                let mut o = XenDomctl {
+                    cmd,
+                    domain: dom,
+                    ..Default::default()
+                };
+                check_eq!(
+                    guest::domctl(&mut o),
+                    Err(Errno::EPERM),
+                    "domctl {cmd} on {dom}"
+                );
+            }
+            let r = guest::hypercall_scalar(Hypercall::DOMCTL, [0x10, 0, 0, 0, 0]);
+            check_eq!(r, Errno::EFAULT.as_return(), "domctl at 0x10");
+            success();
+        }
+        Some(other) => failure!("role {other:?}: spin or refused"),
+    }
+}
