@@ -34,6 +34,9 @@ impl<T, const N: usize> EmptySlots<T, N> {
     }
 
     /// The table with every slot `None`, the first time; `None` after that.
+    // The `&mut` from `&self` is sound for the reason `MutexGuard::leak`'s is:
+    // it is handed out once, and the table is reached no other way.
+    #[allow(clippy::mut_from_ref)]
     pub fn take(&'static self) -> Option<&'static mut [Option<T>; N]> {
         if self.taken.swap(true, AcqRel) {
             return None;
