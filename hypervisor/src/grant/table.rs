@@ -218,7 +218,7 @@ enum SlotState {
 /// bytes would otherwise all be in its image): the slot states are separate
 /// from the mappings (an enum around `Mapping` would use `readonly`'s spare
 /// values, not zero, for a free slot), the count is of taken handles, and the
-/// free stack holds each entry XOR its initial value ([`Self::stack_bias`]).
+/// free stack holds each entry XOR its initial value (`stack_bias`).
 #[derive(Clone, Debug)]
 pub struct Maptrack<const N: usize> {
     state: [SlotState; N],
