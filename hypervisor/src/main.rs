@@ -188,8 +188,8 @@ mod bare {
             log::error!("domain: no guest image (the first boot module is the guest)");
             power_off(ExitStatus::BadGuestImage)
         }
-        let domains = DOMAINS.try_lock().map(spin::MutexGuard::leak);
-        let guests = GUESTS.try_lock().map(spin::MutexGuard::leak);
+        let domains = DOMAINS.take();
+        let guests = GUESTS.take();
         let machines = MACHINES.try_lock().map(spin::MutexGuard::leak);
         let consoles = CONSOLES.try_lock().map(spin::MutexGuard::leak);
         let (Some(domains), Some(guests), Some(machines), Some(consoles)) =
@@ -319,15 +319,14 @@ mod bare {
     }
 
     /// The domain table: too large for the boot stack, so a static, taken
-    /// once (`MutexGuard::leak`) for the rest of the run.
-    static DOMAINS: spin::Mutex<[Option<domain::Domain>; vmx::run::MAX_DOMAINS]> =
-        spin::Mutex::new([const { None }; vmx::run::MAX_DOMAINS]);
+    /// once for the rest of the run (all zeroes until then: `.bss`).
+    static DOMAINS: arch::slots::EmptySlots<domain::Domain, { vmx::run::MAX_DOMAINS }> =
+        arch::slots::EmptySlots::new();
     /// The vCPUs, one slot per domain.
-    #[allow(clippy::type_complexity)]
-    static GUESTS: spin::Mutex<
-        [Option<vmx::run::Guest<'static, arch::mem::DirectMap, arch::serial::SerialConsole>>;
-            vmx::run::MAX_DOMAINS],
-    > = spin::Mutex::new([const { None }; vmx::run::MAX_DOMAINS]);
+    static GUESTS: arch::slots::EmptySlots<
+        vmx::run::Guest<'static, arch::mem::DirectMap, arch::serial::SerialConsole>,
+        { vmx::run::MAX_DOMAINS },
+    > = arch::slots::EmptySlots::new();
     /// The machine as each vCPU reaches it (the direct map: no state).
     static MACHINES: spin::Mutex<[arch::mem::DirectMap; vmx::run::MAX_DOMAINS]> =
         spin::Mutex::new([const { arch::mem::DirectMap }; vmx::run::MAX_DOMAINS]);

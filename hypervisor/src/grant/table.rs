@@ -188,11 +188,24 @@ pub struct Mapping {
     pub readonly: bool,
 }
 
-/// One maptrack slot.
+impl Mapping {
+    /// A free slot's contents (meaningless; all zeroes).
+    const NONE: Mapping = Mapping {
+        granter: DomainId(0),
+        gref: 0,
+        va: GuestVirt::new(0),
+        mfn: Mfn::new(0),
+        readonly: false,
+    };
+}
+
+/// What one maptrack slot holds. `Free` is the zero value, so an empty
+/// maptrack is all zeroes (`.bss` in the hypervisor's image).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Slot {
-    Free,
-    Used(Mapping),
+enum SlotState {
+    Free = 0,
+    /// A mapping held (the slot's [`Mapping`]).
+    Used,
     /// Being unmapped: the entry is gone, the references not yet dropped; the
     /// handle is neither usable nor free.
     Detached,
@@ -200,11 +213,18 @@ enum Slot {
 
 /// The mappings a domain holds: at most `N`; handles are indices, allocated
 /// and freed in O(1) from a stack of free handles.
+///
+/// Every field's empty value is zero (the hypervisor's store is a static whose
+/// bytes would otherwise all be in its image): the slot states are separate
+/// from the mappings (an enum around `Mapping` would use `readonly`'s spare
+/// values, not zero, for a free slot), the count is of taken handles, and the
+/// free stack holds each entry XOR its initial value (`stack_bias`).
 #[derive(Clone, Debug)]
 pub struct Maptrack<const N: usize> {
-    slots: [Slot; N],
+    state: [SlotState; N],
+    maps: [Mapping; N],
     free: [u16; N],
-    nr_free: usize,
+    taken: usize,
 }
 
 impl<const N: usize> Default for Maptrack<N> {
@@ -219,81 +239,91 @@ impl<const N: usize> Maptrack<N> {
     /// Empty.
     pub const fn new() -> Self {
         let () = Self::FITS;
-        let mut free = [0u16; N];
-        let mut i = 0;
-        while i < N {
-            // Lowest handle on top of the stack, handed out first.
-            free[i] = (N - 1 - i) as u16;
-            i += 1;
-        }
         Maptrack {
-            slots: [Slot::Free; N],
-            free,
-            nr_free: N,
+            state: [SlotState::Free; N],
+            maps: [Mapping::NONE; N],
+            free: [0; N],
+            taken: 0,
         }
+    }
+    /// The handle at position `i` of the free stack when it is full: the
+    /// lowest handle on top, handed out first. Entries are stored XOR this.
+    const fn stack_bias(i: usize) -> u16 {
+        (N - 1 - i) as u16
+    }
+    /// Back to [`Self::new`], in place.
+    fn clear(&mut self) {
+        self.state.fill(SlotState::Free);
+        self.maps.fill(Mapping::NONE);
+        self.free.fill(0);
+        self.taken = 0;
     }
     /// Take a handle for `m`; `None` when all `N` are in use.
     pub fn insert(&mut self, m: Mapping) -> Option<GrantHandle> {
-        let top = self.nr_free.checked_sub(1)?;
-        let h = *self.free.get(top)?;
-        let slot = self.slots.get_mut(usize::from(h))?;
-        *slot = Slot::Used(m);
-        self.nr_free = top;
+        // The free stack has `N - taken` entries; its top is the last.
+        let top = (N - self.taken).checked_sub(1)?;
+        let h = *self.free.get(top)? ^ Self::stack_bias(top);
+        let i = usize::from(h);
+        *self.state.get_mut(i)? = SlotState::Used;
+        *self.maps.get_mut(i)? = m;
+        self.taken += 1;
         Some(GrantHandle::from(h))
+    }
+    /// The slot of handle `h`, if it is in `want` state.
+    fn slot(&self, h: GrantHandle, want: SlotState) -> Option<usize> {
+        let i = h as usize;
+        (self.state.get(i) == Some(&want)).then_some(i)
     }
     /// The mapping of handle `h`.
     pub fn get(&self, h: GrantHandle) -> Option<Mapping> {
-        match self.slots.get(h as usize) {
-            Some(Slot::Used(m)) => Some(*m),
-            _ => None,
-        }
+        self.maps.get(self.slot(h, SlotState::Used)?).copied()
     }
     /// Change the mapping of handle `h`.
     pub fn set(&mut self, h: GrantHandle, m: Mapping) -> bool {
-        match self.slots.get_mut(h as usize) {
-            Some(s @ Slot::Used(_)) => {
-                *s = Slot::Used(m);
+        match self
+            .slot(h, SlotState::Used)
+            .and_then(|i| self.maps.get_mut(i))
+        {
+            Some(slot) => {
+                *slot = m;
                 true
             }
-            _ => false,
+            None => false,
         }
     }
-    fn push_free(&mut self, h: GrantHandle) {
-        if let Some(f) = self.free.get_mut(self.nr_free) {
-            *f = h as u16;
-            self.nr_free += 1;
+    /// Mark slot `i` free and push its handle on the free stack.
+    fn release(&mut self, i: usize) {
+        let at = N - self.taken;
+        if let (Some(s), Some(f)) = (self.state.get_mut(i), self.free.get_mut(at)) {
+            *s = SlotState::Free;
+            *f = (i as u16) ^ Self::stack_bias(at);
+            self.taken -= 1;
         }
     }
     /// Free handle `h`; its mapping.
     pub fn remove(&mut self, h: GrantHandle) -> Option<Mapping> {
-        let slot = self.slots.get_mut(h as usize)?;
-        let Slot::Used(m) = *slot else {
-            return None;
-        };
-        *slot = Slot::Free;
-        self.push_free(h);
+        let i = self.slot(h, SlotState::Used)?;
+        let m = *self.maps.get(i)?;
+        self.release(i);
         Some(m)
     }
     /// Take the mapping of `h` out but keep the handle taken: a second unmap
     /// of it in the same batch finds no mapping.
     pub fn detach(&mut self, h: GrantHandle) -> Option<Mapping> {
-        let slot = self.slots.get_mut(h as usize)?;
-        let Slot::Used(m) = *slot else {
-            return None;
-        };
-        *slot = Slot::Detached;
+        let i = self.slot(h, SlotState::Used)?;
+        let m = *self.maps.get(i)?;
+        *self.state.get_mut(i)? = SlotState::Detached;
         Some(m)
     }
     /// Free a handle [`Maptrack::detach`] kept.
     pub fn free_detached(&mut self, h: GrantHandle) {
-        if let Some(slot @ Slot::Detached) = self.slots.get_mut(h as usize) {
-            *slot = Slot::Free;
-            self.push_free(h);
+        if let Some(i) = self.slot(h, SlotState::Detached) {
+            self.release(i);
         }
     }
     /// Handles taken (mappings held, and any being unmapped).
     pub const fn len(&self) -> usize {
-        N - self.nr_free
+        self.taken
     }
     /// Whether none is taken.
     pub const fn is_empty(&self) -> bool {
@@ -305,7 +335,7 @@ impl<const N: usize> Maptrack<N> {
     pub fn find_from(&self, from: usize, budget: usize) -> Result<Option<GrantHandle>, usize> {
         let end = from.saturating_add(budget).min(N);
         for i in from..end {
-            if matches!(self.slots.get(i), Some(Slot::Used(_))) {
+            if self.state.get(i) == Some(&SlotState::Used) {
                 return Ok(Some(i as GrantHandle));
             }
         }
@@ -350,13 +380,7 @@ impl<const FRAMES: usize, const MAPS: usize> GrantState<FRAMES, MAPS> {
                 *a = Active::IDLE;
             }
         }
-        for s in self.maptrack.slots.iter_mut() {
-            *s = Slot::Free;
-        }
-        for (i, f) in self.maptrack.free.iter_mut().enumerate() {
-            *f = (MAPS - 1 - i) as u16;
-        }
-        self.maptrack.nr_free = MAPS;
+        self.maptrack.clear();
     }
 
     /// Nothing refers to this state any more: no mapping held, none of its

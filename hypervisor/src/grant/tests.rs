@@ -1334,3 +1334,62 @@ fn batches_are_bounded_preemptible_and_fault_cleanly() {
     assert_eq!(r, Ok(Batch::Done));
     assert_eq!(s.w.refs(f), 1);
 }
+
+proptest! {
+    /// The maptrack's free stack (stored XOR its initial value, so an empty
+    /// maptrack is all zeroes) behaves as a plain stack of free handles with
+    /// the lowest on top: every insert, remove, detach and free of a detached
+    /// handle answers what that model answers, and `len` counts taken handles.
+    #[test]
+    fn maptrack_is_a_stack_of_free_handles(ops in proptest::collection::vec((0u8..4, 0u32..10), 1..200)) {
+        use super::table::{Mapping, Maptrack};
+        const N: usize = 8;
+        let mut mt = Maptrack::<N>::new();
+        let mut free: Vec<u32> = (0..N as u32).rev().collect();
+        let mut used: BTreeMap<u32, Mapping> = BTreeMap::new();
+        let mut detached: Vec<u32> = Vec::new();
+        for (i, (op, h)) in ops.into_iter().enumerate() {
+            let m = Mapping {
+                granter: DomainId(1),
+                gref: i as u32,
+                va: GuestVirt::new(0x1000 * i as u64),
+                mfn: Mfn::new(i as u64),
+                readonly: i % 2 == 0,
+            };
+            match op {
+                0 => {
+                    let want = free.pop();
+                    prop_assert_eq!(mt.insert(m), want);
+                    if let Some(w) = want {
+                        used.insert(w, m);
+                    }
+                }
+                1 => {
+                    let want = used.remove(&h);
+                    prop_assert_eq!(mt.remove(h), want);
+                    if want.is_some() {
+                        free.push(h);
+                    }
+                }
+                2 => {
+                    let want = used.remove(&h);
+                    prop_assert_eq!(mt.detach(h), want);
+                    if want.is_some() {
+                        detached.push(h);
+                    }
+                }
+                _ => {
+                    mt.free_detached(h);
+                    if let Some(p) = detached.iter().position(|&d| d == h) {
+                        detached.swap_remove(p);
+                        free.push(h);
+                    }
+                }
+            }
+            prop_assert_eq!(mt.len(), N - free.len());
+            for (&k, v) in &used {
+                prop_assert_eq!(mt.get(k), Some(*v));
+            }
+        }
+    }
+}

@@ -2,10 +2,13 @@
 //!
 //! Everything one physical CPU owns while it runs guests lives in one [`PerCpu`]:
 //! its architectural part first (`arch::percpu::ArchCpu`: GDT, TSS, local
-//! APIC), then the register save area the exit stub fills, the stack the exit
-//! handler runs on, the running vCPU (which holds its domain), the CPU's VMX
-//! ([`VmxCpu`]: capabilities, derived controls, VMXON region) and current
-//! VMCS, the VMX counters, and the once-only log bitmaps of the exit path.
+//! APIC), then the register save area the exit stub fills, the running vCPU
+//! (which holds its domain), the CPU's VMX ([`VmxCpu`]: capabilities, derived
+//! controls, VMXON region) and current VMCS, the VMX counters, and the
+//! once-only log bitmaps of the exit path. The stack the exit handler runs on
+//! and the bitmap of logged I/O ports are the CPU's entries of separate,
+//! all-zero statics (`.bss`, not bytes of the image: `PerCpu`'s handlers are
+//! not zero, which puts all of it in `.data`).
 //!
 //! There is one `PerCpu` per CPU in [`PERCPU`], and one way to reach it: the
 //! CPU's GS base points at its own instance ([`init`] sets it; the VMCS's host
@@ -142,13 +145,27 @@ pub struct PerCpu {
     pub(super) slice_rearm: Cell<u64>,
     /// VMX counters.
     pub stats: VmxStats,
-    /// I/O ports whose "no device" line has been logged.
-    pub ports_logged: LogOnce<1024>,
     /// Host interrupt vectors logged as arriving while a guest ran.
     pub vectors_logged: LogOnce<4>,
-    /// The exit handler's stack; the VMCS's host RSP is its top.
-    exit_stack: UnsafeCell<[u8; EXIT_STACK_SIZE]>,
 }
+
+/// One CPU's exit handler stack. Kept out of [`PerCpu`], whose few non-zero
+/// initial values (the handlers) would otherwise put every stack's bytes in
+/// the image's `.data`; all zeroes, these are `.bss`.
+#[repr(C, align(16))]
+struct ExitStack(UnsafeCell<[u8; EXIT_STACK_SIZE]>);
+
+// SAFETY: a CPU's stack is only used by that CPU (its VMCS's host RSP), and
+// Rust code only takes its address.
+unsafe impl Sync for ExitStack {}
+
+/// Every CPU's exit stack, indexed by CPU number like [`PERCPU`].
+static EXIT_STACKS: [ExitStack; MAX_CPUS] =
+    [const { ExitStack(UnsafeCell::new([0; EXIT_STACK_SIZE])) }; MAX_CPUS];
+
+/// Each CPU's I/O ports whose "no device" line has been logged (8 KB each,
+/// zeroes: `.bss`, like the exit stacks), indexed by CPU number.
+static PORTS_LOGGED: [LogOnce<1024>; MAX_CPUS] = [const { LogOnce::new() }; MAX_CPUS];
 
 /// What the exit stub calls with this CPU's `PerCpu`: handle the exit, and
 /// answer `frame::RESUME_GUEST` or `frame::LEAVE_DOMAIN_ENDED`.
@@ -195,10 +212,15 @@ impl PerCpu {
             vmcs: Cell::new(None),
             slice_rearm: Cell::new(0),
             stats: VmxStats::new(),
-            ports_logged: LogOnce::new(),
             vectors_logged: LogOnce::new(),
-            exit_stack: UnsafeCell::new([0; EXIT_STACK_SIZE]),
         }
+    }
+
+    /// Set port `port`'s "logged" flag on this CPU; true if it was clear.
+    pub fn first_port_log(&self, port: u16) -> bool {
+        PORTS_LOGGED
+            .get(self.index())
+            .is_some_and(|l| l.first_time(usize::from(port)))
     }
 
     /// This CPU's VMX, once it is in VMX operation.
@@ -229,9 +251,12 @@ impl PerCpu {
         }
     }
 
-    /// The top of the exit stack (16-byte aligned), the VMCS's host RSP.
-    pub fn exit_stack_top(&self) -> u64 {
-        self.exit_stack.get() as u64 + EXIT_STACK_SIZE as u64
+    /// The top of this CPU's exit stack (16-byte aligned), the VMCS's host
+    /// RSP; None only if the CPU's index were out of range, which [`init`]
+    /// rules out.
+    pub fn exit_stack_top(&self) -> Option<u64> {
+        let stack = EXIT_STACKS.get(self.index())?;
+        Some(stack.0.get() as u64 + EXIT_STACK_SIZE as u64)
     }
 
     /// A raw pointer for the assembly (which sees only offsets).

@@ -197,7 +197,8 @@ pub fn setup_vmcs(
         w(host::IA32_PAT_FULL, crate::arch::cpu::rdmsr(IA32_PAT))?;
     }
     // This CPU's exit stack and the stub; GS (above) leads the stub to `pc`.
-    w(host::RSP, pc.exit_stack_top())?;
+    let rsp = pc.exit_stack_top().ok_or((host::RSP, VmFail::Invalid))?;
+    w(host::RSP, rsp)?;
     w(host::RIP, exit_stub_address())?;
 
     // --- Guest state (SDM 25.4), per the contract's guest-facing section.

@@ -18,7 +18,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// Log a port with no device behind it, once per port.
     pub(super) fn log_unhandled(&self, port: Option<u16>, is_in: bool, size: u64) {
         if let Some(port) = port {
-            if percpu::this().ports_logged.first_time(usize::from(port)) {
+            if percpu::this().first_port_log(port) {
                 log::info!(
                     "vmx: domain {} {} port {port:#x} ({size} byte{}): no device; {} (logged once per port)",
                     self.dom.id.0,
