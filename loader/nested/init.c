@@ -477,7 +477,7 @@ static void stall_report(const char *name)
 	static char ring[STALL_CONTEXT][512];
 	static char off_lines[STALL_OFF_LINES][512];
 	char line[512];
-	int nring = 0, after = 0, noff = 0, reports = 0, on_cpu = 0, lost = 0;
+	int nring = 0, after = 0, noff = 0, reports = 0, on_cpu = 0, lost = 0, seen = 0;
 	long events = 0;
 	double prev = -1, off_at = -1, first = -1, worst_gap = 0, worst_off = 0;
 	if (!f) {
@@ -534,6 +534,7 @@ static void stall_report(const char *name)
 			}
 			off_at = -1;
 			on_cpu = 1;
+			seen = 1;
 		}
 		if (vcpu_out) {
 			off_at = t;
@@ -550,10 +551,11 @@ static void stall_report(const char *name)
 		prev = t;
 	}
 	fclose(f);
-	say("stall %s | %ld events over %.3f s; %d stall(s) over %.1f ms (%d printed); longest gap %.3f ms, longest off-CPU %.3f ms%s",
+	say("stall %s | %ld events over %.3f s; %d stall(s) over %.1f ms (%d printed); longest gap %.3f ms, longest off-CPU %.3f ms%s%s",
 	    name, events, prev - first, reports, stall_ms,
 	    reports < STALL_REPORTS ? reports : STALL_REPORTS, worst_gap * 1e3, worst_off * 1e3,
-	    lost ? "; the trace buffer overflowed: events were lost" : "");
+	    lost ? "; the trace buffer overflowed: events were lost" : "",
+	    seen ? "" : "; the vCPU thread (CPU 0/KVM) never came on the CPU in the trace: nothing was analysed");
 }
 
 /* ---- one QEMU run ---- */
@@ -594,6 +596,12 @@ static void run_qemu(const char *spec, const char *with, int trace)
 			argv[argc++] = serial_arg;
 		else
 			argv[argc++] = qemu_args[i];
+	}
+	/* The stall analysis follows the vCPU thread by its name, "CPU 0/KVM",
+	 * which QEMU gives its threads only when asked. */
+	if (stall_wanted(name)) {
+		argv[argc++] = "-name";
+		argv[argc++] = "keel,debug-threads=on";
 	}
 	argv[argc] = NULL;
 

@@ -258,21 +258,28 @@ fn result_of(t: &TestProgram, o: Outcome, seed: Option<u64>) -> TestResult {
     }
 }
 
+/// The SKIP result of a test a known platform defect breaks on this machine
+/// (`crate::defects`), unless the run attempts those.
+fn defect_skip(t: &TestProgram, opts: &Options) -> Option<TestResult> {
+    let d = crate::defects::breaking(&opts.machine, &t.name).filter(|_| !opts.attempt_defects)?;
+    Some(TestResult {
+        test: t.clone(),
+        verdict: Verdict::Skip,
+        reason: format!(
+            "platform defect {} on {} (docs/platforms.md): {}",
+            d.name,
+            crate::defects::emulated_model(&opts.machine),
+            d.what
+        ),
+        wall: Duration::ZERO,
+        details: String::new(),
+        console: String::new(),
+    })
+}
+
 fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
-    if let Some(d) =
-        crate::defects::breaking(&opts.machine, &t.name).filter(|_| !opts.attempt_defects)
-    {
-        return TestResult {
-            test: t.clone(),
-            verdict: Verdict::Skip,
-            reason: format!(
-                "platform defect {} on {} (docs/platforms.md): {}",
-                d.name, opts.machine.cpu_model, d.what
-            ),
-            wall: Duration::ZERO,
-            details: String::new(),
-            console: String::new(),
-        };
+    if let Some(skip) = defect_skip(t, opts) {
+        return skip;
     }
     let mut args = opts.guest_args.clone();
     if let Some(s) = opts.seed {
@@ -388,6 +395,36 @@ pub fn run_suite_nested(
     if let Some(s) = opts.seed {
         args.push(format!("seed={s}"));
     }
+    let mut results = Vec::with_capacity(tests.len());
+    let print = |r: &TestResult, out: &mut dyn Write| {
+        let _ = writeln!(out, "{}", result_line(r, width));
+        for l in r.details.lines() {
+            let _ = writeln!(out, "        {l}");
+        }
+        let _ = out.flush();
+    };
+    // Tests a platform defect breaks are not booted at all (one Linux boot
+    // serves the rest).
+    let mut booted = Vec::with_capacity(tests.len());
+    for t in tests {
+        match defect_skip(t, opts) {
+            Some(skip) => {
+                print(&skip, out);
+                results.push(skip);
+            }
+            None => booted.push(t.clone()),
+        }
+    }
+    let tests = &booted[..];
+    if tests.is_empty() {
+        results.sort_by(|a, b| a.test.name.cmp(&b.test.name));
+        let summary = Summary {
+            results,
+            wall: started.elapsed(),
+        };
+        let _ = writeln!(out, "{}", summary.line());
+        return (summary, Vec::new());
+    }
     let mut guests: Vec<crate::nested::GuestRun> = tests
         .iter()
         .map(|t| crate::nested::GuestRun {
@@ -415,14 +452,6 @@ pub fn run_suite_nested(
         qemu_mem_mib: opts.machine.mem_mib,
         guests: &guests,
         per_guest_timeout: opts.machine.timeout,
-    };
-    let mut results = Vec::with_capacity(tests.len());
-    let print = |r: &TestResult, out: &mut dyn Write| {
-        let _ = writeln!(out, "{}", result_line(r, width));
-        for l in r.details.lines() {
-            let _ = writeln!(out, "        {l}");
-        }
-        let _ = out.flush();
     };
     let judged = |t: &TestProgram, r: &std::result::Result<Outcome, String>| -> TestResult {
         match r {
@@ -638,6 +667,35 @@ mod tests {
         let (v, why) = judge(&o);
         assert_eq!(v, Verdict::Failure);
         assert!(why.contains("only 1 of 2"), "{why}");
+    }
+
+    #[test]
+    fn the_nested_suite_skips_what_a_defect_breaks_without_booting() {
+        let opts = |attempt_defects| Options {
+            machine: Machine::new(crate::backend::Backend::Nested, Duration::from_secs(1)),
+            jobs: 1,
+            seed: None,
+            guest_args: Vec::new(),
+            hv_cmdline: Vec::new(),
+            attempt_defects,
+        };
+        // No image exists at this path: a boot would be an Error, not a Skip.
+        let hv = Path::new("/nonexistent/keel-hypervisor");
+        let tests = [program("sched_spin", TestCategory::Functional)];
+        let mut out = Vec::new();
+        let (summary, traces) = run_suite_nested(hv, &tests, &opts(false), &mut out, false);
+        assert!(traces.is_empty());
+        assert_eq!(summary.results.len(), 1);
+        let r = &summary.results[0];
+        assert_eq!(r.verdict, Verdict::Skip, "{}", r.reason);
+        assert!(
+            r.reason
+                .contains("bochs-extint-masked-by-guest-if-under-l0")
+                && r.reason.contains(crate::nested::L0_CPU_MODEL),
+            "{}",
+            r.reason
+        );
+        assert!(String::from_utf8(out).unwrap().contains("sched_spin"));
     }
 
     #[test]

@@ -283,11 +283,15 @@ fn test_main() {
     let mut merged = 0u64;
     let mut worst = 0u64;
     let mut bad = 0u32;
+    let mut offs = [0u64; 1000];
     for (i, arrival) in ARRIVALS.iter().take(n as usize).enumerate() {
         let at = arrival.load(SeqCst);
         let k = at.saturating_sub(start) / PERIOD;
         let off = at.saturating_sub(start + k * PERIOD);
         worst = worst.max(off);
+        if let Some(o) = offs.get_mut(i) {
+            *o = off;
+        }
         if k <= last_k || off > late_ns + slack {
             if bad < 5 {
                 println!(
@@ -303,6 +307,29 @@ fn test_main() {
     println!(
         "periodic: {n} events over {last_k} periods ({merged} merged); worst lateness {worst} ns (bound {late_ns} + {slack}); {blocks} blocks"
     );
+    // What the lateness is made of: a drift would raise it with k (the first
+    // and last hundred events' medians apart); a per-event cost shows as the
+    // spread of one distribution.
+    let offs = &mut offs[..(n as usize).min(1000)];
+    if offs.len() >= 200 {
+        let median = |s: &mut [u64]| {
+            s.sort_unstable();
+            s[s.len() / 2]
+        };
+        let mut first = [0u64; 100];
+        let mut last = [0u64; 100];
+        first.copy_from_slice(&offs[..100]);
+        last.copy_from_slice(&offs[offs.len() - 100..]);
+        let (first, last) = (median(&mut first), median(&mut last));
+        offs.sort_unstable();
+        let at = |q: usize| offs[(offs.len() - 1) * q / 100];
+        println!(
+            "periodic lateness: median {} ns, 90% {} ns, 99% {} ns, worst {worst} ns; median of the first 100 events {first} ns, of the last 100 {last} ns",
+            at(50),
+            at(90),
+            at(99)
+        );
+    }
     check!(n > 0, "no periodic event");
     check_eq!(
         bad,

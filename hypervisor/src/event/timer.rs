@@ -102,6 +102,35 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever each event costs (handled `delay` after its deadline, even
+        /// longer than a period), the periodic deadlines stay on the grid
+        /// `t0 + k * period`: the next one is always the first grid point after
+        /// the time the last event was handled, and every grid point passed is
+        /// either an event or merged into one.
+        #[test]
+        fn periodic_deadlines_stay_on_the_grid_whatever_each_event_costs(
+            t0 in 0u64..1_000_000,
+            p in 1u64..10_000,
+            delays in proptest::collection::vec(0u64..30_000, 1..200),
+        ) {
+            let mut t = Timers::default();
+            t.set_periodic(t0, p);
+            let mut events = 0u64;
+            let mut now = t0;
+            for delay in delays {
+                let d = t.next_deadline().unwrap();
+                prop_assert_eq!((d - t0) % p, 0, "off the grid");
+                prop_assert!(d > now);
+                now = d + delay;
+                prop_assert_eq!(t.expire(now), 1);
+                events += 1;
+                let next = t.next_deadline().unwrap();
+                prop_assert_eq!(next, t0 + ((now - t0) / p + 1) * p);
+                // Grid points passed so far: each an event or merged.
+                prop_assert!(events <= (now - t0) / p);
+            }
+        }
+
         /// Never fires before a deadline; after `expire(now)` no deadline is <= now.
         #[test]
         fn never_early(d in 1u64..1_000_000, p in 1u64..10_000, nows in proptest::collection::vec(0u64..2_000_000, 1..50)) {
