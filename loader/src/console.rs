@@ -109,9 +109,37 @@ pub fn sequence_problem(console: &str) -> Option<String> {
     })
 }
 
-/// The test program's verdict: the last verdict line on the console.
+/// The domain a verdict line came from: its id from the PV console prefix,
+/// or `None` for a line without one (a guest booted alone without Keel, the
+/// native backend, prints its own).
+fn verdict_domain(line: &str) -> Option<u16> {
+    keel_abi::platform::strip_domain_prefix(line).map(|(id, _)| id)
+}
+
+/// The test program's verdict: the last verdict line of domain 1 (the test
+/// is domain 1; its companions are 2, 3, ...), or, on a console whose verdict
+/// lines carry no domain prefix (no hypervisor), the last verdict line.
 pub fn test_result(console: &str) -> Option<ReportedResult> {
-    lines(console).rev().find_map(parse_test_result_line)
+    lines(console)
+        .rev()
+        .filter(|l| matches!(verdict_domain(l), Some(1) | None))
+        .find_map(parse_test_result_line)
+}
+
+/// The first companion domain (any domain but 1) whose last verdict is a
+/// failure (`ERROR`, `FAILURE`, `CRASH`), with that verdict: a companion that
+/// found something wrong fails the test, whatever domain 1 says.
+pub fn companion_failure(console: &str) -> Option<(u16, ReportedResult)> {
+    let mut last: std::collections::BTreeMap<u16, ReportedResult> = Default::default();
+    for line in lines(console) {
+        let Some(d) = verdict_domain(line).filter(|d| *d != 1) else {
+            continue;
+        };
+        if let Some(r) = parse_test_result_line(line) {
+            last.insert(d, r);
+        }
+    }
+    last.into_iter().find(|(_, r)| r.verdict.is_failure())
 }
 
 /// The hypervisor's own diagnostic lines (`keel: ...`) from the end of the console,
@@ -153,6 +181,31 @@ mod tests {
         assert_eq!(test_result(c).unwrap().verdict, Verdict::Crash);
         assert_eq!(test_result(c).unwrap().reason, "page fault");
         assert_eq!(power_off_status(c), Some(ExitStatus::GuestCrash));
+    }
+
+    #[test]
+    fn the_test_is_domain_1_and_a_failing_companion_is_seen() {
+        let c = "(d1) Test result: SUCCESS\n(d2) Test result: FAILURE: wrong answer\n(d3) Test result: SUCCESS\nkeel: power off, status 0 (guest powered off)\n";
+        assert_eq!(test_result(c).map(|r| r.verdict), Some(Verdict::Success));
+        let (d, r) = companion_failure(c).expect("d2 failed");
+        assert_eq!(
+            (d, r.verdict, r.reason.as_str()),
+            (2, Verdict::Failure, "wrong answer")
+        );
+        // A companion's verdict is never the test's, even printed last.
+        let c = "(d1) Test result: FAILURE: x\n(d2) Test result: SUCCESS\n";
+        assert_eq!(test_result(c).map(|r| r.verdict), Some(Verdict::Failure));
+        assert!(companion_failure(c).is_none());
+        // Only domain 2 spoke: the test gave no verdict.
+        assert!(test_result("(d2) Test result: SUCCESS\n").is_none());
+        // A companion's last verdict counts; SKIP is no failure.
+        let c = "(d2) Test result: CRASH: x\n(d2) Test result: SKIP: alone\n";
+        assert!(companion_failure(c).is_none());
+        // Without a hypervisor the lines carry no prefix.
+        assert_eq!(
+            test_result("Test result: SUCCESS\n").map(|r| r.verdict),
+            Some(Verdict::Success)
+        );
     }
 
     #[test]

@@ -67,7 +67,14 @@ pub fn judge(o: &Outcome) -> (Verdict, String) {
         Some(_) => match console::sequence_problem(&o.console) {
             // The console lost or reordered numbered lines the guest printed.
             Some(p) if v < Verdict::Failure => (Verdict::Failure, p),
-            _ => (v, reported.reason),
+            _ => match console::companion_failure(&o.console) {
+                // A companion domain found something wrong: the test fails.
+                Some((d, r)) if r.verdict > v => (
+                    r.verdict,
+                    format!("companion domain {d} reported {}: {}", r.verdict, r.reason),
+                ),
+                _ => (v, reported.reason),
+            },
         },
     }
 }
