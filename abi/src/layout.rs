@@ -70,7 +70,7 @@ pub use check::{check, check_against, dump, Problem, Violation};
 /// Every ABI version that has been released, oldest first. A released version has
 /// a frozen fixture directory `abi/fixtures/<version>/`; the crate's tests check the
 /// current crate against every one of them (see `docs/abi-versioning.md`).
-pub const RELEASED: &[AbiVersion] = &[AbiVersion::V0_1, AbiVersion::V1_0];
+pub const RELEASED: &[AbiVersion] = &[AbiVersion::V0_1, AbiVersion::V1_0, AbiVersion::V1_1];
 
 /// The oldest released version a hypervisor of version `hv` runs
 /// ([`AbiVersion::can_run`]): the version a guest declares when it wants to run on
