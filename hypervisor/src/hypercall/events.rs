@@ -5,7 +5,7 @@
 
 use super::{Ctx, HcResult, HypercallArgs, Outcome};
 use crate::addr::GuestVirt;
-use crate::event::interdomain::{self, Handled};
+use crate::event::interdomain::{self, Endpoint, Handled};
 use crate::event::{need_delivery, Blocked, EventBits, Poll, SharedPage};
 use crate::mem::PhysMem;
 use crate::paging::guest_mem;
@@ -190,7 +190,11 @@ pub(super) fn evtchn_bind_ipi<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArg
 pub(super) fn evtchn_send<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
         let s: EvtchnPort = read(ctx, a.args[1])?;
-        if ctx.dom.serves(INTERDOMAIN) {
+        // A port of this domain's own (a VIRQ, an IPI) goes straight to the
+        // local path: the interdomain rules would only say so, after the
+        // peers' view of the ports is built.
+        let local = matches!(ctx.ev.chans.endpoint(s.port), Some(Endpoint::Local));
+        if !local && ctx.dom.serves(INTERDOMAIN) {
             let r = with_ports!(ctx, |w, me| interdomain::send(w, me, s.port))?;
             if let Handled::Done(_) = r {
                 return Ok(0);
