@@ -277,6 +277,29 @@ pub struct GnttabCopy {
     pub status: i16,
 }
 
+impl GnttabCopyPtr {
+    /// One end of a copy: `u` (a frame, or a grant reference when that end's
+    /// `GNTCOPY_*_gref` flag is set) of domain `domid`, at byte `offset`.
+    pub const fn new(u: u64, domid: u16, offset: u16) -> Self {
+        GnttabCopyPtr { u, domid, offset }
+    }
+}
+
+impl GnttabCopy {
+    /// A copy of `len` bytes from `source` to `dest` with `flags`. Its status
+    /// starts at 1, which no `GNTST_*` is, so a status the hypervisor never
+    /// wrote shows as such.
+    pub const fn new(source: GnttabCopyPtr, dest: GnttabCopyPtr, len: u16, flags: u16) -> Self {
+        GnttabCopy {
+            source,
+            dest,
+            len,
+            flags,
+            status: 1,
+        }
+    }
+}
+
 const _: () = {
     use core::mem::{offset_of, size_of};
     assert!(size_of::<GrantEntryV1>() == 8 && offset_of!(GrantEntryV1, frame) == 4);

@@ -420,21 +420,12 @@ impl Default for Bench {
 ///
 /// [`GNTCOPY_SOURCE_GREF`]: crate::abi::grant_table::GNTCOPY_SOURCE_GREF
 pub fn copy_4k(source: (u64, u16), dest: u64, flags: u16) -> GnttabCopy {
-    GnttabCopy {
-        source: GnttabCopyPtr {
-            u: source.0,
-            domid: source.1,
-            offset: 0,
-        },
-        dest: GnttabCopyPtr {
-            u: dest,
-            domid: DOMID_SELF,
-            offset: 0,
-        },
-        len: 4096,
+    GnttabCopy::new(
+        GnttabCopyPtr::new(source.0, source.1, 0),
+        GnttabCopyPtr::new(dest, DOMID_SELF, 0),
+        4096,
         flags,
-        status: 1,
-    }
+    )
 }
 
 /// The body of the `bench_switch_N` programs: `domains` domains share the CPU

@@ -1720,21 +1720,12 @@ fn grants() {
     let _ = fault::write_u64(GuestVirt::new(a.va.get() + 8), 0x1111);
     let own = |f: &Frame, off: u16| (f.mfn.get(), DOMID_SELF, off);
     let copy = |src: (u64, u16, u16), dst: (u64, u16, u16), len: u16, flags: u16| {
-        let mut op = GnttabCopy {
-            source: GnttabCopyPtr {
-                u: src.0,
-                domid: src.1,
-                offset: src.2,
-            },
-            dest: GnttabCopyPtr {
-                u: dst.0,
-                domid: dst.1,
-                offset: dst.2,
-            },
+        let mut op = GnttabCopy::new(
+            GnttabCopyPtr::new(src.0, src.1, src.2),
+            GnttabCopyPtr::new(dst.0, dst.1, dst.2),
             len,
             flags,
-            status: 1,
-        };
+        );
         let r = gnttab(cp, &mut op, 1);
         (r, op.status)
     };

@@ -84,7 +84,7 @@ fn unmap(handle: u32, va: GuestVirt) -> i16 {
 }
 
 fn end(u: u64, domid: u16, offset: u16) -> GnttabCopyPtr {
-    GnttabCopyPtr { u, domid, offset }
+    GnttabCopyPtr::new(u, domid, offset)
 }
 
 fn copy(source: GnttabCopyPtr, dest: GnttabCopyPtr, len: u16, flags: u16) -> i16 {

@@ -33,21 +33,12 @@ fn status_of(what: &str, r: Result<(), Errno>, s: i16, want: i16) -> bool {
 }
 
 fn copy(src: (u64, u16, u16), dst: (u64, u16, u16), len: u16, flags: u16) -> GnttabCopy {
-    GnttabCopy {
-        source: GnttabCopyPtr {
-            u: src.0,
-            domid: src.1,
-            offset: src.2,
-        },
-        dest: GnttabCopyPtr {
-            u: dst.0,
-            domid: dst.1,
-            offset: dst.2,
-        },
+    GnttabCopy::new(
+        GnttabCopyPtr::new(src.0, src.1, src.2),
+        GnttabCopyPtr::new(dst.0, dst.1, dst.2),
         len,
         flags,
-        status: 1,
-    }
+    )
 }
 
 /// Our domain id (a grant names its grantee by id): the remote end of an

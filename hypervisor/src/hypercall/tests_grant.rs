@@ -83,21 +83,12 @@ fn frame(w: &World, pfn: u64) -> Mfn {
 }
 
 fn copy_op(src: (u64, u16, u16), dst: (u64, u16, u16), len: u16, flags: u16) -> GnttabCopy {
-    GnttabCopy {
-        source: GnttabCopyPtr {
-            u: src.0,
-            domid: src.1,
-            offset: src.2,
-        },
-        dest: GnttabCopyPtr {
-            u: dst.0,
-            domid: dst.1,
-            offset: dst.2,
-        },
+    GnttabCopy::new(
+        GnttabCopyPtr::new(src.0, src.1, src.2),
+        GnttabCopyPtr::new(dst.0, dst.1, dst.2),
         len,
         flags,
-        status: 1,
-    }
+    )
 }
 
 fn counts_zero_after_release(w: &mut World) {
