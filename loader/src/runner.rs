@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 mod report;
 
 use self::report::Progress;
-pub use self::report::{diagnostics, judge, progress_message, result_line, Summary};
+pub use self::report::{
+    diagnostics, judge, judge_expecting, progress_message, result_line, Summary,
+};
 
 /// A test program: a guest image with a test note.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +82,7 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
         &[
             "domctl_peer role=spin keel.mem=4 keel.service",
             "domctl_peer role=refused",
+            "domctl_peer role=crash",
         ],
     ),
     (
@@ -92,6 +95,20 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
     ("bench_switch_8", &[YIELDER; 7]),
     ("bench_switch_32", &[SMALL_YIELDER; 31]),
 ];
+
+/// The power-off status a test's passing run ends with, where it is not 0: a
+/// test with a companion that crashes on purpose (docs/abi/domains.md: a
+/// domain's crash makes the machine's status 1). Any other status fails it,
+/// 0 included (the crash did not happen).
+pub const EXPECTED_STATUS: &[(&str, ExitStatus)] = &[("domctl", ExitStatus::GuestCrash)];
+
+/// The status test `name`'s passing run ends with ([`EXPECTED_STATUS`]).
+pub fn expected_status(name: &str) -> ExitStatus {
+    EXPECTED_STATUS
+        .iter()
+        .find(|(t, _)| *t == name)
+        .map_or(ExitStatus::Success, |(_, s)| *s)
+}
 
 /// The hypervisor's `keel.` words for the test's own domain (domain 1), by
 /// test name: `keel.control` makes the test the control domain
@@ -235,7 +252,7 @@ pub struct TestResult {
 }
 
 fn result_of(t: &TestProgram, o: Outcome, seed: Option<u64>) -> TestResult {
-    let (verdict, reason) = judge(&o);
+    let (verdict, reason) = judge_expecting(&o, expected_status(&t.name));
     let details = if verdict.is_failure() {
         let mut d = diagnostics(&o);
         if let Some(s) = seed {
@@ -610,6 +627,29 @@ mod tests {
             wall: Duration::from_secs(3),
             kept_dir: None,
         }
+    }
+
+    #[test]
+    fn a_test_may_expect_the_status_of_a_crash() {
+        let c = "(d1) Test result: SUCCESS\nkeel: power off, status 1 (guest crashed)\n";
+        let mut o = outcome(c, Some(ExitStatus::GuestCrash), EmulatorEnd::Exited(1));
+        o.emulator = EmulatorEnd::Exited(machine::expected_emulator_code(
+            o.backend,
+            ExitStatus::GuestCrash,
+        ));
+        assert_eq!(judge(&o).0, Verdict::Crash, "not expected: a crash");
+        assert_eq!(
+            judge_expecting(&o, ExitStatus::GuestCrash),
+            (Verdict::Success, String::new())
+        );
+        // Expected and absent: the run that powers off cleanly fails.
+        let c = "(d1) Test result: SUCCESS\nkeel: power off, status 0 (guest powered off)\n";
+        let o = outcome(c, Some(ExitStatus::Success), EmulatorEnd::Exited(1));
+        let (v, why) = judge_expecting(&o, ExitStatus::GuestCrash);
+        assert_eq!(v, Verdict::Crash);
+        assert!(why.contains("end with status 1"), "{why}");
+        assert_eq!(expected_status("domctl"), ExitStatus::GuestCrash);
+        assert_eq!(expected_status("hello"), ExitStatus::Success);
     }
 
     #[test]

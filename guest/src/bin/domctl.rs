@@ -1,7 +1,10 @@
 //! The control domain (`keel.control`, runner's `TEST_DOMAIN_WORDS`) and its
-//! `domctl` subset (ABI 1.1), with two companions (`COMPANION_DOMAINS`):
+//! `domctl` subset (ABI 1.1), with three companions (`COMPANION_DOMAINS`):
 //! domain 2 spins (`domctl_peer role=spin`, 4 MiB), domain 3 is refused
-//! (`domctl_peer role=refused`: -EPERM, -EFAULT) and ends on its own. (An
+//! (`domctl_peer role=refused`: -EPERM, -EFAULT) and ends on its own, domain
+//! 4 crashes at once (`role=crash`) while the others go on: the machine's
+//! power-off status is then 1, which the runner expects of this test
+//! (`EXPECTED_STATUS`). (An
 //! image that knows only 1.0 gets -ENOSYS: that is what an image built with
 //! the 1.0 crate is served, `AbiVersion::served_to`, host-tested in
 //! `hypercall/tests_domctl.rs`; any image built today knows 1.1.) Covered:
@@ -35,6 +38,7 @@ keel_guest::test! {
 
 const SPINNER: u16 = 2;
 const REFUSED: u16 = 3;
+const CRASHER: u16 = 4;
 
 fn op(cmd: u32, domain: u16) -> XenDomctl {
     XenDomctl {
@@ -175,6 +179,16 @@ fn test_main() {
         info(REFUSED).map(|i| i.domain),
         Err(Errno::ESRCH),
         "domain 3 ended"
+    );
+    // Domain 4 crashed at its start: torn down while we (and the spinner) ran
+    // on, then gone from the list.
+    while info(CRASHER).is_ok() && events::now_ns() < end {
+        let _ = wait_pending(port, 100);
+    }
+    check_eq!(
+        info(CRASHER).map(|i| i.domain),
+        Err(Errno::ESRCH),
+        "the crashed domain 4 is gone"
     );
     if wait_pending(port, 1) {
         raised += 1;

@@ -3,6 +3,8 @@
 //! it (the CPU time it uses shows whether it runs). `role=refused`: every
 //! `domctl` it makes is refused (-EPERM; -EFAULT for an envelope it cannot
 //! read), then it powers off; a wrong answer crashes it, which fails the test.
+//! `role=crash`: ends at once as a crashed domain (`SHUTDOWN_crash`, what a
+//! PV kernel's panic does), with no result line: the others must go on.
 //! Without a role it is `refused` (so it passes alone too).
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
@@ -49,6 +51,11 @@ fn test_main() {
             check_eq!(r, Errno::EFAULT.as_return(), "domctl at 0x10");
             success();
         }
-        Some(other) => failure!("role {other:?}: spin or refused"),
+        Some("crash") => {
+            println!("crashing on purpose (SHUTDOWN_crash)");
+            let e = guest::sched_shutdown(keel_guest::abi::sched::SHUTDOWN_CRASH);
+            failure!("SCHEDOP_shutdown(crash) returned {e:?}");
+        }
+        Some(other) => failure!("role {other:?}: spin, refused or crash"),
     }
 }

@@ -6,6 +6,12 @@ use super::*;
 
 /// The verdict for a test's boot, and its reason.
 pub fn judge(o: &Outcome) -> (Verdict, String) {
+    judge_expecting(o, ExitStatus::Success)
+}
+
+/// [`judge`] for a test whose passing run powers off with `expected` (a test
+/// with a companion that crashes on purpose: [`super::EXPECTED_STATUS`]).
+pub fn judge_expecting(o: &Outcome, expected: ExitStatus) -> (Verdict, String) {
     let status = |s: ExitStatus| format!("status {} ({})", s as u8, s.describe());
     let Some(reported) = console::test_result(&o.console) else {
         let why = match (o.status, o.emulator) {
@@ -27,12 +33,20 @@ pub fn judge(o: &Outcome) -> (Verdict, String) {
             ),
         ),
         // A passing guest must leave through a clean power-off.
-        Some(s) if matches!(v, Verdict::Success | Verdict::Skip) && s != ExitStatus::Success => (
+        Some(s) if matches!(v, Verdict::Success | Verdict::Skip) && s != expected => (
             Verdict::Crash,
-            format!(
-                "the guest reported {v} but the hypervisor powered off with {}",
-                status(s)
-            ),
+            if expected == ExitStatus::Success {
+                format!(
+                    "the guest reported {v} but the hypervisor powered off with {}",
+                    status(s)
+                )
+            } else {
+                format!(
+                    "the guest reported {v} and the hypervisor powered off with {}, where this test's domains end with {}",
+                    status(s),
+                    status(expected)
+                )
+            },
         ),
         // After a verdict, the guest shuts down (poweroff or crash); anything else
         // (hypervisor panic, failed VM entry, ...) means the hypervisor broke.
