@@ -171,6 +171,15 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 self.complete_instruction();
             }
         }
+        // Without the VMX-preemption timer a slice ends by the APIC timer's
+        // exit, which Bochs does not deliver while the guest has IF clear
+        // (docs/platforms.md, "Bochs defects"): a hypercall is a point to end
+        // an overdue slice too, so a domain that makes hypercalls shares the
+        // CPU on every model.
+        if self.preempt.is_none() && self.shared_cpu && self.slice_over() {
+            self.deferred = Some(Deferred::Switch(GiveUp::Preempted));
+            return FastExit::Full;
+        }
         self.before_entry();
         FastExit::Resume
     }
