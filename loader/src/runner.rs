@@ -648,6 +648,10 @@ mod tests {
         let (v, why) = judge_expecting(&o, ExitStatus::GuestCrash);
         assert_eq!(v, Verdict::Crash);
         assert!(why.contains("end with status 1"), "{why}");
+        // A SKIP (no hypervisor, no companions) may end cleanly.
+        let c = "Test result: SKIP: needs Keel\nkeel: power off, status 0 (guest powered off)\n";
+        let o = outcome(c, Some(ExitStatus::Success), EmulatorEnd::Exited(1));
+        assert_eq!(judge_expecting(&o, ExitStatus::GuestCrash).0, Verdict::Skip);
         assert_eq!(expected_status("domctl"), ExitStatus::GuestCrash);
         assert_eq!(expected_status("hello"), ExitStatus::Success);
     }
