@@ -41,8 +41,7 @@ fn test_main() {
     }
     events::disable();
     let mut bench = Bench::new();
-    let mut front = None;
-    let off = match demo::offer(PEER, |p| front = Some(Ring::init(p))) {
+    let (off, mut front) = match demo::offer(PEER, Ring::init) {
         Ok(o) => o,
         Err(SetupError::NoPeer) => {
             for name in ["ring_round_trip", "ring_round_trip_batch"] {
@@ -58,10 +57,6 @@ fn test_main() {
             failure!("offering the ring: {e:?}");
             return;
         }
-    };
-    let Some(mut front) = front else {
-        failure!("the ring was not initialised");
-        return;
     };
     let chan = &off.chan;
     let mut seq = 0u32;

@@ -58,8 +58,7 @@ fn test_main() {
     }
     // Upcalls stay masked: the ends sleep in SCHEDOP_poll.
     events::disable();
-    let mut front = None;
-    let off = match demo::offer(peer, |p| front = Some(Ring::init(p))) {
+    let (off, mut front) = match demo::offer(peer, Ring::init) {
         Ok(o) => o,
         Err(SetupError::NoPeer) => {
             skip!("no back end bound the ring's port (run with ring_back)");
@@ -69,10 +68,6 @@ fn test_main() {
             failure!("offering the ring: {e:?}");
             return;
         }
-    };
-    let Some(mut front) = front else {
-        failure!("the ring was not initialised");
-        return;
     };
     let chan = &off.chan;
     println!(

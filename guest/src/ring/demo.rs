@@ -330,8 +330,9 @@ pub struct Offered {
 
 /// The front end: grant a fresh ring page initialised by `init` to `peer`
 /// and offer it a port, then wait for the back end to bind it (at most
-/// [`MEET_NS`]).
-pub fn offer(peer: u16, init: impl FnOnce(MappedPage)) -> Result<Offered, SetupError> {
+/// [`MEET_NS`]). Returns what `init` made of the page (the front end's ring)
+/// beside the page and the channel.
+pub fn offer<T>(peer: u16, init: impl FnOnce(MappedPage) -> T) -> Result<(Offered, T), SetupError> {
     let mut list = [0u64; 1];
     match guest::gnttab_setup_table(&mut list) {
         Ok(GNTST_OKAY) => {}
@@ -346,7 +347,7 @@ pub fn offer(peer: u16, init: impl FnOnce(MappedPage)) -> Result<Offered, SetupE
     .map_err(|e| SetupError::Call("map the grant table", e))?;
     let ring = take_frame();
     let page = MappedPage::new(ring.va.get());
-    init(page);
+    let made = init(page);
     // The entry's frame first, then its flags: the back end's map succeeds
     // only once the page is initialised and the entry whole.
     let at = table.va.get() + 8 * u64::from(RING_GREF);
@@ -361,10 +362,13 @@ pub fn offer(peer: u16, init: impl FnOnce(MappedPage)) -> Result<Offered, SetupE
         }
         let _ = guest::sched_yield();
     }
-    Ok(Offered {
-        page,
-        chan: Evtchn::new(port),
-    })
+    Ok((
+        Offered {
+            page,
+            chan: Evtchn::new(port),
+        },
+        made,
+    ))
 }
 
 /// The back end's side, set up.
