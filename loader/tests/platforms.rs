@@ -70,6 +70,13 @@ fn every_platform_defect_is_documented() {
 /// the defect goes from `keel_loader::defects` and docs/platforms.md.
 #[test]
 fn bochs_still_does_not_preempt_a_guest_with_interrupts_off() {
+    /// The number that follows `marker` in `text`, if a line has it.
+    fn number_after(text: &str, marker: &str) -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.split(marker).nth(1))
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+    }
     use keel_loader::backend::Backend;
     use keel_loader::console::Verdict;
     use keel_loader::{MachineOptions, TestOptions};
@@ -79,18 +86,18 @@ fn bochs_still_does_not_preempt_a_guest_with_interrupts_off() {
     machine.cpu_model = Some(d.models[0].to_string());
     let opts = TestOptions {
         attempt_defects: true,
-        ..TestOptions::new(d.tests.iter().copied(), machine)
+        ..TestOptions::new(d.tests.iter().copied(), machine.clone())
     };
     let (mut out, mut log) = (Vec::new(), Vec::new());
     let summary = keel_loader::test(&opts, &mut out, &mut log).expect("keel test ran");
     let r = &summary.results[0];
     let console = &r.console;
     assert_eq!(r.verdict, Verdict::Failure, "{console}");
-    let worst: u64 = r
+    let worst = r
         .reason
         .strip_prefix("a yield came back after ")
         .and_then(|s| s.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
+        .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("not the defect's failure: {}\n{console}", r.reason));
     assert!(
         worst >= 60_000_000_000,
@@ -102,8 +109,6 @@ fn bochs_still_does_not_preempt_a_guest_with_interrupts_off() {
     // and slices end both ways. (The first boot cannot show the second: its
     // spinner has ended by the time this domain spins, and a domain alone has
     // no slice to end.)
-    let mut machine = MachineOptions::new(Duration::from_secs(600)).on(Backend::Bochs);
-    machine.cpu_model = Some(d.models[0].to_string());
     let (mut out, mut log) = (Vec::new(), Vec::new());
     let guests = [
         "sched_spin".to_string(),
@@ -111,21 +116,13 @@ fn bochs_still_does_not_preempt_a_guest_with_interrupts_off() {
     ];
     keel_loader::run_guests(&guests, &machine, &mut out, &mut log).expect("keel run ran");
     let console = String::from_utf8_lossy(&out);
-    let worst: u64 = console
-        .lines()
-        .find_map(|l| l.split("the longest came back after ").nth(1))
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
+    let worst = number_after(&console, "the longest came back after ")
         .unwrap_or_else(|| panic!("no yield line:\n{console}"));
     assert!(
         worst < 5_000_000_000,
         "a yield waited {worst} ns beside a spinner with IF set:\n{console}"
     );
-    let preempted: u32 = console
-        .lines()
-        .find_map(|l| l.split("beside the spinner: preempted ").nth(1))
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
+    let preempted = number_after(&console, "beside the spinner: preempted ")
         .unwrap_or_else(|| panic!("no preemption line:\n{console}"));
     assert!(
         preempted >= 2,
