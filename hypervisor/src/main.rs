@@ -277,45 +277,79 @@ mod bare {
             );
             n += 1;
         }
+        let several = n > 1;
+        // The domains run on one CPU: CPU 0, or the online one `run_cpu=`
+        // names, to which CPU 0 hands everything below (and stops).
+        let run_on = match opts.run_cpu {
+            0 => None,
+            c => match smp::bringup::online(c) {
+                Some(apic) => {
+                    log::info!("smp: the domains run on CPU {c} (APIC ID {apic}); CPU 0 stops");
+                    Some((c, apic))
+                }
+                None => {
+                    log::warn!("smp: run_cpu={c}: CPU {c} is not online; the domains run on CPU 0");
+                    None
+                }
+            },
+        };
         // The boot log goes out before the guest runs: draining it is boot
         // time, not the guest's.
         arch::serial::flush();
-        let several = n > 1;
-        let to_run = domains
-            .iter_mut()
-            .zip(machines.iter_mut())
-            .zip(consoles.iter_mut())
-            .zip(service)
-            .take(n)
-            .filter_map(|(((d, mem), console), service)| {
-                Some(vmx::run::ToRun {
-                    dom: d.as_mut()?,
-                    mem,
-                    console,
-                    service,
-                })
-            });
-        let mut idle_console = arch::serial::SerialConsole;
-        // With several domains, each is torn down as it ends (its frames
-        // scrubbed and freed while the others run); a last domain alone is
-        // only checked: the machine powers off next. Either way every type
-        // and reference count must come back to zero (`crate::paging`: no
-        // cycles, so nothing can stay referenced), so every guest test run
-        // checks this invariant for the state it left.
-        let ends = vmx::run::run_domains(
-            cpu,
-            to_run,
-            guests,
-            &mut idle_console,
-            &mut frames,
-            several,
-            control,
-        );
-        if ends.accounting_bug {
-            power_off(ExitStatus::HypervisorPanic)
+        let run = move || {
+            // Taken by value: the run is a one-time thing (`FnOnce`).
+            let (domains, guests, machines, consoles) = (domains, guests, machines, consoles);
+            // The executing CPU's VMX state (CPU 0's, or the CPU handed the run).
+            let Some(cpu) = vmx::percpu::this().vmx() else {
+                log::error!(
+                    "vmx: CPU {} is not in VMX operation",
+                    vmx::percpu::this().index()
+                );
+                power_off(ExitStatus::HypervisorPanic)
+            };
+            let to_run = domains
+                .iter_mut()
+                .zip(machines.iter_mut())
+                .zip(consoles.iter_mut())
+                .zip(service)
+                .take(n)
+                .filter_map(|(((d, mem), console), service)| {
+                    Some(vmx::run::ToRun {
+                        dom: d.as_mut()?,
+                        mem,
+                        console,
+                        service,
+                    })
+                });
+            let mut idle_console = arch::serial::SerialConsole;
+            // With several domains, each is torn down as it ends (its frames
+            // scrubbed and freed while the others run); a last domain alone is
+            // only checked: the machine powers off next. Either way every type
+            // and reference count must come back to zero (`crate::paging`: no
+            // cycles, so nothing can stay referenced), so every guest test run
+            // checks this invariant for the state it left.
+            let ends = vmx::run::run_domains(
+                cpu,
+                to_run,
+                guests,
+                &mut idle_console,
+                &mut frames,
+                several,
+                control,
+            );
+            if ends.accounting_bug {
+                power_off(ExitStatus::HypervisorPanic)
+            }
+            let ended = ends.ends.get(..ends.n).unwrap_or(&[]);
+            power_off(machine_status(ended, several))
+        };
+        match run_on {
+            Some((c, apic)) => arch::smp::hand_over(c, apic, run),
+            None => {
+                run();
+                power_off(ExitStatus::HypervisorPanic)
+            }
         }
-        let ended = ends.ends.get(..ends.n).unwrap_or(&[]);
-        power_off(machine_status(ended, several))
     }
 
     /// The domain table: too large for the boot stack, so a static, taken

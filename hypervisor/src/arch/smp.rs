@@ -22,9 +22,10 @@
 //! at a time: the boot CPU waits for each to report before it starts the next.
 
 use super::cpu::read_cr3;
+use super::percpu::MAX_CPUS;
 use super::timer::{apic_read, apic_write, pit_ticks_us, poll_for};
 use core::arch::global_asm;
-use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 global_asm!(
     r#"
@@ -260,5 +261,86 @@ pub fn stop(apic_id: u32) {
     if apic_id <= 0xfe {
         let _ = send_ipi(apic_id, ICR_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL);
         let _ = send_ipi(apic_id, ICR_INIT | ICR_TRIGGER_LEVEL);
+    }
+}
+
+/// Fixed delivery (ICR bits 8-10 zero) of `vector`, level asserted.
+const ICR_FIXED: u32 = ICR_LEVEL_ASSERT;
+
+/// Work handed to a CPU that waits for it ([`wait_for_work`]): the address of
+/// a function that never returns, and the address of its data (0: none).
+struct Handoff {
+    call: AtomicUsize,
+    data: AtomicUsize,
+}
+
+static HANDOFF: [Handoff; MAX_CPUS] = [const {
+    Handoff {
+        call: AtomicUsize::new(0),
+        data: AtomicUsize::new(0),
+    }
+}; MAX_CPUS];
+
+/// Run `work` (which does not return: it ends by powering off) on CPU `cpu`
+/// (local APIC ID `apic_id`), which waits in [`wait_for_work`], and stop the
+/// executing CPU for good, interrupts off.
+///
+/// `work` and everything it borrows stay on the executing CPU's stack, which
+/// is never unwound (this CPU only halts from here on, and nothing but an NMI,
+/// on its own IST stack, runs on it again): so the borrows stay valid while the
+/// other CPU uses them, and nothing else uses them meanwhile. If the wake-up
+/// IPI cannot be sent and the other CPU has not taken the work, it runs here.
+pub fn hand_over<F: FnOnce()>(cpu: usize, apic_id: u32, work: F) -> ! {
+    let mut slot = Some(work);
+    let Some(h) = HANDOFF.get(cpu) else {
+        run_taken::<F>(&mut slot as *mut Option<F> as usize)
+    };
+    h.data
+        .store(&mut slot as *mut Option<F> as usize, Ordering::Relaxed);
+    // Release: the data (and every store before) is seen by the CPU that
+    // takes `call` with Acquire.
+    h.call
+        .store(run_taken::<F> as fn(usize) -> ! as usize, Ordering::Release);
+    if send_ipi(apic_id, ICR_FIXED | u32::from(super::timer::WAKE_VECTOR)).is_err()
+        && h.call.swap(0, Ordering::Acquire) != 0
+    {
+        run_taken::<F>(&mut slot as *mut Option<F> as usize)
+    }
+    super::cpu::halt_forever()
+}
+
+/// Take the work `data` points at (an `Option<F>` that [`hand_over`] made) and
+/// run it.
+fn run_taken<F: FnOnce()>(data: usize) -> ! {
+    // SAFETY: `data` is the address of `hand_over`'s `slot`, on a stack that
+    // is never unwound; the swap of `call` to 0 gave it to exactly one CPU.
+    let work = unsafe { (*(data as *mut Option<F>)).take() };
+    if let Some(w) = work {
+        w();
+    }
+    // The work powers the machine off; had it returned, this CPU stops.
+    super::cpu::halt_forever()
+}
+
+/// Where an application processor waits for work: halted with interrupts
+/// enabled only inside `sti; hlt`, so the wake-up IPI ([`hand_over`]) or any
+/// other interrupt ends the halt, and the work is looked for with interrupts
+/// off. An IPI sent after the look is held pending by the local APIC and taken
+/// in the HLT that follows STI (STI's shadow covers HLT): never lost.
+pub fn wait_for_work(cpu: usize) -> ! {
+    let Some(h) = HANDOFF.get(cpu) else {
+        super::cpu::halt_forever()
+    };
+    loop {
+        let call = h.call.swap(0, Ordering::Acquire);
+        if call != 0 {
+            // SAFETY: only `hand_over` stores a non-zero `call`: the address
+            // of a `run_taken::<F>`, with `data` its argument.
+            let run: fn(usize) -> ! = unsafe { core::mem::transmute(call) };
+            run(h.data.load(Ordering::Relaxed))
+        }
+        // SAFETY: as `timer::idle_until`: the only handlers that can run are
+        // the local APIC's (EOI, return).
+        unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
     }
 }

@@ -56,9 +56,15 @@ pub struct Options {
     pub selftest: Option<SelfTest>,
     /// `loglevel=error|warn|info|debug|trace` (default info).
     pub log_level: log::LevelFilter,
+    /// `run_cpu=<N>`: the CPU that runs the domains (default 0, the boot CPU;
+    /// one that is not online falls back to CPU 0 with a warning).
+    pub run_cpu: usize,
     /// Words that looked like options but had bad values (reported in the boot log).
     pub bad_values: u32,
 }
+
+/// `run_cpu=` takes CPU numbers below this (the hypervisor's per-CPU limit).
+pub const MAX_RUN_CPU: usize = 8;
 
 /// Default guest memory in MiB.
 pub const DEFAULT_GUEST_MEM_MIB: u64 = 8;
@@ -69,6 +75,7 @@ impl Default for Options {
             guest_mem_mib: DEFAULT_GUEST_MEM_MIB,
             selftest: None,
             log_level: log::LevelFilter::Info,
+            run_cpu: 0,
             bad_values: 0,
         }
     }
@@ -97,6 +104,10 @@ impl Options {
                     "info" => o.log_level = log::LevelFilter::Info,
                     "debug" => o.log_level = log::LevelFilter::Debug,
                     "trace" => o.log_level = log::LevelFilter::Trace,
+                    _ => o.bad_values += 1,
+                },
+                "run_cpu" => match value.parse::<usize>() {
+                    Ok(c) if c < MAX_RUN_CPU => o.run_cpu = c,
                     _ => o.bad_values += 1,
                 },
                 _ => {}

@@ -445,6 +445,17 @@ fn options() {
 }
 
 #[test]
+fn run_cpu_option() {
+    assert_eq!(Options::parse("").run_cpu, 0);
+    assert_eq!(Options::parse("run_cpu=3").run_cpu, 3);
+    // Out of the per-CPU limit, negative or not a number: a bad value, CPU 0.
+    for bad in ["run_cpu=8", "run_cpu=-1", "run_cpu=one", "run_cpu="] {
+        let o = Options::parse(bad);
+        assert_eq!((o.run_cpu, o.bad_values), (0, 1), "{bad}");
+    }
+}
+
+#[test]
 fn fixed_str_invalid_utf8_gives_valid_prefix() {
     let s = FixedStr::<16>::from_bytes(b"ab\xffcd");
     assert_eq!(s.as_str(), "ab");
