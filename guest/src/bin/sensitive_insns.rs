@@ -59,7 +59,10 @@ fn test_main() {
         x = core::hint::black_box(x.wrapping_add(i));
     }
     let c = rdtsc();
-    check!(c > a, "RDTSC not advancing: {a}, then {c} after 64 additions ({x})");
+    check!(
+        c > a,
+        "RDTSC not advancing: {a}, then {c} after 64 additions ({x})"
+    );
     // RDTSCP: works exactly when CPUID says so.
     let rdtscp = cpuid(0x8000_0001, 0).edx & (1 << 27) != 0;
     let r = insn(Insn::Rdtscp);

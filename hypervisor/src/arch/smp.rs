@@ -281,49 +281,36 @@ static HANDOFF: [Handoff; MAX_CPUS] = [const {
     }
 }; MAX_CPUS];
 
-/// Run `work` (which does not return: it ends by powering off) on CPU `cpu`
-/// (local APIC ID `apic_id`), which waits in [`wait_for_work`], and stop the
-/// executing CPU for good, interrupts off.
-///
-/// `work` and everything it borrows stay on the executing CPU's stack, which
-/// is never unwound (this CPU only halts from here on, and nothing but an NMI,
-/// on its own IST stack, runs on it again): so the borrows stay valid while the
-/// other CPU uses them, and nothing else uses them meanwhile. If the wake-up
-/// IPI cannot be sent and the other CPU has not taken the work, it runs here.
-pub fn hand_over<F: FnOnce()>(cpu: usize, apic_id: u32, work: F) -> ! {
-    let mut slot = Some(work);
+/// Start `work` on CPU `cpu` (local APIC ID `apic_id`), which waits in
+/// [`wait_for_work`], and return. `work` takes what it needs from statics;
+/// the CPU halts, interrupts off, if it returns. Whether the wake-up IPI was
+/// sent (if not, the work is taken back: it will not run).
+pub fn start_on(cpu: usize, apic_id: u32, work: fn()) -> bool {
     let Some(h) = HANDOFF.get(cpu) else {
-        run_taken::<F>(&mut slot as *mut Option<F> as usize)
+        return false;
     };
-    h.data
-        .store(&mut slot as *mut Option<F> as usize, Ordering::Relaxed);
-    // Release: the data (and every store before) is seen by the CPU that
-    // takes `call` with Acquire.
+    h.data.store(work as usize, Ordering::Relaxed);
+    // Release: every store before (the work's statics) is seen by the CPU
+    // that takes `call` with Acquire.
     h.call
-        .store(run_taken::<F> as fn(usize) -> ! as usize, Ordering::Release);
-    if send_ipi(apic_id, ICR_FIXED | u32::from(super::timer::WAKE_VECTOR)).is_err()
-        && h.call.swap(0, Ordering::Acquire) != 0
-    {
-        run_taken::<F>(&mut slot as *mut Option<F> as usize)
+        .store(run_plain as fn(usize) -> ! as usize, Ordering::Release);
+    if send_ipi(apic_id, ICR_FIXED | u32::from(super::timer::WAKE_VECTOR)).is_ok() {
+        return true;
     }
-    super::cpu::halt_forever()
+    // Taken back unless the CPU found it anyway.
+    h.call.swap(0, Ordering::Acquire) == 0
 }
 
-/// Take the work `data` points at (an `Option<F>` that [`hand_over`] made) and
-/// run it.
-fn run_taken<F: FnOnce()>(data: usize) -> ! {
-    // SAFETY: `data` is the address of `hand_over`'s `slot`, on a stack that
-    // is never unwound; the swap of `call` to 0 gave it to exactly one CPU.
-    let work = unsafe { (*(data as *mut Option<F>)).take() };
-    if let Some(w) = work {
-        w();
-    }
-    // The work powers the machine off; had it returned, this CPU stops.
+/// Run the `fn()` whose address is `data`, then stop this CPU.
+fn run_plain(data: usize) -> ! {
+    // SAFETY: `start_on` stored the address of a `fn()` in `data`.
+    let work: fn() = unsafe { core::mem::transmute(data) };
+    work();
     super::cpu::halt_forever()
 }
 
 /// Where an application processor waits for work: halted with interrupts
-/// enabled only inside `sti; hlt`, so the wake-up IPI ([`hand_over`]) or any
+/// enabled only inside `sti; hlt`, so the wake-up IPI ([`start_on`]) or any
 /// other interrupt ends the halt, and the work is looked for with interrupts
 /// off. An IPI sent after the look is held pending by the local APIC and taken
 /// in the HLT that follows STI (STI's shadow covers HLT): never lost.
@@ -334,8 +321,8 @@ pub fn wait_for_work(cpu: usize) -> ! {
     loop {
         let call = h.call.swap(0, Ordering::Acquire);
         if call != 0 {
-            // SAFETY: only `hand_over` stores a non-zero `call`: the address
-            // of a `run_taken::<F>`, with `data` its argument.
+            // SAFETY: only `start_on` stores a non-zero `call`: the address
+            // of `run_plain`, with `data` its argument.
             let run: fn(usize) -> ! = unsafe { core::mem::transmute(call) };
             run(h.data.load(Ordering::Relaxed))
         }
@@ -343,4 +330,10 @@ pub fn wait_for_work(cpu: usize) -> ! {
         // the local APIC's (EOI, return).
         unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
     }
+}
+
+/// Send the wake-up IPI ([`super::timer::WAKE_VECTOR`]) to local APIC ID
+/// `apic_id`: ends its HLT, or its guest's run (an external-interrupt exit).
+pub fn send_wake(apic_id: u32) {
+    let _ = send_ipi(apic_id, ICR_FIXED | u32::from(super::timer::WAKE_VECTOR));
 }

@@ -445,6 +445,17 @@ fn options() {
 }
 
 #[test]
+fn placement_words() {
+    assert!(!Options::parse("").spread);
+    assert!(Options::parse("place=spread").spread);
+    assert!(!Options::parse("place=spread place=one").spread);
+    assert_eq!(Options::parse("place=everywhere").bad_values, 1);
+    assert_eq!(DomainOptions::parse("d keel.cpu=2").cpu, Some(2));
+    let bad = DomainOptions::parse("d keel.cpu=8 keel.cpu=x");
+    assert_eq!((bad.cpu, bad.bad_words), (None, 2));
+}
+
+#[test]
 fn run_cpu_option() {
     assert_eq!(Options::parse("").run_cpu, 0);
     assert_eq!(Options::parse("run_cpu=3").run_cpu, 3);
