@@ -34,7 +34,7 @@
 #![allow(unsafe_code)]
 
 use crate::arch::percpu::MAX_CPUS;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
 
 /// One CPU's lending state.
 struct Slot {
@@ -45,9 +45,17 @@ struct Slot {
     /// The view's type name (its check).
     type_name: AtomicPtr<u8>,
     type_len: AtomicU32,
-    /// The borrower is done with the view.
-    given_back: AtomicBool,
+    /// [`IDLE`], [`LENT`] or [`RETURNED`]: one word, so that a borrower
+    /// never mistakes the end of one lend for the next.
+    state: AtomicU32,
 }
+
+/// No lend in progress.
+const IDLE: u32 = 0;
+/// The view is published; the borrower may use it.
+const LENT: u32 = 1;
+/// The borrower is done; the lender goes on (and sets `IDLE`).
+const RETURNED: u32 = 2;
 
 static SLOTS: [Slot; MAX_CPUS] = [const {
     Slot {
@@ -55,7 +63,7 @@ static SLOTS: [Slot; MAX_CPUS] = [const {
         view: AtomicPtr::new(core::ptr::null_mut()),
         type_name: AtomicPtr::new(core::ptr::null_mut()),
         type_len: AtomicU32::new(0),
-        given_back: AtomicBool::new(false),
+        state: AtomicU32::new(IDLE),
     }
 }; MAX_CPUS];
 
@@ -84,10 +92,43 @@ pub fn activate(cpu: usize, apic: u32) {
 
 /// CPU `me` runs no more domains: it is asked no more (taken under the cross
 /// lock, so that no holder is waiting for it), serving meanwhile with `view`.
+/// The others look at their state again (one of them may now be the last
+/// that is not stuck, [`stuck`]).
 pub fn deactivate<T>(me: usize, view: &mut T) {
     lock(me, view);
     ACTIVE.fetch_and(!(1 << me), AcqRel);
     CROSS.store(false, Release);
+    kick_others();
+}
+
+/// CPUs whose every domain is blocked with no deadline, and whether they all
+/// were at once: then no domain anywhere can ever be woken.
+static STUCK: AtomicU32 = AtomicU32::new(0);
+static ALL_STUCK: AtomicBool = AtomicBool::new(false);
+
+/// CPU `me`'s domains are all blocked with no deadline (it is about to wait
+/// for an IPI). Whether every CPU that runs domains is in that state: then
+/// each ends its domains ([`all_stuck`]; the others are woken to). Pair with
+/// [`unstuck`] after the wait. A cross-CPU operation that could wake a domain
+/// runs only with every other CPU awake (lending), so none is counted then.
+pub fn stuck() -> bool {
+    let n = STUCK.fetch_add(1, AcqRel) + 1;
+    if n >= ACTIVE.load(Acquire).count_ones() {
+        ALL_STUCK.store(true, Release);
+        kick_others();
+        return true;
+    }
+    false
+}
+
+/// The wait that followed [`stuck`] is over.
+pub fn unstuck() {
+    let _ = STUCK.fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+}
+
+/// Every CPU's domains were blocked with no deadline at once.
+pub fn all_stuck() -> bool {
+    ALL_STUCK.load(Acquire)
 }
 
 /// Wake every other CPU that runs domains (to look at its state again: the
@@ -100,6 +141,24 @@ pub fn kick_others() {
             crate::arch::smp::send_wake(apic.load(Relaxed));
         }
     }
+}
+
+/// The guest time (TSC ticks) a CPU in its guest keeps between two lends: a
+/// domain that asks back to back (a cross-CPU hypercall in a loop) cannot
+/// take more than about a fifth of another CPU's guest time (a lend costs an
+/// exit, the wait for the operation and the entry: a few hundred to a
+/// thousand ticks); its own CPU waits instead. About 1.5 us on a 3 GHz TSC.
+pub const GUEST_TICKS: u64 = 4096;
+
+/// When each CPU's last lend ended (TSC).
+static LAST_LEND: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// For CPU `me` in its guest's exit at TSC `now`, asked to lend: `None` to
+/// lend now, or the TSC from which it may ([`GUEST_TICKS`] after its last).
+pub fn next_lend(me: usize, now: u64) -> Option<u64> {
+    let last = LAST_LEND.get(me)?.load(Relaxed);
+    let at = last.saturating_add(GUEST_TICKS);
+    (now < at).then_some(at)
 }
 
 /// Whether another CPU asks CPU `me` for its view (one load: every exit
@@ -119,15 +178,20 @@ pub fn serve<T>(me: usize, view: &mut T) -> bool {
         return false;
     }
     let name = core::any::type_name::<T>();
-    s.given_back.store(false, Relaxed);
     s.type_name.store(name.as_ptr().cast_mut(), Relaxed);
     s.type_len.store(name.len() as u32, Relaxed);
-    // Release: everything this CPU wrote to its state is seen by the borrower.
-    s.view.store((view as *mut T).cast(), Release);
-    while !s.given_back.load(Acquire) {
+    s.view.store((view as *mut T).cast(), Relaxed);
+    // Release: the view, and everything this CPU wrote to its state, is seen
+    // by the borrower that reads LENT.
+    s.state.store(LENT, Release);
+    while s.state.load(Acquire) != RETURNED {
         core::hint::spin_loop();
     }
     s.view.store(core::ptr::null_mut(), Relaxed);
+    if let Some(t) = LAST_LEND.get(me) {
+        t.store(crate::arch::timer::rdtsc(), Relaxed);
+    }
+    s.state.store(IDLE, Release);
     true
 }
 
@@ -185,13 +249,10 @@ pub fn cross<T, R>(me: usize, own: &mut T, op: impl FnOnce(&mut T, &mut Lent<'_,
     };
     for c in (0..MAX_CPUS).filter(|c| others & (1 << c) != 0) {
         let Some(s) = SLOTS.get(c) else { continue };
-        let p = loop {
-            let p = s.view.load(Acquire);
-            if !p.is_null() {
-                break p;
-            }
+        while s.state.load(Acquire) != LENT {
             core::hint::spin_loop();
-        };
+        }
+        let p = s.view.load(Relaxed);
         // SAFETY: the name was published before the view (Release/Acquire).
         let lent_name = unsafe {
             core::slice::from_raw_parts(
@@ -204,8 +265,8 @@ pub fn cross<T, R>(me: usize, own: &mut T, op: impl FnOnce(&mut T, &mut Lent<'_,
             "smp: CPU {c} lent a view of another type"
         );
         // SAFETY: CPU `c` published a `&mut T` (same type, checked) and spins
-        // without touching it until `given_back`, which is set only after
-        // `op` has returned and this borrow has ended.
+        // without touching it until RETURNED, which is set only after `op`
+        // has returned and this borrow has ended.
         if let Some(v) = lent.views.get_mut(c) {
             *v = Some(unsafe { &mut *p.cast::<T>() });
         }
@@ -214,7 +275,7 @@ pub fn cross<T, R>(me: usize, own: &mut T, op: impl FnOnce(&mut T, &mut Lent<'_,
     let r = op(own, &mut lent);
     for c in (0..MAX_CPUS).filter(|c| others & (1 << c) != 0) {
         if let Some(s) = SLOTS.get(c) {
-            s.given_back.store(true, Release);
+            s.state.store(RETURNED, Release);
         }
     }
     CROSS.store(false, Release);

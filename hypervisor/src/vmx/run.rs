@@ -446,10 +446,10 @@ impl<'a, M: PhysMem, C: Console> CpuView<'_, '_, 'a, M, C> {
 
 /// Every domain on every CPU, for one operation of CPU `me`: its own (less
 /// the vCPU the operation is for) and the views the other CPUs lent.
-struct Cluster<'x, 'l, 'v, 'r, 'a, M: PhysMem, C: Console> {
+struct Cluster<'x, 'l, 'v, 'w, 'r, 'a, M: PhysMem, C: Console> {
     me: usize,
     own: &'x mut OnCpu<'r, 'a, M, C>,
-    lent: &'x mut Lent<'l, CpuView<'v, 'r, 'a, M, C>>,
+    lent: &'x mut Lent<'l, CpuView<'v, 'w, 'a, M, C>>,
 }
 
 /// Where a domain's state is, for a [`Cluster`].
@@ -460,7 +460,7 @@ enum At {
     Lent(usize),
 }
 
-impl<'v, 'r, 'a, M: PhysMem, C: Console> Cluster<'_, '_, 'v, 'r, 'a, M, C> {
+impl<'v, 'w, 'a, M: PhysMem, C: Console> Cluster<'_, '_, 'v, 'w, '_, 'a, M, C> {
     fn at(&self, d: DomainId) -> Option<At> {
         match cpu_of(d)? {
             c if c == self.me => Some(At::Own),
@@ -468,11 +468,11 @@ impl<'v, 'r, 'a, M: PhysMem, C: Console> Cluster<'_, '_, 'v, 'r, 'a, M, C> {
         }
     }
 
-    fn view(&self, c: usize) -> Option<&CpuView<'v, 'r, 'a, M, C>> {
+    fn view(&self, c: usize) -> Option<&CpuView<'v, 'w, 'a, M, C>> {
         self.lent.get(c)
     }
 
-    fn view_mut(&mut self, c: usize) -> Option<&mut CpuView<'v, 'r, 'a, M, C>> {
+    fn view_mut(&mut self, c: usize) -> Option<&mut CpuView<'v, 'w, 'a, M, C>> {
         self.lent.get_mut(c)
     }
 
@@ -507,7 +507,7 @@ impl<'v, 'r, 'a, M: PhysMem, C: Console> Cluster<'_, '_, 'v, 'r, 'a, M, C> {
     }
 }
 
-impl<M: PhysMem, C: Console> crate::domctl::SchedView for Cluster<'_, '_, '_, '_, '_, M, C> {
+impl<M: PhysMem, C: Console> crate::domctl::SchedView for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
     fn sched_vcpu(&self, d: DomainId) -> Option<&crate::sched::Vcpu> {
         match self.at(d)? {
             At::Own => self.own.sched.vcpu(d),
@@ -517,12 +517,12 @@ impl<M: PhysMem, C: Console> crate::domctl::SchedView for Cluster<'_, '_, '_, '_
 }
 
 /// Every domain on every CPU as `domctl` sees it.
-struct ClusterListing<'x, 'c, 'l, 'v, 'r, 'a, M: PhysMem, C: Console> {
+struct ClusterListing<'x, 'c, 'l, 'v, 'w, 'r, 'a, M: PhysMem, C: Console> {
     me: (DomainId, Summary),
-    cl: &'x Cluster<'c, 'l, 'v, 'r, 'a, M, C>,
+    cl: &'x Cluster<'c, 'l, 'v, 'w, 'r, 'a, M, C>,
 }
 
-impl<M: PhysMem, C: Console> Directory for ClusterListing<'_, '_, '_, '_, '_, '_, M, C> {
+impl<M: PhysMem, C: Console> Directory for ClusterListing<'_, '_, '_, '_, '_, '_, '_, M, C> {
     fn control(&self) -> Option<DomainId> {
         self.cl.own.control
     }
@@ -539,7 +539,7 @@ impl<M: PhysMem, C: Console> Directory for ClusterListing<'_, '_, '_, '_, '_, '_
     }
 }
 
-impl<M: PhysMem, C: Console> Peers for Cluster<'_, '_, '_, '_, '_, M, C> {
+impl<M: PhysMem, C: Console> Peers for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
     fn domctl(
         &mut self,
         caller: DomainId,
@@ -642,15 +642,29 @@ impl<M: PhysMem, C: Console> Peers for Cluster<'_, '_, '_, '_, '_, M, C> {
 }
 
 /// The running vCPU and its peers: what the exit stub calls.
-struct Running<'r, 'a, M: PhysMem, C: Console> {
+/// `SHARED`: other CPUs run domains too, so each exit first serves their
+/// requests and a cross-CPU hypercall borrows their domains (`vmx::lend`);
+/// a separate instance of the exit path, so that one CPU pays nothing for it.
+struct Running<'r, 'a, M: PhysMem, C: Console, const SHARED: bool> {
     vcpu: &'r mut Vcpu<'a, M, C>,
     peers: OnCpu<'r, 'a, M, C>,
 }
 
-impl<M: PhysMem, C: Console> Running<'_, '_, M, C> {
-    /// Another CPU asked for this CPU's domains: lend them, this vCPU
-    /// included, before this exit is looked at (`vmx::lend`).
+impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
+    /// Another CPU asked for this CPU's domains: lend them now, or, if the
+    /// last lend ended less than `lend::GUEST_TICKS` ago, end this vCPU's run
+    /// then (its run loop lends at its top): a domain that asks for lends back
+    /// to back slows its own CPU down, not the guests of the others.
     #[inline(never)]
+    fn asked(&mut self) {
+        match lend::next_lend(self.peers.cpu, timer::rdtsc()) {
+            None => self.serve(),
+            Some(at) => self.vcpu.end_slice_by(at),
+        }
+    }
+
+    /// Lend this CPU's domains, this vCPU included, before this exit is
+    /// looked at (`vmx::lend`).
     fn serve(&mut self) {
         let me = self.peers.cpu;
         let mut view = CpuView {
@@ -694,14 +708,16 @@ impl<M: PhysMem, C: Console> Running<'_, '_, M, C> {
     }
 }
 
-impl<M: PhysMem, C: Console> ExitEnv for Running<'_, '_, M, C> {
+impl<M: PhysMem, C: Console, const SHARED: bool> ExitEnv for Running<'_, '_, M, C, SHARED> {
     #[inline(always)]
     fn fast_exit(&mut self, gprs: &mut GuestGprs) -> FastExit {
-        if lend::asked(self.peers.cpu) {
-            self.serve();
-        }
-        if reaches_peers(gprs.rax) && lend::several_cpus() {
-            return self.cross_exit(gprs);
+        if SHARED {
+            if lend::asked(self.peers.cpu) {
+                self.asked();
+            }
+            if reaches_peers(gprs.rax) {
+                return self.cross_exit(gprs);
+            }
         }
         self.vcpu.fast_exit(gprs, &mut self.peers)
     }
@@ -777,7 +793,8 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
     let me = pc.index();
     // One clock for the machine: the first CPU to get here calibrates it.
     let (clock, wall) = *TIME.call_once(|| start_time(cpu));
-    let mut sched: Scheduler<SCHED_SLOTS> = Scheduler::new((clock.hz / 1000).max(1));
+    let slice = (clock.hz / 1000).max(1);
+    let mut sched: Scheduler<SCHED_SLOTS> = Scheduler::new(slice);
     if shared {
         prepare_host_for_switching();
     }
@@ -824,7 +841,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         // Domains the control domain destroyed stop before anything else runs.
         if DESTROY_PENDING
             .get(me)
-            .is_some_and(|p| p.swap(false, AcqRel))
+            .is_some_and(|p| p.load(Relaxed) && p.swap(false, AcqRel))
         {
             ends.end_each(
                 guests,
@@ -850,6 +867,11 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         }
         let now = timer::rdtsc();
         let (id, until) = match sched.schedule(now) {
+            // A vCPU alone runs without a slice, but not while a teardown
+            // here waits for its next step.
+            Next::Run { dom, until } if until == UNBOUNDED && ends.dying > 0 => {
+                (dom, now.saturating_add(slice))
+            }
             Next::Run { dom, until } => (dom, until),
             // A teardown goes on instead of idling.
             Next::Idle { .. } if tearing => continue,
@@ -859,10 +881,15 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                 continue;
             }
             // With domains on other CPUs, one of them may still wake these:
-            // wait for an IPI (an event, a cross-CPU operation).
-            Next::Idle { until: None } if lend::several_cpus() => {
-                idle_console.drain_until(u64::MAX);
-                timer::idle_until(u64::MAX);
+            // wait for an IPI (an event, a cross-CPU operation), unless every
+            // CPU is in this state.
+            Next::Idle { until: None } if lend::several_cpus() && !lend::all_stuck() => {
+                if !lend::stuck() {
+                    // No deadline to drain the console up to: the CPUs that
+                    // run guests drain it.
+                    timer::idle_until(u64::MAX);
+                    lend::unstuck();
+                }
                 continue;
             }
             Next::Idle { until: None } => {
@@ -908,19 +935,30 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             g.vcpu
                 .resume_with_slice((until != UNBOUNDED).then_some(until));
         }
-        let mut running = Running {
-            vcpu: &mut g.vcpu,
-            peers: OnCpu {
-                cpu: me,
-                before,
-                after,
-                skip: idx,
-                sched: &mut sched,
-                control,
-                rearm: None,
-            },
+        let peers = OnCpu {
+            cpu: me,
+            before,
+            after,
+            skip: idx,
+            sched: &mut sched,
+            control,
+            rearm: None,
         };
-        let leave = launch(pc, &mut running, g.gprs, g.launched);
+        // Other CPUs become active only before any runs: a run that starts
+        // alone stays alone.
+        let leave = if lend::several_cpus() {
+            let mut running = Running::<'_, '_, M, C, true> {
+                vcpu: &mut g.vcpu,
+                peers,
+            };
+            launch(pc, &mut running, g.gprs, g.launched)
+        } else {
+            let mut running = Running::<'_, '_, M, C, false> {
+                vcpu: &mut g.vcpu,
+                peers,
+            };
+            launch(pc, &mut running, g.gprs, g.launched)
+        };
         g.launched = true;
         if let Some(s) = &mut g.switched {
             s.save();
@@ -1078,44 +1116,54 @@ impl<F: FrameSource> Ending<'_, F> {
                 None => return false,
             },
         };
-        let (before, rest) = guests.split_at_mut(idx);
-        let Some((Some(g), after)) = rest.split_first_mut() else {
-            return false;
-        };
-        let Some(d) = g.dying.as_mut() else {
-            return false;
-        };
         let me = self.pc.index();
-        let mut peers = OnCpu {
-            cpu: me,
-            before,
-            after,
-            skip: idx,
-            sched,
-            control: self.control,
-            rearm: None,
-        };
-        let id = g.vcpu.domain_id();
-        let waited = d.t.phase == Phase::Grants;
+        let control = self.control;
         let frames = &mut *self.frames;
         // The step reaches the ended domain's peers (its ports' other ends,
         // the grants it mapped, the control domain): on several CPUs, with
-        // theirs lent.
-        let done = if lend::several_cpus() {
-            let mut view = CpuView {
-                on: &mut peers,
-                running: None,
+        // theirs lent, and with this CPU's lent whole (the ended domain
+        // included: an unmap of its grants reaches it) while it waits.
+        let stepped = if lend::several_cpus() {
+            let mut on = OnCpu {
+                cpu: me,
+                skip: guests.len(),
+                before: &mut *guests,
+                after: &mut [],
+                sched: &mut *sched,
+                control,
+                rearm: None,
             };
-            lend::cross(me, &mut view, |own, lent| {
-                let mut cl = Cluster {
-                    me,
-                    own: &mut *own.on,
-                    lent,
-                };
-                teardown_step(&mut g.vcpu, &mut cl, frames, d)
-            })
+            lend::cross(
+                me,
+                &mut CpuView {
+                    on: &mut on,
+                    running: None,
+                },
+                |own, lent| {
+                    let on = &mut *own.on;
+                    step_at(
+                        &mut *on.before,
+                        idx,
+                        &mut *on.sched,
+                        control,
+                        me,
+                        frames,
+                        Some(lent),
+                    )
+                },
+            )
         } else {
-            teardown_step(&mut g.vcpu, &mut peers, frames, d)
+            step_at(guests, idx, sched, control, me, frames, None)
+        };
+        let Some((done, waited)) = stepped else {
+            return false;
+        };
+        let Some(g) = guests.get_mut(idx).and_then(Option::as_mut) else {
+            return false;
+        };
+        let id = g.vcpu.domain_id();
+        let Some(d) = g.dying.as_mut() else {
+            return false;
         };
         if !done {
             return !waited;
@@ -1400,10 +1448,52 @@ impl<M: PhysMem, C: Console> Survivors for OnCpu<'_, '_, M, C> {
     }
 }
 
-impl<M: PhysMem, C: Console> Survivors for Cluster<'_, '_, '_, '_, '_, M, C> {
+impl<M: PhysMem, C: Console> Survivors for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
     fn notify_control(&mut self, ended: DomainId) {
         Cluster::notify_control(self, ended);
     }
+}
+
+/// One bounded step of the teardown of the ended domain in slot `idx` of
+/// `guests`, the others its peers (with `lent`, those of other CPUs too):
+/// whether it is done, and whether it was waiting for others' unmaps.
+#[allow(clippy::too_many_arguments)]
+fn step_at<'a, M: PhysMem, C: Console>(
+    guests: &mut [Option<Guest<'a, M, C>>],
+    idx: usize,
+    sched: &mut Scheduler<SCHED_SLOTS>,
+    control: Option<DomainId>,
+    me: usize,
+    frames: &mut impl FrameSource,
+    lent: Option<&mut Lent<'_, CpuView<'_, '_, 'a, M, C>>>,
+) -> Option<(bool, bool)> {
+    let (before, rest) = guests.split_at_mut(idx);
+    let (Some(g), after) = rest.split_first_mut()? else {
+        return None;
+    };
+    let d = g.dying.as_mut()?;
+    let waited = d.t.phase == Phase::Grants;
+    let mut peers = OnCpu {
+        cpu: me,
+        before,
+        after,
+        skip: idx,
+        sched,
+        control,
+        rearm: None,
+    };
+    let done = match lent {
+        Some(lent) => {
+            let mut cl = Cluster {
+                me,
+                own: &mut peers,
+                lent,
+            };
+            teardown_step(&mut g.vcpu, &mut cl, frames, d)
+        }
+        None => teardown_step(&mut g.vcpu, &mut peers, frames, d),
+    };
+    Some((done, waited))
 }
 
 /// One bounded step of the teardown `d` of `vcpu`'s domain; whether it is done.

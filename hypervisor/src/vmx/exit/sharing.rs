@@ -133,6 +133,14 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         raised
     }
 
+    /// This vCPU's run ends by TSC `until` at the latest (its run loop has
+    /// work for then: `vmx::run`).
+    pub fn end_slice_by(&mut self, until: u64) {
+        if self.slice_end.is_none_or(|e| e > until) {
+            self.set_slice_end(until);
+        }
+    }
+
     /// Another CPU paused or destroyed this running vCPU's domain: its run
     /// ends at its next entry (the slice is over now).
     pub fn end_slice_now(&mut self) {
