@@ -67,12 +67,12 @@ pub enum Action {
 /// the CPU it runs on.
 pub trait SchedView {
     /// Domain `d`'s vCPU as its scheduler sees it.
-    fn sched_vcpu(&self, d: DomainId) -> Option<&crate::sched::Vcpu>;
+    fn sched_vcpu(&self, d: DomainId) -> Option<crate::sched::Vcpu>;
 }
 
 impl<const N: usize> SchedView for Scheduler<N> {
-    fn sched_vcpu(&self, d: DomainId) -> Option<&crate::sched::Vcpu> {
-        self.vcpu(d)
+    fn sched_vcpu(&self, d: DomainId) -> Option<crate::sched::Vcpu> {
+        self.vcpu(d).copied()
     }
 }
 

@@ -508,10 +508,11 @@ impl<'v, 'w, 'a, M: PhysMem, C: Console> Cluster<'_, '_, 'v, 'w, '_, 'a, M, C> {
 }
 
 impl<M: PhysMem, C: Console> crate::domctl::SchedView for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
-    fn sched_vcpu(&self, d: DomainId) -> Option<&crate::sched::Vcpu> {
+    fn sched_vcpu(&self, d: DomainId) -> Option<crate::sched::Vcpu> {
         match self.at(d)? {
-            At::Own => self.own.sched.vcpu(d),
-            At::Lent(c) => self.view(c)?.on.sched.vcpu(d),
+            At::Own => self.own.sched.vcpu(d).copied(),
+            // It may be running there now: its time so far counts.
+            At::Lent(c) => self.view(c)?.on.sched.vcpu_now(d, timer::rdtsc()),
         }
     }
 }
