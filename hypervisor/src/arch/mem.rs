@@ -145,6 +145,18 @@ impl PhysMem for DirectMap {
         }
     }
 
+    fn cmpxchg_u64(&mut self, at: MachineAddr, old: u64, new: u64) -> u64 {
+        let Some(p) = word_ptr::<u64>(at) else {
+            panic!("cmpxchg_u64 at an unaligned {:#x}", at.get());
+        };
+        // SAFETY: as in `cmpxchg_u32` (a frame-table word: hypervisor memory
+        // that several CPUs update, never the guest).
+        let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(p) };
+        match a.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(v) | Err(v) => v,
+        }
+    }
+
     fn fetch_and_u32(&mut self, at: MachineAddr, bits: u32) -> u32 {
         let Some(p) = word_ptr::<u32>(at) else {
             panic!("fetch_and_u32 at an unaligned {:#x}", at.get());

@@ -519,6 +519,60 @@ impl FrameTable {
         }
     }
 
+    /// Change the type word of `pfn` as one atomic step (a compare-and-exchange
+    /// loop, Xen's `_get_page_type`): `f` maps the word it sees to the new one,
+    /// or refuses (nothing stored); if another CPU changed the word between
+    /// the read and the exchange, `f` runs again on what it changed it to.
+    /// `Ok` holds the word `f` accepted (the one replaced). Past the end `f`
+    /// sees [`TypeInfo::FREE`] and nothing is stored.
+    #[inline(always)]
+    pub fn update_type<M: PhysMem + ?Sized, R>(
+        &self,
+        mem: &mut M,
+        pfn: Pfn,
+        mut f: impl FnMut(TypeInfo) -> Result<TypeInfo, R>,
+    ) -> Result<TypeInfo, R> {
+        if pfn.get() >= self.nr_pages {
+            return f(TypeInfo::FREE).map(|_| TypeInfo::FREE);
+        }
+        let at = self.p2m.at(pfn.get() * P2M_ENTRY + P2M_TYPE);
+        let mut word = mem.read_u64(at);
+        loop {
+            let old = TypeInfo::decode(word);
+            let new = f(old)?.encode();
+            let found = mem.cmpxchg_u64(at, word, new);
+            if found == word {
+                return Ok(old);
+            }
+            word = found;
+        }
+    }
+
+    /// Change the reference count of `pfn` as one atomic step, as
+    /// [`Self::update_type`] the type word (Xen's `get_page`): `Ok` holds the
+    /// count `f` accepted. Past the end `f` sees 0 and nothing is stored.
+    #[inline(always)]
+    pub fn update_refs<M: PhysMem + ?Sized, R>(
+        &self,
+        mem: &mut M,
+        pfn: Pfn,
+        mut f: impl FnMut(u64) -> Result<u64, R>,
+    ) -> Result<u64, R> {
+        if pfn.get() >= self.nr_pages {
+            return f(0).map(|_| 0);
+        }
+        let at = self.p2m.at(pfn.get() * P2M_ENTRY + P2M_REFS);
+        let mut refs = mem.read_u64(at);
+        loop {
+            let new = f(refs)?;
+            let found = mem.cmpxchg_u64(at, refs, new);
+            if found == refs {
+                return Ok(refs);
+            }
+            refs = found;
+        }
+    }
+
     fn m2p_entry<M: PhysMem + ?Sized>(&self, mem: &M, i: u64) -> u64 {
         mem.read_u64(self.m2p.at(i * M2P_ENTRY))
     }
