@@ -86,3 +86,5 @@ pub use validate::{allowed_flags, check_entry};
 mod tests;
 #[cfg(test)]
 mod tests_job;
+#[cfg(test)]
+mod tests_smp;
