@@ -22,6 +22,14 @@
 //! There is no heap in the hypervisor, so both live in hypervisor-owned machine
 //! frames (taken from the [`FrameSource`], never mapped into the guest) and are read
 //! through [`PhysMem`]. The rules that change the counts are in [`crate::paging`].
+//!
+//! Several CPUs change one frame's counts at once (another domain's grant, a
+//! second vCPU), so the type word and the reference count change only through
+//! [`FrameTable::update_type`] and [`FrameTable::update_refs`]:
+//! compare-and-exchange loops on the word, as Xen's `count_info` and
+//! `type_info` ([`crate::paging`], "Several CPUs", says why and what else is
+//! serialised). The `set_*` stores are for words no other CPU can reach (a
+//! table being built, tests).
 
 use super::entry::Level;
 use crate::addr::{MachineAddr, Mfn, Pfn, PAGE_SIZE};
@@ -483,7 +491,8 @@ impl FrameTable {
         Some(t.with_refs(refs))
     }
 
-    /// Store the accounting of `pfn` (ignored past the end).
+    /// Store the accounting of `pfn` (ignored past the end):
+    /// a plain store, for a word no other CPU can change meanwhile.
     pub fn set_info<M: PhysMem + ?Sized>(&self, mem: &mut M, pfn: Pfn, info: PageInfo) {
         self.set_type_info(mem, pfn, info.type_info());
         self.set_ref_count(mem, pfn, info.ref_count);
@@ -499,7 +508,8 @@ impl FrameTable {
             .then(|| TypeInfo::decode(mem.read_u64(self.p2m.at(pfn.get() * P2M_ENTRY + P2M_TYPE))))
     }
 
-    /// Store the type half of the accounting of `pfn` (ignored past the end).
+    /// Store the type half of the accounting of `pfn` (ignored past the
+    /// end): a plain store, for a word no other CPU can change meanwhile.
     pub fn set_type_info<M: PhysMem + ?Sized>(&self, mem: &mut M, pfn: Pfn, t: TypeInfo) {
         if pfn.get() < self.nr_pages {
             mem.write_u64(self.p2m.at(pfn.get() * P2M_ENTRY + P2M_TYPE), t.encode());
@@ -512,7 +522,8 @@ impl FrameTable {
             .then(|| mem.read_u64(self.p2m.at(pfn.get() * P2M_ENTRY + P2M_REFS)))
     }
 
-    /// Store the reference count of `pfn` (ignored past the end).
+    /// Store the reference count of `pfn` (ignored past the end):
+    /// a plain store, for a word no other CPU can change meanwhile.
     pub fn set_ref_count<M: PhysMem + ?Sized>(&self, mem: &mut M, pfn: Pfn, refs: u64) {
         if pfn.get() < self.nr_pages {
             mem.write_u64(self.p2m.at(pfn.get() * P2M_ENTRY + P2M_REFS), refs);
