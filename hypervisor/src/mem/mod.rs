@@ -59,6 +59,14 @@ pub trait PhysMem {
         }
         found
     }
+    /// Read the u64 at `at` (8-byte aligned) as one atomic load: the first
+    /// guess of a [`Self::cmpxchg_u64`] loop, on a word that other CPUs
+    /// change meanwhile. The default is [`Self::read_u64`]; the direct map's
+    /// is the same single load, made an atomic one so that the race with
+    /// another CPU's exchange is defined.
+    fn load_u64(&self, at: MachineAddr) -> u64 {
+        self.read_u64(at)
+    }
     /// Compare the u64 at `at` (8-byte aligned) with `old` and, if equal,
     /// store `new`, as one atomic step for every CPU; returns the value found
     /// (the store happened if it equals `old`). The frame table's type words

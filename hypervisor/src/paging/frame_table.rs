@@ -547,7 +547,7 @@ impl FrameTable {
             return f(TypeInfo::FREE).map(|_| TypeInfo::FREE);
         }
         let at = self.p2m.at(pfn.get() * P2M_ENTRY + P2M_TYPE);
-        let mut word = mem.read_u64(at);
+        let mut word = mem.load_u64(at);
         loop {
             let old = TypeInfo::decode(word);
             let new = f(old)?.encode();
@@ -573,7 +573,7 @@ impl FrameTable {
             return f(0).map(|_| 0);
         }
         let at = self.p2m.at(pfn.get() * P2M_ENTRY + P2M_REFS);
-        let mut refs = mem.read_u64(at);
+        let mut refs = mem.load_u64(at);
         loop {
             let new = f(refs)?;
             let found = mem.cmpxchg_u64(at, refs, new);
