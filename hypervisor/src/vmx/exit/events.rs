@@ -127,12 +127,18 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         let upcall = self.ev.upcall_wanted(&*self.dom, &mut *self.mem);
         // A console burst only if no event waits to be delivered (a timer that
         // fired while the vCPU was blocked included) and it will have gone before
-        // the next deadline: a burst can cost milliseconds where each port access
-        // exits to a hypervisor beneath Keel. Before the VMX-preemption timer is
-        // set, which reads the TSC.
+        // the VMX-preemption timer must be armed for the next deadline (the
+        // deadline less the timer exit's learned latency: a burst that ends
+        // inside that latency makes the timer late by what it overlaps): a
+        // burst can cost milliseconds where each port access exits to a
+        // hypervisor beneath Keel. Before the VMX-preemption timer is set,
+        // which reads the TSC.
         if upcall.is_none() && self.console.has_work() {
-            self.console
-                .pump(self.ev.wake_deadline_tsc().unwrap_or(u64::MAX));
+            let before = self
+                .ev
+                .wake_deadline_tsc()
+                .map_or(u64::MAX, |d| self.advance.arm_at(d));
+            self.console.pump(before);
         }
         match upcall {
             Some(vector) => {
