@@ -12,13 +12,19 @@
 //! preemption timer that much before the deadline; an exit that then comes
 //! before the deadline waits in Keel for it (never fires early), bounded by
 //! [`ADVANCE_CAP`]. KVM does the same for its guests' local APIC timers
-//! (`lapic_timer_advance`). The first exit sets the estimate (at most
-//! [`FIRST_STEP_CAP`]): learning it an eighth at a time would leave the guest's
-//! first dozen timers up to a whole exit latency late, and under nested KVM that
-//! latency is most of the lateness bound (`docs/abi/time.md`). After it the
-//! estimate moves by an eighth of each error, and a late exit counts at most
-//! [`LATE_STEP_CAP`] (the host once descheduling the vCPU for milliseconds must
-//! not make every later timer wait long in Keel).
+//! (`lapic_timer_advance`). Only exits armed for the guest's own deadlines
+//! teach it: the end of a slice is armed at its time (nothing waits for it to
+//! the tick). The first exit sets the estimate (at most [`FIRST_STEP_CAP`]):
+//! learning it an eighth at a time would leave the guest's first dozen timers
+//! up to a whole exit latency late, and under nested KVM that latency is most
+//! of the lateness bound (`docs/abi/time.md`). After it the estimate moves by
+//! an eighth of each error, and a late exit counts at most [`LATE_STEP_CAP`]
+//! (the host once descheduling the vCPU for milliseconds must not make every
+//! later timer wait long in Keel). An exit early by more than half the
+//! estimate takes half the error off at once: the estimate was set by an
+//! outlier (a first exit that came late for a reason of its own), and it
+//! comes down within a dozen exits instead of dozens, never below the latency
+//! that exit showed.
 
 /// The largest advance, in TSC ticks, and so the longest Keel waits in one exit
 /// for a deadline the timer's exit came early for.
@@ -77,7 +83,12 @@ impl TimerAdvance {
             0
         } else {
             let early = deadline - now;
-            self.ticks = self.ticks.saturating_sub(early.div_ceil(8));
+            let step = if early > self.ticks / 2 {
+                early / 2
+            } else {
+                early.div_ceil(8)
+            };
+            self.ticks = self.ticks.saturating_sub(step);
             // Armed at most `ADVANCE_CAP` early, so this is the bound already;
             // the min keeps it one when the deadline moved.
             early.min(ADVANCE_CAP)
@@ -145,9 +156,39 @@ mod tests {
             ticks: 800,
             learned: true,
         };
-        assert_eq!(a.on_exit(10_000, 9_200), 800);
-        assert_eq!(a.ticks(), 700);
+        // Early by less than half the estimate: an eighth of the error.
+        assert_eq!(a.on_exit(10_000, 9_800), 200);
+        assert_eq!(a.ticks(), 775);
+        // By more (the estimate was an outlier): half of it.
+        assert_eq!(a.on_exit(10_000, 9_225), 775);
+        assert_eq!(a.ticks(), 388);
         assert_eq!(a.on_exit(10_000, 10_000), 0);
+    }
+
+    #[test]
+    fn an_outlying_first_exit_is_unlearned_fast() {
+        // The first exit came 30,000 ticks late on a platform whose latency is
+        // 100 (a host interrupt, or the guest kept the CPU busy at that
+        // moment): the later exits come early and bring the estimate down.
+        let mut a = TimerAdvance::new();
+        assert_eq!(a.on_exit(1000, 1000 + 30_000), 0);
+        assert_eq!(a.ticks(), 30_000);
+        let mut deadline = 1_000_000u64;
+        let mut exits = 0;
+        while a.ticks() > 200 {
+            let exit_at = a.arm_at(deadline) + 100;
+            let w = a.on_exit(deadline, exit_at);
+            // Never below what the exit showed, never fired early.
+            assert!(a.ticks() >= 100);
+            assert_eq!(exit_at + w, deadline);
+            deadline += 500_000;
+            exits += 1;
+        }
+        // An eighth at a time would take about 40.
+        assert!(exits <= 12, "{exits}");
+        // And then the eighths finish the job.
+        let (b, _) = converge(100, 200);
+        assert!(b.ticks().abs_diff(100) <= 8);
     }
 
     proptest! {
