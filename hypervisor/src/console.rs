@@ -69,19 +69,68 @@ pub trait Uart {
     fn depth(&self) -> usize;
 }
 
-/// Whether a burst started at TSC `now` that costs `burst_ticks` (what the last
-/// one took) will have left before TSC `before`, the next timer deadline
-/// (`u64::MAX`: none). The exit path and the idle drain start a burst only then:
-/// console output never makes a timer late. A burst is cheap where the UART is a
-/// real device or emulated inside the CPU model (Bochs: a few hundred ticks),
-/// but under a hypervisor beneath Keel that emulates the UART in its user space
-/// every port access is an exit to it, and KVM emulates `REP OUTSB` one byte, one
-/// exit, at a time: a 16-byte burst then costs 17 exits, about 4 ms when that
-/// KVM itself runs under Bochs.
+/// Whether a burst started at TSC `now` that is expected to cost `burst_ticks`
+/// ([`BurstCost`]) will have left before TSC `before`, the time by which the
+/// guest's next timer must be armed (`u64::MAX`: none), with an eighth of the
+/// cost to spare ([`burst_slack`]). The exit path and the idle drain start a
+/// burst only then: console output never makes a timer late. A burst is cheap
+/// where the UART is a real device or emulated inside the CPU model (Bochs: a
+/// few hundred ticks), but under a hypervisor beneath Keel that emulates the
+/// UART in its user space every port access is an exit to it, and KVM emulates
+/// `REP OUTSB` one byte, one exit, at a time: a 16-byte burst then costs 17
+/// exits, about 4 ms when that KVM itself runs under Bochs.
 pub const fn burst_fits(now: u64, burst_ticks: u64, before: u64) -> bool {
-    match now.checked_add(burst_ticks) {
+    match now.checked_add(burst_ticks.saturating_add(burst_slack(burst_ticks))) {
         Some(end) => end < before,
         None => false,
+    }
+}
+
+/// The room [`burst_fits`] leaves beyond the expected cost: the cost of one
+/// burst varies with what the machine beneath does meanwhile (under nested KVM
+/// one 16-byte burst took 440,578 ticks after the estimate said 391,661: an
+/// eighth more, the host's interrupts during its 17 exits).
+pub const fn burst_slack(burst_ticks: u64) -> u64 {
+    burst_ticks.div_ceil(8)
+}
+
+/// What the next burst is expected to cost (TSC ticks), learned from the bursts
+/// sent: a burst's cost scaled to a whole FIFO (under KVM each byte is an exit
+/// of its own, so the cost grows with the length). The estimate rises at once
+/// to a dearer burst (at most doubling, so that one burst the machine beneath
+/// stalled for milliseconds does not hold the console back for long) and falls
+/// by an eighth of the difference to a cheaper one: it follows the dear end of
+/// the costs, which is what a burst before a deadline must be weighed with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BurstCost {
+    ticks: u64,
+}
+
+impl BurstCost {
+    /// Nothing sent yet: 0.
+    pub const fn new() -> Self {
+        Self { ticks: 0 }
+    }
+
+    /// The expected cost of a whole-FIFO burst now.
+    pub const fn ticks(self) -> u64 {
+        self.ticks
+    }
+
+    /// A burst of `sent` bytes (of a FIFO of `depth`) took `took` ticks.
+    pub fn record(&mut self, took: u64, sent: usize, depth: usize) {
+        if sent == 0 {
+            return;
+        }
+        let whole = depth.max(sent) as u64;
+        let scaled = took.saturating_mul(whole) / sent as u64;
+        self.ticks = if self.ticks == 0 {
+            scaled
+        } else if scaled >= self.ticks {
+            scaled.min(self.ticks.saturating_mul(2))
+        } else {
+            self.ticks - (self.ticks - scaled).div_ceil(8)
+        };
     }
 }
 

@@ -145,6 +145,28 @@ impl PhysMem for DirectMap {
         }
     }
 
+    fn load_u64(&self, at: MachineAddr) -> u64 {
+        let Some(p) = word_ptr::<u64>(at) else {
+            panic!("load_u64 at an unaligned {:#x}", at.get());
+        };
+        // SAFETY: as in `cmpxchg_u64`. Relaxed: the value is only a guess that
+        // the exchange confirms (on x86 this is the plain load anyway).
+        let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(p) };
+        a.load(Ordering::Relaxed)
+    }
+
+    fn cmpxchg_u64(&mut self, at: MachineAddr, old: u64, new: u64) -> u64 {
+        let Some(p) = word_ptr::<u64>(at) else {
+            panic!("cmpxchg_u64 at an unaligned {:#x}", at.get());
+        };
+        // SAFETY: as in `cmpxchg_u32` (a frame-table word: hypervisor memory
+        // that several CPUs update, never the guest).
+        let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(p) };
+        match a.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(v) | Err(v) => v,
+        }
+    }
+
     fn fetch_and_u32(&mut self, at: MachineAddr, bits: u32) -> u32 {
         let Some(p) = word_ptr::<u32>(at) else {
             panic!("fetch_and_u32 at an unaligned {:#x}", at.get());

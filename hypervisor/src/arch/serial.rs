@@ -18,7 +18,7 @@
 //!   itself, so they take the ring without the lock, flush it, then print.
 
 use super::port::{inb, outb, outsb};
-use crate::console::{burst_fits, ConsoleBuf, KeelLineWriter, Uart};
+use crate::console::{burst_fits, BurstCost, ConsoleBuf, KeelLineWriter, Uart};
 use crate::mem::Console;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -105,11 +105,14 @@ static NEXT_POLL: AtomicU64 = AtomicU64::new(u64::MAX);
 /// is calibrated ([`set_tsc_hz`]); 0 before (poll at every exit).
 static BYTE_TICKS: AtomicU64 = AtomicU64::new(0);
 
-/// TSC ticks the last burst took (status read and string write), scaled to a
-/// whole FIFO's worth of bytes: the cost of the next one, which
-/// [`crate::console::burst_fits`] weighs against the next timer deadline. 0
-/// until a burst has gone.
+/// The expected cost of the next burst ([`BurstCost::ticks`]: status read and
+/// string write, a whole FIFO's worth), which [`crate::console::burst_fits`]
+/// weighs against the next timer deadline; read without the lock on the exit
+/// path. 0 until a burst has gone.
 static BURST_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// What [`BURST_TICKS`] is learned with; taken only with [`RING`] held.
+static BURST_COST: Mutex<BurstCost> = Mutex::new(BurstCost::new());
 
 /// The TSC's rate, measured at boot: from now on the drain polls the UART only
 /// when the last burst can have left it.
@@ -163,12 +166,10 @@ fn pump_slow(start: u64) {
     if let Some(mut ring) = RING.try_lock() {
         let sent = ring.pump(&mut Com1);
         if sent > 0 {
-            // Scaled to a whole FIFO: the next burst may be longer than this one
-            // (under KVM each byte is an exit of its own, so a burst's cost grows
-            // with its length).
             let took = super::cpu::rdtsc().saturating_sub(start);
-            let depth = DEPTH.load(Ordering::Relaxed).max(sent) as u64;
-            BURST_TICKS.store(took.saturating_mul(depth) / sent as u64, Ordering::Relaxed);
+            let mut cost = BURST_COST.lock();
+            cost.record(took, sent, DEPTH.load(Ordering::Relaxed));
+            BURST_TICKS.store(cost.ticks(), Ordering::Relaxed);
         }
         schedule(&ring, sent);
     }

@@ -317,9 +317,60 @@ fn a_burst_starts_only_if_it_ends_before_the_next_deadline() {
     assert!(!burst_fits(1_000, 0, 1_000));
     // A deadline already due, or one the burst would overrun: not now.
     assert!(!burst_fits(1_000, 300, 900));
-    assert!(!burst_fits(1_000, 400_000, 400_999));
-    assert!(!burst_fits(1_000, 400_000, 401_000));
-    assert!(burst_fits(1_000, 400_000, 401_001));
+    assert!(!burst_fits(1_000, 400_000, 401_001));
+    // The burst and an eighth of it to spare.
+    assert!(!burst_fits(1_000, 400_000, 451_000));
+    assert!(burst_fits(1_000, 400_000, 451_001));
     // No overflow near the end of the TSC's range.
     assert!(!burst_fits(u64::MAX - 5, 10, u64::MAX));
+    assert!(!burst_fits(0, u64::MAX, u64::MAX));
+}
+
+#[test]
+fn the_burst_cost_follows_the_dear_bursts() {
+    let mut c = BurstCost::new();
+    assert_eq!(c.ticks(), 0);
+    c.record(100, 0, 16);
+    assert_eq!(c.ticks(), 0, "nothing sent, nothing learned");
+    // The first burst, 4 bytes, scaled to the FIFO.
+    c.record(100_000, 4, 16);
+    assert_eq!(c.ticks(), 400_000);
+    // A dearer one: at once (the nested-KVM pair of docs/abi/time.md).
+    c.record(440_000, 16, 16);
+    assert_eq!(c.ticks(), 440_000);
+    // A cheaper one: an eighth of the way down.
+    c.record(360_000, 16, 16);
+    assert_eq!(c.ticks(), 430_000);
+    // A stalled one: at most double.
+    c.record(20_000_000, 16, 16);
+    assert_eq!(c.ticks(), 860_000);
+    // A FIFO-less UART: one byte is a whole burst.
+    let mut d = BurstCost::new();
+    d.record(500, 1, 1);
+    assert_eq!(d.ticks(), 500);
+}
+
+proptest! {
+    /// Whatever the bursts cost, the estimate is never below the cheapest
+    /// scaled burst seen nor above the dearest, a burst as dear as the estimate
+    /// or dearer raises it, and a burst that the fit allowed would have ended
+    /// before the deadline had it cost the estimate and its slack.
+    #[test]
+    fn burst_cost_bounded(costs in proptest::collection::vec(1u64..1 << 40, 1..50), now in 0u64..1 << 50) {
+        let mut c = BurstCost::new();
+        let (mut lo, mut hi) = (u64::MAX, 0);
+        for t in costs {
+            let before = c.ticks();
+            c.record(t, 16, 16);
+            lo = lo.min(t);
+            hi = hi.max(t);
+            prop_assert!(c.ticks() >= lo && c.ticks() <= hi);
+            if t >= before {
+                prop_assert!(c.ticks() >= before);
+            }
+            let deadline = now + c.ticks() + burst_slack(c.ticks()) + 1;
+            prop_assert!(burst_fits(now, c.ticks(), deadline));
+            prop_assert!(!burst_fits(now, c.ticks(), deadline - 1));
+        }
+    }
 }

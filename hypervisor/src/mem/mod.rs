@@ -59,6 +59,28 @@ pub trait PhysMem {
         }
         found
     }
+    /// Read the u64 at `at` (8-byte aligned) as one atomic load: the first
+    /// guess of a [`Self::cmpxchg_u64`] loop, on a word that other CPUs
+    /// change meanwhile. The default is [`Self::read_u64`]; the direct map's
+    /// is the same single load, made an atomic one so that the race with
+    /// another CPU's exchange is defined.
+    fn load_u64(&self, at: MachineAddr) -> u64 {
+        self.read_u64(at)
+    }
+    /// Compare the u64 at `at` (8-byte aligned) with `old` and, if equal,
+    /// store `new`, as one atomic step for every CPU; returns the value found
+    /// (the store happened if it equals `old`). The frame table's type words
+    /// and reference counts change only through it. The default is a read and
+    /// a write, right only for memory no other CPU can reach meanwhile (the
+    /// host fakes, which `&mut self` keeps to one thread); the direct map
+    /// overrides it with a locked `CMPXCHG`.
+    fn cmpxchg_u64(&mut self, at: MachineAddr, old: u64, new: u64) -> u64 {
+        let found = self.read_u64(at);
+        if found == old {
+            self.write_u64(at, new);
+        }
+        found
+    }
     /// Clear `bits` in the u32 at `at` (4-byte aligned) as one atomic step
     /// (the direct map: a locked `AND`); returns the value found.
     fn fetch_and_u32(&mut self, at: MachineAddr, bits: u32) -> u32 {

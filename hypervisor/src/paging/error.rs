@@ -18,8 +18,9 @@ pub enum MmError {
         /// The type asked for.
         want: PageType,
     },
-    /// The frame is being validated higher up the same chain (a table that
-    /// references itself at its own level: a linear mapping).
+    /// The frame is being validated or devalidated: higher up the same chain
+    /// (a table that references itself at its own level: a linear mapping),
+    /// or by another CPU, which alone may finish it.
     Recursive(Mfn),
     /// An entry has a bit set that Keel does not accept at that level.
     Reserved {

@@ -22,6 +22,14 @@
 //! There is no heap in the hypervisor, so both live in hypervisor-owned machine
 //! frames (taken from the [`FrameSource`], never mapped into the guest) and are read
 //! through [`PhysMem`]. The rules that change the counts are in [`crate::paging`].
+//!
+//! Several CPUs change one frame's counts at once (another domain's grant, a
+//! second vCPU), so the type word and the reference count change only through
+//! [`FrameTable::update_type`] and [`FrameTable::update_refs`]:
+//! compare-and-exchange loops on the word, as Xen's `count_info` and
+//! `type_info` ([`crate::paging`], "Several CPUs", says why and what else is
+//! serialised). The `set_*` stores are for words no other CPU can reach (a
+//! table being built, tests).
 
 use super::entry::Level;
 use crate::addr::{MachineAddr, Mfn, Pfn, PAGE_SIZE};
@@ -483,7 +491,8 @@ impl FrameTable {
         Some(t.with_refs(refs))
     }
 
-    /// Store the accounting of `pfn` (ignored past the end).
+    /// Store the accounting of `pfn` (ignored past the end):
+    /// a plain store, for a word no other CPU can change meanwhile.
     pub fn set_info<M: PhysMem + ?Sized>(&self, mem: &mut M, pfn: Pfn, info: PageInfo) {
         self.set_type_info(mem, pfn, info.type_info());
         self.set_ref_count(mem, pfn, info.ref_count);
@@ -499,7 +508,8 @@ impl FrameTable {
             .then(|| TypeInfo::decode(mem.read_u64(self.p2m.at(pfn.get() * P2M_ENTRY + P2M_TYPE))))
     }
 
-    /// Store the type half of the accounting of `pfn` (ignored past the end).
+    /// Store the type half of the accounting of `pfn` (ignored past the
+    /// end): a plain store, for a word no other CPU can change meanwhile.
     pub fn set_type_info<M: PhysMem + ?Sized>(&self, mem: &mut M, pfn: Pfn, t: TypeInfo) {
         if pfn.get() < self.nr_pages {
             mem.write_u64(self.p2m.at(pfn.get() * P2M_ENTRY + P2M_TYPE), t.encode());
@@ -512,10 +522,65 @@ impl FrameTable {
             .then(|| mem.read_u64(self.p2m.at(pfn.get() * P2M_ENTRY + P2M_REFS)))
     }
 
-    /// Store the reference count of `pfn` (ignored past the end).
+    /// Store the reference count of `pfn` (ignored past the end):
+    /// a plain store, for a word no other CPU can change meanwhile.
     pub fn set_ref_count<M: PhysMem + ?Sized>(&self, mem: &mut M, pfn: Pfn, refs: u64) {
         if pfn.get() < self.nr_pages {
             mem.write_u64(self.p2m.at(pfn.get() * P2M_ENTRY + P2M_REFS), refs);
+        }
+    }
+
+    /// Change the type word of `pfn` as one atomic step (a compare-and-exchange
+    /// loop, Xen's `_get_page_type`): `f` maps the word it sees to the new one,
+    /// or refuses (nothing stored); if another CPU changed the word between
+    /// the read and the exchange, `f` runs again on what it changed it to.
+    /// `Ok` holds the word `f` accepted (the one replaced). Past the end `f`
+    /// sees [`TypeInfo::FREE`] and nothing is stored.
+    #[inline(always)]
+    pub fn update_type<M: PhysMem + ?Sized, R>(
+        &self,
+        mem: &mut M,
+        pfn: Pfn,
+        mut f: impl FnMut(TypeInfo) -> Result<TypeInfo, R>,
+    ) -> Result<TypeInfo, R> {
+        if pfn.get() >= self.nr_pages {
+            return f(TypeInfo::FREE).map(|_| TypeInfo::FREE);
+        }
+        let at = self.p2m.at(pfn.get() * P2M_ENTRY + P2M_TYPE);
+        let mut word = mem.load_u64(at);
+        loop {
+            let old = TypeInfo::decode(word);
+            let new = f(old)?.encode();
+            let found = mem.cmpxchg_u64(at, word, new);
+            if found == word {
+                return Ok(old);
+            }
+            word = found;
+        }
+    }
+
+    /// Change the reference count of `pfn` as one atomic step, as
+    /// [`Self::update_type`] the type word (Xen's `get_page`): `Ok` holds the
+    /// count `f` accepted. Past the end `f` sees 0 and nothing is stored.
+    #[inline(always)]
+    pub fn update_refs<M: PhysMem + ?Sized, R>(
+        &self,
+        mem: &mut M,
+        pfn: Pfn,
+        mut f: impl FnMut(u64) -> Result<u64, R>,
+    ) -> Result<u64, R> {
+        if pfn.get() >= self.nr_pages {
+            return f(0).map(|_| 0);
+        }
+        let at = self.p2m.at(pfn.get() * P2M_ENTRY + P2M_REFS);
+        let mut refs = mem.load_u64(at);
+        loop {
+            let new = f(refs)?;
+            let found = mem.cmpxchg_u64(at, refs, new);
+            if found == refs {
+                return Ok(refs);
+            }
+            refs = found;
         }
     }
 

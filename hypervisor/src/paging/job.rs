@@ -246,9 +246,10 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         self.run(job, meter)
     }
 
-    /// Drop a type reference on table `mfn` of `level` whose count was one
-    /// and which is validated: devalidate it, dropping its plain reference at
-    /// the end if `drop_ref`. `None`: stopped, the job holds the rest.
+    /// Devalidate table `mfn` of `level`, whose last type reference the
+    /// caller claimed ([`Self::put_type_or_claim`]: count one, not
+    /// validated), dropping its plain reference at the end if `drop_ref`.
+    /// `None`: stopped, the job holds the rest.
     pub(super) fn start_devalidate(
         &mut self,
         job: &mut Job,
@@ -258,9 +259,6 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         drop_ref: bool,
         meter: &mut impl Meter,
     ) -> Finished {
-        let mut i = self.type_info(pfn);
-        i.validated = false;
-        self.set_type_info(pfn, i);
         let root = Step {
             mfn,
             pfn,
@@ -337,9 +335,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         if usize::from(top.next) == ENTRIES {
             // Every entry holds its references: the table is validated, and
             // the job's type count on it is now its parent entry's.
-            let mut i = self.type_info(top.pfn);
-            i.validated = true;
-            self.set_type_info(top.pfn, i);
+            self.update_type(top.pfn, |i| i.validated = true);
             job.depth -= 1;
             if job.busy() {
                 job.top().next += 1;
@@ -405,10 +401,10 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             return (start - end) as u32;
         }
         if top.next == 0 {
-            let mut i = self.type_info(top.pfn);
-            i.type_count = 0;
-            i.validated = false;
-            self.set_type_info(top.pfn, i);
+            self.update_type(top.pfn, |i| {
+                i.type_count = 0;
+                i.validated = false;
+            });
             job.depth -= 1;
             if job.busy() || job.drop_root_ref {
                 self.put_page_at(top.pfn);
@@ -443,13 +439,10 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
                 self.put_page_at(pfn);
             }
             level => {
-                let mut i = self.type_info(pfn);
-                if i.type_count == 1 && i.validated {
+                if self.put_type_or_claim(pfn).is_some() {
                     // The last type reference of a table: the job takes it and
                     // devalidates the table below before dropping the entry's
                     // plain reference.
-                    i.validated = false;
-                    self.set_type_info(pfn, i);
                     job.depth += 1;
                     *job.top() = Step {
                         mfn,
@@ -458,7 +451,6 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
                         next: ENTRIES as u16,
                     };
                 } else {
-                    self.put_type_shallow(pfn);
                     self.put_page_at(pfn);
                 }
             }
@@ -511,11 +503,11 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     /// Drop a type reference that cannot be a table's last (a writable one, or
     /// one of several): no devalidation.
     pub(super) fn put_type_shallow(&mut self, pfn: Pfn) {
-        let mut i = self.type_info(pfn);
-        i.type_count = i.type_count.saturating_sub(1);
-        if i.type_count == 0 {
-            i.validated = false;
-        }
-        self.set_type_info(pfn, i);
+        self.update_type(pfn, |i| {
+            i.type_count = i.type_count.saturating_sub(1);
+            if i.type_count == 0 {
+                i.validated = false;
+            }
+        });
     }
 }

@@ -48,6 +48,63 @@
 //! The total work of one validation is bounded too: a table is validated once,
 //! when its type count leaves zero; later references only count.
 //!
+//! ## Several CPUs
+//!
+//! Two CPUs may take and drop references and types on one frame at once: a
+//! grant map from domain A (on CPU 0) of a frame of domain B while B (on CPU
+//! 1) pins or unpins it, or two vCPUs of one domain. Xen's model is kept:
+//!
+//! - **Atomic words.** A frame's accounting is two 64-bit words of its P2M
+//!   entry ([`frame_table`]): the type word (type, pinned, validated, type
+//!   count) and the reference count. Every change is a compare-and-exchange
+//!   loop ([`FrameTable::update_type`](frame_table::FrameTable::update_type),
+//!   [`update_refs`](frame_table::FrameTable::update_refs); a locked `CMPXCHG`
+//!   through [`PhysMem::cmpxchg_u64`](crate::mem::PhysMem::cmpxchg_u64)): the
+//!   rule sees the word, decides, and the exchange stores its decision only if
+//!   the word is still the one it decided on; otherwise it decides again on
+//!   the new word. A refusal stores nothing. So the decision and the change
+//!   are one step: taking a type (count it, or change the type while the
+//!   count is zero: `take_type`), dropping one (count it down, or claim the
+//!   last reference of a validated table: `put_type_or_claim`), the pin bit
+//!   (test and set, test and clear), the reference count (with its overflow
+//!   check). Reads outside an exchange are hints: a stale one makes the
+//!   exchange fail and the rule decide again.
+//! - **Two words, no lock between them.** No rule needs both words in one
+//!   step: the only invariant across them, "a type reference comes with a
+//!   plain reference", is kept by order (the plain reference is taken before
+//!   the type reference and dropped after it), as Xen's `get_page_and_type`.
+//! - **Validation has one owner.** The exchange that moves a table type's
+//!   count from zero to one stores it *not validated*; exactly one CPU's
+//!   exchange does that, and only that CPU validates the table (in its own
+//!   [`Job`](job::Job), stopped and resumed by that domain's hypercalls only),
+//!   and sets the validated bit at the end. Devalidation likewise: the last
+//!   type reference of a validated table is not dropped but claimed (the
+//!   validated bit cleared, the count left at one) in one exchange, and only
+//!   the claiming CPU devalidates and finally stores count zero (Xen's
+//!   `PGT_validated` cleared before `free_page_type`, `PGT_partial` for the
+//!   piece in progress). Anyone else asking for that table type meanwhile is
+//!   refused ([`MmError::Recursive`], `-EINVAL`), changing nothing: Xen waits
+//!   for the other CPU instead, but the other CPU's job may be preempted and
+//!   go on only when its vCPU next runs, so a wait could last as long as the
+//!   scheduler lets it, or for ever if both vCPUs share one CPU. Only vCPUs of
+//!   one domain can meet this way (another domain's grant asks for a writable
+//!   type or a plain reference, which never waits on validation: a table
+//!   refuses it as a type conflict, as on one CPU), and a guest racing itself
+//!   on one of its own tables gets an error back, not a hang.
+//! - **What stays serialised.** The *contents* of a domain's page tables and
+//!   its one [`Job`](job::Job): an update reads the old entry, writes the
+//!   new one and moves both entries' counts, and a job walks a table while
+//!   it changes the counts below. These belong to the domain, and only the
+//!   CPU that holds the domain exclusively (today `&mut Domain` on the CPU
+//!   that runs it; with several vCPUs, the domain's MMU lock, held for one
+//!   piece of an `mmu_update`, `mmuext_op` or emulated PTE write) changes
+//!   them. Other domains never touch them: a grant takes and drops only
+//!   counts. The frame table's layout (P2M, M2P, the dense index) does not
+//!   change after the domain is built.
+//!
+//! Host tests: `tests_smp.rs` (threads racing every kind of reference on a
+//! few shared frames, and a property test over step-by-step interleavings).
+//!
 //! ## Entry rules ([`check_entry`])
 //!
 //! - Flags allowed in an L1 entry: P, RW, US, PWT, PCD, A, D, G, the three
@@ -86,3 +143,5 @@ pub use validate::{allowed_flags, check_entry};
 mod tests;
 #[cfg(test)]
 mod tests_job;
+#[cfg(test)]
+mod tests_smp;

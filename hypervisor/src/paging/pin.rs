@@ -24,21 +24,15 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             self.put_page_at(pfn);
             return Err(e);
         }
-        let mut i = self.type_info(pfn);
-        i.pinned = true;
-        self.set_type_info(pfn, i);
-        Ok(())
+        self.mark_pinned(mfn)
     }
 
     /// Drop the guest's pin (MMUEXT_UNPIN_TABLE).
     pub fn unpin(&mut self, mfn: Mfn) -> Result<(), MmError> {
         let pfn = self.pfn(mfn)?;
-        let mut i = self.type_info(pfn);
-        if !i.pinned {
+        if !self.clear_pinned(pfn) {
             return Err(MmError::NotPinned(mfn));
         }
-        i.pinned = false;
-        self.set_type_info(pfn, i);
         self.put_type_at(pfn, mfn);
         self.put_page_at(pfn);
         Ok(())
@@ -115,7 +109,7 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
                 let validating = job.validating();
                 let r = self.run(job, meter)?;
                 if validating && r.is_ok() {
-                    self.mark_pinned(mfn);
+                    return Some(self.mark_pinned(mfn));
                 }
                 return Some(r);
             }
@@ -142,17 +136,32 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             Ok(true) => self.start_validate(job, origin, (mfn, pfn), level, true, meter)?,
         };
         if r.is_ok() {
-            self.mark_pinned(mfn);
+            return Some(self.mark_pinned(mfn));
         }
         Some(r)
     }
 
-    fn mark_pinned(&mut self, mfn: Mfn) {
-        if let Ok(pfn) = self.pfn(mfn) {
-            let mut i = self.type_info(pfn);
-            i.pinned = true;
-            self.set_type_info(pfn, i);
+    /// Set the pin bit of `mfn`, whose pin's references are held: a test and
+    /// set, so that of two CPUs pinning one frame at once (each checked the
+    /// bit before taking its references) one is refused and drops its
+    /// references again.
+    fn mark_pinned(&mut self, mfn: Mfn) -> Result<(), MmError> {
+        let pfn = self.pfn(mfn)?;
+        let old = self.update_type(pfn, |i| i.pinned = true);
+        if old.pinned {
+            // Another CPU's pin: this one's type reference is not the last.
+            self.put_type_at(pfn, mfn);
+            self.put_page_at(pfn);
+            return Err(MmError::AlreadyPinned(mfn));
         }
+        Ok(())
+    }
+
+    /// Clear the pin bit of `pfn`: `true` if it was set (a test and clear:
+    /// of two CPUs unpinning one frame at once, one drops the pin's
+    /// references).
+    fn clear_pinned(&mut self, pfn: Pfn) -> bool {
+        self.update_type(pfn, |i| i.pinned = false).pinned
     }
 
     /// [`Self::unpin`], preemptible: the pin is gone at once; the
@@ -171,12 +180,9 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             Ok(p) => p,
             Err(e) => return Some(Err(e)),
         };
-        let mut i = self.type_info(pfn);
-        if !i.pinned {
+        if !self.clear_pinned(pfn) {
             return Some(Err(MmError::NotPinned(mfn)));
         }
-        i.pinned = false;
-        self.set_type_info(pfn, i);
         self.put_page_and_type_in(job, origin, mfn, pfn, meter)
     }
 
@@ -190,13 +196,9 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         pfn: Pfn,
         meter: &mut impl Meter,
     ) -> Finished {
-        let i = self.type_info(pfn);
-        match i.ty.level() {
-            Some(level) if i.type_count == 1 && i.validated => {
-                self.start_devalidate(job, origin, (mfn, pfn), level, true, meter)
-            }
-            _ => {
-                self.put_type_shallow(pfn);
+        match self.put_type_or_claim(pfn) {
+            Some(level) => self.start_devalidate(job, origin, (mfn, pfn), level, true, meter),
+            None => {
                 self.put_page_at(pfn);
                 Some(Ok(()))
             }
@@ -235,9 +237,23 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             return Some(Err(e));
         }
         // Validated with a non-zero count: only counted, never validated here.
-        if let Err(e) = self.take_type(pfn, new, PageType::Table(Level::L4)) {
-            self.put_page_at(pfn);
-            return Some(Err(e));
+        match self.take_type(pfn, new, PageType::Table(Level::L4)) {
+            Ok(false) => {}
+            Ok(true) => {
+                // Unpinned and devalidated by another CPU since the check:
+                // this type reference is the only one, unvalidated; give it
+                // back (nobody else may use the frame as a table meanwhile).
+                self.update_type(pfn, |i| {
+                    i.type_count = 0;
+                    i.validated = false;
+                });
+                self.put_page_at(pfn);
+                return Some(Err(MmError::NotPinnedL4(new)));
+            }
+            Err(e) => {
+                self.put_page_at(pfn);
+                return Some(Err(e));
+            }
         }
         match self.pfn(old) {
             Ok(old_pfn) => self.put_page_and_type_in(job, origin, old, old_pfn, meter),

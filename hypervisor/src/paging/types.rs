@@ -11,6 +11,7 @@ use crate::paging::entry::{Level, Pte, PteFlags};
 use crate::paging::frame_table::{FrameTable, PageInfo, PageType, TypeInfo};
 use crate::paging::job::{Job, Origin, Unbounded};
 use crate::paging::MmError;
+use core::convert::Infallible;
 
 /// The most type references a frame may hold (refused beyond: Xen refuses a
 /// count overflow the same way).
@@ -39,13 +40,25 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     }
 
     // The type word and the reference count are separate words of the frame
-    // table: each rule reads and writes only the one it changes.
+    // table: each rule reads and changes only the one it needs, and changes
+    // it as one atomic step (`FrameTable::update_type`, `update_refs`): other
+    // CPUs take and drop references on the same frames meanwhile (module
+    // documentation of `crate::paging`, "Several CPUs").
     pub(super) fn type_info(&self, pfn: Pfn) -> TypeInfo {
         self.ft.type_info(&*self.mem, pfn).unwrap_or(TypeInfo::FREE)
     }
 
-    pub(super) fn set_type_info(&mut self, pfn: Pfn, t: TypeInfo) {
-        self.ft.set_type_info(self.mem, pfn, t);
+    /// Change the type word of `pfn` by `f`, which cannot refuse.
+    #[inline(always)]
+    pub(super) fn update_type(&mut self, pfn: Pfn, mut f: impl FnMut(&mut TypeInfo)) -> TypeInfo {
+        let r = self.ft.update_type(self.mem, pfn, |mut i| {
+            f(&mut i);
+            Ok::<_, Infallible>(i)
+        });
+        match r {
+            Ok(old) => old,
+            Err(never) => match never {},
+        }
     }
 
     /// The accounting of `mfn`, if the domain owns it.
@@ -63,12 +76,14 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     // The `_at` forms take the PFN the caller already looked up: an entry's
     // references need it up to four times.
     pub(super) fn get_page_at(&mut self, pfn: Pfn, mfn: Mfn) -> Result<(), MmError> {
-        let refs = self.ft.ref_count(&*self.mem, pfn).unwrap_or(0);
-        if refs >= MAX_REF_COUNT {
-            return Err(MmError::Overflow(mfn));
-        }
-        self.ft.set_ref_count(self.mem, pfn, refs + 1);
-        Ok(())
+        self.ft
+            .update_refs(self.mem, pfn, |refs| {
+                if refs >= MAX_REF_COUNT {
+                    return Err(MmError::Overflow(mfn));
+                }
+                Ok(refs + 1)
+            })
+            .map(|_| ())
     }
 
     /// Drop a plain reference (Xen's `put_page`).
@@ -79,8 +94,12 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     }
 
     pub(super) fn put_page_at(&mut self, pfn: Pfn) {
-        let refs = self.ft.ref_count(&*self.mem, pfn).unwrap_or(0);
-        self.ft.set_ref_count(self.mem, pfn, refs.saturating_sub(1));
+        let r = self.ft.update_refs(self.mem, pfn, |refs| {
+            Ok::<_, Infallible>(refs.saturating_sub(1))
+        });
+        if let Err(never) = r {
+            match never {}
+        }
     }
 
     /// Take a type reference of type `want` (Xen's `get_page_type`): count it if
@@ -137,35 +156,37 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
         mfn: Mfn,
         want: PageType,
     ) -> Result<bool, MmError> {
-        let mut i = self.type_info(pfn);
-        if i.type_count > 0 {
-            if i.ty != want {
-                return Err(MmError::TypeConflict {
-                    mfn,
-                    have: i.ty,
-                    want,
-                });
+        let old = self.ft.update_type(self.mem, pfn, |mut i| {
+            if i.type_count > 0 {
+                if i.ty != want {
+                    return Err(MmError::TypeConflict {
+                        mfn,
+                        have: i.ty,
+                        want,
+                    });
+                }
+                if want.level().is_some() && !i.validated {
+                    // Being validated or devalidated: on a job's path (further
+                    // up this very chain, for a table referencing itself), or
+                    // by another CPU, which alone may finish it.
+                    return Err(MmError::Recursive(mfn));
+                }
+                if i.type_count >= MAX_TYPE_COUNT {
+                    return Err(MmError::Overflow(mfn));
+                }
+                i.type_count += 1;
+                return Ok(i);
             }
-            if want.level().is_some() && !i.validated {
-                // Being validated or devalidated: on a job's path (further
-                // up this very chain, for a table referencing itself).
-                return Err(MmError::Recursive(mfn));
-            }
-            if i.type_count >= MAX_TYPE_COUNT {
-                return Err(MmError::Overflow(mfn));
-            }
-            i.type_count += 1;
-            self.set_type_info(pfn, i);
-            return Ok(false);
-        }
-        // Count zero: the type may change. A table is counted *before* it is
-        // validated, unvalidated, so that an entry referencing it again (at
-        // any level) sees a frame in use and is refused.
-        i.ty = want;
-        i.type_count = 1;
-        i.validated = false;
-        self.set_type_info(pfn, i);
-        Ok(want.level().is_some())
+            // Count zero: the type may change. A table is counted *before* it
+            // is validated, unvalidated, so that an entry referencing it again
+            // (at any level), or another CPU, sees a frame in use and is
+            // refused: the CPU whose exchange made this change validates.
+            i.ty = want;
+            i.type_count = 1;
+            i.validated = false;
+            Ok(i)
+        })?;
+        Ok(old.type_count == 0 && want.level().is_some())
     }
 
     /// Drop a type reference (Xen's `put_page_type`); the last reference of a
@@ -177,17 +198,36 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
     }
 
     pub(super) fn put_type_at(&mut self, pfn: Pfn, mfn: Mfn) {
-        let i = self.type_info(pfn);
-        match i.ty.level() {
-            Some(level) if i.type_count == 1 && i.validated => {
-                self.devalidate_now(mfn, pfn, level, false)
-            }
-            _ => self.put_type_shallow(pfn),
+        if let Some(level) = self.put_type_or_claim(pfn) {
+            self.devalidate_now(mfn, pfn, level, false)
         }
     }
 
-    /// Devalidate table `mfn` (validated, its last type reference being
-    /// dropped) in one go: the paths that are not preemptible. Its plain
+    /// Drop a type reference, unless it is the last of a validated table:
+    /// then the reference is kept and the table marked not validated, in one
+    /// atomic step, and its level returned: the caller must devalidate it
+    /// (which drops the reference at the end). Only the CPU that made this
+    /// step devalidates; any other asking for the type meanwhile is refused
+    /// (Xen clears `PGT_validated` the same way before `free_page_type`).
+    #[inline(always)]
+    pub(super) fn put_type_or_claim(&mut self, pfn: Pfn) -> Option<Level> {
+        let old = self.update_type(pfn, |i| {
+            if i.type_count == 1 && i.validated && i.ty.level().is_some() {
+                i.validated = false;
+            } else {
+                i.type_count = i.type_count.saturating_sub(1);
+                if i.type_count == 0 {
+                    i.validated = false;
+                }
+            }
+        });
+        match old.ty.level() {
+            Some(level) if old.type_count == 1 && old.validated => Some(level),
+            _ => None,
+        }
+    }
+
+    /// Devalidate table `mfn` (claimed by [`Self::put_type_or_claim`]) in one go: the paths that are not preemptible. Its plain
     /// reference is dropped too if `drop_ref`.
     #[inline(never)]
     pub(super) fn devalidate_now(&mut self, mfn: Mfn, pfn: Pfn, level: Level, drop_ref: bool) {
@@ -227,13 +267,9 @@ impl<M: PhysMem + ?Sized> Mm<'_, M> {
             Level::L1 if !e.contains(PteFlags::WRITABLE) => {}
             Level::L1 => self.put_type_shallow(pfn),
             _ => {
-                let mut i = self.type_info(pfn);
-                if i.type_count == 1 && i.validated {
-                    i.validated = false;
-                    self.set_type_info(pfn, i);
+                if self.put_type_or_claim(pfn).is_some() {
                     return Some((mfn, pfn));
                 }
-                self.put_type_shallow(pfn);
             }
         }
         self.put_page_at(pfn);

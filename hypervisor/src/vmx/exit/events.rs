@@ -127,12 +127,18 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         let upcall = self.ev.upcall_wanted(&*self.dom, &mut *self.mem);
         // A console burst only if no event waits to be delivered (a timer that
         // fired while the vCPU was blocked included) and it will have gone before
-        // the next deadline: a burst can cost milliseconds where each port access
-        // exits to a hypervisor beneath Keel. Before the VMX-preemption timer is
-        // set, which reads the TSC.
+        // the VMX-preemption timer must be armed for the next deadline (the
+        // deadline less the timer exit's learned latency: a burst that ends
+        // inside that latency makes the timer late by what it overlaps): a
+        // burst can cost milliseconds where each port access exits to a
+        // hypervisor beneath Keel. Before the VMX-preemption timer is set,
+        // which reads the TSC.
         if upcall.is_none() && self.console.has_work() {
-            self.console
-                .pump(self.ev.wake_deadline_tsc().unwrap_or(u64::MAX));
+            let before = self
+                .ev
+                .wake_deadline_tsc()
+                .map_or(u64::MAX, |d| self.advance.arm_at(d));
+            self.console.pump(before);
         }
         match upcall {
             Some(vector) => {
@@ -169,19 +175,31 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             }
             return;
         };
-        match self.entry_deadline() {
-            Some(d) => {
+        // The guest's own deadline is armed early by the timer exit's learned
+        // latency (`timer_exit` waits out the rest), so that the exit itself
+        // comes at the deadline; the end of a slice is not: nothing in the
+        // guest waits for it to the tick, and armed early it would only make
+        // Keel wait for it (a slice is a millisecond, under Bochs fewer ticks
+        // than one outlying exit latency). So only exits for the guest's
+        // deadlines teach the estimate.
+        let wake = self.ev.wake_deadline_tsc();
+        let armed = match (wake.map(|w| self.advance.arm_at(w)), self.slice_end) {
+            (Some(at), Some(end)) if end < at => Some((end, None)),
+            (Some(at), _) => Some((at, wake)),
+            (None, Some(end)) => Some((end, None)),
+            (None, None) => None,
+        };
+        match armed {
+            Some((at, timer)) => {
                 // Read the TSC as late as possible: the timer counts from the
                 // entry, so every tick spent after this read makes it late.
                 let tsc = crate::arch::timer::rdtsc();
-                // Early by the exit's learned latency (`timer_exit` waits out
-                // the rest), so that the exit itself comes at the deadline.
-                let ticks = self.advance.arm_at(d).saturating_sub(tsc);
+                let ticks = at.saturating_sub(tsc);
                 // Round up: the exit must not come before the armed time.
                 let v = (ticks >> rate) + u64::from(ticks & ((1 << rate) - 1) != 0);
                 write(guest::VMX_PREEMPTION_TIMER_VALUE, v.min(PREEMPT_NEVER));
                 self.preempt_idle = false;
-                self.preempt_for = Some(d);
+                self.preempt_for = timer;
             }
             None if !self.preempt_idle => {
                 write(guest::VMX_PREEMPTION_TIMER_VALUE, PREEMPT_NEVER);
@@ -192,8 +210,8 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         }
     }
 
-    /// A VMX-preemption-timer exit: learn how late it came for the deadline it
-    /// was armed for (`crate::event::advance`) and, when it came early, wait in
+    /// A VMX-preemption-timer exit: when it was armed for the guest's deadline,
+    /// learn how late it came (`crate::event::advance`) and, when it came early, wait in
     /// Keel until the deadline (at most `advance::ADVANCE_CAP` ticks), so that
     /// `before_entry` fires the timer at this exit and never early.
     #[inline(never)]

@@ -132,7 +132,8 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     preempt: Option<u32>,
     /// The preemption-timer field holds its "never" value (no timer armed).
     preempt_idle: bool,
-    /// The deadline (TSC) the preemption timer is armed for, `advance` early.
+    /// The guest's deadline (TSC) the preemption timer is armed for, `advance`
+    /// early (`None` when it is armed for the end of a slice, or not at all).
     preempt_for: Option<u64>,
     /// The learned latency of the preemption timer's exit (`crate::event::advance`).
     advance: TimerAdvance,
