@@ -268,7 +268,9 @@ impl<const N: usize> Scheduler<N> {
     pub fn vcpu_now(&self, d: DomainId, now: u64) -> Option<Vcpu> {
         let mut v = *self.vcpu(d)?;
         if self.current == d.0 {
-            v.cpu_time = v.cpu_time.saturating_add(now.saturating_sub(self.slice_start));
+            v.cpu_time = v
+                .cpu_time
+                .saturating_add(now.saturating_sub(self.slice_start));
         }
         Some(v)
     }

@@ -88,7 +88,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     #[inline(never)]
     pub fn set_slice_end(&mut self, until: u64) {
         self.slice_end = Some(until);
+        // Not quiet, and not taken for quiet again by an exit that computes
+        // `events_quiet` before `before_entry` (the fast path's): the timer
+        // is armed for the new end before the next entry, as after
+        // `resume_with_slice`.
         self.quiet = false;
+        self.preempt_idle = false;
     }
 
     /// Whether the slice the run loop gave this vCPU is over (one test when
