@@ -63,15 +63,24 @@ pub enum Action {
     Destroy(DomainId),
 }
 
+/// What `domctl` reads of a domain's scheduling: its vCPU in the scheduler of
+/// the CPU it runs on.
+pub trait SchedView {
+    /// Domain `d`'s vCPU as its scheduler sees it.
+    fn sched_vcpu(&self, d: DomainId) -> Option<crate::sched::Vcpu>;
+}
+
+impl<const N: usize> SchedView for Scheduler<N> {
+    fn sched_vcpu(&self, d: DomainId) -> Option<crate::sched::Vcpu> {
+        self.vcpu(d).copied()
+    }
+}
+
 /// The `getdomaininfo` answer for `d`.
-pub fn domain_info<const N: usize>(
-    d: DomainId,
-    s: &Summary,
-    sched: &Scheduler<N>,
-) -> XenDomctlGetdomaininfo {
+pub fn domain_info(d: DomainId, s: &Summary, sched: &impl SchedView) -> XenDomctlGetdomaininfo {
     let mut flags = 0;
     let mut cpu_time = 0;
-    if let Some(v) = sched.vcpu(d) {
+    if let Some(v) = sched.sched_vcpu(d) {
         cpu_time = v.cpu_time;
         if v.pauses > 0 {
             flags |= XEN_DOMINF_PAUSED;
@@ -104,9 +113,9 @@ pub fn domain_info<const N: usize>(
 
 /// Carry out `op` for `caller`: check it, answer `getdomaininfo` in `op.u`,
 /// and say what else to do.
-pub fn domctl<const N: usize>(
+pub fn domctl(
     dir: &impl Directory,
-    sched: &Scheduler<N>,
+    sched: &impl SchedView,
     caller: DomainId,
     op: &mut XenDomctl,
 ) -> Result<Action, Errno> {
@@ -146,7 +155,7 @@ pub fn domctl<const N: usize>(
                 XEN_DOMCTL_PAUSEDOMAIN if s.dying => return Err(Errno::EINVAL),
                 XEN_DOMCTL_PAUSEDOMAIN => Action::Pause(d),
                 XEN_DOMCTL_UNPAUSEDOMAIN => {
-                    if sched.vcpu(d).is_none_or(|v| v.pauses == 0) {
+                    if sched.sched_vcpu(d).is_none_or(|v| v.pauses == 0) {
                         return Err(Errno::EINVAL);
                     }
                     Action::Unpause(d)

@@ -189,12 +189,9 @@ mod bare {
             power_off(ExitStatus::BadGuestImage)
         }
         let domains = DOMAINS.take();
-        let guests = GUESTS.take();
         let machines = MACHINES.try_lock().map(spin::MutexGuard::leak);
         let consoles = CONSOLES.try_lock().map(spin::MutexGuard::leak);
-        let (Some(domains), Some(guests), Some(machines), Some(consoles)) =
-            (domains, guests, machines, consoles)
-        else {
+        let (Some(domains), Some(machines), Some(consoles)) = (domains, machines, consoles) else {
             log::error!("domain: the domain table is in use");
             power_off(ExitStatus::HypervisorPanic)
         };
@@ -202,6 +199,7 @@ mod bare {
         let mut n = 0;
         let mut control: Option<domain::DomainId> = None;
         let mut service = [false; vmx::run::MAX_DOMAINS];
+        let mut requested = [None; vmx::run::MAX_DOMAINS];
         for (i, module) in bi.modules().iter().enumerate() {
             let Some(slot) = domains.get_mut(i) else {
                 log::error!("domain: more than {} guest modules", vmx::run::MAX_DOMAINS);
@@ -259,6 +257,9 @@ mod bare {
             if let Some(s) = service.get_mut(i) {
                 *s = dopts.service;
             }
+            if let Some(r) = requested.get_mut(i) {
+                *r = dopts.cpu;
+            }
             log::info!(
                 "domain {}: {:?}, {mib} MiB, command line {cmd:?}{}{}; {} frames left",
                 id.0,
@@ -277,25 +278,141 @@ mod bare {
             );
             n += 1;
         }
-        // The boot log goes out before the guest runs: draining it is boot
-        // time, not the guest's.
-        arch::serial::flush();
         let several = n > 1;
+        // Where each domain runs (`smp::place`): its `keel.cpu=`, else the
+        // online CPUs in turn with `place=spread`, else `run_cpu=` (CPU 0).
+        let mut online = [0usize; arch::percpu::MAX_CPUS];
+        let mut n_online = 0;
+        for c in 0..arch::percpu::MAX_CPUS {
+            if c == 0 || smp::bringup::online(c).is_some() {
+                online[n_online] = c;
+                n_online += 1;
+            }
+        }
+        let online = &online[..n_online];
+        let mut used = 0u32;
+        let mut live = 0u32;
+        let mut work: [WorkList; arch::percpu::MAX_CPUS] = Default::default();
         let to_run = domains
             .iter_mut()
             .zip(machines.iter_mut())
             .zip(consoles.iter_mut())
             .zip(service)
+            .zip(requested)
             .take(n)
-            .filter_map(|(((d, mem), console), service)| {
-                Some(vmx::run::ToRun {
-                    dom: d.as_mut()?,
+            .enumerate();
+        for (i, ((((d, mem), console), service), req)) in to_run {
+            let Some(dom) = d.as_mut() else { continue };
+            let (cpu, why) = smp::place(req, i, online, opts.run_cpu, opts.spread);
+            if let Some(why) = why {
+                log::warn!("domain {}: {why}: it runs on CPU {cpu}", dom.id.0);
+            }
+            if online.len() > 1 {
+                log::info!("domain {}: runs on CPU {cpu}", dom.id.0);
+            }
+            vmx::run::place(dom.id, cpu);
+            live += u32::from(!service);
+            used |= 1 << cpu;
+            if let Some(slot) = work.get_mut(cpu).and_then(|w| w.doms.get_mut(i)) {
+                *slot = Some(vmx::run::ToRun {
+                    dom,
                     mem,
                     console,
                     service,
-                })
-            });
+                });
+            }
+        }
+        vmx::run::set_live_domains(live);
+        let frames: &'static spin::Mutex<_> = FRAMES.call_once(|| spin::Mutex::new(frames));
+        SHARED.call_once(|| Shared {
+            frames,
+            several,
+            control,
+        });
+        RUNNING.store(used.count_ones(), core::sync::atomic::Ordering::Release);
+        for (c, w) in work.into_iter().enumerate() {
+            if used & (1 << c) == 0 {
+                continue;
+            }
+            let apic = smp::bringup::online(c).unwrap_or(0);
+            if used.count_ones() > 1 {
+                vmx::lend::activate(c, apic);
+            }
+            if let Some(slot) = WORK.get(c) {
+                *slot.lock() = Some(w);
+            }
+        }
+        // The boot log goes out before the guests run: draining it is boot
+        // time, not theirs.
+        arch::serial::flush();
+        for c in 1..arch::percpu::MAX_CPUS {
+            if used & (1 << c) == 0 {
+                continue;
+            }
+            let apic = smp::bringup::online(c).unwrap_or(0);
+            if !arch::smp::start_on(c, apic, run_here) {
+                log::error!("smp: CPU {c}: the wake-up IPI was not sent; its domains cannot run");
+                power_off(ExitStatus::HypervisorPanic)
+            }
+        }
+        if used & 1 != 0 {
+            run_here();
+        }
+        // CPU 0 runs no domain (or has ended its own): the last CPU to finish
+        // powers the machine off.
+        arch::cpu::halt_forever()
+    }
+
+    /// The domains one CPU runs (index: boot order).
+    #[derive(Default)]
+    struct WorkList {
+        doms: [Option<vmx::run::ToRun<'static, arch::mem::DirectMap, arch::serial::SerialConsole>>;
+            vmx::run::MAX_DOMAINS],
+    }
+
+    /// What every CPU that runs domains shares.
+    struct Shared {
+        frames: &'static spin::Mutex<keel_hypervisor::mem::frames::FrameAllocator<'static>>,
+        several: bool,
+        control: Option<domain::DomainId>,
+    }
+
+    static FRAMES: spin::Once<spin::Mutex<keel_hypervisor::mem::frames::FrameAllocator<'static>>> =
+        spin::Once::new();
+    static SHARED: spin::Once<Shared> = spin::Once::new();
+    /// Each CPU's domains, taken by it when it starts.
+    static WORK: [spin::Mutex<Option<WorkList>>; arch::percpu::MAX_CPUS] =
+        [const { spin::Mutex::new(None) }; arch::percpu::MAX_CPUS];
+    /// CPUs still running domains.
+    static RUNNING: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    /// How every domain ended, on every CPU, in the order they ended.
+    static ALL_ENDS: spin::Mutex<(
+        [(domain::DomainId, DomainEnd); vmx::run::MAX_DOMAINS],
+        usize,
+    )> = spin::Mutex::new((
+        [(domain::DomainId(0), DomainEnd::EntryFailed); vmx::run::MAX_DOMAINS],
+        0,
+    ));
+
+    /// Run the domains placed on the executing CPU until each has ended; the
+    /// last CPU to finish powers the machine off.
+    fn run_here() {
+        let pc = vmx::percpu::this();
+        let me = pc.index();
+        let (Some(shared), Some(cpu)) = (SHARED.get(), pc.vmx()) else {
+            log::error!("vmx: CPU {me} is not in VMX operation");
+            power_off(ExitStatus::HypervisorPanic)
+        };
+        let work = WORK
+            .get(me)
+            .and_then(|w| w.lock().take())
+            .unwrap_or_default();
+        let Some(guests) = GUESTS.get(me).and_then(|g| g.take()) else {
+            log::error!("domain: CPU {me}'s vCPU table is in use");
+            power_off(ExitStatus::HypervisorPanic)
+        };
         let mut idle_console = arch::serial::SerialConsole;
+        let mut frames = keel_hypervisor::mem::SharedFrames(shared.frames);
         // With several domains, each is torn down as it ends (its frames
         // scrubbed and freed while the others run); a last domain alone is
         // only checked: the machine powers off next. Either way every type
@@ -304,29 +421,43 @@ mod bare {
         // checks this invariant for the state it left.
         let ends = vmx::run::run_domains(
             cpu,
-            to_run,
+            work.doms.into_iter().flatten(),
             guests,
             &mut idle_console,
             &mut frames,
-            several,
-            control,
+            shared.several,
+            shared.control,
         );
         if ends.accounting_bug {
             power_off(ExitStatus::HypervisorPanic)
         }
-        let ended = ends.ends.get(..ends.n).unwrap_or(&[]);
-        power_off(machine_status(ended, several))
+        {
+            let mut all = ALL_ENDS.lock();
+            for &e in ends.ends.get(..ends.n).unwrap_or(&[]) {
+                let k = all.1;
+                if let Some(slot) = all.0.get_mut(k) {
+                    *slot = e;
+                    all.1 += 1;
+                }
+            }
+        }
+        if RUNNING.fetch_sub(1, core::sync::atomic::Ordering::AcqRel) == 1 {
+            let all = ALL_ENDS.lock();
+            let ended = all.0.get(..all.1).unwrap_or(&[]);
+            power_off(machine_status(ended, shared.several))
+        }
     }
 
     /// The domain table: too large for the boot stack, so a static, taken
     /// once for the rest of the run (all zeroes until then: `.bss`).
     static DOMAINS: arch::slots::EmptySlots<domain::Domain, { vmx::run::MAX_DOMAINS }> =
         arch::slots::EmptySlots::new();
-    /// The vCPUs, one slot per domain.
-    static GUESTS: arch::slots::EmptySlots<
+    /// The vCPUs, one table per CPU, one slot per domain (a domain's slot in
+    /// the table of the CPU it runs on).
+    static GUESTS: [arch::slots::EmptySlots<
         vmx::run::Guest<'static, arch::mem::DirectMap, arch::serial::SerialConsole>,
         { vmx::run::MAX_DOMAINS },
-    > = arch::slots::EmptySlots::new();
+    >; arch::percpu::MAX_CPUS] = [const { arch::slots::EmptySlots::new() }; arch::percpu::MAX_CPUS];
     /// The machine as each vCPU reaches it (the direct map: no state).
     static MACHINES: spin::Mutex<[arch::mem::DirectMap; vmx::run::MAX_DOMAINS]> =
         spin::Mutex::new([const { arch::mem::DirectMap }; vmx::run::MAX_DOMAINS]);

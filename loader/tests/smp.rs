@@ -8,7 +8,11 @@
 //! - `abi_behaviour`'s transcript (every hypercall's answer to every class of
 //!   argument) is the same on 4 CPUs as on 1;
 //! - CPUs beyond the hypervisor's limit (8) are reported and left out, and the
-//!   domain still runs.
+//!   domain still runs;
+//! - every test with several domains passes with its domains spread over 2
+//!   and over 4 CPUs (`place=spread`: cross-CPU event channels, grants,
+//!   `domctl`, teardown, the split-driver ring), and each boot says where
+//!   each domain ran.
 //!
 //! Bochs boots one at a time; wall times are printed, never asserted.
 
@@ -86,6 +90,56 @@ fn smoke_set_passes_on_two_cpus() {
 #[test]
 fn smoke_set_passes_on_four_cpus() {
     smoke_on(4);
+}
+
+/// Every test with companion domains but the benchmarks
+/// (`runner::COMPANION_DOMAINS`): with `place=spread` its domains run on
+/// different CPUs.
+fn several() -> Vec<&'static str> {
+    keel_loader::runner::COMPANION_DOMAINS
+        .iter()
+        .map(|&(name, _)| name)
+        .filter(|n| !n.starts_with("bench_"))
+        .collect()
+}
+
+fn spread_on(cpus: u32) {
+    let mut m = bochs(cpus);
+    m.hv_args.push("place=spread".to_string());
+    let several = several();
+    assert!(several.len() >= 7, "the multi-domain tests: {several:?}");
+    let opts = TestOptions::new(several.iter().copied(), m);
+    let (mut out, mut log) = (Vec::new(), Vec::new());
+    let summary = keel_loader::test(&opts, &mut out, &mut log);
+    eprintln!("{}", String::from_utf8_lossy(&log));
+    eprintln!("{}", String::from_utf8_lossy(&out));
+    let summary = summary.unwrap_or_else(|e| panic!("keel test failed to run: {e:#}"));
+    assert_eq!(summary.results.len(), several.len(), "not every test ran");
+    for r in &summary.results {
+        let name = &r.test.name;
+        assert!(
+            matches!(r.verdict, Verdict::Success | Verdict::Skip),
+            "{name} spread over {cpus} CPUs: {}\n{}",
+            r.reason,
+            console::tail(&r.console, 40)
+        );
+        // Domain 2 runs on CPU 1 (domain 1 on CPU 0).
+        assert!(
+            console::lines(&r.console).any(|l| l == "keel: domain 2: runs on CPU 1"),
+            "{name}: domain 2 not placed on CPU 1\n{}",
+            console::tail(&r.console, 40)
+        );
+    }
+}
+
+#[test]
+fn several_domains_pass_spread_over_two_cpus() {
+    spread_on(2);
+}
+
+#[test]
+fn several_domains_pass_spread_over_four_cpus() {
+    spread_on(4);
 }
 
 /// Boot `guest` with the hypervisor of this tree on `cpus` CPUs; the console.

@@ -48,9 +48,21 @@ fn test_main() {
     // DR7 with nothing enabled (bit 10 reads as 1).
     check_eq!(write_read_dr(true, 0x400).ok(), Some(0x400), "DR7");
 
-    // RDTSC: native, monotonic.
+    // RDTSC: native, monotonic: never backwards, and it advances. Two reads
+    // back to back may be equal where the counter moves in steps (Bochs with
+    // several CPUs: 5 ticks; docs/platforms.md), so the advance is checked
+    // across a stretch of 64 dependent additions, longer than any such step.
     let (a, b) = (rdtsc(), rdtsc());
-    check!(b > a, "RDTSC not increasing: {a} then {b}");
+    check!(b >= a, "RDTSC went backwards: {a} then {b}");
+    let mut x = a;
+    for i in 0..64u64 {
+        x = core::hint::black_box(x.wrapping_add(i));
+    }
+    let c = rdtsc();
+    check!(
+        c > a,
+        "RDTSC not advancing: {a}, then {c} after 64 additions ({x})"
+    );
     // RDTSCP: works exactly when CPUID says so.
     let rdtscp = cpuid(0x8000_0001, 0).edx & (1 << 27) != 0;
     let r = insn(Insn::Rdtscp);

@@ -22,9 +22,10 @@
 //! at a time: the boot CPU waits for each to report before it starts the next.
 
 use super::cpu::read_cr3;
+use super::percpu::MAX_CPUS;
 use super::timer::{apic_read, apic_write, pit_ticks_us, poll_for};
 use core::arch::global_asm;
-use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 global_asm!(
     r#"
@@ -261,4 +262,78 @@ pub fn stop(apic_id: u32) {
         let _ = send_ipi(apic_id, ICR_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL);
         let _ = send_ipi(apic_id, ICR_INIT | ICR_TRIGGER_LEVEL);
     }
+}
+
+/// Fixed delivery (ICR bits 8-10 zero) of `vector`, level asserted.
+const ICR_FIXED: u32 = ICR_LEVEL_ASSERT;
+
+/// Work handed to a CPU that waits for it ([`wait_for_work`]): the address of
+/// a function that never returns, and the address of its data (0: none).
+struct Handoff {
+    call: AtomicUsize,
+    data: AtomicUsize,
+}
+
+static HANDOFF: [Handoff; MAX_CPUS] = [const {
+    Handoff {
+        call: AtomicUsize::new(0),
+        data: AtomicUsize::new(0),
+    }
+}; MAX_CPUS];
+
+/// Start `work` on CPU `cpu` (local APIC ID `apic_id`), which waits in
+/// [`wait_for_work`], and return. `work` takes what it needs from statics;
+/// the CPU halts, interrupts off, if it returns. Whether the wake-up IPI was
+/// sent (if not, the work is taken back: it will not run).
+pub fn start_on(cpu: usize, apic_id: u32, work: fn()) -> bool {
+    let Some(h) = HANDOFF.get(cpu) else {
+        return false;
+    };
+    h.data.store(work as usize, Ordering::Relaxed);
+    // Release: every store before (the work's statics) is seen by the CPU
+    // that takes `call` with Acquire.
+    h.call
+        .store(run_plain as fn(usize) -> ! as usize, Ordering::Release);
+    if send_ipi(apic_id, ICR_FIXED | u32::from(super::timer::WAKE_VECTOR)).is_ok() {
+        return true;
+    }
+    // Taken back unless the CPU found it anyway.
+    h.call.swap(0, Ordering::Acquire) == 0
+}
+
+/// Run the `fn()` whose address is `data`, then stop this CPU.
+fn run_plain(data: usize) -> ! {
+    // SAFETY: `start_on` stored the address of a `fn()` in `data`.
+    let work: fn() = unsafe { core::mem::transmute(data) };
+    work();
+    super::cpu::halt_forever()
+}
+
+/// Where an application processor waits for work: halted with interrupts
+/// enabled only inside `sti; hlt`, so the wake-up IPI ([`start_on`]) or any
+/// other interrupt ends the halt, and the work is looked for with interrupts
+/// off. An IPI sent after the look is held pending by the local APIC and taken
+/// in the HLT that follows STI (STI's shadow covers HLT): never lost.
+pub fn wait_for_work(cpu: usize) -> ! {
+    let Some(h) = HANDOFF.get(cpu) else {
+        super::cpu::halt_forever()
+    };
+    loop {
+        let call = h.call.swap(0, Ordering::Acquire);
+        if call != 0 {
+            // SAFETY: only `start_on` stores a non-zero `call`: the address
+            // of `run_plain`, with `data` its argument.
+            let run: fn(usize) -> ! = unsafe { core::mem::transmute(call) };
+            run(h.data.load(Ordering::Relaxed))
+        }
+        // SAFETY: as `timer::idle_until`: the only handlers that can run are
+        // the local APIC's (EOI, return).
+        unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    }
+}
+
+/// Send the wake-up IPI ([`super::timer::WAKE_VECTOR`]) to local APIC ID
+/// `apic_id`: ends its HLT, or its guest's run (an external-interrupt exit).
+pub fn send_wake(apic_id: u32) {
+    let _ = send_ipi(apic_id, ICR_FIXED | u32::from(super::timer::WAKE_VECTOR));
 }

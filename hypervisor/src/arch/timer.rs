@@ -4,8 +4,10 @@
 //!
 //! Keel runs with interrupts off everywhere except one place: [`idle_until`],
 //! which programs the local APIC timer, executes `sti; hlt` and disables
-//! interrupts again. The only vectors that can arrive there are the timer's
-//! ([`TIMER_VECTOR`]: its handler writes the EOI and returns) and the APIC's
+//! interrupts again (and a CPU waiting for work, `arch::smp::wait_for_work`).
+//! The only vectors that can arrive there are the timer's
+//! ([`TIMER_VECTOR`]: its handler writes the EOI and returns), the wake-up
+//! IPI's ([`WAKE_VECTOR`], the same handler) and the APIC's
 //! spurious vector ([`SPURIOUS_VECTOR`]: returns, no EOI, as the SDM requires).
 //! The 8259 PIC is masked at boot, so the PIT, which the BIOS leaves running,
 //! raises nothing.
@@ -20,6 +22,9 @@ use core::sync::atomic::Ordering::Relaxed;
 
 /// The host vector of the local APIC timer.
 pub const TIMER_VECTOR: u8 = 0xf0;
+/// The vector of the IPI that wakes a CPU waiting for work
+/// (`arch::smp::wait_for_work`); its handler is the timer's (EOI, return).
+pub const WAKE_VECTOR: u8 = 0xf1;
 /// The local APIC's spurious-interrupt vector.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
@@ -210,6 +215,7 @@ pub fn init_lapic() -> bool {
     cpu.lapic_eoi.store(base + APIC_EOI, Relaxed);
     GATES.call_once(|| {
         set_gate(TIMER_VECTOR, keel_lapic_timer_isr as *const () as u64);
+        set_gate(WAKE_VECTOR, keel_lapic_timer_isr as *const () as u64);
         set_gate(SPURIOUS_VECTOR, keel_lapic_spurious_isr as *const () as u64);
     });
     apic_write(APIC_TPR, 0);

@@ -56,9 +56,20 @@ pub struct Options {
     pub selftest: Option<SelfTest>,
     /// `loglevel=error|warn|info|debug|trace` (default info).
     pub log_level: log::LevelFilter,
+    /// `run_cpu=<N>`: the CPU that runs the domains without a `keel.cpu=`
+    /// (default 0, the boot CPU; one that is not online falls back to CPU 0
+    /// with a warning).
+    pub run_cpu: usize,
+    /// `place=spread`: domains without a `keel.cpu=` go to the online CPUs
+    /// in turn (domain 1 on the first, ...); `place=one` (the default): all
+    /// on `run_cpu`.
+    pub spread: bool,
     /// Words that looked like options but had bad values (reported in the boot log).
     pub bad_values: u32,
 }
+
+/// `run_cpu=` takes CPU numbers below this (the hypervisor's per-CPU limit).
+pub const MAX_RUN_CPU: usize = 8;
 
 /// Default guest memory in MiB.
 pub const DEFAULT_GUEST_MEM_MIB: u64 = 8;
@@ -69,6 +80,8 @@ impl Default for Options {
             guest_mem_mib: DEFAULT_GUEST_MEM_MIB,
             selftest: None,
             log_level: log::LevelFilter::Info,
+            run_cpu: 0,
+            spread: false,
             bad_values: 0,
         }
     }
@@ -99,6 +112,15 @@ impl Options {
                     "trace" => o.log_level = log::LevelFilter::Trace,
                     _ => o.bad_values += 1,
                 },
+                "place" => match value {
+                    "spread" => o.spread = true,
+                    "one" => o.spread = false,
+                    _ => o.bad_values += 1,
+                },
+                "run_cpu" => match value.parse::<usize>() {
+                    Ok(c) if c < MAX_RUN_CPU => o.run_cpu = c,
+                    _ => o.bad_values += 1,
+                },
                 _ => {}
             }
         }
@@ -114,9 +136,12 @@ impl Options {
 /// - `keel.control`: the control domain (`domctl`, `VIRQ_DOM_EXC`); at most
 ///   one (a second is refused at boot);
 /// - `keel.service`: a service domain, which does not keep the machine on:
-///   once every other domain has ended it is destroyed.
+///   once every other domain has ended it is destroyed;
+/// - `keel.cpu=<N>`: the CPU its vCPU runs on (`smp::place`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DomainOptions {
+    /// `keel.cpu=<N>`.
+    pub cpu: Option<usize>,
     /// `keel.mem=<MiB>`.
     pub mem_mib: Option<u64>,
     /// `keel.control`.
@@ -138,6 +163,10 @@ impl DomainOptions {
             match opt.split_once('=') {
                 Some(("mem", v)) => match v.parse::<u64>() {
                     Ok(m) if m > 0 && m <= 1 << 20 => o.mem_mib = Some(m),
+                    _ => o.bad_words += 1,
+                },
+                Some(("cpu", v)) => match v.parse::<usize>() {
+                    Ok(c) if c < MAX_RUN_CPU => o.cpu = Some(c),
                     _ => o.bad_words += 1,
                 },
                 None if opt == "control" => o.control = true,

@@ -445,6 +445,28 @@ fn options() {
 }
 
 #[test]
+fn placement_words() {
+    assert!(!Options::parse("").spread);
+    assert!(Options::parse("place=spread").spread);
+    assert!(!Options::parse("place=spread place=one").spread);
+    assert_eq!(Options::parse("place=everywhere").bad_values, 1);
+    assert_eq!(DomainOptions::parse("d keel.cpu=2").cpu, Some(2));
+    let bad = DomainOptions::parse("d keel.cpu=8 keel.cpu=x");
+    assert_eq!((bad.cpu, bad.bad_words), (None, 2));
+}
+
+#[test]
+fn run_cpu_option() {
+    assert_eq!(Options::parse("").run_cpu, 0);
+    assert_eq!(Options::parse("run_cpu=3").run_cpu, 3);
+    // Out of the per-CPU limit, negative or not a number: a bad value, CPU 0.
+    for bad in ["run_cpu=8", "run_cpu=-1", "run_cpu=one", "run_cpu="] {
+        let o = Options::parse(bad);
+        assert_eq!((o.run_cpu, o.bad_values), (0, 1), "{bad}");
+    }
+}
+
+#[test]
 fn fixed_str_invalid_utf8_gives_valid_prefix() {
     let s = FixedStr::<16>::from_bytes(b"ab\xffcd");
     assert_eq!(s.as_str(), "ab");

@@ -167,6 +167,24 @@ pub trait FrameSource {
     fn free_count(&self) -> u64;
 }
 
+/// A frame source shared by several CPUs: each call takes its lock.
+pub struct SharedFrames<F: 'static>(pub &'static spin::Mutex<F>);
+
+impl<F: FrameSource> FrameSource for SharedFrames<F> {
+    fn alloc_frame(&mut self) -> Option<Mfn> {
+        self.0.lock().alloc_frame()
+    }
+    fn alloc_contiguous(&mut self, n: u64) -> Option<Mfn> {
+        self.0.lock().alloc_contiguous(n)
+    }
+    fn free_frame(&mut self, f: Mfn) {
+        self.0.lock().free_frame(f);
+    }
+    fn free_count(&self) -> u64 {
+        self.0.lock().free_count()
+    }
+}
+
 /// A console the hypervisor prints guest output on.
 pub trait Console {
     /// Write bytes, as they are (the caller adds any prefix and filters the

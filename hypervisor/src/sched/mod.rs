@@ -263,6 +263,17 @@ impl<const N: usize> Scheduler<N> {
     pub fn vcpu(&self, d: DomainId) -> Option<&Vcpu> {
         self.vcpus.get(usize::from(d.0))
     }
+    /// Domain `d`'s vCPU with its CPU time up to `now` (the one on the CPU
+    /// counts its run so far: another CPU may be asking while it runs).
+    pub fn vcpu_now(&self, d: DomainId, now: u64) -> Option<Vcpu> {
+        let mut v = *self.vcpu(d)?;
+        if self.current == d.0 {
+            v.cpu_time = v
+                .cpu_time
+                .saturating_add(now.saturating_sub(self.slice_start));
+        }
+        Some(v)
+    }
     /// The domain on the CPU.
     pub fn current(&self) -> Option<DomainId> {
         (self.current != NIL).then_some(DomainId(self.current))

@@ -16,8 +16,10 @@
 //! An AP that differs, fails, or does not answer in time is reported and left
 //! out (one that did not answer is sent INIT again, so it cannot wake later
 //! on the next AP's stack); the boot goes on. Its frames are not reused: it
-//! may still be running on them. Every AP then parks in `cli; hlt`: nothing
-//! places vCPUs on it yet, so it takes no guest work.
+//! may still be running on them. Every AP then waits for work
+//! (`arch::smp::wait_for_work`: halted, woken by an IPI): the domains run on
+//! one CPU, CPU 0 unless the command line's `run_cpu=N` names an online one
+//! ([`online`]), to which CPU 0 hands the run over.
 
 use super::{
     caps_mismatch, choose_trampoline, features_mismatch, tsc_check, CpuFeatures, TscSample, TscSync,
@@ -55,6 +57,19 @@ const ONLINE: u32 = 2;
 const LEFT_OUT: u32 = 3;
 
 static STAGE: AtomicU32 = AtomicU32::new(0);
+/// Each CPU's local APIC ID plus one once it is online (0: not online). CPU 0's
+/// is set when bring-up starts.
+static ONLINE_APIC: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+
+// `run_cpu=` names CPUs this table can hold.
+const _: () = assert!(crate::boot::MAX_RUN_CPU == MAX_CPUS);
+
+/// The local APIC ID of CPU `cpu` if it came online (CPU 0: once bring-up ran
+/// with more than one CPU listed; `None` before, or on a one-CPU machine).
+pub fn online(cpu: usize) -> Option<u32> {
+    let v = ONLINE_APIC.get(cpu)?.load(Acquire);
+    v.checked_sub(1)
+}
 static TSC_ASK: AtomicU32 = AtomicU32::new(0);
 static TSC_DONE: AtomicU32 = AtomicU32::new(0);
 static TSC_AP: AtomicU64 = AtomicU64::new(0);
@@ -177,6 +192,7 @@ pub fn bring_up(
     // The boot CPU's local APIC sends the IPIs.
     arch::timer::init_lapic();
     let boot_id = arch::smp::local_apic_id();
+    ONLINE_APIC[0].store(boot_id + 1, Release);
     BOOT_LAPIC.store(arch::timer::lapic_base(), Relaxed);
     BOOT_CAPS.call_once(|| *boot_caps);
     BOOT_FEATURES.call_once(read_features);
@@ -204,12 +220,15 @@ pub fn bring_up(
         match start_one(cpu, id, tramp.get(), frames) {
             Ok(tsc) => {
                 sum.online += 1;
+                if let Some(o) = ONLINE_APIC.get(cpu) {
+                    o.store(id + 1, Release);
+                }
                 match tsc {
                     Some(v @ TscSync::InSync { .. }) => log::info!(
-                        "smp: CPU {cpu} (APIC ID {id}) online: own GDT, TSS, stacks, VMXON; {v}; parked (takes no guest work)"
+                        "smp: CPU {cpu} (APIC ID {id}) online: own GDT, TSS, stacks, VMXON; {v}; waiting for work"
                     ),
                     Some(v) => log::warn!(
-                        "smp: CPU {cpu} (APIC ID {id}) online: own GDT, TSS, stacks, VMXON; {v}; parked (takes no guest work)"
+                        "smp: CPU {cpu} (APIC ID {id}) online: own GDT, TSS, stacks, VMXON; {v}; waiting for work"
                     ),
                     None => log::warn!("smp: CPU {cpu} (APIC ID {id}) online; TSC not checked"),
                 }
@@ -220,7 +239,7 @@ pub fn bring_up(
     sum.ticks = arch::timer::rdtsc().wrapping_sub(t0);
     let aps = sum.listed.saturating_sub(1).max(1) as u64;
     log::info!(
-        "smp: {} of {} CPUs online ({} application processor(s) parked, taking no guest work; the domain runs on CPU 0); bring-up took {} TSC ticks ({} per application processor)",
+        "smp: {} of {} CPUs online ({} application processor(s) waiting for work); bring-up took {} TSC ticks ({} per application processor)",
         sum.online,
         sum.listed,
         sum.online - 1,
@@ -328,13 +347,16 @@ extern "C" fn ap_entry(cpu: u64) -> ! {
     }
 
     match start_vmx(cpu) {
-        Ok(()) => STAGE.store(stage_of(cpu, ONLINE), Release),
+        Ok(()) => {
+            STAGE.store(stage_of(cpu, ONLINE), Release);
+            arch::smp::wait_for_work(cpu)
+        }
         Err(e) => {
             *FAILURE.lock() = Some(e);
             STAGE.store(stage_of(cpu, LEFT_OUT), Release);
+            arch::cpu::halt_forever()
         }
     }
-    park()
 }
 
 /// Check the AP against the boot CPU, enable its local APIC and VMX.
@@ -384,10 +406,4 @@ fn read_features() -> CpuFeatures {
         leaf7: [l7b, l7c, l7d],
         ext1: e1,
     }
-}
-
-/// Where an AP waits: interrupts off, halted. Only INIT, a start-up IPI after
-/// INIT, NMI or SMI reach it; nothing places guest work on it yet.
-fn park() -> ! {
-    arch::cpu::halt_forever()
 }

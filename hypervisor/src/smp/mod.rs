@@ -59,6 +59,38 @@ pub fn choose_trampoline(regions: &[MemRegion], reserved: &[MachineRange]) -> Op
     None
 }
 
+/// Where a domain runs (`index`: its place in boot order, from 0): the CPU its
+/// `keel.cpu=` names if that one is online; otherwise, with `place=spread`, the
+/// online CPUs in turn by `index`, else `run_cpu` if online, else CPU 0.
+/// `online` lists the online CPUs (CPU 0 always among them). With a reason
+/// when a request could not be met.
+pub fn place(
+    requested: Option<usize>,
+    index: usize,
+    online: &[usize],
+    run_cpu: usize,
+    spread: bool,
+) -> (usize, Option<&'static str>) {
+    let up = |c: usize| online.contains(&c);
+    let mut why = None;
+    if let Some(c) = requested {
+        if up(c) {
+            return (c, None);
+        }
+        why = Some("its keel.cpu= names a CPU that is not online");
+    }
+    if spread && !online.is_empty() {
+        if let Some(&c) = online.get(index % online.len()) {
+            return (c, why);
+        }
+    }
+    if up(run_cpu) {
+        (run_cpu, why)
+    } else {
+        (0, why.or(Some("run_cpu= names a CPU that is not online")))
+    }
+}
+
 /// The first VMX capability in which an application processor differs from the
 /// boot CPU, by name; None when they agree in every capability MSR Keel reads.
 pub fn caps_mismatch(boot: &VmxCaps, ap: &VmxCaps) -> Option<&'static str> {

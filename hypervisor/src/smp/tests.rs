@@ -194,3 +194,42 @@ fn the_init_wait_is_kept_for_old_processors_only() {
     assert_eq!(init_wait_us(0x0000_0f29), 10_000);
     assert_eq!(init_wait_us(0x0000_0480), 10_000);
 }
+
+#[test]
+fn placement() {
+    let online = [0, 1, 2];
+    // Default: every domain on run_cpu (0).
+    assert_eq!(place(None, 0, &online, 0, false), (0, None));
+    assert_eq!(place(None, 5, &online, 0, false), (0, None));
+    // run_cpu names another online CPU; a missing one falls back to 0.
+    assert_eq!(place(None, 1, &online, 2, false), (2, None));
+    assert_eq!(place(None, 1, &online, 5, false).0, 0);
+    assert!(place(None, 1, &online, 5, false).1.is_some());
+    // spread: the online CPUs in turn.
+    let spread: Vec<usize> = (0..5).map(|i| place(None, i, &online, 0, true).0).collect();
+    assert_eq!(spread, [0, 1, 2, 0, 1]);
+    // keel.cpu= wins when online; otherwise the default, with a reason.
+    assert_eq!(place(Some(1), 0, &online, 0, true), (1, None));
+    let (c, why) = place(Some(7), 1, &online, 0, true);
+    assert_eq!(c, 1);
+    assert!(why.is_some());
+    // One CPU: everything on it.
+    assert_eq!(place(None, 3, &[0], 0, true), (0, None));
+}
+
+proptest! {
+    /// Wherever it asks, a domain is placed on an online CPU.
+    #[test]
+    fn placement_is_always_online(
+        req in proptest::option::of(0usize..10),
+        index in 0usize..40,
+        run_cpu in 0usize..10,
+        spread: bool,
+        extra in proptest::collection::btree_set(1usize..8, 0..7),
+    ) {
+        let mut online = vec![0];
+        online.extend(extra);
+        let (c, _) = place(req, index, &online, run_cpu, spread);
+        prop_assert!(online.contains(&c));
+    }
+}

@@ -10,7 +10,8 @@
 //! `enable` (VMXON), `setup` and `bitmaps` (the VMCS), `readback` (the
 //! VMCS as the checks see it), `run` (a domain's run), `stub` and `frame`
 //! (entering and leaving the guest, the saved registers), `exit` (one file per
-//! exit family). Only `percpu`, `insn`, `stub`, `frame`, `enable` and `setup`
+//! exit family), `lend` (a CPU's domains lent to the CPU of a cross-CPU
+//! operation). Only `percpu`, `insn`, `stub`, `frame`, `enable`, `setup` and `lend`
 //! may use `unsafe` (`#![deny(unsafe_code)]` holds everywhere else).
 
 pub mod caps;
@@ -30,6 +31,8 @@ pub mod enable;
 pub mod exit;
 #[cfg(target_os = "none")]
 pub mod insn;
+#[cfg(target_os = "none")]
+pub mod lend;
 #[cfg(target_os = "none")]
 pub mod percpu;
 #[cfg(target_os = "none")]

@@ -7,7 +7,8 @@
 //! every domain has ended, each with its VMCS cleared and its frames given
 //! back (or, for a domain alone, its counts checked).
 
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8};
 
 use super::bitmaps::{build_msr_bitmap, ones_frame};
 use super::checks::check_vm_entry;
@@ -16,6 +17,7 @@ use super::controls::TlbFlush;
 use super::exit::{msr_env, GiveUp, Vcpu};
 use super::frame::{DomainEnd, ExitEnv, FastExit, GuestGprs};
 use super::insn::{invvpid, vm_result, InvvpidType};
+use super::lend::{self, Lent};
 use super::percpu::{self, PerCpu, VmxCpu, COUNTED_EXIT_REASONS};
 use super::readback::read_state;
 use super::setup::{
@@ -41,6 +43,79 @@ pub const MAX_DOMAINS: usize = crate::boot::MAX_MODULES;
 /// Scheduler slots: one per domain id, 0 unused.
 const SCHED_SLOTS: usize = MAX_DOMAINS + 1;
 
+/// The CPU each domain runs on (index: domain id), set before any runs.
+static PLACED: [AtomicU8; SCHED_SLOTS] = [const { AtomicU8::new(0) }; SCHED_SLOTS];
+/// Domains the control domain destroyed (index: domain id): never entered
+/// again, ended by their CPU's run loop at its next decision.
+static DESTROYED: [AtomicBool; SCHED_SLOTS] = [const { AtomicBool::new(false) }; SCHED_SLOTS];
+/// Per CPU: a domain of its was destroyed since its run loop last looked.
+static DESTROY_PENDING: [AtomicBool; crate::arch::percpu::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; crate::arch::percpu::MAX_CPUS];
+/// Domains that keep the machine on (not service domains) and have not ended,
+/// on every CPU; and whether any domain has ended.
+static LIVE_NON_SERVICE: AtomicU32 = AtomicU32::new(0);
+static ENDED_ANY: AtomicBool = AtomicBool::new(false);
+
+/// The machine's clock and the wall-clock time at its zero, calibrated once
+/// by the first CPU that runs domains.
+static TIME: spin::Once<(crate::time::Clock, u64)> = spin::Once::new();
+
+/// How many domains keep the machine on (not service domains): set once,
+/// before any CPU runs domains.
+pub fn set_live_domains(n: u32) {
+    LIVE_NON_SERVICE.store(n, Release);
+}
+
+/// A domain ended (or could not start): once the last domain that keeps the
+/// machine on has, every CPU looks at its service domains again.
+fn domain_ended(service: bool) {
+    ENDED_ANY.store(true, Release);
+    if service {
+        return;
+    }
+    let before = LIVE_NON_SERVICE.fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+    if before == Ok(1) {
+        lend::kick_others();
+    }
+}
+
+/// Domain `d` runs on CPU `cpu` (set for every domain before any CPU runs).
+pub fn place(d: DomainId, cpu: usize) {
+    if let Some(p) = PLACED.get(usize::from(d.0)) {
+        p.store(cpu as u8, Release);
+    }
+}
+
+/// The CPU domain `d` runs on.
+fn cpu_of(d: DomainId) -> Option<usize> {
+    PLACED
+        .get(usize::from(d.0))
+        .map(|p| usize::from(p.load(Relaxed)))
+}
+
+/// Whether the control domain destroyed domain `d`.
+fn destroyed(d: DomainId) -> bool {
+    DESTROYED
+        .get(usize::from(d.0))
+        .is_some_and(|x| x.load(Acquire))
+}
+
+/// Hypercalls whose handlers may reach another domain (`Ctx::peers`): on
+/// several CPUs they run with every other CPU's domains lent (`vmx::lend`).
+/// A superset is only slower; a number missing here would see the domains of
+/// other CPUs as absent.
+fn reaches_peers(nr: u64) -> bool {
+    use keel_abi::hypercall::Hypercall as H;
+    [
+        H::EVENT_CHANNEL_OP,
+        H::GRANT_TABLE_OP,
+        H::DOMCTL,
+        H::MULTICALL,
+    ]
+    .iter()
+    .any(|h| h.0 == nr)
+}
+
 /// A domain's vCPU and everything the run loop keeps for it between its runs.
 pub struct Guest<'a, M: PhysMem, C: Console> {
     vcpu: Vcpu<'a, M, C>,
@@ -55,9 +130,6 @@ pub struct Guest<'a, M: PhysMem, C: Console> {
     service: bool,
     /// The domain's page tables use NX (its EFER.NXE).
     nx: bool,
-    /// The control domain destroyed it (`XEN_DOMCTL_destroydomain`): it is
-    /// paused, and the run loop tears it down before its next decision.
-    destroyed: bool,
     /// It has ended and is being torn down, a bounded piece per run-loop
     /// iteration (`crate::lifecycle`): never entered again, not a peer.
     dying: Option<Dying>,
@@ -85,6 +157,8 @@ const TEARDOWN_BUDGET: u32 = 64;
 /// vCPU runs while an exit is handled, so these borrows are the whole
 /// synchronisation (`crate::peers` says what changes on several CPUs).
 struct OnCpu<'r, 'a, M: PhysMem, C: Console> {
+    /// The CPU these domains run on.
+    cpu: usize,
     /// Slots `0..skip`.
     before: &'r mut [Option<Guest<'a, M, C>>],
     /// Slots `skip + 1..`.
@@ -94,8 +168,9 @@ struct OnCpu<'r, 'a, M: PhysMem, C: Console> {
     sched: &'r mut Scheduler<SCHED_SLOTS>,
     /// The control domain (`keel.control`), if any.
     control: Option<DomainId>,
-    /// A `domctl` destroyed a domain (the run loop looks for it only then).
-    destroyed_one: bool,
+    /// The running vCPU's run must end here (another CPU woke a domain of
+    /// this one while it was lent): applied by this CPU when given back.
+    rearm: Option<u64>,
 }
 
 impl<'a, M: PhysMem, C: Console> OnCpu<'_, 'a, M, C> {
@@ -133,7 +208,7 @@ impl<'a, M: PhysMem, C: Console> OnCpu<'_, 'a, M, C> {
             shared_info_frame: g.vcpu.shared_frame(),
             name: dom.name(),
             shutdown: None,
-            dying: g.destroyed || g.dying.is_some(),
+            dying: destroyed(d) || g.dying.is_some(),
         })
     }
 
@@ -142,7 +217,11 @@ impl<'a, M: PhysMem, C: Console> OnCpu<'_, 'a, M, C> {
     /// it was picked (`Scheduler::rearm`; the VMCALL exit arms it).
     fn rearm_running(&mut self) {
         if let Some(until) = self.sched.rearm(timer::rdtsc()) {
-            percpu::this().set_slice_rearm(until);
+            if self.cpu == percpu::this().index() {
+                percpu::this().set_slice_rearm(until);
+            } else {
+                self.rearm = Some(until);
+            }
         }
     }
 
@@ -216,10 +295,7 @@ impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
                 DomctlDone::Scheduled
             }
             Action::Destroy(d) => {
-                if let Some(g) = self.guest_mut(d) {
-                    g.destroyed = true;
-                }
-                self.destroyed_one = true;
+                mark_destroyed(d);
                 // Never entered again: the run loop ends it first thing.
                 self.sched.pause(d, timer::rdtsc());
                 DomctlDone::Destroying
@@ -229,7 +305,7 @@ impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
 
     fn peer(&self, d: DomainId) -> Option<&Domain> {
         self.guest(d)
-            .filter(|g| g.dying.is_none() && !g.destroyed)
+            .filter(|g| g.dying.is_none() && !destroyed(g.vcpu.domain_id()))
             .map(|g| g.vcpu.domain())
     }
 
@@ -271,15 +347,379 @@ impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
     }
 }
 
+/// Mark domain `d` destroyed and tell its CPU's run loop.
+fn mark_destroyed(d: DomainId) {
+    if let Some(x) = DESTROYED.get(usize::from(d.0)) {
+        x.store(true, Release);
+    }
+    if let Some(p) = cpu_of(d).and_then(|c| DESTROY_PENDING.get(c)) {
+        p.store(true, Release);
+    }
+}
+
+/// What a CPU lends for a cross-CPU operation (`vmx::lend`): its domains as
+/// its run loop holds them at that moment, with the vCPU whose exit it was
+/// about to handle, if any (that one's slot is not in `on`).
+struct CpuView<'v, 'r, 'a, M: PhysMem, C: Console> {
+    on: &'v mut OnCpu<'r, 'a, M, C>,
+    running: Option<&'v mut Vcpu<'a, M, C>>,
+}
+
+impl<'a, M: PhysMem, C: Console> CpuView<'_, '_, 'a, M, C> {
+    /// The running vCPU, if it is domain `d`'s.
+    fn running(&self, d: DomainId) -> Option<&Vcpu<'a, M, C>> {
+        self.running.as_deref().filter(|v| v.domain_id() == d)
+    }
+
+    fn running_mut(&mut self, d: DomainId) -> Option<&mut Vcpu<'a, M, C>> {
+        self.running.as_deref_mut().filter(|v| v.domain_id() == d)
+    }
+
+    fn summary(&self, d: DomainId) -> Option<Summary> {
+        match self.running(d) {
+            Some(v) => {
+                let dom = v.domain();
+                Some(Summary {
+                    tot_pages: dom.owned_pages(),
+                    max_pages: dom.nr_pages(),
+                    shared_info_frame: v.shared_frame(),
+                    name: dom.name(),
+                    shutdown: None,
+                    dying: destroyed(d),
+                })
+            }
+            None => self.on.summary(d),
+        }
+    }
+
+    fn peer(&self, d: DomainId) -> Option<&Domain> {
+        match self.running(d) {
+            Some(v) => (!destroyed(d)).then(|| v.domain()),
+            None => self.on.peer(d),
+        }
+    }
+
+    fn holder(&self, d: DomainId) -> Option<&Domain> {
+        match self.running(d) {
+            Some(v) => Some(v.domain()),
+            None => self.on.holder(d),
+        }
+    }
+
+    fn endpoint(&self, d: DomainId, p: u32) -> Option<Endpoint> {
+        match self.running(d) {
+            Some(v) => v.endpoint(p),
+            None => self.on.endpoint(d, p),
+        }
+    }
+
+    fn set_endpoint(&mut self, d: DomainId, p: u32, e: Endpoint) {
+        match self.running_mut(d) {
+            Some(v) => v.set_endpoint(p, e),
+            None => self.on.set_endpoint(d, p, e),
+        }
+    }
+
+    fn notify(&mut self, d: DomainId, p: u32) -> bool {
+        match self.running_mut(d) {
+            // Running (its exit waits for the lend to end): it sees the event
+            // before it enters again.
+            Some(v) => v.notify(p),
+            None => self.on.notify(d, p),
+        }
+    }
+
+    fn notify_control(&mut self, ended: DomainId) {
+        let Some(c) = self.on.control.filter(|c| *c != ended) else {
+            return;
+        };
+        match self.running_mut(c) {
+            Some(v) => {
+                if v.domain().serves(keel_abi::version::AbiVersion::V1_1) {
+                    v.raise_virq(VIRQ_DOM_EXC);
+                }
+            }
+            None => self.on.notify_control(ended),
+        }
+    }
+}
+
+/// Every domain on every CPU, for one operation of CPU `me`: its own (less
+/// the vCPU the operation is for) and the views the other CPUs lent.
+struct Cluster<'x, 'l, 'v, 'w, 'r, 'a, M: PhysMem, C: Console> {
+    me: usize,
+    own: &'x mut OnCpu<'r, 'a, M, C>,
+    lent: &'x mut Lent<'l, CpuView<'v, 'w, 'a, M, C>>,
+}
+
+/// Where a domain's state is, for a [`Cluster`].
+enum At {
+    /// On this CPU.
+    Own,
+    /// On CPU n, lent.
+    Lent(usize),
+}
+
+impl<'v, 'w, 'a, M: PhysMem, C: Console> Cluster<'_, '_, 'v, 'w, '_, 'a, M, C> {
+    fn at(&self, d: DomainId) -> Option<At> {
+        match cpu_of(d)? {
+            c if c == self.me => Some(At::Own),
+            c => Some(At::Lent(c)),
+        }
+    }
+
+    fn view(&self, c: usize) -> Option<&CpuView<'v, 'w, 'a, M, C>> {
+        self.lent.get(c)
+    }
+
+    fn view_mut(&mut self, c: usize) -> Option<&mut CpuView<'v, 'w, 'a, M, C>> {
+        self.lent.get_mut(c)
+    }
+
+    fn summary(&self, d: DomainId) -> Option<Summary> {
+        match self.at(d)? {
+            At::Own => self.own.summary(d),
+            At::Lent(c) => self.view(c)?.summary(d),
+        }
+    }
+
+    fn notify_control(&mut self, ended: DomainId) {
+        let Some(c) = self.own.control.filter(|c| *c != ended) else {
+            return;
+        };
+        match self.at(c) {
+            Some(At::Own) => self.own.notify_control(ended),
+            Some(At::Lent(cpu)) => {
+                if let Some(v) = self.view_mut(cpu) {
+                    v.notify_control(ended);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Domain `d`'s CPU's scheduler.
+    fn sched_mut(&mut self, d: DomainId) -> Option<&mut Scheduler<SCHED_SLOTS>> {
+        match self.at(d)? {
+            At::Own => Some(&mut *self.own.sched),
+            At::Lent(c) => Some(&mut *self.view_mut(c)?.on.sched),
+        }
+    }
+}
+
+impl<M: PhysMem, C: Console> crate::domctl::SchedView for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
+    fn sched_vcpu(&self, d: DomainId) -> Option<crate::sched::Vcpu> {
+        match self.at(d)? {
+            At::Own => self.own.sched.vcpu(d).copied(),
+            // It may be running there now: its time so far counts.
+            At::Lent(c) => self.view(c)?.on.sched.vcpu_now(d, timer::rdtsc()),
+        }
+    }
+}
+
+/// Every domain on every CPU as `domctl` sees it.
+struct ClusterListing<'x, 'c, 'l, 'v, 'w, 'r, 'a, M: PhysMem, C: Console> {
+    me: (DomainId, Summary),
+    cl: &'x Cluster<'c, 'l, 'v, 'w, 'r, 'a, M, C>,
+}
+
+impl<M: PhysMem, C: Console> Directory for ClusterListing<'_, '_, '_, '_, '_, '_, '_, M, C> {
+    fn control(&self) -> Option<DomainId> {
+        self.cl.own.control
+    }
+
+    fn first_from(&self, from: u16) -> Option<(DomainId, Summary)> {
+        (from..=MAX_DOMAINS as u16).find_map(|id| {
+            let d = DomainId(id);
+            if d == self.me.0 {
+                Some(self.me)
+            } else {
+                self.cl.summary(d).map(|s| (d, s))
+            }
+        })
+    }
+}
+
+impl<M: PhysMem, C: Console> Peers for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
+    fn domctl(
+        &mut self,
+        caller: DomainId,
+        me: Summary,
+        op: &mut XenDomctl,
+    ) -> Result<DomctlDone, Errno> {
+        let action = {
+            let listing = ClusterListing {
+                me: (caller, me),
+                cl: &*self,
+            };
+            crate::domctl::domctl(&listing, &*self, caller, op)?
+        };
+        let now = timer::rdtsc();
+        Ok(match action {
+            Action::None => DomctlDone::Answered,
+            Action::Pause(d) => {
+                if let Some(s) = self.sched_mut(d) {
+                    s.pause(d, now);
+                }
+                // Running on its CPU: its run ends there at once.
+                if let Some(At::Lent(c)) = self.at(d) {
+                    if let Some(v) = self.view_mut(c).and_then(|v| v.running_mut(d)) {
+                        v.end_slice_now();
+                    }
+                }
+                DomctlDone::Scheduled
+            }
+            Action::Unpause(d) => {
+                match self.at(d) {
+                    Some(At::Own) => {
+                        self.own.sched.unpause(d);
+                        self.own.rearm_running();
+                    }
+                    Some(At::Lent(c)) => {
+                        if let Some(v) = self.view_mut(c) {
+                            v.on.sched.unpause(d);
+                            v.on.rearm_running();
+                        }
+                    }
+                    None => {}
+                }
+                DomctlDone::Scheduled
+            }
+            Action::Destroy(d) => {
+                mark_destroyed(d);
+                if let Some(s) = self.sched_mut(d) {
+                    s.pause(d, now);
+                }
+                if let Some(At::Lent(c)) = self.at(d) {
+                    if let Some(v) = self.view_mut(c).and_then(|v| v.running_mut(d)) {
+                        v.end_slice_now();
+                    }
+                }
+                DomctlDone::Destroying
+            }
+        })
+    }
+
+    fn peer(&self, d: DomainId) -> Option<&Domain> {
+        match self.at(d)? {
+            At::Own => self.own.peer(d),
+            At::Lent(c) => self.view(c)?.peer(d),
+        }
+    }
+
+    fn holder(&self, d: DomainId) -> Option<&Domain> {
+        match self.at(d)? {
+            At::Own => self.own.holder(d),
+            At::Lent(c) => self.view(c)?.holder(d),
+        }
+    }
+
+    fn endpoint(&self, d: DomainId, p: u32) -> Option<Endpoint> {
+        match self.at(d)? {
+            At::Own => self.own.endpoint(d, p),
+            At::Lent(c) => self.view(c)?.endpoint(d, p),
+        }
+    }
+
+    fn set_endpoint(&mut self, d: DomainId, p: u32, e: Endpoint) {
+        match self.at(d) {
+            Some(At::Own) => self.own.set_endpoint(d, p, e),
+            Some(At::Lent(c)) => {
+                if let Some(v) = self.view_mut(c) {
+                    v.set_endpoint(d, p, e);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn notify(&mut self, d: DomainId, p: u32) -> bool {
+        match self.at(d) {
+            Some(At::Own) => self.own.notify(d, p),
+            Some(At::Lent(c)) => self.view_mut(c).is_some_and(|v| v.notify(d, p)),
+            None => false,
+        }
+    }
+}
+
 /// The running vCPU and its peers: what the exit stub calls.
-struct Running<'r, 'a, M: PhysMem, C: Console> {
+/// `SHARED`: other CPUs run domains too, so each exit first serves their
+/// requests and a cross-CPU hypercall borrows their domains (`vmx::lend`);
+/// a separate instance of the exit path, so that one CPU pays nothing for it.
+struct Running<'r, 'a, M: PhysMem, C: Console, const SHARED: bool> {
     vcpu: &'r mut Vcpu<'a, M, C>,
     peers: OnCpu<'r, 'a, M, C>,
 }
 
-impl<M: PhysMem, C: Console> ExitEnv for Running<'_, '_, M, C> {
+impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
+    /// Another CPU asked for this CPU's domains: lend them now, or, if the
+    /// last lend ended less than `lend::GUEST_TICKS` ago, end this vCPU's run
+    /// then (its run loop lends at its top): a domain that asks for lends back
+    /// to back slows its own CPU down, not the guests of the others.
+    #[inline(never)]
+    fn asked(&mut self) {
+        match lend::next_lend(self.peers.cpu, timer::rdtsc()) {
+            None => self.serve(),
+            Some(at) => self.vcpu.end_slice_by(at),
+        }
+    }
+
+    /// Lend this CPU's domains, this vCPU included, before this exit is
+    /// looked at (`vmx::lend`).
+    fn serve(&mut self) {
+        let me = self.peers.cpu;
+        let mut view = CpuView {
+            on: &mut self.peers,
+            running: Some(&mut *self.vcpu),
+        };
+        lend::serve(me, &mut view);
+        self.apply_rearm();
+    }
+
+    /// A domain of this CPU woke while it was lent: the running vCPU's run
+    /// gets an end.
+    fn apply_rearm(&mut self) {
+        if let Some(until) = self.peers.rearm.take() {
+            self.vcpu.set_slice_end(until);
+        }
+    }
+
+    /// An exit that may reach domains on other CPUs, handled with theirs lent.
+    #[inline(never)]
+    fn cross_exit(&mut self, gprs: &mut GuestGprs) -> FastExit {
+        let me = self.peers.cpu;
+        let mut view = CpuView {
+            on: &mut self.peers,
+            running: Some(&mut *self.vcpu),
+        };
+        let out = lend::cross(me, &mut view, |own, lent| {
+            let CpuView { on, running } = own;
+            let Some(vcpu) = running.as_deref_mut() else {
+                return FastExit::Full;
+            };
+            let mut cl = Cluster {
+                me,
+                own: &mut **on,
+                lent,
+            };
+            vcpu.fast_exit(gprs, &mut cl)
+        });
+        self.apply_rearm();
+        out
+    }
+}
+
+impl<M: PhysMem, C: Console, const SHARED: bool> ExitEnv for Running<'_, '_, M, C, SHARED> {
     #[inline(always)]
     fn fast_exit(&mut self, gprs: &mut GuestGprs) -> FastExit {
+        if SHARED {
+            if lend::asked(self.peers.cpu) {
+                self.asked();
+            }
+            if reaches_peers(gprs.rax) {
+                return self.cross_exit(gprs);
+            }
+        }
         self.vcpu.fast_exit(gprs, &mut self.peers)
     }
 
@@ -349,36 +789,65 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         tear_down: several,
         control,
         dying: 0,
-        destroy_pending: false,
     };
     let pc = ends.pc;
-    let (clock, wall) = start_time(cpu);
-    let mut sched: Scheduler<SCHED_SLOTS> = Scheduler::new((clock.hz / 1000).max(1));
+    let me = pc.index();
+    // One clock for the machine: the first CPU to get here calibrates it.
+    let (clock, wall) = *TIME.call_once(|| start_time(cpu));
+    let slice = (clock.hz / 1000).max(1);
+    let mut sched: Scheduler<SCHED_SLOTS> = Scheduler::new(slice);
     if shared {
         prepare_host_for_switching();
     }
-    for (i, d) in doms.enumerate() {
+    for d in doms {
         let id = d.dom.id;
+        let service = d.service;
         match prepare(cpu, pc, d, ends.frames, clock, wall, shared) {
             Ok(g) => {
-                if let Some(slot) = guests.get_mut(i) {
+                // The slot of domain id n is n - 1 (`OnCpu::index`).
+                if let Some(slot) = guests.get_mut(usize::from(id.0).wrapping_sub(1)) {
                     *slot = Some(g);
                     sched.add(id, DEFAULT_WEIGHT);
                 }
             }
-            Err(end) => ends.record(id, end),
+            Err(end) => {
+                ends.record(id, end);
+                domain_ended(service);
+            }
         }
     }
 
     // The run loop: one iteration per entry into a guest, or per idle period,
     // each after at most one bounded step of a teardown.
     loop {
+        // Another CPU's cross-CPU operation waits for this CPU's domains.
+        if lend::asked(me) {
+            let mut on = OnCpu {
+                cpu: me,
+                skip: guests.len(),
+                before: &mut *guests,
+                after: &mut [],
+                sched: &mut sched,
+                control,
+                rearm: None,
+            };
+            lend::serve(
+                me,
+                &mut CpuView {
+                    on: &mut on,
+                    running: None,
+                },
+            );
+        }
         // Domains the control domain destroyed stop before anything else runs.
-        if core::mem::take(&mut ends.destroy_pending) {
+        if DESTROY_PENDING
+            .get(me)
+            .is_some_and(|p| p.load(Relaxed) && p.swap(false, AcqRel))
+        {
             ends.end_each(
                 guests,
                 &mut sched,
-                |g| g.destroyed,
+                |g| destroyed(g.vcpu.domain_id()),
                 DomainEnd::DestroyedByControl,
                 None,
             );
@@ -389,22 +858,39 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         if guests.iter().all(Option::is_none) {
             break;
         }
-        // Only service domains are left running (and another has ended: a
-        // machine of service domains alone runs them).
+        // Only service domains are left running, on every CPU (and another
+        // has ended: a machine of service domains alone runs them).
         let mut running = guests.iter().flatten().filter(|g| g.dying.is_none());
-        let ended = ends.out.n > 0 || ends.dying > 0;
+        let ended = ENDED_ANY.load(Acquire) && LIVE_NON_SERVICE.load(Acquire) == 0;
         if ended && running.clone().next().is_some() && running.all(|g| g.service) {
             ends.end_each(guests, &mut sched, |_| true, DomainEnd::Destroyed, None);
             continue;
         }
         let now = timer::rdtsc();
         let (id, until) = match sched.schedule(now) {
+            // A vCPU alone runs without a slice, but not while a teardown
+            // here waits for its next step.
+            Next::Run { dom, until } if until == UNBOUNDED && ends.dying > 0 => {
+                (dom, now.saturating_add(slice))
+            }
             Next::Run { dom, until } => (dom, until),
             // A teardown goes on instead of idling.
             Next::Idle { .. } if tearing => continue,
             Next::Idle { until: Some(until) } => {
                 idle_console.drain_until(until);
                 timer::idle_until(until);
+                continue;
+            }
+            // With domains on other CPUs, one of them may still wake these:
+            // wait for an IPI (an event, a cross-CPU operation), unless every
+            // CPU is in this state.
+            Next::Idle { until: None } if lend::several_cpus() && !lend::all_stuck() => {
+                if !lend::stuck() {
+                    // No deadline to drain the console up to: the CPUs that
+                    // run guests drain it.
+                    timer::idle_until(u64::MAX);
+                    lend::unstuck();
+                }
                 continue;
             }
             Next::Idle { until: None } => {
@@ -450,19 +936,30 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             g.vcpu
                 .resume_with_slice((until != UNBOUNDED).then_some(until));
         }
-        let mut running = Running {
-            vcpu: &mut g.vcpu,
-            peers: OnCpu {
-                before,
-                after,
-                skip: idx,
-                sched: &mut sched,
-                control,
-                destroyed_one: false,
-            },
+        let peers = OnCpu {
+            cpu: me,
+            before,
+            after,
+            skip: idx,
+            sched: &mut sched,
+            control,
+            rearm: None,
         };
-        let leave = launch(pc, &mut running, g.gprs, g.launched);
-        ends.destroy_pending |= running.peers.destroyed_one;
+        // Other CPUs become active only before any runs: a run that starts
+        // alone stays alone.
+        let leave = if lend::several_cpus() {
+            let mut running = Running::<'_, '_, M, C, true> {
+                vcpu: &mut g.vcpu,
+                peers,
+            };
+            launch(pc, &mut running, g.gprs, g.launched)
+        } else {
+            let mut running = Running::<'_, '_, M, C, false> {
+                vcpu: &mut g.vcpu,
+                peers,
+            };
+            launch(pc, &mut running, g.gprs, g.launched)
+        };
         g.launched = true;
         if let Some(s) = &mut g.switched {
             s.save();
@@ -494,6 +991,24 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         };
         ends.end_slot(guests, &mut sched, idx, end);
     }
+    // No domain left here: no more lending (other CPUs may still ask until
+    // this CPU is out of their set).
+    let mut on = OnCpu {
+        cpu: me,
+        skip: guests.len(),
+        before: &mut *guests,
+        after: &mut [],
+        sched: &mut sched,
+        control,
+        rearm: None,
+    };
+    lend::deactivate(
+        me,
+        &mut CpuView {
+            on: &mut on,
+            running: None,
+        },
+    );
     ends.out
 }
 
@@ -508,8 +1023,6 @@ struct Ending<'x, F: FrameSource> {
     control: Option<DomainId>,
     /// Teardowns in progress (the run loop looks for them only if any).
     dying: usize,
-    /// A `domctl` destroyed a domain since the last look.
-    destroy_pending: bool,
 }
 
 impl<F: FrameSource> Ending<'_, F> {
@@ -537,6 +1050,7 @@ impl<F: FrameSource> Ending<'_, F> {
         if g.dying.is_some() {
             return;
         }
+        domain_ended(g.service);
         let id = g.vcpu.domain_id();
         sched.remove(id);
         if !self.tear_down {
@@ -603,40 +1117,54 @@ impl<F: FrameSource> Ending<'_, F> {
                 None => return false,
             },
         };
-        let (before, rest) = guests.split_at_mut(idx);
-        let Some((Some(g), after)) = rest.split_first_mut() else {
+        let me = self.pc.index();
+        let control = self.control;
+        let frames = &mut *self.frames;
+        // The step reaches the ended domain's peers (its ports' other ends,
+        // the grants it mapped, the control domain): on several CPUs, with
+        // theirs lent, and with this CPU's lent whole (the ended domain
+        // included: an unmap of its grants reaches it) while it waits.
+        let stepped = if lend::several_cpus() {
+            let mut on = OnCpu {
+                cpu: me,
+                skip: guests.len(),
+                before: &mut *guests,
+                after: &mut [],
+                sched: &mut *sched,
+                control,
+                rearm: None,
+            };
+            lend::cross(
+                me,
+                &mut CpuView {
+                    on: &mut on,
+                    running: None,
+                },
+                |own, lent| {
+                    let on = &mut *own.on;
+                    step_at(
+                        &mut *on.before,
+                        idx,
+                        &mut *on.sched,
+                        control,
+                        me,
+                        frames,
+                        Some(lent),
+                    )
+                },
+            )
+        } else {
+            step_at(guests, idx, sched, control, me, frames, None)
+        };
+        let Some((done, waited)) = stepped else {
             return false;
         };
-        let Some(d) = g.dying.as_mut() else {
+        let Some(g) = guests.get_mut(idx).and_then(Option::as_mut) else {
             return false;
-        };
-        let mut peers = OnCpu {
-            before,
-            after,
-            skip: idx,
-            sched,
-            control: self.control,
-            destroyed_one: false,
         };
         let id = g.vcpu.domain_id();
-        let mut w = TeardownOnCpu {
-            vcpu: &mut g.vcpu,
-            peers: &mut peers,
-            frames: &mut *self.frames,
-            dying: &mut *d,
-        };
-        // Waiting for its grants: their frames may be free to reap now (an
-        // unmap or another teardown released them).
-        if crate::grant::world::REAP_HINT.load(Relaxed) || w.dying.t.phase == Phase::Grants {
-            let (_, mem) = w.vcpu.parts_mut();
-            crate::grant::world::reap(&crate::grant::STORE, mem, &mut *w.frames);
-        }
-        let waited = w.dying.t.phase == Phase::Grants;
-        let done = {
-            let mut t = w.dying.t;
-            let done = t.step(&mut w, TEARDOWN_BUDGET);
-            w.dying.t = t;
-            done
+        let Some(d) = g.dying.as_mut() else {
+            return false;
         };
         if !done {
             return !waited;
@@ -693,12 +1221,13 @@ fn others<'r, 'a, M: PhysMem, C: Console>(
 ) -> OnCpu<'r, 'a, M, C> {
     let skip = guests.len();
     OnCpu {
+        cpu: crate::vmx::percpu::this().index(),
         before: guests,
         after: &mut [],
         skip,
         sched,
         control,
-        destroyed_one: false,
+        rearm: None,
     }
 }
 
@@ -857,7 +1386,6 @@ fn prepare<'a, M: PhysMem, C: Console>(
         switched,
         service,
         nx,
-        destroyed: false,
         dying: None,
     })
 }
@@ -908,16 +1436,104 @@ fn end_guest<M: PhysMem, C: Console>(
     end
 }
 
+/// The live domains as an ending domain's teardown reaches them: its peers,
+/// and the control domain to tell.
+trait Survivors: Peers {
+    /// Raise `VIRQ_DOM_EXC` in the control domain for `ended`.
+    fn notify_control(&mut self, ended: DomainId);
+}
+
+impl<M: PhysMem, C: Console> Survivors for OnCpu<'_, '_, M, C> {
+    fn notify_control(&mut self, ended: DomainId) {
+        OnCpu::notify_control(self, ended);
+    }
+}
+
+impl<M: PhysMem, C: Console> Survivors for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
+    fn notify_control(&mut self, ended: DomainId) {
+        Cluster::notify_control(self, ended);
+    }
+}
+
+/// One bounded step of the teardown of the ended domain in slot `idx` of
+/// `guests`, the others its peers (with `lent`, those of other CPUs too):
+/// whether it is done, and whether it was waiting for others' unmaps.
+#[allow(clippy::too_many_arguments)]
+fn step_at<'a, M: PhysMem, C: Console>(
+    guests: &mut [Option<Guest<'a, M, C>>],
+    idx: usize,
+    sched: &mut Scheduler<SCHED_SLOTS>,
+    control: Option<DomainId>,
+    me: usize,
+    frames: &mut impl FrameSource,
+    lent: Option<&mut Lent<'_, CpuView<'_, '_, 'a, M, C>>>,
+) -> Option<(bool, bool)> {
+    let (before, rest) = guests.split_at_mut(idx);
+    let (Some(g), after) = rest.split_first_mut()? else {
+        return None;
+    };
+    let d = g.dying.as_mut()?;
+    let waited = d.t.phase == Phase::Grants;
+    let mut peers = OnCpu {
+        cpu: me,
+        before,
+        after,
+        skip: idx,
+        sched,
+        control,
+        rearm: None,
+    };
+    let done = match lent {
+        Some(lent) => {
+            let mut cl = Cluster {
+                me,
+                own: &mut peers,
+                lent,
+            };
+            teardown_step(&mut g.vcpu, &mut cl, frames, d)
+        }
+        None => teardown_step(&mut g.vcpu, &mut peers, frames, d),
+    };
+    Some((done, waited))
+}
+
+/// One bounded step of the teardown `d` of `vcpu`'s domain; whether it is done.
+fn teardown_step<M: PhysMem, C: Console, P: Survivors>(
+    vcpu: &mut Vcpu<'_, M, C>,
+    peers: &mut P,
+    frames: &mut impl FrameSource,
+    d: &mut Dying,
+) -> bool {
+    let mut w = TeardownOnCpu {
+        vcpu,
+        peers,
+        frames,
+        dying: d,
+    };
+    // Waiting for its grants: their frames may be free to reap now (an
+    // unmap or another teardown released them).
+    if crate::grant::world::REAP_HINT.load(Relaxed) || w.dying.t.phase == Phase::Grants {
+        let (_, mem) = w.vcpu.parts_mut();
+        crate::grant::world::reap(&crate::grant::STORE, mem, &mut *w.frames);
+    }
+    let mut t = w.dying.t;
+    let done = t.step(&mut w, TEARDOWN_BUDGET);
+    w.dying.t = t;
+    done
+}
+
 /// A teardown's phases (`crate::lifecycle`) on this CPU: the ended domain's
 /// vCPU (its ports, its record, the machine) and the live domains.
-struct TeardownOnCpu<'x, 'r, 'a, M: PhysMem, C: Console, F: FrameSource> {
+struct TeardownOnCpu<'x, 'a, M: PhysMem, C: Console, P: Survivors, F: FrameSource> {
     vcpu: &'x mut Vcpu<'a, M, C>,
-    peers: &'x mut OnCpu<'r, 'a, M, C>,
+    peers: &'x mut P,
     frames: &'x mut F,
     dying: &'x mut Dying,
 }
 
-impl<M: PhysMem, C: Console, F: FrameSource> TeardownWorld for TeardownOnCpu<'_, '_, '_, M, C, F> {
+impl<M: PhysMem, C: Console, P: Survivors, F: FrameSource> TeardownWorld
+    for TeardownOnCpu<'_, '_, M, C, P, F>
+{
     fn notify_control(&mut self, ended: DomainId) {
         self.peers.notify_control(ended);
     }

@@ -23,8 +23,12 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         }
         let info = vmread(ro::VMEXIT_INTERRUPTION_INFO);
         let vector = (info & 0xff) as usize;
-        if vector == usize::from(crate::arch::timer::TIMER_VECTOR) {
-            // Keel's own APIC timer, left pending from an idle period: acknowledge
+        if vector == usize::from(crate::arch::timer::TIMER_VECTOR)
+            || vector == usize::from(crate::arch::timer::WAKE_VECTOR)
+        {
+            // Keel's own APIC timer, left pending from an idle period, or
+            // another CPU's wake-up IPI (it asked for this CPU's domains:
+            // `vmx::lend`, served before this exit was handled): acknowledge
             // it (the timers are looked at before the next entry anyway).
             crate::arch::timer::eoi();
         } else if vector == usize::from(crate::arch::timer::SPURIOUS_VECTOR) {

@@ -86,9 +86,14 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// The run loop's scheduler gave the running vCPU's run an end (another
     /// domain woke while it ran alone): armed before the next entry.
     #[inline(never)]
-    pub(super) fn set_slice_end(&mut self, until: u64) {
+    pub fn set_slice_end(&mut self, until: u64) {
         self.slice_end = Some(until);
+        // Not quiet, and not taken for quiet again by an exit that computes
+        // `events_quiet` before `before_entry` (the fast path's): the timer
+        // is armed for the new end before the next entry, as after
+        // `resume_with_slice`.
         self.quiet = false;
+        self.preempt_idle = false;
     }
 
     /// Whether the slice the run loop gave this vCPU is over (one test when
@@ -121,10 +126,30 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// upcall was newly raised. The upcall itself is decided again when the
     /// vCPU next enters (`resume_with_slice`).
     pub fn notify(&mut self, p: u32) -> bool {
-        match self.ev.page(&*self.dom, &mut *self.mem) {
+        let raised = match self.ev.page(&*self.dom, &mut *self.mem) {
             Some(mut page) => crate::event::set_pending(&mut page, p),
             None => false,
+        };
+        // A vCPU notified in the middle of its own exit (from another CPU,
+        // `vmx::lend`) decides its upcall again before it enters.
+        if raised {
+            self.quiet = false;
         }
+        raised
+    }
+
+    /// This vCPU's run ends by TSC `until` at the latest (its run loop has
+    /// work for then: `vmx::run`).
+    pub fn end_slice_by(&mut self, until: u64) {
+        if self.slice_end.is_none_or(|e| e > until) {
+            self.set_slice_end(until);
+        }
+    }
+
+    /// Another CPU paused or destroyed this running vCPU's domain: its run
+    /// ends at its next entry (the slice is over now).
+    pub fn end_slice_now(&mut self) {
+        self.set_slice_end(crate::arch::timer::rdtsc());
     }
 
     /// The machine frame of the domain's `shared_info` (0 without one).
@@ -135,10 +160,14 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// Raise global VIRQ `virq` here (`VIRQ_DOM_EXC` from the run loop):
     /// whether an upcall was newly raised. Nothing if it is not bound.
     pub fn raise_virq(&mut self, virq: u32) -> bool {
-        match self.ev.page(&*self.dom, &mut *self.mem) {
+        let raised = match self.ev.page(&*self.dom, &mut *self.mem) {
             Some(mut page) => self.ev.chans.raise_virq(virq, &mut page),
             None => false,
+        };
+        if raised {
+            self.quiet = false;
         }
+        raised
     }
 
     /// The domain is ending: close its interdomain and unbound ports, each

@@ -1,0 +1,283 @@
+//! # Lending a CPU's domains to the CPU that handles a cross-CPU operation
+//!
+//! Each CPU's run loop (`vmx::run`) owns the domains placed on it: their vCPUs,
+//! records and scheduler are plain `&mut` borrows on that CPU, as on a
+//! one-CPU machine. An operation that reaches a domain on another CPU (an
+//! interdomain event, a grant, `domctl`, a domain's end) runs on the CPU that
+//! asked for it, with every other CPU *lending* it its view (its run loop's
+//! borrows) for the operation's length:
+//!
+//! 1. the asking CPU takes the **cross lock** ([`cross`]): one cross-CPU
+//!    operation at a time in the machine. While it waits for the lock it
+//!    serves the requests of the holder ([`serve`]), so two CPUs that ask at
+//!    once cannot wait for each other;
+//! 2. it asks every other CPU that runs domains, with a wake-up IPI: a CPU in
+//!    its guest leaves it (an external-interrupt exit), an idle one wakes,
+//!    one in the middle of an exit finishes it (bounded work) and the IPI,
+//!    held pending, ends its next guest entry at once;
+//! 3. each one, at the start of its next exit or run-loop iteration, before it
+//!    has touched its state, publishes a pointer to its view and spins until
+//!    it is given back: its domains stand still, guests included;
+//! 4. the asking CPU runs the operation over its own view and the lent ones,
+//!    gives them back, and releases the lock.
+//!
+//! This is stop-the-others for cross-CPU operations: correct by construction
+//! (no domain's state is ever reached by two CPUs at once, and no guest runs
+//! while another CPU writes its shared page), and free for everything that
+//! stays on one CPU (no lock, no atomic beyond one load a exit: a null
+//! hypercall costs the same on every CPU at once). Its price is on the cross
+//! operations, which wait for every other CPU to reach a safe point.
+//!
+//! The lent view is one type for the whole machine (the run loop's), checked
+//! by name at each borrow: a mismatch is a hypervisor bug and panics.
+
+#![allow(unsafe_code)]
+
+use crate::arch::percpu::MAX_CPUS;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
+
+/// One CPU's lending state.
+struct Slot {
+    /// Another CPU asks for this CPU's view.
+    asked: AtomicBool,
+    /// The view, while lent (null otherwise).
+    view: AtomicPtr<()>,
+    /// The view's type name (its check).
+    type_name: AtomicPtr<u8>,
+    type_len: AtomicU32,
+    /// [`IDLE`], [`LENT`] or [`RETURNED`]: one word, so that a borrower
+    /// never mistakes the end of one lend for the next.
+    state: AtomicU32,
+}
+
+/// No lend in progress.
+const IDLE: u32 = 0;
+/// The view is published; the borrower may use it.
+const LENT: u32 = 1;
+/// The borrower is done; the lender goes on (and sets `IDLE`).
+const RETURNED: u32 = 2;
+
+static SLOTS: [Slot; MAX_CPUS] = [const {
+    Slot {
+        asked: AtomicBool::new(false),
+        view: AtomicPtr::new(core::ptr::null_mut()),
+        type_name: AtomicPtr::new(core::ptr::null_mut()),
+        type_len: AtomicU32::new(0),
+        state: AtomicU32::new(IDLE),
+    }
+}; MAX_CPUS];
+
+/// The cross lock: one cross-CPU operation at a time.
+static CROSS: AtomicBool = AtomicBool::new(false);
+
+/// The CPUs that run domains and so must lend (bit per CPU), with each one's
+/// local APIC ID for the wake-up IPI.
+static ACTIVE: AtomicU32 = AtomicU32::new(0);
+static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+
+/// Whether any CPU but one runs domains (cross-CPU operations are possible).
+#[inline(always)]
+pub fn several_cpus() -> bool {
+    let a = ACTIVE.load(Relaxed);
+    a & a.wrapping_sub(1) != 0
+}
+
+/// CPU `cpu` (local APIC ID `apic`) runs domains from now on.
+pub fn activate(cpu: usize, apic: u32) {
+    if let Some(a) = APIC_IDS.get(cpu) {
+        a.store(apic, Relaxed);
+        ACTIVE.fetch_or(1 << cpu, AcqRel);
+    }
+}
+
+/// CPU `me` runs no more domains: it is asked no more (taken under the cross
+/// lock, so that no holder is waiting for it), serving meanwhile with `view`.
+/// The others look at their state again (one of them may now be the last
+/// that is not stuck, [`stuck`]).
+pub fn deactivate<T>(me: usize, view: &mut T) {
+    lock(me, view);
+    ACTIVE.fetch_and(!(1 << me), AcqRel);
+    CROSS.store(false, Release);
+    kick_others();
+}
+
+/// CPUs whose every domain is blocked with no deadline, and whether they all
+/// were at once: then no domain anywhere can ever be woken.
+static STUCK: AtomicU32 = AtomicU32::new(0);
+static ALL_STUCK: AtomicBool = AtomicBool::new(false);
+
+/// CPU `me`'s domains are all blocked with no deadline (it is about to wait
+/// for an IPI). Whether every CPU that runs domains is in that state: then
+/// each ends its domains ([`all_stuck`]; the others are woken to). Pair with
+/// [`unstuck`] after the wait. A cross-CPU operation that could wake a domain
+/// runs only with every other CPU awake (lending), so none is counted then.
+pub fn stuck() -> bool {
+    let n = STUCK.fetch_add(1, AcqRel) + 1;
+    if n >= ACTIVE.load(Acquire).count_ones() {
+        ALL_STUCK.store(true, Release);
+        kick_others();
+        return true;
+    }
+    false
+}
+
+/// The wait that followed [`stuck`] is over.
+pub fn unstuck() {
+    let _ = STUCK.fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+}
+
+/// Every CPU's domains were blocked with no deadline at once.
+pub fn all_stuck() -> bool {
+    ALL_STUCK.load(Acquire)
+}
+
+/// Wake every other CPU that runs domains (to look at its state again: the
+/// last domain that keeps the machine on has ended).
+pub fn kick_others() {
+    let me = crate::vmx::percpu::this().index();
+    let others = ACTIVE.load(Acquire) & !(1 << me);
+    for c in (0..MAX_CPUS).filter(|c| others & (1 << c) != 0) {
+        if let Some(apic) = APIC_IDS.get(c) {
+            crate::arch::smp::send_wake(apic.load(Relaxed));
+        }
+    }
+}
+
+/// The guest time (TSC ticks) a CPU in its guest keeps between two lends: a
+/// domain that asks back to back (a cross-CPU hypercall in a loop) cannot
+/// take more than about a fifth of another CPU's guest time (a lend costs an
+/// exit, the wait for the operation and the entry: a few hundred to a
+/// thousand ticks); its own CPU waits instead. About 1.5 us on a 3 GHz TSC.
+pub const GUEST_TICKS: u64 = 4096;
+
+/// When each CPU's last lend ended (TSC).
+static LAST_LEND: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// For CPU `me` in its guest's exit at TSC `now`, asked to lend: `None` to
+/// lend now, or the TSC from which it may ([`GUEST_TICKS`] after its last).
+pub fn next_lend(me: usize, now: u64) -> Option<u64> {
+    let last = LAST_LEND.get(me)?.load(Relaxed);
+    let at = last.saturating_add(GUEST_TICKS);
+    (now < at).then_some(at)
+}
+
+/// Whether another CPU asks CPU `me` for its view (one load: every exit
+/// looks).
+#[inline(always)]
+pub fn asked(me: usize) -> bool {
+    SLOTS.get(me).is_some_and(|s| s.asked.load(Acquire))
+}
+
+/// If another CPU asks, lend it `view` until it gives it back. Returns
+/// whether it was lent (the view may have changed).
+pub fn serve<T>(me: usize, view: &mut T) -> bool {
+    let Some(s) = SLOTS.get(me) else {
+        return false;
+    };
+    if !s.asked.swap(false, Acquire) {
+        return false;
+    }
+    let name = core::any::type_name::<T>();
+    s.type_name.store(name.as_ptr().cast_mut(), Relaxed);
+    s.type_len.store(name.len() as u32, Relaxed);
+    s.view.store((view as *mut T).cast(), Relaxed);
+    // Release: the view, and everything this CPU wrote to its state, is seen
+    // by the borrower that reads LENT.
+    s.state.store(LENT, Release);
+    while s.state.load(Acquire) != RETURNED {
+        core::hint::spin_loop();
+    }
+    s.view.store(core::ptr::null_mut(), Relaxed);
+    if let Some(t) = LAST_LEND.get(me) {
+        t.store(crate::arch::timer::rdtsc(), Relaxed);
+    }
+    s.state.store(IDLE, Release);
+    true
+}
+
+/// Take the cross lock, serving requests with `own` while it is held by
+/// another CPU.
+fn lock<T>(me: usize, own: &mut T) {
+    while CROSS
+        .compare_exchange_weak(false, true, Acquire, Relaxed)
+        .is_err()
+    {
+        serve(me, own);
+        core::hint::spin_loop();
+    }
+}
+
+/// The views lent for one cross-CPU operation, by CPU.
+pub struct Lent<'v, T> {
+    views: [Option<&'v mut T>; MAX_CPUS],
+}
+
+impl<T> Lent<'_, T> {
+    /// CPU `cpu`'s view, if it lent one.
+    pub fn get_mut(&mut self, cpu: usize) -> Option<&mut T> {
+        self.views.get_mut(cpu)?.as_deref_mut()
+    }
+
+    /// CPU `cpu`'s view, if it lent one.
+    pub fn get(&self, cpu: usize) -> Option<&T> {
+        self.views.get(cpu)?.as_deref()
+    }
+
+    /// Every lent view, with its CPU.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
+        self.views
+            .iter()
+            .enumerate()
+            .filter_map(|(c, v)| Some((c, v.as_deref()?)))
+    }
+}
+
+/// Run `op` on CPU `me` with its own view `own` and the views of every other
+/// CPU that runs domains (see the module's steps).
+pub fn cross<T, R>(me: usize, own: &mut T, op: impl FnOnce(&mut T, &mut Lent<'_, T>) -> R) -> R {
+    lock(me, own);
+    let others = ACTIVE.load(Acquire) & !(1 << me);
+    for c in (0..MAX_CPUS).filter(|c| others & (1 << c) != 0) {
+        if let (Some(s), Some(apic)) = (SLOTS.get(c), APIC_IDS.get(c)) {
+            s.asked.store(true, Release);
+            crate::arch::smp::send_wake(apic.load(Relaxed));
+        }
+    }
+    let name = core::any::type_name::<T>();
+    let mut lent = Lent {
+        views: [const { None }; MAX_CPUS],
+    };
+    for c in (0..MAX_CPUS).filter(|c| others & (1 << c) != 0) {
+        let Some(s) = SLOTS.get(c) else { continue };
+        while s.state.load(Acquire) != LENT {
+            core::hint::spin_loop();
+        }
+        let p = s.view.load(Relaxed);
+        // SAFETY: the name was published before the view (Release/Acquire).
+        let lent_name = unsafe {
+            core::slice::from_raw_parts(
+                s.type_name.load(Relaxed).cast_const(),
+                s.type_len.load(Relaxed) as usize,
+            )
+        };
+        assert!(
+            lent_name == name.as_bytes(),
+            "smp: CPU {c} lent a view of another type"
+        );
+        // SAFETY: CPU `c` published a `&mut T` (same type, checked) and spins
+        // without touching it until RETURNED, which is set only after `op`
+        // has returned and this borrow has ended.
+        if let Some(v) = lent.views.get_mut(c) {
+            *v = Some(unsafe { &mut *p.cast::<T>() });
+        }
+    }
+    // `lent`'s borrows end with `op`: nothing of them is used past here.
+    let r = op(own, &mut lent);
+    for c in (0..MAX_CPUS).filter(|c| others & (1 << c) != 0) {
+        if let Some(s) = SLOTS.get(c) {
+            s.state.store(RETURNED, Release);
+        }
+    }
+    CROSS.store(false, Release);
+    r
+}
