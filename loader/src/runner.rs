@@ -105,6 +105,11 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
         "bench_ring_2cpu",
         &["ring_back peer=1 keel.service keel.cpu=1"],
     ),
+    ("bench_upcall", &["upcall_peer peer=1 keel.service"]),
+    (
+        "bench_upcall_2cpu",
+        &["upcall_peer peer=1 keel.service keel.cpu=1"],
+    ),
 ];
 
 /// The companions of the `bench_cpus_N` programs: the same image on CPUs 1,
@@ -131,6 +136,7 @@ pub const TEST_CPUS: &[(&str, u32)] = &[
     ("bench_cpus_4", 4),
     ("bench_interdomain_2cpu", 2),
     ("bench_ring_2cpu", 2),
+    ("bench_upcall_2cpu", 2),
 ];
 
 /// The CPUs test `name` needs ([`TEST_CPUS`]; 1 if not listed).
