@@ -114,10 +114,10 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
 
 /// The companions of the `bench_cpus_N` programs: the same image on CPUs 1,
 /// 2 and 3 (the test itself runs on CPU 0), each reporting its own figure.
-/// The same image on every CPU, so that every CPU runs the same instructions
-/// at the same addresses: under Bochs the clock of several CPUs advances by
-/// the mean of what each executed in a round (docs/performance.md), which is
-/// each one's own count only when they all run the same code. Not service
+/// The same image on every CPU, so that every CPU runs the same instructions:
+/// under Bochs the clock of several CPUs advances by the longest of one trace
+/// of each (docs/performance.md), which is each one's own count only when
+/// they run the same code in step. Not service
 /// domains: the machine stays on until each has reported.
 const CPUS_2: [&str; 1] = ["bench_cpus_2 cpu=1 keel.cpu=1"];
 /// [`CPUS_2`] for 4 CPUs.

@@ -18,8 +18,8 @@
 //! keeps quiet after its loop for as long again as the loop took.
 //!
 //! Samples are batches of [`PER`] calls, so that a TSC that advances in
-//! steps (Bochs with several CPUs: a quantum of instructions per CPU in turn)
-//! costs each call at most a few hundredths of a tick.
+//! steps (Bochs with several CPUs: by the longest of one trace of each CPU,
+//! run in turn) costs each call at most a few hundredths of a tick.
 
 use crate::abi::guest::{self, hypercall_scalar};
 use crate::abi::hypercall::Hypercall;

@@ -22,12 +22,12 @@
 //!
 //! With several CPUs (a program in `runner::TEST_CPUS`), Bochs runs one trace
 //! (a straight run of up to a few dozen instructions) of each CPU in turn and
-//! then advances the clock by the mean of what they executed, a halted CPU
-//! counting Bochs's quantum. The figures stay repeatable, but a CPU's TSC
-//! delta is its own instruction count only while every CPU runs the same code
-//! (the `bench_cpus_N` programs run one image on each CPU for that reason);
-//! otherwise it is emulated time, as on hardware, which is what a latency
-//! across CPUs is.
+//! then advances the clock by the largest number any of them executed (a
+//! halted CPU executes none). The figures stay repeatable, but a CPU's TSC
+//! delta is its own instruction count only while the others are halted or
+//! run the same code in step (the `bench_cpus_N` programs run one image on
+//! each CPU); otherwise it is emulated time, as on hardware, which is what a
+//! latency across CPUs is.
 //!
 //! ## What a figure is
 //! A program reports, per figure, the distribution of `n` samples of `per`
