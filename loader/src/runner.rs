@@ -117,8 +117,8 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
 /// The same image on every CPU, so that every CPU runs the same instructions:
 /// under Bochs the clock of several CPUs advances by the longest of one trace
 /// of each (docs/performance.md), which is each one's own count only when
-/// they run the same code in step. Not service
-/// domains: the machine stays on until each has reported.
+/// they run the same code in step. Not service domains: the machine stays on
+/// until each has reported.
 const CPUS_2: [&str; 1] = ["bench_cpus_2 cpu=1 keel.cpu=1"];
 /// [`CPUS_2`] for 4 CPUs.
 const CPUS_4: [&str; 3] = [
