@@ -52,6 +52,8 @@
 //!
 //! `loader/src/bench/parse.rs` parses exactly this; change both together.
 
+pub mod cpus;
+
 use crate::abi::debug::{self, PerfCounters, PERF_EXIT_SLOTS};
 use crate::abi::event::DOMID_SELF;
 use crate::abi::grant_table::{GnttabCopy, GnttabCopyPtr};

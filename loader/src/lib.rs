@@ -672,6 +672,7 @@ pub fn bench(opts: &BenchOptions, out: &mut dyn Write, log: &mut dyn Write) -> R
         per_run.push(figures);
     }
     let mut figures = bench::combine_runs(&per_run);
+    bench::add_worst(&mut figures);
     figures.retain(|f| bench::keep_figure(f, &opts.patterns));
     if figures.is_empty() && ok {
         crate::usage_bail!(

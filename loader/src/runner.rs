@@ -9,6 +9,7 @@
 //! hypervisor's power-off status; a console without a verdict line (a hang, a
 //! triple fault, a hypervisor panic, a timeout) is CRASH.
 
+use crate::backend::Backend;
 use crate::cargo::Artifact;
 use crate::console::{self, Verdict};
 use crate::elfnote;
@@ -94,7 +95,65 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
     ("bench_switch_2", &[YIELDER]),
     ("bench_switch_8", &[YIELDER; 7]),
     ("bench_switch_32", &[SMALL_YIELDER; 31]),
+    ("bench_cpus_2", &CPUS_2),
+    ("bench_cpus_4", &CPUS_4),
+    (
+        "bench_interdomain_2cpu",
+        &["evtchn_peer role=pong peer=1 keel.service keel.cpu=1"],
+    ),
+    (
+        "bench_ring_2cpu",
+        &["ring_back peer=1 keel.service keel.cpu=1"],
+    ),
+    ("bench_upcall", &["upcall_peer peer=1 keel.service"]),
+    (
+        "bench_upcall_2cpu",
+        &["upcall_peer peer=1 keel.service keel.cpu=1"],
+    ),
 ];
+
+/// The companions of the `bench_cpus_N` programs: the same image on CPUs 1,
+/// 2 and 3 (the test itself runs on CPU 0), each reporting its own figure.
+/// The same image on every CPU, so that every CPU runs the same instructions:
+/// under Bochs the clock of several CPUs advances by the longest of one trace
+/// of each (docs/performance.md), which is each one's own count only when
+/// they run the same code in step. Not service domains: the machine stays on
+/// until each has reported.
+const CPUS_2: [&str; 1] = ["bench_cpus_2 cpu=1 keel.cpu=1"];
+/// [`CPUS_2`] for 4 CPUs.
+const CPUS_4: [&str; 3] = [
+    "bench_cpus_4 cpu=1 keel.cpu=1",
+    "bench_cpus_4 cpu=2 keel.cpu=2",
+    "bench_cpus_4 cpu=3 keel.cpu=3",
+];
+
+/// The tests that need a machine with more than one CPU, and how many: their
+/// domains are placed on CPUs 1, 2, ... (`keel.cpu=`). Such a test boots on
+/// that many CPUs (or on more, when the run asks for more: `--cpus`); a
+/// backend that boots one CPU reports it SKIP ([`cpus_skip`]).
+pub const TEST_CPUS: &[(&str, u32)] = &[
+    ("bench_cpus_2", 2),
+    ("bench_cpus_4", 4),
+    ("bench_interdomain_2cpu", 2),
+    ("bench_ring_2cpu", 2),
+    ("bench_upcall_2cpu", 2),
+];
+
+/// The CPUs test `name` needs ([`TEST_CPUS`]; 1 if not listed).
+pub fn test_cpus(name: &str) -> u32 {
+    TEST_CPUS
+        .iter()
+        .find(|(t, _)| *t == name)
+        .map_or(1, |(_, n)| *n)
+}
+
+/// The machine test `name` boots on: `machine` with at least the CPUs the test
+/// needs ([`test_cpus`]).
+pub fn machine_for(machine: &Machine, name: &str) -> Machine {
+    let mut m = machine.clone();
+    m.cpus = m.cpus.max(test_cpus(name));
+    m
+}
 
 /// The power-off status a test's passing run ends with, where it is not 0: a
 /// test with a companion that crashes on purpose (docs/abi/domains.md: a
@@ -294,8 +353,29 @@ fn defect_skip(t: &TestProgram, opts: &Options) -> Option<TestResult> {
     })
 }
 
+/// Why test `t` cannot run on this machine's backend: it needs several CPUs
+/// ([`TEST_CPUS`]) and the backend boots one (native, nested). A SKIP, not a
+/// failure: the run did not measure what the test is about.
+pub fn cpus_skip(t: &TestProgram, machine: &Machine) -> Option<TestResult> {
+    let need = test_cpus(&t.name);
+    if need <= 1 || !matches!(machine.backend, Backend::Native | Backend::Nested) {
+        return None;
+    }
+    Some(TestResult {
+        test: t.clone(),
+        verdict: Verdict::Skip,
+        reason: format!(
+            "it needs {need} CPUs; the {} backend boots one",
+            machine.backend
+        ),
+        wall: Duration::ZERO,
+        details: String::new(),
+        console: String::new(),
+    })
+}
+
 fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
-    if let Some(skip) = defect_skip(t, opts) {
+    if let Some(skip) = defect_skip(t, opts).or_else(|| cpus_skip(t, &opts.machine)) {
         return skip;
     }
     let mut args = opts.guest_args.clone();
@@ -312,7 +392,8 @@ fn run_one(hv: &Path, t: &TestProgram, opts: &Options) -> TestResult {
         companions: &t.companions,
     };
     let started = Instant::now();
-    match machine::run(&opts.machine, &boot, &mut std::io::sink()) {
+    let machine = machine_for(&opts.machine, &t.name);
+    match machine::run(&machine, &boot, &mut std::io::sink()) {
         Ok(o) => result_of(t, o, opts.seed),
         // The tool could not boot the test at all (an ISO that would not build,
         // an emulator that would not start): the test did not run, an ERROR.
@@ -424,7 +505,7 @@ pub fn run_suite_nested(
     // serves the rest).
     let mut booted = Vec::with_capacity(tests.len());
     for t in tests {
-        match defect_skip(t, opts) {
+        match defect_skip(t, opts).or_else(|| cpus_skip(t, &opts.machine)) {
             Some(skip) => {
                 print(&skip, out);
                 results.push(skip);
@@ -539,7 +620,6 @@ pub fn run_suite_nested(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Backend;
 
     fn program(name: &str, category: TestCategory) -> TestProgram {
         TestProgram {
@@ -549,6 +629,55 @@ mod tests {
             category,
             title: format!("{name} title"),
         }
+    }
+
+    #[test]
+    fn a_test_on_several_cpus_gets_them_and_its_domains_fit() {
+        let one = Machine::new(Backend::Bochs, Duration::from_secs(1));
+        assert_eq!(machine_for(&one, "bench_cpus_4").cpus, 4);
+        assert_eq!(machine_for(&one, "bench_ring_2cpu").cpus, 2);
+        assert_eq!(machine_for(&one, "hello").cpus, 1);
+        // More CPUs asked for the whole run (`--cpus 8`) are kept.
+        let eight = Machine { cpus: 8, ..one };
+        assert_eq!(machine_for(&eight, "bench_cpus_2").cpus, 8);
+        // Every domain of such a test has a CPU of its own that the machine
+        // has (the test is domain 1, on CPU 0): a `keel.cpu=` beyond the
+        // machine would quietly run it on CPU 0 and measure something else.
+        for &(name, cpus) in TEST_CPUS {
+            assert!(cpus > 1, "{name}: one CPU is the default");
+            let (_, lines) = COMPANION_DOMAINS
+                .iter()
+                .find(|(t, _)| *t == name)
+                .unwrap_or_else(|| panic!("{name}: no companions to place"));
+            let mut used = vec![0u32];
+            for line in lines.iter() {
+                let cpu = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("keel.cpu="))
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .unwrap_or_else(|| panic!("{name}: {line:?} has no keel.cpu="));
+                assert!(cpu < cpus, "{name}: {line:?} on a {cpus}-CPU machine");
+                assert!(!used.contains(&cpu), "{name}: two domains on CPU {cpu}");
+                used.push(cpu);
+            }
+        }
+    }
+
+    #[test]
+    fn a_backend_of_one_cpu_skips_a_test_that_needs_more() {
+        let t = program("bench_cpus_2", TestCategory::Bench);
+        for backend in [Backend::Native, Backend::Nested] {
+            let m = Machine::new(backend, Duration::from_secs(1));
+            let r = cpus_skip(&t, &m).expect("skipped");
+            assert_eq!(r.verdict, Verdict::Skip);
+            assert!(r.reason.contains("needs 2 CPUs"), "{}", r.reason);
+        }
+        for backend in [Backend::Bochs, Backend::Kvm] {
+            let m = Machine::new(backend, Duration::from_secs(1));
+            assert!(cpus_skip(&t, &m).is_none());
+        }
+        let m = Machine::new(Backend::Nested, Duration::from_secs(1));
+        assert!(cpus_skip(&program("hello", TestCategory::Special), &m).is_none());
     }
 
     #[test]

@@ -7,7 +7,16 @@
 use super::*;
 
 /// The generated blocks a page may hold, by name.
-pub const DOC_BLOCKS: [&str; 2] = ["bench:figures", "bench:pv-vs-trap"];
+pub const DOC_BLOCKS: [&str; 4] = [
+    "bench:figures",
+    "bench:pv-vs-trap",
+    "bench:cpus",
+    "bench:cross-cpu",
+];
+
+/// The suffix of a program that runs another's body with its companions on
+/// another CPU (`bench_ring_2cpu` beside `bench_ring`).
+pub const CROSS_CPU_SUFFIX: &str = "_2cpu";
 
 /// Is the figure one side of a PV/trap pair (its own table)?
 fn is_pv_or_trap(f: &Figure) -> bool {
@@ -111,6 +120,112 @@ pub fn markdown_pv_vs_trap(r: &Report) -> String {
     s
 }
 
+/// The figures measured on several CPUs at once ([`per_cpu`] names), one row
+/// per program and operation: each CPU's cost, the worst, its exits and VMCS
+/// accesses per operation, and the worst over the worst of the program that
+/// ran the operation on one CPU.
+pub fn markdown_cpus(r: &Report) -> String {
+    let unit = r.machine.unit();
+    // (program, operation, (CPU, cost) per CPU).
+    type Row = (String, String, Vec<(u32, String)>);
+    let mut rows: Vec<Row> = Vec::new();
+    for f in &r.figures {
+        let Some((base, k)) = per_cpu(&f.name) else {
+            continue;
+        };
+        let cost = f
+            .measured()
+            .map_or("-".to_string(), |m| grouped(&num(m.cost())));
+        match rows
+            .iter_mut()
+            .find(|(p, b, _)| *p == f.program && b == base)
+        {
+            Some((_, _, cells)) => cells.push((k, cost)),
+            None => rows.push((f.program.clone(), base.to_string(), vec![(k, cost)])),
+        }
+    }
+    let worst = |p: &str, b: &str| r.get(&format!("{p}/{b}{WORST_SUFFIX}"));
+    let one_cpu = |b: &str| {
+        rows.iter()
+            .find(|(_, rb, cells)| rb == b && cells.len() == 1)
+            .and_then(|(p, b, _)| worst(p, b)?.measured().map(Measured::cost))
+            .filter(|c| *c > 0.0)
+    };
+    let mut s = format!(
+        "| program | operation | CPUs | {unit}/op on each CPU (CPU 0, 1, ...) | worst | exits/op | VMCS/op | worst / one CPU |\n|---|---|---:|---|---:|---:|---:|---:|\n"
+    );
+    for (p, b, cells) in &rows {
+        let mut cells = cells.clone();
+        cells.sort_by_key(|(k, _)| *k);
+        let each: Vec<&str> = cells.iter().map(|(_, c)| c.as_str()).collect();
+        let w = worst(p, b).map(|f| &f.measure);
+        let (wc, exits, vmcs, ratio) = match w {
+            Some(Measure::Measured(m)) => (
+                grouped(&num(m.cost())),
+                opt(m.exits_per_op()),
+                opt(m.vmcs_per_op()),
+                one_cpu(b).map_or("-".into(), |o| format!("{:.2}", m.cost() / o)),
+            ),
+            Some(Measure::Missing(why)) => (
+                format!("missing: {why}"),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            s,
+            "| `{p}` | `{b}` | {} | {} | {wc} | {exits} | {vmcs} | {ratio} |",
+            cells.len(),
+            each.join(", ")
+        );
+    }
+    s
+}
+
+/// Every figure of a program whose companions ran on another CPU
+/// (`<program>_2cpu`, [`CROSS_CPU_SUFFIX`]) beside the same figure with them
+/// on its own CPU: both costs, the ratio, and the exits per operation of each
+/// (those of the measuring CPU: the counters are per CPU).
+pub fn markdown_cross_cpu(r: &Report) -> String {
+    let unit = r.machine.unit();
+    let mut s = format!(
+        "| figure | same CPU ({unit}/op) | other CPU ({unit}/op) | other / same | exits/op same / other |\n|---|---:|---:|---:|---|\n"
+    );
+    for f in &r.figures {
+        let Some(program) = f.program.strip_suffix(CROSS_CPU_SUFFIX) else {
+            continue;
+        };
+        let same = r.get(&format!("{program}/{}", f.name));
+        let cost = |f: Option<&Figure>| f.and_then(Figure::measured).map(Measured::cost);
+        let cell = |f: Option<&Figure>| match f.map(|f| &f.measure) {
+            Some(Measure::Measured(m)) => grouped(&num(m.cost())),
+            Some(Measure::Missing(why)) => format!("- ({why})"),
+            None => "-".into(),
+        };
+        let exits = |f: Option<&Figure>| {
+            opt(f
+                .and_then(Figure::measured)
+                .and_then(Measured::exits_per_op))
+        };
+        let ratio = match (cost(same), cost(Some(f))) {
+            (Some(a), Some(b)) if a > 0.0 => format!("{:.2}", b / a),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| `{program}/{}` | {} | {} | {ratio} | {} / {} |",
+            f.name,
+            cell(same),
+            cell(Some(f)),
+            exits(same),
+            exits(Some(f))
+        );
+    }
+    s
+}
+
 /// `1234.5` as `1,234.5`: the page's style for large numbers.
 fn grouped(n: &str) -> String {
     let (int, frac) = n.split_once('.').map_or((n, None), |(i, f)| (i, Some(f)));
@@ -148,6 +263,8 @@ pub fn regenerate_page(page: &str, r: &Report) -> Result<String, String> {
         let body = match name {
             "bench:figures" => markdown_figures(r),
             "bench:pv-vs-trap" => markdown_pv_vs_trap(r),
+            "bench:cpus" => markdown_cpus(r),
+            "bench:cross-cpu" => markdown_cross_cpu(r),
             other => return Err(format!("unknown generated block {other:?}")),
         };
         let close = format!("<!-- END GENERATED {name} -->");

@@ -20,6 +20,15 @@
 //! the tool then boots each program several times (`--runs`, default 5) and
 //! reports, for every figure, the median of the runs' medians.
 //!
+//! With several CPUs (a program in `runner::TEST_CPUS`), Bochs runs one trace
+//! (a straight run of up to a few dozen instructions) of each CPU in turn and
+//! then advances the clock by the largest number any of them executed (a
+//! halted CPU executes none). The figures stay repeatable, but a CPU's TSC
+//! delta is its own instruction count only while the others are halted or
+//! run the same code in step (the `bench_cpus_N` programs run one image on
+//! each CPU); otherwise it is emulated time, as on hardware, which is what a
+//! latency across CPUs is.
+//!
 //! ## What a figure is
 //! A program reports, per figure, the distribution of `n` samples of `per`
 //! operations each, and the VM exits, VMREADs and VMWRITEs the hypervisor counted
@@ -28,6 +37,10 @@
 //! per operation and per exit, and the ratio to the floor (the figure named
 //! [`FLOOR`]). A figure may also be reported as missing (the hypervisor lacks
 //! what it measures), which the table shows and the gate tracks.
+//!
+//! A program whose domains measure one operation on several CPUs reports a
+//! figure per CPU (`<op>.cpu<K>`); the tool adds the worst of them
+//! (`<op>.worst`, [`add_worst`]).
 //!
 //! ## The gate
 //! `--check` compares three numbers of every figure with the baseline: the cost,
@@ -60,6 +73,7 @@ pub const BASELINE_PATH: &str = "bench/baseline.json";
 pub const DEFAULT_KVM_RUNS: usize = 5;
 
 mod compare;
+mod derive;
 mod doc;
 mod figure;
 mod json;
@@ -69,6 +83,7 @@ mod select;
 mod table;
 
 pub use self::compare::*;
+pub use self::derive::*;
 pub use self::doc::*;
 pub use self::figure::*;
 pub use self::json::*;

@@ -549,7 +549,7 @@ fn the_page_tables_come_from_the_report() {
     );
     assert_eq!(p.matches("| `").count(), 2, "{p}");
 
-    let page = "intro\n<!-- BEGIN GENERATED bench:figures -->\nstale\n<!-- END GENERATED bench:figures -->\nmid\n<!-- BEGIN GENERATED bench:pv-vs-trap -->\n<!-- END GENERATED bench:pv-vs-trap -->\nend\n";
+    let page = "intro\n<!-- BEGIN GENERATED bench:figures -->\nstale\n<!-- END GENERATED bench:figures -->\nmid\n<!-- BEGIN GENERATED bench:cpus -->\n<!-- END GENERATED bench:cpus -->\n<!-- BEGIN GENERATED bench:cross-cpu -->\n<!-- END GENERATED bench:cross-cpu -->\n<!-- BEGIN GENERATED bench:pv-vs-trap -->\n<!-- END GENERATED bench:pv-vs-trap -->\nend\n";
     let new = regenerate_page(page, &r).unwrap();
     assert!(!new.contains("stale"), "{new}");
     assert!(new.starts_with("intro\n<!-- BEGIN GENERATED bench:figures -->\nMeasured on"));
@@ -564,4 +564,115 @@ fn the_page_tables_come_from_the_report() {
         &r
     )
     .is_err());
+}
+
+#[test]
+fn per_cpu_names() {
+    assert_eq!(per_cpu("xen_version.cpu0"), Some(("xen_version", 0)));
+    assert_eq!(per_cpu("a.cpu.cpu12"), Some(("a.cpu", 12)));
+    for not in [
+        "xen_version",
+        "xen_version.cpu",
+        ".cpu1",
+        "x.cpu1a",
+        "x.worst",
+    ] {
+        assert_eq!(per_cpu(not), None, "{not}");
+    }
+}
+
+#[test]
+fn the_worst_of_figures_on_several_cpus() {
+    // Interleaved as several domains print them; another program's per-CPU
+    // figures and an unrelated figure stay out of the group.
+    let mut figs = vec![
+        fig("p", "null.cpu0", measured(240.0, 1.0, 7.0)),
+        fig("p", "other", measured(9.0, 1.0, 7.0)),
+        fig("p", "null.cpu2", measured(250.0, 2.0, 8.0)),
+        fig("p", "null.cpu1", measured(250.0, 1.0, 9.0)),
+        fig("q", "null.cpu0", measured(999.0, 1.0, 7.0)),
+    ];
+    add_worst(&mut figs);
+    let names: Vec<String> = figs.iter().map(Figure::key).collect();
+    assert_eq!(
+        names,
+        [
+            "p/null.cpu0",
+            "p/other",
+            "p/null.cpu2",
+            "p/null.cpu1",
+            "p/null.worst",
+            "q/null.cpu0",
+            "q/null.worst"
+        ]
+    );
+    // The dearest; of two equally dear, the lower CPU's (cpu1: 9 VMCS/op).
+    let worst = figs[4].measured().expect("measured");
+    assert_eq!(worst.cost(), 250.0);
+    assert_eq!(worst.vmcs_per_op(), Some(9.0));
+    assert_eq!(figs[6].measured().map(Measured::cost), Some(999.0));
+    // Derived once: a second pass (a combined report) adds nothing.
+    add_worst(&mut figs);
+    assert_eq!(figs.len(), 7);
+}
+
+#[test]
+fn a_missing_cpu_makes_the_worst_missing() {
+    let mut figs = vec![
+        fig("p", "null.cpu0", measured(240.0, 1.0, 7.0)),
+        fig("p", "null.cpu1", Measure::Missing("no counters".into())),
+    ];
+    add_worst(&mut figs);
+    assert_eq!(
+        figs[2].measure,
+        Measure::Missing("cpu 1: no counters".into())
+    );
+}
+
+#[test]
+fn the_several_cpu_tables() {
+    let mut figs = vec![
+        fig("bench_cpus_1", "null.cpu0", measured(150.0, 1.0, 7.0)),
+        fig("bench_cpus_2", "null.cpu1", measured(175.0, 1.0, 7.0)),
+        fig("bench_cpus_2", "null.cpu0", measured(175.0, 1.0, 7.0)),
+        fig("bench_cpus_4", "null.cpu0", measured(175.0, 1.0, 7.0)),
+        fig("bench_cpus_4", "null.cpu1", measured(180.0, 1.0, 8.0)),
+        fig("bench_cpus_4", "null.cpu2", Measure::Missing("late".into())),
+        fig("bench_ring", "round_trip", measured(7000.0, 4.0, 30.0)),
+        fig(
+            "bench_ring_2cpu",
+            "round_trip",
+            measured(21000.0, 2.0, 20.0),
+        ),
+        fig("bench_ring_2cpu", "only_here", measured(10.0, 0.0, 0.0)),
+    ];
+    add_worst(&mut figs);
+    let r = report(figs);
+    let t = markdown_cpus(&r);
+    assert!(
+        t.contains("| `bench_cpus_1` | `null` | 1 | 150 | 150 | 1 | 7 | 1.00 |"),
+        "{t}"
+    );
+    // CPUs in order, whatever order the domains printed in.
+    assert!(
+        t.contains("| `bench_cpus_2` | `null` | 2 | 175, 175 | 175 | 1 | 7 | 1.17 |"),
+        "{t}"
+    );
+    assert!(
+        t.contains(
+            "| `bench_cpus_4` | `null` | 3 | 175, 180, - | missing: cpu 2: late | - | - | - |"
+        ),
+        "{t}"
+    );
+    assert_eq!(t.matches("| `bench_").count(), 3, "{t}");
+    let c = markdown_cross_cpu(&r);
+    assert!(
+        c.contains("| `bench_ring/round_trip` | 7,000 | 21,000 | 3.00 | 4 / 2 |"),
+        "{c}"
+    );
+    assert!(
+        c.contains("| `bench_ring/only_here` | - | 10 | - | - / 0 |"),
+        "{c}"
+    );
+    assert_eq!(c.matches("| `bench_").count(), 2, "{c}");
 }
