@@ -103,14 +103,26 @@ impl EventState {
     }
 
     /// The shared page, if the domain has one and its frame is still an ordinary
-    /// writable frame of the domain (never write a frame that became a page table).
+    /// writable frame of the domain (never write a frame that became a page table),
+    /// with vCPU 0's `vcpu_info` where the guest placed it, if it did
+    /// (`VCPUOP_register_vcpu_info`), that frame checked the same way.
     pub fn page<'m, M: PhysMem + ?Sized>(
         &self,
         dom: &Domain,
         mem: &'m mut M,
     ) -> Option<SharedPage<'m, M>> {
         let mfn = self.shared?;
-        (dom.frame_kind(&*mem, mfn) == FrameKind::Writable).then(|| SharedPage::new(mem, mfn))
+        if dom.frame_kind(&*mem, mfn) != FrameKind::Writable {
+            return None;
+        }
+        match dom.vcpus.boot_vcpu().vcpu_info {
+            None => Some(SharedPage::new(mem, mfn)),
+            Some(p) if dom.frame_kind(&*mem, p.mfn) == FrameKind::Writable => {
+                let vi = crate::addr::MachineAddr::new(p.mfn.addr().get() + p.offset);
+                Some(SharedPage::with_vcpu_info(mem, mfn, vi))
+            }
+            Some(_) => None,
+        }
     }
 
     /// Fire the timers due at TSC `tsc`: raise `VIRQ_TIMER` for each.
@@ -132,9 +144,18 @@ impl EventState {
     /// owns for its whole life (Keel has no way to give a frame back), and a
     /// read of a frame that became a page table reveals nothing and changes
     /// nothing. The frame is type-checked whenever an event is made pending.
-    pub fn upcall_wanted<M: PhysMem + ?Sized>(&self, _dom: &Domain, mem: &mut M) -> Option<u8> {
+    /// The same holds for the frame vCPU 0's `vcpu_info` was placed in.
+    pub fn upcall_wanted<M: PhysMem + ?Sized>(&self, dom: &Domain, mem: &mut M) -> Option<u8> {
         let v = self.callback_vector?;
-        let page = SharedPage::new(mem, self.shared?);
+        let shared = self.shared?;
+        let page = match dom.vcpus.boot_vcpu().vcpu_info {
+            None => SharedPage::new(mem, shared),
+            Some(p) => SharedPage::with_vcpu_info(
+                mem,
+                shared,
+                crate::addr::MachineAddr::new(p.mfn.addr().get() + p.offset),
+            ),
+        };
         need_delivery(&page).then_some(v)
     }
 

@@ -6,6 +6,7 @@
 //! slice before entering it again.
 
 use super::*;
+use keel_abi::vcpu::{RUNSTATE_RUNNABLE, RUNSTATE_RUNNING};
 
 impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// Other domains share this CPU (set once, before the first entry).
@@ -38,9 +39,23 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
     }
 
-    /// Why the vCPU left the CPU (consumed).
+    /// Why the vCPU left the CPU (consumed). A vCPU that yielded or used up
+    /// its slice is runnable from now on (one that blocked is blocked since
+    /// it decided to).
     pub fn take_give_up(&mut self) -> Option<GiveUp> {
-        self.give_up.take()
+        let g = self.give_up.take();
+        if matches!(g, Some(GiveUp::Yield | GiveUp::Preempted)) {
+            self.enter_runstate(RUNSTATE_RUNNABLE);
+        }
+        g
+    }
+
+    /// vCPU 0's run state changes now (`VCPUOP_get_runstate_info` reports
+    /// it): the points where the run loop and the exit handlers move the
+    /// vCPU call this, in system time.
+    pub(super) fn enter_runstate(&mut self, state: u32) {
+        let now = self.ev.clock.ns_at(crate::arch::timer::rdtsc());
+        self.dom.vcpus.boot_vcpu_mut().runstate.enter(state, now);
     }
 
     /// Whether the vCPU is blocked (waiting for an event or a deadline).
@@ -66,6 +81,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// [`Self::block`].
     pub fn woken(&mut self) {
         self.ev.blocked = None;
+        // Every caller enters the vCPU next (or lets it run on).
+        self.enter_runstate(RUNSTATE_RUNNING);
         let rec = self.ev.clock.time_info();
         if let Some(mut page) = self.ev.page(&*self.dom, &mut *self.mem) {
             page.publish_time(&rec);
@@ -77,6 +94,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// done afresh (timers that fell due meanwhile, the upcall, the
     /// preemption timer, which another domain's run left unknown).
     pub fn resume_with_slice(&mut self, slice_end: Option<u64>) {
+        self.enter_runstate(RUNSTATE_RUNNING);
         self.slice_end = slice_end;
         self.preempt_idle = false;
         self.before_entry_work();
