@@ -64,12 +64,17 @@ fn base() -> u64 {
 }
 
 /// vCPU 0's `vcpu_info`: where [`register_vcpu_info`] put it, else entry 0
-/// of shared_info (`offsets::*(0)` are then offsets in the record too).
+/// of shared_info (`offsets::*(0)` are then offsets in the record too). One
+/// cached load, as [`base`]'s: the pvclock read goes through it.
+#[inline(always)]
 fn vcpu_info_base() -> u64 {
-    match VCPU_INFO_VA.load(SeqCst) {
-        0 => base(),
-        va => va,
+    let va = VCPU_INFO_VA.load(SeqCst);
+    if va != 0 {
+        return va;
     }
+    let b = base();
+    VCPU_INFO_VA.store(b, SeqCst);
+    b
 }
 
 /// `VCPUOP_register_vcpu_info` (ABI 1.2) for vCPU 0: move its `vcpu_info` to

@@ -112,8 +112,8 @@ pub struct Domain {
     /// zero-padded (what `getdomaininfo` reports as the handle).
     name: [u8; 16],
     /// Its vCPUs: how many (`keel.vcpus=`), their states, run states and
-    /// `vcpu_info` places (`vcpus`). Times are system time (ns) since the
-    /// hypervisor started: the domains are built at boot.
+    /// `vcpu_info` places (`vcpus`). Run-state times are TSC ticks from the
+    /// domain's clock's start (system time 0), converted when the guest asks.
     pub vcpus: vcpus::VcpuTable,
 }
 

@@ -6,7 +6,9 @@
 //! (`arch_set_info_guest`), on a table of the domain's vCPUs. Pure: the
 //! frames a request names are judged by a function the caller passes (the
 //! domain's frame table on the hypervisor, a map in the tests), and times are
-//! the caller's (system time, ns).
+//! the caller's: the hypervisor passes TSC ticks (read where the vCPU moves,
+//! on every domain switch, so nothing is converted there) and converts a
+//! record to nanoseconds when the guest asks (`hypercall/vcpu.rs`).
 //!
 //! **States.** Xen keeps two bits per vCPU, "initialised" and "down"; Keel
 //! names their three reachable combinations ([`Power`]): a vCPU that was
@@ -116,14 +118,17 @@ impl Runstate {
     /// the state left. A time before the last transition (two CPUs' clocks,
     /// or a caller's stale `now`) counts as no time, so the sum never runs
     /// backwards. Entering the current state changes nothing.
+    #[inline(always)]
     pub fn enter(&mut self, state: u32, now: u64) {
         let state = state & 3;
         if state == self.state {
             return;
         }
+        // On every domain switch: plain arithmetic (a 64-bit count of
+        // nanoseconds does not overflow in five centuries).
         let spent = now.saturating_sub(self.entered);
         let slot = &mut self.time[self.state as usize & 3];
-        *slot = slot.saturating_add(spent);
+        *slot = slot.wrapping_add(spent);
         self.entered = self.entered.max(now);
         self.state = state;
     }
@@ -177,6 +182,7 @@ pub struct VcpuTable {
 impl VcpuTable {
     /// `count` vCPUs (1 ..= [`MAX_VCPUS`]; out-of-range counts are clamped)
     /// created at `now`: vCPU 0 up and running, the others offline.
+    /// [`Self::set_created`] moves the creation time once the clock is known.
     pub fn new(count: u8, now: u64) -> Self {
         let offline = VcpuSlot {
             power: Power::Offline,
@@ -190,6 +196,15 @@ impl VcpuTable {
         VcpuTable {
             count: count.clamp(1, MAX_VCPUS as u8),
             slots,
+        }
+    }
+
+    /// Every vCPU's run state starts again at `now`, with no time spent:
+    /// the time the domain's vCPUs are created at, when its clock starts
+    /// (the domain is built before the clock it runs on is handed to it).
+    pub fn set_created(&mut self, now: u64) {
+        for s in self.slots.iter_mut() {
+            s.runstate = Runstate::new(s.runstate.state(), now);
         }
     }
 
@@ -222,6 +237,7 @@ impl VcpuTable {
     }
 
     /// vCPU 0, to record its run state.
+    #[inline(always)]
     pub fn boot_vcpu_mut(&mut self) -> &mut VcpuSlot {
         &mut self.slots[0]
     }

@@ -31,11 +31,6 @@ fn vcpu_id<M: PhysMem>(ctx: &Ctx<'_, M>, a: &HypercallArgs) -> Result<u64, Errno
     Ok(id)
 }
 
-/// System time (ns) now.
-fn now_ns<M: PhysMem>(ctx: &Ctx<'_, M>) -> u64 {
-    ctx.ev.clock.ns_at(ctx.tsc())
-}
-
 /// `VCPUOP_initialise`: `-ENOENT`, `-EFAULT` (the context unreadable),
 /// `-EEXIST`, `-EINVAL` (`domain::vcpus::check_context`).
 #[inline(never)]
@@ -52,7 +47,7 @@ pub(super) fn initialise<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) ->
 /// `VCPUOP_up`: `-ENOENT`, `-EINVAL` (never initialised); 0.
 pub(super) fn up<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let id = vcpu_id(ctx, a)?;
-    let now = now_ns(ctx);
+    let now = ctx.tsc();
     ctx.dom.vcpus.up(id, now)?;
     Ok(Outcome::Return(0))
 }
@@ -60,7 +55,7 @@ pub(super) fn up<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResul
 /// `VCPUOP_down`: `-ENOENT`; the last vCPU up powers the domain off.
 pub(super) fn down<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let id = vcpu_id(ctx, a)?;
-    let now = now_ns(ctx);
+    let now = ctx.tsc();
     match ctx.dom.vcpus.down(id, now)? {
         Down::Stopped => Ok(Outcome::Return(0)),
         Down::PowerOff => {
@@ -81,7 +76,14 @@ pub(super) fn is_up<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcRe
 /// `-EFAULT`.
 pub(super) fn get_runstate_info<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let id = vcpu_id(ctx, a)?;
-    let info = ctx.dom.vcpus.runstate(id, now_ns(ctx))?;
+    // Kept in TSC ticks (`domain::vcpus`): in nanoseconds for the guest.
+    let ticks = ctx.dom.vcpus.runstate(id, ctx.tsc())?;
+    let clock = &ctx.ev.clock;
+    let info = VcpuRunstateInfo {
+        state: ticks.state,
+        state_entry_time: clock.ns_at(ticks.state_entry_time),
+        time: ticks.time.map(|t| clock.scale.ticks_to_ns(t)),
+    };
     let mut b = [0u8; VcpuRunstateInfo::SIZE];
     info.encode(&mut b);
     ctx.copy_to(GuestVirt::new(a.args[2]), &b)?;

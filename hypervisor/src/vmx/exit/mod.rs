@@ -205,6 +205,9 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         vpid: u16,
         ev: EventState,
     ) -> Self {
+        // The vCPUs' run states count TSC ticks from the domain's clock's
+        // start (system time 0).
+        dom.vcpus.set_created(ev.clock.tsc0);
         let cr3 = dom.base();
         // Page-table writes are trapped and emulated (docs/abi/mmu.md): #PF exits
         // only when the error code is a supervisor write to a present page with no

@@ -52,9 +52,11 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
 
     /// vCPU 0's run state changes now (`VCPUOP_get_runstate_info` reports
     /// it): the points where the run loop and the exit handlers move the
-    /// vCPU call this, in system time.
+    /// vCPU call this. In TSC ticks: it runs on every domain switch, and the
+    /// record is converted to nanoseconds only when the guest asks.
+    #[inline(always)]
     pub(super) fn enter_runstate(&mut self, state: u32) {
-        let now = self.ev.clock.ns_at(crate::arch::timer::rdtsc());
+        let now = crate::arch::timer::rdtsc();
         self.dom.vcpus.boot_vcpu_mut().runstate.enter(state, now);
     }
 
