@@ -32,7 +32,13 @@ use keel_abi::vcpu::{
     VcpuGuestContext, VcpuRegisterVcpuInfo, VcpuRunstateInfo, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE,
     RUNSTATE_RUNNING, VGCF_IN_KERNEL, VGCF_ONLINE,
 };
+use keel_abi::version::AbiVersion;
 use keel_abi::{Errno, PAGE_SIZE};
+
+/// The ABI version that brings the vCPU operations (in progress:
+/// `layout::IN_PROGRESS`). Only a domain served it can ask for a run state or
+/// move a `vcpu_info`, so only such a domain's run state is kept.
+pub const SINCE: AbiVersion = AbiVersion::V1_2;
 
 /// The most vCPUs a domain's table holds: one per CPU Keel brings up
 /// (`arch::percpu::MAX_CPUS`). Below `XEN_LEGACY_MAX_VCPUS` (32), so every
@@ -88,6 +94,13 @@ pub struct VcpuInfoPlace {
     pub mfn: Mfn,
     /// The byte offset in it (8-byte aligned, the record inside the page).
     pub offset: u64,
+}
+
+impl VcpuInfoPlace {
+    /// The record's machine address.
+    pub fn addr(&self) -> crate::addr::MachineAddr {
+        crate::addr::MachineAddr::new(self.mfn.addr().get() + self.offset)
+    }
 }
 
 /// A vCPU's run state and the time it spent in each (Xen's

@@ -17,13 +17,44 @@ use keel_abi::time::{offsets, VcpuInfo, VcpuTimeInfo};
 /// Bytes of a `vcpu_info` record.
 pub const VCPU_INFO_SIZE: usize = core::mem::size_of::<VcpuInfo>();
 
-/// vCPU 0's `shared_info` page, and its `vcpu_info`: entry 0 of the page, or
-/// where the guest placed it (`VCPUOP_register_vcpu_info`).
-pub struct SharedPage<'a, M: PhysMem + ?Sized> {
+/// Where vCPU 0's `vcpu_info` record is, as a type: a [`SharedPage`] is
+/// made for one or the other, so the code for a record that never moved is
+/// the code for a fixed offset in the page, with nothing to test or to
+/// compute on each access (a domain that does not use ABI 1.2 pays nothing
+/// for a record that could move).
+pub trait VcpuInfoAt: Copy {
+    /// The record's machine address, for the page at `base`.
+    fn at(self, base: MachineAddr) -> MachineAddr;
+}
+
+/// Entry 0 of `shared_info` (where every domain's record starts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InShared;
+
+impl VcpuInfoAt for InShared {
+    fn at(self, base: MachineAddr) -> MachineAddr {
+        MachineAddr::new(base.get() + offsets::vcpu_info(0) as u64)
+    }
+}
+
+/// Where the guest placed it (`VCPUOP_register_vcpu_info`): 64 bytes inside
+/// one of its frames, the place and the frame checked by the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed(pub MachineAddr);
+
+impl VcpuInfoAt for Placed {
+    fn at(self, _base: MachineAddr) -> MachineAddr {
+        self.0
+    }
+}
+
+/// vCPU 0's `shared_info` page, and its `vcpu_info`: entry 0 of the page
+/// ([`InShared`]) or where the guest placed it ([`Placed`]).
+pub struct SharedPage<'a, M: PhysMem + ?Sized, V: VcpuInfoAt = InShared> {
     mem: &'a mut M,
     base: MachineAddr,
     /// vCPU 0's `vcpu_info` record.
-    vi: MachineAddr,
+    vi: V,
 }
 
 impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M> {
@@ -32,27 +63,31 @@ impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M> {
         SharedPage {
             mem,
             base: mfn.addr(),
-            vi: MachineAddr::new(mfn.addr().get() + offsets::vcpu_info(0) as u64),
+            vi: InShared,
         }
     }
+}
 
+impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M, Placed> {
     /// The page at frame `mfn`, with vCPU 0's `vcpu_info` at `vi` (64 bytes
     /// inside one frame: the caller checked the place and the frame).
     pub fn with_vcpu_info(mem: &'a mut M, mfn: Mfn, vi: MachineAddr) -> Self {
         SharedPage {
             mem,
             base: mfn.addr(),
-            vi,
+            vi: Placed(vi),
         }
     }
+}
 
+impl<'a, M: PhysMem + ?Sized, V: VcpuInfoAt> SharedPage<'a, M, V> {
     fn at(&self, off: usize) -> MachineAddr {
         MachineAddr::new(self.base.get() + off as u64)
     }
     /// `off` bytes into the `vcpu_info` record (`offsets::*(0)` are offsets
     /// in the record: entry 0 starts the page).
     fn at_vi(&self, off: usize) -> MachineAddr {
-        MachineAddr::new(self.vi.get() + off as u64)
+        MachineAddr::new(self.vi.at(self.base).get() + off as u64)
     }
     fn rd8_vi(&self, off: usize) -> u8 {
         let mut b = [0u8; 1];
@@ -100,13 +135,13 @@ impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M> {
     /// vCPU 0's whole `vcpu_info` record.
     pub fn vcpu_info(&self) -> [u8; VCPU_INFO_SIZE] {
         let mut b = [0u8; VCPU_INFO_SIZE];
-        self.mem.read(self.vi, &mut b);
+        self.mem.read(self.vi.at(self.base), &mut b);
         b
     }
 
     /// Write vCPU 0's whole `vcpu_info` record.
     pub fn set_vcpu_info(&mut self, b: &[u8; VCPU_INFO_SIZE]) {
-        self.mem.write(self.vi, b);
+        self.mem.write(self.vi.at(self.base), b);
     }
 
     /// Mark every word of `evtchn_pending_sel` and `evtchn_upcall_pending`:
@@ -120,19 +155,18 @@ impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M> {
 
     /// Publish vCPU 0's pvclock with the version protocol: version made odd,
     /// the fields, version made even (one more than the odd value).
+    #[inline(always)]
     pub fn publish_time(&mut self, t: &VcpuTimeInfo) {
         let at = self.at_vi(offsets::time(0));
-        let mut v = [0u8; 4];
-        self.mem.read(at, &mut v);
-        let odd = u32::from_le_bytes(v).wrapping_add(1) | 1;
-        self.mem.write(at, &odd.to_le_bytes());
+        let odd = self.mem.read_u32(at).wrapping_add(1) | 1;
+        self.mem.write_u32(at, odd);
         let mut rec = *t;
         rec.version = odd;
         let mut b = [0u8; 32];
         rec.encode(&mut b);
         // Everything but the version word.
         self.mem.write(MachineAddr::new(at.get() + 4), &b[4..]);
-        self.mem.write(at, &odd.wrapping_add(1).to_le_bytes());
+        self.mem.write_u32(at, odd.wrapping_add(1));
     }
 
     /// Publish the wall clock (seconds and nanoseconds since the epoch at system
@@ -148,7 +182,7 @@ impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M> {
     }
 }
 
-impl<M: PhysMem + ?Sized> EventBits for SharedPage<'_, M> {
+impl<M: PhysMem + ?Sized, V: VcpuInfoAt> EventBits for SharedPage<'_, M, V> {
     fn test_and_set_pending(&mut self, p: u32) -> bool {
         let (o, m) = Self::bit(offsets::pending_word, p);
         let w = self.rd64(o);

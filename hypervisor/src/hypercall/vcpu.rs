@@ -10,16 +10,15 @@
 use super::{Ctx, HcResult, HypercallArgs, Outcome};
 use crate::addr::GuestVirt;
 use crate::domain::vcpus::Down;
+use crate::event::on_page;
 use crate::event::shared::VCPU_INFO_SIZE;
 use crate::mem::PhysMem;
 use keel_abi::event::Pod;
 use keel_abi::sched::SHUTDOWN_POWEROFF;
 use keel_abi::vcpu::{VcpuGuestContext, VcpuRegisterVcpuInfo, VcpuRunstateInfo};
-use keel_abi::version::AbiVersion;
 use keel_abi::Errno;
 
-/// The ABI version of these operations (in progress: `layout::IN_PROGRESS`).
-const SINCE: AbiVersion = AbiVersion::V1_2;
+use crate::domain::vcpus::SINCE;
 
 /// The vCPU number of the call, checked against the domain's count.
 fn vcpu_id<M: PhysMem>(ctx: &Ctx<'_, M>, a: &HypercallArgs) -> Result<u64, Errno> {
@@ -45,6 +44,7 @@ pub(super) fn initialise<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) ->
 }
 
 /// `VCPUOP_up`: `-ENOENT`, `-EINVAL` (never initialised); 0.
+#[inline(never)]
 pub(super) fn up<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let id = vcpu_id(ctx, a)?;
     let now = ctx.tsc();
@@ -53,6 +53,7 @@ pub(super) fn up<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResul
 }
 
 /// `VCPUOP_down`: `-ENOENT`; the last vCPU up powers the domain off.
+#[inline(never)]
 pub(super) fn down<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let id = vcpu_id(ctx, a)?;
     let now = ctx.tsc();
@@ -67,6 +68,7 @@ pub(super) fn down<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcRes
 }
 
 /// `VCPUOP_is_up`: 1 or 0; `-ENOENT`.
+#[inline(never)]
 pub(super) fn is_up<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let id = vcpu_id(ctx, a)?;
     Ok(Outcome::Return(i64::from(ctx.dom.vcpus.is_up(id)?)))
@@ -74,6 +76,7 @@ pub(super) fn is_up<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcRe
 
 /// `VCPUOP_get_runstate_info`: the record written at the pointer; `-ENOENT`,
 /// `-EFAULT`.
+#[inline(never)]
 pub(super) fn get_runstate_info<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let id = vcpu_id(ctx, a)?;
     // Kept in TSC ticks (`domain::vcpus`): in nanoseconds for the guest.
@@ -104,22 +107,28 @@ pub(super) fn register_vcpu_info<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &Hypercall
     // The record as it is now (Xen: the dummy record, masked, when the vCPU
     // had none; a Keel vCPU always has shared_info's unless the domain has no
     // shared page).
-    let old = ctx.ev.page(&*ctx.dom, &mut *ctx.mem).map(|p| p.vcpu_info());
+    let old = ctx
+        .ev
+        .page(&*ctx.dom, &mut *ctx.mem)
+        .map(|p| on_page!(p, |p| p.vcpu_info()));
     // The caller is vCPU 0: the only one that runs until the run loop places
     // vCPUs on several CPUs.
     let caller = 0;
     let (vcpus, frames) = ctx.dom.vcpus_and_frames(&*ctx.mem);
-    vcpus.register_vcpu_info(id, caller, &req, frames)?;
+    let place = vcpus.register_vcpu_info(id, caller, &req, frames)?;
     if id == 0 {
+        ctx.ev.place_vcpu_info(place);
         let rec = ctx.ev.clock.time_info();
-        if let Some(mut page) = ctx.ev.page(&*ctx.dom, &mut *ctx.mem) {
+        if let Some(page) = ctx.ev.page(&*ctx.dom, &mut *ctx.mem) {
             let mut moved = old.unwrap_or([0; VCPU_INFO_SIZE]);
             if old.is_none() {
                 moved[1] = 1;
             }
-            page.set_vcpu_info(&moved);
-            page.mark_all_pending();
-            page.publish_time(&rec);
+            on_page!(page, |page| {
+                page.set_vcpu_info(&moved);
+                page.mark_all_pending();
+                page.publish_time(&rec);
+            });
         }
     }
     Ok(Outcome::Return(0))

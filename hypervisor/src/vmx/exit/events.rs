@@ -51,10 +51,13 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         self.enter_runstate(keel_abi::vcpu::RUNSTATE_RUNNING);
         // Refresh the pvclock record at wake-up (Xen updates it when a vCPU is
         // scheduled; with a constant TSC the values are the same).
-        let rec = self.ev.clock.time_info();
-        if let Some(mut page) = self.ev.page(&*self.dom, &mut *self.mem) {
-            page.publish_time(&rec);
-        }
+        crate::event::with_page!(
+            self.ev,
+            &*self.dom,
+            &mut *self.mem,
+            |page| page.publish_time(&self.ev.clock.time_info()),
+            else ()
+        );
         None
     }
 
