@@ -45,8 +45,8 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// it decided to).
     pub fn take_give_up(&mut self) -> Option<GiveUp> {
         let g = self.give_up.take();
-        if matches!(g, Some(GiveUp::Yield | GiveUp::Preempted)) {
-            self.enter_runstate(RUNSTATE_RUNNABLE);
+        if self.runstates && matches!(g, Some(GiveUp::Yield | GiveUp::Preempted)) {
+            self.record_runstate(RUNSTATE_RUNNABLE);
         }
         g
     }
