@@ -327,6 +327,44 @@ pub fn vcpu_stop_periodic_timer() -> Result<(), Errno> {
     vcpu_op::<u64>(VCPUOP_STOP_PERIODIC_TIMER, None)
 }
 
+/// `vcpu_op(cmd, vcpu, arg)` with a raw argument pointer (0: none): the vCPU
+/// operations of ABI 1.2 (`crate::vcpu`). Returns the hypercall's value (the
+/// answer of `VCPUOP_is_up`) or its error.
+pub fn vcpu_op_raw(cmd: u64, vcpu: u64, arg: u64) -> Result<u64, Errno> {
+    // SAFETY: `arg` is a pointer the caller passes as an integer; the
+    // hypervisor checks every access through it (copy checks), and the guest
+    // dereferences nothing here.
+    let r = unsafe { raw::hypercall5(Hypercall::VCPU_OP.0, cmd, vcpu, arg, 0, 0) };
+    Errno::from_return(r)
+}
+
+/// `VCPUOP_get_runstate_info` for `vcpu` (ABI 1.2).
+pub fn vcpu_runstate(vcpu: u64) -> Result<crate::vcpu::VcpuRunstateInfo, Errno> {
+    let mut a = crate::vcpu::VcpuRunstateInfo::default();
+    vcpu_op_raw(
+        crate::vcpu::VCPUOP_GET_RUNSTATE_INFO,
+        vcpu,
+        &mut a as *mut _ as u64,
+    )?;
+    Ok(a)
+}
+
+/// `VCPUOP_register_vcpu_info` for `vcpu`: its `vcpu_info` at `offset` in frame
+/// `mfn` (ABI 1.2).
+pub fn vcpu_register_vcpu_info(vcpu: u64, mfn: u64, offset: u32) -> Result<(), Errno> {
+    let mut a = crate::vcpu::VcpuRegisterVcpuInfo {
+        mfn,
+        offset,
+        rsvd: 0,
+    };
+    vcpu_op_raw(
+        crate::vcpu::VCPUOP_REGISTER_VCPU_INFO,
+        vcpu,
+        &mut a as *mut _ as u64,
+    )
+    .map(|_| ())
+}
+
 /// `mmu_update(reqs, count, &done, DOMID_SELF)`: apply `reqs` in order
 /// (`docs/abi/mmu.md`). Returns the number done and the result: `Ok(())` when all
 /// were applied, otherwise the error of the first refused one.

@@ -223,6 +223,10 @@ pub const IMPLEMENTED: &[SubCommand] = {
         VCPUOP_SET_PERIODIC_TIMER, VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER,
         VCPUOP_STOP_SINGLESHOT_TIMER,
     };
+    use crate::vcpu::{
+        VCPUOP_DOWN, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_INITIALISE, VCPUOP_IS_UP,
+        VCPUOP_REGISTER_VCPU_INFO, VCPUOP_UP,
+    };
     use crate::version::{
         XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_PAGESIZE, XENVER_VERSION,
     };
@@ -231,6 +235,8 @@ pub const IMPLEMENTED: &[SubCommand] = {
     const V2: AbiVersion = AbiVersion::V1_0;
     // 1.1: several domains (grant tables, interdomain event channels).
     const NEXT: AbiVersion = AbiVersion::V1_1;
+    // 1.2 (in progress): several vCPUs per domain.
+    const V12: AbiVersion = AbiVersion::V1_2;
     const fn s(
         hypercall: Hypercall,
         sub: u64,
@@ -459,6 +465,27 @@ pub const IMPLEMENTED: &[SubCommand] = {
             XEN_DOMCTL_DESTROYDOMAIN as u64,
             "XEN_DOMCTL_destroydomain",
             NEXT,
+        ),
+        s(
+            Hypercall::VCPU_OP,
+            VCPUOP_INITIALISE,
+            "VCPUOP_initialise",
+            V12,
+        ),
+        s(Hypercall::VCPU_OP, VCPUOP_UP, "VCPUOP_up", V12),
+        s(Hypercall::VCPU_OP, VCPUOP_DOWN, "VCPUOP_down", V12),
+        s(Hypercall::VCPU_OP, VCPUOP_IS_UP, "VCPUOP_is_up", V12),
+        s(
+            Hypercall::VCPU_OP,
+            VCPUOP_GET_RUNSTATE_INFO,
+            "VCPUOP_get_runstate_info",
+            V12,
+        ),
+        s(
+            Hypercall::VCPU_OP,
+            VCPUOP_REGISTER_VCPU_INFO,
+            "VCPUOP_register_vcpu_info",
+            V12,
         ),
     ]
 };

@@ -55,6 +55,9 @@ use crate::time::{
     ArchSharedInfo, ArchVcpuInfo, SharedInfo, VcpuInfo, VcpuSetPeriodicTimer,
     VcpuSetSingleshotTimer, VcpuTimeInfo,
 };
+use crate::vcpu::{
+    CpuUserRegs, TrapInfo, VcpuGuestContext, VcpuRegisterVcpuInfo, VcpuRunstateInfo,
+};
 use crate::version::{AbiVersion, XenExtraversion, XenFeatureInfo};
 
 mod xen_scope;

@@ -97,6 +97,7 @@ pub mod ring;
 pub mod sched;
 pub mod start_info;
 pub mod time;
+pub mod vcpu;
 pub mod version;
 
 #[cfg(feature = "guest")]

@@ -30,6 +30,10 @@ impl AbiVersion {
     /// 1.1: several domains: grant tables (v1), interdomain event channels,
     /// the control domain's `domctl` subset and the shared-ring layout.
     pub const V1_1: AbiVersion = AbiVersion { major: 1, minor: 1 };
+    /// 1.2 (in progress): several vCPUs per domain: the `vcpu_op` operations
+    /// that bring vCPUs up and down, their run states, and `vcpu_info`
+    /// placed by the guest.
+    pub const V1_2: AbiVersion = AbiVersion { major: 1, minor: 2 };
     /// The version this crate describes.
     pub const CURRENT: AbiVersion = Self::V1_1;
 

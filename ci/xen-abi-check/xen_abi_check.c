@@ -429,6 +429,53 @@ int main(void)
     FIELD("sring_header", struct keel_probe_sring, pvt, "pvt");
     FIELD("sring_header", struct keel_probe_sring, __pad, "__pad");
 
+    /* vcpu.h: the vCPU operations; arch-x86/xen.h, xen-x86_64.h: the
+     * x86_64 guest context VCPUOP_initialise reads (1.2, in progress). */
+    CONST(VCPUOP_initialise);
+    CONST(VCPUOP_up);
+    CONST(VCPUOP_down);
+    CONST(VCPUOP_is_up);
+    CONST(VCPUOP_get_runstate_info);
+    CONST(VCPUOP_register_vcpu_info);
+    CONST(RUNSTATE_running);
+    CONST(RUNSTATE_runnable);
+    CONST(RUNSTATE_blocked);
+    CONST(RUNSTATE_offline);
+    CONST(VGCF_i387_valid);
+    CONST(VGCF_in_kernel);
+    CONST(VGCF_failsafe_disables_events);
+    CONST(VGCF_syscall_disables_events);
+    CONST(VGCF_online);
+    STRUCT("vcpu_runstate_info", struct vcpu_runstate_info);
+    FIELD("vcpu_runstate_info", struct vcpu_runstate_info, state, "state");
+    FIELD("vcpu_runstate_info", struct vcpu_runstate_info, state_entry_time, "state_entry_time");
+    FIELD("vcpu_runstate_info", struct vcpu_runstate_info, time, "time");
+    STRUCT("vcpu_register_vcpu_info", struct vcpu_register_vcpu_info);
+    FIELD("vcpu_register_vcpu_info", struct vcpu_register_vcpu_info, mfn, "mfn");
+    FIELD("vcpu_register_vcpu_info", struct vcpu_register_vcpu_info, offset, "offset");
+    FIELD("vcpu_register_vcpu_info", struct vcpu_register_vcpu_info, rsvd, "rsvd");
+#define CUR(f) FIELD("cpu_user_regs", struct cpu_user_regs, f, #f)
+    STRUCT("cpu_user_regs", struct cpu_user_regs);
+    CUR(r15); CUR(r14); CUR(r13); CUR(r12); CUR(rbp); CUR(rbx); CUR(r11); CUR(r10);
+    CUR(r9); CUR(r8); CUR(rax); CUR(rcx); CUR(rdx); CUR(rsi); CUR(rdi);
+    CUR(error_code); CUR(entry_vector); CUR(rip); CUR(cs); CUR(_pad0);
+    CUR(saved_upcall_mask); CUR(_pad1); CUR(rflags); CUR(rsp); CUR(ss); CUR(_pad2);
+    CUR(es); CUR(_pad3); CUR(ds); CUR(_pad4); CUR(fs); CUR(_pad5); CUR(gs); CUR(_pad6);
+#undef CUR
+    STRUCT("trap_info", struct trap_info);
+    FIELD("trap_info", struct trap_info, vector, "vector");
+    FIELD("trap_info", struct trap_info, flags, "flags");
+    FIELD("trap_info", struct trap_info, cs, "cs");
+    FIELD("trap_info", struct trap_info, address, "address");
+#define VGC(f) FIELD("vcpu_guest_context", struct vcpu_guest_context, f, #f)
+    STRUCT("vcpu_guest_context", struct vcpu_guest_context);
+    VGC(fpu_ctxt); VGC(flags); VGC(user_regs); VGC(trap_ctxt); VGC(ldt_base); VGC(ldt_ents);
+    VGC(gdt_frames); VGC(gdt_ents); VGC(kernel_ss); VGC(kernel_sp); VGC(ctrlreg);
+    VGC(debugreg); VGC(event_callback_eip); VGC(failsafe_callback_eip);
+    VGC(syscall_callback_eip); VGC(vm_assist); VGC(fs_base); VGC(gs_base_kernel);
+    VGC(gs_base_user);
+#undef VGC
+
     /* arch-x86/cpuid.h: the hypervisor CPUID leaves. */
     CONST(XEN_CPUID_FIRST_LEAF);
     CONST_AS("XEN_CPUID_LEAF(1)", XEN_CPUID_LEAF(1));

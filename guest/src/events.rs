@@ -19,6 +19,9 @@ use crate::start;
 
 /// The guest-virtual address of shared_info (0 until found).
 static SHARED_VA: AtomicU64 = AtomicU64::new(0);
+/// The guest-virtual address of vCPU 0's `vcpu_info` once moved out of
+/// shared_info with [`register_vcpu_info`] (0: shared_info's entry 0).
+static VCPU_INFO_VA: AtomicU64 = AtomicU64::new(0);
 /// The registered upcall vector (0: none) and handler.
 static VECTOR: AtomicU8 = AtomicU8::new(0);
 static HANDLER: AtomicU64 = AtomicU64::new(0);
@@ -60,17 +63,40 @@ fn base() -> u64 {
     }
 }
 
-/// `vcpu_info[0].evtchn_upcall_mask`.
+/// vCPU 0's `vcpu_info`: where [`register_vcpu_info`] put it, else entry 0
+/// of shared_info (`offsets::*(0)` are then offsets in the record too). One
+/// cached load, as [`base`]'s: the pvclock read goes through it.
+#[inline(always)]
+fn vcpu_info_base() -> u64 {
+    let va = VCPU_INFO_VA.load(SeqCst);
+    if va != 0 {
+        return va;
+    }
+    let b = base();
+    VCPU_INFO_VA.store(b, SeqCst);
+    b
+}
+
+/// `VCPUOP_register_vcpu_info` (ABI 1.2) for vCPU 0: move its `vcpu_info` to
+/// `va`, which must be mapped writable at `offset` in frame `mfn`; from then
+/// on the upcall flags, the selector and the pvclock are read there.
+pub fn register_vcpu_info(va: GuestVirt, mfn: Mfn, offset: u32) -> Result<(), Errno> {
+    guest::vcpu_register_vcpu_info(0, mfn.get(), offset)?;
+    VCPU_INFO_VA.store(va.get(), SeqCst);
+    Ok(())
+}
+
+/// vCPU 0's `evtchn_upcall_mask`.
 pub fn upcall_mask() -> &'static AtomicU8 {
-    arch::shared_u8(base() + offsets::upcall_mask(0) as u64)
+    arch::shared_u8(vcpu_info_base() + offsets::upcall_mask(0) as u64)
 }
 /// `vcpu_info[0].evtchn_upcall_pending`.
 pub fn upcall_pending() -> &'static AtomicU8 {
-    arch::shared_u8(base() + offsets::upcall_pending(0) as u64)
+    arch::shared_u8(vcpu_info_base() + offsets::upcall_pending(0) as u64)
 }
 /// `vcpu_info[0].evtchn_pending_sel`.
 pub fn pending_sel() -> &'static AtomicU64 {
-    arch::shared_u64(base() + offsets::pending_sel(0) as u64)
+    arch::shared_u64(vcpu_info_base() + offsets::pending_sel(0) as u64)
 }
 /// Word `w` of `evtchn_pending`.
 pub fn pending_word(w: usize) -> &'static AtomicU64 {
@@ -257,7 +283,7 @@ fn fn_from(h: u64) -> fn(u32) {
 
 /// The pvclock record, read with the version protocol.
 pub fn time_info() -> VcpuTimeInfo {
-    let b = base() + offsets::time(0) as u64;
+    let b = vcpu_info_base() + offsets::time(0) as u64;
     let ver = arch::shared_u32(b);
     loop {
         let v0 = ver.load(SeqCst);

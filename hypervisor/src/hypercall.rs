@@ -36,6 +36,7 @@ mod mmu;
 mod multicall;
 mod sched;
 mod table;
+mod vcpu;
 mod xen_version;
 
 pub use table::{lookup, write_markdown, Op, Row, TABLE};
@@ -188,5 +189,7 @@ mod tests_fuzz;
 mod tests_grant;
 #[cfg(test)]
 mod tests_preempt;
+#[cfg(test)]
+mod tests_vcpu;
 #[cfg(test)]
 mod tests_xen_docs;

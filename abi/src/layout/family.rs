@@ -38,11 +38,14 @@ pub enum Family {
     Domctl,
     /// The split-driver shared ring of `io/ring.h` ([`crate::ring`]; 1.1).
     Ring,
+    /// `vcpu_op`'s vCPU operations: up, down, run states, `vcpu_info`
+    /// placement ([`crate::vcpu`]; 1.2, in progress).
+    Vcpu,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 16] = [
+    pub const ALL: [Family; 17] = [
         Family::Addr,
         Family::Console,
         Family::Errno,
@@ -59,6 +62,7 @@ impl Family {
         Family::Grant,
         Family::Domctl,
         Family::Ring,
+        Family::Vcpu,
     ];
 
     /// The module name, used as the prefix of item names in fixtures (`sched.SCHEDOP_YIELD`).
@@ -80,6 +84,7 @@ impl Family {
             Family::Grant => "grant_table",
             Family::Domctl => "domctl",
             Family::Ring => "ring",
+            Family::Vcpu => "vcpu",
         }
     }
 
@@ -100,6 +105,7 @@ impl Family {
             Family::Debug => "debug.md",
             Family::Grant | Family::Ring => "grant.md",
             Family::Domctl => "domains.md",
+            Family::Vcpu => "vcpu.md",
         }
     }
 

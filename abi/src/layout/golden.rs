@@ -3,7 +3,7 @@
 use super::*;
 
 /// The largest golden sample, in bytes.
-pub const GOLDEN_MAX: usize = 4096;
+pub const GOLDEN_MAX: usize = 8192;
 
 /// A golden sample: the bytes a real encoder produces for a fixed sample argument.
 #[derive(Clone, Copy, Debug)]
@@ -583,4 +583,73 @@ pub const GOLDEN: &[Golden] = &[
                 },
             )
         },
-    },];
+    },
+    Golden {
+        name: "vcpu.VcpuRunstateInfo.sample",
+        family: Family::Vcpu,
+        since: V1_2,
+        doc: "VcpuRunstateInfo { state: RUNSTATE_offline, state_entry_time: 0x1_0000_0008, time: [0x2_0000_0010, 0x3_0000_0018, 0x4_0000_0020, 0x5_0000_0028] }.encode()",
+        encode: |b| {
+            put_pod(
+                b,
+                &VcpuRunstateInfo {
+                    state: crate::vcpu::RUNSTATE_OFFLINE as i32,
+                    state_entry_time: 0x0001_0000_0008,
+                    time: [
+                        0x0002_0000_0010,
+                        0x0003_0000_0018,
+                        0x0004_0000_0020,
+                        0x0005_0000_0028,
+                    ],
+                },
+            )
+        },
+    },
+    Golden {
+        name: "vcpu.VcpuRegisterVcpuInfo.sample",
+        family: Family::Vcpu,
+        since: V1_2,
+        doc: "VcpuRegisterVcpuInfo { mfn: 0x12_3400, offset: 0x108, rsvd: 0x20c }.encode()",
+        encode: |b| {
+            put_pod(
+                b,
+                &VcpuRegisterVcpuInfo {
+                    mfn: 0x0012_3400,
+                    offset: 0x0108,
+                    rsvd: 0x020c,
+                },
+            )
+        },
+    },
+    Golden {
+        name: "vcpu.CpuUserRegs.sample",
+        family: Family::Vcpu,
+        since: V1_2,
+        doc: "CpuUserRegs::encode of layout::sample_cpu_user_regs()",
+        encode: |b| put_pod(b, &sample_cpu_user_regs()),
+    },
+    Golden {
+        name: "vcpu.TrapInfo.sample",
+        family: Family::Vcpu,
+        since: V1_2,
+        doc: "TrapInfo { vector: 0x0e, flags: 0x01, cs: 0x1002, address: 0xffff_8000_0010_2008 }.encode()",
+        encode: |b| {
+            put_pod(
+                b,
+                &TrapInfo {
+                    vector: 0x0e,
+                    flags: 0x01,
+                    cs: 0x1002,
+                    address: 0xffff_8000_0010_2008,
+                },
+            )
+        },
+    },
+    Golden {
+        name: "vcpu.VcpuGuestContext.sample",
+        family: Family::Vcpu,
+        since: V1_2,
+        doc: "VcpuGuestContext::encode of layout::sample_guest_context()",
+        encode: |b| put_pod(b, &sample_guest_context()),
+    },
+];

@@ -124,10 +124,11 @@ macro_rules! abi_struct {
 pub(super) const V0_1: AbiVersion = AbiVersion::V0_1;
 pub(super) const V1_0: AbiVersion = AbiVersion::V1_0;
 pub(super) const V1_1: AbiVersion = AbiVersion::V1_1;
+pub(super) const V1_2: AbiVersion = AbiVersion::V1_2;
 
 /// The next minor version while its items are being added but not yet served,
-/// or `None` when nothing is staged (as now: 1.1 is [`AbiVersion::CURRENT`],
-/// and nothing has been added for 1.2 yet).
+/// or `None` when nothing is staged (now 1.2: [`AbiVersion::CURRENT`] is 1.1,
+/// and the vCPU operations of [`crate::vcpu`] are staged for 1.2).
 ///
 /// An item with this `since` is in the crate, compared with Xen's headers and
 /// documented (its tables say "in progress"), but it is not part of the
@@ -139,7 +140,7 @@ pub(super) const V1_1: AbiVersion = AbiVersion::V1_1;
 /// that `since`. Bumping `CURRENT` to it (when the hypervisor serves the items)
 /// makes them part of the description and serves them by the ordinary rule;
 /// this goes back to `None`.
-pub const IN_PROGRESS: Option<AbiVersion> = None;
+pub const IN_PROGRESS: Option<AbiVersion> = Some(V1_2);
 
 /// Whether an item introduced in `since` belongs to the description of
 /// [`AbiVersion::CURRENT`] (it does unless it is staged for [`IN_PROGRESS`]).
@@ -260,6 +261,26 @@ pub const STRUCTS: &[StructLayout] = &[
     abi_struct!(SringHeader in Family::Ring, since V1_1, xen XenRelation::Same("sring_header"), {
         req_prod, req_event, rsp_prod, rsp_event, pvt, pad => Some("__pad"),
     }),
+    abi_struct!(VcpuRunstateInfo in Family::Vcpu, since V1_2, xen XenRelation::Same("vcpu_runstate_info"), {
+        state, state_entry_time, time,
+    }),
+    abi_struct!(VcpuRegisterVcpuInfo in Family::Vcpu, since V1_2, xen XenRelation::Same("vcpu_register_vcpu_info"), {
+        mfn, offset, rsvd,
+    }),
+    abi_struct!(CpuUserRegs in Family::Vcpu, since V1_2, xen XenRelation::Same("cpu_user_regs"), {
+        r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi,
+        error_code, entry_vector, rip, cs, pad0 => Some("_pad0"), saved_upcall_mask,
+        pad1 => Some("_pad1"), rflags, rsp, ss, pad2 => Some("_pad2"), es, pad3 => Some("_pad3"),
+        ds, pad4 => Some("_pad4"), fs, pad5 => Some("_pad5"), gs, pad6 => Some("_pad6"),
+    }),
+    abi_struct!(TrapInfo in Family::Vcpu, since V1_2, xen XenRelation::Same("trap_info"), {
+        vector, flags, cs, address,
+    }),
+    abi_struct!(VcpuGuestContext in Family::Vcpu, since V1_2, xen XenRelation::Same("vcpu_guest_context"), {
+        fpu_ctxt, flags, user_regs, trap_ctxt, ldt_base, ldt_ents, gdt_frames, gdt_ents,
+        kernel_ss, kernel_sp, ctrlreg, debugreg, event_callback_eip, failsafe_callback_eip,
+        syscall_callback_eip, vm_assist, fs_base, gs_base_kernel, gs_base_user,
+    }),
 ];
 
 /// The per-module constant lists, in [`Family`] order.
@@ -284,6 +305,7 @@ pub(super) const CONSTANT_GROUPS: &[&[Constant]] = &[
     crate::grant_table::ABI_CONSTS,
     crate::grant_table::STATUS_CONSTS,
     crate::domctl::ABI_CONSTS,
+    crate::vcpu::ABI_CONSTS,
 ];
 
 /// Every constant of the ABI except error codes and hypercall numbers (which have

@@ -171,3 +171,103 @@ pub fn sample_getdomaininfo() -> XenDomctlGetdomaininfo {
         arch_config: [0x0168, 0x016c],
     }
 }
+
+/// The sample `cpu_user_regs`: each field's low byte is its offset (the
+/// 64-bit registers hold their index in the upper half).
+pub fn sample_cpu_user_regs() -> CpuUserRegs {
+    let w = |i: u64, off: u64| (i << 32) | off;
+    CpuUserRegs {
+        r15: w(1, 0),
+        r14: w(2, 8),
+        r13: w(3, 16),
+        r12: w(4, 24),
+        rbp: w(5, 32),
+        rbx: w(6, 40),
+        r11: w(7, 48),
+        r10: w(8, 56),
+        r9: w(9, 64),
+        r8: w(10, 72),
+        rax: w(11, 80),
+        rcx: w(12, 88),
+        rdx: w(13, 96),
+        rsi: w(14, 104),
+        rdi: w(15, 112),
+        error_code: 0x0100_0078,
+        entry_vector: 0x0200_007c,
+        rip: w(16, 128),
+        cs: 0x0188,
+        pad0: [0x018a],
+        saved_upcall_mask: 0x8c,
+        pad1: [0x8d, 0x8e, 0x8f],
+        rflags: w(17, 144),
+        rsp: w(18, 152),
+        ss: 0x01a0,
+        pad2: [0x01a2, 0x01a4, 0x01a6],
+        es: 0x01a8,
+        pad3: [0x01aa, 0x01ac, 0x01ae],
+        ds: 0x01b0,
+        pad4: [0x01b2, 0x01b4, 0x01b6],
+        fs: 0x01b8,
+        pad5: [0x01ba, 0x01bc, 0x01be],
+        gs: 0x01c0,
+        pad6: [0x01c2, 0x01c4, 0x01c6],
+    }
+}
+
+/// The sample `vcpu_guest_context`: each field's low byte is its offset (and
+/// so is each element's of the arrays: an encoder that shifts an element is
+/// caught as well as one that shifts a field).
+pub fn sample_guest_context() -> VcpuGuestContext {
+    use crate::event::Pod;
+    use core::mem::offset_of;
+    let mut c = VcpuGuestContext::default();
+    for (i, b) in c.fpu_ctxt.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let w = |off: usize| (0x5a5a_0000_0000_0000u64 | (off as u64) << 16) | (off as u64 & 0xff);
+    c.flags = w(offset_of!(VcpuGuestContext, flags));
+    c.user_regs = sample_cpu_user_regs();
+    // Re-base the registers' low bytes on the context's offsets.
+    let base = offset_of!(VcpuGuestContext, user_regs) as u64;
+    let mut b = [0u8; CpuUserRegs::SIZE];
+    c.user_regs.encode(&mut b);
+    for x in b.iter_mut() {
+        *x = x.wrapping_add(base as u8);
+    }
+    c.user_regs = CpuUserRegs::decode(&b);
+    let t0 = offset_of!(VcpuGuestContext, trap_ctxt);
+    for (i, t) in c.trap_ctxt.iter_mut().enumerate() {
+        let at = t0 + 16 * i;
+        *t = TrapInfo {
+            vector: at as u8,
+            flags: (at + 1) as u8,
+            cs: (at + 2) as u16,
+            address: w(at + 8),
+        };
+    }
+    c.ldt_base = w(offset_of!(VcpuGuestContext, ldt_base));
+    c.ldt_ents = w(offset_of!(VcpuGuestContext, ldt_ents));
+    let g0 = offset_of!(VcpuGuestContext, gdt_frames);
+    for (i, g) in c.gdt_frames.iter_mut().enumerate() {
+        *g = w(g0 + 8 * i);
+    }
+    c.gdt_ents = w(offset_of!(VcpuGuestContext, gdt_ents));
+    c.kernel_ss = w(offset_of!(VcpuGuestContext, kernel_ss));
+    c.kernel_sp = w(offset_of!(VcpuGuestContext, kernel_sp));
+    let c0 = offset_of!(VcpuGuestContext, ctrlreg);
+    for (i, r) in c.ctrlreg.iter_mut().enumerate() {
+        *r = w(c0 + 8 * i);
+    }
+    let d0 = offset_of!(VcpuGuestContext, debugreg);
+    for (i, r) in c.debugreg.iter_mut().enumerate() {
+        *r = w(d0 + 8 * i);
+    }
+    c.event_callback_eip = w(offset_of!(VcpuGuestContext, event_callback_eip));
+    c.failsafe_callback_eip = w(offset_of!(VcpuGuestContext, failsafe_callback_eip));
+    c.syscall_callback_eip = w(offset_of!(VcpuGuestContext, syscall_callback_eip));
+    c.vm_assist = w(offset_of!(VcpuGuestContext, vm_assist));
+    c.fs_base = w(offset_of!(VcpuGuestContext, fs_base));
+    c.gs_base_kernel = w(offset_of!(VcpuGuestContext, gs_base_kernel));
+    c.gs_base_user = w(offset_of!(VcpuGuestContext, gs_base_user));
+    c
+}

@@ -128,6 +128,10 @@ impl Options {
     }
 }
 
+/// The most vCPUs `keel.vcpus=` accepts: 1 until the run loop places vCPUs
+/// on several CPUs (the domain's vCPU table, `domain::vcpus`, holds up to 8).
+pub const MAX_CONFIGURED_VCPUS: u8 = 1;
+
 /// What a guest module's command line tells the hypervisor about its domain
 /// (the dom0less configuration): the words starting `keel.`, which the guest
 /// also sees and ignores. The first word is the domain's name.
@@ -137,7 +141,9 @@ impl Options {
 ///   one (a second is refused at boot);
 /// - `keel.service`: a service domain, which does not keep the machine on:
 ///   once every other domain has ended it is destroyed;
-/// - `keel.cpu=<N>`: the CPU its vCPU runs on (`smp::place`).
+/// - `keel.cpu=<N>`: the CPU its vCPU runs on (`smp::place`);
+/// - `keel.vcpus=<n>`: the domain's number of vCPUs (default 1; at most
+///   [`MAX_CONFIGURED_VCPUS`] today).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DomainOptions {
     /// `keel.cpu=<N>`.
@@ -148,6 +154,8 @@ pub struct DomainOptions {
     pub control: bool,
     /// `keel.service`.
     pub service: bool,
+    /// `keel.vcpus=<n>`.
+    pub vcpus: Option<u8>,
     /// `keel.` words that were not understood (reported in the boot log).
     pub bad_words: u32,
 }
@@ -167,6 +175,10 @@ impl DomainOptions {
                 },
                 Some(("cpu", v)) => match v.parse::<usize>() {
                     Ok(c) if c < MAX_RUN_CPU => o.cpu = Some(c),
+                    _ => o.bad_words += 1,
+                },
+                Some(("vcpus", v)) => match v.parse::<u8>() {
+                    Ok(n) if (1..=MAX_CONFIGURED_VCPUS).contains(&n) => o.vcpus = Some(n),
                     _ => o.bad_words += 1,
                 },
                 None if opt == "control" => o.control = true,

@@ -409,7 +409,16 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         abi_encoded: presented.encode(),
         served,
         name: name_of(cfg.cmd_line),
+        vcpus: super::vcpus::VcpuTable::new(vcpus_of(cfg.cmd_line), 0),
     })
+}
+
+/// A domain's number of vCPUs: `keel.vcpus=` on its command line, else 1.
+fn vcpus_of(cmd_line: &[u8]) -> u8 {
+    core::str::from_utf8(cmd_line)
+        .ok()
+        .and_then(|c| crate::boot::DomainOptions::parse(c).vcpus)
+        .unwrap_or(1)
 }
 
 /// A domain's name: the first word of its command line (the loader puts the

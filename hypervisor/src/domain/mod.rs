@@ -16,6 +16,7 @@
 
 pub mod build;
 pub mod elf;
+pub mod vcpus;
 
 pub use crate::paging::entry::Level;
 pub use crate::paging::frame_table::{FrameKind, PageInfo, PageType};
@@ -110,6 +111,10 @@ pub struct Domain {
     /// Its name: the first word of its command line, cut to 16 bytes and
     /// zero-padded (what `getdomaininfo` reports as the handle).
     name: [u8; 16],
+    /// Its vCPUs: how many (`keel.vcpus=`), their states, run states and
+    /// `vcpu_info` places (`vcpus`). Run-state times are TSC ticks from the
+    /// domain's clock's start (system time 0), converted when the guest asks.
+    pub vcpus: vcpus::VcpuTable,
 }
 
 impl Domain {
@@ -190,6 +195,21 @@ impl Domain {
             Some(pfn) => self.frames.kind_of_pfn(mem, pfn),
             None => FrameKind::NotOwned,
         }
+    }
+
+    /// The vCPU table, and what each frame is to this domain
+    /// ([`Self::frame_kind`]), borrowed together: the table's operations
+    /// judge the frames a request names.
+    pub fn vcpus_and_frames<'s, M: PhysMem + ?Sized>(
+        &'s mut self,
+        mem: &'s M,
+    ) -> (&'s mut vcpus::VcpuTable, impl Fn(Mfn) -> FrameKind + 's) {
+        let frames = &self.frames;
+        let kind = move |mfn| match frames.pfn(mem, mfn) {
+            Some(pfn) => frames.kind_of_pfn(mem, pfn),
+            None => FrameKind::NotOwned,
+        };
+        (&mut self.vcpus, kind)
     }
 
     /// The accounting of `mfn`, if the domain owns it.

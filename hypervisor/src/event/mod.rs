@@ -27,7 +27,8 @@ pub mod state;
 pub mod timer;
 
 pub use shared::SharedPage;
-pub use state::{Blocked, EventState, Poll};
+pub(crate) use state::{on_page, with_page};
+pub use state::{Blocked, EventState, Page, Poll};
 
 use keel_abi::event::{
     EVTCHNSTAT_CLOSED, EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_IPI, EVTCHNSTAT_UNBOUND, EVTCHNSTAT_VIRQ,

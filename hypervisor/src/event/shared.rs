@@ -12,33 +12,90 @@ use super::{EventBits, BITS_PER_WORD};
 use crate::addr::{MachineAddr, Mfn};
 use crate::mem::PhysMem;
 use keel_abi::event::Pod;
-use keel_abi::time::{offsets, VcpuTimeInfo};
+use keel_abi::time::{offsets, VcpuInfo, VcpuTimeInfo};
 
-/// vCPU 0's `shared_info` page.
-pub struct SharedPage<'a, M: PhysMem + ?Sized> {
+/// Bytes of a `vcpu_info` record.
+pub const VCPU_INFO_SIZE: usize = core::mem::size_of::<VcpuInfo>();
+
+/// Where vCPU 0's `vcpu_info` record is, as a type: a [`SharedPage`] is
+/// made for one or the other, so the code for a record that never moved is
+/// the code for a fixed offset in the page, with nothing to test or to
+/// compute on each access (a domain that does not use ABI 1.2 pays nothing
+/// for a record that could move).
+pub trait VcpuInfoAt: Copy {
+    /// The record's machine address, for the page at `base`.
+    fn at(self, base: MachineAddr) -> MachineAddr;
+}
+
+/// Entry 0 of `shared_info` (where every domain's record starts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InShared;
+
+impl VcpuInfoAt for InShared {
+    fn at(self, base: MachineAddr) -> MachineAddr {
+        MachineAddr::new(base.get() + offsets::vcpu_info(0) as u64)
+    }
+}
+
+/// Where the guest placed it (`VCPUOP_register_vcpu_info`): 64 bytes inside
+/// one of its frames, the place and the frame checked by the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed(pub MachineAddr);
+
+impl VcpuInfoAt for Placed {
+    fn at(self, _base: MachineAddr) -> MachineAddr {
+        self.0
+    }
+}
+
+/// vCPU 0's `shared_info` page, and its `vcpu_info`: entry 0 of the page
+/// ([`InShared`]) or where the guest placed it ([`Placed`]).
+pub struct SharedPage<'a, M: PhysMem + ?Sized, V: VcpuInfoAt = InShared> {
     mem: &'a mut M,
     base: MachineAddr,
+    /// vCPU 0's `vcpu_info` record.
+    vi: V,
 }
 
 impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M> {
-    /// The page at frame `mfn`.
+    /// The page at frame `mfn`, with vCPU 0's `vcpu_info` in it.
     pub fn new(mem: &'a mut M, mfn: Mfn) -> Self {
         SharedPage {
             mem,
             base: mfn.addr(),
+            vi: InShared,
         }
     }
+}
 
+impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M, Placed> {
+    /// The page at frame `mfn`, with vCPU 0's `vcpu_info` at `vi` (64 bytes
+    /// inside one frame: the caller checked the place and the frame).
+    pub fn with_vcpu_info(mem: &'a mut M, mfn: Mfn, vi: MachineAddr) -> Self {
+        SharedPage {
+            mem,
+            base: mfn.addr(),
+            vi: Placed(vi),
+        }
+    }
+}
+
+impl<'a, M: PhysMem + ?Sized, V: VcpuInfoAt> SharedPage<'a, M, V> {
     fn at(&self, off: usize) -> MachineAddr {
         MachineAddr::new(self.base.get() + off as u64)
     }
-    fn rd8(&self, off: usize) -> u8 {
+    /// `off` bytes into the `vcpu_info` record (`offsets::*(0)` are offsets
+    /// in the record: entry 0 starts the page).
+    fn at_vi(&self, off: usize) -> MachineAddr {
+        MachineAddr::new(self.vi.at(self.base).get() + off as u64)
+    }
+    fn rd8_vi(&self, off: usize) -> u8 {
         let mut b = [0u8; 1];
-        self.mem.read(self.at(off), &mut b);
+        self.mem.read(self.at_vi(off), &mut b);
         b[0]
     }
-    fn wr8(&mut self, off: usize, v: u8) {
-        self.mem.write(self.at(off), &[v]);
+    fn wr8_vi(&mut self, off: usize, v: u8) {
+        self.mem.write(self.at_vi(off), &[v]);
     }
     fn rd64(&self, off: usize) -> u64 {
         self.mem.read_u64(self.at(off))
@@ -71,24 +128,45 @@ impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M> {
     /// The published pvclock record.
     pub fn time_info(&self) -> VcpuTimeInfo {
         let mut b = [0u8; 32];
-        self.mem.read(self.at(offsets::time(0)), &mut b);
+        self.mem.read(self.at_vi(offsets::time(0)), &mut b);
         VcpuTimeInfo::decode(&b)
+    }
+
+    /// vCPU 0's whole `vcpu_info` record.
+    pub fn vcpu_info(&self) -> [u8; VCPU_INFO_SIZE] {
+        let mut b = [0u8; VCPU_INFO_SIZE];
+        self.mem.read(self.vi.at(self.base), &mut b);
+        b
+    }
+
+    /// Write vCPU 0's whole `vcpu_info` record.
+    pub fn set_vcpu_info(&mut self, b: &[u8; VCPU_INFO_SIZE]) {
+        self.mem.write(self.vi.at(self.base), b);
+    }
+
+    /// Mark every word of `evtchn_pending_sel` and `evtchn_upcall_pending`:
+    /// after the record moved, the guest rescans every port (Xen's
+    /// `map_vcpu_info`), so an event pending at the move is not lost.
+    pub fn mark_all_pending(&mut self) {
+        self.mem
+            .write_u64(self.at_vi(offsets::pending_sel(0)), u64::MAX);
+        self.wr8_vi(offsets::upcall_pending(0), 1);
     }
 
     /// Publish vCPU 0's pvclock with the version protocol: version made odd,
     /// the fields, version made even (one more than the odd value).
+    #[inline(always)]
     pub fn publish_time(&mut self, t: &VcpuTimeInfo) {
-        let off = offsets::time(0);
-        let v = self.rd32(off);
-        let odd = v.wrapping_add(1) | 1;
-        self.wr32(off, odd);
+        let at = self.at_vi(offsets::time(0));
+        let odd = self.mem.read_u32(at).wrapping_add(1) | 1;
+        self.mem.write_u32(at, odd);
         let mut rec = *t;
         rec.version = odd;
         let mut b = [0u8; 32];
         rec.encode(&mut b);
         // Everything but the version word.
-        self.mem.write(self.at(off + 4), &b[4..]);
-        self.wr32(off, odd.wrapping_add(1));
+        self.mem.write(MachineAddr::new(at.get() + 4), &b[4..]);
+        self.mem.write_u32(at, odd.wrapping_add(1));
     }
 
     /// Publish the wall clock (seconds and nanoseconds since the epoch at system
@@ -104,7 +182,7 @@ impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M> {
     }
 }
 
-impl<M: PhysMem + ?Sized> EventBits for SharedPage<'_, M> {
+impl<M: PhysMem + ?Sized, V: VcpuInfoAt> EventBits for SharedPage<'_, M, V> {
     fn test_and_set_pending(&mut self, p: u32) -> bool {
         let (o, m) = Self::bit(offsets::pending_word, p);
         let w = self.rd64(o);
@@ -137,24 +215,24 @@ impl<M: PhysMem + ?Sized> EventBits for SharedPage<'_, M> {
         w & m != 0
     }
     fn test_and_set_sel(&mut self, w: u32) -> bool {
-        let o = offsets::pending_sel(0);
+        let at = self.at_vi(offsets::pending_sel(0));
         let m = 1u64 << (w % BITS_PER_WORD);
-        let v = self.rd64(o);
+        let v = self.mem.read_u64(at);
         if v & m == 0 {
-            self.wr64(o, v | m);
+            self.mem.write_u64(at, v | m);
         }
         v & m != 0
     }
     fn set_upcall_pending(&mut self) {
-        self.wr8(offsets::upcall_pending(0), 1);
+        self.wr8_vi(offsets::upcall_pending(0), 1);
     }
     fn upcall_pending(&self) -> bool {
-        self.rd8(offsets::upcall_pending(0)) != 0
+        self.rd8_vi(offsets::upcall_pending(0)) != 0
     }
     fn upcall_mask(&self) -> bool {
-        self.rd8(offsets::upcall_mask(0)) != 0
+        self.rd8_vi(offsets::upcall_mask(0)) != 0
     }
     fn set_upcall_mask(&mut self, masked: bool) {
-        self.wr8(offsets::upcall_mask(0), u8::from(masked));
+        self.wr8_vi(offsets::upcall_mask(0), u8::from(masked));
     }
 }

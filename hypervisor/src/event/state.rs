@@ -1,8 +1,10 @@
 //! A domain's event, time and timer state, and how it meets the domain's memory.
 
+use super::shared::Placed;
 use super::timer::Timers;
 use super::{need_delivery, Channels, EventBits, SharedPage};
 use crate::addr::{Mfn, Pfn};
+use crate::domain::vcpus::VcpuInfoPlace;
 use crate::domain::{Domain, FrameKind};
 use crate::mem::PhysMem;
 use crate::time::Clock;
@@ -46,12 +48,141 @@ pub struct EventState {
     pub clock: Clock,
     /// The `shared_info` frame, if the domain has one.
     pub shared: Option<Mfn>,
+    /// `shared` while vCPU 0's `vcpu_info` is entry 0 of it, else `None`.
+    /// The paths every domain takes (each event, each entry) test only
+    /// this, where they tested `shared` before a record could move, so a
+    /// domain that never moves its record pays nothing for the possibility;
+    /// `None` sends them to the out-of-line code for a moved record (or for
+    /// no page at all).
+    entry0: Option<Mfn>,
+    /// Where vCPU 0's `vcpu_info` was moved (`VCPUOP_register_vcpu_info`,
+    /// ABI 1.2; [`Self::place_vcpu_info`]), if it was.
+    vcpu_info: Option<VcpuInfoPlace>,
     /// The upcall vector (`HVM_PARAM_CALLBACK_IRQ`), if registered.
     pub callback_vector: Option<u8>,
     /// What a pending block waits for (set by the hypercall, consumed by the
     /// VMX code).
     pub blocked: Option<Blocked>,
 }
+
+/// The shared page ([`EventState::page`]), typed by where vCPU 0's
+/// `vcpu_info` is ([`crate::event::shared::VcpuInfoAt`]): [`on_page!`]
+/// compiles its user once for each, so a record that never moved costs what
+/// a fixed offset in the page costs.
+pub enum Page<'m, M: PhysMem + ?Sized> {
+    /// The record is entry 0 of the `shared_info` page.
+    InShared(SharedPage<'m, M>),
+    /// The guest moved it (`VCPUOP_register_vcpu_info`).
+    Placed(SharedPage<'m, M, Placed>),
+}
+
+impl<M: PhysMem + ?Sized> Page<'_, M> {
+    /// vCPU 0's published pvclock record.
+    pub fn time_info(&self) -> keel_abi::time::VcpuTimeInfo {
+        on_page_ref!(self, |b| b.time_info())
+    }
+}
+
+/// Each bit through the page of its kind (for the code that is not on a
+/// path every domain takes, and the tests; those paths use [`with_page!`]).
+impl<M: PhysMem + ?Sized> EventBits for Page<'_, M> {
+    fn test_and_set_pending(&mut self, p: u32) -> bool {
+        on_page_ref!(self, |b| b.test_and_set_pending(p))
+    }
+    fn clear_pending(&mut self, p: u32) {
+        on_page_ref!(self, |b| b.clear_pending(p))
+    }
+    fn is_pending(&self, p: u32) -> bool {
+        on_page_ref!(self, |b| b.is_pending(p))
+    }
+    fn is_masked(&self, p: u32) -> bool {
+        on_page_ref!(self, |b| b.is_masked(p))
+    }
+    fn test_and_clear_mask(&mut self, p: u32) -> bool {
+        on_page_ref!(self, |b| b.test_and_clear_mask(p))
+    }
+    fn test_and_set_sel(&mut self, w: u32) -> bool {
+        on_page_ref!(self, |b| b.test_and_set_sel(w))
+    }
+    fn set_upcall_pending(&mut self) {
+        on_page_ref!(self, |b| b.set_upcall_pending())
+    }
+    fn upcall_pending(&self) -> bool {
+        on_page_ref!(self, |b| b.upcall_pending())
+    }
+    fn upcall_mask(&self) -> bool {
+        on_page_ref!(self, |b| b.upcall_mask())
+    }
+    fn set_upcall_mask(&mut self, masked: bool) {
+        on_page_ref!(self, |b| b.set_upcall_mask(masked))
+    }
+}
+
+/// `on_page!(page, |p| body)`: `body` with `p` the [`SharedPage`] (bound
+/// `mut`) inside the [`Page`] `page`, compiled once for each kind: in line
+/// for a record in `shared_info`, out of line (a closure: a `return` in
+/// `body` leaves only it) for a moved one, so the code every domain runs
+/// is what it was before records could move.
+macro_rules! on_page {
+    ($page:expr, |$p:ident| $body:expr) => {
+        match $page {
+            $crate::event::state::Page::InShared(page) => {
+                #[allow(unused_mut)]
+                let mut $p = page;
+                $body
+            }
+            $crate::event::state::Page::Placed(page) => {
+                #[allow(unused_mut)]
+                let mut $p = page;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_page;
+
+/// [`on_page!`] through a reference to the [`Page`].
+macro_rules! on_page_ref {
+    ($page:expr, |$p:ident| $body:expr) => {
+        match $page {
+            Page::InShared($p) => $body,
+            Page::Placed($p) => $body,
+        }
+    };
+}
+use on_page_ref;
+
+/// `with_page!(ev, dom, mem, |p| body, else none)`: `body` with `p` the
+/// [`SharedPage`] of the [`EventState`] `ev` (bound `mut`), or `none`
+/// without one ([`EventState::page`]'s checks). The paths every domain
+/// takes use this rather than [`on_page!`]: the test and the page for a
+/// record in `shared_info` are made in line, from the frame, so the code is
+/// what it was before a record could move (nothing is returned through
+/// memory); a moved record goes out of line.
+macro_rules! with_page {
+    ($ev:expr, $dom:expr, $mem:expr, |$p:ident| $body:expr, else $none:expr) => {
+        match $ev.entry0() {
+            Some(mfn) => {
+                if $dom.frame_kind(&*$mem, mfn) == $crate::domain::FrameKind::Writable {
+                    #[allow(unused_mut)]
+                    let mut $p = $crate::event::SharedPage::new($mem, mfn);
+                    $body
+                } else {
+                    $none
+                }
+            }
+            None => match $ev.placed($dom, $mem) {
+                Some($crate::event::state::Page::Placed(page)) => {
+                    #[allow(unused_mut)]
+                    let mut $p = page;
+                    $body
+                }
+                _ => $none,
+            },
+        }
+    };
+}
+pub(crate) use with_page;
 
 impl EventState {
     /// Event state for `dom`: takes the domain's last frame as its `shared_info`
@@ -70,6 +201,8 @@ impl EventState {
             timers: Timers::default(),
             clock,
             shared: None,
+            entry0: None,
+            vcpu_info: None,
             callback_vector: None,
             blocked: None,
         };
@@ -85,6 +218,7 @@ impl EventState {
             return st;
         }
         st.shared = Some(mfn);
+        st.entry0 = Some(mfn);
         {
             let mut page = SharedPage::new(&mut *mem, mfn);
             page.clear();
@@ -103,14 +237,57 @@ impl EventState {
     }
 
     /// The shared page, if the domain has one and its frame is still an ordinary
-    /// writable frame of the domain (never write a frame that became a page table).
+    /// writable frame of the domain (never write a frame that became a page table),
+    /// with vCPU 0's `vcpu_info` where the guest placed it, if it did
+    /// (`VCPUOP_register_vcpu_info`), that frame checked the same way. Used
+    /// through [`on_page!`].
+    #[inline(always)]
     pub fn page<'m, M: PhysMem + ?Sized>(
         &self,
         dom: &Domain,
         mem: &'m mut M,
-    ) -> Option<SharedPage<'m, M>> {
-        let mfn = self.shared?;
-        (dom.frame_kind(&*mem, mfn) == FrameKind::Writable).then(|| SharedPage::new(mem, mfn))
+    ) -> Option<Page<'m, M>> {
+        let Some(mfn) = self.entry0 else {
+            return self.placed(dom, mem);
+        };
+        (dom.frame_kind(&*mem, mfn) == FrameKind::Writable)
+            .then(|| Page::InShared(SharedPage::new(mem, mfn)))
+    }
+
+    /// [`Self::page`] with a moved `vcpu_info` (or without a page), out of
+    /// line: both frames must still be ordinary writable frames of the
+    /// domain.
+    #[cold]
+    #[inline(never)]
+    pub fn placed<'m, M: PhysMem + ?Sized>(
+        &self,
+        dom: &Domain,
+        mem: &'m mut M,
+    ) -> Option<Page<'m, M>> {
+        let (mfn, p) = (self.shared?, self.vcpu_info?);
+        let writable = |m| dom.frame_kind(&*mem, m) == FrameKind::Writable;
+        (writable(mfn) && writable(p.mfn))
+            .then(|| Page::Placed(SharedPage::with_vcpu_info(mem, mfn, p.addr())))
+    }
+
+    /// The `shared_info` frame while vCPU 0's `vcpu_info` is in it (what
+    /// [`with_page!`] tests).
+    #[inline(always)]
+    pub fn entry0(&self) -> Option<Mfn> {
+        self.entry0
+    }
+
+    /// Where vCPU 0's `vcpu_info` is, if the guest moved it.
+    pub fn vcpu_info(&self) -> Option<VcpuInfoPlace> {
+        self.vcpu_info
+    }
+
+    /// vCPU 0's `vcpu_info` is at `p` from now on (the caller checked the
+    /// place and the frame, `VcpuTable::register_vcpu_info`): events and
+    /// time go only there.
+    pub fn place_vcpu_info(&mut self, p: VcpuInfoPlace) {
+        self.vcpu_info = Some(p);
+        self.entry0 = None;
     }
 
     /// Fire the timers due at TSC `tsc`: raise `VIRQ_TIMER` for each.
@@ -120,9 +297,9 @@ impl EventState {
         if n == 0 {
             return;
         }
-        if let Some(mut page) = self.page(dom, mem) {
+        with_page!(self, dom, mem, |page| {
             self.chans.raise_virq(VIRQ_TIMER, &mut page);
-        }
+        }, else ());
     }
 
     /// Whether an upcall should be injected now (pending, unmasked, a vector).
@@ -132,29 +309,42 @@ impl EventState {
     /// owns for its whole life (Keel has no way to give a frame back), and a
     /// read of a frame that became a page table reveals nothing and changes
     /// nothing. The frame is type-checked whenever an event is made pending.
+    /// The same holds for the frame vCPU 0's `vcpu_info` was placed in.
     pub fn upcall_wanted<M: PhysMem + ?Sized>(&self, _dom: &Domain, mem: &mut M) -> Option<u8> {
         let v = self.callback_vector?;
-        let page = SharedPage::new(mem, self.shared?);
-        need_delivery(&page).then_some(v)
+        let Some(shared) = self.entry0 else {
+            return self.placed_upcall_wanted(mem).then_some(v);
+        };
+        need_delivery(&SharedPage::new(mem, shared)).then_some(v)
+    }
+
+    /// [`Self::upcall_wanted`]'s test with a moved `vcpu_info` (or without
+    /// a page: no), out of line.
+    #[cold]
+    #[inline(never)]
+    fn placed_upcall_wanted<M: PhysMem + ?Sized>(&self, mem: &mut M) -> bool {
+        match (self.shared, self.vcpu_info) {
+            (Some(s), Some(p)) => need_delivery(&SharedPage::with_vcpu_info(mem, s, p.addr())),
+            _ => false,
+        }
     }
 
     /// Whether a blocked vCPU should wake at TSC `tsc` (after the timers were
     /// expired): an event needs delivery, or for a poll a polled port is pending
     /// or the timeout passed.
     pub fn should_wake<M: PhysMem + ?Sized>(&self, dom: &Domain, mem: &mut M, tsc: u64) -> bool {
-        let Some(page) = self.page(dom, mem) else {
-            return true;
-        };
-        if need_delivery(&page) {
-            return true;
-        }
-        match self.blocked {
-            None | Some(Blocked::Block) => false,
-            Some(Blocked::Poll(p)) => {
-                p.ports.iter().take(p.n).any(|&x| page.is_pending(x))
-                    || p.timeout.is_some_and(|t| self.clock.ns_at(tsc) >= t)
+        with_page!(self, dom, mem, |page| {
+            if need_delivery(&page) {
+                return true;
             }
-        }
+            match self.blocked {
+                None | Some(Blocked::Block) => false,
+                Some(Blocked::Poll(p)) => {
+                    p.ports.iter().take(p.n).any(|&x| page.is_pending(x))
+                        || p.timeout.is_some_and(|t| self.clock.ns_at(tsc) >= t)
+                }
+            }
+        }, else true)
     }
 
     /// The TSC at which the blocked vCPU must be looked at again (the nearest

@@ -6,7 +6,7 @@
 use super::{Ctx, HcResult, HypercallArgs, Outcome};
 use crate::addr::GuestVirt;
 use crate::event::interdomain::{self, Endpoint, Handled};
-use crate::event::{need_delivery, Blocked, EventBits, Poll, SharedPage};
+use crate::event::{need_delivery, on_page, Blocked, EventBits, Page, Poll};
 use crate::mem::PhysMem;
 use crate::paging::guest_mem;
 use crate::peers::Ports;
@@ -52,17 +52,20 @@ fn page<'m, M: PhysMem>(
     ev: &crate::event::EventState,
     dom: &crate::domain::Domain,
     mem: &'m mut M,
-) -> Result<SharedPage<'m, M>, Errno> {
+) -> Result<Page<'m, M>, Errno> {
     ev.page(dom, mem).ok_or(Errno::ENOSYS)
 }
 
 /// Run `f` with the page and the channel table; map to an outcome.
 macro_rules! with_page {
     ($ctx:ident, |$c:ident, $p:ident| $body:expr) => {{
+        // The closure is where the body's `?` returns to.
+        #[allow(clippy::redundant_closure_call)]
         let r: Result<_, Errno> = (|| {
-            let mut $p = page(&*$ctx.ev, &*$ctx.dom, &mut *$ctx.mem)?;
-            let $c = &mut $ctx.ev.chans;
-            $body
+            crate::event::with_page!($ctx.ev, &*$ctx.dom, &mut *$ctx.mem, |$p| {
+                let $c = &mut $ctx.ev.chans;
+                $body
+            }, else Err(Errno::ENOSYS))
         })();
         r
     }};
@@ -72,16 +75,19 @@ macro_rules! with_page {
 /// peers' (`crate::peers::Ports`), and the caller's id.
 macro_rules! with_ports {
     ($ctx:ident, |$w:ident, $me:ident| $body:expr) => {{
+        // The closure is where the body's `?` returns to.
+        #[allow(clippy::redundant_closure_call)]
         let r: Result<_, Errno> = (|| {
-            let mut page = page(&*$ctx.ev, &*$ctx.dom, &mut *$ctx.mem)?;
-            let $me = $ctx.dom.id;
-            let $w = &mut Ports {
-                me: $me,
-                chans: &mut $ctx.ev.chans,
-                bits: &mut page,
-                peers: &mut *$ctx.peers,
-            };
-            $body
+            crate::event::with_page!($ctx.ev, &*$ctx.dom, &mut *$ctx.mem, |page| {
+                let $me = $ctx.dom.id;
+                let $w = &mut Ports {
+                    me: $me,
+                    chans: &mut $ctx.ev.chans,
+                    bits: &mut page,
+                    peers: &mut *$ctx.peers,
+                };
+                $body
+            }, else Err(Errno::ENOSYS))
         })();
         r
     }};
@@ -294,9 +300,11 @@ pub(super) fn hvm_set_param<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs)
 /// `vcpu_block_enable_events`): with an event already pending, return at once.
 #[inline(never)]
 pub(super) fn sched_block<M: PhysMem>(ctx: &mut Ctx<'_, M>, _: &HypercallArgs) -> HcResult {
-    let mut p = page(&*ctx.ev, &*ctx.dom, &mut *ctx.mem)?;
-    p.set_upcall_mask(false);
-    if need_delivery(&p) {
+    let pending = crate::event::with_page!(ctx.ev, &*ctx.dom, &mut *ctx.mem, |p| {
+        p.set_upcall_mask(false);
+        Ok(need_delivery(&p))
+    }, else Err(Errno::ENOSYS))?;
+    if pending {
         return Ok(Outcome::Return(0));
     }
     ctx.ev.blocked = Some(Blocked::Block);
@@ -308,7 +316,7 @@ pub(super) fn sched_block<M: PhysMem>(ctx: &mut Ctx<'_, M>, _: &HypercallArgs) -
 pub(super) fn upcall_mask<M: PhysMem>(ctx: &mut Ctx<'_, M>) -> Option<bool> {
     page(&*ctx.ev, &*ctx.dom, &mut *ctx.mem)
         .ok()
-        .map(|p| p.upcall_mask())
+        .map(|p| on_page!(p, |p| p.upcall_mask()))
 }
 
 /// Undo a blocking call a `multicall` refuses: the vCPU does not block, and
@@ -316,8 +324,8 @@ pub(super) fn upcall_mask<M: PhysMem>(ctx: &mut Ctx<'_, M>) -> Option<bool> {
 /// block) is what it was before the call (`mask`, from [`upcall_mask`]).
 pub(super) fn refuse_block<M: PhysMem>(ctx: &mut Ctx<'_, M>, mask: Option<bool>) {
     ctx.ev.blocked = None;
-    if let (Some(m), Ok(mut p)) = (mask, page(&*ctx.ev, &*ctx.dom, &mut *ctx.mem)) {
-        p.set_upcall_mask(m);
+    if let (Some(m), Ok(p)) = (mask, page(&*ctx.ev, &*ctx.dom, &mut *ctx.mem)) {
+        on_page!(p, |p| p.set_upcall_mask(m));
     }
 }
 
@@ -347,9 +355,9 @@ pub(super) fn sched_poll<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) ->
                 *s = port;
             }
         }
-        let p = page(&*ctx.ev, &*ctx.dom, &mut *ctx.mem)?;
-        let ready = need_delivery(&p)
-            || poll.ports.iter().take(poll.n).any(|&x| p.is_pending(x))
+        let ready = crate::event::with_page!(ctx.ev, &*ctx.dom, &mut *ctx.mem, |p| {
+            Ok(need_delivery(&p) || poll.ports.iter().take(poll.n).any(|&x| p.is_pending(x)))
+        }, else Err(Errno::ENOSYS))?
             || poll
                 .timeout
                 .is_some_and(|t| ctx.ev.clock.ns_at(ctx.tsc()) >= t);

@@ -2,7 +2,7 @@
 //! compile-time indexes the hot path looks calls up in, and the table rendered
 //! for the documentation.
 
-use super::{console_io, domctl, events, grant, mmu, multicall, sched, xen_version};
+use super::{console_io, domctl, events, grant, mmu, multicall, sched, vcpu, xen_version};
 use super::{Ctx, HcResult, HypercallArgs};
 use crate::mem::PhysMem;
 use keel_abi::console::CONSOLEIO_WRITE;
@@ -30,6 +30,10 @@ use keel_abi::sched::{SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIE
 use keel_abi::time::{
     VCPUOP_SET_PERIODIC_TIMER, VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER,
     VCPUOP_STOP_SINGLESHOT_TIMER,
+};
+use keel_abi::vcpu::{
+    VCPUOP_DOWN, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_INITIALISE, VCPUOP_IS_UP,
+    VCPUOP_REGISTER_VCPU_INFO, VCPUOP_UP,
 };
 use keel_abi::version::{
     AbiVersion, XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_PAGESIZE, XENVER_VERSION,
@@ -99,6 +103,18 @@ pub enum Op {
     GrantTableOp,
     /// `domctl::domctl`.
     Domctl,
+    /// `vcpu::initialise`.
+    VcpuInitialise,
+    /// `vcpu::up`.
+    VcpuUp,
+    /// `vcpu::down`.
+    VcpuDown,
+    /// `vcpu::is_up`.
+    VcpuIsUp,
+    /// `vcpu::get_runstate_info`.
+    VcpuGetRunstateInfo,
+    /// `vcpu::register_vcpu_info`.
+    VcpuRegisterVcpuInfo,
 }
 
 impl Op {
@@ -135,6 +151,12 @@ impl Op {
             Op::HvmSetParam => events::hvm_set_param(ctx, a),
             Op::GrantTableOp => grant::grant_table_op(ctx, a),
             Op::Domctl => domctl::domctl(ctx, a),
+            Op::VcpuInitialise => vcpu::initialise(ctx, a),
+            Op::VcpuUp => vcpu::up(ctx, a),
+            Op::VcpuDown => vcpu::down(ctx, a),
+            Op::VcpuIsUp => vcpu::is_up(ctx, a),
+            Op::VcpuGetRunstateInfo => vcpu::get_runstate_info(ctx, a),
+            Op::VcpuRegisterVcpuInfo => vcpu::register_vcpu_info(ctx, a),
         }
     }
 
@@ -536,6 +558,60 @@ const ROWS: &[Row] = &[
         since: AbiVersion::V1_0,
         doc: "vcpu_op(VCPUOP_stop_singleshot_timer, vcpu, arg*): stop the single-shot timer; -ENOENT",
         handler: Op::VcpuStopSingleshot,
+    },
+    Row {
+        nr: Hypercall::VCPU_OP,
+        sub: VCPUOP_INITIALISE,
+        whole: false,
+        name: "vcpu_op / VCPUOP_initialise",
+        since: AbiVersion::V1_2,
+        doc: "vcpu_op(VCPUOP_initialise, vcpu, vcpu_guest_context*), 1.2 images only: give an offline vCPU its register state (it stays down); -ENOENT (no such vCPU), -EFAULT, -EEXIST (has one: vCPU 0 always), -EINVAL (a context Keel refuses); docs/abi/vcpu.md",
+        handler: Op::VcpuInitialise,
+    },
+    Row {
+        nr: Hypercall::VCPU_OP,
+        sub: VCPUOP_UP,
+        whole: false,
+        name: "vcpu_op / VCPUOP_up",
+        since: AbiVersion::V1_2,
+        doc: "vcpu_op(VCPUOP_up, vcpu, NULL), 1.2 images only: let an initialised vCPU run; 0 (also when up), -ENOENT, -EINVAL (never initialised)",
+        handler: Op::VcpuUp,
+    },
+    Row {
+        nr: Hypercall::VCPU_OP,
+        sub: VCPUOP_DOWN,
+        whole: false,
+        name: "vcpu_op / VCPUOP_down",
+        since: AbiVersion::V1_2,
+        doc: "vcpu_op(VCPUOP_down, vcpu, NULL), 1.2 images only: stop a vCPU; the last vCPU up powers the domain off (SHUTDOWN_poweroff, as Xen); 0, -ENOENT",
+        handler: Op::VcpuDown,
+    },
+    Row {
+        nr: Hypercall::VCPU_OP,
+        sub: VCPUOP_IS_UP,
+        whole: false,
+        name: "vcpu_op / VCPUOP_is_up",
+        since: AbiVersion::V1_2,
+        doc: "vcpu_op(VCPUOP_is_up, vcpu, NULL), 1.2 images only: 1 if up, else 0; -ENOENT",
+        handler: Op::VcpuIsUp,
+    },
+    Row {
+        nr: Hypercall::VCPU_OP,
+        sub: VCPUOP_GET_RUNSTATE_INFO,
+        whole: false,
+        name: "vcpu_op / VCPUOP_get_runstate_info",
+        since: AbiVersion::V1_2,
+        doc: "vcpu_op(VCPUOP_get_runstate_info, vcpu, vcpu_runstate_info*), 1.2 images only: the run state and the ns spent in each; 0, -ENOENT, -EFAULT",
+        handler: Op::VcpuGetRunstateInfo,
+    },
+    Row {
+        nr: Hypercall::VCPU_OP,
+        sub: VCPUOP_REGISTER_VCPU_INFO,
+        whole: false,
+        name: "vcpu_op / VCPUOP_register_vcpu_info",
+        since: AbiVersion::V1_2,
+        doc: "vcpu_op(VCPUOP_register_vcpu_info, vcpu, vcpu_register_vcpu_info*), 1.2 images only: move the vcpu_info to mfn + offset (once); 0, -ENOENT, -EFAULT, -ENXIO (offset unaligned or past the page), -EINVAL (again, or not an ordinary writable frame of the domain)",
+        handler: Op::VcpuRegisterVcpuInfo,
     },
     Row {
         nr: Hypercall::HVM_OP,

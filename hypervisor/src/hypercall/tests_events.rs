@@ -7,7 +7,7 @@ extern crate std;
 use super::tests::imports::*;
 use super::tests::{World, DATA};
 use super::*;
-use crate::event::{EventBits, SharedPage};
+use crate::event::EventBits;
 use keel_abi::event::DOMID_SELF;
 use keel_abi::event::*;
 use keel_abi::sched::SchedPoll;
@@ -26,7 +26,7 @@ impl World {
         let back: [u8; 32] = self.peek(DATA);
         (r, T::decode(&back[..T::SIZE]))
     }
-    fn page(&mut self) -> SharedPage<'_, crate::mem::fake::FakeMem> {
+    fn page(&mut self) -> crate::event::Page<'_, crate::mem::fake::FakeMem> {
         self.ev.page(&self.dom, &mut self.mem).unwrap()
     }
 }

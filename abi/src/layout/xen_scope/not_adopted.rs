@@ -20,7 +20,11 @@ const HVM_PARAM_OTHER: &str = "HVMOP_set_param accepts only HVM_PARAM_CALLBACK_I
 const CALLBACK_OTHER: &str = "a callback through an emulated interrupt controller (GSI, PCI INTx); Keel has none and accepts only the vector type (and 0, no callback): -EINVAL";
 const CALLBACK_MASK: &str = "Keel names the position of the callback type (HVM_PARAM_CALLBACK_TYPE_SHIFT, 56) instead of the mask of bits 63:56: the same bits";
 const NR_PARAMS: &str = "a count that grows with every parameter Xen adds; a frozen ABI cannot promise it, and Keel accepts one index";
-const VCPUOP_OTHER: &str = "vcpu_op implements only the four timer sub-commands; the others answer -ENOSYS: a Keel domain has one vCPU, always up, whose vcpu_info and time area are fixed in shared_info, and no runstate accounting, physical-CPU id or NMI sending";
+const RUNSTATE_AREA: &str = "a runstate area the hypervisor keeps up to date in guest memory (and its update flag): Keel answers VCPUOP_get_runstate_info when asked instead, and the sub-command is -ENOSYS";
+const VCPUOP_NMI: &str =
+    "an NMI sent to a vCPU: Keel guests have no PV NMI callback to deliver it to; -ENOSYS";
+const VCPUOP_PHYSID: &str = "the physical CPU's APIC and ACPI ids, for dom0's power management: Keel has no dom0 and does not expose physical CPUs; -ENOSYS";
+const TIME_AREA: &str = "a second copy of the pvclock in guest memory for user-mode vDSOs: Keel publishes it in the vcpu_info (which VCPUOP_register_vcpu_info can place); -ENOSYS";
 const GUEST_STOPPED: &str = "Keel never pauses, saves or migrates a domain, so it never sets this pvclock flag and does not name it";
 const GNT_V2: &str = "grant tables version 2 and what belongs to it (set_version, get_version, get_status_frames, swap_grant_ref, sub-page and transitive grants, the v2 entry header): Keel implements version 1 only, and these sub-commands answer -ENOSYS";
 const GNT_TRANSFER: &str = "giving a frame to another domain (GNTTABOP_transfer and the accept-transfer entry type): a Keel domain keeps the frames it was built with, so transfer answers -ENOSYS and an accept_transfer entry grants nothing";
@@ -257,38 +261,26 @@ pub const XEN_NOT_ADOPTED: &[XenAbsent] = &[
         CALLBACK_MASK,
     ),
     absent(Family::Event, "HVM_NR_PARAMS", NR_PARAMS),
-    absent(Family::Time, "VCPUOP_initialise", VCPUOP_OTHER),
-    absent(Family::Time, "VCPUOP_up", VCPUOP_OTHER),
-    absent(Family::Time, "VCPUOP_down", VCPUOP_OTHER),
-    absent(Family::Time, "VCPUOP_is_up", VCPUOP_OTHER),
-    absent(Family::Time, "VCPUOP_get_runstate_info", VCPUOP_OTHER),
     absent(
-        Family::Time,
+        Family::Vcpu,
         "VCPUOP_register_runstate_memory_area",
-        VCPUOP_OTHER,
+        RUNSTATE_AREA,
     ),
-    absent(Family::Time, "VCPUOP_register_vcpu_info", VCPUOP_OTHER),
-    absent(Family::Time, "VCPUOP_send_nmi", VCPUOP_OTHER),
-    absent(Family::Time, "VCPUOP_get_physid", VCPUOP_OTHER),
+    absent(Family::Vcpu, "VCPUOP_send_nmi", VCPUOP_NMI),
+    absent(Family::Vcpu, "VCPUOP_get_physid", VCPUOP_PHYSID),
     absent(
-        Family::Time,
+        Family::Vcpu,
         "VCPUOP_register_vcpu_time_memory_area",
-        VCPUOP_OTHER,
+        TIME_AREA,
     ),
-    absent(Family::Time, "vcpu_runstate_info", VCPUOP_OTHER),
     absent(
-        Family::Time,
+        Family::Vcpu,
         "vcpu_register_runstate_memory_area",
-        VCPUOP_OTHER,
+        RUNSTATE_AREA,
     ),
-    absent(Family::Time, "vcpu_register_vcpu_info", VCPUOP_OTHER),
-    absent(Family::Time, "vcpu_get_physid", VCPUOP_OTHER),
-    absent(Family::Time, "vcpu_register_time_memory_area", VCPUOP_OTHER),
-    absent(Family::Time, "RUNSTATE_running", VCPUOP_OTHER),
-    absent(Family::Time, "RUNSTATE_runnable", VCPUOP_OTHER),
-    absent(Family::Time, "RUNSTATE_blocked", VCPUOP_OTHER),
-    absent(Family::Time, "RUNSTATE_offline", VCPUOP_OTHER),
-    absent(Family::Time, "XEN_RUNSTATE_UPDATE", VCPUOP_OTHER),
+    absent(Family::Vcpu, "vcpu_get_physid", VCPUOP_PHYSID),
+    absent(Family::Vcpu, "vcpu_register_time_memory_area", TIME_AREA),
+    absent(Family::Vcpu, "XEN_RUNSTATE_UPDATE", RUNSTATE_AREA),
     absent(Family::Time, "XEN_PVCLOCK_GUEST_STOPPED", GUEST_STOPPED),
     absent(Family::Errno, "ECHILD", ERRNO_UNUSED),
     absent(Family::Errno, "EDEADLK", ERRNO_UNUSED),

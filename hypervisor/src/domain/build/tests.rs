@@ -362,28 +362,50 @@ fn refusals() {
         d.teardown(&mut mem, &mut frames);
         assert!(frames.outstanding.is_empty());
     }
-    // ABI too new: beyond the current version (nothing is in progress), and
-    // major.
-    assert_eq!(keel_abi::layout::IN_PROGRESS, None);
-    let newer = build_elf(
+    // The version in progress (1.2) is accepted, and served its staged calls;
+    // a domain has the vCPUs its command line asks for.
+    assert_eq!(keel_abi::layout::IN_PROGRESS, Some(AbiVersion::V1_2));
+    let next = build_elf(
         0x40_0000,
         &[
             Seg::load(0x40_0000, PF_R | PF_X, &[1], 1),
             Seg::note(abi_note(1, 2)),
         ],
     );
+    {
+        let mut mem = FakeMem::default();
+        let mut frames = FakeFrames::new(0x1000, 4096);
+        let img = GuestImage::parse(&next).unwrap();
+        let c = DomainConfig {
+            cmd_line: b"vcpu_ops keel.vcpus=1",
+            ..cfg(64, false)
+        };
+        let d = build(&img, &next, &c, &mut mem, &mut frames).unwrap();
+        assert!(d.serves(AbiVersion::V1_2));
+        assert_eq!(d.vcpus.count(), 1);
+        d.teardown(&mut mem, &mut frames);
+        assert!(frames.outstanding.is_empty());
+    }
+    // ABI too new: beyond the version in progress, and major.
+    let newer = build_elf(
+        0x40_0000,
+        &[
+            Seg::load(0x40_0000, PF_R | PF_X, &[1], 1),
+            Seg::note(abi_note(1, 3)),
+        ],
+    );
     let e = try_build(&newer, &GuestImage::parse(&newer).unwrap(), &cfg(64, false)).unwrap_err();
     assert_eq!(
         e,
         BuildError::AbiUnsupported {
-            guest: AbiVersion { major: 1, minor: 2 },
+            guest: AbiVersion { major: 1, minor: 3 },
             hypervisor: AbiVersion::CURRENT
         }
     );
     assert_eq!(
         std::format!("{e}"),
         std::format!(
-            "guest needs ABI 1.2, this hypervisor implements {}",
+            "guest needs ABI 1.3, this hypervisor implements {}",
             AbiVersion::CURRENT
         )
     );

@@ -11,6 +11,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         if self.ev.blocked.is_none() {
             self.ev.blocked = Some(Blocked::Block);
         }
+        self.enter_runstate(keel_abi::vcpu::RUNSTATE_BLOCKED);
         if self.shared_cpu {
             // The run loop idles or runs another domain until this one wakes
             // (`poll_wake`); nothing due now means the CPU goes elsewhere.
@@ -46,12 +47,17 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             }
         }
         self.ev.blocked = None;
+        // Alone on its CPU, it runs again at once.
+        self.enter_runstate(keel_abi::vcpu::RUNSTATE_RUNNING);
         // Refresh the pvclock record at wake-up (Xen updates it when a vCPU is
         // scheduled; with a constant TSC the values are the same).
-        let rec = self.ev.clock.time_info();
-        if let Some(mut page) = self.ev.page(&*self.dom, &mut *self.mem) {
-            page.publish_time(&rec);
-        }
+        crate::event::with_page!(
+            self.ev,
+            &*self.dom,
+            &mut *self.mem,
+            |page| page.publish_time(&self.ev.clock.time_info()),
+            else ()
+        );
         None
     }
 

@@ -163,6 +163,10 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     slice_end: Option<u64>,
     /// Why the vCPU gives the CPU up, once decided (read by the run loop).
     give_up: Option<GiveUp>,
+    /// The domain is served the vCPU operations (ABI 1.2), so its run state
+    /// is kept (`enter_runstate`); no other domain can ask for it, and none
+    /// pays for it.
+    runstates: bool,
 }
 
 /// Why a vCPU leaves the CPU to the run loop while its domain goes on.
@@ -205,6 +209,10 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         vpid: u16,
         ev: EventState,
     ) -> Self {
+        // The vCPUs' run states count TSC ticks from the domain's clock's
+        // start (system time 0).
+        dom.vcpus.set_created(ev.clock.tsc0);
+        let runstates = dom.serves(crate::domain::vcpus::SINCE);
         let cr3 = dom.base();
         // Page-table writes are trapped and emulated (docs/abi/mmu.md): #PF exits
         // only when the error code is a supervisor write to a present page with no
@@ -277,6 +285,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             shared_cpu: false,
             slice_end: None,
             give_up: None,
+            runstates,
         }
     }
 

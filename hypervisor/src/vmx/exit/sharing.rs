@@ -6,6 +6,8 @@
 //! slice before entering it again.
 
 use super::*;
+use crate::event::{on_page, with_page};
+use keel_abi::vcpu::{RUNSTATE_RUNNABLE, RUNSTATE_RUNNING};
 
 impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// Other domains share this CPU (set once, before the first entry).
@@ -38,9 +40,37 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
     }
 
-    /// Why the vCPU left the CPU (consumed).
+    /// Why the vCPU left the CPU (consumed). A vCPU that yielded or used up
+    /// its slice is runnable from now on (one that blocked is blocked since
+    /// it decided to).
     pub fn take_give_up(&mut self) -> Option<GiveUp> {
-        self.give_up.take()
+        let g = self.give_up.take();
+        if self.runstates && matches!(g, Some(GiveUp::Yield | GiveUp::Preempted)) {
+            self.record_runstate(RUNSTATE_RUNNABLE);
+        }
+        g
+    }
+
+    /// vCPU 0's run state changes now (`VCPUOP_get_runstate_info` reports
+    /// it): the points where the run loop and the exit handlers move the
+    /// vCPU call this. Kept only for a domain served ABI 1.2 (the only one
+    /// that can ask): any other pays one test of a field. In TSC ticks: it
+    /// runs on every domain switch, and the record is converted to
+    /// nanoseconds only when the guest asks.
+    #[inline(always)]
+    pub(super) fn enter_runstate(&mut self, state: u32) {
+        if self.runstates {
+            self.record_runstate(state);
+        }
+    }
+
+    /// [`Self::enter_runstate`]'s work, out of line: the paths every domain
+    /// takes keep only the test.
+    #[cold]
+    #[inline(never)]
+    fn record_runstate(&mut self, state: u32) {
+        let now = crate::arch::timer::rdtsc();
+        self.dom.vcpus.boot_vcpu_mut().runstate.enter(state, now);
     }
 
     /// Whether the vCPU is blocked (waiting for an event or a deadline).
@@ -66,10 +96,15 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// [`Self::block`].
     pub fn woken(&mut self) {
         self.ev.blocked = None;
-        let rec = self.ev.clock.time_info();
-        if let Some(mut page) = self.ev.page(&*self.dom, &mut *self.mem) {
-            page.publish_time(&rec);
-        }
+        // Every caller enters the vCPU next (or lets it run on).
+        self.enter_runstate(RUNSTATE_RUNNING);
+        with_page!(
+            self.ev,
+            &*self.dom,
+            &mut *self.mem,
+            |page| page.publish_time(&self.ev.clock.time_info()),
+            else ()
+        );
     }
 
     /// Before the vCPU enters again after another domain ran (its VMCS is
@@ -77,6 +112,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// done afresh (timers that fell due meanwhile, the upcall, the
     /// preemption timer, which another domain's run left unknown).
     pub fn resume_with_slice(&mut self, slice_end: Option<u64>) {
+        self.enter_runstate(RUNSTATE_RUNNING);
         self.slice_end = slice_end;
         self.preempt_idle = false;
         self.before_entry_work();
@@ -125,11 +161,15 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// Another domain notified port `p`: make it pending here; whether an
     /// upcall was newly raised. The upcall itself is decided again when the
     /// vCPU next enters (`resume_with_slice`).
+    #[inline(always)]
     pub fn notify(&mut self, p: u32) -> bool {
-        let raised = match self.ev.page(&*self.dom, &mut *self.mem) {
-            Some(mut page) => crate::event::set_pending(&mut page, p),
-            None => false,
-        };
+        let raised = with_page!(
+            self.ev,
+            &*self.dom,
+            &mut *self.mem,
+            |page| crate::event::set_pending(&mut page, p),
+            else false
+        );
         // A vCPU notified in the middle of its own exit (from another CPU,
         // `vmx::lend`) decides its upcall again before it enters.
         if raised {
@@ -159,11 +199,15 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
 
     /// Raise global VIRQ `virq` here (`VIRQ_DOM_EXC` from the run loop):
     /// whether an upcall was newly raised. Nothing if it is not bound.
+    #[inline(always)]
     pub fn raise_virq(&mut self, virq: u32) -> bool {
-        let raised = match self.ev.page(&*self.dom, &mut *self.mem) {
-            Some(mut page) => self.ev.chans.raise_virq(virq, &mut page),
-            None => false,
-        };
+        let raised = with_page!(
+            self.ev,
+            &*self.dom,
+            &mut *self.mem,
+            |page| self.ev.chans.raise_virq(virq, &mut page),
+            else false
+        );
         if raised {
             self.quiet = false;
         }
@@ -175,10 +219,15 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     pub fn close_ports(&mut self, peers: &mut dyn Peers) {
         let me = self.dom.id;
         // Without a shared page the domain could open no port.
-        let Some(mut page) = self.ev.page(&*self.dom, &mut *self.mem) else {
+        let Some(page) = self.ev.page(&*self.dom, &mut *self.mem) else {
             return;
         };
-        close_all_with(me, &mut self.ev.chans, &mut page, peers);
+        on_page!(page, |page| close_all_with(
+            me,
+            &mut self.ev.chans,
+            &mut page,
+            peers
+        ));
     }
 }
 
@@ -192,14 +241,16 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         budget: u32,
     ) -> Option<u32> {
         let me = self.dom.id;
-        let mut page = self.ev.page(&*self.dom, &mut *self.mem)?;
-        let mut world = crate::peers::Ports {
-            me,
-            chans: &mut self.ev.chans,
-            bits: &mut page,
-            peers,
-        };
-        crate::event::interdomain::close_all(&mut world, me, cursor, budget)
+        let page = self.ev.page(&*self.dom, &mut *self.mem)?;
+        on_page!(page, |page| {
+            let mut world = crate::peers::Ports {
+                me,
+                chans: &mut self.ev.chans,
+                bits: &mut page,
+                peers,
+            };
+            crate::event::interdomain::close_all(&mut world, me, cursor, budget)
+        })
     }
 }
 
