@@ -135,16 +135,20 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         // fired while the vCPU was blocked included) and it will have gone before
         // the VMX-preemption timer must be armed for the next deadline (the
         // deadline less the timer exit's learned latency: a burst that ends
-        // inside that latency makes the timer late by what it overlaps): a
-        // burst can cost milliseconds where each port access exits to a
-        // hypervisor beneath Keel. Before the VMX-preemption timer is set,
-        // which reads the TSC.
+        // inside that latency makes the timer late by what it overlaps), and
+        // before the run loop's end of this run: the slice end, which is also
+        // the earliest deadline of every other domain on the CPU (the
+        // scheduler bounds each run by it). A burst can cost milliseconds
+        // where each port access exits to a hypervisor beneath Keel, and it
+        // is nobody's time but the domain that is due next. Before the
+        // VMX-preemption timer is set, which reads the TSC.
         if upcall.is_none() && self.console.has_work() {
-            let before = self
+            let own = self
                 .ev
                 .wake_deadline_tsc()
                 .map_or(u64::MAX, |d| self.advance.arm_at(d));
-            self.console.pump(before);
+            self.console
+                .pump(own.min(self.slice_end.unwrap_or(u64::MAX)));
         }
         match upcall {
             Some(vector) => {
