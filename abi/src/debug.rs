@@ -52,6 +52,17 @@ abi_consts! {
     PERF_EXIT_SLOTS: usize = 80 => keel();
 }
 
+abi_consts! {
+    family: Family::Debug, since: AbiVersion::V1_2, list: DELAY_CONSTS;
+    /// `DEBUGOP_platform_delay`: of the time from `arg` (system time, ns) to
+    /// now, the nanoseconds during which one of the hypervisor's own timers on
+    /// this CPU was overdue: due, but not yet delivered by the machine beneath
+    /// the hypervisor (under nested KVM, the KVM that runs it). Returns them
+    /// (0 or more). A test of timer lateness subtracts them to bound the
+    /// hypervisor's own part (docs/abi/time.md).
+    DEBUGOP_PLATFORM_DELAY: u64 = 2 => keel();
+}
+
 /// A snapshot of the hypervisor's VMX counters, as `DEBUGOP_read_counters` writes
 /// it. All counts are since the hypervisor started (all domains, this CPU), and
 /// wrap at 2^64; a reader subtracts two snapshots.
@@ -158,6 +169,17 @@ pub mod guest {
             )
         };
         Errno::from_return(r).map(|_| c)
+    }
+
+    /// `keel_debug_op(DEBUGOP_platform_delay, since_ns)`: how many of the
+    /// nanoseconds since system time `since_ns` the machine beneath the
+    /// hypervisor held one of its timers past its due time. `Err(ENOSYS)`
+    /// from a hypervisor that does not serve it (before 1.2, or to an image
+    /// that does not declare 1.2).
+    pub fn platform_delay(since_ns: u64) -> Result<u64, Errno> {
+        // SAFETY: no pointer argument.
+        let r = unsafe { hypercall5(KEEL_DEBUG_OP, DEBUGOP_PLATFORM_DELAY, since_ns, 0, 0, 0) };
+        Errno::from_return(r)
     }
 }
 

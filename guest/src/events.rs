@@ -216,6 +216,16 @@ pub fn block_on_timer(after_ns: u64) -> Result<(u64, u64), BlockError> {
     Ok((deadline, now_ns()))
 }
 
+/// Of the time since system time `since_ns`, the nanoseconds during which the
+/// machine beneath the hypervisor held one of the hypervisor's own timers past
+/// its due time (`keel_debug_op(DEBUGOP_PLATFORM_DELAY)`, docs/abi/debug.md):
+/// the platform's part of a lateness measured since then. 0 where the
+/// hypervisor does not serve it (an image that does not declare ABI 1.2, a
+/// hypervisor before it).
+pub fn platform_delay_since(since_ns: u64) -> u64 {
+    crate::abi::debug::guest::platform_delay(since_ns).unwrap_or(0)
+}
+
 /// The interrupted context's general-purpose registers (in
 /// `fault::GPR_NAMES` order) and RIP, as an upcall finds them.
 pub type InterruptedHook = fn(gpr: &mut [u64; 15], rip: u64);

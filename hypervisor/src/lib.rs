@@ -45,6 +45,7 @@ pub mod grant;
 pub mod hypercall;
 pub mod lifecycle;
 pub mod mem;
+pub mod overdue;
 pub mod paging;
 pub mod peers;
 pub mod perf;

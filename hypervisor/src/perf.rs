@@ -13,7 +13,10 @@
 //! - `DEBUGOP_READ_COUNTERS` copies a snapshot of this CPU's counters
 //!   (`vmx::percpu::VmxStats`: exits per
 //!   basic reason, VMREADs, VMWRITEs) to the guest, through the same checked
-//!   [`crate::paging::guest_mem`] path as any other hypercall.
+//!   [`crate::paging::guest_mem`] path as any other hypercall;
+//! - `DEBUGOP_PLATFORM_DELAY` (ABI 1.2) answers how long, since a system time
+//!   the guest gives, this CPU's own timers were overdue ([`crate::overdue`]):
+//!   what the machine beneath Keel added to a timer's lateness.
 //!
 //! This module is the policy, pure and host-tested: which sub-command does what,
 //! and what the guest gets back. Reading the counters and writing guest memory are
@@ -25,7 +28,7 @@
 //! the lookup too.
 
 use crate::addr::GuestVirt;
-use keel_abi::debug::{PerfCounters, DEBUGOP_READ_COUNTERS};
+use keel_abi::debug::{PerfCounters, DEBUGOP_PLATFORM_DELAY, DEBUGOP_READ_COUNTERS};
 use keel_abi::Errno;
 
 pub use keel_abi::debug::{DEBUGOP_NOP, KEEL_DEBUG_OP};
@@ -37,13 +40,16 @@ pub const NOP_RESULT: i64 = 0;
 ///
 /// `snapshot` reads the counters (called only for `DEBUGOP_READ_COUNTERS`, so the
 /// snapshot is taken as late as possible); `copy_out` writes bytes to guest
-/// memory at a guest-virtual address with the guest's permissions.
+/// memory at a guest-virtual address with the guest's permissions;
+/// `platform_delay` answers `DEBUGOP_PLATFORM_DELAY` for a system time in ns
+/// (`None`: not served to this domain).
 #[inline(always)]
 pub fn debug_op(
     cmd: u64,
     arg: u64,
     snapshot: impl FnOnce() -> PerfCounters,
     copy_out: impl FnOnce(GuestVirt, &[u8]) -> Result<(), Errno>,
+    platform_delay: impl FnOnce(u64) -> Option<u64>,
 ) -> i64 {
     match cmd {
         DEBUGOP_NOP => NOP_RESULT,
@@ -55,6 +61,10 @@ pub fn debug_op(
                 Err(e) => e.as_return(),
             }
         }
+        DEBUGOP_PLATFORM_DELAY => match platform_delay(arg) {
+            Some(ns) => ns.min(i64::MAX as u64) as i64,
+            None => Errno::ENOSYS.as_return(),
+        },
         _ => Errno::ENOSYS.as_return(),
     }
 }
@@ -72,6 +82,7 @@ mod tests {
             0xdead,
             || panic!("the floor must not read the counters"),
             |_, _| panic!("the floor must not write guest memory"),
+            |_| panic!("the floor must not look at the timers"),
         );
         assert_eq!(r, 0);
     }
@@ -91,6 +102,7 @@ mod tests {
                 got = Some((va, b.to_vec()));
                 Ok(())
             },
+            |_| panic!("not asked"),
         );
         assert_eq!(r, 0);
         let (va, bytes) = got.expect("copied");
@@ -103,13 +115,50 @@ mod tests {
 
     #[test]
     fn errors() {
-        let r = debug_op(DEBUGOP_READ_COUNTERS, 0, PerfCounters::zero, |_, _| {
-            Err(Errno::EFAULT)
-        });
+        let r = debug_op(
+            DEBUGOP_READ_COUNTERS,
+            0,
+            PerfCounters::zero,
+            |_, _| Err(Errno::EFAULT),
+            |_| panic!("not asked"),
+        );
         assert_eq!(r, Errno::EFAULT.as_return());
-        for cmd in [2, 3, u64::MAX] {
-            let r = debug_op(cmd, 0, || panic!(), |_, _| panic!());
+        for cmd in [3, u64::MAX] {
+            let r = debug_op(cmd, 0, || panic!(), |_, _| panic!(), |_| panic!());
             assert_eq!(r, Errno::ENOSYS.as_return());
         }
+    }
+
+    #[test]
+    fn platform_delay_is_served_only_where_it_is() {
+        let mut asked = None;
+        let r = debug_op(
+            DEBUGOP_PLATFORM_DELAY,
+            5_000,
+            || panic!(),
+            |_, _| panic!(),
+            |since| {
+                asked = Some(since);
+                Some(1_234)
+            },
+        );
+        assert_eq!((r, asked), (1_234, Some(5_000)));
+        let r = debug_op(
+            DEBUGOP_PLATFORM_DELAY,
+            0,
+            || panic!(),
+            |_, _| panic!(),
+            |_| None,
+        );
+        assert_eq!(r, Errno::ENOSYS.as_return());
+        // Never a negative (error-looking) answer.
+        let r = debug_op(
+            DEBUGOP_PLATFORM_DELAY,
+            0,
+            || panic!(),
+            |_, _| panic!(),
+            |_| Some(u64::MAX),
+        );
+        assert_eq!(r, i64::MAX);
     }
 }

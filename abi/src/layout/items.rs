@@ -302,6 +302,7 @@ pub(super) const CONSTANT_GROUPS: &[&[Constant]] = &[
     crate::time::ABI_CONSTS,
     crate::mmu::ABI_CONSTS,
     crate::debug::ABI_CONSTS,
+    crate::debug::DELAY_CONSTS,
     crate::grant_table::ABI_CONSTS,
     crate::grant_table::STATUS_CONSTS,
     crate::domctl::ABI_CONSTS,

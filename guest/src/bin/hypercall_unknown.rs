@@ -1,6 +1,7 @@
 //! Every hypercall number the ABI does not implement answers `-ENOSYS`, whatever
 //! its arguments: Xen's numbers Keel has not implemented yet, the gaps between
-//! them, and numbers far outside the table.
+//! them, and numbers far outside the table; and a sub-command of Keel's debug
+//! hypercall newer than the ABI this image declares.
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
@@ -79,6 +80,15 @@ fn test_main() {
         );
         checked += 1;
     }
+    // Keel's debug hypercall serves a sub-command only to images that know it:
+    // this image declares the released ABI, so 1.2's (in progress)
+    // `DEBUGOP_PLATFORM_DELAY` is unknown to it, as to a hypervisor before 1.2.
+    check_eq!(
+        keel_guest::abi::debug::guest::platform_delay(0),
+        Err(Errno::ENOSYS),
+        "keel_debug_op(DEBUGOP_PLATFORM_DELAY) from an image that does not declare 1.2"
+    );
+    checked += 1;
     println!("{checked} calls answered");
     success();
 }

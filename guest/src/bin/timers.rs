@@ -17,6 +17,12 @@
 //! is twice the median cost of delivering a past deadline, plus one
 //! VMX-preemption-timer tick of rounding (docs/abi/time.md gives the figures per
 //! backend).
+//!
+//! What each check bounds is Keel's part of a lateness: the time the machine
+//! beneath Keel held Keel's own timers past due is taken off first
+//! (`DEBUGOP_PLATFORM_DELAY`, ABI 1.2, which this image declares): under nested
+//! KVM the KVM beneath sometimes does not run Keel for milliseconds, and no
+//! hypervisor can deliver a timer while it is not run.
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
@@ -31,6 +37,7 @@ use keel_guest::prelude::*;
 keel_guest::test! {
     title: "Timers: never early, bounded lateness, past deadlines, stop, periodic without drift",
     category: Functional,
+    abi: keel_guest::abi::version::AbiVersion::V1_2,
     main: test_main,
 }
 
@@ -49,6 +56,12 @@ static LAST_NS: AtomicU64 = AtomicU64::new(0);
 static TIMER_PORT: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Periodic run: arrival time of each event (ns), up to 1,000.
 static ARRIVALS: [AtomicU64; 1001] = [const { AtomicU64::new(0) }; 1001];
+/// Periodic run: the platform's delay (ns) since the deadline each event
+/// belongs to, asked at its arrival.
+static DELAYS: [AtomicU64; 1001] = [const { AtomicU64::new(0) }; 1001];
+/// Periodic run: its start (ns; 0 outside it).
+static PERIODIC_START: AtomicU64 = AtomicU64::new(0);
+const PERIOD: u64 = 5_000_000;
 
 fn on_event(port: u32) {
     let now = events::now_ns();
@@ -57,6 +70,11 @@ fn on_event(port: u32) {
         LAST_NS.store(now, SeqCst);
         if let Some(a) = ARRIVALS.get(n as usize) {
             a.store(now, SeqCst);
+        }
+        let start = PERIODIC_START.load(SeqCst);
+        if let (true, Some(d)) = (start != 0, DELAYS.get(n as usize)) {
+            let deadline = start + now.saturating_sub(start) / PERIOD * PERIOD;
+            d.store(events::platform_delay_since(deadline), SeqCst);
         }
     }
 }
@@ -121,21 +139,23 @@ fn test_main() {
             continue;
         }
         let at = LAST_NS.load(SeqCst);
+        let platform = events::platform_delay_since(deadline);
         check!(
             at >= deadline,
             "timer {i} fired {} ns early",
             deadline - at.min(deadline)
         );
+        let keel = at.saturating_sub(deadline).saturating_sub(platform);
         check!(
-            at - deadline.min(at) <= late_ns,
-            "timer {i} fired {} ns late (bound {late_ns})",
+            keel <= late_ns,
+            "timer {i} fired {} ns late, {platform} ns of it the platform's (bound {late_ns})",
             at - deadline.min(at)
         );
-        worst = worst.max(at.saturating_sub(deadline));
-        lateness[i as usize] = at.saturating_sub(deadline);
+        worst = worst.max(keel);
+        lateness[i as usize] = keel;
         check_eq!(FIRED.load(SeqCst), before + 1, "timer {i} fired once");
     }
-    println!("single-shot: worst lateness {worst} ns (bound {late_ns}); each: {lateness:?}");
+    println!("single-shot: worst lateness beyond the platform's delay {worst} ns (bound {late_ns}); each: {lateness:?}");
 
     // VCPUOP_set_singleshot_timer, future deadline.
     let before = FIRED.load(SeqCst);
@@ -247,8 +267,8 @@ fn test_main() {
     for a in &ARRIVALS {
         a.store(0, SeqCst);
     }
-    const PERIOD: u64 = 5_000_000;
     let start = events::now_ns();
+    PERIODIC_START.store(start, SeqCst);
     check_eq!(
         guest::vcpu_set_periodic_timer(PERIOD),
         Ok(()),
@@ -268,6 +288,7 @@ fn test_main() {
         Ok(()),
         "VCPUOP_stop_periodic_timer"
     );
+    PERIODIC_START.store(0, SeqCst);
     let n = FIRED.load(SeqCst).min(1000);
     // Deadlines are t0 + k * PERIOD, t0 being when the hypercall armed the
     // timer: after `start` by less than one hypercall (`sync_median` bounds it).
@@ -284,10 +305,16 @@ fn test_main() {
     let mut worst = 0u64;
     let mut bad = 0u32;
     let mut offs = [0u64; 1000];
-    for (i, arrival) in ARRIVALS.iter().take(n as usize).enumerate() {
+    let mut platform_worst = 0u64;
+    for (i, (arrival, delay)) in ARRIVALS.iter().zip(&DELAYS).take(n as usize).enumerate() {
         let at = arrival.load(SeqCst);
         let k = at.saturating_sub(start) / PERIOD;
-        let off = at.saturating_sub(start + k * PERIOD);
+        let platform = delay.load(SeqCst);
+        platform_worst = platform_worst.max(platform);
+        // Keel's part: the platform's delay since the deadline taken off.
+        let off = at
+            .saturating_sub(start + k * PERIOD)
+            .saturating_sub(platform);
         worst = worst.max(off);
         if let Some(o) = offs.get_mut(i) {
             *o = off;
@@ -295,7 +322,7 @@ fn test_main() {
         if k <= last_k || off > late_ns + slack {
             if bad < 5 {
                 println!(
-                    "periodic event {i}: {} ns after start = {k} periods + {off} ns",
+                    "periodic event {i}: {} ns after start = {k} periods + {off} ns beyond the platform's {platform} ns",
                     at - start
                 );
             }
@@ -305,7 +332,7 @@ fn test_main() {
         last_k = k;
     }
     println!(
-        "periodic: {n} events over {last_k} periods ({merged} merged); worst lateness {worst} ns (bound {late_ns} + {slack}); {blocks} blocks"
+        "periodic: {n} events over {last_k} periods ({merged} merged); worst lateness beyond the platform's delay {worst} ns (bound {late_ns} + {slack}); the platform's delay at most {platform_worst} ns; {blocks} blocks"
     );
     // What the lateness is made of: a drift would raise it with k (the first
     // and last hundred events' medians apart); a per-event cost shows as the

@@ -44,6 +44,11 @@ pub struct ArchCpu {
     pub(super) tss: spin::Once<TaskStateSegment>,
     /// The GDT, whose TSS descriptor names `tss`.
     pub(super) gdt: spin::Once<GlobalDescriptorTable>,
+    /// The TSC deadline the APIC timer is armed for while a guest runs
+    /// (`timer::arm`; 0: not armed), to tell how late its interrupt came.
+    pub(super) apic_armed: AtomicU64,
+    /// How late the machine delivered this CPU's timers (`crate::overdue`).
+    pub(super) overdue: crate::overdue::OverdueLog,
 }
 
 impl ArchCpu {
@@ -59,6 +64,8 @@ impl ArchCpu {
             apic_per_tsc_2_20: AtomicU64::new(0),
             tss: spin::Once::new(),
             gdt: spin::Once::new(),
+            apic_armed: AtomicU64::new(0),
+            overdue: crate::overdue::OverdueLog::new(),
         }
     }
 

@@ -255,11 +255,36 @@ pub fn eoi() {
 /// exit: the fallback for CPUs without the VMX-preemption timer.
 pub fn arm(deadline: u64) {
     let now = rdtsc();
-    program(deadline.max(now + 1), now);
+    let at = deadline.max(now + 1);
+    this().apic_armed.store(at, Relaxed);
+    program(at, now);
+}
+
+/// The APIC timer's interrupt ended a guest's run ([`arm`]): record how late
+/// it came (`crate::overdue`).
+pub fn armed_timer_arrived() {
+    let due = this().apic_armed.swap(0, Relaxed);
+    if due != 0 {
+        this().overdue.record(due, rdtsc());
+    }
+}
+
+/// A timer of Keel's due at TSC `due` arrived at TSC `arrived` (the
+/// VMX-preemption timer's exit): record how late (`crate::overdue`).
+#[inline]
+pub fn note_arrival(due: u64, arrived: u64) {
+    this().overdue.record(due, arrived);
+}
+
+/// TSC ticks of `[from, to)` during which one of this CPU's timers was
+/// overdue (`crate::overdue::OverdueLog::within`).
+pub fn overdue_within(from: u64, to: u64) -> u64 {
+    this().overdue.within(from, to)
 }
 
 /// Disarm (and mask) the APIC timer.
 pub fn disarm() {
+    this().apic_armed.store(0, Relaxed);
     if this().tsc_deadline.load(Relaxed) {
         // SAFETY: 0 disarms the TSC deadline.
         unsafe { wrmsr(IA32_TSC_DEADLINE, 0) };
@@ -275,6 +300,8 @@ pub fn disarm() {
 
 /// Idle in HLT until the APIC timer reaches TSC `deadline` (or any other
 /// interrupt arrives). Returns with interrupts off and the timer disarmed.
+/// A wake-up after the deadline is recorded as overdue (`crate::overdue`):
+/// the CPU was the machine's to run, not Keel's.
 pub fn idle_until(deadline: u64) {
     let now = rdtsc();
     if deadline <= now {
@@ -285,6 +312,9 @@ pub fn idle_until(deadline: u64) {
     // slip in between STI and HLT and be missed; the handlers installed in
     // `init_lapic` are the only ones that can run (the PIC is masked).
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    if deadline != u64::MAX {
+        this().overdue.record(deadline, rdtsc());
+    }
     disarm();
 }
 

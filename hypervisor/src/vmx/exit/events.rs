@@ -135,16 +135,20 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         // fired while the vCPU was blocked included) and it will have gone before
         // the VMX-preemption timer must be armed for the next deadline (the
         // deadline less the timer exit's learned latency: a burst that ends
-        // inside that latency makes the timer late by what it overlaps): a
-        // burst can cost milliseconds where each port access exits to a
-        // hypervisor beneath Keel. Before the VMX-preemption timer is set,
-        // which reads the TSC.
+        // inside that latency makes the timer late by what it overlaps), and
+        // before the run loop's end of this run: the slice end, which is also
+        // the earliest deadline of every other domain on the CPU (the
+        // scheduler bounds each run by it). A burst can cost milliseconds
+        // where each port access exits to a hypervisor beneath Keel, and it
+        // is nobody's time but the domain that is due next. Before the
+        // VMX-preemption timer is set, which reads the TSC.
         if upcall.is_none() && self.console.has_work() {
-            let before = self
+            let own = self
                 .ev
                 .wake_deadline_tsc()
                 .map_or(u64::MAX, |d| self.advance.arm_at(d));
-            self.console.pump(before);
+            self.console
+                .pump(own.min(self.slice_end.unwrap_or(u64::MAX)));
         }
         match upcall {
             Some(vector) => {
@@ -203,29 +207,36 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 let ticks = at.saturating_sub(tsc);
                 // Round up: the exit must not come before the armed time.
                 let v = (ticks >> rate) + u64::from(ticks & ((1 << rate) - 1) != 0);
-                write(guest::VMX_PREEMPTION_TIMER_VALUE, v.min(PREEMPT_NEVER));
+                let v = v.min(PREEMPT_NEVER);
+                write(guest::VMX_PREEMPTION_TIMER_VALUE, v);
                 self.preempt_idle = false;
                 self.preempt_for = timer;
+                self.preempt_due = tsc.saturating_add(v << rate);
             }
             None if !self.preempt_idle => {
                 write(guest::VMX_PREEMPTION_TIMER_VALUE, PREEMPT_NEVER);
                 self.preempt_idle = true;
                 self.preempt_for = None;
+                self.preempt_due = 0;
             }
             None => {}
         }
     }
 
-    /// A VMX-preemption-timer exit: when it was armed for the guest's deadline,
+    /// A VMX-preemption-timer exit: record it if it came after the timer
+    /// expired (`crate::overdue`); when it was armed for the guest's deadline,
     /// learn how late it came (`crate::event::advance`) and, when it came early, wait in
     /// Keel until the deadline (at most `advance::ADVANCE_CAP` ticks), so that
     /// `before_entry` fires the timer at this exit and never early.
     #[inline(never)]
     pub(super) fn timer_exit(&mut self) {
+        let now = crate::arch::timer::rdtsc();
+        if self.preempt_due != 0 {
+            crate::arch::timer::note_arrival(self.preempt_due, now);
+        }
         let Some(d) = self.preempt_for else {
             return;
         };
-        let now = crate::arch::timer::rdtsc();
         let wait = self.advance.on_exit(d, now);
         if wait > 0 {
             let until = now + wait;

@@ -23,11 +23,13 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         }
         let info = vmread(ro::VMEXIT_INTERRUPTION_INFO);
         let vector = (info & 0xff) as usize;
-        if vector == usize::from(crate::arch::timer::TIMER_VECTOR)
-            || vector == usize::from(crate::arch::timer::WAKE_VECTOR)
-        {
-            // Keel's own APIC timer, left pending from an idle period, or
-            // another CPU's wake-up IPI (it asked for this CPU's domains:
+        if vector == usize::from(crate::arch::timer::TIMER_VECTOR) {
+            // Keel's own APIC timer: it ended the run (without the
+            // VMX-preemption timer), or was left pending from an idle period.
+            crate::arch::timer::armed_timer_arrived();
+            crate::arch::timer::eoi();
+        } else if vector == usize::from(crate::arch::timer::WAKE_VECTOR) {
+            // Another CPU's wake-up IPI (it asked for this CPU's domains:
             // `vmx::lend`, served before this exit was handled): acknowledge
             // it (the timers are looked at before the next entry anyway).
             crate::arch::timer::eoi();

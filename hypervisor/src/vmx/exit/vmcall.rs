@@ -98,9 +98,23 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// Keel's benchmark interface (`crate::perf`) other than the inline no-op.
     #[inline(never)]
     fn vmcall_debug_op(&mut self, g: &mut GuestGprs) -> FastExit {
-        g.rax = perf::debug_op(g.rdi, g.rsi, counters, |va, bytes| {
-            crate::paging::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, va, bytes)
-        }) as u64;
+        let clock = self.ev.clock;
+        let served = self.dom.serves(keel_abi::version::AbiVersion::V1_2);
+        g.rax = perf::debug_op(
+            g.rdi,
+            g.rsi,
+            counters,
+            |va, bytes| {
+                crate::paging::guest_mem::copy_to_guest(&*self.dom, &mut *self.mem, va, bytes)
+            },
+            |since_ns| {
+                served.then(|| {
+                    let now = crate::arch::timer::rdtsc();
+                    let ticks = crate::arch::timer::overdue_within(clock.tsc_at(since_ns), now);
+                    clock.scale.ticks_to_ns(ticks)
+                })
+            },
+        ) as u64;
         self.complete_instruction();
         self.before_entry();
         resume_opaque()
