@@ -265,14 +265,24 @@ pub fn arm(deadline: u64) {
 pub fn armed_timer_arrived() {
     let due = this().apic_armed.swap(0, Relaxed);
     if due != 0 {
-        this().overdue.record(due, rdtsc());
+        note_arrival(due, rdtsc());
     }
 }
 
 /// A timer of Keel's due at TSC `due` arrived at TSC `arrived` (the
 /// VMX-preemption timer's exit): record how late (`crate::overdue`).
-#[inline]
+#[inline(always)]
 pub fn note_arrival(due: u64, arrived: u64) {
+    if crate::overdue::worth_recording(due, arrived) {
+        record_overdue(due, arrived);
+    }
+}
+
+/// The record itself, out of the timer paths: taken only for a timer the
+/// platform held back.
+#[cold]
+#[inline(never)]
+fn record_overdue(due: u64, arrived: u64) {
     this().overdue.record(due, arrived);
 }
 
@@ -313,7 +323,7 @@ pub fn idle_until(deadline: u64) {
     // `init_lapic` are the only ones that can run (the PIC is masked).
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
     if deadline != u64::MAX {
-        this().overdue.record(deadline, rdtsc());
+        note_arrival(deadline, rdtsc());
     }
     disarm();
 }

@@ -211,13 +211,15 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 write(guest::VMX_PREEMPTION_TIMER_VALUE, v);
                 self.preempt_idle = false;
                 self.preempt_for = timer;
-                self.preempt_due = tsc.saturating_add(v << rate);
+                // Due at the armed time (or now, if that has passed): the rounding
+                // up to a timer tick is far below `overdue::MIN_SPAN`.
+                self.preempt_due = at.max(tsc);
             }
             None if !self.preempt_idle => {
                 write(guest::VMX_PREEMPTION_TIMER_VALUE, PREEMPT_NEVER);
                 self.preempt_idle = true;
                 self.preempt_for = None;
-                self.preempt_due = 0;
+                self.preempt_due = u64::MAX;
             }
             None => {}
         }
@@ -231,9 +233,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     #[inline(never)]
     pub(super) fn timer_exit(&mut self) {
         let now = crate::arch::timer::rdtsc();
-        if self.preempt_due != 0 {
-            crate::arch::timer::note_arrival(self.preempt_due, now);
-        }
+        crate::arch::timer::note_arrival(self.preempt_due, now);
         let Some(d) = self.preempt_for else {
             return;
         };

@@ -136,7 +136,7 @@ pub struct Vcpu<'a, M: PhysMem, C: Console> {
     /// early (`None` when it is armed for the end of a slice, or not at all).
     preempt_for: Option<u64>,
     /// The TSC by which the armed VMX-preemption timer expires at the latest
-    /// (0: parked): its exit after that is overdue (`crate::overdue`).
+    /// (`u64::MAX`: parked): its exit after that is overdue (`crate::overdue`).
     preempt_due: u64,
     /// The learned latency of the preemption timer's exit (`crate::event::advance`).
     advance: TimerAdvance,
@@ -276,7 +276,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             preempt,
             preempt_idle: true,
             preempt_for: None,
-            preempt_due: 0,
+            preempt_due: u64::MAX,
             advance: TimerAdvance::new(),
             window_ok,
             window_on: false,
