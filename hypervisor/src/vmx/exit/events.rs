@@ -19,7 +19,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             if self.poll_wake(tsc) {
                 self.woken();
             } else {
-                self.give_up = Some(GiveUp::Block);
+                self.give_cpu_up(GiveUp::Block);
             }
             return None;
         }

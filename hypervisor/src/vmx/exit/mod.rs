@@ -525,7 +525,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             Some(Deferred::Block) => self.block(g),
             Some(Deferred::End(end)) => Some(end),
             Some(Deferred::Switch(why)) => {
-                self.give_up = Some(why);
+                self.give_cpu_up(why);
                 None
             }
             None => self.dispatch(g, self.reason),
@@ -657,7 +657,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 self.reinject_idt_vectoring();
                 self.timer_exit();
                 if self.slice_over() {
-                    self.give_up = Some(GiveUp::Preempted);
+                    self.give_cpu_up(GiveUp::Preempted);
                 }
                 None
             }
@@ -665,7 +665,7 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 let end = self.external_interrupt(g);
                 // Without the VMX-preemption timer the APIC timer ends a slice.
                 if end.is_none() && self.slice_over() {
-                    self.give_up = Some(GiveUp::Preempted);
+                    self.give_cpu_up(GiveUp::Preempted);
                 }
                 end
             }

@@ -40,6 +40,17 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         }
     }
 
+    /// The vCPU gives the CPU up (`why`) at the end of this exit. The exit's
+    /// `before_entry` then has nothing to do but the console's burst: the run
+    /// loop enters another vCPU, and this one's next entry goes through
+    /// [`Self::resume_with_slice`], which does the entry work afresh (a domain
+    /// switch pays for it once, not twice). Through `quiet`, so that a domain
+    /// alone on its CPU pays no test for it.
+    pub(super) fn give_cpu_up(&mut self, why: GiveUp) {
+        self.give_up = Some(why);
+        self.quiet = true;
+    }
+
     /// Why the vCPU left the CPU (consumed). A vCPU that yielded or used up
     /// its slice is runnable from now on (one that blocked is blocked since
     /// it decided to).
