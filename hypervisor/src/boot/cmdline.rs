@@ -143,7 +143,7 @@ pub const MAX_CONFIGURED_VCPUS: u8 = 1;
 ///   once every other domain has ended it is destroyed;
 /// - `keel.cpu=<N>`: the CPU its vCPU runs on (`smp::place`);
 /// - `keel.vcpus=<n>`: the domain's number of vCPUs (default 1; at most
-///   [`MAX_CONFIGURED_VCPUS`] today).
+///   `MAX_CONFIGURED_VCPUS` today).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DomainOptions {
     /// `keel.cpu=<N>`.

@@ -66,7 +66,7 @@ pub struct EventState {
 }
 
 /// The shared page ([`EventState::page`]), typed by where vCPU 0's
-/// `vcpu_info` is ([`crate::event::shared::VcpuInfoAt`]): [`on_page!`]
+/// `vcpu_info` is ([`crate::event::shared::VcpuInfoAt`]): `on_page!`
 /// compiles its user once for each, so a record that never moved costs what
 /// a fixed offset in the page costs.
 pub enum Page<'m, M: PhysMem + ?Sized> {
@@ -84,7 +84,7 @@ impl<M: PhysMem + ?Sized> Page<'_, M> {
 }
 
 /// Each bit through the page of its kind (for the code that is not on a
-/// path every domain takes, and the tests; those paths use [`with_page!`]).
+/// path every domain takes, and the tests; those paths use `with_page!`).
 impl<M: PhysMem + ?Sized> EventBits for Page<'_, M> {
     fn test_and_set_pending(&mut self, p: u32) -> bool {
         on_page_ref!(self, |b| b.test_and_set_pending(p))
@@ -141,7 +141,7 @@ macro_rules! on_page {
 }
 pub(crate) use on_page;
 
-/// [`on_page!`] through a reference to the [`Page`].
+/// `on_page!` through a reference to the [`Page`].
 macro_rules! on_page_ref {
     ($page:expr, |$p:ident| $body:expr) => {
         match $page {
@@ -155,7 +155,7 @@ use on_page_ref;
 /// `with_page!(ev, dom, mem, |p| body, else none)`: `body` with `p` the
 /// [`SharedPage`] of the [`EventState`] `ev` (bound `mut`), or `none`
 /// without one ([`EventState::page`]'s checks). The paths every domain
-/// takes use this rather than [`on_page!`]: the test and the page for a
+/// takes use this rather than `on_page!`: the test and the page for a
 /// record in `shared_info` are made in line, from the frame, so the code is
 /// what it was before a record could move (nothing is returned through
 /// memory); a moved record goes out of line.
@@ -240,7 +240,7 @@ impl EventState {
     /// writable frame of the domain (never write a frame that became a page table),
     /// with vCPU 0's `vcpu_info` where the guest placed it, if it did
     /// (`VCPUOP_register_vcpu_info`), that frame checked the same way. Used
-    /// through [`on_page!`].
+    /// through `on_page!`.
     #[inline(always)]
     pub fn page<'m, M: PhysMem + ?Sized>(
         &self,
@@ -271,7 +271,7 @@ impl EventState {
     }
 
     /// The `shared_info` frame while vCPU 0's `vcpu_info` is in it (what
-    /// [`with_page!`] tests).
+    /// `with_page!` tests).
     #[inline(always)]
     pub fn entry0(&self) -> Option<Mfn> {
         self.entry0
