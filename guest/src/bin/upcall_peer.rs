@@ -3,7 +3,8 @@
 //! (maps its granted page, binds its port), then halts with upcalls enabled
 //! (`STI; HLT`); its upcall handler reads the TSC first thing, writes it and
 //! the sequence number it found on the page, and sends back
-//! (`guest/src/bin/bench_body/upcall.rs` describes the measurement). It runs
+//! (`guest/src/bin/bench_body/upcall.rs` describes the measurement). Once
+//! its handler is live it sends once, to say so. It runs
 //! until it is destroyed (`keel.service`). Alone (no domain offers a page)
 //! it reports SKIP.
 #![no_std]
@@ -72,6 +73,13 @@ fn test_main() {
         keel_guest::report::crash(format_args!("callback vector: {e}"));
     }
     events::enable();
+    // Ready: from here every send reaches the handler. A send that came
+    // before `attach` cleared the port's bind-time pending bit was lost with
+    // it (it found the bit set and raised nothing), so the other end sends
+    // nothing before this notification.
+    if let Err(e) = guest::evtchn_send(a.chan.port()) {
+        keel_guest::report::crash(format_args!("ready: {e}"));
+    }
     loop {
         // Halted with upcalls on: each send wakes it straight into the handler.
         arch::sti_hlt();

@@ -3,7 +3,8 @@
 //! end (`upcall_peer`, domain 2: on this domain's CPU, or on another).
 //!
 //! The two domains meet as the split-driver demo's ends do
-//! (`keel_guest::ring::demo`: a granted page and a port). Each sample: this
+//! (`keel_guest::ring::demo`: a granted page and a port), and this domain
+//! waits for the peer's first send, which says its handler is live. Each sample: this
 //! domain writes a sequence number on the page, reads its TSC and sends; the
 //! peer, halted with upcalls enabled (`STI; HLT`), takes the upcall, reads
 //! its TSC first thing in its handler, writes it and the sequence number on
@@ -64,6 +65,9 @@ pub fn run() {
     };
     let page = off.page;
     let mut chan = &off.chan;
+    // The peer says when its handler is live; a send before that could be
+    // lost in its setup (`upcall_peer`).
+    chan.wait();
     let (mut errors, mut bad) = (0u32, 0u32);
     let mut s = [0u64; 200];
     let started = bench.start();
