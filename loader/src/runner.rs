@@ -82,7 +82,7 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
         "domctl",
         &[
             "domctl_peer role=spin keel.mem=4 keel.service",
-            "domctl_peer role=refused",
+            "domctl_peer role=refused after=1",
             "domctl_peer role=crash",
         ],
     ),

@@ -1,7 +1,8 @@
 //! The control domain (`keel.control`, runner's `TEST_DOMAIN_WORDS`) and its
 //! `domctl` subset (ABI 1.1), with three companions (`COMPANION_DOMAINS`):
 //! domain 2 spins (`domctl_peer role=spin`, 4 MiB), domain 3 is refused
-//! (`domctl_peer role=refused`: -EPERM, -EFAULT) and ends on its own, domain
+//! (`domctl_peer role=refused after=1`: -EPERM, -EFAULT; it starts once this
+//! domain offers it a port, after binding `VIRQ_DOM_EXC`) and ends on its own, domain
 //! 4 crashes at once (`role=crash`) while the others go on: the machine's
 //! power-off status is then 1, which the runner expects of this test
 //! (`EXPECTED_STATUS`). (An
@@ -24,7 +25,7 @@ use keel_guest::abi::domctl::{
     XEN_DOMCTL_PAUSEDOMAIN, XEN_DOMCTL_UNPAUSEDOMAIN, XEN_DOMINF_BLOCKED, XEN_DOMINF_DYING,
     XEN_DOMINF_PAUSED, XEN_DOMINF_RUNNING, XEN_DOMINF_SHUTDOWN,
 };
-use keel_guest::abi::event::{Pod, VIRQ_DOM_EXC};
+use keel_guest::abi::event::{Pod, DOMID_SELF, VIRQ_DOM_EXC};
 use keel_guest::abi::guest;
 use keel_guest::events;
 use keel_guest::prelude::*;
@@ -39,6 +40,9 @@ keel_guest::test! {
 const SPINNER: u16 = 2;
 const REFUSED: u16 = 3;
 const CRASHER: u16 = 4;
+/// The port offered to domain 3 to say VIRQ_DOM_EXC is bound (our second:
+/// the VIRQ's is the first).
+const GO_PORT: u32 = 2;
 
 fn op(cmd: u32, domain: u16) -> XenDomctl {
     XenDomctl {
@@ -109,6 +113,27 @@ fn test_main() {
         failure!("bind VIRQ_DOM_EXC: {port:?}");
         return;
     };
+    // Domain 4 crashes at its start: torn down while we (and the spinner)
+    // run on, then gone from the list. Its VIRQ_DOM_EXC (raised only if it
+    // came after our bind) is then cleared, so that the next one is domain
+    // 3's.
+    let end = events::now_ns() + 10_000_000_000;
+    while info(CRASHER).is_ok() && events::now_ns() < end {
+        let _ = wait_pending(port, 100);
+    }
+    check_eq!(
+        info(CRASHER).map(|i| i.domain),
+        Err(Errno::ESRCH),
+        "the crashed domain 4 is gone"
+    );
+    clear(port);
+    // Domain 3 waits for this port before it starts (`domctl_peer
+    // after=1`): it shuts down only once VIRQ_DOM_EXC is bound here.
+    check_eq!(
+        guest::evtchn_alloc_unbound_in(DOMID_SELF, REFUSED),
+        Ok(GO_PORT),
+        "the port offered to domain 3"
+    );
 
     // Refusals.
     let mut bad = op(XEN_DOMCTL_GETDOMAININFO, 0);
@@ -175,9 +200,8 @@ fn test_main() {
             raised += 1;
         }
     }
-    // Its teardown raised VIRQ_DOM_EXC before it left the list: if 3 ended
-    // before the loop looked, the bit is still pending now (the wait for 4
-    // below clears it, so it is read here).
+    // Raised before it left the list: if it ended between two looks, the
+    // bit is still pending.
     if wait_pending(port, 1) {
         raised += 1;
     }
@@ -186,19 +210,6 @@ fn test_main() {
         Err(Errno::ESRCH),
         "domain 3 ended"
     );
-    // Domain 4 crashed at its start: torn down while we (and the spinner) ran
-    // on, then gone from the list.
-    while info(CRASHER).is_ok() && events::now_ns() < end {
-        let _ = wait_pending(port, 100);
-    }
-    check_eq!(
-        info(CRASHER).map(|i| i.domain),
-        Err(Errno::ESRCH),
-        "the crashed domain 4 is gone"
-    );
-    if wait_pending(port, 1) {
-        raised += 1;
-    }
     check!(raised >= 1, "no VIRQ_DOM_EXC when domain 3 shut down");
 
     // The list: ourselves (running), then the spinner.

@@ -2,7 +2,9 @@
 //! `role=spin`: spins without a hypercall, interrupts on, until the control
 //! domain destroys it (the CPU time it uses shows whether it runs). `role=refused`: every
 //! `domctl` it makes is refused (-EPERM; -EFAULT for an envelope it cannot
-//! read), then it powers off; a wrong answer crashes it, which fails the test.
+//! read), then it powers off; a wrong answer crashes it, which fails the test;
+//! with `after=D` it first waits (10 s at most) until domain D offers it its
+//! port 2.
 //! `role=crash`: ends at once as a crashed domain (`SHUTDOWN_crash`, what a
 //! PV kernel's panic does), with no result line: the others must go on.
 //! Without a role it is `refused` (so it passes alone too).
@@ -37,6 +39,25 @@ fn test_main() {
         // Refused is also what it is alone (the suite boots every program so):
         // with no control domain every domctl is -EPERM.
         Some("refused") | None => {
+            // `after=D`: wait until domain D offers its port 2 (the control
+            // domain does once it can see this domain's end).
+            if let Some(d) = keel_guest::start::cmdline_value(cmdline(), "after")
+                .and_then(|v| v.parse::<u16>().ok())
+            {
+                let end = keel_guest::events::now_ns() + 10_000_000_000;
+                loop {
+                    match guest::evtchn_bind_interdomain(d, 2) {
+                        Ok(_) => break,
+                        Err(Errno::EINVAL) if keel_guest::events::now_ns() < end => {
+                            let _ = guest::sched_yield();
+                        }
+                        Err(e) => {
+                            failure!("domain {d}'s port 2: {e}");
+                            return;
+                        }
+                    }
+                }
+            }
             for (cmd, dom) in [
                 (XEN_DOMCTL_GETDOMAININFO, 0),
                 (XEN_DOMCTL_PAUSEDOMAIN, 1),
