@@ -27,7 +27,7 @@
 
 use crate::domain::{Domain, DomainId};
 use crate::event::interdomain::{Endpoint, PortWorld};
-use crate::event::{set_pending, Channels, EventBits, NR_PORTS};
+use crate::event::{Channels, EventBits, NR_PORTS};
 use keel_abi::Errno;
 
 /// The live domains other than the caller, as one hypercall reaches them.
@@ -147,7 +147,7 @@ impl<B: EventBits> PortWorld for Ports<'_, B> {
 
     fn set_pending(&mut self, d: DomainId, p: u32) -> bool {
         if d == self.me {
-            set_pending(self.bits, p)
+            self.chans.set_pending(p, self.bits)
         } else {
             self.peers.notify(d, p)
         }

@@ -101,11 +101,11 @@ impl<M: PhysMem + ?Sized> EventBits for Page<'_, M> {
     fn test_and_clear_mask(&mut self, p: u32) -> bool {
         on_page_ref!(self, |b| b.test_and_clear_mask(p))
     }
-    fn test_and_set_sel(&mut self, w: u32) -> bool {
-        on_page_ref!(self, |b| b.test_and_set_sel(w))
+    fn test_and_set_sel(&mut self, vcpu: u32, w: u32) -> bool {
+        on_page_ref!(self, |b| b.test_and_set_sel(vcpu, w))
     }
-    fn set_upcall_pending(&mut self) {
-        on_page_ref!(self, |b| b.set_upcall_pending())
+    fn set_upcall_pending(&mut self, vcpu: u32) {
+        on_page_ref!(self, |b| b.set_upcall_pending(vcpu))
     }
     fn upcall_pending(&self) -> bool {
         on_page_ref!(self, |b| b.upcall_pending())
@@ -165,7 +165,7 @@ macro_rules! with_page {
             Some(mfn) => {
                 if $dom.frame_kind(&*$mem, mfn) == $crate::domain::FrameKind::Writable {
                     #[allow(unused_mut)]
-                    let mut $p = $crate::event::SharedPage::new($mem, mfn);
+                    let mut $p = $crate::event::SharedPage::of_domain($mem, mfn, $dom);
                     $body
                 } else {
                     $none
@@ -197,7 +197,11 @@ impl EventState {
         wall_sec: u64,
     ) -> Self {
         let mut st = EventState {
-            chans: Channels::new(dom.id.0),
+            chans: {
+                let mut c = Channels::new(dom.id.0);
+                c.set_vcpus(u32::from(dom.vcpus.count()));
+                c
+            },
             timers: Timers::default(),
             clock,
             shared: None,
@@ -244,14 +248,14 @@ impl EventState {
     #[inline(always)]
     pub fn page<'m, M: PhysMem + ?Sized>(
         &self,
-        dom: &Domain,
+        dom: &'m Domain,
         mem: &'m mut M,
     ) -> Option<Page<'m, M>> {
         let Some(mfn) = self.entry0 else {
             return self.placed(dom, mem);
         };
         (dom.frame_kind(&*mem, mfn) == FrameKind::Writable)
-            .then(|| Page::InShared(SharedPage::new(mem, mfn)))
+            .then(|| Page::InShared(SharedPage::of_domain(mem, mfn, dom)))
     }
 
     /// [`Self::page`] with a moved `vcpu_info` (or without a page), out of
@@ -261,13 +265,13 @@ impl EventState {
     #[inline(never)]
     pub fn placed<'m, M: PhysMem + ?Sized>(
         &self,
-        dom: &Domain,
+        dom: &'m Domain,
         mem: &'m mut M,
     ) -> Option<Page<'m, M>> {
         let (mfn, p) = (self.shared?, self.vcpu_info?);
         let writable = |m| dom.frame_kind(&*mem, m) == FrameKind::Writable;
         (writable(mfn) && writable(p.mfn))
-            .then(|| Page::Placed(SharedPage::with_vcpu_info(mem, mfn, p.addr())))
+            .then(|| Page::Placed(SharedPage::for_domain(mem, mfn, Some(dom), 0, p.addr())))
     }
 
     /// The `shared_info` frame while vCPU 0's `vcpu_info` is in it (what

@@ -50,7 +50,7 @@ fn write<T: Pod, M: PhysMem>(ctx: &mut Ctx<'_, M>, va: u64, v: &T) -> Result<(),
 /// The shared_info page (events need it: without one, `-ENOSYS`).
 fn page<'m, M: PhysMem>(
     ev: &crate::event::EventState,
-    dom: &crate::domain::Domain,
+    dom: &'m crate::domain::Domain,
     mem: &'m mut M,
 ) -> Result<Page<'m, M>, Errno> {
     ev.page(dom, mem).ok_or(Errno::ENOSYS)
@@ -110,10 +110,10 @@ impl EventBits for NoBits {
     fn test_and_clear_mask(&mut self, _: u32) -> bool {
         false
     }
-    fn test_and_set_sel(&mut self, _: u32) -> bool {
+    fn test_and_set_sel(&mut self, _: u32, _: u32) -> bool {
         true
     }
-    fn set_upcall_pending(&mut self) {}
+    fn set_upcall_pending(&mut self, _: u32) {}
     fn upcall_pending(&self) -> bool {
         false
     }

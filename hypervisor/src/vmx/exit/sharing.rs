@@ -178,7 +178,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             self.ev,
             &*self.dom,
             &mut *self.mem,
-            |page| crate::event::set_pending(&mut page, p),
+            |page| self.ev.chans.set_pending(p, &mut page),
             else false
         );
         // A vCPU notified in the middle of its own exit (from another CPU,
