@@ -28,7 +28,7 @@ pub mod timer;
 
 pub use shared::SharedPage;
 pub(crate) use state::{on_page, with_page};
-pub use state::{Blocked, EventState, Page, Poll};
+pub use state::{Blocked, EventState, Page, Poll, VcpuEvents};
 
 use keel_abi::event::{
     EVTCHNSTAT_CLOSED, EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_IPI, EVTCHNSTAT_UNBOUND, EVTCHNSTAT_VIRQ,
