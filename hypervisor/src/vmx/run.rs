@@ -31,6 +31,7 @@ use crate::event::interdomain::Endpoint;
 use crate::lifecycle::{End, Phase, Teardown, TeardownWorld};
 use crate::mem::{Console, FrameSource, PhysMem};
 use crate::peers::{DomctlDone, Peers};
+use crate::sched::slots::VcpuSlots;
 use crate::sched::{Next, Scheduler, DEFAULT_WEIGHT, UNBOUNDED};
 use keel_abi::domctl::XenDomctl;
 use keel_abi::event::VIRQ_DOM_EXC;
@@ -40,14 +41,19 @@ use keel_abi::Errno;
 /// per boot module.
 pub const MAX_DOMAINS: usize = crate::boot::MAX_MODULES;
 
-/// Scheduler slots: one per domain id, 0 unused.
-const SCHED_SLOTS: usize = MAX_DOMAINS + 1;
+/// Domain slots: one per domain id, 0 unused.
+const DOM_SLOTS: usize = MAX_DOMAINS + 1;
+
+/// The scheduler's slots: one per vCPU (`crate::sched::slots`; vCPU 0's is
+/// the domain id).
+type Slots = VcpuSlots<DOM_SLOTS>;
+const SCHED_SLOTS: usize = Slots::SLOTS;
 
 /// The CPU each domain runs on (index: domain id), set before any runs.
-static PLACED: [AtomicU8; SCHED_SLOTS] = [const { AtomicU8::new(0) }; SCHED_SLOTS];
+static PLACED: [AtomicU8; DOM_SLOTS] = [const { AtomicU8::new(0) }; DOM_SLOTS];
 /// Domains the control domain destroyed (index: domain id): never entered
 /// again, ended by their CPU's run loop at its next decision.
-static DESTROYED: [AtomicBool; SCHED_SLOTS] = [const { AtomicBool::new(false) }; SCHED_SLOTS];
+static DESTROYED: [AtomicBool; DOM_SLOTS] = [const { AtomicBool::new(false) }; DOM_SLOTS];
 /// Per CPU: a domain of its was destroyed since its run loop last looked.
 static DESTROY_PENDING: [AtomicBool; crate::arch::percpu::MAX_CPUS] =
     [const { AtomicBool::new(false) }; crate::arch::percpu::MAX_CPUS];
@@ -244,6 +250,16 @@ impl<'a, M: PhysMem, C: Console> OnCpu<'_, 'a, M, C> {
     }
 }
 
+/// A CPU's scheduler as `domctl` sees it: a domain's record sums its
+/// vCPUs' slots (`crate::sched::slots`).
+struct DomainSched<'s>(&'s Scheduler<SCHED_SLOTS>);
+
+impl crate::domctl::SchedView for DomainSched<'_> {
+    fn sched_vcpu(&self, d: DomainId) -> Option<crate::sched::Vcpu> {
+        self.0.domain_now(Slots::of_domain(d), None)
+    }
+}
+
 /// Every domain as `domctl` sees it: the caller (not in [`OnCpu`]'s slots)
 /// and the others.
 struct Listing<'x, 'r, 'a, M: PhysMem, C: Console> {
@@ -281,23 +297,23 @@ impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
                 me: (caller, me),
                 on: &*self,
             };
-            crate::domctl::domctl(&listing, &*self.sched, caller, op)?
+            crate::domctl::domctl(&listing, &DomainSched(&*self.sched), caller, op)?
         };
         Ok(match action {
             Action::None => DomctlDone::Answered,
             Action::Pause(d) => {
-                self.sched.pause(d, timer::rdtsc());
+                self.sched.pause_all(Slots::of_domain(d), timer::rdtsc());
                 DomctlDone::Scheduled
             }
             Action::Unpause(d) => {
-                self.sched.unpause(d);
+                self.sched.unpause_all(Slots::of_domain(d));
                 self.rearm_running();
                 DomctlDone::Scheduled
             }
             Action::Destroy(d) => {
                 mark_destroyed(d);
                 // Never entered again: the run loop ends it first thing.
-                self.sched.pause(d, timer::rdtsc());
+                self.sched.pause_all(Slots::of_domain(d), timer::rdtsc());
                 DomctlDone::Destroying
             }
         })
@@ -510,9 +526,13 @@ impl<'v, 'w, 'a, M: PhysMem, C: Console> Cluster<'_, '_, 'v, 'w, '_, 'a, M, C> {
 impl<M: PhysMem, C: Console> crate::domctl::SchedView for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
     fn sched_vcpu(&self, d: DomainId) -> Option<crate::sched::Vcpu> {
         match self.at(d)? {
-            At::Own => self.own.sched.vcpu(d).copied(),
+            At::Own => self.own.sched.domain_now(Slots::of_domain(d), None),
             // It may be running there now: its time so far counts.
-            At::Lent(c) => self.view(c)?.on.sched.vcpu_now(d, timer::rdtsc()),
+            At::Lent(c) => self
+                .view(c)?
+                .on
+                .sched
+                .domain_now(Slots::of_domain(d), Some(timer::rdtsc())),
         }
     }
 }
@@ -559,7 +579,7 @@ impl<M: PhysMem, C: Console> Peers for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
             Action::None => DomctlDone::Answered,
             Action::Pause(d) => {
                 if let Some(s) = self.sched_mut(d) {
-                    s.pause(d, now);
+                    s.pause_all(Slots::of_domain(d), now);
                 }
                 // Running on its CPU: its run ends there at once.
                 if let Some(At::Lent(c)) = self.at(d) {
@@ -572,12 +592,12 @@ impl<M: PhysMem, C: Console> Peers for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
             Action::Unpause(d) => {
                 match self.at(d) {
                     Some(At::Own) => {
-                        self.own.sched.unpause(d);
+                        self.own.sched.unpause_all(Slots::of_domain(d));
                         self.own.rearm_running();
                     }
                     Some(At::Lent(c)) => {
                         if let Some(v) = self.view_mut(c) {
-                            v.on.sched.unpause(d);
+                            v.on.sched.unpause_all(Slots::of_domain(d));
                             v.on.rearm_running();
                         }
                     }
@@ -588,7 +608,7 @@ impl<M: PhysMem, C: Console> Peers for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
             Action::Destroy(d) => {
                 mark_destroyed(d);
                 if let Some(s) = self.sched_mut(d) {
-                    s.pause(d, now);
+                    s.pause_all(Slots::of_domain(d), now);
                 }
                 if let Some(At::Lent(c)) = self.at(d) {
                     if let Some(v) = self.view_mut(c).and_then(|v| v.running_mut(d)) {
@@ -867,7 +887,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             continue;
         }
         let now = timer::rdtsc();
-        let (id, until) = match sched.schedule(now) {
+        let (slot, until) = match sched.schedule(now) {
             // A vCPU alone runs without a slice, but not while a teardown
             // here waits for its next step.
             Next::Run { dom, until } if until == UNBOUNDED && ends.dying > 0 => {
@@ -906,9 +926,12 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                 continue;
             }
         };
+        let (id, vcpu) = Slots::vcpu_of(slot);
         let idx = usize::from(id.0).wrapping_sub(1);
-        if !matches!(guests.get(idx), Some(Some(g)) if g.dying.is_none()) {
-            sched.remove(id);
+        // Only vCPU 0 of each domain is given a slot so far (`prepare`):
+        // another would be a slot this loop never filled.
+        if vcpu != 0 || !matches!(guests.get(idx), Some(Some(g)) if g.dying.is_none()) {
+            sched.remove(slot);
             continue;
         }
         let (before, rest) = guests.split_at_mut(idx);
@@ -1052,7 +1075,7 @@ impl<F: FrameSource> Ending<'_, F> {
         }
         domain_ended(g.service);
         let id = g.vcpu.domain_id();
-        sched.remove(id);
+        sched.remove_all(Slots::of_domain(id));
         if !self.tear_down {
             let Some(guest) = guests.get_mut(idx).and_then(Option::take) else {
                 return;
