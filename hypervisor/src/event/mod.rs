@@ -181,7 +181,11 @@ pub const MAX_VCPUS: usize = crate::domain::vcpus::MAX_VCPUS;
 #[derive(Clone, Debug)]
 pub struct Channels {
     ports: [Port; NR_PORTS],
-    virq_to_port: [[u32; NR_VIRQ]; MAX_VCPUS],
+    /// vCPU 0's VIRQ bindings (every global VIRQ's), then the others' (index
+    /// `vcpu - 1`): vCPU 0's apart, so that a one-vCPU domain's VIRQ costs
+    /// one lookup, as before there were several.
+    virq_to_port: [u32; NR_VIRQ],
+    vcpu_virqs: [[u32; NR_VIRQ]; MAX_VCPUS - 1],
     /// The domain's vCPUs (`keel.vcpus=`): a port may notify vCPUs
     /// `0..nr_vcpus`.
     nr_vcpus: u32,
@@ -197,7 +201,8 @@ impl Channels {
         ports[0].state = PortState::Reserved;
         Channels {
             ports,
-            virq_to_port: [[0; NR_VIRQ]; MAX_VCPUS],
+            virq_to_port: [0; NR_VIRQ],
+            vcpu_virqs: [[0; NR_VIRQ]; MAX_VCPUS - 1],
             nr_vcpus: 1,
             domid,
         }
@@ -214,12 +219,14 @@ impl Channels {
     }
 
     /// The vCPU port `p` notifies (0 for a port outside the table).
+    #[inline(always)]
     pub fn notify_vcpu(&self, p: u32) -> u32 {
         self.ports.get(p as usize).map_or(0, |x| x.vcpu)
     }
 
     /// Make port `p` pending on its notify vCPU (Xen's
     /// `evtchn_port_set_pending`); whether an upcall was newly raised there.
+    #[inline(always)]
     pub fn set_pending(&self, p: u32, bits: &mut impl EventBits) -> bool {
         set_pending(bits, p, self.notify_vcpu(p))
     }
@@ -302,8 +309,7 @@ impl Channels {
         }
         let p = self.alloc(PortState::Virq(virq as u8), vcpu, bits)?;
         if let Some(s) = self
-            .virq_to_port
-            .get_mut(vcpu as usize)
+            .virq_table_mut(vcpu)
             .and_then(|t| t.get_mut(virq as usize))
         {
             *s = p;
@@ -311,12 +317,24 @@ impl Channels {
         Ok(p)
     }
 
+    /// vCPU `vcpu`'s VIRQ bindings.
+    fn virq_table(&self, vcpu: u32) -> Option<&[u32; NR_VIRQ]> {
+        match vcpu.checked_sub(1) {
+            None => Some(&self.virq_to_port),
+            Some(i) => self.vcpu_virqs.get(i as usize),
+        }
+    }
+
+    fn virq_table_mut(&mut self, vcpu: u32) -> Option<&mut [u32; NR_VIRQ]> {
+        match vcpu.checked_sub(1) {
+            None => Some(&mut self.virq_to_port),
+            Some(i) => self.vcpu_virqs.get_mut(i as usize),
+        }
+    }
+
     /// The port VIRQ `virq` is bound to in vCPU `vcpu`'s table (0: none).
     fn virq_slot(&self, virq: u32, vcpu: u32) -> Option<u32> {
-        self.virq_to_port
-            .get(vcpu as usize)?
-            .get(virq as usize)
-            .copied()
+        self.virq_table(vcpu)?.get(virq as usize).copied()
     }
 
     /// `EVTCHNOP_bind_ipi`: a port that notifies vCPU `vcpu`.
@@ -333,7 +351,9 @@ impl Channels {
             PortState::Virq(v) => {
                 // Bound in one vCPU's table (vCPU 0's for a global VIRQ,
                 // wherever it notifies now).
-                for t in self.virq_to_port.iter_mut() {
+                let tables =
+                    core::iter::once(&mut self.virq_to_port).chain(self.vcpu_virqs.iter_mut());
+                for t in tables {
                     if let Some(s) = t.get_mut(usize::from(v)).filter(|s| **s == p) {
                         *s = 0;
                     }
@@ -362,7 +382,10 @@ impl Channels {
     /// vCPU 0: nothing if it is not bound. Returns whether an upcall was newly
     /// raised.
     pub fn raise_virq(&mut self, virq: u32, bits: &mut impl EventBits) -> bool {
-        self.raise_vcpu_virq(virq, 0, bits)
+        match self.virq_to_port.get(virq as usize).copied() {
+            Some(p) if p != 0 => self.set_pending(p, bits),
+            _ => false,
+        }
     }
 
     /// Raise VIRQ `virq` bound in vCPU `vcpu`'s table (Xen's
