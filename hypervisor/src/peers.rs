@@ -55,6 +55,13 @@ pub trait Peers {
     /// vCPU is blocked, wake it so it looks at its events; whether an upcall
     /// was newly raised there.
     fn notify(&mut self, d: DomainId, p: u32) -> bool;
+
+    /// vCPU `vcpu` of domain `d` (on this CPU, the domain's) was made an
+    /// event by a sibling: wake it if it is blocked (it looks again when
+    /// picked). Nothing where vCPUs are not scheduled (the tests).
+    fn wake_vcpu(&mut self, d: DomainId, vcpu: u32) {
+        let _ = (d, vcpu);
+    }
     /// `domctl` from `caller` (`me`: what `getdomaininfo` reports of it), over
     /// every domain: checked by the policy (`crate::domctl`), which fills
     /// `getdomaininfo` into `op`; the pause, unpause or destroy it decides is

@@ -12,7 +12,7 @@ use super::tests::{World, DATA};
 use super::*;
 use crate::domain::elf::testimg::typical_declaring;
 use crate::domain::vcpus::VcpuTable;
-use crate::domain::Level;
+use crate::domain::{DomainId, Level};
 use crate::event::{EventBits, VcpuEvents};
 use keel_abi::event::{EvtchnBindIpi, EvtchnBindVirq, EvtchnPort, Pod, VIRQ_TIMER};
 use keel_abi::time::offsets;
@@ -127,12 +127,16 @@ fn initialise_takes_the_roots_reference_and_teardown_gives_it_back() {
     assert_eq!(w.initialise(1, &context(l4)), ret(Errno::EEXIST));
     assert_eq!(w.type_count(l4), pinned + 1);
     assert_eq!(w.initialise(3, &context(l4)), ret(Errno::ENOENT));
-    assert_eq!(w.op(VCPUOP_UP, 1, 0), Outcome::Return(0));
+    // Up and down of a vCPU that changes state yield (0 in RAX): the run
+    // loop starts it or takes it off the scheduler when the caller leaves.
+    assert_eq!(w.op(VCPUOP_UP, 1, 0), Outcome::Yield);
+    assert_eq!(w.op(VCPUOP_UP, 1, 0), Outcome::Return(0), "up already");
     assert_eq!(w.op(VCPUOP_IS_UP, 1, 0), Outcome::Return(1));
-    assert_eq!(w.op(VCPUOP_DOWN, 1, 0), Outcome::Return(0));
+    assert_eq!(w.op(VCPUOP_DOWN, 1, 0), Outcome::Yield);
+    assert_eq!(w.op(VCPUOP_DOWN, 1, 0), Outcome::Return(0), "down already");
     assert_eq!(w.op(VCPUOP_IS_UP, 1, 0), Outcome::Return(0));
     // Down keeps the context and the root: up again at once.
-    assert_eq!(w.op(VCPUOP_UP, 1, 0), Outcome::Return(0));
+    assert_eq!(w.op(VCPUOP_UP, 1, 0), Outcome::Yield);
     assert_eq!(w.initialise(2, &context(l4)), Outcome::Return(0));
     assert_eq!(w.type_count(l4), pinned + 2);
     assert_eq!(w.dom.release_mm(&mut w.mem), 0, "every count back to zero");
@@ -226,4 +230,69 @@ fn each_loaded_vcpu_has_its_own_timers_and_virq_timer() {
     assert!(!w.ev.page(&w.dom, &mut w.mem).unwrap().upcall_pending());
     w.ev.expire_timers(&w.dom, &mut w.mem, 1000 + 10_000);
     assert_eq!(w.told(0), (1, 1 << (t0 / 64)));
+}
+
+#[test]
+fn timer_operations_name_the_calling_vcpu() {
+    use keel_abi::time::VCPUOP_STOP_SINGLESHOT_TIMER;
+    let mut w = with_vcpus(2);
+    // vCPU 0 runs: its own timer only (Xen's `v != current`: -EINVAL), and
+    // -ENOENT beyond the count, as for one vCPU.
+    assert_eq!(w.op(VCPUOP_STOP_SINGLESHOT_TIMER, 0, 0), Outcome::Return(0));
+    assert_eq!(w.op(VCPUOP_STOP_SINGLESHOT_TIMER, 1, 0), ret(Errno::EINVAL));
+    assert_eq!(w.op(VCPUOP_STOP_SINGLESHOT_TIMER, 2, 0), ret(Errno::ENOENT));
+    // vCPU 1 loaded: now its own.
+    let parked = w.ev.load_vcpu(&w.dom, 1, VcpuEvents::default());
+    assert_eq!(w.op(VCPUOP_STOP_SINGLESHOT_TIMER, 1, 0), Outcome::Return(0));
+    assert_eq!(w.op(VCPUOP_STOP_SINGLESHOT_TIMER, 0, 0), ret(Errno::EINVAL));
+    w.ev.load_vcpu(&w.dom, 0, parked);
+}
+
+/// A test double of the other domains that records the siblings woken.
+#[derive(Default)]
+struct Woken(std::vec::Vec<(DomainId, u32)>);
+
+impl crate::peers::Peers for Woken {
+    fn peer(&self, _: DomainId) -> Option<&crate::domain::Domain> {
+        None
+    }
+    fn endpoint(&self, _: DomainId, _: u32) -> Option<crate::event::interdomain::Endpoint> {
+        None
+    }
+    fn set_endpoint(&mut self, _: DomainId, _: u32, _: crate::event::interdomain::Endpoint) {}
+    fn notify(&mut self, _: DomainId, _: u32) -> bool {
+        false
+    }
+    fn wake_vcpu(&mut self, d: DomainId, vcpu: u32) {
+        self.0.push((d, vcpu));
+    }
+}
+
+#[test]
+fn a_send_to_a_siblings_port_wakes_that_vcpu_only() {
+    let mut w = with_vcpus(3);
+    let p2 = w.bind_ipi(2).unwrap();
+    let p0 = w.bind_ipi(0).unwrap();
+    let id = w.dom.id;
+    let mut peers = Woken::default();
+    let send = |w: &mut World, port: u32, peers: &mut Woken| {
+        let mut b = [0u8; 4];
+        EvtchnPort { port }.encode(&mut b);
+        w.poke(DATA, &b);
+        w.call_with_peers(
+            Hypercall::EVENT_CHANNEL_OP,
+            [EVTCHNOP_SEND, DATA, 0, 0, 0],
+            peers,
+        )
+    };
+    assert_eq!(send(&mut w, p2, &mut peers), Outcome::Return(0));
+    assert_eq!(peers.0, [(id, 2)]);
+    // The caller's own port: nobody else to wake.
+    assert_eq!(send(&mut w, p0, &mut peers), Outcome::Return(0));
+    assert_eq!(peers.0, [(id, 2)]);
+    // vCPU 2 loaded, sending to vCPU 0's port: vCPU 0 is the sibling now.
+    let parked = w.ev.load_vcpu(&w.dom, 2, VcpuEvents::default());
+    assert_eq!(send(&mut w, p0, &mut peers), Outcome::Return(0));
+    assert_eq!(peers.0, [(id, 2), (id, 0)]);
+    w.ev.load_vcpu(&w.dom, 0, parked);
 }

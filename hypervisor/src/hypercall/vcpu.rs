@@ -59,13 +59,21 @@ pub(super) fn initialise<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) ->
     Ok(Outcome::Return(0))
 }
 
-/// `VCPUOP_up`: `-ENOENT`, `-EINVAL` (never initialised); 0.
+/// `VCPUOP_up`: `-ENOENT`, `-EINVAL` (never initialised); 0, the caller
+/// yielding so that the run loop starts the vCPU.
 #[inline(never)]
 pub(super) fn up<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let id = vcpu_id(ctx, a)?;
     let now = ctx.tsc();
+    let was_up = ctx.dom.vcpus.is_up(id)?;
     ctx.dom.vcpus.up(id, now)?;
-    Ok(Outcome::Return(0))
+    // The run loop starts it (a VMCS, a scheduler slot) when the caller
+    // leaves: the caller yields (0 in RAX), as if its slice ended.
+    Ok(if was_up {
+        Outcome::Return(0)
+    } else {
+        Outcome::Yield
+    })
 }
 
 /// `VCPUOP_down`: `-ENOENT`; the last vCPU up powers the domain off.
@@ -73,7 +81,11 @@ pub(super) fn up<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResul
 pub(super) fn down<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let id = vcpu_id(ctx, a)?;
     let now = ctx.tsc();
+    let was_up = ctx.dom.vcpus.is_up(id)?;
     match ctx.dom.vcpus.down(id, now)? {
+        // The run loop takes it off the scheduler when the caller leaves
+        // (at once: it yields, 0 in RAX), the caller itself included.
+        Down::Stopped if was_up => Ok(Outcome::Yield),
         Down::Stopped => Ok(Outcome::Return(0)),
         Down::PowerOff => {
             // As `SCHEDOP_shutdown`: the last words first.
