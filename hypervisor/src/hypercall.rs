@@ -192,4 +192,6 @@ mod tests_preempt;
 #[cfg(test)]
 mod tests_vcpu;
 #[cfg(test)]
+mod tests_vcpus;
+#[cfg(test)]
 mod tests_xen_docs;

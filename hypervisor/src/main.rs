@@ -411,6 +411,10 @@ mod bare {
             log::error!("domain: CPU {me}'s vCPU table is in use");
             power_off(ExitStatus::HypervisorPanic)
         };
+        let Some(parked) = PARKED.get(me).and_then(|g| g.take()) else {
+            log::error!("domain: CPU {me}'s parked vCPU table is in use");
+            power_off(ExitStatus::HypervisorPanic)
+        };
         let mut idle_console = arch::serial::SerialConsole;
         let mut frames = keel_hypervisor::mem::SharedFrames(shared.frames);
         // With several domains, each is torn down as it ends (its frames
@@ -422,7 +426,7 @@ mod bare {
         let ends = vmx::run::run_domains(
             cpu,
             work.doms.into_iter().flatten(),
-            guests,
+            vmx::run::CpuTables { guests, parked },
             &mut idle_console,
             &mut frames,
             shared.several,
@@ -458,6 +462,10 @@ mod bare {
         vmx::run::Guest<'static, arch::mem::DirectMap, arch::serial::SerialConsole>,
         { vmx::run::MAX_DOMAINS },
     >; arch::percpu::MAX_CPUS] = [const { arch::slots::EmptySlots::new() }; arch::percpu::MAX_CPUS];
+    /// The parked vCPUs of several-vCPU domains, one pool per CPU.
+    static PARKED: [arch::slots::EmptySlots<vmx::run::Parked, { vmx::run::PARKED_PER_CPU }>;
+        arch::percpu::MAX_CPUS] =
+        [const { arch::slots::EmptySlots::new() }; arch::percpu::MAX_CPUS];
     /// The machine as each vCPU reaches it (the direct map: no state).
     static MACHINES: spin::Mutex<[arch::mem::DirectMap; vmx::run::MAX_DOMAINS]> =
         spin::Mutex::new([const { arch::mem::DirectMap }; vmx::run::MAX_DOMAINS]);

@@ -27,7 +27,7 @@
 
 use crate::domain::{Domain, DomainId};
 use crate::event::interdomain::{Endpoint, PortWorld};
-use crate::event::{set_pending, Channels, EventBits, NR_PORTS};
+use crate::event::{Channels, EventBits, NR_PORTS};
 use keel_abi::Errno;
 
 /// The live domains other than the caller, as one hypercall reaches them.
@@ -55,6 +55,13 @@ pub trait Peers {
     /// vCPU is blocked, wake it so it looks at its events; whether an upcall
     /// was newly raised there.
     fn notify(&mut self, d: DomainId, p: u32) -> bool;
+
+    /// vCPU `vcpu` of domain `d` (on this CPU, the domain's) was made an
+    /// event by a sibling: wake it if it is blocked (it looks again when
+    /// picked). Nothing where vCPUs are not scheduled (the tests).
+    fn wake_vcpu(&mut self, d: DomainId, vcpu: u32) {
+        let _ = (d, vcpu);
+    }
     /// `domctl` from `caller` (`me`: what `getdomaininfo` reports of it), over
     /// every domain: checked by the policy (`crate::domctl`), which fills
     /// `getdomaininfo` into `op`; the pause, unpause or destroy it decides is
@@ -147,7 +154,7 @@ impl<B: EventBits> PortWorld for Ports<'_, B> {
 
     fn set_pending(&mut self, d: DomainId, p: u32) -> bool {
         if d == self.me {
-            set_pending(self.bits, p)
+            self.chans.set_pending(p, self.bits)
         } else {
             self.peers.notify(d, p)
         }

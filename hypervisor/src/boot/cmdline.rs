@@ -128,9 +128,10 @@ impl Options {
     }
 }
 
-/// The most vCPUs `keel.vcpus=` accepts: 1 until the run loop places vCPUs
-/// on several CPUs (the domain's vCPU table, `domain::vcpus`, holds up to 8).
-pub const MAX_CONFIGURED_VCPUS: u8 = 1;
+/// The most vCPUs `keel.vcpus=` accepts: as many as the domain's vCPU table
+/// holds (`domain::vcpus::MAX_VCPUS`); every vCPU of a domain runs on the
+/// domain's CPU (`docs/architecture.md`, "Several vCPUs in a domain").
+pub const MAX_CONFIGURED_VCPUS: u8 = crate::domain::vcpus::MAX_VCPUS as u8;
 
 /// What a guest module's command line tells the hypervisor about its domain
 /// (the dom0less configuration): the words starting `keel.`, which the guest
@@ -143,7 +144,7 @@ pub const MAX_CONFIGURED_VCPUS: u8 = 1;
 ///   once every other domain has ended it is destroyed;
 /// - `keel.cpu=<N>`: the CPU its vCPU runs on (`smp::place`);
 /// - `keel.vcpus=<n>`: the domain's number of vCPUs (default 1; at most
-///   `MAX_CONFIGURED_VCPUS` today).
+///   `MAX_CONFIGURED_VCPUS`, all on the domain's CPU).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DomainOptions {
     /// `keel.cpu=<N>`.

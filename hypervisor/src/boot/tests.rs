@@ -523,8 +523,11 @@ fn domain_options_from_a_module_command_line() {
     assert_eq!(bad.bad_words, 5);
     assert_eq!(DomainOptions::parse("x keel.vcpus=1").vcpus, Some(1));
     assert_eq!(DomainOptions::parse("x").vcpus, None);
-    // At most MAX_CONFIGURED_VCPUS until the run loop runs several.
-    let v = DomainOptions::parse("x keel.vcpus=0 keel.vcpus=2 keel.vcpus=300 keel.vcpus=a");
+    assert_eq!(DomainOptions::parse("x keel.vcpus=2").vcpus, Some(2));
+    assert_eq!(DomainOptions::parse("x keel.vcpus=4").vcpus, Some(4));
+    // 1 ..= MAX_CONFIGURED_VCPUS: as many as the domain's vCPU table holds.
+    assert_eq!(super::cmdline::MAX_CONFIGURED_VCPUS, 8);
+    assert_eq!(DomainOptions::parse("x keel.vcpus=8").vcpus, Some(8));
+    let v = DomainOptions::parse("x keel.vcpus=0 keel.vcpus=9 keel.vcpus=300 keel.vcpus=a");
     assert_eq!((v.vcpus, v.bad_words), (None, 4));
-    assert_eq!(super::cmdline::MAX_CONFIGURED_VCPUS, 1);
 }

@@ -399,6 +399,8 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         nx: cfg.nx,
         frames: table,
         base: cr3,
+        vcpu_bases: [None; super::vcpus::MAX_VCPUS],
+        loaded: 0,
         flush: Flush::None,
         console: crate::console::LineBuf::new(),
         console_prefix: super::console_prefix_for(cfg.id),

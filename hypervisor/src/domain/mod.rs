@@ -84,9 +84,20 @@ pub struct Domain {
     layout: Layout,
     nx: bool,
     frames: FrameTable,
-    /// The L4 the vCPU runs on (holds a type reference: [`crate::paging`]).
+    /// The L4 the loaded vCPU runs on (holds a type reference:
+    /// [`crate::paging`]).
     base: Mfn,
-    /// The TLB flush owed to the guest before it runs again.
+    /// The roots of the domain's other vCPUs (index: vCPU id; `None` for the
+    /// loaded one and for a vCPU never initialised), each holding its own
+    /// type reference as `base` does (Xen's per-vCPU `guest_table`). All of
+    /// a domain's vCPUs run on its CPU, one at a time: the one loaded has its
+    /// root in `base`, where every access to guest memory looks.
+    vcpu_bases: [Option<Mfn>; vcpus::MAX_VCPUS],
+    /// The vCPU whose root `base` is.
+    loaded: u8,
+    /// The TLB flush owed to the guest before it runs again (per domain:
+    /// an update made by one vCPU is owed to all; the run loop flushes the
+    /// domain's translations whole when it switches between its vCPUs).
     flush: Flush,
     /// The validation or devalidation an MMU hypercall left part way
     /// ([`crate::paging::job`]): at most one per domain.
@@ -226,9 +237,73 @@ impl Domain {
         }
     }
 
-    /// The L4 the vCPU runs on.
+    /// The L4 the loaded vCPU runs on.
     pub const fn base(&self) -> Mfn {
         self.base
+    }
+
+    /// The vCPU whose root [`Self::base`] is (0 until another is loaded).
+    pub const fn loaded_vcpu(&self) -> u32 {
+        self.loaded as u32
+    }
+
+    /// The root of vCPU `vcpu`: [`Self::base`] for the loaded one; another's
+    /// if it was given one.
+    pub fn vcpu_base(&self, vcpu: u32) -> Option<Mfn> {
+        if vcpu == self.loaded_vcpu() {
+            return Some(self.base);
+        }
+        self.vcpu_bases.get(vcpu as usize).copied().flatten()
+    }
+
+    /// Give vCPU `vcpu` (not the loaded one, without a root yet) the root
+    /// `new`, a pinned, validated L4 of the domain, taking its type
+    /// reference (`VCPUOP_initialise`'s CR3). `-EINVAL` (Xen's answer to a
+    /// CR3 it cannot take) for any other frame, for the loaded vCPU, one
+    /// beyond the table and one that has a root already.
+    pub fn set_vcpu_base<M: PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        vcpu: u32,
+        new: Mfn,
+    ) -> Result<(), keel_abi::Errno> {
+        use keel_abi::Errno;
+        if vcpu == self.loaded_vcpu() {
+            return Err(Errno::EINVAL);
+        }
+        match self.vcpu_bases.get(vcpu as usize) {
+            Some(None) => {}
+            _ => return Err(Errno::EINVAL),
+        }
+        self.mm(mem)
+            .set_base(None, new)
+            .map_err(|_| Errno::EINVAL)?;
+        if let Some(slot) = self.vcpu_bases.get_mut(vcpu as usize) {
+            *slot = Some(new);
+        }
+        Ok(())
+    }
+
+    /// Load vCPU `vcpu`'s root into [`Self::base`] (the loaded one's goes to
+    /// its slot): no reference moves. Whether `vcpu` is loaded now (false:
+    /// it has no root, nothing changed).
+    pub fn load_vcpu(&mut self, vcpu: u32) -> bool {
+        if vcpu == self.loaded_vcpu() {
+            return true;
+        }
+        let Some(new) = self
+            .vcpu_bases
+            .get_mut(vcpu as usize)
+            .and_then(Option::take)
+        else {
+            return false;
+        };
+        let old = core::mem::replace(&mut self.base, new);
+        if let Some(slot) = self.vcpu_bases.get_mut(usize::from(self.loaded)) {
+            *slot = Some(old);
+        }
+        self.loaded = vcpu as u8;
+        true
     }
 
     /// Pin `mfn` as a table of `level` (validating it), in one go.
@@ -445,6 +520,12 @@ impl Domain {
     /// whose counts did not return to zero (0 unless there is a bug).
     pub fn release_mm<M: PhysMem + ?Sized>(&mut self, mem: &mut M) -> u64 {
         self.settle_mm(mem, &mut Unbounded);
+        // Every vCPU's root, the loaded one's last (`release_all`).
+        for i in 0..self.vcpu_bases.len() {
+            if let Some(b) = self.vcpu_bases.get_mut(i).and_then(Option::take) {
+                self.mm(mem).drop_base(b);
+            }
+        }
         let base = self.base;
         self.mm(mem).release_all(Some(base))
     }
@@ -562,3 +643,6 @@ pub(crate) fn console_prefix_for(id: DomainId) -> ([u8; 10], usize) {
     let n = keel_abi::platform::domain_prefix(id.0, &mut prefix);
     (prefix, n)
 }
+
+#[cfg(test)]
+mod tests_roots;

@@ -221,6 +221,18 @@ impl VcpuTable {
         }
     }
 
+    /// vCPU `id` enters run state `state` at `now` (nothing beyond the count).
+    pub fn enter_runstate(&mut self, id: u32, state: u32, now: u64) {
+        if let Ok(s) = self.get_mut(u64::from(id)) {
+            s.runstate.enter(state, now);
+        }
+    }
+
+    /// Whether vCPU `id` is up (false beyond the count).
+    pub fn up_at(&self, id: u32) -> bool {
+        self.get(u64::from(id)).is_ok_and(|s| s.power == Power::Up)
+    }
+
     /// How many vCPUs the domain has.
     pub const fn count(&self) -> u8 {
         self.count

@@ -28,7 +28,7 @@ pub mod timer;
 
 pub use shared::SharedPage;
 pub(crate) use state::{on_page, with_page};
-pub use state::{Blocked, EventState, Page, Poll};
+pub use state::{Blocked, EventState, Page, Poll, VcpuEvents};
 
 use keel_abi::event::{
     EVTCHNSTAT_CLOSED, EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_IPI, EVTCHNSTAT_UNBOUND, EVTCHNSTAT_VIRQ,
@@ -47,7 +47,10 @@ pub const NR_VIRQ: usize = NR_VIRQS as usize;
 pub const BITS_PER_WORD: u32 = 64;
 
 /// Access to the bits the guest shares with the hypervisor (`shared_info`):
-/// the pending and mask bitmaps and vCPU 0's `vcpu_info` flags.
+/// the domain's pending and mask bitmaps, and each vCPU's `vcpu_info` flags
+/// (Xen's 2-level rules: the pending selector and `evtchn_upcall_pending` are
+/// per vCPU, set on the port's notify vCPU). The flags read without a vCPU
+/// are those of the vCPU the bits were opened for (the running one).
 pub trait EventBits {
     /// Set port `p`'s pending bit; returns whether it was set before.
     fn test_and_set_pending(&mut self, p: u32) -> bool;
@@ -59,10 +62,13 @@ pub trait EventBits {
     fn is_masked(&self, p: u32) -> bool;
     /// Clear port `p`'s mask bit; returns whether it was set.
     fn test_and_clear_mask(&mut self, p: u32) -> bool;
-    /// Set bit `w` of `evtchn_pending_sel`; returns whether it was set before.
-    fn test_and_set_sel(&mut self, w: u32) -> bool;
-    /// Set `evtchn_upcall_pending`.
-    fn set_upcall_pending(&mut self);
+    /// Set bit `w` of vCPU `vcpu`'s `evtchn_pending_sel`; returns whether it
+    /// was set before. A vCPU whose `vcpu_info` cannot be written now (its
+    /// registered frame is no longer writable) counts as set: the port stays
+    /// pending in the shared bitmap and is seen at the next scan.
+    fn test_and_set_sel(&mut self, vcpu: u32, w: u32) -> bool;
+    /// Set vCPU `vcpu`'s `evtchn_upcall_pending`.
+    fn set_upcall_pending(&mut self, vcpu: u32);
     /// `evtchn_upcall_pending`.
     fn upcall_pending(&self) -> bool;
     /// `evtchn_upcall_mask`.
@@ -71,14 +77,15 @@ pub trait EventBits {
     fn set_upcall_mask(&mut self, masked: bool);
 }
 
-/// Xen's `evtchn_2l_set_pending`: publish port `p` in the right order. Returns
-/// whether `evtchn_upcall_pending` was newly raised by this call.
-pub fn set_pending(bits: &mut impl EventBits, p: u32) -> bool {
+/// Xen's `evtchn_2l_set_pending`: publish port `p` in the right order, on
+/// its notify vCPU `vcpu`'s selector. Returns whether that vCPU's
+/// `evtchn_upcall_pending` was newly raised by this call.
+pub fn set_pending(bits: &mut impl EventBits, p: u32, vcpu: u32) -> bool {
     if bits.test_and_set_pending(p) {
         return false;
     }
-    if !bits.is_masked(p) && !bits.test_and_set_sel(p / BITS_PER_WORD) {
-        bits.set_upcall_pending();
+    if !bits.is_masked(p) && !bits.test_and_set_sel(vcpu, p / BITS_PER_WORD) {
+        bits.set_upcall_pending(vcpu);
         return true;
     }
     false
@@ -158,33 +165,83 @@ pub struct Status {
 }
 
 /// Whether a VIRQ is global (bindable on vCPU 0 only, re-targetable with
-/// bind_vcpu) or per vCPU (Xen's `virq_is_global`).
+/// bind_vcpu) or per vCPU (Xen's `virq_is_global`: each vCPU binds its own
+/// port for it).
 pub const fn virq_is_global(virq: u32) -> bool {
     !matches!(virq, VIRQ_TIMER | VIRQ_DEBUG)
 }
 
-/// A domain's event-channel table. One vCPU (0).
+/// The most vCPUs a domain's table serves (`domain::vcpus::MAX_VCPUS`).
+pub const MAX_VCPUS: usize = crate::domain::vcpus::MAX_VCPUS;
+
+/// A domain's event-channel table: per domain, as Xen's `struct domain`'s
+/// `evtchn` (each port records the vCPU it notifies), with the VIRQ bindings
+/// per vCPU, as Xen's `struct vcpu`'s `virq_to_evtchn` (a global VIRQ is
+/// bound in vCPU 0's).
 #[derive(Clone, Debug)]
 pub struct Channels {
     ports: [Port; NR_PORTS],
+    /// vCPU 0's VIRQ bindings (every global VIRQ's), then the others' (index
+    /// `vcpu - 1`): vCPU 0's apart, so that a one-vCPU domain's VIRQ costs
+    /// one lookup, as before there were several.
     virq_to_port: [u32; NR_VIRQ],
+    vcpu_virqs: [[u32; NR_VIRQ]; MAX_VCPUS - 1],
+    /// The domain's vCPUs (`keel.vcpus=`): a port may notify vCPUs
+    /// `0..nr_vcpus`.
+    nr_vcpus: u32,
     /// The domain's own id (accepted as well as `DOMID_SELF`).
     pub domid: u16,
 }
 
-/// The vCPUs a Keel domain has.
-pub const NR_VCPUS: u32 = 1;
-
 impl Channels {
-    /// An empty table: port 0 reserved, everything else free.
+    /// An empty table for a domain of one vCPU: port 0 reserved, everything
+    /// else free.
     pub fn new(domid: u16) -> Self {
         let mut ports = [Port::default(); NR_PORTS];
         ports[0].state = PortState::Reserved;
         Channels {
             ports,
             virq_to_port: [0; NR_VIRQ],
+            vcpu_virqs: [[0; NR_VIRQ]; MAX_VCPUS - 1],
+            nr_vcpus: 1,
             domid,
         }
+    }
+
+    /// The domain has `n` vCPUs (1 ..= [`MAX_VCPUS`]; clamped).
+    pub fn set_vcpus(&mut self, n: u32) {
+        self.nr_vcpus = n.clamp(1, MAX_VCPUS as u32);
+    }
+
+    /// How many vCPUs ports may notify.
+    pub const fn nr_vcpus(&self) -> u32 {
+        self.nr_vcpus
+    }
+
+    /// The vCPU port `p` notifies (0 for a port outside the table).
+    #[inline(always)]
+    pub fn notify_vcpu(&self, p: u32) -> u32 {
+        self.ports.get(p as usize).map_or(0, |x| x.vcpu)
+    }
+
+    /// Make port `p` pending on its notify vCPU (Xen's
+    /// `evtchn_port_set_pending`); whether an upcall was newly raised there.
+    #[inline(always)]
+    pub fn set_pending(&self, p: u32, bits: &mut impl EventBits) -> bool {
+        // A domain of one vCPU: every port notifies vCPU 0, a constant the
+        // record's accesses fold (no port read, no comparison of vCPUs).
+        if self.nr_vcpus == 1 {
+            return set_pending(bits, p, 0);
+        }
+        set_pending(bits, p, self.notify_vcpu(p))
+    }
+
+    /// `-ENOENT` for a vCPU the domain does not have.
+    fn check_vcpu(&self, vcpu: u32) -> Result<(), Errno> {
+        if vcpu >= self.nr_vcpus {
+            return Err(Errno::ENOENT);
+        }
+        Ok(())
     }
 
     fn port(&self, p: u32) -> Result<&Port, Errno> {
@@ -250,29 +307,44 @@ impl Channels {
         if virq_is_global(virq) && vcpu != 0 {
             return Err(Errno::EINVAL);
         }
-        if vcpu >= NR_VCPUS {
-            return Err(Errno::ENOENT);
-        }
-        let slot = self
-            .virq_to_port
-            .get(virq as usize)
-            .copied()
-            .ok_or(Errno::EINVAL)?;
+        self.check_vcpu(vcpu)?;
+        let slot = self.virq_slot(virq, vcpu).ok_or(Errno::EINVAL)?;
         if slot != 0 {
             return Err(Errno::EEXIST);
         }
         let p = self.alloc(PortState::Virq(virq as u8), vcpu, bits)?;
-        if let Some(s) = self.virq_to_port.get_mut(virq as usize) {
+        if let Some(s) = self
+            .virq_table_mut(vcpu)
+            .and_then(|t| t.get_mut(virq as usize))
+        {
             *s = p;
         }
         Ok(p)
     }
 
-    /// `EVTCHNOP_bind_ipi`.
-    pub fn bind_ipi(&mut self, vcpu: u32, bits: &mut impl EventBits) -> Result<u32, Errno> {
-        if vcpu >= NR_VCPUS {
-            return Err(Errno::ENOENT);
+    /// vCPU `vcpu`'s VIRQ bindings.
+    fn virq_table(&self, vcpu: u32) -> Option<&[u32; NR_VIRQ]> {
+        match vcpu.checked_sub(1) {
+            None => Some(&self.virq_to_port),
+            Some(i) => self.vcpu_virqs.get(i as usize),
         }
+    }
+
+    fn virq_table_mut(&mut self, vcpu: u32) -> Option<&mut [u32; NR_VIRQ]> {
+        match vcpu.checked_sub(1) {
+            None => Some(&mut self.virq_to_port),
+            Some(i) => self.vcpu_virqs.get_mut(i as usize),
+        }
+    }
+
+    /// The port VIRQ `virq` is bound to in vCPU `vcpu`'s table (0: none).
+    fn virq_slot(&self, virq: u32, vcpu: u32) -> Option<u32> {
+        self.virq_table(vcpu)?.get(virq as usize).copied()
+    }
+
+    /// `EVTCHNOP_bind_ipi`: a port that notifies vCPU `vcpu`.
+    pub fn bind_ipi(&mut self, vcpu: u32, bits: &mut impl EventBits) -> Result<u32, Errno> {
+        self.check_vcpu(vcpu)?;
         self.alloc(PortState::Ipi, vcpu, bits)
     }
 
@@ -282,8 +354,14 @@ impl Channels {
         match port.state {
             PortState::Free | PortState::Reserved => return Err(Errno::EINVAL),
             PortState::Virq(v) => {
-                if let Some(s) = self.virq_to_port.get_mut(usize::from(v)) {
-                    *s = 0;
+                // Bound in one vCPU's table (vCPU 0's for a global VIRQ,
+                // wherever it notifies now).
+                let tables =
+                    core::iter::once(&mut self.virq_to_port).chain(self.vcpu_virqs.iter_mut());
+                for t in tables {
+                    if let Some(s) = t.get_mut(usize::from(v)).filter(|s| **s == p) {
+                        *s = 0;
+                    }
                 }
             }
             PortState::Unbound { .. } | PortState::Interdomain { .. } | PortState::Ipi => {}
@@ -295,19 +373,31 @@ impl Channels {
 
     /// `EVTCHNOP_send`. Returns whether an upcall was newly raised.
     pub fn send(&mut self, p: u32, bits: &mut impl EventBits) -> Result<bool, Errno> {
-        match self.port(p)?.state {
-            PortState::Ipi => Ok(set_pending(bits, p)),
+        let port = *self.port(p)?;
+        match port.state {
+            PortState::Ipi => Ok(set_pending(bits, p, port.vcpu)),
             // Xen: "silently drop" a send on an unbound port.
             PortState::Unbound { .. } => Ok(false),
             _ => Err(Errno::EINVAL),
         }
     }
 
-    /// Raise a VIRQ (Xen's `send_guest_vcpu_virq`): nothing if it is not bound.
-    /// Returns whether an upcall was newly raised.
+    /// Raise a global VIRQ (Xen's `send_guest_global_virq`: bound in vCPU
+    /// 0's table, delivered to the port's notify vCPU), or a per-vCPU VIRQ of
+    /// vCPU 0: nothing if it is not bound. Returns whether an upcall was newly
+    /// raised.
     pub fn raise_virq(&mut self, virq: u32, bits: &mut impl EventBits) -> bool {
         match self.virq_to_port.get(virq as usize).copied() {
-            Some(p) if p != 0 => set_pending(bits, p),
+            Some(p) if p != 0 => self.set_pending(p, bits),
+            _ => false,
+        }
+    }
+
+    /// Raise VIRQ `virq` bound in vCPU `vcpu`'s table (Xen's
+    /// `send_guest_vcpu_virq`: a vCPU's own `VIRQ_TIMER`).
+    pub fn raise_vcpu_virq(&mut self, virq: u32, vcpu: u32, bits: &mut impl EventBits) -> bool {
+        match self.virq_slot(virq, vcpu) {
+            Some(p) if p != 0 => set_pending(bits, p, self.notify_vcpu(p)),
             _ => false,
         }
     }
@@ -331,23 +421,25 @@ impl Channels {
 
     /// `EVTCHNOP_unmask` (Xen's `evtchn_2l_unmask`): clear the mask and, if the
     /// port is pending, publish it. Returns whether an upcall was newly raised.
+    /// The selector and upcall flag set are the port's notify vCPU's.
     pub fn unmask(&mut self, p: u32, bits: &mut impl EventBits) -> Result<bool, Errno> {
-        self.port(p)?;
+        let v = self.port(p)?.vcpu;
         if bits.test_and_clear_mask(p)
             && bits.is_pending(p)
-            && !bits.test_and_set_sel(p / BITS_PER_WORD)
+            && !bits.test_and_set_sel(v, p / BITS_PER_WORD)
         {
-            bits.set_upcall_pending();
+            bits.set_upcall_pending(v);
             return Ok(true);
         }
         Ok(false)
     }
 
-    /// `EVTCHNOP_bind_vcpu`.
+    /// `EVTCHNOP_bind_vcpu`: a global VIRQ or an unbound port notifies vCPU
+    /// `vcpu` from now on (a per-vCPU VIRQ and an IPI port are bound to their
+    /// vCPU: `-EINVAL`; so is an interdomain port, which Xen 4.17 accepts:
+    /// Keel's 1.0 answer, kept until an ABI version changes it).
     pub fn bind_vcpu(&mut self, p: u32, vcpu: u32) -> Result<(), Errno> {
-        if vcpu >= NR_VCPUS {
-            return Err(Errno::ENOENT);
-        }
+        self.check_vcpu(vcpu)?;
         let port = self.port_mut(p)?;
         match port.state {
             PortState::Virq(v) if virq_is_global(u32::from(v)) => port.vcpu = vcpu,

@@ -10,6 +10,7 @@
 
 use super::{EventBits, BITS_PER_WORD};
 use crate::addr::{MachineAddr, Mfn};
+use crate::domain::{Domain, FrameKind};
 use crate::mem::PhysMem;
 use keel_abi::event::Pod;
 use keel_abi::time::{offsets, VcpuInfo, VcpuTimeInfo};
@@ -17,17 +18,17 @@ use keel_abi::time::{offsets, VcpuInfo, VcpuTimeInfo};
 /// Bytes of a `vcpu_info` record.
 pub const VCPU_INFO_SIZE: usize = core::mem::size_of::<VcpuInfo>();
 
-/// Where vCPU 0's `vcpu_info` record is, as a type: a [`SharedPage`] is
-/// made for one or the other, so the code for a record that never moved is
-/// the code for a fixed offset in the page, with nothing to test or to
-/// compute on each access (a domain that does not use ABI 1.2 pays nothing
-/// for a record that could move).
+/// Where the opened vCPU's `vcpu_info` record is, as a type: a
+/// [`SharedPage`] is made for one or the other, so the code for vCPU 0's
+/// record that never moved is the code for a fixed offset in the page, with
+/// nothing to test or to compute on each access (a domain that does not use
+/// ABI 1.2 pays nothing for a record that could move, or for other vCPUs).
 pub trait VcpuInfoAt: Copy {
     /// The record's machine address, for the page at `base`.
     fn at(self, base: MachineAddr) -> MachineAddr;
 }
 
-/// Entry 0 of `shared_info` (where every domain's record starts).
+/// Entry 0 of `shared_info` (where every domain's vCPU 0 record starts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InShared;
 
@@ -37,8 +38,9 @@ impl VcpuInfoAt for InShared {
     }
 }
 
-/// Where the guest placed it (`VCPUOP_register_vcpu_info`): 64 bytes inside
-/// one of its frames, the place and the frame checked by the caller.
+/// Anywhere else: another vCPU's entry of `shared_info`, or where the guest
+/// placed the record (`VCPUOP_register_vcpu_info`): 64 bytes inside one of
+/// its frames, the place and the frame checked by the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Placed(pub MachineAddr);
 
@@ -48,34 +50,113 @@ impl VcpuInfoAt for Placed {
     }
 }
 
-/// vCPU 0's `shared_info` page, and its `vcpu_info`: entry 0 of the page
-/// ([`InShared`]) or where the guest placed it ([`Placed`]).
+/// A domain's `shared_info` page, opened for one of its vCPUs (the running
+/// one: [`EventBits`]' flags without a vCPU are its) with that vCPU's
+/// `vcpu_info`: entry 0 of the page for vCPU 0 ([`InShared`]), or elsewhere
+/// ([`Placed`]). An event for another vCPU reaches that vCPU's record, found
+/// through the domain's vCPU table ([`Self::for_domain`]) or, without one,
+/// its entry of the page.
 pub struct SharedPage<'a, M: PhysMem + ?Sized, V: VcpuInfoAt = InShared> {
     mem: &'a mut M,
     base: MachineAddr,
-    /// vCPU 0's `vcpu_info` record.
+    /// The opened vCPU's `vcpu_info` record.
     vi: V,
+    /// The opened vCPU.
+    vcpu: u32,
+    /// The domain, to find another vCPU's record where it placed it (and to
+    /// check that frame); without it, every other vCPU's is its entry of the
+    /// page.
+    dom: Option<&'a Domain>,
 }
 
 impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M> {
-    /// The page at frame `mfn`, with vCPU 0's `vcpu_info` in it.
+    /// The page at frame `mfn`, opened for vCPU 0 with its `vcpu_info` in it.
+    #[inline(always)]
     pub fn new(mem: &'a mut M, mfn: Mfn) -> Self {
         SharedPage {
             mem,
             base: mfn.addr(),
             vi: InShared,
+            vcpu: 0,
+            dom: None,
+        }
+    }
+
+    /// [`Self::new`] for domain `dom` (another vCPU's record is found
+    /// through its vCPU table).
+    #[inline(always)]
+    pub fn of_domain(mem: &'a mut M, mfn: Mfn, dom: &'a Domain) -> Self {
+        SharedPage {
+            mem,
+            base: mfn.addr(),
+            vi: InShared,
+            vcpu: 0,
+            dom: Some(dom),
         }
     }
 }
 
 impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M, Placed> {
-    /// The page at frame `mfn`, with vCPU 0's `vcpu_info` at `vi` (64 bytes
-    /// inside one frame: the caller checked the place and the frame).
+    /// The page at frame `mfn`, opened for vCPU 0 with its `vcpu_info` at
+    /// `vi` (64 bytes inside one frame: the caller checked the place and the
+    /// frame).
     pub fn with_vcpu_info(mem: &'a mut M, mfn: Mfn, vi: MachineAddr) -> Self {
         SharedPage {
             mem,
             base: mfn.addr(),
             vi: Placed(vi),
+            vcpu: 0,
+            dom: None,
+        }
+    }
+
+    /// Domain `dom`'s page at frame `mfn`, opened for vCPU `vcpu` whose
+    /// record is at `vi` (checked by the caller); the other vCPUs' records
+    /// are found through `dom`'s vCPU table.
+    pub fn for_domain(
+        mem: &'a mut M,
+        mfn: Mfn,
+        dom: Option<&'a Domain>,
+        vcpu: u32,
+        vi: MachineAddr,
+    ) -> Self {
+        SharedPage {
+            mem,
+            base: mfn.addr(),
+            vi: Placed(vi),
+            vcpu,
+            dom,
+        }
+    }
+}
+
+impl<'a, M: PhysMem + ?Sized, V: VcpuInfoAt> SharedPage<'a, M, V> {
+    /// Where vCPU `v`'s `vcpu_info` is: the opened vCPU's as given; another's
+    /// where its domain placed it if that frame is still an ordinary writable
+    /// frame of the domain (else `None`: nothing is written there), or its
+    /// entry of the page.
+    #[inline(always)]
+    fn vi_of(&self, v: u32) -> Option<MachineAddr> {
+        if v == self.vcpu {
+            Some(self.vi.at(self.base))
+        } else {
+            self.vi_of_other(v)
+        }
+    }
+
+    /// [`Self::vi_of`] for a vCPU other than the opened one (out of line:
+    /// the event paths of a one-vCPU domain never come here).
+    #[cold]
+    #[inline(never)]
+    fn vi_of_other(&self, v: u32) -> Option<MachineAddr> {
+        let entry = || MachineAddr::new(self.base.get() + offsets::vcpu_info(v as usize) as u64);
+        let Some(dom) = self.dom else {
+            return (v < super::MAX_VCPUS as u32).then(entry);
+        };
+        match dom.vcpus.get(u64::from(v)).ok()?.vcpu_info {
+            None => Some(entry()),
+            Some(p) if dom.frame_kind(&*self.mem, p.mfn) == FrameKind::Writable => Some(p.addr()),
+            Some(_) => None,
         }
     }
 }
@@ -214,8 +295,11 @@ impl<M: PhysMem + ?Sized, V: VcpuInfoAt> EventBits for SharedPage<'_, M, V> {
         }
         w & m != 0
     }
-    fn test_and_set_sel(&mut self, w: u32) -> bool {
-        let at = self.at_vi(offsets::pending_sel(0));
+    fn test_and_set_sel(&mut self, vcpu: u32, w: u32) -> bool {
+        let Some(vi) = self.vi_of(vcpu) else {
+            return true;
+        };
+        let at = MachineAddr::new(vi.get() + offsets::pending_sel(0) as u64);
         let m = 1u64 << (w % BITS_PER_WORD);
         let v = self.mem.read_u64(at);
         if v & m == 0 {
@@ -223,8 +307,11 @@ impl<M: PhysMem + ?Sized, V: VcpuInfoAt> EventBits for SharedPage<'_, M, V> {
         }
         v & m != 0
     }
-    fn set_upcall_pending(&mut self) {
-        self.wr8_vi(offsets::upcall_pending(0), 1);
+    fn set_upcall_pending(&mut self, vcpu: u32) {
+        if let Some(vi) = self.vi_of(vcpu) {
+            let at = MachineAddr::new(vi.get() + offsets::upcall_pending(0) as u64);
+            self.mem.write(at, &[1]);
+        }
     }
     fn upcall_pending(&self) -> bool {
         self.rd8_vi(offsets::upcall_pending(0)) != 0

@@ -3,7 +3,7 @@
 use super::shared::Placed;
 use super::timer::Timers;
 use super::{need_delivery, Channels, EventBits, SharedPage};
-use crate::addr::{Mfn, Pfn};
+use crate::addr::{MachineAddr, Mfn, Pfn};
 use crate::domain::vcpus::VcpuInfoPlace;
 use crate::domain::{Domain, FrameKind};
 use crate::mem::PhysMem;
@@ -11,6 +11,7 @@ use crate::time::Clock;
 use keel_abi::event::VIRQ_TIMER;
 use keel_abi::sched::SCHED_POLL_MAX_PORTS;
 use keel_abi::start_info::StartInfo;
+use keel_abi::time::offsets;
 
 /// Ports a `SCHEDOP_poll` may wait on.
 pub const POLL_MAX: usize = SCHED_POLL_MAX_PORTS as usize;
@@ -37,7 +38,21 @@ pub enum Blocked {
     Poll(Poll),
 }
 
-/// Everything about events and time one domain (one vCPU) has.
+/// A vCPU's own event state, as Xen's `struct vcpu` has it: its timers
+/// (`VCPUOP_set_singleshot_timer`, `set_timer_op`, the periodic timer) and
+/// what it blocks on. The loaded vCPU's is in [`EventState`]; the others'
+/// wait in the run loop until their vCPU is loaded ([`EventState::load_vcpu`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuEvents {
+    /// The timers.
+    pub timers: Timers,
+    /// What a pending block waits for.
+    pub blocked: Option<Blocked>,
+}
+
+/// Everything about events and time a domain has (per domain: the channel
+/// table, the clock, `shared_info`, the upcall vector), with the loaded
+/// vCPU's own part (its timers, what it blocks on: [`VcpuEvents`]).
 #[derive(Clone, Debug)]
 pub struct EventState {
     /// The event-channel table.
@@ -63,6 +78,9 @@ pub struct EventState {
     /// What a pending block waits for (set by the hypercall, consumed by the
     /// VMX code).
     pub blocked: Option<Blocked>,
+    /// The loaded vCPU: the one whose `vcpu_info` [`Self::page`] opens and
+    /// whose `VIRQ_TIMER` its timers raise.
+    pub vcpu: u32,
 }
 
 /// The shared page ([`EventState::page`]), typed by where vCPU 0's
@@ -101,11 +119,11 @@ impl<M: PhysMem + ?Sized> EventBits for Page<'_, M> {
     fn test_and_clear_mask(&mut self, p: u32) -> bool {
         on_page_ref!(self, |b| b.test_and_clear_mask(p))
     }
-    fn test_and_set_sel(&mut self, w: u32) -> bool {
-        on_page_ref!(self, |b| b.test_and_set_sel(w))
+    fn test_and_set_sel(&mut self, vcpu: u32, w: u32) -> bool {
+        on_page_ref!(self, |b| b.test_and_set_sel(vcpu, w))
     }
-    fn set_upcall_pending(&mut self) {
-        on_page_ref!(self, |b| b.set_upcall_pending())
+    fn set_upcall_pending(&mut self, vcpu: u32) {
+        on_page_ref!(self, |b| b.set_upcall_pending(vcpu))
     }
     fn upcall_pending(&self) -> bool {
         on_page_ref!(self, |b| b.upcall_pending())
@@ -165,7 +183,7 @@ macro_rules! with_page {
             Some(mfn) => {
                 if $dom.frame_kind(&*$mem, mfn) == $crate::domain::FrameKind::Writable {
                     #[allow(unused_mut)]
-                    let mut $p = $crate::event::SharedPage::new($mem, mfn);
+                    let mut $p = $crate::event::SharedPage::of_domain($mem, mfn, $dom);
                     $body
                 } else {
                     $none
@@ -197,7 +215,11 @@ impl EventState {
         wall_sec: u64,
     ) -> Self {
         let mut st = EventState {
-            chans: Channels::new(dom.id.0),
+            chans: {
+                let mut c = Channels::new(dom.id.0);
+                c.set_vcpus(u32::from(dom.vcpus.count()));
+                c
+            },
             timers: Timers::default(),
             clock,
             shared: None,
@@ -205,6 +227,7 @@ impl EventState {
             vcpu_info: None,
             callback_vector: None,
             blocked: None,
+            vcpu: 0,
         };
         let layout = dom.layout();
         let last = Pfn::new(layout.nr_pages.saturating_sub(1));
@@ -244,50 +267,93 @@ impl EventState {
     #[inline(always)]
     pub fn page<'m, M: PhysMem + ?Sized>(
         &self,
-        dom: &Domain,
+        dom: &'m Domain,
         mem: &'m mut M,
     ) -> Option<Page<'m, M>> {
         let Some(mfn) = self.entry0 else {
             return self.placed(dom, mem);
         };
         (dom.frame_kind(&*mem, mfn) == FrameKind::Writable)
-            .then(|| Page::InShared(SharedPage::new(mem, mfn)))
+            .then(|| Page::InShared(SharedPage::of_domain(mem, mfn, dom)))
     }
 
-    /// [`Self::page`] with a moved `vcpu_info` (or without a page), out of
-    /// line: both frames must still be ordinary writable frames of the
-    /// domain.
+    /// [`Self::page`] for a loaded vCPU other than vCPU 0 or a moved
+    /// `vcpu_info` (or without a page), out of line: both frames must still
+    /// be ordinary writable frames of the domain.
     #[cold]
     #[inline(never)]
     pub fn placed<'m, M: PhysMem + ?Sized>(
         &self,
-        dom: &Domain,
+        dom: &'m Domain,
         mem: &'m mut M,
     ) -> Option<Page<'m, M>> {
-        let (mfn, p) = (self.shared?, self.vcpu_info?);
+        let mfn = self.shared?;
         let writable = |m| dom.frame_kind(&*mem, m) == FrameKind::Writable;
-        (writable(mfn) && writable(p.mfn))
-            .then(|| Page::Placed(SharedPage::with_vcpu_info(mem, mfn, p.addr())))
+        if !writable(mfn) || self.vcpu_info.is_some_and(|p| !writable(p.mfn)) {
+            return None;
+        }
+        let vi = self.vi_addr(mfn);
+        Some(Page::Placed(SharedPage::for_domain(
+            mem,
+            mfn,
+            Some(dom),
+            self.vcpu,
+            vi,
+        )))
     }
 
-    /// The `shared_info` frame while vCPU 0's `vcpu_info` is in it (what
-    /// `with_page!` tests).
+    /// The loaded vCPU's `vcpu_info` for `shared_info` at `mfn`: where it
+    /// was placed, or its entry of the page.
+    fn vi_addr(&self, mfn: Mfn) -> MachineAddr {
+        match self.vcpu_info {
+            Some(p) => p.addr(),
+            None => {
+                MachineAddr::new(mfn.addr().get() + offsets::vcpu_info(self.vcpu as usize) as u64)
+            }
+        }
+    }
+
+    /// The `shared_info` frame while vCPU 0 is loaded and its `vcpu_info`
+    /// is in it (what `with_page!` tests).
     #[inline(always)]
     pub fn entry0(&self) -> Option<Mfn> {
         self.entry0
     }
 
-    /// Where vCPU 0's `vcpu_info` is, if the guest moved it.
+    /// Where the loaded vCPU's `vcpu_info` is, if the guest moved it.
     pub fn vcpu_info(&self) -> Option<VcpuInfoPlace> {
         self.vcpu_info
     }
 
-    /// vCPU 0's `vcpu_info` is at `p` from now on (the caller checked the
-    /// place and the frame, `VcpuTable::register_vcpu_info`): events and
-    /// time go only there.
+    /// The loaded vCPU's `vcpu_info` is at `p` from now on (the caller
+    /// checked the place and the frame, `VcpuTable::register_vcpu_info`,
+    /// and keeps it in the domain's vCPU table for the next
+    /// [`Self::load_vcpu`]): events and time go only there.
     pub fn place_vcpu_info(&mut self, p: VcpuInfoPlace) {
         self.vcpu_info = Some(p);
         self.entry0 = None;
+    }
+
+    /// Load vCPU `vcpu` of `dom` with its own state `next`; the state of
+    /// the vCPU loaded until now is returned (to keep until it is loaded
+    /// again). Its `vcpu_info` is where `dom`'s vCPU table says.
+    pub fn load_vcpu(&mut self, dom: &Domain, vcpu: u32, next: VcpuEvents) -> VcpuEvents {
+        let prev = VcpuEvents {
+            timers: self.timers,
+            blocked: self.blocked,
+        };
+        self.timers = next.timers;
+        self.blocked = next.blocked;
+        self.vcpu = vcpu;
+        self.vcpu_info = dom
+            .vcpus
+            .get(u64::from(vcpu))
+            .ok()
+            .and_then(|s| s.vcpu_info);
+        self.entry0 = self
+            .shared
+            .filter(|_| vcpu == 0 && self.vcpu_info.is_none());
+        prev
     }
 
     /// Fire the timers due at TSC `tsc`: raise `VIRQ_TIMER` for each.
@@ -298,7 +364,11 @@ impl EventState {
             return;
         }
         with_page!(self, dom, mem, |page| {
-            self.chans.raise_virq(VIRQ_TIMER, &mut page);
+            if self.vcpu == 0 {
+                self.chans.raise_virq(VIRQ_TIMER, &mut page);
+            } else {
+                self.chans.raise_vcpu_virq(VIRQ_TIMER, self.vcpu, &mut page);
+            }
         }, else ());
     }
 
@@ -323,9 +393,15 @@ impl EventState {
     #[cold]
     #[inline(never)]
     fn placed_upcall_wanted<M: PhysMem + ?Sized>(&self, mem: &mut M) -> bool {
-        match (self.shared, self.vcpu_info) {
-            (Some(s), Some(p)) => need_delivery(&SharedPage::with_vcpu_info(mem, s, p.addr())),
-            _ => false,
+        match self.shared {
+            Some(s) => need_delivery(&SharedPage::for_domain(
+                mem,
+                s,
+                None,
+                self.vcpu,
+                self.vi_addr(s),
+            )),
+            None => false,
         }
     }
 

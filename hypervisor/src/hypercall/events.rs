@@ -50,7 +50,7 @@ fn write<T: Pod, M: PhysMem>(ctx: &mut Ctx<'_, M>, va: u64, v: &T) -> Result<(),
 /// The shared_info page (events need it: without one, `-ENOSYS`).
 fn page<'m, M: PhysMem>(
     ev: &crate::event::EventState,
-    dom: &crate::domain::Domain,
+    dom: &'m crate::domain::Domain,
     mem: &'m mut M,
 ) -> Result<Page<'m, M>, Errno> {
     ev.page(dom, mem).ok_or(Errno::ENOSYS)
@@ -110,10 +110,10 @@ impl EventBits for NoBits {
     fn test_and_clear_mask(&mut self, _: u32) -> bool {
         false
     }
-    fn test_and_set_sel(&mut self, _: u32) -> bool {
+    fn test_and_set_sel(&mut self, _: u32, _: u32) -> bool {
         true
     }
-    fn set_upcall_pending(&mut self) {}
+    fn set_upcall_pending(&mut self, _: u32) {}
     fn upcall_pending(&self) -> bool {
         false
     }
@@ -206,8 +206,19 @@ pub(super) fn evtchn_send<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -
                 return Ok(0);
             }
         }
-        with_page!(ctx, |c, p| c.send(s.port, &mut p)).map(|_| 0)
+        with_page!(ctx, |c, p| c.send(s.port, &mut p))?;
+        wake_notified(ctx, s.port);
+        Ok(0)
     })())
+}
+
+/// A sibling vCPU that port `p` notifies may be blocked: the scheduler wakes
+/// it (it looks at its events when picked). Nothing for the caller's own.
+fn wake_notified<M: PhysMem>(ctx: &mut Ctx<'_, M>, p: u32) {
+    let v = ctx.ev.chans.notify_vcpu(p);
+    if v != ctx.ev.vcpu {
+        ctx.peers.wake_vcpu(ctx.dom.id, v);
+    }
 }
 
 #[inline(never)]
@@ -228,7 +239,9 @@ pub(super) fn evtchn_close<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) 
 pub(super) fn evtchn_unmask<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
         let s: EvtchnPort = read(ctx, a.args[1])?;
-        with_page!(ctx, |c, p| c.unmask(s.port, &mut p)).map(|_| 0)
+        with_page!(ctx, |c, p| c.unmask(s.port, &mut p))?;
+        wake_notified(ctx, s.port);
+        Ok(0)
     })())
 }
 
@@ -412,9 +425,15 @@ pub(super) fn set_timer_op<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) 
     Ok(Outcome::Return(0))
 }
 
-fn vcpu_check(a: &HypercallArgs) -> Result<(), Errno> {
-    if a.args[1] != 0 {
+/// The vCPU a timer operation names: `-ENOENT` beyond the domain's count,
+/// `-EINVAL` for another than the caller (Xen's `v != current`: a vCPU sets
+/// its own timers).
+fn vcpu_check<M: PhysMem>(ctx: &Ctx<'_, M>, a: &HypercallArgs) -> Result<(), Errno> {
+    if a.args[1] >= u64::from(ctx.dom.vcpus.count()) {
         return Err(Errno::ENOENT);
+    }
+    if a.args[1] != u64::from(ctx.ev.vcpu) {
+        return Err(Errno::EINVAL);
     }
     Ok(())
 }
@@ -422,7 +441,7 @@ fn vcpu_check(a: &HypercallArgs) -> Result<(), Errno> {
 #[inline(never)]
 pub(super) fn vcpu_set_periodic<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
-        vcpu_check(a)?;
+        vcpu_check(ctx, a)?;
         let s: VcpuSetPeriodicTimer = read(ctx, a.args[2])?;
         if !(PERIODIC_TIMER_MIN_NS..=PERIODIC_TIMER_MAX_NS).contains(&s.period_ns) {
             return Err(Errno::EINVAL);
@@ -435,7 +454,7 @@ pub(super) fn vcpu_set_periodic<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallA
 
 #[inline(never)]
 pub(super) fn vcpu_stop_periodic<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
-    ret(vcpu_check(a).map(|()| {
+    ret(vcpu_check(ctx, a).map(|()| {
         ctx.ev.timers.stop_periodic();
         0
     }))
@@ -444,7 +463,7 @@ pub(super) fn vcpu_stop_periodic<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &Hypercall
 #[inline(never)]
 pub(super) fn vcpu_set_singleshot<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     ret((|| {
-        vcpu_check(a)?;
+        vcpu_check(ctx, a)?;
         let s: VcpuSetSingleshotTimer = read(ctx, a.args[2])?;
         let now = ctx.ev.clock.ns_at(ctx.tsc());
         if s.flags & VCPU_SSHOTTMR_FUTURE != 0 && s.timeout_abs_ns < now {
@@ -461,7 +480,7 @@ pub(super) fn vcpu_stop_singleshot<M: PhysMem>(
     ctx: &mut Ctx<'_, M>,
     a: &HypercallArgs,
 ) -> HcResult {
-    ret(vcpu_check(a).map(|()| {
+    ret(vcpu_check(ctx, a).map(|()| {
         ctx.ev.timers.stop_oneshot();
         0
     }))

@@ -65,7 +65,7 @@ impl Peers for Fake<'_> {
         let Some(x) = self.get_mut(d) else {
             return false;
         };
-        let raised = set_pending(&mut x.bits, p);
+        let raised = x.chans.set_pending(p, &mut x.bits);
         if x.blocked {
             x.blocked = false;
             x.woken += 1;

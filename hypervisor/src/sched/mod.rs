@@ -32,6 +32,8 @@
 //! host test counts them). Nothing allocates: the state is fixed arrays sized
 //! by the number of domain slots `N`.
 
+pub mod slots;
+
 #[cfg(test)]
 mod tests;
 

@@ -14,23 +14,26 @@ use super::bitmaps::{build_msr_bitmap, ones_frame};
 use super::checks::check_vm_entry;
 use super::control_bits::PinbasedControls;
 use super::controls::TlbFlush;
-use super::exit::{msr_env, GiveUp, Vcpu};
+use super::exit::{init_vmcs_exits, msr_env, GiveUp, Vcpu, VcpuParked};
 use super::frame::{DomainEnd, ExitEnv, FastExit, GuestGprs};
 use super::insn::{invvpid, vm_result, InvvpidType};
 use super::lend::{self, Lent};
 use super::percpu::{self, PerCpu, VmxCpu, COUNTED_EXIT_REASONS};
 use super::readback::read_state;
 use super::setup::{
-    clear_vmcs, host_efer_for_guest, load_vmcs, make_current, setup_vmcs, SwitchedState, VmcsFrames,
+    clear_vmcs, host_efer_for_guest, load_vmcs, make_current, setup_vmcs, start_vcpu,
+    SwitchedState, VmcsFrames,
 };
 use super::stub::{launch, Leave};
 use crate::arch::timer;
+use crate::domain::vcpus::MAX_VCPUS;
 use crate::domain::{Domain, DomainId};
 use crate::domctl::{Action, Directory, Summary};
 use crate::event::interdomain::Endpoint;
 use crate::lifecycle::{End, Phase, Teardown, TeardownWorld};
 use crate::mem::{Console, FrameSource, PhysMem};
 use crate::peers::{DomctlDone, Peers};
+use crate::sched::slots::VcpuSlots;
 use crate::sched::{Next, Scheduler, DEFAULT_WEIGHT, UNBOUNDED};
 use keel_abi::domctl::XenDomctl;
 use keel_abi::event::VIRQ_DOM_EXC;
@@ -40,14 +43,19 @@ use keel_abi::Errno;
 /// per boot module.
 pub const MAX_DOMAINS: usize = crate::boot::MAX_MODULES;
 
-/// Scheduler slots: one per domain id, 0 unused.
-const SCHED_SLOTS: usize = MAX_DOMAINS + 1;
+/// Domain slots: one per domain id, 0 unused.
+const DOM_SLOTS: usize = MAX_DOMAINS + 1;
+
+/// The scheduler's slots: one per vCPU (`crate::sched::slots`; vCPU 0's is
+/// the domain id).
+type Slots = VcpuSlots<DOM_SLOTS>;
+const SCHED_SLOTS: usize = Slots::SLOTS;
 
 /// The CPU each domain runs on (index: domain id), set before any runs.
-static PLACED: [AtomicU8; SCHED_SLOTS] = [const { AtomicU8::new(0) }; SCHED_SLOTS];
+static PLACED: [AtomicU8; DOM_SLOTS] = [const { AtomicU8::new(0) }; DOM_SLOTS];
 /// Domains the control domain destroyed (index: domain id): never entered
 /// again, ended by their CPU's run loop at its next decision.
-static DESTROYED: [AtomicBool; SCHED_SLOTS] = [const { AtomicBool::new(false) }; SCHED_SLOTS];
+static DESTROYED: [AtomicBool; DOM_SLOTS] = [const { AtomicBool::new(false) }; DOM_SLOTS];
 /// Per CPU: a domain of its was destroyed since its run loop last looked.
 static DESTROY_PENDING: [AtomicBool; crate::arch::percpu::MAX_CPUS] =
     [const { AtomicBool::new(false) }; crate::arch::percpu::MAX_CPUS];
@@ -133,6 +141,97 @@ pub struct Guest<'a, M: PhysMem, C: Console> {
     /// It has ended and is being torn down, a bounded piece per run-loop
     /// iteration (`crate::lifecycle`): never entered again, not a peer.
     dying: Option<Dying>,
+    /// The domain's other vCPUs, each with its VMCS once it was first
+    /// brought up: where in this CPU's pool ([`Parked`]) each is (index:
+    /// vCPU number; [`NO_PARKED`] for none; the loaded vCPU's state is
+    /// `vcpu`, `vf`, `gprs`, `launched`, `switched`).
+    parked: [u8; MAX_VCPUS],
+    /// The vCPUs that have a scheduler slot (bit `v`: vCPU `v`).
+    scheduled: u8,
+    /// The domain has several vCPUs (the run loop looks at their states
+    /// after each of its runs).
+    multi: bool,
+}
+
+/// No parked vCPU (`Guest::parked`).
+const NO_PARKED: u8 = u8::MAX;
+
+/// The parked vCPUs one CPU keeps, of all its domains (a pool apart from
+/// the [`Guest`]s, so that the table of every CPU's domains does not hold
+/// room for every domain's vCPUs): 16, two domains of 8 vCPUs or five of
+/// 4 (a vCPU brought up beyond them is refused a VMCS, logged, and stays
+/// without a slot). Kept small: the pools are part of the image's `.bss`,
+/// which must end below 8 MiB.
+pub const PARKED_PER_CPU: usize = 16;
+
+/// A vCPU of a domain while another is loaded (`Guest::parked`): what the
+/// run loop keeps for one vCPU, as it keeps for the loaded one.
+pub struct Parked {
+    vf: VmcsFrames,
+    gprs: GuestGprs,
+    launched: bool,
+    switched: Option<SwitchedState>,
+    exit: VcpuParked,
+}
+
+impl<M: PhysMem, C: Console> Guest<'_, M, C> {
+    /// Load vCPU `v` (up, with a VMCS, parked in `pool`): the loaded one is
+    /// parked in its place. False if it cannot run (down, or never started).
+    fn switch_to(&mut self, v: u32, pool: &mut [Option<Parked>]) -> bool {
+        use core::mem::replace;
+        if !self.vcpu.domain().vcpus.up_at(v) {
+            return false;
+        }
+        let from = self.vcpu.loaded_vcpu() as usize;
+        let Some(&at) = self.parked.get(v as usize) else {
+            return false;
+        };
+        let Some(entry) = pool.get_mut(usize::from(at)) else {
+            return false;
+        };
+        let Some(next) = entry.take() else {
+            return false;
+        };
+        let exit = self.vcpu.switch_vcpu(v, next.exit);
+        *entry = Some(Parked {
+            vf: replace(&mut self.vf, next.vf),
+            gprs: replace(&mut self.gprs, next.gprs),
+            launched: replace(&mut self.launched, next.launched),
+            switched: replace(&mut self.switched, next.switched),
+            exit,
+        });
+        if let Some(p) = self.parked.get_mut(from) {
+            *p = at;
+        }
+        if let Some(p) = self.parked.get_mut(v as usize) {
+            *p = NO_PARKED;
+        }
+        true
+    }
+
+    /// Free every parked vCPU's VMCS and register save area (the domain
+    /// ended), and its place in `pool`.
+    fn free_parked(
+        &mut self,
+        pc: &PerCpu,
+        pool: &mut [Option<Parked>],
+        frames: &mut impl FrameSource,
+    ) {
+        let taken = self.parked.iter_mut().filter_map(|i| {
+            let at = core::mem::replace(i, NO_PARKED);
+            pool.get_mut(usize::from(at)).and_then(Option::take)
+        });
+        for p in taken {
+            if make_current(pc, p.vf.vmcs).is_ok() && clear_vmcs(pc).is_ok() {
+                p.vf.free(frames);
+            } else {
+                log::error!("vmx: cannot clear a parked vCPU's VMCS; leaking its frame");
+            }
+            if let Some(s) = p.switched {
+                frames.free_frame(s.area());
+            }
+        }
+    }
 }
 
 /// A domain's teardown in progress.
@@ -238,9 +337,21 @@ impl<'a, M: PhysMem, C: Console> OnCpu<'_, 'a, M, C> {
             return;
         }
         g.vcpu.raise_virq(VIRQ_DOM_EXC);
-        if g.vcpu.is_blocked() {
-            self.sched.wake(c);
+        // Whichever of its vCPUs the VIRQ notifies: the others, woken for
+        // nothing, block again when picked.
+        for s in Slots::of_domain(c) {
+            self.sched.wake(s);
         }
+    }
+}
+
+/// A CPU's scheduler as `domctl` sees it: a domain's record sums its
+/// vCPUs' slots (`crate::sched::slots`).
+struct DomainSched<'s>(&'s Scheduler<SCHED_SLOTS>);
+
+impl crate::domctl::SchedView for DomainSched<'_> {
+    fn sched_vcpu(&self, d: DomainId) -> Option<crate::sched::Vcpu> {
+        self.0.domain_now(Slots::of_domain(d), None)
     }
 }
 
@@ -281,23 +392,23 @@ impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
                 me: (caller, me),
                 on: &*self,
             };
-            crate::domctl::domctl(&listing, &*self.sched, caller, op)?
+            crate::domctl::domctl(&listing, &DomainSched(&*self.sched), caller, op)?
         };
         Ok(match action {
             Action::None => DomctlDone::Answered,
             Action::Pause(d) => {
-                self.sched.pause(d, timer::rdtsc());
+                self.sched.pause_all(Slots::of_domain(d), timer::rdtsc());
                 DomctlDone::Scheduled
             }
             Action::Unpause(d) => {
-                self.sched.unpause(d);
+                self.sched.unpause_all(Slots::of_domain(d));
                 self.rearm_running();
                 DomctlDone::Scheduled
             }
             Action::Destroy(d) => {
                 mark_destroyed(d);
                 // Never entered again: the run loop ends it first thing.
-                self.sched.pause(d, timer::rdtsc());
+                self.sched.pause_all(Slots::of_domain(d), timer::rdtsc());
                 DomctlDone::Destroying
             }
         })
@@ -332,6 +443,13 @@ impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
         }
     }
 
+    fn wake_vcpu(&mut self, d: DomainId, vcpu: u32) {
+        if let Some(s) = Slots::slot(d, vcpu) {
+            self.sched.wake(s);
+            self.rearm_running();
+        }
+    }
+
     fn notify(&mut self, d: DomainId, p: u32) -> bool {
         let Some(g) = self.guest_mut(d) else {
             return false;
@@ -339,8 +457,12 @@ impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
         let raised = g.vcpu.notify(p);
         // The run loop asks the vCPU whether it really wakes (a poll may wait
         // for other ports) when the scheduler picks it.
-        if g.vcpu.is_blocked() {
-            self.sched.wake(d);
+        // A sibling's state is its slot's (woken only if blocked there).
+        let v = g.vcpu.notify_vcpu(p);
+        if v != g.vcpu.loaded_vcpu() || g.vcpu.is_blocked() {
+            if let Some(s) = Slots::slot(d, v) {
+                self.sched.wake(s);
+            }
             self.rearm_running();
         }
         raised
@@ -510,9 +632,13 @@ impl<'v, 'w, 'a, M: PhysMem, C: Console> Cluster<'_, '_, 'v, 'w, '_, 'a, M, C> {
 impl<M: PhysMem, C: Console> crate::domctl::SchedView for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
     fn sched_vcpu(&self, d: DomainId) -> Option<crate::sched::Vcpu> {
         match self.at(d)? {
-            At::Own => self.own.sched.vcpu(d).copied(),
+            At::Own => self.own.sched.domain_now(Slots::of_domain(d), None),
             // It may be running there now: its time so far counts.
-            At::Lent(c) => self.view(c)?.on.sched.vcpu_now(d, timer::rdtsc()),
+            At::Lent(c) => self
+                .view(c)?
+                .on
+                .sched
+                .domain_now(Slots::of_domain(d), Some(timer::rdtsc())),
         }
     }
 }
@@ -559,7 +685,7 @@ impl<M: PhysMem, C: Console> Peers for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
             Action::None => DomctlDone::Answered,
             Action::Pause(d) => {
                 if let Some(s) = self.sched_mut(d) {
-                    s.pause(d, now);
+                    s.pause_all(Slots::of_domain(d), now);
                 }
                 // Running on its CPU: its run ends there at once.
                 if let Some(At::Lent(c)) = self.at(d) {
@@ -572,12 +698,12 @@ impl<M: PhysMem, C: Console> Peers for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
             Action::Unpause(d) => {
                 match self.at(d) {
                     Some(At::Own) => {
-                        self.own.sched.unpause(d);
+                        self.own.sched.unpause_all(Slots::of_domain(d));
                         self.own.rearm_running();
                     }
                     Some(At::Lent(c)) => {
                         if let Some(v) = self.view_mut(c) {
-                            v.on.sched.unpause(d);
+                            v.on.sched.unpause_all(Slots::of_domain(d));
                             v.on.rearm_running();
                         }
                     }
@@ -588,7 +714,7 @@ impl<M: PhysMem, C: Console> Peers for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
             Action::Destroy(d) => {
                 mark_destroyed(d);
                 if let Some(s) = self.sched_mut(d) {
-                    s.pause(d, now);
+                    s.pause_all(Slots::of_domain(d), now);
                 }
                 if let Some(At::Lent(c)) = self.at(d) {
                     if let Some(v) = self.view_mut(c).and_then(|v| v.running_mut(d)) {
@@ -627,6 +753,18 @@ impl<M: PhysMem, C: Console> Peers for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
             Some(At::Lent(c)) => {
                 if let Some(v) = self.view_mut(c) {
                     v.set_endpoint(d, p, e);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn wake_vcpu(&mut self, d: DomainId, vcpu: u32) {
+        match self.at(d) {
+            Some(At::Own) => self.own.wake_vcpu(d, vcpu),
+            Some(At::Lent(c)) => {
+                if let Some(v) = self.view_mut(c) {
+                    v.on.wake_vcpu(d, vcpu);
                 }
             }
             None => {}
@@ -746,6 +884,16 @@ pub struct ToRun<'a, M, C> {
     pub service: bool,
 }
 
+/// The tables one CPU's run loop keeps its domains in (too large for the
+/// stack): a [`Guest`] per domain (slot `id - 1`), and the pool of parked
+/// vCPUs of its domains of several vCPUs.
+pub struct CpuTables<'t, 'a, M: PhysMem, C: Console> {
+    /// One slot per domain.
+    pub guests: &'t mut [Option<Guest<'a, M, C>>],
+    /// [`PARKED_PER_CPU`] slots.
+    pub parked: &'t mut [Option<Parked>],
+}
+
 /// How each domain ended, in the order they ended.
 pub struct Ends {
     /// `(domain, how it ended)`.
@@ -767,17 +915,27 @@ pub struct Ends {
 /// one domain idles in its own exit handler, nothing is switched, and at its
 /// end only its counts are checked: the machine powers off next).
 ///
-/// `guests` holds the vCPUs (too large for the stack): one slot per domain.
+/// `tables` holds the vCPUs (too large for the stack): one slot per domain,
+/// and the parked vCPUs of domains of several.
 pub fn run_domains<'a, M: PhysMem, C: Console>(
     cpu: &VmxCpu,
     doms: impl Iterator<Item = ToRun<'a, M, C>>,
-    guests: &mut [Option<Guest<'a, M, C>>],
+    tables: CpuTables<'_, 'a, M, C>,
     idle_console: &mut impl Console,
     frames: &mut impl FrameSource,
     several: bool,
     control: Option<DomainId>,
 ) -> Ends {
-    let shared = several;
+    // A domain of several vCPUs switches between them as between domains.
+    let mut list: [Option<ToRun<'a, M, C>>; MAX_DOMAINS] = [const { None }; MAX_DOMAINS];
+    for (slot, d) in list.iter_mut().zip(doms) {
+        *slot = Some(d);
+    }
+    let shared = several || list.iter().flatten().any(|d| d.dom.vcpus.count() > 1);
+    let CpuTables {
+        guests,
+        parked: pool,
+    } = tables;
     let mut ends = Ending {
         pc: percpu::this(),
         frames,
@@ -789,6 +947,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         tear_down: several,
         control,
         dying: 0,
+        pool,
     };
     let pc = ends.pc;
     let me = pc.index();
@@ -799,7 +958,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
     if shared {
         prepare_host_for_switching();
     }
-    for d in doms {
+    for d in list.into_iter().flatten() {
         let id = d.dom.id;
         let service = d.service;
         match prepare(cpu, pc, d, ends.frames, clock, wall, shared) {
@@ -867,7 +1026,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             continue;
         }
         let now = timer::rdtsc();
-        let (id, until) = match sched.schedule(now) {
+        let (slot, until) = match sched.schedule(now) {
             // A vCPU alone runs without a slice, but not while a teardown
             // here waits for its next step.
             Next::Run { dom, until } if until == UNBOUNDED && ends.dying > 0 => {
@@ -906,15 +1065,23 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                 continue;
             }
         };
+        let (id, vcpu) = Slots::vcpu_of(slot);
         let idx = usize::from(id.0).wrapping_sub(1);
         if !matches!(guests.get(idx), Some(Some(g)) if g.dying.is_none()) {
-            sched.remove(id);
+            sched.remove(slot);
             continue;
         }
         let (before, rest) = guests.split_at_mut(idx);
         let Some((Some(g), after)) = rest.split_first_mut() else {
             continue;
         };
+        // Another vCPU of the domain: load it (one that went down meanwhile
+        // leaves the scheduler).
+        if vcpu != g.vcpu.loaded_vcpu() && !g.switch_to(vcpu, ends.pool) {
+            sched.remove(slot);
+            g.scheduled &= !(1u8 << vcpu);
+            continue;
+        }
         if g.vcpu.is_blocked() {
             if g.vcpu.poll_wake(now) {
                 g.vcpu.woken();
@@ -977,6 +1144,9 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                     Some(GiveUp::Yield) => sched.yield_now(now),
                     Some(GiveUp::Preempted) | None => {}
                 }
+                if g.multi {
+                    sync_vcpus(cpu, pc, g, &mut sched, ends.pool, ends.frames);
+                }
                 continue;
             }
             Leave::DomainEnded(end) => end,
@@ -1023,6 +1193,8 @@ struct Ending<'x, F: FrameSource> {
     control: Option<DomainId>,
     /// Teardowns in progress (the run loop looks for them only if any).
     dying: usize,
+    /// This CPU's parked vCPUs.
+    pool: &'x mut [Option<Parked>],
 }
 
 impl<F: FrameSource> Ending<'_, F> {
@@ -1052,7 +1224,8 @@ impl<F: FrameSource> Ending<'_, F> {
         }
         domain_ended(g.service);
         let id = g.vcpu.domain_id();
-        sched.remove(id);
+        sched.remove_all(Slots::of_domain(id));
+        g.free_parked(self.pc, self.pool, self.frames);
         if !self.tear_down {
             let Some(guest) = guests.get_mut(idx).and_then(Option::take) else {
                 return;
@@ -1370,6 +1543,7 @@ fn prepare<'a, M: PhysMem, C: Console>(
     let (entry, start_info) = (dom.boot.entry.get(), dom.boot.start_info.get());
     let ev = events_for(dom, mem, clock, wall);
     let (id, nx) = (dom.id.0, dom.nx_enabled());
+    let multi = dom.vcpus.count() > 1;
     let mut vcpu = Vcpu::new(cpu, dom, mem, console, vpid, ev);
     if shared {
         vcpu.share_cpu();
@@ -1387,6 +1561,157 @@ fn prepare<'a, M: PhysMem, C: Console>(
         service,
         nx,
         dying: None,
+        parked: [NO_PARKED; MAX_VCPUS],
+        scheduled: 1,
+        multi,
+    })
+}
+
+/// After a run of a vCPU of a domain of several: each vCPU brought up since
+/// (`VCPUOP_up`, which leaves to this loop) gets a VMCS the first time and a
+/// scheduler slot, each brought down (`VCPUOP_down`) leaves the scheduler.
+/// All on this CPU, the domain's (the policy: `docs/architecture.md`).
+#[inline(never)]
+fn sync_vcpus<M: PhysMem, C: Console>(
+    cpu: &VmxCpu,
+    pc: &PerCpu,
+    g: &mut Guest<'_, M, C>,
+    sched: &mut Scheduler<SCHED_SLOTS>,
+    pool: &mut [Option<Parked>],
+    frames: &mut impl FrameSource,
+) {
+    let d = g.vcpu.domain_id();
+    for v in 0..u32::from(g.vcpu.domain().vcpus.count()) {
+        let up = g.vcpu.domain().vcpus.up_at(v);
+        let bit = 1u8 << v;
+        let Some(slot) = Slots::slot(d, v) else {
+            continue;
+        };
+        if up && g.scheduled & bit == 0 {
+            let have = v == g.vcpu.loaded_vcpu()
+                || g.parked.get(v as usize).is_some_and(|&i| i != NO_PARKED);
+            if !have {
+                let Some(free) = pool.iter().position(Option::is_none) else {
+                    log::error!("vmx: no room for vCPU {v} of domain {} on this CPU", d.0);
+                    continue;
+                };
+                let Some(p) = start_sibling(cpu, pc, g, v, frames) else {
+                    continue;
+                };
+                if let (Some(e), Some(i)) = (pool.get_mut(free), g.parked.get_mut(v as usize)) {
+                    *e = Some(p);
+                    *i = free as u8;
+                }
+            }
+            sched.add(slot, DEFAULT_WEIGHT);
+            g.scheduled |= bit;
+        } else if !up && g.scheduled & bit != 0 {
+            sched.remove(slot);
+            g.scheduled &= !bit;
+        }
+    }
+}
+
+/// The VMCS and register save area of vCPU `v` of `g`'s domain, its first
+/// time up: as vCPU 0's (`prepare`), started where `VCPUOP_initialise` said
+/// (`setup::start_vcpu`), with VPID `id + 256 * v`. `None` (logged) if a
+/// frame or a VMX instruction fails: the vCPU stays without a slot.
+fn start_sibling<M: PhysMem, C: Console>(
+    cpu: &VmxCpu,
+    pc: &PerCpu,
+    g: &mut Guest<'_, M, C>,
+    v: u32,
+    frames: &mut impl FrameSource,
+) -> Option<Parked> {
+    let (dom, mem) = g.vcpu.parts_mut();
+    let id = dom.id.0;
+    let (Some(start), Some(root)) = (
+        dom.vcpus.get(u64::from(v)).ok().and_then(|s| s.start),
+        dom.vcpu_base(v),
+    ) else {
+        log::error!("vmx: vCPU {v} of domain {id} is up without a context");
+        return None;
+    };
+    let vmcs = frames.alloc_frame()?;
+    mem.zero_frame(vmcs);
+    mem.write(vmcs.addr(), &cpu.caps.revision_id.to_le_bytes());
+    let mut vf = VmcsFrames {
+        vmcs,
+        msr_bitmap: None,
+        io_bitmaps: None,
+    };
+    if cpu.controls.msr_bitmaps {
+        vf.msr_bitmap = build_msr_bitmap(frames, mem, &msr_env(cpu));
+    }
+    if cpu.controls.io_bitmaps {
+        vf.io_bitmaps = ones_frame(frames, mem).zip(ones_frame(frames, mem));
+    }
+    let area = frames.alloc_frame();
+    let bitmaps_missing = (cpu.controls.msr_bitmaps && vf.msr_bitmap.is_none())
+        || (cpu.controls.io_bitmaps && vf.io_bitmaps.is_none());
+    let Some(area) = area.filter(|_| !bitmaps_missing) else {
+        log::error!("vmx: no free frames for vCPU {v} of domain {id}");
+        if let Some(a) = area {
+            frames.free_frame(a);
+        }
+        vf.free(frames);
+        return None;
+    };
+    let vpid = id.wrapping_add((v as u16) << 8);
+    let made = load_vmcs(pc, vmcs)
+        .map_err(|e| (0, e))
+        .and_then(|()| setup_vmcs(pc, cpu, dom, vpid, &vf))
+        .and_then(|()| start_vcpu(&start));
+    if let Err((field, e)) = made {
+        log::error!("vmx: VMCS of vCPU {v} of domain {id}: field {field:#x}: {e}");
+        let _ = clear_vmcs(pc);
+        frames.free_frame(area);
+        vf.free(frames);
+        return None;
+    }
+    init_vmcs_exits();
+    if let Err(f) = check_vm_entry(&read_state(cpu), &cpu.caps) {
+        log::error!("vmx: vCPU {v} of domain {id}: VM-entry check failed: {f}");
+        let _ = clear_vmcs(pc);
+        frames.free_frame(area);
+        vf.free(frames);
+        return None;
+    }
+    if cpu.controls.vpid {
+        let _ = invvpid(InvvpidType::AllContext, vpid, 0);
+    }
+    let xsave = crate::arch::cpu::read_cr4() & crate::arch::bits::cr4::OSXSAVE != 0;
+    let switched = SwitchedState::new(area, mem, &msr_env(cpu), xsave);
+    let r = start.gprs;
+    // `cpu_user_regs` order: R15, R14, R13, R12, RBP, RBX, R11, R10, R9,
+    // R8, RAX, RCX, RDX, RSI, RDI.
+    let gprs = GuestGprs {
+        r15: r[0],
+        r14: r[1],
+        r13: r[2],
+        r12: r[3],
+        rbp: r[4],
+        rbx: r[5],
+        r11: r[6],
+        r10: r[7],
+        r9: r[8],
+        r8: r[9],
+        rax: r[10],
+        rcx: r[11],
+        rdx: r[12],
+        rsi: r[13],
+        rdi: r[14],
+    };
+    log::info!(
+        "vmx: vCPU {v} of domain {id} starts at {:#x} (VPID {vpid})",
+        start.rip
+    );
+    Some(Parked {
+        vf,
+        gprs,
+        launched: false,
+        switched: Some(switched),
+        exit: VcpuParked::start(vpid, root),
     })
 }
 

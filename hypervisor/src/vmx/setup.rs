@@ -317,6 +317,25 @@ pub fn load_vmcs(pc: &PerCpu, vmcs: Mfn) -> Result<(), VmFail> {
     Ok(())
 }
 
+/// The current VMCS (written by [`setup_vmcs`]) starts a vCPU other than
+/// vCPU 0 where `VCPUOP_initialise` said (`domain::vcpus::StartState`): its
+/// RIP, RSP, RFLAGS, root and FS/GS bases; the rest as vCPU 0 started.
+pub fn start_vcpu(start: &crate::domain::vcpus::StartState) -> Result<(), (u32, VmFail)> {
+    let w = |field: u32, value: u64| -> Result<(), (u32, VmFail)> {
+        // SAFETY: guest-state fields only, with values `check_context`
+        // accepted (canonical addresses, RFLAGS with IF set and IOPL clear,
+        // a validated L4 of the domain): the host state is untouched.
+        unsafe { vmwrite_unchecked(field, value) }.map_err(|e| (field, e))
+    };
+    w(guest::RIP, start.rip)?;
+    w(guest::RSP, start.rsp)?;
+    w(guest::RFLAGS, start.rflags | 0x2)?;
+    w(guest::CR3, start.cr3.addr().get())?;
+    w(guest::FS_BASE, start.fs_base)?;
+    w(guest::GS_BASE, start.gs_base)?;
+    Ok(())
+}
+
 /// VMCLEAR the current VMCS (writes its state back to memory and makes it not
 /// current), so its frame can be reused.
 pub fn clear_vmcs(pc: &PerCpu) -> Result<(), VmFail> {

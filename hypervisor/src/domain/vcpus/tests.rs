@@ -361,3 +361,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn up_at_and_each_vcpus_own_run_state() {
+    let mut t = VcpuTable::new(3, 0);
+    assert!(t.up_at(0));
+    assert!(!t.up_at(1), "offline");
+    assert!(!t.up_at(3), "beyond the count");
+    t.initialise(1, &good_context(), frames).unwrap();
+    assert!(!t.up_at(1), "initialised, still down");
+    t.up(1, 10).unwrap();
+    assert!(t.up_at(1));
+    // vCPU 1 runs from 10 to 40: its record only.
+    t.enter_runstate(1, RUNSTATE_RUNNING, 10);
+    t.enter_runstate(1, RUNSTATE_RUNNABLE, 40);
+    t.enter_runstate(7, RUNSTATE_RUNNING, 40); // beyond the count: nothing
+    let r1 = t.runstate(1, 50).unwrap();
+    assert_eq!(r1.state, RUNSTATE_RUNNABLE as i32);
+    assert_eq!(r1.time[RUNSTATE_RUNNING as usize], 30);
+    let r0 = t.runstate(0, 50).unwrap();
+    assert_eq!(
+        r0.time[RUNSTATE_RUNNING as usize], 50,
+        "vCPU 0 ran throughout"
+    );
+    t.down(1, 60).unwrap();
+    assert!(!t.up_at(1));
+}

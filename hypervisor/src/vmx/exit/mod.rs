@@ -35,6 +35,7 @@ mod sharing;
 mod vmcall;
 
 pub use msr::msr_env;
+pub use sharing::VcpuParked;
 pub use vmcall::note_platform;
 
 use x86::vmx::vmcs::{control, guest, ro};
@@ -202,6 +203,21 @@ const INJECT_VALID: u64 = 1 << 31;
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = rflags::IF;
 
+/// The exits the exit handlers expect of the current VMCS, beyond what
+/// `setup::setup_vmcs` writes (for each vCPU's VMCS).
+pub fn init_vmcs_exits() {
+    // Page-table writes are trapped and emulated (docs/abi/mmu.md): #PF exits
+    // only when the error code is a supervisor write to a present page with no
+    // reserved-bit violation (mask P|W|U|RSVD|I, match P|W). Every other #PF
+    // goes straight to the guest's IDT, as before.
+    write(
+        control::EXCEPTION_BITMAP,
+        ExceptionBitmap::PAGE_FAULT.bits().into(),
+    );
+    write(control::PAGE_FAULT_ERR_CODE_MASK, PFEC_MASK);
+    write(control::PAGE_FAULT_ERR_CODE_MATCH, PFEC_MATCH);
+}
+
 impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     /// The vCPU for `dom`'s first entry (state as `setup::setup_vmcs` writes it).
     pub fn new(
@@ -217,16 +233,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         dom.vcpus.set_created(ev.clock.tsc0);
         let runstates = dom.serves(crate::domain::vcpus::SINCE);
         let cr3 = dom.base();
-        // Page-table writes are trapped and emulated (docs/abi/mmu.md): #PF exits
-        // only when the error code is a supervisor write to a present page with no
-        // reserved-bit violation (mask P|W|U|RSVD|I, match P|W). Every other #PF
-        // goes straight to the guest's IDT, as before.
-        write(
-            control::EXCEPTION_BITMAP,
-            ExceptionBitmap::PAGE_FAULT.bits().into(),
-        );
-        write(control::PAGE_FAULT_ERR_CODE_MASK, PFEC_MASK);
-        write(control::PAGE_FAULT_ERR_CODE_MATCH, PFEC_MATCH);
+        init_vmcs_exits();
         let preempt = (cpu.caps.pin.can_set(PinbasedControls::PREEMPTION_TIMER))
             .then(|| cpu.caps.misc.preemption_timer_rate());
         let window_ok = cpu

@@ -62,7 +62,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         g
     }
 
-    /// vCPU 0's run state changes now (`VCPUOP_get_runstate_info` reports
+    /// The loaded vCPU's run state changes now (`VCPUOP_get_runstate_info` reports
     /// it): the points where the run loop and the exit handlers move the
     /// vCPU call this. Kept only for a domain served ABI 1.2 (the only one
     /// that can ask): any other pays one test of a field. In TSC ticks: it
@@ -81,7 +81,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     #[inline(never)]
     fn record_runstate(&mut self, state: u32) {
         let now = crate::arch::timer::rdtsc();
-        self.dom.vcpus.boot_vcpu_mut().runstate.enter(state, now);
+        self.dom.vcpus.enter_runstate(self.ev.vcpu, state, now);
     }
 
     /// Whether the vCPU is blocked (waiting for an event or a deadline).
@@ -178,7 +178,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
             self.ev,
             &*self.dom,
             &mut *self.mem,
-            |page| crate::event::set_pending(&mut page, p),
+            |page| self.ev.chans.set_pending(p, &mut page),
             else false
         );
         // A vCPU notified in the middle of its own exit (from another CPU,
@@ -281,5 +281,93 @@ fn close_all_with<B: crate::event::EventBits>(
     let mut cursor = 0;
     while let Some(next) = crate::event::interdomain::close_all(&mut world, me, cursor, 64) {
         cursor = next;
+    }
+}
+
+/// A vCPU of a domain while another of its vCPUs is loaded in the domain's
+/// [`Vcpu`]: the exit handler's state that belongs to one vCPU (its VPID, the
+/// copy of its VMCS's CR3, the control registers it reads, whether its VMCS
+/// asks for interrupt windows) and its own events (timers, what it blocks
+/// on). The rest of [`Vcpu`] is the domain's, or remade before every entry.
+#[derive(Clone, Copy, Debug)]
+pub struct VcpuParked {
+    vpid: u16,
+    loaded_base: Mfn,
+    cr3_real: u64,
+    cr0_visible: u64,
+    cr4_visible: u64,
+    cr8: u8,
+    window_on: bool,
+    events: crate::event::VcpuEvents,
+}
+
+impl VcpuParked {
+    /// A vCPU that has not run yet, with VPID `vpid`, on root `root` (its
+    /// VMCS as `setup::start_vcpu` writes it, control registers as vCPU 0
+    /// started).
+    pub fn start(vpid: u16, root: Mfn) -> Self {
+        VcpuParked {
+            vpid,
+            loaded_base: root,
+            cr3_real: root.addr().get(),
+            cr0_visible: cr_policy::GUEST_CR0_INITIAL,
+            cr4_visible: cr_policy::GUEST_CR4_INITIAL,
+            cr8: 0,
+            window_on: false,
+            events: crate::event::VcpuEvents::default(),
+        }
+    }
+
+    /// Whether the parked vCPU is blocked.
+    pub fn is_blocked(&self) -> bool {
+        self.events.blocked.is_some()
+    }
+}
+
+impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
+    /// The loaded vCPU (the one the exits are of).
+    pub fn loaded_vcpu(&self) -> u32 {
+        self.ev.vcpu
+    }
+
+    /// The vCPU port `p` of this domain notifies.
+    pub fn notify_vcpu(&self, p: u32) -> u32 {
+        self.ev.chans.notify_vcpu(p)
+    }
+
+    /// Load vCPU `vcpu` of the domain with its parked state `next`, parking
+    /// the loaded one (returned). The caller makes `vcpu`'s VMCS current
+    /// before the next entry, which goes through [`Self::resume_with_slice`].
+    /// The domain's root and the event state follow (`Domain::load_vcpu`,
+    /// `EventState::load_vcpu`); the translations the new vCPU's VPID may
+    /// hold from before are dropped (its domain's tables may have changed
+    /// while it was parked: the flushes owed then were the loaded vCPU's),
+    /// and its pvclock is published, as Xen does when it schedules a vCPU.
+    #[inline(never)]
+    pub fn switch_vcpu(&mut self, vcpu: u32, next: VcpuParked) -> VcpuParked {
+        use core::mem::replace;
+        let events = self.ev.load_vcpu(&*self.dom, vcpu, next.events);
+        if !self.dom.load_vcpu(vcpu) {
+            log::error!("vmx: vCPU {vcpu} of domain {} has no root", self.dom.id.0);
+        }
+        let prev = VcpuParked {
+            vpid: replace(&mut self.vpid, next.vpid),
+            loaded_base: replace(&mut self.loaded_base, next.loaded_base),
+            cr3_real: replace(&mut self.cr3_real, next.cr3_real),
+            cr0_visible: replace(&mut self.cr0_visible, next.cr0_visible),
+            cr4_visible: replace(&mut self.cr4_visible, next.cr4_visible),
+            cr8: replace(&mut self.cr8, next.cr8),
+            window_on: replace(&mut self.window_on, next.window_on),
+            events,
+        };
+        self.flush_all();
+        with_page!(
+            self.ev,
+            &*self.dom,
+            &mut *self.mem,
+            |page| page.publish_time(&self.ev.clock.time_info()),
+            else ()
+        );
+        prev
     }
 }
