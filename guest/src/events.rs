@@ -280,12 +280,14 @@ pub fn upcall_entry(vector: u8, interrupted_rflags: u64, gpr: &mut [u64; 15], ri
 }
 
 /// The Xen upcall loop: hand every pending, unmasked port to the handler.
-/// With several vCPUs, only the ports bound to the running vCPU
-/// (`smp::owned_bits`): another's stay pending for its own upcall.
+/// With several vCPUs ([`crate::smp`]), only the ports bound to the running
+/// vCPU: another's stay pending for its own upcall.
 pub fn drain() {
+    // One test on the upcall path of a domain that runs on vCPU 0 alone.
+    if crate::smp::active() {
+        return drain_vcpus();
+    }
     let h = HANDLER.load(SeqCst);
-    let vcpus = crate::smp::active();
-    let me = crate::smp::current();
     loop {
         upcall_pending().store(0, SeqCst);
         let sel = pending_sel().swap(0, SeqCst);
@@ -297,9 +299,41 @@ pub fn drain() {
             let w = words.trailing_zeros() as usize;
             words &= words - 1;
             let mut bits = pending_word(w).load(SeqCst) & !mask_word(w).load(SeqCst);
-            if vcpus {
-                bits &= crate::smp::owned_bits(me, w);
+            pending_word(w).fetch_and(!bits, SeqCst);
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                if h != 0 {
+                    let f: fn(u32) = fn_from(h);
+                    f(w as u32 * 64 + b);
+                }
             }
+        }
+    }
+}
+
+/// [`drain`] on one of several vCPUs: its own `vcpu_info`, the ports bound
+/// to it (`smp::owned_bits`).
+#[inline(never)]
+fn drain_vcpus() {
+    let h = HANDLER.load(SeqCst);
+    let me = crate::smp::current();
+    let info = vcpu_info_base();
+    let pending = arch::shared_u8(info + offsets::upcall_pending(0) as u64);
+    let selector = arch::shared_u64(info + offsets::pending_sel(0) as u64);
+    loop {
+        pending.store(0, SeqCst);
+        let sel = selector.swap(0, SeqCst);
+        if sel == 0 {
+            break;
+        }
+        let mut words = sel;
+        while words != 0 {
+            let w = words.trailing_zeros() as usize;
+            words &= words - 1;
+            let mut bits = pending_word(w).load(SeqCst)
+                & !mask_word(w).load(SeqCst)
+                & crate::smp::owned_bits(me, w);
             pending_word(w).fetch_and(!bits, SeqCst);
             while bits != 0 {
                 let b = bits.trailing_zeros();

@@ -416,7 +416,7 @@ fn start_all(n: usize) -> bool {
             return false;
         }
         check_eq!(
-            smp::initialise(id, worker),
+            smp::initialise_with(u64::from(id), &smp::context_for(id, worker)),
             Err(Errno::EEXIST),
             "initialise({id}) twice"
         );
@@ -560,8 +560,10 @@ fn timers(n: usize) {
                 "timer upcalls elsewhere for vCPU {w}'s {how} timer"
             );
             let at = TIMER_AT[w].load(SeqCst);
+            // The hypervisor's clock and the pvclock read may round a
+            // nanosecond apart.
             check!(
-                at >= deadline,
+                at + 16 >= deadline,
                 "vCPU {w}'s {how} timer seen at {at} ns, before its deadline {deadline} ns"
             );
         }
@@ -592,9 +594,12 @@ fn runstates(n: usize) {
             "vCPU {w}: state {}, running +{grew} ns across a 5 ms spin; running {} runnable {} blocked {} offline {} ns",
             r1.state, r1.time[0], r1.time[1], r1.time[2], r1.time[3]
         );
+        // vCPU 0's turns while it waits (it yields at once) come out of
+        // the spin's 5 ms of system time.
+        let elapsed = r1.time.iter().sum::<u64>() - r0.time.iter().sum::<u64>();
         check!(
-            grew >= 4_000_000,
-            "vCPU {w}'s running time grew by {grew} ns across a 5 ms spin"
+            (2_500_000..=elapsed).contains(&grew),
+            "vCPU {w}'s running time grew by {grew} ns across a 5 ms spin, in {elapsed} ns"
         );
         check!(
             r1.state == RUNSTATE_RUNNABLE as i32 || r1.state == RUNSTATE_BLOCKED as i32,
@@ -644,7 +649,7 @@ fn down_and_up(n: usize) {
         "the downed vCPU {id} answered a command"
     );
     check_eq!(
-        smp::initialise(id, worker),
+        smp::initialise_with(u64::from(id), &smp::context_for(id, worker)),
         Err(Errno::EEXIST),
         "initialise({id}) of a downed vCPU (it keeps its context)"
     );
