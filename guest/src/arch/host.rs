@@ -290,3 +290,7 @@ pub fn gs_base() -> u64 {
 pub fn gs_u32() -> u32 {
     hosted("the GS base")
 }
+/// See the bare-metal `arch`.
+pub fn stray_vcpu_entry() -> Option<(u64, u64)> {
+    hosted("vCPU entry")
+}

@@ -117,12 +117,28 @@ pub fn gs_u32() -> u32 {
     v
 }
 
+/// An entry with an id out of range: the id + 1 (0: none) and its GS base.
+static STRAY_ENTRY: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// A vCPU that reached the entry with an id no context of the library names
+/// (its RDI), and the GS base it found: the hypervisor did not load the
+/// context's registers.
+pub fn stray_vcpu_entry() -> Option<(u64, u64)> {
+    match STRAY_ENTRY[0].load(Ordering::SeqCst) {
+        0 => None,
+        id => Some((id - 1, STRAY_ENTRY[1].load(Ordering::SeqCst))),
+    }
+}
+
 /// Secondary vCPU `id`'s first Rust code: its tables, the IDT, its GS base,
 /// then the library's `smp::vcpu_main`.
 extern "C" fn vcpu_rust_entry(id: u64, main: u64, gs: u64) -> ! {
     let i = id as usize;
     if !(1..MAX).contains(&i) {
-        // No table to load, so nothing to report with: stay down here.
+        // No table to load, so nothing to report with: leave a note for
+        // vCPU 0 ([`stray_vcpu_entry`]) and stay here.
+        STRAY_ENTRY[1].store(gs_base(), Ordering::SeqCst);
+        STRAY_ENTRY[0].store(id.wrapping_add(1), Ordering::SeqCst);
         loop {
             hlt();
         }

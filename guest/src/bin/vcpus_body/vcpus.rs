@@ -450,9 +450,10 @@ fn start_all(n: usize) -> bool {
         let i = id as usize;
         if !check!(
             wait_for(|| READY[i].load(SeqCst) != 0),
-            "vCPU {id} did not run its function within {} ms (entered {} time(s))",
+            "vCPU {id} did not run its function within {} ms (entered {} time(s); an entry with bad registers: {:?})",
             PATIENCE_NS / 1_000_000,
-            smp::entered(id)
+            smp::entered(id),
+            arch::stray_vcpu_entry()
         ) {
             return false;
         }
