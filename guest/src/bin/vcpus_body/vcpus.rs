@@ -24,6 +24,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
 use keel_guest::abi::event::VIRQ_TIMER;
 use keel_guest::abi::guest;
+use keel_guest::abi::time::offsets;
 use keel_guest::abi::vcpu::{
     VcpuGuestContext, RUNSTATE_BLOCKED, RUNSTATE_OFFLINE, RUNSTATE_RUNNABLE, RUNSTATE_RUNNING,
     VCPUOP_DOWN, VCPUOP_INITIALISE, VCPUOP_IS_UP, VCPUOP_UP, VGCF_IN_KERNEL,
@@ -210,6 +211,26 @@ fn timer(i: usize, arg: u64) -> u64 {
     events::enable();
     arch::sti();
     deadline
+}
+
+/// vCPU `v`'s record in `shared_info`, for a failure's message.
+struct Record(usize);
+
+impl core::fmt::Display for Record {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Some(si) = events::shared_info() else {
+            return write!(f, "no shared_info");
+        };
+        let at = |off: usize| si.get() + off as u64;
+        write!(
+            f,
+            "upcall_pending {} mask {} pending_sel {:#x}; upcalls taken by the domain {}",
+            arch::shared_u8(at(offsets::upcall_pending(self.0))).load(SeqCst),
+            arch::shared_u8(at(offsets::upcall_mask(self.0))).load(SeqCst),
+            arch::shared_u64(at(offsets::pending_sel(self.0))).load(SeqCst),
+            events::UPCALLS.load(SeqCst)
+        )
+    }
 }
 
 /// Wait (yielding the CPU to the other vCPUs) until `done`, at most
@@ -511,7 +532,13 @@ fn ipis(n: usize) {
                 continue;
             }
             let seen = wait_for(|| GOT[dst][dst].load(SeqCst) > before[dst][dst]);
-            check!(seen, "vCPU {src}'s IPI never reached vCPU {dst}'s upcall");
+            let port = IPI_PORT[dst].load(SeqCst);
+            check!(
+                seen,
+                "vCPU {src}'s IPI never reached vCPU {dst}'s upcall (port {port} pending {}; vCPU {dst}'s {})",
+                events::is_pending(port),
+                Record(dst)
+            );
             // The command's own IPI to `src` is expected; nothing else.
             let mut extra = others_changed(&GOT, &before, dst, dst);
             if src != 0 {
@@ -568,7 +595,10 @@ fn timers(n: usize) {
         ] {
             let before = snapshot(&TIMER_GOT);
             let Some(deadline) = command(w, OP_TIMER, 2_000_000 | flag) else {
-                failure!("vCPU {w}'s {how} timer: no answer (never fired?)");
+                failure!(
+                    "vCPU {w}'s {how} timer: no answer (never fired?); vCPU {w}'s {}",
+                    Record(w)
+                );
                 continue;
             };
             if !check!(deadline != 0, "vCPU {w}: {how} refused") {
