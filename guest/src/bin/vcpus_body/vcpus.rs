@@ -92,6 +92,10 @@ const OP_SPIN: u64 = 4;
 /// Return from the worker's function.
 const OP_EXIT: u64 = 5;
 const BY_SET_TIMER_OP: u64 = 1 << 63;
+/// [`OP_TIMER`]'s answer for a timer that did not fire within
+/// [`NOT_FIRED_AFTER_NS`] of its deadline.
+const NOT_FIRED: u64 = 1;
+const NOT_FIRED_AFTER_NS: u64 = 1_000_000_000;
 
 fn on_event(port: u32) {
     let me = smp::current() as usize;
@@ -202,6 +206,13 @@ fn timer(i: usize, arg: u64) -> u64 {
         return 0;
     }
     while TIMER_GOT[i][i].load(SeqCst) == before {
+        // A timer that never fires: answer once woken a second past it (by
+        // vCPU 0's next command), so the commands after it still run.
+        if events::now_ns() > deadline + NOT_FIRED_AFTER_NS {
+            events::enable();
+            arch::sti();
+            return NOT_FIRED;
+        }
         let _ = guest::sched_block();
         events::enable();
         arch::sti();
@@ -602,6 +613,13 @@ fn timers(n: usize) {
                 continue;
             };
             if !check!(deadline != 0, "vCPU {w}: {how} refused") {
+                continue;
+            }
+            if deadline == NOT_FIRED {
+                failure!(
+                    "vCPU {w}'s {how} timer never fired; vCPU {w}'s {}",
+                    Record(w)
+                );
                 continue;
             }
             check_eq!(
