@@ -92,6 +92,8 @@ pub fn sti_hlt() {}
 /// Host stand-in (guest images only).
 pub fn hlt() {}
 /// Host stand-in (guest images only).
+pub fn take_interrupts() {}
+/// Host stand-in (guest images only).
 pub fn rflags() -> u64 {
     0x2
 }

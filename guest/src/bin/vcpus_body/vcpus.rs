@@ -153,7 +153,7 @@ fn worker(id: u32) {
             } else {
                 let _ = guest::sched_block();
                 events::enable();
-                arch::sti();
+                arch::take_interrupts();
             }
             continue;
         }
@@ -215,8 +215,7 @@ fn timer(i: usize, arg: u64) -> u64 {
         }
         let _ = guest::sched_block();
         events::enable();
-        arch::sti();
-        arch::cli();
+        arch::take_interrupts();
         events::disable();
     }
     events::enable();
