@@ -16,9 +16,11 @@
 //! grows), `VCPUOP_down` and `VCPUOP_up` of a worker (it resumes where it
 //! was), and each worker's return (the vCPU takes itself down).
 //!
-//! A hypervisor that gives the domain one vCPU (no `keel.vcpus=` yet: the
-//! word is not understood) makes the test check what a one-vCPU domain
-//! answers and report SKIP with that reason.
+//! On any hypervisor, vCPU 0 first checks what a domain answers past its
+//! count and runs the library's several-vCPU paths alone (its GS base, an
+//! IPI to itself); one that gives the domain one vCPU (no `keel.vcpus=` yet:
+//! the word is not understood) then makes the test report SKIP with that
+//! reason.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
