@@ -63,38 +63,58 @@ fn base() -> u64 {
     }
 }
 
-/// vCPU 0's `vcpu_info`: where [`register_vcpu_info`] put it, else entry 0
-/// of shared_info (`offsets::*(0)` are then offsets in the record too). One
-/// cached load, as [`base`]'s: the pvclock read goes through it.
+/// The running vCPU's `vcpu_info`: where [`register_vcpu_info`] put it, else
+/// its entry of shared_info (`offsets::*(0)` are offsets in the record). One
+/// cached load, as [`base`]'s, while the domain runs on vCPU 0 alone: the
+/// pvclock read goes through it. Once `smp::init` ran the cache stays empty
+/// and every read names the running vCPU's record.
 #[inline(always)]
 fn vcpu_info_base() -> u64 {
     let va = VCPU_INFO_VA.load(SeqCst);
     if va != 0 {
         return va;
     }
+    vcpu_info_lookup()
+}
+
+#[cold]
+#[inline(never)]
+fn vcpu_info_lookup() -> u64 {
     let b = base();
+    if crate::smp::active() {
+        return crate::smp::vcpu_info_va(crate::smp::current(), b);
+    }
     VCPU_INFO_VA.store(b, SeqCst);
     b
 }
 
-/// `VCPUOP_register_vcpu_info` (ABI 1.2) for vCPU 0: move its `vcpu_info` to
-/// `va`, which must be mapped writable at `offset` in frame `mfn`; from then
-/// on the upcall flags, the selector and the pvclock are read there.
+/// Several vCPUs run from now on (`smp::init`): no more cached `vcpu_info`.
+pub(crate) fn vcpus_started() {
+    VCPU_INFO_VA.store(0, SeqCst);
+}
+
+/// `VCPUOP_register_vcpu_info` (ABI 1.2) for the running vCPU: move its
+/// `vcpu_info` to `va`, which must be mapped writable at `offset` in frame
+/// `mfn`; from then on its upcall flags, selector and pvclock are read there.
 pub fn register_vcpu_info(va: GuestVirt, mfn: Mfn, offset: u32) -> Result<(), Errno> {
-    guest::vcpu_register_vcpu_info(0, mfn.get(), offset)?;
-    VCPU_INFO_VA.store(va.get(), SeqCst);
+    let me = crate::smp::current();
+    guest::vcpu_register_vcpu_info(u64::from(me), mfn.get(), offset)?;
+    crate::smp::set_vcpu_info_va(me, va.get());
+    if !crate::smp::active() {
+        VCPU_INFO_VA.store(va.get(), SeqCst);
+    }
     Ok(())
 }
 
-/// vCPU 0's `evtchn_upcall_mask`.
+/// The running vCPU's `evtchn_upcall_mask`.
 pub fn upcall_mask() -> &'static AtomicU8 {
     arch::shared_u8(vcpu_info_base() + offsets::upcall_mask(0) as u64)
 }
-/// `vcpu_info[0].evtchn_upcall_pending`.
+/// The running vCPU's `evtchn_upcall_pending`.
 pub fn upcall_pending() -> &'static AtomicU8 {
     arch::shared_u8(vcpu_info_base() + offsets::upcall_pending(0) as u64)
 }
-/// `vcpu_info[0].evtchn_pending_sel`.
+/// The running vCPU's `evtchn_pending_sel`.
 pub fn pending_sel() -> &'static AtomicU64 {
     arch::shared_u64(vcpu_info_base() + offsets::pending_sel(0) as u64)
 }
@@ -179,7 +199,7 @@ pub fn bind_timer_upcalls(vector: u8, handler: fn(u32)) -> Result<u32, SetupErro
         return Err(SetupError::NoSharedInfo);
     }
     let port =
-        guest::evtchn_bind_virq(crate::abi::event::VIRQ_TIMER, 0).map_err(SetupError::BindTimer)?;
+        crate::smp::bind_virq(crate::abi::event::VIRQ_TIMER).map_err(SetupError::BindTimer)?;
     set_upcall_handler(vector, handler).map_err(SetupError::CallbackVector)?;
     Ok(port)
 }
@@ -260,7 +280,13 @@ pub fn upcall_entry(vector: u8, interrupted_rflags: u64, gpr: &mut [u64; 15], ri
 }
 
 /// The Xen upcall loop: hand every pending, unmasked port to the handler.
+/// With several vCPUs ([`crate::smp`]), only the ports bound to the running
+/// vCPU: another's stay pending for its own upcall.
 pub fn drain() {
+    // One test on the upcall path of a domain that runs on vCPU 0 alone.
+    if crate::smp::active() {
+        return drain_vcpus();
+    }
     let h = HANDLER.load(SeqCst);
     loop {
         upcall_pending().store(0, SeqCst);
@@ -273,6 +299,41 @@ pub fn drain() {
             let w = words.trailing_zeros() as usize;
             words &= words - 1;
             let mut bits = pending_word(w).load(SeqCst) & !mask_word(w).load(SeqCst);
+            pending_word(w).fetch_and(!bits, SeqCst);
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                if h != 0 {
+                    let f: fn(u32) = fn_from(h);
+                    f(w as u32 * 64 + b);
+                }
+            }
+        }
+    }
+}
+
+/// [`drain`] on one of several vCPUs: its own `vcpu_info`, the ports bound
+/// to it (`smp::owned_bits`).
+#[inline(never)]
+fn drain_vcpus() {
+    let h = HANDLER.load(SeqCst);
+    let me = crate::smp::current();
+    let info = vcpu_info_base();
+    let pending = arch::shared_u8(info + offsets::upcall_pending(0) as u64);
+    let selector = arch::shared_u64(info + offsets::pending_sel(0) as u64);
+    loop {
+        pending.store(0, SeqCst);
+        let sel = selector.swap(0, SeqCst);
+        if sel == 0 {
+            break;
+        }
+        let mut words = sel;
+        while words != 0 {
+            let w = words.trailing_zeros() as usize;
+            words &= words - 1;
+            let mut bits = pending_word(w).load(SeqCst)
+                & !mask_word(w).load(SeqCst)
+                & crate::smp::owned_bits(me, w);
             pending_word(w).fetch_and(!bits, SeqCst);
             while bits != 0 {
                 let b = bits.trailing_zeros();

@@ -59,6 +59,7 @@ pub mod pvops;
 pub mod rand;
 pub mod report;
 pub mod ring;
+pub mod smp;
 pub mod start;
 pub mod targets;
 pub mod tcg;

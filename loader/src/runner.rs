@@ -171,8 +171,14 @@ pub fn expected_status(name: &str) -> ExitStatus {
 
 /// The hypervisor's `keel.` words for the test's own domain (domain 1), by
 /// test name: `keel.control` makes the test the control domain
-/// (`docs/abi/domains.md`). Put after its other arguments.
-pub const TEST_DOMAIN_WORDS: &[(&str, &[&str])] = &[("domctl", &["keel.control"])];
+/// (`docs/abi/domains.md`); `keel.vcpus=N` gives it N vCPUs
+/// (`docs/abi/vcpu.md`: all on the domain's CPU, so one CPU is enough). Put
+/// after its other arguments.
+pub const TEST_DOMAIN_WORDS: &[(&str, &[&str])] = &[
+    ("domctl", &["keel.control"]),
+    ("vcpus", &["keel.vcpus=2"]),
+    ("vcpus_4", &["keel.vcpus=4"]),
+];
 
 /// The words [`TEST_DOMAIN_WORDS`] gives test `name`'s own domain.
 pub fn test_domain_words(name: &str) -> Vec<String> {
@@ -659,6 +665,28 @@ mod tests {
                 assert!(cpu < cpus, "{name}: {line:?} on a {cpus}-CPU machine");
                 assert!(!used.contains(&cpu), "{name}: two domains on CPU {cpu}");
                 used.push(cpu);
+            }
+        }
+    }
+
+    #[test]
+    fn a_test_asks_for_its_vcpus_with_its_own_words() {
+        assert_eq!(test_domain_words("vcpus"), ["keel.vcpus=2"]);
+        assert_eq!(test_domain_words("vcpus_4"), ["keel.vcpus=4"]);
+        assert_eq!(test_domain_words("domctl"), ["keel.control"]);
+        assert!(test_domain_words("hello").is_empty());
+        // Every vCPU of a domain runs on the domain's CPU: a test of several
+        // vCPUs needs no more CPUs than one, and each word names a program.
+        let bins = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest/src/bin");
+        for &(name, words) in TEST_DOMAIN_WORDS {
+            assert!(
+                std::path::Path::new(bins)
+                    .join(format!("{name}.rs"))
+                    .exists(),
+                "{name}: no such test program"
+            );
+            if words.iter().any(|w| w.starts_with("keel.vcpus=")) {
+                assert_eq!(test_cpus(name), 1, "{name}");
             }
         }
     }

@@ -8,7 +8,7 @@ pub(super) const STACK_SIZE: usize = 64 * 1024;
 pub(super) const IST_STACK_SIZE: usize = 8 * 1024;
 
 #[repr(C, align(16))]
-pub(super) struct Stack<const N: usize>([u8; N]);
+pub(super) struct Stack<const N: usize>(pub(super) [u8; N]);
 
 pub(super) static mut MAIN_STACK: Stack<STACK_SIZE> = Stack([0; STACK_SIZE]);
 pub(super) static mut DF_STACK: Stack<IST_STACK_SIZE> = Stack([0; IST_STACK_SIZE]);

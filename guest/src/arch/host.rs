@@ -92,6 +92,8 @@ pub fn sti_hlt() {}
 /// Host stand-in (guest images only).
 pub fn hlt() {}
 /// Host stand-in (guest images only).
+pub fn take_interrupts() {}
+/// Host stand-in (guest images only).
 pub fn rflags() -> u64 {
     0x2
 }
@@ -267,4 +269,30 @@ pub fn site_bytes(_site: u64) -> [u8; 6] {
 /// See the bare-metal `arch`.
 pub fn write_site(_site: u64, _bytes: [u8; 6]) {
     hosted("call sites")
+}
+/// See the bare-metal `arch`.
+pub const VCPU_STACK_SIZE: usize = 32 * 1024;
+/// See the bare-metal `arch`.
+pub fn vcpu_entry_address() -> u64 {
+    hosted("vCPU entry")
+}
+/// See the bare-metal `arch`.
+pub fn vcpu_stack(_id: usize) -> (u64, u64) {
+    hosted("vCPU stacks")
+}
+/// See the bare-metal `arch`.
+pub fn set_gs_base(_v: u64) {
+    hosted("the GS base")
+}
+/// See the bare-metal `arch`.
+pub fn gs_base() -> u64 {
+    hosted("the GS base")
+}
+/// See the bare-metal `arch`.
+pub fn gs_u32() -> u32 {
+    hosted("the GS base")
+}
+/// See the bare-metal `arch`.
+pub fn stray_vcpu_entry() -> Option<(u64, u64)> {
+    hosted("vCPU entry")
 }

@@ -130,6 +130,18 @@ pub(super) fn load_idt() {
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(nostack)) };
 }
 
+/// Load the IDT vCPU 0 built (a secondary vCPU's start of day: its IDTR
+/// starts empty).
+pub(super) fn reload_idt() {
+    let ptr = DescriptorPointer {
+        limit: (core::mem::size_of::<[u64; 512]>() - 1) as u16,
+        base: &raw const IDT as u64,
+    };
+    // SAFETY: vCPU 0's `load_idt` filled every gate before any other vCPU
+    // was started.
+    unsafe { asm!("lidt [{}]", in(reg) &ptr, options(nostack)) };
+}
+
 /// The IST slot a test may point a vector at ([`set_vector_stack`]).
 pub(super) const IST_TEST: u64 = 3;
 

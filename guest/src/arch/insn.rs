@@ -83,6 +83,14 @@ pub fn sti_hlt() {
     unsafe { asm!("sti", "hlt", options(nomem, nostack)) };
 }
 
+/// `STI; NOP; CLI`: take the interrupts that are pending (an upcall), then
+/// disable them again. The `NOP` ends STI's interrupt shadow: `STI; CLI`
+/// leaves no instruction boundary at which one can be taken.
+pub fn take_interrupts() {
+    // SAFETY: as `sti`, then `cli`.
+    unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) };
+}
+
 /// `HLT` (with whatever RFLAGS.IF is).
 pub fn hlt() {
     // SAFETY: HLT exits to the hypervisor.

@@ -1,0 +1,16 @@
+//! A domain of 2 vCPUs (ABI 1.2 preview; the runner boots it with
+//! `keel.vcpus=2`): each vCPU started on a function, IPIs between them,
+//! wake-ups, per-vCPU timers and run states, down and up, and the refusals
+//! (`vcpus_body/vcpus.rs`; `vcpus_4` is the same with 4).
+#![no_std]
+#![cfg_attr(target_os = "none", no_main)]
+
+keel_guest::test! {
+    title: "vCPUs: 2 in a domain, started, IPIs, wake-ups, timers, run states (ABI 1.2 preview)",
+    category: Functional,
+    abi: keel_guest::abi::version::AbiVersion::V1_2,
+    main: body::run,
+}
+
+#[path = "vcpus_body/vcpus.rs"]
+mod body;
