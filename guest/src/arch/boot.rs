@@ -148,25 +148,38 @@ pub(super) fn load_gdt_and_tss() {
     // SAFETY: single-threaded setup.
     unsafe { (*tss)[25] = 104 << 16 };
 
-    let base = tss as u64;
+    let gdt = &raw mut GDT;
+    // SAFETY: single-threaded setup; the GDT is not loaded yet.
+    unsafe { [(*gdt)[3], (*gdt)[4]] = tss_descriptor(tss as u64) };
+    // SAFETY: the GDT is a static with valid descriptors for every selector
+    // loaded.
+    unsafe { load_gdt_and_tr(gdt) };
+}
+
+/// The two GDT words of a present, DPL0, available 64-bit TSS at `base`
+/// (limit 103: no I/O permission bitmap).
+pub(super) fn tss_descriptor(base: u64) -> [u64; 2] {
     let limit = 103u64;
     let low = (limit & 0xffff)
         | ((base & 0xff_ffff) << 16)
         | (0x89 << 40) // present, DPL0, available 64-bit TSS
         | (((limit >> 16) & 0xf) << 48)
         | (((base >> 24) & 0xff) << 56);
-    let gdt = &raw mut GDT;
-    // SAFETY: single-threaded setup; the GDT is not loaded yet.
-    unsafe {
-        (*gdt)[3] = low;
-        (*gdt)[4] = base >> 32;
-    }
+    [low, base >> 32]
+}
+
+/// Load `gdt` and reload every data segment register, CS (a far return to
+/// the 64-bit code segment) and TR from it.
+///
+/// # Safety
+/// `gdt` holds valid descriptors for `SEL_CODE`, `SEL_DATA` and `SEL_TSS`
+/// (an available TSS) and stays where it is while it is loaded.
+pub(super) unsafe fn load_gdt_and_tr(gdt: *const [u64; 7]) {
     let ptr = DescriptorPointer {
         limit: (core::mem::size_of::<[u64; 7]>() - 1) as u16,
         base: gdt as u64,
     };
-    // SAFETY: the GDT is a static with valid descriptors for every selector we
-    // load; the far return reloads CS with the 64-bit code segment.
+    // SAFETY: as the caller promises; the far return reloads CS.
     unsafe {
         asm!(
             "lgdt [{ptr}]",

@@ -169,37 +169,7 @@ fn load_vcpu_tables(i: usize) {
         set_tss_u64(tss, 0x2c, nmi);
         // No RSP0: user mode is vCPU 0's only.
         (*tss)[25] = 104 << 16;
-        let base = tss as u64;
-        let limit = 103u64;
-        (*t).gdt[3] = (limit & 0xffff)
-            | ((base & 0xff_ffff) << 16)
-            | (0x89 << 40)
-            | (((limit >> 16) & 0xf) << 48)
-            | (((base >> 24) & 0xff) << 56);
-        (*t).gdt[4] = base >> 32;
-        let ptr = DescriptorPointer {
-            limit: (core::mem::size_of::<[u64; 7]>() - 1) as u16,
-            base: &raw const (*t).gdt as u64,
-        };
-        // As `load_gdt_and_tss`, on this vCPU's GDT.
-        asm!(
-            "lgdt [{ptr}]",
-            "mov ds, {data:x}",
-            "mov es, {data:x}",
-            "mov ss, {data:x}",
-            "mov fs, {data:x}",
-            "mov gs, {data:x}",
-            "push {code}",
-            "lea {tmp}, [rip + 2f]",
-            "push {tmp}",
-            "retfq",
-            "2:",
-            "ltr {tss:x}",
-            ptr = in(reg) &ptr,
-            data = in(reg) SEL_DATA as u64,
-            code = in(reg) SEL_CODE as u64,
-            tss = in(reg) SEL_TSS as u64,
-            tmp = out(reg) _,
-        );
+        [(*t).gdt[3], (*t).gdt[4]] = tss_descriptor(tss as u64);
+        load_gdt_and_tr(&raw const (*t).gdt);
     }
 }
