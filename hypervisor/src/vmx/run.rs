@@ -1449,32 +1449,13 @@ fn prepare<'a, M: PhysMem, C: Console>(
         console,
         service,
     } = d;
-    // --- The VMCS region: a zeroed frame starting with the revision identifier,
-    // VMCLEARed (which also initializes its launch state) and made current.
-    let Some(vmcs) = frames.alloc_frame() else {
-        log::error!("vmx: no free frame for the VMCS");
+    // --- The VMCS region, VMCLEARed (which also initializes its launch state)
+    // and made current.
+    let Some(vf) = vmcs_frames(cpu, frames, mem) else {
+        log::error!("vmx: no free frames for the VMCS and its MSR/I/O bitmaps");
         return Err(DomainEnd::EntryFailed);
     };
-    mem.zero_frame(vmcs);
-    mem.write(vmcs.addr(), &cpu.caps.revision_id.to_le_bytes());
-    let mut vf = VmcsFrames {
-        vmcs,
-        msr_bitmap: None,
-        io_bitmaps: None,
-    };
-    if cpu.controls.msr_bitmaps {
-        vf.msr_bitmap = build_msr_bitmap(frames, mem, &msr_env(cpu));
-    }
-    if cpu.controls.io_bitmaps {
-        vf.io_bitmaps = ones_frame(frames, mem).zip(ones_frame(frames, mem));
-    }
-    if (cpu.controls.msr_bitmaps && vf.msr_bitmap.is_none())
-        || (cpu.controls.io_bitmaps && vf.io_bitmaps.is_none())
-    {
-        log::error!("vmx: no free frames for the MSR/I/O bitmaps");
-        vf.free(frames);
-        return Err(DomainEnd::EntryFailed);
-    }
+    let vmcs = vf.vmcs;
     if let Err(e) = load_vmcs(pc, vmcs) {
         log::error!(
             "vmx: VMCLEAR/VMPTRLD of the VMCS at {:#x} failed: {e}",
@@ -1616,6 +1597,37 @@ fn sync_vcpus<M: PhysMem, C: Console>(
 /// time up: as vCPU 0's (`prepare`), started where `VCPUOP_initialise` said
 /// (`setup::start_vcpu`), with VPID `id + 256 * v`. `None` (logged) if a
 /// frame or a VMX instruction fails: the vCPU stays without a slot.
+/// A vCPU's VMCS region (a zeroed frame starting with the revision
+/// identifier) and the MSR and I/O bitmaps the CPU's controls use; `None`,
+/// with every frame it took given back, if the frames ran out.
+fn vmcs_frames(
+    cpu: &VmxCpu,
+    frames: &mut impl FrameSource,
+    mem: &mut impl PhysMem,
+) -> Option<VmcsFrames> {
+    let vmcs = frames.alloc_frame()?;
+    mem.zero_frame(vmcs);
+    mem.write(vmcs.addr(), &cpu.caps.revision_id.to_le_bytes());
+    let mut vf = VmcsFrames {
+        vmcs,
+        msr_bitmap: None,
+        io_bitmaps: None,
+    };
+    if cpu.controls.msr_bitmaps {
+        vf.msr_bitmap = build_msr_bitmap(frames, mem, &msr_env(cpu));
+    }
+    if cpu.controls.io_bitmaps {
+        vf.io_bitmaps = ones_frame(frames, mem).zip(ones_frame(frames, mem));
+    }
+    if (cpu.controls.msr_bitmaps && vf.msr_bitmap.is_none())
+        || (cpu.controls.io_bitmaps && vf.io_bitmaps.is_none())
+    {
+        vf.free(frames);
+        return None;
+    }
+    Some(vf)
+}
+
 fn start_sibling<M: PhysMem, C: Console>(
     cpu: &VmxCpu,
     pc: &PerCpu,
@@ -1632,31 +1644,17 @@ fn start_sibling<M: PhysMem, C: Console>(
         log::error!("vmx: vCPU {v} of domain {id} is up without a context");
         return None;
     };
-    let vmcs = frames.alloc_frame()?;
-    mem.zero_frame(vmcs);
-    mem.write(vmcs.addr(), &cpu.caps.revision_id.to_le_bytes());
-    let mut vf = VmcsFrames {
-        vmcs,
-        msr_bitmap: None,
-        io_bitmaps: None,
+    let no_frames = || log::error!("vmx: no free frames for vCPU {v} of domain {id}");
+    let Some(vf) = vmcs_frames(cpu, frames, mem) else {
+        no_frames();
+        return None;
     };
-    if cpu.controls.msr_bitmaps {
-        vf.msr_bitmap = build_msr_bitmap(frames, mem, &msr_env(cpu));
-    }
-    if cpu.controls.io_bitmaps {
-        vf.io_bitmaps = ones_frame(frames, mem).zip(ones_frame(frames, mem));
-    }
-    let area = frames.alloc_frame();
-    let bitmaps_missing = (cpu.controls.msr_bitmaps && vf.msr_bitmap.is_none())
-        || (cpu.controls.io_bitmaps && vf.io_bitmaps.is_none());
-    let Some(area) = area.filter(|_| !bitmaps_missing) else {
-        log::error!("vmx: no free frames for vCPU {v} of domain {id}");
-        if let Some(a) = area {
-            frames.free_frame(a);
-        }
+    let Some(area) = frames.alloc_frame() else {
+        no_frames();
         vf.free(frames);
         return None;
     };
+    let vmcs = vf.vmcs;
     let vpid = id.wrapping_add((v as u16) << 8);
     let made = load_vmcs(pc, vmcs)
         .map_err(|e| (0, e))
