@@ -1593,10 +1593,6 @@ fn sync_vcpus<M: PhysMem, C: Console>(
     }
 }
 
-/// The VMCS and register save area of vCPU `v` of `g`'s domain, its first
-/// time up: as vCPU 0's (`prepare`), started where `VCPUOP_initialise` said
-/// (`setup::start_vcpu`), with VPID `id + 256 * v`. `None` (logged) if a
-/// frame or a VMX instruction fails: the vCPU stays without a slot.
 /// A vCPU's VMCS region (a zeroed frame starting with the revision
 /// identifier) and the MSR and I/O bitmaps the CPU's controls use; `None`,
 /// with every frame it took given back, if the frames ran out.
@@ -1628,6 +1624,10 @@ fn vmcs_frames(
     Some(vf)
 }
 
+/// The VMCS and register save area of vCPU `v` of `g`'s domain, its first
+/// time up: as vCPU 0's (`prepare`), started where `VCPUOP_initialise` said
+/// (`setup::start_vcpu`), with VPID `id + 256 * v`. `None` (logged) if a
+/// frame or a VMX instruction fails: the vCPU stays without a slot.
 fn start_sibling<M: PhysMem, C: Console>(
     cpu: &VmxCpu,
     pc: &PerCpu,
