@@ -102,6 +102,9 @@ pub struct Domain {
     /// The validation or devalidation an MMU hypercall left part way
     /// ([`crate::paging::job`]): at most one per domain.
     mm_job: Job,
+    /// The vCPU whose request last ran `mm_job` (meaningful while it is
+    /// busy): another vCPU's MMU request waits for it ([`Self::mm_waits`]).
+    mm_owner: u8,
     console: LineBuf<CONSOLE_LINE_MAX>,
     /// `(d<id>) `, made once at build (every console line starts with it).
     console_prefix: ([u8; 10], usize),
@@ -348,6 +351,36 @@ impl Domain {
 
     // The preemptible forms (`crate::paging::job`): `None` when `meter`
     // stopped the work part way; the same request made again goes on.
+    // Each also answers `None`, touching nothing, while the loaded vCPU
+    // waits for another's job (`mm_waits`); and the vCPU whose request
+    // leaves the job busy owns it (`mm_took`).
+
+    /// Whether the loaded vCPU's MMU request must wait (be made again
+    /// later) because another vCPU's request left the domain's one job part
+    /// way, and that vCPU can go on with it: it is up and not blocked, so it
+    /// will execute its request again (its RIP is on it). Without the wait,
+    /// each of the waiting vCPU's requests would settle the job, undoing a
+    /// validation, and a tree larger than one time slice's work would never
+    /// get pinned while another vCPU makes MMU requests (`mmu_race`). A job
+    /// whose vCPU went down or blocked is settled as before: nothing waits
+    /// for a vCPU that may never come back to it.
+    #[inline(always)]
+    pub fn mm_waits(&self) -> bool {
+        self.mm_job.busy()
+            && self.mm_owner != self.loaded
+            && self.vcpus.up_at(u32::from(self.mm_owner))
+            && !self.vcpus.blocked_at(u32::from(self.mm_owner))
+    }
+
+    /// After a preemptible request of the loaded vCPU: a job it left part
+    /// way is its own.
+    #[inline(always)]
+    fn mm_took(&mut self, r: Finished) -> Finished {
+        if self.mm_job.busy() {
+            self.mm_owner = self.loaded;
+        }
+        r
+    }
 
     /// [`Self::pin`], preemptible.
     pub fn pin_in<M: PhysMem + ?Sized>(
@@ -357,12 +390,16 @@ impl Domain {
         level: Level,
         meter: &mut impl Meter,
     ) -> Finished {
+        if self.mm_waits() {
+            return None;
+        }
         let mut mm = Mm {
             ft: &self.frames,
             mem,
             nx: self.nx,
         };
-        mm.pin_in(&mut self.mm_job, mfn, level, meter)
+        let r = mm.pin_in(&mut self.mm_job, mfn, level, meter);
+        self.mm_took(r)
     }
 
     /// [`Self::unpin`], preemptible.
@@ -372,12 +409,16 @@ impl Domain {
         mfn: Mfn,
         meter: &mut impl Meter,
     ) -> Finished {
+        if self.mm_waits() {
+            return None;
+        }
         let mut mm = Mm {
             ft: &self.frames,
             mem,
             nx: self.nx,
         };
-        mm.unpin_in(&mut self.mm_job, mfn, meter)
+        let r = mm.unpin_in(&mut self.mm_job, mfn, meter);
+        self.mm_took(r)
     }
 
     /// [`Self::new_baseptr`], preemptible: `new` is the base as soon as the
@@ -388,6 +429,9 @@ impl Domain {
         new: Mfn,
         meter: &mut impl Meter,
     ) -> Finished {
+        if self.mm_waits() {
+            return None;
+        }
         let mut mm = Mm {
             ft: &self.frames,
             mem,
@@ -402,7 +446,7 @@ impl Domain {
             self.base = new;
             self.flush = self.flush.merge(Flush::All);
         }
-        r
+        self.mm_took(r)
     }
 
     /// [`Self::update_entry`], preemptible, as the next of a run of updates
@@ -421,13 +465,16 @@ impl Domain {
         if !ptr.get().is_multiple_of(8) {
             return Some(Err(MmError::Misaligned));
         }
+        if self.mm_waits() {
+            return None;
+        }
         let index = (ptr.page_offset() / 8) as usize;
         let mut mm = Mm {
             ft: &self.frames,
             mem,
             nx: self.nx,
         };
-        mm.mod_entry_lazy(
+        let r = mm.mod_entry_lazy(
             &mut self.mm_job,
             last,
             ptr.frame(),
@@ -435,7 +482,8 @@ impl Domain {
             val,
             &mut self.flush,
             meter,
-        )
+        );
+        self.mm_took(r)
     }
 
     /// Finish or undo the MMU job an earlier hypercall left part way (see

@@ -59,8 +59,11 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                         &mut Entries(u64::from(crate::preempt::UNITS_PER_EXIT)),
                     ) {
                         // Settling an earlier MMU call's work stopped at its
-                        // bound before the switch: the MOV runs again.
-                        None if self.dom.mm_job_origin() != Origin::NewBase(l.l4) => {
+                        // bound before the switch, or another vCPU's job is
+                        // to finish first: the MOV runs again.
+                        None if self.dom.mm_waits()
+                            || self.dom.mm_job_origin() != Origin::NewBase(l.l4) =>
+                        {
                             return None;
                         }
                         // Switched (dropping the old base's references may
