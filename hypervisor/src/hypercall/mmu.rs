@@ -279,9 +279,15 @@ pub(super) fn mmuext_op<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> Hc
                 Ok(())
             }
             MMUEXT_TLB_FLUSH_MULTI | MMUEXT_INVLPG_MULTI => {
-                // The vCPU bitmap is a guest pointer; Keel has vCPU 0 only.
+                // The vCPU bitmap is a guest pointer. A domain's vCPUs all
+                // run on its CPU, and the flush is the domain's: the loaded
+                // vCPU is flushed before it runs again, every other when it is
+                // next loaded (`Vcpu::switch_vcpu` flushes whole). So any of
+                // the domain's vCPUs named asks for it; bits beyond its count
+                // name nothing.
                 let mask = c.read::<8>(GuestVirt::new(op.arg2))?;
-                if u64::from_le_bytes(mask) & 1 != 0 {
+                let vcpus = (1u64 << c.dom.vcpus.count()) - 1;
+                if u64::from_le_bytes(mask) & vcpus != 0 {
                     c.dom.request_flush(if op.cmd == MMUEXT_TLB_FLUSH_MULTI {
                         Flush::All
                     } else {

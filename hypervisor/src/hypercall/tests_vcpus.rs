@@ -408,3 +408,29 @@ fn a_job_whose_vcpu_blocked_or_went_down_is_settled_by_another() {
         assert_eq!(w.dom.release_mm(&mut w.mem), 0, "{how}: counts");
     }
 }
+
+#[test]
+fn a_multi_flush_naming_any_vcpu_of_the_domain_flushes() {
+    use crate::paging::Flush;
+    let mut w = with_vcpus(2);
+    let l4 = w.dom.base();
+    assert_eq!(w.initialise(1, &context(l4)), Outcome::Return(0));
+    assert!(w.dom.load_vcpu(1));
+    // vCPU 1 names itself only (bit 1), then a vCPU the domain does not
+    // have (bit 2): the first flushes, the second names nothing.
+    for (mask, want) in [(2u64, Flush::All), (4, Flush::None)] {
+        w.poke(DATA + 0x900, &mask.to_le_bytes());
+        let op = keel_abi::mmu::MmuextOp {
+            cmd: keel_abi::mmu::MMUEXT_TLB_FLUSH_MULTI,
+            pad: 0,
+            arg1: 0,
+            arg2: DATA + 0x900,
+        }
+        .encode();
+        w.poke(DATA, &op);
+        let o = w.call(Hypercall::MMUEXT_OP, [DATA, 1, 0, DOMID_SELF, 0]);
+        assert_eq!(o, Outcome::Return(0), "mask {mask:#x}");
+        assert_eq!(w.dom.take_flush(), want, "mask {mask:#x}");
+    }
+    assert!(w.dom.load_vcpu(0));
+}
