@@ -350,10 +350,10 @@ impl Domain {
     }
 
     // The preemptible forms (`crate::paging::job`): `None` when `meter`
-    // stopped the work part way; the same request made again goes on.
-    // Each also answers `None`, touching nothing, while the loaded vCPU
-    // waits for another's job (`mm_waits`); and the vCPU whose request
-    // leaves the job busy owns it (`mm_took`).
+    // stopped the work part way; the same request made again goes on. With
+    // several vCPUs, their callers ask `mm_waits` before a request and call
+    // `mm_ran` after it (once a hypercall or emulated instruction, not once
+    // an entry: `mmu_update`'s per-entry path stays as it was).
 
     /// Whether the loaded vCPU's MMU request must wait (be made again
     /// later) because another vCPU's request left the domain's one job part
@@ -372,14 +372,13 @@ impl Domain {
             && !self.vcpus.blocked_at(u32::from(self.mm_owner))
     }
 
-    /// After a preemptible request of the loaded vCPU: a job it left part
-    /// way is its own.
+    /// After the loaded vCPU's MMU requests (one hypercall's piece, one
+    /// emulated instruction): a job they left part way is its own.
     #[inline(always)]
-    fn mm_took(&mut self, r: Finished) -> Finished {
+    pub fn mm_ran(&mut self) {
         if self.mm_job.busy() {
             self.mm_owner = self.loaded;
         }
-        r
     }
 
     /// [`Self::pin`], preemptible.
@@ -390,16 +389,12 @@ impl Domain {
         level: Level,
         meter: &mut impl Meter,
     ) -> Finished {
-        if self.mm_waits() {
-            return None;
-        }
         let mut mm = Mm {
             ft: &self.frames,
             mem,
             nx: self.nx,
         };
-        let r = mm.pin_in(&mut self.mm_job, mfn, level, meter);
-        self.mm_took(r)
+        mm.pin_in(&mut self.mm_job, mfn, level, meter)
     }
 
     /// [`Self::unpin`], preemptible.
@@ -409,16 +404,12 @@ impl Domain {
         mfn: Mfn,
         meter: &mut impl Meter,
     ) -> Finished {
-        if self.mm_waits() {
-            return None;
-        }
         let mut mm = Mm {
             ft: &self.frames,
             mem,
             nx: self.nx,
         };
-        let r = mm.unpin_in(&mut self.mm_job, mfn, meter);
-        self.mm_took(r)
+        mm.unpin_in(&mut self.mm_job, mfn, meter)
     }
 
     /// [`Self::new_baseptr`], preemptible: `new` is the base as soon as the
@@ -429,9 +420,6 @@ impl Domain {
         new: Mfn,
         meter: &mut impl Meter,
     ) -> Finished {
-        if self.mm_waits() {
-            return None;
-        }
         let mut mm = Mm {
             ft: &self.frames,
             mem,
@@ -446,7 +434,7 @@ impl Domain {
             self.base = new;
             self.flush = self.flush.merge(Flush::All);
         }
-        self.mm_took(r)
+        r
     }
 
     /// [`Self::update_entry`], preemptible, as the next of a run of updates
@@ -465,16 +453,13 @@ impl Domain {
         if !ptr.get().is_multiple_of(8) {
             return Some(Err(MmError::Misaligned));
         }
-        if self.mm_waits() {
-            return None;
-        }
         let index = (ptr.page_offset() / 8) as usize;
         let mut mm = Mm {
             ft: &self.frames,
             mem,
             nx: self.nx,
         };
-        let r = mm.mod_entry_lazy(
+        mm.mod_entry_lazy(
             &mut self.mm_job,
             last,
             ptr.frame(),
@@ -482,8 +467,7 @@ impl Domain {
             val,
             &mut self.flush,
             meter,
-        );
-        self.mm_took(r)
+        )
     }
 
     /// Finish or undo the MMU job an earlier hypercall left part way (see

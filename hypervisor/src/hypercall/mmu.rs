@@ -215,10 +215,13 @@ fn mm_err(e: crate::paging::MmError) -> Errno {
 /// `mmu_update(reqs, count, success_count, foreigndom)`.
 #[inline(never)]
 pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
+    if c.dom.mm_waits() {
+        return Ok(waiting(a));
+    }
     // The requests of a batch are a run of updates with nothing between
     // them: consecutive ones to the same table look it up once.
     let mut last = LastTable::default();
-    batch::<M, { MmuUpdate::SIZE }>(c, a, |c, b, reader| {
+    let r = batch::<M, { MmuUpdate::SIZE }>(c, a, |c, b, reader| {
         let req = MmuUpdate::decode(b);
         match req.ptr & 3 {
             MMU_NORMAL_PT_UPDATE => {
@@ -238,15 +241,27 @@ pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> H
             }
             _ => Err(Errno::ENOSYS),
         }
-    })
+    });
+    c.dom.mm_ran();
+    r
+}
+
+/// The answer to an MMU hypercall of a vCPU that waits for another's job
+/// part way (`Domain::mm_waits`): preempted before its first request, its
+/// progress word as it came (the exit handler makes the vCPU yield).
+fn waiting(a: &HypercallArgs) -> Outcome {
+    Outcome::Preempted(a.args[1])
 }
 
 /// `mmuext_op(ops, count, success_count, foreigndom)`.
 #[inline(never)]
 pub(super) fn mmuext_op<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
+    if c.dom.mm_waits() {
+        return Ok(waiting(a));
+    }
     // No command writes guest memory (NEW_BASEPTR changes the root, which
     // the reader checks on every read).
-    batch::<M, { MmuextOp::SIZE }>(c, a, |c, b, _| {
+    let r = batch::<M, { MmuextOp::SIZE }>(c, a, |c, b, _| {
         let op = MmuextOp::decode(b);
         // Only the commands that name a frame check arg1 as one.
         let mfn = || Mfn::from_guest(op.arg1).map_err(addr_err);
@@ -298,5 +313,7 @@ pub(super) fn mmuext_op<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> Hc
             }
             _ => Err(Errno::ENOSYS),
         }
-    })
+    });
+    c.dom.mm_ran();
+    r
 }

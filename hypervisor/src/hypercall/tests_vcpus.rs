@@ -345,28 +345,32 @@ fn another_vcpus_mmu_request_waits_for_a_job_part_way() {
     use crate::paging::job::Entries;
     let mut w = with_vcpus(2);
     let (spare, origin) = a_job_of_vcpu_0_part_way(&mut w);
-    // vCPU 1's requests neither undo nor take vCPU 0's job: each is to be
-    // made again (the hypercall is preempted before its first request).
+    // vCPU 1's MMU hypercalls neither undo nor take vCPU 0's job: each is
+    // preempted before its first request, its progress word as it came.
     assert!(w.dom.mm_waits());
-    assert_eq!(
-        w.dom
-            .pin_in(&mut w.mem, spare, Level::L4, &mut Entries(1_000)),
-        None
-    );
-    assert_eq!(w.dom.unpin_in(&mut w.mem, spare, &mut Entries(1_000)), None);
-    let ptr = crate::addr::MachineAddr::new(spare.get() << 12);
-    assert_eq!(
-        w.dom.update_entry_in(
-            &mut w.mem,
-            &mut crate::paging::LastTable::default(),
-            ptr,
-            crate::paging::entry::Pte::EMPTY,
-            || Entries(1_000),
-        ),
-        None
-    );
+    let (l1, _) = {
+        use crate::paging::walk::walk;
+        let wk = walk(&w.mem, spare, GuestVirt::new(DATA), false, |_, _| true).unwrap();
+        (wk.tables[3], ())
+    };
+    let upd = keel_abi::mmu::MmuUpdate {
+        ptr: l1.get() << 12,
+        val: w.mem.read_u64(crate::addr::MachineAddr::new(l1.get() << 12)),
+    }
+    .encode();
+    w.poke(DATA, &upd);
+    let o = w.call(Hypercall::MMU_UPDATE, [DATA, 1, 0, DOMID_SELF, 0]);
+    assert_eq!(o, Outcome::Preempted(1), "mmu_update");
+    let pin = keel_abi::mmu::MmuextOp {
+        cmd: keel_abi::mmu::MMUEXT_UNPIN_TABLE,
+        pad: 0,
+        arg1: spare.get(),
+        arg2: 0,
+    }
+    .encode();
+    w.poke(DATA, &pin);
     let o = w.call(Hypercall::MMUEXT_OP, [DATA, 1, 0, DOMID_SELF, 0]);
-    assert!(matches!(o, Outcome::Preempted(_)), "{o:?}");
+    assert_eq!(o, Outcome::Preempted(1), "mmuext_op");
     assert_eq!(w.dom.mm_job_origin(), origin, "vCPU 0's job untouched");
     // vCPU 0 goes on with its request and finishes it; vCPU 1's go through.
     assert!(w.dom.load_vcpu(0));
