@@ -218,10 +218,19 @@ pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> H
     if c.dom.mm_waits() {
         return Ok(waiting(a));
     }
+    let r = mmu_update_batch(c, a);
+    c.dom.mm_ran();
+    r
+}
+
+/// [`mmu_update`]'s requests (a function of its own, so that the loop is
+/// compiled as one piece with its per-request closure).
+#[inline(never)]
+fn mmu_update_batch<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     // The requests of a batch are a run of updates with nothing between
     // them: consecutive ones to the same table look it up once.
     let mut last = LastTable::default();
-    let r = batch::<M, { MmuUpdate::SIZE }>(c, a, |c, b, reader| {
+    batch::<M, { MmuUpdate::SIZE }>(c, a, |c, b, reader| {
         let req = MmuUpdate::decode(b);
         match req.ptr & 3 {
             MMU_NORMAL_PT_UPDATE => {
@@ -241,9 +250,7 @@ pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> H
             }
             _ => Err(Errno::ENOSYS),
         }
-    });
-    c.dom.mm_ran();
-    r
+    })
 }
 
 /// The answer to an MMU hypercall of a vCPU that waits for another's job
@@ -259,9 +266,17 @@ pub(super) fn mmuext_op<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> Hc
     if c.dom.mm_waits() {
         return Ok(waiting(a));
     }
+    let r = mmuext_batch(c, a);
+    c.dom.mm_ran();
+    r
+}
+
+/// [`mmuext_op`]'s commands.
+#[inline(never)]
+fn mmuext_batch<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     // No command writes guest memory (NEW_BASEPTR changes the root, which
     // the reader checks on every read).
-    let r = batch::<M, { MmuextOp::SIZE }>(c, a, |c, b, _| {
+    batch::<M, { MmuextOp::SIZE }>(c, a, |c, b, _| {
         let op = MmuextOp::decode(b);
         // Only the commands that name a frame check arg1 as one.
         let mfn = || Mfn::from_guest(op.arg1).map_err(addr_err);
@@ -313,7 +328,5 @@ pub(super) fn mmuext_op<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> Hc
             }
             _ => Err(Errno::ENOSYS),
         }
-    });
-    c.dom.mm_ran();
-    r
+    })
 }

@@ -355,7 +355,9 @@ fn another_vcpus_mmu_request_waits_for_a_job_part_way() {
     };
     let upd = keel_abi::mmu::MmuUpdate {
         ptr: l1.get() << 12,
-        val: w.mem.read_u64(crate::addr::MachineAddr::new(l1.get() << 12)),
+        val: w
+            .mem
+            .read_u64(crate::addr::MachineAddr::new(l1.get() << 12)),
     }
     .encode();
     w.poke(DATA, &upd);
