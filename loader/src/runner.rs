@@ -176,6 +176,7 @@ pub fn expected_status(name: &str) -> ExitStatus {
 /// after its other arguments.
 pub const TEST_DOMAIN_WORDS: &[(&str, &[&str])] = &[
     ("domctl", &["keel.control"]),
+    ("mmu_race", &["keel.vcpus=2"]),
     ("vcpus", &["keel.vcpus=2"]),
     ("vcpus_4", &["keel.vcpus=4"]),
 ];
