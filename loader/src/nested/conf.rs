@@ -112,11 +112,10 @@ pub fn linux_cmdline() -> String {
     c
 }
 
-/// The most CPUs the nested machine (L0) gets: Bochs's instruction rate is
-/// the machine's, shared by its CPUs, so Linux's boot (serial work) slows
-/// with each: measured, one CPU reaches /init at 18 s emulated (about 2.5
-/// minutes of wall time), four at 131 s (18 minutes). Two keep it within
-/// CI's budget and still run two of Keel's CPUs at once.
+/// The most CPUs the nested machine (L0) gets. Measured: Linux reaches
+/// /init at 18 s emulated (about 2.5 minutes of wall time) with one or two
+/// CPUs, at 131 s (18 minutes) with four. Two keep the boot within CI's
+/// budget and run two of Keel's CPUs at once.
 pub const L0_MAX_CPUS: u32 = 2;
 
 /// The CPUs of the nested machine (L0) for a plan: as many as its most
