@@ -20,7 +20,8 @@ abi_consts! {
     /// `VCPUOP_initialise`: give an offline, never-initialised vCPU its first
     /// register state ([`VcpuGuestContext`]); it stays down until `VCPUOP_up`.
     VCPUOP_INITIALISE: u64 = 0 => xen("VCPUOP_initialise");
-    /// `VCPUOP_up`: let an initialised vCPU run.
+    /// `VCPUOP_up`: let an initialised vCPU run (`-ENOMEM` if its domain's
+    /// CPU holds no place for it).
     VCPUOP_UP: u64 = 1 => xen("VCPUOP_up");
     /// `VCPUOP_down`: stop a vCPU (the last one up: the domain powers off).
     VCPUOP_DOWN: u64 = 2 => xen("VCPUOP_down");

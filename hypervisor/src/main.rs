@@ -463,7 +463,7 @@ mod bare {
         { vmx::run::MAX_DOMAINS },
     >; arch::percpu::MAX_CPUS] = [const { arch::slots::EmptySlots::new() }; arch::percpu::MAX_CPUS];
     /// The parked vCPUs of several-vCPU domains, one pool per CPU.
-    static PARKED: [arch::slots::EmptySlots<vmx::run::Parked, { vmx::run::PARKED_PER_CPU }>;
+    static PARKED: [arch::slots::EmptySlots<vmx::run::Place, { vmx::run::PARKED_PER_CPU }>;
         arch::percpu::MAX_CPUS] =
         [const { arch::slots::EmptySlots::new() }; arch::percpu::MAX_CPUS];
     /// The machine as each vCPU reaches it (the direct map: no state).

@@ -106,6 +106,15 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
         &["ring_back peer=1 keel.service keel.cpu=1"],
     ),
     ("bench_upcall", &["upcall_peer peer=1 keel.service"]),
+    // CPU 0 parks 16 vCPUs: 7 for this test, 7 for the first companion, 2
+    // for the second, which checks that its other 5 are refused.
+    (
+        "vcpus_full",
+        &[
+            "vcpus_full keel.vcpus=8",
+            "vcpus_full places=2 keel.vcpus=8",
+        ],
+    ),
     (
         "bench_upcall_2cpu",
         &["upcall_peer peer=1 keel.service keel.cpu=1"],
@@ -179,6 +188,7 @@ pub const TEST_DOMAIN_WORDS: &[(&str, &[&str])] = &[
     ("mmu_race", &["keel.vcpus=2"]),
     ("vcpus", &["keel.vcpus=2"]),
     ("vcpus_4", &["keel.vcpus=4"]),
+    ("vcpus_full", &["keel.vcpus=8"]),
 ];
 
 /// The words [`TEST_DOMAIN_WORDS`] gives test `name`'s own domain.

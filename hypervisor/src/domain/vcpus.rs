@@ -172,6 +172,10 @@ pub struct VcpuSlot {
     pub start: Option<StartState>,
     /// Its `vcpu_info`, once placed by the guest (else `shared_info`'s entry).
     pub vcpu_info: Option<VcpuInfoPlace>,
+    /// The CPU that runs the domain holds what the vCPU needs to run (its
+    /// VMCS frames and a parked place: [`VcpuTable::give_place`]); vCPU 0
+    /// always has it. Without it `VCPUOP_up` is `-ENOMEM`.
+    pub placed: bool,
 }
 
 /// What `VCPUOP_down` does.
@@ -202,9 +206,11 @@ impl VcpuTable {
             runstate: Runstate::new(RUNSTATE_OFFLINE, now),
             start: None,
             vcpu_info: None,
+            placed: false,
         };
         let mut slots = [offline; MAX_VCPUS];
         slots[0].power = Power::Up;
+        slots[0].placed = true;
         slots[0].runstate = Runstate::new(RUNSTATE_RUNNING, now);
         VcpuTable {
             count: count.clamp(1, MAX_VCPUS as u8),
@@ -301,17 +307,43 @@ impl VcpuTable {
         Ok(())
     }
 
+    /// The CPU that runs the domain holds what vCPU `id` needs to run (its
+    /// VMCS frames and a place in the CPU's pool of parked vCPUs), from the
+    /// domain's start to its end; nothing beyond the count.
+    pub fn give_place(&mut self, id: u32) {
+        if let Ok(s) = self.get_mut(u64::from(id)) {
+            s.placed = true;
+        }
+    }
+
     /// `VCPUOP_up`: `-ENOENT` beyond the count, `-EINVAL` if never
-    /// initialised; an up vCPU stays up (0). The vCPU becomes runnable at `now`.
+    /// initialised, `-ENOMEM` if the domain's CPU holds no place for it
+    /// ([`Self::give_place`]: its pool of parked vCPUs or the frames ran out
+    /// when the domain started), changing nothing; an up vCPU stays up (0).
+    /// The vCPU becomes runnable at `now`.
     pub fn up(&mut self, id: u64, now: u64) -> Result<(), Errno> {
         let slot = self.get_mut(id)?;
         match slot.power {
             Power::Offline => Err(Errno::EINVAL),
             Power::Up => Ok(()),
+            Power::Initialised if !slot.placed => Err(Errno::ENOMEM),
             Power::Initialised => {
                 slot.power = Power::Up;
                 slot.runstate.enter(RUNSTATE_RUNNABLE, now);
                 Ok(())
+            }
+        }
+    }
+
+    /// vCPU `id`, up, could not be started after all (its VMCS could not be
+    /// made: a Keel defect, logged by the run loop): down again at `now`, as
+    /// if `VCPUOP_up` had refused it, so that `VCPUOP_is_up` does not claim
+    /// a vCPU that never runs. vCPU 0 and a vCPU not up stay as they are.
+    pub fn start_failed(&mut self, id: u32, now: u64) {
+        if let Ok(s) = self.get_mut(u64::from(id)) {
+            if id != 0 && s.power == Power::Up {
+                s.power = Power::Initialised;
+                s.runstate.enter(RUNSTATE_OFFLINE, now);
             }
         }
     }

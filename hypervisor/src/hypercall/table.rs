@@ -574,7 +574,7 @@ const ROWS: &[Row] = &[
         whole: false,
         name: "vcpu_op / VCPUOP_up",
         since: AbiVersion::V1_2,
-        doc: "vcpu_op(VCPUOP_up, vcpu, NULL), 1.2 images only: let an initialised vCPU run; 0 (also when up), -ENOENT, -EINVAL (never initialised)",
+        doc: "vcpu_op(VCPUOP_up, vcpu, NULL), 1.2 images only: let an initialised vCPU run; 0 (also when up), -ENOENT, -EINVAL (never initialised), -ENOMEM (its domain's CPU holds no place for it); docs/abi/vcpu.md",
         handler: Op::VcpuUp,
     },
     Row {

@@ -22,13 +22,25 @@ fn ret(e: Errno) -> Outcome {
     Outcome::Return(e.as_return())
 }
 
-/// A domain declaring 1.2 with `n` vCPUs (as `keel.vcpus=n` makes it).
+/// A domain declaring 1.2 with `n` vCPUs (as `keel.vcpus=n` makes it),
+/// each with its place held on its CPU (as the run loop gives them while its
+/// pool of parked vCPUs and the frames last).
 fn with_vcpus(n: u8) -> World {
+    let mut w = with_vcpus_placed(n, n);
+    w.ev.chans.set_vcpus(u32::from(n));
+    w
+}
+
+/// `n` vCPUs of which only the first `placed` have a place.
+fn with_vcpus_placed(n: u8, placed: u8) -> World {
     let mut w = World::with_image(typical_declaring(
         AbiVersion::V1_2,
         Some(AbiVersion::CURRENT),
     ));
     w.dom.vcpus = VcpuTable::new(n, 0);
+    for v in 0..u32::from(placed) {
+        w.dom.vcpus.give_place(v);
+    }
     w.ev.chans.set_vcpus(u32::from(n));
     w
 }
@@ -140,6 +152,64 @@ fn initialise_takes_the_roots_reference_and_teardown_gives_it_back() {
     assert_eq!(w.initialise(2, &context(l4)), Outcome::Return(0));
     assert_eq!(w.type_count(l4), pinned + 2);
     assert_eq!(w.dom.release_mm(&mut w.mem), 0, "every count back to zero");
+}
+
+#[test]
+fn up_without_a_place_on_the_cpu_is_enomem_and_the_vcpu_stays_down() {
+    // vCPUs 0 and 1 have places; 2 and 3 do not (the CPU's pool was full).
+    let mut w = with_vcpus_placed(4, 2);
+    let l4 = w.dom.base();
+    w.tsc = 2000;
+    for v in 1..4 {
+        assert_eq!(w.initialise(v, &context(l4)), Outcome::Return(0));
+    }
+    assert_eq!(w.op(VCPUOP_UP, 1, 0), Outcome::Yield);
+    for v in 2..4 {
+        let before = w.dom.vcpus;
+        assert_eq!(w.op(VCPUOP_UP, v, 0), ret(Errno::ENOMEM), "vCPU {v}");
+        assert_eq!(w.dom.vcpus, before, "a refusal changes nothing");
+        assert_eq!(w.op(VCPUOP_IS_UP, v, 0), Outcome::Return(0));
+        assert_eq!(w.op(VCPUOP_GET_RUNSTATE_INFO, v, DATA), Outcome::Return(0));
+        let r = VcpuRunstateInfo::decode(&w.peek::<48>(DATA));
+        assert_eq!(r.state, RUNSTATE_OFFLINE as i32, "vCPU {v}");
+    }
+    // Refused again: the place does not appear later.
+    assert_eq!(w.op(VCPUOP_UP, 3, 0), ret(Errno::ENOMEM));
+    assert_eq!(w.op(VCPUOP_IS_UP, 1, 0), Outcome::Return(1));
+    assert_eq!(w.dom.release_mm(&mut w.mem), 0, "every count back to zero");
+}
+
+#[test]
+fn a_vcpus_run_state_times_grow_across_down_and_up() {
+    let mut w = with_vcpus(2);
+    let l4 = w.dom.base();
+    assert_eq!(w.initialise(1, &context(l4)), Outcome::Return(0));
+    let mut last = [0u64; 4];
+    let mut read = |w: &mut World| {
+        assert_eq!(w.op(VCPUOP_GET_RUNSTATE_INFO, 1, DATA), Outcome::Return(0));
+        let r = VcpuRunstateInfo::decode(&w.peek::<48>(DATA));
+        for (s, (now, was)) in r.time.iter().zip(last.iter_mut()).enumerate() {
+            assert!(*now >= *was, "state {s}: {now} < {was}");
+            *was = *now;
+        }
+        r
+    };
+    for round in 0..3u64 {
+        w.tsc = 10_000 + round * 40_000;
+        assert_eq!(w.op(VCPUOP_UP, 1, 0), Outcome::Yield);
+        let t = w.tsc;
+        w.dom.vcpus.enter_runstate(1, RUNSTATE_RUNNING, t + 5_000);
+        w.tsc += 20_000;
+        let r = read(&mut w);
+        assert_eq!(r.state, RUNSTATE_RUNNING as i32);
+        assert_eq!(w.op(VCPUOP_DOWN, 1, 0), Outcome::Yield);
+        w.tsc += 10_000;
+        let r = read(&mut w);
+        assert_eq!(r.state, RUNSTATE_OFFLINE as i32);
+    }
+    let running = last[RUNSTATE_RUNNING as usize];
+    let ns = w.ev.clock.scale.ticks_to_ns(3 * 15_000);
+    assert!(running + 3 >= ns && running <= ns, "{running} vs {ns}");
 }
 
 #[test]

@@ -59,8 +59,10 @@ pub(super) fn initialise<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) ->
     Ok(Outcome::Return(0))
 }
 
-/// `VCPUOP_up`: `-ENOENT`, `-EINVAL` (never initialised); 0, the caller
-/// yielding so that the run loop starts the vCPU.
+/// `VCPUOP_up`: `-ENOENT`, `-EINVAL` (never initialised), `-ENOMEM` (the
+/// domain's CPU holds no place for it: `VcpuTable::up`), each changing
+/// nothing; 0, the caller yielding so that the run loop starts the vCPU in
+/// the place held for it.
 #[inline(never)]
 pub(super) fn up<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     let id = vcpu_id(ctx, a)?;

@@ -159,10 +159,31 @@ const NO_PARKED: u8 = u8::MAX;
 /// The parked vCPUs one CPU keeps, of all its domains (a pool apart from
 /// the [`Guest`]s, so that the table of every CPU's domains does not hold
 /// room for every domain's vCPUs): 16, two domains of 8 vCPUs or five of
-/// 4 (a vCPU brought up beyond them is refused a VMCS, logged, and stays
-/// without a slot). Kept small: the pools are part of the image's `.bss`,
-/// which must end below 8 MiB.
+/// 4. Each place is held for one vCPU from its domain's start (`hold_places`,
+/// in the order the domains were built); a vCPU that got none is refused
+/// by `VCPUOP_up` (`-ENOMEM`). Kept small: the pools are part of the
+/// image's `.bss`, which must end below 8 MiB.
 pub const PARKED_PER_CPU: usize = 16;
+
+/// A place in a CPU's pool of parked vCPUs, held for one vCPU of a domain
+/// from the domain's start to its end.
+// Every entry of the pool (a static array) has the size of the larger
+// variant whatever it holds, and there is no heap to box it in.
+#[allow(clippy::large_enum_variant)]
+pub enum Place {
+    /// The vCPU has not run yet: what it will run with, taken when its
+    /// domain started, so that `VCPUOP_up` cannot fail for want of it later.
+    Held(Held),
+    /// The vCPU, started, while another of its domain is loaded.
+    Parked(Parked),
+}
+
+/// The frames of a vCPU that has not run yet: its VMCS region and bitmaps,
+/// and its register save area.
+pub struct Held {
+    vf: VmcsFrames,
+    area: crate::addr::Mfn,
+}
 
 /// A vCPU of a domain while another is loaded (`Guest::parked`): what the
 /// run loop keeps for one vCPU, as it keeps for the loaded one.
@@ -177,7 +198,7 @@ pub struct Parked {
 impl<M: PhysMem, C: Console> Guest<'_, M, C> {
     /// Load vCPU `v` (up, with a VMCS, parked in `pool`): the loaded one is
     /// parked in its place. False if it cannot run (down, or never started).
-    fn switch_to(&mut self, v: u32, pool: &mut [Option<Parked>]) -> bool {
+    fn switch_to(&mut self, v: u32, pool: &mut [Option<Place>]) -> bool {
         use core::mem::replace;
         if !self.vcpu.domain().vcpus.up_at(v) {
             return false;
@@ -189,17 +210,21 @@ impl<M: PhysMem, C: Console> Guest<'_, M, C> {
         let Some(entry) = pool.get_mut(usize::from(at)) else {
             return false;
         };
-        let Some(next) = entry.take() else {
+        // A place still held has no VMCS yet: its vCPU was never started.
+        if !matches!(entry, Some(Place::Parked(_))) {
+            return false;
+        }
+        let Some(Place::Parked(next)) = entry.take() else {
             return false;
         };
         let exit = self.vcpu.switch_vcpu(v, next.exit);
-        *entry = Some(Parked {
+        *entry = Some(Place::Parked(Parked {
             vf: replace(&mut self.vf, next.vf),
             gprs: replace(&mut self.gprs, next.gprs),
             launched: replace(&mut self.launched, next.launched),
             switched: replace(&mut self.switched, next.switched),
             exit,
-        });
+        }));
         if let Some(p) = self.parked.get_mut(from) {
             *p = at;
         }
@@ -210,18 +235,26 @@ impl<M: PhysMem, C: Console> Guest<'_, M, C> {
     }
 
     /// Free every parked vCPU's VMCS and register save area (the domain
-    /// ended), and its place in `pool`.
+    /// ended), and its place in `pool`, and the frames of those never
+    /// started.
     fn free_parked(
         &mut self,
         pc: &PerCpu,
-        pool: &mut [Option<Parked>],
+        pool: &mut [Option<Place>],
         frames: &mut impl FrameSource,
     ) {
         let taken = self.parked.iter_mut().filter_map(|i| {
             let at = core::mem::replace(i, NO_PARKED);
             pool.get_mut(usize::from(at)).and_then(Option::take)
         });
-        for p in taken {
+        for place in taken {
+            let p = match place {
+                Place::Held(h) => {
+                    h.free(frames);
+                    continue;
+                }
+                Place::Parked(p) => p,
+            };
             if make_current(pc, p.vf.vmcs).is_ok() && clear_vmcs(pc).is_ok() {
                 p.vf.free(frames);
             } else {
@@ -891,7 +924,7 @@ pub struct CpuTables<'t, 'a, M: PhysMem, C: Console> {
     /// One slot per domain.
     pub guests: &'t mut [Option<Guest<'a, M, C>>],
     /// [`PARKED_PER_CPU`] slots.
-    pub parked: &'t mut [Option<Parked>],
+    pub parked: &'t mut [Option<Place>],
 }
 
 /// How each domain ended, in the order they ended.
@@ -962,7 +995,8 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         let id = d.dom.id;
         let service = d.service;
         match prepare(cpu, pc, d, ends.frames, clock, wall, shared) {
-            Ok(g) => {
+            Ok(mut g) => {
+                hold_places(cpu, &mut g, ends.pool, ends.frames);
                 // The slot of domain id n is n - 1 (`OnCpu::index`).
                 if let Some(slot) = guests.get_mut(usize::from(id.0).wrapping_sub(1)) {
                     *slot = Some(g);
@@ -1145,7 +1179,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                     Some(GiveUp::Preempted) | None => {}
                 }
                 if g.multi {
-                    sync_vcpus(cpu, pc, g, &mut sched, ends.pool, ends.frames);
+                    sync_vcpus(cpu, pc, g, &mut sched, ends.pool);
                 }
                 continue;
             }
@@ -1194,7 +1228,7 @@ struct Ending<'x, F: FrameSource> {
     /// Teardowns in progress (the run loop looks for them only if any).
     dying: usize,
     /// This CPU's parked vCPUs.
-    pool: &'x mut [Option<Parked>],
+    pool: &'x mut [Option<Place>],
 }
 
 impl<F: FrameSource> Ending<'_, F> {
@@ -1549,17 +1583,18 @@ fn prepare<'a, M: PhysMem, C: Console>(
 }
 
 /// After a run of a vCPU of a domain of several: each vCPU brought up since
-/// (`VCPUOP_up`, which leaves to this loop) gets a VMCS the first time and a
-/// scheduler slot, each brought down (`VCPUOP_down`) leaves the scheduler.
-/// All on this CPU, the domain's (the policy: `docs/architecture.md`).
+/// (`VCPUOP_up`, which leaves to this loop) gets a scheduler slot, and its
+/// VMCS made the first time (in the frames its place holds: `VCPUOP_up`
+/// refused a vCPU without one); each brought down (`VCPUOP_down`) leaves
+/// the scheduler. All on this CPU, the domain's (the policy:
+/// `docs/architecture.md`).
 #[inline(never)]
 fn sync_vcpus<M: PhysMem, C: Console>(
     cpu: &VmxCpu,
     pc: &PerCpu,
     g: &mut Guest<'_, M, C>,
     sched: &mut Scheduler<SCHED_SLOTS>,
-    pool: &mut [Option<Parked>],
-    frames: &mut impl FrameSource,
+    pool: &mut [Option<Place>],
 ) {
     let d = g.vcpu.domain_id();
     for v in 0..u32::from(g.vcpu.domain().vcpus.count()) {
@@ -1569,20 +1604,11 @@ fn sync_vcpus<M: PhysMem, C: Console>(
             continue;
         };
         if up && g.scheduled & bit == 0 {
-            let have = v == g.vcpu.loaded_vcpu()
-                || g.parked.get(v as usize).is_some_and(|&i| i != NO_PARKED);
-            if !have {
-                let Some(free) = pool.iter().position(Option::is_none) else {
-                    log::error!("vmx: no room for vCPU {v} of domain {} on this CPU", d.0);
-                    continue;
-                };
-                let Some(p) = start_sibling(cpu, pc, g, v, frames) else {
-                    continue;
-                };
-                if let (Some(e), Some(i)) = (pool.get_mut(free), g.parked.get_mut(v as usize)) {
-                    *e = Some(p);
-                    *i = free as u8;
-                }
+            if v != g.vcpu.loaded_vcpu() && !start_held(cpu, pc, g, v, pool) {
+                // Up but unable to run: down again, not claimed up.
+                let now = timer::rdtsc();
+                g.vcpu.parts_mut().0.vcpus.start_failed(v, now);
+                continue;
             }
             sched.add(slot, DEFAULT_WEIGHT);
             g.scheduled |= bit;
@@ -1590,6 +1616,103 @@ fn sync_vcpus<M: PhysMem, C: Console>(
             sched.remove(slot);
             g.scheduled &= !bit;
         }
+    }
+}
+
+/// vCPU `v` of `g`'s domain (not the loaded one) can run: started already,
+/// or started now in the place held for it. False (logged: a Keel defect)
+/// if it has no place or its VMCS cannot be made.
+fn start_held<M: PhysMem, C: Console>(
+    cpu: &VmxCpu,
+    pc: &PerCpu,
+    g: &mut Guest<'_, M, C>,
+    v: u32,
+    pool: &mut [Option<Place>],
+) -> bool {
+    let at = g.parked.get(v as usize).copied().unwrap_or(NO_PARKED);
+    let Some(entry) = pool.get_mut(usize::from(at)) else {
+        log::error!(
+            "vmx: vCPU {v} of domain {} is up without a place",
+            g.vcpu.domain_id().0
+        );
+        return false;
+    };
+    match entry.take() {
+        Some(Place::Held(h)) => match start_sibling(cpu, pc, g, v, h) {
+            Ok(p) => {
+                *entry = Some(Place::Parked(p));
+                true
+            }
+            Err(h) => {
+                *entry = Some(Place::Held(h));
+                false
+            }
+        },
+        other => {
+            let started = other.is_some();
+            *entry = other;
+            started
+        }
+    }
+}
+
+/// Hold a place in `pool`, with its frames, for each vCPU of `g`'s domain
+/// beyond vCPU 0, as its domain starts on this CPU and while the pool and
+/// the frames last; the domain's vCPU table learns which vCPUs have one
+/// (`VCPUOP_up` refuses the others: `-ENOMEM`). Held until the domain
+/// ends, as Xen creates a domain's vCPUs with it, so that no other domain
+/// can take them meanwhile.
+fn hold_places<M: PhysMem, C: Console>(
+    cpu: &VmxCpu,
+    g: &mut Guest<'_, M, C>,
+    pool: &mut [Option<Place>],
+    frames: &mut impl FrameSource,
+) {
+    let count = u32::from(g.vcpu.domain().vcpus.count());
+    let id = g.vcpu.domain_id().0;
+    for v in 1..count {
+        let (Some(free), Some(mark)) = (
+            pool.iter().position(Option::is_none),
+            g.parked.get_mut(v as usize),
+        ) else {
+            log::warn!(
+                "vmx: domain {id}: no parked place on this CPU for vCPUs {v}-{} (VCPUOP_up refuses them)",
+                count - 1
+            );
+            return;
+        };
+        let (dom, mem) = g.vcpu.parts_mut();
+        let Some(h) = Held::alloc(cpu, frames, mem) else {
+            log::warn!(
+                "vmx: domain {id}: no free frames for vCPUs {v}-{} (VCPUOP_up refuses them)",
+                count - 1
+            );
+            return;
+        };
+        if let Some(e) = pool.get_mut(free) {
+            *e = Some(Place::Held(h));
+            *mark = free as u8;
+            dom.vcpus.give_place(v);
+        }
+    }
+}
+
+impl Held {
+    /// A VMCS region and bitmaps, and a register save area; `None`, with
+    /// every frame given back, if the frames ran out.
+    fn alloc(cpu: &VmxCpu, frames: &mut impl FrameSource, mem: &mut impl PhysMem) -> Option<Self> {
+        let vf = vmcs_frames(cpu, frames, mem)?;
+        let Some(area) = frames.alloc_frame() else {
+            vf.free(frames);
+            return None;
+        };
+        Some(Held { vf, area })
+    }
+
+    /// Give the frames back.
+    fn free(self, frames: &mut impl FrameSource) {
+        self.vf.free(frames);
+        frames.free_frame(self.area);
     }
 }
 
@@ -1625,16 +1748,17 @@ fn vmcs_frames(
 }
 
 /// The VMCS and register save area of vCPU `v` of `g`'s domain, its first
-/// time up: as vCPU 0's (`prepare`), started where `VCPUOP_initialise` said
-/// (`setup::start_vcpu`), with VPID `id + 256 * v`. `None` (logged) if a
-/// frame or a VMX instruction fails: the vCPU stays without a slot.
+/// time up, in the frames held for it: as vCPU 0's (`prepare`), started
+/// where `VCPUOP_initialise` said (`setup::start_vcpu`), with VPID
+/// `id + 256 * v`. The frames back (logged) if a VMX instruction fails: the
+/// vCPU stays without a slot.
 fn start_sibling<M: PhysMem, C: Console>(
     cpu: &VmxCpu,
     pc: &PerCpu,
     g: &mut Guest<'_, M, C>,
     v: u32,
-    frames: &mut impl FrameSource,
-) -> Option<Parked> {
+    held: Held,
+) -> Result<Parked, Held> {
     let (dom, mem) = g.vcpu.parts_mut();
     let id = dom.id.0;
     let (Some(start), Some(root)) = (
@@ -1642,39 +1766,26 @@ fn start_sibling<M: PhysMem, C: Console>(
         dom.vcpu_base(v),
     ) else {
         log::error!("vmx: vCPU {v} of domain {id} is up without a context");
-        return None;
+        return Err(held);
     };
-    let no_frames = || log::error!("vmx: no free frames for vCPU {v} of domain {id}");
-    let Some(vf) = vmcs_frames(cpu, frames, mem) else {
-        no_frames();
-        return None;
-    };
-    let Some(area) = frames.alloc_frame() else {
-        no_frames();
-        vf.free(frames);
-        return None;
-    };
-    let vmcs = vf.vmcs;
+    let vmcs = held.vf.vmcs;
     let vpid = id.wrapping_add((v as u16) << 8);
     let made = load_vmcs(pc, vmcs)
         .map_err(|e| (0, e))
-        .and_then(|()| setup_vmcs(pc, cpu, dom, vpid, &vf))
+        .and_then(|()| setup_vmcs(pc, cpu, dom, vpid, &held.vf))
         .and_then(|()| start_vcpu(&start));
     if let Err((field, e)) = made {
         log::error!("vmx: VMCS of vCPU {v} of domain {id}: field {field:#x}: {e}");
         let _ = clear_vmcs(pc);
-        frames.free_frame(area);
-        vf.free(frames);
-        return None;
+        return Err(held);
     }
     init_vmcs_exits();
     if let Err(f) = check_vm_entry(&read_state(cpu), &cpu.caps) {
         log::error!("vmx: vCPU {v} of domain {id}: VM-entry check failed: {f}");
         let _ = clear_vmcs(pc);
-        frames.free_frame(area);
-        vf.free(frames);
-        return None;
+        return Err(held);
     }
+    let Held { vf, area } = held;
     if cpu.controls.vpid {
         let _ = invvpid(InvvpidType::AllContext, vpid, 0);
     }
@@ -1704,7 +1815,7 @@ fn start_sibling<M: PhysMem, C: Console>(
         "vmx: vCPU {v} of domain {id} starts at {:#x} (VPID {vpid})",
         start.rip
     );
-    Some(Parked {
+    Ok(Parked {
         vf,
         gprs,
         launched: false,

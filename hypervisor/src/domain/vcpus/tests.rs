@@ -37,6 +37,16 @@ fn good_context() -> VcpuGuestContext {
     c
 }
 
+/// `count` vCPUs created at 0, each with a place held on its CPU (as the
+/// run loop gives them while its pool and frames last).
+fn placed(count: u8) -> VcpuTable {
+    let mut t = VcpuTable::new(count, 0);
+    for v in 0..u32::from(count) {
+        t.give_place(v);
+    }
+    t
+}
+
 #[test]
 fn vcpu_0_starts_up_and_running_the_others_offline() {
     let t = VcpuTable::new(4, 100);
@@ -81,7 +91,7 @@ fn the_count_is_clamped_to_the_table() {
 
 #[test]
 fn initialise_then_up_then_down_then_up_again() {
-    let mut t = VcpuTable::new(2, 0);
+    let mut t = placed(2);
     assert_eq!(t.up(1, 5), Err(Errno::EINVAL), "up needs a context");
     assert_eq!(t.initialise(1, &good_context(), frames), Ok(()));
     assert_eq!(t.is_up(1), Ok(false), "initialise leaves it down");
@@ -113,6 +123,50 @@ fn initialise_then_up_then_down_then_up_again() {
 }
 
 #[test]
+fn up_without_a_place_is_enomem_and_changes_nothing() {
+    let mut t = VcpuTable::new(3, 0);
+    assert!(t.get(0).unwrap().placed, "vCPU 0 always has its place");
+    t.initialise(1, &good_context(), frames).unwrap();
+    assert_eq!(
+        t.up(2, 5),
+        Err(Errno::EINVAL),
+        "never initialised comes first"
+    );
+    let before = t;
+    assert_eq!(t.up(1, 5), Err(Errno::ENOMEM));
+    assert_eq!(t, before, "a refusal changes nothing");
+    assert_eq!(t.is_up(1), Ok(false));
+    assert_eq!(t.runstate(1, 9).unwrap().state, RUNSTATE_OFFLINE as i32);
+    assert_eq!(t.runstate(1, 9).unwrap().time[RUNSTATE_OFFLINE as usize], 9);
+    t.give_place(1);
+    t.give_place(9); // beyond the count: nothing
+    assert_eq!(t.up(1, 10), Ok(()));
+    assert_eq!(t.is_up(1), Ok(true));
+}
+
+#[test]
+fn a_vcpu_that_could_not_start_is_down_again() {
+    let mut t = placed(2);
+    t.initialise(1, &good_context(), frames).unwrap();
+    t.up(1, 10).unwrap();
+    t.start_failed(1, 12);
+    assert_eq!(t.is_up(1), Ok(false));
+    let r = t.runstate(1, 20).unwrap();
+    assert_eq!(r.state, RUNSTATE_OFFLINE as i32);
+    assert_eq!(r.time[RUNSTATE_RUNNABLE as usize], 2);
+    t.start_failed(0, 13);
+    t.start_failed(1, 14);
+    t.start_failed(5, 14);
+    assert_eq!(t.is_up(0), Ok(true), "vCPU 0 is never taken down so");
+    assert_eq!(
+        t.runstate(1, 20).unwrap().state_entry_time,
+        12,
+        "a vCPU down stays"
+    );
+    assert_eq!(t.up(1, 30), Ok(()), "it may be brought up again");
+}
+
+#[test]
 fn the_last_vcpu_up_going_down_powers_the_domain_off() {
     let mut t = VcpuTable::new(1, 0);
     assert_eq!(t.down(0, 1), Ok(Down::PowerOff));
@@ -126,6 +180,7 @@ fn the_last_vcpu_up_going_down_powers_the_domain_off() {
     // vCPU 1 is down: vCPU 0 is still the last one up.
     assert_eq!(t.down(0, 1), Ok(Down::PowerOff));
     assert_eq!(t.down(1, 1), Ok(Down::Stopped), "a vCPU already down");
+    t.give_place(1);
     t.up(1, 2).unwrap();
     assert_eq!(t.down(0, 3), Ok(Down::Stopped));
     assert_eq!(t.down(1, 4), Ok(Down::PowerOff));
@@ -269,6 +324,7 @@ fn register_vcpu_info_follows_xen_4_17() {
     );
     // Another vCPU: while it is down, from vCPU 0; not while it is up.
     t.initialise(1, &good_context(), frames).unwrap();
+    t.give_place(1);
     t.up(1, 0).unwrap();
     assert_eq!(
         t.register_vcpu_info(1, 0, &req(DATA, 64), frames),
@@ -332,8 +388,14 @@ proptest! {
     fn table_operations_keep_the_invariants(
         count in 1u8..=MAX_VCPUS as u8,
         ops in proptest::collection::vec((0u8..4, 0u64..10), 0..64),
+        places in any::<u8>(),
     ) {
         let mut t = VcpuTable::new(count, 0);
+        for v in 0..u32::from(count) {
+            if places & (1 << v) != 0 {
+                t.give_place(v);
+            }
+        }
         for (i, (op, id)) in ops.into_iter().enumerate() {
             let now = i as u64;
             let before = t;
@@ -346,6 +408,15 @@ proptest! {
             if id >= u64::from(count) {
                 prop_assert_eq!(r, Err(Errno::ENOENT));
                 prop_assert_eq!(t, before);
+            } else if op == 1 && !before.get(id).unwrap().placed {
+                // No place: up is refused unless the vCPU is up already
+                // (vCPU 0), and a refusal changes nothing.
+                if before.is_up(id) == Ok(true) {
+                    prop_assert_eq!(r, Ok(()));
+                } else {
+                    prop_assert!(r == Err(Errno::ENOMEM) || r == Err(Errno::EINVAL));
+                    prop_assert_eq!(t, before);
+                }
             }
             prop_assert!(t.up_count() >= 1);
             for v in 0..u64::from(count) {
@@ -353,6 +424,7 @@ proptest! {
                 if v > 0 {
                     prop_assert_eq!(s.power == Power::Offline, s.start.is_none());
                 }
+                prop_assert!(s.placed || s.power != Power::Up, "up without a place");
                 prop_assert_eq!(
                     s.power == Power::Up,
                     t.runstate(v, now).unwrap().state != RUNSTATE_OFFLINE as i32
@@ -364,7 +436,7 @@ proptest! {
 
 #[test]
 fn up_at_and_each_vcpus_own_run_state() {
-    let mut t = VcpuTable::new(3, 0);
+    let mut t = placed(3);
     assert!(t.up_at(0));
     assert!(!t.up_at(1), "offline");
     assert!(!t.up_at(3), "beyond the count");
