@@ -364,11 +364,7 @@ impl EventState {
             return;
         }
         with_page!(self, dom, mem, |page| {
-            if self.vcpu == 0 {
-                self.chans.raise_virq(VIRQ_TIMER, &mut page);
-            } else {
-                self.chans.raise_vcpu_virq(VIRQ_TIMER, self.vcpu, &mut page);
-            }
+            self.chans.raise_vcpu_virq(VIRQ_TIMER, self.vcpu, &mut page);
         }, else ());
     }
 
