@@ -140,6 +140,12 @@ impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M, Placed> {
 }
 
 impl<'a, M: PhysMem + ?Sized, V: VcpuInfoAt> SharedPage<'a, M, V> {
+    /// The vCPU the page was opened for (0, a constant, for [`InShared`]).
+    #[inline(always)]
+    pub fn vcpu(&self) -> u32 {
+        self.vi.vcpu()
+    }
+
     /// Where vCPU `v`'s `vcpu_info` is: the opened vCPU's as given; another's
     /// where its domain placed it if that frame is still an ordinary writable
     /// frame of the domain (else `None`: nothing is written there), or its
