@@ -23,6 +23,8 @@
  *                     between Keel's bench marks (see below)
  *   with=<name> <guest command line>   a domain booted beside the last run's
  *                     guest (repeated: domains 2, 3, ...), one more module
+ *   cpus=<n>          the last run's machine has n CPUs (QEMU's -smp; 1 if
+ *                     not given)
  *   stall_trace=<name>   trace L0's scheduler, interrupts and exits during
  *                     that guest's runs and report its stalls (see below)
  *   stall_ms=<ms>     what counts as a stall (default 8)
@@ -99,6 +101,8 @@ static char *runs[MAX_RUNS];
 static char run_traced[MAX_RUNS];
 /* Each run's companion modules: ",<module>" each, commas already doubled. */
 static char *run_with[MAX_RUNS];
+/* Each run's CPUs (QEMU's -smp), as text; NULL for one. */
+static char *run_cpus[MAX_RUNS];
 static int nruns;
 #define MAX_STALL_TRACED 16
 static char *stall_traced[MAX_STALL_TRACED];
@@ -206,6 +210,8 @@ static void read_conf(void)
 			runs[nruns++] = strdup(v);
 		} else if (!strcmp(k, "with") && nruns > 0)
 			add_module(&run_with[nruns - 1], v);
+		else if (!strcmp(k, "cpus") && nruns > 0 && atoi(v) > 1)
+			run_cpus[nruns - 1] = strdup(v);
 		else if (!strcmp(k, "stall_trace") && nstall_traced < MAX_STALL_TRACED)
 			stall_traced[nstall_traced++] = strdup(v);
 		else if (!strcmp(k, "stall_ms"))
@@ -560,7 +566,7 @@ static void stall_report(const char *name)
 
 /* ---- one QEMU run ---- */
 
-static void run_qemu(const char *spec, const char *with, int trace)
+static void run_qemu(const char *spec, const char *with, char *cpus, int trace)
 {
 	static char name[256], module[8192], err_path[300], serial_arg[320], serial_path[300];
 	char *argv[MAX_ARGS + 4];
@@ -596,6 +602,10 @@ static void run_qemu(const char *spec, const char *with, int trace)
 			argv[argc++] = serial_arg;
 		else
 			argv[argc++] = qemu_args[i];
+	}
+	if (cpus) {
+		argv[argc++] = "-smp";
+		argv[argc++] = cpus;
 	}
 	/* The stall analysis follows the vCPU thread by its name, "CPU 0/KVM",
 	 * which QEMU gives its threads only when asked. */
@@ -725,7 +735,7 @@ int main(void)
 	dmesg(0, 0);
 
 	for (int i = 0; i < nruns; i++)
-		run_qemu(runs[i], run_with[i], run_traced[i]);
+		run_qemu(runs[i], run_with[i], run_cpus[i], run_traced[i]);
 
 	say("done t=%.3f", now());
 	power_off();

@@ -159,9 +159,9 @@ impl MachineOptions {
                     MACHINE_CPUS.end()
                 );
             }
-            if n > 1 && matches!(backend, Backend::Native | Backend::Nested) {
+            if n > 1 && backend == Backend::Native {
                 crate::usage_bail!(
-                    "--cpus {n}: the {backend} backend boots one CPU (only bochs, kvm and tcg take --cpus)"
+                    "--cpus {n}: the {backend} backend boots one CPU (bochs, kvm, tcg and nested take --cpus)"
                 );
             }
         }

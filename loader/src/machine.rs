@@ -417,6 +417,7 @@ fn run_nested(machine: &Machine, boot: &Boot<'_>, echo: &mut dyn Write) -> Resul
         args: boot.guest_args.to_vec(),
         trace_l0: false,
         companions: boot.companions.to_vec(),
+        cpus: machine.cpus,
     }];
     let plan = crate::nested::Plan {
         hypervisor: boot.hypervisor,

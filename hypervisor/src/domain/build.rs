@@ -406,6 +406,7 @@ pub fn build<M: PhysMem + ?Sized, F: FrameSource + ?Sized>(
         console_prefix: super::console_prefix_for(cfg.id),
         console_cache: crate::paging::read_cache::ReadCache::new(),
         mm_job: crate::paging::job::Job::IDLE,
+        mm_owner: 0,
         hypercall_counts: [0; COUNTED_HYPERCALLS],
         other_hypercalls: 0,
         abi_encoded: presented.encode(),

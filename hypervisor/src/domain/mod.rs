@@ -102,6 +102,9 @@ pub struct Domain {
     /// The validation or devalidation an MMU hypercall left part way
     /// ([`crate::paging::job`]): at most one per domain.
     mm_job: Job,
+    /// The vCPU whose request last ran `mm_job` (meaningful while it is
+    /// busy): another vCPU's MMU request waits for it ([`Self::mm_waits`]).
+    mm_owner: u8,
     console: LineBuf<CONSOLE_LINE_MAX>,
     /// `(d<id>) `, made once at build (every console line starts with it).
     console_prefix: ([u8; 10], usize),
@@ -347,7 +350,36 @@ impl Domain {
     }
 
     // The preemptible forms (`crate::paging::job`): `None` when `meter`
-    // stopped the work part way; the same request made again goes on.
+    // stopped the work part way; the same request made again goes on. With
+    // several vCPUs, their callers ask `mm_waits` before a request and call
+    // `mm_ran` after it (once a hypercall or emulated instruction, not once
+    // an entry: `mmu_update`'s per-entry path stays as it was).
+
+    /// Whether the loaded vCPU's MMU request must wait (be made again
+    /// later) because another vCPU's request left the domain's one job part
+    /// way, and that vCPU can go on with it: it is up and not blocked, so it
+    /// will execute its request again (its RIP is on it). Without the wait,
+    /// each of the waiting vCPU's requests would settle the job, undoing a
+    /// validation, and a tree larger than one time slice's work would never
+    /// get pinned while another vCPU makes MMU requests (`mmu_race`). A job
+    /// whose vCPU went down or blocked is settled as before: nothing waits
+    /// for a vCPU that may never come back to it.
+    #[inline(always)]
+    pub fn mm_waits(&self) -> bool {
+        self.mm_job.busy()
+            && self.mm_owner != self.loaded
+            && self.vcpus.up_at(u32::from(self.mm_owner))
+            && !self.vcpus.blocked_at(u32::from(self.mm_owner))
+    }
+
+    /// After the loaded vCPU's MMU requests (one hypercall's piece, one
+    /// emulated instruction): a job they left part way is its own.
+    #[inline(always)]
+    pub fn mm_ran(&mut self) {
+        if self.mm_job.busy() {
+            self.mm_owner = self.loaded;
+        }
+    }
 
     /// [`Self::pin`], preemptible.
     pub fn pin_in<M: PhysMem + ?Sized>(

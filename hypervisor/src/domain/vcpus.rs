@@ -233,6 +233,12 @@ impl VcpuTable {
         self.get(u64::from(id)).is_ok_and(|s| s.power == Power::Up)
     }
 
+    /// Whether vCPU `id` is blocked (its run state; false beyond the count).
+    pub fn blocked_at(&self, id: u32) -> bool {
+        self.get(u64::from(id))
+            .is_ok_and(|s| s.runstate.state() == keel_abi::vcpu::RUNSTATE_BLOCKED)
+    }
+
     /// How many vCPUs the domain has.
     pub const fn count(&self) -> u8 {
         self.count

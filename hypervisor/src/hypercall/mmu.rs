@@ -215,6 +215,18 @@ fn mm_err(e: crate::paging::MmError) -> Errno {
 /// `mmu_update(reqs, count, success_count, foreigndom)`.
 #[inline(never)]
 pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
+    if c.dom.mm_waits() {
+        return Ok(waiting(a));
+    }
+    let r = mmu_update_batch(c, a);
+    c.dom.mm_ran();
+    r
+}
+
+/// [`mmu_update`]'s requests (a function of its own, so that the loop is
+/// compiled as one piece with its per-request closure).
+#[inline(never)]
+fn mmu_update_batch<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     // The requests of a batch are a run of updates with nothing between
     // them: consecutive ones to the same table look it up once.
     let mut last = LastTable::default();
@@ -241,9 +253,27 @@ pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> H
     })
 }
 
+/// The answer to an MMU hypercall of a vCPU that waits for another's job
+/// part way (`Domain::mm_waits`): preempted before its first request, its
+/// progress word as it came (the exit handler makes the vCPU yield).
+fn waiting(a: &HypercallArgs) -> Outcome {
+    Outcome::Preempted(a.args[1])
+}
+
 /// `mmuext_op(ops, count, success_count, foreigndom)`.
 #[inline(never)]
 pub(super) fn mmuext_op<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
+    if c.dom.mm_waits() {
+        return Ok(waiting(a));
+    }
+    let r = mmuext_batch(c, a);
+    c.dom.mm_ran();
+    r
+}
+
+/// [`mmuext_op`]'s commands.
+#[inline(never)]
+fn mmuext_batch<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
     // No command writes guest memory (NEW_BASEPTR changes the root, which
     // the reader checks on every read).
     batch::<M, { MmuextOp::SIZE }>(c, a, |c, b, _| {
@@ -279,9 +309,15 @@ pub(super) fn mmuext_op<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> Hc
                 Ok(())
             }
             MMUEXT_TLB_FLUSH_MULTI | MMUEXT_INVLPG_MULTI => {
-                // The vCPU bitmap is a guest pointer; Keel has vCPU 0 only.
+                // The vCPU bitmap is a guest pointer. A domain's vCPUs all
+                // run on its CPU, and the flush is the domain's: the loaded
+                // vCPU is flushed before it runs again, every other when it is
+                // next loaded (`Vcpu::switch_vcpu` flushes whole). So any of
+                // the domain's vCPUs named asks for it; bits beyond its count
+                // name nothing.
                 let mask = c.read::<8>(GuestVirt::new(op.arg2))?;
-                if u64::from_le_bytes(mask) & 1 != 0 {
+                let vcpus = (1u64 << c.dom.vcpus.count()) - 1;
+                if u64::from_le_bytes(mask) & vcpus != 0 {
                     c.dom.request_flush(if op.cmd == MMUEXT_TLB_FLUSH_MULTI {
                         Flush::All
                     } else {

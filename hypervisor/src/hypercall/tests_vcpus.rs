@@ -296,3 +296,147 @@ fn a_send_to_a_siblings_port_wakes_that_vcpu_only() {
     assert_eq!(peers.0, [(id, 2), (id, 0)]);
     w.ev.load_vcpu(&w.dom, 0, parked);
 }
+
+/// A copy of the domain's L4 in its last frame (unmapped first, so that it
+/// is not writable), pinned: an L4 a vCPU may run on, sharing every L3.
+fn pinned_copy_of_base(w: &mut World) -> Mfn {
+    use crate::paging::entry::entry_addr;
+    use crate::paging::walk::walk;
+    let l4 = w.dom.base();
+    let last = crate::addr::Pfn::new(w.dom.nr_pages() - 1);
+    let va = w.dom.layout().va(last);
+    let wk = walk(&w.mem, l4, va, false, |_, _| true).unwrap();
+    let ptr = entry_addr(wk.tables[3], va.table_index(1));
+    w.dom
+        .update_entry(&mut w.mem, ptr, crate::paging::entry::Pte::EMPTY)
+        .unwrap();
+    let spare = w.dom.mfn_of(&w.mem, last).unwrap();
+    for i in 0..512 {
+        let e = w.mem.read_u64(entry_addr(l4, i));
+        w.mem.write_u64(entry_addr(spare, i), e);
+    }
+    w.dom.pin(&mut w.mem, spare, Level::L4).unwrap();
+    spare
+}
+
+/// vCPU 0 switches to another root with a devalidation of the old one left
+/// part way (one entry's work a piece); then vCPU 1 is loaded.
+fn a_job_of_vcpu_0_part_way(w: &mut World) -> (Mfn, crate::paging::job::Origin) {
+    use crate::paging::job::Entries;
+    let spare = pinned_copy_of_base(w);
+    assert_eq!(w.initialise(1, &context(spare)), Outcome::Return(0));
+    assert_eq!(w.op(VCPUOP_UP, 1, 0), Outcome::Yield);
+    // Unpinned, the first L4 holds only the base's type reference: leaving
+    // it devalidates it, stopped after its first entry.
+    let l4 = w.dom.base();
+    w.dom.unpin(&mut w.mem, l4).unwrap();
+    assert_eq!(
+        w.dom.new_baseptr_in(&mut w.mem, spare, &mut Entries(1)),
+        None
+    );
+    let origin = w.dom.mm_job_origin();
+    assert_eq!(origin, crate::paging::job::Origin::NewBase(spare));
+    assert!(w.dom.load_vcpu(1));
+    (spare, origin)
+}
+
+#[test]
+fn another_vcpus_mmu_request_waits_for_a_job_part_way() {
+    use crate::paging::job::Entries;
+    let mut w = with_vcpus(2);
+    let (spare, origin) = a_job_of_vcpu_0_part_way(&mut w);
+    // vCPU 1's MMU hypercalls neither undo nor take vCPU 0's job: each is
+    // preempted before its first request, its progress word as it came.
+    assert!(w.dom.mm_waits());
+    let (l1, _) = {
+        use crate::paging::walk::walk;
+        let wk = walk(&w.mem, spare, GuestVirt::new(DATA), false, |_, _| true).unwrap();
+        (wk.tables[3], ())
+    };
+    let upd = keel_abi::mmu::MmuUpdate {
+        ptr: l1.get() << 12,
+        val: w
+            .mem
+            .read_u64(crate::addr::MachineAddr::new(l1.get() << 12)),
+    }
+    .encode();
+    w.poke(DATA, &upd);
+    let o = w.call(Hypercall::MMU_UPDATE, [DATA, 1, 0, DOMID_SELF, 0]);
+    assert_eq!(o, Outcome::Preempted(1), "mmu_update");
+    let pin = keel_abi::mmu::MmuextOp {
+        cmd: keel_abi::mmu::MMUEXT_UNPIN_TABLE,
+        pad: 0,
+        arg1: spare.get(),
+        arg2: 0,
+    }
+    .encode();
+    w.poke(DATA, &pin);
+    let o = w.call(Hypercall::MMUEXT_OP, [DATA, 1, 0, DOMID_SELF, 0]);
+    assert_eq!(o, Outcome::Preempted(1), "mmuext_op");
+    assert_eq!(w.dom.mm_job_origin(), origin, "vCPU 0's job untouched");
+    // vCPU 0 goes on with its request and finishes it; vCPU 1's go through.
+    assert!(w.dom.load_vcpu(0));
+    assert!(!w.dom.mm_waits());
+    let mut done = None;
+    for _ in 0..1_000 {
+        done = w.dom.new_baseptr_in(&mut w.mem, spare, &mut Entries(64));
+        if done.is_some() {
+            break;
+        }
+    }
+    assert_eq!(done, Some(Ok(())));
+    assert!(w.dom.load_vcpu(1));
+    assert!(!w.dom.mm_waits());
+    assert_eq!(w.dom.unpin(&mut w.mem, spare), Ok(()));
+    assert!(w.dom.load_vcpu(0));
+    assert_eq!(w.dom.release_mm(&mut w.mem), 0, "every count back to zero");
+}
+
+#[test]
+fn a_job_whose_vcpu_blocked_or_went_down_is_settled_by_another() {
+    for how in ["blocked", "down"] {
+        let mut w = with_vcpus(2);
+        let (spare, _) = a_job_of_vcpu_0_part_way(&mut w);
+        if how == "blocked" {
+            w.dom.vcpus.enter_runstate(0, RUNSTATE_BLOCKED, 0);
+        } else {
+            assert!(w.dom.load_vcpu(0));
+            assert_eq!(w.op(VCPUOP_DOWN, 0, 0), Outcome::Yield);
+            assert!(w.dom.load_vcpu(1));
+        }
+        // Nothing waits for a vCPU that may never come back to its request:
+        // vCPU 1's request settles the job (finishes the devalidation) and
+        // is done.
+        assert!(!w.dom.mm_waits(), "{how}");
+        assert_eq!(w.dom.unpin(&mut w.mem, spare), Ok(()), "{how}");
+        assert_eq!(w.dom.mm_job_origin(), crate::paging::job::Origin::None);
+        assert!(w.dom.load_vcpu(0));
+        assert_eq!(w.dom.release_mm(&mut w.mem), 0, "{how}: counts");
+    }
+}
+
+#[test]
+fn a_multi_flush_naming_any_vcpu_of_the_domain_flushes() {
+    use crate::paging::Flush;
+    let mut w = with_vcpus(2);
+    let l4 = w.dom.base();
+    assert_eq!(w.initialise(1, &context(l4)), Outcome::Return(0));
+    assert!(w.dom.load_vcpu(1));
+    // vCPU 1 names itself only (bit 1), then a vCPU the domain does not
+    // have (bit 2): the first flushes, the second names nothing.
+    for (mask, want) in [(2u64, Flush::All), (4, Flush::None)] {
+        w.poke(DATA + 0x900, &mask.to_le_bytes());
+        let op = keel_abi::mmu::MmuextOp {
+            cmd: keel_abi::mmu::MMUEXT_TLB_FLUSH_MULTI,
+            pad: 0,
+            arg1: 0,
+            arg2: DATA + 0x900,
+        }
+        .encode();
+        w.poke(DATA, &op);
+        let o = w.call(Hypercall::MMUEXT_OP, [DATA, 1, 0, DOMID_SELF, 0]);
+        assert_eq!(o, Outcome::Return(0), "mask {mask:#x}");
+        assert_eq!(w.dom.take_flush(), want, "mask {mask:#x}");
+    }
+    assert!(w.dom.load_vcpu(0));
+}

@@ -47,7 +47,11 @@
 //! devalidation is finished (the request that started it was done as far as
 //! the guest is concerned), a validation is undone (the guest abandoned the
 //! request: its state goes back to before it). Either way, a job is always
-//! finished or undone with bounded work per exit.
+//! finished or undone with bounded work per exit. With several vCPUs, the
+//! domain (`Domain::mm_waits`) makes another vCPU's request wait while the
+//! job's vCPU is up and not blocked, rather than settle it: otherwise each
+//! request of one vCPU would undo another's validation, and a tree larger
+//! than one time slice's work would never be validated.
 
 use crate::addr::{MachineAddr, Mfn, Pfn};
 use crate::mem::PhysMem;

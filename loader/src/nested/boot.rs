@@ -1,7 +1,7 @@
 //! One nested boot: Bochs started on the image, the console followed as it
 //! grows, each guest's result handed on as soon as its run ends.
 
-use super::conf::{bochsrc, module_list_len};
+use super::conf::{bochsrc, l0_cpus, module_list_len};
 use super::image::image;
 use super::transcript::{outcome, split_runs, Transcript};
 use super::{Plan, BOOT_ALLOWANCE, L0_CPU_MODEL, L0_IPS, L0_MEGS, MODULE_LIST_MAX, SILENCE_LIMIT};
@@ -56,14 +56,20 @@ pub fn run(
     let dir = crate::machine::RunDir::new("nested")?;
     std::fs::write(
         dir.path.join("bochsrc"),
-        bochsrc(&iso.display().to_string(), "serial.txt", "bochs.log"),
+        bochsrc(
+            &iso.display().to_string(),
+            "serial.txt",
+            "bochs.log",
+            l0_cpus(plan),
+        ),
     )?;
     std::fs::write(dir.path.join("rc"), bochs::RC_SCRIPT)?;
     let out = std::fs::File::create(dir.path.join("emulator.out"))?;
     let limit = BOOT_ALLOWANCE + plan.per_guest_timeout * plan.guests.len() as u32;
     let _ = writeln!(
         log,
-        "[keel] nested: booting Linux/KVM under Bochs {L0_CPU_MODEL} ({L0_MEGS} MiB, ips {L0_IPS}); {} QEMU run(s); limit {}s",
+        "[keel] nested: booting Linux/KVM under Bochs {L0_CPU_MODEL} ({} CPU(s), {L0_MEGS} MiB, ips {L0_IPS}); {} QEMU run(s); limit {}s",
+        l0_cpus(plan),
         plan.guests.len(),
         limit.as_secs()
     );

@@ -121,6 +121,9 @@ pub struct GuestRun {
     /// The domains booted beside it (domains 2, 3, ...), as on the other
     /// backends: more modules in QEMU's `-initrd`.
     pub companions: Vec<Companion>,
+    /// The CPUs of its machine (QEMU's `-smp`), as `--cpus` and the test's
+    /// own need ask (`runner::machine_for`).
+    pub cpus: u32,
 }
 
 /// What one nested boot runs.

@@ -10,6 +10,19 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             | (vmread(guest::CR0) & cr_policy::CR0_GUEST_OWNED)
     }
 
+    /// `MMUEXT_NEW_BASEPTR`'s work for a MOV to CR3 of the pinned L4 `l4`,
+    /// a bounded piece (one exit's units); the job it leaves part way is this
+    /// vCPU's.
+    fn new_baseptr_in(&mut self, l4: Mfn) -> crate::paging::job::Finished {
+        let r = self.dom.new_baseptr_in(
+            &mut *self.mem,
+            l4,
+            &mut Entries(u64::from(crate::preempt::UNITS_PER_EXIT)),
+        );
+        self.dom.mm_ran();
+        r
+    }
+
     pub(super) fn apply_cr0(&mut self, w: cr_policy::CrWrite) {
         write(guest::CR0, w.real);
         write(control::CR0_READ_SHADOW, w.visible);
@@ -53,11 +66,10 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 match cr_policy::mov_to_cr3(v, self.maxphyaddr) {
                     // Only a pinned, validated L4 of the domain: the trap-and-emulate
                     // form of MMUEXT_NEW_BASEPTR (docs/abi/mmu.md).
-                    Ok(l) => match self.dom.new_baseptr_in(
-                        &mut *self.mem,
-                        l.l4,
-                        &mut Entries(u64::from(crate::preempt::UNITS_PER_EXIT)),
-                    ) {
+                    // Another vCPU's MMU job part way goes first: the MOV
+                    // runs again.
+                    Ok(_) if self.dom.mm_waits() => return None,
+                    Ok(l) => match self.new_baseptr_in(l.l4) {
                         // Settling an earlier MMU call's work stopped at its
                         // bound before the switch: the MOV runs again.
                         None if self.dom.mm_job_origin() != Origin::NewBase(l.l4) => {

@@ -144,13 +144,19 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             Source::Reg(r) => self.gpr(g, r),
             Source::Imm(v) => v,
         };
-        match self.dom.update_entry_in(
+        // Another vCPU's MMU job part way goes first: the store runs again.
+        if self.dom.mm_waits() {
+            return Ok(None);
+        }
+        let r = self.dom.update_entry_in(
             &mut *self.mem,
             &mut LastTable::default(),
             ma,
             Pte(value),
             || Entries(u64::from(crate::preempt::UNITS_PER_EXIT)),
-        ) {
+        );
+        self.dom.mm_ran();
+        match r {
             Some(Ok(())) => Ok(Some(store.len)),
             Some(Err(_)) => Err("the new entry is refused"),
             None => Ok(None),

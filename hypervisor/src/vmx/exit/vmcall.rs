@@ -172,7 +172,16 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             // A continuation (`crate::preempt`): RIP stays on the VMCALL, which
             // the guest executes again once whatever is due has been
             // delivered (`before_entry`).
-            Outcome::Preempted(progress) => g.rsi = progress,
+            Outcome::Preempted(progress) => {
+                g.rsi = progress;
+                // It waits for another vCPU's MMU job (`Domain::mm_waits`):
+                // that vCPU runs next, rather than this one spinning on its
+                // VMCALL for the rest of its slice.
+                if self.shared_cpu && self.dom.mm_waits() {
+                    self.deferred = Some(Deferred::Switch(GiveUp::Yield));
+                    return FastExit::Full;
+                }
+            }
             Outcome::PreemptedRdx(progress) => g.rdx = progress,
             Outcome::ResumedRdx { ret, count } => {
                 g.rax = i64::from(ret) as u64;
