@@ -283,14 +283,35 @@ pub fn upcall_entry(vector: u8, interrupted_rflags: u64, gpr: &mut [u64; 15], ri
 /// With several vCPUs ([`crate::smp`]), only the ports bound to the running
 /// vCPU: another's stay pending for its own upcall.
 pub fn drain() {
-    // One test on the upcall path of a domain that runs on vCPU 0 alone.
+    // A domain that runs on vCPU 0 alone has its record cached (no test for
+    // several vCPUs: the cache is empty while they run, `vcpus_started`).
+    let info = VCPU_INFO_VA.load(SeqCst);
+    if info == 0 {
+        return drain_uncached();
+    }
+    drain_record(info);
+}
+
+/// [`drain`] with no cached record: on one of several vCPUs, or before the
+/// first look.
+#[cold]
+#[inline(never)]
+fn drain_uncached() {
     if crate::smp::active() {
         return drain_vcpus();
     }
+    drain_record(vcpu_info_base());
+}
+
+/// [`drain`] on vCPU 0 alone, whose `vcpu_info` is at `info`.
+#[inline(always)]
+fn drain_record(info: u64) {
     let h = HANDLER.load(SeqCst);
+    let pending = arch::shared_u8(info + offsets::upcall_pending(0) as u64);
+    let selector = arch::shared_u64(info + offsets::pending_sel(0) as u64);
     loop {
-        upcall_pending().store(0, SeqCst);
-        let sel = pending_sel().swap(0, SeqCst);
+        pending.store(0, SeqCst);
+        let sel = selector.swap(0, SeqCst);
         if sel == 0 {
             break;
         }

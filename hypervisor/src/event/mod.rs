@@ -80,7 +80,22 @@ pub trait EventBits {
 /// Xen's `evtchn_2l_set_pending`: publish port `p` in the right order, on
 /// its notify vCPU `vcpu`'s selector. Returns whether that vCPU's
 /// `evtchn_upcall_pending` was newly raised by this call.
+#[inline(never)]
 pub fn set_pending(bits: &mut impl EventBits, p: u32, vcpu: u32) -> bool {
+    set_pending_on(bits, p, vcpu)
+}
+
+/// [`set_pending`] on vCPU 0, compiled for it: on a page opened for vCPU 0
+/// with its record in `shared_info` (every event of a one-vCPU domain), the
+/// record is found as before there were several vCPUs, with no vCPU to
+/// compare.
+#[inline(never)]
+pub fn set_pending_vcpu0(bits: &mut impl EventBits, p: u32) -> bool {
+    set_pending_on(bits, p, 0)
+}
+
+#[inline(always)]
+fn set_pending_on(bits: &mut impl EventBits, p: u32, vcpu: u32) -> bool {
     if bits.test_and_set_pending(p) {
         return false;
     }
@@ -228,12 +243,21 @@ impl Channels {
     /// `evtchn_port_set_pending`); whether an upcall was newly raised there.
     #[inline(always)]
     pub fn set_pending(&self, p: u32, bits: &mut impl EventBits) -> bool {
-        // A domain of one vCPU: every port notifies vCPU 0, a constant the
-        // record's accesses fold (no port read, no comparison of vCPUs).
+        // A domain of one vCPU: every port notifies vCPU 0 (no port read).
         if self.nr_vcpus == 1 {
-            return set_pending(bits, p, 0);
+            return set_pending_vcpu0(bits, p);
         }
         set_pending(bits, p, self.notify_vcpu(p))
+    }
+
+    /// [`set_pending`] of port `p` on vCPU `vcpu`, through
+    /// [`set_pending_vcpu0`] for vCPU 0.
+    #[inline(always)]
+    fn set_pending_to(p: u32, vcpu: u32, bits: &mut impl EventBits) -> bool {
+        if vcpu == 0 {
+            return set_pending_vcpu0(bits, p);
+        }
+        set_pending(bits, p, vcpu)
     }
 
     /// `-ENOENT` for a vCPU the domain does not have.
@@ -375,7 +399,7 @@ impl Channels {
     pub fn send(&mut self, p: u32, bits: &mut impl EventBits) -> Result<bool, Errno> {
         let port = *self.port(p)?;
         match port.state {
-            PortState::Ipi => Ok(set_pending(bits, p, port.vcpu)),
+            PortState::Ipi => Ok(Self::set_pending_to(p, port.vcpu, bits)),
             // Xen: "silently drop" a send on an unbound port.
             PortState::Unbound { .. } => Ok(false),
             _ => Err(Errno::EINVAL),
@@ -393,11 +417,15 @@ impl Channels {
         }
     }
 
-    /// Raise VIRQ `virq` bound in vCPU `vcpu`'s table (Xen's
-    /// `send_guest_vcpu_virq`: a vCPU's own `VIRQ_TIMER`).
+    /// Raise per-vCPU VIRQ `virq` of vCPU `vcpu` (Xen's
+    /// `send_guest_vcpu_virq`: a vCPU's own `VIRQ_TIMER`), bound in its
+    /// table to a port that notifies it (a per-vCPU VIRQ's port cannot be
+    /// moved to another vCPU: [`Self::bind_vcpu`]).
+    #[inline(always)]
     pub fn raise_vcpu_virq(&mut self, virq: u32, vcpu: u32, bits: &mut impl EventBits) -> bool {
+        debug_assert!(!virq_is_global(virq));
         match self.virq_slot(virq, vcpu) {
-            Some(p) if p != 0 => set_pending(bits, p, self.notify_vcpu(p)),
+            Some(p) if p != 0 => Self::set_pending_to(p, vcpu, bits),
             _ => false,
         }
     }

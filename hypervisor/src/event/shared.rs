@@ -26,6 +26,10 @@ pub const VCPU_INFO_SIZE: usize = core::mem::size_of::<VcpuInfo>();
 pub trait VcpuInfoAt: Copy {
     /// The record's machine address, for the page at `base`.
     fn at(self, base: MachineAddr) -> MachineAddr;
+    /// The vCPU whose record it is (the opened vCPU): a constant for
+    /// [`InShared`], so that an event for vCPU 0 there is told apart from one
+    /// for another vCPU at compile time ([`super::set_pending_vcpu0`]).
+    fn vcpu(self) -> u32;
 }
 
 /// Entry 0 of `shared_info` (where every domain's vCPU 0 record starts).
@@ -36,17 +40,28 @@ impl VcpuInfoAt for InShared {
     fn at(self, base: MachineAddr) -> MachineAddr {
         MachineAddr::new(base.get() + offsets::vcpu_info(0) as u64)
     }
+    fn vcpu(self) -> u32 {
+        0
+    }
 }
 
 /// Anywhere else: another vCPU's entry of `shared_info`, or where the guest
 /// placed the record (`VCPUOP_register_vcpu_info`): 64 bytes inside one of
 /// its frames, the place and the frame checked by the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Placed(pub MachineAddr);
+pub struct Placed {
+    /// The record's machine address.
+    pub at: MachineAddr,
+    /// Whose record it is.
+    pub vcpu: u32,
+}
 
 impl VcpuInfoAt for Placed {
     fn at(self, _base: MachineAddr) -> MachineAddr {
-        self.0
+        self.at
+    }
+    fn vcpu(self) -> u32 {
+        self.vcpu
     }
 }
 
@@ -59,10 +74,8 @@ impl VcpuInfoAt for Placed {
 pub struct SharedPage<'a, M: PhysMem + ?Sized, V: VcpuInfoAt = InShared> {
     mem: &'a mut M,
     base: MachineAddr,
-    /// The opened vCPU's `vcpu_info` record.
+    /// The opened vCPU and its `vcpu_info` record.
     vi: V,
-    /// The opened vCPU.
-    vcpu: u32,
     /// The domain, to find another vCPU's record where it placed it (and to
     /// check that frame); without it, every other vCPU's is its entry of the
     /// page.
@@ -77,7 +90,6 @@ impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M> {
             mem,
             base: mfn.addr(),
             vi: InShared,
-            vcpu: 0,
             dom: None,
         }
     }
@@ -90,7 +102,6 @@ impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M> {
             mem,
             base: mfn.addr(),
             vi: InShared,
-            vcpu: 0,
             dom: Some(dom),
         }
     }
@@ -104,8 +115,7 @@ impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M, Placed> {
         SharedPage {
             mem,
             base: mfn.addr(),
-            vi: Placed(vi),
-            vcpu: 0,
+            vi: Placed { at: vi, vcpu: 0 },
             dom: None,
         }
     }
@@ -123,21 +133,26 @@ impl<'a, M: PhysMem + ?Sized> SharedPage<'a, M, Placed> {
         SharedPage {
             mem,
             base: mfn.addr(),
-            vi: Placed(vi),
-            vcpu,
+            vi: Placed { at: vi, vcpu },
             dom,
         }
     }
 }
 
 impl<'a, M: PhysMem + ?Sized, V: VcpuInfoAt> SharedPage<'a, M, V> {
+    /// The vCPU the page was opened for (0, a constant, for [`InShared`]).
+    #[inline(always)]
+    pub fn vcpu(&self) -> u32 {
+        self.vi.vcpu()
+    }
+
     /// Where vCPU `v`'s `vcpu_info` is: the opened vCPU's as given; another's
     /// where its domain placed it if that frame is still an ordinary writable
     /// frame of the domain (else `None`: nothing is written there), or its
     /// entry of the page.
     #[inline(always)]
     fn vi_of(&self, v: u32) -> Option<MachineAddr> {
-        if v == self.vcpu {
+        if v == self.vi.vcpu() {
             Some(self.vi.at(self.base))
         } else {
             self.vi_of_other(v)

@@ -363,12 +363,11 @@ impl EventState {
         if n == 0 {
             return;
         }
+        // The page is opened for the loaded vCPU: its own VIRQ_TIMER, with
+        // vCPU 0 known at compile time where its record is in the page.
         with_page!(self, dom, mem, |page| {
-            if self.vcpu == 0 {
-                self.chans.raise_virq(VIRQ_TIMER, &mut page);
-            } else {
-                self.chans.raise_vcpu_virq(VIRQ_TIMER, self.vcpu, &mut page);
-            }
+            let v = page.vcpu();
+            self.chans.raise_vcpu_virq(VIRQ_TIMER, v, &mut page);
         }, else ());
     }
 

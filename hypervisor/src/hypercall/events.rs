@@ -213,8 +213,13 @@ pub(super) fn evtchn_send<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) -
 }
 
 /// A sibling vCPU that port `p` notifies may be blocked: the scheduler wakes
-/// it (it looks at its events when picked). Nothing for the caller's own.
+/// it (it looks at its events when picked). Nothing for the caller's own,
+/// nor in a domain of one vCPU (no port read).
+#[inline(always)]
 fn wake_notified<M: PhysMem>(ctx: &mut Ctx<'_, M>, p: u32) {
+    if ctx.ev.chans.nr_vcpus() == 1 {
+        return;
+    }
     let v = ctx.ev.chans.notify_vcpu(p);
     if v != ctx.ev.vcpu {
         ctx.peers.wake_vcpu(ctx.dom.id, v);

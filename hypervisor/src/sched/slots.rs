@@ -39,6 +39,12 @@ impl<const D: usize> VcpuSlots<D> {
         (DomainId(s.0 % d), (s.0 / d) as u32)
     }
 
+    /// Whose slot `s` is: the domain ([`Self::vcpu_of`] without the vCPU).
+    #[inline(always)]
+    pub const fn domain_of(s: DomainId) -> DomainId {
+        Self::vcpu_of(s).0
+    }
+
     /// Every slot of domain `d`, vCPU 0's first.
     pub fn of_domain(d: DomainId) -> impl Iterator<Item = DomainId> {
         (0..MAX_VCPUS as u32).filter_map(move |v| Self::slot(d, v))

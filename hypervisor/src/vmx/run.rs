@@ -196,6 +196,20 @@ pub struct Parked {
 }
 
 impl<M: PhysMem, C: Console> Guest<'_, M, C> {
+    /// The vCPU of scheduler slot `slot` is the loaded one, or is loaded now
+    /// ([`Self::switch_to`]); false if it cannot run, and then it has no
+    /// slot any more (out of line: the run loop of a one-vCPU domain never
+    /// comes here).
+    #[inline(never)]
+    fn load_slot(&mut self, slot: DomainId, pool: &mut [Option<Parked>]) -> bool {
+        let (_, vcpu) = Slots::vcpu_of(slot);
+        if vcpu == self.vcpu.loaded_vcpu() || self.switch_to(vcpu, pool) {
+            return true;
+        }
+        self.scheduled &= !(1u8 << vcpu);
+        false
+    }
+
     /// Load vCPU `v` (up, with a VMCS, parked in `pool`): the loaded one is
     /// parked in its place. False if it cannot run (down, or never started).
     fn switch_to(&mut self, v: u32, pool: &mut [Option<Place>]) -> bool {
@@ -490,6 +504,13 @@ impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
         let raised = g.vcpu.notify(p);
         // The run loop asks the vCPU whether it really wakes (a poll may wait
         // for other ports) when the scheduler picks it.
+        if !g.multi {
+            if g.vcpu.is_blocked() {
+                self.sched.wake(d);
+                self.rearm_running();
+            }
+            return raised;
+        }
         // A sibling's state is its slot's (woken only if blocked there).
         let v = g.vcpu.notify_vcpu(p);
         if v != g.vcpu.loaded_vcpu() || g.vcpu.is_blocked() {
@@ -1099,7 +1120,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                 continue;
             }
         };
-        let (id, vcpu) = Slots::vcpu_of(slot);
+        let id = Slots::domain_of(slot);
         let idx = usize::from(id.0).wrapping_sub(1);
         if !matches!(guests.get(idx), Some(Some(g)) if g.dying.is_none()) {
             sched.remove(slot);
@@ -1110,10 +1131,9 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             continue;
         };
         // Another vCPU of the domain: load it (one that went down meanwhile
-        // leaves the scheduler).
-        if vcpu != g.vcpu.loaded_vcpu() && !g.switch_to(vcpu, ends.pool) {
+        // leaves the scheduler). A domain of one vCPU has vCPU 0's slot only.
+        if g.multi && !g.load_slot(slot, ends.pool) {
             sched.remove(slot);
-            g.scheduled &= !(1u8 << vcpu);
             continue;
         }
         if g.vcpu.is_blocked() {
