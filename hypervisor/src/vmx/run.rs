@@ -201,7 +201,7 @@ impl<M: PhysMem, C: Console> Guest<'_, M, C> {
     /// slot any more (out of line: the run loop of a one-vCPU domain never
     /// comes here).
     #[inline(never)]
-    fn load_slot(&mut self, slot: DomainId, pool: &mut [Option<Parked>]) -> bool {
+    fn load_slot(&mut self, slot: DomainId, pool: &mut [Option<Place>]) -> bool {
         let (_, vcpu) = Slots::vcpu_of(slot);
         if vcpu == self.vcpu.loaded_vcpu() || self.switch_to(vcpu, pool) {
             return true;
