@@ -184,6 +184,22 @@ pub fn up(id: u32) -> Result<(), Errno> {
     vcpu_op_raw(VCPUOP_UP, u64::from(id), 0).map(|_| ())
 }
 
+/// Give the CPU to the domain's other vCPUs (and other domains) with
+/// `SCHEDOP_yield` until `done()` holds, for at most `ns` of system time:
+/// whether it came to hold. How a vCPU waits for another's answer.
+pub fn yield_until(ns: u64, done: impl Fn() -> bool) -> bool {
+    let end = crate::events::now_ns().saturating_add(ns);
+    loop {
+        if done() {
+            return true;
+        }
+        if crate::events::now_ns() > end {
+            return false;
+        }
+        let _ = guest::sched_yield();
+    }
+}
+
 /// `VCPUOP_down(id)` (of the last vCPU up: the domain powers off).
 pub fn down(id: u32) -> Result<(), Errno> {
     vcpu_op_raw(VCPUOP_DOWN, u64::from(id), 0).map(|_| ())

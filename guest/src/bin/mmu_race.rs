@@ -25,7 +25,6 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
-use keel_guest::abi::guest;
 use keel_guest::abi::mmu::MMUEXT_NEW_BASEPTR;
 use keel_guest::events;
 use keel_guest::mmu::{self, entry, fill, Frame};
@@ -124,17 +123,6 @@ fn racer(_: u32) {
     DONE.store(1, SeqCst);
 }
 
-fn wait(ns: u64, done: impl Fn() -> bool) -> bool {
-    let end = events::now_ns() + ns;
-    while !done() {
-        if events::now_ns() > end {
-            return false;
-        }
-        let _ = guest::sched_yield();
-    }
-    true
-}
-
 fn run() {
     match smp::count() {
         Ok(n) if n >= 2 => {}
@@ -157,7 +145,7 @@ fn run() {
         failure!("starting vCPU 1: {e}");
         return;
     }
-    if !wait(START_NS, || OPS.load(SeqCst) > 0) {
+    if !smp::yield_until(START_NS, || OPS.load(SeqCst) > 0) {
         failure!("vCPU 1 made no request in {} s", START_NS / 1_000_000_000);
         return;
     }
@@ -184,7 +172,7 @@ fn run() {
     }
     let ops_during = OPS.load(SeqCst);
     PHASE.store(STOP, SeqCst);
-    if !wait(START_NS, || DONE.load(SeqCst) == 1) {
+    if !smp::yield_until(START_NS, || DONE.load(SeqCst) == 1) {
         failure!("vCPU 1 did not stop");
         return;
     }

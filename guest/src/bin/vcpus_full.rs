@@ -17,7 +17,6 @@ use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
 use keel_guest::abi::guest;
 use keel_guest::abi::vcpu::RUNSTATE_OFFLINE;
-use keel_guest::events;
 use keel_guest::prelude::*;
 use keel_guest::smp::{self, MAX_VCPUS};
 use keel_guest::start;
@@ -43,16 +42,7 @@ fn worker(id: u32) {
 }
 
 fn wait_for(done: impl Fn() -> bool) -> bool {
-    let end = events::now_ns() + PATIENCE_NS;
-    loop {
-        if done() {
-            return true;
-        }
-        if events::now_ns() > end {
-            return false;
-        }
-        let _ = guest::sched_yield();
-    }
+    smp::yield_until(PATIENCE_NS, done)
 }
 
 fn run() {

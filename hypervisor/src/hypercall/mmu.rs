@@ -212,15 +212,29 @@ fn mm_err(e: crate::paging::MmError) -> Errno {
     Errno::EINVAL
 }
 
+/// An MMU hypercall of the loaded vCPU, its requests made by `requests`:
+/// while the vCPU waits for another's job part way (`Domain::mm_waits`) it
+/// is preempted before its first request, its progress word as it came (the
+/// exit handler makes the vCPU yield); a job its requests leave part way is
+/// its own (`Domain::mm_ran`).
+#[inline(always)]
+fn mmu_call<M: PhysMem>(
+    c: &mut Ctx<'_, M>,
+    a: &HypercallArgs,
+    requests: impl FnOnce(&mut Ctx<'_, M>, &HypercallArgs) -> HcResult,
+) -> HcResult {
+    if c.dom.mm_waits() {
+        return Ok(Outcome::Preempted(a.args[1]));
+    }
+    let r = requests(c, a);
+    c.dom.mm_ran();
+    r
+}
+
 /// `mmu_update(reqs, count, success_count, foreigndom)`.
 #[inline(never)]
 pub(super) fn mmu_update<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
-    if c.dom.mm_waits() {
-        return Ok(waiting(a));
-    }
-    let r = mmu_update_batch(c, a);
-    c.dom.mm_ran();
-    r
+    mmu_call(c, a, mmu_update_batch)
 }
 
 /// [`mmu_update`]'s requests (a function of its own, so that the loop is
@@ -253,22 +267,10 @@ fn mmu_update_batch<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResu
     })
 }
 
-/// The answer to an MMU hypercall of a vCPU that waits for another's job
-/// part way (`Domain::mm_waits`): preempted before its first request, its
-/// progress word as it came (the exit handler makes the vCPU yield).
-fn waiting(a: &HypercallArgs) -> Outcome {
-    Outcome::Preempted(a.args[1])
-}
-
 /// `mmuext_op(ops, count, success_count, foreigndom)`.
 #[inline(never)]
 pub(super) fn mmuext_op<M: PhysMem>(c: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
-    if c.dom.mm_waits() {
-        return Ok(waiting(a));
-    }
-    let r = mmuext_batch(c, a);
-    c.dom.mm_ran();
-    r
+    mmu_call(c, a, mmuext_batch)
 }
 
 /// [`mmuext_op`]'s commands.

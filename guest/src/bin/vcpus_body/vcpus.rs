@@ -248,20 +248,7 @@ impl core::fmt::Display for Record {
 /// Wait (yielding the CPU to the other vCPUs) until `done`, at most
 /// [`PATIENCE_NS`].
 fn wait_for(done: impl Fn() -> bool) -> bool {
-    wait_for_ns(PATIENCE_NS, done)
-}
-
-fn wait_for_ns(ns: u64, done: impl Fn() -> bool) -> bool {
-    let end = events::now_ns() + ns;
-    loop {
-        if done() {
-            return true;
-        }
-        if events::now_ns() > end {
-            return false;
-        }
-        let _ = guest::sched_yield();
-    }
+    smp::yield_until(PATIENCE_NS, done)
 }
 
 /// Post command `op(arg)` to worker `w`, tell it with an IPI and wait for
@@ -726,7 +713,7 @@ fn down_and_up(n: usize) {
         "an IPI to the downed vCPU {id}"
     );
     check!(
-        !wait_for_ns(20_000_000, || ACK[w].load(SeqCst) == seq),
+        !smp::yield_until(20_000_000, || ACK[w].load(SeqCst) == seq),
         "the downed vCPU {id} answered a command"
     );
     check_eq!(
