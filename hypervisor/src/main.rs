@@ -200,6 +200,7 @@ mod bare {
         let mut control: Option<domain::DomainId> = None;
         let mut service = [false; vmx::run::MAX_DOMAINS];
         let mut requested = [None; vmx::run::MAX_DOMAINS];
+        let mut vcpu_cpus = [None; vmx::run::MAX_DOMAINS];
         for (i, module) in bi.modules().iter().enumerate() {
             let Some(slot) = domains.get_mut(i) else {
                 log::error!("domain: more than {} guest modules", vmx::run::MAX_DOMAINS);
@@ -260,6 +261,9 @@ mod bare {
             if let Some(r) = requested.get_mut(i) {
                 *r = dopts.cpu;
             }
+            if let Some(r) = vcpu_cpus.get_mut(i) {
+                *r = dopts.vcpu_cpus;
+            }
             log::info!(
                 "domain {}: {:?}, {mib} MiB, command line {cmd:?}{}{}; {} frames left",
                 id.0,
@@ -298,10 +302,10 @@ mod bare {
             .zip(machines.iter_mut())
             .zip(consoles.iter_mut())
             .zip(service)
-            .zip(requested)
+            .zip(requested.iter().zip(vcpu_cpus))
             .take(n)
             .enumerate();
-        for (i, ((((d, mem), console), service), req)) in to_run {
+        for (i, ((((d, mem), console), service), (&req, vcpu_cpus))) in to_run {
             let Some(dom) = d.as_mut() else { continue };
             let (cpu, why) = smp::place(req, i, online, opts.run_cpu, opts.spread);
             if let Some(why) = why {
@@ -313,6 +317,10 @@ mod bare {
             vmx::run::place(dom.id, cpu);
             live += u32::from(!service);
             used |= 1 << cpu;
+            // Its vCPUs placed on other CPUs (`keel.vcpu_cpus=`).
+            if let Some(vc) = vcpu_cpus {
+                used |= place_vcpus(dom, &vc, cpu, online);
+            }
             if let Some(slot) = work.get_mut(cpu).and_then(|w| w.doms.get_mut(i)) {
                 *slot = Some(vmx::run::ToRun {
                     dom,
@@ -361,6 +369,40 @@ mod bare {
         // CPU 0 runs no domain (or has ended its own): the last CPU to finish
         // powers the machine off.
         arch::cpu::halt_forever()
+    }
+
+    /// Place domain `dom`'s vCPUs as `keel.vcpu_cpus=` asks, its own CPU being
+    /// `home`: the CPUs it puts them on, as bits. vCPU 0 stays home; a CPU
+    /// that is not online keeps the vCPU home (logged).
+    fn place_vcpus(
+        dom: &domain::Domain,
+        vc: &boot_info::VcpuCpus,
+        home: usize,
+        online: &[usize],
+    ) -> u32 {
+        let mut used = 0;
+        if vc.cpu(0).is_some_and(|c| c != home) {
+            log::warn!(
+                "domain {}: vCPU 0 runs on the domain's CPU {home} (keel.vcpu_cpus names another)",
+                dom.id.0
+            );
+        }
+        for v in 1..u32::from(dom.vcpus.count()) {
+            match vc.cpu(v) {
+                Some(c) if c == home => {}
+                Some(c) if online.contains(&c) => {
+                    smp::remote::place_vcpu(dom.id, v, c);
+                    used |= 1 << c;
+                    log::info!("domain {}: vCPU {v} runs on CPU {c}", dom.id.0);
+                }
+                Some(c) => log::warn!(
+                    "domain {}: CPU {c} is not online: vCPU {v} runs on CPU {home}",
+                    dom.id.0
+                ),
+                None => {}
+            }
+        }
+        used
     }
 
     /// The domains one CPU runs (index: boot order).

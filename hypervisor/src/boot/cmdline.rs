@@ -144,7 +144,9 @@ pub const MAX_CONFIGURED_VCPUS: u8 = crate::domain::vcpus::MAX_VCPUS as u8;
 ///   once every other domain has ended it is destroyed;
 /// - `keel.cpu=<N>`: the CPU its vCPU runs on (`smp::place`);
 /// - `keel.vcpus=<n>`: the domain's number of vCPUs (default 1; at most
-///   `MAX_CONFIGURED_VCPUS`, all on the domain's CPU).
+///   `MAX_CONFIGURED_VCPUS`), all on the domain's CPU unless
+/// - `keel.vcpu_cpus=<c0>,<c1>,...`: vCPU `v` runs on CPU `cv` (`c0` must be
+///   the domain's CPU; vCPUs beyond the list stay on it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DomainOptions {
     /// `keel.cpu=<N>`.
@@ -157,8 +159,40 @@ pub struct DomainOptions {
     pub service: bool,
     /// `keel.vcpus=<n>`.
     pub vcpus: Option<u8>,
+    /// `keel.vcpu_cpus=<c0>,<c1>,...`.
+    pub vcpu_cpus: Option<VcpuCpus>,
     /// `keel.` words that were not understood (reported in the boot log).
     pub bad_words: u32,
+}
+
+/// The CPU of each of a domain's vCPUs (`keel.vcpu_cpus=`), by vCPU number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuCpus {
+    cpus: [u8; MAX_CONFIGURED_VCPUS as usize],
+    n: u8,
+}
+
+impl VcpuCpus {
+    /// `c0,c1,...`: 1 to `MAX_CONFIGURED_VCPUS` CPU numbers below
+    /// `MAX_RUN_CPU`; `None` for anything else.
+    pub fn parse(list: &str) -> Option<Self> {
+        let mut c = VcpuCpus::default();
+        for w in list.split(',') {
+            let cpu = w
+                .parse::<u8>()
+                .ok()
+                .filter(|&x| usize::from(x) < MAX_RUN_CPU)?;
+            *c.cpus.get_mut(usize::from(c.n))? = cpu;
+            c.n += 1;
+        }
+        Some(c)
+    }
+
+    /// vCPU `v`'s CPU, if the list names one.
+    pub fn cpu(&self, v: u32) -> Option<usize> {
+        let v = usize::try_from(v).ok()?;
+        (v < usize::from(self.n)).then(|| self.cpus.get(v).map(|&c| usize::from(c)))?
+    }
 }
 
 impl DomainOptions {
@@ -181,6 +215,10 @@ impl DomainOptions {
                 Some(("vcpus", v)) => match v.parse::<u8>() {
                     Ok(n) if (1..=MAX_CONFIGURED_VCPUS).contains(&n) => o.vcpus = Some(n),
                     _ => o.bad_words += 1,
+                },
+                Some(("vcpu_cpus", v)) => match VcpuCpus::parse(v) {
+                    Some(c) => o.vcpu_cpus = Some(c),
+                    None => o.bad_words += 1,
                 },
                 None if opt == "control" => o.control = true,
                 None if opt == "service" => o.service = true,

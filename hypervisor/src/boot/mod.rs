@@ -30,7 +30,7 @@ mod multiboot2;
 #[cfg(test)]
 mod tests;
 
-pub use cmdline::{DomainOptions, Options, SelfTest, DEFAULT_GUEST_MEM_MIB, MAX_RUN_CPU};
+pub use cmdline::{DomainOptions, Options, SelfTest, VcpuCpus, DEFAULT_GUEST_MEM_MIB, MAX_RUN_CPU};
 pub use info::*;
 pub use multiboot1::parse_multiboot1;
 pub use multiboot2::{parse_multiboot2, MB2_MAX_TOTAL_SIZE};

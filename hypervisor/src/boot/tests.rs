@@ -531,3 +531,18 @@ fn domain_options_from_a_module_command_line() {
     let v = DomainOptions::parse("x keel.vcpus=0 keel.vcpus=9 keel.vcpus=300 keel.vcpus=a");
     assert_eq!((v.vcpus, v.bad_words), (None, 4));
 }
+
+#[test]
+fn vcpu_cpus_word() {
+    let o = DomainOptions::parse("x keel.vcpus=3 keel.vcpu_cpus=0,1,3");
+    let c = o.vcpu_cpus.expect("parsed");
+    assert_eq!(
+        (c.cpu(0), c.cpu(1), c.cpu(2), c.cpu(3)),
+        (Some(0), Some(1), Some(3), None)
+    );
+    assert_eq!(o.bad_words, 0);
+    for bad in ["", "0,", "a", "0,8", "0,1,2,3,4,5,6,7,0", "-1"] {
+        let o = DomainOptions::parse(&format!("x keel.vcpu_cpus={bad}"));
+        assert_eq!((o.vcpu_cpus, o.bad_words), (None, 1), "{bad:?}");
+    }
+}

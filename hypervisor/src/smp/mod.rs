@@ -24,6 +24,7 @@
 
 #[cfg(target_os = "none")]
 pub mod bringup;
+pub mod remote;
 pub mod tlb;
 
 use crate::addr::{MachineAddr, PAGE_SIZE};

@@ -111,9 +111,10 @@ static ALL_STUCK: AtomicBool = AtomicBool::new(false);
 /// each ends its domains ([`all_stuck`]; the others are woken to). Pair with
 /// [`unstuck`] after the wait. A cross-CPU operation that could wake a domain
 /// runs only with every other CPU awake (lending), so none is counted then.
-pub fn stuck() -> bool {
+pub fn stuck(quiet: impl Fn() -> bool) -> bool {
     let n = STUCK.fetch_add(1, AcqRel) + 1;
-    if n >= ACTIVE.load(Acquire).count_ones() {
+    // `quiet`: no CPU has a request on its way that could wake a domain.
+    if n >= ACTIVE.load(Acquire).count_ones() && quiet() {
         ALL_STUCK.store(true, Release);
         kick_others();
         return true;
@@ -129,6 +130,18 @@ pub fn unstuck() {
 /// Every CPU's domains were blocked with no deadline at once.
 pub fn all_stuck() -> bool {
     ALL_STUCK.load(Acquire)
+}
+
+/// Wake CPU `cpu` (this one included: the IPI then ends its next guest
+/// entry at once), if it runs domains: it has requests to look at
+/// (`smp::remote`).
+pub fn kick(cpu: usize) {
+    if ACTIVE.load(Acquire) & (1 << cpu) == 0 {
+        return;
+    }
+    if let Some(apic) = APIC_IDS.get(cpu) {
+        crate::arch::smp::send_wake(apic.load(Relaxed));
+    }
 }
 
 /// Wake every other CPU that runs domains (to look at its state again: the

@@ -14,7 +14,7 @@ use super::bitmaps::{build_msr_bitmap, ones_frame};
 use super::checks::check_vm_entry;
 use super::control_bits::PinbasedControls;
 use super::controls::TlbFlush;
-use super::exit::{init_vmcs_exits, msr_env, GiveUp, Vcpu, VcpuParked};
+use super::exit::{init_vmcs_exits, msr_env, GiveUp, Vcpu, VcpuParked, Visitor};
 use super::frame::{DomainEnd, ExitEnv, FastExit, GuestGprs};
 use super::insn::{invvpid, vm_result, InvvpidType};
 use super::lend::{self, Lent};
@@ -35,9 +35,12 @@ use crate::mem::{Console, FrameSource, PhysMem};
 use crate::peers::{DomctlDone, Peers};
 use crate::sched::slots::VcpuSlots;
 use crate::sched::{Next, Scheduler, DEFAULT_WEIGHT, UNBOUNDED};
+use crate::smp::remote;
 use keel_abi::domctl::XenDomctl;
 use keel_abi::event::VIRQ_DOM_EXC;
 use keel_abi::Errno;
+
+mod visit;
 
 /// The most domains Keel runs at once (domain ids 1 to `MAX_DOMAINS`), one
 /// per boot module.
@@ -151,6 +154,9 @@ pub struct Guest<'a, M: PhysMem, C: Console> {
     /// The domain has several vCPUs (the run loop looks at their states
     /// after each of its runs).
     multi: bool,
+    /// The domain's flush epoch this CPU last flushed the loaded vCPU at
+    /// (a domain with vCPUs on other CPUs: `visit`, step 4).
+    seen: u64,
 }
 
 /// No parked vCPU (`Guest::parked`).
@@ -317,7 +323,15 @@ struct OnCpu<'r, 'a, M: PhysMem, C: Console> {
     /// The running vCPU's run must end here (another CPU woke a domain of
     /// this one while it was lent): applied by this CPU when given back.
     rearm: Option<u64>,
+    /// A second slot left out for one operation ([`NO_HOLE`]: none): the
+    /// domain a vCPU of which another CPU runs (`visit::op`); the slots
+    /// after it, up to `skip` or to the end, are in `split`.
+    hole: usize,
+    split: &'r mut [Option<Guest<'a, M, C>>],
 }
+
+/// No second slot left out (`OnCpu::hole`).
+const NO_HOLE: usize = usize::MAX;
 
 impl<'a, M: PhysMem, C: Console> OnCpu<'_, 'a, M, C> {
     /// Domain `d`'s slot index (ids start at 1), unless it is the one left out.
@@ -326,22 +340,46 @@ impl<'a, M: PhysMem, C: Console> OnCpu<'_, 'a, M, C> {
         (i != self.skip).then_some(i)
     }
 
+    /// Where slot `i` is: which part, at which index.
+    fn part(&self, i: usize) -> Option<(u8, usize)> {
+        if i == self.skip || i == self.hole {
+            return None;
+        }
+        let in_split =
+            self.hole != NO_HOLE && i > self.hole && (i < self.skip) == (self.hole < self.skip);
+        Some(if in_split {
+            (2, i - self.hole - 1)
+        } else if i < self.skip {
+            (0, i)
+        } else {
+            (1, i - self.skip - 1)
+        })
+    }
+
+    fn slot(&self, d: DomainId) -> Option<&Option<Guest<'a, M, C>>> {
+        let (p, j) = self.part(self.index(d)?)?;
+        match p {
+            0 => self.before.get(j),
+            1 => self.after.get(j),
+            _ => self.split.get(j),
+        }
+    }
+
+    fn slot_mut(&mut self, d: DomainId) -> Option<&mut Option<Guest<'a, M, C>>> {
+        let (p, j) = self.part(self.index(d)?)?;
+        match p {
+            0 => self.before.get_mut(j),
+            1 => self.after.get_mut(j),
+            _ => self.split.get_mut(j),
+        }
+    }
+
     fn guest(&self, d: DomainId) -> Option<&Guest<'a, M, C>> {
-        let i = self.index(d)?;
-        let slot = match i.checked_sub(self.skip + 1) {
-            Some(j) => self.after.get(j)?,
-            None => self.before.get(i)?,
-        };
-        slot.as_ref()
+        self.slot(d)?.as_ref()
     }
 
     fn guest_mut(&mut self, d: DomainId) -> Option<&mut Guest<'a, M, C>> {
-        let i = self.index(d)?;
-        let slot = match i.checked_sub(self.skip + 1) {
-            Some(j) => self.after.get_mut(j)?,
-            None => self.before.get_mut(i)?,
-        };
-        slot.as_mut()
+        self.slot_mut(d)?.as_mut()
     }
 
     /// What `getdomaininfo` reports of a live domain other than the caller.
@@ -491,6 +529,11 @@ impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
     }
 
     fn wake_vcpu(&mut self, d: DomainId, vcpu: u32) {
+        // A vCPU on another CPU: that CPU's scheduler wakes it.
+        if let Some(c) = remote::request_wake(d, vcpu) {
+            lend::kick(c);
+            return;
+        }
         if let Some(s) = Slots::slot(d, vcpu) {
             self.sched.wake(s);
             self.rearm_running();
@@ -514,10 +557,7 @@ impl<M: PhysMem, C: Console> Peers for OnCpu<'_, '_, M, C> {
         // A sibling's state is its slot's (woken only if blocked there).
         let v = g.vcpu.notify_vcpu(p);
         if v != g.vcpu.loaded_vcpu() || g.vcpu.is_blocked() {
-            if let Some(s) = Slots::slot(d, v) {
-                self.sched.wake(s);
-            }
-            self.rearm_running();
+            self.wake_vcpu(d, v);
         }
         raised
     }
@@ -599,8 +639,15 @@ impl<'a, M: PhysMem, C: Console> CpuView<'_, '_, 'a, M, C> {
     fn notify(&mut self, d: DomainId, p: u32) -> bool {
         match self.running_mut(d) {
             // Running (its exit waits for the lend to end): it sees the event
-            // before it enters again.
-            Some(v) => v.notify(p),
+            // before it enters again; another vCPU of it is woken.
+            Some(v) => {
+                let raised = v.notify(p);
+                let w = v.notify_vcpu(p);
+                if w != v.loaded_vcpu() {
+                    self.on.wake_vcpu(d, w);
+                }
+                raised
+            }
             None => self.on.notify(d, p),
         }
     }
@@ -841,6 +888,11 @@ impl<M: PhysMem, C: Console> Peers for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
 struct Running<'r, 'a, M: PhysMem, C: Console, const SHARED: bool> {
     vcpu: &'r mut Vcpu<'a, M, C>,
     peers: OnCpu<'r, 'a, M, C>,
+    /// The domain has vCPUs on other CPUs (`visit`): a flush it is owed
+    /// reaches them.
+    spread: bool,
+    /// The domain's flush epoch this CPU last flushed the vCPU at.
+    seen: u64,
 }
 
 impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
@@ -866,6 +918,38 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
         };
         lend::serve(me, &mut view);
         self.apply_rearm();
+        if self.spread {
+            self.catch_up();
+        }
+    }
+
+    /// A flush its domain was owed since this CPU last flushed the vCPU:
+    /// flush it here; whether there was one.
+    fn catch_up(&mut self) -> bool {
+        let e = remote::flush_epoch(self.vcpu.domain_id());
+        if e == self.seen {
+            return false;
+        }
+        self.seen = e;
+        self.vcpu.flush_tlb();
+        true
+    }
+
+    /// After an exit of a domain with vCPUs on other CPUs: a flush it was
+    /// owed reaches them before this vCPU runs on (`visit`, step 4). The
+    /// empty cross-CPU operation takes every other CPU out of its guest;
+    /// each flushes before it enters one of the domain's vCPUs again.
+    #[inline(never)]
+    fn shootdown(&mut self) {
+        if self.catch_up() {
+            let me = self.peers.cpu;
+            let mut view = CpuView {
+                on: &mut self.peers,
+                running: Some(&mut *self.vcpu),
+            };
+            lend::cross(me, &mut view, |_, _| ());
+            self.apply_rearm();
+        }
     }
 
     /// A domain of this CPU woke while it was lent: the running vCPU's run
@@ -908,16 +992,31 @@ impl<M: PhysMem, C: Console, const SHARED: bool> ExitEnv for Running<'_, '_, M, 
             if lend::asked(self.peers.cpu) {
                 self.asked();
             }
-            if reaches_peers(gprs.rax) {
-                return self.cross_exit(gprs);
+            // Requests from other CPUs (`smp::remote`) wait for the run
+            // loop's top: this run ends.
+            if remote::pending(self.peers.cpu) {
+                self.vcpu.end_slice_now();
             }
+            let out = if reaches_peers(gprs.rax) {
+                self.cross_exit(gprs)
+            } else {
+                self.vcpu.fast_exit(gprs, &mut self.peers)
+            };
+            if self.spread {
+                self.shootdown();
+            }
+            return out;
         }
         self.vcpu.fast_exit(gprs, &mut self.peers)
     }
 
     #[inline(always)]
     fn handle_exit(&mut self, gprs: &mut GuestGprs) -> Option<DomainEnd> {
-        self.vcpu.handle_exit(gprs)
+        let end = self.vcpu.handle_exit(gprs);
+        if SHARED && self.spread {
+            self.shootdown();
+        }
+        end
     }
 
     fn take_switch(&mut self) -> bool {
@@ -985,7 +1084,12 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
     for (slot, d) in list.iter_mut().zip(doms) {
         *slot = Some(d);
     }
-    let shared = several || list.iter().flatten().any(|d| d.dom.vcpus.count() > 1);
+    let me = percpu::this().index();
+    // Remote vCPUs of other CPUs' domains this CPU runs (`visit`).
+    let hosts = remote::hosted(me).next().is_some();
+    let mut visitors: [Option<visit::Visiting>; visit::VISITORS] =
+        [const { None }; visit::VISITORS];
+    let shared = several || hosts || list.iter().flatten().any(|d| d.dom.vcpus.count() > 1);
     let CpuTables {
         guests,
         parked: pool,
@@ -1004,7 +1108,6 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         pool,
     };
     let pc = ends.pc;
-    let me = pc.index();
     // One clock for the machine: the first CPU to get here calibrates it.
     let (clock, wall) = *TIME.call_once(|| start_time(cpu));
     let slice = (clock.hz / 1000).max(1);
@@ -1044,6 +1147,8 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                 sched: &mut sched,
                 control,
                 rearm: None,
+                hole: NO_HOLE,
+                split: &mut [],
             };
             lend::serve(
                 me,
@@ -1051,6 +1156,18 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                     on: &mut on,
                     running: None,
                 },
+            );
+        }
+        // Requests of other CPUs about remote vCPUs (`smp::remote`).
+        if remote::pending(me) && remote::take_pending(me) {
+            requests(
+                cpu,
+                pc,
+                &mut ends,
+                guests,
+                &mut sched,
+                &mut visitors,
+                control,
             );
         }
         // Domains the control domain destroyed stop before anything else runs.
@@ -1069,7 +1186,10 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         // One step of a teardown; `tearing`: one has work it can do now (not
         // only waiting for other domains to unmap its grants).
         let tearing = ends.dying > 0 && ends.step_teardown(guests, &mut sched);
-        if guests.iter().all(Option::is_none) {
+        if guests.iter().all(Option::is_none)
+            && visitors.iter().all(Option::is_none)
+            && remote::hosted(me).next().is_none()
+        {
             break;
         }
         // Only service domains are left running, on every CPU (and another
@@ -1099,7 +1219,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             // wait for an IPI (an event, a cross-CPU operation), unless every
             // CPU is in this state.
             Next::Idle { until: None } if lend::several_cpus() && !lend::all_stuck() => {
-                if !lend::stuck() {
+                if !lend::stuck(|| !remote::any_pending()) {
                     // No deadline to drain the console up to: the CPUs that
                     // run guests drain it.
                     timer::idle_until(u64::MAX);
@@ -1123,7 +1243,24 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         let id = Slots::domain_of(slot);
         let idx = usize::from(id.0).wrapping_sub(1);
         if !matches!(guests.get(idx), Some(Some(g)) if g.dying.is_none()) {
-            sched.remove(slot);
+            if let Some(i) = visitors
+                .iter()
+                .position(|x| matches!(x, Some(x) if x.slot() == Some(slot)))
+            {
+                run_visitor(
+                    cpu,
+                    pc,
+                    &mut ends,
+                    guests,
+                    &mut sched,
+                    &mut visitors,
+                    control,
+                    i,
+                    until,
+                );
+            } else {
+                sched.remove(slot);
+            }
             continue;
         }
         let (before, rest) = guests.split_at_mut(idx);
@@ -1165,19 +1302,35 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             sched: &mut sched,
             control,
             rearm: None,
+            hole: NO_HOLE,
+            split: &mut [],
         };
         // Other CPUs become active only before any runs: a run that starts
         // alone stays alone.
+        let spread = g.multi && remote::spread(id);
+        if spread {
+            let e = remote::flush_epoch(id);
+            if e != g.seen {
+                g.seen = e;
+                g.vcpu.flush_tlb();
+            }
+        }
         let leave = if lend::several_cpus() {
             let mut running = Running::<'_, '_, M, C, true> {
                 vcpu: &mut g.vcpu,
                 peers,
+                spread,
+                seen: g.seen,
             };
-            launch(pc, &mut running, g.gprs, g.launched)
+            let leave = launch(pc, &mut running, g.gprs, g.launched);
+            g.seen = running.seen;
+            leave
         } else {
             let mut running = Running::<'_, '_, M, C, false> {
                 vcpu: &mut g.vcpu,
                 peers,
+                spread: false,
+                seen: 0,
             };
             launch(pc, &mut running, g.gprs, g.launched)
         };
@@ -1225,6 +1378,8 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         sched: &mut sched,
         control,
         rearm: None,
+        hole: NO_HOLE,
+        split: &mut [],
     };
     lend::deactivate(
         me,
@@ -1253,6 +1408,7 @@ struct Ending<'x, F: FrameSource> {
 
 impl<F: FrameSource> Ending<'_, F> {
     fn record(&mut self, id: DomainId, end: DomainEnd) {
+        kick_cpus(remote::set_dead(id));
         if let Some(e) = self.out.ends.get_mut(self.out.n) {
             *e = (id, end);
             self.out.n += 1;
@@ -1278,6 +1434,8 @@ impl<F: FrameSource> Ending<'_, F> {
         }
         domain_ended(g.service);
         let id = g.vcpu.domain_id();
+        // Its vCPUs on other CPUs stop there (its teardown waits for them).
+        kick_cpus(remote::set_dead(id));
         sched.remove_all(Slots::of_domain(id));
         g.free_parked(self.pc, self.pool, self.frames);
         if !self.tear_down {
@@ -1344,6 +1502,12 @@ impl<F: FrameSource> Ending<'_, F> {
                 None => return false,
             },
         };
+        // A CPU may still run one of its vCPUs: nothing of it is freed yet.
+        if let Some(Some(g)) = guests.get(idx) {
+            if remote::any_held(g.vcpu.domain_id()) {
+                return false;
+            }
+        }
         let me = self.pc.index();
         let control = self.control;
         let frames = &mut *self.frames;
@@ -1360,6 +1524,8 @@ impl<F: FrameSource> Ending<'_, F> {
                 sched: &mut *sched,
                 control,
                 rearm: None,
+                hole: NO_HOLE,
+                split: &mut [],
             };
             lend::cross(
                 me,
@@ -1439,6 +1605,167 @@ impl<F: FrameSource> Ending<'_, F> {
     }
 }
 
+/// Wake the CPUs of `set` (bit per CPU).
+fn kick_cpus(set: u32) {
+    for c in 0..32 {
+        if set & (1 << c) != 0 {
+            lend::kick(c);
+        }
+    }
+}
+
+/// This CPU's requests from the others (`smp::remote`): for its domains,
+/// the ends their remote vCPUs decided and their vCPUs' changes of state;
+/// for the remote vCPUs it runs, their starts, wake-ups and their domains'
+/// ends. Out of line: a CPU without remote vCPUs never comes here.
+#[inline(never)]
+fn requests<'a, M: PhysMem, C: Console, F: FrameSource>(
+    cpu: &VmxCpu,
+    pc: &PerCpu,
+    ends: &mut Ending<'_, F>,
+    guests: &mut [Option<Guest<'a, M, C>>],
+    sched: &mut Scheduler<SCHED_SLOTS>,
+    visitors: &mut [Option<visit::Visiting>],
+    control: Option<DomainId>,
+) {
+    let me = pc.index();
+    for id in 1..=MAX_DOMAINS as u16 {
+        let d = DomainId(id);
+        let idx = usize::from(id) - 1;
+        if cpu_of(d) == Some(me) {
+            if let Some(code) = remote::take_end(d) {
+                ends.end_slot(guests, sched, idx, visit::end_of(code));
+            }
+            if remote::take_sync(d) {
+                if let Some(Some(g)) = guests.get_mut(idx) {
+                    if g.dying.is_none() && g.multi {
+                        sync_vcpus(cpu, pc, g, sched, ends.pool);
+                    }
+                }
+            }
+        }
+        // Its vCPUs here: dropped once it is dead, else started and woken.
+        if remote::dead(d) {
+            for x in visitors.iter_mut() {
+                if x.as_ref().is_some_and(|x| x.domain() == d) {
+                    if let Some(x) = x.take() {
+                        visit::drop_visitor(pc, x, sched, ends.frames);
+                    }
+                }
+            }
+            let _ = (remote::take_up(d), remote::take_wake(d));
+            continue;
+        }
+        let ups = remote::take_up(d);
+        let wakes = remote::take_wake(d);
+        for v in 0..MAX_VCPUS as u32 {
+            if remote::vcpu_cpu(d, v) != Some(me) {
+                continue;
+            }
+            let Some(slot) = Slots::slot(d, v) else {
+                continue;
+            };
+            let here = visitors.iter().any(|x| matches!(x, Some(x) if x.is(d, v)));
+            if ups & (1 << v) != 0 && !remote::started(d, v) {
+                if !here {
+                    let Some(free) = visitors.iter().position(Option::is_none) else {
+                        log::error!(
+                            "vmx: CPU {me} runs {} remote vCPUs already",
+                            visit::VISITORS
+                        );
+                        continue;
+                    };
+                    let mut on = OnCpu {
+                        cpu: me,
+                        skip: guests.len(),
+                        before: &mut *guests,
+                        after: &mut [],
+                        sched: &mut *sched,
+                        control,
+                        rearm: None,
+                        hole: NO_HOLE,
+                        split: &mut [],
+                    };
+                    let Some(x) = visit::start(cpu, pc, &mut on, d, v, ends.frames) else {
+                        continue;
+                    };
+                    if let Some(e) = visitors.get_mut(free) {
+                        *e = Some(x);
+                    }
+                }
+                sched.add(slot, DEFAULT_WEIGHT);
+                remote::set_started(d, v, true);
+            } else if wakes & (1 << v) != 0 && here {
+                sched.wake(slot);
+            }
+        }
+    }
+}
+
+/// One run of the remote vCPU `visitors[i]` until `until` (`visit::run`),
+/// and what its scheduler makes of it.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn run_visitor<'a, M: PhysMem, C: Console, F: FrameSource>(
+    cpu: &VmxCpu,
+    pc: &PerCpu,
+    ends: &mut Ending<'_, F>,
+    guests: &mut [Option<Guest<'a, M, C>>],
+    sched: &mut Scheduler<SCHED_SLOTS>,
+    visitors: &mut [Option<visit::Visiting>],
+    control: Option<DomainId>,
+    i: usize,
+    until: u64,
+) {
+    let me = pc.index();
+    let Some(Some(x)) = visitors.get_mut(i) else {
+        return;
+    };
+    let Some(slot) = x.slot() else { return };
+    let mut on = OnCpu {
+        cpu: me,
+        skip: guests.len(),
+        before: &mut *guests,
+        after: &mut [],
+        sched: &mut *sched,
+        control,
+        rearm: None,
+        hole: NO_HOLE,
+        split: &mut [],
+    };
+    let (before, after) = visit::run(cpu, pc, &mut on, x, until, ends.frames);
+    let now = timer::rdtsc();
+    let gone = match before {
+        visit::Before::Gone => true,
+        visit::Before::Down => {
+            sched.remove(slot);
+            remote::set_started(x.domain(), Slots::vcpu_of(slot).1, false);
+            false
+        }
+        visit::Before::Blocked(deadline) => {
+            sched.block(deadline, now);
+            false
+        }
+        visit::Before::Enter => match after {
+            visit::After::Ran => false,
+            visit::After::Yielded => {
+                sched.yield_now(now);
+                false
+            }
+            visit::After::Blocked(deadline) => {
+                sched.block(deadline, now);
+                false
+            }
+            visit::After::Gone => true,
+        },
+    };
+    if gone {
+        if let Some(x) = visitors.get_mut(i).and_then(Option::take) {
+            visit::drop_visitor(pc, x, sched, ends.frames);
+        }
+    }
+}
+
 /// Every live domain (the ended one's slot already empty) as the peers of
 /// one that ends.
 fn others<'r, 'a, M: PhysMem, C: Console>(
@@ -1455,6 +1782,8 @@ fn others<'r, 'a, M: PhysMem, C: Console>(
         sched,
         control,
         rearm: None,
+        hole: NO_HOLE,
+        split: &mut [],
     }
 }
 
@@ -1599,6 +1928,7 @@ fn prepare<'a, M: PhysMem, C: Console>(
         parked: [NO_PARKED; MAX_VCPUS],
         scheduled: 1,
         multi,
+        seen: 0,
     })
 }
 
@@ -1623,6 +1953,19 @@ fn sync_vcpus<M: PhysMem, C: Console>(
         let Some(slot) = Slots::slot(d, v) else {
             continue;
         };
+        // A vCPU on another CPU: that CPU starts it, or takes it off its
+        // scheduler (woken, it finds itself down).
+        if remote::vcpu_cpu(d, v).is_some() {
+            let asked = match (up, remote::started(d, v)) {
+                (true, false) => remote::request_up(d, v),
+                (false, true) => remote::request_wake(d, v),
+                _ => None,
+            };
+            if let Some(c) = asked {
+                lend::kick(c);
+            }
+            continue;
+        }
         if up && g.scheduled & bit == 0 {
             if v != g.vcpu.loaded_vcpu() && !start_held(cpu, pc, g, v, pool) {
                 // Up but unable to run: down again, not claimed up.
@@ -1658,7 +2001,7 @@ fn start_held<M: PhysMem, C: Console>(
         return false;
     };
     match entry.take() {
-        Some(Place::Held(h)) => match start_sibling(cpu, pc, g, v, h) {
+        Some(Place::Held(h)) => match start_sibling(cpu, pc, &mut g.vcpu, v, h) {
             Ok(p) => {
                 *entry = Some(Place::Parked(p));
                 true
@@ -1691,6 +2034,12 @@ fn hold_places<M: PhysMem, C: Console>(
     let count = u32::from(g.vcpu.domain().vcpus.count());
     let id = g.vcpu.domain_id().0;
     for v in 1..count {
+        // A vCPU on another CPU takes its frames there when it starts
+        // (`visit::start`).
+        if remote::vcpu_cpu(g.vcpu.domain_id(), v).is_some() {
+            g.vcpu.parts_mut().0.vcpus.give_place(v);
+            continue;
+        }
         let (Some(free), Some(mark)) = (
             pool.iter().position(Option::is_none),
             g.parked.get_mut(v as usize),
@@ -1775,11 +2124,11 @@ fn vmcs_frames(
 fn start_sibling<M: PhysMem, C: Console>(
     cpu: &VmxCpu,
     pc: &PerCpu,
-    g: &mut Guest<'_, M, C>,
+    vcpu: &mut Vcpu<'_, M, C>,
     v: u32,
     held: Held,
 ) -> Result<Parked, Held> {
-    let (dom, mem) = g.vcpu.parts_mut();
+    let (dom, mem) = vcpu.parts_mut();
     let id = dom.id.0;
     let (Some(start), Some(root)) = (
         dom.vcpus.get(u64::from(v)).ok().and_then(|s| s.start),
@@ -1936,6 +2285,8 @@ fn step_at<'a, M: PhysMem, C: Console>(
         sched,
         control,
         rearm: None,
+        hole: NO_HOLE,
+        split: &mut [],
     };
     let done = match lent {
         Some(lent) => {

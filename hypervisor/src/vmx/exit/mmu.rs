@@ -28,7 +28,13 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             self.loaded_base = base;
             self.cr3_real = base.addr().get();
         }
-        match self.dom.take_flush() {
+        let flush = self.dom.take_flush();
+        // The domain's vCPUs on other CPUs are flushed there before they
+        // run again (`vmx::run`'s shootdown).
+        if flush != Flush::None {
+            crate::smp::remote::flushed(self.dom.id);
+        }
+        match flush {
             Flush::None => {}
             // Everything, global translations included: an update may have removed
             // access through a G=1 entry, which a CR3-style flush (retaining

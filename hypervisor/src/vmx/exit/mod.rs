@@ -35,7 +35,7 @@ mod sharing;
 mod vmcall;
 
 pub use msr::msr_env;
-pub use sharing::VcpuParked;
+pub use sharing::{RunFields, VcpuParked, Visitor};
 pub use vmcall::note_platform;
 
 use x86::vmx::vmcs::{control, guest, ro};

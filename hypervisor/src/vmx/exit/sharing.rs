@@ -371,3 +371,142 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         prev
     }
 }
+
+/// What the loaded vCPU keeps for one run on its CPU (the preemption timer
+/// as its VMCS holds it, the slice, the exit being handled): per vCPU and
+/// per CPU, so a vCPU that runs on another CPU than its domain's keeps its
+/// own (`Visitor`).
+#[derive(Clone, Copy, Debug)]
+pub struct RunFields {
+    preempt_idle: bool,
+    preempt_for: Option<u64>,
+    preempt_due: u64,
+    quiet: bool,
+    reason: ExitReason,
+    deferred: Option<Deferred>,
+    slice_end: Option<u64>,
+    give_up: Option<GiveUp>,
+}
+
+impl RunFields {
+    /// A vCPU's first run (as `Vcpu::new` starts vCPU 0's).
+    pub fn fresh() -> Self {
+        RunFields {
+            preempt_idle: true,
+            preempt_for: None,
+            preempt_due: u64::MAX,
+            quiet: false,
+            reason: ExitReason::from_raw(0),
+            deferred: None,
+            slice_end: None,
+            give_up: None,
+        }
+    }
+
+    /// Why the vCPU gives its CPU up, once its exit decided it.
+    pub fn give_up(&self) -> Option<GiveUp> {
+        self.give_up
+    }
+}
+
+/// A vCPU of the domain that runs on another CPU than the domain's (a
+/// remote vCPU, `vmx::run`): its own state and its run's, installed in the
+/// domain's [`Vcpu`] for each of its exits, which its CPU handles with the
+/// domain's CPU stopped (`vmx::lend`), and taken out again after.
+#[derive(Clone, Copy, Debug)]
+pub struct Visitor {
+    vcpu: u32,
+    parked: VcpuParked,
+    run: RunFields,
+}
+
+impl Visitor {
+    /// vCPU `vcpu`, not run yet, with its parked state `parked`.
+    pub fn new(vcpu: u32, parked: VcpuParked) -> Self {
+        Visitor {
+            vcpu,
+            parked,
+            run: RunFields::fresh(),
+        }
+    }
+
+    /// Its run's fields (while not installed).
+    pub fn run(&self) -> &RunFields {
+        &self.run
+    }
+
+    /// Whether it is blocked (while not installed).
+    pub fn is_blocked(&self) -> bool {
+        self.parked.is_blocked()
+    }
+
+    /// Its VPID.
+    pub fn vpid(&self) -> u16 {
+        self.parked.vpid
+    }
+}
+
+impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
+    /// Install visitor `x` as the loaded vCPU, or take it out again: the
+    /// loaded vCPU's state and `x`'s trade places (twice is the identity).
+    /// Unlike [`Self::switch_vcpu`], nothing is flushed or published: the
+    /// visitor's own VMCS stays current on its own CPU, and the vCPU it
+    /// displaces only stands still for the exit (its CPU is lent).
+    pub fn swap_visitor(&mut self, x: &mut Visitor) {
+        use core::mem::swap;
+        let prev = self.ev.vcpu;
+        x.parked.events = self.ev.load_vcpu(&*self.dom, x.vcpu, x.parked.events);
+        if !self.dom.load_vcpu(x.vcpu) {
+            log::error!(
+                "vmx: vCPU {} of domain {} has no root",
+                x.vcpu,
+                self.dom.id.0
+            );
+        }
+        x.vcpu = prev;
+        let p = &mut x.parked;
+        swap(&mut self.vpid, &mut p.vpid);
+        swap(&mut self.loaded_base, &mut p.loaded_base);
+        swap(&mut self.cr3_real, &mut p.cr3_real);
+        swap(&mut self.cr0_visible, &mut p.cr0_visible);
+        swap(&mut self.cr4_visible, &mut p.cr4_visible);
+        swap(&mut self.cr8, &mut p.cr8);
+        swap(&mut self.window_on, &mut p.window_on);
+        let r = &mut x.run;
+        swap(&mut self.preempt_idle, &mut r.preempt_idle);
+        swap(&mut self.preempt_for, &mut r.preempt_for);
+        swap(&mut self.preempt_due, &mut r.preempt_due);
+        swap(&mut self.quiet, &mut r.quiet);
+        swap(&mut self.reason, &mut r.reason);
+        swap(&mut self.deferred, &mut r.deferred);
+        swap(&mut self.slice_end, &mut r.slice_end);
+        swap(&mut self.give_up, &mut r.give_up);
+    }
+
+    /// The loaded vCPU's VPID.
+    pub fn vpid(&self) -> u16 {
+        self.vpid
+    }
+}
+
+impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
+    /// Publish the loaded vCPU's pvclock record (as [`Self::switch_vcpu`]
+    /// does when it loads a vCPU: a remote vCPU's CPU does it before each
+    /// run, as Xen does when it schedules a vCPU).
+    pub fn publish_time(&mut self) {
+        with_page!(
+            self.ev,
+            &*self.dom,
+            &mut *self.mem,
+            |page| page.publish_time(&self.ev.clock.time_info()),
+            else ()
+        );
+    }
+
+    /// Drop every translation of the loaded vCPU on this CPU (a flush its
+    /// domain was owed while it ran elsewhere or another of its vCPUs made
+    /// it on another CPU).
+    pub fn flush_tlb(&mut self) {
+        self.flush_all();
+    }
+}

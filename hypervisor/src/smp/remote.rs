@@ -1,0 +1,299 @@
+//! # A domain's vCPUs on other CPUs: where each runs, and what its CPUs ask of each other
+//!
+//! A domain runs on its CPU (its *home*, `keel.cpu=`); a vCPU placed on
+//! another CPU with `keel.vcpu_cpus=` is a *remote* vCPU. Its CPU enters it
+//! and handles each of its exits with the home CPU's view lent
+//! (`vmx::lend`, `vmx::run`); what the two CPUs must tell each other outside
+//! those operations goes through the words here, each followed by a wake-up
+//! IPI to the CPU it concerns (`vmx::lend::kick`), which looks at its
+//! requests ([`take_pending`]) at the top of its run loop:
+//!
+//! - to the vCPU's CPU: start it ([`request_up`]), wake it
+//!   ([`request_wake`]), drop it (its domain ended: [`set_dead`]);
+//! - to the home CPU: the domain's vCPUs changed state ([`request_sync`]),
+//!   a remote vCPU ended the domain ([`request_end`]), a remote vCPU was
+//!   dropped ([`dropped`]: its domain's teardown waits for that).
+//!
+//! The TLB shootdown's clock is here too: [`flush_epoch`] counts the
+//! flushes a domain with remote vCPUs was owed; each CPU compares it with
+//! the count it last flushed at before it enters one of the domain's vCPUs.
+
+use crate::boot::MAX_RUN_CPU as MAX_CPUS;
+use crate::domain::vcpus::MAX_VCPUS;
+use crate::domain::DomainId;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::*};
+
+/// Domain ids index these tables (id 0 unused).
+const DOMS: usize = crate::boot::MAX_MODULES + 1;
+
+/// No CPU of its own: the vCPU runs on its domain's CPU.
+const HOME: u8 = u8::MAX;
+
+static VCPU_CPU: [[AtomicU8; MAX_VCPUS]; DOMS] =
+    [const { [const { AtomicU8::new(HOME) }; MAX_VCPUS] }; DOMS];
+/// Bit `v`: vCPU `v` is remote.
+static REMOTE: [AtomicU8; DOMS] = [const { AtomicU8::new(0) }; DOMS];
+/// Bit `v`: its CPU holds state for remote vCPU `v` (set when it starts it,
+/// cleared when it drops it).
+static HELD: [AtomicU8; DOMS] = [const { AtomicU8::new(0) }; DOMS];
+/// Bit `v`: remote vCPU `v` has a slot in its CPU's scheduler.
+static STARTED: [AtomicU8; DOMS] = [const { AtomicU8::new(0) }; DOMS];
+static UP: [AtomicU8; DOMS] = [const { AtomicU8::new(0) }; DOMS];
+static WAKE: [AtomicU8; DOMS] = [const { AtomicU8::new(0) }; DOMS];
+static SYNC: [AtomicBool; DOMS] = [const { AtomicBool::new(false) }; DOMS];
+/// How a remote vCPU ended the domain (0: it did not), as `vmx::run` codes it.
+static END: [AtomicU64; DOMS] = [const { AtomicU64::new(0) }; DOMS];
+static DEAD: [AtomicBool; DOMS] = [const { AtomicBool::new(false) }; DOMS];
+static FLUSH: [AtomicU64; DOMS] = [const { AtomicU64::new(0) }; DOMS];
+/// A CPU has requests to look at.
+static PENDING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+fn at<T>(t: &[T], d: DomainId) -> Option<&T> {
+    t.get(usize::from(d.0))
+}
+
+/// vCPU `v` of domain `d` runs on CPU `cpu`, not on the domain's (at boot,
+/// before any CPU runs a domain).
+pub fn place_vcpu(d: DomainId, v: u32, cpu: usize) {
+    let (Some(row), Some(r), Ok(c)) = (at(&VCPU_CPU, d), at(&REMOTE, d), u8::try_from(cpu)) else {
+        return;
+    };
+    if let Some(x) = row.get(v as usize) {
+        x.store(c, Relaxed);
+        r.fetch_or(1 << v, Relaxed);
+    }
+}
+
+/// The CPU remote vCPU `v` of `d` runs on (`None`: it runs on its domain's).
+#[inline]
+pub fn vcpu_cpu(d: DomainId, v: u32) -> Option<usize> {
+    let c = at(&VCPU_CPU, d)?.get(v as usize)?.load(Relaxed);
+    (c != HOME).then_some(usize::from(c))
+}
+
+/// Whether domain `d` has remote vCPUs.
+#[inline(always)]
+pub fn spread(d: DomainId) -> bool {
+    at(&REMOTE, d).is_some_and(|r| r.load(Relaxed) != 0)
+}
+
+/// The remote vCPUs of live domains CPU `cpu` runs, as `(domain, vCPU)`.
+pub fn hosted(cpu: usize) -> impl Iterator<Item = (DomainId, u32)> {
+    (1..DOMS as u16).flat_map(move |id| {
+        let d = DomainId(id);
+        (0..MAX_VCPUS as u32)
+            .filter_map(move |v| (vcpu_cpu(d, v) == Some(cpu) && !dead(d)).then_some((d, v)))
+    })
+}
+
+/// CPU `cpu` has requests: look at them at the top of its run loop.
+fn post(cpu: usize) {
+    if let Some(p) = PENDING.get(cpu) {
+        p.store(true, Release);
+    }
+}
+
+/// Whether CPU `cpu` has requests (one load: every exit of a CPU that runs
+/// remote vCPUs or their domains looks).
+#[inline(always)]
+pub fn pending(cpu: usize) -> bool {
+    PENDING.get(cpu).is_some_and(|p| p.load(Relaxed))
+}
+
+/// Whether any CPU has requests it has not looked at.
+pub fn any_pending() -> bool {
+    PENDING.iter().any(|p| p.load(Acquire))
+}
+
+/// Take CPU `cpu`'s requests flag: whether it had any.
+pub fn take_pending(cpu: usize) -> bool {
+    PENDING.get(cpu).is_some_and(|p| p.swap(false, AcqRel))
+}
+
+/// Remote vCPU `v` of `d` is up: its CPU (returned, to wake) starts it, or
+/// gives it its scheduler slot back.
+pub fn request_up(d: DomainId, v: u32) -> Option<usize> {
+    let c = vcpu_cpu(d, v)?;
+    at(&UP, d)?.fetch_or(1 << v, AcqRel);
+    post(c);
+    Some(c)
+}
+
+/// The start requests for `d`'s remote vCPUs (taken).
+pub fn take_up(d: DomainId) -> u8 {
+    at(&UP, d).map_or(0, |u| u.swap(0, AcqRel))
+}
+
+/// Wake remote vCPU `v` of `d`: its CPU (returned, to wake) makes its
+/// scheduler slot runnable.
+pub fn request_wake(d: DomainId, v: u32) -> Option<usize> {
+    let c = vcpu_cpu(d, v)?;
+    at(&WAKE, d)?.fetch_or(1 << v, AcqRel);
+    post(c);
+    Some(c)
+}
+
+/// The wake requests for `d`'s remote vCPUs (taken).
+pub fn take_wake(d: DomainId) -> u8 {
+    at(&WAKE, d).map_or(0, |u| u.swap(0, AcqRel))
+}
+
+/// A remote vCPU of `d` changed the state of the domain's vCPUs
+/// (`VCPUOP_up`, `down`): its home CPU `home` looks at them again.
+pub fn request_sync(d: DomainId, home: usize) {
+    if let Some(s) = at(&SYNC, d) {
+        s.store(true, Release);
+        post(home);
+    }
+}
+
+/// Whether `d`'s vCPUs are to be looked at again (taken).
+pub fn take_sync(d: DomainId) -> bool {
+    at(&SYNC, d).is_some_and(|s| s.swap(false, AcqRel))
+}
+
+/// A remote vCPU of `d` ended it (`code`, non-zero): its home CPU `home`
+/// ends it.
+pub fn request_end(d: DomainId, home: usize, code: u64) {
+    if let Some(e) = at(&END, d) {
+        let _ = e.compare_exchange(0, code, AcqRel, Relaxed);
+        post(home);
+    }
+}
+
+/// How a remote vCPU ended `d`, if one did (taken).
+pub fn take_end(d: DomainId) -> Option<u64> {
+    at(&END, d).map(|e| e.swap(0, AcqRel)).filter(|&c| c != 0)
+}
+
+/// Domain `d` has ended (its home CPU says so before its teardown): the
+/// CPUs of its remote vCPUs (returned as a set, to wake) drop them.
+pub fn set_dead(d: DomainId) -> u32 {
+    let Some(x) = at(&DEAD, d) else { return 0 };
+    x.store(true, Release);
+    let mut cpus = 0u32;
+    for v in 0..MAX_VCPUS as u32 {
+        if let Some(c) = vcpu_cpu(d, v) {
+            post(c);
+            cpus |= 1 << c;
+        }
+    }
+    cpus
+}
+
+/// Whether domain `d` has ended.
+#[inline]
+pub fn dead(d: DomainId) -> bool {
+    at(&DEAD, d).is_some_and(|x| x.load(Acquire))
+}
+
+/// Remote vCPU `v` of `d` has state on its CPU now.
+pub fn held(d: DomainId, v: u32) {
+    if let Some(h) = at(&HELD, d) {
+        h.fetch_or(1 << v, AcqRel);
+    }
+}
+
+/// Remote vCPU `v` of `d` was dropped by its CPU (nothing of it is left
+/// there, and it never runs again): the home CPU `home` goes on with the
+/// domain's teardown.
+pub fn dropped(d: DomainId, v: u32, home: Option<usize>) {
+    if let Some(h) = at(&HELD, d) {
+        h.fetch_and(!(1 << v), AcqRel);
+    }
+    if let Some(s) = at(&STARTED, d) {
+        s.fetch_and(!(1 << v), AcqRel);
+    }
+    if let Some(c) = home {
+        post(c);
+    }
+}
+
+/// Whether some remote vCPU of `d` still has state on its CPU (the
+/// domain's teardown waits: that CPU may still run it).
+pub fn any_held(d: DomainId) -> bool {
+    at(&HELD, d).is_some_and(|h| h.load(Acquire) != 0)
+}
+
+/// Whether remote vCPU `v` of `d` has a scheduler slot on its CPU.
+pub fn started(d: DomainId, v: u32) -> bool {
+    at(&STARTED, d).is_some_and(|s| s.load(Acquire) & (1 << v) != 0)
+}
+
+/// Remote vCPU `v` of `d` has (`true`) or has not a scheduler slot on its CPU.
+pub fn set_started(d: DomainId, v: u32, on: bool) {
+    if let Some(s) = at(&STARTED, d) {
+        if on {
+            s.fetch_or(1 << v, AcqRel);
+        } else {
+            s.fetch_and(!(1 << v), AcqRel);
+        }
+    }
+}
+
+/// A TLB flush was owed to domain `d`'s vCPUs (one of them changed the
+/// domain's page tables): every CPU that runs one flushes its VPID before
+/// entering it again. No-op for a domain without remote vCPUs.
+#[inline]
+pub fn flushed(d: DomainId) {
+    if spread(d) {
+        if let Some(f) = at(&FLUSH, d) {
+            f.fetch_add(1, AcqRel);
+        }
+    }
+}
+
+/// The count of flushes domain `d` was owed so far.
+#[inline]
+pub fn flush_epoch(d: DomainId) -> u64 {
+    at(&FLUSH, d).map_or(0, |f| f.load(Acquire))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The tables are statics: each test uses domain ids of its own.
+
+    #[test]
+    fn placement_and_requests() {
+        let d = DomainId(5);
+        assert!(!spread(d));
+        assert_eq!(vcpu_cpu(d, 1), None);
+        place_vcpu(d, 1, 3);
+        assert!(spread(d));
+        assert_eq!(vcpu_cpu(d, 1), Some(3));
+        assert_eq!(vcpu_cpu(d, 2), None);
+        assert!(hosted(3).any(|x| x == (d, 1)));
+        assert_eq!(request_up(d, 1), Some(3));
+        assert_eq!(request_up(d, 2), None, "not remote: no request");
+        assert!(take_pending(3));
+        assert!(!take_pending(3));
+        assert_eq!(take_up(d), 0b10);
+        assert_eq!(take_up(d), 0);
+        assert_eq!(request_wake(d, 1), Some(3));
+        assert_eq!(take_wake(d), 0b10);
+        request_end(d, 0, 7);
+        request_end(d, 0, 9);
+        assert_eq!(take_end(d), Some(7), "the first end wins");
+        assert_eq!(take_end(d), None);
+        held(d, 1);
+        assert!(any_held(d));
+        assert_eq!(set_dead(d), 1 << 3);
+        assert!(dead(d) && hosted(3).all(|x| x.0 != d));
+        dropped(d, 1, Some(0));
+        assert!(!any_held(d));
+        assert!(take_pending(0));
+    }
+
+    #[test]
+    fn flush_epoch_counts_only_spread_domains() {
+        let (one, two) = (DomainId(6), DomainId(7));
+        flushed(one);
+        assert_eq!(flush_epoch(one), 0);
+        place_vcpu(two, 1, 1);
+        let e = flush_epoch(two);
+        flushed(two);
+        assert_eq!(flush_epoch(two), e + 1);
+    }
+}
