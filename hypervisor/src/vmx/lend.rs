@@ -34,12 +34,14 @@
 #![allow(unsafe_code)]
 
 use crate::arch::percpu::MAX_CPUS;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 
 /// One CPU's lending state.
 struct Slot {
-    /// Another CPU asks for this CPU's view.
-    asked: AtomicBool,
+    /// Another CPU asks for this CPU's view ([`LEND`]), or has requests
+    /// for it ([`KICKED`], `smp::remote`): one word, so that an exit looks
+    /// at both with one load.
+    asked: AtomicU8,
     /// The view, while lent (null otherwise).
     view: AtomicPtr<()>,
     /// The view's type name (its check).
@@ -50,6 +52,11 @@ struct Slot {
     state: AtomicU32,
 }
 
+/// `Slot::asked`: lend the view.
+const LEND: u8 = 1;
+/// `Slot::asked`: the CPU was kicked with requests ([`kick`]).
+const KICKED: u8 = 2;
+
 /// No lend in progress.
 const IDLE: u32 = 0;
 /// The view is published; the borrower may use it.
@@ -59,7 +66,7 @@ const RETURNED: u32 = 2;
 
 static SLOTS: [Slot; MAX_CPUS] = [const {
     Slot {
-        asked: AtomicBool::new(false),
+        asked: AtomicU8::new(0),
         view: AtomicPtr::new(core::ptr::null_mut()),
         type_name: AtomicPtr::new(core::ptr::null_mut()),
         type_len: AtomicU32::new(0),
@@ -139,6 +146,9 @@ pub fn kick(cpu: usize) {
     if ACTIVE.load(Acquire) & (1 << cpu) == 0 {
         return;
     }
+    if let Some(s) = SLOTS.get(cpu) {
+        s.asked.fetch_or(KICKED, Release);
+    }
     if let Some(apic) = APIC_IDS.get(cpu) {
         crate::arch::smp::send_wake(apic.load(Relaxed));
     }
@@ -174,11 +184,33 @@ pub fn next_lend(me: usize, now: u64) -> Option<u64> {
     (now < at).then_some(at)
 }
 
-/// Whether another CPU asks CPU `me` for its view (one load: every exit
-/// looks).
+/// Whether another CPU asks CPU `me` for its view, or kicked it with
+/// requests (one load: every exit looks).
 #[inline(always)]
 pub fn asked(me: usize) -> bool {
-    SLOTS.get(me).is_some_and(|s| s.asked.load(Acquire))
+    SLOTS.get(me).is_some_and(|s| s.asked.load(Acquire) != 0)
+}
+
+/// Whether another CPU asks CPU `me` for its view.
+pub fn lend_asked(me: usize) -> bool {
+    SLOTS
+        .get(me)
+        .is_some_and(|s| s.asked.load(Acquire) & LEND != 0)
+}
+
+/// Whether CPU `me` was kicked with requests since it last looked
+/// ([`looked`]).
+pub fn kicked(me: usize) -> bool {
+    SLOTS
+        .get(me)
+        .is_some_and(|s| s.asked.load(Acquire) & KICKED != 0)
+}
+
+/// CPU `me` looks at its requests now (a kick after this is a new one).
+pub fn looked(me: usize) {
+    if let Some(s) = SLOTS.get(me) {
+        s.asked.fetch_and(!KICKED, AcqRel);
+    }
 }
 
 /// If another CPU asks, lend it `view` until it gives it back. Returns
@@ -187,7 +219,7 @@ pub fn serve<T>(me: usize, view: &mut T) -> bool {
     let Some(s) = SLOTS.get(me) else {
         return false;
     };
-    if !s.asked.swap(false, Acquire) {
+    if s.asked.fetch_and(!LEND, Acquire) & LEND == 0 {
         return false;
     }
     let name = core::any::type_name::<T>();
@@ -252,7 +284,7 @@ pub fn cross<T, R>(me: usize, own: &mut T, op: impl FnOnce(&mut T, &mut Lent<'_,
     let others = ACTIVE.load(Acquire) & !(1 << me);
     for c in (0..MAX_CPUS).filter(|c| others & (1 << c) != 0) {
         if let (Some(s), Some(apic)) = (SLOTS.get(c), APIC_IDS.get(c)) {
-            s.asked.store(true, Release);
+            s.asked.fetch_or(LEND, Release);
             crate::arch::smp::send_wake(apic.load(Relaxed));
         }
     }

@@ -902,7 +902,16 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
     /// to back slows its own CPU down, not the guests of the others.
     #[inline(never)]
     fn asked(&mut self) {
-        match lend::next_lend(self.peers.cpu, timer::rdtsc()) {
+        let me = self.peers.cpu;
+        // Requests from other CPUs (`smp::remote`) wait for the run loop's
+        // top: this run ends.
+        if lend::kicked(me) {
+            self.vcpu.end_slice_now();
+        }
+        if !lend::lend_asked(me) {
+            return;
+        }
+        match lend::next_lend(me, timer::rdtsc()) {
             None => self.serve(),
             Some(at) => self.vcpu.end_slice_by(at),
         }
@@ -991,11 +1000,6 @@ impl<M: PhysMem, C: Console, const SHARED: bool> ExitEnv for Running<'_, '_, M, 
         if SHARED {
             if lend::asked(self.peers.cpu) {
                 self.asked();
-            }
-            // Requests from other CPUs (`smp::remote`) wait for the run
-            // loop's top: this run ends.
-            if remote::pending(self.peers.cpu) {
-                self.vcpu.end_slice_now();
             }
             let out = if reaches_peers(gprs.rax) {
                 self.cross_exit(gprs)
@@ -1159,6 +1163,9 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             );
         }
         // Requests of other CPUs about remote vCPUs (`smp::remote`).
+        if lend::kicked(me) {
+            lend::looked(me);
+        }
         if remote::pending(me) && remote::take_pending(me) {
             requests(
                 cpu,
@@ -1668,13 +1675,7 @@ fn requests<'a, M: PhysMem, C: Console, F: FrameSource>(
             let here = visitors.iter().any(|x| matches!(x, Some(x) if x.is(d, v)));
             if ups & (1 << v) != 0 && !remote::started(d, v) {
                 if !here {
-                    let Some(free) = visitors.iter().position(Option::is_none) else {
-                        log::error!(
-                            "vmx: CPU {me} runs {} remote vCPUs already",
-                            visit::VISITORS
-                        );
-                        continue;
-                    };
+                    let free = visitors.iter().position(Option::is_none);
                     let mut on = OnCpu {
                         cpu: me,
                         skip: guests.len(),
@@ -1686,10 +1687,11 @@ fn requests<'a, M: PhysMem, C: Console, F: FrameSource>(
                         hole: NO_HOLE,
                         split: &mut [],
                     };
-                    let Some(x) = visit::start(cpu, pc, &mut on, d, v, ends.frames) else {
+                    let room = free.is_some();
+                    let Some(x) = visit::start(cpu, pc, &mut on, d, v, room, ends.frames) else {
                         continue;
                     };
-                    if let Some(e) = visitors.get_mut(free) {
+                    if let Some(e) = free.and_then(|f| visitors.get_mut(f)) {
                         *e = Some(x);
                     }
                 }

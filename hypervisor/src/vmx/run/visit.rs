@@ -419,7 +419,7 @@ impl<M: PhysMem, C: Console> RemoteRun<'_, '_, '_, M, C> {
     /// Lend this CPU's domains if asked, then look at this CPU's requests:
     /// both before the exit is handled.
     fn first(&mut self) {
-        if lend::asked(self.me) {
+        if lend::lend_asked(self.me) {
             lend::serve(
                 self.me,
                 &mut CpuView {
@@ -471,13 +471,16 @@ impl<M: PhysMem, C: Console> ExitEnv for RemoteRun<'_, '_, '_, M, C> {
 /// Start vCPU `v` of `d` on this CPU (module doc, step 1): its VMCS and
 /// register save area in frames of this CPU's, made with the home CPU's view
 /// lent. `None` (the vCPU down again, as a local one whose VMCS cannot be
-/// made) if the frames ran out or the VMCS could not be made.
+/// made) if this CPU has no `room` for another visitor, the frames ran out
+/// or the VMCS could not be made.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn start<'r, 'a, M: PhysMem, C: Console>(
     cpu: &VmxCpu,
     pc: &PerCpu,
     on: &mut OnCpu<'r, 'a, M, C>,
     d: DomainId,
     v: u32,
+    room: bool,
     frames: &mut impl FrameSource,
 ) -> Option<Visiting> {
     let me = pc.index();
@@ -498,9 +501,12 @@ pub(super) fn start<'r, 'a, M: PhysMem, C: Console>(
             return None;
         }
         let nx = nx.unwrap_or_else(|| vcpu.domain().nx_enabled());
-        let held = {
+        let held = if room {
             let (_, mem) = vcpu.parts_mut();
             Held::alloc(cpu, frames, mem)
+        } else {
+            log::warn!("vmx: CPU {me} runs {VISITORS} vCPUs of other CPUs' domains already");
+            None
         };
         let started = match held {
             Some(h) => match start_sibling(cpu, pc, vcpu, v, h) {
