@@ -39,8 +39,11 @@ use core::sync::atomic::{
 };
 
 /// An AP's own stack (the hypervisor's stack on that CPU; exits use the exit
-/// stack in its `PerCpu`).
-const AP_STACK_FRAMES: u64 = 16;
+/// stack in its `PerCpu`): 256 KiB, as the boot CPU's (`arch::boot`). The
+/// run loop's frame alone is about 48 KiB (its tables of vCPUs, the
+/// scheduler), and starting a remote vCPU (`vmx::run::visit`) goes deeper
+/// from there; 64 KiB overflowed into the IST stacks below.
+const AP_STACK_FRAMES: u64 = 64;
 /// Its three IST stacks.
 const IST_FRAMES: u64 = 3 * IST_STACK_SIZE as u64 / PAGE_SIZE;
 /// TSC handshakes per AP.
