@@ -1208,7 +1208,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             continue;
         }
         let now = timer::rdtsc();
-        let (slot, until) = match sched.schedule(now) {
+        let (slot, mut until) = match sched.schedule(now) {
             // A vCPU alone runs without a slice, but not while a teardown
             // here waits for its next step.
             Next::Run { dom, until } if until == UNBOUNDED && ends.dying > 0 => {
@@ -1249,6 +1249,14 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         };
         let id = Slots::domain_of(slot);
         let idx = usize::from(id.0).wrapping_sub(1);
+        // A domain with vCPUs on several CPUs never runs unbounded: each of
+        // its CPUs must reach an exit, to lend, within a slice, whatever its
+        // guest does. (Bochs 2.7 takes no external-interrupt exit from a
+        // guest that spins with RFLAGS.IF clear, so the IPI alone is not
+        // enough there: docs/platforms.md.)
+        if until == UNBOUNDED && remote::spread(id) {
+            until = now.saturating_add(slice);
+        }
         if !matches!(guests.get(idx), Some(Some(g)) if g.dying.is_none()) {
             if let Some(i) = visitors
                 .iter()
