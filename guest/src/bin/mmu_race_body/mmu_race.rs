@@ -1,8 +1,11 @@
-//! Several vCPUs of one domain racing MMU operations (ABI 1.2 preview; the
-//! runner boots it with `keel.vcpus=2`): vCPU 0 pins and unpins a tree of
-//! page tables too large for one exit, again and again, while vCPU 1 keeps
-//! changing entries of a table of its own (`mmu_update`), pinning and
-//! unpinning it, and loading the current L4 again (`MMUEXT_NEW_BASEPTR`).
+//! The body of `mmu_race` and `mmu_race_spread` (ABI 1.2 preview): two vCPUs
+//! of one domain racing MMU operations, on the CPUs the test's
+//! `keel.vcpu_cpus=` places them (the runner's `TEST_DOMAIN_WORDS`).
+//!
+//! vCPU 0 pins and unpins a tree of page tables too large for one exit, again
+//! and again, while vCPU 1 keeps changing entries of a table of its own
+//! (`mmu_update`), pinning and unpinning it, and loading the current L4 again
+//! (`MMUEXT_NEW_BASEPTR`).
 //!
 //! What must hold:
 //! - every request from either vCPU answers 0 or the error it documents, and
@@ -17,11 +20,11 @@
 //!   count back at zero (`keel: domain 1: torn down, every count back to zero`:
 //!   a status 3 power-off otherwise).
 //!
-//! On one CPU the two vCPUs interleave at the end of each slice and at every
-//! stopped (preempted) hypercall; with a domain's vCPUs on several CPUs
-//! (issue 18's next step) the same program races them for real.
-#![no_std]
-#![cfg_attr(target_os = "none", no_main)]
+//! On one CPU (`mmu_race`) the two vCPUs interleave at the end of each slice
+//! and at every stopped (preempted) hypercall; with vCPU 1 on another CPU
+//! (`mmu_race_spread`, [`run_spread`]) the same program races them for real,
+//! once vCPU 1 is seen running while vCPU 0 runs ([`smp::Alongside`]; SKIP
+//! if it is not).
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
@@ -31,13 +34,6 @@ use keel_guest::mmu::{self, entry, fill, Frame};
 use keel_guest::pagetable::{cr3_mfn, PteFlags};
 use keel_guest::prelude::*;
 use keel_guest::smp;
-
-keel_guest::test! {
-    title: "MMU: two vCPUs racing pin, unpin, mmu_update and NEW_BASEPTR (ABI 1.2 preview)",
-    category: Security,
-    abi: keel_guest::abi::version::AbiVersion::V1_2,
-    main: run,
-}
 
 /// L1 tables in vCPU 0's tree: pinning it validates about 512 * 33 entries,
 /// many slices' worth of work under Bochs.
@@ -61,6 +57,8 @@ static OPS: AtomicU64 = AtomicU64::new(0);
 static BAD: AtomicU64 = AtomicU64::new(0);
 /// vCPU 1 has left its loop.
 static DONE: AtomicU32 = AtomicU32::new(0);
+/// vCPU 1's count while vCPU 0 probes whether the two run at once.
+static ALONGSIDE: smp::Alongside = smp::Alongside::new();
 /// vCPU 1's table and the data frame its entries map.
 static TABLE: AtomicU64 = AtomicU64::new(0);
 static DATA: AtomicU64 = AtomicU64::new(0);
@@ -123,7 +121,26 @@ fn racer(_: u32) {
     DONE.store(1, SeqCst);
 }
 
-fn run() {
+/// `mmu_race`: the two vCPUs where the hypervisor puts them.
+#[allow(dead_code)]
+pub fn run() {
+    run_placed(false);
+}
+
+/// `mmu_race_spread`: vCPU 1 on another CPU than vCPU 0 (`keel.vcpu_cpus=`),
+/// which it must prove first.
+#[allow(dead_code)]
+pub fn run_spread() {
+    run_placed(true);
+}
+
+/// vCPU 1 of `mmu_race_spread`: count while vCPU 0 probes, then race.
+fn counter_then_racer(id: u32) {
+    ALONGSIDE.count();
+    racer(id);
+}
+
+fn run_placed(spread: bool) {
     match smp::count() {
         Ok(n) if n >= 2 => {}
         Ok(n) => {
@@ -141,9 +158,26 @@ fn run() {
     let data = mmu::take_frame();
     TABLE.store(table.mfn.get(), SeqCst);
     DATA.store(data.mfn.get(), SeqCst);
-    if let Err(e) = smp::start(1, racer) {
+    let vcpu1: fn(u32) = if spread { counter_then_racer } else { racer };
+    if let Err(e) = smp::start(1, vcpu1) {
         failure!("starting vCPU 1: {e}");
         return;
+    }
+    if spread {
+        match ALONGSIDE.probe(START_NS) {
+            None => {
+                failure!(
+                    "vCPU 1 did not start counting in {} s",
+                    START_NS / 1_000_000_000
+                );
+                return;
+            }
+            Some(false) => {
+                skip!("{}", smp::SHARED_CPU);
+                return;
+            }
+            Some(true) => println!("vCPU 1 runs while vCPU 0 runs: on different CPUs"),
+        }
     }
     if !smp::yield_until(START_NS, || OPS.load(SeqCst) > 0) {
         failure!("vCPU 1 made no request in {} s", START_NS / 1_000_000_000);
