@@ -744,14 +744,10 @@ fn runstates(n: usize) {
         // is on its way to block, on its own CPU, unordered with vCPU 0's
         // look: running is right for it too.
         let shares = smp::share_a_cpu(0, w as u32);
-        let ok = [RUNSTATE_RUNNABLE, RUNSTATE_BLOCKED]
-            .iter()
-            .chain(if shares {
-                &[][..]
-            } else {
-                &[RUNSTATE_RUNNING][..]
-            })
-            .any(|&s| r1.state == s as i32);
+        let state = r1.state as u32;
+        let ok = state == RUNSTATE_RUNNABLE
+            || state == RUNSTATE_BLOCKED
+            || (!shares && state == RUNSTATE_RUNNING);
         check!(
             ok,
             "vCPU {w} is in state {} while vCPU 0 runs ({} expected: it {} vCPU 0's CPU)",
