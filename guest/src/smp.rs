@@ -226,8 +226,9 @@ impl Alongside {
     /// Windows in a row in which the count must move.
     pub const WINDOWS: u32 = 3;
     /// Tries of [`Self::WINDOWS`] windows (one may fail when the machine
-    /// beneath does not run the other vCPU for a while).
-    pub const TRIES: u32 = 5;
+    /// beneath, nested KVM, does not run the other vCPU for a while). On one
+    /// CPU each try costs at most one of the counter's slices.
+    pub const TRIES: u32 = 20;
 
     /// A counter that has not started.
     pub const fn new() -> Self {
