@@ -174,6 +174,110 @@ pub fn requested_in(cmd: &str) -> Option<u32> {
     n.parse().ok()
 }
 
+/// The CPU the test's command line places vCPU `v` on (`keel.vcpu_cpus=C0,C1,...`,
+/// the word the runner gives the hypervisor: vCPU `v` runs on CPU `Cv`);
+/// `None` without the word or past its list (the vCPU then runs on the
+/// domain's CPU).
+pub fn placed_cpu(v: u32) -> Option<u32> {
+    placed_cpu_in(crate::start::cmdline(), v)
+}
+
+/// [`placed_cpu`] in command line `cmd` (host-tested).
+pub fn placed_cpu_in(cmd: &str, v: u32) -> Option<u32> {
+    let list = crate::start::cmdline_value(cmd, "keel.vcpu_cpus")?;
+    list.split(',').nth(v as usize)?.parse().ok()
+}
+
+/// Whether vCPUs `a` and `b` are placed on one CPU ([`placed_cpu`]: a vCPU
+/// the command line does not place runs on the domain's CPU).
+pub fn share_a_cpu(a: u32, b: u32) -> bool {
+    share_a_cpu_in(crate::start::cmdline(), a, b)
+}
+
+/// [`share_a_cpu`] in command line `cmd` (host-tested).
+pub fn share_a_cpu_in(cmd: &str, a: u32, b: u32) -> bool {
+    let home = placed_cpu_in(cmd, 0);
+    let cpu = |v| placed_cpu_in(cmd, v).or(home);
+    cpu(a) == cpu(b)
+}
+
+/// Why a test of vCPUs on several CPUs reports SKIP when [`Alongside::probe`]
+/// finds that they share one.
+pub const SHARED_CPU: &str = "vCPU 1 did not run while vCPU 0 ran without exits: the vCPUs share a CPU (does the hypervisor honour keel.vcpu_cpus?)";
+
+/// Whether two vCPUs run at the same time (on different CPUs): one counts
+/// ([`Alongside::count`]) in a loop that makes no hypercall and takes no
+/// exit, the other spins, also without exits, and watches the count
+/// ([`Alongside::probe`]). Two vCPUs sharing a CPU run one at a time: the
+/// count moves while the prober spins only if the hypervisor switched to the
+/// counter in the middle of the spin, at the end of the prober's time slice.
+/// The prober's windows are a tenth of Keel's default slice (1 ms) each, in
+/// system time, so a switch ends at most one of [`Alongside::WINDOWS`]
+/// windows in a row (the prober comes back with a fresh slice); the count
+/// must move in every one.
+pub struct Alongside {
+    count: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Alongside {
+    /// One window of the prober (system time).
+    pub const WINDOW_NS: u64 = 100_000;
+    /// Windows in a row in which the count must move.
+    pub const WINDOWS: u32 = 3;
+    /// Tries of [`Self::WINDOWS`] windows (one may fail when the machine
+    /// beneath, nested KVM, does not run the other vCPU for a while). On one
+    /// CPU each try costs at most one of the counter's slices.
+    pub const TRIES: u32 = 20;
+
+    /// A counter that has not started.
+    pub const fn new() -> Self {
+        Alongside {
+            count: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// On the counting vCPU: count until [`Self::probe`] is done.
+    pub fn count(&self) {
+        while !self.stop.load(SeqCst) {
+            self.count.fetch_add(1, SeqCst);
+            core::hint::spin_loop();
+        }
+    }
+
+    /// On the probing vCPU, once the other was started on [`Self::count`]:
+    /// wait (yielding) up to `ns` of system time for the count to start,
+    /// then spin with no hypercall, watching it, and stop the counter.
+    /// `Some(true)`: the count moved in each of [`Self::WINDOWS`] windows in
+    /// a row (in one of [`Self::TRIES`]), so the two ran at once;
+    /// `Some(false)`: they did not; `None`: the count never started.
+    pub fn probe(&self, ns: u64) -> Option<bool> {
+        let started = yield_until(ns, || self.count.load(SeqCst) > 0);
+        let alongside = started && (0..Self::TRIES).any(|_| self.windows_moved());
+        self.stop.store(true, SeqCst);
+        started.then_some(alongside)
+    }
+
+    /// Whether the count moved in each of [`Self::WINDOWS`] windows.
+    fn windows_moved(&self) -> bool {
+        (0..Self::WINDOWS).all(|_| {
+            let before = self.count.load(SeqCst);
+            let end = crate::events::now_ns().saturating_add(Self::WINDOW_NS);
+            while crate::events::now_ns() < end {
+                core::hint::spin_loop();
+            }
+            self.count.load(SeqCst) != before
+        })
+    }
+}
+
+impl Default for Alongside {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// `VCPUOP_is_up(id)`.
 pub fn is_up(id: u32) -> Result<bool, Errno> {
     vcpu_op_raw(VCPUOP_IS_UP, u64::from(id), 0).map(|v| v != 0)

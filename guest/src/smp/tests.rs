@@ -98,6 +98,22 @@ fn the_command_line_asks_for_vcpus() {
 }
 
 #[test]
+fn the_command_line_places_vcpus() {
+    let cmd = "vcpus_spread keel.vcpus=2 keel.vcpu_cpus=0,1";
+    assert_eq!(placed_cpu_in(cmd, 0), Some(0));
+    assert_eq!(placed_cpu_in(cmd, 1), Some(1));
+    assert_eq!(placed_cpu_in(cmd, 2), None);
+    assert_eq!(placed_cpu_in("vcpus keel.vcpus=2", 0), None);
+    assert!(!share_a_cpu_in(cmd, 0, 1));
+    assert!(share_a_cpu_in(cmd, 1, 1));
+    // Unplaced vCPUs run on the domain's CPU: vCPU 0's.
+    assert!(share_a_cpu_in("vcpus keel.vcpus=2", 0, 1));
+    assert!(share_a_cpu_in("x keel.vcpu_cpus=2", 0, 3));
+    assert!(!share_a_cpu_in("x keel.vcpu_cpus=0,0,1", 1, 2));
+    assert!(share_a_cpu_in("x keel.vcpu_cpus=0,0,1", 0, 1));
+}
+
+#[test]
 fn each_vcpu_takes_only_its_ports() {
     // The bitmaps are statics: ports of word 63 are used by this test only.
     let base = 63 * 64;

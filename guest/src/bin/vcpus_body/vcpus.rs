@@ -1,6 +1,7 @@
-//! The body of `vcpus` and `vcpus_4` (ABI 1.2 preview): a domain's vCPUs,
-//! as many as the test's `keel.vcpus=N` asks for (the runner gives the word
-//! to the hypervisor: `loader/src/runner.rs`'s `TEST_DOMAIN_WORDS`).
+//! The body of `vcpus`, `vcpus_4` and `vcpus_spread` (ABI 1.2 preview): a
+//! domain's vCPUs, as many as the test's `keel.vcpus=N` asks for, on the
+//! CPUs its `keel.vcpu_cpus=` places them (the runner gives the words to
+//! the hypervisor: `loader/src/runner.rs`'s `TEST_DOMAIN_WORDS`).
 //!
 //! vCPU 0 checks the refusals (`-ENOENT` past the domain's count, `-EEXIST`
 //! for a vCPU with a context, `-EINVAL` for `VCPUOP_up` before
@@ -20,7 +21,10 @@
 //! count and runs the library's several-vCPU paths alone (its GS base, an
 //! IPI to itself); one that gives the domain one vCPU (no `keel.vcpus=` yet:
 //! the word is not understood) then makes the test report SKIP with that
-//! reason.
+//! reason. [`run_spread`] (vCPUs on different CPUs) first proves that each
+//! worker placed on another CPU than vCPU 0 runs at the same time as vCPU 0
+//! ([`smp::Alongside`]) and reports SKIP when one does not (the hypervisor
+//! put it on vCPU 0's CPU: `vcpus` covers that).
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
@@ -55,6 +59,8 @@ static GOT: [[AtomicU32; N]; N] = [const { [const { AtomicU32::new(0) }; N] }; N
 static TIMER_GOT: [[AtomicU32; N]; N] = [const { [const { AtomicU32::new(0) }; N] }; N];
 /// The system time at which each vCPU's upcall last saw its timer.
 static TIMER_AT: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
+/// Each worker's count while vCPU 0 probes whether the two run at once.
+static ALONGSIDE: [smp::Alongside; N] = [const { smp::Alongside::new() }; N];
 /// Ports the upcall found that are nobody's.
 static STRAY: AtomicU32 = AtomicU32::new(0);
 
@@ -93,6 +99,8 @@ const OP_TIMER: u64 = 3;
 const OP_SPIN: u64 = 4;
 /// Return from the worker's function.
 const OP_EXIT: u64 = 5;
+/// Count in the worker's [`ALONGSIDE`] until vCPU 0's probe is done.
+const OP_COUNT: u64 = 6;
 const BY_SET_TIMER_OP: u64 = 1 << 63;
 /// [`OP_TIMER`]'s answer for a timer that did not fire within
 /// [`NOT_FIRED_AFTER_NS`] of its deadline.
@@ -183,6 +191,10 @@ fn worker(id: u32) {
                 ACK[i].store(seq, SeqCst);
                 return;
             }
+            OP_COUNT => {
+                ALONGSIDE[i].count();
+                0
+            }
             _ => u64::MAX,
         };
         done = seq;
@@ -254,13 +266,18 @@ fn wait_for(done: impl Fn() -> bool) -> bool {
 /// Post command `op(arg)` to worker `w`, tell it with an IPI and wait for
 /// the answer (`None`: none came).
 fn command(w: usize, op: u64, arg: u64) -> Option<u64> {
+    let seq = post(w, op, arg)?;
+    wait_for(|| ACK[w].load(SeqCst) == seq).then(|| RESULT[w].load(SeqCst))
+}
+
+/// Post command `op(arg)` to worker `w` and tell it with an IPI: its
+/// sequence number (`None`: the IPI was refused).
+fn post(w: usize, op: u64, arg: u64) -> Option<u64> {
     let seq = (CMD[w].load(SeqCst) >> 8) + 1;
     CMD_ARG[w].store(arg, SeqCst);
     CMD[w].store(seq << 8 | op, SeqCst);
-    if guest::evtchn_send(IPI_PORT[w].load(SeqCst)).is_err() {
-        return None;
-    }
-    wait_for(|| ACK[w].load(SeqCst) == seq).then(|| RESULT[w].load(SeqCst))
+    guest::evtchn_send(IPI_PORT[w].load(SeqCst)).ok()?;
+    Some(seq)
 }
 
 fn snapshot(t: &[[AtomicU32; N]; N]) -> [[u32; N]; N] {
@@ -281,7 +298,20 @@ fn others_changed(t: &[[AtomicU32; N]; N], before: &[[u32; N]; N], v: usize, w: 
     n
 }
 
+/// `vcpus` and `vcpus_4`: the domain's vCPUs where the hypervisor puts them.
+#[allow(dead_code)]
 pub fn run() {
+    run_placed(false);
+}
+
+/// `vcpus_spread`: the same with vCPU 1 on another CPU than vCPU 0
+/// (`keel.vcpu_cpus=`), which it must prove first.
+#[allow(dead_code)]
+pub fn run_spread() {
+    run_placed(true);
+}
+
+fn run_placed(spread: bool) {
     let want = smp::requested().unwrap_or(2);
     let n = match smp::count() {
         Ok(n) => n,
@@ -306,6 +336,9 @@ pub fn run() {
 
     refusals(n);
     if !start_all(n) {
+        return;
+    }
+    if spread && !(1..n).all(alongside) {
         return;
     }
     ipis(n);
@@ -509,6 +542,40 @@ fn start_all(n: usize) -> bool {
     BIND_ERR.iter().all(|e| e.load(SeqCst) == 0)
 }
 
+/// Whether worker `w`, if placed on another CPU than vCPU 0, runs while
+/// vCPU 0 runs (it counts, vCPU 0 watches); SKIP if not.
+fn alongside(w: usize) -> bool {
+    if smp::share_a_cpu(0, w as u32) {
+        return true;
+    }
+    let Some(seq) = post(w, OP_COUNT, 0) else {
+        failure!("the IPI that starts vCPU {w}'s count was refused");
+        return false;
+    };
+    match ALONGSIDE[w].probe(PATIENCE_NS) {
+        None => {
+            failure!(
+                "vCPU {w} did not start counting within {} ms",
+                PATIENCE_NS / 1_000_000
+            );
+            return false;
+        }
+        Some(false) if w == 1 => {
+            skip!("{}", smp::SHARED_CPU);
+            return false;
+        }
+        Some(false) => {
+            skip!("vCPU {w} did not run while vCPU 0 ran without exits: they share a CPU (does the hypervisor honour keel.vcpu_cpus?)");
+            return false;
+        }
+        Some(true) => println!("vCPU {w} runs while vCPU 0 runs: on different CPUs"),
+    }
+    check!(
+        wait_for(|| ACK[w].load(SeqCst) == seq),
+        "vCPU {w} did not stop counting"
+    )
+}
+
 /// Every pair: an IPI from `src` to `dst` is seen by `dst`'s upcall only.
 fn ipis(n: usize) {
     let (mut pairs, mut good) = (0u32, 0u32);
@@ -639,8 +706,11 @@ fn timers(n: usize) {
     }
 }
 
-/// A worker's running time grows while it spins; while vCPU 0 runs, every
-/// worker is runnable or blocked; each vCPU's times add up to system time.
+/// A worker's running time grows while it spins; while vCPU 0 runs, a worker
+/// on vCPU 0's CPU is runnable or blocked, and one on another CPU may still
+/// be running (between its answer and its `SCHEDOP_block`, which vCPU 0 does
+/// not wait for); either then blocks, waiting for the next command; each
+/// vCPU's times add up to system time.
 fn runstates(n: usize) {
     for w in 1..n {
         let id = w as u64;
@@ -669,10 +739,30 @@ fn runstates(n: usize) {
             (2_500_000..=elapsed).contains(&grew),
             "vCPU {w}'s running time grew by {grew} ns across a 5 ms spin, in {elapsed} ns"
         );
+        // One CPU runs one vCPU at a time: while vCPU 0 runs, a worker that
+        // shares its CPU cannot. A worker on a CPU of its own answered and
+        // is on its way to block, on its own CPU, unordered with vCPU 0's
+        // look: running is right for it too.
+        let shares = smp::share_a_cpu(0, w as u32);
+        let state = r1.state as u32;
+        let ok = state == RUNSTATE_RUNNABLE
+            || state == RUNSTATE_BLOCKED
+            || (!shares && state == RUNSTATE_RUNNING);
         check!(
-            r1.state == RUNSTATE_RUNNABLE as i32 || r1.state == RUNSTATE_BLOCKED as i32,
-            "vCPU {w} is in state {} while vCPU 0 runs (runnable or blocked expected)",
-            r1.state
+            ok,
+            "vCPU {w} is in state {} while vCPU 0 runs ({} expected: it {} vCPU 0's CPU)",
+            r1.state,
+            if shares {
+                "runnable or blocked"
+            } else {
+                "running, runnable or blocked"
+            },
+            if shares { "shares" } else { "does not share" }
+        );
+        check!(
+            wait_for(|| guest::vcpu_runstate(id).is_ok_and(|r| r.state == RUNSTATE_BLOCKED as i32)),
+            "vCPU {w} did not block, waiting for its next command, within {} ms",
+            PATIENCE_NS / 1_000_000
         );
         let sum: u64 = r1.time.iter().sum();
         check!(

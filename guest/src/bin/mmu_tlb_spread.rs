@@ -1,0 +1,314 @@
+//! No stale writable TLB entry on another CPU survives the update that
+//! removed the permission (Xen XSA-286's class, across CPUs; ABI 1.2
+//! preview; the runner boots it with `keel.vcpus=2 keel.vcpu_cpus=0,1` on a
+//! machine of 2 CPUs).
+//!
+//! vCPU 1, on CPU 1, writes through a writable mapping W of a frame F in a
+//! loop that makes no hypercall and takes no exit (until its first fault):
+//! entry `k % 512` gets `2 (k + 1)`, never a present entry, and the count of
+//! completed writes is shared. vCPU 0, on CPU 0, waits until it loops, then
+//! removes W's RW (round 1) or W altogether (round 2) with `mmu_update`. From
+//! the moment that update returns, every translation CPU 1 held for W must be
+//! gone (the hypervisor's shootdown): vCPU 1's next write but one faults
+//! (the one after the count vCPU 0 read may have been under way). vCPU 0 then
+//! pins F as an L1 table, which succeeds because no writable mapping of F
+//! remains in the page tables, and tells vCPU 1 to write one present entry
+//! through W, mapping frame 1 (not the domain's: `mmu_pte_write`'s foreign
+//! frame). That write must fault (round 1: the emulated page-table store
+//! refuses it and reflects the `#PF`; round 2: W is not present), and F
+//! must hold exactly what vCPU 1's completed writes put there: a stale
+//! writable TLB entry on CPU 1 would let it write into a validated page
+//! table, and map a frame the domain does not own.
+//!
+//! Each round ends with F unpinned and W writable again (so F is ordinary
+//! memory once more), and the domain's teardown finds every count back at
+//! zero. First, vCPU 1 must be seen running while vCPU 0 runs
+//! ([`smp::Alongside`]): if the two share a CPU, the test reports SKIP.
+//!
+//! Observability: under Bochs every VM exit empties the emulated TLB and the
+//! update's cross-CPU operation takes CPU 1 out of its guest, so a missing
+//! shootdown shows under nested KVM (`--backend nested --cpus 2`), whose
+//! translations survive exits (docs/architecture.md).
+#![no_std]
+#![cfg_attr(target_os = "none", no_main)]
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+
+use keel_guest::fault::pf;
+use keel_guest::mmu::{self, entry, leaf, set_leaf, take_frame, Frame};
+use keel_guest::pagetable::{Pte, PteFlags};
+use keel_guest::prelude::*;
+use keel_guest::smp;
+
+keel_guest::test! {
+    title: "TLB: a permission removed on one CPU is gone on the other at once (XSA-286 class, 2 CPUs, ABI 1.2 preview)",
+    category: Security,
+    abi: keel_guest::abi::version::AbiVersion::V1_2,
+    main: run,
+}
+
+/// How long vCPU 0 waits for vCPU 1 (system time).
+const PATIENCE_NS: u64 = 5_000_000_000;
+/// Writes vCPU 1 completes before vCPU 0 removes the permission.
+const WARM: u64 = 64;
+/// The present entry vCPU 1 tries to store: frame 1 is not the domain's.
+const FOREIGN: Pte = entry(Mfn::new(1), PteFlags::PRESENT);
+
+/// vCPU 0's command to vCPU 1: `round << 2 | step`, or [`EXIT`].
+static PHASE: AtomicU32 = AtomicU32::new(0);
+/// Write through W until the first fault.
+const LOOP: u32 = 1;
+/// Store [`FOREIGN`] through W once.
+const FINAL: u32 = 2;
+const EXIT: u32 = u32::MAX;
+/// The last phase vCPU 1 finished (its loop faulted, its store answered).
+static ACK: AtomicU32 = AtomicU32::new(0);
+/// W's address.
+static W: AtomicU64 = AtomicU64::new(0);
+/// vCPU 1's completed loop writes this round.
+static COUNT: AtomicU64 = AtomicU64::new(0);
+/// The fault that ended vCPU 1's loop, and what its [`FOREIGN`] store took:
+/// `error code + 1` (0: none, [`NOT_PF`]: not a `#PF`) and CR2.
+static LOOP_FAULT: AtomicU64 = AtomicU64::new(0);
+static LOOP_CR2: AtomicU64 = AtomicU64::new(0);
+static FINAL_FAULT: AtomicU64 = AtomicU64::new(0);
+static FINAL_CR2: AtomicU64 = AtomicU64::new(0);
+const NOT_PF: u64 = u64::MAX;
+
+/// vCPU 1's count while vCPU 0 probes whether the two run at once.
+static ALONGSIDE: smp::Alongside = smp::Alongside::new();
+
+/// What vCPU 1's `k`-th loop write stores: even, so never a present entry.
+const fn value(k: u64) -> u64 {
+    (k + 1) * 2
+}
+
+/// Entry `j` of F after `n` loop writes into a zeroed F.
+const fn expected(j: u64, n: u64) -> u64 {
+    if n <= j {
+        0
+    } else {
+        value(j + 512 * ((n - 1 - j) / 512))
+    }
+}
+
+/// A probe's outcome as [`LOOP_FAULT`] keeps it.
+fn record(r: Result<(), fault::Fault>, code: &AtomicU64, cr2: &AtomicU64) {
+    match r {
+        Ok(()) => code.store(0, SeqCst),
+        Err(f) if f.vector == Vector::PF => {
+            cr2.store(f.cr2, SeqCst);
+            code.store(u64::from(f.error_code) + 1, SeqCst);
+        }
+        Err(_) => code.store(NOT_PF, SeqCst),
+    }
+}
+
+/// vCPU 1: count while vCPU 0 probes, then do what [`PHASE`] says; every
+/// wait a loop on [`PHASE`], with no hypercall.
+fn writer(_: u32) {
+    ALONGSIDE.count();
+    let w = W.load(SeqCst);
+    let mut done = 0;
+    loop {
+        let phase = PHASE.load(SeqCst);
+        if phase == EXIT {
+            return;
+        }
+        if phase == done {
+            core::hint::spin_loop();
+            continue;
+        }
+        match phase & 3 {
+            LOOP => {
+                let k = COUNT.load(SeqCst);
+                let r = fault::write_u64(GuestVirt::new(w + (k % 512) * 8), value(k));
+                if r.is_ok() {
+                    COUNT.store(k + 1, SeqCst);
+                    continue;
+                }
+                record(r, &LOOP_FAULT, &LOOP_CR2);
+            }
+            FINAL => {
+                let r = fault::write_u64(GuestVirt::new(w), FOREIGN.raw());
+                record(r, &FINAL_FAULT, &FINAL_CR2);
+            }
+            _ => {}
+        }
+        done = phase;
+        ACK.store(phase, SeqCst);
+    }
+}
+
+fn run() {
+    match smp::count() {
+        Ok(n) if n >= 2 => {}
+        Ok(n) => {
+            skip!("the domain has {n} vCPU(s): this hypervisor does not give it keel.vcpus=2");
+            return;
+        }
+        Err(e) => {
+            skip!("VCPUOP_is_up: {e}: no vCPU operations here");
+            return;
+        }
+    }
+    smp::init();
+    let f = take_frame();
+    let orig = leaf(f.va);
+    W.store(f.va.get(), SeqCst);
+    if let Err(e) = smp::start(1, writer) {
+        failure!("starting vCPU 1: {e}");
+        return;
+    }
+    match ALONGSIDE.probe(PATIENCE_NS) {
+        None => {
+            failure!(
+                "vCPU 1 did not start counting in {} s",
+                PATIENCE_NS / 1_000_000_000
+            );
+            return;
+        }
+        Some(false) => {
+            skip!("{}", smp::SHARED_CPU);
+            return;
+        }
+        Some(true) => println!("vCPU 1 runs while vCPU 0 runs: on different CPUs"),
+    }
+    let rounds = [
+        (1, "RW removed", orig.without(PteFlags::WRITABLE)),
+        (2, "W unmapped", Pte::EMPTY),
+    ];
+    let mut good = true;
+    for (round, what, val) in rounds {
+        good = self::round(round, what, &f, orig, val);
+        if !good {
+            break;
+        }
+    }
+    PHASE.store(EXIT, SeqCst);
+    check!(
+        smp::yield_until(PATIENCE_NS, || smp::is_up(1) == Ok(false)),
+        "vCPU 1 did not end"
+    );
+    if good {
+        success();
+    }
+}
+
+/// One round: vCPU 1 writing through W, W changed to `val` under it, F
+/// pinned, the foreign store, F's contents; then F unpinned and W restored
+/// to `orig`. Whether the round could end that way (else the test stops:
+/// the failure says why).
+fn round(round: u32, what: &str, f: &Frame, orig: Pte, val: Pte) -> bool {
+    let w = f.va.get();
+    // F zeroed, through W (vCPU 1 waits meanwhile).
+    for j in 0..512 {
+        if fault::write_u64(GuestVirt::new(w + j * 8), 0).is_err() {
+            failure!("round {round}: zeroing F through W");
+            return false;
+        }
+    }
+    COUNT.store(0, SeqCst);
+    let looping = round << 2 | LOOP;
+    PHASE.store(looping, SeqCst);
+    if !smp::yield_until(PATIENCE_NS, || COUNT.load(SeqCst) >= WARM) {
+        failure!(
+            "round {round}: vCPU 1 made {} writes through W in {} s",
+            COUNT.load(SeqCst),
+            PATIENCE_NS / 1_000_000_000
+        );
+        return false;
+    }
+    if !mmu::expect_ok(format_args!("round {round}: {what}"), set_leaf(f.va, val)) {
+        return false;
+    }
+    let seen = COUNT.load(SeqCst);
+    if !smp::yield_until(PATIENCE_NS, || ACK.load(SeqCst) == looping) {
+        failure!(
+            "round {round}: a stale writable TLB entry on CPU 1: vCPU 1 made {} more writes through W in {} s after mmu_update ({what}) returned, none faulting",
+            COUNT.load(SeqCst) - seen,
+            PATIENCE_NS / 1_000_000_000
+        );
+        return false;
+    }
+    let n = COUNT.load(SeqCst);
+    let w_pf = if round == 1 {
+        pf::PRESENT | pf::WRITE
+    } else {
+        pf::WRITE
+    };
+    let mut good = check!(
+        n <= seen + 1,
+        "round {round}: a stale writable TLB entry on CPU 1: vCPU 1 completed {n} writes through W, {} after mmu_update ({what}) returned with {seen} done",
+        n - seen - 1
+    );
+    good &= check_eq!(
+        (LOOP_FAULT.load(SeqCst), LOOP_CR2.load(SeqCst)),
+        (u64::from(w_pf) + 1, w + (n % 512) * 8),
+        "round {round}: the fault that ended vCPU 1's writes (error code + 1, CR2)"
+    );
+    if !mmu::expect_ok(
+        format_args!("round {round}: pinning F as an L1 table ({what})"),
+        mmu::pin(1, f.mfn),
+    ) {
+        return false;
+    }
+    let storing = round << 2 | FINAL;
+    PHASE.store(storing, SeqCst);
+    if !smp::yield_until(PATIENCE_NS, || ACK.load(SeqCst) == storing) {
+        failure!("round {round}: vCPU 1 did not make its store of a present entry");
+        return false;
+    }
+    good &= check_eq!(
+        (FINAL_FAULT.load(SeqCst), FINAL_CR2.load(SeqCst)),
+        (u64::from(w_pf) + 1, w),
+        "round {round}: vCPU 1's store of a present entry mapping frame 1 through W (error code + 1, CR2)"
+    );
+    // Round 2 reads F through W made read-only (a pinned L1 may be mapped so).
+    if round == 2 {
+        let ro = entry(f.mfn, PteFlags::PRESENT);
+        if !mmu::expect_ok(
+            format_args!("round 2: mapping the pinned F read-only at W"),
+            set_leaf(f.va, ro),
+        ) {
+            return false;
+        }
+    }
+    let mut wrong = 0;
+    for j in 0..512u64 {
+        let got = fault::read_u64(GuestVirt::new(w + j * 8));
+        if got != Ok(expected(j, n)) {
+            if wrong == 0 {
+                failure!(
+                    "round {round}: F's entry {j} is {got:x?} after {n} writes that completed, {:#x} expected{}",
+                    expected(j, n),
+                    if got == Ok(FOREIGN.raw()) {
+                        ": the present entry vCPU 1 stored through W after the pin"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            wrong += 1;
+        }
+    }
+    good &= check_eq!(
+        wrong,
+        0,
+        "round {round}: F's entries not as vCPU 1's completed writes left them"
+    );
+    good &= mmu::expect_ok(
+        format_args!("round {round}: unpinning F"),
+        mmu::unpin(f.mfn),
+    );
+    good &= mmu::expect_ok(
+        format_args!("round {round}: W writable again (F ordinary memory)"),
+        set_leaf(f.va, orig),
+    );
+    if good {
+        println!(
+            "round {round} ({what}): vCPU 1's writes stopped after {n} ({seen} done when mmu_update returned), F pinned, the present entry refused"
+        );
+    }
+    good
+}
