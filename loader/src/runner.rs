@@ -137,7 +137,8 @@ const CPUS_4: [&str; 3] = [
 ];
 
 /// The tests that need a machine with more than one CPU, and how many: their
-/// domains are placed on CPUs 1, 2, ... (`keel.cpu=`). Such a test boots on
+/// domains are placed on CPUs 1, 2, ... (`keel.cpu=`), or their own domain's
+/// vCPUs (`keel.vcpu_cpus=` in [`TEST_DOMAIN_WORDS`]). Such a test boots on
 /// that many CPUs (or on more, when the run asks for more: `--cpus`); a
 /// backend that boots one CPU reports it SKIP ([`cpus_skip`]).
 pub const TEST_CPUS: &[(&str, u32)] = &[
@@ -146,6 +147,7 @@ pub const TEST_CPUS: &[(&str, u32)] = &[
     ("bench_interdomain_2cpu", 2),
     ("bench_ring_2cpu", 2),
     ("bench_upcall_2cpu", 2),
+    ("bench_spread", 2),
 ];
 
 /// The CPUs test `name` needs ([`TEST_CPUS`]; 1 if not listed).
@@ -181,9 +183,12 @@ pub fn expected_status(name: &str) -> ExitStatus {
 /// The hypervisor's `keel.` words for the test's own domain (domain 1), by
 /// test name: `keel.control` makes the test the control domain
 /// (`docs/abi/domains.md`); `keel.vcpus=N` gives it N vCPUs
-/// (`docs/abi/vcpu.md`: all on the domain's CPU, so one CPU is enough). Put
-/// after its other arguments.
+/// (`docs/abi/vcpu.md`: all on the domain's CPU, so one CPU is enough), and
+/// `keel.vcpu_cpus=C0,C1,...` puts vCPU `v` on CPU `Cv` (`C0` the domain's
+/// CPU, 0 for the test; the test is in [`TEST_CPUS`]). Put after its other
+/// arguments.
 pub const TEST_DOMAIN_WORDS: &[(&str, &[&str])] = &[
+    ("bench_spread", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
     ("domctl", &["keel.control"]),
     ("mmu_race", &["keel.vcpus=2"]),
     ("vcpus", &["keel.vcpus=2"]),
@@ -683,8 +688,13 @@ mod tests {
         // Every domain of such a test has a CPU of its own that the machine
         // has (the test is domain 1, on CPU 0): a `keel.cpu=` beyond the
         // machine would quietly run it on CPU 0 and measure something else.
+        // A test that places its own vCPUs instead is checked by
+        // `a_test_asks_for_its_vcpus_with_its_own_words`.
         for &(name, cpus) in TEST_CPUS {
             assert!(cpus > 1, "{name}: one CPU is the default");
+            if vcpu_cpus(name).is_some() {
+                continue;
+            }
             let (_, lines) = COMPANION_DOMAINS
                 .iter()
                 .find(|(t, _)| *t == name)
@@ -703,14 +713,33 @@ mod tests {
         }
     }
 
+    /// The CPUs test `name`'s `keel.vcpu_cpus=` places its vCPUs on.
+    fn vcpu_cpus(name: &str) -> Option<Vec<u32>> {
+        test_domain_words(name).iter().find_map(|w| {
+            let list = w.strip_prefix("keel.vcpu_cpus=")?;
+            Some(
+                list.split(',')
+                    .map(|c| c.parse().expect("keel.vcpu_cpus= numbers"))
+                    .collect(),
+            )
+        })
+    }
+
     #[test]
     fn a_test_asks_for_its_vcpus_with_its_own_words() {
         assert_eq!(test_domain_words("vcpus"), ["keel.vcpus=2"]);
         assert_eq!(test_domain_words("vcpus_4"), ["keel.vcpus=4"]);
         assert_eq!(test_domain_words("domctl"), ["keel.control"]);
         assert!(test_domain_words("hello").is_empty());
-        // Every vCPU of a domain runs on the domain's CPU: a test of several
-        // vCPUs needs no more CPUs than one, and each word names a program.
+        assert_eq!(
+            test_domain_words("bench_spread"),
+            ["keel.vcpus=2", "keel.vcpu_cpus=0,1"]
+        );
+        // Every vCPU of a domain runs on the domain's CPU unless
+        // `keel.vcpu_cpus=` places it: a test of several vCPUs needs one CPU,
+        // or those its vCPUs are placed on (each below the machine's, vCPU 0
+        // on the test's CPU 0, one CPU named per vCPU, more than one CPU
+        // used); each word names a program.
         let bins = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest/src/bin");
         for &(name, words) in TEST_DOMAIN_WORDS {
             assert!(
@@ -719,8 +748,24 @@ mod tests {
                     .exists(),
                 "{name}: no such test program"
             );
-            if words.iter().any(|w| w.starts_with("keel.vcpus=")) {
-                assert_eq!(test_cpus(name), 1, "{name}");
+            let vcpus = words
+                .iter()
+                .find_map(|w| w.strip_prefix("keel.vcpus="))
+                .map(|n| n.parse::<usize>().expect("keel.vcpus= a number"));
+            match (vcpus, vcpu_cpus(name)) {
+                (Some(_), None) => assert_eq!(test_cpus(name), 1, "{name}"),
+                (Some(n), Some(cpus)) => {
+                    assert_eq!(cpus.len(), n, "{name}: a CPU for each vCPU");
+                    assert_eq!(cpus[0], 0, "{name}: vCPU 0 on the test's CPU");
+                    assert!(
+                        cpus.iter().all(|&c| c < test_cpus(name)),
+                        "{name}: {cpus:?} on a machine of {} CPU(s)",
+                        test_cpus(name)
+                    );
+                    assert!(cpus.iter().any(|&c| c != 0), "{name}: all on CPU 0");
+                }
+                (None, Some(_)) => panic!("{name}: keel.vcpu_cpus= without keel.vcpus="),
+                (None, None) => {}
             }
         }
     }
