@@ -39,6 +39,7 @@ use keel_guest::mmu::{self, entry, leaf, set_leaf, take_frame, Frame};
 use keel_guest::pagetable::{Pte, PteFlags};
 use keel_guest::prelude::*;
 use keel_guest::smp;
+use keel_guest::{arch, events};
 
 keel_guest::test! {
     title: "TLB: a permission removed on one CPU is gone on the other at once (XSA-286 class, 2 CPUs, ABI 1.2 preview)",
@@ -107,6 +108,12 @@ fn record(r: Result<(), fault::Fault>, code: &AtomicU64, cr2: &AtomicU64) {
 /// vCPU 1: count while vCPU 0 probes, then do what [`PHASE`] says; every
 /// wait a loop on [`PHASE`], with no hypercall.
 fn writer(_: u32) {
+    // RFLAGS.IF set, upcalls masked: this vCPU spins with no exit, and
+    // under Bochs a guest spinning with IF clear takes no external-interrupt
+    // exit, so its CPU would never lend to the other's cross-CPU operations
+    // (docs/platforms.md, `bochs-extint-masked-by-guest-if`).
+    events::disable();
+    arch::sti();
     ALONGSIDE.count();
     let w = W.load(SeqCst);
     let mut done = 0;
@@ -141,6 +148,9 @@ fn writer(_: u32) {
 }
 
 fn run() {
+    // As in `writer`: vCPU 0 spins too (the probe, the waits on `ACK`).
+    events::disable();
+    arch::sti();
     match smp::count() {
         Ok(n) if n >= 2 => {}
         Ok(n) => {
