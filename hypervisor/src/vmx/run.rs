@@ -330,10 +330,6 @@ struct OnCpu<'r, 'a, M: PhysMem, C: Console> {
     split: &'r mut [Option<Guest<'a, M, C>>],
 }
 
-/// The longest run of a vCPU of a domain with vCPUs on several CPUs, in
-/// slices (`run_domains`).
-const SPREAD_SLICES: u64 = 16;
-
 /// No second slot left out (`OnCpu::hole`).
 const NO_HOLE: usize = usize::MAX;
 
@@ -1212,7 +1208,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             continue;
         }
         let now = timer::rdtsc();
-        let (slot, mut until) = match sched.schedule(now) {
+        let (slot, until) = match sched.schedule(now) {
             // A vCPU alone runs without a slice, but not while a teardown
             // here waits for its next step.
             Next::Run { dom, until } if until == UNBOUNDED && ends.dying > 0 => {
@@ -1253,15 +1249,6 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         };
         let id = Slots::domain_of(slot);
         let idx = usize::from(id.0).wrapping_sub(1);
-        // A domain with vCPUs on several CPUs never runs unbounded: each of
-        // its CPUs reaches an exit, to lend, within `SPREAD_SLICES` slices,
-        // whatever its guest does. (Bochs 2.7 takes no external-interrupt
-        // exit from a guest that spins with RFLAGS.IF clear, so the IPI
-        // alone is not enough there: docs/platforms.md.) Not one slice:
-        // every run of a vCPU on another CPU costs two cross-CPU operations.
-        if until == UNBOUNDED && remote::spread(id) {
-            until = now.saturating_add(slice.saturating_mul(SPREAD_SLICES));
-        }
         if !matches!(guests.get(idx), Some(Some(g)) if g.dying.is_none()) {
             if let Some(i) = visitors
                 .iter()
