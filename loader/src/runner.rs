@@ -148,6 +148,7 @@ pub const TEST_CPUS: &[(&str, u32)] = &[
     ("bench_ring_2cpu", 2),
     ("bench_upcall_2cpu", 2),
     ("bench_spread", 2),
+    ("mmu_race_spread", 2),
     ("mmu_tlb_spread", 2),
     ("vcpus_spread", 2),
 ];
@@ -193,6 +194,7 @@ pub const TEST_DOMAIN_WORDS: &[(&str, &[&str])] = &[
     ("bench_spread", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
     ("domctl", &["keel.control"]),
     ("mmu_race", &["keel.vcpus=2"]),
+    ("mmu_race_spread", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
     ("mmu_tlb_spread", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
     ("vcpus", &["keel.vcpus=2"]),
     ("vcpus_4", &["keel.vcpus=4"]),

@@ -2,8 +2,8 @@
 //! runner boots it with `keel.vcpus=2`, both vCPUs on the domain's CPU):
 //! vCPU 0 pins and unpins a tree of page tables too large for one exit while
 //! vCPU 1 changes entries of a table of its own, pins and unpins it and loads
-//! the current L4 again (`mmu_race_body/mmu_race.rs`, which can also run
-//! with vCPU 1 on CPU 1: `run_spread`, not a test program yet, issue 18).
+//! the current L4 again (`mmu_race_body/mmu_race.rs`; `mmu_race_spread` is
+//! the same with vCPU 1 on CPU 1).
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 

@@ -1,4 +1,4 @@
-//! The body of `mmu_race` (ABI 1.2 preview): two vCPUs
+//! The body of `mmu_race` and `mmu_race_spread` (ABI 1.2 preview): two vCPUs
 //! of one domain racing MMU operations, on the CPUs the test's
 //! `keel.vcpu_cpus=` places them (the runner's `TEST_DOMAIN_WORDS`).
 //!
@@ -22,7 +22,7 @@
 //!
 //! On one CPU (`mmu_race`) the two vCPUs interleave at the end of each slice
 //! and at every stopped (preempted) hypercall; with vCPU 1 on another CPU
-//! ([`run_spread`], not a test program yet: issue 18) the same program races them for real,
+//! (`mmu_race_spread`, [`run_spread`]) the same program races them for real,
 //! once vCPU 1 is seen running while vCPU 0 runs ([`smp::Alongside`]; SKIP
 //! if it is not).
 
@@ -127,14 +127,14 @@ pub fn run() {
     run_placed(false);
 }
 
-/// With vCPU 1 on another CPU than vCPU 0 (`keel.vcpu_cpus=`),
+/// `mmu_race_spread`: vCPU 1 on another CPU than vCPU 0 (`keel.vcpu_cpus=`),
 /// which it must prove first.
 #[allow(dead_code)]
 pub fn run_spread() {
     run_placed(true);
 }
 
-/// vCPU 1 of [`run_spread`]: count while vCPU 0 probes, then race.
+/// vCPU 1 of `mmu_race_spread`: count while vCPU 0 probes, then race.
 fn counter_then_racer(id: u32) {
     ALONGSIDE.count();
     racer(id);
