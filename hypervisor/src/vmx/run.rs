@@ -944,6 +944,27 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
         true
     }
 
+    /// An exit of a domain with vCPUs on other CPUs, then its shootdown
+    /// (out of line: other domains' exits pay one test for it).
+    #[inline(never)]
+    fn spread_fast_exit(&mut self, gprs: &mut GuestGprs) -> FastExit {
+        let out = if reaches_peers(gprs.rax) {
+            self.cross_exit(gprs)
+        } else {
+            self.vcpu.fast_exit(gprs, &mut self.peers)
+        };
+        self.shootdown();
+        out
+    }
+
+    /// [`Self::spread_fast_exit`] for the full path.
+    #[inline(never)]
+    fn spread_handle_exit(&mut self, gprs: &mut GuestGprs) -> Option<DomainEnd> {
+        let end = self.vcpu.handle_exit(gprs);
+        self.shootdown();
+        end
+    }
+
     /// After an exit of a domain with vCPUs on other CPUs: a flush it was
     /// owed reaches them before this vCPU runs on (`visit`, step 4). The
     /// empty cross-CPU operation takes every other CPU out of its guest;
@@ -1001,26 +1022,22 @@ impl<M: PhysMem, C: Console, const SHARED: bool> ExitEnv for Running<'_, '_, M, 
             if lend::asked(self.peers.cpu) {
                 self.asked();
             }
-            let out = if reaches_peers(gprs.rax) {
-                self.cross_exit(gprs)
-            } else {
-                self.vcpu.fast_exit(gprs, &mut self.peers)
-            };
             if self.spread {
-                self.shootdown();
+                return self.spread_fast_exit(gprs);
             }
-            return out;
+            if reaches_peers(gprs.rax) {
+                return self.cross_exit(gprs);
+            }
         }
         self.vcpu.fast_exit(gprs, &mut self.peers)
     }
 
     #[inline(always)]
     fn handle_exit(&mut self, gprs: &mut GuestGprs) -> Option<DomainEnd> {
-        let end = self.vcpu.handle_exit(gprs);
         if SHARED && self.spread {
-            self.shootdown();
+            return self.spread_handle_exit(gprs);
         }
-        end
+        self.vcpu.handle_exit(gprs)
     }
 
     fn take_switch(&mut self) -> bool {
@@ -1142,7 +1159,24 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
     // each after at most one bounded step of a teardown.
     loop {
         // Another CPU's cross-CPU operation waits for this CPU's domains.
+        // Another CPU's cross-CPU operation waits for this CPU's domains, or
+        // another CPU has requests about remote vCPUs (`smp::remote`): one
+        // load when neither.
         if lend::asked(me) {
+            if lend::kicked(me) {
+                lend::looked(me);
+                if remote::take_pending(me) {
+                    requests(
+                        cpu,
+                        pc,
+                        &mut ends,
+                        guests,
+                        &mut sched,
+                        &mut visitors,
+                        control,
+                    );
+                }
+            }
             let mut on = OnCpu {
                 cpu: me,
                 skip: guests.len(),
@@ -1160,21 +1194,6 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                     on: &mut on,
                     running: None,
                 },
-            );
-        }
-        // Requests of other CPUs about remote vCPUs (`smp::remote`).
-        if lend::kicked(me) {
-            lend::looked(me);
-        }
-        if remote::pending(me) && remote::take_pending(me) {
-            requests(
-                cpu,
-                pc,
-                &mut ends,
-                guests,
-                &mut sched,
-                &mut visitors,
-                control,
             );
         }
         // Domains the control domain destroyed stop before anything else runs.
