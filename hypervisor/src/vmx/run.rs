@@ -1177,17 +1177,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                     );
                 }
             }
-            let mut on = OnCpu {
-                cpu: me,
-                skip: guests.len(),
-                before: &mut *guests,
-                after: &mut [],
-                sched: &mut sched,
-                control,
-                rearm: None,
-                hole: NO_HOLE,
-                split: &mut [],
-            };
+            let mut on = others(&mut *guests, &mut sched, control);
             lend::serve(
                 me,
                 &mut CpuView {
@@ -1396,17 +1386,7 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
     }
     // No domain left here: no more lending (other CPUs may still ask until
     // this CPU is out of their set).
-    let mut on = OnCpu {
-        cpu: me,
-        skip: guests.len(),
-        before: &mut *guests,
-        after: &mut [],
-        sched: &mut sched,
-        control,
-        rearm: None,
-        hole: NO_HOLE,
-        split: &mut [],
-    };
+    let mut on = others(&mut *guests, &mut sched, control);
     lend::deactivate(
         me,
         &mut CpuView {
@@ -1542,17 +1522,7 @@ impl<F: FrameSource> Ending<'_, F> {
         // theirs lent, and with this CPU's lent whole (the ended domain
         // included: an unmap of its grants reaches it) while it waits.
         let stepped = if lend::several_cpus() {
-            let mut on = OnCpu {
-                cpu: me,
-                skip: guests.len(),
-                before: &mut *guests,
-                after: &mut [],
-                sched: &mut *sched,
-                control,
-                rearm: None,
-                hole: NO_HOLE,
-                split: &mut [],
-            };
+            let mut on = others(&mut *guests, &mut *sched, control);
             lend::cross(
                 me,
                 &mut CpuView {
@@ -1695,17 +1665,7 @@ fn requests<'a, M: PhysMem, C: Console, F: FrameSource>(
             if ups & (1 << v) != 0 && !remote::started(d, v) {
                 if !here {
                     let free = visitors.iter().position(Option::is_none);
-                    let mut on = OnCpu {
-                        cpu: me,
-                        skip: guests.len(),
-                        before: &mut *guests,
-                        after: &mut [],
-                        sched: &mut *sched,
-                        control,
-                        rearm: None,
-                        hole: NO_HOLE,
-                        split: &mut [],
-                    };
+                    let mut on = others(&mut *guests, &mut *sched, control);
                     let room = free.is_some();
                     let Some(x) = visit::start(cpu, pc, &mut on, d, v, room, ends.frames) else {
                         continue;
@@ -1738,22 +1698,11 @@ fn run_visitor<'a, M: PhysMem, C: Console, F: FrameSource>(
     i: usize,
     until: u64,
 ) {
-    let me = pc.index();
     let Some(Some(x)) = visitors.get_mut(i) else {
         return;
     };
     let Some(slot) = x.slot() else { return };
-    let mut on = OnCpu {
-        cpu: me,
-        skip: guests.len(),
-        before: &mut *guests,
-        after: &mut [],
-        sched: &mut *sched,
-        control,
-        rearm: None,
-        hole: NO_HOLE,
-        split: &mut [],
-    };
+    let mut on = others(&mut *guests, &mut *sched, control);
     let (before, after) = visit::run(cpu, pc, &mut on, x, until, ends.frames);
     let now = timer::rdtsc();
     let gone = match before {
@@ -1787,8 +1736,9 @@ fn run_visitor<'a, M: PhysMem, C: Console, F: FrameSource>(
     }
 }
 
-/// Every live domain (the ended one's slot already empty) as the peers of
-/// one that ends.
+/// Every domain of this CPU's table, none left out: what it lends at the
+/// top of its run loop, what a teardown step or a remote vCPU's operation
+/// sees of it, and the peers of a domain that ends (its slot already empty).
 fn others<'r, 'a, M: PhysMem, C: Console>(
     guests: &'r mut [Option<Guest<'a, M, C>>],
     sched: &'r mut Scheduler<SCHED_SLOTS>,
