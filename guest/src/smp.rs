@@ -238,8 +238,15 @@ impl Alongside {
         }
     }
 
-    /// On the counting vCPU: count until [`Self::probe`] is done.
+    /// On the counting vCPU: count until [`Self::probe`] is done. It spins
+    /// with RFLAGS.IF set and upcalls masked (and leaves them so): under
+    /// Bochs a vCPU spinning with IF clear takes no external-interrupt exit,
+    /// so it is never preempted on a CPU without the VMX-preemption timer,
+    /// and its CPU never lends to another's cross-CPU operation
+    /// (docs/platforms.md, `bochs-extint-masked-by-guest-if`).
     pub fn count(&self) {
+        crate::events::disable();
+        crate::arch::sti();
         while !self.stop.load(SeqCst) {
             self.count.fetch_add(1, SeqCst);
             core::hint::spin_loop();
