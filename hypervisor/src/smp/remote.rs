@@ -249,6 +249,18 @@ pub fn flush_epoch(d: DomainId) -> u64 {
     at(&FLUSH, d).map_or(0, |f| f.load(Acquire))
 }
 
+/// Whether domain `d` was owed a flush since `seen` (the epoch a CPU last
+/// flushed one of its vCPUs at), which moves to now: the caller flushes.
+#[inline]
+pub fn flush_due(d: DomainId, seen: &mut u64) -> bool {
+    let e = flush_epoch(d);
+    if e == *seen {
+        return false;
+    }
+    *seen = e;
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,8 +304,10 @@ mod tests {
         flushed(one);
         assert_eq!(flush_epoch(one), 0);
         place_vcpu(two, 1, 1);
-        let e = flush_epoch(two);
+        let mut seen = flush_epoch(two);
+        assert!(!flush_due(two, &mut seen));
         flushed(two);
-        assert_eq!(flush_epoch(two), e + 1);
+        assert!(flush_due(two, &mut seen), "one flush owed");
+        assert!(!flush_due(two, &mut seen), "and only once");
     }
 }

@@ -935,13 +935,11 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
     /// A flush its domain was owed since this CPU last flushed the vCPU:
     /// flush it here; whether there was one.
     fn catch_up(&mut self) -> bool {
-        let e = remote::flush_epoch(self.vcpu.domain_id());
-        if e == self.seen {
-            return false;
+        let due = remote::flush_due(self.vcpu.domain_id(), &mut self.seen);
+        if due {
+            self.vcpu.flush_tlb();
         }
-        self.seen = e;
-        self.vcpu.flush_tlb();
-        true
+        due
     }
 
     /// An exit of a domain with vCPUs on other CPUs, then its shootdown
@@ -1324,12 +1322,8 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         // Other CPUs become active only before any runs: a run that starts
         // alone stays alone.
         let spread = g.multi && remote::spread(id);
-        if spread {
-            let e = remote::flush_epoch(id);
-            if e != g.seen {
-                g.seen = e;
-                g.vcpu.flush_tlb();
-            }
+        if spread && remote::flush_due(id, &mut g.seen) {
+            g.vcpu.flush_tlb();
         }
         let leave = if lend::several_cpus() {
             let mut running = Running::<'_, '_, M, C, true> {

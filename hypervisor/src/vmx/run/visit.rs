@@ -255,9 +255,7 @@ fn slice(until: u64) -> Option<u64> {
 /// Flush the visitor's VPID on this CPU if its domain was owed a flush
 /// since this CPU last did (module doc, step 4).
 fn catch_up(cpu: &VmxCpu, x: &mut Visiting) {
-    let e = remote::flush_epoch(x.d);
-    if e != x.seen {
-        x.seen = e;
+    if remote::flush_due(x.d, &mut x.seen) {
         flush_vpid(cpu, x.vis.vpid());
     }
 }
