@@ -14,10 +14,11 @@ use super::bitmaps::{build_msr_bitmap, ones_frame};
 use super::checks::check_vm_entry;
 use super::control_bits::PinbasedControls;
 use super::controls::TlbFlush;
-use super::exit::{init_vmcs_exits, msr_env, GiveUp, Vcpu, VcpuParked, Visitor};
+use super::exit::{exit_reason, init_vmcs_exits, msr_env, GiveUp, Vcpu, VcpuParked, Visitor};
 use super::frame::{DomainEnd, ExitEnv, FastExit, GuestGprs};
 use super::insn::{invvpid, vm_result, InvvpidType};
 use super::lend::{self, Lent};
+use super::names::ExitReason;
 use super::percpu::{self, PerCpu, VmxCpu, COUNTED_EXIT_REASONS};
 use super::readback::read_state;
 use super::setup::{
@@ -111,8 +112,7 @@ fn destroyed(d: DomainId) -> bool {
         .is_some_and(|x| x.load(Acquire))
 }
 
-/// Hypercalls whose handlers may reach another domain (`Ctx::peers`): on
-/// several CPUs they run with every other CPU's domains lent (`vmx::lend`).
+/// Hypercalls whose handlers may reach another domain (`Ctx::peers`).
 /// A superset is only slower; a number missing here would see the domains of
 /// other CPUs as absent.
 fn reaches_peers(nr: u64) -> bool {
@@ -947,7 +947,7 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
     #[inline(never)]
     fn spread_fast_exit(&mut self, gprs: &mut GuestGprs) -> FastExit {
         let out = if reaches_peers(gprs.rax) {
-            self.cross_exit(gprs)
+            self.peer_exit(gprs)
         } else {
             self.vcpu.fast_exit(gprs, &mut self.peers)
         };
@@ -988,9 +988,26 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
         }
     }
 
-    /// An exit that may reach domains on other CPUs, handled with theirs lent.
+    /// An exit that left the number of a hypercall reaching other domains in
+    /// RAX: a cross-CPU operation if it is that hypercall. Any other exit
+    /// leaves RAX as the guest had it; taken for a hypercall, every exit of a
+    /// guest that kept such a number in RAX was a cross-CPU operation, and
+    /// two CPUs whose exits were each one took turns asking each other out of
+    /// their guests (the other's operation's IPI was the next exit) while
+    /// neither guest ran (`vcpus_spread_rax`).
     #[inline(never)]
-    fn cross_exit(&mut self, gprs: &mut GuestGprs) -> FastExit {
+    fn peer_exit(&mut self, gprs: &mut GuestGprs) -> FastExit {
+        let reason = exit_reason();
+        if reason == ExitReason::VMCALL {
+            self.cross_exit(gprs, reason)
+        } else {
+            self.vcpu.fast_exit_as(reason, gprs, &mut self.peers)
+        }
+    }
+
+    /// A hypercall that may reach domains on other CPUs, handled with theirs
+    /// lent.
+    fn cross_exit(&mut self, gprs: &mut GuestGprs, reason: ExitReason) -> FastExit {
         let me = self.peers.cpu;
         let mut view = CpuView {
             on: &mut self.peers,
@@ -1006,7 +1023,7 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
                 own: &mut **on,
                 lent,
             };
-            vcpu.fast_exit(gprs, &mut cl)
+            vcpu.fast_exit_as(reason, gprs, &mut cl)
         });
         self.apply_rearm();
         out
@@ -1024,7 +1041,7 @@ impl<M: PhysMem, C: Console, const SHARED: bool> ExitEnv for Running<'_, '_, M, 
                 return self.spread_fast_exit(gprs);
             }
             if reaches_peers(gprs.rax) {
-                return self.cross_exit(gprs);
+                return self.peer_exit(gprs);
             }
         }
         self.vcpu.fast_exit(gprs, &mut self.peers)

@@ -504,6 +504,12 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
     }
 }
 
+/// The current VMCS's exit reason.
+#[inline(always)]
+pub fn exit_reason() -> ExitReason {
+    ExitReason::from_raw(vmread_current(ro::EXIT_REASON) as u32)
+}
+
 /// What the run loop's exit environment (`vmx::run`) calls: the stub's
 /// `ExitEnv` contract, with the other domains a hypercall may reach.
 impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
@@ -516,7 +522,18 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// declines, with the exit reason read and counted for `handle_exit`.
     #[inline(always)]
     pub fn fast_exit(&mut self, g: &mut GuestGprs, peers: &mut dyn Peers) -> FastExit {
-        let reason = ExitReason::from_raw(vmread_current(ro::EXIT_REASON) as u32);
+        self.fast_exit_as(exit_reason(), g, peers)
+    }
+
+    /// [`Self::fast_exit`] with the exit reason already read
+    /// ([`exit_reason`]).
+    #[inline(always)]
+    pub fn fast_exit_as(
+        &mut self,
+        reason: ExitReason,
+        g: &mut GuestGprs,
+        peers: &mut dyn Peers,
+    ) -> FastExit {
         percpu::count_exit(reason.basic());
         self.reason = reason;
         if reason == ExitReason::VMCALL {
