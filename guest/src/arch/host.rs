@@ -23,6 +23,10 @@ pub fn rdtsc_ordered() -> u64 {
     hosted("rdtsc")
 }
 /// See the bare-metal `arch`.
+pub fn spin_holding_rax(_rax: u64, _until: u64) {
+    hosted("rdtsc")
+}
+/// See the bare-metal `arch`.
 pub fn cpuid(_leaf: u32, _subleaf: u32) -> CpuidResult {
     hosted("cpuid")
 }

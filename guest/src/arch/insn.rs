@@ -147,3 +147,35 @@ pub fn halt_forever() -> ! {
         core::hint::spin_loop();
     }
 }
+
+/// Spin until the TSC reaches `until`, holding `rax` in RAX throughout but
+/// for each `RDTSC` (every 256 `PAUSE`s): whatever ends the spin for an
+/// exit (an interrupt) finds that value there, as a hypercall number would
+/// be. No memory access, no hypercall.
+pub fn spin_holding_rax(rax: u64, until: u64) {
+    // SAFETY: RDTSC and PAUSE only; every register written is declared.
+    unsafe {
+        asm!(
+            "2:",
+            "rdtsc",
+            "shl rdx, 32",
+            "or rax, rdx",
+            "cmp rax, {until}",
+            "jae 4f",
+            "mov rax, {rax}",
+            "mov ecx, 256",
+            "3:",
+            "pause",
+            "dec ecx",
+            "jnz 3b",
+            "jmp 2b",
+            "4:",
+            until = in(reg) until,
+            rax = in(reg) rax,
+            out("rax") _,
+            out("rdx") _,
+            out("rcx") _,
+            options(nomem, nostack),
+        )
+    };
+}

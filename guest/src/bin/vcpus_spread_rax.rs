@@ -1,0 +1,116 @@
+//! A vCPU spinning with a hypercall number in RAX does not stop its domain's
+//! vCPU on another CPU (ABI 1.2 preview; the runner boots it with
+//! `keel.vcpus=2 keel.vcpu_cpus=0,1` on a machine of 2 CPUs).
+//!
+//! vCPU 1, on CPU 1, runs CPUID in a loop and counts: each CPUID is an exit,
+//! and each exit of a vCPU away from its domain's CPU is a cross-CPU
+//! operation that takes CPU 0 out of its guest. vCPU 0, on CPU 0, spins for
+//! [`SPAN`] TSC ticks with `EVENT_CHANNEL_OP`'s number in RAX (and no
+//! hypercall): every exit CPU 1 causes it finds that number there. Only a
+//! VMCALL is a hypercall; an interrupt's exit taken for one would make each of
+//! CPU 0's exits a cross-CPU operation too, and the two CPUs would take each
+//! other out of their guests for ever (neither guest runs: the test times
+//! out). vCPU 1 must have counted at least [`MIN_COUNT`] CPUIDs meanwhile, and
+//! vCPU 0's spin must end.
+//!
+//! First, vCPU 1 must be seen running while vCPU 0 runs
+//! ([`smp::Alongside`]): if the two share a CPU, the test reports SKIP.
+#![no_std]
+#![cfg_attr(target_os = "none", no_main)]
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+
+use keel_guest::abi::hypercall::Hypercall;
+use keel_guest::prelude::*;
+use keel_guest::{arch, cpu, events, smp, tsc};
+
+keel_guest::test! {
+    title: "vCPUs on 2 CPUs: one spinning with a hypercall number in RAX does not stop the other (ABI 1.2 preview)",
+    category: Security,
+    abi: keel_guest::abi::version::AbiVersion::V1_2,
+    main: run,
+}
+
+/// How long vCPU 0 waits for vCPU 1 (system time).
+const PATIENCE_NS: u64 = 5_000_000_000;
+/// vCPU 0's spin (TSC ticks; under Bochs, instructions).
+const SPAN: u64 = 4_000_000;
+/// The CPUIDs vCPU 1 must complete during the spin. Each is a cross-CPU
+/// operation, and CPU 0 lends at most once every 4,096 of its ticks
+/// (`vmx::lend::GUEST_TICKS`): about 1,000 fit in [`SPAN`]; a tenth of that
+/// leaves room for any platform's pace.
+const MIN_COUNT: u64 = 100;
+
+static ALONGSIDE: smp::Alongside = smp::Alongside::new();
+static COUNT: AtomicU64 = AtomicU64::new(0);
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// vCPU 1: the probe's count, then CPUIDs until told to stop.
+fn worker(_: u32) {
+    ALONGSIDE.count();
+    while !STOP.load(SeqCst) {
+        let _ = cpu::cpuid(0, 0);
+        COUNT.fetch_add(1, SeqCst);
+    }
+}
+
+fn run() {
+    // Spinning vCPUs keep RFLAGS.IF set (docs/platforms.md,
+    // `bochs-extint-masked-by-guest-if`), upcalls masked.
+    events::disable();
+    arch::sti();
+    match smp::count() {
+        Ok(n) if n >= 2 => {}
+        Ok(n) => {
+            skip!("the domain has {n} vCPU(s): this hypervisor does not give it keel.vcpus=2");
+            return;
+        }
+        Err(e) => {
+            skip!("VCPUOP_is_up: {e}: no vCPU operations here");
+            return;
+        }
+    }
+    smp::init();
+    if let Err(e) = smp::start(1, worker) {
+        failure!("starting vCPU 1: {e}");
+        return;
+    }
+    match ALONGSIDE.probe(PATIENCE_NS) {
+        None => {
+            failure!(
+                "vCPU 1 did not start counting in {} s",
+                PATIENCE_NS / 1_000_000_000
+            );
+            return;
+        }
+        Some(false) => {
+            skip!("{}", smp::SHARED_CPU);
+            return;
+        }
+        Some(true) => println!("vCPU 1 runs while vCPU 0 runs: on different CPUs"),
+    }
+    let first = COUNT.load(SeqCst);
+    if !smp::yield_until(PATIENCE_NS, || COUNT.load(SeqCst) > first) {
+        failure!("vCPU 1 did not start its CPUIDs");
+        return;
+    }
+    let before = COUNT.load(SeqCst);
+    let t0 = tsc::rdtsc();
+    arch::spin_holding_rax(Hypercall::EVENT_CHANNEL_OP.0, t0 + SPAN);
+    let spent = tsc::rdtsc() - t0;
+    let done = COUNT.load(SeqCst) - before;
+    println!(
+        "vCPU 1 made {done} CPUIDs while vCPU 0 spun {spent} ticks with RAX = {}",
+        Hypercall::EVENT_CHANNEL_OP.0
+    );
+    STOP.store(true, SeqCst);
+    check!(
+        done >= MIN_COUNT,
+        "vCPU 1 made {done} CPUIDs in {spent} ticks of vCPU 0's spin (at least {MIN_COUNT} expected)"
+    );
+    check!(
+        smp::yield_until(PATIENCE_NS, || smp::is_up(1) == Ok(false)),
+        "vCPU 1 did not end"
+    );
+    success();
+}
