@@ -74,8 +74,15 @@ static SLOTS: [Slot; MAX_CPUS] = [const {
     }
 }; MAX_CPUS];
 
-/// The cross lock: one cross-CPU operation at a time.
-static CROSS: AtomicBool = AtomicBool::new(false);
+/// The cross lock: one cross-CPU operation at a time, a ticket lock. Fair:
+/// CPUs take it in the order they asked. A CPU whose guest exits back to
+/// back (each exit of a remote vCPU is an operation, `vmx::run::visit`)
+/// would otherwise take it again before a waiting CPU saw it free, for as
+/// long as its guest likes: under Bochs, whose CPUs run in turns of a few
+/// instructions, the home CPU of such a guest waited for ever.
+static NEXT_TICKET: AtomicU32 = AtomicU32::new(0);
+/// The ticket whose holder has the lock.
+static SERVING: AtomicU32 = AtomicU32::new(0);
 
 /// The CPUs that run domains and so must lend (bit per CPU), with each one's
 /// local APIC ID for the wake-up IPI.
@@ -104,7 +111,7 @@ pub fn activate(cpu: usize, apic: u32) {
 pub fn deactivate<T>(me: usize, view: &mut T) {
     lock(me, view);
     ACTIVE.fetch_and(!(1 << me), AcqRel);
-    CROSS.store(false, Release);
+    unlock();
     kick_others();
 }
 
@@ -243,13 +250,16 @@ pub fn serve<T>(me: usize, view: &mut T) -> bool {
 /// Take the cross lock, serving requests with `own` while it is held by
 /// another CPU.
 fn lock<T>(me: usize, own: &mut T) {
-    while CROSS
-        .compare_exchange_weak(false, true, Acquire, Relaxed)
-        .is_err()
-    {
+    let ticket = NEXT_TICKET.fetch_add(1, Relaxed);
+    while SERVING.load(Acquire) != ticket {
         serve(me, own);
         core::hint::spin_loop();
     }
+}
+
+/// Give the cross lock to the next ticket.
+fn unlock() {
+    SERVING.fetch_add(1, Release);
 }
 
 /// The views lent for one cross-CPU operation, by CPU.
@@ -323,6 +333,6 @@ pub fn cross<T, R>(me: usize, own: &mut T, op: impl FnOnce(&mut T, &mut Lent<'_,
             s.state.store(RETURNED, Release);
         }
     }
-    CROSS.store(false, Release);
+    unlock();
     r
 }
