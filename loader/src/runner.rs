@@ -147,6 +147,7 @@ pub const TEST_CPUS: &[(&str, u32)] = &[
     ("bench_interdomain_2cpu", 2),
     ("bench_ring_2cpu", 2),
     ("bench_upcall_2cpu", 2),
+    ("bench_spread", 2),
     ("mmu_race_spread", 2),
     ("mmu_tlb_spread", 2),
     ("vcpus_spread_rax", 2),
@@ -191,6 +192,7 @@ pub fn expected_status(name: &str) -> ExitStatus {
 /// CPU, 0 for the test; the test is in [`TEST_CPUS`]). Put after its other
 /// arguments.
 pub const TEST_DOMAIN_WORDS: &[(&str, &[&str])] = &[
+    ("bench_spread", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
     ("domctl", &["keel.control"]),
     ("mmu_race", &["keel.vcpus=2"]),
     ("mmu_race_spread", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
