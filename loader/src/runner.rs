@@ -151,6 +151,7 @@ pub const TEST_CPUS: &[(&str, u32)] = &[
     ("mmu_race_spread", 2),
     ("mmu_tlb_spread", 2),
     ("vcpus_spread_rax", 2),
+    ("vcpus_4_spread", 4),
     ("vcpus_spread", 2),
 ];
 
@@ -200,6 +201,10 @@ pub const TEST_DOMAIN_WORDS: &[(&str, &[&str])] = &[
     ("vcpus_spread_rax", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
     ("vcpus", &["keel.vcpus=2"]),
     ("vcpus_4", &["keel.vcpus=4"]),
+    (
+        "vcpus_4_spread",
+        &["keel.vcpus=4", "keel.vcpu_cpus=0,1,2,3"],
+    ),
     ("vcpus_full", &["keel.vcpus=8"]),
     ("vcpus_spread", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
 ];

@@ -119,9 +119,25 @@ pub fn request_up(d: DomainId, v: u32) -> Option<usize> {
     Some(c)
 }
 
-/// The start requests for `d`'s remote vCPUs (taken).
-pub fn take_up(d: DomainId) -> u8 {
-    at(&UP, d).map_or(0, |u| u.swap(0, AcqRel))
+/// The vCPUs of `d` placed on CPU `cpu`, as bits.
+fn on_cpu(d: DomainId, cpu: usize) -> u8 {
+    (0..MAX_VCPUS as u32)
+        .filter(|&v| vcpu_cpu(d, v) == Some(cpu))
+        .fold(0, |m, v| m | 1 << v)
+}
+
+/// Take the bits of `word` that are requests for CPU `cpu`'s vCPUs of `d`,
+/// and only those: each CPU looks at its requests when it is kicked, and a
+/// request for another CPU's vCPU stays for that CPU (its own kick is on
+/// its way).
+fn take_for(word: &AtomicU8, d: DomainId, cpu: usize) -> u8 {
+    let mine = on_cpu(d, cpu);
+    word.fetch_and(!mine, AcqRel) & mine
+}
+
+/// The start requests for `d`'s remote vCPUs on CPU `cpu` (taken).
+pub fn take_up(d: DomainId, cpu: usize) -> u8 {
+    at(&UP, d).map_or(0, |u| take_for(u, d, cpu))
 }
 
 /// Wake remote vCPU `v` of `d`: its CPU (returned, to wake) makes its
@@ -133,9 +149,9 @@ pub fn request_wake(d: DomainId, v: u32) -> Option<usize> {
     Some(c)
 }
 
-/// The wake requests for `d`'s remote vCPUs (taken).
-pub fn take_wake(d: DomainId) -> u8 {
-    at(&WAKE, d).map_or(0, |u| u.swap(0, AcqRel))
+/// The wake requests for `d`'s remote vCPUs on CPU `cpu` (taken).
+pub fn take_wake(d: DomainId, cpu: usize) -> u8 {
+    at(&WAKE, d).map_or(0, |u| take_for(u, d, cpu))
 }
 
 /// A remote vCPU of `d` changed the state of the domain's vCPUs
@@ -281,10 +297,10 @@ mod tests {
         assert_eq!(request_up(d, 2), None, "not remote: no request");
         assert!(take_pending(3));
         assert!(!take_pending(3));
-        assert_eq!(take_up(d), 0b10);
-        assert_eq!(take_up(d), 0);
+        assert_eq!(take_up(d, 3), 0b10);
+        assert_eq!(take_up(d, 3), 0);
         assert_eq!(request_wake(d, 1), Some(3));
-        assert_eq!(take_wake(d), 0b10);
+        assert_eq!(take_wake(d, 3), 0b10);
         request_end(d, 0, 7);
         request_end(d, 0, 9);
         assert_eq!(take_end(d), Some(7), "the first end wins");
@@ -296,6 +312,31 @@ mod tests {
         dropped(d, 1, Some(0));
         assert!(!any_held(d));
         assert!(take_pending(0));
+    }
+
+    /// Remote vCPUs of one domain on several CPUs: each CPU takes the
+    /// requests for its own vCPUs only, whichever looks first.
+    #[test]
+    fn each_cpu_takes_its_own_requests() {
+        let d = DomainId(8);
+        for (v, c) in [(1, 1), (2, 2), (3, 3), (4, 2)] {
+            place_vcpu(d, v, c);
+        }
+        assert_eq!(request_wake(d, 1), Some(1));
+        assert_eq!(request_wake(d, 3), Some(3));
+        assert_eq!(request_wake(d, 4), Some(2));
+        assert!(take_pending(2));
+        assert_eq!(take_wake(d, 2), 1 << 4, "CPU 2 takes vCPU 4's only");
+        assert_eq!(take_wake(d, 2), 0);
+        assert_eq!(take_wake(d, 0), 0, "vCPU 0 is not remote");
+        assert_eq!(take_wake(d, 1), 1 << 1, "left for CPU 1");
+        assert_eq!(take_wake(d, 3), 1 << 3, "left for CPU 3");
+        assert_eq!(request_up(d, 2), Some(2));
+        assert_eq!(request_up(d, 1), Some(1));
+        assert_eq!(take_up(d, 1), 1 << 1);
+        assert_eq!(take_up(d, 3), 0);
+        assert_eq!(take_up(d, 2), 1 << 2);
+        assert_eq!(take_up(d, 2), 0);
     }
 
     #[test]

@@ -122,6 +122,20 @@ pub struct VmxMisc {
     pub raw: u64,
 }
 
+/// The VMX-preemption timer's largest value (its field is 32 bits).
+pub const PREEMPTION_TIMER_MAX: u64 = u32::MAX as u64;
+
+/// The VMX-preemption timer's value, at `rate`
+/// ([`VmxMisc::preemption_timer_rate`]), that makes it expire at TSC `at`
+/// when armed at TSC `tsc`: rounded up (the exit must not come before
+/// `at`), at most [`PREEMPTION_TIMER_MAX`].
+#[inline(always)]
+pub fn preemption_timer_value(at: u64, tsc: u64, rate: u32) -> u64 {
+    let ticks = at.saturating_sub(tsc);
+    let v = (ticks >> rate) + u64::from(ticks & ((1 << rate) - 1) != 0);
+    v.min(PREEMPTION_TIMER_MAX)
+}
+
 impl VmxMisc {
     /// Bits 4:0: the VMX-preemption timer counts down by 1 every time bit X of the TSC
     /// changes, X being this value.
@@ -493,6 +507,25 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures::*;
     use super::*;
+
+    #[test]
+    fn preemption_timer_never_expires_before_its_deadline() {
+        for rate in 0..8u32 {
+            for (at, tsc) in [(1000, 0), (1000, 999), (1000, 1000), (5, 9), (1 << 40, 3)] {
+                let v = preemption_timer_value(at, tsc, rate);
+                assert!(v <= PREEMPTION_TIMER_MAX);
+                if v < PREEMPTION_TIMER_MAX {
+                    assert!(
+                        tsc + (v << rate) >= at,
+                        "early: at {at} tsc {tsc} rate {rate}"
+                    );
+                    assert!(v == 0 || tsc + ((v - 1) << rate) < at, "a tick late");
+                }
+            }
+        }
+        assert_eq!(preemption_timer_value(u64::MAX, 0, 0), PREEMPTION_TIMER_MAX);
+        assert_eq!(preemption_timer_value(10, 20, 5), 0, "past: at once");
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -167,3 +167,37 @@ pub enum DomainEnd {
     /// it does not count in the power-off status.
     DestroyedByControl,
 }
+
+/// Of an external-interrupt exit with IDT-vectoring information `idt` and
+/// VM-exit interruption information `info`: whether it is the wake-up IPI
+/// (`wake`) alone, `info` valid (as "acknowledge interrupt on exit" makes
+/// it), and cut no event's delivery short (`idt` not valid: that event is
+/// injected again, the whole way). A remote vCPU's CPU finishes such an exit
+/// without a cross-CPU operation (`exit::Visitor::wake_ipi_exit`).
+pub fn is_wake_ipi(idt: u64, info: u64, wake: u8) -> bool {
+    const VALID: u64 = 1 << 31;
+    idt & VALID == 0 && info & VALID != 0 && info & 0xff == u64::from(wake)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_wake_ipi_alone_is_a_visitors_local_exit() {
+        let (wake, timer) = (0xf1u8, 0xf0u8);
+        let valid = 1u64 << 31;
+        assert!(is_wake_ipi(0, valid | u64::from(wake), wake));
+        assert!(
+            !is_wake_ipi(0, valid | u64::from(timer), wake),
+            "another vector (the APIC timer ends slices)"
+        );
+        assert!(!is_wake_ipi(0, u64::from(wake), wake), "info not valid");
+        assert!(
+            !is_wake_ipi(valid | 0xf3, valid | u64::from(wake), wake),
+            "an upcall's delivery was cut short: injected again the whole way"
+        );
+        // Bits 8-30 (type, error code) do not make another vector match.
+        assert!(!is_wake_ipi(0, valid | 0x100 | u64::from(timer), wake));
+    }
+}

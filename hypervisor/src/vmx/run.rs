@@ -1660,11 +1660,12 @@ fn requests<'a, M: PhysMem, C: Console, F: FrameSource>(
                     }
                 }
             }
-            let _ = (remote::take_up(d), remote::take_wake(d));
+            let _ = (remote::take_up(d, me), remote::take_wake(d, me));
             continue;
         }
-        let ups = remote::take_up(d);
-        let wakes = remote::take_wake(d);
+        // This CPU's vCPUs' requests only: the others' stay for their CPUs.
+        let ups = remote::take_up(d, me);
+        let wakes = remote::take_wake(d, me);
         for v in 0..MAX_VCPUS as u32 {
             if remote::vcpu_cpu(d, v) != Some(me) {
                 continue;

@@ -204,11 +204,10 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
                 // Read the TSC as late as possible: the timer counts from the
                 // entry, so every tick spent after this read makes it late.
                 let tsc = crate::arch::timer::rdtsc();
-                let ticks = at.saturating_sub(tsc);
-                // Round up: the exit must not come before the armed time.
-                let v = (ticks >> rate) + u64::from(ticks & ((1 << rate) - 1) != 0);
-                let v = v.min(PREEMPT_NEVER);
-                write(guest::VMX_PREEMPTION_TIMER_VALUE, v);
+                write(
+                    guest::VMX_PREEMPTION_TIMER_VALUE,
+                    crate::vmx::caps::preemption_timer_value(at, tsc, rate),
+                );
                 self.preempt_idle = false;
                 self.preempt_for = timer;
                 // Due at the armed time (or now, if that has passed): the rounding

@@ -197,7 +197,14 @@ enum Deferred {
 
 /// The preemption-timer value that means "no timer": about 2^32 << rate TSC
 /// ticks, re-armed at every exit anyway.
-const PREEMPT_NEVER: u64 = u32::MAX as u64;
+const PREEMPT_NEVER: u64 = crate::vmx::caps::PREEMPTION_TIMER_MAX;
+/// The VMX-preemption timer's rate (TSC ticks per timer tick, as a shift),
+/// if this CPU has the timer.
+fn preempt_rate(cpu: &VmxCpu) -> Option<u32> {
+    (cpu.caps.pin.can_set(PinbasedControls::PREEMPTION_TIMER))
+        .then(|| cpu.caps.misc.preemption_timer_rate())
+}
+
 /// VM-entry interruption information: valid, type external interrupt (0).
 const INJECT_VALID: u64 = 1 << 31;
 /// RFLAGS.IF.
@@ -234,8 +241,7 @@ impl<'a, M: PhysMem, C: Console> Vcpu<'a, M, C> {
         let runstates = dom.serves(crate::domain::vcpus::SINCE);
         let cr3 = dom.base();
         init_vmcs_exits();
-        let preempt = (cpu.caps.pin.can_set(PinbasedControls::PREEMPTION_TIMER))
-            .then(|| cpu.caps.misc.preemption_timer_rate());
+        let preempt = preempt_rate(cpu);
         let window_ok = cpu
             .caps
             .proc

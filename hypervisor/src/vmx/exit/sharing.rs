@@ -444,6 +444,48 @@ impl Visitor {
     pub fn vpid(&self) -> u16 {
         self.parked.vpid
     }
+
+    /// On its CPU, in the exit that just happened (its VMCS current, not
+    /// installed): if the exit is only another CPU's wake-up IPI (its lend
+    /// served, and no request for this CPU: the caller checked), finish it
+    /// here, without the domain's state: acknowledge the IPI and arm the
+    /// VMX-preemption timer again for the deadline it had (it counts from
+    /// each entry). Whether it was one; any other exit, or one that
+    /// interrupted an event's delivery, is handled the whole way (a
+    /// cross-CPU operation).
+    ///
+    /// Why: each of a visitor's exits costs a cross-CPU operation, whose
+    /// wake-up IPIs take every other CPU's visitor out of its guest. Were
+    /// those exits operations too, visitors in their guests on several CPUs
+    /// would keep each other exiting: three (`vcpus_4_spread`) ran no guest
+    /// code for seconds at a time.
+    pub fn wake_ipi_exit(&self, cpu: &VmxCpu) -> bool {
+        let reason = ExitReason::from_raw(vmread_current(ro::EXIT_REASON) as u32);
+        if reason != ExitReason::EXTERNAL_INTERRUPT
+            || !crate::vmx::frame::is_wake_ipi(
+                vmread(ro::IDT_VECTORING_INFO),
+                vmread(ro::VMEXIT_INTERRUPTION_INFO),
+                crate::arch::timer::WAKE_VECTOR,
+            )
+        {
+            return false;
+        }
+        percpu::count_exit(reason.basic());
+        crate::arch::timer::eoi();
+        if let Some(rate) = preempt_rate(cpu) {
+            if !self.run.preempt_idle {
+                write(
+                    guest::VMX_PREEMPTION_TIMER_VALUE,
+                    crate::vmx::caps::preemption_timer_value(
+                        self.run.preempt_due,
+                        crate::arch::timer::rdtsc(),
+                        rate,
+                    ),
+                );
+            }
+        }
+        true
+    }
 }
 
 impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {

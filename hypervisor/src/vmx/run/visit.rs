@@ -439,6 +439,11 @@ impl<M: PhysMem, C: Console> RemoteRun<'_, '_, '_, M, C> {
 impl<M: PhysMem, C: Console> ExitEnv for RemoteRun<'_, '_, '_, M, C> {
     fn fast_exit(&mut self, gprs: &mut GuestGprs) -> FastExit {
         self.first();
+        // Another CPU's wake-up IPI, and nothing for this CPU to do: no
+        // operation (`Visitor::wake_ipi_exit`).
+        if self.rearm.is_none() && self.x.vis.wake_ipi_exit(self.cpu) {
+            return FastExit::Resume;
+        }
         let rearm = self.rearm.take();
         let out = op(self.me, &mut *self.peers, self.x, rearm, |vcpu, peers| {
             vcpu.fast_exit(gprs, peers)
