@@ -310,26 +310,11 @@ pub fn image(ws_root: &Path, plan: &Plan<'_>, log: &mut dyn Write) -> Result<(Pa
 /// unpack, for every guest of every boot.
 fn without_debug_info(image: &Path, cache: &Path) -> Result<Vec<u8>> {
     let tmp = cache.join(format!("strip-{}.tmp", std::process::id()));
-    let out = Command::new("strip")
-        .arg("--strip-debug")
-        .arg("-o")
-        .arg(&tmp)
-        .arg(image)
-        .stdin(Stdio::null())
-        .output()
-        .context("running strip")?;
-    if !out.status.success() {
-        let _ = std::fs::remove_file(&tmp);
-        crate::bail!(
-            "strip --strip-debug {} failed ({}):\n{}",
-            image.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let bytes = std::fs::read(&tmp).with_context(|| format!("reading {}", tmp.display()))?;
+    let stripped = crate::machine::strip_debug(image, &tmp);
+    let bytes = stripped
+        .and_then(|()| std::fs::read(&tmp).with_context(|| format!("reading {}", tmp.display())));
     let _ = std::fs::remove_file(&tmp);
-    Ok(bytes)
+    bytes
 }
 
 /// How many images the cache keeps (the newest): two nested runs at once (CI
