@@ -279,6 +279,47 @@ impl Alongside {
     }
 }
 
+impl Alongside {
+    /// [`Self::probe`], with its outcome reported when the test cannot go
+    /// on: FAILURE if the count never started, SKIP ([`SHARED_CPU`]) if the
+    /// two vCPUs share a CPU. Whether they run at once.
+    pub fn probe_or_report(&self, ns: u64) -> bool {
+        match self.probe(ns) {
+            None => {
+                crate::failure!("vCPU 1 did not start counting in {} s", ns / 1_000_000_000);
+                false
+            }
+            Some(false) => {
+                crate::skip!("{}", SHARED_CPU);
+                false
+            }
+            Some(true) => {
+                crate::println!("vCPU 1 runs while vCPU 0 runs: on different CPUs");
+                true
+            }
+        }
+    }
+}
+
+/// Whether the domain has at least `n` vCPUs up or startable
+/// ([`count`]); if not, the test is reported SKIP (the hypervisor did not
+/// give it `keel.vcpus=n`, or has no vCPU operations).
+pub fn need_vcpus(n: u32) -> bool {
+    match count() {
+        Ok(have) if have >= n => true,
+        Ok(have) => {
+            crate::skip!(
+                "the domain has {have} vCPU(s): this hypervisor does not give it keel.vcpus={n}"
+            );
+            false
+        }
+        Err(e) => {
+            crate::skip!("VCPUOP_is_up: {e}: no vCPU operations here");
+            false
+        }
+    }
+}
+
 impl Default for Alongside {
     fn default() -> Self {
         Self::new()

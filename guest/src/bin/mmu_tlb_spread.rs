@@ -151,16 +151,8 @@ fn run() {
     // As in `writer`: vCPU 0 spins too (the probe, the waits on `ACK`).
     events::disable();
     arch::sti();
-    match smp::count() {
-        Ok(n) if n >= 2 => {}
-        Ok(n) => {
-            skip!("the domain has {n} vCPU(s): this hypervisor does not give it keel.vcpus=2");
-            return;
-        }
-        Err(e) => {
-            skip!("VCPUOP_is_up: {e}: no vCPU operations here");
-            return;
-        }
+    if !smp::need_vcpus(2) {
+        return;
     }
     smp::init();
     let f = take_frame();
@@ -170,19 +162,8 @@ fn run() {
         failure!("starting vCPU 1: {e}");
         return;
     }
-    match ALONGSIDE.probe(PATIENCE_NS) {
-        None => {
-            failure!(
-                "vCPU 1 did not start counting in {} s",
-                PATIENCE_NS / 1_000_000_000
-            );
-            return;
-        }
-        Some(false) => {
-            skip!("{}", smp::SHARED_CPU);
-            return;
-        }
-        Some(true) => println!("vCPU 1 runs while vCPU 0 runs: on different CPUs"),
+    if !ALONGSIDE.probe_or_report(PATIENCE_NS) {
+        return;
     }
     let rounds = [
         (1, "RW removed", orig.without(PteFlags::WRITABLE)),

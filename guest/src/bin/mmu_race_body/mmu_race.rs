@@ -141,16 +141,8 @@ fn counter_then_racer(id: u32) {
 }
 
 fn run_placed(spread: bool) {
-    match smp::count() {
-        Ok(n) if n >= 2 => {}
-        Ok(n) => {
-            skip!("the domain has {n} vCPU(s): this hypervisor does not give it keel.vcpus=2");
-            return;
-        }
-        Err(e) => {
-            skip!("VCPUOP_is_up: {e}: no vCPU operations here");
-            return;
-        }
+    if !smp::need_vcpus(2) {
+        return;
     }
     smp::init();
     let tree = mmu::tree(L1S);
@@ -163,21 +155,8 @@ fn run_placed(spread: bool) {
         failure!("starting vCPU 1: {e}");
         return;
     }
-    if spread {
-        match ALONGSIDE.probe(START_NS) {
-            None => {
-                failure!(
-                    "vCPU 1 did not start counting in {} s",
-                    START_NS / 1_000_000_000
-                );
-                return;
-            }
-            Some(false) => {
-                skip!("{}", smp::SHARED_CPU);
-                return;
-            }
-            Some(true) => println!("vCPU 1 runs while vCPU 0 runs: on different CPUs"),
-        }
+    if spread && !ALONGSIDE.probe_or_report(START_NS) {
+        return;
     }
     if !smp::yield_until(START_NS, || OPS.load(SeqCst) > 0) {
         failure!("vCPU 1 made no request in {} s", START_NS / 1_000_000_000);
