@@ -131,6 +131,11 @@ fn on_cpu(d: DomainId, cpu: usize) -> u8 {
 /// request for another CPU's vCPU stays for that CPU (its own kick is on
 /// its way).
 fn take_for(word: &AtomicU8, d: DomainId, cpu: usize) -> u8 {
+    // The common case, no request, without the placement walk: the run
+    // loop asks for every domain each time it looks.
+    if word.load(Acquire) == 0 {
+        return 0;
+    }
     let mine = on_cpu(d, cpu);
     word.fetch_and(!mine, AcqRel) & mine
 }
