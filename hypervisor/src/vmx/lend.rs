@@ -77,9 +77,10 @@ static SLOTS: [Slot; MAX_CPUS] = [const {
 /// The cross lock: one cross-CPU operation at a time, a ticket lock. Fair:
 /// CPUs take it in the order they asked. A CPU whose guest exits back to
 /// back (each exit of a remote vCPU is an operation, `vmx::run::visit`)
-/// would otherwise take it again before a waiting CPU saw it free, for as
-/// long as its guest likes: under Bochs, whose CPUs run in turns of a few
-/// instructions, the home CPU of such a guest waited for ever.
+/// could otherwise take it again before a waiting CPU saw it free, for as
+/// long as its guest likes (under Bochs, whose CPUs run in turns of a few
+/// instructions, a race it can win every time); with tickets every waiting
+/// CPU's wait is bounded by the operations asked before its own.
 static NEXT_TICKET: AtomicU32 = AtomicU32::new(0);
 /// The ticket whose holder has the lock.
 static SERVING: AtomicU32 = AtomicU32::new(0);
