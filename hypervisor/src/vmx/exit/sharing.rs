@@ -446,9 +446,9 @@ impl Visitor {
     }
 
     /// On its CPU, in the exit that just happened (its VMCS current, not
-    /// installed): if the exit is only another CPU's wake-up IPI (its lend
-    /// served, and no request for this CPU: the caller checked), finish it
-    /// here, without the domain's state: acknowledge the IPI and arm the
+    /// installed; `reason` read from it): if the exit is only another CPU's
+    /// wake-up IPI (its lend served, and no request for this CPU: the caller
+    /// checked), finish it here, without the domain's state: acknowledge the IPI and arm the
     /// VMX-preemption timer again for the deadline it had (it counts from
     /// each entry). Whether it was one; any other exit, or one that
     /// interrupted an event's delivery, is handled the whole way (a
@@ -459,8 +459,7 @@ impl Visitor {
     /// those exits operations too, visitors in their guests on several CPUs
     /// would keep each other exiting: three (`vcpus_4_spread`) ran no guest
     /// code for seconds at a time.
-    pub fn wake_ipi_exit(&self, cpu: &VmxCpu) -> bool {
-        let reason = ExitReason::from_raw(vmread_current(ro::EXIT_REASON) as u32);
+    pub fn wake_ipi_exit(&self, cpu: &VmxCpu, reason: ExitReason) -> bool {
         if reason != ExitReason::EXTERNAL_INTERRUPT
             || !crate::vmx::frame::is_wake_ipi(
                 vmread(ro::IDT_VECTORING_INFO),

@@ -439,14 +439,15 @@ impl<M: PhysMem, C: Console> RemoteRun<'_, '_, '_, M, C> {
 impl<M: PhysMem, C: Console> ExitEnv for RemoteRun<'_, '_, '_, M, C> {
     fn fast_exit(&mut self, gprs: &mut GuestGprs) -> FastExit {
         self.first();
+        let reason = exit_reason();
         // Another CPU's wake-up IPI, and nothing for this CPU to do: no
         // operation (`Visitor::wake_ipi_exit`).
-        if self.rearm.is_none() && self.x.vis.wake_ipi_exit(self.cpu) {
+        if self.rearm.is_none() && self.x.vis.wake_ipi_exit(self.cpu, reason) {
             return FastExit::Resume;
         }
         let rearm = self.rearm.take();
         let out = op(self.me, &mut *self.peers, self.x, rearm, |vcpu, peers| {
-            vcpu.fast_exit(gprs, peers)
+            vcpu.fast_exit_as(reason, gprs, peers)
         });
         catch_up(self.cpu, self.x);
         out.unwrap_or_else(|| {
