@@ -25,7 +25,7 @@
 //! `vcpu_kick`). The trait's shape does not change: every method names one
 //! domain, and none hands out a peer's state for longer than the call.
 
-use crate::domain::{Domain, DomainId};
+use crate::domain::{Domain, DomainId, FrameOwner};
 use crate::event::interdomain::{Endpoint, PortWorld};
 use crate::event::{Channels, EventBits, NR_PORTS};
 use keel_abi::Errno;
@@ -45,6 +45,15 @@ pub trait Peers {
     /// Whether `d` is a peer (as [`Peers::peer`] finds it).
     fn is_peer(&self, d: DomainId) -> bool {
         self.peer(d).is_some()
+    }
+    /// The frame accounting of peer `d` (as [`Peers::peer`] finds it): all a
+    /// grant reaches of it.
+    fn owner(&self, d: DomainId) -> Option<FrameOwner<'_>> {
+        self.peer(d).map(Domain::frame_owner)
+    }
+    /// The frame accounting of `d` as [`Peers::holder`] finds it.
+    fn holder_owner(&self, d: DomainId) -> Option<FrameOwner<'_>> {
+        self.holder(d).map(Domain::frame_owner)
     }
     /// Port `p` of peer `d`, as the interdomain rules see it; `None` when
     /// there is no such peer or port.
@@ -171,6 +180,8 @@ impl<B: EventBits> PortWorld for Ports<'_, B> {
         NR_PORTS as u32
     }
 }
+
+pub mod registry;
 
 #[cfg(test)]
 mod tests;

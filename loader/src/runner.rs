@@ -90,6 +90,10 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
         "bench_grant_cross",
         &["grant_peer peer=1 mode=bench keel.service"],
     ),
+    (
+        "bench_grant_cross_2cpu",
+        &["grant_peer peer=1 mode=bench keel.service keel.cpu=1"],
+    ),
     ("ring_front", &["ring_back peer=1"]),
     ("bench_ring", &["ring_back peer=1 keel.service"]),
     ("bench_switch_2", &[YIELDER]),
@@ -144,6 +148,7 @@ const CPUS_4: [&str; 3] = [
 pub const TEST_CPUS: &[(&str, u32)] = &[
     ("bench_cpus_2", 2),
     ("bench_cpus_4", 4),
+    ("bench_grant_cross_2cpu", 2),
     ("bench_interdomain_2cpu", 2),
     ("bench_ring_2cpu", 2),
     ("bench_upcall_2cpu", 2),

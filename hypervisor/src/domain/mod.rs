@@ -517,17 +517,35 @@ impl Domain {
     // (`crate::grant::world`) for a mapping or a copy, possibly by another
     // domain's call. The same rules as the domain's own page tables.
 
+    /// The domain's frame accounting, as a grant reaches it.
+    pub fn frame_owner(&self) -> FrameOwner<'_> {
+        FrameOwner {
+            frames: &self.frames,
+            nx: self.nx,
+        }
+    }
+
+    /// [`Self::frame_owner`] as a value other CPUs can keep
+    /// (`crate::peers::registry`): the frame table is a handle on machine
+    /// memory, where the counts are.
+    pub fn frame_record(&self) -> FrameRecord {
+        FrameRecord {
+            frames: self.frames.clone(),
+            nx: self.nx,
+        }
+    }
+
     /// Take a plain reference on `mfn` (a frame of this domain).
     pub fn grant_get_page<M: PhysMem + ?Sized>(
         &self,
         mem: &mut M,
         mfn: Mfn,
     ) -> Result<(), MmError> {
-        self.mm(mem).get_page(mfn)
+        self.frame_owner().get_page(mem, mfn)
     }
     /// Drop one.
     pub fn grant_put_page<M: PhysMem + ?Sized>(&self, mem: &mut M, mfn: Mfn) {
-        self.mm(mem).put_page(mfn)
+        self.frame_owner().put_page(mem, mfn)
     }
     /// Take a writable type reference on `mfn` (refused for a page table).
     pub fn grant_get_writable<M: PhysMem + ?Sized>(
@@ -535,11 +553,11 @@ impl Domain {
         mem: &mut M,
         mfn: Mfn,
     ) -> Result<(), MmError> {
-        self.mm(mem).get_type(mfn, PageType::Writable)
+        self.frame_owner().get_writable(mem, mfn)
     }
     /// Drop one.
     pub fn grant_put_writable<M: PhysMem + ?Sized>(&self, mem: &mut M, mfn: Mfn) {
-        self.mm(mem).put_type(mfn)
+        self.frame_owner().put_writable(mem, mfn)
     }
 
     /// The frame `mfn` of this ending domain outlives it (another domain maps
@@ -674,6 +692,60 @@ pub(crate) fn console_prefix_for(id: DomainId) -> ([u8; 10], usize) {
     let mut prefix = [0u8; 10];
     let n = keel_abi::platform::domain_prefix(id.0, &mut prefix);
     (prefix, n)
+}
+
+/// A domain's frame accounting as another domain's grant reaches it: its
+/// frame table (the counts of its frames, in machine memory) and whether NX
+/// is legal in its entries. Only counts move through it: a grant never
+/// changes the owner's page tables.
+#[derive(Clone, Copy)]
+pub struct FrameOwner<'a> {
+    frames: &'a FrameTable,
+    nx: bool,
+}
+
+impl FrameOwner<'_> {
+    #[inline(always)]
+    fn mm<'m, M: PhysMem + ?Sized>(&'m self, mem: &'m mut M) -> Mm<'m, M> {
+        Mm {
+            ft: self.frames,
+            mem,
+            nx: self.nx,
+        }
+    }
+    /// Take a plain reference on `mfn` (a frame of this domain).
+    pub fn get_page<M: PhysMem + ?Sized>(&self, mem: &mut M, mfn: Mfn) -> Result<(), MmError> {
+        self.mm(mem).get_page(mfn)
+    }
+    /// Drop one.
+    pub fn put_page<M: PhysMem + ?Sized>(&self, mem: &mut M, mfn: Mfn) {
+        self.mm(mem).put_page(mfn)
+    }
+    /// Take a writable type reference on `mfn` (refused for a page table).
+    pub fn get_writable<M: PhysMem + ?Sized>(&self, mem: &mut M, mfn: Mfn) -> Result<(), MmError> {
+        self.mm(mem).get_type(mfn, PageType::Writable)
+    }
+    /// Drop one.
+    pub fn put_writable<M: PhysMem + ?Sized>(&self, mem: &mut M, mfn: Mfn) {
+        self.mm(mem).put_type(mfn)
+    }
+}
+
+/// A [`FrameOwner`] held by value (see [`Domain::frame_record`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameRecord {
+    frames: FrameTable,
+    nx: bool,
+}
+
+impl FrameRecord {
+    /// The accounting it reaches.
+    pub fn owner(&self) -> FrameOwner<'_> {
+        FrameOwner {
+            frames: &self.frames,
+            nx: self.nx,
+        }
+    }
 }
 
 #[cfg(test)]

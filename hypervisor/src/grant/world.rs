@@ -26,7 +26,7 @@
 
 use super::{FrameRefusal, GrantStatus, GrantWorld, Store};
 use crate::addr::{GuestVirt, MachineAddr, Mfn, Pfn, PAGE_SIZE};
-use crate::domain::{Domain, DomainId, PageType, GRANT_TABLE_FRAMES};
+use crate::domain::{Domain, DomainId, FrameOwner, PageType, GRANT_TABLE_FRAMES};
 use crate::mem::{FrameSource, PhysMem};
 use crate::paging::entry::{entry_addr, EntryMem, Level, Pte, PteFlags};
 use crate::paging::{guest_mem, Flush, MmError};
@@ -56,23 +56,25 @@ fn refusal(e: MmError) -> FrameRefusal {
 }
 
 impl<M: PhysMem + ?Sized, P: Peers + ?Sized> DomainWorld<'_, M, P> {
-    fn domain(&self, d: DomainId) -> Option<&Domain> {
-        owner_of(self.me, self.peers, d)
-    }
-
-    /// The domain `owner` (the caller or a peer) and machine memory, borrowed
-    /// apart so that the domain's frame table can be updated through memory.
-    fn owner_and_mem(&mut self, owner: DomainId) -> (Option<&Domain>, &mut M) {
-        (owner_of(self.me, self.peers, owner), &mut *self.mem)
+    /// The frame accounting of domain `owner` (the caller or a peer) and
+    /// machine memory, borrowed apart so that the counts can be updated
+    /// through memory.
+    fn owner_and_mem(&mut self, owner: DomainId) -> (Option<FrameOwner<'_>>, &mut M) {
+        let d = if owner == self.me.id {
+            Some(self.me.frame_owner())
+        } else {
+            self.peers.owner(owner)
+        };
+        (d, &mut *self.mem)
     }
 
     /// [`Self::owner_and_mem`], also for a domain that ended and has not
     /// released its grants yet ([`Peers::holder`]): for dropping references.
-    fn holder_and_mem(&mut self, owner: DomainId) -> (Option<&Domain>, &mut M) {
+    fn holder_and_mem(&mut self, owner: DomainId) -> (Option<FrameOwner<'_>>, &mut M) {
         let d = if owner == self.me.id {
-            Some(&*self.me)
+            Some(self.me.frame_owner())
         } else {
-            self.peers.holder(owner)
+            self.peers.holder_owner(owner)
         };
         (d, &mut *self.mem)
     }
@@ -99,49 +101,36 @@ impl<M: PhysMem + ?Sized, P: Peers + ?Sized> DomainWorld<'_, M, P> {
     }
 }
 
-/// The domain `d`: the caller `me`, or one of `peers`.
-fn owner_of<'a, P: Peers + ?Sized>(
-    me: &'a Domain,
-    peers: &'a P,
-    d: DomainId,
-) -> Option<&'a Domain> {
-    if d == me.id {
-        Some(me)
-    } else {
-        peers.peer(d)
-    }
-}
-
 impl<M: PhysMem + ?Sized, P: Peers + ?Sized> GrantWorld for DomainWorld<'_, M, P> {
     fn alive(&self, d: DomainId) -> bool {
-        self.domain(d).is_some()
+        d == self.me.id || self.peers.owner(d).is_some()
     }
 
     fn get_page(&mut self, owner: DomainId, mfn: Mfn) -> Result<(), FrameRefusal> {
         let (d, mem) = self.owner_and_mem(owner);
         d.ok_or(FrameRefusal::NotOwned)?
-            .grant_get_page(mem, mfn)
+            .get_page(mem, mfn)
             .map_err(refusal)
     }
 
     fn put_page(&mut self, owner: DomainId, mfn: Mfn) {
         let (d, mem) = self.holder_and_mem(owner);
         if let Some(d) = d {
-            d.grant_put_page(mem, mfn);
+            d.put_page(mem, mfn);
         }
     }
 
     fn get_writable(&mut self, owner: DomainId, mfn: Mfn) -> Result<(), FrameRefusal> {
         let (d, mem) = self.owner_and_mem(owner);
         d.ok_or(FrameRefusal::NotOwned)?
-            .grant_get_writable(mem, mfn)
+            .get_writable(mem, mfn)
             .map_err(refusal)
     }
 
     fn put_writable(&mut self, owner: DomainId, mfn: Mfn) {
         let (d, mem) = self.holder_and_mem(owner);
         if let Some(d) = d {
-            d.grant_put_writable(mem, mfn);
+            d.put_writable(mem, mfn);
         }
     }
 

@@ -226,7 +226,9 @@ impl Extent {
 }
 
 /// The P2M table and M2P index of one domain. See the module documentation.
-#[derive(Debug, PartialEq, Eq)]
+/// A handle: the accounting lives in machine memory, so a copy (another CPU's
+/// view of the domain, `crate::peers::registry`) reaches the same counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrameTable {
     nr_pages: u64,
     p2m: Extent,

@@ -28,11 +28,12 @@ use super::setup::{
 use super::stub::{launch, Leave};
 use crate::arch::timer;
 use crate::domain::vcpus::MAX_VCPUS;
-use crate::domain::{Domain, DomainId};
+use crate::domain::{Domain, DomainId, FrameOwner, FrameRecord};
 use crate::domctl::{Action, Directory, Summary};
 use crate::event::interdomain::Endpoint;
 use crate::lifecycle::{End, Phase, Teardown, TeardownWorld};
 use crate::mem::{Console, FrameSource, PhysMem};
+use crate::peers::registry::{Lookups, REGISTRY};
 use crate::peers::{DomctlDone, Peers};
 use crate::sched::slots::VcpuSlots;
 use crate::sched::{Next, Scheduler, DEFAULT_WEIGHT, UNBOUNDED};
@@ -881,6 +882,59 @@ impl<M: PhysMem, C: Console> Peers for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
     }
 }
 
+/// The peers of a grant hypercall made on this CPU while others run domains
+/// too (`Running::grant_exit`): the other domains' frame accounting from the
+/// registry (`crate::peers::registry`), so that no other CPU is stopped for
+/// it, and everything else as this CPU's view answers it. A grant operation
+/// reaches another domain only through its frame accounting
+/// (`crate::grant::world`); the other methods are here for the rest of the
+/// exit (its own vCPU's events and timers), which reaches only this CPU.
+struct GrantPeers<'x, P: Peers> {
+    on: &'x mut P,
+    seen: Lookups<'static, FrameRecord, { crate::grant::MAX_DOMAINS }>,
+}
+
+impl<P: Peers> Peers for GrantPeers<'_, P> {
+    fn peer(&self, d: DomainId) -> Option<&Domain> {
+        self.on.peer(d)
+    }
+    fn holder(&self, d: DomainId) -> Option<&Domain> {
+        self.on.holder(d)
+    }
+    fn is_peer(&self, d: DomainId) -> bool {
+        self.owner(d).is_some()
+    }
+    fn owner(&self, d: DomainId) -> Option<FrameOwner<'_>> {
+        if destroyed(d) {
+            return None;
+        }
+        self.seen.peer(d).map(FrameRecord::owner)
+    }
+    fn holder_owner(&self, d: DomainId) -> Option<FrameOwner<'_>> {
+        self.seen.holder(d).map(FrameRecord::owner)
+    }
+    fn endpoint(&self, d: DomainId, p: u32) -> Option<Endpoint> {
+        self.on.endpoint(d, p)
+    }
+    fn set_endpoint(&mut self, d: DomainId, p: u32, e: Endpoint) {
+        self.on.set_endpoint(d, p, e);
+    }
+    fn notify(&mut self, d: DomainId, p: u32) -> bool {
+        self.on.notify(d, p)
+    }
+    fn wake_vcpu(&mut self, d: DomainId, vcpu: u32) {
+        self.on.wake_vcpu(d, vcpu);
+    }
+    fn domctl(
+        &mut self,
+        caller: DomainId,
+        me: Summary,
+        op: &mut XenDomctl,
+    ) -> Result<DomctlDone, Errno> {
+        self.on.domctl(caller, me, op)
+    }
+}
+
 /// The running vCPU and its peers: what the exit stub calls.
 /// `SHARED`: other CPUs run domains too, so each exit first serves their
 /// requests and a cross-CPU hypercall borrows their domains (`vmx::lend`);
@@ -998,11 +1052,33 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
     #[inline(never)]
     fn peer_exit(&mut self, gprs: &mut GuestGprs) -> FastExit {
         let reason = exit_reason();
-        if reason == ExitReason::VMCALL {
-            self.cross_exit(gprs, reason)
-        } else {
+        if reason != ExitReason::VMCALL {
             self.vcpu.fast_exit_as(reason, gprs, &mut self.peers)
+        } else if gprs.rax == keel_abi::hypercall::Hypercall::GRANT_TABLE_OP.0
+            && !self.spread
+            && lend::several_cpus()
+        {
+            self.grant_exit(gprs, reason)
+        } else {
+            self.cross_exit(gprs, reason)
         }
+    }
+
+    /// A grant hypercall while other CPUs run domains: handled on this CPU
+    /// alone, its peers' frame accounting from the registry (`GrantPeers`).
+    /// (On one CPU the cross-CPU path lends nothing and costs less than the
+    /// lookups.) The other CPUs go on
+    /// running their guests; a grant of theirs and their own page-table
+    /// changes meet this one in the frame table's compare-and-exchange
+    /// (`crate::paging`, "Several CPUs"). A domain with vCPUs on other CPUs
+    /// takes the cross-CPU path instead, as for every hypercall that changes
+    /// its state (`visit`).
+    fn grant_exit(&mut self, gprs: &mut GuestGprs, reason: ExitReason) -> FastExit {
+        let mut peers = GrantPeers {
+            on: &mut self.peers,
+            seen: Lookups::new(&REGISTRY),
+        };
+        self.vcpu.fast_exit_as(reason, gprs, &mut peers)
     }
 
     /// A hypercall that may reach domains on other CPUs, handled with theirs
@@ -1453,6 +1529,9 @@ impl<F: FrameSource> Ending<'_, F> {
         let id = g.vcpu.domain_id();
         // Its vCPUs on other CPUs stop there (its teardown waits for them).
         kick_cpus(remote::set_dead(id));
+        // No new grant reaches it; those it granted are still undone
+        // through it.
+        REGISTRY.ended(id);
         sched.remove_all(Slots::of_domain(id));
         g.free_parked(self.pc, self.pool, self.frames);
         if !self.tear_down {
@@ -1467,6 +1546,7 @@ impl<F: FrameSource> Ending<'_, F> {
                 &mut self.out.accounting_bug,
                 others(guests, sched, self.control),
             );
+            REGISTRY.withdraw(id);
             self.record(id, end);
             return;
         }
@@ -1891,6 +1971,8 @@ fn prepare<'a, M: PhysMem, C: Console>(
     let ev = events_for(dom, mem, clock, wall);
     let (id, nx) = (dom.id.0, dom.nx_enabled());
     let multi = dom.vcpus.count() > 1;
+    // Grants of domains on other CPUs reach it from now on.
+    REGISTRY.publish(dom.id, dom.frame_record());
     let mut vcpu = Vcpu::new(cpu, dom, mem, console, vpid, ev);
     if shared {
         vcpu.share_cpu();
@@ -2307,6 +2389,14 @@ fn teardown_step<M: PhysMem, C: Console, P: Survivors>(
     let mut t = w.dying.t;
     let done = t.step(&mut w, TEARDOWN_BUDGET);
     w.dying.t = t;
+    // Its grants are released: the registry forgets it (as
+    // `OnCpu::holder` does).
+    if !matches!(
+        t.phase,
+        Phase::Notify | Phase::Ports(_) | Phase::Mappings(_)
+    ) {
+        REGISTRY.withdraw(t.dom);
+    }
     done
 }
 
