@@ -13,8 +13,13 @@
 //! exit is handled, so plain borrows are the whole synchronisation, and a
 //! wake is a call into the one scheduler.
 //!
-//! **On several CPUs** (vCPUs placed on every CPU), this becomes a global
-//! table of domains behind locks, and each method takes what it touches:
+//! **On several CPUs** a hypercall that reaches another CPU's domains
+//! borrows them while that CPU waits (`crate::vmx::lend`, the run loop's
+//! `Cluster`), except a grant hypercall: a grant reaches a peer only through
+//! its frame accounting ([`Peers::owner`]), which [`registry`] publishes for
+//! every CPU, so it is handled on the caller's CPU alone. The rest is to
+//! follow the same way (design B in `docs/architecture.md`): a global table
+//! of domains behind locks, and each method takes what it touches:
 //! [`Peers::peer`] a reference that keeps the domain from being torn down
 //! (Xen's `rcu_lock_domain_by_id`) rather than a borrow of a vCPU slot;
 //! [`Peers::endpoint`] and [`Peers::set_endpoint`] the peer's event lock,
