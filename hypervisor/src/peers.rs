@@ -150,6 +150,9 @@ impl<B: EventBits> PortWorld for Ports<'_, B> {
     }
 
     fn set_endpoint(&mut self, d: DomainId, p: u32, e: Endpoint) {
+        if let Endpoint::Interdomain { remote, .. } = e {
+            links::LINKS.link(d, remote);
+        }
         if d == self.me {
             self.chans.set_endpoint(p, e);
         } else {
@@ -186,6 +189,7 @@ impl<B: EventBits> PortWorld for Ports<'_, B> {
     }
 }
 
+pub mod links;
 pub mod registry;
 
 #[cfg(test)]

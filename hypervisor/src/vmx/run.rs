@@ -128,6 +128,34 @@ fn reaches_peers(nr: u64) -> bool {
     .any(|h| h.0 == nr)
 }
 
+/// Whether event-channel operation `cmd` reaches other domains only
+/// through the caller's interdomain ports: every command but the two that
+/// name a domain (`alloc_unbound`, `bind_interdomain`) and those Keel does
+/// not implement. With [`Running::events_here`], this CPU's view answers it
+/// and no other CPU stops (a loopback channel, VIRQs, IPIs, a peer on the
+/// same CPU).
+fn events_stay_here(cmd: u64) -> bool {
+    use keel_abi::event as ev;
+    matches!(
+        cmd,
+        ev::EVTCHNOP_SEND
+            | ev::EVTCHNOP_CLOSE
+            | ev::EVTCHNOP_STATUS
+            | ev::EVTCHNOP_UNMASK
+            | ev::EVTCHNOP_BIND_VIRQ
+            | ev::EVTCHNOP_BIND_IPI
+            | ev::EVTCHNOP_BIND_VCPU
+    )
+}
+
+/// Whether domain `d`'s event channels lead only to domains on CPU `cpu`
+/// (`crate::peers::links`). Asked when a run starts and after a lend, each
+/// time only if a link was made since the last answer: a binding is made
+/// in a cross-CPU operation only, so only a lend can change it.
+fn links_here(d: DomainId, cpu: usize) -> bool {
+    crate::peers::links::LINKS.all_cached(d, |x| cpu_of(x) == Some(cpu))
+}
+
 /// A domain's vCPU and everything the run loop keeps for it between its runs.
 pub struct Guest<'a, M: PhysMem, C: Console> {
     vcpu: Vcpu<'a, M, C>,
@@ -158,6 +186,12 @@ pub struct Guest<'a, M: PhysMem, C: Console> {
     /// The domain's flush epoch this CPU last flushed the loaded vCPU at
     /// (a domain with vCPUs on other CPUs: `visit`, step 4).
     seen: u64,
+    /// Every domain its event channels lead to runs on this CPU
+    /// (`crate::peers::links`), as found when `LINKS.made()` was
+    /// `links_made`.
+    links_here: bool,
+    /// See `links_here`.
+    links_made: u64,
 }
 
 /// No parked vCPU (`Guest::parked`).
@@ -947,6 +981,12 @@ struct Running<'r, 'a, M: PhysMem, C: Console, const SHARED: bool> {
     spread: bool,
     /// The domain's flush epoch this CPU last flushed the vCPU at.
     seen: u64,
+    /// Every domain its event channels lead to runs on this CPU, and it has
+    /// no vCPU elsewhere: its event-channel operations that reach others
+    /// only through its ports need no other CPU (`events_stay_here`).
+    events_here: bool,
+    /// `LINKS.made()` when `events_here` was found.
+    links_made: u64,
 }
 
 impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
@@ -1040,6 +1080,11 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
         if let Some(until) = self.peers.rearm.take() {
             self.vcpu.set_slice_end(until);
         }
+        let made = crate::peers::links::LINKS.made();
+        if made != self.links_made {
+            self.links_made = made;
+            self.events_here = !self.spread && links_here(self.vcpu.domain_id(), self.peers.cpu);
+        }
     }
 
     /// An exit that left the number of a hypercall reaching other domains in
@@ -1051,13 +1096,15 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
     /// neither guest ran (`vcpus_spread_rax`).
     #[inline(never)]
     fn peer_exit(&mut self, gprs: &mut GuestGprs) -> FastExit {
+        use keel_abi::hypercall::Hypercall as H;
         let reason = exit_reason();
         if reason != ExitReason::VMCALL {
+            return self.vcpu.fast_exit_as(reason, gprs, &mut self.peers);
+        }
+        let nr = gprs.rax;
+        if nr == H::EVENT_CHANNEL_OP.0 && self.events_here && events_stay_here(gprs.rdi) {
             self.vcpu.fast_exit_as(reason, gprs, &mut self.peers)
-        } else if gprs.rax == keel_abi::hypercall::Hypercall::GRANT_TABLE_OP.0
-            && !self.spread
-            && lend::several_cpus()
-        {
+        } else if nr == H::GRANT_TABLE_OP.0 && !self.spread {
             self.grant_exit(gprs, reason)
         } else {
             self.cross_exit(gprs, reason)
@@ -1066,9 +1113,7 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
 
     /// A grant hypercall while other CPUs run domains: handled on this CPU
     /// alone, its peers' frame accounting from the registry (`GrantPeers`).
-    /// (On one CPU the cross-CPU path lends nothing and costs less than the
-    /// lookups.) The other CPUs go on
-    /// running their guests; a grant of theirs and their own page-table
+    /// The other CPUs go on running their guests; a grant of theirs and their own page-table
     /// changes meet this one in the frame table's compare-and-exchange
     /// (`crate::paging`, "Several CPUs"). A domain with vCPUs on other CPUs
     /// takes the cross-CPU path instead, as for every hypercall that changes
@@ -1419,11 +1464,18 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
             g.vcpu.flush_tlb();
         }
         let leave = if lend::several_cpus() {
+            let made = crate::peers::links::LINKS.made();
+            if made != g.links_made {
+                g.links_made = made;
+                g.links_here = links_here(id, me);
+            }
             let mut running = Running::<'_, '_, M, C, true> {
                 vcpu: &mut g.vcpu,
                 peers,
                 spread,
                 seen: g.seen,
+                events_here: g.links_here && !spread,
+                links_made: made,
             };
             let leave = launch(pc, &mut running, g.gprs, g.launched);
             g.seen = running.seen;
@@ -1434,6 +1486,8 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                 peers,
                 spread: false,
                 seen: 0,
+                events_here: false,
+                links_made: 0,
             };
             launch(pc, &mut running, g.gprs, g.launched)
         };
@@ -1994,6 +2048,8 @@ fn prepare<'a, M: PhysMem, C: Console>(
         scheduled: 1,
         multi,
         seen: 0,
+        links_here: false,
+        links_made: u64::MAX,
     })
 }
 
