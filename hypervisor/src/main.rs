@@ -98,6 +98,12 @@ mod bare {
             }
         }
 
+        if arch::mem::RACY_CMPXCHG {
+            log::error!(
+                "mm: built with KEEL_RACY_CMPXCHG: the frame table's updates are NOT atomic (a test build: guest race tests must fail on it)"
+            );
+        }
+
         // ---- 4. ACPI ---------------------------------------------------------------
         let acpi = arch::acpi::init(bi.rsdp);
         match &acpi {

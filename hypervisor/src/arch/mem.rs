@@ -162,6 +162,9 @@ impl PhysMem for DirectMap {
         // SAFETY: as in `cmpxchg_u32` (a frame-table word: hypervisor memory
         // that several CPUs update, never the guest).
         let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(p) };
+        if RACY_CMPXCHG {
+            return racy_exchange(a, old, new);
+        }
         match a.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst) {
             Ok(v) | Err(v) => v,
         }
@@ -433,4 +436,26 @@ pub fn harden(frames: &mut impl FrameSource) -> Result<(), MapError> {
         core::arch::asm!("mov cr3, {}", in(reg) super::cpu::read_cr3(), options(nostack, preserves_flags))
     };
     Ok(())
+}
+
+/// Built with `KEEL_RACY_CMPXCHG` in the environment, the frame table's
+/// compare-and-exchange ([`DirectMap`]'s `cmpxchg_u64`) becomes a load, a
+/// pause and a store: the update that is *not* atomic, for showing that the
+/// guest race tests catch it (`grant_race_2cpu`; the host tests' switch of
+/// the same name: `paging/tests_smp.rs`). Never in a build anyone runs for
+/// real: the boot log says so loudly (`RACY_CMPXCHG`, `main.rs`).
+pub const RACY_CMPXCHG: bool = option_env!("KEEL_RACY_CMPXCHG").is_some();
+
+/// The racy exchange: decide on a plain load, wait, store without looking
+/// again, so that another CPU's exchange in between is lost.
+#[cold]
+fn racy_exchange(a: &core::sync::atomic::AtomicU64, old: u64, new: u64) -> u64 {
+    let found = a.load(Ordering::Relaxed);
+    if found == old {
+        for _ in 0..64 {
+            core::hint::spin_loop();
+        }
+        a.store(new, Ordering::Relaxed);
+    }
+    found
 }
