@@ -22,11 +22,14 @@
 //! - the race happened: each side saw successes and refusals (a refusal means
 //!   the other side held Z at that moment); else ERROR;
 //! - afterwards Z is free again: the granter pins and unpins it, this domain
-//!   maps and unmaps it, and both teardowns find every count back at zero.
+//!   maps and unmaps it, and both teardowns find every count back at zero
+//!   (else the hypervisor powers off with status 3).
 //!
-//! Today the hypervisor serialises grant operations (a cross-CPU operation,
-//! `vmx/lend.rs`), so the two never meet inside the exchange; the test keeps
-//! its meaning when grant operations run beside the other CPUs' guests.
+//! Where the hypervisor makes each grant operation a stop-the-world
+//! cross-CPU operation (`vmx/lend.rs`) the two never meet inside the
+//! exchange, and this checks the outcome; where grant operations run beside
+//! the other CPUs' guests, they meet in the frame table's
+//! compare-and-exchange (`paging/mod.rs`, "Several CPUs").
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
