@@ -26,6 +26,7 @@ const W_FACT: usize = 1;
 const W_CMD: usize = W_FACT + FACTS;
 const W_DONE: usize = W_CMD + 1;
 const W_RESULT: usize = W_DONE + 1;
+const W_PROGRESS: usize = W_RESULT + RESULTS;
 
 /// The mailbox page mapped at a guest-virtual address.
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +50,7 @@ impl Mailbox {
         }
         self.word(W_CMD).store(0, SeqCst);
         self.word(W_DONE).store(0, SeqCst);
+        self.report_progress([0; RESULTS]);
         self.word(W_MAGIC).store(MAGIC, SeqCst);
     }
 
@@ -84,14 +86,39 @@ impl Mailbox {
     /// at most `yields` times. `(seq, cmd)`.
     pub fn next(&self, last: u32, yields: u32) -> Option<(u32, u8)> {
         for _ in 0..yields {
-            let w = self.word(W_CMD).load(SeqCst);
-            let seq = (w >> 8) as u32;
-            if seq > last {
-                return Some((seq, w as u8));
+            if let Some(c) = self.peek(last) {
+                return Some(c);
             }
             let _ = guest::sched_yield();
         }
         None
+    }
+
+    /// The owner: the command after number `last` if one is posted, without
+    /// waiting (for an owner busy in a loop of its own). `(seq, cmd)`.
+    pub fn peek(&self, last: u32) -> Option<(u32, u8)> {
+        let w = self.word(W_CMD).load(SeqCst);
+        let seq = (w >> 8) as u32;
+        (seq > last).then_some((seq, w as u8))
+    }
+
+    /// The owner, busy with a command that lasts (answered or not): show
+    /// how far it got in [`RESULTS`] words the other domain may read at any
+    /// time ([`Self::progress`]).
+    pub fn report_progress(&self, words: [u64; RESULTS]) {
+        for (i, w) in words.iter().enumerate() {
+            self.word(W_PROGRESS + i).store(*w, SeqCst);
+        }
+    }
+
+    /// The other domain: the owner's last [`Self::report_progress`] (zeros
+    /// before the first).
+    pub fn progress(&self) -> [u64; RESULTS] {
+        let mut r = [0; RESULTS];
+        for (i, w) in r.iter_mut().enumerate() {
+            *w = self.word(W_PROGRESS + i).load(SeqCst);
+        }
+        r
     }
 
     /// The owner: answer command `seq` with `results`.
@@ -114,6 +141,16 @@ pub mod grant_cross {
     pub const REVOKE_2: u8 = 3;
     /// Answer, then end.
     pub const EXIT: u8 = 4;
+    /// Answer at once, then pin frame Z as an L1, check that it holds only
+    /// zeros and unpin it, again and again, until the next command, which
+    /// must be [`STOP`] (`grant_race_2cpu`: the grantee maps Z meanwhile);
+    /// the counts of [`STOP`]'s answer so far as its progress
+    /// (`Mailbox::progress`).
+    pub const RACE: u8 = 5;
+    /// End [`RACE`]'s loop; answer its counts: pins that succeeded, pins
+    /// refused (-EINVAL), nonzero entries seen in the pinned Z, and results
+    /// no rule allows (another errno, an unpin that failed).
+    pub const STOP: u8 = 6;
     /// The fact words: frames A, B, Z and C.
     pub const FACT_A: usize = 0;
     /// Frame B.

@@ -8,7 +8,8 @@
 //! own L1 entry), then filled with `MMU_NORMAL_PT_UPDATE`s while it is still
 //! ordinary memory, then pinned.
 
-use crate::abi::guest::{mmu_update, mmuext_op};
+use crate::abi::grant_table::{GnttabMapGrantRef, GnttabUnmapGrantRef};
+use crate::abi::guest::{gnttab_map, gnttab_unmap, mmu_update, mmuext_op};
 use crate::abi::mmu::{MmuUpdate, MmuextOp, MMUEXT_PIN_L1_TABLE, MMUEXT_UNPIN_TABLE};
 use crate::pagetable::{cr3_mfn, read_entry, Pte, PteFlags};
 use crate::prelude::*;
@@ -150,6 +151,55 @@ pub fn pin(level: u32, mfn: Mfn) -> Result<(), Errno> {
 /// Unpin `mfn`.
 pub fn unpin(mfn: Mfn) -> Result<(), Errno> {
     ext(MMUEXT_UNPIN_TABLE, mfn)
+}
+
+/// A page-aligned address whose L1 entry is not present (a frame taken and
+/// its mapping removed): where a grant mapping can go.
+pub fn free_va() -> GuestVirt {
+    let f = take_frame();
+    if let Err(e) = set_leaf(f.va, Pte::EMPTY) {
+        crate::report::crash(format_args!("unmapping a spare frame: {e:?}"));
+    }
+    f.va
+}
+
+/// `GNTTABOP_map_grant_ref` of reference `gref` of domain `dom` at `va` with
+/// `flags`: `(status, handle)`. A failure of the call itself is checked
+/// (`check!`) and gives status `i16::MIN`.
+pub fn grant_map(dom: u16, gref: u32, flags: u32, va: GuestVirt) -> (i16, u32) {
+    let mut op = [GnttabMapGrantRef {
+        host_addr: va.get(),
+        flags,
+        gref,
+        dom,
+        status: 1,
+        ..Default::default()
+    }];
+    match gnttab_map(&mut op) {
+        Ok(()) => (op[0].status, op[0].handle),
+        Err(e) => {
+            check!(false, "map_grant_ref {gref}: the call failed: {e:?}");
+            (i16::MIN, 0)
+        }
+    }
+}
+
+/// `GNTTABOP_unmap_grant_ref` of `handle` at `va`: its status (`i16::MIN`
+/// when the call itself failed, which is checked).
+pub fn grant_unmap(handle: u32, va: GuestVirt) -> i16 {
+    let mut op = [GnttabUnmapGrantRef {
+        host_addr: va.get(),
+        handle,
+        status: 1,
+        ..Default::default()
+    }];
+    match gnttab_unmap(&mut op) {
+        Ok(()) => op[0].status,
+        Err(e) => {
+            check!(false, "unmap_grant_ref: the call failed: {e:?}");
+            i16::MIN
+        }
+    }
 }
 
 /// A copy of the current L4 in a fresh frame (sharing every L3), not pinned.

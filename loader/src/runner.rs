@@ -110,6 +110,7 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
         &["ring_back peer=1 keel.service keel.cpu=1"],
     ),
     ("bench_upcall", &["upcall_peer peer=1 keel.service"]),
+    ("grant_race_2cpu", &["grant_peer peer=1 keel.cpu=1"]),
     // CPU 0 parks 16 vCPUs: 7 for this test, 7 for the first companion, 2
     // for the second, which checks that its other 5 are refused.
     (
@@ -153,6 +154,7 @@ pub const TEST_CPUS: &[(&str, u32)] = &[
     ("bench_ring_2cpu", 2),
     ("bench_upcall_2cpu", 2),
     ("bench_spread", 2),
+    ("grant_race_2cpu", 2),
     ("mmu_race_spread", 2),
     ("mmu_tlb_spread", 2),
     ("vcpus_spread_rax", 2),

@@ -18,7 +18,7 @@
 #![cfg_attr(target_os = "none", no_main)]
 
 use keel_guest::abi::grant_table::*;
-use keel_guest::abi::guest::{gnttab_copy, gnttab_map, gnttab_unmap, sched_yield};
+use keel_guest::abi::guest::{gnttab_copy, sched_yield};
 use keel_guest::mailbox::{grant_cross as cmd, Mailbox};
 use keel_guest::mmu::*;
 use keel_guest::pagetable::{Pte, PteFlags};
@@ -39,48 +39,13 @@ const WAIT: u32 = 200_000;
 const RW: u32 = GNTMAP_HOST_MAP;
 const RO: u32 = GNTMAP_HOST_MAP | GNTMAP_READONLY;
 
-/// A page-aligned address whose L1 entry is not present.
-fn free_va() -> GuestVirt {
-    let f = take_frame();
-    if let Err(e) = set_leaf(f.va, Pte::EMPTY) {
-        keel_guest::report::crash(format_args!("unmapping a spare frame: {e:?}"));
-    }
-    f.va
-}
-
 /// Map `gref` of the granter at `va`: `(status, handle)`.
 fn map(gref: u32, flags: u32, va: GuestVirt) -> (i16, u32) {
-    let mut op = [GnttabMapGrantRef {
-        host_addr: va.get(),
-        flags,
-        gref,
-        dom: PEER,
-        status: 1,
-        ..Default::default()
-    }];
-    match gnttab_map(&mut op) {
-        Ok(()) => (op[0].status, op[0].handle),
-        Err(e) => {
-            check!(false, "map_grant_ref {gref}: the call failed: {e:?}");
-            (i16::MIN, 0)
-        }
-    }
+    grant_map(PEER, gref, flags, va)
 }
 
 fn unmap(handle: u32, va: GuestVirt) -> i16 {
-    let mut op = [GnttabUnmapGrantRef {
-        host_addr: va.get(),
-        handle,
-        status: 1,
-        ..Default::default()
-    }];
-    match gnttab_unmap(&mut op) {
-        Ok(()) => op[0].status,
-        Err(e) => {
-            check!(false, "unmap_grant_ref: the call failed: {e:?}");
-            i16::MIN
-        }
-    }
+    grant_unmap(handle, va)
 }
 
 fn end(u: u64, domid: u16, offset: u16) -> GnttabCopyPtr {

@@ -15,8 +15,10 @@
 //! to pin Z as an L1 (refused while Z is mapped by grant); rewrite entry 1
 //! to name another frame while it is mapped; revoke entry 2 the Linux way
 //! (a compare-and-exchange that fails while the grant is in use); and end
-//! while its frames are still mapped. Alone (no grantee comes) it reports
-//! SKIP. With `mode=bench` (beside `bench_grant`, as a service domain) it
+//! while its frames are still mapped. For `grant_race_2cpu` (on another CPU
+//! than the grantee) it pins Z, checks it and unpins it in a loop while the
+//! grantee maps Z writable and writes into it ([`race`]). Alone (no grantee
+//! comes) it reports SKIP. With `mode=bench` (beside `bench_grant`, as a service domain) it
 //! grants the same and then only blocks.
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
@@ -29,6 +31,7 @@ use keel_guest::mailbox::{grant_cross as cmd, Mailbox};
 use keel_guest::mmu::*;
 use keel_guest::pagetable::{cr3_mfn, PteFlags};
 use keel_guest::prelude::*;
+use keel_guest::{arch, events};
 
 keel_guest::test! {
     title: "grant_cross's granting domain: grants frames, answers its commands, ends while mapped",
@@ -133,6 +136,13 @@ fn test_main() {
                 let ok = word(2).compare_exchange(granted, 0, SeqCst, SeqCst).is_ok();
                 mb.answer(seq, [u64::from(ok), 0, 0, 0]);
             }
+            cmd::RACE => {
+                mb.answer(seq, [0; 4]);
+                let Some(stop) = race(&mb, &z, seq) else {
+                    return;
+                };
+                last = stop;
+            }
             cmd::EXIT => {
                 mb.answer(seq, [0; 4]);
                 // Ends with frames A, Z and the mailbox still mapped by the
@@ -144,6 +154,67 @@ fn test_main() {
                 failure!("unknown command {other}");
                 return;
             }
+        }
+    }
+}
+
+/// `cmd::RACE` (command number `seq`, answered): pin Z as an L1, read its 512
+/// entries through this domain's read-only mapping, unpin it, until the
+/// grantee posts its next command, which must be `cmd::STOP`; answered with
+/// the counts. A pin must be refused (-EINVAL) while the grantee holds Z
+/// mapped writable, and a pinned Z must hold only zeros: the grantee writes a
+/// marker into Z only while its map succeeded, so a marker seen here means
+/// both succeeded at once (a writable mapping of a page table). The number
+/// of the `STOP` command, or `None` after a FAILURE.
+fn race(mb: &Mailbox, z: &Frame, seq: u32) -> Option<u32> {
+    // The grantee's maps and unmaps are cross-CPU operations that need this
+    // CPU's wake-up IPI exit: spin with IF set and upcalls masked
+    // (docs/platforms.md, `bochs-extint-masked-by-guest-if`).
+    events::disable();
+    arch::sti();
+    let (mut pinned, mut refused, mut nonzero, mut wrong) = (0u64, 0u64, 0u64, 0u64);
+    let stop = loop {
+        if let Some(c) = mb.peek(seq) {
+            break c;
+        }
+        match pin(1, z.mfn) {
+            Ok(()) => {
+                pinned += 1;
+                for i in 0..512 {
+                    let v = arch::shared_u64(z.va.get() + 8 * i).load(SeqCst);
+                    if v != 0 {
+                        nonzero += 1;
+                        if nonzero == 1 {
+                            failure!("entry {i} of Z is {v:#x} while Z is pinned as an L1 (pin {pinned}): the grantee wrote into a page table of this domain's");
+                        }
+                    }
+                }
+                if let Err(e) = unpin(z.mfn) {
+                    wrong += 1;
+                    if wrong == 1 {
+                        failure!("unpinning Z after pin {pinned}: {e}");
+                    }
+                }
+            }
+            Err(Errno::EINVAL) => refused += 1,
+            Err(e) => {
+                wrong += 1;
+                if wrong == 1 {
+                    failure!("pinning Z: {e}, expected success or -EINVAL");
+                }
+            }
+        }
+        mb.report_progress([pinned, refused, nonzero, wrong]);
+    };
+    println!("pinned Z {pinned} times, refused {refused} times; {nonzero} nonzero entries seen pinned, {wrong} results no rule allows");
+    match stop {
+        (s, cmd::STOP) => {
+            mb.answer(s, [pinned, refused, nonzero, wrong]);
+            Some(s)
+        }
+        (_, other) => {
+            failure!("command {other} during the race, expected STOP");
+            None
         }
     }
 }
