@@ -131,7 +131,7 @@ fn reaches_peers(nr: u64) -> bool {
 /// Whether event-channel operation `cmd` reaches other domains only
 /// through the caller's interdomain ports: every command but the two that
 /// name a domain (`alloc_unbound`, `bind_interdomain`) and those Keel does
-/// not implement. With [`Running::events_here`], this CPU's view answers it
+/// not implement. With [`Placement::Home`], this CPU's view answers it
 /// and no other CPU stops (a loopback channel, VIRQs, IPIs, a peer on the
 /// same CPU).
 fn events_stay_here(cmd: u64) -> bool {
@@ -976,17 +976,23 @@ impl<P: Peers> Peers for GrantPeers<'_, P> {
 struct Running<'r, 'a, M: PhysMem, C: Console, const SHARED: bool> {
     vcpu: &'r mut Vcpu<'a, M, C>,
     peers: OnCpu<'r, 'a, M, C>,
-    /// The domain has vCPUs on other CPUs (`visit`): a flush it is owed
-    /// reaches them.
-    spread: bool,
-    /// The domain's flush epoch this CPU last flushed the vCPU at.
-    seen: u64,
-    /// Every domain its event channels lead to runs on this CPU, and it has
-    /// no vCPU elsewhere: its event-channel operations that reach others
-    /// only through its ports need no other CPU (`events_stay_here`).
-    events_here: bool,
-    /// `LINKS.made()` when `events_here` was found.
-    links_made: u64,
+    /// Where the domain's other vCPUs are, and what that decides.
+    place: Placement,
+}
+
+/// Where a running domain's vCPUs are (one field of [`Running`], as cheap to
+/// set up as the flag it replaced: the one-CPU exit path pays nothing for
+/// what only the several-CPU one reads).
+#[derive(Clone, Copy)]
+enum Placement {
+    /// All on this CPU. `events_here`: every domain its event channels lead
+    /// to runs on this CPU too, so its event-channel operations that reach
+    /// others only through its ports need no other CPU (`events_stay_here`),
+    /// as found when `LINKS.made()` was `links_made`.
+    Home { events_here: bool, links_made: u64 },
+    /// Some on other CPUs (`visit`): a flush it is owed reaches them.
+    /// `seen`: the domain's flush epoch this CPU last flushed the vCPU at.
+    Spread { seen: u64 },
 }
 
 impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
@@ -1021,7 +1027,7 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
         };
         lend::serve(me, &mut view);
         self.apply_rearm();
-        if self.spread {
+        if self.spread() {
             self.catch_up();
         }
     }
@@ -1029,7 +1035,10 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
     /// A flush its domain was owed since this CPU last flushed the vCPU:
     /// flush it here; whether there was one.
     fn catch_up(&mut self) -> bool {
-        let due = remote::flush_due(self.vcpu.domain_id(), &mut self.seen);
+        let Placement::Spread { seen } = &mut self.place else {
+            return false;
+        };
+        let due = remote::flush_due(self.vcpu.domain_id(), seen);
         if due {
             self.vcpu.flush_tlb();
         }
@@ -1080,11 +1089,23 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
         if let Some(until) = self.peers.rearm.take() {
             self.vcpu.set_slice_end(until);
         }
-        let made = crate::peers::links::LINKS.made();
-        if made != self.links_made {
-            self.links_made = made;
-            self.events_here = !self.spread && links_here(self.vcpu.domain_id(), self.peers.cpu);
+        if let Placement::Home {
+            events_here,
+            links_made,
+        } = &mut self.place
+        {
+            let made = crate::peers::links::LINKS.made();
+            if made != *links_made {
+                *links_made = made;
+                *events_here = links_here(self.vcpu.domain_id(), self.peers.cpu);
+            }
         }
+    }
+
+    /// The domain has vCPUs on other CPUs.
+    #[inline(always)]
+    fn spread(&self) -> bool {
+        matches!(self.place, Placement::Spread { .. })
     }
 
     /// An exit that left the number of a hypercall reaching other domains in
@@ -1102,9 +1123,16 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
             return self.vcpu.fast_exit_as(reason, gprs, &mut self.peers);
         }
         let nr = gprs.rax;
-        if nr == H::EVENT_CHANNEL_OP.0 && self.events_here && events_stay_here(gprs.rdi) {
+        let events_here = matches!(
+            self.place,
+            Placement::Home {
+                events_here: true,
+                ..
+            }
+        );
+        if nr == H::EVENT_CHANNEL_OP.0 && events_here && events_stay_here(gprs.rdi) {
             self.vcpu.fast_exit_as(reason, gprs, &mut self.peers)
-        } else if nr == H::GRANT_TABLE_OP.0 && !self.spread {
+        } else if nr == H::GRANT_TABLE_OP.0 && !self.spread() {
             self.grant_exit(gprs, reason)
         } else {
             self.cross_exit(gprs, reason)
@@ -1158,7 +1186,7 @@ impl<M: PhysMem, C: Console, const SHARED: bool> ExitEnv for Running<'_, '_, M, 
             if lend::asked(self.peers.cpu) {
                 self.asked();
             }
-            if self.spread {
+            if self.spread() {
                 return self.spread_fast_exit(gprs);
             }
             if reaches_peers(gprs.rax) {
@@ -1170,7 +1198,7 @@ impl<M: PhysMem, C: Console, const SHARED: bool> ExitEnv for Running<'_, '_, M, 
 
     #[inline(always)]
     fn handle_exit(&mut self, gprs: &mut GuestGprs) -> Option<DomainEnd> {
-        if SHARED && self.spread {
+        if SHARED && self.spread() {
             return self.spread_handle_exit(gprs);
         }
         self.vcpu.handle_exit(gprs)
@@ -1469,25 +1497,32 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                 g.links_made = made;
                 g.links_here = links_here(id, me);
             }
+            let place = if spread {
+                Placement::Spread { seen: g.seen }
+            } else {
+                Placement::Home {
+                    events_here: g.links_here,
+                    links_made: made,
+                }
+            };
             let mut running = Running::<'_, '_, M, C, true> {
                 vcpu: &mut g.vcpu,
                 peers,
-                spread,
-                seen: g.seen,
-                events_here: g.links_here && !spread,
-                links_made: made,
+                place,
             };
             let leave = launch(pc, &mut running, g.gprs, g.launched);
-            g.seen = running.seen;
+            if let Placement::Spread { seen } = running.place {
+                g.seen = seen;
+            }
             leave
         } else {
             let mut running = Running::<'_, '_, M, C, false> {
                 vcpu: &mut g.vcpu,
                 peers,
-                spread: false,
-                seen: 0,
-                events_here: false,
-                links_made: 0,
+                place: Placement::Home {
+                    events_here: false,
+                    links_made: 0,
+                },
             };
             launch(pc, &mut running, g.gprs, g.launched)
         };
