@@ -39,6 +39,28 @@ impl Mailbox {
     pub const fn at(va: u64) -> Self {
         Self { va }
     }
+
+    /// The other domain: map grant reference `gref` of domain `owner`
+    /// writable at a free address, retrying (yielding in between, up to
+    /// `tries` times) until the owner has written its entry. The mailbox, the
+    /// map's handle and the address (for `mmu::grant_unmap`); `None` if the
+    /// grant never appeared.
+    pub fn map_granted(
+        owner: u16,
+        gref: u32,
+        tries: u32,
+    ) -> Option<(Self, u32, crate::abi::GuestVirt)> {
+        use crate::abi::grant_table::{GNTMAP_HOST_MAP, GNTST_OKAY};
+        let va = crate::mmu::free_va();
+        for _ in 0..tries {
+            let (st, h) = crate::mmu::grant_map(owner, gref, GNTMAP_HOST_MAP, va);
+            if st == GNTST_OKAY {
+                return Some((Self::at(va.get()), h, va));
+            }
+            let _ = guest::sched_yield();
+        }
+        None
+    }
     fn word(&self, i: usize) -> &'static AtomicU64 {
         crate::arch::shared_u64(self.va + 8 * (i % 512) as u64)
     }

@@ -76,21 +76,10 @@ fn word(va: GuestVirt, i: u64) -> Result<u64, Fault> {
 fn test_main() {
     use keel_guest::abi::event::DOMID_SELF;
     // Meet: the mailbox is mapped once the granter has written its entry.
-    let mva = free_va();
-    let mut h_mbox = None;
-    for _ in 0..WAIT {
-        let (st, h) = map(0, RW, mva);
-        if st == GNTST_OKAY {
-            h_mbox = Some(h);
-            break;
-        }
-        let _ = sched_yield();
-    }
-    let Some(h_mbox) = h_mbox else {
+    let Some((mb, h_mbox, mva)) = Mailbox::map_granted(PEER, 0, WAIT) else {
         failure!("the granter's mailbox grant never appeared");
         return;
     };
-    let mb = Mailbox::at(mva.get());
     if !check!(mb.ready(), "the mailbox page holds the granter's facts") {
         return;
     }

@@ -34,7 +34,6 @@
 #![cfg_attr(target_os = "none", no_main)]
 
 use keel_guest::abi::grant_table::*;
-use keel_guest::abi::guest::sched_yield;
 use keel_guest::mailbox::{grant_cross as cmd, Mailbox};
 use keel_guest::mmu::{free_va, grant_map, grant_unmap};
 use keel_guest::prelude::*;
@@ -148,21 +147,10 @@ fn race(mb: &Mailbox, va: GuestVirt) -> (Counts, u64) {
 
 fn test_main() {
     // Meet: the mailbox is mapped once the granter has written its entry.
-    let mva = free_va();
-    let mut h_mbox = None;
-    for _ in 0..WAIT {
-        let (st, h) = grant_map(PEER, 0, GNTMAP_HOST_MAP, mva);
-        if st == GNTST_OKAY {
-            h_mbox = Some(h);
-            break;
-        }
-        let _ = sched_yield();
-    }
-    let Some(h_mbox) = h_mbox else {
+    let Some((mb, h_mbox, mva)) = Mailbox::map_granted(PEER, 0, WAIT) else {
         failure!("the granter's mailbox grant never appeared");
         return;
     };
-    let mb = Mailbox::at(mva.get());
     if !check!(mb.ready(), "the mailbox page holds the granter's facts") {
         return;
     }
