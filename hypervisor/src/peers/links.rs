@@ -18,25 +18,17 @@
 //! Plain safe Rust over atomics.
 
 use crate::domain::DomainId;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Set in a domain's word when it was linked to a domain id past 62: its
 /// links are then unknown and [`Links::all`] answers `false`.
 const FAR: u64 = 1 << 63;
 
-/// [`Links::all_cached`]'s answers.
-const UNKNOWN: u8 = 0;
-const ALL: u8 = 1;
-const NOT_ALL: u8 = 2;
-
 /// The links of domain ids below `N` (at most 64).
 pub struct Links<const N: usize> {
     words: [AtomicU64; N],
-    /// The last answer of [`Links::all_cached`] per domain, until its links
-    /// change.
-    answers: [AtomicU8; N],
-    /// How many links were made: a cached answer elsewhere (the run loop's)
-    /// is still true while this has not moved.
+    /// How many links were made: an answer of [`Links::all`] kept elsewhere
+    /// (the run loop's) is still true while this has not moved.
     made: AtomicU64,
 }
 
@@ -45,7 +37,6 @@ impl<const N: usize> Links<N> {
     pub const fn new() -> Self {
         Self {
             words: [const { AtomicU64::new(0) }; N],
-            answers: [const { AtomicU8::new(UNKNOWN) }; N],
             made: AtomicU64::new(0),
         }
     }
@@ -62,9 +53,6 @@ impl<const N: usize> Links<N> {
         if let Some(w) = self.words.get(usize::from(d.0)) {
             w.fetch_or(Self::bit(with), Relaxed);
         }
-        if let Some(a) = self.answers.get(usize::from(d.0)) {
-            a.store(UNKNOWN, Relaxed);
-        }
     }
 
     /// A port of `a` is connected to a port of `b` (or the other way round).
@@ -74,7 +62,8 @@ impl<const N: usize> Links<N> {
         self.made.fetch_add(1, Relaxed);
     }
 
-    /// How many links were made so far (see [`Links::all_cached`]).
+    /// How many links were made so far: a caller that keeps an answer of
+    /// [`Links::all`] asks again only when this has moved.
     pub fn made(&self) -> u64 {
         self.made.load(Relaxed)
     }
@@ -97,28 +86,6 @@ impl<const N: usize> Links<N> {
             }
         }
         true
-    }
-}
-
-impl<const N: usize> Links<N> {
-    /// [`Self::all`], answered from the last time it was asked of `d` while
-    /// `d`'s links have not changed since: the exit path's question, where
-    /// `here` is always "on `d`'s CPU", which never changes. (A link is
-    /// made only in a cross-CPU operation, while `d`'s CPU is between exits,
-    /// so it cannot come between the question and the answer's use.)
-    pub fn all_cached(&self, d: DomainId, here: impl Fn(DomainId) -> bool) -> bool {
-        let Some(a) = self.answers.get(usize::from(d.0)) else {
-            return false;
-        };
-        match a.load(Relaxed) {
-            ALL => true,
-            NOT_ALL => false,
-            _ => {
-                let all = self.all(d, here);
-                a.store(if all { ALL } else { NOT_ALL }, Relaxed);
-                all
-            }
-        }
     }
 }
 
@@ -171,21 +138,14 @@ mod tests {
     }
 
     #[test]
-    fn a_cached_answer_lasts_until_the_links_change() {
+    fn every_link_moves_the_count() {
         let l: Links<8> = Links::new();
-        let d = DomainId(1);
-        assert!(l.all_cached(d, |_| false));
-        l.link(d, DomainId(2));
-        assert!(!l.all_cached(d, |x| x == DomainId(3)));
-        // Answered from the cache: the question is not asked again.
-        assert!(!l.all_cached(d, |_| true));
-        // A new link (made from the other side too) forgets the answer.
         let before = l.made();
-        l.link(DomainId(3), d);
+        l.link(DomainId(3), DomainId(1));
         assert_ne!(l.made(), before);
-        assert!(l.all_cached(d, |x| x == DomainId(2) || x == DomainId(3)));
-        assert!(l.all_cached(DomainId(3), |x| x == d));
-        assert!(!l.all_cached(DomainId(9), |_| true));
+        let after = l.made();
+        l.link(DomainId(1), DomainId(3));
+        assert_ne!(l.made(), after);
     }
 
     proptest! {

@@ -153,7 +153,7 @@ fn events_stay_here(cmd: u64) -> bool {
 /// time only if a link was made since the last answer: a binding is made
 /// in a cross-CPU operation only, so only a lend can change it.
 fn links_here(d: DomainId, cpu: usize) -> bool {
-    crate::peers::links::LINKS.all_cached(d, |x| cpu_of(x) == Some(cpu))
+    crate::peers::links::LINKS.all(d, |x| cpu_of(x) == Some(cpu))
 }
 
 /// A domain's vCPU and everything the run loop keeps for it between its runs.
