@@ -15,18 +15,19 @@
 //!
 //! **On several CPUs** a hypercall that reaches another CPU's domains
 //! borrows them while that CPU waits (`crate::vmx::lend`, the run loop's
-//! `Cluster`), except a grant hypercall: a grant reaches a peer only through
-//! its frame accounting ([`Peers::owner`]), which [`registry`] publishes for
-//! every CPU, so it is handled on the caller's CPU alone. The rest is to
+//! `Cluster`), except a grant hypercall and an interdomain send. A grant
+//! reaches a peer only through its frame accounting ([`Peers::owner`]),
+//! which [`registry`] publishes for every CPU; a send only makes a port of
+//! the peer pending ([`Peers::notify`]), which [`inbox`] posts to the
+//! peer's CPU. Both are handled on the caller's CPU alone. The rest is to
 //! follow the same way (design B in `docs/architecture.md`): a global table
 //! of domains behind locks, and each method takes what it touches:
 //! [`Peers::peer`] a reference that keeps the domain from being torn down
 //! (Xen's `rcu_lock_domain_by_id`) rather than a borrow of a vCPU slot;
 //! [`Peers::endpoint`] and [`Peers::set_endpoint`] the peer's event lock,
 //! taken with the caller's in domain-id order (Xen's `double_evtchn_lock`) so
-//! that a bind or a close changes both ends atomically; [`Peers::notify`] a
-//! locked or atomic update of the peer's pending bits, and a wake that reaches
-//! the CPU the peer's vCPU runs on (an IPI when it is another, as Xen's
+//! that a bind or a close changes both ends atomically ([`Peers::notify`]
+//! already reaches another CPU's domain by a post and an IPI, as Xen's
 //! `vcpu_kick`). The trait's shape does not change: every method names one
 //! domain, and none hands out a peer's state for longer than the call.
 
@@ -189,6 +190,7 @@ impl<B: EventBits> PortWorld for Ports<'_, B> {
     }
 }
 
+pub mod inbox;
 pub mod links;
 pub mod registry;
 

@@ -47,6 +47,8 @@ static DEAD: [AtomicBool; DOMS] = [const { AtomicBool::new(false) }; DOMS];
 static FLUSH: [AtomicU64; DOMS] = [const { AtomicU64::new(0) }; DOMS];
 /// A CPU has requests to look at.
 static PENDING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Events were posted to a domain of the CPU ([`request_events`]).
+static EVENTS: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 fn at<T>(t: &[T], d: DomainId) -> Option<&T> {
     t.get(usize::from(d.0))
@@ -93,6 +95,21 @@ fn post(cpu: usize) {
     }
 }
 
+/// Events were posted to a domain of CPU `cpu` (`crate::peers::inbox`):
+/// it takes them in its next exit or at the top of its run loop (kick it
+/// after this). A flag apart from the other requests: those end the
+/// running vCPU's run, these need not.
+pub fn request_events(cpu: usize) {
+    if let Some(p) = EVENTS.get(cpu) {
+        p.store(true, Release);
+    }
+}
+
+/// Take CPU `cpu`'s posted-events flag: whether it had one.
+pub fn take_events(cpu: usize) -> bool {
+    EVENTS.get(cpu).is_some_and(|p| p.swap(false, AcqRel))
+}
+
 /// Whether CPU `cpu` has requests (one load: every exit of a CPU that runs
 /// remote vCPUs or their domains looks).
 #[inline(always)]
@@ -102,7 +119,7 @@ pub fn pending(cpu: usize) -> bool {
 
 /// Whether any CPU has requests it has not looked at.
 pub fn any_pending() -> bool {
-    PENDING.iter().any(|p| p.load(Acquire))
+    PENDING.iter().chain(&EVENTS).any(|p| p.load(Acquire))
 }
 
 /// Take CPU `cpu`'s requests flag: whether it had any.

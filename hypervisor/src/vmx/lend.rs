@@ -221,6 +221,14 @@ pub fn looked(me: usize) {
     }
 }
 
+/// CPU `me` looked at its requests ([`looked`]) and found some it leaves
+/// for its run loop's top: it is kicked again, without an IPI.
+pub fn rekick(me: usize) {
+    if let Some(s) = SLOTS.get(me) {
+        s.asked.fetch_or(KICKED, Release);
+    }
+}
+
 /// If another CPU asks, lend it `view` until it gives it back. Returns
 /// whether it was lent (the view may have changed).
 pub fn serve<T>(me: usize, view: &mut T) -> bool {

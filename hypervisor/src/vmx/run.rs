@@ -33,6 +33,7 @@ use crate::domctl::{Action, Directory, Summary};
 use crate::event::interdomain::Endpoint;
 use crate::lifecycle::{End, Phase, Teardown, TeardownWorld};
 use crate::mem::{Console, FrameSource, PhysMem};
+use crate::peers::inbox::INBOX;
 use crate::peers::registry::{Lookups, REGISTRY};
 use crate::peers::{DomctlDone, Peers};
 use crate::sched::slots::VcpuSlots;
@@ -916,19 +917,22 @@ impl<M: PhysMem, C: Console> Peers for Cluster<'_, '_, '_, '_, '_, '_, M, C> {
     }
 }
 
-/// The peers of a grant hypercall made on this CPU while others run domains
-/// too (`Running::grant_exit`): the other domains' frame accounting from the
-/// registry (`crate::peers::registry`), so that no other CPU is stopped for
-/// it, and everything else as this CPU's view answers it. A grant operation
-/// reaches another domain only through its frame accounting
-/// (`crate::grant::world`); the other methods are here for the rest of the
-/// exit (its own vCPU's events and timers), which reaches only this CPU.
-struct GrantPeers<'x, P: Peers> {
+/// The peers of a hypercall handled on this CPU alone while others run
+/// domains too (`Running::here_exit`), so that no other CPU is stopped for
+/// it: a grant hypercall, which reaches another domain only through its
+/// frame accounting (`crate::grant::world`), answered from the registry
+/// (`crate::peers::registry`); and `EVTCHNOP_send`, which reaches a domain
+/// on another CPU by posting the port to it (`crate::peers::inbox`).
+/// Everything else is as this CPU's view answers it: the rest of the exit
+/// (its own vCPU's events and timers) reaches only this CPU.
+struct HerePeers<'x, P: Peers> {
     on: &'x mut P,
+    /// This CPU.
+    me: usize,
     seen: Lookups<'static, FrameRecord, { crate::grant::MAX_DOMAINS }>,
 }
 
-impl<P: Peers> Peers for GrantPeers<'_, P> {
+impl<P: Peers> Peers for HerePeers<'_, P> {
     fn peer(&self, d: DomainId) -> Option<&Domain> {
         self.on.peer(d)
     }
@@ -953,8 +957,22 @@ impl<P: Peers> Peers for GrantPeers<'_, P> {
     fn set_endpoint(&mut self, d: DomainId, p: u32, e: Endpoint) {
         self.on.set_endpoint(d, p, e);
     }
+    /// A domain on another CPU: the port is posted to it and its CPU is
+    /// kicked to take it (`crate::peers::inbox`). Whether that raises an
+    /// upcall is known only there: `false`, which callers take as "no new
+    /// upcall here" (nothing but tests reads it).
     fn notify(&mut self, d: DomainId, p: u32) -> bool {
-        self.on.notify(d, p)
+        match cpu_of(d) {
+            Some(c) if c == self.me => self.on.notify(d, p),
+            Some(c) => {
+                if INBOX.post(d, p) {
+                    remote::request_events(c);
+                    lend::kick(c);
+                }
+                false
+            }
+            None => false,
+        }
     }
     fn wake_vcpu(&mut self, d: DomainId, vcpu: u32) {
         self.on.wake_vcpu(d, vcpu);
@@ -966,6 +984,47 @@ impl<P: Peers> Peers for GrantPeers<'_, P> {
         op: &mut XenDomctl,
     ) -> Result<DomctlDone, Errno> {
         self.on.domctl(caller, me, op)
+    }
+}
+
+/// Make every port posted to a domain of this CPU (`crate::peers::inbox`)
+/// pending there, with its domains as the run loop holds them at its top.
+fn take_posted<M: PhysMem, C: Console>(me: usize, on: &mut OnCpu<'_, '_, M, C>) {
+    take_posted_in(me, &mut CpuView { on, running: None });
+}
+
+/// [`take_posted`] with this CPU's domains as `view` holds them (in an
+/// exit: the running vCPU apart).
+fn take_posted_in<M: PhysMem, C: Console>(me: usize, view: &mut CpuView<'_, '_, '_, M, C>) {
+    for d in INBOX.posted().filter(|&d| cpu_of(d) == Some(me)) {
+        INBOX.take(d, |p| {
+            view.notify(d, p);
+        });
+    }
+}
+
+/// Make every posted port pending, with every CPU's domains lent: at the
+/// start of a cross-CPU operation that may change a binding, so that a send
+/// posted before it is delivered before it, as if handled at once
+/// (`crate::peers::inbox`). No post is made while the operation runs: every
+/// other CPU is between exits.
+fn take_all_posted<'v, 'r, 'a, M: PhysMem, C: Console>(
+    me: usize,
+    own: &mut CpuView<'v, 'r, 'a, M, C>,
+    lent: &mut Lent<'_, CpuView<'v, 'r, 'a, M, C>>,
+) {
+    for d in INBOX.posted() {
+        let Some(c) = cpu_of(d) else { continue };
+        let view = if c == me {
+            Some(&mut *own)
+        } else {
+            lent.get_mut(c)
+        };
+        if let Some(v) = view {
+            INBOX.take(d, |p| {
+                v.notify(d, p);
+            });
+        }
     }
 }
 
@@ -1003,10 +1062,8 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
     #[inline(never)]
     fn asked(&mut self) {
         let me = self.peers.cpu;
-        // Requests from other CPUs (`smp::remote`) wait for the run loop's
-        // top: this run ends.
         if lend::kicked(me) {
-            self.vcpu.end_slice_now();
+            self.kicked();
         }
         if !lend::lend_asked(me) {
             return;
@@ -1014,6 +1071,38 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
         match lend::next_lend(me, timer::rdtsc()) {
             None => self.serve(),
             Some(at) => self.vcpu.end_slice_by(at),
+        }
+    }
+
+    /// Another CPU kicked this one. Events posted to its domains
+    /// (`crate::peers::inbox`) are made pending now, the running vCPU's
+    /// included, and its run goes on. Other requests (`smp::remote`) wait
+    /// for the run loop's top: this run ends, and the kick stays for it.
+    #[inline(never)]
+    fn kicked(&mut self) {
+        let me = self.peers.cpu;
+        if remote::pending(me) {
+            self.vcpu.end_slice_now();
+            return;
+        }
+        lend::looked(me);
+        if remote::take_events(me) {
+            let mut view = CpuView {
+                on: &mut self.peers,
+                running: Some(&mut *self.vcpu),
+            };
+            take_posted_in(me, &mut view);
+            // Another domain of this CPU woken by one: this run gets an end
+            // (`OnCpu::rearm_running` keeps it per CPU, as in a hypercall).
+            if let Some(until) = percpu::this().take_slice_rearm() {
+                self.vcpu.set_slice_end(until);
+            }
+        }
+        // A request that came before `looked` cleared its kick is seen
+        // here (its flag was set before the kick).
+        if remote::pending(me) {
+            lend::rekick(me);
+            self.vcpu.end_slice_now();
         }
     }
 
@@ -1132,22 +1221,27 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
         );
         if nr == H::EVENT_CHANNEL_OP.0 && events_here && events_stay_here(gprs.rdi) {
             self.vcpu.fast_exit_as(reason, gprs, &mut self.peers)
-        } else if nr == H::GRANT_TABLE_OP.0 && !self.spread() {
-            self.grant_exit(gprs, reason)
+        } else if !self.spread()
+            && (nr == H::GRANT_TABLE_OP.0
+                || (nr == H::EVENT_CHANNEL_OP.0 && gprs.rdi == keel_abi::event::EVTCHNOP_SEND))
+        {
+            self.here_exit(gprs, reason)
         } else {
             self.cross_exit(gprs, reason)
         }
     }
 
-    /// A grant hypercall while other CPUs run domains: handled on this CPU
-    /// alone, its peers' frame accounting from the registry (`GrantPeers`).
-    /// The other CPUs go on running their guests; a grant of theirs and their own page-table
+    /// A grant hypercall, or an event-channel send, while other CPUs run
+    /// domains: handled on this CPU alone (`HerePeers`). The other CPUs go
+    /// on running their guests; a grant of theirs and their own page-table
     /// changes meet this one in the frame table's compare-and-exchange
-    /// (`crate::paging`, "Several CPUs"). A domain with vCPUs on other CPUs
-    /// takes the cross-CPU path instead, as for every hypercall that changes
-    /// its state (`visit`).
-    fn grant_exit(&mut self, gprs: &mut GuestGprs, reason: ExitReason) -> FastExit {
-        let mut peers = GrantPeers {
+    /// (`crate::paging`, "Several CPUs"), and a send to one of their
+    /// domains is posted to it. A domain with vCPUs on other CPUs takes the
+    /// cross-CPU path instead, as for every hypercall that changes its
+    /// state (`visit`).
+    fn here_exit(&mut self, gprs: &mut GuestGprs, reason: ExitReason) -> FastExit {
+        let mut peers = HerePeers {
+            me: self.peers.cpu,
             on: &mut self.peers,
             seen: Lookups::new(&REGISTRY),
         };
@@ -1163,6 +1257,7 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
             running: Some(&mut *self.vcpu),
         };
         let out = lend::cross(me, &mut view, |own, lent| {
+            take_all_posted(me, own, lent);
             let CpuView { on, running } = own;
             let Some(vcpu) = running.as_deref_mut() else {
                 return FastExit::Full;
@@ -1339,6 +1434,9 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
                         &mut visitors,
                         control,
                     );
+                }
+                if remote::take_events(me) {
+                    take_posted(me, &mut others(&mut *guests, &mut sched, control));
                 }
             }
             let mut on = others(&mut *guests, &mut sched, control);
@@ -1710,6 +1808,7 @@ impl<F: FrameSource> Ending<'_, F> {
                     running: None,
                 },
                 |own, lent| {
+                    take_all_posted(me, own, lent);
                     let on = &mut *own.on;
                     step_at(
                         &mut *on.before,

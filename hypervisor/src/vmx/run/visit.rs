@@ -169,6 +169,9 @@ pub(super) fn op<'r, 'a, M: PhysMem, C: Console, R>(
     }
     let mut view = CpuView { on, running: None };
     let (r, changed) = lend::cross(me, &mut view, |own, lent| {
+        // Before the domain is carved out of its view (its posts reach it
+        // there), and before the exit can change a binding.
+        super::take_all_posted(me, own, lent);
         let hv = lent.get_mut(home)?;
         // The domain's `Vcpu`: the one its CPU was running when it lent, or
         // the one in its slot (carved out, so the rest stays reachable).
@@ -429,6 +432,16 @@ impl<M: PhysMem, C: Console> RemoteRun<'_, '_, '_, M, C> {
                 self.rearm = Some(u);
             }
             catch_up(self.cpu, self.x);
+        }
+        // Events posted to this CPU's own domains: made pending now, the
+        // visitor's run going on unless one of them is to run.
+        if remote::take_events(self.me) {
+            super::take_posted(self.me, self.peers);
+            // A domain of this CPU woken by one: the visitor's run gets an
+            // end (`OnCpu::rearm_running` keeps it per CPU).
+            if let Some(u) = percpu::this().take_slice_rearm() {
+                self.rearm = Some(u);
+            }
         }
         if remote::pending(self.me) {
             self.rearm = Some(timer::rdtsc());
