@@ -455,8 +455,12 @@ mod bare {
             .get(me)
             .and_then(|w| w.lock().take())
             .unwrap_or_default();
-        let Some(guests) = GUESTS.get(me).and_then(|g| g.take()) else {
-            log::error!("domain: CPU {me}'s vCPU table is in use");
+        let mut frames = keel_hypervisor::mem::SharedFrames(shared.frames);
+        let Some(guests) = arch::slots::slots_in_frames::<
+            vmx::run::Guest<'static, arch::mem::DirectMap, arch::serial::SerialConsole>,
+            { vmx::run::MAX_DOMAINS },
+        >(&mut frames) else {
+            log::error!("domain: no memory left for CPU {me}'s vCPU table");
             power_off(ExitStatus::HypervisorPanic)
         };
         let Some(parked) = PARKED.get(me).and_then(|g| g.take()) else {
@@ -464,7 +468,6 @@ mod bare {
             power_off(ExitStatus::HypervisorPanic)
         };
         let mut idle_console = arch::serial::SerialConsole;
-        let mut frames = keel_hypervisor::mem::SharedFrames(shared.frames);
         // With several domains, each is torn down as it ends (its frames
         // scrubbed and freed while the others run); a last domain alone is
         // only checked: the machine powers off next. Either way every type
@@ -504,12 +507,6 @@ mod bare {
     /// once for the rest of the run (all zeroes until then: `.bss`).
     static DOMAINS: arch::slots::EmptySlots<domain::Domain, { vmx::run::MAX_DOMAINS }> =
         arch::slots::EmptySlots::new();
-    /// The vCPUs, one table per CPU, one slot per domain (a domain's slot in
-    /// the table of the CPU it runs on).
-    static GUESTS: [arch::slots::EmptySlots<
-        vmx::run::Guest<'static, arch::mem::DirectMap, arch::serial::SerialConsole>,
-        { vmx::run::MAX_DOMAINS },
-    >; arch::percpu::MAX_CPUS] = [const { arch::slots::EmptySlots::new() }; arch::percpu::MAX_CPUS];
     /// The parked vCPUs of several-vCPU domains, one pool per CPU.
     static PARKED: [arch::slots::EmptySlots<vmx::run::Place, { vmx::run::PARKED_PER_CPU }>;
         arch::percpu::MAX_CPUS] =

@@ -37,7 +37,7 @@ pub fn direct_map_top() -> MachineAddr {
 /// A pointer to machine address `ma` through the direct map, after checking that
 /// `[ma, ma + len)` is mapped and that `ma` is not 0 (a null pointer in Rust's
 /// eyes; frame 0 is never allocated, so a 0 here is a hypervisor bug).
-fn direct_ptr(ma: u64, len: usize) -> *mut u8 {
+pub(crate) fn direct_ptr(ma: u64, len: usize) -> *mut u8 {
     let end = ma.checked_add(len as u64);
     assert!(
         ma != 0 && end.is_some_and(|e| e <= DIRECT_MAP_TOP.load(Ordering::Relaxed)),

@@ -6,6 +6,8 @@
 //! tables are hundreds of KB). [`EmptySlots`] keeps the same table as zeroed
 //! bytes (`.bss`, cleared by the loader) and writes `None` into each slot, in
 //! place (no table-sized temporary on the stack), when it is taken.
+//! `slots_in_frames` (bare metal only) does the same in frames from the allocator, for a
+//! table that should cost the loader nothing either.
 #![allow(unsafe_code)]
 
 use core::cell::UnsafeCell;
@@ -52,6 +54,35 @@ impl<T, const N: usize> EmptySlots<T, N> {
         // this the only reference ever handed out.
         Some(unsafe { &mut *self.slots.get().cast::<[Option<T>; N]>() })
     }
+}
+
+/// `N` optional `T`s, every slot `None`, in machine frames taken from
+/// `frames` for the rest of the run (reached through the direct map); `None`
+/// when no run of that many frames is free.
+///
+/// For the tables too large to keep in the image even as `.bss`: the boot
+/// loader zeroes `.bss` byte by byte, and under Bochs GRUB's loop over the
+/// vCPU tables (8 CPUs' worth, 3.8 MiB) was a fifth of every test's boot.
+/// Here only the slots a CPU that runs domains uses are written, once.
+#[cfg(target_os = "none")]
+pub fn slots_in_frames<T, const N: usize>(
+    frames: &mut impl crate::mem::FrameSource,
+) -> Option<&'static mut [Option<T>; N]> {
+    const {
+        assert!(core::mem::align_of::<[Option<T>; N]>() <= crate::addr::PAGE_SIZE as usize);
+    }
+    let bytes = core::mem::size_of::<[Option<T>; N]>();
+    let first = frames.alloc_contiguous(bytes.div_ceil(crate::addr::PAGE_SIZE as usize) as u64)?;
+    let table = super::mem::direct_ptr(first.addr().get(), bytes).cast::<Option<T>>();
+    for i in 0..N {
+        // SAFETY: the frames were just allocated (no one else reaches them)
+        // and the direct map maps all `bytes` (checked by `direct_ptr`); a
+        // frame is aligned for `T` (checked above); `write` drops nothing.
+        unsafe { table.add(i).write(None) };
+    }
+    // SAFETY: every slot is initialised; the frames are never freed, and
+    // this is the only reference to them.
+    Some(unsafe { &mut *table.cast::<[Option<T>; N]>() })
 }
 
 impl<T, const N: usize> Default for EmptySlots<T, N> {
