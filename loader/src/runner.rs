@@ -111,6 +111,10 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
     ),
     ("bench_upcall", &["upcall_peer peer=1 keel.service"]),
     ("grant_race_2cpu", &["grant_peer peer=1 keel.cpu=1"]),
+    (
+        "evtchn_close_race_2cpu",
+        &["evtchn_peer role=flood peer=1 keel.service keel.cpu=1"],
+    ),
     // CPU 0 parks 16 vCPUs: 7 for this test, 7 for the first companion, 2
     // for the second, which checks that its other 5 are refused.
     (
@@ -155,6 +159,7 @@ pub const TEST_CPUS: &[(&str, u32)] = &[
     ("bench_upcall_2cpu", 2),
     ("bench_spread", 2),
     ("grant_race_2cpu", 2),
+    ("evtchn_close_race_2cpu", 2),
     ("mmu_race_spread", 2),
     ("mmu_tlb_spread", 2),
     ("vcpus_spread_rax", 2),

@@ -16,6 +16,10 @@
 //! - `role=pong` (for `bench_interdomain`): binds port 1 of the peer, then,
 //!   upcalls masked, waits in `SCHEDOP_poll` on it, clears its pending bits
 //!   and sends back, until it is destroyed (`keel.service`).
+//! - `role=flood` (for `evtchn_close_race_2cpu`): binds port 1 of the peer
+//!   whenever it is offered, and sends on it without pause; when the peer
+//!   closes its end (ours becomes unbound), closes ours and binds again, until
+//!   it is destroyed (`keel.service`).
 //! - `role=offer_exit`: offers its port 1 to the peer, waits (bounded) until
 //!   the peer has bound it (60 s of system time), sends one event on it,
 //!   and ends.
@@ -89,6 +93,7 @@ fn test_main() {
         Some("offer_exit") => offer_exit(peer),
         Some("echo") => echo(peer),
         Some("pong") => pong(peer),
+        Some("flood") => flood(peer),
         _ => loopback(),
     }
 }
@@ -217,6 +222,28 @@ fn loopback() {
     check_eq!(guest::evtchn_close(a), Ok(()), "close it");
     println!("loopback channel: ports {a} and {b}");
     success();
+}
+
+fn flood(peer: u16) {
+    events::disable();
+    loop {
+        let p = bind_when_offered(peer, 1);
+        loop {
+            for _ in 0..16 {
+                if let Err(e) = guest::evtchn_send(p) {
+                    bail(format_args!("send on port {p}: {e}"));
+                }
+            }
+            match guest::evtchn_status(p) {
+                Ok(s) if s.status == EVTCHNSTAT_INTERDOMAIN => {}
+                Ok(s) if s.status == EVTCHNSTAT_UNBOUND => break,
+                r => bail(format_args!("status of port {p}: {r:?}")),
+            }
+        }
+        if let Err(e) = guest::evtchn_close(p) {
+            bail(format_args!("close port {p}: {e}"));
+        }
+    }
 }
 
 fn pong(peer: u16) {
