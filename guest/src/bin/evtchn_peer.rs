@@ -18,8 +18,8 @@
 //!   and sends back, until it is destroyed (`keel.service`).
 //! - `role=flood` (for `evtchn_close_race_2cpu`): binds port 1 of the peer
 //!   whenever it is offered, and sends on it without pause; when the peer
-//!   closes its end (ours becomes unbound), closes ours and binds again, until
-//!   it is destroyed (`keel.service`).
+//!   closes its end (ours becomes unbound), closes ours and binds again; once
+//!   the peer has ended, yields until it is destroyed (`keel.service`).
 //! - `role=offer_exit`: offers its port 1 to the peer, waits (bounded) until
 //!   the peer has bound it (60 s of system time), sends one event on it,
 //!   and ends.
@@ -227,7 +227,20 @@ fn loopback() {
 fn flood(peer: u16) {
     events::disable();
     loop {
-        let p = bind_when_offered(peer, 1);
+        // Offered again after each close; not offered while the peer looks
+        // at the closed port (-EINVAL). A peer that ended (-ESRCH) is done
+        // with the flood: this domain only waits to be destroyed.
+        let p = loop {
+            match guest::evtchn_bind_interdomain(peer, 1) {
+                Ok(p) => break p,
+                Err(Errno::EINVAL) => {}
+                Err(Errno::ESRCH) => loop {
+                    let _ = guest::sched_yield();
+                },
+                Err(e) => bail(format_args!("bind port 1 of domain {peer}: {e}")),
+            }
+            let _ = guest::sched_yield();
+        };
         loop {
             for _ in 0..16 {
                 if let Err(e) = guest::evtchn_send(p) {
