@@ -179,6 +179,27 @@ impl PhysMem for DirectMap {
         a.fetch_and(bits, Ordering::SeqCst)
     }
 
+    fn test_and_set_bit_u64(&mut self, at: MachineAddr, bit: u32) -> bool {
+        let Some(p) = word_ptr::<u64>(at) else {
+            panic!("test_and_set_bit_u64 at an unaligned {:#x}", at.get());
+        };
+        // SAFETY: as in `cmpxchg_u32` (a word of a page the guest shares:
+        // its other vCPUs change it with locked instructions meanwhile).
+        let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(p) };
+        let m = 1u64 << (bit % 64);
+        a.fetch_or(m, Ordering::SeqCst) & m != 0
+    }
+
+    fn test_and_clear_bit_u64(&mut self, at: MachineAddr, bit: u32) -> bool {
+        let Some(p) = word_ptr::<u64>(at) else {
+            panic!("test_and_clear_bit_u64 at an unaligned {:#x}", at.get());
+        };
+        // SAFETY: as in `test_and_set_bit_u64`.
+        let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(p) };
+        let m = 1u64 << (bit % 64);
+        a.fetch_and(!m, Ordering::SeqCst) & m != 0
+    }
+
     fn read_with(&self, at: MachineAddr, len: usize, f: &mut dyn FnMut(&[u8])) {
         check_one_frame(at, len);
         let src = direct_ptr(at.get(), len);

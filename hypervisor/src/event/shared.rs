@@ -196,9 +196,6 @@ impl<'a, M: PhysMem + ?Sized, V: VcpuInfoAt> SharedPage<'a, M, V> {
     fn rd64(&self, off: usize) -> u64 {
         self.mem.read_u64(self.at(off))
     }
-    fn wr64(&mut self, off: usize, v: u64) {
-        self.mem.write_u64(self.at(off), v);
-    }
     fn rd32(&self, off: usize) -> u32 {
         let mut b = [0u8; 4];
         self.mem.read(self.at(off), &mut b);
@@ -279,20 +276,19 @@ impl<'a, M: PhysMem + ?Sized, V: VcpuInfoAt> SharedPage<'a, M, V> {
 }
 
 impl<M: PhysMem + ?Sized, V: VcpuInfoAt> EventBits for SharedPage<'_, M, V> {
+    // The pending and mask words and the selectors are shared with the
+    // guest's vCPUs, which may run on other CPUs meanwhile and change other
+    // bits of the same word with locked instructions: every change here is
+    // one atomic bit operation (Xen's `guest_test_and_set_bit`), so none of
+    // theirs is lost.
     fn test_and_set_pending(&mut self, p: u32) -> bool {
-        let (o, m) = Self::bit(offsets::pending_word, p);
-        let w = self.rd64(o);
-        if w & m == 0 {
-            self.wr64(o, w | m);
-        }
-        w & m != 0
+        let (o, _) = Self::bit(offsets::pending_word, p);
+        self.mem.test_and_set_bit_u64(self.at(o), p % BITS_PER_WORD)
     }
     fn clear_pending(&mut self, p: u32) {
-        let (o, m) = Self::bit(offsets::pending_word, p);
-        let w = self.rd64(o);
-        if w & m != 0 {
-            self.wr64(o, w & !m);
-        }
+        let (o, _) = Self::bit(offsets::pending_word, p);
+        self.mem
+            .test_and_clear_bit_u64(self.at(o), p % BITS_PER_WORD);
     }
     fn is_pending(&self, p: u32) -> bool {
         let (o, m) = Self::bit(offsets::pending_word, p);
@@ -303,24 +299,16 @@ impl<M: PhysMem + ?Sized, V: VcpuInfoAt> EventBits for SharedPage<'_, M, V> {
         self.rd64(o) & m != 0
     }
     fn test_and_clear_mask(&mut self, p: u32) -> bool {
-        let (o, m) = Self::bit(offsets::mask_word, p);
-        let w = self.rd64(o);
-        if w & m != 0 {
-            self.wr64(o, w & !m);
-        }
-        w & m != 0
+        let (o, _) = Self::bit(offsets::mask_word, p);
+        self.mem
+            .test_and_clear_bit_u64(self.at(o), p % BITS_PER_WORD)
     }
     fn test_and_set_sel(&mut self, vcpu: u32, w: u32) -> bool {
         let Some(vi) = self.vi_of(vcpu) else {
             return true;
         };
         let at = MachineAddr::new(vi.get() + offsets::pending_sel(0) as u64);
-        let m = 1u64 << (w % BITS_PER_WORD);
-        let v = self.mem.read_u64(at);
-        if v & m == 0 {
-            self.mem.write_u64(at, v | m);
-        }
-        v & m != 0
+        self.mem.test_and_set_bit_u64(at, w % BITS_PER_WORD)
     }
     fn set_upcall_pending(&mut self, vcpu: u32) {
         if let Some(vi) = self.vi_of(vcpu) {

@@ -88,6 +88,29 @@ pub trait PhysMem {
         self.write_u32(at, found & bits);
         found
     }
+    /// Set bit `bit` (below 64) of the u64 at `at` (8-byte aligned) as one
+    /// atomic step for every CPU and for the guest that shares the word (an
+    /// event channel's pending or mask word, a vCPU's selector, which the
+    /// guest's other vCPUs change with locked instructions meanwhile); whether
+    /// it was set. Xen's `guest_test_and_set_bit`. The default is a read and
+    /// a write (the host fakes); the direct map's is a locked `BTS`.
+    fn test_and_set_bit_u64(&mut self, at: MachineAddr, bit: u32) -> bool {
+        let m = 1u64 << (bit % 64);
+        let found = self.read_u64(at);
+        if found & m == 0 {
+            self.write_u64(at, found | m);
+        }
+        found & m != 0
+    }
+    /// [`Self::test_and_set_bit_u64`] clearing the bit (a locked `BTR`).
+    fn test_and_clear_bit_u64(&mut self, at: MachineAddr, bit: u32) -> bool {
+        let m = 1u64 << (bit % 64);
+        let found = self.read_u64(at);
+        if found & m != 0 {
+            self.write_u64(at, found & !m);
+        }
+        found & m != 0
+    }
     /// Hand `f` the `len` bytes at `at` (the range must not cross a frame
     /// boundary), in one or more consecutive pieces. The default copies through
     /// a small buffer; the direct map lends the memory itself (no copy). For
