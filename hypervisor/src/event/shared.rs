@@ -7,6 +7,12 @@
 //! `keel_abi::time::offsets`, so nothing here can reach outside that frame; the
 //! caller checks, before making a [`SharedPage`], that the frame is still the
 //! domain's and still `Writable` (never a page table).
+//!
+//! The event bits (pending and mask words, each vCPU's selector) change by
+//! one atomic bit operation each ([`PhysMem::test_and_set_bit_u64`]): the
+//! guest's vCPUs change the same words with locked instructions, and with a
+//! domain's vCPUs on several CPUs one may run while the hypervisor raises an
+//! event for it on another.
 
 use super::{EventBits, BITS_PER_WORD};
 use crate::addr::{MachineAddr, Mfn};
