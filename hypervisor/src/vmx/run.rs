@@ -33,7 +33,7 @@ use crate::domctl::{Action, Directory, Summary};
 use crate::event::interdomain::Endpoint;
 use crate::lifecycle::{End, Phase, Teardown, TeardownWorld};
 use crate::mem::{Console, FrameSource, PhysMem};
-use crate::peers::inbox::INBOX;
+use crate::peers::inbox::{Posted, INBOX};
 use crate::peers::registry::{Lookups, REGISTRY};
 use crate::peers::{DomctlDone, Peers};
 use crate::sched::slots::VcpuSlots;
@@ -958,14 +958,15 @@ impl<P: Peers> Peers for HerePeers<'_, P> {
         self.on.set_endpoint(d, p, e);
     }
     /// A domain on another CPU: the port is posted to it and its CPU is
-    /// kicked to take it (`crate::peers::inbox`). Whether that raises an
-    /// upcall is known only there: `false`, which callers take as "no new
-    /// upcall here" (nothing but tests reads it).
+    /// kicked to take it, unless the port was still waiting there from an
+    /// earlier send, whose kick is on its way (`crate::peers::inbox`).
+    /// Whether that raises an upcall is known only there: `false`, which
+    /// callers take as "no new upcall here" (nothing but tests reads it).
     fn notify(&mut self, d: DomainId, p: u32) -> bool {
         match cpu_of(d) {
             Some(c) if c == self.me => self.on.notify(d, p),
             Some(c) => {
-                if INBOX.post(d, p) {
+                if INBOX.post(d, p) == Posted::New {
                     remote::request_events(c);
                     lend::kick(c);
                 }
