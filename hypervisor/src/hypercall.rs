@@ -39,7 +39,7 @@ mod table;
 mod vcpu;
 mod xen_version;
 
-pub use table::{lookup, write_markdown, Op, Row, TABLE};
+pub use table::{lookup, own_answer, write_markdown, BuiltFacts, Op, Row, TABLE};
 
 /// What the exit handler does after a hypercall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -677,6 +677,17 @@ impl Domain {
             None => self.other_hypercalls = self.other_hypercalls.wrapping_add(1),
         }
     }
+    /// Count `n` hypercalls of number `nr` at once (those a vCPU on another
+    /// CPU answered there: `vmx::exit::Visitor::own_exit`).
+    pub fn count_hypercalls(&mut self, nr: u64, n: u64) {
+        let slot = usize::try_from(nr)
+            .ok()
+            .and_then(|i| self.hypercall_counts.get_mut(i));
+        match slot {
+            Some(c) => *c = c.wrapping_add(n),
+            None => self.other_hypercalls = self.other_hypercalls.wrapping_add(n),
+        }
+    }
     /// How many hypercalls of number `nr` the domain made (numbers at or above
     /// [`COUNTED_HYPERCALLS`] share one counter).
     pub fn hypercall_count(&self, nr: u64) -> u64 {

@@ -178,6 +178,33 @@ impl Op {
     }
 }
 
+/// What a domain was built with and keeps for its whole life: all a call
+/// answered by [`own_answer`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuiltFacts {
+    /// `Domain::abi_version_encoded`.
+    pub abi_encoded: u32,
+}
+
+/// The answer of hypercall `a` if it reads nothing but `facts` and its own
+/// arguments, and changes nothing (no guest memory, no event, no vCPU
+/// state): `xen_version`'s `XENVER_version` and `XENVER_pagesize`. A vCPU
+/// that runs on another CPU than its domain's answers these there alone,
+/// stopping no other CPU (`vmx/run/visit.rs`); `None` for every other call.
+/// Each answer is the one [`lookup`]'s handler gives (host test
+/// `own_answers_agree_with_dispatch`); the caller counts the call.
+#[inline(always)]
+pub fn own_answer(a: &HypercallArgs, facts: BuiltFacts) -> Option<i64> {
+    if a.nr != Hypercall::XEN_VERSION.0 {
+        return None;
+    }
+    match a.args[0] {
+        XENVER_VERSION => Some(i64::from(facts.abi_encoded)),
+        XENVER_PAGESIZE => Some(xen_version::pagesize_of(a)),
+        _ => None,
+    }
+}
+
 /// One implemented hypercall sub-command.
 #[derive(Clone, Copy)]
 pub struct Row {

@@ -1290,3 +1290,71 @@ fn handlers_said_not_to_change_vcpu_state_do_not() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// What a remote vCPU's CPU answers alone (`own_answer`) is what the
+    /// whole dispatch answers, for any call and arguments; and it claims
+    /// only calls that change nothing the exit path keeps.
+    #[test]
+    fn own_answers_agree_with_dispatch(
+        nr in prop_oneof![Just(17u64), 0u64..70, any::<u64>()],
+        sub in prop_oneof![0u64..12, any::<u64>()],
+        rest in proptest::array::uniform4(prop_oneof![Just(0u64), Just(DATA), any::<u64>()]),
+    ) {
+        let mut w = World::new();
+        let args = HypercallArgs { nr, args: [sub, rest[0], rest[1], rest[2], rest[3]] };
+        let facts = BuiltFacts { abi_encoded: w.dom.abi_version_encoded() };
+        let Some(v) = own_answer(&args, facts) else {
+            return Ok(());
+        };
+        let counted = w.dom.hypercall_count(nr);
+        let (out, changes) = w.call_noting_changes(Hypercall(nr), args.args, Budget::new());
+        prop_assert_eq!(out, Outcome::Return(v));
+        prop_assert!(!changes);
+        prop_assert_eq!(w.dom.hypercall_count(nr), counted + 1);
+    }
+}
+
+/// `own_answer` answers exactly the rows whose handler reads only what the
+/// domain was built with: `XENVER_version` (for a domain presented ABI 0.2
+/// too) and `XENVER_pagesize`.
+#[test]
+fn own_answers_cover_the_constant_rows() {
+    let facts = BuiltFacts {
+        abi_encoded: 0x0000_0002,
+    };
+    for row in TABLE {
+        let args = HypercallArgs {
+            nr: row.nr.0,
+            args: [row.sub, 0, 0, 0, 0],
+        };
+        let claimed = own_answer(&args, facts).is_some();
+        let constant = matches!(row.handler, Op::VersionVersion | Op::VersionPagesize);
+        assert_eq!(claimed, constant && !row.whole, "{}", row.name);
+    }
+    let args = HypercallArgs {
+        nr: 17,
+        args: [XENVER_VERSION, 0, 0, 0, 0],
+    };
+    assert_eq!(own_answer(&args, facts), Some(2));
+    let args = HypercallArgs {
+        nr: 17,
+        args: [XENVER_PAGESIZE, 1, 0, 0, 0],
+    };
+    assert_eq!(own_answer(&args, facts), Some(Errno::EINVAL.as_return()));
+}
+
+/// Calls a remote vCPU answered on its CPU are counted in its domain at its
+/// next operation, `n` at once, in the same counters as the rest.
+#[test]
+fn count_hypercalls_adds_to_the_same_counters() {
+    let mut w = World::new();
+    w.call(Hypercall::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]);
+    w.dom.count_hypercalls(17, 5);
+    w.dom.count_hypercalls(1000, 2);
+    w.call(Hypercall(64), [0; 5]);
+    assert_eq!(w.dom.hypercall_count(17), 6);
+    assert_eq!(w.dom.hypercall_count(64), 3);
+}

@@ -36,8 +36,13 @@ pub(super) fn get_features<M: PhysMem>(ctx: &mut Ctx<'_, M>, a: &HypercallArgs) 
 
 /// 4096; a non-NULL argument is refused, as Xen does.
 pub(super) fn pagesize<M: PhysMem>(_: &mut Ctx<'_, M>, a: &HypercallArgs) -> HcResult {
+    Ok(Outcome::Return(pagesize_of(a)))
+}
+
+/// [`pagesize`]'s answer (it reads nothing else).
+pub(super) fn pagesize_of(a: &HypercallArgs) -> i64 {
     if a.args[1] != 0 {
-        return Err(Errno::EINVAL);
+        return Errno::EINVAL.as_return();
     }
-    Ok(Outcome::Return(PAGE_SIZE as i64))
+    PAGE_SIZE as i64
 }

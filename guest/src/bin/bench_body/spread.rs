@@ -30,15 +30,23 @@
 //! - `ipi_to_upcall_remote_vcpu_blocked`: the same with vCPU 1 halted
 //!   (`STI; HLT`, upcalls enabled; `VCPUOP_get_runstate_info` says blocked
 //!   before each send).
+//! - `xen_version_remote_vcpu` and `cpuid_remote_vcpu`: the null hypercall
+//!   (`xen_version(XENVER_version)`, as `bench_hypercalls`) and `CPUID`
+//!   leaf 0 (as `bench_policy`'s `cpuid_0`), timed on vCPU 1 while vCPU 0
+//!   spins in guest mode on CPU 0, [`PER`] to a sample. Neither reaches
+//!   any state but the calling vCPU's own, so neither should stop CPU 0.
 //!
-//! The exits and VMCS accesses are CPU 0's (the counters are per CPU): its
-//! own hypercalls and the times it was taken out of its guest for CPU 1's
-//! cross-CPU operations.
+//! The exits and VMCS accesses are those of the CPU that measured (the
+//! counters are per CPU): for the figures vCPU 0 measures, CPU 0's own
+//! hypercalls and the times it was taken out of its guest for CPU 1's
+//! cross-CPU operations; for the two vCPU 1 measures, CPU 1's.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
-use keel_guest::abi::guest;
+use keel_guest::abi::guest::{self, hypercall_scalar};
+use keel_guest::abi::hypercall::Hypercall;
 use keel_guest::abi::vcpu::RUNSTATE_BLOCKED;
+use keel_guest::abi::version::XENVER_VERSION;
 use keel_guest::arch;
 use keel_guest::bench::Bench;
 use keel_guest::events;
@@ -58,11 +66,17 @@ const PATIENCE_NS: u64 = 2_000_000_000;
 /// otherwise: the hypervisor may keep both on one CPU).
 static ALONGSIDE: smp::Alongside = smp::Alongside::new();
 
-const REMOTE_FIGURES: [&str; 3] = [
+const REMOTE_FIGURES: [&str; 5] = [
     "mmu_update_remote_flush",
     "ipi_to_upcall_remote_vcpu",
     "ipi_to_upcall_remote_vcpu_blocked",
+    "xen_version_remote_vcpu",
+    "cpuid_remote_vcpu",
 ];
+/// Operations per sample of the figures vCPU 1 measures: under Bochs with
+/// several CPUs the TSC advances in steps (each CPU runs a trace in turn),
+/// which a batch spreads over its calls.
+const PER: u64 = 10;
 
 /// vCPU 1's IPI port ([`NONE`] until bound), or the error of its bind.
 static IPI_PORT: AtomicU32 = AtomicU32::new(NONE);
@@ -79,6 +93,12 @@ static MODE: AtomicU32 = AtomicU32::new(SPIN);
 const SPIN: u32 = 0;
 const HALT: u32 = 1;
 const EXIT: u32 = 2;
+/// vCPU 1 measures its figures, then goes back to [`SPIN`].
+const MEASURE: u32 = 3;
+/// Set by vCPU 1 when its figures are printed; the calls among them that
+/// answered wrongly.
+static MEASURED: AtomicU32 = AtomicU32::new(0);
+static REMOTE_ERRORS: AtomicU32 = AtomicU32::new(0);
 /// Set once vCPU 1 bound its port and takes upcalls; how many times it
 /// went to halt.
 static READY: AtomicU32 = AtomicU32::new(0);
@@ -108,6 +128,11 @@ fn remote(_: u32) {
     loop {
         match MODE.load(SeqCst) {
             SPIN => core::hint::spin_loop(),
+            MEASURE => {
+                measure_here();
+                MODE.store(SPIN, SeqCst);
+                MEASURED.store(1, SeqCst);
+            }
             HALT => {
                 HALTS.fetch_add(1, SeqCst);
                 // An upcall between the count and the HLT leaves it halted
@@ -117,6 +142,31 @@ fn remote(_: u32) {
             _ => return,
         }
     }
+}
+
+/// vCPU 1: time the null hypercall and CPUID here, and print the figures
+/// (vCPU 0 spins meanwhile, printing nothing).
+fn measure_here() {
+    let want = i64::from(guest::xen_version().encode());
+    let leaf0 = arch::cpuid(0, 0);
+    let mut bench = Bench::new();
+    let mut s = [0u64; 20];
+    let mut errors = 0u32;
+    bench.measure("xen_version_remote_vcpu", PER, &mut s, || {
+        for _ in 0..PER {
+            if hypercall_scalar(Hypercall::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]) != want {
+                errors += 1;
+            }
+        }
+    });
+    bench.measure("cpuid_remote_vcpu", PER, &mut s, || {
+        for _ in 0..PER {
+            if arch::cpuid(0, 0) != leaf0 {
+                errors += 1;
+            }
+        }
+    });
+    REMOTE_ERRORS.store(errors, SeqCst);
 }
 
 /// Spin (no hypercall) until vCPU 1's handler saw the IPI after `before`
@@ -248,6 +298,22 @@ pub fn run() {
         *x = HANDLER_TSC.load(SeqCst).saturating_sub(t0);
     }
     bench.finish("ipi_to_upcall_remote_vcpu", 1, &mut s, started);
+
+    // vCPU 1 measures; vCPU 0 spins in guest mode, IF set.
+    MODE.store(MEASURE, SeqCst);
+    let end = events::now_ns().saturating_add(5 * PATIENCE_NS);
+    while MEASURED.load(SeqCst) == 0 && events::now_ns() < end {
+        core::hint::spin_loop();
+    }
+    check!(
+        MEASURED.load(SeqCst) != 0,
+        "vCPU 1 did not finish its figures"
+    );
+    check_eq!(
+        REMOTE_ERRORS.load(SeqCst),
+        0,
+        "vCPU 1's calls that answered wrongly"
+    );
 
     // vCPU 1 halted: each send once the hypervisor has it blocked.
     let mut unblocked = 0u32;

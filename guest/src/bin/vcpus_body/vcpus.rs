@@ -83,6 +83,13 @@ static ACK: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
 static RESULT: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
 /// How a worker waits for its next command: [`IDLE_BLOCK`] or [`IDLE_HLT`].
 static IDLE: AtomicU32 = AtomicU32::new(IDLE_BLOCK);
+/// [`OP_FACTS`]' readings, per worker: `XENVER_version`, `XENVER_pagesize`,
+/// CPUID leaf 0's four registers and leaf `0x4000_0001`'s EAX.
+static FACTS: [[AtomicU64; 7]; N] = [const { [const { AtomicU64::new(0) }; 7] }; N];
+/// CR4.OSXSAVE, and CPUID.1:ECX.XSAVE / OSXSAVE.
+const CR4_OSXSAVE: u64 = 1 << 18;
+const XSAVE: u32 = 1 << 26;
+const OSXSAVE: u32 = 1 << 27;
 const IDLE_BLOCK: u32 = 0;
 const IDLE_HLT: u32 = 1;
 
@@ -101,6 +108,11 @@ const OP_SPIN: u64 = 4;
 const OP_EXIT: u64 = 5;
 /// Count in the worker's [`ALONGSIDE`] until vCPU 0's probe is done.
 const OP_COUNT: u64 = 6;
+/// Read what the vCPU's CPUID and `xen_version` answer into [`FACTS`]; with
+/// a non-zero argument, first set CR4.OSXSAVE (and clear it after). The
+/// answer is CPUID.1:ECX.OSXSAVE as the worker saw it (1 or 0), or
+/// `u64::MAX` if its MOV CR4 faulted.
+const OP_FACTS: u64 = 7;
 const BY_SET_TIMER_OP: u64 = 1 << 63;
 /// [`OP_TIMER`]'s answer for a timer that did not fire within
 /// [`NOT_FIRED_AFTER_NS`] of its deadline.
@@ -195,11 +207,103 @@ fn worker(id: u32) {
                 ALONGSIDE[i].count();
                 0
             }
+            OP_FACTS => facts(i, arg != 0),
             _ => u64::MAX,
         };
         done = seq;
         RESULT[i].store(answer, SeqCst);
         ACK[i].store(seq, SeqCst);
+    }
+}
+
+/// What CPUID and `xen_version` answer on this vCPU (vCPU 0's included).
+fn read_facts() -> [u64; 7] {
+    let v = guest::hypercall_scalar(
+        keel_guest::abi::hypercall::Hypercall::XEN_VERSION,
+        [keel_guest::abi::version::XENVER_VERSION, 0, 0, 0, 0],
+    );
+    let page = guest::hypercall_scalar(
+        keel_guest::abi::hypercall::Hypercall::XEN_VERSION,
+        [keel_guest::abi::version::XENVER_PAGESIZE, 0, 0, 0, 0],
+    );
+    let l0 = arch::cpuid(0, 0);
+    let abi = arch::cpuid(0x4000_0001, 0).eax;
+    [
+        v as u64,
+        page as u64,
+        l0.eax.into(),
+        l0.ebx.into(),
+        l0.ecx.into(),
+        l0.edx.into(),
+        abi.into(),
+    ]
+}
+
+/// [`OP_FACTS`] on worker `i`.
+fn facts(i: usize, osxsave: bool) -> u64 {
+    for (slot, v) in FACTS[i].iter().zip(read_facts()) {
+        slot.store(v, SeqCst);
+    }
+    let cr4 = keel_guest::fault::read_cr(keel_guest::fault::Cr::Cr4);
+    if osxsave
+        && keel_guest::fault::write_cr(keel_guest::fault::Cr::Cr4, cr4 | CR4_OSXSAVE).is_err()
+    {
+        return u64::MAX;
+    }
+    let seen = u64::from(arch::cpuid(1, 0).ecx & OSXSAVE != 0);
+    if osxsave && keel_guest::fault::write_cr(keel_guest::fault::Cr::Cr4, cr4).is_err() {
+        return u64::MAX;
+    }
+    seen
+}
+
+/// Each vCPU's CPUID and `xen_version` answers are vCPU 0's, and
+/// CPUID.1:ECX.OSXSAVE follows the CR4 of the vCPU that asks, not another
+/// vCPU's (a vCPU on another CPU answers these on its CPU alone).
+fn own_answers(n: usize) {
+    let mine = read_facts();
+    check_eq!(mine[1], 4096, "XENVER_pagesize on vCPU 0");
+    let xsave = arch::cpuid(1, 0).ecx & XSAVE != 0;
+    let cr4 = keel_guest::fault::read_cr(keel_guest::fault::Cr::Cr4);
+    let own_set =
+        xsave && keel_guest::fault::write_cr(keel_guest::fault::Cr::Cr4, cr4 | CR4_OSXSAVE).is_ok();
+    if xsave {
+        check!(own_set, "MOV CR4 |= OSXSAVE on vCPU 0");
+        check!(
+            arch::cpuid(1, 0).ecx & OSXSAVE != 0,
+            "CPUID.1:ECX.OSXSAVE on vCPU 0 after it set CR4.OSXSAVE"
+        );
+    }
+    for (w, facts) in FACTS.iter().enumerate().take(n).skip(1) {
+        // The worker's own CR4 has OSXSAVE clear, whatever vCPU 0's has.
+        check_eq!(
+            command(w, OP_FACTS, 0),
+            Some(0),
+            "vCPU {w}'s CPUID.1:ECX.OSXSAVE with its CR4.OSXSAVE clear"
+        );
+        let theirs: [u64; 7] = core::array::from_fn(|k| facts[k].load(SeqCst));
+        check_eq!(
+            theirs,
+            mine,
+            "vCPU {w}'s CPUID and xen_version answers against vCPU 0's"
+        );
+        if xsave {
+            check_eq!(
+                command(w, OP_FACTS, 1),
+                Some(1),
+                "vCPU {w}'s CPUID.1:ECX.OSXSAVE with its CR4.OSXSAVE set"
+            );
+        }
+    }
+    if own_set {
+        check!(
+            arch::cpuid(1, 0).ecx & OSXSAVE != 0,
+            "CPUID.1:ECX.OSXSAVE on vCPU 0 after the others changed theirs"
+        );
+        check!(
+            keel_guest::fault::write_cr(keel_guest::fault::Cr::Cr4, cr4).is_ok(),
+            "MOV CR4 back on vCPU 0"
+        );
     }
 }
 
@@ -342,6 +446,7 @@ fn run_placed(spread: bool) {
         return;
     }
     ipis(n);
+    own_answers(n);
     wakeups(n);
     timers(n);
     runstates(n);

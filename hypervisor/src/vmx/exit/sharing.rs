@@ -360,6 +360,8 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
             window_on: replace(&mut self.window_on, next.window_on),
             events,
         };
+        // CPUID.1:ECX.OSXSAVE follows the CR4 of the vCPU that asks.
+        self.cpuid.set_osxsave(self.cr4_visible & CR4_OSXSAVE != 0);
         self.flush_all();
         with_page!(
             self.ev,
@@ -418,15 +420,32 @@ pub struct Visitor {
     vcpu: u32,
     parked: VcpuParked,
     run: RunFields,
+    /// What its domain was built with, kept here so that its CPU answers
+    /// the exits that need nothing else alone ([`Self::own_exit`]).
+    own: OwnFacts,
+}
+
+/// What a visitor's own exits read of its domain: facts fixed when the
+/// domain was built. The CPUID policy is the domain's, its OSXSAVE bit kept
+/// following this vCPU's own CR4 (`Vcpu::swap_visitor`).
+#[derive(Clone, Copy, Debug)]
+pub struct OwnFacts {
+    cpuid: CpuidPolicy,
+    built: crate::hypercall::BuiltFacts,
+    /// `xen_version` calls answered by [`Visitor::own_exit`] and not counted
+    /// in the domain yet (they are at its next installation).
+    calls: u64,
 }
 
 impl Visitor {
-    /// vCPU `vcpu`, not run yet, with its parked state `parked`.
-    pub fn new(vcpu: u32, parked: VcpuParked) -> Self {
+    /// vCPU `vcpu`, not run yet, with its parked state `parked`, of the
+    /// domain whose facts are `own` (`Vcpu::own_facts`).
+    pub fn new(vcpu: u32, parked: VcpuParked, own: OwnFacts) -> Self {
         Visitor {
             vcpu,
             parked,
             run: RunFields::fresh(),
+            own,
         }
     }
 
@@ -472,18 +491,113 @@ impl Visitor {
         percpu::count_exit(reason.basic());
         crate::arch::timer::eoi();
         if let Some(rate) = preempt_rate(cpu) {
-            if !self.run.preempt_idle {
-                write(
-                    guest::VMX_PREEMPTION_TIMER_VALUE,
-                    crate::vmx::caps::preemption_timer_value(
-                        self.run.preempt_due,
-                        crate::arch::timer::rdtsc(),
-                        rate,
-                    ),
-                );
-            }
+            self.rearm_preempt(rate, crate::arch::timer::rdtsc());
         }
         true
+    }
+
+    /// Arm the VMX-preemption timer again for the deadline it had, at TSC
+    /// `now` (it counts from each entry, and this exit is not its own).
+    fn rearm_preempt(&self, rate: u32, now: u64) {
+        if !self.run.preempt_idle {
+            write(
+                guest::VMX_PREEMPTION_TIMER_VALUE,
+                crate::vmx::caps::preemption_timer_value(self.run.preempt_due, now, rate),
+            );
+        }
+    }
+
+    /// Whether an exit of this `reason` may be one [`Self::own_exit`]
+    /// handles (the caller asks first: most exits are not).
+    #[inline(always)]
+    pub fn may_be_own(reason: ExitReason) -> bool {
+        reason == ExitReason::CPUID || reason == ExitReason::VMCALL
+    }
+
+    /// On its CPU, in the exit that just happened (as
+    /// [`Self::wake_ipi_exit`]; the caller checked that its CPU has no
+    /// request and its domain is alive): if the exit needs nothing but the
+    /// vCPU's own state and its domain's built facts, handle it here and
+    /// say how to resume; `None` for any other exit, handled the whole way
+    /// (a cross-CPU operation).
+    ///
+    /// Handled here: `CPUID` (the domain's policy), and a `VMCALL` from the
+    /// guest kernel whose answer reads only the facts
+    /// (`crate::hypercall::own_answer`: `XENVER_version`, `XENVER_pagesize`)
+    /// or is Keel's benchmark no-op. Not when a deadline of the vCPU or its
+    /// slice is due (the operation's `before_entry` must see it), without
+    /// the VMX-preemption timer (a slice then ends only by an exit the
+    /// operation handles), nor in an interrupt shadow or single-stepped
+    /// (the whole path retires those). Nothing it skips can be owed: an
+    /// event for this vCPU comes with a wake request and an IPI, whose exit
+    /// is an operation.
+    ///
+    /// Why: Xen's `cpuid` and `xen_version` reach only the calling vCPU and
+    /// its domain's constant data; here each was a stop of every CPU.
+    #[inline(never)]
+    pub fn own_exit(
+        &mut self,
+        cpu: &VmxCpu,
+        reason: ExitReason,
+        g: &mut GuestGprs,
+    ) -> Option<FastExit> {
+        let rate = preempt_rate(cpu)?;
+        let now = crate::arch::timer::rdtsc();
+        if now >= self.run.preempt_due {
+            return None;
+        }
+        let (rbx, answer) = match reason {
+            ExitReason::CPUID => (true, None),
+            ExitReason::VMCALL => {
+                let cpl =
+                    Cpl::from_ss_access_rights(vmread_current(guest::SS_ACCESS_RIGHTS) as u32);
+                if !cpl.may_hypercall() {
+                    return None;
+                }
+                let a = g.hypercall_args();
+                let v = if a.nr == perf::KEEL_DEBUG_OP {
+                    (a.args[0] == perf::DEBUGOP_NOP).then_some(perf::NOP_RESULT)
+                } else {
+                    crate::hypercall::own_answer(a, self.own.built)
+                };
+                (false, Some(v?))
+            }
+            _ => return None,
+        };
+        let rip = vmread_current(guest::RIP);
+        let rflags = vmread_current(guest::RFLAGS);
+        let intr = vmread_current(guest::INTERRUPTIBILITY_STATE);
+        if intr & BLOCKING_STI_MOV_SS != 0 || rflags & RFLAGS_TF != 0 {
+            return None;
+        }
+        percpu::count_exit(reason.basic());
+        match answer {
+            Some(v) => {
+                if g.rax != perf::KEEL_DEBUG_OP {
+                    // The domain counts it at this vCPU's next operation.
+                    self.own.calls += 1;
+                }
+                g.rax = v as u64;
+            }
+            None => {
+                let r = self
+                    .own
+                    .cpuid
+                    .guest_cpuid(g.rax as u32, g.rcx as u32, &host_cpuid);
+                g.rax = r.eax.into();
+                g.rbx = r.ebx.into();
+                g.rcx = r.ecx.into();
+                g.rdx = r.edx.into();
+            }
+        }
+        let len = vmread_current(ro::VMEXIT_INSTRUCTION_LEN);
+        write(guest::RIP, rip.wrapping_add(len));
+        self.rearm_preempt(rate, now);
+        Some(if rbx {
+            FastExit::ResumeWithRbx
+        } else {
+            FastExit::Resume
+        })
     }
 }
 
@@ -495,6 +609,12 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
     /// displaces only stands still for the exit (its CPU is lent).
     pub fn swap_visitor(&mut self, x: &mut Visitor) {
         use core::mem::swap;
+        if x.own.calls != 0 {
+            self.dom.count_hypercalls(
+                keel_abi::hypercall::Hypercall::XEN_VERSION.0,
+                core::mem::take(&mut x.own.calls),
+            );
+        }
         let prev = self.ev.vcpu;
         x.parked.events = self.ev.load_vcpu(&*self.dom, x.vcpu, x.parked.events);
         if !self.dom.load_vcpu(x.vcpu) {
@@ -522,6 +642,23 @@ impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
         swap(&mut self.deferred, &mut r.deferred);
         swap(&mut self.slice_end, &mut r.slice_end);
         swap(&mut self.give_up, &mut r.give_up);
+        // CPUID.1:ECX.OSXSAVE follows the CR4 of the vCPU that asks.
+        self.cpuid.set_osxsave(self.cr4_visible & CR4_OSXSAVE != 0);
+        x.own
+            .cpuid
+            .set_osxsave(x.parked.cr4_visible & CR4_OSXSAVE != 0);
+    }
+
+    /// What a visitor of this domain keeps to answer its own exits
+    /// ([`Visitor::own_exit`]).
+    pub fn own_facts(&self) -> OwnFacts {
+        OwnFacts {
+            cpuid: self.cpuid,
+            built: crate::hypercall::BuiltFacts {
+                abi_encoded: self.dom.abi_version_encoded(),
+            },
+            calls: 0,
+        }
     }
 
     /// The loaded vCPU's VPID.

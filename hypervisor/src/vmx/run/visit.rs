@@ -453,10 +453,19 @@ impl<M: PhysMem, C: Console> ExitEnv for RemoteRun<'_, '_, '_, M, C> {
     fn fast_exit(&mut self, gprs: &mut GuestGprs) -> FastExit {
         self.first();
         let reason = exit_reason();
-        // Another CPU's wake-up IPI, and nothing for this CPU to do: no
-        // operation (`Visitor::wake_ipi_exit`).
-        if self.rearm.is_none() && self.x.vis.wake_ipi_exit(self.cpu, reason) {
-            return FastExit::Resume;
+        if self.rearm.is_none() {
+            // Another CPU's wake-up IPI, and nothing for this CPU to do: no
+            // operation (`Visitor::wake_ipi_exit`).
+            if self.x.vis.wake_ipi_exit(self.cpu, reason) {
+                return FastExit::Resume;
+            }
+            // An exit that needs only the vCPU's own state and its domain's
+            // built facts (CPUID, the version): none either.
+            if Visitor::may_be_own(reason) && !remote::dead(self.x.d) {
+                if let Some(out) = self.x.vis.own_exit(self.cpu, reason, gprs) {
+                    return out;
+                }
+            }
         }
         let rearm = self.rearm.take();
         let out = op(self.me, &mut *self.peers, self.x, rearm, |vcpu, peers| {
@@ -553,7 +562,7 @@ pub(super) fn start<'r, 'a, M: PhysMem, C: Console>(
             gprs: p.gprs,
             launched: false,
             switched: p.switched,
-            vis: Visitor::new(v, p.exit),
+            vis: Visitor::new(v, p.exit, vcpu.own_facts()),
             seen: remote::flush_epoch(d),
             nx,
         })
