@@ -53,6 +53,7 @@
 //! `loader/src/bench/parse.rs` parses exactly this; change both together.
 
 pub mod cpus;
+pub mod vcpus;
 
 use crate::abi::debug::{self, PerfCounters, PERF_EXIT_SLOTS};
 use crate::abi::event::DOMID_SELF;

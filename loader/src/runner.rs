@@ -158,6 +158,8 @@ pub const TEST_CPUS: &[(&str, u32)] = &[
     ("bench_ring_2cpu", 2),
     ("bench_upcall_2cpu", 2),
     ("bench_spread", 2),
+    ("bench_vcpus_2", 2),
+    ("bench_vcpus_4", 4),
     ("grant_race_2cpu", 2),
     ("evtchn_close_race_2cpu", 2),
     ("mmu_race_spread", 2),
@@ -206,6 +208,8 @@ pub fn expected_status(name: &str) -> ExitStatus {
 /// arguments.
 pub const TEST_DOMAIN_WORDS: &[(&str, &[&str])] = &[
     ("bench_spread", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
+    ("bench_vcpus_2", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
+    ("bench_vcpus_4", &["keel.vcpus=4", "keel.vcpu_cpus=0,1,2,3"]),
     ("domctl", &["keel.control"]),
     ("mmu_race", &["keel.vcpus=2"]),
     ("mmu_race_spread", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),

@@ -19,7 +19,10 @@
 //!    against its own current VMCS, takes the visitor out again and puts
 //!    the `Vcpu` back. So no state is ever reached by two CPUs at once, and
 //!    every exit path is the one-CPU code. The price: a stop-the-world per
-//!    exit of a visitor.
+//!    exit of a visitor. Two kinds of exit are finished on its CPU alone:
+//!    another CPU's wake-up IPI (`Visitor::wake_ipi_exit`), and an exit
+//!    that needs only the vCPU's own state and its domain's built facts
+//!    (`Visitor::own_exit`: CPUID, the constant `xen_version` calls).
 //! 3. **Wake-ups** of a visitor go to its CPU's scheduler through a request
 //!    ([`remote::request_wake`]) and an IPI, from wherever they are decided.
 //! 4. **TLB shootdown.** A change to the domain's page tables that owes a
