@@ -25,6 +25,14 @@
 //! zero. First, vCPU 1 must be seen running while vCPU 0 runs
 //! ([`smp::Alongside`]): if the two share a CPU, the test reports SKIP.
 //!
+//! Round 3 (**blocked**) is the shootdown's other half: a vCPU that is not
+//! in guest mode when the change is made. vCPU 1 reads through W (mapping
+//! F), then blocks (`SCHEDOP_poll` on its IPI port); once the hypervisor
+//! has it blocked, vCPU 0 moves W to another frame G and sends the IPI.
+//! vCPU 1's first read after it wakes must see G: CPU 1 flushes vCPU 1's
+//! VPID before it enters it again, the flush epoch having moved
+//! (`vmx/run/visit.rs`, `catch_up`).
+//!
 //! Observability: under Bochs every VM exit empties the emulated TLB and the
 //! update's cross-CPU operation takes CPU 1 out of its guest, so a missing
 //! shootdown shows under nested KVM (`--backend nested --cpus 2`), whose
@@ -34,6 +42,8 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
+use keel_guest::abi::guest;
+use keel_guest::abi::vcpu::RUNSTATE_BLOCKED;
 use keel_guest::fault::pf;
 use keel_guest::mmu::{self, entry, leaf, set_leaf, take_frame, Frame};
 use keel_guest::pagetable::{Pte, PteFlags};
@@ -61,6 +71,19 @@ static PHASE: AtomicU32 = AtomicU32::new(0);
 const LOOP: u32 = 1;
 /// Store [`FOREIGN`] through W once.
 const FINAL: u32 = 2;
+/// Read W's first word into [`BEFORE`], block until the IPI, read it again
+/// into [`AFTER`] (round 3).
+const WAKE: u32 = 3;
+/// vCPU 1's IPI port ([`NO_PORT`] until bound).
+static PORT: AtomicU32 = AtomicU32::new(NO_PORT);
+const NO_PORT: u32 = u32::MAX;
+/// Round 3's readings, and its poll's error (0: none).
+static BEFORE: AtomicU64 = AtomicU64::new(0);
+static AFTER: AtomicU64 = AtomicU64::new(0);
+static POLL_ERR: AtomicU64 = AtomicU64::new(0);
+/// What F and G hold in their first word in round 3.
+const IN_F: u64 = 0xf0f0_f0f0_0000_0002;
+const IN_G: u64 = 0x0606_0606_0000_0004;
 const EXIT: u32 = u32::MAX;
 /// The last phase vCPU 1 finished (its loop faulted, its store answered).
 static ACK: AtomicU32 = AtomicU32::new(0);
@@ -114,6 +137,9 @@ fn writer(_: u32) {
     // (docs/platforms.md, `bochs-extint-masked-by-guest-if`).
     events::disable();
     arch::sti();
+    if let Ok(p) = smp::bind_ipi() {
+        PORT.store(p, SeqCst);
+    }
     ALONGSIDE.count();
     let w = W.load(SeqCst);
     let mut done = 0;
@@ -139,6 +165,16 @@ fn writer(_: u32) {
             FINAL => {
                 let r = fault::write_u64(GuestVirt::new(w), FOREIGN.raw());
                 record(r, &FINAL_FAULT, &FINAL_CR2);
+            }
+            WAKE => {
+                let read = || fault::read_u64(GuestVirt::new(w)).unwrap_or(u64::MAX);
+                BEFORE.store(read(), SeqCst);
+                let port = PORT.load(SeqCst);
+                if let Err(e) = guest::sched_poll(&[port], PATIENCE_NS) {
+                    POLL_ERR.store(e.0 as u64, SeqCst);
+                }
+                AFTER.store(read(), SeqCst);
+                events::pending_word((port / 64) as usize).fetch_and(!(1 << (port % 64)), SeqCst);
             }
             _ => {}
         }
@@ -175,6 +211,9 @@ fn run() {
         if !good {
             break;
         }
+    }
+    if good {
+        good = blocked(&f, orig);
     }
     PHASE.store(EXIT, SeqCst);
     check!(
@@ -300,6 +339,56 @@ fn round(round: u32, what: &str, f: &Frame, orig: Pte, val: Pte) -> bool {
         println!(
             "round {round} ({what}): vCPU 1's writes stopped after {n} ({seen} done when mmu_update returned), F pinned, the present entry refused"
         );
+    }
+    good
+}
+
+/// Round 3: W moved from F to G while vCPU 1 is blocked; its first read
+/// after its wake-up must see G. Whether it did (W maps F again after).
+fn blocked(f: &Frame, orig: Pte) -> bool {
+    let port = PORT.load(SeqCst);
+    if port == NO_PORT {
+        failure!("round 3: vCPU 1 has no IPI port");
+        return false;
+    }
+    let g = take_frame();
+    let w = f.va.get();
+    if fault::write_u64(GuestVirt::new(w), IN_F).is_err() || fault::write_u64(g.va, IN_G).is_err() {
+        failure!("round 3: writing the markers in F and G");
+        return false;
+    }
+    let waking = 3 << 2 | WAKE;
+    PHASE.store(waking, SeqCst);
+    let blocked = smp::yield_until(PATIENCE_NS, || {
+        BEFORE.load(SeqCst) != 0
+            && guest::vcpu_runstate(1).is_ok_and(|r| r.state == RUNSTATE_BLOCKED as i32)
+    });
+    if !blocked {
+        failure!("round 3: vCPU 1 was not seen blocked after its first read");
+        return false;
+    }
+    let to_g = Pte::new(g.mfn, orig.flags());
+    if !mmu::expect_ok(format_args!("round 3: W moved to G"), set_leaf(f.va, to_g)) {
+        return false;
+    }
+    let sent = guest::evtchn_send(port);
+    let woke = smp::yield_until(PATIENCE_NS, || ACK.load(SeqCst) == waking);
+    let mut good = check_eq!(sent, Ok(()), "round 3: the IPI to vCPU 1");
+    good &= check!(woke, "round 3: vCPU 1 did not wake");
+    good &= check_eq!(POLL_ERR.load(SeqCst), 0, "round 3: vCPU 1's SCHEDOP_poll");
+    good &= check_eq!(
+        BEFORE.load(SeqCst),
+        IN_F,
+        "round 3: vCPU 1's read through W before it blocked (F's marker)"
+    );
+    good &= check_eq!(
+        AFTER.load(SeqCst),
+        IN_G,
+        "round 3: vCPU 1's first read through W after it woke (G's marker; F's is a stale TLB entry on CPU 1)"
+    );
+    good &= mmu::expect_ok(format_args!("round 3: W back to F"), set_leaf(f.va, orig));
+    if good {
+        println!("round 3 (blocked): vCPU 1 woke to W's new frame");
     }
     good
 }
