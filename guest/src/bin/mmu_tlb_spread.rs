@@ -31,7 +31,12 @@
 //! has it blocked, vCPU 0 moves W to another frame G and sends the IPI.
 //! vCPU 1's first read after it wakes must see G: CPU 1 flushes vCPU 1's
 //! VPID before it enters it again, the flush epoch having moved
-//! (`vmx/run/visit.rs`, `catch_up`).
+//! (`vmx/run/visit.rs`, `catch_up`). This round can fail only where the
+//! TLB keeps VPID-tagged entries across VM exits (hardware, and KVM on it):
+//! Bochs empties its TLB at every VM exit, and a blocked vCPU has exited,
+//! so neither Bochs nor nested KVM run inside Bochs (Bochs is the hardware
+//! beneath it) can show the missing flush. With the flush before entry
+//! removed, the round passed under both.
 //!
 //! Observability: under Bochs every VM exit empties the emulated TLB and the
 //! update's cross-CPU operation takes CPU 1 out of its guest, so a missing
