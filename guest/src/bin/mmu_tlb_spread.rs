@@ -38,10 +38,11 @@
 //! beneath it) can show the missing flush. With the flush before entry
 //! removed, the round passed under both.
 //!
-//! Observability: under Bochs every VM exit empties the emulated TLB and the
-//! update's cross-CPU operation takes CPU 1 out of its guest, so a missing
-//! shootdown shows under nested KVM (`--backend nested --cpus 2`), whose
-//! translations survive exits (docs/architecture.md).
+//! Observability: Bochs keeps no VPID-tagged entries (its TLB is emptied
+//! when a VM exit loads the host's CR3), but vCPU 1's loop takes no exit,
+//! so rounds 1 and 2 fail under Bochs without the shootdown
+//! (docs/architecture.md: 294,152 writes landed after the update
+//! returned). Round 3's vCPU has exited, so only hardware shows it.
 #![no_std]
 #![cfg_attr(target_os = "none", no_main)]
 
