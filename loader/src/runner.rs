@@ -164,6 +164,7 @@ pub const TEST_CPUS: &[(&str, u32)] = &[
     ("evtchn_close_race_2cpu", 2),
     ("mmu_race_spread", 2),
     ("mmu_tlb_spread", 2),
+    ("mmu_tlb_spread_3", 4),
     ("vcpus_spread_rax", 2),
     ("vcpus_4_spread", 4),
     ("vcpus_spread", 2),
@@ -214,6 +215,10 @@ pub const TEST_DOMAIN_WORDS: &[(&str, &[&str])] = &[
     ("mmu_race", &["keel.vcpus=2"]),
     ("mmu_race_spread", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
     ("mmu_tlb_spread", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
+    (
+        "mmu_tlb_spread_3",
+        &["keel.vcpus=3", "keel.vcpu_cpus=0,1,2"],
+    ),
     ("vcpus_spread_rax", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
     ("vcpus", &["keel.vcpus=2"]),
     ("vcpus_4", &["keel.vcpus=4"]),

@@ -274,9 +274,13 @@ fn unlock() {
 /// The views lent for one cross-CPU operation, by CPU.
 pub struct Lent<'v, T> {
     views: [Option<&'v mut T>; MAX_CPUS],
+    /// The CPU that holds the lock.
+    me: usize,
+    /// The CPUs asked to lend (bit per CPU): each is given back at the end.
+    asked: u32,
 }
 
-impl<T> Lent<'_, T> {
+impl<'v, T> Lent<'v, T> {
     /// CPU `cpu`'s view, if it lent one.
     pub fn get_mut(&mut self, cpu: usize) -> Option<&mut T> {
         self.views.get_mut(cpu)?.as_deref_mut()
@@ -294,50 +298,84 @@ impl<T> Lent<'_, T> {
             .enumerate()
             .filter_map(|(c, v)| Some((c, v.as_deref()?)))
     }
+
+    /// Ask every other CPU that runs domains and has not lent yet, and wait
+    /// for their views: an operation that lent fewer ([`cross_some`]) and
+    /// finds it needs them all (a flush it made owes every CPU of the
+    /// domain: they leave their guests now, before the operation ends).
+    pub fn all(&mut self) {
+        self.ask(u32::MAX);
+    }
+
+    /// Ask the CPUs of `mask` that run domains (not this one, not those
+    /// asked already) and wait for their views.
+    fn ask(&mut self, mask: u32) {
+        let new = mask & ACTIVE.load(Acquire) & !(1 << self.me) & !self.asked;
+        if new == 0 {
+            return;
+        }
+        for c in (0..MAX_CPUS).filter(|c| new & (1 << c) != 0) {
+            if let (Some(s), Some(apic)) = (SLOTS.get(c), APIC_IDS.get(c)) {
+                s.asked.fetch_or(LEND, Release);
+                crate::arch::smp::send_wake(apic.load(Relaxed));
+            }
+        }
+        self.asked |= new;
+        let name = core::any::type_name::<T>();
+        for c in (0..MAX_CPUS).filter(|c| new & (1 << c) != 0) {
+            let Some(s) = SLOTS.get(c) else { continue };
+            while s.state.load(Acquire) != LENT {
+                core::hint::spin_loop();
+            }
+            let p = s.view.load(Relaxed);
+            // SAFETY: the name was published before the view (Release/Acquire).
+            let lent_name = unsafe {
+                core::slice::from_raw_parts(
+                    s.type_name.load(Relaxed).cast_const(),
+                    s.type_len.load(Relaxed) as usize,
+                )
+            };
+            assert!(
+                lent_name == name.as_bytes(),
+                "smp: CPU {c} lent a view of another type"
+            );
+            // SAFETY: CPU `c` published a `&mut T` (same type, checked) and
+            // spins without touching it until RETURNED, which `cross_some`
+            // sets only after the operation has returned and every borrow
+            // of `self` (whose views live no longer than it) has ended.
+            if let Some(v) = self.views.get_mut(c) {
+                *v = Some(unsafe { &mut *p.cast::<T>() });
+            }
+        }
+    }
 }
 
 /// Run `op` on CPU `me` with its own view `own` and the views of every other
 /// CPU that runs domains (see the module's steps).
 pub fn cross<T, R>(me: usize, own: &mut T, op: impl FnOnce(&mut T, &mut Lent<'_, T>) -> R) -> R {
+    cross_some(me, own, u32::MAX, op)
+}
+
+/// [`cross`], asking only the CPUs of `mask` (bit per CPU): the others go
+/// on running their guests. For an operation that reaches only the domains
+/// of those CPUs; it can still ask for the rest ([`Lent::all`]).
+pub fn cross_some<T, R>(
+    me: usize,
+    own: &mut T,
+    mask: u32,
+    op: impl FnOnce(&mut T, &mut Lent<'_, T>) -> R,
+) -> R {
     lock(me, own);
-    let others = ACTIVE.load(Acquire) & !(1 << me);
-    for c in (0..MAX_CPUS).filter(|c| others & (1 << c) != 0) {
-        if let (Some(s), Some(apic)) = (SLOTS.get(c), APIC_IDS.get(c)) {
-            s.asked.fetch_or(LEND, Release);
-            crate::arch::smp::send_wake(apic.load(Relaxed));
-        }
-    }
-    let name = core::any::type_name::<T>();
     let mut lent = Lent {
         views: [const { None }; MAX_CPUS],
+        me,
+        asked: 0,
     };
-    for c in (0..MAX_CPUS).filter(|c| others & (1 << c) != 0) {
-        let Some(s) = SLOTS.get(c) else { continue };
-        while s.state.load(Acquire) != LENT {
-            core::hint::spin_loop();
-        }
-        let p = s.view.load(Relaxed);
-        // SAFETY: the name was published before the view (Release/Acquire).
-        let lent_name = unsafe {
-            core::slice::from_raw_parts(
-                s.type_name.load(Relaxed).cast_const(),
-                s.type_len.load(Relaxed) as usize,
-            )
-        };
-        assert!(
-            lent_name == name.as_bytes(),
-            "smp: CPU {c} lent a view of another type"
-        );
-        // SAFETY: CPU `c` published a `&mut T` (same type, checked) and spins
-        // without touching it until RETURNED, which is set only after `op`
-        // has returned and this borrow has ended.
-        if let Some(v) = lent.views.get_mut(c) {
-            *v = Some(unsafe { &mut *p.cast::<T>() });
-        }
-    }
+    lent.ask(mask);
     // `lent`'s borrows end with `op`: nothing of them is used past here.
     let r = op(own, &mut lent);
-    for c in (0..MAX_CPUS).filter(|c| others & (1 << c) != 0) {
+    let asked = lent.asked;
+    for c in (0..MAX_CPUS).filter(|c| asked & (1 << c) != 0) {
         if let Some(s) = SLOTS.get(c) {
             s.state.store(RETURNED, Release);
         }

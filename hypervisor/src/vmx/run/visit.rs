@@ -152,17 +152,40 @@ fn uncarve<'w, 'a, M: PhysMem, C: Console>(
     on.hole = NO_HOLE;
 }
 
+/// Which CPUs an operation of a visitor stops ([`op`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Reach {
+    /// Only the domain's CPU: the exit reaches nothing but the domain (it
+    /// is one its CPU handles with its own view alone for its own vCPU:
+    /// every exit but a VMCALL of `reaches_peers`). Should it owe the
+    /// domain a TLB flush, every other CPU is asked too before the
+    /// operation ends (its vCPUs elsewhere may hold the old translation).
+    Home,
+    /// Every CPU: the exit may reach other domains.
+    All,
+}
+
+/// The [`Reach`] of a visitor's exit of `reason` with `rax` in RAX.
+fn reach_of(reason: ExitReason, rax: u64) -> Reach {
+    if reason == ExitReason::VMCALL && super::reaches_peers(rax) {
+        Reach::All
+    } else {
+        Reach::Home
+    }
+}
+
 /// Run `f` on the domain's `Vcpu` with visitor `x` installed (module doc,
-/// step 2), on this CPU `me` whose own domains are `on`, every other CPU's
-/// lent. `rearm`: the visitor's run ends by then (its CPU has work). `None`
-/// if the domain is not there to visit (ended, ending, or its CPU runs no
-/// domains any more). A change of which of the domain's vCPUs are up is
-/// sent home (`sync_vcpus` runs there).
+/// step 2), on this CPU `me` whose own domains are `on`, the CPUs `reach`
+/// names lent. `rearm`: the visitor's run ends by then (its CPU has work).
+/// `None` if the domain is not there to visit (ended, ending, or its CPU
+/// runs no domains any more). A change of which of the domain's vCPUs are
+/// up is sent home (`sync_vcpus` runs there).
 pub(super) fn op<'r, 'a, M: PhysMem, C: Console, R>(
     me: usize,
     on: &mut OnCpu<'r, 'a, M, C>,
     x: &mut Visiting,
     rearm: Option<u64>,
+    reach: Reach,
     f: impl FnOnce(&mut Vcpu<'a, M, C>, &mut dyn Peers) -> R,
 ) -> Option<R> {
     let d = x.d;
@@ -170,8 +193,13 @@ pub(super) fn op<'r, 'a, M: PhysMem, C: Console, R>(
     if remote::dead(d) {
         return None;
     }
+    let mask = match reach {
+        Reach::Home => 1 << home,
+        Reach::All => u32::MAX,
+    };
     let mut view = CpuView { on, running: None };
-    let (r, changed) = lend::cross(me, &mut view, |own, lent| {
+    let (r, changed) = lend::cross_some(me, &mut view, mask, |own, lent| {
+        let epoch = remote::flush_epoch(d);
         // Before the domain is carved out of its view (its posts reach it
         // there), and before the exit can change a binding.
         super::take_all_posted(me, own, lent);
@@ -221,6 +249,15 @@ pub(super) fn op<'r, 'a, M: PhysMem, C: Console, R>(
             }
             // The view was lent for the whole operation: it is still there.
             None => log::error!("vmx: CPU {home}'s view went away during an operation"),
+        }
+        // A flush owed to the domain reaches its vCPUs on the CPUs not
+        // lent yet before anything of the domain runs again: each leaves
+        // its guest now, and flushes before it enters one of them
+        // (`catch_up`). Without this, the domain's CPU, given back, could
+        // let another vCPU reuse the frame while one of them still held
+        // a stale translation of it.
+        if reach == Reach::Home && remote::flush_epoch(d) != epoch {
+            lent.all();
         }
         Some((r, changed))
     })?;
@@ -298,7 +335,7 @@ pub(super) fn run<'r, 'a, M: PhysMem, C: Console>(
     }
     let v = x.v;
     let now = timer::rdtsc();
-    let before = op(me, on, x, None, |vcpu, _| {
+    let before = op(me, on, x, None, Reach::Home, |vcpu, _| {
         if !vcpu.domain().vcpus.up_at(v) {
             return Before::Down;
         }
@@ -333,6 +370,7 @@ pub(super) fn run<'r, 'a, M: PhysMem, C: Console>(
             x: &mut *x,
             rearm: None,
             gone: false,
+            reach: Reach::All,
         };
         launch(pc, &mut env, gprs, launched)
     };
@@ -344,7 +382,7 @@ pub(super) fn run<'r, 'a, M: PhysMem, C: Console>(
         Leave::Switch(gprs) => {
             x.gprs = gprs;
             let now = timer::rdtsc();
-            op(me, on, x, None, |vcpu, _| {
+            op(me, on, x, None, Reach::Home, |vcpu, _| {
                 vcpu.reap_grants(frames);
                 match vcpu.take_give_up() {
                     Some(GiveUp::Block) if vcpu.poll_wake(now) => {
@@ -417,6 +455,9 @@ struct RemoteRun<'x, 'r, 'a, M: PhysMem, C: Console> {
     rearm: Option<u64>,
     /// Its domain is gone: the exit ends it here.
     gone: bool,
+    /// What the exit being handled stops (its fast part decides; its full
+    /// part, `handle_exit`, stops the same).
+    reach: Reach,
 }
 
 impl<M: PhysMem, C: Console> RemoteRun<'_, '_, '_, M, C> {
@@ -471,9 +512,15 @@ impl<M: PhysMem, C: Console> ExitEnv for RemoteRun<'_, '_, '_, M, C> {
             }
         }
         let rearm = self.rearm.take();
-        let out = op(self.me, &mut *self.peers, self.x, rearm, |vcpu, peers| {
-            vcpu.fast_exit_as(reason, gprs, peers)
-        });
+        self.reach = reach_of(reason, gprs.rax);
+        let out = op(
+            self.me,
+            &mut *self.peers,
+            self.x,
+            rearm,
+            self.reach,
+            |vcpu, peers| vcpu.fast_exit_as(reason, gprs, peers),
+        );
         catch_up(self.cpu, self.x);
         out.unwrap_or_else(|| {
             self.gone = true;
@@ -485,9 +532,14 @@ impl<M: PhysMem, C: Console> ExitEnv for RemoteRun<'_, '_, '_, M, C> {
         if self.gone {
             return Some(DomainEnd::Destroyed);
         }
-        let out = op(self.me, &mut *self.peers, self.x, None, |vcpu, _| {
-            vcpu.handle_exit(gprs)
-        });
+        let out = op(
+            self.me,
+            &mut *self.peers,
+            self.x,
+            None,
+            self.reach,
+            |vcpu, _| vcpu.handle_exit(gprs),
+        );
         catch_up(self.cpu, self.x);
         out.unwrap_or(Some(DomainEnd::Destroyed))
     }
