@@ -1,18 +1,21 @@
 //! The body of the `bench_vcpus_N` programs (ABI 1.2 preview): the null
-//! hypercall (`xen_version(XENVER_version)`, as [`super::cpus`]) and
-//! `CPUID` leaf 0 timed on each of one domain's N vCPUs at once, vCPU K on
+//! hypercall (`xen_version(XENVER_version)`, as [`super::cpus`]), `CPUID`
+//! leaf 0 and `VCPUOP_is_up` timed on each of one domain's N vCPUs at once, vCPU K on
 //! CPU K (the runner boots the domain with `keel.vcpus=N` and
 //! `keel.vcpu_cpus=0,1,...`: `loader/src/runner.rs`'s `TEST_DOMAIN_WORDS`).
 //!
 //! [`super::cpus`] puts one domain on each CPU; here the CPUs share one
 //! domain, and every vCPU but 0 is a remote vCPU of it (the hypervisor's
-//! `vmx/run/visit.rs`). Neither operation reaches any state but the calling
-//! vCPU's and what its domain was built with, so a remote vCPU's CPU
-//! answers both alone, and the figures should not grow with N. Were each a
-//! cross-CPU operation, every CPU's calls would stop all the others.
+//! `vmx/run/visit.rs`). Neither of the first two reaches any state but the
+//! calling vCPU's and what its domain was built with, so a remote vCPU's
+//! CPU answers both alone, and those figures should not grow with N. Were
+//! each a cross-CPU operation, every CPU's calls would stop all the
+//! others. `VCPUOP_is_up` reads the domain's vCPU table: a remote vCPU's
+//! call is an operation that stops the domain's CPU (every remote vCPU's
+//! calls meet there, so this figure grows with N), and no other.
 //!
-//! Each vCPU reports `xen_version.cpuK` and `cpuid.cpuK`; the tool adds the
-//! `.worst` of each. vCPU K's counters are CPU K's. Every vCPU starts its
+//! Each vCPU reports `xen_version.cpuK`, `cpuid.cpuK` and `is_up.cpuK`;
+//! the tool adds the `.worst` of each. vCPU K's counters are CPU K's. Every vCPU starts its
 //! loops at the same system time ([`super::cpus::START_NS`]) and keeps
 //! quiet until every loop is over; vCPU 0 then prints every figure (a
 //! remote vCPU's console write would be a cross-CPU operation). The
@@ -43,18 +46,21 @@ const PATIENCE_NS: u64 = 20_000_000_000;
 
 /// Each vCPU's two figures (`None` until measured), its wrong answers, and
 /// whether it is done (1) or arrived too late (2).
-static FIGURES: spin::Mutex<[[Option<Figure>; 2]; MOST]> = spin::Mutex::new([[None; 2]; MOST]);
+static FIGURES: spin::Mutex<[[Option<Figure>; 3]; MOST]> = spin::Mutex::new([[None; 3]; MOST]);
 static ERRORS: [AtomicU32; MOST] = [const { AtomicU32::new(0) }; MOST];
 static STATE: [AtomicU32; MOST] = [const { AtomicU32::new(0) }; MOST];
 const DONE: u32 = 1;
 const LATE: u32 = 2;
 
-const NAMES: [(&str, &str); MOST] = [
-    ("xen_version.cpu0", "cpuid.cpu0"),
-    ("xen_version.cpu1", "cpuid.cpu1"),
-    ("xen_version.cpu2", "cpuid.cpu2"),
-    ("xen_version.cpu3", "cpuid.cpu3"),
+const NAMES: [[&str; 3]; MOST] = [
+    ["xen_version.cpu0", "cpuid.cpu0", "is_up.cpu0"],
+    ["xen_version.cpu1", "cpuid.cpu1", "is_up.cpu1"],
+    ["xen_version.cpu2", "cpuid.cpu2", "is_up.cpu2"],
+    ["xen_version.cpu3", "cpuid.cpu3", "is_up.cpu3"],
 ];
+/// Calls per sample of `is_up` (each a cross-CPU operation on a remote
+/// vCPU: fewer, so that the loops stay within the quiet time).
+const PER_IS_UP: u64 = 10;
 
 /// Spin on the clock until system time `t` (no exit).
 fn spin_until(t: u64) {
@@ -83,16 +89,23 @@ fn measure(id: u32) {
     let began = events::now_ns();
     let mut samples = [0u64; SAMPLES];
     let mut errors = 0u32;
-    let version = bench.run(NAMES[i].0, PER, &mut samples, || {
+    let version = bench.run(NAMES[i][0], PER, &mut samples, || {
         for _ in 0..PER {
             if hypercall_scalar(Hypercall::XEN_VERSION, [XENVER_VERSION, 0, 0, 0, 0]) != want {
                 errors += 1;
             }
         }
     });
-    let cpuid = bench.run(NAMES[i].1, PER, &mut samples, || {
+    let cpuid = bench.run(NAMES[i][1], PER, &mut samples, || {
         for _ in 0..PER {
             if arch::cpuid(0, 0) != leaf0 {
+                errors += 1;
+            }
+        }
+    });
+    let is_up = bench.run(NAMES[i][2], PER_IS_UP, &mut samples, || {
+        for _ in 0..PER_IS_UP {
+            if smp::is_up(0) != Ok(true) {
                 errors += 1;
             }
         }
@@ -100,7 +113,7 @@ fn measure(id: u32) {
     let ended = events::now_ns();
     // Quiet (no console line, no end) until the slowest loop is surely over.
     spin_until(ended + (ended - began));
-    FIGURES.lock()[i] = [version, cpuid];
+    FIGURES.lock()[i] = [version, cpuid, is_up];
     ERRORS[i].store(errors, SeqCst);
     STATE[i].store(DONE, SeqCst);
 }
@@ -139,9 +152,10 @@ pub fn run() {
     let figures = *FIGURES.lock();
     for (i, pair) in figures.iter().enumerate().take(n) {
         let state = STATE[i].load(SeqCst);
-        for (name, fig) in [NAMES[i].0, NAMES[i].1].into_iter().zip(pair) {
+        for (k, (name, fig)) in NAMES[i].into_iter().zip(pair).enumerate() {
+            let per = if k == 2 { PER_IS_UP } else { PER };
             match (state, fig) {
-                (DONE, Some(f)) => bench.report(name, PER, f),
+                (DONE, Some(f)) => bench.report(name, per, f),
                 (LATE, _) => bench.missing(
                     name,
                     format_args!("vCPU {i} arrived after the common start"),

@@ -11,7 +11,9 @@
 //!    operation at a time in the machine. While it waits for the lock it
 //!    serves the requests of the holder ([`serve`]), so two CPUs that ask at
 //!    once cannot wait for each other;
-//! 2. it asks every other CPU that runs domains, with a wake-up IPI: a CPU in
+//! 2. it asks every other CPU that runs domains (or those an operation that
+//!    reaches only their domains names: [`cross_some`]; it can ask the
+//!    rest later, [`Lent::all`]), with a wake-up IPI: a CPU in
 //!    its guest leaves it (an external-interrupt exit), an idle one wakes,
 //!    one in the middle of an exit finishes it (bounded work) and the IPI,
 //!    held pending, ends its next guest entry at once;

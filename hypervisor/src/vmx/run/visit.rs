@@ -11,9 +11,10 @@
 //!    CPU ([`remote::request_up`]); that CPU, at the top of its run loop,
 //!    makes its VMCS in frames of its own, with the home CPU's view lent
 //!    ([`start`]), and gives it a scheduler slot of its own.
-//! 2. **Each of its exits** is one cross-CPU operation ([`op`]): with every
-//!    other CPU's view lent (`vmx::lend`: they stand still, guests
-//!    included), its CPU takes the domain's `Vcpu` out of the home view,
+//! 2. **Each of its exits** is one cross-CPU operation ([`op`]): with the
+//!    home CPU's view lent, and every other CPU's for an exit that may
+//!    reach other domains ([`Reach`]; `vmx::lend`: they stand still,
+//!    guests included), its CPU takes the domain's `Vcpu` out of the home view,
 //!    installs the visitor in it (`Vcpu::swap_visitor`: its own state and
 //!    its run's trade places with the loaded vCPU's), handles the exit
 //!    against its own current VMCS, takes the visitor out again and puts
@@ -26,10 +27,11 @@
 //! 3. **Wake-ups** of a visitor go to its CPU's scheduler through a request
 //!    ([`remote::request_wake`]) and an IPI, from wherever they are decided.
 //! 4. **TLB shootdown.** A change to the domain's page tables that owes a
-//!    flush counts in the domain's flush epoch ([`remote::flushed`]). A CPU
-//!    that made it in an exit of its own (not in an operation that had every
-//!    other CPU lent) runs an empty cross-CPU operation before its vCPU
-//!    runs on: every other CPU leaves its guest, and each, before entering
+//!    flush counts in the domain's flush epoch ([`remote::flushed`]). An
+//!    operation that lent only the home CPU asks the others before it ends
+//!    (`lend::Lent::all`); a CPU that made the change in an exit of its own
+//!    (not in an operation) runs an empty cross-CPU operation before its
+//!    vCPU runs on: every other CPU leaves its guest, and each, before entering
 //!    one of the domain's vCPUs again, compares the epoch with the one it
 //!    last flushed at and flushes that vCPU's VPID. Nothing of the domain's
 //!    runs with a translation older than the change once the operation that
