@@ -525,9 +525,10 @@ impl Visitor {
     /// guest kernel whose answer reads only the facts
     /// (`crate::hypercall::own_answer`: `XENVER_version`, `XENVER_pagesize`)
     /// or is Keel's benchmark no-op. Not when a deadline of the vCPU or its
-    /// slice is due (the operation's `before_entry` must see it), without
-    /// the VMX-preemption timer (a slice then ends only by an exit the
-    /// operation handles), nor in an interrupt shadow or single-stepped
+    /// slice is due (the operation's `before_entry` must see it), nor,
+    /// without the VMX-preemption timer, when it has a deadline or a slice
+    /// at all (then only an exit the operation handles ends them), nor in
+    /// an interrupt shadow or single-stepped
     /// (the whole path retires those). Nothing it skips can be owed: an
     /// event for this vCPU comes with a wake request and an IPI, whose exit
     /// is an operation.
@@ -541,10 +542,21 @@ impl Visitor {
         reason: ExitReason,
         g: &mut GuestGprs,
     ) -> Option<FastExit> {
-        let rate = preempt_rate(cpu)?;
+        let rate = preempt_rate(cpu);
         let now = crate::arch::timer::rdtsc();
-        if now >= self.run.preempt_due {
-            return None;
+        match rate {
+            Some(_) if now >= self.run.preempt_due => return None,
+            Some(_) => {}
+            // Without the VMX-preemption timer a deadline or a slice end is
+            // the APIC timer's exit, which Bochs does not take while the
+            // guest has IF clear: that is what an operation's exit checks,
+            // so a vCPU with either goes that way.
+            None if self.run.slice_end.is_some()
+                || self.parked.events.timers.next_deadline().is_some() =>
+            {
+                return None
+            }
+            None => {}
         }
         let (rbx, answer) = match reason {
             ExitReason::CPUID => (true, None),
@@ -592,7 +604,9 @@ impl Visitor {
         }
         let len = vmread_current(ro::VMEXIT_INSTRUCTION_LEN);
         write(guest::RIP, rip.wrapping_add(len));
-        self.rearm_preempt(rate, now);
+        if let Some(rate) = rate {
+            self.rearm_preempt(rate, now);
+        }
         Some(if rbx {
             FastExit::ResumeWithRbx
         } else {
