@@ -591,16 +591,7 @@ impl Visitor {
                 }
                 g.rax = v as u64;
             }
-            None => {
-                let r = self
-                    .own
-                    .cpuid
-                    .guest_cpuid(g.rax as u32, g.rcx as u32, &host_cpuid);
-                g.rax = r.eax.into();
-                g.rbx = r.ebx.into();
-                g.rcx = r.ecx.into();
-                g.rdx = r.edx.into();
-            }
+            None => super::cpuid::answer_cpuid(&self.own.cpuid, g),
         }
         let len = vmread_current(ro::VMEXIT_INSTRUCTION_LEN);
         write(guest::RIP, rip.wrapping_add(len));
