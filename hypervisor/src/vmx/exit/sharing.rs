@@ -587,7 +587,7 @@ impl Visitor {
             Some(v) => {
                 if g.rax != perf::KEEL_DEBUG_OP {
                     // The domain counts it at this vCPU's next operation.
-                    self.own.calls += 1;
+                    self.own.calls = self.own.calls.wrapping_add(1);
                 }
                 g.rax = v as u64;
             }
