@@ -668,17 +668,13 @@ impl Domain {
     }
 
     /// Count one hypercall of number `nr` (for benchmarks and diagnostics).
+    #[inline(always)]
     pub fn count_hypercall(&mut self, nr: u64) {
-        let slot = usize::try_from(nr)
-            .ok()
-            .and_then(|i| self.hypercall_counts.get_mut(i));
-        match slot {
-            Some(c) => *c = c.wrapping_add(1),
-            None => self.other_hypercalls = self.other_hypercalls.wrapping_add(1),
-        }
+        self.count_hypercalls(nr, 1);
     }
     /// Count `n` hypercalls of number `nr` at once (those a vCPU on another
     /// CPU answered there: `vmx::exit::Visitor::own_exit`).
+    #[inline(always)]
     pub fn count_hypercalls(&mut self, nr: u64, n: u64) {
         let slot = usize::try_from(nr)
             .ok()
