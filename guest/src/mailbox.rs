@@ -27,6 +27,10 @@ const W_CMD: usize = W_FACT + FACTS;
 const W_DONE: usize = W_CMD + 1;
 const W_RESULT: usize = W_DONE + 1;
 const W_PROGRESS: usize = W_RESULT + RESULTS;
+const W_SCRATCH: usize = W_PROGRESS + RESULTS;
+/// Words the two programs use as they agree, outside the protocol
+/// ([`Mailbox::scratch`]).
+pub const SCRATCH: usize = 8;
 
 /// The mailbox page mapped at a guest-virtual address.
 #[derive(Clone, Copy, Debug)]
@@ -73,6 +77,9 @@ impl Mailbox {
         self.word(W_CMD).store(0, SeqCst);
         self.word(W_DONE).store(0, SeqCst);
         self.report_progress([0; RESULTS]);
+        for i in 0..SCRATCH {
+            self.scratch(i).store(0, SeqCst);
+        }
         self.word(W_MAGIC).store(MAGIC, SeqCst);
     }
 
@@ -143,6 +150,13 @@ impl Mailbox {
         r
     }
 
+    /// Scratch word `i` (`0..SCRATCH`), zero after [`Self::publish`]: for
+    /// whatever the two programs agree on beyond commands and answers (both
+    /// may write it at any time; the protocol never touches it).
+    pub fn scratch(&self, i: usize) -> &'static AtomicU64 {
+        self.word(W_SCRATCH + i.min(SCRATCH - 1))
+    }
+
     /// The owner: answer command `seq` with `results`.
     pub fn answer(&self, seq: u32, results: [u64; RESULTS]) {
         for (i, r) in results.iter().enumerate() {
@@ -154,8 +168,9 @@ impl Mailbox {
 
 /// The commands `grant_cross` posts to `grant_peer`, its granting domain.
 pub mod grant_cross {
-    /// Answer entry 1's and entry 6's flags and the result of pinning frame Z
-    /// as an L1 (0, or the negative errno).
+    /// Answer entry 1's and entry 6's flags, the result of pinning frame Z
+    /// as an L1 and that of pinning frame Y as an L4 (0, or the negative
+    /// errno; each unpinned again when pinned).
     pub const REPORT: u8 = 1;
     /// Rewrite entry 1 to name frame C (while it is mapped).
     pub const REWRITE_1: u8 = 2;
@@ -164,15 +179,28 @@ pub mod grant_cross {
     /// Answer, then end.
     pub const EXIT: u8 = 4;
     /// Answer at once, then pin frame Z as an L1, check that it holds only
-    /// zeros and unpin it, again and again, until the next command, which
-    /// must be [`STOP`] (`grant_race_2cpu`: the grantee maps Z meanwhile);
-    /// the counts of [`STOP`]'s answer so far as its progress
-    /// (`Mailbox::progress`).
+    /// zeros and unpin it, again and again (in the steps the grantee starts:
+    /// [`STEP_GRANTEE`]), until the next command, which must be [`STOP`]
+    /// (`grant_race_2cpu`: the grantee maps Z meanwhile); the counts of
+    /// [`STOP`]'s answer so far as its progress (`Mailbox::progress`).
     pub const RACE: u8 = 5;
-    /// End [`RACE`]'s loop; answer its counts: pins that succeeded, pins
-    /// refused (-EINVAL), nonzero entries seen in the pinned Z, and results
-    /// no rule allows (another errno, an unpin that failed).
+    /// End a race's loop ([`RACE`], [`RACE_HOOK`], [`RACE_CR3`]); answer its
+    /// counts: type changes that succeeded (pins, hooks), refused (-EINVAL),
+    /// nonzero entries seen in the typed frame where only zeros may be, and
+    /// results no rule allows (another errno, an undo that failed).
     pub const STOP: u8 = 6;
+    /// As [`RACE`], but each step hooks Z into a free slot of one of the
+    /// granter's own L2 tables with `mmu_update` (a present entry: an L1
+    /// type reference on Z), checks Z, and writes the slot back to zero.
+    pub const RACE_HOOK: u8 = 7;
+    /// As [`RACE`] on frame Y (grant reference [`GREF_Y`], a copy of the
+    /// granter's L4): each step pins Y as an L4, loads it with MOV to CR3,
+    /// unpins it (CR3 keeps its type), checks Y's entries
+    /// [`FACT_Y_FREE`]`..+`[`FACT_Y_FREE_COUNT`] (zero), and loads the
+    /// original L4 again (Y's last type reference goes).
+    pub const RACE_CR3: u8 = 8;
+    /// Frame Y's grant reference (writable).
+    pub const GREF_Y: u32 = 7;
     /// The fact words: frames A, B, Z and C.
     pub const FACT_A: usize = 0;
     /// Frame B.
@@ -181,4 +209,21 @@ pub mod grant_cross {
     pub const FACT_Z: usize = 2;
     /// Frame C.
     pub const FACT_C: usize = 3;
+    /// Frame Y.
+    pub const FACT_Y: usize = 4;
+    /// The first of the entries of Y that the granter's L4 does not use
+    /// (where the grantee may write while Y is mapped).
+    pub const FACT_Y_FREE: usize = 5;
+    /// How many there are from [`FACT_Y_FREE`] on (at least one).
+    pub const FACT_Y_FREE_COUNT: usize = 6;
+    /// The races' steps (`Mailbox::scratch` words, zero before a race
+    /// starts; in each step both sides go for the frame once both have
+    /// started it, and keep trying until each has had it once): the last
+    /// step the grantee has started (it writes [`DELAY_GRANTER`] first)...
+    pub const STEP_GRANTEE: usize = 0;
+    /// ... the last step the granter has started ...
+    pub const STEP_GRANTER: usize = 1;
+    /// ... and how long the granter waits (spins) after the barrier before
+    /// its first attempt of the grantee's step.
+    pub const DELAY_GRANTER: usize = 2;
 }
