@@ -6,22 +6,25 @@
 //! (`vmx::lend`, `vmx::run`); what the two CPUs must tell each other outside
 //! those operations goes through the words here, each followed by a wake-up
 //! IPI to the CPU it concerns (`vmx::lend::kick`), which looks at its
-//! requests ([`take_pending`]) at the top of its run loop:
+//! requests ([`take_pending`], [`take_woken`]) at the top of its run loop:
 //!
 //! - to the vCPU's CPU: start it ([`request_up`]), wake it
-//!   ([`request_wake`]), drop it (its domain ended: [`set_dead`]);
+//!   ([`request_wake`]: a running one takes its own in the IPI's exit,
+//!   [`take_wake_running`]), drop it (its domain ended: [`set_dead`]);
 //! - to the home CPU: the domain's vCPUs changed state ([`request_sync`]),
 //!   a remote vCPU ended the domain ([`request_end`]), a remote vCPU was
 //!   dropped ([`dropped`]: its domain's teardown waits for that).
 //!
 //! The TLB shootdown's clock is here too: [`flush_epoch`] counts the
 //! flushes a domain with remote vCPUs was owed; each CPU compares it with
-//! the count it last flushed at before it enters one of the domain's vCPUs.
+//! the count it last flushed at before it enters one of the domain's vCPUs
+//! (`smp::tlb` decides; [`placed`] is the set of CPUs a shootdown asks).
 
 use crate::boot::MAX_RUN_CPU as MAX_CPUS;
 use crate::domain::vcpus::MAX_VCPUS;
 use crate::domain::DomainId;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::*};
+use crate::smp::tlb;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 
 /// Domain ids index these tables (id 0 unused).
 const DOMS: usize = crate::boot::MAX_MODULES + 1;
@@ -33,6 +36,8 @@ static VCPU_CPU: [[AtomicU8; MAX_VCPUS]; DOMS] =
     [const { [const { AtomicU8::new(HOME) }; MAX_VCPUS] }; DOMS];
 /// Bit `v`: vCPU `v` is remote.
 static REMOTE: [AtomicU8; DOMS] = [const { AtomicU8::new(0) }; DOMS];
+/// Bit `c`: a remote vCPU is placed on CPU `c` (one load for a shootdown).
+static CPUS: [AtomicU32; DOMS] = [const { AtomicU32::new(0) }; DOMS];
 /// Bit `v`: its CPU holds state for remote vCPU `v` (set when it starts it,
 /// cleared when it drops it).
 static HELD: [AtomicU8; DOMS] = [const { AtomicU8::new(0) }; DOMS];
@@ -47,6 +52,10 @@ static DEAD: [AtomicBool; DOMS] = [const { AtomicBool::new(false) }; DOMS];
 static FLUSH: [AtomicU64; DOMS] = [const { AtomicU64::new(0) }; DOMS];
 /// A CPU has requests to look at.
 static PENDING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Bit `d`: domain `d` has wake requests for vCPUs on the CPU. Apart from
+/// [`PENDING`]: a wake for the visitor a CPU is running is finished in that
+/// visitor's exit, without ending its run ([`take_wake_running`]).
+static WOKEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Events were posted to a domain of the CPU ([`request_events`]).
 static EVENTS: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
@@ -63,6 +72,9 @@ pub fn place_vcpu(d: DomainId, v: u32, cpu: usize) {
     if let Some(x) = row.get(v as usize) {
         x.store(c, Relaxed);
         r.fetch_or(1 << v, Relaxed);
+        if let Some(m) = at(&CPUS, d) {
+            m.fetch_or(tlb::CpuSet::one(cpu).mask32(), Relaxed);
+        }
     }
 }
 
@@ -71,6 +83,14 @@ pub fn place_vcpu(d: DomainId, v: u32, cpu: usize) {
 pub fn vcpu_cpu(d: DomainId, v: u32) -> Option<usize> {
     let c = at(&VCPU_CPU, d)?.get(v as usize)?.load(Relaxed);
     (c != HOME).then_some(usize::from(c))
+}
+
+/// The CPUs domain `d`'s vCPUs are placed on, `home` (its own CPU) with
+/// its remote vCPUs' (placement is made at boot and never changes).
+#[inline]
+pub fn placed(d: DomainId, home: usize) -> tlb::CpuSet {
+    let remote = at(&CPUS, d).map_or(0, |m| m.load(Relaxed));
+    tlb::CpuSet::one(home).union(tlb::CpuSet::from_mask32(remote))
 }
 
 /// Whether domain `d` has remote vCPUs.
@@ -120,6 +140,43 @@ pub fn pending(cpu: usize) -> bool {
 /// Whether any CPU has requests it has not looked at.
 pub fn any_pending() -> bool {
     PENDING.iter().chain(&EVENTS).any(|p| p.load(Acquire))
+        || WOKEN.iter().any(|w| w.load(Acquire) != 0)
+}
+
+/// Whether CPU `cpu` has wake requests it has not looked at.
+#[inline]
+pub fn woken(cpu: usize) -> bool {
+    WOKEN.get(cpu).is_some_and(|w| w.load(Relaxed) != 0)
+}
+
+/// Take CPU `cpu`'s wake flag (its run loop then takes every wake request
+/// of its vCPUs, [`take_wake`]): whether it had one.
+pub fn take_woken(cpu: usize) -> bool {
+    WOKEN.get(cpu).is_some_and(|w| w.swap(0, AcqRel) != 0)
+}
+
+/// CPU `cpu` runs remote vCPU `v` of `d` (in its exit): take a wake request
+/// for it. Returns whether there was one, and whether wake requests of
+/// other vCPUs remain for this CPU (then left for its run loop, the flag
+/// set again).
+pub fn take_wake_running(cpu: usize, d: DomainId, v: u32) -> (bool, bool) {
+    let (Some(w), Some(word)) = (WOKEN.get(cpu), at(&WAKE, d)) else {
+        return (false, false);
+    };
+    let doms = w.swap(0, AcqRel);
+    if doms == 0 {
+        return (false, false);
+    }
+    let mine = word.fetch_and(!(1 << v), AcqRel) & 1 << v != 0;
+    // The domain's other vCPUs on this CPU, walked only when the domain has
+    // another wake request left.
+    let left = word.load(Acquire);
+    let same = doms & 1 << d.0 != 0 && left != 0 && left & on_cpu(d, cpu) != 0;
+    let rest = doms & !(1 << d.0) | if same { 1 << d.0 } else { 0 };
+    if rest != 0 {
+        w.fetch_or(rest, AcqRel);
+    }
+    (mine, rest != 0)
 }
 
 /// Take CPU `cpu`'s requests flag: whether it had any.
@@ -167,7 +224,7 @@ pub fn take_up(d: DomainId, cpu: usize) -> u8 {
 pub fn request_wake(d: DomainId, v: u32) -> Option<usize> {
     let c = vcpu_cpu(d, v)?;
     at(&WAKE, d)?.fetch_or(1 << v, AcqRel);
-    post(c);
+    WOKEN.get(c)?.fetch_or(1 << d.0, AcqRel);
     Some(c)
 }
 
@@ -291,12 +348,7 @@ pub fn flush_epoch(d: DomainId) -> u64 {
 /// flushed one of its vCPUs at), which moves to now: the caller flushes.
 #[inline]
 pub fn flush_due(d: DomainId, seen: &mut u64) -> bool {
-    let e = flush_epoch(d);
-    if e == *seen {
-        return false;
-    }
-    *seen = e;
-    true
+    crate::smp::tlb::due(flush_epoch(d), seen)
 }
 
 #[cfg(test)]
@@ -314,6 +366,12 @@ mod tests {
         assert!(spread(d));
         assert_eq!(vcpu_cpu(d, 1), Some(3));
         assert_eq!(vcpu_cpu(d, 2), None);
+        assert_eq!(placed(d, 0), tlb::placed(0, [3]));
+        assert_eq!(
+            placed(DomainId(11), 2),
+            tlb::CpuSet::one(2),
+            "no remote vCPU"
+        );
         assert!(hosted(3).any(|x| x == (d, 1)));
         assert_eq!(request_up(d, 1), Some(3));
         assert_eq!(request_up(d, 2), None, "not remote: no request");
@@ -347,7 +405,8 @@ mod tests {
         assert_eq!(request_wake(d, 1), Some(1));
         assert_eq!(request_wake(d, 3), Some(3));
         assert_eq!(request_wake(d, 4), Some(2));
-        assert!(take_pending(2));
+        assert!(!pending(2), "a wake is not a request of the other kinds");
+        assert!(woken(2) && take_woken(2) && !woken(2));
         assert_eq!(take_wake(d, 2), 1 << 4, "CPU 2 takes vCPU 4's only");
         assert_eq!(take_wake(d, 2), 0);
         assert_eq!(take_wake(d, 0), 0, "vCPU 0 is not remote");
@@ -359,6 +418,34 @@ mod tests {
         assert_eq!(take_up(d, 3), 0);
         assert_eq!(take_up(d, 2), 1 << 2);
         assert_eq!(take_up(d, 2), 0);
+    }
+
+    /// A wake for the visitor a CPU runs is taken in its exit; the others
+    /// stay for the run loop, with the flag set again.
+    #[test]
+    fn a_running_visitor_takes_its_own_wake() {
+        let (d, e) = (DomainId(12), DomainId(13));
+        place_vcpu(d, 1, 6);
+        place_vcpu(d, 2, 6);
+        place_vcpu(e, 1, 6);
+        assert_eq!(take_wake_running(6, d, 1), (false, false), "nothing asked");
+        request_wake(d, 1);
+        assert_eq!(take_wake_running(6, d, 1), (true, false));
+        assert!(!woken(6), "nothing left for the run loop");
+        assert_eq!(take_wake(d, 6), 0, "taken");
+        // Another vCPU of the domain on this CPU: left, flag set again.
+        request_wake(d, 1);
+        request_wake(d, 2);
+        assert_eq!(take_wake_running(6, d, 1), (true, true));
+        assert!(woken(6));
+        assert!(take_woken(6));
+        assert_eq!(take_wake(d, 6), 1 << 2);
+        // Another domain's vCPU: left too.
+        request_wake(e, 1);
+        assert_eq!(take_wake_running(6, d, 1), (false, true));
+        assert!(take_woken(6));
+        assert_eq!(take_wake(e, 6), 1 << 1);
+        assert!(!woken(6));
     }
 
     #[test]

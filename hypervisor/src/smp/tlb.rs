@@ -1,29 +1,45 @@
 //! # Which CPUs a TLB flush must reach
 //!
-//! With several CPUs, a translation a vCPU used may stay cached on every CPU
-//! that vCPU ran on (VPID-tagged entries survive VM exits and entries), until
-//! that CPU flushes it. So every change that removes a permission (a PTE that
-//! loses present or RW or USER or gains NX or moves to another frame; an
-//! unpin; a type change; a grant unmap) must be followed by a flush on every
-//! CPU that may still hold the old translation *before* the frame can be
-//! reused, and the guest's own flush requests (`MMUEXT_TLB_FLUSH_MULTI`,
-//! `INVLPG_MULTI`, `TLB_FLUSH_ALL`, `INVLPG_ALL`) must reach the CPUs of the
-//! vCPUs they name. This module decides the set of CPUs; sending the IPIs and
-//! waiting for them is the mechanism's job (not wired yet: Keel runs every
-//! domain on CPU 0).
+//! With several CPUs, a translation a vCPU used may stay cached on the CPU
+//! it ran on (VPID-tagged entries survive VM exits and entries) until that
+//! CPU flushes its VPID. So a change to a domain's page tables that removes
+//! a permission (a PTE that loses present, RW or USER, gains NX or moves to
+//! another frame; an unpin; a type change; a grant unmap) must reach every
+//! CPU that may hold the old translation *before* the frame can be reused,
+//! and so must the guest's own flush requests (`MMUEXT_TLB_FLUSH_MULTI`,
+//! `INVLPG_MULTI`, `TLB_FLUSH_ALL`, `INVLPG_ALL`).
 //!
-//! The model, after Xen's dirty CPU masks and TLB-flush clock:
+//! How Keel does it, in three parts (the mechanism: `vmx::run::visit`,
+//! step 4):
 //!
-//! - each vCPU has a **dirty set**: the CPUs it ran on since each last flushed
-//!   the domain's translations ([`DirtyMasks::ran`], [`DirtyMasks::flushed`]);
-//!   the domain's dirty set is their union. Page tables are shared by a
-//!   domain's vCPUs, so a change to them concerns the whole domain's set;
-//! - a **flush clock** ([`FlushClock`]) ticks at every full flush on any CPU
-//!   and remembers when each CPU last flushed; a frame records the time its
-//!   last mapping went away, and before the frame is reused only the CPUs that
-//!   have not flushed since then need to ([`FlushClock::stale_since`]).
-
-use crate::paging::Flush;
+//! 1. **An epoch.** Each domain with vCPUs on several CPUs counts the
+//!    flushes it was owed (`remote::flushed`; any vCPU's change is owed to
+//!    the whole domain, as its page tables are shared). Each CPU remembers,
+//!    for each vCPU of the domain it runs, the epoch it last flushed that
+//!    vCPU's VPID at, and flushes before it enters that vCPU whenever the
+//!    epoch moved since ([`due`]). So a CPU that is *not in* one of the
+//!    domain's vCPUs when the change is made needs no interrupt: its stale
+//!    entries are tagged with a VPID it flushes before it uses it again.
+//! 2. **The shootdown set.** A CPU that *is* in one of the domain's vCPUs
+//!    must leave it before the change is complete: the CPU that made the
+//!    change asks it for its view (`vmx::lend`), which takes it out of its
+//!    guest, and gives it back only after the change. Placement is pinned
+//!    (`keel.vcpu_cpus=`: a vCPU runs on one CPU, for its life), so the
+//!    CPUs that can be in one of the domain's vCPUs are the CPUs it is
+//!    placed on ([`placed`]; `remote::placed`), and the set to ask is those but the one
+//!    making the change ([`shootdown`]). Any other CPU runs none of the
+//!    domain's vCPUs and never held its translations: it goes on running
+//!    its guests. (Xen keeps a per-vCPU dirty CPU mask for the same
+//!    question because its vCPUs migrate; a migrating placement would need
+//!    one here too.)
+//! 3. **The local flush.** The CPU that made the change flushes its own
+//!    vCPU before that vCPU runs on (the same epoch test).
+//!
+//! The guest's flush requests go through the same path: Keel's flush is the
+//! domain's (every vCPU), so naming any of its vCPUs in a `MULTI` request
+//! flushes them all (`docs/abi/mmu.md`). The model test (`tests.rs`) checks
+//! the three parts together: whatever ran where, no vCPU ever runs with a
+//! translation older than a change that completed.
 
 /// The most CPUs a set holds.
 pub const SET_CPUS: usize = 64;
@@ -64,141 +80,42 @@ impl CpuSet {
     pub fn iter(self) -> impl Iterator<Item = usize> {
         (0..SET_CPUS).filter(move |&c| self.contains(c))
     }
-}
-
-/// The most vCPUs per domain the masks track.
-pub const MAX_VCPUS: usize = 32;
-
-/// A domain's per-vCPU dirty sets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DirtyMasks {
-    vcpu: [CpuSet; MAX_VCPUS],
-}
-
-impl DirtyMasks {
-    /// vCPU `v` ran on `cpu`: `cpu` may now cache the domain's translations.
-    pub fn ran(&mut self, v: usize, cpu: usize) {
-        if let Some(m) = self.vcpu.get_mut(v) {
-            *m = m.union(CpuSet::one(cpu));
-        }
+    /// The set as a mask of the first 32 CPUs (`vmx::lend`'s); the machine
+    /// runs fewer (`arch::percpu::MAX_CPUS`).
+    pub const fn mask32(self) -> u32 {
+        self.0 as u32
     }
-    /// `cpu` flushed every translation of the domain (its VPID, or a CR3 load
-    /// without VPID): no vCPU's entries are left there.
-    pub fn flushed(&mut self, cpu: usize) {
-        for m in &mut self.vcpu {
-            *m = m.minus(CpuSet::one(cpu));
-        }
-    }
-    /// vCPU `v`'s dirty set (empty for a vCPU out of range).
-    pub fn of(&self, v: usize) -> CpuSet {
-        self.vcpu.get(v).copied().unwrap_or_default()
-    }
-    /// The domain's dirty set: every CPU any of its vCPUs may have entries on.
-    pub fn domain(&self) -> CpuSet {
-        self.vcpu.iter().fold(CpuSet::EMPTY, |a, &m| a.union(m))
-    }
-    /// The union of the dirty sets of the vCPUs in `mask` (bit `v`: vCPU `v`;
-    /// vCPUs that do not exist add nothing).
-    pub fn of_vcpus(&self, mask: u64) -> CpuSet {
-        (0..MAX_VCPUS.min(64))
-            .filter(|&v| mask & (1 << v) != 0)
-            .fold(CpuSet::EMPTY, |a, v| a.union(self.of(v)))
+    /// The set of a mask of the first 32 CPUs.
+    pub const fn from_mask32(m: u32) -> CpuSet {
+        CpuSet(m as u64)
     }
 }
 
-/// What asks for a flush.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cause {
-    /// A page-table change by the hypervisor (validated update, unpin, type
-    /// change, grant unmap), owing `Flush` (`paging::flush_for`).
-    TableChange(Flush),
-    /// `MMUEXT_TLB_FLUSH_LOCAL` / `MMUEXT_INVLPG_LOCAL`: the calling vCPU's CPU.
-    GuestLocal(Flush),
-    /// `MMUEXT_TLB_FLUSH_MULTI` / `MMUEXT_INVLPG_MULTI`: the vCPUs in the mask.
-    GuestMulti(Flush, u64),
-    /// `MMUEXT_TLB_FLUSH_ALL` / `MMUEXT_INVLPG_ALL`: every vCPU of the domain.
-    GuestAll(Flush),
+/// The CPUs a domain's vCPUs may run on: its own (`home`, where every vCPU
+/// without a CPU of its own runs) and its remote vCPUs' (`remote`;
+/// `remote::placed` keeps the same set as one word).
+pub fn placed(home: usize, remote: impl IntoIterator<Item = usize>) -> CpuSet {
+    remote
+        .into_iter()
+        .fold(CpuSet::one(home), |s, c| s.union(CpuSet::one(c)))
 }
 
-/// The flush to perform: what, and where.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Decision {
-    /// What to flush on each target.
-    pub flush: Flush,
-    /// Flush here, before returning to the guest.
-    pub local: bool,
-    /// The other CPUs to interrupt; the change is complete (the frame may be
-    /// reused, the hypercall may return) only once each has flushed.
-    pub remote: CpuSet,
+/// The CPUs that must leave the domain's vCPUs before a change CPU `this`
+/// made to its page tables is complete, for a domain `placed` so: every
+/// CPU of it but `this` (which flushes its own vCPU before it runs on).
+pub const fn shootdown(placed: CpuSet, this: usize) -> CpuSet {
+    placed.minus(CpuSet::one(this))
 }
 
-/// The CPUs `cause`, raised on CPU `this` by vCPU `vcpu` of a domain with
-/// `masks`, must flush. A change owing no flush reaches no CPU. A hypervisor
-/// change reaches the whole domain's dirty set; the running CPU always
-/// flushes locally (its vCPU may hold the entry whether or not the mask has
-/// caught up).
-pub fn decide(cause: Cause, masks: &DirtyMasks, this: usize, vcpu: usize) -> Decision {
-    let (flush, targets) = match cause {
-        Cause::TableChange(f) | Cause::GuestAll(f) => (f, masks.domain()),
-        Cause::GuestLocal(f) => (f, CpuSet::EMPTY),
-        Cause::GuestMulti(f, mask) => (f, masks.of_vcpus(mask)),
-    };
-    if flush == Flush::None {
-        return Decision {
-            flush,
-            local: false,
-            remote: CpuSet::EMPTY,
-        };
+/// Whether a CPU that last flushed a vCPU at epoch `*seen` must flush it
+/// before entering it, with the domain's epoch at `epoch`; `*seen` moves to
+/// `epoch`.
+pub fn due(epoch: u64, seen: &mut u64) -> bool {
+    if epoch == *seen {
+        return false;
     }
-    let calling_vcpu_named = match cause {
-        Cause::GuestMulti(_, mask) => vcpu < 64 && mask & (1 << vcpu) != 0,
-        _ => true,
-    };
-    Decision {
-        flush,
-        local: calling_vcpu_named || targets.contains(this),
-        remote: targets.minus(CpuSet::one(this)),
-    }
-}
-
-/// The TLB-flush clock: a time that ticks at every full flush, and each CPU's
-/// time of its last full flush.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlushClock {
-    now: u64,
-    last: [u64; SET_CPUS],
-}
-
-impl Default for FlushClock {
-    fn default() -> Self {
-        FlushClock {
-            now: 1,
-            last: [0; SET_CPUS],
-        }
-    }
-}
-
-impl FlushClock {
-    /// The current time: what a frame records when its last mapping goes.
-    pub fn now(&self) -> u64 {
-        self.now
-    }
-    /// `cpu` flushed its whole TLB.
-    pub fn flushed(&mut self, cpu: usize) {
-        if let Some(t) = self.last.get_mut(cpu) {
-            self.now += 1;
-            *t = self.now;
-        }
-    }
-    /// Of `candidates`, the CPUs that have not fully flushed since time
-    /// `stamp` (when the frame's last mapping went away): they may still hold
-    /// it, and must flush before the frame is reused.
-    pub fn stale_since(&self, candidates: CpuSet, stamp: u64) -> CpuSet {
-        candidates
-            .iter()
-            .filter(|&c| self.last[c] <= stamp)
-            .fold(CpuSet::EMPTY, |a, c| a.union(CpuSet::one(c)))
-    }
+    *seen = epoch;
+    true
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //!    once cannot wait for each other;
 //! 2. it asks every other CPU that runs domains (or those an operation that
 //!    reaches only their domains names: [`cross_some`]; it can ask the
-//!    rest later, [`Lent::all`]), with a wake-up IPI: a CPU in
+//!    rest later, [`Lent::ask`]), with a wake-up IPI: a CPU in
 //!    its guest leaves it (an external-interrupt exit), an idle one wakes,
 //!    one in the middle of an exit finishes it (bounded work) and the IPI,
 //!    held pending, ends its next guest entry at once;
@@ -301,17 +301,12 @@ impl<'v, T> Lent<'v, T> {
             .filter_map(|(c, v)| Some((c, v.as_deref()?)))
     }
 
-    /// Ask every other CPU that runs domains and has not lent yet, and wait
-    /// for their views: an operation that lent fewer ([`cross_some`]) and
-    /// finds it needs them all (a flush it made owes every CPU of the
-    /// domain: they leave their guests now, before the operation ends).
-    pub fn all(&mut self) {
-        self.ask(u32::MAX);
-    }
-
     /// Ask the CPUs of `mask` that run domains (not this one, not those
-    /// asked already) and wait for their views.
-    fn ask(&mut self, mask: u32) {
+    /// asked already) and wait for their views: an operation that lent
+    /// fewer ([`cross_some`]) and finds it needs more (a flush it made owes
+    /// every CPU of the domain: they leave their guests now, before the
+    /// operation ends).
+    pub fn ask(&mut self, mask: u32) {
         let new = mask & ACTIVE.load(Acquire) & !(1 << self.me) & !self.asked;
         if new == 0 {
             return;
@@ -360,7 +355,7 @@ pub fn cross<T, R>(me: usize, own: &mut T, op: impl FnOnce(&mut T, &mut Lent<'_,
 
 /// [`cross`], asking only the CPUs of `mask` (bit per CPU): the others go
 /// on running their guests. For an operation that reaches only the domains
-/// of those CPUs; it can still ask for the rest ([`Lent::all`]).
+/// of those CPUs; it can still ask for more ([`Lent::ask`]).
 pub fn cross_some<T, R>(
     me: usize,
     own: &mut T,

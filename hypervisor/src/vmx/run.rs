@@ -38,7 +38,7 @@ use crate::peers::registry::{Lookups, REGISTRY};
 use crate::peers::{DomctlDone, Peers};
 use crate::sched::slots::VcpuSlots;
 use crate::sched::{Next, Scheduler, DEFAULT_WEIGHT, UNBOUNDED};
-use crate::smp::remote;
+use crate::smp::{remote, tlb};
 use keel_abi::domctl::XenDomctl;
 use keel_abi::event::VIRQ_DOM_EXC;
 use keel_abi::Errno;
@@ -127,6 +127,16 @@ fn reaches_peers(nr: u64) -> bool {
     ]
     .iter()
     .any(|h| h.0 == nr)
+}
+
+/// Whether a spread domain `d`'s hypercall `nr` (`cmd` in RDI) reaches no
+/// CPU but the domain's own `home`: an event-channel operation that
+/// [`events_stay_here`] answers, for a domain whose channels all lead to
+/// domains of `home` (its vCPUs on other CPUs are told by wake request).
+pub(super) fn spread_events_at_home(d: DomainId, home: usize, nr: u64, cmd: u64) -> bool {
+    nr == keel_abi::hypercall::Hypercall::EVENT_CHANNEL_OP.0
+        && events_stay_here(cmd)
+        && links_here(d, home)
 }
 
 /// Whether event-channel operation `cmd` reaches other domains only
@@ -1082,7 +1092,7 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
     #[inline(never)]
     fn kicked(&mut self) {
         let me = self.peers.cpu;
-        if remote::pending(me) {
+        if remote::pending(me) || remote::woken(me) {
             self.vcpu.end_slice_now();
             return;
         }
@@ -1101,7 +1111,7 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
         }
         // A request that came before `looked` cleared its kick is seen
         // here (its flag was set before the kick).
-        if remote::pending(me) {
+        if remote::pending(me) || remote::woken(me) {
             lend::rekick(me);
             self.vcpu.end_slice_now();
         }
@@ -1158,17 +1168,20 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
 
     /// After an exit of a domain with vCPUs on other CPUs: a flush it was
     /// owed reaches them before this vCPU runs on (`visit`, step 4). The
-    /// empty cross-CPU operation takes every other CPU out of its guest;
-    /// each flushes before it enters one of the domain's vCPUs again.
+    /// empty cross-CPU operation takes the domain's other CPUs out of their
+    /// guests (`smp::tlb::shootdown`); each flushes before it enters one of
+    /// the domain's vCPUs again.
     #[inline(never)]
     fn shootdown(&mut self) {
         if self.catch_up() {
             let me = self.peers.cpu;
+            let d = self.vcpu.domain_id();
+            let mask = tlb::shootdown(remote::placed(d, me), me).mask32();
             let mut view = CpuView {
                 on: &mut self.peers,
                 running: Some(&mut *self.vcpu),
             };
-            lend::cross(me, &mut view, |_, _| ());
+            lend::cross_some(me, &mut view, mask, |_, _| ());
             self.apply_rearm();
         }
     }
@@ -1220,7 +1233,17 @@ impl<M: PhysMem, C: Console, const SHARED: bool> Running<'_, '_, M, C, SHARED> {
                 ..
             }
         );
-        if nr == H::EVENT_CHANNEL_OP.0 && events_here && events_stay_here(gprs.rdi) {
+        // An event-channel operation that reaches no other CPU's domain is
+        // made here, with this CPU's view alone; a spread domain's too: its
+        // vCPUs elsewhere are told by wake request (`remote::request_wake`),
+        // and the event bits they share with it change by atomic bit
+        // operations.
+        let events_at_home = if self.spread() {
+            spread_events_at_home(self.vcpu.domain_id(), self.peers.cpu, nr, gprs.rdi)
+        } else {
+            events_here && nr == H::EVENT_CHANNEL_OP.0 && events_stay_here(gprs.rdi)
+        };
+        if events_at_home {
             self.vcpu.fast_exit_as(reason, gprs, &mut self.peers)
         } else if !self.spread()
             && (nr == H::GRANT_TABLE_OP.0
@@ -1425,7 +1448,9 @@ pub fn run_domains<'a, M: PhysMem, C: Console>(
         if lend::asked(me) {
             if lend::kicked(me) {
                 lend::looked(me);
-                if remote::take_pending(me) {
+                // Both flags taken (`|`, not `||`): the requests walk takes
+                // every kind.
+                if remote::take_pending(me) | remote::take_woken(me) {
                     requests(
                         cpu,
                         pc,

@@ -3,6 +3,20 @@
 use super::*;
 
 impl<M: PhysMem, C: Console> Vcpu<'_, M, C> {
+    /// An exit that is only another CPU's wake-up IPI
+    /// (`Visitor::is_wake_ipi`: no event was being delivered, so none is
+    /// re-injected), bringing a wake request for the vCPU it interrupted
+    /// (a visitor: `vmx::run::visit`): acknowledged, and the events that
+    /// woke it delivered at this entry (`before_entry`), all in the fast
+    /// path; the vCPU's run goes on.
+    pub fn wake_ipi_deliver(&mut self) -> FastExit {
+        percpu::count_exit(ExitReason::EXTERNAL_INTERRUPT.basic());
+        crate::arch::timer::eoi();
+        self.quiet = self.events_quiet();
+        self.before_entry();
+        FastExit::Resume
+    }
+
     /// A host interrupt arrived while the guest ran. Keel 0.1 has no interrupt
     /// source of its own; with "acknowledge interrupt on exit" the CPU has already
     /// taken the vector from the interrupt controller. Keel leaves it in service

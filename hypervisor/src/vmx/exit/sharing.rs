@@ -479,13 +479,7 @@ impl Visitor {
     /// would keep each other exiting: three (`vcpus_4_spread`) ran no guest
     /// code for seconds at a time.
     pub fn wake_ipi_exit(&self, cpu: &VmxCpu, reason: ExitReason) -> bool {
-        if reason != ExitReason::EXTERNAL_INTERRUPT
-            || !crate::vmx::frame::is_wake_ipi(
-                vmread(ro::IDT_VECTORING_INFO),
-                vmread(ro::VMEXIT_INTERRUPTION_INFO),
-                crate::arch::timer::WAKE_VECTOR,
-            )
-        {
+        if !Self::is_wake_ipi(reason) {
             return false;
         }
         percpu::count_exit(reason.basic());
@@ -494,6 +488,17 @@ impl Visitor {
             self.rearm_preempt(rate, crate::arch::timer::rdtsc());
         }
         true
+    }
+
+    /// Whether the exit being handled, of `reason`, is only another CPU's
+    /// wake-up IPI (no event was being delivered when it came).
+    pub fn is_wake_ipi(reason: ExitReason) -> bool {
+        reason == ExitReason::EXTERNAL_INTERRUPT
+            && crate::vmx::frame::is_wake_ipi(
+                vmread(ro::IDT_VECTORING_INFO),
+                vmread(ro::VMEXIT_INTERRUPTION_INFO),
+                crate::arch::timer::WAKE_VECTOR,
+            )
     }
 
     /// Arm the VMX-preemption timer again for the deadline it had, at TSC

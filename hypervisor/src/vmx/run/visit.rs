@@ -13,7 +13,7 @@
 //!    ([`start`]), and gives it a scheduler slot of its own.
 //! 2. **Each of its exits** is one cross-CPU operation ([`op`]): with the
 //!    home CPU's view lent, and every other CPU's for an exit that may
-//!    reach other domains ([`Reach`]; `vmx::lend`: they stand still,
+//!    reach other CPUs' domains ([`Reach`]; `vmx::lend`: they stand still,
 //!    guests included), its CPU takes the domain's `Vcpu` out of the home view,
 //!    installs the visitor in it (`Vcpu::swap_visitor`: its own state and
 //!    its run's trade places with the loaded vCPU's), handles the exit
@@ -24,14 +24,21 @@
 //!    another CPU's wake-up IPI (`Visitor::wake_ipi_exit`), and an exit
 //!    that needs only the vCPU's own state and its domain's built facts
 //!    (`Visitor::own_exit`: CPUID, the constant `xen_version` calls).
-//! 3. **Wake-ups** of a visitor go to its CPU's scheduler through a request
+//! 3. **Wake-ups** of a visitor go to its CPU through a request
 //!    ([`remote::request_wake`]) and an IPI, from wherever they are decided.
+//!    A visitor in its guest takes its own in the IPI's exit
+//!    ([`remote::take_wake_running`]), which is then made an operation:
+//!    its `before_entry` delivers the event that woke it, and its run goes
+//!    on (or ends, if the wake said it is down). Any other wake is its
+//!    CPU's run loop's: its scheduler makes the vCPU runnable.
 //! 4. **TLB shootdown.** A change to the domain's page tables that owes a
 //!    flush counts in the domain's flush epoch ([`remote::flushed`]). An
-//!    operation that lent only the home CPU asks the others before it ends
-//!    (`lend::Lent::all`); a CPU that made the change in an exit of its own
-//!    (not in an operation) runs an empty cross-CPU operation before its
-//!    vCPU runs on: every other CPU leaves its guest, and each, before entering
+//!    operation that lent only the home CPU asks the domain's other CPUs
+//!    before it ends (`lend::Lent::ask`); a CPU that made the change in an
+//!    exit of its own (not in an operation) runs an empty cross-CPU
+//!    operation over the domain's other CPUs before its vCPU runs on
+//!    (`smp::tlb::shootdown`: placement is pinned, so no other CPU can hold
+//!    the domain's translations): each leaves its guest, and, before entering
 //!    one of the domain's vCPUs again, compares the epoch with the one it
 //!    last flushed at and flushes that vCPU's VPID. Nothing of the domain's
 //!    runs with a translation older than the change once the operation that
@@ -44,7 +51,7 @@
 //!    still run one of its vCPUs.
 
 use super::*;
-use crate::smp::remote;
+use crate::smp::{remote, tlb};
 
 /// The visitors one CPU runs at most.
 pub(super) const VISITORS: usize = 8;
@@ -157,22 +164,28 @@ fn uncarve<'w, 'a, M: PhysMem, C: Console>(
 /// Which CPUs an operation of a visitor stops ([`op`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Reach {
-    /// Only the domain's CPU: the exit reaches nothing but the domain (it
-    /// is one its CPU handles with its own view alone for its own vCPU:
-    /// every exit but a VMCALL of `reaches_peers`). Should it owe the
-    /// domain a TLB flush, every other CPU is asked too before the
-    /// operation ends (its vCPUs elsewhere may hold the old translation).
+    /// Only the domain's CPU: the exit reaches nothing but the domain and
+    /// the domains of that CPU (every exit but a VMCALL of
+    /// `reaches_peers`, and an event-channel operation of a domain whose
+    /// channels all lead there). Should it owe the domain a TLB flush, the
+    /// domain's other CPUs are asked too before the operation ends (its
+    /// vCPUs there may hold the old translation).
     Home,
     /// Every CPU: the exit may reach other domains.
     All,
 }
 
-/// The [`Reach`] of a visitor's exit of `reason` with `rax` in RAX.
-fn reach_of(reason: ExitReason, rax: u64) -> Reach {
-    if reason == ExitReason::VMCALL && super::reaches_peers(rax) {
-        Reach::All
-    } else {
-        Reach::Home
+/// The [`Reach`] of an exit of `reason` of a visitor of `d`, with `gprs`:
+/// a VMCALL that may reach other domains reaches every CPU, unless it is an
+/// event-channel operation whose domains are all at home
+/// (`super::spread_events_at_home`).
+fn reach_of(reason: ExitReason, gprs: &GuestGprs, d: DomainId) -> Reach {
+    if reason != ExitReason::VMCALL || !super::reaches_peers(gprs.rax) {
+        return Reach::Home;
+    }
+    match cpu_of(d) {
+        Some(home) if super::spread_events_at_home(d, home, gprs.rax, gprs.rdi) => Reach::Home,
+        _ => Reach::All,
     }
 }
 
@@ -257,9 +270,10 @@ pub(super) fn op<'r, 'a, M: PhysMem, C: Console, R>(
         // its guest now, and flushes before it enters one of them
         // (`catch_up`). Without this, the domain's CPU, given back, could
         // let another vCPU reuse the frame while one of them still held
-        // a stale translation of it.
-        if reach == Reach::Home && remote::flush_epoch(d) != epoch {
-            lent.all();
+        // a stale translation of it. The domain's CPUs only
+        // (`smp::tlb::shootdown`); asking is a no-op for those lent.
+        if remote::flush_epoch(d) != epoch {
+            lent.ask(tlb::shootdown(remote::placed(d, home), me).mask32());
         }
         Some((r, changed))
     })?;
@@ -373,6 +387,7 @@ pub(super) fn run<'r, 'a, M: PhysMem, C: Console>(
             rearm: None,
             gone: false,
             reach: Reach::All,
+            deliver: false,
         };
         launch(pc, &mut env, gprs, launched)
     };
@@ -460,12 +475,20 @@ struct RemoteRun<'x, 'r, 'a, M: PhysMem, C: Console> {
     /// What the exit being handled stops (its fast part decides; its full
     /// part, `handle_exit`, stops the same).
     reach: Reach,
+    /// A wake for the visitor came: the exit is an operation (which delivers).
+    deliver: bool,
 }
 
 impl<M: PhysMem, C: Console> RemoteRun<'_, '_, '_, M, C> {
     /// Lend this CPU's domains if asked, then look at this CPU's requests:
     /// both before the exit is handled.
     fn first(&mut self) {
+        // One load when nothing is asked: every request below comes with a
+        // kick (`lend::kick`), which stays set until it is looked at (here
+        // or at the run loop's top).
+        if !lend::asked(self.me) {
+            return;
+        }
         if lend::lend_asked(self.me) {
             lend::serve(
                 self.me,
@@ -479,6 +502,19 @@ impl<M: PhysMem, C: Console> RemoteRun<'_, '_, '_, M, C> {
             }
             catch_up(self.cpu, self.x);
         }
+        if !lend::kicked(self.me) {
+            return;
+        }
+        // Requests only the run loop takes: this run ends, and the kick
+        // stays set for the loop's top.
+        if remote::pending(self.me) {
+            self.rearm = Some(timer::rdtsc());
+            return;
+        }
+        // The rest is taken here, and the kick with it (a kick after this
+        // is a new one): else every later exit of this run would look
+        // again.
+        lend::looked(self.me);
         // Events posted to this CPU's own domains: made pending now, the
         // visitor's run going on unless one of them is to run.
         if remote::take_events(self.me) {
@@ -489,7 +525,23 @@ impl<M: PhysMem, C: Console> RemoteRun<'_, '_, '_, M, C> {
                 self.rearm = Some(u);
             }
         }
+        // A wake for this visitor, in its guest (so not blocked): this exit
+        // is made an operation, whose `before_entry` delivers the event
+        // that woke it, and its run goes on (ending it would cost two more
+        // operations: the run's end and the next one's start). Wakes of
+        // other vCPUs of this CPU are for the run loop.
+        if remote::woken(self.me) {
+            let (mine, others) = remote::take_wake_running(self.me, self.x.d, self.x.v);
+            self.deliver = mine;
+            if others {
+                lend::rekick(self.me);
+                self.rearm = Some(timer::rdtsc());
+            }
+        }
+        // A request that came before `looked` cleared its kick is seen
+        // here (its flag was set before the kick).
         if remote::pending(self.me) {
+            lend::rekick(self.me);
             self.rearm = Some(timer::rdtsc());
         }
     }
@@ -499,7 +551,8 @@ impl<M: PhysMem, C: Console> ExitEnv for RemoteRun<'_, '_, '_, M, C> {
     fn fast_exit(&mut self, gprs: &mut GuestGprs) -> FastExit {
         self.first();
         let reason = exit_reason();
-        if self.rearm.is_none() {
+        let deliver = core::mem::take(&mut self.deliver);
+        if self.rearm.is_none() && !deliver {
             // Another CPU's wake-up IPI, and nothing for this CPU to do: no
             // operation (`Visitor::wake_ipi_exit`).
             if self.x.vis.wake_ipi_exit(self.cpu, reason) {
@@ -514,14 +567,31 @@ impl<M: PhysMem, C: Console> ExitEnv for RemoteRun<'_, '_, '_, M, C> {
             }
         }
         let rearm = self.rearm.take();
-        self.reach = reach_of(reason, gprs.rax);
+        self.reach = reach_of(reason, gprs, self.x.d);
+        let v = self.x.v;
         let out = op(
             self.me,
             &mut *self.peers,
             self.x,
             rearm,
             self.reach,
-            |vcpu, peers| vcpu.fast_exit_as(reason, gprs, peers),
+            |vcpu, peers| {
+                if !deliver {
+                    return vcpu.fast_exit_as(reason, gprs, peers);
+                }
+                // A wake also tells a vCPU taken down (`sync_vcpus`): its
+                // run ends, and its next start finds it down.
+                if !vcpu.domain().vcpus.up_at(v) {
+                    vcpu.end_slice_now();
+                }
+                // The IPI that brought the wake: delivered in this one
+                // operation (else the full path's would be a second).
+                if Visitor::is_wake_ipi(reason) {
+                    vcpu.wake_ipi_deliver()
+                } else {
+                    vcpu.fast_exit_as(reason, gprs, peers)
+                }
+            },
         );
         catch_up(self.cpu, self.x);
         out.unwrap_or_else(|| {
