@@ -110,6 +110,7 @@ pub const COMPANION_DOMAINS: &[(&str, &[&str])] = &[
         &["ring_back peer=1 keel.service keel.cpu=1"],
     ),
     ("bench_upcall", &["upcall_peer peer=1 keel.service"]),
+    ("bench_spread_4cpu", &BYSTANDERS_2_3),
     ("grant_race_2cpu", &["grant_peer peer=1 keel.cpu=1"]),
     (
         "evtchn_close_race_2cpu",
@@ -145,6 +146,14 @@ const CPUS_4: [&str; 3] = [
     "bench_cpus_4 cpu=3 keel.cpu=3",
 ];
 
+/// The companions of `bench_spread_4cpu`: a domain spinning in guest mode
+/// (RFLAGS.IF set, so that an IPI takes it out under Bochs too) on each of
+/// CPUs 2 and 3, beside the test's domain on CPUs 0 and 1.
+const BYSTANDERS_2_3: [&str; 2] = [
+    "spinner spin_ms=3600000 irq=on keel.service keel.cpu=2",
+    "spinner spin_ms=3600000 irq=on keel.service keel.cpu=3",
+];
+
 /// The tests that need a machine with more than one CPU, and how many: their
 /// domains are placed on CPUs 1, 2, ... (`keel.cpu=`), or their own domain's
 /// vCPUs (`keel.vcpu_cpus=` in [`TEST_DOMAIN_WORDS`]). Such a test boots on
@@ -158,6 +167,7 @@ pub const TEST_CPUS: &[(&str, u32)] = &[
     ("bench_ring_2cpu", 2),
     ("bench_upcall_2cpu", 2),
     ("bench_spread", 2),
+    ("bench_spread_4cpu", 4),
     ("bench_vcpus_2", 2),
     ("bench_vcpus_4", 4),
     ("grant_race_2cpu", 2),
@@ -209,6 +219,7 @@ pub fn expected_status(name: &str) -> ExitStatus {
 /// arguments.
 pub const TEST_DOMAIN_WORDS: &[(&str, &[&str])] = &[
     ("bench_spread", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
+    ("bench_spread_4cpu", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
     ("bench_vcpus_2", &["keel.vcpus=2", "keel.vcpu_cpus=0,1"]),
     ("bench_vcpus_4", &["keel.vcpus=4", "keel.vcpu_cpus=0,1,2,3"]),
     ("domctl", &["keel.control"]),

@@ -15,7 +15,9 @@
 //! timer per vCPU (`VCPUOP_set_singleshot_timer` and `set_timer_op`, each
 //! firing on its own vCPU only), run states (a spinning vCPU's running time
 //! grows), `VCPUOP_down` and `VCPUOP_up` of a worker (it resumes where it
-//! was), and each worker's return (the vCPU takes itself down).
+//! was), the same of a worker that is running, spinning in guest mode (it
+//! stops at once, not at its next block), and each worker's return (the
+//! vCPU takes itself down).
 //!
 //! On any hypervisor, vCPU 0 first checks what a domain answers past its
 //! count and runs the library's several-vCPU paths alone (its GS base, an
@@ -81,6 +83,9 @@ static CMD: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
 static CMD_ARG: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
 static ACK: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
 static RESULT: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
+/// Turns of each worker's [`OP_RUN`] loop, and what ends it.
+static SPINS: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
+static RUN_STOP: [AtomicU32; N] = [const { AtomicU32::new(0) }; N];
 /// How a worker waits for its next command: [`IDLE_BLOCK`] or [`IDLE_HLT`].
 static IDLE: AtomicU32 = AtomicU32::new(IDLE_BLOCK);
 /// [`OP_FACTS`]' readings, per worker: `XENVER_version`, `XENVER_pagesize`,
@@ -113,6 +118,8 @@ const OP_COUNT: u64 = 6;
 /// answer is CPUID.1:ECX.OSXSAVE as the worker saw it (1 or 0), or
 /// `u64::MAX` if its MOV CR4 faulted.
 const OP_FACTS: u64 = 7;
+/// Count in [`SPINS`] until [`RUN_STOP`] is set.
+const OP_RUN: u64 = 8;
 const BY_SET_TIMER_OP: u64 = 1 << 63;
 /// [`OP_TIMER`]'s answer for a timer that did not fire within
 /// [`NOT_FIRED_AFTER_NS`] of its deadline.
@@ -197,6 +204,16 @@ fn worker(id: u32) {
                 while events::now_ns() < end {
                     core::hint::spin_loop();
                 }
+                0
+            }
+            OP_RUN => {
+                // No clock read: a loop that runs exactly while the vCPU
+                // runs (a downed vCPU's time info is not kept up).
+                while RUN_STOP[i].load(SeqCst) == 0 {
+                    SPINS[i].fetch_add(1, SeqCst);
+                    core::hint::spin_loop();
+                }
+                RUN_STOP[i].store(0, SeqCst);
                 0
             }
             OP_EXIT => {
@@ -451,6 +468,7 @@ fn run_placed(spread: bool) {
     timers(n);
     runstates(n);
     down_and_up(n);
+    down_while_running(n);
     exits(n);
     check_eq!(
         STRAY.load(SeqCst),
@@ -927,6 +945,77 @@ fn down_and_up(n: usize) {
         1,
         "vCPU {id} resumed (its entry ran once)"
     );
+}
+
+/// How long a downed vCPU may go on running (its CPU takes it out of its
+/// guest at the IPI that follows `VCPUOP_down`: microseconds).
+const STOP_NS: u64 = 20_000_000;
+/// How long its spin count must then stand still.
+const STILL_NS: u64 = 50_000_000;
+
+/// `VCPUOP_down` of a worker that is running (counting in [`OP_RUN`], in
+/// guest mode, on another CPU when the domain is spread): it stops running
+/// at once, not at its next block; up again, it finishes its command.
+///
+/// What this cannot see: on Keel, a remote vCPU left in its guest after
+/// the down (its CPU not ending its run at the wake that says so) does not
+/// count either, as the domain's CPU asks again at each of its run loop's
+/// turns and the requests keep it exiting; checked by making that so. The
+/// count catches a vCPU that runs on unasked.
+fn down_while_running(n: usize) {
+    let w = n - 1;
+    let id = w as u32;
+    let before = SPINS[w].load(SeqCst);
+    let Some(seq) = post(w, OP_RUN, 0) else {
+        failure!("an IPI to vCPU {id} was refused");
+        return;
+    };
+    if !check!(
+        wait_for(|| SPINS[w].load(SeqCst) > before),
+        "vCPU {id} started spinning"
+    ) {
+        return;
+    }
+    check_eq!(smp::down(id), Ok(()), "down({id}) while it spins");
+    // Waits with no hypercall: each of vCPU 0's yields would make the
+    // hypervisor tell the downed vCPU again, and a vCPU kept exiting so
+    // would count nothing even if it were left running.
+    spin_ns(STOP_NS);
+    let a = SPINS[w].load(SeqCst);
+    spin_ns(STILL_NS);
+    let b = SPINS[w].load(SeqCst);
+    println!(
+        "down while running: vCPU {id} counted {} turns until {} ms after VCPUOP_down, {} in the {} ms after that",
+        a.saturating_sub(before),
+        STOP_NS / 1_000_000,
+        b - a,
+        STILL_NS / 1_000_000
+    );
+    check_eq!(
+        b - a,
+        0,
+        "turns of vCPU {id}'s spin loop after VCPUOP_down (it went on running)"
+    );
+    RUN_STOP[w].store(1, SeqCst);
+    check_eq!(smp::up(id), Ok(()), "up({id}) again");
+    check!(
+        wait_for(|| ACK[w].load(SeqCst) == seq),
+        "vCPU {id}, up again, did not finish its command"
+    );
+}
+
+/// Spin `ns` of system time without a hypercall, RFLAGS.IF set and upcalls
+/// masked (under Bochs a guest spinning with IF clear takes no
+/// external-interrupt exit, which other CPUs' requests need:
+/// docs/platforms.md).
+fn spin_ns(ns: u64) {
+    events::disable();
+    arch::sti();
+    let end = events::now_ns().saturating_add(ns);
+    while events::now_ns() < end {
+        core::hint::spin_loop();
+    }
+    events::enable();
 }
 
 /// Each worker returns from its function: its vCPU takes itself down.
