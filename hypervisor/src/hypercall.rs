@@ -140,6 +140,22 @@ impl<M: PhysMem> Ctx<'_, M> {
         guest_mem::copy_from_guest(self.dom, self.mem, va, out)
     }
 
+    /// Fill `out` from guest-virtual `va`, a range within one page, through
+    /// the argument cache (`EventState::arg_cache`): the same answer
+    /// or the same error as [`Self::copy_from`], with four entry loads and
+    /// compares instead of a walk when the page is the one read last and
+    /// its walk's entries still hold what they held. A range that crosses a
+    /// page is read by [`Self::copy_from`], the cache left alone.
+    pub fn read_arg(&mut self, va: GuestVirt, out: &mut [u8]) -> Result<(), Errno> {
+        let end = va.page_offset() + out.len() as u64;
+        if out.is_empty() || end > crate::addr::PAGE_SIZE {
+            return self.copy_from(va, out);
+        }
+        let ma = self.ev.arg_cache.translate(self.dom, &*self.mem, va)?;
+        self.mem.read(ma, out);
+        Ok(())
+    }
+
     /// Write `data` at guest-virtual `va` (all or nothing).
     pub fn copy_to(&mut self, va: GuestVirt, data: &[u8]) -> Result<(), Errno> {
         guest_mem::copy_to_guest(self.dom, self.mem, va, data)

@@ -7,6 +7,7 @@ use crate::addr::{MachineAddr, Mfn, Pfn};
 use crate::domain::vcpus::VcpuInfoPlace;
 use crate::domain::{Domain, FrameKind};
 use crate::mem::PhysMem;
+use crate::paging::read_cache::ReadCache;
 use crate::time::Clock;
 use keel_abi::event::VIRQ_TIMER;
 use keel_abi::sched::SCHED_POLL_MAX_PORTS;
@@ -81,6 +82,11 @@ pub struct EventState {
     /// The loaded vCPU: the one whose `vcpu_info` [`Self::page`] opens and
     /// whose `VIRQ_TIMER` its timers raise.
     pub vcpu: u32,
+    /// The translation of the page an event-channel or timer operation
+    /// (`hypercall/events.rs`) last read its argument from, checked before
+    /// each use ([`crate::hypercall::Ctx::read_arg`]): a guest passes its
+    /// argument structures from the same place, call after call.
+    pub arg_cache: ReadCache,
 }
 
 /// The shared page ([`EventState::page`]), typed by where vCPU 0's
@@ -228,6 +234,7 @@ impl EventState {
             callback_vector: None,
             blocked: None,
             vcpu: 0,
+            arg_cache: ReadCache::new(),
         };
         let layout = dom.layout();
         let last = Pfn::new(layout.nr_pages.saturating_sub(1));

@@ -31,11 +31,12 @@ const INTERDOMAIN: AbiVersion = AbiVersion::V1_1;
 /// with `VCPU_SSHOTTMR_future` for a past deadline.
 pub const ETIME: Errno = Errno::ETIME;
 
-/// Read a `T` from the guest at `va`.
-fn read<T: Pod, M: PhysMem>(ctx: &Ctx<'_, M>, va: u64) -> Result<T, Errno> {
+/// Read a `T` from the guest at `va`, through the argument cache
+/// ([`Ctx::read_arg`]).
+fn read<T: Pod, M: PhysMem>(ctx: &mut Ctx<'_, M>, va: u64) -> Result<T, Errno> {
     let mut b = [0u8; 32];
     let buf = b.get_mut(..T::SIZE).ok_or(Errno::EFAULT)?;
-    ctx.copy_from(GuestVirt::new(va), buf)?;
+    ctx.read_arg(GuestVirt::new(va), buf)?;
     Ok(T::decode(buf))
 }
 

@@ -633,6 +633,76 @@ mod mmu {
         (o, u32::from_le_bytes(w.peek(DATA + 0x800)))
     }
 
+    /// An event-channel operation reads its argument through the argument
+    /// cache (`Ctx::read_arg`): it answers as a walk would, also after the
+    /// page holding it is unmapped or mapped to another frame.
+    #[test]
+    fn an_event_argument_read_follows_the_tables() {
+        use keel_abi::event::*;
+        let mut w = World::new();
+        let status_at = |w: &mut World, va: u64, port: u32| {
+            let mut b = [0u8; 32];
+            EvtchnStatus {
+                dom: DOMID_SELF,
+                port,
+                ..Default::default()
+            }
+            .encode(&mut b);
+            w.poke(va, &b[..EvtchnStatus::SIZE]);
+        };
+        let status = |w: &mut World, va: u64| {
+            let o = w.call(Hypercall::EVENT_CHANNEL_OP, [EVTCHNOP_STATUS, va, 0, 0, 0]);
+            let b: [u8; EvtchnStatus::SIZE] = w.peek(va);
+            (o, EvtchnStatus::decode(&b).status)
+        };
+        let mut b = [0u8; 32];
+        EvtchnBindIpi { vcpu: 0, port: 0 }.encode(&mut b);
+        w.poke(DATA, &b[..EvtchnBindIpi::SIZE]);
+        let bound = w.call(
+            Hypercall::EVENT_CHANNEL_OP,
+            [EVTCHNOP_BIND_IPI, DATA, 0, 0, 0],
+        );
+        assert_eq!(bound, Outcome::Return(0));
+        let ipi = EvtchnBindIpi::decode(&w.peek::<{ EvtchnBindIpi::SIZE }>(DATA)).port;
+        // The argument on the page after DATA's (data and bss, writable),
+        // at the offset it would have on DATA's page + 0x400.
+        let arg = DATA + 0x1000 + 0x400;
+        status_at(&mut w, arg, ipi);
+        for _ in 0..2 {
+            assert_eq!(status(&mut w, arg), (Outcome::Return(0), EVTCHNSTAT_IPI));
+        }
+        let (l1, idx) = l1_slot(&w, arg);
+        let ptr = entry_addr(l1, idx).get();
+        let frame = |w: &World, va: u64| {
+            walk(&w.mem, w.dom.base(), GuestVirt::new(va), false, |_, _| true)
+                .unwrap()
+                .frame
+        };
+        let page = frame(&w, arg);
+        // Unmapped: -EFAULT, not the kept translation (a send, which
+        // writes nothing back: its port would be DOMID_SELF, -EINVAL).
+        assert_eq!(updates(&mut w, &[(ptr, 0)]), (Outcome::Return(0), 1));
+        assert_eq!(
+            w.call(Hypercall::EVENT_CHANNEL_OP, [EVTCHNOP_SEND, arg, 0, 0, 0]),
+            ret(Errno::EFAULT)
+        );
+        // Mapped to DATA's frame, which holds a request for port 0 there.
+        status_at(&mut w, DATA + 0x400, 0);
+        let data = frame(&w, DATA);
+        let rw = PteFlags::PRESENT | PteFlags::WRITABLE;
+        assert_eq!(
+            updates(&mut w, &[(ptr, Pte::new(data, rw).raw())]),
+            (Outcome::Return(0), 1)
+        );
+        assert_eq!(status(&mut w, arg), (Outcome::Return(0), EVTCHNSTAT_CLOSED));
+        // And back.
+        assert_eq!(
+            updates(&mut w, &[(ptr, Pte::new(page, rw).raw())]),
+            (Outcome::Return(0), 1)
+        );
+        assert_eq!(status(&mut w, arg), (Outcome::Return(0), EVTCHNSTAT_IPI));
+    }
+
     #[test]
     fn mmu_update_validates_and_counts() {
         let mut w = World::new();

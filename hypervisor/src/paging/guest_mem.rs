@@ -262,6 +262,9 @@ impl PageWriter {
 
 impl ReadCache {
     /// [`translate`] for [`Access::Read`]: the same answer or the same error.
+    /// The check of the kept page is inline in each caller (a hypercall's
+    /// hot path), the walk that refills it out of line.
+    #[inline(always)]
     pub fn translate<M: PhysMem + ?Sized>(
         &mut self,
         dom: &Domain,
@@ -272,6 +275,18 @@ impl ReadCache {
         if let Some(ma) = self.lookup(mem, cr3, va) {
             return Ok(ma);
         }
+        self.refill(dom, mem, cr3, va)
+    }
+
+    /// [`Self::translate`] when the kept page does not answer: a walk, kept.
+    #[inline(never)]
+    fn refill<M: PhysMem + ?Sized>(
+        &mut self,
+        dom: &Domain,
+        mem: &M,
+        cr3: Mfn,
+        va: GuestVirt,
+    ) -> Result<MachineAddr, Errno> {
         self.clear();
         let (ma, w) = translate_walk(dom, mem, va, Access::Read, Mode::Supervisor)?;
         self.fill(mem, cr3, va, &w.tables, ma);

@@ -39,7 +39,9 @@ impl ReadCache {
 
     /// What `va` translates to from root `cr3`, if the cache holds `va`'s
     /// page for that root and the four entries its walk read still hold the
-    /// values they held.
+    /// values they held. Inline in [`Self::translate`]'s callers (each a
+    /// hypercall's hot path).
+    #[inline(always)]
     pub(crate) fn lookup<M: PhysMem + ?Sized>(
         &self,
         mem: &M,
@@ -82,7 +84,7 @@ impl ReadCache {
 }
 
 /// Whether the four entries on `va`'s walk from `c.cr3` still hold `c.entries`.
-#[inline]
+#[inline(always)]
 fn still_holds<M: PhysMem + ?Sized>(mem: &M, c: &CachedPage, va: GuestVirt) -> bool {
     let mut table = c.cr3;
     for (&want, level) in c.entries.iter().zip([4, 3, 2, 1]) {

@@ -40,6 +40,20 @@ pub const W_TSC_LO: usize = 2;
 /// See [`W_SEQ`].
 pub const W_TSC_HI: usize = 3;
 
+/// How long the peer is given to halt again before each send: 10 ms of
+/// system time (20,000 instructions under Bochs; a halted peer's round ends
+/// in a few thousand).
+const SETTLE_NS: u64 = 10_000_000;
+
+/// Wait [`SETTLE_NS`], spinning in guest mode (no exit: this domain's
+/// counted exits stay the sample's).
+fn settle() {
+    let end = events::now_ns() + SETTLE_NS;
+    while events::now_ns() < end {
+        core::hint::spin_loop();
+    }
+}
+
 /// The program: the figure, then its verdict.
 pub fn run() {
     if events::shared_info().is_none() {
@@ -73,6 +87,11 @@ pub fn run() {
     let started = bench.start();
     for (i, sample) in s.iter_mut().enumerate() {
         let seq = i as u32 + 1;
+        // The peer halts after each answer, and its CPU goes idle only
+        // after that exit is handled: a send before then would time the
+        // rest of the peer's last round too, by how soon this domain came
+        // back (a faster poll here made the two-CPU figure worse).
+        settle();
         chan.take_pending();
         page.store(W_SEQ, seq);
         page.fence();
