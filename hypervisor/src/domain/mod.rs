@@ -183,7 +183,8 @@ impl Domain {
         self.nx
     }
 
-    /// Whether the domain owns machine frame `mfn`. O(log n).
+    /// Whether the domain owns machine frame `mfn`: one load through the
+    /// frame table's dense index, O(log n) for a domain without one.
     pub fn owns<M: PhysMem + ?Sized>(&self, mem: &M, mfn: Mfn) -> bool {
         self.frames.pfn(mem, mfn).is_some()
     }
